@@ -1,0 +1,42 @@
+# Svod — two commands: `make run` (whole suite with demo data) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SERVICES := ingestion identity profile segmentation quality
+
+.PHONY: run test test-fast lint gen venv bench clean help
+
+help:
+	@echo "make run    - start all five services on Postgres with demo data (Ctrl-C stops)"
+	@echo "make test   - lint, then the full test suite against real Postgres and gRPC servers"
+	@echo "make bench  - benchmarks; figures go to benchmarks/results/"
+	@echo "make gen    - regenerate Python stubs from protos/ into gen/"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: $(wildcard requirements/*.txt) scripts/bootstrap_venv.sh
+	PYTHON=$(PYTHON) bash scripts/bootstrap_venv.sh $(VENV)
+	touch $@
+
+gen: $(VENV)/.installed
+	$(PY) scripts/gen_protos.py
+
+run: gen
+	$(PY) -m svod_cli run --demo
+
+lint: gen
+	$(VENV)/bin/ruff check libs services cli tests scripts benchmarks
+	$(VENV)/bin/ruff format --check libs services cli tests scripts benchmarks
+
+test: lint
+	$(PY) -m pytest
+
+test-fast: gen
+	$(PY) -m pytest -x -q
+
+bench: gen
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf gen .pytest_cache .ruff_cache
