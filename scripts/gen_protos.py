@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-import google.type.date_pb2  # noqa: F401  (locates googleapis' .proto files)
+import google.type.date_pb2
 from grpc_tools import protoc
 
 TOP = Path(__file__).resolve().parent.parent

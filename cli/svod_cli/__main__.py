@@ -1,0 +1,230 @@
+"""``svod`` — the command line for people running Svod.
+
+svod run [--demo]                     bring the whole suite up (Ctrl-C stops it cleanly)
+svod status                           health of each service
+svod ingest FILE.jsonl                send identify calls (protobuf JSON, one per line)
+svod profile get --email/--phone/--card/--id VALUE
+svod record status --source S --message-id M
+svod db prepare                       create schemas, roles and run migrations
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from svod.common.v1 import common_pb2
+from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_runtime.config import DEFAULT_PORTS, SERVICES
+
+TIMEOUT_S = 10.0
+DEMO_FILE = Path(__file__).resolve().parent / "data" / "demo.jsonl"
+
+
+def target(service: str) -> str:
+    return os.environ.get(f"SVOD_{service.upper()}_TARGET", f"127.0.0.1:{DEFAULT_PORTS[service]}")
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    worst = 0
+    for service in SERVICES:
+        with grpc.insecure_channel(target(service)) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=2
+                )
+                state = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.RpcError as error:
+                state = f"unreachable ({error.code().name})"  # type: ignore[attr-defined]
+        if state != "SERVING":
+            worst = 1
+        print(f"{service:<13} {target(service):<22} {state}")
+    return worst
+
+
+def read_requests(path: Path) -> list[ingestion_pb2.IdentifyRequest]:
+    requests = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            requests.append(json_format.Parse(line, ingestion_pb2.IdentifyRequest()))
+        except json_format.ParseError as error:
+            raise SystemExit(f"{path}:{number}: not an IdentifyRequest: {error}") from None
+    return requests
+
+
+def ingest(path: Path) -> ingestion_pb2.BulkResponse:
+    requests = read_requests(path)
+    with grpc.insecure_channel(target("ingestion")) as channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+        return stub.IdentifyStream(iter(requests), timeout=max(TIMEOUT_S, len(requests) / 100))
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    reply = ingest(Path(args.file))
+    print(
+        f"accepted {reply.accepted_count}, duplicates {reply.duplicate_count}, "
+        f"rejected {len(reply.rejected)}"
+    )
+    for rejected in reply.rejected:
+        fields = ", ".join(f"{v.field}: {v.description}" for v in rejected.field_violations)
+        print(f"  line {rejected.index + 1}: {rejected.reason} {fields}".rstrip())
+    return 1 if reply.rejected else 0
+
+
+def cmd_profile_get(args: argparse.Namespace) -> int:
+    request = profile_pb2.GetProfileRequest()
+    if args.id:
+        request.customer_id = args.id
+    else:
+        kind, value = next(
+            (k, v)
+            for k, v in (("EMAIL", args.email), ("PHONE", args.phone), ("LOYALTY_CARD", args.card))
+            if v
+        )
+        request.identifier.type = common_pb2.IdentifierType.Value(f"IDENTIFIER_TYPE_{kind}")
+        request.identifier.value = value
+    with grpc.insecure_channel(target("profile")) as channel:
+        try:
+            profile = profile_pb2_grpc.ProfileServiceStub(channel).GetProfile(
+                request, timeout=TIMEOUT_S
+            )
+        except grpc.RpcError as error:
+            print(f"{error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+    print(json_format.MessageToJson(profile, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_record_status(args: argparse.Namespace) -> int:
+    with grpc.insecure_channel(target("ingestion")) as channel:
+        try:
+            status = ingestion_pb2_grpc.IngestionServiceStub(channel).GetRecordStatus(
+                ingestion_pb2.GetRecordStatusRequest(
+                    record_ref=common_pb2.RecordRef(source=args.source, message_id=args.message_id)
+                ),
+                timeout=TIMEOUT_S,
+            )
+        except grpc.RpcError as error:
+            print(f"{error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+    print(json_format.MessageToJson(status, indent=2))
+    return 0
+
+
+def cmd_db_prepare(_: argparse.Namespace) -> int:
+    from svod_cli.postgres import ensure_postgres
+    from svod_cli.suite import TOP, prepare_database
+
+    admin, _cluster = ensure_postgres(TOP)
+    for service, url in prepare_database(admin).items():
+        print(f"{service:<13} migrated ({url.split('@')[-1]})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from svod_cli.postgres import PostgresMissing, ensure_postgres
+    from svod_cli.suite import TOP, ProcessSuite, prepare_database
+
+    try:
+        admin, cluster = ensure_postgres(TOP)
+    except PostgresMissing as missing:
+        print(missing, file=sys.stderr)
+        return 2
+    print(f"Postgres: {admin.split('@')[-1]}")
+    prepare_database(admin)
+    suite = ProcessSuite(admin).start()
+    try:
+        print("All five services are SERVING:")
+        for service in SERVICES:
+            print(f"  {service:<13} {suite.target(service)}")
+        if args.demo:
+            load_demo()
+        print_howto()
+        while all(p.poll() is None for p in suite.processes.values()):
+            time.sleep(0.5)
+        print("a service exited; stopping the suite", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping (draining in-flight requests) ...")
+        return 0
+    finally:
+        codes = suite.stop()
+        print("stopped: " + ", ".join(f"{s}={c}" for s, c in codes.items()))
+        if cluster is not None:
+            cluster.stop()
+
+
+def load_demo() -> None:
+    reply = ingest(DEMO_FILE)
+    print(
+        f"demo data: {reply.accepted_count} records accepted, {reply.duplicate_count} already there"
+    )
+    with grpc.insecure_channel(target("ingestion")) as channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+        deadline = time.monotonic() + 30
+        for request in read_requests(DEMO_FILE):
+            while time.monotonic() < deadline:
+                status = stub.GetRecordStatus(
+                    ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref),
+                    timeout=TIMEOUT_S,
+                )
+                if status.state != ingestion_pb2.RecordStatus.STATE_PENDING:
+                    break
+                time.sleep(0.1)
+    print("demo data resolved into profiles")
+
+
+def print_howto() -> None:
+    print(
+        """
+Try:
+  .venv/bin/svod status
+  .venv/bin/svod profile get --phone '+7 916 123-45-67'
+  .venv/bin/svod profile get --email maria.smirnova@example.ru
+  grpcurl -plaintext 127.0.0.1:50053 list            (server reflection is on)
+Press Ctrl-C to stop.
+"""
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="svod", description="Svod customer data platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start all services")
+    run.add_argument("--demo", action="store_true", help="load the demo data set")
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("status", help="health of each service").set_defaults(func=cmd_status)
+    ing = sub.add_parser("ingest", help="send identify calls from a JSONL file")
+    ing.add_argument("file")
+    ing.set_defaults(func=cmd_ingest)
+    profile = sub.add_parser("profile").add_subparsers(dest="profile_command", required=True)
+    get = profile.add_parser("get", help="show one profile")
+    key = get.add_mutually_exclusive_group(required=True)
+    key.add_argument("--id")
+    key.add_argument("--email")
+    key.add_argument("--phone")
+    key.add_argument("--card")
+    get.set_defaults(func=cmd_profile_get)
+    record = sub.add_parser("record").add_subparsers(dest="record_command", required=True)
+    status = record.add_parser("status", help="how far a message has got")
+    status.add_argument("--source", required=True)
+    status.add_argument("--message-id", required=True)
+    status.set_defaults(func=cmd_record_status)
+    db = sub.add_parser("db").add_subparsers(dest="db_command", required=True)
+    db.add_parser("prepare", help="schemas, roles, migrations").set_defaults(func=cmd_db_prepare)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

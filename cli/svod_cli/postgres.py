@@ -1,0 +1,167 @@
+"""Finding a PostgreSQL server for development and tests, or starting a private one.
+
+Order: ``SVOD_DATABASE_URL`` if set; else 127.0.0.1:5432 if it answers; else a private cluster
+under ``.data/`` started from the system's PostgreSQL binaries (as the ``postgres`` user when
+running as root, since initdb refuses root).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+PRIVATE_PORT = 54329
+INSTALL_HINT = (
+    "PostgreSQL is not installed. Install it (Debian/Ubuntu: "
+    "`apt-get install -y postgresql postgresql-contrib`; macOS: `brew install postgresql@15`) "
+    "or point SVOD_DATABASE_URL at a server."
+)
+
+
+class PostgresMissing(RuntimeError):
+    pass
+
+
+def admin_url(host: str, port: int) -> str:
+    return f"postgresql+psycopg://postgres@{host}:{port}/postgres"
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with psycopg.connect(
+            host=host, port=port, user="postgres", dbname="postgres", connect_timeout=2
+        ):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def find_bindir() -> Path | None:
+    pg_config = shutil.which("pg_config")
+    candidates: list[Path] = []
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    candidates += [
+        Path(p).parent for p in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
+    ]
+    for found in (shutil.which("initdb"),):
+        if found:
+            candidates.append(Path(found).resolve().parent)
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return bindir
+    return None
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise PostgresMissing(
+            "running as root and there is no 'postgres' user to run initdb as "
+            "(initdb refuses root); create one: `useradd -r -m postgres`"
+        ) from None
+    return ["runuser", "-u", "postgres", "--", *cmd]
+
+
+class PrivateCluster:
+    """A throw-away cluster in a folder of ours, listening on loopback TCP only."""
+
+    def __init__(self, datadir: Path, bindir: Path, port: int = PRIVATE_PORT) -> None:
+        self.datadir = datadir
+        self.bindir = bindir
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return admin_url("127.0.0.1", self.port)
+
+    def _prepare_dir(self) -> None:
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            entry = pwd.getpwnam("postgres")
+            shutil.chown(self.datadir, entry.pw_uid, entry.pw_gid)
+            self.datadir.chmod(0o700)
+
+    def start(self) -> str:
+        if answers("127.0.0.1", self.port):
+            return self.url
+        if not (self.datadir / "PG_VERSION").exists():
+            self._prepare_dir()
+            subprocess.run(
+                _as_postgres_user(
+                    [
+                        str(self.bindir / "initdb"),
+                        "-D",
+                        str(self.datadir),
+                        "-U",
+                        "postgres",
+                        "-A",
+                        "trust",
+                        "-E",
+                        "UTF8",
+                        "--no-locale",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+            )
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' "
+            "-c fsync=off -c max_connections=200"
+        )
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-l",
+                    str(self.datadir / "server.log"),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        return self.url
+
+    def stop(self) -> None:
+        subprocess.run(
+            _as_postgres_user(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop"]
+            ),
+            check=False,
+            capture_output=True,
+        )
+
+
+def ensure_postgres(top: Path) -> tuple[str, PrivateCluster | None]:
+    """An admin URL, and the private cluster we started (to stop later), if any."""
+    url = os.environ.get("SVOD_DATABASE_URL")
+    if url:
+        return url, None
+    if answers("127.0.0.1", 5432):
+        return admin_url("127.0.0.1", 5432), None
+    bindir = find_bindir()
+    if bindir is None:
+        raise PostgresMissing(INSTALL_HINT)
+    cluster = PrivateCluster(top / ".data" / "pg", bindir)
+    already_running = answers("127.0.0.1", cluster.port)
+    cluster.start()
+    return cluster.url, (None if already_running else cluster)

@@ -1,0 +1,100 @@
+"""Configuration from the environment, one service at a time.
+
+Every service takes its own database URL (``SVOD_<NAME>_DATABASE_URL``) so production can give
+each its own database; for a single-Postgres setup the URL is derived from ``SVOD_DATABASE_URL``
+with the service's own role as user.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import make_url
+
+SERVICES = ("ingestion", "identity", "profile", "segmentation", "quality")
+
+DEFAULT_PORTS = {
+    "ingestion": 50051,
+    "identity": 50052,
+    "profile": 50053,
+    "segmentation": 50054,
+    "quality": 50055,
+}
+
+
+def role_name(service: str) -> str:
+    """The Postgres role a service connects as; it can touch only the service's schema."""
+    return f"svod_{service}"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accepts plain ``postgresql://`` URLs and points them at the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def service_database_url(service: str, env: dict[str, str] | None = None) -> str:
+    env = dict(os.environ if env is None else env)
+    own = env.get(f"SVOD_{service.upper()}_DATABASE_URL")
+    if own:
+        return sqlalchemy_url(own)
+    shared = env.get("SVOD_DATABASE_URL")
+    if not shared:
+        raise RuntimeError(
+            f"no database configured for {service}: set SVOD_{service.upper()}_DATABASE_URL "
+            "or SVOD_DATABASE_URL"
+        )
+    password = env.get(f"SVOD_{service.upper()}_DB_PASSWORD")
+    url = make_url(sqlalchemy_url(shared)).set(username=role_name(service), password=password)
+    return url.render_as_string(hide_password=False)
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    service: str
+    database_url: str
+    listen_host: str = "0.0.0.0"
+    port: int = 0
+    # host:port of each peer service this one calls.
+    peers: dict[str, str] = field(default_factory=dict)
+    # Deadline for calls this service makes to its peers.
+    peer_timeout_s: float = 5.0
+    # Upper bound for a request that arrives without a deadline.
+    max_request_s: float = 30.0
+    # How long SIGTERM waits for in-flight requests.
+    shutdown_grace_s: float = 10.0
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = 1.0
+    # API keys ("key" or "key:principal", comma separated); empty = no authentication.
+    api_keys: str = ""
+
+    @classmethod
+    def from_env(cls, service: str, env: dict[str, str] | None = None) -> ServiceConfig:
+        env = dict(os.environ if env is None else env)
+        prefix = f"SVOD_{service.upper()}_"
+        peers = {
+            peer: env.get(f"SVOD_{peer.upper()}_TARGET", f"127.0.0.1:{DEFAULT_PORTS[peer]}")
+            for peer in SERVICES
+            if peer != service
+        }
+        return cls(
+            service=service,
+            database_url=service_database_url(service, env),
+            listen_host=env.get("SVOD_LISTEN_HOST", "0.0.0.0"),
+            port=int(env.get(prefix + "PORT", DEFAULT_PORTS[service])),
+            peers=peers,
+            peer_timeout_s=_float(env, "SVOD_PEER_TIMEOUT_S", 5.0),
+            max_request_s=_float(env, "SVOD_MAX_REQUEST_S", 30.0),
+            shutdown_grace_s=_float(env, "SVOD_SHUTDOWN_GRACE_S", 10.0),
+            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+            trace_sample_ratio=_float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0),
+            api_keys=env.get("SVOD_API_KEYS", ""),
+        )

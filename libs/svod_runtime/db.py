@@ -1,0 +1,89 @@
+"""Database plumbing: engines, readiness checks, and creating a service's schema and role."""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from svod_runtime.config import role_name, sqlalchemy_url
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+async def ping(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}"))
+            await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL as a plain libpq connection string for psycopg."""
+    parsed = make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
+
+
+def bootstrap_service_schema(
+    admin_url: str, service: str, *, password: str | None = None, extensions: tuple[str, ...] = ()
+) -> None:
+    """Creates the service's role and schema (owned by that role, closed to everyone else).
+
+    Idempotent; needs an administrative connection. ``extensions`` are created inside the
+    service's schema (e.g. ``pg_trgm`` for identity's fuzzy candidate search).
+    """
+    role = role_name(service)
+    schema = service
+    for name in (role, schema):
+        if not _IDENT.match(name):
+            raise ValueError(f"bad identifier {name!r}")
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        database = conn.execute("SELECT current_database()").fetchone()[0]  # type: ignore[index]
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        if password:
+            conn.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                sql.Identifier(schema), sql.Identifier(role)
+            )
+        )
+        conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(sql.Identifier(schema)))
+        conn.execute(
+            sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(
+                sql.Identifier(database), sql.Identifier(role)
+            )
+        )
+        conn.execute(
+            sql.SQL("ALTER ROLE {} IN DATABASE {} SET search_path = {}").format(
+                sql.Identifier(role), sql.Identifier(database), sql.Identifier(schema)
+            )
+        )
+        for extension in extensions:
+            conn.execute(
+                sql.SQL("CREATE EXTENSION IF NOT EXISTS {} SCHEMA {}").format(
+                    sql.Identifier(extension), sql.Identifier(schema)
+                )
+            )

@@ -1,0 +1,41 @@
+"""The command line every service shares: ``python -m svod_<name> serve|migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from svod_runtime.config import ServiceConfig
+from svod_runtime.logs import setup_logging
+from svod_runtime.migrations import upgrade
+from svod_runtime.server import ServiceApp, serve_until_signalled
+from svod_runtime.telemetry import Telemetry
+
+
+def run_service_cli(
+    service: str,
+    versions_dir: Path,
+    create_app: Callable[[ServiceConfig, Telemetry], Awaitable[ServiceApp]],
+    argv: list[str] | None = None,
+) -> int:
+    parser = argparse.ArgumentParser(prog=f"svod_{service}")
+    parser.add_argument("command", choices=("serve", "migrate"))
+    args = parser.parse_args(argv)
+    setup_logging(service)
+    config = ServiceConfig.from_env(service)
+    if args.command == "migrate":
+        upgrade(versions_dir, config.database_url, service)
+        logging.getLogger(__name__).info("%s schema migrated", service)
+        return 0
+    telemetry = Telemetry(
+        service, otlp_endpoint=config.otlp_endpoint, sample_ratio=config.trace_sample_ratio
+    )
+
+    async def main() -> None:
+        await serve_until_signalled(await create_app(config, telemetry))
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,77 @@
+"""Errors a service's domain raises; the server maps each to one gRPC status code.
+
+Plain Python on purpose: domain modules raise these without knowing about gRPC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One bad field of a request, named by its path (e.g. ``record.identifiers[0].value``)."""
+
+    field: str
+    description: str
+
+
+class SvodError(Exception):
+    """Base of every error with a defined status code."""
+
+    code: str = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(SvodError):
+    code = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: Iterable[FieldViolation], message: str = "") -> None:
+        self.violations = tuple(violations)
+        if not message:
+            message = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
+        super().__init__(message or "invalid argument")
+
+
+class NotFound(SvodError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(SvodError):
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(SvodError):
+    code = "FAILED_PRECONDITION"
+
+
+class PermissionDenied(SvodError):
+    code = "PERMISSION_DENIED"
+
+
+class Unauthenticated(SvodError):
+    code = "UNAUTHENTICATED"
+
+
+class Unavailable(SvodError):
+    """A dependency (database, peer service) cannot be reached now; the caller may retry."""
+
+    code = "UNAVAILABLE"
+
+
+class ViolationCollector:
+    """Collects field violations so a request reports all its bad fields at once."""
+
+    def __init__(self) -> None:
+        self.violations: list[FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.violations.append(FieldViolation(field, description))
+
+    def raise_if_any(self) -> None:
+        if self.violations:
+            raise InvalidArgument(self.violations)

@@ -1,0 +1,192 @@
+"""The one server interceptor every service runs behind OpenTelemetry's.
+
+It maps domain errors to status codes (INVALID_ARGUMENT carries google.rpc.BadRequest field
+violations), bounds requests that arrive without a deadline, checks API keys when configured,
+and logs one line per call — method, code, duration, trace id; never request contents, which
+hold personal data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+from svod_runtime.errors import InvalidArgument, SvodError
+from svod_runtime.telemetry import current_trace_id
+
+log = logging.getLogger("svod.rpc")
+
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+# Methods reachable without an API key (probes and tooling).
+_OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def status_for(error: SvodError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
+    code = getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
+    details: list[any_pb2.Any] = []
+    if isinstance(error, InvalidArgument):
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description
+                )
+                for v in error.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad_request)
+        details.append(packed)
+    status = status_pb2.Status(
+        code=getattr(code_pb2, error.code, code_pb2.INTERNAL),
+        message=error.message,
+        details=details,
+    )
+    return code, error.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+
+
+def parse_api_keys(spec: str) -> dict[str, str]:
+    """``"k1:ingest-pos,k2"`` -> {key: principal}."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        key, _, principal = item.partition(":")
+        keys[key] = principal or "default"
+    return keys
+
+
+class CoreInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service: str, *, max_request_s: float, api_keys: str = "") -> None:
+        self.service = service
+        self.max_request_s = max_request_s
+        self.api_keys = parse_api_keys(api_keys)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        denial = self._authenticate(method, metadata)
+        kwargs = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.unary_unary, denial), **kwargs
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._wrap_unary(method, handler.stream_unary, denial), **kwargs
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream, denial), **kwargs
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._wrap_stream(method, handler.stream_stream, denial), **kwargs
+        )
+
+    def _authenticate(self, method: str, metadata: dict[str, Any]) -> str | None:
+        if not self.api_keys or method.startswith(_OPEN_PREFIXES):
+            return None
+        header = str(metadata.get("authorization", ""))
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return "missing API key: send 'authorization: Bearer <key>'"
+        if not any(hmac.compare_digest(token, key) for key in self.api_keys):
+            return "unknown API key"
+        return None
+
+    def _wrap_unary(self, method: str, inner: Callable[..., Any], denial: str | None) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                if denial:
+                    code = grpc.StatusCode.UNAUTHENTICATED
+                    await context.abort(code, denial)
+                timeout = None if context.time_remaining() is not None else self.max_request_s
+                try:
+                    return await asyncio.wait_for(inner(request, context), timeout)
+                except TimeoutError:
+                    code = grpc.StatusCode.DEADLINE_EXCEEDED
+                    await context.abort(code, f"request took longer than {self.max_request_s}s")
+                except SvodError as error:
+                    code, message, trailers = status_for(error)
+                    await context.abort(code, message, trailing_metadata=trailers)
+                except grpc.aio.AbortError:
+                    code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+                    raise
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except Exception:
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(code, "internal error")
+            finally:
+                self._log(method, code, started)
+
+        return handle
+
+    def _wrap_stream(self, method: str, inner: Callable[..., Any], denial: str | None) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                if denial:
+                    code = grpc.StatusCode.UNAUTHENTICATED
+                    await context.abort(code, denial)
+                try:
+                    result = inner(request, context)
+                    if inspect.isawaitable(result):  # a handler that writes or aborts itself
+                        await result
+                    else:
+                        async for response in result:
+                            yield response
+                except SvodError as error:
+                    code, message, trailers = status_for(error)
+                    await context.abort(code, message, trailing_metadata=trailers)
+                except grpc.aio.AbortError:
+                    raise
+                except asyncio.CancelledError:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except Exception:
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("unhandled error in %s", method)
+                    await context.abort(code, "internal error")
+            finally:
+                self._log(method, code, started)
+
+        return handle
+
+    def _log(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        if method.startswith("/grpc.health.v1."):
+            return
+        level = logging.WARNING if code == grpc.StatusCode.INTERNAL else logging.INFO
+        log.log(
+            level,
+            "rpc",
+            extra={
+                "service": self.service,
+                "method": method,
+                "code": code.name,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "trace_id": current_trace_id(),
+            },
+        )

@@ -1,0 +1,146 @@
+"""grpc.aio server bootstrap shared by every service.
+
+A service hands over its servicer and background tasks; this module adds health
+(``grpc.health.v1``, following database connectivity), server reflection, the interceptors,
+UNIMPLEMENTED answers that say what is missing, and a graceful drain on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from svod_runtime.config import ServiceConfig
+from svod_runtime.db import ping
+from svod_runtime.interceptors import CoreInterceptor
+from svod_runtime.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+HEALTH_INTERVAL_S = 2.0
+
+
+def fill_unimplemented(servicer: Any, base: type, descriptor: ServiceDescriptor) -> None:
+    """Methods the servicer does not override answer UNIMPLEMENTED, naming the method."""
+    for method in descriptor.methods:
+        if getattr(type(servicer), method.name) is getattr(base, method.name):
+            message = (
+                f"{descriptor.full_name}/{method.name} is not implemented in this release of Svod"
+            )
+
+            async def unimplemented(
+                request: Any, context: grpc.aio.ServicerContext, _message: str = message
+            ) -> None:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, _message)
+
+            setattr(servicer, method.name, unimplemented)
+
+
+@dataclass
+class ServiceApp:
+    """One running service: its gRPC server, database engine and background tasks."""
+
+    config: ServiceConfig
+    telemetry: Telemetry
+    engine: AsyncEngine
+    servicer: Any
+    servicer_base: type
+    descriptor: ServiceDescriptor
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    server: grpc.aio.Server | None = None
+    port: int = 0
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _health: Any = None
+
+    async def start(self) -> int:
+        fill_unimplemented(self.servicer, self.servicer_base, self.descriptor)
+        server = grpc.aio.server(
+            interceptors=[
+                self.telemetry.server_interceptor(),
+                CoreInterceptor(
+                    self.config.service,
+                    max_request_s=self.config.max_request_s,
+                    api_keys=self.config.api_keys,
+                ),
+            ],
+            options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+        )
+        self.add_to_server(self.servicer, server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        reflection.enable_server_reflection(
+            (self.descriptor.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(f"{self.config.listen_host}:{self.config.port}")
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {self.config.listen_host}:{self.config.port}")
+        await server.start()
+        self.server = server
+        await self._set_health(await ping(self.engine))
+        self._tasks.append(asyncio.create_task(self._watch_database()))
+        for job in self.background:
+            self._tasks.append(asyncio.create_task(job()))
+        log.info("%s listening on port %d", self.config.service, self.port)
+        return self.port
+
+    async def _set_health(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", self.descriptor.full_name):
+            await self._health.set(name, status)
+
+    async def _watch_database(self) -> None:
+        serving = True
+        while True:
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+            now = await ping(self.engine)
+            if now != serving:
+                log.warning("%s database %s", self.config.service, "up" if now else "down")
+                serving = now
+            await self._set_health(now)
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stops taking requests, lets in-flight ones finish, then ends background work."""
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self.server is not None:
+            await self.server.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for close in self.on_close:
+            await close()
+        await self.engine.dispose()
+        self.telemetry.shutdown()
+
+
+async def serve_until_signalled(app: ServiceApp) -> None:
+    """Runs the app until SIGTERM or SIGINT, then drains it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await app.start()
+    await stop.wait()
+    log.info("%s draining", app.config.service)
+    await app.stop()

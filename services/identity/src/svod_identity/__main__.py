@@ -1,0 +1,16 @@
+"""``python -m svod_identity serve|migrate``."""
+
+from pathlib import Path
+
+from svod_identity.entrypoints.app import SERVICE, create_app
+from svod_runtime.entrypoint import run_service_cli
+
+VERSIONS = Path(__file__).resolve().parents[2] / "migrations" / "versions"
+
+
+def main() -> int:
+    return run_service_cli(SERVICE, VERSIONS, create_app)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

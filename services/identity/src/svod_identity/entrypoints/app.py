@@ -1,0 +1,29 @@
+"""Wires the identity service together."""
+
+from __future__ import annotations
+
+from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod_identity.adapters.storage import IdentityStore
+from svod_identity.entrypoints.grpc_servicer import IdentityServicer
+from svod_identity.service_layer.use_cases import IdentityService
+from svod_runtime.config import ServiceConfig
+from svod_runtime.db import create_engine
+from svod_runtime.server import ServiceApp
+from svod_runtime.telemetry import Telemetry
+
+SERVICE = "identity"
+
+
+async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
+    engine = create_engine(config.database_url)
+    telemetry.instrument_engine(engine)
+    servicer = IdentityServicer(IdentityService(IdentityStore(engine)))
+    return ServiceApp(
+        config=config,
+        telemetry=telemetry,
+        engine=engine,
+        servicer=servicer,
+        servicer_base=identity_pb2_grpc.IdentityServiceServicer,
+        descriptor=identity_pb2.DESCRIPTOR.services_by_name["IdentityService"],
+        add_to_server=identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+    )

@@ -1,0 +1,57 @@
+"""Delivery of accepted messages to identity (resolve) and then profile (apply), over gRPC."""
+
+from __future__ import annotations
+
+import grpc
+
+from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod.ingestion.v1 import ingestion_pb2
+from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_ingestion.service_layer.relay import DeliveryError
+
+
+class GrpcDownstream:
+    def __init__(
+        self, identity: grpc.aio.Channel, profile: grpc.aio.Channel, timeout_s: float
+    ) -> None:
+        self.identity = identity_pb2_grpc.IdentityServiceStub(identity)
+        self.profile = profile_pb2_grpc.ProfileServiceStub(profile)
+        self.timeout_s = timeout_s
+
+    async def deliver(self, kind: str, payload: bytes) -> str:
+        if kind != "identify":
+            raise DeliveryError("UNIMPLEMENTED", f"no delivery for {kind} messages yet")
+        message = ingestion_pb2.IdentifyRequest.FromString(payload)
+        record = message.record
+        try:
+            resolved = await self.identity.Resolve(
+                identity_pb2.ResolveRequest(
+                    record_ref=message.record_ref,
+                    channel=message.channel,
+                    observed_time=message.observed_time,
+                    identifiers=record.identifiers,
+                    name=record.name,
+                    birth_date=record.birth_date,
+                    gender=record.gender,
+                    addresses=record.addresses,
+                ),
+                timeout=self.timeout_s,
+            )
+            await self.profile.Apply(
+                profile_pb2.ApplyRequest(
+                    customer_id=resolved.customer_id,
+                    record_ref=message.record_ref,
+                    channel=message.channel,
+                    observed_time=message.observed_time,
+                    identifiers=resolved.normalized_identifiers,
+                    name=record.name,
+                    birth_date=record.birth_date,
+                    gender=record.gender,
+                    addresses=record.addresses,
+                    attributes=record.attributes,
+                ),
+                timeout=self.timeout_s,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise DeliveryError(error.code().name, error.details() or "") from None
+        return resolved.customer_id

@@ -1,0 +1,46 @@
+"""Ingestion's vocabulary."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The answer to an accepted message (or to its retry)."""
+
+    record_id: str
+    duplicate: bool
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    record_pk: int
+    record_id: str
+    payload_hash: bytes
+    received_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    outbox_pk: int
+    record_pk: int
+    kind: str
+    payload: bytes
+    trace_carrier: dict[str, str]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class RecordStatus:
+    record_id: str
+    source: str
+    message_id: str
+    state: str
+    customer_id: str | None
+    attempts: int
+    last_error: str | None
+    received_at: dt.datetime
+    delivered_at: dt.datetime | None

@@ -1,0 +1,45 @@
+"""Wires the ingestion service together: servicer, store, outbox relay and peer channels."""
+
+from __future__ import annotations
+
+from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod_ingestion.adapters.downstream import GrpcDownstream
+from svod_ingestion.adapters.storage import IngestionStore
+from svod_ingestion.entrypoints.grpc_servicer import IngestionServicer
+from svod_ingestion.service_layer.relay import OutboxRelay
+from svod_ingestion.service_layer.use_cases import IngestionService
+from svod_runtime.clients import peer_channel
+from svod_runtime.config import ServiceConfig
+from svod_runtime.db import create_engine
+from svod_runtime.server import ServiceApp
+from svod_runtime.telemetry import Telemetry
+
+SERVICE = "ingestion"
+
+
+async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
+    engine = create_engine(config.database_url)
+    telemetry.instrument_engine(engine)
+    store = IngestionStore(engine)
+    identity = peer_channel(config.peers["identity"], telemetry)
+    profile = peer_channel(config.peers["profile"], telemetry)
+    relay = OutboxRelay(
+        store, GrpcDownstream(identity, profile, config.peer_timeout_s), telemetry.tracer
+    )
+    servicer = IngestionServicer(IngestionService(store, on_enqueued=relay.wake))
+
+    async def close() -> None:
+        await identity.close()
+        await profile.close()
+
+    return ServiceApp(
+        config=config,
+        telemetry=telemetry,
+        engine=engine,
+        servicer=servicer,
+        servicer_base=ingestion_pb2_grpc.IngestionServiceServicer,
+        descriptor=ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
+        add_to_server=ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
+        background=[relay.run],
+        on_close=[close],
+    )

@@ -1,0 +1,135 @@
+"""Thin gRPC adapter of the ingestion service."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+
+import grpc
+
+from svod.common.v1 import common_pb2
+from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod_ingestion.domain.messages import IdentifyMessage, validate_identify
+from svod_ingestion.domain.model import Accepted
+from svod_ingestion.service_layer.use_cases import IngestionService
+from svod_runtime.errors import InvalidArgument, SvodError, ViolationCollector
+from svod_runtime.protoconv import (
+    datetime_to_timestamp,
+    enum_short_name,
+    proto_date_parts,
+    timestamp_to_datetime,
+)
+
+_ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
+_CHANNEL = common_pb2.SourceChannel.DESCRIPTOR
+_STATE = {
+    "pending": ingestion_pb2.RecordStatus.STATE_PENDING,
+    "delivered": ingestion_pb2.RecordStatus.STATE_DELIVERED,
+    "failed": ingestion_pb2.RecordStatus.STATE_FAILED,
+}
+
+
+def identify_message(request: ingestion_pb2.IdentifyRequest) -> IdentifyMessage:
+    record = request.record
+    return IdentifyMessage(
+        source=request.record_ref.source,
+        message_id=request.record_ref.message_id,
+        channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
+        observed_at=timestamp_to_datetime(request.observed_time),
+        identifiers=[
+            (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
+            for i in record.identifiers
+        ],
+        names={
+            "first_name": record.name.first_name,
+            "last_name": record.name.last_name,
+            "middle_name": record.name.middle_name,
+            "full_name": record.name.full_name,
+        },
+        birth_date=proto_date_parts(record.birth_date),
+        attributes=dict(record.attributes),
+    )
+
+
+def _response(accepted: Accepted) -> ingestion_pb2.IdentifyResponse:
+    return ingestion_pb2.IdentifyResponse(
+        record_id=accepted.record_id,
+        duplicate=accepted.duplicate,
+        received_time=datetime_to_timestamp(accepted.received_at),
+    )
+
+
+class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
+    def __init__(self, service: IngestionService) -> None:
+        self.service = service
+
+    async def _identify(self, request: ingestion_pb2.IdentifyRequest) -> Accepted:
+        now = dt.datetime.now(dt.UTC)
+        message = identify_message(request)
+        validate_identify(message, now)
+        fingerprint = request.SerializeToString(deterministic=True)
+        stored = ingestion_pb2.IdentifyRequest()
+        stored.CopyFrom(request)
+        if message.observed_at is None:
+            stored.observed_time.FromDatetime(now)
+        return await self.service.accept(
+            kind="identify",
+            source=message.source,
+            message_id=message.message_id,
+            channel=message.channel,
+            fingerprint=fingerprint,
+            payload=stored.SerializeToString(deterministic=True),
+        )
+
+    async def Identify(
+        self, request: ingestion_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.IdentifyResponse:
+        return _response(await self._identify(request))
+
+    async def IdentifyStream(
+        self,
+        request_iterator: AsyncIterator[ingestion_pb2.IdentifyRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> ingestion_pb2.BulkResponse:
+        response = ingestion_pb2.BulkResponse()
+        index = 0
+        async for request in request_iterator:
+            try:
+                accepted = await self._identify(request)
+            except SvodError as error:
+                rejected = response.rejected.add(
+                    index=index, record_ref=request.record_ref, reason=error.message
+                )
+                if isinstance(error, InvalidArgument):
+                    for v in error.violations:
+                        rejected.field_violations.add(field=v.field, description=v.description)
+            else:
+                if accepted.duplicate:
+                    response.duplicate_count += 1
+                else:
+                    response.accepted_count += 1
+            index += 1
+        return response
+
+    async def GetRecordStatus(
+        self, request: ingestion_pb2.GetRecordStatusRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.RecordStatus:
+        errors = ViolationCollector()
+        if not request.record_ref.source:
+            errors.add("record_ref.source", "required")
+        if not request.record_ref.message_id:
+            errors.add("record_ref.message_id", "required")
+        errors.raise_if_any()
+        status = await self.service.status(request.record_ref.source, request.record_ref.message_id)
+        reply = ingestion_pb2.RecordStatus(
+            record_id=status.record_id,
+            record_ref=request.record_ref,
+            state=_STATE[status.state],  # type: ignore[arg-type]
+            customer_id=status.customer_id or "",
+            attempts=status.attempts,
+            last_error=status.last_error or "",
+            received_time=datetime_to_timestamp(status.received_at),
+        )
+        if status.delivered_at is not None:
+            reply.delivered_time.CopyFrom(datetime_to_timestamp(status.delivered_at))
+        return reply

@@ -1,0 +1,42 @@
+"""Asks the identity service who an identifier or an old customer id belongs to now."""
+
+from __future__ import annotations
+
+import grpc
+
+from svod.common.v1 import common_pb2
+from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
+from svod_runtime.protoconv import enum_number
+
+
+class IdentityClient:
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+        self.stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        self.timeout_s = timeout_s
+
+    async def _lookup(self, request: identity_pb2.LookupCustomerRequest) -> str:
+        try:
+            customer = await self.stub.LookupCustomer(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(error.details() or "not found") from None
+            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidArgument(
+                    [FieldViolation("identifier", error.details() or "invalid")]
+                ) from None
+            raise Unavailable(f"identity service: {error.code().name}") from None
+        return customer.customer_id
+
+    async def customer_for_identifier(self, id_type: str, value: str, namespace: str) -> str:
+        identifier = common_pb2.Identifier(
+            type=enum_number(  # type: ignore[arg-type]
+                common_pb2.IdentifierType.DESCRIPTOR, id_type, "IDENTIFIER_TYPE_"
+            ),
+            value=value,
+            namespace=namespace,
+        )
+        return await self._lookup(identity_pb2.LookupCustomerRequest(identifier=identifier))
+
+    async def current_customer_id(self, customer_id: str) -> str:
+        return await self._lookup(identity_pb2.LookupCustomerRequest(customer_id=customer_id))

@@ -1,0 +1,227 @@
+"""The only module that touches the ``profile`` schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from svod_profile.domain.model import (
+    IdentifierObservation,
+    ProfileView,
+    Provenance,
+    RecordApplication,
+    SourceSummary,
+    TraitObservation,
+)
+
+
+def _obs_json(obs: TraitObservation) -> dict[str, str]:
+    p = obs.provenance
+    return {
+        "value": obs.value,
+        "source": p.source,
+        "channel": p.channel,
+        "observed_at": p.observed_at.isoformat(),
+    }
+
+
+def _obs_from_json(name: str, raw: dict[str, str]) -> TraitObservation:
+    return TraitObservation(
+        name,
+        raw["value"],
+        Provenance(raw["source"], raw["channel"], dt.datetime.fromisoformat(raw["observed_at"])),
+    )
+
+
+class ProfileTransaction:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def claim_record(self, app: RecordApplication) -> bool:
+        """Marks the record applied; False when it had been applied before."""
+        row = (
+            await self.conn.execute(
+                text(
+                    "INSERT INTO applied_records (source, message_id, customer_id) "
+                    "VALUES (:s, :m, :c) ON CONFLICT DO NOTHING RETURNING 1"
+                ),
+                {"s": app.source, "m": app.message_id, "c": app.customer_id},
+            )
+        ).first()
+        return row is not None
+
+    async def lock_profile(self, customer_id: str) -> None:
+        """Creates the profile if new and locks it for the rest of the transaction."""
+        await self.conn.execute(
+            text(
+                "INSERT INTO profiles (customer_id) VALUES (:c) "
+                "ON CONFLICT (customer_id) DO UPDATE SET customer_id = excluded.customer_id"
+            ),
+            {"c": customer_id},
+        )
+
+    async def add_observations(self, app: RecordApplication) -> None:
+        if app.traits:
+            await self.conn.execute(
+                text(
+                    """
+                    INSERT INTO trait_values (customer_id, field, value, source, channel,
+                        observed_at, record_source, record_message_id)
+                    VALUES (:c, :f, :v, :s, :ch, :at, :rs, :rm)
+                    """
+                ),
+                [
+                    {
+                        "c": app.customer_id,
+                        "f": t.field,
+                        "v": t.value,
+                        "s": t.provenance.source,
+                        "ch": t.provenance.channel,
+                        "at": t.provenance.observed_at,
+                        "rs": app.source,
+                        "rm": app.message_id,
+                    }
+                    for t in app.traits
+                ],
+            )
+        if app.identifiers:
+            await self.conn.execute(
+                text(
+                    """
+                    INSERT INTO profile_identifiers (customer_id, id_type, namespace, value,
+                        source, channel, observed_at)
+                    VALUES (:c, :t, :n, :v, :s, :ch, :at)
+                    ON CONFLICT (customer_id, id_type, namespace, value) DO UPDATE
+                    SET observed_at = greatest(profile_identifiers.observed_at,
+                                               excluded.observed_at)
+                    """
+                ),
+                [
+                    {
+                        "c": app.customer_id,
+                        "t": i.type,
+                        "n": i.namespace,
+                        "v": i.value,
+                        "s": i.provenance.source,
+                        "ch": i.provenance.channel,
+                        "at": i.provenance.observed_at,
+                    }
+                    for i in app.identifiers
+                ],
+            )
+        p = app.provenance
+        await self.conn.execute(
+            text(
+                """
+                INSERT INTO profile_sources (customer_id, source, channel, first_seen, last_seen,
+                    record_count)
+                VALUES (:c, :s, :ch, :at, :at, 1)
+                ON CONFLICT (customer_id, source) DO UPDATE SET
+                    first_seen = least(profile_sources.first_seen, excluded.first_seen),
+                    last_seen = greatest(profile_sources.last_seen, excluded.last_seen),
+                    record_count = profile_sources.record_count + 1
+                """
+            ),
+            {"c": app.customer_id, "s": p.source, "ch": p.channel, "at": p.observed_at},
+        )
+
+    async def observations(self, customer_id: str, fields: Iterable[str]) -> list[TraitObservation]:
+        rows = await self.conn.execute(
+            text(
+                "SELECT field, value, source, channel, observed_at FROM trait_values "
+                "WHERE customer_id = :c AND field = ANY(:f)"
+            ),
+            {"c": customer_id, "f": list(fields)},
+        )
+        return [
+            TraitObservation(r.field, r.value, Provenance(r.source, r.channel, r.observed_at))
+            for r in rows
+        ]
+
+    async def update_shown(self, customer_id: str, shown: dict[str, TraitObservation]) -> int:
+        row = (
+            await self.conn.execute(
+                text(
+                    """
+                    UPDATE profiles SET shown = shown || CAST(:shown AS jsonb),
+                        updated_at = now(), version = version + 1
+                    WHERE customer_id = :c RETURNING version
+                    """
+                ),
+                {
+                    "c": customer_id,
+                    "shown": json.dumps(
+                        {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
+                    ),
+                },
+            )
+        ).one()
+        return int(row[0])
+
+    async def version(self, customer_id: str) -> int:
+        row = (
+            await self.conn.execute(
+                text("SELECT version FROM profiles WHERE customer_id = :c"), {"c": customer_id}
+            )
+        ).first()
+        return 0 if row is None else int(row[0])
+
+    async def load(self, customer_id: str) -> ProfileView | None:
+        row = (
+            await self.conn.execute(
+                text(
+                    "SELECT shown, created_at, updated_at, version FROM profiles "
+                    "WHERE customer_id = :c"
+                ),
+                {"c": customer_id},
+            )
+        ).first()
+        if row is None:
+            return None
+        idents = await self.conn.execute(
+            text(
+                "SELECT id_type, namespace, value, source, channel, observed_at "
+                "FROM profile_identifiers WHERE customer_id = :c ORDER BY id_type, value"
+            ),
+            {"c": customer_id},
+        )
+        sources = await self.conn.execute(
+            text(
+                "SELECT source, channel, first_seen, last_seen, record_count "
+                "FROM profile_sources WHERE customer_id = :c ORDER BY first_seen, source"
+            ),
+            {"c": customer_id},
+        )
+        shown = {name: _obs_from_json(name, raw) for name, raw in row.shown.items()}
+        return ProfileView(
+            customer_id=customer_id,
+            shown=shown,
+            identifiers=tuple(
+                IdentifierObservation(
+                    r.id_type, r.value, r.namespace, Provenance(r.source, r.channel, r.observed_at)
+                )
+                for r in idents
+            ),
+            sources=tuple(
+                SourceSummary(r.source, r.channel, r.first_seen, r.last_seen, r.record_count)
+                for r in sources
+            ),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            version=int(row.version),
+        )
+
+
+class ProfileStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[ProfileTransaction]:
+        async with self.engine.begin() as conn:
+            yield ProfileTransaction(conn)

@@ -1,0 +1,63 @@
+"""The profile's vocabulary."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Provenance:
+    source: str
+    channel: str
+    observed_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class TraitObservation:
+    """One value of one trait as one source saw it."""
+
+    field: str
+    value: str
+    provenance: Provenance
+
+
+@dataclass(frozen=True)
+class IdentifierObservation:
+    type: str
+    value: str
+    namespace: str
+    provenance: Provenance
+
+
+@dataclass(frozen=True)
+class RecordApplication:
+    """A resolved customer record to apply to a profile."""
+
+    customer_id: str
+    source: str
+    message_id: str
+    provenance: Provenance
+    traits: tuple[TraitObservation, ...]
+    identifiers: tuple[IdentifierObservation, ...]
+
+
+@dataclass(frozen=True)
+class SourceSummary:
+    source: str
+    channel: str
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    record_count: int
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    customer_id: str
+    shown: dict[str, TraitObservation]
+    identifiers: tuple[IdentifierObservation, ...]
+    sources: tuple[SourceSummary, ...]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+    attributes: dict[str, str] = field(default_factory=dict)
