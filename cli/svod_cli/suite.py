@@ -114,8 +114,10 @@ class InProcessSuite:
         db_admin_url: str,
         exporters: Sequence[SpanExporter] = (),
         ports: dict[str, int] | None = None,
+        services: Sequence[str] = SERVICES,
     ) -> None:
         self.ports = ports or dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+        self.services = tuple(services)
         self.env = suite_env(db_admin_url, self.ports)
         self.exporters = tuple(exporters)
         self.apps: dict[str, ServiceApp] = {}
@@ -125,11 +127,11 @@ class InProcessSuite:
     def start(self) -> InProcessSuite:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
-        wait_healthy(self.ports)
+        wait_healthy({s: self.ports[s] for s in self.services})
         return self
 
     async def _start(self) -> None:
-        for service in SERVICES:
+        for service in self.services:
             module = importlib.import_module(f"svod_{service}.entrypoints.app")
             config = ServiceConfig.from_env(service, self.env)
             telemetry = Telemetry(service, extra_exporters=self.exporters)

@@ -24,11 +24,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """Human-readable lines with the structured fields appended as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        if extras:
+            line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
+        return line
+
+
 def setup_logging(service: str) -> None:
     level = os.environ.get("SVOD_LOG_LEVEL", "INFO").upper()
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("SVOD_LOG_FORMAT", "text") == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
+        handler.setFormatter(TextFormatter(f"%(asctime)s {service} %(levelname)s %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)

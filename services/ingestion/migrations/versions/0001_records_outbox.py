@@ -7,6 +7,8 @@ Create Date: 2026-11-22
 
 from alembic import op
 
+from svod_runtime.outbox import OUTBOX_DDL
+
 revision = "ingestion_0001"
 down_revision = None
 branch_labels = None
@@ -31,24 +33,15 @@ def upgrade() -> None:
             state text NOT NULL DEFAULT 'pending'
                 CHECK (state IN ('pending', 'delivered', 'failed')),
             customer_id uuid,
+            -- Final figures; while pending, the outbox row has the live ones.
             attempts integer NOT NULL DEFAULT 0,
             last_error text,
             delivered_at timestamptz,
             UNIQUE (source, message_id)
         );
 
-        CREATE TABLE outbox (
-            outbox_pk bigserial PRIMARY KEY,
-            record_pk bigint NOT NULL REFERENCES records (record_pk),
-            -- W3C trace context of the accepting call, so delivery continues its trace.
-            trace_carrier jsonb NOT NULL DEFAULT '{}',
-            next_attempt_at timestamptz NOT NULL DEFAULT now(),
-            -- A relay holds a row until this time; a crashed relay's rows come back after it.
-            locked_until timestamptz,
-            created_at timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE INDEX outbox_due ON outbox (next_attempt_at);
         """
+        + OUTBOX_DDL
     )
 
 

@@ -7,7 +7,7 @@ import grpc
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
-from svod_ingestion.service_layer.relay import DeliveryError
+from svod_runtime.outbox import DeliveryError
 
 
 class GrpcDownstream:
@@ -18,9 +18,7 @@ class GrpcDownstream:
         self.profile = profile_pb2_grpc.ProfileServiceStub(profile)
         self.timeout_s = timeout_s
 
-    async def deliver(self, kind: str, payload: bytes) -> str:
-        if kind != "identify":
-            raise DeliveryError("UNIMPLEMENTED", f"no delivery for {kind} messages yet")
+    async def deliver_identify(self, payload: bytes) -> str:
         message = ingestion_pb2.IdentifyRequest.FromString(payload)
         record = message.record
         try:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from svod_ingestion.domain.model import OutboxItem, RecordStatus, StoredRecord
+from svod_ingestion.domain.model import RecordStatus, StoredRecord
+from svod_runtime.outbox import enqueue
 
 
 class IngestionTransaction:
@@ -70,11 +70,8 @@ class IngestionTransaction:
             row.record_pk, str(row.record_id), bytes(row.payload_hash), row.received_at
         )
 
-    async def enqueue(self, record_pk: int, trace_carrier: dict[str, str]) -> None:
-        await self.conn.execute(
-            text("INSERT INTO outbox (record_pk, trace_carrier) VALUES (:r, CAST(:t AS jsonb))"),
-            {"r": record_pk, "t": json.dumps(trace_carrier)},
-        )
+    async def enqueue(self, record_pk: int, kind: str) -> None:
+        await enqueue(self.conn, f"record.{kind}", str(record_pk))
 
 
 class IngestionStore:
@@ -86,82 +83,33 @@ class IngestionStore:
         async with self.engine.begin() as conn:
             yield IngestionTransaction(conn)
 
-    async def claim_due(self, limit: int, lease_s: float) -> list[OutboxItem]:
-        """Leases due outbox rows to this relay; other relays skip them (SKIP LOCKED)."""
-        async with self.engine.begin() as conn:
-            rows = await conn.execute(
-                text(
-                    """
-                    WITH due AS (
-                        SELECT outbox_pk FROM outbox
-                        WHERE next_attempt_at <= now()
-                          AND (locked_until IS NULL OR locked_until < now())
-                        ORDER BY next_attempt_at, outbox_pk
-                        LIMIT :n FOR UPDATE SKIP LOCKED
-                    )
-                    UPDATE outbox o SET locked_until = now() + make_interval(secs => :lease)
-                    FROM due, records r
-                    WHERE o.outbox_pk = due.outbox_pk AND r.record_pk = o.record_pk
-                    RETURNING o.outbox_pk, o.record_pk, o.trace_carrier, r.kind, r.payload,
-                              r.attempts
-                    """
-                ),
-                {"n": limit, "lease": lease_s},
-            )
-            return [
-                OutboxItem(
-                    r.outbox_pk,
-                    r.record_pk,
-                    r.kind,
-                    bytes(r.payload or b""),
-                    dict(r.trace_carrier),
-                    r.attempts,
+    async def payload(self, record_pk: int) -> bytes | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT payload FROM records WHERE record_pk = :r"), {"r": record_pk}
                 )
-                for r in rows
-            ]
+            ).first()
+        return None if row is None or row.payload is None else bytes(row.payload)
 
-    async def mark_delivered(self, item: OutboxItem, customer_id: str) -> None:
+    async def mark_delivered(self, record_pk: int, customer_id: str, attempts: int) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
-                    "UPDATE records SET state = 'delivered', customer_id = :c, "
-                    "attempts = attempts + 1, delivered_at = now(), last_error = NULL "
+                    "UPDATE records SET state = 'delivered', customer_id = :c, attempts = :a, "
+                    "delivered_at = now(), last_error = NULL WHERE record_pk = :r"
+                ),
+                {"c": customer_id, "a": attempts, "r": record_pk},
+            )
+
+    async def mark_failed(self, record_pk: int, error: str, attempts: int) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE records SET state = 'failed', attempts = :a, last_error = :e "
                     "WHERE record_pk = :r"
                 ),
-                {"c": customer_id, "r": item.record_pk},
-            )
-            await conn.execute(
-                text("DELETE FROM outbox WHERE outbox_pk = :o"), {"o": item.outbox_pk}
-            )
-
-    async def mark_failed(self, item: OutboxItem, error: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE records SET state = 'failed', attempts = attempts + 1, "
-                    "last_error = :e WHERE record_pk = :r"
-                ),
-                {"e": error, "r": item.record_pk},
-            )
-            await conn.execute(
-                text("DELETE FROM outbox WHERE outbox_pk = :o"), {"o": item.outbox_pk}
-            )
-
-    async def schedule_retry(self, item: OutboxItem, error: str, delay_s: float) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE records SET attempts = attempts + 1, last_error = :e "
-                    "WHERE record_pk = :r"
-                ),
-                {"e": error, "r": item.record_pk},
-            )
-            await conn.execute(
-                text(
-                    "UPDATE outbox SET locked_until = NULL, "
-                    "next_attempt_at = now() + make_interval(secs => :d) WHERE outbox_pk = :o"
-                ),
-                {"d": delay_s, "o": item.outbox_pk},
+                {"a": attempts, "e": error, "r": record_pk},
             )
 
     async def status(self, source: str, message_id: str) -> RecordStatus | None:
@@ -169,9 +117,18 @@ class IngestionStore:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT record_id, state, customer_id, attempts, last_error, "
-                        "received_at, delivered_at FROM records "
-                        "WHERE source = :s AND message_id = :m"
+                        """
+                        SELECT r.record_id, r.state, r.customer_id, r.received_at,
+                               r.delivered_at,
+                               CASE WHEN r.state = 'pending' THEN coalesce(o.attempts, 0)
+                                    ELSE r.attempts END AS attempts,
+                               CASE WHEN r.state = 'pending' THEN o.last_error
+                                    ELSE r.last_error END AS last_error
+                        FROM records r
+                        LEFT JOIN outbox o
+                          ON o.topic = 'record.' || r.kind AND o.key = r.record_pk::text
+                        WHERE r.source = :s AND r.message_id = :m
+                        """
                     ),
                     {"s": source, "m": message_id},
                 )

@@ -24,16 +24,6 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
-class OutboxItem:
-    outbox_pk: int
-    record_pk: int
-    kind: str
-    payload: bytes
-    trace_carrier: dict[str, str]
-    attempts: int
-
-
-@dataclass(frozen=True)
 class RecordStatus:
     record_id: str
     source: str

@@ -6,11 +6,12 @@ from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.downstream import GrpcDownstream
 from svod_ingestion.adapters.storage import IngestionStore
 from svod_ingestion.entrypoints.grpc_servicer import IngestionServicer
-from svod_ingestion.service_layer.relay import OutboxRelay
+from svod_ingestion.service_layer.delivery import RecordDelivery
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
+from svod_runtime.outbox import OutboxRelay, OutboxStore
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
@@ -23,8 +24,12 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     store = IngestionStore(engine)
     identity = peer_channel(config.peers["identity"], telemetry)
     profile = peer_channel(config.peers["profile"], telemetry)
+    delivery = RecordDelivery(store, GrpcDownstream(identity, profile, config.peer_timeout_s))
     relay = OutboxRelay(
-        store, GrpcDownstream(identity, profile, config.peer_timeout_s), telemetry.tracer
+        OutboxStore(engine),
+        {"record.identify": delivery.identify},
+        telemetry.tracer,
+        on_failure={"record.identify": delivery.failed},
     )
     servicer = IngestionServicer(IngestionService(store, on_enqueued=relay.wake))
 

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from svod_ingestion.adapters.storage import IngestionStore
 from svod_ingestion.domain.model import Accepted, RecordStatus
 from svod_runtime.errors import AlreadyExists, NotFound
-from svod_runtime.telemetry import current_trace_carrier
 
 
 class IngestionService:
@@ -45,7 +44,7 @@ class IngestionService:
                 payload_hash=payload_hash,
             )
             if stored is not None:
-                await tx.enqueue(stored.record_pk, current_trace_carrier())
+                await tx.enqueue(stored.record_pk, kind)
         if stored is not None:
             self.on_enqueued()
             return Accepted(stored.record_id, False, stored.received_at)

@@ -1,0 +1,114 @@
+"""Fixtures for the whole suite: a real Postgres (found or started), a fresh database per run,
+and the five services running on loopback gRPC ports.
+
+Every test run creates its own database ``svod_test_<random>`` and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import grpc
+import psycopg
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from svod.common.v1 import common_pb2
+from svod.identity.v1 import identity_pb2_grpc
+from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod.profile.v1 import profile_pb2_grpc
+from svod.quality.v1 import quality_pb2_grpc
+from svod.segmentation.v1 import segmentation_pb2_grpc
+from svod_cli.postgres import PostgresMissing, ensure_postgres
+from svod_cli.suite import TOP, InProcessSuite, create_database, drop_database, prepare_database
+from svod_runtime.db import libpq_url
+
+RPC_TIMEOUT_S = 10.0
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    try:
+        url, cluster = ensure_postgres(TOP)
+    except PostgresMissing as missing:
+        pytest.exit(f"Svod's tests need PostgreSQL: {missing}", returncode=2)
+    yield url
+    if cluster is not None:
+        cluster.stop()
+
+
+@dataclass(frozen=True)
+class SuiteDatabase:
+    admin_url: str
+    name: str
+    service_urls: dict[str, str]
+
+    def admin_connect(self) -> psycopg.Connection:
+        return psycopg.connect(libpq_url(self.admin_url), autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def suite_database(postgres_admin_url: str) -> Iterator[SuiteDatabase]:
+    name = f"svod_test_{os.getpid()}_{secrets.token_hex(3)}"
+    db_url = create_database(postgres_admin_url, name)
+    try:
+        urls = prepare_database(db_url)
+        yield SuiteDatabase(db_url, name, urls)
+    finally:
+        drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+class SuiteClient:
+    """Synchronous stubs to every running service, with a deadline on every call."""
+
+    def __init__(self, suite: InProcessSuite) -> None:
+        self.suite = suite
+        self.channels = {s: grpc.insecure_channel(suite.target(s)) for s in suite.ports}
+        self.ingestion = ingestion_pb2_grpc.IngestionServiceStub(self.channels["ingestion"])
+        self.identity = identity_pb2_grpc.IdentityServiceStub(self.channels["identity"])
+        self.profile = profile_pb2_grpc.ProfileServiceStub(self.channels["profile"])
+        self.segmentation = segmentation_pb2_grpc.SegmentationServiceStub(
+            self.channels["segmentation"]
+        )
+        self.quality = quality_pb2_grpc.QualityServiceStub(self.channels["quality"])
+
+    def wait_processed(
+        self, ref: common_pb2.RecordRef, timeout_s: float = 15.0
+    ) -> ingestion_pb2.RecordStatus:
+        """Polls until the message left the PENDING state (delivered or failed)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = self.ingestion.GetRecordStatus(
+                ingestion_pb2.GetRecordStatusRequest(record_ref=ref), timeout=RPC_TIMEOUT_S
+            )
+            if status.state != ingestion_pb2.RecordStatus.STATE_PENDING:
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{ref} still pending after {timeout_s}s: {status}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            channel.close()
+
+
+@pytest.fixture(scope="session")
+def suite(
+    suite_database: SuiteDatabase, span_exporter: InMemorySpanExporter
+) -> Iterator[SuiteClient]:
+    running = InProcessSuite(suite_database.admin_url, exporters=[span_exporter]).start()
+    client = SuiteClient(running)
+    try:
+        yield client
+    finally:
+        client.close()
+        running.stop()

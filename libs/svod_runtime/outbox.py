@@ -1,0 +1,282 @@
+"""The transactional outbox every service uses to announce things to its peers.
+
+A service writes an outbox row in the same transaction as the change it announces
+(``enqueue``); a relay delivers rows at least once, with exponential backoff, continuing the
+trace of the transaction that wrote them. Rows are leased, not removed, until delivered, so a
+relay that dies loses nothing: its rows come back when the lease runs out. A row refused for
+good stays in the table as failed (a dead letter), never silently dropped.
+
+Each service's own migrations create the ``outbox`` table in its schema (see OUTBOX_DDL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from opentelemetry import trace
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from svod_runtime.telemetry import context_from_carrier, current_trace_carrier
+
+log = logging.getLogger(__name__)
+
+OUTBOX_DDL = """
+CREATE TABLE outbox (
+    outbox_pk bigserial PRIMARY KEY,
+    topic text NOT NULL,
+    -- What the message is about (a record, a customer); handlers load details by it.
+    key text NOT NULL,
+    payload bytea NOT NULL DEFAULT '',
+    -- W3C trace context of the writing transaction, so delivery continues its trace.
+    trace_carrier jsonb NOT NULL DEFAULT '{}',
+    attempts integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    -- A relay holds the row until then; a crashed relay's rows come back after it.
+    locked_until timestamptz,
+    last_error text,
+    -- Set when refused for good: the row stays as a dead letter.
+    failed_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE failed_at IS NULL;
+"""
+
+# Answers that will not change on retry.
+PERMANENT_FAILURES = frozenset(
+    {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "ALREADY_EXISTS", "OUT_OF_RANGE", "NOT_FOUND"}
+)
+BASE_DELAY_S = 0.5
+MAX_DELAY_S = 300.0
+
+
+def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter, capped; ``attempts`` counts failures so far (from 1)."""
+    ceiling = min(MAX_DELAY_S, BASE_DELAY_S * 2 ** max(0, attempts - 1))
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+class DeliveryError(Exception):
+    """A peer's refusal; ``status`` is the gRPC status name (e.g. ``UNAVAILABLE``)."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+    @property
+    def permanent(self) -> bool:
+        return self.status in PERMANENT_FAILURES
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    outbox_pk: int
+    topic: str
+    key: str
+    payload: bytes
+    trace_carrier: dict[str, str]
+    attempts: int
+
+
+# A topic's handler delivers one message; raising DeliveryError reports the peer's answer.
+Handler = Callable[[OutboxMessage], Awaitable[None]]
+# Called when a message is given up on (permanent refusal), to record it where users look.
+FailureHook = Callable[[OutboxMessage, str], Awaitable[None]]
+
+
+async def enqueue(conn: AsyncConnection, topic: str, key: str, payload: bytes = b"") -> None:
+    """Adds a message inside the caller's transaction, carrying the current trace context."""
+    await conn.execute(
+        text(
+            "INSERT INTO outbox (topic, key, payload, trace_carrier) "
+            "VALUES (:t, :k, :p, CAST(:c AS jsonb))"
+        ),
+        {"t": topic, "k": key, "p": payload, "c": json.dumps(current_trace_carrier())},
+    )
+
+
+class OutboxStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def claim_due(self, limit: int, lease_s: float) -> list[OutboxMessage]:
+        """Leases due rows to this relay; other relays skip them (SKIP LOCKED)."""
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                text(
+                    """
+                    WITH due AS (
+                        SELECT outbox_pk FROM outbox
+                        WHERE failed_at IS NULL AND next_attempt_at <= now()
+                          AND (locked_until IS NULL OR locked_until < now())
+                        ORDER BY next_attempt_at, outbox_pk
+                        LIMIT :n FOR UPDATE SKIP LOCKED
+                    )
+                    UPDATE outbox o SET locked_until = now() + make_interval(secs => :lease)
+                    FROM due WHERE o.outbox_pk = due.outbox_pk
+                    RETURNING o.outbox_pk, o.topic, o.key, o.payload, o.trace_carrier,
+                              o.attempts
+                    """
+                ),
+                {"n": limit, "lease": lease_s},
+            )
+            return sorted(
+                (
+                    OutboxMessage(
+                        r.outbox_pk,
+                        r.topic,
+                        r.key,
+                        bytes(r.payload),
+                        dict(r.trace_carrier),
+                        r.attempts,
+                    )
+                    for r in rows
+                ),
+                key=lambda m: m.outbox_pk,
+            )
+
+    async def delivered(self, message: OutboxMessage) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("DELETE FROM outbox WHERE outbox_pk = :o"), {"o": message.outbox_pk}
+            )
+
+    async def retry_later(self, message: OutboxMessage, error: str, delay_s: float) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = :e, "
+                    "locked_until = NULL, next_attempt_at = now() + make_interval(secs => :d) "
+                    "WHERE outbox_pk = :o"
+                ),
+                {"e": error, "d": delay_s, "o": message.outbox_pk},
+            )
+
+    async def release(self, message: OutboxMessage) -> None:
+        """Hands a leased row back untouched (its predecessor has to go first)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("UPDATE outbox SET locked_until = NULL WHERE outbox_pk = :o"),
+                {"o": message.outbox_pk},
+            )
+
+    async def give_up(self, message: OutboxMessage, error: str) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = :e, "
+                    "failed_at = now(), locked_until = NULL WHERE outbox_pk = :o"
+                ),
+                {"e": error, "o": message.outbox_pk},
+            )
+
+
+class OutboxRelay:
+    """Delivers due outbox rows by topic.
+
+    Messages of one key are delivered in the order they were written (within one relay): the
+    first of each key goes concurrently with other keys, later ones follow it one by one, and
+    wait for a later pass if it did not get through.
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        handlers: Mapping[str, Handler],
+        tracer: trace.Tracer,
+        *,
+        on_failure: Mapping[str, FailureHook] | None = None,
+        batch_size: int = 64,
+        concurrency: int = 16,
+        lease_s: float = 60.0,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.handlers = dict(handlers)
+        self.on_failure = dict(on_failure or {})
+        self.tracer = tracer
+        self.batch_size = batch_size
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(concurrency)
+
+    def wake(self) -> None:
+        """Called after a local commit, so delivery does not wait for the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                claimed = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay pass failed")
+                claimed = 0
+            if claimed < self.batch_size:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+
+    async def run_once(self) -> int:
+        messages = await self.store.claim_due(self.batch_size, self.lease_s)
+        first_per_key: dict[tuple[str, str], OutboxMessage] = {}
+        later: list[OutboxMessage] = []
+        for message in messages:
+            slot = (message.topic, message.key)
+            if slot in first_per_key:
+                later.append(message)
+            else:
+                first_per_key[slot] = message
+        results = await asyncio.gather(*(self._deliver(m) for m in first_per_key.values()))
+        blocked = {slot for slot, ok in zip(first_per_key, results, strict=True) if not ok}
+        for message in later:
+            slot = (message.topic, message.key)
+            if slot in blocked or not await self._deliver(message):
+                blocked.add(slot)
+                await self.store.release(message)
+        return len(messages)
+
+    async def _deliver(self, message: OutboxMessage) -> bool:
+        """True when delivered; False when it failed (and was rescheduled or given up)."""
+        async with self._slots:
+            with self.tracer.start_as_current_span(
+                f"outbox deliver {message.topic}",
+                context=context_from_carrier(message.trace_carrier),
+                kind=trace.SpanKind.CONSUMER,
+            ) as span:
+                span.set_attribute("svod.outbox.attempt", message.attempts + 1)
+                handler = self.handlers.get(message.topic)
+                try:
+                    if handler is None:
+                        raise DeliveryError(
+                            "FAILED_PRECONDITION", f"no handler for {message.topic}"
+                        )
+                    await handler(message)
+                except DeliveryError as error:
+                    span.set_status(trace.StatusCode.ERROR, error.status)
+                    if error.permanent:
+                        log.warning(
+                            "outbox message %d (%s) refused for good: %s",
+                            message.outbox_pk,
+                            message.topic,
+                            error.status,
+                        )
+                        await self.store.give_up(message, str(error))
+                        hook = self.on_failure.get(message.topic)
+                        if hook is not None:
+                            await hook(message, str(error))
+                    else:
+                        await self.store.retry_later(
+                            message, str(error), retry_delay(message.attempts + 1)
+                        )
+                    return False
+                await self.store.delivered(message)
+                return True

@@ -1,0 +1,59 @@
+"""One Identify is one trace: ingestion -> (outbox) -> identity -> profile, database spans too."""
+
+from __future__ import annotations
+
+import time
+
+from opentelemetry.trace import SpanKind
+
+from tests.builders import identify, random_phone
+
+T = 10.0
+
+
+def _spans_of_trace(exporter, trace_id: int, want_services: set[str], timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+        services = {s.resource.attributes["service.name"] for s in spans}
+        if want_services <= services or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.05)
+
+
+def test_identify_is_one_trace_through_every_service(suite, span_exporter) -> None:
+    request = identify("webshop", phones=(random_phone(),), first_name="Анна")
+    suite.ingestion.Identify(request, timeout=T)
+    suite.wait_processed(request.record_ref)
+
+    entry = [
+        s
+        for s in span_exporter.get_finished_spans()
+        if s.kind == SpanKind.SERVER
+        and s.name == "/svod.ingestion.v1.IngestionService/Identify"
+        and s.resource.attributes["service.name"] == "svod-ingestion"
+    ]
+    assert entry, "no server span for Identify"
+    # The newest Identify span is ours (tests in this module run one at a time).
+    root = max(entry, key=lambda s: s.start_time)
+    spans = _spans_of_trace(
+        span_exporter,
+        root.context.trace_id,
+        {"svod-ingestion", "svod-identity", "svod-profile"},
+    )
+    names = {(s.resource.attributes["service.name"], s.name) for s in spans}
+
+    assert ("svod-identity", "/svod.identity.v1.IdentityService/Resolve") in names
+    assert ("svod-profile", "/svod.profile.v1.ProfileService/Apply") in names
+    assert any(name.startswith("outbox deliver") for _, name in names)
+    # Database work of each service is inside the same trace.
+    db_services = {
+        s.resource.attributes["service.name"]
+        for s in spans
+        if s.attributes and s.attributes.get("db.system") == "postgresql"
+    }
+    assert {"svod-ingestion", "svod-identity", "svod-profile"} <= db_services
+    # The async hop is a child of the accepting call's context, not a new root.
+    deliver = next(s for s in spans if s.name.startswith("outbox deliver"))
+    assert deliver.parent is not None
+    assert deliver.parent.trace_id == root.context.trace_id

@@ -1,0 +1,55 @@
+"""What every service offers: health, reflection, clear UNIMPLEMENTED answers, deadlines."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from svod.segmentation.v1 import segmentation_pb2
+from svod_runtime.config import SERVICES
+
+FULL_NAMES = {
+    "ingestion": "svod.ingestion.v1.IngestionService",
+    "identity": "svod.identity.v1.IdentityService",
+    "profile": "svod.profile.v1.ProfileService",
+    "segmentation": "svod.segmentation.v1.SegmentationService",
+    "quality": "svod.quality.v1.QualityService",
+}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_health_reports_serving_for_server_and_service(suite, service) -> None:
+    stub = health_pb2_grpc.HealthStub(suite.channels[service])
+    for name in ("", FULL_NAMES[service]):
+        reply = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_reflection_lists_the_service(suite, service) -> None:
+    stub = reflection_pb2_grpc.ServerReflectionStub(suite.channels[service])
+    replies = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+    )
+    names = {s.name for reply in replies for s in reply.list_services_response.service}
+    assert FULL_NAMES[service] in names
+    assert "grpc.health.v1.Health" in names
+
+
+def test_unimplemented_rpc_names_itself(suite) -> None:
+    with pytest.raises(grpc.RpcError) as missing:
+        suite.segmentation.ListSegments(segmentation_pb2.ListSegmentsRequest(), timeout=5)
+    assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert "SegmentationService/ListSegments" in missing.value.details()
+
+
+def test_streaming_unimplemented_rpc_answers_too(suite) -> None:
+    with pytest.raises(grpc.RpcError) as missing:
+        list(
+            suite.segmentation.WatchMemberships(
+                segmentation_pb2.WatchMembershipsRequest(), timeout=5
+            )
+        )
+    assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
