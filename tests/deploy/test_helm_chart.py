@@ -239,7 +239,7 @@ SCHEMA_REJECTS = {
     "unknown service": ("services.billing.port=50060", "billing"),
     "service calling itself": ("calls.identity[0]=identity", "calls"),
     "autoscaling to zero": ("autoscaling.minReplicas=0", "minReplicas"),
-    "unknown sampler": ("otel.sampler=sometimes", "sampler"),
+    "unknown probe type": ("probes.readiness.type=http", "type"),
     "sampling ratio above 1": ("otel.samplerArg=2", "samplerArg"),
     "otel without endpoint": ("otel.enabled=true", "endpoint"),
     "tls without secret": ("tls.enabled=true", "existingSecret"),
@@ -291,17 +291,30 @@ def test_template_rejects_inconsistent_values(
 
 
 @pytest.mark.parametrize("values", sorted(CI_FILES))
-def test_each_deployment_has_native_grpc_probes(render: Render, values: str) -> None:
+def test_each_deployment_has_a_native_grpc_readiness_probe(render: Render, values: str) -> None:
     docs = render(values)
     for s in SERVICES:
         c = container(deployment(docs, s))
         port = c["ports"][0]["containerPort"]
         assert c["ports"][0]["name"] == "grpc"
-        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
-            assert c[probe]["grpc"] == {"port": port, "service": ""}, (s, probe)
+        assert c["readinessProbe"]["grpc"] == {"port": port, "service": ""}, s
+        # Health follows the database: a database outage must not restart every pod, so
+        # startup and liveness only check the port by default.
+        assert c["startupProbe"]["tcpSocket"] == {"port": "grpc"}, s
+        assert c["livenessProbe"]["tcpSocket"] == {"port": "grpc"}, s
         svc = named(docs, "Service", f"svod-{s}")
         assert svc["spec"]["ports"][0]["port"] == port
         assert svc["spec"]["ports"][0]["targetPort"] == "grpc"
+
+
+def test_liveness_can_use_the_grpc_health_check(render: Render) -> None:
+    c = container(deployment(render("minimal", "probes.liveness.type=grpc"), "quality"))
+    assert c["livenessProbe"] == {
+        "grpc": {"port": 50055, "service": ""},
+        "periodSeconds": 10,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
 
 
 def test_default_ports(render: Render) -> None:
@@ -575,7 +588,10 @@ def test_graceful_termination(render: Render, values: str) -> None:
         pod = deployment(render(values), s)["spec"]["template"]["spec"]
         assert pod["terminationGracePeriodSeconds"] == 30
         sleep = int(pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][1])
-        assert 0 < sleep < pod["terminationGracePeriodSeconds"]
+        drain = int(env_of(deployment(render(values), s))["SVOD_SHUTDOWN_GRACE_S"])
+        # preStop sleep, then the service's own drain, then a margin before SIGKILL.
+        assert sleep > 0 and drain > 0
+        assert sleep + drain < pod["terminationGracePeriodSeconds"]
 
 
 def test_autoscaling(render: Render) -> None:

@@ -1,4 +1,4 @@
-"""The vertical slice through the public API: Identify -> outbox -> Resolve -> Apply -> GetProfile."""
+"""The vertical slice through the public API: Identify -> outbox -> Resolve -> Apply -> Get."""
 
 from __future__ import annotations
 
@@ -29,19 +29,27 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
 
 
 def by_phone(phone: str) -> profile_pb2.GetProfileRequest:
-    return profile_pb2.GetProfileRequest(
-        identifier=common_pb2.Identifier(type=PHONE, value=phone)
-    )
+    return profile_pb2.GetProfileRequest(identifier=common_pb2.Identifier(type=PHONE, value=phone))
 
 
 def test_two_sources_same_phone_in_different_formats_make_one_customer(suite) -> None:
     digits = random_phone()[-7:]
     national = f"8 (916) {digits[:3]}-{digits[3:5]}-{digits[5:]}"
     international = f"+7 916 {digits[:3]} {digits[3:5]} {digits[5:]}"
-    pos = identify("pos-msk-01", channel=common_pb2.SOURCE_CHANNEL_POS, phones=(national,),
-                   cards=(unique("card"),), first_name="Маша")
-    web = identify("webshop", phones=(international,), emails=(f"{unique('m')}@example.ru",),
-                   first_name="Мария", last_name="Смирнова")
+    pos = identify(
+        "pos-msk-01",
+        channel=common_pb2.SOURCE_CHANNEL_POS,
+        phones=(national,),
+        cards=(unique("card"),),
+        first_name="Маша",
+    )
+    web = identify(
+        "webshop",
+        phones=(international,),
+        emails=(f"{unique('m')}@example.ru",),
+        first_name="Мария",
+        last_name="Смирнова",
+    )
     suite.ingestion.Identify(pos, timeout=T)
     first = suite.wait_processed(pos.record_ref)
     suite.ingestion.Identify(web, timeout=T)
@@ -53,9 +61,9 @@ def test_two_sources_same_phone_in_different_formats_make_one_customer(suite) ->
     profile = suite.profile.GetProfile(by_phone(national), timeout=T)
     assert profile.customer_id == first.customer_id
     assert {s.source for s in profile.sources} == {"pos-msk-01", "webshop"}
-    assert {
-        (i.identifier.type, i.identifier.value) for i in profile.identifiers
-    } >= {(PHONE, f"+7916{digits}")}
+    assert {(i.identifier.type, i.identifier.value) for i in profile.identifiers} >= {
+        (PHONE, f"+7916{digits}")
+    }
     # The newer observation wins the shown first name; both stay attributed to their source.
     assert profile.first_name.value == "Мария"
     assert profile.first_name.provenance.source == "webshop"
@@ -118,13 +126,14 @@ def _stored_count(suite_database, source: str) -> int:
     [
         (lambda r: setattr(r.record_ref, "source", ""), "record_ref.source"),
         (lambda r: setattr(r.record_ref, "message_id", ""), "record_ref.message_id"),
-        (lambda r: setattr(r.record.identifiers[0], "value", "call me maybe"),
-         "record.identifiers[0].value"),
+        (
+            lambda r: setattr(r.record.identifiers[0], "value", "call me maybe"),
+            "record.identifiers[0].value",
+        ),
         (lambda r: setattr(r, "channel", common_pb2.SOURCE_CHANNEL_UNSPECIFIED), "channel"),
         (lambda r: r.record.ClearField("identifiers"), "record.identifiers"),
     ],
-    ids=["empty-source", "missing-message-id", "unparseable-phone", "no-channel",
-         "no-identifiers"],
+    ids=["empty-source", "missing-message-id", "unparseable-phone", "no-channel", "no-identifiers"],
 )
 def test_malformed_identify_is_invalid_argument_naming_the_field(
     suite, suite_database, mutate, field

@@ -20,13 +20,15 @@ PAIRS = list(itertools.permutations(SERVICES, 2))
 
 @pytest.mark.parametrize(("reader", "owner"), PAIRS, ids=[f"{r}-reads-{o}" for r, o in PAIRS])
 def test_role_is_refused_another_services_schema(suite_database, reader, owner) -> None:
-    with psycopg.connect(libpq_url(suite_database.service_urls[reader])) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute(
-                sql.SQL("SELECT * FROM {}.{}").format(
-                    sql.Identifier(owner), sql.Identifier(VERSION_TABLE)
-                )
+    with (
+        psycopg.connect(libpq_url(suite_database.service_urls[reader])) as conn,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        conn.execute(
+            sql.SQL("SELECT * FROM {}.{}").format(
+                sql.Identifier(owner), sql.Identifier(VERSION_TABLE)
             )
+        )
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -8,9 +8,14 @@ import grpc
 import pytest
 
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from svod_cli.suite import InProcessSuite, create_database, drop_database, prepare_database
+from svod_cli.suite import (
+    InProcessSuite,
+    create_database,
+    drop_database,
+    free_ports,
+    prepare_database,
+)
 from svod_runtime.config import SERVICES
-from svod_cli.suite import free_ports
 from tests.builders import identify, random_phone
 
 PENDING = ingestion_pb2.RecordStatus.STATE_PENDING

@@ -37,13 +37,19 @@ def test_resolve_rejects_unknown_type_and_absurd_values(suite) -> None:
     import pytest
 
     for identifier, field in [
-        (common_pb2.Identifier(type=common_pb2.IDENTIFIER_TYPE_UNSPECIFIED, value="x"),
-         "identifiers[0].type"),
+        (
+            common_pb2.Identifier(type=common_pb2.IDENTIFIER_TYPE_UNSPECIFIED, value="x"),
+            "identifiers[0].type",
+        ),
         (common_pb2.Identifier(type=PHONE, value=""), "identifiers[0].value"),
-        (common_pb2.Identifier(type=common_pb2.IDENTIFIER_TYPE_EMAIL, value="a" * 300),
-         "identifiers[0].value"),
-        (common_pb2.Identifier(type=common_pb2.IDENTIFIER_TYPE_EXTERNAL_ID, value="C-1"),
-         "identifiers[0].namespace"),
+        (
+            common_pb2.Identifier(type=common_pb2.IDENTIFIER_TYPE_EMAIL, value="a" * 300),
+            "identifiers[0].value",
+        ),
+        (
+            common_pb2.Identifier(type=common_pb2.IDENTIFIER_TYPE_EXTERNAL_ID, value="C-1"),
+            "identifiers[0].namespace",
+        ),
     ]:
         with pytest.raises(grpc.RpcError) as refused:
             suite.identity.Resolve(

@@ -7,6 +7,8 @@ Create Date: 2026-11-22
 
 from alembic import op
 
+from svod_runtime.outbox import OUTBOX_DDL
+
 revision = "identity_0001"
 down_revision = None
 branch_labels = None
@@ -76,11 +78,12 @@ def upgrade() -> None:
         CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON ledger
             FOR EACH ROW EXECUTE FUNCTION ledger_is_append_only();
         """
+        + OUTBOX_DDL
     )
 
 
 def downgrade() -> None:
     op.execute(
-        "DROP TABLE ledger; DROP FUNCTION ledger_is_append_only(); DROP TABLE records; "
-        "DROP TABLE identifiers; DROP TABLE customers;"
+        "DROP TABLE outbox; DROP TABLE ledger; DROP FUNCTION ledger_is_append_only(); "
+        "DROP TABLE records; DROP TABLE identifiers; DROP TABLE customers;"
     )

@@ -69,12 +69,27 @@ def upgrade() -> None:
             applied_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (source, message_id)
         );
+
+        -- Customers identity merged away, and where their data went.
+        CREATE TABLE merged_customers (
+            customer_id uuid PRIMARY KEY,
+            survivor_id uuid NOT NULL,
+            merged_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX merged_customers_survivor ON merged_customers (survivor_id);
+
+        -- Idempotency of identity changes (merges, splits).
+        CREATE TABLE applied_changes (
+            change_id text PRIMARY KEY,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        );
         """
     )
 
 
 def downgrade() -> None:
     op.execute(
-        "DROP TABLE applied_records; DROP TABLE profile_sources; DROP TABLE profile_identifiers; "
-        "DROP TABLE trait_values; DROP TABLE profiles;"
+        "DROP TABLE applied_changes; DROP TABLE merged_customers; DROP TABLE applied_records; "
+        "DROP TABLE profile_sources; DROP TABLE profile_identifiers; DROP TABLE trait_values; "
+        "DROP TABLE profiles;"
     )

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.model import CustomerView, IncomingRecord, Owner, RecordRef
+from svod_runtime.outbox import enqueue
 
 SYSTEM_ACTOR = "svod-identity"
 
@@ -38,6 +39,31 @@ class IdentityTransaction:
             await self.conn.execute(
                 text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
             )
+
+    async def lock_customers(self, customer_ids: Sequence[str]) -> None:
+        """Row locks on customers about to gain identifiers or be merged (sorted: no deadlock)."""
+        if customer_ids:
+            await self.conn.execute(
+                text(
+                    "SELECT 1 FROM customers WHERE customer_id = ANY(CAST(:c AS uuid[])) "
+                    "ORDER BY customer_id FOR UPDATE"
+                ),
+                {"c": sorted(set(customer_ids))},
+            )
+
+    async def merge_customers(self, survivor: str, merged: Sequence[str]) -> None:
+        """Moves everything of the merged customers to the survivor; their ids become aliases."""
+        params = {"s": survivor, "m": list(merged)}
+        for statement in (
+            "UPDATE customers SET merged_into = :s WHERE customer_id = ANY(CAST(:m AS uuid[])) "
+            "OR merged_into = ANY(CAST(:m AS uuid[]))",
+            "UPDATE identifiers SET customer_id = :s WHERE customer_id = ANY(CAST(:m AS uuid[]))",
+            "UPDATE records SET customer_id = :s WHERE customer_id = ANY(CAST(:m AS uuid[]))",
+        ):
+            await self.conn.execute(text(statement), params)
+
+    async def announce(self, topic: str, key: str, payload: bytes) -> None:
+        await enqueue(self.conn, topic, key, payload)
 
     async def record_customer(self, ref: RecordRef) -> str | None:
         row = (
@@ -161,13 +187,14 @@ class IdentityTransaction:
         detail: dict[str, Any] | None = None,
         actor: str = SYSTEM_ACTOR,
         reason: str = "",
-    ) -> None:
-        await self.conn.execute(
+    ) -> int:
+        entry = await self.conn.execute(
             text(
                 """
                 INSERT INTO ledger (kind, customer_id, other_customer_id, source, message_id,
                                     detail, actor, reason)
                 VALUES (:k, :c, :o, :s, :m, CAST(:d AS jsonb), :a, :r)
+                RETURNING entry_id
                 """
             ),
             {
@@ -181,6 +208,7 @@ class IdentityTransaction:
                 "r": reason,
             },
         )
+        return int(entry.scalar_one())
 
     async def canonical_id(self, customer_id: str) -> str | None:
         """The current id of a customer, following merges; None when unknown."""

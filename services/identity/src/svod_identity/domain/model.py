@@ -42,8 +42,8 @@ class LinkDecision:
     customer_id: str | None
     # Identifiers to attach to the chosen customer.
     link: tuple[IdentifierKey, ...]
-    # Identifiers held by another customer; joining them is a merge (identity rules decide).
-    conflicting: tuple[IdentifierKey, ...]
+    # Other customers the record proves to be the same person: merged into ``customer_id``.
+    merge: tuple[str, ...]
     rule: str
 
 

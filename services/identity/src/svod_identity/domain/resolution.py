@@ -9,18 +9,18 @@ from svod_identity.domain.model import LinkDecision, Owner
 def decide_link(
     identifiers: tuple[IdentifierKey, ...], owners: dict[IdentifierKey, Owner]
 ) -> LinkDecision:
-    """Exact-match rule: join the oldest customer owning any of the record's identifiers.
+    """Exact-match rule: the record joins the customer owning any of its identifiers.
 
-    Identifiers owned by nobody are attached to that customer. Identifiers owned by a different
-    customer stay where they are: joining two customers is a merge, which the identity rules
-    decide, not a side effect of one record.
+    When its identifiers belong to several customers, the record proves they are one person:
+    they merge into the oldest (its id survives; the others become aliases). Which identifiers
+    may link at all (blocked values, limits, shared placeholders) is decided before this, by
+    the identity rules, which pass only linkable identifiers in ``owners``.
     """
     if not owners:
         return LinkDecision(None, identifiers, (), "new_customer")
-    oldest = min(owners.values(), key=lambda o: (o.created_at, o.customer_id))
+    by_customer: dict[str, Owner] = {o.customer_id: o for o in owners.values()}
+    survivor = min(by_customer.values(), key=lambda o: (o.created_at, o.customer_id))
+    merge = tuple(sorted(c for c in by_customer if c != survivor.customer_id))
     link = tuple(i for i in identifiers if i not in owners)
-    conflicting = tuple(i for i, owner in owners.items() if owner.customer_id != oldest.customer_id)
-    matched = sorted({i.type for i, o in owners.items() if o.customer_id == oldest.customer_id})
-    return LinkDecision(
-        oldest.customer_id, link, tuple(sorted(conflicting)), "exact:" + "+".join(matched)
-    )
+    matched = "+".join(sorted({i.type for i in owners}))
+    return LinkDecision(survivor.customer_id, link, merge, f"exact:{matched}")

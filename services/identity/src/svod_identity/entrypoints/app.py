@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod_identity.adapters.profile_client import ProfileAnnouncer
 from svod_identity.adapters.storage import IdentityStore
 from svod_identity.entrypoints.grpc_servicer import IdentityServicer
-from svod_identity.service_layer.use_cases import IdentityService
+from svod_identity.service_layer.use_cases import MERGED_TOPIC, IdentityService
+from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
+from svod_runtime.outbox import OutboxRelay, OutboxStore
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
@@ -18,6 +21,13 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     servicer = IdentityServicer(IdentityService(IdentityStore(engine)))
+    profile = peer_channel(config.peers["profile"], telemetry)
+    announcer = ProfileAnnouncer(profile, config.peer_timeout_s)
+    relay = OutboxRelay(OutboxStore(engine), {MERGED_TOPIC: announcer.merged}, telemetry.tracer)
+
+    async def close() -> None:
+        await profile.close()
+
     return ServiceApp(
         config=config,
         telemetry=telemetry,
@@ -26,4 +36,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=identity_pb2_grpc.IdentityServiceServicer,
         descriptor=identity_pb2.DESCRIPTOR.services_by_name["IdentityService"],
         add_to_server=identity_pb2_grpc.add_IdentityServiceServicer_to_server,
+        background=[relay.run],
+        on_close=[close],
     )

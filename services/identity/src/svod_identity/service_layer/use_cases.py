@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
-from svod_identity.adapters.storage import IdentityStore
-from svod_identity.domain.identifiers import normalize_identifiers
-from svod_identity.domain.model import CustomerView, IncomingRecord, Resolution
+from svod_identity.adapters.storage import IdentityStore, IdentityTransaction
+from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
+from svod_identity.domain.model import CustomerView, IncomingRecord, Owner, Resolution
 from svod_identity.domain.resolution import decide_link
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound
+
+# Outbox topic announcing merges to the profile service.
+MERGED_TOPIC = "customer.merged"
 
 
 class IdentityService:
@@ -25,7 +29,7 @@ class IdentityService:
                 return Resolution(
                     existing, "already_resolved", await tx.record_identifiers(record.ref)
                 )
-            owners = await tx.owners(record.identifiers)
+            owners = await self._lock_owners(tx, record)
             decision = decide_link(record.identifiers, owners)
             if decision.customer_id is None:
                 customer_id = await tx.create_customer()
@@ -34,6 +38,8 @@ class IdentityService:
             else:
                 customer_id = decision.customer_id
                 outcome = "linked_exact"
+                if decision.merge:
+                    await self._merge(tx, customer_id, decision.merge, record, decision.rule)
             await tx.link_identifiers(
                 customer_id, decision.link, record.ref.source, record.observed_at
             )
@@ -45,12 +51,50 @@ class IdentityService:
                 "record_linked",
                 customer_id,
                 ref=record.ref,
-                detail={
-                    "rule": decision.rule,
-                    "conflicting": [[k.type, k.namespace, k.value] for k in decision.conflicting],
-                },
+                detail={"rule": decision.rule},
             )
             return Resolution(customer_id, outcome, record.identifiers)
+
+    async def _lock_owners(
+        self, tx: IdentityTransaction, record: IncomingRecord
+    ) -> dict[IdentifierKey, Owner]:
+        """Owners of the record's identifiers, with those customers row-locked.
+
+        Re-read after locking: a merge that committed meanwhile may have moved identifiers.
+        """
+        locked: set[str] = set()
+        while True:
+            owners = await tx.owners(record.identifiers)
+            wanted = {o.customer_id for o in owners.values()}
+            if wanted <= locked:
+                return owners
+            await tx.lock_customers(sorted(wanted - locked))
+            locked |= wanted
+
+    async def _merge(
+        self,
+        tx: IdentityTransaction,
+        survivor: str,
+        merged: tuple[str, ...],
+        record: IncomingRecord,
+        rule: str,
+    ) -> None:
+        await tx.merge_customers(survivor, merged)
+        change_id = await tx.append_ledger(
+            "customers_merged",
+            survivor,
+            ref=record.ref,
+            other_customer_id=merged[0],
+            detail={"merged": list(merged), "rule": rule},
+            reason=f"record {record.ref.source}/{record.ref.message_id} links them",
+        )
+        await tx.announce(
+            MERGED_TOPIC,
+            survivor,
+            json.dumps(
+                {"change_id": str(change_id), "survivor": survivor, "merged": merged}
+            ).encode(),
+        )
 
     async def lookup_by_identifier(self, raw: tuple[str, str, str]) -> CustomerView:
         (key,) = normalize_identifiers([raw], field="identifier")

@@ -143,6 +143,109 @@ class ProfileTransaction:
             for r in rows
         ]
 
+    async def current_id(self, customer_id: str) -> str:
+        """The survivor when identity merged this customer away, else the id itself."""
+        row = (
+            await self.conn.execute(
+                text("SELECT survivor_id FROM merged_customers WHERE customer_id = :c"),
+                {"c": customer_id},
+            )
+        ).first()
+        return customer_id if row is None else str(row[0])
+
+    async def claim_change(self, change_id: str) -> bool:
+        row = (
+            await self.conn.execute(
+                text(
+                    "INSERT INTO applied_changes (change_id) VALUES (:c) "
+                    "ON CONFLICT DO NOTHING RETURNING 1"
+                ),
+                {"c": change_id},
+            )
+        ).first()
+        return row is not None
+
+    async def merge_into(self, survivor: str, merged: list[str]) -> None:
+        """Moves the merged customers' data to the survivor; their profiles disappear."""
+        params = {"s": survivor, "m": merged}
+        for statement in (
+            # Lock every profile involved, in a fixed order.
+            "SELECT 1 FROM profiles WHERE customer_id = ANY(CAST(:m AS uuid[])) OR "
+            "customer_id = :s ORDER BY customer_id FOR UPDATE",
+            "UPDATE trait_values SET customer_id = :s WHERE customer_id = ANY(CAST(:m AS uuid[]))",
+            """
+            INSERT INTO profile_identifiers (customer_id, id_type, namespace, value, source,
+                channel, observed_at)
+            SELECT DISTINCT ON (id_type, namespace, value) :s, id_type, namespace, value,
+                source, channel, observed_at
+            FROM profile_identifiers WHERE customer_id = ANY(CAST(:m AS uuid[]))
+            ORDER BY id_type, namespace, value, observed_at
+            ON CONFLICT (customer_id, id_type, namespace, value) DO UPDATE SET
+                observed_at = greatest(profile_identifiers.observed_at, excluded.observed_at)
+            """,
+            "DELETE FROM profile_identifiers WHERE customer_id = ANY(CAST(:m AS uuid[]))",
+            """
+            INSERT INTO profile_sources (customer_id, source, channel, first_seen, last_seen,
+                record_count)
+            SELECT :s, source, max(channel), min(first_seen), max(last_seen), sum(record_count)
+            FROM profile_sources WHERE customer_id = ANY(CAST(:m AS uuid[]))
+            GROUP BY source
+            ON CONFLICT (customer_id, source) DO UPDATE SET
+                first_seen = least(profile_sources.first_seen, excluded.first_seen),
+                last_seen = greatest(profile_sources.last_seen, excluded.last_seen),
+                record_count = profile_sources.record_count + excluded.record_count
+            """,
+            "DELETE FROM profile_sources WHERE customer_id = ANY(CAST(:m AS uuid[]))",
+            "UPDATE applied_records SET customer_id = :s "
+            "WHERE customer_id = ANY(CAST(:m AS uuid[]))",
+            """
+            INSERT INTO profiles (customer_id, created_at)
+            SELECT :s, coalesce(min(created_at), now()) FROM profiles
+            WHERE customer_id = ANY(CAST(:m AS uuid[]))
+            ON CONFLICT (customer_id) DO UPDATE SET
+                created_at = least(profiles.created_at, excluded.created_at)
+            """,
+            "DELETE FROM profiles WHERE customer_id = ANY(CAST(:m AS uuid[]))",
+            "UPDATE merged_customers SET survivor_id = :s "
+            "WHERE survivor_id = ANY(CAST(:m AS uuid[]))",
+            """
+            INSERT INTO merged_customers (customer_id, survivor_id)
+            SELECT unnest(CAST(:m AS uuid[])), :s
+            ON CONFLICT (customer_id) DO UPDATE SET survivor_id = excluded.survivor_id
+            """,
+        ):
+            await self.conn.execute(text(statement), params)
+
+    async def all_observations(self, customer_id: str) -> list[TraitObservation]:
+        rows = await self.conn.execute(
+            text(
+                "SELECT field, value, source, channel, observed_at FROM trait_values "
+                "WHERE customer_id = :c"
+            ),
+            {"c": customer_id},
+        )
+        return [
+            TraitObservation(r.field, r.value, Provenance(r.source, r.channel, r.observed_at))
+            for r in rows
+        ]
+
+    async def replace_shown(self, customer_id: str, shown: dict[str, TraitObservation]) -> int:
+        row = (
+            await self.conn.execute(
+                text(
+                    "UPDATE profiles SET shown = CAST(:shown AS jsonb), updated_at = now(), "
+                    "version = version + 1 WHERE customer_id = :c RETURNING version"
+                ),
+                {
+                    "c": customer_id,
+                    "shown": json.dumps(
+                        {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
+                    ),
+                },
+            )
+        ).one()
+        return int(row[0])
+
     async def update_shown(self, customer_id: str, shown: dict[str, TraitObservation]) -> int:
         row = (
             await self.conn.execute(

@@ -159,6 +159,18 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         version, changed = await self.service.apply(application(request, dt.datetime.now(dt.UTC)))
         return profile_pb2.ApplyResponse(version=version, changed=changed)
 
+    async def ApplyIdentityChange(
+        self, request: profile_pb2.ApplyIdentityChangeRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ApplyIdentityChangeResponse:
+        if request.WhichOneof("change") != "merge":
+            raise InvalidArgument([FieldViolation("change", "only merges are supported yet")])
+        await self.service.merge(
+            request.change_id,
+            request.merge.surviving_customer_id,
+            list(request.merge.merged_customer_ids),
+        )
+        return profile_pb2.ApplyIdentityChangeResponse()
+
     async def GetProfile(
         self, request: profile_pb2.GetProfileRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.Profile:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Protocol
 
 from svod_profile.adapters.storage import ProfileStore
@@ -41,6 +42,10 @@ class ProfileService:
         errors.raise_if_any()
         _require_uuid(app.customer_id, "customer_id")
         async with self.store.transaction() as tx:
+            # A record resolved just before a merge may arrive after it: follow the merge.
+            current = await tx.current_id(app.customer_id)
+            if current != app.customer_id:
+                app = replace(app, customer_id=current)
             await tx.lock_profile(app.customer_id)
             if not await tx.claim_record(app):
                 return await tx.version(app.customer_id), False
@@ -48,6 +53,29 @@ class ProfileService:
             touched = {t.field for t in app.traits}
             shown = shown_values(await tx.observations(app.customer_id, touched))
             return await tx.update_shown(app.customer_id, shown), True
+
+    async def merge(self, change_id: str, survivor: str, merged: list[str]) -> None:
+        """Applies identity's merge once: the survivor's profile holds everything."""
+        errors = ViolationCollector()
+        if not change_id:
+            errors.add("change_id", "required")
+        if not merged:
+            errors.add("merge.merged_customer_ids", "at least one")
+        if survivor in merged:
+            errors.add("merge.merged_customer_ids", "must not contain the survivor")
+        errors.raise_if_any()
+        for index, customer_id in enumerate([survivor, *merged]):
+            _require_uuid(
+                customer_id,
+                "merge.surviving_customer_id"
+                if index == 0
+                else f"merge.merged_customer_ids[{index - 1}]",
+            )
+        async with self.store.transaction() as tx:
+            if not await tx.claim_change(change_id):
+                return
+            await tx.merge_into(survivor, merged)
+            await tx.replace_shown(survivor, shown_values(await tx.all_observations(survivor)))
 
     async def get_by_id(self, customer_id: str) -> ProfileView:
         _require_uuid(customer_id, "customer_id")

@@ -1,0 +1,30 @@
+"""Announces merges to the profile service (the outbox handler of identity)."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+
+from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_runtime.outbox import DeliveryError, OutboxMessage
+
+
+class ProfileAnnouncer:
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+        self.stub = profile_pb2_grpc.ProfileServiceStub(channel)
+        self.timeout_s = timeout_s
+
+    async def merged(self, message: OutboxMessage) -> None:
+        change = json.loads(message.payload)
+        request = profile_pb2.ApplyIdentityChangeRequest(
+            change_id=f"identity-ledger-{change['change_id']}",
+            merge=profile_pb2.ApplyIdentityChangeRequest.Merge(
+                surviving_customer_id=change["survivor"],
+                merged_customer_ids=change["merged"],
+            ),
+        )
+        try:
+            await self.stub.ApplyIdentityChange(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as error:
+            raise DeliveryError(error.code().name, error.details() or "") from None
