@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SERVICES := ingestion identity profile segmentation quality
+LINT_PATHS := conftest.py $(wildcard libs services cli tests scripts benchmarks deploy)
 
 .PHONY: run test test-fast lint gen venv bench clean help
 
@@ -26,8 +27,8 @@ run: gen
 	$(PY) -m svod_cli run --demo
 
 lint: gen
-	$(VENV)/bin/ruff check libs services cli tests scripts benchmarks
-	$(VENV)/bin/ruff format --check libs services cli tests scripts benchmarks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 
 test: lint
 	$(PY) -m pytest
