@@ -121,12 +121,22 @@ def cmd_record_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suite_database(admin_url: str) -> str:
+    """SVOD_DATABASE_URL as given; else a database ``svod`` on the server we found."""
+    from svod_cli.suite import create_database
+
+    if os.environ.get("SVOD_DATABASE_URL"):
+        return admin_url
+    return create_database(admin_url, "svod")
+
+
 def cmd_db_prepare(_: argparse.Namespace) -> int:
     from svod_cli.postgres import ensure_postgres
     from svod_cli.suite import TOP, prepare_database
 
     admin, _cluster = ensure_postgres(TOP)
-    for service, url in prepare_database(admin).items():
+    database = _suite_database(admin)
+    for service, url in prepare_database(database).items():
         print(f"{service:<13} migrated ({url.split('@')[-1]})")
     return 0
 
@@ -140,9 +150,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except PostgresMissing as missing:
         print(missing, file=sys.stderr)
         return 2
-    print(f"Postgres: {admin.split('@')[-1]}")
-    prepare_database(admin)
-    suite = ProcessSuite(admin).start()
+    database = _suite_database(admin)
+    print(f"Postgres: {database.split('@')[-1]}")
+    prepare_database(database)
+    # Per-request log lines would bury the instructions; SVOD_LOG_LEVEL=INFO brings them back.
+    os.environ.setdefault("SVOD_LOG_LEVEL", "WARNING")
+    suite = ProcessSuite(database).start()
     try:
         print("All five services are SERVING:")
         for service in SERVICES:
