@@ -41,3 +41,4 @@ bench: gen
 
 clean:
 	rm -rf gen .pytest_cache .ruff_cache
+include deploy/deploy.mk

@@ -1,0 +1,160 @@
+{{/*
+Pieces shared by the service pods and the migration pods. Each takes
+(dict "root" $ "name" "identity").
+*/}}
+
+{{/* Environment of a serving container. */}}
+{{- define "svod.serveEnv" -}}
+{{- $root := .root -}}
+{{- $name := .name -}}
+{{- $svc := index $root.Values.services $name -}}
+{{- $prefix := include "svod.envPrefix" $name -}}
+- name: SVOD_SERVICE
+  value: {{ $name | quote }}
+- name: {{ $prefix }}_PORT
+  value: {{ $svc.port | int | toString | quote }}
+- name: {{ $prefix }}_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "svod.databaseSecretName" $root }}
+      key: {{ include "svod.databaseUrlKey" $name }}
+{{- range $peer := index $root.Values.calls $name | default list }}
+- name: {{ include "svod.envPrefix" $peer }}_TARGET
+  value: {{ include "svod.peerTarget" (dict "root" $root "name" $peer) | quote }}
+{{- end }}
+{{- $drain := sub (sub (int $root.Values.terminationGracePeriodSeconds) (int $root.Values.preStopSleepSeconds)) 5 }}
+- name: SVOD_SHUTDOWN_GRACE_S
+  value: {{ max 1 $drain | toString | quote }}
+{{ include "svod.commonEnv" . }}
+{{- with $root.Values.otel }}
+{{- if .enabled }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "svod-%s" $name | quote }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: grpc
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | toString | quote }}
+- name: SVOD_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: OTEL_RESOURCE_ATTRIBUTES
+  {{- $attrs := list "service.namespace=svod" (printf "service.version=%s" (default $root.Chart.AppVersion $root.Values.image.tag)) (printf "k8s.namespace.name=%s" $root.Release.Namespace) "k8s.pod.name=$(SVOD_POD_NAME)" }}
+  {{- range $k, $v := .resourceAttributes }}
+  {{- $attrs = append $attrs (printf "%s=%v" $k $v) }}
+  {{- end }}
+  value: {{ join "," $attrs | quote }}
+{{- else }}
+- name: OTEL_SDK_DISABLED
+  value: "true"
+{{- end }}
+{{- end }}
+{{- if $root.Values.apiKeys.enabled }}
+- name: SVOD_API_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "svod.apiKeysSecretName" $root }}
+      key: {{ $root.Values.apiKeys.secretKey | quote }}
+{{- end }}
+{{- if $root.Values.tls.enabled }}
+- name: SVOD_TLS_CERT_FILE
+  value: {{ printf "%s/%s" $root.Values.tls.mountPath $root.Values.tls.certKey | quote }}
+- name: SVOD_TLS_KEY_FILE
+  value: {{ printf "%s/%s" $root.Values.tls.mountPath $root.Values.tls.keyKey | quote }}
+{{- with $root.Values.tls.caKey }}
+- name: SVOD_TLS_CA_FILE
+  value: {{ printf "%s/%s" $root.Values.tls.mountPath . | quote }}
+{{- end }}
+{{- end }}
+{{- with $root.Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- with $svc.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Environment both the serving and the migration containers get. */}}
+{{- define "svod.commonEnv" -}}
+- name: SVOD_LOG_LEVEL
+  value: {{ .root.Values.log.level | quote }}
+- name: SVOD_LOG_FORMAT
+  value: {{ .root.Values.log.format | quote }}
+- name: PYTHONUNBUFFERED
+  value: "1"
+{{- end -}}
+
+{{/* Pod-level settings shared by the Deployments and the migration Jobs. */}}
+{{- define "svod.podCommon" -}}
+{{- $root := .root -}}
+automountServiceAccountToken: {{ $root.Values.serviceAccount.automountToken }}
+# Service links would set SVOD_<PEER>_PORT=tcp://... for every Service of the namespace,
+# clashing with the SVOD_<NAME>_PORT settings.
+enableServiceLinks: false
+securityContext:
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $root.Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes: an emptyDir for /tmp, and the TLS Secret when serving TLS. */}}
+{{- define "svod.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .root.Values.tmpVolume.sizeLimit | quote }}
+{{- if and .tls .root.Values.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ .root.Values.tls.existingSecret | quote }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+
+{{- define "svod.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+{{- if and .tls .root.Values.tls.enabled }}
+- name: tls
+  mountPath: {{ .root.Values.tls.mountPath | quote }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/*
+One probe: (dict "root" $ "name" "identity" "probe" "readiness"). "type: grpc" is kubelet's
+native gRPC health check (grpc.health.v1, service ""), which follows the service's database
+connectivity; "type: tcp" only checks that the port accepts connections. Kubelet's gRPC probe
+speaks plaintext only, so with tls.enabled every probe is a TCP probe.
+*/}}
+{{- define "svod.probe" -}}
+{{- $svc := index .root.Values.services .name -}}
+{{- $settings := deepCopy (index .root.Values.probes .probe) -}}
+{{- $type := $settings.type | default "grpc" -}}
+{{- $_ := unset $settings "type" -}}
+{{- if or (eq $type "tcp") .root.Values.tls.enabled -}}
+tcpSocket:
+  port: grpc
+{{- else -}}
+grpc:
+  port: {{ $svc.port | int }}
+  service: ""
+{{- end }}
+{{ toYaml $settings }}
+{{- end -}}
