@@ -12,5 +12,10 @@ def peer_channel(target: str, telemetry: Telemetry) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         target,
         interceptors=telemetry.client_interceptors(),
-        options=[("grpc.enable_retries", 1), ("grpc.keepalive_time_ms", 30_000)],
+        options=[
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30_000),
+            # Spread calls over every address a (headless) service name resolves to.
+            ("grpc.lb_policy_name", "round_robin"),
+        ],
     )

@@ -75,6 +75,10 @@ class ServiceConfig:
     trace_sample_ratio: float = 1.0
     # API keys ("key" or "key:principal", comma separated); empty = no authentication.
     api_keys: str = ""
+    # The deployment's currency (ISO 4217); money in another currency is refused.
+    currency: str = "RUB"
+    # How long an event may wait for its customer to be identified before it fails.
+    unknown_customer_grace_s: float = 600.0
 
     @classmethod
     def from_env(cls, service: str, env: dict[str, str] | None = None) -> ServiceConfig:
@@ -97,4 +101,6 @@ class ServiceConfig:
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             trace_sample_ratio=_float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0),
             api_keys=env.get("SVOD_API_KEYS", ""),
+            currency=env.get("SVOD_CURRENCY", "RUB"),
+            unknown_customer_grace_s=_float(env, "SVOD_UNKNOWN_CUSTOMER_GRACE_S", 600.0),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import psycopg
@@ -15,7 +16,10 @@ from svod_runtime.config import role_name, sqlalchemy_url
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int | None = None) -> AsyncEngine:
+    """An async engine; pool size from SVOD_DB_POOL_SIZE (default 10, as many again on bursts)."""
+    if pool_size is None:
+        pool_size = int(os.environ.get("SVOD_DB_POOL_SIZE", "10"))
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,

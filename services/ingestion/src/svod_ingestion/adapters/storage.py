@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -83,14 +84,18 @@ class IngestionStore:
         async with self.engine.begin() as conn:
             yield IngestionTransaction(conn)
 
-    async def payload(self, record_pk: int) -> bytes | None:
+    async def payload(self, record_pk: int) -> tuple[bytes, dt.datetime] | None:
+        """The stored request and when it was received; None once erased."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    text("SELECT payload FROM records WHERE record_pk = :r"), {"r": record_pk}
+                    text("SELECT payload, received_at FROM records WHERE record_pk = :r"),
+                    {"r": record_pk},
                 )
             ).first()
-        return None if row is None or row.payload is None else bytes(row.payload)
+        if row is None or row.payload is None:
+            return None
+        return bytes(row.payload), row.received_at
 
     async def mark_delivered(self, record_pk: int, customer_id: str, attempts: int) -> None:
         async with self.engine.begin() as conn:

@@ -111,3 +111,103 @@ def validate_identify(message: IdentifyMessage, now: dt.datetime) -> None:
     if len(message.attributes) > MAX_ATTRIBUTES:
         errors.add("record.attributes", f"at most {MAX_ATTRIBUTES} attributes")
     errors.raise_if_any()
+
+
+EVENT_TYPES = (
+    "order_placed",
+    "order_returned",
+    "cart_updated",
+    "cart_abandoned",
+    "page_viewed",
+    "product_viewed",
+    "campaign_delivered",
+    "campaign_opened",
+    "campaign_clicked",
+    "campaign_unsubscribed",
+    "support_ticket_opened",
+    "support_ticket_resolved",
+    "loyalty_accrued",
+    "loyalty_redeemed",
+    "survey_answered",
+    "session_started",
+)
+MONEY_EVENTS = ("order_placed", "order_returned", "cart_updated", "cart_abandoned")
+CONTACT_CHANNELS = ("email", "sms", "push", "messenger", "call")
+
+
+@dataclass(frozen=True)
+class Amount:
+    """A money amount as sent: currency code and value (units + nanos, both signed alike)."""
+
+    currency: str
+    units: int
+    nanos: int
+
+    @property
+    def negative(self) -> bool:
+        return self.units < 0 or self.nanos < 0
+
+    @property
+    def empty(self) -> bool:
+        return not self.currency and self.units == 0 and self.nanos == 0
+
+
+@dataclass(frozen=True)
+class Line:
+    quantity: int
+    unit_price: Amount
+    discount: Amount
+
+
+@dataclass(frozen=True)
+class TrackMessage:
+    source: str
+    message_id: str
+    channel: str
+    event_type: str
+    occurred_at: dt.datetime | None
+    identifiers: list[tuple[str, str, str]]
+    total: Amount
+    lines: list[Line] = field(default_factory=list)
+    contact_channel: str = ""
+    loyalty_points: int = 0
+
+
+def _check_amount(amount: Amount, path: str, currency: str, errors: ViolationCollector) -> None:
+    if amount.empty:
+        return
+    if amount.negative:
+        errors.add(path, "must not be negative")
+    if amount.currency != currency:
+        errors.add(f"{path}.currency_code", f"must be {currency}, the currency of this deployment")
+
+
+def validate_track(message: TrackMessage, now: dt.datetime, currency: str) -> None:
+    """Raises InvalidArgument naming every bad field of a track call."""
+    errors = ViolationCollector()
+    validate_ref(message.source, message.message_id, errors)
+    if message.channel in ("", "unspecified"):
+        errors.add("channel", "required")
+    if message.event_type not in EVENT_TYPES:
+        errors.add("event.type", "unknown or unspecified event type")
+    if message.occurred_at is None:
+        errors.add("event.occurred_time", "required")
+    elif message.occurred_at > now + FUTURE_TOLERANCE:
+        errors.add("event.occurred_time", "in the future")
+    validate_identifiers(message.identifiers, errors, "event.identifiers")
+    _check_amount(message.total, "event.total", currency, errors)
+    for index, line in enumerate(message.lines):
+        path = f"event.lines[{index}]"
+        if line.quantity <= 0:
+            errors.add(f"{path}.quantity", "must be positive")
+        _check_amount(line.unit_price, f"{path}.unit_price", currency, errors)
+        _check_amount(line.discount, f"{path}.discount", currency, errors)
+    if message.event_type in ("order_placed", "order_returned") and message.total.empty:
+        errors.add("event.total", f"required for {message.event_type}")
+    if message.event_type.startswith("campaign_") and (
+        message.contact_channel not in CONTACT_CHANNELS
+    ):
+        errors.add("event.contact_channel", f"one of {', '.join(CONTACT_CHANNELS)}")
+    if message.event_type.startswith("loyalty_") and message.loyalty_points <= 0:
+        errors.add("event.loyalty_points", "must be positive")
+    errors.raise_if_any()

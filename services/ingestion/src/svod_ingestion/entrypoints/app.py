@@ -24,14 +24,18 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     store = IngestionStore(engine)
     identity = peer_channel(config.peers["identity"], telemetry)
     profile = peer_channel(config.peers["profile"], telemetry)
-    delivery = RecordDelivery(store, GrpcDownstream(identity, profile, config.peer_timeout_s))
+    delivery = RecordDelivery(
+        store,
+        GrpcDownstream(identity, profile, config.peer_timeout_s),
+        config.unknown_customer_grace_s,
+    )
     relay = OutboxRelay(
         OutboxStore(engine),
-        {"record.identify": delivery.identify},
+        {"record.identify": delivery.identify, "record.track": delivery.track},
         telemetry.tracer,
-        on_failure={"record.identify": delivery.failed},
+        on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},
     )
-    servicer = IngestionServicer(IngestionService(store, on_enqueued=relay.wake))
+    servicer = IngestionServicer(IngestionService(store, on_enqueued=relay.wake), config.currency)
 
     async def close() -> None:
         await identity.close()

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import grpc
+from google.type import money_pb2
 
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from svod_ingestion.domain.messages import IdentifyMessage, validate_identify
+from svod_ingestion.domain.messages import (
+    Amount,
+    IdentifyMessage,
+    Line,
+    TrackMessage,
+    validate_identify,
+    validate_track,
+)
 from svod_ingestion.domain.model import Accepted
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.errors import InvalidArgument, SvodError, ViolationCollector
@@ -22,6 +31,7 @@ from svod_runtime.protoconv import (
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
 _CHANNEL = common_pb2.SourceChannel.DESCRIPTOR
+_EVENT_TYPE = common_pb2.EventType.DESCRIPTOR
 _STATE = {
     "pending": ingestion_pb2.RecordStatus.STATE_PENDING,
     "delivered": ingestion_pb2.RecordStatus.STATE_DELIVERED,
@@ -51,6 +61,32 @@ def identify_message(request: ingestion_pb2.IdentifyRequest) -> IdentifyMessage:
     )
 
 
+def _amount(money: money_pb2.Money) -> Amount:
+    return Amount(money.currency_code, money.units, money.nanos)
+
+
+def track_message(request: ingestion_pb2.TrackRequest) -> TrackMessage:
+    event = request.event
+    return TrackMessage(
+        source=request.record_ref.source,
+        message_id=request.record_ref.message_id,
+        channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
+        event_type=enum_short_name(_EVENT_TYPE, event.type, "EVENT_TYPE_"),
+        occurred_at=timestamp_to_datetime(event.occurred_time),
+        identifiers=[
+            (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
+            for i in event.identifiers
+        ],
+        total=_amount(event.total),
+        lines=[
+            Line(line.quantity, _amount(line.unit_price), _amount(line.discount))
+            for line in event.lines
+        ],
+        contact_channel=event.contact_channel,
+        loyalty_points=event.loyalty_points,
+    )
+
+
 def _response(accepted: Accepted) -> ingestion_pb2.IdentifyResponse:
     return ingestion_pb2.IdentifyResponse(
         record_id=accepted.record_id,
@@ -59,9 +95,35 @@ def _response(accepted: Accepted) -> ingestion_pb2.IdentifyResponse:
     )
 
 
+async def _bulk(
+    requests: AsyncIterator[Any], accept: Callable[[Any], Awaitable[Accepted]]
+) -> ingestion_pb2.BulkResponse:
+    """Accepts each message of a stream on its own; bad ones are listed, not fatal."""
+    response = ingestion_pb2.BulkResponse()
+    index = 0
+    async for request in requests:
+        try:
+            accepted = await accept(request)
+        except SvodError as error:
+            rejected = response.rejected.add(
+                index=index, record_ref=request.record_ref, reason=error.message
+            )
+            if isinstance(error, InvalidArgument):
+                for v in error.violations:
+                    rejected.field_violations.add(field=v.field, description=v.description)
+        else:
+            if accepted.duplicate:
+                response.duplicate_count += 1
+            else:
+                response.accepted_count += 1
+        index += 1
+    return response
+
+
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
-    def __init__(self, service: IngestionService) -> None:
+    def __init__(self, service: IngestionService, currency: str) -> None:
         self.service = service
+        self.currency = currency
 
     async def _identify(self, request: ingestion_pb2.IdentifyRequest) -> Accepted:
         now = dt.datetime.now(dt.UTC)
@@ -81,6 +143,36 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             payload=stored.SerializeToString(deterministic=True),
         )
 
+    async def _track(self, request: ingestion_pb2.TrackRequest) -> Accepted:
+        message = track_message(request)
+        validate_track(message, dt.datetime.now(dt.UTC), self.currency)
+        payload = request.SerializeToString(deterministic=True)
+        return await self.service.accept(
+            kind="track",
+            source=message.source,
+            message_id=message.message_id,
+            channel=message.channel,
+            fingerprint=payload,
+            payload=payload,
+        )
+
+    async def Track(
+        self, request: ingestion_pb2.TrackRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.TrackResponse:
+        accepted = await self._track(request)
+        return ingestion_pb2.TrackResponse(
+            record_id=accepted.record_id,
+            duplicate=accepted.duplicate,
+            received_time=datetime_to_timestamp(accepted.received_at),
+        )
+
+    async def TrackStream(
+        self,
+        request_iterator: AsyncIterator[ingestion_pb2.TrackRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> ingestion_pb2.BulkResponse:
+        return await _bulk(request_iterator, self._track)
+
     async def Identify(
         self, request: ingestion_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
     ) -> ingestion_pb2.IdentifyResponse:
@@ -91,25 +183,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         request_iterator: AsyncIterator[ingestion_pb2.IdentifyRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingestion_pb2.BulkResponse:
-        response = ingestion_pb2.BulkResponse()
-        index = 0
-        async for request in request_iterator:
-            try:
-                accepted = await self._identify(request)
-            except SvodError as error:
-                rejected = response.rejected.add(
-                    index=index, record_ref=request.record_ref, reason=error.message
-                )
-                if isinstance(error, InvalidArgument):
-                    for v in error.violations:
-                        rejected.field_violations.add(field=v.field, description=v.description)
-            else:
-                if accepted.duplicate:
-                    response.duplicate_count += 1
-                else:
-                    response.accepted_count += 1
-            index += 1
-        return response
+        return await _bulk(request_iterator, self._identify)
 
     async def GetRecordStatus(
         self, request: ingestion_pb2.GetRecordStatusRequest, context: grpc.aio.ServicerContext
