@@ -105,7 +105,12 @@ class SuiteClient:
 def suite(
     suite_database: SuiteDatabase, span_exporter: InMemorySpanExporter
 ) -> Iterator[SuiteClient]:
-    running = InProcessSuite(suite_database.admin_url, exporters=[span_exporter]).start()
+    running = InProcessSuite(
+        suite_database.admin_url,
+        exporters=[span_exporter],
+        # Events for customers nobody identified fail after 2 s here (10 min by default).
+        extra_env={"SVOD_UNKNOWN_CUSTOMER_GRACE_S": "2"},
+    ).start()
     client = SuiteClient(running)
     try:
         yield client

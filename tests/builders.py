@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.type import money_pb2
 
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2
@@ -49,3 +50,52 @@ def identify(
     if observed is not None:
         request.observed_time.CopyFrom(observed)
     return request
+
+
+def money(amount: str, currency: str = "RUB") -> money_pb2.Money:
+    units, _, frac = amount.partition(".")
+    nanos = int((frac + "000000000")[:9]) if frac else 0
+    sign = -1 if units.startswith("-") else 1
+    return money_pb2.Money(currency_code=currency, units=int(units), nanos=sign * nanos)
+
+
+def at(iso: str) -> Timestamp:
+    ts = Timestamp()
+    ts.FromJsonString(iso)
+    return ts
+
+
+def track(
+    source: str,
+    event_type: int,
+    identifier: common_pb2.Identifier,
+    *,
+    occurred: str = "2026-10-01T12:00:00Z",
+    total: str | None = None,
+    lines: tuple[tuple[str, int, str, str], ...] = (),
+    message_id: str | None = None,
+    contact_channel: str = "",
+    order_id: str = "",
+    channel: int = common_pb2.SOURCE_CHANNEL_WEB,
+) -> ingestion_pb2.TrackRequest:
+    """``lines`` are (category, quantity, unit price, discount)."""
+    event = common_pb2.Event(
+        type=event_type,  # type: ignore[arg-type]
+        occurred_time=at(occurred),
+        identifiers=[identifier],
+        contact_channel=contact_channel,
+        order_id=order_id,
+        lines=[
+            common_pb2.LineItem(
+                category=category, quantity=qty, unit_price=money(price), discount=money(disc)
+            )
+            for category, qty, price, disc in lines
+        ],
+    )
+    if total is not None:
+        event.total.CopyFrom(money(total))
+    return ingestion_pb2.TrackRequest(
+        record_ref=common_pb2.RecordRef(source=source, message_id=message_id or unique("ev")),
+        channel=channel,  # type: ignore[arg-type]
+        event=event,
+    )

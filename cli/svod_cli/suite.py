@@ -115,10 +115,11 @@ class InProcessSuite:
         exporters: Sequence[SpanExporter] = (),
         ports: dict[str, int] | None = None,
         services: Sequence[str] = SERVICES,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.ports = ports or dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
         self.services = tuple(services)
-        self.env = suite_env(db_admin_url, self.ports)
+        self.env = {**suite_env(db_admin_url, self.ports), **(extra_env or {})}
         self.exporters = tuple(exporters)
         self.apps: dict[str, ServiceApp] = {}
         self.loop = asyncio.new_event_loop()

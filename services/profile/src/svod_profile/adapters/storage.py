@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from svod_profile.adapters.event_storage import EventRepository, metrics_from_json
 from svod_profile.domain.model import (
     IdentifierObservation,
     ProfileView,
@@ -18,6 +19,7 @@ from svod_profile.domain.model import (
     SourceSummary,
     TraitObservation,
 )
+from svod_runtime.outbox import enqueue
 
 
 def _obs_json(obs: TraitObservation) -> dict[str, str]:
@@ -41,6 +43,7 @@ def _obs_from_json(name: str, raw: dict[str, str]) -> TraitObservation:
 class ProfileTransaction:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self.events = EventRepository(conn)
 
     async def claim_record(self, app: RecordApplication) -> bool:
         """Marks the record applied; False when it had been applied before."""
@@ -165,9 +168,14 @@ class ProfileTransaction:
         ).first()
         return row is not None
 
+    async def announce(self, customer_id: str, payload: dict[str, object]) -> None:
+        """Tells segmentation (through the outbox) that this profile changed."""
+        await enqueue(self.conn, CHANGED_TOPIC, customer_id, json.dumps(payload).encode())
+
     async def merge_into(self, survivor: str, merged: list[str]) -> None:
         """Moves the merged customers' data to the survivor; their profiles disappear."""
         params = {"s": survivor, "m": merged}
+        await self.events.move_events(survivor, merged)
         for statement in (
             # Lock every profile involved, in a fixed order.
             "SELECT 1 FROM profiles WHERE customer_id = ANY(CAST(:m AS uuid[])) OR "
@@ -278,7 +286,7 @@ class ProfileTransaction:
         row = (
             await self.conn.execute(
                 text(
-                    "SELECT shown, created_at, updated_at, version FROM profiles "
+                    "SELECT shown, metrics, created_at, updated_at, version FROM profiles "
                     "WHERE customer_id = :c"
                 ),
                 {"c": customer_id},
@@ -317,7 +325,12 @@ class ProfileTransaction:
             created_at=row.created_at,
             updated_at=row.updated_at,
             version=int(row.version),
+            metrics=metrics_from_json(row.metrics),
+            consents=tuple(c for _, c in await self.events.consents([customer_id])),
         )
+
+
+CHANGED_TOPIC = "profile.changed"
 
 
 class ProfileStore:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from svod_profile.domain.consents import Consent
+from svod_profile.domain.events import Metrics
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -60,4 +63,5 @@ class ProfileView:
     created_at: dt.datetime
     updated_at: dt.datetime
     version: int
-    attributes: dict[str, str] = field(default_factory=dict)
+    metrics: Metrics = field(default_factory=Metrics)
+    consents: tuple[Consent, ...] = ()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_profile.adapters.identity_client import IdentityClient
-from svod_profile.adapters.storage import ProfileStore
+from svod_profile.adapters.segmentation_client import SegmentationAnnouncer
+from svod_profile.adapters.storage import CHANGED_TOPIC, ProfileStore
 from svod_profile.entrypoints.grpc_servicer import ProfileServicer
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
+from svod_runtime.outbox import OutboxRelay, OutboxStore
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
@@ -21,10 +23,19 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     telemetry.instrument_engine(engine)
     identity_channel = peer_channel(config.peers["identity"], telemetry)
     directory = IdentityClient(identity_channel, config.peer_timeout_s)
-    servicer = ProfileServicer(ProfileService(ProfileStore(engine), directory))
+    segmentation_channel = peer_channel(config.peers["segmentation"], telemetry)
+    store = ProfileStore(engine)
+    announcer = SegmentationAnnouncer(
+        store, segmentation_channel, config.peer_timeout_s, config.currency
+    )
+    relay = OutboxRelay(OutboxStore(engine), {CHANGED_TOPIC: announcer.changed}, telemetry.tracer)
+    servicer = ProfileServicer(
+        ProfileService(store, directory, on_announced=relay.wake), config.currency
+    )
 
     async def close() -> None:
         await identity_channel.close()
+        await segmentation_channel.close()
 
     return ServiceApp(
         config=config,
@@ -34,5 +45,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=profile_pb2_grpc.ProfileServiceServicer,
         descriptor=profile_pb2.DESCRIPTOR.services_by_name["ProfileService"],
         add_to_server=profile_pb2_grpc.add_ProfileServiceServicer_to_server,
+        background=[relay.run],
         on_close=[close],
     )

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_profile.domain.consents import Consent
+from svod_profile.domain.events import EventFact, Metrics
 from svod_profile.domain.model import (
     IdentifierObservation,
     ProfileView,
@@ -17,7 +21,8 @@ from svod_profile.domain.model import (
     TraitObservation,
 )
 from svod_profile.service_layer.use_cases import ProfileService
-from svod_runtime.errors import FieldViolation, InvalidArgument
+from svod_runtime.errors import FieldViolation, InvalidArgument, ViolationCollector
+from svod_runtime.money import decimal_to_money, money_to_decimal
 from svod_runtime.protoconv import (
     datetime_to_timestamp,
     enum_number,
@@ -84,6 +89,130 @@ def application(request: profile_pb2.ApplyRequest, now: dt.datetime) -> RecordAp
     )
 
 
+_EVENT_TYPE = common_pb2.EventType.DESCRIPTOR
+_CONSENT_CHANNEL = profile_pb2.ConsentChannel.DESCRIPTOR
+_CONSENT_STATUS = profile_pb2.ConsentStatus.DESCRIPTOR
+
+
+def event_fact(request: profile_pb2.ApplyEventRequest, currency: str) -> EventFact:
+    """The profile's view of an event; money must be non-negative and in one currency."""
+    event = request.event
+    errors = ViolationCollector()
+    kind = enum_short_name(_EVENT_TYPE, event.type, "EVENT_TYPE_")
+    if not kind or kind == "unspecified":
+        errors.add("event.type", "required")
+    occurred = timestamp_to_datetime(event.occurred_time)
+    if occurred is None:
+        errors.add("event.occurred_time", "required")
+    amounts = [("event.total", event.total)]
+    for i, line in enumerate(event.lines):
+        amounts += [
+            (f"event.lines[{i}].unit_price", line.unit_price),
+            (f"event.lines[{i}].discount", line.discount),
+        ]
+    for path, money in amounts:
+        if money.units < 0 or money.nanos < 0:
+            errors.add(path, "must not be negative")
+        if money.currency_code and money.currency_code != currency:
+            errors.add(f"{path}.currency_code", f"must be {currency}")
+    if not request.record_ref.source or not request.record_ref.message_id:
+        errors.add("record_ref", "source and message_id are required")
+    errors.raise_if_any()
+    discount = sum(
+        (money_to_decimal(line.discount) * max(line.quantity, 1) for line in event.lines),
+        start=Decimal(0),
+    )
+    return EventFact(
+        source=request.record_ref.source,
+        message_id=request.record_ref.message_id,
+        type=kind,
+        occurred_at=occurred,  # type: ignore[arg-type]
+        channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_") or "unspecified",
+        currency=currency if event.HasField("total") or event.lines else "",
+        amount=money_to_decimal(event.total),
+        discount=discount,
+        items=sum(max(line.quantity, 0) for line in event.lines),
+        categories=tuple(sorted({line.category for line in event.lines if line.category})),
+        order_id=event.order_id,
+        reference_id=event.reference_id,
+        contact_channel=event.contact_channel,
+        loyalty_points=event.loyalty_points,
+        properties=dict(event.properties),
+    )
+
+
+def timeline_entry(event: EventFact, currency: str) -> profile_pb2.TimelineEntry:
+    entry = profile_pb2.TimelineEntry(
+        event_type=event.type,
+        occurred_time=datetime_to_timestamp(event.occurred_at),
+        source=event.source,
+        channel=enum_number(_CHANNEL, event.channel, "SOURCE_CHANNEL_"),  # type: ignore[arg-type]
+        summary=event.summary(),
+        record_ref=common_pb2.RecordRef(source=event.source, message_id=event.message_id),
+        categories=list(event.categories),
+        properties=event.properties,
+    )
+    if event.contact_channel:
+        entry.properties["contact_channel"] = event.contact_channel
+    if event.currency:
+        entry.amount.CopyFrom(decimal_to_money(event.amount, event.currency))
+        entry.discount.CopyFrom(decimal_to_money(event.discount, event.currency))
+    return entry
+
+
+def _time_or_none(value: dt.datetime | None) -> Timestamp | None:
+    return None if value is None else datetime_to_timestamp(value)
+
+
+def metrics_proto(m: Metrics, currency: str) -> profile_pb2.Metrics:
+    cur = m.currency or currency
+    proto = profile_pb2.Metrics(
+        order_count=m.order_count,
+        total_spent=decimal_to_money(m.total_spent, cur),
+        average_order_value=decimal_to_money(m.average_order_value, cur),
+        return_count=m.return_count,
+        total_returned=decimal_to_money(m.total_returned, cur),
+        channels=sorted(m.channels),
+        items_bought=m.items_bought,
+        abandoned_cart_count=m.abandoned_cart_count,
+        campaign_delivered_count=m.campaign_delivered_count,
+        campaign_opened_count=m.campaign_opened_count,
+        campaign_clicked_count=m.campaign_clicked_count,
+        session_count=m.session_count,
+        support_ticket_count=m.support_ticket_count,
+        loyalty_points_balance=m.loyalty_points_balance,
+    )
+    for name, value in (
+        ("first_order_time", m.first_order_at),
+        ("last_order_time", m.last_order_at),
+        ("last_contact_time", m.last_contact_at),
+        ("last_support_ticket_time", m.last_support_ticket_at),
+    ):
+        if value is not None:
+            getattr(proto, name).CopyFrom(datetime_to_timestamp(value))
+    return proto
+
+
+def consent_proto(c: Consent) -> profile_pb2.Consent:
+    return profile_pb2.Consent(
+        channel=enum_number(_CONSENT_CHANNEL, c.channel, "CONSENT_CHANNEL_"),  # type: ignore[arg-type]
+        status=enum_number(_CONSENT_STATUS, c.status, "CONSENT_STATUS_"),  # type: ignore[arg-type]
+        source=c.source,
+        time=datetime_to_timestamp(c.at),
+        legal_basis=c.legal_basis,
+    )
+
+
+def consent_from_proto(c: profile_pb2.Consent, now: dt.datetime) -> Consent:
+    return Consent(
+        channel=enum_short_name(_CONSENT_CHANNEL, c.channel, "CONSENT_CHANNEL_"),
+        status=enum_short_name(_CONSENT_STATUS, c.status, "CONSENT_STATUS_"),
+        source=c.source,
+        at=timestamp_to_datetime(c.time) or now,
+        legal_basis=c.legal_basis,
+    )
+
+
 def _provenance_proto(p: Provenance) -> common_pb2.Provenance:
     return common_pb2.Provenance(
         source=p.source,
@@ -99,7 +228,7 @@ def _trait(view: ProfileView, name: str) -> profile_pb2.TraitValue | None:
     return profile_pb2.TraitValue(value=obs.value, provenance=_provenance_proto(obs.provenance))
 
 
-def profile_proto(view: ProfileView) -> profile_pb2.Profile:
+def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profile:
     profile = profile_pb2.Profile(
         customer_id=view.customer_id,
         identifiers=[
@@ -123,6 +252,8 @@ def profile_proto(view: ProfileView) -> profile_pb2.Profile:
             )
             for s in view.sources
         ],
+        metrics=metrics_proto(view.metrics, currency),
+        consents=[consent_proto(c) for c in view.consents],
         create_time=datetime_to_timestamp(view.created_at),
         update_time=datetime_to_timestamp(view.updated_at),
         version=view.version,
@@ -150,8 +281,34 @@ def profile_proto(view: ProfileView) -> profile_pb2.Profile:
 
 
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
-    def __init__(self, service: ProfileService) -> None:
+    def __init__(self, service: ProfileService, currency: str) -> None:
         self.service = service
+        self.currency = currency
+
+    async def ApplyEvent(
+        self, request: profile_pb2.ApplyEventRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ApplyEventResponse:
+        version, changed = await self.service.apply_event(
+            request.customer_id, event_fact(request, self.currency)
+        )
+        return profile_pb2.ApplyEventResponse(version=version, changed=changed)
+
+    async def GetTimeline(
+        self, request: profile_pb2.GetTimelineRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.GetTimelineResponse:
+        entries, token = await self.service.timeline(
+            request.customer_id, request.page_size, request.page_token
+        )
+        return profile_pb2.GetTimelineResponse(
+            entries=[timeline_entry(e, self.currency) for e in entries], next_page_token=token
+        )
+
+    async def UpdateConsent(
+        self, request: profile_pb2.UpdateConsentRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.Profile:
+        consent = consent_from_proto(request.consent, dt.datetime.now(dt.UTC))
+        view = await self.service.update_consent(request.customer_id, consent)
+        return profile_proto(view, self.currency)
 
     async def Apply(
         self, request: profile_pb2.ApplyRequest, context: grpc.aio.ServicerContext
@@ -184,4 +341,4 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             view = await self.service.get_by_id(request.customer_id)
         else:
             raise InvalidArgument([FieldViolation("key", "give a customer_id or an identifier")])
-        return profile_proto(view)
+        return profile_proto(view, self.currency)

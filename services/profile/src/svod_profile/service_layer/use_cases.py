@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from svod_profile.adapters.storage import ProfileStore
+from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
+from svod_profile.domain.consents import (
+    CHANNELS,
+    OPTED_IN,
+    OPTED_OUT,
+    Consent,
+    consent_from_event,
+    merge_consents,
+    supersedes,
+)
+from svod_profile.domain.events import EventFact, fold
+from svod_profile.domain.events import apply_event as apply_metrics
 from svod_profile.domain.model import ProfileView, RecordApplication
+from svod_profile.domain.paging import decode_timeline_token, encode_timeline_token
 from svod_profile.domain.survivorship import shown_values
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, ViolationCollector
 
@@ -28,9 +41,16 @@ def _require_uuid(value: str, field: str) -> None:
 
 
 class ProfileService:
-    def __init__(self, store: ProfileStore, directory: CustomerDirectory) -> None:
+    def __init__(
+        self,
+        store: ProfileStore,
+        directory: CustomerDirectory,
+        on_announced: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
         self.directory = directory
+        # Wakes the local outbox relay after a commit that announced a change.
+        self.on_announced = on_announced
 
     async def apply(self, app: RecordApplication) -> tuple[int, bool]:
         """Applies a record once; returns (profile version, whether anything changed)."""
@@ -52,7 +72,10 @@ class ProfileService:
             await tx.add_observations(app)
             touched = {t.field for t in app.traits}
             shown = shown_values(await tx.observations(app.customer_id, touched))
-            return await tx.update_shown(app.customer_id, shown), True
+            version = await tx.update_shown(app.customer_id, shown)
+            await tx.announce(app.customer_id, {"events": []})
+        self.on_announced()
+        return version, True
 
     async def merge(self, change_id: str, survivor: str, merged: list[str]) -> None:
         """Applies identity's merge once: the survivor's profile holds everything."""
@@ -74,8 +97,72 @@ class ProfileService:
         async with self.store.transaction() as tx:
             if not await tx.claim_change(change_id):
                 return
+            held = await tx.events.consents([survivor, *merged])
             await tx.merge_into(survivor, merged)
             await tx.replace_shown(survivor, shown_values(await tx.all_observations(survivor)))
+            # Metrics are recomputed from all events, as if they had always been one customer's.
+            await tx.events.save_metrics(survivor, fold(await tx.events.events_of(survivor)))
+            await tx.events.replace_consents(survivor, merge_consents(c for _, c in held), merged)
+            await tx.announce(survivor, {"events": [], "merged": merged})
+        self.on_announced()
+
+    async def apply_event(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
+        """Applies an event once: metrics step forward, the timeline grows."""
+        _require_uuid(customer_id, "customer_id")
+        async with self.store.transaction() as tx:
+            customer_id = await tx.current_id(customer_id)
+            await tx.lock_profile(customer_id)
+            if not await tx.events.insert_event(customer_id, event):
+                return await tx.version(customer_id), False
+            metrics = apply_metrics(await tx.events.metrics(customer_id), event)
+            version = await tx.events.save_metrics(customer_id, metrics)
+            opt_out = consent_from_event(event)
+            if opt_out is not None:
+                await self._record_consent(tx, customer_id, opt_out)
+            await tx.announce(customer_id, {"events": [[event.source, event.message_id]]})
+        self.on_announced()
+        return version, True
+
+    async def update_consent(self, customer_id: str, consent: Consent) -> ProfileView:
+        _require_uuid(customer_id, "customer_id")
+        errors = ViolationCollector()
+        if consent.channel not in CHANNELS:
+            errors.add("consent.channel", "required: a known channel")
+        if consent.status not in (OPTED_IN, OPTED_OUT):
+            errors.add("consent.status", "required")
+        if not consent.source:
+            errors.add("consent.source", "required")
+        errors.raise_if_any()
+        current = await self.directory.current_customer_id(customer_id)
+        async with self.store.transaction() as tx:
+            if await tx.load(current) is None:
+                raise NotFound(f"no profile for customer {customer_id}")
+            await tx.lock_profile(current)
+            await self._record_consent(tx, current, consent)
+            await tx.events.save_metrics(current, await tx.events.metrics(current))
+            await tx.announce(current, {"events": []})
+        self.on_announced()
+        return await self.get_by_id(current)
+
+    async def _record_consent(
+        self, tx: ProfileTransaction, customer_id: str, consent: Consent
+    ) -> None:
+        existing = {c.channel: c for _, c in await tx.events.consents([customer_id])}
+        stands = supersedes(consent, existing.get(consent.channel))
+        await tx.events.record_consent(customer_id, consent, current=stands)
+
+    async def timeline(
+        self, customer_id: str, page_size: int, page_token: str
+    ) -> tuple[list[EventFact], str]:
+        _require_uuid(customer_id, "customer_id")
+        size = min(max(page_size or 50, 1), 500)
+        after = decode_timeline_token(page_token)
+        current = await self.directory.current_customer_id(customer_id)
+        async with self.store.transaction() as tx:
+            entries = await tx.events.timeline(current, size + 1, after)
+        more = len(entries) > size
+        entries = entries[:size]
+        return entries, encode_timeline_token(entries[-1]) if more else ""
 
     async def get_by_id(self, customer_id: str) -> ProfileView:
         _require_uuid(customer_id, "customer_id")

@@ -1,0 +1,244 @@
+"""Events, metrics and consents in the ``profile`` schema (used by ProfileTransaction)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import asdict, fields
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from svod_profile.domain.consents import Consent
+from svod_profile.domain.events import EventFact, Metrics
+
+_TIME_FIELDS = {f.name for f in fields(Metrics) if "datetime" in str(f.type)}
+_DECIMAL_FIELDS = {f.name for f in fields(Metrics) if "Decimal" in str(f.type)}
+
+
+def metrics_to_json(metrics: Metrics) -> str:
+    raw: dict[str, Any] = asdict(metrics)
+    for name, value in raw.items():
+        if isinstance(value, dt.datetime):
+            raw[name] = value.isoformat()
+        elif isinstance(value, Decimal):
+            raw[name] = str(value)
+        elif isinstance(value, frozenset):
+            raw[name] = sorted(value)
+    return json.dumps(raw)
+
+
+def metrics_from_json(raw: dict[str, Any]) -> Metrics:
+    values: dict[str, Any] = {}
+    for f in fields(Metrics):
+        if f.name not in raw or raw[f.name] is None:
+            continue
+        value = raw[f.name]
+        if f.name in _TIME_FIELDS:
+            value = dt.datetime.fromisoformat(value)
+        elif f.name in _DECIMAL_FIELDS:
+            value = Decimal(value)
+        elif f.name == "channels":
+            value = frozenset(value)
+        values[f.name] = value
+    return Metrics(**values)
+
+
+def _event_from_row(row: Any) -> EventFact:
+    return EventFact(
+        source=row.source,
+        message_id=row.message_id,
+        type=row.event_type,
+        occurred_at=row.occurred_at,
+        channel=row.channel,
+        currency=row.currency,
+        amount=Decimal(row.amount),
+        discount=Decimal(row.discount),
+        items=row.items,
+        categories=tuple(row.categories),
+        order_id=row.order_id,
+        reference_id=row.reference_id,
+        contact_channel=row.contact_channel,
+        loyalty_points=row.loyalty_points,
+        properties=dict(row.properties),
+    )
+
+
+EVENT_COLUMNS = (
+    "source, message_id, event_type, occurred_at, channel, currency, amount, discount, items, "
+    "categories, order_id, reference_id, contact_channel, loyalty_points, properties"
+)
+
+
+class EventRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def insert_event(self, customer_id: str, event: EventFact) -> bool:
+        """Stores an event once; False when it had been applied before."""
+        row = (
+            await self.conn.execute(
+                text(
+                    f"""
+                    INSERT INTO events (customer_id, {EVENT_COLUMNS})
+                    VALUES (:c, :s, :m, :t, :at, :ch, :cur, :amount, :discount, :items,
+                            :categories, :order_id, :ref, :contact, :points,
+                            CAST(:props AS jsonb))
+                    ON CONFLICT (source, message_id) DO NOTHING RETURNING 1
+                    """
+                ),
+                {
+                    "c": customer_id,
+                    "s": event.source,
+                    "m": event.message_id,
+                    "t": event.type,
+                    "at": event.occurred_at,
+                    "ch": event.channel,
+                    "cur": event.currency,
+                    "amount": event.amount,
+                    "discount": event.discount,
+                    "items": event.items,
+                    "categories": list(event.categories),
+                    "order_id": event.order_id,
+                    "ref": event.reference_id,
+                    "contact": event.contact_channel,
+                    "points": event.loyalty_points,
+                    "props": json.dumps(event.properties, ensure_ascii=False),
+                },
+            )
+        ).first()
+        return row is not None
+
+    async def metrics(self, customer_id: str) -> Metrics:
+        row = (
+            await self.conn.execute(
+                text("SELECT metrics FROM profiles WHERE customer_id = :c"), {"c": customer_id}
+            )
+        ).first()
+        return Metrics() if row is None else metrics_from_json(row.metrics)
+
+    async def save_metrics(self, customer_id: str, metrics: Metrics) -> int:
+        row = (
+            await self.conn.execute(
+                text(
+                    "UPDATE profiles SET metrics = CAST(:m AS jsonb), updated_at = now(), "
+                    "version = version + 1 WHERE customer_id = :c RETURNING version"
+                ),
+                {"c": customer_id, "m": metrics_to_json(metrics)},
+            )
+        ).one()
+        return int(row[0])
+
+    async def events_of(self, customer_id: str) -> list[EventFact]:
+        rows = await self.conn.execute(
+            text(f"SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = :c"),
+            {"c": customer_id},
+        )
+        return [_event_from_row(r) for r in rows]
+
+    async def events_by_ref(self, refs: list[tuple[str, str]]) -> list[EventFact]:
+        if not refs:
+            return []
+        rows = await self.conn.execute(
+            text(
+                f"""
+                SELECT {EVENT_COLUMNS} FROM events
+                WHERE (source, message_id) IN (
+                    SELECT s, m FROM jsonb_to_recordset(CAST(:refs AS jsonb)) AS x(s text, m text))
+                """
+            ),
+            {"refs": json.dumps([{"s": s, "m": m} for s, m in refs])},
+        )
+        return [_event_from_row(r) for r in rows]
+
+    async def timeline(
+        self, customer_id: str, limit: int, after: tuple[dt.datetime, str, str] | None
+    ) -> list[EventFact]:
+        """Newest first; ``after`` is the last entry of the previous page (keyset paging)."""
+        condition = ""
+        params: dict[str, Any] = {"c": customer_id, "n": limit}
+        if after is not None:
+            condition = "AND (occurred_at, source, message_id) < (:at, :s, :m)"
+            params.update({"at": after[0], "s": after[1], "m": after[2]})
+        rows = await self.conn.execute(
+            text(
+                f"""
+                SELECT {EVENT_COLUMNS} FROM events WHERE customer_id = :c {condition}
+                ORDER BY occurred_at DESC, source DESC, message_id DESC LIMIT :n
+                """
+            ),
+            params,
+        )
+        return [_event_from_row(r) for r in rows]
+
+    async def move_events(self, survivor: str, merged: list[str]) -> None:
+        await self.conn.execute(
+            text("UPDATE events SET customer_id = :s WHERE customer_id = ANY(CAST(:m AS uuid[]))"),
+            {"s": survivor, "m": merged},
+        )
+
+    async def consents(self, customer_ids: list[str]) -> list[tuple[str, Consent]]:
+        rows = await self.conn.execute(
+            text(
+                "SELECT customer_id, channel, status, source, at, legal_basis FROM consents "
+                "WHERE customer_id = ANY(CAST(:c AS uuid[])) ORDER BY channel"
+            ),
+            {"c": customer_ids},
+        )
+        return [
+            (str(r.customer_id), Consent(r.channel, r.status, r.source, r.at, r.legal_basis))
+            for r in rows
+        ]
+
+    async def record_consent(
+        self, customer_id: str, consent: Consent, current: bool, history: bool = True
+    ) -> None:
+        """Kept in the history; made the current one when it stands."""
+        params = {
+            "c": customer_id,
+            "ch": consent.channel,
+            "st": consent.status,
+            "s": consent.source,
+            "at": consent.at,
+            "lb": consent.legal_basis,
+        }
+        if history:
+            await self.conn.execute(
+                text(
+                    "INSERT INTO consent_history (customer_id, channel, status, source, at, "
+                    "legal_basis) VALUES (:c, :ch, :st, :s, :at, :lb)"
+                ),
+                params,
+            )
+        if current:
+            await self.conn.execute(
+                text(
+                    """
+                    INSERT INTO consents (customer_id, channel, status, source, at, legal_basis)
+                    VALUES (:c, :ch, :st, :s, :at, :lb)
+                    ON CONFLICT (customer_id, channel) DO UPDATE SET status = excluded.status,
+                        source = excluded.source, at = excluded.at,
+                        legal_basis = excluded.legal_basis
+                    """
+                ),
+                params,
+            )
+
+    async def replace_consents(
+        self, customer_id: str, consents: list[Consent], drop: list[str]
+    ) -> None:
+        await self.conn.execute(
+            text("DELETE FROM consents WHERE customer_id = ANY(CAST(:c AS uuid[]))"),
+            {"c": [customer_id, *drop]},
+        )
+        await self.conn.execute(
+            text(
+                "UPDATE consent_history SET customer_id = :s "
+                "WHERE customer_id = ANY(CAST(:m AS uuid[]))"
+            ),
+            {"s": customer_id, "m": drop},
+        )
+        for consent in consents:
+            await self.record_consent(customer_id, consent, current=True, history=False)

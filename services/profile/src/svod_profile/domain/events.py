@@ -1,0 +1,165 @@
+"""Behavioural events as the profile sees them, and the metrics computed from them.
+
+Metrics are a fold over events with only commutative steps (counts, sums, min/max, set union),
+so applying events one by one in any order gives exactly what recomputing from all of them
+gives — which is what keeps metrics exact through merges and re-deliveries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+ORDER_PLACED = "order_placed"
+ORDER_RETURNED = "order_returned"
+CART_ABANDONED = "cart_abandoned"
+CAMPAIGN_DELIVERED = "campaign_delivered"
+CAMPAIGN_OPENED = "campaign_opened"
+CAMPAIGN_CLICKED = "campaign_clicked"
+CAMPAIGN_UNSUBSCRIBED = "campaign_unsubscribed"
+SUPPORT_OPENED = "support_ticket_opened"
+SUPPORT_RESOLVED = "support_ticket_resolved"
+LOYALTY_ACCRUED = "loyalty_accrued"
+LOYALTY_REDEEMED = "loyalty_redeemed"
+SESSION_STARTED = "session_started"
+PAGE_VIEWED = "page_viewed"
+PRODUCT_VIEWED = "product_viewed"
+
+CONTACT_EVENTS = frozenset(
+    {CAMPAIGN_DELIVERED, CAMPAIGN_OPENED, CAMPAIGN_CLICKED, SUPPORT_OPENED, SUPPORT_RESOLVED}
+)
+
+
+@dataclass(frozen=True)
+class EventFact:
+    """One applied event, in the profile's terms."""
+
+    source: str
+    message_id: str
+    type: str
+    occurred_at: dt.datetime
+    channel: str
+    currency: str = ""
+    # Order or return total.
+    amount: Decimal = Decimal(0)
+    discount: Decimal = Decimal(0)
+    items: int = 0
+    categories: tuple[str, ...] = ()
+    order_id: str = ""
+    reference_id: str = ""
+    contact_channel: str = ""
+    loyalty_points: int = 0
+    properties: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        if self.type in (ORDER_PLACED, ORDER_RETURNED):
+            what = "order" if self.type == ORDER_PLACED else "return"
+            return f"{what} {self.order_id}: {self.items} items, {self.amount} {self.currency}"
+        if self.type.startswith("campaign_"):
+            return (
+                f"{self.type.removeprefix('campaign_')} {self.contact_channel} {self.reference_id}"
+            )
+        if self.type.startswith("loyalty_"):
+            return f"{self.type.removeprefix('loyalty_')} {self.loyalty_points} points"
+        return self.type.replace("_", " ")
+
+
+def _min(a: dt.datetime | None, b: dt.datetime) -> dt.datetime:
+    return b if a is None or b < a else a
+
+
+def _max(a: dt.datetime | None, b: dt.datetime) -> dt.datetime:
+    return b if a is None or b > a else a
+
+
+@dataclass(frozen=True)
+class Metrics:
+    currency: str = ""
+    order_count: int = 0
+    total_spent: Decimal = Decimal(0)
+    items_bought: int = 0
+    discount_total: Decimal = Decimal(0)
+    discounted_order_count: int = 0
+    return_count: int = 0
+    total_returned: Decimal = Decimal(0)
+    first_order_at: dt.datetime | None = None
+    last_order_at: dt.datetime | None = None
+    last_contact_at: dt.datetime | None = None
+    last_event_at: dt.datetime | None = None
+    channels: frozenset[str] = frozenset()
+    abandoned_cart_count: int = 0
+    campaign_delivered_count: int = 0
+    campaign_opened_count: int = 0
+    campaign_clicked_count: int = 0
+    session_count: int = 0
+    view_count: int = 0
+    support_ticket_count: int = 0
+    last_support_ticket_at: dt.datetime | None = None
+    loyalty_points_balance: int = 0
+
+    @property
+    def average_order_value(self) -> Decimal:
+        if not self.order_count:
+            return Decimal(0)
+        return (self.total_spent / self.order_count).quantize(Decimal("0.01"))
+
+
+def apply_event(metrics: Metrics, event: EventFact) -> Metrics:
+    """The metrics after one more event (commutative: order of application does not matter)."""
+    m = replace(
+        metrics,
+        channels=metrics.channels | {event.channel},
+        last_event_at=_max(metrics.last_event_at, event.occurred_at),
+    )
+    if event.currency and not m.currency:
+        m = replace(m, currency=event.currency)
+    kind = event.type
+    if kind == ORDER_PLACED:
+        m = replace(
+            m,
+            order_count=m.order_count + 1,
+            total_spent=m.total_spent + event.amount,
+            items_bought=m.items_bought + event.items,
+            discount_total=m.discount_total + event.discount,
+            discounted_order_count=m.discounted_order_count + (1 if event.discount > 0 else 0),
+            first_order_at=_min(m.first_order_at, event.occurred_at),
+            last_order_at=_max(m.last_order_at, event.occurred_at),
+        )
+    elif kind == ORDER_RETURNED:
+        m = replace(
+            m, return_count=m.return_count + 1, total_returned=m.total_returned + event.amount
+        )
+    elif kind == CART_ABANDONED:
+        m = replace(m, abandoned_cart_count=m.abandoned_cart_count + 1)
+    elif kind == CAMPAIGN_DELIVERED:
+        m = replace(m, campaign_delivered_count=m.campaign_delivered_count + 1)
+    elif kind == CAMPAIGN_OPENED:
+        m = replace(m, campaign_opened_count=m.campaign_opened_count + 1)
+    elif kind == CAMPAIGN_CLICKED:
+        m = replace(m, campaign_clicked_count=m.campaign_clicked_count + 1)
+    elif kind == SESSION_STARTED:
+        m = replace(m, session_count=m.session_count + 1)
+    elif kind in (PAGE_VIEWED, PRODUCT_VIEWED):
+        m = replace(m, view_count=m.view_count + 1)
+    elif kind == SUPPORT_OPENED:
+        m = replace(
+            m,
+            support_ticket_count=m.support_ticket_count + 1,
+            last_support_ticket_at=_max(m.last_support_ticket_at, event.occurred_at),
+        )
+    elif kind == LOYALTY_ACCRUED:
+        m = replace(m, loyalty_points_balance=m.loyalty_points_balance + event.loyalty_points)
+    elif kind == LOYALTY_REDEEMED:
+        m = replace(m, loyalty_points_balance=m.loyalty_points_balance - event.loyalty_points)
+    if kind in CONTACT_EVENTS:
+        m = replace(m, last_contact_at=_max(m.last_contact_at, event.occurred_at))
+    return m
+
+
+def fold(events: Iterable[EventFact]) -> Metrics:
+    metrics = Metrics()
+    for event in events:
+        metrics = apply_event(metrics, event)
+    return metrics

@@ -1,0 +1,267 @@
+"""Events through the public API: metrics, idempotency, timeline, consents, merges, bad input."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from svod.common.v1 import common_pb2
+from svod.ingestion.v1 import ingestion_pb2
+from svod.profile.v1 import profile_pb2
+from tests.builders import EMAIL, PHONE, at, identify, money, random_phone, track, unique
+from tests.e2e.test_identify_slice import field_violations
+
+T = 10.0
+ORDER = common_pb2.EVENT_TYPE_ORDER_PLACED
+RETURN = common_pb2.EVENT_TYPE_ORDER_RETURNED
+DELIVERED = ingestion_pb2.RecordStatus.STATE_DELIVERED
+FAILED = ingestion_pb2.RecordStatus.STATE_FAILED
+
+
+def new_customer(suite, **kwargs) -> tuple[str, common_pb2.Identifier]:
+    phone = random_phone()
+    request = identify("webshop", phones=(phone,), **kwargs)
+    suite.ingestion.Identify(request, timeout=T)
+    status = suite.wait_processed(request.record_ref)
+    assert status.state == DELIVERED
+    return status.customer_id, common_pb2.Identifier(type=PHONE, value=phone)
+
+
+def send(suite, request: ingestion_pb2.TrackRequest) -> ingestion_pb2.RecordStatus:
+    suite.ingestion.Track(request, timeout=T)
+    return suite.wait_processed(request.record_ref)
+
+
+def profile(suite, customer_id: str) -> profile_pb2.Profile:
+    return suite.profile.GetProfile(
+        profile_pb2.GetProfileRequest(customer_id=customer_id), timeout=T
+    )
+
+
+def rub(m) -> str:
+    return f"{m.units}.{m.nanos // 10_000_000:02d}"
+
+
+def test_orders_and_returns_make_exact_metrics_and_a_redelivery_counts_once(suite) -> None:
+    customer, who = new_customer(suite)
+    first = track(
+        "webshop",
+        ORDER,
+        who,
+        occurred="2026-09-01T10:00:00Z",
+        total="1500.50",
+        lines=(("shoes", 1, "1500.50", "0"),),
+        order_id="A-1",
+    )
+    second = track(
+        "pos-msk-01",
+        ORDER,
+        who,
+        occurred="2026-10-05T18:30:00Z",
+        total="499.50",
+        lines=(("socks", 3, "166.50", "20"),),
+        order_id="B-7",
+        channel=common_pb2.SOURCE_CHANNEL_POS,
+    )
+    returned = track("webshop", RETURN, who, occurred="2026-10-07T09:00:00Z", total="499.50")
+    for request in (first, second, returned):
+        status = send(suite, request)
+        assert status.state == DELIVERED and status.customer_id == customer
+    # The same event again (a client retry) and the same delivery again (at-least-once relay).
+    assert suite.ingestion.Track(first, timeout=T).duplicate
+    suite.profile.ApplyEvent(
+        profile_pb2.ApplyEventRequest(
+            customer_id=customer,
+            record_ref=first.record_ref,
+            channel=first.channel,
+            event=first.event,
+        ),
+        timeout=T,
+    )
+
+    m = profile(suite, customer).metrics
+    assert m.order_count == 2
+    assert rub(m.total_spent) == "2000.00"
+    assert rub(m.average_order_value) == "1000.00"
+    assert m.items_bought == 4
+    assert m.return_count == 1 and rub(m.total_returned) == "499.50"
+    assert m.first_order_time == at("2026-09-01T10:00:00Z")
+    assert m.last_order_time == at("2026-10-05T18:30:00Z")
+    assert set(m.channels) == {"web", "pos"}
+
+
+def test_timeline_is_newest_first_and_paginated(suite) -> None:
+    customer, who = new_customer(suite)
+    days = ["2026-10-01", "2026-10-03", "2026-10-02", "2026-10-05", "2026-10-04"]
+    for day in days:
+        send(
+            suite,
+            track("app", common_pb2.EVENT_TYPE_PRODUCT_VIEWED, who, occurred=f"{day}T12:00:00Z"),
+        )
+    seen, token = [], ""
+    while True:
+        page = suite.profile.GetTimeline(
+            profile_pb2.GetTimelineRequest(customer_id=customer, page_size=2, page_token=token),
+            timeout=T,
+        )
+        seen += [e.occurred_time.ToJsonString()[:10] for e in page.entries]
+        token = page.next_page_token
+        if not token:
+            break
+    assert seen == sorted(days, reverse=True)
+    with pytest.raises(grpc.RpcError) as bad:
+        suite.profile.GetTimeline(
+            profile_pb2.GetTimelineRequest(customer_id=customer, page_token="garbage"), timeout=T
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _consent(channel: int, status: int, iso: str, source: str = "webshop") -> profile_pb2.Consent:
+    return profile_pb2.Consent(
+        channel=channel, status=status, source=source, time=at(iso), legal_basis="consent"
+    )
+
+
+def test_opt_out_wins_over_an_older_opt_in_and_unsubscribe_opts_out(suite) -> None:
+    customer, who = new_customer(suite)
+    sms = profile_pb2.CONSENT_CHANNEL_SMS
+    opt_in, opt_out = profile_pb2.CONSENT_STATUS_OPTED_IN, profile_pb2.CONSENT_STATUS_OPTED_OUT
+    update = profile_pb2.UpdateConsentRequest
+    suite.profile.UpdateConsent(
+        update(customer_id=customer, consent=_consent(sms, opt_out, "2026-10-02T00:00:00Z")),
+        timeout=T,
+    )
+    # An opt-in that arrives later but was given earlier does not undo the opt-out.
+    shown = suite.profile.UpdateConsent(
+        update(customer_id=customer, consent=_consent(sms, opt_in, "2026-10-01T00:00:00Z")),
+        timeout=T,
+    )
+    assert [(c.channel, c.status) for c in shown.consents] == [(sms, opt_out)]
+
+    email = profile_pb2.CONSENT_CHANNEL_EMAIL
+    suite.profile.UpdateConsent(
+        update(customer_id=customer, consent=_consent(email, opt_in, "2026-10-01T00:00:00Z")),
+        timeout=T,
+    )
+    send(
+        suite,
+        track(
+            "mailer",
+            common_pb2.EVENT_TYPE_CAMPAIGN_UNSUBSCRIBED,
+            who,
+            occurred="2026-10-10T08:00:00Z",
+            contact_channel="email",
+            channel=common_pb2.SOURCE_CHANNEL_CAMPAIGN,
+        ),
+    )
+    consents = {c.channel: c.status for c in profile(suite, customer).consents}
+    assert consents == {sms: opt_out, email: opt_out}
+
+    with pytest.raises(grpc.RpcError) as bad:
+        suite.profile.UpdateConsent(
+            update(customer_id=customer, consent=profile_pb2.Consent()), timeout=T
+        )
+    assert {"consent.channel", "consent.status", "consent.source"} <= set(
+        field_violations(bad.value)
+    )
+
+
+def test_metrics_after_a_merge_equal_one_customers_history(suite) -> None:
+    phone, email = random_phone(), f"{unique('m')}@example.ru"
+    by_phone = common_pb2.Identifier(type=PHONE, value=phone)
+    by_email = common_pb2.Identifier(type=EMAIL, value=email)
+    for request in (identify("pos-msk-01", phones=(phone,)), identify("app", emails=(email,))):
+        suite.ingestion.Identify(request, timeout=T)
+        suite.wait_processed(request.record_ref)
+    send(
+        suite,
+        track(
+            "pos-msk-01",
+            ORDER,
+            by_phone,
+            occurred="2026-08-01T10:00:00Z",
+            total="100",
+            lines=(("a", 1, "100", "0"),),
+        ),
+    )
+    send(
+        suite,
+        track(
+            "app",
+            ORDER,
+            by_email,
+            occurred="2026-09-01T10:00:00Z",
+            total="300",
+            lines=(("b", 2, "150", "10"),),
+        ),
+    )
+    bridge = identify("webshop", phones=(phone,), emails=(email,))
+    suite.ingestion.Identify(bridge, timeout=T)
+    survivor = suite.wait_processed(bridge.record_ref).customer_id
+
+    deadline = time.monotonic() + 10
+    while (m := profile(suite, survivor).metrics).order_count < 2:
+        assert time.monotonic() < deadline, m
+        time.sleep(0.05)
+    assert rub(m.total_spent) == "400.00"
+    assert m.items_bought == 3
+    assert m.first_order_time == at("2026-08-01T10:00:00Z")
+    assert m.last_order_time == at("2026-09-01T10:00:00Z")
+    timeline = suite.profile.GetTimeline(
+        profile_pb2.GetTimelineRequest(customer_id=survivor), timeout=T
+    )
+    assert len(timeline.entries) == 2
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda r: r.event.total.CopyFrom(money("-5")), "event.total"),
+        (lambda r: r.event.total.CopyFrom(money("10", "USD")), "event.total.currency_code"),
+        (
+            lambda r: r.event.occurred_time.CopyFrom(at("2030-01-01T00:00:00Z")),
+            "event.occurred_time",
+        ),
+        (lambda r: r.event.lines.add(quantity=0), "event.lines[0].quantity"),
+        (lambda r: setattr(r.event, "type", common_pb2.EVENT_TYPE_UNSPECIFIED), "event.type"),
+        (lambda r: r.event.ClearField("total"), "event.total"),
+    ],
+    ids=["negative", "currency", "future", "zero-quantity", "no-type", "order-without-total"],
+)
+def test_bad_events_are_refused_at_the_door(suite, mutate, field) -> None:
+    _, who = new_customer(suite)
+    request = track("webshop", ORDER, who, total="10")
+    mutate(request)
+    with pytest.raises(grpc.RpcError) as refused:
+        suite.ingestion.Track(request, timeout=T)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field in field_violations(refused.value)
+    with pytest.raises(grpc.RpcError) as never_stored:
+        suite.ingestion.GetRecordStatus(
+            ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref), timeout=T
+        )
+    assert never_stored.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_event_for_an_unknown_customer_fails_visibly_after_the_grace_period(suite) -> None:
+    nobody = common_pb2.Identifier(type=EMAIL, value=f"{unique('ghost')}@example.ru")
+    request = track("webshop", ORDER, nobody, total="10")
+    suite.ingestion.Track(request, timeout=T)
+    status = suite.wait_processed(request.record_ref, timeout_s=20)
+    assert status.state == FAILED
+    assert "NOT_FOUND" in status.last_error
+
+
+def test_event_sent_just_before_its_identify_waits_for_it(suite) -> None:
+    phone = random_phone()
+    who = common_pb2.Identifier(type=PHONE, value=phone)
+    early = track("pos-msk-01", ORDER, who, total="50")
+    suite.ingestion.Track(early, timeout=T)
+    time.sleep(0.3)
+    late = identify("pos-msk-01", phones=(phone,))
+    suite.ingestion.Identify(late, timeout=T)
+    customer = suite.wait_processed(late.record_ref).customer_id
+    status = suite.wait_processed(early.record_ref, timeout_s=20)
+    assert status.state == DELIVERED and status.customer_id == customer
