@@ -265,3 +265,38 @@ def test_event_sent_just_before_its_identify_waits_for_it(suite) -> None:
     customer = suite.wait_processed(late.record_ref).customer_id
     status = suite.wait_processed(early.record_ref, timeout_s=20)
     assert status.state == DELIVERED and status.customer_id == customer
+
+
+def test_batch_get_search_and_stream(suite) -> None:
+    surname = f"Тестова{unique('')[1:6]}"
+    ids = [
+        new_customer(suite, first_name=name, last_name=surname)[0]
+        for name in ("Анна", "Ольга", "Ирина")
+    ]
+    unknown = "00000000-0000-4000-8000-000000000000"
+    batch = suite.profile.BatchGetProfiles(
+        profile_pb2.BatchGetProfilesRequest(customer_ids=[*ids, unknown]), timeout=T
+    )
+    assert sorted(p.customer_id for p in batch.profiles) == sorted(ids)
+    assert list(batch.missing_customer_ids) == [unknown]
+
+    pages, token = [], ""
+    while True:
+        page = suite.profile.SearchProfiles(
+            profile_pb2.SearchProfilesRequest(
+                last_name=surname.upper(), page_size=2, page_token=token
+            ),
+            timeout=T,
+        )
+        pages.append([p.first_name.value for p in page.profiles])
+        token = page.next_page_token
+        if not token:
+            break
+    assert sorted(sum(pages, [])) == ["Анна", "Ирина", "Ольга"]
+    assert len(pages[0]) == 2
+
+    streamed = {
+        p.customer_id
+        for p in suite.profile.StreamProfiles(profile_pb2.StreamProfilesRequest(), timeout=30)
+    }
+    assert set(ids) <= streamed

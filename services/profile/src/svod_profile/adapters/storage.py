@@ -40,10 +40,59 @@ def _obs_from_json(name: str, raw: dict[str, str]) -> TraitObservation:
     )
 
 
+class ProfileQueries:
+    """Read-only queries over many profiles."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def search(self, filters: dict[str, str], after: str | None, limit: int) -> list[str]:
+        conditions = ["(CAST(:after AS uuid) IS NULL OR p.customer_id > CAST(:after AS uuid))"]
+        params: dict[str, object] = {"after": after, "n": limit}
+        for name in ("first_name", "last_name"):
+            if filters.get(name):
+                conditions.append(f"lower(p.shown->'{name}'->>'value') = lower(:{name})")
+                params[name] = filters[name]
+        if filters.get("city"):
+            conditions.append("strpos(lower(p.shown->'addresses'->>'value'), lower(:city)) > 0")
+            params["city"] = json.dumps(filters["city"], ensure_ascii=False)[1:-1]
+        if filters.get("source"):
+            conditions.append(
+                "EXISTS (SELECT 1 FROM profile_sources s WHERE s.customer_id = p.customer_id "
+                "AND s.source = :source)"
+            )
+            params["source"] = filters["source"]
+        rows = await self.conn.execute(
+            text(
+                f"SELECT p.customer_id FROM profiles p WHERE {' AND '.join(conditions)} "
+                "ORDER BY p.customer_id LIMIT :n"
+            ),
+            params,
+        )
+        return [str(r[0]) for r in rows]
+
+    async def changed_since(
+        self, since: dt.datetime | None, after: str | None, limit: int
+    ) -> list[str]:
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT customer_id FROM profiles
+                WHERE (CAST(:since AS timestamptz) IS NULL OR updated_at > :since)
+                  AND (CAST(:after AS uuid) IS NULL OR customer_id > CAST(:after AS uuid))
+                ORDER BY customer_id LIMIT :n
+                """
+            ),
+            {"since": since, "after": after, "n": limit},
+        )
+        return [str(r[0]) for r in rows]
+
+
 class ProfileTransaction:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.events = EventRepository(conn)
+        self.queries = ProfileQueries(conn)
 
     async def claim_record(self, app: RecordApplication) -> bool:
         """Marks the record applied; False when it had been applied before."""

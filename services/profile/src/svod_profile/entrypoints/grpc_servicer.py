@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import grpc
@@ -302,6 +303,37 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         return profile_pb2.GetTimelineResponse(
             entries=[timeline_entry(e, self.currency) for e in entries], next_page_token=token
         )
+
+    async def BatchGetProfiles(
+        self, request: profile_pb2.BatchGetProfilesRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.BatchGetProfilesResponse:
+        found, missing = await self.service.batch_get(list(request.customer_ids))
+        return profile_pb2.BatchGetProfilesResponse(
+            profiles=[profile_proto(v, self.currency) for v in found],
+            missing_customer_ids=missing,
+        )
+
+    async def SearchProfiles(
+        self, request: profile_pb2.SearchProfilesRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.SearchProfilesResponse:
+        filters = {
+            "first_name": request.first_name,
+            "last_name": request.last_name,
+            "city": request.city,
+            "source": request.source,
+        }
+        views, token = await self.service.search(
+            {k: v for k, v in filters.items() if v}, request.page_size, request.page_token
+        )
+        return profile_pb2.SearchProfilesResponse(
+            profiles=[profile_proto(v, self.currency) for v in views], next_page_token=token
+        )
+
+    async def StreamProfiles(
+        self, request: profile_pb2.StreamProfilesRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[profile_pb2.Profile]:
+        async for view in self.service.stream(timestamp_to_datetime(request.changed_after)):
+            yield profile_proto(view, self.currency)
 
     async def UpdateConsent(
         self, request: profile_pb2.UpdateConsentRequest, context: grpc.aio.ServicerContext

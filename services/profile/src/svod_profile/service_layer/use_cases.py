@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Protocol
 
@@ -20,9 +21,17 @@ from svod_profile.domain.consents import (
 from svod_profile.domain.events import EventFact, fold
 from svod_profile.domain.events import apply_event as apply_metrics
 from svod_profile.domain.model import ProfileView, RecordApplication
-from svod_profile.domain.paging import decode_timeline_token, encode_timeline_token
+from svod_profile.domain.paging import (
+    decode_key_token,
+    decode_timeline_token,
+    encode_key_token,
+    encode_timeline_token,
+)
 from svod_profile.domain.survivorship import shown_values
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, ViolationCollector
+
+MAX_BATCH = 1000
+STREAM_BATCH = 500
 
 
 class CustomerDirectory(Protocol):
@@ -177,6 +186,44 @@ class ProfileService:
         if view is None:
             raise NotFound(f"no profile for customer {customer_id}")
         return view
+
+    async def batch_get(self, customer_ids: list[str]) -> tuple[list[ProfileView], list[str]]:
+        if len(customer_ids) > MAX_BATCH:
+            raise InvalidArgument([FieldViolation("customer_ids", f"at most {MAX_BATCH} per call")])
+        for index, customer_id in enumerate(customer_ids):
+            _require_uuid(customer_id, f"customer_ids[{index}]")
+        found, missing = [], []
+        async with self.store.transaction() as tx:
+            for customer_id in customer_ids:
+                view = await tx.load(await tx.current_id(customer_id))
+                if view is None:
+                    missing.append(customer_id)
+                else:
+                    found.append(view)
+        return found, missing
+
+    async def search(
+        self, filters: dict[str, str], page_size: int, page_token: str
+    ) -> tuple[list[ProfileView], str]:
+        size = min(max(page_size or 50, 1), 500)
+        after = decode_key_token(page_token)
+        async with self.store.transaction() as tx:
+            ids = await tx.queries.search(filters, after, size + 1)
+            views = [v for v in [await tx.load(i) for i in ids[:size]] if v is not None]
+        return views, encode_key_token(ids[size - 1]) if len(ids) > size else ""
+
+    async def stream(self, changed_after: dt.datetime | None) -> AsyncIterator[ProfileView]:
+        """Every profile (changed after a time), in batches; each batch one short transaction."""
+        after: str | None = None
+        while True:
+            async with self.store.transaction() as tx:
+                ids = await tx.queries.changed_since(changed_after, after, STREAM_BATCH)
+                views = [v for v in [await tx.load(i) for i in ids] if v is not None]
+            for view in views:
+                yield view
+            if len(ids) < STREAM_BATCH:
+                return
+            after = ids[-1]
 
     async def get_by_identifier(self, id_type: str, value: str, namespace: str) -> ProfileView:
         customer_id = await self.directory.customer_for_identifier(id_type, value, namespace)
