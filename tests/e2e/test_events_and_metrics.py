@@ -292,7 +292,7 @@ def test_batch_get_search_and_stream(suite) -> None:
         token = page.next_page_token
         if not token:
             break
-    assert sorted(sum(pages, [])) == ["Анна", "Ирина", "Ольга"]
+    assert sorted(name for page in pages for name in page) == ["Анна", "Ирина", "Ольга"]
     assert len(pages[0]) == 2
 
     streamed = {

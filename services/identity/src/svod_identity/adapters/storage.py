@@ -210,6 +210,24 @@ class IdentityTransaction:
         )
         return int(entry.scalar_one())
 
+    async def erase(self, customer_id: str) -> tuple[list[RecordRef], int]:
+        """Forgets the person: identifiers deleted, records kept only as (source, message id)."""
+        refs = [
+            RecordRef(r.source, r.message_id)
+            for r in await self.conn.execute(
+                text("SELECT source, message_id FROM records WHERE customer_id = :c"),
+                {"c": customer_id},
+            )
+        ]
+        await self.conn.execute(
+            text("UPDATE records SET identifiers = '[]', attributes = '{}' WHERE customer_id = :c"),
+            {"c": customer_id},
+        )
+        deleted = await self.conn.execute(
+            text("DELETE FROM identifiers WHERE customer_id = :c"), {"c": customer_id}
+        )
+        return refs, int(deleted.rowcount or 0)
+
     async def canonical_id(self, customer_id: str) -> str | None:
         """The current id of a customer, following merges; None when unknown."""
         row = (

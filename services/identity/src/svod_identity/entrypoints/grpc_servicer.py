@@ -109,6 +109,19 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             normalized_identifiers=[identifier_proto(k) for k in resolution.identifiers],
         )
 
+    async def EraseCustomer(
+        self, request: identity_pb2.EraseCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.EraseCustomerResponse:
+        refs, identifiers = await self.service.erase(
+            request.customer_id, request.actor, request.reason
+        )
+        return identity_pb2.EraseCustomerResponse(
+            erased_records=[
+                common_pb2.RecordRef(source=r.source, message_id=r.message_id) for r in refs
+            ],
+            erased_identifier_count=identifiers,
+        )
+
     async def LookupCustomer(
         self, request: identity_pb2.LookupCustomerRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.Customer:

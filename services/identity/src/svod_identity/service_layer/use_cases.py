@@ -7,7 +7,13 @@ import uuid
 
 from svod_identity.adapters.storage import IdentityStore, IdentityTransaction
 from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
-from svod_identity.domain.model import CustomerView, IncomingRecord, Owner, Resolution
+from svod_identity.domain.model import (
+    CustomerView,
+    IncomingRecord,
+    Owner,
+    RecordRef,
+    Resolution,
+)
 from svod_identity.domain.resolution import decide_link
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound
 
@@ -95,6 +101,27 @@ class IdentityService:
                 {"change_id": str(change_id), "survivor": survivor, "merged": merged}
             ).encode(),
         )
+
+    async def erase(self, customer_id: str, actor: str, reason: str) -> tuple[list[RecordRef], int]:
+        """Erases a customer's personal data; repeatable (a second call finds nothing new)."""
+        if not _is_uuid(customer_id):
+            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
+        if not actor:
+            raise InvalidArgument([FieldViolation("actor", "required")])
+        async with self.store.transaction() as tx:
+            current = await tx.canonical_id(customer_id)
+            if current is None:
+                raise NotFound(f"customer {customer_id} not found")
+            await tx.lock_customers([current])
+            refs, identifiers = await tx.erase(current)
+            await tx.append_ledger(
+                "customer_erased",
+                current,
+                detail={"records": len(refs), "identifiers": identifiers},
+                actor=actor,
+                reason=reason,
+            )
+        return refs, identifiers
 
     async def lookup_by_identifier(self, raw: tuple[str, str, str]) -> CustomerView:
         (key,) = normalize_identifiers([raw], field="identifier")

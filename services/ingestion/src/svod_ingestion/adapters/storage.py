@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -116,6 +117,23 @@ class IngestionStore:
                 ),
                 {"a": attempts, "e": error, "r": record_pk},
             )
+
+    async def erase_payloads(self, refs: list[tuple[str, str]]) -> int:
+        if not refs:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    """
+                    UPDATE records SET payload = NULL
+                    WHERE payload IS NOT NULL AND (source, message_id) IN (
+                        SELECT s, m FROM jsonb_to_recordset(CAST(:refs AS jsonb))
+                            AS x(s text, m text))
+                    """
+                ),
+                {"refs": json.dumps([{"s": s, "m": m} for s, m in refs])},
+            )
+        return int(result.rowcount or 0)
 
     async def status(self, source: str, message_id: str) -> RecordStatus | None:
         async with self.engine.connect() as conn:

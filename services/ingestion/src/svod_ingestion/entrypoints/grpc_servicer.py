@@ -185,6 +185,14 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     ) -> ingestion_pb2.BulkResponse:
         return await _bulk(request_iterator, self._identify)
 
+    async def ErasePayloads(
+        self, request: ingestion_pb2.ErasePayloadsRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.ErasePayloadsResponse:
+        count = await self.service.erase_payloads(
+            [(r.source, r.message_id) for r in request.record_refs]
+        )
+        return ingestion_pb2.ErasePayloadsResponse(erased_count=count)
+
     async def GetRecordStatus(
         self, request: ingestion_pb2.GetRecordStatusRequest, context: grpc.aio.ServicerContext
     ) -> ingestion_pb2.RecordStatus:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from svod_ingestion.adapters.storage import IngestionStore
 from svod_ingestion.domain.model import Accepted, RecordStatus
-from svod_runtime.errors import AlreadyExists, NotFound
+from svod_runtime.errors import AlreadyExists, NotFound, ViolationCollector
 
 
 class IngestionService:
@@ -58,6 +58,16 @@ class IngestionService:
                 "different payload"
             )
         return Accepted(existing.record_id, True, existing.received_at)
+
+    async def erase_payloads(self, refs: list[tuple[str, str]]) -> int:
+        """Drops the stored requests (they hold personal data); the message ids stay, so a
+        retry is still recognised and nothing is processed again."""
+        errors = ViolationCollector()
+        for index, (source, message_id) in enumerate(refs):
+            if not source or not message_id:
+                errors.add(f"record_refs[{index}]", "source and message_id are required")
+        errors.raise_if_any()
+        return await self.store.erase_payloads(refs)
 
     async def status(self, source: str, message_id: str) -> RecordStatus:
         found = await self.store.status(source, message_id)

@@ -217,6 +217,60 @@ class ProfileTransaction:
         ).first()
         return row is not None
 
+    async def record_refs(self, customer_id: str) -> list[tuple[str, str]]:
+        """Every message applied to this customer: identify records and events."""
+        rows = await self.conn.execute(
+            text(
+                "SELECT source, message_id FROM applied_records WHERE customer_id = :c "
+                "UNION SELECT source, message_id FROM events WHERE customer_id = :c"
+            ),
+            {"c": customer_id},
+        )
+        return sorted((r.source, r.message_id) for r in rows)
+
+    async def erase(self, customer_id: str) -> dict[str, int]:
+        """Deletes everything personal this schema holds about the customer."""
+        counts = {}
+        for table in (
+            "trait_values",
+            "profile_identifiers",
+            "profile_sources",
+            "events",
+            "consents",
+            "consent_history",
+            "profiles",
+        ):
+            result = await self.conn.execute(
+                text(f"DELETE FROM {table} WHERE customer_id = :c"), {"c": customer_id}
+            )
+            counts[table] = int(result.rowcount or 0)
+        # Outbox messages about the person would re-announce a deleted profile.
+        await self.conn.execute(
+            text("DELETE FROM outbox WHERE topic = :t AND key = :c"),
+            {"t": CHANGED_TOPIC, "c": customer_id},
+        )
+        return counts
+
+    async def save_receipt(
+        self, receipt_id: str, customer_id: str, actor: str, reason: str, counts: dict[str, int]
+    ) -> dt.datetime:
+        row = (
+            await self.conn.execute(
+                text(
+                    "INSERT INTO erasure_receipts (receipt_id, customer_id, actor, reason, counts) "
+                    "VALUES (:r, :c, :a, :why, CAST(:n AS jsonb)) RETURNING erased_at"
+                ),
+                {
+                    "r": receipt_id,
+                    "c": customer_id,
+                    "a": actor,
+                    "why": reason,
+                    "n": json.dumps(counts),
+                },
+            )
+        ).one()
+        return row[0]
+
     async def announce(self, customer_id: str, payload: dict[str, object]) -> None:
         """Tells segmentation (through the outbox) that this profile changed."""
         await enqueue(self.conn, CHANGED_TOPIC, customer_id, json.dumps(payload).encode())

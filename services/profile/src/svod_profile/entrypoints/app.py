@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_profile.adapters.identity_client import IdentityClient
+from svod_profile.adapters.peers import PeerEraser
 from svod_profile.adapters.segmentation_client import SegmentationAnnouncer
 from svod_profile.adapters.storage import CHANGED_TOPIC, ProfileStore
 from svod_profile.entrypoints.grpc_servicer import ProfileServicer
@@ -24,18 +25,24 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     identity_channel = peer_channel(config.peers["identity"], telemetry)
     directory = IdentityClient(identity_channel, config.peer_timeout_s)
     segmentation_channel = peer_channel(config.peers["segmentation"], telemetry)
+    ingestion_channel = peer_channel(config.peers["ingestion"], telemetry)
+    eraser = PeerEraser(
+        identity_channel, ingestion_channel, segmentation_channel, config.peer_timeout_s
+    )
     store = ProfileStore(engine)
     announcer = SegmentationAnnouncer(
         store, segmentation_channel, config.peer_timeout_s, config.currency
     )
     relay = OutboxRelay(OutboxStore(engine), {CHANGED_TOPIC: announcer.changed}, telemetry.tracer)
     servicer = ProfileServicer(
-        ProfileService(store, directory, on_announced=relay.wake), config.currency
+        ProfileService(store, directory, on_announced=relay.wake, holders=eraser),
+        config.currency,
     )
 
     async def close() -> None:
         await identity_channel.close()
         await segmentation_channel.close()
+        await ingestion_channel.close()
 
     return ServiceApp(
         config=config,

@@ -335,6 +335,26 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         async for view in self.service.stream(timestamp_to_datetime(request.changed_after)):
             yield profile_proto(view, self.currency)
 
+    async def ExportPersonalData(
+        self, request: profile_pb2.ExportPersonalDataRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ExportPersonalDataResponse:
+        export = await self.service.export(request.customer_id)
+        return profile_pb2.ExportPersonalDataResponse(
+            profile=profile_proto(export.profile, self.currency),
+            timeline=[timeline_entry(e, self.currency) for e in export.events],
+            records=[common_pb2.RecordRef(source=s, message_id=m) for s, m in export.records],
+        )
+
+    async def ErasePersonalData(
+        self, request: profile_pb2.ErasePersonalDataRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ErasePersonalDataResponse:
+        receipt = await self.service.erase(request.customer_id, request.actor, request.reason)
+        return profile_pb2.ErasePersonalDataResponse(
+            receipt_id=receipt.receipt_id,
+            erase_time=datetime_to_timestamp(receipt.erased_at),
+            erased_counts=receipt.counts,
+        )
+
     async def UpdateConsent(
         self, request: profile_pb2.UpdateConsentRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.Profile:

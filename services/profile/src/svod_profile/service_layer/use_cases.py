@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
@@ -49,15 +49,43 @@ def _require_uuid(value: str, field: str) -> None:
         raise InvalidArgument([FieldViolation(field, "must be a customer id (UUID)")]) from None
 
 
+class PersonalDataHolders(Protocol):
+    """The other services holding a person's data."""
+
+    async def erase_identity(
+        self, customer_id: str, actor: str, reason: str
+    ) -> tuple[list[tuple[str, str]], int]: ...
+
+    async def erase_payloads(self, refs: list[tuple[str, str]]) -> int: ...
+
+    async def erase_memberships(self, customer_id: str) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    receipt_id: str
+    erased_at: dt.datetime
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class PersonalDataExport:
+    profile: ProfileView
+    events: list[EventFact]
+    records: list[tuple[str, str]]
+
+
 class ProfileService:
     def __init__(
         self,
         store: ProfileStore,
         directory: CustomerDirectory,
         on_announced: Callable[[], None] = lambda: None,
+        holders: PersonalDataHolders | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
+        self.holders = holders
         # Wakes the local outbox relay after a commit that announced a change.
         self.on_announced = on_announced
 
@@ -186,6 +214,44 @@ class ProfileService:
         if view is None:
             raise NotFound(f"no profile for customer {customer_id}")
         return view
+
+    async def export(self, customer_id: str) -> PersonalDataExport:
+        view = await self.get_by_id(customer_id)
+        async with self.store.transaction() as tx:
+            events = await tx.events.events_of(view.customer_id)
+            records = await tx.record_refs(view.customer_id)
+        events.sort(key=lambda e: (e.occurred_at, e.source, e.message_id), reverse=True)
+        return PersonalDataExport(view, events, records)
+
+    async def erase(self, customer_id: str, actor: str, reason: str) -> ErasureReceipt:
+        """Erases the person everywhere: identity, ingestion payloads, segments, profile.
+
+        Every step is repeatable, so a call that failed half-way can simply be made again.
+        """
+        _require_uuid(customer_id, "customer_id")
+        if not actor:
+            raise InvalidArgument([FieldViolation("actor", "required: who asked for erasure")])
+        assert self.holders is not None
+        current = await self.directory.current_customer_id(customer_id)
+        async with self.store.transaction() as tx:
+            profile_refs = await tx.record_refs(current)
+        identity_refs, identifiers = await self.holders.erase_identity(current, actor, reason)
+        refs = sorted(set(profile_refs) | set(identity_refs))
+        payloads = await self.holders.erase_payloads(refs)
+        memberships = await self.holders.erase_memberships(current)
+        async with self.store.transaction() as tx:
+            counts = await tx.erase(current)
+            counts.update(
+                {
+                    "identity.identifiers": identifiers,
+                    "identity.records": len(identity_refs),
+                    "ingestion.payloads": payloads,
+                    "segmentation.memberships": memberships or 0,
+                }
+            )
+            receipt_id = str(uuid.uuid4())
+            erased_at = await tx.save_receipt(receipt_id, current, actor, reason, counts)
+        return ErasureReceipt(receipt_id, erased_at, counts)
 
     async def batch_get(self, customer_ids: list[str]) -> tuple[list[ProfileView], list[str]]:
         if len(customer_ids) > MAX_BATCH:

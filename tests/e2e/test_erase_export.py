@@ -1,0 +1,114 @@
+"""Right of access and right to be forgotten, across every service that holds the person."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from svod.common.v1 import common_pb2
+from svod.profile.v1 import profile_pb2
+from svod_runtime.config import SERVICES
+from tests.builders import EMAIL, PHONE, identify, random_phone, track, unique
+
+T = 10.0
+
+
+def _person(suite):
+    phone, email = random_phone(), f"{unique('erase')}@example.ru"
+    surname = f"Стирова{unique('')[1:7]}"
+    first = identify("pos-msk-01", phones=(phone,), first_name="Вера", last_name=surname)
+    second = identify("webshop", phones=(phone,), emails=(email,), last_name=surname)
+    for request in (first, second):
+        suite.ingestion.Identify(request, timeout=T)
+        suite.wait_processed(request.record_ref)
+    who = common_pb2.Identifier(type=PHONE, value=phone)
+    order = track(
+        "webshop",
+        common_pb2.EVENT_TYPE_ORDER_PLACED,
+        who,
+        total="990",
+        order_id=f"order-of-{surname}",
+    )
+    suite.ingestion.Track(order, timeout=T)
+    customer_id = suite.wait_processed(order.record_ref).customer_id
+    return customer_id, phone, email, surname, [first, second, order]
+
+
+def _places_holding(suite_database, needles: list[str]) -> list[str]:
+    """Every (schema.table) whose rows mention any needle, as text or inside bytea."""
+    found = []
+    with suite_database.admin_connect() as conn:
+        tables = conn.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema = ANY(%s) AND table_type = 'BASE TABLE'",
+            (list(SERVICES),),
+        ).fetchall()
+        for schema, table in tables:
+            for needle in needles:
+                hex_needle = needle.encode().hex()
+                hit = conn.execute(
+                    f'SELECT 1 FROM "{schema}"."{table}" t '
+                    "WHERE strpos(lower(t::text), lower(%s)) > 0 OR strpos(t::text, %s) > 0 "
+                    "LIMIT 1",
+                    (needle, hex_needle),
+                ).fetchone()
+                if hit:
+                    found.append(f"{schema}.{table} holds {needle!r}")
+    return found
+
+
+def test_export_returns_everything_held_about_the_person(suite) -> None:
+    customer_id, _phone, email, surname, messages = _person(suite)
+    export = suite.profile.ExportPersonalData(
+        profile_pb2.ExportPersonalDataRequest(customer_id=customer_id), timeout=T
+    )
+    assert export.profile.last_name.value == surname
+    assert {i.identifier.value for i in export.profile.identifiers} >= {email}
+    assert [e.event_type for e in export.timeline] == ["order_placed"]
+    assert {(r.source, r.message_id) for r in export.records} == {
+        (m.record_ref.source, m.record_ref.message_id) for m in messages
+    }
+
+
+def test_erase_leaves_nothing_identifying_in_any_service(suite, suite_database) -> None:
+    customer_id, phone, email, surname, _ = _person(suite)
+    digits = phone.replace(" ", "")[-10:]
+    needles = [digits, email, surname]
+    assert _places_holding(suite_database, needles), "the person should be stored before"
+
+    receipt = suite.profile.ErasePersonalData(
+        profile_pb2.ErasePersonalDataRequest(
+            customer_id=customer_id, actor="dpo@shop", reason="data subject request"
+        ),
+        timeout=T,
+    )
+    assert receipt.receipt_id
+    assert receipt.erased_counts["ingestion.payloads"] == 3
+    assert receipt.erased_counts["identity.identifiers"] == 2
+    assert _places_holding(suite_database, needles) == []
+
+    with pytest.raises(grpc.RpcError) as gone:
+        suite.profile.GetProfile(
+            profile_pb2.GetProfileRequest(
+                identifier=common_pb2.Identifier(type=EMAIL, value=email)
+            ),
+            timeout=T,
+        )
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    # Erasing again is harmless (a retried request).
+    again = suite.profile.ErasePersonalData(
+        profile_pb2.ErasePersonalDataRequest(customer_id=customer_id, actor="dpo@shop"),
+        timeout=T,
+    )
+    assert again.erased_counts["ingestion.payloads"] == 0
+
+
+def test_erase_needs_an_actor(suite) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        suite.profile.ErasePersonalData(
+            profile_pb2.ErasePersonalDataRequest(
+                customer_id="00000000-0000-4000-8000-00000000000a"
+            ),
+            timeout=T,
+        )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
