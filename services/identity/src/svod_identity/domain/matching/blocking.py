@@ -1,0 +1,61 @@
+"""Blocking keys: short strings two records of one person are likely to share.
+
+The service stores each record's keys in an indexed table and compares a new record only with
+records sharing a key. Keys are few (at most ``MAX_KEYS``) and selective; each starts with a
+kind prefix so the service can cap or drop a kind whose blocks grow too large (a shared office
+phone, "Александр Иванов" in Moscow):
+
+* ``p:``  a phone (placeholders excluded)
+* ``e:``  an e-mail's mailbox name when distinctive (catches a changed provider), else the
+  full address
+* ``c:``  a loyalty card
+* ``fb:`` canonical first name + birth date (survives surname change, moves, new contacts)
+* ``sb:`` surname phonetic key + birth year (survives first-name typos and nicknames the
+  tables do not know)
+* ``fs:`` canonical first name + surname phonetic key (records without birth date)
+
+Ambiguous first names (Саша with no gender) give one key per reading.
+"""
+
+from __future__ import annotations
+
+from svod_identity.domain.matching.compare import view
+from svod_identity.domain.matching.record import PersonRecord
+from svod_identity.domain.matching.surnames import surname_key
+
+MAX_KEYS = 8
+MAX_PHONES = 2
+MAX_EMAILS = 2
+MAX_FIRST_NAME_READINGS = 2
+# Blocks larger than this say nothing about identity (shared numbers, very common names); the
+# evaluation helper skips them and the service should too.
+MAX_BLOCK_SIZE = 50
+
+
+def blocking_keys(record: PersonRecord) -> frozenset[str]:
+    """The record's blocking keys, at most ``MAX_KEYS``.
+
+    Each kind's first key comes before anyone's second (a second phone, the other reading of
+    "Саша"), so a record with many contacts still gets its name-based keys.
+    """
+    v = view(record)
+    phones = [f"p:{phone}" for phone in sorted(v.mobiles | v.landlines)[:MAX_PHONES]]
+    emails = [
+        f"e:{email.mailbox_name}" if email.distinctive_local else f"e:{email.address}"
+        for email in v.emails[:MAX_EMAILS]
+    ]
+    cards = [f"c:{card}" for card in sorted(v.cards)[:1]]
+    # Initials ("И.") are too unselective to block on.
+    first_keys = [k for k in sorted(v.first.keys) if len(k) > 1] if v.first else []
+    first_keys = first_keys[:MAX_FIRST_NAME_READINGS]
+    surname = surname_key(record.last_name) if record.last_name else ""
+    by_birth: list[str] = []
+    by_surname_year: list[str] = []
+    if v.birth_date is not None:
+        by_birth = [f"fb:{k}:{v.birth_date:%Y%m%d}" for k in first_keys]
+        if surname:
+            by_surname_year = [f"sb:{surname}:{v.birth_date.year}"]
+    by_name = [f"fs:{k}:{surname}" for k in first_keys] if surname else []
+    kinds = (phones, emails, cards, by_birth, by_surname_year, by_name)
+    ordered = [kind[0] for kind in kinds if kind] + [key for kind in kinds for key in kind[1:]]
+    return frozenset(list(dict.fromkeys(ordered))[:MAX_KEYS])

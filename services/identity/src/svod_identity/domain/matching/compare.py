@@ -1,0 +1,269 @@
+"""Pairwise comparison: two person records → one agreement level per feature.
+
+Levels are defined in ``model.LEVELS``. Each comparator is a small pure function over the
+derived ``RecordView`` so that per-record work (transliteration, name look-ups, phone parsing)
+happens once per record, not once per pair.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from functools import lru_cache
+
+from rapidfuzz import fuzz
+from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
+
+from svod_identity.domain.matching.contacts import (
+    EmailAddress,
+    email_address,
+    is_landline,
+    is_placeholder_phone,
+)
+from svod_identity.domain.matching.model import MISSING
+from svod_identity.domain.matching.names import (
+    FirstName,
+    gender_of_first_name,
+    name_table,
+    resolve_first_name,
+)
+from svod_identity.domain.matching.places import address_key, city_key
+from svod_identity.domain.matching.record import PersonRecord
+from svod_identity.domain.matching.surnames import (
+    GenderForm,
+    patronymic_form,
+    patronymic_gender,
+    surname_form,
+    surname_gender,
+)
+
+Comparison = dict[str, str]
+
+# Similarity thresholds (Jaro–Winkler on Latin skeletons). Names are short, so one wrong letter
+# in a 5-letter name already costs ~0.1.
+FIRST_NAME_FUZZY = 0.88
+# An unknown spelling against the written forms of a known name (see first_name_level).
+FIRST_NAME_TYPO = 0.85
+LAST_NAME_FUZZY = 0.92
+MIDDLE_NAME_FUZZY = 0.92
+ADDRESS_SIMILARITY = 92.0
+EMAIL_TYPO_MIN_LENGTH = 5
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """What comparisons need from a record, derived once."""
+
+    first: FirstName | None
+    last: GenderForm | None
+    middle: GenderForm | None
+    gender: str | None
+    birth_date: dt.date | None
+    mobiles: frozenset[str]
+    landlines: frozenset[str]
+    emails: tuple[EmailAddress, ...]
+    cards: frozenset[str]
+    city: str
+    address: str
+    # The crossed reading, for records whose first/last fields were swapped at the source.
+    last_as_first: FirstName | None
+    first_as_last: GenderForm | None
+
+
+def effective_gender(record: PersonRecord) -> str | None:
+    """Stated gender, else what the patronymic, surname or first name say."""
+    if record.gender in ("female", "male"):
+        return record.gender
+    for value, reader in (
+        (record.middle_name, patronymic_gender),
+        (record.last_name, surname_gender),
+        (record.first_name, gender_of_first_name),
+    ):
+        if value:
+            gender = reader(value)
+            if gender:
+                return gender
+    return None
+
+
+@lru_cache(maxsize=200_000)
+def view(record: PersonRecord) -> RecordView:
+    """The derived comparison view of a record (cached: records are immutable)."""
+    gender = effective_gender(record)
+    phones = [p for p in record.phones if not is_placeholder_phone(p)]
+    emails = tuple(e for e in (email_address(raw) for raw in record.emails) if e is not None)
+    return RecordView(
+        first=resolve_first_name(record.first_name, gender) if record.first_name else None,
+        last=surname_form(record.last_name) if record.last_name else None,
+        middle=patronymic_form(record.middle_name) if record.middle_name else None,
+        gender=gender,
+        birth_date=record.birth_date,
+        mobiles=frozenset(p for p in phones if not is_landline(p)),
+        landlines=frozenset(p for p in phones if is_landline(p)),
+        emails=emails,
+        cards=frozenset(record.cards),
+        city=city_key(record.city) if record.city else "",
+        address=address_key(record.address_line) if record.address_line else "",
+        last_as_first=resolve_first_name(record.last_name, gender) if record.last_name else None,
+        first_as_last=surname_form(record.first_name) if record.first_name else None,
+    )
+
+
+def _is_initial(name: FirstName) -> bool:
+    return len(name.skeleton) <= 1
+
+
+def first_name_level(x: FirstName | None, y: FirstName | None) -> str:
+    if x is None or y is None or not x.skeleton or not y.skeleton:
+        return MISSING
+    if _is_initial(x) or _is_initial(y):
+        # "И." agrees with Иван only weakly and contradicts Мария.
+        return "fuzzy" if x.skeleton[0] == y.skeleton[0] else "disagree"
+    if x.keys & y.keys:
+        if x.skeleton == y.skeleton:
+            return "exact"
+        return "fuzzy" if x.corrected or y.corrected else "equivalent"
+    if x.known and y.known:
+        # Two real, different names (Александр/Александра, Мария/Марина): never a typo.
+        return "disagree"
+    if x.known or y.known:
+        # A spelling the tables do not know, next to a known name: most likely a slip in one of
+        # that name's written forms ("Шуа" for Шура, "ТОМ" for Тома), so compare with all of them.
+        unknown, known = (y, x) if x.known else (x, y)
+        forms = {form for key in known.keys for form in name_table().spellings(key)}
+        similarity = max(JaroWinkler.similarity(unknown.skeleton, form) for form in forms)
+        return "fuzzy" if similarity >= FIRST_NAME_TYPO else "disagree"
+    similarity = max(
+        JaroWinkler.similarity(a, b) for a in x.keys | {x.skeleton} for b in y.keys | {y.skeleton}
+    )
+    return "fuzzy" if similarity >= FIRST_NAME_FUZZY else "disagree"
+
+
+def last_name_level(
+    x: GenderForm | None, y: GenderForm | None, gender_x: str | None, gender_y: str | None
+) -> str:
+    if x is None or y is None:
+        return MISSING
+    if x.skeleton == y.skeleton:
+        return "exact"
+    if x.stem == y.stem and x.gender and y.gender and x.gender != y.gender:
+        return "gender_form"
+    if x.stem == y.stem or JaroWinkler.similarity(x.skeleton, y.skeleton) >= LAST_NAME_FUZZY:
+        return "fuzzy"
+    genders = {gender_x, gender_y}
+    if "female" in genders and "male" not in genders:
+        return "changed"
+    return "disagree"
+
+
+def middle_name_level(x: GenderForm | None, y: GenderForm | None) -> str:
+    if x is None or y is None:
+        return MISSING
+    if x.skeleton == y.skeleton:
+        return "exact"
+    if x.gender and y.gender and x.gender != y.gender:
+        # Иванович vs Ивановна: siblings, not one person.
+        return "disagree"
+    if x.stem == y.stem or JaroWinkler.similarity(x.skeleton, y.skeleton) >= MIDDLE_NAME_FUZZY:
+        return "fuzzy"
+    return "disagree"
+
+
+def birth_date_level(x: dt.date | None, y: dt.date | None) -> str:
+    if x is None or y is None:
+        return MISSING
+    if x == y:
+        return "exact"
+    if x.year == y.year and x.day == y.month and x.month == y.day:
+        return "typo"
+    a, b = x.strftime("%Y%m%d"), y.strftime("%Y%m%d")
+    if sum(ca != cb for ca, cb in zip(a, b, strict=True)) == 1:
+        return "typo"
+    return "disagree"
+
+
+def phone_level(x: RecordView, y: RecordView) -> str:
+    if not (x.mobiles or x.landlines) or not (y.mobiles or y.landlines):
+        return MISSING
+    if x.mobiles & y.mobiles:
+        return "agree"
+    if x.landlines & y.landlines:
+        return "agree_landline"
+    return "disagree"
+
+
+def _email_pair_level(x: EmailAddress, y: EmailAddress) -> str:
+    if x == y:
+        return "exact"
+    if x.mailbox_name == y.mailbox_name and x.distinctive_local:
+        return "local_part"
+    if (
+        x.domain == y.domain
+        and min(len(x.local), len(y.local)) >= EMAIL_TYPO_MIN_LENGTH
+        and DamerauLevenshtein.distance(x.local, y.local) <= 1
+    ):
+        return "fuzzy"
+    return "disagree"
+
+
+_EMAIL_RANK = {"exact": 0, "local_part": 1, "fuzzy": 2, "disagree": 3}
+
+
+def email_level(x: tuple[EmailAddress, ...], y: tuple[EmailAddress, ...]) -> str:
+    if not x or not y:
+        return MISSING
+    levels = (_email_pair_level(a, b) for a in x for b in y)
+    return min(levels, key=_EMAIL_RANK.__getitem__)
+
+
+def card_level(x: frozenset[str], y: frozenset[str]) -> str:
+    if not x or not y:
+        return MISSING
+    return "agree" if x & y else "disagree"
+
+
+def _same_address(x: str, y: str) -> bool:
+    return x == y or fuzz.token_sort_ratio(x, y) >= ADDRESS_SIMILARITY
+
+
+def location_level(x: RecordView, y: RecordView) -> str:
+    cities_compatible = not x.city or not y.city or x.city == y.city
+    if x.address and y.address and cities_compatible and _same_address(x.address, y.address):
+        return "address"
+    if x.city and y.city:
+        return "city" if x.city == y.city else "disagree"
+    return MISSING
+
+
+_NAME_AGREES = ("exact", "equivalent")
+_SURNAME_AGREES = ("exact", "fuzzy")
+
+
+def _name_levels(x: RecordView, y: RecordView) -> tuple[str, str]:
+    first = first_name_level(x.first, y.first)
+    last = last_name_level(x.last, y.last, x.gender, y.gender)
+    if first in _NAME_AGREES and last not in ("changed", "disagree"):
+        return first, last
+    # One side may have the names in swapped fields (a form filled in surname-first).
+    for a, b in ((x, y), (y, x)):
+        crossed_first = first_name_level(a.first, b.last_as_first)
+        crossed_last = last_name_level(a.last, b.first_as_last, a.gender, b.gender)
+        if crossed_first in _NAME_AGREES and crossed_last in _SURNAME_AGREES:
+            return crossed_first, crossed_last
+    return first, last
+
+
+def compare_records(a: PersonRecord, b: PersonRecord) -> Comparison:
+    """Agreement level per feature (see ``model.LEVELS``); "missing" when a side lacks data."""
+    x, y = view(a), view(b)
+    first, last = _name_levels(x, y)
+    return {
+        "first_name": first,
+        "last_name": last,
+        "middle_name": middle_name_level(x.middle, y.middle),
+        "birth_date": birth_date_level(x.birth_date, y.birth_date),
+        "phone": phone_level(x, y),
+        "email": email_level(x.emails, y.emails),
+        "card": card_level(x.cards, y.cards),
+        "location": location_level(x, y),
+    }

@@ -1,0 +1,167 @@
+"""Phones, e-mails and cards as evidence: which values identify a person and which do not.
+
+A till placeholder (+7 000 000-00-00) is shared by thousands of unrelated customers and a
+landline by a whole family; neither may count as "same phone, same person".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+
+DEFAULT_REGION = "RU"
+
+# Sequences cashiers and operators type when the customer gives no number.
+_PLACEHOLDER_SUBSCRIBERS = frozenset({"1234567", "7654321", "0123456", "9876543"})
+_PLACEHOLDER_NATIONAL = frozenset({"1234567890", "9123456789", "9876543210", "9001234567"})
+
+# Mailbox names that say nothing about who owns the address.
+GENERIC_LOCAL_PARTS = frozenset(
+    {
+        "info",
+        "mail",
+        "email",
+        "admin",
+        "office",
+        "sales",
+        "support",
+        "noreply",
+        "no-reply",
+        "test",
+        "shop",
+        "order",
+        "orders",
+        "manager",
+        "contact",
+        "hello",
+        "post",
+        "none",
+        "nomail",
+        "net",
+        "no",
+    }
+)
+# Domains that deliver to the same mailbox (Yandex serves one login under all of these).
+_DOMAIN_ALIASES = {
+    "ya.ru": "yandex.ru",
+    "yandex.com": "yandex.ru",
+    "yandex.by": "yandex.ru",
+    "yandex.kz": "yandex.ru",
+    "yandex.ua": "yandex.ru",
+    "narod.ru": "yandex.ru",
+    "googlemail.com": "gmail.com",
+}
+_CARD_SEPARATORS = re.compile(r"[\s\-.]+")
+_LOCAL_SEPARATORS = re.compile(r"[._-]+")
+
+
+@lru_cache(maxsize=65536)
+def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str | None:
+    """E.164 for anything that could be a phone number ("8 (916) 123-45-67" → "+79161234567")."""
+    digits = re.sub(r"\D", "", raw)
+    if not digits:
+        return None
+    # "8 916 ..." and "7 916 ..." without "+" are the national trunk prefix and the country code.
+    if (
+        region == "RU"
+        and len(digits) == 11
+        and digits[0] in "78"
+        and not raw.strip().startswith("+")
+    ):
+        raw = "+7" + digits[1:]
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=65536)
+def is_placeholder_phone(e164: str) -> bool:
+    """True for numbers that identify nobody: invalid, all one digit, counting sequences."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return True
+    if not phonenumbers.is_valid_number(number):
+        return True
+    national = str(number.national_number)
+    subscriber = national[-7:]
+    return (
+        len(set(subscriber)) <= 2
+        or subscriber in _PLACEHOLDER_SUBSCRIBERS
+        or national in _PLACEHOLDER_NATIONAL
+    )
+
+
+@lru_cache(maxsize=65536)
+def is_landline(e164: str) -> bool:
+    """Fixed-line numbers are shared by a household, so they are weaker evidence."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE
+
+
+@dataclass(frozen=True)
+class EmailAddress:
+    """An address split for comparison, with provider aliases folded."""
+
+    local: str
+    domain: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.local}@{self.domain}"
+
+    @property
+    def mailbox_name(self) -> str:
+        """The local part without separators, comparable across providers: Gmail ignores dots,
+        Yandex equates dots and hyphens, and people swap "." and "_" between accounts."""
+        return _LOCAL_SEPARATORS.sub("", self.local)
+
+    @property
+    def distinctive_local(self) -> bool:
+        """Whether the mailbox name alone says who it is ("ivan.petrov85", not "info")."""
+        return len(self.mailbox_name) >= 4 and self.local not in GENERIC_LOCAL_PARTS
+
+
+def normalize_email(raw: str) -> str | None:
+    """Trimmed, lower-cased address, or None when it is not one."""
+    value = raw.strip().lower().removeprefix("mailto:")
+    local, at, domain = value.rpartition("@")
+    if not at or not local or "." not in domain or " " in value:
+        return None
+    return value
+
+
+@lru_cache(maxsize=65536)
+def email_address(raw: str) -> EmailAddress | None:
+    """Comparison form: provider aliases folded, "+tags" dropped, Gmail dots ignored."""
+    value = normalize_email(raw)
+    if value is None:
+        return None
+    local, _, domain = value.rpartition("@")
+    domain = _DOMAIN_ALIASES.get(domain, domain)
+    if domain in {"gmail.com", "yandex.ru"}:
+        local = local.split("+", 1)[0]
+    if domain == "gmail.com":
+        local = local.replace(".", "")
+    if domain == "yandex.ru":
+        # Yandex treats "ivan-petrov" and "ivan.petrov" as one login.
+        local = local.replace("-", ".")
+    return EmailAddress(local, domain)
+
+
+def normalize_card(raw: str) -> str | None:
+    """Card number without separators; None for empty or one-digit fillers ("0000")."""
+    value = _CARD_SEPARATORS.sub("", raw).upper()
+    if not value or len(set(value)) == 1:
+        return None
+    return value

@@ -1,0 +1,195 @@
+"""The Fellegi–Sunter match model: comparison features, their agreement levels and weights.
+
+For every feature and level the model holds m = P(level | same person) and
+u = P(level | different people) among candidate pairs; a level's match weight is log2(m/u).
+"Missing" (either side has no value) carries no evidence and always weighs 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+MISSING = "missing"
+
+# Feature → agreement levels, strongest agreement first. Order matters only for reading.
+LEVELS: dict[str, tuple[str, ...]] = {
+    # exact: same written name (script/ё/case aside); equivalent: nickname or spelling variant
+    # of the same passport name (Маша/Мария); fuzzy: typo of a name the tables do not know.
+    "first_name": ("exact", "equivalent", "fuzzy", "disagree"),
+    # gender_form: Иванов vs Иванова (same family, other gender); changed: a woman's records
+    # with unrelated surnames, as after marriage; disagree: everyone else.
+    "last_name": ("exact", "gender_form", "fuzzy", "changed", "disagree"),
+    "middle_name": ("exact", "fuzzy", "disagree"),
+    # typo: day and month swapped, or one digit wrong.
+    "birth_date": ("exact", "typo", "disagree"),
+    # agree: a shared mobile; agree_landline: only a shared fixed line (a household's phone).
+    "phone": ("agree", "agree_landline", "disagree"),
+    # local_part: same mailbox name at another provider; fuzzy: one-character typo.
+    "email": ("exact", "local_part", "fuzzy", "disagree"),
+    "card": ("agree", "disagree"),
+    # address: same street address; city: same city only.
+    "location": ("address", "city", "disagree"),
+}
+FEATURES: tuple[str, ...] = tuple(LEVELS)
+
+# Starting values before any data is seen, and the anchor EM shrinks towards with little data.
+# They describe candidate pairs (records sharing a blocking key), not random pairs, which is why
+# u for name agreement is high: blocking already made names agree.
+DEFAULT_M: dict[str, dict[str, float]] = {
+    "first_name": {"exact": 0.78, "equivalent": 0.14, "fuzzy": 0.05, "disagree": 0.03},
+    "last_name": {
+        "exact": 0.80,
+        "gender_form": 0.01,
+        "fuzzy": 0.06,
+        "changed": 0.09,
+        "disagree": 0.04,
+    },
+    "middle_name": {"exact": 0.90, "fuzzy": 0.06, "disagree": 0.04},
+    "birth_date": {"exact": 0.94, "typo": 0.04, "disagree": 0.02},
+    "phone": {"agree": 0.70, "agree_landline": 0.05, "disagree": 0.25},
+    "email": {"exact": 0.60, "local_part": 0.08, "fuzzy": 0.07, "disagree": 0.25},
+    "card": {"agree": 0.85, "disagree": 0.15},
+    "location": {"address": 0.55, "city": 0.30, "disagree": 0.15},
+}
+DEFAULT_U: dict[str, dict[str, float]] = {
+    "first_name": {"exact": 0.25, "equivalent": 0.03, "fuzzy": 0.02, "disagree": 0.70},
+    "last_name": {
+        "exact": 0.35,
+        "gender_form": 0.10,
+        "fuzzy": 0.03,
+        "changed": 0.22,
+        "disagree": 0.30,
+    },
+    "middle_name": {"exact": 0.15, "fuzzy": 0.03, "disagree": 0.82},
+    "birth_date": {"exact": 0.05, "typo": 0.02, "disagree": 0.93},
+    "phone": {"agree": 0.06, "agree_landline": 0.08, "disagree": 0.86},
+    "email": {"exact": 0.04, "local_part": 0.01, "fuzzy": 0.01, "disagree": 0.94},
+    "card": {"agree": 0.03, "disagree": 0.97},
+    "location": {"address": 0.15, "city": 0.40, "disagree": 0.45},
+}
+DEFAULT_PRIOR = 0.3
+DEFAULT_LINK_THRESHOLD = 0.9
+DEFAULT_REVIEW_THRESHOLD = 0.5
+# Keeps log2(m/u) finite for levels never observed in one class.
+PROBABILITY_FLOOR = 1e-4
+MODEL_VERSION = 1
+
+
+def _checked(table: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for feature, levels in LEVELS.items():
+        row = {level: float(table.get(feature, {}).get(level, 0.0)) for level in levels}
+        row = {level: max(p, PROBABILITY_FLOOR) for level, p in row.items()}
+        total = sum(row.values())
+        out[feature] = {level: p / total for level, p in row.items()}
+    return out
+
+
+@dataclass(frozen=True)
+class MatchModel:
+    """Parameters of the match model; serialisable so the service can store and reload it.
+
+    ``prior`` is the share of true matches among candidate pairs. Thresholds are posterior
+    match probabilities: at or above ``link_threshold`` a pair links automatically, at or above
+    ``review_threshold`` it goes to the review queue, below it the record is someone else.
+    """
+
+    m: dict[str, dict[str, float]] = field(default_factory=lambda: _checked(DEFAULT_M))
+    u: dict[str, dict[str, float]] = field(default_factory=lambda: _checked(DEFAULT_U))
+    prior: float = DEFAULT_PRIOR
+    link_threshold: float = DEFAULT_LINK_THRESHOLD
+    review_threshold: float = DEFAULT_REVIEW_THRESHOLD
+    # Provenance, for the API and for deciding when to re-estimate.
+    trained_pairs: int = 0
+    em_iterations: int = 0
+    converged: bool = False
+    version: int = MODEL_VERSION
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.prior < 1.0:
+            raise ValueError("prior must be strictly between 0 and 1")
+        if not 0.0 < self.review_threshold <= self.link_threshold < 1.0:
+            raise ValueError("need 0 < review_threshold <= link_threshold < 1")
+        object.__setattr__(self, "m", _checked(self.m))
+        object.__setattr__(self, "u", _checked(self.u))
+
+    def weight(self, feature: str, level: str) -> float:
+        """Match weight log2(m/u) of one feature level; 0 for missing values."""
+        if level == MISSING:
+            return 0.0
+        return math.log2(self.m[feature][level] / self.u[feature][level])
+
+    @property
+    def prior_weight(self) -> float:
+        """log2 prior odds of a match among candidate pairs."""
+        return math.log2(self.prior / (1.0 - self.prior))
+
+    @staticmethod
+    def _threshold_weight(probability: float) -> float:
+        return math.log2(probability / (1.0 - probability))
+
+    @property
+    def link_weight(self) -> float:
+        """The total score (log2 posterior odds) at which pairs link."""
+        return self._threshold_weight(self.link_threshold)
+
+    @property
+    def review_weight(self) -> float:
+        return self._threshold_weight(self.review_threshold)
+
+    def with_thresholds(self, link: float, review: float) -> MatchModel:
+        return replace(self, link_threshold=link, review_threshold=review)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "prior": self.prior,
+            "link_threshold": self.link_threshold,
+            "review_threshold": self.review_threshold,
+            "trained_pairs": self.trained_pairs,
+            "em_iterations": self.em_iterations,
+            "converged": self.converged,
+            "features": {
+                feature: {
+                    level: {"m": self.m[feature][level], "u": self.u[feature][level]}
+                    for level in levels
+                }
+                for feature, levels in LEVELS.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MatchModel:
+        if data.get("version", MODEL_VERSION) != MODEL_VERSION:
+            raise ValueError(f"unsupported match model version {data.get('version')}")
+        features = data.get("features", {})
+        # Levels added in later code versions fall back to defaults via _checked's floor; a
+        # model stored before a level existed should be re-estimated, not trusted blindly.
+        m = {f: {lvl: p["m"] for lvl, p in levels.items()} for f, levels in features.items()}
+        u = {f: {lvl: p["u"] for lvl, p in levels.items()} for f, levels in features.items()}
+        return cls(
+            m=m,
+            u=u,
+            prior=float(data["prior"]),
+            link_threshold=float(data.get("link_threshold", DEFAULT_LINK_THRESHOLD)),
+            review_threshold=float(data.get("review_threshold", DEFAULT_REVIEW_THRESHOLD)),
+            trained_pairs=int(data.get("trained_pairs", 0)),
+            em_iterations=int(data.get("em_iterations", 0)),
+            converged=bool(data.get("converged", False)),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> MatchModel:
+        return cls.from_dict(json.loads(text))
+
+
+def default_model() -> MatchModel:
+    """The hand-set starting model, for an empty database or too little data for EM."""
+    return MatchModel()

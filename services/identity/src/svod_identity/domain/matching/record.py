@@ -1,0 +1,121 @@
+"""The person record the matcher compares, and helpers to build one from source spellings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from svod_identity.domain.matching.contacts import (
+    normalize_card,
+    normalize_email,
+    normalize_phone,
+)
+from svod_identity.domain.matching.names import is_known_first_name, normalize_gender
+from svod_identity.domain.matching.surnames import surname_gender
+
+# Dates systems put in when the real one is unknown; they would otherwise "agree".
+PLACEHOLDER_BIRTH_DATES = frozenset(
+    {dt.date(1900, 1, 1), dt.date(1901, 1, 1), dt.date(1970, 1, 1), dt.date(2000, 1, 1)}
+)
+
+
+@dataclass(frozen=True)
+class PersonRecord:
+    """One source record about a person, attributes normalised by the service.
+
+    Phones are E.164, e-mails lower-cased; names are kept as written (the matcher folds case,
+    script and ``ё`` itself, and the original spelling is evidence: "Маша" says more than
+    "МАРИЯ" about how the person presents).
+    """
+
+    record_key: str
+    first_name: str | None = None
+    last_name: str | None = None
+    middle_name: str | None = None
+    birth_date: dt.date | None = None
+    gender: str | None = None  # "female" | "male" | None
+    phones: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()
+    cards: tuple[str, ...] = ()
+    city: str | None = None
+    address_line: str | None = None
+    source: str = ""
+    observed_at: dt.datetime | None = None
+
+
+def looks_swapped(first_name: str | None, last_name: str | None) -> bool:
+    """True when the surname sits in the first-name field and the given name in the last.
+
+    Only confident cases: the "last name" is a known first name and the "first name" is not one
+    but has a surname ending (-ов/-ова/-ин/-ский ...). Anything less certain is left for the
+    pairwise comparison, which also tries the crossed reading.
+    """
+    if not first_name or not last_name:
+        return False
+    return (
+        is_known_first_name(last_name)
+        and not is_known_first_name(first_name)
+        and surname_gender(first_name) is not None
+    )
+
+
+def _clean(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = " ".join(value.split())
+    return value or None
+
+
+def _unique(values: Iterable[str | None]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v))
+
+
+def build_person_record(
+    record_key: str,
+    *,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    middle_name: str | None = None,
+    birth_date: dt.date | str | None = None,
+    gender: str | None = None,
+    phones: Iterable[str] = (),
+    emails: Iterable[str] = (),
+    cards: Iterable[str] = (),
+    city: str | None = None,
+    address_line: str | None = None,
+    source: str = "",
+    observed_at: dt.datetime | str | None = None,
+) -> PersonRecord:
+    """A PersonRecord from source spellings: identifiers normalised, swapped names put back.
+
+    Unparseable identifiers and placeholder birth dates are dropped rather than rejected: the
+    matcher must cope with whatever reached the service.
+    """
+    first, last = _clean(first_name), _clean(last_name)
+    if looks_swapped(first, last):
+        first, last = last, first
+    if isinstance(birth_date, str):
+        try:
+            birth_date = dt.date.fromisoformat(birth_date[:10])
+        except ValueError:
+            birth_date = None
+    if birth_date in PLACEHOLDER_BIRTH_DATES:
+        birth_date = None
+    if isinstance(observed_at, str):
+        observed_at = dt.datetime.fromisoformat(observed_at)
+    return PersonRecord(
+        record_key=record_key,
+        first_name=first,
+        last_name=last,
+        middle_name=_clean(middle_name),
+        birth_date=birth_date,
+        gender=normalize_gender(gender),
+        phones=_unique(normalize_phone(p) for p in phones),
+        emails=_unique(normalize_email(e) for e in emails),
+        cards=_unique(normalize_card(c) for c in cards),
+        city=_clean(city),
+        address_line=_clean(address_line),
+        source=source,
+        observed_at=observed_at,
+    )

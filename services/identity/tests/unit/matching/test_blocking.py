@@ -1,0 +1,53 @@
+"""Blocking keys: few, selective, and shared by one person's differently written records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from svod_identity.domain.matching import MAX_KEYS, PersonRecord, blocking_keys
+
+RecordFactory = Callable[..., PersonRecord]
+
+
+def test_keys_are_capped_even_for_records_with_many_contacts(
+    make_record: RecordFactory,
+) -> None:
+    record = make_record(
+        first_name="Саша",  # two readings: Александр and Александра
+        last_name="Ким",
+        birth_date="1990-01-01",
+        phones=["+79164821937", "+79263057144", "+74957312208"],
+        emails=["sasha.kim@mail.ru", "kim90@gmail.com", "s.kim@yandex.ru"],
+        cards=["2000123456789", "2000987654321"],
+    )
+    keys = blocking_keys(record)
+    assert len(keys) <= MAX_KEYS
+    # The name-based kinds survive the cap.
+    assert {k.split(":")[0] for k in keys} >= {"p", "e", "c", "fb", "sb", "fs"}
+
+
+def test_one_person_written_differently_shares_keys(make_record: RecordFactory) -> None:
+    cyrillic = make_record(first_name="Маша", last_name="Иванова", birth_date="1985-03-14")
+    latin = make_record(first_name="Mariya", last_name="Ivanova", birth_date="1985-03-14")
+    typo = make_record(first_name="Мраия", last_name="Иванова", birth_date="1985-03-14")
+    assert blocking_keys(cyrillic) & blocking_keys(latin)
+    assert blocking_keys(cyrillic) & blocking_keys(typo)
+
+
+def test_married_name_change_still_blocks_on_first_name_and_birth_date(
+    make_record: RecordFactory,
+) -> None:
+    maiden = make_record(first_name="Анна", last_name="Кузнецова", birth_date="1990-03-08")
+    married = make_record(first_name="Аня", last_name="Волкова", birth_date="1990-03-08")
+    assert "fb:ana:19900308" in blocking_keys(maiden) & blocking_keys(married)
+
+
+def test_phone_and_email_spellings_share_keys(make_record: RecordFactory) -> None:
+    a = make_record(phones=["8 916 482-19-37"], emails=["Ivan.Petrov85@mail.ru"])
+    b = make_record(phones=["+7 (916) 482-19-37"], emails=["ivan_petrov85@gmail.com"])
+    assert {"p:+79164821937", "e:ivanpetrov85"} <= blocking_keys(a) & blocking_keys(b)
+
+
+def test_placeholders_and_initials_make_no_keys(make_record: RecordFactory) -> None:
+    record = make_record(first_name="И.", phones=["+7 000 000-00-00"], emails=["info@shop.ru"])
+    assert blocking_keys(record) == {"e:info@shop.ru"}

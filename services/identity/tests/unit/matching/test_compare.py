@@ -1,0 +1,143 @@
+"""Pairwise comparison levels, feature by feature."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+
+from svod_identity.domain.matching import (
+    FEATURES,
+    LEVELS,
+    MISSING,
+    PersonRecord,
+    build_person_record,
+    compare_records,
+    is_placeholder_phone,
+    normalize_phone,
+)
+from svod_identity.domain.matching.compare import birth_date_level
+
+RecordFactory = Callable[..., PersonRecord]
+
+
+def test_masha_maria_and_maria_in_latin(make_record: RecordFactory) -> None:
+    masha = make_record(first_name="Маша", last_name="Иванова")
+    maria = make_record(first_name="Мария", last_name="Иванова")
+    latin = make_record(first_name="Maria", last_name="Ivanova")
+    assert compare_records(masha, maria)["first_name"] == "equivalent"
+    assert compare_records(masha, latin)["first_name"] == "equivalent"
+    assert compare_records(maria, latin)["first_name"] == "exact"
+
+
+def test_sasha_female_is_not_aleksandr(make_record: RecordFactory) -> None:
+    sasha = make_record(first_name="Саша", last_name="Ким", gender="female")
+    aleksandr = make_record(first_name="Александр", last_name="Ким")
+    aleksandra = make_record(first_name="Александра", last_name="Ким")
+    assert compare_records(sasha, aleksandr)["first_name"] == "disagree"
+    assert compare_records(sasha, aleksandra)["first_name"] == "equivalent"
+
+
+def test_gender_hint_comes_from_patronymic_and_surname(make_record: RecordFactory) -> None:
+    by_patronymic = make_record(first_name="Женя", last_name="Ким", middle_name="Олеговна")
+    by_surname = make_record(first_name="Женя", last_name="Петрова")
+    evgeny = make_record(first_name="Евгений", last_name="Петров")
+    assert compare_records(by_patronymic, evgeny)["first_name"] == "disagree"
+    assert compare_records(by_surname, evgeny)["first_name"] == "disagree"
+
+
+def test_every_level_is_declared(make_record: RecordFactory) -> None:
+    a = make_record(first_name="Иван", phones=["+79161234567"], city="Москва")
+    b = make_record(last_name="Петров")
+    levels = compare_records(a, b)
+    assert tuple(levels) == FEATURES
+    assert all(level == MISSING or level in LEVELS[f] for f, level in levels.items())
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        ("1985-03-14", "1985-03-14", "exact"),
+        ("1985-03-04", "1985-04-03", "typo"),  # day and month swapped
+        ("1985-03-14", "1985-03-17", "typo"),  # one digit
+        ("1985-03-14", "1958-03-14", "disagree"),  # two digits
+        ("1985-03-14", "1991-07-02", "disagree"),
+    ],
+)
+def test_birth_date_levels(a: str, b: str, level: str) -> None:
+    assert birth_date_level(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) == level
+
+
+@pytest.mark.parametrize(
+    "raw", ["8 916 123-45-67", "+7 (916) 123-45-67", "89161234567", "7 916 1234567"]
+)
+def test_phone_formats_normalise_to_e164(raw: str) -> None:
+    assert normalize_phone(raw) == "+79161234567"
+
+
+@pytest.mark.parametrize(
+    "raw", ["+7 000 000-00-00", "80000000000", "+7 (999) 999-99-99", "+7 (123) 456-78-90"]
+)
+def test_till_placeholders_are_recognised(raw: str) -> None:
+    phone = normalize_phone(raw)
+    assert phone is None or is_placeholder_phone(phone)
+
+
+def test_placeholder_phone_is_no_evidence(make_record: RecordFactory) -> None:
+    a = make_record(first_name="Иван", phones=["+7 000 000-00-00"])
+    b = make_record(first_name="Пётр", phones=["80000000000"])
+    assert compare_records(a, b)["phone"] == MISSING
+
+
+def test_mobile_and_landline_agreement_differ(make_record: RecordFactory) -> None:
+    mobile_a = make_record(phones=["8 916 482-19-37"])
+    mobile_b = make_record(phones=["+7 916 4821937", "+7 495 731-22-08"])
+    home = make_record(phones=["8 (495) 731-22-08"])
+    assert compare_records(mobile_a, mobile_b)["phone"] == "agree"
+    assert compare_records(home, mobile_b)["phone"] == "agree_landline"
+    assert compare_records(home, mobile_a)["phone"] == "disagree"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        ("Ivan.Petrov@Mail.ru", "ivan.petrov@mail.ru", "exact"),
+        ("ivan.petrov@yandex.ru", "ivan-petrov@ya.ru", "exact"),  # one Yandex mailbox
+        ("ivan.petrov85@mail.ru", "ivan.petrov85@gmail.com", "local_part"),
+        ("ivan.petrov85@mail.ru", "ivan.petorv85@mail.ru", "fuzzy"),
+        ("info@mail.ru", "info@gmail.com", "disagree"),  # says nothing about who
+        ("ivan.petrov@mail.ru", "olga.smirnova@mail.ru", "disagree"),
+    ],
+)
+def test_email_levels(make_record: RecordFactory, a: str, b: str, level: str) -> None:
+    assert compare_records(make_record(emails=[a]), make_record(emails=[b]))["email"] == level
+
+
+def test_location_levels(make_record: RecordFactory) -> None:
+    a = make_record(city="г. Москва", address_line="ул. Ленина, д. 5, кв. 12")
+    b = make_record(city="Moscow", address_line="улица Ленина дом 5 квартира 12")
+    c = make_record(city="МОСКВА", address_line="ул. Тверская, д. 1, кв. 3")
+    d = make_record(city="Казань")
+    assert compare_records(a, b)["location"] == "address"
+    assert compare_records(a, c)["location"] == "city"
+    assert compare_records(a, d)["location"] == "disagree"
+
+
+def test_swapped_name_fields_are_put_back() -> None:
+    record = build_person_record("r1", first_name="Иванова", last_name="Мария")
+    assert (record.first_name, record.last_name) == ("Мария", "Иванова")
+
+
+def test_crossed_reading_catches_swaps_the_builder_leaves(make_record: RecordFactory) -> None:
+    # "Ким" is not a surname by its ending, so the builder cannot tell; the comparison can.
+    straight = make_record(first_name="Ольга", last_name="Ким")
+    swapped = make_record(first_name="Ким", last_name="Ольга")
+    levels = compare_records(straight, swapped)
+    assert (levels["first_name"], levels["last_name"]) == ("exact", "exact")
+
+
+def test_unknown_spelling_of_a_known_name_is_fuzzy(make_record: RecordFactory) -> None:
+    a = make_record(first_name="Шуа", last_name="Иванов")  # "Шура" with a slip
+    b = make_record(first_name="Александр", last_name="Иванов")
+    assert compare_records(a, b)["first_name"] == "fuzzy"

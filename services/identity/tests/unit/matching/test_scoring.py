@@ -1,0 +1,205 @@
+"""Decisions: who links, who goes to review, and the household/namesake safety rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from svod_identity.domain.matching import (
+    FEATURES,
+    LEVELS,
+    MatchModel,
+    PersonRecord,
+    default_model,
+    score_candidates,
+    score_pair,
+)
+
+RecordFactory = Callable[..., PersonRecord]
+
+
+def _identifier_happy_model() -> MatchModel:
+    """A model that trusts shared identifiers and addresses enormously (as EM can, when a
+    customer base has few households): the safety rules must hold even then."""
+    base = default_model()
+    m = {f: dict(levels) for f, levels in base.m.items()}
+    u = {f: dict(levels) for f, levels in base.u.items()}
+    for feature in ("phone", "email", "card"):
+        top = LEVELS[feature][0]
+        m[feature][top], u[feature][top] = 0.9, 1e-4
+    m["phone"]["agree_landline"], u["phone"]["agree_landline"] = 0.5, 1e-4
+    m["location"]["address"], u["location"]["address"] = 0.9, 1e-4
+    return replace(base, m=m, u=u)
+
+
+MODELS = pytest.mark.parametrize(
+    "model", [default_model(), _identifier_happy_model()], ids=["default", "identifier_happy"]
+)
+
+
+@pytest.fixture
+def household(make_record: RecordFactory) -> list[PersonRecord]:
+    """A family: one surname (in its gender forms), one flat, one landline, one family e-mail,
+    one family loyalty card; different first names and birth dates."""
+    shared = {
+        "city": "Москва",
+        "address_line": "ул. Профсоюзная, д. 12, кв. 45",
+        "phones": ["+7 495 731-22-08"],
+        "emails": ["ivanovy.family@mail.ru"],
+        "cards": ["2000123456789"],
+    }
+    return [
+        make_record(first_name="Иван", last_name="Иванов", birth_date="1970-05-01", **shared),
+        make_record(first_name="Мария", last_name="Иванова", birth_date="1972-09-17", **shared),
+        make_record(first_name="Ольга", last_name="Иванова", birth_date="1998-02-11", **shared),
+    ]
+
+
+@MODELS
+def test_household_members_are_never_auto_linked(
+    household: list[PersonRecord], model: MatchModel
+) -> None:
+    for i, a in enumerate(household):
+        for b in household[i + 1 :]:
+            score = score_pair(a, b, model)
+            assert score.decision == "new", (a.first_name, b.first_name, score.explain())
+
+
+@MODELS
+def test_household_members_without_birth_dates_are_not_auto_linked(
+    make_record: RecordFactory, model: MatchModel
+) -> None:
+    shared = {"address_line": "ул. Профсоюзная, д. 12", "phones": ["+7 916 482-19-37"]}
+    husband = make_record(first_name="Иван", last_name="Иванов", **shared)
+    wife = make_record(first_name="Маша", last_name="Иванова", **shared)
+    assert score_pair(husband, wife, model).decision != "link"
+
+
+@MODELS
+def test_twins_sharing_everything_but_first_names_are_not_linked(
+    make_record: RecordFactory, model: MatchModel
+) -> None:
+    shared = {"birth_date": "2001-06-30", "phones": ["+7 916 482-19-37"], "city": "Казань"}
+    a = make_record(first_name="Саша", last_name="Петрова", **shared)
+    b = make_record(first_name="Саша", last_name="Петров", **shared)  # brother Александр
+    assert score_pair(a, b, model).decision != "link"
+
+
+@MODELS
+def test_namesakes_in_one_city_are_not_linked(
+    make_record: RecordFactory, model: MatchModel
+) -> None:
+    first = make_record(
+        first_name="Иван",
+        last_name="Иванов",
+        middle_name="Иванович",
+        birth_date="1980-01-15",
+        city="Москва",
+        phones=["+7 916 482-19-37"],
+    )
+    second = make_record(
+        first_name="Иван",
+        last_name="Иванов",
+        middle_name="Иванович",
+        birth_date="1975-11-02",
+        city="Москва",
+        phones=["+7 926 305-71-44"],
+    )
+    no_birth_date = make_record(
+        first_name="Ваня", last_name="Иванов", city="Москва", emails=["vanya1990@mail.ru"]
+    )
+    assert score_pair(first, second, model).decision == "new"
+    assert score_pair(first, no_birth_date, model).decision != "link"
+    assert score_pair(second, no_birth_date, model).decision != "link"
+
+
+def test_masha_and_maria_with_one_phone_link(make_record: RecordFactory) -> None:
+    masha = make_record(first_name="Маша", last_name="Смирнова", phones=["8 916 482-19-37"])
+    maria = make_record(
+        first_name="Maria", last_name="Smirnova", phones=["+7 (916) 482-19-37"], city="Москва"
+    )
+    assert score_pair(masha, maria, default_model()).decision == "link"
+
+
+def test_typod_email_with_same_name_and_birth_date_links(make_record: RecordFactory) -> None:
+    a = make_record(
+        first_name="Ольга",
+        last_name="Соколова",
+        birth_date="1988-04-23",
+        emails=["olga.sokolova88@yandex.ru"],
+    )
+    b = make_record(
+        first_name="Оля",
+        last_name="Соколова",
+        birth_date="1988-04-23",
+        emails=["olga.sokolvoa88@yandex.ru"],
+    )
+    score = score_pair(a, b, default_model())
+    assert score.levels["email"] == "fuzzy"
+    assert score.decision == "link"
+
+
+def test_married_name_change_links_through_a_shared_phone(make_record: RecordFactory) -> None:
+    maiden = make_record(
+        first_name="Анна", last_name="Кузнецова", birth_date="1990-03-08", phones=["89164821937"]
+    )
+    married = make_record(
+        first_name="Аня", last_name="Волкова", birth_date="1990-03-08", phones=["+79164821937"]
+    )
+    assert score_pair(maiden, married, default_model()).decision == "link"
+
+
+def test_surname_change_without_a_shared_contact_waits_for_review(
+    make_record: RecordFactory,
+) -> None:
+    a = make_record(first_name="Анна", last_name="Кузнецова", birth_date="1990-03-08")
+    b = make_record(first_name="Анна", last_name="Волкова", birth_date="1990-03-08")
+    score = score_pair(a, b, default_model())
+    assert score.decision != "link"
+
+
+def test_explain_adds_up(make_record: RecordFactory) -> None:
+    a = make_record(first_name="Маша", last_name="Иванова", phones=["+79164821937"])
+    b = make_record(first_name="Мария", last_name="Иванова", phones=["+79164821937"])
+    explained = score_pair(a, b, default_model()).explain()
+    assert [f["feature"] for f in explained["features"]] == list(FEATURES)
+    total = explained["prior_weight"] + sum(f["weight"] for f in explained["features"])
+    assert total == pytest.approx(explained["score"], abs=0.01)
+    assert explained["decision"] == "link"
+    json.dumps(explained)  # the API sends it as is
+
+
+def test_score_candidates_ranks_and_skips_the_record_itself(make_record: RecordFactory) -> None:
+    record = make_record(
+        record_key="new",
+        first_name="Дима",
+        last_name="Орлов",
+        birth_date="1991-12-01",
+        phones=["+79164821937"],
+    )
+    same = make_record(
+        record_key="same", first_name="Дмитрий", last_name="Орлов", phones=["89164821937"]
+    )
+    brother = make_record(
+        record_key="brother", first_name="Олег", last_name="Орлов", birth_date="1994-02-02"
+    )
+    ranked = score_candidates(record, [brother, record, same], default_model())
+    assert [c.candidate_id for c in ranked] == ["same", "brother"]
+    assert ranked[0].decision == "link" and ranked[1].decision == "new"
+    assert set(ranked[0].weights) == set(FEATURES)
+    assert ranked[0].explain()["candidate_id"] == "same"
+
+
+def test_match_model_round_trips_through_json() -> None:
+    model = replace(default_model(), prior=0.42, trained_pairs=10, em_iterations=3)
+    restored = MatchModel.from_json(model.to_json())
+    assert restored == model
+    assert restored.weight("phone", "agree") == pytest.approx(model.weight("phone", "agree"))
+
+
+def test_match_model_rejects_nonsense_thresholds() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        default_model().with_thresholds(link=0.5, review=0.9)
