@@ -156,9 +156,14 @@ class InProcessSuite:
 class ProcessSuite:
     """Each service in its own process (``python -m svod_<name> serve``), as deployed."""
 
-    def __init__(self, db_admin_url: str, ports: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        db_admin_url: str,
+        ports: dict[str, int] | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.ports = ports or dict(DEFAULT_PORTS)
-        self.env = {**os.environ, **suite_env(db_admin_url, self.ports)}
+        self.env = {**os.environ, **suite_env(db_admin_url, self.ports), **(extra_env or {})}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> ProcessSuite:

@@ -92,12 +92,24 @@ FailureHook = Callable[[OutboxMessage, str], Awaitable[None]]
 
 async def enqueue(conn: AsyncConnection, topic: str, key: str, payload: bytes = b"") -> None:
     """Adds a message inside the caller's transaction, carrying the current trace context."""
+    await enqueue_many(conn, topic, [(key, payload, current_trace_carrier())])
+
+
+async def enqueue_many(
+    conn: AsyncConnection, topic: str, messages: list[tuple[str, bytes, dict[str, str]]]
+) -> None:
+    """Adds several messages, each with the trace context it was written under."""
+    if not messages:
+        return
     await conn.execute(
         text(
             "INSERT INTO outbox (topic, key, payload, trace_carrier) "
             "VALUES (:t, :k, :p, CAST(:c AS jsonb))"
         ),
-        {"t": topic, "k": key, "p": payload, "c": json.dumps(current_trace_carrier())},
+        [
+            {"t": topic, "k": key, "p": payload, "c": json.dumps(carrier)}
+            for key, payload, carrier in messages
+        ],
     )
 
 

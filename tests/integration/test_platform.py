@@ -1,13 +1,11 @@
-"""What every service offers: health, reflection, clear UNIMPLEMENTED answers, deadlines."""
+"""What every service offers: health reflecting the database, and server reflection."""
 
 from __future__ import annotations
 
-import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from svod.segmentation.v1 import segmentation_pb2
 from svod_runtime.config import SERVICES
 
 FULL_NAMES = {
@@ -36,20 +34,3 @@ def test_reflection_lists_the_service(suite, service) -> None:
     names = {s.name for reply in replies for s in reply.list_services_response.service}
     assert FULL_NAMES[service] in names
     assert "grpc.health.v1.Health" in names
-
-
-def test_unimplemented_rpc_names_itself(suite) -> None:
-    with pytest.raises(grpc.RpcError) as missing:
-        suite.segmentation.ListSegments(segmentation_pb2.ListSegmentsRequest(), timeout=5)
-    assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "SegmentationService/ListSegments" in missing.value.details()
-
-
-def test_streaming_unimplemented_rpc_answers_too(suite) -> None:
-    with pytest.raises(grpc.RpcError) as missing:
-        list(
-            suite.segmentation.WatchMemberships(
-                segmentation_pb2.WatchMembershipsRequest(), timeout=5
-            )
-        )
-    assert missing.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -46,6 +46,27 @@ def metrics_from_json(raw: dict[str, Any]) -> Metrics:
     return Metrics(**values)
 
 
+def _event_row(customer_id: str, event: EventFact) -> dict[str, Any]:
+    return {
+        "c": customer_id,
+        "s": event.source,
+        "m": event.message_id,
+        "t": event.type,
+        "at": event.occurred_at.isoformat(),
+        "ch": event.channel,
+        "cur": event.currency,
+        "amount": str(event.amount),
+        "discount": str(event.discount),
+        "items": event.items,
+        "categories": list(event.categories),
+        "order_id": event.order_id,
+        "ref": event.reference_id,
+        "contact": event.contact_channel,
+        "points": event.loyalty_points,
+        "props": event.properties,
+    }
+
+
 def _event_from_row(row: Any) -> EventFact:
     return EventFact(
         source=row.source,
@@ -78,38 +99,77 @@ class EventRepository:
 
     async def insert_event(self, customer_id: str, event: EventFact) -> bool:
         """Stores an event once; False when it had been applied before."""
-        row = (
-            await self.conn.execute(
-                text(
-                    f"""
-                    INSERT INTO events (customer_id, {EVENT_COLUMNS})
-                    VALUES (:c, :s, :m, :t, :at, :ch, :cur, :amount, :discount, :items,
-                            :categories, :order_id, :ref, :contact, :points,
-                            CAST(:props AS jsonb))
-                    ON CONFLICT (source, message_id) DO NOTHING RETURNING 1
-                    """
-                ),
-                {
-                    "c": customer_id,
-                    "s": event.source,
-                    "m": event.message_id,
-                    "t": event.type,
-                    "at": event.occurred_at,
-                    "ch": event.channel,
-                    "cur": event.currency,
-                    "amount": event.amount,
-                    "discount": event.discount,
-                    "items": event.items,
-                    "categories": list(event.categories),
-                    "order_id": event.order_id,
-                    "ref": event.reference_id,
-                    "contact": event.contact_channel,
-                    "points": event.loyalty_points,
-                    "props": json.dumps(event.properties, ensure_ascii=False),
-                },
-            )
-        ).first()
-        return row is not None
+        inserted = await self.insert_events([(customer_id, event)])
+        return (event.source, event.message_id) in inserted
+
+    async def insert_events(self, rows: list[tuple[str, EventFact]]) -> set[tuple[str, str]]:
+        """Stores events once each; returns the (source, message id) of those new here."""
+        result = await self.conn.execute(
+            text(
+                f"""
+                INSERT INTO events (customer_id, {EVENT_COLUMNS})
+                SELECT x.c, x.s, x.m, x.t, x.at, x.ch, x.cur, x.amount, x.discount, x.items,
+                       x.categories, x.order_id, x.ref, x.contact, x.points, x.props
+                FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
+                    c uuid, s text, m text, t text, at timestamptz, ch text, cur text,
+                    amount numeric, discount numeric, items integer, categories text[],
+                    order_id text, ref text, contact text, points bigint, props jsonb)
+                ON CONFLICT (source, message_id) DO NOTHING RETURNING source, message_id
+                """
+            ),
+            {"rows": json.dumps([_event_row(c, e) for c, e in rows], ensure_ascii=False)},
+        )
+        return {(r.source, r.message_id) for r in result}
+
+    async def current_ids(self, customer_ids: list[str]) -> dict[str, str]:
+        """Each id -> the survivor when merged away, else itself."""
+        rows = await self.conn.execute(
+            text(
+                "SELECT customer_id, survivor_id FROM merged_customers "
+                "WHERE customer_id = ANY(CAST(:c AS uuid[]))"
+            ),
+            {"c": customer_ids},
+        )
+        merged = {str(r.customer_id): str(r.survivor_id) for r in rows}
+        return {c: merged.get(c, c) for c in customer_ids}
+
+    async def lock_profiles(self, customer_ids: list[str]) -> dict[str, Metrics]:
+        """Creates missing profiles, locks all (in id order: no deadlocks), returns metrics."""
+        ordered = sorted(set(customer_ids))
+        await self.conn.execute(
+            text(
+                "INSERT INTO profiles (customer_id) SELECT unnest(CAST(:c AS uuid[])) "
+                "ON CONFLICT (customer_id) DO NOTHING"
+            ),
+            {"c": ordered},
+        )
+        rows = await self.conn.execute(
+            text(
+                "SELECT customer_id, metrics FROM profiles "
+                "WHERE customer_id = ANY(CAST(:c AS uuid[])) ORDER BY customer_id FOR UPDATE"
+            ),
+            {"c": ordered},
+        )
+        return {str(r.customer_id): metrics_from_json(r.metrics) for r in rows}
+
+    async def save_metrics_many(self, metrics: dict[str, Metrics]) -> dict[str, int]:
+        if not metrics:
+            return {}
+        rows = await self.conn.execute(
+            text(
+                """
+                UPDATE profiles p SET metrics = x.m, updated_at = now(), version = version + 1
+                FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(c uuid, m jsonb)
+                WHERE p.customer_id = x.c RETURNING p.customer_id, p.version
+                """
+            ),
+            {
+                "rows": json.dumps(
+                    [{"c": c, "m": json.loads(metrics_to_json(m))} for c, m in metrics.items()]
+                )
+            },
+        )
+        return {str(r.customer_id): int(r.version) for r in rows}
 
     async def metrics(self, customer_id: str) -> Metrics:
         row = (

@@ -34,10 +34,9 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         store, segmentation_channel, config.peer_timeout_s, config.currency
     )
     relay = OutboxRelay(OutboxStore(engine), {CHANGED_TOPIC: announcer.changed}, telemetry.tracer)
-    servicer = ProfileServicer(
-        ProfileService(store, directory, on_announced=relay.wake, holders=eraser),
-        config.currency,
-    )
+    service = ProfileService(store, directory, on_announced=relay.wake, holders=eraser)
+    batcher = service.enable_batching()
+    servicer = ProfileServicer(service, config.currency)
 
     async def close() -> None:
         await identity_channel.close()
@@ -52,6 +51,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=profile_pb2_grpc.ProfileServiceServicer,
         descriptor=profile_pb2.DESCRIPTOR.services_by_name["ProfileService"],
         add_to_server=profile_pb2_grpc.add_ProfileServiceServicer_to_server,
-        background=[relay.run],
+        background=[relay.run, batcher.run],
         on_close=[close],
     )

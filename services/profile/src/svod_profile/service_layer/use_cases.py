@@ -28,6 +28,7 @@ from svod_profile.domain.paging import (
     encode_timeline_token,
 )
 from svod_profile.domain.survivorship import shown_values
+from svod_profile.service_layer.event_batcher import EventBatcher
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, ViolationCollector
 
 MAX_BATCH = 1000
@@ -86,6 +87,7 @@ class ProfileService:
         self.store = store
         self.directory = directory
         self.holders = holders
+        self.batcher: EventBatcher | None = None
         # Wakes the local outbox relay after a commit that announced a change.
         self.on_announced = on_announced
 
@@ -143,9 +145,21 @@ class ProfileService:
             await tx.announce(survivor, {"events": [], "merged": merged})
         self.on_announced()
 
+    def enable_batching(self) -> EventBatcher:
+        """Routes ApplyEvent through a batcher (its ``run`` must be started as a task)."""
+        self.batcher = EventBatcher(
+            self.store, self._apply_event_alone, self._record_consent, self.on_announced
+        )
+        return self.batcher
+
     async def apply_event(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
         """Applies an event once: metrics step forward, the timeline grows."""
         _require_uuid(customer_id, "customer_id")
+        if self.batcher is not None:
+            return await self.batcher.submit(customer_id, event)
+        return await self._apply_event_alone(customer_id, event)
+
+    async def _apply_event_alone(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
         async with self.store.transaction() as tx:
             customer_id = await tx.current_id(customer_id)
             await tx.lock_profile(customer_id)

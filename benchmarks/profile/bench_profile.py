@@ -1,0 +1,212 @@
+"""Profile service benchmarks: GetProfile latency with many profiles, ApplyEvent throughput.
+
+Each figure is printed beside the raw Postgres figure for the same work measured in the same
+run (the queries GetProfile makes, issued directly; the event rows, inserted directly), and
+written to benchmarks/results/profile.json.
+
+    .venv/bin/python -m benchmarks.profile.bench_profile --profiles 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import random
+import statistics
+import time
+import uuid
+
+import grpc
+import psycopg
+
+from benchmarks.profile.loader import load_profiles
+from svod.common.v1 import common_pb2
+from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_cli.postgres import ensure_postgres
+from svod_cli.suite import (
+    TOP,
+    ProcessSuite,
+    create_database,
+    drop_database,
+    free_ports,
+    prepare_database,
+)
+from svod_runtime.config import SERVICES
+from svod_runtime.db import libpq_url
+
+RESULTS = TOP / "benchmarks" / "results" / "profile.json"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency_summary(samples_ms: list[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(statistics.median(samples_ms), 3),
+        "p99_ms": round(percentile(samples_ms, 0.99), 3),
+        "mean_ms": round(statistics.fmean(samples_ms), 3),
+    }
+
+
+def bench_get_profile(target: str, ids: list[str], calls: int) -> dict[str, float]:
+    with grpc.insecure_channel(target) as channel:
+        stub = profile_pb2_grpc.ProfileServiceStub(channel)
+        for customer_id in ids[:200]:  # warm-up: connections, caches
+            stub.GetProfile(profile_pb2.GetProfileRequest(customer_id=customer_id), timeout=5)
+        samples = []
+        for customer_id in random.sample(ids, min(calls, len(ids))):
+            started = time.perf_counter()
+            stub.GetProfile(profile_pb2.GetProfileRequest(customer_id=customer_id), timeout=5)
+            samples.append((time.perf_counter() - started) * 1000)
+    return latency_summary(samples)
+
+
+RAW_QUERIES = (
+    "SELECT shown, metrics, created_at, updated_at, version FROM profile.profiles "
+    "WHERE customer_id = %(c)s",
+    "SELECT id_type, namespace, value, source, channel, observed_at "
+    "FROM profile.profile_identifiers WHERE customer_id = %(c)s ORDER BY id_type, value",
+    "SELECT source, channel, first_seen, last_seen, record_count FROM profile.profile_sources "
+    "WHERE customer_id = %(c)s ORDER BY first_seen, source",
+    "SELECT customer_id, channel, status, source, at, legal_basis FROM profile.consents "
+    "WHERE customer_id = ANY(%(cs)s) ORDER BY channel",
+)
+
+
+def bench_raw_get(db_url: str, ids: list[str], calls: int) -> dict[str, float]:
+    samples = []
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        for customer_id in random.sample(ids, min(calls, len(ids))):
+            started = time.perf_counter()
+            for query in RAW_QUERIES:
+                conn.execute(query, {"c": customer_id, "cs": [customer_id]}).fetchall()
+            samples.append((time.perf_counter() - started) * 1000)
+    return latency_summary(samples)
+
+
+def order_event(customer_id: str, n: int) -> profile_pb2.ApplyEventRequest:
+    return profile_pb2.ApplyEventRequest(
+        customer_id=customer_id,
+        record_ref=common_pb2.RecordRef(source="bench", message_id=f"ev-{n}-{uuid.uuid4().hex}"),
+        channel=common_pb2.SOURCE_CHANNEL_WEB,
+        event=common_pb2.Event(
+            type=common_pb2.EVENT_TYPE_ORDER_PLACED,
+            occurred_time={"seconds": 1_790_000_000 + n},
+            total={"currency_code": "RUB", "units": 100 + n % 900},
+            lines=[
+                common_pb2.LineItem(
+                    category="shoes", quantity=1, unit_price={"currency_code": "RUB", "units": 100}
+                )
+            ],
+            order_id=f"o-{n}",
+        ),
+    )
+
+
+async def bench_apply(target: str, ids: list[str], events: int, concurrency: int) -> dict:
+    requests = [order_event(random.choice(ids), n) for n in range(events)]
+    queue: asyncio.Queue[profile_pb2.ApplyEventRequest] = asyncio.Queue()
+    for request in requests:
+        queue.put_nowait(request)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = profile_pb2_grpc.ProfileServiceStub(channel)
+
+        async def worker() -> None:
+            while not queue.empty():
+                await stub.ApplyEvent(queue.get_nowait(), timeout=30)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {"events": events, "seconds": round(elapsed, 2), "per_second": round(events / elapsed)}
+
+
+async def bench_raw_apply(db_url: str, ids: list[str], events: int, concurrency: int) -> dict:
+    """The same rows inserted straight into the events table (no metrics, no RPC)."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for n in range(events):
+        queue.put_nowait(n)
+
+    async def worker() -> None:
+        async with await psycopg.AsyncConnection.connect(libpq_url(db_url), autocommit=True) as c:
+            while not queue.empty():
+                n = queue.get_nowait()
+                await c.execute(
+                    "INSERT INTO profile.events (source, message_id, customer_id, event_type, "
+                    "occurred_at, channel, currency, amount) "
+                    "VALUES ('raw', %s, %s, 'order_placed', now(), 'web', 'RUB', 100)",
+                    (f"raw-{n}-{uuid.uuid4().hex}", random.choice(ids)),
+                )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, 10))))
+    elapsed = time.perf_counter() - started
+    return {"events": events, "seconds": round(elapsed, 2), "per_second": round(events / elapsed)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--calls", type=int, default=5_000)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    admin, cluster = ensure_postgres(TOP)
+    name = f"svod_bench_profile_{uuid.uuid4().hex[:6]}"
+    db_url = create_database(admin, name)
+    suite = None
+    try:
+        prepare_database(db_url)
+        started = time.perf_counter()
+        ids = load_profiles(db_url, args.profiles)
+        load_s = time.perf_counter() - started
+        print(f"loaded {args.profiles:,} profiles in {load_s:.1f}s")
+        suite = ProcessSuite(
+            db_url,
+            ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
+            extra_env={"SVOD_LOG_LEVEL": "WARNING"},
+        ).start()
+        target = suite.target("profile")
+        get = bench_get_profile(target, ids, args.calls)
+        raw_get = bench_raw_get(db_url, ids, args.calls)
+        print(f"GetProfile over gRPC   p50 {get['p50_ms']:.2f} ms  p99 {get['p99_ms']:.2f} ms")
+        print(
+            f"raw SQL (same queries) p50 {raw_get['p50_ms']:.2f} ms  "
+            f"p99 {raw_get['p99_ms']:.2f} ms  (ratio p99 {get['p99_ms'] / raw_get['p99_ms']:.1f}x)"
+        )
+        apply = asyncio.run(bench_apply(target, ids, args.events, args.concurrency))
+        raw_apply = asyncio.run(bench_raw_apply(db_url, ids, args.events, args.concurrency))
+        print(f"ApplyEvent over gRPC   {apply['per_second']:,} events/s")
+        print(
+            f"raw INSERT of events   {raw_apply['per_second']:,} rows/s  "
+            f"(ratio {apply['per_second'] / raw_apply['per_second']:.2f})"
+        )
+        results = {
+            "machine": f"{platform.machine()} {platform.python_version()}",
+            "profiles": args.profiles,
+            "load_seconds": round(load_s, 1),
+            "get_profile": get,
+            "raw_get_profile_queries": raw_get,
+            "apply_event": apply,
+            "raw_event_insert": raw_apply,
+            "concurrency": args.concurrency,
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written to {RESULTS.relative_to(TOP)}")
+    finally:
+        if suite is not None:
+            suite.stop()
+        drop_database(admin, name)
+        if cluster is not None:
+            cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

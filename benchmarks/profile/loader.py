@@ -1,0 +1,50 @@
+"""Bulk-loads synthetic profiles straight into the profile schema (set-based SQL, fast)."""
+
+from __future__ import annotations
+
+import psycopg
+
+from svod_runtime.db import libpq_url
+
+
+def load_profiles(db_url: str, count: int) -> list[str]:
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        conn.execute("SET search_path TO profile")
+        conn.execute(
+            """
+            CREATE TEMP TABLE bench_ids AS
+            SELECT n, gen_random_uuid() AS customer_id FROM generate_series(1, %s) AS n
+            """,
+            (count,),
+        )
+        conn.execute(
+            """
+            INSERT INTO profiles (customer_id, shown, metrics, version)
+            SELECT customer_id,
+                   jsonb_build_object(
+                       'first_name', jsonb_build_object('value', 'Имя' || n, 'source', 'pos',
+                           'channel', 'pos', 'observed_at', '2026-01-01T00:00:00+00:00'),
+                       'last_name', jsonb_build_object('value', 'Фамилия' || (n % 5000),
+                           'source', 'pos', 'channel', 'pos',
+                           'observed_at', '2026-01-01T00:00:00+00:00')),
+                   '{}', 1
+            FROM bench_ids
+            """
+        )
+        conn.execute(
+            """
+            INSERT INTO profile_identifiers (customer_id, id_type, value, source, channel,
+                                             observed_at)
+            SELECT customer_id, 'phone', '+7916' || lpad(n::text, 7, '0'), 'pos', 'pos', now()
+            FROM bench_ids
+            """
+        )
+        conn.execute(
+            """
+            INSERT INTO profile_sources (customer_id, source, channel, first_seen, last_seen,
+                                         record_count)
+            SELECT customer_id, 'pos', 'pos', now(), now(), 1 FROM bench_ids
+            """
+        )
+        conn.execute("ANALYZE profiles; ANALYZE profile_identifiers; ANALYZE profile_sources")
+        return [str(r[0]) for r in conn.execute("SELECT customer_id FROM bench_ids")]
