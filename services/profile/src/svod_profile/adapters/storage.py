@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_profile.adapters.event_storage import EventRepository, metrics_from_json
+from svod_profile.domain.consents import Consent
 from svod_profile.domain.model import (
     IdentifierObservation,
     ProfileView,
@@ -386,51 +387,51 @@ class ProfileTransaction:
         return 0 if row is None else int(row[0])
 
     async def load(self, customer_id: str) -> ProfileView | None:
-        row = (
-            await self.conn.execute(
-                text(
-                    "SELECT shown, metrics, created_at, updated_at, version FROM profiles "
-                    "WHERE customer_id = :c"
-                ),
-                {"c": customer_id},
-            )
-        ).first()
+        """The whole profile in one round trip (the read path of GetProfile)."""
+        row = (await self.conn.execute(text(LOAD_PROFILE), {"c": customer_id})).first()
         if row is None:
             return None
-        idents = await self.conn.execute(
-            text(
-                "SELECT id_type, namespace, value, source, channel, observed_at "
-                "FROM profile_identifiers WHERE customer_id = :c ORDER BY id_type, value"
-            ),
-            {"c": customer_id},
-        )
-        sources = await self.conn.execute(
-            text(
-                "SELECT source, channel, first_seen, last_seen, record_count "
-                "FROM profile_sources WHERE customer_id = :c ORDER BY first_seen, source"
-            ),
-            {"c": customer_id},
-        )
         shown = {name: _obs_from_json(name, raw) for name, raw in row.shown.items()}
         return ProfileView(
             customer_id=customer_id,
             shown=shown,
             identifiers=tuple(
-                IdentifierObservation(
-                    r.id_type, r.value, r.namespace, Provenance(r.source, r.channel, r.observed_at)
-                )
-                for r in idents
+                IdentifierObservation(t, v, n, Provenance(s, ch, _time(at)))
+                for t, n, v, s, ch, at in row.identifiers
             ),
             sources=tuple(
-                SourceSummary(r.source, r.channel, r.first_seen, r.last_seen, r.record_count)
-                for r in sources
+                SourceSummary(src, ch, _time(first), _time(last), count)
+                for src, ch, first, last, count in row.sources
             ),
             created_at=row.created_at,
             updated_at=row.updated_at,
             version=int(row.version),
             metrics=metrics_from_json(row.metrics),
-            consents=tuple(c for _, c in await self.events.consents([customer_id])),
+            consents=tuple(
+                Consent(ch, st, src, _time(at), basis) for ch, st, src, at, basis in row.consents
+            ),
         )
+
+
+LOAD_PROFILE = """
+SELECT p.shown, p.metrics, p.created_at, p.updated_at, p.version,
+  (SELECT coalesce(jsonb_agg(jsonb_build_array(i.id_type, i.namespace, i.value, i.source,
+                                               i.channel, i.observed_at)
+                             ORDER BY i.id_type, i.value), '[]')
+     FROM profile_identifiers i WHERE i.customer_id = p.customer_id) AS identifiers,
+  (SELECT coalesce(jsonb_agg(jsonb_build_array(s.source, s.channel, s.first_seen, s.last_seen,
+                                               s.record_count)
+                             ORDER BY s.first_seen, s.source), '[]')
+     FROM profile_sources s WHERE s.customer_id = p.customer_id) AS sources,
+  (SELECT coalesce(jsonb_agg(jsonb_build_array(c.channel, c.status, c.source, c.at,
+                                               c.legal_basis) ORDER BY c.channel), '[]')
+     FROM consents c WHERE c.customer_id = p.customer_id) AS consents
+FROM profiles p WHERE p.customer_id = :c
+"""
+
+
+def _time(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value)
 
 
 CHANGED_TOPIC = "profile.changed"
@@ -443,4 +444,11 @@ class ProfileStore:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[ProfileTransaction]:
         async with self.engine.begin() as conn:
+            yield ProfileTransaction(conn)
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[ProfileTransaction]:
+        """For single-statement reads: autocommit, no BEGIN/COMMIT round trips."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield ProfileTransaction(conn)

@@ -217,7 +217,7 @@ class ProfileService:
 
     async def get_by_id(self, customer_id: str) -> ProfileView:
         _require_uuid(customer_id, "customer_id")
-        async with self.store.transaction() as tx:
+        async with self.store.reader() as tx:
             view = await tx.load(customer_id)
         if view is not None:
             return view
@@ -307,7 +307,7 @@ class ProfileService:
 
     async def get_by_identifier(self, id_type: str, value: str, namespace: str) -> ProfileView:
         customer_id = await self.directory.customer_for_identifier(id_type, value, namespace)
-        async with self.store.transaction() as tx:
+        async with self.store.reader() as tx:
             view = await tx.load(customer_id)
         if view is None:
             raise NotFound("the customer has no profile yet")
