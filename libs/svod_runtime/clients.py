@@ -1,17 +1,58 @@
-"""Channels to peer services: traced, with a deadline on every call."""
+"""Channels to peer services: traced, authenticated when keys are on, a deadline on every call."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
 from svod_runtime.telemetry import Telemetry
 
 
+def _with_key(details: grpc.aio.ClientCallDetails, key: str) -> grpc.aio.ClientCallDetails:
+    metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    metadata.add("authorization", f"Bearer {key}")
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+    )
+
+
+class _UnaryUnaryKey(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details, request):
+        return await continuation(_with_key(details, self.key), request)
+
+
+class _UnaryStreamKey(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    async def intercept_unary_stream(self, continuation: Callable[..., Any], details, request):
+        return await continuation(_with_key(details, self.key), request)
+
+
+class _StreamUnaryKey(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    async def intercept_stream_unary(self, continuation: Callable[..., Any], details, requests):
+        return await continuation(_with_key(details, self.key), requests)
+
+
 def peer_channel(target: str, telemetry: Telemetry) -> grpc.aio.Channel:
-    """An aio channel whose calls carry the current trace context to the peer."""
+    """An aio channel whose calls carry the current trace context (and, when the deployment
+    uses API keys, this service's own key from ``SVOD_PEER_API_KEY``) to the peer."""
+    interceptors: list[Any] = telemetry.client_interceptors()
+    key = os.environ.get("SVOD_PEER_API_KEY", "")
+    if key:
+        interceptors += [_UnaryUnaryKey(key), _UnaryStreamKey(key), _StreamUnaryKey(key)]
     return grpc.aio.insecure_channel(
         target,
-        interceptors=telemetry.client_interceptors(),
+        interceptors=interceptors,
         options=[
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
