@@ -64,6 +64,7 @@ def _event_row(customer_id: str, event: EventFact) -> dict[str, Any]:
         "contact": event.contact_channel,
         "points": event.loyalty_points,
         "props": event.properties,
+        "ids": [list(i) for i in event.identifiers],
     }
 
 
@@ -84,12 +85,13 @@ def _event_from_row(row: Any) -> EventFact:
         contact_channel=row.contact_channel,
         loyalty_points=row.loyalty_points,
         properties=dict(row.properties),
+        identifiers=tuple(tuple(i) for i in row.identifiers),
     )
 
 
 EVENT_COLUMNS = (
     "source, message_id, event_type, occurred_at, channel, currency, amount, discount, items, "
-    "categories, order_id, reference_id, contact_channel, loyalty_points, properties"
+    "categories, order_id, reference_id, contact_channel, loyalty_points, properties, identifiers"
 )
 
 
@@ -109,11 +111,12 @@ class EventRepository:
                 f"""
                 INSERT INTO events (customer_id, {EVENT_COLUMNS})
                 SELECT x.c, x.s, x.m, x.t, x.at, x.ch, x.cur, x.amount, x.discount, x.items,
-                       x.categories, x.order_id, x.ref, x.contact, x.points, x.props
+                       x.categories, x.order_id, x.ref, x.contact, x.points, x.props, x.ids
                 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
                     c uuid, s text, m text, t text, at timestamptz, ch text, cur text,
                     amount numeric, discount numeric, items integer, categories text[],
-                    order_id text, ref text, contact text, points bigint, props jsonb)
+                    order_id text, ref text, contact text, points bigint, props jsonb,
+                    ids jsonb)
                 ON CONFLICT (source, message_id) DO NOTHING RETURNING source, message_id
                 """
             ),
@@ -232,6 +235,19 @@ class EventRepository:
             params,
         )
         return [_event_from_row(r) for r in rows]
+
+    async def move_events_by_ref(self, target: str, refs: list[tuple[str, str]]) -> None:
+        if refs:
+            await self.conn.execute(
+                text(
+                    """
+                    UPDATE events SET customer_id = :t WHERE (source, message_id) IN (
+                        SELECT s, m FROM jsonb_to_recordset(CAST(:refs AS jsonb))
+                            AS x(s text, m text))
+                    """
+                ),
+                {"t": target, "refs": json.dumps([{"s": s, "m": m} for s, m in refs])},
+            )
 
     async def move_events(self, survivor: str, merged: list[str]) -> None:
         await self.conn.execute(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
-from svod_runtime.protoconv import enum_number
+from svod_runtime.protoconv import enum_number, enum_short_name
+
+_ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
 
 
 class IdentityClient:
@@ -16,6 +20,9 @@ class IdentityClient:
         self.timeout_s = timeout_s
 
     async def _lookup(self, request: identity_pb2.LookupCustomerRequest) -> str:
+        return (await self._customer(request)).customer_id
+
+    async def _customer(self, request: identity_pb2.LookupCustomerRequest) -> identity_pb2.Customer:
         try:
             customer = await self.stub.LookupCustomer(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as error:
@@ -26,13 +33,27 @@ class IdentityClient:
                     [FieldViolation("identifier", error.details() or "invalid")]
                 ) from None
             raise Unavailable(f"identity service: {error.code().name}") from None
-        return customer.customer_id
+        return customer
+
+    async def identifiers_of(
+        self, customer_id: str
+    ) -> list[tuple[str, str, str, str, dt.datetime]]:
+        """(type, value, namespace, first source, first seen) of a customer's identifiers."""
+        customer = await self._customer(identity_pb2.LookupCustomerRequest(customer_id=customer_id))
+        return [
+            (
+                enum_short_name(_ID_TYPE, linked.identifier.type, "IDENTIFIER_TYPE_"),
+                linked.identifier.value,
+                linked.identifier.namespace,
+                linked.source,
+                linked.first_seen_time.ToDatetime(tzinfo=dt.UTC),
+            )
+            for linked in customer.identifiers
+        ]
 
     async def customer_for_identifier(self, id_type: str, value: str, namespace: str) -> str:
         identifier = common_pb2.Identifier(
-            type=enum_number(  # type: ignore[arg-type]
-                common_pb2.IdentifierType.DESCRIPTOR, id_type, "IDENTIFIER_TYPE_"
-            ),
+            type=enum_number(_ID_TYPE, id_type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
             value=value,
             namespace=namespace,
         )

@@ -100,10 +100,17 @@ class ProfileTransaction:
         row = (
             await self.conn.execute(
                 text(
-                    "INSERT INTO applied_records (source, message_id, customer_id) "
-                    "VALUES (:s, :m, :c) ON CONFLICT DO NOTHING RETURNING 1"
+                    "INSERT INTO applied_records (source, message_id, customer_id, channel, "
+                    "observed_at) VALUES (:s, :m, :c, :ch, :at) ON CONFLICT DO NOTHING "
+                    "RETURNING 1"
                 ),
-                {"s": app.source, "m": app.message_id, "c": app.customer_id},
+                {
+                    "s": app.source,
+                    "m": app.message_id,
+                    "c": app.customer_id,
+                    "ch": app.provenance.channel,
+                    "at": app.provenance.observed_at,
+                },
             )
         ).first()
         return row is not None
@@ -206,6 +213,14 @@ class ProfileTransaction:
         ).first()
         return customer_id if row is None else str(row[0])
 
+    async def change_applied(self, change_id: str) -> bool:
+        row = (
+            await self.conn.execute(
+                text("SELECT 1 FROM applied_changes WHERE change_id = :c"), {"c": change_id}
+            )
+        ).first()
+        return row is not None
+
     async def claim_change(self, change_id: str) -> bool:
         row = (
             await self.conn.execute(
@@ -217,6 +232,68 @@ class ProfileTransaction:
             )
         ).first()
         return row is not None
+
+    async def move_records(self, target: str, refs: list[tuple[str, str]]) -> None:
+        """Moves the records' traits and their applied marks to another customer."""
+        params = {"t": target, "refs": json.dumps([{"s": s, "m": m} for s, m in refs])}
+        moved = "SELECT s, m FROM jsonb_to_recordset(CAST(:refs AS jsonb)) AS x(s text, m text)"
+        await self.conn.execute(
+            text(
+                f"UPDATE trait_values SET customer_id = :t "
+                f"WHERE (record_source, record_message_id) IN ({moved})"
+            ),
+            params,
+        )
+        await self.conn.execute(
+            text(
+                f"UPDATE applied_records SET customer_id = :t WHERE (source, message_id) IN "
+                f"({moved})"
+            ),
+            params,
+        )
+
+    async def rebuild_sources(self, customer_id: str) -> None:
+        await self.conn.execute(
+            text("DELETE FROM profile_sources WHERE customer_id = :c"), {"c": customer_id}
+        )
+        await self.conn.execute(
+            text(
+                """
+                INSERT INTO profile_sources (customer_id, source, channel, first_seen, last_seen,
+                                             record_count)
+                SELECT :c, source, max(channel), min(coalesce(observed_at, applied_at)),
+                       max(coalesce(observed_at, applied_at)), count(*)
+                FROM applied_records WHERE customer_id = :c GROUP BY source
+                """
+            ),
+            {"c": customer_id},
+        )
+
+    async def replace_identifiers(
+        self, customer_id: str, identifiers: list[IdentifierObservation]
+    ) -> None:
+        await self.conn.execute(
+            text("DELETE FROM profile_identifiers WHERE customer_id = :c"), {"c": customer_id}
+        )
+        if identifiers:
+            await self.conn.execute(
+                text(
+                    "INSERT INTO profile_identifiers (customer_id, id_type, namespace, value, "
+                    "source, channel, observed_at) VALUES (:c, :t, :n, :v, :s, :ch, :at)"
+                ),
+                [
+                    {
+                        "c": customer_id,
+                        "t": i.type,
+                        "n": i.namespace,
+                        "v": i.value,
+                        "s": i.provenance.source,
+                        "ch": i.provenance.channel,
+                        "at": i.provenance.observed_at,
+                    }
+                    for i in identifiers
+                ],
+            )
 
     async def record_refs(self, customer_id: str) -> list[tuple[str, str]]:
         """Every message applied to this customer: identify records and events."""

@@ -52,6 +52,8 @@ class EventFact:
     contact_channel: str = ""
     loyalty_points: int = 0
     properties: dict[str, str] = field(default_factory=dict)
+    # (type, value, namespace) as the source named the customer; used to re-attribute on splits.
+    identifiers: tuple[tuple[str, str, str], ...] = ()
 
     def summary(self) -> str:
         if self.type in (ORDER_PLACED, ORDER_RETURNED):

@@ -139,6 +139,10 @@ def event_fact(request: profile_pb2.ApplyEventRequest, currency: str) -> EventFa
         contact_channel=event.contact_channel,
         loyalty_points=event.loyalty_points,
         properties=dict(event.properties),
+        identifiers=tuple(
+            (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
+            for i in event.identifiers
+        ),
     )
 
 
@@ -371,8 +375,18 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def ApplyIdentityChange(
         self, request: profile_pb2.ApplyIdentityChangeRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ApplyIdentityChangeResponse:
-        if request.WhichOneof("change") != "merge":
-            raise InvalidArgument([FieldViolation("change", "only merges are supported yet")])
+        kind = request.WhichOneof("change")
+        if kind == "split":
+            split = request.split
+            await self.service.split(
+                request.change_id,
+                split.source_customer_id,
+                split.target_customer_id,
+                [(r.source, r.message_id) for r in split.moved_records],
+            )
+            return profile_pb2.ApplyIdentityChangeResponse()
+        if kind != "merge":
+            raise InvalidArgument([FieldViolation("change", "a merge or a split is required")])
         await self.service.merge(
             request.change_id,
             request.merge.surviving_customer_id,

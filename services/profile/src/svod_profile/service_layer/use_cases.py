@@ -20,7 +20,12 @@ from svod_profile.domain.consents import (
 )
 from svod_profile.domain.events import EventFact, fold
 from svod_profile.domain.events import apply_event as apply_metrics
-from svod_profile.domain.model import ProfileView, RecordApplication
+from svod_profile.domain.model import (
+    IdentifierObservation,
+    ProfileView,
+    Provenance,
+    RecordApplication,
+)
 from svod_profile.domain.paging import (
     decode_key_token,
     decode_timeline_token,
@@ -41,6 +46,10 @@ class CustomerDirectory(Protocol):
     async def customer_for_identifier(self, id_type: str, value: str, namespace: str) -> str: ...
 
     async def current_customer_id(self, customer_id: str) -> str: ...
+
+    async def identifiers_of(
+        self, customer_id: str
+    ) -> list[tuple[str, str, str, str, dt.datetime]]: ...
 
 
 def _require_uuid(value: str, field: str) -> None:
@@ -151,6 +160,81 @@ class ProfileService:
             self.store, self._apply_event_alone, self._record_consent, self.on_announced
         )
         return self.batcher
+
+    async def split(
+        self, change_id: str, source: str, target: str, moved: list[tuple[str, str]]
+    ) -> None:
+        """Applies identity's split once: the moved records' data, and the events whose
+        identifiers now belong to the target, go there; both profiles are recomputed."""
+        errors = ViolationCollector()
+        if not change_id:
+            errors.add("change_id", "required")
+        if not moved:
+            errors.add("split.moved_records", "at least one record")
+        if source == target:
+            errors.add("split.target_customer_id", "must differ from the source")
+        errors.raise_if_any()
+        _require_uuid(source, "split.source_customer_id")
+        _require_uuid(target, "split.target_customer_id")
+        async with self.store.reader() as tx:
+            if await tx.change_applied(change_id):
+                return
+            events = await tx.events.events_of(source)
+            known = {
+                (i.type, i.namespace, i.value): i.provenance
+                for customer in (source, target)
+                if (view := await tx.load(customer)) is not None
+                for i in view.identifiers
+            }
+        moving = await self._events_now_of(events, target)
+        identifiers = {c: await self._identifiers(c, known) for c in (source, target)}
+        async with self.store.transaction() as tx:
+            if not await tx.claim_change(change_id):
+                return
+            await tx.lock_profile(min(source, target))
+            await tx.lock_profile(max(source, target))
+            await tx.move_records(target, moved)
+            await tx.events.move_events_by_ref(target, moving)
+            for customer in (source, target):
+                await tx.replace_identifiers(customer, identifiers[customer])
+                await tx.rebuild_sources(customer)
+                await tx.replace_shown(customer, shown_values(await tx.all_observations(customer)))
+                await tx.events.save_metrics(customer, fold(await tx.events.events_of(customer)))
+                await tx.announce(customer, {"events": []})
+        self.on_announced()
+
+    async def _events_now_of(self, events: list[EventFact], target: str) -> list[tuple[str, str]]:
+        """The events whose first identifier identity knows now belongs to ``target``."""
+        owners: dict[tuple[str, str, str], str | None] = {}
+        moving = []
+        for event in events:
+            for identifier in event.identifiers:
+                if identifier not in owners:
+                    try:
+                        owners[identifier] = await self.directory.customer_for_identifier(
+                            *identifier
+                        )
+                    except NotFound:
+                        owners[identifier] = None
+                if owners[identifier] is not None:
+                    if owners[identifier] == target:
+                        moving.append((event.source, event.message_id))
+                    break
+        return moving
+
+    async def _identifiers(
+        self, customer_id: str, known: dict[tuple[str, str, str], Provenance]
+    ) -> list[IdentifierObservation]:
+        try:
+            linked = await self.directory.identifiers_of(customer_id)
+        except NotFound:
+            return []
+        return [
+            IdentifierObservation(
+                t, v, n, known.get((t, n, v), Provenance(src, "unspecified", first_seen))
+            )
+            for t, v, n, src, first_seen in linked
+        ]
 
     async def apply_event(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
         """Applies an event once: metrics step forward, the timeline grows."""
