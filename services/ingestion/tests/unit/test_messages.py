@@ -62,3 +62,28 @@ def test_each_malformed_field_is_named(changes, field) -> None:
 
 def test_placeholder_phone_is_accepted_here_and_left_to_identity_rules() -> None:
     validate_identify(message(identifiers=[("phone", "+7 000 000-00-00", "")]), NOW)
+
+
+DECLARED = {"shoe_size": "number", "vip": "bool", "anniversary": "date", "pets": "list"}
+
+
+def test_declared_custom_attributes_are_type_checked() -> None:
+    good = {"shoe_size": "38.5", "vip": "yes", "anniversary": "2020-06-01", "pets": "Барсик, Рекс"}
+    validate_identify(message(attributes=good), NOW, DECLARED)
+    with pytest.raises(InvalidArgument) as invalid:
+        validate_identify(
+            message(attributes={"shoe_size": "big", "vip": "maybe", "colour": "red"}), NOW, DECLARED
+        )
+    assert {v.field: v.description for v in invalid.value.violations} == {
+        "record.attributes[shoe_size]": "must be a number",
+        "record.attributes[vip]": "must be true or false",
+        "record.attributes[colour]": "not a declared custom attribute",
+    }
+
+
+def test_bad_declarations_are_refused() -> None:
+    from svod_ingestion.domain.attributes import parse_declarations
+
+    assert parse_declarations('{"pets": "list"}') == {"pets": "list"}
+    with pytest.raises(ValueError, match="unknown type"):
+        parse_declarations('{"pets": "array"}')

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import phonenumbers
 
+from svod_ingestion.domain.attributes import validate_attributes
 from svod_runtime.errors import ViolationCollector
 
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -88,7 +90,9 @@ def validate_identifiers(
             errors.add(f"{here}.namespace", f"required for {id_type} identifiers")
 
 
-def validate_identify(message: IdentifyMessage, now: dt.datetime) -> None:
+def validate_identify(
+    message: IdentifyMessage, now: dt.datetime, declared: Mapping[str, str] | None = None
+) -> None:
     """Raises InvalidArgument naming every bad field of an identify call."""
     errors = ViolationCollector()
     validate_ref(message.source, message.message_id, errors)
@@ -110,6 +114,7 @@ def validate_identify(message: IdentifyMessage, now: dt.datetime) -> None:
                 errors.add("record.birth_date", "in the future")
     if len(message.attributes) > MAX_ATTRIBUTES:
         errors.add("record.attributes", f"at most {MAX_ATTRIBUTES} attributes")
+    validate_attributes(message.attributes, declared or {}, errors, "record.attributes")
     errors.raise_if_any()
 
 

@@ -121,14 +121,17 @@ async def _bulk(
 
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
-    def __init__(self, service: IngestionService, currency: str) -> None:
+    def __init__(
+        self, service: IngestionService, currency: str, attributes: dict[str, str] | None = None
+    ) -> None:
         self.service = service
         self.currency = currency
+        self.attributes = attributes or {}
 
     async def _identify(self, request: ingestion_pb2.IdentifyRequest) -> Accepted:
         now = dt.datetime.now(dt.UTC)
         message = identify_message(request)
-        validate_identify(message, now)
+        validate_identify(message, now, self.attributes)
         fingerprint = request.SerializeToString(deterministic=True)
         stored = ingestion_pb2.IdentifyRequest()
         stored.CopyFrom(request)

@@ -1,35 +1,95 @@
-"""Which of several observed values a profile shows for a trait.
+"""Which of several observed values a profile shows for a trait (survivorship).
 
-The default policy is "most recent observation wins" (ties broken by source name so the result
-does not depend on arrival order). Per-field policies (source priority, verified first, most
-frequent) belong to the profile issue and plug in here.
+Every observed value is kept with its source and time; the shown one follows the field's
+policy:
+
+- ``most_recent`` (default): the latest observation wins.
+- ``source_priority``: the value from the most trusted source wins (``sources``, most trusted
+  first; unlisted sources rank below, most recent first among equals).
+- ``most_frequent``: the value observed most often wins (ties: the most recent) — good for
+  birth dates that a till types wrong now and then.
+- ``verified_first``: values from sources listed as verifying (``sources``: e.g. a bank-card
+  KYC feed, a confirmed e-mail) win; among them, and otherwise, the most recent.
+
+Ties are broken by source name so the result never depends on arrival order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from svod_profile.domain.model import TraitObservation
 
-
-def shown_value(observations: Iterable[TraitObservation]) -> TraitObservation | None:
-    best: TraitObservation | None = None
-    for obs in observations:
-        if best is None or (obs.provenance.observed_at, obs.provenance.source) > (
-            best.provenance.observed_at,
-            best.provenance.source,
-        ):
-            best = obs
-    return best
+POLICIES = ("most_recent", "source_priority", "most_frequent", "verified_first")
 
 
-def shown_values(observations: Iterable[TraitObservation]) -> dict[str, TraitObservation]:
+@dataclass(frozen=True)
+class FieldPolicy:
+    policy: str = "most_recent"
+    sources: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SurvivorshipRules:
+    by_field: Mapping[str, FieldPolicy] = field(default_factory=dict)
+
+    def for_field(self, name: str) -> FieldPolicy:
+        return self.by_field.get(name, FieldPolicy())
+
+    @classmethod
+    def from_json(cls, raw: str) -> SurvivorshipRules:
+        """``{"birth_date": {"policy": "most_frequent"}, "first_name": {"policy":
+        "source_priority", "sources": ["crm", "webshop"]}}``; raises ValueError if malformed."""
+        if not raw.strip():
+            return cls()
+        data = json.loads(raw)
+        rules = {}
+        for name, spec in data.items():
+            policy = spec.get("policy", "most_recent")
+            if policy not in POLICIES:
+                raise ValueError(f"{name}: unknown survivorship policy {policy!r}")
+            rules[name] = FieldPolicy(policy, tuple(spec.get("sources", ())))
+        return cls(rules)
+
+
+def _recency(obs: TraitObservation) -> tuple[object, str]:
+    return (obs.provenance.observed_at, obs.provenance.source)
+
+
+def shown_value(
+    observations: Iterable[TraitObservation], policy: FieldPolicy = FieldPolicy()
+) -> TraitObservation | None:
+    values = list(observations)
+    if not values:
+        return None
+    if policy.policy == "source_priority":
+        rank = {source: i for i, source in enumerate(policy.sources)}
+        unlisted = len(rank)
+        best_rank = min(rank.get(o.provenance.source, unlisted) for o in values)
+        values = [o for o in values if rank.get(o.provenance.source, unlisted) == best_rank]
+    elif policy.policy == "verified_first":
+        verified = [o for o in values if o.provenance.source in policy.sources]
+        values = verified or values
+    elif policy.policy == "most_frequent":
+        counts = Counter(o.value for o in values)
+        top = max(counts.values())
+        values = [o for o in values if counts[o.value] == top]
+    return max(values, key=_recency)
+
+
+def shown_values(
+    observations: Iterable[TraitObservation], rules: SurvivorshipRules | None = None
+) -> dict[str, TraitObservation]:
+    rules = rules or SurvivorshipRules()
     by_field: dict[str, list[TraitObservation]] = {}
     for obs in observations:
         by_field.setdefault(obs.field, []).append(obs)
     result = {}
     for name, values in by_field.items():
-        chosen = shown_value(values)
+        chosen = shown_value(values, rules.for_field(name))
         if chosen is not None:
             result[name] = chosen
     return result

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_profile.adapters.identity_client import IdentityClient
 from svod_profile.adapters.peers import PeerEraser
 from svod_profile.adapters.segmentation_client import SegmentationAnnouncer
 from svod_profile.adapters.storage import CHANGED_TOPIC, ProfileStore
+from svod_profile.domain.survivorship import SurvivorshipRules
 from svod_profile.entrypoints.grpc_servicer import ProfileServicer
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime.clients import peer_channel
@@ -34,7 +37,13 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         store, segmentation_channel, config.peer_timeout_s, config.currency
     )
     relay = OutboxRelay(OutboxStore(engine), {CHANGED_TOPIC: announcer.changed}, telemetry.tracer)
-    service = ProfileService(store, directory, on_announced=relay.wake, holders=eraser)
+    service = ProfileService(
+        store,
+        directory,
+        on_announced=relay.wake,
+        holders=eraser,
+        survivorship=SurvivorshipRules.from_json(os.environ.get("SVOD_SURVIVORSHIP", "")),
+    )
     batcher = service.enable_batching()
     servicer = ProfileServicer(service, config.currency)
 

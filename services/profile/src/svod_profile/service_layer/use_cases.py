@@ -32,7 +32,7 @@ from svod_profile.domain.paging import (
     encode_key_token,
     encode_timeline_token,
 )
-from svod_profile.domain.survivorship import shown_values
+from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.event_batcher import EventBatcher
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, ViolationCollector
 
@@ -92,7 +92,9 @@ class ProfileService:
         directory: CustomerDirectory,
         on_announced: Callable[[], None] = lambda: None,
         holders: PersonalDataHolders | None = None,
+        survivorship: SurvivorshipRules | None = None,
     ) -> None:
+        self.survivorship = survivorship or SurvivorshipRules()
         self.store = store
         self.directory = directory
         self.holders = holders
@@ -119,7 +121,7 @@ class ProfileService:
                 return await tx.version(app.customer_id), False
             await tx.add_observations(app)
             touched = {t.field for t in app.traits}
-            shown = shown_values(await tx.observations(app.customer_id, touched))
+            shown = shown_values(await tx.observations(app.customer_id, touched), self.survivorship)
             version = await tx.update_shown(app.customer_id, shown)
             await tx.announce(app.customer_id, {"events": []})
         self.on_announced()
@@ -147,7 +149,9 @@ class ProfileService:
                 return
             held = await tx.events.consents([survivor, *merged])
             await tx.merge_into(survivor, merged)
-            await tx.replace_shown(survivor, shown_values(await tx.all_observations(survivor)))
+            await tx.replace_shown(
+                survivor, shown_values(await tx.all_observations(survivor), self.survivorship)
+            )
             # Metrics are recomputed from all events, as if they had always been one customer's.
             await tx.events.save_metrics(survivor, fold(await tx.events.events_of(survivor)))
             await tx.events.replace_consents(survivor, merge_consents(c for _, c in held), merged)
@@ -198,10 +202,17 @@ class ProfileService:
             for customer in (source, target):
                 await tx.replace_identifiers(customer, identifiers[customer])
                 await tx.rebuild_sources(customer)
-                await tx.replace_shown(customer, shown_values(await tx.all_observations(customer)))
+                await tx.replace_shown(
+                    customer, shown_values(await tx.all_observations(customer), self.survivorship)
+                )
                 await tx.events.save_metrics(customer, fold(await tx.events.events_of(customer)))
                 await tx.announce(customer, {"events": []})
         self.on_announced()
+
+    async def _reshow(self, tx: ProfileTransaction, customer_id: str) -> None:
+        """Re-runs survivorship over every value the customer has."""
+        observations = await tx.all_observations(customer_id)
+        await tx.replace_shown(customer_id, shown_values(observations, self.survivorship))
 
     async def _events_now_of(self, events: list[EventFact], target: str) -> list[tuple[str, str]]:
         """The events whose first identifier identity knows now belongs to ``target``."""
