@@ -1,0 +1,211 @@
+"""Profile change -> enter/exit event latency under a steady load of changes.
+
+    python -m benchmarks.segmentation.latency --customers 20000 --rate 1000 --seconds 20
+
+The segmentation service runs as its own process (``python -m svod_segmentation serve``) on a
+fresh database holding the synthetic read model and the benchmark's 20 rule segments + RFM +
+ABC. A client sends ApplyProfileChange at a fixed rate; every change flips a customer in or out
+of one more segment ("flag on"), so each must produce one event on WatchMemberships. Latency is
+from sending the change to receiving its event. The raw-SQL figure is the same write done as
+one hand-written transaction (update the row, record the event) in a loop, measured in the
+same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+
+import grpc
+import psycopg
+
+from benchmarks.segmentation.data import fresh_database, load
+from benchmarks.segmentation.recompute import RESULTS
+from benchmarks.segmentation.segments import definitions
+from svod.profile.v1 import profile_pb2
+from svod.segmentation.v1 import segmentation_pb2 as pb
+from svod.segmentation.v1 import segmentation_pb2_grpc
+from svod_cli.suite import drop_database, free_ports, wait_healthy
+from svod_runtime.db import libpq_url
+from svod_segmentation.entrypoints.convert import segment_to_proto
+
+TOGGLE = "bench-toggle"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+async def load_test(target: str, ids: list[str], rate: int, seconds: float) -> dict[str, float]:
+    channel = grpc.aio.insecure_channel(target)
+    stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
+    for segment in definitions():
+        await stub.CreateSegment(pb.CreateSegmentRequest(segment=segment_to_proto(segment)))
+    toggle = pb.RuleNode(
+        field=pb.FieldCondition(field="attributes.flag", operator="eq", values=["on"])
+    )
+    await stub.CreateSegment(
+        pb.CreateSegmentRequest(segment=pb.Segment(segment_id=TOGGLE, rule=toggle))
+    )
+    pending: dict[str, float] = {}
+    latencies: list[float] = []
+    versions = dict.fromkeys(ids, 1)
+    flags = dict.fromkeys(ids, False)
+    stream = stub.WatchMemberships(pb.WatchMembershipsRequest(segment_ids=[TOGGLE]))
+
+    async def watch() -> None:
+        async for event in stream:
+            sent = pending.pop(event.customer_id, None)
+            if sent is not None:
+                latencies.append(time.perf_counter() - sent)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(1.0)
+    errors = 0
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def send(customer_id: str) -> None:
+        nonlocal errors
+        versions[customer_id] += 1
+        flags[customer_id] = not flags[customer_id]
+        request = pb.ApplyProfileChangeRequest(
+            customer_id=customer_id,
+            profile_version=versions[customer_id],
+            profile=profile_pb2.Profile(
+                customer_id=customer_id,
+                attributes={"flag": "on" if flags[customer_id] else "off"},
+                metrics=profile_pb2.Metrics(order_count=versions[customer_id] % 7),
+            ),
+        )
+        pending[customer_id] = time.perf_counter()
+        try:
+            await stub.ApplyProfileChange(request, timeout=30)
+        except grpc.aio.AioRpcError:
+            errors += 1
+            pending.pop(customer_id, None)
+
+    started = time.perf_counter()
+    total = int(rate * seconds)
+    for n in range(total):
+        due = started + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        customer_id = ids[n % len(ids)]
+        if customer_id in pending:  # still waiting for its last event: skip, do not double up
+            continue
+        task = asyncio.create_task(send(customer_id))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    sent_s = time.perf_counter() - started
+    await asyncio.gather(*in_flight)
+    deadline = time.perf_counter() + 10
+    while pending and time.perf_counter() < deadline:
+        await asyncio.sleep(0.05)
+    watcher.cancel()
+    await channel.close()
+    return {
+        "sent": total,
+        "send_rate_per_s": round(total / sent_s, 1),
+        "events": len(latencies),
+        "missing_events": len(pending),
+        "errors": errors,
+        "p50_s": round(percentile(latencies, 50), 4),
+        "p95_s": round(percentile(latencies, 95), 4),
+        "p99_s": round(percentile(latencies, 99), 4),
+        "max_s": round(max(latencies), 4),
+    }
+
+
+def raw_sql(url: str, ids: list[str], count: int) -> dict[str, float]:
+    """The same write by hand: update the profile row and record the event, one transaction."""
+    times: list[float] = []
+    with psycopg.connect(libpq_url(url)) as conn:
+        for n in range(count):
+            customer_id = ids[n % len(ids)]
+            started = time.perf_counter()
+            with conn.transaction():
+                conn.execute(
+                    "UPDATE customers SET profile_version = profile_version + 1, "
+                    'attributes = attributes || \'{"raw": "1"}\' WHERE customer_id = %s',
+                    (customer_id,),
+                )
+                conn.execute(
+                    "INSERT INTO membership_events (segment_id, customer_id, kind, at) "
+                    "VALUES ('raw', %s, 'entered', now())",
+                    (customer_id,),
+                )
+            times.append(time.perf_counter() - started)
+    return {
+        "raw_sql_p50_s": round(percentile(times, 50), 5),
+        "raw_sql_p99_s": round(percentile(times, 99), 5),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--active", type=int, default=5000, help="customers being changed")
+    args = parser.parse_args()
+    admin_url, name, _db_url, urls = fresh_database()
+    process = None
+    try:
+        loaded = load(urls["segmentation"], args.customers)
+        with psycopg.connect(libpq_url(urls["segmentation"])) as conn:
+            ids = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT customer_id FROM customers ORDER BY customer_id LIMIT %s",
+                    (args.active,),
+                )
+            ]
+        port = free_ports(1)[0]
+        env = {
+            **os.environ,
+            "SVOD_SEGMENTATION_DATABASE_URL": urls["segmentation"],
+            "SVOD_SEGMENTATION_PORT": str(port),
+            "SVOD_LISTEN_HOST": "127.0.0.1",
+            "SVOD_LOG_LEVEL": "WARNING",
+            "SVOD_SEGMENTATION_RECOMPUTE_S": "0",
+        }
+        process = subprocess.Popen([sys.executable, "-m", "svod_segmentation", "serve"], env=env)
+        wait_healthy({"segmentation": port})
+        figures = asyncio.run(load_test(f"127.0.0.1:{port}", ids, args.rate, args.seconds))
+        figures.update(raw_sql(urls["segmentation"], ids, 2000))
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(15)
+        drop_database(admin_url, name)
+    ms = {k: v * 1000 for k, v in figures.items() if k.endswith("_s")}
+    print(
+        f"profile change -> enter/exit event, {figures['send_rate_per_s']:.0f} changes/s for "
+        f"{args.seconds:.0f}s over {args.customers:,} profiles: p50 {ms['p50_s']:.0f} ms, "
+        f"p95 {ms['p95_s']:.0f} ms, p99 {ms['p99_s']:.0f} ms "
+        f"({figures['events']:,} events, {figures['missing_events']} missing, "
+        f"{figures['errors']} errors); raw SQL, same write by hand: "
+        f"p50 {ms['raw_sql_p50_s']:.1f} ms, p99 {ms['raw_sql_p99_s']:.1f} ms"
+    )
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[f"latency_{args.rate}_per_s"] = {
+        **figures,
+        "customers": loaded["customers"],
+        "target_rate_per_s": args.rate,
+        "seconds": args.seconds,
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,783 @@
+"""The only module that touches the ``segmentation`` schema.
+
+Concurrency: a change to one customer locks its ``customers`` row (ROW EXCLUSIVE on the table);
+a full recompute or a change of definitions takes SHARE ROW EXCLUSIVE on ``customers`` and
+``rechecks`` for its transaction, so it sees no change half-applied and no change is evaluated
+against definitions it is replacing. Every transaction that writes memberships also writes
+their enter/exit events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from svod_segmentation.adapters.rule_sql import Compiled, RuleCompiler, SqlBuilder, earliest_future
+from svod_segmentation.domain.model import (
+    CustomerEvent,
+    CustomerSnapshot,
+    Member,
+    MembershipEvent,
+    Segment,
+)
+from svod_segmentation.domain.rules import (
+    Rule,
+    SegmentDefinition,
+    rule_from_json,
+    rule_to_json,
+)
+
+SNAPSHOT_COLUMNS = (
+    "first_name",
+    "last_name",
+    "middle_name",
+    "gender",
+    "birth_date",
+    "city",
+    "region",
+    "country_code",
+    "postal_code",
+    "currency",
+    "order_count",
+    "total_spent",
+    "average_order_value",
+    "return_count",
+    "total_returned",
+    "first_order_at",
+    "last_order_at",
+    "last_contact_at",
+    "channels",
+    "items_bought",
+    "abandoned_cart_count",
+    "campaign_delivered_count",
+    "campaign_opened_count",
+    "campaign_clicked_count",
+    "session_count",
+    "support_ticket_count",
+    "last_support_ticket_at",
+    "loyalty_points_balance",
+    "sources",
+    "identifier_types",
+)
+_ARRAYS = ("channels", "sources", "identifier_types")
+# Statements are built once per text; parsing a long text for its bind names costs more than
+# running it.
+_text = functools.lru_cache(maxsize=512)(text)
+_BIND = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
+
+
+def _value_sql(column: str) -> str:
+    if column in _ARRAYS:
+        return f"CAST(:{column} AS text[])"
+    return f":{column}"
+
+
+_UPSERT_CUSTOMER = f"""
+INSERT INTO customers (customer_id, profile_version, {", ".join(SNAPSHOT_COLUMNS)},
+    consents, attributes, profile_created_at, profile_updated_at, applied_at)
+SELECT :customer_id, :profile_version, {", ".join(_value_sql(c) for c in SNAPSHOT_COLUMNS)},
+    CAST(:consents AS jsonb), CAST(:attributes AS jsonb), :created_at, :updated_at, now()
+WHERE NOT EXISTS (SELECT 1 FROM erased_customers WHERE customer_id = :customer_id)
+ON CONFLICT (customer_id) DO UPDATE SET
+    profile_version = excluded.profile_version,
+    {", ".join(f"{c} = excluded.{c}" for c in SNAPSHOT_COLUMNS)},
+    consents = excluded.consents, attributes = excluded.attributes,
+    profile_created_at = excluded.profile_created_at,
+    profile_updated_at = excluded.profile_updated_at, applied_at = now()
+WHERE customers.profile_version < excluded.profile_version AND customers.merged_into IS NULL
+RETURNING 1
+"""
+
+_INSERT_EVENT = """
+INSERT INTO events (source, message_id, customer_id, event_type, occurred_at, amount, discount,
+    categories, channel, properties)
+VALUES (:source, :message_id, :customer_id, :event_type, :occurred_at, :amount, :discount,
+    CAST(:categories AS text[]), :channel, CAST(:properties AS jsonb))
+ON CONFLICT (source, message_id) DO NOTHING
+"""
+
+_WRITE_DIFF = """
+WITH gone AS (
+    DELETE FROM memberships m
+    USING unnest(CAST(:del_s AS text[]), CAST(:del_c AS uuid[])) AS d(s, c)
+    WHERE m.segment_id = d.s AND m.customer_id = d.c
+), kept AS (
+    INSERT INTO memberships (segment_id, customer_id, label, entered_at)
+    SELECT s, c, l, :now
+    FROM unnest(CAST(:put_s AS text[]), CAST(:put_c AS uuid[]), CAST(:put_l AS text[]))
+        AS p(s, c, l)
+    ON CONFLICT (segment_id, customer_id) DO UPDATE
+        SET label = excluded.label, entered_at = excluded.entered_at
+)
+INSERT INTO membership_events (segment_id, customer_id, kind, label, at)
+SELECT s, c, k, l, :now
+FROM unnest(CAST(:ev_s AS text[]), CAST(:ev_c AS uuid[]), CAST(:ev_k AS text[]),
+    CAST(:ev_l AS text[])) WITH ORDINALITY AS x(s, c, k, l, n)
+ORDER BY n
+"""
+
+_SET_RECHECKS = """
+WITH cleared AS (
+    DELETE FROM rechecks WHERE customer_id = ANY(CAST(:clear AS uuid[]))
+        AND NOT customer_id = ANY(CAST(:set_c AS uuid[]))
+)
+INSERT INTO rechecks (customer_id, due_at)
+SELECT c, d FROM unnest(CAST(:set_c AS uuid[]), CAST(:set_d AS timestamptz[])) AS r(c, d)
+ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
+"""
+
+_DIFF_CTE = """
+old AS (SELECT customer_id, label FROM memberships WHERE segment_id = :seg),
+diff AS MATERIALIZED (
+    SELECT coalesce(t.customer_id, o.customer_id) AS customer_id,
+        o.customer_id IS NOT NULL AS was_in, t.customer_id IS NOT NULL AS is_in,
+        o.label AS old_label, t.label AS new_label
+    FROM target t FULL JOIN old o ON o.customer_id = t.customer_id
+    WHERE t.customer_id IS NULL OR o.customer_id IS NULL OR t.label IS DISTINCT FROM o.label
+),
+gone AS (
+    DELETE FROM memberships m USING diff d
+    WHERE m.segment_id = :seg AND m.customer_id = d.customer_id AND NOT d.is_in
+),
+kept AS (
+    INSERT INTO memberships (segment_id, customer_id, label, entered_at)
+    SELECT :seg, customer_id, new_label, :now FROM diff WHERE is_in
+    ON CONFLICT (segment_id, customer_id) DO UPDATE
+        SET label = excluded.label, entered_at = excluded.entered_at
+),
+logged AS (
+    INSERT INTO membership_events (segment_id, customer_id, kind, label, at)
+    SELECT :seg, customer_id, kind, label, :now FROM (
+        SELECT customer_id, 'exited' AS kind, old_label AS label, 0 AS o FROM diff WHERE was_in
+        UNION ALL
+        SELECT customer_id, 'entered', new_label, 1 FROM diff WHERE is_in
+    ) x ORDER BY customer_id, o
+)
+"""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One customer evaluated against every segment."""
+
+    customer_id: str
+    # segment id -> label ("" for rule segments) of the segments the customer is in now.
+    now_in: dict[str, str]
+    # segment id -> label of the memberships stored before.
+    was_in: dict[str, str]
+    due: dt.datetime | None
+    generation: int
+
+
+def _segment_row(row: Any) -> Segment:
+    return Segment(
+        definition=SegmentDefinition(
+            segment_id=row.segment_id,
+            rule=None if row.rule is None else rule_from_json(row.rule),
+            builtin=row.builtin,
+            parameters=dict(row.parameters or {}),
+        ),
+        display_name=row.display_name,
+        description=row.description,
+        version=int(row.version),
+        updated_at=row.updated_at,
+        state=dict(row.state or {}),
+    )
+
+
+class SegmentationTransaction:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def _exec(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        return await self.conn.execute(_text(sql), dict(params or {}))
+
+    # -- definitions ---------------------------------------------------------------------
+    async def generation(self) -> int:
+        return int((await self._exec("SELECT generation FROM registry")).scalar_one())
+
+    async def bump_generation(self) -> None:
+        await self._exec("UPDATE registry SET generation = generation + 1")
+
+    async def load_segments(self) -> dict[str, Segment]:
+        rows = await self._exec(
+            "SELECT segment_id, display_name, description, rule, builtin, parameters, state, "
+            "version, updated_at FROM segments ORDER BY segment_id"
+        )
+        return {row.segment_id: _segment_row(row) for row in rows}
+
+    async def lock_for_recompute(self) -> None:
+        """Waits for changes in flight and holds new ones until this transaction ends."""
+        await self._exec("LOCK TABLE customers, rechecks IN SHARE ROW EXCLUSIVE MODE")
+
+    async def lock_segment(self, segment_id: str) -> Segment | None:
+        rows = await self._exec(
+            "SELECT segment_id, display_name, description, rule, builtin, parameters, state, "
+            "version, updated_at FROM segments WHERE segment_id = :s FOR UPDATE",
+            {"s": segment_id},
+        )
+        row = rows.first()
+        return None if row is None else _segment_row(row)
+
+    async def save_segment(self, segment: Segment, *, create: bool) -> Segment:
+        d = segment.definition
+        params = {
+            "s": d.segment_id,
+            "n": segment.display_name,
+            "ds": segment.description,
+            "r": None if d.rule is None else json.dumps(rule_to_json(d.rule)),
+            "b": d.builtin,
+            "p": json.dumps(d.parameters),
+        }
+        if create:
+            row = (
+                await self._exec(
+                    """
+                    INSERT INTO segments (segment_id, display_name, description, rule, builtin,
+                        parameters, version)
+                    VALUES (:s, :n, :ds, CAST(:r AS jsonb), :b, CAST(:p AS jsonb), 1)
+                    ON CONFLICT (segment_id) DO NOTHING
+                    RETURNING version, updated_at
+                    """,
+                    params,
+                )
+            ).first()
+            if row is None:
+                raise KeyError(d.segment_id)
+        else:
+            row = (
+                await self._exec(
+                    """
+                    UPDATE segments SET display_name = :n, description = :ds,
+                        rule = CAST(:r AS jsonb), builtin = :b, parameters = CAST(:p AS jsonb),
+                        version = version + 1, updated_at = now(),
+                        state = CASE WHEN builtin = :b THEN state ELSE '{}' END
+                    WHERE segment_id = :s RETURNING version, updated_at
+                    """,
+                    params,
+                )
+            ).one()
+        await self._exec(
+            """
+            INSERT INTO segment_versions (segment_id, version, display_name, description, rule,
+                builtin, parameters)
+            VALUES (:s, :v, :n, :ds, CAST(:r AS jsonb), :b, CAST(:p AS jsonb))
+            """,
+            {**params, "v": row.version},
+        )
+        await self.bump_generation()
+        return Segment(
+            definition=d,
+            display_name=segment.display_name,
+            description=segment.description,
+            version=int(row.version),
+            updated_at=row.updated_at,
+        )
+
+    async def save_state(self, segment_id: str, state: dict[str, object]) -> None:
+        await self._exec(
+            "UPDATE segments SET state = CAST(:st AS jsonb) WHERE segment_id = :s",
+            {"s": segment_id, "st": json.dumps(state)},
+        )
+
+    async def delete_segment(self, segment_id: str, now: dt.datetime) -> int:
+        """Ends every membership with an exit event; returns how many ended."""
+        row = (
+            await self._exec(
+                """
+                WITH gone AS (
+                    DELETE FROM memberships WHERE segment_id = :s
+                    RETURNING customer_id, label
+                ), logged AS (
+                    INSERT INTO membership_events (segment_id, customer_id, kind, label, at)
+                    SELECT :s, customer_id, 'exited', label, :now FROM gone
+                    ORDER BY customer_id
+                )
+                SELECT count(*) FROM gone
+                """,
+                {"s": segment_id, "now": now},
+            )
+        ).scalar_one()
+        await self._exec("DELETE FROM segments WHERE segment_id = :s", {"s": segment_id})
+        await self.bump_generation()
+        return int(row)
+
+    async def member_counts(self, segment_ids: Sequence[str]) -> dict[str, int]:
+        rows = await self._exec(
+            "SELECT segment_id, count(*) AS n FROM memberships "
+            "WHERE segment_id = ANY(CAST(:s AS text[])) GROUP BY segment_id",
+            {"s": list(segment_ids)},
+        )
+        return {row.segment_id: int(row.n) for row in rows}
+
+    # -- full recompute ----------------------------------------------------------------------
+    async def builtin_state(
+        self, segment: Segment, segments: Mapping[str, Segment], now: dt.datetime
+    ) -> dict[str, object]:
+        """Cut-offs of an RFM or ABC built-in over its population, computed in SQL."""
+        builder = SqlBuilder()
+        compiler = RuleCompiler(segments, builder)
+        population = compiler.population(segment, [])
+        join = builder.aggregate_join()
+        params = {**builder.params, "now": now}
+        base = f"FROM customers c {join} WHERE c.merged_into IS NULL AND {population}"
+        if segment.definition.builtin == "rfm":
+            quintiles = "ARRAY[0.2, 0.4, 0.6, 0.8]"
+            row = (
+                await self._exec(
+                    f"""
+                    SELECT percentile_cont({quintiles}) WITHIN GROUP
+                            (ORDER BY extract(epoch FROM (:now - c.last_order_at))) AS r,
+                        percentile_cont({quintiles}) WITHIN GROUP
+                            (ORDER BY CAST(c.order_count AS float8)) AS f,
+                        percentile_cont({quintiles}) WITHIN GROUP
+                            (ORDER BY CAST(c.total_spent AS float8)) AS m,
+                        count(*) AS n
+                    {base} AND c.order_count > 0 AND c.last_order_at IS NOT NULL
+                    """,
+                    params,
+                )
+            ).one()
+            if not row.n:
+                return {"customers": 0}
+            return {"r": row.r, "f": row.f, "m": row.m, "customers": int(row.n)}
+        a_share = float(segment.definition.parameters.get("a_share") or 0.8)
+        b_share = float(segment.definition.parameters.get("b_share") or 0.15)
+        row = (
+            await self._exec(
+                f"""
+                WITH ranked AS (
+                    SELECT c.total_spent AS spent,
+                        sum(c.total_spent) OVER (ORDER BY c.total_spent DESC, c.customer_id
+                            ROWS UNBOUNDED PRECEDING) - c.total_spent AS before,
+                        sum(c.total_spent) OVER () AS total
+                    {base} AND c.total_spent > 0
+                )
+                SELECT min(spent) FILTER (WHERE before < :a * total) AS a_min,
+                    min(spent) FILTER (WHERE before < :ab * total) AS b_min,
+                    max(total) AS total, count(*) AS n
+                FROM ranked
+                """,
+                {**params, "a": a_share, "ab": a_share + b_share},
+            )
+        ).one()
+        if not row.n:
+            return {"customers": 0}
+        return {
+            "a_min": str(row.a_min),
+            "b_min": str(row.b_min),
+            "revenue": str(row.total),
+            "customers": int(row.n),
+        }
+
+    async def recompute(
+        self, segment_id: str, segments: Mapping[str, Segment], now: dt.datetime
+    ) -> tuple[int, int]:
+        """Recomputes one segment's members in one statement; returns (entered, exited)."""
+        builder = SqlBuilder()
+        compiled = RuleCompiler(segments, builder).segment(segment_id)
+        join = builder.aggregate_join()
+        label = compiled.label or "CAST(NULL AS text)"
+        due = earliest_future(compiled.due)
+        recheck = ""
+        if compiled.due:
+            recheck = """,
+            rechecked AS (
+                INSERT INTO rechecks (customer_id, due_at)
+                SELECT customer_id, due FROM evaluated WHERE due IS NOT NULL
+                ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
+                WHERE rechecks.due_at > excluded.due_at
+            )"""
+        sql = f"""
+            WITH evaluated AS MATERIALIZED (
+                SELECT c.customer_id, {compiled.predicate} AS is_in, {label} AS label,
+                    {due} AS due
+                FROM customers c {join} WHERE c.merged_into IS NULL
+            ),
+            target AS (SELECT customer_id, label FROM evaluated WHERE is_in),
+            {_DIFF_CTE}{recheck}
+            SELECT count(*) FILTER (WHERE is_in AND NOT was_in) AS entered,
+                count(*) FILTER (WHERE was_in AND NOT is_in) AS exited
+            FROM diff
+        """
+        row = (await self._exec(sql, {**builder.params, "now": now, "seg": segment_id})).one()
+        return int(row.entered), int(row.exited)
+
+    async def preview(
+        self, rule: Rule, segments: Mapping[str, Segment], now: dt.datetime, sample: int
+    ) -> tuple[int, list[str]]:
+        builder = SqlBuilder()
+        predicate = RuleCompiler(segments, builder).rule(rule, [])
+        join = builder.aggregate_join()
+        row = (
+            await self._exec(
+                f"""
+                WITH t AS MATERIALIZED (
+                    SELECT c.customer_id FROM customers c {join}
+                    WHERE c.merged_into IS NULL AND {predicate}
+                )
+                SELECT (SELECT count(*) FROM t) AS n,
+                    ARRAY(SELECT CAST(customer_id AS text) FROM t ORDER BY customer_id
+                          LIMIT :sample) AS sample
+                """,
+                {**builder.params, "now": now, "sample": sample},
+            )
+        ).one()
+        return int(row.n), list(row.sample)
+
+    # -- incremental ---------------------------------------------------------------------
+    async def upsert_customer(self, snapshot: CustomerSnapshot) -> bool:
+        """Stores a newer profile; False when it was not newer (or the customer is gone)."""
+        params: dict[str, Any] = {
+            column: (
+                list(getattr(snapshot, column)) if column in _ARRAYS else getattr(snapshot, column)
+            )
+            for column in SNAPSHOT_COLUMNS
+        }
+        params.update(
+            customer_id=snapshot.customer_id,
+            profile_version=snapshot.profile_version,
+            consents=json.dumps(snapshot.consents),
+            attributes=json.dumps(snapshot.attributes, ensure_ascii=False),
+            created_at=snapshot.created_at,
+            updated_at=snapshot.updated_at,
+        )
+        return (await self._exec(_UPSERT_CUSTOMER, params)).first() is not None
+
+    async def customer_state(self, customer_id: str) -> tuple[bool, str | None, bool]:
+        """(exists, merged into, erased) of a customer, locking its row."""
+        row = (
+            await self._exec(
+                "SELECT merged_into FROM customers WHERE customer_id = :c FOR UPDATE",
+                {"c": customer_id},
+            )
+        ).first()
+        erased = (
+            await self._exec(
+                "SELECT 1 FROM erased_customers WHERE customer_id = :c", {"c": customer_id}
+            )
+        ).first() is not None
+        if row is None:
+            return False, None, erased
+        return True, None if row.merged_into is None else str(row.merged_into), erased
+
+    async def ensure_customer(self, customer_id: str) -> None:
+        await self._exec(
+            "INSERT INTO customers (customer_id) VALUES (:c) "
+            "ON CONFLICT (customer_id) DO UPDATE SET customer_id = excluded.customer_id",
+            {"c": customer_id},
+        )
+
+    async def add_events(self, customer_id: str, events: Sequence[CustomerEvent]) -> None:
+        if not events:
+            return
+        await self._exec_many(
+            _INSERT_EVENT,
+            [
+                {
+                    "source": e.source,
+                    "message_id": e.message_id,
+                    "customer_id": customer_id,
+                    "event_type": e.event_type,
+                    "occurred_at": e.occurred_at,
+                    "amount": e.amount,
+                    "discount": e.discount,
+                    "categories": list(e.categories),
+                    "channel": e.channel,
+                    "properties": json.dumps(e.properties, ensure_ascii=False),
+                }
+                for e in events
+            ],
+        )
+
+    async def _exec_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        await self.conn.execute(_text(sql), rows)
+
+    async def merge(self, survivor: str, merged: Sequence[str]) -> None:
+        """Marks the merged customers and moves their events to the survivor."""
+        params = {"s": survivor, "m": list(merged)}
+        for sql in (
+            "INSERT INTO customers (customer_id, merged_into) "
+            "SELECT unnest(CAST(:m AS uuid[])), :s "
+            "ON CONFLICT (customer_id) DO UPDATE SET merged_into = excluded.merged_into",
+            "UPDATE customers SET merged_into = :s WHERE merged_into = ANY(CAST(:m AS uuid[]))",
+            "UPDATE events SET customer_id = :s WHERE customer_id = ANY(CAST(:m AS uuid[]))",
+            "DELETE FROM rechecks WHERE customer_id = ANY(CAST(:m AS uuid[]))",
+        ):
+            await self._exec(sql, params)
+
+    async def evaluate(
+        self, customer_ids: Sequence[str], statement: IncrementalStatement, now: dt.datetime
+    ) -> list[Evaluation]:
+        raw = await self.conn.get_raw_connection()
+        driver: psycopg.AsyncConnection = raw.driver_connection  # type: ignore[assignment]
+        async with psycopg.AsyncRawCursor(driver) as cursor:
+            await cursor.execute(statement.sql, [list(customer_ids), now], prepare=True)
+            names = [d.name for d in cursor.description or ()]
+            rows = [_Row(dict(zip(names, v, strict=True))) for v in await cursor.fetchall()]
+        out = []
+        for row in rows:
+            now_in: dict[str, str] = {}
+            if row.live:
+                for index, segment_id in enumerate(statement.segment_ids):
+                    if getattr(row, f"s{index}"):
+                        label = getattr(row, f"l{index}") if statement.labelled[index] else ""
+                        now_in[segment_id] = label or ""
+            out.append(
+                Evaluation(
+                    customer_id=str(row.customer_id),
+                    now_in=now_in,
+                    was_in=dict(row.current or {}),
+                    due=row.due if row.live else None,
+                    generation=int(row.generation),
+                )
+            )
+        return out
+
+    async def write_changes(
+        self,
+        removed: list[tuple[str, str]],
+        put: list[tuple[str, str, str]],
+        events: list[tuple[str, str, str, str]],
+        now: dt.datetime,
+    ) -> None:
+        """Memberships to remove (segment, customer) and to put (segment, customer, label),
+        with their events (segment, customer, kind, label) in order."""
+        if not events:
+            return
+        await self._exec(
+            _WRITE_DIFF,
+            {
+                "del_s": [s for s, _ in removed],
+                "del_c": [c for _, c in removed],
+                "put_s": [s for s, _, _ in put],
+                "put_c": [c for _, c, _ in put],
+                "put_l": [label or None for _, _, label in put],
+                "ev_s": [e[0] for e in events],
+                "ev_c": [e[1] for e in events],
+                "ev_k": [e[2] for e in events],
+                "ev_l": [e[3] or None for e in events],
+                "now": now,
+            },
+        )
+
+    async def set_rechecks(self, due: dict[str, dt.datetime | None]) -> None:
+        """Replaces the customers' recheck times (None: no time condition pending)."""
+        await self._exec(
+            _SET_RECHECKS,
+            {
+                "clear": [c for c, d in due.items() if d is None],
+                "set_c": [c for c, d in due.items() if d is not None],
+                "set_d": [d for d in due.values() if d is not None],
+            },
+        )
+
+    async def claim_due(self, now: dt.datetime, limit: int) -> list[str]:
+        """Customers whose time conditions may have flipped, locked for this transaction."""
+        due = await self._exec(
+            "SELECT customer_id FROM rechecks WHERE due_at <= :now ORDER BY due_at LIMIT :n",
+            {"now": now, "n": limit},
+        )
+        ids = [str(r.customer_id) for r in due]
+        if not ids:
+            return []
+        locked = await self._exec(
+            "SELECT customer_id FROM customers WHERE customer_id = ANY(CAST(:ids AS uuid[])) "
+            "ORDER BY customer_id FOR UPDATE SKIP LOCKED",
+            {"ids": ids},
+        )
+        mine = [str(r.customer_id) for r in locked]
+        await self._exec(
+            "DELETE FROM rechecks WHERE customer_id = ANY(CAST(:ids AS uuid[])) AND due_at <= :now",
+            {"ids": mine, "now": now},
+        )
+        return mine
+
+    # -- reads ---------------------------------------------------------------------------
+    async def members(self, segment_id: str, after: str, limit: int) -> list[Member]:
+        rows = await self._exec(
+            "SELECT customer_id, label, entered_at FROM memberships "
+            "WHERE segment_id = :s AND customer_id > CAST(:after AS uuid) "
+            "ORDER BY customer_id LIMIT :n",
+            {"s": segment_id, "after": after or "00000000-0000-0000-0000-000000000000", "n": limit},
+        )
+        return [Member(str(r.customer_id), r.entered_at, r.label or "", segment_id) for r in rows]
+
+    async def members_with_consent(
+        self, segment_id: str, channel: str, after: str, limit: int
+    ) -> list[Member]:
+        rows = await self._exec(
+            """
+            SELECT m.customer_id, m.label, m.entered_at FROM memberships m
+            JOIN customers c ON c.customer_id = m.customer_id
+            WHERE m.segment_id = :s AND m.customer_id > CAST(:after AS uuid)
+              AND c.merged_into IS NULL AND c.consents ->> :ch = 'opted_in'
+            ORDER BY m.customer_id LIMIT :n
+            """,
+            {
+                "s": segment_id,
+                "ch": channel,
+                "n": limit,
+                "after": after or "00000000-0000-0000-0000-000000000000",
+            },
+        )
+        return [Member(str(r.customer_id), r.entered_at, r.label or "", segment_id) for r in rows]
+
+    async def customer_memberships(self, customer_id: str) -> list[Member]:
+        rows = await self._exec(
+            "SELECT segment_id, label, entered_at FROM memberships WHERE customer_id = :c "
+            "ORDER BY segment_id",
+            {"c": customer_id},
+        )
+        return [Member(customer_id, r.entered_at, r.label or "", r.segment_id) for r in rows]
+
+    async def current_id(self, customer_id: str) -> str:
+        row = (
+            await self._exec(
+                "SELECT merged_into FROM customers WHERE customer_id = :c", {"c": customer_id}
+            )
+        ).first()
+        return customer_id if row is None or row.merged_into is None else str(row.merged_into)
+
+    async def feed_start(self) -> tuple[int, int]:
+        xmin = (
+            await self._exec("SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text)")
+        ).scalar_one()
+        return int(xmin), 0
+
+    async def feed(
+        self, after: tuple[int, int], segment_ids: Sequence[str] | None, limit: int
+    ) -> list[MembershipEvent]:
+        only = "AND segment_id = ANY(CAST(:segs AS text[]))" if segment_ids is not None else ""
+        rows = await self._exec(
+            f"""
+            SELECT event_id, CAST(txid AS text) AS txid, segment_id, customer_id, kind, label, at
+            FROM membership_events
+            WHERE (txid, event_id) > (CAST(:t AS xid8), :e)
+              AND txid < pg_snapshot_xmin(pg_current_snapshot()) {only}
+            ORDER BY txid, event_id LIMIT :n
+            """,
+            {"t": str(after[0]), "e": after[1], "segs": list(segment_ids or []), "n": limit},
+        )
+        return [
+            MembershipEvent(
+                r.segment_id,
+                str(r.customer_id),
+                r.kind,
+                r.at,
+                r.label or "",
+                (int(r.txid), int(r.event_id)),
+            )
+            for r in rows
+        ]
+
+    async def erase(self, customer_id: str, now: dt.datetime) -> int:
+        row = (
+            await self._exec(
+                """
+                WITH gone AS (
+                    DELETE FROM memberships WHERE customer_id = :c
+                    RETURNING segment_id, customer_id, label
+                ), wiped AS (
+                    DELETE FROM membership_events WHERE customer_id = :c
+                ), logged AS (
+                    INSERT INTO membership_events (segment_id, customer_id, kind, label, at)
+                    SELECT segment_id, customer_id, 'exited', NULL, :now FROM gone
+                    ORDER BY segment_id
+                )
+                SELECT count(*) FROM gone
+                """,
+                {"c": customer_id, "now": now},
+            )
+        ).scalar_one()
+        for sql in (
+            "DELETE FROM events WHERE customer_id = :c",
+            "DELETE FROM rechecks WHERE customer_id = :c",
+            "DELETE FROM customers WHERE customer_id = :c",
+            "INSERT INTO erased_customers (customer_id) VALUES (:c) ON CONFLICT DO NOTHING",
+        ):
+            await self._exec(sql, {"c": customer_id})
+        return int(row)
+
+
+class _Row:
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+@dataclass(frozen=True)
+class IncrementalStatement:
+    """Evaluates a few customers against every segment at once (compiled per generation).
+
+    The segments' constants are rendered as SQL literals and the customers ($1) and the
+    clock ($2) are the only parameters, so the text is parsed and planned once per
+    generation (a prepared statement), not on every profile change.
+    """
+
+    generation: int
+    sql: str
+    segment_ids: tuple[str, ...]
+    labelled: tuple[bool, ...]
+
+
+def _inline(sql: str, params: Mapping[str, Any]) -> str:
+    positional = {"ids": "$1", "now": "$2"}
+
+    def render(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in positional:
+            return positional[name]
+        return pgsql.Literal(params[name]).as_string(None)
+
+    return _BIND.sub(render, sql)
+
+
+def incremental_statement(generation: int, segments: Mapping[str, Segment]) -> IncrementalStatement:
+    builder = SqlBuilder()
+    compiler = RuleCompiler(segments, builder)
+    ids = tuple(sorted(segments))
+    compiled: list[Compiled] = [compiler.segment(s) for s in ids]
+    columns = []
+    due: list[str] = []
+    for index, c in enumerate(compiled):
+        columns.append(f"{c.predicate} AS s{index}")
+        if c.label is not None:
+            columns.append(f"{c.label} AS l{index}")
+        due.extend(c.due)
+    join = builder.aggregate_join("e.customer_id = ANY(CAST(:ids AS uuid[]))")
+    extra = "".join(f", {col}" for col in columns)
+    sql = f"""
+        SELECT c.customer_id, c.merged_into IS NULL AS live, {earliest_future(due)} AS due,
+            (SELECT generation FROM registry) AS generation,
+            (SELECT coalesce(jsonb_object_agg(m.segment_id, coalesce(m.label, '')), '{{}}')
+             FROM memberships m WHERE m.customer_id = c.customer_id) AS current{extra}
+        FROM customers c {join}
+        WHERE c.customer_id = ANY(CAST(:ids AS uuid[]))
+    """
+    return IncrementalStatement(
+        generation,
+        _inline(sql, builder.params),
+        ids,
+        tuple(c.label is not None for c in compiled),
+    )
+
+
+class SegmentationStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SegmentationTransaction]:
+        async with self.engine.begin() as conn:
+            yield SegmentationTransaction(conn)

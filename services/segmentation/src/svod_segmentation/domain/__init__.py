@@ -1,0 +1,1 @@
+"""Segmentation's pure model: rule trees, their validation, built-in definitions, access."""

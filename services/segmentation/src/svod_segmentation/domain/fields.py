@@ -1,0 +1,87 @@
+"""The fields a rule can test, their types, and which operators each type takes."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+
+class FieldType(StrEnum):
+    TEXT = "text"
+    NUMBER = "number"
+    INTEGER = "integer"
+    TIMESTAMP = "timestamp"
+    DATE = "date"
+    TEXT_LIST = "list of text"
+
+
+CONSENT_CHANNELS = (
+    "email",
+    "sms",
+    "push",
+    "messenger",
+    "phone_call",
+    "personal_data_processing",
+)
+CONSENT_STATES = ("opted_in", "opted_out")
+
+FIELDS: dict[str, FieldType] = {
+    "first_name": FieldType.TEXT,
+    "last_name": FieldType.TEXT,
+    "middle_name": FieldType.TEXT,
+    "gender": FieldType.TEXT,
+    "city": FieldType.TEXT,
+    "region": FieldType.TEXT,
+    "country_code": FieldType.TEXT,
+    "postal_code": FieldType.TEXT,
+    "currency": FieldType.TEXT,
+    "birth_date": FieldType.DATE,
+    "age": FieldType.INTEGER,
+    "create_time": FieldType.TIMESTAMP,
+    "update_time": FieldType.TIMESTAMP,
+    "sources": FieldType.TEXT_LIST,
+    "identifier_types": FieldType.TEXT_LIST,
+    "metrics.order_count": FieldType.INTEGER,
+    "metrics.total_spent": FieldType.NUMBER,
+    "metrics.average_order_value": FieldType.NUMBER,
+    "metrics.return_count": FieldType.INTEGER,
+    "metrics.total_returned": FieldType.NUMBER,
+    "metrics.first_order_time": FieldType.TIMESTAMP,
+    "metrics.last_order_time": FieldType.TIMESTAMP,
+    "metrics.last_contact_time": FieldType.TIMESTAMP,
+    "metrics.channels": FieldType.TEXT_LIST,
+    "metrics.items_bought": FieldType.INTEGER,
+    "metrics.abandoned_cart_count": FieldType.INTEGER,
+    "metrics.campaign_delivered_count": FieldType.INTEGER,
+    "metrics.campaign_opened_count": FieldType.INTEGER,
+    "metrics.campaign_clicked_count": FieldType.INTEGER,
+    "metrics.session_count": FieldType.INTEGER,
+    "metrics.support_ticket_count": FieldType.INTEGER,
+    "metrics.last_support_ticket_time": FieldType.TIMESTAMP,
+    "metrics.loyalty_points_balance": FieldType.INTEGER,
+}
+for _channel in CONSENT_CHANNELS:
+    FIELDS[f"consents.{_channel}"] = FieldType.TEXT
+
+ATTRIBUTE_PREFIX = "attributes."
+ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+ORDERING = ("lt", "le", "gt", "ge")
+OPERATORS: dict[FieldType, tuple[str, ...]] = {
+    FieldType.NUMBER: ("eq", "ne", *ORDERING, "between", "in", "is_set"),
+    FieldType.INTEGER: ("eq", "ne", *ORDERING, "between", "in", "is_set"),
+    FieldType.TEXT: ("eq", "ne", "in", "contains", "starts_with", "is_set"),
+    FieldType.TIMESTAMP: (*ORDERING, "between", "is_set", "within_last", "before_last"),
+    FieldType.DATE: (*ORDERING, "between", "is_set", "within_last", "before_last"),
+    FieldType.TEXT_LIST: ("contains", "is_set"),
+}
+ALL_OPERATORS = frozenset(op for ops in OPERATORS.values() for op in ops)
+# Operators that make a condition depend on the clock.
+RELATIVE_OPERATORS = ("within_last", "before_last")
+
+
+def field_type(name: str) -> FieldType | None:
+    """The field's type; custom attributes are text. None for an unknown field."""
+    if name.startswith(ATTRIBUTE_PREFIX):
+        return FieldType.TEXT if ATTRIBUTE_NAME.match(name[len(ATTRIBUTE_PREFIX) :]) else None
+    return FIELDS.get(name)

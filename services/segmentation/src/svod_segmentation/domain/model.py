@@ -1,0 +1,122 @@
+"""Segmentation's vocabulary: segments, profile snapshots, events, memberships."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from svod_segmentation.domain.rules import SegmentDefinition
+
+
+@dataclass(frozen=True)
+class Segment:
+    definition: SegmentDefinition
+    display_name: str = ""
+    description: str = ""
+    version: int = 0
+    member_count: int = 0
+    updated_at: dt.datetime | None = None
+    # Computed state of a built-in (cut-offs), JSON-able.
+    state: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def segment_id(self) -> str:
+        return self.definition.segment_id
+
+
+@dataclass(frozen=True)
+class CustomerSnapshot:
+    """The fields of a profile that rules can test (the read model's row)."""
+
+    customer_id: str
+    profile_version: int
+    first_name: str = ""
+    last_name: str = ""
+    middle_name: str = ""
+    gender: str = ""
+    birth_date: dt.date | None = None
+    city: str = ""
+    region: str = ""
+    country_code: str = ""
+    postal_code: str = ""
+    currency: str = ""
+    order_count: int = 0
+    total_spent: Decimal = Decimal(0)
+    average_order_value: Decimal = Decimal(0)
+    return_count: int = 0
+    total_returned: Decimal = Decimal(0)
+    first_order_at: dt.datetime | None = None
+    last_order_at: dt.datetime | None = None
+    last_contact_at: dt.datetime | None = None
+    channels: tuple[str, ...] = ()
+    items_bought: int = 0
+    abandoned_cart_count: int = 0
+    campaign_delivered_count: int = 0
+    campaign_opened_count: int = 0
+    campaign_clicked_count: int = 0
+    session_count: int = 0
+    support_ticket_count: int = 0
+    last_support_ticket_at: dt.datetime | None = None
+    loyalty_points_balance: int = 0
+    sources: tuple[str, ...] = ()
+    identifier_types: tuple[str, ...] = ()
+    # channel -> "opted_in" / "opted_out"
+    consents: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class CustomerEvent:
+    source: str
+    message_id: str
+    event_type: str
+    occurred_at: dt.datetime
+    amount: Decimal | None = None
+    discount: Decimal | None = None
+    categories: tuple[str, ...] = ()
+    channel: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    customer_id: str
+    profile_version: int
+    snapshot: CustomerSnapshot | None
+    events: tuple[CustomerEvent, ...] = ()
+    merged_customer_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    profile_applied: bool
+    entered: tuple[str, ...] = ()
+    exited: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Member:
+    customer_id: str
+    entered_at: dt.datetime
+    label: str = ""
+    segment_id: str = ""
+
+
+@dataclass(frozen=True)
+class MembershipEvent:
+    segment_id: str
+    customer_id: str
+    kind: str  # "entered" / "exited"
+    at: dt.datetime
+    label: str
+    position: tuple[int, int]  # (transaction id, event id): the resume position
+
+
+@dataclass(frozen=True)
+class RecomputeOutcome:
+    entered: int
+    exited: int
+    seconds: float

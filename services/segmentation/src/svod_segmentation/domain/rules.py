@@ -1,0 +1,169 @@
+"""The rule tree of a segment, as plain values (no protobuf, no SQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# A rule tree deeper than this many levels is refused (the root is level 1).
+MAX_RULE_DEPTH = 8
+# A rule tree with more nodes than this is refused.
+MAX_RULE_NODES = 200
+# Longest behaviour window, in days.
+MAX_WINDOW_DAYS = 3650
+
+
+@dataclass(frozen=True)
+class AllOf:
+    nodes: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    nodes: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    node: Rule | None
+
+
+@dataclass(frozen=True)
+class FieldCondition:
+    field: str
+    operator: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BehaviorCondition:
+    event_type: str
+    aggregate: str
+    comparison: str
+    threshold: float
+    window_days: int
+    filters: tuple[tuple[str, str], ...] = ()
+    measure: str = ""
+
+
+@dataclass(frozen=True)
+class InSegment:
+    segment_id: str
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Empty:
+    """A node with nothing set (always an error)."""
+
+
+Rule = AllOf | AnyOf | Not | FieldCondition | BehaviorCondition | InSegment | Empty
+
+
+@dataclass(frozen=True)
+class Located:
+    """A node with its path in the request, for error messages."""
+
+    node: Rule
+    path: str
+
+
+def child_path(path: str, node: Rule, index: int | None = None) -> str:
+    if isinstance(node, AllOf):
+        return f"{path}.all.nodes[{index}]"
+    if isinstance(node, AnyOf):
+        return f"{path}.any.nodes[{index}]"
+    if isinstance(node, Not):
+        return f"{path}.not"
+    return path
+
+
+def children(node: Rule) -> tuple[Rule, ...]:
+    if isinstance(node, AllOf | AnyOf):
+        return node.nodes
+    if isinstance(node, Not):
+        return () if node.node is None else (node.node,)
+    return ()
+
+
+def walk(node: Rule, path: str) -> list[Located]:
+    """Every node of the tree with its path, parents first."""
+    out = [Located(node, path)]
+    for index, child in enumerate(children(node)):
+        out.extend(walk(child, child_path(path, node, index)))
+    return out
+
+
+def referenced_segments(node: Rule) -> set[str]:
+    return {n.node.segment_id for n in walk(node, "") if isinstance(n.node, InSegment)}
+
+
+@dataclass(frozen=True)
+class SegmentDefinition:
+    """What a segment is: a rule tree or a parameterised built-in."""
+
+    segment_id: str
+    rule: Rule | None = None
+    builtin: str = ""
+    parameters: dict[str, str] = field(default_factory=dict)
+
+    def references(self) -> set[str]:
+        refs = referenced_segments(self.rule) if self.rule is not None else set()
+        population = self.parameters.get("population", "")
+        if self.builtin and population:
+            refs.add(population)
+        return refs
+
+
+def rule_to_json(node: Rule) -> dict[str, object]:
+    """A plain-JSON form of a rule tree, for storage."""
+    if isinstance(node, AllOf):
+        return {"all": [rule_to_json(n) for n in node.nodes]}
+    if isinstance(node, AnyOf):
+        return {"any": [rule_to_json(n) for n in node.nodes]}
+    if isinstance(node, Not):
+        return {"not": None if node.node is None else rule_to_json(node.node)}
+    if isinstance(node, FieldCondition):
+        return {"field": {"field": node.field, "operator": node.operator, "values": node.values}}
+    if isinstance(node, BehaviorCondition):
+        return {
+            "behavior": {
+                "event_type": node.event_type,
+                "aggregate": node.aggregate,
+                "comparison": node.comparison,
+                "threshold": node.threshold,
+                "window_days": node.window_days,
+                "filters": dict(node.filters),
+                "measure": node.measure,
+            }
+        }
+    if isinstance(node, InSegment):
+        return {"in_segment": {"segment_id": node.segment_id, "labels": list(node.labels)}}
+    return {}
+
+
+def rule_from_json(raw: dict[str, object]) -> Rule:
+    if "all" in raw:
+        return AllOf(tuple(rule_from_json(n) for n in raw["all"]))  # type: ignore[attr-defined]
+    if "any" in raw:
+        return AnyOf(tuple(rule_from_json(n) for n in raw["any"]))  # type: ignore[attr-defined]
+    if "not" in raw:
+        inner = raw["not"]
+        return Not(None if inner is None else rule_from_json(inner))  # type: ignore[arg-type]
+    if "field" in raw:
+        f: dict = raw["field"]  # type: ignore[assignment]
+        return FieldCondition(f["field"], f["operator"], tuple(f["values"]))
+    if "behavior" in raw:
+        b: dict = raw["behavior"]  # type: ignore[assignment]
+        return BehaviorCondition(
+            b["event_type"],
+            b["aggregate"],
+            b["comparison"],
+            float(b["threshold"]),
+            int(b["window_days"]),
+            tuple(sorted(b.get("filters", {}).items())),
+            b.get("measure", ""),
+        )
+    if "in_segment" in raw:
+        s: dict = raw["in_segment"]  # type: ignore[assignment]
+        return InSegment(s["segment_id"], tuple(s.get("labels", ())))
+    return Empty()

@@ -1,0 +1,165 @@
+"""Thin gRPC adapter of the segmentation service."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+
+import grpc
+
+from svod.segmentation.v1 import segmentation_pb2 as pb
+from svod.segmentation.v1 import segmentation_pb2_grpc
+from svod_runtime.errors import FieldViolation, InvalidArgument
+from svod_runtime.interceptors import parse_api_keys
+from svod_segmentation.domain.access import UNRESTRICTED, Scope, parse_access, scope_for
+from svod_segmentation.entrypoints.convert import (
+    change_from_proto,
+    event_to_proto,
+    member_to_proto,
+    rule_from_proto,
+    segment_from_proto,
+    segment_to_proto,
+)
+from svod_segmentation.service_layer.use_cases import SegmentationService, encode_position
+
+
+class AccessPolicy:
+    """Maps the caller's API key to its principal, and the principal to its segments."""
+
+    def __init__(self, api_keys: str, segment_access: str) -> None:
+        self.keys = parse_api_keys(api_keys)
+        self.grants = parse_access(segment_access)
+
+    def scope(self, context: grpc.aio.ServicerContext) -> Scope:
+        if not self.keys or not self.grants:
+            return UNRESTRICTED
+        metadata = dict(context.invocation_metadata() or ())
+        scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
+        principal = None
+        if scheme.lower() == "bearer":
+            for key, name in self.keys.items():
+                if hmac.compare_digest(token, key):
+                    principal = name
+        return scope_for(principal, self.grants)
+
+
+class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
+    def __init__(self, service: SegmentationService, access: AccessPolicy) -> None:
+        self.service = service
+        self.access = access
+
+    async def CreateSegment(
+        self, request: pb.CreateSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Segment:
+        self.access.scope(context).require(request.segment.segment_id)
+        segment = await self.service.create_segment(segment_from_proto(request.segment))
+        return segment_to_proto(segment)
+
+    async def UpdateSegment(
+        self, request: pb.UpdateSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Segment:
+        self.access.scope(context).require(request.segment.segment_id)
+        segment = await self.service.update_segment(
+            segment_from_proto(request.segment), request.expected_version
+        )
+        return segment_to_proto(segment)
+
+    async def GetSegment(
+        self, request: pb.GetSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Segment:
+        segment = await self.service.get_segment(request.segment_id, self.access.scope(context))
+        return segment_to_proto(segment)
+
+    async def ListSegments(
+        self, request: pb.ListSegmentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSegmentsResponse:
+        segments, token = await self.service.list_segments(
+            request.page_token, request.page_size, self.access.scope(context)
+        )
+        return pb.ListSegmentsResponse(
+            segments=[segment_to_proto(s) for s in segments], next_page_token=token
+        )
+
+    async def DeleteSegment(
+        self, request: pb.DeleteSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteSegmentResponse:
+        await self.service.delete_segment(request.segment_id, self.access.scope(context))
+        return pb.DeleteSegmentResponse()
+
+    async def PreviewSegment(
+        self, request: pb.PreviewSegmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PreviewSegmentResponse:
+        rule = rule_from_proto(request.rule) if request.HasField("rule") else None
+        count, sample = await self.service.preview(
+            rule, request.sample_size, self.access.scope(context)
+        )
+        return pb.PreviewSegmentResponse(count=count, sample_customer_ids=sample)
+
+    async def ListMembers(
+        self, request: pb.ListMembersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMembersResponse:
+        members, token = await self.service.list_members(
+            request.segment_id, request.page_token, request.page_size, self.access.scope(context)
+        )
+        return pb.ListMembersResponse(
+            members=[member_to_proto(m) for m in members], next_page_token=token
+        )
+
+    async def ExportMembers(
+        self, request: pb.ExportMembersRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.Member]:
+        async for member in self.service.export_members(
+            request.segment_id, request.consent_channel, self.access.scope(context)
+        ):
+            yield member_to_proto(member)
+
+    async def WatchMemberships(
+        self, request: pb.WatchMembershipsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.MembershipEvent]:
+        async for event in self.service.watch(
+            list(request.segment_ids), request.resume_token, self.access.scope(context)
+        ):
+            yield event_to_proto(event, encode_position(event.position))
+
+    async def GetCustomerSegments(
+        self, request: pb.GetCustomerSegmentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetCustomerSegmentsResponse:
+        members = await self.service.customer_segments(
+            request.customer_id, self.access.scope(context)
+        )
+        return pb.GetCustomerSegmentsResponse(
+            memberships=[member_to_proto(m) for m in members],
+            segment_ids=[m.segment_id for m in members],
+        )
+
+    async def ApplyProfileChange(
+        self, request: pb.ApplyProfileChangeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ApplyProfileChangeResponse:
+        outcome = await self.service.apply_change(change_from_proto(request))
+        return pb.ApplyProfileChangeResponse(
+            profile_applied=outcome.profile_applied,
+            entered_segment_ids=outcome.entered,
+            exited_segment_ids=outcome.exited,
+        )
+
+    async def EraseCustomer(
+        self, request: pb.EraseCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EraseCustomerResponse:
+        if not request.customer_id:
+            raise InvalidArgument([FieldViolation("customer_id", "required")])
+        count = await self.service.erase_customer(request.customer_id)
+        return pb.EraseCustomerResponse(erased_membership_count=count)
+
+    async def RecomputeSegments(
+        self, request: pb.RecomputeSegmentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RecomputeSegmentsResponse:
+        scope = self.access.scope(context)
+        if scope.segments is not None:
+            for segment_id in request.segment_ids or ["*"]:
+                scope.require(segment_id)
+        outcome = await self.service.recompute(list(request.segment_ids))
+        return pb.RecomputeSegmentsResponse(
+            entered_count=outcome.entered,
+            exited_count=outcome.exited,
+            duration_seconds=outcome.seconds,
+        )

@@ -1,0 +1,481 @@
+"""Segmentation use cases, one transaction each."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+
+from svod_runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ViolationCollector,
+)
+from svod_segmentation.adapters.storage import (
+    Evaluation,
+    IncrementalStatement,
+    SegmentationStore,
+    SegmentationTransaction,
+    incremental_statement,
+)
+from svod_segmentation.domain.access import UNRESTRICTED, Scope
+from svod_segmentation.domain.model import (
+    ChangeOutcome,
+    Member,
+    MembershipEvent,
+    ProfileChange,
+    RecomputeOutcome,
+    Segment,
+)
+from svod_segmentation.domain.rules import Rule, SegmentDefinition, referenced_segments
+from svod_segmentation.domain.validation import validate_definition, validate_preview
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+STATEFUL_BUILTINS = ("rfm", "abc")
+MAX_PAGE = 1000
+FEED_BATCH = 500
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def require_uuid(value: str, field: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument([FieldViolation(field, "must be a customer id (UUID)")]) from None
+
+
+def encode_position(position: tuple[int, int]) -> str:
+    return f"{position[0]}.{position[1]}"
+
+
+def decode_position(token: str) -> tuple[int, int]:
+    txid, _, event_id = token.partition(".")
+    if not (txid.isdigit() and event_id.isdigit()):
+        raise InvalidArgument([FieldViolation("resume_token", "not a token this service gave")])
+    return int(txid), int(event_id)
+
+
+def _definitions(segments: dict[str, Segment]) -> dict[str, SegmentDefinition]:
+    return {k: v.definition for k, v in segments.items()}
+
+
+def dependents_of(targets: set[str], segments: dict[str, Segment]) -> set[str]:
+    """The targets and every segment that refers to one of them, directly or not."""
+    out = set(targets)
+    grew = True
+    while grew:
+        grew = False
+        for segment_id, segment in segments.items():
+            if segment_id not in out and segment.definition.references() & out:
+                out.add(segment_id)
+                grew = True
+    return out
+
+
+def dependency_order(ids: set[str], segments: dict[str, Segment]) -> list[str]:
+    """Referenced segments before the ones referring to them."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(segment_id: str) -> None:
+        if segment_id in seen or segment_id not in segments:
+            return
+        seen.add(segment_id)
+        for ref in sorted(segments[segment_id].definition.references()):
+            visit(ref)
+        if segment_id in ids:
+            order.append(segment_id)
+
+    for segment_id in sorted(ids):
+        visit(segment_id)
+    return order
+
+
+class FeedSignal:
+    """Wakes watchers after a local commit wrote membership events (polling covers peers)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout_s)
+
+
+class SegmentationService:
+    def __init__(
+        self,
+        store: SegmentationStore,
+        clock: Clock = utc_now,
+        *,
+        feed_poll_s: float = 0.2,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.feed_poll_s = feed_poll_s
+        self.signal = FeedSignal()
+        self._statement: IncrementalStatement | None = None
+
+    # -- definitions ---------------------------------------------------------------------
+    async def create_segment(self, segment: Segment) -> Segment:
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            await tx.lock_for_recompute()
+            segments = await tx.load_segments()
+            if segment.segment_id in segments:
+                raise AlreadyExists(f"segment {segment.segment_id!r} exists")
+            validate_definition(segment.definition, _definitions(segments))
+            try:
+                saved = await tx.save_segment(segment, create=True)
+            except KeyError:
+                raise AlreadyExists(f"segment {segment.segment_id!r} exists") from None
+            segments[saved.segment_id] = saved
+            await self._recompute_in(tx, {saved.segment_id}, segments, now)
+            counts = await tx.member_counts([saved.segment_id])
+        self._after_commit(definitions_changed=True)
+        return replace(segments[saved.segment_id], member_count=counts.get(saved.segment_id, 0))
+
+    async def update_segment(self, segment: Segment, expected_version: int) -> Segment:
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            await tx.lock_for_recompute()
+            segments = await tx.load_segments()
+            current = segments.get(segment.segment_id)
+            if current is None:
+                raise NotFound(f"no segment {segment.segment_id!r}")
+            if expected_version and expected_version != current.version:
+                raise FailedPrecondition(
+                    f"segment {segment.segment_id!r} is at version {current.version}, "
+                    f"not {expected_version}"
+                )
+            others = {k: v for k, v in _definitions(segments).items() if k != segment.segment_id}
+            validate_definition(segment.definition, others)
+            saved = await tx.save_segment(segment, create=False)
+            segments = await tx.load_segments()
+            touched = dependents_of({saved.segment_id}, segments)
+            await self._recompute_in(tx, touched, segments, now)
+            counts = await tx.member_counts([saved.segment_id])
+        self._after_commit(definitions_changed=True)
+        return replace(segments[saved.segment_id], member_count=counts.get(saved.segment_id, 0))
+
+    async def delete_segment(self, segment_id: str, scope: Scope = UNRESTRICTED) -> None:
+        scope.require(segment_id)
+        async with self.store.transaction() as tx:
+            await tx.lock_for_recompute()
+            segments = await tx.load_segments()
+            if segment_id not in segments:
+                raise NotFound(f"no segment {segment_id!r}")
+            users = sorted(
+                k for k, v in segments.items() if segment_id in v.definition.references()
+            )
+            if users:
+                raise FailedPrecondition(
+                    f"segment {segment_id!r} is used by {', '.join(users)}; change them first"
+                )
+            await tx.delete_segment(segment_id, self.clock())
+        self._after_commit(definitions_changed=True)
+
+    async def get_segment(self, segment_id: str, scope: Scope = UNRESTRICTED) -> Segment:
+        scope.require(segment_id)
+        async with self.store.transaction() as tx:
+            segments = await tx.load_segments()
+            if segment_id not in segments:
+                raise NotFound(f"no segment {segment_id!r}")
+            counts = await tx.member_counts([segment_id])
+        return replace(segments[segment_id], member_count=counts.get(segment_id, 0))
+
+    async def list_segments(
+        self, after: str, limit: int, scope: Scope = UNRESTRICTED
+    ) -> tuple[list[Segment], str]:
+        limit = min(limit or 100, MAX_PAGE)
+        async with self.store.transaction() as tx:
+            segments = await tx.load_segments()
+            ids = [s for s in sorted(segments) if s > after and scope.allows(s)]
+            page = ids[:limit]
+            counts = await tx.member_counts(page)
+        next_token = page[-1] if len(ids) > limit else ""
+        return [replace(segments[s], member_count=counts.get(s, 0)) for s in page], next_token
+
+    async def preview(
+        self, rule: Rule | None, sample: int, scope: Scope = UNRESTRICTED
+    ) -> tuple[int, list[str]]:
+        sample = 10 if sample <= 0 else min(sample, 100)
+        async with self.store.transaction() as tx:
+            segments = await tx.load_segments()
+            validate_preview(rule, _definitions(segments))
+            assert rule is not None
+            for ref in sorted(referenced_segments(rule)):
+                scope.require(ref)
+            return await tx.preview(rule, segments, self.clock(), sample)
+
+    async def recompute(self, segment_ids: list[str]) -> RecomputeOutcome:
+        started = time.perf_counter()
+        async with self.store.transaction() as tx:
+            await tx.lock_for_recompute()
+            segments = await tx.load_segments()
+            missing = [s for s in segment_ids if s not in segments]
+            if missing:
+                raise NotFound(f"no segment {missing[0]!r}")
+            targets = dependents_of(set(segment_ids or segments), segments)
+            entered, exited = await self._recompute_in(tx, targets, segments, self.clock())
+        self._after_commit(definitions_changed=True)
+        return RecomputeOutcome(entered, exited, time.perf_counter() - started)
+
+    async def recompute_builtins(self) -> RecomputeOutcome:
+        """Refreshes the population-relative built-ins (and what depends on them)."""
+        async with self.store.transaction() as tx:
+            segments = await tx.load_segments()
+        stateful = [k for k, v in segments.items() if v.definition.builtin in STATEFUL_BUILTINS]
+        if not stateful:
+            return RecomputeOutcome(0, 0, 0.0)
+        return await self.recompute(stateful)
+
+    async def _recompute_in(
+        self,
+        tx: SegmentationTransaction,
+        targets: set[str],
+        segments: dict[str, Segment],
+        now: dt.datetime,
+    ) -> tuple[int, int]:
+        entered = exited = 0
+        for segment_id in dependency_order(targets, segments):
+            segment = segments[segment_id]
+            if segment.definition.builtin in STATEFUL_BUILTINS:
+                state = await tx.builtin_state(segment, segments, now)
+                state["computed_time"] = now.isoformat()
+                await tx.save_state(segment_id, state)
+                segments[segment_id] = replace(segment, state=state)
+            e, x = await tx.recompute(segment_id, segments, now)
+            entered, exited = entered + e, exited + x
+        await tx.bump_generation()
+        return entered, exited
+
+    def _after_commit(self, *, definitions_changed: bool = False) -> None:
+        if definitions_changed:
+            self._statement = None
+        self.signal.notify()
+
+    # -- incremental ---------------------------------------------------------------------
+    async def apply_change(self, change: ProfileChange) -> ChangeOutcome:
+        errors = ViolationCollector()
+        if change.profile_version <= 0:
+            errors.add("profile_version", "required, positive")
+        for index, merged in enumerate(change.merged_customer_ids):
+            if merged == change.customer_id:
+                errors.add(f"merged_customer_ids[{index}]", "must not be the customer itself")
+        for index, event in enumerate(change.events):
+            if not event.source or not event.message_id:
+                errors.add(f"new_events[{index}].record_ref", "required (idempotency key)")
+            if not event.event_type:
+                errors.add(f"new_events[{index}].event_type", "required")
+        errors.raise_if_any()
+        customer_id = require_uuid(change.customer_id, "customer_id")
+        merged = [
+            require_uuid(m, f"merged_customer_ids[{i}]")
+            for i, m in enumerate(change.merged_customer_ids)
+        ]
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            applied = False
+            if change.snapshot is not None:
+                applied = await tx.upsert_customer(
+                    replace(change.snapshot, customer_id=customer_id)
+                )
+            target = customer_id
+            if not applied:
+                exists, merged_into, erased = await tx.customer_state(customer_id)
+                if erased:
+                    return ChangeOutcome(False)
+                if merged_into:
+                    target = merged_into
+                elif not exists:
+                    await tx.ensure_customer(customer_id)
+            await tx.add_events(target, change.events)
+            ids = [target]
+            if merged:
+                await tx.merge(target, merged)
+                ids.extend(merged)
+            evaluations = await self._evaluate(tx, ids, now)
+        mine = next((e for e in evaluations if e.customer_id == target), None)
+        entered = exited = ()
+        if mine is not None:
+            entered = tuple(sorted(s for s in mine.now_in if mine.was_in.get(s) != mine.now_in[s]))
+            exited = tuple(sorted(s for s in mine.was_in if mine.now_in.get(s) != mine.was_in[s]))
+        if any(e.now_in != e.was_in for e in evaluations):
+            self.signal.notify()
+        return ChangeOutcome(applied, entered, exited)
+
+    async def _statement_for(self, tx: SegmentationTransaction) -> IncrementalStatement:
+        if self._statement is None:
+            segments = await tx.load_segments()
+            self._statement = incremental_statement(await tx.generation(), segments)
+        return self._statement
+
+    async def _evaluate(
+        self, tx: SegmentationTransaction, ids: list[str], now: dt.datetime
+    ) -> list[Evaluation]:
+        statement = await self._statement_for(tx)
+        evaluations = await tx.evaluate(ids, statement, now)
+        if evaluations and evaluations[0].generation != statement.generation:
+            self._statement = None
+            statement = await self._statement_for(tx)
+            evaluations = await tx.evaluate(ids, statement, now)
+        removed: list[tuple[str, str]] = []
+        put: list[tuple[str, str, str]] = []
+        events: list[tuple[str, str, str, str]] = []
+        for ev in evaluations:
+            for segment_id in sorted(set(ev.was_in) | set(ev.now_in)):
+                before, after = ev.was_in.get(segment_id), ev.now_in.get(segment_id)
+                if before == after:
+                    continue
+                if before is not None:
+                    events.append((segment_id, ev.customer_id, "exited", before))
+                    if after is None:
+                        removed.append((segment_id, ev.customer_id))
+                if after is not None:
+                    events.append((segment_id, ev.customer_id, "entered", after))
+                    put.append((segment_id, ev.customer_id, after))
+        await tx.write_changes(removed, put, events, now)
+        await tx.set_rechecks({ev.customer_id: ev.due for ev in evaluations})
+        return evaluations
+
+    async def sweep_once(self, limit: int = 500) -> int:
+        """Re-evaluates customers whose time conditions are due; returns how many."""
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            ids = await tx.claim_due(now, limit)
+            evaluations = await self._evaluate(tx, ids, now) if ids else []
+        if any(e.now_in != e.was_in for e in evaluations):
+            self.signal.notify()
+        return len(ids)
+
+    async def run_sweeper(self, interval_s: float, limit: int = 500) -> None:
+        """Background task: windows expire on time, not at the next batch."""
+        while True:
+            try:
+                swept = await self.sweep_once(limit)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("expiry sweep failed")
+                swept = 0
+            if swept < limit:
+                await asyncio.sleep(interval_s)
+
+    async def run_recomputer(self, period_s: float) -> None:
+        """Background task: refreshes RFM/ABC cut-offs and memberships periodically."""
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                outcome = await self.recompute_builtins()
+                log.info(
+                    "built-ins recomputed: %d entered, %d exited in %.1fs",
+                    outcome.entered,
+                    outcome.exited,
+                    outcome.seconds,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("built-in recompute failed")
+
+    async def erase_customer(self, customer_id: str) -> int:
+        customer_id = require_uuid(customer_id, "customer_id")
+        async with self.store.transaction() as tx:
+            await tx.ensure_customer(customer_id)
+            erased = await tx.erase(customer_id, self.clock())
+        self.signal.notify()
+        return erased
+
+    # -- reads ---------------------------------------------------------------------------
+    async def _require_segment(self, segment_id: str, scope: Scope) -> None:
+        if not segment_id:
+            raise InvalidArgument([FieldViolation("segment_id", "required")])
+        scope.require(segment_id)
+        async with self.store.transaction() as tx:
+            if segment_id not in await tx.load_segments():
+                raise NotFound(f"no segment {segment_id!r}")
+
+    async def list_members(
+        self, segment_id: str, after: str, limit: int, scope: Scope = UNRESTRICTED
+    ) -> tuple[list[Member], str]:
+        await self._require_segment(segment_id, scope)
+        if after:
+            after = require_uuid(after, "page_token")
+        limit = min(limit or 100, MAX_PAGE)
+        async with self.store.transaction() as tx:
+            members = await tx.members(segment_id, after, limit + 1)
+        next_token = members[limit - 1].customer_id if len(members) > limit else ""
+        return members[:limit], next_token
+
+    async def export_members(
+        self, segment_id: str, consent_channel: str, scope: Scope = UNRESTRICTED
+    ) -> AsyncIterator[Member]:
+        from svod_segmentation.domain.fields import CONSENT_CHANNELS
+
+        if consent_channel and consent_channel not in CONSENT_CHANNELS:
+            raise InvalidArgument(
+                [FieldViolation("consent_channel", f"one of {', '.join(CONSENT_CHANNELS)}")]
+            )
+        await self._require_segment(segment_id, scope)
+        after = ""
+        while True:
+            async with self.store.transaction() as tx:
+                if consent_channel:
+                    page = await tx.members_with_consent(
+                        segment_id, consent_channel, after, MAX_PAGE
+                    )
+                else:
+                    page = await tx.members(segment_id, after, MAX_PAGE)
+            for member in page:
+                yield member
+            if len(page) < MAX_PAGE:
+                return
+            after = page[-1].customer_id
+
+    async def customer_segments(
+        self, customer_id: str, scope: Scope = UNRESTRICTED
+    ) -> list[Member]:
+        customer_id = require_uuid(customer_id, "customer_id")
+        async with self.store.transaction() as tx:
+            current = await tx.current_id(customer_id)
+            members = await tx.customer_memberships(current)
+        return [m for m in members if scope.allows(m.segment_id)]
+
+    async def watch(
+        self, segment_ids: list[str], resume_token: str, scope: Scope = UNRESTRICTED
+    ) -> AsyncIterator[MembershipEvent]:
+        for segment_id in segment_ids:
+            scope.require(segment_id)
+        position = decode_position(resume_token) if resume_token else None
+        only: list[str] | None = list(segment_ids) if segment_ids else None
+        if only is None and scope.segments is not None:
+            only = sorted(scope.segments)
+        if position is None:
+            async with self.store.transaction() as tx:
+                position = await tx.feed_start()
+        while True:
+            async with self.store.transaction() as tx:
+                batch = await tx.feed(position, only, FEED_BATCH)
+            for event in batch:
+                yield event
+                position = event.position
+            if len(batch) < FEED_BATCH:
+                await self.signal.wait(self.feed_poll_s)
