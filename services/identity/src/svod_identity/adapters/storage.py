@@ -2,25 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from svod_identity.domain.engine import (
+    Changes,
+    GraphState,
+    KnownCustomer,
+    KnownRecord,
+    person_from,
+)
 from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
 from svod_identity.domain.model import CustomerView, IncomingRecord, Owner, RecordRef
+from svod_identity.domain.rules import Rules
 from svod_runtime.outbox import enqueue
 
 SYSTEM_ACTOR = "svod-identity"
+# Outbox topic reporting suspected duplicates and blocked identifiers to the quality service.
+QUALITY_TOPIC = "quality.duplicates"
+# Deadlocks and serialisation failures: the transaction is retried from the start.
+_RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+_RETRIES = 5
+
+T = TypeVar("T")
 
 
 def _keys_json(keys: Sequence[IdentifierKey]) -> str:
     return json.dumps([[k.type, k.namespace, k.value] for k in keys], ensure_ascii=False)
+
+
+def _key_rows(keys: Iterable[IdentifierKey]) -> str:
+    return json.dumps(
+        [{"t": k.type, "n": k.namespace, "v": k.value} for k in keys], ensure_ascii=False
+    )
+
+
+def _stored_keys(raw: Any) -> tuple[IdentifierKey, ...]:
+    return tuple(IdentifierKey(t, v, n) for t, n, v in raw or ())
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _ledger_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
+    """What the append-only ledger keeps of a record's evidence: never identifier values
+    (erasure cannot remove them from there)."""
+    kept = {k: v for k, v in evidence.items() if k != "identifier"}
+    if "identifier" in evidence:
+        kept["identifier_type"] = evidence["identifier"][0]
+    return kept
+
+
+_KEYS_TABLE = "jsonb_to_recordset(CAST(:keys AS jsonb)) AS x(t text, n text, v text)"
 
 
 class IdentityTransaction:
@@ -30,26 +75,525 @@ class IdentityTransaction:
         self.conn = conn
 
     async def lock(self, lock_keys: Sequence[str]) -> None:
-        """Serialises work on the same identifiers (sorted, so two transactions cannot deadlock).
+        """Serialises work on the same identifiers and records, in one statement.
 
-        This is what keeps parallel resolves carrying one new identifier from creating two
-        customers: the second waits, then sees the first one's customer.
+        Locks are taken in the order of their hashes, the same order in every transaction, so
+        two transactions cannot deadlock on them. This is what keeps parallel resolves carrying
+        one new identifier from creating two customers: the second waits, then sees the first
+        one's customer.
         """
-        for key in sorted(set(lock_keys)):
-            await self.conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
-            )
+        keys = sorted(set(lock_keys))
+        if not keys:
+            return
+        await self.conn.execute(
+            text(
+                "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
+                "hashtextextended(k, 0) AS h FROM unnest(CAST(:k AS text[])) AS k ORDER BY 1) s"
+            ),
+            {"k": keys},
+        )
 
-    async def lock_customers(self, customer_ids: Sequence[str]) -> None:
+    async def lock_customers(self, customer_ids: Iterable[str]) -> None:
         """Row locks on customers about to gain identifiers or be merged (sorted: no deadlock)."""
-        if customer_ids:
+        ids = sorted(set(customer_ids))
+        if ids:
             await self.conn.execute(
                 text(
                     "SELECT 1 FROM customers WHERE customer_id = ANY(CAST(:c AS uuid[])) "
                     "ORDER BY customer_id FOR UPDATE"
                 ),
-                {"c": sorted(set(customer_ids))},
+                {"c": ids},
             )
+
+    async def announce(self, topic: str, key: str, payload: bytes) -> None:
+        await enqueue(self.conn, topic, key, payload)
+
+    # -- rules and models ----------------------------------------------------------------
+
+    async def current_rules(self) -> tuple[int, dict[str, Any], dt.datetime, str] | None:
+        row = (
+            await self.conn.execute(
+                text(
+                    "SELECT version, body, created_at, actor FROM rules ORDER BY version DESC "
+                    "LIMIT 1"
+                )
+            )
+        ).first()
+        return None if row is None else (int(row[0]), dict(row[1]), row[2], row[3])
+
+    async def store_rules(self, version: int, body: dict[str, Any], actor: str) -> dt.datetime:
+        row = await self.conn.execute(
+            text(
+                "INSERT INTO rules (version, body, actor) VALUES (:v, CAST(:b AS jsonb), :a) "
+                "RETURNING created_at"
+            ),
+            {"v": version, "b": _json(body), "a": actor},
+        )
+        return row.scalar_one()
+
+    async def lock_rules(self) -> None:
+        await self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('rules', 0))"))
+
+    async def current_model(self) -> tuple[int, dict[str, Any], int, dt.datetime, str] | None:
+        row = (
+            await self.conn.execute(
+                text(
+                    "SELECT version, body, trained_pairs, created_at, actor FROM match_models "
+                    "ORDER BY version DESC LIMIT 1"
+                )
+            )
+        ).first()
+        return None if row is None else (int(row[0]), dict(row[1]), int(row[2]), row[3], row[4])
+
+    async def store_model(
+        self, body: dict[str, Any], pairs: int, actor: str
+    ) -> tuple[int, dt.datetime]:
+        row = (
+            await self.conn.execute(
+                text(
+                    "INSERT INTO match_models (body, trained_pairs, actor) "
+                    "VALUES (CAST(:b AS jsonb), :p, :a) RETURNING version, created_at"
+                ),
+                {"b": _json(body), "p": pairs, "a": actor},
+            )
+        ).one()
+        return int(row[0]), row[1]
+
+    async def sample_candidate_pairs(self, max_pairs: int) -> list[tuple[KnownRecord, KnownRecord]]:
+        """Record pairs sharing a blocking key (blocks up to MAX_BLOCK_SIZE), sampled."""
+        rows = await self.conn.execute(
+            text(
+                """
+                WITH blocks AS (
+                    SELECT key, array_agg(record_pk) AS members FROM blocking_keys
+                    GROUP BY key HAVING count(*) BETWEEN 2 AND :cap
+                ), pairs AS (
+                    SELECT DISTINCT a.pk AS a, b.pk AS b
+                    FROM blocks, unnest(members) AS a(pk), unnest(members) AS b(pk)
+                    WHERE a.pk < b.pk
+                )
+                SELECT a, b FROM pairs ORDER BY md5(a::text || '/' || b::text) LIMIT :n
+                """
+            ),
+            {"cap": MAX_BLOCK_SIZE, "n": max_pairs},
+        )
+        pairs = [(int(r[0]), int(r[1])) for r in rows]
+        records = await self.records_by_pk({pk for pair in pairs for pk in pair})
+        return [(records[a], records[b]) for a, b in pairs if a in records and b in records]
+
+    # -- resolution ------------------------------------------------------------------------
+
+    async def _owners_rows(self, keys: Sequence[IdentifierKey]) -> list[Any]:
+        if not keys:
+            return []
+        result = await self.conn.execute(
+            text(
+                f"""
+                SELECT i.id_type, i.namespace, i.value, i.customer_id, i.sharers
+                FROM identifiers i JOIN {_KEYS_TABLE}
+                  ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+                """
+            ),
+            {"keys": _key_rows(keys)},
+        )
+        return list(result)
+
+    async def records_by_pk(self, pks: Iterable[int]) -> dict[int, KnownRecord]:
+        pks = sorted(set(pks))
+        if not pks:
+            return {}
+        rows = await self.conn.execute(
+            text(
+                "SELECT record_pk, source, message_id, customer_id, identifiers, attributes "
+                "FROM records WHERE record_pk = ANY(CAST(:p AS bigint[]))"
+            ),
+            {"p": pks},
+        )
+        return {r.record_pk: self._known(r) for r in rows}
+
+    @staticmethod
+    def _known(row: Any) -> KnownRecord:
+        keys = _stored_keys(row.identifiers)
+        return KnownRecord(
+            int(row.record_pk),
+            RecordRef(row.source, row.message_id),
+            str(row.customer_id),
+            person_from(str(row.record_pk), row.attributes or {}, keys, row.source),
+            keys,
+        )
+
+    async def load_state(
+        self, records: Sequence[IncomingRecord], rules: Rules, *, fuzzy: bool = True
+    ) -> GraphState:
+        """The part of the graph a batch of records can touch, with its customers row-locked."""
+        state = GraphState()
+        refs = sorted({r.ref for r in records}, key=lambda r: (r.source, r.message_id))
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT r.record_pk, r.source, r.message_id, r.customer_id, r.identifiers,
+                       '{}'::jsonb AS attributes
+                FROM records r JOIN jsonb_to_recordset(CAST(:refs AS jsonb)) AS x(s text, m text)
+                  ON r.source = x.s AND r.message_id = x.m
+                """
+            ),
+            {"refs": _json([{"s": r.source, "m": r.message_id} for r in refs])},
+        )
+        for row in rows:
+            known = self._known(row)
+            state.records[known.pk] = known
+            state.resolved[known.ref] = known.pk
+        keys = sorted({k for r in records for k in r.identifiers})
+        block_keys: set[str] = set()
+        if fuzzy:
+            for record in records:
+                if record.ref not in state.resolved:
+                    person = person_from("0", record.attributes, record.identifiers)
+                    block_keys |= blocking_keys(person)
+        candidate_pks: set[int] = set()
+        if block_keys:
+            result = await self.conn.execute(
+                text(
+                    """
+                    SELECT k.key, b.record_pk FROM unnest(CAST(:keys AS text[])) AS k(key)
+                    CROSS JOIN LATERAL (
+                        SELECT record_pk FROM blocking_keys WHERE key = k.key
+                        ORDER BY record_pk DESC LIMIT :cap
+                    ) b
+                    """
+                ),
+                {"keys": sorted(block_keys), "cap": MAX_BLOCK_SIZE + 1},
+            )
+            for key, pk in result:
+                state.blocks.setdefault(key, []).append(int(pk))
+            for members in state.blocks.values():
+                members.sort()
+                if len(members) <= MAX_BLOCK_SIZE:
+                    candidate_pks.update(members)
+        candidates = await self.records_by_pk(candidate_pks)
+        locked: set[str] = set()
+        while True:
+            owner_rows = await self._owners_rows(keys)
+            wanted = {str(r.customer_id) for r in owner_rows}
+            wanted |= {c.customer_id for c in candidates.values()}
+            if wanted <= locked:
+                break
+            await self.lock_customers(wanted - locked)
+            locked |= wanted
+            # Re-read: a merge or split that committed meanwhile may have moved things.
+            candidates = await self.records_by_pk(candidate_pks)
+        for row in owner_rows:
+            key = IdentifierKey(row.id_type, row.value, row.namespace)
+            state.owners[key] = str(row.customer_id)
+            if row.sharers:
+                state.sharers[key] = {str(c) for c in row.sharers}
+        if keys:
+            blocked = await self.conn.execute(
+                text(
+                    f"""
+                    SELECT b.id_type, b.namespace, b.value, b.reason FROM blocked_identifiers b
+                    JOIN {_KEYS_TABLE} ON b.id_type = x.t AND b.namespace = x.n AND b.value = x.v
+                    """
+                ),
+                {"keys": _key_rows(keys)},
+            )
+            for row in blocked:
+                state.blocked[IdentifierKey(row.id_type, row.value, row.namespace)] = row.reason
+        await self._load_customers(state, locked, candidates, rules)
+        return state
+
+    async def _load_customers(
+        self,
+        state: GraphState,
+        customer_ids: set[str],
+        candidates: dict[int, KnownRecord],
+        rules: Rules,
+    ) -> None:
+        if not customer_ids:
+            return
+        ids = sorted(customer_ids)
+        rows = await self.conn.execute(
+            text(
+                "SELECT customer_id, created_at FROM customers "
+                "WHERE customer_id = ANY(CAST(:c AS uuid[]))"
+            ),
+            {"c": ids},
+        )
+        for row in rows:
+            state.customers[str(row.customer_id)] = KnownCustomer(
+                str(row.customer_id), row.created_at
+            )
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT r.record_pk, r.source, r.message_id, r.customer_id, r.identifiers,
+                       r.attributes
+                FROM unnest(CAST(:c AS uuid[])) AS c(id) CROSS JOIN LATERAL (
+                    SELECT * FROM records WHERE customer_id = c.id
+                    ORDER BY record_pk DESC LIMIT 50
+                ) r
+                """
+            ),
+            {"c": ids},
+        )
+        for row in rows:
+            known = self._known(row)
+            state.records[known.pk] = known
+        for pk, known in candidates.items():
+            state.records.setdefault(pk, known)
+        for pk in sorted(state.records):
+            known = state.records[pk]
+            customer = state.customers.get(known.customer_id)
+            if customer is not None:
+                customer.records.append(pk)
+        if any(r.max_values_per_customer > 0 for r in rules.identifier_rules):
+            rows = await self.conn.execute(
+                text(
+                    "SELECT customer_id, id_type, namespace, value FROM identifiers "
+                    "WHERE customer_id = ANY(CAST(:c AS uuid[]))"
+                ),
+                {"c": ids},
+            )
+            for row in rows:
+                state.customers[str(row.customer_id)].keys.add(
+                    IdentifierKey(row.id_type, row.value, row.namespace)
+                )
+        rows = await self.conn.execute(
+            text(
+                "SELECT customer_a, customer_b FROM kept_apart "
+                "WHERE customer_a = ANY(CAST(:c AS uuid[])) OR customer_b = ANY(CAST(:c AS uuid[]))"
+            ),
+            {"c": ids},
+        )
+        for a, b in rows:
+            state.kept_apart.add(frozenset((str(a), str(b))))
+
+    async def apply(self, changes: Changes) -> dict[int, int]:
+        """Writes what the engine decided; returns engine record pk -> stored record pk."""
+        conn = self.conn
+        if changes.customers:
+            await conn.execute(
+                text(
+                    "INSERT INTO customers (customer_id, created_at) SELECT * FROM "
+                    "unnest(CAST(:ids AS uuid[]), CAST(:at AS timestamptz[]))"
+                ),
+                {"ids": [c for c, _ in changes.customers], "at": [a for _, a in changes.customers]},
+            )
+        pks: dict[int, int] = {}
+        if changes.records:
+            recs = changes.records
+            allocated = await conn.execute(
+                text("SELECT nextval('records_record_pk_seq') FROM generate_series(1, :n)"),
+                {"n": len(recs)},
+            )
+            for n, (pk,) in zip(recs, allocated, strict=True):
+                pks[n.pk] = int(pk)
+            for n in recs:
+                if n.evidence.get("record_pk", 0) < 0:
+                    n.evidence["record_pk"] = pks[n.evidence["record_pk"]]
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO records (record_pk, source, message_id, customer_id, channel,
+                                         observed_at, identifiers, attributes, outcome, rule,
+                                         evidence)
+                    SELECT p, s, m, c, ch, at, CAST(ids AS jsonb), CAST(attrs AS jsonb), o, r,
+                           CAST(ev AS jsonb)
+                    FROM unnest(CAST(:p AS bigint[]), CAST(:s AS text[]), CAST(:m AS text[]),
+                                CAST(:c AS uuid[]), CAST(:ch AS text[]),
+                                CAST(:at AS timestamptz[]), CAST(:ids AS text[]),
+                                CAST(:attrs AS text[]), CAST(:o AS text[]), CAST(:r AS text[]),
+                                CAST(:ev AS text[]))
+                         AS x(p, s, m, c, ch, at, ids, attrs, o, r, ev)
+                    """
+                ),
+                {
+                    "p": [pks[n.pk] for n in recs],
+                    "s": [n.record.ref.source for n in recs],
+                    "m": [n.record.ref.message_id for n in recs],
+                    "c": [n.customer_id for n in recs],
+                    "ch": [n.record.channel for n in recs],
+                    "at": [n.record.observed_at for n in recs],
+                    "ids": [_keys_json(n.record.identifiers) for n in recs],
+                    "attrs": [_json(n.record.attributes) for n in recs],
+                    "o": [n.outcome for n in recs],
+                    "r": [n.rule for n in recs],
+                    "ev": [_json(n.evidence) for n in recs],
+                },
+            )
+            ident_rows = [(k, pks[n.pk]) for n in recs for k in n.record.identifiers]
+            if ident_rows:
+                await conn.execute(
+                    text(
+                        "INSERT INTO record_identifiers (id_type, namespace, value, record_pk) "
+                        "SELECT * FROM unnest(CAST(:t AS text[]), CAST(:n AS text[]), "
+                        "CAST(:v AS text[]), CAST(:p AS bigint[])) ON CONFLICT DO NOTHING"
+                    ),
+                    {
+                        "t": [k.type for k, _ in ident_rows],
+                        "n": [k.namespace for k, _ in ident_rows],
+                        "v": [k.value for k, _ in ident_rows],
+                        "p": [p for _, p in ident_rows],
+                    },
+                )
+            block_rows = [(key, pks[n.pk]) for n in recs for key in n.blocking_keys]
+            if block_rows:
+                await conn.execute(
+                    text(
+                        "INSERT INTO blocking_keys (key, record_pk) SELECT * FROM "
+                        "unnest(CAST(:k AS text[]), CAST(:p AS bigint[])) ON CONFLICT DO NOTHING"
+                    ),
+                    {"k": [k for k, _ in block_rows], "p": [p for _, p in block_rows]},
+                )
+        if changes.links:
+            links = changes.links
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO identifiers (id_type, namespace, value, customer_id,
+                                             first_source, first_seen, last_seen)
+                    SELECT t, n, v, c, s, seen, seen FROM unnest(
+                        CAST(:t AS text[]), CAST(:n AS text[]), CAST(:v AS text[]),
+                        CAST(:c AS uuid[]), CAST(:s AS text[]), CAST(:seen AS timestamptz[]))
+                        AS x(t, n, v, c, s, seen)
+                    ON CONFLICT (id_type, namespace, value) DO NOTHING
+                    """
+                ),
+                {
+                    "t": [k.type for k, *_ in links],
+                    "n": [k.namespace for k, *_ in links],
+                    "v": [k.value for k, *_ in links],
+                    "c": [c for _, c, _, _ in links],
+                    "s": [s for _, _, s, _ in links],
+                    "seen": [seen for *_, seen in links],
+                },
+            )
+        if changes.touches:
+            latest: dict[IdentifierKey, dt.datetime] = {}
+            for key, seen in changes.touches:
+                latest[key] = max(seen, latest.get(key, seen))
+            await conn.execute(
+                text(
+                    """
+                    UPDATE identifiers i SET last_seen = greatest(i.last_seen, x.seen)
+                    FROM unnest(CAST(:t AS text[]), CAST(:n AS text[]), CAST(:v AS text[]),
+                                CAST(:seen AS timestamptz[])) AS x(t, n, v, seen)
+                    WHERE i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+                    """
+                ),
+                {
+                    "t": [k.type for k in latest],
+                    "n": [k.namespace for k in latest],
+                    "v": [k.value for k in latest],
+                    "seen": list(latest.values()),
+                },
+            )
+        for key, sharers in changes.sharers.items():
+            await conn.execute(
+                text(
+                    "UPDATE identifiers SET sharers = sharers || CAST(:s AS jsonb) "
+                    "WHERE id_type = :t AND namespace = :n AND value = :v"
+                ),
+                {"s": _json(sorted(sharers)), "t": key.type, "n": key.namespace, "v": key.value},
+            )
+        for key, reason, people in changes.blocked:
+            inserted = await conn.execute(
+                text(
+                    "INSERT INTO blocked_identifiers (id_type, namespace, value, reason, "
+                    "people_count) VALUES (:t, :n, :v, :r, :p) ON CONFLICT DO NOTHING"
+                ),
+                {"t": key.type, "n": key.namespace, "v": key.value, "r": reason, "p": people},
+            )
+            if inserted.rowcount:
+                await self.report_quality(blocked=[key])
+        # Ledger: one entry per placed record (who, how), then merges in the order made.
+        if changes.records:
+            recs = changes.records
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO ledger (kind, customer_id, source, message_id, detail, actor)
+                    SELECT k, c, s, m, CAST(d AS jsonb), :a FROM unnest(
+                        CAST(:k AS text[]), CAST(:c AS uuid[]), CAST(:s AS text[]),
+                        CAST(:m AS text[]), CAST(:d AS text[])) AS x(k, c, s, m, d)
+                    """
+                ),
+                {
+                    "k": [
+                        "customer_created" if n.outcome == "created" else "record_linked"
+                        for n in recs
+                    ],
+                    "c": [n.customer_id for n in recs],
+                    "s": [n.record.ref.source for n in recs],
+                    "m": [n.record.ref.message_id for n in recs],
+                    "d": [_json({"rule": n.rule, **_ledger_evidence(n.evidence)}) for n in recs],
+                    "a": SYSTEM_ACTOR,
+                },
+            )
+        for merge in changes.merges:
+            await self.merge_customers(merge.survivor, merge.merged)
+            record_pk = pks.get(merge.record_pk or 0)
+            await self.record_merge(
+                merge.survivor,
+                merge.merged,
+                kind="customers_merged",
+                ref=merge.ref,
+                detail={"rule": merge.rule, "record_pk": record_pk},
+                reason=(
+                    f"record {merge.ref.source}/{merge.ref.message_id} links them"
+                    if merge.ref
+                    else ""
+                ),
+            )
+        if changes.reviews:
+            reviews = changes.reviews
+            await conn.execute(
+                text(
+                    """
+                    INSERT INTO review_items (review_item_id, record_pk, candidate_record_pk,
+                        candidate_customer_id, score, probability, explanation)
+                    SELECT i, p, cp, c, s, pr, CAST(e AS jsonb) FROM unnest(
+                        CAST(:i AS uuid[]), CAST(:p AS bigint[]), CAST(:cp AS bigint[]),
+                        CAST(:c AS uuid[]), CAST(:s AS float8[]), CAST(:pr AS float8[]),
+                        CAST(:e AS text[])) AS x(i, p, cp, c, s, pr, e)
+                    """
+                ),
+                {
+                    "i": [r.review_item_id for r in reviews],
+                    "p": [pks.get(r.record_pk, r.record_pk) for r in reviews],
+                    "cp": [pks.get(r.candidate_record_pk, r.candidate_record_pk) for r in reviews],
+                    "c": [r.candidate_customer_id for r in reviews],
+                    "s": [r.score for r in reviews],
+                    "pr": [r.probability for r in reviews],
+                    "e": [_json(r.explanation) for r in reviews],
+                },
+            )
+            customer_of = {n.pk: n.customer_id for n in changes.records}
+            await self.report_quality(
+                pairs=[
+                    (customer_of.get(r.record_pk, ""), r.candidate_customer_id, r.probability)
+                    for r in reviews
+                ]
+            )
+        return pks
+
+    async def report_quality(
+        self,
+        *,
+        pairs: Sequence[tuple[str, str, float]] = (),
+        resolved: Sequence[tuple[str, str]] = (),
+        blocked: Sequence[IdentifierKey] = (),
+    ) -> None:
+        payload = {
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+            "pairs": [list(p) for p in pairs if p[0] and p[1]],
+            "resolved": [list(p) for p in resolved],
+            "blocked": [[k.type, k.namespace, k.value] for k in blocked],
+        }
+        if payload["pairs"] or payload["resolved"] or payload["blocked"]:
+            await enqueue(self.conn, QUALITY_TOPIC, str(uuid.uuid4()), _json(payload).encode())
+
+    # -- merges, splits ----------------------------------------------------------------------
 
     async def merge_customers(self, survivor: str, merged: Sequence[str]) -> None:
         """Moves everything of the merged customers to the survivor; their ids become aliases."""
@@ -62,8 +606,278 @@ class IdentityTransaction:
         ):
             await self.conn.execute(text(statement), params)
 
-    async def announce(self, topic: str, key: str, payload: bytes) -> None:
-        await enqueue(self.conn, topic, key, payload)
+    async def record_merge(
+        self,
+        survivor: str,
+        merged: Sequence[str],
+        *,
+        kind: str,
+        ref: RecordRef | None = None,
+        detail: dict[str, Any] | None = None,
+        actor: str = SYSTEM_ACTOR,
+        reason: str = "",
+    ) -> int:
+        """Ledger entry and the announcement to profile (outbox) of one merge."""
+        change_id = await self.append_ledger(
+            kind,
+            survivor,
+            ref=ref,
+            other_customer_id=merged[0],
+            detail={"merged": list(merged), **(detail or {})},
+            actor=actor,
+            reason=reason,
+        )
+        await self.announce(
+            MERGED_TOPIC,
+            survivor,
+            _json(
+                {"change_id": str(change_id), "survivor": survivor, "merged": list(merged)}
+            ).encode(),
+        )
+        await self.report_quality(resolved=[(survivor, m) for m in merged])
+        return change_id
+
+    async def customer_records(self, customer_id: str) -> list[tuple[int, RecordRef]]:
+        rows = await self.conn.execute(
+            text(
+                "SELECT record_pk, source, message_id FROM records WHERE customer_id = :c "
+                "ORDER BY record_pk"
+            ),
+            {"c": customer_id},
+        )
+        return [(int(r[0]), RecordRef(r[1], r[2])) for r in rows]
+
+    async def records_by_ref(self, refs: Sequence[RecordRef]) -> dict[RecordRef, tuple[int, str]]:
+        if not refs:
+            return {}
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT r.record_pk, r.source, r.message_id, r.customer_id FROM records r
+                JOIN jsonb_to_recordset(CAST(:refs AS jsonb)) AS x(s text, m text)
+                  ON r.source = x.s AND r.message_id = x.m
+                """
+            ),
+            {"refs": _json([{"s": r.source, "m": r.message_id} for r in refs])},
+        )
+        return {RecordRef(r[1], r[2]): (int(r[0]), str(r[3])) for r in rows}
+
+    async def move_records(
+        self, source: str, target: str, pks: Sequence[int]
+    ) -> list[IdentifierKey]:
+        """Moves records, and the identifiers only they carry, from ``source`` to ``target``."""
+        await self.conn.execute(
+            text("UPDATE records SET customer_id = :t WHERE record_pk = ANY(CAST(:p AS bigint[]))"),
+            {"t": target, "p": list(pks)},
+        )
+        rows = await self.conn.execute(
+            text(
+                """
+                UPDATE identifiers i SET customer_id = :t
+                WHERE i.customer_id = :s
+                  AND EXISTS (SELECT 1 FROM record_identifiers ri
+                              WHERE ri.id_type = i.id_type AND ri.namespace = i.namespace
+                                AND ri.value = i.value AND ri.record_pk = ANY(CAST(:p AS bigint[])))
+                  AND NOT EXISTS (SELECT 1 FROM record_identifiers ri JOIN records r
+                                    USING (record_pk)
+                                  WHERE ri.id_type = i.id_type AND ri.namespace = i.namespace
+                                    AND ri.value = i.value AND r.customer_id = :s)
+                RETURNING i.id_type, i.namespace, i.value
+                """
+            ),
+            {"t": target, "s": source, "p": list(pks)},
+        )
+        return sorted(IdentifierKey(r[0], r[2], r[1]) for r in rows)
+
+    async def keep_apart(self, a: str, b: str) -> None:
+        first, second = sorted((a, b))
+        await self.conn.execute(
+            text(
+                "INSERT INTO kept_apart (customer_a, customer_b) VALUES (:a, :b) "
+                "ON CONFLICT DO NOTHING"
+            ),
+            {"a": first, "b": second},
+        )
+
+    async def customers_created(self, ids: Sequence[str]) -> dict[str, dt.datetime]:
+        rows = await self.conn.execute(
+            text(
+                "SELECT customer_id, created_at FROM customers "
+                "WHERE customer_id = ANY(CAST(:c AS uuid[]))"
+            ),
+            {"c": sorted(set(ids))},
+        )
+        return {str(r[0]): r[1] for r in rows}
+
+    # -- review queue ----------------------------------------------------------------------
+
+    async def review_items(
+        self, limit: int, after: tuple[dt.datetime, str] | None, include_decided: bool
+    ) -> list[Any]:
+        where = [] if include_decided else ["v.state = 'open'"]
+        params: dict[str, Any] = {"n": limit}
+        if after is not None:
+            where.append("(v.created_at, v.review_item_id) > (:at, CAST(:id AS uuid))")
+            params |= {"at": after[0], "id": after[1]}
+        clause = ("WHERE " + " AND ".join(where)) if where else ""
+        rows = await self.conn.execute(
+            text(
+                f"""
+                SELECT v.review_item_id, v.candidate_customer_id, v.score, v.probability,
+                       v.explanation, v.state, v.created_at, r.source, r.message_id,
+                       r.customer_id AS record_customer_id
+                FROM review_items v JOIN records r USING (record_pk)
+                {clause}
+                ORDER BY v.created_at, v.review_item_id LIMIT :n
+                """
+            ),
+            params,
+        )
+        return list(rows)
+
+    async def review_item(self, review_item_id: str) -> Any:
+        return (
+            await self.conn.execute(
+                text(
+                    """
+                    SELECT v.review_item_id, v.state, v.candidate_customer_id, v.probability,
+                           r.customer_id AS record_customer_id, r.source, r.message_id,
+                           r.record_pk, v.candidate_record_pk
+                    FROM review_items v JOIN records r USING (record_pk)
+                    WHERE v.review_item_id = :i FOR UPDATE OF v
+                    """
+                ),
+                {"i": review_item_id},
+            )
+        ).first()
+
+    async def decide_review(self, review_item_id: str, state: str, actor: str, reason: str) -> None:
+        await self.conn.execute(
+            text(
+                "UPDATE review_items SET state = :s, decided_by = :a, decision_reason = :r, "
+                "decided_at = now() WHERE review_item_id = :i"
+            ),
+            {"s": state, "a": actor, "r": reason, "i": review_item_id},
+        )
+
+    # -- blocklist, export ---------------------------------------------------------------
+
+    async def blocked_identifiers(
+        self, limit: int, after: tuple[dt.datetime, str, str, str] | None
+    ) -> list[Any]:
+        params: dict[str, Any] = {"n": limit}
+        clause = ""
+        if after is not None:
+            clause = "WHERE (blocked_at, id_type, namespace, value) > (:at, :t, :ns, :v)"
+            params |= {"at": after[0], "t": after[1], "ns": after[2], "v": after[3]}
+        rows = await self.conn.execute(
+            text(
+                "SELECT id_type, namespace, value, reason, people_count, blocked_at "
+                f"FROM blocked_identifiers {clause} "
+                "ORDER BY blocked_at, id_type, namespace, value LIMIT :n"
+            ),
+            params,
+        )
+        return list(rows)
+
+    async def mapping_page(self, after_pk: int, limit: int) -> list[Any]:
+        rows = await self.conn.execute(
+            text(
+                "SELECT record_pk, source, message_id, customer_id, resolved_at, rule "
+                "FROM records WHERE record_pk > :a ORDER BY record_pk LIMIT :n"
+            ),
+            {"a": after_pk, "n": limit},
+        )
+        return list(rows)
+
+    async def all_records(self, limit: int) -> list[tuple[KnownRecord, dt.datetime, str]]:
+        """Every record (oldest first) with its customer's creation time and its rule."""
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT r.record_pk, r.source, r.message_id, r.customer_id, r.identifiers,
+                       r.attributes, r.observed_at, r.channel
+                FROM records r ORDER BY r.record_pk LIMIT :n
+                """
+            ),
+            {"n": limit},
+        )
+        return [(self._known(r), r.observed_at, r.channel) for r in rows]
+
+    async def raw_records(self, limit: int) -> list[Any]:
+        rows = await self.conn.execute(
+            text(
+                "SELECT record_pk, source, message_id, customer_id, identifiers, attributes, "
+                "observed_at, channel FROM records ORDER BY record_pk LIMIT :n"
+            ),
+            {"n": limit},
+        )
+        return list(rows)
+
+    async def count_records(self) -> int:
+        return int((await self.conn.execute(text("SELECT count(*) FROM records"))).scalar_one())
+
+    # -- explain ---------------------------------------------------------------------------
+
+    async def explain_material(self, customer_id: str) -> dict[str, Any]:
+        """A customer's records (with evidence), the identifiers each carries, and its ledger."""
+        records = await self.conn.execute(
+            text(
+                "SELECT record_pk, source, message_id, evidence, rule, resolved_at "
+                "FROM records WHERE customer_id = :c ORDER BY record_pk LIMIT 5000"
+            ),
+            {"c": customer_id},
+        )
+        carried = await self.conn.execute(
+            text(
+                """
+                SELECT ri.record_pk, ri.id_type, ri.namespace, ri.value,
+                       (i.customer_id = :c AND b.value IS NULL) AS linking
+                FROM records r JOIN record_identifiers ri USING (record_pk)
+                LEFT JOIN identifiers i USING (id_type, namespace, value)
+                LEFT JOIN blocked_identifiers b USING (id_type, namespace, value)
+                WHERE r.customer_id = :c
+                """
+            ),
+            {"c": customer_id},
+        )
+        aliases = await self.conn.execute(
+            text(
+                "WITH RECURSIVE a(id) AS (SELECT CAST(:c AS uuid) UNION "
+                "SELECT c.customer_id FROM customers c JOIN a ON c.merged_into = a.id) "
+                "SELECT id FROM a"
+            ),
+            {"c": customer_id},
+        )
+        ids = [str(r[0]) for r in aliases]
+        ledger = await self.conn.execute(
+            text(
+                "SELECT entry_id, at, kind, customer_id, other_customer_id, source, message_id, "
+                "detail, actor, reason FROM ledger WHERE customer_id = ANY(CAST(:c AS uuid[])) "
+                "AND kind NOT IN ('record_linked', 'customer_created') ORDER BY entry_id"
+            ),
+            {"c": ids},
+        )
+        return {
+            "records": list(records),
+            "carried": list(carried),
+            "ledger": list(ledger),
+        }
+
+    async def record_refs_by_pk(self, pks: Iterable[int]) -> dict[int, RecordRef]:
+        pks = sorted(set(pks))
+        if not pks:
+            return {}
+        rows = await self.conn.execute(
+            text(
+                "SELECT record_pk, source, message_id FROM records "
+                "WHERE record_pk = ANY(CAST(:p AS bigint[]))"
+            ),
+            {"p": pks},
+        )
+        return {int(r[0]): RecordRef(r[1], r[2]) for r in rows}
+
+    # -- the original operations -------------------------------------------------------------
 
     async def record_customer(self, ref: RecordRef) -> str | None:
         row = (
@@ -74,31 +888,18 @@ class IdentityTransaction:
         ).first()
         return None if row is None else await self.canonical_id(str(row[0]))
 
-    async def record_identifiers(self, ref: RecordRef) -> tuple[IdentifierKey, ...]:
-        row = (
-            await self.conn.execute(
-                text("SELECT identifiers FROM records WHERE source = :s AND message_id = :m"),
-                {"s": ref.source, "m": ref.message_id},
-            )
-        ).first()
-        if row is None:
-            return ()
-        return tuple(IdentifierKey(t, v, n) for t, n, v in row[0])
-
     async def owners(self, keys: Sequence[IdentifierKey]) -> dict[IdentifierKey, Owner]:
         if not keys:
             return {}
         rows = await self.conn.execute(
             text(
-                """
+                f"""
                 SELECT i.id_type, i.namespace, i.value, i.customer_id, c.created_at
                 FROM identifiers i JOIN customers c USING (customer_id)
-                WHERE (i.id_type, i.namespace, i.value) IN (
-                    SELECT t, n, v FROM jsonb_to_recordset(CAST(:keys AS jsonb))
-                        AS x(t text, n text, v text))
+                JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
                 """
             ),
-            {"keys": json.dumps([{"t": k.type, "n": k.namespace, "v": k.value} for k in keys])},
+            {"keys": _key_rows(keys)},
         )
         return {
             IdentifierKey(r.id_type, r.value, r.namespace): Owner(str(r.customer_id), r.created_at)
@@ -111,71 +912,6 @@ class IdentityTransaction:
             text("INSERT INTO customers (customer_id) VALUES (:c)"), {"c": customer_id}
         )
         return customer_id
-
-    async def link_identifiers(
-        self, customer_id: str, keys: Sequence[IdentifierKey], source: str, seen: dt.datetime
-    ) -> None:
-        for key in keys:
-            await self.conn.execute(
-                text(
-                    """
-                    INSERT INTO identifiers (id_type, namespace, value, customer_id,
-                                             first_source, first_seen, last_seen)
-                    VALUES (:t, :n, :v, :c, :s, :seen, :seen)
-                    ON CONFLICT (id_type, namespace, value) DO NOTHING
-                    """
-                ),
-                {
-                    "t": key.type,
-                    "n": key.namespace,
-                    "v": key.value,
-                    "c": customer_id,
-                    "s": source,
-                    "seen": seen,
-                },
-            )
-
-    async def touch_identifiers(self, keys: Sequence[IdentifierKey], seen: dt.datetime) -> None:
-        if not keys:
-            return
-        await self.conn.execute(
-            text(
-                """
-                UPDATE identifiers SET last_seen = greatest(last_seen, :seen)
-                WHERE (id_type, namespace, value) IN (
-                    SELECT t, n, v FROM jsonb_to_recordset(CAST(:keys AS jsonb))
-                        AS x(t text, n text, v text))
-                """
-            ),
-            {
-                "seen": seen,
-                "keys": json.dumps([{"t": k.type, "n": k.namespace, "v": k.value} for k in keys]),
-            },
-        )
-
-    async def add_record(
-        self, record: IncomingRecord, customer_id: str, outcome: str, rule: str
-    ) -> None:
-        await self.conn.execute(
-            text(
-                """
-                INSERT INTO records (source, message_id, customer_id, channel, observed_at,
-                                     identifiers, attributes, outcome, rule)
-                VALUES (:s, :m, :c, :ch, :at, CAST(:ids AS jsonb), CAST(:attrs AS jsonb), :o, :r)
-                """
-            ),
-            {
-                "s": record.ref.source,
-                "m": record.ref.message_id,
-                "c": customer_id,
-                "ch": record.channel,
-                "at": record.observed_at,
-                "ids": _keys_json(record.identifiers),
-                "attrs": json.dumps(record.attributes, ensure_ascii=False, default=str),
-                "o": outcome,
-                "r": rule,
-            },
-        )
 
     async def append_ledger(
         self,
@@ -203,7 +939,7 @@ class IdentityTransaction:
                 "o": other_customer_id,
                 "s": ref.source if ref else None,
                 "m": ref.message_id if ref else None,
-                "d": json.dumps(detail or {}, ensure_ascii=False),
+                "d": _json(detail or {}),
                 "a": actor,
                 "r": reason,
             },
@@ -219,10 +955,17 @@ class IdentityTransaction:
                 {"c": customer_id},
             )
         ]
-        await self.conn.execute(
-            text("UPDATE records SET identifiers = '[]', attributes = '{}' WHERE customer_id = :c"),
-            {"c": customer_id},
-        )
+        for statement in (
+            "DELETE FROM blocking_keys WHERE record_pk IN "
+            "(SELECT record_pk FROM records WHERE customer_id = :c)",
+            "DELETE FROM record_identifiers WHERE record_pk IN "
+            "(SELECT record_pk FROM records WHERE customer_id = :c)",
+            "UPDATE review_items SET explanation = '{}' WHERE record_pk IN "
+            "(SELECT record_pk FROM records WHERE customer_id = :c) OR candidate_customer_id = :c",
+            "UPDATE records SET identifiers = '[]', attributes = '{}', evidence = '{}' "
+            "WHERE customer_id = :c",
+        ):
+            await self.conn.execute(text(statement), {"c": customer_id})
         deleted = await self.conn.execute(
             text("DELETE FROM identifiers WHERE customer_id = :c"), {"c": customer_id}
         )
@@ -289,6 +1032,11 @@ class IdentityTransaction:
         )
 
 
+# Outbox topics announcing merges and splits to the profile service.
+MERGED_TOPIC = "customer.merged"
+SPLIT_TOPIC = "customer.split"
+
+
 class IdentityStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -297,3 +1045,23 @@ class IdentityStore:
     async def transaction(self) -> AsyncIterator[IdentityTransaction]:
         async with self.engine.begin() as conn:
             yield IdentityTransaction(conn)
+
+    async def run(self, work: Callable[[IdentityTransaction], Awaitable[T]]) -> T:
+        """Runs ``work`` in one transaction, retried from the start after a deadlock."""
+        for attempt in range(_RETRIES):
+            try:
+                async with self.transaction() as tx:
+                    return await work(tx)
+            except DBAPIError as error:
+                sqlstate = getattr(error.orig, "sqlstate", None)
+                if sqlstate not in _RETRY_SQLSTATES or attempt == _RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+
+def group_by_customer(rows: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = defaultdict(list)
+    for customer, item in rows:
+        out[customer].append(item)
+    return out

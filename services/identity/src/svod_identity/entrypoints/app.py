@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_identity.adapters.profile_client import ProfileAnnouncer
-from svod_identity.adapters.storage import IdentityStore
+from svod_identity.adapters.quality_client import QualityReporter
+from svod_identity.adapters.storage import (
+    MERGED_TOPIC,
+    QUALITY_TOPIC,
+    SPLIT_TOPIC,
+    IdentityStore,
+)
 from svod_identity.entrypoints.grpc_servicer import IdentityServicer
-from svod_identity.service_layer.use_cases import MERGED_TOPIC, IdentityService
+from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
@@ -20,13 +26,24 @@ SERVICE = "identity"
 async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
-    servicer = IdentityServicer(IdentityService(IdentityStore(engine)))
     profile = peer_channel(config.peers["profile"], telemetry)
+    quality = peer_channel(config.peers["quality"], telemetry)
     announcer = ProfileAnnouncer(profile, config.peer_timeout_s)
-    relay = OutboxRelay(OutboxStore(engine), {MERGED_TOPIC: announcer.merged}, telemetry.tracer)
+    reporter = QualityReporter(quality, config.peer_timeout_s)
+    relay = OutboxRelay(
+        OutboxStore(engine),
+        {
+            MERGED_TOPIC: announcer.merged,
+            SPLIT_TOPIC: announcer.split,
+            QUALITY_TOPIC: reporter.report,
+        },
+        telemetry.tracer,
+    )
+    servicer = IdentityServicer(IdentityService(IdentityStore(engine), on_commit=relay.wake))
 
     async def close() -> None:
         await profile.close()
+        await quality.close()
 
     return ServiceApp(
         config=config,

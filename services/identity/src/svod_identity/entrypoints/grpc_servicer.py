@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod_identity.domain.engine import Placement
+from svod_identity.domain.explain import Evidence
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.model import CustomerView
+from svod_identity.domain.model import CustomerView, RecordRef
 from svod_identity.domain.records import RawRecord, build_record
-from svod_identity.service_layer.use_cases import IdentityService
+from svod_identity.domain.rules import Rules
+from svod_identity.service_layer.use_cases import IdentityService, ModelInfo
+from svod_runtime.errors import FieldViolation, InvalidArgument
 from svod_runtime.protoconv import (
     datetime_to_timestamp,
     enum_number,
@@ -29,6 +35,7 @@ _OUTCOME = {
     "linked_fuzzy": identity_pb2.RESOLUTION_OUTCOME_LINKED_FUZZY,
     "already_resolved": identity_pb2.RESOLUTION_OUTCOME_ALREADY_RESOLVED,
 }
+MAX_BATCH = 100_000
 
 
 def identifier_triple(identifier: common_pb2.Identifier) -> tuple[str, str, str]:
@@ -45,6 +52,16 @@ def identifier_proto(key: IdentifierKey) -> common_pb2.Identifier:
         value=key.value,
         namespace=key.namespace,
     )
+
+
+def ref_proto(ref: RecordRef | None) -> common_pb2.RecordRef:
+    if ref is None:
+        return common_pb2.RecordRef()
+    return common_pb2.RecordRef(source=ref.source, message_id=ref.message_id)
+
+
+def ref_of(proto: common_pb2.RecordRef) -> RecordRef:
+    return RecordRef(proto.source, proto.message_id)
 
 
 def raw_record(request: identity_pb2.ResolveRequest) -> RawRecord:
@@ -94,6 +111,90 @@ def customer_proto(view: CustomerView) -> identity_pb2.Customer:
     )
 
 
+def resolve_response(placement: Placement) -> identity_pb2.ResolveResponse:
+    return identity_pb2.ResolveResponse(
+        customer_id=placement.customer_id,
+        outcome=_OUTCOME[placement.outcome],  # type: ignore[arg-type]
+        normalized_identifiers=[identifier_proto(k) for k in placement.identifiers],
+        unlinked_identifiers=[
+            identity_pb2.UnlinkedIdentifier(identifier=identifier_proto(k), reason=why)
+            for k, why in placement.unlinked
+        ],
+        rule=placement.rule,
+        score=placement.score,
+        review_item_ids=list(placement.review_item_ids),
+        merged_customer_ids=list(placement.merged),
+    )
+
+
+def rules_body(rules: identity_pb2.Rules) -> dict[str, Any]:
+    """Rules from the API as plain data for the domain's validation."""
+    return {
+        "identifier_rules": [
+            {
+                "type": enum_short_name(_ID_TYPE, r.type, "IDENTIFIER_TYPE_"),
+                "namespace": r.namespace,
+                "priority": r.priority,
+                "max_values_per_customer": r.max_values_per_customer,
+                "blocked_values": list(r.blocked_values),
+                "max_people_per_value": r.max_people_per_value,
+            }
+            for r in rules.identifier_rules
+        ],
+        "auto_link_threshold": rules.auto_link_threshold,
+        "review_threshold": rules.review_threshold,
+        "link_placeholder_phones": rules.link_placeholder_phones,
+        "fuzzy_disabled": rules.fuzzy_disabled,
+    }
+
+
+def rules_proto(rules: Rules) -> identity_pb2.Rules:
+    return identity_pb2.Rules(
+        version=rules.version,
+        identifier_rules=[
+            identity_pb2.IdentifierRule(
+                type=enum_number(_ID_TYPE, r.type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+                namespace=r.namespace,
+                priority=r.priority,
+                max_values_per_customer=r.max_values_per_customer,
+                blocked_values=sorted(r.blocked_values),
+                max_people_per_value=r.max_people_per_value,
+            )
+            for r in rules.identifier_rules
+        ],
+        auto_link_threshold=rules.auto_link_threshold,
+        review_threshold=rules.review_threshold,
+        update_time=datetime_to_timestamp(rules.updated_at),
+        updated_by=rules.updated_by,
+        link_placeholder_phones=rules.link_placeholder_phones,
+        fuzzy_disabled=rules.fuzzy_disabled,
+    )
+
+
+def model_proto(info: ModelInfo) -> identity_pb2.MatchModel:
+    return identity_pb2.MatchModel(
+        version=info.version,
+        model_json=info.model.to_json(),
+        trained_pairs=info.trained_pairs,
+        create_time=datetime_to_timestamp(info.created_at),
+        created_by=info.created_by,
+    )
+
+
+def evidence_proto(step: Evidence) -> identity_pb2.EvidenceStep:
+    return identity_pb2.EvidenceStep(
+        kind=step.kind,
+        from_record=ref_proto(step.from_ref),
+        to_record=ref_proto(step.to_ref),
+        identifier=identifier_proto(step.identifier) if step.identifier else None,
+        score=step.score,
+        rule_version=step.rule,
+        actor=step.actor,
+        reason=step.reason,
+        time=datetime_to_timestamp(step.at),
+    )
+
+
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, service: IdentityService) -> None:
         self.service = service
@@ -102,12 +203,35 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ResolveRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ResolveResponse:
         record = build_record(raw_record(request), dt.datetime.now(dt.UTC))
-        resolution = await self.service.resolve(record)
-        return identity_pb2.ResolveResponse(
-            customer_id=resolution.customer_id,
-            outcome=_OUTCOME[resolution.outcome],  # type: ignore[arg-type]
-            normalized_identifiers=[identifier_proto(k) for k in resolution.identifiers],
-        )
+        return resolve_response(await self.service.resolve(record))
+
+    async def ResolveBatch(
+        self,
+        request_iterator: AsyncIterator[identity_pb2.ResolveRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> identity_pb2.ResolveBatchResponse:
+        # Everything is validated before anything is written: a bad record refuses the batch.
+        now = dt.datetime.now(dt.UTC)
+        records = []
+        violations: list[FieldViolation] = []
+        index = 0
+        async for request in request_iterator:
+            if index >= MAX_BATCH:
+                raise InvalidArgument(
+                    [FieldViolation("requests", f"at most {MAX_BATCH} records per stream")]
+                )
+            try:
+                records.append(build_record(raw_record(request), now))
+            except InvalidArgument as invalid:
+                violations.extend(
+                    FieldViolation(f"requests[{index}].{v.field}", v.description)
+                    for v in invalid.violations
+                )
+            index += 1
+        if violations:
+            raise InvalidArgument(violations)
+        placements = await self.service.resolve_batch(records)
+        return identity_pb2.ResolveBatchResponse(results=[resolve_response(p) for p in placements])
 
     async def EraseCustomer(
         self, request: identity_pb2.EraseCustomerRequest, context: grpc.aio.ServicerContext
@@ -116,9 +240,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             request.customer_id, request.actor, request.reason
         )
         return identity_pb2.EraseCustomerResponse(
-            erased_records=[
-                common_pb2.RecordRef(source=r.source, message_id=r.message_id) for r in refs
-            ],
+            erased_records=[ref_proto(r) for r in refs],
             erased_identifier_count=identifiers,
         )
 
@@ -130,3 +252,174 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         else:
             view = await self.service.lookup_by_id(request.customer_id)
         return customer_proto(view)
+
+    async def GetRecordCustomer(
+        self, request: identity_pb2.GetRecordCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Customer:
+        ref = request.record_ref
+        if not ref.source or not ref.message_id:
+            raise InvalidArgument(
+                [FieldViolation("record_ref", "source and message_id are required")]
+            )
+        return customer_proto(await self.service.record_customer(ref_of(ref)))
+
+    async def MergeCustomers(
+        self, request: identity_pb2.MergeCustomersRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.MergeCustomersResponse:
+        survivor, merged = await self.service.merge_customers(
+            list(request.customer_ids), request.reason, request.actor
+        )
+        return identity_pb2.MergeCustomersResponse(
+            surviving_customer_id=survivor, merged_customer_ids=list(merged)
+        )
+
+    async def SplitCustomer(
+        self, request: identity_pb2.SplitCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.SplitCustomerResponse:
+        source, target, moved = await self.service.split_customer(
+            request.customer_id,
+            [ref_of(r) for r in request.record_refs],
+            request.target_customer_id,
+            request.reason,
+            request.actor,
+        )
+        return identity_pb2.SplitCustomerResponse(
+            source_customer_id=source,
+            target_customer_id=target,
+            moved_identifiers=[identifier_proto(k) for k in moved],
+        )
+
+    async def Explain(
+        self, request: identity_pb2.ExplainRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ExplainResponse:
+        subject = request.WhichOneof("subject")
+        if subject is None:
+            raise InvalidArgument([FieldViolation("subject", "records or customer_id required")])
+        if subject == "records":
+            pair = (ref_of(request.records.first), ref_of(request.records.second))
+            same, customer, steps = await self.service.explain(pair, None)
+        else:
+            same, customer, steps = await self.service.explain(None, request.customer_id)
+        return identity_pb2.ExplainResponse(
+            same_customer=same,
+            customer_id=customer,
+            steps=[evidence_proto(s) for s in steps],
+        )
+
+    async def ListReviewItems(
+        self, request: identity_pb2.ListReviewItemsRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListReviewItemsResponse:
+        rows, token = await self.service.list_review_items(
+            request.page_size, request.page_token, request.include_decided
+        )
+        items = []
+        for row in rows:
+            explanation = row.explanation or {}
+            features = explanation.get("features", [])
+            items.append(
+                identity_pb2.ReviewItem(
+                    review_item_id=str(row.review_item_id),
+                    record_ref=common_pb2.RecordRef(source=row.source, message_id=row.message_id),
+                    candidate_customer_id=str(row.candidate_customer_id),
+                    score=row.score,
+                    feature_weights={f["feature"]: f["weight"] for f in features},
+                    feature_levels={f["feature"]: f["level"] for f in features},
+                    vetoes=list(explanation.get("vetoes", [])),
+                    create_time=datetime_to_timestamp(row.created_at),
+                    record_customer_id=str(row.record_customer_id),
+                    state=row.state,
+                    probability=row.probability,
+                )
+            )
+        return identity_pb2.ListReviewItemsResponse(items=items, next_page_token=token)
+
+    async def DecideReviewItem(
+        self, request: identity_pb2.DecideReviewItemRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.DecideReviewItemResponse:
+        customer = await self.service.decide_review_item(
+            request.review_item_id, request.accept, request.actor, request.reason
+        )
+        return identity_pb2.DecideReviewItemResponse(customer_id=customer)
+
+    async def GetRules(
+        self, request: identity_pb2.GetRulesRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Rules:
+        return rules_proto(await self.service.get_rules())
+
+    async def UpdateRules(
+        self, request: identity_pb2.UpdateRulesRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.Rules:
+        if not request.HasField("rules"):
+            raise InvalidArgument([FieldViolation("rules", "required")])
+        rules = await self.service.update_rules(
+            rules_body(request.rules), request.expected_version, request.actor
+        )
+        return rules_proto(rules)
+
+    async def PreviewRules(
+        self, request: identity_pb2.PreviewRulesRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.PreviewRulesResponse:
+        if not request.HasField("rules"):
+            raise InvalidArgument([FieldViolation("rules", "required")])
+        result = await self.service.preview_rules(rules_body(request.rules))
+
+        def pairs(samples: list[tuple[RecordRef, RecordRef]]) -> list[identity_pb2.RecordPair]:
+            return [
+                identity_pb2.RecordPair(first=ref_proto(a), second=ref_proto(b)) for a, b in samples
+            ]
+
+        return identity_pb2.PreviewRulesResponse(
+            would_merge_count=result.would_merge_count,
+            would_split_count=result.would_split_count,
+            sample_merges=pairs(result.sample_merges),
+            sample_splits=pairs(result.sample_splits),
+            records_evaluated=result.records,
+            customers_before=result.customers_before,
+            customers_after=result.customers_after,
+        )
+
+    async def ListBlockedIdentifiers(
+        self,
+        request: identity_pb2.ListBlockedIdentifiersRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> identity_pb2.ListBlockedIdentifiersResponse:
+        items = []
+        if not request.page_token:
+            # Values blocked by the rules come first, then what the service blocked itself.
+            items = [
+                identity_pb2.BlockedIdentifier(identifier=identifier_proto(key), reason=reason)
+                for key, reason in await self.service.configured_blocked()
+            ]
+        rows, token = await self.service.list_blocked(request.page_size, request.page_token)
+        items += [
+            identity_pb2.BlockedIdentifier(
+                identifier=identifier_proto(IdentifierKey(r.id_type, r.value, r.namespace)),
+                reason=r.reason,
+                people_count=r.people_count,
+                block_time=datetime_to_timestamp(r.blocked_at),
+            )
+            for r in rows
+        ]
+        return identity_pb2.ListBlockedIdentifiersResponse(identifiers=items, next_page_token=token)
+
+    async def ExportRecordMapping(
+        self, request: identity_pb2.ExportRecordMappingRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[identity_pb2.RecordMapping]:
+        async for row in self.service.export_mapping():
+            yield identity_pb2.RecordMapping(
+                record_ref=common_pb2.RecordRef(source=row.source, message_id=row.message_id),
+                customer_id=str(row.customer_id),
+                resolve_time=datetime_to_timestamp(row.resolved_at),
+                rule=row.rule,
+            )
+
+    async def GetMatchModel(
+        self, request: identity_pb2.GetMatchModelRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.MatchModel:
+        return model_proto(await self.service.get_model())
+
+    async def RefitMatchModel(
+        self, request: identity_pb2.RefitMatchModelRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.MatchModel:
+        info = await self.service.refit_model(request.max_pairs, request.dry_run, request.actor)
+        return model_proto(info)

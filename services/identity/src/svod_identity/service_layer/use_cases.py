@@ -2,126 +2,276 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
+import time
 import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
-from svod_identity.adapters.storage import IdentityStore, IdentityTransaction
-from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
-from svod_identity.domain.model import (
-    CustomerView,
-    IncomingRecord,
-    Owner,
-    RecordRef,
-    Resolution,
+from svod_identity.adapters.storage import (
+    MERGED_TOPIC,
+    SPLIT_TOPIC,
+    IdentityStore,
+    IdentityTransaction,
 )
-from svod_identity.domain.resolution import decide_link
-from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound
+from svod_identity.domain.engine import GraphState, Placement, Resolver
+from svod_identity.domain.explain import Evidence, explain_customer, explain_pair
+from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
+from svod_identity.domain.matching.compare import compare_records
+from svod_identity.domain.matching.em import estimate_model
+from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.model import CustomerView, IncomingRecord, RecordRef
+from svod_identity.domain.preview import PreviewResult, compare_clusterings
+from svod_identity.domain.rules import Rules, default_rules, rules_from_dict
+from svod_runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ViolationCollector,
+)
 
-# Outbox topic announcing merges to the profile service.
-MERGED_TOPIC = "customer.merged"
+__all__ = ["MERGED_TOPIC", "SPLIT_TOPIC", "IdentityService"]
+
+# How long a process trusts its cached rules and model (other replicas may change them).
+CACHE_TTL_S = 2.0
+# Records resolved per transaction in ResolveBatch.
+BATCH_CHUNK = 500
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+# PreviewRules re-resolves at most this many records.
+MAX_PREVIEW_RECORDS = 200_000
+MAX_REFIT_PAIRS = 200_000
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    version: int
+    model: MatchModel
+    trained_pairs: int
+    created_at: dt.datetime | None
+    created_by: str
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_uuid(value: str, field: str, errors: ViolationCollector) -> None:
+    if not value:
+        errors.add(field, "required")
+    elif not _is_uuid(value):
+        errors.add(field, "must be a UUID")
+
+
+def _page_size(size: int) -> int:
+    if size < 0:
+        raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
+    return min(size or DEFAULT_PAGE, MAX_PAGE)
+
+
+def _encode_token(values: Sequence[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(values), default=str).encode()).decode()
+
+
+def _decode_token(token: str, arity: int) -> list[Any]:
+    try:
+        values = json.loads(base64.urlsafe_b64decode(token.encode()))
+        if not isinstance(values, list) or len(values) != arity:
+            raise ValueError
+        return values
+    except (ValueError, json.JSONDecodeError):
+        raise InvalidArgument([FieldViolation("page_token", "not a token from this API")]) from None
 
 
 class IdentityService:
-    def __init__(self, store: IdentityStore) -> None:
+    def __init__(self, store: IdentityStore, on_commit: Callable[[], None] | None = None) -> None:
         self.store = store
+        self._on_commit = on_commit or (lambda: None)
+        self._rules: tuple[float, Rules] | None = None
+        self._model: tuple[float, ModelInfo] | None = None
 
-    async def resolve(self, record: IncomingRecord) -> Resolution:
-        """Links a record to a customer; a record seen before returns its current customer."""
+    # -- rules and model -------------------------------------------------------------------
+
+    async def _load_rules(self, tx: IdentityTransaction) -> Rules:
+        stored = await tx.current_rules()
+        if stored is None:
+            return default_rules()
+        version, body, at, actor = stored
+        return rules_from_dict(body).with_version(version, at, actor)
+
+    async def rules(self) -> Rules:
+        cached = self._rules
+        if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
+            return cached[1]
         async with self.store.transaction() as tx:
-            record_lock = f"record\x1f{record.ref.source}\x1f{record.ref.message_id}"
-            await tx.lock([record_lock, *(k.lock_key for k in record.identifiers)])
-            existing = await tx.record_customer(record.ref)
-            if existing is not None:
-                return Resolution(
-                    existing, "already_resolved", await tx.record_identifiers(record.ref)
-                )
-            owners = await self._lock_owners(tx, record)
-            decision = decide_link(record.identifiers, owners)
-            if decision.customer_id is None:
-                customer_id = await tx.create_customer()
-                outcome = "created"
-                await tx.append_ledger("customer_created", customer_id, ref=record.ref)
-            else:
-                customer_id = decision.customer_id
-                outcome = "linked_exact"
-                if decision.merge:
-                    await self._merge(tx, customer_id, decision.merge, record, decision.rule)
-            await tx.link_identifiers(
-                customer_id, decision.link, record.ref.source, record.observed_at
-            )
-            await tx.touch_identifiers(
-                [k for k in record.identifiers if k not in decision.link], record.observed_at
-            )
-            await tx.add_record(record, customer_id, outcome, decision.rule)
-            await tx.append_ledger(
-                "record_linked",
-                customer_id,
-                ref=record.ref,
-                detail={"rule": decision.rule},
-            )
-            return Resolution(customer_id, outcome, record.identifiers)
+            rules = await self._load_rules(tx)
+        self._rules = (time.monotonic(), rules)
+        return rules
 
-    async def _lock_owners(
-        self, tx: IdentityTransaction, record: IncomingRecord
-    ) -> dict[IdentifierKey, Owner]:
-        """Owners of the record's identifiers, with those customers row-locked.
+    async def model_info(self) -> ModelInfo:
+        cached = self._model
+        if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
+            return cached[1]
+        async with self.store.transaction() as tx:
+            stored = await tx.current_model()
+        if stored is None:
+            info = ModelInfo(0, default_model(), 0, None, "default")
+        else:
+            version, body, pairs, at, actor = stored
+            info = ModelInfo(version, MatchModel.from_dict(body), pairs, at, actor)
+        self._model = (time.monotonic(), info)
+        return info
 
-        Re-read after locking: a merge that committed meanwhile may have moved identifiers.
-        """
-        locked: set[str] = set()
-        while True:
-            owners = await tx.owners(record.identifiers)
-            wanted = {o.customer_id for o in owners.values()}
-            if wanted <= locked:
-                return owners
-            await tx.lock_customers(sorted(wanted - locked))
-            locked |= wanted
+    async def get_rules(self) -> Rules:
+        self._rules = None
+        return await self.rules()
 
-    async def _merge(
-        self,
-        tx: IdentityTransaction,
-        survivor: str,
-        merged: tuple[str, ...],
-        record: IncomingRecord,
-        rule: str,
-    ) -> None:
-        await tx.merge_customers(survivor, merged)
-        change_id = await tx.append_ledger(
-            "customers_merged",
-            survivor,
-            ref=record.ref,
-            other_customer_id=merged[0],
-            detail={"merged": list(merged), "rule": rule},
-            reason=f"record {record.ref.source}/{record.ref.message_id} links them",
-        )
-        await tx.announce(
-            MERGED_TOPIC,
-            survivor,
-            json.dumps(
-                {"change_id": str(change_id), "survivor": survivor, "merged": merged}
-            ).encode(),
-        )
-
-    async def erase(self, customer_id: str, actor: str, reason: str) -> tuple[list[RecordRef], int]:
-        """Erases a customer's personal data; repeatable (a second call finds nothing new)."""
-        if not _is_uuid(customer_id):
-            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
+    async def update_rules(self, body: dict[str, Any], expected_version: int, actor: str) -> Rules:
         if not actor:
             raise InvalidArgument([FieldViolation("actor", "required")])
-        async with self.store.transaction() as tx:
-            current = await tx.canonical_id(customer_id)
-            if current is None:
-                raise NotFound(f"customer {customer_id} not found")
-            await tx.lock_customers([current])
-            refs, identifiers = await tx.erase(current)
+        candidate = rules_from_dict(body)
+
+        async def work(tx: IdentityTransaction) -> Rules:
+            await tx.lock_rules()
+            current = await self._load_rules(tx)
+            if expected_version != current.version:
+                raise FailedPrecondition(
+                    f"rules are at version {current.version}, not {expected_version}: "
+                    "re-read them and apply the change again"
+                )
+            version = current.version + 1
+            at = await tx.store_rules(version, candidate.to_dict(), actor)
             await tx.append_ledger(
-                "customer_erased",
-                current,
-                detail={"records": len(refs), "identifiers": identifiers},
+                "rules_updated",
+                "00000000-0000-0000-0000-000000000000",
+                detail={"version": version},
                 actor=actor,
-                reason=reason,
             )
-        return refs, identifiers
+            return candidate.with_version(version, at, actor)
+
+        rules = await self.store.run(work)
+        self._rules = (time.monotonic(), rules)
+        return rules
+
+    async def get_model(self) -> ModelInfo:
+        self._model = None
+        return await self.model_info()
+
+    async def refit_model(self, max_pairs: int, dry_run: bool, actor: str) -> ModelInfo:
+        if max_pairs < 0 or max_pairs > MAX_REFIT_PAIRS:
+            raise InvalidArgument(
+                [FieldViolation("max_pairs", f"must be between 0 and {MAX_REFIT_PAIRS}")]
+            )
+        if not dry_run and not actor:
+            raise InvalidArgument([FieldViolation("actor", "required unless dry_run")])
+        async with self.store.transaction() as tx:
+            pairs = await tx.sample_candidate_pairs(max_pairs or 20_000)
+        current = await self.model_info()
+        comparisons = [compare_records(a.person, b.person) for a, b in pairs]
+        model = estimate_model(comparisons, default_model())
+        model = model.with_thresholds(current.model.link_threshold, current.model.review_threshold)
+        if dry_run:
+            return ModelInfo(0, model, model.trained_pairs, None, actor)
+        async with self.store.transaction() as tx:
+            version, at = await tx.store_model(model.to_dict(), model.trained_pairs, actor)
+        info = ModelInfo(version, model, model.trained_pairs, at, actor)
+        self._model = (time.monotonic(), info)
+        return info
+
+    # -- resolution ------------------------------------------------------------------------
+
+    async def resolve(self, record: IncomingRecord) -> Placement:
+        """Links a record to a customer; a record seen before returns its current customer."""
+        (placement,) = await self.resolve_batch([record])
+        return placement
+
+    async def resolve_batch(self, records: Sequence[IncomingRecord]) -> list[Placement]:
+        """Resolves records in order, ``BATCH_CHUNK`` per transaction."""
+        placements: list[Placement] = []
+        rules = await self.rules()
+        model = (await self.model_info()).model
+        for start in range(0, len(records), BATCH_CHUNK):
+            chunk = records[start : start + BATCH_CHUNK]
+
+            announced = False
+
+            async def work(
+                tx: IdentityTransaction, chunk: Sequence[IncomingRecord] = chunk
+            ) -> list[Placement]:
+                nonlocal announced
+                locks = [f"record\x1f{r.ref.source}\x1f{r.ref.message_id}" for r in chunk]
+                locks += [k.lock_key for r in chunk for k in r.identifiers]
+                await tx.lock(locks)
+                state = await tx.load_state(chunk, rules, fuzzy=not rules.fuzzy_disabled)
+                resolver = Resolver(state, rules, model)
+                done = [resolver.resolve(r) for r in chunk]
+                pks = await tx.apply(resolver.changes)
+                changes = resolver.changes
+                announced = bool(changes.merges or changes.reviews or changes.blocked)
+                return [
+                    replace(
+                        p,
+                        customer_id=state.find(p.customer_id),
+                        record_pk=pks.get(p.record_pk, p.record_pk),
+                    )
+                    for p in done
+                ]
+
+            placements.extend(await self.store.run(work))
+            if announced:
+                self._on_commit()
+        return placements
+
+    async def preview_rules(self, body: dict[str, Any]) -> PreviewResult:
+        candidate = rules_from_dict(body)
+        model = (await self.model_info()).model
+        async with self.store.transaction() as tx:
+            total = await tx.count_records()
+            if total > MAX_PREVIEW_RECORDS:
+                raise FailedPrecondition(
+                    f"the graph has {total} records; previews re-resolve at most "
+                    f"{MAX_PREVIEW_RECORDS}"
+                )
+            rows = await tx.raw_records(MAX_PREVIEW_RECORDS)
+        current: dict[int, str] = {}
+        refs: dict[int, RecordRef] = {}
+        incoming = []
+        for row in rows:
+            ref = RecordRef(row.source, row.message_id)
+            refs[row.record_pk] = ref
+            current[row.record_pk] = str(row.customer_id)
+            incoming.append(
+                IncomingRecord(
+                    ref=ref,
+                    channel=row.channel,
+                    observed_at=row.observed_at,
+                    identifiers=tuple(IdentifierKey(t, v, n) for t, n, v in row.identifiers),
+                    attributes=dict(row.attributes or {}),
+                )
+            )
+        clock = [dt.datetime(2000, 1, 1, tzinfo=dt.UTC)]
+
+        def tick() -> dt.datetime:
+            clock[0] += dt.timedelta(microseconds=1)
+            return clock[0]
+
+        resolver = Resolver(GraphState(), candidate, model, now=tick)
+        proposed: dict[int, str] = {}
+        for pk, record in zip(refs, incoming, strict=True):
+            placement = resolver.resolve(record)
+            proposed[pk] = placement.customer_id
+        proposed = {pk: resolver.state.find(c) for pk, c in proposed.items()}
+        return compare_clusterings(current, proposed, refs)
+
+    # -- look-ups --------------------------------------------------------------------------
 
     async def lookup_by_identifier(self, raw: tuple[str, str, str]) -> CustomerView:
         (key,) = normalize_identifiers([raw], field="identifier")
@@ -144,10 +294,330 @@ class IdentityService:
             raise NotFound(f"customer {customer_id} not found")
         return view
 
+    async def record_customer(self, ref: RecordRef) -> CustomerView:
+        async with self.store.transaction() as tx:
+            current = await tx.record_customer(ref)
+            view = None if current is None else await tx.customer_view(current)
+        if view is None:
+            raise NotFound(f"record {ref.source}/{ref.message_id} never reached identity")
+        return view
 
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    # -- merge and split -------------------------------------------------------------------
+
+    async def merge_customers(
+        self, customer_ids: Sequence[str], reason: str, actor: str
+    ) -> tuple[str, tuple[str, ...]]:
+        errors = ViolationCollector()
+        if len(customer_ids) < 2:
+            errors.add("customer_ids", "at least two customer ids are required")
+        for index, value in enumerate(customer_ids):
+            _check_uuid(value, f"customer_ids[{index}]", errors)
+        if not reason.strip():
+            errors.add("reason", "required")
+        if not actor.strip():
+            errors.add("actor", "required")
+        if len(set(customer_ids)) != len(customer_ids) and len(set(customer_ids)) < 2:
+            errors.add("customer_ids", "a customer cannot be merged with itself")
+        errors.raise_if_any()
+
+        async def work(tx: IdentityTransaction) -> tuple[str, tuple[str, ...]]:
+            current: list[str] = []
+            for value in dict.fromkeys(customer_ids):
+                found = await tx.canonical_id(value)
+                if found is None:
+                    raise NotFound(f"customer {value} not found")
+                current.append(found)
+            distinct = sorted(set(current))
+            if len(distinct) < 2:
+                raise InvalidArgument(
+                    [FieldViolation("customer_ids", "these ids are already one customer")]
+                )
+            await tx.lock_customers(distinct)
+            created = await tx.customers_created(distinct)
+            survivor = min(distinct, key=lambda c: (created[c], c))
+            merged = tuple(c for c in distinct if c != survivor)
+            anchors = {c: (await tx.customer_records(c))[:1] for c in distinct}
+            await tx.merge_customers(survivor, merged)
+            await tx.record_merge(
+                survivor,
+                merged,
+                kind="manual_merge",
+                detail={
+                    "anchors": {c: [pk for pk, _ in refs] for c, refs in anchors.items()},
+                },
+                actor=actor,
+                reason=reason,
+            )
+            return survivor, merged
+
+        result = await self.store.run(work)
+        self._on_commit()
+        return result
+
+    async def split_customer(
+        self,
+        customer_id: str,
+        refs: Sequence[RecordRef],
+        target_customer_id: str,
+        reason: str,
+        actor: str,
+    ) -> tuple[str, str, list[IdentifierKey]]:
+        errors = ViolationCollector()
+        _check_uuid(customer_id, "customer_id", errors)
+        if target_customer_id:
+            _check_uuid(target_customer_id, "target_customer_id", errors)
+        if not refs:
+            errors.add("record_refs", "at least one record is required")
+        for index, ref in enumerate(refs):
+            if not ref.source or not ref.message_id:
+                errors.add(f"record_refs[{index}]", "source and message_id are required")
+        if not reason.strip():
+            errors.add("reason", "required")
+        if not actor.strip():
+            errors.add("actor", "required")
+        errors.raise_if_any()
+
+        async def work(tx: IdentityTransaction) -> tuple[str, str, list[IdentifierKey]]:
+            source = await tx.canonical_id(customer_id)
+            if source is None:
+                raise NotFound(f"customer {customer_id} not found")
+            target = None
+            if target_customer_id:
+                target = await tx.canonical_id(target_customer_id)
+                if target is None:
+                    raise NotFound(f"customer {target_customer_id} not found")
+                if target == source:
+                    raise InvalidArgument(
+                        [
+                            FieldViolation(
+                                "target_customer_id",
+                                "is the customer being split (or merged into it)",
+                            )
+                        ]
+                    )
+            await tx.lock_customers([c for c in (source, target) if c])
+            found = await tx.records_by_ref(refs)
+            violations = ViolationCollector()
+            for index, ref in enumerate(refs):
+                if ref not in found:
+                    raise NotFound(f"record {ref.source}/{ref.message_id} never reached identity")
+                if found[ref][1] != source:
+                    violations.add(f"record_refs[{index}]", "does not belong to this customer")
+            if violations.violations:
+                raise FailedPrecondition(
+                    "; ".join(f"{v.field}: {v.description}" for v in violations.violations)
+                )
+            moved = sorted({found[r][0] for r in refs})
+            remaining = [pk for pk, _ in await tx.customer_records(source) if pk not in moved]
+            if not remaining:
+                raise FailedPrecondition(
+                    "the split would move every record and leave the customer with none; "
+                    "merge into the target instead"
+                )
+            if target is None:
+                target = await tx.create_customer()
+                await tx.append_ledger("customer_created", target, actor=actor, reason=reason)
+            identifiers = await tx.move_records(source, target, moved)
+            await tx.keep_apart(source, target)
+            change_id = await tx.append_ledger(
+                "customer_split",
+                source,
+                other_customer_id=target,
+                detail={
+                    "moved_records": moved,
+                    "moved_identifier_types": sorted({k.type for k in identifiers}),
+                },
+                actor=actor,
+                reason=reason,
+            )
+            moved_refs = sorted({(r.source, r.message_id) for r in refs})
+            await tx.announce(
+                SPLIT_TOPIC,
+                source,
+                json.dumps(
+                    {
+                        "change_id": str(change_id),
+                        "source_customer_id": source,
+                        "target_customer_id": target,
+                        "moved_records": [list(r) for r in moved_refs],
+                    }
+                ).encode(),
+            )
+            return source, target, identifiers
+
+        result = await self.store.run(work)
+        self._on_commit()
+        return result
+
+    # -- review queue ----------------------------------------------------------------------
+
+    async def list_review_items(
+        self, page_size: int, page_token: str, include_decided: bool
+    ) -> tuple[list[Any], str]:
+        size = _page_size(page_size)
+        after = None
+        if page_token:
+            at, item = _decode_token(page_token, 2)
+            after = (dt.datetime.fromisoformat(at), item)
+        async with self.store.transaction() as tx:
+            rows = await tx.review_items(size + 1, after, include_decided)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = _encode_token([rows[-1].created_at.isoformat(), str(rows[-1].review_item_id)])
+        return rows, token
+
+    async def decide_review_item(
+        self, review_item_id: str, accept: bool, actor: str, reason: str
+    ) -> str:
+        errors = ViolationCollector()
+        _check_uuid(review_item_id, "review_item_id", errors)
+        if not actor.strip():
+            errors.add("actor", "required")
+        errors.raise_if_any()
+
+        async def work(tx: IdentityTransaction) -> str:
+            item = await tx.review_item(review_item_id)
+            if item is None:
+                raise NotFound(f"review item {review_item_id} not found")
+            if item.state != "open":
+                raise FailedPrecondition(f"review item {review_item_id} is already {item.state}")
+            record_customer = await tx.canonical_id(str(item.record_customer_id))
+            candidate = await tx.canonical_id(str(item.candidate_customer_id))
+            if record_customer is None or candidate is None:
+                raise FailedPrecondition("a customer of this review item no longer exists")
+            if not accept:
+                await tx.decide_review(review_item_id, "rejected", actor, reason)
+                if record_customer != candidate:
+                    await tx.keep_apart(record_customer, candidate)
+                await tx.append_ledger(
+                    "review_rejected",
+                    record_customer,
+                    other_customer_id=candidate,
+                    detail={"review_item_id": review_item_id},
+                    actor=actor,
+                    reason=reason,
+                )
+                await tx.report_quality(resolved=[(record_customer, candidate)])
+                return record_customer
+            await tx.decide_review(review_item_id, "accepted", actor, reason)
+            if record_customer == candidate:
+                return candidate
+            await tx.lock_customers([record_customer, candidate])
+            created = await tx.customers_created([record_customer, candidate])
+            survivor = min(created, key=lambda c: (created[c], c))
+            merged = tuple(c for c in created if c != survivor)
+            await tx.merge_customers(survivor, merged)
+            await tx.record_merge(
+                survivor,
+                merged,
+                kind="review_accepted",
+                ref=RecordRef(item.source, item.message_id),
+                detail={
+                    "review_item_id": review_item_id,
+                    "anchors_pair": [int(item.record_pk), item.candidate_record_pk],
+                    "probability": item.probability,
+                },
+                actor=actor,
+                reason=reason,
+            )
+            return survivor
+
+        result = await self.store.run(work)
+        self._on_commit()
+        return result
+
+    # -- blocklist, export, explain --------------------------------------------------------
+
+    async def list_blocked(self, page_size: int, page_token: str) -> tuple[list[Any], str]:
+        size = _page_size(page_size)
+        after = None
+        if page_token:
+            at, t, ns, v = _decode_token(page_token, 4)
+            after = (dt.datetime.fromisoformat(at), t, ns, v)
+        async with self.store.transaction() as tx:
+            rows = await tx.blocked_identifiers(size + 1, after)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            last = rows[-1]
+            token = _encode_token(
+                [last.blocked_at.isoformat(), last.id_type, last.namespace, last.value]
+            )
+        return rows, token
+
+    async def configured_blocked(self) -> list[tuple[IdentifierKey, str]]:
+        rules = await self.get_rules()
+        return [
+            (IdentifierKey(rule.type, value, rule.namespace), "configured")
+            for rule in rules.identifier_rules
+            for value in sorted(rule.blocked_values)
+        ]
+
+    async def export_mapping(self, page: int = 5000) -> AsyncIterator[Any]:
+        after = 0
+        while True:
+            async with self.store.transaction() as tx:
+                rows = await tx.mapping_page(after, page)
+            for row in rows:
+                yield row
+            if len(rows) < page:
+                return
+            after = int(rows[-1].record_pk)
+
+    async def explain(
+        self, pair: tuple[RecordRef, RecordRef] | None, customer_id: str | None
+    ) -> tuple[bool, str, list[Evidence]]:
+        if pair is not None:
+            errors = ViolationCollector()
+            for name, ref in zip(("records.first", "records.second"), pair, strict=True):
+                if not ref.source or not ref.message_id:
+                    errors.add(name, "source and message_id are required")
+            errors.raise_if_any()
+            async with self.store.transaction() as tx:
+                found = await tx.records_by_ref(list(pair))
+                for ref in pair:
+                    if ref not in found:
+                        raise NotFound(f"record {ref.source}/{ref.message_id} not found")
+                first, second = found[pair[0]], found[pair[1]]
+                if first[1] != second[1]:
+                    return False, "", []
+                material = await tx.explain_material(first[1])
+                steps = explain_pair(material, first[0], second[0])
+                refs = await tx.record_refs_by_pk(
+                    {p for s in steps for p in (s.from_pk, s.to_pk) if p}
+                )
+            return True, first[1], [s.with_refs(refs) for s in steps]
+        if not customer_id or not _is_uuid(customer_id):
+            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
+        async with self.store.transaction() as tx:
+            current = await tx.canonical_id(customer_id)
+            if current is None:
+                raise NotFound(f"customer {customer_id} not found")
+            material = await tx.explain_material(current)
+            steps = explain_customer(material)
+            refs = await tx.record_refs_by_pk({p for s in steps for p in (s.from_pk, s.to_pk) if p})
+        return True, current, [s.with_refs(refs) for s in steps]
+
+    # -- erase -----------------------------------------------------------------------------
+
+    async def erase(self, customer_id: str, actor: str, reason: str) -> tuple[list[RecordRef], int]:
+        """Erases a customer's personal data; repeatable (a second call finds nothing new)."""
+        if not _is_uuid(customer_id):
+            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
+        if not actor:
+            raise InvalidArgument([FieldViolation("actor", "required")])
+        async with self.store.transaction() as tx:
+            current = await tx.canonical_id(customer_id)
+            if current is None:
+                raise NotFound(f"customer {customer_id} not found")
+            await tx.lock_customers([current])
+            refs, identifiers = await tx.erase(current)
+            await tx.append_ledger(
+                "customer_erased",
+                current,
+                detail={"records": len(refs), "identifiers": identifiers},
+                actor=actor,
+                reason=reason,
+            )
+        return refs, identifiers

@@ -100,6 +100,21 @@ def is_placeholder_phone(e164: str) -> bool:
 
 
 @lru_cache(maxsize=65536)
+def is_dummy_phone(e164: str) -> bool:
+    """The placeholders no real customer can have: invalid numbers, one or two digits repeated
+    (+7 000 000-00-00), known dummy national numbers. Counting sequences (123-45-67) are left
+    out: they are also real numbers, and the frequency blocklist catches them when shared."""
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return True
+    if not phonenumbers.is_valid_number(number):
+        return True
+    national = str(number.national_number)
+    return len(set(national[-7:])) <= 2 or national in _PLACEHOLDER_NATIONAL
+
+
+@lru_cache(maxsize=65536)
 def is_landline(e164: str) -> bool:
     """Fixed-line numbers are shared by a household, so they are weaker evidence."""
     try:

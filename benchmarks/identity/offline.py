@@ -1,0 +1,88 @@
+"""The service's resolution engine run in memory over a labelled set (no database, no gRPC).
+
+A fast loop for checking matching changes before the real benchmark (bench_accuracy.py), which
+goes through the public API:
+
+    .venv/bin/python -m benchmarks.identity.offline febrl3
+    .venv/bin/python -m benchmarks.identity.offline gen --persons 2000 --seed 11
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+
+from benchmarks.identity import datasets
+from svod_identity.domain.engine import GraphState, Resolver
+from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.records import build_record
+from svod_identity.domain.rules import default_rules
+from svod_identity.entrypoints.grpc_servicer import raw_record
+
+
+def pairwise(clusters: dict[str, list[tuple[str, str]]], truth: datasets.Truth) -> dict:
+    """Pairwise precision/recall/F1 and the most true persons in one cluster."""
+    per_person = Counter(truth.values())
+    true_pairs = sum(n * (n - 1) // 2 for n in per_person.values())
+    predicted = correct = worst = 0
+    for members in clusters.values():
+        predicted += len(members) * (len(members) - 1) // 2
+        counts = Counter(truth[m] for m in members)
+        correct += sum(n * (n - 1) // 2 for n in counts.values())
+        worst = max(worst, len(counts))
+    precision = correct / predicted if predicted else 1.0
+    recall = correct / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "records": len(truth),
+        "persons": len(per_person),
+        "customers": len(clusters),
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
+        "f1": round(f1, 4),
+        "max_persons_per_cluster": worst,
+    }
+
+
+def run(requests: Sequence, truth: datasets.Truth, model: MatchModel | None = None) -> dict:
+    now = dt.datetime.now(dt.UTC)
+    state = GraphState()
+    resolver = Resolver(state, default_rules(), model or default_model())
+    clusters: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    placed = []
+    started = time.perf_counter()
+    for request in requests:
+        placement = resolver.resolve(build_record(raw_record(request), now))
+        placed.append(placement)
+    elapsed = time.perf_counter() - started
+    for placement in placed:
+        clusters[state.find(placement.customer_id)].append(
+            (placement.ref.source, placement.ref.message_id)
+        )
+    result = pairwise(clusters, truth)
+    result["reviews"] = len(resolver.changes.reviews)
+    result["seconds"] = round(elapsed, 2)
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dataset", choices=("febrl3", "febrl4", "gen"))
+    parser.add_argument("--persons", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args(argv)
+    if args.dataset == "febrl3":
+        requests, truth = datasets.febrl3()
+    elif args.dataset == "febrl4":
+        requests, truth = datasets.febrl4()
+    else:
+        requests, truth = datasets.generated(args.persons, args.seed)
+    print(run(requests, truth))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""Reports suspected duplicates and blocked identifiers to the quality service (outbox handler).
+
+UNIMPLEMENTED (a quality service without the method yet) and UNAVAILABLE are retried with the
+outbox's backoff; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import grpc
+
+from svod.common.v1 import common_pb2
+from svod.quality.v1 import quality_pb2, quality_pb2_grpc
+from svod_runtime.outbox import DeliveryError, OutboxMessage
+from svod_runtime.protoconv import datetime_to_timestamp, enum_number
+
+_ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
+
+
+def _identifier(raw: list[str]) -> common_pb2.Identifier:
+    id_type, namespace, value = raw
+    return common_pb2.Identifier(
+        type=enum_number(_ID_TYPE, id_type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+        value=value,
+        namespace=namespace,
+    )
+
+
+def report_request(payload: bytes) -> quality_pb2.ReportDuplicatesRequest:
+    report = json.loads(payload)
+    return quality_pb2.ReportDuplicatesRequest(
+        pairs=[
+            quality_pb2.DuplicatePair(first_customer_id=a, second_customer_id=b, score=s)
+            for a, b, s in report.get("pairs", ())
+        ],
+        resolved_pairs=[
+            quality_pb2.DuplicatePair(first_customer_id=a, second_customer_id=b)
+            for a, b in report.get("resolved", ())
+        ],
+        blocked_identifiers=[_identifier(k) for k in report.get("blocked", ())],
+        report_time=datetime_to_timestamp(dt.datetime.fromisoformat(report["at"])),
+    )
+
+
+class QualityReporter:
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+        self.stub = quality_pb2_grpc.QualityServiceStub(channel)
+        self.timeout_s = timeout_s
+
+    async def report(self, message: OutboxMessage) -> None:
+        try:
+            await self.stub.ReportDuplicates(
+                report_request(message.payload), timeout=self.timeout_s
+            )
+        except grpc.aio.AioRpcError as error:
+            status = error.code().name
+            if status == "UNIMPLEMENTED":
+                # Not built yet on the other side: keep it and try again later.
+                status = "UNAVAILABLE"
+            raise DeliveryError(status, error.details() or "") from None

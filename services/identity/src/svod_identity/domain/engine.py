@@ -1,0 +1,473 @@
+"""The resolution engine: where a record goes, given the part of the graph it can touch.
+
+Pure code over an in-memory ``GraphState`` that the storage adapter preloads for a batch of
+records (owners of their identifiers, candidate records sharing a blocking key, the records
+of every customer involved). The same engine re-runs resolution over a whole graph for
+``PreviewRules``. Each record goes through:
+
+1. Exact rules: identifiers blocked by the rules (configured values, placeholder phones) or by
+   the frequency blocklist do not link; the others, highest priority first, pull the record
+   to their owners. Joining an owner - and merging several owners - must pass the conflict
+   check (no first-name, birth-date or patronymic disagreement between any records of the
+   two sides), the per-type value limits and "kept apart" decisions; an identifier refused
+   because its owner is clearly someone else counts towards that value's frequency blocklist.
+2. Fuzzy matching when no identifier links: candidates from the blocking-key index (blocks
+   over ``MAX_BLOCK_SIZE`` are skipped), Fellegi-Sunter scores with the safety vetoes, then
+   link (conflict-checked), review queue, or a new customer.
+
+Side effects are collected in ``Changes`` for the adapter to write in bulk.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
+from svod_identity.domain.matching.compare import compare_records
+from svod_identity.domain.matching.evaluation import CONFLICT_FEATURES
+from svod_identity.domain.matching.model import MatchModel
+from svod_identity.domain.matching.record import PersonRecord, build_person_record
+from svod_identity.domain.matching.scoring import CandidateScore, score_candidates
+from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.rules import Rules, ordered_by_priority
+
+# Records of a customer the conflict check looks at (the most recent ones).
+MAX_CHECK_RECORDS = 50
+# Review items one record may open.
+MAX_REVIEWS_PER_RECORD = 3
+
+
+def person_from(
+    key: str, attributes: Mapping[str, Any], identifiers: Iterable[IdentifierKey], source: str = ""
+) -> PersonRecord:
+    """The matcher's view of a stored or incoming record."""
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for ident in identifiers:
+        by_type[ident.type].append(ident.value)
+    addresses = attributes.get("addresses") or [{}]
+    address = addresses[0] if addresses else {}
+    first, last = attributes.get("first_name"), attributes.get("last_name")
+    if not first and not last and attributes.get("full_name"):
+        parts = str(attributes["full_name"]).split()
+        if len(parts) >= 2:
+            last, first = parts[0], parts[1]
+    return build_person_record(
+        key,
+        first_name=first,
+        last_name=last,
+        middle_name=attributes.get("middle_name"),
+        birth_date=attributes.get("birth_date"),
+        gender=attributes.get("gender"),
+        phones=by_type["phone"],
+        emails=by_type["email"],
+        cards=by_type["loyalty_card"],
+        city=address.get("city"),
+        address_line=address.get("address_line"),
+        source=source,
+    )
+
+
+@dataclass
+class KnownRecord:
+    pk: int
+    ref: RecordRef
+    customer_id: str
+    person: PersonRecord
+    identifiers: tuple[IdentifierKey, ...]
+
+
+@dataclass
+class KnownCustomer:
+    customer_id: str
+    created_at: dt.datetime
+    # Record pks known to the engine (the most recent ones when loaded from storage).
+    records: list[int] = field(default_factory=list)
+    # Identifiers it owns (complete for customers loaded by the adapter).
+    keys: set[IdentifierKey] = field(default_factory=set)
+
+
+@dataclass
+class GraphState:
+    customers: dict[str, KnownCustomer] = field(default_factory=dict)
+    owners: dict[IdentifierKey, str] = field(default_factory=dict)
+    sharers: dict[IdentifierKey, set[str]] = field(default_factory=dict)
+    blocked: dict[IdentifierKey, str] = field(default_factory=dict)
+    records: dict[int, KnownRecord] = field(default_factory=dict)
+    resolved: dict[RecordRef, int] = field(default_factory=dict)
+    blocks: dict[str, list[int]] = field(default_factory=dict)
+    kept_apart: set[frozenset[str]] = field(default_factory=set)
+    # Merged-away customer -> survivor (merges the engine made, and known older ones).
+    alias: dict[str, str] = field(default_factory=dict)
+
+    def find(self, customer_id: str) -> str:
+        seen = 0
+        while customer_id in self.alias and seen < 64:
+            customer_id = self.alias[customer_id]
+            seen += 1
+        return customer_id
+
+    def add_record(self, record: KnownRecord, keys: Iterable[str] = ()) -> None:
+        self.records[record.pk] = record
+        self.resolved[record.ref] = record.pk
+        customer = self.customers.get(record.customer_id)
+        if customer is not None:
+            customer.records.append(record.pk)
+        for key in keys:
+            self.blocks.setdefault(key, []).append(record.pk)
+
+
+@dataclass(frozen=True)
+class Merge:
+    survivor: str
+    merged: tuple[str, ...]
+    ref: RecordRef | None
+    rule: str
+    record_pk: int | None = None
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    pk: int  # negative: a placeholder until storage assigns the real one
+    record: IncomingRecord
+    customer_id: str
+    outcome: str
+    rule: str
+    evidence: dict[str, Any]
+    blocking_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReviewDraft:
+    review_item_id: str
+    record_pk: int
+    candidate_record_pk: int
+    candidate_customer_id: str
+    score: float
+    probability: float
+    explanation: dict[str, Any]
+
+
+@dataclass
+class Changes:
+    customers: list[tuple[str, dt.datetime]] = field(default_factory=list)
+    records: list[NewRecord] = field(default_factory=list)
+    links: list[tuple[IdentifierKey, str, str, dt.datetime]] = field(default_factory=list)
+    touches: list[tuple[IdentifierKey, dt.datetime]] = field(default_factory=list)
+    sharers: dict[IdentifierKey, set[str]] = field(default_factory=dict)
+    blocked: list[tuple[IdentifierKey, str, int]] = field(default_factory=list)
+    merges: list[Merge] = field(default_factory=list)
+    reviews: list[ReviewDraft] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one record went."""
+
+    ref: RecordRef
+    customer_id: str
+    outcome: str  # created | linked_exact | linked_fuzzy | already_resolved
+    rule: str
+    identifiers: tuple[IdentifierKey, ...]
+    unlinked: tuple[tuple[IdentifierKey, str], ...] = ()
+    score: float = 0.0
+    merged: tuple[str, ...] = ()
+    review_item_ids: tuple[str, ...] = ()
+    record_pk: int = 0
+
+
+def _recency(pk: int) -> tuple[bool, int]:
+    """Stored records (positive pks) by age, then this batch's (negative) in order."""
+    return (pk < 0, abs(pk))
+
+
+def conflicting(a: PersonRecord, b: PersonRecord) -> bool:
+    levels = compare_records(a, b)
+    return any(levels[f] == "disagree" for f in CONFLICT_FEATURES)
+
+
+class Resolver:
+    """Places records one after another, updating ``state`` and collecting ``changes``."""
+
+    def __init__(
+        self,
+        state: GraphState,
+        rules: Rules,
+        model: MatchModel,
+        *,
+        now: Callable[[], dt.datetime] | None = None,
+        new_id: Callable[[], str] | None = None,
+        fuzzy_merges: bool = True,
+    ) -> None:
+        self.state = state
+        self.rules = rules
+        self.model = model.with_thresholds(rules.auto_link_threshold, rules.review_threshold)
+        self.changes = Changes()
+        self._now = now or (lambda: dt.datetime.now(dt.UTC))
+        self._new_id = new_id or (lambda: str(uuid.uuid4()))
+        self._next_pk = -1
+        self.fuzzy_merges = fuzzy_merges
+        self._has_limits = any(r.max_values_per_customer > 0 for r in rules.identifier_rules)
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _persons(self, customer_id: str) -> list[PersonRecord]:
+        customer = self.state.customers.get(customer_id)
+        if customer is None:
+            return []
+        pks = customer.records[-MAX_CHECK_RECORDS:]
+        return [self.state.records[pk].person for pk in pks if pk in self.state.records]
+
+    def _limit_exceeded(self, keys: Iterable[IdentifierKey]) -> bool:
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for key in set(keys):
+            scope = self.rules.limit_scope(key)
+            if scope is not None:
+                counts[scope] += 1
+        for (id_type, namespace), n in counts.items():
+            limit = self.rules.rule_for(IdentifierKey(id_type, "", namespace))
+            if 0 < limit.max_values_per_customer < n:
+                return True
+        return False
+
+    def refusal(self, person: PersonRecord | None, group: list[str], other: str) -> str | None:
+        """Why ``other`` may not join the record's ``group`` of customers, or None."""
+        for member in group:
+            if frozenset((member, other)) in self.state.kept_apart:
+                return "kept_apart"
+        if self._has_limits:
+            keys: set[IdentifierKey] = set()
+            for member in [*group, other]:
+                customer = self.state.customers.get(member)
+                if customer is not None:
+                    keys |= customer.keys
+            if self._limit_exceeded(keys):
+                return "limit"
+        side = [p for member in group for p in self._persons(member)]
+        if person is not None:
+            side.append(person)
+        theirs = self._persons(other)
+        for a in side:
+            for b in theirs:
+                if conflicting(a, b):
+                    return "conflict"
+        return None
+
+    # -- placement ------------------------------------------------------------------------
+
+    def resolve(self, record: IncomingRecord) -> Placement:
+        state = self.state
+        known = state.resolved.get(record.ref)
+        if known is not None:
+            stored = state.records[known]
+            return Placement(
+                record.ref,
+                state.find(stored.customer_id),
+                "already_resolved",
+                "",
+                stored.identifiers,
+                record_pk=known,
+            )
+        pk = self._next_pk
+        self._next_pk -= 1
+        unlinked: dict[IdentifierKey, str] = {}
+        linkable: list[IdentifierKey] = []
+        for key in record.identifiers:
+            reason = self.rules.block_reason(key) or state.blocked.get(key)
+            if reason is None:
+                linkable.append(key)
+                continue
+            unlinked[key] = reason
+            if reason == "placeholder" and key not in state.blocked:
+                state.blocked[key] = reason
+                self.changes.blocked.append((key, reason, 0))
+        # Blocked values are no evidence of anything, for fuzzy matching either.
+        person = person_from(str(pk), record.attributes, linkable, record.ref.source)
+
+        group: list[str] = []
+        via: dict[str, IdentifierKey] = {}
+        refused: list[tuple[IdentifierKey, str]] = []
+        for key in ordered_by_priority(self.rules, linkable):
+            owner = state.owners.get(key)
+            if owner is None:
+                continue
+            owner = state.find(owner)
+            if owner in group:
+                continue
+            why = self.refusal(person, group, owner)
+            if why is None:
+                group.append(owner)
+                via[owner] = key
+            else:
+                unlinked[key] = why
+                refused.append((key, owner))
+
+        outcome, rule, score = "linked_exact", "", 0.0
+        evidence: dict[str, Any] = {}
+        reviews: list[tuple[str, CandidateScore]] = []
+        keys = tuple(sorted(blocking_keys(person)))
+        if group:
+            rule = "exact:" + "+".join(sorted({via[c].type for c in group}))
+            first = via[group[0]]
+            evidence = {
+                "kind": "shared_identifier",
+                "identifier": [first.type, first.namespace, first.value],
+            }
+        elif not self.rules.fuzzy_disabled:
+            group, evidence, score, reviews = self._fuzzy(person, keys)
+            if group:
+                outcome, rule = "linked_fuzzy", "fuzzy"
+        if not group:
+            customer_id = self._new_id()
+            created = self._now()
+            state.customers[customer_id] = KnownCustomer(customer_id, created)
+            self.changes.customers.append((customer_id, created))
+            outcome, rule = "created", rule or "new_customer"
+            if not evidence:
+                evidence = {"kind": "new_customer"}
+            customer_id_final = customer_id
+            merged: tuple[str, ...] = ()
+        else:
+            survivor = min(group, key=lambda c: (state.customers[c].created_at, c))
+            merged = tuple(sorted(c for c in group if c != survivor))
+            if merged:
+                self._merge(survivor, merged, record.ref, rule, pk)
+            customer_id_final = survivor
+
+        customer = state.customers[customer_id_final]
+        seen = record.observed_at
+        for key in linkable:
+            if key in unlinked:
+                continue
+            owner = state.owners.get(key)
+            if owner is not None:
+                self.changes.touches.append((key, seen))
+                continue
+            if self._has_limits and self._limit_exceeded({*customer.keys, key}):
+                unlinked[key] = "limit"
+                continue
+            state.owners[key] = customer_id_final
+            customer.keys.add(key)
+            self.changes.links.append((key, customer_id_final, record.ref.source, seen))
+        for key, owner in refused:
+            if unlinked.get(key) != "conflict" or state.find(owner) == customer_id_final:
+                continue
+            self._count_sharer(key, owner, customer_id_final)
+
+        state.add_record(
+            KnownRecord(pk, record.ref, customer_id_final, person, record.identifiers), keys
+        )
+        self.changes.records.append(
+            NewRecord(pk, record, customer_id_final, outcome, rule, evidence, keys)
+        )
+        review_ids = self._open_reviews(pk, customer_id_final, reviews)
+        return Placement(
+            record.ref,
+            customer_id_final,
+            outcome,
+            rule,
+            record.identifiers,
+            tuple(sorted(unlinked.items())),
+            score,
+            merged,
+            review_ids,
+            pk,
+        )
+
+    def _fuzzy(
+        self, person: PersonRecord, keys: tuple[str, ...]
+    ) -> tuple[list[str], dict[str, Any], float, list[tuple[str, CandidateScore]]]:
+        state = self.state
+        candidates: set[int] = set()
+        for key in keys:
+            members = state.blocks.get(key)
+            if members and len(members) <= MAX_BLOCK_SIZE:
+                candidates.update(members)
+        persons = [state.records[pk].person for pk in candidates if pk in state.records]
+        if not persons:
+            return [], {}, 0.0, []
+        best: dict[str, CandidateScore] = {}
+        for scored in score_candidates(person, persons, self.model):
+            if scored.decision == "new":
+                continue
+            owner = state.find(state.records[int(scored.candidate_id)].customer_id)
+            if owner not in best:
+                best[owner] = scored
+        group: list[str] = []
+        evidence: dict[str, Any] = {}
+        score = 0.0
+        reviews: list[tuple[str, CandidateScore]] = []
+        for owner, scored in sorted(best.items(), key=lambda item: -item[1].score):
+            if scored.decision == "link" and (self.fuzzy_merges or not group):
+                why = self.refusal(person, group, owner)
+                if why is None:
+                    if not group:
+                        score = scored.probability
+                        evidence = {
+                            "kind": "fuzzy_match",
+                            "record_pk": int(scored.candidate_id),
+                            "score": round(scored.score, 4),
+                            "probability": round(scored.probability, 6),
+                        }
+                    group.append(owner)
+                    continue
+            reviews.append((owner, scored))
+        return group, evidence, score, reviews
+
+    def _open_reviews(
+        self, pk: int, customer_id: str, reviews: list[tuple[str, CandidateScore]]
+    ) -> tuple[str, ...]:
+        opened: list[str] = []
+        for owner, scored in reviews:
+            owner = self.state.find(owner)
+            if owner == customer_id or frozenset((owner, customer_id)) in self.state.kept_apart:
+                continue
+            review_id = str(uuid.uuid4())
+            self.changes.reviews.append(
+                ReviewDraft(
+                    review_id,
+                    pk,
+                    int(scored.candidate_id),
+                    owner,
+                    scored.score,
+                    scored.probability,
+                    scored.pair.explain(),
+                )
+            )
+            opened.append(review_id)
+            if len(opened) >= MAX_REVIEWS_PER_RECORD:
+                break
+        return tuple(opened)
+
+    def _merge(
+        self, survivor: str, merged: tuple[str, ...], ref: RecordRef | None, rule: str, pk: int
+    ) -> None:
+        state = self.state
+        target = state.customers[survivor]
+        for other in merged:
+            state.alias[other] = survivor
+            gone = state.customers.get(other)
+            if gone is not None:
+                target.records.extend(gone.records)
+                target.keys |= gone.keys
+            for pair in [p for p in state.kept_apart if other in p]:
+                state.kept_apart.add(frozenset(survivor if c == other else c for c in pair))
+        target.records.sort(key=_recency)
+        self.changes.merges.append(Merge(survivor, merged, ref, rule, pk))
+
+    def _count_sharer(self, key: IdentifierKey, owner: str, other: str) -> None:
+        sharers = self.state.sharers.setdefault(key, set())
+        if other in sharers:
+            return
+        sharers.add(other)
+        self.changes.sharers.setdefault(key, set()).add(other)
+        people = 1 + len({self.state.find(c) for c in sharers} - {self.state.find(owner)})
+        limit = self.rules.rule_for(key).max_people_per_value
+        if limit > 0 and people > limit and key not in self.state.blocked:
+            self.state.blocked[key] = "frequency"
+            self.changes.blocked.append((key, "frequency", people))
