@@ -33,6 +33,25 @@ def target(service: str) -> str:
     return os.environ.get(f"SVOD_{service.upper()}_TARGET", f"127.0.0.1:{DEFAULT_PORTS[service]}")
 
 
+def cmd_identity_export(args: argparse.Namespace) -> int:
+    from svod_identity.entrypoints.cli_export import write_csv
+
+    out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        count = write_csv(target("identity"), out, metadata=metadata(), timeout_s=3600)
+    finally:
+        if args.output:
+            out.close()
+    print(f"{count} records", file=sys.stderr)
+    return 0
+
+
+def metadata() -> tuple[tuple[str, str], ...]:
+    """The caller's API key (``SVOD_API_KEY``) when the deployment uses keys."""
+    key = os.environ.get("SVOD_API_KEY", "")
+    return (("authorization", f"Bearer {key}"),) if key else ()
+
+
 def cmd_status(_: argparse.Namespace) -> int:
     worst = 0
     for service in SERVICES:
@@ -66,7 +85,9 @@ def ingest(path: Path) -> ingestion_pb2.BulkResponse:
     requests = read_requests(path)
     with grpc.insecure_channel(target("ingestion")) as channel:
         stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
-        return stub.IdentifyStream(iter(requests), timeout=max(TIMEOUT_S, len(requests) / 100))
+        return stub.IdentifyStream(
+            iter(requests), timeout=max(TIMEOUT_S, len(requests) / 100), metadata=metadata()
+        )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -96,7 +117,7 @@ def cmd_profile_get(args: argparse.Namespace) -> int:
     with grpc.insecure_channel(target("profile")) as channel:
         try:
             profile = profile_pb2_grpc.ProfileServiceStub(channel).GetProfile(
-                request, timeout=TIMEOUT_S
+                request, timeout=TIMEOUT_S, metadata=metadata()
             )
         except grpc.RpcError as error:
             print(f"{error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
@@ -113,6 +134,7 @@ def cmd_record_status(args: argparse.Namespace) -> int:
                     record_ref=common_pb2.RecordRef(source=args.source, message_id=args.message_id)
                 ),
                 timeout=TIMEOUT_S,
+                metadata=metadata(),
             )
         except grpc.RpcError as error:
             print(f"{error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
@@ -233,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--source", required=True)
     status.add_argument("--message-id", required=True)
     status.set_defaults(func=cmd_record_status)
+    identity = sub.add_parser("identity").add_subparsers(dest="identity_command", required=True)
+    export = identity.add_parser(
+        "export-mapping", help="every record -> its customer now, as CSV (audit)"
+    )
+    export.add_argument("--output", help="file to write (default: standard output)")
+    export.set_defaults(func=cmd_identity_export)
     db = sub.add_parser("db").add_subparsers(dest="db_command", required=True)
     db.add_parser("prepare", help="schemas, roles, migrations").set_defaults(func=cmd_db_prepare)
     args = parser.parse_args(argv)

@@ -74,6 +74,14 @@ def test_cli_ingests_demo_data_and_shows_a_merged_profile(running_processes) -> 
     again = svod(suite, "ingest", str(DEMO_FILE))
     assert "accepted 0, duplicates 8" in again.stdout
 
+    mapping = svod(suite, "identity", "export-mapping")
+    assert mapping.returncode == 0, mapping.stderr
+    rows = mapping.stdout.strip().splitlines()
+    assert rows[0].startswith("source,message_id,customer_id")
+    assert len(rows) == 1 + 8
+    customer_of = {row.split(",")[1]: row.split(",")[2] for row in rows[1:]}
+    assert customer_of["pos-0001"] == customer_of["web-0001"] == customer_of["app-0001"]
+
     missing = svod(suite, "profile", "get", "--email", "nobody@example.ru")
     assert missing.returncode == 1
     assert "NOT_FOUND" in missing.stderr
