@@ -16,16 +16,24 @@ from svod_runtime.config import role_name, sqlalchemy_url
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
-def create_engine(url: str, *, pool_size: int | None = None) -> AsyncEngine:
-    """An async engine; pool size from SVOD_DB_POOL_SIZE (default 10, as many again on bursts)."""
+def create_engine(
+    url: str, *, pool_size: int | None = None, autocommit: bool = False
+) -> AsyncEngine:
+    """An async engine; pool size from SVOD_DB_POOL_SIZE (default 10, as many again on bursts).
+
+    No ping before each use: it would cost a round trip on every request. A connection that
+    died with the server is discarded on its first error and the health check turns the
+    service NOT_SERVING until the database answers again. ``autocommit`` engines serve
+    single-statement reads without BEGIN/COMMIT round trips.
+    """
     if pool_size is None:
         pool_size = int(os.environ.get("SVOD_DB_POOL_SIZE", "10"))
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 
 

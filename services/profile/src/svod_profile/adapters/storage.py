@@ -515,8 +515,9 @@ CHANGED_TOPIC = "profile.changed"
 
 
 class ProfileStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, read_engine: AsyncEngine | None = None) -> None:
         self.engine = engine
+        self.read_engine = read_engine or engine
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[ProfileTransaction]:
@@ -526,6 +527,5 @@ class ProfileStore:
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[ProfileTransaction]:
         """For single-statement reads: autocommit, no BEGIN/COMMIT round trips."""
-        async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self.read_engine.connect() as conn:
             yield ProfileTransaction(conn)

@@ -32,7 +32,9 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     eraser = PeerEraser(
         identity_channel, ingestion_channel, segmentation_channel, config.peer_timeout_s
     )
-    store = ProfileStore(engine)
+    read_engine = create_engine(config.database_url, autocommit=True)
+    telemetry.instrument_engine(read_engine)
+    store = ProfileStore(engine, read_engine)
     announcer = SegmentationAnnouncer(
         store, segmentation_channel, config.peer_timeout_s, config.currency
     )
@@ -48,6 +50,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     servicer = ProfileServicer(service, config.currency)
 
     async def close() -> None:
+        await read_engine.dispose()
         await identity_channel.close()
         await segmentation_channel.close()
         await ingestion_channel.close()
