@@ -3,6 +3,13 @@
 No gRPC and no SQL here; the servicer translates protobuf to these dataclasses and back.
 """
 
+from svod_quality.domain.facts import (
+    ObservedIdentifier,
+    ProfileSnapshot,
+    collect_facts,
+    identifier_hash,
+    normalized_contact,
+)
 from svod_quality.domain.model import (
     IDENTIFIER_TYPES,
     Address,
@@ -11,11 +18,13 @@ from svod_quality.domain.model import (
     RawRecord,
     Result,
 )
+from svod_quality.domain.monitoring import BatchTally, finding_field, tally
 from svod_quality.domain.render import render_html, render_markdown, svg_trend_chart
 from svod_quality.domain.report import (
     COMPLETENESS_FIELDS,
     QualityPoint,
     QualityReport,
+    ReportBuilder,
     SourceStats,
     build_report,
     worst_sources,
@@ -42,13 +51,17 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "IDENTIFIER_TYPES",
     "Address",
+    "BatchTally",
     "Finding",
     "Identifier",
+    "ObservedIdentifier",
     "ProfileFacts",
     "ProfileScore",
+    "ProfileSnapshot",
     "QualityPoint",
     "QualityReport",
     "RawRecord",
+    "ReportBuilder",
     "Result",
     "RuleDefinitionError",
     "RuleSet",
@@ -57,7 +70,11 @@ __all__ = [
     "SourceStats",
     "ValidationRule",
     "build_report",
+    "collect_facts",
     "default_rules",
+    "finding_field",
+    "identifier_hash",
+    "normalized_contact",
     "parse_rule",
     "render_html",
     "render_markdown",
@@ -65,5 +82,6 @@ __all__ = [
     "standardize_and_validate",
     "standardize_record",
     "svg_trend_chart",
+    "tally",
     "worst_sources",
 ]

@@ -38,7 +38,16 @@ def _summary_rows(now: QualityPoint) -> list[tuple[str, str]]:
     return [
         ("Profiles", f"{now.profiles:,}".replace(",", " ")),
         *((label, pct(getattr(now, attr))) for attr, label, _ in SERIES),
+        ("Undeliverable contacts", pct(now.undeliverable_share)),
     ]
+
+
+def _footnote(report: QualityReport) -> str:
+    return (
+        f"Suspected duplicate pairs: {report.suspected_duplicate_pairs}; blocked shared "
+        f"identifiers: {report.blocked_identifiers}. Contact data not confirmed within "
+        f"{report.freshness_days} days counts as stale."
+    )
 
 
 def render_markdown(report: QualityReport, title: str = "Svod data quality report") -> str:
@@ -57,6 +66,7 @@ def render_markdown(report: QualityReport, title: str = "Svod data quality repor
         ]
     if report.worst_sources:
         lines += ["", "Worst sources: " + ", ".join(report.worst_sources) + "."]
+    lines += ["", _footnote(report)]
     if len(report.trend) > 1:
         header = " | ".join(label for _, label, _ in SERIES)
         lines += ["", "## Trend", "", f"| Day | {header} |", "|---|" + "---:|" * len(SERIES)]
@@ -165,6 +175,7 @@ def render_html(report: QualityReport, title: str = "Svod data quality report") 
     if report.worst_sources:
         worst = ", ".join(escape(s) for s in report.worst_sources)
         sections.append(f"<p>Worst sources: {worst}.</p>")
+    sections.append(f"<p>{escape(_footnote(report))}</p>")
     body = "\n".join(sections)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

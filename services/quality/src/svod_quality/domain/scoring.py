@@ -42,6 +42,8 @@ class ProfileFacts:
     contact_confirmed_at: dt.date | None = None  # a datetime works too (its date is used)
     open_flags: int = 0
     suspected_duplicate: bool = False
+    # An e-mail bounced or a phone failed delivery after it was last confirmed.
+    undeliverable: bool = False
 
     @property
     def name_parts(self) -> int:
