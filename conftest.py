@@ -109,7 +109,11 @@ def suite(
         suite_database.admin_url,
         exporters=[span_exporter],
         # Events for customers nobody identified fail after 2 s here (10 min by default).
-        extra_env={"SVOD_UNKNOWN_CUSTOMER_GRACE_S": "2"},
+        extra_env={
+            "SVOD_UNKNOWN_CUSTOMER_GRACE_S": "2",
+            "SVOD_CUSTOM_ATTRIBUTES": '{"shoe_size": "number", "pets": "list", "vip": "bool"}',
+            "SVOD_SURVIVORSHIP": '{"birth_date": {"policy": "most_frequent"}}',
+        },
     ).start()
     client = SuiteClient(running)
     try:

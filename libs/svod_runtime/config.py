@@ -79,6 +79,10 @@ class ServiceConfig:
     currency: str = "RUB"
     # How long an event may wait for its customer to be identified before it fails.
     unknown_customer_grace_s: float = 600.0
+    # Declared custom attributes and their types, JSON (see ingestion's domain/attributes.py).
+    custom_attributes: str = ""
+    # Per-field survivorship policies, JSON (see profile's domain/survivorship.py).
+    survivorship: str = ""
 
     @classmethod
     def from_env(cls, service: str, env: dict[str, str] | None = None) -> ServiceConfig:
@@ -103,4 +107,6 @@ class ServiceConfig:
             api_keys=env.get("SVOD_API_KEYS", ""),
             currency=env.get("SVOD_CURRENCY", "RUB"),
             unknown_customer_grace_s=_float(env, "SVOD_UNKNOWN_CUSTOMER_GRACE_S", 600.0),
+            custom_attributes=env.get("SVOD_CUSTOM_ATTRIBUTES", ""),
+            survivorship=env.get("SVOD_SURVIVORSHIP", ""),
         )

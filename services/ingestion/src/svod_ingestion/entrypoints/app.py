@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.downstream import GrpcDownstream
+from svod_ingestion.adapters.quality_client import QualityStandardizer
 from svod_ingestion.adapters.storage import IngestionStore
+from svod_ingestion.domain.attributes import parse_declarations
 from svod_ingestion.entrypoints.grpc_servicer import IngestionServicer
 from svod_ingestion.service_layer.delivery import RecordDelivery
 from svod_ingestion.service_layer.use_cases import IngestionService
@@ -35,11 +37,18 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         telemetry.tracer,
         on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},
     )
-    servicer = IngestionServicer(IngestionService(store, on_enqueued=relay.wake), config.currency)
+    quality = peer_channel(config.peers["quality"], telemetry)
+    servicer = IngestionServicer(
+        IngestionService(store, on_enqueued=relay.wake),
+        QualityStandardizer(quality, config.peer_timeout_s),
+        config.currency,
+        parse_declarations(config.custom_attributes),
+    )
 
     async def close() -> None:
         await identity.close()
         await profile.close()
+        await quality.close()
 
     return ServiceApp(
         config=config,

@@ -11,6 +11,7 @@ from google.type import money_pb2
 
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod_ingestion.adapters.quality_client import QualityStandardizer, Standardized
 from svod_ingestion.domain.messages import (
     Amount,
     IdentifyMessage,
@@ -95,6 +96,27 @@ def _response(accepted: Accepted) -> ingestion_pb2.IdentifyResponse:
     )
 
 
+STREAM_CHUNK = 500
+
+
+def _reject(
+    response: ingestion_pb2.BulkResponse, index: int, request: Any, error: SvodError
+) -> None:
+    rejected = response.rejected.add(
+        index=index, record_ref=request.record_ref, reason=error.message
+    )
+    if isinstance(error, InvalidArgument):
+        for v in error.violations:
+            rejected.field_violations.add(field=v.field, description=v.description)
+
+
+def _count(response: ingestion_pb2.BulkResponse, accepted: Accepted) -> None:
+    if accepted.duplicate:
+        response.duplicate_count += 1
+    else:
+        response.accepted_count += 1
+
+
 async def _bulk(
     requests: AsyncIterator[Any], accept: Callable[[Any], Awaitable[Accepted]]
 ) -> ingestion_pb2.BulkResponse:
@@ -103,48 +125,56 @@ async def _bulk(
     index = 0
     async for request in requests:
         try:
-            accepted = await accept(request)
+            _count(response, await accept(request))
         except SvodError as error:
-            rejected = response.rejected.add(
-                index=index, record_ref=request.record_ref, reason=error.message
-            )
-            if isinstance(error, InvalidArgument):
-                for v in error.violations:
-                    rejected.field_violations.add(field=v.field, description=v.description)
-        else:
-            if accepted.duplicate:
-                response.duplicate_count += 1
-            else:
-                response.accepted_count += 1
+            _reject(response, index, request, error)
         index += 1
     return response
 
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(
-        self, service: IngestionService, currency: str, attributes: dict[str, str] | None = None
+        self,
+        service: IngestionService,
+        standardizer: QualityStandardizer,
+        currency: str,
+        attributes: dict[str, str] | None = None,
     ) -> None:
         self.service = service
+        self.standardizer = standardizer
         self.currency = currency
         self.attributes = attributes or {}
 
-    async def _identify(self, request: ingestion_pb2.IdentifyRequest) -> Accepted:
-        now = dt.datetime.now(dt.UTC)
-        message = identify_message(request)
-        validate_identify(message, now, self.attributes)
-        fingerprint = request.SerializeToString(deterministic=True)
+    def _checked(self, request: ingestion_pb2.IdentifyRequest, now: dt.datetime) -> None:
+        validate_identify(identify_message(request), now, self.attributes)
+
+    async def _accept_identify(
+        self, request: ingestion_pb2.IdentifyRequest, standardized: Standardized, now: dt.datetime
+    ) -> Accepted:
+        """Stores the standardised record; the fingerprint is the request as sent."""
+        if standardized.violations:
+            raise InvalidArgument(standardized.violations)
         stored = ingestion_pb2.IdentifyRequest()
         stored.CopyFrom(request)
-        if message.observed_at is None:
+        stored.record.CopyFrom(standardized.record)
+        if not request.HasField("observed_time"):
             stored.observed_time.FromDatetime(now)
         return await self.service.accept(
             kind="identify",
-            source=message.source,
-            message_id=message.message_id,
-            channel=message.channel,
-            fingerprint=fingerprint,
+            source=request.record_ref.source,
+            message_id=request.record_ref.message_id,
+            channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
+            fingerprint=request.SerializeToString(deterministic=True),
             payload=stored.SerializeToString(deterministic=True),
         )
+
+    async def _identify(self, request: ingestion_pb2.IdentifyRequest) -> Accepted:
+        now = dt.datetime.now(dt.UTC)
+        self._checked(request, now)
+        (standardized,) = await self.standardizer.standardize(
+            [(request.record_ref.source, request.record)]
+        )
+        return await self._accept_identify(request, standardized, now)
 
     async def _track(self, request: ingestion_pb2.TrackRequest) -> Accepted:
         message = track_message(request)
@@ -186,7 +216,45 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         request_iterator: AsyncIterator[ingestion_pb2.IdentifyRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingestion_pb2.BulkResponse:
-        return await _bulk(request_iterator, self._identify)
+        """Checks each message, standardises the good ones in batches, stores each on its own."""
+        response = ingestion_pb2.BulkResponse()
+        chunk: list[tuple[int, ingestion_pb2.IdentifyRequest]] = []
+        index = 0
+        async for request in request_iterator:
+            chunk.append((index, request))
+            index += 1
+            if len(chunk) >= STREAM_CHUNK:
+                await self._identify_chunk(chunk, response)
+                chunk = []
+        if chunk:
+            await self._identify_chunk(chunk, response)
+        return response
+
+    async def _identify_chunk(
+        self,
+        chunk: list[tuple[int, ingestion_pb2.IdentifyRequest]],
+        response: ingestion_pb2.BulkResponse,
+    ) -> None:
+        now = dt.datetime.now(dt.UTC)
+        valid: list[tuple[int, ingestion_pb2.IdentifyRequest]] = []
+        for index, request in chunk:
+            try:
+                self._checked(request, now)
+            except SvodError as error:
+                _reject(response, index, request, error)
+            else:
+                valid.append((index, request))
+        standardized = await self.standardizer.standardize(
+            [(request.record_ref.source, request.record) for _, request in valid]
+        )
+        for (index, request), result in zip(valid, standardized, strict=True):
+            try:
+                accepted = await self._accept_identify(request, result, now)
+            except SvodError as error:
+                _reject(response, index, request, error)
+            else:
+                _count(response, accepted)
+        response.rejected.sort(key=lambda r: r.index)
 
     async def ErasePayloads(
         self, request: ingestion_pb2.ErasePayloadsRequest, context: grpc.aio.ServicerContext

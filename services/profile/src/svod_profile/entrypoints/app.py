@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_profile.adapters.identity_client import IdentityClient
 from svod_profile.adapters.peers import PeerEraser
@@ -44,7 +42,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         directory,
         on_announced=relay.wake,
         holders=eraser,
-        survivorship=SurvivorshipRules.from_json(os.environ.get("SVOD_SURVIVORSHIP", "")),
+        survivorship=SurvivorshipRules.from_json(config.survivorship),
     )
     batcher = service.enable_batching()
     servicer = ProfileServicer(service, config.currency)

@@ -1,0 +1,70 @@
+"""Standardisation and validation of records by the quality service, in batches.
+
+The front door stays open when quality is not: records are then stored as sent (identity
+still normalises identifiers) and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from svod.common.v1 import common_pb2
+from svod.quality.v1 import quality_pb2, quality_pb2_grpc
+from svod_runtime.errors import FieldViolation
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class Standardized:
+    record: common_pb2.CustomerRecord
+    # Set when a reject rule refused the record: what to tell the caller.
+    violations: tuple[FieldViolation, ...] = ()
+
+
+class QualityStandardizer:
+    def __init__(self, channel: grpc.aio.Channel, timeout_s: float) -> None:
+        self.stub = quality_pb2_grpc.QualityServiceStub(channel)
+        self.timeout_s = timeout_s
+
+    async def standardize(
+        self, items: Sequence[tuple[str, common_pb2.CustomerRecord]]
+    ) -> list[Standardized]:
+        """One result per (source, record), in order; records pass unchanged if quality
+        cannot be reached."""
+        results: list[Standardized] = [Standardized(record) for _, record in items]
+        by_source: dict[str, list[int]] = defaultdict(list)
+        for index, (source, _) in enumerate(items):
+            by_source[source].append(index)
+        for source, indexes in by_source.items():
+            for start in range(0, len(indexes), MAX_BATCH):
+                chunk = indexes[start : start + MAX_BATCH]
+                try:
+                    reply = await self.stub.StandardizeBatch(
+                        quality_pb2.StandardizeBatchRequest(
+                            source=source, records=[items[i][1] for i in chunk]
+                        ),
+                        timeout=self.timeout_s,
+                    )
+                except grpc.aio.AioRpcError as error:
+                    log.warning(
+                        "quality could not standardise %d records of %s (%s); stored as sent",
+                        len(chunk),
+                        source,
+                        error.code().name,
+                    )
+                    continue
+                for index, result in zip(chunk, reply.results, strict=True):
+                    violations = tuple(
+                        FieldViolation(f"record.{f.field}", f.message)
+                        for f in result.findings
+                        if f.action == "rejected"
+                    )
+                    results[index] = Standardized(result.record, violations)
+        return results

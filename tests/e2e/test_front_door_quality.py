@@ -1,0 +1,86 @@
+"""The front door standardises every record through the quality service and enforces the
+deployment's rules and declared custom attributes before anything is stored."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from svod.common.v1 import common_pb2
+from svod.ingestion.v1 import ingestion_pb2
+from svod.profile.v1 import profile_pb2
+from svod.quality.v1 import quality_pb2
+from tests.builders import PHONE, identify, random_phone, unique
+from tests.e2e.test_identify_slice import field_violations
+
+T = 10.0
+
+
+def test_full_name_in_one_field_is_split_and_stored_standardised(suite) -> None:
+    phone = random_phone()
+    request = identify(
+        "call-centre", phones=(phone,), channel=common_pb2.SOURCE_CHANNEL_CALL_CENTER
+    )
+    request.record.name.full_name = "  смирнова   АННА петровна "
+    suite.ingestion.Identify(request, timeout=T)
+    suite.wait_processed(request.record_ref)
+    profile = suite.profile.GetProfile(
+        profile_pb2.GetProfileRequest(identifier=common_pb2.Identifier(type=PHONE, value=phone)),
+        timeout=T,
+    )
+    assert (profile.last_name.value, profile.first_name.value, profile.middle_name.value) == (
+        "Смирнова",
+        "Анна",
+        "Петровна",
+    )
+    assert profile.gender == common_pb2.GENDER_FEMALE
+
+
+def test_a_reject_rule_of_the_source_refuses_the_record_naming_the_field(suite) -> None:
+    source = unique("kiosk").lower()
+    suite.quality.CreateValidationRule(
+        quality_pb2.CreateValidationRuleRequest(
+            rule=quality_pb2.ValidationRule(
+                rule_id=unique("kid-check"),
+                field="birth_date",
+                source=source,
+                action="reject",
+                check="birth_date_plausible",
+            )
+        ),
+        timeout=T,
+    )
+    request = identify(source, phones=(random_phone(),))
+    request.record.birth_date.year, request.record.birth_date.month = 2022, 5
+    request.record.birth_date.day = 1
+    with pytest.raises(grpc.RpcError) as refused:
+        suite.ingestion.Identify(request, timeout=T)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "record.birth_date" in field_violations(refused.value)
+    with pytest.raises(grpc.RpcError) as never_stored:
+        suite.ingestion.GetRecordStatus(
+            ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref), timeout=T
+        )
+    assert never_stored.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_declared_custom_attributes_are_typed_and_reach_the_profile(suite) -> None:
+    phone = random_phone()
+    request = identify("webshop", phones=(phone,))
+    request.record.attributes.update({"shoe_size": "38.5", "pets": "Барсик, Рекс"})
+    suite.ingestion.Identify(request, timeout=T)
+    suite.wait_processed(request.record_ref)
+    profile = suite.profile.GetProfile(
+        profile_pb2.GetProfileRequest(identifier=common_pb2.Identifier(type=PHONE, value=phone)),
+        timeout=T,
+    )
+    assert profile.attributes["shoe_size"] == "38.5"
+
+    wrong = identify("webshop", phones=(random_phone(),))
+    wrong.record.attributes.update({"shoe_size": "large", "horoscope": "leo"})
+    with pytest.raises(grpc.RpcError) as refused:
+        suite.ingestion.Identify(wrong, timeout=T)
+    assert set(field_violations(refused.value)) == {
+        "record.attributes[shoe_size]",
+        "record.attributes[horoscope]",
+    }
