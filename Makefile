@@ -6,12 +6,12 @@ PY := $(VENV)/bin/python
 SERVICES := ingestion identity profile segmentation quality
 LINT_PATHS := conftest.py $(wildcard libs services cli tests scripts benchmarks deploy)
 
-.PHONY: run test test-fast lint gen venv bench clean help
+.PHONY: run test test-fast lint gen venv bench bench-quick clean help
 
 help:
 	@echo "make run    - start all five services on Postgres with demo data (Ctrl-C stops)"
 	@echo "make test   - lint, then the full test suite against real Postgres and gRPC servers"
-	@echo "make bench  - benchmarks; figures go to benchmarks/results/"
+	@echo "make bench  - benchmarks at the issues' scales (long); make bench-quick: small"
 	@echo "make gen    - regenerate Python stubs from protos/ into gen/"
 
 venv: $(VENV)/.installed
@@ -37,7 +37,12 @@ test-fast: gen
 	$(PY) -m pytest -x -q
 
 bench: gen
-	$(PY) -m benchmarks.run_all
+	$(PY) -m pip install -q -r requirements/bench.txt
+	$(PY) -m benchmarks.run_all $(BENCH_ARGS)
+
+bench-quick: gen
+	$(PY) -m pip install -q -r requirements/bench.txt
+	$(PY) -m benchmarks.run_all --quick
 
 clean:
 	rm -rf gen .pytest_cache .ruff_cache
