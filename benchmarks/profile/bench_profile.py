@@ -118,6 +118,36 @@ async def bench_apply(target: str, ids: list[str], events: int, concurrency: int
     return {"events": events, "seconds": round(elapsed, 2), "per_second": round(events / elapsed)}
 
 
+async def bench_apply_batches(
+    target: str, ids: list[str], events: int, batch: int, concurrency: int
+) -> dict:
+    """The same events through ApplyEventBatch, ``batch`` per call."""
+    requests = [order_event(random.choice(ids), n) for n in range(events)]
+    chunks = [requests[i : i + batch] for i in range(0, len(requests), batch)]
+    queue: asyncio.Queue[list[profile_pb2.ApplyEventRequest]] = asyncio.Queue()
+    for chunk in chunks:
+        queue.put_nowait(chunk)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = profile_pb2_grpc.ProfileServiceStub(channel)
+
+        async def worker() -> None:
+            while not queue.empty():
+                reply = await stub.ApplyEventBatch(
+                    profile_pb2.ApplyEventBatchRequest(events=queue.get_nowait()), timeout=60
+                )
+                assert all(r.HasField("applied") for r in reply.results)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "events": events,
+        "per_call": batch,
+        "seconds": round(elapsed, 2),
+        "per_second": round(events / elapsed),
+    }
+
+
 async def bench_raw_apply(db_url: str, ids: list[str], events: int, concurrency: int) -> dict:
     """The same rows inserted straight into the events table (no metrics, no RPC)."""
     queue: asyncio.Queue[int] = asyncio.Queue()
@@ -173,11 +203,14 @@ def main(argv: list[str] | None = None) -> int:
             f"p99 {raw_get['p99_ms']:.2f} ms  (ratio p99 {get['p99_ms'] / raw_get['p99_ms']:.1f}x)"
         )
         apply = asyncio.run(bench_apply(target, ids, args.events, args.concurrency))
+        batched = asyncio.run(bench_apply_batches(target, ids, args.events, 200, 4))
         raw_apply = asyncio.run(bench_raw_apply(db_url, ids, args.events, args.concurrency))
         print(f"ApplyEvent over gRPC   {apply['per_second']:,} events/s")
+        print(f"ApplyEventBatch (200)  {batched['per_second']:,} events/s")
         print(
             f"raw INSERT of events   {raw_apply['per_second']:,} rows/s  "
-            f"(ratio {apply['per_second'] / raw_apply['per_second']:.2f})"
+            f"(ratios {apply['per_second'] / raw_apply['per_second']:.2f}, "
+            f"{batched['per_second'] / raw_apply['per_second']:.2f})"
         )
         results = {
             "machine": f"{platform.machine()} {platform.python_version()}",
@@ -186,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "get_profile": get,
             "raw_get_profile_queries": raw_get,
             "apply_event": apply,
+            "apply_event_batch": batched,
             "raw_event_insert": raw_apply,
             "concurrency": args.concurrency,
         }

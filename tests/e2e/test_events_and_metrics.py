@@ -300,3 +300,30 @@ def test_batch_get_search_and_stream(suite) -> None:
         for p in suite.profile.StreamProfiles(profile_pb2.StreamProfilesRequest(), timeout=30)
     }
     assert set(ids) <= streamed
+
+
+def test_event_batch_applies_each_once_and_fails_only_bad_ones(suite) -> None:
+    customer, who = new_customer(suite)
+    good = [
+        track("import", ORDER, who, total="100", occurred=f"2026-07-0{d}T10:00:00Z")
+        for d in range(1, 4)
+    ]
+    items = [
+        profile_pb2.ApplyEventRequest(
+            customer_id=customer, record_ref=r.record_ref, channel=r.channel, event=r.event
+        )
+        for r in good
+    ]
+    bad = profile_pb2.ApplyEventRequest(
+        customer_id="not-a-uuid",
+        record_ref=good[0].record_ref,
+        channel=good[0].channel,
+        event=good[0].event,
+    )
+    reply = suite.profile.ApplyEventBatch(
+        profile_pb2.ApplyEventBatchRequest(events=[*items, bad, items[0]]), timeout=T
+    )
+    assert [r.applied.changed for r in reply.results[:3]] == [True, True, True]
+    assert reply.results[3].error_code == "INVALID_ARGUMENT"
+    assert reply.results[4].HasField("applied") and not reply.results[4].applied.changed
+    assert profile(suite, customer).metrics.order_count == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from svod_profile.domain.model import (
     TraitObservation,
 )
 from svod_profile.service_layer.use_cases import ProfileService
-from svod_runtime.errors import FieldViolation, InvalidArgument, ViolationCollector
+from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError, ViolationCollector
 from svod_runtime.money import decimal_to_money, money_to_decimal
 from svod_runtime.protoconv import (
     datetime_to_timestamp,
@@ -90,6 +91,8 @@ def application(request: profile_pb2.ApplyRequest, now: dt.datetime) -> RecordAp
     )
 
 
+MAX_EVENT_BATCH = 1000
+BatchResult = profile_pb2.ApplyEventBatchResponse.Result
 _EVENT_TYPE = common_pb2.EventType.DESCRIPTOR
 _CONSENT_CHANNEL = profile_pb2.ConsentChannel.DESCRIPTOR
 _CONSENT_STATUS = profile_pb2.ConsentStatus.DESCRIPTOR
@@ -297,6 +300,31 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             request.customer_id, event_fact(request, self.currency)
         )
         return profile_pb2.ApplyEventResponse(version=version, changed=changed)
+
+    async def ApplyEventBatch(
+        self, request: profile_pb2.ApplyEventBatchRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ApplyEventBatchResponse:
+        if not 1 <= len(request.events) <= MAX_EVENT_BATCH:
+            raise InvalidArgument(
+                [FieldViolation("events", f"1 to {MAX_EVENT_BATCH} events per call")]
+            )
+
+        async def one(
+            item: profile_pb2.ApplyEventRequest,
+        ) -> profile_pb2.ApplyEventBatchResponse.Result:
+            try:
+                version, changed = await self.service.apply_event(
+                    item.customer_id, event_fact(item, self.currency)
+                )
+            except SvodError as error:
+                return BatchResult(error_code=error.code, error_message=error.message)
+            return BatchResult(
+                applied=profile_pb2.ApplyEventResponse(version=version, changed=changed)
+            )
+
+        # Submitted together, the events share the batcher's transactions.
+        results = await asyncio.gather(*(one(item) for item in request.events))
+        return profile_pb2.ApplyEventBatchResponse(results=results)
 
     async def GetTimeline(
         self, request: profile_pb2.GetTimelineRequest, context: grpc.aio.ServicerContext
