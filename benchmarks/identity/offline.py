@@ -16,7 +16,9 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from benchmarks.identity import datasets
-from svod_identity.domain.engine import GraphState, Resolver
+from svod_identity.domain.engine import GraphState, Resolver, person_from
+from svod_identity.domain.matching.em import estimate_model
+from svod_identity.domain.matching.evaluation import candidate_pairs, compare_pairs
 from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.records import build_record
 from svod_identity.domain.rules import default_rules
@@ -68,11 +70,28 @@ def run(requests: Sequence, truth: datasets.Truth, model: MatchModel | None = No
     return result
 
 
+def fitted_model(requests: Sequence) -> MatchModel:
+    """EM over the candidate pairs of the whole set (RefitMatchModel's sample, unbounded)."""
+    now = dt.datetime.now(dt.UTC)
+    records = [build_record(raw_record(r), now) for r in requests]
+    persons = [
+        person_from(str(i), r.attributes, r.identifiers, r.ref.source)
+        for i, r in enumerate(records)
+    ]
+    pairs = candidate_pairs(persons)
+    model = estimate_model(compare_pairs(persons, pairs).values(), default_model())
+    print(f"EM: {model.trained_pairs} pairs, {model.em_iterations} iterations, p={model.prior:.3f}")
+    return model
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("dataset", choices=("febrl3", "febrl4", "gen"))
     parser.add_argument("--persons", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--em", action="store_true", help="first fit the model by EM, as RefitMatchModel does"
+    )
     args = parser.parse_args(argv)
     if args.dataset == "febrl3":
         requests, truth = datasets.febrl3()
@@ -80,7 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         requests, truth = datasets.febrl4()
     else:
         requests, truth = datasets.generated(args.persons, args.seed)
-    print(run(requests, truth))
+    model = fitted_model(requests) if args.em else None
+    print(run(requests, truth, model))
     return 0
 
 

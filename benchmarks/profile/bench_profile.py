@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         raw_get = bench_raw_get(db_url, ids, args.calls)
         print(f"GetProfile over gRPC   p50 {get['p50_ms']:.2f} ms  p99 {get['p99_ms']:.2f} ms")
         print(
-            f"raw SQL (same queries) p50 {raw_get['p50_ms']:.2f} ms  "
+            f"raw SQL (same query)   p50 {raw_get['p50_ms']:.2f} ms  "
             f"p99 {raw_get['p99_ms']:.2f} ms  (ratio p99 {get['p99_ms'] / raw_get['p99_ms']:.1f}x)"
         )
         apply = asyncio.run(bench_apply(target, ids, args.events, args.concurrency))

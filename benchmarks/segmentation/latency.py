@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import datetime as dt
 import json
 import os
@@ -69,6 +70,7 @@ async def load_test(target: str, ids: list[str], rate: int, seconds: float) -> d
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(1.0)
     errors = 0
+    error_codes: collections.Counter[str] = collections.Counter()
     in_flight: set[asyncio.Task[None]] = set()
 
     async def send(customer_id: str) -> None:
@@ -87,8 +89,9 @@ async def load_test(target: str, ids: list[str], rate: int, seconds: float) -> d
         pending[customer_id] = time.perf_counter()
         try:
             await stub.ApplyProfileChange(request, timeout=30)
-        except grpc.aio.AioRpcError:
+        except grpc.aio.AioRpcError as error:
             errors += 1
+            error_codes[f"{error.code().name}: {(error.details() or '')[:80]}"] += 1
             pending.pop(customer_id, None)
 
     started = time.perf_counter()
@@ -117,6 +120,7 @@ async def load_test(target: str, ids: list[str], rate: int, seconds: float) -> d
         "events": len(latencies),
         "missing_events": len(pending),
         "errors": errors,
+        "error_codes": dict(error_codes),
         "p50_s": round(percentile(latencies, 50), 4),
         "p95_s": round(percentile(latencies, 95), 4),
         "p99_s": round(percentile(latencies, 99), 4),
@@ -195,6 +199,8 @@ def main() -> int:
         f"{figures['errors']} errors); raw SQL, same write by hand: "
         f"p50 {ms['raw_sql_p50_s']:.1f} ms, p99 {ms['raw_sql_p99_s']:.1f} ms"
     )
+    for reason, count in sorted(figures["error_codes"].items(), key=lambda kv: -kv[1]):
+        print(f"  {count} x {reason}")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results[f"latency_{args.rate}_per_s"] = {
         **figures,

@@ -30,10 +30,9 @@ from typing import Any
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
 from svod_identity.domain.matching.compare import compare_records
-from svod_identity.domain.matching.evaluation import CONFLICT_FEATURES
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.matching.record import PersonRecord, build_person_record
-from svod_identity.domain.matching.scoring import CandidateScore, score_candidates
+from svod_identity.domain.matching.scoring import CandidateScore, conflicts, score_candidates
 from svod_identity.domain.model import IncomingRecord, RecordRef
 from svod_identity.domain.rules import Rules, ordered_by_priority
 
@@ -70,6 +69,7 @@ def person_from(
         city=address.get("city"),
         address_line=address.get("address_line"),
         source=source,
+        postcode=address.get("postal_code"),
     )
 
 
@@ -187,8 +187,7 @@ def _recency(pk: int) -> tuple[bool, int]:
 
 
 def conflicting(a: PersonRecord, b: PersonRecord) -> bool:
-    levels = compare_records(a, b)
-    return any(levels[f] == "disagree" for f in CONFLICT_FEATURES)
+    return conflicts(compare_records(a, b))
 
 
 class Resolver:

@@ -421,5 +421,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def RefitMatchModel(
         self, request: identity_pb2.RefitMatchModelRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.MatchModel:
-        info = await self.service.refit_model(request.max_pairs, request.dry_run, request.actor)
+        info = await self.service.refit_model(
+            request.max_pairs, request.dry_run, request.actor, request.model_json
+        )
         return model_proto(info)

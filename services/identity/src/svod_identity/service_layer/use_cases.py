@@ -165,19 +165,31 @@ class IdentityService:
         self._model = None
         return await self.model_info()
 
-    async def refit_model(self, max_pairs: int, dry_run: bool, actor: str) -> ModelInfo:
+    async def refit_model(
+        self, max_pairs: int, dry_run: bool, actor: str, model_json: str = ""
+    ) -> ModelInfo:
         if max_pairs < 0 or max_pairs > MAX_REFIT_PAIRS:
             raise InvalidArgument(
                 [FieldViolation("max_pairs", f"must be between 0 and {MAX_REFIT_PAIRS}")]
             )
         if not dry_run and not actor:
             raise InvalidArgument([FieldViolation("actor", "required unless dry_run")])
-        async with self.store.transaction() as tx:
-            pairs = await tx.sample_candidate_pairs(max_pairs or 20_000)
-        current = await self.model_info()
-        comparisons = [compare_records(a.person, b.person) for a, b in pairs]
-        model = estimate_model(comparisons, default_model())
-        model = model.with_thresholds(current.model.link_threshold, current.model.review_threshold)
+        if model_json:
+            try:
+                model = MatchModel.from_json(model_json)
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise InvalidArgument(
+                    [FieldViolation("model_json", f"not a match model: {error}")]
+                ) from error
+        else:
+            async with self.store.transaction() as tx:
+                pairs = await tx.sample_candidate_pairs(max_pairs or 20_000)
+            current = await self.model_info()
+            comparisons = [compare_records(a.person, b.person) for a, b in pairs]
+            model = estimate_model(comparisons, default_model())
+            model = model.with_thresholds(
+                current.model.link_threshold, current.model.review_threshold
+            )
         if dry_run:
             return ModelInfo(0, model, model.trained_pairs, None, actor)
         async with self.store.transaction() as tx:

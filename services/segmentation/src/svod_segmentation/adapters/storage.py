@@ -16,6 +16,7 @@ import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -99,6 +100,56 @@ WHERE customers.profile_version < excluded.profile_version AND customers.merged_
 RETURNING 1
 """
 
+# The batched forms: one statement for many customers / events, rows passed as one JSON array
+# and typed by the table's own row type.
+_UPSERT_CUSTOMERS = f"""
+INSERT INTO customers (customer_id, profile_version, {", ".join(SNAPSHOT_COLUMNS)},
+    consents, attributes, profile_created_at, profile_updated_at, applied_at)
+SELECT i.customer_id, i.profile_version, {", ".join(f"i.{c}" for c in SNAPSHOT_COLUMNS)},
+    i.consents, i.attributes, i.profile_created_at, i.profile_updated_at, now()
+FROM jsonb_populate_recordset(NULL::customers, CAST(:rows AS jsonb)) i
+WHERE NOT EXISTS (SELECT 1 FROM erased_customers x WHERE x.customer_id = i.customer_id)
+ORDER BY i.customer_id
+ON CONFLICT (customer_id) DO UPDATE SET
+    profile_version = excluded.profile_version,
+    {", ".join(f"{c} = excluded.{c}" for c in SNAPSHOT_COLUMNS)},
+    consents = excluded.consents, attributes = excluded.attributes,
+    profile_created_at = excluded.profile_created_at,
+    profile_updated_at = excluded.profile_updated_at, applied_at = now()
+WHERE customers.profile_version < excluded.profile_version AND customers.merged_into IS NULL
+RETURNING customer_id
+"""
+
+_CUSTOMER_STATES = """
+WITH locked AS (
+    SELECT customer_id, merged_into FROM customers
+    WHERE customer_id = ANY(CAST(:ids AS uuid[])) ORDER BY customer_id FOR UPDATE
+)
+SELECT u.id AS customer_id, l.customer_id IS NOT NULL AS present, l.merged_into,
+    EXISTS (SELECT 1 FROM erased_customers x WHERE x.customer_id = u.id) AS erased
+FROM unnest(CAST(:ids AS uuid[])) AS u(id) LEFT JOIN locked l ON l.customer_id = u.id
+"""
+
+_INSERT_EVENTS = """
+INSERT INTO events (source, message_id, customer_id, event_type, occurred_at, amount, discount,
+    categories, channel, properties)
+SELECT source, message_id, customer_id, event_type, occurred_at, amount, discount,
+    coalesce(categories, '{}'), coalesce(channel, ''), coalesce(properties, '{}')
+FROM jsonb_populate_recordset(NULL::events, CAST(:rows AS jsonb)) WITH ORDINALITY
+ORDER BY ordinality
+ON CONFLICT (source, message_id) DO NOTHING
+"""
+
+
+def _json_value(value: Any) -> Any:
+    """JSON form of what json does not know (dates and times, decimals)."""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON: {value!r}")
+
+
 _INSERT_EVENT = """
 INSERT INTO events (source, message_id, customer_id, event_type, occurred_at, amount, discount,
     categories, channel, properties)
@@ -107,24 +158,23 @@ VALUES (:source, :message_id, :customer_id, :event_type, :occurred_at, :amount, 
 ON CONFLICT (source, message_id) DO NOTHING
 """
 
+# Rows as JSON arrays ([segment, customer(, label)] / [segment, customer, kind, label]).
 _WRITE_DIFF = """
 WITH gone AS (
     DELETE FROM memberships m
-    USING unnest(CAST(:del_s AS text[]), CAST(:del_c AS uuid[])) AS d(s, c)
-    WHERE m.segment_id = d.s AND m.customer_id = d.c
+    USING jsonb_array_elements(CAST(:del AS jsonb)) AS d(r)
+    WHERE m.segment_id = d.r ->> 0 AND m.customer_id = CAST(d.r ->> 1 AS uuid)
 ), kept AS (
     INSERT INTO memberships (segment_id, customer_id, label, entered_at)
-    SELECT s, c, l, :now
-    FROM unnest(CAST(:put_s AS text[]), CAST(:put_c AS uuid[]), CAST(:put_l AS text[]))
-        AS p(s, c, l)
+    SELECT p.r ->> 0, CAST(p.r ->> 1 AS uuid), p.r ->> 2, :now
+    FROM jsonb_array_elements(CAST(:put AS jsonb)) AS p(r)
     ON CONFLICT (segment_id, customer_id) DO UPDATE
         SET label = excluded.label, entered_at = excluded.entered_at
 )
 INSERT INTO membership_events (segment_id, customer_id, kind, label, at)
-SELECT s, c, k, l, :now
-FROM unnest(CAST(:ev_s AS text[]), CAST(:ev_c AS uuid[]), CAST(:ev_k AS text[]),
-    CAST(:ev_l AS text[])) WITH ORDINALITY AS x(s, c, k, l, n)
-ORDER BY n
+SELECT x.r ->> 0, CAST(x.r ->> 1 AS uuid), x.r ->> 2, x.r ->> 3, :now
+FROM jsonb_array_elements(CAST(:ev AS jsonb)) WITH ORDINALITY AS x(r, n)
+ORDER BY x.n
 """
 
 _SET_RECHECKS = """
@@ -178,6 +228,8 @@ class Evaluation:
     was_in: dict[str, str]
     due: dt.datetime | None
     generation: int
+    # the recheck time stored before (None: none)
+    recheck_due: dt.datetime | None = None
 
 
 def _segment_row(row: Any) -> Segment:
@@ -216,6 +268,13 @@ class SegmentationTransaction:
             "version, updated_at FROM segments ORDER BY segment_id"
         )
         return {row.segment_id: _segment_row(row) for row in rows}
+
+    async def bulk_settings(self) -> None:
+        """For statements over every customer, until the transaction ends: no JIT (compiling
+        the long expressions of a segment set costs seconds, several times their run) and
+        room to hash the diffs in memory."""
+        await self._exec("SET LOCAL jit = off")
+        await self._exec("SET LOCAL work_mem = '64MB'")
 
     async def lock_for_recompute(self) -> None:
         """Waits for changes in flight and holds new ones until this transaction ends."""
@@ -414,6 +473,71 @@ class SegmentationTransaction:
         row = (await self._exec(sql, {**builder.params, "now": now, "seg": segment_id})).one()
         return int(row.entered), int(row.exited)
 
+    async def recompute_many(
+        self, segment_ids: Sequence[str], segments: Mapping[str, Segment], now: dt.datetime
+    ) -> tuple[int, int]:
+        """Recomputes several segments with one pass over customers and events.
+
+        Every segment's predicate and label is evaluated for every customer by one statement
+        (one shared aggregate of the events) into a scratch table dropped at commit; then each
+        segment's members are diffed against it, in the order given, writing only the changes.
+        Recheck times are written only where they move earlier. Returns (entered, exited).
+        """
+        if not segment_ids:
+            return 0, 0
+        builder = SqlBuilder()
+        compiler = RuleCompiler(segments, builder)
+        compiled = [compiler.segment(s) for s in segment_ids]
+        join = builder.aggregate_join()
+        columns: list[str] = []
+        due: list[str] = []
+        for index, c in enumerate(compiled):
+            columns.append(f"{c.predicate} AS s{index}")
+            columns.append(f"{c.label or 'CAST(NULL AS text)'} AS l{index}")
+            due.extend(c.due)
+        params = {**builder.params, "now": now}
+        await self.bulk_settings()
+        await self._exec("DROP TABLE IF EXISTS pg_temp.recompute_eval")
+        await self._exec(
+            f"""
+            CREATE TEMP TABLE recompute_eval ON COMMIT DROP AS
+            SELECT c.customer_id, {earliest_future(due)} AS due, {", ".join(columns)}
+            FROM customers c {join} WHERE c.merged_into IS NULL
+            """,
+            params,
+        )
+        if due:
+            await self._exec(
+                """
+                INSERT INTO rechecks (customer_id, due_at)
+                SELECT e.customer_id, e.due FROM pg_temp.recompute_eval e
+                LEFT JOIN rechecks r ON r.customer_id = e.customer_id
+                WHERE e.due IS NOT NULL AND (r.due_at IS NULL OR r.due_at > e.due)
+                ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
+                WHERE rechecks.due_at > excluded.due_at
+                """
+            )
+        entered = exited = 0
+        for index, segment_id in enumerate(segment_ids):
+            row = (
+                await self._exec(
+                    f"""
+                    WITH target AS (
+                        SELECT customer_id, l{index} AS label FROM pg_temp.recompute_eval
+                        WHERE s{index}
+                    ),
+                    {_DIFF_CTE}
+                    SELECT count(*) FILTER (WHERE is_in AND NOT was_in) AS entered,
+                        count(*) FILTER (WHERE was_in AND NOT is_in) AS exited
+                    FROM diff
+                    """,
+                    {"now": now, "seg": segment_id},
+                )
+            ).one()
+            entered, exited = entered + int(row.entered), exited + int(row.exited)
+        await self._exec("DROP TABLE pg_temp.recompute_eval")
+        return entered, exited
+
     async def preview(
         self, rule: Rule, segments: Mapping[str, Segment], now: dt.datetime, sample: int
     ) -> tuple[int, list[str]]:
@@ -454,6 +578,76 @@ class SegmentationTransaction:
             updated_at=snapshot.updated_at,
         )
         return (await self._exec(_UPSERT_CUSTOMER, params)).first() is not None
+
+    async def upsert_customers(self, snapshots: Sequence[CustomerSnapshot]) -> set[str]:
+        """Stores the newer profiles (one per customer); returns the customers stored."""
+        if not snapshots:
+            return set()
+        rows = []
+        for snapshot in snapshots:
+            row = {column: getattr(snapshot, column) for column in SNAPSHOT_COLUMNS}
+            row.update(
+                customer_id=snapshot.customer_id,
+                profile_version=snapshot.profile_version,
+                consents=snapshot.consents,
+                attributes=snapshot.attributes,
+                profile_created_at=snapshot.created_at,
+                profile_updated_at=snapshot.updated_at,
+            )
+            rows.append(row)
+        result = await self._exec(
+            _UPSERT_CUSTOMERS, {"rows": json.dumps(rows, ensure_ascii=False, default=_json_value)}
+        )
+        return {str(r.customer_id) for r in result}
+
+    async def customer_states(
+        self, customer_ids: Sequence[str]
+    ) -> dict[str, tuple[bool, str | None, bool]]:
+        """(exists, merged into, erased) of each customer, locking the rows."""
+        if not customer_ids:
+            return {}
+        rows = await self._exec(_CUSTOMER_STATES, {"ids": list(customer_ids)})
+        return {
+            str(r.customer_id): (
+                bool(r.present),
+                None if r.merged_into is None else str(r.merged_into),
+                bool(r.erased),
+            )
+            for r in rows
+        }
+
+    async def ensure_customers(self, customer_ids: Sequence[str]) -> None:
+        if not customer_ids:
+            return
+        await self._exec(
+            "INSERT INTO customers (customer_id) "
+            "SELECT c FROM unnest(CAST(:c AS uuid[])) AS u(c) ORDER BY c "
+            "ON CONFLICT (customer_id) DO UPDATE SET customer_id = excluded.customer_id",
+            {"c": sorted(set(customer_ids))},
+        )
+
+    async def add_events_many(self, events: Sequence[tuple[str, CustomerEvent]]) -> None:
+        """Stores (customer, event) pairs, idempotent by the event's record."""
+        if not events:
+            return
+        rows = [
+            {
+                "source": e.source,
+                "message_id": e.message_id,
+                "customer_id": customer_id,
+                "event_type": e.event_type,
+                "occurred_at": e.occurred_at,
+                "amount": e.amount,
+                "discount": e.discount,
+                "categories": list(e.categories),
+                "channel": e.channel,
+                "properties": e.properties,
+            }
+            for customer_id, e in events
+        ]
+        await self._exec(
+            _INSERT_EVENTS, {"rows": json.dumps(rows, ensure_ascii=False, default=_json_value)}
+        )
 
     async def customer_state(self, customer_id: str) -> tuple[bool, str | None, bool]:
         """(exists, merged into, erased) of a customer, locking its row."""
@@ -541,6 +735,7 @@ class SegmentationTransaction:
                     was_in=dict(row.current or {}),
                     due=row.due if row.live else None,
                     generation=int(row.generation),
+                    recheck_due=row.recheck_due,
                 )
             )
         return out
@@ -559,21 +754,17 @@ class SegmentationTransaction:
         await self._exec(
             _WRITE_DIFF,
             {
-                "del_s": [s for s, _ in removed],
-                "del_c": [c for _, c in removed],
-                "put_s": [s for s, _, _ in put],
-                "put_c": [c for _, c, _ in put],
-                "put_l": [label or None for _, _, label in put],
-                "ev_s": [e[0] for e in events],
-                "ev_c": [e[1] for e in events],
-                "ev_k": [e[2] for e in events],
-                "ev_l": [e[3] or None for e in events],
+                "del": json.dumps(removed),
+                "put": json.dumps([(s, c, label or None) for s, c, label in put]),
+                "ev": json.dumps([(s, c, k, label or None) for s, c, k, label in events]),
                 "now": now,
             },
         )
 
     async def set_rechecks(self, due: dict[str, dt.datetime | None]) -> None:
         """Replaces the customers' recheck times (None: no time condition pending)."""
+        if not due:
+            return
         await self._exec(
             _SET_RECHECKS,
             {
@@ -760,6 +951,7 @@ def incremental_statement(generation: int, segments: Mapping[str, Segment]) -> I
     sql = f"""
         SELECT c.customer_id, c.merged_into IS NULL AS live, {earliest_future(due)} AS due,
             (SELECT generation FROM registry) AS generation,
+            (SELECT r.due_at FROM rechecks r WHERE r.customer_id = c.customer_id) AS recheck_due,
             (SELECT coalesce(jsonb_object_agg(m.segment_id, coalesce(m.label, '')), '{{}}')
              FROM memberships m WHERE m.customer_id = c.customer_id) AS current{extra}
         FROM customers c {join}

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 
 from svod_runtime.errors import (
     AlreadyExists,
@@ -119,6 +120,115 @@ class FeedSignal:
             await asyncio.wait_for(self._event.wait(), timeout_s)
 
 
+@dataclass
+class _Queued:
+    change: ProfileChange
+    ids: frozenset[str]
+    done: asyncio.Future[ChangeOutcome]
+
+
+class ChangeBatcher:
+    """Applies concurrent profile changes together: one transaction for many.
+
+    Every change costs about the same few statements alone or with a hundred others, so the
+    changes that arrive while a batch is being written go together into the next one (no
+    waiting: a lone change goes at once). Up to ``workers`` batches are written at a time (one
+    prepares while another waits on the database). Batches in flight never share a customer:
+    a change touching a customer that is in a batch being written, or that waits behind
+    another change of it, waits for a later batch, so one customer's changes keep their order.
+    A batch that fails as a whole is retried one change at a time, so one bad change cannot
+    fail its neighbours.
+    """
+
+    def __init__(
+        self,
+        apply: Callable[[list[ProfileChange]], Awaitable[list[ChangeOutcome]]],
+        *,
+        max_batch: int = 200,
+        workers: int = 2,
+    ) -> None:
+        self.apply = apply
+        self.max_batch = max(1, max_batch)
+        self.workers = max(1, workers)
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self._busy: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Workers running; counted down in the same step that finds nothing left to take.
+        self._running = 0
+
+    async def submit(self, change: ProfileChange) -> ChangeOutcome:
+        ids = frozenset((change.customer_id, *change.merged_customer_ids))
+        item = _Queued(change, ids, asyncio.get_running_loop().create_future())
+        self._queue.append(item)
+        if self._running < self.workers:
+            self._running += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await item.done
+
+    def _next_batch(self) -> list[_Queued]:
+        batch: list[_Queued] = []
+        taken: set[str] = set()
+        blocked = set(self._busy)
+        deferred: list[_Queued] = []
+        while self._queue and len(batch) < self.max_batch:
+            item = self._queue.popleft()
+            if item.done.done():  # the caller gave up before it started
+                continue
+            if item.ids & taken or item.ids & blocked:
+                blocked |= item.ids
+                deferred.append(item)
+            else:
+                taken |= item.ids
+                batch.append(item)
+        self._queue.extendleft(reversed(deferred))
+        self._busy |= taken
+        return batch
+
+    async def _drain(self) -> None:
+        batch: list[_Queued] = []
+        try:
+            while batch := self._next_batch():
+                try:
+                    outcomes = await self.apply([item.change for item in batch])
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - one by one, each with its own error
+                    if len(batch) > 1:
+                        log.warning("change batch of %d failed; one by one", len(batch))
+                    await self._one_by_one(batch)
+                else:
+                    for item, outcome in zip(batch, outcomes, strict=True):
+                        if not item.done.done():
+                            item.done.set_result(outcome)
+                finally:
+                    for item in batch:
+                        self._busy -= item.ids
+        except asyncio.CancelledError:
+            # Shutdown: nobody waits forever.
+            for item in [*batch, *self._queue]:
+                if not item.done.done():
+                    item.done.cancel()
+            self._queue.clear()
+            raise
+        finally:
+            self._running -= 1
+
+    async def _one_by_one(self, batch: list[_Queued]) -> None:
+        for item in batch:
+            try:
+                (outcome,) = await self.apply([item.change])
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - handed to the waiting caller
+                if not item.done.done():
+                    item.done.set_exception(error)
+            else:
+                if not item.done.done():
+                    item.done.set_result(outcome)
+
+
 class SegmentationService:
     def __init__(
         self,
@@ -126,12 +236,14 @@ class SegmentationService:
         clock: Clock = utc_now,
         *,
         feed_poll_s: float = 0.2,
+        max_batch: int = 200,
     ) -> None:
         self.store = store
         self.clock = clock
         self.feed_poll_s = feed_poll_s
         self.signal = FeedSignal()
         self._statement: IncrementalStatement | None = None
+        self._batcher = ChangeBatcher(self._apply_batch, max_batch=max_batch)
 
     # -- definitions ---------------------------------------------------------------------
     async def create_segment(self, segment: Segment) -> Segment:
@@ -223,6 +335,7 @@ class SegmentationService:
             assert rule is not None
             for ref in sorted(referenced_segments(rule)):
                 scope.require(ref)
+            await tx.bulk_settings()
             return await tx.preview(rule, segments, self.clock(), sample)
 
     async def recompute(self, segment_ids: list[str]) -> RecomputeOutcome:
@@ -254,16 +367,19 @@ class SegmentationService:
         segments: dict[str, Segment],
         now: dt.datetime,
     ) -> tuple[int, int]:
-        entered = exited = 0
-        for segment_id in dependency_order(targets, segments):
+        # Built-in cut-offs first, in dependency order (a population may use another
+        # built-in's classes); then every target is evaluated in one pass and diffed in order.
+        # Predicates never read memberships, so this equals recomputing one by one.
+        order = dependency_order(targets, segments)
+        await tx.bulk_settings()
+        for segment_id in order:
             segment = segments[segment_id]
             if segment.definition.builtin in STATEFUL_BUILTINS:
                 state = await tx.builtin_state(segment, segments, now)
                 state["computed_time"] = now.isoformat()
                 await tx.save_state(segment_id, state)
                 segments[segment_id] = replace(segment, state=state)
-            e, x = await tx.recompute(segment_id, segments, now)
-            entered, exited = entered + e, exited + x
+        entered, exited = await tx.recompute_many(order, segments, now)
         await tx.bump_generation()
         return entered, exited
 
@@ -287,40 +403,80 @@ class SegmentationService:
                 errors.add(f"new_events[{index}].event_type", "required")
         errors.raise_if_any()
         customer_id = require_uuid(change.customer_id, "customer_id")
-        merged = [
+        merged = tuple(
             require_uuid(m, f"merged_customer_ids[{i}]")
             for i, m in enumerate(change.merged_customer_ids)
-        ]
+        )
+        change = replace(
+            change,
+            customer_id=customer_id,
+            merged_customer_ids=merged,
+            snapshot=None
+            if change.snapshot is None
+            else replace(change.snapshot, customer_id=customer_id),
+        )
+        return await self._batcher.submit(change)
+
+    async def _apply_batch(self, changes: list[ProfileChange]) -> list[ChangeOutcome]:
+        """Applies changes of distinct customers in one transaction (see ChangeBatcher)."""
         now = self.clock()
         async with self.store.transaction() as tx:
-            applied = False
-            if change.snapshot is not None:
-                applied = await tx.upsert_customer(
-                    replace(change.snapshot, customer_id=customer_id)
+            applied = await tx.upsert_customers(
+                [c.snapshot for c in changes if c.snapshot is not None]
+            )
+            states = await tx.customer_states(
+                [c.customer_id for c in changes if c.customer_id not in applied]
+            )
+            targets: list[str | None] = []
+            missing: list[str] = []
+            for change in changes:
+                target: str | None = change.customer_id
+                if change.customer_id not in applied:
+                    exists, merged_into, erased = states[change.customer_id]
+                    if erased:
+                        target = None
+                    elif merged_into:
+                        target = merged_into
+                    elif not exists:
+                        missing.append(change.customer_id)
+                targets.append(target)
+            await tx.ensure_customers(missing)
+            await tx.add_events_many(
+                [
+                    (target, event)
+                    for change, target in zip(changes, targets, strict=True)
+                    if target is not None
+                    for event in change.events
+                ]
+            )
+            ids: list[str] = []
+            for change, target in zip(changes, targets, strict=True):
+                if target is None:
+                    continue
+                ids.append(target)
+                if change.merged_customer_ids:
+                    await tx.merge(target, change.merged_customer_ids)
+                    ids.extend(change.merged_customer_ids)
+            evaluations = await self._evaluate(tx, list(dict.fromkeys(ids)), now) if ids else []
+        by_id = {e.customer_id: e for e in evaluations}
+        outcomes = []
+        for change, target in zip(changes, targets, strict=True):
+            if target is None:
+                outcomes.append(ChangeOutcome(False))
+                continue
+            mine = by_id.get(target)
+            entered = exited = ()
+            if mine is not None:
+                entered = tuple(
+                    sorted(s for s in mine.now_in if mine.was_in.get(s) != mine.now_in[s])
                 )
-            target = customer_id
-            if not applied:
-                exists, merged_into, erased = await tx.customer_state(customer_id)
-                if erased:
-                    return ChangeOutcome(False)
-                if merged_into:
-                    target = merged_into
-                elif not exists:
-                    await tx.ensure_customer(customer_id)
-            await tx.add_events(target, change.events)
-            ids = [target]
-            if merged:
-                await tx.merge(target, merged)
-                ids.extend(merged)
-            evaluations = await self._evaluate(tx, ids, now)
-        mine = next((e for e in evaluations if e.customer_id == target), None)
-        entered = exited = ()
-        if mine is not None:
-            entered = tuple(sorted(s for s in mine.now_in if mine.was_in.get(s) != mine.now_in[s]))
-            exited = tuple(sorted(s for s in mine.was_in if mine.now_in.get(s) != mine.was_in[s]))
+                exited = tuple(
+                    sorted(s for s in mine.was_in if mine.now_in.get(s) != mine.was_in[s])
+                )
+            outcomes.append(ChangeOutcome(change.customer_id in applied, entered, exited))
         if any(e.now_in != e.was_in for e in evaluations):
             self.signal.notify()
-        return ChangeOutcome(applied, entered, exited)
+        return outcomes
 
     async def _statement_for(self, tx: SegmentationTransaction) -> IncrementalStatement:
         if self._statement is None:
@@ -353,7 +509,10 @@ class SegmentationService:
                     events.append((segment_id, ev.customer_id, "entered", after))
                     put.append((segment_id, ev.customer_id, after))
         await tx.write_changes(removed, put, events, now)
-        await tx.set_rechecks({ev.customer_id: ev.due for ev in evaluations})
+        # Only the recheck times that moved are written.
+        await tx.set_rechecks(
+            {ev.customer_id: ev.due for ev in evaluations if ev.due != ev.recheck_due}
+        )
         return evaluations
 
     async def sweep_once(self, limit: int = 500) -> int:

@@ -13,6 +13,7 @@ phone, "Александр Иванов" in Moscow):
 * ``sb:`` surname phonetic key + birth year (survives first-name typos and nicknames the
   tables do not know)
 * ``fs:`` canonical first name + surname phonetic key (records without birth date)
+* ``db:`` birth date + postcode (else city): survives any name being garbled or replaced
 
 Ambiguous first names (Саша with no gender) give one key per reading.
 """
@@ -56,6 +57,8 @@ def blocking_keys(record: PersonRecord) -> frozenset[str]:
         if surname:
             by_surname_year = [f"sb:{surname}:{v.birth_date.year}"]
     by_name = [f"fs:{k}:{surname}" for k in first_keys] if surname else []
-    kinds = (phones, emails, cards, by_birth, by_surname_year, by_name)
+    place = v.postcode or v.city
+    by_birth_place = [f"db:{v.birth_date:%Y%m%d}:{place}"] if place and v.birth_date else []
+    kinds = (phones, emails, cards, by_birth, by_surname_year, by_name, by_birth_place)
     ordered = [kind[0] for kind in kinds if kind] + [key for kind in kinds for key in kind[1:]]
     return frozenset(list(dict.fromkeys(ordered))[:MAX_KEYS])

@@ -27,7 +27,7 @@ from svod_identity.domain.matching.names import (
     name_table,
     resolve_first_name,
 )
-from svod_identity.domain.matching.places import address_key, city_key
+from svod_identity.domain.matching.places import address_key, city_key, house_number
 from svod_identity.domain.matching.record import PersonRecord
 from svod_identity.domain.matching.surnames import (
     GenderForm,
@@ -47,6 +47,11 @@ FIRST_NAME_TYPO = 0.85
 LAST_NAME_FUZZY = 0.92
 MIDDLE_NAME_FUZZY = 0.92
 ADDRESS_SIMILARITY = 92.0
+# Same house number: the rest of the address (street, building name) may carry slips and words
+# one source leaves out ("4 northam street" / "4 northam street aptm 206").
+STREET_SIMILARITY = 85.0
+CITY_TYPO_MIN_LENGTH = 6
+SURNAME_TYPO_MIN_LENGTH = 5
 EMAIL_TYPO_MIN_LENGTH = 5
 
 
@@ -65,6 +70,7 @@ class RecordView:
     cards: frozenset[str]
     city: str
     address: str
+    postcode: str
     # The crossed reading, for records whose first/last fields were swapped at the source.
     last_as_first: FirstName | None
     first_as_last: GenderForm | None
@@ -104,6 +110,7 @@ def view(record: PersonRecord) -> RecordView:
         cards=frozenset(record.cards),
         city=city_key(record.city) if record.city else "",
         address=address_key(record.address_line) if record.address_line else "",
+        postcode=record.postcode or "",
         last_as_first=resolve_first_name(record.last_name, gender) if record.last_name else None,
         first_as_last=surname_form(record.first_name) if record.first_name else None,
     )
@@ -132,11 +139,11 @@ def first_name_level(x: FirstName | None, y: FirstName | None) -> str:
         unknown, known = (y, x) if x.known else (x, y)
         forms = {form for key in known.keys for form in name_table().spellings(key)}
         similarity = max(JaroWinkler.similarity(unknown.skeleton, form) for form in forms)
-        return "fuzzy" if similarity >= FIRST_NAME_TYPO else "disagree"
+        return "fuzzy" if similarity >= FIRST_NAME_TYPO else "other"
     similarity = max(
         JaroWinkler.similarity(a, b) for a in x.keys | {x.skeleton} for b in y.keys | {y.skeleton}
     )
-    return "fuzzy" if similarity >= FIRST_NAME_FUZZY else "disagree"
+    return "fuzzy" if similarity >= FIRST_NAME_FUZZY else "other"
 
 
 def last_name_level(
@@ -149,6 +156,12 @@ def last_name_level(
     if x.stem == y.stem and x.gender and y.gender and x.gender != y.gender:
         return "gender_form"
     if x.stem == y.stem or JaroWinkler.similarity(x.skeleton, y.skeleton) >= LAST_NAME_FUZZY:
+        return "fuzzy"
+    if (
+        min(len(x.skeleton), len(y.skeleton)) >= SURNAME_TYPO_MIN_LENGTH
+        and DamerauLevenshtein.distance(x.skeleton, y.skeleton) <= 1
+    ):
+        # One slipped letter early in the name, which Jaro-Winkler punishes ("glgss").
         return "fuzzy"
     genders = {gender_x, gender_y}
     if "female" in genders and "male" not in genders:
@@ -177,7 +190,17 @@ def birth_date_level(x: dt.date | None, y: dt.date | None) -> str:
     if x.year == y.year and x.day == y.month and x.month == y.day:
         return "typo"
     a, b = x.strftime("%Y%m%d"), y.strftime("%Y%m%d")
-    if sum(ca != cb for ca, cb in zip(a, b, strict=True)) == 1:
+    differ = [i for i, (ca, cb) in enumerate(zip(a, b, strict=True)) if ca != cb]
+    if len(differ) == 1:
+        return "typo"
+    if (
+        len(differ) == 2
+        and differ[0] >= 4
+        and differ[1] == differ[0] + 1
+        and (a[differ[0]], a[differ[1]]) == (b[differ[1]], b[differ[0]])
+    ):
+        # Two neighbouring digits of month or day transposed (12-31 for 12-13). Not in the
+        # year: 1985 and 1958 are a parent and a child as often as a slip.
         return "typo"
     return "disagree"
 
@@ -226,12 +249,38 @@ def _same_address(x: str, y: str) -> bool:
     return x == y or fuzz.token_sort_ratio(x, y) >= ADDRESS_SIMILARITY
 
 
+def _same_city(x: RecordView, y: RecordView) -> bool:
+    """Same postcode, or the same city name (one slip allowed in longer names)."""
+    if x.postcode and y.postcode and x.postcode == y.postcode:
+        return True
+    if not x.city or not y.city:
+        return False
+    if x.city == y.city:
+        return True
+    return (
+        min(len(x.city), len(y.city)) >= CITY_TYPO_MIN_LENGTH
+        and DamerauLevenshtein.distance(x.city, y.city) <= 1
+    )
+
+
+def _same_street_address(x: RecordView, y: RecordView) -> bool:
+    """Whole address alike, or the same house number and street with slips and extra words."""
+    if _same_address(x.address, y.address):
+        return True
+    x_number, y_number = house_number(x.address), house_number(y.address)
+    if not x_number or x_number != y_number:
+        return False
+    return fuzz.token_set_ratio(x.address, y.address) >= STREET_SIMILARITY
+
+
 def location_level(x: RecordView, y: RecordView) -> str:
-    cities_compatible = not x.city or not y.city or x.city == y.city
-    if x.address and y.address and cities_compatible and _same_address(x.address, y.address):
+    has_place = (x.city or x.postcode) and (y.city or y.postcode)
+    same_city = _same_city(x, y)
+    cities_compatible = not has_place or same_city
+    if x.address and y.address and cities_compatible and _same_street_address(x, y):
         return "address"
-    if x.city and y.city:
-        return "city" if x.city == y.city else "disagree"
+    if has_place:
+        return "city" if same_city else "disagree"
     return MISSING
 
 

@@ -27,7 +27,7 @@ from svod_identity.domain.matching.compare import Comparison, compare_records
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.matching.record import PersonRecord, build_person_record
-from svod_identity.domain.matching.scoring import PairScore, score_comparison
+from svod_identity.domain.matching.scoring import PairScore, conflicts, score_comparison
 
 # A disagreement on any of these between two records keeps their clusters apart.
 CONFLICT_FEATURES = ("first_name", "birth_date", "middle_name")
@@ -101,7 +101,7 @@ class _Clusters:
         for i in self.members[a]:
             for j in self.members[b]:
                 levels = compare_records(self.records[i], self.records[j])
-                if any(levels[f] == "disagree" for f in CONFLICT_FEATURES):
+                if conflicts(levels):
                     return False
         return True
 

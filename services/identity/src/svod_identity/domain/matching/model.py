@@ -18,8 +18,10 @@ MISSING = "missing"
 # Feature → agreement levels, strongest agreement first. Order matters only for reading.
 LEVELS: dict[str, tuple[str, ...]] = {
     # exact: same written name (script/ё/case aside); equivalent: nickname or spelling variant
-    # of the same passport name (Маша/Мария); fuzzy: typo of a name the tables do not know.
-    "first_name": ("exact", "equivalent", "fuzzy", "disagree"),
+    # of the same passport name (Маша/Мария); fuzzy: typo of a name the tables do not know;
+    # other: unlike names, one or both unknown to the tables (a garbled or replaced entry as
+    # often as another person); disagree: two different known names.
+    "first_name": ("exact", "equivalent", "fuzzy", "other", "disagree"),
     # gender_form: Иванов vs Иванова (same family, other gender); changed: a woman's records
     # with unrelated surnames, as after marriage; disagree: everyone else.
     "last_name": ("exact", "gender_form", "fuzzy", "changed", "disagree"),
@@ -40,7 +42,13 @@ FEATURES: tuple[str, ...] = tuple(LEVELS)
 # They describe candidate pairs (records sharing a blocking key), not random pairs, which is why
 # u for name agreement is high: blocking already made names agree.
 DEFAULT_M: dict[str, dict[str, float]] = {
-    "first_name": {"exact": 0.78, "equivalent": 0.14, "fuzzy": 0.05, "disagree": 0.03},
+    "first_name": {
+        "exact": 0.78,
+        "equivalent": 0.14,
+        "fuzzy": 0.05,
+        "other": 0.02,
+        "disagree": 0.01,
+    },
     "last_name": {
         "exact": 0.80,
         "gender_form": 0.01,
@@ -56,7 +64,13 @@ DEFAULT_M: dict[str, dict[str, float]] = {
     "location": {"address": 0.55, "city": 0.30, "disagree": 0.15},
 }
 DEFAULT_U: dict[str, dict[str, float]] = {
-    "first_name": {"exact": 0.25, "equivalent": 0.03, "fuzzy": 0.02, "disagree": 0.70},
+    "first_name": {
+        "exact": 0.25,
+        "equivalent": 0.03,
+        "fuzzy": 0.02,
+        "other": 0.20,
+        "disagree": 0.50,
+    },
     "last_name": {
         "exact": 0.35,
         "gender_form": 0.10,

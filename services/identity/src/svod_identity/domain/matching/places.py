@@ -77,3 +77,22 @@ def address_key(raw: str) -> str:
         if token:
             tokens.append(token)
     return " ".join(tokens)
+
+
+_NUMBER = re.compile(r"^[0-9]+[а-яa-z]?$")
+
+
+def house_number(key: str) -> str:
+    """The first number of an ``address_key`` (the house number in "ул ленина д 5 кв 12")."""
+    for token in key.split():
+        if _NUMBER.match(token):
+            return token
+    return ""
+
+
+def street_word(key: str) -> str:
+    """The first word of an ``address_key`` long enough to be a street name, else ""."""
+    for token in key.split():
+        if len(token) >= 4 and not token[0].isdigit():
+            return token
+    return ""

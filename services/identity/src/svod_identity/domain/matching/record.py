@@ -42,6 +42,7 @@ class PersonRecord:
     address_line: str | None = None
     source: str = ""
     observed_at: dt.datetime | None = None
+    postcode: str | None = None
 
 
 def looks_swapped(first_name: str | None, last_name: str | None) -> bool:
@@ -86,6 +87,7 @@ def build_person_record(
     address_line: str | None = None,
     source: str = "",
     observed_at: dt.datetime | str | None = None,
+    postcode: str | None = None,
 ) -> PersonRecord:
     """A PersonRecord from source spellings: identifiers normalised, swapped names put back.
 
@@ -118,4 +120,5 @@ def build_person_record(
         address_line=_clean(address_line),
         source=source,
         observed_at=observed_at,
+        postcode="".join((postcode or "").split()).casefold() or None,
     )

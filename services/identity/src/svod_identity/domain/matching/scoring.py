@@ -15,8 +15,12 @@ adds up. So two rules cap the decision whatever the score says:
   mobile phone, an e-mail or a card - a pair is at best a review case. Two Ivan Ivanovs in one
   city are two people until something personal says otherwise.
 * A different surname (a marriage, or someone else) needs a contact in common - phone,
-  e-mail or card - or the same patronymic: first name and birth date alone are shared by
-  strangers often enough across a customer base.
+  e-mail or card - the same patronymic, or the same street address: first name and birth date
+  alone are shared by strangers often enough across a customer base, but not at one address.
+* A birth date with a slip counts as personal evidence only together with the same given
+  name, surname and street address.
+* Unlike first names where one is not a known name (``other``) conflict only when birth date
+  or surname do not agree exactly: that is a garbled entry as often as a relative.
 """
 
 from __future__ import annotations
@@ -95,9 +99,44 @@ class CandidateScore:
         return {"candidate_id": self.candidate_id, **self.pair.explain()}
 
 
+_NAME_AGREES = frozenset({"exact", "equivalent", "fuzzy"})
+_SURNAME_AGREES = frozenset({"exact", "fuzzy"})
+
+
+def first_name_conflict(levels: Mapping[str, str]) -> bool:
+    """Two different known names; or unlike names where the birth dates do not confirm.
+
+    A name the tables do not know ("pwige", a garbled or replaced entry) next to another is no
+    proof of a different person when birth date and surname agree exactly as written; two known
+    names (Анна/Мария, twins included) always are.
+    """
+    first = levels.get("first_name")
+    if first == "disagree":
+        return True
+    if first == "other":
+        return not (
+            levels.get("birth_date") == "exact" and levels.get("last_name") in _SURNAME_AGREES
+        )
+    return False
+
+
+def conflicts(levels: Mapping[str, str]) -> bool:
+    """A first-name, birth-date or patronymic conflict: never one person without a human."""
+    return (
+        first_name_conflict(levels)
+        or levels.get("birth_date") == "disagree"
+        or levels.get("middle_name") == "disagree"
+    )
+
+
+def _same_home(levels: Mapping[str, str]) -> bool:
+    """Same street address and the same given name: a person, not a household or namesake."""
+    return levels.get("location") == "address" and levels.get("first_name") in _NAME_AGREES
+
+
 def safety_vetoes(levels: Mapping[str, str]) -> tuple[Decision, tuple[str, ...]]:
     """The best decision the household/namesake rules allow, and why (see module docstring)."""
-    first_conflict = levels.get("first_name") == "disagree"
+    first_conflict = first_name_conflict(levels)
     birth_conflict = levels.get("birth_date") == "disagree"
     reasons: list[str] = []
     cap: Decision = "link"
@@ -109,12 +148,19 @@ def safety_vetoes(levels: Mapping[str, str]) -> tuple[Decision, tuple[str, ...]]
         reasons.append("birth_date_disagrees")
     if levels.get("middle_name") == "disagree":
         reasons.append("middle_name_disagrees")
-    if not _any(levels, PERSONAL_EVIDENCE):
+    personal = _any(levels, PERSONAL_EVIDENCE) or (
+        # A slipped birth date still ties a record to a person at one address under one name.
+        levels.get("birth_date") == "typo"
+        and _same_home(levels)
+        and levels.get("last_name") in _SURNAME_AGREES
+    )
+    if not personal:
         reasons.append("no_personal_evidence")
     elif (
         levels.get("last_name") in ("changed", "disagree")
         and levels.get("middle_name") != "exact"
         and not _any(levels, CONTACT_EVIDENCE)
+        and not (levels.get("birth_date") == "exact" and _same_home(levels))
     ):
         reasons.append("surname_change_uncorroborated")
     if reasons:
