@@ -113,65 +113,21 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
 
     def _wrap_unary(self, method: str, inner: Callable[..., Any], denial: str | None) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                if denial:
-                    code = grpc.StatusCode.UNAUTHENTICATED
-                    await context.abort(code, denial)
+            async with _Call(self, method, context, denial):
                 timeout = None if context.time_remaining() is not None else self.max_request_s
-                try:
-                    return await asyncio.wait_for(inner(request, context), timeout)
-                except TimeoutError:
-                    code = grpc.StatusCode.DEADLINE_EXCEEDED
-                    await context.abort(code, f"request took longer than {self.max_request_s}s")
-                except SvodError as error:
-                    code, message, trailers = status_for(error)
-                    await context.abort(code, message, trailing_metadata=trailers)
-                except grpc.aio.AbortError:
-                    code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
-                    raise
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except Exception:
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("unhandled error in %s", method)
-                    await context.abort(code, "internal error")
-            finally:
-                self._log(method, code, started)
+                return await asyncio.wait_for(inner(request, context), timeout)
 
         return handle
 
     def _wrap_stream(self, method: str, inner: Callable[..., Any], denial: str | None) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
-                if denial:
-                    code = grpc.StatusCode.UNAUTHENTICATED
-                    await context.abort(code, denial)
-                try:
-                    result = inner(request, context)
-                    if inspect.isawaitable(result):  # a handler that writes or aborts itself
-                        await result
-                    else:
-                        async for response in result:
-                            yield response
-                except SvodError as error:
-                    code, message, trailers = status_for(error)
-                    await context.abort(code, message, trailing_metadata=trailers)
-                except grpc.aio.AbortError:
-                    raise
-                except asyncio.CancelledError:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except Exception:
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("unhandled error in %s", method)
-                    await context.abort(code, "internal error")
-            finally:
-                self._log(method, code, started)
+            async with _Call(self, method, context, denial):
+                result = inner(request, context)
+                if inspect.isawaitable(result):  # a handler that writes or aborts itself
+                    await result
+                else:
+                    async for response in result:
+                        yield response
 
         return handle
 
@@ -190,3 +146,51 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
                 "trace_id": current_trace_id(),
             },
         )
+
+
+class _Call:
+    """One call's outcome: what the handler raised becomes a status; the call is logged once."""
+
+    def __init__(
+        self,
+        interceptor: CoreInterceptor,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        denial: str | None,
+    ) -> None:
+        self.interceptor = interceptor
+        self.method = method
+        self.context = context
+        self.denial = denial
+        self.code = grpc.StatusCode.OK
+        self.started = time.perf_counter()
+
+    async def __aenter__(self) -> _Call:
+        if self.denial:
+            self.code = grpc.StatusCode.UNAUTHENTICATED
+            self.interceptor._log(self.method, self.code, self.started)
+            await self.context.abort(self.code, self.denial)
+        return self
+
+    async def __aexit__(self, exc_type: type | None, error: BaseException | None, _tb: Any) -> bool:
+        try:
+            if error is None or isinstance(error, grpc.aio.AbortError):
+                if error is not None:
+                    self.code = self.context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+                return False
+            if isinstance(error, asyncio.CancelledError):
+                self.code = grpc.StatusCode.CANCELLED
+                return False
+            if isinstance(error, TimeoutError):
+                self.code = grpc.StatusCode.DEADLINE_EXCEEDED
+                limit = self.interceptor.max_request_s
+                await self.context.abort(self.code, f"request took longer than {limit}s")
+            if isinstance(error, SvodError):
+                self.code, message, trailers = status_for(error)
+                await self.context.abort(self.code, message, trailing_metadata=trailers)
+            self.code = grpc.StatusCode.INTERNAL
+            log.error("unhandled error in %s", self.method, exc_info=error)
+            await self.context.abort(self.code, "internal error")
+            return False
+        finally:
+            self.interceptor._log(self.method, self.code, self.started)
