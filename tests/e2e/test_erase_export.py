@@ -7,6 +7,7 @@ import pytest
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
+from svod.quality.v1 import quality_pb2
 from svod_runtime.config import SERVICES
 from tests.builders import EMAIL, PHONE, identify, random_phone, track, unique
 
@@ -75,6 +76,17 @@ def test_erase_leaves_nothing_identifying_in_any_service(suite, suite_database) 
     digits = phone.replace(" ", "")[-10:]
     needles = [digits, email, surname]
     assert _places_holding(suite_database, needles), "the person should be stored before"
+    # A campaign system reported the e-mail bounced: quality keeps (a hash of) it.
+    suite.quality.ReportContactFailures(
+        quality_pb2.ReportContactFailuresRequest(
+            failures=[
+                quality_pb2.ContactFailure(
+                    identifier=common_pb2.Identifier(type=EMAIL, value=email)
+                )
+            ]
+        ),
+        timeout=T,
+    )
 
     receipt = suite.profile.ErasePersonalData(
         profile_pb2.ErasePersonalDataRequest(
@@ -85,6 +97,7 @@ def test_erase_leaves_nothing_identifying_in_any_service(suite, suite_database) 
     assert receipt.receipt_id
     assert receipt.erased_counts["ingestion.payloads"] == 3
     assert receipt.erased_counts["identity.identifiers"] == 2
+    assert receipt.erased_counts["quality.records"] >= 1
     assert _places_holding(suite_database, needles) == []
 
     with pytest.raises(grpc.RpcError) as gone:

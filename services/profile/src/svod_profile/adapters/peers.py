@@ -7,8 +7,10 @@ import grpc
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod.quality.v1 import quality_pb2, quality_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_runtime.errors import NotFound, Unavailable
+from svod_runtime.protoconv import enum_number
 
 
 def _unavailable(service: str, error: grpc.aio.AioRpcError) -> Unavailable:
@@ -21,8 +23,10 @@ class PeerEraser:
         identity: grpc.aio.Channel,
         ingestion: grpc.aio.Channel,
         segmentation: grpc.aio.Channel,
+        quality: grpc.aio.Channel,
         timeout_s: float,
     ) -> None:
+        self.quality = quality_pb2_grpc.QualityServiceStub(quality)
         self.identity = identity_pb2_grpc.IdentityServiceStub(identity)
         self.ingestion = ingestion_pb2_grpc.IngestionServiceStub(ingestion)
         self.segmentation = segmentation_pb2_grpc.SegmentationServiceStub(segmentation)
@@ -55,6 +59,30 @@ class PeerEraser:
             )
         except grpc.aio.AioRpcError as error:
             raise _unavailable("ingestion", error) from None
+        return reply.erased_count
+
+    async def erase_quality_facts(
+        self, customer_id: str, identifiers: list[tuple[str, str, str]]
+    ) -> int:
+        try:
+            reply = await self.quality.EraseCustomer(
+                quality_pb2.EraseCustomerRequest(
+                    customer_id=customer_id,
+                    identifiers=[
+                        common_pb2.Identifier(
+                            type=enum_number(  # type: ignore[arg-type]
+                                common_pb2.IdentifierType.DESCRIPTOR, t, "IDENTIFIER_TYPE_"
+                            ),
+                            value=v,
+                            namespace=n,
+                        )
+                        for t, v, n in identifiers
+                    ],
+                ),
+                timeout=self.timeout_s,
+            )
+        except grpc.aio.AioRpcError as error:
+            raise _unavailable("quality", error) from None
         return reply.erased_count
 
     async def erase_memberships(self, customer_id: str) -> int | None:

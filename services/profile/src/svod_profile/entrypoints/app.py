@@ -27,8 +27,13 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     directory = IdentityClient(identity_channel, config.peer_timeout_s)
     segmentation_channel = peer_channel(config.peers["segmentation"], telemetry)
     ingestion_channel = peer_channel(config.peers["ingestion"], telemetry)
+    quality_channel = peer_channel(config.peers["quality"], telemetry)
     eraser = PeerEraser(
-        identity_channel, ingestion_channel, segmentation_channel, config.peer_timeout_s
+        identity_channel,
+        ingestion_channel,
+        segmentation_channel,
+        quality_channel,
+        config.peer_timeout_s,
     )
     read_engine = create_engine(config.database_url, autocommit=True)
     telemetry.instrument_engine(read_engine)
@@ -52,6 +57,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         await identity_channel.close()
         await segmentation_channel.close()
         await ingestion_channel.close()
+        await quality_channel.close()
 
     return ServiceApp(
         config=config,

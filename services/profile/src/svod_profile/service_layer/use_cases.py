@@ -70,6 +70,10 @@ class PersonalDataHolders(Protocol):
 
     async def erase_memberships(self, customer_id: str) -> int | None: ...
 
+    async def erase_quality_facts(
+        self, customer_id: str, identifiers: list[tuple[str, str, str]]
+    ) -> int: ...
+
 
 @dataclass(frozen=True)
 class ErasureReceipt:
@@ -344,10 +348,13 @@ class ProfileService:
         current = await self.directory.current_customer_id(customer_id)
         async with self.store.transaction() as tx:
             profile_refs = await tx.record_refs(current)
+            view = await tx.load(current)
+        contacts = [(i.type, i.value, i.namespace) for i in (view.identifiers if view else ())]
         identity_refs, identifiers = await self.holders.erase_identity(current, actor, reason)
         refs = sorted(set(profile_refs) | set(identity_refs))
         payloads = await self.holders.erase_payloads(refs)
         memberships = await self.holders.erase_memberships(current)
+        quality = await self.holders.erase_quality_facts(current, contacts)
         async with self.store.transaction() as tx:
             counts = await tx.erase(current)
             counts.update(
@@ -356,6 +363,7 @@ class ProfileService:
                     "identity.records": len(identity_refs),
                     "ingestion.payloads": payloads,
                     "segmentation.memberships": memberships or 0,
+                    "quality.records": quality,
                 }
             )
             receipt_id = str(uuid.uuid4())

@@ -369,6 +369,25 @@ class QualityStore:
                 },
             )
 
+    async def erase_customer(self, customer_id: str, hashes: Sequence[bytes]) -> int:
+        erased = 0
+        async with self.engine.begin() as conn:
+            for statement, params in (
+                ("DELETE FROM profile_facts WHERE customer_id = :c", {"c": customer_id}),
+                (
+                    "DELETE FROM duplicate_pairs WHERE first_customer_id = :c "
+                    "OR second_customer_id = :c",
+                    {"c": customer_id},
+                ),
+                (
+                    "DELETE FROM contact_failures WHERE identifier_hash = ANY(:h)",
+                    {"h": list(hashes)},
+                ),
+            ):
+                result = await conn.execute(text(statement), params)
+                erased += int(result.rowcount or 0)
+        return erased
+
     async def contact_failures(self, hashes: Sequence[bytes] | None = None) -> dict[bytes, Any]:
         """Identifier hash -> last failure time; all of them, or those among ``hashes``."""
         query = "SELECT identifier_hash, failed_at FROM contact_failures"

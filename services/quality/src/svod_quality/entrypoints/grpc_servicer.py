@@ -90,6 +90,18 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         )
         return quality_pb2.ReportContactFailuresResponse()
 
+    async def EraseCustomer(
+        self, request: quality_pb2.EraseCustomerRequest, context: grpc.aio.ServicerContext
+    ) -> quality_pb2.EraseCustomerResponse:
+        count = await self.service.erase_customer(
+            request.customer_id,
+            [
+                IdentifierRef(id_type_name(i.type), i.value, i.namespace)
+                for i in request.identifiers
+            ],
+        )
+        return quality_pb2.EraseCustomerResponse(erased_count=count)
+
     async def GetViolationStats(
         self, request: quality_pb2.GetViolationStatsRequest, context: grpc.aio.ServicerContext
     ) -> quality_pb2.GetViolationStatsResponse:

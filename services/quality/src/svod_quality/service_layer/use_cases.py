@@ -235,6 +235,20 @@ class QualityService:
         errors.raise_if_any()
         await self.store.report_duplicates(suspected, gone, block, unblock, at)
 
+    async def erase_customer(self, customer_id: str, identifiers: Sequence[IdentifierRef]) -> int:
+        try:
+            uuid.UUID(customer_id)
+        except ValueError:
+            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")]) from None
+        hashes = []
+        for ident in identifiers:
+            value = (
+                normalized_contact(ident.type, ident.value) if ident.type in _CONTACT_TYPES else ""
+            )
+            if value:
+                hashes.append(identifier_hash(ident.type, value))
+        return await self.store.erase_customer(customer_id, hashes)
+
     async def report_contact_failures(
         self, failures: Sequence[tuple[IdentifierRef, dt.datetime | None]]
     ) -> None:
