@@ -3,6 +3,8 @@ deployment's rules and declared custom attributes before anything is stored."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 import pytest
 
@@ -84,3 +86,36 @@ def test_declared_custom_attributes_are_typed_and_reach_the_profile(suite) -> No
         "record.attributes[shoe_size]",
         "record.attributes[horoscope]",
     }
+
+
+def test_a_bounce_makes_the_email_an_undeliverable_contact_in_quality(suite) -> None:
+    from tests.builders import EMAIL, track
+
+    email = f"{unique('bounce')}@example.ru"
+    request = identify("webshop", emails=(email,))
+    suite.ingestion.Identify(request, timeout=T)
+    customer = suite.wait_processed(request.record_ref).customer_id
+    who = common_pb2.Identifier(type=EMAIL, value=email)
+    bounced = track(
+        "mailer",
+        common_pb2.EVENT_TYPE_CONTACT_FAILED,
+        who,
+        contact_channel="email",
+        channel=common_pb2.SOURCE_CHANNEL_CAMPAIGN,
+        occurred=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    suite.ingestion.Track(bounced, timeout=T)
+    suite.wait_processed(bounced.record_ref)
+
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        score = suite.quality.GetProfileScore(
+            quality_pb2.GetProfileScoreRequest(customer_id=customer), timeout=T
+        )
+        # The e-mail was its only contact: once it bounced, no valid e-mail is left.
+        if any("no valid e-mail" in reason for reason in score.reasons):
+            break
+        assert time.monotonic() < deadline, list(score.reasons)
+        time.sleep(0.1)

@@ -135,6 +135,7 @@ EVENT_TYPES = (
     "loyalty_redeemed",
     "survey_answered",
     "session_started",
+    "contact_failed",
 )
 MONEY_EVENTS = ("order_placed", "order_returned", "cart_updated", "cart_abandoned")
 CONTACT_CHANNELS = ("email", "sms", "push", "messenger", "call")
@@ -209,7 +210,7 @@ def validate_track(message: TrackMessage, now: dt.datetime, currency: str) -> No
         _check_amount(line.discount, f"{path}.discount", currency, errors)
     if message.event_type in ("order_placed", "order_returned") and message.total.empty:
         errors.add("event.total", f"required for {message.event_type}")
-    if message.event_type.startswith("campaign_") and (
+    if (message.event_type.startswith("campaign_") or message.event_type == "contact_failed") and (
         message.contact_channel not in CONTACT_CHANNELS
     ):
         errors.add("event.contact_channel", f"one of {', '.join(CONTACT_CHANNELS)}")

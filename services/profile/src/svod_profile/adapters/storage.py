@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_profile.adapters.event_storage import EventRepository, metrics_from_json
 from svod_profile.domain.consents import Consent
+from svod_profile.domain.contacts import failed_contacts
+from svod_profile.domain.events import EventFact
 from svod_profile.domain.model import (
     IdentifierObservation,
     ProfileView,
@@ -349,6 +351,11 @@ class ProfileTransaction:
         ).one()
         return row[0]
 
+    async def report_contact_failure(self, customer_id: str, event: EventFact) -> None:
+        payload = contact_failure_payload(event)
+        if payload is not None:
+            await enqueue(self.conn, CONTACT_FAILED_TOPIC, customer_id, payload)
+
     async def announce(self, customer_id: str, payload: dict[str, object]) -> None:
         """Tells segmentation (through the outbox) that this profile changed."""
         await enqueue(self.conn, CHANGED_TOPIC, customer_id, json.dumps(payload).encode())
@@ -512,6 +519,15 @@ def _time(value: str) -> dt.datetime:
 
 
 CHANGED_TOPIC = "profile.changed"
+# Delivery failures of a customer's contacts, reported to the quality service.
+CONTACT_FAILED_TOPIC = "quality.contact_failed"
+
+
+def contact_failure_payload(event: EventFact) -> bytes | None:
+    contacts = failed_contacts(event)
+    if not contacts:
+        return None
+    return json.dumps({"contacts": contacts, "at": event.occurred_at.isoformat()}).encode()
 
 
 class ProfileStore:

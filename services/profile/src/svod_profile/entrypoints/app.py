@@ -5,8 +5,9 @@ from __future__ import annotations
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_profile.adapters.identity_client import IdentityClient
 from svod_profile.adapters.peers import PeerEraser
+from svod_profile.adapters.quality_client import QualityReporter
 from svod_profile.adapters.segmentation_client import SegmentationAnnouncer
-from svod_profile.adapters.storage import CHANGED_TOPIC, ProfileStore
+from svod_profile.adapters.storage import CHANGED_TOPIC, CONTACT_FAILED_TOPIC, ProfileStore
 from svod_profile.domain.survivorship import SurvivorshipRules
 from svod_profile.entrypoints.grpc_servicer import ProfileServicer
 from svod_profile.service_layer.use_cases import ProfileService
@@ -41,7 +42,12 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     announcer = SegmentationAnnouncer(
         store, segmentation_channel, config.peer_timeout_s, config.currency
     )
-    relay = OutboxRelay(OutboxStore(engine), {CHANGED_TOPIC: announcer.changed}, telemetry.tracer)
+    reporter = QualityReporter(quality_channel, config.peer_timeout_s)
+    relay = OutboxRelay(
+        OutboxStore(engine),
+        {CHANGED_TOPIC: announcer.changed, CONTACT_FAILED_TOPIC: reporter.contact_failed},
+        telemetry.tracer,
+    )
     service = ProfileService(
         store,
         directory,

@@ -15,7 +15,12 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from svod_profile.adapters.storage import CHANGED_TOPIC, ProfileStore
+from svod_profile.adapters.storage import (
+    CHANGED_TOPIC,
+    CONTACT_FAILED_TOPIC,
+    ProfileStore,
+    contact_failure_payload,
+)
 from svod_profile.domain.consents import consent_from_event
 from svod_profile.domain.events import EventFact, Metrics, apply_event
 from svod_runtime.outbox import enqueue_many
@@ -117,6 +122,13 @@ class EventBatcher:
                     if opt_out is not None:
                         await self.record_consent(tx, owner, opt_out)
             versions = await repo.save_metrics_many({o: metrics[o] for o in new_events})
+            failures = [
+                (owner, payload, carriers[owner])
+                for owner, events in new_events.items()
+                for event in events
+                if (payload := contact_failure_payload(event)) is not None
+            ]
+            await enqueue_many(tx.conn, CONTACT_FAILED_TOPIC, failures)
             await enqueue_many(
                 tx.conn,
                 CHANGED_TOPIC,

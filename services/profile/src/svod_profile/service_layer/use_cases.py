@@ -269,6 +269,7 @@ class ProfileService:
             opt_out = consent_from_event(event)
             if opt_out is not None:
                 await self._record_consent(tx, customer_id, opt_out)
+            await tx.report_contact_failure(customer_id, event)
             await tx.announce(customer_id, {"events": [[event.source, event.message_id]]})
         self.on_announced()
         return version, True
