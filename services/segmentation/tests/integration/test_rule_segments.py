@@ -129,3 +129,47 @@ def test_field_conditions_and_segment_references(suite, tag) -> None:
     listed = stub.ListSegments(pb.ListSegmentsRequest(page_size=1000), timeout=T)
     assert base in {s.segment_id for s in listed.segments}
     assert big not in {s.segment_id for s in listed.segments}
+
+
+def test_concurrent_changes_are_batched_in_order_and_a_bad_one_fails_alone(suite, tag) -> None:
+    stub = suite.segmentation
+    segment_id = seg_id("level3")
+    stub.CreateSegment(
+        pb.CreateSegmentRequest(
+            segment=pb.Segment(
+                segment_id=segment_id,
+                rule=all_of(tagged(tag), field_node("attributes.level", "eq", "3")),
+            )
+        ),
+        timeout=T,
+    )
+    steady = Customer(tag)
+    others = [Customer(tag) for _ in range(30)]
+    poisoned = Customer(tag)
+    requests = []
+    for level in ("1", "2", "3"):  # one customer's versions, sent together
+        steady.attributes["level"] = level
+        requests.append(steady.change([steady.order(days_ago(1), 100)]))
+    for other in others:
+        other.attributes["level"] = "3"
+        requests.append(other.change([other.order(days_ago(2), 50)]))
+    poisoned.attributes["level"] = "bad\x00"  # the database refuses NUL in text
+    requests.insert(10, poisoned.change())
+    futures = [stub.ApplyProfileChange.future(r, timeout=T) for r in requests]
+    failed = []
+    for request, future in zip(requests, futures, strict=True):
+        try:
+            future.result()
+        except Exception:  # noqa: BLE001
+            failed.append(request.customer_id)
+    assert failed == [poisoned.customer_id]
+    expected = {steady.customer_id} | {o.customer_id for o in others}
+    assert member_ids(stub, segment_id) == expected
+    # Every order of the batched changes was stored once, for its own customer.
+    preview = stub.PreviewSegment(
+        pb.PreviewSegmentRequest(
+            rule=all_of(tagged(tag), behavior("order_placed", "ge", 3, 30)), sample_size=5
+        ),
+        timeout=T,
+    )
+    assert list(preview.sample_customer_ids) == [steady.customer_id]

@@ -9,6 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy import text
@@ -16,14 +17,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_identity.domain.engine import (
+    MAX_CHECK_RECORDS,
     Changes,
     GraphState,
     KnownCustomer,
     KnownRecord,
     person_from,
+    worth_loading,
 )
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
+from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import CustomerView, IncomingRecord, Owner, RecordRef
 from svod_identity.domain.rules import Rules
 from svod_runtime.outbox import enqueue
@@ -213,201 +217,406 @@ class IdentityTransaction:
 
     @staticmethod
     def _known(row: Any) -> KnownRecord:
-        keys = _stored_keys(row.identifiers)
+        return IdentityTransaction._known_row(
+            row.record_pk,
+            row.source,
+            row.message_id,
+            row.customer_id,
+            row.identifiers,
+            row.attributes,
+        )
+
+    @staticmethod
+    def _known_row(
+        pk: Any, source: str, message_id: str, customer_id: Any, identifiers: Any, attributes: Any
+    ) -> KnownRecord:
+        keys = _stored_keys(identifiers)
         return KnownRecord(
-            int(row.record_pk),
-            RecordRef(row.source, row.message_id),
-            str(row.customer_id),
-            person_from(str(row.record_pk), row.attributes or {}, keys, row.source),
+            int(pk),
+            RecordRef(source, message_id),
+            str(customer_id),
+            person_from(str(pk), attributes or {}, keys, source),
             keys,
         )
 
     async def load_state(
-        self, records: Sequence[IncomingRecord], rules: Rules, *, fuzzy: bool = True
+        self,
+        records: Sequence[IncomingRecord],
+        rules: Rules,
+        *,
+        fuzzy: bool = True,
+        candidates_for: Iterable[RecordRef] | None = None,
+        model: MatchModel | None = None,
     ) -> GraphState:
-        """The part of the graph a batch of records can touch, with its customers row-locked."""
+        """The part of the graph a batch of records can touch, with its customers row-locked.
+
+        Three statements in the usual case, whatever the batch size: (1) the records already
+        resolved, the blocking-key candidates with their rows, blocked identifiers and record
+        pks for the new rows; (2) row locks on the customers owning the identifiers or the
+        candidates, returning the owners; (3) after the locks, the owners and the candidates'
+        customers again (a merge or split may have committed while waiting) together with
+        everything the engine needs about the locked customers. Should (3) find a customer not
+        yet locked, it is locked and (3) re-run.
+
+        Candidates are fetched only for records none of whose linkable identifiers has an owner
+        (the others link exactly) and for the records in ``candidates_for``;
+        ``state.fetched_keys`` says which blocking keys were fetched, so the engine can tell
+        when it lacks some (see ``Resolver.incomplete``). With ``model``, candidates that score
+        as someone new against every record they share a key with are dropped before their
+        customers are locked and loaded (``worth_loading``).
+        """
         state = GraphState()
         refs = sorted({r.ref for r in records}, key=lambda r: (r.source, r.message_id))
+        keys = sorted({k for r in records for k in r.identifiers})
+        key_index: list[int] = []
+        key_type: list[str] = []
+        key_namespace: list[str] = []
+        key_value: list[str] = []
+        block_index: list[int] = []
+        block_key: list[str] = []
+        forced = set(candidates_for or ())
+        force = [i for i, r in enumerate(records) if r.ref in forced]
+        if fuzzy:
+            for index, record in enumerate(records):
+                person = person_from("0", record.attributes, record.identifiers)
+                for key in sorted(blocking_keys(person)):
+                    block_index.append(index)
+                    block_key.append(key)
+                for ident in record.identifiers:
+                    if rules.block_reason(ident) is None:
+                        key_index.append(index)
+                        key_type.append(ident.type)
+                        key_namespace.append(ident.namespace)
+                        key_value.append(ident.value)
         rows = await self.conn.execute(
             text(
-                """
-                SELECT r.record_pk, r.source, r.message_id, r.customer_id, r.identifiers,
-                       '{}'::jsonb AS attributes
-                FROM records r JOIN jsonb_to_recordset(CAST(:refs AS jsonb)) AS x(s text, m text)
-                  ON r.source = x.s AND r.message_id = x.m
-                """
-            ),
-            {"refs": _json([{"s": r.source, "m": r.message_id} for r in refs])},
-        )
-        for row in rows:
-            known = self._known(row)
-            state.records[known.pk] = known
-            state.resolved[known.ref] = known.pk
-        keys = sorted({k for r in records for k in r.identifiers})
-        block_keys: set[str] = set()
-        if fuzzy:
-            for record in records:
-                if record.ref not in state.resolved:
-                    person = person_from("0", record.attributes, record.identifiers)
-                    block_keys |= blocking_keys(person)
-        candidate_pks: set[int] = set()
-        if block_keys:
-            result = await self.conn.execute(
-                text(
-                    """
-                    SELECT k.key, b.record_pk FROM unnest(CAST(:keys AS text[])) AS k(key)
+                f"""
+                WITH refs AS (
+                    SELECT r.record_pk FROM records r
+                    JOIN jsonb_to_recordset(CAST(:refs AS jsonb)) AS x(s text, m text)
+                      ON r.source = x.s AND r.message_id = x.m
+                ), owned AS (
+                    SELECT DISTINCT y.i FROM unnest(CAST(:ki AS int[]), CAST(:kt AS text[]),
+                        CAST(:kn AS text[]), CAST(:kv AS text[])) AS y(i, t, n, v)
+                    JOIN identifiers i ON i.id_type = y.t AND i.namespace = y.n
+                        AND i.value = y.v
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM blocked_identifiers bl
+                        WHERE bl.id_type = y.t AND bl.namespace = y.n AND bl.value = y.v
+                    )
+                ), wanted AS (
+                    SELECT DISTINCT z.key FROM unnest(CAST(:bi AS int[]), CAST(:bk AS text[]))
+                        AS z(i, key)
+                    WHERE z.i NOT IN (SELECT i FROM owned) OR z.i = ANY(CAST(:force AS int[]))
+                ), b AS (
+                    SELECT k.key, x.record_pk FROM wanted AS k
                     CROSS JOIN LATERAL (
                         SELECT record_pk FROM blocking_keys WHERE key = k.key
                         ORDER BY record_pk DESC LIMIT :cap
-                    ) b
-                    """
-                ),
-                {"keys": sorted(block_keys), "cap": MAX_BLOCK_SIZE + 1},
-            )
-            for key, pk in result:
-                state.blocks.setdefault(key, []).append(int(pk))
-            for members in state.blocks.values():
-                members.sort()
-                if len(members) <= MAX_BLOCK_SIZE:
-                    candidate_pks.update(members)
-        candidates = await self.records_by_pk(candidate_pks)
-        locked: set[str] = set()
+                    ) x
+                ), small AS (
+                    SELECT key FROM b GROUP BY key HAVING count(*) <= :max
+                )
+                SELECT 'b' AS kind, b.key AS t1, NULL AS t2, NULL AS t3, b.record_pk AS pk,
+                       NULL::uuid AS c, NULL::jsonb AS j1, NULL::jsonb AS j2, false AS f
+                FROM b
+                UNION ALL
+                SELECT 'w', key, NULL, NULL, NULL, NULL, NULL, NULL, false FROM wanted
+                UNION ALL
+                SELECT 'r', r.source, r.message_id, NULL, r.record_pk, r.customer_id,
+                       r.identifiers, r.attributes, r.record_pk IN (SELECT record_pk FROM refs)
+                FROM records r
+                WHERE r.record_pk = ANY(ARRAY(
+                    SELECT record_pk FROM refs
+                    UNION SELECT record_pk FROM b JOIN small USING (key)
+                ))
+                UNION ALL
+                SELECT 'x', bl.id_type, bl.namespace, bl.value, NULL, NULL, to_jsonb(bl.reason),
+                       NULL, false
+                FROM blocked_identifiers bl
+                JOIN {_KEYS_TABLE} ON bl.id_type = x.t AND bl.namespace = x.n AND bl.value = x.v
+                UNION ALL
+                SELECT 'p', NULL, NULL, NULL, nextval('records_record_pk_seq'), NULL, NULL, NULL,
+                       false
+                FROM generate_series(1, :n)
+                """
+            ),
+            {
+                "refs": _json([{"s": r.source, "m": r.message_id} for r in refs]),
+                "ki": key_index,
+                "kt": key_type,
+                "kn": key_namespace,
+                "kv": key_value,
+                "bi": block_index,
+                "bk": block_key,
+                "force": force,
+                "cap": MAX_BLOCK_SIZE + 1,
+                "max": MAX_BLOCK_SIZE,
+                "keys": _key_rows(keys),
+                "n": len(records),
+            },
+        )
+        state.fetched_keys = set()
+        candidates: dict[int, KnownRecord] = {}
+        for row in rows:
+            kind = row.kind
+            if kind == "b":
+                state.blocks.setdefault(row.t1, []).append(int(row.pk))
+            elif kind == "w":
+                state.fetched_keys.add(row.t1)
+            elif kind == "r":
+                known = self._known_row(row.pk, row.t1, row.t2, row.c, row.j1, row.j2)
+                if row.f:
+                    state.records[known.pk] = known
+                    state.resolved[known.ref] = known.pk
+                else:
+                    candidates[known.pk] = known
+            elif kind == "x":
+                state.blocked[IdentifierKey(row.t1, row.t3, row.t2)] = str(row.j1)
+            elif kind == "p":
+                state.free_pks.append(int(row.pk))
+        for members in state.blocks.values():
+            members.sort()
+        # Records of this batch seen before are never candidates for themselves.
+        for pk in list(candidates):
+            if pk in state.records:
+                candidates.pop(pk)
+        if model is not None and candidates:
+            fetched = [r for r in records if r.ref not in state.resolved]
+            keep = worth_loading(fetched, state, candidates, rules, model)
+            candidates = {pk: known for pk, known in candidates.items() if pk in keep}
+        locked = await self._lock_owners(keys, {c.customer_id for c in candidates.values()})
         while True:
-            owner_rows = await self._owners_rows(keys)
-            wanted = {str(r.customer_id) for r in owner_rows}
-            wanted |= {c.customer_id for c in candidates.values()}
+            wanted, owner_rows = await self._load_customers(state, keys, locked, candidates, rules)
             if wanted <= locked:
                 break
             await self.lock_customers(wanted - locked)
             locked |= wanted
-            # Re-read: a merge or split that committed meanwhile may have moved things.
-            candidates = await self.records_by_pk(candidate_pks)
         for row in owner_rows:
-            key = IdentifierKey(row.id_type, row.value, row.namespace)
-            state.owners[key] = str(row.customer_id)
-            if row.sharers:
-                state.sharers[key] = {str(c) for c in row.sharers}
-        if keys:
-            blocked = await self.conn.execute(
-                text(
-                    f"""
-                    SELECT b.id_type, b.namespace, b.value, b.reason FROM blocked_identifiers b
-                    JOIN {_KEYS_TABLE} ON b.id_type = x.t AND b.namespace = x.n AND b.value = x.v
-                    """
-                ),
-                {"keys": _key_rows(keys)},
-            )
-            for row in blocked:
-                state.blocked[IdentifierKey(row.id_type, row.value, row.namespace)] = row.reason
-        await self._load_customers(state, locked, candidates, rules)
+            key = IdentifierKey(row.t1, row.t3, row.t2)
+            state.owners[key] = str(row.c)
+            if row.j1:
+                state.sharers[key] = {str(c) for c in row.j1}
         return state
+
+    async def _lock_owners(self, keys: Sequence[IdentifierKey], also: set[str]) -> set[str]:
+        """Row-locks the customers owning ``keys`` and ``also`` (sorted: no deadlock)."""
+        if not keys and not also:
+            return set()
+        rows = await self.conn.execute(
+            text(
+                f"""
+                WITH o AS (
+                    SELECT i.customer_id FROM identifiers i
+                    JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+                    UNION SELECT unnest(CAST(:c AS uuid[]))
+                )
+                SELECT customer_id FROM customers
+                WHERE customer_id = ANY(ARRAY(SELECT * FROM o))
+                ORDER BY customer_id FOR UPDATE
+                """
+            ),
+            {"keys": _key_rows(keys), "c": sorted(also)},
+        )
+        return {str(r.customer_id) for r in rows}
 
     async def _load_customers(
         self,
         state: GraphState,
+        keys: Sequence[IdentifierKey],
         customer_ids: set[str],
         candidates: dict[int, KnownRecord],
         rules: Rules,
-    ) -> None:
-        if not customer_ids:
-            return
+    ) -> tuple[set[str], list[Any]]:
+        """Owners of ``keys``, candidates' customers, and the locked customers' data, in one
+        statement; returns the customers that must be locked and the owner rows."""
         ids = sorted(customer_ids)
+        limits = any(r.max_values_per_customer > 0 for r in rules.identifier_rules)
+        known = sorted(set(candidates) | set(state.records))
         rows = await self.conn.execute(
             text(
-                "SELECT customer_id, created_at FROM customers "
-                "WHERE customer_id = ANY(CAST(:c AS uuid[]))"
-            ),
-            {"c": ids},
-        )
-        for row in rows:
-            state.customers[str(row.customer_id)] = KnownCustomer(
-                str(row.customer_id), row.created_at
-            )
-        rows = await self.conn.execute(
-            text(
-                """
-                SELECT r.record_pk, r.source, r.message_id, r.customer_id, r.identifiers,
-                       r.attributes
-                FROM unnest(CAST(:c AS uuid[])) AS c(id) CROSS JOIN LATERAL (
+                f"""
+                SELECT 'o' AS kind, i.id_type AS t1, i.namespace AS t2, i.value AS t3,
+                       NULL::bigint AS pk, i.customer_id AS c, NULL::uuid AS c2,
+                       NULL::timestamptz AS at, i.sharers AS j1, NULL::jsonb AS j2
+                FROM identifiers i
+                JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+                UNION ALL
+                SELECT 'm', NULL, NULL, NULL, record_pk, customer_id, NULL, NULL, NULL, NULL
+                FROM records WHERE record_pk = ANY(CAST(:cand AS bigint[]))
+                UNION ALL
+                SELECT 'c', NULL, NULL, NULL, NULL, customer_id, NULL, created_at, NULL, NULL
+                FROM customers WHERE customer_id = ANY(CAST(:ids AS uuid[]))
+                UNION ALL
+                SELECT 'r', r.source, r.message_id, NULL, r.record_pk, r.customer_id, NULL, NULL,
+                       CASE WHEN r.record_pk = ANY(CAST(:known AS bigint[])) THEN NULL
+                            ELSE r.identifiers END,
+                       CASE WHEN r.record_pk = ANY(CAST(:known AS bigint[])) THEN NULL
+                            ELSE r.attributes END
+                FROM unnest(CAST(:ids AS uuid[])) AS c(id) CROSS JOIN LATERAL (
                     SELECT * FROM records WHERE customer_id = c.id
-                    ORDER BY record_pk DESC LIMIT 50
+                    ORDER BY record_pk DESC LIMIT {MAX_CHECK_RECORDS}
                 ) r
+                UNION ALL
+                SELECT 'i', id_type, namespace, value, NULL, customer_id, NULL, NULL, NULL, NULL
+                FROM identifiers WHERE :limits AND customer_id = ANY(CAST(:ids AS uuid[]))
+                UNION ALL
+                SELECT 'k', NULL, NULL, NULL, NULL, customer_a, customer_b, NULL, NULL, NULL
+                FROM kept_apart
+                WHERE customer_a = ANY(CAST(:ids AS uuid[]))
+                   OR customer_b = ANY(CAST(:ids AS uuid[]))
                 """
             ),
-            {"c": ids},
+            {
+                "keys": _key_rows(keys),
+                "cand": sorted(candidates),
+                "ids": ids,
+                "known": known,
+                "limits": limits,
+            },
         )
+        owner_rows: list[Any] = []
+        now_of: dict[int, str] = {}
+        loaded: dict[int, KnownRecord] = {}
+        customers: dict[str, KnownCustomer] = {}
+        customer_keys: list[tuple[str, IdentifierKey]] = []
+        apart: set[frozenset[str]] = set()
         for row in rows:
-            known = self._known(row)
-            state.records[known.pk] = known
-        for pk, known in candidates.items():
-            state.records.setdefault(pk, known)
+            kind = row.kind
+            if kind == "o":
+                owner_rows.append(row)
+            elif kind == "m":
+                now_of[int(row.pk)] = str(row.c)
+            elif kind == "c":
+                customers[str(row.c)] = KnownCustomer(str(row.c), row.at)
+            elif kind == "r":
+                pk = int(row.pk)
+                if row.j2 is None:
+                    known_record = candidates.get(pk) or state.records.get(pk)
+                    if known_record is not None:
+                        loaded[pk] = replace(known_record, customer_id=str(row.c))
+                else:
+                    loaded[pk] = self._known_row(row.pk, row.t1, row.t2, row.c, row.j1, row.j2)
+            elif kind == "i":
+                customer_keys.append((str(row.c), IdentifierKey(row.t1, row.t3, row.t2)))
+            elif kind == "k":
+                apart.add(frozenset((str(row.c), str(row.c2))))
+        # Candidates as they are now (moved by a merge or split, or erased meanwhile).
+        for pk in list(candidates):
+            if pk in now_of:
+                if candidates[pk].customer_id != now_of[pk]:
+                    candidates[pk] = replace(candidates[pk], customer_id=now_of[pk])
+            else:
+                candidates.pop(pk)
+        wanted = {str(r.c) for r in owner_rows} | set(now_of.values())
+        if not wanted <= customer_ids:
+            return wanted, owner_rows
+        state.customers = customers
+        for pk, known_record in candidates.items():
+            state.records[pk] = known_record
+        for pk, known_record in loaded.items():
+            state.records[pk] = known_record
         for pk in sorted(state.records):
-            known = state.records[pk]
-            customer = state.customers.get(known.customer_id)
+            known_record = state.records[pk]
+            customer = state.customers.get(known_record.customer_id)
             if customer is not None:
                 customer.records.append(pk)
-        if any(r.max_values_per_customer > 0 for r in rules.identifier_rules):
-            rows = await self.conn.execute(
-                text(
-                    "SELECT customer_id, id_type, namespace, value FROM identifiers "
-                    "WHERE customer_id = ANY(CAST(:c AS uuid[]))"
-                ),
-                {"c": ids},
-            )
-            for row in rows:
-                state.customers[str(row.customer_id)].keys.add(
-                    IdentifierKey(row.id_type, row.value, row.namespace)
-                )
-        rows = await self.conn.execute(
-            text(
-                "SELECT customer_a, customer_b FROM kept_apart "
-                "WHERE customer_a = ANY(CAST(:c AS uuid[])) OR customer_b = ANY(CAST(:c AS uuid[]))"
-            ),
-            {"c": ids},
-        )
-        for a, b in rows:
-            state.kept_apart.add(frozenset((str(a), str(b))))
+        for customer_id, key in customer_keys:
+            state.customers[customer_id].keys.add(key)
+        state.kept_apart = apart
+        return wanted, owner_rows
 
-    async def apply(self, changes: Changes) -> dict[int, int]:
-        """Writes what the engine decided; returns engine record pk -> stored record pk."""
+    async def apply(self, changes: Changes, free_pks: Sequence[int] = ()) -> dict[int, int]:
+        """Writes what the engine decided; returns engine record pk -> stored record pk.
+
+        New customers, records, their identifiers and blocking keys, newly owned identifiers,
+        last-seen times and the ledger entries go in one statement; merges, review items and
+        blocklist entries (rare) follow. ``free_pks`` are record pks allocated beforehand.
+        """
         conn = self.conn
-        if changes.customers:
-            await conn.execute(
-                text(
-                    "INSERT INTO customers (customer_id, created_at) SELECT * FROM "
-                    "unnest(CAST(:ids AS uuid[]), CAST(:at AS timestamptz[]))"
-                ),
-                {"ids": [c for c, _ in changes.customers], "at": [a for _, a in changes.customers]},
-            )
         pks: dict[int, int] = {}
-        if changes.records:
-            recs = changes.records
+        recs = changes.records
+        pool = list(free_pks)
+        if len(pool) < len(recs):
             allocated = await conn.execute(
                 text("SELECT nextval('records_record_pk_seq') FROM generate_series(1, :n)"),
-                {"n": len(recs)},
+                {"n": len(recs) - len(pool)},
             )
-            for n, (pk,) in zip(recs, allocated, strict=True):
-                pks[n.pk] = int(pk)
-            for n in recs:
-                if n.evidence.get("record_pk", 0) < 0:
-                    n.evidence["record_pk"] = pks[n.evidence["record_pk"]]
+            pool += [int(pk) for (pk,) in allocated]
+        for n, pk in zip(recs, pool, strict=False):
+            pks[n.pk] = pk
+        for n in recs:
+            if n.evidence.get("record_pk", 0) < 0:
+                n.evidence["record_pk"] = pks[n.evidence["record_pk"]]
+        # Identifiers linked in this batch and seen again later in it: one row, latest time.
+        link_seen: dict[IdentifierKey, dt.datetime] = {}
+        for key, _, _, seen in changes.links:
+            link_seen[key] = seen
+        latest: dict[IdentifierKey, dt.datetime] = {}
+        for key, seen in changes.touches:
+            if key in link_seen:
+                link_seen[key] = max(seen, link_seen[key])
+            else:
+                latest[key] = max(seen, latest.get(key, seen))
+        if recs or changes.customers or changes.links or latest:
+            ident_rows = [(k, pks[n.pk]) for n in recs for k in n.record.identifiers]
+            block_rows = [(key, pks[n.pk]) for n in recs for key in n.blocking_keys]
+            links = changes.links
             await conn.execute(
                 text(
                     """
-                    INSERT INTO records (record_pk, source, message_id, customer_id, channel,
-                                         observed_at, identifiers, attributes, outcome, rule,
-                                         evidence)
-                    SELECT p, s, m, c, ch, at, CAST(ids AS jsonb), CAST(attrs AS jsonb), o, r,
-                           CAST(ev AS jsonb)
-                    FROM unnest(CAST(:p AS bigint[]), CAST(:s AS text[]), CAST(:m AS text[]),
-                                CAST(:c AS uuid[]), CAST(:ch AS text[]),
-                                CAST(:at AS timestamptz[]), CAST(:ids AS text[]),
-                                CAST(:attrs AS text[]), CAST(:o AS text[]), CAST(:r AS text[]),
-                                CAST(:ev AS text[]))
-                         AS x(p, s, m, c, ch, at, ids, attrs, o, r, ev)
+                    WITH new_customers AS (
+                        INSERT INTO customers (customer_id, created_at)
+                        SELECT * FROM unnest(CAST(:cid AS uuid[]), CAST(:cat AS timestamptz[]))
+                    ), new_records AS (
+                        INSERT INTO records (record_pk, source, message_id, customer_id, channel,
+                                             observed_at, identifiers, attributes, outcome,
+                                             rule, evidence)
+                        SELECT p, s, m, c, ch, at, CAST(ids AS jsonb), CAST(attrs AS jsonb), o,
+                               r, CAST(ev AS jsonb)
+                        FROM unnest(CAST(:p AS bigint[]), CAST(:s AS text[]),
+                                    CAST(:m AS text[]), CAST(:c AS uuid[]),
+                                    CAST(:ch AS text[]), CAST(:at AS timestamptz[]),
+                                    CAST(:ids AS text[]), CAST(:attrs AS text[]),
+                                    CAST(:o AS text[]), CAST(:r AS text[]),
+                                    CAST(:ev AS text[]))
+                             AS x(p, s, m, c, ch, at, ids, attrs, o, r, ev)
+                    ), new_record_identifiers AS (
+                        INSERT INTO record_identifiers (id_type, namespace, value, record_pk)
+                        SELECT * FROM unnest(CAST(:rit AS text[]), CAST(:rin AS text[]),
+                                             CAST(:riv AS text[]), CAST(:rip AS bigint[]))
+                        ON CONFLICT DO NOTHING
+                    ), new_blocking_keys AS (
+                        INSERT INTO blocking_keys (key, record_pk)
+                        SELECT * FROM unnest(CAST(:bk AS text[]), CAST(:bp AS bigint[]))
+                        ON CONFLICT DO NOTHING
+                    ), new_identifiers AS (
+                        INSERT INTO identifiers (id_type, namespace, value, customer_id,
+                                                 first_source, first_seen, last_seen)
+                        SELECT t, n, v, c, s, seen, last FROM unnest(
+                            CAST(:lt AS text[]), CAST(:ln AS text[]), CAST(:lv AS text[]),
+                            CAST(:lc AS uuid[]), CAST(:ls AS text[]),
+                            CAST(:lseen AS timestamptz[]), CAST(:llast AS timestamptz[]))
+                            AS x(t, n, v, c, s, seen, last)
+                        ON CONFLICT (id_type, namespace, value) DO NOTHING
+                    ), touched AS (
+                        UPDATE identifiers i SET last_seen = greatest(i.last_seen, x.seen)
+                        FROM unnest(CAST(:tt AS text[]), CAST(:tn AS text[]),
+                                    CAST(:tv AS text[]), CAST(:tseen AS timestamptz[]))
+                             AS x(t, n, v, seen)
+                        WHERE i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+                    ), new_ledger AS (
+                        INSERT INTO ledger (kind, customer_id, source, message_id, detail, actor)
+                        SELECT k, c, s, m, CAST(d AS jsonb), :a FROM unnest(
+                            CAST(:gk AS text[]), CAST(:c AS uuid[]), CAST(:s AS text[]),
+                            CAST(:m AS text[]), CAST(:gd AS text[])) AS x(k, c, s, m, d)
+                    )
+                    SELECT 1
                     """
                 ),
                 {
+                    "cid": [c for c, _ in changes.customers],
+                    "cat": [a for _, a in changes.customers],
                     "p": [pks[n.pk] for n in recs],
                     "s": [n.record.ref.source for n in recs],
                     "m": [n.record.ref.message_id for n in recs],
@@ -419,73 +628,29 @@ class IdentityTransaction:
                     "o": [n.outcome for n in recs],
                     "r": [n.rule for n in recs],
                     "ev": [_json(n.evidence) for n in recs],
-                },
-            )
-            ident_rows = [(k, pks[n.pk]) for n in recs for k in n.record.identifiers]
-            if ident_rows:
-                await conn.execute(
-                    text(
-                        "INSERT INTO record_identifiers (id_type, namespace, value, record_pk) "
-                        "SELECT * FROM unnest(CAST(:t AS text[]), CAST(:n AS text[]), "
-                        "CAST(:v AS text[]), CAST(:p AS bigint[])) ON CONFLICT DO NOTHING"
-                    ),
-                    {
-                        "t": [k.type for k, _ in ident_rows],
-                        "n": [k.namespace for k, _ in ident_rows],
-                        "v": [k.value for k, _ in ident_rows],
-                        "p": [p for _, p in ident_rows],
-                    },
-                )
-            block_rows = [(key, pks[n.pk]) for n in recs for key in n.blocking_keys]
-            if block_rows:
-                await conn.execute(
-                    text(
-                        "INSERT INTO blocking_keys (key, record_pk) SELECT * FROM "
-                        "unnest(CAST(:k AS text[]), CAST(:p AS bigint[])) ON CONFLICT DO NOTHING"
-                    ),
-                    {"k": [k for k, _ in block_rows], "p": [p for _, p in block_rows]},
-                )
-        if changes.links:
-            links = changes.links
-            await conn.execute(
-                text(
-                    """
-                    INSERT INTO identifiers (id_type, namespace, value, customer_id,
-                                             first_source, first_seen, last_seen)
-                    SELECT t, n, v, c, s, seen, seen FROM unnest(
-                        CAST(:t AS text[]), CAST(:n AS text[]), CAST(:v AS text[]),
-                        CAST(:c AS uuid[]), CAST(:s AS text[]), CAST(:seen AS timestamptz[]))
-                        AS x(t, n, v, c, s, seen)
-                    ON CONFLICT (id_type, namespace, value) DO NOTHING
-                    """
-                ),
-                {
-                    "t": [k.type for k, *_ in links],
-                    "n": [k.namespace for k, *_ in links],
-                    "v": [k.value for k, *_ in links],
-                    "c": [c for _, c, _, _ in links],
-                    "s": [s for _, _, s, _ in links],
-                    "seen": [seen for *_, seen in links],
-                },
-            )
-        if changes.touches:
-            latest: dict[IdentifierKey, dt.datetime] = {}
-            for key, seen in changes.touches:
-                latest[key] = max(seen, latest.get(key, seen))
-            await conn.execute(
-                text(
-                    """
-                    UPDATE identifiers i SET last_seen = greatest(i.last_seen, x.seen)
-                    FROM unnest(CAST(:t AS text[]), CAST(:n AS text[]), CAST(:v AS text[]),
-                                CAST(:seen AS timestamptz[])) AS x(t, n, v, seen)
-                    WHERE i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
-                    """
-                ),
-                {
-                    "t": [k.type for k in latest],
-                    "n": [k.namespace for k in latest],
-                    "v": [k.value for k in latest],
-                    "seen": list(latest.values()),
+                    "rit": [k.type for k, _ in ident_rows],
+                    "rin": [k.namespace for k, _ in ident_rows],
+                    "riv": [k.value for k, _ in ident_rows],
+                    "rip": [p for _, p in ident_rows],
+                    "bk": [k for k, _ in block_rows],
+                    "bp": [p for _, p in block_rows],
+                    "lt": [k.type for k, *_ in links],
+                    "ln": [k.namespace for k, *_ in links],
+                    "lv": [k.value for k, *_ in links],
+                    "lc": [c for _, c, _, _ in links],
+                    "ls": [s for _, _, s, _ in links],
+                    "lseen": [seen for *_, seen in links],
+                    "llast": [link_seen[k] for k, *_ in links],
+                    "tt": [k.type for k in latest],
+                    "tn": [k.namespace for k in latest],
+                    "tv": [k.value for k in latest],
+                    "tseen": list(latest.values()),
+                    "gk": [
+                        "customer_created" if n.outcome == "created" else "record_linked"
+                        for n in recs
+                    ],
+                    "gd": [_json({"rule": n.rule, **_ledger_evidence(n.evidence)}) for n in recs],
+                    "a": SYSTEM_ACTOR,
                 },
             )
         for key, sharers in changes.sharers.items():
@@ -506,30 +671,7 @@ class IdentityTransaction:
             )
             if inserted.rowcount:
                 await self.report_quality(blocked=[key])
-        # Ledger: one entry per placed record (who, how), then merges in the order made.
-        if changes.records:
-            recs = changes.records
-            await conn.execute(
-                text(
-                    """
-                    INSERT INTO ledger (kind, customer_id, source, message_id, detail, actor)
-                    SELECT k, c, s, m, CAST(d AS jsonb), :a FROM unnest(
-                        CAST(:k AS text[]), CAST(:c AS uuid[]), CAST(:s AS text[]),
-                        CAST(:m AS text[]), CAST(:d AS text[])) AS x(k, c, s, m, d)
-                    """
-                ),
-                {
-                    "k": [
-                        "customer_created" if n.outcome == "created" else "record_linked"
-                        for n in recs
-                    ],
-                    "c": [n.customer_id for n in recs],
-                    "s": [n.record.ref.source for n in recs],
-                    "m": [n.record.ref.message_id for n in recs],
-                    "d": [_json({"rule": n.rule, **_ledger_evidence(n.evidence)}) for n in recs],
-                    "a": SYSTEM_ACTOR,
-                },
-            )
+        # Merges after the records' ledger entries, in the order made.
         for merge in changes.merges:
             await self.merge_customers(merge.survivor, merge.merged)
             record_pk = pks.get(merge.record_pk or 0)

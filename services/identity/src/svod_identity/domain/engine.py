@@ -32,7 +32,12 @@ from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.matching.record import PersonRecord, build_person_record
-from svod_identity.domain.matching.scoring import CandidateScore, conflicts, score_candidates
+from svod_identity.domain.matching.scoring import (
+    CandidateScore,
+    conflicts,
+    score_candidates,
+    score_pair,
+)
 from svod_identity.domain.model import IncomingRecord, RecordRef
 from svod_identity.domain.rules import Rules, ordered_by_priority
 
@@ -70,6 +75,8 @@ def person_from(
         address_line=address.get("address_line"),
         source=source,
         postcode=address.get("postal_code"),
+        # Identifier keys are normalised when a record comes in (identifiers.py).
+        normalized=True,
     )
 
 
@@ -104,6 +111,10 @@ class GraphState:
     kept_apart: set[frozenset[str]] = field(default_factory=set)
     # Merged-away customer -> survivor (merges the engine made, and known older ones).
     alias: dict[str, str] = field(default_factory=dict)
+    # Record pks the adapter allocated ahead for this batch's new records.
+    free_pks: list[int] = field(default_factory=list)
+    # Blocking keys whose stored members are in ``blocks``; None: all of them.
+    fetched_keys: set[str] | None = None
 
     def find(self, customer_id: str) -> str:
         seen = 0
@@ -181,6 +192,41 @@ class Placement:
     record_pk: int = 0
 
 
+def worth_loading(
+    records: Iterable[IncomingRecord],
+    state: GraphState,
+    candidates: Mapping[int, KnownRecord],
+    rules: Rules,
+    model: MatchModel,
+) -> set[int]:
+    """The candidates that could matter to fuzzy matching: those scoring above "new" against
+    some record of the batch sharing a blocking key with them.
+
+    The others are skipped by ``Resolver._fuzzy`` anyway, so the adapter need neither lock nor
+    load their customers. The record is scored as the resolver will see it: without
+    identifiers the rules or the stored blocklist refuse.
+    """
+    model = model.with_thresholds(rules.auto_link_threshold, rules.review_threshold)
+    keep: set[int] = set()
+    for record in records:
+        linkable = [
+            k
+            for k in record.identifiers
+            if rules.block_reason(k) is None and k not in state.blocked
+        ]
+        person = person_from("0", record.attributes, linkable, record.ref.source)
+        pks: set[int] = set()
+        for key in blocking_keys(person):
+            members = state.blocks.get(key)
+            if members and len(members) <= MAX_BLOCK_SIZE:
+                pks.update(members)
+        for pk in pks - keep:
+            known = candidates.get(pk)
+            if known is not None and score_pair(person, known.person, model).decision != "new":
+                keep.add(pk)
+    return keep
+
+
 def _recency(pk: int) -> tuple[bool, int]:
     """Stored records (positive pks) by age, then this batch's (negative) in order."""
     return (pk < 0, abs(pk))
@@ -212,6 +258,9 @@ class Resolver:
         self._next_pk = -1
         self.fuzzy_merges = fuzzy_merges
         self._has_limits = any(r.max_values_per_customer > 0 for r in rules.identifier_rules)
+        # Records that needed fuzzy matching on blocking keys the state was not loaded with
+        # (their identifiers had owners, all refused): the caller reloads and re-runs.
+        self.incomplete: list[RecordRef] = []
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -318,6 +367,9 @@ class Resolver:
                 "identifier": [first.type, first.namespace, first.value],
             }
         elif not self.rules.fuzzy_disabled:
+            fetched = state.fetched_keys
+            if fetched is not None and not fetched.issuperset(keys):
+                self.incomplete.append(record.ref)
             group, evidence, score, reviews = self._fuzzy(person, keys)
             if group:
                 outcome, rule = "linked_fuzzy", "fuzzy"

@@ -222,10 +222,21 @@ class IdentityService:
                 locks = [f"record\x1f{r.ref.source}\x1f{r.ref.message_id}" for r in chunk]
                 locks += [k.lock_key for r in chunk for k in r.identifiers]
                 await tx.lock(locks)
-                state = await tx.load_state(chunk, rules, fuzzy=not rules.fuzzy_disabled)
+                fuzzy = not rules.fuzzy_disabled
+                state = await tx.load_state(chunk, rules, fuzzy=fuzzy, model=model)
                 resolver = Resolver(state, rules, model)
                 done = [resolver.resolve(r) for r in chunk]
-                pks = await tx.apply(resolver.changes)
+                wanted: set[RecordRef] = set()
+                while resolver.incomplete and not wanted.issuperset(resolver.incomplete):
+                    # Some record fell back to fuzzy matching after its identifiers' owners
+                    # were refused: load its candidates too and place the chunk again.
+                    wanted |= set(resolver.incomplete)
+                    state = await tx.load_state(
+                        chunk, rules, fuzzy=fuzzy, candidates_for=wanted, model=model
+                    )
+                    resolver = Resolver(state, rules, model)
+                    done = [resolver.resolve(r) for r in chunk]
+                pks = await tx.apply(resolver.changes, state.free_pks)
                 changes = resolver.changes
                 announced = bool(changes.merges or changes.reviews or changes.blocked)
                 return [

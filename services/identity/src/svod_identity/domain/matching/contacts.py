@@ -81,16 +81,28 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-@lru_cache(maxsize=65536)
-def is_placeholder_phone(e164: str) -> bool:
-    """True for numbers that identify nobody: invalid, all one digit, counting sequences."""
+@lru_cache(maxsize=262144)
+def _phone_facts(e164: str) -> tuple[bool, bool, str] | None:
+    """(valid, fixed line, national number) from one parse; None when it does not parse.
+
+    Parsing and matching against the numbering plan is the costly part of looking at a phone,
+    and every check below needs it: done once per number.
+    """
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
+        return None
+    kind = phonenumbers.number_type(number)
+    valid = kind != phonenumbers.PhoneNumberType.UNKNOWN
+    return valid, kind == phonenumbers.PhoneNumberType.FIXED_LINE, str(number.national_number)
+
+
+def is_placeholder_phone(e164: str) -> bool:
+    """True for numbers that identify nobody: invalid, all one digit, counting sequences."""
+    facts = _phone_facts(e164)
+    if facts is None or not facts[0]:
         return True
-    if not phonenumbers.is_valid_number(number):
-        return True
-    national = str(number.national_number)
+    national = facts[2]
     subscriber = national[-7:]
     return (
         len(set(subscriber)) <= 2
@@ -99,29 +111,21 @@ def is_placeholder_phone(e164: str) -> bool:
     )
 
 
-@lru_cache(maxsize=65536)
 def is_dummy_phone(e164: str) -> bool:
     """The placeholders no real customer can have: invalid numbers, one or two digits repeated
     (+7 000 000-00-00), known dummy national numbers. Counting sequences (123-45-67) are left
     out: they are also real numbers, and the frequency blocklist catches them when shared."""
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
+    facts = _phone_facts(e164)
+    if facts is None or not facts[0]:
         return True
-    if not phonenumbers.is_valid_number(number):
-        return True
-    national = str(number.national_number)
+    national = facts[2]
     return len(set(national[-7:])) <= 2 or national in _PLACEHOLDER_NATIONAL
 
 
-@lru_cache(maxsize=65536)
 def is_landline(e164: str) -> bool:
     """Fixed-line numbers are shared by a household, so they are weaker evidence."""
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return False
-    return phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.FIXED_LINE
+    facts = _phone_facts(e164)
+    return facts is not None and facts[1]
 
 
 @dataclass(frozen=True)

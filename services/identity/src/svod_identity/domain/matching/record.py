@@ -88,11 +88,13 @@ def build_person_record(
     source: str = "",
     observed_at: dt.datetime | str | None = None,
     postcode: str | None = None,
+    normalized: bool = False,
 ) -> PersonRecord:
     """A PersonRecord from source spellings: identifiers normalised, swapped names put back.
 
     Unparseable identifiers and placeholder birth dates are dropped rather than rejected: the
-    matcher must cope with whatever reached the service.
+    matcher must cope with whatever reached the service. ``normalized``: phones and e-mails are
+    already in the service's canonical form (E.164, lower case) and are taken as they are.
     """
     first, last = _clean(first_name), _clean(last_name)
     if looks_swapped(first, last):
@@ -113,8 +115,8 @@ def build_person_record(
         middle_name=_clean(middle_name),
         birth_date=birth_date,
         gender=normalize_gender(gender),
-        phones=_unique(normalize_phone(p) for p in phones),
-        emails=_unique(normalize_email(e) for e in emails),
+        phones=_unique(phones if normalized else (normalize_phone(p) for p in phones)),
+        emails=_unique(emails if normalized else (normalize_email(e) for e in emails)),
         cards=_unique(normalize_card(c) for c in cards),
         city=_clean(city),
         address_line=_clean(address_line),
