@@ -266,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     db = sub.add_parser("db").add_subparsers(dest="db_command", required=True)
     db.add_parser("prepare", help="schemas, roles, migrations").set_defaults(func=cmd_db_prepare)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import concurrent.futures
 import datetime as dt
 import logging
 import multiprocessing
+import signal
 from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Final
@@ -82,7 +83,12 @@ def run_chunk(
 
 
 def _warm_up() -> None:
-    """Loads the reference data and compiles the patterns before the first real chunk."""
+    """Loads the reference data and compiles the patterns before the first real chunk.
+
+    Workers ignore Ctrl-C: the service itself drains and stops them; a terminal's interrupt
+    reaching them directly would only print tracebacks.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     sample = quality_pb2.StandardizeBatchRequest(
         records=[
             common_pb2.CustomerRecord(
