@@ -89,10 +89,17 @@ def test_declared_custom_attributes_are_typed_and_reach_the_profile(suite) -> No
 
 
 def test_a_bounce_makes_the_email_an_undeliverable_contact_in_quality(suite) -> None:
-    from tests.builders import EMAIL, track
+    from tests.builders import EMAIL, at, track
 
     email = f"{unique('bounce')}@example.ru"
-    request = identify("webshop", emails=(email,))
+    # Confirmed a day ago; the bounce comes after it, so the e-mail no longer counts as valid.
+    request = identify(
+        "webshop",
+        emails=(email,),
+        observed=at(
+            (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    )
     suite.ingestion.Identify(request, timeout=T)
     customer = suite.wait_processed(request.record_ref).customer_id
     who = common_pb2.Identifier(type=EMAIL, value=email)

@@ -370,7 +370,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def ExportPersonalData(
         self, request: profile_pb2.ExportPersonalDataRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ExportPersonalDataResponse:
-        export = await self.service.export(request.customer_id)
+        export = await self.service.personal_data.export(request.customer_id)
         return profile_pb2.ExportPersonalDataResponse(
             profile=profile_proto(export.profile, self.currency),
             timeline=[timeline_entry(e, self.currency) for e in export.events],
@@ -380,7 +380,9 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def ErasePersonalData(
         self, request: profile_pb2.ErasePersonalDataRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ErasePersonalDataResponse:
-        receipt = await self.service.erase(request.customer_id, request.actor, request.reason)
+        receipt = await self.service.personal_data.erase(
+            request.customer_id, request.actor, request.reason
+        )
         return profile_pb2.ErasePersonalDataResponse(
             receipt_id=receipt.receipt_id,
             erase_time=datetime_to_timestamp(receipt.erased_at),
@@ -406,7 +408,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         kind = request.WhichOneof("change")
         if kind == "split":
             split = request.split
-            await self.service.split(
+            await self.service.identity_changes.split(
                 request.change_id,
                 split.source_customer_id,
                 split.target_customer_id,
@@ -415,7 +417,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             return profile_pb2.ApplyIdentityChangeResponse()
         if kind != "merge":
             raise InvalidArgument([FieldViolation("change", "a merge or a split is required")])
-        await self.service.merge(
+        await self.service.identity_changes.merge(
             request.change_id,
             request.merge.surviving_customer_id,
             list(request.merge.merged_customer_ids),

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import replace
 
 from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
 from svod_profile.domain.consents import (
@@ -15,15 +13,12 @@ from svod_profile.domain.consents import (
     OPTED_OUT,
     Consent,
     consent_from_event,
-    merge_consents,
     supersedes,
 )
-from svod_profile.domain.events import EventFact, fold
+from svod_profile.domain.events import EventFact
 from svod_profile.domain.events import apply_event as apply_metrics
 from svod_profile.domain.model import (
-    IdentifierObservation,
     ProfileView,
-    Provenance,
     RecordApplication,
 )
 from svod_profile.domain.paging import (
@@ -34,59 +29,14 @@ from svod_profile.domain.paging import (
 )
 from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.event_batcher import EventBatcher
+from svod_profile.service_layer.identity_changes import IdentityChanges
+from svod_profile.service_layer.personal_data import PersonalData
+from svod_profile.service_layer.ports import CustomerDirectory, PersonalDataHolders
+from svod_profile.service_layer.ports import require_uuid as _require_uuid
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, ViolationCollector
 
 MAX_BATCH = 1000
 STREAM_BATCH = 500
-
-
-class CustomerDirectory(Protocol):
-    """Who an identifier belongs to: the identity service's answer."""
-
-    async def customer_for_identifier(self, id_type: str, value: str, namespace: str) -> str: ...
-
-    async def current_customer_id(self, customer_id: str) -> str: ...
-
-    async def identifiers_of(
-        self, customer_id: str
-    ) -> list[tuple[str, str, str, str, dt.datetime]]: ...
-
-
-def _require_uuid(value: str, field: str) -> None:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument([FieldViolation(field, "must be a customer id (UUID)")]) from None
-
-
-class PersonalDataHolders(Protocol):
-    """The other services holding a person's data."""
-
-    async def erase_identity(
-        self, customer_id: str, actor: str, reason: str
-    ) -> tuple[list[tuple[str, str]], int]: ...
-
-    async def erase_payloads(self, refs: list[tuple[str, str]]) -> int: ...
-
-    async def erase_memberships(self, customer_id: str) -> int | None: ...
-
-    async def erase_quality_facts(
-        self, customer_id: str, identifiers: list[tuple[str, str, str]]
-    ) -> int: ...
-
-
-@dataclass(frozen=True)
-class ErasureReceipt:
-    receipt_id: str
-    erased_at: dt.datetime
-    counts: dict[str, int]
-
-
-@dataclass(frozen=True)
-class PersonalDataExport:
-    profile: ProfileView
-    events: list[EventFact]
-    records: list[tuple[str, str]]
 
 
 class ProfileService:
@@ -105,6 +55,8 @@ class ProfileService:
         self.batcher: EventBatcher | None = None
         # Wakes the local outbox relay after a commit that announced a change.
         self.on_announced = on_announced
+        self.identity_changes = IdentityChanges(store, directory, self.survivorship, on_announced)
+        self.personal_data = PersonalData(store, directory, holders, self.get_by_id)
 
     async def apply(self, app: RecordApplication) -> tuple[int, bool]:
         """Applies a record once; returns (profile version, whether anything changed)."""
@@ -131,125 +83,12 @@ class ProfileService:
         self.on_announced()
         return version, True
 
-    async def merge(self, change_id: str, survivor: str, merged: list[str]) -> None:
-        """Applies identity's merge once: the survivor's profile holds everything."""
-        errors = ViolationCollector()
-        if not change_id:
-            errors.add("change_id", "required")
-        if not merged:
-            errors.add("merge.merged_customer_ids", "at least one")
-        if survivor in merged:
-            errors.add("merge.merged_customer_ids", "must not contain the survivor")
-        errors.raise_if_any()
-        for index, customer_id in enumerate([survivor, *merged]):
-            _require_uuid(
-                customer_id,
-                "merge.surviving_customer_id"
-                if index == 0
-                else f"merge.merged_customer_ids[{index - 1}]",
-            )
-        async with self.store.transaction() as tx:
-            if not await tx.claim_change(change_id):
-                return
-            held = await tx.events.consents([survivor, *merged])
-            await tx.merge_into(survivor, merged)
-            await tx.replace_shown(
-                survivor, shown_values(await tx.all_observations(survivor), self.survivorship)
-            )
-            # Metrics are recomputed from all events, as if they had always been one customer's.
-            await tx.events.save_metrics(survivor, fold(await tx.events.events_of(survivor)))
-            await tx.events.replace_consents(survivor, merge_consents(c for _, c in held), merged)
-            await tx.announce(survivor, {"events": [], "merged": merged})
-        self.on_announced()
-
     def enable_batching(self) -> EventBatcher:
         """Routes ApplyEvent through a batcher (its ``run`` must be started as a task)."""
         self.batcher = EventBatcher(
             self.store, self._apply_event_alone, self._record_consent, self.on_announced
         )
         return self.batcher
-
-    async def split(
-        self, change_id: str, source: str, target: str, moved: list[tuple[str, str]]
-    ) -> None:
-        """Applies identity's split once: the moved records' data, and the events whose
-        identifiers now belong to the target, go there; both profiles are recomputed."""
-        errors = ViolationCollector()
-        if not change_id:
-            errors.add("change_id", "required")
-        if not moved:
-            errors.add("split.moved_records", "at least one record")
-        if source == target:
-            errors.add("split.target_customer_id", "must differ from the source")
-        errors.raise_if_any()
-        _require_uuid(source, "split.source_customer_id")
-        _require_uuid(target, "split.target_customer_id")
-        async with self.store.reader() as tx:
-            if await tx.change_applied(change_id):
-                return
-            events = await tx.events.events_of(source)
-            known = {
-                (i.type, i.namespace, i.value): i.provenance
-                for customer in (source, target)
-                if (view := await tx.load(customer)) is not None
-                for i in view.identifiers
-            }
-        moving = await self._events_now_of(events, target)
-        identifiers = {c: await self._identifiers(c, known) for c in (source, target)}
-        async with self.store.transaction() as tx:
-            if not await tx.claim_change(change_id):
-                return
-            await tx.lock_profile(min(source, target))
-            await tx.lock_profile(max(source, target))
-            await tx.move_records(target, moved)
-            await tx.events.move_events_by_ref(target, moving)
-            for customer in (source, target):
-                await tx.replace_identifiers(customer, identifiers[customer])
-                await tx.rebuild_sources(customer)
-                await tx.replace_shown(
-                    customer, shown_values(await tx.all_observations(customer), self.survivorship)
-                )
-                await tx.events.save_metrics(customer, fold(await tx.events.events_of(customer)))
-                await tx.announce(customer, {"events": []})
-        self.on_announced()
-
-    async def _reshow(self, tx: ProfileTransaction, customer_id: str) -> None:
-        """Re-runs survivorship over every value the customer has."""
-        observations = await tx.all_observations(customer_id)
-        await tx.replace_shown(customer_id, shown_values(observations, self.survivorship))
-
-    async def _events_now_of(self, events: list[EventFact], target: str) -> list[tuple[str, str]]:
-        """The events whose first identifier identity knows now belongs to ``target``."""
-        owners: dict[tuple[str, str, str], str | None] = {}
-        moving = []
-        for event in events:
-            for identifier in event.identifiers:
-                if identifier not in owners:
-                    try:
-                        owners[identifier] = await self.directory.customer_for_identifier(
-                            *identifier
-                        )
-                    except NotFound:
-                        owners[identifier] = None
-                if owners[identifier] is not None:
-                    if owners[identifier] == target:
-                        moving.append((event.source, event.message_id))
-                    break
-        return moving
-
-    async def _identifiers(
-        self, customer_id: str, known: dict[tuple[str, str, str], Provenance]
-    ) -> list[IdentifierObservation]:
-        try:
-            linked = await self.directory.identifiers_of(customer_id)
-        except NotFound:
-            return []
-        return [
-            IdentifierObservation(
-                t, v, n, known.get((t, n, v), Provenance(src, "unspecified", first_seen))
-            )
-            for t, v, n, src, first_seen in linked
-        ]
 
     async def apply_event(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
         """Applies an event once: metrics step forward, the timeline grows."""
@@ -328,48 +167,6 @@ class ProfileService:
         if view is None:
             raise NotFound(f"no profile for customer {customer_id}")
         return view
-
-    async def export(self, customer_id: str) -> PersonalDataExport:
-        view = await self.get_by_id(customer_id)
-        async with self.store.transaction() as tx:
-            events = await tx.events.events_of(view.customer_id)
-            records = await tx.record_refs(view.customer_id)
-        events.sort(key=lambda e: (e.occurred_at, e.source, e.message_id), reverse=True)
-        return PersonalDataExport(view, events, records)
-
-    async def erase(self, customer_id: str, actor: str, reason: str) -> ErasureReceipt:
-        """Erases the person everywhere: identity, ingestion payloads, segments, profile.
-
-        Every step is repeatable, so a call that failed half-way can simply be made again.
-        """
-        _require_uuid(customer_id, "customer_id")
-        if not actor:
-            raise InvalidArgument([FieldViolation("actor", "required: who asked for erasure")])
-        assert self.holders is not None
-        current = await self.directory.current_customer_id(customer_id)
-        async with self.store.transaction() as tx:
-            profile_refs = await tx.record_refs(current)
-            view = await tx.load(current)
-        contacts = [(i.type, i.value, i.namespace) for i in (view.identifiers if view else ())]
-        identity_refs, identifiers = await self.holders.erase_identity(current, actor, reason)
-        refs = sorted(set(profile_refs) | set(identity_refs))
-        payloads = await self.holders.erase_payloads(refs)
-        memberships = await self.holders.erase_memberships(current)
-        quality = await self.holders.erase_quality_facts(current, contacts)
-        async with self.store.transaction() as tx:
-            counts = await tx.erase(current)
-            counts.update(
-                {
-                    "identity.identifiers": identifiers,
-                    "identity.records": len(identity_refs),
-                    "ingestion.payloads": payloads,
-                    "segmentation.memberships": memberships or 0,
-                    "quality.records": quality,
-                }
-            )
-            receipt_id = str(uuid.uuid4())
-            erased_at = await tx.save_receipt(receipt_id, current, actor, reason, counts)
-        return ErasureReceipt(receipt_id, erased_at, counts)
 
     async def batch_get(self, customer_ids: list[str]) -> tuple[list[ProfileView], list[str]]:
         if len(customer_ids) > MAX_BATCH:

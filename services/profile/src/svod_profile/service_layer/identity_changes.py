@@ -1,0 +1,141 @@
+"""Identity's merges and splits, applied to profiles: data moves, everything is recomputed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
+from svod_profile.domain.consents import merge_consents
+from svod_profile.domain.events import EventFact, fold
+from svod_profile.domain.model import IdentifierObservation, Provenance
+from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
+from svod_profile.service_layer.ports import CustomerDirectory
+from svod_profile.service_layer.ports import require_uuid as _require_uuid
+from svod_runtime.errors import NotFound, ViolationCollector
+
+
+class IdentityChanges:
+    def __init__(
+        self,
+        store: ProfileStore,
+        directory: CustomerDirectory,
+        survivorship: SurvivorshipRules,
+        on_announced: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.survivorship = survivorship
+        self.on_announced = on_announced
+
+    async def merge(self, change_id: str, survivor: str, merged: list[str]) -> None:
+        """Applies identity's merge once: the survivor's profile holds everything."""
+        errors = ViolationCollector()
+        if not change_id:
+            errors.add("change_id", "required")
+        if not merged:
+            errors.add("merge.merged_customer_ids", "at least one")
+        if survivor in merged:
+            errors.add("merge.merged_customer_ids", "must not contain the survivor")
+        errors.raise_if_any()
+        for index, customer_id in enumerate([survivor, *merged]):
+            _require_uuid(
+                customer_id,
+                "merge.surviving_customer_id"
+                if index == 0
+                else f"merge.merged_customer_ids[{index - 1}]",
+            )
+        async with self.store.transaction() as tx:
+            if not await tx.claim_change(change_id):
+                return
+            held = await tx.events.consents([survivor, *merged])
+            await tx.merge_into(survivor, merged)
+            await tx.replace_shown(
+                survivor, shown_values(await tx.all_observations(survivor), self.survivorship)
+            )
+            # Metrics are recomputed from all events, as if they had always been one customer's.
+            await tx.events.save_metrics(survivor, fold(await tx.events.events_of(survivor)))
+            await tx.events.replace_consents(survivor, merge_consents(c for _, c in held), merged)
+            await tx.announce(survivor, {"events": [], "merged": merged})
+        self.on_announced()
+
+    async def split(
+        self, change_id: str, source: str, target: str, moved: list[tuple[str, str]]
+    ) -> None:
+        """Applies identity's split once: the moved records' data, and the events whose
+        identifiers now belong to the target, go there; both profiles are recomputed."""
+        errors = ViolationCollector()
+        if not change_id:
+            errors.add("change_id", "required")
+        if not moved:
+            errors.add("split.moved_records", "at least one record")
+        if source == target:
+            errors.add("split.target_customer_id", "must differ from the source")
+        errors.raise_if_any()
+        _require_uuid(source, "split.source_customer_id")
+        _require_uuid(target, "split.target_customer_id")
+        async with self.store.reader() as tx:
+            if await tx.change_applied(change_id):
+                return
+            events = await tx.events.events_of(source)
+            known = {
+                (i.type, i.namespace, i.value): i.provenance
+                for customer in (source, target)
+                if (view := await tx.load(customer)) is not None
+                for i in view.identifiers
+            }
+        moving = await self._events_now_of(events, target)
+        identifiers = {c: await self._identifiers(c, known) for c in (source, target)}
+        async with self.store.transaction() as tx:
+            if not await tx.claim_change(change_id):
+                return
+            await tx.lock_profile(min(source, target))
+            await tx.lock_profile(max(source, target))
+            await tx.move_records(target, moved)
+            await tx.events.move_events_by_ref(target, moving)
+            for customer in (source, target):
+                await tx.replace_identifiers(customer, identifiers[customer])
+                await tx.rebuild_sources(customer)
+                await tx.replace_shown(
+                    customer, shown_values(await tx.all_observations(customer), self.survivorship)
+                )
+                await tx.events.save_metrics(customer, fold(await tx.events.events_of(customer)))
+                await tx.announce(customer, {"events": []})
+        self.on_announced()
+
+    async def _reshow(self, tx: ProfileTransaction, customer_id: str) -> None:
+        """Re-runs survivorship over every value the customer has."""
+        observations = await tx.all_observations(customer_id)
+        await tx.replace_shown(customer_id, shown_values(observations, self.survivorship))
+
+    async def _events_now_of(self, events: list[EventFact], target: str) -> list[tuple[str, str]]:
+        """The events whose first identifier identity knows now belongs to ``target``."""
+        owners: dict[tuple[str, str, str], str | None] = {}
+        moving = []
+        for event in events:
+            for identifier in event.identifiers:
+                if identifier not in owners:
+                    try:
+                        owners[identifier] = await self.directory.customer_for_identifier(
+                            *identifier
+                        )
+                    except NotFound:
+                        owners[identifier] = None
+                if owners[identifier] is not None:
+                    if owners[identifier] == target:
+                        moving.append((event.source, event.message_id))
+                    break
+        return moving
+
+    async def _identifiers(
+        self, customer_id: str, known: dict[tuple[str, str, str], Provenance]
+    ) -> list[IdentifierObservation]:
+        try:
+            linked = await self.directory.identifiers_of(customer_id)
+        except NotFound:
+            return []
+        return [
+            IdentifierObservation(
+                t, v, n, known.get((t, n, v), Provenance(src, "unspecified", first_seen))
+            )
+            for t, v, n, src, first_seen in linked
+        ]

@@ -1,0 +1,44 @@
+"""What the profile's use cases need from the outside, and small shared checks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Protocol
+
+from svod_runtime.errors import FieldViolation, InvalidArgument
+
+
+class CustomerDirectory(Protocol):
+    """Who an identifier belongs to: the identity service's answer."""
+
+    async def customer_for_identifier(self, id_type: str, value: str, namespace: str) -> str: ...
+
+    async def current_customer_id(self, customer_id: str) -> str: ...
+
+    async def identifiers_of(
+        self, customer_id: str
+    ) -> list[tuple[str, str, str, str, dt.datetime]]: ...
+
+
+class PersonalDataHolders(Protocol):
+    """The other services holding a person's data."""
+
+    async def erase_identity(
+        self, customer_id: str, actor: str, reason: str
+    ) -> tuple[list[tuple[str, str]], int]: ...
+
+    async def erase_payloads(self, refs: list[tuple[str, str]]) -> int: ...
+
+    async def erase_memberships(self, customer_id: str) -> int | None: ...
+
+    async def erase_quality_facts(
+        self, customer_id: str, identifiers: list[tuple[str, str, str]]
+    ) -> int: ...
+
+
+def require_uuid(value: str, field: str) -> None:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument([FieldViolation(field, "must be a customer id (UUID)")]) from None
