@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import random
 import statistics
@@ -214,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         results = {
             "machine": f"{platform.machine()} {platform.python_version()}",
+            # Other work on the machine skews tail latencies: recorded with the figures.
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
             "profiles": args.profiles,
             "load_seconds": round(load_s, 1),
             "get_profile": get,
