@@ -11,6 +11,7 @@ svod db prepare                       create schemas, roles and run migrations
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -70,25 +71,55 @@ def cmd_status(_: argparse.Namespace) -> int:
     return worst
 
 
-def read_requests(path: Path) -> list[ingestion_pb2.IdentifyRequest]:
-    requests = []
+def read_requests(
+    path: Path,
+) -> tuple[list[ingestion_pb2.IdentifyRequest], list[ingestion_pb2.TrackRequest], list[int]]:
+    """Identify calls, events (lines with an ``event``), and the file line of each, identify
+    calls first."""
+    identifies, tracks = [], []
+    identify_lines: list[int] = []
+    track_lines: list[int] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            requests.append(json_format.Parse(line, ingestion_pb2.IdentifyRequest()))
-        except json_format.ParseError as error:
-            raise SystemExit(f"{path}:{number}: not an IdentifyRequest: {error}") from None
-    return requests
+            raw = json.loads(line)
+            if "event" in raw:
+                tracks.append(json_format.ParseDict(raw, ingestion_pb2.TrackRequest()))
+                track_lines.append(number)
+            else:
+                identifies.append(json_format.ParseDict(raw, ingestion_pb2.IdentifyRequest()))
+                identify_lines.append(number)
+        except (json.JSONDecodeError, json_format.ParseError) as error:
+            message = f"{path}:{number}: not an IdentifyRequest or TrackRequest: {error}"
+            raise SystemExit(message) from None
+    return identifies, tracks, identify_lines + track_lines
 
 
 def ingest(path: Path) -> ingestion_pb2.BulkResponse:
-    requests = read_requests(path)
+    """Identify calls first (events name their customers by identifiers), then events.
+
+    Each rejected message's ``index`` is its line in the file, from 1.
+    """
+    identifies, tracks, lines = read_requests(path)
+    total = ingestion_pb2.BulkResponse()
     with grpc.insecure_channel(target("ingestion")) as channel:
         stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
-        return stub.IdentifyStream(
-            iter(requests), timeout=max(TIMEOUT_S, len(requests) / 100), metadata=metadata()
-        )
+        for method, requests, offset in (
+            (stub.IdentifyStream, identifies, 0),
+            (stub.TrackStream, tracks, len(identifies)),
+        ):
+            if not requests:
+                continue
+            reply = method(
+                iter(requests), timeout=max(TIMEOUT_S, len(requests) / 100), metadata=metadata()
+            )
+            total.accepted_count += reply.accepted_count
+            total.duplicate_count += reply.duplicate_count
+            for rejected in reply.rejected:
+                rejected.index = lines[rejected.index + offset]
+                total.rejected.append(rejected)
+    return total
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -99,7 +130,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     )
     for rejected in reply.rejected:
         fields = ", ".join(f"{v.field}: {v.description}" for v in rejected.field_violations)
-        print(f"  line {rejected.index + 1}: {rejected.reason} {fields}".rstrip())
+        print(f"  line {rejected.index}: {rejected.reason} {fields}".rstrip())
     return 1 if reply.rejected else 0
 
 
@@ -208,7 +239,7 @@ def load_demo() -> None:
     with grpc.insecure_channel(target("ingestion")) as channel:
         stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
         deadline = time.monotonic() + 30
-        for request in read_requests(DEMO_FILE):
+        for request in read_requests(DEMO_FILE)[0]:
             while time.monotonic() < deadline:
                 status = stub.GetRecordStatus(
                     ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref),

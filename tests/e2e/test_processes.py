@@ -58,7 +58,7 @@ def test_cli_ingests_demo_data_and_shows_a_merged_profile(running_processes) -> 
 
     ingested = svod(suite, "ingest", str(DEMO_FILE))
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
-    assert "accepted 8" in ingested.stdout
+    assert "accepted 12" in ingested.stdout  # 8 identify calls, 4 events
 
     deadline = time.monotonic() + 30
     while True:
@@ -70,9 +70,15 @@ def test_cli_ingests_demo_data_and_shows_a_merged_profile(running_processes) -> 
         assert time.monotonic() < deadline, shown.stdout + shown.stderr
         time.sleep(0.2)
     assert {s["source"] for s in profile["sources"]} == {"pos-msk-01", "webshop", "app"}
+    deadline = time.monotonic() + 30
+    while profile.get("metrics", {}).get("orderCount") != "2":
+        assert time.monotonic() < deadline, profile.get("metrics")
+        time.sleep(0.2)
+        profile = json.loads(svod(suite, "profile", "get", "--phone", "8 916 123 45 67").stdout)
+    assert profile["metrics"]["totalSpent"]["units"] == "8590"
 
     again = svod(suite, "ingest", str(DEMO_FILE))
-    assert "accepted 0, duplicates 8" in again.stdout
+    assert "accepted 0, duplicates 12" in again.stdout
 
     mapping = svod(suite, "identity", "export-mapping")
     assert mapping.returncode == 0, mapping.stderr
