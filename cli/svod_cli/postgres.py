@@ -74,6 +74,18 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+def _locale_options() -> list[str]:
+    """A UTF-8 aware locale, so lower()/upper() work on Cyrillic names (the C locale's do not).
+
+    C.UTF-8 where the C library has it; ICU's root locale otherwise (PostgreSQL 15+).
+    """
+    out = subprocess.run(["locale", "-a"], capture_output=True, text=True, check=False)
+    available = {name.lower().replace("-", "") for name in out.stdout.split()}
+    if "c.utf8" in available:
+        return ["--locale=C.UTF-8"]
+    return ["--locale=C", "--locale-provider=icu", "--icu-locale=und"]
+
+
 class PrivateCluster:
     """A throw-away cluster in a folder of ours, listening on loopback TCP only."""
 
@@ -110,7 +122,7 @@ class PrivateCluster:
                         "trust",
                         "-E",
                         "UTF8",
-                        "--no-locale",
+                        *_locale_options(),
                     ]
                 ),
                 check=True,

@@ -27,6 +27,8 @@ def test_private_cluster_starts_answers_and_stops() -> None:
         assert answers("127.0.0.1", port)
         with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres") as c:
             assert c.execute("SELECT 1").fetchone() == (1,)
+            # Case-insensitive search of Cyrillic names needs a UTF-8 aware locale.
+            assert c.execute("SELECT lower('СМИРНОВА')").fetchone() == ("смирнова",)
         assert url.endswith(f"127.0.0.1:{port}/postgres")
         assert cluster.start() == url  # already running: reused, not re-initialised
     finally:
