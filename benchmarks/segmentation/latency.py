@@ -9,6 +9,10 @@ of one more segment ("flag on"), so each must produce one event on WatchMembersh
 from sending the change to receiving its event. The raw-SQL figure is the same write done as
 one hand-written transaction (update the row, record the event) in a loop, measured in the
 same run.
+
+Failed calls are counted by status. At overload they are ``CANCELLED`` within a millisecond:
+gRPC core sheds calls that arrive while more than ``grpc.server.max_pending_requests`` (1,000;
+hard limit 3,000) have arrived but not yet been taken up by the server's event loop.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import psycopg
@@ -44,7 +49,22 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def load_test(target: str, ids: list[str], rate: int, seconds: float) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+async def load_test(
+    target: str, ids: list[str], rate: int, seconds: float, server_pid: int
+) -> dict[str, float]:
     channel = grpc.aio.insecure_channel(target)
     stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
     for segment in definitions():
@@ -98,6 +118,11 @@ async def load_test(target: str, ids: list[str], rate: int, seconds: float) -> d
             error_after.append(took)
 
     started = time.perf_counter()
+    cpu_client, cpu_server, ticks = (
+        cpu_seconds(os.getpid()),
+        cpu_seconds(server_pid),
+        machine_ticks(),
+    )
     total = int(rate * seconds)
     for n in range(total):
         due = started + n / rate
@@ -116,6 +141,15 @@ async def load_test(target: str, ids: list[str], rate: int, seconds: float) -> d
     while pending and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
     watcher.cancel()
+    busy, all_ticks = (now - then for now, then in zip(machine_ticks(), ticks, strict=True))
+    elapsed = time.perf_counter() - started
+    cpu = {
+        # Where the two cores went during the run: the load generator, the service, and the
+        # whole machine (Postgres, and whatever else runs on it).
+        "cpu_client_cores": round((cpu_seconds(os.getpid()) - cpu_client) / elapsed, 2),
+        "cpu_service_cores": round((cpu_seconds(server_pid) - cpu_server) / elapsed, 2),
+        "cpu_machine_busy": round(busy / max(all_ticks, 1), 2),
+    }
     await channel.close()
     return {
         "sent": total,
@@ -129,6 +163,7 @@ async def load_test(target: str, ids: list[str], rate: int, seconds: float) -> d
         "p95_s": round(percentile(latencies, 95), 4),
         "p99_s": round(percentile(latencies, 99), 4),
         "max_s": round(max(latencies), 4),
+        **cpu,
     }
 
 
@@ -187,7 +222,9 @@ def main() -> int:
         }
         process = subprocess.Popen([sys.executable, "-m", "svod_segmentation", "serve"], env=env)
         wait_healthy({"segmentation": port})
-        figures = asyncio.run(load_test(f"127.0.0.1:{port}", ids, args.rate, args.seconds))
+        figures = asyncio.run(
+            load_test(f"127.0.0.1:{port}", ids, args.rate, args.seconds, process.pid)
+        )
         figures.update(raw_sql(urls["segmentation"], ids, 2000))
     finally:
         if process is not None:
@@ -202,6 +239,11 @@ def main() -> int:
         f"({figures['events']:,} events, {figures['missing_events']} missing, "
         f"{figures['errors']} errors); raw SQL, same write by hand: "
         f"p50 {ms['raw_sql_p50_s']:.1f} ms, p99 {ms['raw_sql_p99_s']:.1f} ms"
+    )
+    print(
+        f"  CPU during the run: load generator {figures['cpu_client_cores']} cores, service "
+        f"{figures['cpu_service_cores']} cores, whole machine {figures['cpu_machine_busy']:.0%} "
+        f"busy of {os.cpu_count()} cores"
     )
     for reason, count in sorted(figures["error_codes"].items(), key=lambda kv: -kv[1]):
         print(f"  {count} x {reason} (the quickest failed after {figures['errors_min_after_s']}s)")

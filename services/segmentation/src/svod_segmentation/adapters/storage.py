@@ -1,6 +1,7 @@
 """The only module that touches the ``segmentation`` schema.
 
-Concurrency: a change to one customer locks its ``customers`` row (ROW EXCLUSIVE on the table);
+Concurrency: a batch of changes locks its customers' ``customers`` rows, in customer order
+(ROW EXCLUSIVE on the table);
 a full recompute or a change of definitions takes SHARE ROW EXCLUSIVE on ``customers`` and
 ``rechecks`` for its transaction, so it sees no change half-applied and no change is evaluated
 against definitions it is replacing. Every transaction that writes memberships also writes
@@ -71,34 +72,11 @@ SNAPSHOT_COLUMNS = (
     "sources",
     "identifier_types",
 )
-_ARRAYS = ("channels", "sources", "identifier_types")
 # Statements are built once per text; parsing a long text for its bind names costs more than
 # running it.
 _text = functools.lru_cache(maxsize=512)(text)
 _BIND = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
-
-def _value_sql(column: str) -> str:
-    if column in _ARRAYS:
-        return f"CAST(:{column} AS text[])"
-    return f":{column}"
-
-
-_UPSERT_CUSTOMER = f"""
-INSERT INTO customers (customer_id, profile_version, {", ".join(SNAPSHOT_COLUMNS)},
-    consents, attributes, profile_created_at, profile_updated_at, applied_at)
-SELECT :customer_id, :profile_version, {", ".join(_value_sql(c) for c in SNAPSHOT_COLUMNS)},
-    CAST(:consents AS jsonb), CAST(:attributes AS jsonb), :created_at, :updated_at, now()
-WHERE NOT EXISTS (SELECT 1 FROM erased_customers WHERE customer_id = :customer_id)
-ON CONFLICT (customer_id) DO UPDATE SET
-    profile_version = excluded.profile_version,
-    {", ".join(f"{c} = excluded.{c}" for c in SNAPSHOT_COLUMNS)},
-    consents = excluded.consents, attributes = excluded.attributes,
-    profile_created_at = excluded.profile_created_at,
-    profile_updated_at = excluded.profile_updated_at, applied_at = now()
-WHERE customers.profile_version < excluded.profile_version AND customers.merged_into IS NULL
-RETURNING 1
-"""
 
 # The batched forms: one statement for many customers / events, rows passed as one JSON array
 # and typed by the table's own row type.
@@ -141,6 +119,28 @@ ON CONFLICT (source, message_id) DO NOTHING
 """
 
 
+# The feed's horizon: every transaction below it that could write membership events has ended.
+# pg_snapshot_xmin would do, but it is cluster-wide: a long transaction of another service or
+# another database of the same server (a test run, a report) would hold the feed back. Only
+# this service's role writes membership events, so: the oldest running transaction of a
+# session of this role in this database, or, when there is none, the next transaction id to be
+# assigned (a transaction that gets its id later gets a larger one). A transaction found
+# running in the snapshot but finished before pg_stat_activity is read is over: leaving it out
+# is right.
+_FEED_HORIZON = """
+WITH s AS (SELECT pg_current_snapshot() AS snap)
+SELECT coalesce(
+    (SELECT x FROM pg_snapshot_xip(s.snap) AS x
+     WHERE CAST(CAST(x AS text) AS bigint) % 4294967296 IN (
+         SELECT CAST(CAST(a.backend_xid AS text) AS bigint) FROM pg_stat_activity a
+         WHERE a.datname = current_database() AND a.usename = current_user
+             AND a.backend_xid IS NOT NULL)
+     ORDER BY x LIMIT 1),
+    pg_snapshot_xmax(s.snap))
+FROM s
+"""
+
+
 def _json_value(value: Any) -> Any:
     """JSON form of what json does not know (dates and times, decimals)."""
     if isinstance(value, dt.datetime | dt.date):
@@ -150,15 +150,8 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"not JSON: {value!r}")
 
 
-_INSERT_EVENT = """
-INSERT INTO events (source, message_id, customer_id, event_type, occurred_at, amount, discount,
-    categories, channel, properties)
-VALUES (:source, :message_id, :customer_id, :event_type, :occurred_at, :amount, :discount,
-    CAST(:categories AS text[]), :channel, CAST(:properties AS jsonb))
-ON CONFLICT (source, message_id) DO NOTHING
-"""
-
-# Rows as JSON arrays ([segment, customer(, label)] / [segment, customer, kind, label]).
+# Rows as JSON arrays: [segment, customer] / [segment, customer, label] /
+# [segment, customer, kind, label].
 _WRITE_DIFF = """
 WITH gone AS (
     DELETE FROM memberships m
@@ -440,39 +433,6 @@ class SegmentationTransaction:
             "customers": int(row.n),
         }
 
-    async def recompute(
-        self, segment_id: str, segments: Mapping[str, Segment], now: dt.datetime
-    ) -> tuple[int, int]:
-        """Recomputes one segment's members in one statement; returns (entered, exited)."""
-        builder = SqlBuilder()
-        compiled = RuleCompiler(segments, builder).segment(segment_id)
-        join = builder.aggregate_join()
-        label = compiled.label or "CAST(NULL AS text)"
-        due = earliest_future(compiled.due)
-        recheck = ""
-        if compiled.due:
-            recheck = """,
-            rechecked AS (
-                INSERT INTO rechecks (customer_id, due_at)
-                SELECT customer_id, due FROM evaluated WHERE due IS NOT NULL
-                ON CONFLICT (customer_id) DO UPDATE SET due_at = excluded.due_at
-                WHERE rechecks.due_at > excluded.due_at
-            )"""
-        sql = f"""
-            WITH evaluated AS MATERIALIZED (
-                SELECT c.customer_id, {compiled.predicate} AS is_in, {label} AS label,
-                    {due} AS due
-                FROM customers c {join} WHERE c.merged_into IS NULL
-            ),
-            target AS (SELECT customer_id, label FROM evaluated WHERE is_in),
-            {_DIFF_CTE}{recheck}
-            SELECT count(*) FILTER (WHERE is_in AND NOT was_in) AS entered,
-                count(*) FILTER (WHERE was_in AND NOT is_in) AS exited
-            FROM diff
-        """
-        row = (await self._exec(sql, {**builder.params, "now": now, "seg": segment_id})).one()
-        return int(row.entered), int(row.exited)
-
     async def recompute_many(
         self, segment_ids: Sequence[str], segments: Mapping[str, Segment], now: dt.datetime
     ) -> tuple[int, int]:
@@ -561,24 +521,6 @@ class SegmentationTransaction:
         return int(row.n), list(row.sample)
 
     # -- incremental ---------------------------------------------------------------------
-    async def upsert_customer(self, snapshot: CustomerSnapshot) -> bool:
-        """Stores a newer profile; False when it was not newer (or the customer is gone)."""
-        params: dict[str, Any] = {
-            column: (
-                list(getattr(snapshot, column)) if column in _ARRAYS else getattr(snapshot, column)
-            )
-            for column in SNAPSHOT_COLUMNS
-        }
-        params.update(
-            customer_id=snapshot.customer_id,
-            profile_version=snapshot.profile_version,
-            consents=json.dumps(snapshot.consents),
-            attributes=json.dumps(snapshot.attributes, ensure_ascii=False),
-            created_at=snapshot.created_at,
-            updated_at=snapshot.updated_at,
-        )
-        return (await self._exec(_UPSERT_CUSTOMER, params)).first() is not None
-
     async def upsert_customers(self, snapshots: Sequence[CustomerSnapshot]) -> set[str]:
         """Stores the newer profiles (one per customer); returns the customers stored."""
         if not snapshots:
@@ -649,54 +591,12 @@ class SegmentationTransaction:
             _INSERT_EVENTS, {"rows": json.dumps(rows, ensure_ascii=False, default=_json_value)}
         )
 
-    async def customer_state(self, customer_id: str) -> tuple[bool, str | None, bool]:
-        """(exists, merged into, erased) of a customer, locking its row."""
-        row = (
-            await self._exec(
-                "SELECT merged_into FROM customers WHERE customer_id = :c FOR UPDATE",
-                {"c": customer_id},
-            )
-        ).first()
-        erased = (
-            await self._exec(
-                "SELECT 1 FROM erased_customers WHERE customer_id = :c", {"c": customer_id}
-            )
-        ).first() is not None
-        if row is None:
-            return False, None, erased
-        return True, None if row.merged_into is None else str(row.merged_into), erased
-
     async def ensure_customer(self, customer_id: str) -> None:
         await self._exec(
             "INSERT INTO customers (customer_id) VALUES (:c) "
             "ON CONFLICT (customer_id) DO UPDATE SET customer_id = excluded.customer_id",
             {"c": customer_id},
         )
-
-    async def add_events(self, customer_id: str, events: Sequence[CustomerEvent]) -> None:
-        if not events:
-            return
-        await self._exec_many(
-            _INSERT_EVENT,
-            [
-                {
-                    "source": e.source,
-                    "message_id": e.message_id,
-                    "customer_id": customer_id,
-                    "event_type": e.event_type,
-                    "occurred_at": e.occurred_at,
-                    "amount": e.amount,
-                    "discount": e.discount,
-                    "categories": list(e.categories),
-                    "channel": e.channel,
-                    "properties": json.dumps(e.properties, ensure_ascii=False),
-                }
-                for e in events
-            ],
-        )
-
-    async def _exec_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
-        await self.conn.execute(_text(sql), rows)
 
     async def merge(self, survivor: str, merged: Sequence[str]) -> None:
         """Marks the merged customers and moves their events to the survivor."""
@@ -842,9 +742,7 @@ class SegmentationTransaction:
         return customer_id if row is None or row.merged_into is None else str(row.merged_into)
 
     async def feed_start(self) -> tuple[int, int]:
-        xmin = (
-            await self._exec("SELECT CAST(pg_snapshot_xmin(pg_current_snapshot()) AS text)")
-        ).scalar_one()
+        xmin = (await self._exec(f"SELECT CAST(({_FEED_HORIZON}) AS text)")).scalar_one()
         return int(xmin), 0
 
     async def feed(
@@ -856,7 +754,7 @@ class SegmentationTransaction:
             SELECT event_id, CAST(txid AS text) AS txid, segment_id, customer_id, kind, label, at
             FROM membership_events
             WHERE (txid, event_id) > (CAST(:t AS xid8), :e)
-              AND txid < pg_snapshot_xmin(pg_current_snapshot()) {only}
+              AND txid < ({_FEED_HORIZON}) {only}
             ORDER BY txid, event_id LIMIT :n
             """,
             {"t": str(after[0]), "e": after[1], "segs": list(segment_ids or []), "n": limit},
