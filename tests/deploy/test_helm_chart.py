@@ -676,14 +676,23 @@ def test_tracing_and_api_keys(render: Render) -> None:
     assert env["OTEL_SERVICE_NAME"] == "svod-profile"
     assert "deployment.environment=production" in env["OTEL_RESOURCE_ATTRIBUTES"]
     assert env["SVOD_API_KEYS"] == {"secretKeyRef": {"name": "svod-api-keys", "key": "keys"}}
+    # The services call each other with their own key from the same Secret.
+    assert env["SVOD_PEER_API_KEY"] == {
+        "secretKeyRef": {"name": "svod-api-keys", "key": "peer-api-key"}
+    }
     plain = env_of(deployment(render("minimal"), "profile"))
     assert plain["OTEL_SDK_DISABLED"] == "true"
     assert "SVOD_API_KEYS" not in plain and "OTEL_EXPORTER_OTLP_ENDPOINT" not in plain
 
 
 def test_api_keys_value_goes_to_a_secret(render: Render) -> None:
-    docs = render("minimal", "apiKeys.enabled=true", "apiKeys.value=k1\\,k2")
-    assert named(docs, "Secret", "svod-api-keys")["stringData"] == {"api-keys": "k1,k2"}
+    docs = render(
+        "minimal", "apiKeys.enabled=true", "apiKeys.value=k1\\,k2", "apiKeys.peerValue=k2"
+    )
+    assert named(docs, "Secret", "svod-api-keys")["stringData"] == {
+        "api-keys": "k1,k2",
+        "peer-api-key": "k2",
+    }
     ref = env_of(deployment(docs, "quality"))["SVOD_API_KEYS"]["secretKeyRef"]
     assert ref == {"name": "svod-api-keys", "key": "api-keys"}
 

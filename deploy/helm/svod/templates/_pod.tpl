@@ -59,6 +59,11 @@ Pieces shared by the service pods and the migration pods. Each takes
     secretKeyRef:
       name: {{ include "svod.apiKeysSecretName" $root }}
       key: {{ $root.Values.apiKeys.secretKey | quote }}
+- name: SVOD_PEER_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "svod.apiKeysSecretName" $root }}
+      key: {{ $root.Values.apiKeys.peerSecretKey | default "peer-api-key" | quote }}
 {{- end }}
 {{- if $root.Values.tls.enabled }}
 - name: SVOD_TLS_CERT_FILE
