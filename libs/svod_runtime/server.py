@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -141,6 +142,9 @@ async def serve_until_signalled(app: ServiceApp) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await app.start()
+    # Everything loaded at start-up lives as long as the process: keep it out of the cyclic
+    # collector's way, so full collections stay short (tail latency).
+    gc.freeze()
     await stop.wait()
     log.info("%s draining", app.config.service)
     await app.stop()
