@@ -4,6 +4,8 @@ explain, export, batch and preview, against the real servers and a real Postgres
 from __future__ import annotations
 
 import io
+import json
+import random
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -533,3 +535,40 @@ def test_merge_is_announced_to_profile(suite) -> None:
         if view.customer_id == a.customer_id:
             break
         assert time.monotonic() < deadline
+
+
+def test_a_record_refused_by_its_phones_owner_still_finds_its_person_by_fuzzy_matching(
+    suite,
+) -> None:
+    """The phone belongs to someone clearly different (the mother): the record falls back to
+    fuzzy matching, whose candidates the service loads only then."""
+    born = (random.randint(1950, 1999), random.randint(1, 12), random.randint(1, 28))
+    home = {"city": "Москва", "address": "ул. Профсоюзная, д. 12, кв. 45"}
+    daughter = resolve(
+        suite, request(phones=(phone(),), first="Мария", last="Сидорова", born=born, **home)
+    )
+    mother_phone = phone()
+    mother = resolve(
+        suite,
+        request(phones=(mother_phone,), first="Ольга", last="Сидорова", born=(1940, 1, 2), **home),
+    )
+    again = resolve(
+        suite,
+        request(phones=(mother_phone,), first="Мария", last="Сидорова", born=born, **home),
+    )
+    assert again.customer_id == daughter.customer_id != mother.customer_id
+    assert again.outcome == identity_pb2.RESOLUTION_OUTCOME_LINKED_FUZZY
+
+
+def test_a_model_fitted_elsewhere_can_be_installed_as_json(suite) -> None:
+    current = suite.identity.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=T)
+    checked = suite.identity.RefitMatchModel(
+        identity_pb2.RefitMatchModelRequest(model_json=current.model_json, dry_run=True),
+        timeout=T,
+    )
+    assert json.loads(checked.model_json)["features"] == json.loads(current.model_json)["features"]
+    error = refused(
+        suite.identity.RefitMatchModel,
+        identity_pb2.RefitMatchModelRequest(model_json='{"prior": 7}', dry_run=True),
+    )
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -8,14 +8,21 @@ of every customer involved). The same engine re-runs resolution over a whole gra
 1. Exact rules: identifiers blocked by the rules (configured values, placeholder phones) or by
    the frequency blocklist do not link; the others, highest priority first, pull the record
    to their owners. Joining an owner - and merging several owners - must pass the conflict
-   check (no first-name, birth-date or patronymic disagreement between any records of the
-   two sides), the per-type value limits and "kept apart" decisions; an identifier refused
-   because its owner is clearly someone else counts towards that value's frequency blocklist.
+   check (no first-name, birth-date or patronymic conflict between any records of the two
+   sides, see ``scoring.conflicts``), the per-type value limits and "kept apart" decisions;
+   an identifier refused because its owner is clearly someone else counts towards that
+   value's frequency blocklist.
 2. Fuzzy matching when no identifier links: candidates from the blocking-key index (blocks
    over ``MAX_BLOCK_SIZE`` are skipped), Fellegi-Sunter scores with the safety vetoes, then
    link (conflict-checked), review queue, or a new customer.
 
 Side effects are collected in ``Changes`` for the adapter to write in bulk.
+
+To keep batches cheap the adapter loads candidates only for records whose identifiers have
+no owner, and only those candidates ``worth_loading`` finds could score above "new" (their
+customers are locked and loaded); a record that falls back to fuzzy matching without its
+candidates is listed in ``Resolver.incomplete`` and the caller loads them and places the batch
+again.
 """
 
 from __future__ import annotations

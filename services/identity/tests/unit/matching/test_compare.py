@@ -141,3 +141,25 @@ def test_unknown_spelling_of_a_known_name_is_fuzzy(make_record: RecordFactory) -
     a = make_record(first_name="Шуа", last_name="Иванов")  # "Шура" with a slip
     b = make_record(first_name="Александр", last_name="Иванов")
     assert compare_records(a, b)["first_name"] == "fuzzy"
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        ("1980-12-13", "1980-12-31", "typo"),  # day digits transposed
+        ("1980-01-12", "1980-10-12", "typo"),  # month digits transposed
+        ("1918-07-01", "1981-07-01", "disagree"),  # a year is not a slip: parent and child
+    ],
+)
+def test_transposed_digits_in_day_or_month_are_a_typo(a: str, b: str, level: str) -> None:
+    assert birth_date_level(dt.date.fromisoformat(a), dt.date.fromisoformat(b)) == level
+
+
+def test_postcode_and_house_number_make_a_street_address_agree() -> None:
+    a = build_person_record(
+        "a", city="umina breach", postcode="4873", address_line="11 stonehaven crescent"
+    )
+    b = build_person_record(
+        "b", city="umina beach", postcode="4873", address_line="11 stonehaven crescent apt 2"
+    )
+    assert compare_records(a, b)["location"] == "address"

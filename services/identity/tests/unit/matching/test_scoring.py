@@ -203,3 +203,80 @@ def test_match_model_round_trips_through_json() -> None:
 def test_match_model_rejects_nonsense_thresholds() -> None:
     with pytest.raises(ValueError, match="threshold"):
         default_model().with_thresholds(link=0.5, review=0.9)
+
+
+# -- typos and garbled entries vs. a different family member (issue 3 follow-up) -------------
+
+
+def _garbled_model() -> MatchModel:
+    """A model as EM fits it on data full of garbled entries: unlike unknown names cost little."""
+    base = default_model()
+    m = {f: dict(levels) for f, levels in base.m.items()}
+    u = {f: dict(levels) for f, levels in base.u.items()}
+    m["first_name"]["other"], u["first_name"]["other"] = 0.2, 0.3
+    return replace(base, m=m, u=u)
+
+
+@MODELS
+def test_twins_with_two_known_names_are_never_linked(
+    make_record: RecordFactory, model: MatchModel
+) -> None:
+    shared = {
+        "last_name": "Петрова",
+        "birth_date": "2001-06-30",
+        "city": "Казань",
+        "address_line": "ул. Баумана, д. 7, кв. 3",
+    }
+    a = make_record(first_name="Анна", **shared)
+    b = make_record(first_name="Мария", **shared)
+    score = score_pair(a, b, model)
+    assert score.levels["first_name"] == "disagree"
+    assert score.decision != "link"
+    assert "first_name_disagrees" in score.vetoes
+
+
+def test_a_garbled_first_name_is_no_veto_when_birth_date_and_surname_agree(
+    make_record: RecordFactory,
+) -> None:
+    shared = {"last_name": "sach", "birth_date": "1979-11-09", "city": "gawler west"}
+    a = make_record(first_name="jasmine", address_line="1 goble street renown", **shared)
+    b = make_record(first_name="pwige", address_line="1 renown", **shared)
+    score = score_pair(a, b, _garbled_model())
+    assert score.levels["first_name"] == "other"
+    assert "first_name_disagrees" not in score.vetoes
+    assert score.decision == "link"
+
+
+def test_a_garbled_first_name_with_another_birth_date_is_a_conflict(
+    make_record: RecordFactory,
+) -> None:
+    a = make_record(first_name="jasmine", last_name="sach", birth_date="1979-11-09")
+    b = make_record(first_name="pwige", last_name="sach", birth_date="1982-03-01")
+    score = score_pair(a, b, _garbled_model())
+    assert score.decision == "new"
+
+
+def test_surname_change_at_the_same_address_links_without_a_contact(
+    make_record: RecordFactory,
+) -> None:
+    shared = {
+        "first_name": "Анна",
+        "birth_date": "1990-03-08",
+        "city": "Москва",
+        "address_line": "ул. Ленина, д. 5, кв. 12",
+    }
+    a = make_record(last_name="Кузнецова", **shared)
+    b = make_record(last_name="Волкова", **shared)
+    score = score_pair(a, b, default_model())
+    assert "surname_change_uncorroborated" not in score.vetoes
+
+
+def test_a_slipped_birth_date_counts_only_with_name_and_address(
+    make_record: RecordFactory,
+) -> None:
+    home = {"city": "Москва", "address_line": "ул. Ленина, д. 5, кв. 12"}
+    a = make_record(first_name="Иван", last_name="Орлов", birth_date="1980-12-13", **home)
+    b = make_record(first_name="Иван", last_name="Орлов", birth_date="1980-12-31", **home)
+    assert "no_personal_evidence" not in score_pair(a, b, default_model()).vetoes
+    c = make_record(first_name="Иван", last_name="Орлов", birth_date="1980-12-31")
+    assert "no_personal_evidence" in score_pair(a, c, default_model()).vetoes

@@ -29,8 +29,6 @@ from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.matching.record import PersonRecord, build_person_record
 from svod_identity.domain.matching.scoring import PairScore, conflicts, score_comparison
 
-# A disagreement on any of these between two records keeps their clusters apart.
-CONFLICT_FEATURES = ("first_name", "birth_date", "middle_name")
 _IDENTIFIER_FIELDS = {"phone": "phones", "email": "emails", "loyalty_card": "cards"}
 
 

@@ -88,11 +88,3 @@ def house_number(key: str) -> str:
         if _NUMBER.match(token):
             return token
     return ""
-
-
-def street_word(key: str) -> str:
-    """The first word of an ``address_key`` long enough to be a street name, else ""."""
-    for token in key.split():
-        if len(token) >= 4 and not token[0].isdigit():
-            return token
-    return ""

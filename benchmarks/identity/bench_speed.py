@@ -1,0 +1,395 @@
+"""Identity speed: single Resolve latency and ResolveBatch throughput over a large graph.
+
+Loads ``--customers`` customers (one record each, with phones, e-mails, names, birth dates and
+blocking keys) into a fresh database with bulk SQL (benchmarks/identity/loader.py), starts the
+five services as separate processes on free ports, then measures:
+
+* ``Resolve`` one call at a time over gRPC: half returning customers (a known phone: an exact
+  link), half new people (unknown phone: blocking-key candidates are fetched and scored, then a
+  customer is created) - p50/p99 for each and overall;
+* ``ResolveBatch``: streams of ``--batch-size`` records of the same mix, records/s.
+
+Beside each, a raw Postgres baseline measured in the same run: the minimum statements the same
+work needs, issued directly with psycopg (identifier owner look-up; blocking-key candidate
+look-up with the candidates' rows for records whose phone has no owner; inserts of customer,
+record, identifiers, record identifiers and blocking keys; one transaction per record, or
+set-based per chunk of the batch size the service uses). The baseline makes no decisions and
+takes no locks: it is the floor the database sets, not an equivalent implementation.
+Results: benchmarks/results/identity_speed.json.
+
+    .venv/bin/python -m benchmarks.identity.bench_speed --customers 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Sequence
+
+import grpc
+import psycopg
+
+from benchmarks.identity.loader import (
+    BIRTH_DAYS,
+    BIRTH_START,
+    CITIES,
+    _first_names,
+    _surnames,
+    check_keys,
+    load_identity,
+)
+from svod.common.v1 import common_pb2
+from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod_cli.postgres import ensure_postgres
+from svod_cli.suite import (
+    TOP,
+    ProcessSuite,
+    create_database,
+    drop_database,
+    free_ports,
+    prepare_database,
+)
+from svod_identity.domain.engine import person_from
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
+from svod_runtime.config import SERVICES
+from svod_runtime.db import libpq_url
+
+RESULTS = TOP / "benchmarks" / "results" / "identity_speed.json"
+# Records per transaction in the service's ResolveBatch (use_cases.BATCH_CHUNK).
+RAW_CHUNK = 500
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency_summary(samples_ms: list[float]) -> dict[str, float]:
+    return {
+        "calls": len(samples_ms),
+        "p50_ms": round(statistics.median(samples_ms), 3),
+        "p99_ms": round(percentile(samples_ms, 0.99), 3),
+        "mean_ms": round(statistics.fmean(samples_ms), 3),
+    }
+
+
+class Workload:
+    """Resolve requests: returning customers of the loaded graph, and new people."""
+
+    def __init__(self, customers: int, seed: int = 7) -> None:
+        self.customers = customers
+        self.rng = random.Random(seed)
+        self.firsts = _first_names()
+        self.lasts = _surnames()
+        self.counter = 0
+
+    def _phone_of(self, n: int) -> str:
+        return f"+7{('916', '926', '903', '985')[n % 4]}{1000000 + (n * 7919) % 9000000}"
+
+    def returning(self) -> identity_pb2.ResolveRequest:
+        """Another record of a loaded customer: same phone, names, birth date, city."""
+        n = self.rng.randint(1, self.customers)
+        gender = "male" if n % 2 == 0 else "female"
+        firsts = [f for f in self.firsts if f[1] == gender]
+        lasts = [s for s in self.lasts if s[1] == gender]
+        first = firsts[(n * 31 + n // 7) % len(firsts)][0]
+        last = lasts[(n * 7907) % len(lasts)][0]
+        birth = BIRTH_START.toordinal() + (n * 104729) % BIRTH_DAYS
+        return self._request(
+            first, last, gender, birth, CITIES[(n * 13) % len(CITIES)], self._phone_of(n)
+        )
+
+    def new(self) -> identity_pb2.ResolveRequest:
+        """Someone not in the graph: a fresh phone, names and birth date from the same lists."""
+        gender = self.rng.choice(("male", "female"))
+        first = self.rng.choice([f for f in self.firsts if f[1] == gender])[0]
+        last = self.rng.choice([s for s in self.lasts if s[1] == gender])[0]
+        birth = BIRTH_START.toordinal() + self.rng.randrange(BIRTH_DAYS)
+        phone = f"+7999{self.rng.randrange(1_000_000, 9_999_999)}"
+        return self._request(first, last, gender, birth, self.rng.choice(CITIES), phone)
+
+    def mixed(self, count: int) -> list[tuple[str, identity_pb2.ResolveRequest]]:
+        return [
+            ("returning", self.returning()) if i % 2 == 0 else ("new", self.new())
+            for i in range(count)
+        ]
+
+    def _request(
+        self, first: str, last: str, gender: str, birth: int, city: str, phone: str
+    ) -> identity_pb2.ResolveRequest:
+        self.counter += 1
+        date = BIRTH_START.fromordinal(birth)
+        request = identity_pb2.ResolveRequest(
+            record_ref=common_pb2.RecordRef(
+                source="speed", message_id=f"s-{self.counter}-{uuid.uuid4().hex[:8]}"
+            ),
+            channel=common_pb2.SOURCE_CHANNEL_POS,
+            identifiers=[common_pb2.Identifier(type=common_pb2.IDENTIFIER_TYPE_PHONE, value=phone)],
+            name=common_pb2.PersonName(first_name=first, last_name=last),
+            gender=common_pb2.GENDER_MALE if gender == "male" else common_pb2.GENDER_FEMALE,
+        )
+        request.birth_date.year, request.birth_date.month = date.year, date.month
+        request.birth_date.day = date.day
+        request.addresses.add(country_code="RU", city=city)
+        return request
+
+
+# -- over gRPC ---------------------------------------------------------------------------------
+
+
+def bench_resolve(
+    stub: identity_pb2_grpc.IdentityServiceStub, work: list[tuple[str, identity_pb2.ResolveRequest]]
+) -> dict[str, dict[str, float]]:
+    samples: dict[str, list[float]] = {"returning": [], "new": []}
+    for kind, request in work:
+        started = time.perf_counter()
+        stub.Resolve(request, timeout=10)
+        samples[kind].append((time.perf_counter() - started) * 1000)
+    return {
+        "all": latency_summary(samples["returning"] + samples["new"]),
+        "returning_exact": latency_summary(samples["returning"]),
+        "new_fuzzy_path": latency_summary(samples["new"]),
+    }
+
+
+def bench_batch(
+    stub: identity_pb2_grpc.IdentityServiceStub,
+    work: list[tuple[str, identity_pb2.ResolveRequest]],
+    batch_size: int,
+) -> dict[str, float]:
+    requests = [r for _, r in work]
+    started = time.perf_counter()
+    for start in range(0, len(requests), batch_size):
+        stub.ResolveBatch(iter(requests[start : start + batch_size]), timeout=600)
+    elapsed = time.perf_counter() - started
+    return {
+        "records": len(requests),
+        "seconds": round(elapsed, 2),
+        "per_second": round(len(requests) / elapsed),
+    }
+
+
+# -- raw Postgres baseline -----------------------------------------------------------------------
+
+
+def _raw_parts(request: identity_pb2.ResolveRequest) -> tuple[str, str, dict, list[str]]:
+    phone = request.identifiers[0].value
+    date = request.birth_date
+    attributes = {
+        "first_name": request.name.first_name,
+        "last_name": request.name.last_name,
+        "birth_date": f"{date.year:04d}-{date.month:02d}-{date.day:02d}",
+        "addresses": [{"city": request.addresses[0].city}],
+    }
+    person = person_from("0", attributes, [IdentifierKey("phone", phone)])
+    return request.record_ref.message_id, phone, attributes, sorted(blocking_keys(person))
+
+
+OWNERS = (
+    "SELECT id_type, namespace, value, customer_id FROM identifiers "
+    "WHERE id_type = 'phone' AND namespace = '' AND value = ANY(%(v)s)"
+)
+CANDIDATES = """
+    SELECT r.record_pk, r.customer_id, r.identifiers, r.attributes
+    FROM records r WHERE r.record_pk IN (
+        SELECT b.record_pk FROM unnest(%(k)s::text[]) AS k(key) CROSS JOIN LATERAL (
+            SELECT record_pk FROM blocking_keys WHERE key = k.key
+            ORDER BY record_pk DESC LIMIT %(cap)s) b)
+"""
+
+
+def _raw_write(cur: psycopg.Cursor, parts: list[tuple[str, str, dict, list[str]]]) -> None:
+    """Customer, record, identifier, record identifier and blocking-key rows, set-based."""
+    ids = [str(uuid.uuid4()) for _ in parts]
+    cur.execute(
+        "INSERT INTO customers (customer_id) SELECT unnest(%s::uuid[])",
+        (ids,),
+    )
+    pks = [
+        r[0]
+        for r in cur.execute(
+            "SELECT nextval('records_record_pk_seq') FROM generate_series(1, %s)", (len(parts),)
+        ).fetchall()
+    ]
+    cur.execute(
+        """
+        INSERT INTO records (record_pk, source, message_id, customer_id, channel, observed_at,
+                             identifiers, attributes, outcome, rule)
+        SELECT p, 'rawbench', m, c, 'pos', now(), i::jsonb, a::jsonb, 'created', 'new_customer'
+        FROM unnest(%s::bigint[], %s::text[], %s::uuid[], %s::text[], %s::text[])
+             AS x(p, m, c, i, a)
+        """,
+        (
+            pks,
+            [m for m, *_ in parts],
+            ids,
+            [json.dumps([["phone", "", phone]]) for _, phone, _, _ in parts],
+            [json.dumps(a, ensure_ascii=False) for _, _, a, _ in parts],
+        ),
+    )
+    cur.execute(
+        """
+        INSERT INTO identifiers (id_type, namespace, value, customer_id, first_source,
+                                 first_seen, last_seen)
+        SELECT 'phone', '', v, c, 'rawbench', now(), now() FROM unnest(%s::text[], %s::uuid[])
+            AS x(v, c)
+        ON CONFLICT DO NOTHING
+        """,
+        ([phone for _, phone, _, _ in parts], ids),
+    )
+    cur.execute(
+        "INSERT INTO record_identifiers (id_type, namespace, value, record_pk) "
+        "SELECT 'phone', '', v, p FROM unnest(%s::text[], %s::bigint[]) AS x(v, p) "
+        "ON CONFLICT DO NOTHING",
+        ([phone for _, phone, _, _ in parts], pks),
+    )
+    block_rows = [(key, pk) for (*_, keys), pk in zip(parts, pks, strict=True) for key in keys]
+    cur.execute(
+        "INSERT INTO blocking_keys (key, record_pk) SELECT * FROM unnest(%s::text[], "
+        "%s::bigint[]) ON CONFLICT DO NOTHING",
+        ([k for k, _ in block_rows], [p for _, p in block_rows]),
+    )
+
+
+def _raw_chunk(conn: psycopg.Connection, parts: list[tuple[str, str, dict, list[str]]]) -> None:
+    """Owners of the phones; candidates for the records whose phone has none (as the service
+    does); then the inserts. Every record is written as a new customer: the baseline measures
+    statements, not decisions."""
+    with conn.transaction(), conn.cursor() as cur:
+        rows = cur.execute(OWNERS, {"v": [phone for _, phone, _, _ in parts]}).fetchall()
+        owned = {value for _, _, value, _ in rows}
+        keys = sorted({k for _, phone, _, keys in parts if phone not in owned for k in keys})
+        if keys:
+            cur.execute(CANDIDATES, {"k": keys, "cap": MAX_BLOCK_SIZE + 1}).fetchall()
+        _raw_write(cur, parts)
+
+
+def bench_raw_resolve(
+    db_url: str, work: list[tuple[str, identity_pb2.ResolveRequest]]
+) -> dict[str, dict[str, float]]:
+    samples: dict[str, list[float]] = {"returning": [], "new": []}
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        conn.execute("SET search_path TO identity")
+        conn.commit()
+        for kind, request in work:
+            parts = [_raw_parts(request)]
+            started = time.perf_counter()
+            _raw_chunk(conn, parts)
+            samples[kind].append((time.perf_counter() - started) * 1000)
+    return {
+        "all": latency_summary(samples["returning"] + samples["new"]),
+        "returning_exact": latency_summary(samples["returning"]),
+        "new_fuzzy_path": latency_summary(samples["new"]),
+    }
+
+
+def bench_raw_batch(db_url: str, work: list[tuple[str, identity_pb2.ResolveRequest]]) -> dict:
+    parts = [_raw_parts(r) for _, r in work]
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        conn.execute("SET search_path TO identity")
+        conn.commit()
+        started = time.perf_counter()
+        for start in range(0, len(parts), RAW_CHUNK):
+            _raw_chunk(conn, parts[start : start + RAW_CHUNK])
+        elapsed = time.perf_counter() - started
+    return {
+        "records": len(parts),
+        "seconds": round(elapsed, 2),
+        "per_second": round(len(parts) / elapsed),
+    }
+
+
+def _load_average() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--calls", type=int, default=2_000)
+    parser.add_argument("--batch-records", type=int, default=20_000)
+    parser.add_argument("--batch-size", type=int, default=5_000, help="records per stream")
+    args = parser.parse_args(argv)
+
+    admin, cluster = ensure_postgres(TOP)
+    name = f"svod_bench_identity_speed_{uuid.uuid4().hex[:6]}"
+    db_url = create_database(admin, name)
+    suite = None
+    try:
+        prepare_database(db_url)
+        started = time.perf_counter()
+        load_identity(db_url, args.customers)
+        load_s = time.perf_counter() - started
+        wrong = check_keys(db_url)
+        print(
+            f"loaded {args.customers:,} customers in {load_s:.1f}s "
+            f"(blocking keys differing from the matcher's: {wrong} of 200 sampled)",
+            flush=True,
+        )
+        suite = ProcessSuite(
+            db_url,
+            ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
+            extra_env={"SVOD_LOG_LEVEL": "WARNING"},
+        ).start()
+        workload = Workload(args.customers)
+        load_before = _load_average()
+        with grpc.insecure_channel(suite.target("identity")) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            bench_resolve(stub, workload.mixed(200))  # warm-up: connections, caches
+            resolve = bench_resolve(stub, workload.mixed(args.calls))
+            raw_resolve = bench_raw_resolve(db_url, workload.mixed(args.calls))
+            batch = bench_batch(stub, workload.mixed(args.batch_records), args.batch_size)
+            raw_batch = bench_raw_batch(db_url, workload.mixed(args.batch_records))
+        load_after = _load_average()
+        pairs = (("Resolve over gRPC", resolve), ("raw SQL (same work)", raw_resolve))
+        for label, figures in pairs:
+            print(
+                f"{label:<22} p50 {figures['all']['p50_ms']:.2f} ms  "
+                f"p99 {figures['all']['p99_ms']:.2f} ms   "
+                f"(returning p99 {figures['returning_exact']['p99_ms']:.2f} ms, "
+                f"new p99 {figures['new_fuzzy_path']['p99_ms']:.2f} ms)"
+            )
+        print(
+            f"ResolveBatch over gRPC {batch['per_second']:,} records/s  "
+            f"({batch['records']:,} records in streams of {args.batch_size:,})"
+        )
+        print(
+            f"raw SQL (same work)    {raw_batch['per_second']:,} records/s  "
+            f"(set-based, {RAW_CHUNK} per transaction; ratio "
+            f"{batch['per_second'] / raw_batch['per_second']:.2f})"
+        )
+        print(f"load average before/after: {load_before} / {load_after} ({os.cpu_count()} CPUs)")
+        results = {
+            "machine": f"{platform.machine()} {platform.python_version()}, {os.cpu_count()} CPUs",
+            "customers": args.customers,
+            "load_seconds": round(load_s, 1),
+            "load_average_before_after": [load_before, load_after],
+            "resolve": resolve,
+            "raw_resolve_statements": raw_resolve,
+            "resolve_batch": {**batch, "stream_size": args.batch_size},
+            "raw_batch_statements": {**raw_batch, "chunk": RAW_CHUNK},
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"written to {RESULTS.relative_to(TOP)}")
+    finally:
+        if suite is not None:
+            suite.stop()
+        drop_database(admin, name)
+        if cluster is not None:
+            cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""Bulk-loads a synthetic identity graph straight into the identity schema (set-based SQL).
+
+One customer per record, each with a mobile phone, every other one an e-mail, a Russian name
+(Faker's ru_RU lists), a birth date and a city. The rows are what ``Resolve`` would have
+written for such records - customers, records, identifiers, record_identifiers and the
+blocking keys - with the name parts of the keys (canonical first-name key, surname phonetic key,
+city key) computed by the matcher's own functions, so that the service finds candidates in the
+loaded graph exactly as it would in one it built itself. ``check_keys`` verifies that on a
+sample. The ledger is not filled (nothing on the resolve path reads it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import psycopg
+from faker.providers.person.ru_RU import Provider as RuPerson
+
+from svod_identity.domain.engine import person_from
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.blocking import blocking_keys
+from svod_identity.domain.matching.compare import view
+from svod_identity.domain.matching.places import city_key
+from svod_identity.domain.matching.record import build_person_record
+from svod_identity.domain.matching.surnames import surname_key
+from svod_runtime.db import libpq_url
+
+CITIES = (
+    "Москва",
+    "Санкт-Петербург",
+    "Новосибирск",
+    "Екатеринбург",
+    "Казань",
+    "Нижний Новгород",
+    "Челябинск",
+    "Самара",
+    "Омск",
+    "Ростов-на-Дону",
+    "Уфа",
+    "Красноярск",
+    "Воронеж",
+    "Пермь",
+    "Волгоград",
+    "Краснодар",
+    "Саратов",
+    "Тюмень",
+    "Тольятти",
+    "Ижевск",
+)
+# Mobile operator codes; the subscriber number is a permutation of the customer number.
+CODES = ("916", "926", "903", "985")
+BIRTH_START = dt.date(1950, 1, 1)
+BIRTH_DAYS = 20_000
+
+
+def _first_names() -> list[tuple[str, str, str]]:
+    """(name, gender, first blocking key) for Faker's ru_RU first names."""
+    out = []
+    for gender, names in (
+        ("male", RuPerson.first_names_male),
+        ("female", RuPerson.first_names_female),
+    ):
+        for name in dict.fromkeys(names):
+            first = view(build_person_record("x", first_name=name, gender=gender)).first
+            keys = sorted(k for k in first.keys if len(k) > 1) if first else []
+            if keys:
+                out.append((name, gender, keys[0]))
+    return out
+
+
+def _surnames() -> list[tuple[str, str, str]]:
+    out = []
+    for gender, names in (
+        ("male", RuPerson.last_names_male),
+        ("female", RuPerson.last_names_female),
+    ):
+        out += [(name, gender, surname_key(name)) for name in dict.fromkeys(names)]
+    return out
+
+
+def load_identity(db_url: str, count: int) -> None:
+    """``count`` customers with one record each; record pks and customer numbers are 1..count."""
+    firsts, lasts = _first_names(), _surnames()
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        conn.execute("SET search_path TO identity")
+        conn.execute("SET synchronous_commit TO off")
+        conn.execute(
+            "CREATE TEMP TABLE bench_first (gender text, i int, name text, k text, "
+            "PRIMARY KEY (gender, i))"
+        )
+        conn.execute(
+            "CREATE TEMP TABLE bench_last (gender text, i int, name text, k text, "
+            "PRIMARY KEY (gender, i))"
+        )
+        conn.execute("CREATE TEMP TABLE bench_city (i int PRIMARY KEY, name text, k text)")
+        with conn.cursor() as cur:
+            for table, rows in (("bench_first", firsts), ("bench_last", lasts)):
+                counters: dict[str, int] = {}
+                numbered = []
+                for name, gender, key in rows:
+                    i = counters.get(gender, 0)
+                    counters[gender] = i + 1
+                    numbered.append((gender, i, name, key))
+                cur.executemany(f"INSERT INTO {table} VALUES (%s, %s, %s, %s)", numbered)
+            cur.executemany(
+                "INSERT INTO bench_city VALUES (%s, %s, %s)",
+                [(i, name, city_key(name)) for i, name in enumerate(CITIES)],
+            )
+        n_first = {g: sum(1 for f in firsts if f[1] == g) for g in ("male", "female")}
+        n_last = {g: sum(1 for s in lasts if s[1] == g) for g in ("male", "female")}
+        conn.execute(
+            """
+            CREATE TEMP TABLE bench_people AS
+            SELECT n, g.gender,
+                   (md5('c' || n))::uuid AS customer_id,
+                   '+7' || (ARRAY['916','926','903','985'])[1 + n %% 4]
+                        || (1000000 + (n::bigint * 7919) %% 9000000)::text AS phone,
+                   CASE WHEN n %% 2 = 1 THEN 'c' || n || '@mail.ru' END AS email,
+                   f.name AS first_name, f.k AS first_key,
+                   l.name AS last_name, l.k AS last_key,
+                   (DATE '1950-01-01' + ((n::bigint * 104729) %% %(days)s)::int) AS birth,
+                   c.name AS city, c.k AS city_key
+            FROM generate_series(1, %(n)s) AS n
+            CROSS JOIN LATERAL (SELECT CASE WHEN n %% 2 = 0 THEN 'male' ELSE 'female' END
+                                AS gender) g
+            JOIN bench_first f ON f.gender = g.gender
+                AND f.i = (n::bigint * 31 + n / 7) %% CASE g.gender WHEN 'male'
+                    THEN %(fm)s ELSE %(ff)s END
+            JOIN bench_last l ON l.gender = g.gender
+                AND l.i = (n::bigint * 7907) %% CASE g.gender WHEN 'male'
+                    THEN %(lm)s ELSE %(lf)s END
+            JOIN bench_city c ON c.i = (n * 13) %% %(cities)s
+            """,
+            {
+                "n": count,
+                "days": BIRTH_DAYS,
+                "fm": n_first["male"],
+                "ff": n_first["female"],
+                "lm": n_last["male"],
+                "lf": n_last["female"],
+                "cities": len(CITIES),
+            },
+        )
+        conn.execute(
+            "INSERT INTO customers (customer_id, created_at) "
+            "SELECT customer_id, now() - interval '1 day' FROM bench_people"
+        )
+        conn.execute(
+            """
+            INSERT INTO records (record_pk, source, message_id, customer_id, channel,
+                                 observed_at, identifiers, attributes, outcome, rule, evidence)
+            SELECT n, 'bench', 'b-' || n, customer_id, 'pos', now() - interval '1 day',
+                   CASE WHEN email IS NULL THEN jsonb_build_array(jsonb_build_array('phone',
+                            '', phone))
+                        ELSE jsonb_build_array(jsonb_build_array('phone', '', phone),
+                            jsonb_build_array('email', '', email)) END,
+                   jsonb_build_object('first_name', first_name, 'last_name', last_name,
+                       'birth_date', birth::text, 'gender', gender,
+                       'addresses', jsonb_build_array(jsonb_build_object('city', city))),
+                   'created', 'new_customer', '{"kind": "new_customer"}'
+            FROM bench_people
+            """
+        )
+        conn.execute("SELECT setval('records_record_pk_seq', (SELECT max(record_pk) FROM records))")
+        conn.execute(
+            """
+            INSERT INTO identifiers (id_type, namespace, value, customer_id, first_source,
+                                     first_seen, last_seen)
+            SELECT 'phone', '', phone, customer_id, 'bench', now(), now() FROM bench_people
+            UNION ALL
+            SELECT 'email', '', email, customer_id, 'bench', now(), now() FROM bench_people
+            WHERE email IS NOT NULL
+            """
+        )
+        conn.execute(
+            """
+            INSERT INTO record_identifiers (id_type, namespace, value, record_pk)
+            SELECT 'phone', '', phone, n FROM bench_people
+            UNION ALL
+            SELECT 'email', '', email, n FROM bench_people WHERE email IS NOT NULL
+            """
+        )
+        conn.execute(
+            """
+            INSERT INTO blocking_keys (key, record_pk)
+            SELECT DISTINCT key, n FROM bench_people, LATERAL (VALUES
+                ('p:' || phone),
+                ('e:c' || n),
+                ('fb:' || first_key || ':' || to_char(birth, 'YYYYMMDD')),
+                ('sb:' || last_key || ':' || to_char(birth, 'YYYY')),
+                ('fs:' || first_key || ':' || last_key),
+                ('db:' || to_char(birth, 'YYYYMMDD') || ':' || city_key)
+            ) AS k(key)
+            WHERE key IS NOT NULL AND (email IS NOT NULL OR key NOT LIKE 'e:%%')
+            """
+        )
+        conn.execute("ANALYZE customers")
+        conn.execute("ANALYZE records")
+        conn.execute("ANALYZE identifiers")
+        conn.execute("ANALYZE record_identifiers")
+        conn.execute("ANALYZE blocking_keys")
+
+
+def check_keys(db_url: str, sample: int = 200) -> int:
+    """How many sampled loaded records have blocking keys other than the matcher's own."""
+    wrong = 0
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        conn.execute("SET search_path TO identity")
+        rows = conn.execute(
+            """
+            SELECT r.record_pk, r.attributes, r.identifiers,
+                   array_agg(b.key ORDER BY b.key) AS keys
+            FROM records r JOIN blocking_keys b USING (record_pk)
+            WHERE r.record_pk IN (SELECT record_pk FROM records ORDER BY random() LIMIT %s)
+            GROUP BY r.record_pk, r.attributes, r.identifiers
+            """,
+            (sample,),
+        ).fetchall()
+    for _, attributes, identifiers, keys in rows:
+        idents = [IdentifierKey(t, v, n) for t, n, v in identifiers]
+        expected = sorted(blocking_keys(person_from("0", attributes, idents)))
+        if expected != sorted(keys):
+            wrong += 1
+            if wrong <= 3:
+                print("key mismatch:", json.dumps([expected, keys], ensure_ascii=False))
+    return wrong
