@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import time
 import uuid
 from collections.abc import Sequence
@@ -44,6 +43,7 @@ from benchmarks.identity.loader import (
     check_keys,
     load_identity,
 )
+from benchmarks.stats import latency_summary
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_cli.postgres import ensure_postgres
@@ -64,20 +64,6 @@ from svod_runtime.db import libpq_url
 RESULTS = TOP / "benchmarks" / "results" / "identity_speed.json"
 # Records per transaction in the service's ResolveBatch (use_cases.BATCH_CHUNK).
 RAW_CHUNK = 500
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def latency_summary(samples_ms: list[float]) -> dict[str, float]:
-    return {
-        "calls": len(samples_ms),
-        "p50_ms": round(statistics.median(samples_ms), 3),
-        "p99_ms": round(percentile(samples_ms, 0.99), 3),
-        "mean_ms": round(statistics.fmean(samples_ms), 3),
-    }
 
 
 class Workload:

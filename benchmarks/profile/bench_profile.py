@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import time
 import uuid
 
@@ -23,6 +22,7 @@ import grpc
 import psycopg
 
 from benchmarks.profile.loader import load_profiles
+from benchmarks.stats import latency_summary
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_cli.postgres import ensure_postgres
@@ -39,19 +39,6 @@ from svod_runtime.config import SERVICES
 from svod_runtime.db import libpq_url
 
 RESULTS = TOP / "benchmarks" / "results" / "profile.json"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def latency_summary(samples_ms: list[float]) -> dict[str, float]:
-    return {
-        "p50_ms": round(statistics.median(samples_ms), 3),
-        "p99_ms": round(percentile(samples_ms, 0.99), 3),
-        "mean_ms": round(statistics.fmean(samples_ms), 3),
-    }
 
 
 def bench_get_profile(target: str, ids: list[str], calls: int) -> dict[str, float]:
