@@ -153,10 +153,14 @@ class OutboxStore:
                 key=lambda m: m.outbox_pk,
             )
 
-    async def delivered(self, message: OutboxMessage) -> None:
+    async def delivered(self, messages: list[OutboxMessage]) -> None:
+        """Removes delivered rows, all in one statement."""
+        if not messages:
+            return
         async with self.engine.begin() as conn:
             await conn.execute(
-                text("DELETE FROM outbox WHERE outbox_pk = :o"), {"o": message.outbox_pk}
+                text("DELETE FROM outbox WHERE outbox_pk = ANY(:o)"),
+                {"o": [m.outbox_pk for m in messages]},
             )
 
     async def retry_later(self, message: OutboxMessage, error: str, delay_s: float) -> None:
@@ -248,12 +252,18 @@ class OutboxRelay:
             else:
                 first_per_key[slot] = message
         results = await asyncio.gather(*(self._deliver(m) for m in first_per_key.values()))
+        delivered = [m for m, ok in zip(first_per_key.values(), results, strict=True) if ok]
         blocked = {slot for slot, ok in zip(first_per_key, results, strict=True) if not ok}
         for message in later:
             slot = (message.topic, message.key)
-            if slot in blocked or not await self._deliver(message):
+            if slot not in blocked and await self._deliver(message):
+                delivered.append(message)
+            else:
                 blocked.add(slot)
                 await self.store.release(message)
+        # Delivered rows go in one statement; a crash before it means a redelivery, which
+        # every receiver takes idempotently (at least once).
+        await self.store.delivered(delivered)
         return len(messages)
 
     async def _deliver(self, message: OutboxMessage) -> bool:
@@ -290,5 +300,4 @@ class OutboxRelay:
                             message, str(error), retry_delay(message.attempts + 1)
                         )
                     return False
-                await self.store.delivered(message)
                 return True
