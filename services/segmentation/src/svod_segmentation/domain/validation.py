@@ -54,6 +54,7 @@ EVENT_TYPES = (
     "loyalty_redeemed",
     "survey_answered",
     "session_started",
+    "contact_failed",
 )
 COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
 FILTER_KEYS = ("category", "source", "channel", "discounted")
