@@ -31,8 +31,8 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
-def status_for(error: SvodError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
-    code = getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
+def status_proto_for(error: SvodError) -> status_pb2.Status:
+    """The google.rpc.Status of a domain error (INVALID_ARGUMENT with BadRequest details)."""
     details: list[any_pb2.Any] = []
     if isinstance(error, InvalidArgument):
         bad_request = error_details_pb2.BadRequest(
@@ -46,11 +46,16 @@ def status_for(error: SvodError) -> tuple[grpc.StatusCode, str, tuple[tuple[str,
         packed = any_pb2.Any()
         packed.Pack(bad_request)
         details.append(packed)
-    status = status_pb2.Status(
+    return status_pb2.Status(
         code=getattr(code_pb2, error.code, code_pb2.INTERNAL),
         message=error.message,
         details=details,
     )
+
+
+def status_for(error: SvodError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
+    code = getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
+    status = status_proto_for(error)
     return code, error.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 

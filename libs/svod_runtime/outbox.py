@@ -17,9 +17,9 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -86,6 +86,13 @@ class OutboxMessage:
 
 # A topic's handler delivers one message; raising DeliveryError reports the peer's answer.
 Handler = Callable[[OutboxMessage], Awaitable[None]]
+# A batch handler delivers several messages of its topic in one call (in outbox order, so a
+# key's messages keep their order) and answers for each: None when delivered, else the
+# peer's refusal. Raising DeliveryError answers for all of them. Each message's
+# trace_carrier is that of its own delivery span, to send along with it. A retried message
+# may then arrive after a later one of its key: only for receivers that tolerate that (e.g.
+# changes carrying a version).
+BatchHandler = Callable[[list[OutboxMessage]], Awaitable[list["DeliveryError | None"]]]
 # Called when a message is given up on (permanent refusal), to record it where users look.
 FailureHook = Callable[[OutboxMessage, str], Awaitable[None]]
 
@@ -198,7 +205,8 @@ class OutboxRelay:
 
     Messages of one key are delivered in the order they were written (within one relay): the
     first of each key goes concurrently with other keys, later ones follow it one by one, and
-    wait for a later pass if it did not get through.
+    wait for a later pass if it did not get through. A topic with a batch handler gets all of
+    a pass's messages in one call instead (the receiver keeps their order).
     """
 
     def __init__(
@@ -208,6 +216,7 @@ class OutboxRelay:
         tracer: trace.Tracer,
         *,
         on_failure: Mapping[str, FailureHook] | None = None,
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
         batch_size: int = 64,
         concurrency: int = 16,
         lease_s: float = 60.0,
@@ -216,6 +225,7 @@ class OutboxRelay:
         self.store = store
         self.handlers = dict(handlers)
         self.on_failure = dict(on_failure or {})
+        self.batch_handlers = dict(batch_handlers or {})
         self.tracer = tracer
         self.batch_size = batch_size
         self.lease_s = lease_s
@@ -243,6 +253,23 @@ class OutboxRelay:
 
     async def run_once(self) -> int:
         messages = await self.store.claim_due(self.batch_size, self.lease_s)
+        by_batch_topic: dict[str, list[OutboxMessage]] = {}
+        singles: list[OutboxMessage] = []
+        for message in messages:
+            if message.topic in self.batch_handlers:
+                by_batch_topic.setdefault(message.topic, []).append(message)
+            else:
+                singles.append(message)
+        parts = await asyncio.gather(
+            self._deliver_singles(singles),
+            *(self._deliver_batch(topic, group) for topic, group in by_batch_topic.items()),
+        )
+        # Delivered rows go in one statement; a crash before it means a redelivery, which
+        # every receiver takes idempotently (at least once).
+        await self.store.delivered([m for part in parts for m in part])
+        return len(messages)
+
+    async def _deliver_singles(self, messages: list[OutboxMessage]) -> list[OutboxMessage]:
         first_per_key: dict[tuple[str, str], OutboxMessage] = {}
         later: list[OutboxMessage] = []
         for message in messages:
@@ -261,10 +288,58 @@ class OutboxRelay:
             else:
                 blocked.add(slot)
                 await self.store.release(message)
-        # Delivered rows go in one statement; a crash before it means a redelivery, which
-        # every receiver takes idempotently (at least once).
-        await self.store.delivered(delivered)
-        return len(messages)
+        return delivered
+
+    async def _deliver_batch(
+        self, topic: str, messages: list[OutboxMessage]
+    ) -> list[OutboxMessage]:
+        """One handler call for a topic's messages, each in a delivery span of its own trace."""
+        spans = [
+            self.tracer.start_span(
+                f"outbox deliver {topic}",
+                context=context_from_carrier(m.trace_carrier),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={"svod.outbox.attempt": m.attempts + 1, "svod.outbox.batch": True},
+            )
+            for m in messages
+        ]
+        sent = []
+        for message, span in zip(messages, spans, strict=True):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier, context=trace.set_span_in_context(span))
+            sent.append(replace(message, trace_carrier=carrier))
+        try:
+            answers = await self.batch_handlers[topic](sent)
+        except DeliveryError as error:
+            answers = [error] * len(messages)
+        except Exception as error:  # a bug or an unreachable peer: retry later, never drop
+            log.exception("outbox batch handler for %s failed", topic)
+            answers = [DeliveryError("INTERNAL", repr(error))] * len(messages)
+        delivered = []
+        for message, span, answer in zip(messages, spans, answers, strict=True):
+            if answer is None:
+                delivered.append(message)
+            else:
+                span.set_status(trace.StatusCode.ERROR, answer.status)
+                await self._failed(message, answer)
+            span.end()
+        return delivered
+
+    async def _failed(self, message: OutboxMessage, error: DeliveryError) -> None:
+        """Gives up on a permanent refusal (dead letter), else schedules a retry."""
+        if error.permanent:
+            log.warning(
+                "outbox message %d (%s) refused for good: %s",
+                message.outbox_pk,
+                message.topic,
+                error.status,
+            )
+            await self.store.give_up(message, str(error))
+            hook = self.on_failure.get(message.topic)
+            if hook is not None:
+                await hook(message, str(error))
+        else:
+            await self.store.retry_later(message, str(error), retry_delay(message.attempts + 1))
 
     async def _deliver(self, message: OutboxMessage) -> bool:
         """True when delivered; False when it failed (and was rescheduled or given up)."""
@@ -284,20 +359,6 @@ class OutboxRelay:
                     await handler(message)
                 except DeliveryError as error:
                     span.set_status(trace.StatusCode.ERROR, error.status)
-                    if error.permanent:
-                        log.warning(
-                            "outbox message %d (%s) refused for good: %s",
-                            message.outbox_pk,
-                            message.topic,
-                            error.status,
-                        )
-                        await self.store.give_up(message, str(error))
-                        hook = self.on_failure.get(message.topic)
-                        if hook is not None:
-                            await hook(message, str(error))
-                    else:
-                        await self.store.retry_later(
-                            message, str(error), retry_delay(message.attempts + 1)
-                        )
+                    await self._failed(message, error)
                     return False
                 return True

@@ -57,7 +57,8 @@ def test_an_order_moves_the_customer_into_a_buyers_segment(suite, span_exporter)
     suite.wait_processed(order.record_ref)
     wait_until(lambda: segment.segment_id in segments_of(suite, customer))
 
-    # The announcement to segmentation continues the trace of the Track call.
+    # The announcement to segmentation (batched with others in one ApplyProfileChanges call)
+    # continues the trace of the Track call.
     track_span = max(
         (
             s
@@ -68,7 +69,7 @@ def test_an_order_moves_the_customer_into_a_buyers_segment(suite, span_exporter)
     )
     wait_until(
         lambda: any(
-            s.name == "/svod.segmentation.v1.SegmentationService/ApplyProfileChange"
+            s.name == "segmentation apply profile change"
             and s.context.trace_id == track_span.context.trace_id
             for s in span_exporter.get_finished_spans()
         )

@@ -1,4 +1,5 @@
-"""One Identify is one trace: ingestion -> (outbox) -> identity -> profile, database spans too."""
+"""One Identify is one trace: ingestion -> quality, (outbox) -> identity -> profile ->
+(outbox, batched) -> segmentation, database spans too."""
 
 from __future__ import annotations
 
@@ -39,9 +40,13 @@ def test_identify_is_one_trace_through_every_service(suite, span_exporter) -> No
     spans = _spans_of_trace(
         span_exporter,
         root.context.trace_id,
-        {"svod-ingestion", "svod-identity", "svod-profile"},
+        {"svod-ingestion", "svod-quality", "svod-identity", "svod-profile", "svod-segmentation"},
     )
     names = {(s.resource.attributes["service.name"], s.name) for s in spans}
+
+    assert ("svod-quality", "/svod.quality.v1.QualityService/StandardizeBatch") in names
+    # Profile announces changes to segmentation many per call; each change keeps its trace.
+    assert ("svod-segmentation", "segmentation apply profile change") in names
 
     assert ("svod-identity", "/svod.identity.v1.IdentityService/Resolve") in names
     assert ("svod-profile", "/svod.profile.v1.ProfileService/Apply") in names

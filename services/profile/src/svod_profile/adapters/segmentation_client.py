@@ -1,14 +1,22 @@
-"""Announces profile changes to the segmentation service (the outbox handler of profile)."""
+"""Announces profile changes to the segmentation service (the outbox handler of profile).
+
+A relay pass's changes go in one ApplyProfileChanges call; each carries the trace context of
+its own delivery, so every change stays in the trace of the write that caused it.
+"""
 
 from __future__ import annotations
 
 import json
 
 import grpc
+from google.rpc import code_pb2
 
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_profile.adapters.storage import ProfileStore
 from svod_runtime.outbox import DeliveryError, OutboxMessage
+
+# The most changes segmentation takes in one call.
+MAX_CHANGES_PER_CALL = 1000
 
 
 class SegmentationAnnouncer:
@@ -20,25 +28,52 @@ class SegmentationAnnouncer:
         self.timeout_s = timeout_s
         self.currency = currency
 
-    async def changed(self, message: OutboxMessage) -> None:
+    async def changed(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
+        answers: list[DeliveryError | None] = []
+        for start in range(0, len(messages), MAX_CHANGES_PER_CALL):
+            answers.extend(await self._announce(messages[start : start + MAX_CHANGES_PER_CALL]))
+        return answers
+
+    async def _announce(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         # Imported here: the servicer module holds the proto mapping of a profile.
         from svod_profile.entrypoints.grpc_servicer import profile_proto, timeline_entry
 
-        change = json.loads(message.payload)
-        customer_id = message.key
-        async with self.store.transaction() as tx:
-            view = await tx.load(customer_id)
-            events = await tx.events.events_by_ref([tuple(r) for r in change.get("events", [])])
-        if view is None:  # merged away or erased since: nothing left to announce
-            return
-        request = segmentation_pb2.ApplyProfileChangeRequest(
-            customer_id=customer_id,
-            profile_version=view.version,
-            profile=profile_proto(view, self.currency),
-            new_events=[timeline_entry(e, self.currency) for e in events],
-            merged_customer_ids=change.get("merged", []),
-        )
+        changes = [json.loads(m.payload) for m in messages]
+        refs = [tuple(r) for change in changes for r in change.get("events", [])]
+        async with self.store.reader() as tx:
+            views = await tx.load_many(sorted({m.key for m in messages}))
+            events = {(e.source, e.message_id): e for e in await tx.events.events_by_ref(refs)}
+        requests: list[segmentation_pb2.ApplyProfileChangeRequest] = []
+        sent: list[int] = []  # index of the message each request announces
+        for index, (message, change) in enumerate(zip(messages, changes, strict=True)):
+            view = views.get(message.key)
+            if view is None:  # merged away or erased since: nothing left to announce
+                continue
+            new_events = [events[tuple(r)] for r in change.get("events", []) if tuple(r) in events]
+            requests.append(
+                segmentation_pb2.ApplyProfileChangeRequest(
+                    customer_id=message.key,
+                    profile_version=view.version,
+                    profile=profile_proto(view, self.currency),
+                    new_events=[timeline_entry(e, self.currency) for e in new_events],
+                    merged_customer_ids=change.get("merged", []),
+                    trace_context=message.trace_carrier,
+                )
+            )
+            sent.append(index)
+        answers: list[DeliveryError | None] = [None] * len(messages)
+        if not requests:
+            return answers
         try:
-            await self.stub.ApplyProfileChange(request, timeout=self.timeout_s)
+            reply = await self.stub.ApplyProfileChanges(
+                segmentation_pb2.ApplyProfileChangesRequest(changes=requests),
+                timeout=self.timeout_s,
+            )
         except grpc.aio.AioRpcError as error:
             raise DeliveryError(error.code().name, error.details() or "") from None
+        for index, result in zip(sent, reply.results, strict=True):
+            if result.HasField("error") and result.error.code != code_pb2.OK:
+                answers[index] = DeliveryError(
+                    code_pb2.Code.Name(result.error.code), result.error.message
+                )
+        return answers

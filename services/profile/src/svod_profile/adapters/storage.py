@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -473,28 +474,37 @@ class ProfileTransaction:
     async def load(self, customer_id: str) -> ProfileView | None:
         """The whole profile in one round trip (the read path of GetProfile)."""
         row = (await self.conn.execute(text(LOAD_PROFILE), {"c": customer_id})).first()
-        if row is None:
-            return None
-        shown = {name: _obs_from_json(name, raw) for name, raw in row.shown.items()}
-        return ProfileView(
-            customer_id=customer_id,
-            shown=shown,
-            identifiers=tuple(
-                IdentifierObservation(t, v, n, Provenance(s, ch, _time(at)))
-                for t, n, v, s, ch, at in row.identifiers
-            ),
-            sources=tuple(
-                SourceSummary(src, ch, _time(first), _time(last), count)
-                for src, ch, first, last, count in row.sources
-            ),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            version=int(row.version),
-            metrics=metrics_from_json(row.metrics),
-            consents=tuple(
-                Consent(ch, st, src, _time(at), basis) for ch, st, src, at, basis in row.consents
-            ),
-        )
+        return None if row is None else _view_from_row(customer_id, row)
+
+    async def load_many(self, customer_ids: list[str]) -> dict[str, ProfileView]:
+        """Several whole profiles in one round trip; ids with no profile are left out."""
+        if not customer_ids:
+            return {}
+        rows = await self.conn.execute(text(LOAD_PROFILES), {"ids": customer_ids})
+        return {str(r.customer_id): _view_from_row(str(r.customer_id), r) for r in rows}
+
+
+def _view_from_row(customer_id: str, row: Any) -> ProfileView:
+    shown = {name: _obs_from_json(name, raw) for name, raw in row.shown.items()}
+    return ProfileView(
+        customer_id=customer_id,
+        shown=shown,
+        identifiers=tuple(
+            IdentifierObservation(t, v, n, Provenance(s, ch, _time(at)))
+            for t, n, v, s, ch, at in row.identifiers
+        ),
+        sources=tuple(
+            SourceSummary(src, ch, _time(first), _time(last), count)
+            for src, ch, first, last, count in row.sources
+        ),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        version=int(row.version),
+        metrics=metrics_from_json(row.metrics),
+        consents=tuple(
+            Consent(ch, st, src, _time(at), basis) for ch, st, src, at, basis in row.consents
+        ),
+    )
 
 
 LOAD_PROFILE = """
@@ -512,6 +522,9 @@ SELECT p.shown, p.metrics, p.created_at, p.updated_at, p.version,
      FROM consents c WHERE c.customer_id = p.customer_id) AS consents
 FROM profiles p WHERE p.customer_id = :c
 """
+LOAD_PROFILES = LOAD_PROFILE.replace(
+    "SELECT p.shown,", "SELECT p.customer_id, p.shown,", 1
+).replace("WHERE p.customer_id = :c", "WHERE p.customer_id = ANY(CAST(:ids AS uuid[]))")
 
 
 def _time(value: str) -> dt.datetime:

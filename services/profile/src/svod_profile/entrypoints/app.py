@@ -45,8 +45,12 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     reporter = QualityReporter(quality_channel, config.peer_timeout_s)
     relay = OutboxRelay(
         OutboxStore(engine),
-        {CHANGED_TOPIC: announcer.changed, CONTACT_FAILED_TOPIC: reporter.contact_failed},
+        {CONTACT_FAILED_TOPIC: reporter.contact_failed},
         telemetry.tracer,
+        batch_handlers={CHANGED_TOPIC: announcer.changed},
+        # Changes go to segmentation a pass at a time (one call); bigger passes keep up with
+        # thousands of changes a second.
+        batch_size=500,
     )
     service = ProfileService(
         store,

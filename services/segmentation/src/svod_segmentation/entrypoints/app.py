@@ -52,7 +52,9 @@ async def create_app(
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     service = SegmentationService(SegmentationStore(engine))
-    servicer = SegmentationServicer(service, AccessPolicy(config.api_keys, settings.segment_access))
+    servicer = SegmentationServicer(
+        service, AccessPolicy(config.api_keys, settings.segment_access), telemetry.tracer
+    )
 
     async def sweeper() -> None:
         await service.run_sweeper(settings.sweep_s)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import logging
 from collections.abc import AsyncIterator
 
 import grpc
+from google.rpc import code_pb2, status_pb2
+from opentelemetry import trace
 
 from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
-from svod_runtime.errors import FieldViolation, InvalidArgument
-from svod_runtime.interceptors import parse_api_keys
+from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError
+from svod_runtime.interceptors import parse_api_keys, status_proto_for
+from svod_runtime.telemetry import context_from_carrier
 from svod_segmentation.domain.access import UNRESTRICTED, Scope, parse_access, scope_for
 from svod_segmentation.entrypoints.convert import (
     change_from_proto,
@@ -21,6 +26,10 @@ from svod_segmentation.entrypoints.convert import (
     segment_to_proto,
 )
 from svod_segmentation.service_layer.use_cases import SegmentationService, encode_position
+
+log = logging.getLogger(__name__)
+
+MAX_CHANGES_PER_CALL = 1000
 
 
 class AccessPolicy:
@@ -44,9 +53,15 @@ class AccessPolicy:
 
 
 class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
-    def __init__(self, service: SegmentationService, access: AccessPolicy) -> None:
+    def __init__(
+        self,
+        service: SegmentationService,
+        access: AccessPolicy,
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self.service = service
         self.access = access
+        self.tracer = tracer or trace.get_tracer(__name__)
 
     async def CreateSegment(
         self, request: pb.CreateSegmentRequest, context: grpc.aio.ServicerContext
@@ -141,6 +156,53 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             entered_segment_ids=outcome.entered,
             exited_segment_ids=outcome.exited,
         )
+
+    async def ApplyProfileChanges(
+        self, request: pb.ApplyProfileChangesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ApplyProfileChangesResponse:
+        if not 1 <= len(request.changes) <= MAX_CHANGES_PER_CALL:
+            raise InvalidArgument(
+                [FieldViolation("changes", f"1 to {MAX_CHANGES_PER_CALL} changes per call")]
+            )
+        # gather starts the changes in request order and each reaches the service's batcher
+        # before its first await, so one customer's changes keep the order given.
+        results = await asyncio.gather(
+            *(self._apply_one(index, item) for index, item in enumerate(request.changes))
+        )
+        return pb.ApplyProfileChangesResponse(results=results)
+
+    async def _apply_one(
+        self, index: int, item: pb.ApplyProfileChangeRequest
+    ) -> pb.ProfileChangeResult:
+        """One change of a batch, in the trace of the profile write that produced it."""
+        with self.tracer.start_as_current_span(
+            "segmentation apply profile change",
+            context=context_from_carrier(item.trace_context),
+            kind=trace.SpanKind.CONSUMER,
+        ) as span:
+            result = pb.ProfileChangeResult(customer_id=item.customer_id)
+            try:
+                outcome = await self.service.apply_change(change_from_proto(item))
+            except InvalidArgument as error:
+                prefixed = InvalidArgument(
+                    FieldViolation(f"changes[{index}].{v.field}", v.description)
+                    for v in error.violations
+                )
+                result.error.CopyFrom(status_proto_for(prefixed))
+            except SvodError as error:
+                result.error.CopyFrom(status_proto_for(error))
+            except Exception:
+                log.exception("profile change %d of a batch failed", index)
+                result.error.CopyFrom(
+                    status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+                )
+            else:
+                result.profile_applied = outcome.profile_applied
+                result.entered_segment_ids.extend(outcome.entered)
+                result.exited_segment_ids.extend(outcome.exited)
+            if result.HasField("error"):
+                span.set_status(trace.StatusCode.ERROR, result.error.message)
+            return result
 
     async def EraseCustomer(
         self, request: pb.EraseCustomerRequest, context: grpc.aio.ServicerContext
