@@ -6,9 +6,15 @@ The segmentation service runs as its own process (``python -m svod_segmentation 
 fresh database holding the synthetic read model and the benchmark's 20 rule segments + RFM +
 ABC. A client sends ApplyProfileChange at a fixed rate; every change flips a customer in or out
 of one more segment ("flag on"), so each must produce one event on WatchMemberships. Latency is
-from sending the change to receiving its event. The raw-SQL figure is the same write done as
-one hand-written transaction (update the row, record the event) in a loop, measured in the
-same run.
+from the moment the change is due (when the profile service would have committed it) to
+receiving its event.
+
+By default changes travel as the profile service's outbox relay sends them: a pass takes every
+change due so far (at most 500) into one ApplyProfileChanges call, and the next pass starts
+when that call returns. ``--unary`` sends one ApplyProfileChange per change instead.
+
+The raw-SQL figure is the same write done as one hand-written transaction (update the row,
+record the event) in a loop, measured in the same run.
 
 Failed calls are counted by status. At overload they are ``CANCELLED`` within a millisecond:
 gRPC core sheds calls that arrive while more than ``grpc.server.max_pending_requests`` (1,000;
@@ -63,7 +69,7 @@ def machine_ticks() -> tuple[int, int]:
 
 
 async def load_test(
-    target: str, ids: list[str], rate: int, seconds: float, server_pid: int
+    target: str, ids: list[str], rate: int, seconds: float, server_pid: int, unary: bool = False
 ) -> dict[str, float]:
     channel = grpc.aio.insecure_channel(target)
     stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
@@ -94,11 +100,10 @@ async def load_test(
     error_after: list[float] = []  # how long the failed calls took
     in_flight: set[asyncio.Task[None]] = set()
 
-    async def send(customer_id: str) -> None:
-        nonlocal errors
+    def next_change(customer_id: str) -> pb.ApplyProfileChangeRequest:
         versions[customer_id] += 1
         flags[customer_id] = not flags[customer_id]
-        request = pb.ApplyProfileChangeRequest(
+        return pb.ApplyProfileChangeRequest(
             customer_id=customer_id,
             profile_version=versions[customer_id],
             profile=profile_pb2.Profile(
@@ -107,15 +112,51 @@ async def load_test(
                 metrics=profile_pb2.Metrics(order_count=versions[customer_id] % 7),
             ),
         )
+
+    def failed(customer_id: str, code: str, took: float) -> None:
+        nonlocal errors
+        errors += 1
+        pending.pop(customer_id, None)
+        error_codes[code] += 1
+        error_after.append(took)
+
+    async def send(customer_id: str) -> None:
+        request = next_change(customer_id)
         pending[customer_id] = sent = time.perf_counter()
         try:
             await stub.ApplyProfileChange(request, timeout=30)
         except grpc.aio.AioRpcError as error:
-            errors += 1
-            took = time.perf_counter() - sent
-            pending.pop(customer_id, None)
-            error_codes[f"{error.code().name}: {(error.details() or '')[:80]}"] += 1
-            error_after.append(took)
+            code = f"{error.code().name}: {(error.details() or '')[:80]}"
+            failed(customer_id, code, time.perf_counter() - sent)
+
+    outbox: list[pb.ApplyProfileChangeRequest] = []
+    more = asyncio.Event()
+    finished = False
+
+    async def relay() -> None:
+        """Sends the changes due so far in one call, then the next pass (as profile's relay)."""
+        while not finished or outbox:
+            if not outbox:
+                more.clear()
+                await more.wait()
+                continue
+            batch = outbox[:500]
+            del outbox[:500]
+            sent = time.perf_counter()
+            try:
+                reply = await stub.ApplyProfileChanges(
+                    pb.ApplyProfileChangesRequest(changes=batch), timeout=30
+                )
+            except grpc.aio.AioRpcError as error:
+                code = f"{error.code().name}: {(error.details() or '')[:80]}"
+                for change in batch:
+                    failed(change.customer_id, code, time.perf_counter() - sent)
+                continue
+            for result in reply.results:
+                if result.HasField("error"):
+                    failed(result.customer_id, result.error.message[:80], 0.0)
+
+    relay_task = None if unary else asyncio.create_task(relay())
 
     started = time.perf_counter()
     cpu_client, cpu_server, ticks = (
@@ -132,11 +173,20 @@ async def load_test(
         customer_id = ids[n % len(ids)]
         if customer_id in pending:  # still waiting for its last event: skip, do not double up
             continue
-        task = asyncio.create_task(send(customer_id))
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
+        if unary:
+            task = asyncio.create_task(send(customer_id))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        else:
+            pending[customer_id] = time.perf_counter()
+            outbox.append(next_change(customer_id))
+            more.set()
     sent_s = time.perf_counter() - started
     await asyncio.gather(*in_flight)
+    finished = True
+    more.set()
+    if relay_task is not None:
+        await relay_task
     deadline = time.perf_counter() + 10
     while pending and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
@@ -198,6 +248,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--active", type=int, default=5000, help="customers being changed")
+    parser.add_argument(
+        "--unary", action="store_true", help="one ApplyProfileChange per change, not batched"
+    )
     args = parser.parse_args()
     admin_url, name, _db_url, urls = fresh_database()
     process = None
@@ -223,7 +276,7 @@ def main() -> int:
         process = subprocess.Popen([sys.executable, "-m", "svod_segmentation", "serve"], env=env)
         wait_healthy({"segmentation": port})
         figures = asyncio.run(
-            load_test(f"127.0.0.1:{port}", ids, args.rate, args.seconds, process.pid)
+            load_test(f"127.0.0.1:{port}", ids, args.rate, args.seconds, process.pid, args.unary)
         )
         figures.update(raw_sql(urls["segmentation"], ids, 2000))
     finally:
@@ -231,9 +284,11 @@ def main() -> int:
             process.terminate()
             process.wait(15)
         drop_database(admin_url, name)
+    mode = "unary" if args.unary else "batched"
     ms = {k: v * 1000 for k, v in figures.items() if k.endswith("_s") and v is not None}
     print(
-        f"profile change -> enter/exit event, {figures['send_rate_per_s']:.0f} changes/s for "
+        f"profile change -> enter/exit event ({mode}), "
+        f"{figures['send_rate_per_s']:.0f} changes/s for "
         f"{args.seconds:.0f}s over {args.customers:,} profiles: p50 {ms['p50_s']:.0f} ms, "
         f"p95 {ms['p95_s']:.0f} ms, p99 {ms['p99_s']:.0f} ms "
         f"({figures['events']:,} events, {figures['missing_events']} missing, "
@@ -248,8 +303,9 @@ def main() -> int:
     for reason, count in sorted(figures["error_codes"].items(), key=lambda kv: -kv[1]):
         print(f"  {count} x {reason} (the quickest failed after {figures['errors_min_after_s']}s)")
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[f"latency_{args.rate}_per_s"] = {
+    results[f"latency_{args.rate}_per_s" + ("_unary" if args.unary else "")] = {
         **figures,
+        "delivery": mode,
         "customers": loaded["customers"],
         "target_rate_per_s": args.rate,
         "seconds": args.seconds,

@@ -25,6 +25,10 @@ def create_engine(
     died with the server is discarded on its first error and the health check turns the
     service NOT_SERVING until the database answers again. ``autocommit`` engines serve
     single-statement reads without BEGIN/COMMIT round trips.
+
+    JIT is off on every connection: services run short statements whose plans can still look
+    expensive to the planner (segmentation's evaluation of 200 customers: 8 ms to run, 700+ ms
+    to JIT-compile, seen in auto_explain), so compiling only ever added latency.
     """
     if pool_size is None:
         pool_size = int(os.environ.get("SVOD_DB_POOL_SIZE", "10"))
@@ -33,6 +37,7 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        connect_args={"options": "-c jit=off"},
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
 

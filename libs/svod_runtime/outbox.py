@@ -108,15 +108,20 @@ async def enqueue_many(
     """Adds several messages, each with the trace context it was written under."""
     if not messages:
         return
+    # One statement for the lot: a batch of events enqueues hundreds of announcements.
     await conn.execute(
         text(
             "INSERT INTO outbox (topic, key, payload, trace_carrier) "
-            "VALUES (:t, :k, :p, CAST(:c AS jsonb))"
+            "SELECT :t, x.k, x.p, CAST(x.c AS jsonb) "
+            "FROM unnest(CAST(:k AS text[]), CAST(:p AS bytea[]), CAST(:c AS text[])) "
+            "WITH ORDINALITY AS x(k, p, c, n) ORDER BY x.n"
         ),
-        [
-            {"t": topic, "k": key, "p": payload, "c": json.dumps(carrier)}
-            for key, payload, carrier in messages
-        ],
+        {
+            "t": topic,
+            "k": [key for key, _, _ in messages],
+            "p": [payload for _, payload, _ in messages],
+            "c": [json.dumps(carrier) for _, _, carrier in messages],
+        },
     )
 
 

@@ -12,12 +12,13 @@ from tests.builders import identify, random_phone
 T = 10.0
 
 
-def _spans_of_trace(exporter, trace_id: int, want_services: set[str], timeout_s: float = 10.0):
+def _spans_of_trace(exporter, trace_id: int, want: set[tuple[str, str]], timeout_s: float = 10.0):
+    """The finished spans of a trace, once it holds every wanted (service, span name)."""
     deadline = time.monotonic() + timeout_s
     while True:
         spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
-        services = {s.resource.attributes["service.name"] for s in spans}
-        if want_services <= services or time.monotonic() > deadline:
+        names = {(s.resource.attributes["service.name"], s.name) for s in spans}
+        if want <= names or time.monotonic() > deadline:
             return spans
         time.sleep(0.05)
 
@@ -37,19 +38,17 @@ def test_identify_is_one_trace_through_every_service(suite, span_exporter) -> No
     assert entry, "no server span for Identify"
     # The newest Identify span is ours (tests in this module run one at a time).
     root = max(entry, key=lambda s: s.start_time)
-    spans = _spans_of_trace(
-        span_exporter,
-        root.context.trace_id,
-        {"svod-ingestion", "svod-quality", "svod-identity", "svod-profile", "svod-segmentation"},
-    )
+    want = {
+        ("svod-quality", "/svod.quality.v1.QualityService/StandardizeBatch"),
+        ("svod-identity", "/svod.identity.v1.IdentityService/Resolve"),
+        ("svod-profile", "/svod.profile.v1.ProfileService/Apply"),
+        # Profile announces changes to segmentation many per call; each change keeps its trace.
+        ("svod-segmentation", "segmentation apply profile change"),
+    }
+    spans = _spans_of_trace(span_exporter, root.context.trace_id, want)
     names = {(s.resource.attributes["service.name"], s.name) for s in spans}
 
-    assert ("svod-quality", "/svod.quality.v1.QualityService/StandardizeBatch") in names
-    # Profile announces changes to segmentation many per call; each change keeps its trace.
-    assert ("svod-segmentation", "segmentation apply profile change") in names
-
-    assert ("svod-identity", "/svod.identity.v1.IdentityService/Resolve") in names
-    assert ("svod-profile", "/svod.profile.v1.ProfileService/Apply") in names
+    assert want <= names
     assert any(name.startswith("outbox deliver") for _, name in names)
     # Database work of each service is inside the same trace.
     db_services = {

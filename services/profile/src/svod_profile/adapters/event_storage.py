@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields
 from decimal import Decimal
 from typing import Any
 
@@ -18,16 +18,26 @@ _TIME_FIELDS = {f.name for f in fields(Metrics) if "datetime" in str(f.type)}
 _DECIMAL_FIELDS = {f.name for f in fields(Metrics) if "Decimal" in str(f.type)}
 
 
-def metrics_to_json(metrics: Metrics) -> str:
-    raw: dict[str, Any] = asdict(metrics)
-    for name, value in raw.items():
+_METRIC_FIELDS = tuple(f.name for f in fields(Metrics))
+
+
+def metrics_to_dict(metrics: Metrics) -> dict[str, Any]:
+    """JSON-ready metrics (no dataclasses.asdict: its deep copy dominated event batches)."""
+    raw: dict[str, Any] = {}
+    for name in _METRIC_FIELDS:
+        value = getattr(metrics, name)
         if isinstance(value, dt.datetime):
-            raw[name] = value.isoformat()
+            value = value.isoformat()
         elif isinstance(value, Decimal):
-            raw[name] = str(value)
+            value = str(value)
         elif isinstance(value, frozenset):
-            raw[name] = sorted(value)
-    return json.dumps(raw)
+            value = sorted(value)
+        raw[name] = value
+    return raw
+
+
+def metrics_to_json(metrics: Metrics) -> str:
+    return json.dumps(metrics_to_dict(metrics))
 
 
 def metrics_from_json(raw: dict[str, Any]) -> Metrics:
@@ -166,11 +176,7 @@ class EventRepository:
                 WHERE p.customer_id = x.c RETURNING p.customer_id, p.version
                 """
             ),
-            {
-                "rows": json.dumps(
-                    [{"c": c, "m": json.loads(metrics_to_json(m))} for c, m in metrics.items()]
-                )
-            },
+            {"rows": json.dumps([{"c": c, "m": metrics_to_dict(m)} for c, m in metrics.items()])},
         )
         return {str(r.customer_id): int(r.version) for r in rows}
 
