@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from svod_identity.domain.candidates import CONTACT_KEY_PREFIXES, LONE_KEY_MAX_BLOCK
 from svod_identity.domain.engine import (
     MAX_CHECK_RECORDS,
     Changes,
@@ -261,9 +262,10 @@ class IdentityTransaction:
         Candidates are fetched only for records none of whose linkable identifiers has an owner
         (the others link exactly) and for the records in ``candidates_for``;
         ``state.fetched_keys`` says which blocking keys were fetched, so the engine can tell
-        when it lacks some (see ``Resolver.incomplete``). With ``model``, candidates that score
-        as someone new against every record they share a key with are dropped before their
-        customers are locked and loaded (``worth_loading``).
+        when it lacks some (see ``Resolver.incomplete``). Rows come only for candidates worth
+        comparing (``domain/candidates.py``). With ``model``, candidates that score as someone
+        new against every record they share a key with are dropped before their customers are
+        locked and loaded (``worth_loading``).
         """
         state = GraphState()
         refs = sorted({r.ref for r in records}, key=lambda r: (r.source, r.message_id))
@@ -305,30 +307,39 @@ class IdentityTransaction:
                         WHERE bl.id_type = y.t AND bl.namespace = y.n AND bl.value = y.v
                     )
                 ), wanted AS (
-                    SELECT DISTINCT z.key FROM unnest(CAST(:bi AS int[]), CAST(:bk AS text[]))
-                        AS z(i, key)
+                    SELECT DISTINCT z.i, z.key
+                    FROM unnest(CAST(:bi AS int[]), CAST(:bk AS text[])) AS z(i, key)
                     WHERE z.i NOT IN (SELECT i FROM owned) OR z.i = ANY(CAST(:force AS int[]))
+                ), wanted_keys AS (
+                    SELECT DISTINCT key FROM wanted
                 ), b AS (
-                    SELECT k.key, x.record_pk FROM wanted AS k
+                    SELECT k.key, x.record_pk FROM wanted_keys AS k
                     CROSS JOIN LATERAL (
                         SELECT record_pk FROM blocking_keys WHERE key = k.key
                         ORDER BY record_pk DESC LIMIT :cap
                     ) x
-                ), small AS (
-                    SELECT key FROM b GROUP BY key HAVING count(*) <= :max
+                ), sizes AS (
+                    SELECT key, count(*) AS n FROM b GROUP BY key
+                ), worth AS (
+                    -- Meta-blocking (domain/candidates.py): rows only for candidates sharing
+                    -- two keys, a contact key or a small block with some record of the batch.
+                    SELECT b.record_pk FROM wanted w JOIN b USING (key) JOIN sizes s USING (key)
+                    WHERE s.n <= :max
+                    GROUP BY w.i, b.record_pk
+                    HAVING count(*) >= 2 OR min(s.n) <= :lone
+                        OR bool_or(left(w.key, 2) = ANY(CAST(:contact AS text[])))
                 )
                 SELECT 'b' AS kind, b.key AS t1, NULL AS t2, NULL AS t3, b.record_pk AS pk,
                        NULL::uuid AS c, NULL::jsonb AS j1, NULL::jsonb AS j2, false AS f
                 FROM b
                 UNION ALL
-                SELECT 'w', key, NULL, NULL, NULL, NULL, NULL, NULL, false FROM wanted
+                SELECT 'w', key, NULL, NULL, NULL, NULL, NULL, NULL, false FROM wanted_keys
                 UNION ALL
                 SELECT 'r', r.source, r.message_id, NULL, r.record_pk, r.customer_id,
                        r.identifiers, r.attributes, r.record_pk IN (SELECT record_pk FROM refs)
                 FROM records r
                 WHERE r.record_pk = ANY(ARRAY(
-                    SELECT record_pk FROM refs
-                    UNION SELECT record_pk FROM b JOIN small USING (key)
+                    SELECT record_pk FROM refs UNION SELECT record_pk FROM worth
                 ))
                 UNION ALL
                 SELECT 'x', bl.id_type, bl.namespace, bl.value, NULL, NULL, to_jsonb(bl.reason),
@@ -352,6 +363,8 @@ class IdentityTransaction:
                 "force": force,
                 "cap": MAX_BLOCK_SIZE + 1,
                 "max": MAX_BLOCK_SIZE,
+                "lone": LONE_KEY_MAX_BLOCK,
+                "contact": list(CONTACT_KEY_PREFIXES),
                 "keys": _key_rows(keys),
                 "n": len(records),
             },
