@@ -327,3 +327,28 @@ def test_event_batch_applies_each_once_and_fails_only_bad_ones(suite) -> None:
     assert reply.results[3].error_code == "INVALID_ARGUMENT"
     assert reply.results[4].HasField("applied") and not reply.results[4].applied.changed
     assert profile(suite, customer).metrics.order_count == 3
+
+
+def test_a_bulk_stream_of_events_reaches_every_profile_exactly(suite) -> None:
+    """A TrackStream import is delivered downstream many events per call (one identifier
+    look-up call, one ApplyEventBatch): each known customer's metrics count every event once,
+    and the one event nobody can own fails visibly."""
+    customers = [new_customer(suite) for _ in range(3)]
+    requests = [
+        track("webshop", ORDER, who, total=f"{10 * (n + 1)}")
+        for n in range(40)
+        for _, who in customers
+    ]
+    nobody = common_pb2.Identifier(type=EMAIL, value=f"{unique('ghost')}@example.ru")
+    requests.insert(17, track("webshop", ORDER, nobody, total="5"))
+    reply = suite.ingestion.TrackStream(iter(requests), timeout=T)
+    assert reply.accepted_count == len(requests)
+
+    for request in requests:
+        status = suite.wait_processed(request.record_ref, timeout_s=20)
+        expected = FAILED if request is requests[17] else DELIVERED
+        assert status.state == expected, (request.record_ref, status)
+    for customer_id, _ in customers:
+        metrics = profile(suite, customer_id).metrics
+        assert metrics.order_count == 40
+        assert rub(metrics.total_spent) == f"{sum(10 * (n + 1) for n in range(40))}.00"

@@ -18,6 +18,7 @@ from svod_identity.domain.records import RawRecord, build_record
 from svod_identity.domain.rules import Rules
 from svod_identity.service_layer.use_cases import IdentityService, ModelInfo
 from svod_runtime.errors import FieldViolation, InvalidArgument
+from svod_runtime.interceptors import status_proto_for
 from svod_runtime.protoconv import (
     datetime_to_timestamp,
     enum_number,
@@ -36,6 +37,7 @@ _OUTCOME = {
     "already_resolved": identity_pb2.RESOLUTION_OUTCOME_ALREADY_RESOLVED,
 }
 MAX_BATCH = 100_000
+MAX_LOOKUPS = 5_000
 
 
 def identifier_triple(identifier: common_pb2.Identifier) -> tuple[str, str, str]:
@@ -252,6 +254,24 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         else:
             view = await self.service.lookup_by_id(request.customer_id)
         return customer_proto(view)
+
+    async def BatchLookupCustomers(
+        self, request: identity_pb2.BatchLookupCustomersRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.BatchLookupCustomersResponse:
+        if not 1 <= len(request.identifiers) <= MAX_LOOKUPS:
+            raise InvalidArgument(
+                [FieldViolation("identifiers", f"1 to {MAX_LOOKUPS} identifiers per call")]
+            )
+        found = await self.service.lookup_many([identifier_triple(i) for i in request.identifiers])
+        result = identity_pb2.BatchLookupCustomersResponse.Result
+        return identity_pb2.BatchLookupCustomersResponse(
+            results=[
+                result(error=status_proto_for(f))
+                if isinstance(f, InvalidArgument)
+                else result(customer_id=f or "")
+                for f in found
+            ]
+        )
 
     async def GetRecordCustomer(
         self, request: identity_pb2.GetRecordCustomerRequest, context: grpc.aio.ServicerContext

@@ -307,6 +307,35 @@ class IdentityService:
             raise NotFound("no customer has that identifier")
         return view
 
+    async def lookup_many(
+        self, raws: Sequence[tuple[str, str, str]]
+    ) -> list[str | InvalidArgument | None]:
+        """Each identifier's current customer (None: nobody holds it; InvalidArgument: it is
+        malformed, with field paths ``identifiers[i]...``), with one query for all."""
+        keys: list[IdentifierKey | InvalidArgument] = []
+        for index, raw in enumerate(raws):
+            try:
+                (key,) = normalize_identifiers([raw])
+            except InvalidArgument as error:
+                keys.append(
+                    InvalidArgument(
+                        FieldViolation(
+                            v.field.replace("identifiers[0]", f"identifiers[{index}]", 1),
+                            v.description,
+                        )
+                        for v in error.violations
+                    )
+                )
+            else:
+                keys.append(key)
+        wanted = sorted({k for k in keys if isinstance(k, IdentifierKey)})
+        async with self.store.transaction() as tx:
+            owners = await tx.owners(wanted)
+        return [
+            k if isinstance(k, InvalidArgument) else owners[k].customer_id if k in owners else None
+            for k in keys
+        ]
+
     async def lookup_by_id(self, customer_id: str) -> CustomerView:
         if not _is_uuid(customer_id):
             raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])

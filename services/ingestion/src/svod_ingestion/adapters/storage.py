@@ -98,6 +98,37 @@ class IngestionStore:
             return None
         return bytes(row.payload), row.received_at
 
+    async def payloads(self, record_pks: list[int]) -> dict[int, tuple[bytes, dt.datetime]]:
+        """Stored requests and receive times by record pk, in one query (erased ones left out)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT record_pk, payload, received_at FROM records "
+                    "WHERE record_pk = ANY(:r) AND payload IS NOT NULL"
+                ),
+                {"r": record_pks},
+            )
+            return {int(r.record_pk): (bytes(r.payload), r.received_at) for r in rows}
+
+    async def mark_delivered_many(self, delivered: list[tuple[int, str, int]]) -> None:
+        """(record pk, customer id, attempts) of delivered records, in one statement."""
+        if not delivered:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE records r SET state = 'delivered', customer_id = x.c, attempts = x.a, "
+                    "delivered_at = now(), last_error = NULL "
+                    "FROM unnest(CAST(:r AS bigint[]), CAST(:c AS uuid[]), CAST(:a AS int[])) "
+                    "AS x(r, c, a) WHERE r.record_pk = x.r"
+                ),
+                {
+                    "r": [d[0] for d in delivered],
+                    "c": [d[1] for d in delivered],
+                    "a": [d[2] for d in delivered],
+                },
+            )
+
     async def mark_delivered(self, record_pk: int, customer_id: str, attempts: int) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(

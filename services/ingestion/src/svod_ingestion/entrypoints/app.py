@@ -33,9 +33,12 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     )
     relay = OutboxRelay(
         OutboxStore(engine),
-        {"record.identify": delivery.identify, "record.track": delivery.track},
+        {"record.identify": delivery.identify},
         telemetry.tracer,
         on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},
+        # Events go downstream a pass at a time: one look-up call, one ApplyEventBatch.
+        batch_handlers={"record.track": delivery.track},
+        batch_size=500,
     )
     quality = peer_channel(config.peers["quality"], telemetry)
     servicer = IngestionServicer(

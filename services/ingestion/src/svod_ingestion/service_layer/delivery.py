@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Protocol
 
 from svod_ingestion.adapters.storage import IngestionStore
@@ -14,8 +15,11 @@ class Downstream(Protocol):
         """Resolves and applies one identify call; returns the customer id."""
         ...
 
-    async def deliver_track(self, payload: bytes) -> str | None:
-        """Applies one event to its customer's profile; None when no customer matches."""
+    async def deliver_tracks(
+        self, items: Sequence[tuple[bytes, dict[str, str]]]
+    ) -> list[str | DeliveryError | None]:
+        """Applies events (stored request, trace carrier) to their customers' profiles; for
+        each, the customer id, None when no customer matches yet, or the refusal."""
         ...
 
 
@@ -38,15 +42,37 @@ class RecordDelivery:
         customer_id = await self.downstream.deliver_identify(payload)
         await self.store.mark_delivered(int(message.key), customer_id, message.attempts + 1)
 
-    async def track(self, message: OutboxMessage) -> None:
-        payload, received_at = await self._payload(message)
-        customer_id = await self.downstream.deliver_track(payload)
-        if customer_id is None:
-            # The identify call may still be on its way: wait a while before giving up.
-            if dt.datetime.now(dt.UTC) - received_at < self.grace:
-                raise DeliveryError("UNAVAILABLE", "no customer has the event's identifiers yet")
-            raise DeliveryError("NOT_FOUND", "no customer has any of the event's identifiers")
-        await self.store.mark_delivered(int(message.key), customer_id, message.attempts + 1)
+    async def track(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
+        """Delivers a relay pass's events together (the relay's batch handler)."""
+        stored = await self.store.payloads([int(m.key) for m in messages])
+        answers: list[DeliveryError | None] = [None] * len(messages)
+        present = [(i, m) for i, m in enumerate(messages) if int(m.key) in stored]
+        for index, message in enumerate(messages):
+            if int(message.key) not in stored:
+                answers[index] = DeliveryError(
+                    "FAILED_PRECONDITION", "the record's payload was erased"
+                )
+        outcomes = await self.downstream.deliver_tracks(
+            [(stored[int(m.key)][0], m.trace_carrier) for _, m in present]
+        )
+        now = dt.datetime.now(dt.UTC)
+        delivered: list[tuple[int, str, int]] = []
+        for (index, message), outcome in zip(present, outcomes, strict=True):
+            if isinstance(outcome, str):
+                delivered.append((int(message.key), outcome, message.attempts + 1))
+            elif outcome is not None:
+                answers[index] = outcome
+            elif now - stored[int(message.key)][1] < self.grace:
+                # The identify call may still be on its way: wait a while before giving up.
+                answers[index] = DeliveryError(
+                    "UNAVAILABLE", "no customer has the event's identifiers yet"
+                )
+            else:
+                answers[index] = DeliveryError(
+                    "NOT_FOUND", "no customer has any of the event's identifiers"
+                )
+        await self.store.mark_delivered_many(delivered)
+        return answers
 
     async def failed(self, message: OutboxMessage, error: str) -> None:
         await self.store.mark_failed(int(message.key), error, message.attempts + 1)

@@ -60,7 +60,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         survivorship=SurvivorshipRules.from_json(config.survivorship),
     )
     batcher = service.enable_batching()
-    servicer = ProfileServicer(service, config.currency)
+    servicer = ProfileServicer(service, config.currency, telemetry.tracer)
 
     async def close() -> None:
         await read_engine.dispose()

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
@@ -32,6 +33,7 @@ from svod_runtime.protoconv import (
     proto_date_parts,
     timestamp_to_datetime,
 )
+from svod_runtime.telemetry import context_from_carrier
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
 _CHANNEL = common_pb2.SourceChannel.DESCRIPTOR
@@ -289,9 +291,12 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
 
 
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
-    def __init__(self, service: ProfileService, currency: str) -> None:
+    def __init__(
+        self, service: ProfileService, currency: str, tracer: trace.Tracer | None = None
+    ) -> None:
         self.service = service
         self.currency = currency
+        self.tracer = tracer or trace.get_tracer(__name__)
 
     async def ApplyEvent(
         self, request: profile_pb2.ApplyEventRequest, context: grpc.aio.ServicerContext
@@ -312,12 +317,19 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         async def one(
             item: profile_pb2.ApplyEventRequest,
         ) -> profile_pb2.ApplyEventBatchResponse.Result:
-            try:
-                version, changed = await self.service.apply_event(
-                    item.customer_id, event_fact(item, self.currency)
-                )
-            except SvodError as error:
-                return BatchResult(error_code=error.code, error_message=error.message)
+            # Each event in the trace of the call that accepted it (when the caller sent it):
+            # the change announcement the batcher writes for it continues that trace.
+            with self.tracer.start_as_current_span(
+                "profile apply event",
+                context=context_from_carrier(item.trace_context) if item.trace_context else None,
+            ) as span:
+                try:
+                    version, changed = await self.service.apply_event(
+                        item.customer_id, event_fact(item, self.currency)
+                    )
+                except SvodError as error:
+                    span.set_status(trace.StatusCode.ERROR, error.code)
+                    return BatchResult(error_code=error.code, error_message=error.message)
             return BatchResult(
                 applied=profile_pb2.ApplyEventResponse(version=version, changed=changed)
             )
