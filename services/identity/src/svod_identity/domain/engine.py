@@ -9,7 +9,9 @@ of every customer involved). The same engine re-runs resolution over a whole gra
    the frequency blocklist do not link; the others, highest priority first, pull the record
    to their owners. Joining an owner - and merging several owners - must pass the conflict
    check (no first-name, birth-date or patronymic conflict between any records of the two
-   sides, see ``scoring.conflicts``), the per-type value limits and "kept apart" decisions;
+   sides, see ``scoring.conflicts``, judged by the match model: disagreements the data show
+   common among matching records are no conflict), the per-type value limits and "kept
+   apart" decisions;
    an identifier refused because its owner is clearly someone else counts towards that
    value's frequency blocklist.
 2. Fuzzy matching when no identifier links: candidates from the blocking-key index (blocks
@@ -239,8 +241,9 @@ def _recency(pk: int) -> tuple[bool, int]:
     return (pk < 0, abs(pk))
 
 
-def conflicting(a: PersonRecord, b: PersonRecord) -> bool:
-    return conflicts(compare_records(a, b))
+def conflicting(a: PersonRecord, b: PersonRecord, model: MatchModel | None = None) -> bool:
+    """A conflict between two records (see ``scoring.conflicts``), judged by ``model``."""
+    return conflicts(compare_records(a, b), model)
 
 
 class Resolver:
@@ -309,7 +312,7 @@ class Resolver:
         theirs = self._persons(other)
         for a in side:
             for b in theirs:
-                if conflicting(a, b):
+                if conflicting(a, b, self.model):
                     return "conflict"
         return None
 

@@ -51,3 +51,49 @@ def test_phone_and_email_spellings_share_keys(make_record: RecordFactory) -> Non
 def test_placeholders_and_initials_make_no_keys(make_record: RecordFactory) -> None:
     record = make_record(first_name="И.", phones=["+7 000 000-00-00"], emails=["info@shop.ru"])
     assert blocking_keys(record) == {"e:info@shop.ru"}
+
+
+def test_swapped_name_fields_still_share_a_key(make_record: RecordFactory) -> None:
+    a = make_record(first_name="riley", last_name="gloster", birth_date="1959-01-24")
+    b = make_record(first_name="gloster", last_name="mia", birth_date="1959-01-24")
+    assert blocking_keys(a) & blocking_keys(b)
+
+
+def test_one_home_with_garbled_names_and_birth_date_shares_a_key(
+    make_record: RecordFactory,
+) -> None:
+    a = make_record(
+        first_name="claudia",
+        last_name="huxley",
+        birth_date="1944-10-20",
+        address_line="108 crease place edellen",
+        postcode="2464",
+    )
+    b = make_record(
+        first_name="huxlye",
+        last_name="klaudia",
+        birth_date="1985-10-22",
+        address_line="108 crease plcae edellen",
+        postcode="2464",
+    )
+    assert "ad:108:kre:2464" in blocking_keys(a) & blocking_keys(b)
+
+
+def test_no_home_key_without_a_postcode(make_record: RecordFactory) -> None:
+    # A flat in a city is shared by a whole household: blocking on it would flood EM's
+    # candidate pairs with family members.
+    record = make_record(
+        first_name="Иван", last_name="Иванов", city="Москва", address_line="ул. Ленина, д. 5"
+    )
+    assert not any(k.startswith("ad:") for k in blocking_keys(record))
+
+
+def test_slips_in_an_unknown_given_name_keep_a_key(make_record: RecordFactory) -> None:
+    a = make_record(first_name="kynan", last_name="dooley")
+    b = make_record(first_name="kynzn", last_name="dooley")
+    assert blocking_keys(a) & blocking_keys(b)
+    # Known names block on their canonical form only.
+    assert not any(
+        k.startswith("fi:")
+        for k in blocking_keys(make_record(first_name="Маша", last_name="Орлова"))
+    )

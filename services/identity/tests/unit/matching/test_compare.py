@@ -163,3 +163,50 @@ def test_postcode_and_house_number_make_a_street_address_agree() -> None:
         "b", city="umina beach", postcode="4873", address_line="11 stonehaven crescent apt 2"
     )
     assert compare_records(a, b)["location"] == "address"
+
+
+def test_same_postcode_is_its_own_location_level(make_record: RecordFactory) -> None:
+    a = make_record(city="orange", postcode="2289", address_line="3 officer crescent")
+    b = make_record(city="orange", postcode="2289", address_line="3 trumble street")
+    c = make_record(city="orange", postcode="2290")
+    assert compare_records(a, b)["location"] == "postcode"
+    assert compare_records(a, c)["location"] == "city"
+
+
+def test_swapped_fields_with_a_slip_or_a_replaced_given_name_read_crossed(
+    make_record: RecordFactory,
+) -> None:
+    a = make_record(first_name="jack", last_name="stubbs")
+    b = make_record(first_name="stubbs", last_name="jaxck")
+    levels = compare_records(a, b)
+    assert (levels["first_name"], levels["last_name"]) == ("fuzzy", "exact")
+    c = make_record(first_name="quilliam", last_name="ashleigh")
+    d = make_record(first_name="maddison", last_name="quilliam")
+    levels = compare_records(c, d)
+    assert (levels["first_name"], levels["last_name"]) == ("other", "exact")
+
+
+def test_postcodes_one_slip_apart(make_record: RecordFactory) -> None:
+    a = make_record(city="dover", postcode="6714")
+    # The same city name: the slip is the likelier story.
+    assert compare_records(a, make_record(city="dover", postcode="6741"))["location"] == (
+        "postcode"
+    )
+    # Another city name: the same area at best.
+    assert compare_records(a, make_record(city="wilson", postcode="6741"))["location"] == "city"
+    assert compare_records(a, make_record(city="perth", postcode="6000"))["location"] == (
+        "disagree"
+    )
+
+
+def test_one_slip_in_a_short_unknown_name_is_fuzzy(make_record: RecordFactory) -> None:
+    pia, pai = make_record(first_name="pia"), make_record(first_name="pai")
+    assert compare_records(pia, pai)["first_name"] == "fuzzy"
+    # Two known names one letter apart are two names, not a slip.
+    ira, iia = make_record(first_name="Ира"), make_record(first_name="Ия")
+    assert compare_records(ira, iia)["first_name"] == "disagree"
+
+
+def test_one_slip_in_a_four_letter_surname_is_fuzzy(make_record: RecordFactory) -> None:
+    reid, reif = make_record(last_name="reid"), make_record(last_name="reif")
+    assert compare_records(reid, reif)["last_name"] == "fuzzy"

@@ -11,9 +11,16 @@ phone, "Александр Иванов" in Moscow):
 * ``c:``  a loyalty card
 * ``fb:`` canonical first name + birth date (survives surname change, moves, new contacts)
 * ``sb:`` surname phonetic key + birth year (survives first-name typos and nicknames the
-  tables do not know)
+  tables do not know); an unknown given name's key too, as a second key, for swapped fields
 * ``fs:`` canonical first name + surname phonetic key (records without birth date)
-* ``db:`` birth date + postcode (else city): survives any name being garbled or replaced
+* ``fi:`` the initial of a given name the tables do not know + surname phonetic key: such a
+  name has no canonical form, so a slip in it changes its ``fs:`` key
+* ``db:`` birth date + postcode, and birth date + city as a second key: survives any name
+  being garbled or replaced
+* ``ad:`` house number + the street's first letters + postcode, and + city as a second key: one
+  home, whatever happened to the names and the birth date. Only for addresses with a postcode
+  (house-level ones): without, the key would gather whole households (one flat) into candidate
+  pairs and teach EM that a shared address means little
 
 Ambiguous first names (Саша with no gender) give one key per reading.
 """
@@ -21,10 +28,11 @@ Ambiguous first names (Саша with no gender) give one key per reading.
 from __future__ import annotations
 
 from svod_identity.domain.matching.compare import view
+from svod_identity.domain.matching.places import street_key
 from svod_identity.domain.matching.record import PersonRecord
 from svod_identity.domain.matching.surnames import surname_key
 
-MAX_KEYS = 8
+MAX_KEYS = 10
 MAX_PHONES = 2
 MAX_EMAILS = 2
 MAX_FIRST_NAME_READINGS = 2
@@ -50,15 +58,44 @@ def blocking_keys(record: PersonRecord) -> frozenset[str]:
     first_keys = [k for k in sorted(v.first.keys) if len(k) > 1] if v.first else []
     first_keys = first_keys[:MAX_FIRST_NAME_READINGS]
     surname = surname_key(record.last_name) if record.last_name else ""
+    given = surname_key(record.first_name) if record.first_name else ""
     by_birth: list[str] = []
     by_surname_year: list[str] = []
     if v.birth_date is not None:
         by_birth = [f"fb:{k}:{v.birth_date:%Y%m%d}" for k in first_keys]
-        if surname:
-            by_surname_year = [f"sb:{surname}:{v.birth_date.year}"]
+        # A given-name field the name tables do not know read as a surname too: the two
+        # fields swapped at one source (known names are put back by ``build_person_record``).
+        swapped = given if v.first is not None and not v.first.known else ""
+        by_surname_year = [
+            f"sb:{key}:{v.birth_date.year}" for key in dict.fromkeys((surname, swapped)) if key
+        ]
     by_name = [f"fs:{k}:{surname}" for k in first_keys] if surname else []
-    place = v.postcode or v.city
-    by_birth_place = [f"db:{v.birth_date:%Y%m%d}:{place}"] if place and v.birth_date else []
-    kinds = (phones, emails, cards, by_birth, by_surname_year, by_name, by_birth_place)
+    # By postcode and by city: either may carry a slip.
+    by_birth_place = (
+        [f"db:{v.birth_date:%Y%m%d}:{p}" for p in dict.fromkeys((v.postcode, v.city)) if p]
+        if v.birth_date
+        else []
+    )
+    street = street_key(v.address) if v.address else ""
+    by_home = (
+        [f"ad:{street}:{p}" for p in dict.fromkeys((v.postcode, v.city)) if p]
+        if street and v.postcode
+        else []
+    )
+    # A given name the tables do not know has no canonical form to survive a slip in ``fs:``;
+    # its initial does.
+    initial = v.first.skeleton[:1] if v.first is not None and not v.first.known else ""
+    by_initial = [f"fi:{initial}:{surname}"] if initial and surname else []
+    kinds = (
+        phones,
+        emails,
+        cards,
+        by_birth,
+        by_surname_year,
+        by_name,
+        by_birth_place,
+        by_home,
+        by_initial,
+    )
     ordered = [kind[0] for kind in kinds if kind] + [key for kind in kinds for key in kind[1:]]
     return frozenset(list(dict.fromkeys(ordered))[:MAX_KEYS])

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import lru_cache
 
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
 from svod_identity.domain.matching.contacts import (
@@ -44,14 +44,17 @@ Comparison = dict[str, str]
 FIRST_NAME_FUZZY = 0.88
 # An unknown spelling against the written forms of a known name (see first_name_level).
 FIRST_NAME_TYPO = 0.85
+FIRST_NAME_SLIP_MIN_LENGTH = 3
 LAST_NAME_FUZZY = 0.92
 MIDDLE_NAME_FUZZY = 0.92
 ADDRESS_SIMILARITY = 92.0
 # Same house number: the rest of the address (street, building name) may carry slips and words
 # one source leaves out ("4 northam street" / "4 northam street aptm 206").
 STREET_SIMILARITY = 85.0
-CITY_TYPO_MIN_LENGTH = 6
-SURNAME_TYPO_MIN_LENGTH = 5
+CITY_TYPO_MIN_LENGTH = 5
+CITY_TWO_TYPOS_MIN_LENGTH = 9
+POSTCODE_TYPO_MIN_LENGTH = 4
+SURNAME_TYPO_MIN_LENGTH = 4
 EMAIL_TYPO_MIN_LENGTH = 5
 
 
@@ -139,11 +142,26 @@ def first_name_level(x: FirstName | None, y: FirstName | None) -> str:
         unknown, known = (y, x) if x.known else (x, y)
         forms = {form for key in known.keys for form in name_table().spellings(key)}
         similarity = max(JaroWinkler.similarity(unknown.skeleton, form) for form in forms)
-        return "fuzzy" if similarity >= FIRST_NAME_TYPO else "other"
+        if similarity >= FIRST_NAME_TYPO or _one_slip(unknown.skeleton, forms):
+            return "fuzzy"
+        return "other"
     similarity = max(
         JaroWinkler.similarity(a, b) for a in x.keys | {x.skeleton} for b in y.keys | {y.skeleton}
     )
-    return "fuzzy" if similarity >= FIRST_NAME_FUZZY else "other"
+    if similarity >= FIRST_NAME_FUZZY or _one_slip(x.skeleton, {y.skeleton}):
+        return "fuzzy"
+    return "other"
+
+
+def _one_slip(name: str, others: set[str] | frozenset[str]) -> bool:
+    """One letter wrong, missing, extra or two swapped ("pai" for "pia"), which Jaro-Winkler
+    punishes hard in short names; only for a name the tables do not know."""
+    if len(name) < FIRST_NAME_SLIP_MIN_LENGTH:
+        return False
+    return (
+        process.extractOne(name, others, scorer=DamerauLevenshtein.distance, score_cutoff=1)
+        is not None
+    )
 
 
 def last_name_level(
@@ -249,18 +267,40 @@ def _same_address(x: str, y: str) -> bool:
     return x == y or fuzz.token_sort_ratio(x, y) >= ADDRESS_SIMILARITY
 
 
-def _same_city(x: RecordView, y: RecordView) -> bool:
-    """Same postcode, or the same city name (one slip allowed in longer names)."""
-    if x.postcode and y.postcode and x.postcode == y.postcode:
-        return True
+def _postcode_slip(x: RecordView, y: RecordView) -> bool:
+    """Postcodes one slip apart: a digit wrong or two swapped."""
+    return (
+        len(x.postcode) == len(y.postcode) >= POSTCODE_TYPO_MIN_LENGTH
+        and DamerauLevenshtein.distance(x.postcode, y.postcode) <= 1
+    )
+
+
+def _same_city_name(x: RecordView, y: RecordView) -> bool:
+    """The same city name, one slip allowed (two in long names)."""
     if not x.city or not y.city:
         return False
     if x.city == y.city:
         return True
-    return (
-        min(len(x.city), len(y.city)) >= CITY_TYPO_MIN_LENGTH
-        and DamerauLevenshtein.distance(x.city, y.city) <= 1
-    )
+    shorter = min(len(x.city), len(y.city))
+    if shorter < CITY_TYPO_MIN_LENGTH:
+        return False
+    slips = 2 if shorter >= CITY_TWO_TYPOS_MIN_LENGTH else 1
+    return DamerauLevenshtein.distance(x.city, y.city) <= slips
+
+
+def _same_city(x: RecordView, y: RecordView) -> bool:
+    """Same postcode, postcodes one slip apart, or the same city name."""
+    if x.postcode and y.postcode and (x.postcode == y.postcode or _postcode_slip(x, y)):
+        return True
+    return _same_city_name(x, y)
+
+
+def _same_postcode(x: RecordView, y: RecordView) -> bool:
+    """Same postcode; or one slip apart in the same city, where the slip is the likelier story
+    than a neighbouring district."""
+    if not x.postcode or not y.postcode:
+        return False
+    return x.postcode == y.postcode or (_postcode_slip(x, y) and _same_city_name(x, y))
 
 
 def _same_street_address(x: RecordView, y: RecordView) -> bool:
@@ -280,11 +320,14 @@ def location_level(x: RecordView, y: RecordView) -> str:
     if x.address and y.address and cities_compatible and _same_street_address(x, y):
         return "address"
     if has_place:
-        return "city" if same_city else "disagree"
+        if not same_city:
+            return "disagree"
+        return "postcode" if _same_postcode(x, y) else "city"
     return MISSING
 
 
 _NAME_AGREES = ("exact", "equivalent")
+_CROSSED_NAME_AGREES = ("exact", "equivalent", "fuzzy")
 _SURNAME_AGREES = ("exact", "fuzzy")
 
 
@@ -293,13 +336,19 @@ def _name_levels(x: RecordView, y: RecordView) -> tuple[str, str]:
     last = last_name_level(x.last, y.last, x.gender, y.gender)
     if first in _NAME_AGREES and last not in ("changed", "disagree"):
         return first, last
-    # One side may have the names in swapped fields (a form filled in surname-first).
+    # One side may have the names in swapped fields (a form filled in surname-first), and the
+    # swapped names may carry a slip too. When the surnames agree only crossed (exactly as
+    # written), the crossed reading is the one to judge the given names by.
+    surname_agrees = last in _SURNAME_AGREES
+    fallback: tuple[str, str] | None = None
     for a, b in ((x, y), (y, x)):
         crossed_first = first_name_level(a.first, b.last_as_first)
         crossed_last = last_name_level(a.last, b.first_as_last, a.gender, b.gender)
-        if crossed_first in _NAME_AGREES and crossed_last in _SURNAME_AGREES:
+        if crossed_first in _CROSSED_NAME_AGREES and crossed_last in _SURNAME_AGREES:
             return crossed_first, crossed_last
-    return first, last
+        if crossed_last == "exact" and not surname_agrees and fallback is None:
+            fallback = crossed_first, crossed_last
+    return fallback or (first, last)
 
 
 def compare_records(a: PersonRecord, b: PersonRecord) -> Comparison:

@@ -84,8 +84,9 @@ def train_model(comparisons: Iterable[Comparison], base: MatchModel | None = Non
 class _Clusters:
     """Union-find that refuses merges across a first-name, birth-date or patronymic conflict."""
 
-    def __init__(self, records: Sequence[PersonRecord]) -> None:
+    def __init__(self, records: Sequence[PersonRecord], model: MatchModel | None = None) -> None:
         self.records = records
+        self.model = model
         self.parent = list(range(len(records)))
         self.members: dict[int, list[int]] = {i: [i] for i in range(len(records))}
 
@@ -99,7 +100,7 @@ class _Clusters:
         for i in self.members[a]:
             for j in self.members[b]:
                 levels = compare_records(self.records[i], self.records[j])
-                if conflicts(levels):
+                if conflicts(levels, self.model):
                     return False
         return True
 
@@ -130,7 +131,7 @@ def resolve(records: Sequence[PersonRecord], model: MatchModel | None = None) ->
     if model is None:
         model = train_model(comparisons.values())
     scores = {pair: score_comparison(levels, model) for pair, levels in comparisons.items()}
-    clusters = _Clusters(records)
+    clusters = _Clusters(records, model)
     links = sorted(
         (pair for pair, s in scores.items() if s.decision == "link"),
         key=lambda pair: -scores[pair].score,

@@ -33,35 +33,38 @@ LEVELS: dict[str, tuple[str, ...]] = {
     # local_part: same mailbox name at another provider; fuzzy: one-character typo.
     "email": ("exact", "local_part", "fuzzy", "disagree"),
     "card": ("agree", "disagree"),
-    # address: same street address; city: same city only.
-    "location": ("address", "city", "disagree"),
+    # address: same street address; postcode: same postcode (a neighbourhood), not the street;
+    # city: same city only.
+    "location": ("address", "postcode", "city", "disagree"),
 }
 FEATURES: tuple[str, ...] = tuple(LEVELS)
 
 # Starting values before any data is seen, and the anchor EM shrinks towards with little data.
 # They describe candidate pairs (records sharing a blocking key), not random pairs, which is why
 # u for name agreement is high: blocking already made names agree.
+# Disagreements start rare among matches (below ``scoring.NOISY_DISAGREEMENT``): until the data
+# say a source garbles a field, a disagreement on it is a conflict, not a slip.
 DEFAULT_M: dict[str, dict[str, float]] = {
     "first_name": {
-        "exact": 0.78,
+        "exact": 0.803,
         "equivalent": 0.14,
         "fuzzy": 0.05,
-        "other": 0.02,
-        "disagree": 0.01,
+        "other": 0.005,
+        "disagree": 0.002,
     },
     "last_name": {
-        "exact": 0.80,
+        "exact": 0.835,
         "gender_form": 0.01,
         "fuzzy": 0.06,
         "changed": 0.09,
-        "disagree": 0.04,
+        "disagree": 0.005,
     },
-    "middle_name": {"exact": 0.90, "fuzzy": 0.06, "disagree": 0.04},
-    "birth_date": {"exact": 0.94, "typo": 0.04, "disagree": 0.02},
+    "middle_name": {"exact": 0.935, "fuzzy": 0.06, "disagree": 0.005},
+    "birth_date": {"exact": 0.955, "typo": 0.04, "disagree": 0.005},
     "phone": {"agree": 0.70, "agree_landline": 0.05, "disagree": 0.25},
     "email": {"exact": 0.60, "local_part": 0.08, "fuzzy": 0.07, "disagree": 0.25},
     "card": {"agree": 0.85, "disagree": 0.15},
-    "location": {"address": 0.55, "city": 0.30, "disagree": 0.15},
+    "location": {"address": 0.55, "postcode": 0.10, "city": 0.20, "disagree": 0.15},
 }
 DEFAULT_U: dict[str, dict[str, float]] = {
     "first_name": {
@@ -83,7 +86,7 @@ DEFAULT_U: dict[str, dict[str, float]] = {
     "phone": {"agree": 0.06, "agree_landline": 0.08, "disagree": 0.86},
     "email": {"exact": 0.04, "local_part": 0.01, "fuzzy": 0.01, "disagree": 0.94},
     "card": {"agree": 0.03, "disagree": 0.97},
-    "location": {"address": 0.15, "city": 0.40, "disagree": 0.45},
+    "location": {"address": 0.15, "postcode": 0.05, "city": 0.35, "disagree": 0.45},
 }
 DEFAULT_PRIOR = 0.3
 DEFAULT_LINK_THRESHOLD = 0.9

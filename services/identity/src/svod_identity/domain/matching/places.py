@@ -88,3 +88,20 @@ def house_number(key: str) -> str:
         if _NUMBER.match(token):
             return token
     return ""
+
+
+# Letters of the street name a blocking key keeps: enough to tell streets apart near one house
+# number, few enough to survive a slip later in the name.
+_STREET_PREFIX = 3
+_WORD = re.compile(r"^[^0-9]{3,}$")
+
+
+@lru_cache(maxsize=65536)
+def street_key(key: str) -> str:
+    """House number and the street name's first letters of an ``address_key`` ("12:pro" for
+    "ул профсоюзная д 12 кв 45"); "" without a house number or a street name."""
+    number = house_number(key)
+    words = [w for w in key.split() if _WORD.match(w) and w not in _ADDRESS_WORDS.values()]
+    if not number or not words:
+        return ""
+    return f"{number}:{latin_skeleton(words[0])[:_STREET_PREFIX]}"

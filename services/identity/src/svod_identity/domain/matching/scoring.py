@@ -21,6 +21,16 @@ adds up. So two rules cap the decision whatever the score says:
   name, surname and street address.
 * Unlike first names where one is not a known name (``other``) conflict only when birth date
   or surname do not agree exactly: that is a garbled entry as often as a relative.
+* Same given name and surname at the same street address or postcode is personal evidence
+  too where the data show that unrelated people practically never share that place (no
+  families at one address): see ``strong_place``.
+
+What counts as a disagreement is learnt from the data, like the weights: a disagreement that
+matching records of this customer base show often (the model's m, which EM estimates) is a
+data-quality slip there - sources that garble or replace birth dates or first names - and is
+weighed by the score instead of vetoing. Where matching records almost never disagree on a
+field (Russian retail data: birth dates slip by a digit, never wholesale) a disagreement is
+what it looks like, another person, and the rules above hold. Patronymics always conflict.
 """
 
 from __future__ import annotations
@@ -102,30 +112,76 @@ class CandidateScore:
 _NAME_AGREES = frozenset({"exact", "equivalent", "fuzzy"})
 _SURNAME_AGREES = frozenset({"exact", "fuzzy"})
 
+# A disagreement seen in at least this share of matching pairs (the model's m for the level) is
+# a slip of the data, not proof of two people: it costs its weight in the score but vetoes
+# nothing. Below it, matching records (practically) never disagree that way. EM puts Russian
+# retail data at 0.01-0.2% on first names, birth dates and surnames, and data whose sources
+# replace whole values (FEBRL) at 3-15%: the bound sits between the two, far from both.
+NOISY_DISAGREEMENT = 0.01
 
-def first_name_conflict(levels: Mapping[str, str]) -> bool:
+
+def noisy(model: MatchModel | None, feature: str, level: str) -> bool:
+    """Whether matching records often show ``level`` on ``feature``, by the model's estimate.
+
+    Without a model nothing is noisy: every disagreement is a conflict.
+    """
+    return model is not None and model.m[feature].get(level, 0.0) >= NOISY_DISAGREEMENT
+
+
+def first_name_conflict(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
     """Two different known names; or unlike names where the birth dates do not confirm.
 
     A name the tables do not know ("pwige", a garbled or replaced entry) next to another is no
     proof of a different person when birth date and surname agree exactly as written; two known
-    names (Анна/Мария, twins included) always are.
+    names (Анна/Мария, twins included) always are. Either level is no conflict where the model
+    finds it common among matching records (see ``noisy``).
     """
     first = levels.get("first_name")
-    if first == "disagree":
-        return True
+    if first not in ("disagree", "other") or noisy(model, "first_name", first):
+        return False
     if first == "other":
         return not (
             levels.get("birth_date") == "exact" and levels.get("last_name") in _SURNAME_AGREES
         )
-    return False
+    return True
 
 
-def conflicts(levels: Mapping[str, str]) -> bool:
-    """A first-name, birth-date or patronymic conflict: never one person without a human."""
+def birth_date_conflict(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
+    return levels.get("birth_date") == "disagree" and not noisy(model, "birth_date", "disagree")
+
+
+def middle_name_conflict(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
+    """Unlike patronymics: always a conflict. Sources that keep a patronymic at all keep it
+    well (Russian retail data puts matching pairs' disagreement near 1%, too close to call)."""
+    return levels.get("middle_name") == "disagree"
+
+
+def conflicts(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
+    """A first-name, birth-date or patronymic conflict: never one person without a human.
+
+    ``model``: judge disagreements by how often matching records show them (see ``noisy``);
+    without one every disagreement conflicts.
+    """
     return (
-        first_name_conflict(levels)
-        or levels.get("birth_date") == "disagree"
-        or levels.get("middle_name") == "disagree"
+        first_name_conflict(levels, model)
+        or birth_date_conflict(levels, model)
+        or middle_name_conflict(levels, model)
+    )
+
+
+# A place agreement at least this strong (log2 m/u, as estimated from the data) means unrelated
+# people in this customer base practically never share it: 5 bits is 32 times likelier between
+# one person's records. Street addresses in data without households (FEBRL) reach 7-9 bits, in
+# Russian retail data with families at one flat 2-3, where they must not count.
+STRONG_PLACE_WEIGHT = 5.0
+
+
+def strong_place(model: MatchModel | None, location: str) -> bool:
+    """Whether the model finds a street address or postcode agreement near-unique to a person."""
+    return (
+        model is not None
+        and location in ("address", "postcode")
+        and model.weight("location", location) >= STRONG_PLACE_WEIGHT
     )
 
 
@@ -134,10 +190,15 @@ def _same_home(levels: Mapping[str, str]) -> bool:
     return levels.get("location") == "address" and levels.get("first_name") in _NAME_AGREES
 
 
-def safety_vetoes(levels: Mapping[str, str]) -> tuple[Decision, tuple[str, ...]]:
-    """The best decision the household/namesake rules allow, and why (see module docstring)."""
-    first_conflict = first_name_conflict(levels)
-    birth_conflict = levels.get("birth_date") == "disagree"
+def safety_vetoes(
+    levels: Mapping[str, str], model: MatchModel | None = None
+) -> tuple[Decision, tuple[str, ...]]:
+    """The best decision the household/namesake rules allow, and why (see module docstring).
+
+    ``model``: disagreements common among matching records are no veto (see ``noisy``).
+    """
+    first_conflict = first_name_conflict(levels, model)
+    birth_conflict = birth_date_conflict(levels, model)
     reasons: list[str] = []
     cap: Decision = "link"
     if first_conflict and birth_conflict:
@@ -146,21 +207,51 @@ def safety_vetoes(levels: Mapping[str, str]) -> tuple[Decision, tuple[str, ...]]
         reasons.append("first_name_disagrees")
     if birth_conflict:
         reasons.append("birth_date_disagrees")
-    if levels.get("middle_name") == "disagree":
+    if middle_name_conflict(levels, model):
         reasons.append("middle_name_disagrees")
-    personal = _any(levels, PERSONAL_EVIDENCE) or (
-        # A slipped birth date still ties a record to a person at one address under one name.
-        levels.get("birth_date") == "typo"
-        and _same_home(levels)
-        and levels.get("last_name") in _SURNAME_AGREES
+    # A slipped birth date still ties a record to a person at one address under one name.
+    # Beyond that a place counts only where the data say unrelated people rarely share it
+    # (``strong_place``): then the same given name and surname there is one person - and so is
+    # one of the two at the same street address with the other missing or, where names are
+    # often garbled (``noisy``), unlike.
+    first_agrees = levels.get("first_name") in _NAME_AGREES
+    surname_agrees = levels.get("last_name") in _SURNAME_AGREES
+    garbled_first = levels.get("first_name") == "other" and noisy(model, "first_name", "other")
+    garbled_surname = levels.get("last_name") == "disagree" and noisy(
+        model, "last_name", "disagree"
+    )
+    place = levels.get("location", MISSING)
+    strong = strong_place(model, place)
+    personal = (
+        _any(levels, PERSONAL_EVIDENCE)
+        or (levels.get("birth_date") == "typo" and _same_home(levels) and surname_agrees)
+        or (
+            strong
+            and (first_agrees or surname_agrees)
+            and (first_agrees or levels.get("first_name", MISSING) == MISSING)
+            and (surname_agrees or levels.get("last_name", MISSING) == MISSING)
+        )
+        or (
+            strong
+            and place == "address"
+            and (first_agrees or surname_agrees)
+            and (first_agrees or garbled_first or levels.get("first_name", MISSING) == MISSING)
+            and (surname_agrees or garbled_surname or levels.get("last_name", MISSING) == MISSING)
+        )
+    )
+    surname_changed = levels.get("last_name") == "changed" or (
+        levels.get("last_name") == "disagree" and not noisy(model, "last_name", "disagree")
     )
     if not personal:
         reasons.append("no_personal_evidence")
     elif (
-        levels.get("last_name") in ("changed", "disagree")
+        surname_changed
         and levels.get("middle_name") != "exact"
         and not _any(levels, CONTACT_EVIDENCE)
-        and not (levels.get("birth_date") == "exact" and _same_home(levels))
+        and not (
+            levels.get("birth_date") == "exact"
+            and (_same_home(levels) or (first_agrees and strong))
+        )
     ):
         reasons.append("surname_change_uncorroborated")
     if reasons:
@@ -184,7 +275,7 @@ def score_comparison(levels: Comparison | Mapping[str, str], model: MatchModel) 
         decision = "review"
     # Vetoes are reported whether or not they changed the outcome: "why not linked" is the
     # question the review screen and the API have to answer.
-    cap, vetoes = safety_vetoes(levels)
+    cap, vetoes = safety_vetoes(levels, model)
     if _DECISION_RANK[cap] < _DECISION_RANK[decision]:
         decision = cap
     return PairScore(
