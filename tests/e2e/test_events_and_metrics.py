@@ -352,3 +352,20 @@ def test_a_bulk_stream_of_events_reaches_every_profile_exactly(suite) -> None:
         metrics = profile(suite, customer_id).metrics
         assert metrics.order_count == 40
         assert rub(metrics.total_spent) == f"{sum(10 * (n + 1) for n in range(40))}.00"
+
+
+def test_track_stream_stores_good_lines_and_answers_each_bad_one(suite) -> None:
+    """Events of a stream are stored a chunk per transaction; each still gets its own answer."""
+    _, who = new_customer(suite)
+    good = [track("webshop", ORDER, who, total=f"{n + 1}") for n in range(3)]
+    negative = track("webshop", ORDER, who, total="-1")
+    reused = track("webshop", ORDER, who, total="99")
+    reused.record_ref.CopyFrom(good[1].record_ref)  # same message id, different payload
+    reply = suite.ingestion.TrackStream(iter([*good, negative, good[0], reused]), timeout=T)
+    assert reply.accepted_count == 3
+    assert reply.duplicate_count == 1
+    assert [r.index for r in reply.rejected] == [3, 5]
+    assert reply.rejected[0].field_violations[0].field == "event.total"
+    assert "already used for a different payload" in reply.rejected[1].reason
+    for request in good:
+        assert suite.wait_processed(request.record_ref).state == DELIVERED

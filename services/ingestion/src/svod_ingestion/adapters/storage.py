@@ -4,76 +4,89 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from svod_ingestion.domain.model import RecordStatus, StoredRecord
-from svod_runtime.outbox import enqueue
+from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
+from svod_runtime.outbox import enqueue_many
+from svod_runtime.telemetry import current_trace_carrier
 
 
 class IngestionTransaction:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def insert_record(
-        self,
-        *,
-        record_id: str,
-        source: str,
-        message_id: str,
-        kind: str,
-        channel: str,
-        payload: bytes,
-        payload_hash: bytes,
-    ) -> StoredRecord | None:
-        """Stores a new message; None when (source, message_id) is already taken."""
-        row = (
-            await self.conn.execute(
-                text(
-                    """
-                    INSERT INTO records (record_id, source, message_id, kind, channel, payload,
-                                         payload_hash)
-                    VALUES (:rid, :s, :m, :k, :ch, :p, :h)
-                    ON CONFLICT (source, message_id) DO NOTHING
-                    RETURNING record_pk, received_at
-                    """
-                ),
-                {
-                    "rid": record_id,
-                    "s": source,
-                    "m": message_id,
-                    "k": kind,
-                    "ch": channel,
-                    "p": payload,
-                    "h": payload_hash,
-                },
-            )
-        ).first()
-        if row is None:
-            return None
-        return StoredRecord(row.record_pk, record_id, payload_hash, row.received_at)
-
-    async def existing(self, source: str, message_id: str) -> StoredRecord | None:
-        row = (
-            await self.conn.execute(
-                text(
-                    "SELECT record_pk, record_id, payload_hash, received_at FROM records "
-                    "WHERE source = :s AND message_id = :m"
-                ),
-                {"s": source, "m": message_id},
-            )
-        ).first()
-        if row is None:
-            return None
-        return StoredRecord(
-            row.record_pk, str(row.record_id), bytes(row.payload_hash), row.received_at
+    async def insert_records(
+        self, rows: Sequence[tuple[str, Incoming, bytes]]
+    ) -> dict[tuple[str, str], tuple[str, StoredRecord]]:
+        """Stores new messages (record id, message, payload hash) in one statement; returns
+        those stored here by (source, message id), with their kind. Taken ids are skipped."""
+        if not rows:
+            return {}
+        result = await self.conn.execute(
+            text(
+                """
+                INSERT INTO records (record_id, source, message_id, kind, channel, payload,
+                                     payload_hash)
+                SELECT x.rid, x.s, x.m, x.k, x.ch, x.p, x.h
+                FROM unnest(CAST(:rid AS uuid[]), CAST(:s AS text[]), CAST(:m AS text[]),
+                            CAST(:k AS text[]), CAST(:ch AS text[]), CAST(:p AS bytea[]),
+                            CAST(:h AS bytea[])) WITH ORDINALITY AS x(rid, s, m, k, ch, p, h, n)
+                ORDER BY x.n
+                ON CONFLICT (source, message_id) DO NOTHING
+                RETURNING record_pk, record_id, source, message_id, kind, payload_hash,
+                          received_at
+                """
+            ),
+            {
+                "rid": [r[0] for r in rows],
+                "s": [r[1].source for r in rows],
+                "m": [r[1].message_id for r in rows],
+                "k": [r[1].kind for r in rows],
+                "ch": [r[1].channel for r in rows],
+                "p": [r[1].payload for r in rows],
+                "h": [r[2] for r in rows],
+            },
         )
+        return {
+            (r.source, r.message_id): (
+                r.kind,
+                StoredRecord(r.record_pk, str(r.record_id), bytes(r.payload_hash), r.received_at),
+            )
+            for r in result
+        }
 
-    async def enqueue(self, record_pk: int, kind: str) -> None:
-        await enqueue(self.conn, f"record.{kind}", str(record_pk))
+    async def existing_many(
+        self, refs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredRecord]:
+        if not refs:
+            return {}
+        rows = await self.conn.execute(
+            text(
+                "SELECT r.record_pk, r.record_id, r.source, r.message_id, r.payload_hash, "
+                "r.received_at FROM records r JOIN unnest(CAST(:s AS text[]), "
+                "CAST(:m AS text[])) AS x(s, m) ON r.source = x.s AND r.message_id = x.m"
+            ),
+            {"s": [r[0] for r in refs], "m": [r[1] for r in refs]},
+        )
+        return {
+            (r.source, r.message_id): StoredRecord(
+                r.record_pk, str(r.record_id), bytes(r.payload_hash), r.received_at
+            )
+            for r in rows
+        }
+
+    async def enqueue_many(self, records: Sequence[tuple[int, str]]) -> None:
+        """Outbox entries (record pk, kind) for new records, in their order."""
+        for kind in sorted({k for _, k in records}):
+            await enqueue_many(
+                self.conn,
+                f"record.{kind}",
+                [(str(pk), b"", current_trace_carrier()) for pk, k in records if k == kind],
+            )
 
 
 class IngestionStore:

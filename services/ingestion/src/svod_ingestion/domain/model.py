@@ -7,6 +7,20 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Incoming:
+    """A checked message about to be stored."""
+
+    kind: str  # "identify" | "track"
+    source: str
+    message_id: str
+    channel: str
+    # The request as the client sent it: a retry has the same one.
+    fingerprint: bytes
+    # What is stored and delivered (the standardised request for identify).
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class Accepted:
     """The answer to an accepted message (or to its retry)."""
 

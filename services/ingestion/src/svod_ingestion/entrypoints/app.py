@@ -38,7 +38,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},
         # Events go downstream a pass at a time: one look-up call, one ApplyEventBatch.
         batch_handlers={"record.track": delivery.track},
-        batch_size=500,
+        batch_size=2000,
     )
     quality = peer_channel(config.peers["quality"], telemetry)
     servicer = IngestionServicer(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -20,7 +20,7 @@ from svod_ingestion.domain.messages import (
     validate_identify,
     validate_track,
 )
-from svod_ingestion.domain.model import Accepted
+from svod_ingestion.domain.model import Accepted, Incoming
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.errors import InvalidArgument, SvodError, ViolationCollector
 from svod_runtime.protoconv import (
@@ -117,21 +117,6 @@ def _count(response: ingestion_pb2.BulkResponse, accepted: Accepted) -> None:
         response.accepted_count += 1
 
 
-async def _bulk(
-    requests: AsyncIterator[Any], accept: Callable[[Any], Awaitable[Accepted]]
-) -> ingestion_pb2.BulkResponse:
-    """Accepts each message of a stream on its own; bad ones are listed, not fatal."""
-    response = ingestion_pb2.BulkResponse()
-    index = 0
-    async for request in requests:
-        try:
-            _count(response, await accept(request))
-        except SvodError as error:
-            _reject(response, index, request, error)
-        index += 1
-    return response
-
-
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(
         self,
@@ -148,10 +133,10 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
     def _checked(self, request: ingestion_pb2.IdentifyRequest, now: dt.datetime) -> None:
         validate_identify(identify_message(request), now, self.attributes)
 
-    async def _accept_identify(
+    def _identify_incoming(
         self, request: ingestion_pb2.IdentifyRequest, standardized: Standardized, now: dt.datetime
-    ) -> Accepted:
-        """Stores the standardised record; the fingerprint is the request as sent."""
+    ) -> Incoming:
+        """The standardised record to store; the fingerprint is the request as sent."""
         if standardized.violations:
             raise InvalidArgument(standardized.violations)
         stored = ingestion_pb2.IdentifyRequest()
@@ -159,7 +144,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         stored.record.CopyFrom(standardized.record)
         if not request.HasField("observed_time"):
             stored.observed_time.FromDatetime(now)
-        return await self.service.accept(
+        return Incoming(
             kind="identify",
             source=request.record_ref.source,
             message_id=request.record_ref.message_id,
@@ -174,13 +159,13 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         (standardized,) = await self.standardizer.standardize(
             [(request.record_ref.source, request.record)]
         )
-        return await self._accept_identify(request, standardized, now)
+        return await self.service.accept(self._identify_incoming(request, standardized, now))
 
-    async def _track(self, request: ingestion_pb2.TrackRequest) -> Accepted:
+    def _track_incoming(self, request: ingestion_pb2.TrackRequest, now: dt.datetime) -> Incoming:
         message = track_message(request)
-        validate_track(message, dt.datetime.now(dt.UTC), self.currency)
+        validate_track(message, now, self.currency)
         payload = request.SerializeToString(deterministic=True)
-        return await self.service.accept(
+        return Incoming(
             kind="track",
             source=message.source,
             message_id=message.message_id,
@@ -188,6 +173,22 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             fingerprint=payload,
             payload=payload,
         )
+
+    async def _track(self, request: ingestion_pb2.TrackRequest) -> Accepted:
+        return await self.service.accept(self._track_incoming(request, dt.datetime.now(dt.UTC)))
+
+    async def _store_chunk(
+        self,
+        chunk: list[tuple[int, Any, Incoming]],
+        response: ingestion_pb2.BulkResponse,
+    ) -> None:
+        """Stores a stream's checked messages in one transaction; each gets its own answer."""
+        outcomes = await self.service.accept_many([incoming for _, _, incoming in chunk])
+        for (index, request, _), outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, SvodError):
+                _reject(response, index, request, outcome)
+            else:
+                _count(response, outcome)
 
     async def Track(
         self, request: ingestion_pb2.TrackRequest, context: grpc.aio.ServicerContext
@@ -204,7 +205,24 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         request_iterator: AsyncIterator[ingestion_pb2.TrackRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingestion_pb2.BulkResponse:
-        return await _bulk(request_iterator, self._track)
+        """Checks each message; stores the good ones STREAM_CHUNK per transaction."""
+        response = ingestion_pb2.BulkResponse()
+        chunk: list[tuple[int, Any, Incoming]] = []
+        index = 0
+        async for request in request_iterator:
+            try:
+                incoming = self._track_incoming(request, dt.datetime.now(dt.UTC))
+                chunk.append((index, request, incoming))
+            except SvodError as error:
+                _reject(response, index, request, error)
+            index += 1
+            if len(chunk) >= STREAM_CHUNK:
+                await self._store_chunk(chunk, response)
+                chunk = []
+        if chunk:
+            await self._store_chunk(chunk, response)
+        response.rejected.sort(key=lambda r: r.index)
+        return response
 
     async def Identify(
         self, request: ingestion_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
@@ -216,7 +234,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         request_iterator: AsyncIterator[ingestion_pb2.IdentifyRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingestion_pb2.BulkResponse:
-        """Checks each message, standardises the good ones in batches, stores each on its own."""
+        """Checks each message; standardises and stores the good ones STREAM_CHUNK at a time."""
         response = ingestion_pb2.BulkResponse()
         chunk: list[tuple[int, ingestion_pb2.IdentifyRequest]] = []
         index = 0
@@ -247,13 +265,14 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         standardized = await self.standardizer.standardize(
             [(request.record_ref.source, request.record) for _, request in valid]
         )
+        storable: list[tuple[int, Any, Incoming]] = []
         for (index, request), result in zip(valid, standardized, strict=True):
             try:
-                accepted = await self._accept_identify(request, result, now)
+                storable.append((index, request, self._identify_incoming(request, result, now)))
             except SvodError as error:
                 _reject(response, index, request, error)
-            else:
-                _count(response, accepted)
+        if storable:
+            await self._store_chunk(storable, response)
         response.rejected.sort(key=lambda r: r.index)
 
     async def ErasePayloads(

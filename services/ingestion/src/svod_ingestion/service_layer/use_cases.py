@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from svod_ingestion.adapters.storage import IngestionStore
-from svod_ingestion.domain.model import Accepted, RecordStatus
-from svod_runtime.errors import AlreadyExists, NotFound, ViolationCollector
+from svod_ingestion.domain.model import Accepted, Incoming, RecordStatus
+from svod_runtime.errors import AlreadyExists, NotFound, SvodError, ViolationCollector
 
 
 class IngestionService:
@@ -17,47 +17,51 @@ class IngestionService:
         # Wakes the local relay right after commit, so delivery does not wait for a poll.
         self.on_enqueued = on_enqueued
 
-    async def accept(
-        self,
-        *,
-        kind: str,
-        source: str,
-        message_id: str,
-        channel: str,
-        fingerprint: bytes,
-        payload: bytes,
-    ) -> Accepted:
+    async def accept(self, message: Incoming) -> Accepted:
         """Stores the message and its outbox entry in one transaction.
 
-        ``fingerprint`` is the request as the client sent it: a retry has the same one; a
-        different payload under a used message id is refused with ALREADY_EXISTS.
+        A retry (same fingerprint) answers as the first time did; a different payload under a
+        used message id is refused with ALREADY_EXISTS.
         """
-        payload_hash = hashlib.sha256(fingerprint).digest()
+        (outcome,) = await self.accept_many([message])
+        if isinstance(outcome, SvodError):
+            raise outcome
+        return outcome
+
+    async def accept_many(self, messages: Sequence[Incoming]) -> list[Accepted | SvodError]:
+        """Stores many messages and their outbox entries in one transaction (bulk streams):
+        one commit instead of one per message. Each gets its own answer, as ``accept``."""
+        hashes = [hashlib.sha256(m.fingerprint).digest() for m in messages]
         async with self.store.transaction() as tx:
-            stored = await tx.insert_record(
-                record_id=str(uuid.uuid4()),
-                source=source,
-                message_id=message_id,
-                kind=kind,
-                channel=channel,
-                payload=payload,
-                payload_hash=payload_hash,
+            stored = await tx.insert_records(
+                [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)]
             )
-            if stored is not None:
-                await tx.enqueue(stored.record_pk, kind)
-        if stored is not None:
+            await tx.enqueue_many([(s.record_pk, k) for (k, s) in stored.values()])
+            taken = [(m.source, m.message_id) for m in messages]
+            earlier = await tx.existing_many([ref for ref in taken if ref not in stored])
+        if stored:
             self.on_enqueued()
-            return Accepted(stored.record_id, False, stored.received_at)
-        async with self.store.transaction() as tx:
-            existing = await tx.existing(source, message_id)
-        if existing is None:  # pragma: no cover - the conflicting row cannot vanish
-            raise NotFound("message vanished during retry")
-        if existing.payload_hash != payload_hash:
-            raise AlreadyExists(
-                f"message id {message_id!r} of source {source!r} was already used for a "
-                "different payload"
-            )
-        return Accepted(existing.record_id, True, existing.received_at)
+        outcomes: list[Accepted | SvodError] = []
+        claimed: set[tuple[str, str]] = set()
+        for message, payload_hash, ref in zip(messages, hashes, taken, strict=True):
+            if ref in stored and ref not in claimed:
+                claimed.add(ref)  # a repeat inside the same call is a retry of this one
+                record = stored[ref][1]
+                outcomes.append(Accepted(record.record_id, False, record.received_at))
+                continue
+            record = stored[ref][1] if ref in stored else earlier.get(ref)
+            if record is None:  # pragma: no cover - the conflicting row cannot vanish
+                outcomes.append(NotFound("message vanished during retry"))
+            elif record.payload_hash != payload_hash:
+                outcomes.append(
+                    AlreadyExists(
+                        f"message id {message.message_id!r} of source {message.source!r} was "
+                        "already used for a different payload"
+                    )
+                )
+            else:
+                outcomes.append(Accepted(record.record_id, True, record.received_at))
+        return outcomes
 
     async def erase_payloads(self, refs: list[tuple[str, str]]) -> int:
         """Drops the stored requests (they hold personal data); the message ids stay, so a
