@@ -23,6 +23,7 @@ Results: benchmarks/results/identity_speed.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ from collections.abc import Sequence
 import grpc
 import psycopg
 
+from benchmarks.harness import running_suite, scratch_database
 from benchmarks.identity.loader import (
     BIRTH_DAYS,
     BIRTH_START,
@@ -46,19 +48,10 @@ from benchmarks.identity.loader import (
 from benchmarks.stats import latency_summary
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
-from svod_cli.postgres import ensure_postgres
-from svod_cli.suite import (
-    TOP,
-    ProcessSuite,
-    create_database,
-    drop_database,
-    free_ports,
-    prepare_database,
-)
+from svod_cli.suite import TOP
 from svod_identity.domain.engine import person_from
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
-from svod_runtime.config import SERVICES
 from svod_runtime.db import libpq_url
 
 RESULTS = TOP / "benchmarks" / "results" / "identity_speed.json"
@@ -307,12 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=5_000, help="records per stream")
     args = parser.parse_args(argv)
 
-    admin, cluster = ensure_postgres(TOP)
-    name = f"svod_bench_identity_speed_{uuid.uuid4().hex[:6]}"
-    db_url = create_database(admin, name)
-    suite = None
-    try:
-        prepare_database(db_url)
+    with scratch_database("svod_bench_identity_speed") as db_url, contextlib.ExitStack() as stack:
         started = time.perf_counter()
         load_identity(db_url, args.customers)
         load_s = time.perf_counter() - started
@@ -322,11 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(blocking keys differing from the matcher's: {wrong} of 200 sampled)",
             flush=True,
         )
-        suite = ProcessSuite(
-            db_url,
-            ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
-            extra_env={"SVOD_LOG_LEVEL": "WARNING"},
-        ).start()
+        suite = stack.enter_context(running_suite(db_url))
         workload = Workload(args.customers)
         load_before = _load_average()
         with grpc.insecure_channel(suite.target("identity")) as channel:
@@ -368,12 +352,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(f"written to {RESULTS.relative_to(TOP)}")
-    finally:
-        if suite is not None:
-            suite.stop()
-        drop_database(admin, name)
-        if cluster is not None:
-            cluster.stop()
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -25,19 +26,10 @@ import uuid
 import grpc
 import psycopg
 
+from benchmarks.harness import running_suite, scratch_database
 from benchmarks.profile.bench_profile import RESULTS, bench_raw_apply
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from svod_cli.postgres import ensure_postgres
-from svod_cli.suite import (
-    TOP,
-    ProcessSuite,
-    create_database,
-    drop_database,
-    free_ports,
-    prepare_database,
-)
-from svod_runtime.config import SERVICES
 from svod_runtime.db import libpq_url
 
 PHONE = common_pb2.IDENTIFIER_TYPE_PHONE
@@ -94,17 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream", type=int, default=5_000, help="events per TrackStream call")
     args = parser.parse_args(argv)
 
-    admin, cluster = ensure_postgres(TOP)
-    name = f"svod_bench_pipeline_{uuid.uuid4().hex[:6]}"
-    db_url = create_database(admin, name)
-    suite = None
-    try:
-        prepare_database(db_url)
-        suite = ProcessSuite(
-            db_url,
-            ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
-            extra_env={"SVOD_LOG_LEVEL": "WARNING"},
-        ).start()
+    with scratch_database("svod_bench_pipeline") as db_url, contextlib.ExitStack() as stack:
+        suite = stack.enter_context(running_suite(db_url))
         phones = [f"+7915{n:07d}" for n in random.sample(range(10**7), args.customers)]
         with grpc.insecure_channel(suite.target("ingestion")) as channel:
             stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
@@ -155,12 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         results["pipeline"] = figures
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    finally:
-        if suite is not None:
-            suite.stop()
-        drop_database(admin, name)
-        if cluster is not None:
-            cluster.stop()
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -21,21 +22,13 @@ import uuid
 import grpc
 import psycopg
 
+from benchmarks.harness import running_suite, scratch_database
 from benchmarks.profile.loader import load_profiles
 from benchmarks.stats import latency_summary
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
-from svod_cli.postgres import ensure_postgres
-from svod_cli.suite import (
-    TOP,
-    ProcessSuite,
-    create_database,
-    drop_database,
-    free_ports,
-    prepare_database,
-)
+from svod_cli.suite import TOP
 from svod_profile.adapters.storage import LOAD_PROFILE
-from svod_runtime.config import SERVICES
 from svod_runtime.db import libpq_url
 
 RESULTS = TOP / "benchmarks" / "results" / "profile.json"
@@ -167,21 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args(argv)
 
-    admin, cluster = ensure_postgres(TOP)
-    name = f"svod_bench_profile_{uuid.uuid4().hex[:6]}"
-    db_url = create_database(admin, name)
-    suite = None
-    try:
-        prepare_database(db_url)
+    with scratch_database("svod_bench_profile") as db_url, contextlib.ExitStack() as stack:
         started = time.perf_counter()
         ids = load_profiles(db_url, args.profiles)
         load_s = time.perf_counter() - started
         print(f"loaded {args.profiles:,} profiles in {load_s:.1f}s")
-        suite = ProcessSuite(
-            db_url,
-            ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
-            extra_env={"SVOD_LOG_LEVEL": "WARNING"},
-        ).start()
+        suite = stack.enter_context(running_suite(db_url))
         target = suite.target("profile")
         get = bench_get_profile(target, ids, args.calls)
         raw_get = bench_raw_get(db_url, ids, args.calls)
@@ -216,12 +200,6 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
         print(f"written to {RESULTS.relative_to(TOP)}")
-    finally:
-        if suite is not None:
-            suite.stop()
-        drop_database(admin, name)
-        if cluster is not None:
-            cluster.stop()
     return 0
 
 
