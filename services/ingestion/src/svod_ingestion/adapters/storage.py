@@ -81,11 +81,12 @@ class IngestionTransaction:
 
     async def enqueue_many(self, records: Sequence[tuple[int, str]]) -> None:
         """Outbox entries (record pk, kind) for new records, in their order."""
+        carrier = current_trace_carrier()
         for kind in sorted({k for _, k in records}):
             await enqueue_many(
                 self.conn,
                 f"record.{kind}",
-                [(str(pk), b"", current_trace_carrier()) for pk, k in records if k == kind],
+                [(str(pk), b"", carrier) for pk, k in records if k == kind],
             )
 
 
