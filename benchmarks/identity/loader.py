@@ -195,11 +195,11 @@ def load_identity(db_url: str, count: int) -> None:
             WHERE key IS NOT NULL AND (email IS NOT NULL OR key NOT LIKE 'e:%%')
             """
         )
-        conn.execute("ANALYZE customers")
-        conn.execute("ANALYZE records")
-        conn.execute("ANALYZE identifiers")
-        conn.execute("ANALYZE record_identifiers")
-        conn.execute("ANALYZE blocking_keys")
+        conn.execute("VACUUM ANALYZE customers")
+        conn.execute("VACUUM ANALYZE records")
+        conn.execute("VACUUM ANALYZE identifiers")
+        conn.execute("VACUUM ANALYZE record_identifiers")
+        conn.execute("VACUUM ANALYZE blocking_keys")
 
 
 def check_keys(db_url: str, sample: int = 200) -> int:

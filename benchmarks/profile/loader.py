@@ -46,5 +46,8 @@ def load_profiles(db_url: str, count: int) -> list[str]:
             SELECT customer_id, 'pos', 'pos', now(), now(), 1 FROM bench_ids
             """
         )
-        conn.execute("ANALYZE profiles; ANALYZE profile_identifiers; ANALYZE profile_sources")
+        # As a running database would be: vacuumed (visibility map, hint bits) and analysed, so
+        # the first reads do not pay for the bulk load.
+        for table in ("profiles", "profile_identifiers", "profile_sources"):
+            conn.execute(f"VACUUM ANALYZE {table}")
         return [str(r[0]) for r in conn.execute("SELECT customer_id FROM bench_ids")]
