@@ -198,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             "concurrency": args.concurrency,
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        # Other scripts' figures in the same file (bench_pipeline's "pipeline") are kept.
+        kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        RESULTS.write_text(json.dumps({**kept, **results}, indent=2) + "\n")
         print(f"written to {RESULTS.relative_to(TOP)}")
     return 0
 
