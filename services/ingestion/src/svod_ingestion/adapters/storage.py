@@ -99,19 +99,6 @@ class IngestionStore:
         async with self.engine.begin() as conn:
             yield IngestionTransaction(conn)
 
-    async def payload(self, record_pk: int) -> tuple[bytes, dt.datetime] | None:
-        """The stored request and when it was received; None once erased."""
-        async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    text("SELECT payload, received_at FROM records WHERE record_pk = :r"),
-                    {"r": record_pk},
-                )
-            ).first()
-        if row is None or row.payload is None:
-            return None
-        return bytes(row.payload), row.received_at
-
     async def payloads(self, record_pks: list[int]) -> dict[int, tuple[bytes, dt.datetime]]:
         """Stored requests and receive times by record pk, in one query (erased ones left out)."""
         async with self.engine.connect() as conn:
@@ -141,16 +128,6 @@ class IngestionStore:
                     "c": [d[1] for d in delivered],
                     "a": [d[2] for d in delivered],
                 },
-            )
-
-    async def mark_delivered(self, record_pk: int, customer_id: str, attempts: int) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "UPDATE records SET state = 'delivered', customer_id = :c, attempts = :a, "
-                    "delivered_at = now(), last_error = NULL WHERE record_pk = :r"
-                ),
-                {"c": customer_id, "a": attempts, "r": record_pk},
             )
 
     async def mark_failed(self, record_pk: int, error: str, attempts: int) -> None:

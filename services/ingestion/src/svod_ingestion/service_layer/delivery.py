@@ -9,6 +9,8 @@ from typing import Protocol
 from svod_ingestion.adapters.storage import IngestionStore
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 
+ERASED = "the record's payload was erased"
+
 
 class Downstream(Protocol):
     async def deliver_identify(self, payload: bytes) -> str:
@@ -32,15 +34,16 @@ class RecordDelivery:
         self.grace = dt.timedelta(seconds=unknown_customer_grace_s)
 
     async def _payload(self, message: OutboxMessage) -> tuple[bytes, dt.datetime]:
-        found = await self.store.payload(int(message.key))
+        found = (await self.store.payloads([int(message.key)])).get(int(message.key))
         if found is None:
-            raise DeliveryError("FAILED_PRECONDITION", "the record's payload was erased")
+            raise DeliveryError("FAILED_PRECONDITION", ERASED)
         return found
 
     async def identify(self, message: OutboxMessage) -> None:
         payload, _ = await self._payload(message)
         customer_id = await self.downstream.deliver_identify(payload)
-        await self.store.mark_delivered(int(message.key), customer_id, message.attempts + 1)
+        delivered = (int(message.key), customer_id, message.attempts + 1)
+        await self.store.mark_delivered_many([delivered])
 
     async def track(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         """Delivers a relay pass's events together (the relay's batch handler)."""
@@ -49,9 +52,7 @@ class RecordDelivery:
         present = [(i, m) for i, m in enumerate(messages) if int(m.key) in stored]
         for index, message in enumerate(messages):
             if int(message.key) not in stored:
-                answers[index] = DeliveryError(
-                    "FAILED_PRECONDITION", "the record's payload was erased"
-                )
+                answers[index] = DeliveryError("FAILED_PRECONDITION", ERASED)
         outcomes = await self.downstream.deliver_tracks(
             [(stored[int(m.key)][0], m.trace_carrier) for _, m in present]
         )
