@@ -97,3 +97,37 @@ def test_slips_in_an_unknown_given_name_keep_a_key(make_record: RecordFactory) -
         k.startswith("fi:")
         for k in blocking_keys(make_record(first_name="Маша", last_name="Орлова"))
     )
+
+
+def test_swapped_name_fields_without_birth_date_share_a_key(make_record: RecordFactory) -> None:
+    # No birth date, so no ``sb:`` key: the crossed reading of the unknown "given name" does it.
+    a = make_record(first_name="adam", last_name="vaszocz", postcode="3135")
+    b = make_record(first_name="vaszocz", last_name="adam", postcode="3153")
+    assert blocking_keys(a) & blocking_keys(b)
+
+
+def test_surname_slip_without_birth_date_shares_the_given_name_and_postcode_key(
+    make_record: RecordFactory,
+) -> None:
+    a = make_record(first_name="Мария", last_name="Кузнецова", postcode="125009")
+    b = make_record(first_name="Маша", last_name="Кузнезова", postcode="125009")
+    assert "fp:maria:125009" in blocking_keys(a) & blocking_keys(b)
+    # Without a postcode there is no such key (a city is too wide).
+    assert not any(
+        k.startswith("fp:")
+        for k in blocking_keys(make_record(first_name="Мария", last_name="Кузнецова", city="Тверь"))
+    )
+
+
+def test_last_resort_keys_do_not_push_out_the_city_keys(make_record: RecordFactory) -> None:
+    record = make_record(
+        first_name="alana",  # two readings and unknown to the tables: every kind of key
+        last_name="lombardi",
+        birth_date="1902-11-23",
+        postcode="4034",
+        city="canterbury",
+        address_line="6 mandurah place tantallon",
+    )
+    keys = blocking_keys(record)
+    assert len(keys) <= MAX_KEYS
+    assert any(k.startswith("db:") and k.endswith(":kanterburi") for k in keys)

@@ -15,6 +15,11 @@ phone, "Александр Иванов" in Moscow):
 * ``fs:`` canonical first name + surname phonetic key (records without birth date)
 * ``fi:`` the initial of a given name the tables do not know + surname phonetic key: such a
   name has no canonical form, so a slip in it changes its ``fs:`` key
+* ``fs:`` read crosswise, for a given name the tables do not know: the surname field read as
+  the given name and the given-name field as the surname (the fields swapped at one source,
+  with no birth date for ``sb:`` to catch it)
+* ``fp:`` canonical first name + postcode: survives a slip in the surname or a new one, with
+  the birth date missing or wrong (a typo in a surname changes its phonetic key)
 * ``db:`` birth date + postcode, and birth date + city as a second key: survives any name
   being garbled or replaced
 * ``ad:`` house number + the street's first letters + postcode, and + city as a second key: one
@@ -22,7 +27,8 @@ phone, "Александр Иванов" in Moscow):
   (house-level ones): without, the key would gather whole households (one flat) into candidate
   pairs and teach EM that a shared address means little
 
-Ambiguous first names (Саша with no gender) give one key per reading.
+Ambiguous first names (Саша with no gender) give one key per reading. The crossed ``fs:`` and
+the ``fp:`` key come last: they only take places in ``MAX_KEYS`` that the others left free.
 """
 
 from __future__ import annotations
@@ -70,6 +76,12 @@ def blocking_keys(record: PersonRecord) -> frozenset[str]:
             f"sb:{key}:{v.birth_date.year}" for key in dict.fromkeys((surname, swapped)) if key
         ]
     by_name = [f"fs:{k}:{surname}" for k in first_keys] if surname else []
+    # A given-name field the tables do not know may hold the surname, the two fields swapped at
+    # one source: its ``fs:`` key read crosswise meets the other record's straight one.
+    crossed: list[str] = []
+    if v.first is not None and not v.first.known and v.last_as_first is not None and given:
+        readings = [k for k in sorted(v.last_as_first.keys) if len(k) > 1]
+        crossed = [f"fs:{k}:{given}" for k in readings[:1]]
     # By postcode and by city: either may carry a slip.
     by_birth_place = (
         [f"db:{v.birth_date:%Y%m%d}:{p}" for p in dict.fromkeys((v.postcode, v.city)) if p]
@@ -86,6 +98,9 @@ def blocking_keys(record: PersonRecord) -> frozenset[str]:
     # its initial does.
     initial = v.first.skeleton[:1] if v.first is not None and not v.first.known else ""
     by_initial = [f"fi:{initial}:{surname}"] if initial and surname else []
+    # Given name and postcode: survives a slip in the surname, a surname change and a missing
+    # or garbled birth date; a common name's block in a wide postcode is simply too big to use.
+    by_name_place = [f"fp:{first_keys[0]}:{v.postcode}"] if first_keys and v.postcode else []
     kinds = (
         phones,
         emails,
@@ -98,4 +113,8 @@ def blocking_keys(record: PersonRecord) -> frozenset[str]:
         by_initial,
     )
     ordered = [kind[0] for kind in kinds if kind] + [key for kind in kinds for key in kind[1:]]
+    # Last, for the places no other key wanted: the crossed reading and the given name by
+    # postcode. They find what every key above missed, and as a first key of their kind they
+    # would push out the second ones (the city-based keys) that records of many readings need.
+    ordered += crossed + by_name_place
     return frozenset(list(dict.fromkeys(ordered))[:MAX_KEYS])
