@@ -48,7 +48,7 @@ def bench_get_profile(target: str, ids: list[str], calls: int) -> dict[str, floa
 
 
 # The one statement GetProfile runs, issued directly.
-RAW_QUERIES = ("SET search_path TO profile", LOAD_PROFILE.replace(":c", "%(c)s"))
+RAW_QUERIES = ("SET search_path TO profile", LOAD_PROFILE)
 
 
 def bench_raw_get(db_url: str, ids: list[str], calls: int) -> dict[str, float]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import namedtuple_row
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from svod_runtime.config import role_name, sqlalchemy_url
 
@@ -50,6 +53,21 @@ async def ping(engine: AsyncEngine, timeout_s: float = 2.0) -> bool:
         return True
     except Exception:  # noqa: BLE001 - any failure means "not ready"
         return False
+
+
+async def fetch_direct(
+    conn: AsyncConnection, statement: str, params: Mapping[str, Any] | None = None
+) -> list[Any]:
+    """Rows (named tuples) of one statement run on the psycopg connection under ``conn``, in
+    its transaction, past SQLAlchemy's execution layer. For the hottest reads only: there the
+    greenlet hand-offs and result metadata cost more CPU than the statement itself (GetProfile
+    measured 1.2 ms of CPU through SQLAlchemy, 0.5 ms direct). Parameters are psycopg's
+    ``%(name)s``; such statements get no per-statement database span.
+    """
+    raw = await conn.get_raw_connection()
+    cursor = raw.driver_connection.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
+    await cursor.execute(statement, params)
+    return await cursor.fetchall()
 
 
 def libpq_url(url: str) -> str:

@@ -66,3 +66,86 @@ def test_config_reads_ports_and_peers() -> None:
 
 def test_api_keys_parse_with_principals() -> None:
     assert parse_api_keys("k1:pos, k2") == {"k1": "pos", "k2": "default"}
+
+
+def test_trace_carriers_read_and_write_like_the_w3c_propagator() -> None:
+    from opentelemetry import baggage, propagate, trace
+    from opentelemetry import context as otel_context
+
+    from svod_runtime.telemetry import (
+        Telemetry,
+        context_from_carrier,
+        current_trace_carrier,
+        trace_carrier_of,
+    )
+
+    tracer = Telemetry("carrier-test").tracer
+    span = tracer.start_span("work")
+    expected: dict[str, str] = {}
+    propagate.inject(expected, context=trace.set_span_in_context(span))
+    assert trace_carrier_of(span) == expected
+    read = trace.get_current_span(context_from_carrier(expected)).get_span_context()
+    generic = trace.get_current_span(propagate.extract(expected)).get_span_context()
+    assert read == generic and read.is_remote and read.trace_id == span.get_span_context().trace_id
+    # Baggage, tracestate or a malformed header take the generic path, losing nothing.
+    with_baggage = baggage.set_baggage("tenant", "shop-1", trace.set_span_in_context(span))
+    token = otel_context.attach(with_baggage)
+    try:
+        carried = current_trace_carrier()
+    finally:
+        otel_context.detach(token)
+    assert "baggage" in carried and carried["traceparent"] == expected["traceparent"]
+    assert baggage.get_baggage("tenant", context_from_carrier(carried)) == "shop-1"
+    for bad in ("00-" + "0" * 32 + "-" + "1" * 16 + "-01", "zz-garbage", "00-xyz-abc-01"):
+        assert (
+            not trace.get_current_span(context_from_carrier({"traceparent": bad}))
+            .get_span_context()
+            .is_valid
+        )
+    span.end()
+
+
+def test_timestamps_convert_exactly_as_the_protobuf_library_does() -> None:
+    import datetime as dt
+    import random
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from svod_runtime.protoconv import datetime_to_timestamp
+
+    rng = random.Random(3)
+    moscow = dt.timezone(dt.timedelta(hours=3))
+    start = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
+    for _ in range(500):
+        moment = start + dt.timedelta(microseconds=rng.randrange(250 * 365 * 86_400 * 10**6))
+        for value in (moment, moment.astimezone(moscow), moment.replace(tzinfo=None)):
+            expected = Timestamp()
+            expected.FromDatetime(value)
+            assert datetime_to_timestamp(value) == expected, value
+    assert datetime_to_timestamp(None) == Timestamp()
+
+
+def test_timestamps_and_enum_names_read_back_exactly() -> None:
+    import datetime as dt
+    import random
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from svod.common.v1 import common_pb2
+    from svod_runtime.protoconv import enum_number, enum_short_name, timestamp_to_datetime
+
+    rng = random.Random(5)
+    for _ in range(500):
+        ts = Timestamp(
+            seconds=rng.randrange(-2_208_988_800, 253_402_300_799), nanos=rng.randrange(10**9)
+        )
+        assert timestamp_to_datetime(ts) == ts.ToDatetime(tzinfo=dt.UTC)
+    assert timestamp_to_datetime(Timestamp()) is None
+    types = common_pb2.IdentifierType.DESCRIPTOR
+    for value in types.values:
+        short = value.name.removeprefix("IDENTIFIER_TYPE_").lower()
+        assert enum_short_name(types, value.number, "IDENTIFIER_TYPE_") == short
+        assert enum_number(types, short, "IDENTIFIER_TYPE_") == value.number
+    assert enum_number(types, "EMAIL", "IDENTIFIER_TYPE_") == common_pb2.IDENTIFIER_TYPE_EMAIL
+    assert enum_short_name(types, 999, "IDENTIFIER_TYPE_") == ""
+    assert enum_number(types, "no-such-type", "IDENTIFIER_TYPE_") == 0

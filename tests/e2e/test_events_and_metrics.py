@@ -320,12 +320,18 @@ def test_event_batch_applies_each_once_and_fails_only_bad_ones(suite) -> None:
         channel=good[0].channel,
         event=good[0].event,
     )
+    negative = profile_pb2.ApplyEventRequest()
+    negative.CopyFrom(items[1])
+    negative.record_ref.message_id += "-negative"
+    negative.event.total.units = -5
     reply = suite.profile.ApplyEventBatch(
-        profile_pb2.ApplyEventBatchRequest(events=[*items, bad, items[0]]), timeout=T
+        profile_pb2.ApplyEventBatchRequest(events=[*items, bad, items[0], negative]), timeout=T
     )
     assert [r.applied.changed for r in reply.results[:3]] == [True, True, True]
     assert reply.results[3].error_code == "INVALID_ARGUMENT"
     assert reply.results[4].HasField("applied") and not reply.results[4].applied.changed
+    assert reply.results[5].error_code == "INVALID_ARGUMENT"
+    assert "must not be negative" in reply.results[5].error_message
     assert profile(suite, customer).metrics.order_count == 3
 
 

@@ -40,19 +40,28 @@ def metrics_to_json(metrics: Metrics) -> str:
     return json.dumps(metrics_to_dict(metrics))
 
 
+# (field name, how its JSON is read) for every metric, worked out once.
+_METRIC_READERS: tuple[tuple[str, Any], ...] = tuple(
+    (
+        name,
+        dt.datetime.fromisoformat
+        if name in _TIME_FIELDS
+        else Decimal
+        if name in _DECIMAL_FIELDS
+        else frozenset
+        if name == "channels"
+        else None,
+    )
+    for name in _METRIC_FIELDS
+)
+
+
 def metrics_from_json(raw: dict[str, Any]) -> Metrics:
     values: dict[str, Any] = {}
-    for f in fields(Metrics):
-        if f.name not in raw or raw[f.name] is None:
-            continue
-        value = raw[f.name]
-        if f.name in _TIME_FIELDS:
-            value = dt.datetime.fromisoformat(value)
-        elif f.name in _DECIMAL_FIELDS:
-            value = Decimal(value)
-        elif f.name == "channels":
-            value = frozenset(value)
-        values[f.name] = value
+    for name, read in _METRIC_READERS:
+        value = raw.get(name)
+        if value is not None:
+            values[name] = value if read is None else read(value)
     return Metrics(**values)
 
 

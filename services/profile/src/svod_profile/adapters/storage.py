@@ -23,6 +23,7 @@ from svod_profile.domain.model import (
     SourceSummary,
     TraitObservation,
 )
+from svod_runtime.db import fetch_direct
 from svod_runtime.outbox import enqueue
 
 
@@ -473,14 +474,14 @@ class ProfileTransaction:
 
     async def load(self, customer_id: str) -> ProfileView | None:
         """The whole profile in one round trip (the read path of GetProfile)."""
-        row = (await self.conn.execute(text(LOAD_PROFILE), {"c": customer_id})).first()
-        return None if row is None else _view_from_row(customer_id, row)
+        rows = await fetch_direct(self.conn, LOAD_PROFILE, {"c": customer_id})
+        return _view_from_row(customer_id, rows[0]) if rows else None
 
     async def load_many(self, customer_ids: list[str]) -> dict[str, ProfileView]:
         """Several whole profiles in one round trip; ids with no profile are left out."""
         if not customer_ids:
             return {}
-        rows = await self.conn.execute(text(LOAD_PROFILES), {"ids": customer_ids})
+        rows = await fetch_direct(self.conn, LOAD_PROFILES, {"ids": customer_ids})
         return {str(r.customer_id): _view_from_row(str(r.customer_id), r) for r in rows}
 
 
@@ -507,6 +508,7 @@ def _view_from_row(customer_id: str, row: Any) -> ProfileView:
     )
 
 
+# Run past SQLAlchemy (fetch_direct): the read path of GetProfile, psycopg parameters.
 LOAD_PROFILE = """
 SELECT p.shown, p.metrics, p.created_at, p.updated_at, p.version,
   (SELECT coalesce(jsonb_agg(jsonb_build_array(i.id_type, i.namespace, i.value, i.source,
@@ -520,11 +522,11 @@ SELECT p.shown, p.metrics, p.created_at, p.updated_at, p.version,
   (SELECT coalesce(jsonb_agg(jsonb_build_array(c.channel, c.status, c.source, c.at,
                                                c.legal_basis) ORDER BY c.channel), '[]')
      FROM consents c WHERE c.customer_id = p.customer_id) AS consents
-FROM profiles p WHERE p.customer_id = :c
+FROM profiles p WHERE p.customer_id = %(c)s
 """
 LOAD_PROFILES = LOAD_PROFILE.replace(
     "SELECT p.shown,", "SELECT p.customer_id, p.shown,", 1
-).replace("WHERE p.customer_id = :c", "WHERE p.customer_id = ANY(CAST(:ids AS uuid[]))")
+).replace("WHERE p.customer_id = %(c)s", "WHERE p.customer_id = ANY(CAST(%(ids)s AS uuid[]))")
 
 
 def _time(value: str) -> dt.datetime:

@@ -110,54 +110,53 @@ class Metrics:
 
 def apply_event(metrics: Metrics, event: EventFact) -> Metrics:
     """The metrics after one more event (commutative: order of application does not matter)."""
-    m = replace(
-        metrics,
-        channels=metrics.channels | {event.channel},
-        last_event_at=_max(metrics.last_event_at, event.occurred_at),
-    )
+    m = metrics
+    at = event.occurred_at
+    # One replace() per event: the changed fields are gathered first (replace is the cost).
+    changes: dict[str, object] = {"last_event_at": _max(m.last_event_at, at)}
+    if event.channel not in m.channels:
+        changes["channels"] = m.channels | {event.channel}
     if event.currency and not m.currency:
-        m = replace(m, currency=event.currency)
+        changes["currency"] = event.currency
     kind = event.type
     if kind == ORDER_PLACED:
-        m = replace(
-            m,
+        changes.update(
             order_count=m.order_count + 1,
             total_spent=m.total_spent + event.amount,
             items_bought=m.items_bought + event.items,
             discount_total=m.discount_total + event.discount,
             discounted_order_count=m.discounted_order_count + (1 if event.discount > 0 else 0),
-            first_order_at=_min(m.first_order_at, event.occurred_at),
-            last_order_at=_max(m.last_order_at, event.occurred_at),
+            first_order_at=_min(m.first_order_at, at),
+            last_order_at=_max(m.last_order_at, at),
         )
     elif kind == ORDER_RETURNED:
-        m = replace(
-            m, return_count=m.return_count + 1, total_returned=m.total_returned + event.amount
+        changes.update(
+            return_count=m.return_count + 1, total_returned=m.total_returned + event.amount
         )
     elif kind == CART_ABANDONED:
-        m = replace(m, abandoned_cart_count=m.abandoned_cart_count + 1)
+        changes["abandoned_cart_count"] = m.abandoned_cart_count + 1
     elif kind == CAMPAIGN_DELIVERED:
-        m = replace(m, campaign_delivered_count=m.campaign_delivered_count + 1)
+        changes["campaign_delivered_count"] = m.campaign_delivered_count + 1
     elif kind == CAMPAIGN_OPENED:
-        m = replace(m, campaign_opened_count=m.campaign_opened_count + 1)
+        changes["campaign_opened_count"] = m.campaign_opened_count + 1
     elif kind == CAMPAIGN_CLICKED:
-        m = replace(m, campaign_clicked_count=m.campaign_clicked_count + 1)
+        changes["campaign_clicked_count"] = m.campaign_clicked_count + 1
     elif kind == SESSION_STARTED:
-        m = replace(m, session_count=m.session_count + 1)
+        changes["session_count"] = m.session_count + 1
     elif kind in (PAGE_VIEWED, PRODUCT_VIEWED):
-        m = replace(m, view_count=m.view_count + 1)
+        changes["view_count"] = m.view_count + 1
     elif kind == SUPPORT_OPENED:
-        m = replace(
-            m,
+        changes.update(
             support_ticket_count=m.support_ticket_count + 1,
-            last_support_ticket_at=_max(m.last_support_ticket_at, event.occurred_at),
+            last_support_ticket_at=_max(m.last_support_ticket_at, at),
         )
     elif kind == LOYALTY_ACCRUED:
-        m = replace(m, loyalty_points_balance=m.loyalty_points_balance + event.loyalty_points)
+        changes["loyalty_points_balance"] = m.loyalty_points_balance + event.loyalty_points
     elif kind == LOYALTY_REDEEMED:
-        m = replace(m, loyalty_points_balance=m.loyalty_points_balance - event.loyalty_points)
+        changes["loyalty_points_balance"] = m.loyalty_points_balance - event.loyalty_points
     if kind in CONTACT_EVENTS:
-        m = replace(m, last_contact_at=_max(m.last_contact_at, event.occurred_at))
-    return m
+        changes["last_contact_at"] = _max(m.last_contact_at, at)
+    return replace(m, **changes)  # type: ignore[arg-type]
 
 
 def fold(events: Iterable[EventFact]) -> Metrics:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -10,6 +9,7 @@ from decimal import Decimal
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.type import money_pb2
 from opentelemetry import trace
 
 from svod.common.v1 import common_pb2
@@ -33,7 +33,7 @@ from svod_runtime.protoconv import (
     proto_date_parts,
     timestamp_to_datetime,
 )
-from svod_runtime.telemetry import context_from_carrier
+from svod_runtime.telemetry import context_from_carrier, current_trace_carrier, trace_carrier_of
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
 _CHANNEL = common_pb2.SourceChannel.DESCRIPTOR
@@ -100,55 +100,88 @@ _CONSENT_CHANNEL = profile_pb2.ConsentChannel.DESCRIPTOR
 _CONSENT_STATUS = profile_pb2.ConsentStatus.DESCRIPTOR
 
 
+def _money_problems(path: str, money: money_pb2.Money, currency: str) -> list[tuple[str, str]]:
+    problems = []
+    if money.units < 0 or money.nanos < 0:
+        problems.append((path, "must not be negative"))
+    if money.currency_code and money.currency_code != currency:
+        problems.append((f"{path}.currency_code", f"must be {currency}"))
+    return problems
+
+
 def event_fact(request: profile_pb2.ApplyEventRequest, currency: str) -> EventFact:
     """The profile's view of an event; money must be non-negative and in one currency."""
+    # Runs per event of every batch: sub-messages are read once, paths built only on errors.
     event = request.event
-    errors = ViolationCollector()
+    ref = request.record_ref
+    total = event.total
+    lines = list(event.lines)
     kind = enum_short_name(_EVENT_TYPE, event.type, "EVENT_TYPE_")
-    if not kind or kind == "unspecified":
-        errors.add("event.type", "required")
     occurred = timestamp_to_datetime(event.occurred_time)
-    if occurred is None:
-        errors.add("event.occurred_time", "required")
-    amounts = [("event.total", event.total)]
-    for i, line in enumerate(event.lines):
-        amounts += [
-            (f"event.lines[{i}].unit_price", line.unit_price),
-            (f"event.lines[{i}].discount", line.discount),
+    money = [total] + [m for line in lines for m in (line.unit_price, line.discount)]
+    if (
+        not kind
+        or kind == "unspecified"
+        or occurred is None
+        or not ref.source
+        or not ref.message_id
+        or any(m.units < 0 or m.nanos < 0 or m.currency_code not in ("", currency) for m in money)
+    ):
+        errors = ViolationCollector()
+        if not kind or kind == "unspecified":
+            errors.add("event.type", "required")
+        if occurred is None:
+            errors.add("event.occurred_time", "required")
+        paths = ["event.total"] + [
+            f"event.lines[{i}].{name}"
+            for i in range(len(lines))
+            for name in ("unit_price", "discount")
         ]
-    for path, money in amounts:
-        if money.units < 0 or money.nanos < 0:
-            errors.add(path, "must not be negative")
-        if money.currency_code and money.currency_code != currency:
-            errors.add(f"{path}.currency_code", f"must be {currency}")
-    if not request.record_ref.source or not request.record_ref.message_id:
-        errors.add("record_ref", "source and message_id are required")
-    errors.raise_if_any()
-    discount = sum(
-        (money_to_decimal(line.discount) * max(line.quantity, 1) for line in event.lines),
-        start=Decimal(0),
-    )
+        for path, amount in zip(paths, money, strict=True):
+            for field, problem in _money_problems(path, amount, currency):
+                errors.add(field, problem)
+        if not ref.source or not ref.message_id:
+            errors.add("record_ref", "source and message_id are required")
+        errors.raise_if_any()
+    discount = Decimal(0)
+    items = 0
+    categories: set[str] = set()
+    for line in lines:
+        quantity = line.quantity
+        if line.HasField("discount"):
+            discount += money_to_decimal(line.discount) * max(quantity, 1)
+        items += max(quantity, 0)
+        if line.category:
+            categories.add(line.category)
     return EventFact(
-        source=request.record_ref.source,
-        message_id=request.record_ref.message_id,
+        source=ref.source,
+        message_id=ref.message_id,
         type=kind,
         occurred_at=occurred,  # type: ignore[arg-type]
         channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_") or "unspecified",
-        currency=currency if event.HasField("total") or event.lines else "",
-        amount=money_to_decimal(event.total),
+        currency=currency if event.HasField("total") or lines else "",
+        amount=money_to_decimal(total),
         discount=discount,
-        items=sum(max(line.quantity, 0) for line in event.lines),
-        categories=tuple(sorted({line.category for line in event.lines if line.category})),
+        items=items,
+        categories=tuple(sorted(categories)),
         order_id=event.order_id,
         reference_id=event.reference_id,
         contact_channel=event.contact_channel,
         loyalty_points=event.loyalty_points,
-        properties=dict(event.properties),
+        properties=dict(event.properties) if event.properties else {},
         identifiers=tuple(
             (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
             for i in event.identifiers
         ),
     )
+
+
+def _failed_item(span: trace.Span | None, error: SvodError) -> BatchResult:
+    """One refused item of a batch: its span, if it has one, ends marked failed."""
+    if span is not None:
+        span.set_status(trace.StatusCode.ERROR, error.code)
+        span.end()
+    return BatchResult(error_code=error.code, error_message=error.message)
 
 
 def timeline_entry(event: EventFact, currency: str) -> profile_pb2.TimelineEntry:
@@ -314,28 +347,44 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
                 [FieldViolation("events", f"1 to {MAX_EVENT_BATCH} events per call")]
             )
 
-        async def one(
-            item: profile_pb2.ApplyEventRequest,
-        ) -> profile_pb2.ApplyEventBatchResponse.Result:
-            # Each event in the trace of the call that accepted it (when the caller sent it):
-            # the change announcement the batcher writes for it continues that trace.
-            with self.tracer.start_as_current_span(
-                "profile apply event",
-                context=context_from_carrier(item.trace_context) if item.trace_context else None,
-            ) as span:
-                try:
-                    version, changed = await self.service.apply_event(
-                        item.customer_id, event_fact(item, self.currency)
-                    )
-                except SvodError as error:
-                    span.set_status(trace.StatusCode.ERROR, error.code)
-                    return BatchResult(error_code=error.code, error_message=error.message)
-            return BatchResult(
+        # Each event gets a span in the trace of the call that accepted it (when the caller
+        # sent one): the change announcement the batcher writes for it continues that trace.
+        results: list[BatchResult | None] = [None] * len(request.events)
+        accepted: list[tuple[int, trace.Span | None]] = []
+        items: list[tuple[str, EventFact, dict[str, str]]] = []
+        call_carrier = current_trace_carrier()
+        for index, item in enumerate(request.events):
+            # An event continuing a trace of its own (one ingestion accepted) gets a span there;
+            # the others belong to this call's span, which their announcements continue.
+            span = (
+                self.tracer.start_span(
+                    "profile apply event", context=context_from_carrier(item.trace_context)
+                )
+                if item.trace_context
+                else None
+            )
+            try:
+                fact = event_fact(item, self.currency)
+            except SvodError as error:
+                results[index] = _failed_item(span, error)
+                continue
+            accepted.append((index, span))
+            carrier = trace_carrier_of(span) if span is not None else call_carrier
+            items.append((item.customer_id, fact, carrier))
+        # Submitted together, the events share the batcher's transactions.
+        outcomes = await self.service.apply_events(items)
+        for (index, span), outcome in zip(accepted, outcomes, strict=True):
+            if isinstance(outcome, SvodError):
+                results[index] = _failed_item(span, outcome)
+                continue
+            if span is not None:
+                span.end()
+            if isinstance(outcome, Exception):
+                raise outcome
+            version, changed = outcome
+            results[index] = BatchResult(
                 applied=profile_pb2.ApplyEventResponse(version=version, changed=changed)
             )
-
-        # Submitted together, the events share the batcher's transactions.
-        results = await asyncio.gather(*(one(item) for item in request.events))
         return profile_pb2.ApplyEventBatchResponse(results=results)
 
     async def GetTimeline(

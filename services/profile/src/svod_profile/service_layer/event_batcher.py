@@ -28,7 +28,7 @@ from svod_profile.adapters.storage import (
 from svod_profile.domain.consents import consent_from_event
 from svod_profile.domain.events import EventFact, Metrics, apply_event
 from svod_runtime.outbox import enqueue_many
-from svod_runtime.telemetry import current_trace_carrier
+from svod_runtime.telemetry import continuing, current_trace_carrier
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,23 @@ class EventBatcher:
         self._queue.put_nowait(pending)
         return await pending.done
 
+    async def submit_many(
+        self, items: list[tuple[str, EventFact, dict[str, str]]]
+    ) -> list[tuple[int, bool] | Exception]:
+        """Applies (customer id, event, trace carrier) items; each gets its result or error."""
+        pendings = [_Pending(customer_id, event, carrier) for customer_id, event, carrier in items]
+        for pending in pendings:
+            self._queue.put_nowait(pending)
+        outcomes: list[tuple[int, bool] | Exception] = []
+        for pending in pendings:
+            try:
+                outcomes.append(await pending.done)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - this item's own error, handed back
+                outcomes.append(error)
+        return outcomes
+
     async def run(self) -> None:
         await asyncio.gather(*(self._work() for _ in range(self.workers)))
 
@@ -96,7 +113,8 @@ class EventBatcher:
     async def _one_by_one(self, batch: list[_Pending]) -> None:
         for pending in batch:
             try:
-                result = await self.single(pending.customer_id, pending.event)
+                with continuing(pending.carrier):
+                    result = await self.single(pending.customer_id, pending.event)
             except Exception as error:  # noqa: BLE001 - handed to the waiting caller
                 if not pending.done.done():
                     pending.done.set_exception(error)

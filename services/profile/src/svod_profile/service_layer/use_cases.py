@@ -33,7 +33,14 @@ from svod_profile.service_layer.identity_changes import IdentityChanges
 from svod_profile.service_layer.personal_data import PersonalData
 from svod_profile.service_layer.ports import CustomerDirectory, PersonalDataHolders
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
-from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, ViolationCollector
+from svod_runtime.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    SvodError,
+    ViolationCollector,
+)
+from svod_runtime.telemetry import continuing
 
 MAX_BATCH = 1000
 STREAM_BATCH = 500
@@ -96,6 +103,35 @@ class ProfileService:
         if self.batcher is not None:
             return await self.batcher.submit(customer_id, event)
         return await self._apply_event_alone(customer_id, event)
+
+    async def apply_events(
+        self, items: list[tuple[str, EventFact, dict[str, str]]]
+    ) -> list[tuple[int, bool] | Exception]:
+        """Applies (customer id, event, trace carrier) items, each once; every item gets its
+        (version, changed) or its own error, so one bad event does not fail the others."""
+        outcomes: list[tuple[int, bool] | Exception | None] = [None] * len(items)
+        accepted: list[int] = []
+        for index, (customer_id, _, _) in enumerate(items):
+            try:
+                _require_uuid(customer_id, "customer_id")
+            except SvodError as error:
+                outcomes[index] = error
+            else:
+                accepted.append(index)
+        if self.batcher is not None:
+            applied = await self.batcher.submit_many([items[i] for i in accepted])
+        else:
+            applied = []
+            for i in accepted:
+                customer_id, event, carrier = items[i]
+                with continuing(carrier):
+                    try:
+                        applied.append(await self._apply_event_alone(customer_id, event))
+                    except SvodError as error:
+                        applied.append(error)
+        for index, outcome in zip(accepted, applied, strict=True):
+            outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
 
     async def _apply_event_alone(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
         async with self.store.transaction() as tx:

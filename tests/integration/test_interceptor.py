@@ -1,0 +1,66 @@
+"""The shared server interceptor over a real gRPC server on loopback: what a caller sees when a
+call runs without a deadline for too long, and how a domain error reaches it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_runtime.errors import FieldViolation, InvalidArgument
+from svod_runtime.interceptors import STATUS_DETAILS_KEY, CoreInterceptor
+
+
+class _Slow(profile_pb2_grpc.ProfileServiceServicer):
+    async def GetProfile(self, request, context):
+        if request.customer_id == "bad":
+            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
+        await asyncio.sleep(float(request.customer_id))
+        return profile_pb2.Profile(customer_id=request.customer_id)
+
+
+async def _with_server(scenario) -> None:
+    """Runs ``scenario(stub)`` against a server with a 0.3 s bound on deadline-less calls."""
+    server = grpc.aio.server(interceptors=[CoreInterceptor("test", max_request_s=0.3)])
+    profile_pb2_grpc.add_ProfileServiceServicer_to_server(_Slow(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await scenario(profile_pb2_grpc.ProfileServiceStub(channel))
+    finally:
+        await server.stop(None)
+
+
+def test_a_call_without_a_deadline_is_bounded_by_the_server() -> None:
+    async def scenario(stub) -> None:
+        reply = await stub.GetProfile(profile_pb2.GetProfileRequest(customer_id="0.01"))
+        assert reply.customer_id == "0.01"
+        with pytest.raises(grpc.aio.AioRpcError) as slow:
+            await stub.GetProfile(profile_pb2.GetProfileRequest(customer_id="1.0"))
+        assert slow.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "longer than 0.3s" in (slow.value.details() or "")
+        # A caller's own deadline is the one that counts.
+        request = profile_pb2.GetProfileRequest(customer_id="0.5")
+        assert (await stub.GetProfile(request, timeout=5)).customer_id == "0.5"
+
+    asyncio.run(_with_server(scenario))
+
+
+def test_a_domain_error_arrives_as_a_status_with_field_violations() -> None:
+    async def scenario(stub) -> None:
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await stub.GetProfile(profile_pb2.GetProfileRequest(customer_id="bad"), timeout=5)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        details = dict(bad.value.trailing_metadata() or ())[STATUS_DETAILS_KEY]
+        status = status_pb2.Status.FromString(details)
+        violations = error_details_pb2.BadRequest()
+        assert status.details[0].Unpack(violations)
+        assert [(v.field, v.description) for v in violations.field_violations] == [
+            ("customer_id", "must be a UUID")
+        ]
+
+    asyncio.run(_with_server(scenario))
