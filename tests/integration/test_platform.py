@@ -34,3 +34,17 @@ def test_reflection_lists_the_service(suite, service) -> None:
     names = {s.name for reply in replies for s in reply.list_services_response.service}
     assert FULL_NAMES[service] in names
     assert "grpc.health.v1.Health" in names
+
+
+def test_array_literals_reach_postgres_unchanged(postgres_admin_url) -> None:
+    import psycopg
+
+    from svod_runtime.db import array_literal, libpq_url
+
+    values = ["plain", 'with "quotes"', "back\\slash", "comma, brace {}", "", "NULL", "ё ü"]
+    with psycopg.connect(libpq_url(postgres_admin_url)) as conn:
+        row = conn.execute("SELECT CAST(%s AS text[])", (array_literal(values),)).fetchone()
+        assert row is not None and row[0] == values
+        ids = ["6f1c1f9c-1111-4111-8111-111111111111", "00000000-0000-4000-8000-000000000000"]
+        row = conn.execute("SELECT CAST(%s AS uuid[])::text[]", (array_literal(ids),)).fetchone()
+        assert row is not None and row[0] == ids

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
+from svod_runtime.db import array_literal, fetch_direct
 
 _TIME_FIELDS = {f.name for f in fields(Metrics) if "datetime" in str(f.type)}
 _DECIMAL_FIELDS = {f.name for f in fields(Metrics) if "Decimal" in str(f.type)}
@@ -23,16 +24,14 @@ _METRIC_FIELDS = tuple(f.name for f in fields(Metrics))
 
 def metrics_to_dict(metrics: Metrics) -> dict[str, Any]:
     """JSON-ready metrics (no dataclasses.asdict: its deep copy dominated event batches)."""
-    raw: dict[str, Any] = {}
-    for name in _METRIC_FIELDS:
-        value = getattr(metrics, name)
-        if isinstance(value, dt.datetime):
-            value = value.isoformat()
-        elif isinstance(value, Decimal):
-            value = str(value)
-        elif isinstance(value, frozenset):
-            value = sorted(value)
-        raw[name] = value
+    raw = dict(metrics.__dict__)
+    for name in _TIME_FIELDS:
+        value = raw[name]
+        if value is not None:
+            raw[name] = value.isoformat()
+    for name in _DECIMAL_FIELDS:
+        raw[name] = str(raw[name])
+    raw["channels"] = sorted(raw["channels"])
     return raw
 
 
@@ -125,32 +124,30 @@ class EventRepository:
 
     async def insert_events(self, rows: list[tuple[str, EventFact]]) -> set[tuple[str, str]]:
         """Stores events once each; returns the (source, message id) of those new here."""
-        result = await self.conn.execute(
-            text(
-                f"""
+        result = await fetch_direct(
+            self.conn,
+            f"""
                 INSERT INTO events (customer_id, {EVENT_COLUMNS})
                 SELECT x.c, x.s, x.m, x.t, x.at, x.ch, x.cur, x.amount, x.discount, x.items,
                        x.categories, x.order_id, x.ref, x.contact, x.points, x.props, x.ids
-                FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
+                FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS x(
                     c uuid, s text, m text, t text, at timestamptz, ch text, cur text,
                     amount numeric, discount numeric, items integer, categories text[],
                     order_id text, ref text, contact text, points bigint, props jsonb,
                     ids jsonb)
                 ON CONFLICT (source, message_id) DO NOTHING RETURNING source, message_id
-                """
-            ),
+                """,
             {"rows": json.dumps([_event_row(c, e) for c, e in rows], ensure_ascii=False)},
         )
         return {(r.source, r.message_id) for r in result}
 
     async def current_ids(self, customer_ids: list[str]) -> dict[str, str]:
         """Each id -> the survivor when merged away, else itself."""
-        rows = await self.conn.execute(
-            text(
-                "SELECT customer_id, survivor_id FROM merged_customers "
-                "WHERE customer_id = ANY(CAST(:c AS uuid[]))"
-            ),
-            {"c": customer_ids},
+        rows = await fetch_direct(
+            self.conn,
+            "SELECT customer_id, survivor_id FROM merged_customers "
+            "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
+            {"c": array_literal(customer_ids)},
         )
         merged = {str(r.customer_id): str(r.survivor_id) for r in rows}
         return {c: merged.get(c, c) for c in customer_ids}
@@ -158,33 +155,31 @@ class EventRepository:
     async def lock_profiles(self, customer_ids: list[str]) -> dict[str, Metrics]:
         """Creates missing profiles, locks all (in id order: no deadlocks), returns metrics."""
         ordered = sorted(set(customer_ids))
-        await self.conn.execute(
-            text(
-                "INSERT INTO profiles (customer_id) SELECT unnest(CAST(:c AS uuid[])) "
-                "ON CONFLICT (customer_id) DO NOTHING"
-            ),
-            {"c": ordered},
+        ids = {"c": array_literal(ordered)}
+        await fetch_direct(
+            self.conn,
+            "INSERT INTO profiles (customer_id) SELECT unnest(CAST(%(c)s AS uuid[])) "
+            "ON CONFLICT (customer_id) DO NOTHING",
+            ids,
         )
-        rows = await self.conn.execute(
-            text(
-                "SELECT customer_id, metrics FROM profiles "
-                "WHERE customer_id = ANY(CAST(:c AS uuid[])) ORDER BY customer_id FOR UPDATE"
-            ),
-            {"c": ordered},
+        rows = await fetch_direct(
+            self.conn,
+            "SELECT customer_id, metrics FROM profiles "
+            "WHERE customer_id = ANY(CAST(%(c)s AS uuid[])) ORDER BY customer_id FOR UPDATE",
+            ids,
         )
         return {str(r.customer_id): metrics_from_json(r.metrics) for r in rows}
 
     async def save_metrics_many(self, metrics: dict[str, Metrics]) -> dict[str, int]:
         if not metrics:
             return {}
-        rows = await self.conn.execute(
-            text(
-                """
+        rows = await fetch_direct(
+            self.conn,
+            """
                 UPDATE profiles p SET metrics = x.m, updated_at = now(), version = version + 1
-                FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(c uuid, m jsonb)
+                FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS x(c uuid, m jsonb)
                 WHERE p.customer_id = x.c RETURNING p.customer_id, p.version
-                """
-            ),
+                """,
             {"rows": json.dumps([{"c": c, "m": metrics_to_dict(m)} for c, m in metrics.items()])},
         )
         return {str(r.customer_id): int(r.version) for r in rows}

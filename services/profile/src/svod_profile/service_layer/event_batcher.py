@@ -57,7 +57,7 @@ class EventBatcher:
         on_announced: Callable[[], None],
         *,
         max_batch: int = 500,
-        workers: int = 2,
+        workers: int = 4,
     ) -> None:
         self.store = store
         self.single = single
