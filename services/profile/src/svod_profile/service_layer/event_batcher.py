@@ -5,8 +5,8 @@ that arrive together (a busy relay, a bulk import) share one transaction: their 
 one INSERT, each affected profile's metrics are folded forward and written once. A batch that
 fails as a whole is retried one event at a time, so one bad event cannot fail its neighbours.
 
-Two batches are written at a time (one is prepared while the other waits on the database).
-They are safe together: each locks its profiles in id order before touching them, so batches
+Four batches are written at a time (while some wait on the database, another is prepared;
+with two, the process sat idle a third of the time). They are safe together: each locks its profiles in id order before touching them, so batches
 sharing a customer run one after the other, and metrics are commutative.
 """
 
