@@ -1,14 +1,20 @@
-"""The one server interceptor every service runs behind OpenTelemetry's.
+"""The one server interceptor every service runs.
 
-It maps domain errors to status codes (INVALID_ARGUMENT carries google.rpc.BadRequest field
-violations), bounds requests that arrive without a deadline, checks API keys when configured,
-and logs one line per call — method, code, duration, trace id; never request contents, which
-hold personal data.
+It opens the call's server span (continuing the caller's W3C trace context from the
+metadata), maps domain errors to status codes (INVALID_ARGUMENT carries google.rpc.BadRequest
+field violations), bounds requests that arrive without a deadline, checks API keys when
+configured, and logs one line per call — method, code, duration, trace id; never request
+contents, which hold personal data.
+
+The span is opened here rather than by OpenTelemetry's gRPC server interceptor: a second
+interceptor layer cost about 0.2 ms of CPU per call, and recording each refused call's
+exception with its traceback over 1 ms — a fifth of a GetProfile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import inspect
 import logging
@@ -19,13 +25,18 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from svod_runtime.errors import InvalidArgument, SvodError
-from svod_runtime.telemetry import current_trace_id
+from svod_runtime.telemetry import context_from_carrier, current_trace_id
 
 log = logging.getLogger("svod.rpc")
 
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+# Metadata keys that carry the caller's trace (W3C trace context and baggage).
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 
 # Methods reachable without an API key (probes and tooling).
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -69,10 +80,18 @@ def parse_api_keys(spec: str) -> dict[str, str]:
 
 
 class CoreInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service: str, *, max_request_s: float, api_keys: str = "") -> None:
+    def __init__(
+        self,
+        service: str,
+        *,
+        max_request_s: float,
+        api_keys: str = "",
+        tracer: trace.Tracer | None = None,
+    ) -> None:
         self.service = service
         self.max_request_s = max_request_s
         self.api_keys = parse_api_keys(api_keys)
+        self.tracer = tracer or trace.NoOpTracer()
 
     async def intercept_service(
         self,
@@ -116,25 +135,42 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
             return "unknown API key"
         return None
 
+    def _server_span(
+        self, method: str, context: grpc.aio.ServicerContext
+    ) -> contextlib.AbstractContextManager[trace.Span]:
+        carrier = {k: v for k, v in context.invocation_metadata() or () if k in _TRACE_HEADERS}
+        service, _, name = method.lstrip("/").partition("/")
+        return self.tracer.start_as_current_span(
+            method,
+            # A call without a trace of its own starts one (never inherits the server's).
+            context=context_from_carrier(carrier) if carrier else otel_context.Context(),
+            kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
     def _wrap_unary(self, method: str, inner: Callable[..., Any], denial: str | None) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with _Call(self, method, context, denial):
-                timeout = None if context.time_remaining() is not None else self.max_request_s
-                # asyncio.timeout, not wait_for: no extra task per call.
-                async with asyncio.timeout(timeout):
-                    return await inner(request, context)
+            with self._server_span(method, context) as span:
+                async with _Call(self, method, context, denial, span):
+                    timeout = None if context.time_remaining() is not None else self.max_request_s
+                    # asyncio.timeout, not wait_for: no extra task per call.
+                    async with asyncio.timeout(timeout):
+                        return await inner(request, context)
 
         return handle
 
     def _wrap_stream(self, method: str, inner: Callable[..., Any], denial: str | None) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async with _Call(self, method, context, denial):
-                result = inner(request, context)
-                if inspect.isawaitable(result):  # a handler that writes or aborts itself
-                    await result
-                else:
-                    async for response in result:
-                        yield response
+            with self._server_span(method, context) as span:
+                async with _Call(self, method, context, denial, span):
+                    result = inner(request, context)
+                    if inspect.isawaitable(result):  # a handler that writes or aborts itself
+                        await result
+                    else:
+                        async for response in result:
+                            yield response
 
         return handle
 
@@ -166,8 +202,10 @@ class _Call:
         method: str,
         context: grpc.aio.ServicerContext,
         denial: str | None,
+        span: trace.Span,
     ) -> None:
         self.interceptor = interceptor
+        self.span = span
         self.method = method
         self.context = context
         self.denial = denial
@@ -202,4 +240,7 @@ class _Call:
             await self.context.abort(self.code, "internal error")
             return False
         finally:
+            self.span.set_attribute("rpc.grpc.status_code", self.code.value[0])
+            if self.code != grpc.StatusCode.OK:
+                self.span.set_status(trace.StatusCode.ERROR, self.code.name)
             self.interceptor._log(self.method, self.code, self.started)

@@ -70,11 +70,11 @@ class ServiceApp:
         fill_unimplemented(self.servicer, self.servicer_base, self.descriptor)
         server = grpc.aio.server(
             interceptors=[
-                self.telemetry.server_interceptor(),
                 CoreInterceptor(
                     self.config.service,
                     max_request_s=self.config.max_request_s,
                     api_keys=self.config.api_keys,
+                    tracer=self.telemetry.tracer,
                 ),
             ],
             options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],

@@ -1,4 +1,5 @@
-"""OpenTelemetry for one service: its own tracer provider, gRPC and database instrumentation.
+"""OpenTelemetry for one service: its own tracer provider, gRPC client and database
+instrumentation (server spans are opened by svod_runtime.interceptors).
 
 Each service gets its own provider (not the global one) so that several services can run in one
 process — as they do in the test suite — and still report under their own ``service.name``.
@@ -14,7 +15,7 @@ from typing import Any
 
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
-from opentelemetry.instrumentation.grpc import aio_client_interceptors, aio_server_interceptor
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
@@ -53,9 +54,6 @@ class Telemetry:
                 BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint))
             )
         self.tracer = self.tracer_provider.get_tracer(f"svod.{service}")
-
-    def server_interceptor(self) -> Any:
-        return aio_server_interceptor(tracer_provider=self.tracer_provider)
 
     def client_interceptors(self) -> list[Any]:
         return list(aio_client_interceptors(tracer_provider=self.tracer_provider))

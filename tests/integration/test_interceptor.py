@@ -22,9 +22,11 @@ class _Slow(profile_pb2_grpc.ProfileServiceServicer):
         return profile_pb2.Profile(customer_id=request.customer_id)
 
 
-async def _with_server(scenario) -> None:
+async def _with_server(scenario, tracer=None) -> None:
     """Runs ``scenario(stub)`` against a server with a 0.3 s bound on deadline-less calls."""
-    server = grpc.aio.server(interceptors=[CoreInterceptor("test", max_request_s=0.3)])
+    server = grpc.aio.server(
+        interceptors=[CoreInterceptor("test", max_request_s=0.3, tracer=tracer)]
+    )
     profile_pb2_grpc.add_ProfileServiceServicer_to_server(_Slow(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -64,3 +66,36 @@ def test_a_domain_error_arrives_as_a_status_with_field_violations() -> None:
         ]
 
     asyncio.run(_with_server(scenario))
+
+
+def test_each_call_is_a_server_span_in_the_callers_trace() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import SpanKind, StatusCode
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    async def scenario(stub) -> None:
+        await stub.GetProfile(
+            profile_pb2.GetProfileRequest(customer_id="0.01"),
+            timeout=5,
+            metadata=(("traceparent", caller),),
+        )
+        with pytest.raises(grpc.aio.AioRpcError):
+            await stub.GetProfile(profile_pb2.GetProfileRequest(customer_id="bad"), timeout=5)
+
+    asyncio.run(_with_server(scenario, provider.get_tracer("test")))
+    ok, bad = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)
+    assert ok.name == bad.name == "/svod.profile.v1.ProfileService/GetProfile"
+    assert ok.kind == SpanKind.SERVER and ok.attributes["rpc.method"] == "GetProfile"
+    assert format(ok.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert ok.parent is not None and format(ok.parent.span_id, "016x") == "b7ad6b7169203331"
+    assert ok.attributes["rpc.grpc.status_code"] == 0 and ok.status.status_code != StatusCode.ERROR
+    # A call without a trace starts its own; a refused one is marked failed.
+    assert bad.parent is None and bad.context.trace_id != ok.context.trace_id
+    assert bad.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert bad.status.status_code == StatusCode.ERROR

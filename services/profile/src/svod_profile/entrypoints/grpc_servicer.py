@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -354,6 +355,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         items: list[tuple[str, EventFact, dict[str, str]]] = []
         call_carrier = current_trace_carrier()
         for index, item in enumerate(request.events):
+            if index % 100 == 99:
+                await asyncio.sleep(0)  # a long call must not hold up the batches being written
             # An event continuing a trace of its own (one ingestion accepted) gets a span there;
             # the others belong to this call's span, which their announcements continue.
             span = (

@@ -6,8 +6,9 @@ one INSERT, each affected profile's metrics are folded forward and written once.
 fails as a whole is retried one event at a time, so one bad event cannot fail its neighbours.
 
 Four batches are written at a time (while some wait on the database, another is prepared;
-with two, the process sat idle a third of the time). They are safe together: each locks its profiles in id order before touching them, so batches
-sharing a customer run one after the other, and metrics are commutative.
+with two, the process sat idle a third of the time). They are safe together: each locks its
+profiles in id order before touching them, so batches sharing a customer run one after the
+other, and metrics are commutative.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ class EventBatcher:
     async def _work(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._queue.empty():
+                # One turn of the loop lets events of calls arriving together join this batch.
+                await asyncio.sleep(0)
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
