@@ -41,7 +41,8 @@ def create_engine(
         max_overflow=pool_size,
         pool_recycle=1800,
         connect_args={"options": "-c jit=off"},
-        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
+        # An autocommit connection holds no transaction to roll back when it is returned.
+        **({"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}),
     )
 
 
