@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 
 import grpc
@@ -101,49 +101,37 @@ _CONSENT_CHANNEL = profile_pb2.ConsentChannel.DESCRIPTOR
 _CONSENT_STATUS = profile_pb2.ConsentStatus.DESCRIPTOR
 
 
-def _money_problems(path: str, money: money_pb2.Money, currency: str) -> list[tuple[str, str]]:
-    problems = []
-    if money.units < 0 or money.nanos < 0:
-        problems.append((path, "must not be negative"))
-    if money.currency_code and money.currency_code != currency:
-        problems.append((f"{path}.currency_code", f"must be {currency}"))
-    return problems
+def _amounts(
+    total: money_pb2.Money, lines: list[common_pb2.LineItem]
+) -> Iterator[tuple[str, money_pb2.Money]]:
+    yield "event.total", total
+    for i, line in enumerate(lines):
+        yield f"event.lines[{i}].unit_price", line.unit_price
+        yield f"event.lines[{i}].discount", line.discount
 
 
 def event_fact(request: profile_pb2.ApplyEventRequest, currency: str) -> EventFact:
     """The profile's view of an event; money must be non-negative and in one currency."""
-    # Runs per event of every batch: sub-messages are read once, paths built only on errors.
+    # Runs per event of every batch: sub-messages are read once.
     event = request.event
     ref = request.record_ref
     total = event.total
     lines = list(event.lines)
+    errors = ViolationCollector()
     kind = enum_short_name(_EVENT_TYPE, event.type, "EVENT_TYPE_")
+    if not kind or kind == "unspecified":
+        errors.add("event.type", "required")
     occurred = timestamp_to_datetime(event.occurred_time)
-    money = [total] + [m for line in lines for m in (line.unit_price, line.discount)]
-    if (
-        not kind
-        or kind == "unspecified"
-        or occurred is None
-        or not ref.source
-        or not ref.message_id
-        or any(m.units < 0 or m.nanos < 0 or m.currency_code not in ("", currency) for m in money)
-    ):
-        errors = ViolationCollector()
-        if not kind or kind == "unspecified":
-            errors.add("event.type", "required")
-        if occurred is None:
-            errors.add("event.occurred_time", "required")
-        paths = ["event.total"] + [
-            f"event.lines[{i}].{name}"
-            for i in range(len(lines))
-            for name in ("unit_price", "discount")
-        ]
-        for path, amount in zip(paths, money, strict=True):
-            for field, problem in _money_problems(path, amount, currency):
-                errors.add(field, problem)
-        if not ref.source or not ref.message_id:
-            errors.add("record_ref", "source and message_id are required")
-        errors.raise_if_any()
+    if occurred is None:
+        errors.add("event.occurred_time", "required")
+    for path, money in _amounts(total, lines):
+        if money.units < 0 or money.nanos < 0:
+            errors.add(path, "must not be negative")
+        if money.currency_code and money.currency_code != currency:
+            errors.add(f"{path}.currency_code", f"must be {currency}")
+    if not ref.source or not ref.message_id:
+        errors.add("record_ref", "source and message_id are required")
+    errors.raise_if_any()
     discount = Decimal(0)
     items = 0
     categories: set[str] = set()
