@@ -69,9 +69,10 @@ class EventBatcher:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
 
     async def submit(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
-        pending = _Pending(customer_id, event, current_trace_carrier())
-        self._queue.put_nowait(pending)
-        return await pending.done
+        (outcome,) = await self.submit_many([(customer_id, event, current_trace_carrier())])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def submit_many(
         self, items: list[tuple[str, EventFact, dict[str, str]]]
