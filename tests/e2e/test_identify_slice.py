@@ -191,3 +191,25 @@ def test_card_spelling_is_normalised_for_lookup(suite) -> None:
         timeout=T,
     )
     assert profile.customer_id == status.customer_id
+
+
+def test_a_bulk_identify_stream_is_resolved_in_batches_and_reaches_every_profile(suite) -> None:
+    """A stream of many identify calls is delivered a relay pass at a time (ResolveBatch to
+    identity, then each record's Apply to profile): every record lands, records sharing a
+    phone become one customer, and that customer's profile knows both sources."""
+    people = [(random_phone(), f"Пётр{n}") for n in range(30)]
+    first = [identify("import-crm", phones=(phone,), first_name=name) for phone, name in people]
+    second = [identify("import-pos", phones=(phone,), first_name=name) for phone, name in people]
+    reply = suite.ingestion.IdentifyStream(iter([*first, *second]), timeout=30)
+    assert reply.accepted_count == 60, reply
+    statuses = [suite.wait_processed(r.record_ref, timeout_s=60) for r in [*first, *second]]
+    assert all(s.state == ingestion_pb2.RecordStatus.STATE_DELIVERED for s in statuses)
+    # Delivered on the first attempt: no record fell back to a retry.
+    assert {s.attempts for s in statuses} == {1}
+    customers = [s.customer_id for s in statuses]
+    assert customers[:30] == customers[30:]  # the same phone: the same customer
+    assert len(set(customers)) == 30
+    for phone, name in people[:5]:
+        shown = suite.profile.GetProfile(by_phone(phone), timeout=T)
+        assert shown.first_name.value == name
+        assert {s.source for s in shown.sources} == {"import-crm", "import-pos"}

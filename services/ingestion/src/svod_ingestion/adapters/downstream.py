@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
@@ -13,11 +14,32 @@ from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_runtime.outbox import DeliveryError
+from svod_runtime.telemetry import continuing
 
 T = TypeVar("T")
 # Limits of identity's BatchLookupCustomers and profile's ApplyEventBatch.
 LOOKUPS_PER_CALL = 5_000
 EVENTS_PER_CALL = 1_000
+# A relay pass of at least this many identify calls is a bulk import: it goes to identity as
+# ResolveBatch streams of RESOLVES_PER_STREAM records.
+BULK_IDENTIFY_MIN = 20
+RESOLVES_PER_STREAM = 1_000
+# Profile Apply calls of one pass in flight at once.
+APPLIES_IN_FLIGHT = 16
+
+
+def _resolve_request(message: ingestion_pb2.IdentifyRequest) -> identity_pb2.ResolveRequest:
+    record = message.record
+    return identity_pb2.ResolveRequest(
+        record_ref=message.record_ref,
+        channel=message.channel,
+        observed_time=message.observed_time,
+        identifiers=record.identifiers,
+        name=record.name,
+        birth_date=record.birth_date,
+        gender=record.gender,
+        addresses=record.addresses,
+    )
 
 
 class GrpcDownstream:
@@ -28,24 +50,84 @@ class GrpcDownstream:
         self.profile = profile_pb2_grpc.ProfileServiceStub(profile)
         self.timeout_s = timeout_s
 
-    async def deliver_identify(self, payload: bytes) -> str:
-        message = ingestion_pb2.IdentifyRequest.FromString(payload)
-        record = message.record
+    async def deliver_identifies(
+        self, items: Sequence[tuple[bytes, dict[str, str]]]
+    ) -> list[str | DeliveryError]:
+        """Resolves and applies many identify calls (stored IdentifyRequest, trace carrier);
+        each answer is the customer id or the refusal.
+
+        A few records are resolved one call each, concurrently, so that an interactive Identify
+        stays one trace end to end. A bulk pass (an import) goes to identity as ResolveBatch
+        streams of RESOLVES_PER_STREAM records, one transaction per 500 there; a stream that
+        identity refuses as a whole is resolved record by record, so each gets its own answer.
+        Profile gets each record's Apply in the record's own trace.
+        """
+        messages = [ingestion_pb2.IdentifyRequest.FromString(payload) for payload, _ in items]
+        carriers = [carrier for _, carrier in items]
+        if len(messages) < BULK_IDENTIFY_MIN:
+            resolved = await self._resolve_each(messages, carriers)
+        else:
+            resolved = []
+            for start in range(0, len(messages), RESOLVES_PER_STREAM):
+                chunk = messages[start : start + RESOLVES_PER_STREAM]
+                resolved += await self._resolve_many(chunk, carriers[start : start + len(chunk)])
+        limit = asyncio.Semaphore(APPLIES_IN_FLIGHT)
+
+        async def apply(
+            message: ingestion_pb2.IdentifyRequest,
+            carrier: dict[str, str],
+            outcome: identity_pb2.ResolveResponse | DeliveryError,
+        ) -> str | DeliveryError:
+            if isinstance(outcome, DeliveryError):
+                return outcome
+            async with limit:
+                with continuing(carrier):
+                    try:
+                        await self._apply(message, outcome)
+                    except DeliveryError as error:
+                        return error
+            return outcome.customer_id
+
+        return list(await asyncio.gather(*map(apply, messages, carriers, resolved)))
+
+    async def _resolve_each(
+        self, messages: list[ingestion_pb2.IdentifyRequest], carriers: list[dict[str, str]]
+    ) -> list[identity_pb2.ResolveResponse | DeliveryError]:
+        """One Resolve call per record, concurrently, each in its record's trace."""
+        return list(await asyncio.gather(*map(self._resolve_one, messages, carriers)))
+
+    async def _resolve_one(
+        self, message: ingestion_pb2.IdentifyRequest, carrier: dict[str, str]
+    ) -> identity_pb2.ResolveResponse | DeliveryError:
+        with continuing(carrier):
+            try:
+                return await self._call(
+                    self.identity.Resolve(_resolve_request(message), timeout=self.timeout_s)
+                )
+            except DeliveryError as error:
+                return error
+
+    async def _resolve_many(
+        self, messages: list[ingestion_pb2.IdentifyRequest], carriers: list[dict[str, str]]
+    ) -> list[identity_pb2.ResolveResponse | DeliveryError]:
         try:
-            resolved = await self.identity.Resolve(
-                identity_pb2.ResolveRequest(
-                    record_ref=message.record_ref,
-                    channel=message.channel,
-                    observed_time=message.observed_time,
-                    identifiers=record.identifiers,
-                    name=record.name,
-                    birth_date=record.birth_date,
-                    gender=record.gender,
-                    addresses=record.addresses,
-                ),
-                timeout=self.timeout_s,
+            reply = await self._call(
+                self.identity.ResolveBatch(
+                    iter([_resolve_request(m) for m in messages]), timeout=self.timeout_s
+                )
             )
-            await self.profile.Apply(
+        except DeliveryError as error:
+            if error.status != "INVALID_ARGUMENT":
+                return [error] * len(messages)
+            return await self._resolve_each(messages, carriers)
+        return list(reply.results)
+
+    async def _apply(
+        self, message: ingestion_pb2.IdentifyRequest, resolved: identity_pb2.ResolveResponse
+    ) -> None:
+        record = message.record
+        await self._call(
+            self.profile.Apply(
                 profile_pb2.ApplyRequest(
                     customer_id=resolved.customer_id,
                     record_ref=message.record_ref,
@@ -60,9 +142,7 @@ class GrpcDownstream:
                 ),
                 timeout=self.timeout_s,
             )
-        except grpc.aio.AioRpcError as error:
-            raise DeliveryError(error.code().name, error.details() or "") from None
-        return resolved.customer_id
+        )
 
     async def deliver_tracks(
         self, items: Sequence[tuple[bytes, dict[str, str]]]

@@ -33,11 +33,12 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     )
     relay = OutboxRelay(
         OutboxStore(engine),
-        {"record.identify": delivery.identify},
+        {},
         telemetry.tracer,
         on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},
-        # Events go downstream a pass at a time: one look-up call, one ApplyEventBatch.
-        batch_handlers={"record.track": delivery.track},
+        # A pass at a time: events as one look-up call and one ApplyEventBatch; identify calls
+        # of a bulk pass as ResolveBatch streams.
+        batch_handlers={"record.identify": delivery.identify, "record.track": delivery.track},
         batch_size=2000,
     )
     quality = peer_channel(config.peers["quality"], telemetry)

@@ -13,8 +13,11 @@ ERASED = "the record's payload was erased"
 
 
 class Downstream(Protocol):
-    async def deliver_identify(self, payload: bytes) -> str:
-        """Resolves and applies one identify call; returns the customer id."""
+    async def deliver_identifies(
+        self, items: Sequence[tuple[bytes, dict[str, str]]]
+    ) -> list[str | DeliveryError]:
+        """Resolves and applies identify calls (stored request, trace carrier); for each, the
+        customer id or the refusal."""
         ...
 
     async def deliver_tracks(
@@ -39,11 +42,25 @@ class RecordDelivery:
             raise DeliveryError("FAILED_PRECONDITION", ERASED)
         return found
 
-    async def identify(self, message: OutboxMessage) -> None:
-        payload, _ = await self._payload(message)
-        customer_id = await self.downstream.deliver_identify(payload)
-        delivered = (int(message.key), customer_id, message.attempts + 1)
-        await self.store.mark_delivered_many([delivered])
+    async def identify(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
+        """Delivers a relay pass's identify calls together (the relay's batch handler)."""
+        stored = await self.store.payloads([int(m.key) for m in messages])
+        answers: list[DeliveryError | None] = [None] * len(messages)
+        present = [(i, m) for i, m in enumerate(messages) if int(m.key) in stored]
+        for index, message in enumerate(messages):
+            if int(message.key) not in stored:
+                answers[index] = DeliveryError("FAILED_PRECONDITION", ERASED)
+        outcomes = await self.downstream.deliver_identifies(
+            [(stored[int(m.key)][0], m.trace_carrier) for _, m in present]
+        )
+        delivered: list[tuple[int, str, int]] = []
+        for (index, message), outcome in zip(present, outcomes, strict=True):
+            if isinstance(outcome, DeliveryError):
+                answers[index] = outcome
+            else:
+                delivered.append((int(message.key), outcome, message.attempts + 1))
+        await self.store.mark_delivered_many(delivered)
+        return answers
 
     async def track(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         """Delivers a relay pass's events together (the relay's batch handler)."""
