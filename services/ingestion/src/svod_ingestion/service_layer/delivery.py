@@ -36,20 +36,26 @@ class RecordDelivery:
         self.downstream = downstream
         self.grace = dt.timedelta(seconds=unknown_customer_grace_s)
 
-    async def _payload(self, message: OutboxMessage) -> tuple[bytes, dt.datetime]:
-        found = (await self.store.payloads([int(message.key)])).get(int(message.key))
-        if found is None:
-            raise DeliveryError("FAILED_PRECONDITION", ERASED)
-        return found
+    async def _stored(
+        self, messages: list[OutboxMessage]
+    ) -> tuple[
+        dict[int, tuple[bytes, dt.datetime]],
+        list[DeliveryError | None],
+        list[tuple[int, OutboxMessage]],
+    ]:
+        """A pass's stored payloads; the answers so far (an erased payload's refusal); and the
+        (position, message) of those still to deliver."""
+        stored = await self.store.payloads([int(m.key) for m in messages])
+        answers: list[DeliveryError | None] = [
+            None if int(m.key) in stored else DeliveryError("FAILED_PRECONDITION", ERASED)
+            for m in messages
+        ]
+        present = [(i, m) for i, m in enumerate(messages) if int(m.key) in stored]
+        return stored, answers, present
 
     async def identify(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         """Delivers a relay pass's identify calls together (the relay's batch handler)."""
-        stored = await self.store.payloads([int(m.key) for m in messages])
-        answers: list[DeliveryError | None] = [None] * len(messages)
-        present = [(i, m) for i, m in enumerate(messages) if int(m.key) in stored]
-        for index, message in enumerate(messages):
-            if int(message.key) not in stored:
-                answers[index] = DeliveryError("FAILED_PRECONDITION", ERASED)
+        stored, answers, present = await self._stored(messages)
         outcomes = await self.downstream.deliver_identifies(
             [(stored[int(m.key)][0], m.trace_carrier) for _, m in present]
         )
@@ -64,12 +70,7 @@ class RecordDelivery:
 
     async def track(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         """Delivers a relay pass's events together (the relay's batch handler)."""
-        stored = await self.store.payloads([int(m.key) for m in messages])
-        answers: list[DeliveryError | None] = [None] * len(messages)
-        present = [(i, m) for i, m in enumerate(messages) if int(m.key) in stored]
-        for index, message in enumerate(messages):
-            if int(message.key) not in stored:
-                answers[index] = DeliveryError("FAILED_PRECONDITION", ERASED)
+        stored, answers, present = await self._stored(messages)
         outcomes = await self.downstream.deliver_tracks(
             [(stored[int(m.key)][0], m.trace_carrier) for _, m in present]
         )
