@@ -20,12 +20,12 @@ from base64 import b64encode
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_runtime.db import fetch_direct
-from svod_runtime.telemetry import context_from_carrier, current_trace_carrier
+from svod_runtime.telemetry import context_from_carrier, current_trace_carrier, trace_carrier_of
 
 log = logging.getLogger(__name__)
 
@@ -311,11 +311,10 @@ class OutboxRelay:
             )
             for m in messages
         ]
-        sent = []
-        for message, span in zip(messages, spans, strict=True):
-            carrier: dict[str, str] = {}
-            propagate.inject(carrier, context=trace.set_span_in_context(span))
-            sent.append(replace(message, trace_carrier=carrier))
+        sent = [
+            replace(message, trace_carrier=trace_carrier_of(span))
+            for message, span in zip(messages, spans, strict=True)
+        ]
         try:
             # The call serves every message: a child of the first one's delivery (so a lone
             # message stays one trace end to end), linked to the others'.
