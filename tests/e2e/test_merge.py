@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2
 from svod.profile.v1 import profile_pb2
@@ -105,3 +107,98 @@ def test_merge_announcement_is_applied_once(suite) -> None:
     assert [(s.source, s.record_count) for s in after.sources] == [
         (s.source, s.record_count) for s in before.sources
     ]
+
+
+def _waiting_on_locks(suite_database, count: int) -> None:
+    """Blocks until ``count`` sessions of the suite's database wait for a lock."""
+    deadline = time.monotonic() + T
+    with suite_database.admin_connect() as conn:
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                "AND wait_event_type = 'Lock'",
+                (suite_database.name,),
+            ).fetchone()
+            if row is not None and row[0] >= count:
+                return
+            assert time.monotonic() < deadline, f"fewer than {count} sessions wait for a lock"
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize("late_kind", ["record", "event batch"])
+def test_data_applied_while_its_customer_is_merged_away_lands_on_the_survivor(
+    suite, suite_database, late_kind: str
+) -> None:
+    """A record or event resolved just before a merge, racing the merge in profile: it waits
+    for the merge's lock and must then follow the merge, not bring the merged profile back."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The merge locks profiles in id order: the merged one first, then it waits for ours.
+    merged, survivor = sorted(str(uuid.uuid4()) for _ in range(2))
+
+    def apply(customer_id: str, source: str) -> profile_pb2.ApplyResponse:
+        return suite.profile.Apply(
+            profile_pb2.ApplyRequest(
+                customer_id=customer_id,
+                record_ref=common_pb2.RecordRef(source=source, message_id=unique()),
+                channel=common_pb2.SOURCE_CHANNEL_POS,
+                name=common_pb2.PersonName(first_name="Мария", last_name="Смирнова"),
+            ),
+            timeout=T,
+        )
+
+    def apply_order(customer_id: str, source: str) -> profile_pb2.ApplyEventBatchResponse:
+        event = common_pb2.Event(
+            type=common_pb2.EVENT_TYPE_ORDER_PLACED,
+            occurred_time={"seconds": int(time.time()) - 60},
+            total={"currency_code": "RUB", "units": 700},
+            order_id=unique("o"),
+        )
+        item = profile_pb2.ApplyEventRequest(
+            customer_id=customer_id,
+            record_ref=common_pb2.RecordRef(source=source, message_id=unique()),
+            channel=common_pb2.SOURCE_CHANNEL_POS,
+            event=event,
+        )
+        reply = suite.profile.ApplyEventBatch(
+            profile_pb2.ApplyEventBatchRequest(events=[item]), timeout=T
+        )
+        assert reply.results[0].HasField("applied"), reply
+        return reply
+
+    late_work = apply if late_kind == "record" else apply_order
+    apply(survivor, "webshop")
+    apply(merged, "app")
+    change = profile_pb2.ApplyIdentityChangeRequest(
+        change_id=f"race-{unique()}",
+        merge=profile_pb2.ApplyIdentityChangeRequest.Merge(
+            surviving_customer_id=survivor, merged_customer_ids=[merged]
+        ),
+    )
+    with suite_database.admin_connect() as holder, ThreadPoolExecutor(2) as pool:
+        # Hold the survivor's profile row: the merge locks the merged profile, then waits here.
+        holder.execute("BEGIN")
+        holder.execute(
+            "SELECT 1 FROM profile.profiles WHERE customer_id = %s FOR UPDATE", (survivor,)
+        )
+        merging = pool.submit(suite.profile.ApplyIdentityChange, change, timeout=T)
+        _waiting_on_locks(suite_database, 1)
+        # Resolved to the merged customer before the merge: waits for the merge's lock.
+        late = pool.submit(late_work, merged, "pos-msk-01")
+        _waiting_on_locks(suite_database, 2)
+        holder.execute("ROLLBACK")
+        merging.result(timeout=T)
+        late.result(timeout=T)
+    profile = _profile_by_id(suite, survivor)
+    if late_kind == "record":
+        assert {s.source for s in profile.sources} == {"webshop", "app", "pos-msk-01"}
+    else:
+        assert profile.metrics.order_count == 1
+        assert profile.metrics.total_spent.units == 700
+    # No profile of the merged-away customer came back.
+    with suite_database.admin_connect() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM profile.profiles WHERE customer_id = %s", (merged,)
+        ).fetchone()
+    assert row is not None and row[0] == 0

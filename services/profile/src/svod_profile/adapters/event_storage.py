@@ -152,6 +152,28 @@ class EventRepository:
         merged = {str(r.customer_id): str(r.survivor_id) for r in rows}
         return {c: merged.get(c, c) for c in customer_ids}
 
+    async def lock_current_profiles(
+        self, customer_ids: list[str]
+    ) -> tuple[dict[str, str], dict[str, Metrics]]:
+        """Each id -> the profile it names now, and those profiles locked with their metrics.
+
+        As ``ProfileTransaction.lock_current_profile``: a merge committing while we wait for a
+        lock is followed once the locks are held, and the rows the locking re-created dropped.
+        """
+        current = await self.current_ids(customer_ids)
+        while True:
+            owners = sorted(set(current.values()))
+            metrics = await self.lock_profiles(owners)
+            moved = {o: s for o, s in (await self.current_ids(owners)).items() if s != o}
+            if not moved:
+                return current, metrics
+            await fetch_direct(
+                self.conn,
+                "DELETE FROM profiles WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
+                {"c": array_literal(moved)},
+            )
+            current = {c: moved.get(o, o) for c, o in current.items()}
+
     async def lock_profiles(self, customer_ids: list[str]) -> dict[str, Metrics]:
         """Creates missing profiles, locks all (in id order: no deadlocks), returns metrics."""
         ordered = sorted(set(customer_ids))

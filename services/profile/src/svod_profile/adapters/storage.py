@@ -119,6 +119,24 @@ class ProfileTransaction:
         ).first()
         return row is not None
 
+    async def lock_current_profile(self, customer_id: str) -> str:
+        """Locks (creating if new) the profile ``customer_id`` names now; returns its id.
+
+        A merge may commit while we wait for the lock, and the lock's upsert would then bring
+        the merged-away profile back: so once the lock is held the merge is looked up again and
+        followed, and the re-created row dropped.
+        """
+        current = await self.current_id(customer_id)
+        while True:
+            await self.lock_profile(current)
+            survivor = await self.current_id(current)
+            if survivor == current:
+                return current
+            await self.conn.execute(
+                text("DELETE FROM profiles WHERE customer_id = :c"), {"c": current}
+            )
+            current = survivor
+
     async def lock_profile(self, customer_id: str) -> None:
         """Creates the profile if new and locks it for the rest of the transaction."""
         await self.conn.execute(
@@ -365,11 +383,20 @@ class ProfileTransaction:
     async def merge_into(self, survivor: str, merged: list[str]) -> None:
         """Moves the merged customers' data to the survivor; their profiles disappear."""
         params = {"s": survivor, "m": merged}
+        # Lock every profile involved first, in a fixed order, and with an upsert rather than
+        # FOR UPDATE: a record's Apply may be creating a merged profile right now, its row not
+        # yet visible to a SELECT; the upsert waits for it, and the merge then moves its data
+        # (and an Apply that comes second follows the merge: lock_current_profile).
+        await self.conn.execute(
+            text(
+                "INSERT INTO profiles (customer_id) "
+                "SELECT c FROM unnest(CAST(:m AS uuid[]) || CAST(:s AS uuid)) AS c ORDER BY c "
+                "ON CONFLICT (customer_id) DO UPDATE SET customer_id = excluded.customer_id"
+            ),
+            params,
+        )
         await self.events.move_events(survivor, merged)
         for statement in (
-            # Lock every profile involved, in a fixed order.
-            "SELECT 1 FROM profiles WHERE customer_id = ANY(CAST(:m AS uuid[])) OR "
-            "customer_id = :s ORDER BY customer_id FOR UPDATE",
             "UPDATE trait_values SET customer_id = :s WHERE customer_id = ANY(CAST(:m AS uuid[]))",
             """
             INSERT INTO profile_identifiers (customer_id, id_type, namespace, value, source,

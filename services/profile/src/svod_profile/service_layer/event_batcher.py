@@ -27,7 +27,7 @@ from svod_profile.adapters.storage import (
     contact_failure_payload,
 )
 from svod_profile.domain.consents import consent_from_event
-from svod_profile.domain.events import EventFact, Metrics, apply_event
+from svod_profile.domain.events import EventFact, apply_event
 from svod_runtime.outbox import enqueue_many
 from svod_runtime.telemetry import continuing, current_trace_carrier
 
@@ -130,9 +130,10 @@ class EventBatcher:
     async def _apply(self, batch: list[_Pending]) -> list[tuple[int, bool]]:
         async with self.store.transaction() as tx:
             repo = tx.events
-            current = await repo.current_ids(sorted({p.customer_id for p in batch}))
+            current, metrics = await repo.lock_current_profiles(
+                sorted({p.customer_id for p in batch})
+            )
             owners = [current[p.customer_id] for p in batch]
-            metrics: dict[str, Metrics] = await repo.lock_profiles(owners)
             inserted = await repo.insert_events(
                 [(owner, p.event) for owner, p in zip(owners, batch, strict=True)]
             )

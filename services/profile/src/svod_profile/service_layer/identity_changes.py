@@ -47,8 +47,9 @@ class IdentityChanges:
         async with self.store.transaction() as tx:
             if not await tx.claim_change(change_id):
                 return
-            held = await tx.events.consents([survivor, *merged])
             await tx.merge_into(survivor, merged)
+            # Read once the merge holds every profile's lock (consents are not moved by it).
+            held = await tx.events.consents([survivor, *merged])
             await tx.replace_shown(
                 survivor, shown_values(await tx.all_observations(survivor), self.survivorship)
             )

@@ -76,10 +76,9 @@ class ProfileService:
         _require_uuid(app.customer_id, "customer_id")
         async with self.store.transaction() as tx:
             # A record resolved just before a merge may arrive after it: follow the merge.
-            current = await tx.current_id(app.customer_id)
+            current = await tx.lock_current_profile(app.customer_id)
             if current != app.customer_id:
                 app = replace(app, customer_id=current)
-            await tx.lock_profile(app.customer_id)
             if not await tx.claim_record(app):
                 return await tx.version(app.customer_id), False
             await tx.add_observations(app)
@@ -135,8 +134,7 @@ class ProfileService:
 
     async def _apply_event_alone(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
         async with self.store.transaction() as tx:
-            customer_id = await tx.current_id(customer_id)
-            await tx.lock_profile(customer_id)
+            customer_id = await tx.lock_current_profile(customer_id)
             if not await tx.events.insert_event(customer_id, event):
                 return await tx.version(customer_id), False
             metrics = apply_metrics(await tx.events.metrics(customer_id), event)
@@ -163,7 +161,7 @@ class ProfileService:
         async with self.store.transaction() as tx:
             if await tx.load(current) is None:
                 raise NotFound(f"no profile for customer {customer_id}")
-            await tx.lock_profile(current)
+            current = await tx.lock_current_profile(current)
             await self._record_consent(tx, current, consent)
             await tx.events.save_metrics(current, await tx.events.metrics(current))
             await tx.announce(current, {"events": []})
