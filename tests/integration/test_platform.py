@@ -48,3 +48,51 @@ def test_array_literals_reach_postgres_unchanged(postgres_admin_url) -> None:
         ids = ["6f1c1f9c-1111-4111-8111-111111111111", "00000000-0000-4000-8000-000000000000"]
         row = conn.execute("SELECT CAST(%s AS uuid[])::text[]", (array_literal(ids),)).fetchone()
         assert row is not None and row[0] == ids
+
+
+def test_direct_statements_keep_casts_and_percent_signs_and_are_traced_inside_a_trace(
+    postgres_admin_url,
+) -> None:
+    import asyncio
+
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from svod_runtime.db import (
+        create_engine,
+        direct_statement,
+        fetch_direct,
+        trace_direct_statements,
+    )
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    statement = direct_statement(
+        "SELECT CAST(:n AS int) + 1 AS next, '10:30'::text AS at, "
+        "'50%' LIKE '%\\%' AS percent, CAST(:tags AS text[]) AS tags"
+    )
+
+    async def run() -> tuple[list, list]:
+        engine = create_engine(postgres_admin_url)
+        trace_direct_statements(engine, tracer)
+        try:
+            async with engine.begin() as conn:
+                outside = await fetch_direct(conn, statement, {"n": 41, "tags": ["a", "b"]})
+                with tracer.start_as_current_span("request"):
+                    inside = await fetch_direct(conn, statement, {"n": 1, "tags": []})
+        finally:
+            await engine.dispose()
+        return outside, inside
+
+    outside, inside = asyncio.run(run())
+    assert outside[0].next == 42 and outside[0].at == "10:30" and outside[0].percent
+    assert outside[0].tags == ["a", "b"] and inside[0].tags == []
+    spans = exporter.get_finished_spans()
+    # One database span, for the statement run inside the request's trace; none outside one.
+    db_spans = [s for s in spans if s.attributes.get("db.system") == "postgresql"]
+    assert [s.name for s in db_spans] == ["SELECT"]
+    request = next(s for s in spans if s.name == "request")
+    assert db_spans[0].parent.span_id == request.context.span_id

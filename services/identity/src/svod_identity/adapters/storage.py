@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,6 +32,7 @@ from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import CustomerView, IncomingRecord, Owner, RecordRef
 from svod_identity.domain.rules import Rules
+from svod_runtime.db import array_literal, direct_statement, fetch_direct
 from svod_runtime.outbox import enqueue
 
 SYSTEM_ACTOR = "svod-identity"
@@ -57,6 +59,14 @@ def _stored_keys(raw: Any) -> tuple[IdentifierKey, ...]:
     return tuple(IdentifierKey(t, v, n) for t, n, v in raw or ())
 
 
+def _ints(values: Iterable[int]) -> str:
+    return array_literal(map(str, values))
+
+
+def _times(values: Iterable[dt.datetime]) -> str:
+    return array_literal(value.isoformat() for value in values)
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
@@ -71,6 +81,182 @@ def _ledger_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
 
 
 _KEYS_TABLE = "jsonb_to_recordset(CAST(:keys AS jsonb)) AS x(t text, n text, v text)"
+
+
+_LOAD_STATE = direct_statement(
+    f"""
+WITH refs AS (
+    SELECT r.record_pk FROM records r
+    JOIN jsonb_to_recordset(CAST(:refs AS jsonb)) AS x(s text, m text)
+      ON r.source = x.s AND r.message_id = x.m
+), owned AS (
+    SELECT DISTINCT y.i FROM unnest(CAST(:ki AS int[]), CAST(:kt AS text[]),
+        CAST(:kn AS text[]), CAST(:kv AS text[])) AS y(i, t, n, v)
+    JOIN identifiers i ON i.id_type = y.t AND i.namespace = y.n
+        AND i.value = y.v
+    WHERE NOT EXISTS (
+        SELECT 1 FROM blocked_identifiers bl
+        WHERE bl.id_type = y.t AND bl.namespace = y.n AND bl.value = y.v
+    )
+), wanted AS (
+    SELECT DISTINCT z.i, z.key
+    FROM unnest(CAST(:bi AS int[]), CAST(:bk AS text[])) AS z(i, key)
+    WHERE z.i NOT IN (SELECT i FROM owned) OR z.i = ANY(CAST(:force AS int[]))
+), wanted_keys AS (
+    SELECT DISTINCT key FROM wanted
+), b AS (
+    SELECT k.key, x.record_pk FROM wanted_keys AS k
+    CROSS JOIN LATERAL (
+        SELECT record_pk FROM blocking_keys WHERE key = k.key
+        ORDER BY record_pk DESC LIMIT :cap
+    ) x
+), sizes AS (
+    SELECT key, count(*) AS n FROM b GROUP BY key
+), worth AS (
+    -- Meta-blocking (domain/candidates.py): rows only for candidates sharing
+    -- two keys, a contact key or a small block with some record of the batch.
+    SELECT b.record_pk FROM wanted w JOIN b USING (key) JOIN sizes s USING (key)
+    WHERE s.n <= :max
+    GROUP BY w.i, b.record_pk
+    HAVING count(*) >= 2 OR min(s.n) <= :lone
+        OR bool_or(left(w.key, 2) = ANY(CAST(:contact AS text[])))
+)
+SELECT 'b' AS kind, b.key AS t1, NULL AS t2, NULL AS t3, b.record_pk AS pk,
+       NULL::uuid AS c, NULL::jsonb AS j1, NULL::jsonb AS j2, false AS f
+FROM b
+UNION ALL
+SELECT 'w', key, NULL, NULL, NULL, NULL, NULL, NULL, false FROM wanted_keys
+UNION ALL
+SELECT 'r', r.source, r.message_id, NULL, r.record_pk, r.customer_id,
+       r.identifiers, r.attributes, r.record_pk IN (SELECT record_pk FROM refs)
+FROM records r
+WHERE r.record_pk = ANY(ARRAY(
+    SELECT record_pk FROM refs UNION SELECT record_pk FROM worth
+))
+UNION ALL
+SELECT 'x', bl.id_type, bl.namespace, bl.value, NULL, NULL, to_jsonb(bl.reason),
+       NULL, false
+FROM blocked_identifiers bl
+JOIN {_KEYS_TABLE} ON bl.id_type = x.t AND bl.namespace = x.n AND bl.value = x.v
+UNION ALL
+SELECT 'p', NULL, NULL, NULL, nextval('records_record_pk_seq'), NULL, NULL, NULL,
+       false
+FROM generate_series(1, :n)
+"""
+)
+
+
+_LOCK_OWNERS = direct_statement(
+    f"""
+WITH o AS (
+    SELECT i.customer_id FROM identifiers i
+    JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+    UNION SELECT unnest(CAST(:c AS uuid[]))
+)
+SELECT customer_id FROM customers
+WHERE customer_id = ANY(ARRAY(SELECT * FROM o))
+ORDER BY customer_id FOR UPDATE
+"""
+)
+
+
+_LOAD_CUSTOMERS = direct_statement(
+    f"""
+SELECT 'o' AS kind, i.id_type AS t1, i.namespace AS t2, i.value AS t3,
+       NULL::bigint AS pk, i.customer_id AS c, NULL::uuid AS c2,
+       NULL::timestamptz AS at, i.sharers AS j1, NULL::jsonb AS j2
+FROM identifiers i
+JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+UNION ALL
+SELECT 'm', NULL, NULL, NULL, record_pk, customer_id, NULL, NULL, NULL, NULL
+FROM records WHERE record_pk = ANY(CAST(:cand AS bigint[]))
+UNION ALL
+SELECT 'c', NULL, NULL, NULL, NULL, customer_id, NULL, created_at, NULL, NULL
+FROM customers WHERE customer_id = ANY(CAST(:ids AS uuid[]))
+UNION ALL
+SELECT 'r', r.source, r.message_id, NULL, r.record_pk, r.customer_id, NULL, NULL,
+       CASE WHEN r.record_pk = ANY(CAST(:known AS bigint[])) THEN NULL
+            ELSE r.identifiers END,
+       CASE WHEN r.record_pk = ANY(CAST(:known AS bigint[])) THEN NULL
+            ELSE r.attributes END
+FROM unnest(CAST(:ids AS uuid[])) AS c(id) CROSS JOIN LATERAL (
+    SELECT * FROM records WHERE customer_id = c.id
+    ORDER BY record_pk DESC LIMIT {MAX_CHECK_RECORDS}
+) r
+UNION ALL
+SELECT 'i', id_type, namespace, value, NULL, customer_id, NULL, NULL, NULL, NULL
+FROM identifiers WHERE :limits AND customer_id = ANY(CAST(:ids AS uuid[]))
+UNION ALL
+SELECT 'k', NULL, NULL, NULL, NULL, customer_a, customer_b, NULL, NULL, NULL
+FROM kept_apart
+WHERE customer_a = ANY(CAST(:ids AS uuid[]))
+   OR customer_b = ANY(CAST(:ids AS uuid[]))
+"""
+)
+
+
+_APPLY = direct_statement(
+    """
+WITH new_customers AS (
+    INSERT INTO customers (customer_id, created_at)
+    SELECT * FROM unnest(CAST(:cid AS uuid[]), CAST(:cat AS timestamptz[]))
+), new_records AS (
+    INSERT INTO records (record_pk, source, message_id, customer_id, channel,
+                         observed_at, identifiers, attributes, outcome,
+                         rule, evidence)
+    SELECT p, s, m, c, ch, at, CAST(ids AS jsonb), CAST(attrs AS jsonb), o,
+           r, CAST(ev AS jsonb)
+    FROM unnest(CAST(:p AS bigint[]), CAST(:s AS text[]),
+                CAST(:m AS text[]), CAST(:c AS uuid[]),
+                CAST(:ch AS text[]), CAST(:at AS timestamptz[]),
+                CAST(:ids AS text[]), CAST(:attrs AS text[]),
+                CAST(:o AS text[]), CAST(:r AS text[]),
+                CAST(:ev AS text[]))
+         AS x(p, s, m, c, ch, at, ids, attrs, o, r, ev)
+), new_record_identifiers AS (
+    INSERT INTO record_identifiers (id_type, namespace, value, record_pk)
+    SELECT * FROM unnest(CAST(:rit AS text[]), CAST(:rin AS text[]),
+                         CAST(:riv AS text[]), CAST(:rip AS bigint[]))
+    ON CONFLICT DO NOTHING
+), new_blocking_keys AS (
+    INSERT INTO blocking_keys (key, record_pk)
+    SELECT * FROM unnest(CAST(:bk AS text[]), CAST(:bp AS bigint[]))
+    ON CONFLICT DO NOTHING
+), new_identifiers AS (
+    INSERT INTO identifiers (id_type, namespace, value, customer_id,
+                             first_source, first_seen, last_seen)
+    SELECT t, n, v, c, s, seen, last FROM unnest(
+        CAST(:lt AS text[]), CAST(:ln AS text[]), CAST(:lv AS text[]),
+        CAST(:lc AS uuid[]), CAST(:ls AS text[]),
+        CAST(:lseen AS timestamptz[]), CAST(:llast AS timestamptz[]))
+        AS x(t, n, v, c, s, seen, last)
+    ON CONFLICT (id_type, namespace, value) DO NOTHING
+), touched AS (
+    UPDATE identifiers i SET last_seen = greatest(i.last_seen, x.seen)
+    FROM unnest(CAST(:tt AS text[]), CAST(:tn AS text[]),
+                CAST(:tv AS text[]), CAST(:tseen AS timestamptz[]))
+         AS x(t, n, v, seen)
+    WHERE i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+), new_ledger AS (
+    INSERT INTO ledger (kind, customer_id, source, message_id, detail, actor)
+    SELECT k, c, s, m, CAST(d AS jsonb), :a FROM unnest(
+        CAST(:gk AS text[]), CAST(:c AS uuid[]), CAST(:s AS text[]),
+        CAST(:m AS text[]), CAST(:gd AS text[])) AS x(k, c, s, m, d)
+)
+SELECT 1
+"""
+)
+
+
+_CONTACT_PREFIXES = array_literal(CONTACT_KEY_PREFIXES)
+_LOCK = direct_statement(
+    "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
+    "hashtextextended(k, 0) AS h FROM unnest(CAST(:k AS text[])) AS k ORDER BY 1) s"
+)
+_LOCK_CUSTOMERS = direct_statement(
+    "SELECT 1 FROM customers WHERE customer_id = ANY(CAST(:c AS uuid[])) "
+    "ORDER BY customer_id FOR UPDATE"
+)
 
 
 class IdentityTransaction:
@@ -90,25 +276,13 @@ class IdentityTransaction:
         keys = sorted(set(lock_keys))
         if not keys:
             return
-        await self.conn.execute(
-            text(
-                "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
-                "hashtextextended(k, 0) AS h FROM unnest(CAST(:k AS text[])) AS k ORDER BY 1) s"
-            ),
-            {"k": keys},
-        )
+        await fetch_direct(self.conn, _LOCK, {"k": array_literal(keys)})
 
     async def lock_customers(self, customer_ids: Iterable[str]) -> None:
         """Row locks on customers about to gain identifiers or be merged (sorted: no deadlock)."""
         ids = sorted(set(customer_ids))
         if ids:
-            await self.conn.execute(
-                text(
-                    "SELECT 1 FROM customers WHERE customer_id = ANY(CAST(:c AS uuid[])) "
-                    "ORDER BY customer_id FOR UPDATE"
-                ),
-                {"c": ids},
-            )
+            await fetch_direct(self.conn, _LOCK_CUSTOMERS, {"c": array_literal(ids)})
 
     async def announce(self, topic: str, key: str, payload: bytes) -> None:
         await enqueue(self.conn, topic, key, payload)
@@ -290,81 +464,22 @@ class IdentityTransaction:
                         key_type.append(ident.type)
                         key_namespace.append(ident.namespace)
                         key_value.append(ident.value)
-        rows = await self.conn.execute(
-            text(
-                f"""
-                WITH refs AS (
-                    SELECT r.record_pk FROM records r
-                    JOIN jsonb_to_recordset(CAST(:refs AS jsonb)) AS x(s text, m text)
-                      ON r.source = x.s AND r.message_id = x.m
-                ), owned AS (
-                    SELECT DISTINCT y.i FROM unnest(CAST(:ki AS int[]), CAST(:kt AS text[]),
-                        CAST(:kn AS text[]), CAST(:kv AS text[])) AS y(i, t, n, v)
-                    JOIN identifiers i ON i.id_type = y.t AND i.namespace = y.n
-                        AND i.value = y.v
-                    WHERE NOT EXISTS (
-                        SELECT 1 FROM blocked_identifiers bl
-                        WHERE bl.id_type = y.t AND bl.namespace = y.n AND bl.value = y.v
-                    )
-                ), wanted AS (
-                    SELECT DISTINCT z.i, z.key
-                    FROM unnest(CAST(:bi AS int[]), CAST(:bk AS text[])) AS z(i, key)
-                    WHERE z.i NOT IN (SELECT i FROM owned) OR z.i = ANY(CAST(:force AS int[]))
-                ), wanted_keys AS (
-                    SELECT DISTINCT key FROM wanted
-                ), b AS (
-                    SELECT k.key, x.record_pk FROM wanted_keys AS k
-                    CROSS JOIN LATERAL (
-                        SELECT record_pk FROM blocking_keys WHERE key = k.key
-                        ORDER BY record_pk DESC LIMIT :cap
-                    ) x
-                ), sizes AS (
-                    SELECT key, count(*) AS n FROM b GROUP BY key
-                ), worth AS (
-                    -- Meta-blocking (domain/candidates.py): rows only for candidates sharing
-                    -- two keys, a contact key or a small block with some record of the batch.
-                    SELECT b.record_pk FROM wanted w JOIN b USING (key) JOIN sizes s USING (key)
-                    WHERE s.n <= :max
-                    GROUP BY w.i, b.record_pk
-                    HAVING count(*) >= 2 OR min(s.n) <= :lone
-                        OR bool_or(left(w.key, 2) = ANY(CAST(:contact AS text[])))
-                )
-                SELECT 'b' AS kind, b.key AS t1, NULL AS t2, NULL AS t3, b.record_pk AS pk,
-                       NULL::uuid AS c, NULL::jsonb AS j1, NULL::jsonb AS j2, false AS f
-                FROM b
-                UNION ALL
-                SELECT 'w', key, NULL, NULL, NULL, NULL, NULL, NULL, false FROM wanted_keys
-                UNION ALL
-                SELECT 'r', r.source, r.message_id, NULL, r.record_pk, r.customer_id,
-                       r.identifiers, r.attributes, r.record_pk IN (SELECT record_pk FROM refs)
-                FROM records r
-                WHERE r.record_pk = ANY(ARRAY(
-                    SELECT record_pk FROM refs UNION SELECT record_pk FROM worth
-                ))
-                UNION ALL
-                SELECT 'x', bl.id_type, bl.namespace, bl.value, NULL, NULL, to_jsonb(bl.reason),
-                       NULL, false
-                FROM blocked_identifiers bl
-                JOIN {_KEYS_TABLE} ON bl.id_type = x.t AND bl.namespace = x.n AND bl.value = x.v
-                UNION ALL
-                SELECT 'p', NULL, NULL, NULL, nextval('records_record_pk_seq'), NULL, NULL, NULL,
-                       false
-                FROM generate_series(1, :n)
-                """
-            ),
+        rows = await fetch_direct(
+            self.conn,
+            _LOAD_STATE,
             {
                 "refs": _json([{"s": r.source, "m": r.message_id} for r in refs]),
-                "ki": key_index,
-                "kt": key_type,
-                "kn": key_namespace,
-                "kv": key_value,
-                "bi": block_index,
-                "bk": block_key,
-                "force": force,
+                "ki": array_literal(map(str, key_index)),
+                "kt": array_literal(key_type),
+                "kn": array_literal(key_namespace),
+                "kv": array_literal(key_value),
+                "bi": array_literal(map(str, block_index)),
+                "bk": array_literal(block_key),
+                "force": array_literal(map(str, force)),
                 "cap": MAX_BLOCK_SIZE + 1,
                 "max": MAX_BLOCK_SIZE,
                 "lone": LONE_KEY_MAX_BLOCK,
-                "contact": list(CONTACT_KEY_PREFIXES),
+                "contact": _CONTACT_PREFIXES,
                 "keys": _key_rows(keys),
                 "n": len(records),
             },
@@ -416,20 +531,10 @@ class IdentityTransaction:
         """Row-locks the customers owning ``keys`` and ``also`` (sorted: no deadlock)."""
         if not keys and not also:
             return set()
-        rows = await self.conn.execute(
-            text(
-                f"""
-                WITH o AS (
-                    SELECT i.customer_id FROM identifiers i
-                    JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
-                    UNION SELECT unnest(CAST(:c AS uuid[]))
-                )
-                SELECT customer_id FROM customers
-                WHERE customer_id = ANY(ARRAY(SELECT * FROM o))
-                ORDER BY customer_id FOR UPDATE
-                """
-            ),
-            {"keys": _key_rows(keys), "c": sorted(also)},
+        rows = await fetch_direct(
+            self.conn,
+            _LOCK_OWNERS,
+            {"keys": _key_rows(keys), "c": array_literal(sorted(also))},
         )
         return {str(r.customer_id) for r in rows}
 
@@ -446,45 +551,14 @@ class IdentityTransaction:
         ids = sorted(customer_ids)
         limits = any(r.max_values_per_customer > 0 for r in rules.identifier_rules)
         known = sorted(set(candidates) | set(state.records))
-        rows = await self.conn.execute(
-            text(
-                f"""
-                SELECT 'o' AS kind, i.id_type AS t1, i.namespace AS t2, i.value AS t3,
-                       NULL::bigint AS pk, i.customer_id AS c, NULL::uuid AS c2,
-                       NULL::timestamptz AS at, i.sharers AS j1, NULL::jsonb AS j2
-                FROM identifiers i
-                JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
-                UNION ALL
-                SELECT 'm', NULL, NULL, NULL, record_pk, customer_id, NULL, NULL, NULL, NULL
-                FROM records WHERE record_pk = ANY(CAST(:cand AS bigint[]))
-                UNION ALL
-                SELECT 'c', NULL, NULL, NULL, NULL, customer_id, NULL, created_at, NULL, NULL
-                FROM customers WHERE customer_id = ANY(CAST(:ids AS uuid[]))
-                UNION ALL
-                SELECT 'r', r.source, r.message_id, NULL, r.record_pk, r.customer_id, NULL, NULL,
-                       CASE WHEN r.record_pk = ANY(CAST(:known AS bigint[])) THEN NULL
-                            ELSE r.identifiers END,
-                       CASE WHEN r.record_pk = ANY(CAST(:known AS bigint[])) THEN NULL
-                            ELSE r.attributes END
-                FROM unnest(CAST(:ids AS uuid[])) AS c(id) CROSS JOIN LATERAL (
-                    SELECT * FROM records WHERE customer_id = c.id
-                    ORDER BY record_pk DESC LIMIT {MAX_CHECK_RECORDS}
-                ) r
-                UNION ALL
-                SELECT 'i', id_type, namespace, value, NULL, customer_id, NULL, NULL, NULL, NULL
-                FROM identifiers WHERE :limits AND customer_id = ANY(CAST(:ids AS uuid[]))
-                UNION ALL
-                SELECT 'k', NULL, NULL, NULL, NULL, customer_a, customer_b, NULL, NULL, NULL
-                FROM kept_apart
-                WHERE customer_a = ANY(CAST(:ids AS uuid[]))
-                   OR customer_b = ANY(CAST(:ids AS uuid[]))
-                """
-            ),
+        rows = await fetch_direct(
+            self.conn,
+            _LOAD_CUSTOMERS,
             {
                 "keys": _key_rows(keys),
-                "cand": sorted(candidates),
-                "ids": ids,
-                "known": known,
+                "cand": array_literal(map(str, sorted(candidates))),
+                "ids": array_literal(ids),
+                "known": array_literal(map(str, known)),
                 "limits": limits,
             },
         )
@@ -551,8 +625,9 @@ class IdentityTransaction:
         recs = changes.records
         pool = list(free_pks)
         if len(pool) < len(recs):
-            allocated = await conn.execute(
-                text("SELECT nextval('records_record_pk_seq') FROM generate_series(1, :n)"),
+            allocated = await fetch_direct(
+                conn,
+                "SELECT nextval('records_record_pk_seq') FROM generate_series(1, %(n)s)",
                 {"n": len(recs) - len(pool)},
             )
             pool += [int(pk) for (pk,) in allocated]
@@ -575,94 +650,47 @@ class IdentityTransaction:
             ident_rows = [(k, pks[n.pk]) for n in recs for k in n.record.identifiers]
             block_rows = [(key, pks[n.pk]) for n in recs for key in n.blocking_keys]
             links = changes.links
-            await conn.execute(
-                text(
-                    """
-                    WITH new_customers AS (
-                        INSERT INTO customers (customer_id, created_at)
-                        SELECT * FROM unnest(CAST(:cid AS uuid[]), CAST(:cat AS timestamptz[]))
-                    ), new_records AS (
-                        INSERT INTO records (record_pk, source, message_id, customer_id, channel,
-                                             observed_at, identifiers, attributes, outcome,
-                                             rule, evidence)
-                        SELECT p, s, m, c, ch, at, CAST(ids AS jsonb), CAST(attrs AS jsonb), o,
-                               r, CAST(ev AS jsonb)
-                        FROM unnest(CAST(:p AS bigint[]), CAST(:s AS text[]),
-                                    CAST(:m AS text[]), CAST(:c AS uuid[]),
-                                    CAST(:ch AS text[]), CAST(:at AS timestamptz[]),
-                                    CAST(:ids AS text[]), CAST(:attrs AS text[]),
-                                    CAST(:o AS text[]), CAST(:r AS text[]),
-                                    CAST(:ev AS text[]))
-                             AS x(p, s, m, c, ch, at, ids, attrs, o, r, ev)
-                    ), new_record_identifiers AS (
-                        INSERT INTO record_identifiers (id_type, namespace, value, record_pk)
-                        SELECT * FROM unnest(CAST(:rit AS text[]), CAST(:rin AS text[]),
-                                             CAST(:riv AS text[]), CAST(:rip AS bigint[]))
-                        ON CONFLICT DO NOTHING
-                    ), new_blocking_keys AS (
-                        INSERT INTO blocking_keys (key, record_pk)
-                        SELECT * FROM unnest(CAST(:bk AS text[]), CAST(:bp AS bigint[]))
-                        ON CONFLICT DO NOTHING
-                    ), new_identifiers AS (
-                        INSERT INTO identifiers (id_type, namespace, value, customer_id,
-                                                 first_source, first_seen, last_seen)
-                        SELECT t, n, v, c, s, seen, last FROM unnest(
-                            CAST(:lt AS text[]), CAST(:ln AS text[]), CAST(:lv AS text[]),
-                            CAST(:lc AS uuid[]), CAST(:ls AS text[]),
-                            CAST(:lseen AS timestamptz[]), CAST(:llast AS timestamptz[]))
-                            AS x(t, n, v, c, s, seen, last)
-                        ON CONFLICT (id_type, namespace, value) DO NOTHING
-                    ), touched AS (
-                        UPDATE identifiers i SET last_seen = greatest(i.last_seen, x.seen)
-                        FROM unnest(CAST(:tt AS text[]), CAST(:tn AS text[]),
-                                    CAST(:tv AS text[]), CAST(:tseen AS timestamptz[]))
-                             AS x(t, n, v, seen)
-                        WHERE i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
-                    ), new_ledger AS (
-                        INSERT INTO ledger (kind, customer_id, source, message_id, detail, actor)
-                        SELECT k, c, s, m, CAST(d AS jsonb), :a FROM unnest(
-                            CAST(:gk AS text[]), CAST(:c AS uuid[]), CAST(:s AS text[]),
-                            CAST(:m AS text[]), CAST(:gd AS text[])) AS x(k, c, s, m, d)
-                    )
-                    SELECT 1
-                    """
-                ),
+            await fetch_direct(
+                conn,
+                _APPLY,
                 {
-                    "cid": [c for c, _ in changes.customers],
-                    "cat": [a for _, a in changes.customers],
-                    "p": [pks[n.pk] for n in recs],
-                    "s": [n.record.ref.source for n in recs],
-                    "m": [n.record.ref.message_id for n in recs],
-                    "c": [n.customer_id for n in recs],
-                    "ch": [n.record.channel for n in recs],
-                    "at": [n.record.observed_at for n in recs],
-                    "ids": [_keys_json(n.record.identifiers) for n in recs],
-                    "attrs": [_json(n.record.attributes) for n in recs],
-                    "o": [n.outcome for n in recs],
-                    "r": [n.rule for n in recs],
-                    "ev": [_json(n.evidence) for n in recs],
-                    "rit": [k.type for k, _ in ident_rows],
-                    "rin": [k.namespace for k, _ in ident_rows],
-                    "riv": [k.value for k, _ in ident_rows],
-                    "rip": [p for _, p in ident_rows],
-                    "bk": [k for k, _ in block_rows],
-                    "bp": [p for _, p in block_rows],
-                    "lt": [k.type for k, *_ in links],
-                    "ln": [k.namespace for k, *_ in links],
-                    "lv": [k.value for k, *_ in links],
-                    "lc": [c for _, c, _, _ in links],
-                    "ls": [s for _, _, s, _ in links],
-                    "lseen": [seen for *_, seen in links],
-                    "llast": [link_seen[k] for k, *_ in links],
-                    "tt": [k.type for k in latest],
-                    "tn": [k.namespace for k in latest],
-                    "tv": [k.value for k in latest],
-                    "tseen": list(latest.values()),
-                    "gk": [
+                    "cid": array_literal(c for c, _ in changes.customers),
+                    "cat": _times(a for _, a in changes.customers),
+                    "p": _ints(pks[n.pk] for n in recs),
+                    "s": array_literal(n.record.ref.source for n in recs),
+                    "m": array_literal(n.record.ref.message_id for n in recs),
+                    "c": array_literal(n.customer_id for n in recs),
+                    "ch": array_literal(n.record.channel for n in recs),
+                    "at": _times(n.record.observed_at for n in recs),
+                    "ids": array_literal(_keys_json(n.record.identifiers) for n in recs),
+                    "attrs": array_literal(_json(n.record.attributes) for n in recs),
+                    "o": array_literal(n.outcome for n in recs),
+                    "r": array_literal(n.rule for n in recs),
+                    "ev": array_literal(_json(n.evidence) for n in recs),
+                    "rit": array_literal(k.type for k, _ in ident_rows),
+                    "rin": array_literal(k.namespace for k, _ in ident_rows),
+                    "riv": array_literal(k.value for k, _ in ident_rows),
+                    "rip": _ints(p for _, p in ident_rows),
+                    "bk": array_literal(k for k, _ in block_rows),
+                    "bp": _ints(p for _, p in block_rows),
+                    "lt": array_literal(k.type for k, *_ in links),
+                    "ln": array_literal(k.namespace for k, *_ in links),
+                    "lv": array_literal(k.value for k, *_ in links),
+                    "lc": array_literal(c for _, c, _, _ in links),
+                    "ls": array_literal(s for _, _, s, _ in links),
+                    "lseen": _times(seen for *_, seen in links),
+                    "llast": _times(link_seen[k] for k, *_ in links),
+                    "tt": array_literal(k.type for k in latest),
+                    "tn": array_literal(k.namespace for k in latest),
+                    "tv": array_literal(k.value for k in latest),
+                    "tseen": _times(latest.values()),
+                    "gk": array_literal(
                         "customer_created" if n.outcome == "created" else "record_linked"
                         for n in recs
-                    ],
-                    "gd": [_json({"rule": n.rule, **_ledger_evidence(n.evidence)}) for n in recs],
+                    ),
+                    "gd": array_literal(
+                        _json({"rule": n.rule, **_ledger_evidence(n.evidence)}) for n in recs
+                    ),
                     "a": SYSTEM_ACTOR,
                 },
             )
@@ -1207,8 +1235,9 @@ class IdentityStore:
             try:
                 async with self.transaction() as tx:
                     return await work(tx)
-            except DBAPIError as error:
-                sqlstate = getattr(error.orig, "sqlstate", None)
+            except (DBAPIError, psycopg.Error) as error:
+                # Statements through SQLAlchemy raise its wrapper; direct ones psycopg's own.
+                sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None)
                 if sqlstate not in _RETRY_SQLSTATES or attempt == _RETRIES - 1:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))

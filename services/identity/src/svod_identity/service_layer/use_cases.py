@@ -209,7 +209,9 @@ class IdentityService:
         """Resolves records in order, ``BATCH_CHUNK`` per transaction."""
         placements: list[Placement] = []
         rules = await self.rules()
-        model = (await self.model_info()).model
+        model = (await self.model_info()).model.with_thresholds(
+            rules.auto_link_threshold, rules.review_threshold
+        )
         for start in range(0, len(records), BATCH_CHUNK):
             chunk = records[start : start + BATCH_CHUNK]
 

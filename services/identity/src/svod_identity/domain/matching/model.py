@@ -159,6 +159,9 @@ class MatchModel:
         return self._threshold_weight(self.review_threshold)
 
     def with_thresholds(self, link: float, review: float) -> MatchModel:
+        # Called per resolve: the common case, thresholds already set, must not re-validate.
+        if link == self.link_threshold and review == self.review_threshold:
+            return self
         return replace(self, link_threshold=link, review_threshold=review)
 
     def to_dict(self) -> dict[str, Any]:
