@@ -23,7 +23,7 @@ from svod_profile.domain.model import (
     SourceSummary,
     TraitObservation,
 )
-from svod_runtime.db import fetch_direct
+from svod_runtime.db import array_literal, fetch_direct
 from svod_runtime.outbox import enqueue
 
 
@@ -93,31 +93,47 @@ class ProfileQueries:
         return [str(r[0]) for r in rows]
 
 
+# A record's Apply writes, after the profile's lock (see ProfileTransaction.claim_and_observe):
+# nothing but the claim when the record was applied before.
+_CLAIM_AND_OBSERVE = """
+WITH claim AS (
+    INSERT INTO applied_records (source, message_id, customer_id, channel, observed_at)
+    VALUES (%(s)s, %(m)s, %(c)s, %(ch)s, %(at)s) ON CONFLICT DO NOTHING RETURNING 1
+), traits AS (
+    INSERT INTO trait_values (customer_id, field, value, source, channel, observed_at,
+        record_source, record_message_id)
+    SELECT CAST(%(c)s AS uuid), x.f, x.v, x.s, x.ch, x.at, %(s)s, %(m)s
+    FROM jsonb_to_recordset(CAST(%(traits)s AS jsonb))
+        AS x(f text, v text, s text, ch text, at timestamptz)
+    WHERE EXISTS (SELECT 1 FROM claim)
+), identifiers AS (
+    INSERT INTO profile_identifiers (customer_id, id_type, namespace, value, source, channel,
+        observed_at)
+    SELECT CAST(%(c)s AS uuid), x.t, x.n, x.v, x.s, x.ch, x.at
+    FROM jsonb_to_recordset(CAST(%(ids)s AS jsonb))
+        AS x(t text, n text, v text, s text, ch text, at timestamptz)
+    WHERE EXISTS (SELECT 1 FROM claim)
+    ON CONFLICT (customer_id, id_type, namespace, value) DO UPDATE
+    SET observed_at = greatest(profile_identifiers.observed_at, excluded.observed_at)
+), sources AS (
+    INSERT INTO profile_sources (customer_id, source, channel, first_seen, last_seen,
+        record_count)
+    SELECT CAST(%(c)s AS uuid), %(ps)s, %(ch)s, %(at)s, %(at)s, 1
+    WHERE EXISTS (SELECT 1 FROM claim)
+    ON CONFLICT (customer_id, source) DO UPDATE SET
+        first_seen = least(profile_sources.first_seen, excluded.first_seen),
+        last_seen = greatest(profile_sources.last_seen, excluded.last_seen),
+        record_count = profile_sources.record_count + 1
+)
+SELECT EXISTS (SELECT 1 FROM claim) AS claimed
+"""
+
+
 class ProfileTransaction:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self.events = EventRepository(conn)
         self.queries = ProfileQueries(conn)
-
-    async def claim_record(self, app: RecordApplication) -> bool:
-        """Marks the record applied; False when it had been applied before."""
-        row = (
-            await self.conn.execute(
-                text(
-                    "INSERT INTO applied_records (source, message_id, customer_id, channel, "
-                    "observed_at) VALUES (:s, :m, :c, :ch, :at) ON CONFLICT DO NOTHING "
-                    "RETURNING 1"
-                ),
-                {
-                    "s": app.source,
-                    "m": app.message_id,
-                    "c": app.customer_id,
-                    "ch": app.provenance.channel,
-                    "at": app.provenance.observed_at,
-                },
-            )
-        ).first()
-        return row is not None
 
     async def lock_current_profile(self, customer_id: str) -> str:
         """Locks (creating if new) the profile ``customer_id`` names now; returns its id.
@@ -132,93 +148,71 @@ class ProfileTransaction:
             survivor = await self.current_id(current)
             if survivor == current:
                 return current
-            await self.conn.execute(
-                text("DELETE FROM profiles WHERE customer_id = :c"), {"c": current}
+            await fetch_direct(
+                self.conn, "DELETE FROM profiles WHERE customer_id = %(c)s", {"c": current}
             )
             current = survivor
 
     async def lock_profile(self, customer_id: str) -> None:
         """Creates the profile if new and locks it for the rest of the transaction."""
-        await self.conn.execute(
-            text(
-                "INSERT INTO profiles (customer_id) VALUES (:c) "
-                "ON CONFLICT (customer_id) DO UPDATE SET customer_id = excluded.customer_id"
-            ),
+        await fetch_direct(
+            self.conn,
+            "INSERT INTO profiles (customer_id) VALUES (%(c)s) "
+            "ON CONFLICT (customer_id) DO UPDATE SET customer_id = excluded.customer_id",
             {"c": customer_id},
         )
 
-    async def add_observations(self, app: RecordApplication) -> None:
-        if app.traits:
-            await self.conn.execute(
-                text(
-                    """
-                    INSERT INTO trait_values (customer_id, field, value, source, channel,
-                        observed_at, record_source, record_message_id)
-                    VALUES (:c, :f, :v, :s, :ch, :at, :rs, :rm)
-                    """
-                ),
-                [
-                    {
-                        "c": app.customer_id,
-                        "f": t.field,
-                        "v": t.value,
-                        "s": t.provenance.source,
-                        "ch": t.provenance.channel,
-                        "at": t.provenance.observed_at,
-                        "rs": app.source,
-                        "rm": app.message_id,
-                    }
-                    for t in app.traits
-                ],
-            )
-        if app.identifiers:
-            await self.conn.execute(
-                text(
-                    """
-                    INSERT INTO profile_identifiers (customer_id, id_type, namespace, value,
-                        source, channel, observed_at)
-                    VALUES (:c, :t, :n, :v, :s, :ch, :at)
-                    ON CONFLICT (customer_id, id_type, namespace, value) DO UPDATE
-                    SET observed_at = greatest(profile_identifiers.observed_at,
-                                               excluded.observed_at)
-                    """
-                ),
-                [
-                    {
-                        "c": app.customer_id,
-                        "t": i.type,
-                        "n": i.namespace,
-                        "v": i.value,
-                        "s": i.provenance.source,
-                        "ch": i.provenance.channel,
-                        "at": i.provenance.observed_at,
-                    }
-                    for i in app.identifiers
-                ],
-            )
+    async def claim_and_observe(self, app: RecordApplication) -> bool:
+        """Marks the record applied and stores its traits, identifiers and source, in one
+        statement; False (and nothing written) when it had been applied before."""
         p = app.provenance
-        await self.conn.execute(
-            text(
-                """
-                INSERT INTO profile_sources (customer_id, source, channel, first_seen, last_seen,
-                    record_count)
-                VALUES (:c, :s, :ch, :at, :at, 1)
-                ON CONFLICT (customer_id, source) DO UPDATE SET
-                    first_seen = least(profile_sources.first_seen, excluded.first_seen),
-                    last_seen = greatest(profile_sources.last_seen, excluded.last_seen),
-                    record_count = profile_sources.record_count + 1
-                """
-            ),
-            {"c": app.customer_id, "s": p.source, "ch": p.channel, "at": p.observed_at},
+        rows = await fetch_direct(
+            self.conn,
+            _CLAIM_AND_OBSERVE,
+            {
+                "c": app.customer_id,
+                "s": app.source,
+                "m": app.message_id,
+                "ch": p.channel,
+                "at": p.observed_at,
+                "ps": p.source,
+                "traits": json.dumps(
+                    [
+                        {
+                            "f": t.field,
+                            "v": t.value,
+                            "s": t.provenance.source,
+                            "ch": t.provenance.channel,
+                            "at": t.provenance.observed_at.isoformat(),
+                        }
+                        for t in app.traits
+                    ],
+                    ensure_ascii=False,
+                ),
+                "ids": json.dumps(
+                    [
+                        {
+                            "t": i.type,
+                            "n": i.namespace,
+                            "v": i.value,
+                            "s": i.provenance.source,
+                            "ch": i.provenance.channel,
+                            "at": i.provenance.observed_at.isoformat(),
+                        }
+                        for i in app.identifiers
+                    ],
+                    ensure_ascii=False,
+                ),
+            },
         )
+        return bool(rows[0].claimed)
 
     async def observations(self, customer_id: str, fields: Iterable[str]) -> list[TraitObservation]:
-        rows = await self.conn.execute(
-            text(
-                "SELECT field, value, source, channel, observed_at FROM trait_values "
-                "WHERE customer_id = :c AND field = ANY(:f)"
-            ),
-            {"c": customer_id, "f": list(fields)},
+        rows = await fetch_direct(
+            self.conn,
+            "SELECT field, value, source, channel, observed_at FROM trait_values "
+            "WHERE customer_id = %(c)s AND field = ANY(CAST(%(f)s AS text[]))",
+            {"c": customer_id, "f": array_literal(fields)},
         )
         return [
             TraitObservation(r.field, r.value, Provenance(r.source, r.channel, r.observed_at))
@@ -227,13 +221,12 @@ class ProfileTransaction:
 
     async def current_id(self, customer_id: str) -> str:
         """The survivor when identity merged this customer away, else the id itself."""
-        row = (
-            await self.conn.execute(
-                text("SELECT survivor_id FROM merged_customers WHERE customer_id = :c"),
-                {"c": customer_id},
-            )
-        ).first()
-        return customer_id if row is None else str(row[0])
+        rows = await fetch_direct(
+            self.conn,
+            "SELECT survivor_id FROM merged_customers WHERE customer_id = %(c)s",
+            {"c": customer_id},
+        )
+        return str(rows[0].survivor_id) if rows else customer_id
 
     async def change_applied(self, change_id: str) -> bool:
         row = (
@@ -472,24 +465,19 @@ class ProfileTransaction:
         return int(row[0])
 
     async def update_shown(self, customer_id: str, shown: dict[str, TraitObservation]) -> int:
-        row = (
-            await self.conn.execute(
-                text(
-                    """
-                    UPDATE profiles SET shown = shown || CAST(:shown AS jsonb),
-                        updated_at = now(), version = version + 1
-                    WHERE customer_id = :c RETURNING version
-                    """
+        (row,) = await fetch_direct(
+            self.conn,
+            "UPDATE profiles SET shown = shown || CAST(%(shown)s AS jsonb), "
+            "updated_at = now(), version = version + 1 "
+            "WHERE customer_id = %(c)s RETURNING version",
+            {
+                "c": customer_id,
+                "shown": json.dumps(
+                    {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
                 ),
-                {
-                    "c": customer_id,
-                    "shown": json.dumps(
-                        {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
-                    ),
-                },
-            )
-        ).one()
-        return int(row[0])
+            },
+        )
+        return int(row.version)
 
     async def version(self, customer_id: str) -> int:
         row = (

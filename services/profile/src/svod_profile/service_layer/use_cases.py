@@ -79,9 +79,8 @@ class ProfileService:
             current = await tx.lock_current_profile(app.customer_id)
             if current != app.customer_id:
                 app = replace(app, customer_id=current)
-            if not await tx.claim_record(app):
+            if not await tx.claim_and_observe(app):
                 return await tx.version(app.customer_id), False
-            await tx.add_observations(app)
             touched = {t.field for t in app.traits}
             shown = shown_values(await tx.observations(app.customer_id, touched), self.survivorship)
             version = await tx.update_shown(app.customer_id, shown)
