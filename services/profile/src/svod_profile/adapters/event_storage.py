@@ -157,8 +157,9 @@ class EventRepository:
     ) -> tuple[dict[str, str], dict[str, Metrics]]:
         """Each id -> the profile it names now, and those profiles locked with their metrics.
 
-        As ``ProfileTransaction.lock_current_profile``: a merge committing while we wait for a
-        lock is followed once the locks are held, and the rows the locking re-created dropped.
+        A merge may commit while we wait for a lock, and the locking would then bring the
+        merged-away profile back: so once the locks are held the merges are looked up again
+        and followed, and the rows the locking re-created dropped.
         """
         current = await self.current_ids(customer_ids)
         while True:

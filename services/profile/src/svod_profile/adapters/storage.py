@@ -136,22 +136,10 @@ class ProfileTransaction:
         self.queries = ProfileQueries(conn)
 
     async def lock_current_profile(self, customer_id: str) -> str:
-        """Locks (creating if new) the profile ``customer_id`` names now; returns its id.
-
-        A merge may commit while we wait for the lock, and the lock's upsert would then bring
-        the merged-away profile back: so once the lock is held the merge is looked up again and
-        followed, and the re-created row dropped.
-        """
-        current = await self.current_id(customer_id)
-        while True:
-            await self.lock_profile(current)
-            survivor = await self.current_id(current)
-            if survivor == current:
-                return current
-            await fetch_direct(
-                self.conn, "DELETE FROM profiles WHERE customer_id = %(c)s", {"c": current}
-            )
-            current = survivor
+        """Locks (creating if new) the profile ``customer_id`` names now; returns its id (see
+        ``EventRepository.lock_current_profiles``: a merge committing meanwhile is followed)."""
+        current, _ = await self.events.lock_current_profiles([customer_id])
+        return current[customer_id]
 
     async def lock_profile(self, customer_id: str) -> None:
         """Creates the profile if new and locks it for the rest of the transaction."""
