@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import phonenumbers
 
@@ -81,6 +81,50 @@ def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+_E164 = re.compile(r"\+([1-9]\d{3,19})")
+
+
+def _from_e164(e164: str) -> phonenumbers.PhoneNumber | None:
+    """The number ``phonenumbers.parse`` would give for a plain E.164 string, built directly;
+    None when the string is anything else (then ``parse`` decides). Stored phones are E.164,
+    and every candidate's phone is looked at once: ``parse`` (its national-prefix and format
+    handling, needless here) was a fifth of a bulk resolve's CPU.
+    """
+    match = _E164.fullmatch(e164)
+    if match is None:
+        return None
+    digits = match.group(1)
+    # Country codes are prefix-free: at most one of the first 1-3 digits is one.
+    for size in (1, 2, 3):
+        code = int(digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            national = digits[size:]
+            # Leading zeros (Italy), lengths parse refuses and anything that could start with
+            # a national prefix parse might strip (+7 8..., +1 1...) are left to parse.
+            prefix = _national_prefix(code)
+            if (
+                national.startswith("0")
+                or not 2 <= len(national) <= 17
+                or (prefix is not None and prefix.match(national))
+            ):
+                return None
+            return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    return None
+
+
+@cache
+def _national_prefix(code: int) -> re.Pattern[str] | None:
+    """The national prefix ``parse`` strips for a country code's numbers, if it has one."""
+    region = phonenumbers.region_code_for_country_code(code)
+    metadata = (
+        phonenumbers.PhoneMetadata.metadata_for_nongeo_region(code)
+        if region == phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY
+        else phonenumbers.PhoneMetadata.metadata_for_region(region)
+    )
+    pattern = metadata.national_prefix_for_parsing if metadata is not None else None
+    return re.compile(pattern) if pattern else None
+
+
 @lru_cache(maxsize=262144)
 def _phone_facts(e164: str) -> tuple[bool, bool, str] | None:
     """(valid, fixed line, national number) from one parse; None when it does not parse.
@@ -88,10 +132,12 @@ def _phone_facts(e164: str) -> tuple[bool, bool, str] | None:
     Parsing and matching against the numbering plan is the costly part of looking at a phone,
     and every check below needs it: done once per number.
     """
-    try:
-        number = phonenumbers.parse(e164, None)
-    except phonenumbers.NumberParseException:
-        return None
+    number = _from_e164(e164)
+    if number is None:
+        try:
+            number = phonenumbers.parse(e164, None)
+        except phonenumbers.NumberParseException:
+            return None
     kind = phonenumbers.number_type(number)
     valid = kind != phonenumbers.PhoneNumberType.UNKNOWN
     return valid, kind == phonenumbers.PhoneNumberType.FIXED_LINE, str(number.national_number)
