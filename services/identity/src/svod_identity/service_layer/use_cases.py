@@ -113,6 +113,10 @@ class IdentityService:
             return cached[1]
         async with self.store.transaction() as tx:
             rules = await self._load_rules(tx)
+        # An update may have landed while we read: never put an older version back over it.
+        newer = self._rules
+        if newer is not None and newer[1].version > rules.version:
+            return newer[1]
         self._rules = (time.monotonic(), rules)
         return rules
 
@@ -127,6 +131,9 @@ class IdentityService:
         else:
             version, body, pairs, at, actor = stored
             info = ModelInfo(version, MatchModel.from_dict(body), pairs, at, actor)
+        newer = self._model
+        if newer is not None and newer[1].version > info.version:
+            return newer[1]
         self._model = (time.monotonic(), info)
         return info
 
