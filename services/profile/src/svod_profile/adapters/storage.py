@@ -93,6 +93,15 @@ class ProfileQueries:
         return [str(r[0]) for r in rows]
 
 
+def _provenance_row(provenance: Provenance) -> dict[str, str]:
+    """A value's provenance as the JSON rows of _CLAIM_AND_OBSERVE carry it."""
+    return {
+        "s": provenance.source,
+        "ch": provenance.channel,
+        "at": provenance.observed_at.isoformat(),
+    }
+
+
 # A record's Apply writes, after the profile's lock (see ProfileTransaction.claim_and_observe):
 # nothing but the claim when the record was applied before.
 _CLAIM_AND_OBSERVE = """
@@ -166,13 +175,7 @@ class ProfileTransaction:
                 "ps": p.source,
                 "traits": json.dumps(
                     [
-                        {
-                            "f": t.field,
-                            "v": t.value,
-                            "s": t.provenance.source,
-                            "ch": t.provenance.channel,
-                            "at": t.provenance.observed_at.isoformat(),
-                        }
+                        {"f": t.field, "v": t.value, **_provenance_row(t.provenance)}
                         for t in app.traits
                     ],
                     ensure_ascii=False,
@@ -183,9 +186,7 @@ class ProfileTransaction:
                             "t": i.type,
                             "n": i.namespace,
                             "v": i.value,
-                            "s": i.provenance.source,
-                            "ch": i.provenance.channel,
-                            "at": i.provenance.observed_at.isoformat(),
+                            **_provenance_row(i.provenance),
                         }
                         for i in app.identifiers
                     ],
