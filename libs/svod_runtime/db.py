@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -107,6 +108,44 @@ async def fetch_direct(
         ):
             await cursor.execute(statement, params)
     return await cursor.fetchall() if cursor.description is not None else []
+
+
+async def fetch_direct_pipelined(
+    conn: AsyncConnection, statements: Sequence[tuple[str, Mapping[str, Any] | None]]
+) -> list[list[Any]]:
+    """The rows of each statement, as ``fetch_direct``, all sent in one round trip (psycopg's
+    pipeline mode). The server still runs them one after the other, each with a snapshot of
+    its own, so a statement that waits for a lock holds it before the next one reads: a lock
+    and the reads it guards cost one round trip instead of two. An error in one skips the
+    rest and is raised, the transaction aborted as it would be with separate calls.
+    """
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    tracer = _DIRECT_TRACERS.get(conn.sync_engine)
+    span = (
+        tracer.start_as_current_span(
+            " + ".join(_operation(statement) for statement, _ in statements),
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "db.system": "postgresql",
+                "db.statement": ";\n".join(statement for statement, _ in statements),
+            },
+        )
+        if tracer is not None and trace.get_current_span().get_span_context().is_valid
+        else contextlib.nullcontext()
+    )
+    with span:
+        async with driver.pipeline() as pipeline:  # type: ignore[union-attr]
+            cursors = []
+            for statement, params in statements:
+                cursor = driver.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
+                await cursor.execute(statement, params)
+                cursors.append(cursor)
+            await pipeline.sync()
+            return [
+                await cursor.fetchall() if cursor.description is not None else []
+                for cursor in cursors
+            ]
 
 
 def _operation(statement: str) -> str:

@@ -96,3 +96,62 @@ def test_direct_statements_keep_casts_and_percent_signs_and_are_traced_inside_a_
     assert [s.name for s in db_spans] == ["SELECT"]
     request = next(s for s in spans if s.name == "request")
     assert db_spans[0].parent.span_id == request.context.span_id
+
+
+def test_pipelined_statements_run_in_order_each_seeing_what_committed_before_it(
+    postgres_admin_url,
+) -> None:
+    """The property identity's resolve relies on: a lock and the read it guards, sent in one
+    round trip, still read what the lock's previous holder committed while they waited."""
+    import asyncio
+    import threading
+    import time
+    import uuid
+
+    import psycopg
+
+    from svod_runtime.db import create_engine, fetch_direct_pipelined, libpq_url
+
+    table = f"pipeline_{uuid.uuid4().hex[:8]}"
+    lock = 424242
+    admin = psycopg.connect(libpq_url(postgres_admin_url), autocommit=True)
+    admin.execute(f"CREATE TABLE {table} (n int)")
+    holder = psycopg.connect(libpq_url(postgres_admin_url))
+    holder.execute("SELECT pg_advisory_xact_lock(%s)", (lock,))
+    holder.execute(f"INSERT INTO {table} VALUES (1)")
+
+    def commit_later() -> None:
+        time.sleep(0.5)
+        holder.commit()  # releases the lock with the row committed
+
+    async def run() -> list[list]:
+        engine = create_engine(postgres_admin_url)
+        try:
+            async with engine.begin() as conn:
+                return await fetch_direct_pipelined(
+                    conn,
+                    [
+                        ("SELECT pg_advisory_xact_lock(%(k)s) AS locked", {"k": lock}),
+                        (f"SELECT count(*) AS n FROM {table}", None),
+                        (f"INSERT INTO {table} VALUES (2)", None),
+                    ],
+                )
+        finally:
+            await engine.dispose()
+
+    try:
+        committer = threading.Thread(target=commit_later)
+        committer.start()
+        started = time.perf_counter()
+        locked, counted, inserted = asyncio.run(run())
+        waited = time.perf_counter() - started
+        committer.join()
+        assert waited >= 0.4  # the lock was waited for ...
+        assert counted[0].n == 1  # ... and the read after it saw the holder's row
+        assert inserted == []  # a statement returning no rows gives an empty list
+        rows = admin.execute(f"SELECT n FROM {table} ORDER BY n").fetchall()
+        assert rows == [(1,), (2,)]  # the pipelined transaction committed
+    finally:
+        holder.close()
+        admin.execute(f"DROP TABLE {table}")
+        admin.close()

@@ -32,7 +32,12 @@ from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import CustomerView, IncomingRecord, Owner, RecordRef
 from svod_identity.domain.rules import Rules
-from svod_runtime.db import array_literal, direct_statement, fetch_direct
+from svod_runtime.db import (
+    array_literal,
+    direct_statement,
+    fetch_direct,
+    fetch_direct_pipelined,
+)
 from svod_runtime.outbox import enqueue
 
 SYSTEM_ACTOR = "svod-identity"
@@ -120,28 +125,37 @@ WITH refs AS (
     GROUP BY w.i, b.record_pk
     HAVING count(*) >= 2 OR min(s.n) <= :lone
         OR bool_or(left(w.key, 2) = ANY(CAST(:contact AS text[])))
+), loaded AS (
+    SELECT record_pk FROM refs UNION SELECT record_pk FROM worth
 )
-SELECT 'b' AS kind, b.key AS t1, NULL AS t2, NULL AS t3, b.record_pk AS pk,
-       NULL::uuid AS c, NULL::jsonb AS j1, NULL::jsonb AS j2, false AS f
-FROM b
-UNION ALL
-SELECT 'w', key, NULL, NULL, NULL, NULL, NULL, NULL, false FROM wanted_keys
+-- One row per fetched key: its stored block's size (up to the cap) and those of its members
+-- whose rows come below; the others are never compared, only counted.
+SELECT 'b' AS kind, k.key AS t1, NULL AS t2, NULL AS t3, count(b.record_pk) AS pk,
+       NULL::uuid AS c,
+       coalesce(jsonb_agg(l.record_pk) FILTER (WHERE l.record_pk IS NOT NULL), '[]') AS j1,
+       NULL::jsonb AS j2, false AS f
+FROM wanted_keys k LEFT JOIN b ON b.key = k.key
+LEFT JOIN loaded l ON l.record_pk = b.record_pk
+GROUP BY k.key
 UNION ALL
 SELECT 'r', r.source, r.message_id, NULL, r.record_pk, r.customer_id,
        r.identifiers, r.attributes, r.record_pk IN (SELECT record_pk FROM refs)
 FROM records r
-WHERE r.record_pk = ANY(ARRAY(
-    SELECT record_pk FROM refs UNION SELECT record_pk FROM worth
-))
+WHERE r.record_pk = ANY(ARRAY(SELECT record_pk FROM loaded))
 UNION ALL
 SELECT 'x', bl.id_type, bl.namespace, bl.value, NULL, NULL, to_jsonb(bl.reason),
        NULL, false
 FROM blocked_identifiers bl
 JOIN {_KEYS_TABLE} ON bl.id_type = x.t AND bl.namespace = x.n AND bl.value = x.v
 UNION ALL
-SELECT 'p', NULL, NULL, NULL, nextval('records_record_pk_seq'), NULL, NULL, NULL,
+SELECT 'p', NULL, NULL, NULL, NULL, NULL,
+       (SELECT jsonb_agg(nextval('records_record_pk_seq')) FROM generate_series(1, :n)),
+       NULL, false
+UNION ALL
+SELECT DISTINCT 'o', NULL, NULL, NULL, NULL::bigint, i.customer_id, NULL::jsonb, NULL::jsonb,
        false
-FROM generate_series(1, :n)
+FROM identifiers i
+JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
 """
 )
 
@@ -265,8 +279,10 @@ class IdentityTransaction:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def lock(self, lock_keys: Sequence[str]) -> None:
-        """Serialises work on the same identifiers and records, in one statement.
+    @staticmethod
+    def _lock(lock_keys: Iterable[str]) -> list[tuple[str, dict[str, Any]]]:
+        """The statement serialising work on the same identifiers and records (none for no
+        keys), to run before the reads it guards.
 
         Locks are taken in the order of their hashes, the same order in every transaction, so
         two transactions cannot deadlock on them. This is what keeps parallel resolves carrying
@@ -274,9 +290,7 @@ class IdentityTransaction:
         one's customer.
         """
         keys = sorted(set(lock_keys))
-        if not keys:
-            return
-        await fetch_direct(self.conn, _LOCK, {"k": array_literal(keys)})
+        return [(_LOCK, {"k": array_literal(keys)})] if keys else []
 
     async def lock_customers(self, customer_ids: Iterable[str]) -> None:
         """Row locks on customers about to gain identifiers or be merged (sorted: no deadlock)."""
@@ -422,8 +436,13 @@ class IdentityTransaction:
         fuzzy: bool = True,
         candidates_for: Iterable[RecordRef] | None = None,
         model: MatchModel | None = None,
+        lock_keys: Iterable[str] = (),
     ) -> GraphState:
         """The part of the graph a batch of records can touch, with its customers row-locked.
+
+        ``lock_keys`` are locked first (see ``_lock``), in the same round trip as the first
+        read: the statements still run one after the other, so the read sees what the lock's
+        previous holder committed.
 
         Three statements in the usual case, whatever the batch size: (1) the records already
         resolved, the blocking-key candidates with their rows, blocked identifiers and record
@@ -464,34 +483,42 @@ class IdentityTransaction:
                         key_type.append(ident.type)
                         key_namespace.append(ident.namespace)
                         key_value.append(ident.value)
-        rows = await fetch_direct(
+        *_, rows = await fetch_direct_pipelined(
             self.conn,
-            _LOAD_STATE,
-            {
-                "refs": _json([{"s": r.source, "m": r.message_id} for r in refs]),
-                "ki": array_literal(map(str, key_index)),
-                "kt": array_literal(key_type),
-                "kn": array_literal(key_namespace),
-                "kv": array_literal(key_value),
-                "bi": array_literal(map(str, block_index)),
-                "bk": array_literal(block_key),
-                "force": array_literal(map(str, force)),
-                "cap": MAX_BLOCK_SIZE + 1,
-                "max": MAX_BLOCK_SIZE,
-                "lone": LONE_KEY_MAX_BLOCK,
-                "contact": _CONTACT_PREFIXES,
-                "keys": _key_rows(keys),
-                "n": len(records),
-            },
+            [
+                *self._lock(lock_keys),
+                (
+                    _LOAD_STATE,
+                    {
+                        "refs": _json([{"s": r.source, "m": r.message_id} for r in refs]),
+                        "ki": array_literal(map(str, key_index)),
+                        "kt": array_literal(key_type),
+                        "kn": array_literal(key_namespace),
+                        "kv": array_literal(key_value),
+                        "bi": array_literal(map(str, block_index)),
+                        "bk": array_literal(block_key),
+                        "force": array_literal(map(str, force)),
+                        "cap": MAX_BLOCK_SIZE + 1,
+                        "max": MAX_BLOCK_SIZE,
+                        "lone": LONE_KEY_MAX_BLOCK,
+                        "contact": _CONTACT_PREFIXES,
+                        "keys": _key_rows(keys),
+                        "n": len(records),
+                    },
+                ),
+            ],
         )
         state.fetched_keys = set()
         candidates: dict[int, KnownRecord] = {}
+        owners: set[str] = set()
         for row in rows:
             kind = row.kind
             if kind == "b":
-                state.blocks.setdefault(row.t1, []).append(int(row.pk))
-            elif kind == "w":
+                members = sorted(row.j1)
+                state.blocks[row.t1] = members
                 state.fetched_keys.add(row.t1)
+                if row.pk > len(members):
+                    state.unlisted[row.t1] = int(row.pk) - len(members)
             elif kind == "r":
                 known = self._known_row(row.pk, row.t1, row.t2, row.c, row.j1, row.j2)
                 if row.f:
@@ -502,9 +529,9 @@ class IdentityTransaction:
             elif kind == "x":
                 state.blocked[IdentifierKey(row.t1, row.t3, row.t2)] = str(row.j1)
             elif kind == "p":
-                state.free_pks.append(int(row.pk))
-        for members in state.blocks.values():
-            members.sort()
+                state.free_pks.extend(sorted(row.j1 or ()))
+            elif kind == "o":
+                owners.add(str(row.c))
         # Records of this batch seen before are never candidates for themselves.
         for pk in list(candidates):
             if pk in state.records:
@@ -513,13 +540,33 @@ class IdentityTransaction:
             fetched = [r for r in records if r.ref not in state.resolved]
             keep = worth_loading(fetched, state, candidates, rules, model)
             candidates = {pk: known for pk, known in candidates.items() if pk in keep}
-        locked = await self._lock_owners(keys, {c.customer_id for c in candidates.values()})
+        also = {c.customer_id for c in candidates.values()}
+        if keys or also:
+            # The customers to lock are known from the read above unless a merge or split
+            # commits meanwhile: their data is read in the same round trip as the locks, and
+            # read again only when the locks ended up on other customers.
+            expected = owners | also
+            lock_rows, customer_rows = await fetch_direct_pipelined(
+                self.conn,
+                [
+                    (_LOCK_OWNERS, {"keys": _key_rows(keys), "c": array_literal(sorted(also))}),
+                    self._customers_statement(state, keys, expected, candidates, rules),
+                ],
+            )
+            locked = {str(r.customer_id) for r in lock_rows}
+        else:
+            locked, expected, customer_rows = set(), set(), []
+        rows_for = expected  # the customers whose data ``customer_rows`` hold
         while True:
-            wanted, owner_rows = await self._load_customers(state, keys, locked, candidates, rules)
-            if wanted <= locked:
-                break
-            await self.lock_customers(wanted - locked)
-            locked |= wanted
+            if rows_for == locked:
+                wanted, owner_rows = self._read_customers(state, locked, candidates, customer_rows)
+                if wanted <= locked:
+                    break
+                await self.lock_customers(wanted - locked)
+                locked |= wanted
+            statement, params = self._customers_statement(state, keys, locked, candidates, rules)
+            customer_rows = await fetch_direct(self.conn, statement, params)
+            rows_for = set(locked)
         for row in owner_rows:
             key = IdentifierKey(row.t1, row.t3, row.t2)
             state.owners[key] = str(row.c)
@@ -527,41 +574,36 @@ class IdentityTransaction:
                 state.sharers[key] = {str(c) for c in row.j1}
         return state
 
-    async def _lock_owners(self, keys: Sequence[IdentifierKey], also: set[str]) -> set[str]:
-        """Row-locks the customers owning ``keys`` and ``also`` (sorted: no deadlock)."""
-        if not keys and not also:
-            return set()
-        rows = await fetch_direct(
-            self.conn,
-            _LOCK_OWNERS,
-            {"keys": _key_rows(keys), "c": array_literal(sorted(also))},
-        )
-        return {str(r.customer_id) for r in rows}
-
-    async def _load_customers(
-        self,
+    @staticmethod
+    def _customers_statement(
         state: GraphState,
         keys: Sequence[IdentifierKey],
         customer_ids: set[str],
         candidates: dict[int, KnownRecord],
         rules: Rules,
-    ) -> tuple[set[str], list[Any]]:
-        """Owners of ``keys``, candidates' customers, and the locked customers' data, in one
-        statement; returns the customers that must be locked and the owner rows."""
-        ids = sorted(customer_ids)
+    ) -> tuple[str, dict[str, Any]]:
+        """One statement reading the owners of ``keys``, the candidates' customers and the
+        data of ``customer_ids`` (locked by then) the engine needs."""
         limits = any(r.max_values_per_customer > 0 for r in rules.identifier_rules)
         known = sorted(set(candidates) | set(state.records))
-        rows = await fetch_direct(
-            self.conn,
-            _LOAD_CUSTOMERS,
-            {
-                "keys": _key_rows(keys),
-                "cand": array_literal(map(str, sorted(candidates))),
-                "ids": array_literal(ids),
-                "known": array_literal(map(str, known)),
-                "limits": limits,
-            },
-        )
+        return _LOAD_CUSTOMERS, {
+            "keys": _key_rows(keys),
+            "cand": array_literal(map(str, sorted(candidates))),
+            "ids": array_literal(sorted(customer_ids)),
+            "known": array_literal(map(str, known)),
+            "limits": limits,
+        }
+
+    def _read_customers(
+        self,
+        state: GraphState,
+        customer_ids: set[str],
+        candidates: dict[int, KnownRecord],
+        rows: list[Any],
+    ) -> tuple[set[str], list[Any]]:
+        """Fills ``state`` from the rows of ``_customers_statement`` when every customer they
+        name is in ``customer_ids`` (locked); returns the customers that must be locked and the
+        owner rows."""
         owner_rows: list[Any] = []
         now_of: dict[int, str] = {}
         loaded: dict[int, KnownRecord] = {}

@@ -117,6 +117,9 @@ class GraphState:
     records: dict[int, KnownRecord] = field(default_factory=dict)
     resolved: dict[RecordRef, int] = field(default_factory=dict)
     blocks: dict[str, list[int]] = field(default_factory=dict)
+    # Stored members of a block left out of ``blocks`` (not worth comparing, so not loaded):
+    # they still count towards its size.
+    unlisted: dict[str, int] = field(default_factory=dict)
     kept_apart: set[frozenset[str]] = field(default_factory=set)
     # Merged-away customer -> survivor (merges the engine made, and known older ones).
     alias: dict[str, str] = field(default_factory=dict)
@@ -124,6 +127,14 @@ class GraphState:
     free_pks: list[int] = field(default_factory=list)
     # Blocking keys whose stored members are in ``blocks``; None: all of them.
     fetched_keys: set[str] | None = None
+
+    def comparable(self, key: str) -> list[int]:
+        """The members of a key's block, or none when the block is too big to say anything
+        about identity (``MAX_BLOCK_SIZE``)."""
+        members = self.blocks.get(key, [])
+        if len(members) + self.unlisted.get(key, 0) > MAX_BLOCK_SIZE:
+            return []
+        return members
 
     def find(self, customer_id: str) -> str:
         seen = 0
@@ -226,9 +237,7 @@ def worth_loading(
         person = person_from("0", record.attributes, linkable, record.ref.source)
         pks: set[int] = set()
         for key in blocking_keys(person):
-            members = state.blocks.get(key)
-            if members and len(members) <= MAX_BLOCK_SIZE:
-                pks.update(members)
+            pks.update(state.comparable(key))
         for pk in pks - keep:
             known = candidates.get(pk)
             if known is not None and score_pair(person, known.person, model).decision != "new":
@@ -446,9 +455,7 @@ class Resolver:
         state = self.state
         candidates: set[int] = set()
         for key in keys:
-            members = state.blocks.get(key)
-            if members and len(members) <= MAX_BLOCK_SIZE:
-                candidates.update(members)
+            candidates.update(state.comparable(key))
         persons = [state.records[pk].person for pk in candidates if pk in state.records]
         if not persons:
             return [], {}, 0.0, []

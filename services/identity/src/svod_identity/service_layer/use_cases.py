@@ -230,9 +230,8 @@ class IdentityService:
                 nonlocal announced
                 locks = [f"record\x1f{r.ref.source}\x1f{r.ref.message_id}" for r in chunk]
                 locks += [k.lock_key for r in chunk for k in r.identifiers]
-                await tx.lock(locks)
                 fuzzy = not rules.fuzzy_disabled
-                state = await tx.load_state(chunk, rules, fuzzy=fuzzy, model=model)
+                state = await tx.load_state(chunk, rules, fuzzy=fuzzy, model=model, lock_keys=locks)
                 resolver = Resolver(state, rules, model)
                 done = [resolver.resolve(r) for r in chunk]
                 wanted: set[RecordRef] = set()
