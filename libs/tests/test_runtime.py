@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 
 import grpc
+import pytest
 from google.rpc import error_details_pb2, status_pb2
 
 from svod_runtime.config import ServiceConfig, service_database_url
@@ -149,3 +150,26 @@ def test_timestamps_and_enum_names_read_back_exactly() -> None:
     assert enum_number(types, "EMAIL", "IDENTIFIER_TYPE_") == common_pb2.IDENTIFIER_TYPE_EMAIL
     assert enum_short_name(types, 999, "IDENTIFIER_TYPE_") == ""
     assert enum_number(types, "no-such-type", "IDENTIFIER_TYPE_") == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"first_name": "Мария", "phones": ["+79161234567"], "score": 0.8125, "n": -3}',
+        '[1, 2.5, 1e-7, true, null, "a\\"b", {"nested": [[]]}]',
+        "123456789012345678901234567890",  # beyond 64 bits: orjson would give a float
+        '{"card": "1234567890123456789"}',  # a 19-digit run inside a string
+        "1e400",  # jsonb holds it; orjson refuses it, json reads infinity
+        '"\\u0451 plain"',
+    ],
+)
+def test_json_columns_load_exactly_as_the_json_module_reads_them(text: str) -> None:
+    import json
+
+    from svod_runtime.db import load_json
+
+    expected = json.loads(text)
+    for data in (text, text.encode(), memoryview(text.encode())):
+        loaded = load_json(data)
+        assert loaded == expected
+        assert type(loaded) is type(expected)

@@ -146,6 +146,7 @@ def test_pipelined_statements_run_in_order_each_seeing_what_committed_before_it(
         locked, counted, inserted = asyncio.run(run())
         waited = time.perf_counter() - started
         committer.join()
+        assert len(locked) == 1  # each statement's rows come back, in order
         assert waited >= 0.4  # the lock was waited for ...
         assert counted[0].n == 1  # ... and the read after it saw the holder's row
         assert inserted == []  # a statement returning no rows gives an empty list
