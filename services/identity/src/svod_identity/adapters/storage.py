@@ -263,6 +263,12 @@ SELECT 1
 
 
 _CONTACT_PREFIXES = array_literal(CONTACT_KEY_PREFIXES)
+# Resolve statements are long and run with different parameters every time: Postgres planned
+# each execution afresh (custom plans), which cost more than running it for one record
+# (Postgres CPU per single Resolve at 200k customers 2.37/2.02 -> 1.61/1.19 ms with the plan
+# kept; bulk chunks of 500 unchanged). Their plans are index look-ups whatever the values, so
+# the plan made once per connection is kept, for the rest of the transaction only.
+_GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 _LOCK = direct_statement(
     "SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT "
     "hashtextextended(k, 0) AS h FROM unnest(CAST(:k AS text[])) AS k ORDER BY 1) s"
@@ -486,6 +492,7 @@ class IdentityTransaction:
         *_, rows = await fetch_direct_pipelined(
             self.conn,
             [
+                (_GENERIC_PLANS, None),
                 *self._lock(lock_keys),
                 (
                     _LOAD_STATE,
