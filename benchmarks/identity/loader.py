@@ -21,6 +21,10 @@ from svod_identity.domain.engine import person_from
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import blocking_keys
 from svod_identity.domain.matching.compare import view
+from svod_identity.domain.matching.contacts import (  # the placeholder rule, mirrored in SQL
+    _PLACEHOLDER_NATIONAL,
+    _PLACEHOLDER_SUBSCRIBERS,
+)
 from svod_identity.domain.matching.places import city_key
 from svod_identity.domain.matching.record import build_person_record
 from svod_identity.domain.matching.surnames import surname_key
@@ -193,7 +197,17 @@ def load_identity(db_url: str, count: int) -> None:
                 ('db:' || to_char(birth, 'YYYYMMDD') || ':' || city_key)
             ) AS k(key)
             WHERE key IS NOT NULL AND (email IS NOT NULL OR key NOT LIKE 'e:%%')
-            """
+              -- The matcher gives placeholder-looking phones no key (contacts.py): one or two
+              -- digits repeated in the subscriber part, counting sequences, dummy numbers.
+              AND NOT (key LIKE 'p:%%' AND (
+                  (SELECT count(DISTINCT d) FROM regexp_split_to_table(right(phone, 7), '') d)
+                      <= 2
+                  OR right(phone, 7) IN ({subscribers})
+                  OR substr(phone, 3) IN ({nationals})))
+            """.format(
+                subscribers=", ".join(f"'{v}'" for v in sorted(_PLACEHOLDER_SUBSCRIBERS)),
+                nationals=", ".join(f"'{v}'" for v in sorted(_PLACEHOLDER_NATIONAL)),
+            )
         )
         conn.execute("VACUUM ANALYZE customers")
         conn.execute("VACUUM ANALYZE records")
