@@ -190,7 +190,8 @@ def load_identity(db_url: str, count: int) -> None:
             INSERT INTO blocking_keys (key, record_pk)
             SELECT DISTINCT key, n FROM bench_people, LATERAL (VALUES
                 ('p:' || phone),
-                ('e:c' || n),
+                -- The mailbox name alone when distinctive (4+ characters), else the address.
+                (CASE WHEN n >= 100 THEN 'e:c' || n ELSE 'e:' || email END),
                 ('fb:' || first_key || ':' || to_char(birth, 'YYYYMMDD')),
                 ('sb:' || last_key || ':' || to_char(birth, 'YYYY')),
                 ('fs:' || first_key || ':' || last_key),
