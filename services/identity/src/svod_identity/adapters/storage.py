@@ -265,7 +265,7 @@ SELECT 1
 _CONTACT_PREFIXES = array_literal(CONTACT_KEY_PREFIXES)
 # Resolve statements are long and run with different parameters every time: Postgres planned
 # each execution afresh (custom plans), which cost more than running it for one record
-# (Postgres CPU per single Resolve at 200k customers 2.37/2.02 -> 1.61/1.19 ms with the plan
+# (Postgres CPU per single Resolve at 200k customers 1.82/2.29 -> 1.50/1.55 ms with the plan
 # kept; bulk chunks of 500 unchanged). Their plans are index look-ups whatever the values, so
 # the plan made once per connection is kept, for the rest of the transaction only.
 _GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
@@ -450,13 +450,14 @@ class IdentityTransaction:
         read: the statements still run one after the other, so the read sees what the lock's
         previous holder committed.
 
-        Three statements in the usual case, whatever the batch size: (1) the records already
-        resolved, the blocking-key candidates with their rows, blocked identifiers and record
-        pks for the new rows; (2) row locks on the customers owning the identifiers or the
-        candidates, returning the owners; (3) after the locks, the owners and the candidates'
-        customers again (a merge or split may have committed while waiting) together with
-        everything the engine needs about the locked customers. Should (3) find a customer not
-        yet locked, it is locked and (3) re-run.
+        Three statements in two round trips in the usual case, whatever the batch size: (1) the
+        records already resolved, the blocking-key candidates with their rows, blocked
+        identifiers, the identifiers' owners and record pks for the new rows; then, together,
+        (2) row locks on the customers owning the identifiers or the candidates, and (3) after
+        the locks, the owners and the candidates' customers again (a merge or split may have
+        committed while waiting) with everything the engine needs about the customers (1)
+        named. Should (2) lock other customers than (1) named, or (3) find one not yet locked,
+        it is locked and (3) re-run.
 
         Candidates are fetched only for records none of whose linkable identifiers has an owner
         (the others link exactly) and for the records in ``candidates_for``;
