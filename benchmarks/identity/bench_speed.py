@@ -8,6 +8,7 @@ five services as separate processes on free ports, then measures:
   link), half new people (unknown phone: blocking-key candidates are fetched and scored, then a
   customer is created) - p50/p99 for each and overall;
 * ``ResolveBatch``: streams of ``--batch-size`` records of the same mix, records/s.
+* the same with ``--streams`` importers at once (default 4), each sending its share.
 
 Beside each, a raw Postgres baseline measured in the same run: the minimum statements the same
 work needs, issued directly with psycopg (identifier owner look-up; blocking-key candidate
@@ -30,7 +31,8 @@ import platform
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import psycopg
@@ -142,16 +144,32 @@ def bench_batch(
     stub: identity_pb2_grpc.IdentityServiceStub,
     work: list[tuple[str, identity_pb2.ResolveRequest]],
     batch_size: int,
+    streams: int = 1,
 ) -> dict[str, float]:
+    """Records/s of ``work`` sent as ResolveBatch streams of ``batch_size``; with ``streams``
+    above one, that many importers at once, each with its share (one thread each)."""
     requests = [r for _, r in work]
+
+    def send(share: list[identity_pb2.ResolveRequest]) -> None:
+        for start in range(0, len(share), batch_size):
+            stub.ResolveBatch(iter(share[start : start + batch_size]), timeout=600)
+
+    return _timed_shares(requests, streams, send)
+
+
+def _timed_shares(items: list, streams: int, run: Callable[[list], None]) -> dict[str, float]:
+    """Runs ``run`` over ``streams`` equal shares of ``items`` in parallel threads; records/s."""
+    shares = [items[i::streams] for i in range(streams)]
     started = time.perf_counter()
-    for start in range(0, len(requests), batch_size):
-        stub.ResolveBatch(iter(requests[start : start + batch_size]), timeout=600)
+    with ThreadPoolExecutor(max_workers=streams) as pool:
+        for done in [pool.submit(run, share) for share in shares]:
+            done.result()
     elapsed = time.perf_counter() - started
     return {
-        "records": len(requests),
+        "records": len(items),
+        "streams": streams,
         "seconds": round(elapsed, 2),
-        "per_second": round(len(requests) / elapsed),
+        "per_second": round(len(items) / elapsed),
     }
 
 
@@ -269,20 +287,21 @@ def bench_raw_resolve(
     }
 
 
-def bench_raw_batch(db_url: str, work: list[tuple[str, identity_pb2.ResolveRequest]]) -> dict:
+def bench_raw_batch(
+    db_url: str, work: list[tuple[str, identity_pb2.ResolveRequest]], streams: int = 1
+) -> dict:
+    """The set-based statements for ``work``, ``RAW_CHUNK`` records per transaction; with
+    ``streams`` above one, that many connections at once, each with its share."""
     parts = [_raw_parts(r) for _, r in work]
-    with psycopg.connect(libpq_url(db_url)) as conn:
-        conn.execute("SET search_path TO identity")
-        conn.commit()
-        started = time.perf_counter()
-        for start in range(0, len(parts), RAW_CHUNK):
-            _raw_chunk(conn, parts[start : start + RAW_CHUNK])
-        elapsed = time.perf_counter() - started
-    return {
-        "records": len(parts),
-        "seconds": round(elapsed, 2),
-        "per_second": round(len(parts) / elapsed),
-    }
+
+    def write(share: list[tuple[str, str, dict, list[str]]]) -> None:
+        with psycopg.connect(libpq_url(db_url)) as conn:
+            conn.execute("SET search_path TO identity")
+            conn.commit()
+            for start in range(0, len(share), RAW_CHUNK):
+                _raw_chunk(conn, share[start : start + RAW_CHUNK])
+
+    return _timed_shares(parts, streams, write)
 
 
 def _load_average() -> list[float]:
@@ -298,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=2_000)
     parser.add_argument("--batch-records", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=5_000, help="records per stream")
+    parser.add_argument(
+        "--streams", type=int, default=4, help="importers at once, for the concurrent figure"
+    )
     args = parser.parse_args(argv)
 
     with scratch_database("svod_bench_identity_speed") as db_url, contextlib.ExitStack() as stack:
@@ -320,6 +342,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raw_resolve = bench_raw_resolve(db_url, workload.mixed(args.calls))
             batch = bench_batch(stub, workload.mixed(args.batch_records), args.batch_size)
             raw_batch = bench_raw_batch(db_url, workload.mixed(args.batch_records))
+            concurrent = bench_batch(
+                stub, workload.mixed(args.batch_records), args.batch_size, args.streams
+            )
+            raw_concurrent = bench_raw_batch(
+                db_url, workload.mixed(args.batch_records), args.streams
+            )
         load_after = _load_average()
         pairs = (("Resolve over gRPC", resolve), ("raw SQL (same work)", raw_resolve))
         for label, figures in pairs:
@@ -338,6 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(set-based, {RAW_CHUNK} per transaction; ratio "
             f"{batch['per_second'] / raw_batch['per_second']:.2f})"
         )
+        print(
+            f"ResolveBatch, {args.streams} streams at once {concurrent['per_second']:,} records/s  "
+            f"(raw SQL on {args.streams} connections {raw_concurrent['per_second']:,} records/s; "
+            f"ratio {concurrent['per_second'] / raw_concurrent['per_second']:.2f})"
+        )
         print(f"load average before/after: {load_before} / {load_after} ({os.cpu_count()} CPUs)")
         results = {
             "machine": f"{platform.machine()} {platform.python_version()}, {os.cpu_count()} CPUs",
@@ -348,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "raw_resolve_statements": raw_resolve,
             "resolve_batch": {**batch, "stream_size": args.batch_size},
             "raw_batch_statements": {**raw_batch, "chunk": RAW_CHUNK},
+            "resolve_batch_concurrent": {**concurrent, "stream_size": args.batch_size},
+            "raw_batch_statements_concurrent": {**raw_concurrent, "chunk": RAW_CHUNK},
         }
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
