@@ -97,8 +97,9 @@ _NAMED_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 def trace_direct_statements(engine: AsyncEngine, tracer: trace.Tracer) -> None:
-    """Gives ``fetch_direct`` statements on ``engine`` a database span each, when they run
-    inside a trace (a request's); statements of background work outside one get none."""
+    """Gives ``fetch_direct`` statements (and ``fetch_direct_pipelined`` pipelines) on
+    ``engine`` a database span each, when they run inside a trace (a request's); statements
+    of background work outside one get none."""
     _DIRECT_TRACERS[engine.sync_engine] = tracer
 
 
@@ -121,16 +122,8 @@ async def fetch_direct(
     """
     raw = await conn.get_raw_connection()
     cursor = raw.driver_connection.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
-    tracer = _DIRECT_TRACERS.get(conn.sync_engine)
-    if tracer is None or not trace.get_current_span().get_span_context().is_valid:
+    with _statement_span(conn, [statement]):
         await cursor.execute(statement, params)
-    else:
-        with tracer.start_as_current_span(
-            _operation(statement),
-            kind=trace.SpanKind.CLIENT,
-            attributes={"db.system": "postgresql", "db.statement": statement},
-        ):
-            await cursor.execute(statement, params)
     return await cursor.fetchall() if cursor.description is not None else []
 
 
@@ -145,20 +138,7 @@ async def fetch_direct_pipelined(
     """
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
-    tracer = _DIRECT_TRACERS.get(conn.sync_engine)
-    span = (
-        tracer.start_as_current_span(
-            " + ".join(_operation(statement) for statement, _ in statements),
-            kind=trace.SpanKind.CLIENT,
-            attributes={
-                "db.system": "postgresql",
-                "db.statement": ";\n".join(statement for statement, _ in statements),
-            },
-        )
-        if tracer is not None and trace.get_current_span().get_span_context().is_valid
-        else contextlib.nullcontext()
-    )
-    with span:
+    with _statement_span(conn, [statement for statement, _ in statements]):
         async with driver.pipeline() as pipeline:  # type: ignore[union-attr]
             cursors = []
             for statement, params in statements:
@@ -170,6 +150,21 @@ async def fetch_direct_pipelined(
                 await cursor.fetchall() if cursor.description is not None else []
                 for cursor in cursors
             ]
+
+
+def _statement_span(
+    conn: AsyncConnection, statements: Sequence[str]
+) -> contextlib.AbstractContextManager[Any]:
+    """One database span for statements run direct on ``conn``: only on an engine given to
+    ``trace_direct_statements`` and inside a trace (a request's); otherwise nothing."""
+    tracer = _DIRECT_TRACERS.get(conn.sync_engine)
+    if tracer is None or not trace.get_current_span().get_span_context().is_valid:
+        return contextlib.nullcontext()
+    return tracer.start_as_current_span(
+        " + ".join(_operation(statement) for statement in statements),
+        kind=trace.SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.statement": ";\n".join(statements)},
+    )
 
 
 def _operation(statement: str) -> str:
