@@ -83,6 +83,9 @@ class ServiceConfig:
     custom_attributes: str = ""
     # Per-field survivorship policies, JSON (see profile's domain/survivorship.py).
     survivorship: str = ""
+    # Allocations between young-generation garbage collections (see runtime.py); 0 keeps
+    # Python's default.
+    gc_young_threshold: int = 50_000
 
     @classmethod
     def from_env(cls, service: str, env: dict[str, str] | None = None) -> ServiceConfig:
@@ -109,4 +112,5 @@ class ServiceConfig:
             unknown_customer_grace_s=_float(env, "SVOD_UNKNOWN_CUSTOMER_GRACE_S", 600.0),
             custom_attributes=env.get("SVOD_CUSTOM_ATTRIBUTES", ""),
             survivorship=env.get("SVOD_SURVIVORSHIP", ""),
+            gc_young_threshold=int(env.get("SVOD_GC_YOUNG_THRESHOLD") or 50_000),
         )

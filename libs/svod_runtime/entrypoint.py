@@ -11,6 +11,7 @@ from pathlib import Path
 from svod_runtime.config import ServiceConfig
 from svod_runtime.logs import setup_logging
 from svod_runtime.migrations import upgrade
+from svod_runtime.runtime import tune_garbage_collector
 from svod_runtime.server import ServiceApp, serve_until_signalled
 from svod_runtime.telemetry import Telemetry
 
@@ -35,7 +36,9 @@ def run_service_cli(
     )
 
     async def main() -> None:
-        await serve_until_signalled(await create_app(config, telemetry))
+        app = await create_app(config, telemetry)
+        tune_garbage_collector(config.gc_young_threshold)
+        await serve_until_signalled(app)
 
     asyncio.run(main())
     return 0

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import random
 
 import grpc
@@ -10,6 +11,7 @@ from svod_runtime.config import ServiceConfig, service_database_url
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound
 from svod_runtime.interceptors import parse_api_keys, status_for
 from svod_runtime.outbox import MAX_DELAY_S, DeliveryError, retry_delay
+from svod_runtime.runtime import tune_garbage_collector
 
 
 def test_invalid_argument_carries_bad_request_field_violations() -> None:
@@ -173,3 +175,28 @@ def test_json_columns_load_exactly_as_the_json_module_reads_them(text: str) -> N
         loaded = load_json(data)
         assert loaded == expected
         assert type(loaded) is type(expected)
+
+
+def test_gc_tuning_freezes_start_up_objects_and_collects_the_young_less_often() -> None:
+    before = gc.get_threshold()
+    try:
+        assert (
+            ServiceConfig.from_env(
+                "identity", {"SVOD_DATABASE_URL": "postgresql://h/d"}
+            ).gc_young_threshold
+            == 50_000
+        )
+        config = ServiceConfig.from_env(
+            "identity",
+            {"SVOD_DATABASE_URL": "postgresql://h/d", "SVOD_GC_YOUNG_THRESHOLD": "12345"},
+        )
+        tune_garbage_collector(config.gc_young_threshold)
+        assert gc.get_threshold() == (12_345, 20, 100)
+        assert gc.get_freeze_count() > 0
+        gc.unfreeze()
+        tune_garbage_collector(0)  # Python's defaults kept: nothing changes
+        assert gc.get_threshold() == (12_345, 20, 100)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -17,7 +17,9 @@ from svod_identity.domain.matching import (
     is_placeholder_phone,
     normalize_phone,
 )
+from svod_identity.domain.matching.blocking import blocking_keys
 from svod_identity.domain.matching.compare import birth_date_level
+from svod_identity.domain.matching.record import BoundedCache
 
 RecordFactory = Callable[..., PersonRecord]
 
@@ -210,3 +212,31 @@ def test_one_slip_in_a_short_unknown_name_is_fuzzy(make_record: RecordFactory) -
 def test_one_slip_in_a_four_letter_surname_is_fuzzy(make_record: RecordFactory) -> None:
     reid, reif = make_record(last_name="reid"), make_record(last_name="reif")
     assert compare_records(reid, reif)["last_name"] == "fuzzy"
+
+
+def test_derived_data_is_shared_by_content_not_by_record_key() -> None:
+    """A record is compared (and blocked) the same under any key, and a caller that changes
+    a comparison it was given does not change the next caller's."""
+    first = build_person_record(
+        "-1", first_name="Маша", last_name="Иванова", phones=["+79161234567"]
+    )
+    again = build_person_record(
+        "0", first_name="Маша", last_name="Иванова", phones=["+79161234567"]
+    )
+    other = build_person_record(
+        "7", first_name="Мария", last_name="Иванова", phones=["+79161234567"]
+    )
+    given = compare_records(first, other)
+    expected = dict(given)
+    given["first_name"] = "disagree"
+    assert compare_records(again, other) == expected
+    assert compare_records(first, other) == expected
+    assert blocking_keys(first) == blocking_keys(again)
+
+
+def test_bounded_cache_starts_over_when_full() -> None:
+    cache: BoundedCache[int] = BoundedCache(2)
+    cache.put(("a",), 1)
+    cache.put(("b",), 2)
+    cache.put(("c",), 3)
+    assert cache == {("c",): 3}

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from svod_identity.domain.matching.compare import view
 from svod_identity.domain.matching.places import street_key
-from svod_identity.domain.matching.record import PersonRecord
+from svod_identity.domain.matching.record import BoundedCache, PersonRecord, person_content
 from svod_identity.domain.matching.surnames import surname_key
 
 MAX_KEYS = 10
@@ -47,12 +47,26 @@ MAX_FIRST_NAME_READINGS = 2
 MAX_BLOCK_SIZE = 50
 
 
+# By record content: a batch needs an incoming record's keys to fetch candidates, to choose
+# which to lock and to place it.
+_KEYS: BoundedCache[frozenset[str]] = BoundedCache(65_536)
+
+
 def blocking_keys(record: PersonRecord) -> frozenset[str]:
     """The record's blocking keys, at most ``MAX_KEYS``.
 
     Each kind's first key comes before anyone's second (a second phone, the other reading of
     "Саша"), so a record with many contacts still gets its name-based keys.
     """
+    key = person_content(record)
+    found = _KEYS.get(key)
+    if found is None:
+        found = _derive_keys(record)
+        _KEYS.put(key, found)
+    return found
+
+
+def _derive_keys(record: PersonRecord) -> frozenset[str]:
     v = view(record)
     phones = [f"p:{phone}" for phone in sorted(v.mobiles | v.landlines)[:MAX_PHONES]]
     emails = [

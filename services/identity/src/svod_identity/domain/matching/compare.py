@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from functools import lru_cache
 
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
@@ -28,7 +27,7 @@ from svod_identity.domain.matching.names import (
     resolve_first_name,
 )
 from svod_identity.domain.matching.places import address_key, city_key, house_number
-from svod_identity.domain.matching.record import PersonRecord
+from svod_identity.domain.matching.record import BoundedCache, PersonRecord, person_content
 from svod_identity.domain.matching.surnames import (
     GenderForm,
     patronymic_form,
@@ -95,9 +94,24 @@ def effective_gender(record: PersonRecord) -> str | None:
     return None
 
 
-@lru_cache(maxsize=200_000)
+# Derived views and comparisons, by record content (``person_content``): a batch derives an
+# incoming record's view and compares it with its candidates once to choose what to lock, then
+# again to place it; and the same candidates come back for neighbouring records.
+_VIEWS: BoundedCache[RecordView] = BoundedCache(200_000)
+_COMPARISONS: BoundedCache[Comparison] = BoundedCache(65_536)
+
+
 def view(record: PersonRecord) -> RecordView:
-    """The derived comparison view of a record (cached: records are immutable)."""
+    """The derived comparison view of a record (cached by content: records are immutable)."""
+    key = person_content(record)
+    found = _VIEWS.get(key)
+    if found is None:
+        found = _derive_view(record)
+        _VIEWS.put(key, found)
+    return found
+
+
+def _derive_view(record: PersonRecord) -> RecordView:
     gender = effective_gender(record)
     phones = [p for p in record.phones if not is_placeholder_phone(p)]
     emails = tuple(e for e in (email_address(raw) for raw in record.emails) if e is not None)
@@ -353,7 +367,15 @@ def _name_levels(x: RecordView, y: RecordView) -> tuple[str, str]:
 
 def compare_records(a: PersonRecord, b: PersonRecord) -> Comparison:
     """Agreement level per feature (see ``model.LEVELS``); "missing" when a side lacks data."""
-    x, y = view(a), view(b)
+    key = (person_content(a), person_content(b))
+    found = _COMPARISONS.get(key)
+    if found is None:
+        found = _compare_views(view(a), view(b))
+        _COMPARISONS.put(key, found)
+    return dict(found)
+
+
+def _compare_views(x: RecordView, y: RecordView) -> Comparison:
     first, last = _name_levels(x, y)
     return {
         "first_name": first,

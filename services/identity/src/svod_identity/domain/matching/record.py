@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from svod_identity.domain.matching.contacts import (
     normalize_card,
@@ -43,6 +44,42 @@ class PersonRecord:
     source: str = ""
     observed_at: dt.datetime | None = None
     postcode: str | None = None
+
+
+def person_content(record: PersonRecord) -> tuple[object, ...]:
+    """What comparisons and blocking keys read of a record: everything but its key, source and
+    time. Caches of derived data are keyed by it, so the same person seen under another key
+    (an incoming record before and after it gets a pk) is derived once."""
+    return (
+        record.first_name,
+        record.last_name,
+        record.middle_name,
+        record.birth_date,
+        record.gender,
+        record.phones,
+        record.emails,
+        record.cards,
+        record.city,
+        record.address_line,
+        record.postcode,
+    )
+
+
+V = TypeVar("V")
+
+
+class BoundedCache(dict[tuple[object, ...], V], Generic[V]):
+    """A dict emptied when it reaches ``limit`` entries: memory stays bounded, and the records
+    of one batch (the ones worth remembering) are looked at close together."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: tuple[object, ...], value: V) -> None:
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
 
 
 def looks_swapped(first_name: str | None, last_name: str | None) -> bool:
