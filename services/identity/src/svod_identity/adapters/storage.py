@@ -30,7 +30,13 @@ from svod_identity.domain.engine import (
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
 from svod_identity.domain.matching.model import MatchModel
-from svod_identity.domain.model import CustomerView, IncomingRecord, Owner, RecordRef
+from svod_identity.domain.model import (
+    CustomerView,
+    IncomingRecord,
+    Owner,
+    RecordRef,
+    new_customer_id,
+)
 from svod_identity.domain.rules import Rules
 from svod_runtime.db import (
     array_literal,
@@ -1140,7 +1146,7 @@ class IdentityTransaction:
         }
 
     async def create_customer(self) -> str:
-        customer_id = str(uuid.uuid4())
+        customer_id = new_customer_id()
         await self.conn.execute(
             text("INSERT INTO customers (customer_id) VALUES (:c)"), {"c": customer_id}
         )

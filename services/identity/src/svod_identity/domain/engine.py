@@ -47,7 +47,7 @@ from svod_identity.domain.matching.scoring import (
     score_candidates,
     score_pair,
 )
-from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.model import IncomingRecord, RecordRef, new_customer_id
 from svod_identity.domain.rules import Rules, ordered_by_priority
 
 # Records of a customer the conflict check looks at (the most recent ones).
@@ -273,7 +273,7 @@ class Resolver:
         self.model = model.with_thresholds(rules.auto_link_threshold, rules.review_threshold)
         self.changes = Changes()
         self._now = now or (lambda: dt.datetime.now(dt.UTC))
-        self._new_id = new_id or (lambda: str(uuid.uuid4()))
+        self._new_id = new_id or new_customer_id
         self._next_pk = -1
         self.fuzzy_merges = fuzzy_merges
         self._has_limits = any(r.max_values_per_customer > 0 for r in rules.identifier_rules)

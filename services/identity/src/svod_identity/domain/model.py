@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,3 +64,23 @@ class CustomerView:
     identifiers: tuple[tuple[IdentifierKey, str, dt.datetime, dt.datetime], ...]
     created_at: dt.datetime
     record_count: int
+
+
+def new_customer_id(unix_ms: int | None = None) -> str:
+    """A new customer's id: a time-ordered UUID (version 7, RFC 9562): 48 bits of Unix time in
+    milliseconds, then 74 random bits.
+
+    Customer ids key the customers table and lead the indexes that list a customer's records,
+    identifiers and ledger entries. Random (version 4) ids put every new customer's rows on a
+    random page of each of those indexes, and after a checkpoint each such page costs a full
+    page image in the write-ahead log; time-ordered ids put them on the few pages the last
+    customers were written to.
+    """
+    millis = time.time_ns() // 1_000_000 if unix_ms is None else unix_ms
+    value = (millis & _MILLIS_MASK) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return str(uuid.UUID(int=value))
+
+
+_MILLIS_MASK = (1 << 48) - 1
