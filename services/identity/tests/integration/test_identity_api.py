@@ -16,6 +16,7 @@ import pytest
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2
 from svod_identity.entrypoints.cli_export import write_csv
+from svod_identity.service_layer import use_cases
 
 T = 10.0
 PHONE = common_pb2.IDENTIFIER_TYPE_PHONE
@@ -572,3 +573,41 @@ def test_a_model_fitted_elsewhere_can_be_installed_as_json(suite) -> None:
         identity_pb2.RefitMatchModelRequest(model_json='{"prior": 7}', dry_run=True),
     )
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_batch_in_chunks_places_records_as_one_after_the_other_would(suite, monkeypatch) -> None:
+    """Chunks of a batch run side by side only when nothing in one can meet the other: a
+    fuzzy duplicate or an exact one in the very next chunk still finds its person."""
+    monkeypatch.setattr(use_cases, "BATCH_CHUNK", 1)
+    last, born, shared = surname(female=True), birth(), phone()
+    strangers = [
+        request(source="import-c", emails=(email(),), first=name, last=surname(), born=birth())
+        for name in ("Тамара", "Инна", "Зоя")
+    ]
+    requests = [
+        request(source="import-c", phones=(phone(),), first="Мария", last=last, born=born),
+        request(source="import-c", emails=(email(),), first="Маша", last=last, born=born),
+        strangers[0],
+        request(source="import-c", phones=(shared,), first="Ольга", last=last, born=birth()),
+        request(source="import-c", phones=(shared,), first="Ольга", last=last),
+        strangers[1],
+        strangers[2],
+    ]
+    results = suite.identity.ResolveBatch(iter(requests), timeout=T).results
+    assert [r.outcome for r in results] == [
+        CREATED,
+        FUZZY,
+        CREATED,
+        CREATED,
+        EXACT,
+        CREATED,
+        CREATED,
+    ]
+    assert results[1].customer_id == results[0].customer_id
+    assert results[4].customer_id == results[3].customer_id
+    assert len({results[i].customer_id for i in (0, 2, 3, 5, 6)}) == 5
+    for req, result in zip(requests, results, strict=True):
+        found = suite.identity.GetRecordCustomer(
+            identity_pb2.GetRecordCustomerRequest(record_ref=req.record_ref), timeout=T
+        )
+        assert found.customer_id == result.customer_id

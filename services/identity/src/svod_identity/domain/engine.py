@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
+from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys, possible_keys
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.matching.record import PersonRecord, build_person_record
@@ -86,6 +86,26 @@ def person_from(
         postcode=address.get("postal_code"),
         # Identifier keys are normalised when a record comes in (identifiers.py).
         normalized=True,
+    )
+
+
+def record_lock_key(ref: RecordRef) -> str:
+    """The lock that keeps two transactions from placing one record twice."""
+    return f"record\x1f{ref.source}\x1f{ref.message_id}"
+
+
+def footprint(record: IncomingRecord) -> frozenset[str]:
+    """What placing ``record`` can depend on in the other records of its import: its own ref,
+    its identifiers and every blocking key it may get (``possible_keys``). Parts of an import
+    with no footprint in common place their records alike whether they run one after the other
+    or side by side: none can be an owner, a candidate or a duplicate for the other."""
+    person = person_from("0", record.attributes, record.identifiers, record.ref.source)
+    return frozenset(
+        (
+            record_lock_key(record.ref),
+            *(key.lock_key for key in record.identifiers),
+            *possible_keys(person),
+        )
     )
 
 

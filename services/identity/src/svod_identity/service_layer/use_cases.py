@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -17,7 +18,13 @@ from svod_identity.adapters.storage import (
     IdentityStore,
     IdentityTransaction,
 )
-from svod_identity.domain.engine import GraphState, Placement, Resolver
+from svod_identity.domain.engine import (
+    GraphState,
+    Placement,
+    Resolver,
+    footprint,
+    record_lock_key,
+)
 from svod_identity.domain.explain import Evidence, explain_customer, explain_pair
 from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
 from svod_identity.domain.matching.compare import compare_records
@@ -89,6 +96,18 @@ def _decode_token(token: str, arity: int) -> list[Any]:
         return values
     except (ValueError, json.JSONDecodeError):
         raise InvalidArgument([FieldViolation("page_token", "not a token from this API")]) from None
+
+
+async def _completed(
+    first: asyncio.Task[list[Placement]], second: asyncio.Task[list[Placement]]
+) -> list[Placement]:
+    """``first``'s result once it is done; should it fail, ``second`` (already running beside
+    it) is let finish before the failure is raised."""
+    try:
+        return await first
+    except BaseException:
+        await asyncio.gather(second, return_exceptions=True)
+        raise
 
 
 class IdentityService:
@@ -213,53 +232,80 @@ class IdentityService:
         return placement
 
     async def resolve_batch(self, records: Sequence[IncomingRecord]) -> list[Placement]:
-        """Resolves records in order, ``BATCH_CHUNK`` per transaction."""
-        placements: list[Placement] = []
+        """Resolves records in order, ``BATCH_CHUNK`` per transaction.
+
+        A chunk starts while the one before it is still being written when the two have no
+        footprint in common (``engine.footprint``: records, identifiers, possible blocking
+        keys), so one chunk's matching runs while the database writes the other's; placements
+        are those of running them one after the other. Otherwise it waits. Should a chunk
+        fail, the one beside it is still completed (a retried import finds its records
+        resolved) and the first failure is raised.
+        """
         rules = await self.rules()
         model = (await self.model_info()).model.with_thresholds(
             rules.auto_link_threshold, rules.review_threshold
         )
-        for start in range(0, len(records), BATCH_CHUNK):
-            chunk = records[start : start + BATCH_CHUNK]
+        placements: list[Placement] = []
+        writing: asyncio.Task[list[Placement]] | None = None
+        writing_footprint: set[str] = set()
+        try:
+            for start in range(0, len(records), BATCH_CHUNK):
+                chunk = records[start : start + BATCH_CHUNK]
+                chunk_footprint = {token for record in chunk for token in footprint(record)}
+                if writing is not None and not writing_footprint.isdisjoint(chunk_footprint):
+                    placements.extend(await writing)
+                    writing = None
+                task = asyncio.create_task(self._resolve_chunk(chunk, rules, model))
+                if writing is not None:
+                    placements.extend(await _completed(writing, task))
+                writing, writing_footprint = task, chunk_footprint
+            if writing is not None:
+                placements.extend(await writing)
+                writing = None
+        finally:
+            if writing is not None:
+                await asyncio.gather(writing, return_exceptions=True)
+        return placements
 
-            announced = False
+    async def _resolve_chunk(
+        self, chunk: Sequence[IncomingRecord], rules: Rules, model: MatchModel
+    ) -> list[Placement]:
+        announced = False
 
-            async def work(
-                tx: IdentityTransaction, chunk: Sequence[IncomingRecord] = chunk
-            ) -> list[Placement]:
-                nonlocal announced
-                locks = [f"record\x1f{r.ref.source}\x1f{r.ref.message_id}" for r in chunk]
-                locks += [k.lock_key for r in chunk for k in r.identifiers]
-                fuzzy = not rules.fuzzy_disabled
-                state = await tx.load_state(chunk, rules, fuzzy=fuzzy, model=model, lock_keys=locks)
+        async def work(tx: IdentityTransaction) -> list[Placement]:
+            nonlocal announced
+            locks = [record_lock_key(r.ref) for r in chunk]
+            locks += [k.lock_key for r in chunk for k in r.identifiers]
+            fuzzy = not rules.fuzzy_disabled
+            state = await tx.load_state(chunk, rules, fuzzy=fuzzy, model=model, lock_keys=locks)
+            resolver = Resolver(state, rules, model)
+            done = [resolver.resolve(r) for r in chunk]
+            wanted: set[RecordRef] = set()
+            while resolver.incomplete and not wanted.issuperset(resolver.incomplete):
+                # Some record fell back to fuzzy matching after its identifiers' owners
+                # were refused: load its candidates too and place the chunk again.
+                wanted |= set(resolver.incomplete)
+                state = await tx.load_state(
+                    chunk, rules, fuzzy=fuzzy, candidates_for=wanted, model=model
+                )
                 resolver = Resolver(state, rules, model)
                 done = [resolver.resolve(r) for r in chunk]
-                wanted: set[RecordRef] = set()
-                while resolver.incomplete and not wanted.issuperset(resolver.incomplete):
-                    # Some record fell back to fuzzy matching after its identifiers' owners
-                    # were refused: load its candidates too and place the chunk again.
-                    wanted |= set(resolver.incomplete)
-                    state = await tx.load_state(
-                        chunk, rules, fuzzy=fuzzy, candidates_for=wanted, model=model
-                    )
-                    resolver = Resolver(state, rules, model)
-                    done = [resolver.resolve(r) for r in chunk]
-                pks = await tx.apply(resolver.changes, state.free_pks)
-                changes = resolver.changes
-                announced = bool(changes.merges or changes.reviews or changes.blocked)
-                return [
-                    replace(
-                        p,
-                        customer_id=state.find(p.customer_id),
-                        record_pk=pks.get(p.record_pk, p.record_pk),
-                    )
-                    for p in done
-                ]
+            pks = await tx.apply(resolver.changes, state.free_pks)
+            changes = resolver.changes
+            announced = bool(changes.merges or changes.reviews or changes.blocked)
+            return [
+                replace(
+                    p,
+                    customer_id=state.find(p.customer_id),
+                    record_pk=pks.get(p.record_pk, p.record_pk),
+                )
+                for p in done
+            ]
 
-            placements.extend(await self.store.run(work))
-            if announced:
-                self._on_commit()
-        return placements
+        placed = await self.store.run(work)
+        if announced:
+            self._on_commit()
+        return placed
 
     async def preview_rules(self, body: dict[str, Any]) -> PreviewResult:
         candidate = rules_from_dict(body)

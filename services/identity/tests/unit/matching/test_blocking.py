@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from svod_identity.domain.matching import MAX_KEYS, PersonRecord, blocking_keys
+from svod_identity.domain.matching.blocking import possible_keys
 
 RecordFactory = Callable[..., PersonRecord]
 
@@ -131,3 +132,38 @@ def test_last_resort_keys_do_not_push_out_the_city_keys(make_record: RecordFacto
     keys = blocking_keys(record)
     assert len(keys) <= MAX_KEYS
     assert any(k.startswith("db:") and k.endswith(":kanterburi") for k in keys)
+
+
+def test_possible_keys_hold_the_keys_of_the_record_with_any_identifiers_left_out(
+    make_record: RecordFactory,
+) -> None:
+    """What lets two chunks of an import run side by side: a record's keys, whichever of its
+    identifiers end up blocked, are among its possible keys."""
+    phones = ["+79164821937", "+79263057144", "+74957312208"]
+    emails = ["sasha.kim@mail.ru", "kim90@gmail.com", "info@shop.ru"]
+    cards = ["2000123456789", "2000987654321"]
+    contacts = [("phones", p) for p in phones] + [("emails", e) for e in emails]
+    contacts += [("cards", c) for c in cards]
+    names = (
+        {"first_name": "Саша", "last_name": "Ким", "birth_date": "1990-01-01"},
+        {
+            "first_name": "Zhenya",
+            "last_name": "Petrova",
+            "city": "Казань",
+            "postcode": "420000",
+            "address_line": "ул. Баумана, 5",
+        },
+        {},
+    )
+    for attributes in names:
+        every = make_record(**attributes, phones=phones, emails=emails, cards=cards)
+        possible = possible_keys(every)
+        for mask in range(1 << len(contacts)):
+            kept = [contact for bit, contact in enumerate(contacts) if mask >> bit & 1]
+            subset = make_record(
+                **attributes,
+                phones=[v for kind, v in kept if kind == "phones"],
+                emails=[v for kind, v in kept if kind == "emails"],
+                cards=[v for kind, v in kept if kind == "cards"],
+            )
+            assert blocking_keys(subset) <= possible, kept

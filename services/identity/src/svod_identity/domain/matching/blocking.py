@@ -66,14 +66,48 @@ def blocking_keys(record: PersonRecord) -> frozenset[str]:
     return found
 
 
+def possible_keys(record: PersonRecord) -> frozenset[str]:
+    """Every key the record may be stored and looked up under, whichever of its identifiers
+    turn out to be blocked: each of its contacts' keys, and its name and place keys as a record
+    without contacts gets them (contacts only take places among ``MAX_KEYS`` away from those).
+    Two records with no possible key in common never meet as candidates."""
+    contacts, names, tail = _key_kinds(record, every_contact=True)
+    return (
+        frozenset(key for kind in contacts for key in kind)
+        | _select(names, tail)
+        | blocking_keys(record)
+    )
+
+
 def _derive_keys(record: PersonRecord) -> frozenset[str]:
+    contacts, names, tail = _key_kinds(record)
+    return _select((*contacts, *names), tail)
+
+
+def _select(kinds: tuple[list[str], ...], tail: list[str]) -> frozenset[str]:
+    """Each kind's first key, then the others, then ``tail``: the first ``MAX_KEYS``."""
+    ordered = [kind[0] for kind in kinds if kind] + [key for kind in kinds for key in kind[1:]]
+    # Last, for the places no other key wanted: the crossed reading and the given name by
+    # postcode. They find what every key above missed, and as a first key of their kind they
+    # would push out the second ones (the city-based keys) that records of many readings need.
+    ordered += tail
+    return frozenset(list(dict.fromkeys(ordered))[:MAX_KEYS])
+
+
+def _key_kinds(
+    record: PersonRecord, every_contact: bool = False
+) -> tuple[tuple[list[str], ...], tuple[list[str], ...], list[str]]:
+    """The record's keys by kind: contacts (up to their limits, or all of them), names and
+    places, and the keys that only take places left free."""
     v = view(record)
-    phones = [f"p:{phone}" for phone in sorted(v.mobiles | v.landlines)[:MAX_PHONES]]
+    phones = [f"p:{phone}" for phone in sorted(v.mobiles | v.landlines)]
     emails = [
         f"e:{email.mailbox_name}" if email.distinctive_local else f"e:{email.address}"
-        for email in v.emails[:MAX_EMAILS]
+        for email in v.emails
     ]
-    cards = [f"c:{card}" for card in sorted(v.cards)[:1]]
+    cards = [f"c:{card}" for card in sorted(v.cards)]
+    if not every_contact:
+        phones, emails, cards = phones[:MAX_PHONES], emails[:MAX_EMAILS], cards[:1]
     # Initials ("И.") are too unselective to block on.
     first_keys = [k for k in sorted(v.first.keys) if len(k) > 1] if v.first else []
     first_keys = first_keys[:MAX_FIRST_NAME_READINGS]
@@ -115,20 +149,5 @@ def _derive_keys(record: PersonRecord) -> frozenset[str]:
     # Given name and postcode: survives a slip in the surname, a surname change and a missing
     # or garbled birth date; a common name's block in a wide postcode is simply too big to use.
     by_name_place = [f"fp:{first_keys[0]}:{v.postcode}"] if first_keys and v.postcode else []
-    kinds = (
-        phones,
-        emails,
-        cards,
-        by_birth,
-        by_surname_year,
-        by_name,
-        by_birth_place,
-        by_home,
-        by_initial,
-    )
-    ordered = [kind[0] for kind in kinds if kind] + [key for kind in kinds for key in kind[1:]]
-    # Last, for the places no other key wanted: the crossed reading and the given name by
-    # postcode. They find what every key above missed, and as a first key of their kind they
-    # would push out the second ones (the city-based keys) that records of many readings need.
-    ordered += crossed + by_name_place
-    return frozenset(list(dict.fromkeys(ordered))[:MAX_KEYS])
+    names = (by_birth, by_surname_year, by_name, by_birth_place, by_home, by_initial)
+    return (phones, emails, cards), names, crossed + by_name_place
