@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,25 @@ def footprint(record: IncomingRecord) -> frozenset[str]:
             *possible_keys(person),
         )
     )
+
+
+def split_independent(
+    footprints: Sequence[frozenset[str]], busy: set[str]
+) -> tuple[list[int], list[int]]:
+    """Positions of the records (given by footprint, in import order) that can be placed now,
+    beside the work on ``busy`` tokens, and of those that must wait for it: a record waits when
+    it shares a token with ``busy`` or with a waiting record before it. Every pair of records
+    that could meet is then placed in import order."""
+    now: list[int] = []
+    later: list[int] = []
+    blocked = set(busy)
+    for position, tokens in enumerate(footprints):
+        if blocked.isdisjoint(tokens):
+            now.append(position)
+        else:
+            later.append(position)
+            blocked |= tokens
+    return now, later
 
 
 @dataclass

@@ -24,6 +24,7 @@ from svod_identity.domain.engine import (
     Resolver,
     footprint,
     record_lock_key,
+    split_independent,
 )
 from svod_identity.domain.explain import Evidence, explain_customer, explain_pair
 from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
@@ -99,14 +100,15 @@ def _decode_token(token: str, arity: int) -> list[Any]:
 
 
 async def _completed(
-    first: asyncio.Task[list[Placement]], second: asyncio.Task[list[Placement]]
-) -> list[Placement]:
+    first: asyncio.Task[dict[int, Placement]], second: asyncio.Task[dict[int, Placement]] | None
+) -> dict[int, Placement]:
     """``first``'s result once it is done; should it fail, ``second`` (already running beside
     it) is let finish before the failure is raised."""
     try:
         return await first
     except BaseException:
-        await asyncio.gather(second, return_exceptions=True)
+        if second is not None:
+            await asyncio.gather(second, return_exceptions=True)
         raise
 
 
@@ -232,40 +234,65 @@ class IdentityService:
         return placement
 
     async def resolve_batch(self, records: Sequence[IncomingRecord]) -> list[Placement]:
-        """Resolves records in order, ``BATCH_CHUNK`` per transaction.
+        """Resolves records as if one after the other, about ``BATCH_CHUNK`` per transaction.
 
-        A chunk starts while the one before it is still being written when the two have no
-        footprint in common (``engine.footprint``: records, identifiers, possible blocking
-        keys), so one chunk's matching runs while the database writes the other's; placements
-        are those of running them one after the other. Otherwise it waits. Should a chunk
-        fail, the one beside it is still completed (a retried import finds its records
-        resolved) and the first failure is raised.
+        Matching a chunk overlaps the database's work on the one before: the records of a
+        chunk with nothing in common with the chunk being written (``engine.footprint``:
+        records, identifiers, every blocking key a record may get) start at once, the others
+        wait and go with the next chunk (``split_independent``), so records that could meet
+        are placed in import order. Should a transaction fail, the one beside it is still
+        completed (a retried import finds those records resolved) and the failure is raised.
         """
         rules = await self.rules()
         model = (await self.model_info()).model.with_thresholds(
             rules.auto_link_threshold, rules.review_threshold
         )
-        placements: list[Placement] = []
-        writing: asyncio.Task[list[Placement]] | None = None
-        writing_footprint: set[str] = set()
+        placed: dict[int, Placement] = {}
+        prints: dict[int, frozenset[str]] = {}
+        writing: asyncio.Task[dict[int, Placement]] | None = None
+        busy: set[str] = set()
+        waiting: list[int] = []
         try:
             for start in range(0, len(records), BATCH_CHUNK):
-                chunk = records[start : start + BATCH_CHUNK]
-                chunk_footprint = {token for record in chunk for token in footprint(record)}
-                if writing is not None and not writing_footprint.isdisjoint(chunk_footprint):
-                    placements.extend(await writing)
-                    writing = None
-                task = asyncio.create_task(self._resolve_chunk(chunk, rules, model))
+                positions = waiting + list(range(start, min(start + BATCH_CHUNK, len(records))))
+                for position in positions:
+                    if position not in prints:
+                        prints[position] = footprint(records[position])
+                now, later = split_independent([prints[p] for p in positions], busy)
+                chosen = [positions[i] for i in now]
+                waiting = [positions[i] for i in later]
+                task = (
+                    asyncio.create_task(self._resolve_positions(records, chosen, rules, model))
+                    if chosen
+                    else None
+                )
                 if writing is not None:
-                    placements.extend(await _completed(writing, task))
-                writing, writing_footprint = task, chunk_footprint
+                    placed.update(await _completed(writing, task))
+                writing = task
+                busy = {token for position in chosen for token in prints[position]}
             if writing is not None:
-                placements.extend(await writing)
+                placed.update(await writing)
                 writing = None
+            for start in range(0, len(waiting), BATCH_CHUNK):
+                placed.update(
+                    await self._resolve_positions(
+                        records, waiting[start : start + BATCH_CHUNK], rules, model
+                    )
+                )
         finally:
             if writing is not None:
                 await asyncio.gather(writing, return_exceptions=True)
-        return placements
+        return [placed[position] for position in range(len(records))]
+
+    async def _resolve_positions(
+        self,
+        records: Sequence[IncomingRecord],
+        positions: Sequence[int],
+        rules: Rules,
+        model: MatchModel,
+    ) -> dict[int, Placement]:
+        chunk = [records[position] for position in positions]
+        return dict(zip(positions, await self._resolve_chunk(chunk, rules, model), strict=True))
 
     async def _resolve_chunk(
         self, chunk: Sequence[IncomingRecord], rules: Rules, model: MatchModel
