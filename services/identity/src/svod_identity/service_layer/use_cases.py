@@ -247,6 +247,8 @@ class IdentityService:
         model = (await self.model_info()).model.with_thresholds(
             rules.auto_link_threshold, rules.review_threshold
         )
+        if len(records) <= BATCH_CHUNK:
+            return await self._resolve_chunk(records, rules, model)
         placed: dict[int, Placement] = {}
         prints: dict[int, frozenset[str]] = {}
         writing: asyncio.Task[dict[int, Placement]] | None = None
