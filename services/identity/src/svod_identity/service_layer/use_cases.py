@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -48,6 +49,8 @@ __all__ = ["MERGED_TOPIC", "SPLIT_TOPIC", "IdentityService"]
 CACHE_TTL_S = 2.0
 # Records resolved per transaction in ResolveBatch.
 BATCH_CHUNK = 500
+# Transactions one ResolveBatch keeps running at once (see resolve_batch).
+CHUNKS_IN_FLIGHT = 2
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 # PreviewRules re-resolves at most this many records.
@@ -97,19 +100,6 @@ def _decode_token(token: str, arity: int) -> list[Any]:
         return values
     except (ValueError, json.JSONDecodeError):
         raise InvalidArgument([FieldViolation("page_token", "not a token from this API")]) from None
-
-
-async def _completed(
-    first: asyncio.Task[dict[int, Placement]], second: asyncio.Task[dict[int, Placement]] | None
-) -> dict[int, Placement]:
-    """``first``'s result once it is done; should it fail, ``second`` (already running beside
-    it) is let finish before the failure is raised."""
-    try:
-        return await first
-    except BaseException:
-        if second is not None:
-            await asyncio.gather(second, return_exceptions=True)
-        raise
 
 
 class IdentityService:
@@ -236,12 +226,13 @@ class IdentityService:
     async def resolve_batch(self, records: Sequence[IncomingRecord]) -> list[Placement]:
         """Resolves records as if one after the other, about ``BATCH_CHUNK`` per transaction.
 
-        Matching a chunk overlaps the database's work on the one before: the records of a
-        chunk with nothing in common with the chunk being written (``engine.footprint``:
-        records, identifiers, every blocking key a record may get) start at once, the others
-        wait and go with the next chunk (``split_independent``), so records that could meet
-        are placed in import order. Should a transaction fail, the one beside it is still
-        completed (a retried import finds those records resolved) and the failure is raised.
+        Matching a chunk overlaps the database's work on the ones before (up to
+        ``CHUNKS_IN_FLIGHT`` transactions at once): the records of a chunk with nothing in
+        common with the chunks being written (``engine.footprint``: records, identifiers, every
+        blocking key a record may get) start at once, the others wait and go with the next
+        chunk (``split_independent``), so records that could meet are placed in import order.
+        Should a transaction fail, those beside it are still completed (a retried import finds
+        their records resolved) and the failure is raised.
         """
         rules = await self.rules()
         model = (await self.model_info()).model.with_thresholds(
@@ -251,30 +242,27 @@ class IdentityService:
             return await self._resolve_chunk(records, rules, model)
         placed: dict[int, Placement] = {}
         prints: dict[int, frozenset[str]] = {}
-        writing: asyncio.Task[dict[int, Placement]] | None = None
-        busy: set[str] = set()
+        writing: deque[tuple[asyncio.Task[dict[int, Placement]], set[str]]] = deque()
         waiting: list[int] = []
         try:
             for start in range(0, len(records), BATCH_CHUNK):
+                if len(writing) >= CHUNKS_IN_FLIGHT:
+                    placed.update(await writing.popleft()[0])
                 positions = waiting + list(range(start, min(start + BATCH_CHUNK, len(records))))
                 for position in positions:
                     if position not in prints:
                         prints[position] = footprint(records[position])
+                busy = {token for _, tokens in writing for token in tokens}
                 now, later = split_independent([prints[p] for p in positions], busy)
                 chosen = [positions[i] for i in now]
                 waiting = [positions[i] for i in later]
-                task = (
-                    asyncio.create_task(self._resolve_positions(records, chosen, rules, model))
-                    if chosen
-                    else None
-                )
-                if writing is not None:
-                    placed.update(await _completed(writing, task))
-                writing = task
-                busy = {token for position in chosen for token in prints[position]}
-            if writing is not None:
-                placed.update(await writing)
-                writing = None
+                if chosen:
+                    task = asyncio.create_task(
+                        self._resolve_positions(records, chosen, rules, model)
+                    )
+                    writing.append((task, {token for p in chosen for token in prints[p]}))
+            while writing:
+                placed.update(await writing.popleft()[0])
             for start in range(0, len(waiting), BATCH_CHUNK):
                 placed.update(
                     await self._resolve_positions(
@@ -282,8 +270,8 @@ class IdentityService:
                     )
                 )
         finally:
-            if writing is not None:
-                await asyncio.gather(writing, return_exceptions=True)
+            # After a failure, the transactions already running are let finish.
+            await asyncio.gather(*(task for task, _ in writing), return_exceptions=True)
         return [placed[position] for position in range(len(records))]
 
     async def _resolve_positions(
