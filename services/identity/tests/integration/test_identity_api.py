@@ -611,3 +611,16 @@ def test_a_batch_in_chunks_places_records_as_one_after_the_other_would(suite, mo
             identity_pb2.GetRecordCustomerRequest(record_ref=req.record_ref), timeout=T
         )
         assert found.customer_id == result.customer_id
+
+
+def test_a_batch_whose_records_all_share_one_phone_makes_one_customer(suite, monkeypatch) -> None:
+    """No chunk can run beside another here: each waits for the one before, none is lost."""
+    monkeypatch.setattr(use_cases, "BATCH_CHUNK", 2)
+    shared, born = phone(), birth()
+    requests = [
+        request(source="import-s", phones=(shared,), first="Кира", last="Лаврова", born=born)
+        for _ in range(11)
+    ]
+    results = suite.identity.ResolveBatch(iter(requests), timeout=T).results
+    assert [r.outcome for r in results] == [CREATED] + [EXACT] * 10
+    assert len({r.customer_id for r in results}) == 1

@@ -252,8 +252,14 @@ class IdentityService:
                 for position in positions:
                     if position not in prints:
                         prints[position] = footprint(records[position])
-                busy = {token for _, tokens in writing for token in tokens}
-                now, later = split_independent([prints[p] for p in positions], busy)
+                while True:
+                    busy = {token for _, tokens in writing for token in tokens}
+                    now, later = split_independent([prints[p] for p in positions], busy)
+                    if now or not writing:
+                        break
+                    # Every record waits on what is being written (one identifier on all of
+                    # them, say): let it finish rather than carry ever more records along.
+                    placed.update(await writing.popleft()[0])
                 chosen = [positions[i] for i in now]
                 waiting = [positions[i] for i in later]
                 if chosen:
