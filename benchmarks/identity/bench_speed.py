@@ -9,6 +9,9 @@ five services as separate processes on free ports, then measures:
   customer is created) - p50/p99 for each and overall;
 * ``ResolveBatch``: streams of ``--batch-size`` records of the same mix, records/s.
 * the same with ``--streams`` importers at once (default 4), each sending its share.
+* CPU per record of the single-stream ``ResolveBatch``: the identity process's and the
+  database backends' (Linux ``/proc``, local database), beside the raw statements' backend CPU
+  and the budget 5,000 records/s leaves on this machine's CPUs.
 
 Beside each, a raw Postgres baseline measured in the same run: the minimum statements the same
 work needs, issued directly with psycopg (identifier owner look-up; blocking-key candidate
@@ -173,6 +176,35 @@ def _timed_shares(items: list, streams: int, run: Callable[[list], None]) -> dic
     }
 
 
+def cpu_seconds(pids: Sequence[int]) -> float | None:
+    """User and system CPU the processes have used (Linux /proc), or None where unreadable."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def database_backends(db_url: str) -> list[int]:
+    """The process ids of the client connections to the benchmark's database."""
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def cpu_per_record(before: float | None, after: float | None, records: int) -> float | None:
+    if before is None or after is None:
+        return None
+    return round((after - before) / records * 1000, 3)
+
+
 # -- raw Postgres baseline -----------------------------------------------------------------------
 
 
@@ -294,14 +326,22 @@ def bench_raw_batch(
     ``streams`` above one, that many connections at once, each with its share."""
     parts = [_raw_parts(r) for _, r in work]
 
+    backend_cpu: list[float | None] = []
+
     def write(share: list[tuple[str, str, dict, list[str]]]) -> None:
         with psycopg.connect(libpq_url(db_url)) as conn:
             conn.execute("SET search_path TO identity")
             conn.commit()
+            before = cpu_seconds([conn.info.backend_pid])
             for start in range(0, len(share), RAW_CHUNK):
                 _raw_chunk(conn, share[start : start + RAW_CHUNK])
+            after = cpu_seconds([conn.info.backend_pid])
+            backend_cpu.append(None if before is None or after is None else after - before)
 
-    return _timed_shares(parts, streams, write)
+    figures = _timed_shares(parts, streams, write)
+    used = None if None in backend_cpu else sum(b for b in backend_cpu if b is not None)
+    figures["postgres_cpu_ms_per_record"] = cpu_per_record(0.0, used, len(parts))
+    return figures
 
 
 def _load_average() -> list[float]:
@@ -340,7 +380,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_resolve(stub, workload.mixed(200))  # warm-up: connections, caches
             resolve = bench_resolve(stub, workload.mixed(args.calls))
             raw_resolve = bench_raw_resolve(db_url, workload.mixed(args.calls))
+            backends = database_backends(db_url)
+            identity_pid = [suite.processes["identity"].pid]
+            cpu_before = (cpu_seconds(identity_pid), cpu_seconds(backends))
             batch = bench_batch(stub, workload.mixed(args.batch_records), args.batch_size)
+            cpu_after = (cpu_seconds(identity_pid), cpu_seconds(backends))
+            batch["identity_cpu_ms_per_record"] = cpu_per_record(
+                cpu_before[0], cpu_after[0], batch["records"]
+            )
+            batch["postgres_cpu_ms_per_record"] = cpu_per_record(
+                cpu_before[1], cpu_after[1], batch["records"]
+            )
             raw_batch = bench_raw_batch(db_url, workload.mixed(args.batch_records))
             concurrent = bench_batch(
                 stub, workload.mixed(args.batch_records), args.batch_size, args.streams
@@ -365,6 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"raw SQL (same work)    {raw_batch['per_second']:,} records/s  "
             f"(set-based, {RAW_CHUNK} per transaction; ratio "
             f"{batch['per_second'] / raw_batch['per_second']:.2f})"
+        )
+        budget = (os.cpu_count() or 1) / 5.0
+        print(
+            f"CPU per record in ResolveBatch: identity {batch['identity_cpu_ms_per_record']} ms, "
+            f"PostgreSQL {batch['postgres_cpu_ms_per_record']} ms "
+            f"(raw SQL: PostgreSQL {raw_batch['postgres_cpu_ms_per_record']} ms); "
+            f"5,000 records/s on {os.cpu_count()} CPUs allows {budget:.2f} ms in all"
         )
         print(
             f"ResolveBatch, {args.streams} streams at once {concurrent['per_second']:,} records/s  "
