@@ -205,6 +205,21 @@ def cpu_per_record(before: float | None, after: float | None, records: int) -> f
     return round((after - before) / records * 1000, 3)
 
 
+def backends_cpu(db_url: str) -> dict[int, float | None]:
+    """CPU used so far by each client connection to the benchmark's database."""
+    return {pid: cpu_seconds([pid]) for pid in database_backends(db_url)}
+
+
+def backends_cpu_used(
+    before: dict[int, float | None], after: dict[int, float | None]
+) -> float | None:
+    """CPU the connections used between two readings; a connection opened in between (a pool
+    growing) counts from zero, one closed in between is lost (None)."""
+    if set(before) - set(after) or None in before.values() or None in after.values():
+        return None
+    return sum((after[pid] or 0.0) - (before.get(pid) or 0.0) for pid in after)
+
+
 # -- raw Postgres baseline -----------------------------------------------------------------------
 
 
@@ -380,16 +395,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_resolve(stub, workload.mixed(200))  # warm-up: connections, caches
             resolve = bench_resolve(stub, workload.mixed(args.calls))
             raw_resolve = bench_raw_resolve(db_url, workload.mixed(args.calls))
-            backends = database_backends(db_url)
             identity_pid = [suite.processes["identity"].pid]
-            cpu_before = (cpu_seconds(identity_pid), cpu_seconds(backends))
+            identity_before, backends_before = cpu_seconds(identity_pid), backends_cpu(db_url)
             batch = bench_batch(stub, workload.mixed(args.batch_records), args.batch_size)
-            cpu_after = (cpu_seconds(identity_pid), cpu_seconds(backends))
+            identity_after, backends_after = cpu_seconds(identity_pid), backends_cpu(db_url)
             batch["identity_cpu_ms_per_record"] = cpu_per_record(
-                cpu_before[0], cpu_after[0], batch["records"]
+                identity_before, identity_after, batch["records"]
             )
             batch["postgres_cpu_ms_per_record"] = cpu_per_record(
-                cpu_before[1], cpu_after[1], batch["records"]
+                0.0, backends_cpu_used(backends_before, backends_after), batch["records"]
             )
             raw_batch = bench_raw_batch(db_url, workload.mixed(args.batch_records))
             concurrent = bench_batch(

@@ -26,7 +26,7 @@ from svod_identity.domain.matching.contacts import (  # the placeholder rule, mi
     _PLACEHOLDER_SUBSCRIBERS,
 )
 from svod_identity.domain.matching.places import city_key
-from svod_identity.domain.matching.record import build_person_record
+from svod_identity.domain.matching.record import PLACEHOLDER_BIRTH_DATES, build_person_record
 from svod_identity.domain.matching.surnames import surname_key
 from svod_runtime.db import libpq_url
 
@@ -205,9 +205,14 @@ def load_identity(db_url: str, count: int) -> None:
                       <= 2
                   OR right(phone, 7) IN ({subscribers})
                   OR substr(phone, 3) IN ({nationals})))
+              -- Nor birth-date keys for the dates systems put in for unknown ones (record.py).
+              AND NOT (key ~ '^(fb|sb|db):' AND birth IN ({placeholder_dates}))
             """.format(
                 subscribers=", ".join(f"'{v}'" for v in sorted(_PLACEHOLDER_SUBSCRIBERS)),
                 nationals=", ".join(f"'{v}'" for v in sorted(_PLACEHOLDER_NATIONAL)),
+                placeholder_dates=", ".join(
+                    f"DATE '{d.isoformat()}'" for d in sorted(PLACEHOLDER_BIRTH_DATES)
+                ),
             )
         )
         conn.execute("VACUUM ANALYZE customers")
