@@ -96,9 +96,9 @@ def record_lock_key(ref: RecordRef) -> str:
 
 def footprint(record: IncomingRecord) -> frozenset[str]:
     """What placing ``record`` can depend on in the other records of its import: its own ref,
-    its identifiers and every blocking key it may get (``possible_keys``). Parts of an import
-    with no footprint in common place their records alike whether they run one after the other
-    or side by side: none can be an owner, a candidate or a duplicate for the other."""
+    its identifiers and every blocking key it may get (``possible_keys``). Of two parts of an
+    import with no footprint in common, neither holds an owner, a candidate or a repeat for the
+    other; what they may still share is an existing customer, whose row lock orders them."""
     person = person_from("0", record.attributes, record.identifiers, record.ref.source)
     return frozenset(
         (

@@ -224,15 +224,18 @@ class IdentityService:
         return placement
 
     async def resolve_batch(self, records: Sequence[IncomingRecord]) -> list[Placement]:
-        """Resolves records as if one after the other, about ``BATCH_CHUNK`` per transaction.
+        """Resolves records in import order, about ``BATCH_CHUNK`` per transaction.
 
         Matching a chunk overlaps the database's work on the ones before (up to
         ``CHUNKS_IN_FLIGHT`` transactions at once): the records of a chunk with nothing in
         common with the chunks being written (``engine.footprint``: records, identifiers, every
         blocking key a record may get) start at once, the others wait and go with the next
-        chunk (``split_independent``), so records that could meet are placed in import order.
-        Should a transaction fail, those beside it are still completed (a retried import finds
-        their records resolved) and the failure is raised.
+        chunk (``split_independent``). So records sharing a record, an identifier or a
+        possible blocking key are placed in import order. Two records that only meet through
+        an existing customer both link to (by different identifiers) are kept apart in time by
+        that customer's row lock, in the order their transactions reach it, as records of two
+        concurrent imports are. Should a transaction fail, those beside it are still completed
+        (a retried import finds their records resolved) and the failure is raised.
         """
         rules = await self.rules()
         model = (await self.model_info()).model.with_thresholds(
