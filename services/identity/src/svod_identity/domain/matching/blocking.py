@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from svod_identity.domain.matching.compare import view
 from svod_identity.domain.matching.places import street_key
-from svod_identity.domain.matching.record import BoundedCache, PersonRecord, person_content
+from svod_identity.domain.matching.record import BoundedCache, PersonRecord
 from svod_identity.domain.matching.surnames import surname_key
 
 MAX_KEYS = 10
@@ -58,12 +58,7 @@ def blocking_keys(record: PersonRecord) -> frozenset[str]:
     Each kind's first key comes before anyone's second (a second phone, the other reading of
     "Саша"), so a record with many contacts still gets its name-based keys.
     """
-    key = person_content(record)
-    found = _KEYS.get(key)
-    if found is None:
-        found = _derive_keys(record)
-        _KEYS.put(key, found)
-    return found
+    return _KEYS.derived(record, _derive_keys)
 
 
 def possible_keys(record: PersonRecord) -> frozenset[str]:

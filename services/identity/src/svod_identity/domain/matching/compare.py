@@ -103,12 +103,7 @@ _COMPARISONS: BoundedCache[Comparison] = BoundedCache(65_536)
 
 def view(record: PersonRecord) -> RecordView:
     """The derived comparison view of a record (cached by content: records are immutable)."""
-    key = person_content(record)
-    found = _VIEWS.get(key)
-    if found is None:
-        found = _derive_view(record)
-        _VIEWS.put(key, found)
-    return found
+    return _VIEWS.derived(record, _derive_view)
 
 
 def _derive_view(record: PersonRecord) -> RecordView:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -80,6 +80,15 @@ class BoundedCache(dict[tuple[object, ...], V], Generic[V]):
         if len(self) >= self.limit:
             self.clear()
         self[key] = value
+
+    def derived(self, record: PersonRecord, derive: Callable[[PersonRecord], V]) -> V:
+        """``derive(record)``, worked out once per record content (``person_content``)."""
+        key = person_content(record)
+        found = self.get(key)
+        if found is None:
+            found = derive(record)
+            self.put(key, found)
+        return found
 
 
 def looks_swapped(first_name: str | None, last_name: str | None) -> bool:
