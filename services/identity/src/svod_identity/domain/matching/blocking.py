@@ -66,17 +66,26 @@ def possible_keys(record: PersonRecord) -> frozenset[str]:
     turn out to be blocked: each of its contacts' keys, and its name and place keys as a record
     without contacts gets them (contacts only take places among ``MAX_KEYS`` away from those).
     Two records with no possible key in common never meet as candidates."""
-    contacts, names, tail = _key_kinds(record, every_contact=True)
-    return (
-        frozenset(key for kind in contacts for key in kind)
-        | _select(names, tail)
-        | blocking_keys(record)
-    )
+    contacts, names, tail = _key_kinds(record)
+    # The record's own keys from the same kinds, kept for ``blocking_keys``, which the batch
+    # asks for next.
+    own = _KEYS.derived(record, lambda _: _own_keys(contacts, names, tail))
+    return frozenset(key for kind in contacts for key in kind) | _select(names, tail) | own
 
 
 def _derive_keys(record: PersonRecord) -> frozenset[str]:
-    contacts, names, tail = _key_kinds(record)
-    return _select((*contacts, *names), tail)
+    return _own_keys(*_key_kinds(record))
+
+
+def _own_keys(
+    contacts: tuple[list[str], list[str], list[str]],
+    names: tuple[list[str], ...],
+    tail: list[str],
+) -> frozenset[str]:
+    """The record's keys: its first contacts of each kind (up to their limits), then the
+    name and place keys."""
+    phones, emails, cards = contacts
+    return _select((phones[:MAX_PHONES], emails[:MAX_EMAILS], cards[:1], *names), tail)
 
 
 def _select(kinds: tuple[list[str], ...], tail: list[str]) -> frozenset[str]:
@@ -90,10 +99,10 @@ def _select(kinds: tuple[list[str], ...], tail: list[str]) -> frozenset[str]:
 
 
 def _key_kinds(
-    record: PersonRecord, every_contact: bool = False
-) -> tuple[tuple[list[str], ...], tuple[list[str], ...], list[str]]:
-    """The record's keys by kind: contacts (up to their limits, or all of them), names and
-    places, and the keys that only take places left free."""
+    record: PersonRecord,
+) -> tuple[tuple[list[str], list[str], list[str]], tuple[list[str], ...], list[str]]:
+    """The keys the record could get, by kind: all its contacts' (phones, e-mails, cards),
+    its names and places, and the keys that only take places left free."""
     v = view(record)
     phones = [f"p:{phone}" for phone in sorted(v.mobiles | v.landlines)]
     emails = [
@@ -101,8 +110,6 @@ def _key_kinds(
         for email in v.emails
     ]
     cards = [f"c:{card}" for card in sorted(v.cards)]
-    if not every_contact:
-        phones, emails, cards = phones[:MAX_PHONES], emails[:MAX_EMAILS], cards[:1]
     # Initials ("И.") are too unselective to block on.
     first_keys = [k for k in sorted(v.first.keys) if len(k) > 1] if v.first else []
     first_keys = first_keys[:MAX_FIRST_NAME_READINGS]
