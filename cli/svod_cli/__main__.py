@@ -24,15 +24,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_cli.common import TIMEOUT_S, channel, metadata, report_rpc_error, target
 from svod_cli.quality import add_quality_commands
-from svod_runtime.config import DEFAULT_PORTS, SERVICES
+from svod_runtime.config import SERVICES
 
-TIMEOUT_S = 10.0
 DEMO_FILE = Path(__file__).resolve().parent / "data" / "demo.jsonl"
-
-
-def target(service: str) -> str:
-    return os.environ.get(f"SVOD_{service.upper()}_TARGET", f"127.0.0.1:{DEFAULT_PORTS[service]}")
 
 
 def cmd_identity_export(args: argparse.Namespace) -> int:
@@ -48,18 +44,12 @@ def cmd_identity_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def metadata() -> tuple[tuple[str, str], ...]:
-    """The caller's API key (``SVOD_API_KEY``) when the deployment uses keys."""
-    key = os.environ.get("SVOD_API_KEY", "")
-    return (("authorization", f"Bearer {key}"),) if key else ()
-
-
 def cmd_status(_: argparse.Namespace) -> int:
     worst = 0
     for service in SERVICES:
-        with grpc.insecure_channel(target(service)) as channel:
+        with channel(service) as open_channel:
             try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(
+                reply = health_pb2_grpc.HealthStub(open_channel).Check(
                     health_pb2.HealthCheckRequest(), timeout=2
                 )
                 state = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
@@ -103,8 +93,8 @@ def ingest(path: Path) -> ingestion_pb2.BulkResponse:
     """
     identifies, tracks, lines = read_requests(path)
     total = ingestion_pb2.BulkResponse()
-    with grpc.insecure_channel(target("ingestion")) as channel:
-        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+    with channel("ingestion") as open_channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(open_channel)
         for method, requests, offset in (
             (stub.IdentifyStream, identifies, 0),
             (stub.TrackStream, tracks, len(identifies)),
@@ -146,22 +136,21 @@ def cmd_profile_get(args: argparse.Namespace) -> int:
         )
         request.identifier.type = common_pb2.IdentifierType.Value(f"IDENTIFIER_TYPE_{kind}")
         request.identifier.value = value
-    with grpc.insecure_channel(target("profile")) as channel:
+    with channel("profile") as open_channel:
         try:
-            profile = profile_pb2_grpc.ProfileServiceStub(channel).GetProfile(
+            profile = profile_pb2_grpc.ProfileServiceStub(open_channel).GetProfile(
                 request, timeout=TIMEOUT_S, metadata=metadata()
             )
         except grpc.RpcError as error:
-            print(f"{error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
-            return 1
+            return report_rpc_error(error)
     print(json_format.MessageToJson(profile, ensure_ascii=False, indent=2))
     return 0
 
 
 def cmd_record_status(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(target("ingestion")) as channel:
+    with channel("ingestion") as open_channel:
         try:
-            status = ingestion_pb2_grpc.IngestionServiceStub(channel).GetRecordStatus(
+            status = ingestion_pb2_grpc.IngestionServiceStub(open_channel).GetRecordStatus(
                 ingestion_pb2.GetRecordStatusRequest(
                     record_ref=common_pb2.RecordRef(source=args.source, message_id=args.message_id)
                 ),
@@ -169,8 +158,7 @@ def cmd_record_status(args: argparse.Namespace) -> int:
                 metadata=metadata(),
             )
         except grpc.RpcError as error:
-            print(f"{error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
-            return 1
+            return report_rpc_error(error)
     print(json_format.MessageToJson(status, indent=2))
     return 0
 
@@ -236,8 +224,8 @@ def load_demo() -> None:
     print(
         f"demo data: {reply.accepted_count} records accepted, {reply.duplicate_count} already there"
     )
-    with grpc.insecure_channel(target("ingestion")) as channel:
-        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+    with channel("ingestion") as open_channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(open_channel)
         deadline = time.monotonic() + 30
         for request in read_requests(DEMO_FILE)[0]:
             while time.monotonic() < deadline:

@@ -10,36 +10,26 @@ page with an SVG chart of the trend. ``SVOD_API_KEY`` is sent as a bearer token 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import grpc
 
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
-from svod_runtime.config import DEFAULT_PORTS
+from svod_cli.common import channel, metadata, report_rpc_error
 
 TIMEOUT_S = 30.0
 # A refresh reads every profile; give it time on a large base.
 REFRESH_TIMEOUT_S = 900.0
 
 
-def quality_target() -> str:
-    return os.environ.get("SVOD_QUALITY_TARGET", f"127.0.0.1:{DEFAULT_PORTS['quality']}")
-
-
-def _metadata() -> tuple[tuple[str, str], ...]:
-    key = os.environ.get("SVOD_API_KEY", "")
-    return (("authorization", f"Bearer {key}"),) if key else ()
-
-
 def fetch_report(refresh: bool, trend_days: int) -> quality_pb2.QualityReport:
-    with grpc.insecure_channel(quality_target()) as channel:
-        stub = quality_pb2_grpc.QualityServiceStub(channel)
+    with channel("quality") as open_channel:
+        stub = quality_pb2_grpc.QualityServiceStub(open_channel)
         return stub.GetQualityReport(
             quality_pb2.GetQualityReportRequest(trend_days=trend_days, refresh=refresh),
             timeout=REFRESH_TIMEOUT_S if refresh else TIMEOUT_S,
-            metadata=_metadata(),
+            metadata=metadata(),
         )
 
 
@@ -55,8 +45,7 @@ def cmd_quality_report(args: argparse.Namespace) -> int:
     try:
         report = fetch_report(args.refresh, args.trend_days)
     except grpc.RpcError as error:
-        print(f"{error.code().name}: {error.details()}", file=sys.stderr)  # type: ignore[attr-defined]
-        return 1
+        return report_rpc_error(error)
     text = render(report, args.format)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

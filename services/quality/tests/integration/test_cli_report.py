@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import xml.etree.ElementTree as ET
 
+from svod_cli.common import EXIT_UNREACHABLE
 from svod_cli.quality import add_quality_commands
 
 
@@ -33,5 +34,5 @@ def test_report_as_html_file_and_markdown_on_stdout(suite, monkeypatch, tmp_path
 
 def test_unreachable_service_is_reported_not_raised(monkeypatch, capsys) -> None:
     monkeypatch.setenv("SVOD_QUALITY_TARGET", "127.0.0.1:1")
-    assert run_cli(["quality", "report"]) == 1
+    assert run_cli(["quality", "report"]) == EXIT_UNREACHABLE
     assert "UNAVAILABLE" in capsys.readouterr().err
