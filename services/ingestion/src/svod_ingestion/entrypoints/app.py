@@ -24,8 +24,8 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     store = IngestionStore(engine)
-    identity = peer_channel(config.peers["identity"], telemetry)
-    profile = peer_channel(config.peers["profile"], telemetry)
+    identity = peer_channel(config.peers["identity"], telemetry, config.peer_security)
+    profile = peer_channel(config.peers["profile"], telemetry, config.peer_security)
     delivery = RecordDelivery(
         store,
         GrpcDownstream(identity, profile, config.peer_timeout_s),
@@ -41,7 +41,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         batch_handlers={"record.identify": delivery.identify, "record.track": delivery.track},
         batch_size=2000,
     )
-    quality = peer_channel(config.peers["quality"], telemetry)
+    quality = peer_channel(config.peers["quality"], telemetry, config.peer_security)
     servicer = IngestionServicer(
         IngestionService(store, on_enqueued=relay.wake),
         QualityStandardizer(quality, config.peer_timeout_s),
