@@ -5,6 +5,7 @@ svod status                           health of each service
 svod ingest FILE.jsonl                send identify calls (protobuf JSON, one per line)
 svod profile get --email/--phone/--card/--id VALUE
 svod record status --source S --message-id M
+svod unattributed list|recheck        events whose identifiers name no single customer
 svod db prepare                       create schemas, roles and run migrations
 """
 
@@ -26,6 +27,7 @@ from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_cli.common import TIMEOUT_S, channel, metadata, report_rpc_error, target
 from svod_cli.quality import add_quality_commands
+from svod_cli.unattributed import add_unattributed_commands
 from svod_runtime.config import SERVICES
 
 DEMO_FILE = Path(__file__).resolve().parent / "data" / "demo.jsonl"
@@ -276,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--message-id", required=True)
     status.set_defaults(func=cmd_record_status)
     add_quality_commands(sub)
+    add_unattributed_commands(sub)
     identity = sub.add_parser("identity").add_subparsers(dest="identity_command", required=True)
     export = identity.add_parser(
         "export-mapping", help="every record -> its customer now, as CSV (audit)"

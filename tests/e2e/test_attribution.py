@@ -8,6 +8,7 @@ the till who is Мария in the app, a new customer whose identify comes after
 
 from __future__ import annotations
 
+import json
 import time
 
 import grpc
@@ -217,3 +218,23 @@ def test_recheck_refuses_bad_input(suite) -> None:
             ingestion_pb2.ListUnattributedEventsRequest(page_token="%%%"), timeout=T
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_the_cli_lists_and_rechecks_held_events(suite, monkeypatch, capsys) -> None:
+    from svod_cli.__main__ import main
+
+    ghost = order("15", ident(EMAIL, f"{unique('ghost')}@example.ru"))
+    suite.ingestion.Track(ghost, timeout=T)
+    wait_state(suite, ghost, Status.STATE_UNATTRIBUTED)
+    monkeypatch.setenv("SVOD_INGESTION_TARGET", suite.suite.target("ingestion"))
+    assert main(["unattributed", "list", "--issue", "unknown_customer", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["counts"]["unknown_customer"] >= 1
+    assert ghost.record_ref.message_id in [e["record_ref"]["message_id"] for e in shown["events"]]
+    assert main(["unattributed", "list"]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith("unattributed: ") and ghost.record_ref.message_id in table
+    assert main(["unattributed", "recheck", "--all"]) == 0
+    assert "scheduled for a look now" in capsys.readouterr().out
+    assert main(["unattributed", "recheck", "--customer", "nope"]) == 1
+    assert "INVALID_ARGUMENT" in capsys.readouterr().err
