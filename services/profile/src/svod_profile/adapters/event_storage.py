@@ -291,13 +291,16 @@ class EventRepository:
     async def consents(self, customer_ids: list[str]) -> list[tuple[str, Consent]]:
         rows = await self.conn.execute(
             text(
-                "SELECT customer_id, channel, status, source, at, legal_basis FROM consents "
-                "WHERE customer_id = ANY(CAST(:c AS uuid[])) ORDER BY channel"
+                "SELECT customer_id, channel, status, source, at, legal_basis, received_at "
+                "FROM consents WHERE customer_id = ANY(CAST(:c AS uuid[])) ORDER BY channel"
             ),
             {"c": customer_ids},
         )
         return [
-            (str(r.customer_id), Consent(r.channel, r.status, r.source, r.at, r.legal_basis))
+            (
+                str(r.customer_id),
+                Consent(r.channel, r.status, r.source, r.at, r.legal_basis, r.received_at),
+            )
             for r in rows
         ]
 
@@ -312,12 +315,14 @@ class EventRepository:
             "s": consent.source,
             "at": consent.at,
             "lb": consent.legal_basis,
+            "rcv": consent.received_at,
         }
         if history:
             await self.conn.execute(
                 text(
                     "INSERT INTO consent_history (customer_id, channel, status, source, at, "
-                    "legal_basis) VALUES (:c, :ch, :st, :s, :at, :lb)"
+                    "legal_basis, recorded_at) VALUES (:c, :ch, :st, :s, :at, :lb, "
+                    "coalesce(CAST(:rcv AS timestamptz), now()))"
                 ),
                 params,
             )
@@ -325,11 +330,12 @@ class EventRepository:
             await self.conn.execute(
                 text(
                     """
-                    INSERT INTO consents (customer_id, channel, status, source, at, legal_basis)
-                    VALUES (:c, :ch, :st, :s, :at, :lb)
+                    INSERT INTO consents (customer_id, channel, status, source, at, legal_basis,
+                        received_at)
+                    VALUES (:c, :ch, :st, :s, :at, :lb, coalesce(CAST(:rcv AS timestamptz), now()))
                     ON CONFLICT (customer_id, channel) DO UPDATE SET status = excluded.status,
                         source = excluded.source, at = excluded.at,
-                        legal_basis = excluded.legal_basis
+                        legal_basis = excluded.legal_basis, received_at = excluded.received_at
                     """
                 ),
                 params,

@@ -1,0 +1,31 @@
+"""When each standing consent was received, so an opt-out received after an opt-in that is not
+in effect yet (dated ahead) can win over it.
+
+Revision ID: profile_0004
+Revises: profile_0003
+Create Date: 2026-12-01
+"""
+
+from alembic import op
+
+revision = "profile_0004"
+down_revision = "profile_0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Consents stored before were received at their time at the latest, or now for those dated
+    # ahead (an opt-in dated 2030 counts as received now: a later opt-out wins over it).
+    op.execute(
+        """
+        ALTER TABLE consents ADD COLUMN received_at timestamptz;
+        UPDATE consents SET received_at = least(at, now());
+        ALTER TABLE consents ALTER COLUMN received_at SET NOT NULL,
+            ALTER COLUMN received_at SET DEFAULT now();
+        """
+    )
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE consents DROP COLUMN received_at")
