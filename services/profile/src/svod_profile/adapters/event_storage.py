@@ -305,11 +305,22 @@ class EventRepository:
         ]
 
     async def record_consent(
-        self, customer_id: str, consent: Consent, current: bool, history: bool = True
+        self,
+        customer_id: str,
+        consent: Consent,
+        current: bool,
+        history: bool = True,
+        *,
+        stated_for: str | None = None,
+        record_ref: tuple[str, str] | None = None,
     ) -> None:
-        """Kept in the history; made the current one when it stands."""
+        """Kept in the history (with the customer id it was made for and the event it came
+        from, if any); made the current one when it stands."""
         params = {
             "c": customer_id,
+            "for": stated_for or customer_id,
+            "rs": record_ref[0] if record_ref else None,
+            "rm": record_ref[1] if record_ref else None,
             "ch": consent.channel,
             "st": consent.status,
             "s": consent.source,
@@ -321,8 +332,9 @@ class EventRepository:
             await self.conn.execute(
                 text(
                     "INSERT INTO consent_history (customer_id, channel, status, source, at, "
-                    "legal_basis, recorded_at) VALUES (:c, :ch, :st, :s, :at, :lb, "
-                    "coalesce(CAST(:rcv AS timestamptz), now()))"
+                    "legal_basis, recorded_at, stated_for, record_source, record_message_id) "
+                    "VALUES (:c, :ch, :st, :s, :at, :lb, "
+                    "coalesce(CAST(:rcv AS timestamptz), now()), :for, :rs, :rm)"
                 ),
                 params,
             )
@@ -356,4 +368,49 @@ class EventRepository:
             {"s": customer_id, "m": drop},
         )
         for consent in consents:
+            await self.record_consent(customer_id, consent, current=True, history=False)
+
+    async def consent_history(self, customer_id: str) -> list[Consent]:
+        """Every statement kept for the customer, in the order received."""
+        rows = await self.conn.execute(
+            text(
+                "SELECT channel, status, source, at, legal_basis, recorded_at "
+                "FROM consent_history WHERE customer_id = :c ORDER BY recorded_at, entry_pk"
+            ),
+            {"c": customer_id},
+        )
+        return [
+            Consent(r.channel, r.status, r.source, r.at, r.legal_basis, r.recorded_at) for r in rows
+        ]
+
+    async def move_consent_statements(
+        self, source: str, target: str, events: list[tuple[str, str]], stated_for: list[str]
+    ) -> None:
+        """Statements that came with moved events, or were made for ids that are the
+        target's now, go to the target (a split)."""
+        await self.conn.execute(
+            text(
+                """
+                UPDATE consent_history SET customer_id = :t
+                WHERE customer_id = :s AND (
+                    stated_for = ANY(CAST(:ids AS uuid[]))
+                    OR (record_source, record_message_id) IN (
+                        SELECT x.s, x.m FROM jsonb_to_recordset(CAST(:refs AS jsonb))
+                            AS x(s text, m text)))
+                """
+            ),
+            {
+                "s": source,
+                "t": target,
+                "ids": stated_for,
+                "refs": json.dumps([{"s": s, "m": m} for s, m in events]),
+            },
+        )
+
+    async def set_consents(self, customer_id: str, standing: list[Consent]) -> None:
+        """The customer's standing consents are exactly these."""
+        await self.conn.execute(
+            text("DELETE FROM consents WHERE customer_id = :c"), {"c": customer_id}
+        )
+        for consent in standing:
             await self.record_consent(customer_id, consent, current=True, history=False)

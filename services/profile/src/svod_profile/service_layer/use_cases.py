@@ -149,7 +149,9 @@ class ProfileService:
             version = await tx.events.save_metrics(customer_id, metrics)
             opt_out = consent_from_event(event)
             if opt_out is not None:
-                await self._record_consent(tx, customer_id, opt_out)
+                await self._record_consent(
+                    tx, customer_id, opt_out, record_ref=(event.source, event.message_id)
+                )
             await tx.report_contact_failure(customer_id, event)
             await tx.announce(customer_id, {"events": [[event.source, event.message_id]]})
         self.on_announced()
@@ -175,20 +177,31 @@ class ProfileService:
             if await tx.load(current) is None:
                 raise NotFound(f"no profile for customer {customer_id}")
             current = await tx.lock_current_profile(current)
-            await self._record_consent(tx, current, consent)
+            await self._record_consent(tx, current, consent, stated_for=customer_id)
             await tx.events.save_metrics(current, await tx.events.metrics(current))
             await tx.announce(current, {"events": []})
         self.on_announced()
         return await self.get_by_id(current)
 
     async def _record_consent(
-        self, tx: ProfileTransaction, customer_id: str, consent: Consent
+        self,
+        tx: ProfileTransaction,
+        customer_id: str,
+        consent: Consent,
+        *,
+        stated_for: str | None = None,
+        record_ref: tuple[str, str] | None = None,
     ) -> None:
+        """``stated_for``: the customer id the person gave it for (a merged-away id it was
+        given for goes along when a split gives that id its own customer again);
+        ``record_ref``: the event it came from (it moves with the event)."""
         if consent.received_at is None:
             consent = replace(consent, received_at=self.clock())
         existing = {c.channel: c for _, c in await tx.events.consents([customer_id])}
         stands = supersedes(consent, existing.get(consent.channel))
-        await tx.events.record_consent(customer_id, consent, current=stands)
+        await tx.events.record_consent(
+            customer_id, consent, current=stands, stated_for=stated_for, record_ref=record_ref
+        )
 
     async def timeline(
         self, customer_id: str, page_size: int, page_token: str

@@ -1,5 +1,6 @@
 """When each standing consent was received, so an opt-out received after an opt-in that is not
-in effect yet (dated ahead) can win over it.
+in effect yet (dated ahead) can win over it; which customer id each consent statement was made
+for and which event it came from, so a split takes it along with the records and events.
 
 Revision ID: profile_0004
 Revises: profile_0003
@@ -23,9 +24,16 @@ def upgrade() -> None:
         UPDATE consents SET received_at = least(at, now());
         ALTER TABLE consents ALTER COLUMN received_at SET NOT NULL,
             ALTER COLUMN received_at SET DEFAULT now();
+
+        ALTER TABLE consent_history ADD COLUMN stated_for uuid,
+            ADD COLUMN record_source text, ADD COLUMN record_message_id text;
+        UPDATE consent_history SET stated_for = customer_id;
         """
     )
 
 
 def downgrade() -> None:
-    op.execute("ALTER TABLE consents DROP COLUMN received_at")
+    op.execute(
+        "ALTER TABLE consent_history DROP COLUMN stated_for, DROP COLUMN record_source, "
+        "DROP COLUMN record_message_id; ALTER TABLE consents DROP COLUMN received_at"
+    )
