@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from svod_ingestion.adapters.held_events import HeldEvent, HeldEventStore
 from svod_ingestion.adapters.storage import IngestionStore
 from svod_ingestion.domain.attribution import DEFAULT_HELD_RECHECK_MAX_S, Issue
+from svod_ingestion.domain.messages import validate_refs
 from svod_ingestion.domain.model import Accepted, Incoming, RecordStatus
 from svod_runtime.errors import AlreadyExists, NotFound, SvodError, ViolationCollector
 
@@ -82,11 +83,7 @@ class IngestionService:
     async def erase_payloads(self, refs: list[tuple[str, str]]) -> int:
         """Drops the stored requests (they hold personal data); the message ids stay, so a
         retry is still recognised and nothing is processed again."""
-        errors = ViolationCollector()
-        for index, (source, message_id) in enumerate(refs):
-            if not source or not message_id:
-                errors.add(f"record_refs[{index}]", "source and message_id are required")
-        errors.raise_if_any()
+        validate_refs(refs, "record_refs")
         return await self.store.erase_payloads(refs)
 
     async def status(self, source: str, message_id: str) -> RecordStatus:
