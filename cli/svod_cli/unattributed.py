@@ -110,9 +110,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_recheck(args: argparse.Namespace) -> int:
     try:
         with channel("ingestion") as open_channel:
-            reply = ingestion_pb2_grpc.IngestionServiceStub(
-                open_channel
-            ).RecheckUnattributedEvents(
+            reply = ingestion_pb2_grpc.IngestionServiceStub(open_channel).RecheckUnattributedEvents(
                 ingestion_pb2.RecheckUnattributedEventsRequest(
                     customer_ids=args.customer or [], all=args.all
                 ),
