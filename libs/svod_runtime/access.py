@@ -99,6 +99,11 @@ RPC_ACCESS: dict[str, Access] = {
     # Says which customer a record went to.
     _INGESTION + "GetRecordStatus": Access(S.INGEST_WRITE, segments=_REFUSE),
     _INGESTION + "ErasePayloads": Access(S.INTERNAL, _by("profile")),
+    # Held events name their candidate customers (ids only).
+    _INGESTION + "ListUnattributedEvents": Access(S.IDENTITY_READ, segments=_REFUSE),
+    _INGESTION + "RecheckUnattributedEvents": Access(
+        S.IDENTITY_ADMIN, _by("identity"), _REFUSE, _CHANGE
+    ),
     # -- identity ----------------------------------------------------------------------------
     _IDENTITY + "Resolve": Access(S.INTERNAL, _by("ingestion")),
     _IDENTITY + "ResolveBatch": Access(S.INTERNAL, _by("ingestion")),

@@ -28,7 +28,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from svod_runtime.errors import InvalidArgument, ResourceExhausted, SvodError
+from svod_runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, SvodError
 from svod_runtime.guard import Admission, Guard
 from svod_runtime.telemetry import context_from_carrier, current_trace_id
 
@@ -60,6 +60,12 @@ def status_proto_for(error: SvodError) -> status_pb2.Status:
         retry.retry_delay.FromMilliseconds(max(1, math.ceil(error.retry_after_s * 1000)))
         packed = any_pb2.Any()
         packed.Pack(retry)
+        details.append(packed)
+    if isinstance(error, FailedPrecondition) and error.reason:
+        packed = any_pb2.Any()
+        packed.Pack(
+            error_details_pb2.ErrorInfo(reason=error.reason, domain="svod", metadata=error.metadata)
+        )
         details.append(packed)
     return status_pb2.Status(
         code=getattr(code_pb2, error.code, code_pb2.INTERNAL),
