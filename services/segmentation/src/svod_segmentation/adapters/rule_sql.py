@@ -11,7 +11,6 @@ date crossing its bound); the earliest future one is when the customer is looked
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -226,32 +225,14 @@ class RuleCompiler:
         return self.rule(cond, due)
 
     def _rfm_label(self, seg: Segment, due: list[str]) -> str:
-        state = seg.state
-        if not state.get("r"):
+        """The class against the stored cut-offs (see builtins.RfmCutoffs; the same scores in
+        SQL). Absolute recency cut-offs do not move with the clock: nothing falls due."""
+        cutoffs = builtins.RfmCutoffs.from_state(seg.state)
+        if cutoffs is None:
             return "CAST(NULL AS text)"
-        r_cuts = [dt.timedelta(seconds=float(s)) for s in state["r"]]  # type: ignore[union-attr]
-        r_terms = []
-        for cut in r_cuts:
-            bound = self.b.bind(cut, "interval")
-            r_terms.append(f"(c.last_order_at >= :now - {bound})")
-            due.append(f"c.last_order_at + {bound}")
-        r = "(1 + " + " + ".join(f"CAST({t} AS int)" for t in r_terms) + ")"
-        f = (
-            "(1 + "
-            + " + ".join(
-                f"CAST(c.order_count > {self.b.bind(Decimal(str(x)))} AS int)"
-                for x in state["f"]  # type: ignore[union-attr]
-            )
-            + ")"
-        )
-        m = (
-            "(1 + "
-            + " + ".join(
-                f"CAST(c.total_spent > {self.b.bind(Decimal(str(x)))} AS int)"
-                for x in state["m"]  # type: ignore[union-attr]
-            )
-            + ")"
-        )
+        r = self._points("c.last_order_at >= {}", cutoffs.recency, "timestamptz")
+        f = self._points("c.order_count > {}", cutoffs.frequency)
+        m = self._points("c.total_spent > {}", cutoffs.monetary)
         fm = f"(({f} + {m} + 1) / 2)"
         whens = []
         for label, (r_lo, r_hi), (fm_lo, fm_hi), (f_lo, f_hi) in builtins.RFM_MAP:
@@ -263,6 +244,11 @@ class RuleCompiler:
             "(CASE WHEN c.order_count <= 0 OR c.last_order_at IS NULL THEN NULL "
             f"{' '.join(whens)} END)"
         )
+
+    def _points(self, test: str, cuts: tuple[Any, ...], cast: str = "") -> str:
+        """1 + the number of cut-offs passed (a 1-5 score from four quintile cut-offs)."""
+        terms = [f"CAST({test.format(self.b.bind(cut, cast))} AS int)" for cut in cuts]
+        return "(1 + " + " + ".join(terms) + ")" if terms else "1"
 
     def _abc_label(self, seg: Segment) -> str:
         state = seg.state

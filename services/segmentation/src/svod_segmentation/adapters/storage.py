@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_segmentation.adapters.rule_sql import Compiled, RuleCompiler, SqlBuilder, earliest_future
+from svod_segmentation.domain import builtins
 from svod_segmentation.domain.model import (
     CustomerEvent,
     CustomerSnapshot,
@@ -407,7 +408,7 @@ class SegmentationTransaction:
             ).one()
             if not row.n:
                 return {"customers": 0}
-            return {"r": row.r, "f": row.f, "m": row.m, "customers": int(row.n)}
+            return builtins.rfm_state(now, row.r, row.f, row.m, int(row.n))
         a_share = float(segment.definition.parameters.get("a_share") or 0.8)
         b_share = float(segment.definition.parameters.get("b_share") or 0.15)
         row = (
@@ -762,6 +763,22 @@ class SegmentationTransaction:
             },
         )
         return [Member(str(r.customer_id), r.entered_at, r.label or "", segment_id) for r in rows]
+
+    async def rfm_inputs(
+        self, customer_ids: Sequence[str]
+    ) -> dict[str, tuple[dt.datetime | None, int, Decimal]]:
+        """(last order time, order count, total spent) of each customer, as RFM scores them."""
+        if not customer_ids:
+            return {}
+        rows = await self._exec(
+            "SELECT customer_id, last_order_at, order_count, total_spent FROM customers "
+            "WHERE customer_id = ANY(CAST(:ids AS uuid[]))",
+            {"ids": list(customer_ids)},
+        )
+        return {
+            str(r.customer_id): (r.last_order_at, int(r.order_count), Decimal(r.total_spent))
+            for r in rows
+        }
 
     async def customer_memberships(self, customer_id: str) -> list[Member]:
         rows = await self._exec(
