@@ -11,14 +11,25 @@ date crossing its bound); the earliest future one is when the customer is looked
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from svod_runtime.custom_attributes import AttributeType
+from svod_runtime.custom_attributes import normalize as normalize_attribute
 from svod_segmentation.domain import builtins
 from svod_segmentation.domain.builtins import BehaviorRatio, Condition
-from svod_segmentation.domain.fields import ATTRIBUTE_PREFIX, ORDERING, FieldType, field_type
+from svod_segmentation.domain.fields import (
+    ATTRIBUTE_PREFIX,
+    NO_DECLARATIONS,
+    ORDERING,
+    RELATIVE_OPERATORS,
+    FieldType,
+    declared_attribute,
+    field_type,
+)
 from svod_segmentation.domain.model import Segment
 from svod_segmentation.domain.rules import (
     AllOf,
@@ -161,9 +172,16 @@ class Compiled:
 class RuleCompiler:
     """Compiles the stored segments; in_segment references are inlined (no cycles)."""
 
-    def __init__(self, segments: Mapping[str, Segment], builder: SqlBuilder) -> None:
+    def __init__(
+        self,
+        segments: Mapping[str, Segment],
+        builder: SqlBuilder,
+        declared: Mapping[str, AttributeType] = NO_DECLARATIONS,
+    ) -> None:
         self.segments = segments
         self.b = builder
+        # Declared custom attributes' types (SVOD_CUSTOM_ATTRIBUTES).
+        self.declared = declared
         self._cache: dict[str, Compiled] = {}
 
     # -- segments ---------------------------------------------------------------------------
@@ -298,7 +316,10 @@ class RuleCompiler:
         return atom
 
     def _field(self, cond: FieldCondition, due: list[str]) -> str:
-        ftype = field_type(cond.field)
+        ftype = field_type(cond.field, self.declared)
+        kind = declared_attribute(cond.field, self.declared)
+        if kind is not None and kind is not AttributeType.STRING and ftype is not None:
+            return self._typed_attribute(cond, kind, ftype, due)
         op, values = cond.operator, cond.values
         expr, numeric = self._field_expr(cond, ftype)
         if op == "is_set":
@@ -331,6 +352,57 @@ class RuleCompiler:
         if op == "ne":
             return f"({expr} IS DISTINCT FROM {value})"
         return f"({expr} {SQL_OPS[op]} {value})"
+
+    def _typed_attribute(
+        self, cond: FieldCondition, kind: AttributeType, ftype: FieldType, due: list[str]
+    ) -> str:
+        """A condition on a declared custom attribute, compared by its type. Values are read
+        as the profile stores them ("38,5" in a rule is the number 38.5); a stored value that
+        is not of the type (kept from before the declaration) matches nothing."""
+        raw = f"(c.attributes ->> {self.b.bind(cond.field.removeprefix(ATTRIBUTE_PREFIX))})"
+        op = cond.operator
+        typed = [normalize_attribute(kind, v) for v in cond.values]
+        if op not in ("is_set", *RELATIVE_OPERATORS) and None in typed:
+            return "FALSE"  # a stored rule whose value the declared type cannot read
+        if op == "is_set":
+            test = f"({raw} IS NOT NULL AND {raw} <> '')"
+            return test if not cond.values or cond.values[0] == "true" else f"(NOT {test})"
+        if kind is AttributeType.LIST:  # contains: any of the items
+            items = f"string_to_array({raw}, ',')"
+            wanted = self.b.bind([t for t in typed if t is not None], "text[]")
+            return f"(ARRAY(SELECT btrim(x) FROM unnest({items}) AS x) && {wanted})"
+        if kind is AttributeType.BOOL:
+            expr = f"(CASE WHEN {raw} IN ('true', 'false') THEN CAST({raw} AS boolean) END)"
+            value = self.b.bind(typed[0] == "true", "boolean")
+            return f"({expr} IS DISTINCT FROM {value})" if op == "ne" else f"({expr} = {value})"
+        if kind is AttributeType.DATE:
+            expr = f"date_or_null({raw})"
+            if op in RELATIVE_OPERATORS:
+                return self._relative(expr, cond, due)
+            values: list[Any] = [None if t is None else dt.date.fromisoformat(t) for t in typed]
+            cast = "date"
+        else:
+            pattern = self.b.bind(NUMERIC_TEXT)
+            expr = f"(CASE WHEN {raw} ~ {pattern} THEN CAST({raw} AS numeric) END)"
+            values = [None if t is None else Decimal(t) for t in typed]
+            cast = "numeric"
+        if op == "in":
+            return f"({expr} = ANY({self.b.bind(values, cast + '[]')}))"
+        if op == "between":
+            low, high = (self.b.bind(v, cast) for v in values)
+            return f"({expr} BETWEEN {low} AND {high})"
+        value = self.b.bind(values[0], cast)
+        if op == "ne":
+            return f"({expr} IS DISTINCT FROM {value})"
+        return f"({expr} {SQL_OPS[op]} {value})"
+
+    @staticmethod
+    def _relative(expr: str, cond: FieldCondition, due: list[str]) -> str:
+        """within_last / before_last over a date or time expression."""
+        days = int(cond.values[0])
+        bound = f":now - make_interval(days => {days})"
+        due.append(f"{expr} + make_interval(days => {days})")
+        return f"({expr} >= {bound})" if cond.operator == "within_last" else f"({expr} < {bound})"
 
     def _field_expr(self, cond: FieldCondition, ftype: FieldType | None) -> tuple[str, bool]:
         name = cond.field

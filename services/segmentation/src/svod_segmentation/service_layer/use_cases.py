@@ -299,7 +299,9 @@ class SegmentationService:
             segments = await tx.load_segments()
             if segment.segment_id in segments:
                 raise AlreadyExists(f"segment {segment.segment_id!r} exists")
-            validate_definition(segment.definition, _definitions(segments))
+            validate_definition(
+                segment.definition, _definitions(segments), declared=self.store.declared
+            )
             try:
                 saved = await tx.save_segment(segment, create=True)
             except KeyError:
@@ -324,7 +326,7 @@ class SegmentationService:
                     f"not {expected_version}"
                 )
             others = {k: v for k, v in _definitions(segments).items() if k != segment.segment_id}
-            validate_definition(segment.definition, others)
+            validate_definition(segment.definition, others, declared=self.store.declared)
             saved = await tx.save_segment(segment, create=False)
             segments = await tx.load_segments()
             touched = dependents_of({saved.segment_id}, segments)
@@ -377,7 +379,7 @@ class SegmentationService:
         sample = 10 if sample <= 0 else min(sample, 100)
         async with self.store.transaction() as tx:
             segments = await tx.load_segments()
-            validate_preview(rule, _definitions(segments))
+            validate_preview(rule, _definitions(segments), self.store.declared)
             assert rule is not None
             for ref in sorted(referenced_segments(rule)):
                 scope.require(ref)
@@ -549,7 +551,9 @@ class SegmentationService:
     async def _statement_for(self, tx: SegmentationTransaction) -> IncrementalStatement:
         if self._statement is None:
             segments = await tx.load_segments()
-            self._statement = incremental_statement(await tx.generation(), segments)
+            self._statement = incremental_statement(
+                await tx.generation(), segments, self.store.declared
+            )
         return self._statement
 
     async def _evaluate(
