@@ -77,8 +77,11 @@ class ServiceConfig:
     api_keys: str = ""
     # The deployment's currency (ISO 4217); money in another currency is refused.
     currency: str = "RUB"
-    # How long an event may wait for its customer to be identified before it fails.
+    # How long an event may wait for its customer to be identified before it is held as
+    # unattributed (counting only time identity answered and nobody had its identifiers).
     unknown_customer_grace_s: float = 600.0
+    # Longest interval between two looks at an event held unattributed when nothing wakes it.
+    unattributed_recheck_max_s: float = 3600.0
     # Declared custom attributes and their types, JSON (see ingestion's domain/attributes.py).
     custom_attributes: str = ""
     # Per-field survivorship policies, JSON (see profile's domain/survivorship.py).
@@ -110,6 +113,7 @@ class ServiceConfig:
             api_keys=env.get("SVOD_API_KEYS", ""),
             currency=env.get("SVOD_CURRENCY", "RUB"),
             unknown_customer_grace_s=_float(env, "SVOD_UNKNOWN_CUSTOMER_GRACE_S", 600.0),
+            unattributed_recheck_max_s=_float(env, "SVOD_UNATTRIBUTED_RECHECK_MAX_S", 3600.0),
             custom_attributes=env.get("SVOD_CUSTOM_ATTRIBUTES", ""),
             survivorship=env.get("SVOD_SURVIVORSHIP", ""),
             gc_young_threshold=int(env.get("SVOD_GC_YOUNG_THRESHOLD") or 50_000),

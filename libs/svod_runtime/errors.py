@@ -46,7 +46,17 @@ class AlreadyExists(SvodError):
 
 
 class FailedPrecondition(SvodError):
+    """The request is valid but the system's state refuses it. ``reason`` (UPPER_SNAKE_CASE)
+    and ``metadata`` go to the caller as google.rpc.ErrorInfo, for programs to act on."""
+
     code = "FAILED_PRECONDITION"
+
+    def __init__(
+        self, message: str, *, reason: str = "", metadata: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.metadata = dict(metadata or {})
 
 
 class PermissionDenied(SvodError):

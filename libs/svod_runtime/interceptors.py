@@ -28,7 +28,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from svod_runtime.errors import InvalidArgument, SvodError
+from svod_runtime.errors import FailedPrecondition, InvalidArgument, SvodError
 from svod_runtime.telemetry import context_from_carrier, current_trace_id
 
 log = logging.getLogger("svod.rpc")
@@ -56,6 +56,12 @@ def status_proto_for(error: SvodError) -> status_pb2.Status:
         )
         packed = any_pb2.Any()
         packed.Pack(bad_request)
+        details.append(packed)
+    if isinstance(error, FailedPrecondition) and error.reason:
+        packed = any_pb2.Any()
+        packed.Pack(
+            error_details_pb2.ErrorInfo(reason=error.reason, domain="svod", metadata=error.metadata)
+        )
         details.append(packed)
     return status_pb2.Status(
         code=getattr(code_pb2, error.code, code_pb2.INTERNAL),

@@ -135,12 +135,13 @@ def test_timestamps_and_enum_names_read_back_exactly() -> None:
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from svod.common.v1 import common_pb2
+    from svod_runtime.bounds import EARLIEST_SECONDS, LATEST_SECONDS
     from svod_runtime.protoconv import enum_number, enum_short_name, timestamp_to_datetime
 
     rng = random.Random(5)
     for _ in range(500):
         ts = Timestamp(
-            seconds=rng.randrange(-2_208_988_800, 253_402_300_799), nanos=rng.randrange(10**9)
+            seconds=rng.randrange(EARLIEST_SECONDS, LATEST_SECONDS), nanos=rng.randrange(10**9)
         )
         assert timestamp_to_datetime(ts) == ts.ToDatetime(tzinfo=dt.UTC)
     assert timestamp_to_datetime(Timestamp()) is None

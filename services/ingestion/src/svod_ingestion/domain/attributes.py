@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from svod_runtime import bounds
 from svod_runtime.custom_attributes import EXPECTED, AttributeType, normalize, parse_declarations
 from svod_runtime.errors import ViolationCollector
 
-__all__ = ["MAX_VALUE", "parse_declarations", "validate_attributes"]
+__all__ = ["MAX_NAME", "MAX_VALUE", "parse_declarations", "validate_attributes"]
 
-MAX_VALUE = 1000
+MAX_NAME = bounds.MAX_ATTRIBUTE_NAME
+MAX_VALUE = bounds.MAX_ATTRIBUTE_VALUE
 
 
 def validate_attributes(
@@ -26,9 +28,13 @@ def validate_attributes(
     path: str,
 ) -> None:
     for name, value in values.items():
-        here = f"{path}[{name}]"
-        if len(value) > MAX_VALUE:
-            errors.add(here, f"longer than {MAX_VALUE} characters")
+        here = f"{path}[{name[:MAX_NAME]}]"
+        if not name:
+            errors.add(path, "names must not be empty")
+            continue
+        if not bounds.check_text(name, path if len(name) > MAX_NAME else here, MAX_NAME, errors):
+            continue
+        if not bounds.check_text(value, here, MAX_VALUE, errors):
             continue
         if not declared:
             continue
