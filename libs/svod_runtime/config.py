@@ -8,6 +8,7 @@ with the service's own role as user.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
@@ -21,6 +22,34 @@ DEFAULT_PORTS = {
     "segmentation": 50054,
     "quality": 50055,
 }
+
+# Each service's Prometheus endpoint (``/metrics``), beside its gRPC port; 0 turns it off.
+DEFAULT_METRICS_PORTS = {
+    "ingestion": 9461,
+    "identity": 9462,
+    "profile": 9463,
+    "segmentation": 9464,
+    "quality": 9465,
+}
+
+
+def port_of(service: str, env: Mapping[str, str] | None = None) -> int:
+    """``SVOD_<SERVICE>_PORT``, else the service's default gRPC port."""
+    env = os.environ if env is None else env
+    return int(env.get(f"SVOD_{service.upper()}_PORT") or DEFAULT_PORTS[service])
+
+
+def metrics_port_of(service: str, env: Mapping[str, str] | None = None) -> int:
+    """``SVOD_<SERVICE>_METRICS_PORT``, else the service's default metrics port (0: off)."""
+    env = os.environ if env is None else env
+    raw = env.get(f"SVOD_{service.upper()}_METRICS_PORT")
+    return int(raw) if raw else DEFAULT_METRICS_PORTS[service]
+
+
+def target_of(service: str, env: Mapping[str, str] | None = None) -> str:
+    """Where to reach a service: ``SVOD_<SERVICE>_TARGET``, else loopback at its port."""
+    env = os.environ if env is None else env
+    return env.get(f"SVOD_{service.upper()}_TARGET") or f"127.0.0.1:{port_of(service, env)}"
 
 
 def role_name(service: str) -> str:
@@ -63,6 +92,9 @@ class ServiceConfig:
     database_url: str
     listen_host: str = "0.0.0.0"
     port: int = 0
+    # The Prometheus endpoint's port (0: none) and address (default: listen_host).
+    metrics_port: int = 0
+    metrics_host: str = ""
     # host:port of each peer service this one calls.
     peers: dict[str, str] = field(default_factory=dict)
     # Deadline for calls this service makes to its peers.
@@ -73,6 +105,10 @@ class ServiceConfig:
     shutdown_grace_s: float = 10.0
     otlp_endpoint: str | None = None
     trace_sample_ratio: float = 1.0
+    # Finished spans appended here as JSON lines (``svod trace show`` reads them); empty: off.
+    traces_file: str = ""
+    # How often polled gauges (outbox depth, review queue ...) are refreshed.
+    metrics_poll_s: float = 15.0
     # API keys ("key" or "key:principal", comma separated); empty = no authentication.
     api_keys: str = ""
     # The deployment's currency (ISO 4217); money in another currency is refused.
@@ -90,23 +126,22 @@ class ServiceConfig:
     @classmethod
     def from_env(cls, service: str, env: dict[str, str] | None = None) -> ServiceConfig:
         env = dict(os.environ if env is None else env)
-        prefix = f"SVOD_{service.upper()}_"
-        peers = {
-            peer: env.get(f"SVOD_{peer.upper()}_TARGET", f"127.0.0.1:{DEFAULT_PORTS[peer]}")
-            for peer in SERVICES
-            if peer != service
-        }
+        peers = {peer: target_of(peer, env) for peer in SERVICES if peer != service}
         return cls(
             service=service,
             database_url=service_database_url(service, env),
             listen_host=env.get("SVOD_LISTEN_HOST", "0.0.0.0"),
-            port=int(env.get(prefix + "PORT", DEFAULT_PORTS[service])),
+            port=port_of(service, env),
+            metrics_port=metrics_port_of(service, env),
+            metrics_host=env.get("SVOD_METRICS_HOST", ""),
             peers=peers,
             peer_timeout_s=_float(env, "SVOD_PEER_TIMEOUT_S", 5.0),
             max_request_s=_float(env, "SVOD_MAX_REQUEST_S", 30.0),
             shutdown_grace_s=_float(env, "SVOD_SHUTDOWN_GRACE_S", 10.0),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             trace_sample_ratio=_float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0),
+            traces_file=env.get("SVOD_TRACES_FILE", ""),
+            metrics_poll_s=_float(env, "SVOD_METRICS_POLL_S", 15.0),
             api_keys=env.get("SVOD_API_KEYS", ""),
             currency=env.get("SVOD_CURRENCY", "RUB"),
             unknown_customer_grace_s=_float(env, "SVOD_UNKNOWN_CUSTOMER_GRACE_S", 600.0),

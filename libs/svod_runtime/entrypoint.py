@@ -11,9 +11,12 @@ from pathlib import Path
 from svod_runtime.config import ServiceConfig
 from svod_runtime.logs import setup_logging
 from svod_runtime.migrations import upgrade
-from svod_runtime.runtime import tune_garbage_collector
-from svod_runtime.server import ServiceApp, serve_until_signalled
+from svod_runtime.runtime import exit_with_supervisor, tune_garbage_collector
+from svod_runtime.server import PortInUse, ServiceApp, serve_until_signalled
 from svod_runtime.telemetry import Telemetry
+
+# A service that cannot take its port exits with this code (its supervisor tells it apart).
+EXIT_PORT_IN_USE = 98
 
 
 def run_service_cli(
@@ -31,14 +34,17 @@ def run_service_cli(
         upgrade(versions_dir, config.database_url, service)
         logging.getLogger(__name__).info("%s schema migrated", service)
         return 0
-    telemetry = Telemetry(
-        service, otlp_endpoint=config.otlp_endpoint, sample_ratio=config.trace_sample_ratio
-    )
+    exit_with_supervisor()
+    telemetry = Telemetry.for_config(config)
 
     async def main() -> None:
         app = await create_app(config, telemetry)
         tune_garbage_collector(config.gc_young_threshold)
         await serve_until_signalled(app)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except PortInUse as taken:
+        logging.getLogger(__name__).error("%s", taken)
+        return EXIT_PORT_IN_USE
     return 0
