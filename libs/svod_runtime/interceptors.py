@@ -29,6 +29,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from svod_runtime.errors import InvalidArgument, SvodError
+from svod_runtime.metrics import RpcMetrics
 from svod_runtime.telemetry import context_from_carrier, current_trace_id
 
 log = logging.getLogger("svod.rpc")
@@ -37,6 +38,9 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 # Metadata keys that carry the caller's trace (W3C trace context and baggage).
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+# Health checks (probes every few seconds, `svod status`) start no trace.
+_UNTRACED_PREFIX = "/grpc.health.v1."
 
 # Methods reachable without an API key (probes and tooling).
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
@@ -87,11 +91,13 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         max_request_s: float,
         api_keys: str = "",
         tracer: trace.Tracer | None = None,
+        rpc_metrics: RpcMetrics | None = None,
     ) -> None:
         self.service = service
         self.max_request_s = max_request_s
         self.api_keys = parse_api_keys(api_keys)
         self.tracer = tracer or trace.NoOpTracer()
+        self.rpc_metrics = rpc_metrics
 
     async def intercept_service(
         self,
@@ -138,6 +144,8 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
     def _server_span(
         self, method: str, context: grpc.aio.ServicerContext
     ) -> contextlib.AbstractContextManager[trace.Span]:
+        if method.startswith(_UNTRACED_PREFIX):
+            return contextlib.nullcontext(trace.INVALID_SPAN)
         carrier = {k: v for k, v in context.invocation_metadata() or () if k in _TRACE_HEADERS}
         service, _, name = method.lstrip("/").partition("/")
         return self.tracer.start_as_current_span(
@@ -215,9 +223,16 @@ class _Call:
     async def __aenter__(self) -> _Call:
         if self.denial:
             self.code = grpc.StatusCode.UNAUTHENTICATED
-            self.interceptor._log(self.method, self.code, self.started)
+            self._finished()
             await self.context.abort(self.code, self.denial)
         return self
+
+    def _finished(self) -> None:
+        """Logs the call and counts it in the RPC metrics."""
+        self.interceptor._log(self.method, self.code, self.started)
+        if self.interceptor.rpc_metrics is not None:
+            elapsed = time.perf_counter() - self.started
+            self.interceptor.rpc_metrics.finished(self.method, self.code, elapsed)
 
     async def __aexit__(self, exc_type: type | None, error: BaseException | None, _tb: Any) -> bool:
         try:
@@ -243,4 +258,4 @@ class _Call:
             self.span.set_attribute("rpc.grpc.status_code", self.code.value[0])
             if self.code != grpc.StatusCode.OK:
                 self.span.set_status(trace.StatusCode.ERROR, self.code.name)
-            self.interceptor._log(self.method, self.code, self.started)
+            self._finished()
