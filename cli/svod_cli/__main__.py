@@ -9,6 +9,8 @@ svod identity lookup|explain|merge|split|review|rules|blocked|export-mapping ...
 svod segment create|list|get|delete|preview|members|export|watch|rfm|customer|recompute ...
 svod quality report|rules|violations|score ...
 svod trace show TRACE_ID | svod trace record --source S --message-id M
+svod unattributed list|recheck          events whose identifiers name no single customer
+svod keys create --principal NAME --scopes ...   a new API key and its key-file entry
 svod db prepare                         create schemas, roles and run migrations
 
 Every group's commands live in a module of their own (``svod_cli/<group>.py``) built on
@@ -23,12 +25,14 @@ import sys
 
 from svod_cli.identity import add_identity_commands
 from svod_cli.ingest import add_ingest_commands
+from svod_cli.keys import add_keys_commands
 from svod_cli.profile import add_profile_commands
 from svod_cli.quality import add_quality_commands
 from svod_cli.run import DEMO_FILE, add_run_commands
 from svod_cli.segment import add_segment_commands
 from svod_cli.status import add_status_command
 from svod_cli.trace import add_trace_commands
+from svod_cli.unattributed import add_unattributed_commands
 
 __all__ = ["DEMO_FILE", "main"]
 
@@ -44,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     add_segment_commands(sub)
     add_quality_commands(sub)
     add_trace_commands(sub)
+    add_keys_commands(sub)
+    add_unattributed_commands(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

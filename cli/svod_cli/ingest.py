@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 from google.protobuf import json_format
 
 from svod.common.v1 import common_pb2
@@ -113,6 +114,7 @@ def send(requests: Requests, progress: Progress | None = None) -> ingestion_pb2.
                 )
                 total.accepted_count += reply.accepted_count
                 total.duplicate_count += reply.duplicate_count
+                total.rejected_count += reply.rejected_count
                 for rejected in reply.rejected:
                     rejected.index = requests.lines[offset + start + rejected.index]
                     total.rejected.append(rejected)
@@ -127,6 +129,8 @@ class Delivery:
     delivered: int = 0
     failed: list[ingestion_pb2.RecordStatus] = field(default_factory=list)
     pending: list[common_pb2.RecordRef] = field(default_factory=list)
+    # Messages the service does not know (refused ones beyond the 1,000 a reply lists).
+    unknown: list[common_pb2.RecordRef] = field(default_factory=list)
 
 
 def wait_delivered(
@@ -152,7 +156,13 @@ def wait_delivered(
                     for ref in window
                 ]
                 for ref, future in zip(window, futures, strict=True):
-                    status = future.result()
+                    try:
+                        status = future.result()
+                    except grpc.RpcError as error:
+                        if error.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                            raise
+                        outcome.unknown.append(ref)
+                        continue
                     if status.state == PENDING:
                         still.append(ref)
                         continue
@@ -197,6 +207,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         result = {
             "accepted": reply.accepted_count,
             "duplicates": reply.duplicate_count,
+            "rejected_count": reply.rejected_count,
             "rejected": [
                 {
                     "line": r.index,
@@ -223,7 +234,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     else:
         print(
             f"accepted {reply.accepted_count}, duplicates {reply.duplicate_count}, "
-            f"rejected {len(reply.rejected)}"
+            f"rejected {reply.rejected_count}"
         )
         for rejected in reply.rejected:
             fields = ", ".join(f"{v.field}: {v.description}" for v in rejected.field_violations)
@@ -236,7 +247,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             for status in delivery.failed:
                 ref = status.record_ref
                 print(f"  {ref.source}/{ref.message_id}: {status.last_error}")
-    problems = reply.rejected or (delivery is not None and (delivery.failed or delivery.pending))
+    problems = reply.rejected_count or (
+        delivery is not None and (delivery.failed or delivery.pending)
+    )
     return EXIT_REFUSED if problems else EXIT_OK
 
 

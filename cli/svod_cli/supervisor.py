@@ -36,6 +36,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from svod_runtime.config import SERVICES, metrics_port_of, port_of, target_of
+from svod_runtime.tls import TlsFiles, blocking_channel
 
 # How long services get to drain on a stop (their own grace is 10 s, SVOD_SHUTDOWN_GRACE_S).
 STOP_TIMEOUT_S = 20.0
@@ -199,7 +200,7 @@ class Supervisor:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         for service, end in self.plan.endpoints.items():
             address = f"127.0.0.1:{end.port}" if self._loopback_reaches() else end.target
-            with grpc.insecure_channel(address) as channel:
+            with blocking_channel(address, TlsFiles.from_env(self.env)) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
                 while not self._serving(stub):
                     dead = self.first_dead()

@@ -20,6 +20,8 @@ from google.protobuf import json_format
 from svod.common.v1 import common_pb2
 from svod_cli.__main__ import main
 from svod_cli.suite import InProcessSuite, create_database, drop_database, prepare_database
+from svod_runtime.access import Scope
+from svod_runtime.auth import principal_entry
 from svod_runtime.config import SERVICES
 from tests.builders import identify, random_phone, track, unique
 
@@ -337,22 +339,25 @@ def test_status_and_an_unreachable_service(svod, monkeypatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def keyed_suite(postgres_admin_url) -> Iterator[InProcessSuite]:
+def keyed_suite(postgres_admin_url, tmp_path_factory) -> Iterator[InProcessSuite]:
+    """A suite with keys on: ``cli-key`` holds every scope; each service has its own key."""
     name = f"svod_test_cli_keys_{time.monotonic_ns()}"
     url = create_database(postgres_admin_url, name)
+    key_file = tmp_path_factory.mktemp("cli-keys") / "keys.json"
+    entries = [principal_entry("support", "cli-key", [scope.value for scope in Scope])]
+    entries += [principal_entry(f"svod-{s}", f"peer-key-{s}", service=s) for s in SERVICES]
+    key_file.write_text(json.dumps({"principals": entries}))
+    env = {"SVOD_API_KEYS_FILE": str(key_file)}
+    env.update({f"SVOD_{s.upper()}_PEER_API_KEY": f"peer-key-{s}" for s in SERVICES})
     suite = None
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SVOD_PEER_API_KEY", "peer-key")
-        try:
-            prepare_database(url)
-            suite = InProcessSuite(
-                url, extra_env={"SVOD_API_KEYS": "cli-key:support,peer-key:svod"}
-            ).start()
-            yield suite
-        finally:
-            if suite is not None:
-                suite.stop()
-            drop_database(postgres_admin_url, name)
+    try:
+        prepare_database(url)
+        suite = InProcessSuite(url, extra_env=env).start()
+        yield suite
+    finally:
+        if suite is not None:
+            suite.stop()
+        drop_database(postgres_admin_url, name)
 
 
 @pytest.mark.parametrize(

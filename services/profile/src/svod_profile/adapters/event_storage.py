@@ -291,33 +291,50 @@ class EventRepository:
     async def consents(self, customer_ids: list[str]) -> list[tuple[str, Consent]]:
         rows = await self.conn.execute(
             text(
-                "SELECT customer_id, channel, status, source, at, legal_basis FROM consents "
-                "WHERE customer_id = ANY(CAST(:c AS uuid[])) ORDER BY channel"
+                "SELECT customer_id, channel, status, source, at, legal_basis, received_at "
+                "FROM consents WHERE customer_id = ANY(CAST(:c AS uuid[])) ORDER BY channel"
             ),
             {"c": customer_ids},
         )
         return [
-            (str(r.customer_id), Consent(r.channel, r.status, r.source, r.at, r.legal_basis))
+            (
+                str(r.customer_id),
+                Consent(r.channel, r.status, r.source, r.at, r.legal_basis, r.received_at),
+            )
             for r in rows
         ]
 
     async def record_consent(
-        self, customer_id: str, consent: Consent, current: bool, history: bool = True
+        self,
+        customer_id: str,
+        consent: Consent,
+        current: bool,
+        history: bool = True,
+        *,
+        stated_for: str | None = None,
+        record_ref: tuple[str, str] | None = None,
     ) -> None:
-        """Kept in the history; made the current one when it stands."""
+        """Kept in the history (with the customer id it was made for and the event it came
+        from, if any); made the current one when it stands."""
         params = {
             "c": customer_id,
+            "for": stated_for or customer_id,
+            "rs": record_ref[0] if record_ref else None,
+            "rm": record_ref[1] if record_ref else None,
             "ch": consent.channel,
             "st": consent.status,
             "s": consent.source,
             "at": consent.at,
             "lb": consent.legal_basis,
+            "rcv": consent.received_at,
         }
         if history:
             await self.conn.execute(
                 text(
                     "INSERT INTO consent_history (customer_id, channel, status, source, at, "
-                    "legal_basis) VALUES (:c, :ch, :st, :s, :at, :lb)"
+                    "legal_basis, recorded_at, stated_for, record_source, record_message_id) "
+                    "VALUES (:c, :ch, :st, :s, :at, :lb, "
+                    "coalesce(CAST(:rcv AS timestamptz), now()), :for, :rs, :rm)"
                 ),
                 params,
             )
@@ -325,11 +342,12 @@ class EventRepository:
             await self.conn.execute(
                 text(
                     """
-                    INSERT INTO consents (customer_id, channel, status, source, at, legal_basis)
-                    VALUES (:c, :ch, :st, :s, :at, :lb)
+                    INSERT INTO consents (customer_id, channel, status, source, at, legal_basis,
+                        received_at)
+                    VALUES (:c, :ch, :st, :s, :at, :lb, coalesce(CAST(:rcv AS timestamptz), now()))
                     ON CONFLICT (customer_id, channel) DO UPDATE SET status = excluded.status,
                         source = excluded.source, at = excluded.at,
-                        legal_basis = excluded.legal_basis
+                        legal_basis = excluded.legal_basis, received_at = excluded.received_at
                     """
                 ),
                 params,
@@ -350,4 +368,49 @@ class EventRepository:
             {"s": customer_id, "m": drop},
         )
         for consent in consents:
+            await self.record_consent(customer_id, consent, current=True, history=False)
+
+    async def consent_history(self, customer_id: str) -> list[Consent]:
+        """Every statement kept for the customer, in the order received."""
+        rows = await self.conn.execute(
+            text(
+                "SELECT channel, status, source, at, legal_basis, recorded_at "
+                "FROM consent_history WHERE customer_id = :c ORDER BY recorded_at, entry_pk"
+            ),
+            {"c": customer_id},
+        )
+        return [
+            Consent(r.channel, r.status, r.source, r.at, r.legal_basis, r.recorded_at) for r in rows
+        ]
+
+    async def move_consent_statements(
+        self, source: str, target: str, events: list[tuple[str, str]], stated_for: list[str]
+    ) -> None:
+        """Statements that came with moved events, or were made for ids that are the
+        target's now, go to the target (a split)."""
+        await self.conn.execute(
+            text(
+                """
+                UPDATE consent_history SET customer_id = :t
+                WHERE customer_id = :s AND (
+                    stated_for = ANY(CAST(:ids AS uuid[]))
+                    OR (record_source, record_message_id) IN (
+                        SELECT x.s, x.m FROM jsonb_to_recordset(CAST(:refs AS jsonb))
+                            AS x(s text, m text)))
+                """
+            ),
+            {
+                "s": source,
+                "t": target,
+                "ids": stated_for,
+                "refs": json.dumps([{"s": s, "m": m} for s, m in events]),
+            },
+        )
+
+    async def set_consents(self, customer_id: str, standing: list[Consent]) -> None:
+        """The customer's standing consents are exactly these."""
+        await self.conn.execute(
+            text("DELETE FROM consents WHERE customer_id = :c"), {"c": customer_id}
+        )
+        for consent in standing:
             await self.record_consent(customer_id, consent, current=True, history=False)

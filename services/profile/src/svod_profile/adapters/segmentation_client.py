@@ -43,8 +43,10 @@ class SegmentationAnnouncer:
 
         changes = [json.loads(m.payload) for m in messages]
         refs = [tuple(r) for change in changes for r in change.get("events", [])]
+        refs += [tuple(r) for change in changes for r in change.get("split", {}).get("moved", [])]
+        split_sources = {c["split"]["source"] for c in changes if "split" in c}
         async with self.store.reader() as tx:
-            views = await tx.load_many(sorted({m.key for m in messages}))
+            views = await tx.load_many(sorted({m.key for m in messages} | split_sources))
             events = {(e.source, e.message_id): e for e in await tx.events.events_by_ref(refs)}
         requests: list[segmentation_pb2.ApplyProfileChangeRequest] = []
         sent: list[int] = []  # index of the message each request announces
@@ -57,16 +59,27 @@ class SegmentationAnnouncer:
             if view is None:  # merged away or erased since: nothing left to announce
                 continue
             new_events = [events[tuple(r)] for r in change.get("events", []) if tuple(r) in events]
-            requests.append(
-                segmentation_pb2.ApplyProfileChangeRequest(
-                    customer_id=message.key,
-                    profile_version=view.version,
-                    profile=profile_proto(view, self.currency),
-                    new_events=[timeline_entry(e, self.currency) for e in new_events],
-                    merged_customer_ids=change.get("merged", []),
-                    trace_context=message.trace_carrier,
-                )
+            request = segmentation_pb2.ApplyProfileChangeRequest(
+                customer_id=message.key,
+                profile_version=view.version,
+                profile=profile_proto(view, self.currency),
+                new_events=[timeline_entry(e, self.currency) for e in new_events],
+                merged_customer_ids=change.get("merged", []),
+                trace_context=message.trace_carrier,
             )
+            if "split" in change:
+                split = change["split"]
+                request.split.source_customer_id = split["source"]
+                source = views.get(split["source"])
+                if source is not None:  # erased since: only the events move
+                    request.split.source_profile_version = source.version
+                    request.split.source_profile.CopyFrom(profile_proto(source, self.currency))
+                request.split.moved_events.extend(
+                    timeline_entry(events[tuple(r)], self.currency)
+                    for r in split["moved"]
+                    if tuple(r) in events
+                )
+            requests.append(request)
             sent.append(index)
         answers: list[DeliveryError | None] = [None] * len(messages)
         if not requests:

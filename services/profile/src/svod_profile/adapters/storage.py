@@ -217,6 +217,33 @@ class ProfileTransaction:
         )
         return str(rows[0].survivor_id) if rows else customer_id
 
+    async def merged_away_into(self, customer_ids: list[str]) -> list[str]:
+        """The ids merged into these customers (they answer for them), and any of these ids
+        that were merged away themselves."""
+        rows = await fetch_direct(
+            self.conn,
+            "SELECT customer_id FROM merged_customers "
+            "WHERE survivor_id = ANY(CAST(%(c)s AS uuid[])) "
+            "OR customer_id = ANY(CAST(%(c)s AS uuid[])) ORDER BY customer_id",
+            {"c": array_literal(customer_ids)},
+        )
+        return [str(r.customer_id) for r in rows]
+
+    async def redirect(self, customer_ids: list[str], to: str) -> None:
+        """These merged-away ids answer for ``to`` now; ``to`` itself is nobody's any more."""
+        await fetch_direct(
+            self.conn,
+            "DELETE FROM merged_customers WHERE customer_id = %(t)s",
+            {"t": to},
+        )
+        if customer_ids:
+            await fetch_direct(
+                self.conn,
+                "UPDATE merged_customers SET survivor_id = %(t)s "
+                "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
+                {"t": to, "c": array_literal(customer_ids)},
+            )
+
     async def change_applied(self, change_id: str) -> bool:
         row = (
             await self.conn.execute(

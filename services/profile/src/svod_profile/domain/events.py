@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from svod_profile.domain.summaries import summarize
+
 ORDER_PLACED = "order_placed"
 ORDER_RETURNED = "order_returned"
 CART_ABANDONED = "cart_abandoned"
@@ -56,16 +58,8 @@ class EventFact:
     identifiers: tuple[tuple[str, str, str], ...] = ()
 
     def summary(self) -> str:
-        if self.type in (ORDER_PLACED, ORDER_RETURNED):
-            what = "order" if self.type == ORDER_PLACED else "return"
-            return f"{what} {self.order_id}: {self.items} items, {self.amount} {self.currency}"
-        if self.type.startswith("campaign_"):
-            return (
-                f"{self.type.removeprefix('campaign_')} {self.contact_channel} {self.reference_id}"
-            )
-        if self.type.startswith("loyalty_"):
-            return f"{self.type.removeprefix('loyalty_')} {self.loyalty_points} points"
-        return self.type.replace("_", " ")
+        """A one-line description for people (see ``summaries``)."""
+        return summarize(self)
 
 
 def _min(a: dt.datetime | None, b: dt.datetime) -> dt.datetime:

@@ -153,7 +153,9 @@ class EventBatcher:
                     metrics[owner] = apply_event(metrics[owner], event)
                     opt_out = consent_from_event(event)
                     if opt_out is not None:
-                        await self.record_consent(tx, owner, opt_out)
+                        await self.record_consent(
+                            tx, owner, opt_out, record_ref=(event.source, event.message_id)
+                        )
             versions = await repo.save_metrics_many({o: metrics[o] for o in new_events})
             failures = [
                 (owner, payload, carriers[owner])

@@ -11,7 +11,35 @@ from svod_profile.domain.model import IdentifierObservation, Provenance
 from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.ports import CustomerDirectory
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
-from svod_runtime.errors import NotFound, ViolationCollector
+from svod_runtime.errors import FailedPrecondition, NotFound, ViolationCollector
+
+# Events one split announcement moves (segmentation takes at most 10,000 per change).
+MOVED_EVENTS_PER_ANNOUNCEMENT = 10_000
+
+
+async def _announce_split(
+    tx: ProfileTransaction,
+    source: str,
+    target: str,
+    moving: list[tuple[str, str]],
+    redirected: list[str],
+) -> None:
+    """One change for segmentation carrying both sides, so it applies the split in one step
+    (a very large split goes in parts of MOVED_EVENTS_PER_ANNOUNCEMENT events)."""
+    step = MOVED_EVENTS_PER_ANNOUNCEMENT
+    for start in range(0, max(len(moving), 1), step):
+        part = [list(r) for r in moving[start : start + step]]
+        await tx.announce(
+            target,
+            {
+                "events": [],
+                "merged": redirected,
+                "split": {
+                    "source": source,
+                    "moved": part,
+                },
+            },
+        )
 
 
 class IdentityChanges:
@@ -62,8 +90,10 @@ class IdentityChanges:
     async def split(
         self, change_id: str, source: str, target: str, moved: list[tuple[str, str]]
     ) -> None:
-        """Applies identity's split once: the moved records' data, and the events whose
-        identifiers now belong to the target, go there; both profiles are recomputed."""
+        """Applies identity's split once: the moved records' data, the events whose
+        identifiers now belong to the target, the consents given with them or for ids that are
+        the target's now, go there; merged-away ids follow identity's redirect; both profiles
+        are recomputed. Segmentation hears of it as one change (see ``_announce_split``)."""
         errors = ViolationCollector()
         if not change_id:
             errors.add("change_id", "required")
@@ -84,15 +114,19 @@ class IdentityChanges:
                 if (view := await tx.load(customer)) is not None
                 for i in view.identifiers
             }
+            merged_away = await tx.merged_away_into([source, target])
         moving = await self._events_now_of(events, target)
         identifiers = {c: await self._identifiers(c, known) for c in (source, target)}
+        redirected = await self._now_answering_for(target, [m for m in merged_away if m != target])
         async with self.store.transaction() as tx:
             if not await tx.claim_change(change_id):
                 return
             await tx.lock_profile(min(source, target))
             await tx.lock_profile(max(source, target))
+            await tx.redirect(redirected, target)
             await tx.move_records(target, moved)
             await tx.events.move_events_by_ref(target, moving)
+            await tx.events.move_consent_statements(source, target, moving, [target, *redirected])
             for customer in (source, target):
                 await tx.replace_identifiers(customer, identifiers[customer])
                 await tx.rebuild_sources(customer)
@@ -100,8 +134,21 @@ class IdentityChanges:
                     customer, shown_values(await tx.all_observations(customer), self.survivorship)
                 )
                 await tx.events.save_metrics(customer, fold(await tx.events.events_of(customer)))
-                await tx.announce(customer, {"events": []})
+                history = await tx.events.consent_history(customer)
+                await tx.events.set_consents(customer, merge_consents(history))
+            await _announce_split(tx, source, target, moving, redirected)
         self.on_announced()
+
+    async def _now_answering_for(self, target: str, merged_away: list[str]) -> list[str]:
+        """The merged-away ids identity now resolves to ``target`` (their records went there)."""
+        redirected = []
+        for customer_id in merged_away:
+            try:
+                if await self.directory.current_customer_id(customer_id) == target:
+                    redirected.append(customer_id)
+            except NotFound:
+                continue
+        return redirected
 
     async def _reshow(self, tx: ProfileTransaction, customer_id: str) -> None:
         """Re-runs survivorship over every value the customer has."""
@@ -109,22 +156,25 @@ class IdentityChanges:
         await tx.replace_shown(customer_id, shown_values(observations, self.survivorship))
 
     async def _events_now_of(self, events: list[EventFact], target: str) -> list[tuple[str, str]]:
-        """The events whose first identifier identity knows now belongs to ``target``."""
+        """The events whose identifiers now name ``target`` and nobody else (as ingestion
+        attributes events: an identifier shared by several customers or blocked names
+        nobody)."""
         owners: dict[tuple[str, str, str], str | None] = {}
         moving = []
         for event in events:
+            named = set()
             for identifier in event.identifiers:
                 if identifier not in owners:
                     try:
                         owners[identifier] = await self.directory.customer_for_identifier(
                             *identifier
                         )
-                    except NotFound:
+                    except (NotFound, FailedPrecondition):
                         owners[identifier] = None
                 if owners[identifier] is not None:
-                    if owners[identifier] == target:
-                        moving.append((event.source, event.message_id))
-                    break
+                    named.add(owners[identifier])
+            if named == {target}:
+                moving.append((event.source, event.message_id))
         return moving
 
     async def _identifiers(

@@ -9,11 +9,13 @@ from dataclasses import replace
 from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
 from svod_profile.domain.consents import (
     CHANNELS,
+    CLOCK_TOLERANCE,
     OPTED_IN,
     OPTED_OUT,
     Consent,
     consent_from_event,
     supersedes,
+    too_far_ahead,
 )
 from svod_profile.domain.events import EventFact
 from svod_profile.domain.events import apply_event as apply_metrics
@@ -44,6 +46,11 @@ from svod_runtime.telemetry import continuing
 
 MAX_BATCH = 1000
 STREAM_BATCH = 500
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 class ProfileService:
@@ -54,7 +61,9 @@ class ProfileService:
         on_announced: Callable[[], None] = lambda: None,
         holders: PersonalDataHolders | None = None,
         survivorship: SurvivorshipRules | None = None,
+        clock: Clock = utc_now,
     ) -> None:
+        self.clock = clock
         self.survivorship = survivorship or SurvivorshipRules()
         self.store = store
         self.directory = directory
@@ -140,7 +149,9 @@ class ProfileService:
             version = await tx.events.save_metrics(customer_id, metrics)
             opt_out = consent_from_event(event)
             if opt_out is not None:
-                await self._record_consent(tx, customer_id, opt_out)
+                await self._record_consent(
+                    tx, customer_id, opt_out, record_ref=(event.source, event.message_id)
+                )
             await tx.report_contact_failure(customer_id, event)
             await tx.announce(customer_id, {"events": [[event.source, event.message_id]]})
         self.on_announced()
@@ -155,24 +166,42 @@ class ProfileService:
             errors.add("consent.status", "required")
         if not consent.source:
             errors.add("consent.source", "required")
+        now = self.clock()
+        if too_far_ahead(consent.at, now):
+            minutes = int(CLOCK_TOLERANCE.total_seconds() // 60)
+            errors.add("consent.time", f"more than {minutes} minutes in the future")
         errors.raise_if_any()
+        consent = replace(consent, received_at=now)
         current = await self.directory.current_customer_id(customer_id)
         async with self.store.transaction() as tx:
             if await tx.load(current) is None:
                 raise NotFound(f"no profile for customer {customer_id}")
             current = await tx.lock_current_profile(current)
-            await self._record_consent(tx, current, consent)
+            await self._record_consent(tx, current, consent, stated_for=customer_id)
             await tx.events.save_metrics(current, await tx.events.metrics(current))
             await tx.announce(current, {"events": []})
         self.on_announced()
         return await self.get_by_id(current)
 
     async def _record_consent(
-        self, tx: ProfileTransaction, customer_id: str, consent: Consent
+        self,
+        tx: ProfileTransaction,
+        customer_id: str,
+        consent: Consent,
+        *,
+        stated_for: str | None = None,
+        record_ref: tuple[str, str] | None = None,
     ) -> None:
+        """``stated_for``: the customer id the person gave it for (a merged-away id it was
+        given for goes along when a split gives that id its own customer again);
+        ``record_ref``: the event it came from (it moves with the event)."""
+        if consent.received_at is None:
+            consent = replace(consent, received_at=self.clock())
         existing = {c.channel: c for _, c in await tx.events.consents([customer_id])}
         stands = supersedes(consent, existing.get(consent.channel))
-        await tx.events.record_consent(customer_id, consent, current=stands)
+        await tx.events.record_consent(
+            customer_id, consent, current=stands, stated_for=stated_for, record_ref=record_ref
+        )
 
     async def timeline(
         self, customer_id: str, page_size: int, page_token: str

@@ -117,6 +117,10 @@ FROM jsonb_populate_recordset(NULL::events, CAST(:rows AS jsonb)) WITH ORDINALIT
 ORDER BY ordinality
 ON CONFLICT (source, message_id) DO NOTHING
 """
+# Events that change hands (a split): stored under their new customer, whether seen or not.
+_MOVE_EVENTS = _INSERT_EVENTS.replace(
+    "DO NOTHING", "DO UPDATE SET customer_id = excluded.customer_id"
+)
 
 
 # The feed's horizon: every transaction below it that could write membership events has ended.
@@ -590,6 +594,40 @@ class SegmentationTransaction:
         await self._exec(
             _INSERT_EVENTS, {"rows": json.dumps(rows, ensure_ascii=False, default=_json_value)}
         )
+
+    async def move_events(self, customer_id: str, events: Sequence[CustomerEvent]) -> None:
+        """The events belong to this customer now (recorded here when not seen before)."""
+        if not events:
+            return
+        # One row per event: an upsert may not touch a row twice.
+        unique = {(e.source, e.message_id): e for e in events}
+        rows = [
+            {
+                "source": e.source,
+                "message_id": e.message_id,
+                "customer_id": customer_id,
+                "event_type": e.event_type,
+                "occurred_at": e.occurred_at,
+                "amount": e.amount,
+                "discount": e.discount,
+                "categories": list(e.categories),
+                "channel": e.channel,
+                "properties": e.properties,
+            }
+            for e in unique.values()
+        ]
+        await self._exec(
+            _MOVE_EVENTS, {"rows": json.dumps(rows, ensure_ascii=False, default=_json_value)}
+        )
+
+    async def unmerge(self, customer_ids: Sequence[str]) -> None:
+        """These customers are customers of their own again (records were split into them)."""
+        if customer_ids:
+            await self._exec(
+                "UPDATE customers SET merged_into = NULL "
+                "WHERE customer_id = ANY(CAST(:c AS uuid[])) AND merged_into IS NOT NULL",
+                {"c": sorted(set(customer_ids))},
+            )
 
     async def ensure_customer(self, customer_id: str) -> None:
         await self._exec(

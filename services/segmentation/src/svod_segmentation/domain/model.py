@@ -82,12 +82,31 @@ class CustomerEvent:
 
 
 @dataclass(frozen=True)
+class SplitSide:
+    """The customer a split took records and events from (see ProfileChange.split)."""
+
+    source_customer_id: str
+    snapshot: CustomerSnapshot | None
+    moved_events: tuple[CustomerEvent, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProfileChange:
     customer_id: str
     profile_version: int
     snapshot: CustomerSnapshot | None
     events: tuple[CustomerEvent, ...] = ()
     merged_customer_ids: tuple[str, ...] = ()
+    # Set when records were split off another customer into this one.
+    split: SplitSide | None = None
+
+    @property
+    def customer_ids(self) -> frozenset[str]:
+        """Every customer the change touches (its changes must keep their order)."""
+        ids = {self.customer_id, *self.merged_customer_ids}
+        if self.split is not None:
+            ids.add(self.split.source_customer_id)
+        return frozenset(ids)
 
 
 @dataclass(frozen=True)

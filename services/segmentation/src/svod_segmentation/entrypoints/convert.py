@@ -26,6 +26,7 @@ from svod_segmentation.domain.model import (
     MembershipEvent,
     ProfileChange,
     Segment,
+    SplitSide,
 )
 
 _GENDER = common_pb2.Gender.DESCRIPTOR
@@ -236,10 +237,12 @@ def snapshot_from_proto(
     )
 
 
-def event_from_proto(entry: profile_pb2.TimelineEntry, index: int) -> CustomerEvent:
+def event_from_proto(
+    entry: profile_pb2.TimelineEntry, index: int, path: str = "new_events"
+) -> CustomerEvent:
     occurred = timestamp_to_datetime(entry.occurred_time)
     if occurred is None:
-        raise InvalidArgument([FieldViolation(f"new_events[{index}].occurred_time", "required")])
+        raise InvalidArgument([FieldViolation(f"{path}[{index}].occurred_time", "required")])
     channel = enum_short_name(_CHANNEL, entry.channel, "SOURCE_CHANNEL_")
     return CustomerEvent(
         source=entry.record_ref.source,
@@ -268,4 +271,22 @@ def change_from_proto(request: pb.ApplyProfileChangeRequest) -> ProfileChange:
         snapshot=snapshot,
         events=tuple(event_from_proto(e, i) for i, e in enumerate(request.new_events)),
         merged_customer_ids=tuple(request.merged_customer_ids),
+        split=split_from_proto(request.split) if request.HasField("split") else None,
+    )
+
+
+def split_from_proto(split: pb.ProfileSplit) -> SplitSide:
+    if not split.source_customer_id:
+        raise InvalidArgument([FieldViolation("split.source_customer_id", "required")])
+    snapshot = None
+    if split.HasField("source_profile"):
+        snapshot = snapshot_from_proto(
+            split.source_customer_id, split.source_profile_version, split.source_profile
+        )
+    return SplitSide(
+        source_customer_id=split.source_customer_id,
+        snapshot=snapshot,
+        moved_events=tuple(
+            event_from_proto(e, i, "split.moved_events") for i, e in enumerate(split.moved_events)
+        ),
     )

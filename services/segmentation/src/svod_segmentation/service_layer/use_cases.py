@@ -45,6 +45,8 @@ Clock = Callable[[], dt.datetime]
 STATEFUL_BUILTINS = ("rfm", "abc")
 MAX_PAGE = 1000
 FEED_BATCH = 500
+# Events one split change may move (ProfileSplit.moved_events).
+MAX_MOVED_EVENTS = 10_000
 
 
 def utc_now() -> dt.datetime:
@@ -67,6 +69,24 @@ def decode_position(token: str) -> tuple[int, int]:
     if not (txid.isdigit() and event_id.isdigit()):
         raise InvalidArgument([FieldViolation("resume_token", "not a token this service gave")])
     return int(txid), int(event_id)
+
+
+def _check_split(change: ProfileChange, errors: ViolationCollector) -> None:
+    split = change.split
+    assert split is not None
+    if split.source_customer_id == change.customer_id:
+        errors.add("split.source_customer_id", "must not be the customer itself")
+    if split.source_customer_id in change.merged_customer_ids:
+        errors.add("split.source_customer_id", "must not be one of merged_customer_ids")
+    if split.snapshot is not None and split.snapshot.profile_version <= 0:
+        errors.add("split.source_profile_version", "required with source_profile, positive")
+    if len(split.moved_events) > MAX_MOVED_EVENTS:
+        errors.add("split.moved_events", f"at most {MAX_MOVED_EVENTS}")
+    for index, event in enumerate(split.moved_events):
+        if not event.source or not event.message_id:
+            errors.add(f"split.moved_events[{index}].record_ref", "required (idempotency key)")
+        if not event.event_type:
+            errors.add(f"split.moved_events[{index}].event_type", "required")
 
 
 def _definitions(segments: dict[str, Segment]) -> dict[str, SegmentDefinition]:
@@ -157,7 +177,7 @@ class ChangeBatcher:
         self._running = 0
 
     async def submit(self, change: ProfileChange) -> ChangeOutcome:
-        ids = frozenset((change.customer_id, *change.merged_customer_ids))
+        ids = change.customer_ids
         item = _Queued(change, ids, asyncio.get_running_loop().create_future())
         self._queue.append(item)
         if self._running < self.workers:
@@ -401,12 +421,24 @@ class SegmentationService:
                 errors.add(f"new_events[{index}].record_ref", "required (idempotency key)")
             if not event.event_type:
                 errors.add(f"new_events[{index}].event_type", "required")
+        if change.split is not None:
+            _check_split(change, errors)
         errors.raise_if_any()
         customer_id = require_uuid(change.customer_id, "customer_id")
         merged = tuple(
             require_uuid(m, f"merged_customer_ids[{i}]")
             for i, m in enumerate(change.merged_customer_ids)
         )
+        split = change.split
+        if split is not None:
+            source = require_uuid(split.source_customer_id, "split.source_customer_id")
+            split = replace(
+                split,
+                source_customer_id=source,
+                snapshot=None
+                if split.snapshot is None
+                else replace(split.snapshot, customer_id=source),
+            )
         change = replace(
             change,
             customer_id=customer_id,
@@ -414,15 +446,20 @@ class SegmentationService:
             snapshot=None
             if change.snapshot is None
             else replace(change.snapshot, customer_id=customer_id),
+            split=split,
         )
         return await self._batcher.submit(change)
 
     async def _apply_batch(self, changes: list[ProfileChange]) -> list[ChangeOutcome]:
         """Applies changes of distinct customers in one transaction (see ChangeBatcher)."""
         now = self.clock()
+        splits = [c for c in changes if c.split is not None]
         async with self.store.transaction() as tx:
+            # Records split off into a customer merged away before make it one of its own again.
+            await tx.unmerge([c.customer_id for c in splits])
             applied = await tx.upsert_customers(
                 [c.snapshot for c in changes if c.snapshot is not None]
+                + [c.split.snapshot for c in splits if c.split and c.split.snapshot]
             )
             states = await tx.customer_states(
                 [c.customer_id for c in changes if c.customer_id not in applied]
@@ -454,6 +491,11 @@ class SegmentationService:
                 if target is None:
                     continue
                 ids.append(target)
+                if change.split is not None:
+                    # The source is evaluated in the same step: no half-applied split is seen.
+                    await tx.ensure_customers([change.split.source_customer_id])
+                    await tx.move_events(target, change.split.moved_events)
+                    ids.append(change.split.source_customer_id)
                 if change.merged_customer_ids:
                     await tx.merge(target, change.merged_customer_ids)
                     ids.extend(change.merged_customer_ids)
