@@ -95,8 +95,15 @@ def suite_env(
     return env
 
 
+# Five Python processes importing gRPC, SQLAlchemy and OpenTelemetry take 2-3 s alone, but a
+# start under load (a CI machine running several suites) was seen taking over 30 s.
+HEALTHY_TIMEOUT_S = 120.0
+
+
 def wait_healthy(
-    ports: dict[str, int], timeout_s: float = 30.0, env: dict[str, str] | None = None
+    ports: dict[str, int],
+    timeout_s: float = HEALTHY_TIMEOUT_S,
+    env: dict[str, str] | None = None,
 ) -> None:
     """Waits for every service to answer SERVING (over TLS when ``env`` has TLS files)."""
     deadline = time.monotonic() + timeout_s
