@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -944,6 +944,58 @@ class IdentityTransaction:
             {"t": target, "s": source, "p": list(pks)},
         )
         return sorted(IdentifierKey(r[0], r[2], r[1]) for r in rows)
+
+    async def alias_tree(self, customer_id: str) -> dict[str, str]:
+        """Every id merged (directly or not) into ``customer_id`` -> the id it was merged into."""
+        rows = await self.conn.execute(
+            text(
+                """
+                WITH RECURSIVE a(id, parent, depth) AS (
+                    SELECT customer_id, merged_into, 0 FROM customers WHERE merged_into = :c
+                    UNION ALL
+                    SELECT c.customer_id, c.merged_into, a.depth + 1
+                    FROM customers c JOIN a ON c.merged_into = a.id WHERE a.depth < 64
+                )
+                SELECT id, parent FROM a
+                """
+            ),
+            {"c": customer_id},
+        )
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def first_placed_holdings(self, customer_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """For each id: where the records first placed under it (the ledger's record entries)
+        are now, as current customer -> how many."""
+        if not customer_ids:
+            return {}
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT l.customer_id, r.customer_id AS now, count(*) AS n
+                FROM ledger l JOIN records r ON r.source = l.source AND r.message_id = l.message_id
+                WHERE l.customer_id = ANY(CAST(:c AS uuid[]))
+                  AND l.kind IN ('record_linked', 'customer_created')
+                GROUP BY 1, 2
+                """
+            ),
+            {"c": list(customer_ids)},
+        )
+        holdings: dict[str, dict[str, int]] = defaultdict(dict)
+        for row in rows:
+            holdings[str(row[0])][str(row[1])] = int(row[2])
+        return dict(holdings)
+
+    async def point_aliases(self, sides: Mapping[str, str]) -> None:
+        """Sets each merged-away id to answer for the given customer."""
+        if not sides:
+            return
+        await self.conn.execute(
+            text(
+                "UPDATE customers c SET merged_into = x.t FROM unnest(CAST(:a AS uuid[]), "
+                "CAST(:t AS uuid[])) AS x(a, t) WHERE c.customer_id = x.a"
+            ),
+            {"a": list(sides), "t": list(sides.values())},
+        )
 
     async def share_left_identifiers(self, source: str, target: str, pks: Sequence[int]) -> int:
         """After a split: the identifiers ``source`` keeps that moved records carry too are

@@ -309,7 +309,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def SplitCustomer(
         self, request: identity_pb2.SplitCustomerRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.SplitCustomerResponse:
-        source, target, moved = await self.service.split_customer(
+        source, target, moved, redirected = await self.service.split_customer(
             request.customer_id,
             [ref_of(r) for r in request.record_refs],
             request.target_customer_id,
@@ -320,6 +320,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             source_customer_id=source,
             target_customer_id=target,
             moved_identifiers=[identifier_proto(k) for k in moved],
+            redirected_customer_ids=redirected,
         )
 
     async def Explain(

@@ -36,6 +36,7 @@ from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.model import CustomerView, IncomingRecord, RecordRef
 from svod_identity.domain.preview import PreviewResult, compare_clusterings
 from svod_identity.domain.rules import Rules, default_rules, rules_from_dict
+from svod_identity.domain.split import alias_sides
 from svod_runtime.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -528,7 +529,7 @@ class IdentityService:
         target_customer_id: str,
         reason: str,
         actor: str,
-    ) -> tuple[str, str, list[IdentifierKey]]:
+    ) -> tuple[str, str, list[IdentifierKey], list[str]]:
         errors = ViolationCollector()
         _check_uuid(customer_id, "customer_id", errors)
         if target_customer_id:
@@ -544,7 +545,7 @@ class IdentityService:
             errors.add("actor", "required")
         errors.raise_if_any()
 
-        async def work(tx: IdentityTransaction) -> tuple[str, str, list[IdentifierKey]]:
+        async def work(tx: IdentityTransaction) -> tuple[str, str, list[IdentifierKey], list[str]]:
             source = await tx.canonical_id(customer_id)
             if source is None:
                 raise NotFound(f"customer {customer_id} not found")
@@ -587,6 +588,13 @@ class IdentityService:
             identifiers = await tx.move_records(source, target, moved)
             await tx.share_left_identifiers(source, target, moved)
             await tx.keep_apart(source, target)
+            # Ids merged into the source follow the records they stood for (domain/split.py).
+            parents = await tx.alias_tree(source)
+            sides = alias_sides(
+                parents, await tx.first_placed_holdings(list(parents)), source, target
+            )
+            await tx.point_aliases(sides)
+            redirected = sorted(a for a, side in sides.items() if side == target)
             change_id = await tx.append_ledger(
                 "customer_split",
                 source,
@@ -594,11 +602,12 @@ class IdentityService:
                 detail={
                     "moved_records": moved,
                     "moved_identifier_types": sorted({k.type for k in identifiers}),
+                    "redirected_customer_ids": redirected,
                 },
                 actor=actor,
                 reason=reason,
             )
-            await tx.announce_changed([source, target])
+            await tx.announce_changed([source, target, *redirected])
             moved_refs = sorted({(r.source, r.message_id) for r in refs})
             await tx.announce(
                 SPLIT_TOPIC,
@@ -609,10 +618,11 @@ class IdentityService:
                         "source_customer_id": source,
                         "target_customer_id": target,
                         "moved_records": [list(r) for r in moved_refs],
+                        "redirected_customer_ids": redirected,
                     }
                 ).encode(),
             )
-            return source, target, identifiers
+            return source, target, identifiers, redirected
 
         result = await self.store.run(work)
         self._on_commit()
