@@ -28,9 +28,9 @@ SERVICE = "identity"
 async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
-    profile = peer_channel(config.peers["profile"], telemetry)
-    quality = peer_channel(config.peers["quality"], telemetry)
-    ingestion = peer_channel(config.peers["ingestion"], telemetry)
+    profile = peer_channel(config.peers["profile"], telemetry, config.peer_security)
+    quality = peer_channel(config.peers["quality"], telemetry, config.peer_security)
+    ingestion = peer_channel(config.peers["ingestion"], telemetry, config.peer_security)
     announcer = ProfileAnnouncer(profile, config.peer_timeout_s)
     reporter = QualityReporter(quality, config.peer_timeout_s)
     notifier = IngestionNotifier(ingestion, config.peer_timeout_s)

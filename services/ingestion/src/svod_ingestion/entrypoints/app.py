@@ -27,8 +27,8 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     telemetry.instrument_engine(engine)
     store = IngestionStore(engine)
     held = HeldEventStore(engine, config.unattributed_recheck_max_s)
-    identity = peer_channel(config.peers["identity"], telemetry)
-    profile = peer_channel(config.peers["profile"], telemetry)
+    identity = peer_channel(config.peers["identity"], telemetry, config.peer_security)
+    profile = peer_channel(config.peers["profile"], telemetry, config.peer_security)
     delivery = RecordDelivery(
         store,
         GrpcDownstream(identity, profile, config.peer_timeout_s),
@@ -47,7 +47,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     )
     sweeper = HeldEventSweeper(held, on_requeued=relay.wake)
     delivery.on_woken = sweeper.wake
-    quality = peer_channel(config.peers["quality"], telemetry)
+    quality = peer_channel(config.peers["quality"], telemetry, config.peer_security)
     servicer = IngestionServicer(
         IngestionService(store, on_enqueued=relay.wake, held=held, on_woken=sweeper.wake),
         QualityStandardizer(quality, config.peer_timeout_s),
