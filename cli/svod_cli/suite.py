@@ -172,7 +172,8 @@ class ProcessSuite:
                 [sys.executable, "-m", f"svod_{service}", "serve"], env=self.env
             )
         try:
-            wait_healthy(self.ports)
+            # Five processes starting at once on a busy machine: generous, as every poll.
+            wait_healthy(self.ports, timeout_s=120.0)
         except TimeoutError:
             self.stop()
             raise
