@@ -63,7 +63,7 @@ def restart(suite: ProcessSuite, service: str) -> None:
     suite.processes[service] = subprocess.Popen(
         [sys.executable, "-m", f"svod_{service}", "serve"], env=suite.env
     )
-    wait_healthy({service: suite.ports[service]}, timeout_s=120.0)
+    wait_healthy({service: suite.ports[service]}, env=suite.env)
 
 
 def states(ingestion, refs) -> dict[int, int]:
