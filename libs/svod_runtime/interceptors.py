@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -42,32 +41,48 @@ _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 _OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
+# A refusal travels in trailing metadata, which a gRPC client accepts up to 8 KiB by default
+# (more fails the call with RESOURCE_EXHAUSTED, losing the refusal): the message is cut to
+# MAX_MESSAGE_BYTES of UTF-8 (percent-encoded on the wire, up to three times longer) and the
+# details keep the first field violations that fit MAX_DETAILS_BYTES (base64 on the wire).
+MAX_MESSAGE_BYTES = 500
+MAX_DETAILS_BYTES = 2500
+MAX_VIOLATION_TEXT = 200
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` UTF-8 bytes, whole characters only."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
 def status_proto_for(error: SvodError) -> status_pb2.Status:
-    """The google.rpc.Status of a domain error (INVALID_ARGUMENT with BadRequest details)."""
-    details: list[any_pb2.Any] = []
-    if isinstance(error, InvalidArgument):
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
-                )
-                for v in error.violations
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(bad_request)
-        details.append(packed)
-    return status_pb2.Status(
+    """The google.rpc.Status of a domain error (INVALID_ARGUMENT with BadRequest details), small
+    enough for a client's metadata limit whatever the request held."""
+    status = status_pb2.Status(
         code=getattr(code_pb2, error.code, code_pb2.INTERNAL),
-        message=error.message,
-        details=details,
+        message=_cut(error.message, MAX_MESSAGE_BYTES),
     )
+    if isinstance(error, InvalidArgument):
+        bad_request = error_details_pb2.BadRequest()
+        for v in error.violations:
+            bad_request.field_violations.add(
+                field=_cut(v.field, MAX_VIOLATION_TEXT),
+                description=_cut(v.description, MAX_VIOLATION_TEXT),
+            )
+            if bad_request.ByteSize() > MAX_DETAILS_BYTES:
+                del bad_request.field_violations[-1]
+                break
+        status.details.add().Pack(bad_request)
+    return status
 
 
 def status_for(error: SvodError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
     code = getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
     status = status_proto_for(error)
-    return code, error.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+    return code, status.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 
 def parse_api_keys(spec: str) -> dict[str, str]:
