@@ -5,7 +5,9 @@ svod status                           health of each service
 svod ingest FILE.jsonl                send identify calls (protobuf JSON, one per line)
 svod profile get --email/--phone/--card/--id VALUE
 svod record status --source S --message-id M
+svod unattributed list|recheck        events whose identifiers name no single customer
 svod db prepare                       create schemas, roles and run migrations
+svod keys create --principal NAME --scopes ...   a new API key and its key-file entry
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_cli.common import TIMEOUT_S, channel, metadata, report_rpc_error, target
+from svod_cli.keys import add_keys_commands
 from svod_cli.quality import add_quality_commands
+from svod_cli.unattributed import add_unattributed_commands
 from svod_runtime.bounds import MAX_STREAM_MESSAGES
 from svod_runtime.config import SERVICES
 
@@ -37,7 +41,13 @@ def cmd_identity_export(args: argparse.Namespace) -> int:
 
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
-        count = write_csv(target("identity"), out, metadata=metadata(), timeout_s=3600)
+        count = write_csv(
+            target("identity"),
+            out,
+            metadata=metadata(),
+            timeout_s=3600,
+            channel=channel("identity"),
+        )
     finally:
         if args.output:
             out.close()
@@ -235,6 +245,7 @@ def load_demo() -> None:
                 status = stub.GetRecordStatus(
                     ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref),
                     timeout=TIMEOUT_S,
+                    metadata=metadata(),
                 )
                 if status.state != ingestion_pb2.RecordStatus.STATE_PENDING:
                     break
@@ -279,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--message-id", required=True)
     status.set_defaults(func=cmd_record_status)
     add_quality_commands(sub)
+    add_keys_commands(sub)
+    add_unattributed_commands(sub)
     identity = sub.add_parser("identity").add_subparsers(dest="identity_command", required=True)
     export = identity.add_parser(
         "export-mapping", help="every record -> its customer now, as CSV (audit)"

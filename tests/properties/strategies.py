@@ -224,9 +224,8 @@ class Generator:
             return message
         oneof_done: set[str] = set()
         for field in descriptor.fields:
-            if field.containing_oneof is not None:
-                if field.containing_oneof.name in oneof_done:
-                    continue
+            if field.containing_oneof is not None and field.containing_oneof.name in oneof_done:
+                continue
             if not self.draw(st.booleans()) and self.draw(st.floats(0, 1)) > self.set_probability:
                 continue
             if field.containing_oneof is not None:

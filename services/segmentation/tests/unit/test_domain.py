@@ -6,7 +6,7 @@ import pytest
 
 from svod_runtime.errors import InvalidArgument, PermissionDenied
 from svod_segmentation.domain import builtins
-from svod_segmentation.domain.access import parse_access, scope_for
+from svod_segmentation.domain.access import UNRESTRICTED, Scope
 from svod_segmentation.domain.rules import (
     MAX_RULE_DEPTH,
     AllOf,
@@ -105,14 +105,13 @@ def test_quintile_scores_and_abc() -> None:
     assert [builtins.abc_label(v, 100, 50) for v in (0, 10, 50, 100)] == [None, "C", "B", "A"]
 
 
-def test_access_grants() -> None:
-    grants = parse_access("mkt=vip|lapsed; ops=*")
-    mkt = scope_for("mkt", grants)
+def test_access_scopes() -> None:
+    mkt = Scope("mkt", frozenset({"vip", "lapsed"}))
     assert mkt.allows("vip") and not mkt.allows("all-customers")
+    assert mkt.filter(["vip", "all-customers"]) == ["vip"]
     with pytest.raises(PermissionDenied):
         mkt.require("all-customers")
-    assert scope_for("ops", grants).allows("anything")
-    assert scope_for("someone-else", grants).allows("anything")
+    assert UNRESTRICTED.allows("anything")
 
 
 def _leaves(count: int) -> AllOf:

@@ -11,7 +11,9 @@ from google.type import money_pb2
 
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod_ingestion.adapters.held_events import HeldEvent
 from svod_ingestion.adapters.quality_client import QualityStandardizer, Standardized
+from svod_ingestion.domain.attribution import Issue
 from svod_ingestion.domain.messages import (
     Amount,
     IdentifyMessage,
@@ -28,6 +30,7 @@ from svod_runtime.errors import InvalidArgument, SvodError, ViolationCollector
 from svod_runtime.protoconv import (
     checked_timestamp,
     datetime_to_timestamp,
+    enum_number,
     enum_short_name,
     proto_date_parts,
 )
@@ -40,7 +43,40 @@ _STATE = {
     "pending": ingestion_pb2.RecordStatus.STATE_PENDING,
     "delivered": ingestion_pb2.RecordStatus.STATE_DELIVERED,
     "failed": ingestion_pb2.RecordStatus.STATE_FAILED,
+    "unattributed": ingestion_pb2.RecordStatus.STATE_UNATTRIBUTED,
 }
+_ISSUE = ingestion_pb2.AttributionIssue.DESCRIPTOR
+
+
+def issue_number(issue: Issue) -> int:
+    return enum_number(_ISSUE, issue.value, "ATTRIBUTION_ISSUE_")
+
+
+def issue_of(number: int, field: str, errors: ViolationCollector) -> Issue | None:
+    name = enum_short_name(_ISSUE, number, "ATTRIBUTION_ISSUE_")
+    try:
+        return Issue(name)
+    except ValueError:
+        errors.add(field, "unknown or unspecified issue")
+        return None
+
+
+def unattributed_event(held: HeldEvent) -> ingestion_pb2.UnattributedEvent:
+    event = ingestion_pb2.UnattributedEvent(
+        record_id=held.record_id,
+        record_ref=common_pb2.RecordRef(source=held.source, message_id=held.message_id),
+        issue=issue_number(held.issue),  # type: ignore[arg-type]
+        candidate_customer_ids=list(held.candidates),
+        received_time=datetime_to_timestamp(held.received_at),
+        held_time=datetime_to_timestamp(held.held_at),
+        checks=held.checks,
+        next_check_time=datetime_to_timestamp(held.next_check_at),
+    )
+    if held.payload is not None:  # erased payloads keep only the reference
+        stored = ingestion_pb2.TrackRequest.FromString(held.payload).event
+        event.event_type = stored.type
+        event.occurred_time.CopyFrom(stored.occurred_time)
+    return event
 
 
 def _identifiers(identifiers: Iterable[common_pb2.Identifier]) -> list[tuple[str, str, str]]:
@@ -360,4 +396,38 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         )
         if status.delivered_at is not None:
             reply.delivered_time.CopyFrom(datetime_to_timestamp(status.delivered_at))
+        if status.issue is not None:
+            reply.attribution_issue = issue_number(status.issue)  # type: ignore[assignment]
+            reply.candidate_customer_ids.extend(status.candidates)
+        if status.unknown_for_s:
+            reply.unknown_customer_time.FromTimedelta(dt.timedelta(seconds=status.unknown_for_s))
         return reply
+
+    async def ListUnattributedEvents(
+        self,
+        request: ingestion_pb2.ListUnattributedEventsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> ingestion_pb2.ListUnattributedEventsResponse:
+        errors = ViolationCollector()
+        issues = [issue_of(n, f"issues[{i}]", errors) for i, n in enumerate(request.issues)]
+        errors.raise_if_any()
+        rows, token, counts = await self.service.unattributed(
+            [i for i in issues if i is not None], request.page_size, request.page_token
+        )
+        return ingestion_pb2.ListUnattributedEventsResponse(
+            events=[unattributed_event(r) for r in rows],
+            next_page_token=token,
+            counts=[
+                ingestion_pb2.IssueCount(issue=issue_number(i), count=n)  # type: ignore[arg-type]
+                for i, n in sorted(counts.items(), key=lambda item: issue_number(item[0]))
+            ],
+            unattributed_count=sum(n for i, n in counts.items() if not i.waiting),
+        )
+
+    async def RecheckUnattributedEvents(
+        self,
+        request: ingestion_pb2.RecheckUnattributedEventsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> ingestion_pb2.RecheckUnattributedEventsResponse:
+        count = await self.service.recheck(list(request.customer_ids), request.all)
+        return ingestion_pb2.RecheckUnattributedEventsResponse(scheduled_count=count)
