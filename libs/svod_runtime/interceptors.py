@@ -27,6 +27,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from svod_runtime.db import data_refusal
 from svod_runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, SvodError
 from svod_runtime.guard import Admission, Guard
 from svod_runtime.telemetry import context_from_carrier, current_trace_id
@@ -240,8 +241,9 @@ class _Call:
                 self.code = grpc.StatusCode.DEADLINE_EXCEEDED
                 limit = self.interceptor.max_request_s
                 await self.context.abort(self.code, f"request took longer than {limit}s")
-            if isinstance(error, SvodError):
-                self.code, message, trailers = status_for(error)
+            refusal = error if isinstance(error, SvodError) else data_refusal(error)
+            if refusal is not None:
+                self.code, message, trailers = status_for(refusal)
                 await self.context.abort(self.code, message, trailing_metadata=trailers)
             self.code = grpc.StatusCode.INTERNAL
             log.error("unhandled error in %s", self.method, exc_info=error)

@@ -24,7 +24,7 @@ T = 15.0
 # when hunting bugs: SVOD_PROPERTY_EXAMPLES=2000 pytest tests/properties.
 settings.register_profile(
     "svod",
-    max_examples=int(os.environ.get("SVOD_PROPERTY_EXAMPLES", "40")),
+    max_examples=int(os.environ.get("SVOD_PROPERTY_EXAMPLES", "25")),
     deadline=None,
     suppress_health_check=(HealthCheck.too_slow, HealthCheck.data_too_large),
     database=None,

@@ -12,8 +12,21 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from tests.properties.harness import ALLOWED, MAX_SENT_BYTES, call, describe, methods, request_class
+from tests.properties.harness import (
+    ALLOWED,
+    MAX_SENT_BYTES,
+    call,
+    describe,
+    methods,
+    request_class,
+)
 from tests.properties.strategies import messages
+
+pytestmark = pytest.mark.filterwarnings(
+    # The services run in this process: their own use of `random` (trace ids, jitter) is seen
+    # by hypothesis as strategies touching global randomness.
+    "ignore::hypothesis.errors.HypothesisDeprecationWarning"
+)
 
 
 def _draw_requests(data, method, pools):
