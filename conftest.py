@@ -111,7 +111,9 @@ def suite(
         # Events for customers nobody identified fail after 2 s here (10 min by default).
         extra_env={
             "SVOD_UNKNOWN_CUSTOMER_GRACE_S": "2",
-            "SVOD_CUSTOM_ATTRIBUTES": '{"shoe_size": "number", "pets": "list", "vip": "bool"}',
+            "SVOD_CUSTOM_ATTRIBUTES": (
+                '{"shoe_size": "number", "pets": "list", "vip": "bool", "anniversary": "date"}'
+            ),
             "SVOD_SURVIVORSHIP": '{"birth_date": {"policy": "most_frequent"}}',
         },
     ).start()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_runtime.config import ServiceConfig
+from svod_runtime.custom_attributes import parse_declarations
 from svod_runtime.db import create_engine
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
@@ -47,7 +48,9 @@ async def create_app(
     settings = settings or SegmentationSettings.from_env()
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
-    service = SegmentationService(SegmentationStore(engine))
+    service = SegmentationService(
+        SegmentationStore(engine, parse_declarations(config.custom_attributes))
+    )
     # Segment-scoped principals: the segments they may use come with their principal.
     servicer = SegmentationServicer(service, AccessPolicy(), telemetry.tracer)
 
