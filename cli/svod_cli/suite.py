@@ -94,7 +94,12 @@ def suite_env(
     return env
 
 
-def wait_healthy(ports: dict[str, int], timeout_s: float = 30.0) -> None:
+# Five Python processes importing gRPC, SQLAlchemy and OpenTelemetry take 2-3 s alone, but a
+# start under load (a CI machine running several suites) was seen taking over 30 s.
+HEALTHY_TIMEOUT_S = 120.0
+
+
+def wait_healthy(ports: dict[str, int], timeout_s: float = HEALTHY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     for service, port in ports.items():
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
