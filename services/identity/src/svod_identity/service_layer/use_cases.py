@@ -963,9 +963,12 @@ class IdentityService:
             errors.add("page_size", "must not be negative")
         errors.raise_if_any()
         size = _page_size(page_size)
-        after = _decode_token(page_token, 1)[0] if page_token else 0
-        if not isinstance(after, int) or not 0 <= after < 2**63:
-            raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
+        after = 0
+        if page_token:
+            (last,) = _decode_token(page_token, 1)
+            after = int(last) if last.isdigit() and len(last) < 19 else -1
+            if after < 0:
+                raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
         async with self.store.transaction() as tx:
             ids = None
             if customer_id:
@@ -977,7 +980,7 @@ class IdentityService:
         token = ""
         if len(rows) > size:
             rows = rows[:size]
-            token = _encode_token([int(rows[-1].entry_id)])
+            token = _encode_token([str(rows[-1].entry_id)])
         return rows, token
 
     # -- erase -----------------------------------------------------------------------------
