@@ -1,14 +1,14 @@
 """Erased customers stay as tombstones: ids that answer NOT_FOUND and that nothing links to.
 
-Revision ID: identity_0004
-Revises: identity_0003
+Revision ID: identity_0005
+Revises: identity_0004
 Create Date: 2027-01-12
 """
 
 from alembic import op
 
-revision = "identity_0004"
-down_revision = "identity_0003"
+revision = "identity_0005"
+down_revision = "identity_0004"
 branch_labels = None
 depends_on = None
 
