@@ -8,20 +8,36 @@ Settings of its own (environment):
   expiry); default 1.
 - ``SVOD_SEGMENTATION_RECOMPUTE_S``: period of the RFM/ABC recompute (cut-offs); 0 = off;
   default 3600.
+- ``SVOD_SEGMENTATION_SYNC_S``: how often live bindings' changes become deliveries and
+  scheduled full syncs start; default 2.
+- ``SVOD_EXPORT_DIR``: where file and ad-audience destinations write (one folder per
+  destination); default ``.data/exports`` under the working directory.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
+from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
+from svod_runtime.outbox import OutboxRelay, OutboxStore
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
+from svod_segmentation.adapters.activation_storage import (
+    EXPORT_TOPIC,
+    WEBHOOK_TOPIC,
+    ActivationStore,
+)
+from svod_segmentation.adapters.profile_client import ProfileDirectory
 from svod_segmentation.adapters.storage import SegmentationStore
+from svod_segmentation.adapters.webhook_client import WebhookClient
 from svod_segmentation.entrypoints.grpc_servicer import AccessPolicy, SegmentationServicer
+from svod_segmentation.service_layer.activation import ActivationService
+from svod_segmentation.service_layer.campaigns import CampaignService
 from svod_segmentation.service_layer.use_cases import SegmentationService
 
 SERVICE = "segmentation"
@@ -32,6 +48,8 @@ class SegmentationSettings:
     segment_access: str = ""
     sweep_s: float = 1.0
     recompute_s: float = 3600.0
+    sync_s: float = 2.0
+    export_dir: str = ".data/exports"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> SegmentationSettings:
@@ -40,6 +58,8 @@ class SegmentationSettings:
             segment_access=env.get("SVOD_SEGMENT_ACCESS", ""),
             sweep_s=float(env.get("SVOD_SEGMENTATION_SWEEP_S") or 1.0),
             recompute_s=float(env.get("SVOD_SEGMENTATION_RECOMPUTE_S") or 3600.0),
+            sync_s=float(env.get("SVOD_SEGMENTATION_SYNC_S") or 2.0),
+            export_dir=env.get("SVOD_EXPORT_DIR") or ".data/exports",
         )
 
 
@@ -52,8 +72,27 @@ async def create_app(
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     service = SegmentationService(SegmentationStore(engine))
+    profile_channel = peer_channel(config.peers["profile"], telemetry)
+    activation_store = ActivationStore(engine)
+    activation = ActivationService(
+        activation_store,
+        ProfileDirectory(profile_channel, config.peer_timeout_s),
+        WebhookClient(),
+        Path(settings.export_dir).resolve(),
+    )
+    relay = OutboxRelay(
+        OutboxStore(engine),
+        {WEBHOOK_TOPIC: activation.deliver_webhook, EXPORT_TOPIC: activation.run_export},
+        telemetry.tracer,
+    )
+    activation.on_enqueued = relay.wake
     servicer = SegmentationServicer(
-        service, AccessPolicy(config.api_keys, settings.segment_access), telemetry.tracer
+        service,
+        AccessPolicy(config.api_keys, settings.segment_access),
+        telemetry.tracer,
+        activation=activation,
+        campaigns=CampaignService(activation_store),
+        currency=config.currency,
     )
 
     async def sweeper() -> None:
@@ -62,7 +101,13 @@ async def create_app(
     async def recomputer() -> None:
         await service.run_recomputer(settings.recompute_s)
 
-    background = [sweeper]
+    async def activator() -> None:
+        await activation.run(settings.sync_s)
+
+    async def close() -> None:
+        await profile_channel.close()
+
+    background = [sweeper, relay.run, activator]
     if settings.recompute_s > 0:
         background.append(recomputer)
     return ServiceApp(
@@ -74,4 +119,5 @@ async def create_app(
         descriptor=segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"],
         add_to_server=segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server,
         background=background,
+        on_close=[close],
     )
