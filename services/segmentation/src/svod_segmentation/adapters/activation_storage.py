@@ -601,7 +601,7 @@ class ActivationTransaction:
         touches = await self._exec(
             """
             SELECT CAST(e.customer_id AS text) AS c, e.occurred_at AS at, e.reference_id AS ref,
-                coalesce(e.properties ->> 'contact_channel', '') AS ch, e.event_type AS t
+                coalesce(e.properties ->> 'contact_channel', '') AS ch, e.event_type AS kind
             FROM events e
             WHERE e.event_type = ANY(CAST(:types AS text[]))
               AND e.occurred_at >= CAST(:start AS timestamptz) - CAST(:w AS interval)
@@ -614,7 +614,9 @@ class ActivationTransaction:
             """,
             {**params, "types": types, "camps": list(campaign_ids)},
         )
-        touch_list = [Touch(r.c, r.at, r.ref, r.ch, r.t.removeprefix("campaign_")) for r in touches]
+        touch_list = [
+            Touch(r.c, r.at, r.ref, r.ch, r.kind.removeprefix("campaign_")) for r in touches
+        ]
         return order_list, touch_list
 
     async def responsiveness(self, customer_id: str) -> list[ChannelStats]:
