@@ -24,7 +24,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_cli.campaign import add_campaign_commands
 from svod_cli.common import TIMEOUT_S, channel, metadata, report_rpc_error, target
+from svod_cli.destination import add_destination_commands
 from svod_cli.quality import add_quality_commands
 from svod_runtime.config import SERVICES
 
@@ -276,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--message-id", required=True)
     status.set_defaults(func=cmd_record_status)
     add_quality_commands(sub)
+    add_destination_commands(sub)
+    add_campaign_commands(sub)
     identity = sub.add_parser("identity").add_subparsers(dest="identity_command", required=True)
     export = identity.add_parser(
         "export-mapping", help="every record -> its customer now, as CSV (audit)"

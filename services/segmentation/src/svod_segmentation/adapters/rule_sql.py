@@ -204,6 +204,8 @@ class RuleCompiler:
         kind = seg.definition.builtin
         due: list[str] = []
         population = self.population(seg, due)
+        if kind in builtins.MODEL_BUILTINS:
+            return self._lookalike(seg, population, due)
         if kind == "rfm":
             label = self._rfm_label(seg, due)
         elif kind == "abc":
@@ -220,6 +222,17 @@ class RuleCompiler:
             list(builtins.selected_classes(kind, seg.definition.parameters)), "text[]"
         )
         return Compiled(f"coalesce({label} = ANY({selected}), FALSE)", label, tuple(due))
+
+    def _lookalike(self, seg: Segment, population: str, due: list[str]) -> Compiled:
+        """The customers the model chose (lookalike_scores), while not in the seed."""
+        seed = self.segment(seg.definition.parameters["seed"])
+        due.extend(seed.due)
+        chosen = (
+            "EXISTS (SELECT 1 FROM lookalike_scores ls WHERE ls.segment_id = "
+            f"{self.b.bind(seg.segment_id)} AND ls.customer_id = c.customer_id)"
+        )
+        predicate = f"({chosen} AND {population} AND NOT coalesce({seed.predicate}, FALSE))"
+        return Compiled(predicate, None, tuple(due))
 
     def _class_case(self, classes: builtins.ClassRules, due: list[str]) -> str:
         whens = []

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_runtime.clients import peer_channel
-from svod_runtime.config import ServiceConfig
+from svod_runtime.config import DEFAULT_PORTS, ServiceConfig
 from svod_runtime.db import create_engine
 from svod_runtime.outbox import OutboxRelay, OutboxStore
 from svod_runtime.server import ServiceApp
@@ -72,7 +72,9 @@ async def create_app(
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     service = SegmentationService(SegmentationStore(engine))
-    profile_channel = peer_channel(config.peers["profile"], telemetry)
+    # Contact data for deliveries comes from the profile service.
+    profile_target = config.peers.get("profile", f"127.0.0.1:{DEFAULT_PORTS['profile']}")
+    profile_channel = peer_channel(profile_target, telemetry)
     activation_store = ActivationStore(engine)
     activation = ActivationService(
         activation_store,
