@@ -5,7 +5,9 @@ svod status                           health of each service
 svod ingest FILE.jsonl                send identify calls (protobuf JSON, one per line)
 svod profile get --email/--phone/--card/--id VALUE
 svod record status --source S --message-id M
+svod unattributed list|recheck        events whose identifiers name no single customer
 svod db prepare                       create schemas, roles and run migrations
+svod keys create --principal NAME --scopes ...   a new API key and its key-file entry
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_cli.campaign import add_campaign_commands
 from svod_cli.common import TIMEOUT_S, channel, metadata, report_rpc_error, target
 from svod_cli.destination import add_destination_commands
+from svod_cli.keys import add_keys_commands
 from svod_cli.quality import add_quality_commands
+from svod_cli.unattributed import add_unattributed_commands
+from svod_runtime.bounds import MAX_STREAM_MESSAGES
 from svod_runtime.config import SERVICES
 
 DEMO_FILE = Path(__file__).resolve().parent / "data" / "demo.jsonl"
@@ -38,7 +43,13 @@ def cmd_identity_export(args: argparse.Namespace) -> int:
 
     out = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
-        count = write_csv(target("identity"), out, metadata=metadata(), timeout_s=3600)
+        count = write_csv(
+            target("identity"),
+            out,
+            metadata=metadata(),
+            timeout_s=3600,
+            channel=channel("identity"),
+        )
     finally:
         if args.output:
             out.close()
@@ -101,16 +112,18 @@ def ingest(path: Path) -> ingestion_pb2.BulkResponse:
             (stub.IdentifyStream, identifies, 0),
             (stub.TrackStream, tracks, len(identifies)),
         ):
-            if not requests:
-                continue
-            reply = method(
-                iter(requests), timeout=max(TIMEOUT_S, len(requests) / 100), metadata=metadata()
-            )
-            total.accepted_count += reply.accepted_count
-            total.duplicate_count += reply.duplicate_count
-            for rejected in reply.rejected:
-                rejected.index = lines[rejected.index + offset]
-                total.rejected.append(rejected)
+            # One stream reads at most MAX_STREAM_MESSAGES: a longer file goes in several.
+            for start in range(0, len(requests), MAX_STREAM_MESSAGES):
+                part = requests[start : start + MAX_STREAM_MESSAGES]
+                reply = method(
+                    iter(part), timeout=max(TIMEOUT_S, len(part) / 100), metadata=metadata()
+                )
+                total.accepted_count += reply.accepted_count
+                total.duplicate_count += reply.duplicate_count
+                total.rejected_count += reply.rejected_count
+                for rejected in reply.rejected:
+                    rejected.index = lines[rejected.index + offset + start]
+                    total.rejected.append(rejected)
     return total
 
 
@@ -118,12 +131,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     reply = ingest(Path(args.file))
     print(
         f"accepted {reply.accepted_count}, duplicates {reply.duplicate_count}, "
-        f"rejected {len(reply.rejected)}"
+        f"rejected {reply.rejected_count}"
     )
     for rejected in reply.rejected:
         fields = ", ".join(f"{v.field}: {v.description}" for v in rejected.field_violations)
         print(f"  line {rejected.index}: {rejected.reason} {fields}".rstrip())
-    return 1 if reply.rejected else 0
+    return 1 if reply.rejected_count else 0
 
 
 def cmd_profile_get(args: argparse.Namespace) -> int:
@@ -234,6 +247,7 @@ def load_demo() -> None:
                 status = stub.GetRecordStatus(
                     ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref),
                     timeout=TIMEOUT_S,
+                    metadata=metadata(),
                 )
                 if status.state != ingestion_pb2.RecordStatus.STATE_PENDING:
                     break
@@ -280,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     add_quality_commands(sub)
     add_destination_commands(sub)
     add_campaign_commands(sub)
+    add_keys_commands(sub)
+    add_unattributed_commands(sub)
     identity = sub.add_parser("identity").add_subparsers(dest="identity_command", required=True)
     export = identity.add_parser(
         "export-mapping", help="every record -> its customer now, as CSV (audit)"

@@ -1,8 +1,9 @@
 """What every ``svod`` command shares: where the services are, the caller's credentials, one
 way to open a channel, and one way to report a refused call.
 
-Every command module (``svod_cli/<group>.py``) builds on these so that turning on TLS, a new
-credential or a retry policy changes one place. A command returns its exit code:
+Every command module (``svod_cli/<group>.py``) builds on these so that TLS, credentials or a
+retry policy change in one place: ``SVOD_API_KEY`` is sent as the bearer key, the
+``SVOD_TLS_*`` variables turn TLS on (see :func:`tls_files`). A command returns its exit code:
 
 - ``EXIT_OK`` (0): done;
 - ``EXIT_REFUSED`` (1): the service answered with a refusal (NOT_FOUND, INVALID_ARGUMENT, ...)
@@ -24,6 +25,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from svod_runtime.config import DEFAULT_PORTS
+from svod_runtime.tls import TlsFiles, blocking_channel
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -46,9 +48,16 @@ def metadata() -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {key}"),) if key else ()
 
 
+def tls_files() -> TlsFiles:
+    """``SVOD_TLS_CA_FILE`` (verify the services against it), ``SVOD_TLS_CERT_FILE`` and
+    ``SVOD_TLS_KEY_FILE`` (the client certificate mutual TLS asks for), ``SVOD_TLS=1`` (TLS
+    against the system's roots), ``SVOD_TLS_SERVER_NAME`` (the name the certificates carry)."""
+    return TlsFiles.from_env(os.environ)
+
+
 def channel(service: str) -> grpc.Channel:
-    """A blocking channel to ``service`` (use as a context manager)."""
-    return grpc.insecure_channel(target(service))
+    """A blocking channel to ``service`` (use as a context manager): TLS when configured."""
+    return blocking_channel(target(service), tls_files())
 
 
 def report_rpc_error(error: grpc.RpcError) -> int:

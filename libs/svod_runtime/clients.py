@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 
+from svod_runtime.config import PeerSecurity
 from svod_runtime.telemetry import Telemetry
+from svod_runtime.tls import aio_channel
 
 
 def _with_key(details: grpc.aio.ClientCallDetails, key: str) -> grpc.aio.ClientCallDetails:
@@ -43,15 +44,20 @@ class _StreamUnaryKey(grpc.aio.StreamUnaryClientInterceptor):
         return await continuation(_with_key(details, self.key), requests)
 
 
-def peer_channel(target: str, telemetry: Telemetry) -> grpc.aio.Channel:
+def peer_channel(
+    target: str, telemetry: Telemetry, security: PeerSecurity | None = None
+) -> grpc.aio.Channel:
     """An aio channel whose calls carry the current trace context (and, when the deployment
-    uses API keys, this service's own key from ``SVOD_PEER_API_KEY``) to the peer."""
+    uses API keys, this service's own key) to the peer, over TLS when the service has TLS
+    files (``security``: the service config's ``peer_security``; default: the environment)."""
+    security = security or PeerSecurity.from_env()
     interceptors: list[Any] = telemetry.client_interceptors()
-    key = os.environ.get("SVOD_PEER_API_KEY", "")
+    key = security.api_key
     if key:
         interceptors += [_UnaryUnaryKey(key), _UnaryStreamKey(key), _StreamUnaryKey(key)]
-    return grpc.aio.insecure_channel(
+    return aio_channel(
         target,
+        security.tls,
         interceptors=interceptors,
         options=[
             ("grpc.enable_retries", 1),

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
 
+from svod_runtime.errors import ConfigurationError
+from svod_runtime.tls import TlsFiles
+
 SERVICES = ("ingestion", "identity", "profile", "segmentation", "quality")
 
 DEFAULT_PORTS = {
@@ -52,6 +55,19 @@ def service_database_url(service: str, env: dict[str, str] | None = None) -> str
     return url.render_as_string(hide_password=False)
 
 
+@dataclass(frozen=True)
+class PeerSecurity:
+    """How this service talks to its peers: TLS files and its own key."""
+
+    tls: TlsFiles = field(default_factory=TlsFiles)
+    api_key: str = ""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> PeerSecurity:
+        env = dict(os.environ if env is None else env)
+        return cls(TlsFiles.from_env(env), env.get("SVOD_PEER_API_KEY", ""))
+
+
 def _float(env: dict[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     return float(raw) if raw else default
@@ -61,7 +77,8 @@ def _float(env: dict[str, str], name: str, default: float) -> float:
 class ServiceConfig:
     service: str
     database_url: str
-    listen_host: str = "0.0.0.0"
+    # Loopback unless told otherwise: a non-loopback address needs authentication (auth.py).
+    listen_host: str = "127.0.0.1"
     port: int = 0
     # host:port of each peer service this one calls.
     peers: dict[str, str] = field(default_factory=dict)
@@ -73,12 +90,32 @@ class ServiceConfig:
     shutdown_grace_s: float = 10.0
     otlp_endpoint: str | None = None
     trace_sample_ratio: float = 1.0
-    # API keys ("key" or "key:principal", comma separated); empty = no authentication.
-    api_keys: str = ""
+    # -- security (docs/security.md) --
+    # The key file listing principals and their scopes; empty = no keys.
+    api_keys_file: str = ""
+    # The key this service presents to its peers (its own principal's key).
+    peer_api_key: str = ""
+    # SVOD_TLS_CERT_FILE / SVOD_TLS_KEY_FILE / SVOD_TLS_CA_FILE (TlsFiles.from_env).
+    tls: TlsFiles = field(default_factory=TlsFiles)
+    # Serve a non-loopback address with nobody authenticated (SVOD_ALLOW_INSECURE=1).
+    allow_insecure: bool = False
+    # A plaintext port serving only grpc.health.v1 (kubelet's gRPC probes speak no TLS); 0 = none.
+    health_port: int = 0
+    # Per-principal limits unless the key file says otherwise.
+    rate_limit_per_s: float = 1000.0
+    rate_limit_burst: int = 2000
+    max_streams_per_principal: int = 16
+    # The deployment's secret for keyed hashes of contact data (HMAC-SHA-256).
+    hash_secret: str = ""
+    # Days a delivered or failed message's payload is kept by ingestion.
+    payload_retention_days: float = 30.0
     # The deployment's currency (ISO 4217); money in another currency is refused.
     currency: str = "RUB"
-    # How long an event may wait for its customer to be identified before it fails.
+    # How long an event may wait for its customer to be identified before it is held as
+    # unattributed (counting only time identity answered and nobody had its identifiers).
     unknown_customer_grace_s: float = 600.0
+    # Longest interval between two looks at an event held unattributed when nothing wakes it.
+    unattributed_recheck_max_s: float = 3600.0
     # Declared custom attributes and their types, JSON (see ingestion's domain/attributes.py).
     custom_attributes: str = ""
     # Per-field survivorship policies, JSON (see profile's domain/survivorship.py).
@@ -87,9 +124,18 @@ class ServiceConfig:
     # Python's default.
     gc_young_threshold: int = 50_000
 
+    @property
+    def peer_security(self) -> PeerSecurity:
+        return PeerSecurity(self.tls, self.peer_api_key)
+
     @classmethod
     def from_env(cls, service: str, env: dict[str, str] | None = None) -> ServiceConfig:
         env = dict(os.environ if env is None else env)
+        if env.get("SVOD_API_KEYS"):
+            raise ConfigurationError(
+                "SVOD_API_KEYS is no longer read (it kept keys in clear text): list principals "
+                "with the SHA-256 of their keys in SVOD_API_KEYS_FILE (svod keys create)"
+            )
         prefix = f"SVOD_{service.upper()}_"
         peers = {
             peer: env.get(f"SVOD_{peer.upper()}_TARGET", f"127.0.0.1:{DEFAULT_PORTS[peer]}")
@@ -99,7 +145,7 @@ class ServiceConfig:
         return cls(
             service=service,
             database_url=service_database_url(service, env),
-            listen_host=env.get("SVOD_LISTEN_HOST", "0.0.0.0"),
+            listen_host=env.get("SVOD_LISTEN_HOST", "127.0.0.1"),
             port=int(env.get(prefix + "PORT", DEFAULT_PORTS[service])),
             peers=peers,
             peer_timeout_s=_float(env, "SVOD_PEER_TIMEOUT_S", 5.0),
@@ -107,9 +153,20 @@ class ServiceConfig:
             shutdown_grace_s=_float(env, "SVOD_SHUTDOWN_GRACE_S", 10.0),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             trace_sample_ratio=_float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0),
-            api_keys=env.get("SVOD_API_KEYS", ""),
+            api_keys_file=env.get("SVOD_API_KEYS_FILE", ""),
+            # SVOD_<SERVICE>_PEER_API_KEY lets one environment give each service its own key.
+            peer_api_key=env.get(prefix + "PEER_API_KEY") or env.get("SVOD_PEER_API_KEY", ""),
+            tls=TlsFiles.from_env(env),
+            allow_insecure=env.get("SVOD_ALLOW_INSECURE", "") == "1",
+            health_port=int(env.get("SVOD_HEALTH_PORT") or 0),
+            rate_limit_per_s=_float(env, "SVOD_RATE_LIMIT_PER_S", 1000.0),
+            rate_limit_burst=int(env.get("SVOD_RATE_LIMIT_BURST") or 2000),
+            max_streams_per_principal=int(env.get("SVOD_MAX_STREAMS_PER_PRINCIPAL") or 16),
+            hash_secret=env.get("SVOD_HASH_SECRET", ""),
+            payload_retention_days=_float(env, "SVOD_PAYLOAD_RETENTION_DAYS", 30.0),
             currency=env.get("SVOD_CURRENCY", "RUB"),
             unknown_customer_grace_s=_float(env, "SVOD_UNKNOWN_CUSTOMER_GRACE_S", 600.0),
+            unattributed_recheck_max_s=_float(env, "SVOD_UNATTRIBUTED_RECHECK_MAX_S", 3600.0),
             custom_attributes=env.get("SVOD_CUSTOM_ATTRIBUTES", ""),
             survivorship=env.get("SVOD_SURVIVORSHIP", ""),
             gc_young_threshold=int(env.get("SVOD_GC_YOUNG_THRESHOLD") or 50_000),

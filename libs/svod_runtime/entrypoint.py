@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from svod_runtime.config import ServiceConfig
+from svod_runtime.errors import ConfigurationError
 from svod_runtime.logs import setup_logging
 from svod_runtime.migrations import upgrade
 from svod_runtime.runtime import tune_garbage_collector
-from svod_runtime.server import ServiceApp, serve_until_signalled
+from svod_runtime.server import ServiceApp, security_guard, serve_until_signalled
 from svod_runtime.telemetry import Telemetry
 
 
@@ -26,11 +28,20 @@ def run_service_cli(
     parser.add_argument("command", choices=("serve", "migrate"))
     args = parser.parse_args(argv)
     setup_logging(service)
-    config = ServiceConfig.from_env(service)
+    try:
+        config = ServiceConfig.from_env(service)
+    except ConfigurationError as error:
+        print(f"svod_{service}: {error.message}", file=sys.stderr)
+        return 2
     if args.command == "migrate":
         upgrade(versions_dir, config.database_url, service)
         logging.getLogger(__name__).info("%s schema migrated", service)
         return 0
+    try:
+        security_guard(config)  # refuses an insecure or unusable configuration before anything
+    except ConfigurationError as error:
+        print(f"svod_{service}: {error.message}", file=sys.stderr)
+        return 2
     telemetry = Telemetry(
         service, otlp_endpoint=config.otlp_endpoint, sample_ratio=config.trace_sample_ratio
     )
@@ -40,5 +51,9 @@ def run_service_cli(
         tune_garbage_collector(config.gc_young_threshold)
         await serve_until_signalled(app)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ConfigurationError as error:
+        print(f"svod_{service}: {error.message}", file=sys.stderr)
+        return 2
     return 0

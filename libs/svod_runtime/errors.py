@@ -46,7 +46,17 @@ class AlreadyExists(SvodError):
 
 
 class FailedPrecondition(SvodError):
+    """The request is valid but the system's state refuses it. ``reason`` (UPPER_SNAKE_CASE)
+    and ``metadata`` go to the caller as google.rpc.ErrorInfo, for programs to act on."""
+
     code = "FAILED_PRECONDITION"
+
+    def __init__(
+        self, message: str, *, reason: str = "", metadata: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.metadata = dict(metadata or {})
 
 
 class PermissionDenied(SvodError):
@@ -57,10 +67,28 @@ class Unauthenticated(SvodError):
     code = "UNAUTHENTICATED"
 
 
+class ResourceExhausted(SvodError):
+    """Over a limit (rate, concurrent streams); ``retry_after_s`` says when to try again."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(SvodError):
     """A dependency (database, peer service) cannot be reached now; the caller may retry."""
 
     code = "UNAVAILABLE"
+
+
+class ConfigurationError(Exception):
+    """The service cannot start with this configuration; the message says what to set."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class ViolationCollector:

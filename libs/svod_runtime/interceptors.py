@@ -2,9 +2,9 @@
 
 It opens the call's server span (continuing the caller's W3C trace context from the
 metadata), maps domain errors to status codes (INVALID_ARGUMENT carries google.rpc.BadRequest
-field violations), bounds requests that arrive without a deadline, checks API keys when
-configured, and logs one line per call — method, code, duration, trace id; never request
-contents, which hold personal data.
+field violations), bounds requests that arrive without a deadline, admits the call (who is
+calling and whether they may: svod_runtime.guard), and logs one line per call — method, code,
+duration, trace id; never request contents, which hold personal data.
 
 The span is opened here rather than by OpenTelemetry's gRPC server interceptor: a second
 interceptor layer cost about 0.2 ms of CPU per call, and recording each refused call's
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import inspect
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -28,7 +28,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from svod_runtime.errors import InvalidArgument, SvodError
+from svod_runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, SvodError
+from svod_runtime.guard import Admission, Guard
 from svod_runtime.telemetry import context_from_carrier, current_trace_id
 
 log = logging.getLogger("svod.rpc")
@@ -37,9 +38,6 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 # Metadata keys that carry the caller's trace (W3C trace context and baggage).
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
-
-# Methods reachable without an API key (probes and tooling).
-_OPEN_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 def status_proto_for(error: SvodError) -> status_pb2.Status:
@@ -57,6 +55,18 @@ def status_proto_for(error: SvodError) -> status_pb2.Status:
         packed = any_pb2.Any()
         packed.Pack(bad_request)
         details.append(packed)
+    if isinstance(error, ResourceExhausted):
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(max(1, math.ceil(error.retry_after_s * 1000)))
+        packed = any_pb2.Any()
+        packed.Pack(retry)
+        details.append(packed)
+    if isinstance(error, FailedPrecondition) and error.reason:
+        packed = any_pb2.Any()
+        packed.Pack(
+            error_details_pb2.ErrorInfo(reason=error.reason, domain="svod", metadata=error.metadata)
+        )
+        details.append(packed)
     return status_pb2.Status(
         code=getattr(code_pb2, error.code, code_pb2.INTERNAL),
         message=error.message,
@@ -70,27 +80,19 @@ def status_for(error: SvodError) -> tuple[grpc.StatusCode, str, tuple[tuple[str,
     return code, error.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 
-def parse_api_keys(spec: str) -> dict[str, str]:
-    """``"k1:ingest-pos,k2"`` -> {key: principal}."""
-    keys: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in spec.split(","))):
-        key, _, principal = item.partition(":")
-        keys[key] = principal or "default"
-    return keys
-
-
 class CoreInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
         service: str,
         *,
         max_request_s: float,
-        api_keys: str = "",
+        guard: Guard | None = None,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.service = service
         self.max_request_s = max_request_s
-        self.api_keys = parse_api_keys(api_keys)
+        # Authentication, authorization, limits and audit (svod_runtime.guard).
+        self.guard = guard or Guard(service)
         self.tracer = tracer or trace.NoOpTracer()
 
     async def intercept_service(
@@ -102,38 +104,25 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        denial = self._authenticate(method, metadata)
         kwargs = {
             "request_deserializer": handler.request_deserializer,
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary, denial), **kwargs
+                self._wrap_unary(method, handler.unary_unary, False), **kwargs
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.stream_unary, denial), **kwargs
+                self._wrap_unary(method, handler.stream_unary, True), **kwargs
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream, denial), **kwargs
+                self._wrap_stream(method, handler.unary_stream, True), **kwargs
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(method, handler.stream_stream, denial), **kwargs
+            self._wrap_stream(method, handler.stream_stream, True), **kwargs
         )
-
-    def _authenticate(self, method: str, metadata: dict[str, Any]) -> str | None:
-        if not self.api_keys or method.startswith(_OPEN_PREFIXES):
-            return None
-        header = str(metadata.get("authorization", ""))
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return "missing API key: send 'authorization: Bearer <key>'"
-        if not any(hmac.compare_digest(token, key) for key in self.api_keys):
-            return "unknown API key"
-        return None
 
     def _server_span(
         self, method: str, context: grpc.aio.ServicerContext
@@ -150,26 +139,29 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
             set_status_on_exception=False,
         )
 
-    def _wrap_unary(self, method: str, inner: Callable[..., Any], denial: str | None) -> Any:
+    def _wrap_unary(self, method: str, inner: Callable[..., Any], streaming: bool) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             with self._server_span(method, context) as span:
-                async with _Call(self, method, context, denial, span):
+                async with _Call(self, method, context, streaming, span) as call:
                     timeout = None if context.time_remaining() is not None else self.max_request_s
                     # asyncio.timeout, not wait_for: no extra task per call.
                     async with asyncio.timeout(timeout):
-                        return await inner(request, context)
+                        response = await inner(request, context)
+                    call.admission.reveal(response)
+                    return response
 
         return handle
 
-    def _wrap_stream(self, method: str, inner: Callable[..., Any], denial: str | None) -> Any:
+    def _wrap_stream(self, method: str, inner: Callable[..., Any], streaming: bool) -> Any:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             with self._server_span(method, context) as span:
-                async with _Call(self, method, context, denial, span):
+                async with _Call(self, method, context, streaming, span) as call:
                     result = inner(request, context)
                     if inspect.isawaitable(result):  # a handler that writes or aborts itself
                         await result
                     else:
                         async for response in result:
+                            call.admission.reveal_one()
                             yield response
 
         return handle
@@ -201,22 +193,27 @@ class _Call:
         interceptor: CoreInterceptor,
         method: str,
         context: grpc.aio.ServicerContext,
-        denial: str | None,
+        streaming: bool,
         span: trace.Span,
     ) -> None:
         self.interceptor = interceptor
         self.span = span
         self.method = method
         self.context = context
-        self.denial = denial
+        self.streaming = streaming
         self.code = grpc.StatusCode.OK
         self.started = time.perf_counter()
+        self.admission: Admission
 
     async def __aenter__(self) -> _Call:
-        if self.denial:
-            self.code = grpc.StatusCode.UNAUTHENTICATED
+        try:
+            self.admission = self.interceptor.guard.admit(self.method, self.context, self.streaming)
+        except SvodError as refusal:
+            self.code, message, trailers = status_for(refusal)
+            self.span.set_attribute("rpc.grpc.status_code", self.code.value[0])
+            self.span.set_status(trace.StatusCode.ERROR, self.code.name)
             self.interceptor._log(self.method, self.code, self.started)
-            await self.context.abort(self.code, self.denial)
+            await self.context.abort(self.code, message, trailing_metadata=trailers)
         return self
 
     async def __aexit__(self, exc_type: type | None, error: BaseException | None, _tb: Any) -> bool:
@@ -240,6 +237,7 @@ class _Call:
             await self.context.abort(self.code, "internal error")
             return False
         finally:
+            self.admission.finish(self.code)
             self.span.set_attribute("rpc.grpc.status_code", self.code.value[0])
             if self.code != grpc.StatusCode.OK:
                 self.span.set_status(trace.StatusCode.ERROR, self.code.name)

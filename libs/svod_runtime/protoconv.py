@@ -9,6 +9,9 @@ from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2
 
+from svod_runtime.bounds import TIME_RANGE_TEXT, timestamp_in_range
+from svod_runtime.errors import FieldViolation, InvalidArgument, ViolationCollector
+
 
 @functools.cache
 def _short_names(descriptor: EnumDescriptor, prefix: str) -> dict[int, str]:
@@ -34,11 +37,29 @@ def enum_number(descriptor: EnumDescriptor, short_name: str, prefix: str) -> int
     return _numbers(descriptor, prefix).get(short_name.lower(), 0)
 
 
-def timestamp_to_datetime(ts: Timestamp) -> dt.datetime | None:
-    """As Timestamp.ToDatetime(tzinfo=UTC), computed directly (it is called per event)."""
-    if ts.seconds == 0 and ts.nanos == 0:
+def timestamp_to_datetime(ts: Timestamp, field: str = "timestamp") -> dt.datetime | None:
+    """As Timestamp.ToDatetime(tzinfo=UTC), computed directly (it is called per event); None
+    when unset.
+
+    Raises InvalidArgument naming ``field`` when the time is outside the range every service
+    accepts (svod_runtime.bounds: 1900 up to 2100, nanos 0-999999999) — never OverflowError.
+    """
+    seconds, nanos = ts.seconds, ts.nanos
+    if seconds == 0 and nanos == 0:
         return None
-    return _EPOCH + dt.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+    if not timestamp_in_range(seconds, nanos):
+        raise InvalidArgument([FieldViolation(field, TIME_RANGE_TEXT)])
+    return _EPOCH + dt.timedelta(seconds=seconds, microseconds=nanos // 1000)
+
+
+def checked_timestamp(ts: Timestamp, field: str, errors: ViolationCollector) -> dt.datetime | None:
+    """As timestamp_to_datetime, but an out-of-range time is added to ``errors`` (and None
+    returned), so a request reports it together with its other bad fields."""
+    try:
+        return timestamp_to_datetime(ts, field)
+    except InvalidArgument as invalid:
+        errors.violations.extend(invalid.violations)
+        return None
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

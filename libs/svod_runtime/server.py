@@ -22,10 +22,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from svod_runtime.auth import Authenticator, is_loopback, require_secure
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import ping
+from svod_runtime.guard import Guard
 from svod_runtime.interceptors import CoreInterceptor
+from svod_runtime.limits import LimitDefaults, PrincipalLimits
 from svod_runtime.telemetry import Telemetry
+from svod_runtime.tls import TlsFiles, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,47 @@ def fill_unimplemented(servicer: Any, base: type, descriptor: ServiceDescriptor)
             setattr(servicer, method.name, unimplemented)
 
 
+def security_guard(config: ServiceConfig) -> Guard:
+    """Who may call this service (auth.py): refuses to start a service anyone could call on a
+    non-loopback address, or whose TLS or key files cannot be used."""
+    config.tls.check()
+    require_secure(
+        config.listen_host,
+        keys_file=config.api_keys_file,
+        mutual_tls=config.tls.mutual,
+        allow_insecure=config.allow_insecure,
+    )
+    if config.api_keys_file and not config.tls.serving and not is_loopback(config.listen_host):
+        log.warning(
+            "%s: API keys cross the network in clear text: set SVOD_TLS_CERT_FILE and "
+            "SVOD_TLS_KEY_FILE",
+            config.service,
+        )
+    return Guard(
+        config.service,
+        Authenticator(config.api_keys_file, mutual_tls=config.tls.mutual),
+        PrincipalLimits(
+            LimitDefaults(
+                config.rate_limit_per_s,
+                config.rate_limit_burst,
+                config.max_streams_per_principal,
+            )
+        ),
+    )
+
+
+def listen(server: grpc.aio.Server, host: str, port: int, tls: TlsFiles | None) -> int:
+    """Adds the address (TLS when the files say so); returns the bound port."""
+    address = f"{host}:{port}"
+    if tls is not None and tls.serving:
+        bound = server.add_secure_port(address, server_credentials(tls))
+    else:
+        bound = server.add_insecure_port(address)
+    if bound == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    return bound
+
+
 @dataclass
 class ServiceApp:
     """One running service: its gRPC server, database engine and background tasks."""
@@ -65,15 +110,17 @@ class ServiceApp:
     port: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _health: Any = None
+    _health_server: grpc.aio.Server | None = None
 
     async def start(self) -> int:
         fill_unimplemented(self.servicer, self.servicer_base, self.descriptor)
+        guard = security_guard(self.config)
         server = grpc.aio.server(
             interceptors=[
                 CoreInterceptor(
                     self.config.service,
                     max_request_s=self.config.max_request_s,
-                    api_keys=self.config.api_keys,
+                    guard=guard,
                     tracer=self.telemetry.tracer,
                 ),
             ],
@@ -85,9 +132,12 @@ class ServiceApp:
         reflection.enable_server_reflection(
             (self.descriptor.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(f"{self.config.listen_host}:{self.config.port}")
-        if self.port == 0:
-            raise RuntimeError(f"cannot listen on {self.config.listen_host}:{self.config.port}")
+        self.port = listen(server, self.config.listen_host, self.config.port, self.config.tls)
+        if self.config.health_port:
+            self._health_server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
+            listen(self._health_server, self.config.listen_host, self.config.health_port, None)
+            await self._health_server.start()
         await server.start()
         self.server = server
         await self._set_health(await ping(self.engine))
@@ -123,6 +173,8 @@ class ServiceApp:
             await self._health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(None)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -9,7 +9,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from svod_runtime.config import ServiceConfig, service_database_url
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound
-from svod_runtime.interceptors import parse_api_keys, status_for
+from svod_runtime.interceptors import status_for
 from svod_runtime.outbox import MAX_DELAY_S, DeliveryError, retry_delay
 from svod_runtime.runtime import tune_garbage_collector
 
@@ -65,10 +65,6 @@ def test_config_reads_ports_and_peers() -> None:
     assert config.port == 6000
     assert config.peers["identity"] == "identity:7000"
     assert config.peers["profile"] == "127.0.0.1:50053"
-
-
-def test_api_keys_parse_with_principals() -> None:
-    assert parse_api_keys("k1:pos, k2") == {"k1": "pos", "k2": "default"}
 
 
 def test_trace_carriers_read_and_write_like_the_w3c_propagator() -> None:
@@ -135,12 +131,13 @@ def test_timestamps_and_enum_names_read_back_exactly() -> None:
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from svod.common.v1 import common_pb2
+    from svod_runtime.bounds import EARLIEST_SECONDS, LATEST_SECONDS
     from svod_runtime.protoconv import enum_number, enum_short_name, timestamp_to_datetime
 
     rng = random.Random(5)
     for _ in range(500):
         ts = Timestamp(
-            seconds=rng.randrange(-2_208_988_800, 253_402_300_799), nanos=rng.randrange(10**9)
+            seconds=rng.randrange(EARLIEST_SECONDS, LATEST_SECONDS), nanos=rng.randrange(10**9)
         )
         assert timestamp_to_datetime(ts) == ts.ToDatetime(tzinfo=dt.UTC)
     assert timestamp_to_datetime(Timestamp()) is None

@@ -280,7 +280,7 @@ def test_schema_rejects_missing_database(render_error: Callable[..., str]) -> No
             ("autoscaling.enabled=true", "autoscaling.minReplicas=5", "autoscaling.maxReplicas=2"),
             "minReplicas (5) is greater than autoscaling.maxReplicas (2)",
         ),
-        (("apiKeys.enabled=true",), "apiKeys.enabled needs apiKeys.existingSecret"),
+        (("apiKeys.enabled=false",), "the services would accept anyone's calls"),
         (
             ("podDisruptionBudget.minAvailable=1",),
             "set only one of podDisruptionBudget.minAvailable",
@@ -497,10 +497,24 @@ def test_existing_database_secret(render: Render) -> None:
         assert ref["name"] == "svod-database-urls"
 
 
-def test_database_change_rolls_the_pods(render: Render) -> None:
-    before = deployment(render("minimal"), "identity")["spec"]["template"]["metadata"]
-    after = deployment(render("minimal", "database.users.identity.password=new"), "identity")
-    assert before["annotations"] != after["spec"]["template"]["metadata"]["annotations"]
+def test_database_change_rolls_the_pods_without_publishing_a_hash_of_the_url(
+    render: Render,
+) -> None:
+    import hashlib
+
+    for password in ("identity-secret", "new"):
+        docs = render("minimal", f"database.users.identity.password={password}")
+        url = named(docs, "Secret", "svod-database")["stringData"]["SVOD_IDENTITY_DATABASE_URL"]
+        assert password in url
+        salt = named(docs, "Secret", "svod-generated")["stringData"]["checksum-salt"]
+        checksum = deployment(docs, "identity")["spec"]["template"]["metadata"]["annotations"][
+            "checksum/database"
+        ]
+        # The annotation follows the URL (the pods roll when it changes) ...
+        assert checksum == hashlib.sha256(f"{salt}|{url}".encode()).hexdigest()
+        # ... but only with the salt kept in a Secret: it is no hash of the URL itself.
+        assert checksum != hashlib.sha256(url.encode()).hexdigest()
+        assert len(salt) >= 40
 
 
 # --- NetworkPolicies ------------------------------------------------------------------------
@@ -675,26 +689,58 @@ def test_tracing_and_api_keys(render: Render) -> None:
     assert env["OTEL_TRACES_SAMPLER_ARG"] == "0.05"
     assert env["OTEL_SERVICE_NAME"] == "svod-profile"
     assert "deployment.environment=production" in env["OTEL_RESOURCE_ATTRIBUTES"]
-    assert env["SVOD_API_KEYS"] == {"secretKeyRef": {"name": "svod-api-keys", "key": "keys"}}
-    # The services call each other with their own key from the same Secret.
+    assert env["SVOD_API_KEYS_FILE"] == "/etc/svod/keys/keys.yaml"
+    # Each service calls its peers with its own key (its own principal).
     assert env["SVOD_PEER_API_KEY"] == {
-        "secretKeyRef": {"name": "svod-api-keys", "key": "peer-api-key"}
+        "secretKeyRef": {"name": "svod-api-keys", "key": "profile.key"}
     }
     plain = env_of(deployment(render("minimal"), "profile"))
     assert plain["OTEL_SDK_DISABLED"] == "true"
-    assert "SVOD_API_KEYS" not in plain and "OTEL_EXPORTER_OTLP_ENDPOINT" not in plain
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in plain
+    # Keys are on by default: a release is never open to anyone on the pod network.
+    assert plain["SVOD_API_KEYS_FILE"] == "/etc/svod/keys/keys.yaml"
+    assert plain["SVOD_LISTEN_HOST"] == "0.0.0.0" and "SVOD_ALLOW_INSECURE" not in plain
 
 
-def test_api_keys_value_goes_to_a_secret(render: Render) -> None:
+def test_the_key_file_holds_hashes_and_each_service_gets_a_key_of_its_own(
+    render: Render,
+) -> None:
+    from svod_runtime.auth import key_sha256, parse_key_file
+
     docs = render(
-        "minimal", "apiKeys.enabled=true", "apiKeys.value=k1\\,k2", "apiKeys.peerValue=k2"
+        "minimal",
+        "apiKeys.principals[0].name=pos-tills",
+        f"apiKeys.principals[0].key_sha256={key_sha256('pos-key')}",
+        "apiKeys.principals[0].scopes[0]=ingest:write",
     )
-    assert named(docs, "Secret", "svod-api-keys")["stringData"] == {
-        "api-keys": "k1,k2",
-        "peer-api-key": "k2",
-    }
-    ref = env_of(deployment(docs, "quality"))["SVOD_API_KEYS"]["secretKeyRef"]
-    assert ref == {"name": "svod-api-keys", "key": "api-keys"}
+    secret = named(docs, "Secret", "svod-api-keys")["stringData"]
+    assert "pos-key" not in json.dumps(secret)
+    keys = parse_key_file(secret["keys.yaml"])
+    assert keys.by_key_hash[key_sha256("pos-key")].name == "pos-tills"
+    for s in SERVICES:
+        own = secret[f"{s}.key"]
+        assert keys.by_key_hash[key_sha256(own)].service == s
+        dep = deployment(docs, s)
+        assert env_of(dep)["SVOD_PEER_API_KEY"]["secretKeyRef"]["key"] == f"{s}.key"
+        (volume,) = [v for v in dep["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+        # The pod mounts the key file only, never the other services' keys.
+        assert volume["secret"]["items"] == [{"key": "keys.yaml", "path": "keys.yaml"}]
+    assert len({secret[f"{s}.key"] for s in SERVICES}) == len(SERVICES)
+
+
+def test_pods_carry_no_plain_hashes_of_keys(render: Render) -> None:
+    for values in ("minimal", "production"):
+        for s in SERVICES:
+            metadata = deployment(render(values), s)["spec"]["template"]["metadata"]
+            annotations = metadata.get("annotations") or {}
+            assert set(annotations) <= {"checksum/database", "example.com/scrape"}, annotations
+
+
+def test_without_keys_or_mutual_tls_insecure_must_be_asked_for(render: Render) -> None:
+    docs = render("minimal", "apiKeys.enabled=false", "allowInsecure=true")
+    env = env_of(deployment(docs, "identity"))
+    assert env["SVOD_ALLOW_INSECURE"] == "1" and "SVOD_API_KEYS_FILE" not in env
+    assert not [d for d in of_kind(docs, "Secret") if d["metadata"]["name"] == "svod-api-keys"]
 
 
 def test_tls_from_a_secret(render: Render) -> None:
@@ -709,7 +755,7 @@ def test_tls_from_a_secret(render: Render) -> None:
         assert env["SVOD_TLS_KEY_FILE"] == "/etc/svod/tls/tls.key"
         assert env["SVOD_TLS_CA_FILE"] == "/etc/svod/tls/ca.crt"
         pod = dep["spec"]["template"]["spec"]
-        (tls,) = [v for v in pod["volumes"] if "secret" in v]
+        (tls,) = [v for v in pod["volumes"] if v["name"] == "tls"]
         assert tls["secret"]["secretName"] == "svod-grpc-tls"
         mount = {m["name"]: m for m in container(dep)["volumeMounts"]}[tls["name"]]
         assert mount["mountPath"] == "/etc/svod/tls" and mount["readOnly"] is True

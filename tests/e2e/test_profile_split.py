@@ -6,14 +6,17 @@ import uuid
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
-from tests.builders import PHONE, identify, random_phone, track
+from tests.builders import CARD, PHONE, identify, random_phone, track
 
 T = 10.0
 
 
 def test_split_moves_the_records_data_and_is_applied_once(suite) -> None:
     phone = random_phone()
-    till = identify("pos-msk-01", phones=(phone,), first_name="Иван", last_name="Петров")
+    card = f"2000{uuid.uuid4().int % 10**8:08d}"
+    till = identify(
+        "pos-msk-01", phones=(phone,), cards=(card,), first_name="Иван", last_name="Петров"
+    )
     web = identify("webshop", phones=(phone,), first_name="Пётр", last_name="Петров")
     for request in (till, web):
         suite.ingestion.Identify(request, timeout=T)
@@ -25,6 +28,9 @@ def test_split_moves_the_records_data_and_is_applied_once(suite) -> None:
         common_pb2.Identifier(type=PHONE, value=phone),
         total="700",
     )
+    # Identity keeps Иван and Пётр apart, so the phone alone names neither: the till's card
+    # names Иван.
+    order.event.identifiers.add(type=CARD, value=card)
     suite.ingestion.Track(order, timeout=T)
     suite.wait_processed(order.record_ref)
 
@@ -50,5 +56,5 @@ def test_split_moves_the_records_data_and_is_applied_once(suite) -> None:
     assert [s.source for s in stays.sources] == ["pos-msk-01"]
     assert moved.first_name.value == "Пётр"
     assert [s.source for s in moved.sources] == ["webshop"]
-    # The phone still belongs to the first customer in identity, so the order stays there.
+    # The order is Иван's (his card), so it stays with him.
     assert stays.metrics.order_count == 1 and moved.metrics.order_count == 0

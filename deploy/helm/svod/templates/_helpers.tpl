@@ -123,6 +123,29 @@ a hook copy of it that Helm deletes once every migration has succeeded.
 {{- end -}}
 {{- end -}}
 
+{{/*
+A random value the chart generates once and keeps across upgrades in the Secret
+"<fullname>-generated": (dict "root" $ "key" "checksum-salt"). Made once per render and shared
+by every template (lookup finds nothing offline: a fresh value each render).
+*/}}
+{{- define "svod.generated" -}}
+{{- $root := .root -}}
+{{- $cache := "svodGenerated" -}}
+{{- if not (hasKey $root.Values $cache) -}}
+{{- $stored := (lookup "v1" "Secret" $root.Release.Namespace (printf "%s-generated" (include "svod.fullname" $root))).data | default dict -}}
+{{- $values := dict -}}
+{{- range $key := list "checksum-salt" "hash-secret" -}}
+{{- with index $stored $key -}}
+{{- $_ := set $values $key (b64dec .) -}}
+{{- else -}}
+{{- $_ := set $values $key (randAlphaNum 43) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $root.Values $cache $values -}}
+{{- end -}}
+{{- index (index $root.Values $cache) .key -}}
+{{- end -}}
+
 {{/* Key of a service's URL in the database Secret: "SVOD_IDENTITY_DATABASE_URL" */}}
 {{- define "svod.databaseUrlKey" -}}
 {{- printf "%s_DATABASE_URL" (include "svod.envPrefix" .) -}}
@@ -178,7 +201,7 @@ a hook copy of it that Helm deletes once every migration has succeeded.
 {{- end -}}
 {{- end -}}
 
-{{/* Name of the Secret holding SVOD_API_KEYS. */}}
+{{/* Name of the Secret holding the key file and the services' own keys. */}}
 {{- define "svod.apiKeysSecretName" -}}
 {{- if .Values.apiKeys.existingSecret -}}
 {{- .Values.apiKeys.existingSecret -}}
@@ -223,8 +246,8 @@ naming the value to fix. Included once, from deployments.yaml.
 {{- $_ := include "svod.databaseUrl" $ctx -}}
 {{- end -}}
 {{- end -}}
-{{- if and .Values.apiKeys.enabled (not (or .Values.apiKeys.existingSecret .Values.apiKeys.value)) -}}
-{{- fail "apiKeys.enabled needs apiKeys.existingSecret (or apiKeys.value)" -}}
+{{- if not (or .Values.apiKeys.enabled (and .Values.tls.enabled .Values.tls.caKey) .Values.allowInsecure) -}}
+{{- fail "the services would accept anyone's calls: keep apiKeys.enabled (svod keys create), or turn on mutual TLS (tls.enabled with tls.caKey), or set allowInsecure=true if something in front of Svod authenticates every caller" -}}
 {{- end -}}
 {{- if and .Values.tls.enabled (not .Values.tls.existingSecret) -}}
 {{- fail "tls.enabled needs tls.existingSecret (a kubernetes.io/tls Secret)" -}}

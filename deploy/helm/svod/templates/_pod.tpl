@@ -53,17 +53,20 @@ Pieces shared by the service pods and the migration pods. Each takes
   value: "true"
 {{- end }}
 {{- end }}
+- name: SVOD_LISTEN_HOST
+  value: "0.0.0.0"
 {{- if $root.Values.apiKeys.enabled }}
-- name: SVOD_API_KEYS
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "svod.apiKeysSecretName" $root }}
-      key: {{ $root.Values.apiKeys.secretKey | quote }}
+- name: SVOD_API_KEYS_FILE
+  value: {{ printf "%s/%s" $root.Values.apiKeys.mountPath $root.Values.apiKeys.keyFileKey | quote }}
 - name: SVOD_PEER_API_KEY
   valueFrom:
     secretKeyRef:
       name: {{ include "svod.apiKeysSecretName" $root }}
-      key: {{ $root.Values.apiKeys.peerSecretKey | default "peer-api-key" | quote }}
+      key: {{ printf "%s.key" $name | quote }}
+{{- end }}
+{{- if $root.Values.allowInsecure }}
+- name: SVOD_ALLOW_INSECURE
+  value: "1"
 {{- end }}
 {{- if $root.Values.tls.enabled }}
 - name: SVOD_TLS_CERT_FILE
@@ -119,11 +122,20 @@ priorityClassName: {{ . | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* Volumes: an emptyDir for /tmp, and the TLS Secret when serving TLS. */}}
+{{/* Volumes: an emptyDir for /tmp, the key file and the TLS Secret of a serving pod. */}}
 {{- define "svod.volumes" -}}
 - name: tmp
   emptyDir:
     sizeLimit: {{ .root.Values.tmpVolume.sizeLimit | quote }}
+{{- if and .tls .root.Values.apiKeys.enabled }}
+- name: api-keys
+  secret:
+    secretName: {{ include "svod.apiKeysSecretName" .root | quote }}
+    defaultMode: 0440
+    items:
+      - key: {{ .root.Values.apiKeys.keyFileKey | quote }}
+        path: {{ .root.Values.apiKeys.keyFileKey | quote }}
+{{- end }}
 {{- if and .tls .root.Values.tls.enabled }}
 - name: tls
   secret:
@@ -135,6 +147,11 @@ priorityClassName: {{ . | quote }}
 {{- define "svod.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
+{{- if and .tls .root.Values.apiKeys.enabled }}
+- name: api-keys
+  mountPath: {{ .root.Values.apiKeys.mountPath | quote }}
+  readOnly: true
+{{- end }}
 {{- if and .tls .root.Values.tls.enabled }}
 - name: tls
   mountPath: {{ .root.Values.tls.mountPath | quote }}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from svod.common.v1 import common_pb2
 from svod.quality.v1 import quality_pb2
 
-from .helpers import PHONE, T, field_violations, record, unique_source
+from .helpers import PHONE, T, field_violations, random_mobile, record, unique_source
 
 
 def create(suite, **rule):
@@ -117,3 +118,50 @@ def test_delete_without_id_is_invalid_argument(suite) -> None:
         suite.quality.DeleteValidationRule(quality_pb2.DeleteValidationRuleRequest(), timeout=T)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "rule_id" in field_violations(refused.value)
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"(a)\1", r"(?=a)a", r"(?<!x)y"], ids=["backreference", "lookahead", "lookbehind"]
+)
+def test_a_pattern_without_a_linear_time_match_is_refused(suite, pattern) -> None:
+    """Rules run on RE2: what it cannot match in linear time is refused, naming the pattern."""
+    definition = {
+        "rule_id": f"re.{unique_source()}",
+        "field": "city",
+        "action": "flag",
+        "check": "regex",
+        "parameters": {"pattern": pattern},
+    }
+    with pytest.raises(grpc.RpcError) as refused:
+        create(suite, **definition)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "RE2" in field_violations(refused.value)["rule.parameters.pattern"]
+
+
+def test_a_redos_pattern_cannot_freeze_the_service(suite) -> None:
+    """``(a+)+$`` takes Python's backtracking regex exponential time on "aaaa...b"; on RE2 it is
+    linear, so the rule is kept and a hostile value is judged at once."""
+    import time
+
+    source = unique_source()
+    create(
+        suite,
+        rule_id=f"redos.{source}",
+        field="city",
+        source=source,
+        action="reject",
+        check="regex",
+        parameters={"pattern": "(a+)+$"},
+    )
+    hostile = common_pb2.CustomerRecord(
+        identifiers=[common_pb2.Identifier(type=PHONE, value=random_mobile())],
+        addresses=[common_pb2.PostalAddress(city="a" * 180 + "!")],
+    )
+    started = time.monotonic()
+    reply = suite.quality.StandardizeBatch(
+        quality_pb2.StandardizeBatchRequest(source=source, records=[hostile] * 50), timeout=T
+    )
+    # Generous: Python's re needs longer than the age of the universe for this value.
+    assert time.monotonic() - started < 5.0
+    assert all(result.rejected for result in reply.results)
+    assert {f.rule for f in reply.results[0].findings} >= {f"redos.{source}"}

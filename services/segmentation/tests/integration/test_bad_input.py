@@ -144,3 +144,30 @@ def test_duplicate_and_stale_update(suite, tag) -> None:
             timeout=T,
         )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_a_reference_bomb_is_refused_at_once(suite, tag) -> None:
+    """Levels of 199 references each: every tree is small, but the SQL inlines each reference,
+    so two levels would compile to 79,601 nodes (four to ~1.6e9, gigabytes of SQL stalling
+    every profile change). The second level is refused naming its rule, without hanging."""
+    import time
+
+    stub = suite.segmentation
+    base, level1, level2 = seg_id("bomb0"), seg_id("bomb1"), seg_id("bomb2")
+    create(stub, base, tagged(tag))
+    refs = [pb.RuleNode(in_segment_id=base)] * 199
+    create(stub, level1, pb.RuleNode(any=pb.RuleGroup(nodes=refs)))
+    started = time.monotonic()
+    bomb = pb.RuleNode(any=pb.RuleGroup(nodes=[pb.RuleNode(in_segment_id=level1)] * 199))
+    violations = refused(stub, pb.Segment(segment_id=level2, rule=bomb))
+    assert time.monotonic() - started < 5.0  # generous: it only shows nothing hung
+    assert "79,601 nodes" in violations["segment.rule"]
+    with pytest.raises(grpc.RpcError) as missing:
+        stub.GetSegment(pb.GetSegmentRequest(segment_id=level2), timeout=T)
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    # The same through a preview.
+    with pytest.raises(grpc.RpcError) as preview:
+        stub.PreviewSegment(pb.PreviewSegmentRequest(rule=bomb), timeout=T)
+    assert preview.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for segment_id in (level1, base):
+        stub.DeleteSegment(pb.DeleteSegmentRequest(segment_id=segment_id), timeout=T)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import time
 
 import grpc
@@ -25,6 +26,7 @@ from svod.profile.v1 import profile_pb2
 from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
 from svod_cli.suite import free_ports
+from svod_runtime.auth import principal_entry
 from svod_runtime.config import ServiceConfig
 from svod_runtime.telemetry import Telemetry
 from svod_segmentation.entrypoints.app import SegmentationSettings, create_app
@@ -144,17 +146,29 @@ def test_merge_moves_events_and_ends_memberships(suite, tag) -> None:
 
 
 @pytest.fixture
-def scoped_replica(suite, suite_database):
+def scoped_replica(suite, suite_database, tmp_path):
     """A second segmentation server on the same database, with API keys and segment scopes."""
     port = free_ports(1)[0]
+    keys = tmp_path / "keys.json"
+    read = ["segment:read", "segment:admin"]
+    keys.write_text(
+        json.dumps(
+            {
+                "principals": [
+                    principal_entry("marketing", "key-mkt", read, segments=["vip-scope", "x"]),
+                    principal_entry("ops", "key-ops", read),
+                ]
+            }
+        )
+    )
     config = ServiceConfig(
         service="segmentation",
         database_url=suite_database.service_urls["segmentation"],
         listen_host="127.0.0.1",
         port=port,
-        api_keys="key-mkt:marketing,key-ops:ops",
+        api_keys_file=str(keys),
     )
-    settings = SegmentationSettings(segment_access="marketing=vip-scope|lapsed-scope;ops=*")
+    settings = SegmentationSettings()
     loop = suite.suite.loop
 
     async def start():

@@ -6,15 +6,17 @@ import pytest
 
 from svod_runtime.errors import InvalidArgument, PermissionDenied
 from svod_segmentation.domain import builtins
-from svod_segmentation.domain.access import parse_access, scope_for
+from svod_segmentation.domain.access import UNRESTRICTED, Scope
 from svod_segmentation.domain.rules import (
     MAX_RULE_DEPTH,
     AllOf,
+    AnyOf,
     BehaviorCondition,
     FieldCondition,
     InSegment,
     Not,
     SegmentDefinition,
+    expanded_sizes,
     rule_from_json,
     rule_to_json,
 )
@@ -103,11 +105,70 @@ def test_quintile_scores_and_abc() -> None:
     assert [builtins.abc_label(v, 100, 50) for v in (0, 10, 50, 100)] == [None, "C", "B", "A"]
 
 
-def test_access_grants() -> None:
-    grants = parse_access("mkt=vip|lapsed; ops=*")
-    mkt = scope_for("mkt", grants)
+def test_access_scopes() -> None:
+    mkt = Scope("mkt", frozenset({"vip", "lapsed"}))
     assert mkt.allows("vip") and not mkt.allows("all-customers")
+    assert mkt.filter(["vip", "all-customers"]) == ["vip"]
     with pytest.raises(PermissionDenied):
         mkt.require("all-customers")
-    assert scope_for("ops", grants).allows("anything")
-    assert scope_for("someone-else", grants).allows("anything")
+    assert UNRESTRICTED.allows("anything")
+
+
+def _leaves(count: int) -> AllOf:
+    return AllOf(
+        tuple(FieldCondition("metrics.order_count", "gt", (str(i),)) for i in range(count))
+    )
+
+
+def _refs(target: str, count: int) -> AnyOf:
+    return AnyOf(tuple(InSegment(target) for _ in range(count)))
+
+
+def test_references_are_bounded_by_their_expanded_size() -> None:
+    """Each tree is small (within MAX_RULE_NODES) but references multiply: 199 references to a
+    segment of 199 conditions is 40,000 nodes of SQL, refused naming the rule."""
+    stored = {"base": SegmentDefinition("base", _leaves(199))}
+    found = paths(SegmentDefinition("bomb", _refs("base", 199)), stored)
+    assert "40,000 nodes" in found["segment.rule"] and "at most 2,000" in found["segment.rule"]
+    # A few references to a small segment are fine.
+    validate_definition(SegmentDefinition("fine", _refs("base", 5)), stored)
+
+
+def test_a_four_level_reference_bomb_is_refused_at_once() -> None:
+    """Four levels of 199 references expand to ~1.6e9 nodes; counting them is memoised, so the
+    refusal is immediate (the compiled SQL was gigabytes)."""
+    import time
+
+    stored = {"l0": SegmentDefinition("l0", _leaves(1))}
+    started = time.monotonic()
+    for level in range(1, 5):
+        definition = SegmentDefinition(f"l{level}", _refs(f"l{level - 1}", 199))
+        try:
+            validate_definition(definition, stored)
+        except InvalidArgument as refused:
+            assert refused.violations[0].field == "segment.rule"
+            assert level == 2  # 199 x 199 x 2 already too large; level 1 is 597 nodes
+            break
+        stored[definition.segment_id] = definition
+    else:
+        raise AssertionError("the reference bomb was accepted")
+    assert time.monotonic() - started < 1.0
+    sizes = expanded_sizes({**stored, "l2": SegmentDefinition("l2", _refs("l1", 199))})
+    assert sizes["l2"] == 1 + 199 * (1 + sizes["l1"])
+
+
+def test_growing_a_referenced_segment_cannot_push_a_referrer_over_the_bound() -> None:
+    stored = {
+        "small": SegmentDefinition("small", _leaves(3)),
+        "user": SegmentDefinition("user", _refs("small", 150)),
+    }
+    found = paths(SegmentDefinition("small", _leaves(50)), {"user": stored["user"]})
+    assert "segment 'user' refers to this one" in found["segment.rule"]
+
+
+def test_all_segments_together_are_bounded() -> None:
+    from svod_runtime.errors import FailedPrecondition
+
+    stored = {f"s{i}": SegmentDefinition(f"s{i}", _leaves(199)) for i in range(100)}
+    with pytest.raises(FailedPrecondition, match="all segments together"):
+        validate_definition(SegmentDefinition("one-more", _leaves(199)), stored)

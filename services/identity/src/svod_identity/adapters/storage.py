@@ -166,6 +166,17 @@ JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
 )
 
 
+_IDENTIFIER_FACTS = direct_statement(
+    f"""
+SELECT x.t, x.n, x.v, i.customer_id AS c, i.sharers, bl.reason
+FROM {_KEYS_TABLE}
+LEFT JOIN identifiers i ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+LEFT JOIN blocked_identifiers bl ON bl.id_type = x.t AND bl.namespace = x.n AND bl.value = x.v
+WHERE i.customer_id IS NOT NULL OR bl.reason IS NOT NULL
+"""
+)
+
+
 _LOCK_OWNERS = direct_statement(
     f"""
 WITH o AS (
@@ -874,7 +885,13 @@ class IdentityTransaction:
             ).encode(),
         )
         await self.report_quality(resolved=[(survivor, m) for m in merged])
+        await self.announce_changed([survivor, *merged])
         return change_id
+
+    async def announce_changed(self, customer_ids: Sequence[str], everything: bool = False) -> None:
+        """Ingestion takes another look at events it holds for these customers (or all)."""
+        payload = {"all": True} if everything else {"customer_ids": sorted(set(customer_ids))}
+        await enqueue(self.conn, ATTRIBUTION_TOPIC, "changed", _json(payload).encode())
 
     async def customer_records(self, customer_id: str) -> list[tuple[int, RecordRef]]:
         rows = await self.conn.execute(
@@ -927,6 +944,23 @@ class IdentityTransaction:
             {"t": target, "s": source, "p": list(pks)},
         )
         return sorted(IdentifierKey(r[0], r[2], r[1]) for r in rows)
+
+    async def share_left_identifiers(self, source: str, target: str, pks: Sequence[int]) -> int:
+        """After a split: the identifiers ``source`` keeps that moved records carry too are
+        shared with ``target`` (both sides' records carry them); returns how many."""
+        result = await self.conn.execute(
+            text(
+                """
+                UPDATE identifiers i SET sharers = i.sharers || to_jsonb(CAST(:t AS text))
+                WHERE i.customer_id = :s AND NOT i.sharers ? CAST(:t AS text)
+                  AND EXISTS (SELECT 1 FROM record_identifiers ri
+                              WHERE ri.id_type = i.id_type AND ri.namespace = i.namespace
+                                AND ri.value = i.value AND ri.record_pk = ANY(CAST(:p AS bigint[])))
+                """
+            ),
+            {"t": target, "s": source, "p": list(pks)},
+        )
+        return int(result.rowcount or 0)
 
     async def keep_apart(self, a: str, b: str) -> None:
         first, second = sorted((a, b))
@@ -1127,6 +1161,50 @@ class IdentityTransaction:
         ).first()
         return None if row is None else await self.canonical_id(str(row[0]))
 
+    async def identifier_facts(
+        self, keys: Sequence[IdentifierKey]
+    ) -> dict[IdentifierKey, tuple[str | None, list[str], str | None]]:
+        """(holder, customers recorded as sharing it, stored block reason) of each key that is
+        held or on the stored blocklist, in one statement; the others are left out."""
+        if not keys:
+            return {}
+        rows = await fetch_direct(
+            self.conn,
+            _IDENTIFIER_FACTS,
+            {"keys": _key_rows(keys)},
+        )
+        return {
+            IdentifierKey(r.t, r.v, r.n): (
+                None if r.c is None else str(r.c),
+                [str(s) for s in r.sharers or ()],
+                r.reason,
+            )
+            for r in rows
+        }
+
+    async def current_ids(self, customer_ids: Iterable[str]) -> dict[str, str]:
+        """Each known id -> its current id (following merges); unknown ids are left out."""
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return {}
+        rows = await self.conn.execute(
+            text(
+                """
+                WITH RECURSIVE chain(start, id, next, depth) AS (
+                    SELECT customer_id, customer_id, merged_into, 0 FROM customers
+                    WHERE customer_id = ANY(CAST(:c AS uuid[]))
+                    UNION ALL
+                    SELECT chain.start, c.customer_id, c.merged_into, chain.depth + 1
+                    FROM customers c JOIN chain ON c.customer_id = chain.next
+                    WHERE chain.depth < 64
+                )
+                SELECT start, id FROM chain WHERE next IS NULL
+                """
+            ),
+            {"c": ids},
+        )
+        return {str(r[0]): str(r[1]) for r in rows}
+
     async def owners(self, keys: Sequence[IdentifierKey]) -> dict[IdentifierKey, Owner]:
         if not keys:
             return {}
@@ -1208,6 +1286,21 @@ class IdentityTransaction:
         deleted = await self.conn.execute(
             text("DELETE FROM identifiers WHERE customer_id = :c"), {"c": customer_id}
         )
+        # The person is no candidate for anyone's identifiers any more (nor are the ids merged
+        # into them).
+        await self.conn.execute(
+            text(
+                """
+                WITH RECURSIVE gone(id) AS (
+                    SELECT CAST(:c AS uuid)
+                    UNION SELECT c.customer_id FROM customers c JOIN gone ON c.merged_into = gone.id
+                ), ids AS (SELECT array_agg(CAST(id AS text)) AS a FROM gone)
+                UPDATE identifiers SET sharers = sharers - ids.a FROM ids
+                WHERE sharers <> CAST('[]' AS jsonb) AND sharers ?| ids.a
+                """
+            ),
+            {"c": customer_id},
+        )
         return refs, int(deleted.rowcount or 0)
 
     async def canonical_id(self, customer_id: str) -> str | None:
@@ -1274,6 +1367,8 @@ class IdentityTransaction:
 # Outbox topics announcing merges and splits to the profile service.
 MERGED_TOPIC = "customer.merged"
 SPLIT_TOPIC = "customer.split"
+# Outbox topic telling ingestion which customers changed (events it holds may now be theirs).
+ATTRIBUTION_TOPIC = "attribution.changed"
 
 
 class IdentityStore:

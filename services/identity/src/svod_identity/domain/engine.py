@@ -54,6 +54,9 @@ from svod_identity.domain.rules import Rules, ordered_by_priority
 MAX_CHECK_RECORDS = 50
 # Review items one record may open.
 MAX_REVIEWS_PER_RECORD = 3
+# Refusals that make an identifier shared between its holder and the record's customer (a
+# value limit does not: the two may well be one person).
+_SHARING = frozenset({"conflict", "kept_apart"})
 
 
 def person_from(
@@ -464,7 +467,11 @@ class Resolver:
             customer.keys.add(key)
             self.changes.links.append((key, customer_id_final, record.ref.source, seen))
         for key, owner in refused:
-            if unlinked.get(key) != "conflict" or state.find(owner) == customer_id_final:
+            # The identifier's holder and this record's customer are clearly different people
+            # (their data conflict, or a person kept them apart): the identifier is shared, it
+            # names neither on its own (``domain/lookup.py``), and it counts towards the
+            # frequency blocklist.
+            if unlinked.get(key) not in _SHARING or state.find(owner) == customer_id_final:
                 continue
             self._count_sharer(key, owner, customer_id_final)
 

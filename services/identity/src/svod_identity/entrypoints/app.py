@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod_identity.adapters.ingestion_client import IngestionNotifier
 from svod_identity.adapters.profile_client import ProfileAnnouncer
 from svod_identity.adapters.quality_client import QualityReporter
 from svod_identity.adapters.storage import (
+    ATTRIBUTION_TOPIC,
     MERGED_TOPIC,
     QUALITY_TOPIC,
     SPLIT_TOPIC,
@@ -26,10 +28,12 @@ SERVICE = "identity"
 async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
-    profile = peer_channel(config.peers["profile"], telemetry)
-    quality = peer_channel(config.peers["quality"], telemetry)
+    profile = peer_channel(config.peers["profile"], telemetry, config.peer_security)
+    quality = peer_channel(config.peers["quality"], telemetry, config.peer_security)
+    ingestion = peer_channel(config.peers["ingestion"], telemetry, config.peer_security)
     announcer = ProfileAnnouncer(profile, config.peer_timeout_s)
     reporter = QualityReporter(quality, config.peer_timeout_s)
+    notifier = IngestionNotifier(ingestion, config.peer_timeout_s)
     relay = OutboxRelay(
         OutboxStore(engine),
         {
@@ -38,12 +42,14 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
             QUALITY_TOPIC: reporter.report,
         },
         telemetry.tracer,
+        batch_handlers={ATTRIBUTION_TOPIC: notifier.changed},
     )
     servicer = IdentityServicer(IdentityService(IdentityStore(engine), on_commit=relay.wake))
 
     async def close() -> None:
         await profile.close()
         await quality.close()
+        await ingestion.close()
 
     return ServiceApp(
         config=config,

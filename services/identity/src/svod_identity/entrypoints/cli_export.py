@@ -22,17 +22,19 @@ def write_csv(
     *,
     metadata: tuple[tuple[str, str], ...] = (),
     timeout_s: float | None = None,
+    channel: grpc.Channel | None = None,
 ) -> int:
     """Streams ExportRecordMapping from the identity service at ``target`` into ``out``.
 
     Returns the number of records written. ``metadata`` carries e.g. the API key
-    (``(("authorization", "Bearer <key>"),)``).
+    (``(("authorization", "Bearer <key>"),)``); ``channel`` (e.g. a TLS one) replaces the
+    plaintext channel to ``target``.
     """
     writer = csv.writer(out)
     writer.writerow(HEADER)
     count = 0
-    with grpc.insecure_channel(target) as channel:
-        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+    with channel or grpc.insecure_channel(target) as open_channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(open_channel)
         for row in stub.ExportRecordMapping(
             identity_pb2.ExportRecordMappingRequest(), metadata=metadata, timeout=timeout_s
         ):

@@ -13,6 +13,7 @@ from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_identity.domain.engine import Placement
 from svod_identity.domain.explain import Evidence
 from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.lookup import IdentifierAnswer
 from svod_identity.domain.model import CustomerView, RecordRef
 from svod_identity.domain.records import RawRecord, build_record
 from svod_identity.domain.rules import Rules
@@ -197,6 +198,26 @@ def evidence_proto(step: Evidence) -> identity_pb2.EvidenceStep:
     )
 
 
+_IDENTIFIER_STATE = identity_pb2.IdentifierState.DESCRIPTOR
+
+
+def lookup_result(
+    found: IdentifierAnswer | InvalidArgument,
+) -> identity_pb2.BatchLookupCustomersResponse.Result:
+    result = identity_pb2.BatchLookupCustomersResponse.Result
+    if isinstance(found, InvalidArgument):
+        return result(error=status_proto_for(found))
+    return result(
+        customer_id=found.customer_id,
+        state=enum_number(  # type: ignore[arg-type]
+            _IDENTIFIER_STATE, found.state.value, "IDENTIFIER_STATE_"
+        ),
+        candidate_customer_ids=list(found.candidates),
+        blocked_reason=found.blocked_reason,
+        identifier=identifier_proto(found.key),
+    )
+
+
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     def __init__(self, service: IdentityService) -> None:
         self.service = service
@@ -263,15 +284,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                 [FieldViolation("identifiers", f"1 to {MAX_LOOKUPS} identifiers per call")]
             )
         found = await self.service.lookup_many([identifier_triple(i) for i in request.identifiers])
-        result = identity_pb2.BatchLookupCustomersResponse.Result
-        return identity_pb2.BatchLookupCustomersResponse(
-            results=[
-                result(error=status_proto_for(f))
-                if isinstance(f, InvalidArgument)
-                else result(customer_id=f or "")
-                for f in found
-            ]
-        )
+        return identity_pb2.BatchLookupCustomersResponse(results=[lookup_result(f) for f in found])
 
     async def GetRecordCustomer(
         self, request: identity_pb2.GetRecordCustomerRequest, context: grpc.aio.ServicerContext

@@ -29,6 +29,7 @@ from svod_identity.domain.engine import (
 )
 from svod_identity.domain.explain import Evidence, explain_customer, explain_pair
 from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
+from svod_identity.domain.lookup import IdentifierAnswer, IdentifierState, answer_for
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.model import MatchModel, default_model
@@ -102,6 +103,23 @@ def _decode_token(token: str, arity: int) -> list[Any]:
         raise InvalidArgument([FieldViolation("page_token", "not a token from this API")]) from None
 
 
+def ambiguity(answer: IdentifierAnswer) -> FailedPrecondition:
+    """The refusal of a look-up by an identifier that names nobody on its own."""
+    candidates = ",".join(answer.candidates)
+    if answer.state is IdentifierState.SHARED:
+        return FailedPrecondition(
+            f"the identifier is shared by {len(answer.candidates)} customers and names none of "
+            "them on its own; candidates in the error details",
+            reason="IDENTIFIER_SHARED",
+            metadata={"candidate_customer_ids": candidates},
+        )
+    return FailedPrecondition(
+        f"the identifier is blocked ({answer.blocked_reason}) and names nobody on its own",
+        reason="IDENTIFIER_BLOCKED",
+        metadata={"candidate_customer_ids": candidates, "blocked_reason": answer.blocked_reason},
+    )
+
+
 class IdentityService:
     def __init__(self, store: IdentityStore, on_commit: Callable[[], None] | None = None) -> None:
         self.store = store
@@ -173,6 +191,7 @@ class IdentityService:
                 detail={"version": version},
                 actor=actor,
             )
+            await tx.announce_changed((), everything=True)
             return candidate.with_version(version, at, actor)
 
         rules = await self.store.run(work)
@@ -376,22 +395,41 @@ class IdentityService:
 
     # -- look-ups --------------------------------------------------------------------------
 
+    async def identifier_answers(
+        self, keys: Sequence[IdentifierKey]
+    ) -> dict[IdentifierKey, IdentifierAnswer]:
+        """What each identifier says about its customer (see ``domain/lookup.py``): one
+        statement, and a second only when some identifier has recorded sharers."""
+        rules = await self.rules()
+        async with self.store.transaction() as tx:
+            facts = await tx.identifier_facts(keys)
+            sharers = {s for _, shared, _ in facts.values() for s in shared}
+            current = await tx.current_ids(sharers) if sharers else {}
+        answers = {}
+        for key in keys:
+            owner, shared, stored_block = facts.get(key, (None, [], None))
+            reason = rules.block_reason(key) or stored_block
+            answers[key] = answer_for(key, owner, shared, reason, current)
+        return answers
+
     async def lookup_by_identifier(self, raw: tuple[str, str, str]) -> CustomerView:
         (key,) = normalize_identifiers([raw], field="identifier")
-        async with self.store.transaction() as tx:
-            owners = await tx.owners([key])
-            if key not in owners:
-                raise NotFound("no customer has that identifier")
-            view = await tx.customer_view(owners[key].customer_id)
+        answer = (await self.identifier_answers([key]))[key]
+        if answer.state is IdentifierState.SHARED or answer.state is IdentifierState.BLOCKED:
+            raise ambiguity(answer)
+        view = None
+        if answer.state is IdentifierState.DECISIVE:
+            async with self.store.transaction() as tx:
+                view = await tx.customer_view(answer.customer_id)
         if view is None:
             raise NotFound("no customer has that identifier")
         return view
 
     async def lookup_many(
         self, raws: Sequence[tuple[str, str, str]]
-    ) -> list[str | InvalidArgument | None]:
-        """Each identifier's current customer (None: nobody holds it; InvalidArgument: it is
-        malformed, with field paths ``identifiers[i]...``), with one query for all."""
+    ) -> list[IdentifierAnswer | InvalidArgument]:
+        """What each identifier says about its customer (InvalidArgument: it is malformed, with
+        field paths ``identifiers[i]...``), with one query for all."""
         keys: list[IdentifierKey | InvalidArgument] = []
         for index, raw in enumerate(raws):
             try:
@@ -408,13 +446,10 @@ class IdentityService:
                 )
             else:
                 keys.append(key)
-        wanted = sorted({k for k in keys if isinstance(k, IdentifierKey)})
-        async with self.store.transaction() as tx:
-            owners = await tx.owners(wanted)
-        return [
-            k if isinstance(k, InvalidArgument) else owners[k].customer_id if k in owners else None
-            for k in keys
-        ]
+        answers = await self.identifier_answers(
+            sorted({k for k in keys if isinstance(k, IdentifierKey)})
+        )
+        return [k if isinstance(k, InvalidArgument) else answers[k] for k in keys]
 
     async def lookup_by_id(self, customer_id: str) -> CustomerView:
         if not _is_uuid(customer_id):
@@ -550,6 +585,7 @@ class IdentityService:
                 target = await tx.create_customer()
                 await tx.append_ledger("customer_created", target, actor=actor, reason=reason)
             identifiers = await tx.move_records(source, target, moved)
+            await tx.share_left_identifiers(source, target, moved)
             await tx.keep_apart(source, target)
             change_id = await tx.append_ledger(
                 "customer_split",
@@ -562,6 +598,7 @@ class IdentityService:
                 actor=actor,
                 reason=reason,
             )
+            await tx.announce_changed([source, target])
             moved_refs = sorted({(r.source, r.message_id) for r in refs})
             await tx.announce(
                 SPLIT_TOPIC,

@@ -7,13 +7,14 @@ from collections.abc import Awaitable, Sequence
 from typing import TypeVar
 
 import grpc
-from google.rpc import code_pb2
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_ingestion.domain.attribution import Finding, IdentifierState
 from svod_runtime.outbox import DeliveryError
+from svod_runtime.protoconv import enum_short_name
 from svod_runtime.telemetry import continuing
 
 T = TypeVar("T")
@@ -26,6 +27,27 @@ BULK_IDENTIFY_MIN = 20
 RESOLVES_PER_STREAM = 1_000
 # Profile Apply calls of one pass in flight at once.
 APPLIES_IN_FLIGHT = 16
+
+
+_ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
+_STATES = {
+    identity_pb2.IDENTIFIER_STATE_UNKNOWN: IdentifierState.UNKNOWN,
+    identity_pb2.IDENTIFIER_STATE_DECISIVE: IdentifierState.DECISIVE,
+    identity_pb2.IDENTIFIER_STATE_SHARED: IdentifierState.SHARED,
+    identity_pb2.IDENTIFIER_STATE_BLOCKED: IdentifierState.BLOCKED,
+}
+
+
+def _finding(result: identity_pb2.BatchLookupCustomersResponse.Result) -> Finding | None:
+    """Identity's answer for one identifier; None for one it refused as malformed."""
+    if result.HasField("error"):
+        return None
+    # An identity that predates identifier states answers with a customer id or nothing.
+    state = _STATES.get(
+        result.state,
+        IdentifierState.DECISIVE if result.customer_id else IdentifierState.UNKNOWN,
+    )
+    return Finding(state, result.customer_id, tuple(result.candidate_customer_ids))
 
 
 def _resolve_request(message: ingestion_pb2.IdentifyRequest) -> identity_pb2.ResolveRequest:
@@ -144,60 +166,73 @@ class GrpcDownstream:
             )
         )
 
-    async def deliver_tracks(
-        self, items: Sequence[tuple[bytes, dict[str, str]]]
-    ) -> list[str | DeliveryError | None]:
-        """Applies many events: one identifier look-up call and one ApplyEventBatch call per
-        chunk. Each item is (stored TrackRequest, trace carrier); its answer is the customer id
-        (applied), None (no customer has any of its identifiers yet) or the refusal."""
-        messages = [ingestion_pb2.TrackRequest.FromString(payload) for payload, _ in items]
+    async def lookup_tracks(self, payloads: Sequence[bytes]) -> list[list[Finding | None]]:
+        """What identity says about each identifier of each event (None: identity refused it
+        as malformed), LOOKUPS_PER_CALL identifiers per call. Raises DeliveryError when
+        identity could not be asked."""
+        messages = [ingestion_pb2.TrackRequest.FromString(payload) for payload in payloads]
         flat = [i for m in messages for i in m.event.identifiers]
-        owners = await self._lookup(flat)
-        answers: list[str | DeliveryError | None] = []
+        found = await self._lookup(flat)
+        out: list[list[Finding | None]] = []
         position = 0
         for message in messages:
-            mine = owners[position : position + len(message.event.identifiers)]
-            position += len(message.event.identifiers)
-            # The first identifier identity knows names the customer (events never create one).
-            known = next((o for o in mine if isinstance(o, str)), None)
-            refused = next((o for o in mine if isinstance(o, DeliveryError)), None)
-            answers.append(known if known is not None else refused)
-        events = [
-            (index, message, carrier)
-            for index, (message, (_, carrier), answer) in enumerate(
-                zip(messages, items, answers, strict=True)
-            )
-            if isinstance(answer, str)
-        ]
-        for start in range(0, len(events), EVENTS_PER_CALL):
-            chunk = events[start : start + EVENTS_PER_CALL]
+            count = len(message.event.identifiers)
+            out.append(found[position : position + count])
+            position += count
+        return out
+
+    async def apply_tracks(
+        self, items: Sequence[tuple[bytes, str, dict[str, str]]]
+    ) -> list[DeliveryError | None]:
+        """Applies events (stored TrackRequest, customer id, trace carrier) to their customers'
+        profiles, EVENTS_PER_CALL per ApplyEventBatch call; for each, None or the refusal.
+        Raises DeliveryError when profile could not be asked."""
+        answers: list[DeliveryError | None] = []
+        for start in range(0, len(items), EVENTS_PER_CALL):
+            chunk = items[start : start + EVENTS_PER_CALL]
             reply = await self._call(
                 self.profile.ApplyEventBatch(
                     profile_pb2.ApplyEventBatchRequest(
                         events=[
                             profile_pb2.ApplyEventRequest(
-                                customer_id=str(answers[index]),
+                                customer_id=customer_id,
                                 record_ref=message.record_ref,
                                 channel=message.channel,
                                 event=message.event,
                                 trace_context=carrier,
                             )
-                            for index, message, carrier in chunk
+                            for message, customer_id, carrier in (
+                                (ingestion_pb2.TrackRequest.FromString(p), c, t)
+                                for p, c, t in chunk
+                            )
                         ]
                     ),
                     timeout=self.timeout_s,
                 )
             )
-            for (index, _, _), result in zip(chunk, reply.results, strict=True):
-                if not result.HasField("applied"):
-                    answers[index] = DeliveryError(result.error_code, result.error_message)
+            answers += [
+                None
+                if result.HasField("applied")
+                else DeliveryError(result.error_code, result.error_message)
+                for result in reply.results
+            ]
         return answers
 
-    async def _lookup(
-        self, identifiers: Sequence[common_pb2.Identifier]
-    ) -> list[str | DeliveryError | None]:
-        """Each identifier's customer (None: nobody's), LOOKUPS_PER_CALL per call."""
-        out: list[str | DeliveryError | None] = []
+    @staticmethod
+    def identifiers_of(kind: str, payload: bytes) -> list[tuple[str, str, str]]:
+        """(type, value, namespace) of a stored identify's or event's identifiers."""
+        if kind == "identify":
+            identifiers = ingestion_pb2.IdentifyRequest.FromString(payload).record.identifiers
+        else:
+            identifiers = ingestion_pb2.TrackRequest.FromString(payload).event.identifiers
+        return [
+            (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
+            for i in identifiers
+        ]
+
+    async def _lookup(self, identifiers: Sequence[common_pb2.Identifier]) -> list[Finding | None]:
+        """Identity's answer for each identifier, LOOKUPS_PER_CALL per call."""
+        out: list[Finding | None] = []
         for start in range(0, len(identifiers), LOOKUPS_PER_CALL):
             reply = await self._call(
                 self.identity.BatchLookupCustomers(
@@ -207,13 +242,7 @@ class GrpcDownstream:
                     timeout=self.timeout_s,
                 )
             )
-            for result in reply.results:
-                if result.HasField("error"):
-                    out.append(
-                        DeliveryError(code_pb2.Code.Name(result.error.code), result.error.message)
-                    )
-                else:
-                    out.append(result.customer_id or None)
+            out += [_finding(result) for result in reply.results]
         return out
 
     @staticmethod

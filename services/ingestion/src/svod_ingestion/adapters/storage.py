@@ -6,10 +6,12 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from svod_ingestion.domain.attribution import GraceClock, Issue
 from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
 from svod_runtime.outbox import enqueue_many
 from svod_runtime.telemetry import current_trace_carrier
@@ -90,6 +92,13 @@ class IngestionTransaction:
             )
 
 
+@dataclass(frozen=True)
+class StoredPayload:
+    payload: bytes
+    received_at: dt.datetime
+    clock: GraceClock
+
+
 class IngestionStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -99,17 +108,25 @@ class IngestionStore:
         async with self.engine.begin() as conn:
             yield IngestionTransaction(conn)
 
-    async def payloads(self, record_pks: list[int]) -> dict[int, tuple[bytes, dt.datetime]]:
-        """Stored requests and receive times by record pk, in one query (erased ones left out)."""
+    async def payloads(self, record_pks: list[int]) -> dict[int, StoredPayload]:
+        """Stored requests, receive times and grace clocks by record pk, in one query (erased
+        ones left out)."""
         async with self.engine.connect() as conn:
             rows = await conn.execute(
                 text(
-                    "SELECT record_pk, payload, received_at FROM records "
-                    "WHERE record_pk = ANY(:r) AND payload IS NOT NULL"
+                    "SELECT record_pk, payload, received_at, unknown_for_s, unknown_since "
+                    "FROM records WHERE record_pk = ANY(:r) AND payload IS NOT NULL"
                 ),
                 {"r": record_pks},
             )
-            return {int(r.record_pk): (bytes(r.payload), r.received_at) for r in rows}
+            return {
+                int(r.record_pk): StoredPayload(
+                    bytes(r.payload),
+                    r.received_at,
+                    GraceClock(float(r.unknown_for_s), r.unknown_since),
+                )
+                for r in rows
+            }
 
     async def mark_delivered_many(self, delivered: list[tuple[int, str, int]]) -> None:
         """(record pk, customer id, attempts) of delivered records, in one statement."""
@@ -133,6 +150,9 @@ class IngestionStore:
     async def mark_failed(self, record_pk: int, error: str, attempts: int) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
+                text("DELETE FROM held_events WHERE record_pk = :r"), {"r": record_pk}
+            )
+            await conn.execute(
                 text(
                     "UPDATE records SET state = 'failed', attempts = :a, last_error = :e "
                     "WHERE record_pk = :r"
@@ -151,11 +171,17 @@ class IngestionStore:
                     WHERE payload IS NOT NULL AND (source, message_id) IN (
                         SELECT s, m FROM jsonb_to_recordset(CAST(:refs AS jsonb))
                             AS x(s text, m text))
+                    RETURNING record_pk
                     """
                 ),
                 {"refs": json.dumps([{"s": s, "m": m} for s, m in refs])},
             )
-        return int(result.rowcount or 0)
+            erased = [int(r[0]) for r in result]
+            # What a held event keeps of its identifiers goes with the payload.
+            await conn.execute(
+                text("DELETE FROM held_event_keys WHERE record_pk = ANY(:p)"), {"p": erased}
+            )
+        return len(erased)
 
     async def status(self, source: str, message_id: str) -> RecordStatus | None:
         async with self.engine.connect() as conn:
@@ -164,15 +190,21 @@ class IngestionStore:
                     text(
                         """
                         SELECT r.record_id, r.state, r.customer_id, r.received_at,
-                               r.delivered_at,
-                               CASE WHEN r.state = 'pending' THEN coalesce(o.attempts, 0)
+                               r.delivered_at, r.unknown_for_s, h.issue, h.candidates,
+                               CASE WHEN h.record_pk IS NOT NULL AND o.attempts IS NULL
+                                        THEN h.checks
+                                    WHEN r.state = 'pending' THEN coalesce(o.attempts, 0)
                                     ELSE r.attempts END AS attempts,
-                               CASE WHEN r.state = 'pending' THEN o.last_error
+                               CASE WHEN h.record_pk IS NOT NULL THEN h.detail
+                                    WHEN r.state = 'pending' THEN o.last_error
                                     ELSE r.last_error END AS last_error
                         FROM records r
                         LEFT JOIN outbox o
                           ON o.topic = 'record.' || r.kind AND o.key = r.record_pk::text
+                        LEFT JOIN held_events h
+                          ON h.record_pk = r.record_pk AND r.state IN ('pending', 'unattributed')
                         WHERE r.source = :s AND r.message_id = :m
+                        ORDER BY o.outbox_pk DESC NULLS LAST LIMIT 1
                         """
                     ),
                     {"s": source, "m": message_id},
@@ -190,4 +222,7 @@ class IngestionStore:
             last_error=row.last_error,
             received_at=row.received_at,
             delivered_at=row.delivered_at,
+            issue=None if row.issue is None else Issue(row.issue),
+            candidates=tuple(str(c) for c in row.candidates or ()),
+            unknown_for_s=float(row.unknown_for_s),
         )

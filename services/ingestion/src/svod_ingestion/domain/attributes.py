@@ -14,10 +14,12 @@ import json
 import re
 from collections.abc import Callable, Mapping
 
+from svod_runtime import bounds
 from svod_runtime.errors import ViolationCollector
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-MAX_VALUE = 1000
+MAX_NAME = bounds.MAX_ATTRIBUTE_NAME
+MAX_VALUE = bounds.MAX_ATTRIBUTE_VALUE
 
 
 def _is_number(value: str) -> bool:
@@ -63,9 +65,13 @@ def validate_attributes(
     values: Mapping[str, str], declared: Mapping[str, str], errors: ViolationCollector, path: str
 ) -> None:
     for name, value in values.items():
-        here = f"{path}[{name}]"
-        if len(value) > MAX_VALUE:
-            errors.add(here, f"longer than {MAX_VALUE} characters")
+        here = f"{path}[{name[:MAX_NAME]}]"
+        if not name:
+            errors.add(path, "names must not be empty")
+            continue
+        if not bounds.check_text(name, path if len(name) > MAX_NAME else here, MAX_NAME, errors):
+            continue
+        if not bounds.check_text(value, here, MAX_VALUE, errors):
             continue
         if not declared:
             continue

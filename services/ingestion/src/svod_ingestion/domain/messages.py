@@ -1,7 +1,9 @@
 """Validation of incoming messages: what the front door refuses, field by field.
 
 Nothing refused here is stored. Checks are about shape (is this a phone number at all, is the
-source named); judging plausible-but-wrong data is the quality service's work.
+source named) and bounds (svod_runtime.bounds: times, amounts, counts, lengths), so that nothing
+accepted here can fail downstream on a bound; judging plausible-but-wrong data is the quality
+service's work.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ from dataclasses import dataclass, field
 import phonenumbers
 
 from svod_ingestion.domain.attributes import validate_attributes
-from svod_runtime.errors import ViolationCollector
+from svod_runtime import bounds
+from svod_runtime.bounds import FUTURE_TOLERANCE, MAX_MESSAGE_ID
+from svod_runtime.errors import FieldViolation, ViolationCollector
 
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-MAX_MESSAGE_ID = 128
-MAX_VALUE = 256
-MAX_NAME = 200
-MAX_IDENTIFIERS = 50
-MAX_ATTRIBUTES = 100
-FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+MAX_VALUE = bounds.MAX_IDENTIFIER_VALUE
+MAX_NAME = bounds.MAX_NAME
+MAX_IDENTIFIERS = bounds.MAX_IDENTIFIERS
+MAX_ATTRIBUTES = bounds.MAX_ATTRIBUTES
+GENDERS = ("", "unspecified", "female", "male")
 IDENTIFIER_TYPES = (
     "email",
     "phone",
@@ -46,17 +49,55 @@ class IdentifyMessage:
     names: dict[str, str] = field(default_factory=dict)
     birth_date: tuple[int, int, int] | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    addresses: list[dict[str, str]] = field(default_factory=list)
+    gender: str = ""
+    # The request's serialised size.
+    size_bytes: int = 0
+    # What was found wrong while reading the request (a time outside the accepted range).
+    refused: tuple[FieldViolation, ...] = ()
+
+
+def _check_size(size_bytes: int, errors: ViolationCollector) -> None:
+    if size_bytes > bounds.MAX_MESSAGE_BYTES:
+        errors.add("", f"the request is larger than {bounds.MAX_MESSAGE_BYTES // 1024} KiB")
+
+
+def _check_time(
+    at: dt.datetime | None, field: str, now: dt.datetime, errors: ViolationCollector
+) -> None:
+    if at is None:
+        return
+    if not bounds.datetime_in_range(at):
+        errors.add(field, bounds.TIME_RANGE_TEXT)
+    elif at > now + FUTURE_TOLERANCE:
+        errors.add(field, "in the future")
 
 
 def validate_ref(source: str, message_id: str, errors: ViolationCollector) -> None:
     if not source:
         errors.add("record_ref.source", "required")
-    elif not SOURCE_PATTERN.match(source):
+    elif not SOURCE_PATTERN.fullmatch(source):
         errors.add("record_ref.source", "1-64 characters of [a-z0-9._-], starting alphanumeric")
     if not message_id:
         errors.add("record_ref.message_id", "required")
-    elif len(message_id) > MAX_MESSAGE_ID:
-        errors.add("record_ref.message_id", f"longer than {MAX_MESSAGE_ID} characters")
+    else:
+        bounds.check_text(message_id, "record_ref.message_id", MAX_MESSAGE_ID, errors)
+
+
+def validate_refs(refs: list[tuple[str, str]], path: str) -> None:
+    """Refs naming stored messages (ErasePayloads): 1 to MAX_REFS, each well formed."""
+    errors = ViolationCollector()
+    if not refs:
+        errors.add(path, "at least one record ref is required")
+    elif bounds.check_count(len(refs), path, bounds.MAX_REFS, errors):
+        for index, (source, message_id) in enumerate(refs):
+            here = ViolationCollector()
+            validate_ref(source, message_id, here)
+            errors.violations.extend(
+                FieldViolation(v.field.replace("record_ref", f"{path}[{index}]"), v.description)
+                for v in here.violations
+            )
+    errors.raise_if_any()
 
 
 def _phone_is_parseable(value: str) -> bool:
@@ -74,14 +115,17 @@ def validate_identifiers(
         errors.add(path, "at least one identifier is required")
     if len(identifiers) > MAX_IDENTIFIERS:
         errors.add(path, f"at most {MAX_IDENTIFIERS} identifiers")
+        return
     for index, (id_type, value, namespace) in enumerate(identifiers):
         here = f"{path}[{index}]"
+        if not bounds.check_text(namespace, f"{here}.namespace", bounds.MAX_NAMESPACE, errors):
+            continue
         if id_type not in IDENTIFIER_TYPES:
             errors.add(f"{here}.type", "unknown or unspecified identifier type")
         elif not value.strip():
             errors.add(f"{here}.value", "required")
-        elif len(value) > MAX_VALUE:
-            errors.add(f"{here}.value", f"longer than {MAX_VALUE} characters")
+        elif not bounds.check_text(value, f"{here}.value", MAX_VALUE, errors):
+            pass
         elif id_type == "phone" and not _phone_is_parseable(value):
             errors.add(f"{here}.value", "not a phone number")
         elif id_type == "email" and not _EMAIL.match(value.strip()):
@@ -95,15 +139,17 @@ def validate_identify(
 ) -> None:
     """Raises InvalidArgument naming every bad field of an identify call."""
     errors = ViolationCollector()
+    _check_size(message.size_bytes, errors)
+    errors.violations.extend(message.refused)
     validate_ref(message.source, message.message_id, errors)
     if message.channel in ("", "unspecified"):
         errors.add("channel", "required")
-    if message.observed_at is not None and message.observed_at > now + FUTURE_TOLERANCE:
-        errors.add("observed_time", "in the future")
+    _check_time(message.observed_at, "observed_time", now, errors)
     validate_identifiers(message.identifiers, errors, "record.identifiers")
-    for name, value in message.names.items():
-        if len(value) > MAX_NAME:
-            errors.add(f"record.name.{name}", f"longer than {MAX_NAME} characters")
+    bounds.check_name(message.names, "record.name", errors)
+    bounds.check_addresses(message.addresses, "record.addresses", errors)
+    if message.gender not in GENDERS:
+        errors.add("record.gender", "unknown gender")
     if message.birth_date is not None:
         try:
             born = dt.date(*message.birth_date)
@@ -114,7 +160,8 @@ def validate_identify(
                 errors.add("record.birth_date", "in the future")
     if len(message.attributes) > MAX_ATTRIBUTES:
         errors.add("record.attributes", f"at most {MAX_ATTRIBUTES} attributes")
-    validate_attributes(message.attributes, declared or {}, errors, "record.attributes")
+    else:
+        validate_attributes(message.attributes, declared or {}, errors, "record.attributes")
     errors.raise_if_any()
 
 
@@ -163,6 +210,9 @@ class Line:
     quantity: int
     unit_price: Amount
     discount: Amount
+    sku: str = ""
+    product_name: str = ""
+    category: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,43 +227,95 @@ class TrackMessage:
     lines: list[Line] = field(default_factory=list)
     contact_channel: str = ""
     loyalty_points: int = 0
+    order_id: str = ""
+    reference_id: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
+    # The request's serialised size.
+    size_bytes: int = 0
+    # What was found wrong while reading the request (a time outside the accepted range).
+    refused: tuple[FieldViolation, ...] = ()
 
 
-def _check_amount(amount: Amount, path: str, currency: str, errors: ViolationCollector) -> None:
+def _check_amount(amount: Amount, path: str, currency: str, errors: ViolationCollector) -> bool:
+    """True when the amount is empty or good."""
     if amount.empty:
-        return
-    if amount.negative:
-        errors.add(path, "must not be negative")
+        return True
+    good = True
+    why = bounds.amount_violation(amount.units, amount.nanos)
+    if why:
+        errors.add(path, why)
+        good = False
     if amount.currency != currency:
         errors.add(f"{path}.currency_code", f"must be {currency}, the currency of this deployment")
+        good = False
+    return good
+
+
+def _check_line(line: Line, path: str, currency: str, errors: ViolationCollector) -> bool:
+    """True when the line's discount can be added up."""
+    if line.quantity <= 0:
+        errors.add(f"{path}.quantity", "must be positive")
+    elif line.quantity > bounds.MAX_QUANTITY:
+        errors.add(f"{path}.quantity", f"at most {bounds.MAX_QUANTITY:,}")
+    _check_amount(line.unit_price, f"{path}.unit_price", currency, errors)
+    discount_ok = _check_amount(line.discount, f"{path}.discount", currency, errors)
+    bounds.check_text(line.sku, f"{path}.sku", bounds.MAX_SKU, errors)
+    bounds.check_text(line.product_name, f"{path}.product_name", bounds.MAX_PRODUCT_NAME, errors)
+    bounds.check_text(line.category, f"{path}.category", bounds.MAX_CATEGORY, errors)
+    return discount_ok and 0 < line.quantity <= bounds.MAX_QUANTITY
+
+
+def _check_lines(lines: list[Line], currency: str, errors: ViolationCollector) -> None:
+    if not bounds.check_count(len(lines), "event.lines", bounds.MAX_LINES, errors):
+        return
+    countable = [
+        _check_line(line, f"event.lines[{index}]", currency, errors)
+        for index, line in enumerate(lines)
+    ]
+    if all(countable):
+        discounts = bounds.order_discount(
+            (bounds.amount_of(line.discount.units, line.discount.nanos), line.quantity)
+            for line in lines
+        )
+        if discounts > bounds.MAX_AMOUNT:
+            errors.add(
+                "event.lines",
+                f"the lines' discounts add up to more than {bounds.MAX_AMOUNT_UNITS:,} units",
+            )
 
 
 def validate_track(message: TrackMessage, now: dt.datetime, currency: str) -> None:
     """Raises InvalidArgument naming every bad field of a track call."""
     errors = ViolationCollector()
+    _check_size(message.size_bytes, errors)
+    errors.violations.extend(message.refused)
     validate_ref(message.source, message.message_id, errors)
     if message.channel in ("", "unspecified"):
         errors.add("channel", "required")
     if message.event_type not in EVENT_TYPES:
         errors.add("event.type", "unknown or unspecified event type")
     if message.occurred_at is None:
-        errors.add("event.occurred_time", "required")
-    elif message.occurred_at > now + FUTURE_TOLERANCE:
-        errors.add("event.occurred_time", "in the future")
+        if not message.refused:
+            errors.add("event.occurred_time", "required")
+    else:
+        _check_time(message.occurred_at, "event.occurred_time", now, errors)
     validate_identifiers(message.identifiers, errors, "event.identifiers")
     _check_amount(message.total, "event.total", currency, errors)
-    for index, line in enumerate(message.lines):
-        path = f"event.lines[{index}]"
-        if line.quantity <= 0:
-            errors.add(f"{path}.quantity", "must be positive")
-        _check_amount(line.unit_price, f"{path}.unit_price", currency, errors)
-        _check_amount(line.discount, f"{path}.discount", currency, errors)
+    _check_lines(message.lines, currency, errors)
+    bounds.check_text(message.order_id, "event.order_id", bounds.MAX_ORDER_ID, errors)
+    bounds.check_text(message.reference_id, "event.reference_id", bounds.MAX_REFERENCE_ID, errors)
+    bounds.check_text(
+        message.contact_channel, "event.contact_channel", bounds.MAX_CONTACT_CHANNEL, errors
+    )
+    bounds.check_properties(message.properties, "event.properties", errors)
     if message.event_type in ("order_placed", "order_returned") and message.total.empty:
         errors.add("event.total", f"required for {message.event_type}")
     if (message.event_type.startswith("campaign_") or message.event_type == "contact_failed") and (
         message.contact_channel not in CONTACT_CHANNELS
     ):
         errors.add("event.contact_channel", f"one of {', '.join(CONTACT_CHANNELS)}")
-    if message.event_type.startswith("loyalty_") and message.loyalty_points <= 0:
+    if message.loyalty_points < 0 or message.loyalty_points > bounds.MAX_LOYALTY_POINTS:
+        errors.add("event.loyalty_points", f"from 0 to {bounds.MAX_LOYALTY_POINTS:,}")
+    elif message.event_type.startswith("loyalty_") and message.loyalty_points == 0:
         errors.add("event.loyalty_points", "must be positive")
     errors.raise_if_any()

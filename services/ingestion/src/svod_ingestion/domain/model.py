@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from svod_ingestion.domain.attribution import Issue
+
 
 @dataclass(frozen=True)
 class Incoming:
@@ -48,3 +50,7 @@ class RecordStatus:
     last_error: str | None
     received_at: dt.datetime
     delivered_at: dt.datetime | None
+    # For an event not attributed (yet): why, who it may be, grace used so far.
+    issue: Issue | None = None
+    candidates: tuple[str, ...] = ()
+    unknown_for_s: float = 0.0

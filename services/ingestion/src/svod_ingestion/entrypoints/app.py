@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.downstream import GrpcDownstream
+from svod_ingestion.adapters.held_events import HeldEventStore
 from svod_ingestion.adapters.quality_client import QualityStandardizer
 from svod_ingestion.adapters.storage import IngestionStore
 from svod_ingestion.domain.attributes import parse_declarations
 from svod_ingestion.entrypoints.grpc_servicer import IngestionServicer
 from svod_ingestion.service_layer.delivery import RecordDelivery
+from svod_ingestion.service_layer.held_sweeper import HeldEventSweeper
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
@@ -24,12 +26,14 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     store = IngestionStore(engine)
-    identity = peer_channel(config.peers["identity"], telemetry)
-    profile = peer_channel(config.peers["profile"], telemetry)
+    held = HeldEventStore(engine, config.unattributed_recheck_max_s)
+    identity = peer_channel(config.peers["identity"], telemetry, config.peer_security)
+    profile = peer_channel(config.peers["profile"], telemetry, config.peer_security)
     delivery = RecordDelivery(
         store,
         GrpcDownstream(identity, profile, config.peer_timeout_s),
         config.unknown_customer_grace_s,
+        held,
     )
     relay = OutboxRelay(
         OutboxStore(engine),
@@ -41,9 +45,11 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         batch_handlers={"record.identify": delivery.identify, "record.track": delivery.track},
         batch_size=2000,
     )
-    quality = peer_channel(config.peers["quality"], telemetry)
+    sweeper = HeldEventSweeper(held, on_requeued=relay.wake)
+    delivery.on_woken = sweeper.wake
+    quality = peer_channel(config.peers["quality"], telemetry, config.peer_security)
     servicer = IngestionServicer(
-        IngestionService(store, on_enqueued=relay.wake),
+        IngestionService(store, on_enqueued=relay.wake, held=held, on_woken=sweeper.wake),
         QualityStandardizer(quality, config.peer_timeout_s),
         config.currency,
         parse_declarations(config.custom_attributes),
@@ -62,6 +68,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=ingestion_pb2_grpc.IngestionServiceServicer,
         descriptor=ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
         add_to_server=ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-        background=[relay.run],
+        background=[relay.run, sweeper.run],
         on_close=[close],
     )

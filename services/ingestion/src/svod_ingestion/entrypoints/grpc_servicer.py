@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
@@ -11,46 +11,90 @@ from google.type import money_pb2
 
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod_ingestion.adapters.held_events import HeldEvent
 from svod_ingestion.adapters.quality_client import QualityStandardizer, Standardized
+from svod_ingestion.domain.attribution import Issue
 from svod_ingestion.domain.messages import (
     Amount,
     IdentifyMessage,
     Line,
     TrackMessage,
     validate_identify,
+    validate_ref,
     validate_track,
 )
 from svod_ingestion.domain.model import Accepted, Incoming
 from svod_ingestion.service_layer.use_cases import IngestionService
+from svod_runtime.bounds import MAX_STREAM_MESSAGES
 from svod_runtime.errors import InvalidArgument, SvodError, ViolationCollector
 from svod_runtime.protoconv import (
+    checked_timestamp,
     datetime_to_timestamp,
+    enum_number,
     enum_short_name,
     proto_date_parts,
-    timestamp_to_datetime,
 )
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
 _CHANNEL = common_pb2.SourceChannel.DESCRIPTOR
 _EVENT_TYPE = common_pb2.EventType.DESCRIPTOR
+_GENDER = common_pb2.Gender.DESCRIPTOR
 _STATE = {
     "pending": ingestion_pb2.RecordStatus.STATE_PENDING,
     "delivered": ingestion_pb2.RecordStatus.STATE_DELIVERED,
     "failed": ingestion_pb2.RecordStatus.STATE_FAILED,
+    "unattributed": ingestion_pb2.RecordStatus.STATE_UNATTRIBUTED,
 }
+_ISSUE = ingestion_pb2.AttributionIssue.DESCRIPTOR
+
+
+def issue_number(issue: Issue) -> int:
+    return enum_number(_ISSUE, issue.value, "ATTRIBUTION_ISSUE_")
+
+
+def issue_of(number: int, field: str, errors: ViolationCollector) -> Issue | None:
+    name = enum_short_name(_ISSUE, number, "ATTRIBUTION_ISSUE_")
+    try:
+        return Issue(name)
+    except ValueError:
+        errors.add(field, "unknown or unspecified issue")
+        return None
+
+
+def unattributed_event(held: HeldEvent) -> ingestion_pb2.UnattributedEvent:
+    event = ingestion_pb2.UnattributedEvent(
+        record_id=held.record_id,
+        record_ref=common_pb2.RecordRef(source=held.source, message_id=held.message_id),
+        issue=issue_number(held.issue),  # type: ignore[arg-type]
+        candidate_customer_ids=list(held.candidates),
+        received_time=datetime_to_timestamp(held.received_at),
+        held_time=datetime_to_timestamp(held.held_at),
+        checks=held.checks,
+        next_check_time=datetime_to_timestamp(held.next_check_at),
+    )
+    if held.payload is not None:  # erased payloads keep only the reference
+        stored = ingestion_pb2.TrackRequest.FromString(held.payload).event
+        event.event_type = stored.type
+        event.occurred_time.CopyFrom(stored.occurred_time)
+    return event
+
+
+def _identifiers(identifiers: Iterable[common_pb2.Identifier]) -> list[tuple[str, str, str]]:
+    return [
+        (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
+        for i in identifiers
+    ]
 
 
 def identify_message(request: ingestion_pb2.IdentifyRequest) -> IdentifyMessage:
     record = request.record
+    refused = ViolationCollector()
     return IdentifyMessage(
         source=request.record_ref.source,
         message_id=request.record_ref.message_id,
         channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
-        observed_at=timestamp_to_datetime(request.observed_time),
-        identifiers=[
-            (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
-            for i in record.identifiers
-        ],
+        observed_at=checked_timestamp(request.observed_time, "observed_time", refused),
+        identifiers=_identifiers(record.identifiers),
         names={
             "first_name": record.name.first_name,
             "last_name": record.name.last_name,
@@ -59,6 +103,19 @@ def identify_message(request: ingestion_pb2.IdentifyRequest) -> IdentifyMessage:
         },
         birth_date=proto_date_parts(record.birth_date),
         attributes=dict(record.attributes),
+        addresses=[
+            {
+                "country_code": a.country_code,
+                "postal_code": a.postal_code,
+                "region": a.region,
+                "city": a.city,
+                "address_line": a.address_line,
+            }
+            for a in record.addresses
+        ],
+        gender=enum_short_name(_GENDER, record.gender, "GENDER_"),
+        size_bytes=request.ByteSize(),
+        refused=tuple(refused.violations),
     )
 
 
@@ -68,23 +125,33 @@ def _amount(money: money_pb2.Money) -> Amount:
 
 def track_message(request: ingestion_pb2.TrackRequest) -> TrackMessage:
     event = request.event
+    refused = ViolationCollector()
     return TrackMessage(
         source=request.record_ref.source,
         message_id=request.record_ref.message_id,
         channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
         event_type=enum_short_name(_EVENT_TYPE, event.type, "EVENT_TYPE_"),
-        occurred_at=timestamp_to_datetime(event.occurred_time),
-        identifiers=[
-            (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
-            for i in event.identifiers
-        ],
+        occurred_at=checked_timestamp(event.occurred_time, "event.occurred_time", refused),
+        identifiers=_identifiers(event.identifiers),
         total=_amount(event.total),
         lines=[
-            Line(line.quantity, _amount(line.unit_price), _amount(line.discount))
+            Line(
+                line.quantity,
+                _amount(line.unit_price),
+                _amount(line.discount),
+                line.sku,
+                line.product_name,
+                line.category,
+            )
             for line in event.lines
         ],
         contact_channel=event.contact_channel,
         loyalty_points=event.loyalty_points,
+        order_id=event.order_id,
+        reference_id=event.reference_id,
+        properties=dict(event.properties),
+        size_bytes=request.ByteSize(),
+        refused=tuple(refused.violations),
     )
 
 
@@ -97,24 +164,43 @@ def _response(accepted: Accepted) -> ingestion_pb2.IdentifyResponse:
 
 
 STREAM_CHUNK = 500
+# A stream's answer lists this many refused messages in full (all are counted), each with at
+# most MAX_LISTED_VIOLATIONS field violations: the answer stays far below the 4 MiB a gRPC
+# client receives by default, however bad the stream.
+MAX_LISTED_REJECTIONS = 1000
+MAX_LISTED_VIOLATIONS = 20
 
 
-def _reject(
-    response: ingestion_pb2.BulkResponse, index: int, request: Any, error: SvodError
-) -> None:
-    rejected = response.rejected.add(
-        index=index, record_ref=request.record_ref, reason=error.message
-    )
-    if isinstance(error, InvalidArgument):
-        for v in error.violations:
-            rejected.field_violations.add(field=v.field, description=v.description)
+class StreamAnswer:
+    """The BulkResponse of a stream, built chunk by chunk; refusals listed in stream order."""
 
+    def __init__(self) -> None:
+        self.response = ingestion_pb2.BulkResponse()
+        self._pending: list[tuple[int, Any, SvodError]] = []
 
-def _count(response: ingestion_pb2.BulkResponse, accepted: Accepted) -> None:
-    if accepted.duplicate:
-        response.duplicate_count += 1
-    else:
-        response.accepted_count += 1
+    def reject(self, index: int, request: Any, error: SvodError) -> None:
+        self._pending.append((index, request, error))
+
+    def count(self, accepted: Accepted) -> None:
+        if accepted.duplicate:
+            self.response.duplicate_count += 1
+        else:
+            self.response.accepted_count += 1
+
+    def end_chunk(self) -> None:
+        """Lists the chunk's refusals (they arrive out of order within a chunk)."""
+        response = self.response
+        for index, request, error in sorted(self._pending, key=lambda item: item[0]):
+            response.rejected_count += 1
+            if len(response.rejected) >= MAX_LISTED_REJECTIONS:
+                continue
+            rejected = response.rejected.add(
+                index=index, record_ref=request.record_ref, reason=error.message[:2000]
+            )
+            if isinstance(error, InvalidArgument):
+                for v in error.violations[:MAX_LISTED_VIOLATIONS]:
+                    rejected.field_violations.add(field=v.field, description=v.description)
+        self._pending.clear()
 
 
 class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
@@ -144,6 +230,9 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         stored.record.CopyFrom(standardized.record)
         if not request.HasField("observed_time"):
             stored.observed_time.FromDatetime(now)
+        # What is delivered is the standardised record: it must keep within the bounds too
+        # (an expanded abbreviation must not make a field too long for identity or profile).
+        validate_identify(identify_message(stored), now, self.attributes)
         return Incoming(
             kind="identify",
             source=request.record_ref.source,
@@ -178,17 +267,15 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         return await self.service.accept(self._track_incoming(request, dt.datetime.now(dt.UTC)))
 
     async def _store_chunk(
-        self,
-        chunk: list[tuple[int, Any, Incoming]],
-        response: ingestion_pb2.BulkResponse,
+        self, chunk: list[tuple[int, Any, Incoming]], answer: StreamAnswer
     ) -> None:
         """Stores a stream's checked messages in one transaction; each gets its own answer."""
         outcomes = await self.service.accept_many([incoming for _, _, incoming in chunk])
         for (index, request, _), outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, SvodError):
-                _reject(response, index, request, outcome)
+                answer.reject(index, request, outcome)
             else:
-                _count(response, outcome)
+                answer.count(outcome)
 
     async def Track(
         self, request: ingestion_pb2.TrackRequest, context: grpc.aio.ServicerContext
@@ -205,24 +292,30 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         request_iterator: AsyncIterator[ingestion_pb2.TrackRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingestion_pb2.BulkResponse:
-        """Checks each message; stores the good ones STREAM_CHUNK per transaction."""
-        response = ingestion_pb2.BulkResponse()
+        """Checks each message; stores the good ones STREAM_CHUNK per transaction. A bad
+        message is refused alone; at most MAX_STREAM_MESSAGES are read."""
+        answer = StreamAnswer()
         chunk: list[tuple[int, Any, Incoming]] = []
         index = 0
         async for request in request_iterator:
+            if index >= MAX_STREAM_MESSAGES:
+                answer.response.unread_from_index = index
+                break
             try:
                 incoming = self._track_incoming(request, dt.datetime.now(dt.UTC))
                 chunk.append((index, request, incoming))
             except SvodError as error:
-                _reject(response, index, request, error)
+                answer.reject(index, request, error)
             index += 1
-            if len(chunk) >= STREAM_CHUNK:
-                await self._store_chunk(chunk, response)
-                chunk = []
+            if index % STREAM_CHUNK == 0:
+                if chunk:
+                    await self._store_chunk(chunk, answer)
+                    chunk = []
+                answer.end_chunk()
         if chunk:
-            await self._store_chunk(chunk, response)
-        response.rejected.sort(key=lambda r: r.index)
-        return response
+            await self._store_chunk(chunk, answer)
+        answer.end_chunk()
+        return answer.response
 
     async def Identify(
         self, request: ingestion_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
@@ -234,24 +327,26 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         request_iterator: AsyncIterator[ingestion_pb2.IdentifyRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingestion_pb2.BulkResponse:
-        """Checks each message; standardises and stores the good ones STREAM_CHUNK at a time."""
-        response = ingestion_pb2.BulkResponse()
+        """Checks each message; standardises and stores the good ones STREAM_CHUNK at a time.
+        A bad message is refused alone; at most MAX_STREAM_MESSAGES are read."""
+        answer = StreamAnswer()
         chunk: list[tuple[int, ingestion_pb2.IdentifyRequest]] = []
         index = 0
         async for request in request_iterator:
+            if index >= MAX_STREAM_MESSAGES:
+                answer.response.unread_from_index = index
+                break
             chunk.append((index, request))
             index += 1
             if len(chunk) >= STREAM_CHUNK:
-                await self._identify_chunk(chunk, response)
+                await self._identify_chunk(chunk, answer)
                 chunk = []
         if chunk:
-            await self._identify_chunk(chunk, response)
-        return response
+            await self._identify_chunk(chunk, answer)
+        return answer.response
 
     async def _identify_chunk(
-        self,
-        chunk: list[tuple[int, ingestion_pb2.IdentifyRequest]],
-        response: ingestion_pb2.BulkResponse,
+        self, chunk: list[tuple[int, ingestion_pb2.IdentifyRequest]], answer: StreamAnswer
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         valid: list[tuple[int, ingestion_pb2.IdentifyRequest]] = []
@@ -259,7 +354,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             try:
                 self._checked(request, now)
             except SvodError as error:
-                _reject(response, index, request, error)
+                answer.reject(index, request, error)
             else:
                 valid.append((index, request))
         standardized = await self.standardizer.standardize(
@@ -270,10 +365,10 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             try:
                 storable.append((index, request, self._identify_incoming(request, result, now)))
             except SvodError as error:
-                _reject(response, index, request, error)
+                answer.reject(index, request, error)
         if storable:
-            await self._store_chunk(storable, response)
-        response.rejected.sort(key=lambda r: r.index)
+            await self._store_chunk(storable, answer)
+        answer.end_chunk()
 
     async def ErasePayloads(
         self, request: ingestion_pb2.ErasePayloadsRequest, context: grpc.aio.ServicerContext
@@ -287,10 +382,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self, request: ingestion_pb2.GetRecordStatusRequest, context: grpc.aio.ServicerContext
     ) -> ingestion_pb2.RecordStatus:
         errors = ViolationCollector()
-        if not request.record_ref.source:
-            errors.add("record_ref.source", "required")
-        if not request.record_ref.message_id:
-            errors.add("record_ref.message_id", "required")
+        validate_ref(request.record_ref.source, request.record_ref.message_id, errors)
         errors.raise_if_any()
         status = await self.service.status(request.record_ref.source, request.record_ref.message_id)
         reply = ingestion_pb2.RecordStatus(
@@ -304,4 +396,38 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         )
         if status.delivered_at is not None:
             reply.delivered_time.CopyFrom(datetime_to_timestamp(status.delivered_at))
+        if status.issue is not None:
+            reply.attribution_issue = issue_number(status.issue)  # type: ignore[assignment]
+            reply.candidate_customer_ids.extend(status.candidates)
+        if status.unknown_for_s:
+            reply.unknown_customer_time.FromTimedelta(dt.timedelta(seconds=status.unknown_for_s))
         return reply
+
+    async def ListUnattributedEvents(
+        self,
+        request: ingestion_pb2.ListUnattributedEventsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> ingestion_pb2.ListUnattributedEventsResponse:
+        errors = ViolationCollector()
+        issues = [issue_of(n, f"issues[{i}]", errors) for i, n in enumerate(request.issues)]
+        errors.raise_if_any()
+        rows, token, counts = await self.service.unattributed(
+            [i for i in issues if i is not None], request.page_size, request.page_token
+        )
+        return ingestion_pb2.ListUnattributedEventsResponse(
+            events=[unattributed_event(r) for r in rows],
+            next_page_token=token,
+            counts=[
+                ingestion_pb2.IssueCount(issue=issue_number(i), count=n)  # type: ignore[arg-type]
+                for i, n in sorted(counts.items(), key=lambda item: issue_number(item[0]))
+            ],
+            unattributed_count=sum(n for i, n in counts.items() if not i.waiting),
+        )
+
+    async def RecheckUnattributedEvents(
+        self,
+        request: ingestion_pb2.RecheckUnattributedEventsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> ingestion_pb2.RecheckUnattributedEventsResponse:
+        count = await self.service.recheck(list(request.customer_ids), request.all)
+        return ingestion_pb2.RecheckUnattributedEventsResponse(scheduled_count=count)

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from svod_ingestion.adapters.storage import IngestionStore
+from svod_ingestion.adapters.held_events import HeldEventStore, Hold
+from svod_ingestion.adapters.storage import IngestionStore, StoredPayload
+from svod_ingestion.domain.attribution import (
+    Attributed,
+    Finding,
+    GraceClock,
+    IdentifierState,
+    Issue,
+    NotAttributed,
+    attribute,
+    describe,
+    identifier_key,
+)
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 
 ERASED = "the record's payload was erased"
+# Pending identify calls read to tell whether an event's customer is still being resolved;
+# beyond this many, identity has a backlog and every unknown event counts as still resolving.
+PENDING_IDENTIFIES_READ = 1_000
 
 
 class Downstream(Protocol):
@@ -20,26 +35,43 @@ class Downstream(Protocol):
         customer id or the refusal."""
         ...
 
-    async def deliver_tracks(
-        self, items: Sequence[tuple[bytes, dict[str, str]]]
-    ) -> list[str | DeliveryError | None]:
-        """Applies events (stored request, trace carrier) to their customers' profiles; for
-        each, the customer id, None when no customer matches yet, or the refusal."""
+    async def lookup_tracks(self, payloads: Sequence[bytes]) -> list[list[Finding | None]]:
+        """Identity's answer for each identifier of each stored event (None: malformed).
+        Raises DeliveryError when identity could not be asked."""
+        ...
+
+    async def apply_tracks(
+        self, items: Sequence[tuple[bytes, str, dict[str, str]]]
+    ) -> list[DeliveryError | None]:
+        """Applies events (stored request, customer id, trace carrier) to the profiles; for
+        each, None or the refusal. Raises DeliveryError when profile could not be asked."""
+        ...
+
+    def identifiers_of(self, kind: str, payload: bytes) -> list[tuple[str, str, str]]:
+        """(type, value, namespace) of a stored request's identifiers."""
         ...
 
 
 class RecordDelivery:
     def __init__(
-        self, store: IngestionStore, downstream: Downstream, unknown_customer_grace_s: float
+        self,
+        store: IngestionStore,
+        downstream: Downstream,
+        unknown_customer_grace_s: float,
+        held: HeldEventStore,
+        on_woken: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.downstream = downstream
-        self.grace = dt.timedelta(seconds=unknown_customer_grace_s)
+        self.grace_s = unknown_customer_grace_s
+        self.held = held
+        # Tells the held-event sweeper that some held events are due now.
+        self.on_woken = on_woken or (lambda: None)
 
     async def _stored(
         self, messages: list[OutboxMessage]
     ) -> tuple[
-        dict[int, tuple[bytes, dt.datetime]],
+        dict[int, StoredPayload],
         list[DeliveryError | None],
         list[tuple[int, OutboxMessage]],
     ]:
@@ -57,41 +89,148 @@ class RecordDelivery:
         """Delivers a relay pass's identify calls together (the relay's batch handler)."""
         stored, answers, present = await self._stored(messages)
         outcomes = await self.downstream.deliver_identifies(
-            [(stored[int(m.key)][0], m.trace_carrier) for _, m in present]
+            [(stored[int(m.key)].payload, m.trace_carrier) for _, m in present]
         )
         delivered: list[tuple[int, str, int]] = []
+        keys: list[str] = []
         for (index, message), outcome in zip(present, outcomes, strict=True):
             if isinstance(outcome, DeliveryError):
                 answers[index] = outcome
             else:
                 delivered.append((int(message.key), outcome, message.attempts + 1))
+                payload = stored[int(message.key)].payload
+                identifiers = self.downstream.identifiers_of("identify", payload)
+                keys += [identifier_key(*i) for i in identifiers]
         await self.store.mark_delivered_many(delivered)
+        # Events held for want of these identifiers' customer get a look now.
+        if keys and await self.held.wake_by_keys(keys):
+            self.on_woken()
         return answers
 
     async def track(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
-        """Delivers a relay pass's events together (the relay's batch handler)."""
+        """Attributes and delivers a relay pass's events together (the relay's batch handler).
+
+        An event whose identifiers name one customer goes to their profile; the others wait or
+        are held (``domain/attribution.py``), which for the outbox is done: the held-event
+        sweeper hands them back to it for every later look.
+        """
         stored, answers, present = await self._stored(messages)
-        outcomes = await self.downstream.deliver_tracks(
-            [(stored[int(m.key)][0], m.trace_carrier) for _, m in present]
-        )
+        payloads = [stored[int(m.key)].payload for _, m in present]
         now = dt.datetime.now(dt.UTC)
-        delivered: list[tuple[int, str, int]] = []
-        for (index, message), outcome in zip(present, outcomes, strict=True):
-            if isinstance(outcome, str):
-                delivered.append((int(message.key), outcome, message.attempts + 1))
-            elif outcome is not None:
-                answers[index] = outcome
-            elif now - stored[int(message.key)][1] < self.grace:
-                # The identify call may still be on its way: wait a while before giving up.
+        try:
+            findings = await self.downstream.lookup_tracks(payloads)
+        except DeliveryError as error:
+            # Identity could not be asked: every event waits, its grace clock stopped.
+            await self.held.hold(
+                [
+                    self._hold(
+                        m,
+                        stored[int(m.key)],
+                        NotAttributed(Issue.IDENTITY_UNAVAILABLE),
+                        stored[int(m.key)].clock.advance(now, genuinely_unknown=False),
+                        f"{describe(Issue.IDENTITY_UNAVAILABLE, 0, GraceClock(), self.grace_s)}"
+                        f" ({error.status})",
+                    )
+                    for _, m in present
+                ]
+            )
+            return answers
+        if await self.held.wake_identity_waiters():
+            self.on_woken()
+        resolving: set[str] | None = None
+        holds: list[Hold] = []
+        attributed: list[tuple[int, OutboxMessage, str]] = []
+        for (index, message), found in zip(present, findings, strict=True):
+            usable = [f for f in found if f is not None]
+            if not usable:
                 answers[index] = DeliveryError(
-                    "UNAVAILABLE", "no customer has the event's identifiers yet"
+                    "INVALID_ARGUMENT", "identity refused every identifier of the event"
                 )
+                continue
+            record = stored[int(message.key)]
+            clock = record.clock
+            if _awaits_grace(usable):
+                if resolving is None:
+                    resolving = await self._pending_identify_keys()
+                keys = self._keys(record.payload)
+                pending = not resolving.isdisjoint(keys) or _BACKLOG in resolving
+                clock = clock.advance(now, genuinely_unknown=not pending)
+            decision = attribute(usable, clock, self.grace_s)
+            if isinstance(decision, Attributed):
+                attributed.append((index, message, decision.customer_id))
             else:
-                answers[index] = DeliveryError(
-                    "NOT_FOUND", "no customer has any of the event's identifiers"
-                )
-        await self.store.mark_delivered_many(delivered)
+                detail = describe(decision.issue, len(decision.candidates), clock, self.grace_s)
+                holds.append(self._hold(message, record, decision, clock, detail))
+        await self.held.hold(holds)
+        await self.held.release([int(m.key) for _, m, _ in attributed])
+        await self._apply(stored, attributed, answers)
         return answers
+
+    async def _apply(
+        self,
+        stored: dict[int, StoredPayload],
+        attributed: list[tuple[int, OutboxMessage, str]],
+        answers: list[DeliveryError | None],
+    ) -> None:
+        if not attributed:
+            return
+        try:
+            outcomes = await self.downstream.apply_tracks(
+                [(stored[int(m.key)].payload, c, m.trace_carrier) for _, m, c in attributed]
+            )
+        except DeliveryError as error:
+            outcomes = [error] * len(attributed)
+        delivered: list[tuple[int, str, int]] = []
+        for (index, message, customer), outcome in zip(attributed, outcomes, strict=True):
+            if outcome is None:
+                delivered.append((int(message.key), customer, message.attempts + 1))
+            else:
+                answers[index] = outcome
+        await self.store.mark_delivered_many(delivered)
+
+    def _keys(self, payload: bytes) -> set[str]:
+        return {identifier_key(*i) for i in self.downstream.identifiers_of("track", payload)}
+
+    async def _pending_identify_keys(self) -> set[str]:
+        """Keys of the identifiers of identify calls identity has not resolved yet (or the
+        backlog marker when there are too many to read)."""
+        payloads = await self.held.pending_identify_payloads(PENDING_IDENTIFIES_READ)
+        if payloads is None:
+            return {_BACKLOG}
+        return {
+            identifier_key(*i)
+            for payload in payloads
+            for i in self.downstream.identifiers_of("identify", payload)
+        }
+
+    def _hold(
+        self,
+        message: OutboxMessage,
+        record: StoredPayload,
+        decision: NotAttributed,
+        clock: GraceClock,
+        detail: str,
+    ) -> Hold:
+        return Hold(
+            int(message.key),
+            decision.issue,
+            decision.candidates,
+            detail,
+            clock,
+            tuple(sorted(self._keys(record.payload))),
+            message.trace_carrier,
+        )
 
     async def failed(self, message: OutboxMessage, error: str) -> None:
         await self.store.mark_failed(int(message.key), error, message.attempts + 1)
+
+
+# Stands for "every identifier": identity has a backlog of identify calls.
+_BACKLOG = "\x00backlog"
+
+
+def _awaits_grace(findings: Sequence[Finding]) -> bool:
+    """Whether the event's grace clock matters: no identifier names a customer, and some
+    identifier nobody holds yet may still get one."""
+    states = {f.state for f in findings}
+    return IdentifierState.DECISIVE not in states and IdentifierState.UNKNOWN in states

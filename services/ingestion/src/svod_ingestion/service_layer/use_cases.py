@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 
+from svod_ingestion.adapters.held_events import HeldEvent, HeldEventStore
 from svod_ingestion.adapters.storage import IngestionStore
+from svod_ingestion.domain.attribution import DEFAULT_HELD_RECHECK_MAX_S, Issue
+from svod_ingestion.domain.messages import validate_refs
 from svod_ingestion.domain.model import Accepted, Incoming, RecordStatus
 from svod_runtime.errors import AlreadyExists, NotFound, SvodError, ViolationCollector
 
+MAX_PAGE = 1_000
+DEFAULT_PAGE = 100
+MAX_RECHECK_IDS = 1_000
+
 
 class IngestionService:
-    def __init__(self, store: IngestionStore, on_enqueued: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        store: IngestionStore,
+        on_enqueued: Callable[[], None],
+        held: HeldEventStore | None = None,
+        on_woken: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         # Wakes the local relay right after commit, so delivery does not wait for a poll.
         self.on_enqueued = on_enqueued
+        self.held = held or HeldEventStore(store.engine, DEFAULT_HELD_RECHECK_MAX_S)
+        # Wakes the held-event sweeper when events were made due.
+        self.on_woken = on_woken or (lambda: None)
 
     async def accept(self, message: Incoming) -> Accepted:
         """Stores the message and its outbox entry in one transaction.
@@ -66,11 +83,7 @@ class IngestionService:
     async def erase_payloads(self, refs: list[tuple[str, str]]) -> int:
         """Drops the stored requests (they hold personal data); the message ids stay, so a
         retry is still recognised and nothing is processed again."""
-        errors = ViolationCollector()
-        for index, (source, message_id) in enumerate(refs):
-            if not source or not message_id:
-                errors.add(f"record_refs[{index}]", "source and message_id are required")
-        errors.raise_if_any()
+        validate_refs(refs, "record_refs")
         return await self.store.erase_payloads(refs)
 
     async def status(self, source: str, message_id: str) -> RecordStatus:
@@ -78,3 +91,48 @@ class IngestionService:
         if found is None:
             raise NotFound(f"source {source!r} never sent message {message_id!r}")
         return found
+
+    async def unattributed(
+        self, issues: Sequence[Issue], page_size: int, page_token: str
+    ) -> tuple[list[HeldEvent], str, dict[Issue, int]]:
+        """A page of events not attributed (held ones unless ``issues`` says otherwise), the
+        next page's token and the counts per issue."""
+        errors = ViolationCollector()
+        if page_size < 0 or page_size > MAX_PAGE:
+            errors.add("page_size", f"between 0 and {MAX_PAGE}")
+        after = 0
+        if page_token:
+            try:
+                after = int(base64.urlsafe_b64decode(page_token.encode()).decode())
+            except (ValueError, UnicodeDecodeError):
+                errors.add("page_token", "not a token from this API")
+        errors.raise_if_any()
+        wanted = list(issues) or [i for i in Issue if not i.waiting]
+        size = page_size or DEFAULT_PAGE
+        rows = await self.held.page(wanted, after, size + 1)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = base64.urlsafe_b64encode(str(rows[-1].record_pk).encode()).decode()
+        return rows, token, await self.held.counts()
+
+    async def recheck(self, customer_ids: Sequence[str], everything: bool) -> int:
+        """Schedules a look now at held events naming one of these customers, or all."""
+        errors = ViolationCollector()
+        if not everything and not customer_ids:
+            errors.add("customer_ids", "give customer ids, or all")
+        if len(customer_ids) > MAX_RECHECK_IDS:
+            errors.add("customer_ids", f"at most {MAX_RECHECK_IDS}")
+        for index, value in enumerate(customer_ids):
+            try:
+                uuid.UUID(value)
+            except ValueError:
+                errors.add(f"customer_ids[{index}]", "must be a UUID")
+        errors.raise_if_any()
+        if everything:
+            count = await self.held.wake_all()
+        else:
+            count = await self.held.wake_by_candidates(sorted(set(customer_ids)))
+        if count:
+            self.on_woken()
+        return count

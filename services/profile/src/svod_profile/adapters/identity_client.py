@@ -5,13 +5,33 @@ from __future__ import annotations
 import datetime as dt
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
-from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, Unavailable
+from svod_runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from svod_runtime.protoconv import enum_number, enum_short_name
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def _error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
+    """The google.rpc.ErrorInfo of a refusal, if it carries one."""
+    for key, value in error.trailing_metadata() or ():
+        if key != _DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        for detail in status_pb2.Status.FromString(value).details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return info.reason, dict(info.metadata)
+    return "", {}
 
 
 class IdentityClient:
@@ -31,6 +51,12 @@ class IdentityClient:
             if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise InvalidArgument(
                     [FieldViolation("identifier", error.details() or "invalid")]
+                ) from None
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                # A shared or blocked identifier names nobody: passed on as identity said it.
+                reason, metadata = _error_info(error)
+                raise FailedPrecondition(
+                    error.details() or "failed precondition", reason=reason, metadata=metadata
                 ) from None
             raise Unavailable(f"identity service: {error.code().name}") from None
         return customer

@@ -24,11 +24,12 @@ SERVICE = "profile"
 async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
-    identity_channel = peer_channel(config.peers["identity"], telemetry)
+    security = config.peer_security
+    identity_channel = peer_channel(config.peers["identity"], telemetry, security)
     directory = IdentityClient(identity_channel, config.peer_timeout_s)
-    segmentation_channel = peer_channel(config.peers["segmentation"], telemetry)
-    ingestion_channel = peer_channel(config.peers["ingestion"], telemetry)
-    quality_channel = peer_channel(config.peers["quality"], telemetry)
+    segmentation_channel = peer_channel(config.peers["segmentation"], telemetry, security)
+    ingestion_channel = peer_channel(config.peers["ingestion"], telemetry, security)
+    quality_channel = peer_channel(config.peers["quality"], telemetry, security)
     eraser = PeerEraser(
         identity_channel,
         ingestion_channel,

@@ -11,7 +11,7 @@ from svod_profile.domain.model import IdentifierObservation, Provenance
 from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.ports import CustomerDirectory
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
-from svod_runtime.errors import NotFound, ViolationCollector
+from svod_runtime.errors import FailedPrecondition, NotFound, ViolationCollector
 
 # Events one split announcement moves (segmentation takes at most 10,000 per change).
 MOVED_EVENTS_PER_ANNOUNCEMENT = 10_000
@@ -156,22 +156,25 @@ class IdentityChanges:
         await tx.replace_shown(customer_id, shown_values(observations, self.survivorship))
 
     async def _events_now_of(self, events: list[EventFact], target: str) -> list[tuple[str, str]]:
-        """The events whose first identifier identity knows now belongs to ``target``."""
+        """The events whose identifiers now name ``target`` and nobody else (as ingestion
+        attributes events: an identifier shared by several customers or blocked names
+        nobody)."""
         owners: dict[tuple[str, str, str], str | None] = {}
         moving = []
         for event in events:
+            named = set()
             for identifier in event.identifiers:
                 if identifier not in owners:
                     try:
                         owners[identifier] = await self.directory.customer_for_identifier(
                             *identifier
                         )
-                    except NotFound:
+                    except (NotFound, FailedPrecondition):
                         owners[identifier] = None
                 if owners[identifier] is not None:
-                    if owners[identifier] == target:
-                        moving.append((event.source, event.message_id))
-                    break
+                    named.add(owners[identifier])
+            if named == {target}:
+                moving.append((event.source, event.message_id))
         return moving
 
     async def _identifiers(

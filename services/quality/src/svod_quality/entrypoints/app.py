@@ -43,7 +43,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     settings = QualitySettings.from_env()
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
-    profile_channel = peer_channel(config.peers["profile"], telemetry)
+    profile_channel = peer_channel(config.peers["profile"], telemetry, config.peer_security)
     profiles = ProfileClient(profile_channel, config.peer_timeout_s, settings.refresh_timeout_s)
     weights = ScoreWeights(freshness_days=settings.freshness_days)
     service = QualityService(QualityStore(engine), profiles, weights=weights)

@@ -1,8 +1,7 @@
 """Segment-scoped access: which segments a principal may see.
 
-Configured by ``SVOD_SEGMENT_ACCESS="principal=seg1|seg2;other=*"``. A principal that is listed
-sees only its segments (``*`` = all); an unlisted principal, or a call without authentication
-when API keys are off, is unrestricted.
+A principal's ``segments`` come from the key file (svod_runtime.auth); a principal without
+them, or any call while authentication is off, is unrestricted.
 """
 
 from __future__ import annotations
@@ -33,19 +32,3 @@ class Scope:
 
 
 UNRESTRICTED = Scope()
-
-
-def parse_access(spec: str) -> dict[str, frozenset[str] | None]:
-    """``"mkt=vip|lapsed;ops=*"`` -> {"mkt": {"vip", "lapsed"}, "ops": None}."""
-    grants: dict[str, frozenset[str] | None] = {}
-    for item in filter(None, (part.strip() for part in spec.split(";"))):
-        principal, _, segments = item.partition("=")
-        names = {s.strip() for s in segments.split("|") if s.strip()}
-        grants[principal.strip()] = None if "*" in names else frozenset(names)
-    return grants
-
-
-def scope_for(principal: str | None, grants: dict[str, frozenset[str] | None]) -> Scope:
-    if principal is None or principal not in grants:
-        return Scope(principal or "")
-    return Scope(principal, grants[principal])

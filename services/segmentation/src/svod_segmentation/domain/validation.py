@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from svod_runtime.errors import FieldViolation, InvalidArgument
+from svod_runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from svod_segmentation.domain import builtins
 from svod_segmentation.domain.fields import (
     ATTRIBUTE_PREFIX,
@@ -19,8 +19,10 @@ from svod_segmentation.domain.fields import (
     field_type,
 )
 from svod_segmentation.domain.rules import (
+    MAX_EXPANDED_NODES,
     MAX_RULE_DEPTH,
     MAX_RULE_NODES,
+    MAX_TOTAL_EXPANDED_NODES,
     MAX_WINDOW_DAYS,
     AllOf,
     AnyOf,
@@ -33,6 +35,8 @@ from svod_segmentation.domain.rules import (
     SegmentDefinition,
     child_path,
     children,
+    expanded_sizes,
+    rule_size,
     walk,
 )
 
@@ -315,8 +319,8 @@ def validate_definition(
         errors.append(FieldViolation(f"{path}.rule", "required (or set builtin)"))
     else:
         errors.extend(rule_violations(definition.rule, f"{path}.rule", segments))
+    graph = {**segments, definition.segment_id: definition}
     if not errors:
-        graph = {**segments, definition.segment_id: definition}
         cycle = cycle_path(definition.segment_id, graph)
         if cycle:
             errors.append(
@@ -325,8 +329,50 @@ def validate_definition(
                     "cycle between segments: " + " -> ".join(cycle),
                 )
             )
+        else:
+            errors.extend(_expansion_errors(definition, graph, path))
     if errors:
         raise InvalidArgument(errors)
+    _check_total(graph)
+
+
+def _expansion_errors(
+    definition: SegmentDefinition, graph: Mapping[str, SegmentDefinition], path: str
+) -> list[FieldViolation]:
+    """The segment, and every segment that refers to it, must stay within MAX_EXPANDED_NODES
+    once references are expanded (the compiled SQL inlines them)."""
+    where = f"{path}.builtin_parameters[population]" if definition.builtin else f"{path}.rule"
+    sizes = expanded_sizes(graph)
+    own = sizes[definition.segment_id]
+    if own > MAX_EXPANDED_NODES:
+        return [
+            FieldViolation(
+                where,
+                f"with the segments it refers to expanded, this rule has {own:,} nodes; at most "
+                f"{MAX_EXPANDED_NODES:,} (refer to fewer or smaller segments)",
+            )
+        ]
+    for other_id in sorted(graph):
+        if other_id != definition.segment_id and sizes[other_id] > MAX_EXPANDED_NODES:
+            return [
+                FieldViolation(
+                    where,
+                    f"segment {other_id!r} refers to this one and would have "
+                    f"{sizes[other_id]:,} nodes with references expanded; at most "
+                    f"{MAX_EXPANDED_NODES:,}",
+                )
+            ]
+    return []
+
+
+def _check_total(graph: Mapping[str, SegmentDefinition]) -> None:
+    total = sum(expanded_sizes(graph).values())
+    if total > MAX_TOTAL_EXPANDED_NODES:
+        raise FailedPrecondition(
+            f"all segments together would have {total:,} rule nodes with references expanded; "
+            f"at most {MAX_TOTAL_EXPANDED_NODES:,} (every profile change evaluates them all): "
+            "delete or simplify segments first"
+        )
 
 
 def _reference_path(definition: SegmentDefinition, target: str, path: str) -> str:
@@ -341,5 +387,16 @@ def validate_preview(rule: Rule | None, segments: Mapping[str, SegmentDefinition
     if rule is None:
         raise InvalidArgument([FieldViolation("rule", "required")])
     errors = rule_violations(rule, "rule", segments)
+    if not errors:
+        sizes = expanded_sizes(segments)
+        size = rule_size(rule, lambda segment_id: sizes.get(segment_id, 1))
+        if size > MAX_EXPANDED_NODES:
+            errors.append(
+                FieldViolation(
+                    "rule",
+                    f"with the segments it refers to expanded, this rule has {size:,} nodes; "
+                    f"at most {MAX_EXPANDED_NODES:,}",
+                )
+            )
     if errors:
         raise InvalidArgument(errors)

@@ -2,8 +2,6 @@
 
 Settings of its own (environment):
 
-- ``SVOD_SEGMENT_ACCESS``: ``principal=seg1|seg2;other=*``, the segments each API-key principal
-  may use (unlisted principals: all); default unrestricted.
 - ``SVOD_SEGMENTATION_SWEEP_S``: how often due time conditions are re-evaluated (window
   expiry); default 1.
 - ``SVOD_SEGMENTATION_RECOMPUTE_S``: period of the RFM/ABC recompute (cut-offs); 0 = off;
@@ -45,7 +43,6 @@ SERVICE = "segmentation"
 
 @dataclass(frozen=True)
 class SegmentationSettings:
-    segment_access: str = ""
     sweep_s: float = 1.0
     recompute_s: float = 3600.0
     sync_s: float = 2.0
@@ -55,7 +52,6 @@ class SegmentationSettings:
     def from_env(cls, env: dict[str, str] | None = None) -> SegmentationSettings:
         env = dict(os.environ if env is None else env)
         return cls(
-            segment_access=env.get("SVOD_SEGMENT_ACCESS", ""),
             sweep_s=float(env.get("SVOD_SEGMENTATION_SWEEP_S") or 1.0),
             recompute_s=float(env.get("SVOD_SEGMENTATION_RECOMPUTE_S") or 3600.0),
             sync_s=float(env.get("SVOD_SEGMENTATION_SYNC_S") or 2.0),
@@ -88,9 +84,10 @@ async def create_app(
         telemetry.tracer,
     )
     activation.on_enqueued = relay.wake
+    # Segment-scoped principals: the segments they may use come with their principal.
     servicer = SegmentationServicer(
         service,
-        AccessPolicy(config.api_keys, settings.segment_access),
+        AccessPolicy(),
         telemetry.tracer,
         activation=activation,
         campaigns=CampaignService(activation_store),

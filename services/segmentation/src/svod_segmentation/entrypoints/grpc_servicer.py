@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -13,11 +12,12 @@ from opentelemetry import trace
 
 from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
+from svod_runtime.auth import current_principal
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError
-from svod_runtime.interceptors import parse_api_keys, status_proto_for
+from svod_runtime.interceptors import status_proto_for
 from svod_runtime.protoconv import timestamp_to_datetime
 from svod_runtime.telemetry import context_from_carrier
-from svod_segmentation.domain.access import UNRESTRICTED, Scope, parse_access, scope_for
+from svod_segmentation.domain.access import UNRESTRICTED, Scope
 from svod_segmentation.entrypoints.activation_convert import (
     binding_from_proto,
     binding_to_proto,
@@ -47,37 +47,27 @@ MAX_CHANGES_PER_CALL = 1000
 
 
 class AccessPolicy:
-    """Maps the caller's API key to its principal, and the principal to its segments."""
-
-    def __init__(self, api_keys: str, segment_access: str) -> None:
-        self.keys = parse_api_keys(api_keys)
-        self.grants = parse_access(segment_access)
+    """The segments the calling principal may use (its ``segments`` in the key file)."""
 
     def scope(self, context: grpc.aio.ServicerContext) -> Scope:
-        if not self.keys or not self.grants:
+        principal = current_principal()
+        if principal.segments is None:
             return UNRESTRICTED
-        metadata = dict(context.invocation_metadata() or ())
-        scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
-        principal = None
-        if scheme.lower() == "bearer":
-            for key, name in self.keys.items():
-                if hmac.compare_digest(token, key):
-                    principal = name
-        return scope_for(principal, self.grants)
+        return Scope(principal.name, principal.segments)
 
 
 class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     def __init__(
         self,
         service: SegmentationService,
-        access: AccessPolicy,
+        access: AccessPolicy | None = None,
         tracer: trace.Tracer | None = None,
         activation: ActivationService | None = None,
         campaigns: CampaignService | None = None,
         currency: str = "RUB",
     ) -> None:
         self.service = service
-        self.access = access
+        self.access = access or AccessPolicy()
         self.tracer = tracer or trace.get_tracer(__name__)
         self.activation = activation
         self.campaigns = campaigns
