@@ -70,7 +70,7 @@ async def create_app(
     service = SegmentationService(SegmentationStore(engine))
     # Contact data for deliveries comes from the profile service.
     profile_target = config.peers.get("profile", f"127.0.0.1:{DEFAULT_PORTS['profile']}")
-    profile_channel = peer_channel(profile_target, telemetry)
+    profile_channel = peer_channel(profile_target, telemetry, config.peer_security)
     activation_store = ActivationStore(engine)
     activation = ActivationService(
         activation_store,
