@@ -836,6 +836,7 @@ class SegmentationTransaction:
         for sql in (
             "DELETE FROM events WHERE customer_id = :c",
             "DELETE FROM rechecks WHERE customer_id = :c",
+            "DELETE FROM lookalike_scores WHERE customer_id = :c",
             "DELETE FROM customers WHERE customer_id = :c",
             "INSERT INTO erased_customers (customer_id) VALUES (:c) ON CONFLICT DO NOTHING",
         ):
