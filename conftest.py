@@ -113,7 +113,9 @@ def suite(
         # Events for customers nobody identified fail after 2 s here (10 min by default).
         extra_env={
             "SVOD_UNKNOWN_CUSTOMER_GRACE_S": "2",
-            "SVOD_CUSTOM_ATTRIBUTES": '{"shoe_size": "number", "pets": "list", "vip": "bool"}',
+            "SVOD_CUSTOM_ATTRIBUTES": (
+                '{"shoe_size": "number", "pets": "list", "vip": "bool", "anniversary": "date"}'
+            ),
             "SVOD_SURVIVORSHIP": '{"birth_date": {"policy": "most_frequent"}}',
             # Destinations' files go to a folder of the run; live changes are gathered often.
             "SVOD_EXPORT_DIR": str(tmp_path_factory.mktemp("exports")),

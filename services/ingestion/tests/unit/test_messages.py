@@ -76,7 +76,7 @@ def test_declared_custom_attributes_are_type_checked() -> None:
         )
     assert {v.field: v.description for v in invalid.value.violations} == {
         "record.attributes[shoe_size]": "must be a number",
-        "record.attributes[vip]": "must be true or false",
+        "record.attributes[vip]": "must be true or false (yes/no, да/нет, 1/0)",
         "record.attributes[colour]": "not a declared custom attribute",
     }
 

@@ -1,68 +1,31 @@
 """Custom attributes a deployment declares (a clothes shop's favourite colour, a pet shop's pet
 names), each with a type; values are checked on the way in.
 
-Declared as JSON in ``SVOD_CUSTOM_ATTRIBUTES``: ``{"favourite_colour": "string",
-"shoe_size": "number", "children": "integer", "vip": "bool", "anniversary": "date",
-"pets": "list"}`` (a list is comma separated). With no declaration, any attribute is accepted
-as text.
+Declared as JSON in ``SVOD_CUSTOM_ATTRIBUTES`` (see ``svod_runtime.custom_attributes``: the
+types, and the canonical form the profile stores). A value that has no canonical form of its
+type is refused here, so the profile never has to refuse one ingestion accepted. With no
+declaration, any attribute is accepted as text.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from svod_runtime import bounds
+from svod_runtime.custom_attributes import EXPECTED, AttributeType, normalize, parse_declarations
 from svod_runtime.errors import ViolationCollector
 
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+__all__ = ["MAX_NAME", "MAX_VALUE", "parse_declarations", "validate_attributes"]
+
 MAX_NAME = bounds.MAX_ATTRIBUTE_NAME
 MAX_VALUE = bounds.MAX_ATTRIBUTE_VALUE
 
 
-def _is_number(value: str) -> bool:
-    try:
-        float(value.replace(",", "."))
-    except ValueError:
-        return False
-    return True
-
-
-def _is_date(value: str) -> bool:
-    try:
-        dt.date.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-CHECKS: dict[str, tuple[Callable[[str], bool], str]] = {
-    "string": (lambda v: True, "text"),
-    "number": (_is_number, "a number"),
-    "integer": (lambda v: v.lstrip("-").isdigit(), "a whole number"),
-    "bool": (lambda v: v.lower() in ("true", "false", "1", "0", "yes", "no"), "true or false"),
-    "date": (_is_date, "a date (YYYY-MM-DD)"),
-    "list": (lambda v: all(part.strip() for part in v.split(",")), "a comma-separated list"),
-}
-
-
-def parse_declarations(raw: str) -> dict[str, str]:
-    """Raises ValueError on a malformed declaration (the service refuses to start)."""
-    if not raw.strip():
-        return {}
-    declared = json.loads(raw)
-    for name, kind in declared.items():
-        if not _NAME.match(name):
-            raise ValueError(f"custom attribute name {name!r}: use [a-z][a-z0-9_]*")
-        if kind not in CHECKS:
-            raise ValueError(f"custom attribute {name}: unknown type {kind!r}")
-    return dict(declared)
-
-
 def validate_attributes(
-    values: Mapping[str, str], declared: Mapping[str, str], errors: ViolationCollector, path: str
+    values: Mapping[str, str],
+    declared: Mapping[str, AttributeType | str],
+    errors: ViolationCollector,
+    path: str,
 ) -> None:
     for name, value in values.items():
         here = f"{path}[{name[:MAX_NAME]}]"
@@ -79,6 +42,5 @@ def validate_attributes(
         if kind is None:
             errors.add(here, "not a declared custom attribute")
             continue
-        check, expected = CHECKS[kind]
-        if not check(value):
-            errors.add(here, f"must be {expected}")
+        if normalize(kind, value) is None:
+            errors.add(here, f"must be {EXPECTED[AttributeType(kind)]}")

@@ -13,6 +13,7 @@ from svod_profile.entrypoints.grpc_servicer import ProfileServicer
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
+from svod_runtime.custom_attributes import parse_declarations
 from svod_runtime.db import create_engine
 from svod_runtime.outbox import OutboxRelay, OutboxStore
 from svod_runtime.server import ServiceApp
@@ -59,6 +60,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         on_announced=relay.wake,
         holders=eraser,
         survivorship=SurvivorshipRules.from_json(config.survivorship),
+        attribute_types=parse_declarations(config.custom_attributes),
     )
     batcher = service.enable_batching()
     servicer = ProfileServicer(service, config.currency, telemetry.tracer)

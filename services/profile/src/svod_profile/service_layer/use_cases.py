@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 
 from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
@@ -35,6 +35,9 @@ from svod_profile.service_layer.identity_changes import IdentityChanges
 from svod_profile.service_layer.personal_data import PersonalData
 from svod_profile.service_layer.ports import CustomerDirectory, PersonalDataHolders
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
+from svod_runtime.custom_attributes import EXPECTED as ATTRIBUTE_EXPECTED
+from svod_runtime.custom_attributes import AttributeType
+from svod_runtime.custom_attributes import normalize as normalize_attribute
 from svod_runtime.errors import (
     FieldViolation,
     InvalidArgument,
@@ -46,6 +49,7 @@ from svod_runtime.telemetry import continuing
 
 MAX_BATCH = 1000
 STREAM_BATCH = 500
+ATTRIBUTE_FIELD = "attributes."
 Clock = Callable[[], dt.datetime]
 
 
@@ -62,8 +66,11 @@ class ProfileService:
         holders: PersonalDataHolders | None = None,
         survivorship: SurvivorshipRules | None = None,
         clock: Clock = utc_now,
+        attribute_types: Mapping[str, AttributeType] | None = None,
     ) -> None:
         self.clock = clock
+        # Declared custom attributes (SVOD_CUSTOM_ATTRIBUTES): stored in canonical form.
+        self.attribute_types = dict(attribute_types or {})
         self.survivorship = survivorship or SurvivorshipRules()
         self.store = store
         self.directory = directory
@@ -81,6 +88,7 @@ class ProfileService:
             errors.add("record_ref.source", "required")
         if not app.message_id:
             errors.add("record_ref.message_id", "required")
+        app = self._typed_attributes(app, errors)
         errors.raise_if_any()
         _require_uuid(app.customer_id, "customer_id")
         async with self.store.transaction() as tx:
@@ -96,6 +104,26 @@ class ProfileService:
             await tx.announce(app.customer_id, {"events": []})
         self.on_announced()
         return version, True
+
+    def _typed_attributes(
+        self, app: RecordApplication, errors: ViolationCollector
+    ) -> RecordApplication:
+        """Declared custom attributes in their type's canonical form ("38,5" -> "38.5", "да" ->
+        "true"); a value that is not of its type is a violation (``attributes[name]``)."""
+        if not self.attribute_types:
+            return app
+        traits = []
+        for trait in app.traits:
+            name = trait.field.removeprefix(ATTRIBUTE_FIELD)
+            kind = self.attribute_types.get(name) if trait.field != name else None
+            if kind is not None:
+                canonical = normalize_attribute(kind, trait.value)
+                if canonical is None:
+                    errors.add(f"attributes[{name}]", f"must be {ATTRIBUTE_EXPECTED[kind]}")
+                    continue
+                trait = replace(trait, value=canonical)
+            traits.append(trait)
+        return replace(app, traits=tuple(traits))
 
     def enable_batching(self) -> EventBatcher:
         """Routes ApplyEvent through a batcher (its ``run`` must be started as a task)."""

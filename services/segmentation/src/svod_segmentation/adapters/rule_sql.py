@@ -17,15 +17,20 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from svod_runtime.custom_attributes import AttributeType
+from svod_runtime.custom_attributes import normalize as normalize_attribute
 from svod_segmentation.domain import builtins
 from svod_segmentation.domain.builtins import BehaviorRatio, Condition
 from svod_segmentation.domain.fields import (
     ATTRIBUTE_PREFIX,
+    NO_DECLARATIONS,
     ORDERING,
     PREFERRED_CHANNEL,
+    RELATIVE_OPERATORS,
     RESPONSIVENESS_CHANNELS,
     RESPONSIVENESS_PREFIX,
     FieldType,
+    declared_attribute,
     field_type,
 )
 from svod_segmentation.domain.model import Segment
@@ -174,9 +179,16 @@ class Compiled:
 class RuleCompiler:
     """Compiles the stored segments; in_segment references are inlined (no cycles)."""
 
-    def __init__(self, segments: Mapping[str, Segment], builder: SqlBuilder) -> None:
+    def __init__(
+        self,
+        segments: Mapping[str, Segment],
+        builder: SqlBuilder,
+        declared: Mapping[str, AttributeType] = NO_DECLARATIONS,
+    ) -> None:
         self.segments = segments
         self.b = builder
+        # Declared custom attributes' types (SVOD_CUSTOM_ATTRIBUTES).
+        self.declared = declared
         self._cache: dict[str, Compiled] = {}
 
     # -- segments ---------------------------------------------------------------------------
@@ -251,32 +263,14 @@ class RuleCompiler:
         return self.rule(cond, due)
 
     def _rfm_label(self, seg: Segment, due: list[str]) -> str:
-        state = seg.state
-        if not state.get("r"):
+        """The class against the stored cut-offs (see builtins.RfmCutoffs; the same scores in
+        SQL). Absolute recency cut-offs do not move with the clock: nothing falls due."""
+        cutoffs = builtins.RfmCutoffs.from_state(seg.state)
+        if cutoffs is None:
             return "CAST(NULL AS text)"
-        r_cuts = [dt.timedelta(seconds=float(s)) for s in state["r"]]  # type: ignore[union-attr]
-        r_terms = []
-        for cut in r_cuts:
-            bound = self.b.bind(cut, "interval")
-            r_terms.append(f"(c.last_order_at >= :now - {bound})")
-            due.append(f"c.last_order_at + {bound}")
-        r = "(1 + " + " + ".join(f"CAST({t} AS int)" for t in r_terms) + ")"
-        f = (
-            "(1 + "
-            + " + ".join(
-                f"CAST(c.order_count > {self.b.bind(Decimal(str(x)))} AS int)"
-                for x in state["f"]  # type: ignore[union-attr]
-            )
-            + ")"
-        )
-        m = (
-            "(1 + "
-            + " + ".join(
-                f"CAST(c.total_spent > {self.b.bind(Decimal(str(x)))} AS int)"
-                for x in state["m"]  # type: ignore[union-attr]
-            )
-            + ")"
-        )
+        r = self._points("c.last_order_at >= {}", cutoffs.recency, "timestamptz")
+        f = self._points("c.order_count > {}", cutoffs.frequency)
+        m = self._points("c.total_spent > {}", cutoffs.monetary)
         fm = f"(({f} + {m} + 1) / 2)"
         whens = []
         for label, (r_lo, r_hi), (fm_lo, fm_hi), (f_lo, f_hi) in builtins.RFM_MAP:
@@ -288,6 +282,11 @@ class RuleCompiler:
             "(CASE WHEN c.order_count <= 0 OR c.last_order_at IS NULL THEN NULL "
             f"{' '.join(whens)} END)"
         )
+
+    def _points(self, test: str, cuts: tuple[Any, ...], cast: str = "") -> str:
+        """1 + the number of cut-offs passed (a 1-5 score from four quintile cut-offs)."""
+        terms = [f"CAST({test.format(self.b.bind(cut, cast))} AS int)" for cut in cuts]
+        return "(1 + " + " + ".join(terms) + ")" if terms else "1"
 
     def _abc_label(self, seg: Segment) -> str:
         state = seg.state
@@ -337,7 +336,10 @@ class RuleCompiler:
         return atom
 
     def _field(self, cond: FieldCondition, due: list[str]) -> str:
-        ftype = field_type(cond.field)
+        ftype = field_type(cond.field, self.declared)
+        kind = declared_attribute(cond.field, self.declared)
+        if kind is not None and kind is not AttributeType.STRING and ftype is not None:
+            return self._typed_attribute(cond, kind, ftype, due)
         op, values = cond.operator, cond.values
         expr, numeric = self._field_expr(cond, ftype)
         if op == "is_set":
@@ -370,6 +372,57 @@ class RuleCompiler:
         if op == "ne":
             return f"({expr} IS DISTINCT FROM {value})"
         return f"({expr} {SQL_OPS[op]} {value})"
+
+    def _typed_attribute(
+        self, cond: FieldCondition, kind: AttributeType, ftype: FieldType, due: list[str]
+    ) -> str:
+        """A condition on a declared custom attribute, compared by its type. Values are read
+        as the profile stores them ("38,5" in a rule is the number 38.5); a stored value that
+        is not of the type (kept from before the declaration) matches nothing."""
+        raw = f"(c.attributes ->> {self.b.bind(cond.field.removeprefix(ATTRIBUTE_PREFIX))})"
+        op = cond.operator
+        typed = [normalize_attribute(kind, v) for v in cond.values]
+        if op not in ("is_set", *RELATIVE_OPERATORS) and None in typed:
+            return "FALSE"  # a stored rule whose value the declared type cannot read
+        if op == "is_set":
+            test = f"({raw} IS NOT NULL AND {raw} <> '')"
+            return test if not cond.values or cond.values[0] == "true" else f"(NOT {test})"
+        if kind is AttributeType.LIST:  # contains: any of the items
+            items = f"string_to_array({raw}, ',')"
+            wanted = self.b.bind([t for t in typed if t is not None], "text[]")
+            return f"(ARRAY(SELECT btrim(x) FROM unnest({items}) AS x) && {wanted})"
+        if kind is AttributeType.BOOL:
+            expr = f"(CASE WHEN {raw} IN ('true', 'false') THEN CAST({raw} AS boolean) END)"
+            value = self.b.bind(typed[0] == "true", "boolean")
+            return f"({expr} IS DISTINCT FROM {value})" if op == "ne" else f"({expr} = {value})"
+        if kind is AttributeType.DATE:
+            expr = f"date_or_null({raw})"
+            if op in RELATIVE_OPERATORS:
+                return self._relative(expr, cond, due)
+            values: list[Any] = [None if t is None else dt.date.fromisoformat(t) for t in typed]
+            cast = "date"
+        else:
+            pattern = self.b.bind(NUMERIC_TEXT)
+            expr = f"(CASE WHEN {raw} ~ {pattern} THEN CAST({raw} AS numeric) END)"
+            values = [None if t is None else Decimal(t) for t in typed]
+            cast = "numeric"
+        if op == "in":
+            return f"({expr} = ANY({self.b.bind(values, cast + '[]')}))"
+        if op == "between":
+            low, high = (self.b.bind(v, cast) for v in values)
+            return f"({expr} BETWEEN {low} AND {high})"
+        value = self.b.bind(values[0], cast)
+        if op == "ne":
+            return f"({expr} IS DISTINCT FROM {value})"
+        return f"({expr} {SQL_OPS[op]} {value})"
+
+    @staticmethod
+    def _relative(expr: str, cond: FieldCondition, due: list[str]) -> str:
+        """within_last / before_last over a date or time expression."""
+        days = int(cond.values[0])
+        bound = f":now - make_interval(days => {days})"
+        due.append(f"{expr} + make_interval(days => {days})")
+        return f"({expr} >= {bound})" if cond.operator == "within_last" else f"({expr} < {bound})"
 
     def _field_expr(self, cond: FieldCondition, ftype: FieldType | None) -> tuple[str, bool]:
         name = cond.field

@@ -25,7 +25,10 @@ from psycopg import sql as pgsql
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from svod_runtime.custom_attributes import AttributeType
 from svod_segmentation.adapters.rule_sql import Compiled, RuleCompiler, SqlBuilder, earliest_future
+from svod_segmentation.domain import builtins
+from svod_segmentation.domain.fields import NO_DECLARATIONS
 from svod_segmentation.domain.model import (
     CustomerEvent,
     CustomerSnapshot,
@@ -247,8 +250,12 @@ def _segment_row(row: Any) -> Segment:
 
 
 class SegmentationTransaction:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(
+        self, conn: AsyncConnection, declared: Mapping[str, AttributeType] = NO_DECLARATIONS
+    ) -> None:
         self.conn = conn
+        # Declared custom attributes' types: rules compare them by type.
+        self.declared = declared
 
     async def _exec(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         return await self.conn.execute(_text(sql), dict(params or {}))
@@ -384,7 +391,7 @@ class SegmentationTransaction:
     ) -> dict[str, object]:
         """Cut-offs of an RFM or ABC built-in over its population, computed in SQL."""
         builder = SqlBuilder()
-        compiler = RuleCompiler(segments, builder)
+        compiler = RuleCompiler(segments, builder, self.declared)
         population = compiler.population(segment, [])
         join = builder.aggregate_join()
         params = {**builder.params, "now": now}
@@ -408,7 +415,7 @@ class SegmentationTransaction:
             ).one()
             if not row.n:
                 return {"customers": 0}
-            return {"r": row.r, "f": row.f, "m": row.m, "customers": int(row.n)}
+            return builtins.rfm_state(now, row.r, row.f, row.m, int(row.n))
         a_share = float(segment.definition.parameters.get("a_share") or 0.8)
         b_share = float(segment.definition.parameters.get("b_share") or 0.15)
         row = (
@@ -451,7 +458,7 @@ class SegmentationTransaction:
         if not segment_ids:
             return 0, 0
         builder = SqlBuilder()
-        compiler = RuleCompiler(segments, builder)
+        compiler = RuleCompiler(segments, builder, self.declared)
         compiled = [compiler.segment(s) for s in segment_ids]
         join = builder.aggregate_join()
         columns: list[str] = []
@@ -507,7 +514,7 @@ class SegmentationTransaction:
         self, rule: Rule, segments: Mapping[str, Segment], now: dt.datetime, sample: int
     ) -> tuple[int, list[str]]:
         builder = SqlBuilder()
-        predicate = RuleCompiler(segments, builder).rule(rule, [])
+        predicate = RuleCompiler(segments, builder, self.declared).rule(rule, [])
         join = builder.aggregate_join()
         row = (
             await self._exec(
@@ -768,6 +775,22 @@ class SegmentationTransaction:
         )
         return [Member(str(r.customer_id), r.entered_at, r.label or "", segment_id) for r in rows]
 
+    async def rfm_inputs(
+        self, customer_ids: Sequence[str]
+    ) -> dict[str, tuple[dt.datetime | None, int, Decimal]]:
+        """(last order time, order count, total spent) of each customer, as RFM scores them."""
+        if not customer_ids:
+            return {}
+        rows = await self._exec(
+            "SELECT customer_id, last_order_at, order_count, total_spent FROM customers "
+            "WHERE customer_id = ANY(CAST(:ids AS uuid[]))",
+            {"ids": list(customer_ids)},
+        )
+        return {
+            str(r.customer_id): (r.last_order_at, int(r.order_count), Decimal(r.total_spent))
+            for r in rows
+        }
+
     async def customer_memberships(self, customer_id: str) -> list[Member]:
         rows = await self._exec(
             "SELECT segment_id, label, entered_at FROM memberships WHERE customer_id = :c "
@@ -876,9 +899,13 @@ def _inline(sql: str, params: Mapping[str, Any]) -> str:
     return _BIND.sub(render, sql)
 
 
-def incremental_statement(generation: int, segments: Mapping[str, Segment]) -> IncrementalStatement:
+def incremental_statement(
+    generation: int,
+    segments: Mapping[str, Segment],
+    declared: Mapping[str, AttributeType] = NO_DECLARATIONS,
+) -> IncrementalStatement:
     builder = SqlBuilder()
-    compiler = RuleCompiler(segments, builder)
+    compiler = RuleCompiler(segments, builder, declared)
     ids = tuple(sorted(segments))
     compiled: list[Compiled] = [compiler.segment(s) for s in ids]
     columns = []
@@ -908,10 +935,13 @@ def incremental_statement(generation: int, segments: Mapping[str, Segment]) -> I
 
 
 class SegmentationStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, declared: Mapping[str, AttributeType] = NO_DECLARATIONS
+    ) -> None:
         self.engine = engine
+        self.declared = declared
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SegmentationTransaction]:
         async with self.engine.begin() as conn:
-            yield SegmentationTransaction(conn)
+            yield SegmentationTransaction(conn, self.declared)

@@ -9,7 +9,10 @@ holds gives the class. See services/segmentation/README.md for the definitions.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from svod_runtime.errors import FieldViolation
 from svod_segmentation.domain.rules import AllOf, AnyOf, BehaviorCondition, Not, Rule
@@ -123,6 +126,75 @@ def score_higher_better(value: float, cuts: list[float]) -> int:
 
 def score_lower_better(value: float, cuts: list[float]) -> int:
     return 1 + sum(1 for cut in cuts if value <= cut)
+
+
+@dataclass(frozen=True)
+class RfmCutoffs:
+    """An RFM built-in's quintile cut-offs, as the last full recompute computed them.
+
+    Recency cut-offs are absolute times (a last order at or after a cut-off earns a point), not
+    ages: a customer's R score does not drift with the clock between recomputes, so a change
+    evaluated later, a preview and a recompute classify an unchanged customer alike, also when
+    the last order falls exactly on a cut-off. Frequency and monetary cut-offs are values (more
+    than a cut-off earns a point). Each score is 1-5; ties share a score.
+    """
+
+    recency: tuple[dt.datetime, ...]
+    frequency: tuple[Decimal, ...]
+    monetary: tuple[Decimal, ...]
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, object]) -> RfmCutoffs | None:
+        """None before any customer with orders was ranked."""
+        f, m = state.get("f"), state.get("m")
+        if not f or not m:
+            return None
+        times = state.get("r_cutoff_times")
+        if times:
+            recency = tuple(dt.datetime.fromisoformat(str(t)) for t in times)  # type: ignore[attr-defined]
+        else:
+            # Kept before cut-offs were absolute: ages as of the recompute that computed them.
+            computed = dt.datetime.fromisoformat(str(state["computed_time"]))
+            recency = tuple(
+                computed - dt.timedelta(seconds=float(s))
+                for s in state["r"]  # type: ignore[attr-defined]
+            )
+        return cls(
+            recency,
+            tuple(Decimal(str(x)) for x in f),  # type: ignore[attr-defined]
+            tuple(Decimal(str(x)) for x in m),  # type: ignore[attr-defined]
+        )
+
+    def scores(
+        self, last_order_at: dt.datetime | None, order_count: int, total_spent: Decimal
+    ) -> tuple[int, int, int] | None:
+        """(R, F, M); None for a customer without orders (not ranked)."""
+        if order_count <= 0 or last_order_at is None:
+            return None
+        return (
+            1 + sum(1 for cut in self.recency if last_order_at >= cut),
+            1 + sum(1 for cut in self.frequency if Decimal(order_count) > cut),
+            1 + sum(1 for cut in self.monetary if total_spent > cut),
+        )
+
+
+def rfm_state(
+    computed_at: dt.datetime,
+    recency_seconds: Sequence[float],
+    frequency: Sequence[float],
+    monetary: Sequence[float],
+    customers: int,
+) -> dict[str, object]:
+    """The stored state of an RFM built-in: recency quintiles (ages in seconds at
+    ``computed_at``) become absolute cut-off times, shown also as ages in days."""
+    times = [computed_at - dt.timedelta(seconds=float(s)) for s in recency_seconds]
+    return {
+        "r_cutoff_times": [t.isoformat() for t in times],
+        "r_days": [round(float(s) / 86400, 2) for s in recency_seconds],
+        "f": list(frequency),
+        "m": list(monetary),
+        "customers": customers,
+    }
 
 
 def abc_label(spent: float, a_min: float, b_min: float) -> str | None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from enum import StrEnum
+
+from svod_runtime.custom_attributes import AttributeType
 
 
 class FieldType(StrEnum):
@@ -13,6 +16,7 @@ class FieldType(StrEnum):
     TIMESTAMP = "timestamp"
     DATE = "date"
     TEXT_LIST = "list of text"
+    BOOLEAN = "boolean"
 
 
 CONSENT_CHANNELS = (
@@ -91,14 +95,40 @@ OPERATORS: dict[FieldType, tuple[str, ...]] = {
     FieldType.TIMESTAMP: (*ORDERING, "between", "is_set", "within_last", "before_last"),
     FieldType.DATE: (*ORDERING, "between", "is_set", "within_last", "before_last"),
     FieldType.TEXT_LIST: ("contains", "is_set"),
+    FieldType.BOOLEAN: ("eq", "ne", "is_set"),
 }
 ALL_OPERATORS = frozenset(op for ops in OPERATORS.values() for op in ops)
 # Operators that make a condition depend on the clock.
 RELATIVE_OPERATORS = ("within_last", "before_last")
 
 
-def field_type(name: str) -> FieldType | None:
-    """The field's type; custom attributes are text. None for an unknown field."""
+# A declared custom attribute's type as rules see it (SVOD_CUSTOM_ATTRIBUTES).
+ATTRIBUTE_FIELD_TYPES: dict[AttributeType, FieldType] = {
+    AttributeType.STRING: FieldType.TEXT,
+    AttributeType.NUMBER: FieldType.NUMBER,
+    AttributeType.INTEGER: FieldType.INTEGER,
+    AttributeType.BOOL: FieldType.BOOLEAN,
+    AttributeType.DATE: FieldType.DATE,
+    AttributeType.LIST: FieldType.TEXT_LIST,
+}
+NO_DECLARATIONS: Mapping[str, AttributeType] = {}
+
+
+def declared_attribute(name: str, declared: Mapping[str, AttributeType]) -> AttributeType | None:
+    """The declared type of ``attributes.<name>``; None for other fields and undeclared ones."""
+    if not name.startswith(ATTRIBUTE_PREFIX):
+        return None
+    return declared.get(name[len(ATTRIBUTE_PREFIX) :])
+
+
+def field_type(
+    name: str, declared: Mapping[str, AttributeType] = NO_DECLARATIONS
+) -> FieldType | None:
+    """The field's type; a custom attribute has its declared type (undeclared ones are text).
+    None for an unknown field."""
     if name.startswith(ATTRIBUTE_PREFIX):
+        kind = declared_attribute(name, declared)
+        if kind is not None:
+            return ATTRIBUTE_FIELD_TYPES[kind]
         return FieldType.TEXT if ATTRIBUTE_NAME.match(name[len(ATTRIBUTE_PREFIX) :]) else None
     return FIELDS.get(name)

@@ -125,6 +125,8 @@ class Member:
     entered_at: dt.datetime
     label: str = ""
     segment_id: str = ""
+    # (R, F, M) for members of an RFM built-in.
+    rfm_scores: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)

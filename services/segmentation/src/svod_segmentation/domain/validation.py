@@ -6,16 +6,22 @@ import datetime as dt
 import math
 import re
 from collections.abc import Mapping
+from decimal import Decimal
 
+from svod_runtime.custom_attributes import EXPECTED as ATTRIBUTE_EXPECTED
+from svod_runtime.custom_attributes import AttributeType
+from svod_runtime.custom_attributes import normalize as normalize_attribute
 from svod_runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from svod_segmentation.domain import builtins
 from svod_segmentation.domain.fields import (
     ATTRIBUTE_PREFIX,
     CONSENT_STATES,
+    NO_DECLARATIONS,
     OPERATORS,
     ORDERING,
     RELATIVE_OPERATORS,
     FieldType,
+    declared_attribute,
     field_type,
 )
 from svod_segmentation.domain.rules import (
@@ -88,7 +94,11 @@ def _days(value: str) -> int | None:
     return int(value) if re.fullmatch(r"[0-9]{1,5}", value) else None
 
 
-def _check_values(cond: FieldCondition, ftype: FieldType, path: str) -> list[FieldViolation]:
+def _check_values(
+    cond: FieldCondition, ftype: FieldType, path: str, kind: AttributeType | None = None
+) -> list[FieldViolation]:
+    """``kind``: the declared type of a custom attribute (its values are read as that type:
+    "38,5" is the number 38.5, "да" is true, "01.06.2020" a date)."""
     op, values, where = cond.operator, cond.values, f"{path}.field.values"
     if op == "is_set":
         if len(values) > 1 or (values and values[0] not in ("true", "false")):
@@ -111,6 +121,8 @@ def _check_values(cond: FieldCondition, ftype: FieldType, path: str) -> list[Fie
                 )
             ]
         return []
+    if kind is not None and kind is not AttributeType.STRING:
+        return _check_typed_values(cond, kind, where)
     errors: list[FieldViolation] = []
     numeric = ftype in (FieldType.NUMBER, FieldType.INTEGER) or (
         cond.field.startswith(ATTRIBUTE_PREFIX) and op in (*ORDERING, "between")
@@ -145,12 +157,44 @@ def _check_values(cond: FieldCondition, ftype: FieldType, path: str) -> list[Fie
     return errors
 
 
-def _check_field(cond: FieldCondition, path: str) -> list[FieldViolation]:
-    ftype = field_type(cond.field)
+def _check_typed_values(
+    cond: FieldCondition, kind: AttributeType, where: str
+) -> list[FieldViolation]:
+    errors: list[FieldViolation] = []
+    canonical = []
+    for index, value in enumerate(cond.values):
+        typed = normalize_attribute(kind, value)
+        if typed is None:
+            errors.append(
+                FieldViolation(
+                    f"{where}[{index}]",
+                    f"{cond.field} is declared {kind}: must be {ATTRIBUTE_EXPECTED[kind]}, "
+                    f"not {value!r}",
+                )
+            )
+        canonical.append(typed)
+    if not errors and cond.operator == "between":
+        low, high = canonical
+        ordered = (
+            Decimal(low) <= Decimal(high)  # type: ignore[arg-type]
+            if kind in (AttributeType.NUMBER, AttributeType.INTEGER)
+            else low <= high  # type: ignore[operator]  # ISO dates sort as text
+        )
+        if not ordered:
+            errors.append(FieldViolation(where, "low is greater than high"))
+    return errors
+
+
+def _check_field(
+    cond: FieldCondition, path: str, declared: Mapping[str, AttributeType] = NO_DECLARATIONS
+) -> list[FieldViolation]:
+    ftype = field_type(cond.field, declared)
     if ftype is None:
         return [FieldViolation(f"{path}.field.field", f"unknown field {cond.field!r}")]
+    kind = declared_attribute(cond.field, declared)
     allowed = OPERATORS[ftype]
-    if cond.field.startswith(ATTRIBUTE_PREFIX):
+    if cond.field.startswith(ATTRIBUTE_PREFIX) and kind in (None, AttributeType.STRING):
+        # Text attributes compare as numbers under ordering operators (when they are numbers).
         allowed = (*allowed, *ORDERING, "between")
     if cond.operator not in allowed:
         return [
@@ -160,7 +204,7 @@ def _check_field(cond: FieldCondition, path: str) -> list[FieldViolation]:
                 f"use one of {', '.join(allowed)}",
             )
         ]
-    return _check_values(cond, ftype, path)
+    return _check_values(cond, ftype, path, kind)
 
 
 def _check_behavior(cond: BehaviorCondition, path: str) -> list[FieldViolation]:
@@ -237,9 +281,13 @@ def _depth_errors(node: Rule, path: str, depth: int) -> list[FieldViolation]:
 
 
 def rule_violations(
-    rule: Rule, path: str, segments: Mapping[str, SegmentDefinition]
+    rule: Rule,
+    path: str,
+    segments: Mapping[str, SegmentDefinition],
+    declared: Mapping[str, AttributeType] = NO_DECLARATIONS,
 ) -> list[FieldViolation]:
-    """Everything wrong with a rule tree; ``segments`` are the ones it may refer to."""
+    """Everything wrong with a rule tree; ``segments`` are the ones it may refer to,
+    ``declared`` the custom attributes' types."""
     depth = _depth_errors(rule, path, 1)
     if depth:
         return depth[:1]
@@ -263,7 +311,7 @@ def rule_violations(
         elif isinstance(node, Not) and node.node is None:
             errors.append(FieldViolation(f"{where}.not", "a node to negate"))
         elif isinstance(node, FieldCondition):
-            errors.extend(_check_field(node, where))
+            errors.extend(_check_field(node, where, declared))
         elif isinstance(node, BehaviorCondition):
             errors.extend(_check_behavior(node, where))
         elif isinstance(node, InSegment):
@@ -295,6 +343,7 @@ def validate_definition(
     definition: SegmentDefinition,
     segments: Mapping[str, SegmentDefinition],
     path: str = "segment",
+    declared: Mapping[str, AttributeType] = NO_DECLARATIONS,
 ) -> None:
     """Raises InvalidArgument naming every offending node; ``segments`` are the stored ones."""
     errors: list[FieldViolation] = []
@@ -318,7 +367,7 @@ def validate_definition(
     elif definition.rule is None:
         errors.append(FieldViolation(f"{path}.rule", "required (or set builtin)"))
     else:
-        errors.extend(rule_violations(definition.rule, f"{path}.rule", segments))
+        errors.extend(rule_violations(definition.rule, f"{path}.rule", segments, declared))
     graph = {**segments, definition.segment_id: definition}
     if not errors:
         cycle = cycle_path(definition.segment_id, graph)
@@ -383,10 +432,14 @@ def _reference_path(definition: SegmentDefinition, target: str, path: str) -> st
     return f"{path}.builtin_parameters[population]"
 
 
-def validate_preview(rule: Rule | None, segments: Mapping[str, SegmentDefinition]) -> None:
+def validate_preview(
+    rule: Rule | None,
+    segments: Mapping[str, SegmentDefinition],
+    declared: Mapping[str, AttributeType] = NO_DECLARATIONS,
+) -> None:
     if rule is None:
         raise InvalidArgument([FieldViolation("rule", "required")])
-    errors = rule_violations(rule, "rule", segments)
+    errors = rule_violations(rule, "rule", segments, declared)
     if not errors:
         sizes = expanded_sizes(segments)
         size = rule_size(rule, lambda segment_id: sizes.get(segment_id, 1))

@@ -21,6 +21,7 @@ from pathlib import Path
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import DEFAULT_PORTS, ServiceConfig
+from svod_runtime.custom_attributes import parse_declarations
 from svod_runtime.db import create_engine
 from svod_runtime.outbox import OutboxRelay, OutboxStore
 from svod_runtime.server import ServiceApp
@@ -67,7 +68,9 @@ async def create_app(
     settings = settings or SegmentationSettings.from_env()
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
-    service = SegmentationService(SegmentationStore(engine))
+    service = SegmentationService(
+        SegmentationStore(engine, parse_declarations(config.custom_attributes))
+    )
     # Contact data for deliveries comes from the profile service.
     profile_target = config.peers.get("profile", f"127.0.0.1:{DEFAULT_PORTS['profile']}")
     profile_channel = peer_channel(profile_target, telemetry, config.peer_security)

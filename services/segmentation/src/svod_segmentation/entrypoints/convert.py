@@ -140,12 +140,16 @@ def segment_to_proto(segment: Segment) -> pb.Segment:
 
 # -- members and events ----------------------------------------------------------------------
 def member_to_proto(member: Member) -> pb.Member:
-    return pb.Member(
+    out = pb.Member(
         customer_id=member.customer_id,
         enter_time=datetime_to_timestamp(member.entered_at),
         label=member.label,
         segment_id=member.segment_id,
     )
+    if member.rfm_scores is not None:
+        r, f, m = member.rfm_scores
+        out.rfm_scores.CopyFrom(pb.RfmScores(recency=r, frequency=f, monetary=m))
+    return out
 
 
 def event_to_proto(event: MembershipEvent, token: str) -> pb.MembershipEvent:

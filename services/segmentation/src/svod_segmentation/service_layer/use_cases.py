@@ -34,7 +34,7 @@ from svod_segmentation.adapters.storage import (
     incremental_statement,
 )
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
-from svod_segmentation.domain.builtins import MODEL_BUILTINS
+from svod_segmentation.domain.builtins import MODEL_BUILTINS, RfmCutoffs
 from svod_segmentation.domain.lookalike import SeedTooSmall, train_and_score
 from svod_segmentation.domain.model import (
     ChangeOutcome,
@@ -97,6 +97,31 @@ def _check_split(change: ProfileChange, errors: ViolationCollector) -> None:
             errors.add(f"split.moved_events[{index}].record_ref", "required (idempotency key)")
         if not event.event_type:
             errors.add(f"split.moved_events[{index}].event_type", "required")
+
+
+async def _with_rfm_scores(tx: SegmentationTransaction, members: list[Member]) -> list[Member]:
+    """Members of RFM built-ins with the scores their class comes from (one more read, only
+    when there are such members)."""
+    if not members:
+        return members
+    segments = await tx.load_segments()
+    cutoffs = {
+        segment_id: RfmCutoffs.from_state(segment.state)
+        for segment_id, segment in segments.items()
+        if segment.definition.builtin == "rfm"
+    }
+    scored = [m for m in members if cutoffs.get(m.segment_id) is not None]
+    if not scored:
+        return members
+    inputs = await tx.rfm_inputs(sorted({m.customer_id for m in scored}))
+    out = []
+    for member in members:
+        found = cutoffs.get(member.segment_id)
+        values = inputs.get(member.customer_id)
+        if found is not None and values is not None:
+            member = replace(member, rfm_scores=found.scores(*values))
+        out.append(member)
+    return out
 
 
 def _definitions(segments: dict[str, Segment]) -> dict[str, SegmentDefinition]:
@@ -284,7 +309,9 @@ class SegmentationService:
             segments = await tx.load_segments()
             if segment.segment_id in segments:
                 raise AlreadyExists(f"segment {segment.segment_id!r} exists")
-            validate_definition(segment.definition, _definitions(segments))
+            validate_definition(
+                segment.definition, _definitions(segments), declared=self.store.declared
+            )
             try:
                 saved = await tx.save_segment(segment, create=True)
             except KeyError:
@@ -311,7 +338,7 @@ class SegmentationService:
                     f"not {expected_version}"
                 )
             others = {k: v for k, v in _definitions(segments).items() if k != segment.segment_id}
-            validate_definition(segment.definition, others)
+            validate_definition(segment.definition, others, declared=self.store.declared)
             saved = await tx.save_segment(segment, create=False)
             segments = await tx.load_segments()
             await self._store_trained(tx, trained, segments)
@@ -366,7 +393,7 @@ class SegmentationService:
         sample = 10 if sample <= 0 else min(sample, 100)
         async with self.store.transaction() as tx:
             segments = await tx.load_segments()
-            validate_preview(rule, _definitions(segments))
+            validate_preview(rule, _definitions(segments), self.store.declared)
             assert rule is not None
             for ref in sorted(referenced_segments(rule)):
                 scope.require(ref)
@@ -446,7 +473,7 @@ class SegmentationService:
         if not create and segment.segment_id not in segments:
             raise NotFound(f"no segment {segment.segment_id!r}")
         others = {k: v for k, v in _definitions(segments).items() if k != segment.segment_id}
-        validate_definition(segment.definition, others)
+        validate_definition(segment.definition, others, declared=self.store.declared)
         return await self._train(segment, now)
 
     async def _train(self, segment: Segment, now: dt.datetime) -> Trained:
@@ -618,7 +645,9 @@ class SegmentationService:
     async def _statement_for(self, tx: SegmentationTransaction) -> IncrementalStatement:
         if self._statement is None:
             segments = await tx.load_segments()
-            self._statement = incremental_statement(await tx.generation(), segments)
+            self._statement = incremental_statement(
+                await tx.generation(), segments, self.store.declared
+            )
         return self._statement
 
     async def _evaluate(
@@ -718,6 +747,7 @@ class SegmentationService:
         limit = min(limit or 100, MAX_PAGE)
         async with self.store.transaction() as tx:
             members = await tx.members(segment_id, after, limit + 1)
+            members = await _with_rfm_scores(tx, members[: limit + 1])
         next_token = members[limit - 1].customer_id if len(members) > limit else ""
         return members[:limit], next_token
 
@@ -740,6 +770,7 @@ class SegmentationService:
                     )
                 else:
                     page = await tx.members(segment_id, after, MAX_PAGE)
+                page = await _with_rfm_scores(tx, page)
             for member in page:
                 yield member
             if len(page) < MAX_PAGE:
@@ -753,6 +784,7 @@ class SegmentationService:
         async with self.store.transaction() as tx:
             current = await tx.current_id(customer_id)
             members = await tx.customer_memberships(current)
+            members = await _with_rfm_scores(tx, members)
         return [m for m in members if scope.allows(m.segment_id)]
 
     async def watch(

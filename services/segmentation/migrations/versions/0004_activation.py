@@ -1,8 +1,8 @@
 """Activation: destinations, bindings, syncs and webhook deliveries (with the outbox that
 retries them), look-alike scores, and the campaign ids of events (attribution).
 
-Revision ID: segmentation_0003
-Revises: segmentation_0002
+Revision ID: segmentation_0004
+Revises: segmentation_0003
 Create Date: 2026-12-03
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 from svod_runtime.outbox import OUTBOX_DDL
 
-revision = "segmentation_0003"
-down_revision = "segmentation_0002"
+revision = "segmentation_0004"
+down_revision = "segmentation_0003"
 branch_labels = None
 depends_on = None
 
