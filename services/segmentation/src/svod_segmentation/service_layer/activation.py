@@ -29,7 +29,7 @@ from svod_runtime.errors import (
     Unavailable,
 )
 from svod_runtime.outbox import DeliveryError, OutboxMessage
-from svod_segmentation.adapters.activation_storage import ActivationStore
+from svod_segmentation.adapters.activation_storage import ActivationStore, ActivationTransaction
 from svod_segmentation.adapters.export_files import write_csv, write_jsonl
 from svod_segmentation.adapters.profile_client import ProfileDirectory
 from svod_segmentation.adapters.webhook_client import WebhookClient
@@ -206,7 +206,11 @@ class ActivationService:
         return sync
 
     async def _full_webhook_sync(
-        self, tx, binding: Binding, destination: Destination, scheduled: bool
+        self,
+        tx: ActivationTransaction,
+        binding: Binding,
+        destination: Destination,
+        scheduled: bool,
     ) -> Sync:
         """The destination gets the whole consenting audience, a page per delivery; what it
         holds is replaced by it (live changes continue from there)."""
