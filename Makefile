@@ -23,8 +23,9 @@ $(VENV)/.installed: $(wildcard requirements/*.txt) scripts/bootstrap_venv.sh
 gen: $(VENV)/.installed
 	$(PY) scripts/gen_protos.py
 
+# Spans go to a local file too: `svod trace show TRACE_ID` reads it.
 run: gen
-	$(PY) -m svod_cli run --demo
+	SVOD_TRACES_FILE=$${SVOD_TRACES_FILE:-.data/traces.jsonl} $(PY) -m svod_cli run --demo
 
 lint: gen
 	$(VENV)/bin/ruff check $(LINT_PATHS)

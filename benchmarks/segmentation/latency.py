@@ -272,6 +272,7 @@ def main() -> int:
             "SVOD_LISTEN_HOST": "127.0.0.1",
             "SVOD_LOG_LEVEL": "WARNING",
             "SVOD_SEGMENTATION_RECOMPUTE_S": "0",
+            "SVOD_SEGMENTATION_METRICS_PORT": "0",
         }
         process = subprocess.Popen([sys.executable, "-m", "svod_segmentation", "serve"], env=env)
         wait_healthy({"segmentation": port})

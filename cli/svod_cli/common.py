@@ -14,17 +14,25 @@ retry policy change in one place: ``SVOD_API_KEY`` is sent as the bearer key, th
 
 from __future__ import annotations
 
+import argparse
+import functools
+import getpass
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
 import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
-from svod_runtime.config import DEFAULT_PORTS
+from svod.common.v1 import common_pb2
+from svod_runtime.config import target_of
 from svod_runtime.tls import TlsFiles, blocking_channel
 
 EXIT_OK = 0
@@ -38,8 +46,8 @@ _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_
 
 
 def target(service: str) -> str:
-    """``SVOD_<SERVICE>_TARGET``, else the service's default port on loopback."""
-    return os.environ.get(f"SVOD_{service.upper()}_TARGET", f"127.0.0.1:{DEFAULT_PORTS[service]}")
+    """``SVOD_<SERVICE>_TARGET``, else loopback at ``SVOD_<SERVICE>_PORT`` (or the default)."""
+    return target_of(service)
 
 
 def metadata() -> tuple[tuple[str, str], ...]:
@@ -61,11 +69,113 @@ def channel(service: str) -> grpc.Channel:
 
 
 def report_rpc_error(error: grpc.RpcError) -> int:
-    """Prints one precise line for a refused call (never a traceback); returns the exit code."""
+    """Prints one precise line for a refused call (never a traceback), then one line per field
+    violation it carries; returns the exit code."""
     code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
     details: str = error.details() or ""  # type: ignore[attr-defined]
-    print(f"{code.name}: {details}", file=sys.stderr)
+    hint = _HINTS.get(code, "")
+    print(f"{code.name}: {details}{hint}", file=sys.stderr)
+    for violation in field_violations(error):
+        line = f"{violation.field}: {violation.description}"
+        if line != details:  # a lone violation is often the message itself
+            print(f"  {line}", file=sys.stderr)
     return EXIT_UNREACHABLE if code in _UNREACHABLE else EXIT_REFUSED
+
+
+_HINTS = {
+    grpc.StatusCode.UNAUTHENTICATED: " (set SVOD_API_KEY to a key the deployment accepts)",
+    grpc.StatusCode.UNAVAILABLE: " (is the suite running? `svod status`; SVOD_<SERVICE>_TARGET)",
+}
+
+
+def field_violations(error: grpc.RpcError) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    """The google.rpc.BadRequest field violations an INVALID_ARGUMENT carries, if any."""
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except ValueError:  # details that do not match the status: show the plain message only
+        return []
+    violations: list[error_details_pb2.BadRequest.FieldViolation] = []
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations.extend(bad_request.field_violations)
+    return violations
+
+
+def refusals_reported(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Wraps a command so that a refused or failed call ends it with ``report_rpc_error``'s
+    line and exit code instead of a traceback."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except grpc.RpcError as error:
+            return report_rpc_error(error)
+        except UsageError as error:
+            print(f"svod: {error}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
+
+
+def call(service: str, stub_type: type, method: str, request: Message, **kwargs: Any) -> Any:
+    """One unary call to ``service`` with the caller's credentials and a deadline
+    (``timeout=`` to change it); a refusal raises ``grpc.RpcError``."""
+    kwargs.setdefault("timeout", TIMEOUT_S)
+    with channel(service) as open_channel:
+        return getattr(stub_type(open_channel), method)(request, metadata=metadata(), **kwargs)
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON for scripts instead of a table"
+    )
+
+
+class Progress:
+    """``done/total (rate/s, ETA h:mm:ss)`` on one rewritten line of standard error, at most a
+    few times a second; silent when standard error is not a terminal unless forced."""
+
+    def __init__(
+        self, what: str, total: int, *, stream: TextIO | None = None, force: bool = False
+    ) -> None:
+        self.what = what
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.enabled = force or self.stream.isatty()
+        self.started = time.monotonic()
+        self._shown = 0.0
+        self.done = 0
+
+    def advance(self, count: int = 1) -> None:
+        self.done += count
+        now = time.monotonic()
+        if self.enabled and (now - self._shown >= 0.25 or self.done >= self.total):
+            self._shown = now
+            self.stream.write("\r" + self.line(now) + " ")
+            self.stream.flush()
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max(1e-6, (now or time.monotonic()) - self.started)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        return (
+            f"{self.what}: {self.done:,}/{self.total:,} ({rate:,.0f}/s, "
+            f"ETA {format_duration(left)})"
+        )
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + self.line() + "\n")
+            self.stream.flush()
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -86,3 +196,119 @@ def print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     for row in cells:
         padded = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         print("  ".join(padded).rstrip())
+
+
+# -- arguments shared by several groups ------------------------------------------------------
+
+_IDENTIFIER_OPTIONS = (
+    ("email", "EMAIL", "an e-mail address"),
+    ("phone", "PHONE", "a phone number, any common format"),
+    ("card", "LOYALTY_CARD", "a loyalty card number"),
+    ("external_id", "EXTERNAL_ID", "NAMESPACE:VALUE, the id a source system gives the person"),
+    ("device_id", "DEVICE_ID", "a device or cookie id"),
+)
+
+
+def add_customer_key_args(parser: argparse.ArgumentParser) -> None:
+    """``--id`` or one identifier option (``--email``, ``--phone``, ``--card``,
+    ``--external-id NAMESPACE:VALUE``, ``--device-id``); exactly one is required."""
+    key = parser.add_mutually_exclusive_group(required=True)
+    key.add_argument("--id", metavar="CUSTOMER_ID", help="a customer id (merged-away ids too)")
+    for dest, _kind, help_text in _IDENTIFIER_OPTIONS:
+        key.add_argument("--" + dest.replace("_", "-"), dest=dest, help=help_text)
+
+
+def identifier_from_args(args: argparse.Namespace) -> common_pb2.Identifier | None:
+    """The identifier an ``add_customer_key_args`` command was given (None for ``--id``)."""
+    for dest, kind, _help in _IDENTIFIER_OPTIONS:
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        namespace = ""
+        if kind == "EXTERNAL_ID":
+            namespace, sep, value = value.partition(":")
+            if not sep or not namespace or not value:
+                raise UsageError("--external-id takes NAMESPACE:VALUE, e.g. crm:10042")
+        return common_pb2.Identifier(
+            type=common_pb2.IdentifierType.Value(f"IDENTIFIER_TYPE_{kind}"),
+            value=value,
+            namespace=namespace,
+        )
+    return None
+
+
+def add_record_arg(parser: argparse.ArgumentParser, *, required: bool, many: bool) -> None:
+    """``--record SOURCE MESSAGE_ID`` (repeatable when ``many``)."""
+    parser.add_argument(
+        "--record",
+        nargs=2,
+        metavar=("SOURCE", "MESSAGE_ID"),
+        action="append" if many else "store",
+        required=required,
+        help="a record by its source and message id" + (" (repeat for more)" if many else ""),
+    )
+
+
+def record_ref(pair: Sequence[str]) -> common_pb2.RecordRef:
+    return common_pb2.RecordRef(source=pair[0], message_id=pair[1])
+
+
+def add_actor_args(parser: argparse.ArgumentParser, *, reason_required: bool = True) -> None:
+    """``--reason`` and ``--actor`` (default ``SVOD_ACTOR``, else the login name): who asked
+    and why, kept in the service's ledger."""
+    parser.add_argument("--reason", required=reason_required, help="why (kept in the ledger)")
+    parser.add_argument("--actor", default=None, help="who asks (default: SVOD_ACTOR or login)")
+
+
+def actor(args: argparse.Namespace) -> str:
+    if args.actor:
+        return str(args.actor)
+    if os.environ.get("SVOD_ACTOR"):
+        return os.environ["SVOD_ACTOR"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "svod-cli"
+
+
+class UsageError(Exception):
+    """A command line that parses but cannot be used (reported with exit code 2)."""
+
+
+def pages(fetch: Callable[[str], tuple[Sequence[Any], str]], limit: int = 0) -> Iterator[Any]:
+    """Every item of a paginated listing: ``fetch(page_token)`` returns (items, next token).
+    Stops after ``limit`` items when it is positive."""
+    token, count = "", 0
+    while True:
+        items, token = fetch(token)
+        for item in items:
+            yield item
+            count += 1
+            if limit and count >= limit:
+                return
+        if not token:
+            return
+
+
+def timestamp_text(value: Any) -> str:
+    """A google.protobuf.Timestamp for people (UTC, to the second); empty when unset."""
+    if not value.seconds and not value.nanos:
+        return ""
+    return value.ToDatetime().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def enum_text(value: int, enum: Any, prefix: str) -> str:
+    """``IDENTIFIER_TYPE_PHONE`` -> ``phone``."""
+    return str(enum.Name(value)).removeprefix(prefix).lower()
+
+
+def read_json_message(path: str, message: Message) -> Message:
+    """A protobuf message from a JSON file (``-`` reads standard input); a file that does not
+    parse is a UsageError naming the file and the problem."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        return json_format.Parse(text, message)
+    except OSError as error:
+        raise UsageError(f"{path}: {error.strerror}") from None
+    except json_format.ParseError as error:
+        raise UsageError(f"{path}: not a {message.DESCRIPTOR.name} in JSON: {error}") from None

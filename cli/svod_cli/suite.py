@@ -81,15 +81,25 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def suite_env(db_admin_url: str, ports: dict[str, int]) -> dict[str, str]:
+def suite_env(
+    db_admin_url: str, ports: dict[str, int], metrics_ports: dict[str, int] | None = None
+) -> dict[str, str]:
+    """Environment of a suite on loopback; without ``metrics_ports`` no service serves metrics
+    (tests must never take the default ports)."""
     env = {"SVOD_DATABASE_URL": db_admin_url, "SVOD_LISTEN_HOST": "127.0.0.1"}
     for service, port in ports.items():
         env[f"SVOD_{service.upper()}_PORT"] = str(port)
         env[f"SVOD_{service.upper()}_TARGET"] = f"127.0.0.1:{port}"
+        env[f"SVOD_{service.upper()}_METRICS_PORT"] = str((metrics_ports or {}).get(service, 0))
     return env
 
 
-def wait_healthy(ports: dict[str, int], timeout_s: float = 30.0) -> None:
+# Five Python processes importing gRPC, SQLAlchemy and OpenTelemetry take 2-3 s alone, but a
+# start under load (a CI machine running several suites) was seen taking over 30 s.
+HEALTHY_TIMEOUT_S = 120.0
+
+
+def wait_healthy(ports: dict[str, int], timeout_s: float = HEALTHY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
     for service, port in ports.items():
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -116,10 +126,17 @@ class InProcessSuite:
         ports: dict[str, int] | None = None,
         services: Sequence[str] = SERVICES,
         extra_env: dict[str, str] | None = None,
+        metrics: bool = False,
     ) -> None:
         self.ports = ports or dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+        self.metrics_ports = (
+            dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)) if metrics else {}
+        )
         self.services = tuple(services)
-        self.env = {**suite_env(db_admin_url, self.ports), **(extra_env or {})}
+        self.env = {
+            **suite_env(db_admin_url, self.ports, self.metrics_ports),
+            **(extra_env or {}),
+        }
         self.exporters = tuple(exporters)
         self.apps: dict[str, ServiceApp] = {}
         self.loop = asyncio.new_event_loop()
@@ -135,7 +152,7 @@ class InProcessSuite:
         for service in self.services:
             module = importlib.import_module(f"svod_{service}.entrypoints.app")
             config = ServiceConfig.from_env(service, self.env)
-            telemetry = Telemetry(service, extra_exporters=self.exporters)
+            telemetry = Telemetry.for_config(config, extra_exporters=self.exporters)
             app = await module.create_app(config, telemetry)
             await app.start()
             self.apps[service] = app
@@ -152,6 +169,9 @@ class InProcessSuite:
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
 
+    def metrics_target(self, service: str) -> str:
+        return f"127.0.0.1:{self.metrics_ports[service]}"
+
 
 class ProcessSuite:
     """Each service in its own process (``python -m svod_<name> serve``), as deployed."""
@@ -161,9 +181,15 @@ class ProcessSuite:
         db_admin_url: str,
         ports: dict[str, int] | None = None,
         extra_env: dict[str, str] | None = None,
+        metrics_ports: dict[str, int] | None = None,
     ) -> None:
         self.ports = ports or dict(DEFAULT_PORTS)
-        self.env = {**os.environ, **suite_env(db_admin_url, self.ports), **(extra_env or {})}
+        self.metrics_ports = metrics_ports or {}
+        self.env = {
+            **os.environ,
+            **suite_env(db_admin_url, self.ports, self.metrics_ports),
+            **(extra_env or {}),
+        }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self) -> ProcessSuite:

@@ -8,6 +8,7 @@ with the service's own role as user.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
@@ -24,6 +25,34 @@ DEFAULT_PORTS = {
     "segmentation": 50054,
     "quality": 50055,
 }
+
+# Each service's Prometheus endpoint (``/metrics``), beside its gRPC port; 0 turns it off.
+DEFAULT_METRICS_PORTS = {
+    "ingestion": 9461,
+    "identity": 9462,
+    "profile": 9463,
+    "segmentation": 9464,
+    "quality": 9465,
+}
+
+
+def port_of(service: str, env: Mapping[str, str] | None = None) -> int:
+    """``SVOD_<SERVICE>_PORT``, else the service's default gRPC port."""
+    env = os.environ if env is None else env
+    return int(env.get(f"SVOD_{service.upper()}_PORT") or DEFAULT_PORTS[service])
+
+
+def metrics_port_of(service: str, env: Mapping[str, str] | None = None) -> int:
+    """``SVOD_<SERVICE>_METRICS_PORT``, else the service's default metrics port (0: off)."""
+    env = os.environ if env is None else env
+    raw = env.get(f"SVOD_{service.upper()}_METRICS_PORT")
+    return int(raw) if raw else DEFAULT_METRICS_PORTS[service]
+
+
+def target_of(service: str, env: Mapping[str, str] | None = None) -> str:
+    """Where to reach a service: ``SVOD_<SERVICE>_TARGET``, else loopback at its port."""
+    env = os.environ if env is None else env
+    return env.get(f"SVOD_{service.upper()}_TARGET") or f"127.0.0.1:{port_of(service, env)}"
 
 
 def role_name(service: str) -> str:
@@ -80,6 +109,9 @@ class ServiceConfig:
     # Loopback unless told otherwise: a non-loopback address needs authentication (auth.py).
     listen_host: str = "127.0.0.1"
     port: int = 0
+    # The Prometheus endpoint's port (0: none) and address (default: listen_host).
+    metrics_port: int = 0
+    metrics_host: str = ""
     # host:port of each peer service this one calls.
     peers: dict[str, str] = field(default_factory=dict)
     # Deadline for calls this service makes to its peers.
@@ -90,6 +122,10 @@ class ServiceConfig:
     shutdown_grace_s: float = 10.0
     otlp_endpoint: str | None = None
     trace_sample_ratio: float = 1.0
+    # Finished spans appended here as JSON lines (``svod trace show`` reads them); empty: off.
+    traces_file: str = ""
+    # How often polled gauges (outbox depth, review queue ...) are refreshed.
+    metrics_poll_s: float = 15.0
     # -- security (docs/security.md) --
     # The key file listing principals and their scopes; empty = no keys.
     api_keys_file: str = ""
@@ -137,22 +173,22 @@ class ServiceConfig:
                 "with the SHA-256 of their keys in SVOD_API_KEYS_FILE (svod keys create)"
             )
         prefix = f"SVOD_{service.upper()}_"
-        peers = {
-            peer: env.get(f"SVOD_{peer.upper()}_TARGET", f"127.0.0.1:{DEFAULT_PORTS[peer]}")
-            for peer in SERVICES
-            if peer != service
-        }
+        peers = {peer: target_of(peer, env) for peer in SERVICES if peer != service}
         return cls(
             service=service,
             database_url=service_database_url(service, env),
             listen_host=env.get("SVOD_LISTEN_HOST", "127.0.0.1"),
-            port=int(env.get(prefix + "PORT", DEFAULT_PORTS[service])),
+            port=port_of(service, env),
+            metrics_port=metrics_port_of(service, env),
+            metrics_host=env.get("SVOD_METRICS_HOST", ""),
             peers=peers,
             peer_timeout_s=_float(env, "SVOD_PEER_TIMEOUT_S", 5.0),
             max_request_s=_float(env, "SVOD_MAX_REQUEST_S", 30.0),
             shutdown_grace_s=_float(env, "SVOD_SHUTDOWN_GRACE_S", 10.0),
             otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
             trace_sample_ratio=_float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0),
+            traces_file=env.get("SVOD_TRACES_FILE", ""),
+            metrics_poll_s=_float(env, "SVOD_METRICS_POLL_S", 15.0),
             api_keys_file=env.get("SVOD_API_KEYS_FILE", ""),
             # SVOD_<SERVICE>_PEER_API_KEY lets one environment give each service its own key.
             peer_api_key=env.get(prefix + "PEER_API_KEY") or env.get("SVOD_PEER_API_KEY", ""),

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from svod_runtime.config import role_name, sqlalchemy_url
+from svod_runtime.pool_metrics import TimedQueuePool
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
@@ -47,6 +48,8 @@ def create_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        # Tells the metrics how long checkouts wait (svod_runtime.pool_metrics).
+        poolclass=TimedQueuePool,
         connect_args={"options": "-c jit=off"},
         # An autocommit connection holds no transaction to roll back when it is returned.
         **({"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}),

@@ -13,9 +13,12 @@ from svod_runtime.config import ServiceConfig
 from svod_runtime.errors import ConfigurationError
 from svod_runtime.logs import setup_logging
 from svod_runtime.migrations import upgrade
-from svod_runtime.runtime import tune_garbage_collector
-from svod_runtime.server import ServiceApp, security_guard, serve_until_signalled
+from svod_runtime.runtime import exit_with_supervisor, tune_garbage_collector
+from svod_runtime.server import PortInUse, ServiceApp, security_guard, serve_until_signalled
 from svod_runtime.telemetry import Telemetry
+
+# A service that cannot take its port exits with this code (its supervisor tells it apart).
+EXIT_PORT_IN_USE = 98
 
 
 def run_service_cli(
@@ -42,9 +45,8 @@ def run_service_cli(
     except ConfigurationError as error:
         print(f"svod_{service}: {error.message}", file=sys.stderr)
         return 2
-    telemetry = Telemetry(
-        service, otlp_endpoint=config.otlp_endpoint, sample_ratio=config.trace_sample_ratio
-    )
+    exit_with_supervisor()
+    telemetry = Telemetry.for_config(config)
 
     async def main() -> None:
         app = await create_app(config, telemetry)
@@ -53,6 +55,9 @@ def run_service_cli(
 
     try:
         asyncio.run(main())
+    except PortInUse as taken:
+        logging.getLogger(__name__).error("%s", taken)
+        return EXIT_PORT_IN_USE
     except ConfigurationError as error:
         print(f"svod_{service}: {error.message}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ from opentelemetry import trace
 
 from svod_runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, SvodError
 from svod_runtime.guard import Admission, Guard
+from svod_runtime.metrics import RpcMetrics
 from svod_runtime.telemetry import context_from_carrier, current_trace_id
 
 log = logging.getLogger("svod.rpc")
@@ -38,6 +39,9 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 # Metadata keys that carry the caller's trace (W3C trace context and baggage).
 _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
+
+# Health checks (probes every few seconds, `svod status`) start no trace.
+_UNTRACED_PREFIX = "/grpc.health.v1."
 
 
 def status_proto_for(error: SvodError) -> status_pb2.Status:
@@ -88,12 +92,14 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         max_request_s: float,
         guard: Guard | None = None,
         tracer: trace.Tracer | None = None,
+        rpc_metrics: RpcMetrics | None = None,
     ) -> None:
         self.service = service
         self.max_request_s = max_request_s
         # Authentication, authorization, limits and audit (svod_runtime.guard).
         self.guard = guard or Guard(service)
         self.tracer = tracer or trace.NoOpTracer()
+        self.rpc_metrics = rpc_metrics
 
     async def intercept_service(
         self,
@@ -127,6 +133,8 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
     def _server_span(
         self, method: str, context: grpc.aio.ServicerContext
     ) -> contextlib.AbstractContextManager[trace.Span]:
+        if method.startswith(_UNTRACED_PREFIX):
+            return contextlib.nullcontext(trace.INVALID_SPAN)
         carrier = {k: v for k, v in context.invocation_metadata() or () if k in _TRACE_HEADERS}
         service, _, name = method.lstrip("/").partition("/")
         return self.tracer.start_as_current_span(
@@ -212,9 +220,16 @@ class _Call:
             self.code, message, trailers = status_for(refusal)
             self.span.set_attribute("rpc.grpc.status_code", self.code.value[0])
             self.span.set_status(trace.StatusCode.ERROR, self.code.name)
-            self.interceptor._log(self.method, self.code, self.started)
+            self._finished()
             await self.context.abort(self.code, message, trailing_metadata=trailers)
         return self
+
+    def _finished(self) -> None:
+        """Logs the call and counts it in the RPC metrics."""
+        self.interceptor._log(self.method, self.code, self.started)
+        if self.interceptor.rpc_metrics is not None:
+            elapsed = time.perf_counter() - self.started
+            self.interceptor.rpc_metrics.finished(self.method, self.code, elapsed)
 
     async def __aexit__(self, exc_type: type | None, error: BaseException | None, _tb: Any) -> bool:
         try:
@@ -241,4 +256,4 @@ class _Call:
             self.span.set_attribute("rpc.grpc.status_code", self.code.value[0])
             if self.code != grpc.StatusCode.OK:
                 self.span.set_status(trace.StatusCode.ERROR, self.code.name)
-            self.interceptor._log(self.method, self.code, self.started)
+            self._finished()

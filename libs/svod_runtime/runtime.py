@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
+import signal
+import sys
 
 # Middle and old generation thresholds with a raised young one: an old-generation pass walks
 # every object the process holds (name tables, phone metadata, caches), so it stays rare.
@@ -25,3 +29,23 @@ def tune_garbage_collector(young_threshold: int) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(young_threshold, *_OLDER_THRESHOLDS)
+
+
+# prctl(2) option: the signal a process gets when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_with_supervisor() -> None:
+    """Under ``svod run`` (``SVOD_SUPERVISOR_PID`` set), asks Linux to send this service
+    SIGTERM when the supervisor dies, even by SIGKILL, so no service outlives it; if the
+    supervisor is already gone, drains at once. A no-op elsewhere."""
+    supervisor = os.environ.get("SVOD_SUPERVISOR_PID")
+    if not supervisor or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(supervisor):
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 HEALTH_INTERVAL_S = 2.0
 
 
+class PortInUse(RuntimeError):
+    """The service's port is taken (by another process, or another Svod suite)."""
+
+
 def fill_unimplemented(servicer: Any, base: type, descriptor: ServiceDescriptor) -> None:
     """Methods the servicer does not override answer UNIMPLEMENTED, naming the method."""
     for method in descriptor.methods:
@@ -84,12 +88,15 @@ def security_guard(config: ServiceConfig) -> Guard:
 def listen(server: grpc.aio.Server, host: str, port: int, tls: TlsFiles | None) -> int:
     """Adds the address (TLS when the files say so); returns the bound port."""
     address = f"{host}:{port}"
-    if tls is not None and tls.serving:
-        bound = server.add_secure_port(address, server_credentials(tls))
-    else:
-        bound = server.add_insecure_port(address)
+    try:
+        if tls is not None and tls.serving:
+            bound = server.add_secure_port(address, server_credentials(tls))
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError:  # gRPC's "Failed to bind"
+        bound = 0
     if bound == 0:
-        raise RuntimeError(f"cannot listen on {address}")
+        raise PortInUse(f"cannot listen on {address}: address in use")
     return bound
 
 
@@ -108,6 +115,7 @@ class ServiceApp:
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     server: grpc.aio.Server | None = None
     port: int = 0
+    metrics_port: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _health: Any = None
     _health_server: grpc.aio.Server | None = None
@@ -122,9 +130,15 @@ class ServiceApp:
                     max_request_s=self.config.max_request_s,
                     guard=guard,
                     tracer=self.telemetry.tracer,
+                    rpc_metrics=self.telemetry.metrics.rpc,
                 ),
             ],
-            options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
+            options=[
+                ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+                # A second server on a taken port must fail, not share it: with SO_REUSEPORT
+                # (gRPC's default) two suites bound one port and split requests between them.
+                ("grpc.so_reuseport", 0),
+            ],
         )
         self.add_to_server(self.servicer, server)
         self._health = health.aio.HealthServicer()
@@ -133,8 +147,10 @@ class ServiceApp:
             (self.descriptor.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         self.port = listen(server, self.config.listen_host, self.config.port, self.config.tls)
+        if self.config.metrics_port:
+            self.metrics_port = self._serve_metrics()
         if self.config.health_port:
-            self._health_server = grpc.aio.server()
+            self._health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             health_pb2_grpc.add_HealthServicer_to_server(self._health, self._health_server)
             listen(self._health_server, self.config.listen_host, self.config.health_port, None)
             await self._health_server.start()
@@ -142,10 +158,21 @@ class ServiceApp:
         self.server = server
         await self._set_health(await ping(self.engine))
         self._tasks.append(asyncio.create_task(self._watch_database()))
+        self._tasks.append(asyncio.create_task(self.telemetry.metrics.run_pollers()))
         for job in self.background:
             self._tasks.append(asyncio.create_task(job()))
         log.info("%s listening on port %d", self.config.service, self.port)
         return self.port
+
+    def _serve_metrics(self) -> int:
+        host = self.config.metrics_host or self.config.listen_host
+        try:
+            return self.telemetry.metrics.serve(host, self.config.metrics_port)
+        except OSError as error:
+            raise PortInUse(
+                f"{self.config.service} cannot serve metrics on {host}:{self.config.metrics_port}"
+                f": {error.strerror}"
+            ) from None
 
     async def _set_health(self, serving: bool) -> None:
         status = (

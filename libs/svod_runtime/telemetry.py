@@ -1,9 +1,15 @@
-"""OpenTelemetry for one service: its own tracer provider, gRPC client and database
-instrumentation (server spans are opened by svod_runtime.interceptors).
+"""OpenTelemetry for one service: its own tracer provider, meter provider (see
+svod_runtime.metrics), gRPC client and database instrumentation (server spans are opened by
+svod_runtime.interceptors).
 
-Each service gets its own provider (not the global one) so that several services can run in one
-process — as they do in the test suite — and still report under their own ``service.name``.
-Context propagation (W3C trace context) is the global one, shared by all.
+Each service gets its own providers (not the global ones) so that several services can run in
+one process — as they do in the test suite — and still report under their own
+``service.name``. Context propagation (W3C trace context) is the global one, shared by all.
+
+Spans go to OTLP when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, and to a JSON-lines file when
+``SVOD_TRACES_FILE`` is (``svod trace show`` reads it; see svod_runtime.trace_file). Database
+statements get spans only inside a trace (a request's or a delivery's): the background polls
+of idle relays, sweepers and health checks would otherwise start a dozen traces a second.
 """
 
 from __future__ import annotations
@@ -26,9 +32,13 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.util.types import Attributes
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from svod_runtime.config import ServiceConfig
 from svod_runtime.db import trace_direct_statements
+from svod_runtime.metrics import ServiceMetrics
+from svod_runtime.pool_metrics import observe_pool
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +51,8 @@ class Telemetry:
         otlp_endpoint: str | None = None,
         sample_ratio: float = 1.0,
         extra_exporters: tuple[SpanExporter, ...] = (),
+        traces_file: str = "",
+        metrics_poll_s: float = 15.0,
     ) -> None:
         self.service = service
         resource = Resource.create({"service.name": f"svod-{service}", "service.namespace": "svod"})
@@ -55,24 +67,91 @@ class Telemetry:
             self.tracer_provider.add_span_processor(
                 BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint))
             )
+        if traces_file:
+            from svod_runtime.trace_file import JsonLinesSpanExporter
+
+            # Written within half a second, so `svod trace show` finds a request just made.
+            self.tracer_provider.add_span_processor(
+                BatchSpanProcessor(JsonLinesSpanExporter(traces_file), schedule_delay_millis=500)
+            )
         self.tracer = self.tracer_provider.get_tracer(f"svod.{service}")
+        self.metrics = ServiceMetrics(
+            service, resource, otlp_endpoint=otlp_endpoint, poll_s=metrics_poll_s
+        )
+        self.meter = self.metrics.meter
+        self._engines = 0
+
+    @classmethod
+    def for_config(
+        cls, config: ServiceConfig, extra_exporters: tuple[SpanExporter, ...] = ()
+    ) -> Telemetry:
+        return cls(
+            config.service,
+            otlp_endpoint=config.otlp_endpoint,
+            sample_ratio=config.trace_sample_ratio,
+            extra_exporters=extra_exporters,
+            traces_file=config.traces_file,
+            metrics_poll_s=config.metrics_poll_s,
+        )
 
     def client_interceptors(self) -> list[Any]:
         return list(aio_client_interceptors(tracer_provider=self.tracer_provider))
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
         """Database spans for one engine: SQLAlchemy's instrumentation for statements through
-        SQLAlchemy (psycopg's too would double every span), ours for ``fetch_direct`` ones."""
+        SQLAlchemy (psycopg's too would double every span), ours for ``fetch_direct`` ones;
+        and its connection pool's metrics (polled at scrape time, see pool_metrics)."""
+        # SQLAlchemy's own usage counter would add four counter updates to every transaction;
+        # the pool's figures are read at scrape time instead (observe_pool).
         counter = (
             NoOpMeterProvider()
             .get_meter("svod")
             .create_up_down_counter("db.client.connections.usage")
         )
-        EngineTracer(self.tracer, engine.sync_engine, counter)
+        EngineTracer(InTraceOnly(self.tracer), engine.sync_engine, counter)
         trace_direct_statements(engine, self.tracer)
+        self._engines += 1
+        pool_name = self.service if self._engines == 1 else f"{self.service}-{self._engines}"
+        observe_pool(self.meter, engine, pool_name)
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
+        self.metrics.shutdown()
+
+
+class InTraceOnly(trace.Tracer):
+    """A tracer that starts spans only inside a trace; elsewhere it hands out the invalid
+    (non-recording) span, so background statements start no trace of their own."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    def start_span(
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> trace.Span:
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, context, kind, attributes, *args, **kwargs)
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Iterator[trace.Span]:
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            yield trace.INVALID_SPAN
+            return
+        with self._tracer.start_as_current_span(name, context, *args, **kwargs) as span:
+            yield span
 
 
 # Carriers between Svod services are W3C trace context. The common case, a lone

@@ -62,7 +62,7 @@ def test_cli_ingests_demo_data_and_shows_a_merged_profile(running_processes) -> 
 
     deadline = time.monotonic() + 30
     while True:
-        shown = svod(suite, "profile", "get", "--phone", "8 916 123 45 67")
+        shown = svod(suite, "profile", "get", "--phone", "8 916 123 45 67", "--json")
         if shown.returncode == 0:
             profile = json.loads(shown.stdout)
             if len(profile.get("sources", [])) == 3:
@@ -71,11 +71,12 @@ def test_cli_ingests_demo_data_and_shows_a_merged_profile(running_processes) -> 
         time.sleep(0.2)
     assert {s["source"] for s in profile["sources"]} == {"pos-msk-01", "webshop", "app"}
     deadline = time.monotonic() + 30
-    while profile.get("metrics", {}).get("orderCount") != "2":
+    while profile.get("metrics", {}).get("order_count") != "2":
         assert time.monotonic() < deadline, profile.get("metrics")
         time.sleep(0.2)
-        profile = json.loads(svod(suite, "profile", "get", "--phone", "8 916 123 45 67").stdout)
-    assert profile["metrics"]["totalSpent"]["units"] == "8590"
+        shown = svod(suite, "profile", "get", "--phone", "8 916 123 45 67", "--json")
+        profile = json.loads(shown.stdout)
+    assert profile["metrics"]["total_spent"]["units"] == "8590"
 
     again = svod(suite, "ingest", str(DEMO_FILE))
     assert "accepted 0, duplicates 12" in again.stdout

@@ -15,7 +15,7 @@ import pytest
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2
-from svod_identity.entrypoints.cli_export import write_csv
+from svod_cli.identity import write_mapping_csv
 from svod_identity.service_layer import use_cases
 
 T = 10.0
@@ -351,7 +351,7 @@ def _remember_refs(suite, monkeypatch):
 # -- merge, split, explain, record look-up, export -----------------------------------------
 
 
-def test_manual_merge_split_and_explain(suite) -> None:
+def test_manual_merge_split_and_explain(suite, monkeypatch) -> None:
     p1, p2, mail = phone(), phone(), email()
     r1 = request(phones=(p1,), first="Павел")
     r2 = request(phones=(p1,), emails=(mail,), first="Павел")
@@ -440,7 +440,8 @@ def test_manual_merge_split_and_explain(suite) -> None:
     assert missing.code() == grpc.StatusCode.NOT_FOUND
 
     out = io.StringIO()
-    count = write_csv(suite.suite.target("identity"), out, timeout_s=T)
+    monkeypatch.setenv("SVOD_IDENTITY_TARGET", suite.suite.target("identity"))
+    count = write_mapping_csv(out, timeout_s=T)
     lines = out.getvalue().splitlines()
     assert lines[0] == "source,message_id,customer_id,resolve_time,rule"
     assert count == len(lines) - 1

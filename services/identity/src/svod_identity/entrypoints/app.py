@@ -18,7 +18,8 @@ from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
-from svod_runtime.outbox import OutboxRelay, OutboxStore
+from svod_runtime.outbox import OutboxRelay
+from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
@@ -35,7 +36,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     reporter = QualityReporter(quality, config.peer_timeout_s)
     notifier = IngestionNotifier(ingestion, config.peer_timeout_s)
     relay = OutboxRelay(
-        OutboxStore(engine),
+        metered_outbox_store(engine, telemetry.metrics, [MERGED_TOPIC, SPLIT_TOPIC, QUALITY_TOPIC]),
         {
             MERGED_TOPIC: announcer.merged,
             SPLIT_TOPIC: announcer.split,

@@ -15,7 +15,8 @@ from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
-from svod_runtime.outbox import OutboxRelay, OutboxStore
+from svod_runtime.outbox import OutboxRelay
+from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
@@ -36,7 +37,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         held,
     )
     relay = OutboxRelay(
-        OutboxStore(engine),
+        metered_outbox_store(engine, telemetry.metrics, ["record.identify", "record.track"]),
         {},
         telemetry.tracer,
         on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},

@@ -15,7 +15,8 @@ from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.custom_attributes import parse_declarations
 from svod_runtime.db import create_engine
-from svod_runtime.outbox import OutboxRelay, OutboxStore
+from svod_runtime.outbox import OutboxRelay
+from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
@@ -46,7 +47,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     )
     reporter = QualityReporter(quality_channel, config.peer_timeout_s)
     relay = OutboxRelay(
-        OutboxStore(engine),
+        metered_outbox_store(engine, telemetry.metrics, [CHANGED_TOPIC, CONTACT_FAILED_TOPIC]),
         {CONTACT_FAILED_TOPIC: reporter.contact_failed},
         telemetry.tracer,
         batch_handlers={CHANGED_TOPIC: announcer.changed},

@@ -1,0 +1,182 @@
+"""``svod status``: the suite at a glance.
+
+For each service: its health (gRPC health checking), calls per second and errors per second
+over a short window, its outbox backlog (messages waiting, age of the oldest) and dead letters.
+The figures come from each service's Prometheus endpoint (``SVOD_<SERVICE>_METRICS_TARGET``,
+else the gRPC target's host at ``SVOD_<SERVICE>_METRICS_PORT``); without it only health shows.
+Exit code 0 when every service is SERVING, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from svod_cli.common import EXIT_OK, EXIT_REFUSED, add_json_flag, channel, print_json, print_table
+from svod_cli.common import target as grpc_target
+from svod_runtime.config import SERVICES, metrics_port_of
+
+RPC_COUNT = "rpc_server_call_duration_seconds_count"
+# (metric, label of the series) -> sample value
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metrics_target(service: str) -> str | None:
+    """host:port of a service's Prometheus endpoint, or None when it has none."""
+    explicit = os.environ.get(f"SVOD_{service.upper()}_METRICS_TARGET")
+    if explicit:
+        return explicit
+    port = metrics_port_of(service)
+    if not port:
+        return None
+    host = grpc_target(service).rsplit(":", 1)[0]
+    return f"{host}:{port}"
+
+
+def scrape(address: str, timeout_s: float = 2.0) -> Samples | None:
+    """Every sample of one Prometheus endpoint, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout_s) as reply:
+            text = reply.read().decode("utf-8")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def total(samples: Samples, name: str, **where: str) -> float:
+    """Sum of a metric's series whose labels match ``where``."""
+    return sum(
+        value
+        for (metric, labels), value in samples.items()
+        if metric == name and all(dict(labels).get(k) == v for k, v in where.items())
+    )
+
+
+def _errors(samples: Samples) -> float:
+    return sum(
+        value
+        for (metric, labels), value in samples.items()
+        if metric == RPC_COUNT and dict(labels).get("rpc_response_status_code") != "OK"
+    )
+
+
+def _oldest(samples: Samples) -> float:
+    ages = [v for (m, _), v in samples.items() if m == "svod_outbox_oldest_age_seconds"]
+    return max(ages, default=0.0)
+
+
+@dataclass
+class ServiceStatus:
+    service: str
+    target: str
+    health: str
+    calls_per_s: float | None = None
+    errors_per_s: float | None = None
+    outbox_depth: float | None = None
+    outbox_oldest_s: float | None = None
+    dead_letters: float | None = None
+
+
+def health_of(service: str) -> str:
+    with channel(service) as open_channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(open_channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=2
+            )
+        except grpc.RpcError as error:
+            return f"unreachable ({error.code().name})"  # type: ignore[attr-defined]
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+def gather(window_s: float) -> list[ServiceStatus]:
+    """Health of every service, and two scrapes of each endpoint ``window_s`` apart."""
+    addresses = {s: metrics_target(s) for s in SERVICES}
+
+    def scrape_all() -> dict[str, Samples | None]:
+        with ThreadPoolExecutor(len(SERVICES)) as pool:
+            found = pool.map(lambda s: scrape(addresses[s]) if addresses[s] else None, SERVICES)
+            return dict(zip(SERVICES, found, strict=True))
+
+    first = scrape_all()
+    started = time.monotonic()
+    with ThreadPoolExecutor(len(SERVICES)) as pool:
+        health = dict(zip(SERVICES, pool.map(health_of, SERVICES), strict=True))
+    time.sleep(max(0.0, window_s - (time.monotonic() - started)))
+    second = scrape_all()
+    elapsed = max(window_s, 1e-3)
+    statuses = []
+    for service in SERVICES:
+        status = ServiceStatus(service, grpc_target(service), health[service])
+        before, after = first[service], second[service]
+        if before is not None and after is not None:
+            status.calls_per_s = (total(after, RPC_COUNT) - total(before, RPC_COUNT)) / elapsed
+            status.errors_per_s = (_errors(after) - _errors(before)) / elapsed
+            status.outbox_depth = total(after, "svod_outbox_depth")
+            status.outbox_oldest_s = _oldest(after)
+            status.dead_letters = total(after, "svod_outbox_dead_letters")
+        statuses.append(status)
+    return statuses
+
+
+def _figure(value: float | None, fmt: str = "{:,.0f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    statuses = gather(args.window)
+    if args.json:
+        print_json([asdict(s) for s in statuses])
+    else:
+        print_table(
+            (
+                "service",
+                "target",
+                "health",
+                "calls/s",
+                "errors/s",
+                "backlog",
+                "oldest",
+                "dead letters",
+            ),
+            [
+                (
+                    s.service,
+                    s.target,
+                    s.health,
+                    _figure(s.calls_per_s, "{:,.1f}"),
+                    _figure(s.errors_per_s, "{:,.1f}"),
+                    _figure(s.outbox_depth),
+                    _figure(s.outbox_oldest_s, "{:,.1f} s"),
+                    _figure(s.dead_letters),
+                )
+                for s in statuses
+            ],
+        )
+        if all(s.calls_per_s is None for s in statuses):
+            print("(no metrics endpoint answered: figures need SVOD_<SERVICE>_METRICS_PORT)")
+    serving = all(s.health == "SERVING" for s in statuses)
+    return EXIT_OK if serving else EXIT_REFUSED
+
+
+def add_status_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    status = subparsers.add_parser(
+        "status", help="health, rates, relay backlogs and dead letters of each service"
+    )
+    status.add_argument(
+        "--window", type=float, default=1.0, help="seconds over which rates are measured"
+    )
+    add_json_flag(status)
+    status.set_defaults(func=cmd_status)
