@@ -311,6 +311,14 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
     for name, obs in view.shown.items():
         if name.startswith("attributes."):
             profile.attributes[name.removeprefix("attributes.")] = obs.value
+    for variant in view.name_variants:
+        profile.name_variants.add(
+            field=variant.field,
+            value=variant.value,
+            provenance=_provenance_proto(variant.latest.provenance),
+            first_seen_time=datetime_to_timestamp(variant.first_seen),
+            observation_count=variant.count,
+        )
     return profile
 
 

@@ -23,6 +23,7 @@ from svod_profile.domain.model import (
     ProfileView,
     RecordApplication,
 )
+from svod_profile.domain.names import NAME_FIELDS, NameIndex
 from svod_profile.domain.paging import (
     decode_key_token,
     decode_timeline_token,
@@ -50,6 +51,8 @@ from svod_runtime.telemetry import continuing
 MAX_BATCH = 1000
 STREAM_BATCH = 500
 ATTRIBUTE_FIELD = "attributes."
+# Fields whose shown values depend on each other, so they are chosen together.
+READ_TOGETHER = frozenset({"first_name", "gender"})
 Clock = Callable[[], dt.datetime]
 
 
@@ -99,8 +102,12 @@ class ProfileService:
             if not await tx.claim_and_observe(app):
                 return await tx.version(app.customer_id), False
             touched = {t.field for t in app.traits}
-            shown = shown_values(await tx.observations(app.customer_id, touched), self.survivorship)
-            version = await tx.update_shown(app.customer_id, shown)
+            if touched & READ_TOGETHER:
+                touched |= READ_TOGETHER  # the gender reads the first name (Саша)
+            observations = await tx.observations(app.customer_id, touched)
+            shown = shown_values(observations, self.survivorship)
+            names = NameIndex.of(touched, observations) if touched & set(NAME_FIELDS) else None
+            version = await tx.update_shown(app.customer_id, shown, names)
             await tx.announce(app.customer_id, {"events": []})
         self.on_announced()
         return version, True
