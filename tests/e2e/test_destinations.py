@@ -366,3 +366,21 @@ def test_bad_destinations_and_bindings_are_refused_precisely(suite) -> None:
             seg.DeleteDestinationRequest(destination_id=file_id), timeout=T
         )
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    for call in (
+        lambda: suite.segmentation.ListDestinations(
+            seg.ListDestinationsRequest(page_size=-1), timeout=T
+        ),
+        lambda: suite.segmentation.ListDeliveries(
+            seg.ListDeliveriesRequest(destination_id=file_id, page_size=-5), timeout=T
+        ),
+        lambda: suite.segmentation.ListDeliveries(
+            seg.ListDeliveriesRequest(destination_id=file_id, page_token="x"), timeout=T
+        ),
+        lambda: suite.segmentation.GetSync(seg.GetSyncRequest(sync_id="nope"), timeout=T),
+        lambda: suite.segmentation.RedriveDeliveries(
+            seg.RedriveDeliveriesRequest(destination_id=file_id, delivery_ids=["x"]), timeout=T
+        ),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            call()
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT

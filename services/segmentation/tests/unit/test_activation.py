@@ -232,3 +232,26 @@ def test_preferred_channel_is_the_best_responding_one() -> None:
         ChannelStats("sms", delivered=2, clicked=1, last_response_at=late),
     ]
     assert preferred_channel(tie) == "sms"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x",
+        "http://",
+        "http://a b/c",
+        "https://host/\u043f\u0443\u0442\u044c",
+        "http://x/\x00",
+        "http://" + "a" * 2000,
+    ],
+)
+def test_webhook_urls_a_request_line_cannot_carry_are_refused(url: str) -> None:
+    from svod_runtime.errors import InvalidArgument
+    from svod_segmentation.domain.activation import validate_destination
+
+    with pytest.raises(InvalidArgument) as refused:
+        validate_destination(Destination("hook", DestinationKind.WEBHOOK, "sms", url=url))
+    assert [v.field for v in refused.value.violations] == ["destination.webhook.url"]
+    validate_destination(
+        Destination("hook", DestinationKind.WEBHOOK, "sms", url="https://h.example:8443/a?b=c")
+    )

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 # A receiver that does not answer within this long is treated as down (retried).
 TIMEOUT_S = 10.0
-# Bytes of an error answer kept (as a hint in the delivery's last_error, which is listed to
-# operators); receivers' bodies are not ours, so only their length and status are kept.
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,8 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> H
     except urllib.error.HTTPError as error:
         error.read()
         return HttpAnswer(error.code, f"HTTP {error.code}")
+    except ValueError as error:  # a URL the request line cannot carry (checked on create)
+        return HttpAnswer(400, f"unusable URL: {type(error).__name__}")
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         return HttpAnswer(0, f"no answer: {type(reason).__name__}")

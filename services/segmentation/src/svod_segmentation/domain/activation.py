@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from svod_runtime.errors import FieldViolation, InvalidArgument
 from svod_segmentation.domain.fields import CONSENT_CHANNELS
@@ -205,7 +206,7 @@ def validate_destination(destination: Destination, path: str = "destination") ->
         )
     elif kind is DestinationKind.WEBHOOK:
         url = destination.url
-        if not re.match(r"^https?://[^\s/?#]+", url) or len(url) > MAX_URL:
+        if not _valid_url(url):
             errors.append(
                 FieldViolation(
                     f"{path}.webhook.url", f"an http:// or https:// URL of at most {MAX_URL}"
@@ -221,6 +222,16 @@ def validate_destination(destination: Destination, path: str = "destination") ->
             )
     if errors:
         raise InvalidArgument(errors)
+
+
+def _valid_url(url: str) -> bool:
+    """http(s), a host, printable ASCII without spaces (what an HTTP request line can carry)."""
+    if len(url) > MAX_URL or not re.fullmatch(r"https?://[!-~]+", url):
+        return False
+    try:
+        return bool(urlsplit(url).hostname)
+    except ValueError:
+        return False
 
 
 def validate_binding(binding: Binding, destination: Destination, path: str = "binding") -> None:

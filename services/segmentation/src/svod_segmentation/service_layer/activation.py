@@ -67,6 +67,13 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _page_size(requested: int, most: int) -> int:
+    """The default (100) for 0, at most ``most``; negative sizes are refused."""
+    if requested < 0:
+        raise InvalidArgument([FieldViolation("page_size", f"0 (default 100) to {most}")])
+    return min(requested or 100, most)
+
+
 def _uuid(value: str, field: str) -> str:
     try:
         return str(uuid.UUID(value))
@@ -114,7 +121,7 @@ class ActivationService:
         return found
 
     async def list_destinations(self, after: str, limit: int) -> tuple[list[Destination], str]:
-        limit = min(limit or 100, MAX_PAGE)
+        limit = _page_size(limit, MAX_PAGE)
         async with self.store.transaction() as tx:
             found = await tx.destinations(after, limit + 1)
         token = found[limit - 1].destination_id if len(found) > limit else ""
@@ -255,7 +262,7 @@ class ActivationService:
             raise InvalidArgument([FieldViolation("destination_id", "required")])
         if token:
             token = _uuid(token, "page_token")
-        limit = min(limit or 100, MAX_DELIVERY_PAGE)
+        limit = _page_size(limit, MAX_DELIVERY_PAGE)
         async with self.store.transaction() as tx:
             if await tx.destination(destination_id) is None:
                 raise NotFound(f"no destination {destination_id!r}")
