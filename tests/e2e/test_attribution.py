@@ -257,3 +257,15 @@ def test_held_events_are_counted_in_the_metrics(suite) -> None:
         if line.startswith("svod_ingestion_held_events") and 'issue="unknown_customer"' in line
     ]
     assert held and float(held[0].rsplit(" ", 1)[1]) >= 1, scraped
+
+
+def test_a_held_event_whose_payload_is_erased_fails_saying_so(suite) -> None:
+    ghost = order("35", ident(EMAIL, f"{unique('ghost')}@example.ru"))
+    suite.ingestion.Track(ghost, timeout=T)
+    wait_state(suite, ghost, Status.STATE_UNATTRIBUTED)
+    suite.ingestion.ErasePayloads(
+        ingestion_pb2.ErasePayloadsRequest(record_refs=[ghost.record_ref]), timeout=T
+    )
+    failed = wait_state(suite, ghost, Status.STATE_FAILED)
+    assert "erased" in failed.last_error
+    assert ghost.record_ref not in [e.record_ref for e in listed(suite).events]
