@@ -73,7 +73,7 @@ def raw_record(request: identity_pb2.ResolveRequest) -> RawRecord:
         source=request.record_ref.source,
         message_id=request.record_ref.message_id,
         channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
-        observed_at=timestamp_to_datetime(request.observed_time),
+        observed_at=timestamp_to_datetime(request.observed_time, "observed_time"),
         identifiers=[identifier_triple(i) for i in request.identifiers],
         name={
             "first_name": name.first_name,

@@ -36,6 +36,7 @@ from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.model import CustomerView, IncomingRecord, RecordRef
 from svod_identity.domain.preview import PreviewResult, compare_clusterings
 from svod_identity.domain.rules import Rules, default_rules, rules_from_dict
+from svod_runtime import bounds
 from svod_runtime.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -53,6 +54,10 @@ BATCH_CHUNK = 500
 # Transactions one ResolveBatch keeps running at once (see resolve_batch).
 CHUNKS_IN_FLIGHT = 2
 MAX_PAGE = 1000
+# Customers one MergeCustomers call may name.
+MAX_MERGE = 100
+# A match model's JSON (RefitMatchModel.model_json): a stored model is a few KiB.
+MAX_MODEL_JSON = 1_000_000
 DEFAULT_PAGE = 100
 # PreviewRules re-resolves at most this many records.
 MAX_PREVIEW_RECORDS = 200_000
@@ -83,6 +88,12 @@ def _check_uuid(value: str, field: str, errors: ViolationCollector) -> None:
         errors.add(field, "must be a UUID")
 
 
+def _check_who(actor: str, reason: str, errors: ViolationCollector) -> None:
+    """Who asked for a change and why: bounded text (they are kept in the ledger)."""
+    bounds.check_text(actor, "actor", bounds.MAX_ACTOR, errors)
+    bounds.check_text(reason, "reason", bounds.MAX_REASON, errors)
+
+
 def _page_size(size: int) -> int:
     if size < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
@@ -95,12 +106,26 @@ def _encode_token(values: Sequence[Any]) -> str:
 
 def _decode_token(token: str, arity: int) -> list[Any]:
     try:
+        if len(token) > bounds.MAX_PAGE_TOKEN:
+            raise ValueError
         values = json.loads(base64.urlsafe_b64decode(token.encode()))
         if not isinstance(values, list) or len(values) != arity:
+            raise ValueError
+        if not all(isinstance(v, str) and "\x00" not in v for v in values):
             raise ValueError
         return values
     except (ValueError, json.JSONDecodeError):
         raise InvalidArgument([FieldViolation("page_token", "not a token from this API")]) from None
+
+
+def _token_time(value: str) -> dt.datetime:
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None or not bounds.datetime_in_range(at):
+        raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
+    return at
 
 
 def ambiguity(answer: IdentifierAnswer) -> FailedPrecondition:
@@ -173,6 +198,9 @@ class IdentityService:
     async def update_rules(self, body: dict[str, Any], expected_version: int, actor: str) -> Rules:
         if not actor:
             raise InvalidArgument([FieldViolation("actor", "required")])
+        errors = ViolationCollector()
+        _check_who(actor, "", errors)
+        errors.raise_if_any()
         candidate = rules_from_dict(body)
 
         async def work(tx: IdentityTransaction) -> Rules:
@@ -211,6 +239,10 @@ class IdentityService:
             )
         if not dry_run and not actor:
             raise InvalidArgument([FieldViolation("actor", "required unless dry_run")])
+        errors = ViolationCollector()
+        _check_who(actor, "", errors)
+        bounds.check_text(model_json, "model_json", MAX_MODEL_JSON, errors)
+        errors.raise_if_any()
         if model_json:
             try:
                 model = MatchModel.from_json(model_json)
@@ -483,6 +515,8 @@ class IdentityService:
             errors.add("reason", "required")
         if not actor.strip():
             errors.add("actor", "required")
+        _check_who(actor, reason, errors)
+        bounds.check_count(len(customer_ids), "customer_ids", MAX_MERGE, errors)
         if len(set(customer_ids)) != len(customer_ids) and len(set(customer_ids)) < 2:
             errors.add("customer_ids", "a customer cannot be merged with itself")
         errors.raise_if_any()
@@ -535,13 +569,14 @@ class IdentityService:
             _check_uuid(target_customer_id, "target_customer_id", errors)
         if not refs:
             errors.add("record_refs", "at least one record is required")
-        for index, ref in enumerate(refs):
-            if not ref.source or not ref.message_id:
-                errors.add(f"record_refs[{index}]", "source and message_id are required")
+        elif bounds.check_count(len(refs), "record_refs", bounds.MAX_REFS, errors):
+            for index, ref in enumerate(refs):
+                bounds.check_record_ref(ref.source, ref.message_id, f"record_refs[{index}]", errors)
         if not reason.strip():
             errors.add("reason", "required")
         if not actor.strip():
             errors.add("actor", "required")
+        _check_who(actor, reason, errors)
         errors.raise_if_any()
 
         async def work(tx: IdentityTransaction) -> tuple[str, str, list[IdentifierKey]]:
@@ -627,7 +662,9 @@ class IdentityService:
         after = None
         if page_token:
             at, item = _decode_token(page_token, 2)
-            after = (dt.datetime.fromisoformat(at), item)
+            if not _is_uuid(item):
+                raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
+            after = (_token_time(at), item)
         async with self.store.transaction() as tx:
             rows = await tx.review_items(size + 1, after, include_decided)
         token = ""
@@ -643,6 +680,7 @@ class IdentityService:
         _check_uuid(review_item_id, "review_item_id", errors)
         if not actor.strip():
             errors.add("actor", "required")
+        _check_who(actor, reason, errors)
         errors.raise_if_any()
 
         async def work(tx: IdentityTransaction) -> str:
@@ -703,7 +741,7 @@ class IdentityService:
         after = None
         if page_token:
             at, t, ns, v = _decode_token(page_token, 4)
-            after = (dt.datetime.fromisoformat(at), t, ns, v)
+            after = (_token_time(at), t, ns, v)
         async with self.store.transaction() as tx:
             rows = await tx.blocked_identifiers(size + 1, after)
         token = ""
@@ -740,8 +778,7 @@ class IdentityService:
         if pair is not None:
             errors = ViolationCollector()
             for name, ref in zip(("records.first", "records.second"), pair, strict=True):
-                if not ref.source or not ref.message_id:
-                    errors.add(name, "source and message_id are required")
+                bounds.check_record_ref(ref.source, ref.message_id, name, errors)
             errors.raise_if_any()
             async with self.store.transaction() as tx:
                 found = await tx.records_by_ref(list(pair))
@@ -776,6 +813,9 @@ class IdentityService:
             raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
         if not actor:
             raise InvalidArgument([FieldViolation("actor", "required")])
+        errors = ViolationCollector()
+        _check_who(actor, reason, errors)
+        errors.raise_if_any()
         async with self.store.transaction() as tx:
             current = await tx.canonical_id(customer_id)
             if current is None:

@@ -36,6 +36,7 @@ from svod_profile.service_layer.identity_changes import IdentityChanges
 from svod_profile.service_layer.personal_data import PersonalData
 from svod_profile.service_layer.ports import CustomerDirectory, PersonalDataHolders
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
+from svod_runtime import bounds
 from svod_runtime.custom_attributes import EXPECTED as ATTRIBUTE_EXPECTED
 from svod_runtime.custom_attributes import AttributeType
 from svod_runtime.custom_attributes import normalize as normalize_attribute
@@ -49,6 +50,9 @@ from svod_runtime.errors import (
 from svod_runtime.telemetry import continuing
 
 MAX_BATCH = 1000
+# Timeline and search pages: 50 by default, at most 500 (larger sizes are served as 500).
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
 STREAM_BATCH = 500
 ATTRIBUTE_FIELD = "attributes."
 # Fields whose shown values depend on each other, so they are chosen together.
@@ -242,7 +246,7 @@ class ProfileService:
         self, customer_id: str, page_size: int, page_token: str
     ) -> tuple[list[EventFact], str]:
         _require_uuid(customer_id, "customer_id")
-        size = min(max(page_size or 50, 1), 500)
+        size = bounds.page_size(page_size, DEFAULT_PAGE, MAX_PAGE)
         after = decode_timeline_token(page_token)
         current = await self.directory.current_customer_id(customer_id)
         async with self.store.transaction() as tx:
@@ -283,7 +287,11 @@ class ProfileService:
     async def search(
         self, filters: dict[str, str], page_size: int, page_token: str
     ) -> tuple[list[ProfileView], str]:
-        size = min(max(page_size or 50, 1), 500)
+        errors = ViolationCollector()
+        for name, value in filters.items():
+            bounds.check_text(value, name, bounds.MAX_NAME, errors)
+        errors.raise_if_any()
+        size = bounds.page_size(page_size, DEFAULT_PAGE, MAX_PAGE)
         after = decode_key_token(page_token)
         async with self.store.transaction() as tx:
             ids = await tx.queries.search(filters, after, size + 1)
