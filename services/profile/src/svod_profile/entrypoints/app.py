@@ -6,6 +6,7 @@ from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_profile.adapters.identity_client import IdentityClient
 from svod_profile.adapters.peers import PeerEraser
 from svod_profile.adapters.quality_client import QualityReporter
+from svod_profile.adapters.segment_membership import SegmentMembership
 from svod_profile.adapters.segmentation_client import SegmentationAnnouncer
 from svod_profile.adapters.storage import CHANGED_TOPIC, CONTACT_FAILED_TOPIC, ProfileStore
 from svod_profile.domain.survivorship import SurvivorshipRules
@@ -64,7 +65,12 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         attribute_types=parse_declarations(config.custom_attributes),
     )
     batcher = service.enable_batching()
-    servicer = ProfileServicer(service, config.currency, telemetry.tracer)
+    servicer = ProfileServicer(
+        service,
+        config.currency,
+        telemetry.tracer,
+        memberships=SegmentMembership(segmentation_channel, config.peer_timeout_s),
+    )
 
     async def close() -> None:
         await read_engine.dispose()

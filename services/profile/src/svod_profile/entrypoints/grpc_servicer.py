@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_profile.adapters.segment_membership import SegmentMembership
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
 from svod_profile.domain.model import (
@@ -25,8 +26,14 @@ from svod_profile.domain.model import (
 )
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime import bounds
-from svod_runtime.auth import acting_as
-from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError, ViolationCollector
+from svod_runtime.auth import acting_as, current_principal
+from svod_runtime.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    SvodError,
+    ViolationCollector,
+)
 from svod_runtime.money import decimal_to_money, money_to_decimal
 from svod_runtime.protoconv import (
     checked_timestamp,
@@ -380,11 +387,31 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
 
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     def __init__(
-        self, service: ProfileService, currency: str, tracer: trace.Tracer | None = None
+        self,
+        service: ProfileService,
+        currency: str,
+        tracer: trace.Tracer | None = None,
+        memberships: SegmentMembership | None = None,
     ) -> None:
         self.service = service
         self.currency = currency
         self.tracer = tracer or trace.get_tracer(__name__)
+        # What a principal limited to some segments may see: their members (docs/security.md).
+        self.memberships = memberships
+
+    async def _visible(self, customer_ids: list[str]) -> set[str]:
+        """The ids the calling principal may see: all, or the members of its segments."""
+        segments = current_principal().segments
+        if segments is None:
+            return set(customer_ids)
+        if self.memberships is None:
+            return set()
+        return await self.memberships.members(customer_ids, segments)
+
+    async def _require_visible(self, customer_id: str) -> None:
+        """NOT_FOUND, as for a customer that does not exist, outside the caller's segments."""
+        if customer_id not in await self._visible([customer_id]):
+            raise NotFound(f"no profile for customer {customer_id}")
 
     async def ApplyEvent(
         self, request: profile_pb2.ApplyEventRequest, context: grpc.aio.ServicerContext
@@ -447,6 +474,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def GetTimeline(
         self, request: profile_pb2.GetTimelineRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.GetTimelineResponse:
+        await self._require_visible(request.customer_id)
         entries, token = await self.service.timeline(
             request.customer_id, request.page_size, request.page_token
         )
@@ -458,6 +486,10 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.BatchGetProfilesRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.BatchGetProfilesResponse:
         found, missing = await self.service.batch_get(list(request.customer_ids))
+        if current_principal().segments is not None:
+            visible = await self._visible([v.customer_id for v in found])
+            missing += [v.customer_id for v in found if v.customer_id not in visible]
+            found = [v for v in found if v.customer_id in visible]
         return profile_pb2.BatchGetProfilesResponse(
             profiles=[profile_proto(v, self.currency) for v in found],
             missing_customer_ids=missing,
@@ -475,6 +507,10 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         views, token = await self.service.search(
             {k: v for k, v in filters.items() if v}, request.page_size, request.page_token
         )
+        if current_principal().segments is not None:
+            # A page may then hold fewer profiles than asked for; the token goes on.
+            visible = await self._visible([v.customer_id for v in views])
+            views = [v for v in views if v.customer_id in visible]
         return profile_pb2.SearchProfilesResponse(
             profiles=[profile_proto(v, self.currency) for v in views], next_page_token=token
         )
@@ -488,6 +524,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def ExportPersonalData(
         self, request: profile_pb2.ExportPersonalDataRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ExportPersonalDataResponse:
+        await self._require_visible(request.customer_id)
         export = await self.service.personal_data.export(request.customer_id)
         return profile_pb2.ExportPersonalDataResponse(
             profile=profile_proto(export.profile, self.currency),
@@ -529,6 +566,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.UpdateConsentRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.Profile:
         consent = consent_from_proto(request.consent, dt.datetime.now(dt.UTC))
+        await self._require_visible(request.customer_id)
         view = await self.service.update_consent(request.customer_id, consent)
         return profile_proto(view, self.currency)
 
@@ -573,4 +611,5 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             view = await self.service.get_by_id(request.customer_id)
         else:
             raise InvalidArgument([FieldViolation("key", "give a customer_id or an identifier")])
+        await self._require_visible(view.customer_id)
         return profile_proto(view, self.currency)

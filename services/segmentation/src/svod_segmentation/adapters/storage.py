@@ -511,23 +511,36 @@ class SegmentationTransaction:
         return entered, exited
 
     async def preview(
-        self, rule: Rule, segments: Mapping[str, Segment], now: dt.datetime, sample: int
+        self,
+        rule: Rule,
+        segments: Mapping[str, Segment],
+        now: dt.datetime,
+        sample: int,
+        within: Sequence[str] | None = None,
     ) -> tuple[int, list[str]]:
+        """Count and sample of the customers the rule selects; ``within``: only members of
+        these segments (a principal limited to them)."""
         builder = SqlBuilder()
         predicate = RuleCompiler(segments, builder, self.declared).rule(rule, [])
         join = builder.aggregate_join()
+        members_only = ""
+        if within is not None:
+            members_only = (
+                "AND EXISTS (SELECT 1 FROM memberships m WHERE m.customer_id = c.customer_id "
+                "AND m.segment_id = ANY(CAST(:within AS text[])))"
+            )
         row = (
             await self._exec(
                 f"""
                 WITH t AS MATERIALIZED (
                     SELECT c.customer_id FROM customers c {join}
-                    WHERE c.merged_into IS NULL AND {predicate}
+                    WHERE c.merged_into IS NULL AND {predicate} {members_only}
                 )
                 SELECT (SELECT count(*) FROM t) AS n,
                     ARRAY(SELECT CAST(customer_id AS text) FROM t ORDER BY customer_id
                           LIMIT :sample) AS sample
                 """,
-                {**builder.params, "now": now, "sample": sample},
+                {**builder.params, "now": now, "sample": sample, "within": list(within or ())},
             )
         ).one()
         return int(row.n), list(row.sample)

@@ -411,7 +411,9 @@ class SegmentationService:
             for ref in sorted(referenced_segments(rule)):
                 scope.require(ref)
             await tx.bulk_settings()
-            return await tx.preview(rule, segments, self.clock(), sample)
+            # A principal limited to segments counts and sees only their members.
+            within = None if scope.segments is None else sorted(scope.segments)
+            return await tx.preview(rule, segments, self.clock(), sample, within)
 
     async def recompute(self, segment_ids: list[str]) -> RecomputeOutcome:
         started = time.perf_counter()
