@@ -145,14 +145,14 @@ class QualityService:
 
     # -- validation rules -------------------------------------------------------------
 
-    async def create_rule(self, definition: Mapping[str, object]) -> StoredRule:
+    async def create_rule(self, definition: Mapping[str, object], actor: str = "") -> StoredRule:
         try:
             rule = parse_rule(definition)
         except RuleDefinitionError as bad:
             raise InvalidArgument(
                 [FieldViolation(f"rule.{v.field}", v.description) for v in bad.violations]
             ) from None
-        stored = await self.store.create_rule(rule)
+        stored = await self.store.create_rule(rule, actor)
         self._rules_loaded_at = -math.inf  # reload before the next batch
         return stored
 
@@ -160,12 +160,12 @@ class QualityService:
         _check_source_filter(source)
         return await self.store.list_rules(source or None)
 
-    async def delete_rule(self, rule_id: str) -> None:
+    async def delete_rule(self, rule_id: str, actor: str = "") -> None:
         if not rule_id:
             raise InvalidArgument([FieldViolation("rule_id", "required")])
         if not _RULE_ID.fullmatch(rule_id):
             raise InvalidArgument([FieldViolation("rule_id", _RULE_ID_FORMAT)])
-        await self.store.delete_rule(rule_id)
+        await self.store.delete_rule(rule_id, actor)
         self._rules_loaded_at = -math.inf  # reload before the next batch
 
     async def active_rules(self) -> ActiveRules:

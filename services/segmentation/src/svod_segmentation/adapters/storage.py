@@ -294,7 +294,7 @@ class SegmentationTransaction:
         row = rows.first()
         return None if row is None else _segment_row(row)
 
-    async def save_segment(self, segment: Segment, *, create: bool) -> Segment:
+    async def save_segment(self, segment: Segment, *, create: bool, actor: str = "") -> Segment:
         d = segment.definition
         params = {
             "s": d.segment_id,
@@ -335,10 +335,10 @@ class SegmentationTransaction:
         await self._exec(
             """
             INSERT INTO segment_versions (segment_id, version, display_name, description, rule,
-                builtin, parameters)
-            VALUES (:s, :v, :n, :ds, CAST(:r AS jsonb), :b, CAST(:p AS jsonb))
+                builtin, parameters, actor)
+            VALUES (:s, :v, :n, :ds, CAST(:r AS jsonb), :b, CAST(:p AS jsonb), :actor)
             """,
-            {**params, "v": row.version},
+            {**params, "v": row.version, "actor": actor},
         )
         await self.bump_generation()
         return Segment(
@@ -355,8 +355,9 @@ class SegmentationTransaction:
             {"s": segment_id, "st": json.dumps(state)},
         )
 
-    async def delete_segment(self, segment_id: str, now: dt.datetime) -> int:
-        """Ends every membership with an exit event; returns how many ended."""
+    async def delete_segment(self, segment_id: str, now: dt.datetime, actor: str = "") -> int:
+        """Ends every membership with an exit event; returns how many ended. The deletion is
+        kept as a last version naming who deleted it."""
         row = (
             await self._exec(
                 """
@@ -373,6 +374,15 @@ class SegmentationTransaction:
                 {"s": segment_id, "now": now},
             )
         ).scalar_one()
+        await self._exec(
+            """
+            INSERT INTO segment_versions (segment_id, version, display_name, description,
+                builtin, actor, deleted)
+            SELECT segment_id, version + 1, display_name, description, builtin, :actor, true
+            FROM segments WHERE segment_id = :s
+            """,
+            {"s": segment_id, "actor": actor},
+        )
         await self._exec("DELETE FROM segments WHERE segment_id = :s", {"s": segment_id})
         await self.bump_generation()
         return int(row)

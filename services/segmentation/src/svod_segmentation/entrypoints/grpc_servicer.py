@@ -12,7 +12,7 @@ from opentelemetry import trace
 
 from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
-from svod_runtime.auth import current_principal
+from svod_runtime.auth import acting_as, current_principal
 from svod_runtime.db import data_refusal
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError
 from svod_runtime.interceptors import status_proto_for
@@ -78,7 +78,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         self, request: pb.CreateSegmentRequest, context: grpc.aio.ServicerContext
     ) -> pb.Segment:
         self.access.scope(context).require(request.segment.segment_id)
-        segment = await self.service.create_segment(segment_from_proto(request.segment))
+        segment = await self.service.create_segment(
+            segment_from_proto(request.segment), acting_as("")
+        )
         return segment_to_proto(segment)
 
     async def UpdateSegment(
@@ -86,7 +88,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     ) -> pb.Segment:
         self.access.scope(context).require(request.segment.segment_id)
         segment = await self.service.update_segment(
-            segment_from_proto(request.segment), request.expected_version
+            segment_from_proto(request.segment), request.expected_version, acting_as("")
         )
         return segment_to_proto(segment)
 
@@ -109,7 +111,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     async def DeleteSegment(
         self, request: pb.DeleteSegmentRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteSegmentResponse:
-        await self.service.delete_segment(request.segment_id, self.access.scope(context))
+        await self.service.delete_segment(
+            request.segment_id, self.access.scope(context), acting_as("")
+        )
         return pb.DeleteSegmentResponse()
 
     async def PreviewSegment(

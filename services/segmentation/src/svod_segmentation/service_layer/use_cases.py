@@ -312,7 +312,7 @@ class SegmentationService:
         self._batcher = ChangeBatcher(self._apply_batch, max_batch=max_batch)
 
     # -- definitions ---------------------------------------------------------------------
-    async def create_segment(self, segment: Segment) -> Segment:
+    async def create_segment(self, segment: Segment, actor: str = "") -> Segment:
         check_descriptions(segment.display_name, segment.description)
         now = self.clock()
         trained = await self._train_new(segment, now, create=True)
@@ -325,7 +325,7 @@ class SegmentationService:
                 segment.definition, _definitions(segments), declared=self.store.declared
             )
             try:
-                saved = await tx.save_segment(segment, create=True)
+                saved = await tx.save_segment(segment, create=True, actor=actor)
             except KeyError:
                 raise AlreadyExists(f"segment {segment.segment_id!r} exists") from None
             segments[saved.segment_id] = saved
@@ -335,7 +335,9 @@ class SegmentationService:
         self._after_commit(definitions_changed=True)
         return replace(segments[saved.segment_id], member_count=counts.get(saved.segment_id, 0))
 
-    async def update_segment(self, segment: Segment, expected_version: int) -> Segment:
+    async def update_segment(
+        self, segment: Segment, expected_version: int, actor: str = ""
+    ) -> Segment:
         check_descriptions(segment.display_name, segment.description)
         now = self.clock()
         trained = await self._train_new(segment, now, create=False)
@@ -352,7 +354,7 @@ class SegmentationService:
                 )
             others = {k: v for k, v in _definitions(segments).items() if k != segment.segment_id}
             validate_definition(segment.definition, others, declared=self.store.declared)
-            saved = await tx.save_segment(segment, create=False)
+            saved = await tx.save_segment(segment, create=False, actor=actor)
             segments = await tx.load_segments()
             await self._store_trained(tx, trained, segments)
             touched = dependents_of({saved.segment_id}, segments)
@@ -361,7 +363,9 @@ class SegmentationService:
         self._after_commit(definitions_changed=True)
         return replace(segments[saved.segment_id], member_count=counts.get(saved.segment_id, 0))
 
-    async def delete_segment(self, segment_id: str, scope: Scope = UNRESTRICTED) -> None:
+    async def delete_segment(
+        self, segment_id: str, scope: Scope = UNRESTRICTED, actor: str = ""
+    ) -> None:
         scope.require(segment_id)
         async with self.store.transaction() as tx:
             await tx.lock_for_recompute()
@@ -375,7 +379,7 @@ class SegmentationService:
                 raise FailedPrecondition(
                     f"segment {segment_id!r} is used by {', '.join(users)}; change them first"
                 )
-            await tx.delete_segment(segment_id, self.clock())
+            await tx.delete_segment(segment_id, self.clock(), actor)
             await drop_scores(tx.conn, segment_id)
         self._after_commit(definitions_changed=True)
 
