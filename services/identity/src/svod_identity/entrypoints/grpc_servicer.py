@@ -372,7 +372,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListReviewItemsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListReviewItemsResponse:
         views, token = await self.service.list_review_items(
-            request.page_size, request.page_token, request.include_decided
+            request.page_size, request.page_token, request.include_decided, request.customer_id
         )
         items = []
         for view in views:

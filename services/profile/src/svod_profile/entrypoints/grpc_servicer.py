@@ -24,6 +24,7 @@ from svod_profile.domain.model import (
     RecordApplication,
     TraitObservation,
 )
+from svod_profile.service_layer.personal_data import PersonalDataExport
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime import bounds
 from svod_runtime.auth import acting_as, current_principal
@@ -385,6 +386,65 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
     return profile
 
 
+def _stamp(value: dt.datetime | None) -> Timestamp | None:
+    return None if value is None else datetime_to_timestamp(value)
+
+
+def export_proto(
+    export: PersonalDataExport, currency: str
+) -> profile_pb2.ExportPersonalDataResponse:
+    reply = profile_pb2.ExportPersonalDataResponse(
+        profile=profile_proto(export.profile, currency),
+        timeline=[timeline_entry(e, currency) for e in export.events],
+        records=[common_pb2.RecordRef(source=s, message_id=m) for s, m in export.records],
+        observed_values=[
+            profile_pb2.ObservedValue(
+                field=obs.field,
+                value=obs.value,
+                provenance=_provenance_proto(obs.provenance),
+                record_ref=common_pb2.RecordRef(source=source, message_id=message_id),
+            )
+            for obs, (source, message_id) in export.observations
+        ],
+        consent_history=[consent_proto(c) for c in export.consent_history],
+    )
+    peers = export.peers
+    if peers is None:
+        return reply
+    reply.merged_customer_ids.extend(peers.merged_customer_ids)
+    for id_type, value, namespace, source, first, last in peers.identifiers:
+        reply.identifiers.add(
+            identifier=common_pb2.Identifier(
+                type=enum_number(_ID_TYPE, id_type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+                value=value,
+                namespace=namespace,
+            ),
+            source=source,
+            first_seen_time=_stamp(first),
+            last_seen_time=_stamp(last),
+        )
+    for item_id, source, message_id, state, score, created in peers.review_items:
+        reply.review_items.add(
+            review_item_id=item_id,
+            record_ref=common_pb2.RecordRef(source=source, message_id=message_id),
+            state=state,
+            score=score,
+            create_time=_stamp(created),
+        )
+    for segment_id, label, entered in peers.memberships:
+        reply.segment_memberships.add(
+            segment_id=segment_id, label=label, enter_time=_stamp(entered)
+        )
+    if peers.quality_score is not None:
+        score, reasons, scored = peers.quality_score
+        reply.quality_score.CopyFrom(
+            profile_pb2.ExportedQualityScore(
+                score=score, reasons=reasons, score_time=_stamp(scored)
+            )
+        )
+    return reply
+
+
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     def __init__(
         self,
@@ -526,11 +586,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     ) -> profile_pb2.ExportPersonalDataResponse:
         await self._require_visible(request.customer_id)
         export = await self.service.personal_data.export(request.customer_id)
-        return profile_pb2.ExportPersonalDataResponse(
-            profile=profile_proto(export.profile, self.currency),
-            timeline=[timeline_entry(e, self.currency) for e in export.events],
-            records=[common_pb2.RecordRef(source=s, message_id=m) for s, m in export.records],
-        )
+        return export_proto(export, self.currency)
 
     async def ErasePersonalData(
         self, request: profile_pb2.ErasePersonalDataRequest, context: grpc.aio.ServicerContext
