@@ -24,6 +24,7 @@ from svod_profile.domain.model import (
     RecordApplication,
     TraitObservation,
 )
+from svod_profile.entrypoints.metrics import ProfileMetrics
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError, ViolationCollector
 from svod_runtime.money import decimal_to_money, money_to_decimal
@@ -314,11 +315,16 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
 
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     def __init__(
-        self, service: ProfileService, currency: str, tracer: trace.Tracer | None = None
+        self,
+        service: ProfileService,
+        currency: str,
+        tracer: trace.Tracer | None = None,
+        metrics: ProfileMetrics | None = None,
     ) -> None:
         self.service = service
         self.currency = currency
         self.tracer = tracer or trace.get_tracer(__name__)
+        self.metrics = metrics
 
     async def ApplyEvent(
         self, request: profile_pb2.ApplyEventRequest, context: grpc.aio.ServicerContext
@@ -326,6 +332,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         version, changed = await self.service.apply_event(
             request.customer_id, event_fact(request, self.currency)
         )
+        if self.metrics is not None:
+            self.metrics.event_applied(changed)
         return profile_pb2.ApplyEventResponse(version=version, changed=changed)
 
     async def ApplyEventBatch(
@@ -376,6 +384,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             results[index] = BatchResult(
                 applied=profile_pb2.ApplyEventResponse(version=version, changed=changed)
             )
+        if self.metrics is not None:
+            self.metrics.batch_answered(results)
         return profile_pb2.ApplyEventBatchResponse(results=results)
 
     async def GetTimeline(
@@ -452,6 +462,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.ApplyRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ApplyResponse:
         version, changed = await self.service.apply(application(request, dt.datetime.now(dt.UTC)))
+        if self.metrics is not None:
+            self.metrics.record_applied(changed)
         return profile_pb2.ApplyResponse(version=version, changed=changed)
 
     async def ApplyIdentityChange(

@@ -123,11 +123,14 @@ class QualityService:
         *,
         weights: ScoreWeights = DEFAULT_WEIGHTS,
         clock: Callable[[], dt.datetime] = utc_now,
+        on_tally: Callable[[BatchTally], None] | None = None,
     ) -> None:
         self.store = store
         self.profiles = profiles
         self.weights = weights
         self.clock = clock
+        # Told what each standardised batch found (metrics).
+        self.on_tally = on_tally
         self._rules: ActiveRules | None = None
         self._rules_loaded_at = 0.0
 
@@ -189,6 +192,8 @@ class QualityService:
         rules = await self.active_rules()
         today = self.clock().date()
         output, tally = await run(rules, today)
+        if self.on_tally is not None:
+            self.on_tally(tally)
         try:
             await self.store.add_tally(today, source, tally)
         except Exception:  # monitoring must not cost the caller its answer

@@ -21,6 +21,7 @@ from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 from svod_segmentation.adapters.storage import SegmentationStore
 from svod_segmentation.entrypoints.grpc_servicer import AccessPolicy, SegmentationServicer
+from svod_segmentation.entrypoints.metrics import SegmentationMetrics
 from svod_segmentation.service_layer.use_cases import SegmentationService
 
 SERVICE = "segmentation"
@@ -48,11 +49,13 @@ async def create_app(
     settings = settings or SegmentationSettings.from_env()
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
+    metrics = SegmentationMetrics(telemetry.metrics)
     service = SegmentationService(
-        SegmentationStore(engine, parse_declarations(config.custom_attributes))
+        SegmentationStore(engine, parse_declarations(config.custom_attributes)),
+        on_memberships=metrics.memberships_changed,
     )
     # Segment-scoped principals: the segments they may use come with their principal.
-    servicer = SegmentationServicer(service, AccessPolicy(), telemetry.tracer)
+    servicer = SegmentationServicer(service, AccessPolicy(), telemetry.tracer, metrics)
 
     async def sweeper() -> None:
         await service.run_sweeper(settings.sweep_s)
