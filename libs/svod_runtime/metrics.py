@@ -154,6 +154,11 @@ class ServiceMetrics:
                 )
             )
         self.provider = MeterProvider(resource=resource, metric_readers=readers)
+        # OTEL_SDK_DISABLED (the chart sets it when traces are off) switches off tracing: the
+        # /metrics endpoint is Svod's own, switched by SVOD_<SERVICE>_METRICS_PORT. The SDK's
+        # meter provider reads the variable too; libs/tests/test_metrics.py holds it to this.
+        if getattr(self.provider, "_disabled", False):
+            self.provider._disabled = False
         self.meter = self.provider.get_meter(f"svod.{service}")
         self.rpc = RpcMetrics(self.meter)
         self._pollers: list[_Poller] = []
