@@ -19,7 +19,8 @@ def load_profiles(db_url: str, count: int) -> list[str]:
         )
         conn.execute(
             """
-            INSERT INTO profiles (customer_id, shown, metrics, version)
+            INSERT INTO profiles (customer_id, shown, metrics, version, name_variants,
+                                  name_keys)
             SELECT customer_id,
                    jsonb_build_object(
                        'first_name', jsonb_build_object('value', 'Имя' || n, 'source', 'pos',
@@ -27,7 +28,20 @@ def load_profiles(db_url: str, count: int) -> list[str]:
                        'last_name', jsonb_build_object('value', 'Фамилия' || (n % 5000),
                            'source', 'pos', 'channel', 'pos',
                            'observed_at', '2026-01-01T00:00:00+00:00')),
-                   '{}', 1
+                   '{}', 1,
+                   -- Three spellings seen (Маша, Мария, Masha; Смирнова): the name history a
+                   -- profile carries.
+                   jsonb_build_array(
+                       jsonb_build_object('f', 'first_name', 'v', 'Имя' || n, 's', 'pos',
+                           'ch', 'pos', 'at', '2026-01-01T00:00:00+00:00',
+                           'first', '2026-01-01T00:00:00+00:00', 'n', 3),
+                       jsonb_build_object('f', 'first_name', 'v', 'Imya' || n, 's', 'app',
+                           'ch', 'app', 'at', '2026-02-01T00:00:00+00:00',
+                           'first', '2026-02-01T00:00:00+00:00', 'n', 1),
+                       jsonb_build_object('f', 'last_name', 'v', 'Фамилия' || (n % 5000),
+                           's', 'pos', 'ch', 'pos', 'at', '2026-01-01T00:00:00+00:00',
+                           'first', '2026-01-01T00:00:00+00:00', 'n', 4)),
+                   ARRAY['f:imia' || n, 'l:familia' || (n % 5000)]
             FROM bench_ids
             """
         )

@@ -29,6 +29,7 @@ from svod_runtime.db import bootstrap_service_schema, libpq_url
 from svod_runtime.migrations import upgrade
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
+from svod_runtime.tls import TlsFiles, blocking_channel
 
 TOP = Path(__file__).resolve().parents[2]
 # Extensions a service's schema needs (created by the administrator at bootstrap).
@@ -94,10 +95,21 @@ def suite_env(
     return env
 
 
-def wait_healthy(ports: dict[str, int], timeout_s: float = 30.0) -> None:
+# Five Python processes importing gRPC, SQLAlchemy and OpenTelemetry take 2-3 s alone, but a
+# start under load (a CI machine running several suites) was seen taking over 30 s.
+HEALTHY_TIMEOUT_S = 120.0
+
+
+def wait_healthy(
+    ports: dict[str, int],
+    timeout_s: float = HEALTHY_TIMEOUT_S,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Waits for every service to answer SERVING (over TLS when ``env`` has TLS files)."""
     deadline = time.monotonic() + timeout_s
     for service, port in ports.items():
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        files = TlsFiles.from_env(env or {}, service)
+        with blocking_channel(f"127.0.0.1:{port}", files) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while True:
                 try:
@@ -140,7 +152,7 @@ class InProcessSuite:
     def start(self) -> InProcessSuite:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(60)
-        wait_healthy({s: self.ports[s] for s in self.services})
+        wait_healthy({s: self.ports[s] for s in self.services}, env=self.env)
         return self
 
     async def _start(self) -> None:
@@ -193,7 +205,7 @@ class ProcessSuite:
                 [sys.executable, "-m", f"svod_{service}", "serve"], env=self.env
             )
         try:
-            wait_healthy(self.ports)
+            wait_healthy(self.ports, env=self.env)
         except TimeoutError:
             self.stop()
             raise

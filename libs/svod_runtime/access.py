@@ -121,8 +121,13 @@ RPC_ACCESS: dict[str, Access] = {
     _IDENTITY + "DecideReviewItem": Access(S.IDENTITY_ADMIN, segments=_REFUSE, audit=_CHANGE),
     _IDENTITY + "GetRules": Access(S.IDENTITY_READ),
     _IDENTITY + "UpdateRules": Access(S.IDENTITY_ADMIN, audit=_CHANGE),
-    _IDENTITY + "PreviewRules": Access(S.IDENTITY_ADMIN, segments=_REFUSE),
+    # Samples identifiers that would change hands (their values): a read of personal data.
+    _IDENTITY + "PreviewRules": Access(
+        S.IDENTITY_ADMIN, segments=_REFUSE, audit=_READ, count_field="sample_identifier_changes"
+    ),
     _IDENTITY + "ListBlockedIdentifiers": Access(S.IDENTITY_READ, segments=_REFUSE),
+    # Customer ids, record references, actors and reasons: no personal data.
+    _IDENTITY + "ListLedgerEntries": Access(S.IDENTITY_READ, segments=_REFUSE),
     _IDENTITY + "ExportRecordMapping": Access(S.IDENTITY_READ, segments=_REFUSE, audit=_READ),
     _IDENTITY + "EraseCustomer": Access(S.INTERNAL, _by("profile"), audit=_CHANGE),
     _IDENTITY + "GetMatchModel": Access(S.IDENTITY_READ),

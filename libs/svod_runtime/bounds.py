@@ -10,11 +10,12 @@ request names all its bad fields at once.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Final
 
-from svod_runtime.errors import ViolationCollector
+from svod_runtime.errors import FieldViolation, InvalidArgument, ViolationCollector
 
 # -- time ------------------------------------------------------------------------------------
 # Every timestamp a request carries lies in [EARLIEST_TIME, LATEST_TIME): a CDP holds history
@@ -239,3 +240,61 @@ def check_properties(properties: Mapping[str, str], field: str, errors: Violatio
         max_key=MAX_PROPERTY_NAME,
         max_value=MAX_PROPERTY_VALUE,
     )
+
+
+# RecordRef.source: what every service accepts as a source's name.
+SOURCE_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+SOURCE_TEXT: Final = "1-64 characters of [a-z0-9._-], starting with a letter or digit"
+
+
+def check_record_ref(source: str, message_id: str, field: str, errors: ViolationCollector) -> None:
+    """A RecordRef: a well-formed source and a message id of 1-128 characters."""
+    if not source:
+        errors.add(f"{field}.source", "required")
+    elif not SOURCE_PATTERN.fullmatch(source):
+        errors.add(f"{field}.source", SOURCE_TEXT)
+    if not message_id:
+        errors.add(f"{field}.message_id", "required")
+    else:
+        check_text(message_id, f"{field}.message_id", MAX_MESSAGE_ID, errors)
+
+
+def check_amount(units: int, nanos: int, field: str, errors: ViolationCollector) -> bool:
+    why = amount_violation(units, nanos)
+    if why:
+        errors.add(field, why)
+    return not why
+
+
+def check_event_texts(
+    order_id: str,
+    reference_id: str,
+    contact_channel: str,
+    properties: Mapping[str, str],
+    loyalty_points: int,
+    field: str,
+    errors: ViolationCollector,
+) -> None:
+    """The free-form parts of an Event (svod.common.v1.Event)."""
+    check_text(order_id, f"{field}.order_id", MAX_ORDER_ID, errors)
+    check_text(reference_id, f"{field}.reference_id", MAX_REFERENCE_ID, errors)
+    check_text(contact_channel, f"{field}.contact_channel", MAX_CONTACT_CHANNEL, errors)
+    check_properties(properties, f"{field}.properties", errors)
+    if not 0 <= loyalty_points <= MAX_LOYALTY_POINTS:
+        errors.add(f"{field}.loyalty_points", f"from 0 to {MAX_LOYALTY_POINTS:,}")
+
+
+def check_line_texts(
+    sku: str, product_name: str, category: str, field: str, errors: ViolationCollector
+) -> None:
+    check_text(sku, f"{field}.sku", MAX_SKU, errors)
+    check_text(product_name, f"{field}.product_name", MAX_PRODUCT_NAME, errors)
+    check_text(category, f"{field}.category", MAX_CATEGORY, errors)
+
+
+def page_size(requested: int, default: int, maximum: int, field: str = "page_size") -> int:
+    """The page size to serve: the default for 0, the maximum for more (AIP-158); a negative
+    size is INVALID_ARGUMENT."""
+    if requested < 0:
+        raise InvalidArgument([FieldViolation(field, "must not be negative")])
+    return min(requested or default, maximum)

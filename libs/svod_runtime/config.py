@@ -195,9 +195,9 @@ class ServiceConfig:
             api_keys_file=env.get("SVOD_API_KEYS_FILE", ""),
             # SVOD_<SERVICE>_PEER_API_KEY lets one environment give each service its own key.
             peer_api_key=env.get(prefix + "PEER_API_KEY") or env.get("SVOD_PEER_API_KEY", ""),
-            tls=TlsFiles.from_env(env),
+            tls=TlsFiles.from_env(env, service),
             allow_insecure=env.get("SVOD_ALLOW_INSECURE", "") == "1",
-            health_port=int(env.get("SVOD_HEALTH_PORT") or 0),
+            health_port=int(env.get(prefix + "HEALTH_PORT") or env.get("SVOD_HEALTH_PORT") or 0),
             rate_limit_per_s=_float(env, "SVOD_RATE_LIMIT_PER_S", 1000.0),
             rate_limit_burst=int(env.get("SVOD_RATE_LIMIT_BURST") or 2000),
             max_streams_per_principal=int(env.get("SVOD_MAX_STREAMS_PER_PRINCIPAL") or 16),

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from svod_runtime.config import role_name, sqlalchemy_url
+from svod_runtime.errors import FieldViolation, InvalidArgument
 from svod_runtime.pool_metrics import TimedQueuePool
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -228,3 +229,34 @@ def bootstrap_service_schema(
                     sql.Identifier(extension), sql.Identifier(schema)
                 )
             )
+
+
+# What PostgreSQL (or psycopg, before sending) refuses in a value, by SQLSTATE: a request that
+# got past a service's own checks with such a value is still the client's error, not the
+# service's. The texts never echo the value (it may be personal data).
+_DATA_REFUSALS = {
+    "22001": "a text value is too long",
+    "22003": "a number is out of range",
+    "22007": "a date or time is malformed",
+    "22008": "a date or time is out of range",
+    "22021": "a text value contains a NUL character (U+0000)",
+    "22P02": "a value is malformed (e.g. not a UUID or not a number)",
+    "22P05": "a text value contains a character that cannot be stored (U+0000)",
+}
+
+
+def data_refusal(error: BaseException) -> InvalidArgument | None:
+    """INVALID_ARGUMENT for a value PostgreSQL cannot store or compare (SQLSTATE class 22, and
+    psycopg's own NUL check), or None for any other error.
+
+    A safety net behind the services' field checks, which name the field: what reaches here is
+    refused as a whole ("request"), and nothing is written (the transaction rolls back).
+    """
+    cause = getattr(error, "orig", None) or error
+    if not isinstance(cause, psycopg.DataError):
+        return None
+    state = getattr(getattr(cause, "diag", None), "sqlstate", None) or ""
+    if not state and "NUL" in str(cause):
+        state = "22021"
+    why = _DATA_REFUSALS.get(state, "a value is out of range or malformed")
+    return InvalidArgument([FieldViolation("request", why)])

@@ -23,11 +23,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
+from svod_runtime.db import data_refusal
 from svod_runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, SvodError
 from svod_runtime.guard import Admission, Guard
 from svod_runtime.metrics import RpcMetrics
@@ -44,44 +44,56 @@ _TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 _UNTRACED_PREFIX = "/grpc.health.v1."
 
 
+# A refusal travels in trailing metadata, which a gRPC client accepts up to 8 KiB by default
+# (more fails the call with RESOURCE_EXHAUSTED, losing the refusal): the message is cut to
+# MAX_MESSAGE_BYTES of UTF-8 (percent-encoded on the wire, up to three times longer) and the
+# details keep the first field violations that fit MAX_DETAILS_BYTES (base64 on the wire).
+MAX_MESSAGE_BYTES = 500
+MAX_DETAILS_BYTES = 2500
+MAX_VIOLATION_TEXT = 200
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` within ``limit`` UTF-8 bytes, whole characters only."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
 def status_proto_for(error: SvodError) -> status_pb2.Status:
-    """The google.rpc.Status of a domain error (INVALID_ARGUMENT with BadRequest details)."""
-    details: list[any_pb2.Any] = []
+    """The google.rpc.Status of a domain error (INVALID_ARGUMENT with BadRequest details), small
+    enough for a client's metadata limit whatever the request held."""
+    status = status_pb2.Status(
+        code=getattr(code_pb2, error.code, code_pb2.INTERNAL),
+        message=_cut(error.message, MAX_MESSAGE_BYTES),
+    )
     if isinstance(error, InvalidArgument):
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
-                )
-                for v in error.violations
-            ]
-        )
-        packed = any_pb2.Any()
-        packed.Pack(bad_request)
-        details.append(packed)
+        bad_request = error_details_pb2.BadRequest()
+        for v in error.violations:
+            bad_request.field_violations.add(
+                field=_cut(v.field, MAX_VIOLATION_TEXT),
+                description=_cut(v.description, MAX_VIOLATION_TEXT),
+            )
+            if bad_request.ByteSize() > MAX_DETAILS_BYTES:
+                del bad_request.field_violations[-1]
+                break
+        status.details.add().Pack(bad_request)
     if isinstance(error, ResourceExhausted):
         retry = error_details_pb2.RetryInfo()
         retry.retry_delay.FromMilliseconds(max(1, math.ceil(error.retry_after_s * 1000)))
-        packed = any_pb2.Any()
-        packed.Pack(retry)
-        details.append(packed)
+        status.details.add().Pack(retry)
     if isinstance(error, FailedPrecondition) and error.reason:
-        packed = any_pb2.Any()
-        packed.Pack(
+        status.details.add().Pack(
             error_details_pb2.ErrorInfo(reason=error.reason, domain="svod", metadata=error.metadata)
         )
-        details.append(packed)
-    return status_pb2.Status(
-        code=getattr(code_pb2, error.code, code_pb2.INTERNAL),
-        message=error.message,
-        details=details,
-    )
+    return status
 
 
 def status_for(error: SvodError) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
     code = getattr(grpc.StatusCode, error.code, grpc.StatusCode.INTERNAL)
     status = status_proto_for(error)
-    return code, error.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
+    return code, status.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 
 class CoreInterceptor(grpc.aio.ServerInterceptor):
@@ -244,8 +256,9 @@ class _Call:
                 self.code = grpc.StatusCode.DEADLINE_EXCEEDED
                 limit = self.interceptor.max_request_s
                 await self.context.abort(self.code, f"request took longer than {limit}s")
-            if isinstance(error, SvodError):
-                self.code, message, trailers = status_for(error)
+            refusal = error if isinstance(error, SvodError) else data_refusal(error)
+            if refusal is not None:
+                self.code, message, trailers = status_for(refusal)
                 await self.context.abort(self.code, message, trailing_metadata=trailers)
             self.code = grpc.StatusCode.INTERNAL
             log.error("unhandled error in %s", self.method, exc_info=error)

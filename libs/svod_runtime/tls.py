@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 # change, so calls already running on it can finish.
 CLIENT_CHECK_S = 5.0
 OLD_CHANNEL_GRACE_S = 60.0
+# Changed files are taken up once none has changed for this long, so that a key and certificate
+# copied one after the other are never read half-way (Kubernetes swaps them atomically anyway).
+SETTLE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,20 @@ class TlsFiles:
     server_name: str = ""
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ[str]) -> TlsFiles:
+    def from_env(cls, env: dict[str, str] | os._Environ[str], service: str = "") -> TlsFiles:
+        """From ``SVOD_TLS_*``; ``SVOD_<SERVICE>_TLS_*`` win for that service (one environment
+        may then give each service its own certificate)."""
+
+        def get(name: str) -> str:
+            own = env.get(f"SVOD_{service.upper()}_TLS_{name}", "") if service else ""
+            return own or env.get(f"SVOD_TLS_{name}", "")
+
         return cls(
-            cert_file=env.get("SVOD_TLS_CERT_FILE", ""),
-            key_file=env.get("SVOD_TLS_KEY_FILE", ""),
-            ca_file=env.get("SVOD_TLS_CA_FILE", ""),
+            cert_file=get("CERT_FILE"),
+            key_file=get("KEY_FILE"),
+            ca_file=get("CA_FILE"),
             force=env.get("SVOD_TLS", "") == "1",
-            server_name=env.get("SVOD_TLS_SERVER_NAME", ""),
+            server_name=get("SERVER_NAME"),
         )
 
     @property
@@ -100,6 +110,14 @@ def _stamps(paths: Sequence[str]) -> tuple[Any, ...]:
     return tuple(stamps)
 
 
+def _settled(stamps: tuple[Any, ...]) -> bool:
+    """All files present and none changed in the last SETTLE_S seconds."""
+    if None in stamps:
+        return False
+    newest = max(stamp[0] for stamp in stamps) / 1e9
+    return time.time() - newest >= SETTLE_S
+
+
 def _server_config(files: TlsFiles) -> Any:
     return grpc.ssl_server_certificate_configuration(
         [(_read(files.key_file), _read(files.cert_file))],
@@ -116,7 +134,7 @@ def server_credentials(files: TlsFiles) -> grpc.ServerCredentials:
         # gRPC calls this from its own threads before each handshake; None keeps the current.
         stamps = _stamps(files.watched())
         with lock:
-            if stamps == state["stamps"] or None in stamps:
+            if stamps == state["stamps"] or not _settled(stamps):
                 return None
             try:
                 config = _server_config(files)
@@ -220,7 +238,7 @@ class ReloadingChannel:
 
     def reload_if_changed(self) -> bool:
         stamps = _stamps(self._watched)
-        if stamps == self._stamps or None in stamps:
+        if stamps == self._stamps or not _settled(stamps):
             return False
         try:
             fresh = self._make()

@@ -808,8 +808,11 @@ def test_tls_from_a_secret(render: Render) -> None:
         assert tls["secret"]["secretName"] == "svod-grpc-tls"
         mount = {m["name"]: m for m in container(dep)["volumeMounts"]}[tls["name"]]
         assert mount["mountPath"] == "/etc/svod/tls" and mount["readOnly"] is True
-        # kubelet's gRPC probe cannot speak TLS: the chart falls back to TCP probes.
-        assert container(dep)["readinessProbe"]["tcpSocket"] == {"port": "grpc"}
+        # kubelet's gRPC probe cannot speak TLS: it asks the pod's plaintext health port.
+        assert env["SVOD_HEALTH_PORT"] == "8086"
+        assert container(dep)["readinessProbe"]["grpc"] == {"port": 8086, "service": ""}
+        ports = {p["name"]: p["containerPort"] for p in container(dep)["ports"]}
+        assert ports == {"grpc": PORTS[s], "health": 8086}
 
 
 # --- the image ------------------------------------------------------------------------------

@@ -33,11 +33,12 @@ def test_every_rpc_has_an_access_rule_and_every_rule_an_rpc() -> None:
 @pytest.mark.parametrize("rpc", RPCS, ids=str)
 def test_an_rpc_needs_a_key_with_its_scope(secured, rpc) -> None:
     scope = RPC_ACCESS[rpc.path].scope.value
+    # Refusals come at once; the generous deadline is for a busy machine.
     with secured.channel(rpc.service) as channel:
-        assert call(channel, rpc, timeout=2)[0] == grpc.StatusCode.UNAUTHENTICATED
+        assert call(channel, rpc, timeout=15)[0] == grpc.StatusCode.UNAUTHENTICATED
         wrong_key = (("authorization", "Bearer not-a-key"),)
-        assert call(channel, rpc, wrong_key, timeout=2)[0] == grpc.StatusCode.UNAUTHENTICATED
-        without = call(channel, rpc, bearer(f"without-{scope}"), timeout=2)[0]
+        assert call(channel, rpc, wrong_key, timeout=15)[0] == grpc.StatusCode.UNAUTHENTICATED
+        without = call(channel, rpc, bearer(f"without-{scope}"), timeout=15)[0]
         assert without == grpc.StatusCode.PERMISSION_DENIED
         with_scope = call(channel, rpc, bearer(f"with-{scope}"), timeout=2)[0]
         assert with_scope not in REFUSED
@@ -48,8 +49,9 @@ def test_a_service_calls_only_the_rpcs_it_needs(secured, rpc) -> None:
     callers = RPC_ACCESS[rpc.path].callers
     with secured.channel(rpc.service) as channel:
         for service in SERVICES:
-            code = call(channel, rpc, bearer(f"svod-{service}"), timeout=2)[0]
-            if service in callers:
+            allowed = service in callers
+            code = call(channel, rpc, bearer(f"svod-{service}"), timeout=2 if allowed else 15)[0]
+            if allowed:
                 assert code not in REFUSED, (service, code)
             else:
                 assert code == grpc.StatusCode.PERMISSION_DENIED, (service, code)

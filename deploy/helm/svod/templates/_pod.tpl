@@ -79,6 +79,12 @@ Pieces shared by the service pods and the migration pods. Each takes
 - name: SVOD_TLS_CA_FILE
   value: {{ printf "%s/%s" $root.Values.tls.mountPath . | quote }}
 {{- end }}
+- name: SVOD_HEALTH_PORT
+  value: {{ $root.Values.tls.healthPort | int | toString | quote }}
+{{- with $root.Values.tls.serverName }}
+- name: SVOD_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
@@ -165,16 +171,20 @@ priorityClassName: {{ . | quote }}
 One probe: (dict "root" $ "name" "identity" "probe" "readiness"). "type: grpc" is kubelet's
 native gRPC health check (grpc.health.v1, service ""), which follows the service's database
 connectivity; "type: tcp" only checks that the port accepts connections. Kubelet's gRPC probe
-speaks plaintext only, so with tls.enabled every probe is a TCP probe.
+speaks plaintext only, so with tls.enabled it asks the plaintext health port (tls.healthPort).
 */}}
 {{- define "svod.probe" -}}
 {{- $svc := index .root.Values.services .name -}}
 {{- $settings := deepCopy (index .root.Values.probes .probe) -}}
 {{- $type := $settings.type | default "grpc" -}}
 {{- $_ := unset $settings "type" -}}
-{{- if or (eq $type "tcp") .root.Values.tls.enabled -}}
+{{- if eq $type "tcp" -}}
 tcpSocket:
   port: grpc
+{{- else if .root.Values.tls.enabled -}}
+grpc:
+  port: {{ .root.Values.tls.healthPort | int }}
+  service: ""
 {{- else -}}
 grpc:
   port: {{ $svc.port | int }}

@@ -59,11 +59,21 @@ def test_most_frequent_outvotes_a_single_typo() -> None:
 
 def test_verified_sources_win_then_recency() -> None:
     rules = SurvivorshipRules.from_json(
-        '{"first_name": {"policy": "verified_first", "sources": ["bank-kyc"]}}'
+        '{"birth_date": {"policy": "verified_first", "sources": ["bank-kyc"]}}'
     )
-    values = [obs("first_name", "Маша", "pos", 9), obs("first_name", "Мария", "bank-kyc", 1)]
-    assert shown_values(values, rules)["first_name"].value == "Мария"
-    assert shown_values(values)["first_name"].value == "Маша"  # default: most recent
+    values = [
+        obs("birth_date", "1990-04-21", "pos", 9),
+        obs("birth_date", "1990-04-12", "bank-kyc", 1),
+    ]
+    assert shown_values(values, rules)["birth_date"].value == "1990-04-12"
+    assert shown_values(values)["birth_date"].value == "1990-04-21"  # default: most recent
+
+
+def test_names_show_the_best_full_form_unless_a_policy_says_otherwise() -> None:
+    values = [obs("first_name", "Мария", "web", 1), obs("first_name", "Masha", "app", 9)]
+    assert shown_values(values)["first_name"].value == "Мария"
+    rules = SurvivorshipRules.from_json('{"first_name": {"policy": "most_recent"}}')
+    assert shown_values(values, rules)["first_name"].value == "Masha"
 
 
 def test_unknown_policy_is_refused() -> None:

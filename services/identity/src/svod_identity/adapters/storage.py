@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -37,6 +37,7 @@ from svod_identity.domain.model import (
     RecordRef,
     new_customer_id,
 )
+from svod_identity.domain.review import SideRecord
 from svod_identity.domain.rules import Rules
 from svod_runtime.db import (
     array_literal,
@@ -945,6 +946,58 @@ class IdentityTransaction:
         )
         return sorted(IdentifierKey(r[0], r[2], r[1]) for r in rows)
 
+    async def alias_tree(self, customer_id: str) -> dict[str, str]:
+        """Every id merged (directly or not) into ``customer_id`` -> the id it was merged into."""
+        rows = await self.conn.execute(
+            text(
+                """
+                WITH RECURSIVE a(id, parent, depth) AS (
+                    SELECT customer_id, merged_into, 0 FROM customers WHERE merged_into = :c
+                    UNION ALL
+                    SELECT c.customer_id, c.merged_into, a.depth + 1
+                    FROM customers c JOIN a ON c.merged_into = a.id WHERE a.depth < 64
+                )
+                SELECT id, parent FROM a
+                """
+            ),
+            {"c": customer_id},
+        )
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def first_placed_holdings(self, customer_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """For each id: where the records first placed under it (the ledger's record entries)
+        are now, as current customer -> how many."""
+        if not customer_ids:
+            return {}
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT l.customer_id, r.customer_id AS now, count(*) AS n
+                FROM ledger l JOIN records r ON r.source = l.source AND r.message_id = l.message_id
+                WHERE l.customer_id = ANY(CAST(:c AS uuid[]))
+                  AND l.kind IN ('record_linked', 'customer_created')
+                GROUP BY 1, 2
+                """
+            ),
+            {"c": list(customer_ids)},
+        )
+        holdings: dict[str, dict[str, int]] = defaultdict(dict)
+        for row in rows:
+            holdings[str(row[0])][str(row[1])] = int(row[2])
+        return dict(holdings)
+
+    async def point_aliases(self, sides: Mapping[str, str]) -> None:
+        """Sets each merged-away id to answer for the given customer."""
+        if not sides:
+            return
+        await self.conn.execute(
+            text(
+                "UPDATE customers c SET merged_into = x.t FROM unnest(CAST(:a AS uuid[]), "
+                "CAST(:t AS uuid[])) AS x(a, t) WHERE c.customer_id = x.a"
+            ),
+            {"a": list(sides), "t": list(sides.values())},
+        )
+
     async def share_left_identifiers(self, source: str, target: str, pks: Sequence[int]) -> int:
         """After a split: the identifiers ``source`` keeps that moved records carry too are
         shared with ``target`` (both sides' records carry them); returns how many."""
@@ -998,8 +1051,10 @@ class IdentityTransaction:
                 f"""
                 SELECT v.review_item_id, v.candidate_customer_id, v.score, v.probability,
                        v.explanation, v.state, v.created_at, r.source, r.message_id,
-                       r.customer_id AS record_customer_id
+                       r.customer_id AS record_customer_id, cr.source AS candidate_source,
+                       cr.message_id AS candidate_message_id
                 FROM review_items v JOIN records r USING (record_pk)
+                LEFT JOIN records cr ON cr.record_pk = v.candidate_record_pk
                 {clause}
                 ORDER BY v.created_at, v.review_item_id LIMIT :n
                 """
@@ -1007,6 +1062,42 @@ class IdentityTransaction:
             params,
         )
         return list(rows)
+
+    async def side_records(
+        self, customer_ids: Sequence[str], limit: int
+    ) -> tuple[dict[str, list[SideRecord]], dict[str, int]]:
+        """Each customer's ``limit`` most recent records (newest first), and its record count."""
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return {}, {}
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT r.record_pk, r.source, r.message_id, r.customer_id, r.identifiers,
+                       r.attributes
+                FROM unnest(CAST(:c AS uuid[])) AS c(id) CROSS JOIN LATERAL (
+                    SELECT * FROM records WHERE customer_id = c.id
+                    ORDER BY record_pk DESC LIMIT :n
+                ) r
+                ORDER BY r.customer_id, r.record_pk DESC
+                """
+            ),
+            {"c": ids, "n": limit},
+        )
+        records: dict[str, list[SideRecord]] = defaultdict(list)
+        for row in rows:
+            known = self._known(row)
+            records[str(row.customer_id)].append(
+                SideRecord(known.ref, dict(row.attributes or {}), known.identifiers, known.person)
+            )
+        counts = await self.conn.execute(
+            text(
+                "SELECT customer_id, count(*) FROM records "
+                "WHERE customer_id = ANY(CAST(:c AS uuid[])) GROUP BY customer_id"
+            ),
+            {"c": ids},
+        )
+        return dict(records), {str(r[0]): int(r[1]) for r in counts}
 
     async def review_item(self, review_item_id: str) -> Any:
         return (
@@ -1087,8 +1178,69 @@ class IdentityTransaction:
         )
         return list(rows)
 
+    async def all_identifier_owners(self) -> dict[IdentifierKey, str]:
+        """Every held identifier -> its holder (for PreviewRules, bounded by its record cap)."""
+        rows = await self.conn.execute(
+            text("SELECT id_type, namespace, value, customer_id FROM identifiers")
+        )
+        return {IdentifierKey(r[0], r[2], r[1]): str(r[3]) for r in rows}
+
+    async def human_decisions(self) -> tuple[list[list[int]], list[frozenset[str]]]:
+        """A person's decisions: the merges they made (manual merges, accepted reviews), each
+        as one record of each side, and the customer pairs they kept apart."""
+        merges: list[list[int]] = []
+        rows = await self.conn.execute(
+            text(
+                "SELECT kind, detail FROM ledger WHERE kind IN ('manual_merge', 'review_accepted') "
+                "ORDER BY entry_id"
+            )
+        )
+        for kind, detail in rows:
+            detail = detail or {}
+            if kind == "manual_merge":
+                anchors = [pks[0] for pks in (detail.get("anchors") or {}).values() if pks]
+            else:
+                anchors = [p for p in detail.get("anchors_pair") or () if p]
+            merges.append([int(pk) for pk in anchors])
+        apart = await self.conn.execute(text("SELECT customer_a, customer_b FROM kept_apart"))
+        return merges, [frozenset((str(a), str(b))) for a, b in apart]
+
     async def count_records(self) -> int:
         return int((await self.conn.execute(text("SELECT count(*) FROM records"))).scalar_one())
+
+    # -- ledger ----------------------------------------------------------------------------
+
+    async def ledger_page(
+        self, customer_ids: Sequence[str] | None, kinds: Sequence[str], after: int, limit: int
+    ) -> list[Any]:
+        """Ledger entries after ``after``, oldest first: about these customers (as either side)
+        when given, of these kinds when given."""
+        where = ["entry_id > :a"]
+        params: dict[str, Any] = {"a": after, "n": limit}
+        if kinds:
+            where.append("kind = ANY(:k)")
+            params["k"] = list(kinds)
+        if customer_ids is None:
+            clause = " AND ".join(where)
+            statement = f"SELECT * FROM ledger WHERE {clause} ORDER BY entry_id LIMIT :n"
+        else:
+            params["c"] = list(customer_ids)
+            clause = " AND ".join(where)
+            # Two index scans (customer, other side) merged: an OR would read the whole ledger.
+            statement = f"""
+                SELECT * FROM (
+                    (SELECT * FROM ledger WHERE customer_id = ANY(CAST(:c AS uuid[]))
+                         AND {clause} ORDER BY entry_id LIMIT :n)
+                    UNION
+                    (SELECT * FROM ledger WHERE other_customer_id = ANY(CAST(:c AS uuid[]))
+                         AND {clause} ORDER BY entry_id LIMIT :n)
+                ) e ORDER BY entry_id LIMIT :n
+            """
+        return list(await self.conn.execute(text(statement), params))
+
+    async def alias_ids(self, customer_id: str) -> list[str]:
+        """The customer and every id merged into it."""
+        return [customer_id, *(await self.alias_tree(customer_id))]
 
     # -- explain ---------------------------------------------------------------------------
 
@@ -1136,6 +1288,55 @@ class IdentityTransaction:
             "carried": list(carried),
             "ledger": list(ledger),
         }
+
+    async def recent_records(self, customer_id: str, limit: int) -> list[KnownRecord]:
+        """A customer's most recent records, newest first."""
+        rows = await self.conn.execute(
+            text(
+                "SELECT record_pk, source, message_id, customer_id, identifiers, attributes "
+                "FROM records WHERE customer_id = :c ORDER BY record_pk DESC LIMIT :n"
+            ),
+            {"c": customer_id, "n": limit},
+        )
+        return [self._known(r) for r in rows]
+
+    async def decisions_between(self, side_a: Sequence[str], side_b: Sequence[str]) -> list[Any]:
+        """A person's decisions keeping the two sides (each: a customer and its merged-away
+        ids) apart: rejected reviews and splits, oldest first."""
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT kind, actor, reason, at FROM ledger
+                WHERE kind IN ('review_rejected', 'customer_split') AND (
+                    (customer_id = ANY(CAST(:a AS uuid[]))
+                     AND other_customer_id = ANY(CAST(:b AS uuid[])))
+                    OR (customer_id = ANY(CAST(:b AS uuid[]))
+                        AND other_customer_id = ANY(CAST(:a AS uuid[]))))
+                ORDER BY entry_id
+                """
+            ),
+            {"a": list(side_a), "b": list(side_b)},
+        )
+        return list(rows)
+
+    async def open_reviews_between(self, side_a: Sequence[str], side_b: Sequence[str]) -> list[Any]:
+        """Open review items between the two sides (either way round)."""
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT v.probability, v.created_at, v.explanation FROM review_items v
+                JOIN records r USING (record_pk)
+                WHERE v.state = 'open' AND (
+                    (r.customer_id = ANY(CAST(:a AS uuid[]))
+                     AND v.candidate_customer_id = ANY(CAST(:b AS uuid[])))
+                    OR (r.customer_id = ANY(CAST(:b AS uuid[]))
+                        AND v.candidate_customer_id = ANY(CAST(:a AS uuid[]))))
+                ORDER BY v.created_at
+                """
+            ),
+            {"a": list(side_a), "b": list(side_b)},
+        )
+        return list(rows)
 
     async def record_refs_by_pk(self, pks: Iterable[int]) -> dict[int, RecordRef]:
         pks = sorted(set(pks))

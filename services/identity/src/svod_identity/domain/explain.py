@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.scoring import PairScore
 from svod_identity.domain.model import RecordRef
 
 _MERGE_KINDS = {
@@ -39,6 +40,10 @@ class Evidence:
     at: dt.datetime | None = None
     from_ref: RecordRef | None = None
     to_ref: RecordRef | None = None
+    disagreements: tuple[str, ...] = ()
+    vetoes: tuple[str, ...] = ()
+    levels: Mapping[str, str] = field(default_factory=dict)
+    decision: str = ""
 
     def with_refs(self, refs: Mapping[int, RecordRef]) -> Evidence:
         return replace(
@@ -61,10 +66,16 @@ def _edges(material: Mapping[str, Any]) -> dict[int, list[tuple[int, Evidence]]]
         if row.linking:
             key = IdentifierKey(row.id_type, row.value, row.namespace)
             carriers.setdefault(key, []).append(int(row.record_pk))
+    placed = {int(r.record_pk): r.resolved_at for r in material["records"]}
     for key, pks in carriers.items():
         pks.sort()
         for pk in pks[1:]:
-            add(pk, pks[0], Evidence("shared_identifier", pk, pks[0], identifier=key))
+            # The link was made when the later record was placed.
+            add(
+                pk,
+                pks[0],
+                Evidence("shared_identifier", pk, pks[0], identifier=key, at=placed.get(pk)),
+            )
     for row in material["records"]:
         evidence = row.evidence or {}
         if evidence.get("kind") == "fuzzy_match":
@@ -187,4 +198,135 @@ def explain_customer(material: Mapping[str, Any]) -> list[Evidence]:
                 at=entry.at,
             )
         )
+    return steps
+
+
+# -- why two records are kept apart ----------------------------------------------------------
+
+# The fields whose disagreement proves two people (``scoring.conflicts``).
+_CONFLICT_FIELDS = ("first_name", "birth_date", "middle_name")
+_DISAGREE = frozenset({"disagree", "other"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A person's decision keeping two customers apart (a rejected review, a split)."""
+
+    kind: str  # "review_rejected" | "customer_split"
+    actor: str
+    reason: str
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class OpenReview:
+    probability: float
+    at: dt.datetime
+    explanation: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SharedIdentifier:
+    """An identifier both records carry that does not link them."""
+
+    key: IdentifierKey
+    # "configured" | "placeholder" | "frequency" (blocked), or "" when it is held by one side
+    # and refused to the other.
+    blocked_reason: str
+
+
+def disagreements(levels: Mapping[str, str]) -> tuple[str, ...]:
+    """The identity fields on which two records disagree."""
+    return tuple(f for f in _CONFLICT_FIELDS if levels.get(f) in _DISAGREE)
+
+
+def explain_apart(
+    first: int,
+    second: int,
+    decisions: Sequence[Decision],
+    reviews: Sequence[OpenReview],
+    shared: Sequence[SharedIdentifier],
+    conflict: tuple[int, int, Mapping[str, str]] | None,
+    pair: PairScore,
+) -> list[Evidence]:
+    """Why records ``first`` and ``second`` belong to different customers: a person's
+    decisions, reviews waiting for one, identifiers both carry that do not link them, a
+    conflicting pair of records of the two sides, and the two records' match score now."""
+    steps = [
+        Evidence(
+            "kept_apart",
+            first,
+            second,
+            actor=d.actor,
+            reason=("a reviewer rejected the match" if d.kind == "review_rejected" else "a split")
+            + (f": {d.reason}" if d.reason else ""),
+            at=d.at,
+        )
+        for d in decisions
+    ]
+    for review in reviews:
+        features = review.explanation.get("features", [])
+        steps.append(
+            Evidence(
+                "review_open",
+                first,
+                second,
+                score=review.probability,
+                reason="a suspected duplicate waits for a person's decision",
+                at=review.at,
+                vetoes=tuple(review.explanation.get("vetoes", ())),
+                levels={f["feature"]: f["level"] for f in features},
+            )
+        )
+    for item in shared:
+        if item.blocked_reason:
+            steps.append(
+                Evidence(
+                    "identifier_blocked",
+                    first,
+                    second,
+                    identifier=item.key,
+                    reason=f"the identifier is blocked ({item.blocked_reason}) and links nobody",
+                )
+            )
+        else:
+            steps.append(
+                Evidence(
+                    "identifier_refused",
+                    first,
+                    second,
+                    identifier=item.key,
+                    reason="the identifier is shared by customers kept apart: it links neither",
+                )
+            )
+    if conflict is not None:
+        a, b, levels = conflict
+        differ = disagreements(levels)
+        steps.append(
+            Evidence(
+                "conflict",
+                a,
+                b,
+                reason=(
+                    " and ".join(differ) + (" disagree" if len(differ) > 1 else " disagrees")
+                    if differ
+                    else "the two sides conflict"
+                ),
+                disagreements=differ,
+                levels=dict(levels),
+            )
+        )
+    steps.append(
+        Evidence(
+            "match_score",
+            first,
+            second,
+            score=pair.probability,
+            reason=f"scored now: {pair.decision}",
+            disagreements=disagreements(pair.levels),
+            vetoes=pair.vetoes,
+            levels=dict(pair.levels),
+            decision=pair.decision,
+        )
+    )
     return steps

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from svod_identity.domain.identifiers import normalize_identifiers
 from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_runtime import bounds
 from svod_runtime.errors import InvalidArgument, ViolationCollector
 
-_SOURCE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-MAX_MESSAGE_ID = 128
+MAX_MESSAGE_ID = bounds.MAX_MESSAGE_ID
+GENDERS = ("", "unspecified", "female", "male")
 
 
 @dataclass(frozen=True)
@@ -31,15 +31,20 @@ class RawRecord:
 
 
 def validate_ref(source: str, message_id: str, errors: ViolationCollector, prefix: str) -> None:
-    if not _SOURCE.match(source):
-        errors.add(f"{prefix}.source", "required: 1-64 characters of [a-z0-9._-]")
-    if not message_id or len(message_id) > MAX_MESSAGE_ID:
-        errors.add(f"{prefix}.message_id", f"required: 1-{MAX_MESSAGE_ID} characters")
+    bounds.check_record_ref(source, message_id, prefix, errors)
 
 
 def build_record(raw: RawRecord, now: dt.datetime) -> IncomingRecord:
     errors = ViolationCollector()
     validate_ref(raw.source, raw.message_id, errors, "record_ref")
+    # The bounds every service applies (svod_runtime.bounds), before anything is normalised.
+    bounds.check_identifier_texts(raw.identifiers, "identifiers", errors)
+    bounds.check_name(raw.name, "name", errors)
+    bounds.check_addresses(raw.addresses, "addresses", errors)
+    if raw.gender not in GENDERS:
+        errors.add("gender", "unknown gender")
+    if errors.violations:
+        errors.raise_if_any()
     birth_date = None
     if raw.birth_date is not None:
         try:

@@ -18,9 +18,12 @@ from svod_identity.domain.matching.model import (
     DEFAULT_LINK_THRESHOLD,
     DEFAULT_REVIEW_THRESHOLD,
 )
+from svod_runtime import bounds
 from svod_runtime.errors import ViolationCollector
 
 MAX_BLOCKED_VALUES = 10_000
+# Identifier rules of one rule set (one per type and namespace).
+MAX_IDENTIFIER_RULES = 100
 # Default priorities: what identifies one person most reliably wins.
 DEFAULT_PRIORITIES = {
     "loyalty_card": 100,
@@ -140,12 +143,18 @@ def rules_from_dict(data: Mapping[str, Any], *, field_prefix: str = "rules") -> 
     errors = ViolationCollector()
     seen: set[tuple[str, str]] = set()
     parsed: list[IdentifierRule] = []
-    for index, raw in enumerate(data.get("identifier_rules") or ()):
+    raw_rules = list(data.get("identifier_rules") or ())
+    if len(raw_rules) > MAX_IDENTIFIER_RULES:
+        errors.add(f"{field_prefix}.identifier_rules", f"at most {MAX_IDENTIFIER_RULES} rules")
+        raw_rules = []
+    for index, raw in enumerate(raw_rules):
         path = f"{field_prefix}.identifier_rules[{index}]"
         id_type = str(raw.get("type") or "")
         namespace = str(raw.get("namespace") or "").strip().lower()
         if id_type not in TYPES:
             errors.add(f"{path}.type", "unknown or unspecified identifier type")
+            continue
+        if not bounds.check_text(namespace, f"{path}.namespace", bounds.MAX_NAMESPACE, errors):
             continue
         if namespace and id_type not in NAMESPACED:
             errors.add(f"{path}.namespace", f"{id_type} identifiers have no namespace")
@@ -169,8 +178,8 @@ def rules_from_dict(data: Mapping[str, Any], *, field_prefix: str = "rules") -> 
             values = []
         for vi, value in enumerate(values):
             text = str(value)
-            if not text.strip() or len(text) > 256:
-                errors.add(f"{path}.blocked_values[{vi}]", "must be 1-256 characters")
+            if not text.strip() or len(text) > 256 or "\x00" in text:
+                errors.add(f"{path}.blocked_values[{vi}]", "must be 1-256 characters, no NUL")
                 continue
             normalized = normalize_value(id_type, text)
             if normalized is None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from google.type import date_pb2
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
@@ -15,7 +17,9 @@ from svod_identity.domain.explain import Evidence
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.lookup import IdentifierAnswer
 from svod_identity.domain.model import CustomerView, RecordRef
+from svod_identity.domain.preview import MAX_SAMPLES
 from svod_identity.domain.records import RawRecord, build_record
+from svod_identity.domain.review import Side
 from svod_identity.domain.rules import Rules
 from svod_identity.entrypoints.metrics import IdentityMetrics
 from svod_identity.service_layer.use_cases import IdentityService, ModelInfo
@@ -74,7 +78,7 @@ def raw_record(request: identity_pb2.ResolveRequest) -> RawRecord:
         source=request.record_ref.source,
         message_id=request.record_ref.message_id,
         channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
-        observed_at=timestamp_to_datetime(request.observed_time),
+        observed_at=timestamp_to_datetime(request.observed_time, "observed_time"),
         identifiers=[identifier_triple(i) for i in request.identifiers],
         name={
             "first_name": name.first_name,
@@ -186,7 +190,7 @@ def model_proto(info: ModelInfo) -> identity_pb2.MatchModel:
 
 
 def evidence_proto(step: Evidence) -> identity_pb2.EvidenceStep:
-    return identity_pb2.EvidenceStep(
+    proto = identity_pb2.EvidenceStep(
         kind=step.kind,
         from_record=ref_proto(step.from_ref),
         to_record=ref_proto(step.to_ref),
@@ -195,8 +199,14 @@ def evidence_proto(step: Evidence) -> identity_pb2.EvidenceStep:
         rule_version=step.rule,
         actor=step.actor,
         reason=step.reason,
-        time=datetime_to_timestamp(step.at),
+        disagreements=list(step.disagreements),
+        vetoes=list(step.vetoes),
+        feature_levels=dict(step.levels),
+        decision=step.decision,
     )
+    if step.at is not None:  # a moment it happened, never 1970-01-01
+        proto.time.CopyFrom(datetime_to_timestamp(step.at))
+    return proto
 
 
 _IDENTIFIER_STATE = identity_pb2.IdentifierState.DESCRIPTOR
@@ -216,6 +226,22 @@ def lookup_result(
         candidate_customer_ids=list(found.candidates),
         blocked_reason=found.blocked_reason,
         identifier=identifier_proto(found.key),
+    )
+
+
+def side_proto(side: Side) -> identity_pb2.ReviewSide:
+    return identity_pb2.ReviewSide(
+        customer_id=side.customer_id,
+        record_ref=ref_proto(side.compared),
+        first_names=list(side.first_names),
+        last_names=list(side.last_names),
+        middle_names=list(side.middle_names),
+        birth_dates=[
+            date_pb2.Date(year=d.year, month=d.month, day=d.day) for d in side.birth_dates
+        ],
+        cities=list(side.cities),
+        identifiers=[identifier_proto(k) for k in side.identifiers],
+        record_count=side.record_count,
     )
 
 
@@ -318,7 +344,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def SplitCustomer(
         self, request: identity_pb2.SplitCustomerRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.SplitCustomerResponse:
-        source, target, moved = await self.service.split_customer(
+        source, target, moved, redirected = await self.service.split_customer(
             request.customer_id,
             [ref_of(r) for r in request.record_refs],
             request.target_customer_id,
@@ -331,6 +357,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             source_customer_id=source,
             target_customer_id=target,
             moved_identifiers=[identifier_proto(k) for k in moved],
+            redirected_customer_ids=redirected,
         )
 
     async def Explain(
@@ -353,11 +380,12 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def ListReviewItems(
         self, request: identity_pb2.ListReviewItemsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListReviewItemsResponse:
-        rows, token = await self.service.list_review_items(
+        views, token = await self.service.list_review_items(
             request.page_size, request.page_token, request.include_decided
         )
         items = []
-        for row in rows:
+        for view in views:
+            row = view.row
             explanation = row.explanation or {}
             features = explanation.get("features", [])
             items.append(
@@ -373,6 +401,9 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
                     record_customer_id=str(row.record_customer_id),
                     state=row.state,
                     probability=row.probability,
+                    record_side=side_proto(view.record_side),
+                    candidate_side=side_proto(view.candidate_side),
+                    field_comparison=view.fields,
                 )
             )
         return identity_pb2.ListReviewItemsResponse(items=items, next_page_token=token)
@@ -422,6 +453,43 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             records_evaluated=result.records,
             customers_before=result.customers_before,
             customers_after=result.customers_after,
+            identifier_change_count=len(result.identifier_changes),
+            sample_identifier_changes=[
+                identity_pb2.IdentifierChange(
+                    identifier=identifier_proto(c.key),
+                    current_customer_id=c.current_customer_id,
+                    change=c.change,
+                    proposed_customer_id=c.proposed_customer_id,
+                    reason=c.reason,
+                )
+                for c in result.identifier_changes[:MAX_SAMPLES]
+            ],
+        )
+
+    async def ListLedgerEntries(
+        self, request: identity_pb2.ListLedgerEntriesRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ListLedgerEntriesResponse:
+        rows, token = await self.service.ledger(
+            request.customer_id, list(request.kinds), request.page_size, request.page_token
+        )
+        return identity_pb2.ListLedgerEntriesResponse(
+            entries=[
+                identity_pb2.LedgerEntry(
+                    entry_id=int(r.entry_id),
+                    time=datetime_to_timestamp(r.at),
+                    kind=r.kind,
+                    customer_id=str(r.customer_id),
+                    other_customer_id=str(r.other_customer_id or ""),
+                    record_ref=common_pb2.RecordRef(
+                        source=r.source or "", message_id=r.message_id or ""
+                    ),
+                    actor=r.actor,
+                    reason=r.reason,
+                    detail_json=json.dumps(r.detail or {}, ensure_ascii=False, sort_keys=True),
+                )
+                for r in rows
+            ],
+            next_page_token=token,
         )
 
     async def ListBlockedIdentifiers(

@@ -20,6 +20,7 @@ from svod_identity.adapters.storage import (
     IdentityTransaction,
 )
 from svod_identity.domain.engine import (
+    MAX_CHECK_RECORDS,
     GraphState,
     Placement,
     Resolver,
@@ -27,15 +28,33 @@ from svod_identity.domain.engine import (
     record_lock_key,
     split_independent,
 )
-from svod_identity.domain.explain import Evidence, explain_customer, explain_pair
+from svod_identity.domain.explain import (
+    Decision,
+    Evidence,
+    OpenReview,
+    SharedIdentifier,
+    explain_apart,
+    explain_customer,
+    explain_pair,
+)
 from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
 from svod_identity.domain.lookup import IdentifierAnswer, IdentifierState, answer_for
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.matching.scoring import conflicts, score_pair
 from svod_identity.domain.model import CustomerView, IncomingRecord, RecordRef
-from svod_identity.domain.preview import PreviewResult, compare_clusterings
+from svod_identity.domain.preview import (
+    PreviewResult,
+    compare_clusterings,
+    identifier_changes,
+    keep_decisions,
+    name_proposed,
+)
+from svod_identity.domain.review import SIDE_RECORDS, Side, field_comparison, side
 from svod_identity.domain.rules import Rules, default_rules, rules_from_dict
+from svod_identity.domain.split import alias_sides
+from svod_runtime import bounds
 from svod_runtime.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -53,10 +72,38 @@ BATCH_CHUNK = 500
 # Transactions one ResolveBatch keeps running at once (see resolve_batch).
 CHUNKS_IN_FLIGHT = 2
 MAX_PAGE = 1000
+# Customers one MergeCustomers call may name.
+MAX_MERGE = 100
+# A match model's JSON (RefitMatchModel.model_json): a stored model is a few KiB.
+MAX_MODEL_JSON = 1_000_000
 DEFAULT_PAGE = 100
 # PreviewRules re-resolves at most this many records.
 MAX_PREVIEW_RECORDS = 200_000
 MAX_REFIT_PAIRS = 200_000
+# What the ledger records.
+LEDGER_KINDS = frozenset(
+    {
+        "customer_created",
+        "record_linked",
+        "customers_merged",
+        "manual_merge",
+        "review_accepted",
+        "review_rejected",
+        "customer_split",
+        "customer_erased",
+        "rules_updated",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    """A review item as a reviewer sees it: the stored item and both sides now."""
+
+    row: Any
+    record_side: Side
+    candidate_side: Side
+    fields: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -83,6 +130,12 @@ def _check_uuid(value: str, field: str, errors: ViolationCollector) -> None:
         errors.add(field, "must be a UUID")
 
 
+def _check_who(actor: str, reason: str, errors: ViolationCollector) -> None:
+    """Who asked for a change and why: bounded text (they are kept in the ledger)."""
+    bounds.check_text(actor, "actor", bounds.MAX_ACTOR, errors)
+    bounds.check_text(reason, "reason", bounds.MAX_REASON, errors)
+
+
 def _page_size(size: int) -> int:
     if size < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
@@ -95,12 +148,26 @@ def _encode_token(values: Sequence[Any]) -> str:
 
 def _decode_token(token: str, arity: int) -> list[Any]:
     try:
+        if len(token) > bounds.MAX_PAGE_TOKEN:
+            raise ValueError
         values = json.loads(base64.urlsafe_b64decode(token.encode()))
         if not isinstance(values, list) or len(values) != arity:
+            raise ValueError
+        if not all(isinstance(v, str) and "\x00" not in v for v in values):
             raise ValueError
         return values
     except (ValueError, json.JSONDecodeError):
         raise InvalidArgument([FieldViolation("page_token", "not a token from this API")]) from None
+
+
+def _token_time(value: str) -> dt.datetime:
+    try:
+        at = dt.datetime.fromisoformat(value)
+    except ValueError:
+        at = None
+    if at is None or at.tzinfo is None or not bounds.datetime_in_range(at):
+        raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
+    return at
 
 
 def ambiguity(answer: IdentifierAnswer) -> FailedPrecondition:
@@ -173,6 +240,9 @@ class IdentityService:
     async def update_rules(self, body: dict[str, Any], expected_version: int, actor: str) -> Rules:
         if not actor:
             raise InvalidArgument([FieldViolation("actor", "required")])
+        errors = ViolationCollector()
+        _check_who(actor, "", errors)
+        errors.raise_if_any()
         candidate = rules_from_dict(body)
 
         async def work(tx: IdentityTransaction) -> Rules:
@@ -211,6 +281,10 @@ class IdentityService:
             )
         if not dry_run and not actor:
             raise InvalidArgument([FieldViolation("actor", "required unless dry_run")])
+        errors = ViolationCollector()
+        _check_who(actor, "", errors)
+        bounds.check_text(model_json, "model_json", MAX_MODEL_JSON, errors)
+        errors.raise_if_any()
         if model_json:
             try:
                 model = MatchModel.from_json(model_json)
@@ -363,6 +437,10 @@ class IdentityService:
                     f"{MAX_PREVIEW_RECORDS}"
                 )
             rows = await tx.raw_records(MAX_PREVIEW_RECORDS)
+            current_owners = await tx.all_identifier_owners()
+            merges, apart = await tx.human_decisions()
+            canonical = await tx.current_ids({c for pair in apart for c in pair})
+        kept_apart = {frozenset(canonical.get(c, c) for c in pair) for pair in apart}
         current: dict[int, str] = {}
         refs: dict[int, RecordRef] = {}
         incoming = []
@@ -387,11 +465,28 @@ class IdentityService:
 
         resolver = Resolver(GraphState(), candidate, model, now=tick)
         proposed: dict[int, str] = {}
+        unlinked: dict[IdentifierKey, str] = {}
+        # The record whose placement gave each identifier its holder.
+        linked_by: dict[IdentifierKey, int] = {}
+        owners = resolver.state.owners
         for pk, record in zip(refs, incoming, strict=True):
             placement = resolver.resolve(record)
             proposed[pk] = placement.customer_id
+            for key, why in placement.unlinked:
+                unlinked.setdefault(key, why)
+            for key in record.identifiers:
+                if key not in linked_by and key in owners:
+                    linked_by[key] = pk
         proposed = {pk: resolver.state.find(c) for pk, c in proposed.items()}
-        return compare_clusterings(current, proposed, refs)
+        # A person's merges and "keep apart" decisions stand whatever the rules say.
+        proposed = keep_decisions(proposed, current, merges, kept_apart)
+        changes = identifier_changes(
+            current_owners,
+            {key: proposed[pk] for key, pk in linked_by.items()},
+            name_proposed(proposed, current),
+            unlinked,
+        )
+        return replace(compare_clusterings(current, proposed, refs), identifier_changes=changes)
 
     # -- look-ups --------------------------------------------------------------------------
 
@@ -483,6 +578,8 @@ class IdentityService:
             errors.add("reason", "required")
         if not actor.strip():
             errors.add("actor", "required")
+        _check_who(actor, reason, errors)
+        bounds.check_count(len(customer_ids), "customer_ids", MAX_MERGE, errors)
         if len(set(customer_ids)) != len(customer_ids) and len(set(customer_ids)) < 2:
             errors.add("customer_ids", "a customer cannot be merged with itself")
         errors.raise_if_any()
@@ -528,23 +625,24 @@ class IdentityService:
         target_customer_id: str,
         reason: str,
         actor: str,
-    ) -> tuple[str, str, list[IdentifierKey]]:
+    ) -> tuple[str, str, list[IdentifierKey], list[str]]:
         errors = ViolationCollector()
         _check_uuid(customer_id, "customer_id", errors)
         if target_customer_id:
             _check_uuid(target_customer_id, "target_customer_id", errors)
         if not refs:
             errors.add("record_refs", "at least one record is required")
-        for index, ref in enumerate(refs):
-            if not ref.source or not ref.message_id:
-                errors.add(f"record_refs[{index}]", "source and message_id are required")
+        elif bounds.check_count(len(refs), "record_refs", bounds.MAX_REFS, errors):
+            for index, ref in enumerate(refs):
+                bounds.check_record_ref(ref.source, ref.message_id, f"record_refs[{index}]", errors)
         if not reason.strip():
             errors.add("reason", "required")
         if not actor.strip():
             errors.add("actor", "required")
+        _check_who(actor, reason, errors)
         errors.raise_if_any()
 
-        async def work(tx: IdentityTransaction) -> tuple[str, str, list[IdentifierKey]]:
+        async def work(tx: IdentityTransaction) -> tuple[str, str, list[IdentifierKey], list[str]]:
             source = await tx.canonical_id(customer_id)
             if source is None:
                 raise NotFound(f"customer {customer_id} not found")
@@ -587,6 +685,13 @@ class IdentityService:
             identifiers = await tx.move_records(source, target, moved)
             await tx.share_left_identifiers(source, target, moved)
             await tx.keep_apart(source, target)
+            # Ids merged into the source follow the records they stood for (domain/split.py).
+            parents = await tx.alias_tree(source)
+            sides = alias_sides(
+                parents, await tx.first_placed_holdings(list(parents)), source, target
+            )
+            await tx.point_aliases(sides)
+            redirected = sorted(a for a, side in sides.items() if side == target)
             change_id = await tx.append_ledger(
                 "customer_split",
                 source,
@@ -594,11 +699,12 @@ class IdentityService:
                 detail={
                     "moved_records": moved,
                     "moved_identifier_types": sorted({k.type for k in identifiers}),
+                    "redirected_customer_ids": redirected,
                 },
                 actor=actor,
                 reason=reason,
             )
-            await tx.announce_changed([source, target])
+            await tx.announce_changed([source, target, *redirected])
             moved_refs = sorted({(r.source, r.message_id) for r in refs})
             await tx.announce(
                 SPLIT_TOPIC,
@@ -609,10 +715,11 @@ class IdentityService:
                         "source_customer_id": source,
                         "target_customer_id": target,
                         "moved_records": [list(r) for r in moved_refs],
+                        "redirected_customer_ids": redirected,
                     }
                 ).encode(),
             )
-            return source, target, identifiers
+            return source, target, identifiers, redirected
 
         result = await self.store.run(work)
         self._on_commit()
@@ -622,19 +729,43 @@ class IdentityService:
 
     async def list_review_items(
         self, page_size: int, page_token: str, include_decided: bool
-    ) -> tuple[list[Any], str]:
+    ) -> tuple[list[ReviewView], str]:
         size = _page_size(page_size)
         after = None
         if page_token:
             at, item = _decode_token(page_token, 2)
-            after = (dt.datetime.fromisoformat(at), item)
+            if not _is_uuid(item):
+                raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
+            after = (_token_time(at), item)
         async with self.store.transaction() as tx:
             rows = await tx.review_items(size + 1, after, include_decided)
-        token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            token = _encode_token([rows[-1].created_at.isoformat(), str(rows[-1].review_item_id)])
-        return rows, token
+            token = ""
+            if len(rows) > size:
+                rows = rows[:size]
+                last = rows[-1]
+                token = _encode_token([last.created_at.isoformat(), str(last.review_item_id)])
+            current = await tx.current_ids(str(r.candidate_customer_id) for r in rows)
+            customers = {str(r.record_customer_id) for r in rows} | set(current.values())
+            records, counts = await tx.side_records(sorted(customers), SIDE_RECORDS)
+        views = []
+        for row in rows:
+            mine = str(row.record_customer_id)
+            theirs = current.get(str(row.candidate_customer_id), str(row.candidate_customer_id))
+            ours, other = records.get(mine, []), records.get(theirs, [])
+            candidate_ref = (
+                RecordRef(row.candidate_source, row.candidate_message_id)
+                if row.candidate_source
+                else None
+            )
+            views.append(
+                ReviewView(
+                    row,
+                    side(mine, RecordRef(row.source, row.message_id), ours, counts.get(mine, 0)),
+                    side(theirs, candidate_ref, other, counts.get(theirs, 0)),
+                    field_comparison(ours, other),
+                )
+            )
+        return views, token
 
     async def decide_review_item(
         self, review_item_id: str, accept: bool, actor: str, reason: str
@@ -643,6 +774,7 @@ class IdentityService:
         _check_uuid(review_item_id, "review_item_id", errors)
         if not actor.strip():
             errors.add("actor", "required")
+        _check_who(actor, reason, errors)
         errors.raise_if_any()
 
         async def work(tx: IdentityTransaction) -> str:
@@ -703,7 +835,7 @@ class IdentityService:
         after = None
         if page_token:
             at, t, ns, v = _decode_token(page_token, 4)
-            after = (dt.datetime.fromisoformat(at), t, ns, v)
+            after = (_token_time(at), t, ns, v)
         async with self.store.transaction() as tx:
             rows = await tx.blocked_identifiers(size + 1, after)
         token = ""
@@ -740,8 +872,7 @@ class IdentityService:
         if pair is not None:
             errors = ViolationCollector()
             for name, ref in zip(("records.first", "records.second"), pair, strict=True):
-                if not ref.source or not ref.message_id:
-                    errors.add(name, "source and message_id are required")
+                bounds.check_record_ref(ref.source, ref.message_id, name, errors)
             errors.raise_if_any()
             async with self.store.transaction() as tx:
                 found = await tx.records_by_ref(list(pair))
@@ -750,7 +881,11 @@ class IdentityService:
                         raise NotFound(f"record {ref.source}/{ref.message_id} not found")
                 first, second = found[pair[0]], found[pair[1]]
                 if first[1] != second[1]:
-                    return False, "", []
+                    steps = await self._explain_apart(tx, first, second)
+                    refs = await tx.record_refs_by_pk(
+                        {p for s in steps for p in (s.from_pk, s.to_pk) if p}
+                    )
+                    return False, "", [s.with_refs(refs) for s in steps]
                 material = await tx.explain_material(first[1])
                 steps = explain_pair(material, first[0], second[0])
                 refs = await tx.record_refs_by_pk(
@@ -768,6 +903,86 @@ class IdentityService:
             refs = await tx.record_refs_by_pk({p for s in steps for p in (s.from_pk, s.to_pk) if p})
         return True, current, [s.with_refs(refs) for s in steps]
 
+    async def _explain_apart(
+        self, tx: IdentityTransaction, first: tuple[int, str], second: tuple[int, str]
+    ) -> list[Evidence]:
+        """Why two records of different customers are kept apart (``explain.explain_apart``)."""
+        rules = await self.rules()
+        model = (await self.model_info()).model.with_thresholds(
+            rules.auto_link_threshold, rules.review_threshold
+        )
+        side_a, side_b = await tx.alias_ids(first[1]), await tx.alias_ids(second[1])
+        decisions = [
+            Decision(r.kind, r.actor, r.reason, r.at)
+            for r in await tx.decisions_between(side_a, side_b)
+        ]
+        reviews = [
+            OpenReview(r.probability, r.created_at, r.explanation or {})
+            for r in await tx.open_reviews_between(side_a, side_b)
+        ]
+        records = await tx.records_by_pk([first[0], second[0]])
+        a, b = records[first[0]], records[second[0]]
+        common = sorted(set(a.identifiers) & set(b.identifiers))
+        facts = await tx.identifier_facts(common)
+        shared = [
+            SharedIdentifier(
+                key, rules.block_reason(key) or facts.get(key, (None, [], ""))[2] or ""
+            )
+            for key in common
+        ]
+        # The conflict that keeps the two sides apart: the asked pair's own, else the first
+        # pair of their most recent records that conflicts (as the engine checks them).
+        ours = [a, *(r for r in await tx.recent_records(first[1], MAX_CHECK_RECORDS))]
+        theirs = [b, *(r for r in await tx.recent_records(second[1], MAX_CHECK_RECORDS))]
+        conflict = None
+        for x in ours:
+            for y in theirs:
+                levels = compare_records(x.person, y.person)
+                if conflicts(levels, model):
+                    conflict = (x.pk, y.pk, levels)
+                    break
+            if conflict is not None:
+                break
+        return explain_apart(
+            a.pk, b.pk, decisions, reviews, shared, conflict, score_pair(a.person, b.person, model)
+        )
+
+    # -- ledger ----------------------------------------------------------------------------
+
+    async def ledger(
+        self, customer_id: str, kinds: Sequence[str], page_size: int, page_token: str
+    ) -> tuple[list[Any], str]:
+        """A page of ledger entries (about a customer and the ids merged into it, when given)."""
+        errors = ViolationCollector()
+        if customer_id and not _is_uuid(customer_id):
+            errors.add("customer_id", "must be a UUID")
+        for index, kind in enumerate(kinds):
+            if kind not in LEDGER_KINDS:
+                errors.add(f"kinds[{index}]", f"one of {', '.join(sorted(LEDGER_KINDS))}")
+        if page_size < 0:
+            errors.add("page_size", "must not be negative")
+        errors.raise_if_any()
+        size = _page_size(page_size)
+        after = 0
+        if page_token:
+            (last,) = _decode_token(page_token, 1)
+            after = int(last) if last.isdigit() and len(last) < 19 else -1
+            if after < 0:
+                raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
+        async with self.store.transaction() as tx:
+            ids = None
+            if customer_id:
+                current = await tx.canonical_id(customer_id)
+                if current is None:
+                    raise NotFound(f"customer {customer_id} not found")
+                ids = await tx.alias_ids(current)
+            rows = await tx.ledger_page(ids, list(dict.fromkeys(kinds)), after, size + 1)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = _encode_token([str(rows[-1].entry_id)])
+        return rows, token
+
     # -- erase -----------------------------------------------------------------------------
 
     async def erase(self, customer_id: str, actor: str, reason: str) -> tuple[list[RecordRef], int]:
@@ -776,6 +991,9 @@ class IdentityService:
             raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
         if not actor:
             raise InvalidArgument([FieldViolation("actor", "required")])
+        errors = ViolationCollector()
+        _check_who(actor, reason, errors)
+        errors.raise_if_any()
         async with self.store.transaction() as tx:
             current = await tx.canonical_id(customer_id)
             if current is None:

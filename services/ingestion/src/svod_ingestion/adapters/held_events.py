@@ -170,14 +170,22 @@ class HeldEventStore:
     async def requeue_due(self, limit: int) -> int:
         """Hands held events due for a look back to the outbox (each continuing its trace);
         returns how many."""
+        return await self._requeue("next_check_at <= now()", limit)
+
+    async def requeue_probe(self) -> int:
+        """Hands back one event waiting for identity, due or not: a cheap probe whose answer
+        (identity answers again) wakes all the others at once."""
+        return await self._requeue("issue = 'identity_unavailable'", 1)
+
+    async def _requeue(self, where: str, limit: int) -> int:
         async with self.engine.begin() as conn:
             rows = list(
                 await conn.execute(
                     text(
-                        """
+                        f"""
                         WITH due AS (
                             SELECT record_pk FROM held_events
-                            WHERE queued_at IS NULL AND next_check_at <= now()
+                            WHERE queued_at IS NULL AND {where}
                             ORDER BY next_check_at LIMIT :n FOR UPDATE SKIP LOCKED
                         )
                         UPDATE held_events h SET queued_at = now() FROM due

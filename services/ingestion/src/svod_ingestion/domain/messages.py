@@ -17,10 +17,9 @@ import phonenumbers
 
 from svod_ingestion.domain.attributes import validate_attributes
 from svod_runtime import bounds
-from svod_runtime.bounds import FUTURE_TOLERANCE, MAX_MESSAGE_ID
+from svod_runtime.bounds import FUTURE_TOLERANCE
 from svod_runtime.errors import FieldViolation, ViolationCollector
 
-SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_VALUE = bounds.MAX_IDENTIFIER_VALUE
 MAX_NAME = bounds.MAX_NAME
 MAX_IDENTIFIERS = bounds.MAX_IDENTIFIERS
@@ -74,14 +73,7 @@ def _check_time(
 
 
 def validate_ref(source: str, message_id: str, errors: ViolationCollector) -> None:
-    if not source:
-        errors.add("record_ref.source", "required")
-    elif not SOURCE_PATTERN.fullmatch(source):
-        errors.add("record_ref.source", "1-64 characters of [a-z0-9._-], starting alphanumeric")
-    if not message_id:
-        errors.add("record_ref.message_id", "required")
-    else:
-        bounds.check_text(message_id, "record_ref.message_id", MAX_MESSAGE_ID, errors)
+    bounds.check_record_ref(source, message_id, "record_ref", errors)
 
 
 def validate_refs(refs: list[tuple[str, str]], path: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 
 from svod_ingestion.adapters.held_events import HeldEventStore
@@ -12,6 +13,8 @@ from svod_ingestion.adapters.held_events import HeldEventStore
 log = logging.getLogger(__name__)
 # Events handed back per pass (one relay pass's worth).
 REQUEUE_BATCH = 2_000
+# How often one event waiting for identity is looked at, due or not.
+PROBE_S = 1.0
 
 
 class HeldEventSweeper:
@@ -22,6 +25,7 @@ class HeldEventSweeper:
         self.on_requeued = on_requeued
         self.poll_s = poll_s
         self._wake = asyncio.Event()
+        self._next_probe = 0.0
 
     def wake(self) -> None:
         """Something made held events due now (an identify, a merge, identity back)."""
@@ -32,6 +36,11 @@ class HeldEventSweeper:
             self._wake.clear()
             try:
                 requeued = await self.store.requeue_due(REQUEUE_BATCH)
+                if time.monotonic() >= self._next_probe:
+                    # While identity is down its waiters back off up to 30 s between looks;
+                    # one of them is looked at every PROBE_S so its return is noticed at once.
+                    self._next_probe = time.monotonic() + PROBE_S
+                    requeued += await self.store.requeue_probe()
             except asyncio.CancelledError:
                 raise
             except Exception:  # the database may be down: try again on the next tick

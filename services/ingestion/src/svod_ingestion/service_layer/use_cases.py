@@ -105,6 +105,8 @@ class IngestionService:
             try:
                 after = int(base64.urlsafe_b64decode(page_token.encode()).decode())
             except (ValueError, UnicodeDecodeError):
+                after = -1
+            if not 0 <= after < 2**63:
                 errors.add("page_token", "not a token from this API")
         errors.raise_if_any()
         wanted = list(issues) or [i for i in Issue if not i.waiting]

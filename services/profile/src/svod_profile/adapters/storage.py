@@ -17,14 +17,19 @@ from svod_profile.domain.contacts import failed_contacts
 from svod_profile.domain.events import EventFact
 from svod_profile.domain.model import (
     IdentifierObservation,
+    NameVariant,
     ProfileView,
     Provenance,
     RecordApplication,
     SourceSummary,
     TraitObservation,
 )
+from svod_profile.domain.names import NameIndex, query_key
 from svod_runtime.db import array_literal, fetch_direct
 from svod_runtime.outbox import enqueue
+
+# Name filters of SearchProfiles.
+NAME_SEARCH = ("first_name", "last_name")
 
 
 def _obs_json(obs: TraitObservation) -> dict[str, str]:
@@ -54,10 +59,11 @@ class ProfileQueries:
     async def search(self, filters: dict[str, str], after: str | None, limit: int) -> list[str]:
         conditions = ["(CAST(:after AS uuid) IS NULL OR p.customer_id > CAST(:after AS uuid))"]
         params: dict[str, object] = {"after": after, "n": limit}
-        for name in ("first_name", "last_name"):
-            if filters.get(name):
-                conditions.append(f"lower(p.shown->'{name}'->>'value') = lower(:{name})")
-                params[name] = filters[name]
+        keys = [k for k in (query_key(n, filters.get(n, "")) for n in NAME_SEARCH) if k]
+        if keys:
+            # Any spelling ever observed, in any script (GIN index on name_keys).
+            conditions.append("p.name_keys @> CAST(:keys AS text[])")
+            params["keys"] = keys
         if filters.get("city"):
             conditions.append("strpos(lower(p.shown->'addresses'->>'value'), lower(:city)) > 0")
             params["city"] = json.dumps(filters["city"], ensure_ascii=False)[1:-1]
@@ -463,11 +469,16 @@ class ProfileTransaction:
             for r in rows
         ]
 
-    async def replace_shown(self, customer_id: str, shown: dict[str, TraitObservation]) -> int:
+    async def replace_shown(
+        self, customer_id: str, shown: dict[str, TraitObservation], names: NameIndex
+    ) -> int:
+        """Every shown value, name variant and name key anew (after a merge or split)."""
         row = (
             await self.conn.execute(
                 text(
-                    "UPDATE profiles SET shown = CAST(:shown AS jsonb), updated_at = now(), "
+                    "UPDATE profiles SET shown = CAST(:shown AS jsonb), "
+                    "name_variants = CAST(:variants AS jsonb), "
+                    "name_keys = CAST(:keys AS text[]), updated_at = now(), "
                     "version = version + 1 WHERE customer_id = :c RETURNING version"
                 ),
                 {
@@ -475,23 +486,39 @@ class ProfileTransaction:
                     "shown": json.dumps(
                         {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
                     ),
+                    "variants": _variants_json(names.variants),
+                    "keys": sorted(names.keys),
                 },
             )
         ).one()
         return int(row[0])
 
-    async def update_shown(self, customer_id: str, shown: dict[str, TraitObservation]) -> int:
+    async def update_shown(
+        self, customer_id: str, shown: dict[str, TraitObservation], names: NameIndex | None
+    ) -> int:
+        """The shown values of some fields; ``names``: the variants and keys of the name fields
+        it covers, which replace theirs (the other name fields' stay)."""
+        params = {
+            "c": customer_id,
+            "shown": json.dumps(
+                {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
+            ),
+        }
+        names_sql = ""
+        if names is not None:
+            names_sql = _REPLACE_NAMES
+            params.update(
+                fields=array_literal(names.fields),
+                prefixes=array_literal(sorted(names.prefixes)),
+                variants=_variants_json(names.variants),
+                keys=array_literal(sorted(names.keys)),
+            )
         (row,) = await fetch_direct(
             self.conn,
-            "UPDATE profiles SET shown = shown || CAST(%(shown)s AS jsonb), "
+            f"UPDATE profiles SET shown = shown || CAST(%(shown)s AS jsonb), {names_sql}"
             "updated_at = now(), version = version + 1 "
             "WHERE customer_id = %(c)s RETURNING version",
-            {
-                "c": customer_id,
-                "shown": json.dumps(
-                    {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
-                ),
-            },
+            params,
         )
         return int(row.version)
 
@@ -516,6 +543,40 @@ class ProfileTransaction:
         return {str(r.customer_id): _view_from_row(str(r.customer_id), r) for r in rows}
 
 
+# The name variants and keys of some name fields replaced (update_shown).
+_REPLACE_NAMES = """
+name_variants = coalesce((SELECT jsonb_agg(e) FROM jsonb_array_elements(name_variants) AS e
+                          WHERE NOT (e ->> 'f') = ANY(CAST(%(fields)s AS text[]))), '[]')
+    || CAST(%(variants)s AS jsonb),
+name_keys = ARRAY(SELECT k FROM unnest(name_keys) AS k
+                  WHERE NOT left(k, 2) = ANY(CAST(%(prefixes)s AS text[])))
+    || CAST(%(keys)s AS text[]),
+"""
+
+
+def _variants_json(variants: Iterable[NameVariant]) -> str:
+    return json.dumps(
+        [
+            {
+                "f": v.field,
+                "v": v.value,
+                "s": v.latest.provenance.source,
+                "ch": v.latest.provenance.channel,
+                "at": v.latest.provenance.observed_at.isoformat(),
+                "first": v.first_seen.isoformat(),
+                "n": v.count,
+            }
+            for v in variants
+        ],
+        ensure_ascii=False,
+    )
+
+
+def _variant_from_json(raw: dict[str, Any]) -> NameVariant:
+    latest = TraitObservation(raw["f"], raw["v"], Provenance(raw["s"], raw["ch"], _time(raw["at"])))
+    return NameVariant(raw["f"], raw["v"], latest, _time(raw["first"]), int(raw["n"]))
+
+
 def _view_from_row(customer_id: str, row: Any) -> ProfileView:
     shown = {name: _obs_from_json(name, raw) for name, raw in row.shown.items()}
     return ProfileView(
@@ -536,12 +597,13 @@ def _view_from_row(customer_id: str, row: Any) -> ProfileView:
         consents=tuple(
             Consent(ch, st, src, _time(at), basis) for ch, st, src, at, basis in row.consents
         ),
+        name_variants=tuple(_variant_from_json(v) for v in row.name_variants),
     )
 
 
 # Run past SQLAlchemy (fetch_direct): the read path of GetProfile, psycopg parameters.
 LOAD_PROFILE = """
-SELECT p.shown, p.metrics, p.created_at, p.updated_at, p.version,
+SELECT p.shown, p.metrics, p.created_at, p.updated_at, p.version, p.name_variants,
   (SELECT coalesce(jsonb_agg(jsonb_build_array(i.id_type, i.namespace, i.value, i.source,
                                                i.channel, i.observed_at)
                              ORDER BY i.id_type, i.value), '[]')

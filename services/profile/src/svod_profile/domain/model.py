@@ -26,6 +26,18 @@ class TraitObservation:
 
 
 @dataclass(frozen=True)
+class NameVariant:
+    """One spelling of a name field as sources wrote it (a profile keeps every one)."""
+
+    field: str
+    value: str
+    # The latest observation of this spelling.
+    latest: TraitObservation
+    first_seen: dt.datetime
+    count: int
+
+
+@dataclass(frozen=True)
 class IdentifierObservation:
     type: str
     value: str
@@ -65,3 +77,5 @@ class ProfileView:
     version: int
     metrics: Metrics = field(default_factory=Metrics)
     consents: tuple[Consent, ...] = ()
+    # Every spelling of the name fields ever observed, newest first per field.
+    name_variants: tuple[NameVariant, ...] = ()

@@ -9,7 +9,11 @@ policy:
 - ``most_frequent``: the value observed most often wins (ties: the most recent) — good for
   birth dates that a till types wrong now and then.
 - ``verified_first``: values from sources listed as verifying (``sources``: e.g. a bank-card
-  KYC feed, a confirmed e-mail) win; among them, and otherwise, the most recent.
+  KYC feed, a confirmed e-mail) win; among them, and otherwise, the most recent. On a name
+  field it is ``best_name`` with those sources verifying.
+- ``best_name`` (default of first_name, last_name, middle_name, full_name): the person's name
+  in its best full form - the most recent (verified sources first) name, shown in full
+  (Маша -> Мария) and in Cyrillic over a transliteration (see ``names.py``).
 
 Ties are broken by source name so the result never depends on arrival order.
 """
@@ -22,8 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from svod_profile.domain.model import TraitObservation
+from svod_profile.domain.names import NAME_FIELDS, best_name
 
-POLICIES = ("most_recent", "source_priority", "most_frequent", "verified_first")
+POLICIES = ("most_recent", "source_priority", "most_frequent", "verified_first", "best_name")
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,8 @@ class SurvivorshipRules:
     by_field: Mapping[str, FieldPolicy] = field(default_factory=dict)
 
     def for_field(self, name: str) -> FieldPolicy:
-        return self.by_field.get(name, FieldPolicy())
+        default = _BEST_NAME if name in NAME_FIELDS else _MOST_RECENT
+        return self.by_field.get(name, default)
 
     @classmethod
     def from_json(cls, raw: str) -> SurvivorshipRules:
@@ -55,16 +61,26 @@ class SurvivorshipRules:
         return cls(rules)
 
 
+_MOST_RECENT = FieldPolicy()
+_BEST_NAME = FieldPolicy("best_name")
+
+
 def _recency(obs: TraitObservation) -> tuple[object, str]:
     return (obs.provenance.observed_at, obs.provenance.source)
 
 
 def shown_value(
-    observations: Iterable[TraitObservation], policy: FieldPolicy = FieldPolicy()
+    observations: Iterable[TraitObservation],
+    policy: FieldPolicy = _MOST_RECENT,
+    gender: str | None = None,
 ) -> TraitObservation | None:
+    """``gender``: the person's shown gender, which reads diminutives like Саша."""
     values = list(observations)
     if not values:
         return None
+    name_field = values[0].field in NAME_FIELDS
+    if name_field and policy.policy in ("best_name", "verified_first"):
+        return best_name(values[0].field, values, policy.sources, gender)
     if policy.policy == "source_priority":
         rank = {source: i for i, source in enumerate(policy.sources)}
         unlisted = len(rank)
@@ -88,8 +104,12 @@ def shown_values(
     for obs in observations:
         by_field.setdefault(obs.field, []).append(obs)
     result = {}
+    gender = None
+    if "gender" in by_field:  # first: it reads the first name
+        chosen_gender = shown_value(by_field["gender"], rules.for_field("gender"))
+        gender = chosen_gender.value if chosen_gender is not None else None
     for name, values in by_field.items():
-        chosen = shown_value(values, rules.for_field(name))
+        chosen = shown_value(values, rules.for_field(name), gender)
         if chosen is not None:
             result[name] = chosen
     return result

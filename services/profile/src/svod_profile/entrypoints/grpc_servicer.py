@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
-from decimal import Decimal
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -26,9 +25,11 @@ from svod_profile.domain.model import (
 )
 from svod_profile.entrypoints.metrics import ProfileMetrics
 from svod_profile.service_layer.use_cases import ProfileService
+from svod_runtime import bounds
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError, ViolationCollector
 from svod_runtime.money import decimal_to_money, money_to_decimal
 from svod_runtime.protoconv import (
+    checked_timestamp,
     datetime_to_timestamp,
     enum_number,
     enum_short_name,
@@ -43,11 +44,31 @@ _GENDER = common_pb2.Gender.DESCRIPTOR
 NAME_FIELDS = ("first_name", "last_name", "middle_name", "full_name")
 
 
+def _check_record(request: profile_pb2.ApplyRequest) -> None:
+    """The bounds of every service (svod_runtime.bounds) on a record to apply."""
+    errors = ViolationCollector()
+    bounds.check_record_ref(
+        request.record_ref.source, request.record_ref.message_id, "record_ref", errors
+    )
+    bounds.check_identifier_texts(
+        [(i.type, i.value, i.namespace) for i in request.identifiers], "identifiers", errors
+    )
+    bounds.check_name({n: getattr(request.name, n) for n in NAME_FIELDS}, "name", errors)
+    bounds.check_addresses(
+        [{p: getattr(a, p) for p in bounds.ADDRESS_PARTS} for a in request.addresses],
+        "addresses",
+        errors,
+    )
+    bounds.check_attributes(request.attributes, "attributes", errors)
+    errors.raise_if_any()
+
+
 def application(request: profile_pb2.ApplyRequest, now: dt.datetime) -> RecordApplication:
+    _check_record(request)
     provenance = Provenance(
         source=request.record_ref.source,
         channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_") or "unspecified",
-        observed_at=timestamp_to_datetime(request.observed_time) or now,
+        observed_at=timestamp_to_datetime(request.observed_time, "observed_time") or now,
     )
     traits: list[TraitObservation] = []
     for name in NAME_FIELDS:
@@ -96,6 +117,7 @@ def application(request: profile_pb2.ApplyRequest, now: dt.datetime) -> RecordAp
 
 
 MAX_EVENT_BATCH = 1000
+MAX_LEGAL_BASIS = 100
 BatchResult = profile_pb2.ApplyEventBatchResponse.Result
 _EVENT_TYPE = common_pb2.EventType.DESCRIPTOR
 _CONSENT_CHANNEL = profile_pb2.ConsentChannel.DESCRIPTOR
@@ -111,8 +133,19 @@ def _amounts(
         yield f"event.lines[{i}].discount", line.discount
 
 
+def _check_lines(lines: list[common_pb2.LineItem], errors: ViolationCollector) -> None:
+    if not bounds.check_count(len(lines), "event.lines", bounds.MAX_LINES, errors):
+        return
+    for index, line in enumerate(lines):
+        path = f"event.lines[{index}]"
+        if abs(line.quantity) > bounds.MAX_QUANTITY:
+            errors.add(f"{path}.quantity", f"at most {bounds.MAX_QUANTITY:,}")
+        bounds.check_line_texts(line.sku, line.product_name, line.category, path, errors)
+
+
 def event_fact(request: profile_pb2.ApplyEventRequest, currency: str) -> EventFact:
-    """The profile's view of an event; money must be non-negative and in one currency."""
+    """The profile's view of an event; money must be non-negative and in one currency, and
+    everything within the bounds ingestion applies (svod_runtime.bounds)."""
     # Runs per event of every batch: sub-messages are read once.
     event = request.event
     ref = request.record_ref
@@ -122,25 +155,43 @@ def event_fact(request: profile_pb2.ApplyEventRequest, currency: str) -> EventFa
     kind = enum_short_name(_EVENT_TYPE, event.type, "EVENT_TYPE_")
     if not kind or kind == "unspecified":
         errors.add("event.type", "required")
-    occurred = timestamp_to_datetime(event.occurred_time)
-    if occurred is None:
+    occurred = checked_timestamp(event.occurred_time, "event.occurred_time", errors)
+    if occurred is None and not errors.violations:
         errors.add("event.occurred_time", "required")
     for path, money in _amounts(total, lines):
-        if money.units < 0 or money.nanos < 0:
-            errors.add(path, "must not be negative")
+        bounds.check_amount(money.units, money.nanos, path, errors)
         if money.currency_code and money.currency_code != currency:
             errors.add(f"{path}.currency_code", f"must be {currency}")
-    if not ref.source or not ref.message_id:
-        errors.add("record_ref", "source and message_id are required")
+    bounds.check_record_ref(ref.source, ref.message_id, "record_ref", errors)
+    _check_lines(lines, errors)
+    bounds.check_identifier_texts(
+        [(i.type, i.value, i.namespace) for i in event.identifiers], "event.identifiers", errors
+    )
+    bounds.check_event_texts(
+        event.order_id,
+        event.reference_id,
+        event.contact_channel,
+        event.properties,
+        event.loyalty_points,
+        "event",
+        errors,
+    )
     errors.raise_if_any()
-    discount = Decimal(0)
+    discount = bounds.order_discount(
+        (money_to_decimal(line.discount), line.quantity)
+        for line in lines
+        if line.HasField("discount")
+    )
+    if discount > bounds.MAX_AMOUNT:
+        errors.add(
+            "event.lines",
+            f"the lines' discounts add up to more than {bounds.MAX_AMOUNT_UNITS:,} units",
+        )
+        errors.raise_if_any()
     items = 0
     categories: set[str] = set()
     for line in lines:
-        quantity = line.quantity
-        if line.HasField("discount"):
-            discount += money_to_decimal(line.discount) * max(quantity, 1)
-        items += max(quantity, 0)
+        items += max(line.quantity, 0)
         if line.category:
             categories.add(line.category)
     return EventFact(
@@ -237,11 +288,15 @@ def consent_proto(c: Consent) -> profile_pb2.Consent:
 
 
 def consent_from_proto(c: profile_pb2.Consent, now: dt.datetime) -> Consent:
+    errors = ViolationCollector()
+    bounds.check_text(c.source, "consent.source", bounds.MAX_SOURCE, errors)
+    bounds.check_text(c.legal_basis, "consent.legal_basis", MAX_LEGAL_BASIS, errors)
+    errors.raise_if_any()
     return Consent(
         channel=enum_short_name(_CONSENT_CHANNEL, c.channel, "CONSENT_CHANNEL_"),
         status=enum_short_name(_CONSENT_STATUS, c.status, "CONSENT_STATUS_"),
         source=c.source,
-        at=timestamp_to_datetime(c.time) or now,
+        at=timestamp_to_datetime(c.time, "consent.time") or now,
         legal_basis=c.legal_basis,
     )
 
@@ -310,6 +365,14 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
     for name, obs in view.shown.items():
         if name.startswith("attributes."):
             profile.attributes[name.removeprefix("attributes.")] = obs.value
+    for variant in view.name_variants:
+        profile.name_variants.add(
+            field=variant.field,
+            value=variant.value,
+            provenance=_provenance_proto(variant.latest.provenance),
+            first_seen_time=datetime_to_timestamp(variant.first_seen),
+            observation_count=variant.count,
+        )
     return profile
 
 

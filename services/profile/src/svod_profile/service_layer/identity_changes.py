@@ -8,6 +8,7 @@ from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
 from svod_profile.domain.consents import merge_consents
 from svod_profile.domain.events import EventFact, fold
 from svod_profile.domain.model import IdentifierObservation, Provenance
+from svod_profile.domain.names import NAME_FIELDS, NameIndex
 from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.ports import CustomerDirectory
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
@@ -78,9 +79,7 @@ class IdentityChanges:
             await tx.merge_into(survivor, merged)
             # Read once the merge holds every profile's lock (consents are not moved by it).
             held = await tx.events.consents([survivor, *merged])
-            await tx.replace_shown(
-                survivor, shown_values(await tx.all_observations(survivor), self.survivorship)
-            )
+            await self._reshow(tx, survivor)
             # Metrics are recomputed from all events, as if they had always been one customer's.
             await tx.events.save_metrics(survivor, fold(await tx.events.events_of(survivor)))
             await tx.events.replace_consents(survivor, merge_consents(c for _, c in held), merged)
@@ -130,9 +129,7 @@ class IdentityChanges:
             for customer in (source, target):
                 await tx.replace_identifiers(customer, identifiers[customer])
                 await tx.rebuild_sources(customer)
-                await tx.replace_shown(
-                    customer, shown_values(await tx.all_observations(customer), self.survivorship)
-                )
+                await self._reshow(tx, customer)
                 await tx.events.save_metrics(customer, fold(await tx.events.events_of(customer)))
                 history = await tx.events.consent_history(customer)
                 await tx.events.set_consents(customer, merge_consents(history))
@@ -153,7 +150,11 @@ class IdentityChanges:
     async def _reshow(self, tx: ProfileTransaction, customer_id: str) -> None:
         """Re-runs survivorship over every value the customer has."""
         observations = await tx.all_observations(customer_id)
-        await tx.replace_shown(customer_id, shown_values(observations, self.survivorship))
+        await tx.replace_shown(
+            customer_id,
+            shown_values(observations, self.survivorship),
+            NameIndex.of(NAME_FIELDS, observations),
+        )
 
     async def _events_now_of(self, events: list[EventFact], target: str) -> list[tuple[str, str]]:
         """The events whose identifiers now name ``target`` and nobody else (as ingestion

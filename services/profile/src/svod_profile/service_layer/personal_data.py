@@ -12,7 +12,13 @@ from svod_profile.domain.events import EventFact
 from svod_profile.domain.model import ProfileView
 from svod_profile.service_layer.ports import CustomerDirectory, PersonalDataHolders
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
-from svod_runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from svod_runtime import bounds
+from svod_runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    ViolationCollector,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,12 @@ class PersonalData:
         _require_uuid(customer_id, "customer_id")
         if not actor:
             raise InvalidArgument([FieldViolation("actor", "required: who asked for erasure")])
+        # Checked here, before any service erases anything: a reason the peers refuse must
+        # not leave the person half erased.
+        errors = ViolationCollector()
+        bounds.check_text(actor, "actor", bounds.MAX_ACTOR, errors)
+        bounds.check_text(reason, "reason", bounds.MAX_REASON, errors)
+        errors.raise_if_any()
         if self.holders is None:
             raise FailedPrecondition("erasure is not configured in this deployment")
         current = await self.directory.current_customer_id(customer_id)

@@ -23,6 +23,7 @@ from svod_profile.domain.model import (
     ProfileView,
     RecordApplication,
 )
+from svod_profile.domain.names import NAME_FIELDS, NameIndex
 from svod_profile.domain.paging import (
     decode_key_token,
     decode_timeline_token,
@@ -35,6 +36,7 @@ from svod_profile.service_layer.identity_changes import IdentityChanges
 from svod_profile.service_layer.personal_data import PersonalData
 from svod_profile.service_layer.ports import CustomerDirectory, PersonalDataHolders
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
+from svod_runtime import bounds
 from svod_runtime.custom_attributes import EXPECTED as ATTRIBUTE_EXPECTED
 from svod_runtime.custom_attributes import AttributeType
 from svod_runtime.custom_attributes import normalize as normalize_attribute
@@ -48,8 +50,13 @@ from svod_runtime.errors import (
 from svod_runtime.telemetry import continuing
 
 MAX_BATCH = 1000
+# Timeline and search pages: 50 by default, at most 500 (larger sizes are served as 500).
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
 STREAM_BATCH = 500
 ATTRIBUTE_FIELD = "attributes."
+# Fields whose shown values depend on each other, so they are chosen together.
+READ_TOGETHER = frozenset({"first_name", "gender"})
 Clock = Callable[[], dt.datetime]
 
 
@@ -99,8 +106,12 @@ class ProfileService:
             if not await tx.claim_and_observe(app):
                 return await tx.version(app.customer_id), False
             touched = {t.field for t in app.traits}
-            shown = shown_values(await tx.observations(app.customer_id, touched), self.survivorship)
-            version = await tx.update_shown(app.customer_id, shown)
+            if touched & READ_TOGETHER:
+                touched |= READ_TOGETHER  # the gender reads the first name (Саша)
+            observations = await tx.observations(app.customer_id, touched)
+            shown = shown_values(observations, self.survivorship)
+            names = NameIndex.of(touched, observations) if touched & set(NAME_FIELDS) else None
+            version = await tx.update_shown(app.customer_id, shown, names)
             await tx.announce(app.customer_id, {"events": []})
         self.on_announced()
         return version, True
@@ -235,7 +246,7 @@ class ProfileService:
         self, customer_id: str, page_size: int, page_token: str
     ) -> tuple[list[EventFact], str]:
         _require_uuid(customer_id, "customer_id")
-        size = min(max(page_size or 50, 1), 500)
+        size = bounds.page_size(page_size, DEFAULT_PAGE, MAX_PAGE)
         after = decode_timeline_token(page_token)
         current = await self.directory.current_customer_id(customer_id)
         async with self.store.transaction() as tx:
@@ -276,7 +287,11 @@ class ProfileService:
     async def search(
         self, filters: dict[str, str], page_size: int, page_token: str
     ) -> tuple[list[ProfileView], str]:
-        size = min(max(page_size or 50, 1), 500)
+        errors = ViolationCollector()
+        for name, value in filters.items():
+            bounds.check_text(value, name, bounds.MAX_NAME, errors)
+        errors.raise_if_any()
+        size = bounds.page_size(page_size, DEFAULT_PAGE, MAX_PAGE)
         after = decode_key_token(page_token)
         async with self.store.transaction() as tx:
             ids = await tx.queries.search(filters, after, size + 1)

@@ -31,6 +31,8 @@ _TEXT_FIELDS: Final = frozenset(RECORD_FIELDS - {"birth_date"})
 _RU_POSTCODE: Final = re.compile(r"[1-6]\d{5}")  # Russian indices start with 1-6
 _OTHER_POSTCODE: Final = re.compile(r"[A-Z0-9][A-Z0-9 \-]{1,9}", re.IGNORECASE)
 MAX_REGEX_LENGTH: Final = 500
+# As svod_runtime.bounds.MAX_ATTRIBUTE_NAME (a rule on a longer name could never apply).
+MAX_ATTRIBUTE_NAME: Final = 64
 # RE2 reports a refused pattern in the exception; its own stderr log would only repeat it.
 _RE2_OPTIONS: Final = re2.Options()
 _RE2_OPTIONS.log_errors = False
@@ -40,7 +42,8 @@ PHONE_KINDS: Final = frozenset({"mobile", "landline", "other"})
 def is_known_field(name: str) -> bool:
     """A record field, or ``attributes.<name>`` for a custom attribute."""
     if name.startswith(ATTRIBUTE_PREFIX):
-        return len(name) > len(ATTRIBUTE_PREFIX)
+        attribute = name[len(ATTRIBUTE_PREFIX) :]
+        return 0 < len(attribute) <= MAX_ATTRIBUTE_NAME and "\x00" not in attribute
     return name in RECORD_FIELDS
 
 

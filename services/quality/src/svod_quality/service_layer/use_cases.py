@@ -33,6 +33,8 @@ from svod_quality.domain import (
     parse_rule,
     score_profile,
 )
+from svod_quality.domain.rules import _RULE_ID, _RULE_ID_FORMAT
+from svod_runtime import bounds
 from svod_runtime.errors import FieldViolation, InvalidArgument, Unavailable, ViolationCollector
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,12 @@ def _days(value: int, default: int, field: str) -> int:
     return value
 
 
+def _check_source_filter(source: str) -> None:
+    """An optional source filter: empty (every source) or a source's name."""
+    if source and not _SOURCE.fullmatch(source):
+        raise InvalidArgument([FieldViolation("source", "empty or 1-64 characters of [a-z0-9._-]")])
+
+
 def check_batch(source: str, size: int) -> None:
     errors = ViolationCollector()
     if not source:
@@ -148,11 +156,14 @@ class QualityService:
         return stored
 
     async def list_rules(self, source: str) -> list[StoredRule]:
+        _check_source_filter(source)
         return await self.store.list_rules(source or None)
 
     async def delete_rule(self, rule_id: str) -> None:
         if not rule_id:
             raise InvalidArgument([FieldViolation("rule_id", "required")])
+        if not _RULE_ID.fullmatch(rule_id):
+            raise InvalidArgument([FieldViolation("rule_id", _RULE_ID_FORMAT)])
         await self.store.delete_rule(rule_id)
         self._rules_loaded_at = -math.inf  # reload before the next batch
 
@@ -245,6 +256,8 @@ class QualityService:
             uuid.UUID(customer_id)
         except ValueError:
             raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")]) from None
+        if len(identifiers) > bounds.MAX_REFS:
+            raise InvalidArgument([FieldViolation("identifiers", f"at most {bounds.MAX_REFS:,}")])
         hashes = []
         for ident in identifiers:
             value = (
@@ -285,6 +298,7 @@ class QualityService:
 
     async def violation_stats(self, days: int, source: str) -> tuple[list[Any], list[Any]]:
         days = _days(days, DEFAULT_STATS_DAYS, "days")
+        _check_source_filter(source)
         since = self.clock().date() - dt.timedelta(days=days - 1)
         return await self.store.violation_stats(since, source or None)
 
@@ -376,8 +390,16 @@ def _identities(
         value = ident.value.strip()
         if not ident.type:
             errors.add(f"{path}[{i}].type", "required")
-        if not value or len(value) > 256:
+        if not value:
             errors.add(f"{path}[{i}].value", "1-256 characters")
+        elif not bounds.check_text(
+            value, f"{path}[{i}].value", bounds.MAX_IDENTIFIER_VALUE, errors
+        ):
+            continue
+        if not bounds.check_text(
+            ident.namespace, f"{path}[{i}].namespace", bounds.MAX_NAMESPACE, errors
+        ):
+            continue
         if ident.type and value:
             out[(ident.type, ident.namespace.strip(), value)] = None
     return list(out)

@@ -8,10 +8,16 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 
+from svod_runtime import bounds
 from svod_runtime.custom_attributes import EXPECTED as ATTRIBUTE_EXPECTED
 from svod_runtime.custom_attributes import AttributeType
 from svod_runtime.custom_attributes import normalize as normalize_attribute
-from svod_runtime.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from svod_runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    ViolationCollector,
+)
 from svod_segmentation.domain import builtins
 from svod_segmentation.domain.fields import (
     ATTRIBUTE_PREFIX,
@@ -157,6 +163,64 @@ def _check_values(
     return errors
 
 
+# Text a rule may hold: a value compared with, a filter, a label, an operator's name.
+MAX_RULE_TEXT = 1000
+MAX_VALUES = 1000
+MAX_FILTERS = 20
+MAX_LABELS = 20
+MAX_DISPLAY_NAME = 200
+MAX_DESCRIPTION = 2000
+MAX_PARAMETERS = 20
+
+
+def _text_errors(values: dict[str, str], path: str) -> list[FieldViolation]:
+    """Bounded texts without NUL (PostgreSQL cannot store it), named ``path.<key>``."""
+    collector = ViolationCollector()
+    for key, value in values.items():
+        where = f"{path}{key}" if key.startswith("[") else f"{path}.{key}"
+        bounds.check_text(value, where, MAX_RULE_TEXT, collector)
+    return collector.violations
+
+
+def _node_text_errors(node: Rule, path: str) -> list[FieldViolation]:
+    if isinstance(node, FieldCondition):
+        where = f"{path}.field"
+        if len(node.values) > MAX_VALUES:
+            return [FieldViolation(f"{where}.values", f"at most {MAX_VALUES:,} values")]
+        texts = {"field": node.field, "operator": node.operator}
+        texts.update({f"values[{i}]": v for i, v in enumerate(node.values)})
+        return _text_errors(texts, where)
+    if isinstance(node, BehaviorCondition):
+        where = f"{path}.behavior"
+        if len(node.filters) > MAX_FILTERS:
+            return [FieldViolation(f"{where}.filters", f"at most {MAX_FILTERS} filters")]
+        texts = {
+            "event_type": node.event_type,
+            "aggregate": node.aggregate,
+            "comparison": node.comparison,
+            "measure": node.measure,
+        }
+        texts.update({f"filters[{k[:64]}]": v for k, v in node.filters})
+        texts.update({f"filters[{k[:64]}] name": k for k, _ in node.filters})
+        return _text_errors(texts, where)
+    if isinstance(node, InSegment):
+        where = f"{path}.in_segment"
+        if len(node.labels) > MAX_LABELS:
+            return [FieldViolation(f"{where}.labels", f"at most {MAX_LABELS} labels")]
+        texts = {"segment_id": node.segment_id}
+        texts.update({f"labels[{i}]": v for i, v in enumerate(node.labels)})
+        return _text_errors(texts, where)
+    return []
+
+
+def check_descriptions(display_name: str, description: str, path: str = "segment") -> None:
+    """A segment's display name and description: bounded text."""
+    errors = ViolationCollector()
+    bounds.check_text(display_name, f"{path}.display_name", MAX_DISPLAY_NAME, errors)
+    bounds.check_text(description, f"{path}.description", MAX_DESCRIPTION, errors)
+    errors.raise_if_any()
+
+
 def _check_typed_values(
     cond: FieldCondition, kind: AttributeType, where: str
 ) -> list[FieldViolation]:
@@ -296,6 +360,10 @@ def rule_violations(
         return [FieldViolation(path, f"the rule tree has more than {MAX_RULE_NODES} nodes")]
     errors: list[FieldViolation] = []
     for located in nodes:
+        errors.extend(_node_text_errors(located.node, located.path))
+    if errors:
+        return errors
+    for located in nodes:
         node, where = located.node, located.path
         if isinstance(node, Empty):
             errors.append(
@@ -354,6 +422,21 @@ def validate_definition(
                 "1-63 characters of [a-z0-9_-], starting with a letter or digit",
             )
         )
+    parameters = definition.parameters
+    if len(parameters) > MAX_PARAMETERS:
+        errors.append(
+            FieldViolation(f"{path}.builtin_parameters", f"at most {MAX_PARAMETERS} parameters")
+        )
+    else:
+        errors.extend(
+            _text_errors(
+                {f"[{k[:64]}]": v for k, v in parameters.items()}
+                | {f"[{k[:64]}] name": k for k in parameters},
+                f"{path}.builtin_parameters",
+            )
+        )
+    if errors:
+        raise InvalidArgument(errors)
     if definition.builtin:
         if definition.rule is not None:
             errors.append(FieldViolation(f"{path}.rule", "a built-in segment has no rule"))

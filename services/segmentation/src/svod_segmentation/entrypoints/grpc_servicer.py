@@ -13,6 +13,7 @@ from opentelemetry import trace
 from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
 from svod_runtime.auth import current_principal
+from svod_runtime.db import data_refusal
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError
 from svod_runtime.interceptors import status_proto_for
 from svod_runtime.telemetry import context_from_carrier
@@ -186,11 +187,15 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
                 result.error.CopyFrom(status_proto_for(prefixed))
             except SvodError as error:
                 result.error.CopyFrom(status_proto_for(error))
-            except Exception:
-                log.exception("profile change %d of a batch failed", index)
-                result.error.CopyFrom(
-                    status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
-                )
+            except Exception as error:
+                refusal = data_refusal(error)
+                if refusal is not None:  # a value PostgreSQL cannot store: this change's fault
+                    result.error.CopyFrom(status_proto_for(refusal))
+                else:
+                    log.exception("profile change %d of a batch failed", index)
+                    result.error.CopyFrom(
+                        status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+                    )
             else:
                 if self.metrics is not None:
                     self.metrics.change_applied(item.profile.update_time)

@@ -7,12 +7,14 @@ import collections
 import contextlib
 import datetime as dt
 import logging
+import re
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
+from svod_runtime import bounds
 from svod_runtime.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -39,7 +41,11 @@ from svod_segmentation.domain.model import (
     Segment,
 )
 from svod_segmentation.domain.rules import Rule, SegmentDefinition, referenced_segments
-from svod_segmentation.domain.validation import validate_definition, validate_preview
+from svod_segmentation.domain.validation import (
+    check_descriptions,
+    validate_definition,
+    validate_preview,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,11 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# A part of a resume token: a PostgreSQL bigint, ASCII digits only.
+_POSITION_PART = re.compile(r"[0-9]{1,18}")
+MAX_WATCHED = 1000
+
+
 def require_uuid(value: str, field: str) -> str:
     try:
         return str(uuid.UUID(value))
@@ -68,7 +79,7 @@ def encode_position(position: tuple[int, int]) -> str:
 
 def decode_position(token: str) -> tuple[int, int]:
     txid, _, event_id = token.partition(".")
-    if not (txid.isdigit() and event_id.isdigit()):
+    if not (_POSITION_PART.fullmatch(txid) and _POSITION_PART.fullmatch(event_id)):
         raise InvalidArgument([FieldViolation("resume_token", "not a token this service gave")])
     return int(txid), int(event_id)
 
@@ -322,6 +333,7 @@ class SegmentationService:
 
     # -- definitions ---------------------------------------------------------------------
     async def create_segment(self, segment: Segment) -> Segment:
+        check_descriptions(segment.display_name, segment.description)
         now = self.clock()
         async with self.store.transaction() as tx:
             await tx.lock_for_recompute()
@@ -344,6 +356,7 @@ class SegmentationService:
         return replace(segments[saved.segment_id], member_count=counts.get(saved.segment_id, 0))
 
     async def update_segment(self, segment: Segment, expected_version: int) -> Segment:
+        check_descriptions(segment.display_name, segment.description)
         now = self.clock()
         async with self.store.transaction() as tx:
             await tx.lock_for_recompute()
@@ -398,7 +411,7 @@ class SegmentationService:
     async def list_segments(
         self, after: str, limit: int, scope: Scope = UNRESTRICTED
     ) -> tuple[list[Segment], str]:
-        limit = min(limit or 100, MAX_PAGE)
+        limit = bounds.page_size(limit, 100, MAX_PAGE)
         async with self.store.transaction() as tx:
             segments = await tx.load_segments()
             ids = [s for s in sorted(segments) if s > after and scope.allows(s)]
@@ -694,7 +707,7 @@ class SegmentationService:
         await self._require_segment(segment_id, scope)
         if after:
             after = require_uuid(after, "page_token")
-        limit = min(limit or 100, MAX_PAGE)
+        limit = bounds.page_size(limit, 100, MAX_PAGE)
         async with self.store.transaction() as tx:
             members = await tx.members(segment_id, after, limit + 1)
             members = await _with_rfm_scores(tx, members[: limit + 1])
@@ -740,6 +753,8 @@ class SegmentationService:
     async def watch(
         self, segment_ids: list[str], resume_token: str, scope: Scope = UNRESTRICTED
     ) -> AsyncIterator[MembershipEvent]:
+        if len(segment_ids) > MAX_WATCHED:
+            raise InvalidArgument([FieldViolation("segment_ids", f"at most {MAX_WATCHED:,}")])
         for segment_id in segment_ids:
             scope.require(segment_id)
         position = decode_position(resume_token) if resume_token else None
