@@ -812,7 +812,7 @@ def test_tls_from_a_secret(render: Render) -> None:
         assert env["SVOD_HEALTH_PORT"] == "8086"
         assert container(dep)["readinessProbe"]["grpc"] == {"port": 8086, "service": ""}
         ports = {p["name"]: p["containerPort"] for p in container(dep)["ports"]}
-        assert ports == {"grpc": PORTS[s], "health": 8086}
+        assert ports == {"grpc": PORTS[s], "health": 8086, "metrics": METRICS_PORT}
 
 
 # --- the image ------------------------------------------------------------------------------
