@@ -103,7 +103,9 @@ class SuiteClient:
 
 @pytest.fixture(scope="session")
 def suite(
-    suite_database: SuiteDatabase, span_exporter: InMemorySpanExporter
+    suite_database: SuiteDatabase,
+    span_exporter: InMemorySpanExporter,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[SuiteClient]:
     running = InProcessSuite(
         suite_database.admin_url,
@@ -115,6 +117,9 @@ def suite(
                 '{"shoe_size": "number", "pets": "list", "vip": "bool", "anniversary": "date"}'
             ),
             "SVOD_SURVIVORSHIP": '{"birth_date": {"policy": "most_frequent"}}',
+            # Destinations' files go to a folder of the run; live changes are gathered often.
+            "SVOD_EXPORT_DIR": str(tmp_path_factory.mktemp("exports")),
+            "SVOD_SEGMENTATION_SYNC_S": "0.3",
         },
     ).start()
     client = SuiteClient(running)

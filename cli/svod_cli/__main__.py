@@ -8,6 +8,8 @@ svod profile get|search|timeline|consent|export|erase ...
 svod identity lookup|explain|merge|split|review|rules|blocked|export-mapping ...
 svod segment create|list|get|delete|preview|members|export|watch|rfm|customer|recompute ...
 svod quality report|rules|violations|score ...
+svod destination create|list|bind|sync|deliveries|redrive ...   files, webhooks, ad audiences
+svod campaign report|responsiveness     attribution per campaign and channel
 svod trace show TRACE_ID | svod trace record --source S --message-id M
 svod unattributed list|recheck          events whose identifiers name no single customer
 svod keys create --principal NAME --scopes ...   a new API key and its key-file entry
@@ -23,6 +25,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from svod_cli.campaign import add_campaign_commands
+from svod_cli.destination import add_destination_commands
 from svod_cli.identity import add_identity_commands
 from svod_cli.ingest import add_ingest_commands
 from svod_cli.keys import add_keys_commands
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     add_segment_commands(sub)
     add_quality_commands(sub)
     add_trace_commands(sub)
+    add_destination_commands(sub)
+    add_campaign_commands(sub)
     add_keys_commands(sub)
     add_unattributed_commands(sub)
     args = parser.parse_args(argv)

@@ -138,8 +138,9 @@ RPC_ACCESS: dict[str, Access] = {
     _PROFILE + "ApplyEventBatch": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyIdentityChange": Access(S.INTERNAL, _by("identity")),
     _PROFILE + "GetProfile": Access(S.PROFILE_READ, _by("quality"), _SERVICE, _READ),
+    # Segmentation fetches contact data of the people a destination gets (activation).
     _PROFILE + "BatchGetProfiles": Access(
-        S.PROFILE_READ, segments=_SERVICE, audit=_READ, count_field="profiles"
+        S.PROFILE_READ, _by("segmentation"), _SERVICE, _READ, count_field="profiles"
     ),
     _PROFILE + "SearchProfiles": Access(
         S.PROFILE_READ, segments=_SERVICE, audit=_READ, count_field="profiles"
@@ -167,6 +168,23 @@ RPC_ACCESS: dict[str, Access] = {
     _SEGMENTATION + "ApplyProfileChanges": Access(S.INTERNAL, _by("profile")),
     _SEGMENTATION + "EraseCustomer": Access(S.INTERNAL, _by("profile")),
     _SEGMENTATION + "RecomputeSegments": Access(S.SEGMENT_ADMIN, segments=_SERVICE, audit=_CHANGE),
+    # Activation: destinations are configuration; binding a segment to one, starting a sync
+    # and sending dead letters again send personal data out of Svod (an export).
+    _SEGMENTATION + "CreateDestination": Access(S.SEGMENT_ADMIN, audit=_CHANGE),
+    _SEGMENTATION + "GetDestination": Access(S.SEGMENT_READ),
+    _SEGMENTATION + "ListDestinations": Access(S.SEGMENT_READ),
+    _SEGMENTATION + "DeleteDestination": Access(S.SEGMENT_ADMIN, audit=_CHANGE),
+    _SEGMENTATION + "CreateBinding": Access(S.PROFILE_EXPORT, segments=_SERVICE, audit=_CHANGE),
+    _SEGMENTATION + "ListBindings": Access(S.SEGMENT_READ, segments=_SERVICE),
+    _SEGMENTATION + "DeleteBinding": Access(S.SEGMENT_ADMIN, segments=_SERVICE, audit=_CHANGE),
+    _SEGMENTATION + "StartSync": Access(S.PROFILE_EXPORT, segments=_SERVICE, audit=_CHANGE),
+    _SEGMENTATION + "GetSync": Access(S.SEGMENT_READ, segments=_SERVICE),
+    # Deliveries name no customer (counts, states, errors without personal data).
+    _SEGMENTATION + "ListDeliveries": Access(S.SEGMENT_READ),
+    _SEGMENTATION + "RedriveDeliveries": Access(S.PROFILE_EXPORT, segments=_REFUSE, audit=_CHANGE),
+    # Totals per campaign and channel: no customer revealed.
+    _SEGMENTATION + "GetCampaignReport": Access(S.SEGMENT_READ),
+    _SEGMENTATION + "GetResponsiveness": Access(S.SEGMENT_READ, segments=_REFUSE, audit=_READ),
     # -- quality -----------------------------------------------------------------------------
     _QUALITY + "StandardizeBatch": Access(S.INTERNAL, _by("ingestion")),
     _QUALITY + "CreateValidationRule": Access(S.QUALITY_ADMIN, audit=_CHANGE),

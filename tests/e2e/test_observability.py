@@ -62,6 +62,8 @@ ALERTS = TOP / "deploy" / "helm" / "svod" / "files" / "alerts.yaml"
 ALERT_TESTS = TOP / "deploy" / "monitoring" / "alerts_test.yaml"
 DASHBOARD = TOP / "deploy" / "helm" / "svod" / "files" / "dashboard.json"
 SOURCE = "obs-web"
+# The services with an outbox (and a relay).
+RELAYS = ("ingestion", "identity", "profile", "segmentation")
 
 
 @dataclass
@@ -279,7 +281,7 @@ def test_every_documented_metric_is_exported_with_plausible_values(observed, wor
     assert len(documented) >= 25
     # The outbox drains: every topic's depth back to 0 (polled gauges, refreshed every 0.3 s).
     drained = {}
-    for service in ("ingestion", "identity", "profile"):
+    for service in RELAYS:
 
         def empty(service: str = service) -> Samples | None:
             samples, _ = scrape(observed, service)
@@ -387,14 +389,14 @@ def test_status_shows_health_rates_backlogs_and_dead_letters(observed, workload,
         statuses = {s["service"]: s for s in json.loads(out.getvalue())}
         assert {s["health"] for s in statuses.values()} == {"SERVING"}
         assert all(s["calls_per_s"] is not None for s in statuses.values())
-        relays = [statuses[s] for s in ("ingestion", "identity", "profile")]
+        relays = [statuses[s] for s in RELAYS]
         return statuses if not any(s["outbox_depth"] for s in relays) else None
 
     statuses = wait_until(quiet, what="every relay's backlog at 0")
-    for service in ("ingestion", "identity", "profile"):
+    for service in RELAYS:
         assert statuses[service]["dead_letters"] == 0
         assert statuses[service]["outbox_oldest_s"] == 0
-    # The segmentation and quality services have no outbox.
+    # The quality service has no outbox.
     assert statuses["quality"]["outbox_depth"] == 0
 
 

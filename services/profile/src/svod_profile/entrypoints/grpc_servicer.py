@@ -235,6 +235,8 @@ def timeline_entry(event: EventFact, currency: str) -> profile_pb2.TimelineEntry
         record_ref=common_pb2.RecordRef(source=event.source, message_id=event.message_id),
         categories=list(event.categories),
         properties=event.properties,
+        reference_id=event.reference_id,
+        order_id=event.order_id,
     )
     if event.contact_channel:
         entry.properties["contact_channel"] = event.contact_channel

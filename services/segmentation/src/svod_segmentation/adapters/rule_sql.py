@@ -25,7 +25,10 @@ from svod_segmentation.domain.fields import (
     ATTRIBUTE_PREFIX,
     NO_DECLARATIONS,
     ORDERING,
+    PREFERRED_CHANNEL,
     RELATIVE_OPERATORS,
+    RESPONSIVENESS_CHANNELS,
+    RESPONSIVENESS_PREFIX,
     FieldType,
     declared_attribute,
     field_type,
@@ -100,6 +103,8 @@ class SqlBuilder:
     params: dict[str, Any] = field(default_factory=dict)
     atoms: dict[Atom, str] = field(default_factory=dict)
     atom_filters: dict[Atom, str] = field(default_factory=dict)
+    # Set when a rule tests responsiveness.*: the per-customer join ``r`` is added.
+    responsiveness: bool = False
 
     def bind(self, value: Any, cast: str = "") -> str:
         name = f"p{len(self.params)}"
@@ -139,9 +144,11 @@ class SqlBuilder:
         return f"coalesce(a.{self.atoms[atom]}, 0)"
 
     def aggregate_join(self, customer_filter: str = "") -> str:
-        """``LEFT JOIN (...) a`` with one column per atom (and its oldest event), or ''."""
+        """``LEFT JOIN (...) a`` with one column per atom (and its oldest event), and the
+        responsiveness join ``r`` when a rule needs it; or ''."""
+        joins = responsiveness_join(customer_filter) if self.responsiveness else ""
         if not self.atoms:
-            return ""
+            return joins
         columns = []
         for atom, alias in self.atoms.items():
             where = self.atom_filters[atom]
@@ -159,7 +166,7 @@ class SqlBuilder:
             f"WHERE e.occurred_at > :now - make_interval(days => {widest}) "
             f"AND e.event_type = ANY({type_list}){restrict} GROUP BY e.customer_id) a "
             "ON a.customer_id = c.customer_id"
-        )
+        ) + (f" {joins}" if joins else "")
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,8 @@ class RuleCompiler:
         kind = seg.definition.builtin
         due: list[str] = []
         population = self.population(seg, due)
+        if kind in builtins.MODEL_BUILTINS:
+            return self._lookalike(seg, population, due)
         if kind == "rfm":
             label = self._rfm_label(seg, due)
         elif kind == "abc":
@@ -225,6 +234,17 @@ class RuleCompiler:
             list(builtins.selected_classes(kind, seg.definition.parameters)), "text[]"
         )
         return Compiled(f"coalesce({label} = ANY({selected}), FALSE)", label, tuple(due))
+
+    def _lookalike(self, seg: Segment, population: str, due: list[str]) -> Compiled:
+        """The customers the model chose (lookalike_scores), while not in the seed."""
+        seed = self.segment(seg.definition.parameters["seed"])
+        due.extend(seed.due)
+        chosen = (
+            "EXISTS (SELECT 1 FROM lookalike_scores ls WHERE ls.segment_id = "
+            f"{self.b.bind(seg.segment_id)} AND ls.customer_id = c.customer_id)"
+        )
+        predicate = f"({chosen} AND {population} AND NOT coalesce({seed.predicate}, FALSE))"
+        return Compiled(predicate, None, tuple(due))
 
     def _class_case(self, classes: builtins.ClassRules, due: list[str]) -> str:
         whens = []
@@ -416,6 +436,9 @@ class RuleCompiler:
             return f"(c.consents ->> {self.b.bind(name.removeprefix('consents.'))})", False
         if name == "age":
             return AGE, True
+        if name.startswith(RESPONSIVENESS_PREFIX):
+            self.b.responsiveness = True
+            return responsiveness_column(name), ftype in (FieldType.NUMBER, FieldType.INTEGER)
         return COLUMNS[name], ftype in (FieldType.NUMBER, FieldType.INTEGER)
 
     @staticmethod
@@ -450,3 +473,73 @@ def earliest_future(due: list[str] | tuple[str, ...]) -> str:
         return "CAST(NULL AS timestamptz)"
     unique = list(dict.fromkeys(due))
     return "LEAST(" + ", ".join(f"CASE WHEN {d} > :now THEN {d} END" for d in unique) + ")"
+
+
+# -- channel responsiveness (domain/responsiveness.py defines the values) -----------------------
+CAMPAIGN_EVENTS = "('campaign_delivered', 'campaign_opened', 'campaign_clicked')"
+RESPONSES = "('campaign_opened', 'campaign_clicked')"
+
+
+def responsiveness_columns() -> str:
+    """Per channel: delivered, opened, clicked, last response, deliveries since it."""
+    columns = []
+    for ch in RESPONSIVENESS_CHANNELS:
+        on = f"x.ch = '{ch}'"
+        columns += [
+            f"count(*) FILTER (WHERE x.t = 'campaign_delivered' AND {on}) AS {ch}_delivered",
+            f"count(*) FILTER (WHERE x.t = 'campaign_opened' AND {on}) AS {ch}_opened",
+            f"count(*) FILTER (WHERE x.t = 'campaign_clicked' AND {on}) AS {ch}_clicked",
+            f"max(x.at) FILTER (WHERE x.t IN {RESPONSES} AND {on}) AS {ch}_last",
+            f"count(*) FILTER (WHERE x.t = 'campaign_delivered' AND {on} AND x.after_last) "
+            f"AS {ch}_ignored",
+        ]
+    return ", ".join(columns)
+
+
+def responsiveness_source(customer_filter: str = "") -> str:
+    """One row per customer with responsiveness_columns(), over the customer's campaign events
+    (all time). ``after_last``: the event is later than the channel's last response."""
+    restrict = f" AND {customer_filter}" if customer_filter else ""
+    return (
+        f"SELECT x.customer_id, {responsiveness_columns()} FROM ("
+        "SELECT e.customer_id, e.event_type AS t, e.occurred_at AS at, "
+        "coalesce(e.properties ->> 'contact_channel', '') AS ch, "
+        "e.occurred_at > coalesce(max(e.occurred_at) FILTER "
+        f"(WHERE e.event_type IN {RESPONSES}) OVER (PARTITION BY e.customer_id, "
+        "coalesce(e.properties ->> 'contact_channel', '')), '-infinity') AS after_last "
+        f"FROM events e WHERE e.event_type IN {CAMPAIGN_EVENTS}{restrict}"
+        ") x GROUP BY x.customer_id"
+    )
+
+
+def responsiveness_join(customer_filter: str = "") -> str:
+    return (
+        f"LEFT JOIN ({responsiveness_source(customer_filter)}) r ON r.customer_id = c.customer_id"
+    )
+
+
+def _rate(ch: str) -> str:
+    return (
+        f"LEAST(1.0, CAST(GREATEST(coalesce(r.{ch}_opened, 0), coalesce(r.{ch}_clicked, 0)) "
+        f"AS numeric) / NULLIF(r.{ch}_delivered, 0))"
+    )
+
+
+def responsiveness_column(name: str) -> str:
+    """The SQL of a responsiveness.* field over the join ``r``."""
+    if name == PREFERRED_CHANNEL:
+        rows = ", ".join(
+            f"('{ch}', coalesce({_rate(ch)}, 0), r.{ch}_last)" for ch in RESPONSIVENESS_CHANNELS
+        )
+        return (
+            f"coalesce((SELECT v.ch FROM (VALUES {rows}) AS v(ch, rate, last) "
+            "WHERE v.last IS NOT NULL ORDER BY v.rate DESC, v.last DESC LIMIT 1), '')"
+        )
+    ch, metric = name.removeprefix(RESPONSIVENESS_PREFIX).split(".", 1)
+    if metric == "last_response_time":
+        return f"r.{ch}_last"
+    if metric == "response_rate":
+        return f"coalesce({_rate(ch)}, 0)"
+    if metric == "ignored_in_a_row":
+        return f"coalesce(r.{ch}_ignored, 0)"
+    return f"coalesce(r.{ch}_{metric}, 0)"

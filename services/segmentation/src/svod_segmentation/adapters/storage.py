@@ -113,9 +113,10 @@ FROM unnest(CAST(:ids AS uuid[])) AS u(id) LEFT JOIN locked l ON l.customer_id =
 
 _INSERT_EVENTS = """
 INSERT INTO events (source, message_id, customer_id, event_type, occurred_at, amount, discount,
-    categories, channel, properties)
+    categories, channel, properties, reference_id, order_id)
 SELECT source, message_id, customer_id, event_type, occurred_at, amount, discount,
-    coalesce(categories, '{}'), coalesce(channel, ''), coalesce(properties, '{}')
+    coalesce(categories, '{}'), coalesce(channel, ''), coalesce(properties, '{}'),
+    coalesce(reference_id, ''), coalesce(order_id, '')
 FROM jsonb_populate_recordset(NULL::events, CAST(:rows AS jsonb)) WITH ORDINALITY
 ORDER BY ordinality
 ON CONFLICT (source, message_id) DO NOTHING
@@ -602,6 +603,8 @@ class SegmentationTransaction:
                 "categories": list(e.categories),
                 "channel": e.channel,
                 "properties": e.properties,
+                "reference_id": e.reference_id,
+                "order_id": e.order_id,
             }
             for customer_id, e in events
         ]
@@ -627,6 +630,8 @@ class SegmentationTransaction:
                 "categories": list(e.categories),
                 "channel": e.channel,
                 "properties": e.properties,
+                "reference_id": e.reference_id,
+                "order_id": e.order_id,
             }
             for e in unique.values()
         ]
@@ -861,6 +866,7 @@ class SegmentationTransaction:
         for sql in (
             "DELETE FROM events WHERE customer_id = :c",
             "DELETE FROM rechecks WHERE customer_id = :c",
+            "DELETE FROM lookalike_scores WHERE customer_id = :c",
             "DELETE FROM customers WHERE customer_id = :c",
             "INSERT INTO erased_customers (customer_id) VALUES (:c) ON CONFLICT DO NOTHING",
         ):

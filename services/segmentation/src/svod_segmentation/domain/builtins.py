@@ -17,7 +17,7 @@ from decimal import Decimal
 from svod_runtime.errors import FieldViolation
 from svod_segmentation.domain.rules import AllOf, AnyOf, BehaviorCondition, Not, Rule
 
-BUILTINS = ("rfm", "abc", "temperature", "behavior_type")
+BUILTINS = ("rfm", "abc", "temperature", "behavior_type", "lookalike")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,11 @@ PARAMETERS: dict[str, dict[str, Parameter]] = {
         "ready_days": Parameter(7, 1, 3650),
         "warm_days": Parameter(30, 1, 3650),
         "negative_days": Parameter(90, 1, 3650),
+    },
+    # "seed" (required, a segment id) is checked beside "population"; see domain/lookalike.py.
+    "lookalike": {
+        "size": Parameter(1000, 1, 1_000_000),
+        "min_score": Parameter(0.0, 0.0, 1.0, integer=False),
     },
     "behavior_type": {
         "window_days": Parameter(365, 1, 3650),
@@ -84,7 +89,10 @@ LABELS: dict[str, tuple[str, ...]] = {
     "abc": ABC_CLASSES,
     "temperature": TEMPERATURE_CLASSES,
     "behavior_type": BEHAVIOR_CLASSES,
+    "lookalike": (),
 }
+# Built-ins whose members are chosen by a model trained on another segment (no classes).
+MODEL_BUILTINS = ("lookalike",)
 
 ENGAGEMENT_EVENTS = (
     "campaign_opened",
@@ -238,6 +246,11 @@ def validate_builtin(builtin: str, parameters: dict[str, str], path: str) -> lis
             continue
         if name == "population":
             continue
+        if name == "seed" and builtin in MODEL_BUILTINS:
+            continue
+        if name == "classes" and builtin in MODEL_BUILTINS:
+            errors.append(FieldViolation(where, "a look-alike has no classes"))
+            continue
         spec = specs.get(name)
         if spec is None:
             known = ", ".join((*specs, *COMMON_PARAMETERS))
@@ -252,6 +265,10 @@ def validate_builtin(builtin: str, parameters: dict[str, str], path: str) -> lis
             errors.append(FieldViolation(where, "must be a whole number"))
         elif not spec.low <= value <= spec.high:
             errors.append(FieldViolation(where, f"must be between {spec.low:g} and {spec.high:g}"))
+    if builtin in MODEL_BUILTINS and not parameters.get("seed"):
+        errors.append(
+            FieldViolation(f"{path}.builtin_parameters[seed]", "required: the seed segment's id")
+        )
     if builtin == "abc" and not errors:
         values = resolved(builtin, parameters)
         if values["a_share"] + values["b_share"] >= 1.0:

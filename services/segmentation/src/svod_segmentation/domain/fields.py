@@ -67,6 +67,23 @@ FIELDS: dict[str, FieldType] = {
 for _channel in CONSENT_CHANNELS:
     FIELDS[f"consents.{_channel}"] = FieldType.TEXT
 
+# Channel responsiveness (see domain/responsiveness.py): campaign events' contact channels.
+RESPONSIVENESS_CHANNELS = ("email", "sms", "push", "messenger", "call")
+RESPONSIVENESS_METRICS: dict[str, FieldType] = {
+    "delivered": FieldType.INTEGER,
+    "opened": FieldType.INTEGER,
+    "clicked": FieldType.INTEGER,
+    "ignored_in_a_row": FieldType.INTEGER,
+    "response_rate": FieldType.NUMBER,
+    "last_response_time": FieldType.TIMESTAMP,
+}
+RESPONSIVENESS_PREFIX = "responsiveness."
+PREFERRED_CHANNEL = "responsiveness.preferred_channel"
+for _channel in RESPONSIVENESS_CHANNELS:
+    for _metric, _type in RESPONSIVENESS_METRICS.items():
+        FIELDS[f"{RESPONSIVENESS_PREFIX}{_channel}.{_metric}"] = _type
+FIELDS[PREFERRED_CHANNEL] = FieldType.TEXT
+
 ATTRIBUTE_PREFIX = "attributes."
 ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 

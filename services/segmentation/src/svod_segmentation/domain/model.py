@@ -79,6 +79,9 @@ class CustomerEvent:
     categories: tuple[str, ...] = ()
     channel: str = ""
     properties: dict[str, str] = field(default_factory=dict)
+    # The campaign (or ticket) id, and the order id, of the event.
+    reference_id: str = ""
+    order_id: str = ""
 
 
 @dataclass(frozen=True)

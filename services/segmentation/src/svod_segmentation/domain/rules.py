@@ -120,9 +120,10 @@ class SegmentDefinition:
 
     def references(self) -> set[str]:
         refs = referenced_segments(self.rule) if self.rule is not None else set()
-        population = self.parameters.get("population", "")
-        if self.builtin and population:
-            refs.add(population)
+        for name in ("population", "seed"):
+            other = self.parameters.get(name, "")
+            if self.builtin and other:
+                refs.add(other)
         return refs
 
 

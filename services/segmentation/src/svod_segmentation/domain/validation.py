@@ -441,14 +441,11 @@ def validate_definition(
         if definition.rule is not None:
             errors.append(FieldViolation(f"{path}.rule", "a built-in segment has no rule"))
         errors.extend(builtins.validate_builtin(definition.builtin, definition.parameters, path))
-        population = definition.parameters.get("population", "")
-        if population:
-            target = segments.get(population)
-            if target is None:
+        for name in ("population", "seed"):
+            other = definition.parameters.get(name, "")
+            if other and segments.get(other) is None:
                 errors.append(
-                    FieldViolation(
-                        f"{path}.builtin_parameters[population]", f"no segment {population!r}"
-                    )
+                    FieldViolation(f"{path}.builtin_parameters[{name}]", f"no segment {other!r}")
                 )
     elif definition.rule is None:
         errors.append(FieldViolation(f"{path}.rule", "required (or set builtin)"))

@@ -6,22 +6,39 @@ Settings of its own (environment):
   expiry); default 1.
 - ``SVOD_SEGMENTATION_RECOMPUTE_S``: period of the RFM/ABC recompute (cut-offs); 0 = off;
   default 3600.
+- ``SVOD_SEGMENTATION_SYNC_S``: how often live bindings' changes become deliveries and
+  scheduled full syncs start; default 2.
+- ``SVOD_EXPORT_DIR``: where file and ad-audience destinations write (one folder per
+  destination); default ``.data/exports`` under the working directory.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
-from svod_runtime.config import ServiceConfig
+from svod_runtime.clients import peer_channel
+from svod_runtime.config import DEFAULT_PORTS, ServiceConfig
 from svod_runtime.custom_attributes import parse_declarations
 from svod_runtime.db import create_engine
+from svod_runtime.outbox import OutboxRelay
+from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
+from svod_segmentation.adapters.activation_storage import (
+    EXPORT_TOPIC,
+    WEBHOOK_TOPIC,
+    ActivationStore,
+)
+from svod_segmentation.adapters.profile_client import ProfileDirectory
 from svod_segmentation.adapters.storage import SegmentationStore
+from svod_segmentation.adapters.webhook_client import WebhookClient
 from svod_segmentation.entrypoints.grpc_servicer import AccessPolicy, SegmentationServicer
 from svod_segmentation.entrypoints.metrics import SegmentationMetrics
+from svod_segmentation.service_layer.activation import ActivationService
+from svod_segmentation.service_layer.campaigns import CampaignService
 from svod_segmentation.service_layer.use_cases import SegmentationService
 
 SERVICE = "segmentation"
@@ -31,6 +48,8 @@ SERVICE = "segmentation"
 class SegmentationSettings:
     sweep_s: float = 1.0
     recompute_s: float = 3600.0
+    sync_s: float = 2.0
+    export_dir: str = ".data/exports"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> SegmentationSettings:
@@ -38,6 +57,8 @@ class SegmentationSettings:
         return cls(
             sweep_s=float(env.get("SVOD_SEGMENTATION_SWEEP_S") or 1.0),
             recompute_s=float(env.get("SVOD_SEGMENTATION_RECOMPUTE_S") or 3600.0),
+            sync_s=float(env.get("SVOD_SEGMENTATION_SYNC_S") or 2.0),
+            export_dir=env.get("SVOD_EXPORT_DIR") or ".data/exports",
         )
 
 
@@ -54,8 +75,32 @@ async def create_app(
         SegmentationStore(engine, parse_declarations(config.custom_attributes)),
         on_memberships=metrics.memberships_changed,
     )
+    # Contact data for deliveries comes from the profile service.
+    profile_target = config.peers.get("profile", f"127.0.0.1:{DEFAULT_PORTS['profile']}")
+    profile_channel = peer_channel(profile_target, telemetry, config.peer_security)
+    activation_store = ActivationStore(engine)
+    activation = ActivationService(
+        activation_store,
+        ProfileDirectory(profile_channel, config.peer_timeout_s),
+        WebhookClient(),
+        Path(settings.export_dir).resolve(),
+    )
+    relay = OutboxRelay(
+        metered_outbox_store(engine, telemetry.metrics, [WEBHOOK_TOPIC, EXPORT_TOPIC]),
+        {WEBHOOK_TOPIC: activation.deliver_webhook, EXPORT_TOPIC: activation.run_export},
+        telemetry.tracer,
+    )
+    activation.on_enqueued = relay.wake
     # Segment-scoped principals: the segments they may use come with their principal.
-    servicer = SegmentationServicer(service, AccessPolicy(), telemetry.tracer, metrics)
+    servicer = SegmentationServicer(
+        service,
+        AccessPolicy(),
+        telemetry.tracer,
+        activation=activation,
+        campaigns=CampaignService(activation_store),
+        currency=config.currency,
+        metrics=metrics,
+    )
 
     async def sweeper() -> None:
         await service.run_sweeper(settings.sweep_s)
@@ -63,7 +108,13 @@ async def create_app(
     async def recomputer() -> None:
         await service.run_recomputer(settings.recompute_s)
 
-    background = [sweeper]
+    async def activator() -> None:
+        await activation.run(settings.sync_s)
+
+    async def close() -> None:
+        await profile_channel.close()
+
+    background = [sweeper, relay.run, activator]
     if settings.recompute_s > 0:
         background.append(recomputer)
     return ServiceApp(
@@ -75,4 +126,5 @@ async def create_app(
         descriptor=segmentation_pb2.DESCRIPTOR.services_by_name["SegmentationService"],
         add_to_server=segmentation_pb2_grpc.add_SegmentationServiceServicer_to_server,
         background=background,
+        on_close=[close],
     )

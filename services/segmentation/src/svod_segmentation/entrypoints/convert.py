@@ -258,6 +258,8 @@ def event_from_proto(
         categories=tuple(entry.categories),
         channel="" if channel == "unspecified" else channel,
         properties=dict(entry.properties),
+        reference_id=entry.reference_id,
+        order_id=entry.order_id,
     )
 
 

@@ -16,8 +16,20 @@ from svod_runtime.auth import current_principal
 from svod_runtime.db import data_refusal
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError
 from svod_runtime.interceptors import status_proto_for
+from svod_runtime.protoconv import timestamp_to_datetime
 from svod_runtime.telemetry import context_from_carrier
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
+from svod_segmentation.entrypoints.activation_convert import (
+    binding_from_proto,
+    binding_to_proto,
+    delivery_state_from_proto,
+    delivery_to_proto,
+    destination_from_proto,
+    destination_to_proto,
+    report_to_proto,
+    responsiveness_to_proto,
+    sync_to_proto,
+)
 from svod_segmentation.entrypoints.convert import (
     change_from_proto,
     event_to_proto,
@@ -27,6 +39,8 @@ from svod_segmentation.entrypoints.convert import (
     segment_to_proto,
 )
 from svod_segmentation.entrypoints.metrics import SegmentationMetrics
+from svod_segmentation.service_layer.activation import ActivationService
+from svod_segmentation.service_layer.campaigns import CampaignService
 from svod_segmentation.service_layer.use_cases import SegmentationService, encode_position
 
 log = logging.getLogger(__name__)
@@ -50,11 +64,17 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         service: SegmentationService,
         access: AccessPolicy | None = None,
         tracer: trace.Tracer | None = None,
+        activation: ActivationService | None = None,
+        campaigns: CampaignService | None = None,
+        currency: str = "RUB",
         metrics: SegmentationMetrics | None = None,
     ) -> None:
         self.service = service
         self.access = access or AccessPolicy()
         self.tracer = tracer or trace.get_tracer(__name__)
+        self.activation = activation
+        self.campaigns = campaigns
+        self.currency = currency
         self.metrics = metrics
 
     async def CreateSegment(
@@ -227,3 +247,123 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             exited_count=outcome.exited,
             duration_seconds=outcome.seconds,
         )
+
+    # -- activation ------------------------------------------------------------------------
+    def _activation(self) -> ActivationService:
+        assert self.activation is not None
+        return self.activation
+
+    async def CreateDestination(
+        self, request: pb.CreateDestinationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Destination:
+        saved, secret = await self._activation().create_destination(
+            destination_from_proto(request.destination)
+        )
+        return destination_to_proto(saved, secret)
+
+    async def GetDestination(
+        self, request: pb.GetDestinationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Destination:
+        return destination_to_proto(
+            await self._activation().get_destination(request.destination_id)
+        )
+
+    async def ListDestinations(
+        self, request: pb.ListDestinationsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDestinationsResponse:
+        found, token = await self._activation().list_destinations(
+            request.page_token, request.page_size
+        )
+        return pb.ListDestinationsResponse(
+            destinations=[destination_to_proto(d) for d in found], next_page_token=token
+        )
+
+    async def DeleteDestination(
+        self, request: pb.DeleteDestinationRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteDestinationResponse:
+        await self._activation().delete_destination(request.destination_id)
+        return pb.DeleteDestinationResponse()
+
+    async def CreateBinding(
+        self, request: pb.CreateBindingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Binding:
+        saved = await self._activation().create_binding(
+            binding_from_proto(request.binding), self.access.scope(context)
+        )
+        return binding_to_proto(saved)
+
+    async def ListBindings(
+        self, request: pb.ListBindingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListBindingsResponse:
+        found = await self._activation().list_bindings(
+            request.segment_id, request.destination_id, self.access.scope(context)
+        )
+        return pb.ListBindingsResponse(bindings=[binding_to_proto(b) for b in found])
+
+    async def DeleteBinding(
+        self, request: pb.DeleteBindingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteBindingResponse:
+        await self._activation().delete_binding(request.binding_id, self.access.scope(context))
+        return pb.DeleteBindingResponse()
+
+    async def StartSync(
+        self, request: pb.StartSyncRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Sync:
+        if not request.binding_id:
+            raise InvalidArgument([FieldViolation("binding_id", "required")])
+        return sync_to_proto(
+            await self._activation().start_sync(request.binding_id, self.access.scope(context))
+        )
+
+    async def GetSync(
+        self, request: pb.GetSyncRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Sync:
+        if not request.sync_id:
+            raise InvalidArgument([FieldViolation("sync_id", "required")])
+        return sync_to_proto(
+            await self._activation().get_sync(request.sync_id, self.access.scope(context))
+        )
+
+    async def ListDeliveries(
+        self, request: pb.ListDeliveriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeliveriesResponse:
+        found, token, dead = await self._activation().list_deliveries(
+            request.destination_id,
+            delivery_state_from_proto(request.state),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListDeliveriesResponse(
+            deliveries=[delivery_to_proto(d) for d in found],
+            next_page_token=token,
+            dead_letter_count=dead,
+        )
+
+    async def RedriveDeliveries(
+        self, request: pb.RedriveDeliveriesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedriveDeliveriesResponse:
+        count = await self._activation().redrive(request.destination_id, list(request.delivery_ids))
+        return pb.RedriveDeliveriesResponse(redriven_count=count)
+
+    # -- campaigns ---------------------------------------------------------------------------
+    async def GetCampaignReport(
+        self, request: pb.GetCampaignReportRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CampaignReport:
+        assert self.campaigns is not None
+        start, end, window, report = await self.campaigns.report(
+            timestamp_to_datetime(request.start_time) if request.HasField("start_time") else None,
+            timestamp_to_datetime(request.end_time) if request.HasField("end_time") else None,
+            request.window_days,
+            list(request.touch_types),
+            list(request.campaign_ids),
+        )
+        return report_to_proto(start, end, window, report, self.currency)
+
+    async def GetResponsiveness(
+        self, request: pb.GetResponsivenessRequest, context: grpc.aio.ServicerContext
+    ) -> pb.Responsiveness:
+        assert self.campaigns is not None
+        if not request.customer_id:
+            raise InvalidArgument([FieldViolation("customer_id", "required")])
+        customer_id, stats, preferred = await self.campaigns.responsiveness(request.customer_id)
+        return responsiveness_to_proto(customer_id, stats, preferred, self.campaigns.clock())

@@ -23,6 +23,12 @@ from svod_runtime.errors import (
     NotFound,
     ViolationCollector,
 )
+from svod_segmentation.adapters.lookalike_storage import (
+    drop_scores,
+    load_features,
+    replace_scores,
+    segment_members,
+)
 from svod_segmentation.adapters.storage import (
     Evaluation,
     IncrementalStatement,
@@ -31,7 +37,8 @@ from svod_segmentation.adapters.storage import (
     incremental_statement,
 )
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
-from svod_segmentation.domain.builtins import RfmCutoffs
+from svod_segmentation.domain.builtins import MODEL_BUILTINS, RfmCutoffs
+from svod_segmentation.domain.lookalike import SeedTooSmall, train_and_score
 from svod_segmentation.domain.model import (
     ChangeOutcome,
     Member,
@@ -51,6 +58,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
 STATEFUL_BUILTINS = ("rfm", "abc")
+# A trained look-alike: its chosen customers with scores, and its state (drivers ...).
+Trained = dict[str, tuple[list[tuple[str, float]], dict[str, object]]]
 MAX_PAGE = 1000
 FEED_BATCH = 500
 # Events one split change may move (ProfileSplit.moved_events).
@@ -335,6 +344,7 @@ class SegmentationService:
     async def create_segment(self, segment: Segment) -> Segment:
         check_descriptions(segment.display_name, segment.description)
         now = self.clock()
+        trained = await self._train_new(segment, now, create=True)
         async with self.store.transaction() as tx:
             await tx.lock_for_recompute()
             segments = await tx.load_segments()
@@ -348,6 +358,7 @@ class SegmentationService:
             except KeyError:
                 raise AlreadyExists(f"segment {segment.segment_id!r} exists") from None
             segments[saved.segment_id] = saved
+            await self._store_trained(tx, trained, segments)
             changes: MembershipCounts = Counter()
             await self._recompute_in(tx, {saved.segment_id}, segments, now, changes)
             counts = await tx.member_counts([saved.segment_id])
@@ -358,6 +369,7 @@ class SegmentationService:
     async def update_segment(self, segment: Segment, expected_version: int) -> Segment:
         check_descriptions(segment.display_name, segment.description)
         now = self.clock()
+        trained = await self._train_new(segment, now, create=False)
         async with self.store.transaction() as tx:
             await tx.lock_for_recompute()
             segments = await tx.load_segments()
@@ -373,6 +385,7 @@ class SegmentationService:
             validate_definition(segment.definition, others, declared=self.store.declared)
             saved = await tx.save_segment(segment, create=False)
             segments = await tx.load_segments()
+            await self._store_trained(tx, trained, segments)
             touched = dependents_of({saved.segment_id}, segments)
             changes: MembershipCounts = Counter()
             await self._recompute_in(tx, touched, segments, now, changes)
@@ -396,6 +409,7 @@ class SegmentationService:
                     f"segment {segment_id!r} is used by {', '.join(users)}; change them first"
                 )
             ended = await tx.delete_segment(segment_id, self.clock())
+            await drop_scores(tx.conn, segment_id)
         self._after_commit(definitions_changed=True)
         self._report(Counter({(segment_id, EXIT): ended}))
 
@@ -436,12 +450,23 @@ class SegmentationService:
     async def recompute(self, segment_ids: list[str]) -> RecomputeOutcome:
         started = time.perf_counter()
         async with self.store.transaction() as tx:
+            before = await tx.load_segments()
+        trained: Trained = {}
+        missing = [s for s in segment_ids if s not in before]
+        if not missing:
+            # Look-alikes learn again (outside the lock: training reads, then takes seconds).
+            for segment_id in sorted(dependents_of(set(segment_ids or before), before)):
+                segment = before[segment_id]
+                if segment.definition.builtin in MODEL_BUILTINS:
+                    trained.update(await self._train(segment, self.clock()))
+        async with self.store.transaction() as tx:
             await tx.lock_for_recompute()
             segments = await tx.load_segments()
             missing = [s for s in segment_ids if s not in segments]
             if missing:
                 raise NotFound(f"no segment {missing[0]!r}")
             targets = dependents_of(set(segment_ids or segments), segments)
+            await self._store_trained(tx, trained, segments)
             changes: MembershipCounts = Counter()
             entered, exited = await self._recompute_in(tx, targets, segments, self.clock(), changes)
         self._after_commit(definitions_changed=True)
@@ -452,7 +477,11 @@ class SegmentationService:
         """Refreshes the population-relative built-ins (and what depends on them)."""
         async with self.store.transaction() as tx:
             segments = await tx.load_segments()
-        stateful = [k for k, v in segments.items() if v.definition.builtin in STATEFUL_BUILTINS]
+        stateful = [
+            k
+            for k, v in segments.items()
+            if v.definition.builtin in (*STATEFUL_BUILTINS, *MODEL_BUILTINS)
+        ]
         if not stateful:
             return RecomputeOutcome(0, 0, 0.0)
         return await self.recompute(stateful)
@@ -485,6 +514,71 @@ class SegmentationService:
                 changes[(segment_id, ENTER)] += came
                 changes[(segment_id, EXIT)] += left
         return entered, exited
+
+    # -- look-alikes ---------------------------------------------------------------------
+    async def _train_new(self, segment: Segment, now: dt.datetime, *, create: bool) -> Trained:
+        """Trains a look-alike being created or updated (others: nothing to do), after
+        checking its definition, so a bad one is refused before any training."""
+        if segment.definition.builtin not in MODEL_BUILTINS:
+            return {}
+        async with self.store.transaction() as tx:
+            segments = await tx.load_segments()
+        if create and segment.segment_id in segments:
+            raise AlreadyExists(f"segment {segment.segment_id!r} exists")
+        if not create and segment.segment_id not in segments:
+            raise NotFound(f"no segment {segment.segment_id!r}")
+        others = {k: v for k, v in _definitions(segments).items() if k != segment.segment_id}
+        validate_definition(segment.definition, others, declared=self.store.declared)
+        return await self._train(segment, now)
+
+    async def _train(self, segment: Segment, now: dt.datetime) -> Trained:
+        params = segment.definition.parameters
+        async with self.store.transaction() as tx:
+            seed = await segment_members(tx.conn, params["seed"])
+            population = (
+                await segment_members(tx.conn, params["population"])
+                if params.get("population")
+                else None
+            )
+            rows = await load_features(tx.conn, now, population)
+        size = int(float(params.get("size") or 1000))
+        min_score = float(params.get("min_score") or 0.0)
+        started = time.perf_counter()
+        try:
+            result = await asyncio.to_thread(train_and_score, rows, set(seed), size, min_score)
+        except SeedTooSmall as error:
+            raise FailedPrecondition(
+                f"segment {params['seed']!r} is too small a seed to learn from ({error})"
+            ) from None
+        state: dict[str, object] = {
+            "computed_time": now.isoformat(),
+            "seed_size": result.seed_size,
+            "scored": result.scored,
+            "chosen": len(result.chosen),
+            "lowest_chosen_score": round(result.chosen[-1][1], 6) if result.chosen else None,
+            "training_seconds": round(time.perf_counter() - started, 3),
+            "drivers": [
+                {
+                    "feature": d.feature,
+                    "weight": d.weight,
+                    "seed_mean": d.seed_mean,
+                    "base_mean": d.base_mean,
+                }
+                for d in result.drivers
+            ],
+        }
+        return {segment.segment_id: (result.chosen, state)}
+
+    @staticmethod
+    async def _store_trained(
+        tx: SegmentationTransaction, trained: Trained, segments: dict[str, Segment]
+    ) -> None:
+        for segment_id, (chosen, state) in trained.items():
+            if segment_id not in segments:
+                continue
+            await replace_scores(tx.conn, segment_id, chosen)
+            await tx.save_state(segment_id, state)
+            segments[segment_id] = replace(segments[segment_id], state=state)
 
     def _after_commit(self, *, definitions_changed: bool = False) -> None:
         if definitions_changed:

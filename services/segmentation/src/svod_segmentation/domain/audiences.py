@@ -1,0 +1,70 @@
+"""Ad-audience files: identifiers normalised and SHA-256 hashed as ad platforms expect.
+
+Every platform here (VK Ads user lists, Yandex Audiences CRM uploads, Meta customer lists)
+matches on the same normal form before hashing: an e-mail trimmed and lower-cased, a phone as
+its E.164 digits without the "+" (country code first: 79161234567). The hash is the
+lower-case hex SHA-256 of the UTF-8 normal form. Meta publishes two test vectors
+(John_Smith@gmail.com and a US (650)555-1212); the unit tests check both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import phonenumbers
+
+from svod_segmentation.domain.activation import AdPlatform, Contact
+
+# National numbers without a country code are read as Russian ones (Svod's default region).
+DEFAULT_REGION = "RU"
+
+
+def normalize_email(value: str) -> str:
+    return value.strip().lower()
+
+
+def normalize_phone(value: str, region: str = DEFAULT_REGION) -> str:
+    """E.164 digits without "+"; "" when the value is not a possible phone number."""
+    raw = value.strip()
+    if not raw:
+        return ""
+    try:
+        parsed = phonenumbers.parse(raw, None if raw.startswith("+") else region)
+    except phonenumbers.NumberParseException:
+        digits = re.sub(r"\D", "", raw).lstrip("0")
+        return digits if 8 <= len(digits) <= 15 else ""
+    if not phonenumbers.is_possible_number(parsed):
+        return ""
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+
+
+def sha256_hex(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def hashed_email(value: str) -> str:
+    normal = normalize_email(value)
+    return sha256_hex(normal) if normal else ""
+
+
+def hashed_phone(value: str) -> str:
+    normal = normalize_phone(value)
+    return sha256_hex(normal) if normal else ""
+
+
+def audience_files(
+    platform: AdPlatform, contacts: list[Contact]
+) -> dict[str, tuple[list[str] | None, list[list[str]]]]:
+    """The files of an audience: suffix -> (header or None, rows). Each person appears once
+    (their e-mail and phone as shown on the profile); rows without any hash are left out."""
+    pairs = [(hashed_email(c.email), hashed_phone(c.phone)) for c in contacts]
+    if platform is AdPlatform.VK_ADS:
+        # VK Ads takes one identifier kind per list: one hash per line, no header.
+        return {
+            "email.txt": (None, [[e] for e, _ in pairs if e]),
+            "phone.txt": (None, [[p] for _, p in pairs if p]),
+        }
+    if platform is AdPlatform.YANDEX_AUDIENCES:
+        return {"csv": (["phone", "email"], [[p, e] for e, p in pairs if e or p])}
+    return {"csv": (["email", "phone"], [[e, p] for e, p in pairs if e or p])}
