@@ -18,6 +18,7 @@ from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
 from svod_runtime.errors import SvodError
+from svod_runtime.hashing import deployment_secret
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
@@ -49,7 +50,11 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     weights = ScoreWeights(freshness_days=settings.freshness_days)
     metrics = QualityMetrics(telemetry.metrics)
     service = QualityService(
-        QualityStore(engine), profiles, weights=weights, on_tally=metrics.tallied
+        QualityStore(engine),
+        profiles,
+        weights=weights,
+        hash_secret=deployment_secret(config),
+        on_tally=metrics.tallied,
     )
     runner = BatchRunner(settings.workers)
 
