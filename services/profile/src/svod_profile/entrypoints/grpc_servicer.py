@@ -24,6 +24,7 @@ from svod_profile.domain.model import (
     RecordApplication,
     TraitObservation,
 )
+from svod_profile.entrypoints.metrics import ProfileMetrics
 from svod_profile.service_layer.personal_data import PersonalDataExport
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime import bounds
@@ -451,11 +452,13 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         service: ProfileService,
         currency: str,
         tracer: trace.Tracer | None = None,
+        metrics: ProfileMetrics | None = None,
         memberships: SegmentMembership | None = None,
     ) -> None:
         self.service = service
         self.currency = currency
         self.tracer = tracer or trace.get_tracer(__name__)
+        self.metrics = metrics
         # What a principal limited to some segments may see: their members (docs/security.md).
         self.memberships = memberships
 
@@ -479,6 +482,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         version, changed = await self.service.apply_event(
             request.customer_id, event_fact(request, self.currency)
         )
+        if self.metrics is not None:
+            self.metrics.event_applied(changed)
         return profile_pb2.ApplyEventResponse(version=version, changed=changed)
 
     async def ApplyEventBatch(
@@ -529,6 +534,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             results[index] = BatchResult(
                 applied=profile_pb2.ApplyEventResponse(version=version, changed=changed)
             )
+        if self.metrics is not None:
+            self.metrics.batch_answered(results)
         return profile_pb2.ApplyEventBatchResponse(results=results)
 
     async def GetTimeline(
@@ -630,6 +637,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.ApplyRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ApplyResponse:
         version, changed = await self.service.apply(application(request, dt.datetime.now(dt.UTC)))
+        if self.metrics is not None:
+            self.metrics.record_applied(changed)
         return profile_pb2.ApplyResponse(version=version, changed=changed)
 
     async def ApplyIdentityChange(

@@ -133,6 +133,7 @@ class QualityService:
         weights: ScoreWeights = DEFAULT_WEIGHTS,
         clock: Callable[[], dt.datetime] = utc_now,
         hash_secret: bytes = DEVELOPMENT_SECRET,
+        on_tally: Callable[[BatchTally], None] | None = None,
     ) -> None:
         # The deployment's secret for the keyed hashes of contact data (SVOD_HASH_SECRET).
         self.hash_secret = hash_secret
@@ -140,6 +141,8 @@ class QualityService:
         self.profiles = profiles
         self.weights = weights
         self.clock = clock
+        # Told what each standardised batch found (metrics).
+        self.on_tally = on_tally
         self._rules: ActiveRules | None = None
         self._rules_loaded_at = 0.0
 
@@ -204,6 +207,8 @@ class QualityService:
         rules = await self.active_rules()
         today = self.clock().date()
         output, tally = await run(rules, today)
+        if self.on_tally is not None:
+            self.on_tally(tally)
         try:
             await self.store.add_tally(today, source, tally)
         except Exception:  # monitoring must not cost the caller its answer

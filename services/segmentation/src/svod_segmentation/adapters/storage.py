@@ -456,14 +456,19 @@ class SegmentationTransaction:
         }
 
     async def recompute_many(
-        self, segment_ids: Sequence[str], segments: Mapping[str, Segment], now: dt.datetime
+        self,
+        segment_ids: Sequence[str],
+        segments: Mapping[str, Segment],
+        now: dt.datetime,
+        per_segment: dict[str, tuple[int, int]] | None = None,
     ) -> tuple[int, int]:
         """Recomputes several segments with one pass over customers and events.
 
         Every segment's predicate and label is evaluated for every customer by one statement
         (one shared aggregate of the events) into a scratch table dropped at commit; then each
         segment's members are diffed against it, in the order given, writing only the changes.
-        Recheck times are written only where they move earlier. Returns (entered, exited).
+        Recheck times are written only where they move earlier. Returns (entered, exited);
+        ``per_segment`` receives each segment's own (entered, exited).
         """
         if not segment_ids:
             return 0, 0
@@ -517,6 +522,8 @@ class SegmentationTransaction:
                 )
             ).one()
             entered, exited = entered + int(row.entered), exited + int(row.exited)
+            if per_segment is not None:
+                per_segment[segment_id] = (int(row.entered), int(row.exited))
         await self._exec("DROP TABLE pg_temp.recompute_eval")
         return entered, exited
 

@@ -38,6 +38,7 @@ from svod_segmentation.entrypoints.convert import (
     segment_from_proto,
     segment_to_proto,
 )
+from svod_segmentation.entrypoints.metrics import SegmentationMetrics
 from svod_segmentation.service_layer.activation import ActivationService
 from svod_segmentation.service_layer.campaigns import CampaignService
 from svod_segmentation.service_layer.use_cases import SegmentationService, encode_position
@@ -66,6 +67,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         activation: ActivationService | None = None,
         campaigns: CampaignService | None = None,
         currency: str = "RUB",
+        metrics: SegmentationMetrics | None = None,
     ) -> None:
         self.service = service
         self.access = access or AccessPolicy()
@@ -73,6 +75,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         self.activation = activation
         self.campaigns = campaigns
         self.currency = currency
+        self.metrics = metrics
 
     async def CreateSegment(
         self, request: pb.CreateSegmentRequest, context: grpc.aio.ServicerContext
@@ -166,6 +169,8 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         self, request: pb.ApplyProfileChangeRequest, context: grpc.aio.ServicerContext
     ) -> pb.ApplyProfileChangeResponse:
         outcome = await self.service.apply_change(change_from_proto(request))
+        if self.metrics is not None:
+            self.metrics.change_applied(request.profile.update_time)
         return pb.ApplyProfileChangeResponse(
             profile_applied=outcome.profile_applied,
             entered_segment_ids=outcome.entered,
@@ -216,6 +221,8 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
                         status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
                     )
             else:
+                if self.metrics is not None:
+                    self.metrics.change_applied(item.profile.update_time)
                 result.profile_applied = outcome.profile_applied
                 result.entered_segment_ids.extend(outcome.entered)
                 result.exited_segment_ids.extend(outcome.exited)
