@@ -200,9 +200,9 @@ def test_export_holds_what_every_service_keeps(suite) -> None:
     ]
     # Identity's identifiers, in their canonical form, with the source that gave them.
     assert [(i.identifier.type, i.source) for i in export.identifiers] == [(PHONE, "webshop")]
-    assert [(m.segment_id, bool(m.enter_time.seconds)) for m in export.segment_memberships] == [
-        (segment_id, True)
-    ]
+    # Other tests' segments may hold her too (the suite's database is shared).
+    memberships = {m.segment_id: m for m in export.segment_memberships}
+    assert memberships[segment_id].enter_time.seconds > 0
     assert export.HasField("quality_score") and 0 <= export.quality_score.score <= 100
     # Светлана and Света of the same flat: a weak match, identity asked a reviewer (the two
     # records stay apart); the item is in the export, without the other side's data.
