@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -13,15 +12,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from svod_ingestion.domain.attribution import GraceClock, Issue, recheck_delay_s
+from svod_runtime.hashing import DEVELOPMENT_SECRET, keyed_hash
 from svod_runtime.outbox import enqueue_many
 
 TRACK_TOPIC = "record.track"
 IDENTIFY_TOPIC = "record.identify"
 
 
-def key_hash(key: str) -> bytes:
-    """What is stored of an identifier key to find held events by it."""
-    return hashlib.sha256(key.encode()).digest()
+def key_hash(key: str, secret: bytes = DEVELOPMENT_SECRET) -> bytes:
+    """What is stored of an identifier key to find held events by it: an HMAC under the
+    deployment's secret (SVOD_HASH_SECRET), so a phone cannot be found by trying numbers."""
+    return keyed_hash(secret, key)
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,15 @@ class HeldEvent:
 
 
 class HeldEventStore:
-    def __init__(self, engine: AsyncEngine, held_recheck_max_s: float) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        held_recheck_max_s: float,
+        hash_secret: bytes = DEVELOPMENT_SECRET,
+    ) -> None:
         self.engine = engine
         self.held_recheck_max_s = held_recheck_max_s
+        self.hash_secret = hash_secret
 
     async def hold(self, holds: Sequence[Hold]) -> None:
         """Records each event's state after a look, in one transaction: waiting events stay
@@ -118,7 +125,11 @@ class HeldEventStore:
                 },
             )
             new = [h for h in holds if h.record_pk not in known]
-            hashes = [(key_hash(k), h.record_pk) for h in new for k in dict.fromkeys(h.keys)]
+            hashes = [
+                (key_hash(k, self.hash_secret), h.record_pk)
+                for h in new
+                for k in dict.fromkeys(h.keys)
+            ]
             if hashes:
                 await conn.execute(
                     text(
@@ -205,7 +216,7 @@ class HeldEventStore:
 
     async def wake_by_keys(self, keys: Iterable[str]) -> int:
         """Held events carrying one of these identifiers get a look now."""
-        hashes = sorted({key_hash(k) for k in keys})
+        hashes = sorted({key_hash(k, self.hash_secret) for k in keys})
         if not hashes:
             return 0
         return await self._wake(

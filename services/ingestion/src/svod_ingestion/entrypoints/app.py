@@ -16,6 +16,7 @@ from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
+from svod_runtime.hashing import deployment_secret
 from svod_runtime.metrics import labels
 from svod_runtime.outbox import OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
@@ -29,7 +30,9 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     store = IngestionStore(engine)
-    held = HeldEventStore(engine, config.unattributed_recheck_max_s)
+    held = HeldEventStore(
+        engine, config.unattributed_recheck_max_s, hash_secret=deployment_secret(config)
+    )
     identity = peer_channel(config.peers["identity"], telemetry, config.peer_security)
     profile = peer_channel(config.peers["profile"], telemetry, config.peer_security)
     delivery = RecordDelivery(
