@@ -151,6 +151,7 @@ RPC_ACCESS: dict[str, Access] = {
     _PROFILE + "UpdateConsent": Access(S.PROFILE_WRITE, segments=_SERVICE, audit=_READ),
     _PROFILE + "ExportPersonalData": Access(S.PROFILE_EXPORT, segments=_SERVICE, audit=_READ),
     _PROFILE + "ErasePersonalData": Access(S.PROFILE_ERASE, segments=_REFUSE, audit=_CHANGE),
+    _PROFILE + "GetErasureReceipt": Access(S.PROFILE_ERASE, segments=_REFUSE),
     # -- segmentation ------------------------------------------------------------------------
     _SEGMENTATION + "CreateSegment": Access(S.SEGMENT_ADMIN, segments=_SERVICE, audit=_CHANGE),
     _SEGMENTATION + "UpdateSegment": Access(S.SEGMENT_ADMIN, segments=_SERVICE, audit=_CHANGE),
