@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_identity.adapters.ingestion_client import IngestionNotifier
+from svod_identity.adapters.metrics_queries import IdentityGaugeQueries
 from svod_identity.adapters.profile_client import ProfileAnnouncer
 from svod_identity.adapters.quality_client import QualityReporter
 from svod_identity.adapters.storage import (
@@ -14,6 +15,7 @@ from svod_identity.adapters.storage import (
     IdentityStore,
 )
 from svod_identity.entrypoints.grpc_servicer import IdentityServicer
+from svod_identity.entrypoints.metrics import IdentityMetrics
 from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
@@ -36,7 +38,11 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     reporter = QualityReporter(quality, config.peer_timeout_s)
     notifier = IngestionNotifier(ingestion, config.peer_timeout_s)
     relay = OutboxRelay(
-        metered_outbox_store(engine, telemetry.metrics, [MERGED_TOPIC, SPLIT_TOPIC, QUALITY_TOPIC]),
+        metered_outbox_store(
+            engine,
+            telemetry.metrics,
+            [MERGED_TOPIC, SPLIT_TOPIC, QUALITY_TOPIC, ATTRIBUTION_TOPIC],
+        ),
         {
             MERGED_TOPIC: announcer.merged,
             SPLIT_TOPIC: announcer.split,
@@ -45,7 +51,12 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         telemetry.tracer,
         batch_handlers={ATTRIBUTION_TOPIC: notifier.changed},
     )
-    servicer = IdentityServicer(IdentityService(IdentityStore(engine), on_commit=relay.wake))
+    metrics = IdentityMetrics(
+        telemetry.metrics, IdentityGaugeQueries(engine), telemetry.metrics.slow_poll_s
+    )
+    servicer = IdentityServicer(
+        IdentityService(IdentityStore(engine), on_commit=relay.wake), metrics
+    )
 
     async def close() -> None:
         await profile.close()

@@ -21,6 +21,7 @@ from svod_identity.domain.preview import MAX_SAMPLES
 from svod_identity.domain.records import RawRecord, build_record
 from svod_identity.domain.review import Side
 from svod_identity.domain.rules import Rules
+from svod_identity.entrypoints.metrics import IdentityMetrics
 from svod_identity.service_layer.use_cases import IdentityService, ModelInfo
 from svod_runtime.auth import acting_as
 from svod_runtime.errors import FieldViolation, InvalidArgument
@@ -246,14 +247,18 @@ def side_proto(side: Side) -> identity_pb2.ReviewSide:
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, service: IdentityService) -> None:
+    def __init__(self, service: IdentityService, metrics: IdentityMetrics | None = None) -> None:
         self.service = service
+        self.metrics = metrics
 
     async def Resolve(
         self, request: identity_pb2.ResolveRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ResolveResponse:
         record = build_record(raw_record(request), dt.datetime.now(dt.UTC))
-        return resolve_response(await self.service.resolve(record))
+        placement = await self.service.resolve(record)
+        if self.metrics is not None:
+            self.metrics.placed([placement])
+        return resolve_response(placement)
 
     async def ResolveBatch(
         self,
@@ -281,6 +286,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         placements = await self.service.resolve_batch(records)
+        if self.metrics is not None:
+            self.metrics.placed(placements)
         return identity_pb2.ResolveBatchResponse(results=[resolve_response(p) for p in placements])
 
     async def EraseCustomer(
@@ -330,6 +337,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         survivor, merged = await self.service.merge_customers(
             list(request.customer_ids), request.reason, acting_as(request.actor)
         )
+        if self.metrics is not None:
+            self.metrics.merged("manual", len(merged))
         return identity_pb2.MergeCustomersResponse(
             surviving_customer_id=survivor, merged_customer_ids=list(merged)
         )
@@ -344,6 +353,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             request.reason,
             acting_as(request.actor),
         )
+        if self.metrics is not None:
+            self.metrics.split()
         return identity_pb2.SplitCustomerResponse(
             source_customer_id=source,
             target_customer_id=target,
@@ -372,7 +383,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListReviewItemsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListReviewItemsResponse:
         views, token = await self.service.list_review_items(
-            request.page_size, request.page_token, request.include_decided
+            request.page_size, request.page_token, request.include_decided, request.customer_id
         )
         items = []
         for view in views:
@@ -405,6 +416,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         customer = await self.service.decide_review_item(
             request.review_item_id, request.accept, acting_as(request.actor), request.reason
         )
+        if self.metrics is not None and request.accept:
+            self.metrics.merged("review", 1)
         return identity_pb2.DecideReviewItemResponse(customer_id=customer)
 
     async def GetRules(
