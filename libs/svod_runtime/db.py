@@ -255,7 +255,7 @@ def data_refusal(error: BaseException) -> InvalidArgument | None:
     cause = getattr(error, "orig", None) or error
     if not isinstance(cause, psycopg.DataError):
         return None
-    state = getattr(getattr(cause, "diag", None), "sqlstate", None) or ""
+    state = cause.sqlstate or ""
     if not state and "NUL" in str(cause):
         state = "22021"
     why = _DATA_REFUSALS.get(state, "a value is out of range or malformed")

@@ -23,12 +23,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from svod_runtime.db import data_refusal
-from svod_runtime.errors import FailedPrecondition, InvalidArgument, ResourceExhausted, SvodError
+from svod_runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    ResourceExhausted,
+    SvodError,
+)
 from svod_runtime.guard import Admission, Guard
 from svod_runtime.metrics import RpcMetrics
 from svod_runtime.telemetry import context_from_carrier, current_trace_id
@@ -96,6 +103,54 @@ def status_for(error: SvodError) -> tuple[grpc.StatusCode, str, tuple[tuple[str,
     return code, status.message, ((STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 
+class _Undecodable:
+    """A request message that did not parse (corrupt wire format, a string field that is not
+    UTF-8): the handler refuses it with INVALID_ARGUMENT. gRPC's own answer to a failed
+    deserializer is UNKNOWN (unary) or an error inside the servicer (streams)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def refusal(self) -> InvalidArgument:
+        return InvalidArgument(
+            [FieldViolation("request", f"not a valid message of this RPC: {self.reason}")]
+        )
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError as error:
+            return _Undecodable(str(error).rpartition(": ")[2][:200])
+
+    return parse
+
+
+def _decoded(inner: Callable[..., Any], client_streaming: bool) -> Callable[..., Any]:
+    """``inner`` refusing undecodable messages: a unary request before the call, a streamed
+    one when the servicer reaches it."""
+    if client_streaming:
+
+        async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+            async for request in requests:
+                if isinstance(request, _Undecodable):
+                    raise request.refusal()
+                yield request
+
+        return lambda requests, context: inner(checked(requests), context)
+
+    def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            raise request.refusal()
+        return inner(request, context)
+
+    return call
+
+
 class CoreInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
@@ -123,23 +178,23 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
         kwargs = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": _tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.unary_unary, False), **kwargs
+                self._wrap_unary(method, _decoded(handler.unary_unary, False), False), **kwargs
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._wrap_unary(method, handler.stream_unary, True), **kwargs
+                self._wrap_unary(method, _decoded(handler.stream_unary, True), True), **kwargs
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream, True), **kwargs
+                self._wrap_stream(method, _decoded(handler.unary_stream, False), True), **kwargs
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._wrap_stream(method, handler.stream_stream, True), **kwargs
+            self._wrap_stream(method, _decoded(handler.stream_stream, True), True), **kwargs
         )
 
     def _server_span(

@@ -111,3 +111,43 @@ def test_record_pieces_are_bounded() -> None:
         "record.addresses[0].city",
         "more",
     ]
+
+
+def test_values_postgresql_refuses_are_invalid_argument_without_echoing_them() -> None:
+    import psycopg
+    import psycopg.errors
+    import sqlalchemy.exc
+
+    from svod_runtime.db import data_refusal
+
+    nul = psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    overflow = psycopg.errors.NumericValueOutOfRange("numeric field overflow: 1000000000000000")
+    wrapped = sqlalchemy.exc.DataError("INSERT ...", {}, overflow)
+    for error, why in ((nul, "NUL"), (overflow, "number"), (wrapped, "number")):
+        refusal = data_refusal(error)
+        assert refusal is not None and refusal.code == "INVALID_ARGUMENT"
+        assert why in refusal.violations[0].description
+        assert "1000000000000000" not in refusal.message
+    assert data_refusal(psycopg.OperationalError("server closed the connection")) is None
+    assert data_refusal(ValueError("x")) is None
+
+
+def test_refusals_fit_a_clients_metadata_limit() -> None:
+    """A request with thousands of bad fields, each echoing long text, still gets its refusal
+    (trailers over 8 KiB made the client fail with RESOURCE_EXHAUSTED instead)."""
+    from svod_runtime.errors import FieldViolation
+    from svod_runtime.interceptors import status_for
+
+    error = InvalidArgument(
+        [FieldViolation(f"event.lines[{i}].sku" + "ж" * 300, "я" * 500) for i in range(5000)]
+    )
+    code, message, trailers = status_for(error)
+    assert code.name == "INVALID_ARGUMENT"
+    sent = len(message.encode()) * 3 + sum(len(v) * 4 // 3 for _, v in trailers)
+    assert sent < 6 * 1024
+    from google.rpc import error_details_pb2, status_pb2
+
+    status = status_pb2.Status.FromString(trailers[0][1])
+    bad_request = error_details_pb2.BadRequest()
+    status.details[0].Unpack(bad_request)
+    assert bad_request.field_violations[0].field.startswith("event.lines[0].sku")

@@ -238,3 +238,34 @@ def test_the_cli_lists_and_rechecks_held_events(suite, monkeypatch, capsys) -> N
     assert "scheduled for a look now" in capsys.readouterr().out
     assert main(["unattributed", "recheck", "--customer", "nope"]) == 1
     assert "INVALID_ARGUMENT" in capsys.readouterr().err
+
+
+def test_held_events_are_counted_in_the_metrics(suite) -> None:
+    import asyncio
+
+    from prometheus_client import generate_latest
+
+    ghost = order("25", ident(EMAIL, f"{unique('ghost')}@example.ru"))
+    suite.ingestion.Track(ghost, timeout=T)
+    wait_state(suite, ghost, Status.STATE_UNATTRIBUTED)
+    metrics = suite.suite.apps["ingestion"].telemetry.metrics
+    asyncio.run_coroutine_threadsafe(metrics.poll_once(), suite.suite.loop).result(T)
+    scraped = generate_latest(metrics.registry).decode()
+    held = [
+        line
+        for line in scraped.splitlines()
+        if line.startswith("svod_ingestion_held_events") and 'issue="unknown_customer"' in line
+    ]
+    assert held and float(held[0].rsplit(" ", 1)[1]) >= 1, scraped
+
+
+def test_a_held_event_whose_payload_is_erased_fails_saying_so(suite) -> None:
+    ghost = order("35", ident(EMAIL, f"{unique('ghost')}@example.ru"))
+    suite.ingestion.Track(ghost, timeout=T)
+    wait_state(suite, ghost, Status.STATE_UNATTRIBUTED)
+    suite.ingestion.ErasePayloads(
+        ingestion_pb2.ErasePayloadsRequest(record_refs=[ghost.record_ref]), timeout=T
+    )
+    failed = wait_state(suite, ghost, Status.STATE_FAILED)
+    assert "erased" in failed.last_error
+    assert ghost.record_ref not in [e.record_ref for e in listed(suite).events]

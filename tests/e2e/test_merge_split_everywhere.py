@@ -271,6 +271,18 @@ def test_merge_then_split_leaves_every_service_as_a_clean_run(suite) -> None:
     assert (segments["frequent"], "") not in anna_view["segments"]  # type: ignore[operator]
     assert boris_view["consents"] and not anna_view["consents"]  # the unsubscribe went along
 
+    # Борис's old id answers for him again everywhere: identity, the profile's own redirects
+    # (BatchGetProfiles) and segmentation's (GetCustomerSegments).
+    assert list(split.redirected_customer_ids) == [run.boris]
+    batch = suite.profile.BatchGetProfiles(
+        profile_pb2.BatchGetProfilesRequest(customer_ids=[run.boris]), timeout=T
+    )
+    assert [p.customer_id for p in batch.profiles] == [boris_now]
+    by_old_id = suite.segmentation.GetCustomerSegments(
+        seg.GetCustomerSegmentsRequest(customer_id=run.boris), timeout=T
+    )
+    assert sorted((m.segment_id, m.label) for m in by_old_id.memberships) == boris_view["segments"]
+
     # Population-relative classes agree too once the cut-offs are computed over everyone.
     suite.segmentation.RecomputeSegments(
         seg.RecomputeSegmentsRequest(segment_ids=[segments["rfm"]]), timeout=T

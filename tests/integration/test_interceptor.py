@@ -22,7 +22,7 @@ class _Slow(profile_pb2_grpc.ProfileServiceServicer):
         return profile_pb2.Profile(customer_id=request.customer_id)
 
 
-async def _with_server(scenario, tracer=None) -> None:
+async def _with_server(scenario, tracer=None, *, raw: bool = False) -> None:
     """Runs ``scenario(stub)`` against a server with a 0.3 s bound on deadline-less calls."""
     server = grpc.aio.server(
         interceptors=[CoreInterceptor("test", max_request_s=0.3, tracer=tracer)]
@@ -32,7 +32,7 @@ async def _with_server(scenario, tracer=None) -> None:
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            await scenario(profile_pb2_grpc.ProfileServiceStub(channel))
+            await scenario(channel if raw else profile_pb2_grpc.ProfileServiceStub(channel))
     finally:
         await server.stop(None)
 
@@ -99,3 +99,22 @@ def test_each_call_is_a_server_span_in_the_callers_trace() -> None:
     assert bad.parent is None and bad.context.trace_id != ok.context.trace_id
     assert bad.attributes["rpc.grpc.status_code"] == grpc.StatusCode.INVALID_ARGUMENT.value[0]
     assert bad.status.status_code == StatusCode.ERROR
+
+
+def test_a_request_that_does_not_parse_is_invalid_argument() -> None:
+    """Bytes no protobuf client would send (a string field that is not UTF-8, a corrupt wire
+    format) were UNKNOWN; they are refused as the client's error."""
+    good = profile_pb2.GetProfileRequest(customer_id="0.01AAAA").SerializeToString()
+
+    async def scenario(channel) -> None:
+        raw = channel.unary_unary("/svod.profile.v1.ProfileService/GetProfile")
+        for payload, reason in (
+            (good.replace(b"AAAA", b"\xff\xfe\xfd\xfc"), "UTF-8"),
+            (b"\xff\xff\xff", "corrupt"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as bad:
+                await raw(payload, timeout=5)
+            assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert reason in (bad.value.details() or "")
+
+    asyncio.run(_with_server(scenario, raw=True))

@@ -53,3 +53,26 @@ def test_any_request_gets_ok_or_a_precise_refusal(suite, known, service) -> None
         assert answer.code in ALLOWED, describe(method, requests, answer)
 
     check()
+
+
+@pytest.mark.parametrize("service", ["ingestion", "identity", "profile", "quality", "segmentation"])
+def test_any_bytes_get_ok_or_a_precise_refusal(suite, service) -> None:
+    """What arrives on the wire need not parse at all (a string that is not UTF-8, a truncated
+    field): such a request is the client's error too, never UNKNOWN."""
+    channel: grpc.Channel = suite.channels[service]
+    unary = [m for m in methods(service) if not m.client_streaming and not m.server_streaming]
+
+    @given(data=st.data())
+    def check(data) -> None:
+        method = data.draw(st.sampled_from(unary), label="method")
+        payload = data.draw(
+            st.one_of(st.binary(max_size=200), st.just(b"\x0a\x04\xff\xfe\xfd\xfc")),
+            label="bytes",
+        )
+        path = f"/{method.containing_service.full_name}/{method.name}"
+        try:
+            channel.unary_unary(path)(payload, timeout=30)
+        except grpc.RpcError as error:
+            assert error.code() in ALLOWED, (method.name, payload, error.details())
+
+    check()

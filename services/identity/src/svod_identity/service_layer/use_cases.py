@@ -1000,6 +1000,9 @@ class IdentityService:
                 raise NotFound(f"customer {customer_id} not found")
             await tx.lock_customers([current])
             refs, identifiers = await tx.erase(current)
+            # The person is nobody's candidate any more: identifiers they shared may now name
+            # one customer, and events held for them may be attributed.
+            await tx.announce_changed([current])
             await tx.append_ledger(
                 "customer_erased",
                 current,

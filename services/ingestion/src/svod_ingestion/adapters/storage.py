@@ -177,9 +177,17 @@ class IngestionStore:
                 {"refs": json.dumps([{"s": s, "m": m} for s, m in refs])},
             )
             erased = [int(r[0]) for r in result]
-            # What a held event keeps of its identifiers goes with the payload.
+            # What a held event keeps of its identifiers goes with the payload, and its next
+            # look (at once) finds it can never be delivered: it fails, saying so.
             await conn.execute(
                 text("DELETE FROM held_event_keys WHERE record_pk = ANY(:p)"), {"p": erased}
+            )
+            await conn.execute(
+                text(
+                    "UPDATE held_events SET next_check_at = now() "
+                    "WHERE record_pk = ANY(:p) AND queued_at IS NULL"
+                ),
+                {"p": erased},
             )
         return len(erased)
 

@@ -36,6 +36,8 @@ IDENTIFIER_TYPES = (
 )
 NAMESPACED = ("external_id", "custom")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+# What identity drops from a card number (spaces and dashes): nothing may be all of it.
+_CARD_SEPARATORS = re.compile(r"[\s\-]+")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,8 @@ def validate_identifiers(
             pass
         elif id_type == "phone" and not _phone_is_parseable(value):
             errors.add(f"{here}.value", "not a phone number")
+        elif id_type == "loyalty_card" and not _CARD_SEPARATORS.sub("", value):
+            errors.add(f"{here}.value", "a loyalty card number needs more than spaces and dashes")
         elif id_type == "email" and not _EMAIL.match(value.strip()):
             errors.add(f"{here}.value", "not an e-mail address")
         elif id_type in NAMESPACED and not namespace.strip():

@@ -15,6 +15,7 @@ from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
+from svod_runtime.metrics import labels
 from svod_runtime.outbox import OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
@@ -48,6 +49,16 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     )
     sweeper = HeldEventSweeper(held, on_requeued=relay.wake)
     delivery.on_woken = sweeper.wake
+    held_gauge = telemetry.metrics.polled_gauge(
+        "svod.ingestion.held_events",
+        "{event}",
+        "Events not attributed to a customer: held unattributed or waiting, by issue",
+    )
+
+    async def poll_held() -> None:
+        held_gauge.set({labels(issue=i.value): n for i, n in (await held.counts()).items()})
+
+    telemetry.metrics.add_poller("held_events", poll_held)
     quality = peer_channel(config.peers["quality"], telemetry, config.peer_security)
     servicer = IngestionServicer(
         IngestionService(store, on_enqueued=relay.wake, held=held, on_woken=sweeper.wake),
