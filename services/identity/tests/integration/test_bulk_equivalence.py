@@ -100,9 +100,81 @@ def test_bulk_import_partitions_records_as_streaming_resolve_does(empty_identity
     assert len(differing) <= 0.005 * len(true_pairs), listed
     # Both place the records as well as each other: neither is the worse matcher.
     counts = Counter(
-        ("tp" if p in true_pairs else "fp", "bulk" if p in ours else "streaming")
-        for p in differing
+        ("tp" if p in true_pairs else "fp", "bulk" if p in ours else "streaming") for p in differing
     )
     assert abs(counts[("tp", "bulk")] - counts[("tp", "streaming")]) <= max(
         2, 0.005 * len(true_pairs)
     ), counts
+
+
+def _rules_with(stub, **changes) -> None:
+    rules = stub.GetRules(identity_pb2.GetRulesRequest(), timeout=30)
+    version = rules.version
+    for name, value in changes.items():
+        setattr(rules, name, value)
+    stub.UpdateRules(
+        identity_pb2.UpdateRulesRequest(rules=rules, expected_version=version, actor="test"),
+        timeout=30,
+    )
+
+
+def _customer(stub, request) -> str:
+    return stub.GetRecordCustomer(
+        identity_pb2.GetRecordCustomerRequest(record_ref=request.record_ref), timeout=30
+    ).customer_id
+
+
+def test_reresolve_reports_then_applies_a_rules_change(empty_identity) -> None:
+    from services.identity.tests.integration.test_identity_api import email, phone, request
+
+    stub = empty_identity()
+    same = dict(first="Ирина", last="Белова", born=(1985, 3, 4), city="Казань")
+    first = request(phones=(phone(),), **same)
+    second = request(emails=(email(),), phones=(phone(),), **same)
+    other = request(phones=(phone(),), first="Олег", last="Жуков")
+    for record in (first, second, other):
+        stub.Resolve(record, timeout=30)
+    together = _customer(stub, first)
+    assert _customer(stub, second) == together != _customer(stub, other)
+
+    class Suite:
+        identity = stub
+
+    # Fuzzy matching off: the two records only fuzzy matching joined would be two customers.
+    _rules_with(stub, fuzzy_disabled=True)
+    preview = stub.ReresolveAll(identity_pb2.ReresolveAllRequest(dry_run=True), timeout=30)
+    report = wait_job(Suite, preview.job_id)
+    assert report.state == SUCCEEDED, report.error
+    assert report.changes.would_split_count == 1 and report.changes.would_merge_count == 0
+    assert report.changes.records_evaluated == 3
+    assert _customer(stub, second) == together  # a dry run changes nothing
+
+    with pytest.raises(grpc.RpcError) as no_actor:
+        stub.ReresolveAll(identity_pb2.ReresolveAllRequest(), timeout=30)
+    assert no_actor.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    applied = stub.ReresolveAll(
+        identity_pb2.ReresolveAllRequest(job_id="rules-v2", actor="ops", reason="fuzzy off"),
+        timeout=30,
+    )
+    done = wait_job(Suite, applied.job_id)
+    assert done.state == SUCCEEDED, done.error
+    assert (done.customers_created, done.changes.would_split_count) == (1, 1)
+    # The oldest record keeps the id; the other went to a new customer, with its identifiers.
+    assert _customer(stub, first) == together
+    moved = _customer(stub, second)
+    assert moved != together
+    found = stub.LookupCustomer(
+        identity_pb2.LookupCustomerRequest(identifier=second.identifiers[0]), timeout=30
+    )
+    assert found.customer_id == moved
+    ledger = stub.ListLedgerEntries(
+        identity_pb2.ListLedgerEntriesRequest(customer_id=together, kinds=["customer_split"]),
+        timeout=30,
+    )
+    (split,) = ledger.entries
+    assert (split.other_customer_id, split.actor, split.reason) == (moved, "ops", "fuzzy off")
+    # The same job id names the same job: nothing runs twice.
+    again = stub.ReresolveAll(
+        identity_pb2.ReresolveAllRequest(job_id="rules-v2", actor="ops"), timeout=30
+    )
+    assert again.state == SUCCEEDED and again.attempts == done.attempts

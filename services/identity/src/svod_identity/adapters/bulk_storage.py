@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,12 +21,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svod_identity.adapters.storage import (
+    MERGED_TOPIC,
+    SPLIT_TOPIC,
     SYSTEM_ACTOR,
     IdentityTransaction,
     _ledger_evidence,
     _stored_keys,
 )
-from svod_identity.domain.batch import ImportState
+from svod_identity.domain.batch import ImportState, ReresolvePlan
 from svod_identity.domain.engine import (
     MAX_CHECK_RECORDS,
     Changes,
@@ -497,3 +499,187 @@ async def _write_identifiers(conn: AsyncConnection, changes: Changes, final: Any
                 "FROM bulk_touch x WHERE i.id_type = x.t AND i.namespace = x.n AND i.value = x.v"
             )
         )
+
+
+# -- re-resolution ------------------------------------------------------------------------
+
+
+@dataclass
+class Graph:
+    """The whole graph as re-resolution starts from it."""
+
+    records: list[IncomingRecord]
+    pks: list[int]
+    current: dict[int, str]
+    created: dict[str, tuple[dt.datetime, str]]
+    owners: dict[IdentifierKey, str]
+    merges: list[list[int]]
+    kept_apart: set[frozenset[str]]
+
+
+async def load_graph(conn: AsyncConnection) -> Graph:
+    """Every record in the order it first came, where it is now, and a person's decisions."""
+    tx = IdentityTransaction(conn)
+    records: list[IncomingRecord] = []
+    pks: list[int] = []
+    current: dict[int, str] = {}
+    after = 0
+    while True:
+        rows = list(
+            await conn.execute(
+                text(
+                    "SELECT record_pk, source, message_id, customer_id, identifiers, "
+                    "attributes, observed_at, channel FROM records WHERE record_pk > :a "
+                    "ORDER BY record_pk LIMIT 50000"
+                ),
+                {"a": after},
+            )
+        )
+        for row in rows:
+            pk = int(row.record_pk)
+            pks.append(pk)
+            current[pk] = str(row.customer_id)
+            records.append(
+                IncomingRecord(
+                    ref=RecordRef(row.source, row.message_id),
+                    channel=row.channel,
+                    observed_at=row.observed_at,
+                    identifiers=_stored_keys(row.identifiers),
+                    attributes=dict(row.attributes or {}),
+                )
+            )
+        if len(rows) < 50_000:
+            break
+        after = int(rows[-1].record_pk)
+    created = {
+        str(c): (at, str(c))
+        for c, at in await conn.execute(
+            text("SELECT customer_id, created_at FROM customers WHERE merged_into IS NULL")
+        )
+    }
+    merges, apart = await tx.human_decisions()
+    canonical = await tx.current_ids({c for pair in apart for c in pair})
+    kept_apart = {frozenset(canonical.get(c, c) for c in pair) for pair in apart}
+    owners = await tx.all_identifier_owners()
+    return Graph(records, pks, current, created, owners, merges, kept_apart)
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """What a re-resolution wrote: its split sources (their announcements go first) and the
+    merges to announce once those are delivered."""
+
+    split_sources: list[str]
+    pending_merges: list[dict[str, Any]]
+
+
+async def write_plan(
+    conn: AsyncConnection,
+    plan: ReresolvePlan,
+    refs: Mapping[int, RecordRef],
+    owners: Mapping[IdentifierKey, str],
+    actor: str,
+    reason: str,
+) -> Rewritten:
+    """Makes the graph the plan's: new customers, splits (records and the identifiers only
+    they carry move; ledger ``customer_split``; announced to profile at once), merges (ledger
+    ``customers_merged``; announced once every split is delivered, see docs/bulk-import.md),
+    then each identifier held as the re-resolution decided (``owners``: key -> customer)."""
+    tx = IdentityTransaction(conn)
+    why = reason or "re-resolution"
+    now = dt.datetime.now(dt.UTC)
+    await copy_rows(
+        conn, "customers", ("customer_id", "created_at"), ((c, now) for c in plan.new_customers)
+    )
+    for source, target, pks in plan.splits:
+        await tx.move_records(source, target, pks)
+        moved = sorted([refs[pk].source, refs[pk].message_id] for pk in pks)
+        change_id = await tx.append_ledger(
+            "customer_split",
+            source,
+            other_customer_id=target,
+            detail={"moved_records": len(pks), "reresolution": True},
+            actor=actor,
+            reason=why,
+        )
+        await tx.announce(
+            SPLIT_TOPIC,
+            source,
+            _dumps(
+                {
+                    "change_id": str(change_id),
+                    "source_customer_id": source,
+                    "target_customer_id": target,
+                    "moved_records": moved,
+                    "redirected_customer_ids": [],
+                }
+            ).encode(),
+        )
+    pending: list[dict[str, Any]] = []
+    for survivor, gone in plan.merges:
+        await tx.merge_customers(survivor, [gone])
+        change_id = await tx.append_ledger(
+            "customers_merged",
+            survivor,
+            other_customer_id=gone,
+            detail={"merged": [gone], "reresolution": True},
+            actor=actor,
+            reason=why,
+        )
+        pending.append({"change_id": str(change_id), "survivor": survivor, "merged": [gone]})
+    if owners:
+        await conn.execute(
+            text("CREATE TEMP TABLE bulk_owners (t text, n text, v text, c uuid) ON COMMIT DROP")
+        )
+        await copy_rows(
+            conn,
+            "bulk_owners",
+            ("t", "n", "v", "c"),
+            ((k.type, k.namespace, k.value, c) for k, c in owners.items()),
+        )
+        await conn.execute(
+            text(
+                "UPDATE identifiers i SET customer_id = x.c FROM bulk_owners x "
+                "WHERE i.id_type = x.t AND i.namespace = x.n AND i.value = x.v "
+                "AND i.customer_id <> x.c"
+            )
+        )
+    await tx.announce_changed((), everything=True)
+    return Rewritten(sorted({s for s, _, _ in plan.splits}), pending)
+
+
+async def release_merges(conn: AsyncConnection) -> int:
+    """Announces the merges of re-resolutions whose splits have all been delivered (or given
+    up on): a customer split and merged away reaches profile in that order."""
+    released = 0
+    rows = await conn.execute(
+        text(
+            "SELECT job_pk, outcome FROM resolution_jobs WHERE state = 'succeeded' "
+            "AND outcome ? 'pending_merges' FOR UPDATE SKIP LOCKED"
+        )
+    )
+    for job_pk, outcome in list(rows):
+        sources = list(outcome.get("split_sources") or [])
+        waiting = (
+            await conn.execute(
+                text(
+                    "SELECT 1 FROM outbox WHERE topic = :t AND failed_at IS NULL "
+                    "AND key = ANY(CAST(:k AS text[])) LIMIT 1"
+                ),
+                {"t": SPLIT_TOPIC, "k": sources},
+            )
+        ).first()
+        if waiting is not None:
+            continue
+        tx = IdentityTransaction(conn)
+        for merge in outcome["pending_merges"]:
+            await tx.announce(MERGED_TOPIC, merge["survivor"], _dumps(merge).encode())
+            released += 1
+        await conn.execute(
+            text(
+                "UPDATE resolution_jobs SET outcome = outcome - 'pending_merges' "
+                "- 'split_sources' WHERE job_pk = :p"
+            ),
+            {"p": job_pk},
+        )
+    return released

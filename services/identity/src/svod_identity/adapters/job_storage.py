@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from svod_identity.adapters.bulk_storage import release_merges
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.jobs import MAX_ATTEMPTS, JobKind, JobOutcome, JobPhase, JobState
 from svod_identity.domain.model import IncomingRecord, RecordRef
@@ -233,6 +234,11 @@ class JobStore:
                 {"a": attempt, "p": job.job_pk},
             )
         return job, attempt
+
+    async def release_merges(self) -> int:
+        """Announces re-resolutions' merges whose splits went out (``bulk_storage``)."""
+        async with self.engine.begin() as conn:
+            return await release_merges(conn)
 
     async def attempt_ended(self, job_pk: int, attempt: int, error: str) -> None:
         """The worker of ``attempt`` exited without finishing the job: queued again for

@@ -49,7 +49,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     )
     jobs = JobStore(engine)
     # Imports and re-resolutions run one at a time, each in a worker process of its own.
-    runner = JobRunner(jobs, config.database_url)
+    runner = JobRunner(jobs, config.database_url, on_announced=relay.wake)
     servicer = IdentityServicer(
         IdentityService(IdentityStore(engine), on_commit=relay.wake), BulkJobs(jobs, runner)
     )

@@ -20,10 +20,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_identity.adapters.bulk_storage import (
+    Graph,
     graph_marker,
+    load_graph,
     load_touched,
     lock_graph,
     write_changes,
+    write_plan,
 )
 from svod_identity.adapters.job_storage import (
     _JOB_COLUMNS,
@@ -33,12 +36,20 @@ from svod_identity.adapters.job_storage import (
     job_of,
 )
 from svod_identity.adapters.storage import IdentityStore
+from svod_identity.domain.batch import ImportState, changes_dict, plan_reresolution
 from svod_identity.domain.engine import Placement, Resolver, person_from
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.jobs import JobKind, JobOutcome, JobPhase
 from svod_identity.domain.matching.blocking import possible_keys
 from svod_identity.domain.matching.model import MatchModel
-from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.model import IncomingRecord, RecordRef, new_customer_id
+from svod_identity.domain.preview import (
+    PreviewResult,
+    compare_clusterings,
+    identifier_changes,
+    keep_decisions,
+    name_proposed,
+)
 from svod_identity.domain.rules import Rules
 from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.db import create_engine
@@ -285,19 +296,112 @@ async def run_import(engine: AsyncEngine, job: Job, lease: Lease) -> None:
         await finish(conn, lease, outcome)
 
 
-async def run_reresolve_unavailable(engine: AsyncEngine, job: Job, lease: Lease) -> None:
+async def run_reresolve(engine: AsyncEngine, job: Job, lease: Lease) -> None:
+    """The whole graph placed again, record by record in the order they first came, under
+    the rules and model in force; a person's decisions kept (``keep_decisions``); reported as
+    PreviewRules reports, and unless a dry run, written and announced (``write_plan``)."""
+    service = IdentityService(IdentityStore(engine))
+    rules = await service.rules()
+    model = (await service.model_info()).model
     async with engine.begin() as conn:
-        await finish(
-            conn,
-            lease,
-            JobOutcome(),
-            failed="re-resolution is not available in this version of identity yet",
+        marker = await graph_marker(conn)
+    async with engine.begin() as conn:
+        graph = await load_graph(conn)
+    proposal = _propose(graph, rules, model, lease)
+    if job.dry_run:
+        async with engine.begin() as conn:
+            lease.progress.enter(JobPhase.WRITING)
+            await finish(conn, lease, JobOutcome(changes=changes_dict(proposal.report)))
+        return
+    async with engine.begin() as conn:
+        lease.progress.enter(JobPhase.WRITING)
+        if await lock_graph(conn) != marker:
+            log.info("the graph changed while job %s worked: again, locked", job.job_id)
+            graph = await load_graph(conn)
+            proposal = _propose(graph, rules, model, lease)
+            lease.progress.enter(JobPhase.WRITING)
+        plan = plan_reresolution(proposal.proposed, graph.current, graph.created, new_customer_id)
+        owners = {
+            key: plan.names[cluster]
+            for key, cluster in proposal.owners.items()
+            if graph.owners.get(key) != plan.names[cluster]
+        }
+        refs = {pk: r.ref for pk, r in zip(graph.pks, graph.records, strict=True)}
+        written = await write_plan(conn, plan, refs, owners, job.actor, job.reason)
+        outcome = JobOutcome(
+            customers_created=len(plan.new_customers),
+            customers_merged=len(plan.merges),
+            records_linked=sum(len(pks) for _, _, pks in plan.splits),
+            changes=changes_dict(proposal.report),
         )
+        await finish(conn, lease, outcome)
+        if written.pending_merges:
+            await conn.execute(
+                text(
+                    "UPDATE resolution_jobs SET outcome = outcome || CAST(:x AS jsonb) "
+                    "WHERE job_pk = :p"
+                ),
+                {
+                    "x": json.dumps(
+                        {
+                            "pending_merges": written.pending_merges,
+                            "split_sources": written.split_sources,
+                        }
+                    ),
+                    "p": job.job_pk,
+                },
+            )
+
+
+@dataclass(frozen=True)
+class Proposal:
+    proposed: dict[int, str]
+    # Identifier -> the proposed cluster whose record first held it.
+    owners: dict[IdentifierKey, str]
+    report: PreviewResult
+
+
+def _propose(graph: Graph, rules: Rules, model: MatchModel, lease: Lease) -> Proposal:
+    """Every record placed again into an empty graph, in record order (PreviewRules' way,
+    with online's candidate rules: ``ImportState``)."""
+    lease.progress.enter(JobPhase.PLACING)
+    lease.progress.total = len(graph.records)
+    lease.progress.done = 0
+    clock = [dt.datetime(2000, 1, 1, tzinfo=dt.UTC)]
+
+    def tick() -> dt.datetime:
+        clock[0] += dt.timedelta(microseconds=1)
+        return clock[0]
+
+    state = ImportState()
+    resolver = Resolver(state, rules, model, now=tick)
+    placed: dict[int, str] = {}
+    unlinked: dict[IdentifierKey, str] = {}
+    linked_by: dict[IdentifierKey, int] = {}
+    for n, (pk, record) in enumerate(zip(graph.pks, graph.records, strict=True)):
+        state.consider(record, -(n + 1))
+        placement = resolver.resolve(record)
+        placed[pk] = placement.customer_id
+        for key, why in placement.unlinked:
+            unlinked.setdefault(key, why)
+        for key in record.identifiers:
+            if key not in linked_by and key in state.owners:
+                linked_by[key] = pk
+        lease.progress.done += 1
+    proposed = {pk: state.find(c) for pk, c in placed.items()}
+    proposed = keep_decisions(proposed, graph.current, graph.merges, graph.kept_apart)
+    refs = {pk: r.ref for pk, r in zip(graph.pks, graph.records, strict=True)}
+    owners = {key: proposed[pk] for key, pk in linked_by.items()}
+    changes = identifier_changes(
+        graph.owners, owners, name_proposed(proposed, graph.current), unlinked
+    )
+    report = replace(compare_clusterings(graph.current, proposed, refs), identifier_changes=changes)
+    return Proposal(proposed, owners, report)
 
 
 RUNNERS: dict[JobKind, Runner] = {
     JobKind.IMPORT: run_import,
-    JobKind.RERESOLVE: run_reresolve_unavailable,
+    JobKind.RERESOLVE: run_reresolve,
 }
 
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from svod_identity.adapters.job_storage import ImportResult, Job, JobStore, StageResult
@@ -156,9 +156,12 @@ class JobRunner:
     A job whose worker and runner both died is claimed again when its lease runs out.
     """
 
-    def __init__(self, store: JobStore, database_url: str) -> None:
+    def __init__(
+        self, store: JobStore, database_url: str, on_announced: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self.database_url = database_url
+        self.on_announced = on_announced or (lambda: None)
         self._wake = asyncio.Event()
         self._worker: asyncio.subprocess.Process | None = None
 
@@ -183,6 +186,8 @@ class JobRunner:
             await self.stop_worker()
 
     async def run_once(self) -> bool:
+        if await self.store.release_merges():
+            self.on_announced()
         claimed = await self.store.claim()
         if claimed is None:
             return False
