@@ -101,9 +101,9 @@ RPC_ACCESS: dict[str, Access] = {
     _INGESTION + "ErasePayloads": Access(S.INTERNAL, _by("profile")),
     # Held events name their candidate customers (ids only).
     _INGESTION + "ListUnattributedEvents": Access(S.IDENTITY_READ, segments=_REFUSE),
-    _INGESTION + "RecheckUnattributedEvents": Access(
-        S.IDENTITY_ADMIN, _by("identity"), _REFUSE, _CHANGE
-    ),
+    # Only schedules looks at held events (identity calls it after every merge and split):
+    # nothing changes but when they are looked at, so no audit line.
+    _INGESTION + "RecheckUnattributedEvents": Access(S.IDENTITY_ADMIN, _by("identity"), _REFUSE),
     # -- identity ----------------------------------------------------------------------------
     _IDENTITY + "Resolve": Access(S.INTERNAL, _by("ingestion")),
     _IDENTITY + "ResolveBatch": Access(S.INTERNAL, _by("ingestion")),
@@ -161,6 +161,7 @@ RPC_ACCESS: dict[str, Access] = {
     _PROFILE + "UpdateConsent": Access(S.PROFILE_WRITE, segments=_SERVICE, audit=_READ),
     _PROFILE + "ExportPersonalData": Access(S.PROFILE_EXPORT, segments=_SERVICE, audit=_READ),
     _PROFILE + "ErasePersonalData": Access(S.PROFILE_ERASE, segments=_REFUSE, audit=_CHANGE),
+    _PROFILE + "GetErasureReceipt": Access(S.PROFILE_ERASE, segments=_REFUSE),
     # -- segmentation ------------------------------------------------------------------------
     _SEGMENTATION + "CreateSegment": Access(S.SEGMENT_ADMIN, segments=_SERVICE, audit=_CHANGE),
     _SEGMENTATION + "UpdateSegment": Access(S.SEGMENT_ADMIN, segments=_SERVICE, audit=_CHANGE),

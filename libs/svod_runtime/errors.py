@@ -59,6 +59,28 @@ class FailedPrecondition(SvodError):
         self.metadata = dict(metadata or {})
 
 
+ERASED_REASON = "CUSTOMER_ERASED"
+# Ends the message of every CustomerErased refusal: a peer that only sees the text (an outbox
+# relay's DeliveryError) tells an erasure from other refusals by it.
+ERASED_TEXT = "was erased: messages about them are dropped"
+
+
+class CustomerErased(FailedPrecondition):
+    """A message about a customer erased on request: dropped, never applied."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(
+            f"customer {customer_id} {ERASED_TEXT}",
+            reason=ERASED_REASON,
+            metadata={"customer_id": customer_id},
+        )
+
+
+def is_erasure(refusal: str) -> bool:
+    """Whether a peer's refusal (its status text) says the customer was erased."""
+    return ERASED_TEXT in refusal
+
+
 class PermissionDenied(SvodError):
     code = "PERMISSION_DENIED"
 

@@ -255,3 +255,26 @@ def test_open_streams_are_capped_per_principal() -> None:
         limits.open_stream(pos)
     limits.close_stream(pos)
     assert limits.open_stream(pos)
+
+
+def test_contact_hashes_are_keyed_with_the_deployments_secret() -> None:
+    import hashlib
+
+    from svod_runtime.config import ServiceConfig
+    from svod_runtime.errors import ConfigurationError
+    from svod_runtime.hashing import DEVELOPMENT_SECRET, deployment_secret, keyed_hash
+
+    phone = "phone\x1f\x1f+79161234567"
+    mine, theirs = keyed_hash(b"a" * 32, phone), keyed_hash(b"b" * 32, phone)
+    # Without the secret the hash cannot be recomputed by trying every number.
+    assert mine != theirs and mine != hashlib.sha256(phone.encode()).digest()
+    config = ServiceConfig("quality", "postgresql://x/y", listen_host="0.0.0.0")
+    with pytest.raises(ConfigurationError, match="SVOD_HASH_SECRET is required"):
+        deployment_secret(config)
+    with pytest.raises(ConfigurationError, match="at least 16"):
+        deployment_secret(ServiceConfig("quality", "postgresql://x/y", hash_secret="short"))
+    loopback = ServiceConfig("quality", "postgresql://x/y")
+    assert deployment_secret(loopback) == DEVELOPMENT_SECRET
+    secret = "s" * 40
+    given = ServiceConfig("quality", "postgresql://x/y", listen_host="0.0.0.0", hash_secret=secret)
+    assert deployment_secret(given) == secret.encode()

@@ -269,3 +269,38 @@ def test_a_held_event_whose_payload_is_erased_fails_saying_so(suite) -> None:
     failed = wait_state(suite, ghost, Status.STATE_FAILED)
     assert "erased" in failed.last_error
     assert ghost.record_ref not in [e.record_ref for e in listed(suite).events]
+
+
+def test_a_rules_change_settles_events_it_held(suite) -> None:
+    """A number the rules block names nobody; once the rules stop blocking it, the events held
+    for it go to the customer who holds it."""
+    mobile = random_phone()
+    customer = person(suite, first="Инна", born=(1979, 4, 4), phones=(mobile,))
+    before = suite.identity.GetRules(identity_pb2.GetRulesRequest(), timeout=T)
+    blocking = identity_pb2.Rules()
+    blocking.CopyFrom(before)
+    for rule in blocking.identifier_rules:
+        if rule.type == PHONE:
+            rule.blocked_values.append(mobile)
+    blocked = suite.identity.UpdateRules(
+        identity_pb2.UpdateRulesRequest(
+            rules=blocking, expected_version=before.version, actor="tester"
+        ),
+        timeout=T,
+    )
+    try:
+        held_order = order("450", ident(PHONE, mobile))
+        suite.ingestion.Track(held_order, timeout=T)
+        held = suite.wait_processed(held_order.record_ref)
+        assert held.state == Status.STATE_UNATTRIBUTED
+        assert held.attribution_issue == ISSUE.ATTRIBUTION_ISSUE_BLOCKED_IDENTIFIER
+    finally:
+        suite.identity.UpdateRules(
+            identity_pb2.UpdateRulesRequest(
+                rules=before, expected_version=blocked.version, actor="tester"
+            ),
+            timeout=T,
+        )
+    done = wait_state(suite, held_order, Status.STATE_DELIVERED)
+    assert done.customer_id == customer
+    assert orders(suite, customer) == (1, "450")

@@ -55,6 +55,11 @@ Pieces shared by the service pods and the migration pods. Each takes
 {{- end }}
 - name: SVOD_LISTEN_HOST
   value: "0.0.0.0"
+- name: SVOD_HASH_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ printf "%s-generated" (include "svod.fullname" $root) }}
+      key: hash-secret
 {{- if $root.Values.apiKeys.enabled }}
 - name: SVOD_API_KEYS_FILE
   value: {{ printf "%s/%s" $root.Values.apiKeys.mountPath $root.Values.apiKeys.keyFileKey | quote }}

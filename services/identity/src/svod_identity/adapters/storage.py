@@ -9,7 +9,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import psycopg
@@ -45,6 +45,7 @@ from svod_runtime.db import (
     fetch_direct,
     fetch_direct_pipelined,
 )
+from svod_runtime.erasure import scrub_outbox
 from svod_runtime.outbox import enqueue
 
 SYSTEM_ACTOR = "svod-identity"
@@ -295,6 +296,18 @@ _LOCK_CUSTOMERS = direct_statement(
     "SELECT 1 FROM customers WHERE customer_id = ANY(CAST(:c AS uuid[])) "
     "ORDER BY customer_id FOR UPDATE"
 )
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What erasing a customer removed: its records (as refs), how many identifiers, and the
+    ids now erased (the customer and every id merged into it)."""
+
+    refs: list[RecordRef]
+    identifier_count: int
+    customer_ids: list[str]
+    # The identifier values (held only in memory, to scrub them from the outbox).
+    values: list[str]
 
 
 class IdentityTransaction:
@@ -1148,7 +1161,9 @@ class IdentityTransaction:
         rows = await self.conn.execute(
             text(
                 "SELECT record_pk, source, message_id, customer_id, resolved_at, rule "
-                "FROM records WHERE record_pk > :a ORDER BY record_pk LIMIT :n"
+                "FROM records r WHERE record_pk > :a AND NOT EXISTS (SELECT 1 FROM customers c "
+                "WHERE c.customer_id = r.customer_id AND c.erased_at IS NOT NULL) "
+                "ORDER BY record_pk LIMIT :n"
             ),
             {"a": after_pk, "n": limit},
         )
@@ -1464,48 +1479,76 @@ class IdentityTransaction:
         )
         return int(entry.scalar_one())
 
-    async def erase(self, customer_id: str) -> tuple[list[RecordRef], int]:
-        """Forgets the person: identifiers deleted, records kept only as (source, message id)."""
-        refs = [
-            RecordRef(r.source, r.message_id)
+    async def erase(self, customer_id: str) -> Erasure:
+        """Forgets the person: identifiers deleted, records kept only as (source, message id),
+        the customer and every id merged into it marked erased (NOT_FOUND from now on)."""
+        ids = [
+            str(r[0])
             for r in await self.conn.execute(
-                text("SELECT source, message_id FROM records WHERE customer_id = :c"),
+                text(
+                    """
+                    WITH RECURSIVE gone(id) AS (
+                        SELECT CAST(:c AS uuid)
+                        UNION SELECT c.customer_id FROM customers c
+                        JOIN gone ON c.merged_into = gone.id
+                    ) SELECT id FROM gone ORDER BY id
+                    """
+                ),
                 {"c": customer_id},
             )
         ]
+        params = {"c": customer_id, "ids": ids}
+        mine = "SELECT record_pk FROM records WHERE customer_id = ANY(CAST(:ids AS uuid[]))"
+        refs = [
+            RecordRef(r.source, r.message_id)
+            for r in await self.conn.execute(
+                text(
+                    "SELECT source, message_id FROM records "
+                    "WHERE customer_id = ANY(CAST(:ids AS uuid[]))"
+                ),
+                params,
+            )
+        ]
+        values = [
+            str(r[0])
+            for r in await self.conn.execute(
+                text("SELECT value FROM identifiers WHERE customer_id = ANY(CAST(:ids AS uuid[]))"),
+                params,
+            )
+        ]
         for statement in (
-            "DELETE FROM blocking_keys WHERE record_pk IN "
-            "(SELECT record_pk FROM records WHERE customer_id = :c)",
-            "DELETE FROM record_identifiers WHERE record_pk IN "
-            "(SELECT record_pk FROM records WHERE customer_id = :c)",
-            "UPDATE review_items SET explanation = '{}' WHERE record_pk IN "
-            "(SELECT record_pk FROM records WHERE customer_id = :c) OR candidate_customer_id = :c",
+            f"DELETE FROM blocking_keys WHERE record_pk IN ({mine})",
+            f"DELETE FROM record_identifiers WHERE record_pk IN ({mine})",
+            # Review items show both sides' names and values: the person's go entirely.
+            f"DELETE FROM review_items WHERE record_pk IN ({mine}) "
+            f"OR candidate_record_pk IN ({mine}) "
+            "OR candidate_customer_id = ANY(CAST(:ids AS uuid[]))",
             "UPDATE records SET identifiers = '[]', attributes = '{}', evidence = '{}' "
-            "WHERE customer_id = :c",
+            "WHERE customer_id = ANY(CAST(:ids AS uuid[]))",
+            "UPDATE customers SET erased_at = now() "
+            "WHERE customer_id = ANY(CAST(:ids AS uuid[])) AND erased_at IS NULL",
         ):
-            await self.conn.execute(text(statement), {"c": customer_id})
+            await self.conn.execute(text(statement), params)
         deleted = await self.conn.execute(
-            text("DELETE FROM identifiers WHERE customer_id = :c"), {"c": customer_id}
+            text("DELETE FROM identifiers WHERE customer_id = ANY(CAST(:ids AS uuid[]))"), params
         )
         # The person is no candidate for anyone's identifiers any more (nor are the ids merged
         # into them).
         await self.conn.execute(
             text(
                 """
-                WITH RECURSIVE gone(id) AS (
-                    SELECT CAST(:c AS uuid)
-                    UNION SELECT c.customer_id FROM customers c JOIN gone ON c.merged_into = gone.id
-                ), ids AS (SELECT array_agg(CAST(id AS text)) AS a FROM gone)
-                UPDATE identifiers SET sharers = sharers - ids.a FROM ids
-                WHERE sharers <> CAST('[]' AS jsonb) AND sharers ?| ids.a
+                UPDATE identifiers SET sharers = sharers - CAST(:ids AS text[])
+                WHERE sharers <> CAST('[]' AS jsonb) AND sharers ?| CAST(:ids AS text[])
                 """
             ),
-            {"c": customer_id},
+            params,
         )
-        return refs, int(deleted.rowcount or 0)
+        # Announcements and reports about the person not delivered yet (or refused for good).
+        await scrub_outbox(self.conn, ids, values)
+        return Erasure(refs, int(deleted.rowcount or 0), ids, values)
 
-    async def canonical_id(self, customer_id: str) -> str | None:
-        """The current id of a customer, following merges; None when unknown."""
+    async def canonical_id(self, customer_id: str, *, include_erased: bool = False) -> str | None:
+        """The current id of a customer, following merges; None when unknown (or erased)."""
         row = (
             await self.conn.execute(
                 text(
@@ -1517,20 +1560,24 @@ class IdentityTransaction:
                         FROM customers c JOIN chain ON c.customer_id = chain.next
                         WHERE chain.depth < 64
                     )
-                    SELECT id FROM chain WHERE next IS NULL
+                    SELECT chain.id, c.erased_at IS NOT NULL AS erased FROM chain
+                    JOIN customers c ON c.customer_id = chain.id WHERE chain.next IS NULL
                     """
                 ),
                 {"c": customer_id},
             )
         ).first()
-        return None if row is None else str(row[0])
+        if row is None or (row.erased and not include_erased):
+            return None
+        return str(row[0])
 
     async def customer_view(self, customer_id: str) -> CustomerView | None:
         row = (
             await self.conn.execute(
                 text(
                     "SELECT created_at, (SELECT count(*) FROM records r WHERE r.customer_id = "
-                    ":c) AS n FROM customers WHERE customer_id = :c AND merged_into IS NULL"
+                    ":c) AS n FROM customers WHERE customer_id = :c AND merged_into IS NULL "
+                    "AND erased_at IS NULL"
                 ),
                 {"c": customer_id},
             )

@@ -24,6 +24,7 @@ from svod_identity.domain.review import Side
 from svod_identity.domain.rules import Rules
 from svod_identity.service_layer.bulk import BulkJobs
 from svod_identity.service_layer.use_cases import IdentityService, ModelInfo
+from svod_runtime.auth import acting_as
 from svod_runtime.errors import FieldViolation, InvalidArgument
 from svod_runtime.interceptors import status_proto_for
 from svod_runtime.protoconv import (
@@ -445,12 +446,13 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def EraseCustomer(
         self, request: identity_pb2.EraseCustomerRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.EraseCustomerResponse:
-        refs, identifiers = await self.service.erase(
-            request.customer_id, request.actor, request.reason
+        erased = await self.service.erase(
+            request.customer_id, acting_as(request.actor), request.reason
         )
         return identity_pb2.EraseCustomerResponse(
-            erased_records=[ref_proto(r) for r in refs],
-            erased_identifier_count=identifiers,
+            erased_records=[ref_proto(r) for r in erased.refs],
+            erased_identifier_count=erased.identifier_count,
+            erased_customer_ids=erased.customer_ids,
         )
 
     async def LookupCustomer(
@@ -486,7 +488,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.MergeCustomersRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.MergeCustomersResponse:
         survivor, merged = await self.service.merge_customers(
-            list(request.customer_ids), request.reason, request.actor
+            list(request.customer_ids), request.reason, acting_as(request.actor)
         )
         return identity_pb2.MergeCustomersResponse(
             surviving_customer_id=survivor, merged_customer_ids=list(merged)
@@ -500,7 +502,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             [ref_of(r) for r in request.record_refs],
             request.target_customer_id,
             request.reason,
-            request.actor,
+            acting_as(request.actor),
         )
         return identity_pb2.SplitCustomerResponse(
             source_customer_id=source,
@@ -561,7 +563,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.DecideReviewItemRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.DecideReviewItemResponse:
         customer = await self.service.decide_review_item(
-            request.review_item_id, request.accept, request.actor, request.reason
+            request.review_item_id, request.accept, acting_as(request.actor), request.reason
         )
         return identity_pb2.DecideReviewItemResponse(customer_id=customer)
 
@@ -576,7 +578,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         if not request.HasField("rules"):
             raise InvalidArgument([FieldViolation("rules", "required")])
         rules = await self.service.update_rules(
-            rules_body(request.rules), request.expected_version, request.actor
+            rules_body(request.rules), request.expected_version, acting_as(request.actor)
         )
         return rules_proto(rules)
 
@@ -683,6 +685,6 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.RefitMatchModelRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.MatchModel:
         info = await self.service.refit_model(
-            request.max_pairs, request.dry_run, request.actor, request.model_json
+            request.max_pairs, request.dry_run, acting_as(request.actor), request.model_json
         )
         return model_proto(info)

@@ -16,6 +16,7 @@ from typing import Any
 from svod_identity.adapters.storage import (
     MERGED_TOPIC,
     SPLIT_TOPIC,
+    Erasure,
     IdentityStore,
     IdentityTransaction,
 )
@@ -985,8 +986,10 @@ class IdentityService:
 
     # -- erase -----------------------------------------------------------------------------
 
-    async def erase(self, customer_id: str, actor: str, reason: str) -> tuple[list[RecordRef], int]:
-        """Erases a customer's personal data; repeatable (a second call finds nothing new)."""
+    async def erase(self, customer_id: str, actor: str, reason: str) -> Erasure:
+        """Erases a customer's personal data and marks the customer and every id merged into
+        it erased (NOT_FOUND everywhere from now on); repeatable (a second call finds nothing
+        new)."""
         if not _is_uuid(customer_id):
             raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
         if not actor:
@@ -995,19 +998,23 @@ class IdentityService:
         _check_who(actor, reason, errors)
         errors.raise_if_any()
         async with self.store.transaction() as tx:
-            current = await tx.canonical_id(customer_id)
+            current = await tx.canonical_id(customer_id, include_erased=True)
             if current is None:
                 raise NotFound(f"customer {customer_id} not found")
             await tx.lock_customers([current])
-            refs, identifiers = await tx.erase(current)
+            erased = await tx.erase(current)
             # The person is nobody's candidate any more: identifiers they shared may now name
             # one customer, and events held for them may be attributed.
             await tx.announce_changed([current])
             await tx.append_ledger(
                 "customer_erased",
                 current,
-                detail={"records": len(refs), "identifiers": identifiers},
+                detail={
+                    "records": len(erased.refs),
+                    "identifiers": erased.identifier_count,
+                    "customer_ids": erased.customer_ids,
+                },
                 actor=actor,
                 reason=reason,
             )
-        return refs, identifiers
+        return erased

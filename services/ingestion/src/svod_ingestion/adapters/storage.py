@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -13,8 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_ingestion.domain.attribution import GraceClock, Issue
 from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
-from svod_runtime.outbox import enqueue_many
+from svod_runtime.outbox import BatchHandler, DeliveryError, OutboxMessage, enqueue_many
 from svod_runtime.telemetry import current_trace_carrier
+
+# Relay passes hold this advisory lock shared while they deliver; an erasure takes it alone.
+DELIVERY_LOCK = 0x5356_4F44_4552
 
 
 class IngestionTransaction:
@@ -147,18 +150,102 @@ class IngestionStore:
                 },
             )
 
-    async def mark_failed(self, record_pk: int, error: str, attempts: int) -> None:
+    async def mark_failed(
+        self, record_pk: int, error: str, attempts: int, *, erase_payload: bool = False
+    ) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 text("DELETE FROM held_events WHERE record_pk = :r"), {"r": record_pk}
             )
             await conn.execute(
                 text(
-                    "UPDATE records SET state = 'failed', attempts = :a, last_error = :e "
-                    "WHERE record_pk = :r"
+                    "UPDATE records SET state = 'failed', attempts = :a, last_error = :e, "
+                    "payload = CASE WHEN :x THEN NULL ELSE payload END WHERE record_pk = :r"
                 ),
-                {"a": attempts, "e": error, "r": record_pk},
+                {"a": attempts, "e": error, "r": record_pk, "x": erase_payload},
             )
+
+    def while_delivering(self, handler: BatchHandler) -> BatchHandler:
+        """The relay's batch handler, run holding DELIVERY_LOCK shared: an erasure (which
+        takes it alone) waits for the deliveries running, and none starts during it."""
+
+        async def guarded(messages: list[OutboxMessage]) -> list[DeliveryError | None]:
+            async with self.engine.begin() as conn:
+                # A transaction-level lock: released however the pass ends. The transaction
+                # does nothing else, so it holds no snapshot while the pass runs.
+                await conn.execute(
+                    text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": DELIVERY_LOCK}
+                )
+                return await handler(messages)
+
+        return guarded
+
+    async def erase_pending(
+        self,
+        matches: Callable[[str, bytes], bool],
+        error: str,
+        chunk: int = 2_000,
+    ) -> int:
+        """Erases the payloads of messages not delivered yet for which ``matches(kind,
+        payload)`` holds, and fails them with ``error``: they will not be delivered. Waits for
+        the deliveries running (DELIVERY_LOCK), so none of them carries such a payload on."""
+        erased: list[int] = []
+        async with self.engine.begin() as conn:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": DELIVERY_LOCK})
+            after = 0
+            while True:
+                rows = (
+                    await conn.execute(
+                        text(
+                            "SELECT record_pk, kind, payload FROM records "
+                            "WHERE state IN ('pending', 'unattributed') AND payload IS NOT NULL "
+                            "AND record_pk > :a ORDER BY record_pk LIMIT :n"
+                        ),
+                        {"a": after, "n": chunk},
+                    )
+                ).all()
+                erased += [r.record_pk for r in rows if matches(r.kind, bytes(r.payload))]
+                if len(rows) < chunk:
+                    break
+                after = rows[-1].record_pk
+            if not erased:
+                return 0
+            await conn.execute(
+                text("DELETE FROM held_events WHERE record_pk = ANY(:p)"), {"p": erased}
+            )
+            await conn.execute(
+                text(
+                    "DELETE FROM outbox WHERE topic IN ('record.identify', 'record.track') "
+                    "AND key = ANY(:k)"
+                ),
+                {"k": [str(pk) for pk in erased]},
+            )
+            await conn.execute(
+                text(
+                    "UPDATE records SET payload = NULL, state = 'failed', last_error = :e "
+                    "WHERE record_pk = ANY(:p)"
+                ),
+                {"e": error, "p": erased},
+            )
+        return len(erased)
+
+    async def purge_payloads(self, older_than: dt.timedelta, limit: int = 5_000) -> int:
+        """Drops the payloads of messages delivered or failed longer ago than ``older_than``
+        (at most ``limit`` per call); the message ids and fingerprints stay."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    """
+                    UPDATE records SET payload = NULL WHERE record_pk IN (
+                        SELECT record_pk FROM records
+                        WHERE payload IS NOT NULL AND state IN ('delivered', 'failed')
+                          AND coalesce(delivered_at, received_at) < now() - :age
+                        LIMIT :n)
+                    """
+                ),
+                {"age": older_than, "n": limit},
+            )
+        return int(result.rowcount or 0)
 
     async def erase_payloads(self, refs: list[tuple[str, str]]) -> int:
         if not refs:

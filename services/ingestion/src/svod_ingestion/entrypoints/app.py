@@ -44,7 +44,11 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},
         # A pass at a time: events as one look-up call and one ApplyEventBatch; identify calls
         # of a bulk pass as ResolveBatch streams.
-        batch_handlers={"record.identify": delivery.identify, "record.track": delivery.track},
+        # Each pass holds the delivery lock shared: an erasure waits for the passes running.
+        batch_handlers={
+            "record.identify": store.while_delivering(delivery.identify),
+            "record.track": store.while_delivering(delivery.track),
+        },
         batch_size=2000,
     )
     sweeper = HeldEventSweeper(held, on_requeued=relay.wake)
@@ -60,8 +64,13 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
 
     telemetry.metrics.add_poller("held_events", poll_held)
     quality = peer_channel(config.peers["quality"], telemetry, config.peer_security)
+    service = IngestionService(store, on_enqueued=relay.wake, held=held, on_woken=sweeper.wake)
+
+    async def retention() -> None:
+        await service.run_payload_retention(config.payload_retention_days)
+
     servicer = IngestionServicer(
-        IngestionService(store, on_enqueued=relay.wake, held=held, on_woken=sweeper.wake),
+        service,
         QualityStandardizer(quality, config.peer_timeout_s),
         config.currency,
         parse_declarations(config.custom_attributes),
@@ -80,6 +89,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=ingestion_pb2_grpc.IngestionServiceServicer,
         descriptor=ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
         add_to_server=ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-        background=[relay.run, sweeper.run],
+        background=[relay.run, sweeper.run, retention],
         on_close=[close],
     )

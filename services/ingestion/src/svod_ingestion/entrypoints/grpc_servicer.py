@@ -385,7 +385,11 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         self, request: ingestion_pb2.ErasePayloadsRequest, context: grpc.aio.ServicerContext
     ) -> ingestion_pb2.ErasePayloadsResponse:
         count = await self.service.erase_payloads(
-            [(r.source, r.message_id) for r in request.record_refs]
+            [(r.source, r.message_id) for r in request.record_refs],
+            [
+                (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
+                for i in request.identifiers
+            ],
         )
         return ingestion_pb2.ErasePayloadsResponse(erased_count=count)
 

@@ -19,6 +19,7 @@ from svod_ingestion.domain.attribution import (
     describe,
     identifier_key,
 )
+from svod_runtime.errors import is_erasure
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 
 ERASED = "the record's payload was erased"
@@ -222,7 +223,10 @@ class RecordDelivery:
         )
 
     async def failed(self, message: OutboxMessage, error: str) -> None:
-        await self.store.mark_failed(int(message.key), error, message.attempts + 1)
+        # Refused because its customer was erased: the payload goes too (it is the person's).
+        await self.store.mark_failed(
+            int(message.key), error, message.attempts + 1, erase_payload=is_erasure(error)
+        )
 
 
 # Stands for "every identifier": identity has a backlog of identify calls.

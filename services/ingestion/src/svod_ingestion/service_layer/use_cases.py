@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import datetime as dt
 import hashlib
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 
+from svod_ingestion.adapters.downstream import GrpcDownstream
 from svod_ingestion.adapters.held_events import HeldEvent, HeldEventStore
 from svod_ingestion.adapters.storage import IngestionStore
-from svod_ingestion.domain.attribution import DEFAULT_HELD_RECHECK_MAX_S, Issue
+from svod_ingestion.domain.attribution import DEFAULT_HELD_RECHECK_MAX_S, Issue, identifier_key
 from svod_ingestion.domain.messages import validate_refs
 from svod_ingestion.domain.model import Accepted, Incoming, RecordStatus
 from svod_runtime.errors import AlreadyExists, NotFound, SvodError, ViolationCollector
 
+log = logging.getLogger(__name__)
+
 MAX_PAGE = 1_000
 DEFAULT_PAGE = 100
 MAX_RECHECK_IDS = 1_000
+MAX_ERASED_IDENTIFIERS = 1_000
+# last_error of a message dropped because the person it is about was erased.
+ERASED_PENDING = "erased on request before delivery: the person was erased"
 
 
 class IngestionService:
@@ -26,8 +35,11 @@ class IngestionService:
         on_enqueued: Callable[[], None],
         held: HeldEventStore | None = None,
         on_woken: Callable[[], None] | None = None,
+        identifiers_of: Callable[[str, bytes], list[tuple[str, str, str]]] | None = None,
     ) -> None:
         self.store = store
+        # (type, value, namespace) of a stored message's identifiers.
+        self.identifiers_of = identifiers_of or GrpcDownstream.identifiers_of
         # Wakes the local relay right after commit, so delivery does not wait for a poll.
         self.on_enqueued = on_enqueued
         self.held = held or HeldEventStore(store.engine, DEFAULT_HELD_RECHECK_MAX_S)
@@ -80,11 +92,56 @@ class IngestionService:
                 outcomes.append(Accepted(record.record_id, True, record.received_at))
         return outcomes
 
-    async def erase_payloads(self, refs: list[tuple[str, str]]) -> int:
+    async def erase_payloads(
+        self, refs: list[tuple[str, str]], identifiers: Sequence[tuple[str, str, str]] = ()
+    ) -> int:
         """Drops the stored requests (they hold personal data); the message ids stay, so a
-        retry is still recognised and nothing is processed again."""
-        validate_refs(refs, "record_refs")
-        return await self.store.erase_payloads(refs)
+        retry is still recognised and nothing is processed again.
+
+        Messages not delivered yet that carry one of ``identifiers`` are dropped too and fail
+        as erased: delivered later they would bring the erased person back.
+        """
+        errors = ViolationCollector()
+        if not refs and not identifiers:
+            errors.add("record_refs", "give record_refs or identifiers")
+        if len(identifiers) > MAX_ERASED_IDENTIFIERS:
+            errors.add("identifiers", f"at most {MAX_ERASED_IDENTIFIERS}")
+        errors.raise_if_any()
+        if refs:
+            validate_refs(refs, "record_refs")
+        erased = 0
+        keys = {identifier_key(*i) for i in identifiers if i[1].strip()}
+        if keys:
+
+            def carries(kind: str, payload: bytes) -> bool:
+                return any(identifier_key(*i) in keys for i in self.identifiers_of(kind, payload))
+
+            erased = await self.store.erase_pending(carries, ERASED_PENDING)
+        return erased + await self.store.erase_payloads(refs)
+
+    async def purge_expired_payloads(self, retention_days: float) -> int:
+        """Drops the payloads kept longer than the retention after their delivery."""
+        total = 0
+        age = dt.timedelta(days=retention_days)
+        while (purged := await self.store.purge_payloads(age)) > 0:
+            total += purged
+        return total
+
+    async def run_payload_retention(self, retention_days: float, every_s: float = 3600.0) -> None:
+        """Purges expired payloads now and then every ``every_s`` seconds."""
+        while True:
+            try:
+                purged = await self.purge_expired_payloads(retention_days)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("purging expired payloads failed")
+            else:
+                if purged:
+                    log.info(
+                        "payloads purged after %g days", retention_days, extra={"count": purged}
+                    )
+            await asyncio.sleep(every_s)
 
     async def status(self, source: str, message_id: str) -> RecordStatus:
         found = await self.store.status(source, message_id)

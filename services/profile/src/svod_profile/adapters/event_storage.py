@@ -11,9 +11,22 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from svod_profile.adapters.erasure_locks import erasure_lock_statement
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
-from svod_runtime.db import array_literal, fetch_direct
+from svod_runtime.db import array_literal, fetch_direct, fetch_direct_pipelined
+from svod_runtime.errors import CustomerErased
+
+_MERGED_OF = (
+    "SELECT customer_id, survivor_id FROM merged_customers "
+    "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))"
+)
+# The ids erased, or merged into an erased customer.
+_ERASED_OF = (
+    "SELECT customer_id FROM erased_customers WHERE customer_id = ANY(CAST(%(c)s AS uuid[])) "
+    "OR customer_id IN (SELECT survivor_id FROM merged_customers "
+    "WHERE customer_id = ANY(CAST(%(c)s AS uuid[])))"
+)
 
 _TIME_FIELDS = {f.name for f in fields(Metrics) if "datetime" in str(f.type)}
 _DECIMAL_FIELDS = {f.name for f in fields(Metrics) if "Decimal" in str(f.type)}
@@ -152,6 +165,25 @@ class EventRepository:
         merged = {str(r.customer_id): str(r.survivor_id) for r in rows}
         return {c: merged.get(c, c) for c in customer_ids}
 
+    async def _current_unless_erased(self, customer_ids: list[str]) -> dict[str, str]:
+        """current_ids, and CustomerErased when one of the ids (or the customer it was merged
+        into) was erased: a late message never brings an erased customer back. The ids'
+        erasure locks are taken shared (adapters/erasure_locks.py); an erasure locks every id
+        of the person, merged-away ones too. One round trip."""
+        params = {"c": array_literal(customer_ids)}
+        rows, _, erased = await fetch_direct_pipelined(
+            self.conn,
+            [
+                (_MERGED_OF, params),
+                (erasure_lock_statement(shared=True), params),
+                (_ERASED_OF, params),
+            ],
+        )
+        if erased:
+            raise CustomerErased(min(str(r.customer_id) for r in erased))
+        merged = {str(r.customer_id): str(r.survivor_id) for r in rows}
+        return {c: merged.get(c, c) for c in customer_ids}
+
     async def lock_current_profiles(
         self, customer_ids: list[str]
     ) -> tuple[dict[str, str], dict[str, Metrics]]:
@@ -159,9 +191,10 @@ class EventRepository:
 
         A merge may commit while we wait for a lock, and the locking would then bring the
         merged-away profile back: so once the locks are held the merges are looked up again
-        and followed, and the rows the locking re-created dropped.
+        and followed, and the rows the locking re-created dropped. An erased id (or one merged
+        into an erased customer) raises CustomerErased: nothing is written for it.
         """
-        current = await self.current_ids(customer_ids)
+        current = await self._current_unless_erased(customer_ids)
         while True:
             owners = sorted(set(current.values()))
             metrics = await self.lock_profiles(owners)

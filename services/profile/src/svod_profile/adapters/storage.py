@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from svod_profile.adapters.erasure_locks import erased_among, lock_for_erasure
 from svod_profile.adapters.event_storage import EventRepository, metrics_from_json
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.contacts import failed_contacts
@@ -26,6 +27,7 @@ from svod_profile.domain.model import (
 )
 from svod_profile.domain.names import NameIndex, query_key
 from svod_runtime.db import array_literal, fetch_direct
+from svod_runtime.erasure import scrub_outbox
 from svod_runtime.outbox import enqueue
 
 # Name filters of SearchProfiles.
@@ -343,8 +345,14 @@ class ProfileTransaction:
         )
         return sorted((r.source, r.message_id) for r in rows)
 
-    async def erase(self, customer_id: str) -> dict[str, int]:
-        """Deletes everything personal this schema holds about the customer."""
+    async def erase(
+        self, customer_ids: list[str], receipt_id: str, values: list[str]
+    ) -> dict[str, int]:
+        """Deletes everything personal this schema holds about the customer and the ids merged
+        into it, tombstones every id (late messages about them are dropped) and forgets the
+        outbox messages about them. Takes the ids' erasure locks first (see erased_among)."""
+        await lock_for_erasure(self.conn, customer_ids, shared=False)
+        params = {"c": customer_ids}
         counts = {}
         for table in (
             "trait_values",
@@ -356,28 +364,66 @@ class ProfileTransaction:
             "profiles",
         ):
             result = await self.conn.execute(
-                text(f"DELETE FROM {table} WHERE customer_id = :c"), {"c": customer_id}
+                text(f"DELETE FROM {table} WHERE customer_id = ANY(CAST(:c AS uuid[]))"), params
             )
             counts[table] = int(result.rowcount or 0)
-        # Outbox messages about the person would re-announce a deleted profile.
         await self.conn.execute(
-            text("DELETE FROM outbox WHERE topic = :t AND key = :c"),
-            {"t": CHANGED_TOPIC, "c": customer_id},
+            text(
+                "INSERT INTO erased_customers (customer_id, receipt_id) "
+                "SELECT unnest(CAST(:c AS uuid[])), :r ON CONFLICT DO NOTHING"
+            ),
+            {"c": customer_ids, "r": receipt_id},
         )
+        # Announcements to segmentation and delivery failures for quality, pending or dead:
+        # they would re-announce a deleted profile or carry the person's contacts.
+        counts["outbox"] = await scrub_outbox(self.conn, customer_ids, values)
         return counts
 
+    async def erased_among(self, customer_ids: Iterable[str]) -> set[str]:
+        """Which of these ids were erased. Takes their erasure locks shared first, so an erasure
+        running now finishes before (and sees what this transaction wrote), or starts after
+        this transaction (and deletes it)."""
+        return await erased_among(self.conn, customer_ids)
+
+    async def erased_ids_of(self, customer_id: str) -> list[str]:
+        """Every id erased together with this one (empty when it was not erased)."""
+        rows = await self.conn.execute(
+            text(
+                "SELECT e2.customer_id FROM erased_customers e1 "
+                "JOIN erased_customers e2 ON e2.receipt_id = e1.receipt_id "
+                "WHERE e1.customer_id = :c ORDER BY e2.customer_id"
+            ),
+            {"c": customer_id},
+        )
+        return [str(r[0]) for r in rows]
+
+    async def merged_into(self, customer_id: str) -> list[str]:
+        rows = await self.conn.execute(
+            text("SELECT customer_id FROM merged_customers WHERE survivor_id = :c"),
+            {"c": customer_id},
+        )
+        return [str(r[0]) for r in rows]
+
     async def save_receipt(
-        self, receipt_id: str, customer_id: str, actor: str, reason: str, counts: dict[str, int]
+        self,
+        receipt_id: str,
+        customer_id: str,
+        customer_ids: list[str],
+        actor: str,
+        reason: str,
+        counts: dict[str, int],
     ) -> dt.datetime:
         row = (
             await self.conn.execute(
                 text(
-                    "INSERT INTO erasure_receipts (receipt_id, customer_id, actor, reason, counts) "
-                    "VALUES (:r, :c, :a, :why, CAST(:n AS jsonb)) RETURNING erased_at"
+                    "INSERT INTO erasure_receipts (receipt_id, customer_id, customer_ids, actor, "
+                    "reason, counts) VALUES (:r, :c, CAST(:ids AS uuid[]), :a, :why, "
+                    "CAST(:n AS jsonb)) RETURNING erased_at"
                 ),
                 {
                     "r": receipt_id,
                     "c": customer_id,
+                    "ids": customer_ids,
                     "a": actor,
                     "why": reason,
                     "n": json.dumps(counts),
@@ -385,6 +431,19 @@ class ProfileTransaction:
             )
         ).one()
         return row[0]
+
+    async def receipt(self, receipt_id: str | None, customer_id: str | None) -> Any:
+        """A receipt by its id, or the latest one naming the customer id."""
+        if receipt_id:
+            query = "SELECT * FROM erasure_receipts WHERE receipt_id = :k"
+            key = receipt_id
+        else:
+            query = (
+                "SELECT * FROM erasure_receipts WHERE customer_id = :k "
+                "OR CAST(:k AS uuid) = ANY(customer_ids) ORDER BY erased_at DESC LIMIT 1"
+            )
+            key = customer_id
+        return (await self.conn.execute(text(query), {"k": key})).first()
 
     async def report_contact_failure(self, customer_id: str, event: EventFact) -> None:
         payload = contact_failure_payload(event)
@@ -627,6 +686,7 @@ def _time(value: str) -> dt.datetime:
 
 
 CHANGED_TOPIC = "profile.changed"
+
 # Delivery failures of a customer's contacts, reported to the quality service.
 CONTACT_FAILED_TOPIC = "quality.contact_failed"
 

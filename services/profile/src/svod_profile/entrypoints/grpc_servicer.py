@@ -25,6 +25,7 @@ from svod_profile.domain.model import (
 )
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime import bounds
+from svod_runtime.auth import acting_as
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError, ViolationCollector
 from svod_runtime.money import decimal_to_money, money_to_decimal
 from svod_runtime.protoconv import (
@@ -498,12 +499,30 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.ErasePersonalDataRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ErasePersonalDataResponse:
         receipt = await self.service.personal_data.erase(
-            request.customer_id, request.actor, request.reason
+            request.customer_id, acting_as(request.actor), request.reason
         )
         return profile_pb2.ErasePersonalDataResponse(
             receipt_id=receipt.receipt_id,
             erase_time=datetime_to_timestamp(receipt.erased_at),
             erased_counts=receipt.counts,
+        )
+
+    async def GetErasureReceipt(
+        self, request: profile_pb2.GetErasureReceiptRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ErasureReceipt:
+        key = request.WhichOneof("key")
+        stored = await self.service.personal_data.receipt(
+            request.receipt_id if key == "receipt_id" else "",
+            request.customer_id if key == "customer_id" else "",
+        )
+        return profile_pb2.ErasureReceipt(
+            receipt_id=stored.receipt_id,
+            customer_id=stored.customer_id,
+            erased_customer_ids=stored.customer_ids,
+            erase_time=datetime_to_timestamp(stored.erased_at),
+            actor=stored.actor,
+            reason=stored.reason,
+            erased_counts=stored.counts,
         )
 
     async def UpdateConsent(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
@@ -13,6 +14,8 @@ from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.ports import CustomerDirectory
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
 from svod_runtime.errors import FailedPrecondition, NotFound, ViolationCollector
+
+log = logging.getLogger(__name__)
 
 # Events one split announcement moves (segmentation takes at most 10,000 per change).
 MOVED_EVENTS_PER_ANNOUNCEMENT = 10_000
@@ -76,6 +79,12 @@ class IdentityChanges:
         async with self.store.transaction() as tx:
             if not await tx.claim_change(change_id):
                 return
+            erased = await tx.erased_among([survivor, *merged])
+            merged = [m for m in merged if m not in erased]
+            if survivor in erased or not merged:
+                # A late announcement about an erased customer: dropped (and counted).
+                log.info("merge for an erased customer dropped", extra={"change_id": change_id})
+                return
             await tx.merge_into(survivor, merged)
             # Read once the merge holds every profile's lock (consents are not moved by it).
             held = await tx.events.consents([survivor, *merged])
@@ -119,6 +128,9 @@ class IdentityChanges:
         redirected = await self._now_answering_for(target, [m for m in merged_away if m != target])
         async with self.store.transaction() as tx:
             if not await tx.claim_change(change_id):
+                return
+            if await tx.erased_among([source, target]):
+                log.info("split of an erased customer dropped", extra={"change_id": change_id})
                 return
             await tx.lock_profile(min(source, target))
             await tx.lock_profile(max(source, target))

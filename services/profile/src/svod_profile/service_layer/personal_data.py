@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,14 +18,28 @@ from svod_runtime.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
+    NotFound,
     ViolationCollector,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ErasureReceipt:
     receipt_id: str
     erased_at: dt.datetime
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class StoredReceipt:
+    receipt_id: str
+    customer_id: str
+    customer_ids: list[str]
+    erased_at: dt.datetime
+    actor: str
+    reason: str
     counts: dict[str, int]
 
 
@@ -57,9 +72,13 @@ class PersonalData:
         return PersonalDataExport(view, events, records)
 
     async def erase(self, customer_id: str, actor: str, reason: str) -> ErasureReceipt:
-        """Erases the person everywhere: identity, ingestion payloads, segments, profile.
+        """Erases the person everywhere: ingestion payloads, identity, segments, quality,
+        profile; tombstones every id of theirs so that late messages are dropped.
 
-        Every step is repeatable, so a call that failed half-way can simply be made again.
+        Ingestion goes first: its deliveries running now finish, and messages not delivered
+        yet that carry the person's identifiers are dropped, so that nothing reaches identity
+        or profile about them once they are erased there. Every step is repeatable, so a call
+        that failed half-way can simply be made again (an erased id is found by its receipt).
         """
         _require_uuid(customer_id, "customer_id")
         if not actor:
@@ -72,27 +91,74 @@ class PersonalData:
         errors.raise_if_any()
         if self.holders is None:
             raise FailedPrecondition("erasure is not configured in this deployment")
-        current = await self.directory.current_customer_id(customer_id)
+        current, identifiers = await self._who(customer_id)
         async with self.store.transaction() as tx:
-            profile_refs = await tx.record_refs(current)
+            local_ids = [current, *await tx.merged_into(current)]
+            profile_refs = sorted({r for c in local_ids for r in await tx.record_refs(c)})
             view = await tx.load(current)
-        contacts = [(i.type, i.value, i.namespace) for i in (view.identifiers if view else ())]
-        identity_refs, identifiers = await self.holders.erase_identity(current, actor, reason)
-        refs = sorted(set(profile_refs) | set(identity_refs))
-        payloads = await self.holders.erase_payloads(refs)
-        memberships = await self.holders.erase_memberships(current)
-        quality = await self.holders.erase_quality_facts(current, contacts)
+        contacts = sorted(
+            {(t, v, n) for t, v, n in identifiers}
+            | {(i.type, i.value, i.namespace) for i in (view.identifiers if view else ())}
+        )
+        payloads = await self.holders.erase_payloads(profile_refs, contacts)
+        erased = await self.holders.erase_identity(current, actor, reason)
+        payloads += await self.holders.erase_payloads(
+            sorted(set(erased.refs) - set(profile_refs)), []
+        )
+        ids = sorted({*local_ids, *erased.customer_ids})
+        memberships = 0
+        quality = 0
+        for erased_id in ids:
+            memberships += await self.holders.erase_memberships(erased_id) or 0
+            quality += await self.holders.erase_quality_facts(erased_id, contacts)
+        receipt_id = str(uuid.uuid4())
         async with self.store.transaction() as tx:
-            counts = await tx.erase(current)
+            counts = await tx.erase(ids, receipt_id, [v for _, v, _ in contacts])
             counts.update(
                 {
-                    "identity.identifiers": identifiers,
-                    "identity.records": len(identity_refs),
+                    "identity.identifiers": erased.identifier_count,
+                    "identity.records": len(erased.refs),
                     "ingestion.payloads": payloads,
-                    "segmentation.memberships": memberships or 0,
+                    "segmentation.memberships": memberships,
                     "quality.records": quality,
                 }
             )
-            receipt_id = str(uuid.uuid4())
-            erased_at = await tx.save_receipt(receipt_id, current, actor, reason, counts)
+            erased_at = await tx.save_receipt(receipt_id, current, ids, actor, reason, counts)
+        log.info("customer erased", extra={"receipt_id": receipt_id, "customer_ids": len(ids)})
         return ErasureReceipt(receipt_id, erased_at, counts)
+
+    async def _who(self, customer_id: str) -> tuple[str, list[tuple[str, str, str]]]:
+        """The customer's current id and the identifiers identity holds for it; for a customer
+        erased before (a repeated request), the id its receipt names and no identifiers."""
+        try:
+            current = await self.directory.current_customer_id(customer_id)
+            found = await self.directory.identifiers_of(current)
+        except NotFound:
+            async with self.store.reader() as tx:
+                receipt = await tx.receipt(None, customer_id)
+            if receipt is None:
+                raise
+            return str(receipt.customer_id), []
+        return current, [(t, v, n) for t, v, n, _, _ in found]
+
+    async def receipt(self, receipt_id: str, customer_id: str) -> StoredReceipt:
+        """A receipt by its id or by any id of the customer it erased."""
+        if receipt_id:
+            _require_uuid(receipt_id, "receipt_id")
+        elif customer_id:
+            _require_uuid(customer_id, "customer_id")
+        else:
+            raise InvalidArgument([FieldViolation("key", "give a receipt_id or a customer_id")])
+        async with self.store.reader() as tx:
+            row = await tx.receipt(receipt_id or None, customer_id or None)
+        if row is None:
+            raise NotFound("no erasure receipt for it")
+        return StoredReceipt(
+            receipt_id=str(row.receipt_id),
+            customer_id=str(row.customer_id),
+            customer_ids=[str(c) for c in row.customer_ids],
+            erased_at=row.erased_at,
+            actor=row.actor,
+            reason=row.reason,
+            counts=dict(row.counts),
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Protocol
 
 from svod_runtime.errors import FieldViolation, InvalidArgument
@@ -21,14 +22,25 @@ class CustomerDirectory(Protocol):
     ) -> list[tuple[str, str, str, str, dt.datetime]]: ...
 
 
+@dataclass(frozen=True)
+class IdentityErasure:
+    """What identity erased: the person's records, identifiers, and every id of theirs."""
+
+    refs: list[tuple[str, str]]
+    identifier_count: int
+    customer_ids: list[str]
+
+
 class PersonalDataHolders(Protocol):
     """The other services holding a person's data."""
 
     async def erase_identity(
         self, customer_id: str, actor: str, reason: str
-    ) -> tuple[list[tuple[str, str]], int]: ...
+    ) -> IdentityErasure: ...
 
-    async def erase_payloads(self, refs: list[tuple[str, str]]) -> int: ...
+    async def erase_payloads(
+        self, refs: list[tuple[str, str]], identifiers: list[tuple[str, str, str]]
+    ) -> int: ...
 
     async def erase_memberships(self, customer_id: str) -> int | None: ...
 

@@ -7,13 +7,13 @@ from the profile as the profile service shows it (:class:`ProfileSnapshot`).
 * open flags: what the validation rules for every source (source "") find in the shown data.
 
 Bounces and delivery failures are looked up by :func:`identifier_hash` so that the quality
-service never has to keep the addresses themselves.
+service never has to keep the addresses themselves: an HMAC under the deployment's secret
+(SVOD_HASH_SECRET), so that the hashes of phone numbers cannot be found by trying them all.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -24,6 +24,7 @@ from svod_quality.domain.phones import analyse_phone
 from svod_quality.domain.rules import RuleSet
 from svod_quality.domain.scoring import ProfileFacts
 from svod_quality.domain.standardize import standardize_and_validate
+from svod_runtime.hashing import DEVELOPMENT_SECRET, keyed_hash
 
 CONTACT_TYPES = ("phone", "email")
 # Rules of this "source" are the ones for every source.
@@ -64,9 +65,11 @@ def normalized_contact(id_type: str, raw: str) -> str:
     return ""
 
 
-def identifier_hash(id_type: str, value: str, namespace: str = "") -> bytes:
-    """A stable key for a normalised identifier that does not reveal it."""
-    return hashlib.sha256(f"{id_type}\x1f{namespace}\x1f{value}".encode()).digest()
+def identifier_hash(
+    id_type: str, value: str, namespace: str = "", secret: bytes = DEVELOPMENT_SECRET
+) -> bytes:
+    """A stable key for a normalised identifier that does not reveal it (HMAC-SHA-256)."""
+    return keyed_hash(secret, f"{id_type}\x1f{namespace}\x1f{value}")
 
 
 def as_record(profile: ProfileSnapshot) -> RawRecord:
@@ -82,8 +85,10 @@ def as_record(profile: ProfileSnapshot) -> RawRecord:
     )
 
 
-def _deliverable(ident: ObservedIdentifier, failures: Mapping[bytes, dt.datetime]) -> bool:
-    failed_at = failures.get(identifier_hash(ident.type, ident.value, ident.namespace))
+def _deliverable(
+    ident: ObservedIdentifier, failures: Mapping[bytes, dt.datetime], secret: bytes
+) -> bool:
+    failed_at = failures.get(identifier_hash(ident.type, ident.value, ident.namespace, secret))
     if failed_at is None:
         return True
     return ident.observed_at is not None and ident.observed_at > failed_at
@@ -94,10 +99,12 @@ def collect_facts(
     rules: RuleSet,
     failures: Mapping[bytes, dt.datetime],
     today: dt.date,
+    secret: bytes = DEVELOPMENT_SECRET,
 ) -> ProfileFacts:
-    """The facts of one profile; ``failures`` maps identifier hashes to their last failure."""
+    """The facts of one profile; ``failures`` maps identifier hashes (keyed with ``secret``)
+    to their last failure."""
     contacts = [i for i in profile.identifiers if i.type in CONTACT_TYPES]
-    deliverable = {i: _deliverable(i, failures) for i in contacts}
+    deliverable = {i: _deliverable(i, failures, secret) for i in contacts}
     valid_phone = valid_email = False
     for ident in contacts:
         if not deliverable[ident]:

@@ -17,6 +17,7 @@ from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
 from svod_runtime.errors import SvodError
+from svod_runtime.hashing import deployment_secret
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
@@ -46,7 +47,9 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     profile_channel = peer_channel(config.peers["profile"], telemetry, config.peer_security)
     profiles = ProfileClient(profile_channel, config.peer_timeout_s, settings.refresh_timeout_s)
     weights = ScoreWeights(freshness_days=settings.freshness_days)
-    service = QualityService(QualityStore(engine), profiles, weights=weights)
+    service = QualityService(
+        QualityStore(engine), profiles, weights=weights, hash_secret=deployment_secret(config)
+    )
     runner = BatchRunner(settings.workers)
 
     async def close() -> None:

@@ -36,6 +36,7 @@ from svod_quality.domain import (
 from svod_quality.domain.rules import _RULE_ID, _RULE_ID_FORMAT
 from svod_runtime import bounds
 from svod_runtime.errors import FieldViolation, InvalidArgument, Unavailable, ViolationCollector
+from svod_runtime.hashing import DEVELOPMENT_SECRET
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,10 @@ class QualityService:
         *,
         weights: ScoreWeights = DEFAULT_WEIGHTS,
         clock: Callable[[], dt.datetime] = utc_now,
+        hash_secret: bytes = DEVELOPMENT_SECRET,
     ) -> None:
+        # The deployment's secret for the keyed hashes of contact data (SVOD_HASH_SECRET).
+        self.hash_secret = hash_secret
         self.store = store
         self.profiles = profiles
         self.weights = weights
@@ -259,7 +263,7 @@ class QualityService:
                 normalized_contact(ident.type, ident.value) if ident.type in _CONTACT_TYPES else ""
             )
             if value:
-                hashes.append(identifier_hash(ident.type, value))
+                hashes.append(identifier_hash(ident.type, value, secret=self.hash_secret))
         return await self.store.erase_customer(customer_id, hashes)
 
     async def report_contact_failures(
@@ -285,7 +289,7 @@ class QualityService:
             if not value:
                 errors.add(f"{path}.identifier.value", f"not a valid {ident.type}")
                 continue
-            key = identifier_hash(ident.type, value)
+            key = identifier_hash(ident.type, value, secret=self.hash_secret)
             if key not in rows or rows[key][2] < at:
                 rows[key] = (key, ident.type, at)
         errors.raise_if_any()
@@ -307,10 +311,10 @@ class QualityService:
         rules = await self.active_rules()
         contacts = [i for i in profile.identifiers if i.type in _CONTACT_TYPES]
         failures = await self.store.contact_failures(
-            [identifier_hash(i.type, i.value, i.namespace) for i in contacts]
+            [identifier_hash(i.type, i.value, i.namespace, self.hash_secret) for i in contacts]
         )
         now = self.clock()
-        facts = collect_facts(profile, rules.rule_set, failures, now.date())
+        facts = collect_facts(profile, rules.rule_set, failures, now.date(), self.hash_secret)
         duplicate = await self.store.is_suspected_duplicate(profile.customer_id)
         facts = replace(facts, suspected_duplicate=duplicate)
         return profile.customer_id, score_profile(facts, now.date(), self.weights), now
@@ -324,7 +328,9 @@ class QualityService:
             today = self.clock().date()
             chunk = []
             async for profile in self.profiles.stream():
-                chunk.append(collect_facts(profile, rules.rule_set, failures, today))
+                chunk.append(
+                    collect_facts(profile, rules.rule_set, failures, today, self.hash_secret)
+                )
                 if len(chunk) >= FACTS_CHUNK:
                     await self.store.save_facts(refresh_id, chunk)
                     chunk = []

@@ -837,15 +837,35 @@ class SegmentationTransaction:
             for r in rows
         ]
 
+    async def is_erased(self, customer_id: str) -> bool:
+        row = await self._exec(
+            "SELECT 1 FROM erased_customers WHERE customer_id = :c", {"c": customer_id}
+        )
+        return row.first() is not None
+
     async def erase(self, customer_id: str, now: dt.datetime) -> int:
+        """Forgets the customer and every row merged into it (their names, birth dates and
+        cities stay on a merged-away row otherwise); tombstones them all: a late change
+        announcement about any of them is dropped."""
+        ids = [
+            str(r[0])
+            for r in (
+                await self._exec(
+                    "SELECT CAST(:c AS uuid) UNION SELECT customer_id FROM customers "
+                    "WHERE merged_into = :c",
+                    {"c": customer_id},
+                )
+            ).all()
+        ]
+        params = {"ids": ids, "now": now}
         row = (
             await self._exec(
                 """
                 WITH gone AS (
-                    DELETE FROM memberships WHERE customer_id = :c
+                    DELETE FROM memberships WHERE customer_id = ANY(CAST(:ids AS uuid[]))
                     RETURNING segment_id, customer_id, label
                 ), wiped AS (
-                    DELETE FROM membership_events WHERE customer_id = :c
+                    DELETE FROM membership_events WHERE customer_id = ANY(CAST(:ids AS uuid[]))
                 ), logged AS (
                     INSERT INTO membership_events (segment_id, customer_id, kind, label, at)
                     SELECT segment_id, customer_id, 'exited', NULL, :now FROM gone
@@ -853,17 +873,18 @@ class SegmentationTransaction:
                 )
                 SELECT count(*) FROM gone
                 """,
-                {"c": customer_id, "now": now},
+                params,
             )
         ).scalar_one()
         for sql in (
-            "DELETE FROM events WHERE customer_id = :c",
-            "DELETE FROM rechecks WHERE customer_id = :c",
-            "DELETE FROM lookalike_scores WHERE customer_id = :c",
-            "DELETE FROM customers WHERE customer_id = :c",
-            "INSERT INTO erased_customers (customer_id) VALUES (:c) ON CONFLICT DO NOTHING",
+            "DELETE FROM events WHERE customer_id = ANY(CAST(:ids AS uuid[]))",
+            "DELETE FROM rechecks WHERE customer_id = ANY(CAST(:ids AS uuid[]))",
+            "DELETE FROM lookalike_scores WHERE customer_id = ANY(CAST(:ids AS uuid[]))",
+            "DELETE FROM customers WHERE customer_id = ANY(CAST(:ids AS uuid[]))",
+            "INSERT INTO erased_customers (customer_id) "
+            "SELECT unnest(CAST(:ids AS uuid[])) ON CONFLICT DO NOTHING",
         ):
-            await self._exec(sql, {"c": customer_id})
+            await self._exec(sql, params)
         return int(row)
 
 

@@ -795,6 +795,8 @@ class SegmentationService:
     ) -> list[Member]:
         customer_id = require_uuid(customer_id, "customer_id")
         async with self.store.transaction() as tx:
+            if await tx.is_erased(customer_id):
+                raise NotFound(f"customer {customer_id} was erased")
             current = await tx.current_id(customer_id)
             members = await tx.customer_memberships(current)
             members = await _with_rfm_scores(tx, members)

@@ -1,0 +1,60 @@
+"""Erased customers and the locks that keep an erasure and a write about the same customer
+apart: the write either finishes before the erasure (which then deletes what it wrote) or
+starts after it (and finds the tombstone)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from svod_runtime.db import array_literal, fetch_direct, fetch_direct_pipelined
+
+# Seed of the advisory lock keys of customer ids (hashtextextended).
+ERASURE_LOCK_SEED = 170_901
+_LOCK = (
+    "SELECT {function}(k) FROM (SELECT hashtextextended(c, "
+    + str(ERASURE_LOCK_SEED)
+    + ") AS k FROM unnest(CAST(%(c)s AS text[])) AS c ORDER BY 1) AS ordered"
+)
+
+
+def erasure_lock_statement(*, shared: bool) -> str:
+    """The statement taking the erasure locks of the ids in parameter ``c`` (array literal)."""
+    return _LOCK.format(
+        function="pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    )
+
+
+async def lock_for_erasure(
+    conn: AsyncConnection, customer_ids: Iterable[str], *, shared: bool
+) -> None:
+    """Transaction-level advisory locks on the ids, always in one order (no deadlocks): an
+    erasure takes them alone, every write that could create or move a profile shared."""
+    await fetch_direct(
+        conn,
+        erasure_lock_statement(shared=shared),
+        {"c": array_literal(sorted(set(customer_ids)))},
+    )
+
+
+async def erased_among(conn: AsyncConnection, customer_ids: Iterable[str]) -> set[str]:
+    """Which of the ids were erased; their locks are taken shared first (in its own statement:
+    the check must see an erasure that committed while this transaction waited for a lock)."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return set()
+    params = {"c": array_literal(ids)}
+    # One round trip: the server takes the locks, then reads with a snapshot of its own.
+    _, rows = await fetch_direct_pipelined(
+        conn,
+        [
+            (erasure_lock_statement(shared=True), params),
+            (
+                "SELECT customer_id FROM erased_customers "
+                "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
+                params,
+            ),
+        ],
+    )
+    return {str(r.customer_id) for r in rows}
