@@ -1,14 +1,14 @@
 """Batch jobs: imports staged record by record and resolved at once, and re-resolutions.
 
-Revision ID: identity_0005
-Revises: identity_0004
+Revision ID: identity_0006
+Revises: identity_0005
 Create Date: 2027-02-01
 """
 
 from alembic import op
 
-revision = "identity_0005"
-down_revision = "identity_0004"
+revision = "identity_0006"
+down_revision = "identity_0005"
 branch_labels = None
 depends_on = None
 
