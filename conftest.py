@@ -26,8 +26,22 @@ from svod.segmentation.v1 import segmentation_pb2_grpc
 from svod_cli.postgres import PostgresMissing, ensure_postgres
 from svod_cli.suite import TOP, InProcessSuite, create_database, drop_database, prepare_database
 from svod_runtime.db import libpq_url
+from tests.privacy import LogCollector
 
 RPC_TIMEOUT_S = 10.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collected_logs() -> Iterator[LogCollector]:
+    """Every log line of the session, for the check that none carries personal data."""
+    collector = LogCollector().install()
+    yield collector
+    collector.remove()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``runs_last`` look back on the whole session: they go last."""
+    items.sort(key=lambda item: item.get_closest_marker("runs_last") is not None)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ FULL: dict[str, list[list[str]]] = {
         ["benchmarks.segmentation.latency", "--rate", "1000"],
     ],
     "lookalike": [["benchmarks.lookalike.measure", "--customers", "20000"]],
+    "runtime": [["benchmarks.runtime.bench_metrics"]],
 }
 QUICK: dict[str, list[list[str]]] = {
     "quality": [
@@ -46,6 +47,7 @@ QUICK: dict[str, list[list[str]]] = {
         ["benchmarks.segmentation.latency", "--rate", "200", "--seconds", "10"],
     ],
     "lookalike": [["benchmarks.lookalike.measure", "--customers", "5000"]],
+    "runtime": [["benchmarks.runtime.bench_metrics", "--calls", "20000"]],
 }
 
 

@@ -189,7 +189,7 @@ def wait_delivered(
 def cmd_ingest(args: argparse.Namespace) -> int:
     requests = read_requests(Path(args.file))
     count = len(requests.lines)
-    sending = Progress("accepted", count, force=args.progress)
+    sending = Progress("sent", count, force=args.progress)
     reply = send(requests, sending)
     sending.finish()
     delivery = None

@@ -40,7 +40,7 @@ from svod_runtime.tls import TlsFiles, blocking_channel
 
 # How long services get to drain on a stop (their own grace is 10 s, SVOD_SHUTDOWN_GRACE_S).
 STOP_TIMEOUT_S = 20.0
-STARTUP_TIMEOUT_S = 60.0
+STARTUP_TIMEOUT_S = 120.0
 LOG_TAIL_LINES = 15
 
 

@@ -90,13 +90,108 @@ def parse(manifests: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(manifests) if doc]
 
 
+# prometheus-operator's kinds the chart may render (monitoring.*): kubernetes-validate knows
+# only built-in kinds, so these are checked against the fields the chart sets (the operator's
+# CRDs accept them), strictly where the chart writes them.
+_LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
+_METADATA = {
+    "type": "object",
+    "required": ["name", "labels"],
+    "properties": {"name": {"type": "string"}, "labels": _LABELS, "annotations": _LABELS},
+}
+MONITORING_SCHEMAS: dict[str, dict[str, Any]] = {
+    "ServiceMonitor": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "metadata": _METADATA,
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["selector", "endpoints"],
+                "properties": {
+                    "selector": {"type": "object"},
+                    "namespaceSelector": {"type": "object"},
+                    "jobLabel": {"type": "string"},
+                    "endpoints": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["port"],
+                            "properties": {
+                                "port": {"type": "string"},
+                                "path": {"type": "string"},
+                                "interval": {"type": "string"},
+                                "scrapeTimeout": {"type": "string"},
+                                "relabelings": {"type": "array", "items": {"type": "object"}},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "PrometheusRule": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "properties": {
+            "apiVersion": {"const": "monitoring.coreos.com/v1"},
+            "metadata": _METADATA,
+            "spec": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["groups"],
+                "properties": {
+                    "groups": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "rules"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "rules": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "required": ["expr"],
+                                        "properties": {
+                                            "alert": {"type": "string"},
+                                            "record": {"type": "string"},
+                                            "expr": {"type": "string"},
+                                            "for": {"type": "string"},
+                                            "labels": _LABELS,
+                                            "annotations": _LABELS,
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    },
+}
+
+
 def validate(docs: Iterable[dict[str, Any]], version: str) -> list[str]:
     """Strict schema validation; returns one message per invalid object (or unknown kind)."""
+    import jsonschema
     from kubernetes_validate import utils as kv
 
     problems = []
     for doc in docs:
         what = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+        monitoring = MONITORING_SCHEMAS.get(str(doc.get("kind")))
+        if monitoring is not None and str(doc.get("apiVersion", "")).startswith("monitoring."):
+            for error in jsonschema.Draft7Validator(monitoring).iter_errors(doc):
+                path = ".".join(str(p) for p in error.path)
+                problems.append(f"{what}: {path}: {error.message}")
+            continue
         try:
             kv.validate(doc, version, strict=True)
         except kv.ValidationError as e:

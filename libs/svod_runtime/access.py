@@ -115,8 +115,9 @@ RPC_ACCESS: dict[str, Access] = {
     _IDENTITY + "MergeCustomers": Access(S.IDENTITY_ADMIN, segments=_REFUSE, audit=_CHANGE),
     _IDENTITY + "SplitCustomer": Access(S.IDENTITY_ADMIN, segments=_REFUSE, audit=_CHANGE),
     _IDENTITY + "Explain": Access(S.IDENTITY_READ, segments=_REFUSE, audit=_READ),
+    # Profile reads the person's own items for their personal-data export.
     _IDENTITY + "ListReviewItems": Access(
-        S.IDENTITY_ADMIN, segments=_REFUSE, audit=_READ, count_field="items"
+        S.IDENTITY_ADMIN, _by("profile"), _REFUSE, _READ, count_field="items"
     ),
     _IDENTITY + "DecideReviewItem": Access(S.IDENTITY_ADMIN, segments=_REFUSE, audit=_CHANGE),
     _IDENTITY + "GetRules": Access(S.IDENTITY_READ),
@@ -206,7 +207,7 @@ RPC_ACCESS: dict[str, Access] = {
     _QUALITY + "ReportContactFailures": Access(S.INGEST_WRITE, _by("profile")),
     _QUALITY + "EraseCustomer": Access(S.INTERNAL, _by("profile")),
     _QUALITY + "GetViolationStats": Access(S.QUALITY_READ),
-    _QUALITY + "GetProfileScore": Access(S.QUALITY_READ, segments=_REFUSE),
+    _QUALITY + "GetProfileScore": Access(S.QUALITY_READ, _by("profile"), _REFUSE),
     _QUALITY + "RefreshQualityReport": Access(S.QUALITY_ADMIN, audit=_CHANGE),
     _QUALITY + "GetQualityReport": Access(S.QUALITY_READ),
 }

@@ -126,6 +126,8 @@ class ServiceConfig:
     traces_file: str = ""
     # How often polled gauges (outbox depth, review queue ...) are refreshed.
     metrics_poll_s: float = 15.0
+    # ... and those whose query reads a whole table (identifiers per customer).
+    metrics_slow_poll_s: float = 300.0
     # -- security (docs/security.md) --
     # The key file listing principals and their scopes; empty = no keys.
     api_keys_file: str = ""
@@ -189,6 +191,7 @@ class ServiceConfig:
             trace_sample_ratio=_float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0),
             traces_file=env.get("SVOD_TRACES_FILE", ""),
             metrics_poll_s=_float(env, "SVOD_METRICS_POLL_S", 15.0),
+            metrics_slow_poll_s=_float(env, "SVOD_METRICS_SLOW_POLL_S", 300.0),
             api_keys_file=env.get("SVOD_API_KEYS_FILE", ""),
             # SVOD_<SERVICE>_PEER_API_KEY lets one environment give each service its own key.
             peer_api_key=env.get(prefix + "PEER_API_KEY") or env.get("SVOD_PEER_API_KEY", ""),

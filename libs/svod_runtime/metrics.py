@@ -11,8 +11,9 @@ suffixes (``_seconds``) and ``_total`` to counters. Every metric is listed in
 ``docs/operations.md``.
 
 Gauges that need a query (outbox depth, review queue) are *polled*: an async job per gauge
-refreshes its values every ``SVOD_METRICS_POLL_S`` seconds (default 15) and the scrape reads
-the last values, so scrapes never touch the database and hot paths never pay for gauges.
+refreshes its values every ``SVOD_METRICS_POLL_S`` seconds (default 15; those that read a
+whole table every ``SVOD_METRICS_SLOW_POLL_S``, default 300) and the scrape reads the last
+values, so scrapes never touch the database and hot paths never pay for gauges.
 """
 
 from __future__ import annotations
@@ -131,9 +132,12 @@ class ServiceMetrics:
         otlp_endpoint: str | None = None,
         otlp_interval_s: float = 60.0,
         poll_s: float = 15.0,
+        slow_poll_s: float = 300.0,
     ) -> None:
         self.service = service
         self.poll_s = poll_s
+        # For gauges whose query reads a whole table (identifiers per customer).
+        self.slow_poll_s = slow_poll_s
         self.registry = CollectorRegistry()
         readers: list[MetricReader] = [
             PrometheusMetricReader(scope_info_enabled=False, registry=self.registry)
@@ -150,11 +154,29 @@ class ServiceMetrics:
                 )
             )
         self.provider = MeterProvider(resource=resource, metric_readers=readers)
+        # OTEL_SDK_DISABLED (the chart sets it when traces are off) switches off tracing: the
+        # /metrics endpoint is Svod's own, switched by SVOD_<SERVICE>_METRICS_PORT. The SDK's
+        # meter provider reads the variable too; libs/tests/test_metrics.py holds it to this.
+        if getattr(self.provider, "_disabled", False):
+            self.provider._disabled = False
         self.meter = self.provider.get_meter(f"svod.{service}")
         self.rpc = RpcMetrics(self.meter)
         self._pollers: list[_Poller] = []
         self._server: WSGIServer | None = None
         self._server_thread: threading.Thread | None = None
+
+    def observe_serving(self, is_serving: Callable[[], bool]) -> None:
+        """``svod.service.serving``: 1 while the health check says SERVING, else 0."""
+
+        def observe(_options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(1 if is_serving() else 0)]
+
+        self.meter.create_observable_gauge(
+            "svod.service.serving",
+            callbacks=[observe],
+            unit="1",
+            description="1 while the service reports SERVING (its database answers), else 0",
+        )
 
     # -- polled gauges ------------------------------------------------------------------------
 

@@ -63,10 +63,13 @@ class OutboxMetrics:
         metrics.add_poller("outbox", self.poll)
 
     def known_topics(self, topics: list[str]) -> None:
-        """Topics reported (at 0) before their first message."""
+        """Topics reported (at 0) before their first message, so rates and alerts see 0."""
         zero = {labels(topic=t): 0.0 for t in topics}
         for gauge in (self.depth, self.oldest_age, self.dead_letters):
             gauge.set(zero)
+        for counter in (self.deliveries, self.retries, self.given_up):
+            for topic in topics:
+                counter.add(0, {"topic": topic})
 
     async def poll(self) -> None:
         async with self.engine.connect() as conn:

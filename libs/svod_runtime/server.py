@@ -116,6 +116,8 @@ class ServiceApp:
     server: grpc.aio.Server | None = None
     port: int = 0
     metrics_port: int = 0
+    # What the health check says (SERVING while the database answers); svod.service.serving.
+    serving: bool = False
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _health: Any = None
     _health_server: grpc.aio.Server | None = None
@@ -147,6 +149,7 @@ class ServiceApp:
             (self.descriptor.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         self.port = listen(server, self.config.listen_host, self.config.port, self.config.tls)
+        self.telemetry.metrics.observe_serving(lambda: self.serving)
         if self.config.metrics_port:
             self.metrics_port = self._serve_metrics()
         if self.config.health_port:
@@ -175,6 +178,7 @@ class ServiceApp:
             ) from None
 
     async def _set_health(self, serving: bool) -> None:
+        self.serving = serving
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving

@@ -53,6 +53,7 @@ class Telemetry:
         extra_exporters: tuple[SpanExporter, ...] = (),
         traces_file: str = "",
         metrics_poll_s: float = 15.0,
+        metrics_slow_poll_s: float = 300.0,
     ) -> None:
         self.service = service
         resource = Resource.create({"service.name": f"svod-{service}", "service.namespace": "svod"})
@@ -76,7 +77,11 @@ class Telemetry:
             )
         self.tracer = self.tracer_provider.get_tracer(f"svod.{service}")
         self.metrics = ServiceMetrics(
-            service, resource, otlp_endpoint=otlp_endpoint, poll_s=metrics_poll_s
+            service,
+            resource,
+            otlp_endpoint=otlp_endpoint,
+            poll_s=metrics_poll_s,
+            slow_poll_s=metrics_slow_poll_s,
         )
         self.meter = self.metrics.meter
         self._engines = 0
@@ -92,6 +97,7 @@ class Telemetry:
             extra_exporters=extra_exporters,
             traces_file=config.traces_file,
             metrics_poll_s=config.metrics_poll_s,
+            metrics_slow_poll_s=config.metrics_slow_poll_s,
         )
 
     def client_interceptors(self) -> list[Any]:

@@ -172,13 +172,23 @@ def pod_peer_component(peer: dict[str, Any]) -> str | None:
     return labels.get("app.kubernetes.io/component")
 
 
+METRICS_PORT = 9464
+
+
+def is_scrape_rule(rule: dict[str, Any]) -> bool:
+    """The ingress rule that lets Prometheus reach the metrics port."""
+    return rule.get("ports") == [{"port": METRICS_PORT, "protocol": "TCP"}]
+
+
 def external_ingress_rules(policy: dict[str, Any]) -> list[dict[str, Any]]:
-    """Ingress rules that admit traffic from outside the release's own pods."""
+    """Ingress rules that admit traffic to the API from outside the release's own pods (the
+    metrics port's scrape rule is checked on its own)."""
     rules = policy["spec"].get("ingress") or []
     return [
         r
         for r in rules
-        if not r.get("from") or any(pod_peer_component(p) is None for p in r["from"])
+        if (not r.get("from") or any(pod_peer_component(p) is None for p in r["from"]))
+        and not is_scrape_rule(r)
     ]
 
 
@@ -382,7 +392,12 @@ def test_calls_map_drives_targets_and_network_policies(render: Render) -> None:
         pod_peer_component(p) for r in seg["spec"]["egress"] for p in r.get("to", [])
     }
     quality = named(docs, "NetworkPolicy", "svod-quality")
-    callers = {pod_peer_component(p) for r in quality["spec"]["ingress"] for p in r.get("from", [])}
+    callers = {
+        pod_peer_component(p)
+        for r in quality["spec"]["ingress"]
+        if not is_scrape_rule(r)
+        for p in r.get("from", [])
+    }
     assert callers == {"ingestion", "identity", "segmentation"}
 
 
@@ -553,14 +568,15 @@ def test_network_policies_follow_the_call_graph(render: Render, values: str) -> 
         pod_labels = deployment(docs, s)["spec"]["template"]["metadata"]["labels"]
         assert selects(policy["spec"]["podSelector"]["matchLabels"], pod_labels)
         callers = {c for c, callees in CALLS.items() if s in callees}
+        api_rules = [r for r in policy["spec"]["ingress"] if not is_scrape_rule(r)]
         admitted = {
             pod_peer_component(p)
-            for r in policy["spec"]["ingress"]
+            for r in api_rules
             if r not in external_ingress_rules(policy)
             for p in r["from"]
         }
         assert admitted == callers, s
-        for r in policy["spec"]["ingress"]:
+        for r in api_rules:
             assert r["ports"] == [{"port": PORTS[s], "protocol": "TCP"}]
         egress = policy["spec"]["egress"]
         peers = {}
@@ -574,6 +590,39 @@ def test_network_policies_follow_the_call_graph(render: Render, values: str) -> 
             assert ports == [{"port": PORTS[peer], "protocol": "TCP"}]
         egress_ports = {p["port"] for r in egress for p in r["ports"]}
         assert {53, 5432} <= egress_ports, "DNS and the database"
+
+
+def test_metrics_port_is_served_and_open_only_to_the_scrapers(render: Render) -> None:
+    docs = render("minimal")
+    for s in SERVICES:
+        container = deployment(docs, s)["spec"]["template"]["spec"]["containers"][0]
+        assert {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"} in (
+            container["ports"]
+        )
+        assert env_of(deployment(docs, s))[f"SVOD_{s.upper()}_METRICS_PORT"] == str(METRICS_PORT)
+        service = named(docs, "Service", f"svod-{s}")
+        assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+        (scrape,) = [
+            r
+            for r in named(docs, "NetworkPolicy", f"svod-{s}")["spec"]["ingress"]
+            if is_scrape_rule(r)
+        ]
+        assert scrape["from"] == [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+        ]
+    # No monitoring objects unless asked for; production.yaml asks for all three.
+    assert not [d for d in docs if d["kind"] in ("ServiceMonitor", "PrometheusRule")]
+    prod = render("production")
+    assert len(of_kind(prod, "ServiceMonitor")) == len(of_kind(prod, "PrometheusRule")) == 1
+    dashboard = named(prod, "ConfigMap", "svod-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    off = render("minimal", "metrics.enabled=false")
+    assert env_of(deployment(off, "identity"))["SVOD_IDENTITY_METRICS_PORT"] == "0"
+    assert not [
+        r
+        for r in named(off, "NetworkPolicy", "svod-identity")["spec"]["ingress"]
+        if is_scrape_rule(r)
+    ]
 
 
 def test_network_policy_allows_the_otlp_collector_when_tracing(render: Render) -> None:
@@ -767,7 +816,7 @@ def test_tls_from_a_secret(render: Render) -> None:
         assert env["SVOD_HEALTH_PORT"] == "8086"
         assert container(dep)["readinessProbe"]["grpc"] == {"port": 8086, "service": ""}
         ports = {p["name"]: p["containerPort"] for p in container(dep)["ports"]}
-        assert ports == {"grpc": PORTS[s], "health": 8086}
+        assert ports == {"grpc": PORTS[s], "health": 8086, "metrics": METRICS_PORT}
 
 
 # --- the image ------------------------------------------------------------------------------

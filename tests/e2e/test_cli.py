@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import secrets
 import time
 import uuid
@@ -103,9 +104,12 @@ def test_ingest_reports_acceptance_then_delivery_and_refusals_by_line(svod, tmp_
     )
     bad = identify("cli-web", emails=("not an e-mail",))
     path = jsonl(tmp_path / "mixed.jsonl", first, second, bad, event)
-    sent = svod("ingest", path, "--wait", "--timeout", "60")
+    sent = svod("ingest", path, "--wait", "--timeout", "60", "--progress")
     assert sent.code == 1, sent.out + sent.err  # one line was refused
     assert "accepted 3, duplicates 0, rejected 1" in sent.out
+    # Progress with a rate and an ETA (on a terminal; --progress forces it here).
+    assert re.search(r"sent: 4/4 \([\d,]+/s, ETA 0:00:00\)", sent.err), sent.err
+    assert re.search(r"delivered: 3/3 \([\d,]+/s, ETA 0:00:00\)", sent.err), sent.err
     assert "  line 3: " in sent.out  # the file line of the refused message
     assert "delivered 3, failed 0, still pending 0" in sent.out
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
 from svod.quality.v1 import quality_pb2
+from svod.segmentation.v1 import segmentation_pb2
 from svod_runtime.config import SERVICES
 from tests.builders import EMAIL, PHONE, identify, random_phone, track, unique
 
@@ -125,3 +128,97 @@ def test_erase_needs_an_actor(suite) -> None:
             timeout=T,
         )
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _delivered(suite, request) -> str:
+    suite.ingestion.Identify(request, timeout=T)
+    status = suite.wait_processed(request.record_ref)
+    assert status.customer_id, status
+    return status.customer_id
+
+
+def test_export_holds_what_every_service_keeps(suite) -> None:
+    """The personal-data export (#16 item 7): besides the profile, every value observed, the
+    consent history, identity's identifiers and review items, segment memberships and the
+    quality score."""
+    surname = f"Выгрузова{unique('')[1:7]}"
+    town = f"Экспортск{unique('')[1:5]}"
+    phone, email = random_phone(), f"{unique('svet')}@example.ru"
+    first = identify("webshop", phones=(phone,), first_name="Светлана", last_name=surname)
+    first.record.addresses.add(country_code="RU", city=town, address_line="ул. Ленина, д. 5, кв. 7")
+    second = identify("pos-9", emails=(email,), first_name="Света", last_name=surname)
+    second.record.addresses.add(
+        country_code="RU", city=town, address_line="улица Ленина, дом 5, кв. 7"
+    )
+    customer_id = _delivered(suite, first)
+    other_id = _delivered(suite, second)
+    suite.profile.UpdateConsent(
+        profile_pb2.UpdateConsentRequest(
+            customer_id=customer_id,
+            consent=profile_pb2.Consent(
+                channel=profile_pb2.CONSENT_CHANNEL_EMAIL,
+                status=profile_pb2.CONSENT_STATUS_OPTED_IN,
+                source="webshop",
+            ),
+        ),
+        timeout=T,
+    )
+    suite.profile.UpdateConsent(
+        profile_pb2.UpdateConsentRequest(
+            customer_id=customer_id,
+            consent=profile_pb2.Consent(
+                channel=profile_pb2.CONSENT_CHANNEL_EMAIL,
+                status=profile_pb2.CONSENT_STATUS_OPTED_OUT,
+                source="call-centre",
+            ),
+        ),
+        timeout=T,
+    )
+    segment_id = unique("export")
+    suite.segmentation.CreateSegment(
+        segmentation_pb2.CreateSegmentRequest(
+            segment=segmentation_pb2.Segment(
+                segment_id=segment_id,
+                rule=segmentation_pb2.RuleNode(
+                    field=segmentation_pb2.FieldCondition(
+                        field="last_name", operator="eq", values=[surname]
+                    )
+                ),
+            )
+        ),
+        timeout=T,
+    )
+    export = _export_with_segment(suite, customer_id, segment_id)
+
+    assert export.profile.last_name.value == surname
+    observed = {(v.field, v.value) for v in export.observed_values}
+    assert ("first_name", "Светлана") in observed and ("last_name", surname) in observed
+    assert all(v.record_ref.source == "webshop" for v in export.observed_values)
+    assert [(c.status, c.source) for c in export.consent_history] == [
+        (profile_pb2.CONSENT_STATUS_OPTED_IN, "webshop"),
+        (profile_pb2.CONSENT_STATUS_OPTED_OUT, "call-centre"),
+    ]
+    # Identity's identifiers, in their canonical form, with the source that gave them.
+    assert [(i.identifier.type, i.source) for i in export.identifiers] == [(PHONE, "webshop")]
+    # Other tests' segments may hold her too (the suite's database is shared).
+    memberships = {m.segment_id: m for m in export.segment_memberships}
+    assert memberships[segment_id].enter_time.seconds > 0
+    assert export.HasField("quality_score") and 0 <= export.quality_score.score <= 100
+    # Светлана and Света of the same flat: a weak match, identity asked a reviewer (the two
+    # records stay apart); the item is in the export, without the other side's data.
+    assert other_id != customer_id
+    assert len(export.review_items) == 1
+    item = export.review_items[0]
+    assert item.state == "open" and item.record_ref.source in ("webshop", "pos-9")
+
+
+def _export_with_segment(suite, customer_id: str, segment_id: str):
+    deadline = time.monotonic() + 15
+    while True:
+        export = suite.profile.ExportPersonalData(
+            profile_pb2.ExportPersonalDataRequest(customer_id=customer_id), timeout=T
+        )
+        if any(m.segment_id == segment_id for m in export.segment_memberships):
+            return export
+        assert time.monotonic() < deadline, "the segment membership never showed"
+        time.sleep(0.1)

@@ -86,8 +86,10 @@ class RunningSuite:
         return code
 
 
-def suite_env(database_url: str, log_dir: Path) -> dict[str, str]:
-    ports = free_ports(10)
+def suite_env(database_url: str, log_dir: Path, ports: list[int] | None = None) -> dict[str, str]:
+    """The environment of one suite; ``ports``: its ten ports (taken together with another
+    suite's, so that the two never draw the same one)."""
+    ports = ports or free_ports(10)
     env = {
         **os.environ,
         "SVOD_DATABASE_URL": database_url,
@@ -168,8 +170,9 @@ def assert_clean_stop(suite: RunningSuite) -> None:
 
 
 def test_two_suites_side_by_side_and_both_ways_of_stopping(databases, tmp_path) -> None:
-    first_env = suite_env(databases[0], tmp_path / "first")
-    second_env = suite_env(databases[1], tmp_path / "second")
+    ports = free_ports(20)
+    first_env = suite_env(databases[0], tmp_path / "first", ports[:10])
+    second_env = suite_env(databases[1], tmp_path / "second", ports[10:])
     first, second = start(first_env), start(second_env)
     try:
         for suite in (first, second):

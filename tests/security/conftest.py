@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 
 from svod_cli.suite import InProcessSuite, create_database, drop_database, prepare_database
 from svod_runtime.access import Scope
 from svod_runtime.auth import principal_entry
 from svod_runtime.config import SERVICES
+from svod_runtime.db import libpq_url
 
 
 def key_of(principal: str) -> str:
@@ -69,6 +71,10 @@ def principals_for_tests() -> list[dict]:
 class SecuredSuite:
     suite: InProcessSuite
     key_file: Path
+    url: str
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(libpq_url(self.url), autocommit=True)
 
     def target(self, service: str) -> str:
         return self.suite.target(service)
@@ -90,7 +96,7 @@ def secured(postgres_admin_url, tmp_path_factory) -> Iterator[SecuredSuite]:
     try:
         prepare_database(url)
         suite = InProcessSuite(url, extra_env=env).start()
-        yield SecuredSuite(suite, key_file)
+        yield SecuredSuite(suite, key_file, url)
     finally:
         if suite is not None:
             suite.stop()

@@ -9,7 +9,8 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from svod.common.v1 import common_pb2
-from svod.ingestion.v1 import ingestion_pb2_grpc
+from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2 as pb
@@ -138,3 +139,102 @@ def test_the_audit_log_names_the_principal_of_changes_and_reads(secured, caplog)
     for record in lines:
         text = repr(record.__dict__)
         assert phone.replace(" ", "")[-7:] not in text and "Аудит" not in text
+
+
+def _customer(secured, phone: str) -> str:
+    request = identify("pos-msk-01", phones=(phone,))
+    key = bearer("with-ingest:write")
+    with secured.channel("ingestion") as channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+        stub.Identify(request, timeout=5, metadata=key)
+        deadline = time.monotonic() + 15
+        while True:
+            status = stub.GetRecordStatus(
+                ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref),
+                timeout=5,
+                metadata=key,
+            )
+            if status.customer_id:
+                return status.customer_id
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+
+
+def test_the_actor_of_a_change_is_the_authenticated_principal(secured) -> None:
+    """A client-sent actor only adds a name beside the principal; alone it is never trusted."""
+    first, second = _customer(secured, random_phone()), _customer(secured, random_phone())
+    admin = bearer("with-identity:admin")
+    with secured.channel("identity") as channel:
+        identity = identity_pb2_grpc.IdentityServiceStub(channel)
+        merged = identity.MergeCustomers(
+            identity_pb2.MergeCustomersRequest(
+                customer_ids=[first, second], reason="same person", actor="Анна"
+            ),
+            timeout=10,
+            metadata=admin,
+        )
+        why = identity.Explain(
+            identity_pb2.ExplainRequest(customer_id=merged.surviving_customer_id),
+            timeout=10,
+            metadata=bearer("admin"),
+        )
+        assert "with-identity:admin (Анна)" in {step.actor for step in why.steps}
+        rules = identity.GetRules(
+            identity_pb2.GetRulesRequest(), timeout=5, metadata=bearer("admin")
+        )
+        updated = identity.UpdateRules(
+            identity_pb2.UpdateRulesRequest(
+                rules=rules, expected_version=rules.version, actor="someone-else"
+            ),
+            timeout=10,
+            metadata=admin,
+        )
+        assert updated.updated_by == "with-identity:admin (someone-else)"
+    rule_id = unique("who")
+    with secured.channel("quality") as channel:
+        stub = quality_pb2_grpc.QualityServiceStub(channel)
+        stub.CreateValidationRule(
+            quality_pb2.CreateValidationRuleRequest(
+                rule=quality_pb2.ValidationRule(
+                    rule_id=rule_id, field="first_name", action="flag", check="name_plausible"
+                )
+            ),
+            timeout=5,
+            metadata=bearer("with-quality:admin"),
+        )
+        stub.DeleteValidationRule(
+            quality_pb2.DeleteValidationRuleRequest(rule_id=rule_id),
+            timeout=5,
+            metadata=bearer("admin"),
+        )
+    segment_id = unique("who")
+    with secured.channel("segmentation") as channel:
+        stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
+        stub.CreateSegment(
+            pb.CreateSegmentRequest(
+                segment=pb.Segment(
+                    segment_id=segment_id,
+                    rule=pb.RuleNode(
+                        field=pb.FieldCondition(field="first_name", operator="eq", values=["x"])
+                    ),
+                )
+            ),
+            timeout=10,
+            metadata=bearer("with-segment:admin"),
+        )
+        stub.DeleteSegment(
+            pb.DeleteSegmentRequest(segment_id=segment_id), timeout=10, metadata=bearer("admin")
+        )
+    with secured.connect() as conn:
+        changes = conn.execute(
+            "SELECT change, actor FROM quality.validation_rule_changes WHERE rule_id = %s "
+            "ORDER BY change_pk",
+            (rule_id,),
+        ).fetchall()
+        assert changes == [("created", "with-quality:admin"), ("deleted", "admin")]
+        versions = conn.execute(
+            "SELECT deleted, actor FROM segmentation.segment_versions WHERE segment_id = %s "
+            "ORDER BY version",
+            (segment_id,),
+        ).fetchall()
+        assert versions == [(False, "with-segment:admin"), (True, "admin")]

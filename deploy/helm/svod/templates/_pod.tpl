@@ -13,6 +13,8 @@ Pieces shared by the service pods and the migration pods. Each takes
   value: {{ $name | quote }}
 - name: {{ $prefix }}_PORT
   value: {{ $svc.port | int | toString | quote }}
+- name: {{ $prefix }}_METRICS_PORT
+  value: {{ ternary ($root.Values.metrics.port | int) 0 $root.Values.metrics.enabled | toString | quote }}
 - name: {{ $prefix }}_DATABASE_URL
   valueFrom:
     secretKeyRef:

@@ -1051,10 +1051,21 @@ class IdentityTransaction:
     # -- review queue ----------------------------------------------------------------------
 
     async def review_items(
-        self, limit: int, after: tuple[dt.datetime, str] | None, include_decided: bool
+        self,
+        limit: int,
+        after: tuple[dt.datetime, str] | None,
+        include_decided: bool,
+        customer_ids: Sequence[str] = (),
     ) -> list[Any]:
+        """A page of review items; with ``customer_ids``, only those about these customers."""
         where = [] if include_decided else ["v.state = 'open'"]
         params: dict[str, Any] = {"n": limit}
+        if customer_ids:
+            where.append(
+                "(r.customer_id = ANY(CAST(:ids AS uuid[])) "
+                "OR v.candidate_customer_id = ANY(CAST(:ids AS uuid[])))"
+            )
+            params["ids"] = list(customer_ids)
         if after is not None:
             where.append("(v.created_at, v.review_item_id) > (:at, CAST(:id AS uuid))")
             params |= {"at": after[0], "id": after[1]}
@@ -1546,6 +1557,22 @@ class IdentityTransaction:
         # Announcements and reports about the person not delivered yet (or refused for good).
         await scrub_outbox(self.conn, ids, values)
         return Erasure(refs, int(deleted.rowcount or 0), ids, values)
+
+    async def merged_ids(self, customer_id: str) -> list[str]:
+        """Every id merged into this customer, directly or through others."""
+        rows = await self.conn.execute(
+            text(
+                """
+                WITH RECURSIVE merged(id) AS (
+                    SELECT customer_id FROM customers WHERE merged_into = CAST(:c AS uuid)
+                    UNION SELECT c.customer_id FROM customers c
+                    JOIN merged ON c.merged_into = merged.id
+                ) SELECT id FROM merged ORDER BY id
+                """
+            ),
+            {"c": customer_id},
+        )
+        return [str(r[0]) for r in rows]
 
     async def canonical_id(self, customer_id: str, *, include_erased: bool = False) -> str | None:
         """The current id of a customer, following merges; None when unknown (or erased)."""

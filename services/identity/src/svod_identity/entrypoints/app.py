@@ -5,6 +5,7 @@ from __future__ import annotations
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_identity.adapters.ingestion_client import IngestionNotifier
 from svod_identity.adapters.job_storage import JobStore
+from svod_identity.adapters.metrics_queries import IdentityGaugeQueries
 from svod_identity.adapters.profile_client import ProfileAnnouncer
 from svod_identity.adapters.quality_client import QualityReporter
 from svod_identity.adapters.storage import (
@@ -15,6 +16,7 @@ from svod_identity.adapters.storage import (
     IdentityStore,
 )
 from svod_identity.entrypoints.grpc_servicer import IdentityServicer
+from svod_identity.entrypoints.metrics import IdentityMetrics
 from svod_identity.service_layer.bulk import BulkJobs, JobRunner
 from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.clients import peer_channel
@@ -38,7 +40,11 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     reporter = QualityReporter(quality, config.peer_timeout_s)
     notifier = IngestionNotifier(ingestion, config.peer_timeout_s)
     relay = OutboxRelay(
-        metered_outbox_store(engine, telemetry.metrics, [MERGED_TOPIC, SPLIT_TOPIC, QUALITY_TOPIC]),
+        metered_outbox_store(
+            engine,
+            telemetry.metrics,
+            [MERGED_TOPIC, SPLIT_TOPIC, QUALITY_TOPIC, ATTRIBUTION_TOPIC],
+        ),
         {
             MERGED_TOPIC: announcer.merged,
             SPLIT_TOPIC: announcer.split,
@@ -50,8 +56,13 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     jobs = JobStore(engine)
     # Imports and re-resolutions run one at a time, each in a worker process of its own.
     runner = JobRunner(jobs, config.database_url, on_announced=relay.wake)
+    metrics = IdentityMetrics(
+        telemetry.metrics, IdentityGaugeQueries(engine), telemetry.metrics.slow_poll_s
+    )
     servicer = IdentityServicer(
-        IdentityService(IdentityStore(engine), on_commit=relay.wake), BulkJobs(jobs, runner)
+        IdentityService(IdentityStore(engine), on_commit=relay.wake),
+        BulkJobs(jobs, runner),
+        metrics,
     )
 
     async def close() -> None:

@@ -22,6 +22,7 @@ from svod_identity.domain.preview import MAX_SAMPLES
 from svod_identity.domain.records import RawRecord, build_record
 from svod_identity.domain.review import Side
 from svod_identity.domain.rules import Rules
+from svod_identity.entrypoints.metrics import IdentityMetrics
 from svod_identity.service_layer.bulk import BulkJobs
 from svod_identity.service_layer.use_cases import IdentityService, ModelInfo
 from svod_runtime.auth import acting_as
@@ -344,9 +345,12 @@ def import_result_proto(result: ImportResult) -> identity_pb2.ImportRecordResult
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, service: IdentityService, bulk: BulkJobs) -> None:
+    def __init__(
+        self, service: IdentityService, bulk: BulkJobs, metrics: IdentityMetrics | None = None
+    ) -> None:
         self.service = service
         self.bulk = bulk
+        self.metrics = metrics
 
     # -- bulk import and re-resolution (docs/bulk-import.md) --------------------------------
 
@@ -413,7 +417,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ResolveRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ResolveResponse:
         record = build_record(raw_record(request), dt.datetime.now(dt.UTC))
-        return resolve_response(await self.service.resolve(record))
+        placement = await self.service.resolve(record)
+        if self.metrics is not None:
+            self.metrics.placed([placement])
+        return resolve_response(placement)
 
     async def ResolveBatch(
         self,
@@ -441,6 +448,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         if violations:
             raise InvalidArgument(violations)
         placements = await self.service.resolve_batch(records)
+        if self.metrics is not None:
+            self.metrics.placed(placements)
         return identity_pb2.ResolveBatchResponse(results=[resolve_response(p) for p in placements])
 
     async def EraseCustomer(
@@ -490,6 +499,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         survivor, merged = await self.service.merge_customers(
             list(request.customer_ids), request.reason, acting_as(request.actor)
         )
+        if self.metrics is not None:
+            self.metrics.merged("manual", len(merged))
         return identity_pb2.MergeCustomersResponse(
             surviving_customer_id=survivor, merged_customer_ids=list(merged)
         )
@@ -504,6 +515,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             request.reason,
             acting_as(request.actor),
         )
+        if self.metrics is not None:
+            self.metrics.split()
         return identity_pb2.SplitCustomerResponse(
             source_customer_id=source,
             target_customer_id=target,
@@ -532,7 +545,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.ListReviewItemsRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.ListReviewItemsResponse:
         views, token = await self.service.list_review_items(
-            request.page_size, request.page_token, request.include_decided
+            request.page_size, request.page_token, request.include_decided, request.customer_id
         )
         items = []
         for view in views:
@@ -565,6 +578,8 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         customer = await self.service.decide_review_item(
             request.review_item_id, request.accept, acting_as(request.actor), request.reason
         )
+        if self.metrics is not None and request.accept:
+            self.metrics.merged("review", 1)
         return identity_pb2.DecideReviewItemResponse(customer_id=customer)
 
     async def GetRules(

@@ -729,8 +729,12 @@ class IdentityService:
     # -- review queue ----------------------------------------------------------------------
 
     async def list_review_items(
-        self, page_size: int, page_token: str, include_decided: bool
+        self, page_size: int, page_token: str, include_decided: bool, customer_id: str = ""
     ) -> tuple[list[ReviewView], str]:
+        """A page of review items; with ``customer_id``, every item (decided ones too) about
+        that customer and the ids merged into it."""
+        if customer_id and not _is_uuid(customer_id):
+            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
         size = _page_size(page_size)
         after = None
         if page_token:
@@ -739,7 +743,14 @@ class IdentityService:
                 raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
             after = (_token_time(at), item)
         async with self.store.transaction() as tx:
-            rows = await tx.review_items(size + 1, after, include_decided)
+            ids: list[str] = []
+            if customer_id:
+                current = await tx.canonical_id(customer_id)
+                if current is None:
+                    raise NotFound(f"customer {customer_id} not found")
+                ids = [current, *await tx.merged_ids(current)]
+                include_decided = True
+            rows = await tx.review_items(size + 1, after, include_decided, ids)
             token = ""
             if len(rows) > size:
                 rows = rows[:size]

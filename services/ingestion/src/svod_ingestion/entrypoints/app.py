@@ -8,6 +8,7 @@ from svod_ingestion.adapters.held_events import HeldEventStore
 from svod_ingestion.adapters.quality_client import QualityStandardizer
 from svod_ingestion.adapters.storage import IngestionStore
 from svod_ingestion.domain.attributes import parse_declarations
+from svod_ingestion.domain.attribution import Issue
 from svod_ingestion.entrypoints.grpc_servicer import IngestionServicer
 from svod_ingestion.service_layer.delivery import RecordDelivery
 from svod_ingestion.service_layer.held_sweeper import HeldEventSweeper
@@ -60,7 +61,9 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     )
 
     async def poll_held() -> None:
-        held_gauge.set({labels(issue=i.value): n for i, n in (await held.counts()).items()})
+        # Every issue is reported, at 0 when none is held (an alert or panel sees 0, not nothing).
+        counts = await held.counts()
+        held_gauge.set({labels(issue=i.value): float(counts.get(i, 0)) for i in Issue})
 
     telemetry.metrics.add_poller("held_events", poll_held)
     quality = peer_channel(config.peers["quality"], telemetry, config.peer_security)

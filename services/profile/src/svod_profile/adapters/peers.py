@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 
 from svod.common.v1 import common_pb2
@@ -9,9 +11,16 @@ from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
-from svod_profile.service_layer.ports import IdentityErasure
+from svod_profile.service_layer.ports import IdentityErasure, PeerExport
 from svod_runtime.errors import NotFound, Unavailable
-from svod_runtime.protoconv import enum_number
+from svod_runtime.protoconv import enum_number, enum_short_name, timestamp_to_datetime
+
+_ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
+
+
+def _time(message: object, field: str) -> dt.datetime | None:
+    return timestamp_to_datetime(getattr(message, field)) if message.HasField(field) else None  # type: ignore[attr-defined]
+
 
 # ErasePayloads takes at most 10,000 refs per call.
 MAX_REFS_PER_CALL = 10_000
@@ -46,6 +55,84 @@ class PeerEraser:
         self.ingestion = ingestion_pb2_grpc.IngestionServiceStub(ingestion)
         self.segmentation = segmentation_pb2_grpc.SegmentationServiceStub(segmentation)
         self.timeout_s = timeout_s
+
+    async def export(self, customer_id: str) -> PeerExport:
+        """Identity's identifiers, merged ids and review items, segmentation's memberships and
+        quality's score of the person (a service unreachable now: UNAVAILABLE, retry)."""
+        try:
+            customer = await self.identity.LookupCustomer(
+                identity_pb2.LookupCustomerRequest(customer_id=customer_id),
+                timeout=self.timeout_s,
+            )
+            reviews = await self._review_items(customer_id)
+            segments = await self.segmentation.GetCustomerSegments(
+                segmentation_pb2.GetCustomerSegmentsRequest(customer_id=customer_id),
+                timeout=self.timeout_s,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(f"customer {customer_id} not found") from None
+            raise _unavailable("a peer", error) from None
+        return PeerExport(
+            merged_customer_ids=list(customer.merged_ids),
+            identifiers=[
+                (
+                    enum_short_name(_ID_TYPE, i.identifier.type, "IDENTIFIER_TYPE_"),
+                    i.identifier.value,
+                    i.identifier.namespace,
+                    i.source,
+                    _time(i, "first_seen_time"),
+                    _time(i, "last_seen_time"),
+                )
+                for i in customer.identifiers
+            ],
+            review_items=reviews,
+            memberships=[
+                (m.segment_id, m.label, _time(m, "enter_time")) for m in segments.memberships
+            ],
+            quality_score=await self._quality_score(customer_id),
+        )
+
+    async def _review_items(
+        self, customer_id: str
+    ) -> list[tuple[str, str, str, str, float, dt.datetime | None]]:
+        items = []
+        token = ""
+        while True:
+            page = await self.identity.ListReviewItems(
+                identity_pb2.ListReviewItemsRequest(
+                    customer_id=customer_id, page_size=1000, page_token=token
+                ),
+                timeout=self.timeout_s,
+            )
+            items += [
+                (
+                    r.review_item_id,
+                    r.record_ref.source,
+                    r.record_ref.message_id,
+                    r.state,
+                    r.score,
+                    _time(r, "create_time"),
+                )
+                for r in page.items
+            ]
+            token = page.next_page_token
+            if not token:
+                return items
+
+    async def _quality_score(
+        self, customer_id: str
+    ) -> tuple[int, list[str], dt.datetime | None] | None:
+        try:
+            score = await self.quality.GetProfileScore(
+                quality_pb2.GetProfileScoreRequest(customer_id=customer_id),
+                timeout=self.timeout_s,
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise _unavailable("quality", error) from None
+        return score.score, list(score.reasons), _time(score, "score_time")
 
     async def erase_identity(self, customer_id: str, actor: str, reason: str) -> IdentityErasure:
         try:

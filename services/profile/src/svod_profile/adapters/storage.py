@@ -515,6 +515,26 @@ class ProfileTransaction:
         ):
             await self.conn.execute(text(statement), params)
 
+    async def observations_with_records(
+        self, customer_id: str
+    ) -> list[tuple[TraitObservation, tuple[str, str]]]:
+        """Every value observed for the customer, with the record it came with, oldest first."""
+        rows = await self.conn.execute(
+            text(
+                "SELECT field, value, source, channel, observed_at, record_source, "
+                "record_message_id FROM trait_values WHERE customer_id = :c "
+                "ORDER BY observed_at, value_pk"
+            ),
+            {"c": customer_id},
+        )
+        return [
+            (
+                TraitObservation(r.field, r.value, Provenance(r.source, r.channel, r.observed_at)),
+                (r.record_source, r.record_message_id),
+            )
+            for r in rows
+        ]
+
     async def all_observations(self, customer_id: str) -> list[TraitObservation]:
         rows = await self.conn.execute(
             text(

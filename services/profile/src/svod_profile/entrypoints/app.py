@@ -6,10 +6,12 @@ from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_profile.adapters.identity_client import IdentityClient
 from svod_profile.adapters.peers import PeerEraser
 from svod_profile.adapters.quality_client import QualityReporter
+from svod_profile.adapters.segment_membership import SegmentMembership
 from svod_profile.adapters.segmentation_client import SegmentationAnnouncer
 from svod_profile.adapters.storage import CHANGED_TOPIC, CONTACT_FAILED_TOPIC, ProfileStore
 from svod_profile.domain.survivorship import SurvivorshipRules
 from svod_profile.entrypoints.grpc_servicer import ProfileServicer
+from svod_profile.entrypoints.metrics import ProfileMetrics
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
@@ -46,11 +48,12 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         store, segmentation_channel, config.peer_timeout_s, config.currency
     )
     reporter = QualityReporter(quality_channel, config.peer_timeout_s)
+    metrics = ProfileMetrics(telemetry.metrics)
     relay = OutboxRelay(
         metered_outbox_store(engine, telemetry.metrics, [CHANGED_TOPIC, CONTACT_FAILED_TOPIC]),
         {CONTACT_FAILED_TOPIC: reporter.contact_failed},
         telemetry.tracer,
-        batch_handlers={CHANGED_TOPIC: announcer.changed},
+        batch_handlers={CHANGED_TOPIC: metrics.counting_announcements(announcer.changed)},
         # Changes go to segmentation a pass at a time (one call); bigger passes keep up with
         # thousands of changes a second.
         batch_size=500,
@@ -64,7 +67,13 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         attribute_types=parse_declarations(config.custom_attributes),
     )
     batcher = service.enable_batching()
-    servicer = ProfileServicer(service, config.currency, telemetry.tracer)
+    servicer = ProfileServicer(
+        service,
+        config.currency,
+        telemetry.tracer,
+        metrics,
+        memberships=SegmentMembership(segmentation_channel, config.peer_timeout_s),
+    )
 
     async def close() -> None:
         await read_engine.dispose()

@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_profile.adapters.segment_membership import SegmentMembership
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
 from svod_profile.domain.model import (
@@ -23,10 +24,18 @@ from svod_profile.domain.model import (
     RecordApplication,
     TraitObservation,
 )
+from svod_profile.entrypoints.metrics import ProfileMetrics
+from svod_profile.service_layer.personal_data import PersonalDataExport
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime import bounds
-from svod_runtime.auth import acting_as
-from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError, ViolationCollector
+from svod_runtime.auth import acting_as, current_principal
+from svod_runtime.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    SvodError,
+    ViolationCollector,
+)
 from svod_runtime.money import decimal_to_money, money_to_decimal
 from svod_runtime.protoconv import (
     checked_timestamp,
@@ -378,13 +387,94 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
     return profile
 
 
+def _stamp(value: dt.datetime | None) -> Timestamp | None:
+    return None if value is None else datetime_to_timestamp(value)
+
+
+def export_proto(
+    export: PersonalDataExport, currency: str
+) -> profile_pb2.ExportPersonalDataResponse:
+    reply = profile_pb2.ExportPersonalDataResponse(
+        profile=profile_proto(export.profile, currency),
+        timeline=[timeline_entry(e, currency) for e in export.events],
+        records=[common_pb2.RecordRef(source=s, message_id=m) for s, m in export.records],
+        observed_values=[
+            profile_pb2.ObservedValue(
+                field=obs.field,
+                value=obs.value,
+                provenance=_provenance_proto(obs.provenance),
+                record_ref=common_pb2.RecordRef(source=source, message_id=message_id),
+            )
+            for obs, (source, message_id) in export.observations
+        ],
+        consent_history=[consent_proto(c) for c in export.consent_history],
+    )
+    peers = export.peers
+    if peers is None:
+        return reply
+    reply.merged_customer_ids.extend(peers.merged_customer_ids)
+    for id_type, value, namespace, source, first, last in peers.identifiers:
+        reply.identifiers.add(
+            identifier=common_pb2.Identifier(
+                type=enum_number(_ID_TYPE, id_type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+                value=value,
+                namespace=namespace,
+            ),
+            source=source,
+            first_seen_time=_stamp(first),
+            last_seen_time=_stamp(last),
+        )
+    for item_id, source, message_id, state, score, created in peers.review_items:
+        reply.review_items.add(
+            review_item_id=item_id,
+            record_ref=common_pb2.RecordRef(source=source, message_id=message_id),
+            state=state,
+            score=score,
+            create_time=_stamp(created),
+        )
+    for segment_id, label, entered in peers.memberships:
+        reply.segment_memberships.add(
+            segment_id=segment_id, label=label, enter_time=_stamp(entered)
+        )
+    if peers.quality_score is not None:
+        score, reasons, scored = peers.quality_score
+        reply.quality_score.CopyFrom(
+            profile_pb2.ExportedQualityScore(
+                score=score, reasons=reasons, score_time=_stamp(scored)
+            )
+        )
+    return reply
+
+
 class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     def __init__(
-        self, service: ProfileService, currency: str, tracer: trace.Tracer | None = None
+        self,
+        service: ProfileService,
+        currency: str,
+        tracer: trace.Tracer | None = None,
+        metrics: ProfileMetrics | None = None,
+        memberships: SegmentMembership | None = None,
     ) -> None:
         self.service = service
         self.currency = currency
         self.tracer = tracer or trace.get_tracer(__name__)
+        self.metrics = metrics
+        # What a principal limited to some segments may see: their members (docs/security.md).
+        self.memberships = memberships
+
+    async def _visible(self, customer_ids: list[str]) -> set[str]:
+        """The ids the calling principal may see: all, or the members of its segments."""
+        segments = current_principal().segments
+        if segments is None:
+            return set(customer_ids)
+        if self.memberships is None:
+            return set()
+        return await self.memberships.members(customer_ids, segments)
+
+    async def _require_visible(self, customer_id: str) -> None:
+        """NOT_FOUND, as for a customer that does not exist, outside the caller's segments."""
+        if customer_id not in await self._visible([customer_id]):
+            raise NotFound(f"no profile for customer {customer_id}")
 
     async def ApplyEvent(
         self, request: profile_pb2.ApplyEventRequest, context: grpc.aio.ServicerContext
@@ -392,6 +482,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         version, changed = await self.service.apply_event(
             request.customer_id, event_fact(request, self.currency)
         )
+        if self.metrics is not None:
+            self.metrics.event_applied(changed)
         return profile_pb2.ApplyEventResponse(version=version, changed=changed)
 
     async def ApplyEventBatch(
@@ -442,11 +534,14 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             results[index] = BatchResult(
                 applied=profile_pb2.ApplyEventResponse(version=version, changed=changed)
             )
+        if self.metrics is not None:
+            self.metrics.batch_answered(results)
         return profile_pb2.ApplyEventBatchResponse(results=results)
 
     async def GetTimeline(
         self, request: profile_pb2.GetTimelineRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.GetTimelineResponse:
+        await self._require_visible(request.customer_id)
         entries, token = await self.service.timeline(
             request.customer_id, request.page_size, request.page_token
         )
@@ -458,6 +553,10 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.BatchGetProfilesRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.BatchGetProfilesResponse:
         found, missing = await self.service.batch_get(list(request.customer_ids))
+        if current_principal().segments is not None:
+            visible = await self._visible([v.customer_id for v in found])
+            missing += [v.customer_id for v in found if v.customer_id not in visible]
+            found = [v for v in found if v.customer_id in visible]
         return profile_pb2.BatchGetProfilesResponse(
             profiles=[profile_proto(v, self.currency) for v in found],
             missing_customer_ids=missing,
@@ -475,6 +574,10 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         views, token = await self.service.search(
             {k: v for k, v in filters.items() if v}, request.page_size, request.page_token
         )
+        if current_principal().segments is not None:
+            # A page may then hold fewer profiles than asked for; the token goes on.
+            visible = await self._visible([v.customer_id for v in views])
+            views = [v for v in views if v.customer_id in visible]
         return profile_pb2.SearchProfilesResponse(
             profiles=[profile_proto(v, self.currency) for v in views], next_page_token=token
         )
@@ -488,12 +591,9 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
     async def ExportPersonalData(
         self, request: profile_pb2.ExportPersonalDataRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ExportPersonalDataResponse:
+        await self._require_visible(request.customer_id)
         export = await self.service.personal_data.export(request.customer_id)
-        return profile_pb2.ExportPersonalDataResponse(
-            profile=profile_proto(export.profile, self.currency),
-            timeline=[timeline_entry(e, self.currency) for e in export.events],
-            records=[common_pb2.RecordRef(source=s, message_id=m) for s, m in export.records],
-        )
+        return export_proto(export, self.currency)
 
     async def ErasePersonalData(
         self, request: profile_pb2.ErasePersonalDataRequest, context: grpc.aio.ServicerContext
@@ -529,6 +629,7 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.UpdateConsentRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.Profile:
         consent = consent_from_proto(request.consent, dt.datetime.now(dt.UTC))
+        await self._require_visible(request.customer_id)
         view = await self.service.update_consent(request.customer_id, consent)
         return profile_proto(view, self.currency)
 
@@ -536,6 +637,8 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         self, request: profile_pb2.ApplyRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.ApplyResponse:
         version, changed = await self.service.apply(application(request, dt.datetime.now(dt.UTC)))
+        if self.metrics is not None:
+            self.metrics.record_applied(changed)
         return profile_pb2.ApplyResponse(version=version, changed=changed)
 
     async def ApplyIdentityChange(
@@ -573,4 +676,5 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             view = await self.service.get_by_id(request.customer_id)
         else:
             raise InvalidArgument([FieldViolation("key", "give a customer_id or an identifier")])
+        await self._require_visible(view.customer_id)
         return profile_proto(view, self.currency)

@@ -6,12 +6,13 @@ import datetime as dt
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from svod_profile.adapters.storage import ProfileStore
+from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact
-from svod_profile.domain.model import ProfileView
-from svod_profile.service_layer.ports import CustomerDirectory, PersonalDataHolders
+from svod_profile.domain.model import ProfileView, TraitObservation
+from svod_profile.service_layer.ports import CustomerDirectory, PeerExport, PersonalDataHolders
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
 from svod_runtime import bounds
 from svod_runtime.errors import (
@@ -48,6 +49,11 @@ class PersonalDataExport:
     profile: ProfileView
     events: list[EventFact]
     records: list[tuple[str, str]]
+    # (observation, its record's (source, message id)), oldest first.
+    observations: list[tuple[TraitObservation, tuple[str, str]]] = field(default_factory=list)
+    consent_history: list[Consent] = field(default_factory=list)
+    # What identity, segmentation and quality hold (None when no peers are configured).
+    peers: PeerExport | None = None
 
 
 class PersonalData:
@@ -64,12 +70,17 @@ class PersonalData:
         self.get_by_id = get_by_id
 
     async def export(self, customer_id: str) -> PersonalDataExport:
+        """Everything Svod holds about the person: the profile and what it was made of here,
+        and what identity, segmentation and quality hold."""
         view = await self.get_by_id(customer_id)
         async with self.store.transaction() as tx:
             events = await tx.events.events_of(view.customer_id)
             records = await tx.record_refs(view.customer_id)
+            observations = await tx.observations_with_records(view.customer_id)
+            consents = await tx.events.consent_history(view.customer_id)
         events.sort(key=lambda e: (e.occurred_at, e.source, e.message_id), reverse=True)
-        return PersonalDataExport(view, events, records)
+        peers = await self.holders.export(view.customer_id) if self.holders else None
+        return PersonalDataExport(view, events, records, observations, consents, peers)
 
     async def erase(self, customer_id: str, actor: str, reason: str) -> ErasureReceipt:
         """Erases the person everywhere: ingestion payloads, identity, segments, quality,

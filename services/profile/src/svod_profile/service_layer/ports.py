@@ -31,8 +31,25 @@ class IdentityErasure:
     customer_ids: list[str]
 
 
+@dataclass(frozen=True)
+class PeerExport:
+    """What the other services hold about a person (their personal-data export)."""
+
+    merged_customer_ids: list[str]
+    # (type, value, namespace, source, first seen, last seen)
+    identifiers: list[tuple[str, str, str, str, dt.datetime | None, dt.datetime | None]]
+    # (review item id, record source, record message id, state, score, created)
+    review_items: list[tuple[str, str, str, str, float, dt.datetime | None]]
+    # (segment id, label, entered)
+    memberships: list[tuple[str, str, dt.datetime | None]]
+    # (score, reasons, scored at), or None when quality has no score
+    quality_score: tuple[int, list[str], dt.datetime | None] | None
+
+
 class PersonalDataHolders(Protocol):
     """The other services holding a person's data."""
+
+    async def export(self, customer_id: str) -> PeerExport: ...
 
     async def erase_identity(
         self, customer_id: str, actor: str, reason: str

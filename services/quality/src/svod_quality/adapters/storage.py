@@ -143,7 +143,7 @@ class QualityStore:
             rows = await conn.execute(text(query + " ORDER BY rule_id"), params)
             return [_rule_from_row(r) for r in rows]
 
-    async def create_rule(self, rule: ValidationRule) -> StoredRule:
+    async def create_rule(self, rule: ValidationRule, actor: str = "") -> StoredRule:
         definition = rule.to_dict()
         async with self.engine.begin() as conn:
             row = (
@@ -169,10 +169,10 @@ class QualityStore:
             ).first()
             if row is None:
                 raise AlreadyExists(f"validation rule {rule.rule_id!r} already exists")
-            await self._log_rule_change(conn, rule.rule_id, "created", definition)
+            await self._log_rule_change(conn, rule.rule_id, "created", definition, actor)
             return _rule_from_row(row)
 
-    async def delete_rule(self, rule_id: str) -> None:
+    async def delete_rule(self, rule_id: str, actor: str = "") -> None:
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
@@ -186,17 +186,24 @@ class QualityStore:
             if row is None:
                 raise NotFound(f"no validation rule {rule_id!r}")
             await self._log_rule_change(
-                conn, rule_id, "deleted", _rule_from_row(row).rule.to_dict()
+                conn, rule_id, "deleted", _rule_from_row(row).rule.to_dict(), actor
             )
 
     @staticmethod
-    async def _log_rule_change(conn: Any, rule_id: str, change: str, definition: dict) -> None:
+    async def _log_rule_change(
+        conn: Any, rule_id: str, change: str, definition: dict, actor: str
+    ) -> None:
         await conn.execute(
             text(
-                "INSERT INTO validation_rule_changes (rule_id, change, definition) "
-                "VALUES (:id, :c, CAST(:d AS jsonb))"
+                "INSERT INTO validation_rule_changes (rule_id, change, definition, actor) "
+                "VALUES (:id, :c, CAST(:d AS jsonb), :a)"
             ),
-            {"id": rule_id, "c": change, "d": json.dumps(definition, ensure_ascii=False)},
+            {
+                "id": rule_id,
+                "c": change,
+                "d": json.dumps(definition, ensure_ascii=False),
+                "a": actor,
+            },
         )
 
     # -- findings -----------------------------------------------------------------------

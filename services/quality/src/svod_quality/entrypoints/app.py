@@ -11,6 +11,7 @@ from svod_quality.adapters.storage import QualityStore
 from svod_quality.domain import ScoreWeights
 from svod_quality.entrypoints.batch import BatchRunner
 from svod_quality.entrypoints.grpc_servicer import QualityServicer
+from svod_quality.entrypoints.metrics import QualityMetrics
 from svod_quality.entrypoints.settings import QualitySettings
 from svod_quality.service_layer.use_cases import QualityService
 from svod_runtime.clients import peer_channel
@@ -47,8 +48,13 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     profile_channel = peer_channel(config.peers["profile"], telemetry, config.peer_security)
     profiles = ProfileClient(profile_channel, config.peer_timeout_s, settings.refresh_timeout_s)
     weights = ScoreWeights(freshness_days=settings.freshness_days)
+    metrics = QualityMetrics(telemetry.metrics)
     service = QualityService(
-        QualityStore(engine), profiles, weights=weights, hash_secret=deployment_secret(config)
+        QualityStore(engine),
+        profiles,
+        weights=weights,
+        hash_secret=deployment_secret(config),
+        on_tally=metrics.tallied,
     )
     runner = BatchRunner(settings.workers)
 

@@ -17,6 +17,7 @@ from svod_quality.service_layer.use_cases import (
     PairReport,
     QualityService,
 )
+from svod_runtime.auth import acting_as
 from svod_runtime.protoconv import date_to_proto, datetime_to_timestamp, timestamp_to_datetime
 
 
@@ -48,7 +49,8 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
     async def CreateValidationRule(
         self, request: quality_pb2.CreateValidationRuleRequest, context: grpc.aio.ServicerContext
     ) -> quality_pb2.ValidationRule:
-        return rule_to_proto(await self.service.create_rule(rule_definition(request.rule)))
+        stored = await self.service.create_rule(rule_definition(request.rule), acting_as(""))
+        return rule_to_proto(stored)
 
     async def ListValidationRules(
         self, request: quality_pb2.ListValidationRulesRequest, context: grpc.aio.ServicerContext
@@ -59,7 +61,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
     async def DeleteValidationRule(
         self, request: quality_pb2.DeleteValidationRuleRequest, context: grpc.aio.ServicerContext
     ) -> quality_pb2.DeleteValidationRuleResponse:
-        await self.service.delete_rule(request.rule_id)
+        await self.service.delete_rule(request.rule_id, acting_as(""))
         return quality_pb2.DeleteValidationRuleResponse()
 
     async def ReportDuplicates(

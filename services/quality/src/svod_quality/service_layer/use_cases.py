@@ -133,6 +133,7 @@ class QualityService:
         weights: ScoreWeights = DEFAULT_WEIGHTS,
         clock: Callable[[], dt.datetime] = utc_now,
         hash_secret: bytes = DEVELOPMENT_SECRET,
+        on_tally: Callable[[BatchTally], None] | None = None,
     ) -> None:
         # The deployment's secret for the keyed hashes of contact data (SVOD_HASH_SECRET).
         self.hash_secret = hash_secret
@@ -140,19 +141,21 @@ class QualityService:
         self.profiles = profiles
         self.weights = weights
         self.clock = clock
+        # Told what each standardised batch found (metrics).
+        self.on_tally = on_tally
         self._rules: ActiveRules | None = None
         self._rules_loaded_at = 0.0
 
     # -- validation rules -------------------------------------------------------------
 
-    async def create_rule(self, definition: Mapping[str, object]) -> StoredRule:
+    async def create_rule(self, definition: Mapping[str, object], actor: str = "") -> StoredRule:
         try:
             rule = parse_rule(definition)
         except RuleDefinitionError as bad:
             raise InvalidArgument(
                 [FieldViolation(f"rule.{v.field}", v.description) for v in bad.violations]
             ) from None
-        stored = await self.store.create_rule(rule)
+        stored = await self.store.create_rule(rule, actor)
         self._rules_loaded_at = -math.inf  # reload before the next batch
         return stored
 
@@ -160,12 +163,12 @@ class QualityService:
         _check_source_filter(source)
         return await self.store.list_rules(source or None)
 
-    async def delete_rule(self, rule_id: str) -> None:
+    async def delete_rule(self, rule_id: str, actor: str = "") -> None:
         if not rule_id:
             raise InvalidArgument([FieldViolation("rule_id", "required")])
         if not _RULE_ID.fullmatch(rule_id):
             raise InvalidArgument([FieldViolation("rule_id", _RULE_ID_FORMAT)])
-        await self.store.delete_rule(rule_id)
+        await self.store.delete_rule(rule_id, actor)
         self._rules_loaded_at = -math.inf  # reload before the next batch
 
     async def active_rules(self) -> ActiveRules:
@@ -204,6 +207,8 @@ class QualityService:
         rules = await self.active_rules()
         today = self.clock().date()
         output, tally = await run(rules, today)
+        if self.on_tally is not None:
+            self.on_tally(tally)
         try:
             await self.store.add_tally(today, source, tally)
         except Exception:  # monitoring must not cost the caller its answer

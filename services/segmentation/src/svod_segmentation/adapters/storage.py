@@ -294,7 +294,7 @@ class SegmentationTransaction:
         row = rows.first()
         return None if row is None else _segment_row(row)
 
-    async def save_segment(self, segment: Segment, *, create: bool) -> Segment:
+    async def save_segment(self, segment: Segment, *, create: bool, actor: str = "") -> Segment:
         d = segment.definition
         params = {
             "s": d.segment_id,
@@ -335,10 +335,10 @@ class SegmentationTransaction:
         await self._exec(
             """
             INSERT INTO segment_versions (segment_id, version, display_name, description, rule,
-                builtin, parameters)
-            VALUES (:s, :v, :n, :ds, CAST(:r AS jsonb), :b, CAST(:p AS jsonb))
+                builtin, parameters, actor)
+            VALUES (:s, :v, :n, :ds, CAST(:r AS jsonb), :b, CAST(:p AS jsonb), :actor)
             """,
-            {**params, "v": row.version},
+            {**params, "v": row.version, "actor": actor},
         )
         await self.bump_generation()
         return Segment(
@@ -355,8 +355,9 @@ class SegmentationTransaction:
             {"s": segment_id, "st": json.dumps(state)},
         )
 
-    async def delete_segment(self, segment_id: str, now: dt.datetime) -> int:
-        """Ends every membership with an exit event; returns how many ended."""
+    async def delete_segment(self, segment_id: str, now: dt.datetime, actor: str = "") -> int:
+        """Ends every membership with an exit event; returns how many ended. The deletion is
+        kept as a last version naming who deleted it."""
         row = (
             await self._exec(
                 """
@@ -373,6 +374,15 @@ class SegmentationTransaction:
                 {"s": segment_id, "now": now},
             )
         ).scalar_one()
+        await self._exec(
+            """
+            INSERT INTO segment_versions (segment_id, version, display_name, description,
+                builtin, actor, deleted)
+            SELECT segment_id, version + 1, display_name, description, builtin, :actor, true
+            FROM segments WHERE segment_id = :s
+            """,
+            {"s": segment_id, "actor": actor},
+        )
         await self._exec("DELETE FROM segments WHERE segment_id = :s", {"s": segment_id})
         await self.bump_generation()
         return int(row)
@@ -446,14 +456,19 @@ class SegmentationTransaction:
         }
 
     async def recompute_many(
-        self, segment_ids: Sequence[str], segments: Mapping[str, Segment], now: dt.datetime
+        self,
+        segment_ids: Sequence[str],
+        segments: Mapping[str, Segment],
+        now: dt.datetime,
+        per_segment: dict[str, tuple[int, int]] | None = None,
     ) -> tuple[int, int]:
         """Recomputes several segments with one pass over customers and events.
 
         Every segment's predicate and label is evaluated for every customer by one statement
         (one shared aggregate of the events) into a scratch table dropped at commit; then each
         segment's members are diffed against it, in the order given, writing only the changes.
-        Recheck times are written only where they move earlier. Returns (entered, exited).
+        Recheck times are written only where they move earlier. Returns (entered, exited);
+        ``per_segment`` receives each segment's own (entered, exited).
         """
         if not segment_ids:
             return 0, 0
@@ -507,27 +522,42 @@ class SegmentationTransaction:
                 )
             ).one()
             entered, exited = entered + int(row.entered), exited + int(row.exited)
+            if per_segment is not None:
+                per_segment[segment_id] = (int(row.entered), int(row.exited))
         await self._exec("DROP TABLE pg_temp.recompute_eval")
         return entered, exited
 
     async def preview(
-        self, rule: Rule, segments: Mapping[str, Segment], now: dt.datetime, sample: int
+        self,
+        rule: Rule,
+        segments: Mapping[str, Segment],
+        now: dt.datetime,
+        sample: int,
+        within: Sequence[str] | None = None,
     ) -> tuple[int, list[str]]:
+        """Count and sample of the customers the rule selects; ``within``: only members of
+        these segments (a principal limited to them)."""
         builder = SqlBuilder()
         predicate = RuleCompiler(segments, builder, self.declared).rule(rule, [])
         join = builder.aggregate_join()
+        members_only = ""
+        if within is not None:
+            members_only = (
+                "AND EXISTS (SELECT 1 FROM memberships m WHERE m.customer_id = c.customer_id "
+                "AND m.segment_id = ANY(CAST(:within AS text[])))"
+            )
         row = (
             await self._exec(
                 f"""
                 WITH t AS MATERIALIZED (
                     SELECT c.customer_id FROM customers c {join}
-                    WHERE c.merged_into IS NULL AND {predicate}
+                    WHERE c.merged_into IS NULL AND {predicate} {members_only}
                 )
                 SELECT (SELECT count(*) FROM t) AS n,
                     ARRAY(SELECT CAST(customer_id AS text) FROM t ORDER BY customer_id
                           LIMIT :sample) AS sample
                 """,
-                {**builder.params, "now": now, "sample": sample},
+                {**builder.params, "now": now, "sample": sample, "within": list(within or ())},
             )
         ).one()
         return int(row.n), list(row.sample)

@@ -23,7 +23,8 @@ from svod_runtime.clients import peer_channel
 from svod_runtime.config import DEFAULT_PORTS, ServiceConfig
 from svod_runtime.custom_attributes import parse_declarations
 from svod_runtime.db import create_engine
-from svod_runtime.outbox import OutboxRelay, OutboxStore
+from svod_runtime.outbox import OutboxRelay
+from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 from svod_segmentation.adapters.activation_storage import (
@@ -35,6 +36,7 @@ from svod_segmentation.adapters.profile_client import ProfileDirectory
 from svod_segmentation.adapters.storage import SegmentationStore
 from svod_segmentation.adapters.webhook_client import WebhookClient
 from svod_segmentation.entrypoints.grpc_servicer import AccessPolicy, SegmentationServicer
+from svod_segmentation.entrypoints.metrics import SegmentationMetrics
 from svod_segmentation.service_layer.activation import ActivationService
 from svod_segmentation.service_layer.campaigns import CampaignService
 from svod_segmentation.service_layer.use_cases import SegmentationService
@@ -68,8 +70,10 @@ async def create_app(
     settings = settings or SegmentationSettings.from_env()
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
+    metrics = SegmentationMetrics(telemetry.metrics)
     service = SegmentationService(
-        SegmentationStore(engine, parse_declarations(config.custom_attributes))
+        SegmentationStore(engine, parse_declarations(config.custom_attributes)),
+        on_memberships=metrics.memberships_changed,
     )
     # Contact data for deliveries comes from the profile service.
     profile_target = config.peers.get("profile", f"127.0.0.1:{DEFAULT_PORTS['profile']}")
@@ -82,7 +86,7 @@ async def create_app(
         Path(settings.export_dir).resolve(),
     )
     relay = OutboxRelay(
-        OutboxStore(engine),
+        metered_outbox_store(engine, telemetry.metrics, [WEBHOOK_TOPIC, EXPORT_TOPIC]),
         {WEBHOOK_TOPIC: activation.deliver_webhook, EXPORT_TOPIC: activation.run_export},
         telemetry.tracer,
     )
@@ -95,6 +99,7 @@ async def create_app(
         activation=activation,
         campaigns=CampaignService(activation_store),
         currency=config.currency,
+        metrics=metrics,
     )
 
     async def sweeper() -> None:

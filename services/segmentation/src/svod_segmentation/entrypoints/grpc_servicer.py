@@ -12,7 +12,7 @@ from opentelemetry import trace
 
 from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
-from svod_runtime.auth import current_principal
+from svod_runtime.auth import acting_as, current_principal
 from svod_runtime.db import data_refusal
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError
 from svod_runtime.interceptors import status_proto_for
@@ -38,6 +38,7 @@ from svod_segmentation.entrypoints.convert import (
     segment_from_proto,
     segment_to_proto,
 )
+from svod_segmentation.entrypoints.metrics import SegmentationMetrics
 from svod_segmentation.service_layer.activation import ActivationService
 from svod_segmentation.service_layer.campaigns import CampaignService
 from svod_segmentation.service_layer.use_cases import SegmentationService, encode_position
@@ -66,6 +67,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         activation: ActivationService | None = None,
         campaigns: CampaignService | None = None,
         currency: str = "RUB",
+        metrics: SegmentationMetrics | None = None,
     ) -> None:
         self.service = service
         self.access = access or AccessPolicy()
@@ -73,12 +75,15 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         self.activation = activation
         self.campaigns = campaigns
         self.currency = currency
+        self.metrics = metrics
 
     async def CreateSegment(
         self, request: pb.CreateSegmentRequest, context: grpc.aio.ServicerContext
     ) -> pb.Segment:
         self.access.scope(context).require(request.segment.segment_id)
-        segment = await self.service.create_segment(segment_from_proto(request.segment))
+        segment = await self.service.create_segment(
+            segment_from_proto(request.segment), acting_as("")
+        )
         return segment_to_proto(segment)
 
     async def UpdateSegment(
@@ -86,7 +91,7 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     ) -> pb.Segment:
         self.access.scope(context).require(request.segment.segment_id)
         segment = await self.service.update_segment(
-            segment_from_proto(request.segment), request.expected_version
+            segment_from_proto(request.segment), request.expected_version, acting_as("")
         )
         return segment_to_proto(segment)
 
@@ -109,7 +114,9 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
     async def DeleteSegment(
         self, request: pb.DeleteSegmentRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteSegmentResponse:
-        await self.service.delete_segment(request.segment_id, self.access.scope(context))
+        await self.service.delete_segment(
+            request.segment_id, self.access.scope(context), acting_as("")
+        )
         return pb.DeleteSegmentResponse()
 
     async def PreviewSegment(
@@ -162,6 +169,8 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
         self, request: pb.ApplyProfileChangeRequest, context: grpc.aio.ServicerContext
     ) -> pb.ApplyProfileChangeResponse:
         outcome = await self.service.apply_change(change_from_proto(request))
+        if self.metrics is not None:
+            self.metrics.change_applied(request.profile.update_time)
         return pb.ApplyProfileChangeResponse(
             profile_applied=outcome.profile_applied,
             entered_segment_ids=outcome.entered,
@@ -212,6 +221,8 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
                         status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
                     )
             else:
+                if self.metrics is not None:
+                    self.metrics.change_applied(item.profile.update_time)
                 result.profile_applied = outcome.profile_applied
                 result.entered_segment_ids.extend(outcome.entered)
                 result.exited_segment_ids.extend(outcome.exited)

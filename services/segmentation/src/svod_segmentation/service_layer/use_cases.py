@@ -10,7 +10,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 from svod_runtime import bounds
@@ -295,6 +296,27 @@ class ChangeBatcher:
                     item.done.set_result(outcome)
 
 
+# (segment id, ENTER or EXIT) -> members that entered or left it.
+MembershipCounts = Counter[tuple[str, str]]
+ENTER, EXIT = "enter", "exit"
+
+
+def membership_changes(evaluations: Iterable[Evaluation]) -> MembershipCounts:
+    """What evaluations changed, per segment; a new label is an exit and an enter, as the
+    membership events record it."""
+    changes: MembershipCounts = Counter()
+    for ev in evaluations:
+        for segment_id in set(ev.was_in) | set(ev.now_in):
+            before, after = ev.was_in.get(segment_id), ev.now_in.get(segment_id)
+            if before == after:
+                continue
+            if before is not None:
+                changes[(segment_id, EXIT)] += 1
+            if after is not None:
+                changes[(segment_id, ENTER)] += 1
+    return changes
+
+
 class SegmentationService:
     def __init__(
         self,
@@ -303,6 +325,7 @@ class SegmentationService:
         *,
         feed_poll_s: float = 0.2,
         max_batch: int = 200,
+        on_memberships: Callable[[MembershipCounts], None] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -310,9 +333,15 @@ class SegmentationService:
         self.signal = FeedSignal()
         self._statement: IncrementalStatement | None = None
         self._batcher = ChangeBatcher(self._apply_batch, max_batch=max_batch)
+        # Told, after each commit, how many members entered and left which segments (metrics).
+        self.on_memberships = on_memberships
+
+    def _report(self, counts: MembershipCounts) -> None:
+        if self.on_memberships is not None and counts:
+            self.on_memberships(counts)
 
     # -- definitions ---------------------------------------------------------------------
-    async def create_segment(self, segment: Segment) -> Segment:
+    async def create_segment(self, segment: Segment, actor: str = "") -> Segment:
         check_descriptions(segment.display_name, segment.description)
         now = self.clock()
         trained = await self._train_new(segment, now, create=True)
@@ -325,17 +354,21 @@ class SegmentationService:
                 segment.definition, _definitions(segments), declared=self.store.declared
             )
             try:
-                saved = await tx.save_segment(segment, create=True)
+                saved = await tx.save_segment(segment, create=True, actor=actor)
             except KeyError:
                 raise AlreadyExists(f"segment {segment.segment_id!r} exists") from None
             segments[saved.segment_id] = saved
             await self._store_trained(tx, trained, segments)
-            await self._recompute_in(tx, {saved.segment_id}, segments, now)
+            changes: MembershipCounts = Counter()
+            await self._recompute_in(tx, {saved.segment_id}, segments, now, changes)
             counts = await tx.member_counts([saved.segment_id])
         self._after_commit(definitions_changed=True)
+        self._report(changes)
         return replace(segments[saved.segment_id], member_count=counts.get(saved.segment_id, 0))
 
-    async def update_segment(self, segment: Segment, expected_version: int) -> Segment:
+    async def update_segment(
+        self, segment: Segment, expected_version: int, actor: str = ""
+    ) -> Segment:
         check_descriptions(segment.display_name, segment.description)
         now = self.clock()
         trained = await self._train_new(segment, now, create=False)
@@ -352,16 +385,20 @@ class SegmentationService:
                 )
             others = {k: v for k, v in _definitions(segments).items() if k != segment.segment_id}
             validate_definition(segment.definition, others, declared=self.store.declared)
-            saved = await tx.save_segment(segment, create=False)
+            saved = await tx.save_segment(segment, create=False, actor=actor)
             segments = await tx.load_segments()
             await self._store_trained(tx, trained, segments)
             touched = dependents_of({saved.segment_id}, segments)
-            await self._recompute_in(tx, touched, segments, now)
+            changes: MembershipCounts = Counter()
+            await self._recompute_in(tx, touched, segments, now, changes)
             counts = await tx.member_counts([saved.segment_id])
         self._after_commit(definitions_changed=True)
+        self._report(changes)
         return replace(segments[saved.segment_id], member_count=counts.get(saved.segment_id, 0))
 
-    async def delete_segment(self, segment_id: str, scope: Scope = UNRESTRICTED) -> None:
+    async def delete_segment(
+        self, segment_id: str, scope: Scope = UNRESTRICTED, actor: str = ""
+    ) -> None:
         scope.require(segment_id)
         async with self.store.transaction() as tx:
             await tx.lock_for_recompute()
@@ -375,9 +412,10 @@ class SegmentationService:
                 raise FailedPrecondition(
                     f"segment {segment_id!r} is used by {', '.join(users)}; change them first"
                 )
-            await tx.delete_segment(segment_id, self.clock())
+            ended = await tx.delete_segment(segment_id, self.clock(), actor)
             await drop_scores(tx.conn, segment_id)
         self._after_commit(definitions_changed=True)
+        self._report(Counter({(segment_id, EXIT): ended}))
 
     async def get_segment(self, segment_id: str, scope: Scope = UNRESTRICTED) -> Segment:
         scope.require(segment_id)
@@ -411,7 +449,9 @@ class SegmentationService:
             for ref in sorted(referenced_segments(rule)):
                 scope.require(ref)
             await tx.bulk_settings()
-            return await tx.preview(rule, segments, self.clock(), sample)
+            # A principal limited to segments counts and sees only their members.
+            within = None if scope.segments is None else sorted(scope.segments)
+            return await tx.preview(rule, segments, self.clock(), sample, within)
 
     async def recompute(self, segment_ids: list[str]) -> RecomputeOutcome:
         started = time.perf_counter()
@@ -433,8 +473,10 @@ class SegmentationService:
                 raise NotFound(f"no segment {missing[0]!r}")
             targets = dependents_of(set(segment_ids or segments), segments)
             await self._store_trained(tx, trained, segments)
-            entered, exited = await self._recompute_in(tx, targets, segments, self.clock())
+            changes: MembershipCounts = Counter()
+            entered, exited = await self._recompute_in(tx, targets, segments, self.clock(), changes)
         self._after_commit(definitions_changed=True)
+        self._report(changes)
         return RecomputeOutcome(entered, exited, time.perf_counter() - started)
 
     async def recompute_builtins(self) -> RecomputeOutcome:
@@ -456,6 +498,7 @@ class SegmentationService:
         targets: set[str],
         segments: dict[str, Segment],
         now: dt.datetime,
+        changes: MembershipCounts | None = None,
     ) -> tuple[int, int]:
         # Built-in cut-offs first, in dependency order (a population may use another
         # built-in's classes); then every target is evaluated in one pass and diffed in order.
@@ -469,8 +512,13 @@ class SegmentationService:
                 state["computed_time"] = now.isoformat()
                 await tx.save_state(segment_id, state)
                 segments[segment_id] = replace(segment, state=state)
-        entered, exited = await tx.recompute_many(order, segments, now)
+        per_segment: dict[str, tuple[int, int]] = {}
+        entered, exited = await tx.recompute_many(order, segments, now, per_segment)
         await tx.bump_generation()
+        if changes is not None:
+            for segment_id, (came, left) in per_segment.items():
+                changes[(segment_id, ENTER)] += came
+                changes[(segment_id, EXIT)] += left
         return entered, exited
 
     # -- look-alikes ---------------------------------------------------------------------
@@ -653,6 +701,7 @@ class SegmentationService:
             outcomes.append(ChangeOutcome(change.customer_id in applied, entered, exited))
         if any(e.now_in != e.was_in for e in evaluations):
             self.signal.notify()
+        self._report(membership_changes(evaluations))
         return outcomes
 
     async def _statement_for(self, tx: SegmentationTransaction) -> IncrementalStatement:
@@ -702,6 +751,7 @@ class SegmentationService:
             evaluations = await self._evaluate(tx, ids, now) if ids else []
         if any(e.now_in != e.was_in for e in evaluations):
             self.signal.notify()
+        self._report(membership_changes(evaluations))
         return len(ids)
 
     async def run_sweeper(self, interval_s: float, limit: int = 500) -> None:
