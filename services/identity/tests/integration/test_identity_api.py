@@ -17,6 +17,7 @@ from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2
 from svod_cli.identity import write_mapping_csv
 from svod_identity.service_layer import use_cases
+from tests.builders import random_phone
 
 T = 10.0
 PHONE = common_pb2.IDENTIFIER_TYPE_PHONE
@@ -33,7 +34,8 @@ def unique(prefix: str = "m") -> str:
 
 
 def phone() -> str:
-    return f"+7 916 {secrets.randbelow(10**7):07d}"
+    """A mobile number nobody else in the run uses, never one read as a placeholder."""
+    return random_phone()
 
 
 def email() -> str:

@@ -177,7 +177,7 @@ def ambiguity(answer: IdentifierAnswer) -> FailedPrecondition:
     if answer.state is IdentifierState.SHARED:
         return FailedPrecondition(
             f"the identifier is shared by {len(answer.candidates)} customers and names none of "
-            "them on its own; candidates in the error details",
+            f"them on its own: candidates {', '.join(answer.candidates)}",
             reason="IDENTIFIER_SHARED",
             metadata={"candidate_customer_ids": candidates},
         )
