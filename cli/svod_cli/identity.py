@@ -11,6 +11,7 @@ svod identity rules preview FILE.json          (Rules as JSON; shows what would 
 svod identity rules update FILE.json --expected-version N [--actor A]
 svod identity blocked [--limit N]
 svod identity export-mapping [--output FILE]    (every record -> its customer, as CSV)
+svod identity reresolve [--dry-run] --reason R  (the whole graph again: identity_bulk.py)
 
 Every listing takes ``--json`` (proto field names) for scripts.
 """
@@ -46,6 +47,7 @@ from svod_cli.common import (
     refusals_reported,
     timestamp_text,
 )
+from svod_cli.identity_bulk import add_reresolve_command
 
 Stub = identity_pb2_grpc.IdentityServiceStub
 MAPPING_HEADER = ("source", "message_id", "customer_id", "resolve_time", "rule")
@@ -440,6 +442,8 @@ def add_identity_commands(subparsers: argparse._SubParsersAction) -> None:  # ty
     blocked.add_argument("--limit", type=int, default=0, help="at most this many")
     add_json_flag(blocked)
     blocked.set_defaults(func=cmd_blocked)
+
+    add_reresolve_command(identity)
 
     export = identity.add_parser(
         "export-mapping", help="every record -> its customer now, as CSV (audit)"

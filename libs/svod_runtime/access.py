@@ -133,6 +133,16 @@ RPC_ACCESS: dict[str, Access] = {
     _IDENTITY + "EraseCustomer": Access(S.INTERNAL, _by("profile"), audit=_CHANGE),
     _IDENTITY + "GetMatchModel": Access(S.IDENTITY_READ),
     _IDENTITY + "RefitMatchModel": Access(S.IDENTITY_ADMIN, audit=_CHANGE),
+    # Bulk import (docs/bulk-import.md): ingestion's import jobs stage, commit and read back
+    # records like Resolve's; the job's state names no customer.
+    _IDENTITY + "StageImportRecords": Access(S.INTERNAL, _by("ingestion")),
+    _IDENTITY + "CommitImport": Access(S.INTERNAL, _by("ingestion")),
+    _IDENTITY + "ListImportResults": Access(S.INTERNAL, _by("ingestion")),
+    # A re-resolution's report samples identifiers changing hands (their values).
+    _IDENTITY + "GetResolutionJob": Access(
+        S.IDENTITY_ADMIN, _by("ingestion"), segments=_REFUSE, audit=_READ
+    ),
+    _IDENTITY + "ReresolveAll": Access(S.IDENTITY_ADMIN, segments=_REFUSE, audit=_CHANGE),
     # -- profile -----------------------------------------------------------------------------
     _PROFILE + "Apply": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyEvent": Access(S.INTERNAL, _by("ingestion")),

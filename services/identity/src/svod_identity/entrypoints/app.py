@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_identity.adapters.ingestion_client import IngestionNotifier
+from svod_identity.adapters.job_storage import JobStore
 from svod_identity.adapters.metrics_queries import IdentityGaugeQueries
 from svod_identity.adapters.profile_client import ProfileAnnouncer
 from svod_identity.adapters.quality_client import QualityReporter
@@ -16,6 +17,7 @@ from svod_identity.adapters.storage import (
 )
 from svod_identity.entrypoints.grpc_servicer import IdentityServicer
 from svod_identity.entrypoints.metrics import IdentityMetrics
+from svod_identity.service_layer.bulk import BulkJobs, JobRunner
 from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
@@ -51,11 +53,16 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         telemetry.tracer,
         batch_handlers={ATTRIBUTION_TOPIC: notifier.changed},
     )
+    jobs = JobStore(engine)
+    # Imports and re-resolutions run one at a time, each in a worker process of its own.
+    runner = JobRunner(jobs, config.database_url, on_announced=relay.wake)
     metrics = IdentityMetrics(
         telemetry.metrics, IdentityGaugeQueries(engine), telemetry.metrics.slow_poll_s
     )
     servicer = IdentityServicer(
-        IdentityService(IdentityStore(engine), on_commit=relay.wake), metrics
+        IdentityService(IdentityStore(engine), on_commit=relay.wake),
+        BulkJobs(jobs, runner),
+        metrics,
     )
 
     async def close() -> None:
@@ -71,6 +78,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=identity_pb2_grpc.IdentityServiceServicer,
         descriptor=identity_pb2.DESCRIPTOR.services_by_name["IdentityService"],
         add_to_server=identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-        background=[relay.run],
+        background=[relay.run, runner.run],
         on_close=[close],
     )

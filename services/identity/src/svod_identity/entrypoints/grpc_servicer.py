@@ -12,6 +12,7 @@ from google.type import date_pb2
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod_identity.adapters.job_storage import ImportResult, Job
 from svod_identity.domain.engine import Placement
 from svod_identity.domain.explain import Evidence
 from svod_identity.domain.identifiers import IdentifierKey
@@ -22,6 +23,7 @@ from svod_identity.domain.records import RawRecord, build_record
 from svod_identity.domain.review import Side
 from svod_identity.domain.rules import Rules
 from svod_identity.entrypoints.metrics import IdentityMetrics
+from svod_identity.service_layer.bulk import BulkJobs
 from svod_identity.service_layer.use_cases import IdentityService, ModelInfo
 from svod_runtime.auth import acting_as
 from svod_runtime.errors import FieldViolation, InvalidArgument
@@ -136,6 +138,16 @@ def resolve_response(placement: Placement) -> identity_pb2.ResolveResponse:
     )
 
 
+def _refused(
+    index: int, ref: common_pb2.RecordRef, error: InvalidArgument
+) -> identity_pb2.RefusedImportRecord:
+    return identity_pb2.RefusedImportRecord(
+        index=index,
+        record_ref=common_pb2.RecordRef(source=ref.source, message_id=ref.message_id),
+        error=status_proto_for(error),
+    )
+
+
 def rules_body(rules: identity_pb2.Rules) -> dict[str, Any]:
     """Rules from the API as plain data for the domain's validation."""
     return {
@@ -246,10 +258,160 @@ def side_proto(side: Side) -> identity_pb2.ReviewSide:
     )
 
 
+_JOB_KIND = identity_pb2.ResolutionJobKind.DESCRIPTOR
+_JOB_STATE = identity_pb2.ResolutionJobState.DESCRIPTOR
+_JOB_PHASE = identity_pb2.ResolutionJobPhase.DESCRIPTOR
+
+
+def job_proto(job: Job) -> identity_pb2.ResolutionJob:
+    outcome = job.outcome
+    proto = identity_pb2.ResolutionJob(
+        job_id=job.job_id,
+        kind=enum_number(_JOB_KIND, job.kind.value, "RESOLUTION_JOB_KIND_"),  # type: ignore[arg-type]
+        state=enum_number(  # type: ignore[arg-type]
+            _JOB_STATE, job.state.value, "RESOLUTION_JOB_STATE_"
+        ),
+        phase=enum_number(  # type: ignore[arg-type]
+            _JOB_PHASE, job.phase.value, "RESOLUTION_JOB_PHASE_"
+        ),
+        records_staged=job.records_staged,
+        records_total=job.records_total,
+        records_done=job.records_done,
+        customers_created=outcome.customers_created,
+        records_linked=outcome.records_linked,
+        records_already_resolved=outcome.records_already_resolved,
+        customers_merged=outcome.customers_merged,
+        review_items_opened=outcome.review_items_opened,
+        dry_run=job.dry_run,
+        error=job.error,
+        attempts=job.attempts,
+        create_time=datetime_to_timestamp(job.created_at),
+        phase_seconds=outcome.phase_seconds,
+        actor=job.actor,
+        reason=job.reason,
+    )
+    if job.started_at is not None:
+        proto.start_time.CopyFrom(datetime_to_timestamp(job.started_at))
+    if job.finished_at is not None:
+        proto.finish_time.CopyFrom(datetime_to_timestamp(job.finished_at))
+    if outcome.changes is not None:
+        proto.changes.CopyFrom(preview_proto(outcome.changes))
+    return proto
+
+
+def preview_proto(changes: dict[str, Any]) -> identity_pb2.PreviewRulesResponse:
+    """A re-resolution's report (``preview.PreviewResult.to_dict``) as PreviewRules gives it."""
+
+    def pairs(samples: list[list[list[str]]]) -> list[identity_pb2.RecordPair]:
+        return [
+            identity_pb2.RecordPair(
+                first=common_pb2.RecordRef(source=a[0], message_id=a[1]),
+                second=common_pb2.RecordRef(source=b[0], message_id=b[1]),
+            )
+            for a, b in samples
+        ]
+
+    return identity_pb2.PreviewRulesResponse(
+        would_merge_count=changes.get("would_merge_count", 0),
+        would_split_count=changes.get("would_split_count", 0),
+        sample_merges=pairs(changes.get("sample_merges", [])),
+        sample_splits=pairs(changes.get("sample_splits", [])),
+        records_evaluated=changes.get("records", 0),
+        customers_before=changes.get("customers_before", 0),
+        customers_after=changes.get("customers_after", 0),
+        identifier_change_count=changes.get("identifier_change_count", 0),
+        sample_identifier_changes=[
+            identity_pb2.IdentifierChange(
+                identifier=identifier_proto(IdentifierKey(c["type"], c["value"], c["namespace"])),
+                current_customer_id=c["current_customer_id"],
+                change=c["change"],
+                proposed_customer_id=c["proposed_customer_id"],
+                reason=c["reason"],
+            )
+            for c in changes.get("sample_identifier_changes", [])
+        ],
+    )
+
+
+def import_result_proto(result: ImportResult) -> identity_pb2.ImportRecordResult:
+    return identity_pb2.ImportRecordResult(
+        sequence=result.sequence,
+        record_ref=ref_proto(result.ref),
+        customer_id=result.customer_id,
+        outcome=_OUTCOME[result.outcome],  # type: ignore[arg-type]
+        normalized_identifiers=[identifier_proto(k) for k in result.identifiers],
+        rule=result.rule,
+    )
+
+
 class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
-    def __init__(self, service: IdentityService, metrics: IdentityMetrics | None = None) -> None:
+    def __init__(
+        self, service: IdentityService, bulk: BulkJobs, metrics: IdentityMetrics | None = None
+    ) -> None:
         self.service = service
+        self.bulk = bulk
         self.metrics = metrics
+
+    # -- bulk import and re-resolution (docs/bulk-import.md) --------------------------------
+
+    async def StageImportRecords(
+        self,
+        request_iterator: AsyncIterator[identity_pb2.StageImportRecordsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[identity_pb2.StageImportRecordsResponse]:
+        import_id = ""
+        async for request in request_iterator:
+            if request.import_id and import_id and request.import_id != import_id:
+                raise InvalidArgument([FieldViolation("import_id", "one stream stages one import")])
+            import_id = import_id or request.import_id
+            if not import_id:
+                raise InvalidArgument(
+                    [FieldViolation("import_id", "required in the stream's first message")]
+                )
+            raws = []
+            refused: list[identity_pb2.RefusedImportRecord] = []
+            for index, record in enumerate(request.records):
+                try:
+                    raws.append((index, raw_record(record)))
+                except InvalidArgument as invalid:
+                    refused.append(_refused(index, record.record_ref, invalid))
+            outcome = await self.bulk.stage(
+                import_id, [raw for _, raw in raws], dt.datetime.now(dt.UTC)
+            )
+            refused += [
+                _refused(raws[r.index][0], request.records[raws[r.index][0]].record_ref, r.error)
+                for r in outcome.refused
+            ]
+            yield identity_pb2.StageImportRecordsResponse(
+                staged_count=outcome.staged,
+                duplicate_count=outcome.duplicates,
+                refused=sorted(refused, key=lambda r: r.index),
+                import_staged_count=outcome.import_staged,
+            )
+
+    async def CommitImport(
+        self, request: identity_pb2.CommitImportRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ResolutionJob:
+        return job_proto(await self.bulk.commit(request.import_id))
+
+    async def GetResolutionJob(
+        self, request: identity_pb2.GetResolutionJobRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ResolutionJob:
+        return job_proto(await self.bulk.get(request.job_id))
+
+    async def ListImportResults(
+        self, request: identity_pb2.ListImportResultsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[identity_pb2.ImportRecordResult]:
+        async for result in self.bulk.results(request.import_id, request.after_sequence):
+            yield import_result_proto(result)
+
+    async def ReresolveAll(
+        self, request: identity_pb2.ReresolveAllRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.ResolutionJob:
+        job = await self.bulk.reresolve(
+            request.job_id, request.dry_run, request.actor, request.reason
+        )
+        return job_proto(job)
 
     async def Resolve(
         self, request: identity_pb2.ResolveRequest, context: grpc.aio.ServicerContext

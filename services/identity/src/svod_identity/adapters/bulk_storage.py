@@ -1,0 +1,685 @@
+"""Set-based reads and writes of the ``identity`` schema for the batch engine (a worker process).
+
+Reads: everything an import can touch in the graph, in a handful of joins against the staged
+records' identifiers, references and blocking keys (``COPY``'d into scratch tables) - owners,
+the stored blocklist, blocking-key block members and sizes, the customers involved with their
+most recent records, "kept apart" pairs. Writes: what the engine decided, in bulk (``COPY``)
+and in one transaction, with the ledger entries and the outbox announcements ``Resolve``
+writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from svod_identity.adapters.storage import (
+    MERGED_TOPIC,
+    SPLIT_TOPIC,
+    SYSTEM_ACTOR,
+    IdentityTransaction,
+    _ledger_evidence,
+    _stored_keys,
+)
+from svod_identity.domain.batch import ImportState, ReresolvePlan
+from svod_identity.domain.engine import (
+    MAX_CHECK_RECORDS,
+    Changes,
+    GraphState,
+    KnownCustomer,
+    KnownRecord,
+    Placement,
+    person_from,
+)
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE
+from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.rules import Rules
+
+# The batch write keeps the graph's writers out: every write of the graph locks customers
+# (FOR UPDATE) or writes the ledger first. Reads go on.
+_LOCK_GRAPH = "LOCK TABLE customers, ledger IN EXCLUSIVE MODE"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection
+
+
+async def copy_rows(
+    conn: AsyncConnection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    driver = await _driver(conn)
+    cursor = driver.cursor()
+    async with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            await copy.write_row(row)
+
+
+async def graph_marker(conn: AsyncConnection) -> int:
+    """The last ledger entry, read while no writer of the graph is half-way: every change of
+    the graph writes the ledger, so a later entry means the graph changed after this."""
+    await conn.execute(text(_LOCK_GRAPH))
+    return int((await conn.execute(text("SELECT coalesce(max(entry_id), 0) FROM ledger"))).scalar())
+
+
+async def lock_graph(conn: AsyncConnection) -> int:
+    """Locks the graph's writers out for the rest of ``conn``'s transaction; the marker now."""
+    return await graph_marker(conn)
+
+
+@dataclass
+class Loaded:
+    """What the batch engine starts from: the part of the graph an import can touch."""
+
+    state: ImportState
+    existing_records: int
+    graph_records: int
+
+
+async def count_records(conn: AsyncConnection) -> int:
+    return int((await conn.execute(text("SELECT count(*) FROM records"))).scalar())
+
+
+async def load_touched(
+    conn: AsyncConnection,
+    records: Sequence[IncomingRecord],
+    keys: Iterable[str],
+    rules: Rules,
+) -> Loaded:
+    """The graph state the import's records can meet (``GraphState`` for ``Resolver``):
+    owners and sharers of their identifiers, the stored blocklist, the stored members of their
+    blocking keys' blocks (up to ``MAX_BLOCK_SIZE``; bigger blocks only counted), the records
+    already resolved under their references, and every customer involved with its most recent
+    ``MAX_CHECK_RECORDS`` records, creation time, kept-apart pairs and (with value limits) its
+    identifiers."""
+    state = ImportState()
+    state.fetched_keys = None
+    graph_records = await count_records(conn)
+    if graph_records == 0:
+        return Loaded(state, 0, 0)
+    driver = await _driver(conn)
+    cursor = driver.cursor()
+    await cursor.execute(
+        "CREATE TEMP TABLE bulk_keys (key text PRIMARY KEY) ON COMMIT DROP;"
+        "CREATE TEMP TABLE bulk_ids (t text, n text, v text, PRIMARY KEY (t, n, v)) "
+        "ON COMMIT DROP;"
+        "CREATE TEMP TABLE bulk_refs (s text, m text, PRIMARY KEY (s, m)) ON COMMIT DROP"
+    )
+    await copy_rows(conn, "bulk_keys", ("key",), ((k,) for k in sorted(set(keys))))
+    identifiers = sorted({k for r in records for k in r.identifiers})
+    await copy_rows(
+        conn, "bulk_ids", ("t", "n", "v"), ((k.type, k.namespace, k.value) for k in identifiers)
+    )
+    await copy_rows(
+        conn,
+        "bulk_refs",
+        ("s", "m"),
+        sorted({(r.ref.source, r.ref.message_id) for r in records}),
+    )
+    await cursor.execute("ANALYZE bulk_keys; ANALYZE bulk_ids; ANALYZE bulk_refs")
+    # Blocks: every stored member of a block small enough to compare, the size of the others.
+    rows = await conn.execute(
+        text(
+            """
+            SELECT b.key, b.record_pk, count(*) OVER (PARTITION BY b.key) AS n
+            FROM blocking_keys b JOIN bulk_keys k ON k.key = b.key
+            """
+        )
+    )
+    members: dict[str, list[int]] = defaultdict(list)
+    wanted: set[int] = set()
+    for key, pk, n in rows:
+        if n > MAX_BLOCK_SIZE:
+            state.unlisted[key] = int(n)
+        else:
+            members[key].append(int(pk))
+            wanted.add(int(pk))
+    for key, pks in members.items():
+        state.blocks[key] = sorted(pks)
+    owners: dict[IdentifierKey, str] = {}
+    for t, n, v, customer, sharers in await conn.execute(
+        text(
+            "SELECT i.id_type, i.namespace, i.value, i.customer_id, i.sharers "
+            "FROM identifiers i JOIN bulk_ids x ON i.id_type = x.t AND i.namespace = x.n "
+            "AND i.value = x.v"
+        )
+    ):
+        key = IdentifierKey(t, v, n)
+        owners[key] = str(customer)
+        if sharers:
+            state.sharers[key] = {str(c) for c in sharers}
+    state.owners = owners
+    for t, n, v, reason in await conn.execute(
+        text(
+            "SELECT b.id_type, b.namespace, b.value, b.reason FROM blocked_identifiers b "
+            "JOIN bulk_ids x ON b.id_type = x.t AND b.namespace = x.n AND b.value = x.v"
+        )
+    ):
+        state.blocked[IdentifierKey(t, v, n)] = str(reason)
+    resolved = {
+        int(pk)
+        for (pk,) in await conn.execute(
+            text(
+                "SELECT r.record_pk FROM records r JOIN bulk_refs x "
+                "ON r.source = x.s AND r.message_id = x.m"
+            )
+        )
+    }
+    wanted |= resolved
+    # The customers involved, and their most recent records (the conflict check's).
+    loaded = await _records(conn, wanted)
+    customers = set(owners.values()) | {r.customer_id for r in loaded.values()}
+    for customer_id, created_at in await conn.execute(
+        text(
+            "SELECT customer_id, created_at FROM customers "
+            "WHERE customer_id = ANY(CAST(:c AS uuid[]))"
+        ),
+        {"c": sorted(customers)},
+    ):
+        state.customers[str(customer_id)] = KnownCustomer(str(customer_id), created_at)
+    recent = await conn.execute(
+        text(
+            f"""
+            SELECT r.record_pk FROM unnest(CAST(:c AS uuid[])) AS c(id) CROSS JOIN LATERAL (
+                SELECT record_pk FROM records WHERE customer_id = c.id
+                ORDER BY record_pk DESC LIMIT {MAX_CHECK_RECORDS}
+            ) r
+            """
+        ),
+        {"c": sorted(customers)},
+    )
+    more = {int(pk) for (pk,) in recent} - set(loaded)
+    loaded.update(await _records(conn, more))
+    for pk in sorted(loaded):
+        known = loaded[pk]
+        state.records[pk] = known
+        customer = state.customers.get(known.customer_id)
+        if customer is not None:
+            customer.records.append(pk)
+        if pk in resolved:
+            state.resolved[known.ref] = pk
+    for customer in state.customers.values():
+        # The conflict check reads a customer's most recent records.
+        customer.records = customer.records[-MAX_CHECK_RECORDS:]
+    if any(r.max_values_per_customer > 0 for r in rules.identifier_rules):
+        for t, n, v, customer in await conn.execute(
+            text(
+                "SELECT id_type, namespace, value, customer_id FROM identifiers "
+                "WHERE customer_id = ANY(CAST(:c AS uuid[]))"
+            ),
+            {"c": sorted(customers)},
+        ):
+            state.customers[str(customer)].keys.add(IdentifierKey(t, v, n))
+    for a, b in await conn.execute(
+        text(
+            "SELECT customer_a, customer_b FROM kept_apart "
+            "WHERE customer_a = ANY(CAST(:c AS uuid[])) OR customer_b = ANY(CAST(:c AS uuid[]))"
+        ),
+        {"c": sorted(customers)},
+    ):
+        state.kept_apart.add(frozenset((str(a), str(b))))
+    return Loaded(state, len(loaded), graph_records)
+
+
+async def _records(conn: AsyncConnection, pks: Iterable[int]) -> dict[int, KnownRecord]:
+    wanted = sorted(set(pks))
+    out: dict[int, KnownRecord] = {}
+    for start in range(0, len(wanted), 50_000):
+        rows = await conn.execute(
+            text(
+                "SELECT record_pk, source, message_id, customer_id, identifiers, attributes "
+                "FROM records WHERE record_pk = ANY(CAST(:p AS bigint[]))"
+            ),
+            {"p": wanted[start : start + 50_000]},
+        )
+        for pk, source, message_id, customer, identifiers, attributes in rows:
+            keys = _stored_keys(identifiers)
+            out[int(pk)] = KnownRecord(
+                int(pk),
+                RecordRef(source, message_id),
+                str(customer),
+                person_from(str(pk), attributes or {}, keys, source),
+                keys,
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class Written:
+    """What the write did (the job's outcome)."""
+
+    customers_created: int
+    records_written: int
+    records_linked: int
+    already_resolved: int
+    customers_merged: int
+    review_items: int
+    written_pks: tuple[int, int] | None
+
+
+async def write_changes(
+    conn: AsyncConnection,
+    state: GraphState,
+    changes: Changes,
+    placements: Sequence[Placement],
+    existing: set[str],
+) -> Written:
+    """Writes what ``Resolver`` decided for an import, in bulk, in ``conn``'s transaction.
+
+    Customers the import created and merged away again never existed outside it: their
+    records go straight to the survivor, and neither they nor their merges are written.
+    Merges of customers that existed before are written and announced as ``Resolve`` does.
+    """
+    final = state.find
+    recs = changes.records
+    pks: dict[int, int] = {}
+    if recs:
+        allocated = await conn.execute(
+            text("SELECT nextval('records_record_pk_seq') FROM generate_series(1, :n)"),
+            {"n": len(recs)},
+        )
+        for record, (pk,) in zip(recs, allocated, strict=True):
+            pks[record.pk] = int(pk)
+    new_customers = [(c, at) for c, at in changes.customers if final(c) == c]
+    await copy_rows(conn, "customers", ("customer_id", "created_at"), new_customers)
+    for record in recs:
+        if record.evidence.get("record_pk", 0) < 0:
+            record.evidence["record_pk"] = pks[record.evidence["record_pk"]]
+    await copy_rows(
+        conn,
+        "records",
+        (
+            "record_pk",
+            "source",
+            "message_id",
+            "customer_id",
+            "channel",
+            "observed_at",
+            "identifiers",
+            "attributes",
+            "outcome",
+            "rule",
+            "evidence",
+        ),
+        (
+            (
+                pks[n.pk],
+                n.record.ref.source,
+                n.record.ref.message_id,
+                final(n.customer_id),
+                n.record.channel,
+                n.record.observed_at,
+                _dumps([[k.type, k.namespace, k.value] for k in n.record.identifiers]),
+                _dumps(n.record.attributes),
+                n.outcome,
+                n.rule,
+                _dumps(n.evidence),
+            )
+            for n in recs
+        ),
+    )
+    await copy_rows(
+        conn,
+        "record_identifiers",
+        ("id_type", "namespace", "value", "record_pk"),
+        (
+            (k.type, k.namespace, k.value, pks[n.pk])
+            for n in recs
+            for k in sorted(set(n.record.identifiers))
+        ),
+    )
+    await copy_rows(
+        conn,
+        "blocking_keys",
+        ("key", "record_pk"),
+        ((key, pks[n.pk]) for n in recs for key in sorted(set(n.blocking_keys))),
+    )
+    await _write_identifiers(conn, changes, final)
+    tx = IdentityTransaction(conn)
+    for key, sharers in changes.sharers.items():
+        await conn.execute(
+            text(
+                "UPDATE identifiers SET sharers = sharers || CAST(:s AS jsonb) "
+                "WHERE id_type = :t AND namespace = :n AND value = :v"
+            ),
+            {
+                "s": _dumps(sorted({final(s) for s in sharers})),
+                "t": key.type,
+                "n": key.namespace,
+                "v": key.value,
+            },
+        )
+    blocked = []
+    for key, reason, people in changes.blocked:
+        inserted = await conn.execute(
+            text(
+                "INSERT INTO blocked_identifiers (id_type, namespace, value, reason, "
+                "people_count) VALUES (:t, :n, :v, :r, :p) ON CONFLICT DO NOTHING"
+            ),
+            {"t": key.type, "n": key.namespace, "v": key.value, "r": reason, "p": people},
+        )
+        if inserted.rowcount:
+            blocked.append(key)
+    merged_away = 0
+    for merge in changes.merges:
+        gone = [c for c in merge.merged if c in existing]
+        if not gone:
+            continue
+        survivor = merge.survivor
+        await tx.merge_customers(survivor, gone)
+        merged_away += len(gone)
+        await tx.record_merge(
+            survivor,
+            gone,
+            kind="customers_merged",
+            ref=merge.ref,
+            detail={"rule": merge.rule, "record_pk": pks.get(merge.record_pk or 0)},
+            reason=(
+                f"record {merge.ref.source}/{merge.ref.message_id} links them" if merge.ref else ""
+            ),
+        )
+    reviews = changes.reviews
+    if reviews:
+        await copy_rows(
+            conn,
+            "review_items",
+            (
+                "review_item_id",
+                "record_pk",
+                "candidate_record_pk",
+                "candidate_customer_id",
+                "score",
+                "probability",
+                "explanation",
+            ),
+            (
+                (
+                    r.review_item_id,
+                    pks.get(r.record_pk, r.record_pk),
+                    pks.get(r.candidate_record_pk, r.candidate_record_pk),
+                    final(r.candidate_customer_id),
+                    r.score,
+                    r.probability,
+                    _dumps(r.explanation),
+                )
+                for r in reviews
+            ),
+        )
+    customer_of = {n.pk: final(n.customer_id) for n in recs}
+    pairs = [
+        (customer_of.get(r.record_pk, ""), final(r.candidate_customer_id), r.probability)
+        for r in reviews
+    ]
+    for start in range(0, max(len(pairs), len(blocked)), 1000):
+        await tx.report_quality(
+            pairs=pairs[start : start + 1000], blocked=blocked[start : start + 1000]
+        )
+    created_records = {
+        n.pk for n in recs if n.outcome == "created" and final(n.customer_id) == n.customer_id
+    }
+    await copy_rows(
+        conn,
+        "ledger",
+        ("kind", "customer_id", "source", "message_id", "detail", "actor"),
+        (
+            (
+                "customer_created" if n.pk in created_records else "record_linked",
+                final(n.customer_id),
+                n.record.ref.source,
+                n.record.ref.message_id,
+                _dumps({"rule": n.rule, **_ledger_evidence(n.evidence)}),
+                SYSTEM_ACTOR,
+            )
+            for n in recs
+        ),
+    )
+    # Events held for somebody may be the import's customers' now: one look at all of them.
+    await tx.announce_changed((), everything=True)
+    already = sum(1 for p in placements if p.outcome == "already_resolved")
+    return Written(
+        customers_created=len(new_customers),
+        records_written=len(recs),
+        records_linked=len(recs) - len(created_records),
+        already_resolved=already,
+        customers_merged=merged_away,
+        review_items=len(reviews),
+        written_pks=(min(pks.values()), max(pks.values())) if pks else None,
+    )
+
+
+async def _write_identifiers(conn: AsyncConnection, changes: Changes, final: Any) -> None:
+    """Newly held identifiers (one row each, last seen the latest time the import saw it) and
+    the last-seen times of identifiers held before."""
+    link_seen: dict[IdentifierKey, dt.datetime] = {}
+    for key, _, _, seen in changes.links:
+        link_seen[key] = seen
+    latest: dict[IdentifierKey, dt.datetime] = {}
+    for key, seen in changes.touches:
+        if key in link_seen:
+            link_seen[key] = max(seen, link_seen[key])
+        else:
+            latest[key] = max(seen, latest.get(key, seen))
+    await copy_rows(
+        conn,
+        "identifiers",
+        ("id_type", "namespace", "value", "customer_id", "first_source", "first_seen", "last_seen"),
+        (
+            (k.type, k.namespace, k.value, final(c), s, seen, link_seen[k])
+            for k, c, s, seen in changes.links
+        ),
+    )
+    if latest:
+        await conn.execute(
+            text(
+                "CREATE TEMP TABLE bulk_touch (t text, n text, v text, seen timestamptz) "
+                "ON COMMIT DROP"
+            )
+        )
+        await copy_rows(
+            conn,
+            "bulk_touch",
+            ("t", "n", "v", "seen"),
+            ((k.type, k.namespace, k.value, seen) for k, seen in latest.items()),
+        )
+        await conn.execute(
+            text(
+                "UPDATE identifiers i SET last_seen = greatest(i.last_seen, x.seen) "
+                "FROM bulk_touch x WHERE i.id_type = x.t AND i.namespace = x.n AND i.value = x.v"
+            )
+        )
+
+
+# -- re-resolution ------------------------------------------------------------------------
+
+
+@dataclass
+class Graph:
+    """The whole graph as re-resolution starts from it."""
+
+    records: list[IncomingRecord]
+    pks: list[int]
+    current: dict[int, str]
+    created: dict[str, tuple[dt.datetime, str]]
+    owners: dict[IdentifierKey, str]
+    merges: list[list[int]]
+    kept_apart: set[frozenset[str]]
+
+
+async def load_graph(conn: AsyncConnection) -> Graph:
+    """Every record in the order it first came, where it is now, and a person's decisions."""
+    tx = IdentityTransaction(conn)
+    records: list[IncomingRecord] = []
+    pks: list[int] = []
+    current: dict[int, str] = {}
+    after = 0
+    while True:
+        rows = list(
+            await conn.execute(
+                text(
+                    "SELECT record_pk, source, message_id, customer_id, identifiers, "
+                    "attributes, observed_at, channel FROM records WHERE record_pk > :a "
+                    "ORDER BY record_pk LIMIT 50000"
+                ),
+                {"a": after},
+            )
+        )
+        for row in rows:
+            pk = int(row.record_pk)
+            pks.append(pk)
+            current[pk] = str(row.customer_id)
+            records.append(
+                IncomingRecord(
+                    ref=RecordRef(row.source, row.message_id),
+                    channel=row.channel,
+                    observed_at=row.observed_at,
+                    identifiers=_stored_keys(row.identifiers),
+                    attributes=dict(row.attributes or {}),
+                )
+            )
+        if len(rows) < 50_000:
+            break
+        after = int(rows[-1].record_pk)
+    created = {
+        str(c): (at, str(c))
+        for c, at in await conn.execute(
+            text("SELECT customer_id, created_at FROM customers WHERE merged_into IS NULL")
+        )
+    }
+    merges, apart = await tx.human_decisions()
+    canonical = await tx.current_ids({c for pair in apart for c in pair})
+    kept_apart = {frozenset(canonical.get(c, c) for c in pair) for pair in apart}
+    owners = await tx.all_identifier_owners()
+    return Graph(records, pks, current, created, owners, merges, kept_apart)
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """What a re-resolution wrote: its split sources (their announcements go first) and the
+    merges to announce once those are delivered."""
+
+    split_sources: list[str]
+    pending_merges: list[dict[str, Any]]
+
+
+async def write_plan(
+    conn: AsyncConnection,
+    plan: ReresolvePlan,
+    refs: Mapping[int, RecordRef],
+    owners: Mapping[IdentifierKey, str],
+    actor: str,
+    reason: str,
+) -> Rewritten:
+    """Makes the graph the plan's: new customers, splits (records and the identifiers only
+    they carry move; ledger ``customer_split``; announced to profile at once), merges (ledger
+    ``customers_merged``; announced once every split is delivered, see docs/bulk-import.md),
+    then each identifier held as the re-resolution decided (``owners``: key -> customer)."""
+    tx = IdentityTransaction(conn)
+    why = reason or "re-resolution"
+    now = dt.datetime.now(dt.UTC)
+    await copy_rows(
+        conn, "customers", ("customer_id", "created_at"), ((c, now) for c in plan.new_customers)
+    )
+    for source, target, pks in plan.splits:
+        await tx.move_records(source, target, pks)
+        moved = sorted([refs[pk].source, refs[pk].message_id] for pk in pks)
+        change_id = await tx.append_ledger(
+            "customer_split",
+            source,
+            other_customer_id=target,
+            detail={"moved_records": len(pks), "reresolution": True},
+            actor=actor,
+            reason=why,
+        )
+        await tx.announce(
+            SPLIT_TOPIC,
+            source,
+            _dumps(
+                {
+                    "change_id": str(change_id),
+                    "source_customer_id": source,
+                    "target_customer_id": target,
+                    "moved_records": moved,
+                    "redirected_customer_ids": [],
+                }
+            ).encode(),
+        )
+    pending: list[dict[str, Any]] = []
+    for survivor, gone in plan.merges:
+        await tx.merge_customers(survivor, [gone])
+        change_id = await tx.append_ledger(
+            "customers_merged",
+            survivor,
+            other_customer_id=gone,
+            detail={"merged": [gone], "reresolution": True},
+            actor=actor,
+            reason=why,
+        )
+        pending.append({"change_id": str(change_id), "survivor": survivor, "merged": [gone]})
+    if owners:
+        await conn.execute(
+            text("CREATE TEMP TABLE bulk_owners (t text, n text, v text, c uuid) ON COMMIT DROP")
+        )
+        await copy_rows(
+            conn,
+            "bulk_owners",
+            ("t", "n", "v", "c"),
+            ((k.type, k.namespace, k.value, c) for k, c in owners.items()),
+        )
+        await conn.execute(
+            text(
+                "UPDATE identifiers i SET customer_id = x.c FROM bulk_owners x "
+                "WHERE i.id_type = x.t AND i.namespace = x.n AND i.value = x.v "
+                "AND i.customer_id <> x.c"
+            )
+        )
+    await tx.announce_changed((), everything=True)
+    return Rewritten(sorted({s for s, _, _ in plan.splits}), pending)
+
+
+async def release_merges(conn: AsyncConnection) -> int:
+    """Announces the merges of re-resolutions whose splits have all been delivered (or given
+    up on): a customer split and merged away reaches profile in that order."""
+    released = 0
+    rows = await conn.execute(
+        text(
+            "SELECT job_pk, outcome FROM resolution_jobs WHERE state = 'succeeded' "
+            "AND outcome ? 'pending_merges' FOR UPDATE SKIP LOCKED"
+        )
+    )
+    for job_pk, outcome in list(rows):
+        sources = list(outcome.get("split_sources") or [])
+        waiting = (
+            await conn.execute(
+                text(
+                    "SELECT 1 FROM outbox WHERE topic = :t AND failed_at IS NULL "
+                    "AND key = ANY(CAST(:k AS text[])) LIMIT 1"
+                ),
+                {"t": SPLIT_TOPIC, "k": sources},
+            )
+        ).first()
+        if waiting is not None:
+            continue
+        tx = IdentityTransaction(conn)
+        for merge in outcome["pending_merges"]:
+            await tx.announce(MERGED_TOPIC, merge["survivor"], _dumps(merge).encode())
+            released += 1
+        await conn.execute(
+            text(
+                "UPDATE resolution_jobs SET outcome = outcome - 'pending_merges' "
+                "- 'split_sources' WHERE job_pk = :p"
+            ),
+            {"p": job_pk},
+        )
+    return released

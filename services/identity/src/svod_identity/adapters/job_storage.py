@@ -1,0 +1,337 @@
+"""Batch jobs and staged import records in the ``identity`` schema (the service's side).
+
+The batch worker reads and writes the graph through ``bulk_storage`` (its own process); this
+module is what the gRPC service does with jobs: stage records (``COPY``), commit, read a job,
+claim the next one to run, and stream an import's results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from svod_identity.adapters.bulk_storage import release_merges
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.jobs import MAX_ATTEMPTS, JobKind, JobOutcome, JobPhase, JobState
+from svod_identity.domain.model import IncomingRecord, RecordRef
+
+# How long a worker's claim on a job lasts without its heartbeat (it renews every
+# LEASE_RENEW_S); a job whose worker died is started again after it.
+LEASE_S = 60
+LEASE_RENEW_S = 10
+# Results of ListImportResults fetched per query.
+RESULTS_PAGE = 5_000
+_CLAIM_LOCK = "identity-batch-claim"
+
+
+@dataclass(frozen=True)
+class Job:
+    job_pk: int
+    job_id: str
+    kind: JobKind
+    state: JobState
+    phase: JobPhase
+    dry_run: bool
+    actor: str
+    reason: str
+    records_staged: int
+    records_total: int
+    records_done: int
+    outcome: JobOutcome
+    error: str
+    attempts: int
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+_JOB_COLUMNS = (
+    "job_pk, job_id, kind, state, phase, dry_run, actor, reason, records_staged, records_total, "
+    "records_done, outcome, error, attempts, created_at, started_at, finished_at"
+)
+
+
+def job_of(row: Any) -> Job:
+    return Job(
+        job_pk=int(row.job_pk),
+        job_id=row.job_id,
+        kind=JobKind(row.kind),
+        state=JobState(row.state),
+        phase=JobPhase(row.phase),
+        dry_run=bool(row.dry_run),
+        actor=row.actor,
+        reason=row.reason,
+        records_staged=int(row.records_staged),
+        records_total=int(row.records_total),
+        records_done=int(row.records_done),
+        outcome=JobOutcome.from_dict(row.outcome),
+        error=row.error,
+        attempts=int(row.attempts),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+    )
+
+
+@dataclass(frozen=True)
+class StageResult:
+    staged: int
+    duplicates: int
+    import_staged: int
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    sequence: int
+    ref: RecordRef
+    customer_id: str
+    outcome: str  # created | linked_exact | linked_fuzzy | already_resolved
+    identifiers: tuple[IdentifierKey, ...]
+    rule: str
+
+
+class JobStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def job(self, job_id: str) -> Job | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(f"SELECT {_JOB_COLUMNS} FROM resolution_jobs WHERE job_id = :j"),
+                    {"j": job_id},
+                )
+            ).first()
+        return None if row is None else job_of(row)
+
+    async def stage(self, job_id: str, records: Sequence[IncomingRecord]) -> StageResult | Job:
+        """Stages ``records`` in the import ``job_id`` (opened if new), in one transaction.
+
+        Returns the job instead when it is not an import taking records (committed, or a
+        re-resolution's id): nothing is staged then.
+        """
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO resolution_jobs (job_id, kind, state) "
+                    "VALUES (:j, 'import', 'staging') ON CONFLICT (job_id) DO NOTHING"
+                ),
+                {"j": job_id},
+            )
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_JOB_COLUMNS} FROM resolution_jobs WHERE job_id = :j FOR UPDATE"
+                    ),
+                    {"j": job_id},
+                )
+            ).one()
+            job = job_of(row)
+            if job.kind is not JobKind.IMPORT or job.state is not JobState.STAGING:
+                return job
+            staged = await _copy_staged(conn, job.job_pk, records) if records else 0
+            total = (
+                await conn.execute(
+                    text(
+                        "UPDATE resolution_jobs SET records_staged = records_staged + :n "
+                        "WHERE job_pk = :p RETURNING records_staged"
+                    ),
+                    {"n": staged, "p": job.job_pk},
+                )
+            ).scalar_one()
+        return StageResult(staged, len(records) - staged, int(total))
+
+    async def commit_import(self, job_id: str) -> Job | None:
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE resolution_jobs SET state = 'queued', queued_at = now() "
+                    "WHERE job_id = :j AND kind = 'import' AND state = 'staging'"
+                ),
+                {"j": job_id},
+            )
+            row = (
+                await conn.execute(
+                    text(f"SELECT {_JOB_COLUMNS} FROM resolution_jobs WHERE job_id = :j"),
+                    {"j": job_id},
+                )
+            ).first()
+        return None if row is None else job_of(row)
+
+    async def request_reresolve(self, job_id: str, dry_run: bool, actor: str, reason: str) -> Job:
+        """Queues a re-resolution named ``job_id``, or returns the job of that name."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO resolution_jobs (job_id, kind, state, dry_run, actor, reason, "
+                    "queued_at) VALUES (:j, 'reresolve', 'queued', :d, :a, :r, now()) "
+                    "ON CONFLICT (job_id) DO NOTHING"
+                ),
+                {"j": job_id, "d": dry_run, "a": actor, "r": reason},
+            )
+            row = (
+                await conn.execute(
+                    text(f"SELECT {_JOB_COLUMNS} FROM resolution_jobs WHERE job_id = :j"),
+                    {"j": job_id},
+                )
+            ).one()
+        return job_of(row)
+
+    async def claim(self) -> tuple[Job, int] | None:
+        """The next job to run, marked running with a lease for its worker - unless a job
+        runs already (its lease still good). A job whose attempts are spent fails instead.
+        Returns the job and the attempt number its worker must hold the lease by."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": _CLAIM_LOCK}
+            )
+            busy = (
+                await conn.execute(
+                    text(
+                        "SELECT 1 FROM resolution_jobs WHERE state = 'running' "
+                        "AND lease_until > now() LIMIT 1"
+                    )
+                )
+            ).first()
+            if busy is not None:
+                return None
+            while True:
+                row = (
+                    await conn.execute(
+                        text(
+                            f"SELECT {_JOB_COLUMNS} FROM resolution_jobs "
+                            "WHERE state IN ('queued', 'running') ORDER BY queued_at, job_pk "
+                            "LIMIT 1 FOR UPDATE"
+                        )
+                    )
+                ).first()
+                if row is None:
+                    return None
+                job = job_of(row)
+                if job.attempts < MAX_ATTEMPTS:
+                    break
+                await conn.execute(
+                    text(
+                        "UPDATE resolution_jobs SET state = 'failed', finished_at = now(), "
+                        "lease_until = NULL, error = CASE WHEN error = '' THEN :e "
+                        "ELSE error END WHERE job_pk = :p"
+                    ),
+                    {"p": job.job_pk, "e": "the job's worker stopped before it finished"},
+                )
+            attempt = job.attempts + 1
+            await conn.execute(
+                text(
+                    "UPDATE resolution_jobs SET state = 'running', attempts = :a, "
+                    "phase = 'loading', records_done = 0, started_at = now(), "
+                    f"lease_until = now() + interval '{LEASE_S} seconds' WHERE job_pk = :p"
+                ),
+                {"a": attempt, "p": job.job_pk},
+            )
+        return job, attempt
+
+    async def release_merges(self) -> int:
+        """Announces re-resolutions' merges whose splits went out (``bulk_storage``)."""
+        async with self.engine.begin() as conn:
+            return await release_merges(conn)
+
+    async def attempt_ended(self, job_pk: int, attempt: int, error: str) -> None:
+        """The worker of ``attempt`` exited without finishing the job: queued again for
+        another attempt, or failed once the attempts are spent."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE resolution_jobs SET "
+                    "state = CASE WHEN attempts >= :max THEN 'failed' ELSE 'queued' END, "
+                    "finished_at = CASE WHEN attempts >= :max THEN now() END, "
+                    "lease_until = NULL, error = :e "
+                    "WHERE job_pk = :p AND attempts = :a AND state = 'running'"
+                ),
+                {"p": job_pk, "a": attempt, "e": error, "max": MAX_ATTEMPTS},
+            )
+
+    async def results(self, job: Job, after_sequence: int) -> AsyncIterator[ImportResult]:
+        """The import's records in staging order from ``after_sequence``, as they are now."""
+        low, high = job.outcome.written_pks or (0, -1)
+        after = after_sequence
+        while True:
+            async with self.engine.connect() as conn:
+                rows = list(
+                    await conn.execute(
+                        text(
+                            """
+                            SELECT s.seq, s.source, s.message_id, r.record_pk, r.customer_id,
+                                   r.identifiers, r.outcome, r.rule
+                            FROM import_records s
+                            JOIN records r ON r.source = s.source
+                                AND r.message_id = s.message_id
+                            WHERE s.job_pk = :p AND s.seq > :a
+                            ORDER BY s.seq LIMIT :n
+                            """
+                        ),
+                        {"p": job.job_pk, "a": after, "n": RESULTS_PAGE},
+                    )
+                )
+            for row in rows:
+                ours = low <= int(row.record_pk) <= high
+                yield ImportResult(
+                    sequence=int(row.seq),
+                    ref=RecordRef(row.source, row.message_id),
+                    customer_id=str(row.customer_id),
+                    outcome=row.outcome if ours else "already_resolved",
+                    identifiers=tuple(IdentifierKey(t, v, n) for t, n, v in row.identifiers or ()),
+                    rule=row.rule if ours else "",
+                )
+            if len(rows) < RESULTS_PAGE:
+                return
+            after = int(rows[-1].seq)
+
+
+async def _copy_staged(
+    conn: AsyncConnection, job_pk: int, records: Sequence[IncomingRecord]
+) -> int:
+    """COPYs the records into a scratch table, then keeps those new to the import, in order."""
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    cursor = driver.cursor()  # type: ignore[union-attr]
+    await cursor.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS stage_in (n int, source text, message_id text, "
+        "channel text, observed_at timestamptz, identifiers text, attributes text) "
+        "ON COMMIT DELETE ROWS"
+    )
+    async with cursor.copy(
+        "COPY stage_in (n, source, message_id, channel, observed_at, identifiers, attributes) "
+        "FROM STDIN"
+    ) as copy:
+        for n, record in enumerate(records):
+            await copy.write_row(
+                (
+                    n,
+                    record.ref.source,
+                    record.ref.message_id,
+                    record.channel,
+                    record.observed_at,
+                    json.dumps(
+                        [[k.type, k.namespace, k.value] for k in record.identifiers],
+                        ensure_ascii=False,
+                    ),
+                    json.dumps(record.attributes, ensure_ascii=False, default=str),
+                )
+            )
+    await cursor.execute(
+        """
+        INSERT INTO import_records (job_pk, seq, source, message_id, channel, observed_at,
+                                    identifiers, attributes)
+        SELECT %(p)s, nextval('import_records_seq'), source, message_id, channel, observed_at,
+               CAST(identifiers AS jsonb), CAST(attributes AS jsonb)
+        FROM (SELECT * FROM stage_in ORDER BY n) s
+        ON CONFLICT (job_pk, source, message_id) DO NOTHING
+        """,
+        {"p": job_pk},
+    )
+    return int(cursor.rowcount or 0)

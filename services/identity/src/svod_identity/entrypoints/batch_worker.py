@@ -1,0 +1,37 @@
+"""The worker process of one batch job attempt (started by ``service_layer.bulk.JobRunner``).
+
+    python -m svod_identity.entrypoints.batch_worker JOB_PK ATTEMPT
+
+Exit status 0 when the attempt ran to its end (the job succeeded, or it failed for good and says
+why); anything else makes the runner queue the job for another attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from svod_identity.service_layer.batch_job import run_job
+from svod_identity.service_layer.bulk import WORKER_DATABASE_ENV
+from svod_runtime.logs import setup_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or not all(a.isdigit() for a in args):
+        print("usage: batch_worker JOB_PK ATTEMPT", file=sys.stderr)
+        return 2
+    url = os.environ.get(WORKER_DATABASE_ENV)
+    if not url:
+        print(f"{WORKER_DATABASE_ENV} is not set", file=sys.stderr)
+        return 2
+    setup_logging("identity-batch")
+    logging.getLogger(__name__).info("batch worker for job %s attempt %s", *args)
+    return asyncio.run(run_job(url, int(args[0]), int(args[1])))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

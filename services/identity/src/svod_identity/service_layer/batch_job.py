@@ -1,0 +1,429 @@
+"""One attempt of a batch job, in its worker process: hold the lease, run, mark it done.
+
+The job's end (succeeded, with its outcome) is written in the same transaction as its last
+writes, so an attempt that dies leaves either everything or nothing, and the next attempt
+starts from the staged records again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from svod_identity.adapters.bulk_storage import (
+    Graph,
+    graph_marker,
+    load_graph,
+    load_touched,
+    lock_graph,
+    write_changes,
+    write_plan,
+)
+from svod_identity.adapters.job_storage import (
+    _JOB_COLUMNS,
+    LEASE_RENEW_S,
+    LEASE_S,
+    Job,
+    job_of,
+)
+from svod_identity.adapters.storage import IdentityStore
+from svod_identity.domain.batch import ImportState, changes_dict, plan_reresolution
+from svod_identity.domain.engine import Placement, Resolver, person_from
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.jobs import JobKind, JobOutcome, JobPhase
+from svod_identity.domain.matching.blocking import possible_keys
+from svod_identity.domain.matching.model import MatchModel
+from svod_identity.domain.model import IncomingRecord, RecordRef, new_customer_id
+from svod_identity.domain.preview import (
+    PreviewResult,
+    compare_clusterings,
+    identifier_changes,
+    keep_decisions,
+    name_proposed,
+)
+from svod_identity.domain.rules import Rules
+from svod_identity.service_layer.use_cases import IdentityService
+from svod_runtime.db import create_engine
+
+log = logging.getLogger(__name__)
+
+# Staged records read per query.
+READ_PAGE = 5_000
+
+
+class LeaseLost(Exception):
+    """Another attempt took the job over (this one's lease ran out): stop without writing."""
+
+
+@dataclass
+class Progress:
+    phase: JobPhase = JobPhase.LOADING
+    done: int = 0
+    total: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    _since: float = field(default_factory=time.monotonic)
+
+    def enter(self, phase: JobPhase) -> None:
+        now = time.monotonic()
+        self.seconds[self.phase.value] = round(
+            self.seconds.get(self.phase.value, 0.0) + now - self._since, 3
+        )
+        self.phase, self._since = phase, now
+
+
+class Lease:
+    """Renews the job's lease every LEASE_RENEW_S and reports progress with it."""
+
+    def __init__(self, engine: AsyncEngine, job_pk: int, attempt: int) -> None:
+        self.engine = engine
+        self.job_pk = job_pk
+        self.attempt = attempt
+        self.progress = Progress()
+        self.lost = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def renew(self) -> None:
+        async with self.engine.begin() as conn:
+            renewed = await conn.execute(
+                text(
+                    f"UPDATE resolution_jobs SET lease_until = now() + interval '{LEASE_S} "
+                    "seconds', phase = :ph, records_done = :d, records_total = :t "
+                    "WHERE job_pk = :p AND attempts = :a AND state = 'running'"
+                ),
+                {
+                    "p": self.job_pk,
+                    "a": self.attempt,
+                    "ph": self.progress.phase.value,
+                    "d": self.progress.done,
+                    "t": self.progress.total,
+                },
+            )
+        if not renewed.rowcount:
+            self.lost = True
+            raise LeaseLost(f"job {self.job_pk} attempt {self.attempt} lost its lease")
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW_S)
+            try:
+                await self.renew()
+            except LeaseLost:
+                raise
+            except Exception:  # the database may be back at the next beat
+                log.exception("renewing the batch job's lease failed")
+
+    async def __aenter__(self) -> Lease:
+        await self.renew()
+        self._task = asyncio.create_task(self._beat())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, LeaseLost):
+                await self._task
+
+    def check(self) -> None:
+        if self.lost:
+            raise LeaseLost(f"job {self.job_pk} attempt {self.attempt} lost its lease")
+
+
+async def finish(
+    conn: AsyncConnection, lease: Lease, outcome: JobOutcome, *, failed: str = ""
+) -> None:
+    """Marks the job done in ``conn``'s transaction (the one with the job's writes)."""
+    lease.progress.enter(JobPhase.DONE)
+    outcome = replace(outcome, phase_seconds=dict(lease.progress.seconds))
+    done = await conn.execute(
+        text(
+            "UPDATE resolution_jobs SET state = :s, phase = 'done', outcome = CAST(:o AS jsonb), "
+            "error = :e, finished_at = now(), lease_until = NULL, records_done = :t, "
+            "records_total = :t "
+            "WHERE job_pk = :p AND attempts = :a AND state = 'running'"
+        ),
+        {
+            "s": "failed" if failed else "succeeded",
+            "o": json.dumps(outcome.to_dict(), ensure_ascii=False),
+            "e": failed,
+            "p": lease.job_pk,
+            "a": lease.attempt,
+            "t": lease.progress.total,
+        },
+    )
+    if not done.rowcount:
+        raise LeaseLost(f"job {lease.job_pk} attempt {lease.attempt} lost its lease")
+
+
+async def load_job(engine: AsyncEngine, job_pk: int) -> Job:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(f"SELECT {_JOB_COLUMNS} FROM resolution_jobs WHERE job_pk = :p"),
+                {"p": job_pk},
+            )
+        ).one()
+    return job_of(row)
+
+
+async def staged_records(
+    engine: AsyncEngine, job_pk: int, page: int = READ_PAGE
+) -> list[list[IncomingRecord]]:
+    """The import's staged records in staging order, in pages."""
+    pages: list[list[IncomingRecord]] = []
+    after = 0
+    while True:
+        async with engine.connect() as conn:
+            rows = list(
+                await conn.execute(
+                    text(
+                        "SELECT seq, source, message_id, channel, observed_at, identifiers, "
+                        "attributes FROM import_records WHERE job_pk = :p AND seq > :a "
+                        "ORDER BY seq LIMIT :n"
+                    ),
+                    {"p": job_pk, "a": after, "n": page},
+                )
+            )
+        if rows:
+            pages.append(
+                [
+                    IncomingRecord(
+                        ref=RecordRef(r.source, r.message_id),
+                        channel=r.channel,
+                        observed_at=r.observed_at,
+                        identifiers=tuple(IdentifierKey(t, v, n) for t, n, v in r.identifiers),
+                        attributes=dict(r.attributes or {}),
+                    )
+                    for r in rows
+                ]
+            )
+        if len(rows) < page:
+            return pages
+        after = int(rows[-1].seq)
+
+
+Runner = Callable[[AsyncEngine, Job, Lease], Awaitable[None]]
+
+
+def import_keys(records: Sequence[IncomingRecord]) -> set[str]:
+    """Every blocking key the records may get, whichever of their identifiers turn out to be
+    blocked (``possible_keys``): the blocks of the graph to load."""
+    keys: set[str] = set()
+    for record in records:
+        person = person_from("0", record.attributes, record.identifiers, record.ref.source)
+        keys |= possible_keys(person)
+    return keys
+
+
+async def resolve_import(
+    conn: AsyncConnection,
+    records: Sequence[IncomingRecord],
+    keys: set[str],
+    rules: Rules,
+    model: MatchModel,
+    lease: Lease,
+) -> tuple[Resolver, list[Placement], set[str]]:
+    """Places the import's records after everything in the graph, in staging order, with the
+    online engine's own rules (``Resolver``) over the part of the graph they can touch."""
+    lease.progress.enter(JobPhase.LOADING)
+    loaded = await load_touched(conn, records, keys, rules)
+    existing = set(loaded.state.customers)
+    lease.progress.enter(JobPhase.PLACING)
+    state = loaded.state
+    resolver = Resolver(state, rules, model)
+    placements = []
+    placed = 0
+    for record in records:
+        if record.ref not in state.resolved:
+            # The pk the resolver gives it: -1, -2, ... for the records it places.
+            placed += 1
+            state.consider(record, -placed)
+        placements.append(resolver.resolve(record))
+        lease.progress.done += 1
+        if lease.progress.done % 10_000 == 0:
+            await asyncio.sleep(0)  # lets the lease's heartbeat run
+            lease.check()
+    return resolver, placements, existing
+
+
+async def run_import(engine: AsyncEngine, job: Job, lease: Lease) -> None:
+    """An import: staged records read, placed, written in one transaction with the job's end.
+
+    The graph is read without holding up its writers; the write locks them out and checks the
+    ledger: if anything was written since the read, the records are placed again under the
+    lock (docs/bulk-import.md, "Online resolution meanwhile")."""
+    service = IdentityService(IdentityStore(engine))
+    rules = await service.rules()
+    model = (await service.model_info()).model.with_thresholds(
+        rules.auto_link_threshold, rules.review_threshold
+    )
+    records = [r for page in await staged_records(engine, job.job_pk) for r in page]
+    lease.progress.total = len(records)
+    lease.progress.enter(JobPhase.BLOCKING)
+    keys = import_keys(records)
+    async with engine.begin() as conn:
+        marker = await graph_marker(conn)
+    async with engine.begin() as conn:
+        resolver, placements, existing = await resolve_import(
+            conn, records, keys, rules, model, lease
+        )
+    async with engine.begin() as conn:
+        lease.progress.enter(JobPhase.WRITING)
+        if await lock_graph(conn) != marker:
+            log.info("the graph changed while job %s placed its records: again, locked", job.job_id)
+            lease.progress.done = 0
+            resolver, placements, existing = await resolve_import(
+                conn, records, keys, rules, model, lease
+            )
+            lease.progress.enter(JobPhase.WRITING)
+        written = await write_changes(conn, resolver.state, resolver.changes, placements, existing)
+        outcome = JobOutcome(
+            customers_created=written.customers_created,
+            records_linked=written.records_linked,
+            records_already_resolved=written.already_resolved,
+            customers_merged=written.customers_merged,
+            review_items_opened=written.review_items,
+            written_pks=written.written_pks,
+        )
+        await finish(conn, lease, outcome)
+
+
+async def run_reresolve(engine: AsyncEngine, job: Job, lease: Lease) -> None:
+    """The whole graph placed again, record by record in the order they first came, under
+    the rules and model in force; a person's decisions kept (``keep_decisions``); reported as
+    PreviewRules reports, and unless a dry run, written and announced (``write_plan``)."""
+    service = IdentityService(IdentityStore(engine))
+    rules = await service.rules()
+    model = (await service.model_info()).model
+    async with engine.begin() as conn:
+        marker = await graph_marker(conn)
+    async with engine.begin() as conn:
+        graph = await load_graph(conn)
+    proposal = _propose(graph, rules, model, lease)
+    if job.dry_run:
+        async with engine.begin() as conn:
+            lease.progress.enter(JobPhase.WRITING)
+            await finish(conn, lease, JobOutcome(changes=changes_dict(proposal.report)))
+        return
+    async with engine.begin() as conn:
+        lease.progress.enter(JobPhase.WRITING)
+        if await lock_graph(conn) != marker:
+            log.info("the graph changed while job %s worked: again, locked", job.job_id)
+            graph = await load_graph(conn)
+            proposal = _propose(graph, rules, model, lease)
+            lease.progress.enter(JobPhase.WRITING)
+        plan = plan_reresolution(proposal.proposed, graph.current, graph.created, new_customer_id)
+        owners = {
+            key: plan.names[cluster]
+            for key, cluster in proposal.owners.items()
+            if graph.owners.get(key) != plan.names[cluster]
+        }
+        refs = {pk: r.ref for pk, r in zip(graph.pks, graph.records, strict=True)}
+        written = await write_plan(conn, plan, refs, owners, job.actor, job.reason)
+        outcome = JobOutcome(
+            customers_created=len(plan.new_customers),
+            customers_merged=len(plan.merges),
+            records_linked=sum(len(pks) for _, _, pks in plan.splits),
+            changes=changes_dict(proposal.report),
+        )
+        await finish(conn, lease, outcome)
+        if written.pending_merges:
+            await conn.execute(
+                text(
+                    "UPDATE resolution_jobs SET outcome = outcome || CAST(:x AS jsonb) "
+                    "WHERE job_pk = :p"
+                ),
+                {
+                    "x": json.dumps(
+                        {
+                            "pending_merges": written.pending_merges,
+                            "split_sources": written.split_sources,
+                        }
+                    ),
+                    "p": job.job_pk,
+                },
+            )
+
+
+@dataclass(frozen=True)
+class Proposal:
+    proposed: dict[int, str]
+    # Identifier -> the proposed cluster whose record first held it.
+    owners: dict[IdentifierKey, str]
+    report: PreviewResult
+
+
+def _propose(graph: Graph, rules: Rules, model: MatchModel, lease: Lease) -> Proposal:
+    """Every record placed again into an empty graph, in record order (PreviewRules' way,
+    with online's candidate rules: ``ImportState``)."""
+    lease.progress.enter(JobPhase.PLACING)
+    lease.progress.total = len(graph.records)
+    lease.progress.done = 0
+    clock = [dt.datetime(2000, 1, 1, tzinfo=dt.UTC)]
+
+    def tick() -> dt.datetime:
+        clock[0] += dt.timedelta(microseconds=1)
+        return clock[0]
+
+    state = ImportState()
+    resolver = Resolver(state, rules, model, now=tick)
+    placed: dict[int, str] = {}
+    unlinked: dict[IdentifierKey, str] = {}
+    linked_by: dict[IdentifierKey, int] = {}
+    for n, (pk, record) in enumerate(zip(graph.pks, graph.records, strict=True)):
+        state.consider(record, -(n + 1))
+        placement = resolver.resolve(record)
+        placed[pk] = placement.customer_id
+        for key, why in placement.unlinked:
+            unlinked.setdefault(key, why)
+        for key in record.identifiers:
+            if key not in linked_by and key in state.owners:
+                linked_by[key] = pk
+        lease.progress.done += 1
+    proposed = {pk: state.find(c) for pk, c in placed.items()}
+    proposed = keep_decisions(proposed, graph.current, graph.merges, graph.kept_apart)
+    refs = {pk: r.ref for pk, r in zip(graph.pks, graph.records, strict=True)}
+    owners = {key: proposed[pk] for key, pk in linked_by.items()}
+    changes = identifier_changes(
+        graph.owners, owners, name_proposed(proposed, graph.current), unlinked
+    )
+    report = replace(compare_clusterings(graph.current, proposed, refs), identifier_changes=changes)
+    return Proposal(proposed, owners, report)
+
+
+RUNNERS: dict[JobKind, Runner] = {
+    JobKind.IMPORT: run_import,
+    JobKind.RERESOLVE: run_reresolve,
+}
+
+
+async def run_job(database_url: str, job_pk: int, attempt: int) -> int:
+    engine = create_engine(database_url, pool_size=2)
+    started = dt.datetime.now(dt.UTC)
+    try:
+        job = await load_job(engine, job_pk)
+        async with Lease(engine, job_pk, attempt) as lease:
+            await RUNNERS[job.kind](engine, job, lease)
+        log.info(
+            "batch job %s attempt %d done in %.1f s",
+            job.job_id,
+            attempt,
+            (dt.datetime.now(dt.UTC) - started).total_seconds(),
+        )
+        return 0
+    except LeaseLost as lost:
+        log.warning("%s", lost)
+        return 3
+    except Exception:
+        log.exception("batch job %s attempt %d failed", job_pk, attempt)
+        return 1
+    finally:
+        await engine.dispose()

@@ -1,0 +1,175 @@
+"""Bulk import through identity's API (docs/bulk-import.md): staging, commit, the job, results,
+idempotency by (source, message id), and the partition against streaming Resolve."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable, Iterator
+
+import grpc
+import pytest
+from google.rpc import code_pb2, error_details_pb2
+
+from services.identity.tests.integration.test_identity_api import (
+    EXACT,
+    T,
+    email,
+    phone,
+    request,
+    resolve,
+)
+from svod.identity.v1 import identity_pb2
+from svod_identity.domain.jobs import JobKind, JobPhase, JobState
+
+CREATED = identity_pb2.RESOLUTION_OUTCOME_CREATED
+ALREADY = identity_pb2.RESOLUTION_OUTCOME_ALREADY_RESOLVED
+SUCCEEDED = identity_pb2.RESOLUTION_JOB_STATE_SUCCEEDED
+# A job runs in a worker process of its own (a Python start and the import's work).
+JOB_TIMEOUT_S = 180.0
+
+
+def stage(
+    suite, import_id: str, messages: Iterable[list[identity_pb2.ResolveRequest]]
+) -> list[identity_pb2.StageImportRecordsResponse]:
+    requests: Iterator[identity_pb2.StageImportRecordsRequest] = (
+        identity_pb2.StageImportRecordsRequest(import_id=import_id, records=records)
+        for records in messages
+    )
+    return list(suite.identity.StageImportRecords(requests, timeout=T * 3))
+
+
+def wait_job(suite, job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> identity_pb2.ResolutionJob:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = suite.identity.GetResolutionJob(
+            identity_pb2.GetResolutionJobRequest(job_id=job_id), timeout=T
+        )
+        if job.state in (SUCCEEDED, identity_pb2.RESOLUTION_JOB_STATE_FAILED):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} not done after {timeout_s}s: {job}")
+        time.sleep(0.2)
+
+
+def results(suite, import_id: str, after: int = 0) -> list[identity_pb2.ImportRecordResult]:
+    return list(
+        suite.identity.ListImportResults(
+            identity_pb2.ListImportResultsRequest(import_id=import_id, after_sequence=after),
+            timeout=T * 3,
+        )
+    )
+
+
+def import_records(suite, records: list[identity_pb2.ResolveRequest], chunk: int = 3) -> str:
+    import_id = f"test-{secrets.token_hex(4)}"
+    stage(suite, import_id, [records[i : i + chunk] for i in range(0, len(records), chunk)])
+    suite.identity.CommitImport(identity_pb2.CommitImportRequest(import_id=import_id), timeout=T)
+    job = wait_job(suite, import_id)
+    assert job.state == SUCCEEDED, job.error
+    return import_id
+
+
+def test_job_enums_mirror_the_proto() -> None:
+    for enum_type, domain, prefix in (
+        (identity_pb2.ResolutionJobKind, JobKind, "RESOLUTION_JOB_KIND_"),
+        (identity_pb2.ResolutionJobState, JobState, "RESOLUTION_JOB_STATE_"),
+        (identity_pb2.ResolutionJobPhase, JobPhase, "RESOLUTION_JOB_PHASE_"),
+    ):
+        names = {v.name.removeprefix(prefix).lower() for v in enum_type.DESCRIPTOR.values}
+        # UNSPECIFIED (0) is a phase a job has before its first attempt, never a kind or state.
+        assert names - {"unspecified"} == {m.value for m in domain} - {"unspecified"}
+
+
+def test_an_import_is_staged_committed_and_answers_per_record(suite) -> None:
+    shared, other = phone(), phone()
+    mail = email()
+    first = request(phones=(shared,), first="Ирина", last="Белова")
+    second = request(phones=(shared,), emails=(mail,), first="Ира", last="Белова")
+    third = request(phones=(other,), first="Олег", last="Жуков")
+    bad = request(phones=("not a phone",))
+    import_id = f"test-{secrets.token_hex(4)}"
+
+    answers = stage(suite, import_id, [[first, bad], [second, first], [third]])
+
+    assert [(a.staged_count, a.duplicate_count) for a in answers] == [(1, 0), (1, 1), (1, 0)]
+    assert answers[-1].import_staged_count == 3
+    (refused,) = answers[0].refused
+    assert refused.index == 1 and refused.record_ref == bad.record_ref
+    assert refused.error.code == code_pb2.INVALID_ARGUMENT
+    details = error_details_pb2.BadRequest()
+    assert refused.error.details[0].Unpack(details)
+    assert [v.field for v in details.field_violations] == ["identifiers[0].value"]
+    staging = suite.identity.GetResolutionJob(
+        identity_pb2.GetResolutionJobRequest(job_id=import_id), timeout=T
+    )
+    assert staging.state == identity_pb2.RESOLUTION_JOB_STATE_STAGING
+    assert staging.kind == identity_pb2.RESOLUTION_JOB_KIND_IMPORT
+    # Results come only once the import has succeeded.
+    with pytest.raises(grpc.RpcError) as early:
+        results(suite, import_id)
+    assert early.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    committed = suite.identity.CommitImport(
+        identity_pb2.CommitImportRequest(import_id=import_id), timeout=T
+    )
+    assert committed.state in (
+        identity_pb2.RESOLUTION_JOB_STATE_QUEUED,
+        identity_pb2.RESOLUTION_JOB_STATE_RUNNING,
+        SUCCEEDED,
+    )
+    job = wait_job(suite, import_id)
+    assert job.state == SUCCEEDED, job.error
+    assert (job.customers_created, job.records_linked, job.records_already_resolved) == (2, 1, 0)
+    assert job.records_total == 3 and job.phase == identity_pb2.RESOLUTION_JOB_PHASE_DONE
+    # Committing again changes nothing; staging after the commit is refused.
+    again = suite.identity.CommitImport(
+        identity_pb2.CommitImportRequest(import_id=import_id), timeout=T
+    )
+    assert again.state == SUCCEEDED
+    with pytest.raises(grpc.RpcError) as late:
+        stage(suite, import_id, [[request(phones=(phone(),))]])
+    assert late.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+    placed = results(suite, import_id)
+    assert [r.record_ref for r in placed] == [first.record_ref, second.record_ref, third.record_ref]
+    assert [r.outcome for r in placed] == [CREATED, EXACT, CREATED]
+    assert placed[0].customer_id == placed[1].customer_id != placed[2].customer_id
+    assert [i.value for i in placed[0].normalized_identifiers] == [shared.replace(" ", "")]
+    assert placed[0].sequence < placed[1].sequence < placed[2].sequence
+    # Resumed after the first result.
+    assert results(suite, import_id, after=placed[0].sequence) == placed[1:]
+    # The next online Resolve sees the import's customers and identifiers.
+    online = resolve(suite, request(emails=(mail,), first="Ирина", last="Белова"))
+    assert online.outcome == EXACT and online.customer_id == placed[0].customer_id
+
+
+def test_a_resent_import_changes_nothing(suite) -> None:
+    records = [request(phones=(phone(),), first="Пётр", last="Сомов") for _ in range(4)]
+    first = results(suite, import_records(suite, records))
+    again = results(suite, import_records(suite, records, chunk=2))
+    assert [r.outcome for r in again] == [ALREADY] * 4
+    assert [r.customer_id for r in again] == [r.customer_id for r in first]
+
+
+def test_bad_import_calls_get_precise_refusals(suite) -> None:
+    with pytest.raises(grpc.RpcError) as missing:
+        stage(suite, "", [[request(phones=(phone(),))]])
+    assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as malformed:
+        stage(suite, "bad id!", [[request(phones=(phone(),))]])
+    assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as unknown:
+        suite.identity.CommitImport(
+            identity_pb2.CommitImportRequest(import_id=f"never-{secrets.token_hex(3)}"),
+            timeout=T,
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as no_job:
+        suite.identity.GetResolutionJob(
+            identity_pb2.GetResolutionJobRequest(job_id="nobody"), timeout=T
+        )
+    assert no_job.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as too_many:
+        stage(suite, f"test-{secrets.token_hex(3)}", [[request(phones=(phone(),))] * 2001])
+    assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
