@@ -1,4 +1,5 @@
-"""Channels to peer services: traced, authenticated when keys are on, a deadline on every call."""
+"""Channels to peer services: traced, authenticated when keys are on, a deadline on every call,
+UNAVAILABLE retried with backoff (svod_runtime.retries)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import grpc
 
 from svod_runtime.config import PeerSecurity
+from svod_runtime.retries import retry_options
 from svod_runtime.telemetry import Telemetry
 from svod_runtime.tls import aio_channel
 
@@ -60,7 +62,8 @@ def peer_channel(
         security.tls,
         interceptors=interceptors,
         options=[
-            ("grpc.enable_retries", 1),
+            # UNAVAILABLE (the peer restarting, its database down) retried with backoff.
+            *retry_options(),
             ("grpc.keepalive_time_ms", 30_000),
             # Spread calls over every address a (headless) service name resolves to.
             ("grpc.lb_policy_name", "round_robin"),
