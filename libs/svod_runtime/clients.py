@@ -47,11 +47,17 @@ class _StreamUnaryKey(grpc.aio.StreamUnaryClientInterceptor):
 
 
 def peer_channel(
-    target: str, telemetry: Telemetry, security: PeerSecurity | None = None
+    target: str,
+    telemetry: Telemetry,
+    security: PeerSecurity | None = None,
+    *,
+    retries: bool = True,
 ) -> grpc.aio.Channel:
     """An aio channel whose calls carry the current trace context (and, when the deployment
     uses API keys, this service's own key) to the peer, over TLS when the service has TLS
-    files (``security``: the service config's ``peer_security``; default: the environment)."""
+    files (``security``: the service config's ``peer_security``; default: the environment).
+    ``retries=False`` for a caller that must not wait for a peer that is down (it has its own
+    answer to that, e.g. ingestion's front door accepting a record unchecked)."""
     security = security or PeerSecurity.from_env()
     interceptors: list[Any] = telemetry.client_interceptors()
     key = security.api_key
@@ -63,7 +69,7 @@ def peer_channel(
         interceptors=interceptors,
         options=[
             # UNAVAILABLE (the peer restarting, its database down) retried with backoff.
-            *retry_options(),
+            *(retry_options() if retries else [("grpc.enable_retries", 0)]),
             ("grpc.keepalive_time_ms", 30_000),
             # Spread calls over every address a (headless) service name resolves to.
             ("grpc.lb_policy_name", "round_robin"),
