@@ -204,32 +204,39 @@ class ProfileService:
     async def _apply_chunk(
         self, chunk: list[tuple[int, RecordApplication, dict[str, str]]]
     ) -> list[tuple[int, bool]]:
+        """One transaction for a chunk, in four round trips after the locks: the records'
+        claims, the changed customers' observations, their shown values, the announcements."""
         async with self.store.transaction() as tx:
             current, _ = await tx.events.lock_current_profiles(
                 sorted({app.customer_id for _, app, _ in chunk})
             )
-            claimed: list[bool] = []
+            owners = [current[app.customer_id] for _, app, _ in chunk]
+            claimed = await tx.claim_and_observe_many(
+                [replace(app, customer_id=o) for (_, app, _), o in zip(chunk, owners, strict=True)]
+            )
             touched: dict[str, set[str]] = {}
             carriers: dict[str, dict[str, str]] = {}
-            owners: list[str] = []
-            for _, app, carrier in chunk:
-                owner = current[app.customer_id]
-                owners.append(owner)
-                is_new = await tx.claim_and_observe(replace(app, customer_id=owner))
-                claimed.append(is_new)
+            for (_, app, carrier), owner, is_new in zip(chunk, owners, claimed, strict=True):
                 if is_new:
                     touched.setdefault(owner, set()).update(t.field for t in app.traits)
                     carriers.setdefault(owner, carrier)
-            versions = {
-                owner: await self._show(tx, owner, fields) for owner, fields in touched.items()
-            }
-            for owner in set(owners) - set(versions):
-                versions[owner] = await tx.version(owner)
+            for fields in touched.values():
+                if fields & READ_TOGETHER:
+                    fields |= READ_TOGETHER  # the gender reads the first name (Саша)
+            changed = list(touched)
+            observed = await tx.observations_many([(o, touched[o]) for o in changed])
+            updates = []
+            for owner, observations in zip(changed, observed, strict=True):
+                fields = touched[owner]
+                names = NameIndex.of(fields, observations) if fields & set(NAME_FIELDS) else None
+                updates.append((owner, shown_values(observations, self.survivorship), names))
+            versions = dict(zip(changed, await tx.update_shown_many(updates), strict=True))
+            versions.update(await tx.versions(set(owners) - set(versions)))
             # One announcement per changed customer, continuing its first record's trace.
             await enqueue_many(
                 tx.conn,
                 CHANGED_TOPIC,
-                [(owner, b'{"events": []}', carriers[owner]) for owner in touched],
+                [(owner, b'{"events": []}', carriers[owner]) for owner in changed],
             )
         return [(versions[o], c) for o, c in zip(owners, claimed, strict=True)]
 
