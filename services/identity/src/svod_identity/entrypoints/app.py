@@ -52,6 +52,8 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         },
         telemetry.tracer,
         batch_handlers={ATTRIBUTION_TOPIC: notifier.changed},
+        lease_s=config.outbox_lease_s,
+        max_attempts=config.outbox_max_attempts,
     )
     jobs = JobStore(engine)
     # Imports and re-resolutions run one at a time, each in a worker process of its own.

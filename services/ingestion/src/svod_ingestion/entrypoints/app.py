@@ -54,6 +54,8 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
             "record.track": store.while_delivering(delivery.track),
         },
         batch_size=2000,
+        lease_s=config.outbox_lease_s,
+        max_attempts=config.outbox_max_attempts,
     )
     sweeper = HeldEventSweeper(held, on_requeued=relay.wake)
     delivery.on_woken = sweeper.wake

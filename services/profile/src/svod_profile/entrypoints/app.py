@@ -57,6 +57,8 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         # Changes go to segmentation a pass at a time (one call); bigger passes keep up with
         # thousands of changes a second.
         batch_size=500,
+        lease_s=config.outbox_lease_s,
+        max_attempts=config.outbox_max_attempts,
     )
     service = ProfileService(
         store,

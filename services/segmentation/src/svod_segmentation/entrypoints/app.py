@@ -89,6 +89,8 @@ async def create_app(
         metered_outbox_store(engine, telemetry.metrics, [WEBHOOK_TOPIC, EXPORT_TOPIC]),
         {WEBHOOK_TOPIC: activation.deliver_webhook, EXPORT_TOPIC: activation.run_export},
         telemetry.tracer,
+        lease_s=config.outbox_lease_s,
+        max_attempts=config.outbox_max_attempts,
     )
     activation.on_enqueued = relay.wake
     # Segment-scoped principals: the segments they may use come with their principal.
