@@ -27,6 +27,7 @@ from svod_ingestion.domain.messages import (
 from svod_ingestion.domain.model import Accepted, Incoming
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.bounds import MAX_STREAM_MESSAGES
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import InvalidArgument, SvodError, ViolationCollector
 from svod_runtime.protoconv import (
     checked_timestamp,
@@ -212,7 +213,7 @@ def mark_span(ref: common_pb2.RecordRef) -> None:
     )
 
 
-class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
+class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(
         self,
         service: IngestionService,

@@ -29,6 +29,7 @@ from svod_profile.service_layer.personal_data import PersonalDataExport
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime import bounds
 from svod_runtime.auth import acting_as, current_principal
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import (
     FieldViolation,
     InvalidArgument,
@@ -446,7 +447,7 @@ def export_proto(
     return reply
 
 
-class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
+class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
     def __init__(
         self,
         service: ProfileService,

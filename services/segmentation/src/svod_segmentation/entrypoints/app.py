@@ -23,7 +23,8 @@ from svod_runtime.clients import peer_channel
 from svod_runtime.config import DEFAULT_PORTS, ServiceConfig
 from svod_runtime.custom_attributes import parse_declarations
 from svod_runtime.db import create_engine
-from svod_runtime.outbox import OutboxRelay
+from svod_runtime.dead_letters import DeadLetterApi
+from svod_runtime.outbox import DeadLetterStore, OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
@@ -119,6 +120,7 @@ async def create_app(
     background = [sweeper, relay.run, activator]
     if settings.recompute_s > 0:
         background.append(recomputer)
+    servicer.dead_letters = DeadLetterApi(DeadLetterStore(engine), relay.topics)
     return ServiceApp(
         config=config,
         telemetry=telemetry,
