@@ -72,7 +72,9 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         held_gauge.set({labels(issue=i.value): float(counts.get(i, 0)) for i in Issue})
 
     telemetry.metrics.add_poller("held_events", poll_held)
-    quality = peer_channel(config.peers["quality"], telemetry, config.peer_security)
+    # No gRPC retries: with quality down the front door accepts records at once, unchecked
+    # (quality checks them before delivery; the relay retries that itself).
+    quality = peer_channel(config.peers["quality"], telemetry, config.peer_security, retries=False)
     service = IngestionService(store, on_enqueued=relay.wake, held=held, on_woken=sweeper.wake)
 
     async def retention() -> None:
@@ -84,6 +86,8 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         config.currency,
         parse_declarations(config.custom_attributes),
     )
+    # Identify calls accepted while quality was unreachable are checked before delivery.
+    delivery.quality_gate = servicer.check_stored
 
     async def close() -> None:
         await identity.close()
