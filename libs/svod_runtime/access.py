@@ -153,6 +153,7 @@ RPC_ACCESS: dict[str, Access] = {
     _IDENTITY + "RedriveDeadLetters": Access(S.IDENTITY_ADMIN, segments=_REFUSE, audit=_CHANGE),
     # -- profile -----------------------------------------------------------------------------
     _PROFILE + "Apply": Access(S.INTERNAL, _by("ingestion")),
+    _PROFILE + "ApplyBatch": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyEvent": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyEventBatch": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyIdentityChange": Access(S.INTERNAL, _by("identity")),
