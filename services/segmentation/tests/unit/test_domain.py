@@ -172,3 +172,38 @@ def test_all_segments_together_are_bounded() -> None:
     stored = {f"s{i}": SegmentDefinition(f"s{i}", _leaves(199)) for i in range(100)}
     with pytest.raises(FailedPrecondition, match="all segments together"):
         validate_definition(SegmentDefinition("one-more", _leaves(199)), stored)
+
+
+def test_rule_texts_are_bounded_and_free_of_nul() -> None:
+    rule = AllOf(
+        (
+            FieldCondition("city", "eq", ("Моск\x00ва",)),
+            FieldCondition("city", "in", tuple(str(i) for i in range(1001))),
+            BehaviorCondition("order_placed", "count", "ge", 1, 30, (("property.x", "v" * 1001),)),
+        )
+    )
+    found = paths(SegmentDefinition("texts", rule))
+    assert set(found) == {
+        "segment.rule.all.nodes[0].field.values[0]",
+        "segment.rule.all.nodes[1].field.values",
+        "segment.rule.all.nodes[2].behavior.filters[property.x]",
+    }
+    found = paths(
+        SegmentDefinition("p", builtin="rfm", parameters={"population": "\x00", "k" * 70: "v"})
+    )
+    assert set(found) == {
+        "segment.builtin_parameters[population]",
+        "segment.builtin_parameters[" + "k" * 64 + "] name",
+    }
+
+
+def test_display_names_and_descriptions_are_bounded() -> None:
+    from svod_segmentation.domain.validation import check_descriptions
+
+    check_descriptions("Лояльные", "Покупали за последние 90 дней")
+    with pytest.raises(InvalidArgument) as refused:
+        check_descriptions("x" * 201, "\x00")
+    assert [v.field for v in refused.value.violations] == [
+        "segment.display_name",
+        "segment.description",
+    ]

@@ -171,6 +171,8 @@ MAX_LABELS = 20
 MAX_DISPLAY_NAME = 200
 MAX_DESCRIPTION = 2000
 MAX_PARAMETERS = 20
+# A filter's or parameter's name: it is echoed (cut to this length) inside violation paths.
+MAX_NAME = 64
 
 
 def _text_errors(values: dict[str, str], path: str) -> list[FieldViolation]:
@@ -178,7 +180,8 @@ def _text_errors(values: dict[str, str], path: str) -> list[FieldViolation]:
     collector = ViolationCollector()
     for key, value in values.items():
         where = f"{path}{key}" if key.startswith("[") else f"{path}.{key}"
-        bounds.check_text(value, where, MAX_RULE_TEXT, collector)
+        limit = MAX_NAME if key.endswith("] name") else MAX_RULE_TEXT
+        bounds.check_text(value, where, limit, collector)
     return collector.violations
 
 
@@ -200,8 +203,8 @@ def _node_text_errors(node: Rule, path: str) -> list[FieldViolation]:
             "comparison": node.comparison,
             "measure": node.measure,
         }
-        texts.update({f"filters[{k[:64]}]": v for k, v in node.filters})
-        texts.update({f"filters[{k[:64]}] name": k for k, _ in node.filters})
+        texts.update({f"filters[{k[:MAX_NAME]}]": v for k, v in node.filters})
+        texts.update({f"filters[{k[:MAX_NAME]}] name": k for k, _ in node.filters})
         return _text_errors(texts, where)
     if isinstance(node, InSegment):
         where = f"{path}.in_segment"
@@ -430,8 +433,8 @@ def validate_definition(
     else:
         errors.extend(
             _text_errors(
-                {f"[{k[:64]}]": v for k, v in parameters.items()}
-                | {f"[{k[:64]}] name": k for k in parameters},
+                {f"[{k[:MAX_NAME]}]": v for k, v in parameters.items()}
+                | {f"[{k[:MAX_NAME]}] name": k for k in parameters},
                 f"{path}.builtin_parameters",
             )
         )
