@@ -16,7 +16,7 @@ from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
-from svod_runtime.hashing import deployment_secret
+from svod_runtime.hash_secret import deployment_secret
 from svod_runtime.metrics import labels
 from svod_runtime.outbox import OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store

@@ -534,9 +534,11 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             results[index] = BatchResult(
                 applied=profile_pb2.ApplyEventResponse(version=version, changed=changed)
             )
+        answered = [r for r in results if r is not None]
+        assert len(answered) == len(results), "every item of the batch has its verdict"
         if self.metrics is not None:
-            self.metrics.batch_answered(results)
-        return profile_pb2.ApplyEventBatchResponse(results=results)
+            self.metrics.batch_answered(answered)
+        return profile_pb2.ApplyEventBatchResponse(results=answered)
 
     async def GetTimeline(
         self, request: profile_pb2.GetTimelineRequest, context: grpc.aio.ServicerContext
