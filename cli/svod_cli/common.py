@@ -33,6 +33,7 @@ from grpc_status import rpc_status
 
 from svod.common.v1 import common_pb2
 from svod_runtime.config import target_of
+from svod_runtime.retries import retry_options
 from svod_runtime.tls import TlsFiles, blocking_channel
 
 EXIT_OK = 0
@@ -66,8 +67,9 @@ def tls_files() -> TlsFiles:
 
 
 def channel(service: str) -> grpc.Channel:
-    """A blocking channel to ``service`` (use as a context manager): TLS when configured."""
-    return blocking_channel(target(service), tls_files())
+    """A blocking channel to ``service`` (use as a context manager): TLS when configured;
+    UNAVAILABLE (a service or its database restarting) retried with backoff."""
+    return blocking_channel(target(service), tls_files(), retry_options())
 
 
 def report_rpc_error(error: grpc.RpcError) -> int:

@@ -1,4 +1,5 @@
-"""Channels to peer services: traced, authenticated when keys are on, a deadline on every call."""
+"""Channels to peer services: traced, authenticated when keys are on, a deadline on every call,
+UNAVAILABLE retried with backoff (svod_runtime.retries)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import grpc
 
 from svod_runtime.config import PeerSecurity
+from svod_runtime.retries import retry_options
 from svod_runtime.telemetry import Telemetry
 from svod_runtime.tls import aio_channel
 
@@ -51,11 +53,17 @@ class _StreamUnaryKey(grpc.aio.StreamUnaryClientInterceptor):
 
 
 def peer_channel(
-    target: str, telemetry: Telemetry, security: PeerSecurity | None = None
+    target: str,
+    telemetry: Telemetry,
+    security: PeerSecurity | None = None,
+    *,
+    retries: bool = True,
 ) -> grpc.aio.Channel:
     """An aio channel whose calls carry the current trace context (and, when the deployment
     uses API keys, this service's own key) to the peer, over TLS when the service has TLS
-    files (``security``: the service config's ``peer_security``; default: the environment)."""
+    files (``security``: the service config's ``peer_security``; default: the environment).
+    ``retries=False`` for a caller that must not wait for a peer that is down (it has its own
+    answer to that, e.g. ingestion's front door accepting a record unchecked)."""
     security = security or PeerSecurity.from_env()
     interceptors: list[Any] = telemetry.client_interceptors()
     key = security.api_key
@@ -66,7 +74,8 @@ def peer_channel(
         security.tls,
         interceptors=interceptors,
         options=[
-            ("grpc.enable_retries", 1),
+            # UNAVAILABLE (the peer restarting, its database down) retried with backoff.
+            *(retry_options() if retries else [("grpc.enable_retries", 0)]),
             ("grpc.keepalive_time_ms", 30_000),
             # Spread calls over every address a (headless) service name resolves to.
             ("grpc.lb_policy_name", "round_robin"),

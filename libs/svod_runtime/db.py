@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -16,12 +17,13 @@ from opentelemetry import trace
 from psycopg import sql
 from psycopg.rows import namedtuple_row
 from psycopg.types.json import set_json_loads
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from svod_runtime.config import role_name, sqlalchemy_url
-from svod_runtime.errors import FieldViolation, InvalidArgument
+from svod_runtime.errors import FieldViolation, InvalidArgument, Unavailable
 from svod_runtime.pool_metrics import TimedQueuePool
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -32,9 +34,15 @@ def create_engine(
 ) -> AsyncEngine:
     """An async engine; pool size from SVOD_DB_POOL_SIZE (default 10, as many again on bursts).
 
-    No ping before each use: it would cost a round trip on every request. A connection that
-    died with the server is discarded on its first error and the health check turns the
-    service NOT_SERVING until the database answers again. ``autocommit`` engines serve
+    Pre-ping of idle connections only (``ping_idle_connections``): a connection idle for
+    SVOD_DB_PING_IDLE_S (default 1 s) is pinged before use and replaced if the server dropped
+    it (a database restart), so a request after an outage does not fail on a dead connection.
+    SQLAlchemy's own ``pool_pre_ping`` pings on every checkout: 0.23 ms of wall and 0.15 ms of
+    CPU per checkout + ``SELECT 1`` on loopback (0.62 -> 0.86 ms wall, 0.47 -> 0.64 ms CPU,
+    /tmp bench of 3,000 checkouts), a third of a GetProfile's CPU. A connection in steady use
+    is not pinged: if the server goes away under it, the error is UNAVAILABLE
+    (``database_unavailable``), SQLAlchemy discards the whole pool's connections of before the
+    error, and the caller's retry policy tries again. ``autocommit`` engines serve
     single-statement reads without BEGIN/COMMIT round trips.
 
     JIT is off on every connection: services run short statements whose plans can still look
@@ -44,7 +52,7 @@ def create_engine(
     if pool_size is None:
         pool_size = int(os.environ.get("SVOD_DB_POOL_SIZE", "10"))
     set_json_loads(load_json)
-    return create_async_engine(
+    engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -55,6 +63,31 @@ def create_engine(
         # An autocommit connection holds no transaction to roll back when it is returned.
         **({"isolation_level": "AUTOCOMMIT", "pool_reset_on_return": None} if autocommit else {}),
     )
+    ping_idle_connections(engine, float(os.environ.get("SVOD_DB_PING_IDLE_S", "1")))
+    return engine
+
+
+_IDLE_SINCE = "svod_idle_since"
+
+
+def ping_idle_connections(engine: AsyncEngine, idle_s: float) -> None:
+    """Pings a pooled connection before use when it sat idle for ``idle_s`` or more; one the
+    server dropped is replaced by a fresh one (the pool retries the checkout)."""
+    sync_engine = engine.sync_engine
+
+    @event.listens_for(sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop(_IDLE_SINCE, None)
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # any failure: the connection is dead
+            raise sa_exc.DisconnectionError("pooled connection did not answer a ping") from error
 
 
 # Integers of 19 digits or more may not fit in 64 bits: orjson would turn them into floats.
@@ -260,3 +293,50 @@ def data_refusal(error: BaseException) -> InvalidArgument | None:
         state = "22021"
     why = _DATA_REFUSALS.get(state, "a value is out of range or malformed")
     return InvalidArgument([FieldViolation("request", why)])
+
+
+# SQLSTATE classes that mean "the server cannot serve now" (not "this request is wrong"):
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (admin
+# shutdown, crash shutdown, cannot connect now, statement cancelled), 58 system error.
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+
+
+def database_unavailable(error: BaseException) -> Unavailable | None:
+    """UNAVAILABLE for a database that cannot be reached or is going away (connection refused
+    or reset, server restarting, admin shutdown, pool exhausted), or None for any other error.
+
+    The caller may retry: the transaction did not commit (or, if the connection broke during
+    COMMIT, a retry with the same message id is taken idempotently). The text names the kind
+    of trouble only, never the statement or its values.
+    """
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 5:
+        if _connection_trouble(current):
+            return Unavailable(
+                f"the database cannot be reached now ({type(current).__name__}); retry"
+            )
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return None
+
+
+def _connection_trouble(error: BaseException) -> bool:
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True  # the pool had no connection to give in time / could not make one
+    cause = getattr(error, "orig", None) or error
+    if isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
+        # psycopg files serialization failures and deadlocks (class 40) under
+        # OperationalError too: those are retried the same way, and so are fine here.
+        return True
+    if isinstance(cause, psycopg.Error):
+        return (cause.sqlstate or "")[:2] in _UNAVAILABLE_CLASSES
+    return isinstance(cause, ConnectionError)
+
+
+def database_refusal(error: BaseException) -> InvalidArgument | Unavailable | None:
+    """What a database error means for the caller: their value (INVALID_ARGUMENT), the
+    database's trouble (UNAVAILABLE), or None (a bug: INTERNAL)."""
+    return data_refusal(error) or database_unavailable(error)

@@ -28,7 +28,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from svod_runtime.db import data_refusal
+from svod_runtime.db import database_refusal
 from svod_runtime.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -311,7 +311,7 @@ class _Call:
                 self.code = grpc.StatusCode.DEADLINE_EXCEEDED
                 limit = self.interceptor.max_request_s
                 await self.context.abort(self.code, f"request took longer than {limit}s")
-            refusal = error if isinstance(error, SvodError) else data_refusal(error)
+            refusal = error if isinstance(error, SvodError) else database_refusal(error)
             if refusal is not None:
                 self.code, message, trailers = status_for(refusal)
                 await self.context.abort(self.code, message, trailing_metadata=trailers)

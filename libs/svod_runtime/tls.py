@@ -165,12 +165,14 @@ def channel_options(files: TlsFiles, options: Sequence[tuple[str, Any]]) -> list
     return out
 
 
-def blocking_channel(target: str, files: TlsFiles) -> grpc.Channel:
+def blocking_channel(
+    target: str, files: TlsFiles, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.Channel:
     """A blocking channel (the CLI's): TLS when the files say so."""
     if not files.client:
-        return grpc.insecure_channel(target)
+        return grpc.insecure_channel(target, options=list(options))
     return grpc.secure_channel(
-        target, channel_credentials(files), options=channel_options(files, ())
+        target, channel_credentials(files), options=channel_options(files, options)
     )
 
 

@@ -26,6 +26,7 @@ from svod_identity.entrypoints.metrics import IdentityMetrics
 from svod_identity.service_layer.bulk import BulkJobs
 from svod_identity.service_layer.use_cases import IdentityService, ModelInfo
 from svod_runtime.auth import acting_as
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import FieldViolation, InvalidArgument
 from svod_runtime.interceptors import status_proto_for
 from svod_runtime.protoconv import (
@@ -344,7 +345,7 @@ def import_result_proto(result: ImportResult) -> identity_pb2.ImportRecordResult
     )
 
 
-class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+class IdentityServicer(DeadLetterRpcs, identity_pb2_grpc.IdentityServiceServicer):
     def __init__(
         self, service: IdentityService, bulk: BulkJobs, metrics: IdentityMetrics | None = None
     ) -> None:

@@ -1,7 +1,9 @@
 """Standardisation and validation of records by the quality service, in batches.
 
-The front door stays open when quality is not: records are then stored as sent (identity
-still normalises identifiers) and a warning is logged.
+The front door stays open when quality is not: a record is then accepted as sent, marked
+unchecked, and checked before it is delivered (``check``, from ingestion's relay): quality
+unreachable then means "retry later", and a reject rule fails the record with its violation.
+No record reaches identity without quality having judged it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,15 @@ class Standardized:
     record: common_pb2.CustomerRecord
     # Set when a reject rule refused the record: what to tell the caller.
     violations: tuple[FieldViolation, ...] = ()
+    # False when quality could not be asked: the record is as sent, to check before delivery.
+    checked: bool = True
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """Quality could not judge the record now (its gRPC status name): try again later."""
+
+    status: str
 
 
 class QualityStandardizer:
@@ -36,9 +47,22 @@ class QualityStandardizer:
     async def standardize(
         self, items: Sequence[tuple[str, common_pb2.CustomerRecord]]
     ) -> list[Standardized]:
-        """One result per (source, record), in order; records pass unchanged if quality
-        cannot be reached."""
-        results: list[Standardized] = [Standardized(record) for _, record in items]
+        """One result per (source, record), in order; records pass unchanged, marked
+        unchecked, if quality cannot be reached."""
+        results: list[Standardized] = []
+        for (_, record), result in zip(items, await self.check(items), strict=True):
+            if isinstance(result, Unchecked):
+                results.append(Standardized(record, checked=False))
+            else:
+                results.append(result)
+        return results
+
+    async def check(
+        self, items: Sequence[tuple[str, common_pb2.CustomerRecord]]
+    ) -> list[Standardized | Unchecked]:
+        """One result per (source, record), in order: quality's verdict, or Unchecked with
+        the status of the call that failed."""
+        results: list[Standardized | Unchecked] = [Unchecked("UNKNOWN") for _ in items]
         by_source: dict[str, list[int]] = defaultdict(list)
         for index, (source, _) in enumerate(items):
             by_source[source].append(index)
@@ -54,11 +78,13 @@ class QualityStandardizer:
                     )
                 except grpc.aio.AioRpcError as error:
                     log.warning(
-                        "quality could not standardise %d records of %s (%s); stored as sent",
+                        "quality could not standardise %d records of %s (%s); checked later",
                         len(chunk),
                         source,
                         error.code().name,
                     )
+                    for index in chunk:
+                        results[index] = Unchecked(error.code().name)
                     continue
                 for index, result in zip(chunk, reply.results, strict=True):
                     violations = tuple(

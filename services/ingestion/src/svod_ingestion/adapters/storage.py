@@ -13,11 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_ingestion.domain.attribution import GraceClock, Issue
 from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
-from svod_runtime.outbox import BatchHandler, DeliveryError, OutboxMessage, enqueue_many
+from svod_runtime.outbox import BatchHandler, DeliveryError, OutboxMessage, Redriven, enqueue_many
 from svod_runtime.telemetry import current_trace_carrier
 
 # Relay passes hold this advisory lock shared while they deliver; an erasure takes it alone.
 DELIVERY_LOCK = 0x5356_4F44_4552
+# The outbox payload of an identify call accepted while quality could not be asked: quality
+# checks it before it is delivered (RecordDelivery.identify).
+UNCHECKED = b"quality-unchecked"
 
 
 class IngestionTransaction:
@@ -84,14 +87,19 @@ class IngestionTransaction:
             for r in rows
         }
 
-    async def enqueue_many(self, records: Sequence[tuple[int, str]]) -> None:
-        """Outbox entries (record pk, kind) for new records, in their order."""
+    async def enqueue_many(self, records: Sequence[tuple[int, str, bool]]) -> None:
+        """Outbox entries (record pk, kind, quality unchecked) for new records, in their
+        order; an unchecked record's entry carries UNCHECKED."""
         carrier = current_trace_carrier()
-        for kind in sorted({k for _, k in records}):
+        for kind in sorted({k for _, k, _ in records}):
             await enqueue_many(
                 self.conn,
                 f"record.{kind}",
-                [(str(pk), b"", carrier) for pk, k in records if k == kind],
+                [
+                    (str(pk), UNCHECKED if unchecked else b"", carrier)
+                    for pk, k, unchecked in records
+                    if k == kind
+                ],
             )
 
 
@@ -148,6 +156,28 @@ class IngestionStore:
                     "c": [d[1] for d in delivered],
                     "a": [d[2] for d in delivered],
                 },
+            )
+
+    async def mark_checked(self, checked: list[tuple[int, bytes]]) -> None:
+        """(record pk, standardised payload) of records quality has now checked: the payload
+        to deliver is quality's, and their outbox entries no longer ask for a check."""
+        if not checked:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE records r SET payload = x.p "
+                    "FROM unnest(CAST(:r AS bigint[]), CAST(:p AS bytea[])) AS x(r, p) "
+                    "WHERE r.record_pk = x.r AND r.payload IS NOT NULL"
+                ),
+                {"r": [c[0] for c in checked], "p": [c[1] for c in checked]},
+            )
+            await conn.execute(
+                text(
+                    "UPDATE outbox SET payload = '' WHERE topic = 'record.identify' "
+                    "AND key = ANY(:k) AND payload = :u"
+                ),
+                {"k": [str(c[0]) for c in checked], "u": UNCHECKED},
             )
 
     async def mark_failed(
@@ -320,4 +350,18 @@ class IngestionStore:
             issue=None if row.issue is None else Issue(row.issue),
             candidates=tuple(str(c) for c in row.candidates or ()),
             unknown_for_s=float(row.unknown_for_s),
+        )
+
+
+async def redriven_records(conn: AsyncConnection, messages: list[Redriven]) -> None:
+    """Records whose dead letters are sent again are pending again (in the redrive's
+    transaction): GetRecordStatus shows them waiting, then delivered."""
+    pks = [int(m.key) for m in messages if m.topic in ("record.identify", "record.track")]
+    if pks:
+        await conn.execute(
+            text(
+                "UPDATE records SET state = 'pending', last_error = NULL "
+                "WHERE record_pk = ANY(:p) AND state = 'failed'"
+            ),
+            {"p": pks},
         )

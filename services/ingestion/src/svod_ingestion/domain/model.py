@@ -20,6 +20,9 @@ class Incoming:
     fingerprint: bytes
     # What is stored and delivered (the standardised request for identify).
     payload: bytes
+    # False for an identify call accepted while quality could not be asked: checked by quality
+    # before it is delivered (its outbox message says so).
+    quality_checked: bool = True
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.held_events import HeldEvent
-from svod_ingestion.adapters.quality_client import QualityStandardizer, Standardized
+from svod_ingestion.adapters.quality_client import QualityStandardizer, Standardized, Unchecked
 from svod_ingestion.domain.attribution import Issue
 from svod_ingestion.domain.messages import (
     Amount,
@@ -27,7 +27,9 @@ from svod_ingestion.domain.messages import (
 from svod_ingestion.domain.model import Accepted, Incoming
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.bounds import MAX_STREAM_MESSAGES
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import InvalidArgument, SvodError, ViolationCollector
+from svod_runtime.outbox import DeliveryError
 from svod_runtime.protoconv import (
     checked_timestamp,
     datetime_to_timestamp,
@@ -212,7 +214,7 @@ def mark_span(ref: common_pb2.RecordRef) -> None:
     )
 
 
-class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
+class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(
         self,
         service: IngestionService,
@@ -249,7 +251,36 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
             channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
             fingerprint=request.SerializeToString(deterministic=True),
             payload=stored.SerializeToString(deterministic=True),
+            quality_checked=standardized.checked,
         )
+
+    async def check_stored(self, payloads: list[bytes]) -> list[bytes | DeliveryError]:
+        """Quality's check of stored identify calls accepted while it could not be asked (the
+        relay's QualityGate): the standardised payload to deliver, or the refusal - a reject
+        rule or a bound the standardised record breaks (INVALID_ARGUMENT, for good), or
+        quality's failure status (retried later)."""
+        requests = [ingestion_pb2.IdentifyRequest.FromString(p) for p in payloads]
+        results = await self.standardizer.check([(r.record_ref.source, r.record) for r in requests])
+        now = dt.datetime.now(dt.UTC)
+        verdicts: list[bytes | DeliveryError] = []
+        for request, result in zip(requests, results, strict=True):
+            if isinstance(result, Unchecked):
+                verdicts.append(
+                    DeliveryError(result.status, "quality could not check the record yet")
+                )
+                continue
+            try:
+                if result.violations:
+                    raise InvalidArgument(result.violations)
+                checked = ingestion_pb2.IdentifyRequest()
+                checked.CopyFrom(request)
+                checked.record.CopyFrom(result.record)
+                validate_identify(identify_message(checked), now, self.attributes)
+            except InvalidArgument as refusal:
+                verdicts.append(DeliveryError("INVALID_ARGUMENT", refusal.message))
+            else:
+                verdicts.append(checked.SerializeToString(deterministic=True))
+        return verdicts
 
     async def _identify(self, request: ingestion_pb2.IdentifyRequest) -> Accepted:
         now = dt.datetime.now(dt.UTC)

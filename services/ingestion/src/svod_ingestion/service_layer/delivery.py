@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from svod_ingestion.adapters.held_events import HeldEventStore, Hold
-from svod_ingestion.adapters.storage import IngestionStore, StoredPayload
+from svod_ingestion.adapters.storage import UNCHECKED, IngestionStore, StoredPayload
 from svod_ingestion.domain.attribution import (
     Attributed,
     Finding,
@@ -53,6 +54,11 @@ class Downstream(Protocol):
         ...
 
 
+# Quality's check of stored identify calls accepted unchecked: for each, the payload to deliver
+# (standardised) or the refusal (a reject rule: permanent; quality unreachable: retried).
+QualityGate = Callable[[list[bytes]], Awaitable[list["bytes | DeliveryError"]]]
+
+
 class RecordDelivery:
     def __init__(
         self,
@@ -61,8 +67,11 @@ class RecordDelivery:
         unknown_customer_grace_s: float,
         held: HeldEventStore,
         on_woken: Callable[[], None] | None = None,
+        quality_gate: QualityGate | None = None,
     ) -> None:
         self.store = store
+        # Checks identify calls accepted while quality could not be asked (set by the app).
+        self.quality_gate = quality_gate
         self.downstream = downstream
         self.grace_s = unknown_customer_grace_s
         self.held = held
@@ -87,8 +96,14 @@ class RecordDelivery:
         return stored, answers, present
 
     async def identify(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
-        """Delivers a relay pass's identify calls together (the relay's batch handler)."""
+        """Delivers a relay pass's identify calls together (the relay's batch handler).
+
+        Those accepted while quality could not be asked are checked by quality first: a
+        reject rule fails them with its violation, quality still unreachable retries them
+        later; none goes to identity unchecked.
+        """
         stored, answers, present = await self._stored(messages)
+        present = await self._quality_checked(stored, answers, present)
         outcomes = await self.downstream.deliver_identifies(
             [(stored[int(m.key)].payload, m.trace_carrier) for _, m in present]
         )
@@ -107,6 +122,34 @@ class RecordDelivery:
         if keys and await self.held.wake_by_keys(keys):
             self.on_woken()
         return answers
+
+    async def _quality_checked(
+        self,
+        stored: dict[int, StoredPayload],
+        answers: list[DeliveryError | None],
+        present: list[tuple[int, OutboxMessage]],
+    ) -> list[tuple[int, OutboxMessage]]:
+        """The messages of ``present`` to deliver now: the checked ones, and the unchecked
+        ones quality passed (their stored payload replaced by quality's standardised one);
+        the others get their refusal in ``answers``."""
+        unchecked = [(i, m) for i, m in present if m.payload == UNCHECKED]
+        if not unchecked:
+            return present
+        if self.quality_gate is None:
+            for index, _ in unchecked:
+                answers[index] = DeliveryError("UNAVAILABLE", "no quality check configured")
+            return [(i, m) for i, m in present if m.payload != UNCHECKED]
+        verdicts = await self.quality_gate([stored[int(m.key)].payload for _, m in unchecked])
+        passed: list[tuple[int, bytes]] = []
+        for (index, message), verdict in zip(unchecked, verdicts, strict=True):
+            if isinstance(verdict, DeliveryError):
+                answers[index] = verdict
+            else:
+                pk = int(message.key)
+                stored[pk] = replace(stored[pk], payload=verdict)
+                passed.append((pk, verdict))
+        await self.store.mark_checked(passed)
+        return [(i, m) for i, m in present if answers[i] is None]
 
     async def track(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         """Attributes and delivers a relay pass's events together (the relay's batch handler).

@@ -65,7 +65,10 @@ class IngestionService:
             stored = await tx.insert_records(
                 [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)]
             )
-            await tx.enqueue_many([(s.record_pk, k) for (k, s) in stored.values()])
+            unchecked = {(m.source, m.message_id) for m in messages if not m.quality_checked}
+            await tx.enqueue_many(
+                [(s.record_pk, k, ref in unchecked) for ref, (k, s) in stored.items()]
+            )
             taken = [(m.source, m.message_id) for m in messages]
             earlier = await tx.existing_many([ref for ref in taken if ref not in stored])
         if stored:

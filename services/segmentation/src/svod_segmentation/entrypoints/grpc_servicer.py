@@ -13,7 +13,8 @@ from opentelemetry import trace
 from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
 from svod_runtime.auth import acting_as, current_principal
-from svod_runtime.db import data_refusal
+from svod_runtime.db import database_refusal
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError
 from svod_runtime.interceptors import status_proto_for
 from svod_runtime.protoconv import timestamp_to_datetime
@@ -58,7 +59,7 @@ class AccessPolicy:
         return Scope(principal.name, principal.segments)
 
 
-class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
+class SegmentationServicer(DeadLetterRpcs, segmentation_pb2_grpc.SegmentationServiceServicer):
     def __init__(
         self,
         service: SegmentationService,
@@ -212,8 +213,8 @@ class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
             except SvodError as error:
                 result.error.CopyFrom(status_proto_for(error))
             except Exception as error:
-                refusal = data_refusal(error)
-                if refusal is not None:  # a value PostgreSQL cannot store: this change's fault
+                refusal = database_refusal(error)
+                if refusal is not None:  # a value PostgreSQL cannot store, or the database down
                     result.error.CopyFrom(status_proto_for(refusal))
                 else:
                     log.exception("profile change %d of a batch failed", index)

@@ -1,0 +1,16 @@
+"""The fault suite's table, printed at the end of the session whatever pytest's -s says."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.faults.harness import HEADER, OUTCOMES, line
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not OUTCOMES:
+        return
+    terminalreporter.section("fault scenarios (tests/faults)")
+    terminalreporter.write_line(HEADER)
+    for outcome in OUTCOMES:
+        terminalreporter.write_line(line(outcome))

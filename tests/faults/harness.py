@@ -1,0 +1,109 @@
+"""What the fault tests share: the five services as separate processes on a database of the
+test's own, killing and restarting one of them for real, and the table of outcomes.
+
+Each scenario records one row (``record``): acknowledged messages, how many reached their
+profiles, how many were lost or counted twice, and how long the suite took to recover. The
+rows are printed at the end of the session (tests/faults/conftest.py) and written to
+benchmarks/results/faults.txt.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from svod_cli.suite import (
+    TOP,
+    ProcessSuite,
+    create_database,
+    drop_database,
+    free_ports,
+    prepare_database,
+    wait_healthy,
+)
+from svod_runtime.config import SERVICES
+
+RESULTS_FILE = TOP / "benchmarks" / "results" / "faults.txt"
+
+
+@contextmanager
+def process_suite(
+    admin_url: str, extra_env: dict[str, str] | None = None, prefix: str = "svod_fault"
+) -> Iterator[ProcessSuite]:
+    """The five services, one process each (as the chart runs them), on a fresh database."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    url = create_database(admin_url, name)
+    suite = None
+    try:
+        prepare_database(url)
+        suite = ProcessSuite(
+            url,
+            ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
+            extra_env={"SVOD_LOG_LEVEL": "WARNING", **(extra_env or {})},
+        ).start()
+        yield suite
+    finally:
+        if suite is not None:
+            suite.stop()
+        drop_database(admin_url, name)
+
+
+def kill(suite: ProcessSuite, service: str) -> None:
+    """``kill -9``: no drain, no lease released, nothing flushed."""
+    process = suite.processes[service]
+    process.send_signal(signal.SIGKILL)
+    process.wait(10)
+
+
+def restart(suite: ProcessSuite, service: str) -> None:
+    """Starts the service again (its process had ended) and waits until it serves."""
+    suite.processes[service] = subprocess.Popen(
+        [sys.executable, "-m", f"svod_{service}", "serve"], env=suite.env
+    )
+    wait_healthy({service: suite.ports[service]}, env=suite.env)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    scenario: str
+    acknowledged: int
+    delivered: int
+    lost: int
+    double_counted: int
+    recovery_s: float
+
+
+OUTCOMES: list[Outcome] = []
+HEADER = (
+    f"{'scenario':<44} {'acknowledged':>12} {'delivered':>9} {'lost':>5} "
+    f"{'double-counted':>14} {'recovery':>9}"
+)
+
+
+def line(outcome: Outcome) -> str:
+    return (
+        f"{outcome.scenario:<44} {outcome.acknowledged:>12} {outcome.delivered:>9} "
+        f"{outcome.lost:>5} {outcome.double_counted:>14} {outcome.recovery_s:>8.1f}s"
+    )
+
+
+def record(outcome: Outcome) -> None:
+    """Keeps the row for the session's table and adds it to benchmarks/results/faults.txt."""
+    OUTCOMES.append(outcome)
+    path = Path(RESULTS_FILE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", encoding="utf-8") as out:
+        if new:
+            out.write("# tests/faults: one row per scenario run (appended)\n" + HEADER + "\n")
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        out.write(f"{line(outcome)}  {stamp} UTC\n")
+    print("\n" + HEADER + "\n" + line(outcome))
