@@ -696,7 +696,9 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
             results[index] = ApplyResult(
                 applied=profile_pb2.ApplyResponse(version=version, changed=changed)
             )
-        return profile_pb2.ApplyBatchResponse(results=results)
+        answered = [r for r in results if r is not None]
+        assert len(answered) == len(results), "every item of the batch has its verdict"
+        return profile_pb2.ApplyBatchResponse(results=answered)
 
     async def ApplyIdentityChange(
         self, request: profile_pb2.ApplyIdentityChangeRequest, context: grpc.aio.ServicerContext
