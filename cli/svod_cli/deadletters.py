@@ -121,7 +121,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_deadletters_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_deadletters_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod deadletters ...`` to the ``svod`` command's subparsers."""
     group = subparsers.add_parser(
         "deadletters", help="messages refused for good: list, show, send again"

@@ -27,6 +27,7 @@ Each service's own migrations create the ``outbox`` table in its schema (see OUT
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import datetime as dt
 import json
@@ -743,7 +744,7 @@ class DeadLetterStore:
 
     async def redrive(
         self, ids: Sequence[int] | None, topic: str | None
-    ) -> tuple[list[Redriven], list[int]]:
+    ) -> tuple[builtins.list[Redriven], builtins.list[int]]:  # `list` is a method here
         """Sends dead letters again: the named ones (all or none: when some are not dead
         letters, nothing changes and they are returned as missing) or all of a topic. Their
         attempts start again from 0; the relay delivers them as new."""

@@ -126,7 +126,7 @@ def customer_proto(view: CustomerView) -> identity_pb2.Customer:
 def resolve_response(placement: Placement) -> identity_pb2.ResolveResponse:
     return identity_pb2.ResolveResponse(
         customer_id=placement.customer_id,
-        outcome=_OUTCOME[placement.outcome],  # type: ignore[arg-type]
+        outcome=_OUTCOME[placement.outcome],
         normalized_identifiers=[identifier_proto(k) for k in placement.identifiers],
         unlinked_identifiers=[
             identity_pb2.UnlinkedIdentifier(identifier=identifier_proto(k), reason=why)
@@ -339,7 +339,7 @@ def import_result_proto(result: ImportResult) -> identity_pb2.ImportRecordResult
         sequence=result.sequence,
         record_ref=ref_proto(result.ref),
         customer_id=result.customer_id,
-        outcome=_OUTCOME[result.outcome],  # type: ignore[arg-type]
+        outcome=_OUTCOME[result.outcome],
         normalized_identifiers=[identifier_proto(k) for k in result.identifiers],
         rule=result.rule,
     )

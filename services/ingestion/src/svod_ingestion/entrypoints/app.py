@@ -17,7 +17,7 @@ from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
 from svod_runtime.dead_letters import DeadLetterApi
-from svod_runtime.hashing import deployment_secret
+from svod_runtime.hash_secret import deployment_secret
 from svod_runtime.metrics import labels
 from svod_runtime.outbox import DeadLetterStore, OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -220,7 +220,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         service: IngestionService,
         standardizer: QualityStandardizer,
         currency: str,
-        attributes: dict[str, str] | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> None:
         self.service = service
         self.standardizer = standardizer
@@ -434,7 +434,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         reply = ingestion_pb2.RecordStatus(
             record_id=status.record_id,
             record_ref=request.record_ref,
-            state=_STATE[status.state],  # type: ignore[arg-type]
+            state=_STATE[status.state],
             customer_id=status.customer_id or "",
             attempts=status.attempts,
             last_error=status.last_error or "",
