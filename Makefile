@@ -29,9 +29,14 @@ gen: $(VENV)/.installed
 run: gen
 	SVOD_TRACES_FILE=$${SVOD_TRACES_FILE:-.data/traces.jsonl} $(PY) -m svod_cli run --demo
 
+# Type-checked sources: strict for libs, domains and use cases (pyproject.toml [tool.mypy]).
+TYPED_PATHS := libs/svod_runtime libs/svod_names cli/svod_cli $(wildcard services/*/src/svod_*)
+
 lint: gen
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(TYPED_PATHS)
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest

@@ -29,6 +29,7 @@ from svod_profile.service_layer.personal_data import PersonalDataExport
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime import bounds
 from svod_runtime.auth import acting_as, current_principal
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import (
     FieldViolation,
     InvalidArgument,
@@ -456,7 +457,7 @@ def export_proto(
     return reply
 
 
-class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
+class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
     def __init__(
         self,
         service: ProfileService,
@@ -544,9 +545,11 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             results[index] = BatchResult(
                 applied=profile_pb2.ApplyEventResponse(version=version, changed=changed)
             )
+        answered = [r for r in results if r is not None]
+        assert len(answered) == len(results), "every item of the batch has its verdict"
         if self.metrics is not None:
-            self.metrics.batch_answered(results)
-        return profile_pb2.ApplyEventBatchResponse(results=results)
+            self.metrics.batch_answered(answered)
+        return profile_pb2.ApplyEventBatchResponse(results=answered)
 
     async def GetTimeline(
         self, request: profile_pb2.GetTimelineRequest, context: grpc.aio.ServicerContext
@@ -693,7 +696,9 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             results[index] = ApplyResult(
                 applied=profile_pb2.ApplyResponse(version=version, changed=changed)
             )
-        return profile_pb2.ApplyBatchResponse(results=results)
+        answered = [r for r in results if r is not None]
+        assert len(answered) == len(results), "every item of the batch has its verdict"
+        return profile_pb2.ApplyBatchResponse(results=answered)
 
     async def ApplyIdentityChange(
         self, request: profile_pb2.ApplyIdentityChangeRequest, context: grpc.aio.ServicerContext
