@@ -1,10 +1,11 @@
-"""The fault suite's table, printed at the end of the session whatever pytest's -s says."""
+"""The fault suite's table, printed at the end of the session whatever pytest's -s says, and
+written to benchmarks/results/faults.txt."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tests.faults.harness import HEADER, OUTCOMES, line
+from tests.faults.harness import HEADER, OUTCOMES, line, write_results
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -14,3 +15,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(HEADER)
     for outcome in OUTCOMES:
         terminalreporter.write_line(line(outcome))
+    terminalreporter.write_line(f"(written to {write_results()})")
