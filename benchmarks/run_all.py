@@ -30,6 +30,7 @@ FULL: dict[str, list[list[str]]] = {
     ],
     "lookalike": [["benchmarks.lookalike.measure", "--customers", "20000"]],
     "runtime": [["benchmarks.runtime.bench_metrics"]],
+    "pipeline": [["benchmarks.pipeline.bench", "--customers", "1000000"]],
 }
 QUICK: dict[str, list[list[str]]] = {
     "quality": [
@@ -48,6 +49,7 @@ QUICK: dict[str, list[list[str]]] = {
     ],
     "lookalike": [["benchmarks.lookalike.measure", "--customers", "5000"]],
     "runtime": [["benchmarks.runtime.bench_metrics", "--calls", "20000"]],
+    "pipeline": [["benchmarks.pipeline.bench", "--quick"]],
 }
 
 

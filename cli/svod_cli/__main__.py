@@ -12,6 +12,7 @@ svod destination create|list|bind|sync|deliveries|redrive ...   files, webhooks,
 svod campaign report|responsiveness     attribution per campaign and channel
 svod trace show TRACE_ID | svod trace record --source S --message-id M
 svod unattributed list|recheck          events whose identifiers name no single customer
+svod deadletters list|show|redrive --service S   messages refused for good; send them again
 svod keys create --principal NAME --scopes ...   a new API key and its key-file entry
 svod db prepare                         create schemas, roles and run migrations
 
@@ -26,6 +27,7 @@ import argparse
 import sys
 
 from svod_cli.campaign import add_campaign_commands
+from svod_cli.deadletters import add_deadletters_commands
 from svod_cli.destination import add_destination_commands
 from svod_cli.identity import add_identity_commands
 from svod_cli.ingest import add_ingest_commands
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     add_campaign_commands(sub)
     add_keys_commands(sub)
     add_unattributed_commands(sub)
+    add_deadletters_commands(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -115,7 +115,7 @@ def cmd_responsiveness(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_campaign_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_campaign_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod campaign ...`` to the ``svod`` command's subparsers."""
     group = subparsers.add_parser(
         "campaign", help="campaign attribution and channel responsiveness"

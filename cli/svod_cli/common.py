@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -44,6 +44,8 @@ EXIT_UNREACHABLE = 3
 TIMEOUT_S = 10.0
 
 _UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+MessageT = TypeVar("MessageT", bound=Message)
 
 
 def target(service: str) -> str:
@@ -73,8 +75,8 @@ def channel(service: str) -> grpc.Channel:
 def report_rpc_error(error: grpc.RpcError) -> int:
     """Prints one precise line for a refused call (never a traceback), then one line per field
     violation it carries; returns the exit code."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    details: str = error.details() or ""  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    details: str = error.details() or ""
     hint = _HINTS.get(code, "")
     print(f"{code.name}: {details}{hint}", file=sys.stderr)
     for violation in field_violations(error):
@@ -93,7 +95,7 @@ _HINTS = {
 def field_violations(error: grpc.RpcError) -> list[error_details_pb2.BadRequest.FieldViolation]:
     """The google.rpc.BadRequest field violations an INVALID_ARGUMENT carries, if any."""
     try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        status = rpc_status.from_call(error)
     except ValueError:  # details that do not match the status: show the plain message only
         return []
     violations: list[error_details_pb2.BadRequest.FieldViolation] = []
@@ -304,7 +306,7 @@ def enum_text(value: int, enum: Any, prefix: str) -> str:
     return str(enum.Name(value)).removeprefix(prefix).lower()
 
 
-def read_json_message(path: str, message: Message) -> Message:
+def read_json_message(path: str, message: MessageT) -> MessageT:
     """A protobuf message from a JSON file (``-`` reads standard input); a file that does not
     parse is a UsageError naming the file and the problem."""
     try:

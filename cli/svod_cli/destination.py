@@ -215,7 +215,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     )
 
 
-def add_destination_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_destination_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod destination ...`` to the ``svod`` command's subparsers."""
     group = subparsers.add_parser(
         "destination", help="deliver segments to files, webhooks and ad audiences"

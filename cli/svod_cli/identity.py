@@ -369,7 +369,7 @@ def cmd_export_mapping(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_identity_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_identity_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod identity ...`` to the ``svod`` command's subparsers."""
     identity = subparsers.add_parser(
         "identity", help="the identity graph: look-ups, explanations, merges, review, rules"

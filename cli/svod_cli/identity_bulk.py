@@ -128,7 +128,7 @@ def cmd_reresolve(args: argparse.Namespace) -> int:
     return FAILED_EXIT if job.state == identity_pb2.RESOLUTION_JOB_STATE_FAILED else EXIT_OK
 
 
-def add_reresolve_command(identity: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_reresolve_command(identity: argparse._SubParsersAction) -> None:
     """Adds ``svod identity reresolve`` to the ``svod identity`` subcommands."""
     reresolve = identity.add_parser(
         "reresolve", help="re-resolve the whole graph under the rules and model in force"

@@ -159,7 +159,7 @@ def wait_delivered(
                     try:
                         status = future.result()
                     except grpc.RpcError as error:
-                        if error.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                        if error.code() != grpc.StatusCode.NOT_FOUND:
                             raise
                         outcome.unknown.append(ref)
                         continue
@@ -281,7 +281,7 @@ def cmd_record_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_ingest_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_ingest_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod ingest`` and ``svod record status``."""
     ingest = subparsers.add_parser(
         "ingest", help="send identify calls and events from a JSONL file"

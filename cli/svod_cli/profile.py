@@ -291,7 +291,7 @@ def cmd_erase(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_profile_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_profile_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod profile ...`` to the ``svod`` command's subparsers."""
     profile = subparsers.add_parser(
         "profile", help="customer profiles: get, search, timeline, consents, export, erase"

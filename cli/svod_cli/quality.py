@@ -44,30 +44,27 @@ TIMEOUT_S = 30.0
 REFRESH_TIMEOUT_S = 900.0
 
 
-def fetch_report(refresh: bool, trend_days: int) -> quality_pb2.QualityReport:
+FORMATS = {"markdown": quality_pb2.REPORT_FORMAT_MARKDOWN, "html": quality_pb2.REPORT_FORMAT_HTML}
+
+
+def fetch_report(refresh: bool, trend_days: int, fmt: str) -> quality_pb2.QualityReport:
     with channel("quality") as open_channel:
         stub = quality_pb2_grpc.QualityServiceStub(open_channel)
         return stub.GetQualityReport(
-            quality_pb2.GetQualityReportRequest(trend_days=trend_days, refresh=refresh),
+            quality_pb2.GetQualityReportRequest(
+                trend_days=trend_days, refresh=refresh, format=FORMATS[fmt]
+            ),
             timeout=REFRESH_TIMEOUT_S if refresh else TIMEOUT_S,
             metadata=metadata(),
         )
 
 
-def render(report: quality_pb2.QualityReport, fmt: str) -> str:
-    from svod_quality.domain import render_html, render_markdown
-    from svod_quality.entrypoints.convert import report_from_proto
-
-    domain_report = report_from_proto(report)
-    return render_html(domain_report) if fmt == "html" else render_markdown(domain_report)
-
-
 def cmd_quality_report(args: argparse.Namespace) -> int:
     try:
-        report = fetch_report(args.refresh, args.trend_days)
+        report = fetch_report(args.refresh, args.trend_days, args.format)
     except grpc.RpcError as error:
         return report_rpc_error(error)
-    text = render(report, args.format)
+    text = report.rendered
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"{args.format} report written to {args.output}", file=sys.stderr)
@@ -198,7 +195,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_quality_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_quality_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod quality ...`` to the ``svod`` command's subparsers."""
     quality = subparsers.add_parser(
         "quality", help="data quality: reports, validation rules, violations, scores"

@@ -73,8 +73,8 @@ def load_demo() -> None:
         print(f"demo data: {accepted} records accepted, {duplicates} already there")
         delivery = wait_delivered(requests.refs, timeout_s=60)
     except grpc.RpcError as error:
-        code = error.code().name  # type: ignore[attr-defined]
-        print(f"demo data not loaded: {code}: {error.details()}")  # type: ignore[attr-defined]
+        code = error.code().name
+        print(f"demo data not loaded: {code}: {error.details()}")
         return
     if delivery.failed or delivery.pending:
         print(
@@ -192,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if clean and not failed else EXIT_REFUSED
 
 
-def add_run_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_run_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod run`` and ``svod db prepare``."""
     run = subparsers.add_parser("run", help="start all five services (Ctrl-C stops them)")
     run.add_argument("--demo", action="store_true", help="load the demo data set")

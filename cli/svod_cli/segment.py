@@ -274,7 +274,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
                     stream.cancel()
                     break
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:  # type: ignore[attr-defined]
+            if error.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise
         except KeyboardInterrupt:
             stream.cancel()
@@ -293,7 +293,7 @@ def cmd_rfm(args: argparse.Namespace) -> int:
             segmentation_pb2.GetSegmentRequest(segment_id=args.segment_id),
         )
     except grpc.RpcError as error:
-        if error.code() != grpc.StatusCode.NOT_FOUND or not args.create:  # type: ignore[attr-defined]
+        if error.code() != grpc.StatusCode.NOT_FOUND or not args.create:
             raise
         segment = call(
             "segmentation",
@@ -369,7 +369,7 @@ def cmd_recompute(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_segment_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_segment_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod segment ...`` to the ``svod`` command's subparsers."""
     segment = subparsers.add_parser(
         "segment", help="segments: create, preview, members, export, watch, RFM"

@@ -97,7 +97,7 @@ def health_of(service: str) -> str:
                 health_pb2.HealthCheckRequest(), timeout=2
             )
         except grpc.RpcError as error:
-            return f"unreachable ({error.code().name})"  # type: ignore[attr-defined]
+            return f"unreachable ({error.code().name})"
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
@@ -107,7 +107,9 @@ def gather(window_s: float) -> list[ServiceStatus]:
 
     def scrape_all() -> dict[str, Samples | None]:
         with ThreadPoolExecutor(len(SERVICES)) as pool:
-            found = pool.map(lambda s: scrape(addresses[s]) if addresses[s] else None, SERVICES)
+            found = pool.map(
+                lambda s: scrape(address) if (address := addresses[s]) else None, SERVICES
+            )
             return dict(zip(SERVICES, found, strict=True))
 
     first = scrape_all()
@@ -171,7 +173,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if serving else EXIT_REFUSED
 
 
-def add_status_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_status_command(subparsers: argparse._SubParsersAction) -> None:
     status = subparsers.add_parser(
         "status", help="health, rates, relay backlogs and dead letters of each service"
     )

@@ -189,7 +189,7 @@ def cmd_recent(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_trace_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_trace_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod trace ...`` to the ``svod`` command's subparsers."""
     trace = subparsers.add_parser(
         "trace", help="one request's spans across all services, from the local traces file"

@@ -39,10 +39,14 @@ PAGE = 1_000
 
 
 def _issue_name(number: int) -> str:
-    return ingestion_pb2.AttributionIssue.Name(number).removeprefix("ATTRIBUTION_ISSUE_").lower()
+    return (
+        ingestion_pb2.AttributionIssue.Name(ingestion_pb2.AttributionIssue.ValueType(number))
+        .removeprefix("ATTRIBUTION_ISSUE_")
+        .lower()
+    )
 
 
-def _time(ts) -> str:  # type: ignore[no-untyped-def]
+def _time(ts) -> str:
     return ts.ToJsonString() if ts.seconds else ""
 
 
@@ -60,7 +64,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     ingestion_pb2.ListUnattributedEventsRequest(
                         page_size=max(1, min(PAGE, args.limit - len(events))),
                         page_token=token,
-                        issues=sorted(set(issues)),  # type: ignore[arg-type]
+                        issues=sorted(set(issues)),
                     ),
                     timeout=TIMEOUT_S,
                     metadata=metadata(),
@@ -123,7 +127,7 @@ def cmd_recheck(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_unattributed_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_unattributed_commands(subparsers: argparse._SubParsersAction) -> None:
     """Adds ``svod unattributed ...`` to the ``svod`` command's subparsers."""
     group = subparsers.add_parser(
         "unattributed", help="events whose identifiers name no single customer"

@@ -71,9 +71,9 @@ def _table() -> _Table:
             table.names[latin_skeleton(written)].add(full)
     for latin, targets in _rows("latin_first_names.txt"):
         for target in targets.split(","):
-            full = by_name.get(fold(target))
-            if full is not None:
-                table.names[latin_skeleton(latin)].add(full)
+            known = by_name.get(fold(target))
+            if known is not None:
+                table.names[latin_skeleton(latin)].add(known)
     return table
 
 

@@ -104,6 +104,10 @@ RPC_ACCESS: dict[str, Access] = {
     # Only schedules looks at held events (identity calls it after every merge and split):
     # nothing changes but when they are looked at, so no audit line.
     _INGESTION + "RecheckUnattributedEvents": Access(S.IDENTITY_ADMIN, _by("identity"), _REFUSE),
+    # Dead letters (svod.common.v1.DeadLetter): topics, record ids, errors without personal data.
+    _INGESTION + "ListDeadLetters": Access(S.INGEST_WRITE, segments=_REFUSE),
+    _INGESTION + "GetDeadLetter": Access(S.INGEST_WRITE, segments=_REFUSE),
+    _INGESTION + "RedriveDeadLetters": Access(S.INGEST_WRITE, segments=_REFUSE, audit=_CHANGE),
     # -- identity ----------------------------------------------------------------------------
     _IDENTITY + "Resolve": Access(S.INTERNAL, _by("ingestion")),
     _IDENTITY + "ResolveBatch": Access(S.INTERNAL, _by("ingestion")),
@@ -143,8 +147,13 @@ RPC_ACCESS: dict[str, Access] = {
         S.IDENTITY_ADMIN, _by("ingestion"), segments=_REFUSE, audit=_READ
     ),
     _IDENTITY + "ReresolveAll": Access(S.IDENTITY_ADMIN, segments=_REFUSE, audit=_CHANGE),
+    # Dead letters: topics, customer ids, errors without personal data.
+    _IDENTITY + "ListDeadLetters": Access(S.IDENTITY_READ, segments=_REFUSE),
+    _IDENTITY + "GetDeadLetter": Access(S.IDENTITY_READ, segments=_REFUSE),
+    _IDENTITY + "RedriveDeadLetters": Access(S.IDENTITY_ADMIN, segments=_REFUSE, audit=_CHANGE),
     # -- profile -----------------------------------------------------------------------------
     _PROFILE + "Apply": Access(S.INTERNAL, _by("ingestion")),
+    _PROFILE + "ApplyBatch": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyEvent": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyEventBatch": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyIdentityChange": Access(S.INTERNAL, _by("identity")),
@@ -163,6 +172,10 @@ RPC_ACCESS: dict[str, Access] = {
     _PROFILE + "ExportPersonalData": Access(S.PROFILE_EXPORT, segments=_SERVICE, audit=_READ),
     _PROFILE + "ErasePersonalData": Access(S.PROFILE_ERASE, segments=_REFUSE, audit=_CHANGE),
     _PROFILE + "GetErasureReceipt": Access(S.PROFILE_ERASE, segments=_REFUSE),
+    # Dead letters: topics, customer ids, errors without personal data.
+    _PROFILE + "ListDeadLetters": Access(S.PROFILE_READ, segments=_REFUSE),
+    _PROFILE + "GetDeadLetter": Access(S.PROFILE_READ, segments=_REFUSE),
+    _PROFILE + "RedriveDeadLetters": Access(S.PROFILE_WRITE, segments=_REFUSE, audit=_CHANGE),
     # -- segmentation ------------------------------------------------------------------------
     _SEGMENTATION + "CreateSegment": Access(S.SEGMENT_ADMIN, segments=_SERVICE, audit=_CHANGE),
     _SEGMENTATION + "UpdateSegment": Access(S.SEGMENT_ADMIN, segments=_SERVICE, audit=_CHANGE),
@@ -197,6 +210,11 @@ RPC_ACCESS: dict[str, Access] = {
     # Totals per campaign and channel: no customer revealed.
     _SEGMENTATION + "GetCampaignReport": Access(S.SEGMENT_READ),
     _SEGMENTATION + "GetResponsiveness": Access(S.SEGMENT_READ, segments=_REFUSE, audit=_READ),
+    # Dead letters of the outbox (webhook and export jobs; deliveries have their own above).
+    _SEGMENTATION + "ListDeadLetters": Access(S.SEGMENT_READ, segments=_REFUSE),
+    _SEGMENTATION + "GetDeadLetter": Access(S.SEGMENT_READ, segments=_REFUSE),
+    # Sends data out of Svod again, like RedriveDeliveries.
+    _SEGMENTATION + "RedriveDeadLetters": Access(S.PROFILE_EXPORT, segments=_REFUSE, audit=_CHANGE),
     # -- quality -----------------------------------------------------------------------------
     _QUALITY + "StandardizeBatch": Access(S.INTERNAL, _by("ingestion")),
     _QUALITY + "CreateValidationRule": Access(S.QUALITY_ADMIN, audit=_CHANGE),

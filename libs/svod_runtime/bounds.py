@@ -184,7 +184,7 @@ def check_string_map(
 
 
 def check_identifier_texts(
-    identifiers: Sequence[tuple[str, str, str]], field: str, errors: ViolationCollector
+    identifiers: Sequence[tuple[object, str, str]], field: str, errors: ViolationCollector
 ) -> None:
     """How many identifiers and how long their texts are ((type, value, namespace) triples);
     what a valid value of each type is stays with the services."""

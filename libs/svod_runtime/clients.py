@@ -26,7 +26,9 @@ class _UnaryUnaryKey(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, key: str) -> None:
         self.key = key
 
-    async def intercept_unary_unary(self, continuation: Callable[..., Any], details, request):
+    async def intercept_unary_unary(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         return await continuation(_with_key(details, self.key), request)
 
 
@@ -34,7 +36,9 @@ class _UnaryStreamKey(grpc.aio.UnaryStreamClientInterceptor):
     def __init__(self, key: str) -> None:
         self.key = key
 
-    async def intercept_unary_stream(self, continuation: Callable[..., Any], details, request):
+    async def intercept_unary_stream(
+        self, continuation: Callable[..., Any], details: Any, request: Any
+    ) -> Any:
         return await continuation(_with_key(details, self.key), request)
 
 
@@ -42,7 +46,9 @@ class _StreamUnaryKey(grpc.aio.StreamUnaryClientInterceptor):
     def __init__(self, key: str) -> None:
         self.key = key
 
-    async def intercept_stream_unary(self, continuation: Callable[..., Any], details, requests):
+    async def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: Any, requests: Any
+    ) -> Any:
         return await continuation(_with_key(details, self.key), requests)
 
 

@@ -161,6 +161,11 @@ class ServiceConfig:
     # Allocations between young-generation garbage collections (see runtime.py); 0 keeps
     # Python's default.
     gc_young_threshold: int = 50_000
+    # Outbox relays (outbox.py): counted failures before a message is a dead letter, and the
+    # lease a relay holds its messages under (renewed while it works; a crashed relay's
+    # messages are delivered by another after at most this long).
+    outbox_max_attempts: int = 20
+    outbox_lease_s: float = 10.0
 
     @property
     def peer_security(self) -> PeerSecurity:
@@ -209,4 +214,6 @@ class ServiceConfig:
             custom_attributes=env.get("SVOD_CUSTOM_ATTRIBUTES", ""),
             survivorship=env.get("SVOD_SURVIVORSHIP", ""),
             gc_young_threshold=int(env.get("SVOD_GC_YOUNG_THRESHOLD") or 50_000),
+            outbox_max_attempts=int(env.get("SVOD_OUTBOX_MAX_ATTEMPTS") or 20),
+            outbox_lease_s=_float(env, "SVOD_OUTBOX_LEASE_S", 10.0),
         )

@@ -302,7 +302,7 @@ class _Call:
         try:
             if error is None or isinstance(error, grpc.aio.AbortError):
                 if error is not None:
-                    self.code = self.context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+                    self.code = self.context.code() or grpc.StatusCode.UNKNOWN
                 return False
             if isinstance(error, asyncio.CancelledError):
                 self.code = grpc.StatusCode.CANCELLED

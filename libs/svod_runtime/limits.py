@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from svod_runtime.auth import Principal
@@ -45,7 +46,9 @@ class TokenBucket:
 
 
 class PrincipalLimits:
-    def __init__(self, defaults: LimitDefaults | None = None, clock=time.monotonic) -> None:
+    def __init__(
+        self, defaults: LimitDefaults | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.defaults = defaults or LimitDefaults()
         self.clock = clock
         self._buckets: dict[str, TokenBucket] = {}

@@ -2,9 +2,24 @@
 
 A service writes an outbox row in the same transaction as the change it announces
 (``enqueue``); a relay delivers rows at least once, with exponential backoff, continuing the
-trace of the transaction that wrote them. Rows are leased, not removed, until delivered, so a
-relay that dies loses nothing: its rows come back when the lease runs out. A row refused for
-good stays in the table as failed (a dead letter), never silently dropped.
+trace of the transaction that wrote them.
+
+Leases. A relay claims due rows for a short lease (``DEFAULT_LEASE_S``) under a fencing token
+(``lease_token``, new for every claim) and renews the lease of the rows it still works on with a
+heartbeat (every third of the lease). It completes a row (delivered, retry later, dead letter,
+released) only where the token still matches: a relay that lost its lease - paused past it, cut
+off from the database - cannot mark a row another relay has claimed since. A relay that stops
+gracefully hands its rows back at once; one that dies leaves them leased until the lease runs
+out, so another relay (or the same one restarted) delivers them within one lease.
+
+Poison messages. Every failure the peer answered counts towards the topic's attempt limit
+(``DEFAULT_MAX_ATTEMPTS``); after it, or at once for a permanent refusal, the row stays in the
+table as a dead letter (``failed_at`` and ``last_error`` set), never silently dropped and never
+blocking the rows after it. Failures that only say the peer could not be asked
+(``OUTAGE_STATUSES``: down, overloaded, too slow) are retried with backoff without counting: an
+outage of any length loses nothing. A batch call that fails as a whole is split in halves until
+each message has its own verdict, so one poison message fails alone. Dead letters are listed,
+shown and redriven with :class:`DeadLetterStore` (``svod deadletters``).
 
 Each service's own migrations create the ``outbox`` table in its schema (see OUTBOX_DDL).
 """
@@ -12,12 +27,15 @@ Each service's own migrations create the ``outbox`` table in its schema (see OUT
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
+import datetime as dt
 import json
 import logging
 import random
+import uuid
 from base64 import b64encode
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from opentelemetry import trace
@@ -29,7 +47,9 @@ from svod_runtime.telemetry import context_from_carrier, current_trace_carrier, 
 
 log = logging.getLogger(__name__)
 
-OUTBOX_DDL = """
+# The table as the first migrations of every service created it. Frozen: those migrations run
+# it as it was; later columns come with OUTBOX_LEASES_DDL in a revision of their own.
+OUTBOX_DDL_V1 = """
 CREATE TABLE outbox (
     outbox_pk bigserial PRIMARY KEY,
     topic text NOT NULL,
@@ -50,17 +70,53 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE failed_at IS NULL;
 """
 
+# Fencing, attempt limit and redrive (idempotent: segmentation's outbox had some already).
+OUTBOX_LEASES_DDL = """
+-- The claim holding the row (new for every claim): only its relay may complete the row.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS lease_token uuid;
+-- Failures that count towards the attempt limit (the peer answered; not an outage).
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS failed_attempts integer NOT NULL DEFAULT 0;
+-- How often the row was sent again from the dead letters.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS redrive_count integer NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS outbox_dead_letters ON outbox (outbox_pk) WHERE failed_at IS NOT NULL;
+-- Heartbeats and graceful release find a claim's rows by their token.
+CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (lease_token) WHERE lease_token IS NOT NULL;
+"""
+
+OUTBOX_LEASES_DOWN = """
+DROP INDEX IF EXISTS outbox_leased;
+DROP INDEX IF EXISTS outbox_dead_letters;
+ALTER TABLE outbox DROP COLUMN IF EXISTS redrive_count;
+ALTER TABLE outbox DROP COLUMN IF EXISTS failed_attempts;
+ALTER TABLE outbox DROP COLUMN IF EXISTS lease_token;
+"""
+
+# The table as it is now (tests create it in scratch schemas).
+OUTBOX_DDL = OUTBOX_DDL_V1 + OUTBOX_LEASES_DDL
+
 # Answers that will not change on retry.
 PERMANENT_FAILURES = frozenset(
     {"INVALID_ARGUMENT", "FAILED_PRECONDITION", "ALREADY_EXISTS", "OUT_OF_RANGE", "NOT_FOUND"}
 )
+# Answers that say the peer could not be asked (down, shedding load, too slow): retried with
+# backoff for as long as they last, not counted towards the attempt limit, never split.
+OUTAGE_STATUSES = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED", "ABORTED"}
+)
 BASE_DELAY_S = 0.5
 MAX_DELAY_S = 300.0
+# Counted failures before a message becomes a dead letter. With the backoff above (0.5 s
+# doubling up to 5 min, jittered to half) 20 attempts span about 25 to 50 minutes.
+DEFAULT_MAX_ATTEMPTS = 20
+# A crashed relay's rows wait at most this long for another relay (issue #15: within 15 s).
+DEFAULT_LEASE_S = 10.0
+# Error texts kept on a row: the status and the peer's short message, never a payload.
+MAX_ERROR_CHARS = 300
 
 
 def retry_delay(attempts: int, rng: random.Random | None = None) -> float:
     """Exponential backoff with jitter, capped; ``attempts`` counts failures so far (from 1)."""
-    ceiling = min(MAX_DELAY_S, BASE_DELAY_S * 2 ** max(0, attempts - 1))
+    ceiling = min(MAX_DELAY_S, BASE_DELAY_S * 2 ** max(0, min(attempts, 64) - 1))
     return (rng or random).uniform(ceiling / 2, ceiling)
 
 
@@ -75,6 +131,15 @@ class DeliveryError(Exception):
     def permanent(self) -> bool:
         return self.status in PERMANENT_FAILURES
 
+    @property
+    def outage(self) -> bool:
+        """The peer could not be asked: says nothing about the message."""
+        return self.status in OUTAGE_STATUSES
+
+
+def _error_text(error: DeliveryError) -> str:
+    return str(error)[:MAX_ERROR_CHARS]
+
 
 @dataclass(frozen=True)
 class OutboxMessage:
@@ -84,18 +149,23 @@ class OutboxMessage:
     payload: bytes
     trace_carrier: dict[str, str]
     attempts: int
+    # Counted failures so far (see OUTAGE_STATUSES) and the claim holding the row.
+    failed_attempts: int = 0
+    lease_token: uuid.UUID | None = None
 
 
 # A topic's handler delivers one message; raising DeliveryError reports the peer's answer.
 Handler = Callable[[OutboxMessage], Awaitable[None]]
 # A batch handler delivers several messages of its topic in one call (in outbox order, so a
 # key's messages keep their order) and answers for each: None when delivered, else the
-# peer's refusal. Raising DeliveryError answers for all of them. Each message's
-# trace_carrier is that of its own delivery span, to send along with it. A retried message
-# may then arrive after a later one of its key: only for receivers that tolerate that (e.g.
-# changes carrying a version).
+# peer's refusal. Raising DeliveryError answers for all of them, and so does answering several
+# messages with one and the same DeliveryError object: the call failed as a whole, and the
+# relay splits those messages in halves until each has a verdict of its own (unless the
+# error is an outage). Each message's trace_carrier is that of its own delivery span, to send
+# along with it. A retried message may then arrive after a later one of its key: only for
+# receivers that tolerate that (e.g. changes carrying a version).
 BatchHandler = Callable[[list[OutboxMessage]], Awaitable[list["DeliveryError | None"]]]
-# Called when a message is given up on (permanent refusal), to record it where users look.
+# Called when a message is given up on (dead letter), to record it where users look.
 FailureHook = Callable[[OutboxMessage, str], Awaitable[None]]
 
 
@@ -129,11 +199,15 @@ _ENQUEUE = (
 
 
 class OutboxStore:
+    """The relay's side of the outbox table. Every completion is fenced by the claim's token
+    and says whether it applied (False: the relay had lost the row to another claim)."""
+
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
     async def claim_due(self, limit: int, lease_s: float) -> list[OutboxMessage]:
-        """Leases due rows to this relay; other relays skip them (SKIP LOCKED)."""
+        """Leases due rows to this relay under a new token; other relays skip them."""
+        token = uuid.uuid4()
         async with self.engine.begin() as conn:
             rows = await conn.execute(
                 text(
@@ -145,13 +219,14 @@ class OutboxStore:
                         ORDER BY next_attempt_at, outbox_pk
                         LIMIT :n FOR UPDATE SKIP LOCKED
                     )
-                    UPDATE outbox o SET locked_until = now() + make_interval(secs => :lease)
+                    UPDATE outbox o SET locked_until = now() + make_interval(secs => :lease),
+                                        lease_token = :tok
                     FROM due WHERE o.outbox_pk = due.outbox_pk
                     RETURNING o.outbox_pk, o.topic, o.key, o.payload, o.trace_carrier,
-                              o.attempts
+                              o.attempts, o.failed_attempts
                     """
                 ),
-                {"n": limit, "lease": lease_s},
+                {"n": limit, "lease": lease_s, "tok": token},
             )
             return sorted(
                 (
@@ -162,50 +237,114 @@ class OutboxStore:
                         bytes(r.payload),
                         dict(r.trace_carrier),
                         r.attempts,
+                        r.failed_attempts,
+                        token,
                     )
                     for r in rows
                 ),
                 key=lambda m: m.outbox_pk,
             )
 
-    async def delivered(self, messages: list[OutboxMessage]) -> None:
-        """Removes delivered rows, all in one statement."""
-        if not messages:
-            return
+    async def renew(self, tokens: Sequence[uuid.UUID], lease_s: float) -> int:
+        """Extends the lease of the rows these claims still hold (the heartbeat)."""
+        if not tokens:
+            return 0
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text("DELETE FROM outbox WHERE outbox_pk = ANY(:o)"),
-                {"o": [m.outbox_pk for m in messages]},
-            )
-
-    async def retry_later(self, message: OutboxMessage, error: str, delay_s: float) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 text(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = :e, "
-                    "locked_until = NULL, next_attempt_at = now() + make_interval(secs => :d) "
-                    "WHERE outbox_pk = :o"
+                    "UPDATE outbox SET locked_until = now() + make_interval(secs => :lease) "
+                    "WHERE lease_token = ANY(:t) AND failed_at IS NULL"
                 ),
-                {"e": error, "d": delay_s, "o": message.outbox_pk},
+                {"t": list(tokens), "lease": lease_s},
             )
+        return int(result.rowcount or 0)
 
-    async def release(self, message: OutboxMessage) -> None:
+    async def release_claims(self, tokens: Sequence[uuid.UUID]) -> int:
+        """Hands back every row these claims still hold (a graceful stop)."""
+        if not tokens:
+            return 0
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    "UPDATE outbox SET locked_until = NULL, lease_token = NULL "
+                    "WHERE lease_token = ANY(:t)"
+                ),
+                {"t": list(tokens)},
+            )
+        return int(result.rowcount or 0)
+
+    async def delivered(self, messages: list[OutboxMessage]) -> list[OutboxMessage]:
+        """Removes delivered rows still held by their claim, in one statement; returns those
+        removed (a row another relay claimed since stays for it)."""
+        if not messages:
+            return []
+        async with self.engine.begin() as conn:
+            rows = await conn.execute(
+                text(
+                    "DELETE FROM outbox o USING unnest(CAST(:o AS bigint[]), CAST(:t AS uuid[])) "
+                    "AS x(pk, tok) WHERE o.outbox_pk = x.pk AND o.lease_token = x.tok "
+                    "RETURNING o.outbox_pk"
+                ),
+                {
+                    "o": [m.outbox_pk for m in messages],
+                    "t": [m.lease_token for m in messages],
+                },
+            )
+            gone = {r.outbox_pk for r in rows}
+        return [m for m in messages if m.outbox_pk in gone]
+
+    async def retry_later(
+        self, message: OutboxMessage, error: str, delay_s: float, *, counted: bool = True
+    ) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    "UPDATE outbox SET attempts = attempts + 1, "
+                    "failed_attempts = failed_attempts + :c, last_error = :e, "
+                    "locked_until = NULL, lease_token = NULL, "
+                    "next_attempt_at = now() + make_interval(secs => :d) "
+                    "WHERE outbox_pk = :o AND lease_token = :t"
+                ),
+                {
+                    "c": 1 if counted else 0,
+                    "e": error[:MAX_ERROR_CHARS],
+                    "d": delay_s,
+                    "o": message.outbox_pk,
+                    "t": message.lease_token,
+                },
+            )
+        return bool(result.rowcount)
+
+    async def release(self, message: OutboxMessage) -> bool:
         """Hands a leased row back untouched (its predecessor has to go first)."""
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text("UPDATE outbox SET locked_until = NULL WHERE outbox_pk = :o"),
-                {"o": message.outbox_pk},
-            )
-
-    async def give_up(self, message: OutboxMessage, error: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 text(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = :e, "
-                    "failed_at = now(), locked_until = NULL WHERE outbox_pk = :o"
+                    "UPDATE outbox SET locked_until = NULL, lease_token = NULL "
+                    "WHERE outbox_pk = :o AND lease_token = :t"
                 ),
-                {"e": error, "o": message.outbox_pk},
+                {"o": message.outbox_pk, "t": message.lease_token},
             )
+        return bool(result.rowcount)
+
+    async def give_up(self, message: OutboxMessage, error: str, *, counted: bool = True) -> bool:
+        """Makes the row a dead letter."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    "UPDATE outbox SET attempts = attempts + 1, "
+                    "failed_attempts = failed_attempts + :c, last_error = :e, "
+                    "failed_at = now(), locked_until = NULL, lease_token = NULL "
+                    "WHERE outbox_pk = :o AND lease_token = :t"
+                ),
+                {
+                    "c": 1 if counted else 0,
+                    "e": error[:MAX_ERROR_CHARS],
+                    "o": message.outbox_pk,
+                    "t": message.lease_token,
+                },
+            )
+        return bool(result.rowcount)
 
 
 class OutboxRelay:
@@ -227,8 +366,10 @@ class OutboxRelay:
         batch_handlers: Mapping[str, BatchHandler] | None = None,
         batch_size: int = 64,
         concurrency: int = 16,
-        lease_s: float = 60.0,
+        lease_s: float = DEFAULT_LEASE_S,
         poll_s: float = 0.5,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        topic_max_attempts: Mapping[str, int] | None = None,
     ) -> None:
         self.store = store
         self.handlers = dict(handlers)
@@ -238,43 +379,108 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.lease_s = lease_s
         self.poll_s = poll_s
+        self.max_attempts = max_attempts
+        self.topic_max_attempts = dict(topic_max_attempts or {})
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
+        # Tokens of the claims this relay is working on (renewed, released on stop).
+        self._held: set[uuid.UUID] = set()
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics this relay delivers."""
+        return sorted({*self.handlers, *self.batch_handlers})
+
+    def attempt_limit(self, topic: str) -> int:
+        return self.topic_max_attempts.get(topic, self.max_attempts)
 
     def wake(self) -> None:
         """Called after a local commit, so delivery does not wait for the next poll."""
         self._wake.set()
 
     async def run(self) -> None:
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    claimed = await self.run_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox relay pass failed")
+                    claimed = 0
+                if claimed < self.batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_s)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await heartbeat
+            await self.release_held()
+
+    async def release_held(self) -> None:
+        """Hands back the rows of the passes running (a graceful stop): another relay, or
+        this one restarted, delivers them at once instead of after the lease."""
+        tokens, self._held = list(self._held), set()
+        if not tokens:
+            return
+        try:
+            released = await self.store.release_claims(tokens)
+        except Exception:  # the database is gone: the leases run out instead
+            log.warning(
+                "outbox relay could not release its leases; they expire in %ss",
+                self.lease_s,
+                exc_info=True,
+            )
+            return
+        if released:
+            log.info("outbox relay released %d leased messages", released)
+
+    async def _heartbeat(self) -> None:
+        """Renews the leases of the passes running, three times per lease."""
         while True:
-            self._wake.clear()
+            await asyncio.sleep(self.lease_s / 3)
+            if not self._held:
+                continue
             try:
-                claimed = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay pass failed")
-                claimed = 0
-            if claimed < self.batch_size:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                await self.store.renew(list(self._held), self.lease_s)
+            except Exception:  # fencing keeps a late relay from completing anything
+                log.warning("outbox lease renewal failed", exc_info=True)
 
     async def run_once(self) -> int:
         messages = await self.store.claim_due(self.batch_size, self.lease_s)
-        by_batch_topic: dict[str, list[OutboxMessage]] = {}
-        singles: list[OutboxMessage] = []
-        for message in messages:
-            if message.topic in self.batch_handlers:
-                by_batch_topic.setdefault(message.topic, []).append(message)
-            else:
-                singles.append(message)
-        parts = await asyncio.gather(
-            self._deliver_singles(singles),
-            *(self._deliver_batch(topic, group) for topic, group in by_batch_topic.items()),
-        )
-        # Delivered rows go in one statement; a crash before it means a redelivery, which
-        # every receiver takes idempotently (at least once).
-        await self.store.delivered([m for part in parts for m in part])
+        if not messages:
+            return 0
+        tokens = {m.lease_token for m in messages if m.lease_token is not None}
+        self._held |= tokens
+        try:
+            by_batch_topic: dict[str, list[OutboxMessage]] = {}
+            singles: list[OutboxMessage] = []
+            for message in messages:
+                if message.topic in self.batch_handlers:
+                    by_batch_topic.setdefault(message.topic, []).append(message)
+                else:
+                    singles.append(message)
+            parts = await asyncio.gather(
+                self._deliver_singles(singles),
+                *(self._deliver_batch(topic, group) for topic, group in by_batch_topic.items()),
+            )
+            # Delivered rows go in one statement; a crash before it means a redelivery, which
+            # every receiver takes idempotently (at least once).
+            done = [m for part in parts for m in part]
+            removed = await self.store.delivered(done)
+            if len(removed) < len(done):
+                log.warning(
+                    "outbox relay lost the lease of %d delivered messages to another relay",
+                    len(done) - len(removed),
+                )
+        except asyncio.CancelledError:
+            raise  # a stop: the tokens stay held, and run() hands their rows back
+        except BaseException:
+            self._held -= tokens
+            raise
+        self._held -= tokens
         return len(messages)
 
     async def _deliver_singles(self, messages: list[OutboxMessage]) -> list[OutboxMessage]:
@@ -301,7 +507,9 @@ class OutboxRelay:
     async def _deliver_batch(
         self, topic: str, messages: list[OutboxMessage]
     ) -> list[OutboxMessage]:
-        """One handler call for a topic's messages, each in a delivery span of its own trace."""
+        """Delivers a topic's messages in as few calls as possible, each message in a delivery
+        span of its own trace, and finds the poison ones by splitting a call that failed as a
+        whole (each split half is one more call, in order)."""
         spans = [
             self.tracer.start_span(
                 f"outbox deliver {topic}",
@@ -315,6 +523,38 @@ class OutboxRelay:
             replace(message, trace_carrier=trace_carrier_of(span))
             for message, span in zip(messages, spans, strict=True)
         ]
+        verdicts: dict[int, DeliveryError | None] = {}
+        pending = [list(range(len(messages)))]
+        while pending:
+            indices = pending.pop(0)
+            answers = await self._call_batch(
+                topic, [sent[i] for i in indices], [spans[i] for i in indices]
+            )
+            shared: dict[int, list[int]] = {}
+            for i, answer in zip(indices, answers, strict=True):
+                if answer is not None and not answer.outage:
+                    shared.setdefault(id(answer), []).append(i)
+                verdicts[i] = answer
+            splits = [group for group in shared.values() if len(group) > 1]
+            for group in splits:
+                # One answer for several messages: the call failed as a whole. Halves are
+                # sent next (before the rest of the queue), in outbox order.
+                middle = len(group) // 2
+                pending[:0] = [group[:middle], group[middle:]]
+        delivered = []
+        for i, (message, span) in enumerate(zip(messages, spans, strict=True)):
+            answer = verdicts[i]
+            if answer is None:
+                delivered.append(message)
+            else:
+                span.set_status(trace.StatusCode.ERROR, answer.status)
+                await self._failed(message, answer)
+            span.end()
+        return delivered
+
+    async def _call_batch(
+        self, topic: str, messages: list[OutboxMessage], spans: list[trace.Span]
+    ) -> list[DeliveryError | None]:
         try:
             # The call serves every message: a child of the first one's delivery (so a lone
             # message stays one trace end to end), linked to the others'.
@@ -324,37 +564,49 @@ class OutboxRelay:
                 links=[trace.Link(span.get_span_context()) for span in spans[1:]],
                 attributes={"svod.outbox.batch_size": len(messages)},
             ):
-                answers = await self.batch_handlers[topic](sent)
+                answers = await self.batch_handlers[topic](messages)
         except DeliveryError as error:
-            answers = [error] * len(messages)
+            return [error] * len(messages)
         except Exception as error:  # a bug or an unreachable peer: retry later, never drop
             log.exception("outbox batch handler for %s failed", topic)
-            answers = [DeliveryError("INTERNAL", repr(error))] * len(messages)
-        delivered = []
-        for message, span, answer in zip(messages, spans, answers, strict=True):
-            if answer is None:
-                delivered.append(message)
-            else:
-                span.set_status(trace.StatusCode.ERROR, answer.status)
-                await self._failed(message, answer)
-            span.end()
-        return delivered
+            return [_internal(error)] * len(messages)
+        if len(answers) != len(messages):
+            log.error(
+                "outbox batch handler for %s answered %d of %d", topic, len(answers), len(messages)
+            )
+            return [DeliveryError("INTERNAL", "handler answered the wrong count")] * len(messages)
+        return answers
 
     async def _failed(self, message: OutboxMessage, error: DeliveryError) -> None:
-        """Gives up on a permanent refusal (dead letter), else schedules a retry."""
-        if error.permanent:
+        """Gives up on a permanent refusal or at the attempt limit (dead letter), else
+        schedules a retry."""
+        counted = not error.outage
+        limit = self.attempt_limit(message.topic)
+        exhausted = counted and message.failed_attempts + 1 >= limit
+        if error.permanent or exhausted:
+            reason = _error_text(error)
+            if not error.permanent:
+                suffix = f" (gave up after {limit} attempts)"
+                reason = reason[: MAX_ERROR_CHARS - len(suffix)] + suffix
             log.warning(
-                "outbox message %d (%s) refused for good: %s",
+                "outbox message %d (%s) is a dead letter: %s",
                 message.outbox_pk,
                 message.topic,
                 error.status,
             )
-            await self.store.give_up(message, str(error))
+            if not await self.store.give_up(message, reason, counted=counted):
+                return  # another relay holds it now
             hook = self.on_failure.get(message.topic)
             if hook is not None:
-                await hook(message, str(error))
+                await hook(message, reason)
         else:
-            await self.store.retry_later(message, str(error), retry_delay(message.attempts + 1))
+            # Outages back off by all attempts (capped), counted failures by theirs.
+            await self.store.retry_later(
+                message,
+                _error_text(error),
+                retry_delay(message.attempts + 1 if not counted else message.failed_attempts + 1),
+                counted=counted,
+            )
 
     async def _deliver(self, message: OutboxMessage) -> bool:
         """True when delivered; False when it failed (and was rescheduled or given up)."""
@@ -376,4 +628,161 @@ class OutboxRelay:
                     span.set_status(trace.StatusCode.ERROR, error.status)
                     await self._failed(message, error)
                     return False
+                except Exception as error:  # a bug: counted, so it ends as a dead letter
+                    log.exception("outbox handler for %s failed", message.topic)
+                    span.set_status(trace.StatusCode.ERROR, "INTERNAL")
+                    await self._failed(message, _internal(error))
+                    return False
                 return True
+
+
+def _internal(error: BaseException) -> DeliveryError:
+    """A handler's own failure, named by its type only (its text may carry payload values)."""
+    return DeliveryError("INTERNAL", f"delivery failed ({type(error).__name__})")
+
+
+# -- dead letters ------------------------------------------------------------------------------
+
+# Bounds of the dead-letter RPCs (documented on their proto fields).
+DEFAULT_DEAD_LETTER_PAGE = 100
+MAX_DEAD_LETTER_PAGE = 500
+MAX_REDRIVE_IDS = 1_000
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message refused for good, as the API shows it: no payload (it may be personal)."""
+
+    dead_letter_id: int
+    topic: str
+    key: str
+    attempts: int
+    last_error: str
+    failed_at: dt.datetime
+    created_at: dt.datetime
+    redrive_count: int
+
+
+@dataclass(frozen=True)
+class Redriven:
+    """A dead letter sent again."""
+
+    dead_letter_id: int
+    topic: str
+    key: str
+
+
+# Runs in the redrive's transaction with the messages sent again: a service puts what it
+# shows about them back to pending (ingestion's record states).
+RedriveHook = Callable[[AsyncConnection, list[Redriven]], Awaitable[None]]
+
+_DEAD_COLUMNS = (
+    "outbox_pk, topic, key, attempts, coalesce(last_error, '') AS last_error, failed_at, "
+    "created_at, redrive_count"
+)
+
+
+def _dead(row: object) -> DeadLetter:
+    return DeadLetter(
+        int(row.outbox_pk),  # type: ignore[attr-defined]
+        row.topic,  # type: ignore[attr-defined]
+        row.key,  # type: ignore[attr-defined]
+        int(row.attempts),  # type: ignore[attr-defined]
+        row.last_error,  # type: ignore[attr-defined]
+        row.failed_at,  # type: ignore[attr-defined]
+        row.created_at,  # type: ignore[attr-defined]
+        int(row.redrive_count),  # type: ignore[attr-defined]
+    )
+
+
+class DeadLetterStore:
+    """Lists, shows and redrives a service's dead letters (its outbox rows with failed_at)."""
+
+    def __init__(self, engine: AsyncEngine, on_redrive: RedriveHook | None = None) -> None:
+        self.engine = engine
+        self.on_redrive = on_redrive
+
+    async def list(
+        self, topic: str | None, after_id: int, limit: int
+    ) -> tuple[list[DeadLetter], int]:
+        """One page of dead letters (oldest first) after ``after_id``, and how many dead
+        letters match in all."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_DEAD_COLUMNS} FROM outbox WHERE failed_at IS NOT NULL "
+                        "AND outbox_pk > :a AND (CAST(:t AS text) IS NULL OR topic = :t) "
+                        "ORDER BY outbox_pk LIMIT :n"
+                    ),
+                    {"a": after_id, "t": topic, "n": limit},
+                )
+            ).all()
+            total = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*) FROM outbox WHERE failed_at IS NOT NULL "
+                        "AND (CAST(:t AS text) IS NULL OR topic = :t)"
+                    ),
+                    {"t": topic},
+                )
+            ).scalar_one()
+        return [_dead(r) for r in rows], int(total)
+
+    async def get(self, dead_letter_id: int) -> DeadLetter | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        f"SELECT {_DEAD_COLUMNS} FROM outbox "
+                        "WHERE failed_at IS NOT NULL AND outbox_pk = :o"
+                    ),
+                    {"o": dead_letter_id},
+                )
+            ).first()
+        return None if row is None else _dead(row)
+
+    async def redrive(
+        self, ids: Sequence[int] | None, topic: str | None
+    ) -> tuple[builtins.list[Redriven], builtins.list[int]]:  # `list` is a method here
+        """Sends dead letters again: the named ones (all or none: when some are not dead
+        letters, nothing changes and they are returned as missing) or all of a topic. Their
+        attempts start again from 0; the relay delivers them as new."""
+        async with self.engine.begin() as conn:
+            where = "failed_at IS NOT NULL AND (CAST(:t AS text) IS NULL OR topic = :t)"
+            params: dict[str, object] = {"t": topic}
+            if ids is not None:
+                wanted = sorted(set(ids))
+                found = {
+                    r.outbox_pk
+                    for r in await conn.execute(
+                        text(
+                            f"SELECT outbox_pk FROM outbox WHERE {where} "
+                            "AND outbox_pk = ANY(:o) FOR UPDATE"
+                        ),
+                        {**params, "o": wanted},
+                    )
+                }
+                missing = [i for i in wanted if i not in found]
+                if missing:
+                    return [], missing
+                where += " AND outbox_pk = ANY(:o)"
+                params["o"] = wanted
+            rows = (
+                await conn.execute(
+                    text(
+                        "UPDATE outbox SET failed_at = NULL, attempts = 0, failed_attempts = 0, "
+                        "last_error = NULL, next_attempt_at = now(), locked_until = NULL, "
+                        "lease_token = NULL, redrive_count = redrive_count + 1 "
+                        f"WHERE {where} RETURNING outbox_pk, topic, key"
+                    ),
+                    params,
+                )
+            ).all()
+            redriven = sorted(
+                (Redriven(int(r.outbox_pk), r.topic, r.key) for r in rows),
+                key=lambda d: d.dead_letter_id,
+            )
+            if redriven and self.on_redrive is not None:
+                await self.on_redrive(conn, redriven)
+        return redriven, []

@@ -86,18 +86,25 @@ class MeteredOutboxStore(OutboxStore):
         super().__init__(engine)
         self.outbox_metrics = outbox_metrics
 
-    async def delivered(self, messages: list[OutboxMessage]) -> None:
-        await super().delivered(messages)
-        for topic, count in Counter(m.topic for m in messages).items():
+    async def delivered(self, messages: list[OutboxMessage]) -> list[OutboxMessage]:
+        removed = await super().delivered(messages)
+        for topic, count in Counter(m.topic for m in removed).items():
             self.outbox_metrics.deliveries.add(count, {"topic": topic})
+        return removed
 
-    async def retry_later(self, message: OutboxMessage, error: str, delay_s: float) -> None:
-        await super().retry_later(message, error, delay_s)
-        self.outbox_metrics.retries.add(1, {"topic": message.topic})
+    async def retry_later(
+        self, message: OutboxMessage, error: str, delay_s: float, *, counted: bool = True
+    ) -> bool:
+        done = await super().retry_later(message, error, delay_s, counted=counted)
+        if done:
+            self.outbox_metrics.retries.add(1, {"topic": message.topic})
+        return done
 
-    async def give_up(self, message: OutboxMessage, error: str) -> None:
-        await super().give_up(message, error)
-        self.outbox_metrics.given_up.add(1, {"topic": message.topic})
+    async def give_up(self, message: OutboxMessage, error: str, *, counted: bool = True) -> bool:
+        done = await super().give_up(message, error, counted=counted)
+        if done:
+            self.outbox_metrics.given_up.add(1, {"topic": message.topic})
+        return done
 
 
 def metered_outbox_store(

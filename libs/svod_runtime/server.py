@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,7 +97,7 @@ def listen(server: grpc.aio.Server, host: str, port: int, tls: TlsFiles | None) 
         bound = 0
     if bound == 0:
         raise PortInUse(f"cannot listen on {address}: address in use")
-    return bound
+    return int(bound)
 
 
 @dataclass
@@ -111,7 +111,7 @@ class ServiceApp:
     servicer_base: type
     descriptor: ServiceDescriptor
     add_to_server: Callable[[Any, grpc.aio.Server], None]
-    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     server: grpc.aio.Server | None = None
     port: int = 0

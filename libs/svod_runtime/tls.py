@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ class TlsFiles:
     server_name: str = ""
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | os._Environ[str], service: str = "") -> TlsFiles:
+    def from_env(cls, env: Mapping[str, str], service: str = "") -> TlsFiles:
         """From ``SVOD_TLS_*``; ``SVOD_<SERVICE>_TLS_*`` win for that service (one environment
         may then give each service its own certificate)."""
 
@@ -100,7 +100,7 @@ def _read(path: str) -> bytes:
 
 
 def _stamps(paths: Sequence[str]) -> tuple[Any, ...]:
-    stamps = []
+    stamps: list[tuple[int, int, int] | None] = []
     for path in paths:
         try:
             st = os.stat(path)
@@ -114,7 +114,7 @@ def _settled(stamps: tuple[Any, ...]) -> bool:
     """All files present and none changed in the last SETTLE_S seconds."""
     if None in stamps:
         return False
-    newest = max(stamp[0] for stamp in stamps) / 1e9
+    newest: float = max(stamp[0] for stamp in stamps) / 1e9
     return time.time() - newest >= SETTLE_S
 
 
@@ -195,7 +195,7 @@ def aio_channel(
             interceptors=interceptors,
         )
 
-    return ReloadingChannel(make, files.watched())  # type: ignore[return-value]
+    return ReloadingChannel(make, files.watched())
 
 
 class _MultiCallable:

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 def span_record(span: ReadableSpan) -> dict[str, Any]:
     context = span.get_span_context()
+    assert context is not None, "a finished SDK span always has its context"
     parent = span.parent
     return {
         "trace_id": f"{context.trace_id:032x}",

@@ -262,7 +262,8 @@ def test_contact_hashes_are_keyed_with_the_deployments_secret() -> None:
 
     from svod_runtime.config import ServiceConfig
     from svod_runtime.errors import ConfigurationError
-    from svod_runtime.hashing import DEVELOPMENT_SECRET, deployment_secret, keyed_hash
+    from svod_runtime.hash_secret import deployment_secret
+    from svod_runtime.hashing import DEVELOPMENT_SECRET, keyed_hash
 
     phone = "phone\x1f\x1f+79161234567"
     mine, theirs = keyed_hash(b"a" * 32, phone), keyed_hash(b"b" * 32, phone)

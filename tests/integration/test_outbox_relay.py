@@ -68,8 +68,10 @@ def test_message_waits_for_identity_and_is_delivered_when_it_comes_up(private_da
             assert status.state == PENDING
             assert "UNAVAILABLE" in status.last_error
 
+            # Quality too: an identify accepted while it was unreachable is checked before
+            # it is delivered.
             back = InProcessSuite(
-                private_database, ports=ports, services=["identity", "profile"]
+                private_database, ports=ports, services=["identity", "profile", "quality"]
             ).start()
             deadline = time.monotonic() + 20
             while (status := _status(stub, request.record_ref)).state == PENDING:

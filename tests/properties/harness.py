@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
@@ -55,8 +56,8 @@ def methods(service: str) -> list[MethodDescriptor]:
 
 
 def request_class(method: MethodDescriptor) -> type[Message]:
-    module = MODULES[method.containing_service.full_name.split(".")[1]]
-    return getattr(module, method.input_type.name)
+    # By descriptor: a request may be defined in another file (svod.common.v1's dead letters).
+    return message_factory.GetMessageClass(method.input_type)
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,7 @@ def call(
     """Calls ``method`` (any of the four kinds) and returns its status, never raising."""
     path = f"/{method.containing_service.full_name}/{method.name}"
     cls = request_class(method)
-    response = MODULES[method.containing_service.full_name.split(".")[1]]
-    out_cls = getattr(response, method.output_type.name, None)
-    deserialize = out_cls.FromString if out_cls is not None else None
+    deserialize = message_factory.GetMessageClass(method.output_type).FromString
     serialize = cls.SerializeToString
     started = time.monotonic()
     timeout = 2.0 if method.name in ENDLESS else TIMEOUT_S

@@ -7,7 +7,9 @@ from sqlalchemy import create_engine, pool, text
 
 config = context.config
 schema = config.get_main_option("svod.schema")
-url = config.get_main_option("sqlalchemy.url").replace("postgresql://", "postgresql+psycopg://", 1)
+url = (config.get_main_option("sqlalchemy.url") or "").replace(
+    "postgresql://", "postgresql+psycopg://", 1
+)
 
 engine = create_engine(url, poolclass=pool.NullPool)
 with engine.connect() as connection:

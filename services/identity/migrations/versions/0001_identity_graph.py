@@ -7,7 +7,7 @@ Create Date: 2026-11-22
 
 from alembic import op
 
-from svod_runtime.outbox import OUTBOX_DDL
+from svod_runtime.outbox import OUTBOX_DDL_V1
 
 revision = "identity_0001"
 down_revision = None
@@ -78,7 +78,7 @@ def upgrade() -> None:
         CREATE TRIGGER ledger_append_only BEFORE UPDATE OR DELETE ON ledger
             FOR EACH ROW EXECUTE FUNCTION ledger_is_append_only();
         """
-        + OUTBOX_DDL
+        + OUTBOX_DDL_V1
     )
 
 

@@ -7,7 +7,7 @@ Create Date: 2026-11-22
 
 from alembic import op
 
-from svod_runtime.outbox import OUTBOX_DDL
+from svod_runtime.outbox import OUTBOX_DDL_V1
 
 revision = "ingestion_0001"
 down_revision = None
@@ -41,7 +41,7 @@ def upgrade() -> None:
         );
 
         """
-        + OUTBOX_DDL
+        + OUTBOX_DDL_V1
     )
 
 

@@ -7,7 +7,7 @@ Create Date: 2026-11-22
 
 from alembic import op
 
-from svod_runtime.outbox import OUTBOX_DDL
+from svod_runtime.outbox import OUTBOX_DDL_V1
 
 revision = "profile_0002"
 down_revision = "profile_0001"
@@ -78,7 +78,7 @@ def upgrade() -> None:
         CREATE INDEX profiles_updated ON profiles (updated_at);
         CREATE INDEX trait_search ON trait_values (field, lower(value));
         """
-        + OUTBOX_DDL
+        + OUTBOX_DDL_V1
     )
 
 

@@ -8,7 +8,7 @@ Create Date: 2026-12-03
 
 from alembic import op
 
-from svod_runtime.outbox import OUTBOX_DDL
+from svod_runtime.outbox import OUTBOX_DDL_V1
 
 revision = "segmentation_0004"
 down_revision = "segmentation_0003"
@@ -17,7 +17,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute(OUTBOX_DDL)
+    op.execute(OUTBOX_DDL_V1)
     op.execute(
         """
         -- The outbox's lease and attempt columns (as the other services' outbox migrations

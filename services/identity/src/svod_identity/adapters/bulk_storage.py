@@ -71,7 +71,9 @@ async def graph_marker(conn: AsyncConnection) -> int:
     """The last ledger entry, read while no writer of the graph is half-way: every change of
     the graph writes the ledger, so a later entry means the graph changed after this."""
     await conn.execute(text(_LOCK_GRAPH))
-    return int((await conn.execute(text("SELECT coalesce(max(entry_id), 0) FROM ledger"))).scalar())
+    return int(
+        (await conn.execute(text("SELECT coalesce(max(entry_id), 0) FROM ledger"))).scalar_one()
+    )
 
 
 async def lock_graph(conn: AsyncConnection) -> int:
@@ -89,7 +91,7 @@ class Loaded:
 
 
 async def count_records(conn: AsyncConnection) -> int:
-    return int((await conn.execute(text("SELECT count(*) FROM records"))).scalar())
+    return int((await conn.execute(text("SELECT count(*) FROM records"))).scalar_one())
 
 
 async def load_touched(

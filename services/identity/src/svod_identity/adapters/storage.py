@@ -607,10 +607,10 @@ class IdentityTransaction:
             customer_rows = await fetch_direct(self.conn, statement, params)
             rows_for = set(locked)
         for row in owner_rows:
-            key = IdentifierKey(row.t1, row.t3, row.t2)
-            state.owners[key] = str(row.c)
+            owned = IdentifierKey(row.t1, row.t3, row.t2)
+            state.owners[owned] = str(row.c)
             if row.j1:
-                state.sharers[key] = {str(c) for c in row.j1}
+                state.sharers[owned] = {str(c) for c in row.j1}
         return state
 
     @staticmethod

@@ -13,7 +13,7 @@ with, and ``comparable`` answers only with those.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from svod_identity.domain.candidates import CONTACT_KEY_PREFIXES, LONE_KEY_MAX_BLOCK
@@ -100,7 +100,7 @@ class ReresolvePlan:
 def plan_reresolution(
     proposed: dict[int, str],
     current: dict[int, str],
-    created: dict[str, tuple[object, str]],
+    created: Mapping[str, tuple[object, str]],
     new_id: Callable[[], str],
 ) -> ReresolvePlan:
     """The moves that turn ``current`` (record pk -> customer) into ``proposed`` (record pk ->

@@ -22,7 +22,8 @@ from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
-from svod_runtime.outbox import OutboxRelay
+from svod_runtime.dead_letters import DeadLetterApi
+from svod_runtime.outbox import DeadLetterStore, OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
@@ -52,6 +53,8 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         },
         telemetry.tracer,
         batch_handlers={ATTRIBUTION_TOPIC: notifier.changed},
+        lease_s=config.outbox_lease_s,
+        max_attempts=config.outbox_max_attempts,
     )
     jobs = JobStore(engine)
     # Imports and re-resolutions run one at a time, each in a worker process of its own.
@@ -70,6 +73,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         await quality.close()
         await ingestion.close()
 
+    servicer.dead_letters = DeadLetterApi(DeadLetterStore(engine), relay.topics)
     return ServiceApp(
         config=config,
         telemetry=telemetry,

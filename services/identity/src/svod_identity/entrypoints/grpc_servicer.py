@@ -26,6 +26,7 @@ from svod_identity.entrypoints.metrics import IdentityMetrics
 from svod_identity.service_layer.bulk import BulkJobs
 from svod_identity.service_layer.use_cases import IdentityService, ModelInfo
 from svod_runtime.auth import acting_as
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import FieldViolation, InvalidArgument
 from svod_runtime.interceptors import status_proto_for
 from svod_runtime.protoconv import (
@@ -125,7 +126,7 @@ def customer_proto(view: CustomerView) -> identity_pb2.Customer:
 def resolve_response(placement: Placement) -> identity_pb2.ResolveResponse:
     return identity_pb2.ResolveResponse(
         customer_id=placement.customer_id,
-        outcome=_OUTCOME[placement.outcome],  # type: ignore[arg-type]
+        outcome=_OUTCOME[placement.outcome],
         normalized_identifiers=[identifier_proto(k) for k in placement.identifiers],
         unlinked_identifiers=[
             identity_pb2.UnlinkedIdentifier(identifier=identifier_proto(k), reason=why)
@@ -338,13 +339,13 @@ def import_result_proto(result: ImportResult) -> identity_pb2.ImportRecordResult
         sequence=result.sequence,
         record_ref=ref_proto(result.ref),
         customer_id=result.customer_id,
-        outcome=_OUTCOME[result.outcome],  # type: ignore[arg-type]
+        outcome=_OUTCOME[result.outcome],
         normalized_identifiers=[identifier_proto(k) for k in result.identifiers],
         rule=result.rule,
     )
 
 
-class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+class IdentityServicer(DeadLetterRpcs, identity_pb2_grpc.IdentityServiceServicer):
     def __init__(
         self, service: IdentityService, bulk: BulkJobs, metrics: IdentityMetrics | None = None
     ) -> None:

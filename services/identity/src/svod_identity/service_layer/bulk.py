@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import os
 import sys
@@ -70,7 +71,9 @@ class BulkJobs:
         self.store = store
         self.runner = runner
 
-    async def stage(self, import_id: str, raws: Sequence[RawRecord], now) -> StageOutcome:
+    async def stage(
+        self, import_id: str, raws: Sequence[RawRecord], now: dt.datetime
+    ) -> StageOutcome:
         _job_id(import_id, "import_id")
         if len(raws) > MAX_STAGE_RECORDS:
             raise InvalidArgument(

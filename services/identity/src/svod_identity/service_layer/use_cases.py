@@ -756,13 +756,13 @@ class IdentityService:
                 rows = rows[:size]
                 last = rows[-1]
                 token = _encode_token([last.created_at.isoformat(), str(last.review_item_id)])
-            current = await tx.current_ids(str(r.candidate_customer_id) for r in rows)
-            customers = {str(r.record_customer_id) for r in rows} | set(current.values())
+            current_of = await tx.current_ids(str(r.candidate_customer_id) for r in rows)
+            customers = {str(r.record_customer_id) for r in rows} | set(current_of.values())
             records, counts = await tx.side_records(sorted(customers), SIDE_RECORDS)
         views = []
         for row in rows:
             mine = str(row.record_customer_id)
-            theirs = current.get(str(row.candidate_customer_id), str(row.candidate_customer_id))
+            theirs = current_of.get(str(row.candidate_customer_id), str(row.candidate_customer_id))
             ours, other = records.get(mine, []), records.get(theirs, [])
             candidate_ref = (
                 RecordRef(row.candidate_source, row.candidate_message_id)

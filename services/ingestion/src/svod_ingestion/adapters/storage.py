@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_ingestion.domain.attribution import GraceClock, Issue
 from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
-from svod_runtime.outbox import BatchHandler, DeliveryError, OutboxMessage, enqueue_many
+from svod_runtime.outbox import BatchHandler, DeliveryError, OutboxMessage, Redriven, enqueue_many
 from svod_runtime.telemetry import current_trace_carrier
 
 # Relay passes hold this advisory lock shared while they deliver; an erasure takes it alone.
@@ -350,4 +350,18 @@ class IngestionStore:
             issue=None if row.issue is None else Issue(row.issue),
             candidates=tuple(str(c) for c in row.candidates or ()),
             unknown_for_s=float(row.unknown_for_s),
+        )
+
+
+async def redriven_records(conn: AsyncConnection, messages: list[Redriven]) -> None:
+    """Records whose dead letters are sent again are pending again (in the redrive's
+    transaction): GetRecordStatus shows them waiting, then delivered."""
+    pks = [int(m.key) for m in messages if m.topic in ("record.identify", "record.track")]
+    if pks:
+        await conn.execute(
+            text(
+                "UPDATE records SET state = 'pending', last_error = NULL "
+                "WHERE record_pk = ANY(:p) AND state = 'failed'"
+            ),
+            {"p": pks},
         )

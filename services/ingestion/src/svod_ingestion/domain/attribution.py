@@ -138,7 +138,7 @@ def attribute(
 def recheck_delay_s(issue: Issue, checks: int, held_max_s: float) -> float:
     """Seconds until a not-attributed event is looked at again, after ``checks`` looks."""
     cap = WAITING_RECHECK_MAX_S if issue.waiting else held_max_s
-    return min(cap, FIRST_RECHECK_S * 2 ** min(max(checks, 0), 30))
+    return min(cap, FIRST_RECHECK_S * 2.0 ** min(max(checks, 0), 30))
 
 
 def describe(issue: Issue, candidates: int, clock: GraceClock, grace_s: float) -> str:

@@ -6,7 +6,7 @@ from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.downstream import GrpcDownstream
 from svod_ingestion.adapters.held_events import HeldEventStore
 from svod_ingestion.adapters.quality_client import QualityStandardizer
-from svod_ingestion.adapters.storage import IngestionStore
+from svod_ingestion.adapters.storage import IngestionStore, redriven_records
 from svod_ingestion.domain.attributes import parse_declarations
 from svod_ingestion.domain.attribution import Issue
 from svod_ingestion.entrypoints.grpc_servicer import IngestionServicer
@@ -16,9 +16,10 @@ from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
-from svod_runtime.hashing import deployment_secret
+from svod_runtime.dead_letters import DeadLetterApi
+from svod_runtime.hash_secret import deployment_secret
 from svod_runtime.metrics import labels
-from svod_runtime.outbox import OutboxRelay
+from svod_runtime.outbox import DeadLetterStore, OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
@@ -54,6 +55,8 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
             "record.track": store.while_delivering(delivery.track),
         },
         batch_size=2000,
+        lease_s=config.outbox_lease_s,
+        max_attempts=config.outbox_max_attempts,
     )
     sweeper = HeldEventSweeper(held, on_requeued=relay.wake)
     delivery.on_woken = sweeper.wake
@@ -91,6 +94,9 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         await profile.close()
         await quality.close()
 
+    servicer.dead_letters = DeadLetterApi(
+        DeadLetterStore(engine, on_redrive=redriven_records), relay.topics
+    )
     return ServiceApp(
         config=config,
         telemetry=telemetry,

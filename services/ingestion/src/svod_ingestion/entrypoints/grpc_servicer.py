@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -27,6 +27,7 @@ from svod_ingestion.domain.messages import (
 from svod_ingestion.domain.model import Accepted, Incoming
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.bounds import MAX_STREAM_MESSAGES
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import InvalidArgument, SvodError, ViolationCollector
 from svod_runtime.outbox import DeliveryError
 from svod_runtime.protoconv import (
@@ -213,13 +214,13 @@ def mark_span(ref: common_pb2.RecordRef) -> None:
     )
 
 
-class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
+class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(
         self,
         service: IngestionService,
         standardizer: QualityStandardizer,
         currency: str,
-        attributes: dict[str, str] | None = None,
+        attributes: Mapping[str, str] | None = None,
     ) -> None:
         self.service = service
         self.standardizer = standardizer
@@ -433,7 +434,7 @@ class IngestionServicer(ingestion_pb2_grpc.IngestionServiceServicer):
         reply = ingestion_pb2.RecordStatus(
             record_id=status.record_id,
             record_ref=request.record_ref,
-            state=_STATE[status.state],  # type: ignore[arg-type]
+            state=_STATE[status.state],
             customer_id=status.customer_id or "",
             attempts=status.attempts,
             last_error=status.last_error or "",

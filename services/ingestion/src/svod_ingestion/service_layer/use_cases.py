@@ -78,8 +78,8 @@ class IngestionService:
         for message, payload_hash, ref in zip(messages, hashes, taken, strict=True):
             if ref in stored and ref not in claimed:
                 claimed.add(ref)  # a repeat inside the same call is a retry of this one
-                record = stored[ref][1]
-                outcomes.append(Accepted(record.record_id, False, record.received_at))
+                repeated = stored[ref][1]
+                outcomes.append(Accepted(repeated.record_id, False, repeated.received_at))
                 continue
             record = stored[ref][1] if ref in stored else earlier.get(ref)
             if record is None:  # pragma: no cover - the conflicting row cannot vanish

@@ -434,6 +434,7 @@ class ProfileTransaction:
 
     async def receipt(self, receipt_id: str | None, customer_id: str | None) -> Any:
         """A receipt by its id, or the latest one naming the customer id."""
+        key: str | None
         if receipt_id:
             query = "SELECT * FROM erasure_receipts WHERE receipt_id = :k"
             key = receipt_id

@@ -25,7 +25,7 @@ def format_money(amount: Decimal, currency: str) -> str:
     rounded = amount.quantize(_KOPECKS, rounding=ROUND_HALF_UP)
     sign = "-" if rounded < 0 else ""
     whole, _, fraction = f"{abs(rounded):f}".partition(".")
-    groups = []
+    groups: list[str] = []
     while len(whole) > 3:
         groups.insert(0, whole[-3:])
         whole = whole[:-3]

@@ -17,7 +17,8 @@ from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.custom_attributes import parse_declarations
 from svod_runtime.db import create_engine
-from svod_runtime.outbox import OutboxRelay
+from svod_runtime.dead_letters import DeadLetterApi
+from svod_runtime.outbox import DeadLetterStore, OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
@@ -57,6 +58,8 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         # Changes go to segmentation a pass at a time (one call); bigger passes keep up with
         # thousands of changes a second.
         batch_size=500,
+        lease_s=config.outbox_lease_s,
+        max_attempts=config.outbox_max_attempts,
     )
     service = ProfileService(
         store,
@@ -82,6 +85,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         await ingestion_channel.close()
         await quality_channel.close()
 
+    servicer.dead_letters = DeadLetterApi(DeadLetterStore(engine), relay.topics)
     return ServiceApp(
         config=config,
         telemetry=telemetry,

@@ -29,6 +29,7 @@ from svod_profile.service_layer.personal_data import PersonalDataExport
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime import bounds
 from svod_runtime.auth import acting_as, current_principal
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import (
     FieldViolation,
     InvalidArgument,
@@ -126,6 +127,8 @@ def application(request: profile_pb2.ApplyRequest, now: dt.datetime) -> RecordAp
 
 
 MAX_EVENT_BATCH = 1000
+MAX_RECORD_BATCH = 1000
+ApplyResult = profile_pb2.ApplyBatchResponse.Result
 MAX_LEGAL_BASIS = 100
 BatchResult = profile_pb2.ApplyEventBatchResponse.Result
 _EVENT_TYPE = common_pb2.EventType.DESCRIPTOR
@@ -232,6 +235,14 @@ def _failed_item(span: trace.Span | None, error: SvodError) -> BatchResult:
         span.set_status(trace.StatusCode.ERROR, error.code)
         span.end()
     return BatchResult(error_code=error.code, error_message=error.message)
+
+
+def _failed_record(span: trace.Span | None, error: SvodError) -> ApplyResult:
+    """One refused record of an ApplyBatch: its span, if it has one, ends marked failed."""
+    if span is not None:
+        span.set_status(trace.StatusCode.ERROR, error.code)
+        span.end()
+    return ApplyResult(error_code=error.code, error_message=error.message)
 
 
 def timeline_entry(event: EventFact, currency: str) -> profile_pb2.TimelineEntry:
@@ -446,7 +457,7 @@ def export_proto(
     return reply
 
 
-class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
+class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
     def __init__(
         self,
         service: ProfileService,
@@ -534,9 +545,11 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
             results[index] = BatchResult(
                 applied=profile_pb2.ApplyEventResponse(version=version, changed=changed)
             )
+        answered = [r for r in results if r is not None]
+        assert len(answered) == len(results), "every item of the batch has its verdict"
         if self.metrics is not None:
-            self.metrics.batch_answered(results)
-        return profile_pb2.ApplyEventBatchResponse(results=results)
+            self.metrics.batch_answered(answered)
+        return profile_pb2.ApplyEventBatchResponse(results=answered)
 
     async def GetTimeline(
         self, request: profile_pb2.GetTimelineRequest, context: grpc.aio.ServicerContext
@@ -640,6 +653,52 @@ class ProfileServicer(profile_pb2_grpc.ProfileServiceServicer):
         if self.metrics is not None:
             self.metrics.record_applied(changed)
         return profile_pb2.ApplyResponse(version=version, changed=changed)
+
+    async def ApplyBatch(
+        self, request: profile_pb2.ApplyBatchRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ApplyBatchResponse:
+        if not 1 <= len(request.records) <= MAX_RECORD_BATCH:
+            raise InvalidArgument(
+                [FieldViolation("records", f"1 to {MAX_RECORD_BATCH} records per call")]
+            )
+        # Each record gets a span in the trace of the call that accepted it (when the caller
+        # sent one), which the change announcement written for it continues.
+        now = dt.datetime.now(dt.UTC)
+        results: list[ApplyResult | None] = [None] * len(request.records)
+        accepted: list[tuple[int, trace.Span | None]] = []
+        items: list[tuple[RecordApplication, dict[str, str]]] = []
+        call_carrier = current_trace_carrier()
+        for index, item in enumerate(request.records):
+            span = (
+                self.tracer.start_span(
+                    "profile apply record", context=context_from_carrier(item.trace_context)
+                )
+                if item.trace_context
+                else None
+            )
+            try:
+                app = application(item, now)
+            except SvodError as error:
+                results[index] = _failed_record(span, error)
+                continue
+            accepted.append((index, span))
+            items.append((app, trace_carrier_of(span) if span is not None else call_carrier))
+        outcomes = await self.service.apply_many(items)
+        for (index, span), outcome in zip(accepted, outcomes, strict=True):
+            if isinstance(outcome, SvodError):
+                results[index] = _failed_record(span, outcome)
+                continue
+            if span is not None:
+                span.end()
+            version, changed = outcome
+            if self.metrics is not None:
+                self.metrics.record_applied(changed)
+            results[index] = ApplyResult(
+                applied=profile_pb2.ApplyResponse(version=version, changed=changed)
+            )
+        answered = [r for r in results if r is not None]
+        assert len(answered) == len(results), "every item of the batch has its verdict"
+        return profile_pb2.ApplyBatchResponse(results=answered)
 
     async def ApplyIdentityChange(
         self, request: profile_pb2.ApplyIdentityChangeRequest, context: grpc.aio.ServicerContext

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 
-from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
+from svod_profile.adapters.storage import CHANGED_TOPIC, ProfileStore, ProfileTransaction
 from svod_profile.domain.consents import (
     CHANNELS,
     CLOCK_TOLERANCE,
@@ -47,9 +48,13 @@ from svod_runtime.errors import (
     SvodError,
     ViolationCollector,
 )
+from svod_runtime.outbox import enqueue_many
 from svod_runtime.telemetry import continuing
 
 MAX_BATCH = 1000
+# Records of an ApplyBatch per transaction: large enough that BEGIN/COMMIT and the
+# announcement are shared, small enough that a chunk failing (and redone one by one) is cheap.
+APPLY_CHUNK = 100
 # Timeline and search pages: 50 by default, at most 500 (larger sizes are served as 500).
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -58,6 +63,26 @@ ATTRIBUTE_FIELD = "attributes."
 # Fields whose shown values depend on each other, so they are chosen together.
 READ_TOGETHER = frozenset({"first_name", "gender"})
 Clock = Callable[[], dt.datetime]
+log = logging.getLogger(__name__)
+
+
+def _by_customer_chunks(
+    items: list[tuple[int, RecordApplication, dict[str, str]]], size: int
+) -> list[list[tuple[int, RecordApplication, dict[str, str]]]]:
+    """Chunks of about ``size`` items that keep each customer's items together, in order."""
+    by_customer: dict[str, list[tuple[int, RecordApplication, dict[str, str]]]] = {}
+    for item in items:
+        by_customer.setdefault(item[1].customer_id, []).append(item)
+    chunks: list[list[tuple[int, RecordApplication, dict[str, str]]]] = []
+    current: list[tuple[int, RecordApplication, dict[str, str]]] = []
+    for group in by_customer.values():
+        if current and len(current) + len(group) > size:
+            chunks.append(current)
+            current = []
+        current += group
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def utc_now() -> dt.datetime:
@@ -90,6 +115,10 @@ class ProfileService:
 
     async def apply(self, app: RecordApplication) -> tuple[int, bool]:
         """Applies a record once; returns (profile version, whether anything changed)."""
+        return await self._apply_checked(self._checked(app))
+
+    def _checked(self, app: RecordApplication) -> RecordApplication:
+        """The record with its declared attributes typed; INVALID_ARGUMENT when it is bad."""
         errors = ViolationCollector()
         if not app.source:
             errors.add("record_ref.source", "required")
@@ -98,6 +127,9 @@ class ProfileService:
         app = self._typed_attributes(app, errors)
         errors.raise_if_any()
         _require_uuid(app.customer_id, "customer_id")
+        return app
+
+    async def _apply_checked(self, app: RecordApplication) -> tuple[int, bool]:
         async with self.store.transaction() as tx:
             # A record resolved just before a merge may arrive after it: follow the merge.
             current = await tx.lock_current_profile(app.customer_id)
@@ -106,15 +138,91 @@ class ProfileService:
             if not await tx.claim_and_observe(app):
                 return await tx.version(app.customer_id), False
             touched = {t.field for t in app.traits}
-            if touched & READ_TOGETHER:
-                touched |= READ_TOGETHER  # the gender reads the first name (Саша)
-            observations = await tx.observations(app.customer_id, touched)
-            shown = shown_values(observations, self.survivorship)
-            names = NameIndex.of(touched, observations) if touched & set(NAME_FIELDS) else None
-            version = await tx.update_shown(app.customer_id, shown, names)
+            version = await self._show(tx, app.customer_id, touched)
             await tx.announce(app.customer_id, {"events": []})
         self.on_announced()
         return version, True
+
+    async def _show(self, tx: ProfileTransaction, customer_id: str, touched: set[str]) -> int:
+        """Recomputes the shown values of the ``touched`` fields from every observation."""
+        if touched & READ_TOGETHER:
+            touched |= READ_TOGETHER  # the gender reads the first name (Саша)
+        observations = await tx.observations(customer_id, touched)
+        shown = shown_values(observations, self.survivorship)
+        names = NameIndex.of(touched, observations) if touched & set(NAME_FIELDS) else None
+        return await tx.update_shown(customer_id, shown, names)
+
+    async def apply_many(
+        self, items: list[tuple[RecordApplication, dict[str, str]]]
+    ) -> list[tuple[int, bool] | SvodError]:
+        """Applies records (with the trace carrier each continues) as ``apply`` does each;
+        answers each in order with (version, changed) or its own refusal.
+
+        Records are applied in transactions of up to APPLY_CHUNK, a customer's records all in
+        the same one and in the order given (so a customer's later record wins as it would
+        one call at a time). A transaction costs one claim statement per record and one
+        survivorship read and write per customer, instead of a transaction of six statements
+        per record. A chunk that fails as a whole (an erased customer, a lost race) is applied
+        again one record at a time, so each record gets its own answer.
+        """
+        outcomes: list[tuple[int, bool] | SvodError | None] = [None] * len(items)
+        valid: list[tuple[int, RecordApplication, dict[str, str]]] = []
+        for index, (app, carrier) in enumerate(items):
+            try:
+                valid.append((index, self._checked(app), carrier))
+            except SvodError as error:
+                outcomes[index] = error
+        announced = False
+        for chunk in _by_customer_chunks(valid, APPLY_CHUNK):
+            try:
+                results = await self._apply_chunk(chunk)
+            except Exception as error:  # noqa: BLE001 - each record then gets its own answer
+                log.info("record batch of %d failed (%s); one by one", len(chunk), type(error))
+                for index, app, carrier in chunk:
+                    try:
+                        with continuing(carrier):
+                            outcomes[index] = await self._apply_checked(app)
+                    except SvodError as refusal:
+                        outcomes[index] = refusal
+                continue
+            for (index, _, _), result in zip(chunk, results, strict=True):
+                outcomes[index] = result
+                announced = announced or result[1]
+        if announced:
+            self.on_announced()
+        return [o for o in outcomes if o is not None]
+
+    async def _apply_chunk(
+        self, chunk: list[tuple[int, RecordApplication, dict[str, str]]]
+    ) -> list[tuple[int, bool]]:
+        async with self.store.transaction() as tx:
+            current, _ = await tx.events.lock_current_profiles(
+                sorted({app.customer_id for _, app, _ in chunk})
+            )
+            claimed: list[bool] = []
+            touched: dict[str, set[str]] = {}
+            carriers: dict[str, dict[str, str]] = {}
+            owners: list[str] = []
+            for _, app, carrier in chunk:
+                owner = current[app.customer_id]
+                owners.append(owner)
+                is_new = await tx.claim_and_observe(replace(app, customer_id=owner))
+                claimed.append(is_new)
+                if is_new:
+                    touched.setdefault(owner, set()).update(t.field for t in app.traits)
+                    carriers.setdefault(owner, carrier)
+            versions = {
+                owner: await self._show(tx, owner, fields) for owner, fields in touched.items()
+            }
+            for owner in set(owners) - set(versions):
+                versions[owner] = await tx.version(owner)
+            # One announcement per changed customer, continuing its first record's trace.
+            await enqueue_many(
+                tx.conn,
+                CHANGED_TOPIC,
+                [(owner, b'{"events": []}', carriers[owner]) for owner in touched],
+            )
+        return [(versions[o], c) for o, c in zip(owners, claimed, strict=True)]
 
     def _typed_attributes(
         self, app: RecordApplication, errors: ViolationCollector

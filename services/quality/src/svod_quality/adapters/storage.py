@@ -42,7 +42,8 @@ class ViolationRow(NamedTuple):
     rule: str
     field: str
     action: str
-    count: int
+    # Not `count`: a NamedTuple field must not hide tuple.count.
+    findings: int
 
 
 class RecordCountRow(NamedTuple):

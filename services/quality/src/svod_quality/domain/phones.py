@@ -70,7 +70,9 @@ def placeholder_reason(digits: str) -> str:
     return ""
 
 
-_RU: Final = PhoneMetadata.metadata_for_region(DEFAULT_REGION)
+_RU_OR_NONE = PhoneMetadata.metadata_for_region(DEFAULT_REGION)
+assert _RU_OR_NONE is not None, "phonenumbers always carries Russia's metadata"
+_RU: Final = _RU_OR_NONE
 # The fast path only sees 10-digit national numbers, so each RU pattern can be pre-filtered by
 # its possible lengths once and the special types (checked before fixed/mobile, as in
 # phonenumbers._number_type_helper) folded into one alternation.

@@ -7,9 +7,10 @@ failure does (``reject`` the record or ``flag`` it).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 from svod_quality.domain.checks import CHECKS, CheckFn, is_known_field, parse_param
@@ -50,8 +51,8 @@ class ValidationRule:
     source: str | None
     action: str
     check: str
-    parameters: Mapping[str, str] = field(default_factory=dict)
-    typed_parameters: Mapping[str, Any] = field(init=False, repr=False, compare=False)
+    parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    typed_parameters: Mapping[str, Any] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         violations, typed = _validate(

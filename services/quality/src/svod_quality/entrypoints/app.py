@@ -18,7 +18,7 @@ from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import create_engine
 from svod_runtime.errors import SvodError
-from svod_runtime.hashing import deployment_secret
+from svod_runtime.hash_secret import deployment_secret
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 

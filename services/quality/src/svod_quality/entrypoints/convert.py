@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Final
 from svod.common.v1 import common_pb2
 from svod.quality.v1 import quality_pb2
 from svod_quality.domain import (
-    COMPLETENESS_FIELDS,
     Address,
     Finding,
     Identifier,
@@ -16,7 +15,6 @@ from svod_quality.domain import (
     QualityReport,
     RawRecord,
     Result,
-    SourceStats,
 )
 from svod_runtime.protoconv import datetime_to_timestamp
 
@@ -88,7 +86,7 @@ def result_to_proto(result: Result, out: quality_pb2.StandardizedRecord) -> None
         born.year, born.month, born.day = r.birth_date.year, r.birth_date.month, r.birth_date.day
     gender = _GENDER_NUMBERS.get(r.gender)
     if gender:
-        rec.gender = gender  # type: ignore[assignment]
+        rec.gender = gender
     for a in r.addresses:
         rec.addresses.add(
             country_code=a.country_code,
@@ -172,34 +170,6 @@ def report_to_proto(report: QualityReport) -> quality_pb2.QualityReport:
                 mean_score=s.mean_score,
                 valid_phone_share=s.valid_phone_share,
                 valid_email_share=s.valid_email_share,
-            )
-            for s in report.sources
-        ],
-        suspected_duplicate_pairs=report.suspected_duplicate_pairs,
-        blocked_identifiers=report.blocked_identifiers,
-        freshness_days=report.freshness_days,
-    )
-
-
-def report_from_proto(report: quality_pb2.QualityReport) -> QualityReport:
-    """The domain report back (the CLI renders it with the domain renderer)."""
-    by_field = report.completeness_by_field
-    order = [f for f in COMPLETENESS_FIELDS if f in by_field]
-    order += sorted(f for f in by_field if f not in COMPLETENESS_FIELDS)
-    return QualityReport(
-        now=point_from_proto(report.now),
-        trend=[point_from_proto(p) for p in report.trend],
-        completeness_by_field={f: by_field[f] for f in order},
-        completeness_by_source=dict(sorted(report.completeness_by_source.items())),
-        worst_sources=list(report.worst_sources),
-        sources=[
-            SourceStats(
-                s.source,
-                s.profiles,
-                s.completeness,
-                s.mean_score,
-                s.valid_phone_share,
-                s.valid_email_share,
             )
             for s in report.sources
         ],

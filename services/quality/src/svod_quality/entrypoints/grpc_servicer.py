@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
+from svod_quality.domain import render_html, render_markdown
 from svod_quality.entrypoints.batch import BatchRunner
 from svod_quality.entrypoints.convert import (
     id_type_name,
@@ -116,7 +117,7 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
                     rule=v.rule,
                     field=v.field,
                     action=v.action,
-                    count=v.count,
+                    count=v.findings,
                 )
                 for v in violations
             ],
@@ -152,4 +153,9 @@ class QualityServicer(quality_pb2_grpc.QualityServiceServicer):
         self, request: quality_pb2.GetQualityReportRequest, context: grpc.aio.ServicerContext
     ) -> quality_pb2.QualityReport:
         report = await self.service.report(request.trend_days, request.refresh)
-        return report_to_proto(report)
+        answer = report_to_proto(report)
+        if request.format == quality_pb2.REPORT_FORMAT_MARKDOWN:
+            answer.rendered = render_markdown(report)
+        elif request.format == quality_pb2.REPORT_FORMAT_HTML:
+            answer.rendered = render_html(report)
+        return answer

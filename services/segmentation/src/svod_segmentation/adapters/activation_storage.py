@@ -456,8 +456,9 @@ class ActivationTransaction:
             """,
             {"rows": json.dumps(rows)},
         )
-        await self.enqueue_webhooks([(binding.binding_id, r["delivery_id"]) for r in rows])
-        return [r["delivery_id"] for r in rows]
+        delivery_ids = [str(r["delivery_id"]) for r in rows]
+        await self.enqueue_webhooks([(binding.binding_id, d) for d in delivery_ids])
+        return delivery_ids
 
     async def enqueue_webhooks(self, deliveries: Sequence[tuple[str, str]]) -> None:
         """Outbox messages (key: the binding, so its deliveries keep their order)."""

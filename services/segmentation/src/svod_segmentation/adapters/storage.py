@@ -922,6 +922,9 @@ class _Row:
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)
 
+    def __getattr__(self, name: str) -> Any:  # columns are known only at run time
+        raise AttributeError(name)
+
 
 @dataclass(frozen=True)
 class IncrementalStatement:

@@ -23,7 +23,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect is an answer (3xx), not followed: the signed body goes only where it was
     configured to go."""
 
-    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def redirect_request(self, *args, **kwargs):
         return None
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from svod_segmentation.domain.activation import CONSENT_CHANNELS, Contact
+from svod_segmentation.domain.activation import Contact
+from svod_segmentation.domain.fields import CONSENT_CHANNELS
 
 COLUMNS = (
     "customer_id",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # A rule tree deeper than this many levels is refused (the root is level 1).
 MAX_RULE_DEPTH = 8
@@ -163,10 +164,10 @@ def rule_from_json(raw: dict[str, object]) -> Rule:
         inner = raw["not"]
         return Not(None if inner is None else rule_from_json(inner))  # type: ignore[arg-type]
     if "field" in raw:
-        f: dict = raw["field"]  # type: ignore[assignment]
+        f: dict[str, Any] = raw["field"]  # type: ignore[assignment]
         return FieldCondition(f["field"], f["operator"], tuple(f["values"]))
     if "behavior" in raw:
-        b: dict = raw["behavior"]  # type: ignore[assignment]
+        b: dict[str, Any] = raw["behavior"]  # type: ignore[assignment]
         return BehaviorCondition(
             b["event_type"],
             b["aggregate"],
@@ -177,7 +178,7 @@ def rule_from_json(raw: dict[str, object]) -> Rule:
             b.get("measure", ""),
         )
     if "in_segment" in raw:
-        s: dict = raw["in_segment"]  # type: ignore[assignment]
+        s: dict[str, Any] = raw["in_segment"]  # type: ignore[assignment]
         return InSegment(s["segment_id"], tuple(s.get("labels", ())))
     return Empty()
 

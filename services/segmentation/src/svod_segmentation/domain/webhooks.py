@@ -9,12 +9,8 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from svod_segmentation.domain.activation import (
-    CONSENT_CHANNELS,
-    Contact,
-    Delivery,
-    DeliveryKind,
-)
+from svod_segmentation.domain.activation import Contact, Delivery, DeliveryKind
+from svod_segmentation.domain.fields import CONSENT_CHANNELS
 
 SIGNATURE_VERSION = "v1"
 # Statuses that say "not now": retried for as long as it takes (an outage loses nothing).

@@ -57,7 +57,7 @@ _DELIVERY_KIND = {
 }
 
 
-def _reverse(mapping: dict) -> dict:  # type: ignore[type-arg]
+def _reverse(mapping: dict) -> dict:
     return {v: k for k, v in mapping.items()}
 
 

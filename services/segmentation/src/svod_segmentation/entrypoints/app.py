@@ -23,7 +23,8 @@ from svod_runtime.clients import peer_channel
 from svod_runtime.config import DEFAULT_PORTS, ServiceConfig
 from svod_runtime.custom_attributes import parse_declarations
 from svod_runtime.db import create_engine
-from svod_runtime.outbox import OutboxRelay
+from svod_runtime.dead_letters import DeadLetterApi
+from svod_runtime.outbox import DeadLetterStore, OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
@@ -89,6 +90,8 @@ async def create_app(
         metered_outbox_store(engine, telemetry.metrics, [WEBHOOK_TOPIC, EXPORT_TOPIC]),
         {WEBHOOK_TOPIC: activation.deliver_webhook, EXPORT_TOPIC: activation.run_export},
         telemetry.tracer,
+        lease_s=config.outbox_lease_s,
+        max_attempts=config.outbox_max_attempts,
     )
     activation.on_enqueued = relay.wake
     # Segment-scoped principals: the segments they may use come with their principal.
@@ -117,6 +120,7 @@ async def create_app(
     background = [sweeper, relay.run, activator]
     if settings.recompute_s > 0:
         background.append(recomputer)
+    servicer.dead_letters = DeadLetterApi(DeadLetterStore(engine), relay.topics)
     return ServiceApp(
         config=config,
         telemetry=telemetry,

@@ -14,6 +14,7 @@ from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
 from svod_runtime.auth import acting_as, current_principal
 from svod_runtime.db import database_refusal
+from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError
 from svod_runtime.interceptors import status_proto_for
 from svod_runtime.protoconv import timestamp_to_datetime
@@ -58,7 +59,7 @@ class AccessPolicy:
         return Scope(principal.name, principal.segments)
 
 
-class SegmentationServicer(segmentation_pb2_grpc.SegmentationServiceServicer):
+class SegmentationServicer(DeadLetterRpcs, segmentation_pb2_grpc.SegmentationServiceServicer):
     def __init__(
         self,
         service: SegmentationService,

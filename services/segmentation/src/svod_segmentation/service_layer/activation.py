@@ -487,9 +487,9 @@ class ActivationService:
         assert destination.platform is not None
         files = audiences.audience_files(destination.platform, [c for c, _ in chosen])
         out = []
-        for suffix, (header, rows) in files.items():
+        for suffix, (header, lines) in files.items():
             path = base / f"{stem}.{suffix}" if suffix == "csv" else base / f"{stem}-{suffix}"
-            write_csv(path, header, rows)
+            write_csv(path, header, lines)
             out.append(path)
         return out
 

@@ -608,7 +608,7 @@ class SegmentationService:
             _check_split(change, errors)
         errors.raise_if_any()
         customer_id = require_uuid(change.customer_id, "customer_id")
-        merged = tuple(
+        merged_ids = tuple(
             require_uuid(m, f"merged_customer_ids[{i}]")
             for i, m in enumerate(change.merged_customer_ids)
         )
@@ -625,7 +625,7 @@ class SegmentationService:
         change = replace(
             change,
             customer_id=customer_id,
-            merged_customer_ids=merged,
+            merged_customer_ids=merged_ids,
             snapshot=None
             if change.snapshot is None
             else replace(change.snapshot, customer_id=customer_id),
@@ -690,7 +690,8 @@ class SegmentationService:
                 outcomes.append(ChangeOutcome(False))
                 continue
             mine = by_id.get(target)
-            entered = exited = ()
+            entered: tuple[str, ...] = ()
+            exited: tuple[str, ...] = ()
             if mine is not None:
                 entered = tuple(
                     sorted(s for s in mine.now_in if mine.was_in.get(s) != mine.now_in[s])

@@ -1,0 +1,379 @@
+"""The whole pipeline through the public API, each path beside its raw ceiling in the same run.
+
+All five services run as processes (benchmarks.harness) on a scratch database whose identity
+graph holds ``--customers`` customers (bulk-loaded: benchmarks/identity/loader.py). A load
+generator on grpc.aio then drives ingestion's public API with ``--streams`` concurrent streams:
+
+1. **identify**: ``--identifies`` customer records (half returning customers of the graph, half
+   new people: benchmarks/identity/bench_speed.Workload) as IdentifyStream calls of
+   ``--per-stream`` records. Figure: records/s *fully processed* - resolved by identity AND
+   applied to the profile (ingestion marks a record delivered only then). Ceiling: identity's
+   own ResolveBatch on records of the same mix, sent straight to identity in streams of 1,000
+   (as ingestion's relay sends them), measured in the same run just before.
+2. **events**: ``--events`` order events of the graph's customers as TrackStream calls.
+   Figures: events/s of *durable accept* (every TrackStream returned: stored, with the
+   outbox row) and *fully processed* (applied to the profile). Ceilings: raw grpc.aio
+   streaming of the same messages to a server that only parses them (benchmarks/pipeline/
+   raw_grpc.py, its own process), and a raw one-row INSERT of the same rows into
+   profile.events (10 connections; benchmarks/profile/bench_profile.bench_raw_apply).
+3. **mixed**: identifies and events at once (one identify stream for every three event
+   streams), as a retailer's day looks: both rates.
+
+For each phase, CPU seconds per message of every service process and of the Postgres backends
+serving the database (Linux /proc, sampled; benchmarks/pipeline/cpu.py): the process with the
+most CPU per message is the bottleneck (2 cores: 1,000 messages/s leaves 2 ms of CPU per
+message for everything). Results: benchmarks/results/pipeline.json under ``--label``.
+
+    .venv/bin/python -m benchmarks.pipeline.bench --quick
+    .venv/bin/python -m benchmarks.pipeline.bench --customers 1000000 --identifies 50000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+
+import grpc
+import psycopg
+
+from benchmarks.harness import running_suite, scratch_database
+from benchmarks.identity.bench_speed import Workload
+from benchmarks.identity.loader import load_identity
+from benchmarks.pipeline.cluster import BenchCluster
+from benchmarks.pipeline.cpu import CpuMeter, per_message
+from benchmarks.profile.bench_profile import bench_raw_apply
+from svod.common.v1 import common_pb2
+from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod_cli.suite import TOP, free_ports
+from svod_runtime.db import libpq_url
+
+RESULTS = TOP / "benchmarks" / "results" / "pipeline.json"
+# ingestion's relay sends a bulk pass to identity as ResolveBatch streams of this many.
+RESOLVE_STREAM = 1_000
+IDENTIFY_SOURCE = "bench-identify"
+TRACK_SOURCE = "bench-track"
+MIXED_SOURCE = "bench-mixed"
+
+
+def identify_request(
+    resolve: identity_pb2.ResolveRequest, source: str
+) -> ingestion_pb2.IdentifyRequest:
+    """The same customer record as ingestion's public API takes it."""
+    return ingestion_pb2.IdentifyRequest(
+        record_ref=common_pb2.RecordRef(source=source, message_id=resolve.record_ref.message_id),
+        channel=resolve.channel,
+        record=common_pb2.CustomerRecord(
+            identifiers=resolve.identifiers,
+            name=resolve.name,
+            birth_date=resolve.birth_date,
+            gender=resolve.gender,
+            addresses=resolve.addresses,
+        ),
+    )
+
+
+def order_event(phone: str, n: int, source: str) -> ingestion_pb2.TrackRequest:
+    return ingestion_pb2.TrackRequest(
+        record_ref=common_pb2.RecordRef(source=source, message_id=f"o-{n}-{uuid.uuid4().hex[:12]}"),
+        channel=common_pb2.SOURCE_CHANNEL_POS,
+        event=common_pb2.Event(
+            type=common_pb2.EVENT_TYPE_ORDER_PLACED,
+            occurred_time={"seconds": int(time.time()) - 86_400 * 30 + n % 2_000_000},
+            identifiers=[common_pb2.Identifier(type=common_pb2.IDENTIFIER_TYPE_PHONE, value=phone)],
+            total={"currency_code": "RUB", "units": 300 + n % 9_000},
+            order_id=f"order-{n}",
+            lines=[
+                common_pb2.LineItem(
+                    sku=f"sku-{n % 500}",
+                    product_name="Молоко 3,2%",
+                    category=("молочные", "хлеб", "напитки", "бакалея")[n % 4],
+                    quantity=1 + n % 3,
+                    unit_price={"currency_code": "RUB", "units": 100 + n % 3_000},
+                )
+            ],
+        ),
+    )
+
+
+def events_for(
+    customers: int, count: int, source: str, seed: int
+) -> list[ingestion_pb2.TrackRequest]:
+    """Orders of random customers of the loaded graph (named by their phones)."""
+    work = Workload(customers, seed)
+    rng = random.Random(seed)
+    return [order_event(work._phone_of(rng.randint(1, customers)), n, source) for n in range(count)]
+
+
+async def send_streams(
+    target: str, method: str, messages: Sequence, per_stream: int, streams: int
+) -> float:
+    """Seconds to send ``messages`` as client streams of ``per_stream``, ``streams`` at once."""
+    chunks = [messages[i : i + per_stream] for i in range(0, len(messages), per_stream)]
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+        call = getattr(stub, method)
+
+        async def worker() -> None:
+            while chunks:
+                chunk = chunks.pop(0)
+                reply = await call(iter(chunk), timeout=600)
+                if reply.rejected_count:
+                    raise RuntimeError(f"{reply.rejected_count} refused: {reply.rejected[:3]}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(streams)))
+        return time.perf_counter() - started
+
+
+def processed(db_url: str, source: str) -> tuple[int, int]:
+    """(records of ``source`` done - delivered, failed or held -, of them delivered)."""
+    with psycopg.connect(libpq_url(db_url), application_name="svod-bench") as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE state <> 'pending'), "
+            "count(*) FILTER (WHERE state = 'delivered') FROM ingestion.records "
+            "WHERE source = %s",
+            (source,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def wait_processed(db_url: str, source: str, count: int, timeout_s: float) -> float:
+    """Seconds (from now) until ``count`` records of ``source`` are done; polled every 0.2 s."""
+    started = time.perf_counter()
+    while True:
+        done, _ = await asyncio.to_thread(processed, db_url, source)
+        if done >= count:
+            return time.perf_counter() - started
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(f"only {done} of {count} {source} records processed")
+        await asyncio.sleep(0.2)
+
+
+def rate(count: int, seconds: float) -> float:
+    return round(count / seconds, 1)
+
+
+def cpu_figures(meter: CpuMeter, messages: int) -> dict:
+    seconds = meter.seconds()
+    per = per_message(seconds, messages)
+    bottleneck = max((k for k in per if k != "postgres_background"), key=lambda k: per[k])
+    return {"cpu_seconds": seconds, "cpu_ms_per_message": per, "most_cpu_per_message": bottleneck}
+
+
+def print_cpu(name: str, figures: dict) -> None:
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in figures["cpu_ms_per_message"].items())
+    print(f"  CPU ms per {name}: {parts}  -> most: {figures['most_cpu_per_message']}")
+
+
+async def resolve_ceiling(target: str, requests: list[identity_pb2.ResolveRequest]) -> float:
+    """Seconds for identity's own ResolveBatch to take ``requests`` (streams of 1,000, one at a
+    time, as ingestion's relay sends a bulk pass)."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        started = time.perf_counter()
+        for start in range(0, len(requests), RESOLVE_STREAM):
+            await stub.ResolveBatch(iter(requests[start : start + RESOLVE_STREAM]), timeout=600)
+        return time.perf_counter() - started
+
+
+async def grpc_ceiling(messages: list, per_stream: int, streams: int) -> float:
+    """Seconds to stream ``messages`` to a server that only parses them (own process)."""
+    (port,) = free_ports(1)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.pipeline.raw_grpc", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()  # "ready"
+        return await send_streams(f"127.0.0.1:{port}", "TrackStream", messages, per_stream, streams)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def run(args: argparse.Namespace, db_url: str, suite) -> dict:
+    pids = {name: process.pid for name, process in suite.processes.items()}
+    ingestion = suite.target("ingestion")
+    figures: dict = {}
+
+    # -- identify: identity's own ResolveBatch, then the same mix through the pipeline ----------
+    ceiling_work = [r for _, r in Workload(args.customers, seed=11).mixed(args.identifies)]
+    with CpuMeter(pids, db_url) as meter:
+        resolve_s = await resolve_ceiling(suite.target("identity"), ceiling_work)
+    ceiling = rate(len(ceiling_work), resolve_s)
+    ceiling_cpu = cpu_figures(meter, len(ceiling_work))
+    work = [
+        identify_request(r, IDENTIFY_SOURCE)
+        for _, r in Workload(args.customers, seed=23).mixed(args.identifies)
+    ]
+    with CpuMeter(pids, db_url) as meter:
+        started = time.perf_counter()
+        accept_s = await send_streams(
+            ingestion, "IdentifyStream", work, args.per_stream, args.streams
+        )
+        await wait_processed(db_url, IDENTIFY_SOURCE, len(work), args.timeout)
+        elapsed = time.perf_counter() - started
+    _, delivered = processed(db_url, IDENTIFY_SOURCE)
+    figures["identify"] = {
+        "records": len(work),
+        "delivered": delivered,
+        "accepted_per_second": rate(len(work), accept_s),
+        "fully_processed_per_second": rate(len(work), elapsed),
+        "seconds": round(elapsed, 2),
+        "ceiling_identity_resolve_batch_per_second": ceiling,
+        "ratio_to_ceiling": round(len(work) / elapsed / ceiling, 2),
+        **cpu_figures(meter, len(work)),
+        "ceiling_cpu_ms_per_record": ceiling_cpu["cpu_ms_per_message"],
+    }
+    f = figures["identify"]
+    print(
+        f"identify fully processed (resolved, in the profile): "
+        f"{f['fully_processed_per_second']:,} records/s ({delivered:,} of {len(work):,} "
+        f"delivered in {elapsed:.1f}s); identity's own ResolveBatch {ceiling:,} records/s "
+        f"(ratio {f['ratio_to_ceiling']})"
+    )
+    print_cpu("record", f)
+
+    # -- events: durable accept and fully processed ----------------------------------------------
+    events = events_for(args.customers, args.events, TRACK_SOURCE, seed=31)
+    with CpuMeter(pids, db_url) as meter:
+        started = time.perf_counter()
+        events_accept_s = await send_streams(
+            ingestion, "TrackStream", events, args.per_stream, args.streams
+        )
+        await wait_processed(db_url, TRACK_SOURCE, len(events), args.timeout)
+        elapsed = time.perf_counter() - started
+    _, delivered = processed(db_url, TRACK_SOURCE)
+    figures["events"] = {
+        "events": len(events),
+        "delivered": delivered,
+        "accepted_per_second": rate(len(events), events_accept_s),
+        "fully_processed_per_second": rate(len(events), elapsed),
+        "seconds": round(elapsed, 2),
+        **cpu_figures(meter, len(events)),
+    }
+    events_f = figures["events"]
+    print_cpu("event", events_f)
+
+    # -- mixed: identifies and events at once -----------------------------------------------------
+    if args.mixed_events:
+        mixed_events = events_for(args.customers, args.mixed_events, MIXED_SOURCE, seed=41)
+        mixed_ids = [
+            identify_request(r, MIXED_SOURCE)
+            for _, r in Workload(args.customers, seed=43).mixed(args.mixed_events // 4)
+        ]
+        streams = max(1, args.streams // 4)
+        with CpuMeter(pids, db_url) as meter:
+            started = time.perf_counter()
+            await asyncio.gather(
+                send_streams(
+                    ingestion, "TrackStream", mixed_events, args.per_stream, args.streams - streams
+                ),
+                send_streams(ingestion, "IdentifyStream", mixed_ids, args.per_stream, streams),
+            )
+            total = len(mixed_events) + len(mixed_ids)
+            await wait_processed(db_url, MIXED_SOURCE, total, args.timeout)
+            elapsed = time.perf_counter() - started
+        figures["mixed"] = {
+            "events": len(mixed_events),
+            "identifies": len(mixed_ids),
+            "messages_per_second": rate(total, elapsed),
+            "seconds": round(elapsed, 2),
+            **cpu_figures(meter, total),
+        }
+        print(
+            f"mixed ({len(mixed_ids):,} identifies + {len(mixed_events):,} events at once): "
+            f"{figures['mixed']['messages_per_second']:,} messages/s fully processed"
+        )
+        print_cpu("message", figures["mixed"])
+
+    # -- the events' raw ceilings, last (their rows must not weigh on the phases) ------------------
+    raw_grpc_s = await grpc_ceiling(events, args.per_stream, args.streams)
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        ids = [str(r[0]) for r in conn.execute("SELECT customer_id FROM profile.profiles")]
+    raw_insert = await bench_raw_apply(db_url, ids, len(events), 10)
+    f = events_f
+    f["ceiling_raw_grpc_stream_per_second"] = rate(len(events), raw_grpc_s)
+    f["accept_ratio_to_ceiling"] = round(raw_grpc_s / events_accept_s, 2)
+    f["ceiling_raw_one_row_insert_per_second"] = raw_insert["per_second"]
+    f["ratio_to_ceiling"] = round(f["fully_processed_per_second"] / raw_insert["per_second"], 2)
+    print(
+        f"events durable accept (TrackStream returned): {f['accepted_per_second']:,} events/s; "
+        f"raw grpc.aio streaming of the same messages {f['ceiling_raw_grpc_stream_per_second']:,}"
+        f" (ratio {f['accept_ratio_to_ceiling']})"
+    )
+    print(
+        f"events fully processed (in the profile): {f['fully_processed_per_second']:,} events/s "
+        f"({f['delivered']:,} of {len(events):,} delivered in {f['seconds']:.1f}s); "
+        f"raw one-row INSERT {raw_insert['per_second']:,} rows/s (ratio {f['ratio_to_ceiling']})"
+    )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.pipeline.bench")
+    parser.add_argument("--quick", action="store_true", help="20k customers, small phases")
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--identifies", type=int, default=50_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--mixed-events", type=int, default=40_000)
+    parser.add_argument("--streams", type=int, default=8, help="concurrent client streams")
+    parser.add_argument("--per-stream", type=int, default=1_000, help="messages per stream call")
+    parser.add_argument("--timeout", type=float, default=3_600, help="seconds a phase may take")
+    parser.add_argument(
+        "--shared-cluster",
+        action="store_true",
+        help="use SVOD_DATABASE_URL or the server on 5432 instead of a cluster of its own",
+    )
+    parser.add_argument("--label", default="latest", help="key of this run in the results file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.customers, args.identifies = 20_000, 3_000
+        args.events, args.mixed_events = 15_000, 6_000
+    with contextlib.ExitStack() as stack:
+        if not args.shared_cluster:
+            cluster = BenchCluster()
+            os.environ["SVOD_DATABASE_URL"] = cluster.start()
+            stack.callback(cluster.stop)
+        db_url = stack.enter_context(scratch_database("svod_bench_pipe"))
+        started = time.perf_counter()
+        load_identity(db_url, args.customers)
+        print(
+            f"loaded {args.customers:,} customers into identity "
+            f"in {time.perf_counter() - started:.0f}s"
+        )
+        suite = stack.enter_context(running_suite(db_url))
+        load_before = os.getloadavg()
+        figures = asyncio.run(run(args, db_url, suite))
+    figures["setup"] = {
+        "customers_in_graph": args.customers,
+        "streams": args.streams,
+        "per_stream": args.per_stream,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_average_before_after": [load_before, os.getloadavg()],
+        "run_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results[args.label] = figures
+    RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"written to {RESULTS.relative_to(TOP)} under {args.label!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
