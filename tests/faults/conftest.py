@@ -1,5 +1,6 @@
 """The fault suite's table, printed at the end of the session whatever pytest's -s says, and
-written to benchmarks/results/faults.txt."""
+written to a file (tests.faults.harness.RESULTS_FILE: .data/faults.txt unless
+SVOD_FAULTS_RESULTS names another, e.g. benchmarks/results/faults.txt)."""
 
 from __future__ import annotations
 

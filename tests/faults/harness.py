@@ -4,7 +4,7 @@ test's own, killing and restarting one of them for real, and the table of outcom
 Each scenario records one row (``record``): acknowledged messages, how many reached their
 profiles, how many were lost or counted twice, and how long the suite took to recover. The
 rows are printed at the end of the session (tests/faults/conftest.py) and written to
-benchmarks/results/faults.txt (replaced by each session that ran a scenario).
+RESULTS_FILE (replaced by each session that ran a scenario).
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from svod_cli.suite import (
 )
 from svod_runtime.config import SERVICES
 
-RESULTS_FILE = TOP / "benchmarks" / "results" / "faults.txt"
+# Where the session's table is written: .data/ by default (a test run leaves the work tree
+# clean); SVOD_FAULTS_RESULTS=benchmarks/results/faults.txt to record a run in the repository.
+RESULTS_FILE = TOP / os.environ.get("SVOD_FAULTS_RESULTS", ".data/faults.txt")
 
 
 @contextmanager
@@ -102,7 +104,7 @@ def record(outcome: Outcome) -> None:
 
 
 def write_results() -> Path:
-    """benchmarks/results/faults.txt: this session's rows (the file is replaced)."""
+    """RESULTS_FILE: this session's rows (the file is replaced)."""
     path = Path(RESULTS_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
