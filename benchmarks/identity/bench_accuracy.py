@@ -1,5 +1,7 @@
 """Identity accuracy through the public gRPC API: pairwise precision/recall/F1 and the most true
-persons in one cluster, on FEBRL3 (dedupe), FEBRL4 (A vs B) and the Russian generator.
+persons in one cluster, on FEBRL3 (dedupe), FEBRL4 (A vs B) and the Russian generator; and
+per kind of evidence (``categories.py``): recall of the true pairs sharing it, and the wrongly
+merged pairs sharing it, with the rules that placed the records of clusters mixing people.
 
 Each data set gets a fresh database and the five services as separate processes. Records go in
 through ``ResolveBatch``; the resulting clusters come back through ``ExportRecordMapping`` (the
@@ -28,6 +30,7 @@ from collections.abc import Iterator, Sequence
 import grpc
 
 from benchmarks.identity import datasets
+from benchmarks.identity.categories import breakdown, print_breakdown
 from benchmarks.identity.offline import pairwise
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_cli.postgres import ensure_postgres
@@ -40,6 +43,7 @@ from svod_cli.suite import (
     prepare_database,
 )
 from svod_runtime.config import SERVICES
+from svod_runtime.retries import retry_options
 
 RESULTS = TOP / "benchmarks" / "results" / "identity_accuracy.json"
 CHUNK = 2000
@@ -58,7 +62,7 @@ def identity_stub(admin: str) -> Iterator[identity_pb2_grpc.IdentityServiceStub]
             ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
             extra_env={"SVOD_LOG_LEVEL": "WARNING"},
         ).start()
-        with grpc.insecure_channel(suite.target("identity")) as channel:
+        with grpc.insecure_channel(suite.target("identity"), options=retry_options()) as channel:
             yield identity_pb2_grpc.IdentityServiceStub(channel)
     finally:
         if suite is not None:
@@ -95,8 +99,11 @@ def measure(
             )
         elapsed = load(stub, requests)
         clusters: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        rules: dict[tuple[str, str], str] = {}
         for row in stub.ExportRecordMapping(identity_pb2.ExportRecordMappingRequest(), timeout=600):
-            clusters[row.customer_id].append((row.record_ref.source, row.record_ref.message_id))
+            key = (row.record_ref.source, row.record_ref.message_id)
+            clusters[row.customer_id].append(key)
+            rules[key] = row.rule
         reviews = stub.ListReviewItems(
             identity_pb2.ListReviewItemsRequest(page_size=1000), timeout=60
         )
@@ -111,6 +118,8 @@ def measure(
         f"{result['customers']} customers, {elapsed:.1f}s, model {result['model']})",
         flush=True,
     )
+    result["by_evidence"] = breakdown(requests, truth, clusters, rules)
+    print_breakdown(name, result["by_evidence"])
     return result
 
 

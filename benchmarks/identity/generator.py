@@ -8,6 +8,8 @@ paper/web forms - the way those channels really distort data:
   typos, upper/lower case, ``ё`` written as ``е``, swapped first/last name fields;
 * phones as ``8 916 ...``, ``+7 (916) ...``, ``89161234567``; e-mail case and one-letter typos;
   day/month swaps and one-digit typos in birth dates; missing fields by channel;
+* the same e-mail login at two providers (ivan.petrov85@mail.ru and ivan.petrov85@gmail.com),
+  used side by side or after a move to another provider;
 * changes over time: a new phone or e-mail, a move, a woman's surname after marriage;
 * hard negatives: households (surname forms, address, landline, family e-mail or card shared,
   different first names and birth dates), namesakes (same full name and city, different
@@ -132,6 +134,8 @@ PLACEHOLDER_PHONES = (
     "+7 000 000-00-00", "80000000000", "+7 (999) 999-99-99", "8 900 000 00 00",
     "+7 111 111 11 11", "+7 (123) 456-78-90", "89000000000",
 )  # fmt: skip
+# People with a second mailbox under the same login at another provider.
+MIRROR_SHARE = 0.12
 EMAIL_DOMAINS = (
     ("mail.ru", 30), ("yandex.ru", 25), ("gmail.com", 20), ("bk.ru", 5), ("list.ru", 5),
     ("inbox.ru", 5), ("rambler.ru", 5), ("ya.ru", 3), ("outlook.com", 2),
@@ -215,6 +219,9 @@ class Person:
     card: str | None
     household: Household | None = None
     latin_system: str = "icao"
+    # A mailbox -> the same login at another provider the person also uses (Russians keep one
+    # login across mail.ru, Yandex, Gmail and bk.ru).
+    mirrors: dict[str, str] = field(default_factory=dict)
     # (time, field, value): the person's attributes from that moment on.
     changes: list[tuple[dt.datetime, str, str]] = field(default_factory=list)
 
@@ -289,16 +296,24 @@ class _World:
             if len(set(value)) >= 4:
                 return value
 
+    def _subscriber(self) -> str:
+        """Seven subscriber digits as operators hand them out: anything but one digit seven
+        times, so 212-22-12 and 234-56-78 occur as often as among real subscribers."""
+        while True:
+            value = "".join(str(self.rng.randint(0, 9)) for _ in range(7))
+            if len(set(value)) > 1:
+                return value
+
     def mobile(self) -> str:
         while True:
-            number = self.rng.choice(MOBILE_PREFIXES) + self._digits(7)
+            number = self.rng.choice(MOBILE_PREFIXES) + self._subscriber()
             if number not in self.used_phones:
                 self.used_phones.add(number)
                 return number
 
     def landline(self, code: str) -> str:
         while True:
-            number = code + self._digits(7)
+            number = code + self._subscriber()
             if number not in self.used_phones:
                 self.used_phones.add(number)
                 return number
@@ -330,6 +345,19 @@ class _World:
             address = f"{local}{self.rng.randint(1, 9999)}@{domain}"
         self.used_emails.add(_mailbox(address))
         return address
+
+    def same_login(self, address: str) -> str | None:
+        """The same login at another provider, if nobody has that mailbox yet."""
+        local = address.partition("@")[0]
+        home = _mailbox(address).partition("@")[2]
+        others = [(d, w) for d, w in EMAIL_DOMAINS if _mailbox(f"x@{d}")[2:] != home]
+        for _ in range(5):
+            other = self.rng.choices([d for d, _ in others], [w for _, w in others])[0]
+            candidate = f"{local}@{other}"
+            if _mailbox(candidate) not in self.used_emails:
+                self.used_emails.add(_mailbox(candidate))
+                return candidate
+        return None
 
     def moment(self) -> dt.datetime:
         seconds = self.rng.randint(0, WINDOW_DAYS * 86400)
@@ -426,6 +454,10 @@ def _new_person(
         latin_system=world.rng.choice(tuple(_SYSTEMS)),
     )
     person.email = world.email(person.first, person.last, person.birth)
+    if world.chance(MIRROR_SHARE):
+        mirror = world.same_login(person.email)
+        if mirror:
+            person.mirrors[person.email] = mirror
     _add_life_events(world, person)
     return person
 
@@ -434,9 +466,10 @@ def _add_life_events(world: _World, person: Person) -> None:
     if world.chance(0.15):
         person.changes.append((world.moment(), "mobile", world.mobile()))
     if world.chance(0.15):
-        person.changes.append(
-            (world.moment(), "email", world.email(person.first, person.last, person.birth))
-        )
+        # A new mailbox, often under the old login at another provider.
+        moved = world.same_login(person.email) if world.chance(0.4) else None
+        email = moved or world.email(person.first, person.last, person.birth)
+        person.changes.append((world.moment(), "email", email))
     if world.chance(0.08) and person.household is None:
         city, _ = world.city()
         person.changes.append((world.moment(), "city", city))
@@ -705,6 +738,9 @@ def _record(world: _World, person: Person, source: str, number: int, seed: int) 
         identifiers.append({"type": "phone", "value": phone, "namespace": None})
     if world.chance(profile.email):
         email = state["email"]
+        mirror = person.mirrors.get(email)
+        if mirror and world.chance(0.5):
+            email = mirror
         if home and home.family_email and source in ("webshop", "form") and world.chance(0.35):
             email = home.family_email
         identifiers.append(

@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from benchmarks.identity import datasets
+from benchmarks.identity.categories import breakdown, print_breakdown
 from svod_identity.domain.engine import GraphState, Resolver, person_from
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.evaluation import candidate_pairs, compare_pairs
@@ -49,11 +50,17 @@ def pairwise(clusters: dict[str, list[tuple[str, str]]], truth: datasets.Truth) 
     }
 
 
-def run(requests: Sequence, truth: datasets.Truth, model: MatchModel | None = None) -> dict:
+def run(
+    requests: Sequence,
+    truth: datasets.Truth,
+    model: MatchModel | None = None,
+    by_evidence: bool = False,
+) -> dict:
     now = dt.datetime.now(dt.UTC)
     state = GraphState()
     resolver = Resolver(state, default_rules(), model or default_model())
     clusters: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    rules: dict[tuple[str, str], str] = {}
     placed = []
     started = time.perf_counter()
     for request in requests:
@@ -61,10 +68,12 @@ def run(requests: Sequence, truth: datasets.Truth, model: MatchModel | None = No
         placed.append(placement)
     elapsed = time.perf_counter() - started
     for placement in placed:
-        clusters[state.find(placement.customer_id)].append(
-            (placement.ref.source, placement.ref.message_id)
-        )
+        key = (placement.ref.source, placement.ref.message_id)
+        clusters[state.find(placement.customer_id)].append(key)
+        rules[key] = placement.rule
     result = pairwise(clusters, truth)
+    if by_evidence:
+        result["by_evidence"] = breakdown(requests, truth, clusters, rules)
     result["reviews"] = len(resolver.changes.reviews)
     result["seconds"] = round(elapsed, 2)
     return result
@@ -92,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--em", action="store_true", help="first fit the model by EM, as RefitMatchModel does"
     )
+    parser.add_argument(
+        "--by-evidence", action="store_true", help="recall and false merges per evidence kind"
+    )
     args = parser.parse_args(argv)
     if args.dataset == "febrl3":
         requests, truth = datasets.febrl3()
@@ -100,7 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         requests, truth = datasets.generated(args.persons, args.seed)
     model = fitted_model(requests) if args.em else None
-    print(run(requests, truth, model))
+    result = run(requests, truth, model, args.by_evidence)
+    table = result.pop("by_evidence", None)
+    print(result)
+    if table is not None:
+        print_breakdown(args.dataset, table)
     return 0
 
 

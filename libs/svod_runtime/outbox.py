@@ -471,8 +471,10 @@ class OutboxRelay:
             done = [m for part in parts for m in part]
             removed = await self.store.delivered(done)
             if len(removed) < len(done):
+                # Their lease ran out and another relay claimed them (or they were erased):
+                # that relay completes them; the receivers take the second delivery.
                 log.warning(
-                    "outbox relay lost the lease of %d delivered messages to another relay",
+                    "outbox relay no longer held %d of the messages it delivered",
                     len(done) - len(removed),
                 )
         except asyncio.CancelledError:

@@ -2,7 +2,8 @@
 
 - counted as they happen, by a store that counts what the relay tells it
   (``MeteredOutboxStore``): ``svod.outbox.deliveries``, ``svod.outbox.retries``,
-  ``svod.outbox.given_up`` (each new dead letter);
+  ``svod.outbox.given_up`` (each new dead letter), ``svod.outbox.lease_lost`` (completions a
+  relay could not make because it no longer held the message: fencing at work);
 - polled (one grouped query every ``SVOD_METRICS_POLL_S``): ``svod.outbox.depth`` (messages
   waiting), ``svod.outbox.oldest_age`` (seconds the oldest waiting message has waited) and
   ``svod.outbox.dead_letters`` (messages refused for good, still stored).
@@ -51,6 +52,14 @@ class OutboxMetrics:
             unit="{message}",
             description="Outbox messages refused for good (new dead letters)",
         )
+        self.lease_lost = meter.create_counter(
+            "svod.outbox.lease_lost",
+            unit="{message}",
+            description=(
+                "Outbox completions refused because the relay no longer held the message "
+                "(its lease ran out and another relay claimed it, or it was erased)"
+            ),
+        )
         self.depth = metrics.polled_gauge(
             "svod.outbox.depth", "{message}", "Outbox messages waiting for delivery"
         )
@@ -67,7 +76,7 @@ class OutboxMetrics:
         zero = {labels(topic=t): 0.0 for t in topics}
         for gauge in (self.depth, self.oldest_age, self.dead_letters):
             gauge.set(zero)
-        for counter in (self.deliveries, self.retries, self.given_up):
+        for counter in (self.deliveries, self.retries, self.given_up, self.lease_lost):
             for topic in topics:
                 counter.add(0, {"topic": topic})
 
@@ -90,20 +99,25 @@ class MeteredOutboxStore(OutboxStore):
         removed = await super().delivered(messages)
         for topic, count in Counter(m.topic for m in removed).items():
             self.outbox_metrics.deliveries.add(count, {"topic": topic})
+        if len(removed) < len(messages):
+            gone = {m.outbox_pk for m in removed}
+            lost = Counter(m.topic for m in messages if m.outbox_pk not in gone)
+            for topic, count in lost.items():
+                self.outbox_metrics.lease_lost.add(count, {"topic": topic})
         return removed
 
     async def retry_later(
         self, message: OutboxMessage, error: str, delay_s: float, *, counted: bool = True
     ) -> bool:
         done = await super().retry_later(message, error, delay_s, counted=counted)
-        if done:
-            self.outbox_metrics.retries.add(1, {"topic": message.topic})
+        counter = self.outbox_metrics.retries if done else self.outbox_metrics.lease_lost
+        counter.add(1, {"topic": message.topic})
         return done
 
     async def give_up(self, message: OutboxMessage, error: str, *, counted: bool = True) -> bool:
         done = await super().give_up(message, error, counted=counted)
-        if done:
-            self.outbox_metrics.given_up.add(1, {"topic": message.topic})
+        counter = self.outbox_metrics.given_up if done else self.outbox_metrics.lease_lost
+        counter.add(1, {"topic": message.topic})
         return done
 
 

@@ -38,6 +38,7 @@ from svod_cli.suite import (
 )
 from svod_runtime.config import SERVICES
 from tests.builders import PHONE, identify, random_phone, track
+from tests.faults.harness import Outcome, record
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +59,13 @@ class Receiver:
 
     deliveries: dict[tuple[str, str], list[tuple[str, float, float]]] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
+    # ApplyEventBatch calls that reached the receiver, per relay (finished or not).
+    started: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self, relay: str) -> None:
+        with self.lock:
+            self.started[relay] = self.started.get(relay, 0) + 1
 
     def record(self, relay: str, refs: list[tuple[str, str]], start: float, end: float) -> None:
         with self.lock:
@@ -74,6 +81,7 @@ class SlowProxy(grpc.GenericRpcHandler):
         self.name = name
         self.target = target
         self.receiver = receiver
+        self.delay_s = RECEIVER_DELAY_S
         self.channel: grpc.aio.Channel | None = None
 
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
@@ -83,7 +91,8 @@ class SlowProxy(grpc.GenericRpcHandler):
             assert self.channel is not None
             start = time.monotonic()
             if method == APPLY_EVENT_BATCH:
-                await asyncio.sleep(RECEIVER_DELAY_S)
+                self.receiver.start(self.name)
+                await asyncio.sleep(self.delay_s)
             metadata = tuple(
                 (k, v)
                 for k, v in context.invocation_metadata() or ()
@@ -108,9 +117,9 @@ class Proxies:
     """The two proxies, served by an event loop of their own in a thread."""
 
     def __init__(self, profile_target: str, receiver: Receiver) -> None:
-        self.ports = free_ports(2)
+        self.ports = free_ports(3)
         self.handlers = [
-            SlowProxy(name, profile_target, receiver) for name in ("relay-a", "relay-b")
+            SlowProxy(name, profile_target, receiver) for name in ("relay-a", "relay-b", "relay-c")
         ]
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -152,6 +161,7 @@ class TwoRelays:
     second: subprocess.Popen[bytes]
     second_port: int
     receiver: Receiver
+    proxies: Proxies
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +195,7 @@ def two_relays(postgres_admin_url: str) -> Iterator[TwoRelays]:
         }
         second = subprocess.Popen([sys.executable, "-m", "svod_ingestion", "serve"], env=env)
         wait_healthy({"ingestion": second_port}, env=env)
-        yield TwoRelays(suite, second, second_port, receiver)
+        yield TwoRelays(suite, second, second_port, receiver, proxies)
     finally:
         if second is not None:
             second.terminate()
@@ -217,6 +227,27 @@ def _wait_delivered(
         ]
         if pending:
             time.sleep(0.5)
+
+
+def _order_counts(
+    profile: profile_pb2_grpc.ProfileServiceStub, phones: list[str]
+) -> dict[str, int]:
+    return {
+        phone: profile.GetProfile(
+            profile_pb2.GetProfileRequest(
+                identifier=common_pb2.Identifier(type=PHONE, value=phone)
+            ),
+            timeout=T,
+        ).metrics.order_count
+        for phone in phones
+    }
+
+
+def _accounting(expected: dict[str, int], counted: dict[str, int]) -> tuple[int, int]:
+    """Orders missing from their profiles, and orders counted more than once."""
+    lost = sum(max(0, n - counted[p]) for p, n in expected.items())
+    doubled = sum(max(0, counted[p] - n) for p, n in expected.items())
+    return lost, doubled
 
 
 def test_no_message_is_delivered_by_two_relays_at_once(two_relays: TwoRelays) -> None:
@@ -258,16 +289,23 @@ def test_no_message_is_delivered_by_two_relays_at_once(two_relays: TwoRelays) ->
                     sent.append(request.record_ref)
                     per_phone[phone] += 1
             time.sleep(0.4)
+        started = time.monotonic()
         _wait_delivered(ingestion[0], sent)
-        # Profile counted each order once.
-        for phone, count in per_phone.items():
-            found = profile.GetProfile(
-                profile_pb2.GetProfileRequest(
-                    identifier=common_pb2.Identifier(type=PHONE, value=phone)
-                ),
-                timeout=T,
-            )
-            assert found.metrics.order_count == count
+        drained_s = time.monotonic() - started
+        counted = _order_counts(profile, phones)
+    lost, doubled = _accounting(per_phone, counted)
+    record(
+        Outcome(
+            "two relays, receiver slower than lease",
+            len(sent),
+            len(sent) - lost,
+            lost,
+            doubled,
+            drained_s,
+        )
+    )
+    # Profile counted each order once.
+    assert (lost, doubled) == (0, 0)
 
     receiver = two_relays.receiver
     with receiver.lock:
@@ -287,3 +325,79 @@ def test_no_message_is_delivered_by_two_relays_at_once(two_relays: TwoRelays) ->
     # The heartbeat kept every lease: nothing was even sent twice.
     twice = {ref: d for ref, d in deliveries.items() if len(d) > 1}
     assert twice == {}
+
+
+def test_a_killed_relays_messages_are_delivered_by_another_within_15_s(
+    two_relays: TwoRelays,
+) -> None:
+    """A third ingestion process, on the default 10 s lease, is killed (-9) while its pass is at
+    the receiver: the other two deliver its messages once its lease has run out."""
+    suite = two_relays.suite
+    (port,) = free_ports(1)
+    env = {
+        **suite.env,
+        "SVOD_INGESTION_PORT": str(port),
+        "SVOD_INGESTION_METRICS_PORT": "0",
+        "SVOD_PROFILE_TARGET": two_relays.proxies.target(2),
+        "SVOD_OUTBOX_LEASE_S": "10",
+    }
+    third = subprocess.Popen([sys.executable, "-m", "svod_ingestion", "serve"], env=env)
+    a, b, c = two_relays.proxies.handlers
+    try:
+        wait_healthy({"ingestion": port}, env=env)
+        # Only the dying relay's receiver is slow: its pass is in flight when it is killed.
+        a.delay_s = b.delay_s = 0.0
+        with (
+            grpc.insecure_channel(suite.target("ingestion")) as channel_a,
+            grpc.insecure_channel(f"127.0.0.1:{port}") as channel_c,
+            grpc.insecure_channel(suite.target("profile")) as profile_channel,
+        ):
+            survivor = ingestion_pb2_grpc.IngestionServiceStub(channel_a)
+            dying = ingestion_pb2_grpc.IngestionServiceStub(channel_c)
+            profile = profile_pb2_grpc.ProfileServiceStub(profile_channel)
+            phones = [random_phone() for _ in range(5)]
+            identifies = [identify("webshop", phones=(phone,)) for phone in phones]
+            for request in identifies:
+                survivor.Identify(request, timeout=T)
+            _wait_delivered(survivor, [r.record_ref for r in identifies])
+
+            sent = []
+            for i in range(30):
+                request = track(
+                    "pos",
+                    common_pb2.EVENT_TYPE_ORDER_PLACED,
+                    common_pb2.Identifier(type=PHONE, value=phones[i % len(phones)]),
+                    total="10.00",
+                    lines=(("milk", 1, "10.00", "0"),),
+                )
+                dying.Track(request, timeout=T)
+                sent.append(request.record_ref)
+            deadline = time.monotonic() + 20
+            while not two_relays.receiver.started.get("relay-c"):
+                assert time.monotonic() < deadline, "the third relay never delivered"
+                time.sleep(0.05)
+            third.kill()
+            third.wait()
+            killed = time.monotonic()
+            _wait_delivered(survivor, sent)
+            recovery_s = time.monotonic() - killed
+            lost, doubled = _accounting(
+                dict.fromkeys(phones, len(sent) // len(phones)), _order_counts(profile, phones)
+            )
+            record(
+                Outcome(
+                    "kill -9 one of three ingestion relays",
+                    len(sent),
+                    len(sent) - lost,
+                    lost,
+                    doubled,
+                    recovery_s,
+                )
+            )
+            assert recovery_s < 15.0
+            assert (lost, doubled) == (0, 0)
+    finally:
+        a.delay_s = b.delay_s = c.delay_s = RECEIVER_DELAY_S
+        if third.poll() is None:
+            third.kill()
+            third.wait()

@@ -16,13 +16,16 @@ of every customer involved). The same engine re-runs resolution over a whole gra
    value's frequency blocklist.
 2. Fuzzy matching when no identifier links: candidates from the blocking-key index (blocks
    over ``MAX_BLOCK_SIZE`` are skipped), Fellegi-Sunter scores with the safety vetoes, then
-   link (conflict-checked), review queue, or a new customer.
+   link (conflict-checked), review queue, or a new customer. When identifiers did link, fuzzy
+   matching still runs for links to further customers (``fuzzy_after_exact``): the person's
+   records that share no identifier with this one (a till record by card, a web record by
+   e-mail) are found only that way. Measured on generated data (2000 persons, EM): recall
+   0.926 -> 0.935 and 0.934 -> 0.943 on two seeds, precision 0.9973 -> 0.9970 and unchanged.
 
 Side effects are collected in ``Changes`` for the adapter to write in bulk.
 
-To keep batches cheap the adapter loads candidates only for records whose identifiers have
-no owner, and only those candidates ``worth_loading`` finds could score above "new" (their
-customers are locked and loaded); a record that falls back to fuzzy matching without its
+To keep batches cheap the adapter loads only those candidates ``worth_loading`` finds could
+score above "new" (their customers are locked and loaded); a record placed without its
 candidates is listed in ``Resolver.incomplete`` and the caller loads them and places the batch
 again.
 """
@@ -309,6 +312,7 @@ class Resolver:
         now: Callable[[], dt.datetime] | None = None,
         new_id: Callable[[], str] | None = None,
         fuzzy_merges: bool = True,
+        fuzzy_after_exact: bool = True,
     ) -> None:
         self.state = state
         self.rules = rules
@@ -318,6 +322,7 @@ class Resolver:
         self._new_id = new_id or new_customer_id
         self._next_pk = -1
         self.fuzzy_merges = fuzzy_merges
+        self.fuzzy_after_exact = fuzzy_after_exact
         self._has_limits = any(r.max_values_per_customer > 0 for r in rules.identifier_rules)
         # Records that needed fuzzy matching on blocking keys the state was not loaded with
         # (their identifiers had owners, all refused): the caller reloads and re-runs.
@@ -427,6 +432,16 @@ class Resolver:
                 "kind": "shared_identifier",
                 "identifier": [first.type, first.namespace, first.value],
             }
+            if self.fuzzy_after_exact and not self.rules.fuzzy_disabled:
+                # The identifiers found one of the person's customers; fuzzy matching finds
+                # the others (records of the person that share no identifier with this one:
+                # a till record by card, a web record by e-mail). Each joins only through a
+                # "link" decision that passes the conflict check against the whole group.
+                fetched = state.fetched_keys
+                if fetched is not None and not fetched.issuperset(keys):
+                    self.incomplete.append(record.ref)
+                more, _, _, _ = self._fuzzy(person, keys, group)
+                group.extend(c for c in more if c not in group)
         elif not self.rules.fuzzy_disabled:
             fetched = state.fetched_keys
             if fetched is not None and not fetched.issuperset(keys):
@@ -496,7 +511,7 @@ class Resolver:
         )
 
     def _fuzzy(
-        self, person: PersonRecord, keys: tuple[str, ...]
+        self, person: PersonRecord, keys: tuple[str, ...], linked: Sequence[str] = ()
     ) -> tuple[list[str], dict[str, Any], float, list[tuple[str, CandidateScore]]]:
         state = self.state
         candidates: set[int] = set()
@@ -512,11 +527,13 @@ class Resolver:
             owner = state.find(state.records[int(scored.candidate_id)].customer_id)
             if owner not in best:
                 best[owner] = scored
-        group: list[str] = []
+        group: list[str] = list(linked)
         evidence: dict[str, Any] = {}
         score = 0.0
         reviews: list[tuple[str, CandidateScore]] = []
         for owner, scored in sorted(best.items(), key=lambda item: -item[1].score):
+            if owner in linked:
+                continue
             if scored.decision == "link" and (self.fuzzy_merges or not group):
                 why = self.refusal(person, group, owner)
                 if why is None:

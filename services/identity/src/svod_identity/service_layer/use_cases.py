@@ -397,10 +397,14 @@ class IdentityService:
             locks = [record_lock_key(r.ref) for r in chunk]
             locks += [k.lock_key for r in chunk for k in r.identifiers]
             fuzzy = not rules.fuzzy_disabled
-            state = await tx.load_state(chunk, rules, fuzzy=fuzzy, model=model, lock_keys=locks)
+            # Every record's candidates: fuzzy matching runs after exact links too (see
+            # ``Resolver.fuzzy_after_exact``).
+            wanted: set[RecordRef] = {r.ref for r in chunk} if fuzzy else set()
+            state = await tx.load_state(
+                chunk, rules, fuzzy=fuzzy, candidates_for=wanted, model=model, lock_keys=locks
+            )
             resolver = Resolver(state, rules, model)
             done = [resolver.resolve(r) for r in chunk]
-            wanted: set[RecordRef] = set()
             while resolver.incomplete and not wanted.issuperset(resolver.incomplete):
                 # Some record fell back to fuzzy matching after its identifiers' owners
                 # were refused: load its candidates too and place the chunk again.

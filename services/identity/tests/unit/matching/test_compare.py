@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
+from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching import (
     FEATURES,
     LEVELS,
@@ -19,7 +20,9 @@ from svod_identity.domain.matching import (
 )
 from svod_identity.domain.matching.blocking import blocking_keys
 from svod_identity.domain.matching.compare import birth_date_level
+from svod_identity.domain.matching.contacts import is_dummy_phone
 from svod_identity.domain.matching.record import BoundedCache
+from svod_identity.domain.rules import Rules
 
 RecordFactory = Callable[..., PersonRecord]
 
@@ -86,6 +89,46 @@ def test_till_placeholders_are_recognised(raw: str) -> None:
     assert phone is None or is_placeholder_phone(phone)
 
 
+@pytest.mark.parametrize(
+    "raw", ["+7 926 212-22-12", "8 916 500-50-05", "+7 903 777-77-17", "+7 495 100-10-01"]
+)
+def test_real_numbers_of_two_digits_are_no_placeholders(raw: str) -> None:
+    """About 0.06% of subscribers have seven digits of two kinds; they are real numbers, and
+    the pattern may not keep them from ever linking (the frequency blocklist handles shares)."""
+    phone = normalize_phone(raw)
+    assert phone is not None
+    assert not is_placeholder_phone(phone)
+    assert not is_dummy_phone(phone)
+    assert Rules().block_reason(IdentifierKey("phone", phone)) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "dummy"),
+    [
+        ("+7 916 777-77-77", True),  # all one digit
+        ("+7 (999) 999-99-99", True),
+        ("8 900 000 00 00", True),
+        ("+7 916 234-56-78", False),  # a counting run: no evidence, but a number some have
+        ("+7 916 876-54-32", False),
+        ("+7 916 012-34-56", False),
+    ],
+)
+def test_unmistakable_placeholders_by_pattern(raw: str, dummy: bool) -> None:
+    phone = normalize_phone(raw)
+    assert phone is not None
+    assert is_placeholder_phone(phone)
+    assert is_dummy_phone(phone) is dummy
+    blocked = Rules().block_reason(IdentifierKey("phone", phone))
+    assert blocked == ("placeholder" if dummy else None)
+
+
+def test_two_digit_number_is_evidence(make_record: RecordFactory) -> None:
+    a = make_record(first_name="Иван", phones=["+7 926 212-22-12"])
+    b = make_record(first_name="Иван", phones=["89262122212"])
+    assert compare_records(a, b)["phone"] == "agree"
+    assert "p:+79262122212" in blocking_keys(a)
+
+
 def test_placeholder_phone_is_no_evidence(make_record: RecordFactory) -> None:
     a = make_record(first_name="Иван", phones=["+7 000 000-00-00"])
     b = make_record(first_name="Пётр", phones=["80000000000"])
@@ -109,11 +152,28 @@ def test_mobile_and_landline_agreement_differ(make_record: RecordFactory) -> Non
         ("ivan.petrov85@mail.ru", "ivan.petrov85@gmail.com", "local_part"),
         ("ivan.petrov85@mail.ru", "ivan.petorv85@mail.ru", "fuzzy"),
         ("info@mail.ru", "info@gmail.com", "disagree"),  # says nothing about who
+        ("olga7@mail.ru", "olga7@gmail.com", "disagree"),  # too short: taken everywhere
+        ("maria.smirnova@bk.ru", "maria.smirnova@list.ru", "local_part"),
+        ("maria.smirnova@inbox.ru", "mariasmirnova@ya.ru", "local_part"),
         ("ivan.petrov@mail.ru", "olga.smirnova@mail.ru", "disagree"),
     ],
 )
 def test_email_levels(make_record: RecordFactory, a: str, b: str, level: str) -> None:
     assert compare_records(make_record(emails=[a]), make_record(emails=[b]))["email"] == level
+
+
+def test_one_login_under_unlike_given_names_is_two_mailboxes(
+    make_record: RecordFactory,
+) -> None:
+    """popov.a@rambler.ru (Антон) and popov.a@bk.ru (Алексей) are logins built alike from
+    two people's names, not one person's login at two providers."""
+    anton = make_record(first_name="Антон", last_name="Попов", emails=["popov.a@rambler.ru"])
+    alexey = make_record(first_name="Алексей", last_name="Попов", emails=["popov.a@bk.ru"])
+    tosha = make_record(first_name="Антоша", last_name="Попов", emails=["popov.a@gmail.com"])
+    anonymous = make_record(last_name="Попов", emails=["popov.a@mail.ru"])
+    assert compare_records(anton, alexey)["email"] == "disagree"
+    assert compare_records(anton, tosha)["email"] == "local_part"
+    assert compare_records(anton, anonymous)["email"] == "local_part"
 
 
 def test_location_levels(make_record: RecordFactory) -> None:

@@ -60,3 +60,15 @@ def test_the_hard_cases_are_there(records: list[dict]) -> None:
     assert any(len(p) > 1 for p in people_named.values())
     per_person = Counter(r["person_id"] for r in records)
     assert max(per_person.values()) >= 5
+
+
+def test_one_login_at_two_providers_is_there(records: list[dict]) -> None:
+    """People who keep their login at another provider: the same local part on two domains
+    within one person's records."""
+    domains: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in records:
+        for i in r["identifiers"]:
+            if i["type"] == "email":
+                local, _, domain = i["value"].lower().partition("@")
+                domains[(r["person_id"], local)].add("yandex.ru" if domain == "ya.ru" else domain)
+    assert sum(len(d) > 1 for d in domains.values()) >= 5

@@ -144,6 +144,33 @@ def test_typod_email_with_same_name_and_birth_date_links(make_record: RecordFact
     assert score.decision == "link"
 
 
+def test_one_login_at_two_providers_with_one_given_name_is_personal_evidence(
+    make_record: RecordFactory,
+) -> None:
+    """Russians keep one login across mail.ru, Yandex, Gmail and bk.ru: with the same given
+    name (nickname allowed) it is no longer "names only"; the score still weighs it."""
+    a = make_record(first_name="Мария", last_name="Смирнова", emails=["maria.smirnova85@mail.ru"])
+    b = make_record(first_name="Маша", last_name="Смирнова", emails=["maria.smirnova85@gmail.com"])
+    score = score_pair(a, b, default_model())
+    assert score.levels["email"] == "local_part"
+    assert "no_personal_evidence" not in score.vetoes
+    # Without a given name on one side the login is weighed but personal evidence it is not.
+    nameless = make_record(last_name="Смирнова", emails=["maria.smirnova85@bk.ru"])
+    assert "no_personal_evidence" in score_pair(a, nameless, default_model()).vetoes
+
+
+def test_one_login_with_birth_dates_apart_is_not_linked(make_record: RecordFactory) -> None:
+    mother = make_record(
+        first_name="Мария", last_name="Смирнова", birth_date="1962-04-01",
+        emails=["smirnova.m@mail.ru"],
+    )  # fmt: skip
+    daughter = make_record(
+        first_name="Мария", last_name="Смирнова", birth_date="1989-11-23",
+        emails=["smirnova.m@gmail.com"],
+    )  # fmt: skip
+    assert score_pair(mother, daughter, default_model()).decision != "link"
+
+
 def test_married_name_change_links_through_a_shared_phone(make_record: RecordFactory) -> None:
     maiden = make_record(
         first_name="Анна", last_name="Кузнецова", birth_date="1990-03-08", phones=["89164821937"]

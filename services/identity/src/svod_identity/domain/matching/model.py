@@ -30,7 +30,8 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "birth_date": ("exact", "typo", "disagree"),
     # agree: a shared mobile; agree_landline: only a shared fixed line (a household's phone).
     "phone": ("agree", "agree_landline", "disagree"),
-    # local_part: same mailbox name at another provider; fuzzy: one-character typo.
+    # local_part: same login at another provider (not for unlike given names: two people's
+    # logins made alike from their names); fuzzy: one-character typo.
     "email": ("exact", "local_part", "fuzzy", "disagree"),
     "card": ("agree", "disagree"),
     # address: same street address; postcode: same postcode (a neighbourhood), not the street;

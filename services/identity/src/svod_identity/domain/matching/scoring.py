@@ -19,6 +19,10 @@ adds up. So two rules cap the decision whatever the score says:
   alone are shared by strangers often enough across a customer base, but not at one address.
 * A birth date with a slip counts as personal evidence only together with the same given
   name, surname and street address.
+* The same e-mail login at another provider (maria.smirnova85@mail.ru / @gmail.com) counts as
+  personal evidence together with the same given name (nickname allowed): people keep one
+  login across providers. It is weighed by the score like any level (EM estimates how often
+  it happens between different people), so it links only with more in agreement.
 * Unlike first names where one is not a known name (``other``) conflict only when birth date
   or surname do not agree exactly: that is a garbled entry as often as a relative.
 * Same given name and surname at the same street address or postcode is personal evidence
@@ -224,6 +228,7 @@ def safety_vetoes(
     strong = strong_place(model, place)
     personal = (
         _any(levels, PERSONAL_EVIDENCE)
+        or (levels.get("email") == "local_part" and first_agrees)
         or (levels.get("birth_date") == "typo" and _same_home(levels) and surname_agrees)
         or (
             strong
