@@ -204,11 +204,17 @@ def backlog(db_url: str, load: Load) -> dict[str, int]:
 
 
 def wait_drained(db_url: str, load: Load, timeout_s: float = 240) -> float:
-    """Seconds until every record of the load is delivered and every backlog is empty."""
+    """Seconds until every record of the load is delivered and every backlog is empty. The
+    backlog's course is printed (with -s, or on failure) to tell what a slow recovery waited on."""
     started = time.monotonic()
+    course: list[str] = []
     while left := backlog(db_url, load):
-        assert time.monotonic() - started < timeout_s, f"not drained: {left}"
+        elapsed = time.monotonic() - started
+        if not course or len(course) * 2 <= elapsed:
+            course.append(f"{elapsed:5.1f}s {left}")
+        assert elapsed < timeout_s, "not drained:\n" + "\n".join(course)
         time.sleep(0.5)
+    print("\nbacklog while draining:\n" + "\n".join(course))
     return time.monotonic() - started
 
 
