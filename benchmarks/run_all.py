@@ -31,6 +31,7 @@ FULL: dict[str, list[list[str]]] = {
     "lookalike": [["benchmarks.lookalike.measure", "--customers", "20000"]],
     "runtime": [["benchmarks.runtime.bench_metrics"]],
     "pipeline": [["benchmarks.pipeline.bench", "--customers", "1000000"]],
+    "import": [["benchmarks.cli_import.bench_import", "--records", "20000", "--rounds", "3"]],
 }
 QUICK: dict[str, list[list[str]]] = {
     "quality": [
@@ -50,6 +51,7 @@ QUICK: dict[str, list[list[str]]] = {
     "lookalike": [["benchmarks.lookalike.measure", "--customers", "5000"]],
     "runtime": [["benchmarks.runtime.bench_metrics", "--calls", "20000"]],
     "pipeline": [["benchmarks.pipeline.bench", "--quick"]],
+    "import": [["benchmarks.cli_import.bench_import", "--records", "20000"]],
 }
 
 

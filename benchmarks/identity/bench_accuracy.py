@@ -43,6 +43,7 @@ from svod_cli.suite import (
     prepare_database,
 )
 from svod_runtime.config import SERVICES
+from svod_runtime.retries import retry_options
 
 RESULTS = TOP / "benchmarks" / "results" / "identity_accuracy.json"
 CHUNK = 2000
@@ -61,7 +62,7 @@ def identity_stub(admin: str) -> Iterator[identity_pb2_grpc.IdentityServiceStub]
             ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
             extra_env={"SVOD_LOG_LEVEL": "WARNING"},
         ).start()
-        with grpc.insecure_channel(suite.target("identity")) as channel:
+        with grpc.insecure_channel(suite.target("identity"), options=retry_options()) as channel:
             yield identity_pb2_grpc.IdentityServiceStub(channel)
     finally:
         if suite is not None:

@@ -52,6 +52,7 @@ from svod_cli.suite import (
     prepare_database,
 )
 from svod_runtime.config import SERVICES
+from svod_runtime.retries import retry_options
 
 RESULTS = TOP / "benchmarks" / "results" / "identity_bulk.json"
 STAGE_MESSAGE = 2_000
@@ -75,7 +76,8 @@ def identity_stub(admin: str) -> Iterator[identity_pb2_grpc.IdentityServiceStub]
             extra_env={"SVOD_LOG_LEVEL": "WARNING"},
         ).start()
         with grpc.insecure_channel(
-            suite.target("identity"), options=[("grpc.max_send_message_length", 16 << 20)]
+            suite.target("identity"),
+            options=[*retry_options(), ("grpc.max_send_message_length", 16 << 20)],
         ) as channel:
             yield identity_pb2_grpc.IdentityServiceStub(channel)
     finally:

@@ -58,6 +58,7 @@ from svod_identity.domain.engine import person_from
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
 from svod_runtime.db import libpq_url
+from svod_runtime.retries import retry_options
 
 RESULTS = TOP / "benchmarks" / "results" / "identity_speed.json"
 # Records per transaction in the service's ResolveBatch (use_cases.BATCH_CHUNK).
@@ -398,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         suite = stack.enter_context(running_suite(db_url))
         workload = Workload(args.customers)
         load_before = _load_average()
-        with grpc.insecure_channel(suite.target("identity")) as channel:
+        with grpc.insecure_channel(suite.target("identity"), options=retry_options()) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)
             bench_resolve(stub, workload.mixed(200))  # warm-up: connections, caches
             resolve = bench_resolve(stub, workload.mixed(args.calls))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from benchmarks.lookalike.bases import BASES
 from svod.segmentation.v1 import segmentation_pb2 as pb
+from svod_runtime.retries import retry_options
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "lookalike.json"
 BATCH = 500
@@ -140,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             db_url, services=("segmentation",), extra_env={"SVOD_LOG_LEVEL": "WARNING"}
         ).start()
         try:
-            with grpc.insecure_channel(suite.target("segmentation")) as channel:
+            with grpc.insecure_channel(
+                suite.target("segmentation"), options=retry_options()
+            ) as channel:
                 stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
                 results = [measure(stub, base, args.customers, args.seed) for base in BASES]
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Mapping
 
 import psycopg
@@ -70,6 +71,8 @@ class CpuMeter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: psycopg.Connection | None = None
+        self._started = 0.0
+        self.elapsed_s = 0.0
 
     def _pids(self) -> dict[int, str]:
         labelled = {pid: name for name, pid in self.services.items()}
@@ -106,6 +109,7 @@ class CpuMeter:
             self._sample()
 
     def __enter__(self) -> CpuMeter:
+        self._started = time.perf_counter()
         self._conn = psycopg.connect(self.db_url, autocommit=True, application_name="svod-bench")
         self._sample(first=True)
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -117,15 +121,25 @@ class CpuMeter:
         if self._thread is not None:
             self._thread.join()
         self._sample()
+        self.elapsed_s = time.perf_counter() - self._started
         if self._conn is not None:
             self._conn.close()
 
-    def seconds(self) -> dict[str, float]:
-        """CPU seconds by process label over the phase."""
+    def seconds(self, idle_per_s: Mapping[str, float] | None = None) -> dict[str, float]:
+        """CPU seconds by process label over the phase; with ``idle_per_s`` (a quiet period's
+        CPU per second by label: pollers, metrics, housekeeping), less what the phase's length
+        of quiet would have used, so a slow phase is not charged for its idling."""
         out: dict[str, float] = {}
         for label, start, last in self._seen.values():
             out[label] = out.get(label, 0.0) + max(0.0, last - start)
+        for label, rate in (idle_per_s or {}).items():
+            if label in out:
+                out[label] = max(0.0, out[label] - rate * self.elapsed_s)
         return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+    def per_second(self) -> dict[str, float]:
+        """CPU seconds per second of the phase, by label (of a quiet period: the idle cost)."""
+        return {k: round(v / self.elapsed_s, 4) for k, v in self.seconds().items()}
 
 
 def per_message(cpu: Mapping[str, float], messages: int) -> dict[str, float]:

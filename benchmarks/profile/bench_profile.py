@@ -30,6 +30,7 @@ from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_cli.suite import TOP
 from svod_profile.adapters.storage import LOAD_PROFILE
 from svod_runtime.db import libpq_url
+from svod_runtime.retries import retry_options
 
 RESULTS = TOP / "benchmarks" / "results" / "profile.json"
 
@@ -45,7 +46,7 @@ def bench_reads(
     service: list[float] = []
     raw: list[float] = []
     with (
-        grpc.insecure_channel(target) as channel,
+        grpc.insecure_channel(target, options=retry_options()) as channel,
         psycopg.connect(libpq_url(db_url), autocommit=True) as conn,
     ):
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
@@ -104,7 +105,7 @@ async def bench_apply(target: str, ids: list[str], events: int, concurrency: int
     queue: asyncio.Queue[profile_pb2.ApplyEventRequest] = asyncio.Queue()
     for request in requests:
         queue.put_nowait(request)
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with grpc.aio.insecure_channel(target, options=retry_options()) as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
 
         async def worker() -> None:
@@ -126,7 +127,7 @@ async def bench_apply_batches(
     queue: asyncio.Queue[list[profile_pb2.ApplyEventRequest]] = asyncio.Queue()
     for chunk in chunks:
         queue.put_nowait(chunk)
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with grpc.aio.insecure_channel(target, options=retry_options()) as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
 
         async def worker() -> None:

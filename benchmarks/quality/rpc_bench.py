@@ -55,6 +55,7 @@ from svod_cli.suite import (
     wait_healthy,
 )
 from svod_quality.domain import RawRecord
+from svod_runtime.retries import retry_options
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "quality_rpc.json"
 FLOOR = 20_000  # records/s, the requirement
@@ -159,7 +160,8 @@ def run(
     rules = benchmark_rules()
     try:
         channel = grpc.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+            target,
+            options=[*retry_options(), ("grpc.max_receive_message_length", 64 * 1024 * 1024)],
         )
         stub = quality_pb2_grpc.QualityServiceStub(channel)
         for rule in rules[len(rules) - 5 :]:  # the benchmark's rules beyond the default ones

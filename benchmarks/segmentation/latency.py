@@ -45,6 +45,7 @@ from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
 from svod_cli.suite import drop_database, free_ports, wait_healthy
 from svod_runtime.db import libpq_url
+from svod_runtime.retries import retry_options
 from svod_segmentation.entrypoints.convert import segment_to_proto
 
 TOGGLE = "bench-toggle"
@@ -71,7 +72,7 @@ def machine_ticks() -> tuple[int, int]:
 async def load_test(
     target: str, ids: list[str], rate: int, seconds: float, server_pid: int, unary: bool = False
 ) -> dict[str, float]:
-    channel = grpc.aio.insecure_channel(target)
+    channel = grpc.aio.insecure_channel(target, options=retry_options())
     stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
     for segment in definitions():
         await stub.CreateSegment(pb.CreateSegmentRequest(segment=segment_to_proto(segment)))

@@ -3,6 +3,7 @@
 svod run [--demo]                       the whole suite, supervised (Ctrl-C stops it cleanly)
 svod status                             health, rates, relay backlogs, dead letters
 svod ingest FILE.jsonl [--wait]         send identify calls and events; follow their delivery
+svod import customers|events FILE [--mapping MAP] [--wait]   JSONL, CSV or Parquet, resumable
 svod record status --source S --message-id M
 svod profile get|search|timeline|consent|export|erase ...
 svod identity lookup|explain|merge|split|review|rules|blocked|export-mapping ...
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from svod_cli.bulk_import import add_import_commands
 from svod_cli.campaign import add_campaign_commands
 from svod_cli.deadletters import add_deadletters_commands
 from svod_cli.destination import add_destination_commands
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     add_run_commands(sub)
     add_status_command(sub)
     add_ingest_commands(sub)
+    add_import_commands(sub)
     add_profile_commands(sub)
     add_identity_commands(sub)
     add_segment_commands(sub)

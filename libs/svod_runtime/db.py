@@ -299,6 +299,8 @@ def data_refusal(error: BaseException) -> InvalidArgument | None:
 # 08 connection exception, 53 insufficient resources, 57 operator intervention (admin
 # shutdown, crash shutdown, cannot connect now, statement cancelled), 58 system error.
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+# And a write sent to a server that is (now) a read-only standby: a failover in progress.
+_UNAVAILABLE_STATES = frozenset({"25006"})
 
 
 def database_unavailable(error: BaseException) -> Unavailable | None:
@@ -332,7 +334,8 @@ def _connection_trouble(error: BaseException) -> bool:
         # OperationalError too: those are retried the same way, and so are fine here.
         return True
     if isinstance(cause, psycopg.Error):
-        return (cause.sqlstate or "")[:2] in _UNAVAILABLE_CLASSES
+        state = cause.sqlstate or ""
+        return state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_STATES
     return isinstance(cause, ConnectionError)
 
 

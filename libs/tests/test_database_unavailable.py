@@ -32,11 +32,12 @@ def test_connection_errors_map_to_unavailable_and_others_do_not() -> None:
     starting = psycopg.errors.CannotConnectNow("the database system is starting up")
     crashed = psycopg.errors.CrashShutdown("terminating connection because of crash")
     closed = psycopg.InterfaceError("the connection is closed")
+    standby = psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only tx")
     wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, shutdown)
     pool = sqlalchemy.exc.TimeoutError("QueuePool limit of size 10 overflow 10 reached")
     chained = RuntimeError("while saving")
     chained.__cause__ = wrapped
-    for error in (refused, shutdown, starting, crashed, closed, wrapped, pool, chained):
+    for error in (refused, shutdown, starting, crashed, closed, standby, wrapped, pool, chained):
         refusal = database_unavailable(error)
         assert isinstance(refusal, Unavailable), error
         assert refusal.code == "UNAVAILABLE"

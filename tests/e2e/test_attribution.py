@@ -19,6 +19,7 @@ from svod.identity.v1 import identity_pb2
 from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2
 from tests.builders import CARD, EMAIL, PHONE, identify, random_phone, track, unique
+from tests.waiting import wait_until
 
 T = 10.0
 ORDER = common_pb2.EVENT_TYPE_ORDER_PLACED
@@ -66,11 +67,11 @@ def status_of(suite, request) -> ingestion_pb2.RecordStatus:
 
 
 def wait_state(suite, request, state: int, timeout_s: float = 20.0) -> ingestion_pb2.RecordStatus:
-    deadline = time.monotonic() + timeout_s
-    while (status := status_of(suite, request)).state != state:
-        assert time.monotonic() < deadline, status
-        time.sleep(0.05)
-    return status
+    def reached() -> ingestion_pb2.RecordStatus | None:
+        status = status_of(suite, request)
+        return status if status.state == state else None
+
+    return wait_until(reached, timeout_s, what=f"record state {state}")
 
 
 def orders(suite, customer_id: str) -> tuple[int, str]:

@@ -15,6 +15,7 @@ from svod.profile.v1 import profile_pb2
 from svod.segmentation.v1 import segmentation_pb2 as seg
 from svod_runtime.protoconv import datetime_to_timestamp
 from tests.builders import identify, random_phone, unique
+from tests.waiting import wait_until
 
 T = 10.0
 SMS = profile_pb2.CONSENT_CHANNEL_SMS
@@ -48,13 +49,6 @@ def _sms_export(suite, segment_id: str) -> set[str]:
     }
 
 
-def _eventually(check, timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.05)
-
-
 def test_an_opt_out_wins_over_an_opt_in_dated_ahead_and_leaves_the_sms_export(suite) -> None:
     source = unique("crm")
     who = identify(
@@ -77,7 +71,7 @@ def test_an_opt_out_wins_over_an_opt_in_dated_ahead_and_leaves_the_sms_export(su
         ),
         timeout=T,
     )
-    _eventually(lambda: customer in _members(suite, segment.segment_id))
+    wait_until(lambda: customer in _members(suite, segment.segment_id), what="member")
     now = dt.datetime.now(dt.UTC)
 
     # An opt-in dated 2030 is refused, naming the field; nothing is stored.
@@ -92,12 +86,14 @@ def test_an_opt_out_wins_over_an_opt_in_dated_ahead_and_leaves_the_sms_export(su
         suite, customer, profile_pb2.CONSENT_STATUS_OPTED_IN, now + dt.timedelta(minutes=3)
     )
     assert [c.status for c in shown.consents] == [profile_pb2.CONSENT_STATUS_OPTED_IN]
-    _eventually(lambda: customer in _sms_export(suite, segment.segment_id))
+    wait_until(lambda: customer in _sms_export(suite, segment.segment_id), what="in the export")
 
     # ... but an opt-out received now wins over it although its time is earlier.
     shown = _consent(suite, customer, profile_pb2.CONSENT_STATUS_OPTED_OUT)
     assert [c.status for c in shown.consents] == [profile_pb2.CONSENT_STATUS_OPTED_OUT]
-    _eventually(lambda: customer not in _sms_export(suite, segment.segment_id))
+    wait_until(
+        lambda: customer not in _sms_export(suite, segment.segment_id), what="out of the export"
+    )
 
     # A late opt-in (dated before the opt-out, arriving after it) does not bring them back.
     shown = _consent(

@@ -19,16 +19,14 @@ from svod_cli.suite import free_ports
 from svod_segmentation.domain.audiences import sha256_hex
 from tests.builders import identify, random_phone, unique
 from tests.e2e.webhook_receiver import Receiver
+from tests.waiting import wait_until
 
 T = 10.0
 SECRET = "s3cret-for-tests-0123456789"
 
 
 def _eventually(check: Callable[[], object], timeout_s: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"not reached in time: {what}"
-        time.sleep(0.1)
+    wait_until(check, timeout_s, what or "condition", interval_s=0.1)
 
 
 def _person(suite, source: str, *, consent: int | None, channel: int, email: bool = False):

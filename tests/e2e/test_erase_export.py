@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 
@@ -13,6 +11,7 @@ from svod.quality.v1 import quality_pb2
 from svod.segmentation.v1 import segmentation_pb2
 from svod_runtime.config import SERVICES
 from tests.builders import EMAIL, PHONE, identify, random_phone, track, unique
+from tests.waiting import wait_until
 
 T = 10.0
 
@@ -213,12 +212,12 @@ def test_export_holds_what_every_service_keeps(suite) -> None:
 
 
 def _export_with_segment(suite, customer_id: str, segment_id: str):
-    deadline = time.monotonic() + 15
-    while True:
+    def with_membership() -> profile_pb2.ExportPersonalDataResponse | None:
         export = suite.profile.ExportPersonalData(
             profile_pb2.ExportPersonalDataRequest(customer_id=customer_id), timeout=T
         )
-        if any(m.segment_id == segment_id for m in export.segment_memberships):
-            return export
-        assert time.monotonic() < deadline, "the segment membership never showed"
-        time.sleep(0.1)
+        return (
+            export if any(m.segment_id == segment_id for m in export.segment_memberships) else None
+        )
+
+    return wait_until(with_membership, 15, what="the segment membership in the export")

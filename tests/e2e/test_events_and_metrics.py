@@ -12,6 +12,7 @@ from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2
 from tests.builders import EMAIL, PHONE, at, identify, money, random_phone, track, unique
 from tests.e2e.test_identify_slice import field_violations
+from tests.waiting import wait_until
 
 T = 10.0
 ORDER = common_pb2.EVENT_TYPE_ORDER_PLACED
@@ -202,10 +203,11 @@ def test_metrics_after_a_merge_equal_one_customers_history(suite) -> None:
     suite.ingestion.Identify(bridge, timeout=T)
     survivor = suite.wait_processed(bridge.record_ref).customer_id
 
-    deadline = time.monotonic() + 10
-    while (m := profile(suite, survivor).metrics).order_count < 2:
-        assert time.monotonic() < deadline, m
-        time.sleep(0.05)
+    def both_orders() -> profile_pb2.Metrics | None:
+        metrics = profile(suite, survivor).metrics
+        return metrics if metrics.order_count >= 2 else None
+
+    m = wait_until(both_orders, what="both orders on the survivor")
     assert rub(m.total_spent) == "400.00"
     assert m.items_bought == 3
     assert m.first_order_time == at("2026-08-01T10:00:00Z")

@@ -3,11 +3,10 @@ in one trace from ingestion through profile to segmentation."""
 
 from __future__ import annotations
 
-import time
-
 from svod.common.v1 import common_pb2
 from svod.segmentation.v1 import segmentation_pb2
 from tests.builders import PHONE, identify, random_phone, track, unique
+from tests.waiting import wait_until
 
 T = 10.0
 
@@ -17,13 +16,6 @@ def segments_of(suite, customer_id: str) -> set[str]:
         segmentation_pb2.GetCustomerSegmentsRequest(customer_id=customer_id), timeout=T
     )
     return set(reply.segment_ids)
-
-
-def wait_until(predicate, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 def test_an_order_moves_the_customer_into_a_buyers_segment(suite, span_exporter) -> None:

@@ -10,6 +10,7 @@ from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2
 from svod.profile.v1 import profile_pb2
 from tests.builders import EMAIL, identify, random_phone, unique
+from tests.waiting import wait_until
 
 T = 10.0
 
@@ -45,10 +46,10 @@ def test_bridging_record_merges_customers_and_profiles(suite, span_exporter) -> 
     assert list(customer.merged_ids) == [newer]
     assert customer.record_count == 3
 
-    deadline = time.monotonic() + 10
-    while len((profile := _profile_by_id(suite, older)).sources) < 3:
-        assert time.monotonic() < deadline, profile
-        time.sleep(0.05)
+    profile = wait_until(
+        lambda: _with_sources(_profile_by_id(suite, older), 3),
+        what="the merged profile with all three sources",
+    )
     assert {s.source for s in profile.sources} == {"pos-msk-01", "app", "webshop"}
     assert profile.last_name.value == "Смирнова"  # came with the merged-away customer
     assert profile.first_name.value == "Мария"
@@ -90,10 +91,10 @@ def test_merge_announcement_is_applied_once(suite) -> None:
     bridge = identify("webshop", phones=(phone,), emails=(email,))
     suite.ingestion.Identify(bridge, timeout=T)
     suite.wait_processed(bridge.record_ref)
-    deadline = time.monotonic() + 10
-    while len((before := _profile_by_id(suite, survivor)).sources) < 3:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    before = wait_until(
+        lambda: _with_sources(_profile_by_id(suite, survivor), 3),
+        what="the survivor's profile with all three sources",
+    )
     # Replaying the same change (at-least-once delivery) changes nothing.
     replay = profile_pb2.ApplyIdentityChangeRequest(
         change_id=f"replay-{unique()}",
@@ -107,6 +108,10 @@ def test_merge_announcement_is_applied_once(suite) -> None:
     assert [(s.source, s.record_count) for s in after.sources] == [
         (s.source, s.record_count) for s in before.sources
     ]
+
+
+def _with_sources(profile: profile_pb2.Profile, count: int) -> profile_pb2.Profile | None:
+    return profile if len(profile.sources) >= count else None
 
 
 def _waiting_on_locks(suite_database, count: int) -> None:

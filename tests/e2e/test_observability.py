@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import re
@@ -52,6 +53,7 @@ from svod_cli.suite import (
     prepare_database,
 )
 from svod_runtime.config import SERVICES
+from tests import waiting
 from tests.builders import identify, random_phone, track, unique
 
 pytestmark = pytest.mark.slow
@@ -133,14 +135,8 @@ def series(samples: Samples, name: str) -> list[dict[str, str]]:
     return [dict(labels) for (metric, labels) in samples if metric == name]
 
 
-def wait_until(check, timeout_s: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"{what} not reached in {timeout_s}s"
-        time.sleep(0.2)
+# Each look scrapes endpoints: every 0.2 s is often enough.
+wait_until = functools.partial(waiting.wait_until, interval_s=0.2)
 
 
 def documented_metrics() -> dict[str, set[str]]:

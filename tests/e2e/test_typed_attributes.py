@@ -4,8 +4,6 @@ pets list)."""
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
@@ -14,6 +12,7 @@ from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
 from svod.segmentation.v1 import segmentation_pb2 as seg
 from tests.builders import identify, random_phone, unique
+from tests.waiting import wait_until
 
 T = 10.0
 
@@ -94,10 +93,7 @@ def test_attributes_are_stored_typed_and_segments_compare_by_type(suite) -> None
     not_vips = _segment(suite, source, _condition("attributes.vip", "eq", "нет"))
     early = _segment(suite, source, _condition("attributes.anniversary", "lt", "2021-01-01"))
     dogs = _segment(suite, source, _condition("attributes.pets", "contains", "Рекс"))
-    deadline = time.monotonic() + 10
-    while _members(suite, sizes) != {masha}:
-        assert time.monotonic() < deadline, _members(suite, sizes)
-        time.sleep(0.1)
+    wait_until(lambda: _members(suite, sizes) == {masha}, what="Маша alone in the sizes segment")
     assert _members(suite, vips) == {masha}
     assert _members(suite, not_vips) == {olga}
     assert _members(suite, early) == {masha}

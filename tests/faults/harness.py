@@ -4,7 +4,7 @@ test's own, killing and restarting one of them for real, and the table of outcom
 Each scenario records one row (``record``): acknowledged messages, how many reached their
 profiles, how many were lost or counted twice, and how long the suite took to recover. The
 rows are printed at the end of the session (tests/faults/conftest.py) and written to
-benchmarks/results/faults.txt.
+RESULTS_FILE (replaced by each session that ran a scenario).
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ from svod_cli.suite import (
 )
 from svod_runtime.config import SERVICES
 
-RESULTS_FILE = TOP / "benchmarks" / "results" / "faults.txt"
+# Where the session's table is written: .data/ by default (a test run leaves the work tree
+# clean); SVOD_FAULTS_RESULTS=benchmarks/results/faults.txt to record a run in the repository.
+RESULTS_FILE = TOP / os.environ.get("SVOD_FAULTS_RESULTS", ".data/faults.txt")
 
 
 @contextmanager
@@ -96,14 +98,21 @@ def line(outcome: Outcome) -> str:
 
 
 def record(outcome: Outcome) -> None:
-    """Keeps the row for the session's table and adds it to benchmarks/results/faults.txt."""
+    """Keeps the row for the session's table (printed and written at the end) and prints it."""
     OUTCOMES.append(outcome)
+    print("\n" + HEADER + "\n" + line(outcome))
+
+
+def write_results() -> Path:
+    """RESULTS_FILE: this session's rows (the file is replaced)."""
     path = Path(RESULTS_FILE)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with path.open("a", encoding="utf-8") as out:
-        if new:
-            out.write("# tests/faults: one row per scenario run (appended)\n" + HEADER + "\n")
-        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-        out.write(f"{line(outcome)}  {stamp} UTC\n")
-    print("\n" + HEADER + "\n" + line(outcome))
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    load = os.getloadavg()[0]
+    rows = "\n".join(line(outcome) for outcome in OUTCOMES)
+    path.write_text(
+        f"# tests/faults, {stamp} UTC, {os.cpu_count()} cores, load average {load:.1f}\n"
+        f"{HEADER}\n{rows}\n",
+        encoding="utf-8",
+    )
+    return path

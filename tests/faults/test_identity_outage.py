@@ -10,8 +10,6 @@ clock ran neither while identity was down nor while the customers' identifies we
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections import defaultdict
 
@@ -27,10 +25,10 @@ from svod_cli.suite import (
     drop_database,
     free_ports,
     prepare_database,
-    wait_healthy,
 )
 from svod_runtime.config import SERVICES
 from tests.builders import CARD, identify, track, unique
+from tests.faults.harness import Outcome, record, restart
 
 pytestmark = pytest.mark.slow
 
@@ -57,13 +55,6 @@ def processes(postgres_admin_url):
         if suite is not None:
             suite.stop()
         drop_database(postgres_admin_url, name)
-
-
-def restart(suite: ProcessSuite, service: str) -> None:
-    suite.processes[service] = subprocess.Popen(
-        [sys.executable, "-m", f"svod_{service}", "serve"], env=suite.env
-    )
-    wait_healthy({service: suite.ports[service]}, env=suite.env)
 
 
 def states(ingestion, refs) -> dict[int, int]:
@@ -164,11 +155,15 @@ def test_identity_down_longer_than_the_grace_period_loses_nothing(processes) -> 
             lost += max(0, orders[card] - metrics.order_count)
             doubled += max(0, metrics.order_count - orders[card])
             assert metrics.total_spent.units == spent[card], card
-        print(
-            "\nscenario                        acknowledged  delivered  lost  double-counted  "
-            "recovery\n"
-            f"identity down {OUTAGE_S:.0f} s (grace {GRACE_S:.0f} s)  {len(events):>15}  "
-            f"{counted:>9}  {lost:>4}  {doubled:>14}  {recovery_s:>6.1f} s"
+        record(
+            Outcome(
+                f"identity down {OUTAGE_S:.0f} s (grace {GRACE_S:.0f} s)",
+                len(events),
+                counted,
+                lost,
+                doubled,
+                recovery_s,
+            )
         )
         assert lost == 0 and doubled == 0
         assert counted == len(events)

@@ -26,6 +26,7 @@ from svod_cli.suite import ProcessSuite, create_database, drop_database, free_po
 from svod_cli.suite import prepare_database as prepare
 from svod_runtime.config import SERVICES
 from tests.builders import CARD, PHONE, identify, track
+from tests.faults.harness import Outcome, record
 
 pytestmark = pytest.mark.slow
 
@@ -173,6 +174,16 @@ def test_a_poison_event_is_refused_alone_and_the_rest_are_delivered_once(process
             lost += max(count - metrics.order_count, 0)
             doubled += max(metrics.order_count - count, 0)
             assert (metrics.order_count, got) == (count, spent), person
+        record(
+            Outcome(
+                "poison event in a 2,000-event stream",
+                EVENTS - 1,
+                sum(metrics_of(p).order_count for p in expected),
+                lost,
+                doubled,
+                delivered_s,
+            )
+        )
         assert (lost, doubled) == (0, 0)
         print(
             f"\npoison event | acknowledged {EVENTS - 1} (+1 refused at the door, index "

@@ -263,10 +263,16 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         results = await self.standardizer.check([(r.record_ref.source, r.record) for r in requests])
         now = dt.datetime.now(dt.UTC)
         verdicts: list[bytes | DeliveryError] = []
+        # Records whose call to quality failed as a whole share one error: the relay then
+        # splits them (outbox.py) until a refusal that is not an outage names one record.
+        failed: dict[str, DeliveryError] = {}
         for request, result in zip(requests, results, strict=True):
             if isinstance(result, Unchecked):
                 verdicts.append(
-                    DeliveryError(result.status, "quality could not check the record yet")
+                    failed.setdefault(
+                        result.status,
+                        DeliveryError(result.status, "quality could not check the record yet"),
+                    )
                 )
                 continue
             try:

@@ -26,7 +26,7 @@ from svod_profile.domain.model import (
     TraitObservation,
 )
 from svod_profile.domain.names import NameIndex, query_key
-from svod_runtime.db import array_literal, fetch_direct
+from svod_runtime.db import array_literal, fetch_direct, fetch_direct_pipelined
 from svod_runtime.erasure import scrub_outbox
 from svod_runtime.outbox import enqueue
 
@@ -146,6 +146,69 @@ SELECT EXISTS (SELECT 1 FROM claim) AS claimed
 """
 
 
+_OBSERVATIONS = (
+    "SELECT field, value, source, channel, observed_at FROM trait_values "
+    "WHERE customer_id = %(c)s AND field = ANY(CAST(%(f)s AS text[]))"
+)
+
+
+def _observation(row: Any) -> TraitObservation:
+    return TraitObservation(
+        row.field, row.value, Provenance(row.source, row.channel, row.observed_at)
+    )
+
+
+def _claim_params(app: RecordApplication) -> dict[str, Any]:
+    p = app.provenance
+    return {
+        "c": app.customer_id,
+        "s": app.source,
+        "m": app.message_id,
+        "ch": p.channel,
+        "at": p.observed_at,
+        "ps": p.source,
+        "traits": json.dumps(
+            [{"f": t.field, "v": t.value, **_provenance_row(t.provenance)} for t in app.traits],
+            ensure_ascii=False,
+        ),
+        "ids": json.dumps(
+            [
+                {"t": i.type, "n": i.namespace, "v": i.value, **_provenance_row(i.provenance)}
+                for i in app.identifiers
+            ],
+            ensure_ascii=False,
+        ),
+    }
+
+
+def _update_shown(
+    customer_id: str, shown: dict[str, TraitObservation], names: NameIndex | None
+) -> tuple[str, dict[str, Any]]:
+    """The statement (and its parameters) writing a profile's shown values; returns its
+    version."""
+    params: dict[str, Any] = {
+        "c": customer_id,
+        "shown": json.dumps(
+            {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
+        ),
+    }
+    names_sql = ""
+    if names is not None:
+        names_sql = _REPLACE_NAMES
+        params.update(
+            fields=array_literal(names.fields),
+            prefixes=array_literal(sorted(names.prefixes)),
+            variants=_variants_json(names.variants),
+            keys=array_literal(sorted(names.keys)),
+        )
+    return (
+        f"UPDATE profiles SET shown = shown || CAST(%(shown)s AS jsonb), {names_sql}"
+        "updated_at = now(), version = version + 1 "
+        "WHERE customer_id = %(c)s RETURNING version",
+        params,
+    )
+
+
 class ProfileTransaction:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
@@ -170,51 +233,35 @@ class ProfileTransaction:
     async def claim_and_observe(self, app: RecordApplication) -> bool:
         """Marks the record applied and stores its traits, identifiers and source, in one
         statement; False (and nothing written) when it had been applied before."""
-        p = app.provenance
-        rows = await fetch_direct(
-            self.conn,
-            _CLAIM_AND_OBSERVE,
-            {
-                "c": app.customer_id,
-                "s": app.source,
-                "m": app.message_id,
-                "ch": p.channel,
-                "at": p.observed_at,
-                "ps": p.source,
-                "traits": json.dumps(
-                    [
-                        {"f": t.field, "v": t.value, **_provenance_row(t.provenance)}
-                        for t in app.traits
-                    ],
-                    ensure_ascii=False,
-                ),
-                "ids": json.dumps(
-                    [
-                        {
-                            "t": i.type,
-                            "n": i.namespace,
-                            "v": i.value,
-                            **_provenance_row(i.provenance),
-                        }
-                        for i in app.identifiers
-                    ],
-                    ensure_ascii=False,
-                ),
-            },
-        )
+        rows = await fetch_direct(self.conn, _CLAIM_AND_OBSERVE, _claim_params(app))
         return bool(rows[0].claimed)
+
+    async def claim_and_observe_many(self, apps: list[RecordApplication]) -> list[bool]:
+        """``claim_and_observe`` of each record in turn, all sent in one round trip."""
+        if not apps:
+            return []
+        answers = await fetch_direct_pipelined(
+            self.conn, [(_CLAIM_AND_OBSERVE, _claim_params(app)) for app in apps]
+        )
+        return [bool(rows[0].claimed) for rows in answers]
 
     async def observations(self, customer_id: str, fields: Iterable[str]) -> list[TraitObservation]:
         rows = await fetch_direct(
-            self.conn,
-            "SELECT field, value, source, channel, observed_at FROM trait_values "
-            "WHERE customer_id = %(c)s AND field = ANY(CAST(%(f)s AS text[]))",
-            {"c": customer_id, "f": array_literal(fields)},
+            self.conn, _OBSERVATIONS, {"c": customer_id, "f": array_literal(fields)}
         )
-        return [
-            TraitObservation(r.field, r.value, Provenance(r.source, r.channel, r.observed_at))
-            for r in rows
-        ]
+        return [_observation(r) for r in rows]
+
+    async def observations_many(
+        self, wanted: list[tuple[str, Iterable[str]]]
+    ) -> list[list[TraitObservation]]:
+        """``observations`` of each (customer, fields), all read in one round trip."""
+        if not wanted:
+            return []
+        answers = await fetch_direct_pipelined(
+            self.conn,
+            [(_OBSERVATIONS, {"c": c, "f": array_literal(fields)}) for c, fields in wanted],
+        )
+        return [[_observation(r) for r in rows] for rows in answers]
 
     async def current_id(self, customer_id: str) -> str:
         """The survivor when identity merged this customer away, else the id itself."""
@@ -578,29 +625,31 @@ class ProfileTransaction:
     ) -> int:
         """The shown values of some fields; ``names``: the variants and keys of the name fields
         it covers, which replace theirs (the other name fields' stay)."""
-        params = {
-            "c": customer_id,
-            "shown": json.dumps(
-                {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
-            ),
-        }
-        names_sql = ""
-        if names is not None:
-            names_sql = _REPLACE_NAMES
-            params.update(
-                fields=array_literal(names.fields),
-                prefixes=array_literal(sorted(names.prefixes)),
-                variants=_variants_json(names.variants),
-                keys=array_literal(sorted(names.keys)),
-            )
-        (row,) = await fetch_direct(
-            self.conn,
-            f"UPDATE profiles SET shown = shown || CAST(%(shown)s AS jsonb), {names_sql}"
-            "updated_at = now(), version = version + 1 "
-            "WHERE customer_id = %(c)s RETURNING version",
-            params,
-        )
+        (row,) = await fetch_direct(self.conn, *_update_shown(customer_id, shown, names))
         return int(row.version)
+
+    async def update_shown_many(
+        self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
+    ) -> list[int]:
+        """``update_shown`` of each (customer, shown, names), all sent in one round trip."""
+        if not updates:
+            return []
+        answers = await fetch_direct_pipelined(self.conn, [_update_shown(*u) for u in updates])
+        return [int(rows[0].version) for rows in answers]
+
+    async def versions(self, customer_ids: Iterable[str]) -> dict[str, int]:
+        """The versions of several profiles in one query (a missing one: 0)."""
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return {}
+        rows = await fetch_direct(
+            self.conn,
+            "SELECT customer_id, version FROM profiles "
+            "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
+            {"c": array_literal(ids)},
+        )
+        found = {str(r.customer_id): int(r.version) for r in rows}
+        return {c: found.get(c, 0) for c in ids}
 
     async def version(self, customer_id: str) -> int:
         row = (
