@@ -88,8 +88,9 @@ RETRYABLE = frozenset(
 )
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
-# Rejected lines kept with their reasons (all are counted).
-KEEP_REJECTED = 10_000
+# Rejected lines kept with their reasons (all are counted): the checkpoint carries them and is
+# rewritten after every stream, so a file of mostly bad lines must not make it megabytes.
+KEEP_REJECTED = 1_000
 # --wait follows every record a run sent up to this many, else an even sample of this many.
 WAIT_FOLLOW = 20_000
 CHECKPOINT_VERSION = 1

@@ -27,6 +27,7 @@ from svod.common.v1 import common_pb2
 from svod_runtime.config import SERVICES
 from tests.builders import identify, random_phone, track, unique
 from tests.e2e.test_cli import Ran, Svod, point_at, run_cli
+from tests.waiting import wait_until
 
 PHONE = common_pb2.IDENTIFIER_TYPE_PHONE
 
@@ -340,6 +341,8 @@ def test_an_interrupted_import_resumes_without_duplicates(svod, tmp_path) -> Non
     # (the checkpoint knew of 1 accepted; this run stored 4 and found 2 stored already).
     assert (result["accepted"], result["duplicates"], result["complete"]) == (5, 2, True)
     assert result["delivered"] == 6
+    # Line 1 (sent by the first run) is not followed by this one: wait for all seven.
+    wait_until(lambda: order_count(svod, phone) >= 7, timeout_s=60, what="7 orders")
     assert order_count(svod, phone) == 7
 
     # Another content under the same checkpoint is refused, not mixed in.
@@ -496,13 +499,13 @@ def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
     # stored (new) or found stored already (sent by the killed run after its checkpoint).
     assert result["accepted"] + result["duplicates"] == count and result["rejected_count"] == 0
 
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        counts = [order_count(svod, p) for p in phones]
-        if sum(counts) >= count:
-            break
-        time.sleep(1)
-    assert counts == [count // len(phones)] * len(phones)
+    wait_until(
+        lambda: sum(order_count(svod, p) for p in phones) >= count,
+        timeout_s=180,
+        what=f"{count} orders delivered",
+        interval_s=1.0,
+    )
+    assert [order_count(svod, p) for p in phones] == [count // len(phones)] * len(phones)
 
 
 def test_mapping_paths_and_cells_convert_by_the_field_type() -> None:
