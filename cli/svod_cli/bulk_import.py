@@ -166,7 +166,8 @@ def read_jsonl(path: Path) -> Iterator[Row]:
 
 def read_csv(path: Path, raw_mapping: dict[str, Any] | None, kind: Kind) -> Iterator[Row]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter_of(raw_mapping))
+        tab = path.suffix.lower() == ".tsv" and not (raw_mapping or {}).get("delimiter")
+        reader = csv.reader(handle, delimiter="\t" if tab else delimiter_of(raw_mapping))
         header = next(reader, None)
         if header is None:
             return
@@ -640,9 +641,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     channel_name = _channel_name(args.channel)
     defaults = Defaults(args.source or "", channel_name, f"imp-{sha[:20]}")
     rows = read_rows(path, fmt, mapping, kind)
-    progress = Progress("sent", max(total, 1), force=args.progress)
-    progress.done = checkpoint.records_done
-    progress.total = max(total, checkpoint.records_done)
+    # This run's records only, so that a resumed import's rate and ETA are its own.
+    progress = Progress("sent", max(total - checkpoint.records_done, 1), force=args.progress)
     sender = Sender(kind, args.retries, quiet=not (args.progress or sys.stderr.isatty()))
     outcome = Outcome()
     try:

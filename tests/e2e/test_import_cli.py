@@ -312,6 +312,13 @@ def test_bad_lines_are_rejected_by_line_and_the_rest_land(svod, tmp_path) -> Non
     assert rejected["field_violations"][0]["field"] == "record.birth_date"
     assert "column born" in rejected["field_violations"][0]["description"]
 
+    # Tab-separated with the same mapping (a .tsv file splits on tabs unless it says).
+    (tmp_path / "c.tsv").write_text(f"phone\tborn\n{random_phone()}\t02.01.1990\n")
+    tsv_sent = imported(
+        svod("import", "customers", tmp_path / "c.tsv", "--mapping", tmp_path / "m.yaml", "--json")
+    )
+    assert (tsv_sent["accepted"], tsv_sent["rejected_count"]) == (1, 0), tsv_sent
+
 
 def test_an_interrupted_import_resumes_without_duplicates(svod, tmp_path) -> None:
     source = unique("pos")
@@ -333,9 +340,12 @@ def test_an_interrupted_import_resumes_without_duplicates(svod, tmp_path) -> Non
     # A crash after ingestion answered but before the checkpoint moved: it says line 1.
     saved.update(last_line=1, records_done=1, accepted=1)
     checkpoint.write_text(json.dumps(saved))
-    resumed = svod("import", "events", events, "--checkpoint", checkpoint, "--wait", "--json")
+    resumed = svod(
+        "import", "events", events, "--checkpoint", checkpoint, "--wait", "--json", "--progress"
+    )
     result = imported(resumed)
     assert resumed.code == 0, resumed.err
+    assert re.search(r"sent: 6/6 \([\d,]+/s, ETA 0:00:00\)", resumed.err), resumed.err
     assert result["resumed_after_line"] == 1 and result["records_this_run"] == 6
     # Lines 2 and 3 went again with the ids derived from the file: duplicates, not new orders
     # (the checkpoint knew of 1 accepted; this run stored 4 and found 2 stored already).
