@@ -66,10 +66,12 @@ def tls_files() -> TlsFiles:
     return TlsFiles.from_env(os.environ)
 
 
-def channel(service: str) -> grpc.Channel:
+def channel(service: str, *, retries: bool = True) -> grpc.Channel:
     """A blocking channel to ``service`` (use as a context manager): TLS when configured;
-    UNAVAILABLE (a service or its database restarting) retried with backoff."""
-    return blocking_channel(target(service), tls_files(), retry_options())
+    UNAVAILABLE (a service or its database restarting) retried with backoff, unless
+    ``retries`` is False (a health check reports what it sees at once)."""
+    options = retry_options() if retries else [("grpc.enable_retries", 0)]
+    return blocking_channel(target(service), tls_files(), options)
 
 
 def report_rpc_error(error: grpc.RpcError) -> int:

@@ -91,7 +91,7 @@ class ServiceStatus:
 
 
 def health_of(service: str) -> str:
-    with channel(service) as open_channel:
+    with channel(service, retries=False) as open_channel:
         try:
             reply = health_pb2_grpc.HealthStub(open_channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=2
