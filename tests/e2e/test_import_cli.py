@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -452,11 +453,13 @@ def test_a_stream_that_cannot_reach_ingestion_is_sent_again(late_ingestion, svod
     assert "sending again" in sent.err
 
 
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
 def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
-    suite, svod, tmp_path
+    suite, svod, tmp_path, stop
 ) -> None:
-    """SIGKILL while streams are in flight: the re-run resumes after the checkpoint's line, the
-    lines stored but not yet in the checkpoint come back as duplicates, no order counts twice."""
+    """SIGKILL (or Ctrl-C) while streams are in flight: the re-run resumes after the
+    checkpoint's line, the lines stored but not yet in the checkpoint come back as duplicates,
+    no order counts twice."""
     source = unique("shop")
     phones = [random_phone() for _ in range(10)]
     people = write_jsonl(
@@ -479,7 +482,8 @@ def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
         [*command, "--checkpoint", str(checkpoint)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     saved: dict[str, Any] = {}
@@ -489,8 +493,12 @@ def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
             if saved["last_line"] > 0:
                 break
         time.sleep(0.01)
-    first.kill()
-    first.wait()
+    first.send_signal(stop)
+    _, said = first.communicate(timeout=180)
+    if stop == signal.SIGINT:  # stops at once (streams in flight finish), says where it stood
+        assert first.returncode == 130, said
+        assert "interrupted after line" in said and "Traceback" not in said, said
+        saved = json.loads(checkpoint.read_text())
     assert saved and 0 < saved["last_line"] < count and not saved["complete"], saved
 
     resumed = subprocess.run(
