@@ -347,6 +347,13 @@ class Checkpoint:
             ) from None
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise UsageError(f"{path}: not a checkpoint of this svod; --restart to start over")
+        try:
+            return cls._from_state(path, state)
+        except (KeyError, TypeError, ValueError):
+            raise UsageError(f"{path}: a damaged checkpoint; --restart to start over") from None
+
+    @classmethod
+    def _from_state(cls, path: Path, state: dict[str, Any]) -> Checkpoint:
         return cls(
             path,
             str(state["file"]),
@@ -626,6 +633,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     sha, total = file_facts(path, fmt)
     checkpoint = _open_checkpoint(args, path, kind, sha)
     resumed_from = checkpoint.last_line
+    try:  # now, not after the first stream: a folder we cannot write to is a usage error
+        checkpoint.save()
+    except OSError as error:
+        raise UsageError(
+            f"cannot write the checkpoint {checkpoint.path}: {error.strerror}; "
+            "--checkpoint PATH puts it elsewhere"
+        ) from None
     if checkpoint.complete:
         result = summary_json(path, kind, checkpoint, Outcome(), resumed_from)
         result["already_imported"] = True
