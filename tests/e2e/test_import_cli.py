@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from svod.common.v1 import common_pb2
 from svod_runtime.config import SERVICES
 from tests.builders import identify, random_phone, track, unique
 from tests.e2e.test_cli import Ran, Svod, point_at, run_cli
+from tests.waiting import wait_until
 
 PHONE = common_pb2.IDENTIFIER_TYPE_PHONE
 
@@ -311,6 +313,13 @@ def test_bad_lines_are_rejected_by_line_and_the_rest_land(svod, tmp_path) -> Non
     assert rejected["field_violations"][0]["field"] == "record.birth_date"
     assert "column born" in rejected["field_violations"][0]["description"]
 
+    # Tab-separated with the same mapping (a .tsv file splits on tabs unless it says).
+    (tmp_path / "c.tsv").write_text(f"phone\tborn\n{random_phone()}\t02.01.1990\n")
+    tsv_sent = imported(
+        svod("import", "customers", tmp_path / "c.tsv", "--mapping", tmp_path / "m.yaml", "--json")
+    )
+    assert (tsv_sent["accepted"], tsv_sent["rejected_count"]) == (1, 0), tsv_sent
+
 
 def test_an_interrupted_import_resumes_without_duplicates(svod, tmp_path) -> None:
     source = unique("pos")
@@ -332,14 +341,19 @@ def test_an_interrupted_import_resumes_without_duplicates(svod, tmp_path) -> Non
     # A crash after ingestion answered but before the checkpoint moved: it says line 1.
     saved.update(last_line=1, records_done=1, accepted=1)
     checkpoint.write_text(json.dumps(saved))
-    resumed = svod("import", "events", events, "--checkpoint", checkpoint, "--wait", "--json")
+    resumed = svod(
+        "import", "events", events, "--checkpoint", checkpoint, "--wait", "--json", "--progress"
+    )
     result = imported(resumed)
     assert resumed.code == 0, resumed.err
+    assert re.search(r"sent: 6/6 \([\d,]+/s, ETA 0:00:00\)", resumed.err), resumed.err
     assert result["resumed_after_line"] == 1 and result["records_this_run"] == 6
     # Lines 2 and 3 went again with the ids derived from the file: duplicates, not new orders
     # (the checkpoint knew of 1 accepted; this run stored 4 and found 2 stored already).
     assert (result["accepted"], result["duplicates"], result["complete"]) == (5, 2, True)
     assert result["delivered"] == 6
+    # Line 1 (sent by the first run) is not followed by this one: wait for all seven.
+    wait_until(lambda: order_count(svod, phone) >= 7, timeout_s=60, what="7 orders")
     assert order_count(svod, phone) == 7
 
     # Another content under the same checkpoint is refused, not mixed in.
@@ -439,11 +453,13 @@ def test_a_stream_that_cannot_reach_ingestion_is_sent_again(late_ingestion, svod
     assert "sending again" in sent.err
 
 
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
 def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
-    suite, svod, tmp_path
+    suite, svod, tmp_path, stop
 ) -> None:
-    """SIGKILL while streams are in flight: the re-run resumes after the checkpoint's line, the
-    lines stored but not yet in the checkpoint come back as duplicates, no order counts twice."""
+    """SIGKILL (or Ctrl-C) while streams are in flight: the re-run resumes after the
+    checkpoint's line, the lines stored but not yet in the checkpoint come back as duplicates,
+    no order counts twice."""
     source = unique("shop")
     phones = [random_phone() for _ in range(10)]
     people = write_jsonl(
@@ -466,7 +482,8 @@ def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
         [*command, "--checkpoint", str(checkpoint)],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 120
     saved: dict[str, Any] = {}
@@ -476,8 +493,12 @@ def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
             if saved["last_line"] > 0:
                 break
         time.sleep(0.01)
-    first.kill()
-    first.wait()
+    first.send_signal(stop)
+    _, said = first.communicate(timeout=180)
+    if stop == signal.SIGINT:  # stops at once (streams in flight finish), says where it stood
+        assert first.returncode == 130, said
+        assert "interrupted after line" in said and "Traceback" not in said, said
+        saved = json.loads(checkpoint.read_text())
     assert saved and 0 < saved["last_line"] < count and not saved["complete"], saved
 
     resumed = subprocess.run(
@@ -496,13 +517,13 @@ def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
     # stored (new) or found stored already (sent by the killed run after its checkpoint).
     assert result["accepted"] + result["duplicates"] == count and result["rejected_count"] == 0
 
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        counts = [order_count(svod, p) for p in phones]
-        if sum(counts) >= count:
-            break
-        time.sleep(1)
-    assert counts == [count // len(phones)] * len(phones)
+    wait_until(
+        lambda: sum(order_count(svod, p) for p in phones) >= count,
+        timeout_s=180,
+        what=f"{count} orders delivered",
+        interval_s=1.0,
+    )
+    assert [order_count(svod, p) for p in phones] == [count // len(phones)] * len(phones)
 
 
 def test_mapping_paths_and_cells_convert_by_the_field_type() -> None:
