@@ -57,6 +57,7 @@ from benchmarks.identity.loader import load_identity
 from benchmarks.pipeline.cluster import bench_cluster
 from benchmarks.pipeline.cpu import CpuMeter, per_message
 from benchmarks.profile.bench_profile import bench_raw_apply
+from benchmarks.stats import latency_summary
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
@@ -166,6 +167,31 @@ async def wait_processed(db_url: str, source: str, count: int, timeout_s: float)
         await asyncio.sleep(0.2)
 
 
+async def interactive_probe(target: str, stop: asyncio.Event, every_s: float = 0.5) -> list[float]:
+    """While a bulk phase runs: an Identify of a new person every ``every_s`` (not waiting for
+    the previous one), each timed from the call until GetRecordStatus says delivered (resolved
+    and in the profile), in ms."""
+    work = Workload(1, seed=97)
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+
+        async def one(request: ingestion_pb2.IdentifyRequest) -> float:
+            started = time.perf_counter()
+            await stub.Identify(request, timeout=60)
+            status_request = ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref)
+            while True:
+                status = await stub.GetRecordStatus(status_request, timeout=60)
+                if status.state != ingestion_pb2.RecordStatus.STATE_PENDING:
+                    return (time.perf_counter() - started) * 1000
+                await asyncio.sleep(0.01)
+
+        probes = []
+        while not stop.is_set():
+            probes.append(asyncio.create_task(one(identify_request(work.new(), "bench-probe"))))
+            await asyncio.sleep(every_s)
+        return list(await asyncio.gather(*probes))
+
+
 def rate(count: int, seconds: float) -> float:
     return round(count / seconds, 1)
 
@@ -250,6 +276,8 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:
         identify_request(r, IDENTIFY_SOURCE)
         for _, r in Workload(args.customers, seed=23).mixed(args.identifies)
     ]
+    stop_probe = asyncio.Event()
+    probe = asyncio.create_task(interactive_probe(ingestion, stop_probe))
     with CpuMeter(pids, db_url) as meter:
         started = time.perf_counter()
         accept_s = await send_streams(
@@ -257,6 +285,8 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:
         )
         await wait_processed(db_url, IDENTIFY_SOURCE, len(work), args.timeout)
         elapsed = time.perf_counter() - started
+    stop_probe.set()
+    interactive = await probe
     _, delivered = processed(db_url, IDENTIFY_SOURCE)
     figures["identify"] = {
         "records": len(work),
@@ -268,6 +298,8 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:
         "ratio_to_ceiling": round(len(work) / elapsed / ceiling, 2),
         **cpu_figures(meter, len(work)),
         "ceiling_cpu_ms_per_record": ceiling_cpu["cpu_ms_per_message"],
+        # One Identify every 0.5 s during the bulk import: call -> delivered (in the profile).
+        "interactive_identify_to_profile_ms": latency_summary(interactive) if interactive else {},
     }
     f = figures["identify"]
     print(
@@ -277,6 +309,12 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:
         f"(ratio {f['ratio_to_ceiling']})"
     )
     print_cpu("record", f)
+    if interactive:
+        lat = f["interactive_identify_to_profile_ms"]
+        print(
+            f"  a single Identify during the import, until in the profile: p50 "
+            f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms ({lat['calls']} calls)"
+        )
 
     # -- events: durable accept and fully processed ----------------------------------------------
     events = events_for(args.customers, args.events, TRACK_SOURCE, seed=31)
