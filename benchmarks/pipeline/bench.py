@@ -54,7 +54,7 @@ import psycopg
 from benchmarks.harness import running_suite, scratch_database
 from benchmarks.identity.bench_speed import Workload
 from benchmarks.identity.loader import load_identity
-from benchmarks.pipeline.cluster import BenchCluster
+from benchmarks.pipeline.cluster import bench_cluster
 from benchmarks.pipeline.cpu import CpuMeter, per_message
 from benchmarks.profile.bench_profile import bench_raw_apply
 from svod.common.v1 import common_pb2
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         args.events, args.mixed_events = 15_000, 6_000
     with contextlib.ExitStack() as stack:
         if not args.shared_cluster:
-            cluster = BenchCluster()
+            cluster = bench_cluster()
             os.environ["SVOD_DATABASE_URL"] = cluster.start()
             stack.callback(cluster.stop)
         db_url = stack.enter_context(scratch_database("svod_bench_pipe"))

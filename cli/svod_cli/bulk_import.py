@@ -88,8 +88,9 @@ RETRYABLE = frozenset(
 )
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
-# Rejected lines kept with their reasons (all are counted).
-KEEP_REJECTED = 10_000
+# Rejected lines kept with their reasons (all are counted): the checkpoint carries them and is
+# rewritten after every stream, so a file of mostly bad lines must not make it megabytes.
+KEEP_REJECTED = 1_000
 # --wait follows every record a run sent up to this many, else an even sample of this many.
 WAIT_FOLLOW = 20_000
 CHECKPOINT_VERSION = 1
@@ -165,7 +166,8 @@ def read_jsonl(path: Path) -> Iterator[Row]:
 
 def read_csv(path: Path, raw_mapping: dict[str, Any] | None, kind: Kind) -> Iterator[Row]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter_of(raw_mapping))
+        tab = path.suffix.lower() == ".tsv" and not (raw_mapping or {}).get("delimiter")
+        reader = csv.reader(handle, delimiter="\t" if tab else delimiter_of(raw_mapping))
         header = next(reader, None)
         if header is None:
             return
@@ -345,6 +347,13 @@ class Checkpoint:
             ) from None
         if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
             raise UsageError(f"{path}: not a checkpoint of this svod; --restart to start over")
+        try:
+            return cls._from_state(path, state)
+        except (KeyError, TypeError, ValueError):
+            raise UsageError(f"{path}: a damaged checkpoint; --restart to start over") from None
+
+    @classmethod
+    def _from_state(cls, path: Path, state: dict[str, Any]) -> Checkpoint:
         return cls(
             path,
             str(state["file"]),
@@ -624,6 +633,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     sha, total = file_facts(path, fmt)
     checkpoint = _open_checkpoint(args, path, kind, sha)
     resumed_from = checkpoint.last_line
+    try:  # now, not after the first stream: a folder we cannot write to is a usage error
+        checkpoint.save()
+    except OSError as error:
+        raise UsageError(
+            f"cannot write the checkpoint {checkpoint.path}: {error.strerror}; "
+            "--checkpoint PATH puts it elsewhere"
+        ) from None
     if checkpoint.complete:
         result = summary_json(path, kind, checkpoint, Outcome(), resumed_from)
         result["already_imported"] = True
@@ -639,9 +655,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     channel_name = _channel_name(args.channel)
     defaults = Defaults(args.source or "", channel_name, f"imp-{sha[:20]}")
     rows = read_rows(path, fmt, mapping, kind)
-    progress = Progress("sent", max(total, 1), force=args.progress)
-    progress.done = checkpoint.records_done
-    progress.total = max(total, checkpoint.records_done)
+    # This run's records only, so that a resumed import's rate and ETA are its own.
+    progress = Progress("sent", max(total - checkpoint.records_done, 1), force=args.progress)
     sender = Sender(kind, args.retries, quiet=not (args.progress or sys.stderr.isatty()))
     outcome = Outcome()
     try:

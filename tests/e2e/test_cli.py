@@ -25,6 +25,7 @@ from svod_runtime.access import Scope
 from svod_runtime.auth import principal_entry
 from svod_runtime.config import SERVICES
 from tests.builders import identify, random_phone, track, unique
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -314,10 +315,11 @@ def test_quality_commands(svod, tmp_path) -> None:
     stats = svod("quality", "violations", "--source", "cli-quality", "--json").json()
     assert any(v["rule"] == rule_id for v in stats["violations"])
     assert rule_id in svod("quality", "violations", "--days", "1").out
-    deadline = time.monotonic() + 30
-    while (score := svod("quality", "score", customer)).code != 0:
-        assert time.monotonic() < deadline, score.err
-        time.sleep(0.5)
+    score = wait_until(
+        lambda: (ran := svod("quality", "score", customer)).code == 0 and ran,
+        what="a quality score for the customer",
+        interval_s=0.5,
+    )
     assert f"{customer}: " in score.out and "/100" in score.out
 
     assert svod("quality", "rules", "delete", rule_id).code == 0

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +25,10 @@ import pytest
 from google.protobuf import json_format
 
 from svod.common.v1 import common_pb2
+from svod_runtime.config import SERVICES
 from tests.builders import identify, random_phone, track, unique
 from tests.e2e.test_cli import Ran, Svod, point_at, run_cli
+from tests.waiting import wait_until
 
 PHONE = common_pb2.IDENTIFIER_TYPE_PHONE
 
@@ -306,6 +313,13 @@ def test_bad_lines_are_rejected_by_line_and_the_rest_land(svod, tmp_path) -> Non
     assert rejected["field_violations"][0]["field"] == "record.birth_date"
     assert "column born" in rejected["field_violations"][0]["description"]
 
+    # Tab-separated with the same mapping (a .tsv file splits on tabs unless it says).
+    (tmp_path / "c.tsv").write_text(f"phone\tborn\n{random_phone()}\t02.01.1990\n")
+    tsv_sent = imported(
+        svod("import", "customers", tmp_path / "c.tsv", "--mapping", tmp_path / "m.yaml", "--json")
+    )
+    assert (tsv_sent["accepted"], tsv_sent["rejected_count"]) == (1, 0), tsv_sent
+
 
 def test_an_interrupted_import_resumes_without_duplicates(svod, tmp_path) -> None:
     source = unique("pos")
@@ -327,14 +341,19 @@ def test_an_interrupted_import_resumes_without_duplicates(svod, tmp_path) -> Non
     # A crash after ingestion answered but before the checkpoint moved: it says line 1.
     saved.update(last_line=1, records_done=1, accepted=1)
     checkpoint.write_text(json.dumps(saved))
-    resumed = svod("import", "events", events, "--checkpoint", checkpoint, "--wait", "--json")
+    resumed = svod(
+        "import", "events", events, "--checkpoint", checkpoint, "--wait", "--json", "--progress"
+    )
     result = imported(resumed)
     assert resumed.code == 0, resumed.err
+    assert re.search(r"sent: 6/6 \([\d,]+/s, ETA 0:00:00\)", resumed.err), resumed.err
     assert result["resumed_after_line"] == 1 and result["records_this_run"] == 6
     # Lines 2 and 3 went again with the ids derived from the file: duplicates, not new orders
     # (the checkpoint knew of 1 accepted; this run stored 4 and found 2 stored already).
     assert (result["accepted"], result["duplicates"], result["complete"]) == (5, 2, True)
     assert result["delivered"] == 6
+    # Line 1 (sent by the first run) is not followed by this one: wait for all seven.
+    wait_until(lambda: order_count(svod, phone) >= 7, timeout_s=60, what="7 orders")
     assert order_count(svod, phone) == 7
 
     # Another content under the same checkpoint is refused, not mixed in.
@@ -432,3 +451,143 @@ def test_a_stream_that_cannot_reach_ingestion_is_sent_again(late_ingestion, svod
     assert sent.code == 0, sent.err
     assert result["accepted"] + result["duplicates"] == 1 and result["retried_streams"] >= 1
     assert "sending again" in sent.err
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
+    suite, svod, tmp_path, stop
+) -> None:
+    """SIGKILL (or Ctrl-C) while streams are in flight: the re-run resumes after the
+    checkpoint's line, the lines stored but not yet in the checkpoint come back as duplicates,
+    no order counts twice."""
+    source = unique("shop")
+    phones = [random_phone() for _ in range(10)]
+    people = write_jsonl(
+        tmp_path / "p.jsonl", [as_dict(identify(source, phones=(p,))) for p in phones]
+    )
+    assert svod("import", "customers", people, "--wait", "--timeout", "60").code == 0
+    count = 2500  # three streams of 1,000, 1,000 and 500
+    events = write_jsonl(
+        tmp_path / "orders.jsonl",
+        [order(source, phones[n % len(phones)], keep_id=False) for n in range(count)],
+    )
+    checkpoint = tmp_path / "orders.state.json"
+    env = {
+        **os.environ,
+        **{f"SVOD_{s.upper()}_TARGET": suite.suite.target(s) for s in SERVICES},
+    }
+    env.pop("SVOD_API_KEY", None)
+    command = [sys.executable, "-m", "svod_cli", "import", "events", str(events)]
+    first = subprocess.Popen(
+        [*command, "--checkpoint", str(checkpoint)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    saved: dict[str, Any] = {}
+    while time.monotonic() < deadline and first.poll() is None:
+        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+            saved = json.loads(checkpoint.read_text())
+            if saved["last_line"] > 0:
+                break
+        time.sleep(0.01)
+    first.send_signal(stop)
+    _, said = first.communicate(timeout=180)
+    if stop == signal.SIGINT:  # stops at once (streams in flight finish), says where it stood
+        assert first.returncode == 130, said
+        assert "interrupted after line" in said and "Traceback" not in said, said
+        saved = json.loads(checkpoint.read_text())
+    assert saved and 0 < saved["last_line"] < count and not saved["complete"], saved
+
+    resumed = subprocess.run(
+        [*command, "--checkpoint", str(checkpoint), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["resumed_after_line"] == saved["last_line"]
+    assert result["complete"] and result["records"] == count
+    # Every line once in the totals: accepted by a checkpointed stream, or in the re-run as
+    # stored (new) or found stored already (sent by the killed run after its checkpoint).
+    assert result["accepted"] + result["duplicates"] == count and result["rejected_count"] == 0
+
+    wait_until(
+        lambda: sum(order_count(svod, p) for p in phones) >= count,
+        timeout_s=180,
+        what=f"{count} orders delivered",
+        interval_s=1.0,
+    )
+    assert [order_count(svod, p) for p in phones] == [count // len(phones)] * len(phones)
+
+
+def test_mapping_paths_and_cells_convert_by_the_field_type() -> None:
+    """No services: what a mapping makes of a row, and what it refuses."""
+    from svod.ingestion.v1 import ingestion_pb2
+    from svod_cli.common import UsageError
+    from svod_cli.import_mapping import load_mapping
+
+    raw = {
+        "source_file": "m.yaml",
+        "columns": {
+            "phone": "event.identifiers[phone]",
+            "crm": "event.identifiers[external_id:crm]",
+            "amount": "event.total",
+            "at": "event.occurred_time",
+            "sku": "event.lines[0].sku",
+            "qty": "event.lines[0].quantity",
+            "page": "event.properties.page",
+        },
+        "values": {"event.type": "order_placed", "channel": "web"},
+        "currency": "RUB",
+    }
+    mapping = load_mapping(raw, ingestion_pb2.TrackRequest.DESCRIPTOR, [])
+    row = {
+        "phone": "+7 916 000-11-22",
+        "crm": "C-1",
+        "amount": "-1 234,5",
+        "at": "2026-05-01 10:00",
+        "sku": "A1",
+        "qty": "2",
+        "page": "",
+    }
+    data, errors = mapping.message_dict(row)
+    assert not errors
+    message = json_format.ParseDict(data, ingestion_pb2.TrackRequest())
+    event = message.event
+    assert event.type == common_pb2.EVENT_TYPE_ORDER_PLACED
+    assert message.channel == common_pb2.SOURCE_CHANNEL_WEB
+    assert [(i.type, i.value, i.namespace) for i in event.identifiers] == [
+        (PHONE, "+7 916 000-11-22", ""),
+        (common_pb2.IDENTIFIER_TYPE_EXTERNAL_ID, "C-1", "crm"),
+    ]
+    assert (event.total.units, event.total.nanos) == (-1234, -500_000_000)
+    assert event.occurred_time.ToJsonString() == "2026-05-01T10:00:00Z"
+    assert (event.lines[0].sku, event.lines[0].quantity) == ("A1", 2)
+    assert "page" not in event.properties  # an empty cell sets nothing
+
+    _, errors = mapping.message_dict({**row, "qty": "two", "at": "soon"})
+    assert sorted(field for field, _ in errors) == [
+        "event.lines[0].quantity",
+        "event.occurred_time",
+    ]
+
+    for bad_path, said in (
+        ("event.identifier[phone]", "has no field 'identifier'"),
+        ("event.identifiers[fax]", "no identifier type 'fax'"),
+        ("event.lines.sku", "say which element"),
+        ("event.total.units.x", "no field 'x'"),
+    ):
+        with pytest.raises(UsageError, match=re.escape(said)):
+            load_mapping(
+                {**raw, "columns": {"c": bad_path}}, ingestion_pb2.TrackRequest.DESCRIPTOR, []
+            )
+    with pytest.raises(UsageError, match="'sold' is not a EventType"):
+        load_mapping(
+            {**raw, "values": {"event.type": "sold"}}, ingestion_pb2.TrackRequest.DESCRIPTOR, []
+        )

@@ -23,6 +23,7 @@ from svod.profile.v1 import profile_pb2
 from svod.quality.v1 import quality_pb2
 from svod.segmentation.v1 import segmentation_pb2 as seg
 from tests.builders import EMAIL, PHONE, identify, random_phone, track, unique
+from tests.waiting import wait_until
 
 T = 10.0
 ORDER = common_pb2.EVENT_TYPE_ORDER_PLACED
@@ -245,10 +246,9 @@ def test_merge_then_split_leaves_every_service_as_a_clean_run(suite) -> None:
         )
         return {m.customer_id for m in page.members}
 
-    deadline = time.monotonic() + 20
-    while run.anna not in frequent_members():
-        assert time.monotonic() < deadline, "the merged customer never became frequent"
-        time.sleep(0.1)
+    wait_until(
+        lambda: run.anna in frequent_members(), what="the merged customer among the frequent"
+    )
 
     split = suite.identity.SplitCustomer(
         identity_pb2.SplitCustomerRequest(

@@ -26,6 +26,7 @@ from svod_runtime.config import SERVICES
 from svod_runtime.db import libpq_url
 from svod_runtime.outbox import OutboxRelay
 from tests.builders import EMAIL, PHONE, identify, random_phone, track, unique
+from tests.waiting import wait_until
 
 T = 10.0
 
@@ -83,11 +84,11 @@ class Suite:
         )
 
     def wait_processed(self, ref: common_pb2.RecordRef) -> ingestion_pb2.RecordStatus:
-        deadline = time.monotonic() + 30
-        while (status := self.status(ref)).state == ingestion_pb2.RecordStatus.STATE_PENDING:
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
-        return status
+        def settled() -> ingestion_pb2.RecordStatus | None:
+            status = self.status(ref)
+            return status if status.state != ingestion_pb2.RecordStatus.STATE_PENDING else None
+
+        return wait_until(settled, what="the record processed")
 
     def connect(self):
         import psycopg

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from svod_runtime.server import listen
 from svod_runtime.tls import TlsFiles, blocking_channel
 from tests.builders import PHONE, identify, random_phone
 from tests.security.certs import Authority, replace_file
+from tests.waiting import wait_until
 
 T = 10.0
 
@@ -79,15 +79,13 @@ def tls_suite(postgres_admin_url, tmp_path_factory) -> Iterator[TlsSuite]:
 
 
 def _wait_delivered(stub, ref) -> ingestion_pb2.RecordStatus:
-    deadline = time.monotonic() + 15
-    while True:
+    def settled() -> ingestion_pb2.RecordStatus | None:
         status = stub.GetRecordStatus(
             ingestion_pb2.GetRecordStatusRequest(record_ref=ref), timeout=T
         )
-        if status.state != ingestion_pb2.RecordStatus.STATE_PENDING:
-            return status
-        assert time.monotonic() < deadline, status
-        time.sleep(0.05)
+        return status if status.state != ingestion_pb2.RecordStatus.STATE_PENDING else None
+
+    return wait_until(settled, 15, what="the record processed")
 
 
 def test_an_identify_reaches_a_profile_over_mutual_tls(tls_suite) -> None:

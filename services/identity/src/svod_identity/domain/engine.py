@@ -36,7 +36,7 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from svod_identity.domain.identifiers import IdentifierKey
@@ -57,6 +57,13 @@ from svod_identity.domain.rules import Rules, ordered_by_priority
 MAX_CHECK_RECORDS = 50
 # Review items one record may open.
 MAX_REVIEWS_PER_RECORD = 3
+# Full-name blocking keys (canonical given name + surname key, ``matching/blocking.py``).
+NAME_KEY_PREFIX = "fs:"
+_GIVEN_NAME_AGREES = frozenset({"exact", "equivalent", "fuzzy"})
+_SURNAME_AGREES = frozenset({"exact", "fuzzy"})
+_PLACE_AGREES = frozenset({"address", "postcode", "city"})
+# Disagreements with any record of the customer that stop a link on a rare full name.
+_RARE_NAME_DISAGREEMENTS = ("phone", "email", "card", "location", "birth_date")
 # Refusals that make an identifier shared between its holder and the record's customer (a
 # value limit does not: the two may well be one person).
 _SHARING = frozenset({"conflict", "kept_apart"})
@@ -313,6 +320,7 @@ class Resolver:
         new_id: Callable[[], str] | None = None,
         fuzzy_merges: bool = True,
         fuzzy_after_exact: bool = True,
+        rare_names: bool = True,
     ) -> None:
         self.state = state
         self.rules = rules
@@ -323,6 +331,7 @@ class Resolver:
         self._next_pk = -1
         self.fuzzy_merges = fuzzy_merges
         self.fuzzy_after_exact = fuzzy_after_exact
+        self.rare_names = rare_names
         self._has_limits = any(r.max_values_per_customer > 0 for r in rules.identifier_rules)
         # Records that needed fuzzy matching on blocking keys the state was not loaded with
         # (their identifiers had owners, all refused): the caller reloads and re-runs.
@@ -521,10 +530,15 @@ class Resolver:
         if not persons:
             return [], {}, 0.0, []
         best: dict[str, CandidateScore] = {}
+        # Only with weights the data gave (EM): the hand-set model's place weights are guesses.
+        fitted = self.model.trained_pairs > 0
+        holder = self._sole_name_holder(keys) if self.rare_names and fitted else None
         for scored in score_candidates(person, persons, self.model):
             if scored.decision == "new":
                 continue
             owner = state.find(state.records[int(scored.candidate_id)].customer_id)
+            if owner == holder and self._rare_name_link(person, owner, scored):
+                scored = replace(scored, decision="link")
             if owner not in best:
                 best[owner] = scored
         group: list[str] = list(linked)
@@ -545,10 +559,62 @@ class Resolver:
                             "score": round(scored.score, 4),
                             "probability": round(scored.probability, 6),
                         }
+                        if scored.pair.decision != "link":
+                            # Linked on a full name only this customer holds (see
+                            # ``_rare_name_link``); the pair alone says "review".
+                            evidence["rare_full_name"] = True
                     group.append(owner)
                     continue
             reviews.append((owner, scored))
         return group, evidence, score, reviews
+
+    def _sole_name_holder(self, keys: Sequence[str]) -> str | None:
+        """The one customer holding every stored record with the record's full name (its
+        ``fs:`` blocks), or None: several customers, none, a block over the size limit, or
+        members not loaded (then who holds them is unknown)."""
+        state = self.state
+        holders: set[str] = set()
+        names = [key for key in keys if key.startswith(NAME_KEY_PREFIX)]
+        for key in names:
+            members = state.blocks.get(key, [])
+            if state.unlisted.get(key) or len(members) > MAX_BLOCK_SIZE:
+                return None
+            for pk in members:
+                known = state.records.get(pk)
+                if known is None:
+                    return None
+                holders.add(state.find(known.customer_id))
+        return next(iter(holders)) if len(holders) == 1 else None
+
+    def _rare_name_link(self, person: PersonRecord, owner: str, scored: CandidateScore) -> bool:
+        """Whether a full name and a place, with a score over the link threshold, link the
+        record to ``owner``, the only customer holding that full name so far (term frequency
+        from the data: a name nobody else in the customer base has is strong evidence, one
+        that many customers share is not, and their ``fs:`` block shows which).
+
+        Only instead of a missing personal evidence (no other safety rule may object), and only
+        if none of the customer's records disagrees with the record on a contact, the place or
+        the birth date: a namesake arriving before the first one's records say so would
+        otherwise join. Measured (offline engine, EM, 2000 persons): generator seeds 101/4242
+        F1 0.9648 -> 0.9713 and 0.9699 -> 0.9718 (P 0.9970 -> 0.9961, 0.9990 -> 0.9942),
+        FEBRL3 0.9927 -> 0.9931, FEBRL4 0.9915 -> 0.9915.
+        """
+        pair = scored.pair
+        levels = pair.levels
+        if (
+            scored.decision != "review"
+            or pair.vetoes != ("no_personal_evidence",)
+            or scored.probability < self.model.link_threshold
+            or levels["first_name"] not in _GIVEN_NAME_AGREES
+            or levels["last_name"] not in _SURNAME_AGREES
+            or levels["location"] not in _PLACE_AGREES
+        ):
+            return False
+        return not any(
+            compare_records(person, other)[feature] == "disagree"
+            for other in self._persons(owner)
+            for feature in _RARE_NAME_DISAGREEMENTS
+        )
 
     def _open_reviews(
         self, pk: int, customer_id: str, reviews: list[tuple[str, CandidateScore]]

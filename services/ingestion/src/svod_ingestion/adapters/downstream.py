@@ -24,11 +24,16 @@ EVENTS_PER_CALL = 1_000
 # A relay pass of at least this many identify calls is a bulk import: it goes to identity as
 # ResolveBatch streams of RESOLVES_PER_STREAM records.
 BULK_IDENTIFY_MIN = 20
-RESOLVES_PER_STREAM = 1_000
+RESOLVES_PER_STREAM = 500
 # Records per profile ApplyBatch call (its limit is 1,000), and at most this many bytes (a
 # record may take 128 KiB; profile reads messages of up to 16 MiB).
 RECORDS_PER_APPLY = 500
 APPLY_BYTES = 4 * 1024 * 1024
+# A bulk call's deadline grows with its size: the peer timeout plus this much per record (a
+# floor of 100 records/s beyond the fixed part). With the fixed 5 s, whole 1,000-record
+# ResolveBatch streams failed on a loaded 2-core machine (load average 14, identity getting a
+# quarter of a core) and their pass was retried with growing backoff: minutes of no progress.
+BULK_S_PER_RECORD = 0.01
 # Unary Apply calls in flight at once, towards a profile service without ApplyBatch.
 APPLIES_IN_FLIGHT = 16
 
@@ -184,7 +189,7 @@ class GrpcDownstream:
                 reply = await self._call(
                     self.profile.ApplyBatch(
                         profile_pb2.ApplyBatchRequest(records=[r for _, r in part]),
-                        timeout=self.timeout_s,
+                        timeout=self._bulk_timeout(len(part)),
                     )
                 )
             except DeliveryError as error:
@@ -220,6 +225,9 @@ class GrpcDownstream:
 
         return list(await asyncio.gather(*map(apply, requests)))
 
+    def _bulk_timeout(self, records: int) -> float:
+        return self.timeout_s + records * BULK_S_PER_RECORD
+
     async def _resolve_each(
         self, messages: list[ingestion_pb2.IdentifyRequest], carriers: list[dict[str, str]]
     ) -> list[identity_pb2.ResolveResponse | DeliveryError]:
@@ -243,7 +251,8 @@ class GrpcDownstream:
         try:
             reply = await self._call(
                 self.identity.ResolveBatch(
-                    iter([_resolve_request(m) for m in messages]), timeout=self.timeout_s
+                    iter([_resolve_request(m) for m in messages]),
+                    timeout=self._bulk_timeout(len(messages)),
                 )
             )
         except DeliveryError as error:
@@ -293,7 +302,7 @@ class GrpcDownstream:
                             )
                         ]
                     ),
-                    timeout=self.timeout_s,
+                    timeout=self._bulk_timeout(len(chunk)),
                 )
             )
             answers += [

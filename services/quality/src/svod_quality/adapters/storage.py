@@ -11,7 +11,7 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,41 +24,11 @@ from svod_quality.domain import (
     SourceStats,
     ValidationRule,
 )
+from svod_quality.domain.records import PairKey, RecordCountRow, StoredRule, ViolationRow
 from svod_runtime.errors import AlreadyExists, FailedPrecondition, NotFound
 
 # pg advisory lock key of the report refresh (one at a time per database).
 _REFRESH_LOCK = 0x5D0D_0A11_7E5F_0001 & 0x7FFF_FFFF_FFFF_FFFF
-
-
-class StoredRule(NamedTuple):
-    rule: ValidationRule
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-class ViolationRow(NamedTuple):
-    day: dt.date
-    source: str
-    rule: str
-    field: str
-    action: str
-    # Not `count`: a NamedTuple field must not hide tuple.count.
-    findings: int
-
-
-class RecordCountRow(NamedTuple):
-    day: dt.date
-    source: str
-    records: int
-    rejected: int
-    flagged: int
-
-
-class PairKey(NamedTuple):
-    """A pair of customer ids in canonical order (first < second)."""
-
-    first: str
-    second: str
 
 
 def _rule_from_row(row: Any) -> StoredRule:
@@ -396,7 +366,9 @@ class QualityStore:
                 erased += int(result.rowcount or 0)
         return erased
 
-    async def contact_failures(self, hashes: Sequence[bytes] | None = None) -> dict[bytes, Any]:
+    async def contact_failures(
+        self, hashes: Sequence[bytes] | None = None
+    ) -> dict[bytes, dt.datetime]:
         """Identifier hash -> last failure time; all of them, or those among ``hashes``."""
         query = "SELECT identifier_hash, failed_at FROM contact_failures"
         params: dict[str, Any] = {}

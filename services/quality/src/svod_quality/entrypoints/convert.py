@@ -19,7 +19,7 @@ from svod_quality.domain import (
 from svod_runtime.protoconv import datetime_to_timestamp
 
 if TYPE_CHECKING:  # the CLI imports this module; keep it free of the storage's imports
-    from svod_quality.adapters.storage import StoredRule
+    from svod_quality.domain.records import StoredRule
 
 _ID_NAMES: Final = {
     v.number: v.name.removeprefix("IDENTIFIER_TYPE_").lower()

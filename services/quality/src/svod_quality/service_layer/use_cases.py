@@ -12,16 +12,14 @@ import math
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final, NamedTuple, Protocol, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
-from svod_quality.adapters.storage import PairKey, QualityStore, StoredRule
 from svod_quality.domain import (
     DEFAULT_WEIGHTS,
     BatchTally,
     ProfileScore,
-    ProfileSnapshot,
     QualityReport,
     ReportBuilder,
     RuleDefinitionError,
@@ -33,7 +31,9 @@ from svod_quality.domain import (
     parse_rule,
     score_profile,
 )
+from svod_quality.domain.records import PairKey, RecordCountRow, StoredRule, ViolationRow
 from svod_quality.domain.rules import _RULE_ID, _RULE_ID_FORMAT
+from svod_quality.service_layer.ports import ProfileReader, QualityRepository
 from svod_runtime import bounds
 from svod_runtime.errors import FieldViolation, InvalidArgument, Unavailable, ViolationCollector
 from svod_runtime.hashing import DEVELOPMENT_SECRET
@@ -53,14 +53,6 @@ _FUTURE_SLACK: Final = dt.timedelta(minutes=5)
 _CONTACT_TYPES: Final = ("email", "phone")
 
 R = TypeVar("R")
-
-
-class ProfileReader(Protocol):
-    """The profile service, as the quality service needs it."""
-
-    async def get(self, customer_id: str) -> ProfileSnapshot: ...
-
-    def stream(self) -> AsyncIterator[ProfileSnapshot]: ...
 
 
 class ActiveRules(NamedTuple):
@@ -127,7 +119,7 @@ def check_batch(source: str, size: int) -> None:
 class QualityService:
     def __init__(
         self,
-        store: QualityStore,
+        store: QualityRepository,
         profiles: ProfileReader,
         *,
         weights: ScoreWeights = DEFAULT_WEIGHTS,
@@ -300,7 +292,9 @@ class QualityService:
         errors.raise_if_any()
         await self.store.record_contact_failures(list(rows.values()))
 
-    async def violation_stats(self, days: int, source: str) -> tuple[list[Any], list[Any]]:
+    async def violation_stats(
+        self, days: int, source: str
+    ) -> tuple[list[ViolationRow], list[RecordCountRow]]:
         days = _days(days, DEFAULT_STATS_DAYS, "days")
         _check_source_filter(source)
         since = self.clock().date() - dt.timedelta(days=days - 1)

@@ -26,12 +26,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_runtime.custom_attributes import AttributeType
+from svod_segmentation.adapters import lookalike_storage
 from svod_segmentation.adapters.rule_sql import Compiled, RuleCompiler, SqlBuilder, earliest_future
 from svod_segmentation.domain import builtins
 from svod_segmentation.domain.fields import NO_DECLARATIONS
+from svod_segmentation.domain.lookalike import CustomerFeatures
 from svod_segmentation.domain.model import (
     CustomerEvent,
     CustomerSnapshot,
+    Evaluation,
     Member,
     MembershipEvent,
     Segment,
@@ -218,21 +221,6 @@ logged AS (
 """
 
 
-@dataclass(frozen=True)
-class Evaluation:
-    """One customer evaluated against every segment."""
-
-    customer_id: str
-    # segment id -> label ("" for rule segments) of the segments the customer is in now.
-    now_in: dict[str, str]
-    # segment id -> label of the memberships stored before.
-    was_in: dict[str, str]
-    due: dt.datetime | None
-    generation: int
-    # the recheck time stored before (None: none)
-    recheck_due: dt.datetime | None = None
-
-
 def _segment_row(row: Any) -> Segment:
     return Segment(
         definition=SegmentDefinition(
@@ -249,13 +237,25 @@ def _segment_row(row: Any) -> Segment:
     )
 
 
+class StatementCache:
+    """The incremental statement compiled for the current generation of definitions (one per
+    store: compiling a segment set costs more than evaluating a change against it)."""
+
+    def __init__(self) -> None:
+        self.statement: IncrementalStatement | None = None
+
+
 class SegmentationTransaction:
     def __init__(
-        self, conn: AsyncConnection, declared: Mapping[str, AttributeType] = NO_DECLARATIONS
+        self,
+        conn: AsyncConnection,
+        declared: Mapping[str, AttributeType] = NO_DECLARATIONS,
+        compiled: StatementCache | None = None,
     ) -> None:
         self.conn = conn
         # Declared custom attributes' types: rules compare them by type.
         self.declared = declared
+        self.compiled = compiled if compiled is not None else StatementCache()
 
     async def _exec(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
         return await self.conn.execute(_text(sql), dict(params or {}))
@@ -720,6 +720,27 @@ class SegmentationTransaction:
             )
         return out
 
+    async def _statement(self) -> IncrementalStatement:
+        if self.compiled.statement is None:
+            segments = await self.load_segments()
+            self.compiled.statement = incremental_statement(
+                await self.generation(), segments, self.declared
+            )
+        return self.compiled.statement
+
+    async def evaluate_current(
+        self, customer_ids: Sequence[str], now: dt.datetime
+    ) -> list[Evaluation]:
+        """The customers against the current definitions: the statement compiled for them is
+        kept, and compiled again when another process changed the definitions since."""
+        statement = await self._statement()
+        evaluations = await self.evaluate(customer_ids, statement, now)
+        if evaluations and evaluations[0].generation != statement.generation:
+            self.compiled.statement = None
+            statement = await self._statement()
+            evaluations = await self.evaluate(customer_ids, statement, now)
+        return evaluations
+
     async def write_changes(
         self,
         removed: list[tuple[str, str]],
@@ -774,6 +795,21 @@ class SegmentationTransaction:
             {"ids": mine, "now": now},
         )
         return mine
+
+    # -- look-alikes -----------------------------------------------------------------------
+    async def segment_members(self, segment_id: str) -> list[str]:
+        return await lookalike_storage.segment_members(self.conn, segment_id)
+
+    async def load_features(
+        self, now: dt.datetime, population: Sequence[str] | None
+    ) -> list[CustomerFeatures]:
+        return await lookalike_storage.load_features(self.conn, now, population)
+
+    async def replace_scores(self, segment_id: str, chosen: Sequence[tuple[str, float]]) -> None:
+        await lookalike_storage.replace_scores(self.conn, segment_id, chosen)
+
+    async def drop_scores(self, segment_id: str) -> None:
+        await lookalike_storage.drop_scores(self.conn, segment_id)
 
     # -- reads ---------------------------------------------------------------------------
     async def members(self, segment_id: str, after: str, limit: int) -> list[Member]:
@@ -994,8 +1030,13 @@ class SegmentationStore:
     ) -> None:
         self.engine = engine
         self.declared = declared
+        self._compiled = StatementCache()
+
+    def definitions_changed(self) -> None:
+        """This process changed the definitions: the next evaluation compiles them again."""
+        self._compiled.statement = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SegmentationTransaction]:
         async with self.engine.begin() as conn:
-            yield SegmentationTransaction(conn, self.declared)
+            yield SegmentationTransaction(conn, self.declared, self._compiled)

@@ -144,3 +144,18 @@ class RecomputeOutcome:
     entered: int
     exited: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One customer evaluated against every segment."""
+
+    customer_id: str
+    # segment id -> label ("" for rule segments) of the segments the customer is in now.
+    now_in: dict[str, str]
+    # segment id -> label of the memberships stored before.
+    was_in: dict[str, str]
+    due: dt.datetime | None
+    generation: int
+    # the recheck time stored before (None: none)
+    recheck_due: dt.datetime | None = None

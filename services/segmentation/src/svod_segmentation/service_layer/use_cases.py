@@ -23,24 +23,12 @@ from svod_runtime.errors import (
     NotFound,
     ViolationCollector,
 )
-from svod_segmentation.adapters.lookalike_storage import (
-    drop_scores,
-    load_features,
-    replace_scores,
-    segment_members,
-)
-from svod_segmentation.adapters.storage import (
-    Evaluation,
-    IncrementalStatement,
-    SegmentationStore,
-    SegmentationTransaction,
-    incremental_statement,
-)
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
 from svod_segmentation.domain.builtins import MODEL_BUILTINS, RfmCutoffs
 from svod_segmentation.domain.lookalike import SeedTooSmall, train_and_score
 from svod_segmentation.domain.model import (
     ChangeOutcome,
+    Evaluation,
     Member,
     MembershipEvent,
     ProfileChange,
@@ -53,6 +41,7 @@ from svod_segmentation.domain.validation import (
     validate_definition,
     validate_preview,
 )
+from svod_segmentation.service_layer.ports import SegmentationRepository, SegmentationUnit
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +100,7 @@ def _check_split(change: ProfileChange, errors: ViolationCollector) -> None:
             errors.add(f"split.moved_events[{index}].event_type", "required")
 
 
-async def _with_rfm_scores(tx: SegmentationTransaction, members: list[Member]) -> list[Member]:
+async def _with_rfm_scores(tx: SegmentationUnit, members: list[Member]) -> list[Member]:
     """Members of RFM built-ins with the scores their class comes from (one more read, only
     when there are such members)."""
     if not members:
@@ -320,7 +309,7 @@ def membership_changes(evaluations: Iterable[Evaluation]) -> MembershipCounts:
 class SegmentationService:
     def __init__(
         self,
-        store: SegmentationStore,
+        store: SegmentationRepository,
         clock: Clock = utc_now,
         *,
         feed_poll_s: float = 0.2,
@@ -331,7 +320,6 @@ class SegmentationService:
         self.clock = clock
         self.feed_poll_s = feed_poll_s
         self.signal = FeedSignal()
-        self._statement: IncrementalStatement | None = None
         self._batcher = ChangeBatcher(self._apply_batch, max_batch=max_batch)
         # Told, after each commit, how many members entered and left which segments (metrics).
         self.on_memberships = on_memberships
@@ -413,7 +401,7 @@ class SegmentationService:
                     f"segment {segment_id!r} is used by {', '.join(users)}; change them first"
                 )
             ended = await tx.delete_segment(segment_id, self.clock(), actor)
-            await drop_scores(tx.conn, segment_id)
+            await tx.drop_scores(segment_id)
         self._after_commit(definitions_changed=True)
         self._report(Counter({(segment_id, EXIT): ended}))
 
@@ -494,7 +482,7 @@ class SegmentationService:
 
     async def _recompute_in(
         self,
-        tx: SegmentationTransaction,
+        tx: SegmentationUnit,
         targets: set[str],
         segments: dict[str, Segment],
         now: dt.datetime,
@@ -540,13 +528,11 @@ class SegmentationService:
     async def _train(self, segment: Segment, now: dt.datetime) -> Trained:
         params = segment.definition.parameters
         async with self.store.transaction() as tx:
-            seed = await segment_members(tx.conn, params["seed"])
+            seed = await tx.segment_members(params["seed"])
             population = (
-                await segment_members(tx.conn, params["population"])
-                if params.get("population")
-                else None
+                await tx.segment_members(params["population"]) if params.get("population") else None
             )
-            rows = await load_features(tx.conn, now, population)
+            rows = await tx.load_features(now, population)
         size = int(float(params.get("size") or 1000))
         min_score = float(params.get("min_score") or 0.0)
         started = time.perf_counter()
@@ -577,18 +563,18 @@ class SegmentationService:
 
     @staticmethod
     async def _store_trained(
-        tx: SegmentationTransaction, trained: Trained, segments: dict[str, Segment]
+        tx: SegmentationUnit, trained: Trained, segments: dict[str, Segment]
     ) -> None:
         for segment_id, (chosen, state) in trained.items():
             if segment_id not in segments:
                 continue
-            await replace_scores(tx.conn, segment_id, chosen)
+            await tx.replace_scores(segment_id, chosen)
             await tx.save_state(segment_id, state)
             segments[segment_id] = replace(segments[segment_id], state=state)
 
     def _after_commit(self, *, definitions_changed: bool = False) -> None:
         if definitions_changed:
-            self._statement = None
+            self.store.definitions_changed()
         self.signal.notify()
 
     # -- incremental ---------------------------------------------------------------------
@@ -705,23 +691,10 @@ class SegmentationService:
         self._report(membership_changes(evaluations))
         return outcomes
 
-    async def _statement_for(self, tx: SegmentationTransaction) -> IncrementalStatement:
-        if self._statement is None:
-            segments = await tx.load_segments()
-            self._statement = incremental_statement(
-                await tx.generation(), segments, self.store.declared
-            )
-        return self._statement
-
     async def _evaluate(
-        self, tx: SegmentationTransaction, ids: list[str], now: dt.datetime
+        self, tx: SegmentationUnit, ids: list[str], now: dt.datetime
     ) -> list[Evaluation]:
-        statement = await self._statement_for(tx)
-        evaluations = await tx.evaluate(ids, statement, now)
-        if evaluations and evaluations[0].generation != statement.generation:
-            self._statement = None
-            statement = await self._statement_for(tx)
-            evaluations = await tx.evaluate(ids, statement, now)
+        evaluations = await tx.evaluate_current(ids, now)
         removed: list[tuple[str, str]] = []
         put: list[tuple[str, str, str]] = []
         events: list[tuple[str, str, str, str]] = []

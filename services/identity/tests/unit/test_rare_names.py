@@ -1,0 +1,95 @@
+"""A full name and a place link a record when only one customer holds that full name (term
+frequency from the data); not when several do, nor against a disagreeing contact."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import Any
+
+from svod_identity.domain.engine import GraphState, Resolver
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.rules import default_rules
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+NAME = {"first_name": "Феврония", "last_name": "Муравьева"}
+CITY = {"addresses": [{"city": "Кологрив"}]}
+
+
+def _model() -> MatchModel:
+    """A model fitted where a shared small city says much (as EM finds in such data)."""
+    base = default_model()
+    m = {f: dict(levels) for f, levels in base.m.items()}
+    u = {f: dict(levels) for f, levels in base.u.items()}
+    m["location"]["city"], u["location"]["city"] = 0.7, 0.05
+    return replace(base, m=m, u=u, trained_pairs=10_000)
+
+
+def _record(n: int, *identifiers: IdentifierKey, **attributes: Any) -> IncomingRecord:
+    return IncomingRecord(
+        ref=RecordRef("src", f"m{n}"),
+        channel="pos",
+        observed_at=T0 + dt.timedelta(minutes=n),
+        identifiers=identifiers,
+        attributes=attributes,
+    )
+
+
+def _phone(n: int) -> IdentifierKey:
+    return IdentifierKey("phone", f"+7916482{n:04d}")
+
+
+def _place(*records: IncomingRecord, **options: bool) -> tuple[list[str], Resolver]:
+    state = GraphState()
+    resolver = Resolver(state, default_rules(), _model(), new_id=iter("abcdef").__next__, **options)
+    placed = [resolver.resolve(r) for r in records]
+    return [state.find(p.customer_id) for p in placed], resolver
+
+
+def test_a_full_name_only_one_customer_holds_links_in_the_same_city() -> None:
+    email = IdentifierKey("email", "muraveva.f@yandex.ru")
+    (first, second), resolver = _place(
+        _record(1, email, **NAME, **CITY), _record(2, _phone(1), **NAME, **CITY)
+    )
+    assert first == second
+    assert resolver.changes.records[1].evidence.get("rare_full_name") is True
+
+
+def test_the_rule_can_be_turned_off() -> None:
+    email = IdentifierKey("email", "muraveva.f@yandex.ru")
+    (first, second), _ = _place(
+        _record(1, email, **NAME, **CITY), _record(2, _phone(1), **NAME, **CITY), rare_names=False
+    )
+    assert first != second
+
+
+def test_not_with_the_hand_set_model() -> None:
+    """Term-frequency evidence only with weights estimated from the data."""
+    state = GraphState()
+    resolver = Resolver(state, default_rules(), default_model(), new_id=iter("ab").__next__)
+    email = IdentifierKey("email", "muraveva.f@yandex.ru")
+    home = {"addresses": [{"city": "Кологрив", "address_line": "ул. Садовая, д. 5, кв. 7"}]}
+    first = resolver.resolve(_record(1, email, **NAME, **home))
+    second = resolver.resolve(_record(2, _phone(1), **NAME, **home))
+    assert state.find(first.customer_id) != state.find(second.customer_id)
+
+
+def test_a_full_name_two_customers_hold_is_no_evidence() -> None:
+    (first, second, third), _ = _place(
+        _record(1, _phone(1), **NAME, **CITY, birth_date="1961-07-19"),
+        _record(2, _phone(2), **NAME, **CITY, birth_date="1988-03-02"),
+        _record(3, IdentifierKey("email", "f.m@mail.ru"), **NAME, **CITY),
+    )
+    assert first != second
+    assert third not in (first, second)
+
+
+def test_a_contact_disagreeing_with_the_holder_keeps_the_record_apart() -> None:
+    card = IdentifierKey("loyalty_card", "2621796009307", "loyalty")
+    other_card = IdentifierKey("loyalty_card", "2434424106465", "loyalty")
+    (first, second), _ = _place(
+        _record(1, card, **NAME, **CITY), _record(2, other_card, **NAME, **CITY)
+    )
+    assert first != second
