@@ -24,7 +24,7 @@ EVENTS_PER_CALL = 1_000
 # A relay pass of at least this many identify calls is a bulk import: it goes to identity as
 # ResolveBatch streams of RESOLVES_PER_STREAM records.
 BULK_IDENTIFY_MIN = 20
-RESOLVES_PER_STREAM = 500
+RESOLVES_PER_STREAM = 1_000
 # Records per profile ApplyBatch call (its limit is 1,000), and at most this many bytes (a
 # record may take 128 KiB; profile reads messages of up to 16 MiB).
 RECORDS_PER_APPLY = 500
@@ -33,6 +33,8 @@ APPLY_BYTES = 4 * 1024 * 1024
 # floor of 100 records/s beyond the fixed part). With the fixed 5 s, whole 1,000-record
 # ResolveBatch streams failed on a loaded 2-core machine (load average 14, identity getting a
 # quarter of a core) and their pass was retried with growing backoff: minutes of no progress.
+# (Streams of 500 instead were slower end to end: 199.5 against 249.1 records/s, same run
+# parameters, benchmarks/results/pipeline.json "after_streams500" / "ab_stream1000".)
 BULK_S_PER_RECORD = 0.01
 # Unary Apply calls in flight at once, towards a profile service without ApplyBatch.
 APPLIES_IN_FLIGHT = 16

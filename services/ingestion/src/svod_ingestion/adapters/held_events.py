@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from svod_ingestion.domain.attribution import GraceClock, Issue, recheck_delay_s
+from svod_ingestion.domain.attribution import GraceClock, HeldEvent, Issue, recheck_delay_s
 from svod_runtime.hashing import DEVELOPMENT_SECRET, keyed_hash
 from svod_runtime.outbox import enqueue_many
 
@@ -37,21 +37,6 @@ class Hold:
     # Canonical keys of the event's identifiers (domain.attribution.identifier_key).
     keys: tuple[str, ...]
     trace_carrier: dict[str, str]
-
-
-@dataclass(frozen=True)
-class HeldEvent:
-    record_pk: int
-    record_id: str
-    source: str
-    message_id: str
-    payload: bytes | None
-    issue: Issue
-    candidates: tuple[str, ...]
-    received_at: dt.datetime
-    held_at: dt.datetime
-    checks: int
-    next_check_at: dt.datetime
 
 
 class HeldEventStore:

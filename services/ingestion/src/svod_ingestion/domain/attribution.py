@@ -70,6 +70,23 @@ class Issue(enum.Enum):
 
 
 @dataclass(frozen=True)
+class HeldEvent:
+    """An event held unattributed (or waiting), as the operators' API lists it."""
+
+    record_pk: int
+    record_id: str
+    source: str
+    message_id: str
+    payload: bytes | None
+    issue: Issue
+    candidates: tuple[str, ...]
+    received_at: dt.datetime
+    held_at: dt.datetime
+    checks: int
+    next_check_at: dt.datetime
+
+
+@dataclass(frozen=True)
 class Finding:
     """Identity's answer for one identifier of an event."""
 

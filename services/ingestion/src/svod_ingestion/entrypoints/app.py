@@ -75,7 +75,13 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     # No gRPC retries: with quality down the front door accepts records at once, unchecked
     # (quality checks them before delivery; the relay retries that itself).
     quality = peer_channel(config.peers["quality"], telemetry, config.peer_security, retries=False)
-    service = IngestionService(store, on_enqueued=relay.wake, held=held, on_woken=sweeper.wake)
+    service = IngestionService(
+        store,
+        on_enqueued=relay.wake,
+        held=held,
+        on_woken=sweeper.wake,
+        identifiers_of=GrpcDownstream.identifiers_of,
+    )
 
     async def retention() -> None:
         await service.run_payload_retention(config.payload_retention_days)

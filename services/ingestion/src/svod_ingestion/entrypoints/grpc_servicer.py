@@ -12,9 +12,8 @@ from opentelemetry import trace
 
 from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
-from svod_ingestion.adapters.held_events import HeldEvent
 from svod_ingestion.adapters.quality_client import QualityStandardizer, Standardized, Unchecked
-from svod_ingestion.domain.attribution import Issue
+from svod_ingestion.domain.attribution import HeldEvent, Issue
 from svod_ingestion.domain.messages import (
     Amount,
     IdentifyMessage,

@@ -10,12 +10,10 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 
-from svod_ingestion.adapters.downstream import GrpcDownstream
-from svod_ingestion.adapters.held_events import HeldEvent, HeldEventStore
-from svod_ingestion.adapters.storage import IngestionStore
-from svod_ingestion.domain.attribution import DEFAULT_HELD_RECHECK_MAX_S, Issue, identifier_key
+from svod_ingestion.domain.attribution import HeldEvent, Issue, identifier_key
 from svod_ingestion.domain.messages import validate_refs
 from svod_ingestion.domain.model import Accepted, Incoming, RecordStatus
+from svod_ingestion.service_layer.ports import HeldEvents, IdentifiersOf, IngestionRepository
 from svod_runtime.errors import AlreadyExists, NotFound, SvodError, ViolationCollector
 
 log = logging.getLogger(__name__)
@@ -31,18 +29,19 @@ ERASED_PENDING = "erased on request before delivery: the person was erased"
 class IngestionService:
     def __init__(
         self,
-        store: IngestionStore,
+        store: IngestionRepository,
         on_enqueued: Callable[[], None],
-        held: HeldEventStore | None = None,
+        held: HeldEvents,
         on_woken: Callable[[], None] | None = None,
-        identifiers_of: Callable[[str, bytes], list[tuple[str, str, str]]] | None = None,
+        *,
+        identifiers_of: IdentifiersOf,
     ) -> None:
         self.store = store
         # (type, value, namespace) of a stored message's identifiers.
-        self.identifiers_of = identifiers_of or GrpcDownstream.identifiers_of
+        self.identifiers_of = identifiers_of
         # Wakes the local relay right after commit, so delivery does not wait for a poll.
         self.on_enqueued = on_enqueued
-        self.held = held or HeldEventStore(store.engine, DEFAULT_HELD_RECHECK_MAX_S)
+        self.held = held
         # Wakes the held-event sweeper when events were made due.
         self.on_woken = on_woken or (lambda: None)
 

@@ -13,8 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_profile.adapters.erasure_locks import erased_among, lock_for_erasure
 from svod_profile.adapters.event_storage import EventRepository, metrics_from_json
+from svod_profile.domain.announcements import (
+    CHANGED_TOPIC,
+    CONTACT_FAILED_TOPIC,
+    contact_failure_payload,
+)
 from svod_profile.domain.consents import Consent
-from svod_profile.domain.contacts import failed_contacts
 from svod_profile.domain.events import EventFact
 from svod_profile.domain.model import (
     IdentifierObservation,
@@ -28,7 +32,7 @@ from svod_profile.domain.model import (
 from svod_profile.domain.names import NameIndex, query_key
 from svod_runtime.db import array_literal, fetch_direct, fetch_direct_pipelined
 from svod_runtime.erasure import scrub_outbox
-from svod_runtime.outbox import enqueue
+from svod_runtime.outbox import enqueue, enqueue_many
 
 # Name filters of SearchProfiles.
 NAME_SEARCH = ("first_name", "last_name")
@@ -498,6 +502,12 @@ class ProfileTransaction:
         if payload is not None:
             await enqueue(self.conn, CONTACT_FAILED_TOPIC, customer_id, payload)
 
+    async def enqueue_many(
+        self, topic: str, messages: list[tuple[str, bytes, dict[str, str]]]
+    ) -> None:
+        """Adds (key, payload, trace carrier) messages to the outbox, in this transaction."""
+        await enqueue_many(self.conn, topic, messages)
+
     async def announce(self, customer_id: str, payload: dict[str, object]) -> None:
         """Tells segmentation (through the outbox) that this profile changed."""
         await enqueue(self.conn, CHANGED_TOPIC, customer_id, json.dumps(payload).encode())
@@ -753,19 +763,6 @@ LOAD_PROFILES = LOAD_PROFILE.replace(
 
 def _time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
-
-
-CHANGED_TOPIC = "profile.changed"
-
-# Delivery failures of a customer's contacts, reported to the quality service.
-CONTACT_FAILED_TOPIC = "quality.contact_failed"
-
-
-def contact_failure_payload(event: EventFact) -> bytes | None:
-    contacts = failed_contacts(event)
-    if not contacts:
-        return None
-    return json.dumps({"contacts": contacts, "at": event.occurred_at.isoformat()}).encode()
 
 
 class ProfileStore:

@@ -8,7 +8,8 @@ from svod_profile.adapters.peers import PeerEraser
 from svod_profile.adapters.quality_client import QualityReporter
 from svod_profile.adapters.segment_membership import SegmentMembership
 from svod_profile.adapters.segmentation_client import SegmentationAnnouncer
-from svod_profile.adapters.storage import CHANGED_TOPIC, CONTACT_FAILED_TOPIC, ProfileStore
+from svod_profile.adapters.storage import ProfileStore
+from svod_profile.domain.announcements import CHANGED_TOPIC, CONTACT_FAILED_TOPIC
 from svod_profile.domain.survivorship import SurvivorshipRules
 from svod_profile.entrypoints.grpc_servicer import ProfileServicer
 from svod_profile.entrypoints.metrics import ProfileMetrics

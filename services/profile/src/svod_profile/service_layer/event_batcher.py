@@ -20,15 +20,14 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from svod_profile.adapters.storage import (
+from svod_profile.domain.announcements import (
     CHANGED_TOPIC,
     CONTACT_FAILED_TOPIC,
-    ProfileStore,
     contact_failure_payload,
 )
 from svod_profile.domain.consents import consent_from_event
 from svod_profile.domain.events import EventFact, apply_event
-from svod_runtime.outbox import enqueue_many
+from svod_profile.service_layer.ports import ProfileRepository
 from svod_runtime.telemetry import continuing, current_trace_carrier
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ RecordConsent = Callable[..., Awaitable[None]]
 class EventBatcher:
     def __init__(
         self,
-        store: ProfileStore,
+        store: ProfileRepository,
         single: SingleApply,
         record_consent: RecordConsent,
         on_announced: Callable[[], None],
@@ -163,9 +162,8 @@ class EventBatcher:
                 for event in events
                 if (payload := contact_failure_payload(event)) is not None
             ]
-            await enqueue_many(tx.conn, CONTACT_FAILED_TOPIC, failures)
-            await enqueue_many(
-                tx.conn,
+            await tx.enqueue_many(CONTACT_FAILED_TOPIC, failures)
+            await tx.enqueue_many(
                 CHANGED_TOPIC,
                 [
                     (

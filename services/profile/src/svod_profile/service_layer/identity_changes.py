@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from svod_profile.adapters.storage import ProfileStore, ProfileTransaction
 from svod_profile.domain.consents import merge_consents
 from svod_profile.domain.events import EventFact, fold
 from svod_profile.domain.model import IdentifierObservation, Provenance
 from svod_profile.domain.names import NAME_FIELDS, NameIndex
 from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
-from svod_profile.service_layer.ports import CustomerDirectory
+from svod_profile.service_layer.ports import CustomerDirectory, ProfileRepository, ProfileUnit
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
 from svod_runtime.errors import FailedPrecondition, NotFound, ViolationCollector
 
@@ -22,7 +21,7 @@ MOVED_EVENTS_PER_ANNOUNCEMENT = 10_000
 
 
 async def _announce_split(
-    tx: ProfileTransaction,
+    tx: ProfileUnit,
     source: str,
     target: str,
     moving: list[tuple[str, str]],
@@ -49,7 +48,7 @@ async def _announce_split(
 class IdentityChanges:
     def __init__(
         self,
-        store: ProfileStore,
+        store: ProfileRepository,
         directory: CustomerDirectory,
         survivorship: SurvivorshipRules,
         on_announced: Callable[[], None],
@@ -159,7 +158,7 @@ class IdentityChanges:
                 continue
         return redirected
 
-    async def _reshow(self, tx: ProfileTransaction, customer_id: str) -> None:
+    async def _reshow(self, tx: ProfileUnit, customer_id: str) -> None:
         """Re-runs survivorship over every value the customer has."""
         observations = await tx.all_observations(customer_id)
         await tx.replace_shown(

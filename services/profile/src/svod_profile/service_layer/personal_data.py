@@ -8,11 +8,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from svod_profile.adapters.storage import ProfileStore
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact
 from svod_profile.domain.model import ProfileView, TraitObservation
-from svod_profile.service_layer.ports import CustomerDirectory, PeerExport, PersonalDataHolders
+from svod_profile.service_layer.ports import (
+    CustomerDirectory,
+    PeerExport,
+    PersonalDataHolders,
+    ProfileRepository,
+)
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
 from svod_runtime import bounds
 from svod_runtime.errors import (
@@ -59,7 +63,7 @@ class PersonalDataExport:
 class PersonalData:
     def __init__(
         self,
-        store: ProfileStore,
+        store: ProfileRepository,
         directory: CustomerDirectory,
         holders: PersonalDataHolders | None,
         get_by_id: Callable[[str], Awaitable[ProfileView]],

@@ -1,13 +1,217 @@
-"""What the profile's use cases need from the outside, and small shared checks."""
+"""What the profile's use cases need from the outside, and small shared checks.
+
+``adapters.storage.ProfileStore`` satisfies the storage protocols over PostgreSQL (mypy checks
+it where the app wires it); ``tests/unit/fakes.py`` satisfies them in memory, so the use cases
+run in the fast unit tier without a database.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from svod_profile.domain.consents import Consent
+from svod_profile.domain.events import EventFact, Metrics
+from svod_profile.domain.model import (
+    IdentifierObservation,
+    ProfileView,
+    RecordApplication,
+    TraitObservation,
+)
+from svod_profile.domain.names import NameIndex
 from svod_runtime.errors import FieldViolation, InvalidArgument
+
+
+class ProfileEvents(Protocol):
+    """A customer's events, metrics and consents, inside a unit."""
+
+    async def insert_event(self, customer_id: str, event: EventFact) -> bool:
+        """Stores an event once (by its record); False when it was seen before."""
+
+    async def insert_events(self, rows: list[tuple[str, EventFact]]) -> set[tuple[str, str]]:
+        """Stores (customer, event) rows once each; returns the new ones' records."""
+
+    async def lock_current_profiles(
+        self, customer_ids: list[str]
+    ) -> tuple[dict[str, str], dict[str, Metrics]]:
+        """Each id's current customer (following merges), locked, and its metrics."""
+
+    async def save_metrics_many(self, metrics: dict[str, Metrics]) -> dict[str, int]: ...
+
+    async def metrics(self, customer_id: str) -> Metrics: ...
+
+    async def save_metrics(self, customer_id: str, metrics: Metrics) -> int:
+        """Stores the metrics; returns the profile's new version."""
+
+    async def events_of(self, customer_id: str) -> list[EventFact]: ...
+
+    async def timeline(
+        self, customer_id: str, limit: int, after: tuple[dt.datetime, str, str] | None
+    ) -> list[EventFact]:
+        """Newest first, after the position of a page token."""
+
+    async def move_events_by_ref(self, target: str, refs: list[tuple[str, str]]) -> None: ...
+
+    async def consents(self, customer_ids: list[str]) -> list[tuple[str, Consent]]:
+        """The standing consents of the customers: (customer, consent)."""
+
+    async def record_consent(
+        self,
+        customer_id: str,
+        consent: Consent,
+        current: bool,
+        history: bool = True,
+        *,
+        stated_for: str | None = None,
+        record_ref: tuple[str, str] | None = None,
+    ) -> None:
+        """Keeps the statement in the history; ``current``: it is the standing one now."""
+
+    async def replace_consents(
+        self, customer_id: str, consents: list[Consent], drop: list[str]
+    ) -> None: ...
+
+    async def consent_history(self, customer_id: str) -> list[Consent]: ...
+
+    async def move_consent_statements(
+        self, source: str, target: str, events: list[tuple[str, str]], stated_for: list[str]
+    ) -> None: ...
+
+    async def set_consents(self, customer_id: str, standing: list[Consent]) -> None: ...
+
+
+class ProfileQueries(Protocol):
+    async def search(self, filters: dict[str, str], after: str | None, limit: int) -> list[str]:
+        """Customer ids whose profiles match every filter, in id order after ``after``."""
+
+    async def changed_since(
+        self, since: dt.datetime | None, after: str | None, limit: int
+    ) -> list[str]: ...
+
+
+class ProfileUnit(Protocol):
+    """One transaction over the profile's data: everything in it commits or nothing does."""
+
+    @property
+    def events(self) -> ProfileEvents: ...
+
+    @property
+    def queries(self) -> ProfileQueries: ...
+
+    # -- records and shown values
+    async def lock_current_profile(self, customer_id: str) -> str:
+        """The id's current customer (following merges), its profile locked (made if new)."""
+
+    async def lock_profile(self, customer_id: str) -> None: ...
+
+    async def claim_and_observe(self, app: RecordApplication) -> bool:
+        """Keeps the record's values once; False when the record was applied before."""
+
+    async def claim_and_observe_many(self, apps: list[RecordApplication]) -> list[bool]: ...
+
+    async def observations(
+        self, customer_id: str, fields: Iterable[str]
+    ) -> list[TraitObservation]: ...
+
+    async def observations_many(
+        self, wanted: list[tuple[str, Iterable[str]]]
+    ) -> list[list[TraitObservation]]: ...
+
+    async def all_observations(self, customer_id: str) -> list[TraitObservation]: ...
+
+    async def observations_with_records(
+        self, customer_id: str
+    ) -> list[tuple[TraitObservation, tuple[str, str]]]: ...
+
+    async def update_shown(
+        self, customer_id: str, shown: dict[str, TraitObservation], names: NameIndex | None
+    ) -> int:
+        """Replaces the shown values of the fields in ``shown``; returns the new version."""
+
+    async def update_shown_many(
+        self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
+    ) -> list[int]: ...
+
+    async def replace_shown(
+        self, customer_id: str, shown: dict[str, TraitObservation], names: NameIndex
+    ) -> int:
+        """Replaces every shown value; returns the new version."""
+
+    async def versions(self, customer_ids: Iterable[str]) -> dict[str, int]: ...
+
+    async def version(self, customer_id: str) -> int: ...
+
+    async def load(self, customer_id: str) -> ProfileView | None: ...
+
+    async def current_id(self, customer_id: str) -> str: ...
+
+    # -- identity's changes
+    async def change_applied(self, change_id: str) -> bool: ...
+
+    async def claim_change(self, change_id: str) -> bool:
+        """Marks the change applied; False when it was before."""
+
+    async def merge_into(self, survivor: str, merged: list[str]) -> None:
+        """Moves the merged customers' data to the survivor; their profiles disappear."""
+
+    async def merged_away_into(self, customer_ids: list[str]) -> list[str]: ...
+
+    async def merged_into(self, customer_id: str) -> list[str]: ...
+
+    async def redirect(self, customer_ids: list[str], to: str) -> None: ...
+
+    async def move_records(self, target: str, refs: list[tuple[str, str]]) -> None: ...
+
+    async def rebuild_sources(self, customer_id: str) -> None: ...
+
+    async def replace_identifiers(
+        self, customer_id: str, identifiers: list[IdentifierObservation]
+    ) -> None: ...
+
+    # -- erasure
+    async def erased_among(self, customer_ids: Iterable[str]) -> set[str]: ...
+
+    async def record_refs(self, customer_id: str) -> list[tuple[str, str]]: ...
+
+    async def erase(
+        self, customer_ids: list[str], receipt_id: str, values: list[str]
+    ) -> dict[str, int]: ...
+
+    async def save_receipt(
+        self,
+        receipt_id: str,
+        customer_id: str,
+        customer_ids: list[str],
+        actor: str,
+        reason: str,
+        counts: dict[str, int],
+    ) -> dt.datetime: ...
+
+    async def receipt(self, receipt_id: str | None, customer_id: str | None) -> Any: ...
+
+    # -- the outbox
+    async def report_contact_failure(self, customer_id: str, event: EventFact) -> None: ...
+
+    async def announce(self, customer_id: str, payload: dict[str, object]) -> None:
+        """Tells segmentation (through the outbox) that this profile changed."""
+
+    async def enqueue_many(
+        self, topic: str, messages: list[tuple[str, bytes, dict[str, str]]]
+    ) -> None:
+        """Adds (key, payload, trace carrier) messages to the outbox."""
+
+
+class ProfileRepository(Protocol):
+    """Where the profile's data lives."""
+
+    def transaction(self) -> AbstractAsyncContextManager[ProfileUnit]: ...
+
+    def reader(self) -> AbstractAsyncContextManager[ProfileUnit]:
+        """For single-statement reads (no transaction of its own)."""
 
 
 class CustomerDirectory(Protocol):

@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 
-from svod_profile.adapters.storage import CHANGED_TOPIC, ProfileStore, ProfileTransaction
+from svod_profile.domain.announcements import CHANGED_TOPIC
 from svod_profile.domain.consents import (
     CHANNELS,
     CLOCK_TOLERANCE,
@@ -36,7 +36,12 @@ from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.event_batcher import EventBatcher
 from svod_profile.service_layer.identity_changes import IdentityChanges
 from svod_profile.service_layer.personal_data import PersonalData
-from svod_profile.service_layer.ports import CustomerDirectory, PersonalDataHolders
+from svod_profile.service_layer.ports import (
+    CustomerDirectory,
+    PersonalDataHolders,
+    ProfileRepository,
+    ProfileUnit,
+)
 from svod_profile.service_layer.ports import require_uuid as _require_uuid
 from svod_runtime import bounds
 from svod_runtime.custom_attributes import EXPECTED as ATTRIBUTE_EXPECTED
@@ -49,7 +54,6 @@ from svod_runtime.errors import (
     SvodError,
     ViolationCollector,
 )
-from svod_runtime.outbox import enqueue_many
 from svod_runtime.telemetry import continuing
 
 MAX_BATCH = 1000
@@ -96,7 +100,7 @@ def utc_now() -> dt.datetime:
 class ProfileService:
     def __init__(
         self,
-        store: ProfileStore,
+        store: ProfileRepository,
         directory: CustomerDirectory,
         on_announced: Callable[[], None] = lambda: None,
         holders: PersonalDataHolders | None = None,
@@ -147,7 +151,7 @@ class ProfileService:
         self.on_announced()
         return version, True
 
-    async def _show(self, tx: ProfileTransaction, customer_id: str, touched: set[str]) -> int:
+    async def _show(self, tx: ProfileUnit, customer_id: str, touched: set[str]) -> int:
         """Recomputes the shown values of the ``touched`` fields from every observation."""
         if touched & READ_TOGETHER:
             touched |= READ_TOGETHER  # the gender reads the first name (Саша)
@@ -233,8 +237,7 @@ class ProfileService:
             versions = dict(zip(changed, await tx.update_shown_many(updates), strict=True))
             versions.update(await tx.versions(set(owners) - set(versions)))
             # One announcement per changed customer, continuing its first record's trace.
-            await enqueue_many(
-                tx.conn,
+            await tx.enqueue_many(
                 CHANGED_TOPIC,
                 [(owner, b'{"events": []}', carriers[owner]) for owner in changed],
             )
@@ -348,7 +351,7 @@ class ProfileService:
 
     async def _record_consent(
         self,
-        tx: ProfileTransaction,
+        tx: ProfileUnit,
         customer_id: str,
         consent: Consent,
         *,

@@ -34,3 +34,15 @@ def write_csv(path: Path, header: Sequence[str] | None, rows: Sequence[Sequence[
 def write_jsonl(path: Path, rows: Sequence[dict[str, str]]) -> None:
     data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     _write_atomically(path, data.encode("utf-8"))
+
+
+class ExportFileWriter:
+    """The export files on the local file system (``service_layer.ports.ExportFiles``)."""
+
+    def write_csv(
+        self, path: Path, header: Sequence[str] | None, rows: Sequence[Sequence[str]]
+    ) -> None:
+        write_csv(path, header, rows)
+
+    def write_jsonl(self, path: Path, rows: Sequence[dict[str, str]]) -> None:
+        write_jsonl(path, rows)

@@ -6,17 +6,11 @@ from __future__ import annotations
 import asyncio
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+
+from svod_segmentation.domain.webhooks import HttpAnswer
 
 # A receiver that does not answer within this long is treated as down (retried).
 TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True)
-class HttpAnswer:
-    # 0 when there was no HTTP answer (refused, reset, timed out, DNS)
-    status: int
-    error: str = ""
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -17,6 +17,15 @@ SIGNATURE_VERSION = "v1"
 _NOT_NOW = frozenset({408, 429, 502, 503, 504})
 
 
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What a receiver answered a webhook POST."""
+
+    # 0 when there was no HTTP answer (refused, reset, timed out, DNS)
+    status: int
+    error: str = ""
+
+
 class Outcome(StrEnum):
     DELIVERED = "delivered"
     # retried with backoff, never a dead letter (receiver down, overloaded, timing out)

@@ -33,6 +33,7 @@ from svod_segmentation.adapters.activation_storage import (
     WEBHOOK_TOPIC,
     ActivationStore,
 )
+from svod_segmentation.adapters.export_files import ExportFileWriter
 from svod_segmentation.adapters.profile_client import ProfileDirectory
 from svod_segmentation.adapters.storage import SegmentationStore
 from svod_segmentation.adapters.webhook_client import WebhookClient
@@ -85,6 +86,7 @@ async def create_app(
         ProfileDirectory(profile_channel, config.peer_timeout_s),
         WebhookClient(),
         Path(settings.export_dir).resolve(),
+        files=ExportFileWriter(),
     )
     relay = OutboxRelay(
         metered_outbox_store(engine, telemetry.metrics, [WEBHOOK_TOPIC, EXPORT_TOPIC]),

@@ -29,10 +29,6 @@ from svod_runtime.errors import (
     Unavailable,
 )
 from svod_runtime.outbox import DeliveryError, OutboxMessage
-from svod_segmentation.adapters.activation_storage import ActivationStore, ActivationTransaction
-from svod_segmentation.adapters.export_files import write_csv, write_jsonl
-from svod_segmentation.adapters.profile_client import ProfileDirectory
-from svod_segmentation.adapters.webhook_client import WebhookClient
 from svod_segmentation.domain import audiences, exports, webhooks
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
 from svod_segmentation.domain.activation import (
@@ -52,6 +48,13 @@ from svod_segmentation.domain.activation import (
     pages,
     validate_binding,
     validate_destination,
+)
+from svod_segmentation.service_layer.ports import (
+    ActivationRepository,
+    ActivationUnit,
+    ContactDirectory,
+    ExportFiles,
+    WebhookSender,
 )
 
 log = logging.getLogger(__name__)
@@ -84,13 +87,16 @@ def _uuid(value: str, field: str) -> str:
 class ActivationService:
     def __init__(
         self,
-        store: ActivationStore,
-        directory: ProfileDirectory,
-        webhook_client: WebhookClient,
+        store: ActivationRepository,
+        directory: ContactDirectory,
+        webhook_client: WebhookSender,
         export_dir: Path,
         clock: Clock = _utc_now,
         on_enqueued: Callable[[], None] = lambda: None,
+        *,
+        files: ExportFiles,
     ) -> None:
+        self.files = files
         self.store = store
         self.directory = directory
         self.webhook_client = webhook_client
@@ -214,7 +220,7 @@ class ActivationService:
 
     async def _full_webhook_sync(
         self,
-        tx: ActivationTransaction,
+        tx: ActivationUnit,
         binding: Binding,
         destination: Destination,
         scheduled: bool,
@@ -479,17 +485,19 @@ class ActivationService:
             rows = [exports.export_row(contact, label) for contact, label in chosen]
             if destination.file_format is FileFormat.JSONL:
                 path = base / f"{stem}.jsonl"
-                write_jsonl(path, rows)
+                self.files.write_jsonl(path, rows)
             else:
                 path = base / f"{stem}.csv"
-                write_csv(path, exports.COLUMNS, [[r[c] for c in exports.COLUMNS] for r in rows])
+                self.files.write_csv(
+                    path, exports.COLUMNS, [[r[c] for c in exports.COLUMNS] for r in rows]
+                )
             return [path]
         assert destination.platform is not None
         files = audiences.audience_files(destination.platform, [c for c, _ in chosen])
         out = []
         for suffix, (header, lines) in files.items():
             path = base / f"{stem}.{suffix}" if suffix == "csv" else base / f"{stem}-{suffix}"
-            write_csv(path, header, lines)
+            self.files.write_csv(path, header, lines)
             out.append(path)
         return out
 

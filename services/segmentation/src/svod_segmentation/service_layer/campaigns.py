@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Callable
 
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, ViolationCollector
-from svod_segmentation.adapters.activation_storage import ActivationStore
 from svod_segmentation.domain import attribution
 from svod_segmentation.domain.responsiveness import ChannelStats, preferred_channel
+from svod_segmentation.service_layer.ports import ActivationRepository
 
 Clock = Callable[[], dt.datetime]
 
@@ -19,7 +19,7 @@ def _utc_now() -> dt.datetime:
 
 
 class CampaignService:
-    def __init__(self, store: ActivationStore, clock: Clock = _utc_now) -> None:
+    def __init__(self, store: ActivationRepository, clock: Clock = _utc_now) -> None:
         self.store = store
         self.clock = clock
 

@@ -11,9 +11,20 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from decimal import Decimal
+from pathlib import Path
 from typing import Protocol
 
 from svod_runtime.custom_attributes import AttributeType
+from svod_segmentation.domain.activation import (
+    Binding,
+    Contact,
+    Delivery,
+    DeliveryKind,
+    DeliveryState,
+    Destination,
+    Sync,
+)
+from svod_segmentation.domain.attribution import Order, Touch
 from svod_segmentation.domain.lookalike import CustomerFeatures
 from svod_segmentation.domain.model import (
     CustomerEvent,
@@ -23,7 +34,9 @@ from svod_segmentation.domain.model import (
     MembershipEvent,
     Segment,
 )
+from svod_segmentation.domain.responsiveness import ChannelStats
 from svod_segmentation.domain.rules import Rule
+from svod_segmentation.domain.webhooks import HttpAnswer
 
 
 class SegmentationUnit(Protocol):
@@ -160,3 +173,139 @@ class SegmentationRepository(Protocol):
 
     def definitions_changed(self) -> None:
         """This process changed the definitions (evaluations compile them again)."""
+
+
+# -- activation and campaigns --------------------------------------------------------------
+
+
+class ActivationUnit(Protocol):
+    """One transaction over destinations, bindings, syncs, deliveries and the facts campaign
+    reports read."""
+
+    async def insert_destination(self, d: Destination) -> Destination:
+        """Stores a new destination (raises KeyError when the id is taken)."""
+
+    async def destination(self, destination_id: str) -> Destination | None: ...
+
+    async def destinations(self, after: str, limit: int) -> list[Destination]: ...
+
+    async def delete_destination(self, destination_id: str) -> None: ...
+
+    async def insert_binding(self, b: Binding) -> Binding: ...
+
+    async def binding(self, binding_id: str, *, lock: bool = False) -> Binding | None: ...
+
+    async def bindings(self, segment_id: str = "", destination_id: str = "") -> list[Binding]: ...
+
+    async def delete_binding(self, binding_id: str) -> None: ...
+
+    async def lock_live_binding(self, binding_id: str) -> Binding | None:
+        """The binding, locked for this transaction, unless another replica holds it."""
+
+    async def live_binding_ids(self) -> list[str]: ...
+
+    async def claim_scheduled(self, now: dt.datetime) -> list[Binding]:
+        """Bindings whose scheduled full sync is due, moved on to their next time."""
+
+    async def reconcile(
+        self, binding_id: str, segment_id: str, channel: str
+    ) -> list[tuple[str, bool, bool, str, str]]:
+        """What the destination holds brought in line with the consenting members:
+        (customer, was in, is in, old label, new label) of each difference."""
+
+    async def replace_held(
+        self, binding_id: str, segment_id: str, channel: str
+    ) -> list[tuple[str, str]]:
+        """A full sync: the destination holds exactly the consenting members now."""
+
+    async def members(self, segment_id: str) -> list[tuple[str, str]]:
+        """Every live member (customer, label), by customer."""
+
+    async def member_count(self, segment_id: str) -> int: ...
+
+    async def segment_exists(self, segment_id: str) -> bool: ...
+
+    async def insert_sync(self, sync: Sync, scheduled: bool) -> None: ...
+
+    async def finish_sync(self, sync: Sync) -> None: ...
+
+    async def sync(self, sync_id: str) -> Sync | None: ...
+
+    async def add_deliveries(
+        self,
+        binding: Binding,
+        kind: DeliveryKind,
+        item_pages: Sequence[Sequence[Sequence[str]]],
+        sync_id: str = "",
+    ) -> list[str]:
+        """One delivery per page, numbered in order, each with its outbox message."""
+
+    async def enqueue_export(self, binding_id: str, sync_id: str) -> None: ...
+
+    async def delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def earlier_pending(self, binding_id: str, sequence: int) -> int | None:
+        """The sequence of an earlier delivery of the binding still pending, if any."""
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        state: DeliveryState,
+        status: int,
+        error: str,
+        *,
+        counted: bool,
+        now: dt.datetime,
+    ) -> None: ...
+
+    async def deliveries(
+        self, destination_id: str, state: DeliveryState | None, before: str, limit: int
+    ) -> list[Delivery]: ...
+
+    async def dead_letter_count(self, destination_id: str) -> int: ...
+
+    async def states_of(self, destination_id: str, ids: Sequence[str]) -> dict[str, str]: ...
+
+    async def redrive(
+        self, destination_id: str, ids: Sequence[str] | None
+    ) -> list[tuple[str, str]]:
+        """Dead letters made pending again with a fresh attempt budget."""
+
+    # -- campaign reports
+    async def orders_and_touches(
+        self,
+        start: dt.datetime,
+        end: dt.datetime,
+        window: dt.timedelta,
+        touch_types: Sequence[str],
+        campaign_ids: Sequence[str],
+    ) -> tuple[list[Order], list[Touch]]: ...
+
+    async def responsiveness(self, customer_id: str) -> list[ChannelStats]: ...
+
+    async def current_id(self, customer_id: str) -> str | None:
+        """The customer (or its survivor), None when segmentation does not know it."""
+
+
+class ActivationRepository(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[ActivationUnit]: ...
+
+
+class ContactDirectory(Protocol):
+    """The profile service: contacts and consents of customers, when a delivery is made."""
+
+    async def contacts(self, customer_ids: list[str]) -> dict[str, Contact]: ...
+
+
+class WebhookSender(Protocol):
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> HttpAnswer: ...
+
+
+class ExportFiles(Protocol):
+    """Where file exports are written (each file whole or not at all)."""
+
+    def write_csv(
+        self, path: Path, header: Sequence[str] | None, rows: Sequence[Sequence[str]]
+    ) -> None: ...
+
+    def write_jsonl(self, path: Path, rows: Sequence[dict[str, str]]) -> None: ...

@@ -13,7 +13,8 @@ adds up. So two rules cap the decision whatever the score says:
   date disagreeing it is a different person outright (a family member).
 * Names and places are not enough: without agreement on something personal - birth date, a
   mobile phone, an e-mail or a card - a pair is at best a review case. Two Ivan Ivanovs in one
-  city are two people until something personal says otherwise.
+  city are two people until something personal says otherwise. (The resolver lets a full
+  name that only one customer holds stand in, with a fitted model: ``engine._rare_name_link``.)
 * A different surname (a marriage, or someone else) needs a contact in common - phone,
   e-mail or card - the same patronymic, or the same street address: first name and birth date
   alone are shared by strangers often enough across a customer base, but not at one address.

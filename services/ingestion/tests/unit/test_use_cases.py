@@ -1,0 +1,205 @@
+"""Ingestion's use cases over in-memory storage (no database): a message accepted exactly once
+per (source, message id), retries answered as the first time, reuse of an id refused, outbox
+entries written with the message, erasure of undelivered messages by identifier, retention,
+and the operators' view of held events.
+
+The SQL behind each storage method is tested against PostgreSQL in tests/e2e and tests/faults;
+here the use cases' own decisions are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Awaitable
+from typing import TypeVar
+
+import pytest
+
+from services.ingestion.tests.unit.fakes import FakeHeldEvents, FakeIngestionStore
+from svod_ingestion.domain.attribution import HeldEvent, Issue
+from svod_ingestion.domain.model import Accepted, Incoming
+from svod_ingestion.service_layer.use_cases import ERASED_PENDING, IngestionService
+from svod_runtime.errors import AlreadyExists, InvalidArgument, NotFound
+
+T = TypeVar("T")
+NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+CUSTOMER = "00000000-0000-0000-0000-000000000001"
+
+
+def run(awaitable: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await awaitable
+
+    return asyncio.run(main())
+
+
+def identifiers_of(kind: str, payload: bytes) -> list[tuple[str, str, str]]:
+    """The test's payloads are JSON: {"ids": [[type, value, namespace], ...]}."""
+    return [tuple(i) for i in json.loads(payload)["ids"]]  # type: ignore[misc]
+
+
+def message(
+    message_id: str,
+    phone: str = "+79161234567",
+    *,
+    kind: str = "identify",
+    checked: bool = True,
+    source: str = "web",
+) -> Incoming:
+    payload = json.dumps({"ids": [["phone", phone, ""]]}).encode()
+    return Incoming(kind, source, message_id, "web", payload, payload, checked)
+
+
+class Service:
+    def __init__(self) -> None:
+        self.store = FakeIngestionStore(NOW)
+        self.held = FakeHeldEvents()
+        self.enqueued = self.woken = 0
+        self.use_cases = IngestionService(
+            self.store,
+            on_enqueued=self.count_enqueued,
+            held=self.held,
+            on_woken=self.count_woken,
+            identifiers_of=identifiers_of,
+        )
+
+    def count_enqueued(self) -> None:
+        self.enqueued += 1
+
+    def count_woken(self) -> None:
+        self.woken += 1
+
+
+def paths(error: InvalidArgument) -> set[str]:
+    return {v.field for v in error.violations}
+
+
+def test_a_message_is_stored_once_with_its_outbox_entry_and_a_retry_answers_the_same() -> None:
+    svc = Service()
+    first = run(svc.use_cases.accept(message("m1")))
+    retry = run(svc.use_cases.accept(message("m1")))
+
+    assert first.duplicate is False and retry == Accepted(first.record_id, True, NOW)
+    assert svc.store.state.outbox == [(1, "identify", False)]
+    assert svc.enqueued == 1  # the retry wrote nothing, so nothing to wake the relay for
+
+
+def test_a_message_id_reused_for_another_payload_is_refused() -> None:
+    svc = Service()
+    run(svc.use_cases.accept(message("m1")))
+    with pytest.raises(AlreadyExists, match="different payload"):
+        run(svc.use_cases.accept(message("m1", phone="+79160000000")))
+    # The same id from another source is another message.
+    assert run(svc.use_cases.accept(message("m1", source="pos"))).duplicate is False
+
+
+def test_a_bulk_call_answers_each_message_and_commits_them_together() -> None:
+    svc = Service()
+    run(svc.use_cases.accept(message("m0")))
+    outcomes = run(
+        svc.use_cases.accept_many(
+            [
+                message("m1"),
+                message("m1"),  # repeated inside the call: a retry of the first
+                message("m0", phone="+79160000000"),  # id taken before, other payload
+                message("m2", checked=False),  # accepted while quality was away
+                message("t1", kind="track"),
+            ]
+        )
+    )
+
+    first, again, reused, unchecked, track = outcomes
+    assert isinstance(first, Accepted) and isinstance(again, Accepted)
+    assert (first.duplicate, again.duplicate, again.record_id) == (False, True, first.record_id)
+    assert isinstance(reused, AlreadyExists)
+    assert isinstance(unchecked, Accepted) and isinstance(track, Accepted)
+    assert svc.store.state.outbox[1:] == [
+        (2, "identify", False),
+        (3, "identify", True),
+        (4, "track", False),
+    ]
+    assert svc.enqueued == 2
+
+
+def test_erasing_by_identifier_fails_the_undelivered_messages_that_carry_it() -> None:
+    svc = Service()
+    run(svc.use_cases.accept(message("m1", phone="+7 916 123-45-67")))
+    run(svc.use_cases.accept(message("m2", phone="+79160000000")))
+    run(svc.use_cases.accept(message("m3", phone="89161234567")))
+    svc.store.state.rows[("web", "m3")].state = "delivered"
+
+    erased = run(svc.use_cases.erase_payloads([], [("phone", "8 (916) 123 45 67", "")]))
+
+    rows = svc.store.state.rows
+    assert erased == 1
+    assert (rows[("web", "m1")].state, rows[("web", "m1")].last_error) == (
+        "failed",
+        ERASED_PENDING,
+    )
+    assert rows[("web", "m1")].payload is None and rows[("web", "m2")].payload is not None
+    assert rows[("web", "m3")].payload is not None  # delivered: erased by its record ref
+    assert [pk for pk, _, _ in svc.store.state.outbox] == [2, 3]
+    assert run(svc.use_cases.erase_payloads([("web", "m3")])) == 1
+
+
+def test_an_erasure_request_says_what_it_is_missing() -> None:
+    svc = Service()
+    with pytest.raises(InvalidArgument) as caught:
+        run(svc.use_cases.erase_payloads([]))
+    assert paths(caught.value) == {"record_refs"}
+    with pytest.raises(InvalidArgument) as caught:
+        run(svc.use_cases.erase_payloads([], [("phone", "1", "")] * 1001))
+    assert paths(caught.value) == {"identifiers"}
+
+
+def test_retention_purges_until_nothing_is_left() -> None:
+    svc = Service()
+    svc.store.purgeable = 12_000
+    assert run(svc.use_cases.purge_expired_payloads(30)) == 12_000
+    assert svc.store.purgeable == 0
+
+
+def test_the_status_of_a_message_never_sent_is_not_found() -> None:
+    with pytest.raises(NotFound, match="never sent"):
+        run(Service().use_cases.status("web", "nope"))
+
+
+def held(pk: int, issue: Issue, candidates: tuple[str, ...] = ()) -> HeldEvent:
+    return HeldEvent(pk, f"r{pk}", "web", f"m{pk}", None, issue, candidates, NOW, NOW, 1, NOW)
+
+
+def test_held_events_page_through_and_waits_are_left_out_unless_asked() -> None:
+    svc = Service()
+    svc.held.held = [
+        held(1, Issue.SHARED_IDENTIFIER),
+        held(2, Issue.AWAITING_CUSTOMER),
+        held(3, Issue.UNKNOWN_CUSTOMER),
+        held(4, Issue.BLOCKED_IDENTIFIER),
+    ]
+
+    first, token, counts = run(svc.use_cases.unattributed([], 2, ""))
+    rest, last, _ = run(svc.use_cases.unattributed([], 2, token))
+    waiting, _, _ = run(svc.use_cases.unattributed([Issue.AWAITING_CUSTOMER], 0, ""))
+
+    assert [e.record_pk for e in first + rest] == [1, 3, 4] and last == ""
+    assert [e.record_pk for e in waiting] == [2]
+    assert counts[Issue.AWAITING_CUSTOMER] == 1
+    with pytest.raises(InvalidArgument) as caught:
+        run(svc.use_cases.unattributed([], 5000, "not a token!"))
+    assert paths(caught.value) == {"page_size", "page_token"}
+
+
+def test_a_recheck_wakes_the_events_naming_the_customers_and_says_how_many() -> None:
+    svc = Service()
+    svc.held.held = [held(1, Issue.SHARED_IDENTIFIER, (CUSTOMER,))]
+
+    assert run(svc.use_cases.recheck([CUSTOMER, CUSTOMER], False)) == 1
+    assert svc.held.woken == [CUSTOMER] and svc.woken == 1
+    assert run(svc.use_cases.recheck([], True)) == 1
+    with pytest.raises(InvalidArgument) as caught:
+        run(svc.use_cases.recheck(["x"], False))
+    assert paths(caught.value) == {"customer_ids[0]"}
+    with pytest.raises(InvalidArgument):
+        run(svc.use_cases.recheck([], False))
