@@ -44,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_runtime.db import fetch_direct
 from svod_runtime.telemetry import context_from_carrier, current_trace_carrier, trace_carrier_of
+from svod_runtime.transactions import run_in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +250,8 @@ class OutboxStore:
         """Extends the lease of the rows these claims still hold (the heartbeat)."""
         if not tokens:
             return 0
-        async with self.engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> int:
             result = await conn.execute(
                 text(
                     "UPDATE outbox SET locked_until = now() + make_interval(secs => :lease) "
@@ -257,7 +259,12 @@ class OutboxStore:
                 ),
                 {"t": list(tokens), "lease": lease_s},
             )
-        return int(result.rowcount or 0)
+            return int(result.rowcount or 0)
+
+        # A renewal and a `delivered` DELETE lock many of the same rows in no common order and
+        # can deadlock (seen under the pipeline benchmark, docs/performance.md): the loser
+        # changed nothing and runs again, instead of failing the pass.
+        return await run_in_transaction(self.engine.begin, work)
 
     async def release_claims(self, tokens: Sequence[uuid.UUID]) -> int:
         """Hands back every row these claims still hold (a graceful stop)."""
@@ -278,7 +285,8 @@ class OutboxStore:
         removed (a row another relay claimed since stays for it)."""
         if not messages:
             return []
-        async with self.engine.begin() as conn:
+
+        async def work(conn: AsyncConnection) -> set[int]:
             rows = await conn.execute(
                 text(
                     "DELETE FROM outbox o USING unnest(CAST(:o AS bigint[]), CAST(:t AS uuid[])) "
@@ -290,7 +298,10 @@ class OutboxStore:
                     "t": [m.lease_token for m in messages],
                 },
             )
-            gone = {r.outbox_pk for r in rows}
+            return {r.outbox_pk for r in rows}
+
+        # Run again after a deadlock with a renewal (see ``renew``).
+        gone = await run_in_transaction(self.engine.begin, work)
         return [m for m in messages if m.outbox_pk in gone]
 
     async def retry_later(

@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg.errors
+
 from svod_profile.domain.announcements import (
     CHANGED_TOPIC,
     CONTACT_FAILED_TOPIC,
@@ -450,11 +452,16 @@ class FakeProfileStore:
     def __init__(self, now: dt.datetime) -> None:
         self.now = now
         self.state = State()
+        # Transactions still to lose a deadlock at commit (PostgreSQL rolls the loser back).
+        self.deadlocks = 0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[ProfileUnit]:
         working = copy.deepcopy(self.state)
         yield FakeUnit(working, self.now)
+        if self.deadlocks:
+            self.deadlocks -= 1
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
         self.state = working  # reached only when the block raised nothing
 
     @asynccontextmanager

@@ -458,3 +458,18 @@ def test_batched_events_answer_each_count_once_and_report_failed_contacts() -> N
     assert run(svc.use_cases.get_by_id(b)).metrics.total_spent == Decimal(200)
     failed = [k for k, _ in svc.store.announcements("quality.contact_failed")]
     assert failed == [a]
+
+
+def test_a_record_or_event_that_loses_a_deadlock_is_applied_once_all_the_same() -> None:
+    svc = Service()
+    a = cid()
+    svc.store.deadlocks = 2
+
+    version, changed = run(svc.use_cases.apply(record(a, "m1", first_name="Анна")))
+    _, event_changed = run(svc.use_cases.apply_event(a, order("o1", "100")))
+
+    assert changed and event_changed and svc.store.deadlocks == 0
+    view = run(svc.use_cases.get_by_id(a))
+    assert svc.shown(a) == {"first_name": "Анна"} and view.metrics.order_count == 1
+    assert [k for k, _ in svc.store.announcements()] == [a, a] and svc.woken == 2
+    assert version == 1

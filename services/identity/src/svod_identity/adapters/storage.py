@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import uuid
@@ -12,9 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-import psycopg
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_identity.domain.candidates import CONTACT_KEY_PREFIXES, LONE_KEY_MAX_BLOCK
@@ -47,13 +44,11 @@ from svod_runtime.db import (
 )
 from svod_runtime.erasure import scrub_outbox
 from svod_runtime.outbox import enqueue
+from svod_runtime.transactions import run_in_transaction
 
 SYSTEM_ACTOR = "svod-identity"
 # Outbox topic reporting suspected duplicates and blocked identifiers to the quality service.
 QUALITY_TOPIC = "quality.duplicates"
-# Deadlocks and serialisation failures: the transaction is retried from the start.
-_RETRY_SQLSTATES = frozenset({"40P01", "40001"})
-_RETRIES = 5
 
 T = TypeVar("T")
 
@@ -1656,18 +1651,9 @@ class IdentityStore:
             yield IdentityTransaction(conn)
 
     async def run(self, work: Callable[[IdentityTransaction], Awaitable[T]]) -> T:
-        """Runs ``work`` in one transaction, retried from the start after a deadlock."""
-        for attempt in range(_RETRIES):
-            try:
-                async with self.transaction() as tx:
-                    return await work(tx)
-            except (DBAPIError, psycopg.Error) as error:
-                # Statements through SQLAlchemy raise its wrapper; direct ones psycopg's own.
-                sqlstate = getattr(getattr(error, "orig", error), "sqlstate", None)
-                if sqlstate not in _RETRY_SQLSTATES or attempt == _RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+        """Runs ``work`` in one transaction, retried from the start after a deadlock or a
+        serialisation failure (the runtime's shared runner)."""
+        return await run_in_transaction(self.transaction, work)
 
 
 def group_by_customer(rows: Iterable[tuple[str, Any]]) -> dict[str, list[Any]]:

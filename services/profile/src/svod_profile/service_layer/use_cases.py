@@ -55,6 +55,7 @@ from svod_runtime.errors import (
     ViolationCollector,
 )
 from svod_runtime.telemetry import continuing
+from svod_runtime.transactions import run_in_transaction
 
 MAX_BATCH = 1000
 # Records of an ApplyBatch per transaction: large enough that BEGIN/COMMIT and the
@@ -138,18 +139,23 @@ class ProfileService:
         return app
 
     async def _apply_checked(self, app: RecordApplication) -> tuple[int, bool]:
-        async with self.store.transaction() as tx:
+        async def work(tx: ProfileUnit) -> tuple[int, bool]:
             # A record resolved just before a merge may arrive after it: follow the merge.
             current = await tx.lock_current_profile(app.customer_id)
-            if current != app.customer_id:
-                app = replace(app, customer_id=current)
-            if not await tx.claim_and_observe(app):
-                return await tx.version(app.customer_id), False
-            touched = {t.field for t in app.traits}
-            version = await self._show(tx, app.customer_id, touched)
-            await tx.announce(app.customer_id, {"events": []})
-        self.on_announced()
-        return version, True
+            mine = app if current == app.customer_id else replace(app, customer_id=current)
+            if not await tx.claim_and_observe(mine):
+                return await tx.version(mine.customer_id), False
+            touched = {t.field for t in mine.traits}
+            version = await self._show(tx, mine.customer_id, touched)
+            await tx.announce(mine.customer_id, {"events": []})
+            return version, True
+
+        # The last resort of a batch that failed (one record at a time): a lost deadlock is
+        # run again rather than answered with an error.
+        version, changed = await run_in_transaction(self.store.transaction, work)
+        if changed:
+            self.on_announced()
+        return version, changed
 
     async def _show(self, tx: ProfileUnit, customer_id: str, touched: set[str]) -> int:
         """Recomputes the shown values of the ``touched`` fields from every observation."""
@@ -307,21 +313,26 @@ class ProfileService:
         return [o for o in outcomes if o is not None]
 
     async def _apply_event_alone(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
-        async with self.store.transaction() as tx:
-            customer_id = await tx.lock_current_profile(customer_id)
-            if not await tx.events.insert_event(customer_id, event):
-                return await tx.version(customer_id), False
-            metrics = apply_metrics(await tx.events.metrics(customer_id), event)
-            version = await tx.events.save_metrics(customer_id, metrics)
+        async def work(tx: ProfileUnit) -> tuple[int, bool]:
+            current = await tx.lock_current_profile(customer_id)
+            if not await tx.events.insert_event(current, event):
+                return await tx.version(current), False
+            metrics = apply_metrics(await tx.events.metrics(current), event)
+            version = await tx.events.save_metrics(current, metrics)
             opt_out = consent_from_event(event)
             if opt_out is not None:
                 await self._record_consent(
-                    tx, customer_id, opt_out, record_ref=(event.source, event.message_id)
+                    tx, current, opt_out, record_ref=(event.source, event.message_id)
                 )
-            await tx.report_contact_failure(customer_id, event)
-            await tx.announce(customer_id, {"events": [[event.source, event.message_id]]})
-        self.on_announced()
-        return version, True
+            await tx.report_contact_failure(current, event)
+            await tx.announce(current, {"events": [[event.source, event.message_id]]})
+            return version, True
+
+        # As ``_apply_checked``: the batcher's one-by-one path, a lost deadlock runs again.
+        version, changed = await run_in_transaction(self.store.transaction, work)
+        if changed:
+            self.on_announced()
+        return version, changed
 
     async def update_consent(self, customer_id: str, consent: Consent) -> ProfileView:
         _require_uuid(customer_id, "customer_id")
