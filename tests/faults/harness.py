@@ -9,6 +9,7 @@ RESULTS_FILE (replaced by each session that ran a scenario).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -58,10 +59,32 @@ def process_suite(
         drop_database(admin_url, name)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process started under ``pid`` (Linux /proc), children before theirs."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as children:
+                for child in children.read().split():
+                    found.append(int(child))
+                    found += _descendants(int(child))
+        except OSError:
+            continue
+    return found
+
+
 def kill(suite: ProcessSuite, service: str) -> None:
-    """``kill -9``: no drain, no lease released, nothing flushed."""
+    """``kill -9`` of the service and every process it started (quality's worker pool), as
+    when its container dies: no drain, no lease released, nothing flushed. Workers left
+    behind would outlive the test holding its output open."""
     process = suite.processes[service]
-    process.send_signal(signal.SIGKILL)
+    for pid in [process.pid, *_descendants(process.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     process.wait(10)
 
 

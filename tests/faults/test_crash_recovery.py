@@ -2,7 +2,8 @@
 
 The five services run as separate processes, as the chart runs them. During a bulk load of
 identify calls and order events (300 customers, 100 of them identified again from a second
-source, 2,000 orders; tests/faults/load.py), one service is killed with SIGKILL and started
+source, 2,000 orders; tests/faults/load.py), one service (quality too: identify calls are then
+accepted unchecked and checked before delivery) is killed with SIGKILL and started
 again; the client sends a failed stream call again with the same message ids, as a point of
 sale does. Afterwards every acknowledged event is counted exactly once in its customer's
 order_count and total_spent, segmentation's events and read model agree with profile, no
@@ -38,7 +39,7 @@ def processes(postgres_admin_url: str) -> Iterator[ProcessSuite]:
         yield suite
 
 
-@pytest.mark.parametrize("service", ["ingestion", "identity", "profile", "segmentation"])
+@pytest.mark.parametrize("service", ["ingestion", "identity", "profile", "segmentation", "quality"])
 def test_kill_9_during_a_bulk_load_loses_nothing_and_counts_nothing_twice(
     processes: ProcessSuite, service: str
 ) -> None:
