@@ -28,7 +28,7 @@ def random_phone() -> str:
             return f"+7 916 {digits}"
 
 
-def identify(
+def identify(  # noqa: PLR0913
     source: str,
     *,
     message_id: str | None = None,
@@ -69,7 +69,7 @@ def at(iso: str) -> Timestamp:
     return ts
 
 
-def track(
+def track(  # noqa: PLR0913
     source: str,
     event_type: int,
     identifier: common_pb2.Identifier,

@@ -57,7 +57,7 @@ _BIRTH = frozenset({"exact", "typo"})
 _PLACE = frozenset({"address", "postcode", "city"})
 
 
-def pair_category(levels: Mapping[str, str]) -> str:
+def pair_category(levels: Mapping[str, str]) -> str:  # noqa: PLR0911
     """The strongest evidence two records share (see the module docstring)."""
     if levels["card"] == "agree":
         return "card"
@@ -99,7 +99,7 @@ def persons(requests: Sequence) -> dict[Key, PersonRecord]:
     return out
 
 
-def breakdown(
+def breakdown(  # noqa: C901
     requests: Sequence,
     truth: Mapping[Key, str],
     clusters: Mapping[str, Sequence[Key]],

@@ -690,7 +690,7 @@ def _city_variant(world: _World, city: str, latin: bool) -> str:
     return city
 
 
-def _record(world: _World, person: Person, source: str, number: int, seed: int) -> dict[str, Any]:
+def _record(world: _World, person: Person, source: str, number: int, seed: int) -> dict[str, Any]:  # noqa: C901, PLR0912
     profile = PROFILES[source]
     when = world.moment()
     state = person.state(when)

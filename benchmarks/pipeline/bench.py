@@ -260,7 +260,7 @@ async def grpc_ceiling(messages: list, per_stream: int, streams: int) -> float:
         server.wait(10)
 
 
-async def run(args: argparse.Namespace, db_url: str, suite) -> dict:
+async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PLR0915
     pids = {name: process.pid for name, process in suite.processes.items()}
     ingestion = suite.target("ingestion")
     figures: dict = {}

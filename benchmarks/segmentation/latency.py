@@ -69,7 +69,7 @@ def machine_ticks() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-async def load_test(
+async def load_test(  # noqa: C901, PLR0915
     target: str, ids: list[str], rate: int, seconds: float, server_pid: int, unary: bool = False
 ) -> dict[str, float]:
     channel = grpc.aio.insecure_channel(target, options=retry_options())

@@ -454,7 +454,7 @@ class Outcome:
     elapsed_s: float = 0.0
 
 
-def run_import(
+def run_import(  # noqa: C901, PLR0915
     rows: Iterator[Row],
     kind: Kind,
     defaults: Defaults,
@@ -625,7 +625,7 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 @refusals_reported
-def cmd_import(args: argparse.Namespace) -> int:
+def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     kind = KINDS[args.kind]
     path = Path(args.file)
     fmt = format_of(path, args.format)

@@ -119,7 +119,7 @@ def rotate(path: str) -> None:
         os.replace(path, path + ".previous")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> int:  # noqa: C901
     from svod_cli.postgres import PostgresMissing, ensure_postgres
     from svod_cli.suite import prepare_database
 

@@ -10,7 +10,7 @@ from google.rpc import error_details_pb2, status_pb2
 from svod_runtime.config import ServiceConfig, service_database_url
 from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound
 from svod_runtime.interceptors import status_for
-from svod_runtime.outbox import MAX_DELAY_S, DeliveryError, retry_delay
+from svod_runtime.outbox import MAX_DELAY_S, MAX_OUTAGE_DELAY_S, DeliveryError, retry_delay
 from svod_runtime.runtime import tune_garbage_collector
 
 
@@ -36,6 +36,14 @@ def test_backoff_grows_and_is_capped() -> None:
     assert delays[0] <= 0.5
     assert delays[5] > delays[0]
     assert max(delays) <= MAX_DELAY_S
+
+
+def test_an_outage_backs_off_to_seconds_not_minutes() -> None:
+    """A peer back after a long outage gets its backlog within seconds."""
+    rng = random.Random(7)
+    delays = [retry_delay(n, rng, cap_s=MAX_OUTAGE_DELAY_S) for n in range(1, 40)]
+    assert max(delays) <= MAX_OUTAGE_DELAY_S <= 5.0
+    assert delays[-1] >= MAX_OUTAGE_DELAY_S / 2
 
 
 def test_permanent_and_transient_peer_answers() -> None:

@@ -226,7 +226,7 @@ class Accounting:
     double_counted: int
 
 
-def account(suite: ProcessSuite, db_url: str, load: Load) -> Accounting:
+def account(suite: ProcessSuite, db_url: str, load: Load) -> Accounting:  # noqa: C901
     """Checks every person's profile, segmentation's read model and the identify calls'
     customers against what was acknowledged; returns the totals for the table."""
     lost = doubled = 0

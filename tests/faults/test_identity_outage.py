@@ -67,7 +67,7 @@ def states(ingestion, refs) -> dict[int, int]:
     return counts
 
 
-def test_identity_down_longer_than_the_grace_period_loses_nothing(processes) -> None:
+def test_identity_down_longer_than_the_grace_period_loses_nothing(processes) -> None:  # noqa: PLR0915
     suite = processes
     ingestion_channel = grpc.insecure_channel(suite.target("ingestion"))
     profile_channel = grpc.insecure_channel(suite.target("profile"))

@@ -51,7 +51,7 @@ def surname(female: bool = False) -> str:
     return base + ("а" if female and base.endswith("ов") else "")
 
 
-def request(
+def request(  # noqa: PLR0913
     *,
     source: str = "webshop",
     phones: tuple[str, ...] = (),

@@ -94,7 +94,7 @@ async def count_records(conn: AsyncConnection) -> int:
     return int((await conn.execute(text("SELECT count(*) FROM records"))).scalar_one())
 
 
-async def load_touched(
+async def load_touched(  # noqa: C901, PLR0912
     conn: AsyncConnection,
     records: Sequence[IncomingRecord],
     keys: Iterable[str],

@@ -460,7 +460,7 @@ class IdentityTransaction:
             keys,
         )
 
-    async def load_state(
+    async def load_state(  # noqa: C901, PLR0912, PLR0915
         self,
         records: Sequence[IncomingRecord],
         rules: Rules,
@@ -628,7 +628,7 @@ class IdentityTransaction:
             "limits": limits,
         }
 
-    def _read_customers(
+    def _read_customers(  # noqa: C901, PLR0912
         self,
         state: GraphState,
         customer_ids: set[str],
@@ -689,7 +689,7 @@ class IdentityTransaction:
         state.kept_apart = apart
         return wanted, owner_rows
 
-    async def apply(self, changes: Changes, free_pks: Sequence[int] = ()) -> dict[int, int]:
+    async def apply(self, changes: Changes, free_pks: Sequence[int] = ()) -> dict[int, int]:  # noqa: C901
         """Writes what the engine decided; returns engine record pk -> stored record pk.
 
         New customers, records, their identifiers and blocking keys, newly owned identifiers,

@@ -386,7 +386,7 @@ class Resolver:
 
     # -- placement ------------------------------------------------------------------------
 
-    def resolve(self, record: IncomingRecord) -> Placement:
+    def resolve(self, record: IncomingRecord) -> Placement:  # noqa: C901, PLR0912, PLR0915
         state = self.state
         known = state.resolved.get(record.ref)
         if known is not None:
@@ -522,7 +522,7 @@ class Resolver:
             pk,
         )
 
-    def _fuzzy(
+    def _fuzzy(  # noqa: C901
         self, person: PersonRecord, keys: tuple[str, ...], linked: Sequence[str] = ()
     ) -> tuple[list[str], dict[str, Any], float, list[tuple[str, CandidateScore]]]:
         state = self.state

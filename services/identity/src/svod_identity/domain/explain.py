@@ -53,7 +53,7 @@ class Evidence:
         )
 
 
-def _edges(material: Mapping[str, Any]) -> dict[int, list[tuple[int, Evidence]]]:
+def _edges(material: Mapping[str, Any]) -> dict[int, list[tuple[int, Evidence]]]:  # noqa: C901
     graph: dict[int, list[tuple[int, Evidence]]] = {r.record_pk: [] for r in material["records"]}
 
     def add(a: int, b: int, evidence: Evidence) -> None:

@@ -134,7 +134,7 @@ def default_rules() -> Rules:
     )
 
 
-def rules_from_dict(data: Mapping[str, Any], *, field_prefix: str = "rules") -> Rules:
+def rules_from_dict(data: Mapping[str, Any], *, field_prefix: str = "rules") -> Rules:  # noqa: C901, PLR0912
     """Validates rules given as plain data (stored JSON or a converted request).
 
     Reports every bad field at once (INVALID_ARGUMENT with paths like

@@ -623,7 +623,7 @@ class IdentityService:
         self._on_commit()
         return result
 
-    async def split_customer(
+    async def split_customer(  # noqa: C901
         self,
         customer_id: str,
         refs: Sequence[RecordRef],

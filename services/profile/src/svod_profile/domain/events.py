@@ -112,7 +112,7 @@ def _with(metrics: Metrics, changes: dict[str, object]) -> Metrics:
     return copy
 
 
-def apply_event(metrics: Metrics, event: EventFact) -> Metrics:
+def apply_event(metrics: Metrics, event: EventFact) -> Metrics:  # noqa: C901
     """The metrics after one more event (commutative: order of application does not matter)."""
     m = metrics
     at = event.occurred_at

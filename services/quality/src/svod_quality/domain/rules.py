@@ -79,7 +79,7 @@ class ValidationRule:
         }
 
 
-def _validate(
+def _validate(  # noqa: C901
     rule_id: str,
     field_name: str,
     source: str | None,

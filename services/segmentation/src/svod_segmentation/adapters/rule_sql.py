@@ -300,7 +300,7 @@ class RuleCompiler:
         )
 
     # -- rule trees ---------------------------------------------------------------------------
-    def rule(self, node: Rule, due: list[str]) -> str:
+    def rule(self, node: Rule, due: list[str]) -> str:  # noqa: PLR0911
         if isinstance(node, AllOf):
             if not node.nodes:
                 return "TRUE"
@@ -335,7 +335,7 @@ class RuleCompiler:
         due.append(f"a.{alias}_first + make_interval(days => {int(atom.window_days)})")
         return atom
 
-    def _field(self, cond: FieldCondition, due: list[str]) -> str:
+    def _field(self, cond: FieldCondition, due: list[str]) -> str:  # noqa: PLR0911
         ftype = field_type(cond.field, self.declared)
         kind = declared_attribute(cond.field, self.declared)
         if kind is not None and kind is not AttributeType.STRING and ftype is not None:
@@ -373,7 +373,7 @@ class RuleCompiler:
             return f"({expr} IS DISTINCT FROM {value})"
         return f"({expr} {SQL_OPS[op]} {value})"
 
-    def _typed_attribute(
+    def _typed_attribute(  # noqa: PLR0911
         self, cond: FieldCondition, kind: AttributeType, ftype: FieldType, due: list[str]
     ) -> str:
         """A condition on a declared custom attribute, compared by its type. Values are read

@@ -222,7 +222,7 @@ def selected_classes(builtin: str, parameters: dict[str, str]) -> tuple[str, ...
     return tuple(chosen) if chosen else LABELS[builtin]
 
 
-def validate_builtin(builtin: str, parameters: dict[str, str], path: str) -> list[FieldViolation]:
+def validate_builtin(builtin: str, parameters: dict[str, str], path: str) -> list[FieldViolation]:  # noqa: C901
     """Violations of a built-in's name and parameters; ``path`` names the segment."""
     if builtin not in BUILTINS:
         return [

@@ -100,7 +100,7 @@ def _days(value: str) -> int | None:
     return int(value) if re.fullmatch(r"[0-9]{1,5}", value) else None
 
 
-def _check_values(
+def _check_values(  # noqa: C901, PLR0911, PLR0912
     cond: FieldCondition, ftype: FieldType, path: str, kind: AttributeType | None = None
 ) -> list[FieldViolation]:
     """``kind``: the declared type of a custom attribute (its values are read as that type:
@@ -274,7 +274,7 @@ def _check_field(
     return _check_values(cond, ftype, path, kind)
 
 
-def _check_behavior(cond: BehaviorCondition, path: str) -> list[FieldViolation]:
+def _check_behavior(cond: BehaviorCondition, path: str) -> list[FieldViolation]:  # noqa: C901
     base = f"{path}.behavior"
     errors: list[FieldViolation] = []
     if cond.event_type not in EVENT_TYPES:

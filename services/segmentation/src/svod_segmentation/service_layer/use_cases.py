@@ -619,7 +619,7 @@ class SegmentationService:
         )
         return await self._batcher.submit(change)
 
-    async def _apply_batch(self, changes: list[ProfileChange]) -> list[ChangeOutcome]:
+    async def _apply_batch(self, changes: list[ProfileChange]) -> list[ChangeOutcome]:  # noqa: C901
         """Applies changes of distinct customers in one transaction (see ChangeBatcher)."""
         now = self.clock()
         splits = [c for c in changes if c.split is not None]

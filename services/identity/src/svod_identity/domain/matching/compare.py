@@ -132,7 +132,7 @@ def _is_initial(name: FirstName) -> bool:
     return len(name.skeleton) <= 1
 
 
-def first_name_level(x: FirstName | None, y: FirstName | None) -> str:
+def first_name_level(x: FirstName | None, y: FirstName | None) -> str:  # noqa: PLR0911
     if x is None or y is None or not x.skeleton or not y.skeleton:
         return MISSING
     if _is_initial(x) or _is_initial(y):

@@ -118,7 +118,7 @@ def _unique(values: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in values if v))
 
 
-def build_person_record(
+def build_person_record(  # noqa: PLR0913
     record_key: str,
     *,
     first_name: str | None = None,
