@@ -36,3 +36,16 @@ def test_identifiers_of_two_customers_merge_them_into_the_oldest() -> None:
     assert decision.customer_id == "old"
     assert decision.merge == ("new",)
     assert decision.link == ()
+
+
+def test_resolution_outcomes_match_the_proto_enum() -> None:
+    """Every outcome the engine gives has its RESOLUTION_OUTCOME_* in identity.v1, and back."""
+    from svod.identity.v1 import identity_pb2
+    from svod_identity.domain.model import ResolutionOutcome
+
+    in_proto = {
+        v.name.removeprefix("RESOLUTION_OUTCOME_").lower()
+        for v in identity_pb2.ResolutionOutcome.DESCRIPTOR.values
+        if v.number != 0
+    }
+    assert {o.value for o in ResolutionOutcome} == in_proto

@@ -40,7 +40,7 @@ from svod_identity.domain.engine import (
 )
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE
-from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.model import IncomingRecord, RecordRef, ResolutionOutcome
 from svod_identity.domain.rules import Rules
 
 # The batch write keeps the graph's writers out: every write of the graph locks customers
@@ -429,7 +429,9 @@ async def write_changes(
             pairs=pairs[start : start + 1000], blocked=blocked[start : start + 1000]
         )
     created_records = {
-        n.pk for n in recs if n.outcome == "created" and final(n.customer_id) == n.customer_id
+        n.pk
+        for n in recs
+        if n.outcome == ResolutionOutcome.CREATED and final(n.customer_id) == n.customer_id
     }
     await copy_rows(
         conn,
@@ -449,7 +451,7 @@ async def write_changes(
     )
     # Events held for somebody may be the import's customers' now: one look at all of them.
     await tx.announce_changed((), everything=True)
-    already = sum(1 for p in placements if p.outcome == "already_resolved")
+    already = sum(1 for p in placements if p.outcome == ResolutionOutcome.ALREADY_RESOLVED)
     return Written(
         customers_created=len(new_customers),
         records_written=len(recs),

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from svod_identity.adapters.bulk_storage import release_merges
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.jobs import MAX_ATTEMPTS, JobKind, JobOutcome, JobPhase, JobState
-from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.model import IncomingRecord, RecordRef, ResolutionOutcome
 
 # How long a worker's claim on a job lasts without its heartbeat (it renews every
 # LEASE_RENEW_S); a job whose worker died is started again after it.
@@ -91,7 +91,7 @@ class ImportResult:
     sequence: int
     ref: RecordRef
     customer_id: str
-    outcome: str  # created | linked_exact | linked_fuzzy | already_resolved
+    outcome: ResolutionOutcome
     identifiers: tuple[IdentifierKey, ...]
     rule: str
 
@@ -283,7 +283,9 @@ class JobStore:
                     sequence=int(row.seq),
                     ref=RecordRef(row.source, row.message_id),
                     customer_id=str(row.customer_id),
-                    outcome=row.outcome if ours else "already_resolved",
+                    outcome=ResolutionOutcome(row.outcome)
+                    if ours
+                    else ResolutionOutcome.ALREADY_RESOLVED,
                     identifiers=tuple(IdentifierKey(t, v, n) for t, n, v in row.identifiers or ()),
                     rule=row.rule if ours else "",
                 )

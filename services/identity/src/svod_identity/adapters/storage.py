@@ -32,6 +32,7 @@ from svod_identity.domain.model import (
     IncomingRecord,
     Owner,
     RecordRef,
+    ResolutionOutcome,
     new_customer_id,
 )
 from svod_identity.domain.review import SideRecord
@@ -761,7 +762,9 @@ class IdentityTransaction:
                     "tv": array_literal(k.value for k in latest),
                     "tseen": _times(latest.values()),
                     "gk": array_literal(
-                        "customer_created" if n.outcome == "created" else "record_linked"
+                        "customer_created"
+                        if n.outcome == ResolutionOutcome.CREATED
+                        else "record_linked"
                         for n in recs
                     ),
                     "gd": array_literal(

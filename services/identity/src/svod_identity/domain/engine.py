@@ -53,7 +53,12 @@ from svod_identity.domain.matching.scoring import (
     score_candidates,
     score_pair,
 )
-from svod_identity.domain.model import IncomingRecord, RecordRef, new_customer_id
+from svod_identity.domain.model import (
+    IncomingRecord,
+    RecordRef,
+    ResolutionOutcome,
+    new_customer_id,
+)
 from svod_identity.domain.rules import Rules, ordered_by_priority
 
 # Records of a customer the conflict check looks at (the most recent ones).
@@ -222,7 +227,7 @@ class NewRecord:
     pk: int  # negative: a placeholder until storage assigns the real one
     record: IncomingRecord
     customer_id: str
-    outcome: str
+    outcome: ResolutionOutcome
     rule: str
     evidence: dict[str, Any]
     blocking_keys: tuple[str, ...]
@@ -257,7 +262,7 @@ class Placement:
 
     ref: RecordRef
     customer_id: str
-    outcome: str  # created | linked_exact | linked_fuzzy | already_resolved
+    outcome: ResolutionOutcome
     rule: str
     identifiers: tuple[IdentifierKey, ...]
     unlinked: tuple[tuple[IdentifierKey, str], ...] = ()
@@ -394,7 +399,7 @@ class Resolver:
             return Placement(
                 record.ref,
                 state.find(stored.customer_id),
-                "already_resolved",
+                ResolutionOutcome.ALREADY_RESOLVED,
                 "",
                 stored.identifiers,
                 record_pk=known,
@@ -433,7 +438,7 @@ class Resolver:
                 unlinked[key] = why
                 refused.append((key, owner))
 
-        outcome, rule, score = "linked_exact", "", 0.0
+        outcome, rule, score = ResolutionOutcome.LINKED_EXACT, "", 0.0
         evidence: dict[str, Any] = {}
         reviews: list[tuple[str, CandidateScore]] = []
         keys = tuple(sorted(blocking_keys(person)))
@@ -460,13 +465,13 @@ class Resolver:
                 self.incomplete.append(record.ref)
             group, evidence, score, reviews = self._fuzzy(person, keys)
             if group:
-                outcome, rule = "linked_fuzzy", "fuzzy"
+                outcome, rule = ResolutionOutcome.LINKED_FUZZY, "fuzzy"
         if not group:
             customer_id = self._new_id()
             created = self._now()
             state.customers[customer_id] = KnownCustomer(customer_id, created)
             self.changes.customers.append((customer_id, created))
-            outcome, rule = "created", rule or "new_customer"
+            outcome, rule = ResolutionOutcome.CREATED, rule or "new_customer"
             if not evidence:
                 evidence = {"kind": "new_customer"}
             customer_id_final = customer_id

@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from svod_identity.domain.identifiers import IdentifierKey
@@ -50,10 +51,19 @@ class LinkDecision:
     rule: str
 
 
+class ResolutionOutcome(StrEnum):
+    """How a record was placed (identity.v1.ResolutionOutcome; stored as its value)."""
+
+    CREATED = "created"
+    LINKED_EXACT = "linked_exact"
+    LINKED_FUZZY = "linked_fuzzy"
+    ALREADY_RESOLVED = "already_resolved"
+
+
 @dataclass(frozen=True)
 class Resolution:
     customer_id: str
-    outcome: str  # created | linked_exact | already_resolved
+    outcome: ResolutionOutcome
     identifiers: tuple[IdentifierKey, ...]
 
 

@@ -17,7 +17,7 @@ from svod_identity.domain.engine import Placement
 from svod_identity.domain.explain import Evidence
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.lookup import IdentifierAnswer
-from svod_identity.domain.model import CustomerView, RecordRef
+from svod_identity.domain.model import CustomerView, RecordRef, ResolutionOutcome
 from svod_identity.domain.preview import MAX_SAMPLES
 from svod_identity.domain.records import RawRecord, build_record
 from svod_identity.domain.review import Side
@@ -41,10 +41,10 @@ _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
 _CHANNEL = common_pb2.SourceChannel.DESCRIPTOR
 _GENDER = common_pb2.Gender.DESCRIPTOR
 _OUTCOME = {
-    "created": identity_pb2.RESOLUTION_OUTCOME_CREATED,
-    "linked_exact": identity_pb2.RESOLUTION_OUTCOME_LINKED_EXACT,
-    "linked_fuzzy": identity_pb2.RESOLUTION_OUTCOME_LINKED_FUZZY,
-    "already_resolved": identity_pb2.RESOLUTION_OUTCOME_ALREADY_RESOLVED,
+    ResolutionOutcome.CREATED: identity_pb2.RESOLUTION_OUTCOME_CREATED,
+    ResolutionOutcome.LINKED_EXACT: identity_pb2.RESOLUTION_OUTCOME_LINKED_EXACT,
+    ResolutionOutcome.LINKED_FUZZY: identity_pb2.RESOLUTION_OUTCOME_LINKED_FUZZY,
+    ResolutionOutcome.ALREADY_RESOLVED: identity_pb2.RESOLUTION_OUTCOME_ALREADY_RESOLVED,
 }
 MAX_BATCH = 100_000
 MAX_LOOKUPS = 5_000

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from svod_identity.adapters.metrics_queries import IdentityGaugeQueries
 from svod_identity.domain.engine import Placement
+from svod_identity.domain.model import ResolutionOutcome
 from svod_runtime.metrics import ServiceMetrics, labels
 
 # Resolution outcomes, one per record: a retry is "already_resolved"; a record that put a
@@ -20,20 +21,24 @@ from svod_runtime.metrics import ServiceMetrics, labels
 # people) is "blocked"; the others by how they linked.
 OUTCOMES = ("new", "linked_exact", "linked_fuzzy", "review", "blocked", "already_resolved")
 _BLOCKED_REASONS = frozenset({"configured", "placeholder", "frequency"})
-_LINKED = {"created": "new", "linked_exact": "linked_exact", "linked_fuzzy": "linked_fuzzy"}
+_LINKED = {
+    ResolutionOutcome.CREATED: "new",
+    ResolutionOutcome.LINKED_EXACT: "linked_exact",
+    ResolutionOutcome.LINKED_FUZZY: "linked_fuzzy",
+}
 MERGE_TRIGGERS = ("automatic", "manual", "review")
 # Buckets of identifiers per customer: 1 to 5 each, then ranges.
 _BUCKETS = ((6, 10), (11, 20), (21, 50))
 
 
 def outcome_of(placement: Placement) -> str:
-    if placement.outcome == "already_resolved":
+    if placement.outcome == ResolutionOutcome.ALREADY_RESOLVED:
         return "already_resolved"
     if placement.review_item_ids:
         return "review"
     if any(reason in _BLOCKED_REASONS for _, reason in placement.unlinked):
         return "blocked"
-    return _LINKED.get(placement.outcome, placement.outcome)
+    return _LINKED[placement.outcome]
 
 
 def bucket(identifiers: int) -> str:
