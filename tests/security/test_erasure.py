@@ -314,15 +314,13 @@ def test_a_bridged_person_with_messages_in_flight_is_erased_completely(erasing) 
 
 
 def _wait_member(suite: Suite, segment_id: str, customer_id: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
+    def entered() -> bool:
         page = suite.segmentation.ListMembers(
             seg_pb.ListMembersRequest(segment_id=segment_id), timeout=T
         )
-        if customer_id in {m.customer_id for m in page.members}:
-            return
-        assert time.monotonic() < deadline, "she never entered the segment"
-        time.sleep(0.1)
+        return customer_id in {m.customer_id for m in page.members}
+
+    wait_until(entered, 15, what="her entering the segment", interval_s=0.1)
 
 
 def _wait_outboxes_drained(suite: Suite, timeout_s: float = 30.0) -> None:

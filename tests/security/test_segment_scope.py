@@ -19,6 +19,7 @@ from svod_runtime.access import RPC_ACCESS, SegmentRule
 from tests.builders import PHONE, identify, random_phone, unique
 from tests.security.conftest import bearer
 from tests.security.rpcs import all_rpcs, call
+from tests.waiting import wait_until
 
 T = 10.0
 MKT = bearer("marketing")  # limited to the segment "sec-vip"
@@ -75,17 +76,15 @@ class World:
             time.sleep(0.05)
 
     def _wait_member(self, segment_id: str, customer_id: str) -> None:
-        deadline = time.monotonic() + 15
-        while True:
+        def entered() -> bool:
             members = self.segmentation.ListMembers(
                 pb.ListMembersRequest(segment_id=segment_id, page_size=1000),
                 timeout=T,
                 metadata=ADMIN,
             ).members
-            if customer_id in {m.customer_id for m in members}:
-                return
-            assert time.monotonic() < deadline, f"{customer_id} never entered {segment_id}"
-            time.sleep(0.1)
+            return customer_id in {m.customer_id for m in members}
+
+        wait_until(entered, 15, what=f"{customer_id} entering {segment_id}", interval_s=0.1)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ idempotency by (source, message id), and the partition against streaming Resolve
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterable, Iterator
 
 import grpc
@@ -21,6 +20,7 @@ from services.identity.tests.integration.test_identity_api import (
 )
 from svod.identity.v1 import identity_pb2
 from svod_identity.domain.jobs import JobKind, JobPhase, JobState
+from tests.waiting import wait_until
 
 CREATED = identity_pb2.RESOLUTION_OUTCOME_CREATED
 ALREADY = identity_pb2.RESOLUTION_OUTCOME_ALREADY_RESOLVED
@@ -40,16 +40,13 @@ def stage(
 
 
 def wait_job(suite, job_id: str, timeout_s: float = JOB_TIMEOUT_S) -> identity_pb2.ResolutionJob:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def done() -> identity_pb2.ResolutionJob | None:
         job = suite.identity.GetResolutionJob(
             identity_pb2.GetResolutionJobRequest(job_id=job_id), timeout=T
         )
-        if job.state in (SUCCEEDED, identity_pb2.RESOLUTION_JOB_STATE_FAILED):
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} not done after {timeout_s}s: {job}")
-        time.sleep(0.2)
+        return job if job.state in (SUCCEEDED, identity_pb2.RESOLUTION_JOB_STATE_FAILED) else None
+
+    return wait_until(done, timeout_s, what=f"job {job_id} done", interval_s=0.2)
 
 
 def results(suite, import_id: str, after: int = 0) -> list[identity_pb2.ImportRecordResult]:
