@@ -8,7 +8,7 @@ import os
 import re
 import time
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -158,10 +158,25 @@ async def fetch_direct(
     engine given to ``trace_direct_statements``, the statement gets a database span.
     """
     raw = await conn.get_raw_connection()
-    cursor = raw.driver_connection.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
-    with _statement_span(conn, [statement]):
-        await cursor.execute(statement, params)
-    return await cursor.fetchall() if cursor.description is not None else []
+    async with _invalidated_when_closed(conn):
+        cursor = raw.driver_connection.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
+        with _statement_span(conn, [statement]):
+            await cursor.execute(statement, params)
+        return await cursor.fetchall() if cursor.description is not None else []
+
+
+@contextlib.asynccontextmanager
+async def _invalidated_when_closed(conn: AsyncConnection) -> AsyncIterator[None]:
+    """A psycopg error raised past SQLAlchemy does not tell the pool that the server closed
+    the connection: without this the dead connection went back to the pool and every pass of
+    profile's relay failed on it after a Postgres restart (tests/faults/test_postgres_restart)."""
+    try:
+        yield
+    except psycopg.OperationalError:
+        raw = await conn.get_raw_connection()
+        if getattr(raw.driver_connection, "closed", False):
+            await conn.invalidate()
+        raise
 
 
 async def fetch_direct_pipelined(
@@ -175,18 +190,19 @@ async def fetch_direct_pipelined(
     """
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
-    with _statement_span(conn, [statement for statement, _ in statements]):
-        async with driver.pipeline() as pipeline:  # type: ignore[union-attr]
-            cursors = []
-            for statement, params in statements:
-                cursor = driver.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
-                await cursor.execute(statement, params)
-                cursors.append(cursor)
-            await pipeline.sync()
-            return [
-                await cursor.fetchall() if cursor.description is not None else []
-                for cursor in cursors
-            ]
+    async with _invalidated_when_closed(conn):
+        with _statement_span(conn, [statement for statement, _ in statements]):
+            async with driver.pipeline() as pipeline:  # type: ignore[union-attr]
+                cursors = []
+                for statement, params in statements:
+                    cursor = driver.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
+                    await cursor.execute(statement, params)
+                    cursors.append(cursor)
+                await pipeline.sync()
+                return [
+                    await cursor.fetchall() if cursor.description is not None else []
+                    for cursor in cursors
+                ]
 
 
 def _statement_span(

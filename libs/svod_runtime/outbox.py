@@ -42,7 +42,7 @@ from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from svod_runtime.db import fetch_direct
+from svod_runtime.db import database_unavailable, fetch_direct
 from svod_runtime.telemetry import context_from_carrier, current_trace_carrier, trace_carrier_of
 from svod_runtime.transactions import run_in_transaction
 
@@ -658,7 +658,12 @@ class OutboxRelay:
 
 
 def _internal(error: BaseException) -> DeliveryError:
-    """A handler's own failure, named by its type only (its text may carry payload values)."""
+    """A handler's own failure, named by its type only (its text may carry payload values).
+    Its database out of reach is an outage (not counted, retried within seconds): after a
+    Postgres restart profile's relay counted every pass as a failure and backed off for a
+    minute (tests/faults/test_postgres_restart)."""
+    if database_unavailable(error) is not None:
+        return DeliveryError("UNAVAILABLE", f"database unavailable ({type(error).__name__})")
     return DeliveryError("INTERNAL", f"delivery failed ({type(error).__name__})")
 
 
