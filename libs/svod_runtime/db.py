@@ -8,7 +8,7 @@ import os
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -158,25 +158,23 @@ async def fetch_direct(
     engine given to ``trace_direct_statements``, the statement gets a database span.
     """
     raw = await conn.get_raw_connection()
-    async with _invalidated_when_closed(conn):
+    try:
         cursor = raw.driver_connection.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
         with _statement_span(conn, [statement]):
             await cursor.execute(statement, params)
         return await cursor.fetchall() if cursor.description is not None else []
+    except psycopg.OperationalError:
+        await _invalidate_if_closed(conn, raw.driver_connection)
+        raise
 
 
-@contextlib.asynccontextmanager
-async def _invalidated_when_closed(conn: AsyncConnection) -> AsyncIterator[None]:
+async def _invalidate_if_closed(conn: AsyncConnection, driver: Any) -> None:
     """A psycopg error raised past SQLAlchemy does not tell the pool that the server closed
     the connection: without this the dead connection went back to the pool and every pass of
-    profile's relay failed on it after a Postgres restart (tests/faults/test_postgres_restart)."""
-    try:
-        yield
-    except psycopg.OperationalError:
-        raw = await conn.get_raw_connection()
-        if getattr(raw.driver_connection, "closed", False):
-            await conn.invalidate()
-        raise
+    profile's relay failed on it after a Postgres restart (tests/faults/test_postgres_restart).
+    Called from the error path only: the hot path keeps no extra context manager."""
+    if getattr(driver, "closed", False):
+        await conn.invalidate()
 
 
 async def fetch_direct_pipelined(
@@ -190,7 +188,7 @@ async def fetch_direct_pipelined(
     """
     raw = await conn.get_raw_connection()
     driver = raw.driver_connection
-    async with _invalidated_when_closed(conn):
+    try:
         with _statement_span(conn, [statement for statement, _ in statements]):
             async with driver.pipeline() as pipeline:  # type: ignore[union-attr]
                 cursors = []
@@ -203,6 +201,9 @@ async def fetch_direct_pipelined(
                     await cursor.fetchall() if cursor.description is not None else []
                     for cursor in cursors
                 ]
+    except psycopg.OperationalError:
+        await _invalidate_if_closed(conn, driver)
+        raise
 
 
 def _statement_span(
