@@ -41,6 +41,7 @@ import json
 import os
 import random
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -397,8 +398,12 @@ class Sender:
         self._method = getattr(Stub(self._channel), kind.method)
         self._pool = ThreadPoolExecutor(max_workers=STREAMS, thread_name_prefix="svod-import")
         self.retried = 0
+        # Set when the import stops (done, or Ctrl-C): streams in flight finish, none is
+        # sent again, so an interrupted import exits promptly instead of retrying for minutes.
+        self._stopping = threading.Event()
 
     def close(self) -> None:
+        self._stopping.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._channel.close()
 
@@ -432,7 +437,11 @@ class Sender:
                 )
                 return reply
             except grpc.RpcError as error:
-                if error.code() not in RETRYABLE or attempt > self.retries:
+                if (
+                    error.code() not in RETRYABLE
+                    or attempt > self.retries
+                    or self._stopping.is_set()
+                ):
                     raise
                 self.retried += 1
                 if not self.quiet:
@@ -441,7 +450,8 @@ class Sender:
                         f"sending again in {delay:.1f} s (attempt {attempt + 1})",
                         file=sys.stderr,
                     )
-                time.sleep(delay * (0.75 + random.random() / 2))
+                if self._stopping.wait(delay * (0.75 + random.random() / 2)):
+                    raise
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 attempt += 1
 
