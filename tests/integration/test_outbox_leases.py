@@ -1,4 +1,5 @@
-"""Poison messages fail alone, leases hold and are fenced, dead letters come back on redrive.
+"""Poison messages fail alone, leases hold and are fenced, dead letters come back on redrive,
+lanes are served apart.
 
 Each test runs a relay (or two) on a scratch database holding only an outbox table, on the
 real Postgres of the test session.
@@ -21,10 +22,12 @@ from svod_runtime.outbox import (
     OUTBOX_DDL,
     DeadLetterStore,
     DeliveryError,
+    OutboxLane,
     OutboxMessage,
     OutboxRelay,
     OutboxStore,
     enqueue,
+    enqueue_many,
 )
 
 TRACER = TracerProvider().get_tracer("test")
@@ -314,6 +317,43 @@ def test_dead_letters_are_listed_shown_and_redriven(scratch_url) -> None:
             # Sent again: the relay takes them like new ones.
             claimed = await OutboxStore(engine).claim_due(10, 10)
             assert sorted(m.key for m in claimed) == ["a1", "b1"]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_relay_of_one_lane_takes_its_rows_past_the_other_lanes_backlog(scratch_url) -> None:
+    # Issue #20: a single call accepted behind a bulk import's backlog is claimed at once by
+    # the interactive lane's relay, while the bulk relay takes only bulk rows, oldest first.
+    async def scenario() -> None:
+        engine = await _engine(scratch_url)
+        try:
+            async with engine.begin() as conn:
+                backlog = [(f"bulk-{i}", b"", {}) for i in range(500)]
+                await enqueue_many(conn, "t", backlog, OutboxLane.BULK)
+                await enqueue(conn, "t", "single")  # interactive by default
+            store = OutboxStore(engine)
+
+            interactive = await store.claim_due(10, 10, OutboxLane.INTERACTIVE)
+            assert [m.key for m in interactive] == ["single"]
+            bulk = await store.claim_due(10, 10, OutboxLane.BULK)
+            assert [m.key for m in bulk] == [f"bulk-{i}" for i in range(10)]
+            # A relay serving every lane (a service with one relay) still sees all rows.
+            rest = await store.claim_due(1000, 10)
+            assert len(rest) == 490 and "single" not in {m.key for m in rest}
+
+            delivered: list[str] = []
+
+            async def deliver(message: OutboxMessage) -> None:
+                delivered.append(message.key)
+
+            await store.release_claims([m.lease_token for m in [*bulk, *rest] if m.lease_token])
+            relay = OutboxRelay(store, {"t": deliver}, TRACER, lane=OutboxLane.BULK)
+            while await relay.run_once():
+                pass
+            assert sorted(delivered) == sorted(k for k, _, _ in backlog)
+            assert [r[0] for r in await _rows(engine)] == ["single"]  # left to its own lane
         finally:
             await engine.dispose()
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from svod_ingestion.domain.attribution import HeldEvent, Issue
 from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
 from svod_ingestion.service_layer.ports import HeldEvents, IngestionRepository, IngestionUnit
+from svod_runtime.outbox import OutboxLane
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Row:
 class State:
     rows: dict[tuple[str, str], Row] = field(default_factory=dict)
     outbox: list[tuple[int, str, bool]] = field(default_factory=list)  # pk, kind, unchecked
+    lanes: dict[int, OutboxLane] = field(default_factory=dict)  # the relay lane of each pk
     next_pk: int = 1
 
 
@@ -60,8 +62,11 @@ class FakeUnit:
     ) -> dict[tuple[str, str], StoredRecord]:
         return {r: self.s.rows[r].stored for r in refs if r in self.s.rows}
 
-    async def enqueue_many(self, records: Sequence[tuple[int, str, bool]]) -> None:
+    async def enqueue_many(
+        self, records: Sequence[tuple[int, str, bool]], lane: OutboxLane
+    ) -> None:
         self.s.outbox.extend(records)
+        self.s.lanes.update((pk, lane) for pk, _, _ in records)
 
 
 class FakeIngestionStore:

@@ -22,6 +22,7 @@ from svod_ingestion.domain.attribution import HeldEvent, Issue
 from svod_ingestion.domain.model import Accepted, Incoming
 from svod_ingestion.service_layer.use_cases import ERASED_PENDING, IngestionService
 from svod_runtime.errors import AlreadyExists, InvalidArgument, NotFound
+from svod_runtime.outbox import OutboxLane
 
 T = TypeVar("T")
 NOW = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
@@ -121,6 +122,20 @@ def test_a_bulk_call_answers_each_message_and_commits_them_together() -> None:
         (4, "track", False),
     ]
     assert svc.enqueued == 2
+
+
+def test_a_single_call_waits_in_the_interactive_lane_and_a_bulk_stream_in_the_bulk_lane() -> None:
+    # A single Identify must not queue behind a bulk import's backlog (issue #20): each lane has
+    # a relay of its own.
+    svc = Service()
+    run(svc.use_cases.accept(message("single")))
+    run(svc.use_cases.accept_many([message("bulk-1"), message("bulk-2", kind="track")]))
+
+    assert svc.store.state.lanes == {
+        1: OutboxLane.INTERACTIVE,
+        2: OutboxLane.BULK,
+        3: OutboxLane.BULK,
+    }
 
 
 def test_erasing_by_identifier_fails_the_undelivered_messages_that_carry_it() -> None:

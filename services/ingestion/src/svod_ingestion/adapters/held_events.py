@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from svod_ingestion.domain.attribution import GraceClock, HeldEvent, Issue, recheck_delay_s
 from svod_runtime.hashing import DEVELOPMENT_SECRET, keyed_hash
-from svod_runtime.outbox import enqueue_many
+from svod_runtime.outbox import OutboxLane, enqueue_many
 
 TRACK_TOPIC = "record.track"
 IDENTIFY_TOPIC = "record.identify"
@@ -196,6 +196,8 @@ class HeldEventStore:
                 conn,
                 TRACK_TOPIC,
                 [(str(r.record_pk), b"", dict(r.trace_carrier)) for r in rows],
+                # Background work, possibly many at once: not ahead of single calls.
+                OutboxLane.BULK,
             )
         return len(rows)
 

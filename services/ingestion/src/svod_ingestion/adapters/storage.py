@@ -13,7 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_ingestion.domain.attribution import GraceClock, Issue
 from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
-from svod_runtime.outbox import BatchHandler, DeliveryError, OutboxMessage, Redriven, enqueue_many
+from svod_runtime.outbox import (
+    BatchHandler,
+    DeliveryError,
+    OutboxLane,
+    OutboxMessage,
+    Redriven,
+    enqueue_many,
+)
 from svod_runtime.telemetry import current_trace_carrier
 
 # Relay passes hold this advisory lock shared while they deliver; an erasure takes it alone.
@@ -87,9 +94,11 @@ class IngestionTransaction:
             for r in rows
         }
 
-    async def enqueue_many(self, records: Sequence[tuple[int, str, bool]]) -> None:
+    async def enqueue_many(
+        self, records: Sequence[tuple[int, str, bool]], lane: OutboxLane
+    ) -> None:
         """Outbox entries (record pk, kind, quality unchecked) for new records, in their
-        order; an unchecked record's entry carries UNCHECKED."""
+        order, in ``lane``; an unchecked record's entry carries UNCHECKED."""
         carrier = current_trace_carrier()
         for kind in sorted({k for _, k, _ in records}):
             await enqueue_many(
@@ -100,6 +109,7 @@ class IngestionTransaction:
                     for pk, k, unchecked in records
                     if k == kind
                 ],
+                lane,
             )
 
 

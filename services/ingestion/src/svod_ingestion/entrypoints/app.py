@@ -1,4 +1,4 @@
-"""Wires the ingestion service together: servicer, store, outbox relay and peer channels."""
+"""Wires the ingestion service together: servicer, store, outbox relays and peer channels."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from svod_runtime.db import create_engine
 from svod_runtime.dead_letters import DeadLetterApi
 from svod_runtime.hash_secret import deployment_secret
 from svod_runtime.metrics import labels
-from svod_runtime.outbox import DeadLetterStore, OutboxRelay
+from svod_runtime.outbox import DeadLetterStore, OutboxLane, OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
@@ -42,23 +42,39 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         config.unknown_customer_grace_s,
         held,
     )
-    relay = OutboxRelay(
-        metered_outbox_store(engine, telemetry.metrics, ["record.identify", "record.track"]),
-        {},
-        telemetry.tracer,
-        on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},
-        # A pass at a time: events as one look-up call and one ApplyEventBatch; identify calls
-        # of a bulk pass as ResolveBatch streams.
-        # Each pass holds the delivery lock shared: an erasure waits for the passes running.
-        batch_handlers={
-            "record.identify": store.while_delivering(delivery.identify),
-            "record.track": store.while_delivering(delivery.track),
-        },
-        batch_size=2000,
-        lease_s=config.outbox_lease_s,
-        max_attempts=config.outbox_max_attempts,
-    )
-    sweeper = HeldEventSweeper(held, on_requeued=relay.wake)
+    outbox = metered_outbox_store(engine, telemetry.metrics, ["record.identify", "record.track"])
+
+    def relay_of(lane: OutboxLane, batch_size: int) -> OutboxRelay:
+        return OutboxRelay(
+            outbox,
+            {},
+            telemetry.tracer,
+            on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},
+            # A pass at a time: events as one look-up call and one ApplyEventBatch; identify
+            # calls of a bulk pass as ResolveBatch streams.
+            # Each pass holds the delivery lock shared: an erasure waits for the passes running.
+            batch_handlers={
+                "record.identify": store.while_delivering(delivery.identify),
+                "record.track": store.while_delivering(delivery.track),
+            },
+            batch_size=batch_size,
+            lease_s=config.outbox_lease_s,
+            max_attempts=config.outbox_max_attempts,
+            lane=lane,
+        )
+
+    # One relay per lane: a single call is delivered beside a bulk import's passes, not after
+    # them (oldest first behind one relay, a single Identify waited p99 29.2 s behind 10,000
+    # streamed records; docs/performance.md). Single calls come a few at a time, so their
+    # passes are small; bulk passes of 2,000 share the per-pass work (claim, lease, delete).
+    interactive = relay_of(OutboxLane.INTERACTIVE, batch_size=200)
+    bulk = relay_of(OutboxLane.BULK, batch_size=2000)
+
+    def wake_relays() -> None:
+        interactive.wake()
+        bulk.wake()
+
+    sweeper = HeldEventSweeper(held, on_requeued=bulk.wake)
     delivery.on_woken = sweeper.wake
     held_gauge = telemetry.metrics.polled_gauge(
         "svod.ingestion.held_events",
@@ -77,7 +93,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     quality = peer_channel(config.peers["quality"], telemetry, config.peer_security, retries=False)
     service = IngestionService(
         store,
-        on_enqueued=relay.wake,
+        on_enqueued=wake_relays,
         held=held,
         on_woken=sweeper.wake,
         identifiers_of=GrpcDownstream.identifiers_of,
@@ -101,7 +117,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         await quality.close()
 
     servicer.dead_letters = DeadLetterApi(
-        DeadLetterStore(engine, on_redrive=redriven_records), relay.topics
+        DeadLetterStore(engine, on_redrive=redriven_records), bulk.topics
     )
     return ServiceApp(
         config=config,
@@ -111,6 +127,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=ingestion_pb2_grpc.IngestionServiceServicer,
         descriptor=ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
         add_to_server=ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-        background=[relay.run, sweeper.run, retention],
+        background=[interactive.run, bulk.run, sweeper.run, retention],
         on_close=[close],
     )

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from svod_ingestion.domain.attribution import HeldEvent, Issue
 from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
+from svod_runtime.outbox import OutboxLane
 
 # (type, value, namespace) of a stored message's identifiers, from its kind and payload.
 IdentifiersOf = Callable[[str, bytes], list[tuple[str, str, str]]]
@@ -32,8 +33,11 @@ class IngestionUnit(Protocol):
         self, refs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], StoredRecord]: ...
 
-    async def enqueue_many(self, records: Sequence[tuple[int, str, bool]]) -> None:
-        """Outbox entries (record pk, kind, quality unchecked) for new records, in order."""
+    async def enqueue_many(
+        self, records: Sequence[tuple[int, str, bool]], lane: OutboxLane
+    ) -> None:
+        """Outbox entries (record pk, kind, quality unchecked) for new records, in order, in
+        the relay lane they wait for."""
 
 
 class IngestionRepository(Protocol):

@@ -15,6 +15,7 @@ from svod_ingestion.domain.messages import validate_refs
 from svod_ingestion.domain.model import Accepted, Incoming, RecordStatus
 from svod_ingestion.service_layer.ports import HeldEvents, IdentifiersOf, IngestionRepository
 from svod_runtime.errors import AlreadyExists, NotFound, SvodError, ViolationCollector
+from svod_runtime.outbox import OutboxLane
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,18 @@ class IngestionService:
         A retry (same fingerprint) answers as the first time did; a different payload under a
         used message id is refused with ALREADY_EXISTS.
         """
-        (outcome,) = await self.accept_many([message])
+        (outcome,) = await self.accept_many([message], OutboxLane.INTERACTIVE)
         if isinstance(outcome, SvodError):
             raise outcome
         return outcome
 
-    async def accept_many(self, messages: Sequence[Incoming]) -> list[Accepted | SvodError]:
+    async def accept_many(
+        self, messages: Sequence[Incoming], lane: OutboxLane = OutboxLane.BULK
+    ) -> list[Accepted | SvodError]:
         """Stores many messages and their outbox entries in one transaction (bulk streams):
-        one commit instead of one per message. Each gets its own answer, as ``accept``."""
+        one commit instead of one per message. Each gets its own answer, as ``accept``.
+        Their delivery waits in ``lane``: a bulk stream's in the bulk lane, so a single call
+        accepted meanwhile is not queued behind it."""
         hashes = [hashlib.sha256(m.fingerprint).digest() for m in messages]
         async with self.store.transaction() as tx:
             stored = await tx.insert_records(
@@ -66,7 +71,7 @@ class IngestionService:
             )
             unchecked = {(m.source, m.message_id) for m in messages if not m.quality_checked}
             await tx.enqueue_many(
-                [(s.record_pk, k, ref in unchecked) for ref, (k, s) in stored.items()]
+                [(s.record_pk, k, ref in unchecked) for ref, (k, s) in stored.items()], lane
             )
             taken = [(m.source, m.message_id) for m in messages]
             earlier = await tx.existing_many([ref for ref in taken if ref not in stored])

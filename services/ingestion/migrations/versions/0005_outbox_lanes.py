@@ -1,0 +1,24 @@
+"""The outbox's lanes (issue #20): a relay may serve one lane, so single calls are not queued
+behind a bulk import's backlog.
+
+Revision ID: ingestion_0005
+Revises: ingestion_0004
+Create Date: 2026-12-04
+"""
+
+from alembic import op
+
+from svod_runtime.outbox import OUTBOX_LANES_DDL, OUTBOX_LANES_DOWN
+
+revision = "ingestion_0005"
+down_revision = "ingestion_0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(OUTBOX_LANES_DDL)
+
+
+def downgrade() -> None:
+    op.execute(OUTBOX_LANES_DOWN)

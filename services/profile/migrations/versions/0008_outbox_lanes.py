@@ -1,0 +1,24 @@
+"""The outbox's lanes (issue #20): a relay may serve one lane, so single calls are not queued
+behind a bulk import's backlog.
+
+Revision ID: profile_0008
+Revises: profile_0007
+Create Date: 2026-12-04
+"""
+
+from alembic import op
+
+from svod_runtime.outbox import OUTBOX_LANES_DDL, OUTBOX_LANES_DOWN
+
+revision = "profile_0008"
+down_revision = "profile_0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute(OUTBOX_LANES_DDL)
+
+
+def downgrade() -> None:
+    op.execute(OUTBOX_LANES_DOWN)
