@@ -3,17 +3,26 @@
 Every service takes its own database URL (``SVOD_<NAME>_DATABASE_URL``) so production can give
 each its own database; for a single-Postgres setup the URL is derived from ``SVOD_DATABASE_URL``
 with the service's own role as user.
+
+Each group of variables is a settings model (svod_runtime.settings): its fields name the
+variables and say what they are for; a value that does not fit stops the service at start with
+one message naming the variable, e.g. ``SVOD_IDENTITY_PORT must be an integer between 1 and
+65535, got 'abc'``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from pydantic import AliasChoices, Field, create_model
 from sqlalchemy.engine import make_url
 
 from svod_runtime.errors import ConfigurationError
+from svod_runtime.settings import SettingsModel
 from svod_runtime.tls import TlsFiles
 
 SERVICES = ("ingestion", "identity", "profile", "segmentation", "quality")
@@ -36,23 +45,66 @@ DEFAULT_METRICS_PORTS = {
 }
 
 
+class EndpointSettings(SettingsModel):
+    """Where one service listens and where its peers reach it (``SVOD_<SERVICE>_*``);
+    ``endpoint_settings`` gives each service its own subclass with its variables' names."""
+
+    port: int
+    metrics_port: int
+    target: str = ""
+
+
+@functools.cache
+def endpoint_settings(service: str) -> type[EndpointSettings]:
+    prefix = f"SVOD_{service.upper()}_"
+    return create_model(
+        f"{service.title()}EndpointSettings",
+        __base__=EndpointSettings,
+        port=(
+            int,
+            Field(
+                DEFAULT_PORTS[service],
+                ge=1,
+                le=65535,
+                validation_alias=prefix + "PORT",
+                description=f"The {service} service's gRPC port.",
+            ),
+        ),
+        metrics_port=(
+            int,
+            Field(
+                DEFAULT_METRICS_PORTS[service],
+                ge=0,
+                le=65535,
+                validation_alias=prefix + "METRICS_PORT",
+                description=f"The {service} service's Prometheus /metrics port; 0: none.",
+            ),
+        ),
+        target=(
+            str,
+            Field(
+                "",
+                validation_alias=prefix + "TARGET",
+                description=f"host:port where peers reach {service}; default loopback, its port.",
+            ),
+        ),
+    )
+
+
 def port_of(service: str, env: Mapping[str, str] | None = None) -> int:
     """``SVOD_<SERVICE>_PORT``, else the service's default gRPC port."""
-    env = os.environ if env is None else env
-    return int(env.get(f"SVOD_{service.upper()}_PORT") or DEFAULT_PORTS[service])
+    return endpoint_settings(service).load(env).port
 
 
 def metrics_port_of(service: str, env: Mapping[str, str] | None = None) -> int:
     """``SVOD_<SERVICE>_METRICS_PORT``, else the service's default metrics port (0: off)."""
-    env = os.environ if env is None else env
-    raw = env.get(f"SVOD_{service.upper()}_METRICS_PORT")
-    return int(raw) if raw else DEFAULT_METRICS_PORTS[service]
+    return endpoint_settings(service).load(env).metrics_port
 
 
 def target_of(service: str, env: Mapping[str, str] | None = None) -> str:
     """Where to reach a service: ``SVOD_<SERVICE>_TARGET``, else loopback at its port."""
-    env = os.environ if env is None else env
-    return env.get(f"SVOD_{service.upper()}_TARGET") or f"127.0.0.1:{port_of(service, env)}"
+    endpoint = endpoint_settings(service).load(env)
+    return endpoint.target or f"127.0.0.1:{endpoint.port}"
 
 
 def role_name(service: str) -> str:
@@ -68,20 +120,64 @@ def sqlalchemy_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def service_database_url(service: str, env: dict[str, str] | None = None) -> str:
-    env = dict(os.environ if env is None else env)
-    own = env.get(f"SVOD_{service.upper()}_DATABASE_URL")
-    if own:
-        return sqlalchemy_url(own)
-    shared = env.get("SVOD_DATABASE_URL")
-    if not shared:
+class DatabaseSettings(SettingsModel):
+    """A service's database; ``database_settings`` names the variables after the service."""
+
+    own_url: str = ""
+    shared_url: str = Field(
+        "",
+        validation_alias="SVOD_DATABASE_URL",
+        description="One Postgres for every service, each connecting as its own role.",
+    )
+    password: str | None = None
+
+
+@functools.cache
+def database_settings(service: str) -> type[DatabaseSettings]:
+    prefix = f"SVOD_{service.upper()}_"
+    return create_model(
+        f"{service.title()}DatabaseSettings",
+        __base__=DatabaseSettings,
+        own_url=(
+            str,
+            Field(
+                "",
+                validation_alias=prefix + "DATABASE_URL",
+                description=f"The {service} service's own database (wins over the shared one).",
+            ),
+        ),
+        password=(
+            str | None,
+            Field(
+                None,
+                validation_alias=prefix + "DB_PASSWORD",
+                description=f"Password of the svod_{service} role on the shared database.",
+            ),
+        ),
+    )
+
+
+def service_database_url(service: str, env: Mapping[str, str] | None = None) -> str:
+    settings = database_settings(service).load(env)
+    if settings.own_url:
+        return sqlalchemy_url(settings.own_url)
+    if not settings.shared_url:
         raise RuntimeError(
             f"no database configured for {service}: set SVOD_{service.upper()}_DATABASE_URL "
             "or SVOD_DATABASE_URL"
         )
-    password = env.get(f"SVOD_{service.upper()}_DB_PASSWORD")
-    url = make_url(sqlalchemy_url(shared)).set(username=role_name(service), password=password)
+    url = make_url(sqlalchemy_url(settings.shared_url)).set(
+        username=role_name(service), password=settings.password
+    )
     return url.render_as_string(hide_password=False)
+
+
+class PeerKeySettings(SettingsModel):
+    api_key: str = Field(
+        "",
+        validation_alias="SVOD_PEER_API_KEY",
+        description="The key a service presents to its peers (its own principal's key).",
+    )
 
 
 @dataclass(frozen=True)
@@ -92,14 +188,178 @@ class PeerSecurity:
     api_key: str = ""
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> PeerSecurity:
-        env = dict(os.environ if env is None else env)
-        return cls(TlsFiles.from_env(env), env.get("SVOD_PEER_API_KEY", ""))
+    def from_env(cls, env: Mapping[str, str] | None = None) -> PeerSecurity:
+        env = os.environ if env is None else env
+        return cls(TlsFiles.from_env(env), PeerKeySettings.load(env).api_key)
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    return float(raw) if raw else default
+class InstanceSettings(SettingsModel):
+    """What one service reads under its own name, some with a shared fallback;
+    ``instance_settings`` names the variables after the service."""
+
+    health_port: int = 0
+    peer_api_key: str = ""
+
+
+@functools.cache
+def instance_settings(service: str) -> type[InstanceSettings]:
+    prefix = f"SVOD_{service.upper()}_"
+    return create_model(
+        f"{service.title()}InstanceSettings",
+        __base__=InstanceSettings,
+        health_port=(
+            int,
+            Field(
+                0,
+                ge=0,
+                le=65535,
+                validation_alias=AliasChoices(prefix + "HEALTH_PORT", "SVOD_HEALTH_PORT"),
+                description="A plaintext port serving only grpc.health.v1 (kubelet's gRPC "
+                "probes speak no TLS); 0: none.",
+            ),
+        ),
+        peer_api_key=(
+            str,
+            Field(
+                "",
+                # One environment can give each service its own key.
+                validation_alias=AliasChoices(prefix + "PEER_API_KEY", "SVOD_PEER_API_KEY"),
+                description="The key this service presents to its peers.",
+            ),
+        ),
+    )
+
+
+def _seconds(default: float, variable: str, description: str, *, zero: bool = False) -> Any:
+    """A duration in seconds; ``zero``: 0 is allowed (it turns something off)."""
+    if zero:
+        return Field(default, ge=0.0, validation_alias=variable, description=description)
+    return Field(default, gt=0.0, validation_alias=variable, description=description)
+
+
+class SharedSettings(SettingsModel):
+    """Variables every service reads under the same name."""
+
+    listen_host: str = Field(
+        "127.0.0.1",
+        validation_alias="SVOD_LISTEN_HOST",
+        description="Address to serve on; a non-loopback one needs authentication (auth.py).",
+    )
+    metrics_host: str = Field(
+        "", validation_alias="SVOD_METRICS_HOST", description="/metrics address (default: ours)."
+    )
+    peer_timeout_s: float = _seconds(
+        5.0, "SVOD_PEER_TIMEOUT_S", "Deadline of calls this service makes to its peers."
+    )
+    max_request_s: float = _seconds(
+        30.0, "SVOD_MAX_REQUEST_S", "Upper bound for a request that arrives without a deadline."
+    )
+    shutdown_grace_s: float = _seconds(
+        10.0, "SVOD_SHUTDOWN_GRACE_S", "How long SIGTERM waits for requests.", zero=True
+    )
+    otlp_endpoint: str | None = Field(
+        None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT", description="Where spans go."
+    )
+    trace_sample_ratio: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        validation_alias="OTEL_TRACES_SAMPLER_ARG",
+        description="Share of new traces sampled.",
+    )
+    traces_file: str = Field(
+        "",
+        validation_alias="SVOD_TRACES_FILE",
+        description="Finished spans appended here as JSON lines (svod trace show); empty: off.",
+    )
+    metrics_poll_s: float = _seconds(
+        15.0, "SVOD_METRICS_POLL_S", "How often polled gauges (outbox depth ...) are refreshed."
+    )
+    metrics_slow_poll_s: float = _seconds(
+        300.0, "SVOD_METRICS_SLOW_POLL_S", "... and those whose query reads a whole table."
+    )
+    api_keys_file: str = Field(
+        "",
+        validation_alias="SVOD_API_KEYS_FILE",
+        description="The key file listing principals and their scopes; empty: no keys.",
+    )
+    retired_api_keys: str = Field(
+        "",
+        validation_alias="SVOD_API_KEYS",
+        description="No longer read (it kept keys in clear text): refused when set.",
+    )
+    allow_insecure: str = Field(
+        "",
+        validation_alias="SVOD_ALLOW_INSECURE",
+        description="Exactly 1: serve a non-loopback address with nobody authenticated.",
+    )
+    rate_limit_per_s: float = Field(
+        1000.0,
+        ge=0.0,
+        validation_alias="SVOD_RATE_LIMIT_PER_S",
+        description="Per-principal requests a second unless the key file says otherwise.",
+    )
+    rate_limit_burst: int = Field(
+        2000, ge=0, validation_alias="SVOD_RATE_LIMIT_BURST", description="... and burst."
+    )
+    max_streams_per_principal: int = Field(
+        16,
+        ge=0,
+        validation_alias="SVOD_MAX_STREAMS_PER_PRINCIPAL",
+        description="Concurrent streams per principal unless the key file says otherwise.",
+    )
+    hash_secret: str = Field(
+        "",
+        validation_alias="SVOD_HASH_SECRET",
+        description="The deployment's secret for keyed hashes of contact data.",
+    )
+    payload_retention_days: float = Field(
+        30.0,
+        ge=0.0,
+        validation_alias="SVOD_PAYLOAD_RETENTION_DAYS",
+        description="Days ingestion keeps a delivered or failed message's payload.",
+    )
+    currency: str = Field(
+        "RUB",
+        validation_alias="SVOD_CURRENCY",
+        description="The deployment's currency (ISO 4217); money in another is refused.",
+    )
+    unknown_customer_grace_s: float = _seconds(
+        600.0,
+        "SVOD_UNKNOWN_CUSTOMER_GRACE_S",
+        "How long an event may wait for its customer before it is held as unattributed.",
+        zero=True,
+    )
+    unattributed_recheck_max_s: float = _seconds(
+        3600.0,
+        "SVOD_UNATTRIBUTED_RECHECK_MAX_S",
+        "Longest interval between two looks at an event held unattributed.",
+    )
+    custom_attributes: str = Field(
+        "",
+        validation_alias="SVOD_CUSTOM_ATTRIBUTES",
+        description="Declared custom attributes and their types, JSON.",
+    )
+    survivorship: str = Field(
+        "",
+        validation_alias="SVOD_SURVIVORSHIP",
+        description="Per-field survivorship policies, JSON.",
+    )
+    gc_young_threshold: int = Field(
+        50_000,
+        ge=0,
+        validation_alias="SVOD_GC_YOUNG_THRESHOLD",
+        description="Allocations between young-generation collections; 0: Python's default.",
+    )
+    outbox_max_attempts: int = Field(
+        20,
+        ge=1,
+        validation_alias="SVOD_OUTBOX_MAX_ATTEMPTS",
+        description="Counted failures before an outbox message is a dead letter.",
+    )
+    outbox_lease_s: float = _seconds(
+        10.0, "SVOD_OUTBOX_LEASE_S", "The lease an outbox relay holds its messages under."
+    )
 
 
 @dataclass(frozen=True)
@@ -172,48 +432,51 @@ class ServiceConfig:
         return PeerSecurity(self.tls, self.peer_api_key)
 
     @classmethod
-    def from_env(cls, service: str, env: dict[str, str] | None = None) -> ServiceConfig:
+    def from_env(cls, service: str, env: Mapping[str, str] | None = None) -> ServiceConfig:
+        """The service's configuration from ``env`` (default: the process's environment);
+        ``ConfigurationError`` names the first variable that does not fit."""
         env = dict(os.environ if env is None else env)
-        if env.get("SVOD_API_KEYS"):
+        shared = SharedSettings.load(env)
+        if shared.retired_api_keys:
             raise ConfigurationError(
                 "SVOD_API_KEYS is no longer read (it kept keys in clear text): list principals "
                 "with the SHA-256 of their keys in SVOD_API_KEYS_FILE (svod keys create)"
             )
-        prefix = f"SVOD_{service.upper()}_"
+        own = endpoint_settings(service).load(env)
+        instance = instance_settings(service).load(env)
         peers = {peer: target_of(peer, env) for peer in SERVICES if peer != service}
         return cls(
             service=service,
             database_url=service_database_url(service, env),
-            listen_host=env.get("SVOD_LISTEN_HOST", "127.0.0.1"),
-            port=port_of(service, env),
-            metrics_port=metrics_port_of(service, env),
-            metrics_host=env.get("SVOD_METRICS_HOST", ""),
+            listen_host=shared.listen_host,
+            port=own.port,
+            metrics_port=own.metrics_port,
+            metrics_host=shared.metrics_host,
             peers=peers,
-            peer_timeout_s=_float(env, "SVOD_PEER_TIMEOUT_S", 5.0),
-            max_request_s=_float(env, "SVOD_MAX_REQUEST_S", 30.0),
-            shutdown_grace_s=_float(env, "SVOD_SHUTDOWN_GRACE_S", 10.0),
-            otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
-            trace_sample_ratio=_float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0),
-            traces_file=env.get("SVOD_TRACES_FILE", ""),
-            metrics_poll_s=_float(env, "SVOD_METRICS_POLL_S", 15.0),
-            metrics_slow_poll_s=_float(env, "SVOD_METRICS_SLOW_POLL_S", 300.0),
-            api_keys_file=env.get("SVOD_API_KEYS_FILE", ""),
-            # SVOD_<SERVICE>_PEER_API_KEY lets one environment give each service its own key.
-            peer_api_key=env.get(prefix + "PEER_API_KEY") or env.get("SVOD_PEER_API_KEY", ""),
+            peer_timeout_s=shared.peer_timeout_s,
+            max_request_s=shared.max_request_s,
+            shutdown_grace_s=shared.shutdown_grace_s,
+            otlp_endpoint=shared.otlp_endpoint,
+            trace_sample_ratio=shared.trace_sample_ratio,
+            traces_file=shared.traces_file,
+            metrics_poll_s=shared.metrics_poll_s,
+            metrics_slow_poll_s=shared.metrics_slow_poll_s,
+            api_keys_file=shared.api_keys_file,
+            peer_api_key=instance.peer_api_key,
             tls=TlsFiles.from_env(env, service),
-            allow_insecure=env.get("SVOD_ALLOW_INSECURE", "") == "1",
-            health_port=int(env.get(prefix + "HEALTH_PORT") or env.get("SVOD_HEALTH_PORT") or 0),
-            rate_limit_per_s=_float(env, "SVOD_RATE_LIMIT_PER_S", 1000.0),
-            rate_limit_burst=int(env.get("SVOD_RATE_LIMIT_BURST") or 2000),
-            max_streams_per_principal=int(env.get("SVOD_MAX_STREAMS_PER_PRINCIPAL") or 16),
-            hash_secret=env.get("SVOD_HASH_SECRET", ""),
-            payload_retention_days=_float(env, "SVOD_PAYLOAD_RETENTION_DAYS", 30.0),
-            currency=env.get("SVOD_CURRENCY", "RUB"),
-            unknown_customer_grace_s=_float(env, "SVOD_UNKNOWN_CUSTOMER_GRACE_S", 600.0),
-            unattributed_recheck_max_s=_float(env, "SVOD_UNATTRIBUTED_RECHECK_MAX_S", 3600.0),
-            custom_attributes=env.get("SVOD_CUSTOM_ATTRIBUTES", ""),
-            survivorship=env.get("SVOD_SURVIVORSHIP", ""),
-            gc_young_threshold=int(env.get("SVOD_GC_YOUNG_THRESHOLD") or 50_000),
-            outbox_max_attempts=int(env.get("SVOD_OUTBOX_MAX_ATTEMPTS") or 20),
-            outbox_lease_s=_float(env, "SVOD_OUTBOX_LEASE_S", 10.0),
+            allow_insecure=shared.allow_insecure == "1",
+            health_port=instance.health_port,
+            rate_limit_per_s=shared.rate_limit_per_s,
+            rate_limit_burst=shared.rate_limit_burst,
+            max_streams_per_principal=shared.max_streams_per_principal,
+            hash_secret=shared.hash_secret,
+            payload_retention_days=shared.payload_retention_days,
+            currency=shared.currency,
+            unknown_customer_grace_s=shared.unknown_customer_grace_s,
+            unattributed_recheck_max_s=shared.unattributed_recheck_max_s,
+            custom_attributes=shared.custom_attributes,
+            survivorship=shared.survivorship,
+            gc_young_threshold=shared.gc_young_threshold,
+            outbox_max_attempts=shared.outbox_max_attempts,
+            outbox_lease_s=shared.outbox_lease_s,
         )

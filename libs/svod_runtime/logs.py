@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
+
+from pydantic import Field
+
+from svod_runtime.settings import SettingsModel
+
+
+class LogSettings(SettingsModel):
+    level: str = Field(
+        "INFO",
+        validation_alias="SVOD_LOG_LEVEL",
+        description="Least severe level logged (DEBUG, INFO, WARNING ...).",
+    )
+    format: str = Field(
+        "text",
+        validation_alias="SVOD_LOG_FORMAT",
+        description="json: one JSON object per line; anything else: plain text.",
+    )
+
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -36,9 +53,10 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(service: str) -> None:
-    level = os.environ.get("SVOD_LOG_LEVEL", "INFO").upper()
+    settings = LogSettings.load()
+    level = settings.level.upper()
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("SVOD_LOG_FORMAT", "text") == "json":
+    if settings.format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter(f"%(asctime)s {service} %(levelname)s %(message)s"))

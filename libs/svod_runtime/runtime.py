@@ -8,6 +8,10 @@ import os
 import signal
 import sys
 
+from pydantic import Field
+
+from svod_runtime.settings import SettingsModel
+
 # Middle and old generation thresholds with a raised young one: an old-generation pass walks
 # every object the process holds (name tables, phone metadata, caches), so it stays rare.
 _OLDER_THRESHOLDS = (20, 100)
@@ -31,6 +35,15 @@ def tune_garbage_collector(young_threshold: int) -> None:
     gc.set_threshold(young_threshold, *_OLDER_THRESHOLDS)
 
 
+class SupervisorSettings(SettingsModel):
+    supervisor_pid: int | None = Field(
+        None,
+        ge=1,
+        validation_alias="SVOD_SUPERVISOR_PID",
+        description="Set by `svod run`: the process whose death stops this service.",
+    )
+
+
 # prctl(2) option: the signal a process gets when its parent dies.
 _PR_SET_PDEATHSIG = 1
 
@@ -39,13 +52,13 @@ def exit_with_supervisor() -> None:
     """Under ``svod run`` (``SVOD_SUPERVISOR_PID`` set), asks Linux to send this service
     SIGTERM when the supervisor dies, even by SIGKILL, so no service outlives it; if the
     supervisor is already gone, drains at once. A no-op elsewhere."""
-    supervisor = os.environ.get("SVOD_SUPERVISOR_PID")
-    if not supervisor or not sys.platform.startswith("linux"):
+    supervisor = SupervisorSettings.load().supervisor_pid
+    if supervisor is None or not sys.platform.startswith("linux"):
         return
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         return
-    if os.getppid() != int(supervisor):
+    if os.getppid() != supervisor:
         os.kill(os.getpid(), signal.SIGTERM)

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
+
+from pydantic import Field
 
 from svod_identity.service_layer.batch_job import run_job
 from svod_identity.service_layer.bulk import WORKER_DATABASE_ENV
 from svod_runtime.logs import setup_logging
+from svod_runtime.settings import SettingsModel
+
+
+class WorkerSettings(SettingsModel):
+    database_url: str = Field(
+        "",
+        validation_alias=WORKER_DATABASE_ENV,
+        description="The database of the job, set by the identity service that starts us.",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 2 or not all(a.isdigit() for a in args):
         print("usage: batch_worker JOB_PK ATTEMPT", file=sys.stderr)
         return 2
-    url = os.environ.get(WORKER_DATABASE_ENV)
+    url = WorkerSettings.load().database_url
     if not url:
         print(f"{WORKER_DATABASE_ENV} is not set", file=sys.stderr)
         return 2

@@ -14,9 +14,10 @@ Settings of its own (environment):
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+
+from pydantic import Field
 
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_runtime.clients import peer_channel
@@ -27,6 +28,7 @@ from svod_runtime.dead_letters import DeadLetterApi
 from svod_runtime.outbox import DeadLetterStore, OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
+from svod_runtime.settings import SettingsModel
 from svod_runtime.telemetry import Telemetry
 from svod_segmentation.adapters.activation_storage import (
     EXPORT_TOPIC,
@@ -46,22 +48,32 @@ from svod_segmentation.service_layer.use_cases import SegmentationService
 SERVICE = "segmentation"
 
 
-@dataclass(frozen=True)
-class SegmentationSettings:
-    sweep_s: float = 1.0
-    recompute_s: float = 3600.0
-    sync_s: float = 2.0
-    export_dir: str = ".data/exports"
+class SegmentationSettings(SettingsModel):
+    sweep_s: float = Field(
+        1.0,
+        validation_alias="SVOD_SEGMENTATION_SWEEP_S",
+        description="How often due time conditions are re-evaluated (window expiry).",
+    )
+    recompute_s: float = Field(
+        3600.0,
+        validation_alias="SVOD_SEGMENTATION_RECOMPUTE_S",
+        description="Period of the RFM/ABC recompute (cut-offs); 0: off.",
+    )
+    sync_s: float = Field(
+        2.0,
+        validation_alias="SVOD_SEGMENTATION_SYNC_S",
+        description="How often live bindings' changes become deliveries and scheduled full "
+        "syncs start.",
+    )
+    export_dir: str = Field(
+        ".data/exports",
+        validation_alias="SVOD_EXPORT_DIR",
+        description="Where file and ad-audience destinations write (a folder per destination).",
+    )
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> SegmentationSettings:
-        env = dict(os.environ if env is None else env)
-        return cls(
-            sweep_s=float(env.get("SVOD_SEGMENTATION_SWEEP_S") or 1.0),
-            recompute_s=float(env.get("SVOD_SEGMENTATION_RECOMPUTE_S") or 3600.0),
-            sync_s=float(env.get("SVOD_SEGMENTATION_SYNC_S") or 2.0),
-            export_dir=env.get("SVOD_EXPORT_DIR") or ".data/exports",
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SegmentationSettings:
+        return cls.load(env)
 
 
 async def create_app(
