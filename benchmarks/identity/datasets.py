@@ -147,6 +147,16 @@ def generated(persons: int, seed: int) -> tuple[list[identity_pb2.ResolveRequest
     return requests, truth
 
 
+def households(persons: int, seed: int) -> tuple[list[identity_pb2.ResolveRequest], Truth]:
+    """The second, independently written generator (``households.py``)."""
+    from benchmarks.identity.households import generate
+
+    messages = generate(persons, seed)
+    requests = [generator_request(m) for m in messages]
+    truth = {(source_name(m), m["message_id"]): str(m["person_id"]) for m in messages}
+    return requests, truth
+
+
 def from_jsonl(path: str) -> tuple[list[identity_pb2.ResolveRequest], Truth]:
     with open(path, encoding="utf-8") as stream:
         messages = [json.loads(line) for line in stream if line.strip()]

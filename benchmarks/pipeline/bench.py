@@ -18,6 +18,13 @@ generator on grpc.aio then drives ingestion's public API with ``--streams`` conc
    profile.events (10 connections; benchmarks/profile/bench_profile.bench_raw_apply).
 3. **mixed**: identifies and events at once (one identify stream for every three event
    streams), as a retailer's day looks: both rates.
+4. **soak** (``--soak-seconds``, 600 by default, 60 with ``--quick``): a steady offered load of
+   ``--soak-events`` events/s plus ``--soak-identifies`` identifies/s; every service's memory,
+   the lag and failures as it goes (benchmarks/pipeline/soak.py).
+
+During the identify phase two probes run beside the import: a single Identify every 0.5 s
+(accepted -> in the profile, by ingestion's timestamps) and a GetProfile every 20 ms
+(client-side latency).
 
 For each phase, CPU seconds per message of every service process and of the Postgres backends
 serving the database (Linux /proc, sampled; benchmarks/pipeline/cpu.py), less what each uses
@@ -56,6 +63,7 @@ from benchmarks.identity.bench_speed import Workload
 from benchmarks.identity.loader import load_identity
 from benchmarks.pipeline.cluster import bench_cluster
 from benchmarks.pipeline.cpu import CpuMeter, per_message
+from benchmarks.pipeline.soak import SoakLoad, print_soak, profile_reads, read_summary, soak
 from benchmarks.profile.bench_profile import bench_raw_apply
 from benchmarks.stats import latency_summary
 from svod.common.v1 import common_pb2
@@ -70,6 +78,7 @@ RESOLVE_STREAM = 1_000
 IDENTIFY_SOURCE = "bench-identify"
 TRACK_SOURCE = "bench-track"
 MIXED_SOURCE = "bench-mixed"
+SOAK_SOURCE = "bench-soak"
 
 
 def identify_request(
@@ -283,6 +292,7 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
     ]
     stop_probe = asyncio.Event()
     probe = asyncio.create_task(interactive_probe(ingestion, stop_probe))
+    reads = asyncio.create_task(profile_reads(suite.target("profile"), db_url, stop_probe))
     with CpuMeter(pids, db_url) as meter:
         started = time.perf_counter()
         accept_s = await send_streams(
@@ -292,6 +302,7 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
         elapsed = time.perf_counter() - started
     stop_probe.set()
     probes = await probe
+    read_latencies = await reads
     await wait_processed(db_url, PROBE_SOURCE, probes, args.timeout)
     interactive = probe_latencies(db_url)
     _, delivered = processed(db_url, IDENTIFY_SOURCE)
@@ -308,6 +319,8 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
         # One Identify every 0.5 s during the bulk import: accepted -> delivered (in the
         # profile), by ingestion's timestamps.
         "interactive_identify_to_profile_ms": latency_summary(interactive) if interactive else {},
+        # GetProfile of customers with a profile, one at a time every 20 ms, meanwhile.
+        "profile_reads_during_import_ms": read_summary(read_latencies) if read_latencies else {},
     }
     f = figures["identify"]
     print(
@@ -322,6 +335,12 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
         print(
             f"  a single Identify during the import, until in the profile: p50 "
             f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms ({lat['calls']} calls)"
+        )
+    if read_latencies:
+        lat = f["profile_reads_during_import_ms"]
+        print(
+            f"  GetProfile during the import: p50 {lat['p50_ms']:.1f} ms, p99 "
+            f"{lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms ({lat['calls']} calls)"
         )
 
     # -- events: durable accept and fully processed ----------------------------------------------
@@ -377,6 +396,31 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
         )
         print_cpu("message", figures["mixed"])
 
+    # -- soak: a steady mix for a while; memory, lag, failures -----------------------------------
+    if args.soak_seconds:
+        load = SoakLoad(args.soak_seconds, args.soak_events, args.soak_identifies)
+        soak_work = Workload(args.customers, seed=53)
+        soak_rng = random.Random(59)
+
+        def soak_events(tick: int) -> list[ingestion_pb2.TrackRequest]:
+            first = tick * load.events_per_s
+            return [
+                order_event(
+                    soak_work._phone_of(soak_rng.randint(1, args.customers)), first + i, SOAK_SOURCE
+                )
+                for i in range(load.events_per_s)
+            ]
+
+        def soak_identifies(tick: int) -> list[ingestion_pb2.IdentifyRequest]:
+            return [
+                identify_request(r, SOAK_SOURCE) for _, r in soak_work.mixed(load.identifies_per_s)
+            ]
+
+        figures["soak"] = await soak(
+            load, ingestion, db_url, pids, soak_events, soak_identifies, SOAK_SOURCE
+        )
+        print_soak(figures["soak"])
+
     # -- the events' raw ceilings, last (their rows must not weigh on the phases) ------------------
     raw_grpc_s = await grpc_ceiling(events, args.per_stream, args.streams)
     with psycopg.connect(libpq_url(db_url)) as conn:
@@ -416,11 +460,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use SVOD_DATABASE_URL or the server on 5432 instead of a cluster of its own",
     )
+    parser.add_argument(
+        "--soak-seconds", type=int, default=600, help="steady mixed load at the end (0: none)"
+    )
+    parser.add_argument("--soak-events", type=int, default=1_000, help="events/s in the soak")
+    parser.add_argument(
+        "--soak-identifies", type=int, default=100, help="identify calls/s in the soak"
+    )
     parser.add_argument("--label", default="latest", help="key of this run in the results file")
     args = parser.parse_args(argv)
     if args.quick:
         args.customers, args.identifies = 20_000, 3_000
         args.events, args.mixed_events = 15_000, 6_000
+        args.soak_seconds = min(args.soak_seconds, 60)
     with contextlib.ExitStack() as stack:
         if not args.shared_cluster:
             cluster = bench_cluster()

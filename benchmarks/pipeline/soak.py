@@ -1,0 +1,224 @@
+"""Issue #20's two remaining measurements of the pipeline benchmark.
+
+* **Profile reads under bulk load** (``profile_reads``): while a bulk import runs, GetProfile of
+  customers who have a profile, one call at a time every ``every_s``; the client-side latency of
+  each. Issue #20 wants p99 < 10 ms.
+* **Soak** (``soak``): a steady offered load (by default 1,000 events/s plus 100 identifies/s)
+  for a while, sent in one-second ticks whatever the previous tick's calls are doing (offered,
+  not closed-loop). Every ``sample_s`` it reads each service's resident memory (its process
+  and children, /proc) and the lag (the oldest message accepted but not yet delivered, and how
+  many wait). Issue #20 wants every service under 500 MB, growing < 10% over the soak (from the
+  first sample after a warm-up to the end), lag bounded and nothing failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import grpc
+import psycopg
+
+from benchmarks.pipeline.cpu import children_of
+from benchmarks.stats import latency_summary
+from svod.ingestion.v1 import ingestion_pb2_grpc
+from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_runtime.db import libpq_url
+
+MIB = 1024 * 1024
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and every process it started (0 when gone)."""
+    total = 0
+    for p in {pid, *children_of({pid})}:
+        try:
+            with open(f"/proc/{p}/status") as status:
+                for line in status:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def profiled_customers(db_url: str, limit: int = 500) -> list[str]:
+    with psycopg.connect(libpq_url(db_url), application_name="svod-bench") as conn:
+        rows = conn.execute("SELECT customer_id FROM profile.profiles LIMIT %s", (limit,))
+        return [str(r[0]) for r in rows]
+
+
+async def profile_reads(
+    target: str, db_url: str, stop: asyncio.Event, every_s: float = 0.02
+) -> list[float]:
+    """Milliseconds of each GetProfile made until ``stop`` (customers refreshed every second,
+    as profiles appear during an import)."""
+    latencies: list[float] = []
+    rng = random.Random(5)
+    customers: list[str] = []
+    refreshed = 0.0
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = profile_pb2_grpc.ProfileServiceStub(channel)
+        while not stop.is_set():
+            if time.monotonic() - refreshed > 1.0:
+                customers = await asyncio.to_thread(profiled_customers, db_url) or customers
+                refreshed = time.monotonic()
+            if customers:
+                request = profile_pb2.GetProfileRequest(customer_id=rng.choice(customers))
+                started = time.perf_counter()
+                await stub.GetProfile(request, timeout=30)
+                latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(every_s)
+    return latencies
+
+
+def read_summary(latencies: list[float]) -> dict[str, float]:
+    summary = latency_summary(latencies)
+    ordered = sorted(latencies)
+    summary["max_ms"] = round(ordered[-1], 3)
+    return summary
+
+
+_LAG = """
+SELECT coalesce(extract(epoch FROM now() - min(received_at)), 0), count(*)
+FROM ingestion.records WHERE source = %s AND state = 'pending'
+"""
+_DEAD = """
+SELECT (SELECT count(*) FROM ingestion.outbox WHERE failed_at IS NOT NULL)
+     + (SELECT count(*) FROM identity.outbox WHERE failed_at IS NOT NULL)
+     + (SELECT count(*) FROM profile.outbox WHERE failed_at IS NOT NULL)
+     + (SELECT count(*) FROM segmentation.outbox WHERE failed_at IS NOT NULL),
+       (SELECT count(*) FROM ingestion.records WHERE source = %s AND state = 'failed')
+"""
+
+
+@dataclass
+class SoakSamples:
+    at_s: list[float] = field(default_factory=list)
+    rss_mib: dict[str, list[float]] = field(default_factory=dict)
+    lag_s: list[float] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)
+
+    def take(self, started: float, pids: Mapping[str, int], db_url: str, source: str) -> None:
+        self.at_s.append(round(time.perf_counter() - started, 1))
+        for name, pid in pids.items():
+            self.rss_mib.setdefault(name, []).append(round(rss_bytes(pid) / MIB, 1))
+        with psycopg.connect(libpq_url(db_url), application_name="svod-bench") as conn:
+            row = conn.execute(_LAG, (source,)).fetchone()
+        assert row is not None
+        self.lag_s.append(round(float(row[0]), 2))
+        self.waiting.append(int(row[1]))
+
+
+@dataclass(frozen=True)
+class SoakLoad:
+    seconds: int
+    events_per_s: int
+    identifies_per_s: int
+    warmup_s: float = 60.0
+    sample_s: float = 5.0
+
+
+async def soak(
+    load: SoakLoad,
+    ingestion: str,
+    db_url: str,
+    pids: Mapping[str, int],
+    events_of: Callable[[int], list],
+    identifies_of: Callable[[int], list],
+    source: str,
+) -> dict:
+    """Offers ``load`` for ``load.seconds``; memory, lag and failures as they went."""
+    samples = SoakSamples()
+    errors: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+    async with grpc.aio.insecure_channel(ingestion) as channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+
+        async def send(method: str, messages: list) -> None:
+            if not messages:
+                return
+            try:
+                reply = await getattr(stub, method)(iter(messages), timeout=120)
+                if reply.rejected_count:
+                    errors.append(f"{method}: {reply.rejected_count} rejected")
+            except grpc.aio.AioRpcError as error:
+                errors.append(f"{method}: {error.code().name}")
+
+        started = time.perf_counter()
+        next_sample = 0.0
+        for tick in range(load.seconds):
+            tasks.append(asyncio.create_task(send("TrackStream", events_of(tick))))
+            tasks.append(asyncio.create_task(send("IdentifyStream", identifies_of(tick))))
+            if time.perf_counter() - started >= next_sample:
+                await asyncio.to_thread(samples.take, started, pids, db_url, source)
+                next_sample += load.sample_s
+            await asyncio.sleep(max(0.0, started + tick + 1 - time.perf_counter()))
+        await asyncio.gather(*tasks)
+        offered_s = time.perf_counter() - started
+    await asyncio.to_thread(samples.take, started, pids, db_url, source)
+    return summarise(load, samples, errors, offered_s, db_url, source)
+
+
+def summarise(
+    load: SoakLoad,
+    samples: SoakSamples,
+    errors: list[str],
+    offered_s: float,
+    db_url: str,
+    source: str,
+) -> dict:
+    after_warmup = next(
+        (i for i, at in enumerate(samples.at_s) if at >= load.warmup_s), len(samples.at_s) - 1
+    )
+    memory = {}
+    for name, series in samples.rss_mib.items():
+        base = series[after_warmup]
+        memory[name] = {
+            "start_mib": series[0],
+            "after_warmup_mib": base,
+            "end_mib": series[-1],
+            "max_mib": max(series),
+            "growth_after_warmup": round(series[-1] / base - 1, 3) if base else None,
+        }
+    with psycopg.connect(libpq_url(db_url), application_name="svod-bench") as conn:
+        row = conn.execute(_DEAD, (source,)).fetchone()
+    assert row is not None
+    return {
+        "seconds": load.seconds,
+        "offered_events_per_second": load.events_per_s,
+        "offered_identifies_per_second": load.identifies_per_s,
+        "sending_took_seconds": round(offered_s, 1),
+        "memory": memory,
+        "lag_max_seconds": max(samples.lag_s),
+        "lag_last_seconds": samples.lag_s[-1],
+        "waiting_max": max(samples.waiting),
+        "call_errors": errors[:20],
+        "call_error_count": len(errors),
+        "dead_letters": int(row[0]),
+        "failed_records": int(row[1]),
+        "samples": {
+            "at_s": samples.at_s,
+            "lag_s": samples.lag_s,
+            "waiting": samples.waiting,
+            "rss_mib": samples.rss_mib,
+        },
+    }
+
+
+def print_soak(figures: dict) -> None:
+    worst = max(figures["memory"].items(), key=lambda kv: kv[1]["max_mib"])
+    growth = max((m["growth_after_warmup"] or 0.0 for m in figures["memory"].values()), default=0.0)
+    print(
+        f"soak {figures['seconds']}s at {figures['offered_events_per_second']:,} events/s + "
+        f"{figures['offered_identifies_per_second']:,} identifies/s: most memory "
+        f"{worst[0]} {worst[1]['max_mib']:.0f} MiB, largest growth after warm-up "
+        f"{growth:.1%}; lag max {figures['lag_max_seconds']:.1f}s (last "
+        f"{figures['lag_last_seconds']:.1f}s, at most {figures['waiting_max']:,} waiting); "
+        f"{figures['call_error_count']} call errors, {figures['dead_letters']} dead letters, "
+        f"{figures['failed_records']} failed records"
+    )
