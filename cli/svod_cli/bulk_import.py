@@ -47,6 +47,7 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,12 @@ CHECKPOINT_VERSION = 1
 DEFAULT_CHANNEL = "SOURCE_CHANNEL_BACK_OFFICE"
 
 
+class FileFormat(StrEnum):
+    JSONL = "jsonl"
+    CSV = "csv"
+    PARQUET = "parquet"
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str  # customers | events
@@ -123,7 +130,7 @@ class Row:
 # -- reading -----------------------------------------------------------------------------------
 
 
-def file_facts(path: Path, fmt: str) -> tuple[str, int]:
+def file_facts(path: Path, fmt: FileFormat) -> tuple[str, int]:
     """The file's SHA-256 and its record count (lines, rows) for progress, in one pass."""
     digest = hashlib.sha256()
     newlines = 0
@@ -137,7 +144,7 @@ def file_facts(path: Path, fmt: str) -> tuple[str, int]:
     except OSError as error:
         raise UsageError(f"{path}: {error.strerror}") from None
     lines = newlines + (last != b"\n")
-    if fmt == "parquet":
+    if fmt is FileFormat.PARQUET:
         import pyarrow.parquet as pq
 
         try:
@@ -145,7 +152,7 @@ def file_facts(path: Path, fmt: str) -> tuple[str, int]:
         except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
             raise UsageError(f"{path}: not a Parquet file: {error}") from None
     else:
-        records = lines - (1 if fmt == "csv" else 0)
+        records = lines - (1 if fmt is FileFormat.CSV else 0)
     return digest.hexdigest(), max(0, records)
 
 
@@ -229,29 +236,29 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def read_rows(path: Path, fmt: str, mapping: Path | None, kind: Kind) -> Iterator[Row]:
-    if fmt == "jsonl":
+def read_rows(path: Path, fmt: FileFormat, mapping: Path | None, kind: Kind) -> Iterator[Row]:
+    if fmt is FileFormat.JSONL:
         if mapping is not None:
             raise UsageError("--mapping is for CSV and Parquet files; JSON lines are messages")
         return read_jsonl(path)
     raw = read_mapping_file(mapping) if mapping is not None else None
-    if fmt == "csv":
+    if fmt is FileFormat.CSV:
         return read_csv(path, raw, kind)
     return read_parquet(path, raw, kind)
 
 
-def format_of(path: Path, given: str | None) -> str:
+def format_of(path: Path, given: str | None) -> FileFormat:
     if given:
-        return given
+        return FileFormat(given)
     suffixes = [s.lower() for s in path.suffixes]
     for suffix in reversed(suffixes):
         if suffix in (".jsonl", ".ndjson", ".json"):
-            return "jsonl"
+            return FileFormat.JSONL
         if suffix in (".csv", ".tsv"):
-            return "csv"
+            return FileFormat.CSV
         if suffix in (".parquet", ".pq"):
-            return "parquet"
-    raise UsageError(f"{path}: say --format jsonl|csv|parquet (the suffix does not tell)")
+            return FileFormat.PARQUET
+    raise UsageError(f"{path}: say --format {'|'.join(FileFormat)} (the suffix does not tell)")
 
 
 # -- messages ----------------------------------------------------------------------------------
@@ -775,7 +782,7 @@ def add_import_commands(subparsers: argparse._SubParsersAction) -> None:
             help=f"JSON lines of {what.split('(')[1][:-1]}, CSV with a header, or Parquet",
         )
         command.add_argument(
-            "--format", choices=("jsonl", "csv", "parquet"), help="default: by the file's suffix"
+            "--format", choices=list(FileFormat), help="default: by the file's suffix"
         )
         command.add_argument(
             "--mapping",

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from svod_ingestion.domain.attribution import HeldEvent, Issue
-from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
+from svod_ingestion.domain.model import Incoming, MessageKind, RecordStatus, StoredRecord
 from svod_ingestion.service_layer.ports import HeldEvents, IngestionRepository, IngestionUnit
 from svod_runtime.outbox import OutboxLane
 
@@ -24,7 +24,7 @@ from svod_runtime.outbox import OutboxLane
 @dataclass
 class Row:
     stored: StoredRecord
-    kind: str
+    kind: MessageKind
     payload: bytes | None
     state: str = "pending"
     last_error: str | None = None
@@ -33,7 +33,7 @@ class Row:
 @dataclass
 class State:
     rows: dict[tuple[str, str], Row] = field(default_factory=dict)
-    outbox: list[tuple[int, str, bool]] = field(default_factory=list)  # pk, kind, unchecked
+    outbox: list[tuple[int, MessageKind, bool]] = field(default_factory=list)  # pk, kind, unchecked
     lanes: dict[int, OutboxLane] = field(default_factory=dict)  # the relay lane of each pk
     next_pk: int = 1
 
@@ -45,7 +45,7 @@ class FakeUnit:
 
     async def insert_records(
         self, rows: Sequence[tuple[str, Incoming, bytes]]
-    ) -> dict[tuple[str, str], tuple[str, StoredRecord]]:
+    ) -> dict[tuple[str, str], tuple[MessageKind, StoredRecord]]:
         stored = {}
         for record_id, message, payload_hash in rows:
             ref = (message.source, message.message_id)
@@ -63,7 +63,7 @@ class FakeUnit:
         return {r: self.s.rows[r].stored for r in refs if r in self.s.rows}
 
     async def enqueue_many(
-        self, records: Sequence[tuple[int, str, bool]], lane: OutboxLane
+        self, records: Sequence[tuple[int, MessageKind, bool]], lane: OutboxLane
     ) -> None:
         self.s.outbox.extend(records)
         self.s.lanes.update((pk, lane) for pk, _, _ in records)
@@ -83,7 +83,7 @@ class FakeIngestionStore:
         self.state = working  # reached only when the block raised nothing
 
     async def erase_pending(
-        self, matches: Callable[[str, bytes], bool], error: str, chunk: int = 2_000
+        self, matches: Callable[[MessageKind, bytes], bool], error: str, chunk: int = 2_000
     ) -> int:
         erased = [
             row

@@ -21,6 +21,8 @@ from svod_ingestion.domain.attribution import (
     identifier_key,
     recheck_delay_s,
 )
+from svod_ingestion.domain.model import RecordState
+from svod_ingestion.entrypoints import grpc_servicer
 
 T0 = dt.datetime(2027, 1, 10, 12, 0, tzinfo=dt.UTC)
 GRACE = 600.0
@@ -51,6 +53,9 @@ def test_enums_mirror_the_protos() -> None:
         if v.number
     }
     assert states == {s.value for s in IdentifierState}
+    records = {v.name for v in ingestion_pb2.RecordStatus.State.DESCRIPTOR.values if v.number}
+    assert records == {f"STATE_{s.name}" for s in RecordState}
+    assert set(grpc_servicer._STATE) == set(RecordState)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import pytest
 
 from services.ingestion.tests.unit.fakes import FakeHeldEvents, FakeIngestionStore
 from svod_ingestion.domain.attribution import HeldEvent, Issue
-from svod_ingestion.domain.model import Accepted, Incoming
+from svod_ingestion.domain.model import Accepted, Incoming, MessageKind
 from svod_ingestion.service_layer.use_cases import ERASED_PENDING, IngestionService
 from svod_runtime.errors import AlreadyExists, InvalidArgument, NotFound
 from svod_runtime.outbox import OutboxLane
@@ -36,7 +36,7 @@ def run(awaitable: Awaitable[T]) -> T:
     return asyncio.run(main())
 
 
-def identifiers_of(kind: str, payload: bytes) -> list[tuple[str, str, str]]:
+def identifiers_of(kind: MessageKind, payload: bytes) -> list[tuple[str, str, str]]:
     """The test's payloads are JSON: {"ids": [[type, value, namespace], ...]}."""
     return [tuple(i) for i in json.loads(payload)["ids"]]  # type: ignore[misc]
 
@@ -45,7 +45,7 @@ def message(
     message_id: str,
     phone: str = "+79161234567",
     *,
-    kind: str = "identify",
+    kind: MessageKind = MessageKind.IDENTIFY,
     checked: bool = True,
     source: str = "web",
 ) -> Incoming:
@@ -83,7 +83,7 @@ def test_a_message_is_stored_once_with_its_outbox_entry_and_a_retry_answers_the_
     retry = run(svc.use_cases.accept(message("m1")))
 
     assert first.duplicate is False and retry == Accepted(first.record_id, True, NOW)
-    assert svc.store.state.outbox == [(1, "identify", False)]
+    assert svc.store.state.outbox == [(1, MessageKind.IDENTIFY, False)]
     assert svc.enqueued == 1  # the retry wrote nothing, so nothing to wake the relay for
 
 
@@ -106,7 +106,7 @@ def test_a_bulk_call_answers_each_message_and_commits_them_together() -> None:
                 message("m1"),  # repeated inside the call: a retry of the first
                 message("m0", phone="+79160000000"),  # id taken before, other payload
                 message("m2", checked=False),  # accepted while quality was away
-                message("t1", kind="track"),
+                message("t1", kind=MessageKind.TRACK),
             ]
         )
     )
@@ -117,9 +117,9 @@ def test_a_bulk_call_answers_each_message_and_commits_them_together() -> None:
     assert isinstance(reused, AlreadyExists)
     assert isinstance(unchecked, Accepted) and isinstance(track, Accepted)
     assert svc.store.state.outbox[1:] == [
-        (2, "identify", False),
-        (3, "identify", True),
-        (4, "track", False),
+        (2, MessageKind.IDENTIFY, False),
+        (3, MessageKind.IDENTIFY, True),
+        (4, MessageKind.TRACK, False),
     ]
     assert svc.enqueued == 2
 

@@ -25,6 +25,7 @@ import psycopg.errors
 from svod_profile.domain.announcements import (
     CHANGED_TOPIC,
     CONTACT_FAILED_TOPIC,
+    ProfileChanged,
     contact_failure_payload,
 )
 from svod_profile.domain.consents import Consent
@@ -436,8 +437,8 @@ class FakeUnit:
         if payload is not None:
             self.s.outbox.append((CONTACT_FAILED_TOPIC, customer_id, payload))
 
-    async def announce(self, customer_id: str, payload: dict[str, object]) -> None:
-        self.s.outbox.append((CHANGED_TOPIC, customer_id, json.dumps(payload).encode()))
+    async def announce(self, customer_id: str, change: ProfileChanged) -> None:
+        self.s.outbox.append((CHANGED_TOPIC, customer_id, change.payload()))
 
     async def enqueue_many(
         self, topic: str, messages: list[tuple[str, bytes, dict[str, str]]]

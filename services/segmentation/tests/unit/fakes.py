@@ -27,6 +27,7 @@ from svod_segmentation.domain.model import (
     Evaluation,
     Member,
     MembershipEvent,
+    MembershipKind,
     Segment,
 )
 from svod_segmentation.domain.rules import AllOf, AnyOf, FieldCondition, InSegment, Not, Rule
@@ -164,7 +165,9 @@ class FakeUnit:
     def __init__(self, state: State) -> None:
         self.s = state
 
-    def _log(self, segment_id: str, customer_id: str, kind: str, label: str, at: dt.datetime):
+    def _log(
+        self, segment_id: str, customer_id: str, kind: MembershipKind, label: str, at: dt.datetime
+    ):
         position = (1, len(self.s.feed) + 1)
         self.s.feed.append(MembershipEvent(segment_id, customer_id, kind, at, label, position))
 
@@ -204,7 +207,7 @@ class FakeUnit:
         )
         for customer_id, label in ended:
             del self.s.memberships[(segment_id, customer_id)]
-            self._log(segment_id, customer_id, "exited", label, now)
+            self._log(segment_id, customer_id, MembershipKind.EXITED, label, now)
         gone = self.s.segments.pop(segment_id)
         self.s.versions.append((segment_id, gone.version + 1, actor, True))
         self.s.generation += 1
@@ -247,11 +250,11 @@ class FakeUnit:
                     continue
                 if before is not None:
                     left += 1
-                    self._log(segment_id, customer_id, "exited", before, now)
+                    self._log(segment_id, customer_id, MembershipKind.EXITED, before, now)
                     del self.s.memberships[(segment_id, customer_id)]
                 if after is not None:
                     came += 1
-                    self._log(segment_id, customer_id, "entered", after, now)
+                    self._log(segment_id, customer_id, MembershipKind.ENTERED, after, now)
                     self.s.memberships[(segment_id, customer_id)] = (after, now)
             entered, exited = entered + came, exited + left
             if per_segment is not None:
@@ -359,7 +362,7 @@ class FakeUnit:
         self,
         removed: list[tuple[str, str]],
         put: list[tuple[str, str, str]],
-        events: list[tuple[str, str, str, str]],
+        events: list[tuple[str, str, MembershipKind, str]],
         now: dt.datetime,
     ) -> None:
         for key in removed:
@@ -473,7 +476,7 @@ class FakeUnit:
             del self.s.memberships[(segment_id, member)]
         self.s.feed = [e for e in self.s.feed if e.customer_id not in ids]
         for segment_id, member in gone:
-            self._log(segment_id, member, "exited", "", now)
+            self._log(segment_id, member, MembershipKind.EXITED, "", now)
         for key, (owner, _) in list(self.s.events.items()):
             if owner in ids:
                 del self.s.events[key]

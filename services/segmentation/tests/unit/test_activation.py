@@ -24,8 +24,9 @@ from svod_segmentation.domain.activation import (
     eligibility,
     pages,
 )
+from svod_segmentation.domain.model import MembershipKind
 from svod_segmentation.domain.responsiveness import ChannelStats, preferred_channel
-from svod_segmentation.entrypoints import activation_convert
+from svod_segmentation.entrypoints import activation_convert, convert
 
 
 # -- ad audiences: the normalisation the platforms publish ------------------------------------
@@ -165,6 +166,9 @@ def test_enums_follow_the_proto() -> None:
     assert set(activation_convert._KIND.values()) == set(DestinationKind)
     kinds = {v.name for v in pb.Delivery.Kind.DESCRIPTOR.values if v.number}
     assert {f"KIND_{k.name}" for k in DeliveryKind} == kinds
+    membership = {v.name for v in pb.MembershipEvent.Kind.DESCRIPTOR.values if v.number}
+    assert {f"KIND_{k.name}" for k in MembershipKind} == membership
+    assert set(convert._KINDS) == set(MembershipKind)
 
 
 # -- attribution: a hand-built timeline ---------------------------------------------------------

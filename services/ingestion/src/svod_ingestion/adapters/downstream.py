@@ -13,6 +13,7 @@ from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_ingestion.domain.attribution import Finding, IdentifierState
+from svod_ingestion.domain.model import MessageKind
 from svod_runtime.outbox import DeliveryError
 from svod_runtime.protoconv import enum_short_name
 from svod_runtime.telemetry import continuing
@@ -316,9 +317,9 @@ class GrpcDownstream:
         return answers
 
     @staticmethod
-    def identifiers_of(kind: str, payload: bytes) -> list[tuple[str, str, str]]:
+    def identifiers_of(kind: MessageKind, payload: bytes) -> list[tuple[str, str, str]]:
         """(type, value, namespace) of a stored identify's or event's identifiers."""
-        if kind == "identify":
+        if kind is MessageKind.IDENTIFY:
             identifiers = ingestion_pb2.IdentifyRequest.FromString(payload).record.identifiers
         else:
             identifiers = ingestion_pb2.TrackRequest.FromString(payload).event.identifiers

@@ -12,11 +12,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from svod_ingestion.domain.attribution import GraceClock, HeldEvent, Issue, recheck_delay_s
+from svod_ingestion.domain.model import MessageKind
 from svod_runtime.hashing import DEVELOPMENT_SECRET, keyed_hash
 from svod_runtime.outbox import OutboxLane, enqueue_many
 
-TRACK_TOPIC = "record.track"
-IDENTIFY_TOPIC = "record.identify"
+TRACK_TOPIC = MessageKind.TRACK.topic
+IDENTIFY_TOPIC = MessageKind.IDENTIFY.topic
 
 
 def key_hash(key: str, secret: bytes = DEVELOPMENT_SECRET) -> bytes:

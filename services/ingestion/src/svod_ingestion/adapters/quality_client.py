@@ -21,6 +21,8 @@ from svod_runtime.errors import FieldViolation
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 10_000
+# quality.proto's Finding.action of a finding that refused the record (a reject rule failed).
+REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class QualityStandardizer:
                     violations = tuple(
                         FieldViolation(f"record.{f.field}", f.message)
                         for f in result.findings
-                        if f.action == "rejected"
+                        if f.action == REJECTED
                     )
                     results[index] = Standardized(result.record, violations)
         return results

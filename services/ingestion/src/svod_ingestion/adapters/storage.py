@@ -12,7 +12,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_ingestion.domain.attribution import GraceClock, Issue
-from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
+from svod_ingestion.domain.model import (
+    RECORD_TOPICS,
+    Incoming,
+    MessageKind,
+    RecordState,
+    RecordStatus,
+    StoredRecord,
+)
 from svod_runtime.outbox import (
     BatchHandler,
     DeliveryError,
@@ -36,7 +43,7 @@ class IngestionTransaction:
 
     async def insert_records(
         self, rows: Sequence[tuple[str, Incoming, bytes]]
-    ) -> dict[tuple[str, str], tuple[str, StoredRecord]]:
+    ) -> dict[tuple[str, str], tuple[MessageKind, StoredRecord]]:
         """Stores new messages (record id, message, payload hash) in one statement; returns
         those stored here by (source, message id), with their kind. Taken ids are skipped."""
         if not rows:
@@ -68,7 +75,7 @@ class IngestionTransaction:
         )
         return {
             (r.source, r.message_id): (
-                r.kind,
+                MessageKind(r.kind),
                 StoredRecord(r.record_pk, str(r.record_id), bytes(r.payload_hash), r.received_at),
             )
             for r in result
@@ -95,7 +102,7 @@ class IngestionTransaction:
         }
 
     async def enqueue_many(
-        self, records: Sequence[tuple[int, str, bool]], lane: OutboxLane
+        self, records: Sequence[tuple[int, MessageKind, bool]], lane: OutboxLane
     ) -> None:
         """Outbox entries (record pk, kind, quality unchecked) for new records, in their
         order, in ``lane``; an unchecked record's entry carries UNCHECKED."""
@@ -103,7 +110,7 @@ class IngestionTransaction:
         for kind in sorted({k for _, k, _ in records}):
             await enqueue_many(
                 self.conn,
-                f"record.{kind}",
+                kind.topic,
                 [
                     (str(pk), UNCHECKED if unchecked else b"", carrier)
                     for pk, k, unchecked in records
@@ -222,7 +229,7 @@ class IngestionStore:
 
     async def erase_pending(
         self,
-        matches: Callable[[str, bytes], bool],
+        matches: Callable[[MessageKind, bytes], bool],
         error: str,
         chunk: int = 2_000,
     ) -> int:
@@ -244,7 +251,9 @@ class IngestionStore:
                         {"a": after, "n": chunk},
                     )
                 ).all()
-                erased += [r.record_pk for r in rows if matches(r.kind, bytes(r.payload))]
+                erased += [
+                    r.record_pk for r in rows if matches(MessageKind(r.kind), bytes(r.payload))
+                ]
                 if len(rows) < chunk:
                     break
                 after = rows[-1].record_pk
@@ -351,7 +360,7 @@ class IngestionStore:
             record_id=str(row.record_id),
             source=source,
             message_id=message_id,
-            state=row.state,
+            state=RecordState(row.state),
             customer_id=None if row.customer_id is None else str(row.customer_id),
             attempts=row.attempts,
             last_error=row.last_error,
@@ -366,7 +375,7 @@ class IngestionStore:
 async def redriven_records(conn: AsyncConnection, messages: list[Redriven]) -> None:
     """Records whose dead letters are sent again are pending again (in the redrive's
     transaction): GetRecordStatus shows them waiting, then delivered."""
-    pks = [int(m.key) for m in messages if m.topic in ("record.identify", "record.track")]
+    pks = [int(m.key) for m in messages if m.topic in RECORD_TOPICS]
     if pks:
         await conn.execute(
             text(

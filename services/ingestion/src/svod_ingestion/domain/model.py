@@ -4,15 +4,41 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
 
 from svod_ingestion.domain.attribution import Issue
+
+
+class MessageKind(StrEnum):
+    """What a stored message is: an identify call (a record) or a track call (an event)."""
+
+    IDENTIFY = "identify"
+    TRACK = "track"
+
+    @property
+    def topic(self) -> str:
+        """The outbox topic its deliveries go through."""
+        return f"record.{self.value}"
+
+
+RECORD_TOPICS = tuple(kind.topic for kind in MessageKind)
+
+
+class RecordState(StrEnum):
+    """Where a stored message stands (the proto's ``RecordStatus.State``)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    # an event held until identity knows whom it is about
+    UNATTRIBUTED = "unattributed"
 
 
 @dataclass(frozen=True)
 class Incoming:
     """A checked message about to be stored."""
 
-    kind: str  # "identify" | "track"
+    kind: MessageKind
     source: str
     message_id: str
     channel: str
@@ -47,7 +73,7 @@ class RecordStatus:
     record_id: str
     source: str
     message_id: str
-    state: str
+    state: RecordState
     customer_id: str | None
     attempts: int
     last_error: str | None

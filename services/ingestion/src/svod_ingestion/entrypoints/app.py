@@ -9,6 +9,7 @@ from svod_ingestion.adapters.quality_client import QualityStandardizer
 from svod_ingestion.adapters.storage import IngestionStore, redriven_records
 from svod_ingestion.domain.attributes import parse_declarations
 from svod_ingestion.domain.attribution import Issue
+from svod_ingestion.domain.model import RECORD_TOPICS, MessageKind
 from svod_ingestion.entrypoints.grpc_servicer import IngestionServicer
 from svod_ingestion.service_layer.delivery import RecordDelivery
 from svod_ingestion.service_layer.held_sweeper import HeldEventSweeper
@@ -42,20 +43,20 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         config.unknown_customer_grace_s,
         held,
     )
-    outbox = metered_outbox_store(engine, telemetry.metrics, ["record.identify", "record.track"])
+    outbox = metered_outbox_store(engine, telemetry.metrics, list(RECORD_TOPICS))
 
     def relay_of(lane: OutboxLane, batch_size: int) -> OutboxRelay:
         return OutboxRelay(
             outbox,
             {},
             telemetry.tracer,
-            on_failure={"record.identify": delivery.failed, "record.track": delivery.failed},
+            on_failure=dict.fromkeys(RECORD_TOPICS, delivery.failed),
             # A pass at a time: events as one look-up call and one ApplyEventBatch; identify
             # calls of a bulk pass as ResolveBatch streams.
             # Each pass holds the delivery lock shared: an erasure waits for the passes running.
             batch_handlers={
-                "record.identify": store.while_delivering(delivery.identify),
-                "record.track": store.while_delivering(delivery.track),
+                MessageKind.IDENTIFY.topic: store.while_delivering(delivery.identify),
+                MessageKind.TRACK.topic: store.while_delivering(delivery.track),
             },
             batch_size=batch_size,
             lease_s=config.outbox_lease_s,

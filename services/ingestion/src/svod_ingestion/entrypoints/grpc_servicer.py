@@ -23,7 +23,7 @@ from svod_ingestion.domain.messages import (
     validate_ref,
     validate_track,
 )
-from svod_ingestion.domain.model import Accepted, Incoming
+from svod_ingestion.domain.model import Accepted, Incoming, MessageKind, RecordState
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.bounds import MAX_STREAM_MESSAGES
 from svod_runtime.dead_letters import DeadLetterRpcs
@@ -42,10 +42,10 @@ _CHANNEL = common_pb2.SourceChannel.DESCRIPTOR
 _EVENT_TYPE = common_pb2.EventType.DESCRIPTOR
 _GENDER = common_pb2.Gender.DESCRIPTOR
 _STATE = {
-    "pending": ingestion_pb2.RecordStatus.STATE_PENDING,
-    "delivered": ingestion_pb2.RecordStatus.STATE_DELIVERED,
-    "failed": ingestion_pb2.RecordStatus.STATE_FAILED,
-    "unattributed": ingestion_pb2.RecordStatus.STATE_UNATTRIBUTED,
+    RecordState.PENDING: ingestion_pb2.RecordStatus.STATE_PENDING,
+    RecordState.DELIVERED: ingestion_pb2.RecordStatus.STATE_DELIVERED,
+    RecordState.FAILED: ingestion_pb2.RecordStatus.STATE_FAILED,
+    RecordState.UNATTRIBUTED: ingestion_pb2.RecordStatus.STATE_UNATTRIBUTED,
 }
 _ISSUE = ingestion_pb2.AttributionIssue.DESCRIPTOR
 
@@ -244,7 +244,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         # (an expanded abbreviation must not make a field too long for identity or profile).
         validate_identify(identify_message(stored), now, self.attributes)
         return Incoming(
-            kind="identify",
+            kind=MessageKind.IDENTIFY,
             source=request.record_ref.source,
             message_id=request.record_ref.message_id,
             channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
@@ -300,7 +300,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         validate_track(message, now, self.currency)
         payload = request.SerializeToString(deterministic=True)
         return Incoming(
-            kind="track",
+            kind=MessageKind.TRACK,
             source=message.source,
             message_id=message.message_id,
             channel=message.channel,

@@ -20,6 +20,7 @@ from svod_ingestion.domain.attribution import (
     describe,
     identifier_key,
 )
+from svod_ingestion.domain.model import MessageKind
 from svod_runtime.errors import is_erasure
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 
@@ -49,7 +50,7 @@ class Downstream(Protocol):
         each, None or the refusal. Raises DeliveryError when profile could not be asked."""
         ...
 
-    def identifiers_of(self, kind: str, payload: bytes) -> list[tuple[str, str, str]]:
+    def identifiers_of(self, kind: MessageKind, payload: bytes) -> list[tuple[str, str, str]]:
         """(type, value, namespace) of a stored request's identifiers."""
         ...
 
@@ -115,7 +116,7 @@ class RecordDelivery:
             else:
                 delivered.append((int(message.key), outcome, message.attempts + 1))
                 payload = stored[int(message.key)].payload
-                identifiers = self.downstream.identifiers_of("identify", payload)
+                identifiers = self.downstream.identifiers_of(MessageKind.IDENTIFY, payload)
                 keys += [identifier_key(*i) for i in identifiers]
         await self.store.mark_delivered_many(delivered)
         # Events held for want of these identifiers' customer get a look now.
@@ -233,7 +234,9 @@ class RecordDelivery:
         await self.store.mark_delivered_many(delivered)
 
     def _keys(self, payload: bytes) -> set[str]:
-        return {identifier_key(*i) for i in self.downstream.identifiers_of("track", payload)}
+        return {
+            identifier_key(*i) for i in self.downstream.identifiers_of(MessageKind.TRACK, payload)
+        }
 
     async def _pending_identify_keys(self) -> set[str]:
         """Keys of the identifiers of identify calls identity has not resolved yet (or the
@@ -244,7 +247,7 @@ class RecordDelivery:
         return {
             identifier_key(*i)
             for payload in payloads
-            for i in self.downstream.identifiers_of("identify", payload)
+            for i in self.downstream.identifiers_of(MessageKind.IDENTIFY, payload)
         }
 
     def _hold(

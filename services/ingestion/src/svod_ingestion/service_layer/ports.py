@@ -13,11 +13,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from svod_ingestion.domain.attribution import HeldEvent, Issue
-from svod_ingestion.domain.model import Incoming, RecordStatus, StoredRecord
+from svod_ingestion.domain.model import Incoming, MessageKind, RecordStatus, StoredRecord
 from svod_runtime.outbox import OutboxLane
 
 # (type, value, namespace) of a stored message's identifiers, from its kind and payload.
-IdentifiersOf = Callable[[str, bytes], list[tuple[str, str, str]]]
+IdentifiersOf = Callable[[MessageKind, bytes], list[tuple[str, str, str]]]
 
 
 class IngestionUnit(Protocol):
@@ -25,7 +25,7 @@ class IngestionUnit(Protocol):
 
     async def insert_records(
         self, rows: Sequence[tuple[str, Incoming, bytes]]
-    ) -> dict[tuple[str, str], tuple[str, StoredRecord]]:
+    ) -> dict[tuple[str, str], tuple[MessageKind, StoredRecord]]:
         """Stores new messages (record id, message, payload hash); returns those stored here
         by (source, message id), with their kind. Taken ids are skipped."""
 
@@ -34,7 +34,7 @@ class IngestionUnit(Protocol):
     ) -> dict[tuple[str, str], StoredRecord]: ...
 
     async def enqueue_many(
-        self, records: Sequence[tuple[int, str, bool]], lane: OutboxLane
+        self, records: Sequence[tuple[int, MessageKind, bool]], lane: OutboxLane
     ) -> None:
         """Outbox entries (record pk, kind, quality unchecked) for new records, in order, in
         the relay lane they wait for."""
@@ -44,7 +44,7 @@ class IngestionRepository(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[IngestionUnit]: ...
 
     async def erase_pending(
-        self, matches: Callable[[str, bytes], bool], error: str, chunk: int = 2_000
+        self, matches: Callable[[MessageKind, bytes], bool], error: str, chunk: int = 2_000
     ) -> int:
         """Erases the payloads of messages not delivered yet for which ``matches(kind,
         payload)`` holds and fails them with ``error``; returns how many."""

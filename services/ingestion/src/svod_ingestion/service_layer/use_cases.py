@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from svod_ingestion.domain.attribution import HeldEvent, Issue, identifier_key
 from svod_ingestion.domain.messages import validate_refs
-from svod_ingestion.domain.model import Accepted, Incoming, RecordStatus
+from svod_ingestion.domain.model import Accepted, Incoming, MessageKind, RecordStatus
 from svod_ingestion.service_layer.ports import HeldEvents, IdentifiersOf, IngestionRepository
 from svod_runtime.errors import AlreadyExists, NotFound, SvodError, ViolationCollector
 from svod_runtime.outbox import OutboxLane
@@ -120,7 +120,7 @@ class IngestionService:
         keys = {identifier_key(*i) for i in identifiers if i[1].strip()}
         if keys:
 
-            def carries(kind: str, payload: bytes) -> bool:
+            def carries(kind: MessageKind, payload: bytes) -> bool:
                 return any(identifier_key(*i) in keys for i in self.identifiers_of(kind, payload))
 
             erased = await self.store.erase_pending(carries, ERASED_PENDING)

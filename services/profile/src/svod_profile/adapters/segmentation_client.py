@@ -7,13 +7,13 @@ its own delivery, so every change stays in the trace of the write that caused it
 from __future__ import annotations
 
 import asyncio
-import json
 
 import grpc
 from google.rpc import code_pb2
 
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_profile.adapters.storage import ProfileStore
+from svod_profile.domain.announcements import ProfileChanged
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 
 # The most changes segmentation takes in one call.
@@ -41,10 +41,10 @@ class SegmentationAnnouncer:
         # Imported here: the servicer module holds the proto mapping of a profile.
         from svod_profile.entrypoints.grpc_servicer import profile_proto, timeline_entry
 
-        changes = [json.loads(m.payload) for m in messages]
-        refs = [tuple(r) for change in changes for r in change.get("events", [])]
-        refs += [tuple(r) for change in changes for r in change.get("split", {}).get("moved", [])]
-        split_sources = {c["split"]["source"] for c in changes if "split" in c}
+        changes = [ProfileChanged.parse(m.payload) for m in messages]
+        refs = [r for change in changes for r in change.events]
+        refs += [r for change in changes if change.split is not None for r in change.split.moved]
+        split_sources = {c.split.source for c in changes if c.split is not None}
         async with self.store.reader() as tx:
             views = await tx.load_many(sorted({m.key for m in messages} | split_sources))
             events = {(e.source, e.message_id): e for e in await tx.events.events_by_ref(refs)}
@@ -58,26 +58,24 @@ class SegmentationAnnouncer:
             view = views.get(message.key)
             if view is None:  # merged away or erased since: nothing left to announce
                 continue
-            new_events = [events[tuple(r)] for r in change.get("events", []) if tuple(r) in events]
+            new_events = [events[r] for r in change.events if r in events]
             request = segmentation_pb2.ApplyProfileChangeRequest(
                 customer_id=message.key,
                 profile_version=view.version,
                 profile=profile_proto(view, self.currency),
                 new_events=[timeline_entry(e, self.currency) for e in new_events],
-                merged_customer_ids=change.get("merged", []),
+                merged_customer_ids=change.merged,
                 trace_context=message.trace_carrier,
             )
-            if "split" in change:
-                split = change["split"]
-                request.split.source_customer_id = split["source"]
-                source = views.get(split["source"])
+            if change.split is not None:
+                split = change.split
+                request.split.source_customer_id = split.source
+                source = views.get(split.source)
                 if source is not None:  # erased since: only the events move
                     request.split.source_profile_version = source.version
                     request.split.source_profile.CopyFrom(profile_proto(source, self.currency))
                 request.split.moved_events.extend(
-                    timeline_entry(events[tuple(r)], self.currency)
-                    for r in split["moved"]
-                    if tuple(r) in events
+                    timeline_entry(events[r], self.currency) for r in split.moved if r in events
                 )
             requests.append(request)
             sent.append(index)

@@ -16,6 +16,7 @@ from svod_profile.adapters.event_storage import EventRepository, metrics_from_js
 from svod_profile.domain.announcements import (
     CHANGED_TOPIC,
     CONTACT_FAILED_TOPIC,
+    ProfileChanged,
     contact_failure_payload,
 )
 from svod_profile.domain.consents import Consent
@@ -508,9 +509,9 @@ class ProfileTransaction:
         """Adds (key, payload, trace carrier) messages to the outbox, in this transaction."""
         await enqueue_many(self.conn, topic, messages)
 
-    async def announce(self, customer_id: str, payload: dict[str, object]) -> None:
+    async def announce(self, customer_id: str, change: ProfileChanged) -> None:
         """Tells segmentation (through the outbox) that this profile changed."""
-        await enqueue(self.conn, CHANGED_TOPIC, customer_id, json.dumps(payload).encode())
+        await enqueue(self.conn, CHANGED_TOPIC, customer_id, change.payload())
 
     async def merge_into(self, survivor: str, merged: list[str]) -> None:
         """Moves the merged customers' data to the survivor; their profiles disappear."""

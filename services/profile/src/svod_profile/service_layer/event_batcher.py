@@ -14,7 +14,6 @@ other, and metrics are commutative.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from svod_profile.domain.announcements import (
     CHANGED_TOPIC,
     CONTACT_FAILED_TOPIC,
+    ProfileChanged,
     contact_failure_payload,
 )
 from svod_profile.domain.consents import consent_from_event
@@ -168,7 +168,9 @@ class EventBatcher:
                 [
                     (
                         owner,
-                        json.dumps({"events": [[e.source, e.message_id] for e in events]}).encode(),
+                        ProfileChanged(
+                            events=tuple((e.source, e.message_id) for e in events)
+                        ).payload(),
                         carriers[owner],
                     )
                     for owner, events in new_events.items()

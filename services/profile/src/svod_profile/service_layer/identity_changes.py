@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from svod_profile.domain.announcements import ProfileChanged, SplitPart
 from svod_profile.domain.consents import merge_consents
 from svod_profile.domain.events import EventFact, fold
 from svod_profile.domain.model import IdentifierObservation, Provenance
@@ -31,18 +32,8 @@ async def _announce_split(
     (a very large split goes in parts of MOVED_EVENTS_PER_ANNOUNCEMENT events)."""
     step = MOVED_EVENTS_PER_ANNOUNCEMENT
     for start in range(0, max(len(moving), 1), step):
-        part = [list(r) for r in moving[start : start + step]]
-        await tx.announce(
-            target,
-            {
-                "events": [],
-                "merged": redirected,
-                "split": {
-                    "source": source,
-                    "moved": part,
-                },
-            },
-        )
+        part = SplitPart(source, tuple(moving[start : start + step]))
+        await tx.announce(target, ProfileChanged(merged=tuple(redirected), split=part))
 
 
 class IdentityChanges:
@@ -91,7 +82,7 @@ class IdentityChanges:
             # Metrics are recomputed from all events, as if they had always been one customer's.
             await tx.events.save_metrics(survivor, fold(await tx.events.events_of(survivor)))
             await tx.events.replace_consents(survivor, merge_consents(c for _, c in held), merged)
-            await tx.announce(survivor, {"events": [], "merged": merged})
+            await tx.announce(survivor, ProfileChanged(merged=tuple(merged)))
         self.on_announced()
 
     async def split(

@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from svod_profile.domain.announcements import ProfileChanged
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
 from svod_profile.domain.model import (
@@ -196,7 +197,7 @@ class ProfileUnit(Protocol):
     # -- the outbox
     async def report_contact_failure(self, customer_id: str, event: EventFact) -> None: ...
 
-    async def announce(self, customer_id: str, payload: dict[str, object]) -> None:
+    async def announce(self, customer_id: str, change: ProfileChanged) -> None:
         """Tells segmentation (through the outbox) that this profile changed."""
 
     async def enqueue_many(

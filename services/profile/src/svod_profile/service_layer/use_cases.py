@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 
-from svod_profile.domain.announcements import CHANGED_TOPIC
+from svod_profile.domain.announcements import CHANGED_NO_EVENTS, CHANGED_TOPIC, ProfileChanged
 from svod_profile.domain.consents import (
     CHANNELS,
     CLOCK_TOLERANCE,
@@ -147,7 +147,7 @@ class ProfileService:
                 return await tx.version(mine.customer_id), False
             touched = {t.field for t in mine.traits}
             version = await self._show(tx, mine.customer_id, touched)
-            await tx.announce(mine.customer_id, {"events": []})
+            await tx.announce(mine.customer_id, ProfileChanged())
             return version, True
 
         # The last resort of a batch that failed (one record at a time): a lost deadlock is
@@ -245,7 +245,7 @@ class ProfileService:
             # One announcement per changed customer, continuing its first record's trace.
             await tx.enqueue_many(
                 CHANGED_TOPIC,
-                [(owner, b'{"events": []}', carriers[owner]) for owner in changed],
+                [(owner, CHANGED_NO_EVENTS, carriers[owner]) for owner in changed],
             )
         return [(versions[o], c) for o, c in zip(owners, claimed, strict=True)]
 
@@ -325,7 +325,7 @@ class ProfileService:
                     tx, current, opt_out, record_ref=(event.source, event.message_id)
                 )
             await tx.report_contact_failure(current, event)
-            await tx.announce(current, {"events": [[event.source, event.message_id]]})
+            await tx.announce(current, ProfileChanged(events=((event.source, event.message_id),)))
             return version, True
 
         # As ``_apply_checked``: the batcher's one-by-one path, a lost deadlock runs again.
@@ -356,7 +356,7 @@ class ProfileService:
             current = await tx.lock_current_profile(current)
             await self._record_consent(tx, current, consent, stated_for=customer_id)
             await tx.events.save_metrics(current, await tx.events.metrics(current))
-            await tx.announce(current, {"events": []})
+            await tx.announce(current, ProfileChanged())
         self.on_announced()
         return await self.get_by_id(current)
 

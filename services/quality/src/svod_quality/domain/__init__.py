@@ -14,6 +14,7 @@ from svod_quality.domain.model import (
     IDENTIFIER_TYPES,
     Address,
     Finding,
+    FindingAction,
     Identifier,
     RawRecord,
     Result,
@@ -30,6 +31,7 @@ from svod_quality.domain.report import (
     worst_sources,
 )
 from svod_quality.domain.rules import (
+    RuleAction,
     RuleDefinitionError,
     RuleSet,
     RuleViolation,
@@ -53,6 +55,7 @@ __all__ = [
     "Address",
     "BatchTally",
     "Finding",
+    "FindingAction",
     "Identifier",
     "ObservedIdentifier",
     "ProfileFacts",
@@ -63,6 +66,7 @@ __all__ = [
     "RawRecord",
     "ReportBuilder",
     "Result",
+    "RuleAction",
     "RuleDefinitionError",
     "RuleSet",
     "RuleViolation",

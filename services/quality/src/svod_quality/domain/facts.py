@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from svod_quality.domain.dates import birth_date_problem
 from svod_quality.domain.emails import analyse_email
-from svod_quality.domain.model import Address, Identifier, RawRecord
+from svod_quality.domain.model import Address, FindingAction, Identifier, RawRecord
 from svod_quality.domain.phones import analyse_phone
 from svod_quality.domain.rules import RuleSet
 from svod_quality.domain.scoring import ProfileFacts
@@ -133,6 +133,6 @@ def collect_facts(
         and not birth_date_problem(profile.birth_date, today),
         address_complete=any(a.city and a.address_line for a in profile.addresses),
         contact_confirmed_at=max(confirmed) if confirmed else None,
-        open_flags=sum(1 for f in result.findings if f.action != "corrected"),
+        open_flags=sum(1 for f in result.findings if f.action is not FindingAction.CORRECTED),
         undeliverable=not all(deliverable.values()),
     )

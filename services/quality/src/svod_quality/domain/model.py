@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Final, Literal, NamedTuple
 
 IDENTIFIER_TYPES: Final = frozenset(
@@ -25,9 +26,14 @@ IDENTIFIER_TYPES: Final = frozenset(
 Gender = Literal["female", "male", "unknown"]
 GENDERS: Final = frozenset({"female", "male", "unknown"})
 
-# Finding actions, as in the proto: the record was rejected for it, it was only flagged,
-# or standardisation changed something a person may want to know about.
-FindingAction = Literal["rejected", "flagged", "corrected"]
+
+class FindingAction(StrEnum):
+    """As the proto's ``Finding.action`` spells it: the record was rejected for it, it was only
+    flagged, or standardisation changed something a person may want to know about."""
+
+    REJECTED = "rejected"
+    FLAGGED = "flagged"
+    CORRECTED = "corrected"
 
 
 class Identifier(NamedTuple):

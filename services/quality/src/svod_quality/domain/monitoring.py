@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from svod_quality.domain.model import RawRecord, Result
+from svod_quality.domain.model import FindingAction, RawRecord, Result
 
 # (rule, field, action) -> number of findings.
 FindingKey = tuple[str, str, str]
@@ -51,7 +51,7 @@ class BatchTally:
         self.rejected += result.rejected
         flagged = False
         for finding in result.findings:
-            flagged = flagged or finding.action == "flagged"
+            flagged = flagged or finding.action is FindingAction.FLAGGED
             self.findings[(finding.rule, finding_field(sent, finding.field), finding.action)] += 1
         self.flagged += flagged
 

@@ -11,17 +11,31 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final, NamedTuple
 
 from svod_quality.domain.checks import CHECKS, CheckFn, is_known_field, parse_param
 from svod_quality.domain.model import FindingAction
 
-ACTIONS: Final = ("reject", "flag")
 _RULE_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _RULE_ID_FORMAT: Final = "1-64 characters of [A-Za-z0-9._:-] starting with a letter or digit"
 # The source name format of RecordRef.source.
 _SOURCE: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _KEYS: Final = ("rule_id", "field", "source", "action", "check", "parameters")
+
+
+class RuleAction(StrEnum):
+    """What a failed rule does to the record (the proto's ``ValidationRule.action``)."""
+
+    REJECT = "reject"
+    FLAG = "flag"
+
+    @property
+    def finding(self) -> FindingAction:
+        return FindingAction.REJECTED if self is RuleAction.REJECT else FindingAction.FLAGGED
+
+
+ACTIONS: Final = frozenset(a.value for a in RuleAction)
 
 
 class RuleViolation(NamedTuple):
@@ -49,7 +63,7 @@ class ValidationRule:
     rule_id: str
     field: str
     source: str | None
-    action: str
+    action: RuleAction
     check: str
     parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
     typed_parameters: Mapping[str, Any] = dataclasses.field(init=False, repr=False, compare=False)
@@ -61,6 +75,7 @@ class ValidationRule:
         if violations:
             raise RuleDefinitionError(violations)
         # Frozen: assign the derived values through object.__setattr__.
+        object.__setattr__(self, "action", RuleAction(self.action))
         object.__setattr__(self, "parameters", {k: str(v) for k, v in self.parameters.items()})
         object.__setattr__(self, "typed_parameters", typed)
 
@@ -95,7 +110,8 @@ def _validate(  # noqa: C901
     if source is not None and not _SOURCE.fullmatch(source):
         bad.append(RuleViolation("source", "empty (all sources) or 1-64 characters of [a-z0-9._-]"))
     if action not in ACTIONS:
-        bad.append(RuleViolation("action", f"must be one of {', '.join(ACTIONS)}, not {action!r}"))
+        choices = ", ".join(RuleAction)
+        bad.append(RuleViolation("action", f"must be one of {choices}, not {action!r}"))
     spec = CHECKS.get(check)
     if spec is None:
         bad.append(RuleViolation("check", f"unknown check {check!r}; known: {', '.join(CHECKS)}"))
@@ -155,7 +171,7 @@ def parse_rule(definition: Mapping[str, object]) -> ValidationRule:
     bad.extend(v for v in violations if v.field not in seen)
     if bad:
         raise RuleDefinitionError(bad)
-    return ValidationRule(rule_id, field_name, source, action, check, dict(params))
+    return ValidationRule(rule_id, field_name, source, RuleAction(action), check, dict(params))
 
 
 # A sensible start for a deployment: flag what a person should look at, reject nothing.
@@ -170,14 +186,14 @@ DEFAULT_RULE_DEFINITIONS: Final = (
 
 
 def default_rules() -> list[ValidationRule]:
-    return [parse_rule({**d, "action": "flag"}) for d in DEFAULT_RULE_DEFINITIONS]
+    return [parse_rule({**d, "action": RuleAction.FLAG}) for d in DEFAULT_RULE_DEFINITIONS]
 
 
 class PlannedCheck(NamedTuple):
     fn: CheckFn
     wants_empty: bool
     params: Mapping[str, Any]
-    action: FindingAction  # "rejected" or "flagged"
+    action: FindingAction  # rejected or flagged
     rule_id: str
 
 
@@ -200,10 +216,13 @@ class RuleSet:
             for rule in self.rules:
                 if rule.applies_to_source(source):
                     spec = CHECKS[rule.check]
-                    action: FindingAction = "rejected" if rule.action == "reject" else "flagged"
                     grouped.setdefault(rule.field, []).append(
                         PlannedCheck(
-                            spec.fn, spec.wants_empty, rule.typed_parameters, action, rule.rule_id
+                            spec.fn,
+                            spec.wants_empty,
+                            rule.typed_parameters,
+                            rule.action.finding,
+                            rule.rule_id,
                         )
                     )
             plan = self._plans[source] = tuple((f, tuple(c)) for f, c in grouped.items())

@@ -28,7 +28,15 @@ from typing import Final
 from svod_quality.domain.addresses import normalize_address
 from svod_quality.domain.checks import ATTRIBUTE_PREFIX, FieldValue
 from svod_quality.domain.emails import analyse_email
-from svod_quality.domain.model import GENDERS, Address, Finding, Identifier, RawRecord, Result
+from svod_quality.domain.model import (
+    GENDERS,
+    Address,
+    Finding,
+    FindingAction,
+    Identifier,
+    RawRecord,
+    Result,
+)
 from svod_quality.domain.names import infer_gender, normalize_name, split_full_name
 from svod_quality.domain.phones import analyse_phone
 from svod_quality.domain.rules import RuleSet, ValidationRule
@@ -62,7 +70,9 @@ def _std_identifier(
         if phone.valid and not phone.placeholder:
             return Identifier(id_type, phone.e164, ident.namespace.strip())
         why = phone.reason if phone.placeholder else f"not a valid phone number ({phone.reason})"
-        findings.append(Finding(path, "corrected", "std.phone_unusable", f"removed: {why}"))
+        findings.append(
+            Finding(path, FindingAction.CORRECTED, "std.phone_unusable", f"removed: {why}")
+        )
         return None
     if id_type == "email":
         email = analyse_email(raw)
@@ -71,11 +81,19 @@ def _std_identifier(
             if email.suggestion:
                 message = "the domain looks mistyped; confirm the address, then use the suggestion"
                 findings.append(
-                    Finding(path, "flagged", "std.email_domain_typo", message, email.suggestion)
+                    Finding(
+                        path,
+                        FindingAction.FLAGGED,
+                        "std.email_domain_typo",
+                        message,
+                        email.suggestion,
+                    )
                 )
             return Identifier(id_type, email.normalized, ident.namespace.strip())
         message = f"removed: not a valid e-mail ({email.reason})"
-        findings.append(Finding(path, "corrected", "std.email_unusable", message, email.suggestion))
+        findings.append(
+            Finding(path, FindingAction.CORRECTED, "std.email_unusable", message, email.suggestion)
+        )
         return None
     value = raw.strip()
     if id_type == "loyalty_card":
@@ -103,7 +121,12 @@ def _std_names(record: RawRecord, out: RawRecord, findings: list[Finding]) -> No
             out.last_name, out.first_name, out.middle_name = split
             message = "split into last, first and middle name"
             findings.append(
-                Finding(_NAME_PATHS[source_field], "corrected", "std.full_name_split", message)
+                Finding(
+                    _NAME_PATHS[source_field],
+                    FindingAction.CORRECTED,
+                    "std.full_name_split",
+                    message,
+                )
             )
     given = record.gender.strip().lower() if record.gender else "unknown"
     given = given if given in GENDERS else "unknown"
@@ -112,11 +135,16 @@ def _std_names(record: RawRecord, out: RawRecord, findings: list[Finding]) -> No
     if given == "unknown" and inferred != "unknown":
         out.gender = inferred
         findings.append(
-            Finding("gender", "corrected", "std.gender_inferred", f"{inferred}, from the {basis}")
+            Finding(
+                "gender",
+                FindingAction.CORRECTED,
+                "std.gender_inferred",
+                f"{inferred}, from the {basis}",
+            )
         )
     elif given != "unknown" and basis == "patronymic" and inferred != given:
         message = f"given as {given} but the patronymic is {inferred}"
-        findings.append(Finding("gender", "flagged", "std.gender_mismatch", message))
+        findings.append(Finding("gender", FindingAction.FLAGGED, "std.gender_mismatch", message))
 
 
 def standardize_record(record: RawRecord) -> Standardized:
@@ -133,7 +161,9 @@ def standardize_record(record: RawRecord) -> Standardized:
             out.identifiers.append(std)
     if not out.identifiers:
         message = "no usable identifier (e-mail, phone, card, ...) in the record"
-        findings.append(Finding("identifiers", "rejected", "std.no_identifier", message))
+        findings.append(
+            Finding("identifiers", FindingAction.REJECTED, "std.no_identifier", message)
+        )
     _std_names(record, out, findings)
     out.addresses = [normalize_address(a) for a in record.addresses]
     return Standardized(out, findings, values)
@@ -205,5 +235,5 @@ def standardize_and_validate(
     """
     std = standardize_record(record)
     findings = std.findings + validate(std, rules, source, today)
-    rejected = any(f.action == "rejected" for f in findings)
+    rejected = any(f.action is FindingAction.REJECTED for f in findings)
     return Result(std.record, rejected, findings)

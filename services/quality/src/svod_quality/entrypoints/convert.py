@@ -10,6 +10,7 @@ from svod.quality.v1 import quality_pb2
 from svod_quality.domain import (
     Address,
     Finding,
+    FindingAction,
     Identifier,
     QualityPoint,
     QualityReport,
@@ -30,7 +31,7 @@ _ID_NUMBERS: Final = {name: number for number, name in _ID_NAMES.items()}
 _GENDER_NAMES: Final = {common_pb2.GENDER_FEMALE: "female", common_pb2.GENDER_MALE: "male"}
 _GENDER_NUMBERS: Final = {name: number for number, name in _GENDER_NAMES.items()}
 INVALID_DATE: Final = Finding(
-    "birth_date", "rejected", "std.birth_date_invalid", "not a calendar date"
+    "birth_date", FindingAction.REJECTED, "std.birth_date_invalid", "not a calendar date"
 )
 
 

@@ -37,6 +37,7 @@ from svod_segmentation.domain.model import (
     Evaluation,
     Member,
     MembershipEvent,
+    MembershipKind,
     Segment,
 )
 from svod_segmentation.domain.rules import (
@@ -745,7 +746,7 @@ class SegmentationTransaction:
         self,
         removed: list[tuple[str, str]],
         put: list[tuple[str, str, str]],
-        events: list[tuple[str, str, str, str]],
+        events: list[tuple[str, str, MembershipKind, str]],
         now: dt.datetime,
     ) -> None:
         """Memberships to remove (segment, customer) and to put (segment, customer, label),
@@ -895,7 +896,7 @@ class SegmentationTransaction:
             MembershipEvent(
                 r.segment_id,
                 str(r.customer_id),
-                r.kind,
+                MembershipKind(r.kind),
                 r.at,
                 r.label or "",
                 (int(r.txid), int(r.event_id)),

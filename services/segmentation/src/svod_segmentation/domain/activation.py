@@ -66,11 +66,6 @@ class DeliveryState(StrEnum):
     DEAD_LETTER = "dead_letter"
 
 
-class ChangeKind(StrEnum):
-    ENTERED = "entered"
-    EXITED = "exited"
-
-
 @dataclass(frozen=True)
 class Destination:
     destination_id: str
@@ -123,7 +118,7 @@ class Delivery:
     sequence: int
     kind: DeliveryKind
     state: DeliveryState
-    # changes: [customer id, "entered"/"exited", label, time]; pages: [customer id, label]
+    # changes: [customer id, MembershipKind value, label, time]; pages: [customer id, label]
     items: tuple[tuple[str, ...], ...]
     sync_id: str = ""
     page: int = 0

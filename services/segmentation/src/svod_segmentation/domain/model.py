@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 
 from svod_segmentation.domain.rules import SegmentDefinition
 
@@ -129,11 +130,18 @@ class Member:
     rfm_scores: tuple[int, int, int] | None = None
 
 
+class MembershipKind(StrEnum):
+    """A change of membership: in a membership event and in a live binding's change delivery."""
+
+    ENTERED = "entered"
+    EXITED = "exited"
+
+
 @dataclass(frozen=True)
 class MembershipEvent:
     segment_id: str
     customer_id: str
-    kind: str  # "entered" / "exited"
+    kind: MembershipKind
     at: dt.datetime
     label: str
     position: tuple[int, int]  # (transaction id, event id): the resume position

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from svod_segmentation.domain.activation import Contact, Delivery, DeliveryKind
 from svod_segmentation.domain.fields import CONSENT_CHANNELS
+from svod_segmentation.domain.model import MembershipKind
 
 SIGNATURE_VERSION = "v1"
 # Statuses that say "not now": retried for as long as it takes (an outage loses nothing).
@@ -112,7 +113,7 @@ def body(
     if delivery.kind is DeliveryKind.CHANGES:
         changes = []
         for customer_id, kind, label, at in delivery.items:
-            if kind == "entered" and customer_id not in allowed:
+            if kind == MembershipKind.ENTERED and customer_id not in allowed:
                 suppressed += 1
                 continue
             changes.append(

@@ -24,6 +24,7 @@ from svod_segmentation.domain.model import (
     CustomerSnapshot,
     Member,
     MembershipEvent,
+    MembershipKind,
     ProfileChange,
     Segment,
     SplitSide,
@@ -35,8 +36,8 @@ _CHANNEL = common_pb2.SourceChannel.DESCRIPTOR
 _CONSENT_CHANNEL = profile_pb2.ConsentChannel.DESCRIPTOR
 _CONSENT_STATUS = profile_pb2.ConsentStatus.DESCRIPTOR
 _KINDS = {
-    "entered": pb.MembershipEvent.KIND_ENTERED,
-    "exited": pb.MembershipEvent.KIND_EXITED,
+    MembershipKind.ENTERED: pb.MembershipEvent.KIND_ENTERED,
+    MembershipKind.EXITED: pb.MembershipEvent.KIND_EXITED,
 }
 
 

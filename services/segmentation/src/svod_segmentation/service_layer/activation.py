@@ -49,6 +49,7 @@ from svod_segmentation.domain.activation import (
     validate_binding,
     validate_destination,
 )
+from svod_segmentation.domain.model import MembershipKind
 from svod_segmentation.service_layer.ports import (
     ActivationRepository,
     ActivationUnit,
@@ -325,9 +326,9 @@ class ActivationService:
                 items: list[tuple[str, ...]] = []
                 for customer_id, was_in, is_in, old_label, new_label in diff:
                     if was_in:
-                        items.append((customer_id, "exited", old_label, at))
+                        items.append((customer_id, MembershipKind.EXITED, old_label, at))
                     if is_in:
-                        items.append((customer_id, "entered", new_label, at))
+                        items.append((customer_id, MembershipKind.ENTERED, new_label, at))
                 await tx.add_deliveries(binding, DeliveryKind.CHANGES, pages(items))
                 changes += len(items)
         if changes:

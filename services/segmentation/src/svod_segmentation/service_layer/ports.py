@@ -32,6 +32,7 @@ from svod_segmentation.domain.model import (
     Evaluation,
     Member,
     MembershipEvent,
+    MembershipKind,
     Segment,
 )
 from svod_segmentation.domain.responsiveness import ChannelStats
@@ -115,7 +116,7 @@ class SegmentationUnit(Protocol):
         self,
         removed: list[tuple[str, str]],
         put: list[tuple[str, str, str]],
-        events: list[tuple[str, str, str, str]],
+        events: list[tuple[str, str, MembershipKind, str]],
         now: dt.datetime,
     ) -> None: ...
 

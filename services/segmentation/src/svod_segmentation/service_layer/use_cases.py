@@ -31,6 +31,7 @@ from svod_segmentation.domain.model import (
     Evaluation,
     Member,
     MembershipEvent,
+    MembershipKind,
     ProfileChange,
     RecomputeOutcome,
     Segment,
@@ -697,18 +698,18 @@ class SegmentationService:
         evaluations = await tx.evaluate_current(ids, now)
         removed: list[tuple[str, str]] = []
         put: list[tuple[str, str, str]] = []
-        events: list[tuple[str, str, str, str]] = []
+        events: list[tuple[str, str, MembershipKind, str]] = []
         for ev in evaluations:
             for segment_id in sorted(set(ev.was_in) | set(ev.now_in)):
                 before, after = ev.was_in.get(segment_id), ev.now_in.get(segment_id)
                 if before == after:
                     continue
                 if before is not None:
-                    events.append((segment_id, ev.customer_id, "exited", before))
+                    events.append((segment_id, ev.customer_id, MembershipKind.EXITED, before))
                     if after is None:
                         removed.append((segment_id, ev.customer_id))
                 if after is not None:
-                    events.append((segment_id, ev.customer_id, "entered", after))
+                    events.append((segment_id, ev.customer_id, MembershipKind.ENTERED, after))
                     put.append((segment_id, ev.customer_id, after))
         await tx.write_changes(removed, put, events, now)
         # Only the recheck times that moved are written.
