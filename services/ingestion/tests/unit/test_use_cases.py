@@ -206,6 +206,16 @@ def test_held_events_page_through_and_waits_are_left_out_unless_asked() -> None:
     assert paths(caught.value) == {"page_size", "page_token"}
 
 
+def test_a_held_events_token_issued_before_the_shared_codec_still_pages_on() -> None:
+    svc = Service()
+    svc.held.held = [held(1, Issue.SHARED_IDENTIFIER), held(3, Issue.UNKNOWN_CUSTOMER)]
+    issued_before = "MQ=="  # base64 of the bare key 1, as ingestion issued tokens then
+
+    rest, last, _ = run(svc.use_cases.unattributed([], 2, issued_before))
+
+    assert [e.record_pk for e in rest] == [3] and last == ""
+
+
 def test_a_recheck_wakes_the_events_naming_the_customers_and_says_how_many() -> None:
     svc = Service()
     svc.held.held = [held(1, Issue.SHARED_IDENTIFIER, (CUSTOMER,))]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import json
 import time
-import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -63,6 +61,13 @@ from svod_runtime.errors import (
     NotFound,
     ViolationCollector,
 )
+from svod_runtime.ids import MUST_BE_UUID, is_uuid, parse_uuid
+from svod_runtime.paging import (
+    NOT_A_TOKEN,
+    decode_page_token,
+    encode_page_token,
+    token_time,
+)
 
 __all__ = ["MERGED_TOPIC", "SPLIT_TOPIC", "IdentityService"]
 
@@ -116,19 +121,11 @@ class ModelInfo:
     created_by: str
 
 
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _check_uuid(value: str, field: str, errors: ViolationCollector) -> None:
     if not value:
         errors.add(field, "required")
-    elif not _is_uuid(value):
-        errors.add(field, "must be a UUID")
+    elif not is_uuid(value):
+        errors.add(field, MUST_BE_UUID)
 
 
 def _check_who(actor: str, reason: str, errors: ViolationCollector) -> None:
@@ -141,34 +138,6 @@ def _page_size(size: int) -> int:
     if size < 0:
         raise InvalidArgument([FieldViolation("page_size", "must not be negative")])
     return min(size or DEFAULT_PAGE, MAX_PAGE)
-
-
-def _encode_token(values: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(list(values), default=str).encode()).decode()
-
-
-def _decode_token(token: str, arity: int) -> list[Any]:
-    try:
-        if len(token) > bounds.MAX_PAGE_TOKEN:
-            raise ValueError
-        values = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(values, list) or len(values) != arity:
-            raise ValueError
-        if not all(isinstance(v, str) and "\x00" not in v for v in values):
-            raise ValueError
-        return values
-    except (ValueError, json.JSONDecodeError):
-        raise InvalidArgument([FieldViolation("page_token", "not a token from this API")]) from None
-
-
-def _token_time(value: str) -> dt.datetime:
-    try:
-        at = dt.datetime.fromisoformat(value)
-    except ValueError:
-        at = None
-    if at is None or at.tzinfo is None or not bounds.datetime_in_range(at):
-        raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
-    return at
 
 
 def ambiguity(answer: IdentifierAnswer) -> FailedPrecondition:
@@ -552,8 +521,7 @@ class IdentityService:
         return [k if isinstance(k, InvalidArgument) else answers[k] for k in keys]
 
     async def lookup_by_id(self, customer_id: str) -> CustomerView:
-        if not _is_uuid(customer_id):
-            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
+        parse_uuid(customer_id, "customer_id")
         async with self.store.transaction() as tx:
             current = await tx.canonical_id(customer_id)
             view = None if current is None else await tx.customer_view(current)
@@ -737,15 +705,15 @@ class IdentityService:
     ) -> tuple[list[ReviewView], str]:
         """A page of review items; with ``customer_id``, every item (decided ones too) about
         that customer and the ids merged into it."""
-        if customer_id and not _is_uuid(customer_id):
-            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
+        if customer_id:
+            parse_uuid(customer_id, "customer_id")
         size = _page_size(page_size)
         after = None
         if page_token:
-            at, item = _decode_token(page_token, 2)
-            if not _is_uuid(item):
-                raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
-            after = (_token_time(at), item)
+            at, item = decode_page_token(page_token, 2)
+            if not is_uuid(item):
+                raise InvalidArgument([FieldViolation("page_token", NOT_A_TOKEN)])
+            after = (token_time(at), item)
         async with self.store.transaction() as tx:
             ids: list[str] = []
             if customer_id:
@@ -759,7 +727,7 @@ class IdentityService:
             if len(rows) > size:
                 rows = rows[:size]
                 last = rows[-1]
-                token = _encode_token([last.created_at.isoformat(), str(last.review_item_id)])
+                token = encode_page_token([last.created_at.isoformat(), str(last.review_item_id)])
             current_of = await tx.current_ids(str(r.candidate_customer_id) for r in rows)
             customers = {str(r.record_customer_id) for r in rows} | set(current_of.values())
             records, counts = await tx.side_records(sorted(customers), SIDE_RECORDS)
@@ -850,15 +818,15 @@ class IdentityService:
         size = _page_size(page_size)
         after = None
         if page_token:
-            at, t, ns, v = _decode_token(page_token, 4)
-            after = (_token_time(at), t, ns, v)
+            at, t, ns, v = decode_page_token(page_token, 4)
+            after = (token_time(at), t, ns, v)
         async with self.store.transaction() as tx:
             rows = await tx.blocked_identifiers(size + 1, after)
         token = ""
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
-            token = _encode_token(
+            token = encode_page_token(
                 [last.blocked_at.isoformat(), last.id_type, last.namespace, last.value]
             )
         return rows, token
@@ -908,8 +876,8 @@ class IdentityService:
                     {p for s in steps for p in (s.from_pk, s.to_pk) if p}
                 )
             return True, first[1], [s.with_refs(refs) for s in steps]
-        if not customer_id or not _is_uuid(customer_id):
-            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
+        if not customer_id or not is_uuid(customer_id):
+            raise InvalidArgument([FieldViolation("customer_id", MUST_BE_UUID)])
         async with self.store.transaction() as tx:
             current = await tx.canonical_id(customer_id)
             if current is None:
@@ -970,8 +938,8 @@ class IdentityService:
     ) -> tuple[list[Any], str]:
         """A page of ledger entries (about a customer and the ids merged into it, when given)."""
         errors = ViolationCollector()
-        if customer_id and not _is_uuid(customer_id):
-            errors.add("customer_id", "must be a UUID")
+        if customer_id and not is_uuid(customer_id):
+            errors.add("customer_id", MUST_BE_UUID)
         for index, kind in enumerate(kinds):
             if kind not in LEDGER_KINDS:
                 errors.add(f"kinds[{index}]", f"one of {', '.join(sorted(LEDGER_KINDS))}")
@@ -981,10 +949,10 @@ class IdentityService:
         size = _page_size(page_size)
         after = 0
         if page_token:
-            (last,) = _decode_token(page_token, 1)
+            (last,) = decode_page_token(page_token, 1)
             after = int(last) if last.isdigit() and len(last) < 19 else -1
             if after < 0:
-                raise InvalidArgument([FieldViolation("page_token", "not a token from this API")])
+                raise InvalidArgument([FieldViolation("page_token", NOT_A_TOKEN)])
         async with self.store.transaction() as tx:
             ids = None
             if customer_id:
@@ -996,7 +964,7 @@ class IdentityService:
         token = ""
         if len(rows) > size:
             rows = rows[:size]
-            token = _encode_token([str(rows[-1].entry_id)])
+            token = encode_page_token([str(rows[-1].entry_id)])
         return rows, token
 
     # -- erase -----------------------------------------------------------------------------
@@ -1005,8 +973,7 @@ class IdentityService:
         """Erases a customer's personal data and marks the customer and every id merged into
         it erased (NOT_FOUND everywhere from now on); repeatable (a second call finds nothing
         new)."""
-        if not _is_uuid(customer_id):
-            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")])
+        parse_uuid(customer_id, "customer_id")
         if not actor:
             raise InvalidArgument([FieldViolation("actor", "required")])
         errors = ViolationCollector()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import hashlib
 import logging
@@ -14,8 +13,16 @@ from svod_ingestion.domain.attribution import HeldEvent, Issue, identifier_key
 from svod_ingestion.domain.messages import validate_refs
 from svod_ingestion.domain.model import Accepted, Incoming, MessageKind, RecordStatus
 from svod_ingestion.service_layer.ports import HeldEvents, IdentifiersOf, IngestionRepository
-from svod_runtime.errors import AlreadyExists, NotFound, SvodError, ViolationCollector
+from svod_runtime.errors import (
+    AlreadyExists,
+    InvalidArgument,
+    NotFound,
+    SvodError,
+    ViolationCollector,
+)
+from svod_runtime.ids import MUST_BE_UUID, is_uuid
 from svod_runtime.outbox import OutboxLane
+from svod_runtime.paging import NOT_A_TOKEN, decode_page_token, encode_page_token
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +32,19 @@ MAX_RECHECK_IDS = 1_000
 MAX_ERASED_IDENTIFIERS = 1_000
 # last_error of a message dropped because the person it is about was erased.
 ERASED_PENDING = "erased on request before delivery: the person was erased"
+
+
+def _held_position(token: str) -> int | None:
+    """The held-event key a page token of ``unattributed`` holds; None when it is not one.
+    Tokens issued before the shared codec (base64 of the bare number) still decode."""
+    try:
+        (value,) = decode_page_token(token, 1, bare=True)
+    except InvalidArgument:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 19:
+        return None
+    position = int(value)
+    return position if position < 2**63 else None
 
 
 class IngestionService:
@@ -166,12 +186,11 @@ class IngestionService:
             errors.add("page_size", f"between 0 and {MAX_PAGE}")
         after = 0
         if page_token:
-            try:
-                after = int(base64.urlsafe_b64decode(page_token.encode()).decode())
-            except (ValueError, UnicodeDecodeError):
-                after = -1
-            if not 0 <= after < 2**63:
-                errors.add("page_token", "not a token from this API")
+            position = _held_position(page_token)
+            if position is None:
+                errors.add("page_token", NOT_A_TOKEN)
+            else:
+                after = position
         errors.raise_if_any()
         wanted = list(issues) or [i for i in Issue if not i.waiting]
         size = page_size or DEFAULT_PAGE
@@ -179,7 +198,7 @@ class IngestionService:
         token = ""
         if len(rows) > size:
             rows = rows[:size]
-            token = base64.urlsafe_b64encode(str(rows[-1].record_pk).encode()).decode()
+            token = encode_page_token([str(rows[-1].record_pk)])
         return rows, token, await self.held.counts()
 
     async def recheck(self, customer_ids: Sequence[str], everything: bool) -> int:
@@ -190,10 +209,8 @@ class IngestionService:
         if len(customer_ids) > MAX_RECHECK_IDS:
             errors.add("customer_ids", f"at most {MAX_RECHECK_IDS}")
         for index, value in enumerate(customer_ids):
-            try:
-                uuid.UUID(value)
-            except ValueError:
-                errors.add(f"customer_ids[{index}]", "must be a UUID")
+            if not is_uuid(value):
+                errors.add(f"customer_ids[{index}]", MUST_BE_UUID)
         errors.raise_if_any()
         if everything:
             count = await self.held.wake_all()

@@ -12,8 +12,8 @@ from svod_profile.domain.model import IdentifierObservation, Provenance
 from svod_profile.domain.names import NAME_FIELDS, NameIndex
 from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.ports import CustomerDirectory, ProfileRepository, ProfileUnit
-from svod_profile.service_layer.ports import require_uuid as _require_uuid
 from svod_runtime.errors import FailedPrecondition, NotFound, ViolationCollector
+from svod_runtime.ids import parse_customer_id
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class IdentityChanges:
             errors.add("merge.merged_customer_ids", "must not contain the survivor")
         errors.raise_if_any()
         for index, customer_id in enumerate([survivor, *merged]):
-            _require_uuid(
+            parse_customer_id(
                 customer_id,
                 "merge.surviving_customer_id"
                 if index == 0
@@ -100,8 +100,8 @@ class IdentityChanges:
         if source == target:
             errors.add("split.target_customer_id", "must differ from the source")
         errors.raise_if_any()
-        _require_uuid(source, "split.source_customer_id")
-        _require_uuid(target, "split.target_customer_id")
+        parse_customer_id(source, "split.source_customer_id")
+        parse_customer_id(target, "split.target_customer_id")
         async with self.store.reader() as tx:
             if await tx.change_applied(change_id):
                 return

@@ -17,7 +17,6 @@ from svod_profile.service_layer.ports import (
     PersonalDataHolders,
     ProfileRepository,
 )
-from svod_profile.service_layer.ports import require_uuid as _require_uuid
 from svod_runtime import bounds
 from svod_runtime.errors import (
     FailedPrecondition,
@@ -26,6 +25,7 @@ from svod_runtime.errors import (
     NotFound,
     ViolationCollector,
 )
+from svod_runtime.ids import parse_customer_id
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class PersonalData:
         or profile about them once they are erased there. Every step is repeatable, so a call
         that failed half-way can simply be made again (an erased id is found by its receipt).
         """
-        _require_uuid(customer_id, "customer_id")
+        parse_customer_id(customer_id, "customer_id")
         if not actor:
             raise InvalidArgument([FieldViolation("actor", "required: who asked for erasure")])
         # Checked here, before any service erases anything: a reason the peers refuse must
@@ -159,9 +159,9 @@ class PersonalData:
     async def receipt(self, receipt_id: str, customer_id: str) -> StoredReceipt:
         """A receipt by its id or by any id of the customer it erased."""
         if receipt_id:
-            _require_uuid(receipt_id, "receipt_id")
+            parse_customer_id(receipt_id, "receipt_id")
         elif customer_id:
-            _require_uuid(customer_id, "customer_id")
+            parse_customer_id(customer_id, "customer_id")
         else:
             raise InvalidArgument([FieldViolation("key", "give a receipt_id or a customer_id")])
         async with self.store.reader() as tx:

@@ -8,7 +8,6 @@ run in the fast unit tier without a database.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from svod_profile.domain.model import (
     TraitObservation,
 )
 from svod_profile.domain.names import NameIndex
-from svod_runtime.errors import FieldViolation, InvalidArgument
 
 
 class ProfileEvents(Protocol):
@@ -269,10 +267,3 @@ class PersonalDataHolders(Protocol):
     async def erase_quality_facts(
         self, customer_id: str, identifiers: list[tuple[str, str, str]]
     ) -> int: ...
-
-
-def require_uuid(value: str, field: str) -> None:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgument([FieldViolation(field, "must be a customer id (UUID)")]) from None

@@ -42,7 +42,6 @@ from svod_profile.service_layer.ports import (
     ProfileRepository,
     ProfileUnit,
 )
-from svod_profile.service_layer.ports import require_uuid as _require_uuid
 from svod_runtime import bounds
 from svod_runtime.custom_attributes import EXPECTED as ATTRIBUTE_EXPECTED
 from svod_runtime.custom_attributes import AttributeType
@@ -54,6 +53,7 @@ from svod_runtime.errors import (
     SvodError,
     ViolationCollector,
 )
+from svod_runtime.ids import parse_customer_id
 from svod_runtime.telemetry import continuing
 from svod_runtime.transactions import run_in_transaction
 
@@ -135,7 +135,7 @@ class ProfileService:
             errors.add("record_ref.message_id", "required")
         app = self._typed_attributes(app, errors)
         errors.raise_if_any()
-        _require_uuid(app.customer_id, "customer_id")
+        parse_customer_id(app.customer_id, "customer_id")
         return app
 
     async def _apply_checked(self, app: RecordApplication) -> tuple[int, bool]:
@@ -278,7 +278,7 @@ class ProfileService:
 
     async def apply_event(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
         """Applies an event once: metrics step forward, the timeline grows."""
-        _require_uuid(customer_id, "customer_id")
+        parse_customer_id(customer_id, "customer_id")
         if self.batcher is not None:
             return await self.batcher.submit(customer_id, event)
         return await self._apply_event_alone(customer_id, event)
@@ -292,7 +292,7 @@ class ProfileService:
         accepted: list[int] = []
         for index, (customer_id, _, _) in enumerate(items):
             try:
-                _require_uuid(customer_id, "customer_id")
+                parse_customer_id(customer_id, "customer_id")
             except SvodError as error:
                 outcomes[index] = error
             else:
@@ -335,7 +335,7 @@ class ProfileService:
         return version, changed
 
     async def update_consent(self, customer_id: str, consent: Consent) -> ProfileView:
-        _require_uuid(customer_id, "customer_id")
+        parse_customer_id(customer_id, "customer_id")
         errors = ViolationCollector()
         if consent.channel not in CHANNELS:
             errors.add("consent.channel", "required: a known channel")
@@ -383,7 +383,7 @@ class ProfileService:
     async def timeline(
         self, customer_id: str, page_size: int, page_token: str
     ) -> tuple[list[EventFact], str]:
-        _require_uuid(customer_id, "customer_id")
+        parse_customer_id(customer_id, "customer_id")
         size = bounds.page_size(page_size, DEFAULT_PAGE, MAX_PAGE)
         after = decode_timeline_token(page_token)
         current = await self.directory.current_customer_id(customer_id)
@@ -394,7 +394,7 @@ class ProfileService:
         return entries, encode_timeline_token(entries[-1]) if more else ""
 
     async def get_by_id(self, customer_id: str) -> ProfileView:
-        _require_uuid(customer_id, "customer_id")
+        parse_customer_id(customer_id, "customer_id")
         async with self.store.reader() as tx:
             view = await tx.load(customer_id)
         if view is not None:
@@ -411,7 +411,7 @@ class ProfileService:
         if len(customer_ids) > MAX_BATCH:
             raise InvalidArgument([FieldViolation("customer_ids", f"at most {MAX_BATCH} per call")])
         for index, customer_id in enumerate(customer_ids):
-            _require_uuid(customer_id, f"customer_ids[{index}]")
+            parse_customer_id(customer_id, f"customer_ids[{index}]")
         found, missing = [], []
         async with self.store.transaction() as tx:
             for customer_id in customer_ids:

@@ -11,7 +11,6 @@ import logging
 import math
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, NamedTuple, TypeVar
@@ -37,6 +36,7 @@ from svod_quality.service_layer.ports import ProfileReader, QualityRepository
 from svod_runtime import bounds
 from svod_runtime.errors import FieldViolation, InvalidArgument, Unavailable, ViolationCollector
 from svod_runtime.hashing import DEVELOPMENT_SECRET
+from svod_runtime.ids import is_uuid, parse_uuid
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,6 @@ class PairReport:
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _days(value: int, default: int, field: str) -> int:
@@ -248,10 +240,7 @@ class QualityService:
         await self.store.report_duplicates(suspected, gone, block, unblock, at)
 
     async def erase_customer(self, customer_id: str, identifiers: Sequence[IdentifierRef]) -> int:
-        try:
-            uuid.UUID(customer_id)
-        except ValueError:
-            raise InvalidArgument([FieldViolation("customer_id", "must be a UUID")]) from None
+        parse_uuid(customer_id, "customer_id")
         if len(identifiers) > bounds.MAX_REFS:
             raise InvalidArgument([FieldViolation("identifiers", f"at most {bounds.MAX_REFS:,}")])
         hashes = []
@@ -304,7 +293,7 @@ class QualityService:
 
     async def profile_score(self, customer_id: str) -> tuple[str, ProfileScore, dt.datetime]:
         """(current customer id, score, when) for one profile, computed now."""
-        if not _is_uuid(customer_id):
+        if not is_uuid(customer_id):
             raise InvalidArgument([FieldViolation("customer_id", "a customer id (UUID)")])
         profile = await self.profiles.get(customer_id)
         rules = await self.active_rules()
@@ -370,12 +359,13 @@ class QualityService:
 def _pair_key(pair: PairReport, path: str, errors: ViolationCollector) -> PairKey | None:
     ok = True
     for name, value in (("first_customer_id", pair.first), ("second_customer_id", pair.second)):
-        if not _is_uuid(value):
+        if not is_uuid(value):
             errors.add(f"{path}.{name}", "a customer id (UUID)")
             ok = False
     if not ok:
         return None
-    first, second = str(uuid.UUID(pair.first)), str(uuid.UUID(pair.second))
+    first = parse_uuid(pair.first, f"{path}.first_customer_id")
+    second = parse_uuid(pair.second, f"{path}.second_customer_id")
     if first == second:
         errors.add(path, "a customer cannot be its own duplicate")
         return None

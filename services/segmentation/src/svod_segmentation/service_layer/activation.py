@@ -28,6 +28,7 @@ from svod_runtime.errors import (
     NotFound,
     Unavailable,
 )
+from svod_runtime.ids import parse_uuid
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 from svod_segmentation.domain import audiences, exports, webhooks
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
@@ -78,11 +79,8 @@ def _page_size(requested: int, most: int) -> int:
     return min(requested or 100, most)
 
 
-def _uuid(value: str, field: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument([FieldViolation(field, "not an id this service gave")]) from None
+def _issued_id(value: str, field: str) -> str:
+    return parse_uuid(value, field, "not an id this service gave")
 
 
 class ActivationService:
@@ -183,7 +181,7 @@ class ActivationService:
         return [b for b in found if scope.allows(b.segment_id)]
 
     async def delete_binding(self, binding_id: str, scope: Scope = UNRESTRICTED) -> None:
-        binding_id = _uuid(binding_id, "binding_id")
+        binding_id = _issued_id(binding_id, "binding_id")
         async with self.store.transaction() as tx:
             found = await tx.binding(binding_id, lock=True)
             if found is None:
@@ -195,7 +193,7 @@ class ActivationService:
     async def start_sync(
         self, binding_id: str, scope: Scope = UNRESTRICTED, *, scheduled: bool = False
     ) -> Sync:
-        binding_id = _uuid(binding_id, "binding_id")
+        binding_id = _issued_id(binding_id, "binding_id")
         async with self.store.transaction() as tx:
             binding = await tx.binding(binding_id, lock=True)
             if binding is None:
@@ -253,7 +251,7 @@ class ActivationService:
         return sync
 
     async def get_sync(self, sync_id: str, scope: Scope = UNRESTRICTED) -> Sync:
-        sync_id = _uuid(sync_id, "sync_id")
+        sync_id = _issued_id(sync_id, "sync_id")
         async with self.store.transaction() as tx:
             found = await tx.sync(sync_id)
         if found is None:
@@ -268,7 +266,7 @@ class ActivationService:
         if not destination_id:
             raise InvalidArgument([FieldViolation("destination_id", "required")])
         if token:
-            token = _uuid(token, "page_token")
+            token = _issued_id(token, "page_token")
         limit = _page_size(limit, MAX_DELIVERY_PAGE)
         async with self.store.transaction() as tx:
             if await tx.destination(destination_id) is None:
@@ -285,7 +283,7 @@ class ActivationService:
             raise InvalidArgument(
                 [FieldViolation("delivery_ids", f"at most {MAX_REDRIVE_IDS} per call")]
             )
-        ids = [_uuid(d, f"delivery_ids[{i}]") for i, d in enumerate(delivery_ids)]
+        ids = [_issued_id(d, f"delivery_ids[{i}]") for i, d in enumerate(delivery_ids)]
         async with self.store.transaction() as tx:
             if await tx.destination(destination_id) is None:
                 raise NotFound(f"no destination {destination_id!r}")

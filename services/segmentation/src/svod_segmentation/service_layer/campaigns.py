@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Callable
 
-from svod_runtime.errors import FieldViolation, InvalidArgument, NotFound, ViolationCollector
+from svod_runtime.errors import NotFound, ViolationCollector
+from svod_runtime.ids import parse_customer_id
 from svod_segmentation.domain import attribution
 from svod_segmentation.domain.responsiveness import ChannelStats, preferred_channel
 from svod_segmentation.service_layer.ports import ActivationRepository
@@ -62,12 +62,7 @@ class CampaignService:
         return start, end, window_days, attribution.attribute(orders, touches, window)
 
     async def responsiveness(self, customer_id: str) -> tuple[str, list[ChannelStats], str]:
-        try:
-            customer_id = str(uuid.UUID(customer_id))
-        except ValueError:
-            raise InvalidArgument(
-                [FieldViolation("customer_id", "must be a customer id (UUID)")]
-            ) from None
+        customer_id = parse_customer_id(customer_id)
         async with self.store.transaction() as tx:
             current = await tx.current_id(customer_id)
             if current is None:

@@ -9,7 +9,6 @@ import datetime as dt
 import logging
 import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from svod_runtime.errors import (
     NotFound,
     ViolationCollector,
 )
+from svod_runtime.ids import parse_customer_id
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
 from svod_segmentation.domain.builtins import MODEL_BUILTINS, RfmCutoffs
 from svod_segmentation.domain.lookalike import SeedTooSmall, train_and_score
@@ -63,13 +63,6 @@ def utc_now() -> dt.datetime:
 # A part of a resume token: a PostgreSQL bigint, ASCII digits only.
 _POSITION_PART = re.compile(r"[0-9]{1,18}")
 MAX_WATCHED = 1000
-
-
-def require_uuid(value: str, field: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument([FieldViolation(field, "must be a customer id (UUID)")]) from None
 
 
 def encode_position(position: tuple[int, int]) -> str:
@@ -594,14 +587,14 @@ class SegmentationService:
         if change.split is not None:
             _check_split(change, errors)
         errors.raise_if_any()
-        customer_id = require_uuid(change.customer_id, "customer_id")
+        customer_id = parse_customer_id(change.customer_id, "customer_id")
         merged_ids = tuple(
-            require_uuid(m, f"merged_customer_ids[{i}]")
+            parse_customer_id(m, f"merged_customer_ids[{i}]")
             for i, m in enumerate(change.merged_customer_ids)
         )
         split = change.split
         if split is not None:
-            source = require_uuid(split.source_customer_id, "split.source_customer_id")
+            source = parse_customer_id(split.source_customer_id, "split.source_customer_id")
             split = replace(
                 split,
                 source_customer_id=source,
@@ -760,7 +753,7 @@ class SegmentationService:
                 log.exception("built-in recompute failed")
 
     async def erase_customer(self, customer_id: str) -> int:
-        customer_id = require_uuid(customer_id, "customer_id")
+        customer_id = parse_customer_id(customer_id, "customer_id")
         async with self.store.transaction() as tx:
             await tx.ensure_customer(customer_id)
             erased = await tx.erase(customer_id, self.clock())
@@ -781,7 +774,7 @@ class SegmentationService:
     ) -> tuple[list[Member], str]:
         await self._require_segment(segment_id, scope)
         if after:
-            after = require_uuid(after, "page_token")
+            after = parse_customer_id(after, "page_token")
         limit = bounds.page_size(limit, 100, MAX_PAGE)
         async with self.store.transaction() as tx:
             members = await tx.members(segment_id, after, limit + 1)
@@ -818,7 +811,7 @@ class SegmentationService:
     async def customer_segments(
         self, customer_id: str, scope: Scope = UNRESTRICTED
     ) -> list[Member]:
-        customer_id = require_uuid(customer_id, "customer_id")
+        customer_id = parse_customer_id(customer_id, "customer_id")
         async with self.store.transaction() as tx:
             if await tx.is_erased(customer_id):
                 raise NotFound(f"customer {customer_id} was erased")
