@@ -1,5 +1,6 @@
 """Channels to peer services: traced, authenticated when keys are on, a deadline on every call,
-UNAVAILABLE retried with backoff (svod_runtime.retries)."""
+UNAVAILABLE retried with backoff (svod_runtime.retries); and what a caller raises when a peer
+refuses a call (``peer_error``, ``delivery_error``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,18 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from svod_runtime.config import PeerSecurity
+from svod_runtime.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    SvodError,
+    Unavailable,
+)
+from svod_runtime.outbox import DeliveryError
 from svod_runtime.retries import retry_options
 from svod_runtime.telemetry import Telemetry
 from svod_runtime.tls import aio_channel
@@ -81,3 +92,64 @@ def peer_channel(
             ("grpc.lb_policy_name", "round_robin"),
         ],
     )
+
+
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
+    """The google.rpc.ErrorInfo (reason, metadata) of a peer's refusal, if it carries one."""
+    for key, value in error.trailing_metadata() or ():
+        if key != _DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        for detail in status_pb2.Status.FromString(value).details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return info.reason, dict(info.metadata)
+    return "", {}
+
+
+def peer_error(
+    error: grpc.aio.AioRpcError,
+    unavailable: str,
+    *,
+    not_found: str | None = None,
+    invalid_field: str | None = None,
+    preconditions: bool = False,
+    unimplemented: str | None = None,
+) -> SvodError:
+    """The error a service raises for its own caller when a peer's call fails.
+
+    Refusals about the caller's request are passed on only where the caller asked for them:
+    ``not_found`` (NotFound with the peer's text, else this), ``invalid_field`` (the field of
+    *our* request the peer's INVALID_ARGUMENT is about), ``preconditions`` (FAILED_PRECONDITION
+    with its ErrorInfo reason and metadata), ``unimplemented`` (the peer does not offer the RPC
+    yet: FailedPrecondition with this text). Anything else means the peer cannot answer now:
+    Unavailable ``"<unavailable>: <STATUS>"``, which the caller's client may retry.
+    """
+    code = error.code()
+    details = error.details() or ""
+    if code == grpc.StatusCode.NOT_FOUND and not_found is not None:
+        return NotFound(details or not_found)
+    if code == grpc.StatusCode.INVALID_ARGUMENT and invalid_field is not None:
+        return InvalidArgument([FieldViolation(invalid_field, details or "invalid")])
+    if code == grpc.StatusCode.FAILED_PRECONDITION and preconditions:
+        reason, metadata = error_info(error)
+        return FailedPrecondition(
+            details or "failed precondition", reason=reason, metadata=metadata
+        )
+    if code == grpc.StatusCode.UNIMPLEMENTED and unimplemented is not None:
+        return FailedPrecondition(unimplemented)
+    return Unavailable(f"{unavailable}: {code.name}")
+
+
+def delivery_error(
+    error: grpc.aio.AioRpcError, *, unimplemented_is_outage: bool = False
+) -> DeliveryError:
+    """An outbox relay's reading of a peer's refusal: the peer's status and text (the relay
+    retries, backs off or dead-letters by the status). ``unimplemented_is_outage``: a peer
+    that does not offer the RPC yet is retried later, as if it were down."""
+    status = error.code().name
+    if unimplemented_is_outage and error.code() == grpc.StatusCode.UNIMPLEMENTED:
+        status = "UNAVAILABLE"
+    return DeliveryError(status, error.details() or "")

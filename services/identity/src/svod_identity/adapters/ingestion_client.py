@@ -8,6 +8,7 @@ import json
 import grpc
 
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 
 # Customer ids per RecheckUnattributedEvents call (the RPC's limit).
@@ -42,4 +43,4 @@ class IngestionNotifier:
         try:
             await self.stub.RecheckUnattributedEvents(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as error:
-            raise DeliveryError(error.code().name, error.details() or "") from None
+            raise delivery_error(error) from None

@@ -8,7 +8,8 @@ import grpc
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
-from svod_runtime.outbox import DeliveryError, OutboxMessage
+from svod_runtime.clients import delivery_error
+from svod_runtime.outbox import OutboxMessage
 
 
 class ProfileAnnouncer:
@@ -20,7 +21,7 @@ class ProfileAnnouncer:
         try:
             await self.stub.ApplyIdentityChange(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as error:
-            raise DeliveryError(error.code().name, error.details() or "") from None
+            raise delivery_error(error) from None
 
     async def merged(self, message: OutboxMessage) -> None:
         change = json.loads(message.payload)

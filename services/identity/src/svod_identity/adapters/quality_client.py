@@ -13,7 +13,8 @@ import grpc
 
 from svod.common.v1 import common_pb2
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
-from svod_runtime.outbox import DeliveryError, OutboxMessage
+from svod_runtime.clients import delivery_error
+from svod_runtime.outbox import OutboxMessage
 from svod_runtime.protoconv import datetime_to_timestamp, enum_number
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
@@ -55,8 +56,5 @@ class QualityReporter:
                 report_request(message.payload), timeout=self.timeout_s
             )
         except grpc.aio.AioRpcError as error:
-            status = error.code().name
-            if status == "UNIMPLEMENTED":
-                # Not built yet on the other side: keep it and try again later.
-                status = "UNAVAILABLE"
-            raise DeliveryError(status, error.details() or "") from None
+            # Not built yet on the other side: keep it and try again later.
+            raise delivery_error(error, unimplemented_is_outage=True) from None

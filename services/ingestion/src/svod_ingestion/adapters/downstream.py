@@ -14,6 +14,7 @@ from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_ingestion.domain.attribution import Finding, IdentifierState
 from svod_ingestion.domain.model import MessageKind
+from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError
 from svod_runtime.protoconv import enum_short_name
 from svod_runtime.telemetry import continuing
@@ -348,4 +349,4 @@ class GrpcDownstream:
         try:
             return await call
         except grpc.aio.AioRpcError as error:
-            raise DeliveryError(error.code().name, error.details() or "") from None
+            raise delivery_error(error) from None

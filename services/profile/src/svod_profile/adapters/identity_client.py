@@ -5,33 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
-from svod_runtime.errors import (
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-)
+from svod_runtime.clients import peer_error
 from svod_runtime.protoconv import enum_number, enum_short_name
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
-_DETAILS_KEY = "grpc-status-details-bin"
-
-
-def _error_info(error: grpc.aio.AioRpcError) -> tuple[str, dict[str, str]]:
-    """The google.rpc.ErrorInfo of a refusal, if it carries one."""
-    for key, value in error.trailing_metadata() or ():
-        if key != _DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        for detail in status_pb2.Status.FromString(value).details:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info):
-                return info.reason, dict(info.metadata)
-    return "", {}
 
 
 class IdentityClient:
@@ -46,19 +26,14 @@ class IdentityClient:
         try:
             customer = await self.stub.LookupCustomer(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(error.details() or "not found") from None
-            if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise InvalidArgument(
-                    [FieldViolation("identifier", error.details() or "invalid")]
-                ) from None
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                # A shared or blocked identifier names nobody: passed on as identity said it.
-                reason, metadata = _error_info(error)
-                raise FailedPrecondition(
-                    error.details() or "failed precondition", reason=reason, metadata=metadata
-                ) from None
-            raise Unavailable(f"identity service: {error.code().name}") from None
+            # A shared or blocked identifier names nobody: passed on as identity said it.
+            raise peer_error(
+                error,
+                "identity service",
+                not_found="not found",
+                invalid_field="identifier",
+                preconditions=True,
+            ) from None
         return customer
 
     async def identifiers_of(

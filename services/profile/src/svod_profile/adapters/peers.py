@@ -12,7 +12,8 @@ from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_profile.service_layer.ports import IdentityErasure, PeerExport
-from svod_runtime.errors import NotFound, Unavailable
+from svod_runtime.clients import peer_error
+from svod_runtime.errors import NotFound
 from svod_runtime.protoconv import enum_number, enum_short_name, timestamp_to_datetime
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
@@ -35,10 +36,6 @@ def _identifier(identifier: tuple[str, str, str]) -> common_pb2.Identifier:
         value=value,
         namespace=namespace,
     )
-
-
-def _unavailable(service: str, error: grpc.aio.AioRpcError) -> Unavailable:
-    return Unavailable(f"{service} could not erase: {error.code().name}")
 
 
 class PeerEraser:
@@ -72,7 +69,7 @@ class PeerEraser:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(f"customer {customer_id} not found") from None
-            raise _unavailable("a peer", error) from None
+            raise peer_error(error, "a peer could not erase") from None
         return PeerExport(
             merged_customer_ids=list(customer.merged_ids),
             identifiers=[
@@ -131,7 +128,7 @@ class PeerEraser:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return None
-            raise _unavailable("quality", error) from None
+            raise peer_error(error, "quality could not erase") from None
         return score.score, list(score.reasons), _time(score, "score_time")
 
     async def erase_identity(self, customer_id: str, actor: str, reason: str) -> IdentityErasure:
@@ -145,7 +142,7 @@ class PeerEraser:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound(f"customer {customer_id} not found") from None
-            raise _unavailable("identity", error) from None
+            raise peer_error(error, "identity could not erase") from None
         return IdentityErasure(
             refs=[(r.source, r.message_id) for r in reply.erased_records],
             identifier_count=reply.erased_identifier_count,
@@ -169,7 +166,7 @@ class PeerEraser:
             try:
                 reply = await self.ingestion.ErasePayloads(request, timeout=self.timeout_s * 4)
             except grpc.aio.AioRpcError as error:
-                raise _unavailable("ingestion", error) from None
+                raise peer_error(error, "ingestion could not erase") from None
             erased += reply.erased_count
         return erased
 
@@ -185,7 +182,7 @@ class PeerEraser:
                 timeout=self.timeout_s,
             )
         except grpc.aio.AioRpcError as error:
-            raise _unavailable("quality", error) from None
+            raise peer_error(error, "quality could not erase") from None
         return reply.erased_count
 
     async def erase_memberships(self, customer_id: str) -> int | None:
@@ -198,5 +195,5 @@ class PeerEraser:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return None
-            raise _unavailable("segmentation", error) from None
+            raise peer_error(error, "segmentation could not erase") from None
         return reply.erased_membership_count

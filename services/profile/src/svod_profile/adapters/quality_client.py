@@ -9,7 +9,8 @@ import grpc
 
 from svod.common.v1 import common_pb2
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
-from svod_runtime.outbox import DeliveryError, OutboxMessage
+from svod_runtime.clients import delivery_error
+from svod_runtime.outbox import OutboxMessage
 from svod_runtime.protoconv import datetime_to_timestamp, enum_number
 
 
@@ -39,4 +40,4 @@ class QualityReporter:
         try:
             await self.stub.ReportContactFailures(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as error:
-            raise DeliveryError(error.code().name, error.details() or "") from None
+            raise delivery_error(error) from None

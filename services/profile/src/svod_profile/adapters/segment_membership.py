@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import grpc
 
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
-from svod_runtime.errors import Unavailable
+from svod_runtime.clients import peer_error
 
 # Membership questions of one call in flight at once (a page of search results).
 IN_FLIGHT = 16
@@ -30,7 +30,7 @@ class SegmentMembership:
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 return set()
-            raise Unavailable(f"segmentation service: {error.code().name}") from None
+            raise peer_error(error, "segmentation service") from None
         return set(reply.segment_ids)
 
     async def members(self, customer_ids: Iterable[str], segments: frozenset[str]) -> set[str]:

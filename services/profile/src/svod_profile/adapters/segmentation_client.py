@@ -14,6 +14,7 @@ from google.rpc import code_pb2
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_profile.adapters.storage import ProfileStore
 from svod_profile.domain.announcements import ProfileChanged
+from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 
 # The most changes segmentation takes in one call.
@@ -88,7 +89,7 @@ class SegmentationAnnouncer:
                 timeout=self.timeout_s,
             )
         except grpc.aio.AioRpcError as error:
-            raise DeliveryError(error.code().name, error.details() or "") from None
+            raise delivery_error(error) from None
         for index, result in zip(sent, reply.results, strict=True):
             if result.HasField("error") and result.error.code != code_pb2.OK:
                 answers[index] = DeliveryError(

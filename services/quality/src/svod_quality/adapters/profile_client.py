@@ -10,13 +10,9 @@ import grpc
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_quality.domain import Address, ObservedIdentifier, ProfileSnapshot
+from svod_runtime.clients import peer_error
 from svod_runtime.errors import (
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
     SvodError,
-    Unavailable,
 )
 from svod_runtime.protoconv import enum_short_name, proto_date_parts, timestamp_to_datetime
 
@@ -62,14 +58,13 @@ def snapshot_from_proto(profile: profile_pb2.Profile) -> ProfileSnapshot:
 
 
 def _error(error: grpc.aio.AioRpcError, method: str) -> SvodError:
-    code = error.code()
-    if code == grpc.StatusCode.NOT_FOUND:
-        return NotFound(error.details() or "no such profile")
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidArgument([FieldViolation("customer_id", error.details() or "invalid")])
-    if code == grpc.StatusCode.UNIMPLEMENTED:
-        return FailedPrecondition(f"the profile service does not offer {method} yet")
-    return Unavailable(f"profile service {method}: {code.name}")
+    return peer_error(
+        error,
+        f"profile service {method}",
+        not_found="no such profile",
+        invalid_field="customer_id",
+        unimplemented=f"the profile service does not offer {method} yet",
+    )
 
 
 class ProfileClient:

@@ -9,7 +9,7 @@ import grpc
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
-from svod_runtime.errors import Unavailable
+from svod_runtime.clients import peer_error
 from svod_runtime.protoconv import enum_short_name, timestamp_to_datetime
 from svod_segmentation.domain.activation import Contact
 
@@ -73,7 +73,7 @@ class ProfileDirectory:
                     timeout=self.timeout_s * 2,
                 )
             except grpc.aio.AioRpcError as error:
-                raise Unavailable(f"profile: {error.code().name}") from None
+                raise peer_error(error, "profile") from None
             by_id = {p.customer_id: p for p in reply.profiles}
             missing = set(reply.missing_customer_ids)
             found = [c for c in chunk if c not in missing]
