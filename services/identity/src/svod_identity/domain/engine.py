@@ -40,6 +40,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from svod_identity.domain.identifiers import IdentifierKey
@@ -72,9 +73,6 @@ _SURNAME_AGREES = frozenset({"exact", "fuzzy"})
 _PLACE_AGREES = frozenset({"address", "postcode", "city"})
 # Disagreements with any record of the customer that stop a link on a rare full name.
 _RARE_NAME_DISAGREEMENTS = ("phone", "email", "card", "location", "birth_date")
-# Refusals that make an identifier shared between its holder and the record's customer (a
-# value limit does not: the two may well be one person).
-_SHARING = frozenset({"conflict", "kept_apart"})
 
 
 def person_from(
@@ -272,6 +270,123 @@ class Placement:
     record_pk: int = 0
 
 
+class EvidenceKind(StrEnum):
+    """What placed a record: the ``kind`` of its stored evidence."""
+
+    SHARED_IDENTIFIER = "shared_identifier"
+    FUZZY_MATCH = "fuzzy_match"
+    NEW_CUSTOMER = "new_customer"
+
+
+class Refusal(StrEnum):
+    """Why a customer may not join the record's customers (``Resolver.refusal``), or a
+    customer may not take an identifier: the reason the identifier stays unlinked."""
+
+    KEPT_APART = "kept_apart"
+    LIMIT = "limit"
+    CONFLICT = "conflict"
+
+
+# Refusals that make an identifier shared between its holder and the record's customer (a
+# value limit does not: the two may well be one person).
+_SHARING = frozenset({Refusal.CONFLICT, Refusal.KEPT_APART})
+
+
+@dataclass
+class _Screening:
+    """A record's identifiers before linking: those that may link, and those blocked."""
+
+    linkable: list[IdentifierKey] = field(default_factory=list)
+    unlinked: dict[IdentifierKey, str] = field(default_factory=dict)  # identifier -> reason
+
+
+@dataclass
+class _ExactLinks:
+    """What the record's identifiers found: customers joined and identifiers refused."""
+
+    customers: list[str] = field(default_factory=list)  # in the rules' priority order
+    via: dict[str, IdentifierKey] = field(default_factory=dict)  # customer -> identifier
+    refusals: dict[IdentifierKey, str] = field(default_factory=dict)  # identifier -> Refusal
+    refused: list[tuple[IdentifierKey, str]] = field(default_factory=list)  # (it, its owner)
+
+    @property
+    def rule(self) -> str:
+        return "exact:" + "+".join(sorted({self.via[c].type for c in self.customers}))
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        first = self.via[self.customers[0]]
+        return {
+            "kind": EvidenceKind.SHARED_IDENTIFIER,
+            "identifier": [first.type, first.namespace, first.value],
+        }
+
+
+@dataclass
+class _FuzzyLinks:
+    """What fuzzy matching found: customers to join, the first one's score and evidence, and
+    the candidates left for review."""
+
+    customers: list[str]
+    evidence: dict[str, Any] = field(default_factory=dict)
+    score: float = 0.0
+    reviews: list[tuple[str, CandidateScore]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Match:
+    """Where matching puts a record: the customers it joins (none: a new one), and why."""
+
+    customers: list[str]
+    outcome: ResolutionOutcome
+    rule: str
+    evidence: dict[str, Any]
+    blocking_keys: tuple[str, ...]
+    score: float = 0.0
+    reviews: list[tuple[str, CandidateScore]] = field(default_factory=list)
+
+    @classmethod
+    def new_customer(
+        cls,
+        blocking_keys: tuple[str, ...],
+        evidence: dict[str, Any] | None = None,
+        score: float = 0.0,
+        reviews: list[tuple[str, CandidateScore]] | None = None,
+    ) -> _Match:
+        """A record matching no one: a new customer (candidates may still go to review)."""
+        return cls(
+            [],
+            ResolutionOutcome.CREATED,
+            "new_customer",
+            evidence or {"kind": EvidenceKind.NEW_CUSTOMER},
+            blocking_keys,
+            score,
+            reviews or [],
+        )
+
+
+@dataclass(frozen=True)
+class _Destination:
+    """The record's customer, and the customers merged into it on the way."""
+
+    customer_id: str
+    merged: tuple[str, ...]
+
+
+def _fuzzy_evidence(scored: CandidateScore) -> dict[str, Any]:
+    evidence: dict[str, Any] = {
+        "kind": EvidenceKind.FUZZY_MATCH,
+        "record_pk": int(scored.candidate_id),
+        "score": round(scored.score, 4),
+        "probability": round(scored.probability, 6),
+    }
+    if scored.pair.decision != "link":
+        # Linked on a full name only this customer holds (see ``_rare_name_link``); the pair
+        # alone says "review".
+        evidence["rare_full_name"] = True
+    return evidence
+
+
 def worth_loading(
     records: Iterable[IncomingRecord],
     state: GraphState,
@@ -366,11 +481,11 @@ class Resolver:
                 return True
         return False
 
-    def refusal(self, person: PersonRecord | None, group: list[str], other: str) -> str | None:
+    def refusal(self, person: PersonRecord | None, group: list[str], other: str) -> Refusal | None:
         """Why ``other`` may not join the record's ``group`` of customers, or None."""
         for member in group:
             if frozenset((member, other)) in self.state.kept_apart:
-                return "kept_apart"
+                return Refusal.KEPT_APART
         if self._has_limits:
             keys: set[IdentifierKey] = set()
             for member in [*group, other]:
@@ -378,7 +493,7 @@ class Resolver:
                 if customer is not None:
                     keys |= customer.keys
             if self._limit_exceeded(keys):
-                return "limit"
+                return Refusal.LIMIT
         side = [p for member in group for p in self._persons(member)]
         if person is not None:
             side.append(person)
@@ -386,157 +501,264 @@ class Resolver:
         for a in side:
             for b in theirs:
                 if conflicting(a, b, self.model):
-                    return "conflict"
+                    return Refusal.CONFLICT
         return None
 
     # -- placement ------------------------------------------------------------------------
 
-    def resolve(self, record: IncomingRecord) -> Placement:  # noqa: C901, PLR0912, PLR0915
-        state = self.state
-        known = state.resolved.get(record.ref)
+    def resolve(self, record: IncomingRecord) -> Placement:
+        """Places one record: screens its identifiers, links it by the exact rules, matches it
+        fuzzily, then settles its customer and writes down what changed (module docstring)."""
+        known = self.state.resolved.get(record.ref)
         if known is not None:
-            stored = state.records[known]
-            return Placement(
-                record.ref,
-                state.find(stored.customer_id),
-                ResolutionOutcome.ALREADY_RESOLVED,
-                "",
-                stored.identifiers,
-                record_pk=known,
-            )
-        pk = self._next_pk
-        self._next_pk -= 1
-        unlinked: dict[IdentifierKey, str] = {}
-        linkable: list[IdentifierKey] = []
-        for key in record.identifiers:
-            reason = self.rules.block_reason(key) or state.blocked.get(key)
-            if reason is None:
-                linkable.append(key)
-                continue
-            unlinked[key] = reason
-            if reason == "placeholder" and key not in state.blocked:
-                state.blocked[key] = reason
-                self.changes.blocked.append((key, reason, 0))
+            return self._already_resolved(record, known)
+        pk = self._allocate_pk()
+        screening = self._screen_identifiers(record)
         # Blocked values are no evidence of anything, for fuzzy matching either.
-        person = person_from(str(pk), record.attributes, linkable, record.ref.source)
-
-        group: list[str] = []
-        via: dict[str, IdentifierKey] = {}
-        refused: list[tuple[IdentifierKey, str]] = []
-        for key in ordered_by_priority(self.rules, linkable):
-            owner = state.owners.get(key)
-            if owner is None:
-                continue
-            owner = state.find(owner)
-            if owner in group:
-                continue
-            why = self.refusal(person, group, owner)
-            if why is None:
-                group.append(owner)
-                via[owner] = key
-            else:
-                unlinked[key] = why
-                refused.append((key, owner))
-
-        outcome, rule, score = ResolutionOutcome.LINKED_EXACT, "", 0.0
-        evidence: dict[str, Any] = {}
-        reviews: list[tuple[str, CandidateScore]] = []
-        keys = tuple(sorted(blocking_keys(person)))
-        if group:
-            rule = "exact:" + "+".join(sorted({via[c].type for c in group}))
-            first = via[group[0]]
-            evidence = {
-                "kind": "shared_identifier",
-                "identifier": [first.type, first.namespace, first.value],
-            }
-            if self.fuzzy_after_exact and not self.rules.fuzzy_disabled:
-                # The identifiers found one of the person's customers; fuzzy matching finds
-                # the others (records of the person that share no identifier with this one:
-                # a till record by card, a web record by e-mail). Each joins only through a
-                # "link" decision that passes the conflict check against the whole group.
-                fetched = state.fetched_keys
-                if fetched is not None and not fetched.issuperset(keys):
-                    self.incomplete.append(record.ref)
-                more, _, _, _ = self._fuzzy(person, keys, group)
-                group.extend(c for c in more if c not in group)
-        elif not self.rules.fuzzy_disabled:
-            fetched = state.fetched_keys
-            if fetched is not None and not fetched.issuperset(keys):
-                self.incomplete.append(record.ref)
-            group, evidence, score, reviews = self._fuzzy(person, keys)
-            if group:
-                outcome, rule = ResolutionOutcome.LINKED_FUZZY, "fuzzy"
-        if not group:
-            customer_id = self._new_id()
-            created = self._now()
-            state.customers[customer_id] = KnownCustomer(customer_id, created)
-            self.changes.customers.append((customer_id, created))
-            outcome, rule = ResolutionOutcome.CREATED, rule or "new_customer"
-            if not evidence:
-                evidence = {"kind": "new_customer"}
-            customer_id_final = customer_id
-            merged: tuple[str, ...] = ()
-        else:
-            survivor = min(group, key=lambda c: (state.customers[c].created_at, c))
-            merged = tuple(sorted(c for c in group if c != survivor))
-            if merged:
-                self._merge(survivor, merged, record.ref, rule, pk)
-            customer_id_final = survivor
-
-        customer = state.customers[customer_id_final]
-        seen = record.observed_at
-        for key in linkable:
-            if key in unlinked:
-                continue
-            owner = state.owners.get(key)
-            if owner is not None:
-                self.changes.touches.append((key, seen))
-                continue
-            if self._has_limits and self._limit_exceeded({*customer.keys, key}):
-                unlinked[key] = "limit"
-                continue
-            state.owners[key] = customer_id_final
-            customer.keys.add(key)
-            self.changes.links.append((key, customer_id_final, record.ref.source, seen))
-        for key, owner in refused:
-            # The identifier's holder and this record's customer are clearly different people
-            # (their data conflict, or a person kept them apart): the identifier is shared, it
-            # names neither on its own (``domain/lookup.py``), and it counts towards the
-            # frequency blocklist.
-            if unlinked.get(key) not in _SHARING or state.find(owner) == customer_id_final:
-                continue
-            self._count_sharer(key, owner, customer_id_final)
-
-        state.add_record(
-            KnownRecord(pk, record.ref, customer_id_final, person, record.identifiers), keys
-        )
-        self.changes.records.append(
-            NewRecord(pk, record, customer_id_final, outcome, rule, evidence, keys)
-        )
-        review_ids = self._open_reviews(pk, customer_id_final, reviews)
+        person = person_from(str(pk), record.attributes, screening.linkable, record.ref.source)
+        exact = self._link_exact(person, screening.linkable)
+        match = self._match(record.ref, person, exact)
+        destination = self._settle_customer(record.ref, pk, match)
+        unlinked = {**screening.unlinked, **exact.refusals}
+        unlinked |= self._claim_identifiers(record, screening.linkable, unlinked, destination)
+        self._count_refused_sharers(exact, unlinked, destination)
+        review_ids = self._store_record(record, pk, person, match, destination)
         return Placement(
             record.ref,
-            customer_id_final,
-            outcome,
-            rule,
+            destination.customer_id,
+            match.outcome,
+            match.rule,
             record.identifiers,
             tuple(sorted(unlinked.items())),
-            score,
-            merged,
+            match.score,
+            destination.merged,
             review_ids,
             pk,
         )
 
-    def _fuzzy(  # noqa: C901
+    def _already_resolved(self, record: IncomingRecord, pk: int) -> Placement:
+        """A record placed before (a repeat): where it is now, nothing changed."""
+        stored = self.state.records[pk]
+        return Placement(
+            record.ref,
+            self.state.find(stored.customer_id),
+            ResolutionOutcome.ALREADY_RESOLVED,
+            "",
+            stored.identifiers,
+            record_pk=pk,
+        )
+
+    def _allocate_pk(self) -> int:
+        pk = self._next_pk
+        self._next_pk -= 1
+        return pk
+
+    def _screen_identifiers(self, record: IncomingRecord) -> _Screening:
+        """Phase 1: the identifiers that may link, and those blocked by the rules or the
+        blocklist (a placeholder value found now joins the blocklist)."""
+        screening = _Screening()
+        for key in record.identifiers:
+            reason = self.rules.block_reason(key) or self.state.blocked.get(key)
+            if reason is None:
+                screening.linkable.append(key)
+                continue
+            screening.unlinked[key] = reason
+            if reason == "placeholder" and key not in self.state.blocked:
+                self.state.blocked[key] = reason
+                self.changes.blocked.append((key, reason, 0))
+        return screening
+
+    def _link_exact(self, person: PersonRecord, linkable: Sequence[IdentifierKey]) -> _ExactLinks:
+        """Phase 2: the owners of the record's identifiers, highest priority first, each
+        joining only if ``refusal`` lets it."""
+        links = _ExactLinks()
+        for key in ordered_by_priority(self.rules, linkable):
+            owner = self.state.owners.get(key)
+            if owner is None:
+                continue
+            owner = self.state.find(owner)
+            if owner in links.customers:
+                continue
+            why = self.refusal(person, links.customers, owner)
+            if why is None:
+                links.customers.append(owner)
+                links.via[owner] = key
+            else:
+                links.refusals[key] = why
+                links.refused.append((key, owner))
+        return links
+
+    def _match(self, ref: RecordRef, person: PersonRecord, exact: _ExactLinks) -> _Match:
+        """Phase 3: fuzzy matching, for further customers of an exactly linked record
+        (``fuzzy_after_exact``) or for any customer of one its identifiers did not link; a
+        record matching no one is a new customer."""
+        keys = tuple(sorted(blocking_keys(person)))
+        fuzzy_enabled = not self.rules.fuzzy_disabled
+        if exact.customers:
+            customers = list(exact.customers)
+            if self.fuzzy_after_exact and fuzzy_enabled:
+                # The identifiers found one of the person's customers; fuzzy matching finds
+                # the others (records of the person that share no identifier with this one:
+                # a till record by card, a web record by e-mail). Each joins only through a
+                # "link" decision that passes the conflict check against the whole group.
+                self._note_unloaded(ref, keys)
+                more = self._fuzzy(person, keys, customers).customers
+                customers.extend(c for c in more if c not in customers)
+            return _Match(
+                customers, ResolutionOutcome.LINKED_EXACT, exact.rule, exact.evidence, keys
+            )
+        if not fuzzy_enabled:
+            return _Match.new_customer(keys)
+        self._note_unloaded(ref, keys)
+        fuzzy = self._fuzzy(person, keys)
+        if not fuzzy.customers:
+            return _Match.new_customer(keys, fuzzy.evidence, fuzzy.score, fuzzy.reviews)
+        return _Match(
+            fuzzy.customers,
+            ResolutionOutcome.LINKED_FUZZY,
+            "fuzzy",
+            fuzzy.evidence,
+            keys,
+            fuzzy.score,
+            fuzzy.reviews,
+        )
+
+    def _note_unloaded(self, ref: RecordRef, keys: tuple[str, ...]) -> None:
+        """Lists the record as ``incomplete`` when the state lacks some of its blocks."""
+        fetched = self.state.fetched_keys
+        if fetched is not None and not fetched.issuperset(keys):
+            self.incomplete.append(ref)
+
+    def _settle_customer(self, ref: RecordRef, pk: int, match: _Match) -> _Destination:
+        """Phase 4a: the record's customer - a new one, or the oldest of those it joins, the
+        others merged into it."""
+        state = self.state
+        if not match.customers:
+            customer_id = self._new_id()
+            created = self._now()
+            state.customers[customer_id] = KnownCustomer(customer_id, created)
+            self.changes.customers.append((customer_id, created))
+            return _Destination(customer_id, ())
+        survivor = min(match.customers, key=lambda c: (state.customers[c].created_at, c))
+        merged = tuple(sorted(c for c in match.customers if c != survivor))
+        if merged:
+            self._merge(survivor, merged, ref, match.rule, pk)
+        return _Destination(survivor, merged)
+
+    def _claim_identifiers(
+        self,
+        record: IncomingRecord,
+        linkable: Sequence[IdentifierKey],
+        unlinked: Mapping[IdentifierKey, str],
+        destination: _Destination,
+    ) -> dict[IdentifierKey, str]:
+        """Phase 4b: the customer takes the record's identifiers nobody owns (those already
+        owned are touched); returns those the per-type value limits keep from it."""
+        customer_id = destination.customer_id
+        customer = self.state.customers[customer_id]
+        seen = record.observed_at
+        over_limit: dict[IdentifierKey, str] = {}
+        for key in linkable:
+            if key in unlinked or key in over_limit:
+                continue
+            if self.state.owners.get(key) is not None:
+                self.changes.touches.append((key, seen))
+                continue
+            if self._has_limits and self._limit_exceeded({*customer.keys, key}):
+                over_limit[key] = Refusal.LIMIT
+                continue
+            self.state.owners[key] = customer_id
+            customer.keys.add(key)
+            self.changes.links.append((key, customer_id, record.ref.source, seen))
+        return over_limit
+
+    def _count_refused_sharers(
+        self,
+        exact: _ExactLinks,
+        unlinked: Mapping[IdentifierKey, str],
+        destination: _Destination,
+    ) -> None:
+        """Phase 4c: an identifier refused because its holder and this record's customer are
+        clearly different people (their data conflict, or a person kept them apart) is shared:
+        it names neither on its own (``domain/lookup.py``), and it counts towards the frequency
+        blocklist."""
+        customer_id = destination.customer_id
+        for key, owner in exact.refused:
+            if unlinked.get(key) not in _SHARING or self.state.find(owner) == customer_id:
+                continue
+            self._count_sharer(key, owner, customer_id)
+
+    def _store_record(
+        self,
+        record: IncomingRecord,
+        pk: int,
+        person: PersonRecord,
+        match: _Match,
+        destination: _Destination,
+    ) -> tuple[str, ...]:
+        """Phase 4d: the record joins the state and the changes; review items open for the
+        candidates left to a human. Returns their ids."""
+        customer_id = destination.customer_id
+        self.state.add_record(
+            KnownRecord(pk, record.ref, customer_id, person, record.identifiers),
+            match.blocking_keys,
+        )
+        self.changes.records.append(
+            NewRecord(
+                pk,
+                record,
+                customer_id,
+                match.outcome,
+                match.rule,
+                match.evidence,
+                match.blocking_keys,
+            )
+        )
+        return self._open_reviews(pk, customer_id, match.reviews)
+
+    def _fuzzy(
         self, person: PersonRecord, keys: tuple[str, ...], linked: Sequence[str] = ()
-    ) -> tuple[list[str], dict[str, Any], float, list[tuple[str, CandidateScore]]]:
+    ) -> _FuzzyLinks:
+        """The customers fuzzy matching links the record to (after ``linked``, those already
+        found), best score first, each passing ``refusal``; the others scoring "link" or
+        "review" are left for review."""
+        best = self._best_candidates(person, keys)
+        found = _FuzzyLinks(list(linked))
+        for owner, scored in sorted(best.items(), key=lambda item: -item[1].score):
+            if owner in linked:
+                continue
+            if not self._fuzzy_joins(person, found.customers, owner, scored):
+                found.reviews.append((owner, scored))
+                continue
+            if not found.customers:
+                found.score = scored.probability
+                found.evidence = _fuzzy_evidence(scored)
+            found.customers.append(owner)
+        return found
+
+    def _fuzzy_joins(
+        self, person: PersonRecord, customers: list[str], owner: str, scored: CandidateScore
+    ) -> bool:
+        """Whether a candidate customer joins the record's ``customers``: on a "link"
+        decision, as the first of them unless ``fuzzy_merges``, and past ``refusal``."""
+        return (
+            scored.decision == "link"
+            and (self.fuzzy_merges or not customers)
+            and self.refusal(person, customers, owner) is None
+        )
+
+    def _best_candidates(
+        self, person: PersonRecord, keys: tuple[str, ...]
+    ) -> dict[str, CandidateScore]:
+        """Each candidate customer's best-scoring record sharing a blocking key with the
+        record (those scoring "new" left out), a rare full name raising "review" to "link"."""
         state = self.state
         candidates: set[int] = set()
         for key in keys:
             candidates.update(state.comparable(key))
         persons = [state.records[pk].person for pk in candidates if pk in state.records]
         if not persons:
-            return [], {}, 0.0, []
+            return {}
         best: dict[str, CandidateScore] = {}
         # Only with weights the data gave (EM): the hand-set model's place weights are guesses.
         fitted = self.model.trained_pairs > 0
@@ -549,32 +771,7 @@ class Resolver:
                 scored = replace(scored, decision="link")
             if owner not in best:
                 best[owner] = scored
-        group: list[str] = list(linked)
-        evidence: dict[str, Any] = {}
-        score = 0.0
-        reviews: list[tuple[str, CandidateScore]] = []
-        for owner, scored in sorted(best.items(), key=lambda item: -item[1].score):
-            if owner in linked:
-                continue
-            if scored.decision == "link" and (self.fuzzy_merges or not group):
-                why = self.refusal(person, group, owner)
-                if why is None:
-                    if not group:
-                        score = scored.probability
-                        evidence = {
-                            "kind": "fuzzy_match",
-                            "record_pk": int(scored.candidate_id),
-                            "score": round(scored.score, 4),
-                            "probability": round(scored.probability, 6),
-                        }
-                        if scored.pair.decision != "link":
-                            # Linked on a full name only this customer holds (see
-                            # ``_rare_name_link``); the pair alone says "review".
-                            evidence["rare_full_name"] = True
-                    group.append(owner)
-                    continue
-            reviews.append((owner, scored))
-        return group, evidence, score, reviews
+        return best
 
     def _sole_name_holder(self, keys: Sequence[str]) -> str | None:
         """The one customer holding every stored record with the record's full name (its

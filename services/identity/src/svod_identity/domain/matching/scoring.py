@@ -41,8 +41,9 @@ what it looks like, another person, and the rules above hold. Patronymics always
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Literal
 
 from svod_identity.domain.matching.compare import Comparison, compare_records
@@ -68,6 +69,17 @@ CONTACT_EVIDENCE: dict[str, frozenset[str]] = {
 }
 
 
+class Veto(StrEnum):
+    """A safety rule that caps a pair's decision (reported in ``PairScore.vetoes``)."""
+
+    FIRST_NAME_AND_BIRTH_DATE_DISAGREE = "first_name_and_birth_date_disagree"
+    FIRST_NAME_DISAGREES = "first_name_disagrees"
+    BIRTH_DATE_DISAGREES = "birth_date_disagrees"
+    MIDDLE_NAME_DISAGREES = "middle_name_disagrees"
+    NO_PERSONAL_EVIDENCE = "no_personal_evidence"
+    SURNAME_CHANGE_UNCORROBORATED = "surname_change_uncorroborated"
+
+
 def _any(levels: Mapping[str, str], evidence: Mapping[str, frozenset[str]]) -> bool:
     return any(levels.get(f, MISSING) in ok for f, ok in evidence.items())
 
@@ -82,7 +94,7 @@ class PairScore:
     score: float  # log2 posterior odds
     probability: float
     decision: Decision
-    vetoes: tuple[str, ...]  # safety rules that cap this pair (see ``safety_vetoes``)
+    vetoes: tuple[Veto, ...]  # safety rules that cap this pair (see ``safety_vetoes``)
 
     def explain(self) -> dict[str, Any]:
         """A JSON-ready breakdown: per-feature level and weight, prior, vetoes, outcome."""
@@ -95,7 +107,7 @@ class PairScore:
                 {"feature": f, "level": self.levels[f], "weight": round(self.weights[f], 3)}
                 for f in FEATURES
             ],
-            "vetoes": list(self.vetoes),
+            "vetoes": [veto.value for veto in self.vetoes],
         }
 
 
@@ -134,7 +146,11 @@ def noisy(model: MatchModel | None, feature: str, level: str) -> bool:
 
 
 def first_name_conflict(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
-    """Two different known names; or unlike names where the birth dates do not confirm.
+    """Veto ``FIRST_NAME_DISAGREES``: two different known names; or unlike names where the
+    birth dates do not confirm.
+
+    Prevents merging siblings and twins, spouses and parent and child of one surname: relatives
+    share everything a household has but their first names.
 
     A name the tables do not know ("pwige", a garbled or replaced entry) next to another is no
     proof of a different person when birth date and surname agree exactly as written; two known
@@ -152,12 +168,23 @@ def first_name_conflict(levels: Mapping[str, str], model: MatchModel | None = No
 
 
 def birth_date_conflict(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
+    """Veto ``BIRTH_DATE_DISAGREES``: unlike birth dates, unless the model finds them common
+    among matching records (``noisy``).
+
+    Prevents merging a father and a son of one name at one address, and namesakes who share a
+    contact (a family phone, a card passed on): where the data never replace birth dates
+    wholesale, another date is another person.
+    """
     return levels.get("birth_date") == "disagree" and not noisy(model, "birth_date", "disagree")
 
 
 def middle_name_conflict(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
-    """Unlike patronymics: always a conflict. Sources that keep a patronymic at all keep it
-    well (Russian retail data puts matching pairs' disagreement near 1%, too close to call)."""
+    """Veto ``MIDDLE_NAME_DISAGREES``: unlike patronymics, always a conflict.
+
+    Prevents merging relatives and namesakes told apart by the father's name (Иван Петрович
+    and Иван Сергеевич Иванов of one family). Sources that keep a patronymic at all keep it
+    well (Russian retail data puts matching pairs' disagreement near 1%, too close to call).
+    """
     return levels.get("middle_name") == "disagree"
 
 
@@ -190,79 +217,147 @@ def strong_place(model: MatchModel | None, location: str) -> bool:
     )
 
 
+def _given_name_agrees(levels: Mapping[str, str]) -> bool:
+    return levels.get("first_name") in _NAME_AGREES
+
+
+def _surname_agrees(levels: Mapping[str, str]) -> bool:
+    return levels.get("last_name") in _SURNAME_AGREES
+
+
+def _missing(levels: Mapping[str, str], feature: str) -> bool:
+    return levels.get(feature, MISSING) == MISSING
+
+
 def _same_home(levels: Mapping[str, str]) -> bool:
     """Same street address and the same given name: a person, not a household or namesake."""
-    return levels.get("location") == "address" and levels.get("first_name") in _NAME_AGREES
+    return levels.get("location") == "address" and _given_name_agrees(levels)
 
 
-def safety_vetoes(
-    levels: Mapping[str, str], model: MatchModel | None = None
-) -> tuple[Decision, tuple[str, ...]]:
-    """The best decision the household/namesake rules allow, and why (see module docstring).
+def family_member(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
+    """Veto ``FIRST_NAME_AND_BIRTH_DATE_DISAGREE`` (the pair is someone new outright).
 
-    ``model``: disagreements common among matching records are no veto (see ``noisy``).
+    Prevents merging relatives who share a surname, a flat, a landline, a family e-mail or a
+    card: another first name *and* another birth date is another member of the family, however
+    much of the household's evidence adds up in the score.
     """
-    first_conflict = first_name_conflict(levels, model)
-    birth_conflict = birth_date_conflict(levels, model)
-    reasons: list[str] = []
-    cap: Decision = "link"
-    if first_conflict and birth_conflict:
-        return "new", ("first_name_and_birth_date_disagree",)
-    if first_conflict:
-        reasons.append("first_name_disagrees")
-    if birth_conflict:
-        reasons.append("birth_date_disagrees")
-    if middle_name_conflict(levels, model):
-        reasons.append("middle_name_disagrees")
-    # A slipped birth date still ties a record to a person at one address under one name.
-    # Beyond that a place counts only where the data say unrelated people rarely share it
-    # (``strong_place``): then the same given name and surname there is one person - and so is
-    # one of the two at the same street address with the other missing or, where names are
-    # often garbled (``noisy``), unlike.
-    first_agrees = levels.get("first_name") in _NAME_AGREES
-    surname_agrees = levels.get("last_name") in _SURNAME_AGREES
+    return first_name_conflict(levels, model) and birth_date_conflict(levels, model)
+
+
+def identifying_field_agrees(levels: Mapping[str, str]) -> bool:
+    """The same birth date, mobile phone, e-mail or card (``PERSONAL_EVIDENCE``)."""
+    return _any(levels, PERSONAL_EVIDENCE)
+
+
+def same_login_same_name(levels: Mapping[str, str]) -> bool:
+    """The same e-mail login at another provider under the same given name: people keep one
+    login across providers."""
+    return levels.get("email") == "local_part" and _given_name_agrees(levels)
+
+
+def slipped_birth_date_at_home(levels: Mapping[str, str]) -> bool:
+    """A birth date one slip apart, with the same given name, surname and street address: a
+    typing slip of one person's date, not a relative's."""
+    return levels.get("birth_date") == "typo" and _same_home(levels) and _surname_agrees(levels)
+
+
+def name_at_telling_place(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
+    """The same given name and surname (either may be missing, not both) at a place the data
+    show unrelated people practically never share (``strong_place``)."""
+    return (
+        strong_place(model, levels.get("location", MISSING))
+        and (_given_name_agrees(levels) or _surname_agrees(levels))
+        and (_given_name_agrees(levels) or _missing(levels, "first_name"))
+        and (_surname_agrees(levels) or _missing(levels, "last_name"))
+    )
+
+
+def half_garbled_name_at_telling_address(
+    levels: Mapping[str, str], model: MatchModel | None = None
+) -> bool:
+    """One of given name and surname the same at a telling street address, the other missing
+    or unlike where the data often garble that name (``noisy``)."""
     garbled_first = levels.get("first_name") == "other" and noisy(model, "first_name", "other")
     garbled_surname = levels.get("last_name") == "disagree" and noisy(
         model, "last_name", "disagree"
     )
-    place = levels.get("location", MISSING)
-    strong = strong_place(model, place)
-    personal = (
-        _any(levels, PERSONAL_EVIDENCE)
-        or (levels.get("email") == "local_part" and first_agrees)
-        or (levels.get("birth_date") == "typo" and _same_home(levels) and surname_agrees)
-        or (
-            strong
-            and (first_agrees or surname_agrees)
-            and (first_agrees or levels.get("first_name", MISSING) == MISSING)
-            and (surname_agrees or levels.get("last_name", MISSING) == MISSING)
-        )
-        or (
-            strong
-            and place == "address"
-            and (first_agrees or surname_agrees)
-            and (first_agrees or garbled_first or levels.get("first_name", MISSING) == MISSING)
-            and (surname_agrees or garbled_surname or levels.get("last_name", MISSING) == MISSING)
-        )
+    return (
+        levels.get("location", MISSING) == "address"
+        and strong_place(model, "address")
+        and (_given_name_agrees(levels) or _surname_agrees(levels))
+        and (_given_name_agrees(levels) or garbled_first or _missing(levels, "first_name"))
+        and (_surname_agrees(levels) or garbled_surname or _missing(levels, "last_name"))
     )
-    surname_changed = levels.get("last_name") == "changed" or (
-        levels.get("last_name") == "disagree" and not noisy(model, "last_name", "disagree")
+
+
+def lacks_personal_evidence(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
+    """Veto ``NO_PERSONAL_EVIDENCE`` (review at best).
+
+    Prevents merging namesakes: two Ivan Ivanovs in one city, or a mother and a daughter of
+    one name in one flat, agree on everything a name and a place can say. Something tied to
+    one individual must agree as well - any of the named kinds of personal evidence above.
+    """
+    return not (
+        identifying_field_agrees(levels)
+        or same_login_same_name(levels)
+        or slipped_birth_date_at_home(levels)
+        or name_at_telling_place(levels, model)
+        or half_garbled_name_at_telling_address(levels, model)
     )
-    if not personal:
-        reasons.append("no_personal_evidence")
-    elif (
-        surname_changed
-        and levels.get("middle_name") != "exact"
-        and not _any(levels, CONTACT_EVIDENCE)
-        and not (
-            levels.get("birth_date") == "exact"
-            and (_same_home(levels) or (first_agrees and strong))
-        )
-    ):
-        reasons.append("surname_change_uncorroborated")
-    if reasons:
-        cap = "review"
-    return cap, tuple(reasons)
+
+
+def surname_changed(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
+    """Another surname: a known change of form, or unlike surnames where matching records
+    rarely show them (``noisy``)."""
+    last = levels.get("last_name")
+    return last == "changed" or (last == "disagree" and not noisy(model, "last_name", "disagree"))
+
+
+def surname_change_uncorroborated(
+    levels: Mapping[str, str], model: MatchModel | None = None
+) -> bool:
+    """Veto ``SURNAME_CHANGE_UNCORROBORATED`` (review at best).
+
+    Prevents merging strangers who share a first name and a birth date - common enough across a
+    customer base - as one person who changed surname (a marriage). Another surname links only
+    with a contact in common, the same patronymic, or the same birth date together with the
+    same home (or the same given name at a telling place).
+    """
+    if not surname_changed(levels, model) or levels.get("middle_name") == "exact":
+        return False
+    if _any(levels, CONTACT_EVIDENCE):
+        return False
+    same_person_at_place = _same_home(levels) or (
+        _given_name_agrees(levels) and strong_place(model, levels.get("location", MISSING))
+    )
+    return not (levels.get("birth_date") == "exact" and same_person_at_place)
+
+
+VetoPredicate = Callable[[Mapping[str, str], MatchModel | None], bool]
+# Disagreements that cap a pair at review, each with its predicate, in the order reported.
+_CONFLICT_VETOES: tuple[tuple[Veto, VetoPredicate], ...] = (
+    (Veto.FIRST_NAME_DISAGREES, first_name_conflict),
+    (Veto.BIRTH_DATE_DISAGREES, birth_date_conflict),
+    (Veto.MIDDLE_NAME_DISAGREES, middle_name_conflict),
+)
+
+
+def safety_vetoes(
+    levels: Mapping[str, str], model: MatchModel | None = None
+) -> tuple[Decision, tuple[Veto, ...]]:
+    """The best decision the household/namesake rules allow, and why (see module docstring).
+
+    ``model``: disagreements common among matching records are no veto (see ``noisy``).
+    """
+    if family_member(levels, model):
+        return "new", (Veto.FIRST_NAME_AND_BIRTH_DATE_DISAGREE,)
+    reasons = [veto for veto, applies in _CONFLICT_VETOES if applies(levels, model)]
+    # Without personal evidence a surname change is moot: the pair is reported for the former.
+    if lacks_personal_evidence(levels, model):
+        reasons.append(Veto.NO_PERSONAL_EVIDENCE)
+    elif surname_change_uncorroborated(levels, model):
+        reasons.append(Veto.SURNAME_CHANGE_UNCORROBORATED)
+    return ("review" if reasons else "link"), tuple(reasons)
 
 
 def _probability(score: float) -> float:
