@@ -39,6 +39,7 @@ from svod_runtime.errors import (
 from svod_runtime.guard import Admission, Guard
 from svod_runtime.metrics import RpcMetrics
 from svod_runtime.telemetry import context_from_carrier, current_trace_id
+from svod_runtime.transactions import run_again_on_conflict
 
 log = logging.getLogger("svod.rpc")
 
@@ -221,7 +222,10 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
                     timeout = None if context.time_remaining() is not None else self.max_request_s
                     # asyncio.timeout, not wait_for: no extra task per call.
                     async with asyncio.timeout(timeout):
-                        response = await inner(request, context)
+                        if streaming:  # a stream is read once: its client retries it
+                            response = await inner(request, context)
+                        else:
+                            response = await run_again_on_conflict(lambda: inner(request, context))
                     call.admission.reveal(response)
                     return response
 

@@ -47,10 +47,31 @@ async def run_in_transaction(
 ) -> T:
     """``work`` in a transaction from ``begin()``; run again from the start (in a new
     transaction) after a deadlock or serialisation failure, at most ``attempts`` times."""
+
+    async def once() -> T:
+        async with begin() as tx:
+            return await work(tx)
+
+    return await run_again_on_conflict(once, attempts=attempts, pause_s=pause_s)
+
+
+async def run_again_on_conflict(
+    work: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = ATTEMPTS,
+    pause_s: float = PAUSE_S,
+) -> T:
+    """``work`` (which opens its own transactions) run again from the start after one of them
+    lost a deadlock or serialisation conflict, at most ``attempts`` times.
+
+    The runtime's interceptor runs every unary RPC handler this way, so a use case that lost a
+    conflict is answered, not refused, in every service. Safe for the same reason a client's
+    retry is: the losing transaction rolled back, and every Svod write is idempotent under a
+    retry of its call (a client retries the UNAVAILABLE that a conflict would otherwise give).
+    """
     for attempt in range(1, attempts + 1):
         try:
-            async with begin() as tx:
-                return await work(tx)
+            return await work()
         except Exception as error:
             if attempt == attempts or not is_retryable(error):
                 raise
