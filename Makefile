@@ -32,7 +32,7 @@ run: gen
 # Type-checked sources: strict for libs, domains and use cases (pyproject.toml [tool.mypy]).
 # The unit tier's in-memory fakes too: each assigns itself to the port it stands in for, so a
 # port that gains a method fails lint until its fake has it.
-TYPED_PATHS := libs/svod_runtime libs/svod_names cli/svod_cli $(wildcard services/*/src/svod_*) \
+TYPED_PATHS := libs/svod_runtime libs/svod_names libs/svod_contacts cli/svod_cli $(wildcard services/*/src/svod_*) \
 	$(wildcard services/*/tests/unit/*fakes.py)
 
 lint: gen

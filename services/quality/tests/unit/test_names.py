@@ -92,3 +92,26 @@ def test_name_problem(name: str, problem: str) -> None:
 @pytest.mark.parametrize("name", ["Иванов", "Римский-Корсаков", "Д'Артаньян", "Гасан оглы", "Ли"])
 def test_real_names_are_plausible(name: str) -> None:
     assert name_problem(name) == ""
+
+
+@pytest.mark.parametrize(
+    ("first", "gender"),
+    [
+        # The shared table (svod_names): full names, diminutives and transliterations alike.
+        ("Евгений", "male"),
+        ("Вика", "female"),
+        ("Mariya", "female"),
+        ("Алишер", "male"),  # merged in from quality's former list
+        ("Айгуль", "female"),
+        # A diminutive of a man's and a woman's name settles nothing.
+        ("Саша", "unknown"),
+        ("Женя", "unknown"),
+    ],
+)
+def test_first_names_come_from_the_shared_table(first: str, gender: str) -> None:
+    assert infer_gender(first, "")[0] == gender
+
+
+def test_a_full_name_in_latin_letters_splits_like_a_cyrillic_one() -> None:
+    assert split_full_name("Mariya Ivanova") == NameParts("Ivanova", "Mariya", "")
+    assert split_full_name("Евгений Петров") == NameParts("Петров", "Евгений", "")

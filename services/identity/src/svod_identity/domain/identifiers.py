@@ -1,34 +1,36 @@
 """Identifier normalisation: one canonical spelling per identifier, so exact matching works.
 
-Phones go to E.164 (RU is the default region for national formats such as ``8 (916) ...``),
-e-mails are trimmed and lower-cased, card numbers lose spaces and dashes.
+The spellings are the shared ones (``svod_contacts``): phones in E.164 (RU is the default
+region for national formats such as ``8 (916) ...``), e-mails trimmed, lower-cased and
+checked by email-validator's syntax rules, card numbers without spaces and dashes.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-import phonenumbers
-
+from svod_contacts.cards import normalize_card
+from svod_contacts.emails import normalize_email
+from svod_contacts.identifiers import NAMESPACED_NAMES, TYPE_NAMES, IdentifierType
+from svod_contacts.phones import DEFAULT_REGION, normalize_phone
 from svod_runtime.errors import ViolationCollector
 
-DEFAULT_REGION = "RU"
-MAX_VALUE_LENGTH = 256
-TYPES = (
-    "email",
-    "phone",
-    "loyalty_card",
-    "external_id",
-    "device_id",
-    "analytics_client_id",
-    "custom",
-)
-# Types whose values only mean something within a namespace (issuing system or custom type).
-NAMESPACED = ("external_id", "custom")
+__all__ = [
+    "DEFAULT_REGION",
+    "MAX_VALUE_LENGTH",
+    "NAMESPACED",
+    "TYPES",
+    "IdentifierKey",
+    "normalize_email",
+    "normalize_identifiers",
+    "normalize_phone",
+    "normalize_value",
+]
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-_SEPARATORS = re.compile(r"[\s\-]+")
+MAX_VALUE_LENGTH = 256
+TYPES = TYPE_NAMES
+# Types whose values only mean something within a namespace (issuing system or custom type).
+NAMESPACED = NAMESPACED_NAMES
 
 
 @dataclass(frozen=True, order=True)
@@ -44,30 +46,14 @@ class IdentifierKey:
         return f"{self.type}\x1f{self.namespace}\x1f{self.value}"
 
 
-def normalize_phone(raw: str) -> str | None:
-    try:
-        number = phonenumbers.parse(raw, DEFAULT_REGION)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def normalize_email(raw: str) -> str | None:
-    value = raw.strip().lower()
-    return value if _EMAIL.match(value) else None
-
-
 def normalize_value(id_type: str, raw: str) -> str | None:
     """The canonical value, or None when the value cannot be an identifier of that type."""
-    if id_type == "phone":
+    if id_type == IdentifierType.PHONE:
         return normalize_phone(raw)
-    if id_type == "email":
+    if id_type == IdentifierType.EMAIL:
         return normalize_email(raw)
-    if id_type == "loyalty_card":
-        value = _SEPARATORS.sub("", raw).upper()
-        return value or None
+    if id_type == IdentifierType.LOYALTY_CARD:
+        return normalize_card(raw)
     value = raw.strip()
     return value or None
 

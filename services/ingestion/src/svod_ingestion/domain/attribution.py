@@ -34,7 +34,10 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import phonenumbers
+from svod_contacts.cards import normalize_card
+from svod_contacts.emails import normalize_email
+from svod_contacts.identifiers import NAMESPACED_NAMES, IdentifierType
+from svod_contacts.phones import normalize_phone
 
 # How often a held or waiting event is looked at again when nothing wakes it: from
 # FIRST_RECHECK_S, doubling, up to the cap of its kind. The first look comes soon, so an
@@ -178,26 +181,21 @@ def describe(issue: Issue, candidates: int, clock: GraceClock, grace_s: float) -
 
 # -- identifier keys -------------------------------------------------------------------------
 # Ingestion compares identifiers of events with those of identify calls (a pending identify,
-# the identify that should wake a held event) in one canonical spelling, identity's
-# (services/identity/.../domain/identifiers.py): phones in E.164 (RU for national formats),
-# e-mails trimmed and lower-cased, cards without spaces or dashes, upper-cased.
+# the identify that should wake a held event) in one canonical spelling, identity's and every
+# service's (svod_contacts): phones in E.164 (RU for national formats), e-mails trimmed,
+# lower-cased and in email-validator's normal form, cards without spaces or dashes, upper-cased.
 
 
 def identifier_key(id_type: str, value: str, namespace: str = "") -> str:
     """The canonical key of an identifier; a value that does not parse keeps its own text."""
     text = value.strip()
-    if id_type == "phone":
-        try:
-            number = phonenumbers.parse(text, "RU")
-            text = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-        except phonenumbers.NumberParseException:
-            pass
-    elif id_type == "email":
+    canonical: str | None = None
+    if id_type == IdentifierType.PHONE:
+        canonical = normalize_phone(text)
+    elif id_type == IdentifierType.EMAIL:
+        canonical = normalize_email(text)
         text = text.lower()
-    elif id_type == "loyalty_card":
-        text = "".join(text.replace("-", " ").split()).upper()
-    scope = namespace.strip().lower() if id_type in _NAMESPACED else ""
-    return f"{id_type}\x1f{scope}\x1f{text}"
-
-
-_NAMESPACED = ("external_id", "custom")
+    elif id_type == IdentifierType.LOYALTY_CARD:
+        canonical = normalize_card(text)
+    scope = namespace.strip().lower() if id_type in NAMESPACED_NAMES else ""
+    return f"{id_type}\x1f{scope}\x1f{canonical or text}"

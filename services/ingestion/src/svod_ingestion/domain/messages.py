@@ -9,12 +9,13 @@ service's work.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import phonenumbers
-
+from svod_contacts.cards import normalize_card
+from svod_contacts.emails import normalize_email
+from svod_contacts.identifiers import NAMESPACED_NAMES, TYPE_NAMES, IdentifierType
+from svod_contacts.phones import normalize_phone
 from svod_ingestion.domain.attributes import validate_attributes
 from svod_runtime import bounds
 from svod_runtime.bounds import FUTURE_TOLERANCE
@@ -25,19 +26,10 @@ MAX_NAME = bounds.MAX_NAME
 MAX_IDENTIFIERS = bounds.MAX_IDENTIFIERS
 MAX_ATTRIBUTES = bounds.MAX_ATTRIBUTES
 GENDERS = ("", "unspecified", "female", "male")
-IDENTIFIER_TYPES = (
-    "email",
-    "phone",
-    "loyalty_card",
-    "external_id",
-    "device_id",
-    "analytics_client_id",
-    "custom",
-)
-NAMESPACED = ("external_id", "custom")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
-# What identity drops from a card number (spaces and dashes): nothing may be all of it.
-_CARD_SEPARATORS = re.compile(r"[\s\-]+")
+# Identifier types and contact spellings are the shared ones (svod_contacts), so that what is
+# accepted here is what identity accepts.
+IDENTIFIER_TYPES = TYPE_NAMES
+NAMESPACED = NAMESPACED_NAMES
 
 
 @dataclass(frozen=True)
@@ -94,14 +86,6 @@ def validate_refs(refs: list[tuple[str, str]], path: str) -> None:
     errors.raise_if_any()
 
 
-def _phone_is_parseable(value: str) -> bool:
-    try:
-        number = phonenumbers.parse(value, "RU")
-    except phonenumbers.NumberParseException:
-        return False
-    return phonenumbers.is_possible_number(number)
-
-
 def validate_identifiers(
     identifiers: list[tuple[str, str, str]], errors: ViolationCollector, path: str
 ) -> None:
@@ -120,11 +104,11 @@ def validate_identifiers(
             errors.add(f"{here}.value", "required")
         elif not bounds.check_text(value, f"{here}.value", MAX_VALUE, errors):
             pass
-        elif id_type == "phone" and not _phone_is_parseable(value):
+        elif id_type == IdentifierType.PHONE and normalize_phone(value) is None:
             errors.add(f"{here}.value", "not a phone number")
-        elif id_type == "loyalty_card" and not _CARD_SEPARATORS.sub("", value):
+        elif id_type == IdentifierType.LOYALTY_CARD and normalize_card(value) is None:
             errors.add(f"{here}.value", "a loyalty card number needs more than spaces and dashes")
-        elif id_type == "email" and not _EMAIL.match(value.strip()):
+        elif id_type == IdentifierType.EMAIL and normalize_email(value) is None:
             errors.add(f"{here}.value", "not an e-mail address")
         elif id_type in NAMESPACED and not namespace.strip():
             errors.add(f"{here}.namespace", f"required for {id_type} identifiers")

@@ -1,30 +1,18 @@
-"""E-mail addresses: syntax (``email-validator``, no network), lower case, typo suggestions,
-disposable and role addresses.
-
-Speed: ``validate_email`` costs ~35 µs. Most addresses are plain ASCII ``local@domain``; for
-those the local part is checked with the dot-atom rule email-validator itself applies first,
-and the domain (few distinct values per batch) is validated by email-validator once and cached.
-Anything else goes to ``validate_email`` whole. A unit test checks both paths agree.
+"""E-mail addresses: syntax and normal form (the shared rule, ``svod_contacts.emails``:
+``email-validator``, no network, lower case), typo suggestions, disposable and role addresses.
 
 Typos are never applied: the caller gets a suggestion to confirm with the customer.
 """
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Final, NamedTuple
 
-from email_validator import EmailNotValidError, validate_email
 from rapidfuzz.distance import OSA
 
+from svod_contacts.emails import check_email
 from svod_quality.domain.datafiles import read_rows, read_words
-
-_MAX_LENGTH: Final = 254  # RFC 5321 path limit, as email-validator enforces it
-# RFC 5322 atext; the same set email-validator's DOT_ATOM_TEXT accepts (lower case only here,
-# since input is lower-cased first).
-_ATEXT: Final = r"a-z0-9!#$%&'*+/=?^_`{|}~\-"
-_SIMPLE: Final = re.compile(rf"([{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@([a-z0-9.\-]+)")
 
 ROLE_LOCAL_PARTS: Final = frozenset(
     {
@@ -108,16 +96,6 @@ class EmailInfo(NamedTuple):
 
 
 @lru_cache(maxsize=4096)
-def _domain_error(domain: str) -> str:
-    """email-validator's verdict on a domain alone ("" when fine); few distinct domains."""
-    try:
-        validate_email("x@" + domain, check_deliverability=False)
-    except EmailNotValidError as error:
-        return str(error)
-    return ""
-
-
-@lru_cache(maxsize=4096)
 def suggest_domain(domain: str) -> str:
     """The domain the writer probably meant, or "" when the domain looks intended."""
     if domain in DOMAIN_TYPOS:
@@ -143,25 +121,13 @@ def is_role(local: str) -> bool:
     return local.split("+", 1)[0] in ROLE_LOCAL_PARTS
 
 
-def _validated(text: str) -> tuple[str, str]:
-    """(normalised address, error): the fast path first, email-validator for the rest."""
-    match = _SIMPLE.fullmatch(text)
-    if match and len(text) <= _MAX_LENGTH:
-        error = _domain_error(match.group(2))
-        return (text, "") if not error else ("", error)
-    try:
-        return validate_email(text, check_deliverability=False).normalized.lower(), ""
-    except EmailNotValidError as error:
-        return "", str(error)
-
-
 @lru_cache(maxsize=65536)
 def analyse_email(raw: str) -> EmailInfo:
     """Validity, lower-case form, typo suggestion, disposable and role flags of an address."""
     text = raw.strip().lower()
     if not text:
         return EmailInfo("", False, "empty", "", False, False)
-    normalized, error = _validated(text)
+    normalized, error = check_email(text)
     if error:
         # "ivan@rambler.r" may be invalid and still have an obvious fix.
         return EmailInfo(text, False, error, _suggestion(text), False, False)
@@ -177,4 +143,4 @@ def _suggestion(address: str) -> str:
     if not fixed:
         return ""
     candidate = f"{local}@{fixed}"
-    return candidate if not _validated(candidate)[1] else ""
+    return candidate if not check_email(candidate).error else ""

@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from svod_contacts.identifiers import IdentifierType
 from svod_quality.domain.dates import birth_date_problem
 from svod_quality.domain.emails import analyse_email
 from svod_quality.domain.model import Address, FindingAction, Identifier, RawRecord
@@ -57,9 +58,9 @@ class ProfileSnapshot:
 
 def normalized_contact(id_type: str, raw: str) -> str:
     """The normalised form of a phone (E.164) or e-mail, or "" when it is not a valid one."""
-    if id_type == "phone":
+    if id_type == IdentifierType.PHONE:
         return analyse_phone(raw).e164
-    if id_type == "email":
+    if id_type == IdentifierType.EMAIL:
         info = analyse_email(raw)
         return info.normalized if info.valid else ""
     return ""

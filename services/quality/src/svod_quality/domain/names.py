@@ -1,9 +1,9 @@
 """Person names: spacing and case, a comparison form, splitting a full name, gender.
 
 ``ё`` is kept as written (it is part of the name); :func:`name_key` folds it to ``е`` for
-comparisons only. Splitting and gender use patronymic suffixes and the shipped first-name list
-(``data/first_names.txt``); when they do not settle the question the answer is "don't know",
-never a guess.
+comparisons only. Splitting and gender use patronymic suffixes and the shared first-name table
+(``svod_names``: passport names, their other spellings and diminutives, Latin spellings too);
+when they do not settle the question the answer is "don't know", never a guess.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from typing import Final, NamedTuple
 
-from svod_quality.domain.datafiles import read_rows
+from svod_names.first_names import read_first_name
 
 _SPACES: Final = re.compile(r"\s+")
 # Any dash, with or without spaces around it, joins a double name: "Римский - Корсаков".
@@ -73,16 +73,18 @@ def normalize_name(raw: str) -> str:
     )
 
 
-def _load_first_names() -> dict[str, str]:
-    genders = {"m": "male", "f": "female"}
-    return {name_key(row[0]): genders[row[1]] for row in read_rows("first_names.txt")}
+def first_name_gender(word: str) -> str:
+    """``male``/``female`` when the word is a first name of that gender only, else ``unknown``.
 
-
-FIRST_NAMES: Final[dict[str, str]] = _load_first_names()
+    A diminutive shared by a man's and a woman's name (Саша, Женя, Валя) settles nothing, so it
+    does not count as a first name here.
+    """
+    genders = {name.gender for name in read_first_name(word).names}
+    return genders.pop() if len(genders) == 1 else "unknown"
 
 
 def is_first_name(word: str) -> bool:
-    return name_key(word) in FIRST_NAMES
+    return first_name_gender(word) != "unknown"
 
 
 def patronymic_gender(word: str) -> str:
@@ -175,7 +177,7 @@ def infer_gender(first_name: str, middle_name: str) -> tuple[str, str]:
             return gender, "patronymic"
     if first_name:
         # A double first name counts only if its first part is listed ("Анна-Мария").
-        gender = FIRST_NAMES.get(name_key(first_name.split(" ")[0].split("-")[0]), "unknown")
+        gender = first_name_gender(first_name.split(" ")[0].split("-")[0])
         if gender != "unknown":
             return gender, "first_name"
     return "unknown", ""

@@ -1,12 +1,14 @@
 """Phone numbers: E.164, kind (mobile/landline/other), validity and placeholder detection.
 
-Validity is ``phonenumbers``' (RU is the default region for national formats). Parsing with
+Reading a number is the shared rule (``svod_contacts.phones``: ``phonenumbers`` with RU as the
+default region for national formats); validity is ``phonenumbers``'. Parsing with
 ``phonenumbers`` costs ~45 µs a number, too slow for every record of a batch, so plain Russian
 numbers (the bulk of the data) take a fast path: the punctuation is stripped with one regex and
 the 10-digit national number is classified against the *same* ``phonenumbers`` RU metadata,
 compiled once. Everything else (other countries, extensions, letters, anything the fast path
-does not accept outright) goes through ``phonenumbers.parse``. A unit test checks that both
-paths agree. Results are cached per raw string as repeated numbers are common in a batch.
+does not accept outright) goes through the shared parse. Unit tests check that both paths
+agree, and that a valid number's E.164 is the shared ``normalize_phone``'s. Results are cached
+per raw string as repeated numbers are common in a batch.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Final, NamedTuple
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType
 
-DEFAULT_REGION: Final = "RU"
+from svod_contacts.phones import DEFAULT_REGION, e164, parse_phone
 
 _NON_DIGITS: Final = re.compile(r"\D+")
 # Digits with the usual separators and an optional leading plus; nothing else.
@@ -154,9 +156,8 @@ def _fast_path(text: str) -> PhoneInfo | None:
 
 
 def _full_path(text: str) -> PhoneInfo:
-    try:
-        number = phonenumbers.parse(text, DEFAULT_REGION)
-    except phonenumbers.NumberParseException:
+    number = parse_phone(text)
+    if number is None:
         reason = placeholder_reason(_NON_DIGITS.sub("", text))
         return PhoneInfo("", False, bool(reason), "", reason or "not a phone number")
     reason = placeholder_reason(phonenumbers.national_significant_number(number))
@@ -164,9 +165,8 @@ def _full_path(text: str) -> PhoneInfo:
         possible = phonenumbers.is_possible_number_with_reason(number)
         why = _LENGTH_REASONS.get(possible, "not a valid number")
         return PhoneInfo("", False, bool(reason), "", reason or why)
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     kind = _KINDS.get(phonenumbers.number_type(number), "other")
-    return PhoneInfo(e164, True, bool(reason), kind, reason)
+    return PhoneInfo(e164(number), True, bool(reason), kind, reason)
 
 
 @lru_cache(maxsize=65536)

@@ -20,11 +20,12 @@ as it was sent (``identifiers[2].value``) so the sender can find the value.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from svod_contacts.cards import normalize_card
+from svod_contacts.identifiers import IdentifierType
 from svod_quality.domain.addresses import normalize_address
 from svod_quality.domain.checks import ATTRIBUTE_PREFIX, FieldValue
 from svod_quality.domain.emails import analyse_email
@@ -41,7 +42,6 @@ from svod_quality.domain.names import infer_gender, normalize_name, split_full_n
 from svod_quality.domain.phones import analyse_phone
 from svod_quality.domain.rules import RuleSet, ValidationRule
 
-_CARD_SEPARATORS: Final = re.compile(r"[\s\-]+")
 _NAME_PATHS: Final = {
     "first_name": "name.first_name",
     "last_name": "name.last_name",
@@ -96,8 +96,8 @@ def _std_identifier(
         )
         return None
     value = raw.strip()
-    if id_type == "loyalty_card":
-        value = _CARD_SEPARATORS.sub("", value).upper()
+    if id_type == IdentifierType.LOYALTY_CARD:
+        value = normalize_card(value) or ""
     values.setdefault(id_type, []).append(FieldValue(path, value))
     return Identifier(id_type, value, ident.namespace.strip()) if value else None
 

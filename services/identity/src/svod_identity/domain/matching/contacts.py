@@ -12,7 +12,24 @@ from functools import cache, lru_cache
 
 import phonenumbers
 
-DEFAULT_REGION = "RU"
+# One spelling of phones and e-mails for every service; re-exported under the names the
+# matcher has always used.
+from svod_contacts.emails import normalize_email
+from svod_contacts.phones import DEFAULT_REGION, normalize_phone
+
+__all__ = [
+    "DEFAULT_REGION",
+    "GENERIC_LOCAL_PARTS",
+    "PORTABLE_LOGIN_MIN_LENGTH",
+    "EmailAddress",
+    "email_address",
+    "is_dummy_phone",
+    "is_landline",
+    "is_placeholder_phone",
+    "normalize_card",
+    "normalize_email",
+    "normalize_phone",
+]
 
 # Counting runs cashiers and operators type when the customer gives no number (123-45-67).
 _COUNTING = "0123456789"
@@ -63,29 +80,6 @@ _DOMAIN_ALIASES = {
 PORTABLE_LOGIN_MIN_LENGTH = 6
 _CARD_SEPARATORS = re.compile(r"[\s\-.]+")
 _LOCAL_SEPARATORS = re.compile(r"[._-]+")
-
-
-@lru_cache(maxsize=65536)
-def normalize_phone(raw: str, region: str = DEFAULT_REGION) -> str | None:
-    """E.164 for anything that could be a phone number ("8 (916) 123-45-67" → "+79161234567")."""
-    digits = re.sub(r"\D", "", raw)
-    if not digits:
-        return None
-    # "8 916 ..." and "7 916 ..." without "+" are the national trunk prefix and the country code.
-    if (
-        region == "RU"
-        and len(digits) == 11
-        and digits[0] in "78"
-        and not raw.strip().startswith("+")
-    ):
-        raw = "+7" + digits[1:]
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 _E164 = re.compile(r"\+([1-9]\d{3,19})")
@@ -222,15 +216,6 @@ class EmailAddress:
         keep one login across mail.ru, Yandex, Gmail and bk.ru, but a short one ("olga",
         "ivan7") is taken by someone else at every provider."""
         return len(self.mailbox_name) >= PORTABLE_LOGIN_MIN_LENGTH and self.distinctive_local
-
-
-def normalize_email(raw: str) -> str | None:
-    """Trimmed, lower-cased address, or None when it is not one."""
-    value = raw.strip().lower().removeprefix("mailto:")
-    local, at, domain = value.rpartition("@")
-    if not at or not local or "." not in domain or " " in value:
-        return None
-    return value
 
 
 @lru_cache(maxsize=65536)
