@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from svod_quality.entrypoints.settings import QualitySettings
+from svod_runtime import entrypoint
 from svod_runtime.config import ServiceConfig, port_of, target_of
 from svod_runtime.entrypoint import run_service_cli
 from svod_runtime.errors import ConfigurationError
@@ -120,6 +121,8 @@ def test_the_service_stops_at_start_with_the_message(
 ) -> None:
     monkeypatch.setenv("SVOD_DATABASE_URL", "postgresql://h/d")
     monkeypatch.setenv("SVOD_QUALITY_PORT", "abc")
+    # The root logger stays as it is: a handler on this test's captured stderr would outlive it.
+    monkeypatch.setattr(entrypoint, "setup_logging", lambda service: None)
 
     async def never(*_: object) -> None:
         raise AssertionError("started with a bad port")
