@@ -107,11 +107,9 @@ class SoakSamples:
         self.at_s.append(round(time.perf_counter() - started, 1))
         for name, pid in pids.items():
             self.rss_mib.setdefault(name, []).append(round(rss_bytes(pid) / MIB, 1))
-        with psycopg.connect(libpq_url(db_url), application_name="svod-bench") as conn:
-            row = conn.execute(_LAG, (source,)).fetchone()
-        assert row is not None
-        self.lag_s.append(round(float(row[0]), 2))
-        self.waiting.append(int(row[1]))
+        lag, waiting = _lag(db_url, source)
+        self.lag_s.append(round(lag, 2))
+        self.waiting.append(waiting)
 
 
 @dataclass(frozen=True)
@@ -119,8 +117,15 @@ class SoakLoad:
     seconds: int
     events_per_s: int
     identifies_per_s: int
-    warmup_s: float = 60.0
     sample_s: float = 5.0
+    # How long after the end of sending the backlog may take to drain.
+    drain_timeout_s: float = 600.0
+
+    @property
+    def warmup_s(self) -> float:
+        """Memory growth is measured from here (pools, caches and imports filled): a minute,
+        or a quarter of a short soak."""
+        return min(60.0, self.seconds / 4)
 
 
 async def soak(
@@ -161,7 +166,27 @@ async def soak(
         await asyncio.gather(*tasks)
         offered_s = time.perf_counter() - started
     await asyncio.to_thread(samples.take, started, pids, db_url, source)
-    return summarise(load, samples, errors, offered_s, db_url, source)
+    figures = summarise(load, samples, errors, offered_s, db_url, source)
+    figures["drained_after_sending_s"] = await drained(db_url, source, load.drain_timeout_s)
+    return figures
+
+
+async def drained(db_url: str, source: str, timeout_s: float) -> float | None:
+    """Seconds until nothing of ``source`` waits any more, or None past ``timeout_s``."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        _, waiting = await asyncio.to_thread(_lag, db_url, source)
+        if waiting == 0:
+            return round(time.perf_counter() - started, 1)
+        await asyncio.sleep(1.0)
+    return None
+
+
+def _lag(db_url: str, source: str) -> tuple[float, int]:
+    with psycopg.connect(libpq_url(db_url), application_name="svod-bench") as conn:
+        row = conn.execute(_LAG, (source,)).fetchone()
+    assert row is not None
+    return float(row[0]), int(row[1])
 
 
 def summarise(
@@ -212,13 +237,19 @@ def summarise(
 
 def print_soak(figures: dict) -> None:
     worst = max(figures["memory"].items(), key=lambda kv: kv[1]["max_mib"])
+    drain = (
+        f"{figures['drained_after_sending_s']:.0f}s"
+        if figures["drained_after_sending_s"] is not None
+        else "not"
+    )
     growth = max((m["growth_after_warmup"] or 0.0 for m in figures["memory"].values()), default=0.0)
     print(
         f"soak {figures['seconds']}s at {figures['offered_events_per_second']:,} events/s + "
         f"{figures['offered_identifies_per_second']:,} identifies/s: most memory "
         f"{worst[0]} {worst[1]['max_mib']:.0f} MiB, largest growth after warm-up "
         f"{growth:.1%}; lag max {figures['lag_max_seconds']:.1f}s (last "
-        f"{figures['lag_last_seconds']:.1f}s, at most {figures['waiting_max']:,} waiting); "
+        f"{figures['lag_last_seconds']:.1f}s, at most {figures['waiting_max']:,} waiting, "
+        f"drained {drain} after sending); "
         f"{figures['call_error_count']} call errors, {figures['dead_letters']} dead letters, "
         f"{figures['failed_records']} failed records"
     )
