@@ -1,9 +1,11 @@
 """One way for a test to wait for the system to get somewhere (asynchronous hops settle later).
 
 ``wait_until(check)`` calls ``check`` until it returns something truthy and returns that value;
-after ``timeout_s`` it fails the test naming ``what`` and the last value seen, so a stuck hop
-says where it stood. Deadlines are generous: the suite shares two cores with Postgres and five
-services, and a wait that ends early costs nothing.
+with ``until``, until ``until(value)`` is true (so ``check`` can return the whole state, a
+status or a profile, and a timeout shows it). After ``timeout_s`` it fails the test naming
+``what`` and the last value seen, so a stuck hop says where it stood. Deadlines are generous:
+the suite shares two cores with Postgres and five services, and a wait that ends early costs
+nothing.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ def wait_until(
     timeout_s: float = 30.0,
     what: str = "condition",
     interval_s: float = INTERVAL_S,
+    until: Callable[[T], object] | None = None,
 ) -> T:
     deadline = time.monotonic() + timeout_s
     while True:
         result = check()
-        if result:
+        if until(result) if until is not None else result:
             return result
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not reached in {timeout_s:g} s (last: {result!r})")
@@ -39,11 +42,12 @@ async def wait_until_async(
     timeout_s: float = 30.0,
     what: str = "condition",
     interval_s: float = INTERVAL_S,
+    until: Callable[[T], object] | None = None,
 ) -> T:
     deadline = time.monotonic() + timeout_s
     while True:
         result = await check()
-        if result:
+        if until(result) if until is not None else result:
             return result
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what} not reached in {timeout_s:g} s (last: {result!r})")

@@ -9,7 +9,6 @@ the till who is Мария in the app, a new customer whose identify comes after
 from __future__ import annotations
 
 import json
-import time
 
 import grpc
 import pytest
@@ -181,10 +180,12 @@ def test_masha_and_maria_in_one_order_wait_for_the_merge(suite) -> None:
     survivor = merged.surviving_customer_id
     done = wait_state(suite, both, Status.STATE_DELIVERED)
     assert done.customer_id == survivor
-    deadline = time.monotonic() + T
-    while orders(suite, survivor) != (1, "3100"):
-        assert time.monotonic() < deadline, orders(suite, survivor)
-        time.sleep(0.05)
+    wait_until(
+        lambda: orders(suite, survivor),
+        T,
+        what="the order on the survivor",
+        until=lambda seen: seen == (1, "3100"),
+    )
 
 
 def test_an_order_before_its_customer_waits_then_is_held_then_delivered_once(suite) -> None:

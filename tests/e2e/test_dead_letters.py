@@ -9,7 +9,6 @@ profile's metrics.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -24,6 +23,7 @@ from svod_runtime.outbox import DeliveryError, OutboxMessage, OutboxRelay
 from tests.builders import PHONE, identify, random_phone, track
 from tests.e2e.test_cli import point_at, run_cli
 from tests.e2e.test_identify_slice import field_violations
+from tests.waiting import wait_until
 
 T = 10.0
 ORDER = common_pb2.EVENT_TYPE_ORDER_PLACED
@@ -112,14 +112,15 @@ def test_a_refused_event_is_listed_shown_redriven_after_the_fix_and_counted_once
     redriven = run_cli("deadletters", "redrive", "--service", "ingestion", dead_id)
     assert redriven.code == 0, redriven.err
     assert "1 dead letters of ingestion sent again" in redriven.out
-    deadline = time.monotonic() + 20
-    while (
-        status := suite.ingestion.GetRecordStatus(
+    status = wait_until(
+        lambda: suite.ingestion.GetRecordStatus(
             ingestion_pb2.GetRecordStatusRequest(record_ref=order.record_ref), timeout=T
-        )
-    ).state != ingestion_pb2.RecordStatus.STATE_DELIVERED:
-        assert time.monotonic() < deadline, status
-        time.sleep(0.1)
+        ),
+        20,
+        "the redriven order delivered",
+        0.1,
+        until=lambda s: s.state == ingestion_pb2.RecordStatus.STATE_DELIVERED,
+    )
     assert status.customer_id == customer
     metrics = suite.profile.GetProfile(
         profile_pb2.GetProfileRequest(customer_id=customer), timeout=T

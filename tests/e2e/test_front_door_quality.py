@@ -14,6 +14,7 @@ from svod.profile.v1 import profile_pb2
 from svod.quality.v1 import quality_pb2
 from tests.builders import PHONE, identify, random_phone, unique
 from tests.e2e.test_identify_slice import field_violations
+from tests.waiting import wait_until
 
 T = 10.0
 
@@ -114,16 +115,19 @@ def test_a_bounce_makes_the_email_an_undeliverable_contact_in_quality(suite) -> 
     suite.ingestion.Track(bounced, timeout=T)
     suite.wait_processed(bounced.record_ref)
 
-    import time
+    def reasons() -> list[str]:
+        return list(
+            suite.quality.GetProfileScore(
+                quality_pb2.GetProfileScoreRequest(customer_id=customer), timeout=T
+            ).reasons
+        )
 
     # Delivered through profile's outbox, behind whatever other announcements are queued.
-    deadline = time.monotonic() + 45
-    while True:
-        score = suite.quality.GetProfileScore(
-            quality_pb2.GetProfileScoreRequest(customer_id=customer), timeout=T
-        )
-        # The e-mail was its only contact: once it bounced, no valid e-mail is left.
-        if any("no valid e-mail" in reason for reason in score.reasons):
-            break
-        assert time.monotonic() < deadline, list(score.reasons)
-        time.sleep(0.1)
+    # The e-mail was its only contact: once it bounced, no valid e-mail is left.
+    wait_until(
+        reasons,
+        45,
+        what="'no valid e-mail' among the score's reasons",
+        interval_s=0.1,
+        until=lambda seen: any("no valid e-mail" in reason for reason in seen),
+    )

@@ -3,7 +3,6 @@ a customer's records in order, each record in its own trace, each refusal its ow
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import grpc
@@ -13,6 +12,7 @@ from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2
 from tests.builders import PHONE, at, identify, random_phone, unique
+from tests.waiting import wait_until
 
 T = 10.0
 DELIVERED = ingestion_pb2.RecordStatus.STATE_DELIVERED
@@ -81,16 +81,16 @@ def test_apply_batch_refuses_an_empty_or_oversized_call(suite) -> None:
 
 
 def _applied_spans(exporter, trace_id: int, count: int, timeout_s: float = 10.0) -> list:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        spans = [
+    def spans() -> list:
+        return [
             s
             for s in exporter.get_finished_spans()
             if s.context.trace_id == trace_id and s.name == "profile apply record"
         ]
-        if len(spans) >= count or time.monotonic() > deadline:
-            return spans
-        time.sleep(0.05)
+
+    return wait_until(
+        spans, timeout_s, what=f"{count} applied-record spans", until=lambda s: len(s) >= count
+    )
 
 
 def test_a_bulk_identify_stream_reaches_profiles_through_apply_batch_once(
@@ -142,12 +142,13 @@ def test_a_bulk_identify_stream_reaches_profiles_through_apply_batch_once(
             "ORDER BY record_pk",
             ([r.record_ref.message_id for r in requests],),
         )
-        deadline = time.monotonic() + 30
-        while conn.execute(
-            "SELECT count(*) FROM ingestion.outbox WHERE topic = 'record.identify'"
-        ).fetchone()[0]:
-            assert time.monotonic() < deadline, "the redelivery did not finish"
-            time.sleep(0.1)
+
+        def queued() -> int:
+            return conn.execute(
+                "SELECT count(*) FROM ingestion.outbox WHERE topic = 'record.identify'"
+            ).fetchone()[0]
+
+        wait_until(queued, 30, "the redelivery finished", 0.1, until=lambda n: n == 0)
     for customer, before in profiles.items():
         after = _profile(suite, customer)
         assert after.version == before.version

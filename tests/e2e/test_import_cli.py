@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -485,14 +484,16 @@ def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    saved: dict[str, Any] = {}
-    while time.monotonic() < deadline and first.poll() is None:
+
+    def progressed() -> dict[str, Any] | None:
         with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
             saved = json.loads(checkpoint.read_text())
             if saved["last_line"] > 0:
-                break
-        time.sleep(0.01)
+                return saved
+        assert first.poll() is None, "the import ended before its first checkpoint"
+        return None
+
+    saved = wait_until(progressed, 120, "a checkpoint past line 0", 0.01)
     first.send_signal(stop)
     _, said = first.communicate(timeout=180)
     if stop == signal.SIGINT:  # stops at once (streams in flight finish), says where it stood

@@ -116,18 +116,17 @@ def _with_sources(profile: profile_pb2.Profile, count: int) -> profile_pb2.Profi
 
 def _waiting_on_locks(suite_database, count: int) -> None:
     """Blocks until ``count`` sessions of the suite's database wait for a lock."""
-    deadline = time.monotonic() + T
     with suite_database.admin_connect() as conn:
-        while True:
+
+        def waiting() -> int:
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
                 "AND wait_event_type = 'Lock'",
                 (suite_database.name,),
             ).fetchone()
-            if row is not None and row[0] >= count:
-                return
-            assert time.monotonic() < deadline, f"fewer than {count} sessions wait for a lock"
-            time.sleep(0.02)
+            return 0 if row is None else row[0]
+
+        wait_until(waiting, T, f"{count} sessions waiting for a lock", 0.02, lambda n: n >= count)
 
 
 @pytest.mark.parametrize("late_kind", ["record", "event batch"])

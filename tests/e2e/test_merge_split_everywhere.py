@@ -11,7 +11,6 @@ quality's profile score.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -196,11 +195,9 @@ def _view(suite, customer: str) -> dict[str, object]:
 def _eventually_equal(
     got: Callable[[], dict[str, object]], want: Callable[[], dict[str, object]]
 ) -> None:
-    deadline = time.monotonic() + 20
-    while (a := got()) != (b := want()):
-        if time.monotonic() > deadline:
-            assert a == b
-        time.sleep(0.1)
+    wait_until(
+        lambda: (got(), want()), 20, "the two views equal", 0.1, until=lambda p: p[0] == p[1]
+    )
 
 
 def _history(suite, segment_id: str, customers: set[str]) -> dict[str, list[str]]:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ from svod_cli.suite import (
     prepare_database,
 )
 from svod_runtime.config import SERVICES
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -60,22 +62,17 @@ def test_cli_ingests_demo_data_and_shows_a_merged_profile(running_processes) -> 
     assert ingested.returncode == 0, ingested.stdout + ingested.stderr
     assert "accepted 12" in ingested.stdout  # 8 identify calls, 4 events
 
-    deadline = time.monotonic() + 30
-    while True:
-        shown = svod(suite, "profile", "get", "--phone", "8 916 123 45 67", "--json")
-        if shown.returncode == 0:
-            profile = json.loads(shown.stdout)
-            if len(profile.get("sources", [])) == 3:
-                break
-        assert time.monotonic() < deadline, shown.stdout + shown.stderr
-        time.sleep(0.2)
+    def shown() -> dict[str, Any]:
+        got = svod(suite, "profile", "get", "--phone", "8 916 123 45 67", "--json")
+        return json.loads(got.stdout) if got.returncode == 0 else {"error": got.stderr}
+
+    profile = wait_until(
+        shown, 30, "3 sources", 0.2, until=lambda p: len(p.get("sources", [])) == 3
+    )
     assert {s["source"] for s in profile["sources"]} == {"pos-msk-01", "webshop", "app"}
-    deadline = time.monotonic() + 30
-    while profile.get("metrics", {}).get("order_count") != "2":
-        assert time.monotonic() < deadline, profile.get("metrics")
-        time.sleep(0.2)
-        shown = svod(suite, "profile", "get", "--phone", "8 916 123 45 67", "--json")
-        profile = json.loads(shown.stdout)
+    profile = wait_until(
+        shown, 30, "2 orders", 0.2, until=lambda p: p.get("metrics", {}).get("order_count") == "2"
+    )
     assert profile["metrics"]["total_spent"]["units"] == "8590"
 
     again = svod(suite, "ingest", str(DEMO_FILE))

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
 from svod.segmentation.v1 import segmentation_pb2 as seg
 from svod_segmentation.domain.builtins import rfm_label
 from tests.builders import PHONE, identify, random_phone, track, unique
+from tests.waiting import wait_until
 
 T = 10.0
 
@@ -21,6 +21,14 @@ def _classes(suite, segment_id: str) -> dict[str, seg.Member]:
         seg.ListMembersRequest(segment_id=segment_id, page_size=100), timeout=T
     )
     return {m.customer_id: m for m in page.members}
+
+
+def _matching_all(suite, *nodes: seg.RuleNode) -> int:
+    """How many customers a preview of ``nodes`` together finds."""
+    return suite.segmentation.PreviewSegment(
+        seg.PreviewSegmentRequest(rule=seg.RuleNode(all=seg.RuleGroup(nodes=list(nodes)))),
+        timeout=T,
+    ).count
 
 
 def test_rfm_classes_do_not_drift_at_cut_off_ties(suite) -> None:
@@ -58,29 +66,17 @@ def test_rfm_classes_do_not_drift_at_cut_off_ties(suite) -> None:
         ),
         timeout=T,
     )
-    deadline = time.monotonic() + 15
-    while True:  # every order has reached segmentation
-        preview = suite.segmentation.PreviewSegment(
-            seg.PreviewSegmentRequest(
-                rule=seg.RuleNode(
-                    all=seg.RuleGroup(
-                        nodes=[
-                            seg.RuleNode(in_segment_id=population),
-                            seg.RuleNode(
-                                field=seg.FieldCondition(
-                                    field="metrics.order_count", operator="ge", values=["1"]
-                                )
-                            ),
-                        ]
-                    )
-                )
-            ),
-            timeout=T,
-        )
-        if preview.count == 6:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    in_population = seg.RuleNode(in_segment_id=population)
+    ordered = seg.RuleNode(
+        field=seg.FieldCondition(field="metrics.order_count", operator="ge", values=["1"])
+    )
+    wait_until(  # every order has reached segmentation
+        lambda: _matching_all(suite, in_population, ordered),
+        15,
+        "6 customers with an order",
+        0.1,
+        until=lambda count: count == 6,
+    )
     rfm = unique("rfm")
     created = suite.segmentation.CreateSegment(
         seg.CreateSegmentRequest(
@@ -113,20 +109,13 @@ def test_rfm_classes_do_not_drift_at_cut_off_ties(suite) -> None:
     opted = seg.RuleNode(
         field=seg.FieldCondition(field="consents.email", operator="eq", values=["opted_in"])
     )
-    deadline = time.monotonic() + 15
-    while True:
-        reached = suite.segmentation.PreviewSegment(
-            seg.PreviewSegmentRequest(
-                rule=seg.RuleNode(
-                    all=seg.RuleGroup(nodes=[seg.RuleNode(in_segment_id=population), opted])
-                )
-            ),
-            timeout=T,
-        )
-        if reached.count == 6:
-            break
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(
+        lambda: _matching_all(suite, in_population, opted),
+        15,
+        "6 customers opted in",
+        0.1,
+        until=lambda count: count == 6,
+    )
     after = _classes(suite, rfm)
     assert {c: m.label for c, m in after.items()} == {c: m.label for c, m in before.items()}
 

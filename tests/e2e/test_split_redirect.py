@@ -3,14 +3,13 @@ never for the customer her records left (#16 items 2 and 6, identity's side)."""
 
 from __future__ import annotations
 
-import time
-
 import grpc
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2
 from svod.profile.v1 import profile_pb2
 from tests.builders import EMAIL, PHONE, identify, random_phone, unique
+from tests.waiting import wait_until
 
 T = 10.0
 
@@ -69,19 +68,23 @@ def test_a_split_sends_the_old_id_to_the_side_its_records_went(suite) -> None:
     assert sorted(answers[1].candidate_customer_ids) == sorted([pos_customer, sister])
 
     # What a marketer sees: the old app id shows the sister's profile, not Маша's.
-    deadline = time.monotonic() + T
-    while True:
+    def shown() -> profile_pb2.Profile | None:
         try:
-            shown = suite.profile.GetProfile(
+            return suite.profile.GetProfile(
                 profile_pb2.GetProfileRequest(customer_id=app_customer), timeout=T
             )
         except grpc.RpcError as error:  # the split is still on its way to profile
             assert error.code() == grpc.StatusCode.NOT_FOUND, error
-            shown = None
-        if shown and shown.customer_id == sister and shown.last_name.value == "Смирнова":
-            break
-        assert time.monotonic() < deadline, shown
-        time.sleep(0.05)
+            return None
+
+    wait_until(
+        shown,
+        T,
+        what="the sister's profile shown for the old app id",
+        until=lambda p: (
+            p is not None and p.customer_id == sister and p.last_name.value == "Смирнова"
+        ),
+    )
     kept = suite.profile.GetProfile(
         profile_pb2.GetProfileRequest(customer_id=pos_customer), timeout=T
     )

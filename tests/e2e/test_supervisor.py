@@ -23,6 +23,7 @@ import pytest
 
 from svod_cli.suite import create_database, drop_database, free_ports
 from svod_runtime.config import SERVICES
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -72,13 +73,14 @@ class RunningSuite:
         return "".join(self.lines)
 
     def wait_for(self, text: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while text not in self.output():
-            if self.process.poll() is not None:
+        def printed() -> str:
+            output = self.output()
+            if text not in output and self.process.poll() is not None:
                 time.sleep(0.5)  # let the reader take the last lines
                 raise AssertionError(f"svod run exited early:\n{self.output()}")
-            assert time.monotonic() < deadline, f"no {text!r} in time:\n{self.output()}"
-            time.sleep(0.2)
+            return output
+
+        wait_until(printed, timeout_s, f"{text!r} in the output", 0.2, lambda out: text in out)
 
     def finish(self) -> int:
         code = self.process.wait(STOP_TIMEOUT_S)

@@ -3,24 +3,25 @@
 
 from __future__ import annotations
 
-import time
-
 from opentelemetry.trace import SpanKind
 
 from tests.builders import identify, random_phone
+from tests.waiting import wait_until
 
 T = 10.0
 
 
 def _spans_of_trace(exporter, trace_id: int, want: set[tuple[str, str]], timeout_s: float = 10.0):
     """The finished spans of a trace, once it holds every wanted (service, span name)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        spans = [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
-        names = {(s.resource.attributes["service.name"], s.name) for s in spans}
-        if want <= names or time.monotonic() > deadline:
-            return spans
-        time.sleep(0.05)
+
+    def spans() -> list:
+        return [s for s in exporter.get_finished_spans() if s.context.trace_id == trace_id]
+
+    def missing() -> set[tuple[str, str]]:
+        return want - {(s.resource.attributes["service.name"], s.name) for s in spans()}
+
+    wait_until(missing, timeout_s, what="every wanted span of the trace", until=lambda m: not m)
+    return spans()
 
 
 def test_identify_is_one_trace_through_every_service(suite, span_exporter) -> None:

@@ -29,6 +29,7 @@ from svod_runtime.outbox import (
     enqueue,
     enqueue_many,
 )
+from tests.waiting import wait_until_async
 
 TRACER = TracerProvider().get_tracer("test")
 
@@ -227,10 +228,14 @@ def test_the_heartbeat_keeps_a_slow_delivery_from_being_claimed_again(scratch_ur
             task = asyncio.create_task(relay.run())
             other = OutboxStore(engine)
             stolen: list[OutboxMessage] = []
-            deadline = time.monotonic() + 10
-            while not deliveries and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-                stolen += await other.claim_due(10, lease_s=30)
+
+            async def delivered() -> list[str]:
+                # Another relay tries to claim the message all along the slow delivery.
+                stolen.extend(await other.claim_due(10, lease_s=30))
+                return deliveries
+
+            await asyncio.sleep(0.1)  # the relay claims it first
+            await wait_until_async(delivered, 10, "the slow delivery", 0.1)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             assert stolen == []

@@ -325,20 +325,18 @@ def _wait_member(suite: Suite, segment_id: str, customer_id: str) -> None:
 
 def _wait_outboxes_drained(suite: Suite, timeout_s: float = 30.0) -> None:
     """Until no outbox of any service has a message still to deliver."""
-    deadline = time.monotonic() + timeout_s
     with suite.connect() as conn:
-        while True:
-            due = sum(
+
+        def due() -> int:
+            return sum(
                 conn.execute(
                     f"SELECT count(*) FROM {schema}.outbox WHERE failed_at IS NULL"
                 ).fetchone()[0]
                 for schema in SERVICES
                 if schema != "quality" and schema != "segmentation"
             )
-            if due == 0:
-                return
-            assert time.monotonic() < deadline, f"{due} outbox messages still due"
-            time.sleep(0.1)
+
+        wait_until(due, timeout_s, "no outbox message due", 0.1, until=lambda n: n == 0)
 
 
 def test_late_messages_about_an_erased_customer_are_dropped(erasing) -> None:

@@ -17,6 +17,7 @@ from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
 from tests.builders import PHONE, identify, random_phone, unique
 from tests.security.conftest import bearer
+from tests.waiting import wait_until
 
 
 def _retry_info(error: grpc.RpcError) -> error_details_pb2.RetryInfo | None:
@@ -105,8 +106,8 @@ def test_the_audit_log_names_the_principal_of_changes_and_reads(secured, caplog)
         )
     with secured.channel("profile") as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
-        deadline = time.monotonic() + 15
-        while True:
+
+        def found() -> bool:
             try:
                 stub.GetProfile(
                     profile_pb2.GetProfileRequest(
@@ -115,11 +116,12 @@ def test_the_audit_log_names_the_principal_of_changes_and_reads(secured, caplog)
                     timeout=5,
                     metadata=bearer("with-profile:read"),
                 )
-                break
             except grpc.RpcError as error:
                 assert error.code() == grpc.StatusCode.NOT_FOUND
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+                return False
+            return True
+
+        wait_until(found, 15, "the profile found by its phone", 0.1)
     lines = [r for r in caplog.records if r.name == "svod.audit"]
     changes = [
         r
@@ -147,17 +149,16 @@ def _customer(secured, phone: str) -> str:
     with secured.channel("ingestion") as channel:
         stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
         stub.Identify(request, timeout=5, metadata=key)
-        deadline = time.monotonic() + 15
-        while True:
-            status = stub.GetRecordStatus(
+        return wait_until(
+            lambda: stub.GetRecordStatus(
                 ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref),
                 timeout=5,
                 metadata=key,
-            )
-            if status.customer_id:
-                return status.customer_id
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
+            ),
+            15,
+            "the record resolved to a customer",
+            until=lambda s: s.customer_id,
+        ).customer_id
 
 
 def test_the_actor_of_a_change_is_the_authenticated_principal(secured) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 
@@ -15,6 +13,7 @@ from svod_runtime.config import SERVICES
 from tests.builders import PHONE, identify, random_phone
 from tests.security.conftest import bearer
 from tests.security.rpcs import all_rpcs, call
+from tests.waiting import wait_until
 
 REFUSED = {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 RPCS = list(all_rpcs())
@@ -66,17 +65,16 @@ def test_services_reach_each_other_with_their_own_keys(secured) -> None:
     with secured.channel("ingestion") as channel:
         stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
         stub.Identify(request, timeout=5, metadata=key)
-        deadline = time.monotonic() + 15
-        while True:
-            status = stub.GetRecordStatus(
+        status = wait_until(
+            lambda: stub.GetRecordStatus(
                 ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref),
                 timeout=5,
                 metadata=key,
-            )
-            if status.state != ingestion_pb2.RecordStatus.STATE_PENDING:
-                break
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
+            ),
+            15,
+            "the record processed",
+            until=lambda s: s.state != ingestion_pb2.RecordStatus.STATE_PENDING,
+        )
     assert status.state == ingestion_pb2.RecordStatus.STATE_DELIVERED, status
     with secured.channel("profile") as channel:
         profile = profile_pb2_grpc.ProfileServiceStub(channel).GetProfile(

@@ -4,7 +4,6 @@ customers is refused; every RPC that shows only the principal's segments has a p
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import grpc
@@ -62,18 +61,18 @@ class World:
         stub = ingestion_pb2_grpc.IngestionServiceStub(self.channels["ingestion"])
         key = bearer("with-ingest:write")
         stub.Identify(request, timeout=T, metadata=key)
-        deadline = time.monotonic() + 15
-        while True:
-            status = stub.GetRecordStatus(
+        status = wait_until(
+            lambda: stub.GetRecordStatus(
                 ingestion_pb2.GetRecordStatusRequest(record_ref=request.record_ref),
                 timeout=T,
                 metadata=key,
-            )
-            if status.state != ingestion_pb2.RecordStatus.STATE_PENDING:
-                assert status.customer_id, status
-                return status.customer_id
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+            ),
+            15,
+            "the record processed",
+            until=lambda s: s.state != ingestion_pb2.RecordStatus.STATE_PENDING,
+        )
+        assert status.customer_id, status
+        return status.customer_id
 
     def _wait_member(self, segment_id: str, customer_id: str) -> None:
         def entered() -> bool:

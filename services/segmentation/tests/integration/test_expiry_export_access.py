@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
 
 import grpc
 import pytest
@@ -30,6 +29,7 @@ from svod_runtime.auth import principal_entry
 from svod_runtime.config import ServiceConfig
 from svod_runtime.telemetry import Telemetry
 from svod_segmentation.entrypoints.app import SegmentationSettings, create_app
+from tests.waiting import wait_until
 
 EMAIL, SMS = profile_pb2.CONSENT_CHANNEL_EMAIL, profile_pb2.CONSENT_CHANNEL_SMS
 IN, OUT = profile_pb2.CONSENT_STATUS_OPTED_IN, profile_pb2.CONSENT_STATUS_OPTED_OUT
@@ -64,10 +64,9 @@ def test_window_expires_on_time(suite, tag) -> None:
     stub.ApplyProfileChange(reader.change([opened]), timeout=T)
     assert member_ids(stub, quiet) == {customer.customer_id}
 
-    deadline = time.monotonic() + 15
-    while member_ids(stub, segment_id):
-        assert time.monotonic() < deadline, "the window did not expire"
-        time.sleep(0.2)
+    wait_until(
+        lambda: member_ids(stub, segment_id), 15, "the window expired", 0.2, lambda ids: not ids
+    )
     left = dt.datetime.now(dt.UTC)
     assert left - leaves_at < dt.timedelta(seconds=3), left - leaves_at
     history = []
@@ -80,10 +79,7 @@ def test_window_expires_on_time(suite, tag) -> None:
             stream.cancel()
             break
     assert history == [pb.MembershipEvent.KIND_ENTERED, pb.MembershipEvent.KIND_EXITED]
-    deadline = time.monotonic() + 5
-    while reader.customer_id not in member_ids(stub, quiet):
-        assert time.monotonic() < deadline, "the reader did not enter"
-        time.sleep(0.2)
+    wait_until(lambda: reader.customer_id in member_ids(stub, quiet), 5, "the reader entering", 0.2)
 
 
 def test_export_filters_by_consent(suite, tag) -> None:

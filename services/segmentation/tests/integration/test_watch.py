@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import grpc
 
@@ -18,6 +17,7 @@ from services.segmentation.tests.helpers import (
     tagged,
 )
 from svod.segmentation.v1 import segmentation_pb2 as pb
+from tests.waiting import wait_until
 
 
 def collect(stub, request: pb.WatchMembershipsRequest, count: int) -> list[pb.MembershipEvent]:
@@ -107,13 +107,16 @@ def test_watch_without_token_starts_now(suite, tag) -> None:
         )
     )
     watcher.start()
-    deadline = time.monotonic() + 15
-    while watcher.is_alive() and time.monotonic() < deadline:
+
+    def seen_by_the_watcher() -> bool:
         # The stream takes its starting point when it opens: the new customer enters and
         # leaves until the stream has seen one of those.
         new.tag = tag if new.tag != tag else "elsewhere"
         stub.ApplyProfileChange(new.change(), timeout=T)
         watcher.join(0.3)
+        return not watcher.is_alive()
+
+    wait_until(seen_by_the_watcher, 15, "the watcher seeing the new customer", interval_s=0)
     # It starts about now: a transaction that committed as it opened may still show.
     assert seen[-1].customer_id == new.customer_id
     assert {e.customer_id for e in seen} <= {old.customer_id, new.customer_id}
