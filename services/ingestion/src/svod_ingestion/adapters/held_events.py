@@ -6,12 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from svod_ingestion.domain.attribution import GraceClock, HeldEvent, Issue, recheck_delay_s
+from svod_ingestion.domain.attribution import HeldEvent, Hold, Issue, recheck_delay_s
 from svod_ingestion.domain.model import MessageKind
 from svod_runtime.hashing import DEVELOPMENT_SECRET, keyed_hash
 from svod_runtime.outbox import OutboxLane, enqueue_many
@@ -24,20 +23,6 @@ def key_hash(key: str, secret: bytes = DEVELOPMENT_SECRET) -> bytes:
     """What is stored of an identifier key to find held events by it: an HMAC under the
     deployment's secret (SVOD_HASH_SECRET), so a phone cannot be found by trying numbers."""
     return keyed_hash(secret, key)
-
-
-@dataclass(frozen=True)
-class Hold:
-    """One event to hold (or keep waiting) after a look."""
-
-    record_pk: int
-    issue: Issue
-    candidates: tuple[str, ...]
-    detail: str
-    clock: GraceClock
-    # Canonical keys of the event's identifiers (domain.attribution.identifier_key).
-    keys: tuple[str, ...]
-    trace_carrier: dict[str, str]
 
 
 class HeldEventStore:

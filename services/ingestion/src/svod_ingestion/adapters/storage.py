@@ -6,7 +6,6 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -14,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from svod_ingestion.domain.attribution import GraceClock, Issue
 from svod_ingestion.domain.model import (
     RECORD_TOPICS,
+    UNCHECKED,
     Incoming,
     MessageKind,
     RecordState,
     RecordStatus,
+    StoredPayload,
     StoredRecord,
 )
 from svod_runtime.outbox import (
@@ -32,9 +33,6 @@ from svod_runtime.telemetry import current_trace_carrier
 
 # Relay passes hold this advisory lock shared while they deliver; an erasure takes it alone.
 DELIVERY_LOCK = 0x5356_4F44_4552
-# The outbox payload of an identify call accepted while quality could not be asked: quality
-# checks it before it is delivered (RecordDelivery.identify).
-UNCHECKED = b"quality-unchecked"
 
 
 class IngestionTransaction:
@@ -118,13 +116,6 @@ class IngestionTransaction:
                 ],
                 lane,
             )
-
-
-@dataclass(frozen=True)
-class StoredPayload:
-    payload: bytes
-    received_at: dt.datetime
-    clock: GraceClock
 
 
 class IngestionStore:

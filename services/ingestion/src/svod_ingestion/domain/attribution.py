@@ -117,6 +117,20 @@ class GraceClock:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """One event to hold (or keep waiting) after a look."""
+
+    record_pk: int
+    issue: Issue
+    candidates: tuple[str, ...]
+    detail: str
+    clock: GraceClock
+    # Canonical keys of the event's identifiers (``identifier_key``).
+    keys: tuple[str, ...]
+    trace_carrier: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Attributed:
     customer_id: str
 

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
-from svod_ingestion.domain.attribution import Issue
+from svod_ingestion.domain.attribution import GraceClock, Issue
 
 
 class MessageKind(StrEnum):
@@ -83,3 +83,17 @@ class RecordStatus:
     issue: Issue | None = None
     candidates: tuple[str, ...] = ()
     unknown_for_s: float = 0.0
+
+
+# The outbox payload of an identify call accepted while quality could not be asked: quality
+# checks it before it is delivered (``service_layer.delivery.RecordDelivery.identify``).
+UNCHECKED = b"quality-unchecked"
+
+
+@dataclass(frozen=True)
+class StoredPayload:
+    """A stored message as delivery reads it: the request, when it came, its grace clock."""
+
+    payload: bytes
+    received_at: dt.datetime
+    clock: GraceClock

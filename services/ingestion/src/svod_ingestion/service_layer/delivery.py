@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Protocol
 
-from svod_ingestion.adapters.held_events import HeldEventStore, Hold
-from svod_ingestion.adapters.storage import UNCHECKED, IngestionStore, StoredPayload
 from svod_ingestion.domain.attribution import (
     Attributed,
     Finding,
     GraceClock,
+    Hold,
     IdentifierState,
     Issue,
     NotAttributed,
@@ -20,7 +18,8 @@ from svod_ingestion.domain.attribution import (
     describe,
     identifier_key,
 )
-from svod_ingestion.domain.model import MessageKind
+from svod_ingestion.domain.model import UNCHECKED, MessageKind, StoredPayload
+from svod_ingestion.service_layer.ports import DeliveryStore, Downstream, EventHolds, QualityGate
 from svod_runtime.errors import is_erasure
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 
@@ -30,43 +29,13 @@ ERASED = "the record's payload was erased"
 PENDING_IDENTIFIES_READ = 1_000
 
 
-class Downstream(Protocol):
-    async def deliver_identifies(
-        self, items: Sequence[tuple[bytes, dict[str, str]]]
-    ) -> list[str | DeliveryError]:
-        """Resolves and applies identify calls (stored request, trace carrier); for each, the
-        customer id or the refusal."""
-        ...
-
-    async def lookup_tracks(self, payloads: Sequence[bytes]) -> list[list[Finding | None]]:
-        """Identity's answer for each identifier of each stored event (None: malformed).
-        Raises DeliveryError when identity could not be asked."""
-        ...
-
-    async def apply_tracks(
-        self, items: Sequence[tuple[bytes, str, dict[str, str]]]
-    ) -> list[DeliveryError | None]:
-        """Applies events (stored request, customer id, trace carrier) to the profiles; for
-        each, None or the refusal. Raises DeliveryError when profile could not be asked."""
-        ...
-
-    def identifiers_of(self, kind: MessageKind, payload: bytes) -> list[tuple[str, str, str]]:
-        """(type, value, namespace) of a stored request's identifiers."""
-        ...
-
-
-# Quality's check of stored identify calls accepted unchecked: for each, the payload to deliver
-# (standardised) or the refusal (a reject rule: permanent; quality unreachable: retried).
-QualityGate = Callable[[list[bytes]], Awaitable[list["bytes | DeliveryError"]]]
-
-
 class RecordDelivery:
     def __init__(
         self,
-        store: IngestionStore,
+        store: DeliveryStore,
         downstream: Downstream,
         unknown_customer_grace_s: float,
-        held: HeldEventStore,
+        held: EventHolds,
         on_woken: Callable[[], None] | None = None,
         quality_gate: QualityGate | None = None,
     ) -> None:

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from svod_ingestion.adapters.held_events import HeldEventStore
+from svod_ingestion.service_layer.ports import HeldEventRequeue
 
 log = logging.getLogger(__name__)
 # Events handed back per pass (one relay pass's worth).
@@ -19,7 +19,7 @@ PROBE_S = 1.0
 
 class HeldEventSweeper:
     def __init__(
-        self, store: HeldEventStore, on_requeued: Callable[[], None], poll_s: float = 0.5
+        self, store: HeldEventRequeue, on_requeued: Callable[[], None], poll_s: float = 0.5
     ) -> None:
         self.store = store
         self.on_requeued = on_requeued

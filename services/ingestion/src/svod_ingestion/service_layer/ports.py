@@ -1,20 +1,27 @@
-"""What ingestion's use cases need from storage, as protocols.
+"""What ingestion's use cases need from storage and from the peers, as protocols.
 
-``adapters.storage.IngestionStore`` and ``adapters.held_events.HeldEventStore`` satisfy them over
-PostgreSQL (mypy checks it where the app wires them); ``tests/unit/fakes.py`` satisfies them in
-memory, so the use cases run in the fast unit tier without a database.
+``adapters.storage.IngestionStore`` and ``adapters.held_events.HeldEventStore`` satisfy the
+storage ones over PostgreSQL and ``adapters.downstream.GrpcDownstream`` the peers' (mypy checks
+it where the app wires them); ``tests/unit/fakes.py`` and ``tests/unit/delivery_fakes.py``
+satisfy them in memory, so the use cases run in the fast unit tier without a database.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from svod_ingestion.domain.attribution import HeldEvent, Issue
-from svod_ingestion.domain.model import Incoming, MessageKind, RecordStatus, StoredRecord
-from svod_runtime.outbox import OutboxLane
+from svod_ingestion.domain.attribution import Finding, HeldEvent, Hold, Issue
+from svod_ingestion.domain.model import (
+    Incoming,
+    MessageKind,
+    RecordStatus,
+    StoredPayload,
+    StoredRecord,
+)
+from svod_runtime.outbox import DeliveryError, OutboxLane
 
 # (type, value, namespace) of a stored message's identifiers, from its kind and payload.
 IdentifiersOf = Callable[[MessageKind, bytes], list[tuple[str, str, str]]]
@@ -70,3 +77,87 @@ class HeldEvents(Protocol):
 
     async def wake_by_candidates(self, customer_ids: Sequence[str]) -> int:
         """Makes the held events naming one of these customers due now; returns how many."""
+
+
+# -- delivery (service_layer/delivery.py) ------------------------------------------------------
+
+
+class DeliveryStore(Protocol):
+    """Stored messages as the outbox handlers read and settle them."""
+
+    async def payloads(self, record_pks: list[int]) -> dict[int, StoredPayload]:
+        """Stored requests by record pk (erased ones left out)."""
+
+    async def mark_delivered_many(self, delivered: list[tuple[int, str, int]]) -> None:
+        """(record pk, customer id, attempts) of delivered records."""
+
+    async def mark_checked(self, checked: list[tuple[int, bytes]]) -> None:
+        """(record pk, standardised payload) of records quality has now checked: the payload
+        to deliver is quality's."""
+
+    async def mark_failed(
+        self, record_pk: int, error: str, attempts: int, *, erase_payload: bool = False
+    ) -> None:
+        """A message given up on (dead-lettered), its payload erased if asked."""
+
+
+class EventHolds(Protocol):
+    """Events waiting for their customer or held unattributed, as delivery leaves them."""
+
+    async def hold(self, holds: Sequence[Hold]) -> None:
+        """Records each event's state after a look and schedules its next look."""
+
+    async def release(self, record_pks: Sequence[int]) -> None:
+        """Events attributed by a look: no longer held."""
+
+    async def wake_by_keys(self, keys: Iterable[str]) -> int:
+        """Held events carrying one of these identifier keys get a look now; how many."""
+
+    async def wake_identity_waiters(self) -> int:
+        """Events that waited for identity get a look now; how many."""
+
+    async def pending_identify_payloads(self, limit: int) -> list[bytes] | None:
+        """Stored requests of identify calls identity has not resolved yet; None when there
+        are more than ``limit`` (a backlog)."""
+
+
+class HeldEventRequeue(Protocol):
+    """Hands held events back to the outbox (the held-event sweeper)."""
+
+    async def requeue_due(self, limit: int) -> int:
+        """Held events due for a look go back to the outbox; returns how many."""
+
+    async def requeue_probe(self) -> int:
+        """One event waiting for identity goes back, due or not; returns how many."""
+
+
+class Downstream(Protocol):
+    """Identity and profile, as delivery calls them."""
+
+    async def deliver_identifies(
+        self, items: Sequence[tuple[bytes, dict[str, str]]]
+    ) -> list[str | DeliveryError]:
+        """Resolves and applies identify calls (stored request, trace carrier); for each, the
+        customer id or the refusal."""
+        ...
+
+    async def lookup_tracks(self, payloads: Sequence[bytes]) -> list[list[Finding | None]]:
+        """Identity's answer for each identifier of each stored event (None: malformed).
+        Raises DeliveryError when identity could not be asked."""
+        ...
+
+    async def apply_tracks(
+        self, items: Sequence[tuple[bytes, str, dict[str, str]]]
+    ) -> list[DeliveryError | None]:
+        """Applies events (stored request, customer id, trace carrier) to the profiles; for
+        each, None or the refusal. Raises DeliveryError when profile could not be asked."""
+        ...
+
+    def identifiers_of(self, kind: MessageKind, payload: bytes) -> list[tuple[str, str, str]]:
+        """(type, value, namespace) of a stored request's identifiers."""
+        ...
+
+
+# Quality's check of stored identify calls accepted unchecked: for each, the payload to deliver
+# (standardised) or the refusal (a reject rule: permanent; quality unreachable: retried).
+QualityGate = Callable[[list[bytes]], Awaitable[list["bytes | DeliveryError"]]]
