@@ -25,6 +25,7 @@ from svod_quality.domain import (
     ValidationRule,
 )
 from svod_quality.domain.records import PairKey, RecordCountRow, StoredRule, ViolationRow
+from svod_quality.domain.rules import RuleChange
 from svod_runtime.errors import AlreadyExists, FailedPrecondition, NotFound
 
 # pg advisory lock key of the report refresh (one at a time per database).
@@ -140,7 +141,7 @@ class QualityStore:
             ).first()
             if row is None:
                 raise AlreadyExists(f"validation rule {rule.rule_id!r} already exists")
-            await self._log_rule_change(conn, rule.rule_id, "created", definition, actor)
+            await self._log_rule_change(conn, rule.rule_id, RuleChange.CREATED, definition, actor)
             return _rule_from_row(row)
 
     async def delete_rule(self, rule_id: str, actor: str = "") -> None:
@@ -157,12 +158,12 @@ class QualityStore:
             if row is None:
                 raise NotFound(f"no validation rule {rule_id!r}")
             await self._log_rule_change(
-                conn, rule_id, "deleted", _rule_from_row(row).rule.to_dict(), actor
+                conn, rule_id, RuleChange.DELETED, _rule_from_row(row).rule.to_dict(), actor
             )
 
     @staticmethod
     async def _log_rule_change(
-        conn: Any, rule_id: str, change: str, definition: dict, actor: str
+        conn: Any, rule_id: str, change: RuleChange, definition: dict, actor: str
     ) -> None:
         await conn.execute(
             text(

@@ -38,6 +38,13 @@ class RuleAction(StrEnum):
 ACTIONS: Final = frozenset(a.value for a in RuleAction)
 
 
+class RuleChange(StrEnum):
+    """What happened to a rule, as its change log records it."""
+
+    CREATED = "created"
+    DELETED = "deleted"
+
+
 class RuleViolation(NamedTuple):
     """One bad part of a rule definition: ``field`` is the definition's key (or
     ``parameters.<name>``), as the proto's ``ValidationRule`` spells it."""
