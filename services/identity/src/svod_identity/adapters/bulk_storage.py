@@ -20,13 +20,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from svod_identity.adapters.encoding import stored_keys
 from svod_identity.adapters.storage import (
     MERGED_TOPIC,
     SPLIT_TOPIC,
     SYSTEM_ACTOR,
     IdentityTransaction,
-    _ledger_evidence,
-    _stored_keys,
 )
 from svod_identity.domain.batch import ImportState, ReresolvePlan
 from svod_identity.domain.engine import (
@@ -39,6 +38,7 @@ from svod_identity.domain.engine import (
     person_from,
 )
 from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.ledger import LedgerKind, merge_reason, placement_detail
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE
 from svod_identity.domain.model import IncomingRecord, RecordRef, ResolutionOutcome
 from svod_identity.domain.rules import Rules
@@ -247,7 +247,7 @@ async def _records(conn: AsyncConnection, pks: Iterable[int]) -> dict[int, Known
             {"p": wanted[start : start + 50_000]},
         )
         for pk, source, message_id, customer, identifiers, attributes in rows:
-            keys = _stored_keys(identifiers)
+            keys = stored_keys(identifiers)
             out[int(pk)] = KnownRecord(
                 int(pk),
                 RecordRef(source, message_id),
@@ -385,12 +385,10 @@ async def write_changes(
         await tx.record_merge(
             survivor,
             gone,
-            kind="customers_merged",
+            kind=LedgerKind.CUSTOMERS_MERGED,
             ref=merge.ref,
             detail={"rule": merge.rule, "record_pk": pks.get(merge.record_pk or 0)},
-            reason=(
-                f"record {merge.ref.source}/{merge.ref.message_id} links them" if merge.ref else ""
-            ),
+            reason=merge_reason(merge.ref),
         )
     reviews = changes.reviews
     if reviews:
@@ -439,11 +437,15 @@ async def write_changes(
         ("kind", "customer_id", "source", "message_id", "detail", "actor"),
         (
             (
-                "customer_created" if n.pk in created_records else "record_linked",
+                (
+                    LedgerKind.CUSTOMER_CREATED
+                    if n.pk in created_records
+                    else LedgerKind.RECORD_LINKED
+                ).value,
                 final(n.customer_id),
                 n.record.ref.source,
                 n.record.ref.message_id,
-                _dumps({"rule": n.rule, **_ledger_evidence(n.evidence)}),
+                _dumps(placement_detail(n.rule, n.evidence)),
                 SYSTEM_ACTOR,
             )
             for n in recs
@@ -548,7 +550,7 @@ async def load_graph(conn: AsyncConnection) -> Graph:
                     ref=RecordRef(row.source, row.message_id),
                     channel=row.channel,
                     observed_at=row.observed_at,
-                    identifiers=_stored_keys(row.identifiers),
+                    identifiers=stored_keys(row.identifiers),
                     attributes=dict(row.attributes or {}),
                 )
             )
@@ -599,7 +601,7 @@ async def write_plan(
         await tx.move_records(source, target, pks)
         moved = sorted([refs[pk].source, refs[pk].message_id] for pk in pks)
         change_id = await tx.append_ledger(
-            "customer_split",
+            LedgerKind.CUSTOMER_SPLIT,
             source,
             other_customer_id=target,
             detail={"moved_records": len(pks), "reresolution": True},
@@ -623,7 +625,7 @@ async def write_plan(
     for survivor, gone in plan.merges:
         await tx.merge_customers(survivor, [gone])
         change_id = await tx.append_ledger(
-            "customers_merged",
+            LedgerKind.CUSTOMERS_MERGED,
             survivor,
             other_customer_id=gone,
             detail={"merged": [gone], "reresolution": True},

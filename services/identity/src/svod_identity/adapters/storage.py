@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -14,28 +13,52 @@ from typing import Any, TypeVar
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from svod_identity.domain.candidates import CONTACT_KEY_PREFIXES, LONE_KEY_MAX_BLOCK
+from svod_identity.adapters.apply_columns import ApplyColumns
+from svod_identity.adapters.encoding import (
+    KEYS_TABLE,
+    ints,
+    key_rows,
+    known_record_of,
+    to_json,
+)
+from svod_identity.adapters.state_rows import (
+    BatchRows,
+    CustomerRows,
+    HeldIdentifier,
+    decode_batch_rows,
+    decode_customer_rows,
+    known_customers,
+)
+from svod_identity.domain.candidates import (
+    CONTACT_KEY_PREFIXES,
+    LONE_KEY_MAX_BLOCK,
+    candidate_search,
+    candidates_to_load,
+)
 from svod_identity.domain.engine import (
     MAX_CHECK_RECORDS,
     Changes,
     GraphState,
-    KnownCustomer,
     KnownRecord,
-    person_from,
-    worth_loading,
 )
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
+from svod_identity.domain.ledger import (
+    APART_KINDS,
+    HUMAN_MERGE_KINDS,
+    PLACEMENT_KINDS,
+    LedgerKind,
+    merge_reason,
+)
+from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import (
     CustomerView,
     IncomingRecord,
     Owner,
     RecordRef,
-    ResolutionOutcome,
     new_customer_id,
 )
-from svod_identity.domain.review import SideRecord
+from svod_identity.domain.review import ReviewState, SideRecord
 from svod_identity.domain.rules import Rules
 from svod_runtime.db import (
     array_literal,
@@ -52,44 +75,6 @@ SYSTEM_ACTOR = "svod-identity"
 QUALITY_TOPIC = "quality.duplicates"
 
 T = TypeVar("T")
-
-
-def _keys_json(keys: Sequence[IdentifierKey]) -> str:
-    return json.dumps([[k.type, k.namespace, k.value] for k in keys], ensure_ascii=False)
-
-
-def _key_rows(keys: Iterable[IdentifierKey]) -> str:
-    return json.dumps(
-        [{"t": k.type, "n": k.namespace, "v": k.value} for k in keys], ensure_ascii=False
-    )
-
-
-def _stored_keys(raw: Any) -> tuple[IdentifierKey, ...]:
-    return tuple(IdentifierKey(t, v, n) for t, n, v in raw or ())
-
-
-def _ints(values: Iterable[int]) -> str:
-    return array_literal(map(str, values))
-
-
-def _times(values: Iterable[dt.datetime]) -> str:
-    return array_literal(value.isoformat() for value in values)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def _ledger_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
-    """What the append-only ledger keeps of a record's evidence: never identifier values
-    (erasure cannot remove them from there)."""
-    kept = {k: v for k, v in evidence.items() if k != "identifier"}
-    if "identifier" in evidence:
-        kept["identifier_type"] = evidence["identifier"][0]
-    return kept
-
-
-_KEYS_TABLE = "jsonb_to_recordset(CAST(:keys AS jsonb)) AS x(t text, n text, v text)"
 
 
 _LOAD_STATE = direct_statement(
@@ -150,7 +135,7 @@ UNION ALL
 SELECT 'x', bl.id_type, bl.namespace, bl.value, NULL, NULL, to_jsonb(bl.reason),
        NULL, false
 FROM blocked_identifiers bl
-JOIN {_KEYS_TABLE} ON bl.id_type = x.t AND bl.namespace = x.n AND bl.value = x.v
+JOIN {KEYS_TABLE} ON bl.id_type = x.t AND bl.namespace = x.n AND bl.value = x.v
 UNION ALL
 SELECT 'p', NULL, NULL, NULL, NULL, NULL,
        (SELECT jsonb_agg(nextval('records_record_pk_seq')) FROM generate_series(1, :n)),
@@ -159,7 +144,7 @@ UNION ALL
 SELECT DISTINCT 'o', NULL, NULL, NULL, NULL::bigint, i.customer_id, NULL::jsonb, NULL::jsonb,
        false
 FROM identifiers i
-JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+JOIN {KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
 """
 )
 
@@ -167,7 +152,7 @@ JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
 _IDENTIFIER_FACTS = direct_statement(
     f"""
 SELECT x.t, x.n, x.v, i.customer_id AS c, i.sharers, bl.reason
-FROM {_KEYS_TABLE}
+FROM {KEYS_TABLE}
 LEFT JOIN identifiers i ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
 LEFT JOIN blocked_identifiers bl ON bl.id_type = x.t AND bl.namespace = x.n AND bl.value = x.v
 WHERE i.customer_id IS NOT NULL OR bl.reason IS NOT NULL
@@ -179,7 +164,7 @@ _LOCK_OWNERS = direct_statement(
     f"""
 WITH o AS (
     SELECT i.customer_id FROM identifiers i
-    JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+    JOIN {KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
     UNION SELECT unnest(CAST(:c AS uuid[]))
 )
 SELECT customer_id FROM customers
@@ -195,7 +180,7 @@ SELECT 'o' AS kind, i.id_type AS t1, i.namespace AS t2, i.value AS t3,
        NULL::bigint AS pk, i.customer_id AS c, NULL::uuid AS c2,
        NULL::timestamptz AS at, i.sharers AS j1, NULL::jsonb AS j2
 FROM identifiers i
-JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+JOIN {KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
 UNION ALL
 SELECT 'm', NULL, NULL, NULL, record_pk, customer_id, NULL, NULL, NULL, NULL
 FROM records WHERE record_pk = ANY(CAST(:cand AS bigint[]))
@@ -306,6 +291,69 @@ class Erasure:
     values: list[str]
 
 
+def _fill_batch_state(state: GraphState, rows: BatchRows) -> dict[int, KnownRecord]:
+    """Fills ``state`` from the batch statement's rows; returns the candidates fetched."""
+    state.fetched_keys = set()
+    for block in rows.blocks:
+        state.blocks[block.key] = block.loaded
+        state.fetched_keys.add(block.key)
+        if block.stored_size > len(block.loaded):
+            state.unlisted[block.key] = block.stored_size - len(block.loaded)
+    candidates: dict[int, KnownRecord] = {}
+    for fetched in rows.records:
+        known = fetched.record
+        if fetched.of_batch:
+            state.records[known.pk] = known
+            state.resolved[known.ref] = known.pk
+        else:
+            candidates[known.pk] = known
+    for blocked in rows.blocked:
+        state.blocked[blocked.key] = blocked.reason
+    state.free_pks.extend(rows.free_pks)
+    return candidates
+
+
+def _read_customers(
+    state: GraphState,
+    customer_ids: set[str],
+    candidates: dict[int, KnownRecord],
+    rows: CustomerRows,
+) -> tuple[set[str], list[HeldIdentifier]]:
+    """Fills ``state`` from the customers statement's rows when every customer they name is in
+    ``customer_ids`` (locked); returns the customers that must be locked and the identifiers'
+    holders. ``candidates`` are brought up to date either way: moved to their customer now,
+    dropped when gone (erased meanwhile)."""
+    loaded: dict[int, KnownRecord] = {}
+    for row in rows.records:
+        if row.record is not None:
+            loaded[row.pk] = row.record
+            continue
+        known = candidates.get(row.pk) or state.records.get(row.pk)
+        if known is not None:
+            loaded[row.pk] = replace(known, customer_id=row.customer_id)
+    now_of = rows.candidates_now
+    for pk in list(candidates):
+        if pk in now_of:
+            if candidates[pk].customer_id != now_of[pk]:
+                candidates[pk] = replace(candidates[pk], customer_id=now_of[pk])
+        else:
+            candidates.pop(pk)
+    wanted = {held.customer_id for held in rows.held} | set(now_of.values())
+    if not wanted <= customer_ids:
+        return wanted, rows.held
+    state.customers = known_customers(rows)
+    state.records.update(candidates)
+    state.records.update(loaded)
+    for pk in sorted(state.records):
+        customer = state.customers.get(state.records[pk].customer_id)
+        if customer is not None:
+            customer.records.append(pk)
+    for owned in rows.identifiers:
+        state.customers[owned.customer_id].keys.add(owned.key)
+    state.kept_apart = rows.kept_apart
+    return wanted, rows.held
+
+
 class IdentityTransaction:
     """Repository operations inside one database transaction."""
 
@@ -353,7 +401,7 @@ class IdentityTransaction:
                 "INSERT INTO rules (version, body, actor) VALUES (:v, CAST(:b AS jsonb), :a) "
                 "RETURNING created_at"
             ),
-            {"v": version, "b": _json(body), "a": actor},
+            {"v": version, "b": to_json(body), "a": actor},
         )
         return row.scalar_one()
 
@@ -380,7 +428,7 @@ class IdentityTransaction:
                     "INSERT INTO match_models (body, trained_pairs, actor) "
                     "VALUES (CAST(:b AS jsonb), :p, :a) RETURNING version, created_at"
                 ),
-                {"b": _json(body), "p": pairs, "a": actor},
+                {"b": to_json(body), "p": pairs, "a": actor},
             )
         ).one()
         return int(row[0]), row[1]
@@ -416,11 +464,11 @@ class IdentityTransaction:
             text(
                 f"""
                 SELECT i.id_type, i.namespace, i.value, i.customer_id, i.sharers
-                FROM identifiers i JOIN {_KEYS_TABLE}
+                FROM identifiers i JOIN {KEYS_TABLE}
                   ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
                 """
             ),
-            {"keys": _key_rows(keys)},
+            {"keys": key_rows(keys)},
         )
         return list(result)
 
@@ -435,33 +483,9 @@ class IdentityTransaction:
             ),
             {"p": pks},
         )
-        return {r.record_pk: self._known(r) for r in rows}
+        return {r.record_pk: known_record_of(r) for r in rows}
 
-    @staticmethod
-    def _known(row: Any) -> KnownRecord:
-        return IdentityTransaction._known_row(
-            row.record_pk,
-            row.source,
-            row.message_id,
-            row.customer_id,
-            row.identifiers,
-            row.attributes,
-        )
-
-    @staticmethod
-    def _known_row(
-        pk: Any, source: str, message_id: str, customer_id: Any, identifiers: Any, attributes: Any
-    ) -> KnownRecord:
-        keys = _stored_keys(identifiers)
-        return KnownRecord(
-            int(pk),
-            RecordRef(source, message_id),
-            str(customer_id),
-            person_from(str(pk), attributes or {}, keys, source),
-            keys,
-        )
-
-    async def load_state(  # noqa: C901, PLR0912, PLR0915
+    async def load_state(
         self,
         records: Sequence[IncomingRecord],
         rules: Rules,
@@ -497,26 +521,8 @@ class IdentityTransaction:
         state = GraphState()
         refs = sorted({r.ref for r in records}, key=lambda r: (r.source, r.message_id))
         keys = sorted({k for r in records for k in r.identifiers})
-        key_index: list[int] = []
-        key_type: list[str] = []
-        key_namespace: list[str] = []
-        key_value: list[str] = []
-        block_index: list[int] = []
-        block_key: list[str] = []
-        forced = set(candidates_for or ())
-        force = [i for i, r in enumerate(records) if r.ref in forced]
-        if fuzzy:
-            for index, record in enumerate(records):
-                person = person_from("0", record.attributes, record.identifiers)
-                for key in sorted(blocking_keys(person)):
-                    block_index.append(index)
-                    block_key.append(key)
-                for ident in record.identifiers:
-                    if rules.block_reason(ident) is None:
-                        key_index.append(index)
-                        key_type.append(ident.type)
-                        key_namespace.append(ident.namespace)
-                        key_value.append(ident.value)
+        search = candidate_search(records, rules, fuzzy=fuzzy, candidates_for=candidates_for or ())
+        linkable = [key for _, key in search.linkable]
         *_, rows = await fetch_direct_pipelined(
             self.conn,
             [
@@ -525,56 +531,28 @@ class IdentityTransaction:
                 (
                     _LOAD_STATE,
                     {
-                        "refs": _json([{"s": r.source, "m": r.message_id} for r in refs]),
-                        "ki": array_literal(map(str, key_index)),
-                        "kt": array_literal(key_type),
-                        "kn": array_literal(key_namespace),
-                        "kv": array_literal(key_value),
-                        "bi": array_literal(map(str, block_index)),
-                        "bk": array_literal(block_key),
-                        "force": array_literal(map(str, force)),
+                        "refs": to_json([{"s": r.source, "m": r.message_id} for r in refs]),
+                        "ki": ints(index for index, _ in search.linkable),
+                        "kt": array_literal(k.type for k in linkable),
+                        "kn": array_literal(k.namespace for k in linkable),
+                        "kv": array_literal(k.value for k in linkable),
+                        "bi": ints(index for index, _ in search.blocking),
+                        "bk": array_literal(key for _, key in search.blocking),
+                        "force": ints(search.forced),
                         "cap": MAX_BLOCK_SIZE + 1,
                         "max": MAX_BLOCK_SIZE,
                         "lone": LONE_KEY_MAX_BLOCK,
                         "contact": _CONTACT_PREFIXES,
-                        "keys": _key_rows(keys),
+                        "keys": key_rows(keys),
                         "n": len(records),
                     },
                 ),
             ],
         )
-        state.fetched_keys = set()
-        candidates: dict[int, KnownRecord] = {}
-        owners: set[str] = set()
-        for row in rows:
-            kind = row.kind
-            if kind == "b":
-                members = sorted(row.j1)
-                state.blocks[row.t1] = members
-                state.fetched_keys.add(row.t1)
-                if row.pk > len(members):
-                    state.unlisted[row.t1] = int(row.pk) - len(members)
-            elif kind == "r":
-                known = self._known_row(row.pk, row.t1, row.t2, row.c, row.j1, row.j2)
-                if row.f:
-                    state.records[known.pk] = known
-                    state.resolved[known.ref] = known.pk
-                else:
-                    candidates[known.pk] = known
-            elif kind == "x":
-                state.blocked[IdentifierKey(row.t1, row.t3, row.t2)] = str(row.j1)
-            elif kind == "p":
-                state.free_pks.extend(sorted(row.j1 or ()))
-            elif kind == "o":
-                owners.add(str(row.c))
-        # Records of this batch seen before are never candidates for themselves.
-        for pk in list(candidates):
-            if pk in state.records:
-                candidates.pop(pk)
-        if model is not None and candidates:
-            fetched = [r for r in records if r.ref not in state.resolved]
-            keep = worth_loading(fetched, state, candidates, rules, model)
-            candidates = {pk: known for pk, known in candidates.items() if pk in keep}
+        batch = decode_batch_rows(rows)
+        fetched = _fill_batch_state(state, batch)
+        candidates = candidates_to_load(records, state, fetched, rules, model)
+        owners = batch.holders
         also = {c.customer_id for c in candidates.values()}
         if keys or also:
             # The customers to lock are known from the read above unless a merge or split
@@ -584,7 +562,7 @@ class IdentityTransaction:
             lock_rows, customer_rows = await fetch_direct_pipelined(
                 self.conn,
                 [
-                    (_LOCK_OWNERS, {"keys": _key_rows(keys), "c": array_literal(sorted(also))}),
+                    (_LOCK_OWNERS, {"keys": key_rows(keys), "c": array_literal(sorted(also))}),
                     self._customers_statement(state, keys, expected, candidates, rules),
                 ],
             )
@@ -594,7 +572,9 @@ class IdentityTransaction:
         rows_for = expected  # the customers whose data ``customer_rows`` hold
         while True:
             if rows_for == locked:
-                wanted, owner_rows = self._read_customers(state, locked, candidates, customer_rows)
+                wanted, held_rows = _read_customers(
+                    state, locked, candidates, decode_customer_rows(customer_rows)
+                )
                 if wanted <= locked:
                     break
                 await self.lock_customers(wanted - locked)
@@ -602,11 +582,10 @@ class IdentityTransaction:
             statement, params = self._customers_statement(state, keys, locked, candidates, rules)
             customer_rows = await fetch_direct(self.conn, statement, params)
             rows_for = set(locked)
-        for row in owner_rows:
-            owned = IdentifierKey(row.t1, row.t3, row.t2)
-            state.owners[owned] = str(row.c)
-            if row.j1:
-                state.sharers[owned] = {str(c) for c in row.j1}
+        for held in held_rows:
+            state.owners[held.key] = held.customer_id
+            if held.sharers:
+                state.sharers[held.key] = set(held.sharers)
         return state
 
     @staticmethod
@@ -622,75 +601,14 @@ class IdentityTransaction:
         limits = any(r.max_values_per_customer > 0 for r in rules.identifier_rules)
         known = sorted(set(candidates) | set(state.records))
         return _LOAD_CUSTOMERS, {
-            "keys": _key_rows(keys),
+            "keys": key_rows(keys),
             "cand": array_literal(map(str, sorted(candidates))),
             "ids": array_literal(sorted(customer_ids)),
             "known": array_literal(map(str, known)),
             "limits": limits,
         }
 
-    def _read_customers(  # noqa: C901, PLR0912
-        self,
-        state: GraphState,
-        customer_ids: set[str],
-        candidates: dict[int, KnownRecord],
-        rows: list[Any],
-    ) -> tuple[set[str], list[Any]]:
-        """Fills ``state`` from the rows of ``_customers_statement`` when every customer they
-        name is in ``customer_ids`` (locked); returns the customers that must be locked and the
-        owner rows."""
-        owner_rows: list[Any] = []
-        now_of: dict[int, str] = {}
-        loaded: dict[int, KnownRecord] = {}
-        customers: dict[str, KnownCustomer] = {}
-        customer_keys: list[tuple[str, IdentifierKey]] = []
-        apart: set[frozenset[str]] = set()
-        for row in rows:
-            kind = row.kind
-            if kind == "o":
-                owner_rows.append(row)
-            elif kind == "m":
-                now_of[int(row.pk)] = str(row.c)
-            elif kind == "c":
-                customers[str(row.c)] = KnownCustomer(str(row.c), row.at)
-            elif kind == "r":
-                pk = int(row.pk)
-                if row.j2 is None:
-                    known_record = candidates.get(pk) or state.records.get(pk)
-                    if known_record is not None:
-                        loaded[pk] = replace(known_record, customer_id=str(row.c))
-                else:
-                    loaded[pk] = self._known_row(row.pk, row.t1, row.t2, row.c, row.j1, row.j2)
-            elif kind == "i":
-                customer_keys.append((str(row.c), IdentifierKey(row.t1, row.t3, row.t2)))
-            elif kind == "k":
-                apart.add(frozenset((str(row.c), str(row.c2))))
-        # Candidates as they are now (moved by a merge or split, or erased meanwhile).
-        for pk in list(candidates):
-            if pk in now_of:
-                if candidates[pk].customer_id != now_of[pk]:
-                    candidates[pk] = replace(candidates[pk], customer_id=now_of[pk])
-            else:
-                candidates.pop(pk)
-        wanted = {str(r.c) for r in owner_rows} | set(now_of.values())
-        if not wanted <= customer_ids:
-            return wanted, owner_rows
-        state.customers = customers
-        for pk, known_record in candidates.items():
-            state.records[pk] = known_record
-        for pk, known_record in loaded.items():
-            state.records[pk] = known_record
-        for pk in sorted(state.records):
-            known_record = state.records[pk]
-            customer = state.customers.get(known_record.customer_id)
-            if customer is not None:
-                customer.records.append(pk)
-        for customer_id, key in customer_keys:
-            state.customers[customer_id].keys.add(key)
-        state.kept_apart = apart
-        return wanted, owner_rows
-
-    async def apply(self, changes: Changes, free_pks: Sequence[int] = ()) -> dict[int, int]:  # noqa: C901
+    async def apply(self, changes: Changes, free_pks: Sequence[int] = ()) -> dict[int, int]:
         """Writes what the engine decided; returns engine record pk -> stored record pk.
 
         New customers, records, their identifiers and blocking keys, newly owned identifiers,
@@ -713,73 +631,16 @@ class IdentityTransaction:
         for n in recs:
             if n.evidence.get("record_pk", 0) < 0:
                 n.evidence["record_pk"] = pks[n.evidence["record_pk"]]
-        # Identifiers linked in this batch and seen again later in it: one row, latest time.
-        link_seen: dict[IdentifierKey, dt.datetime] = {}
-        for key, _, _, seen in changes.links:
-            link_seen[key] = seen
-        latest: dict[IdentifierKey, dt.datetime] = {}
-        for key, seen in changes.touches:
-            if key in link_seen:
-                link_seen[key] = max(seen, link_seen[key])
-            else:
-                latest[key] = max(seen, latest.get(key, seen))
-        if recs or changes.customers or changes.links or latest:
-            ident_rows = [(k, pks[n.pk]) for n in recs for k in n.record.identifiers]
-            block_rows = [(key, pks[n.pk]) for n in recs for key in n.blocking_keys]
-            links = changes.links
-            await fetch_direct(
-                conn,
-                _APPLY,
-                {
-                    "cid": array_literal(c for c, _ in changes.customers),
-                    "cat": _times(a for _, a in changes.customers),
-                    "p": _ints(pks[n.pk] for n in recs),
-                    "s": array_literal(n.record.ref.source for n in recs),
-                    "m": array_literal(n.record.ref.message_id for n in recs),
-                    "c": array_literal(n.customer_id for n in recs),
-                    "ch": array_literal(n.record.channel for n in recs),
-                    "at": _times(n.record.observed_at for n in recs),
-                    "ids": array_literal(_keys_json(n.record.identifiers) for n in recs),
-                    "attrs": array_literal(_json(n.record.attributes) for n in recs),
-                    "o": array_literal(n.outcome for n in recs),
-                    "r": array_literal(n.rule for n in recs),
-                    "ev": array_literal(_json(n.evidence) for n in recs),
-                    "rit": array_literal(k.type for k, _ in ident_rows),
-                    "rin": array_literal(k.namespace for k, _ in ident_rows),
-                    "riv": array_literal(k.value for k, _ in ident_rows),
-                    "rip": _ints(p for _, p in ident_rows),
-                    "bk": array_literal(k for k, _ in block_rows),
-                    "bp": _ints(p for _, p in block_rows),
-                    "lt": array_literal(k.type for k, *_ in links),
-                    "ln": array_literal(k.namespace for k, *_ in links),
-                    "lv": array_literal(k.value for k, *_ in links),
-                    "lc": array_literal(c for _, c, _, _ in links),
-                    "ls": array_literal(s for _, _, s, _ in links),
-                    "lseen": _times(seen for *_, seen in links),
-                    "llast": _times(link_seen[k] for k, *_ in links),
-                    "tt": array_literal(k.type for k in latest),
-                    "tn": array_literal(k.namespace for k in latest),
-                    "tv": array_literal(k.value for k in latest),
-                    "tseen": _times(latest.values()),
-                    "gk": array_literal(
-                        "customer_created"
-                        if n.outcome == ResolutionOutcome.CREATED
-                        else "record_linked"
-                        for n in recs
-                    ),
-                    "gd": array_literal(
-                        _json({"rule": n.rule, **_ledger_evidence(n.evidence)}) for n in recs
-                    ),
-                    "a": SYSTEM_ACTOR,
-                },
-            )
+        columns = ApplyColumns.of(changes, pks)
+        if not columns.is_empty():
+            await fetch_direct(conn, _APPLY, columns.params(SYSTEM_ACTOR))
         for key, sharers in changes.sharers.items():
             await conn.execute(
                 text(
                     "UPDATE identifiers SET sharers = sharers || CAST(:s AS jsonb) "
                     "WHERE id_type = :t AND namespace = :n AND value = :v"
                 ),
-                {"s": _json(sorted(sharers)), "t": key.type, "n": key.namespace, "v": key.value},
+                {"s": to_json(sorted(sharers)), "t": key.type, "n": key.namespace, "v": key.value},
             )
         for key, reason, people in changes.blocked:
             inserted = await conn.execute(
@@ -798,14 +659,10 @@ class IdentityTransaction:
             await self.record_merge(
                 merge.survivor,
                 merge.merged,
-                kind="customers_merged",
+                kind=LedgerKind.CUSTOMERS_MERGED,
                 ref=merge.ref,
                 detail={"rule": merge.rule, "record_pk": record_pk},
-                reason=(
-                    f"record {merge.ref.source}/{merge.ref.message_id} links them"
-                    if merge.ref
-                    else ""
-                ),
+                reason=merge_reason(merge.ref),
             )
         if changes.reviews:
             reviews = changes.reviews
@@ -827,7 +684,7 @@ class IdentityTransaction:
                     "c": [r.candidate_customer_id for r in reviews],
                     "s": [r.score for r in reviews],
                     "pr": [r.probability for r in reviews],
-                    "e": [_json(r.explanation) for r in reviews],
+                    "e": [to_json(r.explanation) for r in reviews],
                 },
             )
             customer_of = {n.pk: n.customer_id for n in changes.records}
@@ -853,7 +710,7 @@ class IdentityTransaction:
             "blocked": [[k.type, k.namespace, k.value] for k in blocked],
         }
         if payload["pairs"] or payload["resolved"] or payload["blocked"]:
-            await enqueue(self.conn, QUALITY_TOPIC, str(uuid.uuid4()), _json(payload).encode())
+            await enqueue(self.conn, QUALITY_TOPIC, str(uuid.uuid4()), to_json(payload).encode())
 
     # -- merges, splits ----------------------------------------------------------------------
 
@@ -873,7 +730,7 @@ class IdentityTransaction:
         survivor: str,
         merged: Sequence[str],
         *,
-        kind: str,
+        kind: LedgerKind,
         ref: RecordRef | None = None,
         detail: dict[str, Any] | None = None,
         actor: str = SYSTEM_ACTOR,
@@ -892,7 +749,7 @@ class IdentityTransaction:
         await self.announce(
             MERGED_TOPIC,
             survivor,
-            _json(
+            to_json(
                 {"change_id": str(change_id), "survivor": survivor, "merged": list(merged)}
             ).encode(),
         )
@@ -903,7 +760,7 @@ class IdentityTransaction:
     async def announce_changed(self, customer_ids: Sequence[str], everything: bool = False) -> None:
         """Ingestion takes another look at events it holds for these customers (or all)."""
         payload = {"all": True} if everything else {"customer_ids": sorted(set(customer_ids))}
-        await enqueue(self.conn, ATTRIBUTION_TOPIC, "changed", _json(payload).encode())
+        await enqueue(self.conn, ATTRIBUTION_TOPIC, "changed", to_json(payload).encode())
 
     async def customer_records(self, customer_id: str) -> list[tuple[int, RecordRef]]:
         rows = await self.conn.execute(
@@ -926,7 +783,7 @@ class IdentityTransaction:
                   ON r.source = x.s AND r.message_id = x.m
                 """
             ),
-            {"refs": _json([{"s": r.source, "m": r.message_id} for r in refs])},
+            {"refs": to_json([{"s": r.source, "m": r.message_id} for r in refs])},
         )
         return {RecordRef(r[1], r[2]): (int(r[0]), str(r[3])) for r in rows}
 
@@ -986,11 +843,11 @@ class IdentityTransaction:
                 SELECT l.customer_id, r.customer_id AS now, count(*) AS n
                 FROM ledger l JOIN records r ON r.source = l.source AND r.message_id = l.message_id
                 WHERE l.customer_id = ANY(CAST(:c AS uuid[]))
-                  AND l.kind IN ('record_linked', 'customer_created')
+                  AND l.kind = ANY(CAST(:k AS text[]))
                 GROUP BY 1, 2
                 """
             ),
-            {"c": list(customer_ids)},
+            {"c": list(customer_ids), "k": [k.value for k in PLACEMENT_KINDS]},
         )
         holdings: dict[str, dict[str, int]] = defaultdict(dict)
         for row in rows:
@@ -1056,8 +913,8 @@ class IdentityTransaction:
         customer_ids: Sequence[str] = (),
     ) -> list[Any]:
         """A page of review items; with ``customer_ids``, only those about these customers."""
-        where = [] if include_decided else ["v.state = 'open'"]
-        params: dict[str, Any] = {"n": limit}
+        where = [] if include_decided else ["v.state = :open"]
+        params: dict[str, Any] = {"n": limit, "open": ReviewState.OPEN.value}
         if customer_ids:
             where.append(
                 "(r.customer_id = ANY(CAST(:ids AS uuid[])) "
@@ -1108,7 +965,7 @@ class IdentityTransaction:
         )
         records: dict[str, list[SideRecord]] = defaultdict(list)
         for row in rows:
-            known = self._known(row)
+            known = known_record_of(row)
             records[str(row.customer_id)].append(
                 SideRecord(known.ref, dict(row.attributes or {}), known.identifiers, known.person)
             )
@@ -1137,13 +994,15 @@ class IdentityTransaction:
             )
         ).first()
 
-    async def decide_review(self, review_item_id: str, state: str, actor: str, reason: str) -> None:
+    async def decide_review(
+        self, review_item_id: str, state: ReviewState, actor: str, reason: str
+    ) -> None:
         await self.conn.execute(
             text(
                 "UPDATE review_items SET state = :s, decided_by = :a, decision_reason = :r, "
                 "decided_at = now() WHERE review_item_id = :i"
             ),
-            {"s": state, "a": actor, "r": reason, "i": review_item_id},
+            {"s": state.value, "a": actor, "r": reason, "i": review_item_id},
         )
 
     # -- blocklist, export ---------------------------------------------------------------
@@ -1190,7 +1049,7 @@ class IdentityTransaction:
             ),
             {"n": limit},
         )
-        return [(self._known(r), r.observed_at, r.channel) for r in rows]
+        return [(known_record_of(r), r.observed_at, r.channel) for r in rows]
 
     async def raw_records(self, limit: int) -> list[Any]:
         rows = await self.conn.execute(
@@ -1215,13 +1074,14 @@ class IdentityTransaction:
         merges: list[list[int]] = []
         rows = await self.conn.execute(
             text(
-                "SELECT kind, detail FROM ledger WHERE kind IN ('manual_merge', 'review_accepted') "
+                "SELECT kind, detail FROM ledger WHERE kind = ANY(CAST(:k AS text[])) "
                 "ORDER BY entry_id"
-            )
+            ),
+            {"k": [k.value for k in HUMAN_MERGE_KINDS]},
         )
         for kind, detail in rows:
             detail = detail or {}
-            if kind == "manual_merge":
+            if kind == LedgerKind.MANUAL_MERGE:
                 anchors = [pks[0] for pks in (detail.get("anchors") or {}).values() if pks]
             else:
                 anchors = [p for p in detail.get("anchors_pair") or () if p]
@@ -1303,9 +1163,9 @@ class IdentityTransaction:
             text(
                 "SELECT entry_id, at, kind, customer_id, other_customer_id, source, message_id, "
                 "detail, actor, reason FROM ledger WHERE customer_id = ANY(CAST(:c AS uuid[])) "
-                "AND kind NOT IN ('record_linked', 'customer_created') ORDER BY entry_id"
+                "AND kind <> ALL(CAST(:k AS text[])) ORDER BY entry_id"
             ),
-            {"c": ids},
+            {"c": ids, "k": [k.value for k in PLACEMENT_KINDS]},
         )
         return {
             "records": list(records),
@@ -1322,7 +1182,7 @@ class IdentityTransaction:
             ),
             {"c": customer_id, "n": limit},
         )
-        return [self._known(r) for r in rows]
+        return [known_record_of(r) for r in rows]
 
     async def decisions_between(self, side_a: Sequence[str], side_b: Sequence[str]) -> list[Any]:
         """A person's decisions keeping the two sides (each: a customer and its merged-away
@@ -1331,7 +1191,7 @@ class IdentityTransaction:
             text(
                 """
                 SELECT kind, actor, reason, at FROM ledger
-                WHERE kind IN ('review_rejected', 'customer_split') AND (
+                WHERE kind = ANY(CAST(:k AS text[])) AND (
                     (customer_id = ANY(CAST(:a AS uuid[]))
                      AND other_customer_id = ANY(CAST(:b AS uuid[])))
                     OR (customer_id = ANY(CAST(:b AS uuid[]))
@@ -1339,7 +1199,7 @@ class IdentityTransaction:
                 ORDER BY entry_id
                 """
             ),
-            {"a": list(side_a), "b": list(side_b)},
+            {"a": list(side_a), "b": list(side_b), "k": [k.value for k in APART_KINDS]},
         )
         return list(rows)
 
@@ -1350,7 +1210,7 @@ class IdentityTransaction:
                 """
                 SELECT v.probability, v.created_at, v.explanation FROM review_items v
                 JOIN records r USING (record_pk)
-                WHERE v.state = 'open' AND (
+                WHERE v.state = :open AND (
                     (r.customer_id = ANY(CAST(:a AS uuid[]))
                      AND v.candidate_customer_id = ANY(CAST(:b AS uuid[])))
                     OR (r.customer_id = ANY(CAST(:b AS uuid[]))
@@ -1358,7 +1218,7 @@ class IdentityTransaction:
                 ORDER BY v.created_at
                 """
             ),
-            {"a": list(side_a), "b": list(side_b)},
+            {"a": list(side_a), "b": list(side_b), "open": ReviewState.OPEN.value},
         )
         return list(rows)
 
@@ -1396,7 +1256,7 @@ class IdentityTransaction:
         rows = await fetch_direct(
             self.conn,
             _IDENTIFIER_FACTS,
-            {"keys": _key_rows(keys)},
+            {"keys": key_rows(keys)},
         )
         return {
             IdentifierKey(r.t, r.v, r.n): (
@@ -1438,10 +1298,10 @@ class IdentityTransaction:
                 f"""
                 SELECT i.id_type, i.namespace, i.value, i.customer_id, c.created_at
                 FROM identifiers i JOIN customers c USING (customer_id)
-                JOIN {_KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
+                JOIN {KEYS_TABLE} ON i.id_type = x.t AND i.namespace = x.n AND i.value = x.v
                 """
             ),
-            {"keys": _key_rows(keys)},
+            {"keys": key_rows(keys)},
         )
         return {
             IdentifierKey(r.id_type, r.value, r.namespace): Owner(str(r.customer_id), r.created_at)
@@ -1457,7 +1317,7 @@ class IdentityTransaction:
 
     async def append_ledger(
         self,
-        kind: str,
+        kind: LedgerKind,
         customer_id: str,
         *,
         ref: RecordRef | None = None,
@@ -1476,12 +1336,12 @@ class IdentityTransaction:
                 """
             ),
             {
-                "k": kind,
+                "k": kind.value,
                 "c": customer_id,
                 "o": other_customer_id,
                 "s": ref.source if ref else None,
                 "m": ref.message_id if ref else None,
-                "d": _json(detail or {}),
+                "d": to_json(detail or {}),
                 "a": actor,
                 "r": reason,
             },

@@ -17,6 +17,75 @@ later: FEBRL3 0 of 6,390, FEBRL4 0 of 4,961, the generator sets unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from svod_identity.domain.engine import GraphState, KnownRecord, person_from, worth_loading
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.blocking import blocking_keys
+from svod_identity.domain.matching.model import MatchModel
+from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.rules import Rules
+
 LONE_KEY_MAX_BLOCK = 20
 # Blocking-key kinds that are contacts (see matching/blocking.py): always worth comparing.
 CONTACT_KEY_PREFIXES = ("p:", "e:", "c:")
+
+
+@dataclass(frozen=True)
+class CandidateSearch:
+    """What to look up for a batch's blocking-key candidates, each entry naming its record by
+    its index in the batch.
+
+    A record's candidates are fetched only when none of its ``linkable`` identifiers has an
+    owner (the others link exactly) or when it is ``forced`` (re-resolution asks for them).
+    """
+
+    # (record, identifier the rules let link): an owner of one makes candidates unnecessary.
+    linkable: tuple[tuple[int, IdentifierKey], ...] = ()
+    # (record, blocking key), each record's keys in order.
+    blocking: tuple[tuple[int, str], ...] = ()
+    forced: tuple[int, ...] = ()
+
+
+def candidate_search(
+    records: Sequence[IncomingRecord],
+    rules: Rules,
+    *,
+    fuzzy: bool,
+    candidates_for: Iterable[RecordRef] = (),
+) -> CandidateSearch:
+    """The candidate look-up for ``records``: nothing to fetch without fuzzy matching."""
+    forced_refs = set(candidates_for)
+    forced = tuple(i for i, r in enumerate(records) if r.ref in forced_refs)
+    if not fuzzy:
+        return CandidateSearch(forced=forced)
+    linkable: list[tuple[int, IdentifierKey]] = []
+    blocking: list[tuple[int, str]] = []
+    for index, record in enumerate(records):
+        person = person_from("0", record.attributes, record.identifiers)
+        blocking.extend((index, key) for key in sorted(blocking_keys(person)))
+        linkable.extend((index, k) for k in record.identifiers if rules.block_reason(k) is None)
+    return CandidateSearch(tuple(linkable), tuple(blocking), forced)
+
+
+def candidates_to_load(
+    records: Sequence[IncomingRecord],
+    state: GraphState,
+    candidates: Mapping[int, KnownRecord],
+    rules: Rules,
+    model: MatchModel | None,
+) -> dict[int, KnownRecord]:
+    """The fetched candidates whose customers are worth locking and loading.
+
+    Records of the batch resolved before (in ``state.records``) are never candidates for
+    themselves. With ``model``, candidates that score as someone new against every record
+    they share a key with are dropped (``worth_loading``); ``state.resolved`` tells which
+    records of the batch were looked up afresh.
+    """
+    kept = {pk: known for pk, known in candidates.items() if pk not in state.records}
+    if model is None or not kept:
+        return kept
+    fetched = [r for r in records if r.ref not in state.resolved]
+    keep = worth_loading(fetched, state, kept, rules, model)
+    return {pk: known for pk, known in kept.items() if pk in keep}

@@ -16,14 +16,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.ledger import LedgerKind
 from svod_identity.domain.matching.scoring import PairScore
 from svod_identity.domain.model import RecordRef
 
+# The ledger entries that join or part customers, and the step each makes in an explanation.
 _MERGE_KINDS = {
-    "manual_merge": "manual_merge",
-    "review_accepted": "review_accepted",
-    "customers_merged": "automatic_merge",
-    "customer_split": "split",
+    LedgerKind.MANUAL_MERGE: "manual_merge",
+    LedgerKind.REVIEW_ACCEPTED: "review_accepted",
+    LedgerKind.CUSTOMERS_MERGED: "automatic_merge",
+    LedgerKind.CUSTOMER_SPLIT: "split",
 }
 
 
@@ -94,9 +96,9 @@ def _edges(material: Mapping[str, Any]) -> dict[int, list[tuple[int, Evidence]]]
     for entry in material["ledger"]:
         detail = entry.detail or {}
         anchors: list[int] = []
-        if entry.kind == "manual_merge":
+        if entry.kind == LedgerKind.MANUAL_MERGE:
             anchors = [pk for pks in (detail.get("anchors") or {}).values() for pk in pks[:1]]
-        elif entry.kind == "review_accepted":
+        elif entry.kind == LedgerKind.REVIEW_ACCEPTED:
             anchors = [int(p) for p in detail.get("anchors_pair") or () if p]
         for other in anchors[1:]:
             add(
@@ -258,7 +260,11 @@ def explain_apart(
             first,
             second,
             actor=d.actor,
-            reason=("a reviewer rejected the match" if d.kind == "review_rejected" else "a split")
+            reason=(
+                "a reviewer rejected the match"
+                if d.kind == LedgerKind.REVIEW_REJECTED
+                else "a split"
+            )
             + (f": {d.reason}" if d.reason else ""),
             at=d.at,
         )

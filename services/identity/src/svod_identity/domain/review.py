@@ -13,12 +13,22 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.model import LEVELS, MISSING
 from svod_identity.domain.matching.record import PersonRecord
 from svod_identity.domain.model import RecordRef
+
+
+class ReviewState(StrEnum):
+    """Where a review item stands (``ReviewItem.state`` in the API; stored as its value)."""
+
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
 
 # Records of each side shown to a reviewer (the most recent ones).
 SIDE_RECORDS = 10

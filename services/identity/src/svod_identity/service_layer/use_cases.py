@@ -37,6 +37,7 @@ from svod_identity.domain.explain import (
     explain_pair,
 )
 from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
+from svod_identity.domain.ledger import NO_CUSTOMER, LedgerKind
 from svod_identity.domain.lookup import IdentifierAnswer, IdentifierState, answer_for
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.em import estimate_model
@@ -50,7 +51,7 @@ from svod_identity.domain.preview import (
     keep_decisions,
     name_proposed,
 )
-from svod_identity.domain.review import SIDE_RECORDS, Side, field_comparison, side
+from svod_identity.domain.review import SIDE_RECORDS, ReviewState, Side, field_comparison, side
 from svod_identity.domain.rules import Rules, default_rules, rules_from_dict
 from svod_identity.domain.split import alias_sides
 from svod_runtime import bounds
@@ -87,19 +88,7 @@ DEFAULT_PAGE = 100
 MAX_PREVIEW_RECORDS = 200_000
 MAX_REFIT_PAIRS = 200_000
 # What the ledger records.
-LEDGER_KINDS = frozenset(
-    {
-        "customer_created",
-        "record_linked",
-        "customers_merged",
-        "manual_merge",
-        "review_accepted",
-        "review_rejected",
-        "customer_split",
-        "customer_erased",
-        "rules_updated",
-    }
-)
+LEDGER_KINDS = frozenset(kind.value for kind in LedgerKind)
 
 
 @dataclass(frozen=True)
@@ -226,8 +215,8 @@ class IdentityService:
             version = current.version + 1
             at = await tx.store_rules(version, candidate.to_dict(), actor)
             await tx.append_ledger(
-                "rules_updated",
-                "00000000-0000-0000-0000-000000000000",
+                LedgerKind.RULES_UPDATED,
+                NO_CUSTOMER,
                 detail={"version": version},
                 actor=actor,
             )
@@ -578,7 +567,7 @@ class IdentityService:
             await tx.record_merge(
                 survivor,
                 merged,
-                kind="manual_merge",
+                kind=LedgerKind.MANUAL_MERGE,
                 detail={
                     "anchors": {c: [pk for pk, _ in refs] for c, refs in anchors.items()},
                 },
@@ -654,7 +643,9 @@ class IdentityService:
                 )
             if target is None:
                 target = await tx.create_customer()
-                await tx.append_ledger("customer_created", target, actor=actor, reason=reason)
+                await tx.append_ledger(
+                    LedgerKind.CUSTOMER_CREATED, target, actor=actor, reason=reason
+                )
             identifiers = await tx.move_records(source, target, moved)
             await tx.share_left_identifiers(source, target, moved)
             await tx.keep_apart(source, target)
@@ -666,7 +657,7 @@ class IdentityService:
             await tx.point_aliases(sides)
             redirected = sorted(a for a, side in sides.items() if side == target)
             change_id = await tx.append_ledger(
-                "customer_split",
+                LedgerKind.CUSTOMER_SPLIT,
                 source,
                 other_customer_id=target,
                 detail={
@@ -765,18 +756,18 @@ class IdentityService:
             item = await tx.review_item(review_item_id)
             if item is None:
                 raise NotFound(f"review item {review_item_id} not found")
-            if item.state != "open":
+            if item.state != ReviewState.OPEN:
                 raise FailedPrecondition(f"review item {review_item_id} is already {item.state}")
             record_customer = await tx.canonical_id(str(item.record_customer_id))
             candidate = await tx.canonical_id(str(item.candidate_customer_id))
             if record_customer is None or candidate is None:
                 raise FailedPrecondition("a customer of this review item no longer exists")
             if not accept:
-                await tx.decide_review(review_item_id, "rejected", actor, reason)
+                await tx.decide_review(review_item_id, ReviewState.REJECTED, actor, reason)
                 if record_customer != candidate:
                     await tx.keep_apart(record_customer, candidate)
                 await tx.append_ledger(
-                    "review_rejected",
+                    LedgerKind.REVIEW_REJECTED,
                     record_customer,
                     other_customer_id=candidate,
                     detail={"review_item_id": review_item_id},
@@ -785,7 +776,7 @@ class IdentityService:
                 )
                 await tx.report_quality(resolved=[(record_customer, candidate)])
                 return record_customer
-            await tx.decide_review(review_item_id, "accepted", actor, reason)
+            await tx.decide_review(review_item_id, ReviewState.ACCEPTED, actor, reason)
             if record_customer == candidate:
                 return candidate
             await tx.lock_customers([record_customer, candidate])
@@ -796,7 +787,7 @@ class IdentityService:
             await tx.record_merge(
                 survivor,
                 merged,
-                kind="review_accepted",
+                kind=LedgerKind.REVIEW_ACCEPTED,
                 ref=RecordRef(item.source, item.message_id),
                 detail={
                     "review_item_id": review_item_id,
@@ -989,7 +980,7 @@ class IdentityService:
             # one customer, and events held for them may be attributed.
             await tx.announce_changed([current])
             await tx.append_ledger(
-                "customer_erased",
+                LedgerKind.CUSTOMER_ERASED,
                 current,
                 detail={
                     "records": len(erased.refs),
