@@ -20,13 +20,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from svod_identity.adapters.announcements import MERGED_TOPIC, SPLIT_TOPIC
 from svod_identity.adapters.encoding import stored_keys
-from svod_identity.adapters.storage import (
-    MERGED_TOPIC,
-    SPLIT_TOPIC,
-    SYSTEM_ACTOR,
-    IdentityTransaction,
-)
+from svod_identity.adapters.ledger import SYSTEM_ACTOR
+from svod_identity.adapters.storage import IdentityTransaction
 from svod_identity.domain.batch import ImportState, ReresolvePlan
 from svod_identity.domain.engine import (
     MAX_CHECK_RECORDS,
@@ -380,9 +377,9 @@ async def write_changes(
         if not gone:
             continue
         survivor = merge.survivor
-        await tx.merge_customers(survivor, gone)
+        await tx.writes.merge_customers(survivor, gone)
         merged_away += len(gone)
-        await tx.record_merge(
+        await tx.writes.record_merge(
             survivor,
             gone,
             kind=LedgerKind.CUSTOMERS_MERGED,
@@ -423,7 +420,7 @@ async def write_changes(
         for r in reviews
     ]
     for start in range(0, max(len(pairs), len(blocked)), 1000):
-        await tx.report_quality(
+        await tx.announcements.report_quality(
             pairs=pairs[start : start + 1000], blocked=blocked[start : start + 1000]
         )
     created_records = {
@@ -452,7 +449,7 @@ async def write_changes(
         ),
     )
     # Events held for somebody may be the import's customers' now: one look at all of them.
-    await tx.announce_changed((), everything=True)
+    await tx.announcements.announce_changed((), everything=True)
     already = sum(1 for p in placements if p.outcome == ResolutionOutcome.ALREADY_RESOLVED)
     return Written(
         customers_created=len(new_customers),
@@ -563,10 +560,10 @@ async def load_graph(conn: AsyncConnection) -> Graph:
             text("SELECT customer_id, created_at FROM customers WHERE merged_into IS NULL")
         )
     }
-    merges, apart = await tx.human_decisions()
-    canonical = await tx.current_ids({c for pair in apart for c in pair})
+    merges, apart = await tx.ledger.human_decisions()
+    canonical = await tx.graph.current_ids({c for pair in apart for c in pair})
     kept_apart = {frozenset(canonical.get(c, c) for c in pair) for pair in apart}
-    owners = await tx.all_identifier_owners()
+    owners = await tx.export.all_identifier_owners()
     return Graph(records, pks, current, created, owners, merges, kept_apart)
 
 
@@ -598,9 +595,9 @@ async def write_plan(
         conn, "customers", ("customer_id", "created_at"), ((c, now) for c in plan.new_customers)
     )
     for source, target, pks in plan.splits:
-        await tx.move_records(source, target, pks)
+        await tx.writes.move_records(source, target, pks)
         moved = sorted([refs[pk].source, refs[pk].message_id] for pk in pks)
-        change_id = await tx.append_ledger(
+        change_id = await tx.ledger.append(
             LedgerKind.CUSTOMER_SPLIT,
             source,
             other_customer_id=target,
@@ -608,7 +605,7 @@ async def write_plan(
             actor=actor,
             reason=why,
         )
-        await tx.announce(
+        await tx.announcements.announce(
             SPLIT_TOPIC,
             source,
             _dumps(
@@ -623,8 +620,8 @@ async def write_plan(
         )
     pending: list[dict[str, Any]] = []
     for survivor, gone in plan.merges:
-        await tx.merge_customers(survivor, [gone])
-        change_id = await tx.append_ledger(
+        await tx.writes.merge_customers(survivor, [gone])
+        change_id = await tx.ledger.append(
             LedgerKind.CUSTOMERS_MERGED,
             survivor,
             other_customer_id=gone,
@@ -650,7 +647,7 @@ async def write_plan(
                 "AND i.customer_id <> x.c"
             )
         )
-    await tx.announce_changed((), everything=True)
+    await tx.announcements.announce_changed((), everything=True)
     return Rewritten(sorted({s for s, _, _ in plan.splits}), pending)
 
 
@@ -679,7 +676,7 @@ async def release_merges(conn: AsyncConnection) -> int:
             continue
         tx = IdentityTransaction(conn)
         for merge in outcome["pending_merges"]:
-            await tx.announce(MERGED_TOPIC, merge["survivor"], _dumps(merge).encode())
+            await tx.announcements.announce(MERGED_TOPIC, merge["survivor"], _dumps(merge).encode())
             released += 1
         await conn.execute(
             text(

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod_identity.adapters.announcements import (
+    ATTRIBUTION_TOPIC,
+    MERGED_TOPIC,
+    QUALITY_TOPIC,
+    SPLIT_TOPIC,
+)
 from svod_identity.adapters.ingestion_client import IngestionNotifier
 from svod_identity.adapters.job_storage import JobStore
 from svod_identity.adapters.metrics_queries import IdentityGaugeQueries
 from svod_identity.adapters.profile_client import ProfileAnnouncer
 from svod_identity.adapters.quality_client import QualityReporter
-from svod_identity.adapters.storage import (
-    ATTRIBUTION_TOPIC,
-    MERGED_TOPIC,
-    QUALITY_TOPIC,
-    SPLIT_TOPIC,
-    IdentityStore,
-)
+from svod_identity.adapters.storage import IdentityStore
 from svod_identity.entrypoints.grpc_servicer import IdentityServicer
 from svod_identity.entrypoints.metrics import IdentityMetrics
 from svod_identity.service_layer.bulk import BulkJobs, JobRunner

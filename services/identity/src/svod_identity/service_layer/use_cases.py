@@ -11,13 +11,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from svod_identity.adapters.storage import (
-    MERGED_TOPIC,
-    SPLIT_TOPIC,
-    Erasure,
-    IdentityStore,
-    IdentityTransaction,
-)
+from svod_identity.adapters.announcements import MERGED_TOPIC, SPLIT_TOPIC
+from svod_identity.adapters.erasure import Erasure
+from svod_identity.adapters.storage import IdentityStore, IdentityTransaction
 from svod_identity.domain.engine import (
     MAX_CHECK_RECORDS,
     GraphState,
@@ -156,7 +152,7 @@ class IdentityService:
     # -- rules and model -------------------------------------------------------------------
 
     async def _load_rules(self, tx: IdentityTransaction) -> Rules:
-        stored = await tx.current_rules()
+        stored = await tx.settings.current_rules()
         if stored is None:
             return default_rules()
         version, body, at, actor = stored
@@ -180,7 +176,7 @@ class IdentityService:
         if cached is not None and time.monotonic() - cached[0] < CACHE_TTL_S:
             return cached[1]
         async with self.store.transaction() as tx:
-            stored = await tx.current_model()
+            stored = await tx.settings.current_model()
         if stored is None:
             info = ModelInfo(0, default_model(), 0, None, "default")
         else:
@@ -205,7 +201,7 @@ class IdentityService:
         candidate = rules_from_dict(body)
 
         async def work(tx: IdentityTransaction) -> Rules:
-            await tx.lock_rules()
+            await tx.settings.lock_rules()
             current = await self._load_rules(tx)
             if expected_version != current.version:
                 raise FailedPrecondition(
@@ -213,14 +209,14 @@ class IdentityService:
                     "re-read them and apply the change again"
                 )
             version = current.version + 1
-            at = await tx.store_rules(version, candidate.to_dict(), actor)
-            await tx.append_ledger(
+            at = await tx.settings.store_rules(version, candidate.to_dict(), actor)
+            await tx.ledger.append(
                 LedgerKind.RULES_UPDATED,
                 NO_CUSTOMER,
                 detail={"version": version},
                 actor=actor,
             )
-            await tx.announce_changed((), everything=True)
+            await tx.announcements.announce_changed((), everything=True)
             return candidate.with_version(version, at, actor)
 
         rules = await self.store.run(work)
@@ -253,7 +249,7 @@ class IdentityService:
                 ) from error
         else:
             async with self.store.transaction() as tx:
-                pairs = await tx.sample_candidate_pairs(max_pairs or 20_000)
+                pairs = await tx.export.sample_candidate_pairs(max_pairs or 20_000)
             current = await self.model_info()
             comparisons = [compare_records(a.person, b.person) for a, b in pairs]
             model = estimate_model(comparisons, default_model())
@@ -263,7 +259,7 @@ class IdentityService:
         if dry_run:
             return ModelInfo(0, model, model.trained_pairs, None, actor)
         async with self.store.transaction() as tx:
-            version, at = await tx.store_model(model.to_dict(), model.trained_pairs, actor)
+            version, at = await tx.settings.store_model(model.to_dict(), model.trained_pairs, actor)
         info = ModelInfo(version, model, model.trained_pairs, at, actor)
         self._model = (time.monotonic(), info)
         return info
@@ -358,7 +354,7 @@ class IdentityService:
             # Every record's candidates: fuzzy matching runs after exact links too (see
             # ``Resolver.fuzzy_after_exact``).
             wanted: set[RecordRef] = {r.ref for r in chunk} if fuzzy else set()
-            state = await tx.load_state(
+            state = await tx.loader.load_state(
                 chunk, rules, fuzzy=fuzzy, candidates_for=wanted, model=model, lock_keys=locks
             )
             resolver = Resolver(state, rules, model)
@@ -367,12 +363,12 @@ class IdentityService:
                 # Some record fell back to fuzzy matching after its identifiers' owners
                 # were refused: load its candidates too and place the chunk again.
                 wanted |= set(resolver.incomplete)
-                state = await tx.load_state(
+                state = await tx.loader.load_state(
                     chunk, rules, fuzzy=fuzzy, candidates_for=wanted, model=model
                 )
                 resolver = Resolver(state, rules, model)
                 done = [resolver.resolve(r) for r in chunk]
-            pks = await tx.apply(resolver.changes, state.free_pks)
+            pks = await tx.writes.apply(resolver.changes, state.free_pks)
             changes = resolver.changes
             announced = bool(changes.merges or changes.reviews or changes.blocked)
             return [
@@ -393,16 +389,16 @@ class IdentityService:
         candidate = rules_from_dict(body)
         model = (await self.model_info()).model
         async with self.store.transaction() as tx:
-            total = await tx.count_records()
+            total = await tx.export.count_records()
             if total > MAX_PREVIEW_RECORDS:
                 raise FailedPrecondition(
                     f"the graph has {total} records; previews re-resolve at most "
                     f"{MAX_PREVIEW_RECORDS}"
                 )
-            rows = await tx.raw_records(MAX_PREVIEW_RECORDS)
-            current_owners = await tx.all_identifier_owners()
-            merges, apart = await tx.human_decisions()
-            canonical = await tx.current_ids({c for pair in apart for c in pair})
+            rows = await tx.export.raw_records(MAX_PREVIEW_RECORDS)
+            current_owners = await tx.export.all_identifier_owners()
+            merges, apart = await tx.ledger.human_decisions()
+            canonical = await tx.graph.current_ids({c for pair in apart for c in pair})
         kept_apart = {frozenset(canonical.get(c, c) for c in pair) for pair in apart}
         current: dict[int, str] = {}
         refs: dict[int, RecordRef] = {}
@@ -460,9 +456,9 @@ class IdentityService:
         statement, and a second only when some identifier has recorded sharers."""
         rules = await self.rules()
         async with self.store.transaction() as tx:
-            facts = await tx.identifier_facts(keys)
+            facts = await tx.graph.identifier_facts(keys)
             sharers = {s for _, shared, _ in facts.values() for s in shared}
-            current = await tx.current_ids(sharers) if sharers else {}
+            current = await tx.graph.current_ids(sharers) if sharers else {}
         answers = {}
         for key in keys:
             owner, shared, stored_block = facts.get(key, (None, [], None))
@@ -478,7 +474,7 @@ class IdentityService:
         view = None
         if answer.state is IdentifierState.DECISIVE:
             async with self.store.transaction() as tx:
-                view = await tx.customer_view(answer.customer_id)
+                view = await tx.graph.customer_view(answer.customer_id)
         if view is None:
             raise NotFound("no customer has that identifier")
         return view
@@ -512,16 +508,16 @@ class IdentityService:
     async def lookup_by_id(self, customer_id: str) -> CustomerView:
         parse_uuid(customer_id, "customer_id")
         async with self.store.transaction() as tx:
-            current = await tx.canonical_id(customer_id)
-            view = None if current is None else await tx.customer_view(current)
+            current = await tx.graph.canonical_id(customer_id)
+            view = None if current is None else await tx.graph.customer_view(current)
         if view is None:
             raise NotFound(f"customer {customer_id} not found")
         return view
 
     async def record_customer(self, ref: RecordRef) -> CustomerView:
         async with self.store.transaction() as tx:
-            current = await tx.record_customer(ref)
-            view = None if current is None else await tx.customer_view(current)
+            current = await tx.graph.record_customer(ref)
+            view = None if current is None else await tx.graph.customer_view(current)
         if view is None:
             raise NotFound(f"record {ref.source}/{ref.message_id} never reached identity")
         return view
@@ -549,7 +545,7 @@ class IdentityService:
         async def work(tx: IdentityTransaction) -> tuple[str, tuple[str, ...]]:
             current: list[str] = []
             for value in dict.fromkeys(customer_ids):
-                found = await tx.canonical_id(value)
+                found = await tx.graph.canonical_id(value)
                 if found is None:
                     raise NotFound(f"customer {value} not found")
                 current.append(found)
@@ -558,13 +554,13 @@ class IdentityService:
                 raise InvalidArgument(
                     [FieldViolation("customer_ids", "these ids are already one customer")]
                 )
-            await tx.lock_customers(distinct)
-            created = await tx.customers_created(distinct)
+            await tx.writes.lock_customers(distinct)
+            created = await tx.graph.customers_created(distinct)
             survivor = min(distinct, key=lambda c: (created[c], c))
             merged = tuple(c for c in distinct if c != survivor)
-            anchors = {c: (await tx.customer_records(c))[:1] for c in distinct}
-            await tx.merge_customers(survivor, merged)
-            await tx.record_merge(
+            anchors = {c: (await tx.graph.customer_records(c))[:1] for c in distinct}
+            await tx.writes.merge_customers(survivor, merged)
+            await tx.writes.record_merge(
                 survivor,
                 merged,
                 kind=LedgerKind.MANUAL_MERGE,
@@ -605,12 +601,12 @@ class IdentityService:
         errors.raise_if_any()
 
         async def work(tx: IdentityTransaction) -> tuple[str, str, list[IdentifierKey], list[str]]:
-            source = await tx.canonical_id(customer_id)
+            source = await tx.graph.canonical_id(customer_id)
             if source is None:
                 raise NotFound(f"customer {customer_id} not found")
             target = None
             if target_customer_id:
-                target = await tx.canonical_id(target_customer_id)
+                target = await tx.graph.canonical_id(target_customer_id)
                 if target is None:
                     raise NotFound(f"customer {target_customer_id} not found")
                 if target == source:
@@ -622,8 +618,8 @@ class IdentityService:
                             )
                         ]
                     )
-            await tx.lock_customers([c for c in (source, target) if c])
-            found = await tx.records_by_ref(refs)
+            await tx.writes.lock_customers([c for c in (source, target) if c])
+            found = await tx.graph.records_by_ref(refs)
             violations = ViolationCollector()
             for index, ref in enumerate(refs):
                 if ref not in found:
@@ -635,28 +631,28 @@ class IdentityService:
                     "; ".join(f"{v.field}: {v.description}" for v in violations.violations)
                 )
             moved = sorted({found[r][0] for r in refs})
-            remaining = [pk for pk, _ in await tx.customer_records(source) if pk not in moved]
+            remaining = [pk for pk, _ in await tx.graph.customer_records(source) if pk not in moved]
             if not remaining:
                 raise FailedPrecondition(
                     "the split would move every record and leave the customer with none; "
                     "merge into the target instead"
                 )
             if target is None:
-                target = await tx.create_customer()
-                await tx.append_ledger(
+                target = await tx.writes.create_customer()
+                await tx.ledger.append(
                     LedgerKind.CUSTOMER_CREATED, target, actor=actor, reason=reason
                 )
-            identifiers = await tx.move_records(source, target, moved)
-            await tx.share_left_identifiers(source, target, moved)
-            await tx.keep_apart(source, target)
+            identifiers = await tx.writes.move_records(source, target, moved)
+            await tx.writes.share_left_identifiers(source, target, moved)
+            await tx.writes.keep_apart(source, target)
             # Ids merged into the source follow the records they stood for (domain/split.py).
-            parents = await tx.alias_tree(source)
+            parents = await tx.graph.alias_tree(source)
             sides = alias_sides(
-                parents, await tx.first_placed_holdings(list(parents)), source, target
+                parents, await tx.ledger.first_placed_holdings(list(parents)), source, target
             )
-            await tx.point_aliases(sides)
+            await tx.writes.point_aliases(sides)
             redirected = sorted(a for a, side in sides.items() if side == target)
-            change_id = await tx.append_ledger(
+            change_id = await tx.ledger.append(
                 LedgerKind.CUSTOMER_SPLIT,
                 source,
                 other_customer_id=target,
@@ -668,9 +664,9 @@ class IdentityService:
                 actor=actor,
                 reason=reason,
             )
-            await tx.announce_changed([source, target, *redirected])
+            await tx.announcements.announce_changed([source, target, *redirected])
             moved_refs = sorted({(r.source, r.message_id) for r in refs})
-            await tx.announce(
+            await tx.announcements.announce(
                 SPLIT_TOPIC,
                 source,
                 json.dumps(
@@ -708,20 +704,20 @@ class IdentityService:
         async with self.store.transaction() as tx:
             ids: list[str] = []
             if customer_id:
-                current = await tx.canonical_id(customer_id)
+                current = await tx.graph.canonical_id(customer_id)
                 if current is None:
                     raise NotFound(f"customer {customer_id} not found")
-                ids = [current, *await tx.merged_ids(current)]
+                ids = [current, *await tx.graph.merged_ids(current)]
                 include_decided = True
-            rows = await tx.review_items(size + 1, after, include_decided, ids)
+            rows = await tx.reviews.review_items(size + 1, after, include_decided, ids)
             token = ""
             if len(rows) > size:
                 rows = rows[:size]
                 last = rows[-1]
                 token = encode_page_token([last.created_at.isoformat(), str(last.review_item_id)])
-            current_of = await tx.current_ids(str(r.candidate_customer_id) for r in rows)
+            current_of = await tx.graph.current_ids(str(r.candidate_customer_id) for r in rows)
             customers = {str(r.record_customer_id) for r in rows} | set(current_of.values())
-            records, counts = await tx.side_records(sorted(customers), SIDE_RECORDS)
+            records, counts = await tx.reviews.side_records(sorted(customers), SIDE_RECORDS)
         views = []
         for row in rows:
             mine = str(row.record_customer_id)
@@ -753,20 +749,20 @@ class IdentityService:
         errors.raise_if_any()
 
         async def work(tx: IdentityTransaction) -> str:
-            item = await tx.review_item(review_item_id)
+            item = await tx.reviews.review_item(review_item_id)
             if item is None:
                 raise NotFound(f"review item {review_item_id} not found")
             if item.state != ReviewState.OPEN:
                 raise FailedPrecondition(f"review item {review_item_id} is already {item.state}")
-            record_customer = await tx.canonical_id(str(item.record_customer_id))
-            candidate = await tx.canonical_id(str(item.candidate_customer_id))
+            record_customer = await tx.graph.canonical_id(str(item.record_customer_id))
+            candidate = await tx.graph.canonical_id(str(item.candidate_customer_id))
             if record_customer is None or candidate is None:
                 raise FailedPrecondition("a customer of this review item no longer exists")
             if not accept:
-                await tx.decide_review(review_item_id, ReviewState.REJECTED, actor, reason)
+                await tx.reviews.decide_review(review_item_id, ReviewState.REJECTED, actor, reason)
                 if record_customer != candidate:
-                    await tx.keep_apart(record_customer, candidate)
-                await tx.append_ledger(
+                    await tx.writes.keep_apart(record_customer, candidate)
+                await tx.ledger.append(
                     LedgerKind.REVIEW_REJECTED,
                     record_customer,
                     other_customer_id=candidate,
@@ -774,17 +770,17 @@ class IdentityService:
                     actor=actor,
                     reason=reason,
                 )
-                await tx.report_quality(resolved=[(record_customer, candidate)])
+                await tx.announcements.report_quality(resolved=[(record_customer, candidate)])
                 return record_customer
-            await tx.decide_review(review_item_id, ReviewState.ACCEPTED, actor, reason)
+            await tx.reviews.decide_review(review_item_id, ReviewState.ACCEPTED, actor, reason)
             if record_customer == candidate:
                 return candidate
-            await tx.lock_customers([record_customer, candidate])
-            created = await tx.customers_created([record_customer, candidate])
+            await tx.writes.lock_customers([record_customer, candidate])
+            created = await tx.graph.customers_created([record_customer, candidate])
             survivor = min(created, key=lambda c: (created[c], c))
             merged = tuple(c for c in created if c != survivor)
-            await tx.merge_customers(survivor, merged)
-            await tx.record_merge(
+            await tx.writes.merge_customers(survivor, merged)
+            await tx.writes.record_merge(
                 survivor,
                 merged,
                 kind=LedgerKind.REVIEW_ACCEPTED,
@@ -812,7 +808,7 @@ class IdentityService:
             at, t, ns, v = decode_page_token(page_token, 4)
             after = (token_time(at), t, ns, v)
         async with self.store.transaction() as tx:
-            rows = await tx.blocked_identifiers(size + 1, after)
+            rows = await tx.export.blocked_identifiers(size + 1, after)
         token = ""
         if len(rows) > size:
             rows = rows[:size]
@@ -834,7 +830,7 @@ class IdentityService:
         after = 0
         while True:
             async with self.store.transaction() as tx:
-                rows = await tx.mapping_page(after, page)
+                rows = await tx.export.mapping_page(after, page)
             for row in rows:
                 yield row
             if len(rows) < page:
@@ -850,32 +846,34 @@ class IdentityService:
                 bounds.check_record_ref(ref.source, ref.message_id, name, errors)
             errors.raise_if_any()
             async with self.store.transaction() as tx:
-                found = await tx.records_by_ref(list(pair))
+                found = await tx.graph.records_by_ref(list(pair))
                 for ref in pair:
                     if ref not in found:
                         raise NotFound(f"record {ref.source}/{ref.message_id} not found")
                 first, second = found[pair[0]], found[pair[1]]
                 if first[1] != second[1]:
                     steps = await self._explain_apart(tx, first, second)
-                    refs = await tx.record_refs_by_pk(
+                    refs = await tx.graph.record_refs_by_pk(
                         {p for s in steps for p in (s.from_pk, s.to_pk) if p}
                     )
                     return False, "", [s.with_refs(refs) for s in steps]
-                material = await tx.explain_material(first[1])
+                material = await tx.graph.explain_material(first[1])
                 steps = explain_pair(material, first[0], second[0])
-                refs = await tx.record_refs_by_pk(
+                refs = await tx.graph.record_refs_by_pk(
                     {p for s in steps for p in (s.from_pk, s.to_pk) if p}
                 )
             return True, first[1], [s.with_refs(refs) for s in steps]
         if not customer_id or not is_uuid(customer_id):
             raise InvalidArgument([FieldViolation("customer_id", MUST_BE_UUID)])
         async with self.store.transaction() as tx:
-            current = await tx.canonical_id(customer_id)
+            current = await tx.graph.canonical_id(customer_id)
             if current is None:
                 raise NotFound(f"customer {customer_id} not found")
-            material = await tx.explain_material(current)
+            material = await tx.graph.explain_material(current)
             steps = explain_customer(material)
-            refs = await tx.record_refs_by_pk({p for s in steps for p in (s.from_pk, s.to_pk) if p})
+            refs = await tx.graph.record_refs_by_pk(
+                {p for s in steps for p in (s.from_pk, s.to_pk) if p}
+            )
         return True, current, [s.with_refs(refs) for s in steps]
 
     async def _explain_apart(
@@ -886,19 +884,19 @@ class IdentityService:
         model = (await self.model_info()).model.with_thresholds(
             rules.auto_link_threshold, rules.review_threshold
         )
-        side_a, side_b = await tx.alias_ids(first[1]), await tx.alias_ids(second[1])
+        side_a, side_b = await tx.graph.alias_ids(first[1]), await tx.graph.alias_ids(second[1])
         decisions = [
             Decision(r.kind, r.actor, r.reason, r.at)
-            for r in await tx.decisions_between(side_a, side_b)
+            for r in await tx.ledger.decisions_between(side_a, side_b)
         ]
         reviews = [
             OpenReview(r.probability, r.created_at, r.explanation or {})
-            for r in await tx.open_reviews_between(side_a, side_b)
+            for r in await tx.reviews.open_reviews_between(side_a, side_b)
         ]
-        records = await tx.records_by_pk([first[0], second[0]])
+        records = await tx.graph.records_by_pk([first[0], second[0]])
         a, b = records[first[0]], records[second[0]]
         common = sorted(set(a.identifiers) & set(b.identifiers))
-        facts = await tx.identifier_facts(common)
+        facts = await tx.graph.identifier_facts(common)
         shared = [
             SharedIdentifier(
                 key, rules.block_reason(key) or facts.get(key, (None, [], ""))[2] or ""
@@ -907,8 +905,8 @@ class IdentityService:
         ]
         # The conflict that keeps the two sides apart: the asked pair's own, else the first
         # pair of their most recent records that conflicts (as the engine checks them).
-        ours = [a, *(r for r in await tx.recent_records(first[1], MAX_CHECK_RECORDS))]
-        theirs = [b, *(r for r in await tx.recent_records(second[1], MAX_CHECK_RECORDS))]
+        ours = [a, *(r for r in await tx.graph.recent_records(first[1], MAX_CHECK_RECORDS))]
+        theirs = [b, *(r for r in await tx.graph.recent_records(second[1], MAX_CHECK_RECORDS))]
         conflict = None
         for x in ours:
             for y in theirs:
@@ -947,11 +945,11 @@ class IdentityService:
         async with self.store.transaction() as tx:
             ids = None
             if customer_id:
-                current = await tx.canonical_id(customer_id)
+                current = await tx.graph.canonical_id(customer_id)
                 if current is None:
                     raise NotFound(f"customer {customer_id} not found")
-                ids = await tx.alias_ids(current)
-            rows = await tx.ledger_page(ids, list(dict.fromkeys(kinds)), after, size + 1)
+                ids = await tx.graph.alias_ids(current)
+            rows = await tx.ledger.page(ids, list(dict.fromkeys(kinds)), after, size + 1)
         token = ""
         if len(rows) > size:
             rows = rows[:size]
@@ -971,15 +969,15 @@ class IdentityService:
         _check_who(actor, reason, errors)
         errors.raise_if_any()
         async with self.store.transaction() as tx:
-            current = await tx.canonical_id(customer_id, include_erased=True)
+            current = await tx.graph.canonical_id(customer_id, include_erased=True)
             if current is None:
                 raise NotFound(f"customer {customer_id} not found")
-            await tx.lock_customers([current])
-            erased = await tx.erase(current)
+            await tx.writes.lock_customers([current])
+            erased = await tx.erasure.erase(current)
             # The person is nobody's candidate any more: identifiers they shared may now name
             # one customer, and events held for them may be attributed.
-            await tx.announce_changed([current])
-            await tx.append_ledger(
+            await tx.announcements.announce_changed([current])
+            await tx.ledger.append(
                 LedgerKind.CUSTOMER_ERASED,
                 current,
                 detail={

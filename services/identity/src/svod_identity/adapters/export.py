@@ -1,0 +1,110 @@
+"""Whole-graph reads: the record-to-customer mapping export, the blocklist, every record (for
+PreviewRules and re-resolution) and record pairs to fit the match model on."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from svod_identity.adapters.encoding import known_record_of
+from svod_identity.adapters.graph_reads import GraphReads
+from svod_identity.domain.engine import KnownRecord
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE
+
+
+class Export:
+    """Reads over the whole graph, inside one transaction."""
+
+    def __init__(self, conn: AsyncConnection, graph: GraphReads) -> None:
+        self.conn = conn
+        self.graph = graph
+
+    async def mapping_page(self, after_pk: int, limit: int) -> list[Any]:
+        rows = await self.conn.execute(
+            text(
+                "SELECT record_pk, source, message_id, customer_id, resolved_at, rule "
+                "FROM records r WHERE record_pk > :a AND NOT EXISTS (SELECT 1 FROM customers c "
+                "WHERE c.customer_id = r.customer_id AND c.erased_at IS NOT NULL) "
+                "ORDER BY record_pk LIMIT :n"
+            ),
+            {"a": after_pk, "n": limit},
+        )
+        return list(rows)
+
+    async def blocked_identifiers(
+        self, limit: int, after: tuple[dt.datetime, str, str, str] | None
+    ) -> list[Any]:
+        params: dict[str, Any] = {"n": limit}
+        clause = ""
+        if after is not None:
+            clause = "WHERE (blocked_at, id_type, namespace, value) > (:at, :t, :ns, :v)"
+            params |= {"at": after[0], "t": after[1], "ns": after[2], "v": after[3]}
+        rows = await self.conn.execute(
+            text(
+                "SELECT id_type, namespace, value, reason, people_count, blocked_at "
+                f"FROM blocked_identifiers {clause} "
+                "ORDER BY blocked_at, id_type, namespace, value LIMIT :n"
+            ),
+            params,
+        )
+        return list(rows)
+
+    async def all_records(self, limit: int) -> list[tuple[KnownRecord, dt.datetime, str]]:
+        """Every record (oldest first) with its customer's creation time and its rule."""
+        rows = await self.conn.execute(
+            text(
+                """
+                SELECT r.record_pk, r.source, r.message_id, r.customer_id, r.identifiers,
+                       r.attributes, r.observed_at, r.channel
+                FROM records r ORDER BY r.record_pk LIMIT :n
+                """
+            ),
+            {"n": limit},
+        )
+        return [(known_record_of(r), r.observed_at, r.channel) for r in rows]
+
+    async def raw_records(self, limit: int) -> list[Any]:
+        rows = await self.conn.execute(
+            text(
+                "SELECT record_pk, source, message_id, customer_id, identifiers, attributes, "
+                "observed_at, channel FROM records ORDER BY record_pk LIMIT :n"
+            ),
+            {"n": limit},
+        )
+        return list(rows)
+
+    async def all_identifier_owners(self) -> dict[IdentifierKey, str]:
+        """Every held identifier -> its holder (for PreviewRules, bounded by its record cap)."""
+        rows = await self.conn.execute(
+            text("SELECT id_type, namespace, value, customer_id FROM identifiers")
+        )
+        return {IdentifierKey(r[0], r[2], r[1]): str(r[3]) for r in rows}
+
+    async def count_records(self) -> int:
+        return int((await self.conn.execute(text("SELECT count(*) FROM records"))).scalar_one())
+
+    async def sample_candidate_pairs(self, max_pairs: int) -> list[tuple[KnownRecord, KnownRecord]]:
+        """Record pairs sharing a blocking key (blocks up to MAX_BLOCK_SIZE), sampled."""
+        rows = await self.conn.execute(
+            text(
+                """
+                WITH blocks AS (
+                    SELECT key, array_agg(record_pk) AS members FROM blocking_keys
+                    GROUP BY key HAVING count(*) BETWEEN 2 AND :cap
+                ), pairs AS (
+                    SELECT DISTINCT a.pk AS a, b.pk AS b
+                    FROM blocks, unnest(members) AS a(pk), unnest(members) AS b(pk)
+                    WHERE a.pk < b.pk
+                )
+                SELECT a, b FROM pairs ORDER BY md5(a::text || '/' || b::text) LIMIT :n
+                """
+            ),
+            {"cap": MAX_BLOCK_SIZE, "n": max_pairs},
+        )
+        pairs = [(int(r[0]), int(r[1])) for r in rows]
+        records = await self.graph.records_by_pk({pk for pair in pairs for pk in pair})
+        return [(records[a], records[b]) for a, b in pairs if a in records and b in records]
