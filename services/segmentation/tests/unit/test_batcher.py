@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from svod_segmentation.domain.model import ChangeOutcome, ProfileChange
-from svod_segmentation.service_layer.use_cases import ChangeBatcher
+from svod_segmentation.service_layer.use_cases import change_batcher
 
 
 def change(customer: str, version: int, *merged: str) -> ProfileChange:
@@ -37,7 +37,7 @@ def test_batches_keep_each_customers_order_and_isolate_a_bad_change() -> None:
             in_flight.remove(ids)
 
     async def scenario() -> list[object]:
-        batcher = ChangeBatcher(apply, max_batch=3, workers=2)
+        batcher = change_batcher(apply, max_batch=3, workers=2)
         changes = [
             change("a", 1),
             change("b", 1),
@@ -71,7 +71,7 @@ def test_a_lone_change_goes_at_once() -> None:
         return [ChangeOutcome(True) for _ in changes]
 
     async def scenario() -> None:
-        batcher = ChangeBatcher(apply)
+        batcher = change_batcher(apply)
         for version in range(1, 4):
             outcome = await asyncio.wait_for(batcher.submit(change("a", version)), 1)
             assert outcome.profile_applied
@@ -87,7 +87,7 @@ def test_every_change_is_answered_under_load(workers: int) -> None:
         return [ChangeOutcome(True) for _ in changes]
 
     async def scenario() -> int:
-        batcher = ChangeBatcher(apply, max_batch=7, workers=workers)
+        batcher = change_batcher(apply, max_batch=7, workers=workers)
         outcomes = await asyncio.wait_for(
             asyncio.gather(*(batcher.submit(change(f"c{n % 13}", n)) for n in range(300))), 5
         )

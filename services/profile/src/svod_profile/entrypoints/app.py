@@ -70,7 +70,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         survivorship=SurvivorshipRules.from_json(config.survivorship),
         attribute_types=parse_declarations(config.custom_attributes),
     )
-    batcher = service.enable_batching()
+    service.enable_batching()
     servicer = ProfileServicer(
         service,
         config.currency,
@@ -95,6 +95,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=profile_pb2_grpc.ProfileServiceServicer,
         descriptor=profile_pb2.DESCRIPTOR.services_by_name["ProfileService"],
         add_to_server=profile_pb2_grpc.add_ProfileServiceServicer_to_server,
-        background=[relay.run, batcher.run],
+        background=[relay.run],
         on_close=[close],
     )

@@ -1,23 +1,22 @@
 """Applies events in small batches: one transaction for many events.
 
 Every event costs the same few statements whether alone or with a hundred others, so events
-that arrive together (a busy relay, a bulk import) share one transaction: their rows go in with
-one INSERT, each affected profile's metrics are folded forward and written once. A batch that
-fails as a whole is retried one event at a time, so one bad event cannot fail its neighbours.
+that arrive together (a busy relay, a bulk import) share one transaction (the runtime's
+GroupCommitBatcher): their rows go in with one INSERT, each affected profile's metrics are
+folded forward and written once. A batch that fails as a whole is retried one event at a time,
+each in its caller's trace, so one bad event cannot fail its neighbours.
 
 Four batches are written at a time (while some wait on the database, another is prepared;
-with two, the process sat idle a third of the time). They are safe together: each locks its
-profiles in id order before touching them, so batches sharing a customer run one after the
-other, and metrics are commutative.
+with two, the process sat idle a third of the time). They are safe together without keys: each
+locks its profiles in id order before touching them, so batches sharing a customer run one
+after the other, and metrics are commutative.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from svod_profile.domain.announcements import (
     CHANGED_TOPIC,
@@ -28,19 +27,15 @@ from svod_profile.domain.announcements import (
 from svod_profile.domain.consents import consent_from_event
 from svod_profile.domain.events import EventFact, apply_event
 from svod_profile.service_layer.ports import ProfileRepository
+from svod_runtime.batching import GroupCommitBatcher
 from svod_runtime.telemetry import continuing, current_trace_carrier
 
-log = logging.getLogger(__name__)
 
-
-@dataclass
+@dataclass(frozen=True)
 class _Pending:
     customer_id: str
     event: EventFact
     carrier: dict[str, str]
-    done: asyncio.Future[tuple[int, bool]] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
 
 # Applies one event alone (the fallback path); supplied by the profile service.
@@ -63,68 +58,26 @@ class EventBatcher:
         self.single = single
         self.record_consent = record_consent
         self.on_announced = on_announced
-        self.max_batch = max_batch
-        self.workers = max(1, workers)
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._batcher: GroupCommitBatcher[_Pending, tuple[int, bool]] = GroupCommitBatcher(
+            self._apply,
+            apply_one=self._apply_alone,
+            on_applied=on_announced,
+            max_batch=max_batch,
+            workers=workers,
+        )
 
     async def submit(self, customer_id: str, event: EventFact) -> tuple[int, bool]:
-        (outcome,) = await self.submit_many([(customer_id, event, current_trace_carrier())])
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+        return await self._batcher.submit(_Pending(customer_id, event, current_trace_carrier()))
 
     async def submit_many(
         self, items: list[tuple[str, EventFact, dict[str, str]]]
     ) -> list[tuple[int, bool] | Exception]:
         """Applies (customer id, event, trace carrier) items; each gets its result or error."""
-        pendings = [_Pending(customer_id, event, carrier) for customer_id, event, carrier in items]
-        for pending in pendings:
-            self._queue.put_nowait(pending)
-        outcomes: list[tuple[int, bool] | Exception] = []
-        for pending in pendings:
-            try:
-                outcomes.append(await pending.done)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - this item's own error, handed back
-                outcomes.append(error)
-        return outcomes
+        return await self._batcher.submit_many([_Pending(*item) for item in items])
 
-    async def run(self) -> None:
-        await asyncio.gather(*(self._work() for _ in range(self.workers)))
-
-    async def _work(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            if self._queue.empty():
-                # One turn of the loop lets events of calls arriving together join this batch.
-                await asyncio.sleep(0)
-            while len(batch) < self.max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                results = await self._apply(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - fall back to one by one, each with its own error
-                log.warning("event batch of %d failed; applying one by one", len(batch))
-                await self._one_by_one(batch)
-            else:
-                for pending, result in zip(batch, results, strict=True):
-                    if not pending.done.done():
-                        pending.done.set_result(result)
-                self.on_announced()
-
-    async def _one_by_one(self, batch: list[_Pending]) -> None:
-        for pending in batch:
-            try:
-                with continuing(pending.carrier):
-                    result = await self.single(pending.customer_id, pending.event)
-            except Exception as error:  # noqa: BLE001 - handed to the waiting caller
-                if not pending.done.done():
-                    pending.done.set_exception(error)
-            else:
-                if not pending.done.done():
-                    pending.done.set_result(result)
+    async def _apply_alone(self, pending: _Pending) -> tuple[int, bool]:
+        with continuing(pending.carrier):
+            return await self.single(pending.customer_id, pending.event)
 
     async def _apply(self, batch: list[_Pending]) -> list[tuple[int, bool]]:
         async with self.store.transaction() as tx:

@@ -270,7 +270,7 @@ class ProfileService:
         return replace(app, traits=tuple(traits))
 
     def enable_batching(self) -> EventBatcher:
-        """Routes ApplyEvent through a batcher (its ``run`` must be started as a task)."""
+        """Routes ApplyEvent through a batcher (it writes while callers wait: no task to start)."""
         self.batcher = EventBatcher(
             self.store, self._apply_event_alone, self._record_consent, self.on_announced
         )

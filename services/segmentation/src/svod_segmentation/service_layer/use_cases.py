@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import datetime as dt
 import logging
@@ -11,9 +10,10 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from svod_runtime import bounds
+from svod_runtime.batching import GroupCommitBatcher
 from svod_runtime.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -170,113 +170,18 @@ class FeedSignal:
             await asyncio.wait_for(self._event.wait(), timeout_s)
 
 
-@dataclass
-class _Queued:
-    change: ProfileChange
-    ids: frozenset[str]
-    done: asyncio.Future[ChangeOutcome]
-
-
-class ChangeBatcher:
-    """Applies concurrent profile changes together: one transaction for many.
-
-    Every change costs about the same few statements alone or with a hundred others, so the
-    changes that arrive while a batch is being written go together into the next one (no
-    waiting: a lone change goes at once). Up to ``workers`` batches are written at a time (one
-    prepares while another waits on the database). Batches in flight never share a customer:
-    a change touching a customer that is in a batch being written, or that waits behind
-    another change of it, waits for a later batch, so one customer's changes keep their order.
-    A batch that fails as a whole is retried one change at a time, so one bad change cannot
-    fail its neighbours.
-    """
-
-    def __init__(
-        self,
-        apply: Callable[[list[ProfileChange]], Awaitable[list[ChangeOutcome]]],
-        *,
-        max_batch: int = 200,
-        workers: int = 2,
-    ) -> None:
-        self.apply = apply
-        self.max_batch = max(1, max_batch)
-        self.workers = max(1, workers)
-        self._queue: collections.deque[_Queued] = collections.deque()
-        self._busy: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-        # Workers running; counted down in the same step that finds nothing left to take.
-        self._running = 0
-
-    async def submit(self, change: ProfileChange) -> ChangeOutcome:
-        ids = change.customer_ids
-        item = _Queued(change, ids, asyncio.get_running_loop().create_future())
-        self._queue.append(item)
-        if self._running < self.workers:
-            self._running += 1
-            task = asyncio.create_task(self._drain())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return await item.done
-
-    def _next_batch(self) -> list[_Queued]:
-        batch: list[_Queued] = []
-        taken: set[str] = set()
-        blocked = set(self._busy)
-        deferred: list[_Queued] = []
-        while self._queue and len(batch) < self.max_batch:
-            item = self._queue.popleft()
-            if item.done.done():  # the caller gave up before it started
-                continue
-            if item.ids & taken or item.ids & blocked:
-                blocked |= item.ids
-                deferred.append(item)
-            else:
-                taken |= item.ids
-                batch.append(item)
-        self._queue.extendleft(reversed(deferred))
-        self._busy |= taken
-        return batch
-
-    async def _drain(self) -> None:
-        batch: list[_Queued] = []
-        try:
-            while batch := self._next_batch():
-                try:
-                    outcomes = await self.apply([item.change for item in batch])
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - one by one, each with its own error
-                    if len(batch) > 1:
-                        log.warning("change batch of %d failed; one by one", len(batch))
-                    await self._one_by_one(batch)
-                else:
-                    for item, outcome in zip(batch, outcomes, strict=True):
-                        if not item.done.done():
-                            item.done.set_result(outcome)
-                finally:
-                    for item in batch:
-                        self._busy -= item.ids
-        except asyncio.CancelledError:
-            # Shutdown: nobody waits forever.
-            for item in [*batch, *self._queue]:
-                if not item.done.done():
-                    item.done.cancel()
-            self._queue.clear()
-            raise
-        finally:
-            self._running -= 1
-
-    async def _one_by_one(self, batch: list[_Queued]) -> None:
-        for item in batch:
-            try:
-                (outcome,) = await self.apply([item.change])
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - handed to the waiting caller
-                if not item.done.done():
-                    item.done.set_exception(error)
-            else:
-                if not item.done.done():
-                    item.done.set_result(outcome)
+def change_batcher(
+    apply: Callable[[list[ProfileChange]], Awaitable[list[ChangeOutcome]]],
+    *,
+    max_batch: int = 200,
+    workers: int = 2,
+) -> GroupCommitBatcher[ProfileChange, ChangeOutcome]:
+    """Concurrent profile changes applied together, one transaction for many
+    (svod_runtime.batching). Batches in flight never share a customer (the changed one, those
+    merged into it, the one split off), so one customer's changes keep their order."""
+    return GroupCommitBatcher(
+        apply, keys=lambda change: change.customer_ids, max_batch=max_batch, workers=workers
+    )
 
 
 # (segment id, ENTER or EXIT) -> members that entered or left it.
@@ -314,7 +219,7 @@ class SegmentationService:
         self.clock = clock
         self.feed_poll_s = feed_poll_s
         self.signal = FeedSignal()
-        self._batcher = ChangeBatcher(self._apply_batch, max_batch=max_batch)
+        self._batcher = change_batcher(self._apply_batch, max_batch=max_batch)
         # Told, after each commit, how many members entered and left which segments (metrics).
         self.on_memberships = on_memberships
 
@@ -614,7 +519,7 @@ class SegmentationService:
         return await self._batcher.submit(change)
 
     async def _apply_batch(self, changes: list[ProfileChange]) -> list[ChangeOutcome]:  # noqa: C901
-        """Applies changes of distinct customers in one transaction (see ChangeBatcher)."""
+        """Applies changes of distinct customers in one transaction (see change_batcher)."""
         now = self.clock()
         splits = [c for c in changes if c.split is not None]
         async with self.store.transaction() as tx:
