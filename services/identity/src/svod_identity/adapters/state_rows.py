@@ -1,4 +1,4 @@
-"""The rows of the two statements ``GraphReads.load_state`` reads the graph with, decoded.
+"""The rows of the two statements ``StateLoader.load_state`` reads the graph with, decoded.
 
 Each statement is one ``UNION ALL`` of several queries, so that a Resolve reads what it needs in
 one round trip; the queries' rows share generic columns (``t1`` ... ``j2``) and are told apart
