@@ -46,6 +46,16 @@ class _Table:
         self.spellings: dict[str, str] = {}
 
 
+@dataclass(frozen=True)
+class TableEntry:
+    """One passport name as the table lists it, with the forms that stand for it."""
+
+    name: str  # "Мария"
+    gender: str  # "female" | "male"
+    spellings: tuple[str, ...]  # other full spellings: ("Марья",)
+    diminutives: tuple[str, ...]  # ("Маша", "Машенька", ...)
+
+
 def _rows(name: str) -> list[list[str]]:
     text = resources.files("svod_names").joinpath("data", name).read_text(encoding="utf-8")
     return [
@@ -55,22 +65,42 @@ def _rows(name: str) -> list[list[str]]:
     ]
 
 
+def _listed(field: str) -> tuple[str, ...]:
+    return tuple(part for part in (p.strip() for p in field.split(",")) if part)
+
+
+@lru_cache(maxsize=1)
+def table_entries() -> tuple[TableEntry, ...]:
+    """The passport names of the table (``data/first_names.txt``), in its order."""
+    return tuple(
+        TableEntry(name, _GENDERS[code], _listed(spellings), _listed(diminutives))
+        for name, code, spellings, diminutives in _rows("first_names.txt")
+    )
+
+
+@lru_cache(maxsize=1)
+def latin_spellings() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """English-style Latin spellings the transliteration skeleton cannot reach, each with the
+    passport names it stands for (``data/latin_first_names.txt``): ("Michael", ("Михаил",))."""
+    return tuple((latin, _listed(targets)) for latin, targets in _rows("latin_first_names.txt"))
+
+
 @lru_cache(maxsize=1)
 def _table() -> _Table:
     table = _Table()
     by_name: dict[str, FullName] = {}
-    for name, code, spellings, diminutives in _rows("first_names.txt"):
-        full = FullName(name, _GENDERS[code])
-        by_name[fold(name)] = full
-        for written in [name, *filter(None, spellings.split(","))]:
+    for entry in table_entries():
+        full = FullName(entry.name, entry.gender)
+        by_name[fold(entry.name)] = full
+        for written in (entry.name, *entry.spellings):
             key = latin_skeleton(written)
             table.names[key].add(full)
             table.full.add(key)
             table.spellings.setdefault(key, written)
-        for written in filter(None, diminutives.split(",")):
+        for written in entry.diminutives:
             table.names[latin_skeleton(written)].add(full)
-    for latin, targets in _rows("latin_first_names.txt"):
-        for target in targets.split(","):
+    for latin, targets in latin_spellings():
+        for target in targets:
             known = by_name.get(fold(target))
             if known is not None:
                 table.names[latin_skeleton(latin)].add(known)

@@ -11,6 +11,7 @@ from svod_identity.domain.matching import (
     latin_skeleton,
 )
 from svod_identity.domain.matching.names import resolve_first_name
+from svod_names.first_names import table_entries
 
 
 @pytest.mark.parametrize(
@@ -104,3 +105,13 @@ def test_a_typo_reads_as_the_nearest_name_for_matching_only() -> None:
 )  # fmt: skip
 def test_latin_skeleton_unifies_surname_transliterations(a: str, b: str) -> None:
     assert latin_skeleton(a) == latin_skeleton(b)
+
+
+def test_the_matcher_knows_every_name_of_the_shared_table() -> None:
+    """The matcher reads svod_names' table (profile and quality read it too), so a name added
+    there - Динара, once only in quality's list - is a known name here, not a typo of Дина."""
+    for entry in table_entries():
+        assert is_known_first_name(entry.name), entry.name
+        assert gender_of_first_name(entry.name) in (entry.gender, None), entry.name
+    assert canonical_first_name("Динара") == frozenset({"динара"})
+    assert gender_of_first_name("Айгуль") == "female"

@@ -1,13 +1,17 @@
 """First-name knowledge: diminutives, spelling variants, transliterations and gender.
 
-The tables live in ``data/`` as plain text so that linguists can extend them without touching
-code. Everything is indexed by the Latin skeleton (see ``text.py``), so "Маша", "Masha",
-"Мария", "Mariya" and "Maria" all land on the same entries.
+The names are the shared table's (``svod_names``: passport names, their other spellings and
+diminutives, English-style Latin spellings), plus the less common names only the matcher needs
+(``data/rare_first_names.txt``, to tell a rare first name from a surname). The tables are plain
+text so that linguists can extend them without touching code. Everything is indexed by the
+Latin skeleton (see ``text.py``), so "Маша", "Masha", "Мария", "Mariya" and "Maria" all land
+on the same entries.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -16,6 +20,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import JaroWinkler
 
 from svod_identity.domain.matching.text import fold, is_latin, latin_skeleton, to_cyrillic
+from svod_names.first_names import latin_spellings, table_entries
 
 GENDERS = ("female", "male")
 # A spelling not in the tables is read as a known name when this close (Jaro–Winkler on
@@ -117,17 +122,21 @@ def name_table() -> NameTable:
     """The table built from the data files (loaded once per process)."""
     table = NameTable()
     canonical_gender: dict[str, str] = {}
-    for file in ("first_names.txt", "rare_first_names.txt"):
-        for name, code, aliases in _data_lines(file):
-            gender = _GENDER_CODES[code]
-            canonical = fold(name)
-            canonical_gender[canonical] = gender
-            table.add(name, NameSense(canonical, gender))
-            # Diminutives and spelling variants (Маша, Наталия) stand for the passport name.
-            for alias in filter(None, (a.strip() for a in aliases.split(","))):
-                table.add(alias, NameSense(canonical, gender))
-    for latin, targets in _data_lines("latin_first_names.txt"):
-        for target in targets.split(","):
+
+    def add_name(name: str, gender: str, aliases: Iterable[str]) -> None:
+        canonical = fold(name)
+        canonical_gender[canonical] = gender
+        table.add(name, NameSense(canonical, gender))
+        # Diminutives and spelling variants (Маша, Наталия) stand for the passport name.
+        for alias in aliases:
+            table.add(alias, NameSense(canonical, gender))
+
+    for entry in table_entries():
+        add_name(entry.name, entry.gender, (*entry.spellings, *entry.diminutives))
+    for name, code, aliases in _data_lines("rare_first_names.txt"):
+        add_name(name, _GENDER_CODES[code], filter(None, (a.strip() for a in aliases.split(","))))
+    for latin, targets in latin_spellings():
+        for target in targets:
             canonical = fold(target)
             table.add(latin, NameSense(canonical, canonical_gender[canonical]))
     return table
