@@ -68,12 +68,17 @@ from svod_runtime.paging import (
 
 __all__ = ["MERGED_TOPIC", "SPLIT_TOPIC", "IdentityService"]
 
+
 # How long a process trusts its cached rules and model (other replicas may change them).
 CACHE_TTL_S = 2.0
 # Records resolved per transaction in ResolveBatch.
 BATCH_CHUNK = 500
 # Transactions one ResolveBatch keeps running at once (see resolve_batch).
 CHUNKS_IN_FLIGHT = 2
+# Records a chunk places before it lets other calls run: placing a 500-record chunk in one go
+# held the event loop for its whole matching time, and a single Resolve arriving meanwhile
+# (an interactive Identify during a bulk import, issue #20) waited for all of it.
+PLACE_BEFORE_YIELD = 25
 MAX_PAGE = 1000
 # Customers one MergeCustomers call may name.
 MAX_MERGE = 100
@@ -85,6 +90,17 @@ MAX_PREVIEW_RECORDS = 200_000
 MAX_REFIT_PAIRS = 200_000
 # What the ledger records.
 LEDGER_KINDS = frozenset(kind.value for kind in LedgerKind)
+
+
+async def _placed(resolver: Resolver, chunk: Sequence[IncomingRecord]) -> list[Placement]:
+    """``resolver.resolve`` of every record in order, letting other calls run every
+    ``PLACE_BEFORE_YIELD`` records (the resolver's state is this chunk's own)."""
+    done: list[Placement] = []
+    for index, record in enumerate(chunk):
+        if index and index % PLACE_BEFORE_YIELD == 0:
+            await asyncio.sleep(0)
+        done.append(resolver.resolve(record))
+    return done
 
 
 @dataclass(frozen=True)
@@ -358,7 +374,7 @@ class IdentityService:
                 chunk, rules, fuzzy=fuzzy, candidates_for=wanted, model=model, lock_keys=locks
             )
             resolver = Resolver(state, rules, model)
-            done = [resolver.resolve(r) for r in chunk]
+            done = await _placed(resolver, chunk)
             while resolver.incomplete and not wanted.issuperset(resolver.incomplete):
                 # Some record fell back to fuzzy matching after its identifiers' owners
                 # were refused: load its candidates too and place the chunk again.
@@ -367,7 +383,7 @@ class IdentityService:
                     chunk, rules, fuzzy=fuzzy, candidates_for=wanted, model=model
                 )
                 resolver = Resolver(state, rules, model)
-                done = [resolver.resolve(r) for r in chunk]
+                done = await _placed(resolver, chunk)
             pks = await tx.writes.apply(resolver.changes, state.free_pks)
             changes = resolver.changes
             announced = bool(changes.merges or changes.reviews or changes.blocked)
