@@ -55,6 +55,7 @@ from svod_identity.domain.matching.scoring import (
     score_pair,
 )
 from svod_identity.domain.model import (
+    EvidenceKind,
     IncomingRecord,
     RecordRef,
     ResolutionOutcome,
@@ -268,14 +269,6 @@ class Placement:
     merged: tuple[str, ...] = ()
     review_item_ids: tuple[str, ...] = ()
     record_pk: int = 0
-
-
-class EvidenceKind(StrEnum):
-    """What placed a record: the ``kind`` of its stored evidence."""
-
-    SHARED_IDENTIFIER = "shared_identifier"
-    FUZZY_MATCH = "fuzzy_match"
-    NEW_CUSTOMER = "new_customer"
 
 
 class Refusal(StrEnum):

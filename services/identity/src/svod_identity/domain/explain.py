@@ -18,7 +18,7 @@ from typing import Any
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.ledger import LedgerKind
 from svod_identity.domain.matching.scoring import PairScore
-from svod_identity.domain.model import RecordRef
+from svod_identity.domain.model import EvidenceKind, RecordRef
 
 # The ledger entries that join or part customers, and the step each makes in an explanation.
 _MERGE_KINDS = {
@@ -76,16 +76,18 @@ def _edges(material: Mapping[str, Any]) -> dict[int, list[tuple[int, Evidence]]]
             add(
                 pk,
                 pks[0],
-                Evidence("shared_identifier", pk, pks[0], identifier=key, at=placed.get(pk)),
+                Evidence(
+                    EvidenceKind.SHARED_IDENTIFIER, pk, pks[0], identifier=key, at=placed.get(pk)
+                ),
             )
     for row in material["records"]:
         evidence = row.evidence or {}
-        if evidence.get("kind") == "fuzzy_match":
+        if evidence.get("kind") == EvidenceKind.FUZZY_MATCH:
             add(
                 int(row.record_pk),
                 int(evidence["record_pk"]),
                 Evidence(
-                    "fuzzy_match",
+                    EvidenceKind.FUZZY_MATCH,
                     int(row.record_pk),
                     int(evidence["record_pk"]),
                     score=float(evidence.get("probability", 0.0)),
@@ -155,9 +157,9 @@ def explain_customer(material: Mapping[str, Any]) -> list[Evidence]:
             first_carrier.setdefault(key, int(row.record_pk))
     for row in material["records"]:
         evidence = row.evidence or {}
-        kind = evidence.get("kind", "new_customer")
+        kind = evidence.get("kind", EvidenceKind.NEW_CUSTOMER)
         pk = int(row.record_pk)
-        if kind == "shared_identifier":
+        if kind == EvidenceKind.SHARED_IDENTIFIER:
             t, ns, v = evidence["identifier"]
             key = IdentifierKey(t, v, ns)
             target = first_carrier.get(key)
@@ -171,7 +173,7 @@ def explain_customer(material: Mapping[str, Any]) -> list[Evidence]:
                     at=row.resolved_at,
                 )
             )
-        elif kind == "fuzzy_match":
+        elif kind == EvidenceKind.FUZZY_MATCH:
             steps.append(
                 Evidence(
                     kind,

@@ -60,6 +60,14 @@ class ResolutionOutcome(StrEnum):
     ALREADY_RESOLVED = "already_resolved"
 
 
+class EvidenceKind(StrEnum):
+    """What placed a record: the ``kind`` of its stored evidence (``records.evidence``)."""
+
+    SHARED_IDENTIFIER = "shared_identifier"
+    FUZZY_MATCH = "fuzzy_match"
+    NEW_CUSTOMER = "new_customer"
+
+
 @dataclass(frozen=True)
 class Resolution:
     customer_id: str
