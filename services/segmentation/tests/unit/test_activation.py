@@ -59,6 +59,14 @@ def test_phones_become_e164_digits(raw: str, normal: str) -> None:
     assert audiences.normalize_phone(raw) == normal
 
 
+def test_emails_take_the_spelling_every_service_uses() -> None:
+    # svod_contacts' normal form: a "mailto:" link is the address; a value that is no address
+    # gives nothing to hash rather than a hash nobody can match.
+    assert audiences.normalize_email("mailto:Ivan.Petrov@Mail.RU") == "ivan.petrov@mail.ru"
+    assert audiences.normalize_email("not an address") == ""
+    assert audiences.hashed_email("not an address") == ""
+
+
 def test_audience_files_per_platform() -> None:
     people = [
         Contact("a", email=" Mail@Yandex.RU", phone="+7 999 555-11-11"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from svod_contacts.identifiers import IdentifierType
 from svod_quality.domain.dates import birth_date_problem
@@ -27,7 +28,8 @@ from svod_quality.domain.scoring import ProfileFacts
 from svod_quality.domain.standardize import standardize_and_validate
 from svod_runtime.hashing import DEVELOPMENT_SECRET, keyed_hash
 
-CONTACT_TYPES = ("phone", "email")
+# The identifiers quality checks as contacts (reachable, valid, duplicated).
+CONTACT_TYPES: Final = (IdentifierType.PHONE, IdentifierType.EMAIL)
 # Rules of this "source" are the ones for every source.
 ALL_SOURCES = ""
 

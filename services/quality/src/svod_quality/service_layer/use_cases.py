@@ -30,6 +30,7 @@ from svod_quality.domain import (
     parse_rule,
     score_profile,
 )
+from svod_quality.domain.facts import CONTACT_TYPES
 from svod_quality.domain.records import PairKey, RecordCountRow, StoredRule, ViolationRow
 from svod_quality.domain.rules import _RULE_ID, _RULE_ID_FORMAT
 from svod_quality.service_layer.ports import ProfileReader, QualityRepository
@@ -50,7 +51,6 @@ RULES_TTL_S: Final = 5.0
 FACTS_CHUNK: Final = 500
 _SOURCE: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _FUTURE_SLACK: Final = dt.timedelta(minutes=5)
-_CONTACT_TYPES: Final = ("email", "phone")
 
 R = TypeVar("R")
 
@@ -246,7 +246,7 @@ class QualityService:
         hashes = []
         for ident in identifiers:
             value = (
-                normalized_contact(ident.type, ident.value) if ident.type in _CONTACT_TYPES else ""
+                normalized_contact(ident.type, ident.value) if ident.type in CONTACT_TYPES else ""
             )
             if value:
                 hashes.append(identifier_hash(ident.type, value, secret=self.hash_secret))
@@ -268,7 +268,7 @@ class QualityService:
             at = failed_at or now
             if at > now + _FUTURE_SLACK:
                 errors.add(f"{path}.failure_time", "in the future")
-            if ident.type not in _CONTACT_TYPES:
+            if ident.type not in CONTACT_TYPES:
                 errors.add(f"{path}.identifier.type", "an e-mail or a phone")
                 continue
             value = normalized_contact(ident.type, ident.value)
@@ -297,7 +297,7 @@ class QualityService:
             raise InvalidArgument([FieldViolation("customer_id", "a customer id (UUID)")])
         profile = await self.profiles.get(customer_id)
         rules = await self.active_rules()
-        contacts = [i for i in profile.identifiers if i.type in _CONTACT_TYPES]
+        contacts = [i for i in profile.identifiers if i.type in CONTACT_TYPES]
         failures = await self.store.contact_failures(
             [identifier_hash(i.type, i.value, i.namespace, self.hash_secret) for i in contacts]
         )

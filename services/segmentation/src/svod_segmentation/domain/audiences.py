@@ -10,33 +10,21 @@ lower-case hex SHA-256 of the UTF-8 normal form. Meta publishes two test vectors
 from __future__ import annotations
 
 import hashlib
-import re
 
-import phonenumbers
-
+from svod_contacts import emails, phones
 from svod_segmentation.domain.activation import AdPlatform, Contact
-
-# National numbers without a country code are read as Russian ones (Svod's default region).
-DEFAULT_REGION = "RU"
 
 
 def normalize_email(value: str) -> str:
-    return value.strip().lower()
+    """The address as every Svod service spells it (``svod_contacts``): trimmed, lower-cased;
+    "" for a value not shaped like an address (nothing to match on)."""
+    return emails.normalize_email(value) or ""
 
 
-def normalize_phone(value: str, region: str = DEFAULT_REGION) -> str:
-    """E.164 digits without "+"; "" when the value is not a possible phone number."""
-    raw = value.strip()
-    if not raw:
-        return ""
-    try:
-        parsed = phonenumbers.parse(raw, None if raw.startswith("+") else region)
-    except phonenumbers.NumberParseException:
-        digits = re.sub(r"\D", "", raw).lstrip("0")
-        return digits if 8 <= len(digits) <= 15 else ""
-    if not phonenumbers.is_possible_number(parsed):
-        return ""
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+def normalize_phone(value: str) -> str:
+    """E.164 digits without "+" (the platforms' form) of the number every Svod service reads
+    (``svod_contacts``: national numbers as Russian ones); "" when it is not a phone number."""
+    return (phones.normalize_phone(value) or "").lstrip("+")
 
 
 def sha256_hex(value: str) -> str:
