@@ -112,13 +112,13 @@ def collect_facts(
     for ident in contacts:
         if not deliverable[ident]:
             continue
-        if ident.type == "phone":
+        if ident.type == IdentifierType.PHONE:
             phone = analyse_phone(ident.value)
             valid_phone = valid_phone or (phone.valid and not phone.placeholder)
         else:
             email = analyse_email(ident.value)
             valid_email = valid_email or (email.valid and not email.disposable and not email.role)
-    present = {t for t in CONTACT_TYPES if any(i.type == t for i in contacts)}
+    present: set[str] = {str(t) for t in CONTACT_TYPES if any(i.type == t for i in contacts)}
     present |= {name for name in ("first_name", "last_name") if getattr(profile, name).strip()}
     if profile.birth_date is not None:
         present.add("birth_date")
