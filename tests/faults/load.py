@@ -23,6 +23,7 @@ from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_cli.suite import ProcessSuite
 from svod_runtime.db import libpq_url
 from tests.builders import CARD, EMAIL, PHONE, identify, track
+from tests.waiting import wait_until
 
 CHUNK = 100
 T = 30.0
@@ -178,10 +179,12 @@ class Sender(threading.Thread):
             raise self.error
 
     def wait_chunks(self, count: int, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.chunks_sent < count and self.is_alive():
-            assert time.monotonic() < deadline, f"only {self.chunks_sent} chunks sent"
-            time.sleep(0.05)
+        wait_until(
+            lambda: self.chunks_sent,
+            timeout_s,
+            f"{count} chunks sent",
+            until=lambda sent: sent >= count or not self.is_alive(),
+        )
 
 
 def backlog(db_url: str, load: Load) -> dict[str, int]:

@@ -29,6 +29,7 @@ from svod_cli.suite import (
 from svod_runtime.config import SERVICES
 from tests.builders import CARD, identify, track, unique
 from tests.faults.harness import Outcome, record, restart
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -97,10 +98,13 @@ def test_identity_down_longer_than_the_grace_period_loses_nothing(processes) -> 
             spent[card] += rub
             orders[card] += 1
 
-        deadline = time.monotonic() + 30
-        while states(ingestion, identified)[Status.STATE_DELIVERED] < len(identified):
-            assert time.monotonic() < deadline, "the known customers were not identified"
-            time.sleep(0.1)
+        wait_until(
+            lambda: states(ingestion, identified)[Status.STATE_DELIVERED],
+            30,
+            "the known customers identified",
+            0.1,
+            until=lambda delivered: delivered >= len(identified),
+        )
 
         suite.processes["identity"].kill()
         suite.processes["identity"].wait(10)
@@ -126,12 +130,20 @@ def test_identity_down_longer_than_the_grace_period_loses_nothing(processes) -> 
 
         restart(suite, "identity")
         back_at = time.monotonic()
-        deadline = back_at + 90
-        while (now := states(ingestion, events))[Status.STATE_DELIVERED] < len(events):
-            assert now[Status.STATE_FAILED] == 0, dict(now)
-            assert now[Status.STATE_UNATTRIBUTED] == 0, dict(now)
-            assert time.monotonic() < deadline, dict(now)
-            time.sleep(0.5)
+
+        def none_failed() -> dict[int, int]:
+            now = dict(states(ingestion, events))
+            assert now.get(Status.STATE_FAILED, 0) == 0, now
+            assert now.get(Status.STATE_UNATTRIBUTED, 0) == 0, now
+            return now
+
+        wait_until(
+            none_failed,
+            90,
+            "every event delivered",
+            0.5,
+            until=lambda now: now.get(Status.STATE_DELIVERED, 0) >= len(events),
+        )
         recovery_s = time.monotonic() - back_at
         # No event's grace clock ran: not while identity was down, nor while the newcomers'
         # identify calls waited in ingestion's outbox after it came back.

@@ -27,6 +27,7 @@ from svod_cli.suite import prepare_database as prepare
 from svod_runtime.config import SERVICES
 from tests.builders import CARD, PHONE, identify, track
 from tests.faults.harness import Outcome, record
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -73,19 +74,20 @@ def _statuses(
 def _wait_delivered(
     stub: ingestion_pb2_grpc.IngestionServiceStub, refs: list[common_pb2.RecordRef]
 ) -> dict[int, int]:
-    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
     pending = list(refs)
-    while pending and time.monotonic() < deadline:
-        still = []
-        for ref in pending:
-            state = stub.GetRecordStatus(
+
+    def still_pending() -> int:
+        pending[:] = [
+            ref
+            for ref in pending
+            if stub.GetRecordStatus(
                 ingestion_pb2.GetRecordStatusRequest(record_ref=ref), timeout=T
             ).state
-            if state == ingestion_pb2.RecordStatus.STATE_PENDING:
-                still.append(ref)
-        pending = still
-        if pending:
-            time.sleep(0.5)
+            == ingestion_pb2.RecordStatus.STATE_PENDING
+        ]
+        return len(pending)
+
+    wait_until(still_pending, DELIVERY_TIMEOUT_S, "no event pending", 0.5, lambda n: n == 0)
     return _statuses(stub, refs)
 
 
@@ -156,10 +158,13 @@ def test_a_poison_event_is_refused_alone_and_the_rest_are_delivered_once(process
                 timeout=T,
             ).metrics
 
-        deadline = started + DELIVERY_TIMEOUT_S
-        while sum(metrics_of(p).order_count for p in expected) < EVENTS - 1:
-            assert time.monotonic() < deadline, "the good events were not delivered in time"
-            time.sleep(0.2)
+        wait_until(
+            lambda: sum(metrics_of(p).order_count for p in expected),
+            DELIVERY_TIMEOUT_S - (time.monotonic() - started),
+            "every good event on its profile",
+            0.2,
+            until=lambda orders: orders >= EVENTS - 1,
+        )
         delivered_s = time.monotonic() - started
         # ... every one of them delivered (none failed, none left pending) ...
         good = [e.record_ref for n, e in enumerate(events) if n != POISON_INDEX]

@@ -30,6 +30,7 @@ from svod_cli.suite import ProcessSuite, free_ports
 from tests.builders import CARD
 from tests.faults.harness import Outcome, process_suite, record
 from tests.faults.load import Load, Sender, account, build_load, wait_drained
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -84,19 +85,21 @@ class Reader(threading.Thread):
 
 
 def _first_customer_known(suite: ProcessSuite, load: Load, sender: Sender) -> None:
-    deadline = time.monotonic() + 60
     with grpc.insecure_channel(suite.target("profile")) as channel:
         stub = profile_pb2_grpc.ProfileServiceStub(channel)
         request = profile_pb2.GetProfileRequest(
             identifier=common_pb2.Identifier(type=CARD, value=load.persons[0].card)
         )
-        while True:
+
+        def known() -> bool:
             try:
                 stub.GetProfile(request, timeout=10)
-                return
             except grpc.RpcError:
-                assert time.monotonic() < deadline and sender.is_alive()
-                time.sleep(0.1)
+                assert sender.is_alive(), "the load stopped before its first customer was known"
+                return False
+            return True
+
+        wait_until(known, 60, "the first customer known", 0.1)
 
 
 def test_postgres_restart_mid_load_is_unavailable_and_loses_nothing(

@@ -20,6 +20,7 @@ from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
 from tests.builders import PHONE, identify, random_phone, unique
 from tests.faults.harness import kill, process_suite, restart
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -87,10 +88,13 @@ def test_records_accepted_while_quality_is_down_are_checked_before_delivery(
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
         restart(suite, "quality")
-        deadline = time.monotonic() + 90
-        while Status.STATE_PENDING in {status(kid).state, status(adult).state}:
-            assert time.monotonic() < deadline, (status(kid), status(adult))
-            time.sleep(0.3)
+        wait_until(
+            lambda: (status(kid), status(adult)),
+            90,
+            "both records judged",
+            0.3,
+            until=lambda both: all(s.state != Status.STATE_PENDING for s in both),
+        )
 
         refused = status(kid)
         assert refused.state == Status.STATE_FAILED, refused

@@ -39,6 +39,7 @@ from svod_cli.suite import (
 from svod_runtime.config import SERVICES
 from tests.builders import PHONE, identify, random_phone, track
 from tests.faults.harness import Outcome, record
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -213,11 +214,10 @@ def two_relays(postgres_admin_url: str) -> Iterator[TwoRelays]:
 def _wait_delivered(
     stub: ingestion_pb2_grpc.IngestionServiceStub, refs: list[common_pb2.RecordRef]
 ) -> None:
-    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
     pending = list(refs)
-    while pending:
-        assert time.monotonic() < deadline, f"{len(pending)} events not delivered"
-        pending = [
+
+    def undelivered() -> int:
+        pending[:] = [
             ref
             for ref in pending
             if stub.GetRecordStatus(
@@ -225,8 +225,9 @@ def _wait_delivered(
             ).state
             != ingestion_pb2.RecordStatus.STATE_DELIVERED
         ]
-        if pending:
-            time.sleep(0.5)
+        return len(pending)
+
+    wait_until(undelivered, DELIVERY_TIMEOUT_S, "every event delivered", 0.5, lambda n: n == 0)
 
 
 def _order_counts(
@@ -372,10 +373,9 @@ def test_a_killed_relays_messages_are_delivered_by_another_within_15_s(
                 )
                 dying.Track(request, timeout=T)
                 sent.append(request.record_ref)
-            deadline = time.monotonic() + 20
-            while not two_relays.receiver.started.get("relay-c"):
-                assert time.monotonic() < deadline, "the third relay never delivered"
-                time.sleep(0.05)
+            wait_until(
+                lambda: two_relays.receiver.started.get("relay-c"), 20, "the third relay delivering"
+            )
             third.kill()
             third.wait()
             killed = time.monotonic()
