@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import threading
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from pydantic import AliasChoices, Field, create_model
 
 from svod_runtime.errors import ConfigurationError
+from svod_runtime.settings import SettingsModel
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,60 @@ OLD_CHANNEL_GRACE_S = 60.0
 # Changed files are taken up once none has changed for this long, so that a key and certificate
 # copied one after the other are never read half-way (Kubernetes swaps them atomically anyway).
 SETTLE_S = 1.0
+
+
+class TlsSettings(SettingsModel):
+    """``SVOD_TLS_*``; ``tls_settings(service)`` reads ``SVOD_<SERVICE>_TLS_*`` first."""
+
+    cert_file: str = Field(
+        "", validation_alias="SVOD_TLS_CERT_FILE", description="Certificate (PEM) to serve."
+    )
+    key_file: str = Field(
+        "", validation_alias="SVOD_TLS_KEY_FILE", description="Its private key (PEM)."
+    )
+    ca_file: str = Field(
+        "",
+        validation_alias="SVOD_TLS_CA_FILE",
+        description="CA (PEM) that peers' certificates are verified against (mutual TLS).",
+    )
+    server_name: str = Field(
+        "",
+        validation_alias="SVOD_TLS_SERVER_NAME",
+        description="Host name to verify a server's certificate against instead of the target's.",
+    )
+    force: str = Field(
+        "",
+        validation_alias="SVOD_TLS",
+        description="Exactly 1: a client without files still speaks TLS (the system's roots).",
+    )
+
+
+_PER_SERVICE = {
+    "cert_file": "CERT_FILE",
+    "key_file": "KEY_FILE",
+    "ca_file": "CA_FILE",
+    "server_name": "SERVER_NAME",
+}
+
+
+@functools.cache
+def tls_settings(service: str) -> type[TlsSettings]:
+    if not service:
+        return TlsSettings
+    fields: dict[str, Any] = {
+        name: (
+            str,
+            Field(
+                "",
+                validation_alias=AliasChoices(
+                    f"SVOD_{service.upper()}_TLS_{variable}", f"SVOD_TLS_{variable}"
+                ),
+                description=TlsSettings.model_fields[name].description,
+            ),
+        )
+        for name, variable in _PER_SERVICE.items()
+    }
+    return create_model(f"{service.title()}TlsSettings", __base__=TlsSettings, **fields)
 
 
 @dataclass(frozen=True)
@@ -51,17 +108,13 @@ class TlsFiles:
     def from_env(cls, env: Mapping[str, str], service: str = "") -> TlsFiles:
         """From ``SVOD_TLS_*``; ``SVOD_<SERVICE>_TLS_*`` win for that service (one environment
         may then give each service its own certificate)."""
-
-        def get(name: str) -> str:
-            own = env.get(f"SVOD_{service.upper()}_TLS_{name}", "") if service else ""
-            return own or env.get(f"SVOD_TLS_{name}", "")
-
+        settings = tls_settings(service).load(env)
         return cls(
-            cert_file=get("CERT_FILE"),
-            key_file=get("KEY_FILE"),
-            ca_file=get("CA_FILE"),
-            force=env.get("SVOD_TLS", "") == "1",
-            server_name=get("SERVER_NAME"),
+            cert_file=settings.cert_file,
+            key_file=settings.key_file,
+            ca_file=settings.ca_file,
+            force=settings.force == "1",
+            server_name=settings.server_name,
         )
 
     @property

@@ -76,6 +76,19 @@ def test_names_defaults_and_empty_values_are_as_before() -> None:
     assert target_of("quality", {"SVOD_QUALITY_TARGET": "q:1"}) == "q:1"
 
 
+def test_a_services_own_tls_files_win_over_the_shared_ones() -> None:
+    env = {
+        **DB,
+        "SVOD_TLS_CERT_FILE": "shared.pem",
+        "SVOD_TLS_KEY_FILE": "shared.key",
+        "SVOD_PROFILE_TLS_CERT_FILE": "profile.pem",
+        "SVOD_TLS": "1",
+    }
+    tls = ServiceConfig.from_env("profile", env).tls
+    assert (tls.cert_file, tls.key_file, tls.force) == ("profile.pem", "shared.key", True)
+    assert ServiceConfig.from_env("identity", env).tls.cert_file == "shared.pem"
+
+
 def test_the_retired_key_variable_is_still_refused() -> None:
     assert "SVOD_API_KEYS is no longer read" in _refusal({"SVOD_API_KEYS": "k"})
 
@@ -96,7 +109,7 @@ def test_service_settings_are_refused_by_name_too() -> None:
 
 
 def test_every_setting_names_its_variable_and_says_what_it_is_for() -> None:
-    from svod_runtime import config, db, logs, runtime
+    from svod_runtime import config, db, logs, runtime, tls
 
     models: list[type[SettingsModel]] = [
         config.SharedSettings,
@@ -107,6 +120,8 @@ def test_every_setting_names_its_variable_and_says_what_it_is_for() -> None:
         db.PoolSettings,
         logs.LogSettings,
         runtime.SupervisorSettings,
+        tls.TlsSettings,
+        tls.tls_settings("identity"),
         QualitySettings,
         SegmentationSettings,
     ]
