@@ -24,16 +24,28 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from svod_profile.domain.model import TraitObservation
 from svod_profile.domain.names import NAME_FIELDS, best_name
 
-POLICIES = ("most_recent", "source_priority", "most_frequent", "verified_first", "best_name")
+
+class Policy(StrEnum):
+    """How a field's shown value is chosen (see the module's docstring)."""
+
+    MOST_RECENT = "most_recent"
+    SOURCE_PRIORITY = "source_priority"
+    MOST_FREQUENT = "most_frequent"
+    VERIFIED_FIRST = "verified_first"
+    BEST_NAME = "best_name"
+
+
+POLICIES = tuple(p.value for p in Policy)
 
 
 @dataclass(frozen=True)
 class FieldPolicy:
-    policy: str = "most_recent"
+    policy: Policy = Policy.MOST_RECENT
     sources: tuple[str, ...] = ()
 
 
@@ -54,15 +66,15 @@ class SurvivorshipRules:
         data = json.loads(raw)
         rules = {}
         for name, spec in data.items():
-            policy = spec.get("policy", "most_recent")
+            policy = spec.get("policy", Policy.MOST_RECENT)
             if policy not in POLICIES:
                 raise ValueError(f"{name}: unknown survivorship policy {policy!r}")
-            rules[name] = FieldPolicy(policy, tuple(spec.get("sources", ())))
+            rules[name] = FieldPolicy(Policy(policy), tuple(spec.get("sources", ())))
         return cls(rules)
 
 
 _MOST_RECENT = FieldPolicy()
-_BEST_NAME = FieldPolicy("best_name")
+_BEST_NAME = FieldPolicy(Policy.BEST_NAME)
 
 
 def _recency(obs: TraitObservation) -> tuple[object, str]:
@@ -79,17 +91,17 @@ def shown_value(
     if not values:
         return None
     name_field = values[0].field in NAME_FIELDS
-    if name_field and policy.policy in ("best_name", "verified_first"):
+    if name_field and policy.policy in (Policy.BEST_NAME, Policy.VERIFIED_FIRST):
         return best_name(values[0].field, values, policy.sources, gender)
-    if policy.policy == "source_priority":
+    if policy.policy is Policy.SOURCE_PRIORITY:
         rank = {source: i for i, source in enumerate(policy.sources)}
         unlisted = len(rank)
         best_rank = min(rank.get(o.provenance.source, unlisted) for o in values)
         values = [o for o in values if rank.get(o.provenance.source, unlisted) == best_rank]
-    elif policy.policy == "verified_first":
+    elif policy.policy is Policy.VERIFIED_FIRST:
         verified = [o for o in values if o.provenance.source in policy.sources]
         values = verified or values
-    elif policy.policy == "most_frequent":
+    elif policy.policy is Policy.MOST_FREQUENT:
         counts = Counter(o.value for o in values)
         top = max(counts.values())
         values = [o for o in values if counts[o.value] == top]
