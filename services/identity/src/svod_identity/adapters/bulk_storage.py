@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svod_identity.adapters.announcements import MERGED_TOPIC, SPLIT_TOPIC
 from svod_identity.adapters.encoding import stored_keys
+from svod_identity.adapters.graph_writes import insert_blocked
 from svod_identity.adapters.ledger import SYSTEM_ACTOR
 from svod_identity.adapters.storage import IdentityTransaction
 from svod_identity.domain.batch import ImportState, ReresolvePlan
@@ -360,17 +361,7 @@ async def write_changes(
                 "v": key.value,
             },
         )
-    blocked = []
-    for key, reason, people in changes.blocked:
-        inserted = await conn.execute(
-            text(
-                "INSERT INTO blocked_identifiers (id_type, namespace, value, reason, "
-                "people_count) VALUES (:t, :n, :v, :r, :p) ON CONFLICT DO NOTHING"
-            ),
-            {"t": key.type, "n": key.namespace, "v": key.value, "r": reason, "p": people},
-        )
-        if inserted.rowcount:
-            blocked.append(key)
+    blocked = await insert_blocked(conn, changes.blocked)
     merged_away = 0
     for merge in changes.merges:
         gone = [c for c in merge.merged if c in existing]

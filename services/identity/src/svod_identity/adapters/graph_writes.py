@@ -73,6 +73,25 @@ SELECT 1
 )
 
 
+async def insert_blocked(
+    conn: AsyncConnection, blocked: Iterable[tuple[IdentifierKey, str, int]]
+) -> list[IdentifierKey]:
+    """Blocks identifiers (key, reason, people sharing it); returns those newly blocked, in
+    order (one already blocked keeps its first reason)."""
+    added: list[IdentifierKey] = []
+    for key, reason, people in blocked:
+        inserted = await conn.execute(
+            text(
+                "INSERT INTO blocked_identifiers (id_type, namespace, value, reason, "
+                "people_count) VALUES (:t, :n, :v, :r, :p) ON CONFLICT DO NOTHING"
+            ),
+            {"t": key.type, "n": key.namespace, "v": key.value, "r": reason, "p": people},
+        )
+        if inserted.rowcount:
+            added.append(key)
+    return added
+
+
 class GraphWrites:
     """Writes of the graph, inside one transaction, with the ledger entries and announcements
     that go with them."""
@@ -127,16 +146,8 @@ class GraphWrites:
                 ),
                 {"s": to_json(sorted(sharers)), "t": key.type, "n": key.namespace, "v": key.value},
             )
-        for key, reason, people in changes.blocked:
-            inserted = await conn.execute(
-                text(
-                    "INSERT INTO blocked_identifiers (id_type, namespace, value, reason, "
-                    "people_count) VALUES (:t, :n, :v, :r, :p) ON CONFLICT DO NOTHING"
-                ),
-                {"t": key.type, "n": key.namespace, "v": key.value, "r": reason, "p": people},
-            )
-            if inserted.rowcount:
-                await self.announcements.report_quality(blocked=[key])
+        for key in await insert_blocked(conn, changes.blocked):
+            await self.announcements.report_quality(blocked=[key])
         # Merges after the records' ledger entries, in the order made.
         for merge in changes.merges:
             await self.merge_customers(merge.survivor, merge.merged)
