@@ -21,6 +21,7 @@ from svod_runtime.outbox import (
     DeadLetter,
     DeadLetterStore,
 )
+from svod_runtime.paging import NOT_A_TOKEN, encode_page_token, number_token
 from svod_runtime.protoconv import datetime_to_timestamp
 
 MAX_TOPIC_CHARS = 100
@@ -62,19 +63,19 @@ class DeadLetterApi:
             errors.add("page_size", f"must be 0 (default {DEFAULT_DEAD_LETTER_PAGE}) or more")
         after = 0
         if request.page_token:
-            token = request.page_token
-            if not (token.isascii() and token.isdigit()) or len(token) > 19 or int(token) <= 0:
-                errors.add("page_token", "must be a next_page_token this RPC returned")
-            else:
-                after = int(token)
+            try:
+                after = number_token(request.page_token)
+            except InvalidArgument:
+                errors.add("page_token", NOT_A_TOKEN)
         errors.raise_if_any()
         size = min(request.page_size or DEFAULT_DEAD_LETTER_PAGE, MAX_DEAD_LETTER_PAGE)
         page, total = await self.store.list(topic, after, size + 1)
         more = len(page) > size
         page = page[:size]
+        token = encode_page_token([str(page[-1].dead_letter_id)]) if more and page else ""
         return common_pb2.ListDeadLettersResponse(
             dead_letters=[dead_letter_to_proto(d) for d in page],
-            next_page_token=str(page[-1].dead_letter_id) if more and page else "",
+            next_page_token=token,
             total_count=total,
         )
 

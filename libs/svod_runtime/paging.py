@@ -4,8 +4,9 @@ A token is the URL-safe base64 of a JSON list of strings (the sort key of the la
 its time and id); callers check what the strings hold. Tokens are bounded (MAX_PAGE_TOKEN) and
 anything else, a token of another RPC included, is refused as INVALID_ARGUMENT on the token's
 field. Identity's and profile's tokens have always had this form, so tokens they issued before
-this module decode unchanged; ingestion's older tokens (base64 of a bare number) decode as
-one-value tokens where the caller accepts them (``bare=True``).
+this module decode unchanged. Tokens of one number issued before it (ingestion's base64 of
+the bare number, the dead-letter listing's bare number) decode as one-value tokens where the
+caller accepts them (``bare=True``; ``number_token`` does).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def decode_page_token(
     token: str, arity: int, *, field: str = "page_token", bare: bool = False
 ) -> list[str]:
     """The ``arity`` strings of a token this API issued; ``bare``: a one-value token may be
-    the base64 of the value alone (decimal digits), as ingestion issued them."""
+    the value alone in decimal digits, or its base64 (tokens issued before this codec)."""
+    if bare and arity == 1 and token.isascii() and token.isdigit() and len(token) <= 19:
+        return [token]
     values = None
     if len(token) <= MAX_PAGE_TOKEN:
         try:
@@ -45,6 +48,14 @@ def decode_page_token(
     ):
         raise InvalidArgument([FieldViolation(field, NOT_A_TOKEN)])
     return values
+
+
+def number_token(token: str, *, field: str = "page_token") -> int:
+    """The row key (a Postgres bigint, 0 or more) a one-number token holds."""
+    (value,) = decode_page_token(token, 1, field=field, bare=True)
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) >= 2**63:
+        raise InvalidArgument([FieldViolation(field, NOT_A_TOKEN)])
+    return int(value)
 
 
 def token_time(value: str, field: str = "page_token") -> dt.datetime:

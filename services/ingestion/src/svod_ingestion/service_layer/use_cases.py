@@ -22,7 +22,7 @@ from svod_runtime.errors import (
 )
 from svod_runtime.ids import MUST_BE_UUID, is_uuid
 from svod_runtime.outbox import OutboxLane
-from svod_runtime.paging import NOT_A_TOKEN, decode_page_token, encode_page_token
+from svod_runtime.paging import NOT_A_TOKEN, encode_page_token, number_token
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +32,6 @@ MAX_RECHECK_IDS = 1_000
 MAX_ERASED_IDENTIFIERS = 1_000
 # last_error of a message dropped because the person it is about was erased.
 ERASED_PENDING = "erased on request before delivery: the person was erased"
-
-
-def _held_position(token: str) -> int | None:
-    """The held-event key a page token of ``unattributed`` holds; None when it is not one.
-    Tokens issued before the shared codec (base64 of the bare number) still decode."""
-    try:
-        (value,) = decode_page_token(token, 1, bare=True)
-    except InvalidArgument:
-        return None
-    if not (value.isascii() and value.isdigit()) or len(value) > 19:
-        return None
-    position = int(value)
-    return position if position < 2**63 else None
 
 
 class IngestionService:
@@ -186,11 +173,10 @@ class IngestionService:
             errors.add("page_size", f"between 0 and {MAX_PAGE}")
         after = 0
         if page_token:
-            position = _held_position(page_token)
-            if position is None:
+            try:
+                after = number_token(page_token)
+            except InvalidArgument:
                 errors.add("page_token", NOT_A_TOKEN)
-            else:
-                after = position
         errors.raise_if_any()
         wanted = list(issues) or [i for i in Issue if not i.waiting]
         size = page_size or DEFAULT_PAGE
