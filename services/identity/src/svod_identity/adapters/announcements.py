@@ -11,16 +11,22 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svod_identity.adapters.encoding import to_json
+from svod_identity.domain.announcements import (
+    ATTRIBUTION_TOPIC,
+    MERGED_TOPIC,
+    QUALITY_TOPIC,
+    SPLIT_TOPIC,
+)
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_runtime.outbox import enqueue
 
-# Outbox topics announcing merges and splits to the profile service.
-MERGED_TOPIC = "customer.merged"
-SPLIT_TOPIC = "customer.split"
-# Outbox topic telling ingestion which customers changed (events it holds may now be theirs).
-ATTRIBUTION_TOPIC = "attribution.changed"
-# Outbox topic reporting suspected duplicates and blocked identifiers to the quality service.
-QUALITY_TOPIC = "quality.duplicates"
+__all__ = [
+    "ATTRIBUTION_TOPIC",
+    "MERGED_TOPIC",
+    "QUALITY_TOPIC",
+    "SPLIT_TOPIC",
+    "Announcements",
+]
 
 
 class Announcements:

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from svod_identity.domain.model import RecordRef
+from svod_identity.domain.model import Erasure, RecordRef
 from svod_runtime.erasure import scrub_outbox
 
-
-@dataclass(frozen=True)
-class Erasure:
-    """What erasing a customer removed: its records (as refs), how many identifiers, and the
-    ids now erased (the customer and every id merged into it)."""
-
-    refs: list[RecordRef]
-    identifier_count: int
-    customer_ids: list[str]
-    # The identifier values (held only in memory, to scrub them from the outbox).
-    values: list[str]
+__all__ = ["CustomerErasure", "Erasure"]
 
 
 class CustomerErasure:

@@ -84,6 +84,18 @@ class CustomerView:
     record_count: int
 
 
+@dataclass(frozen=True)
+class Erasure:
+    """What erasing a customer removed: its records (as refs), how many identifiers, and the
+    ids now erased (the customer and every id merged into it)."""
+
+    refs: list[RecordRef]
+    identifier_count: int
+    customer_ids: list[str]
+    # The identifier values (held only in memory, to scrub them from the outbox).
+    values: list[str]
+
+
 def new_customer_id(unix_ms: int | None = None) -> str:
     """A new customer's id: a time-ordered UUID (version 7, RFC 9562): 48 bits of Unix time in
     milliseconds, then 74 random bits.

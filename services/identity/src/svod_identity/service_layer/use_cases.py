@@ -11,9 +11,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from svod_identity.adapters.announcements import MERGED_TOPIC, SPLIT_TOPIC
-from svod_identity.adapters.erasure import Erasure
-from svod_identity.adapters.storage import IdentityStore, IdentityTransaction
+from svod_identity.domain.announcements import MERGED_TOPIC, SPLIT_TOPIC
 from svod_identity.domain.engine import (
     MAX_CHECK_RECORDS,
     GraphState,
@@ -39,7 +37,7 @@ from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.matching.scoring import conflicts, score_pair
-from svod_identity.domain.model import CustomerView, IncomingRecord, RecordRef
+from svod_identity.domain.model import CustomerView, Erasure, IncomingRecord, RecordRef
 from svod_identity.domain.preview import (
     PreviewResult,
     compare_clusterings,
@@ -50,6 +48,7 @@ from svod_identity.domain.preview import (
 from svod_identity.domain.review import SIDE_RECORDS, ReviewState, Side, field_comparison, side
 from svod_identity.domain.rules import Rules, default_rules, rules_from_dict
 from svod_identity.domain.split import alias_sides
+from svod_identity.service_layer.ports import IdentityRepository, IdentityUnit
 from svod_runtime import bounds
 from svod_runtime.errors import (
     FailedPrecondition,
@@ -159,7 +158,9 @@ def ambiguity(answer: IdentifierAnswer) -> FailedPrecondition:
 
 
 class IdentityService:
-    def __init__(self, store: IdentityStore, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, store: IdentityRepository, on_commit: Callable[[], None] | None = None
+    ) -> None:
         self.store = store
         self._on_commit = on_commit or (lambda: None)
         self._rules: tuple[float, Rules] | None = None
@@ -167,7 +168,7 @@ class IdentityService:
 
     # -- rules and model -------------------------------------------------------------------
 
-    async def _load_rules(self, tx: IdentityTransaction) -> Rules:
+    async def _load_rules(self, tx: IdentityUnit) -> Rules:
         stored = await tx.settings.current_rules()
         if stored is None:
             return default_rules()
@@ -216,7 +217,7 @@ class IdentityService:
         errors.raise_if_any()
         candidate = rules_from_dict(body)
 
-        async def work(tx: IdentityTransaction) -> Rules:
+        async def work(tx: IdentityUnit) -> Rules:
             await tx.settings.lock_rules()
             current = await self._load_rules(tx)
             if expected_version != current.version:
@@ -362,7 +363,7 @@ class IdentityService:
     ) -> list[Placement]:
         announced = False
 
-        async def work(tx: IdentityTransaction) -> list[Placement]:
+        async def work(tx: IdentityUnit) -> list[Placement]:
             nonlocal announced
             locks = [record_lock_key(r.ref) for r in chunk]
             locks += [k.lock_key for r in chunk for k in r.identifiers]
@@ -558,7 +559,7 @@ class IdentityService:
             errors.add("customer_ids", "a customer cannot be merged with itself")
         errors.raise_if_any()
 
-        async def work(tx: IdentityTransaction) -> tuple[str, tuple[str, ...]]:
+        async def work(tx: IdentityUnit) -> tuple[str, tuple[str, ...]]:
             current: list[str] = []
             for value in dict.fromkeys(customer_ids):
                 found = await tx.graph.canonical_id(value)
@@ -616,7 +617,7 @@ class IdentityService:
         _check_who(actor, reason, errors)
         errors.raise_if_any()
 
-        async def work(tx: IdentityTransaction) -> tuple[str, str, list[IdentifierKey], list[str]]:
+        async def work(tx: IdentityUnit) -> tuple[str, str, list[IdentifierKey], list[str]]:
             source = await tx.graph.canonical_id(customer_id)
             if source is None:
                 raise NotFound(f"customer {customer_id} not found")
@@ -764,7 +765,7 @@ class IdentityService:
         _check_who(actor, reason, errors)
         errors.raise_if_any()
 
-        async def work(tx: IdentityTransaction) -> str:
+        async def work(tx: IdentityUnit) -> str:
             item = await tx.reviews.review_item(review_item_id)
             if item is None:
                 raise NotFound(f"review item {review_item_id} not found")
@@ -893,7 +894,7 @@ class IdentityService:
         return True, current, [s.with_refs(refs) for s in steps]
 
     async def _explain_apart(
-        self, tx: IdentityTransaction, first: tuple[int, str], second: tuple[int, str]
+        self, tx: IdentityUnit, first: tuple[int, str], second: tuple[int, str]
     ) -> list[Evidence]:
         """Why two records of different customers are kept apart (``explain.explain_apart``)."""
         rules = await self.rules()
