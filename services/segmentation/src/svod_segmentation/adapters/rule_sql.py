@@ -20,7 +20,7 @@ from typing import Any
 from svod_runtime.custom_attributes import AttributeType
 from svod_runtime.custom_attributes import normalize as normalize_attribute
 from svod_segmentation.domain import builtins
-from svod_segmentation.domain.builtins import BehaviorRatio, Condition
+from svod_segmentation.domain.builtins import BehaviorRatio, Builtin, Condition
 from svod_segmentation.domain.fields import (
     ATTRIBUTE_PREFIX,
     NO_DECLARATIONS,
@@ -35,6 +35,7 @@ from svod_segmentation.domain.fields import (
 )
 from svod_segmentation.domain.model import Segment
 from svod_segmentation.domain.rules import (
+    Aggregate,
     AllOf,
     AnyOf,
     BehaviorCondition,
@@ -112,7 +113,7 @@ class SqlBuilder:
         return f"CAST(:{name} AS {cast})" if cast else f":{name}"
 
     def atom(self, cond: BehaviorCondition) -> Atom:
-        measure = (cond.measure or "amount") if cond.aggregate == "sum" else ""
+        measure = (cond.measure or "amount") if cond.aggregate == Aggregate.SUM else ""
         key = Atom(cond.event_type, cond.window_days, cond.aggregate, measure, cond.filters)
         if key not in self.atoms:
             alias = f"x{len(self.atoms)}"
@@ -152,7 +153,7 @@ class SqlBuilder:
         columns = []
         for atom, alias in self.atoms.items():
             where = self.atom_filters[atom]
-            if atom.aggregate == "count":
+            if atom.aggregate == Aggregate.COUNT:
                 columns.append(f"count(*) FILTER (WHERE {where}) AS {alias}")
             else:
                 columns.append(f"sum(e.{atom.measure}) FILTER (WHERE {where}) AS {alias}")
@@ -218,14 +219,14 @@ class RuleCompiler:
         population = self.population(seg, due)
         if kind in builtins.MODEL_BUILTINS:
             return self._lookalike(seg, population, due)
-        if kind == "rfm":
+        if kind == Builtin.RFM:
             label = self._rfm_label(seg, due)
-        elif kind == "abc":
+        elif kind == Builtin.ABC:
             label = self._abc_label(seg)
         else:
             classes = (
                 builtins.temperature_classes(seg.definition.parameters)
-                if kind == "temperature"
+                if kind == Builtin.TEMPERATURE
                 else builtins.behavior_classes(seg.definition.parameters)
             )
             label = self._class_case(classes, due)

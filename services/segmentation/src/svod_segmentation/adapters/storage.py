@@ -407,7 +407,7 @@ class SegmentationTransaction:
         join = builder.aggregate_join()
         params = {**builder.params, "now": now}
         base = f"FROM customers c {join} WHERE c.merged_into IS NULL AND {population}"
-        if segment.definition.builtin == "rfm":
+        if segment.definition.builtin == builtins.Builtin.RFM:
             quintiles = "ARRAY[0.2, 0.4, 0.6, 0.8]"
             row = (
                 await self._exec(

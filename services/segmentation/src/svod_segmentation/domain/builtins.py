@@ -13,11 +13,30 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
 from svod_runtime.errors import FieldViolation
-from svod_segmentation.domain.rules import AllOf, AnyOf, BehaviorCondition, Not, Rule
+from svod_segmentation.domain.rules import (
+    Aggregate,
+    AllOf,
+    AnyOf,
+    BehaviorCondition,
+    Not,
+    Rule,
+)
 
-BUILTINS = ("rfm", "abc", "temperature", "behavior_type", "lookalike")
+
+class Builtin(StrEnum):
+    """The built-in segments (a segment definition's ``builtin``)."""
+
+    RFM = "rfm"
+    ABC = "abc"
+    TEMPERATURE = "temperature"
+    BEHAVIOR_TYPE = "behavior_type"
+    LOOKALIKE = "lookalike"
+
+
+BUILTINS = tuple(b.value for b in Builtin)
 
 
 @dataclass(frozen=True)
@@ -31,12 +50,12 @@ class Parameter:
 # Every built-in also takes "classes" (comma-separated labels to keep; default all) and
 # "population" (a segment id: rank and classify only its members; default everyone).
 PARAMETERS: dict[str, dict[str, Parameter]] = {
-    "rfm": {},
-    "abc": {
+    Builtin.RFM: {},
+    Builtin.ABC: {
         "a_share": Parameter(0.8, 0.01, 0.99, integer=False),
         "b_share": Parameter(0.15, 0.0, 0.99, integer=False),
     },
-    "temperature": {
+    Builtin.TEMPERATURE: {
         "hot_days": Parameter(90, 1, 3650),
         "hot_min_orders": Parameter(2, 1, 1000),
         "ready_days": Parameter(7, 1, 3650),
@@ -44,11 +63,11 @@ PARAMETERS: dict[str, dict[str, Parameter]] = {
         "negative_days": Parameter(90, 1, 3650),
     },
     # "seed" (required, a segment id) is checked beside "population"; see domain/lookalike.py.
-    "lookalike": {
+    Builtin.LOOKALIKE: {
         "size": Parameter(1000, 1, 1_000_000),
         "min_score": Parameter(0.0, 0.0, 1.0, integer=False),
     },
-    "behavior_type": {
+    Builtin.BEHAVIOR_TYPE: {
         "window_days": Parameter(365, 1, 3650),
         "discount_share": Parameter(0.6, 0.01, 1.0, integer=False),
         "discount_min_orders": Parameter(2, 1, 1000),
@@ -85,14 +104,14 @@ ABC_CLASSES = ("A", "B", "C")
 TEMPERATURE_CLASSES = ("hot", "warm", "cold")
 BEHAVIOR_CLASSES = ("discount_driven", "loyal", "just_looking", "impulsive", "purposeful")
 LABELS: dict[str, tuple[str, ...]] = {
-    "rfm": RFM_CLASSES,
-    "abc": ABC_CLASSES,
-    "temperature": TEMPERATURE_CLASSES,
-    "behavior_type": BEHAVIOR_CLASSES,
-    "lookalike": (),
+    Builtin.RFM: RFM_CLASSES,
+    Builtin.ABC: ABC_CLASSES,
+    Builtin.TEMPERATURE: TEMPERATURE_CLASSES,
+    Builtin.BEHAVIOR_TYPE: BEHAVIOR_CLASSES,
+    Builtin.LOOKALIKE: (),
 }
 # Built-ins whose members are chosen by a model trained on another segment (no classes).
-MODEL_BUILTINS = ("lookalike",)
+MODEL_BUILTINS = (Builtin.LOOKALIKE,)
 
 ENGAGEMENT_EVENTS = (
     "campaign_opened",
@@ -269,7 +288,7 @@ def validate_builtin(builtin: str, parameters: dict[str, str], path: str) -> lis
         errors.append(
             FieldViolation(f"{path}.builtin_parameters[seed]", "required: the seed segment's id")
         )
-    if builtin == "abc" and not errors:
+    if builtin == Builtin.ABC and not errors:
         values = resolved(builtin, parameters)
         if values["a_share"] + values["b_share"] >= 1.0:
             errors.append(
@@ -281,7 +300,7 @@ def validate_builtin(builtin: str, parameters: dict[str, str], path: str) -> lis
 
 
 def _count(event_type: str, days: int, comparison: str, threshold: float) -> BehaviorCondition:
-    return BehaviorCondition(event_type, "count", comparison, threshold, days)
+    return BehaviorCondition(event_type, Aggregate.COUNT, comparison, threshold, days)
 
 
 def _any_count(event_types: tuple[str, ...], days: int) -> Rule:
@@ -304,7 +323,7 @@ ClassRules = list[tuple[str, list[Condition]]]
 
 
 def temperature_classes(parameters: dict[str, str]) -> ClassRules:
-    p = resolved("temperature", parameters)
+    p = resolved(Builtin.TEMPERATURE, parameters)
     hot_days, ready, warm, negative = (
         int(p["hot_days"]),
         int(p["ready_days"]),
@@ -329,14 +348,14 @@ def temperature_classes(parameters: dict[str, str]) -> ClassRules:
 
 
 def behavior_classes(parameters: dict[str, str]) -> ClassRules:
-    p = resolved("behavior_type", parameters)
+    p = resolved(Builtin.BEHAVIOR_TYPE, parameters)
     days = int(p["window_days"])
     orders = _count("order_placed", days, "ge", 1)
     discounted_orders = BehaviorCondition(
-        "order_placed", "count", "ge", 0, days, (("discounted", "true"),)
+        "order_placed", Aggregate.COUNT, "ge", 0, days, (("discounted", "true"),)
     )
     order_count = _count("order_placed", days, "ge", 0)
-    views = BehaviorCondition("product_viewed", "count", "ge", 0, days)
+    views = BehaviorCondition("product_viewed", Aggregate.COUNT, "ge", 0, days)
     return [
         (
             "discount_driven",

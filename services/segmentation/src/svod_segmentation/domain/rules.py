@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 # A rule tree deeper than this many levels is refused (the root is level 1).
@@ -47,10 +48,20 @@ class FieldCondition:
     values: tuple[str, ...]
 
 
+class Aggregate(StrEnum):
+    """What a behaviour condition counts: its events, or a sum over them (``measure``)."""
+
+    COUNT = "count"
+    SUM = "sum"
+
+
+AGGREGATES = tuple(a.value for a in Aggregate)
+
+
 @dataclass(frozen=True)
 class BehaviorCondition:
     event_type: str
-    aggregate: str
+    aggregate: str  # an Aggregate once validated
     comparison: str
     threshold: float
     window_days: int

@@ -31,11 +31,13 @@ from svod_segmentation.domain.fields import (
     field_type,
 )
 from svod_segmentation.domain.rules import (
+    AGGREGATES,
     MAX_EXPANDED_NODES,
     MAX_RULE_DEPTH,
     MAX_RULE_NODES,
     MAX_TOTAL_EXPANDED_NODES,
     MAX_WINDOW_DAYS,
+    Aggregate,
     AllOf,
     AnyOf,
     BehaviorCondition,
@@ -281,9 +283,11 @@ def _check_behavior(cond: BehaviorCondition, path: str) -> list[FieldViolation]:
         errors.append(
             FieldViolation(f"{base}.event_type", f"unknown event type {cond.event_type!r}")
         )
-    if cond.aggregate not in ("count", "sum"):
+    if cond.aggregate not in AGGREGATES:
         errors.append(FieldViolation(f"{base}.aggregate", "'count' or 'sum'"))
-    if cond.measure and (cond.aggregate != "sum" or cond.measure not in ("amount", "discount")):
+    if cond.measure and (
+        cond.aggregate != Aggregate.SUM or cond.measure not in ("amount", "discount")
+    ):
         errors.append(
             FieldViolation(f"{base}.measure", "only with sum: 'amount' (default) or 'discount'")
         )
@@ -291,7 +295,7 @@ def _check_behavior(cond: BehaviorCondition, path: str) -> list[FieldViolation]:
         errors.append(FieldViolation(f"{base}.comparison", f"one of {', '.join(COMPARISONS)}"))
     if not math.isfinite(cond.threshold) or cond.threshold < 0:
         errors.append(FieldViolation(f"{base}.threshold", "a finite number, not negative"))
-    elif cond.aggregate == "count" and cond.threshold != int(cond.threshold):
+    elif cond.aggregate == Aggregate.COUNT and cond.threshold != int(cond.threshold):
         errors.append(FieldViolation(f"{base}.threshold", "a count is a whole number"))
     if cond.window_days <= 0:
         errors.append(

@@ -24,7 +24,7 @@ from svod_runtime.errors import (
 )
 from svod_runtime.ids import parse_customer_id
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
-from svod_segmentation.domain.builtins import MODEL_BUILTINS, RfmCutoffs
+from svod_segmentation.domain.builtins import MODEL_BUILTINS, Builtin, RfmCutoffs
 from svod_segmentation.domain.lookalike import SeedTooSmall, train_and_score
 from svod_segmentation.domain.model import (
     ChangeOutcome,
@@ -47,7 +47,7 @@ from svod_segmentation.service_layer.ports import SegmentationRepository, Segmen
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.datetime]
-STATEFUL_BUILTINS = ("rfm", "abc")
+STATEFUL_BUILTINS = (Builtin.RFM, Builtin.ABC)
 # A trained look-alike: its chosen customers with scores, and its state (drivers ...).
 Trained = dict[str, tuple[list[tuple[str, float]], dict[str, object]]]
 MAX_PAGE = 1000
@@ -103,7 +103,7 @@ async def _with_rfm_scores(tx: SegmentationUnit, members: list[Member]) -> list[
     cutoffs = {
         segment_id: RfmCutoffs.from_state(segment.state)
         for segment_id, segment in segments.items()
-        if segment.definition.builtin == "rfm"
+        if segment.definition.builtin == Builtin.RFM
     }
     scored = [m for m in members if cutoffs.get(m.segment_id) is not None]
     if not scored:
