@@ -1,5 +1,6 @@
-"""What the ledger records (domain/ledger.py) and the review states: the kinds and states the
-API documents, and that no identifier value reaches the append-only ledger."""
+"""What the ledger records (domain/ledger.py), the review states and the block reasons: the
+kinds, states and reasons the API documents, and that no identifier value reaches the
+append-only ledger."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from svod_identity.domain.identifiers import BlockReason, IdentifierKey
 from svod_identity.domain.ledger import (
     LedgerKind,
     ledger_evidence,
@@ -18,6 +20,7 @@ from svod_identity.domain.ledger import (
 )
 from svod_identity.domain.model import RecordRef, ResolutionOutcome
 from svod_identity.domain.review import ReviewState
+from svod_identity.domain.rules import default_rules
 
 PROTO = Path(__file__).resolve().parents[4] / "protos/svod/identity/v1/identity.proto"
 PHONE_EVIDENCE = {
@@ -47,6 +50,15 @@ def test_the_ledger_kinds_are_those_the_api_documents() -> None:
 def test_the_review_states_are_those_the_api_documents() -> None:
     documented = re.findall(r'"([a-z_]+)"', _proto_comment_before("string state = 8;"))
     assert documented == [state.value for state in ReviewState]
+
+
+def test_the_block_reasons_are_those_the_api_documents() -> None:
+    documented = re.findall(r'"([a-z_]+)"', _proto_comment_before("string blocked_reason = 5;"))
+    assert documented == [reason.value for reason in BlockReason]
+    rules = default_rules()
+    placeholder = rules.block_reason(IdentifierKey("phone", "+79999999999", ""))
+    assert placeholder is BlockReason.PLACEHOLDER
+    assert rules.block_reason(IdentifierKey("phone", "+79161234567", "")) is None
 
 
 def test_a_new_customer_is_recorded_as_created_and_any_other_placement_as_a_link() -> None:

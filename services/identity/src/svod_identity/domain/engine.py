@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.identifiers import BlockReason, IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys, possible_keys
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.model import MatchModel
@@ -556,7 +556,7 @@ class Resolver:
                 screening.linkable.append(key)
                 continue
             screening.unlinked[key] = reason
-            if reason == "placeholder" and key not in self.state.blocked:
+            if reason == BlockReason.PLACEHOLDER and key not in self.state.blocked:
                 self.state.blocked[key] = reason
                 self.changes.blocked.append((key, reason, 0))
         return screening
@@ -864,5 +864,5 @@ class Resolver:
         people = 1 + len({self.state.find(c) for c in sharers} - {self.state.find(owner)})
         limit = self.rules.rule_for(key).max_people_per_value
         if limit > 0 and people > limit and key not in self.state.blocked:
-            self.state.blocked[key] = "frequency"
-            self.changes.blocked.append((key, "frequency", people))
+            self.state.blocked[key] = BlockReason.FREQUENCY
+            self.changes.blocked.append((key, BlockReason.FREQUENCY, people))

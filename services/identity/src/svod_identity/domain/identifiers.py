@@ -7,6 +7,7 @@ checked by email-validator's syntax rules, card numbers without spaces and dashe
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from svod_contacts.cards import normalize_card
@@ -31,6 +32,18 @@ MAX_VALUE_LENGTH = 256
 TYPES = TYPE_NAMES
 # Types whose values only mean something within a namespace (issuing system or custom type).
 NAMESPACED = NAMESPACED_NAMES
+
+
+class BlockReason(enum.StrEnum):
+    """Why an identifier value may never link (stored in ``blocked_identifiers.reason`` and
+    shown as ``IdentifierAnswer`` / explain reasons; the values are the stored ones)."""
+
+    # Named in the rules (``IdentifierRule.blocked_values``).
+    CONFIGURED = "configured"
+    # A till placeholder by its pattern (+7 999 999-99-99), unless the rules link them.
+    PLACEHOLDER = "placeholder"
+    # Shared by more people than the rules allow (the frequency blocklist).
+    FREQUENCY = "frequency"
 
 
 @dataclass(frozen=True, order=True)

@@ -12,7 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from svod_identity.domain.identifiers import NAMESPACED, TYPES, IdentifierKey, normalize_value
+from svod_identity.domain.identifiers import (
+    NAMESPACED,
+    TYPES,
+    BlockReason,
+    IdentifierKey,
+    normalize_value,
+)
 from svod_identity.domain.matching.contacts import is_dummy_phone
 from svod_identity.domain.matching.model import (
     DEFAULT_LINK_THRESHOLD,
@@ -99,12 +105,12 @@ class Rules:
             return (key.type, key.namespace)
         return None
 
-    def block_reason(self, key: IdentifierKey) -> str | None:
-        """Why a value may never link by these rules ("configured", "placeholder"), or None."""
+    def block_reason(self, key: IdentifierKey) -> BlockReason | None:
+        """Why a value may never link by these rules (configured, a placeholder), or None."""
         if key.value in self.rule_for(key).blocked_values:
-            return "configured"
+            return BlockReason.CONFIGURED
         if key.type == "phone" and not self.link_placeholder_phones and is_dummy_phone(key.value):
-            return "placeholder"
+            return BlockReason.PLACEHOLDER
         return None
 
     def priority(self, key: IdentifierKey) -> int:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from svod_identity.adapters.metrics_queries import IdentityGaugeQueries
 from svod_identity.domain.engine import Placement
+from svod_identity.domain.identifiers import BlockReason
 from svod_identity.domain.model import ResolutionOutcome
 from svod_runtime.metrics import ServiceMetrics, labels
 
@@ -20,7 +21,7 @@ from svod_runtime.metrics import ServiceMetrics, labels
 # link because it is blocked (a configured value, a placeholder, one shared by too many
 # people) is "blocked"; the others by how they linked.
 OUTCOMES = ("new", "linked_exact", "linked_fuzzy", "review", "blocked", "already_resolved")
-_BLOCKED_REASONS = frozenset({"configured", "placeholder", "frequency"})
+_BLOCKED_REASONS = frozenset(BlockReason)
 _LINKED = {
     ResolutionOutcome.CREATED: "new",
     ResolutionOutcome.LINKED_EXACT: "linked_exact",

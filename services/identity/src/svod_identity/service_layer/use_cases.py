@@ -30,7 +30,7 @@ from svod_identity.domain.explain import (
     explain_customer,
     explain_pair,
 )
-from svod_identity.domain.identifiers import IdentifierKey, normalize_identifiers
+from svod_identity.domain.identifiers import BlockReason, IdentifierKey, normalize_identifiers
 from svod_identity.domain.ledger import NO_CUSTOMER, LedgerKind
 from svod_identity.domain.lookup import IdentifierAnswer, IdentifierState, answer_for
 from svod_identity.domain.matching.compare import compare_records
@@ -838,7 +838,7 @@ class IdentityService:
     async def configured_blocked(self) -> list[tuple[IdentifierKey, str]]:
         rules = await self.get_rules()
         return [
-            (IdentifierKey(rule.type, value, rule.namespace), "configured")
+            (IdentifierKey(rule.type, value, rule.namespace), BlockReason.CONFIGURED)
             for rule in rules.identifier_rules
             for value in sorted(rule.blocked_values)
         ]
