@@ -18,7 +18,7 @@ from typing import TypeVar
 import pytest
 
 from services.profile.tests.unit.fakes import FakeDirectory, FakeProfileStore
-from svod_profile.domain.consents import OPTED_IN, OPTED_OUT, Consent
+from svod_profile.domain.consents import Consent, ConsentStatus
 from svod_profile.domain.events import EventFact
 from svod_profile.domain.model import (
     IdentifierObservation,
@@ -228,7 +228,7 @@ def test_an_unsubscribe_event_opts_the_customer_out_of_that_channel() -> None:
     run(svc.use_cases.apply(record(a, "m1", first_name="Анна")))
     run(
         svc.use_cases.update_consent(
-            a, Consent("email", OPTED_IN, "web", NOW - dt.timedelta(days=3))
+            a, Consent("email", ConsentStatus.OPTED_IN, "web", NOW - dt.timedelta(days=3))
         )
     )
     unsubscribe = EventFact(
@@ -243,7 +243,7 @@ def test_an_unsubscribe_event_opts_the_customer_out_of_that_channel() -> None:
     run(svc.use_cases.apply_event(a, unsubscribe))
 
     consents = {c.channel: c.status for c in run(svc.use_cases.get_by_id(a)).consents}
-    assert consents == {"email": OPTED_OUT}
+    assert consents == {"email": ConsentStatus.OPTED_OUT}
 
 
 def test_the_newer_consent_stands_and_an_older_one_is_only_history() -> None:
@@ -252,15 +252,19 @@ def test_the_newer_consent_stands_and_an_older_one_is_only_history() -> None:
     run(svc.use_cases.apply(record(a, "m1", first_name="Анна")))
     run(
         svc.use_cases.update_consent(
-            a, Consent("sms", OPTED_OUT, "crm", NOW - dt.timedelta(days=1))
+            a, Consent("sms", ConsentStatus.OPTED_OUT, "crm", NOW - dt.timedelta(days=1))
         )
     )
 
     view = run(
-        svc.use_cases.update_consent(a, Consent("sms", OPTED_IN, "web", NOW - dt.timedelta(days=5)))
+        svc.use_cases.update_consent(
+            a, Consent("sms", ConsentStatus.OPTED_IN, "web", NOW - dt.timedelta(days=5))
+        )
     )
 
-    assert [(c.channel, c.status, c.source) for c in view.consents] == [("sms", OPTED_OUT, "crm")]
+    assert [(c.channel, c.status, c.source) for c in view.consents] == [
+        ("sms", ConsentStatus.OPTED_OUT, "crm")
+    ]
     assert len(svc.store.state.history) == 2
 
 
@@ -278,7 +282,7 @@ def test_a_bad_consent_is_refused_and_one_for_nobody_is_not_found() -> None:
         "consent.time",
     }
     with pytest.raises(NotFound):
-        run(svc.use_cases.update_consent(a, Consent("email", OPTED_IN, "web", NOW)))
+        run(svc.use_cases.update_consent(a, Consent("email", ConsentStatus.OPTED_IN, "web", NOW)))
 
 
 # -- identity's merges and splits -------------------------------------------------------------
@@ -309,7 +313,7 @@ def test_a_merge_gives_the_survivor_everything_once() -> None:
     run(svc.use_cases.apply_event(merged, order("o2", "200")))
     run(
         svc.use_cases.update_consent(
-            merged, Consent("email", OPTED_IN, "web", NOW - dt.timedelta(days=1))
+            merged, Consent("email", ConsentStatus.OPTED_IN, "web", NOW - dt.timedelta(days=1))
         )
     )
 

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from svod.profile.v1 import profile_pb2
 from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod_segmentation.domain import attribution, audiences, webhooks
 from svod_segmentation.domain.activation import (
@@ -24,6 +25,7 @@ from svod_segmentation.domain.activation import (
     eligibility,
     pages,
 )
+from svod_segmentation.domain.fields import ConsentState
 from svod_segmentation.domain.model import MembershipKind
 from svod_segmentation.domain.responsiveness import ChannelStats, preferred_channel
 from svod_segmentation.entrypoints import activation_convert, convert
@@ -177,6 +179,8 @@ def test_enums_follow_the_proto() -> None:
     membership = {v.name for v in pb.MembershipEvent.Kind.DESCRIPTOR.values if v.number}
     assert {f"KIND_{k.name}" for k in MembershipKind} == membership
     assert set(convert._KINDS) == set(MembershipKind)
+    consents = {v.name for v in profile_pb2.ConsentStatus.DESCRIPTOR.values if v.number}
+    assert {f"CONSENT_STATUS_{s.name}" for s in ConsentState} == consents
 
 
 # -- attribution: a hand-built timeline ---------------------------------------------------------

@@ -5,12 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
 from svod_profile.domain.events import CAMPAIGN_UNSUBSCRIBED, EventFact
 
 CHANNELS = ("email", "sms", "push", "messenger", "phone_call", "personal_data_processing")
-OPTED_IN = "opted_in"
-OPTED_OUT = "opted_out"
+
+
+class ConsentStatus(StrEnum):
+    """A person's answer for a channel (the proto's ConsentStatus)."""
+
+    OPTED_IN = "opted_in"
+    OPTED_OUT = "opted_out"
+
+
 # Campaign contact channels as events name them -> consent channels.
 CONTACT_TO_CONSENT = {
     "email": "email",
@@ -51,13 +59,13 @@ def supersedes(new: Consent, current: Consent | None) -> bool:
     """
     if current is None:
         return True
-    if new.status == OPTED_OUT and current.status == OPTED_IN:
+    if new.status == ConsentStatus.OPTED_OUT and current.status == ConsentStatus.OPTED_IN:
         received = new.received_at or new.at
         if current.at > received:
             return True
     if new.at != current.at:
         return new.at > current.at
-    return new.status == OPTED_OUT and current.status == OPTED_IN
+    return new.status == ConsentStatus.OPTED_OUT and current.status == ConsentStatus.OPTED_IN
 
 
 def _arrival(consent: Consent) -> tuple[dt.datetime, dt.datetime]:
@@ -82,5 +90,10 @@ def consent_from_event(event: EventFact, received_at: dt.datetime | None = None)
     if channel is None:
         return None
     return Consent(
-        channel, OPTED_OUT, event.source, event.occurred_at, "unsubscribe", received_at=received_at
+        channel,
+        ConsentStatus.OPTED_OUT,
+        event.source,
+        event.occurred_at,
+        "unsubscribe",
+        received_at=received_at,
     )

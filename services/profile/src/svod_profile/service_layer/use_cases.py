@@ -12,9 +12,8 @@ from svod_profile.domain.announcements import CHANGED_NO_EVENTS, CHANGED_TOPIC, 
 from svod_profile.domain.consents import (
     CHANNELS,
     CLOCK_TOLERANCE,
-    OPTED_IN,
-    OPTED_OUT,
     Consent,
+    ConsentStatus,
     consent_from_event,
     supersedes,
     too_far_ahead,
@@ -339,7 +338,7 @@ class ProfileService:
         errors = ViolationCollector()
         if consent.channel not in CHANNELS:
             errors.add("consent.channel", "required: a known channel")
-        if consent.status not in (OPTED_IN, OPTED_OUT):
+        if consent.status not in (ConsentStatus.OPTED_IN, ConsentStatus.OPTED_OUT):
             errors.add("consent.status", "required")
         if not consent.source:
             errors.add("consent.source", "required")

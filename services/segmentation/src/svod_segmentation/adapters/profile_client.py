@@ -12,6 +12,7 @@ from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_runtime.clients import peer_error
 from svod_runtime.protoconv import enum_short_name, timestamp_to_datetime
 from svod_segmentation.domain.activation import Contact
+from svod_segmentation.domain.fields import CONSENT_STATES, ConsentState
 
 # BatchGetProfiles takes at most 1,000 ids per call.
 BATCH = 1000
@@ -26,9 +27,13 @@ def latest_consents(profile: profile_pb2.Profile) -> dict[str, str]:
     for consent in profile.consents:
         channel = enum_short_name(_CHANNEL, consent.channel, "CONSENT_CHANNEL_")
         status = enum_short_name(_STATUS, consent.status, "CONSENT_STATUS_")
-        if status not in ("opted_in", "opted_out"):
+        if status not in CONSENT_STATES:
             continue
-        key = (timestamp_to_datetime(consent.time) or _EPOCH, int(status == "opted_out"), status)
+        key = (
+            timestamp_to_datetime(consent.time) or _EPOCH,
+            int(status == ConsentState.OPTED_OUT),
+            status,
+        )
         if channel not in best or key[:2] > best[channel][:2]:
             best[channel] = key
     return {channel: key[2] for channel, key in best.items()}

@@ -13,7 +13,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from svod_runtime.errors import FieldViolation, InvalidArgument
-from svod_segmentation.domain.fields import CONSENT_CHANNELS
+from svod_segmentation.domain.fields import CONSENT_CHANNELS, ConsentState
 
 DESTINATION_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 MAX_DISPLAY_NAME = 200
@@ -24,7 +24,6 @@ MIN_SCHEDULE_S, MAX_SCHEDULE_S = 60, 30 * 24 * 3600
 # People per webhook POST (a batch of changes or a page of a full sync): small enough for a
 # receiver to take in one request, large enough that a 100,000-member sync is 200 POSTs.
 PAGE_SIZE = 500
-OPTED_IN = "opted_in"
 
 
 class DestinationKind(StrEnum):
@@ -164,7 +163,10 @@ _CONTACT_OF_CHANNEL = {
 
 def eligibility(contact: Contact | None, destination: Destination) -> Eligibility:
     """Whether a person may be delivered to the destination now."""
-    if contact is None or contact.consents.get(destination.consent_channel) != OPTED_IN:
+    if (
+        contact is None
+        or contact.consents.get(destination.consent_channel) != ConsentState.OPTED_IN
+    ):
         return Eligibility.NO_CONSENT
     if destination.kind is DestinationKind.AD_AUDIENCE:
         return Eligibility.OK if contact.email or contact.phone else Eligibility.NO_CONTACT

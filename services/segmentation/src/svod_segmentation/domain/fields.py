@@ -27,7 +27,16 @@ CONSENT_CHANNELS = (
     "phone_call",
     "personal_data_processing",
 )
-CONSENT_STATES = ("opted_in", "opted_out")
+
+
+class ConsentState(StrEnum):
+    """A customer's latest answer for a consent channel (profile's ConsentStatus)."""
+
+    OPTED_IN = "opted_in"
+    OPTED_OUT = "opted_out"
+
+
+CONSENT_STATES = tuple(s.value for s in ConsentState)
 
 FIELDS: dict[str, FieldType] = {
     "first_name": FieldType.TEXT,

@@ -19,6 +19,7 @@ from svod_runtime.protoconv import (
     timestamp_to_datetime,
 )
 from svod_segmentation.domain import rules
+from svod_segmentation.domain.fields import CONSENT_STATES, ConsentState
 from svod_segmentation.domain.model import (
     CustomerEvent,
     CustomerSnapshot,
@@ -176,9 +177,13 @@ def _consents(profile: profile_pb2.Profile) -> dict[str, str]:
     for consent in profile.consents:
         channel = enum_short_name(_CONSENT_CHANNEL, consent.channel, "CONSENT_CHANNEL_")
         status = enum_short_name(_CONSENT_STATUS, consent.status, "CONSENT_STATUS_")
-        if not channel or channel == "unspecified" or status not in ("opted_in", "opted_out"):
+        if not channel or channel == "unspecified" or status not in CONSENT_STATES:
             continue
-        key = (timestamp_to_datetime(consent.time) or epoch, int(status == "opted_out"), status)
+        key = (
+            timestamp_to_datetime(consent.time) or epoch,
+            int(status == ConsentState.OPTED_OUT),
+            status,
+        )
         if channel not in best or key[:2] > best[channel][:2]:
             best[channel] = key
     return {channel: key[2] for channel, key in best.items()}
