@@ -7,10 +7,8 @@ claim the next one to run, and stream an import's results.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -18,7 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_identity.adapters.bulk_storage import release_merges
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.jobs import MAX_ATTEMPTS, JobKind, JobOutcome, JobPhase, JobState
+from svod_identity.domain.jobs import (
+    MAX_ATTEMPTS,
+    ImportResult,
+    Job,
+    JobKind,
+    JobOutcome,
+    JobPhase,
+    JobState,
+    StageResult,
+)
 from svod_identity.domain.model import IncomingRecord, RecordRef, ResolutionOutcome
 
 # How long a worker's claim on a job lasts without its heartbeat (it renews every
@@ -29,26 +36,7 @@ LEASE_RENEW_S = 10
 RESULTS_PAGE = 5_000
 _CLAIM_LOCK = "identity-batch-claim"
 
-
-@dataclass(frozen=True)
-class Job:
-    job_pk: int
-    job_id: str
-    kind: JobKind
-    state: JobState
-    phase: JobPhase
-    dry_run: bool
-    actor: str
-    reason: str
-    records_staged: int
-    records_total: int
-    records_done: int
-    outcome: JobOutcome
-    error: str
-    attempts: int
-    created_at: dt.datetime
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
+__all__ = ["LEASE_RENEW_S", "LEASE_S", "ImportResult", "Job", "JobStore", "StageResult", "job_of"]
 
 
 _JOB_COLUMNS = (
@@ -77,23 +65,6 @@ def job_of(row: Any) -> Job:
         started_at=row.started_at,
         finished_at=row.finished_at,
     )
-
-
-@dataclass(frozen=True)
-class StageResult:
-    staged: int
-    duplicates: int
-    import_staged: int
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    sequence: int
-    ref: RecordRef
-    customer_id: str
-    outcome: ResolutionOutcome
-    identifiers: tuple[IdentifierKey, ...]
-    rule: str
 
 
 class JobStore:

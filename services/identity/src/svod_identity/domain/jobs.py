@@ -8,12 +8,15 @@ attempt dies is started again from the beginning (its write is one transaction),
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.model import RecordRef, ResolutionOutcome
 from svod_runtime import bounds
 from svod_runtime.errors import ViolationCollector
 
@@ -115,3 +118,41 @@ class JobOutcome:
                 else None
             ),
         )
+
+
+@dataclass(frozen=True)
+class Job:
+    job_pk: int
+    job_id: str
+    kind: JobKind
+    state: JobState
+    phase: JobPhase
+    dry_run: bool
+    actor: str
+    reason: str
+    records_staged: int
+    records_total: int
+    records_done: int
+    outcome: JobOutcome
+    error: str
+    attempts: int
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class StageResult:
+    staged: int
+    duplicates: int
+    import_staged: int
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    sequence: int
+    ref: RecordRef
+    customer_id: str
+    outcome: ResolutionOutcome
+    identifiers: tuple[IdentifierKey, ...]
+    rule: str

@@ -16,17 +16,20 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from svod_identity.adapters.job_storage import ImportResult, Job, JobStore, StageResult
 from svod_identity.domain.jobs import (
     MAX_STAGE_RECORDS,
+    ImportResult,
+    Job,
     JobKind,
     JobState,
+    StageResult,
     check_job_id,
     check_request_text,
     new_reresolve_id,
 )
 from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.records import RawRecord, build_record
+from svod_identity.service_layer.ports import JobRepository
 from svod_runtime.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -67,7 +70,7 @@ def _job_id(value: str, field_name: str) -> str:
 
 
 class BulkJobs:
-    def __init__(self, store: JobStore, runner: JobRunner | None = None) -> None:
+    def __init__(self, store: JobRepository, runner: JobRunner | None = None) -> None:
         self.store = store
         self.runner = runner
 
@@ -160,7 +163,10 @@ class JobRunner:
     """
 
     def __init__(
-        self, store: JobStore, database_url: str, on_announced: Callable[[], None] | None = None
+        self,
+        store: JobRepository,
+        database_url: str,
+        on_announced: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.database_url = database_url

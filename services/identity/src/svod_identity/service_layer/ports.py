@@ -4,7 +4,8 @@ part, and the store that runs it.
 ``adapters.storage.IdentityStore`` satisfies these over PostgreSQL (its transaction composes
 the parts in ``adapters/graph_reads.py``, ``graph_writes.py``, ``ledger.py`` ...; mypy checks
 it where the app wires it); ``tests/unit/fakes.py`` satisfies them in memory, so the use cases
-run in the fast unit tier without a database. Each part has exactly the methods the use cases
+run in the fast unit tier without a database; ``adapters.job_storage.JobStore`` is the
+``JobRepository`` of the bulk jobs (``bulk.py``). Each part has exactly the methods the use cases
 call. Rows the adapters return as database rows are ``Any`` here: the use cases read them by
 attribute (``row.review_item_id``, ``row.created_at``...).
 """
@@ -12,12 +13,13 @@ attribute (``row.review_item_id``, ``row.created_at``...).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
 from svod_identity.domain.engine import Changes, GraphState, KnownRecord
 from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.jobs import ImportResult, Job, StageResult
 from svod_identity.domain.ledger import LedgerKind
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import CustomerView, Erasure, IncomingRecord, RecordRef
@@ -295,3 +297,33 @@ class IdentityRepository(Protocol):
     async def run(self, work: Callable[[IdentityUnit], Awaitable[T]]) -> T:
         """Runs ``work`` in one transaction, from the start again after a deadlock or a
         serialisation failure."""
+
+
+class JobRepository(Protocol):
+    """Bulk imports and re-resolutions as the gRPC service handles them: staged records,
+    jobs, the claim of the next one to run, an import's results (``docs/bulk-import.md``)."""
+
+    async def job(self, job_id: str) -> Job | None: ...
+
+    async def stage(self, job_id: str, records: Sequence[IncomingRecord]) -> StageResult | Job:
+        """Stages an import's records once each; the job when it takes no more records."""
+
+    async def commit_import(self, job_id: str) -> Job | None:
+        """Queues a staged import to run; None when it was never staged."""
+
+    async def request_reresolve(self, job_id: str, dry_run: bool, actor: str, reason: str) -> Job:
+        """The re-resolution of that id, queued when new."""
+
+    async def claim(self) -> tuple[Job, int] | None:
+        """The next job to run and the attempt its worker holds the lease by; None when a
+        job runs already or none waits."""
+
+    async def release_merges(self) -> int:
+        """Announces re-resolutions' merges whose splits went out; returns how many."""
+
+    async def attempt_ended(self, job_pk: int, attempt: int, error: str) -> None:
+        """The attempt's worker exited without finishing: queued again, or failed once the
+        attempts are spent."""
+
+    def results(self, job: Job, after_sequence: int) -> AsyncIterator[ImportResult]:
+        """The import's records in staging order from ``after_sequence``, as they are now."""
