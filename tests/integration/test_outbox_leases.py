@@ -229,10 +229,12 @@ def test_the_heartbeat_keeps_a_slow_delivery_from_being_claimed_again(scratch_ur
             other = OutboxStore(engine)
             stolen: list[OutboxMessage] = []
 
-            async def delivered() -> list[str]:
+            async def delivered() -> bool:
                 # Another relay tries to claim the message all along the slow delivery.
                 stolen.extend(await other.claim_due(10, lease_s=30))
-                return deliveries
+                # Done once delivered and its row deleted (stopping the relay between the two
+                # would hand the row back instead).
+                return bool(deliveries) and not await _rows(engine)
 
             await asyncio.sleep(0.1)  # the relay claims it first
             await wait_until_async(delivered, 10, "the slow delivery", 0.1)
