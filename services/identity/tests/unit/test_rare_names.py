@@ -57,6 +57,21 @@ def test_a_full_name_only_one_customer_holds_links_in_the_same_city() -> None:
     assert resolver.changes.records[1].evidence.get("rare_full_name") is True
 
 
+def test_a_full_name_held_once_links_where_name_and_city_alone_only_score_review() -> None:
+    """A big city shared by many customers: the pair scores "review", short of the link
+    threshold, but the full name's one holder is what the average name weight leaves out."""
+    model = replace(default_model(), trained_pairs=10_000)
+    state = GraphState()
+    resolver = Resolver(state, default_rules(), model, new_id=iter("ab").__next__)
+    moscow = {"addresses": [{"city": "Москва"}]}
+    email = IdentifierKey("email", "muraveva.f@yandex.ru")
+    first = resolver.resolve(_record(1, email, **NAME, **moscow))
+    second = resolver.resolve(_record(2, _phone(1), **NAME, **moscow))
+    assert state.find(first.customer_id) == state.find(second.customer_id)
+    assert resolver.changes.records[1].evidence.get("rare_full_name") is True
+    assert resolver.changes.records[1].evidence["probability"] < model.link_threshold
+
+
 def test_the_rule_can_be_turned_off() -> None:
     email = IdentifierKey("email", "muraveva.f@yandex.ru")
     (first, second), _ = _place(
@@ -93,3 +108,23 @@ def test_a_contact_disagreeing_with_the_holder_keeps_the_record_apart() -> None:
         _record(1, card, **NAME, **CITY), _record(2, other_card, **NAME, **CITY)
     )
     assert first != second
+
+
+def test_a_namesake_known_to_live_in_another_city_leaves_the_name_rare_here() -> None:
+    (here, elsewhere, third), _ = _place(
+        _record(1, _phone(1), **NAME, **CITY, birth_date="1961-07-19"),
+        _record(2, _phone(2), **NAME, addresses=[{"city": "Москва"}], birth_date="1988-03-02"),
+        _record(3, IdentifierKey("email", "f.m@mail.ru"), **NAME, **CITY),
+    )
+    assert here != elsewhere
+    assert third == here
+
+
+def test_a_namesake_whose_place_is_unknown_may_live_here() -> None:
+    (first, second, third), _ = _place(
+        _record(1, _phone(1), **NAME, **CITY, birth_date="1961-07-19"),
+        _record(2, _phone(2), **NAME, birth_date="1988-03-02"),
+        _record(3, IdentifierKey("email", "f.m@mail.ru"), **NAME, **CITY),
+    )
+    assert first != second
+    assert third not in (first, second)
