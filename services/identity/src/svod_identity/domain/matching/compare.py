@@ -251,9 +251,27 @@ def _email_pair_level(x: EmailAddress, y: EmailAddress) -> str:
         x.domain == y.domain
         and min(len(x.local), len(y.local)) >= EMAIL_TYPO_MIN_LENGTH
         and DamerauLevenshtein.distance(x.local, y.local) <= 1
+        and not _another_number(x.local, y.local)
     ):
         return "fuzzy"
     return "disagree"
+
+
+def _another_number(a: str, b: str) -> bool:
+    """Logins one digit apart in place (elena1952 / elena1972, ivanov1 / ivanov2): the
+    numbered logins a provider hands namesakes once the name is taken, or the birth years of
+    two of them, not a slip of one person's. Letters slipped, digits dropped or swapped stay
+    typos.
+
+    Measured through the API (bench_accuracy, EM, 2000 persons): households seed 303 F1
+    0.9290 -> 0.9293 (P 0.9870 -> 0.9876, R 0.8774 -> 0.8776, max persons per customer
+    3 -> 2), seed 909 0.9411 -> 0.9411; generator seeds 101/4242 unchanged (0.9719, 0.9716:
+    its typos never put one digit for another, nor do its logins collide that way).
+    """
+    if len(a) != len(b):
+        return False
+    differ = [(p, q) for p, q in zip(a, b, strict=True) if p != q]
+    return len(differ) == 1 and differ[0][0].isdigit() and differ[0][1].isdigit()
 
 
 _EMAIL_RANK = {"exact": 0, "local_part": 1, "fuzzy": 2, "disagree": 3}
