@@ -194,6 +194,24 @@ def test_swapped_name_fields_are_put_back() -> None:
     assert (record.first_name, record.last_name) == ("Мария", "Иванова")
 
 
+def test_a_surname_alone_in_the_first_name_field_is_read_as_the_surname(
+    make_record: RecordFactory,
+) -> None:
+    alone = build_person_record("r1", first_name="Смирнов")
+    assert (alone.first_name, alone.last_name) == (None, "Смирнов")
+    # Read as a given name, "Смирнов" contradicted Игорь; as the surname it agrees.
+    levels = compare_records(
+        make_record(first_name="Смирнов"), make_record(first_name="Игорь", last_name="Смирнов")
+    )
+    assert (levels["first_name"], levels["last_name"]) == (MISSING, "exact")
+
+
+def test_a_given_name_alone_stays_a_given_name() -> None:
+    for name in ("Игорь", "Ким"):  # a known name; no surname ending
+        record = build_person_record("r1", first_name=name)
+        assert (record.first_name, record.last_name) == (name, None)
+
+
 def test_crossed_reading_catches_swaps_the_builder_leaves(make_record: RecordFactory) -> None:
     # "Ким" is not a surname by its ending, so the builder cannot tell; the comparison can.
     straight = make_record(first_name="Ольга", last_name="Ким")

@@ -107,6 +107,22 @@ def looks_swapped(first_name: str | None, last_name: str | None) -> bool:
     )
 
 
+def surname_alone_as_given_name(first_name: str | None, last_name: str | None) -> bool:
+    """True when the first-name field holds a surname and the last-name field is empty
+    ("Смирнов", nothing else): a form filled in surname first and left there.
+
+    The same confident reading as ``looks_swapped``: not a known first name, but a surname
+    ending. Read as a given name it contradicted every record of the person ("other" against
+    Игорь, so no e-mail of theirs could link it). Measured through the API (bench_accuracy,
+    EM, 2000 persons): households seeds 303/909 F1 0.9293 -> 0.9339 (R 0.8776 -> 0.8857) and
+    0.9411 -> 0.9450 (R 0.8947 -> 0.9015), precision unchanged or up; generator seeds
+    101/4242 0.9719 -> 0.9721 and 0.9716 -> 0.9716; FEBRL3/4 unchanged (0.9932, 0.9915).
+    """
+    if not first_name or last_name:
+        return False
+    return not is_known_first_name(first_name) and surname_gender(first_name) is not None
+
+
 def _clean(value: str | None) -> str | None:
     if value is None:
         return None
@@ -145,6 +161,8 @@ def build_person_record(  # noqa: PLR0913
     first, last = _clean(first_name), _clean(last_name)
     if looks_swapped(first, last):
         first, last = last, first
+    elif surname_alone_as_given_name(first, last):
+        first, last = None, first
     if isinstance(birth_date, str):
         try:
             birth_date = dt.date.fromisoformat(birth_date[:10])
