@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -299,7 +300,11 @@ class StateLoader:
         )
         batch = decode_batch_rows(rows)
         fetched = _fill_batch_state(state, batch)
+        # Decoding a chunk's rows and choosing its candidates are the longest stretches of
+        # Python in a bulk chunk: let other calls (a single Resolve) run between them.
+        await asyncio.sleep(0)
         candidates = candidates_to_load(records, state, fetched, rules, model)
+        await asyncio.sleep(0)
         owners = batch.holders
         also = {c.customer_id for c in candidates.values()}
         if keys or also:
@@ -320,9 +325,9 @@ class StateLoader:
         rows_for = expected  # the customers whose data ``customer_rows`` hold
         while True:
             if rows_for == locked:
-                wanted, held_rows = _read_customers(
-                    state, locked, candidates, decode_customer_rows(customer_rows)
-                )
+                decoded = decode_customer_rows(customer_rows)
+                await asyncio.sleep(0)
+                wanted, held_rows = _read_customers(state, locked, candidates, decoded)
                 if wanted <= locked:
                     break
                 await lock_customers(self.conn, wanted - locked)
