@@ -57,9 +57,11 @@ def test_a_full_name_only_one_customer_holds_links_in_the_same_city() -> None:
     assert resolver.changes.records[1].evidence.get("rare_full_name") is True
 
 
-def test_a_full_name_held_once_links_where_name_and_city_alone_only_score_review() -> None:
+def test_a_full_name_held_once_does_not_link_on_a_review_score_alone() -> None:
     """A big city shared by many customers: the pair scores "review", short of the link
-    threshold, but the full name's one holder is what the average name weight leaves out."""
+    threshold. Being the name's only holder so far does not lift it: a popular name is held
+    once only until its second holder arrives (precision fell with the size of the base when
+    it did; see ``Resolver._rare_name_link``). The pair goes to the review queue instead."""
     model = replace(default_model(), trained_pairs=10_000)
     state = GraphState()
     resolver = Resolver(state, default_rules(), model, new_id=iter("ab").__next__)
@@ -67,9 +69,9 @@ def test_a_full_name_held_once_links_where_name_and_city_alone_only_score_review
     email = IdentifierKey("email", "muraveva.f@yandex.ru")
     first = resolver.resolve(_record(1, email, **NAME, **moscow))
     second = resolver.resolve(_record(2, _phone(1), **NAME, **moscow))
-    assert state.find(first.customer_id) == state.find(second.customer_id)
-    assert resolver.changes.records[1].evidence.get("rare_full_name") is True
-    assert resolver.changes.records[1].evidence["probability"] < model.link_threshold
+    assert state.find(first.customer_id) != state.find(second.customer_id)
+    assert "rare_full_name" not in resolver.changes.records[1].evidence
+    assert resolver.changes.reviews, "the pair is left to a reviewer"
 
 
 def test_the_rule_can_be_turned_off() -> None:

@@ -809,7 +809,7 @@ class Resolver:
         return bool(known) and all(level == "disagree" for level in known)
 
     def _rare_name_link(self, person: PersonRecord, owner: str, scored: CandidateScore) -> bool:
-        """Whether a full name and a place, scoring at least "review", link the record to
+        """Whether a full name and a place, scoring over the link threshold, link the record to
         ``owner``, the only customer holding that full name so far (term frequency from the
         data: a name nobody else in the customer base has is strong evidence, one that many
         customers share is not, and their ``fs:`` block shows which).
@@ -821,21 +821,20 @@ class Resolver:
         F1 0.9648 -> 0.9713 and 0.9699 -> 0.9718 (P 0.9970 -> 0.9961, 0.9990 -> 0.9942),
         FEBRL3 0.9927 -> 0.9931, FEBRL4 0.9915 -> 0.9915.
 
-        The pair's own score need not reach the link threshold: it weighs the full name as an
-        average name, which the name's frequency here (one holder) replaces; the score only
-        has to say "review". In the households set (benchmarks/identity/households.py) a full
-        name held once and the same city scored 0.72-0.75 and missed the link. Measured through
-        the API (bench_accuracy, EM, 2000 persons): households seeds 303/909 F1 0.9222 ->
-        0.9273 (P 0.9874 -> 0.9857, R 0.8651 -> 0.8754) and 0.9383 -> 0.9408 (P 0.9951 ->
-        0.9926, R 0.8875 -> 0.8942); generator seeds 101/4242 0.9713 -> 0.9719 (P 0.9961 ->
-        0.9954, R 0.9476 -> 0.9494) and 0.9716 -> 0.9716; FEBRL3 0.9931 -> 0.9932, FEBRL4
-        0.9915 -> 0.9915.
+        The pair's own score must still reach the link threshold. Letting a "review" score do
+        (the name's single holder standing in for its frequency) raised F1 at 2000 persons
+        (households seeds 303/909 0.9222 -> 0.9273, 0.9383 -> 0.9408; generator 101 0.9713 ->
+        0.9719) but cost precision more the larger the base (offline: generator 101 at 3000
+        persons P 0.9959 -> 0.9920; households 909 at 4000 P 0.9938 -> 0.9880, and a customer
+        mixing three namesakes: a popular name in a big city is "held once" only until its
+        second holder arrives). Name frequencies learned from the whole base are the fix.
         """
         pair = scored.pair
         levels = pair.levels
         if (
             scored.decision != "review"
             or pair.vetoes != ("no_personal_evidence",)
+            or scored.probability < self.model.link_threshold
             or levels["first_name"] not in _GIVEN_NAME_AGREES
             or levels["last_name"] not in _SURNAME_AGREES
             or levels["location"] not in _PLACE_AGREES
