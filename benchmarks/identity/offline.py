@@ -14,12 +14,14 @@ import datetime as dt
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 
 from benchmarks.identity import datasets
 from benchmarks.identity.categories import breakdown, print_breakdown
 from svod_identity.domain.engine import GraphState, Resolver, person_from
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.evaluation import candidate_pairs, compare_pairs
+from svod_identity.domain.matching.frequencies import attribute_term_frequencies
 from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.records import build_record
 from svod_identity.domain.rules import default_rules
@@ -89,6 +91,9 @@ def fitted_model(requests: Sequence) -> MatchModel:
     ]
     pairs = candidate_pairs(persons)
     model = estimate_model(compare_pairs(persons, pairs).values(), default_model())
+    model = replace(
+        model, term_frequencies=attribute_term_frequencies(r.attributes for r in records)
+    )
     print(f"EM: {model.trained_pairs} pairs, {model.em_iterations} iterations, p={model.prior:.3f}")
     return model
 

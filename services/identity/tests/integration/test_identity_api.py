@@ -523,6 +523,24 @@ def test_match_model_is_stored_json_and_refit_by_em(suite) -> None:
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_a_refit_model_counts_names_and_cities_of_the_stored_records(suite) -> None:
+    """Term frequencies come from every stored record: two more records in a town add two to
+    its count, whatever pairs the refit sampled."""
+
+    def cities() -> dict:
+        refit = suite.identity.RefitMatchModel(
+            identity_pb2.RefitMatchModelRequest(max_pairs=5000, dry_run=True), timeout=30
+        )
+        return json.loads(refit.model_json)["term_frequencies"]["city"]
+
+    before = cities()
+    for _ in range(2):
+        resolve(suite, request(phones=(phone(),), first="Аглая", last=surname(), city="г. Кимры"))
+    after = cities()
+    assert after["total"] == before["total"] + 2
+    assert after["counts"]["kimri"] == before["counts"].get("kimri", 0) + 2
+
+
 def test_merge_is_announced_to_profile(suite) -> None:
     """The merge outbox reaches profile (delivered rows leave the outbox)."""
     p, m = phone(), email()

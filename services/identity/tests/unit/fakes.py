@@ -524,6 +524,9 @@ class FakeExport:
     async def sample_candidate_pairs(self, max_pairs: int) -> list[tuple[KnownRecord, KnownRecord]]:
         _refused()
 
+    async def value_counts(self) -> dict[str, list[tuple[str, int]]]:
+        _refused()
+
 
 class FakeErasure:
     async def erase(self, customer_id: str) -> Erasure:

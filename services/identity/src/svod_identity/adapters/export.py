@@ -87,6 +87,35 @@ class Export:
     async def count_records(self) -> int:
         return int((await self.conn.execute(text("SELECT count(*) FROM records"))).scalar_one())
 
+    async def value_counts(self) -> dict[str, list[tuple[str, int]]]:
+        """How many records hold each surname, given name and city as written, per feature
+        (the attributes ``frequencies.written_values`` reads), for the model's term
+        frequencies."""
+        rows = await self.conn.execute(
+            text(
+                """
+                WITH written AS (
+                    SELECT attributes->>'last_name' AS last_name,
+                           attributes->>'first_name' AS first_name,
+                           CASE WHEN jsonb_typeof(attributes->'addresses') = 'array'
+                                THEN attributes->'addresses'->0->>'city' END AS city
+                    FROM records
+                )
+                SELECT 'last_name', last_name, count(*) FROM written
+                WHERE last_name <> '' GROUP BY last_name
+                UNION ALL
+                SELECT 'first_name', first_name, count(*) FROM written
+                WHERE first_name <> '' GROUP BY first_name
+                UNION ALL
+                SELECT 'city', city, count(*) FROM written WHERE city <> '' GROUP BY city
+                """
+            )
+        )
+        counts: dict[str, list[tuple[str, int]]] = {}
+        for feature, value, count in rows:
+            counts.setdefault(str(feature), []).append((str(value), int(count)))
+        return counts
+
     async def sample_candidate_pairs(self, max_pairs: int) -> list[tuple[KnownRecord, KnownRecord]]:
         """Record pairs sharing a blocking key (blocks up to MAX_BLOCK_SIZE), sampled."""
         rows = await self.conn.execute(

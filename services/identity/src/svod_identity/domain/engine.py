@@ -827,7 +827,9 @@ class Resolver:
         0.9719) but cost precision more the larger the base (offline: generator 101 at 3000
         persons P 0.9959 -> 0.9920; households 909 at 4000 P 0.9938 -> 0.9880, and a customer
         mixing three namesakes: a popular name in a big city is "held once" only until its
-        second holder arrives). Name frequencies learned from the whole base are the fix.
+        second holder arrives). Name frequencies learned from the whole base are the fix: the
+        pair's score carries them (``model.TermFrequencies``, fitted at refit), so the same
+        rare surname in a small town clears the threshold and Ольга Иванова in Москва does not.
         """
         pair = scored.pair
         levels = pair.levels

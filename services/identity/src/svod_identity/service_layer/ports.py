@@ -200,6 +200,11 @@ class GraphExport(Protocol):
         self, max_pairs: int
     ) -> list[tuple[KnownRecord, KnownRecord]]: ...
 
+    async def value_counts(self) -> dict[str, list[tuple[str, int]]]:
+        """Feature ("last_name", "first_name", "city") -> (value as written, records holding
+        it), over every stored record: the match model's term frequencies."""
+        ...
+
 
 class CustomerErasure(Protocol):
     async def erase(self, customer_id: str) -> Erasure:

@@ -35,6 +35,7 @@ from svod_identity.domain.ledger import NO_CUSTOMER, LedgerKind
 from svod_identity.domain.lookup import IdentifierAnswer, IdentifierState, answer_for
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.em import estimate_model
+from svod_identity.domain.matching.frequencies import term_frequencies
 from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.matching.scoring import conflicts, score_pair
 from svod_identity.domain.model import CustomerView, Erasure, IncomingRecord, RecordRef
@@ -267,9 +268,11 @@ class IdentityService:
         else:
             async with self.store.transaction() as tx:
                 pairs = await tx.export.sample_candidate_pairs(max_pairs or 20_000)
+                written = await tx.export.value_counts()
             current = await self.model_info()
             comparisons = [compare_records(a.person, b.person) for a, b in pairs]
             model = estimate_model(comparisons, default_model())
+            model = replace(model, term_frequencies=term_frequencies(written))
             model = model.with_thresholds(
                 current.model.link_threshold, current.model.review_threshold
             )

@@ -27,7 +27,12 @@ from svod_identity.domain.matching.compare import Comparison, compare_records
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.matching.record import PersonRecord, build_person_record
-from svod_identity.domain.matching.scoring import PairScore, conflicts, score_comparison
+from svod_identity.domain.matching.scoring import (
+    PairScore,
+    conflicts,
+    score_comparison,
+    tf_adjustments,
+)
 
 _IDENTIFIER_FIELDS = {"phone": "phones", "email": "emails", "loyalty_card": "cards"}
 
@@ -130,7 +135,12 @@ def resolve(records: Sequence[PersonRecord], model: MatchModel | None = None) ->
     comparisons = compare_pairs(records, candidate_pairs(records))
     if model is None:
         model = train_model(comparisons.values())
-    scores = {pair: score_comparison(levels, model) for pair, levels in comparisons.items()}
+    scores = {
+        (i, j): score_comparison(
+            levels, model, tf_adjustments(records[i], records[j], levels, model)
+        )
+        for (i, j), levels in comparisons.items()
+    }
     clusters = _Clusters(records, model)
     links = sorted(
         (pair for pair, s in scores.items() if s.decision == "link"),

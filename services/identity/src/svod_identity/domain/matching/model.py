@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 MISSING = "missing"
@@ -96,6 +97,25 @@ DEFAULT_REVIEW_THRESHOLD = 0.5
 PROBABILITY_FLOOR = 1e-4
 MODEL_VERSION = 1
 
+# Term-frequency adjustment (Splink-style) of an exact agreement on a name: two records that
+# share a value v are likelier one person the rarer v is. The weight of the exact level is
+# moved by log2(u_average / u_v), u_v the share of records holding v and u_average the chance
+# that two random records agree at all (sum of the shares squared): rare surnames gain, the
+# popular ones lose. Learned from the records when the model is refitted (``term_frequencies``).
+TF_FEATURES: tuple[str, ...] = ("last_name", "first_name", "city")
+# The most frequent values kept per feature; a value not among them counts as seen once.
+TF_TOP_VALUES = 2_000
+# Below this many records frequencies say too little to move weights.
+TF_MIN_RECORDS = 200
+# Bounds of the adjustment per feature, in bits (most lost, most gained): one value's share of
+# a base is a noisy guess at how many people hold it, and a shared city is weaker evidence than
+# a shared name however small the town.
+TF_BOUNDS: dict[str, tuple[float, float]] = {
+    "last_name": (1.0, 1.5),
+    "first_name": (1.0, 1.5),
+    "city": (1.0, 1.0),
+}
+
 
 def _checked(table: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
@@ -105,6 +125,43 @@ def _checked(table: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, fl
         total = sum(row.values())
         out[feature] = {level: p / total for level, p in row.items()}
     return out
+
+
+@dataclass(frozen=True)
+class TermFrequencies:
+    """How many of ``total`` records hold each of the most frequent values of a feature."""
+
+    total: int
+    counts: Mapping[str, int]
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int], top: int = TF_TOP_VALUES) -> TermFrequencies:
+        kept = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
+        return cls(total=sum(counts.values()), counts=dict(kept))
+
+    @cached_property
+    def agreement_share(self) -> float:
+        """The chance that two random records hold the same value (u_average); worked out once,
+        as every scored pair asks."""
+        if not self.total:
+            return 0.0
+        return sum((n / self.total) ** 2 for n in self.counts.values())
+
+    def adjustment(self, value: str) -> float:
+        """log2(u_average / u_value), unbounded; 0 with too few records to tell."""
+        if self.total < TF_MIN_RECORDS or not value:
+            return 0.0
+        share = max(self.counts.get(value, 1), 1) / self.total
+        return math.log2(self.agreement_share / share)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "counts": dict(self.counts)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TermFrequencies:
+        return cls(
+            total=int(data["total"]), counts={str(k): int(n) for k, n in data["counts"].items()}
+        )
 
 
 @dataclass(frozen=True)
@@ -126,6 +183,8 @@ class MatchModel:
     em_iterations: int = 0
     converged: bool = False
     version: int = MODEL_VERSION
+    # Feature (``TF_FEATURES``) -> value frequencies among the records, for ``tf_weight``.
+    term_frequencies: Mapping[str, TermFrequencies] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.prior < 1.0:
@@ -140,6 +199,15 @@ class MatchModel:
         if level == MISSING:
             return 0.0
         return math.log2(self.m[feature][level] / self.u[feature][level])
+
+    def tf_weight(self, feature: str, value: str) -> float:
+        """The term-frequency adjustment of an exact agreement on ``value`` (0 when the model
+        holds no frequencies for the feature)."""
+        table = self.term_frequencies.get(feature)
+        if table is None:
+            return 0.0
+        loss, gain = TF_BOUNDS[feature]
+        return max(-loss, min(gain, table.adjustment(value)))
 
     @property
     def prior_weight(self) -> float:
@@ -181,6 +249,9 @@ class MatchModel:
                 }
                 for feature, levels in LEVELS.items()
             },
+            "term_frequencies": {
+                feature: table.to_dict() for feature, table in self.term_frequencies.items()
+            },
         }
 
     @classmethod
@@ -201,6 +272,11 @@ class MatchModel:
             trained_pairs=int(data.get("trained_pairs", 0)),
             em_iterations=int(data.get("em_iterations", 0)),
             converged=bool(data.get("converged", False)),
+            term_frequencies={
+                feature: TermFrequencies.from_dict(table)
+                for feature, table in (data.get("term_frequencies") or {}).items()
+                if feature in TF_FEATURES
+            },
         )
 
     def to_json(self) -> str:

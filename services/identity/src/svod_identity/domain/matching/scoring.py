@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from svod_identity.domain.matching.compare import Comparison, compare_records
+from svod_identity.domain.matching.compare import Comparison, compare_records, view
 from svod_identity.domain.matching.model import FEATURES, MISSING, MatchModel
 from svod_identity.domain.matching.record import PersonRecord
 
@@ -364,9 +364,16 @@ def _probability(score: float) -> float:
     return 1.0 / (1.0 + math.pow(2.0, -max(min(score, 200.0), -200.0)))
 
 
-def score_comparison(levels: Comparison | Mapping[str, str], model: MatchModel) -> PairScore:
-    """Scores a comparison vector from ``compare_records``."""
+def score_comparison(
+    levels: Comparison | Mapping[str, str],
+    model: MatchModel,
+    adjustments: Mapping[str, float] | None = None,
+) -> PairScore:
+    """Scores a comparison vector from ``compare_records``; ``adjustments`` are added to the
+    features' weights (``tf_adjustments``)."""
     weights = {f: model.weight(f, levels.get(f, MISSING)) for f in FEATURES}
+    for feature, bits in (adjustments or {}).items():
+        weights[feature] += bits
     score = model.prior_weight + sum(weights.values())
     probability = _probability(score)
     decision: Decision = "new"
@@ -390,8 +397,39 @@ def score_comparison(levels: Comparison | Mapping[str, str], model: MatchModel) 
     )
 
 
+def tf_adjustments(
+    a: PersonRecord, b: PersonRecord, levels: Mapping[str, str], model: MatchModel
+) -> dict[str, float]:
+    """Term-frequency adjustments of the pair's exact name agreements (``model.tf_weight``):
+    the same rare surname says more than the same common one. Only for names written alike on
+    both sides (not a crossed reading of swapped fields)."""
+    if not model.term_frequencies:
+        return {}
+    x, y = view(a), view(b)
+    out: dict[str, float] = {}
+    if (
+        levels.get("last_name") == "exact"
+        and x.last
+        and y.last
+        and x.last.skeleton == y.last.skeleton
+    ):
+        out["last_name"] = model.tf_weight("last_name", x.last.skeleton)
+    if (
+        levels.get("first_name") == "exact"
+        and x.first
+        and y.first
+        and x.first.skeleton == y.first.skeleton
+    ):
+        out["first_name"] = model.tf_weight("first_name", x.first.skeleton)
+    if levels.get("location") == "city" and x.city and x.city == y.city:
+        # Only the city in common: the same name in Москва says less than in Ачинск.
+        out["location"] = model.tf_weight("city", x.city)
+    return out
+
+
 def score_pair(a: PersonRecord, b: PersonRecord, model: MatchModel) -> PairScore:
-    return score_comparison(compare_records(a, b), model)
+    levels = compare_records(a, b)
+    return score_comparison(levels, model, tf_adjustments(a, b, levels, model))
 
 
 def score_candidates(

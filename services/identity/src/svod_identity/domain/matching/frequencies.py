@@ -1,0 +1,87 @@
+"""Term frequencies of names among the records: what makes a shared name rare or common.
+
+Counted when the model is refitted (from the records in memory, or from the stored records'
+value counts) and kept in the model, so scoring a pair needs no look-up: see
+``model.TermFrequencies`` for the weight adjustment.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from svod_identity.domain.matching.model import TF_TOP_VALUES, TermFrequencies
+from svod_identity.domain.matching.names import resolve_first_name
+from svod_identity.domain.matching.places import city_key as _city_key
+from svod_identity.domain.matching.surnames import surname_form
+
+
+def surname_key(raw: str | None) -> str:
+    """The written surname as comparisons call it "exact" (its skeleton)."""
+    form = surname_form(raw) if raw else None
+    return form.skeleton if form is not None else ""
+
+
+def first_name_key(raw: str | None) -> str:
+    """The written given name as comparisons call it "exact" (its skeleton)."""
+    name = resolve_first_name(raw) if raw else None
+    return name.skeleton if name is not None else ""
+
+
+def city_key(raw: str | None) -> str:
+    """The city as comparisons read it ("г. Москва" and "Москва" alike)."""
+    return _city_key(raw) if raw else ""
+
+
+KEYS: dict[str, Callable[[str | None], str]] = {
+    "last_name": surname_key,
+    "first_name": first_name_key,
+    "city": city_key,
+}
+
+
+def fold_counts(
+    feature: str, raw_counts: Iterable[tuple[str, int]], top: int = TF_TOP_VALUES
+) -> TermFrequencies:
+    """Frequencies of a feature's comparison keys from counts of its values as written."""
+    key_of = KEYS[feature]
+    counts: Counter[str] = Counter()
+    for raw, count in raw_counts:
+        key = key_of(raw)
+        if key:
+            counts[key] += count
+    return TermFrequencies.from_counts(counts, top)
+
+
+def written_values(attributes: Mapping[str, Any]) -> dict[str, str | None]:
+    """The values a stored record's attributes hold for each feature of ``KEYS``, as written:
+    what the store's value counts (``value_counts`` of the export port) count."""
+    addresses = attributes.get("addresses") or [{}]
+    address = addresses[0] if isinstance(addresses[0], Mapping) else {}
+    return {
+        "last_name": attributes.get("last_name"),
+        "first_name": attributes.get("first_name"),
+        "city": address.get("city"),
+    }
+
+
+def attribute_term_frequencies(
+    records: Iterable[Mapping[str, Any]], top: int = TF_TOP_VALUES
+) -> dict[str, TermFrequencies]:
+    """Frequencies among records given by their stored attributes (each record counts once per
+    feature), the same as the store's value counts give."""
+    written: dict[str, Counter[str]] = {feature: Counter() for feature in KEYS}
+    for attributes in records:
+        for feature, value in written_values(attributes).items():
+            if value:
+                written[feature][str(value)] += 1
+    return term_frequencies({f: written[f].items() for f in KEYS}, top)
+
+
+def term_frequencies(
+    raw_counts: Mapping[str, Iterable[tuple[str, int]]], top: int = TF_TOP_VALUES
+) -> dict[str, TermFrequencies]:
+    """Frequencies of every feature of ``KEYS`` from counts of values as written (a feature
+    without counts gets an empty table, which adjusts nothing)."""
+    return {f: fold_counts(f, raw_counts.get(f, ()), top) for f in KEYS}
