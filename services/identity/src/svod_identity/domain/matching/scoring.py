@@ -407,20 +407,12 @@ def tf_adjustments(
         return {}
     x, y = view(a), view(b)
     out: dict[str, float] = {}
-    if (
-        levels.get("last_name") == "exact"
-        and x.last
-        and y.last
-        and x.last.skeleton == y.last.skeleton
+    for feature, mine, theirs in (
+        ("last_name", x.last, y.last),
+        ("first_name", x.first, y.first),
     ):
-        out["last_name"] = model.tf_weight("last_name", x.last.skeleton)
-    if (
-        levels.get("first_name") == "exact"
-        and x.first
-        and y.first
-        and x.first.skeleton == y.first.skeleton
-    ):
-        out["first_name"] = model.tf_weight("first_name", x.first.skeleton)
+        if levels.get(feature) == "exact" and mine and theirs and mine.skeleton == theirs.skeleton:
+            out[feature] = model.tf_weight(feature, mine.skeleton)
     if levels.get("location") == "city" and x.city and x.city == y.city:
         # Only the city in common: the same name in Москва says less than in Ачинск.
         out["location"] = model.tf_weight("city", x.city)
