@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from svod_identity.domain.candidates import CONTACT_KEY_PREFIXES, LONE_KEY_MAX_BLOCK
 from svod_identity.domain.engine import GraphState, person_from
-from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys
+from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys, possible_keys
 from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.preview import MAX_SAMPLES, PreviewResult
 
@@ -47,12 +47,33 @@ class ImportState(GraphState):
             return members
         return [pk for pk in members if pk in self.worth or (pk < 0 and chunk_of(pk) == self.chunk)]
 
-    def consider(self, record: IncomingRecord, pk: int) -> None:
+    def consider(self, record: IncomingRecord, pk: int, keys: Iterable[str] | None = None) -> None:
         """Before ``record`` (engine pk ``pk``) is placed: the earlier records online would
-        have fetched for it (``worth_comparing``)."""
+        have fetched for it (``worth_comparing``). ``keys``: its blocking keys when the caller
+        derived them already (``record_keys``)."""
         self.chunk = chunk_of(pk)
-        person = person_from("0", record.attributes, record.identifiers)
-        self.worth = worth_comparing(blocking_keys(person), self)
+        if keys is None:
+            keys = blocking_keys(person_from("0", record.attributes, record.identifiers))
+        self.worth = worth_comparing(keys, self)
+
+
+@dataclass(frozen=True)
+class RecordKeys:
+    """A record's blocking keys with all its identifiers: its own (``blocking_keys``) and
+    every one it may get (``possible_keys``)."""
+
+    own: frozenset[str]
+    possible: frozenset[str]
+
+
+def record_keys(record: IncomingRecord) -> RecordKeys:
+    """Derived once per record of a batch: ``possible_keys`` choose the blocks to load and
+    ``blocking_keys`` the candidates online would fetch (``consider``). Kept per record, since
+    the matcher's caches by content are bounded (65,536 key sets) and a big import would
+    derive them again."""
+    person = person_from("0", record.attributes, record.identifiers, record.ref.source)
+    possible = possible_keys(person)
+    return RecordKeys(blocking_keys(person), possible)
 
 
 def worth_comparing(keys: Iterable[str], state: GraphState) -> set[int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import json
 import logging
 import time
@@ -36,11 +37,15 @@ from svod_identity.adapters.job_storage import (
     job_of,
 )
 from svod_identity.adapters.storage import IdentityStore
-from svod_identity.domain.batch import ImportState, changes_dict, plan_reresolution
-from svod_identity.domain.engine import Placement, Resolver, person_from
+from svod_identity.domain.batch import (
+    ImportState,
+    changes_dict,
+    plan_reresolution,
+    record_keys,
+)
+from svod_identity.domain.engine import Placement, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.jobs import JobKind, JobOutcome, JobPhase
-from svod_identity.domain.matching.blocking import possible_keys
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import IncomingRecord, RecordRef, new_customer_id
 from svod_identity.domain.preview import (
@@ -213,20 +218,24 @@ async def staged_records(
 Runner = Callable[[AsyncEngine, Job, Lease], Awaitable[None]]
 
 
-def import_keys(records: Sequence[IncomingRecord]) -> set[str]:
+def import_keys(records: Sequence[IncomingRecord]) -> tuple[set[str], list[frozenset[str]]]:
     """Every blocking key the records may get, whichever of their identifiers turn out to be
-    blocked (``possible_keys``): the blocks of the graph to load."""
+    blocked (``possible_keys``): the blocks of the graph to load; and each record's own keys
+    (``blocking_keys``, for ``ImportState.consider``), derived in the same pass."""
     keys: set[str] = set()
+    own: list[frozenset[str]] = []
     for record in records:
-        person = person_from("0", record.attributes, record.identifiers, record.ref.source)
-        keys |= possible_keys(person)
-    return keys
+        derived = record_keys(record)
+        keys |= derived.possible
+        own.append(derived.own)
+    return keys, own
 
 
 async def resolve_import(
     conn: AsyncConnection,
     records: Sequence[IncomingRecord],
     keys: set[str],
+    own_keys: Sequence[frozenset[str]],
     rules: Rules,
     model: MatchModel,
     lease: Lease,
@@ -241,11 +250,11 @@ async def resolve_import(
     resolver = Resolver(state, rules, model)
     placements = []
     placed = 0
-    for record in records:
+    for record, own in zip(records, own_keys, strict=True):
         if record.ref not in state.resolved:
             # The pk the resolver gives it: -1, -2, ... for the records it places.
             placed += 1
-            state.consider(record, -placed)
+            state.consider(record, -placed, own)
         placements.append(resolver.resolve(record))
         lease.progress.done += 1
         if lease.progress.done % 10_000 == 0:
@@ -268,12 +277,12 @@ async def run_import(engine: AsyncEngine, job: Job, lease: Lease) -> None:
     records = [r for page in await staged_records(engine, job.job_pk) for r in page]
     lease.progress.total = len(records)
     lease.progress.enter(JobPhase.BLOCKING)
-    keys = import_keys(records)
+    keys, own_keys = import_keys(records)
     async with engine.begin() as conn:
         marker = await graph_marker(conn)
     async with engine.begin() as conn:
         resolver, placements, existing = await resolve_import(
-            conn, records, keys, rules, model, lease
+            conn, records, keys, own_keys, rules, model, lease
         )
     async with engine.begin() as conn:
         lease.progress.enter(JobPhase.WRITING)
@@ -281,7 +290,7 @@ async def run_import(engine: AsyncEngine, job: Job, lease: Lease) -> None:
             log.info("the graph changed while job %s placed its records: again, locked", job.job_id)
             lease.progress.done = 0
             resolver, placements, existing = await resolve_import(
-                conn, records, keys, rules, model, lease
+                conn, records, keys, own_keys, rules, model, lease
             )
             lease.progress.enter(JobPhase.WRITING)
         written = await write_changes(conn, resolver.state, resolver.changes, placements, existing)
@@ -408,6 +417,12 @@ RUNNERS: dict[JobKind, Runner] = {
 async def run_job(database_url: str, job_pk: int, attempt: int) -> int:
     engine = create_engine(database_url, pool_size=2)
     started = dt.datetime.now(dt.UTC)
+    # The job builds millions of long-lived objects (records, views, blocks) and frees almost
+    # nothing cyclic: the collector's passes over them were a third of the worker's CPU, for
+    # nothing. Measured in-process on 20,000 staged records (bench_bulk's generator): 9.5 s
+    # CPU with the collector, 6.2 s without, and a full collection at the end found 10
+    # objects. The worker is a process of its own, so it runs without it.
+    gc.disable()
     try:
         job = await load_job(engine, job_pk)
         async with Lease(engine, job_pk, attempt) as lease:
@@ -427,3 +442,4 @@ async def run_job(database_url: str, job_pk: int, attempt: int) -> int:
         return 1
     finally:
         await engine.dispose()
+        gc.enable()
