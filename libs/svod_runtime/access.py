@@ -157,6 +157,11 @@ RPC_ACCESS: dict[str, Access] = {
     _PROFILE + "ApplyEvent": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyEventBatch": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "ApplyIdentityChange": Access(S.INTERNAL, _by("identity")),
+    # Event imports (issue 22): ingestion's import jobs stage and commit history; an import's
+    # state names no customer.
+    _PROFILE + "StageEventImport": Access(S.INTERNAL, _by("ingestion")),
+    _PROFILE + "CommitEventImport": Access(S.INTERNAL, _by("ingestion")),
+    _PROFILE + "GetEventImport": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "GetProfile": Access(S.PROFILE_READ, _by("quality"), _SERVICE, _READ),
     # Segmentation fetches contact data of the people a destination gets (activation).
     _PROFILE + "BatchGetProfiles": Access(

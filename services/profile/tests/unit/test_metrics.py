@@ -74,3 +74,15 @@ def test_applying_an_event_leaves_the_old_metrics_untouched() -> None:
     before = Metrics()
     after = apply_event(before, HISTORY[0])
     assert before == Metrics() and after.order_count == 1
+
+
+def test_combining_the_folds_of_two_parts_gives_the_fold_of_the_whole() -> None:
+    """What an event import relies on: per-customer sums of new events added to stored
+    metrics give exactly the metrics of applying the events one by one."""
+    rng = random.Random(22)
+    for _ in range(50):
+        events = HISTORY[:]
+        rng.shuffle(events)
+        cut = rng.randrange(len(events) + 1)
+        assert ev.combine(fold(events[:cut]), fold(events[cut:])) == fold(events)
+    assert ev.combine(Metrics(), Metrics()) == Metrics()

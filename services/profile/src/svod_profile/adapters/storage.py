@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_profile.adapters.erasure_locks import erased_among, lock_for_erasure
+from svod_profile.adapters.event_imports import EventImportRows
 from svod_profile.adapters.event_storage import EventRepository, metrics_from_json
 from svod_profile.domain.announcements import (
     CHANGED_TOPIC,
@@ -219,6 +220,7 @@ class ProfileTransaction:
         self.conn = conn
         self.events = EventRepository(conn)
         self.queries = ProfileQueries(conn)
+        self.imports = EventImportRows(conn)
 
     async def lock_current_profile(self, customer_id: str) -> str:
         """Locks (creating if new) the profile ``customer_id`` names now; returns its id (see

@@ -163,6 +163,45 @@ def apply_event(metrics: Metrics, event: EventFact) -> Metrics:  # noqa: C901
     return _with(m, changes)
 
 
+def _earlier(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return a if b is None else _min(a, b)
+
+
+def _later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return a if b is None else _max(a, b)
+
+
+def combine(a: Metrics, b: Metrics) -> Metrics:
+    """The metrics of two disjoint sets of events together: ``combine(fold(x), fold(y)) ==
+    fold(x + y)`` (every step of ``apply_event`` is a count, a sum, a min/max or a union).
+    An event import folds its events per customer in SQL and adds them to the stored metrics
+    with this."""
+    return Metrics(
+        currency=a.currency or b.currency,
+        order_count=a.order_count + b.order_count,
+        total_spent=a.total_spent + b.total_spent,
+        items_bought=a.items_bought + b.items_bought,
+        discount_total=a.discount_total + b.discount_total,
+        discounted_order_count=a.discounted_order_count + b.discounted_order_count,
+        return_count=a.return_count + b.return_count,
+        total_returned=a.total_returned + b.total_returned,
+        first_order_at=_earlier(a.first_order_at, b.first_order_at),
+        last_order_at=_later(a.last_order_at, b.last_order_at),
+        last_contact_at=_later(a.last_contact_at, b.last_contact_at),
+        last_event_at=_later(a.last_event_at, b.last_event_at),
+        channels=a.channels | b.channels,
+        abandoned_cart_count=a.abandoned_cart_count + b.abandoned_cart_count,
+        campaign_delivered_count=a.campaign_delivered_count + b.campaign_delivered_count,
+        campaign_opened_count=a.campaign_opened_count + b.campaign_opened_count,
+        campaign_clicked_count=a.campaign_clicked_count + b.campaign_clicked_count,
+        session_count=a.session_count + b.session_count,
+        view_count=a.view_count + b.view_count,
+        support_ticket_count=a.support_ticket_count + b.support_ticket_count,
+        last_support_ticket_at=_later(a.last_support_ticket_at, b.last_support_ticket_at),
+        loyalty_points_balance=a.loyalty_points_balance + b.loyalty_points_balance,
+    )
+
+
 def fold(events: Iterable[EventFact]) -> Metrics:
     metrics = Metrics()
     for event in events:

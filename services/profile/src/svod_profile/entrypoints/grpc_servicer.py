@@ -17,6 +17,7 @@ from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_profile.adapters.segment_membership import SegmentMembership
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
+from svod_profile.domain.imports import MAX_STAGE_EVENTS, EventImport
 from svod_profile.domain.model import (
     IdentifierObservation,
     ProfileView,
@@ -25,18 +26,22 @@ from svod_profile.domain.model import (
     TraitObservation,
 )
 from svod_profile.entrypoints.metrics import ProfileMetrics
+from svod_profile.service_layer.event_import import EventImports
 from svod_profile.service_layer.personal_data import PersonalDataExport
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime import bounds
 from svod_runtime.auth import acting_as, current_principal
 from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import (
+    FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
     SvodError,
     ViolationCollector,
 )
+from svod_runtime.ids import parse_customer_id
+from svod_runtime.interceptors import status_proto_for
 from svod_runtime.money import decimal_to_money, money_to_decimal
 from svod_runtime.protoconv import (
     checked_timestamp,
@@ -457,6 +462,36 @@ def export_proto(
     return reply
 
 
+def _refused_event(
+    index: int, ref: common_pb2.RecordRef, error: SvodError
+) -> profile_pb2.RefusedImportEvent:
+    return profile_pb2.RefusedImportEvent(
+        index=index,
+        record_ref=common_pb2.RecordRef(source=ref.source, message_id=ref.message_id),
+        error=status_proto_for(error),
+    )
+
+
+def event_import_proto(found: EventImport) -> profile_pb2.EventImport:
+    reply = profile_pb2.EventImport(
+        import_id=found.import_id,
+        state=int(found.state),  # type: ignore[arg-type]
+        staged_count=found.staged,
+        applied_count=found.applied,
+        duplicate_count=found.duplicates,
+        erased_count=found.erased,
+        customer_count=found.customers,
+    )
+    for name, value in (
+        ("create_time", found.created_at),
+        ("commit_time", found.committed_at),
+        ("finish_time", found.finished_at),
+    ):
+        if value is not None:
+            getattr(reply, name).CopyFrom(datetime_to_timestamp(value))
+    return reply
+
+
 class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
     def __init__(
         self,
@@ -465,8 +500,10 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
         tracer: trace.Tracer | None = None,
         metrics: ProfileMetrics | None = None,
         memberships: SegmentMembership | None = None,
+        imports: EventImports | None = None,
     ) -> None:
         self.service = service
+        self.imports = imports
         self.currency = currency
         self.tracer = tracer or trace.get_tracer(__name__)
         self.metrics = metrics
@@ -550,6 +587,58 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
         if self.metrics is not None:
             self.metrics.batch_answered(answered)
         return profile_pb2.ApplyEventBatchResponse(results=answered)
+
+    def _event_imports(self) -> EventImports:
+        if self.imports is None:
+            raise FailedPrecondition("event imports are not enabled on this server")
+        return self.imports
+
+    async def StageEventImport(
+        self,
+        request_iterator: AsyncIterator[profile_pb2.StageEventImportRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[profile_pb2.StageEventImportResponse]:
+        imports = self._event_imports()
+        import_id = ""
+        async for request in request_iterator:
+            if request.import_id and import_id and request.import_id != import_id:
+                raise InvalidArgument([FieldViolation("import_id", "one stream stages one import")])
+            import_id = import_id or request.import_id
+            if not import_id:
+                raise InvalidArgument(
+                    [FieldViolation("import_id", "required in the stream's first message")]
+                )
+            if len(request.events) > MAX_STAGE_EVENTS:
+                raise InvalidArgument(
+                    [FieldViolation("events", f"at most {MAX_STAGE_EVENTS:,} events per message")]
+                )
+            rows: list[tuple[str, EventFact]] = []
+            refused: list[profile_pb2.RefusedImportEvent] = []
+            for index, item in enumerate(request.events):
+                if index % 200 == 199:
+                    await asyncio.sleep(0)  # other calls run while a message is checked
+                try:
+                    customer_id = parse_customer_id(item.customer_id, "customer_id")
+                    rows.append((customer_id, event_fact(item, self.currency)))
+                except SvodError as error:
+                    refused.append(_refused_event(index, item.record_ref, error))
+            outcome = await imports.stage(import_id, rows)
+            yield profile_pb2.StageEventImportResponse(
+                staged_count=outcome.staged,
+                duplicate_count=outcome.duplicates,
+                refused=refused,
+                import_staged_count=outcome.import_staged,
+            )
+
+    async def CommitEventImport(
+        self, request: profile_pb2.CommitEventImportRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.EventImport:
+        return event_import_proto(await self._event_imports().commit(request.import_id))
+
+    async def GetEventImport(
+        self, request: profile_pb2.GetEventImportRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.EventImport:
+        return event_import_proto(await self._event_imports().get(request.import_id))
 
     async def GetTimeline(
         self, request: profile_pb2.GetTimelineRequest, context: grpc.aio.ServicerContext

@@ -8,7 +8,7 @@ run in the fast unit tier without a database.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from svod_profile.domain.announcements import ProfileChanged
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
+from svod_profile.domain.imports import ChunkFolded, EventImport
 from svod_profile.domain.model import (
     IdentifierObservation,
     ProfileView,
@@ -211,6 +212,61 @@ class ProfileRepository(Protocol):
 
     def reader(self) -> AbstractAsyncContextManager[ProfileUnit]:
         """For single-statement reads (no transaction of its own)."""
+
+
+class EventImportRows(Protocol):
+    """An event import's staged rows and state, inside an ImportUnit (adapters/event_imports)."""
+
+    async def get(self, import_id: str) -> EventImport | None: ...
+
+    async def lock(self, import_id: str) -> tuple[int, EventImport, str | None] | None:
+        """(key, state, last customer folded) of the import, locked; None if never staged."""
+
+    async def lock_or_create(self, import_id: str) -> tuple[int, EventImport]: ...
+
+    async def stage(self, import_pk: int, rows: Sequence[tuple[str, EventFact]]) -> tuple[int, int]:
+        """Stores the (customer, event) rows new to the import: (staged, duplicates)."""
+
+    async def add_staged(self, import_pk: int, staged: int) -> int: ...
+
+    async def start_commit(self, import_pk: int) -> None: ...
+
+    async def next_customers(
+        self, import_pk: int, after: str | None, rows: int
+    ) -> list[tuple[str, int]]:
+        """The next staged customers after ``after`` with about ``rows`` events, each whole:
+        (customer id, its staged events)."""
+
+    async def erased_among(self, customer_ids: list[str]) -> set[str]: ...
+
+    async def fold(
+        self, import_pk: int, owners: dict[str, str]
+    ) -> tuple[dict[str, Metrics], dict[str, bytes], list[tuple[str, EventFact]], int]:
+        """Moves the staged customers' events to the event store (new ones only): per owner
+        the metrics of its new events and its change announcement, the new events with
+        effects beyond metrics, and how many were new."""
+
+    async def advance(self, import_pk: int, through: str, chunk: ChunkFolded) -> None: ...
+
+    async def finish(self, import_pk: int) -> None: ...
+
+
+class ImportUnit(Protocol):
+    """The transaction an event import's staging or commit chunk runs in."""
+
+    @property
+    def events(self) -> ProfileEvents: ...
+
+    @property
+    def imports(self) -> EventImportRows: ...
+
+    async def enqueue_many(
+        self, topic: str, messages: list[tuple[str, bytes, dict[str, str]]]
+    ) -> None: ...
+
+
+class ImportRepository(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[ImportUnit]: ...
 
 
 class CustomerDirectory(Protocol):

@@ -385,6 +385,9 @@ class ProfileService:
             customer_id, consent, current=stands, stated_for=stated_for, record_ref=record_ref
         )
 
+    # What an event import records for an unsubscribe (service_layer/event_import.py).
+    record_consent = _record_consent
+
     async def timeline(
         self, customer_id: str, page_size: int, page_token: str
     ) -> tuple[list[EventFact], str]:

@@ -1,0 +1,219 @@
+"""Profile's set-based fold of imported events (issue 22), end to end, beside its raw ceiling.
+
+N order events for M customers are staged over StageEventImport (messages of 2,000 events,
+serialised before the clock starts, so the client's proto building is not measured) and
+committed; the figure is events/s from the first message sent to GetEventImport answering
+COMMITTED. Beside it, in the same run and on the same database: the raw ceiling (PostgreSQL
+COPY of the same rows into a plain table with no index, from this process) and
+ApplyEventBatch's rate on a sample of fresh events (the streaming path, batches of 1,000, four
+calls in flight). The profile service runs alone in its own process (segmentation is not
+started: the announcements wait in the outbox, so the figure is profile's work only).
+
+    .venv/bin/python -m benchmarks.profile.bench_event_import --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import uuid
+from decimal import Decimal
+
+import grpc
+import psycopg
+
+from benchmarks.harness import scratch_database
+from benchmarks.profile.event_data import events
+from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod_cli.suite import TOP, free_ports, suite_env, wait_healthy
+from svod_runtime.config import SERVICES
+from svod_runtime.db import libpq_url
+from svod_runtime.money import money_to_decimal
+
+RESULTS = TOP / "benchmarks" / "results" / "event_import.json"
+PER_MESSAGE = 2000
+STAGE_PATH = "/svod.profile.v1.ProfileService/StageEventImport"
+_COMMITTED = profile_pb2.EventImport.STATE_COMMITTED
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def serialized_messages(customers: list[str], count: int, seed: int) -> tuple[list[bytes], list]:
+    """The import's messages as bytes, and the events' rows for the raw COPY."""
+    messages: list[bytes] = []
+    rows: list[tuple] = []
+    batch: list = []
+    for item in events(customers, count, seed, mixed=False):
+        batch.append(item)
+        e = item.event
+        rows.append(
+            (
+                item.customer_id,
+                item.record_ref.source,
+                item.record_ref.message_id,
+                "order_placed",
+                e.occurred_time.ToDatetime(),
+                "web",
+                "RUB",
+                money_to_decimal(e.total),
+                Decimal(0),
+                sum(line.quantity for line in e.lines),
+            )
+        )
+        if len(batch) == PER_MESSAGE:
+            messages.append(
+                profile_pb2.StageEventImportRequest(
+                    import_id=f"bench-{seed}", events=batch
+                ).SerializeToString()
+            )
+            batch = []
+    if batch:
+        messages.append(
+            profile_pb2.StageEventImportRequest(
+                import_id=f"bench-{seed}", events=batch
+            ).SerializeToString()
+        )
+    return messages, rows
+
+
+def raw_copy(db_url: str, rows: list[tuple]) -> float:
+    """Seconds to COPY the rows into a plain table (no index, logged), committed."""
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        conn.execute(
+            "CREATE TABLE bench_raw_events (customer_id uuid, source text, message_id text, "
+            "event_type text, occurred_at timestamptz, channel text, currency text, "
+            "amount numeric(20, 9), discount numeric(20, 9), items integer)"
+        )
+        conn.commit()
+        started = time.perf_counter()
+        with conn.cursor() as cursor, cursor.copy("COPY bench_raw_events FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        seconds = time.perf_counter() - started
+        conn.execute("DROP TABLE bench_raw_events")
+        conn.commit()
+    return seconds
+
+
+def import_events(stub, channel: grpc.Channel, import_id: str, messages: list[bytes]) -> dict:
+    stage = channel.stream_stream(
+        STAGE_PATH,
+        request_serializer=lambda b: b,
+        response_deserializer=profile_pb2.StageEventImportResponse.FromString,
+    )
+    started = time.perf_counter()
+    staged = 0
+    for reply in stage(iter(messages), timeout=3600):
+        staged += reply.staged_count
+        assert not reply.refused, reply.refused[0]
+    staged_s = time.perf_counter() - started
+    stub.CommitEventImport(profile_pb2.CommitEventImportRequest(import_id=import_id), timeout=60)
+    while True:
+        found = stub.GetEventImport(
+            profile_pb2.GetEventImportRequest(import_id=import_id), timeout=60
+        )
+        if found.state == _COMMITTED:
+            break
+        time.sleep(0.2)
+    total_s = time.perf_counter() - started
+    return {
+        "staged": staged,
+        "applied": found.applied_count,
+        "customers": found.customer_count,
+        "stage_seconds": round(staged_s, 2),
+        "commit_seconds": round(total_s - staged_s, 2),
+        "seconds": round(total_s, 2),
+    }
+
+
+def streaming_rate(stub, customers: list[str], count: int, seed: int) -> float:
+    """ApplyEventBatch events/s: batches of 1,000, four calls in flight."""
+    items = list(events(customers, count, seed, mixed=False, source="stream"))
+    batches = [
+        profile_pb2.ApplyEventBatchRequest(events=items[i : i + 1000])
+        for i in range(0, len(items), 1000)
+    ]
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for reply in pool.map(lambda b: stub.ApplyEventBatch(b, timeout=600), batches):
+            assert all(r.HasField("applied") for r in reply.results)
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=0, help="default: events / 10")
+    parser.add_argument("--stream-sample", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=22)
+    args = parser.parse_args()
+    customers = [str(uuid.uuid4()) for _ in range(args.customers or max(1, args.events // 10))]
+    print(f"load average at start: {load()}", flush=True)
+    generated = time.perf_counter()
+    messages, rows = serialized_messages(customers, args.events, args.seed)
+    print(f"generated {args.events:,} events in {time.perf_counter() - generated:.1f} s")
+    with scratch_database("bench_evimp") as db_url:
+        raw_s = raw_copy(db_url, rows)
+        del rows
+        raw_rate = args.events / raw_s
+        print(f"raw COPY of the same rows: {raw_rate:,.0f} rows/s ({raw_s:.1f} s); load {load()}")
+        ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+        env = {**os.environ, **suite_env(db_url, ports), "SVOD_LOG_LEVEL": "WARNING"}
+        server = subprocess.Popen([sys.executable, "-m", "svod_profile", "serve"], env=env)
+        try:
+            wait_healthy({"profile": ports["profile"]}, env=env)
+            channel = grpc.insecure_channel(
+                f"127.0.0.1:{ports['profile']}",
+                options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
+            )
+            stub = profile_pb2_grpc.ProfileServiceStub(channel)
+            outcome = import_events(stub, channel, f"bench-{args.seed}", messages)
+            del messages
+            rate = args.events / outcome["seconds"]
+            print(
+                f"import: {rate:,.0f} events/s end to end ({outcome['seconds']} s: staging "
+                f"{outcome['stage_seconds']} s, commit {outcome['commit_seconds']} s), "
+                f"{rate / raw_rate:.2f} of the raw COPY; load {load()}"
+            )
+            with psycopg.connect(libpq_url(db_url)) as conn:
+                orders = conn.execute(
+                    "SELECT sum((metrics->>'order_count')::bigint) FROM profile.profiles"
+                ).fetchone()[0]
+            assert orders == args.events, (orders, args.events)
+            stream_customers = [str(uuid.uuid4()) for _ in range(max(1, args.stream_sample // 10))]
+            stream_rate = streaming_rate(stub, stream_customers, args.stream_sample, args.seed + 1)
+            print(
+                f"ApplyEventBatch on {args.stream_sample:,} events: {stream_rate:,.0f} events/s; "
+                f"load {load()}"
+            )
+            channel.close()
+        finally:
+            server.terminate()
+            server.wait(30)
+    result = {
+        "events": args.events,
+        "customers": len(customers),
+        "import": {**outcome, "events_per_s": round(rate)},
+        "raw_copy_rows_per_s": round(raw_rate),
+        "import_over_raw": round(rate / raw_rate, 3),
+        "apply_event_batch": {"events": args.stream_sample, "events_per_s": round(stream_rate)},
+        "load_average_end": load(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {RESULTS.relative_to(TOP)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,427 @@
+"""Event imports in the ``profile`` schema: staging with COPY, folding set-based (issue 22).
+
+An import's staged events are in a table of their own, ``event_import_rows_<import_pk>``
+(made by the import's first staging, indexed by customer when the commit starts, dropped when
+it is done). A commit folds them a chunk of customers at a time: one INSERT ... SELECT moves
+the chunk's events into ``events`` (ON CONFLICT DO NOTHING: an event applied before counts
+once) and the same statement aggregates the rows it inserted per customer, in SQL, into the
+metrics of those events; the use case adds them to the stored metrics (``domain.events.combine``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from svod_profile.adapters.event_storage import EVENT_COLUMNS, _event_from_row
+from svod_profile.domain.contacts import CONTACT_FAILED
+from svod_profile.domain.events import (
+    CAMPAIGN_CLICKED,
+    CAMPAIGN_DELIVERED,
+    CAMPAIGN_OPENED,
+    CAMPAIGN_UNSUBSCRIBED,
+    CART_ABANDONED,
+    CONTACT_EVENTS,
+    LOYALTY_ACCRUED,
+    LOYALTY_REDEEMED,
+    ORDER_PLACED,
+    ORDER_RETURNED,
+    PAGE_VIEWED,
+    PRODUCT_VIEWED,
+    SESSION_STARTED,
+    SUPPORT_OPENED,
+    EventFact,
+    Metrics,
+)
+from svod_profile.domain.imports import ChunkFolded, EventImport, ImportState
+from svod_runtime.db import array_literal, fetch_direct
+
+# Event types whose effects go beyond metrics (a consent, a report to quality): their rows
+# are read back whole after a chunk's insert.
+SIDE_EFFECT_TYPES = (CAMPAIGN_UNSUBSCRIBED, CONTACT_FAILED)
+
+_STAGED_COLUMNS = (
+    "customer_id",
+    "source",
+    "message_id",
+    "event_type",
+    "occurred_at",
+    "channel",
+    "currency",
+    "amount",
+    "discount",
+    "items",
+    "categories",
+    "order_id",
+    "reference_id",
+    "contact_channel",
+    "loyalty_points",
+    "properties",
+    "identifiers",
+)
+
+
+def _q(value: str) -> str:
+    """A constant as an SQL string literal (only the module's own event type names)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _types(*names: str) -> str:
+    return "event_type IN (" + ", ".join(_q(n) for n in names) + ")"
+
+
+# Per customer, the metrics of the events a chunk inserted: each line is the SQL of one step
+# of domain.events.apply_event (the equivalence test holds the two to each other).
+_ORDER = _types(ORDER_PLACED)
+_AGGREGATES = f"""
+    max(currency) AS currency,
+    count(*) FILTER (WHERE {_ORDER}) AS order_count,
+    coalesce(sum(amount) FILTER (WHERE {_ORDER}), 0) AS total_spent,
+    coalesce(sum(items) FILTER (WHERE {_ORDER}), 0) AS items_bought,
+    coalesce(sum(discount) FILTER (WHERE {_ORDER}), 0) AS discount_total,
+    count(*) FILTER (WHERE {_ORDER} AND discount > 0) AS discounted_order_count,
+    count(*) FILTER (WHERE {_types(ORDER_RETURNED)}) AS return_count,
+    coalesce(sum(amount) FILTER (WHERE {_types(ORDER_RETURNED)}), 0) AS total_returned,
+    min(occurred_at) FILTER (WHERE {_ORDER}) AS first_order_at,
+    max(occurred_at) FILTER (WHERE {_ORDER}) AS last_order_at,
+    max(occurred_at) FILTER (WHERE {_types(*sorted(CONTACT_EVENTS))}) AS last_contact_at,
+    max(occurred_at) AS last_event_at,
+    array_agg(DISTINCT channel) AS channels,
+    count(*) FILTER (WHERE {_types(CART_ABANDONED)}) AS abandoned_cart_count,
+    count(*) FILTER (WHERE {_types(CAMPAIGN_DELIVERED)}) AS campaign_delivered_count,
+    count(*) FILTER (WHERE {_types(CAMPAIGN_OPENED)}) AS campaign_opened_count,
+    count(*) FILTER (WHERE {_types(CAMPAIGN_CLICKED)}) AS campaign_clicked_count,
+    count(*) FILTER (WHERE {_types(SESSION_STARTED)}) AS session_count,
+    count(*) FILTER (WHERE {_types(PAGE_VIEWED, PRODUCT_VIEWED)}) AS view_count,
+    count(*) FILTER (WHERE {_types(SUPPORT_OPENED)}) AS support_ticket_count,
+    max(occurred_at) FILTER (WHERE {_types(SUPPORT_OPENED)}) AS last_support_ticket_at,
+    coalesce(sum(loyalty_points) FILTER (WHERE {_types(LOYALTY_ACCRUED)}), 0)
+        - coalesce(sum(loyalty_points) FILTER (WHERE {_types(LOYALTY_REDEEMED)}), 0)
+        AS loyalty_points_balance,
+    count(*) AS inserted,
+    -- The ProfileChanged announcement's JSON (domain.announcements: {{"events": [[source,
+    -- message_id], ...]}}), built here: 10M refs through Python objects and json.dumps cost
+    -- more than the fold itself.
+    jsonb_build_object('events', jsonb_agg(jsonb_build_array(source, message_id)))::text
+        AS announcement,
+    array_agg(source) FILTER (WHERE {_types(*SIDE_EFFECT_TYPES)}) AS side_sources,
+    array_agg(message_id) FILTER (WHERE {_types(*SIDE_EFFECT_TYPES)}) AS side_messages
+"""
+_COUNTS = (
+    "order_count",
+    "items_bought",
+    "discounted_order_count",
+    "return_count",
+    "abandoned_cart_count",
+    "campaign_delivered_count",
+    "campaign_opened_count",
+    "campaign_clicked_count",
+    "session_count",
+    "view_count",
+    "support_ticket_count",
+    "loyalty_points_balance",
+)
+_SUMS = ("total_spent", "discount_total", "total_returned")
+_TIMES = ("first_order_at", "last_order_at", "last_contact_at", "last_event_at")
+
+
+def rows_table(import_pk: int) -> str:
+    return f"event_import_rows_{int(import_pk)}"
+
+
+def _delta(row: Any) -> Metrics:
+    values: dict[str, Any] = {name: int(getattr(row, name)) for name in _COUNTS}
+    values.update({name: Decimal(getattr(row, name)) for name in _SUMS})
+    values.update({name: getattr(row, name) for name in _TIMES})
+    values["last_support_ticket_at"] = row.last_support_ticket_at
+    values["channels"] = frozenset(row.channels)
+    values["currency"] = row.currency or ""
+    return Metrics(**values)
+
+
+def _import_of(row: Any) -> EventImport:
+    return EventImport(
+        import_id=row.import_id,
+        state=ImportState(row.state),
+        staged=int(row.staged_count),
+        applied=int(row.applied_count),
+        duplicates=int(row.duplicate_count),
+        erased=int(row.erased_count),
+        customers=int(row.customer_count),
+        created_at=row.created_at,
+        committed_at=row.committed_at,
+        finished_at=row.finished_at,
+    )
+
+
+_IMPORT_COLUMNS = (
+    "import_pk, import_id, state, staged_count, applied_count, duplicate_count, erased_count, "
+    "customer_count, folded_through, created_at, committed_at, finished_at"
+)
+
+
+class EventImportRows:
+    """An import's rows and state, inside a ProfileTransaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def get(self, import_id: str) -> EventImport | None:
+        rows = await fetch_direct(
+            self.conn,
+            f"SELECT {_IMPORT_COLUMNS} FROM event_imports WHERE import_id = %(i)s",
+            {"i": import_id},
+        )
+        return _import_of(rows[0]) if rows else None
+
+    async def lock(self, import_id: str) -> tuple[int, EventImport, str | None] | None:
+        """The import's key, state and how far its commit got, locked (staging and commits
+        of one import go one at a time); None when it was never staged."""
+        rows = await fetch_direct(
+            self.conn,
+            f"SELECT {_IMPORT_COLUMNS} FROM event_imports WHERE import_id = %(i)s FOR UPDATE",
+            {"i": import_id},
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        through = None if row.folded_through is None else str(row.folded_through)
+        return int(row.import_pk), _import_of(row), through
+
+    async def lock_or_create(self, import_id: str) -> tuple[int, EventImport]:
+        """As ``lock``, creating the import (and its staging table) when new."""
+        await fetch_direct(
+            self.conn,
+            "INSERT INTO event_imports (import_id) VALUES (%(i)s) "
+            "ON CONFLICT (import_id) DO NOTHING",
+            {"i": import_id},
+        )
+        locked = await self.lock(import_id)
+        assert locked is not None
+        pk, state, _ = locked
+        if state.state == ImportState.STAGING:
+            await fetch_direct(
+                self.conn,
+                f"""
+                CREATE TABLE IF NOT EXISTS {rows_table(pk)} (
+                    customer_id uuid NOT NULL,
+                    source text NOT NULL,
+                    message_id text NOT NULL,
+                    event_type text NOT NULL,
+                    occurred_at timestamptz NOT NULL,
+                    channel text NOT NULL,
+                    currency text NOT NULL,
+                    amount numeric(20, 9) NOT NULL,
+                    discount numeric(20, 9) NOT NULL,
+                    items integer NOT NULL,
+                    categories text[] NOT NULL,
+                    order_id text NOT NULL,
+                    reference_id text NOT NULL,
+                    contact_channel text NOT NULL,
+                    loyalty_points bigint NOT NULL,
+                    properties jsonb NOT NULL,
+                    identifiers jsonb NOT NULL,
+                    PRIMARY KEY (source, message_id)
+                )
+                """,
+            )
+        return pk, state
+
+    async def stage(self, import_pk: int, rows: Sequence[tuple[str, EventFact]]) -> tuple[int, int]:
+        """COPYs the events new to the import (the first copy of a record counts); returns
+        (staged, duplicates). The caller holds the import's lock."""
+        table = rows_table(import_pk)
+        fresh: dict[tuple[str, str], tuple[str, EventFact]] = {}
+        for customer_id, event in rows:
+            fresh.setdefault((event.source, event.message_id), (customer_id, event))
+        if fresh:
+            seen = await fetch_direct(
+                self.conn,
+                f"SELECT r.source, r.message_id FROM {table} r JOIN unnest("
+                "CAST(%(s)s AS text[]), CAST(%(m)s AS text[])) AS x(s, m) "
+                "ON r.source = x.s AND r.message_id = x.m",
+                {"s": [s for s, _ in fresh], "m": [m for _, m in fresh]},
+            )
+            for row in seen:
+                del fresh[(row.source, row.message_id)]
+        if fresh:
+            raw = await self.conn.get_raw_connection()
+            cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+            dumps = json.dumps
+            async with cursor.copy(
+                f"COPY {table} ({', '.join(_STAGED_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for customer_id, e in fresh.values():
+                    await copy.write_row(
+                        (
+                            customer_id,
+                            e.source,
+                            e.message_id,
+                            e.type,
+                            e.occurred_at,
+                            e.channel,
+                            e.currency,
+                            e.amount,
+                            e.discount,
+                            e.items,
+                            list(e.categories),
+                            e.order_id,
+                            e.reference_id,
+                            e.contact_channel,
+                            e.loyalty_points,
+                            dumps(e.properties, ensure_ascii=False),
+                            dumps([list(i) for i in e.identifiers], ensure_ascii=False),
+                        )
+                    )
+        return len(fresh), len(rows) - len(fresh)
+
+    async def add_staged(self, import_pk: int, staged: int) -> int:
+        rows = await fetch_direct(
+            self.conn,
+            "UPDATE event_imports SET staged_count = staged_count + %(n)s "
+            "WHERE import_pk = %(p)s RETURNING staged_count",
+            {"n": staged, "p": import_pk},
+        )
+        return int(rows[0].staged_count)
+
+    async def start_commit(self, import_pk: int) -> None:
+        """COMMITTING from now on; the rows get the index the chunks are read by."""
+        table = rows_table(import_pk)
+        await fetch_direct(
+            self.conn, f"CREATE INDEX IF NOT EXISTS {table}_customer ON {table} (customer_id)"
+        )
+        await fetch_direct(
+            self.conn,
+            "UPDATE event_imports SET state = %(s)s, committed_at = now() WHERE import_pk = %(p)s",
+            {"s": int(ImportState.COMMITTING), "p": import_pk},
+        )
+
+    async def next_customers(
+        self, import_pk: int, after: str | None, rows: int
+    ) -> list[tuple[str, int]]:
+        """The staged customer ids after ``after`` (in id order) whose events make about
+        ``rows`` rows: every id whole (one customer with more rows is a chunk alone)."""
+        found = await fetch_direct(
+            self.conn,
+            f"""
+            SELECT customer_id, count(*) AS n FROM (
+                SELECT customer_id FROM {rows_table(import_pk)}
+                WHERE customer_id > CAST(%(a)s AS uuid) ORDER BY customer_id LIMIT %(n)s
+            ) s GROUP BY customer_id ORDER BY customer_id
+            """,
+            {"a": after or "00000000-0000-0000-0000-000000000000", "n": rows},
+        )
+        ids = [(str(r.customer_id), int(r.n)) for r in found]
+        if len(ids) > 1 and sum(n for _, n in ids) >= rows:
+            ids.pop()  # its last rows may be past the limit: it goes whole in the next chunk
+        elif len(ids) == 1 and ids[0][1] >= rows:  # a customer of more rows is a chunk alone
+            whole = await fetch_direct(
+                self.conn,
+                f"SELECT count(*) AS n FROM {rows_table(import_pk)} WHERE customer_id = %(c)s",
+                {"c": ids[0][0]},
+            )
+            ids = [(ids[0][0], int(whole[0].n))]
+        return ids
+
+    async def erased_among(self, customer_ids: list[str]) -> set[str]:
+        """The ids erased, or merged into an erased customer: their events are dropped."""
+        rows = await fetch_direct(
+            self.conn,
+            "SELECT customer_id FROM erased_customers "
+            "WHERE customer_id = ANY(CAST(%(c)s AS uuid[])) "
+            "UNION SELECT m.customer_id FROM merged_customers m JOIN erased_customers e "
+            "ON e.customer_id = m.survivor_id WHERE m.customer_id = ANY(CAST(%(c)s AS uuid[]))",
+            {"c": array_literal(customer_ids)},
+        )
+        return {str(r.customer_id) for r in rows}
+
+    async def fold(
+        self, import_pk: int, owners: dict[str, str]
+    ) -> tuple[dict[str, Metrics], dict[str, bytes], list[tuple[str, EventFact]], int]:
+        """Moves the staged events of the ``owners`` keys (staged id -> the customer it names
+        now) into ``events``, those seen before left out; returns per customer the metrics
+        of its new events and its change announcement, the new events with effects beyond
+        metrics (with their customer), and how many were inserted."""
+        if not owners:
+            return {}, {}, [], 0
+        staged = sorted(owners)
+        rows = await fetch_direct(
+            self.conn,
+            f"""
+            WITH m AS (
+                SELECT * FROM unnest(CAST(%(s)s AS uuid[]), CAST(%(o)s AS uuid[]))
+                    AS m(staged, owner)
+            ), ins AS (
+                INSERT INTO events (customer_id, {EVENT_COLUMNS})
+                SELECT m.owner, {", ".join("r." + c for c in _STAGED_COLUMNS[1:])}
+                FROM {rows_table(import_pk)} r JOIN m ON r.customer_id = m.staged
+                WHERE r.customer_id >= CAST(%(lo)s AS uuid)
+                    AND r.customer_id <= CAST(%(hi)s AS uuid)
+                ON CONFLICT (source, message_id) DO NOTHING
+                RETURNING customer_id, source, message_id, event_type, occurred_at, channel,
+                    currency, amount, discount, items, loyalty_points
+            )
+            SELECT customer_id, {_AGGREGATES} FROM ins GROUP BY customer_id
+            """,
+            {
+                "s": array_literal(staged),
+                "o": array_literal(owners[s] for s in staged),
+                "lo": staged[0],
+                "hi": staged[-1],
+            },
+        )
+        deltas: dict[str, Metrics] = {}
+        announcements: dict[str, bytes] = {}
+        side_refs: list[tuple[str, str]] = []
+        inserted = 0
+        for row in rows:
+            customer = str(row.customer_id)
+            deltas[customer] = _delta(row)
+            announcements[customer] = row.announcement.encode()
+            inserted += int(row.inserted)
+            if row.side_sources:
+                side_refs += zip(row.side_sources, row.side_messages, strict=True)
+        side: list[tuple[str, EventFact]] = []
+        if side_refs:
+            found = await fetch_direct(
+                self.conn,
+                f"SELECT customer_id, {EVENT_COLUMNS} FROM events WHERE (source, message_id) IN "
+                "(SELECT s, m FROM unnest(CAST(%(s)s AS text[]), CAST(%(m)s AS text[])) "
+                "AS x(s, m)) ORDER BY occurred_at, source, message_id",
+                {"s": [s for s, _ in side_refs], "m": [m for _, m in side_refs]},
+            )
+            side = [(str(r.customer_id), _event_from_row(r)) for r in found]
+        return deltas, announcements, side, inserted
+
+    async def advance(self, import_pk: int, through: str, chunk: ChunkFolded) -> None:
+        await fetch_direct(
+            self.conn,
+            """
+            UPDATE event_imports SET folded_through = %(t)s,
+                applied_count = applied_count + %(a)s,
+                duplicate_count = duplicate_count + %(d)s,
+                erased_count = erased_count + %(e)s,
+                customer_count = customer_count + %(c)s
+            WHERE import_pk = %(p)s
+            """,
+            {
+                "t": through,
+                "a": chunk.applied,
+                "d": chunk.duplicates,
+                "e": chunk.erased,
+                "c": chunk.customers,
+                "p": import_pk,
+            },
+        )
+
+    async def finish(self, import_pk: int) -> None:
+        await fetch_direct(
+            self.conn,
+            "UPDATE event_imports SET state = %(s)s, finished_at = now() WHERE import_pk = %(p)s",
+            {"s": int(ImportState.COMMITTED), "p": import_pk},
+        )
+        await fetch_direct(self.conn, f"DROP TABLE IF EXISTS {rows_table(import_pk)}")
