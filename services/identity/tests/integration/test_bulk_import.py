@@ -170,3 +170,57 @@ def test_bad_import_calls_get_precise_refusals(suite) -> None:
     with pytest.raises(grpc.RpcError) as too_many:
         stage(suite, f"test-{secrets.token_hex(3)}", [[request(phones=(phone(),))] * 2001])
     assert too_many.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_quality_accepts_what_an_import_reports(suite, suite_database) -> None:
+    """An import's review pairs reach quality. A pair whose two customers a later record of
+    the import joined is no suspected duplicate any more and is not reported: quality refuses
+    a customer paired with itself (INVALID_ARGUMENT), and once refused the whole report, with
+    the pairs that still hold, was a dead letter."""
+    surname = f"Муравьева{secrets.choice('абвгдежз')}{secrets.choice('клмнпрст')}ина"
+    born, other_born = (1985, 3, 4), (1979, 11, 23)
+    p1, p2, p3, p4 = phone(), phone(), phone(), phone()
+    full = dict(first="Феврония", last=surname)
+    records = [
+        request(phones=(p1,), born=born, **full),
+        # The surname and birth date alone: a review against the first, a customer of its own.
+        request(phones=(p2,), last=surname, born=born),
+        # Both phones: joins the two (the review pair is settled within the import).
+        request(phones=(p1, p2), born=born, **full),
+        # Another such pair that nothing settles: reported to quality.
+        request(phones=(p3,), born=other_born, **full),
+        request(phones=(p4,), last=surname, born=other_born),
+    ]
+    import_id = import_records(suite, records)
+    job = wait_job(suite, import_id)
+    assert job.review_items_opened >= 2
+    placed = results(suite, import_id)
+    joined, kept = placed[0].customer_id, (placed[3].customer_id, placed[4].customer_id)
+    assert placed[1].customer_id == placed[2].customer_id == joined
+    assert kept[0] != kept[1]
+
+    def reports() -> list[tuple[object, ...]]:
+        with suite_database.admin_connect() as conn:
+            return conn.execute(
+                "SELECT outbox_pk, failed_at, last_error FROM identity.outbox "
+                "WHERE topic = 'quality.duplicates' AND (position(%s in "
+                "convert_from(payload, 'UTF8')) > 0 OR position(%s in "
+                "convert_from(payload, 'UTF8')) > 0)",
+                (joined, kept[0]),
+            ).fetchall()
+
+    def delivered() -> bool:
+        pending = reports()
+        assert all(failed is None for _, failed, _ in pending), pending
+        return not pending
+
+    wait_until(delivered, 30, what="the import's quality reports delivered")
+    first, second = sorted(kept)
+    with suite_database.admin_connect() as conn:
+        suspected = conn.execute(
+            "SELECT first_customer_id::text, second_customer_id::text, suspected "
+            "FROM quality.duplicate_pairs WHERE first_customer_id = ANY(%s) "
+            "OR second_customer_id = ANY(%s)",
+            ([joined, *kept], [joined, *kept]),
+        ).fetchall()
+    assert suspected == [(first, second, True)]

@@ -406,9 +406,14 @@ async def write_changes(
             ),
         )
     customer_of = {n.pk: final(n.customer_id) for n in recs}
+    # A pair a later record of the import joined into one customer is settled, not suspected
+    # (online would report it and then its merge): quality refuses a customer paired with
+    # itself, and with it the whole report. At 20,000 generated records 266 of 1,783 pairs.
     pairs = [
-        (customer_of.get(r.record_pk, ""), final(r.candidate_customer_id), r.probability)
+        (mine, theirs, r.probability)
         for r in reviews
+        if (mine := customer_of.get(r.record_pk, ""))
+        and (theirs := final(r.candidate_customer_id)) != mine
     ]
     for start in range(0, max(len(pairs), len(blocked)), 1000):
         await tx.announcements.report_quality(
