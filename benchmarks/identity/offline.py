@@ -5,6 +5,7 @@ goes through the public API:
 
     .venv/bin/python -m benchmarks.identity.offline febrl3
     .venv/bin/python -m benchmarks.identity.offline gen --persons 2000 --seed 11
+    .venv/bin/python -m benchmarks.identity.offline households --persons 3000 --seed 303 --em
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def fitted_model(requests: Sequence) -> MatchModel:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("dataset", choices=("febrl3", "febrl4", "gen"))
+    parser.add_argument("dataset", choices=("febrl3", "febrl4", "gen", "households"))
     parser.add_argument("--persons", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
@@ -114,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         requests, truth = datasets.febrl3()
     elif args.dataset == "febrl4":
         requests, truth = datasets.febrl4()
+    elif args.dataset == "households":
+        requests, truth = datasets.households(args.persons, args.seed)
     else:
         requests, truth = datasets.generated(args.persons, args.seed)
     model = fitted_model(requests) if args.em else None

@@ -10,8 +10,9 @@ of every customer involved). The same engine re-runs resolution over a whole gra
    to their owners. Joining an owner - and merging several owners - must pass the conflict
    check (no first-name, birth-date or patronymic conflict between any records of the two
    sides, see ``scoring.conflicts``, judged by the match model: disagreements the data show
-   common among matching records are no conflict), the per-type value limits and "kept
-   apart" decisions;
+   common among matching records are no conflict; nor may a record tied to the other side by
+   a mailbox alone come from another city, ``mailbox_stranger``), the per-type value limits
+   and "kept apart" decisions;
    an identifier refused because its owner is clearly someone else counts towards that
    value's frequency blocklist.
 2. Fuzzy matching when no identifier links: candidates from the blocking-key index (blocks
@@ -74,6 +75,15 @@ _SURNAME_AGREES = frozenset({"exact", "fuzzy"})
 _PLACE_AGREES = frozenset({"address", "postcode", "city"})
 # Disagreements with any record of the customer that stop a link on a rare full name.
 _RARE_NAME_DISAGREEMENTS = ("phone", "email", "card", "location", "birth_date")
+# E-mail levels that tie a record to a mailbox's holder, and the agreements that tie it to a
+# person beyond the mailbox (``mailbox_stranger``).
+_MAILBOX_TIES = frozenset({"exact", "fuzzy", "local_part"})
+_PERSONAL_TIES: dict[str, frozenset[str]] = {
+    "phone": frozenset({"agree"}),
+    "card": frozenset({"agree"}),
+    "birth_date": frozenset({"exact"}),
+    "last_name": frozenset({"exact", "fuzzy", "gender_form"}),
+}
 
 
 def person_from(
@@ -423,6 +433,35 @@ def conflicting(a: PersonRecord, b: PersonRecord, model: MatchModel | None = Non
     return conflicts(compare_records(a, b), model)
 
 
+def mailbox_stranger(person: PersonRecord, theirs: Sequence[PersonRecord]) -> bool:
+    """Whether the only thing tying the record to a customer's records is a mailbox: it shares
+    an e-mail (or its login) with some of them, but no mobile, card, birth date or surname
+    with any, and its city differs from that of every record that names one. Two people of one
+    first name who use one mailbox (a family's box, a login typed from memory), not one
+    person: a person who moved keeps the surname, the phone or the birth date somewhere in
+    their records.
+
+    A cluster-level check: the record is compared with all the customer's records the engine
+    holds (``MAX_CHECK_RECORDS``), so a record tied by e-mail to one record of a chain cannot
+    pull in a stranger from another city. Measured (benchmarks/identity/offline.py, EM):
+    households seeds 303/909 at 3000 persons and 7717 at 4000 F1 0.9396 -> 0.9417 (P 0.9897 ->
+    0.9938, at most 3 persons per customer -> 2), 0.9372 -> 0.9390, 0.9315 -> 0.9325; generator
+    seeds 101/202 at 3000 and 5151 at 4000 unchanged (no such pair links there). Also asking a
+    new mobile for a record under the same surname (no move) cost the first generator recall
+    (seed 101 0.9466 -> 0.9459, 5151 0.9420 -> 0.9406): people change numbers and keep the
+    e-mail.
+    """
+    if not theirs:
+        return False
+    levels = [compare_records(person, other) for other in theirs]
+    if not any(lv["email"] in _MAILBOX_TIES for lv in levels):
+        return False
+    if any(lv[f] in ties for lv in levels for f, ties in _PERSONAL_TIES.items()):
+        return False
+    places = [lv["location"] for lv in levels if lv["location"] != MISSING]
+    return bool(places) and all(place == "disagree" for place in places)
+
+
 class Resolver:
     """Places records one after another, updating ``state`` and collecting ``changes``."""
 
@@ -495,6 +534,8 @@ class Resolver:
             for b in theirs:
                 if conflicting(a, b, self.model):
                     return Refusal.CONFLICT
+        if person is not None and mailbox_stranger(person, theirs):
+            return Refusal.CONFLICT
         return None
 
     # -- placement ------------------------------------------------------------------------
