@@ -11,8 +11,12 @@ events, in proto JSON), CSV with a header (columns -> fields by a mapping file, 
 with a mapping; without one, columns named and nested as the message's fields). The format
 follows the file's suffix unless ``--format`` says.
 
-Records go to ingestion over ``IdentifyStream`` / ``TrackStream`` in streams of CHUNK messages.
-What makes a re-run safe:
+Customers go by default through identity's set-based batch path (``--path batch``): ingestion's
+``StageCustomerImport`` stores and stages CHUNK records per message, then ``CommitCustomerImport``
+starts the import's job (identity resolves every record at once, ingestion folds them into the
+profiles) and ``--wait`` follows it to its end. ``--path stream`` (and every events import) sends
+the records over ``IdentifyStream`` / ``TrackStream`` in streams of CHUNK messages, each resolved
+on its own. What makes a re-run safe:
 
 - **Idempotent.** Every message has a (source, message id); a line without a message id gets
   ``imp-<first 20 hex digits of the file's SHA-256>-<line>``, so the same file always gives
@@ -40,6 +44,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import sys
 import threading
 import time
@@ -97,6 +102,17 @@ KEEP_REJECTED = 1_000
 WAIT_FOLLOW = 20_000
 CHECKPOINT_VERSION = 1
 DEFAULT_CHANNEL = "SOURCE_CHANNEL_BACK_OFFICE"
+
+
+class ImportPath(StrEnum):
+    """How customers reach their profiles: identity's batch engine, or one by one."""
+
+    BATCH = "batch"
+    STREAM = "stream"
+
+
+# How often --wait asks for a batch import's job.
+JOB_POLL_S = 1.0
 
 
 class FileFormat(StrEnum):
@@ -323,6 +339,10 @@ class Checkpoint:
     records_done: int = 0
     complete: bool = False
     totals: Totals = field(default_factory=Totals)
+    # The batch path's import (its id names it in ingestion and identity) and whether it was
+    # committed; empty for the stream path.
+    import_id: str = ""
+    committed: bool = False
 
     def save(self) -> None:
         """Written to a temporary file and renamed: a crash leaves the old or the new one."""
@@ -338,6 +358,8 @@ class Checkpoint:
             "duplicates": self.totals.duplicates,
             "rejected_count": self.totals.rejected_count,
             "rejected": self.totals.rejected,
+            "import_id": self.import_id,
+            "committed": self.committed,
         }
         temporary = self.path.with_name(self.path.name + ".tmp")
         temporary.write_text(json.dumps(state, ensure_ascii=False), encoding="utf-8")
@@ -376,6 +398,8 @@ class Checkpoint:
                 int(state["rejected_count"]),
                 list(state["rejected"]),
             ),
+            str(state.get("import_id", "")),
+            bool(state.get("committed", False)),
         )
 
 
@@ -397,12 +421,15 @@ class Sender:
     """Sends chunks over the kind's stream RPC, STREAMS at a time, each retried with backoff
     when the failure is in transit; answers come back in the chunks' order."""
 
-    def __init__(self, kind: Kind, retries: int, quiet: bool) -> None:
+    def __init__(self, kind: Kind, retries: int, quiet: bool, import_id: str = "") -> None:
         self.kind = kind
         self.retries = retries
         self.quiet = quiet
+        # Set: the batch path, each chunk one StageCustomerImport message of this import.
+        self.import_id = import_id
         self._channel = channel("ingestion")
         self._method = getattr(Stub(self._channel), kind.method)
+        self._stage = Stub(self._channel).StageCustomerImport
         self._pool = ThreadPoolExecutor(max_workers=STREAMS, thread_name_prefix="svod-import")
         self.retried = 0
         # Set when the import stops (done, or Ctrl-C): streams in flight finish, none is
@@ -439,6 +466,8 @@ class Sender:
         attempt = 1
         while True:
             try:
+                if self.import_id:
+                    return self._staged(messages)
                 reply: ingestion_pb2.BulkResponse = self._method(
                     iter(messages), timeout=60.0 + len(messages) / 20, metadata=metadata()
                 )
@@ -461,6 +490,25 @@ class Sender:
                     raise
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 attempt += 1
+
+    def _staged(self, messages: list[Message]) -> ingestion_pb2.BulkResponse:
+        """The chunk as one StageCustomerImport message; its answer as a stream's."""
+        request = ingestion_pb2.StageCustomerImportRequest(
+            import_id=self.import_id,
+            records=messages,  # type: ignore[arg-type]
+        )
+        answers = list(
+            self._stage(iter([request]), timeout=60.0 + len(messages) / 20, metadata=metadata())
+        )
+        if len(answers) != 1:
+            raise RuntimeError(f"ingestion answered {len(answers)} times to one message")
+        (answer,) = answers
+        return ingestion_pb2.BulkResponse(
+            accepted_count=answer.accepted_count,
+            duplicate_count=answer.duplicate_count,
+            rejected=answer.rejected,
+            rejected_count=answer.rejected_count,
+        )
 
 
 @dataclass
@@ -649,6 +697,11 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     mapping = Path(args.mapping) if args.mapping else None
     sha, total = file_facts(path, fmt)
     checkpoint = _open_checkpoint(args, path, kind, sha)
+    route = _route(args, kind)
+    if route is ImportPath.BATCH and not checkpoint.import_id:
+        # Its own id per import of the file (a --restart is a new import: its lines, stored
+        # already, come back as duplicates and nothing is resolved twice).
+        checkpoint.import_id = f"cust-{sha[:20]}-{secrets.token_hex(4)}"
     resumed_from = checkpoint.last_line
     try:  # now, not after the first stream: a folder we cannot write to is a usage error
         checkpoint.save()
@@ -660,6 +713,8 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     if checkpoint.complete:
         result = summary_json(path, kind, checkpoint, Outcome(), resumed_from)
         result["already_imported"] = True
+        if checkpoint.import_id:
+            result["import_id"] = checkpoint.import_id
         if args.json:
             print_json(result)
         else:
@@ -674,13 +729,26 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     rows = read_rows(path, fmt, mapping, kind)
     # This run's records only, so that a resumed import's rate and ETA are its own.
     progress = Progress("sent", max(total - checkpoint.records_done, 1), force=args.progress)
-    sender = Sender(kind, args.retries, quiet=not (args.progress or sys.stderr.isatty()))
+    quiet = not (args.progress or sys.stderr.isatty())
+    batch = route is ImportPath.BATCH
+    sender = Sender(kind, args.retries, quiet, checkpoint.import_id if batch else "")
     outcome = Outcome()
+    job: ingestion_pb2.CustomerImport | None = None
     try:
         try:
             outcome = run_import(
-                rows, kind, defaults, checkpoint, sender, progress, args.limit, args.wait
+                rows,
+                kind,
+                defaults,
+                checkpoint,
+                sender,
+                progress,
+                args.limit,
+                args.wait and not batch,
             )
+            if batch and not outcome.stopped_by_limit:
+                progress.finish()
+                job = _commit(checkpoint, args.retries, quiet)
         finally:
             sender.close()
     except grpc.RpcError as error:
@@ -699,12 +767,19 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
             file=sys.stderr,
         )
         return 130
-    progress.finish()
+    if not batch:
+        progress.finish()
     if not outcome.stopped_by_limit:
         checkpoint.complete = True
         checkpoint.save()
     result = summary_json(path, kind, checkpoint, outcome, resumed_from)
     result["retried_streams"] = sender.retried
+    result["path"] = route.value
+    if job is not None:
+        result["import_id"] = checkpoint.import_id
+        if args.wait:
+            job = _follow_job(job, args.timeout, args.progress or sys.stderr.isatty())
+        result["import"] = job_json(job)
     delivery = None
     if args.wait and outcome.refs:
         refs = outcome.refs
@@ -737,6 +812,8 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
         print_summary(result)
         if outcome.stopped_by_limit:
             print(f"stopped after line {checkpoint.last_line:,} (--limit); run again to resume")
+        if job is not None:
+            print_job(result["import"], waited=args.wait)
         if delivery is not None:
             sample = " (a sample)" if result["followed_sample"] else ""
             print(
@@ -751,7 +828,141 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     problems = checkpoint.totals.rejected_count or (
         delivery is not None and (delivery.failed or result["pending"])
     )
+    if job is not None and args.wait:
+        shown = result["import"]
+        problems = problems or shown["state"] != "succeeded" or shown["failed"] or shown["pending"]
     return EXIT_REFUSED if problems else EXIT_OK
+
+
+def _route(args: argparse.Namespace, kind: Kind) -> ImportPath:
+    if kind.name != "customers":
+        if args.path == ImportPath.BATCH:
+            raise UsageError("--path batch is for customers; events are sent as streams")
+        return ImportPath.STREAM
+    return ImportPath(args.path or ImportPath.BATCH)
+
+
+def _commit(checkpoint: Checkpoint, retries: int, quiet: bool) -> ingestion_pb2.CustomerImport:
+    """Commits the staged import (idempotent: a commit sent again returns the job as it is),
+    retried with backoff when ingestion cannot be reached."""
+    with channel("ingestion") as opened:
+        stub = Stub(opened)
+        delay = BACKOFF_FIRST_S
+        attempt = 1
+        while True:
+            try:
+                job: ingestion_pb2.CustomerImport = stub.CommitCustomerImport(
+                    ingestion_pb2.CommitCustomerImportRequest(import_id=checkpoint.import_id),
+                    timeout=60.0,
+                    metadata=metadata(),
+                )
+                break
+            except grpc.RpcError as error:
+                if error.code() not in RETRYABLE or attempt > retries:
+                    raise
+                if not quiet:
+                    print(f"commit: {error.code().name}; again in {delay:.1f} s", file=sys.stderr)
+                time.sleep(delay * (0.75 + random.random() / 2))
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                attempt += 1
+    checkpoint.committed = True
+    checkpoint.save()
+    return job
+
+
+_DONE = (
+    ingestion_pb2.CustomerImport.STATE_SUCCEEDED,
+    ingestion_pb2.CustomerImport.STATE_FAILED,
+)
+
+
+def _job_line(job: ingestion_pb2.CustomerImport) -> str:
+    phase = ingestion_pb2.CustomerImport.Phase.Name(job.phase).removeprefix("PHASE_").lower()
+    if job.phase == ingestion_pb2.CustomerImport.PHASE_RESOLVING:
+        detail = job.resolution_phase or "queued"
+        if job.records_total:
+            detail += f" {job.records_resolved:,}/{job.records_total:,}"
+    elif job.phase == ingestion_pb2.CustomerImport.PHASE_FOLDING:
+        detail = f"{job.records_delivered:,}/{job.records_staged:,} profiles"
+    else:
+        detail = ""
+    return f"import {job.import_id}: {phase} {detail}".rstrip()
+
+
+def _follow_job(
+    job: ingestion_pb2.CustomerImport, timeout_s: float, show: bool
+) -> ingestion_pb2.CustomerImport:
+    """Polls the import's job until it ends (or ``timeout_s``), its phase and progress on
+    standard error when ``show``; transient failures of the poll are waited out."""
+    deadline = time.monotonic() + timeout_s
+    shown = ""
+    with channel("ingestion") as opened:
+        stub = Stub(opened)
+        while job.state not in _DONE and time.monotonic() < deadline:
+            time.sleep(JOB_POLL_S)
+            try:
+                job = stub.GetCustomerImport(
+                    ingestion_pb2.GetCustomerImportRequest(import_id=job.import_id),
+                    timeout=30.0,
+                    metadata=metadata(),
+                )
+            except grpc.RpcError as error:
+                if error.code() not in RETRYABLE:
+                    raise
+                continue
+            line = _job_line(job)
+            if show and line != shown:
+                sys.stderr.write("\r" + line.ljust(len(shown)))
+                sys.stderr.flush()
+                shown = line
+    if show and shown:
+        sys.stderr.write("\n")
+    return job
+
+
+def job_json(job: ingestion_pb2.CustomerImport) -> dict[str, Any]:
+    settled = job.records_delivered + job.records_failed
+    return {
+        "import_id": job.import_id,
+        "state": ingestion_pb2.CustomerImport.State.Name(job.state).removeprefix("STATE_").lower(),
+        "phase": ingestion_pb2.CustomerImport.Phase.Name(job.phase).removeprefix("PHASE_").lower(),
+        "records_staged": job.records_staged,
+        "customers_created": job.customers_created,
+        "records_linked": job.records_linked,
+        "records_already_resolved": job.records_already_resolved,
+        "customers_merged": job.customers_merged,
+        "review_items_opened": job.review_items_opened,
+        "delivered": job.records_delivered,
+        "failed": job.records_failed,
+        "pending": max(0, job.records_staged - settled) if job.state not in _DONE else 0,
+        "error": job.error,
+        "seconds": round(
+            (job.finish_time.ToDatetime() - job.commit_time.ToDatetime()).total_seconds(), 3
+        )
+        if job.HasField("finish_time") and job.HasField("commit_time")
+        else None,
+    }
+
+
+def print_job(job: dict[str, Any], *, waited: bool) -> None:
+    if not waited:
+        print(
+            f"import {job['import_id']} committed ({job['state']}, {job['phase']}); "
+            "svod import customers FILE --wait follows it"
+        )
+        return
+    print(
+        f"import {job['import_id']}: {job['state']}; customers created "
+        f"{job['customers_created']:,}, records linked {job['records_linked']:,}, "
+        f"already resolved {job['records_already_resolved']:,}, customers merged "
+        f"{job['customers_merged']:,}, review items {job['review_items_opened']:,}"
+    )
+    print(
+        f"profiles: delivered {job['delivered']}, failed {job['failed']}, "
+        f"still pending {job['pending']}"
+    )
+    if job["error"]:
+        print(f"  {job['error']}")
 
 
 def _channel_name(text: str) -> str:
@@ -814,6 +1025,16 @@ def add_import_commands(subparsers: argparse._SubParsersAction) -> None:
         command.add_argument(
             "--wait", action="store_true", help="then wait until the records are delivered"
         )
+        if name == "customers":
+            command.add_argument(
+                "--path",
+                choices=list(ImportPath),
+                default=None,
+                help="batch (default): identity resolves the whole import at once; stream: "
+                "each record on its own through IdentifyStream",
+            )
+        else:
+            command.set_defaults(path=None)
         command.add_argument(
             "--timeout", type=float, default=600.0, help="how long --wait waits (default 600 s)"
         )

@@ -96,6 +96,11 @@ RPC_ACCESS: dict[str, Access] = {
     _INGESTION + "IdentifyStream": Access(S.INGEST_WRITE),
     _INGESTION + "Track": Access(S.INGEST_WRITE),
     _INGESTION + "TrackStream": Access(S.INGEST_WRITE),
+    # Customer imports (svod import customers): like IdentifyStream, through identity's batch
+    # engine; the job's state counts records and customers, it names none.
+    _INGESTION + "StageCustomerImport": Access(S.INGEST_WRITE),
+    _INGESTION + "CommitCustomerImport": Access(S.INGEST_WRITE),
+    _INGESTION + "GetCustomerImport": Access(S.INGEST_WRITE),
     # Says which customer a record went to.
     _INGESTION + "GetRecordStatus": Access(S.INGEST_WRITE, segments=_REFUSE),
     _INGESTION + "ErasePayloads": Access(S.INTERNAL, _by("profile")),
@@ -197,7 +202,10 @@ RPC_ACCESS: dict[str, Access] = {
     _SEGMENTATION + "ApplyProfileChange": Access(S.INTERNAL, _by("profile")),
     _SEGMENTATION + "ApplyProfileChanges": Access(S.INTERNAL, _by("profile")),
     _SEGMENTATION + "EraseCustomer": Access(S.INTERNAL, _by("profile")),
-    _SEGMENTATION + "RecomputeSegments": Access(S.SEGMENT_ADMIN, segments=_SERVICE, audit=_CHANGE),
+    # Ingestion asks once at the end of a customer import.
+    _SEGMENTATION + "RecomputeSegments": Access(
+        S.SEGMENT_ADMIN, _by("ingestion"), segments=_SERVICE, audit=_CHANGE
+    ),
     # Activation: destinations are configuration; binding a segment to one, starting a sync
     # and sending dead letters again send personal data out of Svod (an export).
     _SEGMENTATION + "CreateDestination": Access(S.SEGMENT_ADMIN, audit=_CHANGE),

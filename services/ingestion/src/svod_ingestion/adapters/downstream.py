@@ -63,7 +63,7 @@ def _finding(result: identity_pb2.BatchLookupCustomersResponse.Result) -> Findin
     return Finding(state, result.customer_id, tuple(result.candidate_customer_ids))
 
 
-def _resolve_request(message: ingestion_pb2.IdentifyRequest) -> identity_pb2.ResolveRequest:
+def resolve_request(message: ingestion_pb2.IdentifyRequest) -> identity_pb2.ResolveRequest:
     record = message.record
     return identity_pb2.ResolveRequest(
         record_ref=message.record_ref,
@@ -160,6 +160,16 @@ class GrpcDownstream:
             answers += await applying
         return answers
 
+    async def apply_resolved(
+        self,
+        messages: list[ingestion_pb2.IdentifyRequest],
+        carriers: list[dict[str, str]],
+        resolved: list[identity_pb2.ResolveResponse | DeliveryError],
+    ) -> list[str | DeliveryError]:
+        """Applies records resolved elsewhere (a customer import's results) to their profiles
+        as a bulk pass's are: ApplyBatch calls, in order."""
+        return await self._apply_all(messages, carriers, resolved)
+
     async def _apply_all(
         self,
         messages: list[ingestion_pb2.IdentifyRequest],
@@ -244,7 +254,7 @@ class GrpcDownstream:
         with continuing(carrier):
             try:
                 return await self._call(
-                    self.identity.Resolve(_resolve_request(message), timeout=self.timeout_s)
+                    self.identity.Resolve(resolve_request(message), timeout=self.timeout_s)
                 )
             except DeliveryError as error:
                 return error
@@ -255,7 +265,7 @@ class GrpcDownstream:
         try:
             reply = await self._call(
                 self.identity.ResolveBatch(
-                    iter([_resolve_request(m) for m in messages]),
+                    iter([resolve_request(m) for m in messages]),
                     timeout=self._bulk_timeout(len(messages)),
                 )
             )

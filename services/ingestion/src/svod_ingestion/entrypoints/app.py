@@ -5,6 +5,8 @@ from __future__ import annotations
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.downstream import GrpcDownstream
 from svod_ingestion.adapters.held_events import HeldEventStore
+from svod_ingestion.adapters.import_peers import GrpcImportPeers
+from svod_ingestion.adapters.imports import ImportStore
 from svod_ingestion.adapters.quality_client import QualityStandardizer
 from svod_ingestion.adapters.storage import IngestionStore, redriven_records
 from svod_ingestion.domain.attributes import parse_declarations
@@ -13,6 +15,7 @@ from svod_ingestion.domain.model import RECORD_TOPICS, MessageKind
 from svod_ingestion.entrypoints.grpc_servicer import IngestionServicer
 from svod_ingestion.service_layer.delivery import RecordDelivery
 from svod_ingestion.service_layer.held_sweeper import HeldEventSweeper
+from svod_ingestion.service_layer.imports import CustomerImports, ImportJobRunner
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
@@ -37,9 +40,11 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     )
     identity = peer_channel(config.peers["identity"], telemetry, config.peer_security)
     profile = peer_channel(config.peers["profile"], telemetry, config.peer_security)
+    segmentation = peer_channel(config.peers["segmentation"], telemetry, config.peer_security)
+    downstream = GrpcDownstream(identity, profile, config.peer_timeout_s)
     delivery = RecordDelivery(
         store,
-        GrpcDownstream(identity, profile, config.peer_timeout_s),
+        downstream,
         config.unknown_customer_grace_s,
         held,
     )
@@ -109,6 +114,14 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         config.currency,
         parse_declarations(config.custom_attributes),
     )
+    # Customer imports: staged here and with identity, resolved by identity's batch engine,
+    # folded into the profiles by a leased job (service_layer/imports.py).
+    import_store = ImportStore(engine)
+    import_peers = GrpcImportPeers(identity, segmentation, downstream, config.peer_timeout_s)
+    # A fold step (1,000 records through ApplyBatch) takes seconds on a loaded machine: the
+    # lease is three outbox leases, so a slow step does not lose it.
+    import_jobs = ImportJobRunner(import_store, import_peers, lease_s=3 * config.outbox_lease_s)
+    servicer.imports = CustomerImports(import_store, import_peers, on_committed=import_jobs.wake)
     # Identify calls accepted while quality was unreachable are checked before delivery.
     delivery.quality_gate = servicer.check_stored
 
@@ -116,6 +129,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         await identity.close()
         await profile.close()
         await quality.close()
+        await segmentation.close()
 
     servicer.dead_letters = DeadLetterApi(
         DeadLetterStore(engine, on_redrive=redriven_records), bulk.topics
@@ -128,6 +142,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=ingestion_pb2_grpc.IngestionServiceServicer,
         descriptor=ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
         add_to_server=ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-        background=[interactive.run, bulk.run, sweeper.run, retention],
+        background=[interactive.run, bulk.run, sweeper.run, retention, import_jobs.run],
         on_close=[close],
     )

@@ -14,6 +14,13 @@ from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.quality_client import QualityStandardizer, Standardized, Unchecked
 from svod_ingestion.domain.attribution import HeldEvent, Issue
+from svod_ingestion.domain.imports import (
+    MAX_IMPORT_RECORDS,
+    CustomerImport,
+    ImportPhase,
+    ImportState,
+    check_import_id,
+)
 from svod_ingestion.domain.messages import (
     Amount,
     IdentifyMessage,
@@ -24,10 +31,11 @@ from svod_ingestion.domain.messages import (
     validate_track,
 )
 from svod_ingestion.domain.model import Accepted, Incoming, MessageKind, RecordState
+from svod_ingestion.service_layer.imports import CustomerImports
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.bounds import MAX_STREAM_MESSAGES
 from svod_runtime.dead_letters import DeadLetterRpcs
-from svod_runtime.errors import InvalidArgument, SvodError, ViolationCollector
+from svod_runtime.errors import InvalidArgument, SvodError, Unavailable, ViolationCollector
 from svod_runtime.outbox import DeliveryError
 from svod_runtime.protoconv import (
     checked_timestamp,
@@ -157,6 +165,49 @@ def track_message(request: ingestion_pb2.TrackRequest) -> TrackMessage:
     )
 
 
+_IMPORT_STATE = {
+    ImportState.STAGING: ingestion_pb2.CustomerImport.STATE_STAGING,
+    ImportState.RUNNING: ingestion_pb2.CustomerImport.STATE_RUNNING,
+    ImportState.SUCCEEDED: ingestion_pb2.CustomerImport.STATE_SUCCEEDED,
+    ImportState.FAILED: ingestion_pb2.CustomerImport.STATE_FAILED,
+}
+_IMPORT_PHASE = {
+    ImportPhase.STAGING: ingestion_pb2.CustomerImport.PHASE_STAGING,
+    ImportPhase.RESOLVING: ingestion_pb2.CustomerImport.PHASE_RESOLVING,
+    ImportPhase.FOLDING: ingestion_pb2.CustomerImport.PHASE_FOLDING,
+    ImportPhase.SEGMENTS: ingestion_pb2.CustomerImport.PHASE_SEGMENTS,
+    ImportPhase.DONE: ingestion_pb2.CustomerImport.PHASE_DONE,
+}
+
+
+def customer_import(job: CustomerImport) -> ingestion_pb2.CustomerImport:
+    reply = ingestion_pb2.CustomerImport(
+        import_id=job.import_id,
+        state=_IMPORT_STATE[job.state],
+        phase=_IMPORT_PHASE[job.phase],
+        records_staged=job.records_staged,
+        resolution_phase=job.resolution_phase,
+        records_total=job.records_total,
+        records_resolved=job.records_resolved,
+        records_delivered=job.records_delivered,
+        records_failed=job.records_failed,
+        customers_created=job.customers_created,
+        records_linked=job.records_linked,
+        records_already_resolved=job.records_already_resolved,
+        customers_merged=job.customers_merged,
+        review_items_opened=job.review_items_opened,
+        error=job.error,
+    )
+    for field, moment in (
+        ("create_time", job.created_at),
+        ("commit_time", job.committed_at),
+        ("finish_time", job.finished_at),
+    ):
+        if moment is not None:
+            getattr(reply, field).CopyFrom(datetime_to_timestamp(moment))
+    return reply
+
+
 def _response(accepted: Accepted) -> ingestion_pb2.IdentifyResponse:
     return ingestion_pb2.IdentifyResponse(
         record_id=accepted.record_id,
@@ -225,6 +276,8 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         self.standardizer = standardizer
         self.currency = currency
         self.attributes = attributes or {}
+        # Customer imports through identity's batch engine (set by the app).
+        self.imports: CustomerImports | None = None
 
     def _checked(self, request: ingestion_pb2.IdentifyRequest, now: dt.datetime) -> None:
         validate_identify(identify_message(request), now, self.attributes)
@@ -392,9 +445,16 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
             await self._identify_chunk(chunk, answer)
         return answer.response
 
-    async def _identify_chunk(
-        self, chunk: list[tuple[int, ingestion_pb2.IdentifyRequest]], answer: StreamAnswer
-    ) -> None:
+    async def _identify_checked(
+        self,
+        chunk: list[tuple[int, ingestion_pb2.IdentifyRequest]],
+        answer: StreamAnswer,
+        *,
+        must_check: bool = False,
+    ) -> list[tuple[int, Any, Incoming]]:
+        """Identify's validation and quality's standardisation of many records: the storable
+        ones, the others refused in ``answer``. ``must_check``: UNAVAILABLE (nothing refused or
+        stored) when quality cannot be asked now, instead of accepting records unchecked."""
         now = dt.datetime.now(dt.UTC)
         valid: list[tuple[int, ingestion_pb2.IdentifyRequest]] = []
         for index, request in chunk:
@@ -407,15 +467,80 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         standardized = await self.standardizer.standardize(
             [(request.record_ref.source, request.record) for _, request in valid]
         )
+        if must_check and not all(result.checked for result in standardized):
+            raise Unavailable("quality could not standardise the records now; send them again")
         storable: list[tuple[int, Any, Incoming]] = []
         for (index, request), result in zip(valid, standardized, strict=True):
             try:
                 storable.append((index, request, self._identify_incoming(request, result, now)))
             except SvodError as error:
                 answer.reject(index, request, error)
+        return storable
+
+    async def _identify_chunk(
+        self, chunk: list[tuple[int, ingestion_pb2.IdentifyRequest]], answer: StreamAnswer
+    ) -> None:
+        storable = await self._identify_checked(chunk, answer)
         if storable:
             await self._store_chunk(storable, answer)
         answer.end_chunk()
+
+    # -- customer imports (docs/bulk-import.md) ----------------------------------------------
+
+    async def StageCustomerImport(
+        self,
+        request_iterator: AsyncIterator[ingestion_pb2.StageCustomerImportRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[ingestion_pb2.StageCustomerImportResponse]:
+        """Each message's records checked as Identify's, stored and staged with identity;
+        answered once durable."""
+        if self.imports is None:  # pragma: no cover - wired by the app
+            raise Unavailable("customer imports are not configured")
+        import_id = ""
+        async for request in request_iterator:
+            errors = ViolationCollector()
+            if request.import_id and import_id and request.import_id != import_id:
+                errors.add("import_id", "one stream stages one import")
+            import_id = import_id or request.import_id
+            check_import_id(import_id, errors)
+            if len(request.records) > MAX_IMPORT_RECORDS:
+                errors.add("records", f"at most {MAX_IMPORT_RECORDS:,} per message")
+            errors.raise_if_any()
+            answer = StreamAnswer()
+            storable = await self._identify_checked(
+                list(enumerate(request.records)), answer, must_check=True
+            )
+            staged = await self.imports.stage(import_id, [item[2] for item in storable])
+            for (index, record, _), outcome in zip(storable, staged.outcomes, strict=True):
+                if isinstance(outcome, SvodError):
+                    answer.reject(index, record, outcome)
+                else:
+                    answer.count(outcome)
+            answer.end_chunk()
+            bulk = answer.response
+            yield ingestion_pb2.StageCustomerImportResponse(
+                accepted_count=bulk.accepted_count,
+                duplicate_count=bulk.duplicate_count,
+                rejected=bulk.rejected,
+                rejected_count=bulk.rejected_count,
+                import_staged_count=staged.import_staged,
+            )
+
+    async def CommitCustomerImport(
+        self,
+        request: ingestion_pb2.CommitCustomerImportRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> ingestion_pb2.CustomerImport:
+        if self.imports is None:  # pragma: no cover - wired by the app
+            raise Unavailable("customer imports are not configured")
+        return customer_import(await self.imports.commit(request.import_id))
+
+    async def GetCustomerImport(
+        self, request: ingestion_pb2.GetCustomerImportRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.CustomerImport:
+        if self.imports is None:  # pragma: no cover - wired by the app
+            raise Unavailable("customer imports are not configured")
+        return customer_import(await self.imports.get(request.import_id))
 
     async def ErasePayloads(
         self, request: ingestion_pb2.ErasePayloadsRequest, context: grpc.aio.ServicerContext

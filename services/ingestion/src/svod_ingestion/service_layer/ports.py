@@ -9,11 +9,18 @@ satisfy them in memory, so the use cases run in the fast unit tier without a dat
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 from svod_ingestion.domain.attribution import Finding, HeldEvent, Hold, Issue
+from svod_ingestion.domain.imports import (
+    CustomerImport,
+    ImportResult,
+    ImportState,
+    ResolutionProgress,
+    Staged,
+)
 from svod_ingestion.domain.model import (
     Incoming,
     MessageKind,
@@ -21,6 +28,7 @@ from svod_ingestion.domain.model import (
     StoredPayload,
     StoredRecord,
 )
+from svod_runtime.errors import FieldViolation
 from svod_runtime.outbox import DeliveryError, OutboxLane
 
 # (type, value, namespace) of a stored message's identifiers, from its kind and payload.
@@ -161,3 +169,68 @@ class Downstream(Protocol):
 # Quality's check of stored identify calls accepted unchecked: for each, the payload to deliver
 # (standardised) or the refusal (a reject rule: permanent; quality unreachable: retried).
 QualityGate = Callable[[list[bytes]], Awaitable[list["bytes | DeliveryError"]]]
+
+
+# -- customer imports (service_layer/imports.py) -----------------------------------------------
+
+
+class ImportRepository(Protocol):
+    """Customer imports and the records stored under them (adapters/imports.py)."""
+
+    async def stage(
+        self, import_id: str, rows: Sequence[tuple[str, Incoming, bytes]]
+    ) -> Staged | ImportState: ...
+
+    async def payloads_by_pk(self, record_pks: Sequence[int]) -> dict[int, bytes]: ...
+
+    async def staged_with_identity(self, import_id: str, import_staged: int) -> None: ...
+
+    async def fail_records(self, record_pks: Sequence[int], errors: Sequence[str]) -> None: ...
+
+    async def get(self, import_id: str) -> CustomerImport | None: ...
+
+    async def commit(self, import_id: str) -> CustomerImport | None: ...
+
+    async def claim(self, owner: str, lease_s: float) -> CustomerImport | None: ...
+
+    async def update(self, import_id: str, owner: str, lease_s: float, **values: Any) -> None: ...
+
+    async def pending_records(
+        self, import_id: str, refs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, bytes]]: ...
+
+    async def settle(
+        self,
+        import_id: str,
+        owner: str,
+        lease_s: float,
+        delivered: Sequence[tuple[int, str]],
+        failed: Sequence[tuple[int, str]],
+        results_after: int,
+    ) -> None: ...
+
+    async def fail_leftovers(
+        self, import_id: str, owner: str, lease_s: float, error: str
+    ) -> int: ...
+
+    async def release(self, import_id: str, owner: str) -> None: ...
+
+
+class ImportPeers(Protocol):
+    """Identity's batch engine, profile's ApplyBatch, segmentation (adapters/import_peers.py)."""
+
+    async def stage(
+        self, import_id: str, payloads: Sequence[bytes]
+    ) -> tuple[dict[int, tuple[str, list[FieldViolation]]], int]: ...
+
+    async def commit(self, import_id: str) -> ResolutionProgress: ...
+
+    async def progress(self, import_id: str) -> ResolutionProgress: ...
+
+    def results(self, import_id: str, after_sequence: int) -> AsyncIterator[ImportResult]: ...
+
+    async def apply(
+        self, items: Sequence[tuple[bytes, ImportResult]]
+    ) -> list[str | DeliveryError]: ...
+
+    async def recompute_segments(self) -> None: ...

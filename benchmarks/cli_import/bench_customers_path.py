@@ -1,0 +1,136 @@
+"""`svod import customers FILE` end to end through the batch path beside the stream path, on the
+same file in the same run: from the command's start until every record is delivered (resolved
+and folded into its customer's profile).
+
+Each path gets the five services as processes on a scratch database of its own (a fresh graph
+each: the same records are new customers for both). The file holds ``--persons`` people with
+1-3 records each (a phone, an e-mail and a card spread over their records, a name and birth
+date on most), shuffled: real resolution work, links included.
+
+- **batch**: ``svod import customers FILE --path batch --wait`` (StageCustomerImport, then the
+  import's job: identity's batch engine, ListImportResults, profile's ApplyBatch);
+- **stream**: ``svod import customers FILE --path stream``, then the time until ingestion has
+  no record of the file pending (IdentifyStream, each record resolved by ResolveBatch streams
+  and folded by ApplyBatch from ingestion's relay).
+
+Results: benchmarks/results/cli_import_paths.json, with the machine's load average.
+
+    .venv/bin/python -m benchmarks.cli_import.bench_customers_path --persons 12000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from benchmarks.harness import running_suite, scratch_database
+from svod_cli.suite import TOP
+from svod_runtime.db import libpq_url
+from tests.e2e.test_import_batch import generated
+
+RESULTS = TOP / "benchmarks" / "results" / "cli_import_paths.json"
+
+
+def pending(db_url: str) -> int:
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM ingestion.records WHERE state = 'pending'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def run_path(path_name: str, file: Path, scratch: Path) -> dict[str, Any]:
+    with scratch_database(f"svod_bench_{path_name}") as db_url, running_suite(db_url) as suite:
+        env = {**os.environ, **{f"SVOD_{s.upper()}_TARGET": suite.target(s) for s in suite.ports}}
+        load = os.getloadavg()[0]
+        command = [
+            str(TOP / ".venv" / "bin" / "svod"),
+            "import",
+            "customers",
+            str(file),
+            "--path",
+            path_name,
+            "--json",
+            "--checkpoint",
+            str(scratch / f"{path_name}.json"),
+        ]
+        if path_name == "batch":
+            command += ["--wait", "--timeout", "3600"]
+        started = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        sent_s = time.perf_counter() - started
+        if done.returncode != 0:
+            raise RuntimeError(f"svod import exited {done.returncode}: {done.stderr[-2000:]}")
+        result = json.loads(done.stdout)
+        while pending(db_url):
+            time.sleep(0.5)
+        elapsed = time.perf_counter() - started
+        records = int(result["accepted"])
+        with psycopg.connect(libpq_url(db_url)) as conn:
+            delivered = conn.execute(
+                "SELECT count(*) FROM ingestion.records WHERE state = 'delivered'"
+            ).fetchone()
+            customers = conn.execute(
+                "SELECT count(DISTINCT customer_id) FROM ingestion.records"
+            ).fetchone()
+        out = {
+            "records": records,
+            "delivered": int(delivered[0]) if delivered else 0,
+            "customers": int(customers[0]) if customers else 0,
+            "command_s": round(sent_s, 1),
+            "end_to_end_s": round(elapsed, 1),
+            "records_per_s": round(records / elapsed),
+            "load_average_at_start": round(load, 1),
+            "load_average_at_end": round(os.getloadavg()[0], 1),
+        }
+        if "import" in result:
+            out["job"] = result["import"]
+        print(
+            f"{path_name:>6}: {records:,} records -> {out['customers']:,} customers in "
+            f"{elapsed:,.1f} s ({out['records_per_s']:,}/s end to end; command {sent_s:,.1f} s), "
+            f"load average {out['load_average_at_start']} -> {out['load_average_at_end']}"
+        )
+        return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks.cli_import.bench_customers_path")
+    parser.add_argument("--persons", type=int, default=12_000)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        file = scratch / "customers.jsonl"
+        rows = generated(args.persons, "bench-paths", seed=2026)
+        file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        print(f"{len(rows):,} records of {args.persons:,} persons; cpu count {os.cpu_count()}")
+        batch = run_path("batch", file, scratch)
+        stream = run_path("stream", file, scratch)
+    figures = {
+        "persons": args.persons,
+        "records": len(rows),
+        "batch": batch,
+        "stream": stream,
+        "batch_vs_stream": round(batch["records_per_s"] / stream["records_per_s"], 2),
+        "same_customer_count": batch["customers"] == stream["customers"],
+        "cpu_count": os.cpu_count(),
+        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    print(
+        f"batch {batch['records_per_s']:,}/s vs stream {stream['records_per_s']:,}/s end to end: "
+        f"{figures['batch_vs_stream']}x"
+    )
+    RESULTS.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

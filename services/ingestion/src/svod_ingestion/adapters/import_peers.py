@@ -1,0 +1,178 @@
+"""Identity's batch engine, profile's ApplyBatch and segmentation's recompute, as a customer
+import's job calls them (docs/bulk-import.md)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import TypeVar
+
+import grpc
+from google.rpc import error_details_pb2
+
+from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod.ingestion.v1 import ingestion_pb2
+from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
+from svod_ingestion.adapters.downstream import GrpcDownstream, resolve_request
+from svod_ingestion.domain.imports import ImportResult, ResolutionProgress
+from svod_runtime.clients import delivery_error
+from svod_runtime.errors import FieldViolation
+from svod_runtime.outbox import DeliveryError
+
+T = TypeVar("T")
+
+_JOB_STATES = {
+    identity_pb2.RESOLUTION_JOB_STATE_STAGING: "staging",
+    identity_pb2.RESOLUTION_JOB_STATE_QUEUED: "queued",
+    identity_pb2.RESOLUTION_JOB_STATE_RUNNING: "running",
+    identity_pb2.RESOLUTION_JOB_STATE_SUCCEEDED: "succeeded",
+    identity_pb2.RESOLUTION_JOB_STATE_FAILED: "failed",
+}
+# Deadline of a StageImportRecords message (2,000 records written with COPY there) and of the
+# recompute of every segment, which is a full recompute in SQL.
+STAGE_TIMEOUT_S = 120.0
+RECOMPUTE_TIMEOUT_S = 600.0
+
+
+def _progress(job: identity_pb2.ResolutionJob) -> ResolutionProgress:
+    return ResolutionProgress(
+        state=_JOB_STATES.get(job.state, "unspecified"),
+        phase=identity_pb2.ResolutionJobPhase.Name(job.phase)
+        .removeprefix("RESOLUTION_JOB_PHASE_")
+        .lower(),
+        records_total=job.records_total,
+        records_done=job.records_done,
+        customers_created=job.customers_created,
+        records_linked=job.records_linked,
+        records_already_resolved=job.records_already_resolved,
+        customers_merged=job.customers_merged,
+        review_items_opened=job.review_items_opened,
+        error=job.error,
+    )
+
+
+# Fields of identity's ResolveRequest that an IdentifyRequest has at its top level; the others
+# are the record's.
+_TOP_LEVEL = ("record_ref", "channel", "observed_time")
+
+
+def _our_field(field: str) -> str:
+    if not field or field.startswith(_TOP_LEVEL):
+        return field
+    return f"record.{field}"
+
+
+def _violations(refused: identity_pb2.RefusedImportRecord) -> list[FieldViolation]:
+    out: list[FieldViolation] = []
+    for detail in refused.error.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            # identity names the fields of a ResolveRequest; ours are of an IdentifyRequest
+            out += [
+                FieldViolation(_our_field(v.field), v.description) for v in bad.field_violations
+            ]
+    return out
+
+
+class GrpcImportPeers:
+    def __init__(
+        self,
+        identity: grpc.aio.Channel,
+        segmentation: grpc.aio.Channel,
+        downstream: GrpcDownstream,
+        timeout_s: float,
+    ) -> None:
+        self.identity = identity_pb2_grpc.IdentityServiceStub(identity)
+        self.segmentation = segmentation_pb2_grpc.SegmentationServiceStub(segmentation)
+        self.downstream = downstream
+        self.timeout_s = timeout_s
+
+    async def stage(
+        self, import_id: str, payloads: Sequence[bytes]
+    ) -> tuple[dict[int, tuple[str, list[FieldViolation]]], int]:
+        """Stages stored requests with identity under ``import_id``, as one message: the
+        refused ones by position (reason, violations) and the import's staged count. Raises
+        DeliveryError when identity could not stage them (nothing answered is durable)."""
+        request = identity_pb2.StageImportRecordsRequest(
+            import_id=import_id,
+            records=[
+                resolve_request(ingestion_pb2.IdentifyRequest.FromString(p)) for p in payloads
+            ],
+        )
+        try:
+            call = self.identity.StageImportRecords(iter([request]), timeout=STAGE_TIMEOUT_S)
+            answers = [answer async for answer in call]
+        except grpc.aio.AioRpcError as error:
+            raise delivery_error(error) from None
+        if len(answers) != 1:
+            raise DeliveryError("UNAVAILABLE", "identity did not answer the staged message")
+        (answer,) = answers
+        refused = {
+            r.index: (r.error.message or "refused by identity", _violations(r))
+            for r in answer.refused
+        }
+        return refused, answer.import_staged_count
+
+    async def commit(self, import_id: str) -> ResolutionProgress:
+        job = await self._call(
+            self.identity.CommitImport(
+                identity_pb2.CommitImportRequest(import_id=import_id), timeout=self.timeout_s
+            )
+        )
+        return _progress(job)
+
+    async def progress(self, import_id: str) -> ResolutionProgress:
+        job = await self._call(
+            self.identity.GetResolutionJob(
+                identity_pb2.GetResolutionJobRequest(job_id=import_id), timeout=self.timeout_s
+            )
+        )
+        return _progress(job)
+
+    async def results(self, import_id: str, after_sequence: int) -> AsyncIterator[ImportResult]:
+        """Identity's results after ``after_sequence``, in staging order. Raises DeliveryError
+        when the stream breaks (read again from the last sequence)."""
+        call = self.identity.ListImportResults(
+            identity_pb2.ListImportResultsRequest(
+                import_id=import_id, after_sequence=after_sequence
+            )
+        )
+        try:
+            async for result in call:
+                yield ImportResult(
+                    result.sequence,
+                    result.record_ref.source,
+                    result.record_ref.message_id,
+                    result.customer_id,
+                    tuple(i.SerializeToString() for i in result.normalized_identifiers),
+                )
+        except grpc.aio.AioRpcError as error:
+            raise delivery_error(error) from None
+        finally:
+            call.cancel()
+
+    async def apply(self, items: Sequence[tuple[bytes, ImportResult]]) -> list[str | DeliveryError]:
+        """Folds resolved records (stored request, identity's result) into their profiles with
+        profile's ApplyBatch, exactly as streamed identify calls are (GrpcDownstream's own
+        code); for each, the customer id or the refusal."""
+        messages = [ingestion_pb2.IdentifyRequest.FromString(p) for p, _ in items]
+        resolved: list[identity_pb2.ResolveResponse | DeliveryError] = []
+        for _, result in items:
+            response = identity_pb2.ResolveResponse(customer_id=result.customer_id)
+            for raw in result.normalized_identifiers:
+                response.normalized_identifiers.add().ParseFromString(raw)
+            resolved.append(response)
+        return await self.downstream.apply_resolved(messages, [{} for _ in items], resolved)
+
+    async def recompute_segments(self) -> None:
+        await self._call(
+            self.segmentation.RecomputeSegments(
+                segmentation_pb2.RecomputeSegmentsRequest(), timeout=RECOMPUTE_TIMEOUT_S
+            )
+        )
+
+    @staticmethod
+    async def _call(call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as error:
+            raise delivery_error(error) from None

@@ -1,0 +1,344 @@
+"""The ``ingestion`` schema of customer imports: the import jobs (``customer_imports``) and the
+records stored under an import (``records.import_id``, no outbox entry)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from svod_ingestion.adapters.storage import DELIVERY_LOCK
+from svod_ingestion.domain.imports import CustomerImport, ImportPhase, ImportState, Staged
+from svod_ingestion.domain.model import Incoming, StoredRecord
+
+_COLUMNS = (
+    "import_id, state, phase, records_staged, resolution_phase, records_total, "
+    "records_resolved, results_after, records_delivered, records_failed, customers_created, "
+    "records_linked, records_already_resolved, customers_merged, review_items_opened, error, "
+    "created_at, committed_at, finished_at"
+)
+
+
+def _job(row: Any) -> CustomerImport:
+    return CustomerImport(
+        import_id=row.import_id,
+        state=ImportState(row.state),
+        phase=ImportPhase(row.phase),
+        records_staged=row.records_staged,
+        resolution_phase=row.resolution_phase,
+        records_total=row.records_total,
+        records_resolved=row.records_resolved,
+        results_after=row.results_after,
+        records_delivered=row.records_delivered,
+        records_failed=row.records_failed,
+        customers_created=row.customers_created,
+        records_linked=row.records_linked,
+        records_already_resolved=row.records_already_resolved,
+        customers_merged=row.customers_merged,
+        review_items_opened=row.review_items_opened,
+        error=row.error,
+        created_at=row.created_at,
+        committed_at=row.committed_at,
+        finished_at=row.finished_at,
+    )
+
+
+class LostLease(Exception):
+    """Another worker took the import's job over (this one was too slow to renew)."""
+
+
+class ImportStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def stage(
+        self, import_id: str, rows: Sequence[tuple[str, Incoming, bytes]]
+    ) -> Staged | ImportState:
+        """Stores an import's records (record id, message, payload hash) in one transaction,
+        opening the import if new; the import's state instead when it takes no records now.
+        The import's row is held FOR SHARE meanwhile, so a commit waits for the message."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO customer_imports (import_id) VALUES (:i) "
+                    "ON CONFLICT (import_id) DO NOTHING"
+                ),
+                {"i": import_id},
+            )
+            state = (
+                await conn.execute(
+                    text("SELECT state FROM customer_imports WHERE import_id = :i FOR SHARE"),
+                    {"i": import_id},
+                )
+            ).scalar_one()
+            if state != ImportState.STAGING:
+                return ImportState(state)
+            if not rows:
+                return Staged({}, {})
+            result = await conn.execute(
+                text(
+                    """
+                    INSERT INTO records (record_id, source, message_id, kind, channel, payload,
+                                         payload_hash, import_id)
+                    SELECT x.rid, x.s, x.m, 'identify', x.ch, x.p, x.h, :i
+                    FROM unnest(CAST(:rid AS uuid[]), CAST(:s AS text[]), CAST(:m AS text[]),
+                                CAST(:ch AS text[]), CAST(:p AS bytea[]), CAST(:h AS bytea[]))
+                         WITH ORDINALITY AS x(rid, s, m, ch, p, h, n)
+                    ORDER BY x.n
+                    ON CONFLICT (source, message_id) DO NOTHING
+                    RETURNING record_pk, record_id, source, message_id, payload_hash,
+                              received_at
+                    """
+                ),
+                {
+                    "i": import_id,
+                    "rid": [r[0] for r in rows],
+                    "s": [r[1].source for r in rows],
+                    "m": [r[1].message_id for r in rows],
+                    "ch": [r[1].channel for r in rows],
+                    "p": [r[1].payload for r in rows],
+                    "h": [r[2] for r in rows],
+                },
+            )
+            stored = {
+                (r.source, r.message_id): StoredRecord(
+                    r.record_pk, str(r.record_id), bytes(r.payload_hash), r.received_at
+                )
+                for r in result
+            }
+            others = [(r[1].source, r[1].message_id) for r in rows]
+            others = [ref for ref in others if ref not in stored]
+            earlier: dict[tuple[str, str], tuple[StoredRecord, str | None]] = {}
+            if others:
+                found = await conn.execute(
+                    text(
+                        "SELECT r.record_pk, r.record_id, r.source, r.message_id, "
+                        "r.payload_hash, r.received_at, r.import_id, r.payload "
+                        "FROM records r JOIN unnest(CAST(:s AS text[]), CAST(:m AS text[])) "
+                        "AS x(s, m) ON r.source = x.s AND r.message_id = x.m"
+                    ),
+                    {"s": [r[0] for r in others], "m": [r[1] for r in others]},
+                )
+                earlier = {
+                    (r.source, r.message_id): (
+                        StoredRecord(
+                            r.record_pk, str(r.record_id), bytes(r.payload_hash), r.received_at
+                        ),
+                        r.import_id,
+                    )
+                    for r in found
+                }
+            return Staged(stored, earlier)
+
+    async def payloads_by_pk(self, record_pks: Sequence[int]) -> dict[int, bytes]:
+        """Stored requests of records (erased ones left out)."""
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT record_pk, payload FROM records "
+                    "WHERE record_pk = ANY(:p) AND payload IS NOT NULL"
+                ),
+                {"p": list(record_pks)},
+            )
+            return {int(r.record_pk): bytes(r.payload) for r in rows}
+
+    async def staged_with_identity(self, import_id: str, import_staged: int) -> None:
+        """Identity's count of the import's staged records (over every stream)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE customer_imports SET records_staged = greatest(records_staged, :n) "
+                    "WHERE import_id = :i"
+                ),
+                {"i": import_id, "n": import_staged},
+            )
+
+    async def fail_records(self, record_pks: Sequence[int], errors: Sequence[str]) -> None:
+        """Records of an import refused by identity: failed with the reason, never resolved."""
+        if not record_pks:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE records r SET state = 'failed', last_error = x.e, attempts = 1 "
+                    "FROM unnest(CAST(:p AS bigint[]), CAST(:e AS text[])) AS x(p, e) "
+                    "WHERE r.record_pk = x.p AND r.state = 'pending'"
+                ),
+                {"p": list(record_pks), "e": list(errors)},
+            )
+
+    async def get(self, import_id: str) -> CustomerImport | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(f"SELECT {_COLUMNS} FROM customer_imports WHERE import_id = :i"),
+                    {"i": import_id},
+                )
+            ).first()
+        return None if row is None else _job(row)
+
+    async def commit(self, import_id: str) -> CustomerImport | None:
+        """Starts the import's job (once: a committed import stays as it is)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE customer_imports SET state = 'running', phase = 'resolving', "
+                    "committed_at = now() WHERE import_id = :i AND state = 'staging'"
+                ),
+                {"i": import_id},
+            )
+        return await self.get(import_id)
+
+    async def claim(self, owner: str, lease_s: float) -> CustomerImport | None:
+        """The oldest running import whose job nobody holds (or whose holder's lease ran out:
+        it crashed), now leased to ``owner``."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        f"""
+                        UPDATE customer_imports SET lease_owner = :o,
+                               lease_until = now() + make_interval(secs => :s)
+                        WHERE import_id = (
+                            SELECT import_id FROM customer_imports
+                            WHERE state = 'running'
+                              AND (lease_until IS NULL OR lease_until < now())
+                            ORDER BY committed_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+                        RETURNING {_COLUMNS}
+                        """
+                    ),
+                    {"o": owner, "s": lease_s},
+                )
+            ).first()
+        return None if row is None else _job(row)
+
+    async def _fenced(
+        self,
+        conn: AsyncConnection,
+        import_id: str,
+        owner: str,
+        lease_s: float,
+        fields: str,
+        values: dict[str, Any],
+    ) -> None:
+        result = await conn.execute(
+            text(
+                f"UPDATE customer_imports SET {fields}"
+                f"{', ' if fields else ''}lease_until = now() + make_interval(secs => :lease_s) "
+                "WHERE import_id = :import_id AND lease_owner = :owner"
+            ),
+            {**values, "import_id": import_id, "owner": owner, "lease_s": lease_s},
+        )
+        if result.rowcount != 1:
+            raise LostLease(import_id)
+
+    async def update(self, import_id: str, owner: str, lease_s: float, **values: Any) -> None:
+        """Sets the job's fields (names of ``customer_imports``' columns) and renews its lease;
+        LostLease when another worker holds it now."""
+        fields = ", ".join(f"{name} = :{name}" for name in values)
+        if "finished_at" in values:
+            values["finished_at"] = None
+            fields = fields.replace("finished_at = :finished_at", "finished_at = now()")
+        async with self.engine.begin() as conn:
+            await self._fenced(conn, import_id, owner, lease_s, fields, values)
+
+    async def pending_records(
+        self, import_id: str, refs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, bytes]]:
+        """The import's records not delivered yet among ``refs``: (record pk, stored request)
+        by (source, message id); erased or settled ones left out."""
+        if not refs:
+            return {}
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                text(
+                    "SELECT r.record_pk, r.source, r.message_id, r.payload FROM records r "
+                    "JOIN unnest(CAST(:s AS text[]), CAST(:m AS text[])) AS x(s, m) "
+                    "ON r.source = x.s AND r.message_id = x.m "
+                    "WHERE r.import_id = :i AND r.state = 'pending' AND r.payload IS NOT NULL"
+                ),
+                {"i": import_id, "s": [r[0] for r in refs], "m": [r[1] for r in refs]},
+            )
+            return {(r.source, r.message_id): (r.record_pk, bytes(r.payload)) for r in rows}
+
+    async def settle(
+        self,
+        import_id: str,
+        owner: str,
+        lease_s: float,
+        delivered: Sequence[tuple[int, str]],
+        failed: Sequence[tuple[int, str]],
+        results_after: int,
+    ) -> None:
+        """One transaction: records delivered (record pk, customer id) and failed (record pk,
+        reason), and the job's resume point moved past them - so a crash either redoes the
+        part (profile's ApplyBatch is idempotent by record) or not at all. Holds the delivery
+        lock shared, as the relay's passes do: an erasure waits for it."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": DELIVERY_LOCK}
+            )
+            await self._fenced(
+                conn,
+                import_id,
+                owner,
+                lease_s,
+                "results_after = :after, records_delivered = records_delivered + :d, "
+                "records_failed = records_failed + :f",
+                {"after": results_after, "d": len(delivered), "f": len(failed)},
+            )
+            if delivered:
+                await conn.execute(
+                    text(
+                        "UPDATE records r SET state = 'delivered', customer_id = x.c, "
+                        "attempts = attempts + 1, delivered_at = now(), last_error = NULL "
+                        "FROM unnest(CAST(:p AS bigint[]), CAST(:c AS uuid[])) AS x(p, c) "
+                        "WHERE r.record_pk = x.p AND r.state = 'pending'"
+                    ),
+                    {"p": [d[0] for d in delivered], "c": [d[1] for d in delivered]},
+                )
+            if failed:
+                await conn.execute(
+                    text(
+                        "UPDATE records r SET state = 'failed', last_error = x.e, "
+                        "attempts = attempts + 1 "
+                        "FROM unnest(CAST(:p AS bigint[]), CAST(:e AS text[])) AS x(p, e) "
+                        "WHERE r.record_pk = x.p AND r.state = 'pending'"
+                    ),
+                    {"p": [f[0] for f in failed], "e": [f[1] for f in failed]},
+                )
+
+    async def fail_leftovers(self, import_id: str, owner: str, lease_s: float, error: str) -> int:
+        """The import's records still pending once every result is folded (never staged with
+        identity): failed with ``error``; how many."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text(
+                    "UPDATE records SET state = 'failed', last_error = :e, attempts = 1 "
+                    "WHERE import_id = :i AND state = 'pending'"
+                ),
+                {"i": import_id, "e": error},
+            )
+            count = int(result.rowcount or 0)
+            await self._fenced(
+                conn,
+                import_id,
+                owner,
+                lease_s,
+                "records_failed = records_failed + :n",
+                {"n": count},
+            )
+        return count
+
+    async def release(self, import_id: str, owner: str) -> None:
+        """Gives the job's lease up (the worker stops): another may take it at once."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE customer_imports SET lease_owner = NULL, lease_until = NULL "
+                    "WHERE import_id = :i AND lease_owner = :o"
+                ),
+                {"i": import_id, "o": owner},
+            )

@@ -1,0 +1,378 @@
+"""Customer imports through identity's set-based batch engine (docs/bulk-import.md).
+
+``CustomerImports`` takes an import's records (validated and standardised by the servicer as
+Identify's are), stores them by (source, message id) like every other message - but without an
+outbox entry: they are not resolved one by one - and stages them with identity under the same
+import id. ``ImportJobRunner`` drives a committed import to its end: identity's CommitImport,
+its job followed until it succeeds, its results folded into the profiles with profile's
+ApplyBatch (the records then delivered), and one recompute of the segments. The job is a row of
+``customer_imports`` held under a lease renewed at every step: a crashed ingestion's job is
+taken over when the lease runs out and goes on from its last step (each one idempotent: commit
+returns the job as it is, the results are read again after the last sequence folded, ApplyBatch
+is idempotent by record).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from svod_ingestion.domain.imports import (
+    NOT_STAGED,
+    CustomerImport,
+    ImportPhase,
+    ImportResult,
+    ImportState,
+    check_import_id,
+)
+from svod_ingestion.domain.model import Accepted, Incoming
+from svod_ingestion.service_layer.ports import ImportPeers, ImportRepository
+from svod_runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    SvodError,
+    Unavailable,
+    ViolationCollector,
+)
+from svod_runtime.outbox import DeliveryError
+
+log = logging.getLogger(__name__)
+
+# Peer failures a job step waits out and tries again (the peer or the network, not the
+# request); any other refusal is final for the record or the job.
+TRANSIENT = frozenset(
+    {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "UNKNOWN", "CANCELLED"}
+)
+# Results folded per step: one pending-records read, ApplyBatch calls of 500 and one
+# transaction marking them delivered and moving the resume point.
+FOLD_CHUNK = 1_000
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+# Attempts at asking segmentation to recompute before the import finishes without it (the
+# segments then follow at segmentation's periodic recompute; the job's error says so).
+RECOMPUTE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class StagedMessage:
+    """The answer to one StageCustomerImport message: per record (by its position among
+    ``items``) Accepted or the refusal, and the import's staged count."""
+
+    outcomes: list[Accepted | SvodError]
+    import_staged: int
+
+
+class CustomerImports:
+    def __init__(
+        self, store: ImportRepository, peers: ImportPeers, on_committed: Callable[[], None]
+    ) -> None:
+        self.store = store
+        self.peers = peers
+        self.on_committed = on_committed
+
+    async def stage(self, import_id: str, messages: Sequence[Incoming]) -> StagedMessage:
+        """Stores the checked records of one message under the import and stages them with
+        identity; answers once both are durable. A record stored before under this import (a
+        message sent again) is a duplicate and staged again (identity ignores it if it has
+        it); one stored before through another path or import is a duplicate left alone."""
+        hashes = [hashlib.sha256(m.fingerprint).digest() for m in messages]
+        staged = await self.store.stage(
+            import_id,
+            [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)],
+        )
+        if isinstance(staged, ImportState):
+            raise FailedPrecondition(
+                f"import {import_id!r} is {staged.value}: a committed import takes no records",
+                reason="IMPORT_COMMITTED",
+                metadata={"import_id": import_id},
+            )
+        outcomes: list[Accepted | SvodError] = []
+        forward: list[tuple[int, int]] = []  # (position, record pk) to stage with identity
+        claimed: set[tuple[str, str]] = set()
+        for position, (message, payload_hash) in enumerate(zip(messages, hashes, strict=True)):
+            ref = (message.source, message.message_id)
+            if ref in staged.stored and ref not in claimed:
+                claimed.add(ref)  # a repeat inside the same message is a retry of this one
+                record = staged.stored[ref]
+                outcomes.append(Accepted(record.record_id, False, record.received_at))
+                forward.append((position, record.record_pk))
+                continue
+            of_import: str | None = import_id
+            if ref in staged.stored:
+                record = staged.stored[ref]
+            elif ref in staged.earlier:
+                record, of_import = staged.earlier[ref]
+            else:  # pragma: no cover - the conflicting row cannot vanish
+                outcomes.append(NotFound("message vanished during retry"))
+                continue
+            if record.payload_hash != payload_hash:
+                outcomes.append(
+                    AlreadyExists(
+                        f"message id {message.message_id!r} of source {message.source!r} was "
+                        "already used for a different payload"
+                    )
+                )
+                continue
+            outcomes.append(Accepted(record.record_id, True, record.received_at))
+            if of_import == import_id and ref not in claimed:
+                claimed.add(ref)
+                forward.append((position, record.record_pk))
+        if not forward:
+            job = await self.store.get(import_id)
+            return StagedMessage(outcomes, job.records_staged if job else 0)
+        try:
+            refused, import_staged = await self.peers.stage(
+                import_id, [messages[position].payload for position, _ in forward]
+            )
+        except DeliveryError as error:
+            if error.status == "FAILED_PRECONDITION":
+                raise FailedPrecondition(
+                    f"identity's import {import_id!r} is committed already: it takes no records",
+                    reason="IMPORT_COMMITTED",
+                    metadata={"import_id": import_id},
+                ) from None
+            # Stored here, not staged there: the message is unanswered, so the client sends
+            # it again; its records are then duplicates of this import and staged again.
+            raise Unavailable(
+                f"identity could not stage the records now ({error.status}); send the message again"
+            ) from None
+        failed: list[tuple[int, str]] = []
+        for index, (reason, violations) in sorted(refused.items()):
+            position, record_pk = forward[index]
+            failed.append((record_pk, f"refused by identity: {reason}"[:2000]))
+            outcomes[position] = InvalidArgument(violations, reason)
+        await self.store.fail_records([f[0] for f in failed], [f[1] for f in failed])
+        await self.store.staged_with_identity(import_id, import_staged)
+        return StagedMessage(outcomes, import_staged)
+
+    async def commit(self, import_id: str) -> CustomerImport:
+        errors = ViolationCollector()
+        check_import_id(import_id, errors)
+        errors.raise_if_any()
+        job = await self.store.commit(import_id)
+        if job is None:
+            raise NotFound(f"no customer import {import_id!r} was staged")
+        if job.state is ImportState.RUNNING:
+            self.on_committed()
+        return job
+
+    async def get(self, import_id: str) -> CustomerImport:
+        errors = ViolationCollector()
+        check_import_id(import_id, errors)
+        errors.raise_if_any()
+        job = await self.store.get(import_id)
+        if job is None:
+            raise NotFound(f"no customer import {import_id!r}")
+        return job
+
+
+class _Retry(Exception):
+    """A step met a transient failure: the job waits and tries the step again."""
+
+    def __init__(self, error: DeliveryError) -> None:
+        super().__init__(error.status)
+        self.error = error
+
+
+class ImportJobRunner:
+    """Runs committed imports' jobs, one at a time, each under a lease of ``lease_s`` renewed
+    at every step (at least every ``poll_s``)."""
+
+    def __init__(
+        self,
+        store: ImportRepository,
+        peers: ImportPeers,
+        *,
+        lease_s: float = 30.0,
+        poll_s: float = 1.0,
+        idle_s: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.peers = peers
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        # How often an idle runner looks for a job whose worker died (its lease ran out).
+        self.idle_s = idle_s
+        self.owner = str(uuid.uuid4())
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                worked = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("customer import job failed; taken up again after its lease")
+                worked = False
+            if not worked:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.idle_s)
+                self._wake.clear()
+
+    async def run_once(self) -> bool:
+        """Takes one job up and drives it to its end; whether there was one."""
+        job = await self.store.claim(self.owner, self.lease_s)
+        if job is None:
+            return False
+        try:
+            await self.drive(job)
+        except BaseException:
+            # Another worker (or this one, later) goes on from the last step recorded.
+            await asyncio.shield(self.store.release(job.import_id, self.owner))
+            raise
+        return True
+
+    async def _update(self, job: CustomerImport, **values: object) -> None:
+        await self.store.update(job.import_id, self.owner, self.lease_s, **values)
+
+    async def drive(self, job: CustomerImport) -> None:
+        delay = BACKOFF_FIRST_S
+        phase = job.phase
+        recompute_attempts = 0
+        while phase is not ImportPhase.DONE:
+            try:
+                if phase is ImportPhase.RESOLVING:
+                    phase = await self._resolve(job)
+                elif phase is ImportPhase.FOLDING:
+                    phase = await self._fold(job)
+                elif phase is ImportPhase.SEGMENTS:
+                    recompute_attempts += 1
+                    phase = await self._segments(job, recompute_attempts)
+                else:  # pragma: no cover - claimed jobs are running
+                    return
+                delay = BACKOFF_FIRST_S
+            except _Retry as retry:
+                note = f"{phase.value}: {retry.error.status}, trying again in {delay:.1f} s"
+                await self._update(job, error=note)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                job = await self.store.get(job.import_id) or job
+
+    @staticmethod
+    def _transient(error: DeliveryError) -> DeliveryError:
+        if error.status in TRANSIENT:
+            raise _Retry(error)
+        return error
+
+    async def _resolve(self, job: CustomerImport) -> ImportPhase:
+        try:
+            progress = await self.peers.commit(job.import_id)
+            while progress.state not in ("succeeded", "failed"):
+                await self._update(
+                    job,
+                    resolution_phase=progress.phase,
+                    records_total=progress.records_total,
+                    records_resolved=progress.records_done,
+                    error="",
+                )
+                await asyncio.sleep(self.poll_s)
+                progress = await self.peers.progress(job.import_id)
+        except DeliveryError as error:
+            if self._transient(error).status == "NOT_FOUND":
+                # Nothing of the import reached identity (every record a duplicate of another
+                # path, or refused): nothing to resolve.
+                await self.store.fail_leftovers(job.import_id, self.owner, self.lease_s, NOT_STAGED)
+                await self._update(
+                    job, phase=ImportPhase.DONE.value, state="succeeded", finished_at=None, error=""
+                )
+                return ImportPhase.DONE
+            return await self._fail(job, f"identity refused the import: {error}")
+        if progress.state == "failed":
+            return await self._fail(job, f"identity's batch job failed: {progress.error}")
+        await self._update(
+            job,
+            phase=ImportPhase.FOLDING.value,
+            resolution_phase=progress.phase,
+            records_total=progress.records_total,
+            records_resolved=progress.records_done,
+            customers_created=progress.customers_created,
+            records_linked=progress.records_linked,
+            records_already_resolved=progress.records_already_resolved,
+            customers_merged=progress.customers_merged,
+            review_items_opened=progress.review_items_opened,
+            error="",
+        )
+        return ImportPhase.FOLDING
+
+    async def _fail(self, job: CustomerImport, error: str) -> ImportPhase:
+        await self.store.fail_leftovers(job.import_id, self.owner, self.lease_s, error[:2000])
+        await self._update(
+            job,
+            state=ImportState.FAILED.value,
+            phase=ImportPhase.DONE.value,
+            error=error[:2000],
+            finished_at=None,
+        )
+        return ImportPhase.DONE
+
+    async def _fold(self, job: CustomerImport) -> ImportPhase:
+        current = await self.store.get(job.import_id)
+        after = current.results_after if current else job.results_after
+        chunk: list[ImportResult] = []
+        try:
+            async for result in self.peers.results(job.import_id, after):
+                chunk.append(result)
+                if len(chunk) >= FOLD_CHUNK:
+                    await self._fold_chunk(job, chunk)
+                    chunk = []
+            if chunk:
+                await self._fold_chunk(job, chunk)
+        except DeliveryError as error:
+            self._transient(error)
+            return await self._fail(job, f"identity's results could not be read: {error}")
+        await self.store.fail_leftovers(job.import_id, self.owner, self.lease_s, NOT_STAGED)
+        await self._update(job, phase=ImportPhase.SEGMENTS.value, error="")
+        return ImportPhase.SEGMENTS
+
+    async def _fold_chunk(self, job: CustomerImport, chunk: list[ImportResult]) -> None:
+        pending = await self.store.pending_records(
+            job.import_id, [(r.source, r.message_id) for r in chunk]
+        )
+        todo = [
+            (pending[(r.source, r.message_id)], r)
+            for r in chunk
+            if (r.source, r.message_id) in pending
+        ]
+        outcomes = await self.peers.apply([(payload, r) for (_, payload), r in todo])
+        delivered: list[tuple[int, str]] = []
+        failed: list[tuple[int, str]] = []
+        for ((record_pk, _), _result), outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, DeliveryError):
+                self._transient(outcome)  # the whole chunk again (ApplyBatch is idempotent)
+                failed.append((record_pk, str(outcome)[:2000]))
+            else:
+                delivered.append((record_pk, outcome))
+        await self.store.settle(
+            job.import_id, self.owner, self.lease_s, delivered, failed, chunk[-1].sequence
+        )
+
+    async def _segments(self, job: CustomerImport, attempt: int) -> ImportPhase:
+        note = ""
+        try:
+            await self.peers.recompute_segments()
+        except DeliveryError as error:
+            if error.status in TRANSIENT and attempt < RECOMPUTE_ATTEMPTS:
+                raise _Retry(error) from None
+            note = (
+                f"segmentation was not asked to recompute ({error.status}): the segments "
+                "follow at its next periodic recompute"
+            )
+        await self._update(
+            job,
+            state=ImportState.SUCCEEDED.value,
+            phase=ImportPhase.DONE.value,
+            error=note,
+            finished_at=None,
+        )
+        return ImportPhase.DONE
