@@ -105,18 +105,29 @@ def raw_copy(db_url: str, rows: list[tuple]) -> float:
     return seconds
 
 
-def import_events(stub, channel: grpc.Channel, import_id: str, messages: list[bytes]) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (robust to the machine's load, unlike rates)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def import_events(
+    stub, channel: grpc.Channel, import_id: str, messages: list[bytes], pid: int
+) -> dict:
     stage = channel.stream_stream(
         STAGE_PATH,
         request_serializer=lambda b: b,
         response_deserializer=profile_pb2.StageEventImportResponse.FromString,
     )
+    cpu0 = cpu_seconds(pid)
     started = time.perf_counter()
     staged = 0
     for reply in stage(iter(messages), timeout=3600):
         staged += reply.staged_count
         assert not reply.refused, reply.refused[0]
     staged_s = time.perf_counter() - started
+    cpu1 = cpu_seconds(pid)
     stub.CommitEventImport(profile_pb2.CommitEventImportRequest(import_id=import_id), timeout=60)
     while True:
         found = stub.GetEventImport(
@@ -126,7 +137,10 @@ def import_events(stub, channel: grpc.Channel, import_id: str, messages: list[by
             break
         time.sleep(0.2)
     total_s = time.perf_counter() - started
+    cpu2 = cpu_seconds(pid)
     return {
+        "profile_cpu_us_per_event_staging": round((cpu1 - cpu0) / staged * 1e6, 1),
+        "profile_cpu_us_per_event_commit": round((cpu2 - cpu1) / staged * 1e6, 1),
         "staged": staged,
         "applied": found.applied_count,
         "customers": found.customer_count,
@@ -136,18 +150,23 @@ def import_events(stub, channel: grpc.Channel, import_id: str, messages: list[by
     }
 
 
-def streaming_rate(stub, customers: list[str], count: int, seed: int) -> float:
-    """ApplyEventBatch events/s: batches of 1,000, four calls in flight."""
+def streaming_rate(
+    stub, customers: list[str], count: int, seed: int, pid: int
+) -> tuple[float, float]:
+    """ApplyEventBatch events/s (batches of 1,000, four calls in flight) and profile's CPU
+    microseconds per event."""
     items = list(events(customers, count, seed, mixed=False, source="stream"))
     batches = [
         profile_pb2.ApplyEventBatchRequest(events=items[i : i + 1000])
         for i in range(0, len(items), 1000)
     ]
+    cpu0 = cpu_seconds(pid)
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         for reply in pool.map(lambda b: stub.ApplyEventBatch(b, timeout=600), batches):
             assert all(r.HasField("applied") for r in reply.results)
-    return count / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return count / seconds, (cpu_seconds(pid) - cpu0) / count * 1e6
 
 
 def main() -> None:
@@ -158,7 +177,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=22)
     args = parser.parse_args()
     customers = [str(uuid.uuid4()) for _ in range(args.customers or max(1, args.events // 10))]
-    print(f"load average at start: {load()}", flush=True)
+    load_start = load()
+    print(f"load average at start: {load_start}", flush=True)
     generated = time.perf_counter()
     messages, rows = serialized_messages(customers, args.events, args.seed)
     print(f"generated {args.events:,} events in {time.perf_counter() - generated:.1f} s")
@@ -177,13 +197,15 @@ def main() -> None:
                 options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
             )
             stub = profile_pb2_grpc.ProfileServiceStub(channel)
-            outcome = import_events(stub, channel, f"bench-{args.seed}", messages)
+            outcome = import_events(stub, channel, f"bench-{args.seed}", messages, server.pid)
             del messages
             rate = args.events / outcome["seconds"]
             print(
                 f"import: {rate:,.0f} events/s end to end ({outcome['seconds']} s: staging "
                 f"{outcome['stage_seconds']} s, commit {outcome['commit_seconds']} s), "
-                f"{rate / raw_rate:.2f} of the raw COPY; load {load()}"
+                f"{rate / raw_rate:.2f} of the raw COPY; profile's CPU per event: "
+                f"{outcome['profile_cpu_us_per_event_staging']} us staging, "
+                f"{outcome['profile_cpu_us_per_event_commit']} us commit; load {load()}"
             )
             with psycopg.connect(libpq_url(db_url)) as conn:
                 orders = conn.execute(
@@ -191,10 +213,12 @@ def main() -> None:
                 ).fetchone()[0]
             assert orders == args.events, (orders, args.events)
             stream_customers = [str(uuid.uuid4()) for _ in range(max(1, args.stream_sample // 10))]
-            stream_rate = streaming_rate(stub, stream_customers, args.stream_sample, args.seed + 1)
+            stream_rate, stream_cpu = streaming_rate(
+                stub, stream_customers, args.stream_sample, args.seed + 1, server.pid
+            )
             print(
-                f"ApplyEventBatch on {args.stream_sample:,} events: {stream_rate:,.0f} events/s; "
-                f"load {load()}"
+                f"ApplyEventBatch on {args.stream_sample:,} events: {stream_rate:,.0f} events/s, "
+                f"profile's CPU {stream_cpu:.1f} us per event; load {load()}"
             )
             channel.close()
         finally:
@@ -206,7 +230,12 @@ def main() -> None:
         "import": {**outcome, "events_per_s": round(rate)},
         "raw_copy_rows_per_s": round(raw_rate),
         "import_over_raw": round(rate / raw_rate, 3),
-        "apply_event_batch": {"events": args.stream_sample, "events_per_s": round(stream_rate)},
+        "apply_event_batch": {
+            "events": args.stream_sample,
+            "events_per_s": round(stream_rate),
+            "profile_cpu_us_per_event": round(stream_cpu, 1),
+        },
+        "load_average_start": load_start,
         "load_average_end": load(),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

@@ -84,8 +84,17 @@ PERSON_IDS = [f"p{p}" for p in range(PERSONS)]
 
 
 def history() -> list[profile_pb2.ApplyEventRequest]:
-    """The generated events, customer ids standing for persons ("p<n>")."""
-    return list(events(PERSON_IDS, EVENTS, SEED))
+    """The generated events, customer ids standing for persons ("p<n>"), and one whose texts
+    hold what COPY's text format must escape."""
+    items = list(events(PERSON_IDS, EVENTS, SEED))
+    odd = profile_pb2.ApplyEventRequest()
+    odd.CopyFrom(next(i for i in items if i.event.lines))
+    odd.record_ref.message_id = 'odd\t"id"\\'
+    odd.event.order_id = "A\tB\nC\rD\\E"
+    odd.event.lines[0].category = 'x"y\\z,{}\t'
+    odd.event.properties['k\t"'] = "v\\n\n{}"
+    odd.event.identifiers.add(type=common_pb2.IDENTIFIER_TYPE_PHONE, value='+7 916\t"1"')
+    return [*items, odd]
 
 
 def on(side: Side, items: list[profile_pb2.ApplyEventRequest]) -> list:
@@ -185,6 +194,7 @@ def test_imported_history_folds_exactly_as_streamed_events(databases) -> None:
     assert done.applied_count == len(items) - len(early)
     assert done.erased_count == 0
     assert done.customer_count == len({i.customer_id for i in items})
+    assert done.finish_time.seconds > 0
     expected = picture(streamed)
     assert picture(imported) == expected
     # The comparison is about something: orders, opt-outs and long timelines are there.

@@ -129,6 +129,52 @@ _SUMS = ("total_spent", "discount_total", "total_returned")
 _TIMES = ("first_order_at", "last_order_at", "last_contact_at", "last_event_at")
 
 
+# COPY's text format: these four characters are written escaped (NUL is refused before).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text_array(values: tuple[str, ...]) -> str:
+    if not values:
+        return "{}"
+    quoted = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
+
+
+def _copy_line(customer_id: str, e: EventFact) -> str:
+    """One staged row in COPY's text format. Written by hand: psycopg's write_row (its
+    per-value dumpers, the array dumper) and json.dumps of empty maps took 2/3 of staging's
+    CPU (cProfile, 60,000 order events)."""
+    esc = _COPY_ESCAPES
+    return (
+        "\t".join(
+            (
+                customer_id,  # a canonical UUID, the type, channel and currency names: nothing
+                e.source.translate(esc),  # to escape in those
+                e.message_id.translate(esc),
+                e.type,
+                e.occurred_at.isoformat(),
+                e.channel,
+                e.currency,
+                str(e.amount),
+                str(e.discount),
+                str(e.items),
+                _text_array(e.categories).translate(esc),
+                e.order_id.translate(esc),
+                e.reference_id.translate(esc),
+                e.contact_channel.translate(esc),
+                str(e.loyalty_points),
+                json.dumps(e.properties, ensure_ascii=False).translate(esc)
+                if e.properties
+                else "{}",
+                json.dumps([list(i) for i in e.identifiers], ensure_ascii=False).translate(esc)
+                if e.identifiers
+                else "[]",
+            )
+        )
+        + "\n"
+    )
+
+
 def rows_table(import_pk: int) -> str:
     return f"event_import_rows_{int(import_pk)}"
 
@@ -251,32 +297,11 @@ class EventImportRows:
         if fresh:
             raw = await self.conn.get_raw_connection()
             cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-            dumps = json.dumps
+            data = "".join(_copy_line(c, e) for c, e in fresh.values()).encode()
             async with cursor.copy(
                 f"COPY {table} ({', '.join(_STAGED_COLUMNS)}) FROM STDIN"
             ) as copy:
-                for customer_id, e in fresh.values():
-                    await copy.write_row(
-                        (
-                            customer_id,
-                            e.source,
-                            e.message_id,
-                            e.type,
-                            e.occurred_at,
-                            e.channel,
-                            e.currency,
-                            e.amount,
-                            e.discount,
-                            e.items,
-                            list(e.categories),
-                            e.order_id,
-                            e.reference_id,
-                            e.contact_channel,
-                            e.loyalty_points,
-                            dumps(e.properties, ensure_ascii=False),
-                            dumps([list(i) for i in e.identifiers], ensure_ascii=False),
-                        )
-                    )
+                await copy.write(data)
         return len(fresh), len(rows) - len(fresh)
 
     async def add_staged(self, import_pk: int, staged: int) -> int:

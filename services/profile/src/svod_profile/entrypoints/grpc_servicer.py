@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -472,6 +473,15 @@ def _refused_event(
     )
 
 
+@dataclass(frozen=True)
+class _CheckedMessage:
+    """A StageEventImport message read and checked, waiting to be written."""
+
+    import_id: str
+    rows: list[tuple[str, EventFact]]
+    refused: list[profile_pb2.RefusedImportEvent]
+
+
 def event_import_proto(found: EventImport) -> profile_pb2.EventImport:
     reply = profile_pb2.EventImport(
         import_id=found.import_id,
@@ -593,42 +603,68 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
             raise FailedPrecondition("event imports are not enabled on this server")
         return self.imports
 
+    async def _checked_messages(
+        self,
+        requests: AsyncIterator[profile_pb2.StageEventImportRequest],
+        out: asyncio.Queue[_CheckedMessage | SvodError | None],
+    ) -> None:
+        """Reads and checks a stream's messages into ``out`` (None at the end, or the error
+        that ends the stream)."""
+        import_id = ""
+        try:
+            async for request in requests:
+                if request.import_id and import_id and request.import_id != import_id:
+                    raise InvalidArgument(
+                        [FieldViolation("import_id", "one stream stages one import")]
+                    )
+                import_id = import_id or request.import_id
+                if not import_id:
+                    raise InvalidArgument(
+                        [FieldViolation("import_id", "required in the stream's first message")]
+                    )
+                if len(request.events) > MAX_STAGE_EVENTS:
+                    raise InvalidArgument(
+                        [FieldViolation("events", f"at most {MAX_STAGE_EVENTS:,} per message")]
+                    )
+                rows: list[tuple[str, EventFact]] = []
+                refused: list[profile_pb2.RefusedImportEvent] = []
+                for index, item in enumerate(request.events):
+                    if index % 200 == 199:
+                        await asyncio.sleep(0)  # other calls run while a message is checked
+                    try:
+                        customer_id = parse_customer_id(item.customer_id, "customer_id")
+                        rows.append((customer_id, event_fact(item, self.currency)))
+                    except SvodError as error:
+                        refused.append(_refused_event(index, item.record_ref, error))
+                await out.put(_CheckedMessage(import_id, rows, refused))
+        except SvodError as error:
+            await out.put(error)
+            return
+        await out.put(None)
+
     async def StageEventImport(
         self,
         request_iterator: AsyncIterator[profile_pb2.StageEventImportRequest],
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[profile_pb2.StageEventImportResponse]:
         imports = self._event_imports()
-        import_id = ""
-        async for request in request_iterator:
-            if request.import_id and import_id and request.import_id != import_id:
-                raise InvalidArgument([FieldViolation("import_id", "one stream stages one import")])
-            import_id = import_id or request.import_id
-            if not import_id:
-                raise InvalidArgument(
-                    [FieldViolation("import_id", "required in the stream's first message")]
+        # The next message is read and checked (Python) while the previous one is written
+        # (PostgreSQL): the two overlap instead of taking turns.
+        checked: asyncio.Queue[_CheckedMessage | SvodError | None] = asyncio.Queue(maxsize=2)
+        reader = asyncio.create_task(self._checked_messages(request_iterator, checked))
+        try:
+            while (message := await checked.get()) is not None:
+                if isinstance(message, SvodError):
+                    raise message
+                outcome = await imports.stage(message.import_id, message.rows)
+                yield profile_pb2.StageEventImportResponse(
+                    staged_count=outcome.staged,
+                    duplicate_count=outcome.duplicates,
+                    refused=message.refused,
+                    import_staged_count=outcome.import_staged,
                 )
-            if len(request.events) > MAX_STAGE_EVENTS:
-                raise InvalidArgument(
-                    [FieldViolation("events", f"at most {MAX_STAGE_EVENTS:,} events per message")]
-                )
-            rows: list[tuple[str, EventFact]] = []
-            refused: list[profile_pb2.RefusedImportEvent] = []
-            for index, item in enumerate(request.events):
-                if index % 200 == 199:
-                    await asyncio.sleep(0)  # other calls run while a message is checked
-                try:
-                    customer_id = parse_customer_id(item.customer_id, "customer_id")
-                    rows.append((customer_id, event_fact(item, self.currency)))
-                except SvodError as error:
-                    refused.append(_refused_event(index, item.record_ref, error))
-            outcome = await imports.stage(import_id, rows)
-            yield profile_pb2.StageEventImportResponse(
-                staged_count=outcome.staged,
-                duplicate_count=outcome.duplicates,
-                refused=refused,
-                import_staged_count=outcome.import_staged,
-            )
+        finally:
+            reader.cancel()
 
     async def CommitEventImport(
         self, request: profile_pb2.CommitEventImportRequest, context: grpc.aio.ServicerContext
