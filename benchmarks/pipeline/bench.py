@@ -63,7 +63,7 @@ from benchmarks.identity.bench_speed import Workload
 from benchmarks.identity.loader import load_identity
 from benchmarks.pipeline.cluster import bench_cluster
 from benchmarks.pipeline.cpu import CpuMeter, per_message
-from benchmarks.pipeline.soak import SoakLoad, print_soak, profile_reads, read_summary, soak
+from benchmarks.pipeline.soak import ProfileReader, SoakLoad, print_soak, read_summary, soak
 from benchmarks.profile.bench_profile import bench_raw_apply
 from benchmarks.stats import latency_summary
 from svod.common.v1 import common_pb2
@@ -292,7 +292,7 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
     ]
     stop_probe = asyncio.Event()
     probe = asyncio.create_task(interactive_probe(ingestion, stop_probe))
-    reads = asyncio.create_task(profile_reads(suite.target("profile"), db_url, stop_probe))
+    reads = ProfileReader(suite.target("profile"), db_url)
     with CpuMeter(pids, db_url) as meter:
         started = time.perf_counter()
         accept_s = await send_streams(
@@ -302,7 +302,7 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
         elapsed = time.perf_counter() - started
     stop_probe.set()
     probes = await probe
-    read_latencies = await reads
+    read_latencies = await reads.stop()
     await wait_processed(db_url, PROBE_SOURCE, probes, args.timeout)
     interactive = probe_latencies(db_url)
     _, delivered = processed(db_url, IDENTIFY_SOURCE)

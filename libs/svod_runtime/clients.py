@@ -20,47 +20,57 @@ from svod_runtime.errors import (
     Unavailable,
 )
 from svod_runtime.outbox import DeliveryError
+from svod_runtime.priority import BULK_LANE_VALUE, LANE_HEADER, Lane, current_lane
 from svod_runtime.retries import retry_options
 from svod_runtime.telemetry import Telemetry
 from svod_runtime.tls import aio_channel
 
 
-def _with_key(details: grpc.aio.ClientCallDetails, key: str) -> grpc.aio.ClientCallDetails:
+def _outgoing(details: grpc.aio.ClientCallDetails, key: str | None) -> grpc.aio.ClientCallDetails:
+    """The call's metadata plus this service's key (when keys are on) and, for a call made
+    from bulk work, the bulk lane (the peer serves its interactive calls first:
+    svod_runtime.priority)."""
+    bulk = current_lane() is Lane.BULK
+    if key is None and not bulk:
+        return details
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    metadata.add("authorization", f"Bearer {key}")
+    if key is not None:
+        metadata.add("authorization", f"Bearer {key}")
+    if bulk:
+        metadata.add(LANE_HEADER, BULK_LANE_VALUE)
     return grpc.aio.ClientCallDetails(
         details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
     )
 
 
-class _UnaryUnaryKey(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, key: str) -> None:
+class _UnaryUnaryOutgoing(grpc.aio.UnaryUnaryClientInterceptor):
+    def __init__(self, key: str | None) -> None:
         self.key = key
 
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_key(details, self.key), request)
+        return await continuation(_outgoing(details, self.key), request)
 
 
-class _UnaryStreamKey(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, key: str) -> None:
+class _UnaryStreamOutgoing(grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, key: str | None) -> None:
         self.key = key
 
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_with_key(details, self.key), request)
+        return await continuation(_outgoing(details, self.key), request)
 
 
-class _StreamUnaryKey(grpc.aio.StreamUnaryClientInterceptor):
-    def __init__(self, key: str) -> None:
+class _StreamUnaryOutgoing(grpc.aio.StreamUnaryClientInterceptor):
+    def __init__(self, key: str | None) -> None:
         self.key = key
 
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], details: Any, requests: Any
     ) -> Any:
-        return await continuation(_with_key(details, self.key), requests)
+        return await continuation(_outgoing(details, self.key), requests)
 
 
 def peer_channel(
@@ -77,9 +87,8 @@ def peer_channel(
     answer to that, e.g. ingestion's front door accepting a record unchecked)."""
     security = security or PeerSecurity.from_env()
     interceptors: list[Any] = telemetry.client_interceptors()
-    key = security.api_key
-    if key:
-        interceptors += [_UnaryUnaryKey(key), _UnaryStreamKey(key), _StreamUnaryKey(key)]
+    key = security.api_key or None
+    interceptors += [_UnaryUnaryOutgoing(key), _UnaryStreamOutgoing(key), _StreamUnaryOutgoing(key)]
     return aio_channel(
         target,
         security.tls,

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -33,6 +32,7 @@ from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import IncomingRecord, RecordRef
 from svod_identity.domain.rules import Rules
 from svod_runtime.db import array_literal, direct_statement, fetch_direct, fetch_direct_pipelined
+from svod_runtime.priority import step_aside
 
 _LOAD_STATE = direct_statement(
     f"""
@@ -302,9 +302,9 @@ class StateLoader:
         fetched = _fill_batch_state(state, batch)
         # Decoding a chunk's rows and choosing its candidates are the longest stretches of
         # Python in a bulk chunk: let other calls (a single Resolve) run between them.
-        await asyncio.sleep(0)
+        await step_aside()
         candidates = candidates_to_load(records, state, fetched, rules, model)
-        await asyncio.sleep(0)
+        await step_aside()
         owners = batch.holders
         also = {c.customer_id for c in candidates.values()}
         if keys or also:
@@ -326,7 +326,7 @@ class StateLoader:
         while True:
             if rows_for == locked:
                 decoded = decode_customer_rows(customer_rows)
-                await asyncio.sleep(0)
+                await step_aside()
                 wanted, held_rows = _read_customers(state, locked, candidates, decoded)
                 if wanted <= locked:
                     break

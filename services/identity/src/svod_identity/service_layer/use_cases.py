@@ -65,6 +65,7 @@ from svod_runtime.paging import (
     encode_page_token,
     token_time,
 )
+from svod_runtime.priority import step_aside
 
 __all__ = ["MERGED_TOPIC", "SPLIT_TOPIC", "IdentityService"]
 
@@ -75,10 +76,6 @@ CACHE_TTL_S = 2.0
 BATCH_CHUNK = 500
 # Transactions one ResolveBatch keeps running at once (see resolve_batch).
 CHUNKS_IN_FLIGHT = 2
-# Records a chunk places before it lets other calls run: placing a 500-record chunk in one go
-# held the event loop for its whole matching time, and a single Resolve arriving meanwhile
-# (an interactive Identify during a bulk import, issue #20) waited for all of it.
-PLACE_BEFORE_YIELD = 25
 MAX_PAGE = 1000
 # Customers one MergeCustomers call may name.
 MAX_MERGE = 100
@@ -93,12 +90,14 @@ LEDGER_KINDS = frozenset(kind.value for kind in LedgerKind)
 
 
 async def _placed(resolver: Resolver, chunk: Sequence[IncomingRecord]) -> list[Placement]:
-    """``resolver.resolve`` of every record in order, letting other calls run every
-    ``PLACE_BEFORE_YIELD`` records (the resolver's state is this chunk's own)."""
+    """``resolver.resolve`` of every record in order, stepping aside between records for
+    single calls (svod_runtime.priority; the resolver's state is this chunk's own): placing a
+    500-record chunk in one go held the event loop for its whole matching time, and a single
+    Resolve arriving meanwhile (an interactive Identify during a bulk import, issue #20)
+    waited for all of it."""
     done: list[Placement] = []
-    for index, record in enumerate(chunk):
-        if index and index % PLACE_BEFORE_YIELD == 0:
-            await asyncio.sleep(0)
+    for record in chunk:
+        await step_aside()
         done.append(resolver.resolve(record))
     return done
 

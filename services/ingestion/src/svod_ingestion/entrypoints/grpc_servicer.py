@@ -37,6 +37,7 @@ from svod_runtime.bounds import MAX_STREAM_MESSAGES
 from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import InvalidArgument, SvodError, Unavailable, ViolationCollector
 from svod_runtime.outbox import DeliveryError
+from svod_runtime.priority import step_aside
 from svod_runtime.protoconv import (
     checked_timestamp,
     datetime_to_timestamp,
@@ -400,6 +401,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
             if index >= MAX_STREAM_MESSAGES:
                 answer.response.unread_from_index = index
                 break
+            await step_aside()  # single calls first (svod_runtime.priority)
             try:
                 incoming = self._track_incoming(request, dt.datetime.now(dt.UTC))
                 chunk.append((index, request, incoming))
@@ -458,6 +460,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         now = dt.datetime.now(dt.UTC)
         valid: list[tuple[int, ingestion_pb2.IdentifyRequest]] = []
         for index, request in chunk:
+            await step_aside()  # single calls first (svod_runtime.priority)
             try:
                 self._checked(request, now)
             except SvodError as error:
@@ -471,6 +474,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
             raise Unavailable("quality could not standardise the records now; send them again")
         storable: list[tuple[int, Any, Incoming]] = []
         for (index, request), result in zip(valid, standardized, strict=True):
+            await step_aside()
             try:
                 storable.append((index, request, self._identify_incoming(request, result, now)))
             except SvodError as error:

@@ -6,8 +6,6 @@ its own delivery, so every change stays in the trace of the write that caused it
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 from google.rpc import code_pb2
 
@@ -16,11 +14,10 @@ from svod_profile.adapters.storage import ProfileStore
 from svod_profile.domain.announcements import ProfileChanged
 from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError, OutboxMessage
+from svod_runtime.priority import step_aside
 
 # The most changes segmentation takes in one call.
 MAX_CHANGES_PER_CALL = 1000
-# Requests built between two turns of the event loop.
-YIELD_EVERY = 50
 
 
 class SegmentationAnnouncer:
@@ -52,10 +49,9 @@ class SegmentationAnnouncer:
         requests: list[segmentation_pb2.ApplyProfileChangeRequest] = []
         sent: list[int] = []  # index of the message each request announces
         for index, (message, change) in enumerate(zip(messages, changes, strict=True)):
-            if index % YIELD_EVERY == YIELD_EVERY - 1:
-                # Building a pass's requests takes tens of milliseconds: let the event batches
-                # sharing this loop send their statements in between.
-                await asyncio.sleep(0)
+            # Building a pass's requests takes tens of milliseconds: let single calls and the
+            # event batches sharing this loop run in between.
+            await step_aside()
             view = views.get(message.key)
             if view is None:  # merged away or erased since: nothing left to announce
                 continue

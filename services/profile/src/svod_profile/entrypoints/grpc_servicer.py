@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -44,6 +43,7 @@ from svod_runtime.errors import (
 from svod_runtime.ids import parse_customer_id
 from svod_runtime.interceptors import status_proto_for
 from svod_runtime.money import decimal_to_money, money_to_decimal
+from svod_runtime.priority import step_aside
 from svod_runtime.protoconv import (
     checked_timestamp,
     datetime_to_timestamp,
@@ -559,8 +559,8 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
         items: list[tuple[str, EventFact, dict[str, str]]] = []
         call_carrier = current_trace_carrier()
         for index, item in enumerate(request.events):
-            if index % 100 == 99:
-                await asyncio.sleep(0)  # a long call must not hold up the batches being written
+            # A long call must not hold up single calls, nor the batches being written.
+            await step_aside()
             # An event continuing a trace of its own (one ingestion accepted) gets a span there;
             # the others belong to this call's span, which their announcements continue.
             span = (

@@ -53,6 +53,7 @@ from svod_runtime.errors import (
     ViolationCollector,
 )
 from svod_runtime.ids import parse_customer_id
+from svod_runtime.priority import step_aside
 from svod_runtime.telemetry import continuing
 from svod_runtime.transactions import run_in_transaction
 
@@ -63,10 +64,6 @@ APPLY_CHUNK = 100
 # Chunks of an ApplyBatch written at once: while one waits on the database another is prepared
 # (the event batcher's reasoning; it writes four too).
 APPLY_TRANSACTIONS = 4
-# Customers whose shown values a chunk works out before it lets other calls run (a single Apply
-# or GetProfile arriving during a bulk import waited for whole chunks; see identity's
-# PLACE_BEFORE_YIELD).
-SHOWN_BEFORE_YIELD = 25
 # Timeline and search pages: 50 by default, at most 500 (larger sizes are served as 500).
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
@@ -239,9 +236,10 @@ class ProfileService:
             changed = list(touched)
             observed = await tx.observations_many([(o, touched[o]) for o in changed])
             updates = []
-            for index, (owner, observations) in enumerate(zip(changed, observed, strict=True)):
-                if index % SHOWN_BEFORE_YIELD == SHOWN_BEFORE_YIELD - 1:
-                    await asyncio.sleep(0)
+            for owner, observations in zip(changed, observed, strict=True):
+                # A single Apply or GetProfile arriving during a bulk import waited for whole
+                # chunks of this (svod_runtime.priority).
+                await step_aside()
                 fields = touched[owner]
                 names = NameIndex.of(fields, observations) if fields & set(NAME_FIELDS) else None
                 updates.append((owner, shown_values(observations, self.survivorship), names))
