@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -629,8 +630,7 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
                 rows: list[tuple[str, EventFact]] = []
                 refused: list[profile_pb2.RefusedImportEvent] = []
                 for index, item in enumerate(request.events):
-                    if index % 200 == 199:
-                        await asyncio.sleep(0)  # other calls run while a message is checked
+                    await step_aside()  # single calls run while a message is checked
                     try:
                         customer_id = parse_customer_id(item.customer_id, "customer_id")
                         rows.append((customer_id, event_fact(item, self.currency)))
