@@ -7,8 +7,10 @@ each: the same records are new customers for both). The file holds ``--persons``
 1-3 records each (a phone, an e-mail and a card spread over their records, a name and birth
 date on most), shuffled: real resolution work, links included.
 
-- **batch**: ``svod import customers FILE --path batch --wait`` (StageCustomerImport, then the
-  import's job: identity's batch engine, ListImportResults, profile's ApplyBatch);
+- **batch**: ``svod import customers FILE --path batch`` (StageCustomerImport, then
+  CommitCustomerImport), then GetCustomerImport every 0.2 s until the job has succeeded (identity's
+  batch engine, ListImportResults, profile's ApplyBatch, one RecomputeSegments): the time of
+  each phase is taken from when the poll first saw it;
 - **stream**: ``svod import customers FILE --path stream``, then the time until ingestion has
   no record of the file pending (IdentifyStream, each record resolved by ResolveBatch streams
   and folded by ApplyBatch from ingestion's relay).
@@ -30,9 +32,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import psycopg
 
 from benchmarks.harness import running_suite, scratch_database
+from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
+from svod_cli.bulk_import import job_json
 from svod_cli.suite import TOP
 from svod_runtime.db import libpq_url
 from tests.e2e.test_import_batch import generated
@@ -46,6 +51,26 @@ def pending(db_url: str) -> int:
             "SELECT count(*) FROM ingestion.records WHERE state = 'pending'"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def follow(target: str, import_id: str, phases: dict[str, float]) -> dict[str, Any]:
+    """Polls the import's job until it ends; ``phases`` gets the time each phase was first
+    seen (from the command's start: the caller adds the staging time)."""
+    started = time.perf_counter()
+    with grpc.insecure_channel(target) as channel:
+        stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
+        while True:
+            job = stub.GetCustomerImport(
+                ingestion_pb2.GetCustomerImportRequest(import_id=import_id), timeout=30
+            )
+            name = ingestion_pb2.CustomerImport.Phase.Name(job.phase).removeprefix("PHASE_")
+            phases.setdefault(name.lower(), time.perf_counter() - started)
+            if job.state in (
+                ingestion_pb2.CustomerImport.STATE_SUCCEEDED,
+                ingestion_pb2.CustomerImport.STATE_FAILED,
+            ):
+                return job_json(job)
+            time.sleep(0.2)
 
 
 def run_path(path_name: str, file: Path, scratch: Path) -> dict[str, Any]:
@@ -63,26 +88,35 @@ def run_path(path_name: str, file: Path, scratch: Path) -> dict[str, Any]:
             "--checkpoint",
             str(scratch / f"{path_name}.json"),
         ]
-        if path_name == "batch":
-            command += ["--wait", "--timeout", "3600"]
         started = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         sent_s = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"svod import exited {done.returncode}: {done.stderr[-2000:]}")
         result = json.loads(done.stdout)
+        phases: dict[str, float] = {}
+        if "import_id" in result:
+            result["import"] = follow(suite.target("ingestion"), result["import_id"], phases)
+            phases = {"staging": sent_s, **phases}
         while pending(db_url):
             time.sleep(0.5)
         elapsed = time.perf_counter() - started
+        if phases:  # seconds each phase took, from when the poll first saw it
+            marks = [*phases.items(), ("end", elapsed)]
+            phases = {
+                name: round(marks[i + 1][1] - (at if i else 0.0), 1)
+                for i, (name, at) in enumerate(marks[:-1])
+            }
         records = int(result["accepted"])
         with psycopg.connect(libpq_url(db_url)) as conn:
             delivered = conn.execute(
                 "SELECT count(*) FROM ingestion.records WHERE state = 'delivered'"
             ).fetchone()
+            # identity's customers now (the stream path's merges after delivery followed)
             customers = conn.execute(
-                "SELECT count(DISTINCT customer_id) FROM ingestion.records"
+                "SELECT count(*) FROM identity.customers WHERE merged_into IS NULL"
             ).fetchone()
-        out = {
+        out: dict[str, Any] = {
             "records": records,
             "delivered": int(delivered[0]) if delivered else 0,
             "customers": int(customers[0]) if customers else 0,
@@ -94,6 +128,9 @@ def run_path(path_name: str, file: Path, scratch: Path) -> dict[str, Any]:
         }
         if "import" in result:
             out["job"] = result["import"]
+            out["phase_s"] = phases
+        if phases:
+            print("        phases (s): " + ", ".join(f"{k} {v}" for k, v in phases.items()))
         print(
             f"{path_name:>6}: {records:,} records -> {out['customers']:,} customers in "
             f"{elapsed:,.1f} s ({out['records_per_s']:,}/s end to end; command {sent_s:,.1f} s), "

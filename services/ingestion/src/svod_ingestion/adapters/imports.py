@@ -10,7 +10,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_ingestion.adapters.storage import DELIVERY_LOCK
-from svod_ingestion.domain.imports import CustomerImport, ImportPhase, ImportState, Staged
+from svod_ingestion.domain.imports import (
+    CustomerImport,
+    ImportPhase,
+    ImportState,
+    LostLease,
+    Staged,
+)
 from svod_ingestion.domain.model import Incoming, StoredRecord
 
 _COLUMNS = (
@@ -43,10 +49,6 @@ def _job(row: Any) -> CustomerImport:
         committed_at=row.committed_at,
         finished_at=row.finished_at,
     )
-
-
-class LostLease(Exception):
-    """Another worker took the import's job over (this one was too slow to renew)."""
 
 
 class ImportStore:

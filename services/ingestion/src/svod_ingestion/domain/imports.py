@@ -104,3 +104,8 @@ class Staged:
 
     stored: dict[tuple[str, str], StoredRecord]
     earlier: dict[tuple[str, str], tuple[StoredRecord, str | None]]
+
+
+class LostLease(Exception):
+    """Another worker took the import's job over (this one was too slow to renew its lease):
+    this one stops; the other goes on from the last step recorded."""

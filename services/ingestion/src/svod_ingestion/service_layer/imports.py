@@ -28,6 +28,7 @@ from svod_ingestion.domain.imports import (
     ImportPhase,
     ImportResult,
     ImportState,
+    LostLease,
     check_import_id,
 )
 from svod_ingestion.domain.model import Accepted, Incoming
@@ -212,6 +213,9 @@ class ImportJobRunner:
                 worked = await self.run_once()
             except asyncio.CancelledError:
                 raise
+            except LostLease:
+                log.warning("a customer import's job was taken over by another worker")
+                worked = False
             except Exception:
                 log.exception("customer import job failed; taken up again after its lease")
                 worked = False
