@@ -1,0 +1,116 @@
+"""An event import's commit stopped at any moment (a crash: its open transaction rolls back)
+and committed again counts every event exactly once; merged-away customers' events go to the
+survivor and erased customers' are dropped. Real Postgres; the use case and the storage
+adapter as the service wires them (no gRPC: the commit is cancelled mid-transaction)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from benchmarks.profile.event_data import events
+from svod_cli.suite import create_database, drop_database, prepare_database
+from svod_profile.adapters.storage import ProfileStore
+from svod_profile.domain.events import EventFact, fold
+from svod_profile.domain.imports import ImportState
+from svod_profile.entrypoints.grpc_servicer import event_fact
+from svod_profile.service_layer.event_import import EventImports
+from svod_profile.service_layer.use_cases import ProfileService
+from svod_runtime.config import service_database_url
+from svod_runtime.db import create_engine, libpq_url
+
+
+@pytest.fixture
+def profile_url(postgres_admin_url) -> Iterator[str]:
+    name = f"svod_test_evres_{secrets.token_hex(4)}"
+    url = create_database(postgres_admin_url, name)
+    try:
+        prepare_database(url)
+        yield service_database_url("profile", {"SVOD_DATABASE_URL": url})
+    finally:
+        drop_database(postgres_admin_url, name)
+
+
+async def _scenario(url: str) -> None:  # noqa: PLR0915
+    engine = create_engine(url)
+    store = ProfileStore(engine)
+    service = ProfileService(store, directory=Any)  # type: ignore[arg-type]
+    customers = [str(uuid.uuid4()) for _ in range(30)]
+    survivor, merged, erased = customers[0], customers[1], customers[2]
+    await service.identity_changes.merge("change-1", survivor, [merged])
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO erased_customers (customer_id, receipt_id) VALUES (%s, %s)",
+            (erased, str(uuid.uuid4())),
+        )
+    facts = [(i.customer_id, event_fact(i, "RUB")) for i in events(customers, 500, 5)]
+
+    def imports() -> EventImports:
+        return EventImports(store, service.record_consent, chunk_rows=40)
+
+    first = imports()
+    for start in range(0, len(facts), 120):
+        await first.stage("resume-1", facts[start : start + 120])
+    # Stopped three times at random moments, by a fresh process each time.
+    rng = random.Random(3)
+    for _ in range(3):
+        committer = imports()
+        await committer.commit("resume-1")
+        await asyncio.sleep(rng.uniform(0.01, 0.15))
+        committer._running["resume-1"].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await committer._running["resume-1"]
+    partial = await first.get("resume-1")
+    last = imports()
+    await last.commit("resume-1")
+    await last.wait("resume-1")
+    done = await last.get("resume-1")
+    assert partial.state == ImportState.COMMITTING
+    assert done.state == ImportState.COMMITTED
+
+    expected: dict[str, list[EventFact]] = defaultdict(list)
+    for customer, fact in facts:
+        if customer != erased:
+            expected[survivor if customer == merged else customer].append(fact)
+    dropped = sum(1 for c, _ in facts if c == erased)
+    assert dropped > 0 and any(c == merged for c, _ in facts)
+    assert (done.staged, done.applied, done.duplicates, done.erased) == (
+        len(facts),
+        len(facts) - dropped,
+        0,
+        dropped,
+    )
+    async with store.transaction() as tx:
+        for owner, owned in expected.items():
+            assert await tx.events.metrics(owner) == fold(owned), owner
+            assert {(e.source, e.message_id) for e in await tx.events.events_of(owner)} == {
+                (e.source, e.message_id) for e in owned
+            }
+        assert await tx.events.events_of(erased) == []
+    # Each customer is announced once by the import - the survivor once per id of it staged
+    # (its own and the merged one's, which are folded in different chunks) - and the survivor
+    # once more by the merge.
+    with psycopg.connect(libpq_url(url)) as conn:
+        counts = dict(
+            conn.execute(
+                "SELECT key, count(*) FROM outbox WHERE topic = 'profile.changed' GROUP BY key"
+            ).fetchall()
+        )
+        staging_tables = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'event_import_rows_%%'"
+        ).fetchone()
+    assert counts == {owner: 3 if owner == survivor else 1 for owner in expected}
+    assert staging_tables == (0,)
+    await engine.dispose()
+
+
+def test_a_commit_stopped_anywhere_and_resumed_counts_each_event_once(profile_url) -> None:
+    asyncio.run(_scenario(profile_url))
