@@ -39,7 +39,7 @@ def profile_url(postgres_admin_url) -> Iterator[str]:
         drop_database(postgres_admin_url, name)
 
 
-async def _scenario(url: str) -> None:  # noqa: PLR0915
+async def _scenario(url: str) -> None:
     engine = create_engine(url)
     store = ProfileStore(engine)
     service = ProfileService(store, directory=Any)  # type: ignore[arg-type]
