@@ -130,3 +130,36 @@ def test_a_namesake_whose_place_is_unknown_may_live_here() -> None:
     )
     assert first != second
     assert third not in (first, second)
+
+
+def test_a_namesake_of_another_patronymic_leaves_the_full_name_rare() -> None:
+    """Two Февронии Муравьевы in Кологрив, told apart by the patronymic: a record of one of
+    them, patronymic given, has only one holder of its full name there."""
+    (petrovna, ivanovna, third), _ = _place(
+        _record(1, _phone(1), **NAME, **CITY, middle_name="Петровна"),
+        _record(2, _phone(2), **NAME, **CITY, middle_name="Ивановна"),
+        _record(3, IdentifierKey("email", "f.m@mail.ru"), **NAME, **CITY, middle_name="Петровна"),
+    )
+    assert petrovna != ivanovna
+    assert third == petrovna
+
+
+def test_a_namesake_of_another_birth_date_leaves_the_full_name_rare() -> None:
+    """The holder whose birth date is unknown may be the record's; the one born on another
+    day is not."""
+    (unknown, other_day, third), _ = _place(
+        _record(1, _phone(1), **NAME, **CITY),
+        _record(2, _phone(2), **NAME, **CITY, birth_date="1988-03-02"),
+        _record(3, IdentifierKey("email", "f.m@mail.ru"), **NAME, **CITY, birth_date="1961-07-19"),
+    )
+    assert unknown != other_day
+    assert third == unknown
+
+
+def test_a_record_without_a_patronymic_is_either_namesake() -> None:
+    (petrovna, ivanovna, third), _ = _place(
+        _record(1, _phone(1), **NAME, **CITY, middle_name="Петровна"),
+        _record(2, _phone(2), **NAME, **CITY, middle_name="Ивановна"),
+        _record(3, IdentifierKey("email", "f.m@mail.ru"), **NAME, **CITY),
+    )
+    assert third not in (petrovna, ivanovna)

@@ -75,6 +75,9 @@ _SURNAME_AGREES = frozenset({"exact", "fuzzy"})
 _PLACE_AGREES = frozenset({"address", "postcode", "city"})
 # Disagreements with any record of the customer that stop a link on a rare full name.
 _RARE_NAME_DISAGREEMENTS = ("phone", "email", "card", "location", "birth_date")
+# Fields on which a holder of the record's full name is known to be another namesake when all
+# its records that have the field disagree (``Resolver._another_namesake``).
+_NAMESAKE_FEATURES = ("location", "middle_name", "birth_date")
 # E-mail levels that tie a record to a mailbox's holder, and the agreements that tie it to a
 # person beyond the mailbox (``mailbox_stranger``).
 _MAILBOX_TIES = frozenset({"exact", "fuzzy", "local_part"})
@@ -812,16 +815,22 @@ class Resolver:
         record's place, or None: several customers, none, a block over the size limit, or
         members not loaded (then who holds them is unknown).
 
-        Holders whose records all put them in another city (``_lives_elsewhere``) are left out:
-        the term whose frequency counts is the full name at this place, so a namesake known
-        to live elsewhere makes the name no less rare here. Only loaded holders can be judged
-        so: in the service a namesake's records that scored "new" against the batch are not
-        loaded, and an unloaded member still makes the holder unknown. Measured through the
-        API (bench_accuracy, EM, 2000 persons), on top of the "review" score in
-        ``_rare_name_link``: households seeds 303/909 F1 0.9273 -> 0.9290 (P 0.9857 -> 0.9870)
-        and 0.9408 -> 0.9411; generator seeds 101/4242 0.9719 -> 0.9719 and 0.9716 -> 0.9716;
-        FEBRL3/4 0.9932/0.9915 unchanged. The in-memory engine with every record loaded
-        (benchmarks/identity/offline.py's run) gains more: households 303 0.9273 -> 0.9342.
+        Holders whose records all put them in another city, or give them another patronymic or
+        birth date (``_another_namesake``), are left out: the term whose frequency counts is
+        the full name (with the patronymic and birth date where the record has them) at this
+        place, so a namesake known to live elsewhere, or to be Иван Сергеевич where the record
+        is Иван Петрович, makes it no less rare. The patronymic and birth date (offline.py, EM):
+        households seeds 303/909 at 3000 persons and 7717 at 4000 F1 0.9417 -> 0.9423, 0.9390
+        -> 0.9392, 0.9325 -> 0.9333 (precision unchanged to the fourth digit, 0.9866 ->
+        0.9865); generator seeds 101/202 at 3000 unchanged, 5151 at 4000 0.9684 -> 0.9686.
+        Only loaded holders can be judged so: in the service a namesake's records that scored
+        "new" against the batch are not loaded, and an unloaded member still makes the holder
+        unknown. The city alone, measured through the API (bench_accuracy, EM, 2000 persons), on
+        top of the "review" score in ``_rare_name_link``: households seeds 303/909 F1 0.9273 ->
+        0.9290 (P 0.9857 -> 0.9870) and 0.9408 -> 0.9411; generator seeds 101/4242 0.9719 ->
+        0.9719 and 0.9716 -> 0.9716; FEBRL3/4 0.9932/0.9915 unchanged. The in-memory engine with
+        every record loaded (benchmarks/identity/offline.py's run) gains more: households 303
+        0.9273 -> 0.9342.
         """
         state = self.state
         holders: set[str] = set()
@@ -836,18 +845,20 @@ class Resolver:
                     return None
                 holders.add(state.find(known.customer_id))
         if len(holders) > 1:
-            holders = {h for h in holders if not self._lives_elsewhere(person, h)}
+            holders = {h for h in holders if not self._another_namesake(person, h)}
         return next(iter(holders)) if len(holders) == 1 else None
 
-    def _lives_elsewhere(self, person: PersonRecord, customer_id: str) -> bool:
-        """Whether every record of the customer that has a place disagrees with the record's
-        (at least one has): someone of the same name in another city. A customer whose
-        records say nothing of a place may live anywhere, here too."""
-        places = [
-            compare_records(person, other)["location"] for other in self._persons(customer_id)
-        ]
-        known = [level for level in places if level != MISSING]
-        return bool(known) and all(level == "disagree" for level in known)
+    def _another_namesake(self, person: PersonRecord, customer_id: str) -> bool:
+        """Whether the customer is known to be someone else of the same name: every record of
+        it that has a place puts it in another city (at least one has), or every one with a
+        patronymic, or with a birth date, has another than the record's. A customer whose
+        records say nothing of a field may hold any value of it, the record's too."""
+        levels = [compare_records(person, other) for other in self._persons(customer_id)]
+        for feature in _NAMESAKE_FEATURES:
+            known = [lv[feature] for lv in levels if lv[feature] != MISSING]
+            if known and all(level == "disagree" for level in known):
+                return True
+        return False
 
     def _rare_name_link(self, person: PersonRecord, owner: str, scored: CandidateScore) -> bool:
         """Whether a full name and a place, scoring over the link threshold, link the record to
