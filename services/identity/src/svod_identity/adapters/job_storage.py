@@ -7,14 +7,13 @@ claim the next one to run, and stream an import's results.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from svod_identity.adapters.bulk_storage import release_merges
+from svod_identity.adapters.bulk_storage import dumps, release_merges
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.jobs import (
     MAX_ATTEMPTS,
@@ -289,11 +288,8 @@ async def _copy_staged(
                     record.ref.message_id,
                     record.channel,
                     record.observed_at,
-                    json.dumps(
-                        [[k.type, k.namespace, k.value] for k in record.identifiers],
-                        ensure_ascii=False,
-                    ),
-                    json.dumps(record.attributes, ensure_ascii=False, default=str),
+                    dumps([[k.type, k.namespace, k.value] for k in record.identifiers]),
+                    dumps(record.attributes),
                 )
             )
     await cursor.execute(
