@@ -15,6 +15,7 @@ date on most), shuffled: real resolution work, links included.
   no record of the file pending (IdentifyStream, each record resolved by ResolveBatch streams
   and folded by ApplyBatch from ingestion's relay).
 
+Rounds alternate the order (batch, stream, stream, batch); the figures are medians.
 Results: benchmarks/results/cli_import_paths.json, with the machine's load average.
 
     .venv/bin/python -m benchmarks.cli_import.bench_customers_path --persons 12000
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,15 +99,14 @@ def run_path(path_name: str, file: Path, scratch: Path) -> dict[str, Any]:
         phases: dict[str, float] = {}
         if "import_id" in result:
             result["import"] = follow(suite.target("ingestion"), result["import_id"], phases)
-            phases = {"staging": sent_s, **phases}
+            phases = {"staging": 0.0, **{k: v + sent_s for k, v in phases.items()}}
         while pending(db_url):
             time.sleep(0.5)
         elapsed = time.perf_counter() - started
         if phases:  # seconds each phase took, from when the poll first saw it
             marks = [*phases.items(), ("end", elapsed)]
             phases = {
-                name: round(marks[i + 1][1] - (at if i else 0.0), 1)
-                for i, (name, at) in enumerate(marks[:-1])
+                name: round(marks[i + 1][1] - at, 1) for i, (name, at) in enumerate(marks[:-1])
             }
         records = int(result["accepted"])
         with psycopg.connect(libpq_url(db_url)) as conn:
@@ -142,28 +143,45 @@ def run_path(path_name: str, file: Path, scratch: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.cli_import.bench_customers_path")
     parser.add_argument("--persons", type=int, default=12_000)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds of both paths, in the order batch, stream, stream, batch, ... (the load of "
+        "a shared machine drifts: neither path always runs second); medians are reported",
+    )
     args = parser.parse_args(argv)
+    runs: dict[str, list[dict[str, Any]]] = {"batch": [], "stream": []}
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         file = scratch / "customers.jsonl"
         rows = generated(args.persons, "bench-paths", seed=2026)
         file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{len(rows):,} records of {args.persons:,} persons; cpu count {os.cpu_count()}")
-        batch = run_path("batch", file, scratch)
-        stream = run_path("stream", file, scratch)
+        for round_ in range(args.rounds):
+            order = ["batch", "stream"] if round_ % 2 == 0 else ["stream", "batch"]
+            for name in order:
+                runs[name].append(run_path(name, file, scratch))
+
+    def median(name: str) -> int:
+        return round(statistics.median(r["records_per_s"] for r in runs[name]))
+
     figures = {
         "persons": args.persons,
         "records": len(rows),
-        "batch": batch,
-        "stream": stream,
-        "batch_vs_stream": round(batch["records_per_s"] / stream["records_per_s"], 2),
-        "same_customer_count": batch["customers"] == stream["customers"],
+        "rounds": args.rounds,
+        "batch_per_s": median("batch"),
+        "stream_per_s": median("stream"),
+        "batch_vs_stream": round(median("batch") / median("stream"), 2),
+        "same_customer_count": len({r["customers"] for rs in runs.values() for r in rs}) == 1,
+        "batch": runs["batch"],
+        "stream": runs["stream"],
         "cpu_count": os.cpu_count(),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     print(
-        f"batch {batch['records_per_s']:,}/s vs stream {stream['records_per_s']:,}/s end to end: "
-        f"{figures['batch_vs_stream']}x"
+        f"median of {args.rounds}: batch {figures['batch_per_s']:,}/s vs stream "
+        f"{figures['stream_per_s']:,}/s end to end: {figures['batch_vs_stream']}x"
     )
     RESULTS.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
     return 0

@@ -39,6 +39,7 @@ rejected (or, with ``--wait``, failed or stayed pending), 3 when ingestion could
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import json
@@ -623,6 +624,13 @@ def _open_checkpoint(args: argparse.Namespace, path: Path, kind: Kind, sha: str)
     )
     fresh = Checkpoint(where, str(path.resolve()), kind.name, sha)
     if args.restart:
+        # A batch import staged and never committed goes on under its id: its records, stored
+        # already, are staged again with it (under a new id they would be duplicates of an
+        # import nobody commits, and never resolved).
+        with contextlib.suppress(UsageError):
+            saved = Checkpoint.load(where)
+            if saved is not None and saved.sha256 == sha and not saved.committed:
+                fresh.import_id = saved.import_id
         return fresh
     saved = Checkpoint.load(where)
     if saved is None:

@@ -595,3 +595,37 @@ def test_mapping_paths_and_cells_convert_by_the_field_type() -> None:
         load_mapping(
             {**raw, "values": {"event.type": "sold"}}, ingestion_pb2.TrackRequest.DESCRIPTOR, []
         )
+
+
+def test_a_batch_import_stopped_and_resumed_or_restarted_resolves_every_record(
+    svod, tmp_path
+) -> None:
+    """The batch path commits only once every line is staged: a run stopped by --limit leaves
+    the import open; resuming it, or restarting it before its commit, stages the rest under the
+    same import and then resolves every record once."""
+    source = unique("lim")
+    phones = [random_phone() for _ in range(4)]
+    people = write_jsonl(
+        tmp_path / "p.jsonl", [as_dict(identify(source, phones=(p,))) for p in phones]
+    )
+    first = imported(svod("import", "customers", people, "--limit", "2", "--json"))
+    assert first["accepted"] == 2 and "import" not in first and not first["complete"]
+    resumed = imported(svod("import", "customers", people, "--wait", "--timeout", "60", "--json"))
+    assert (resumed["accepted"], resumed["duplicates"], resumed["complete"]) == (4, 0, True)
+    job = resumed["import"]
+    assert (job["state"], job["records_staged"], job["delivered"]) == ("succeeded", 4, 4), job
+    assert job["customers_created"] == 4
+    assert all(profile(svod, p)["customer_id"] for p in phones)
+
+    others = [random_phone() for _ in range(3)]
+    more = write_jsonl(
+        tmp_path / "q.jsonl", [as_dict(identify(source, phones=(p,))) for p in others]
+    )
+    stopped = imported(svod("import", "customers", more, "--limit", "1", "--json"))
+    assert stopped["accepted"] == 1
+    restarted = imported(
+        svod("import", "customers", more, "--restart", "--wait", "--timeout", "60", "--json")
+    )
+    assert (restarted["accepted"], restarted["duplicates"]) == (2, 1), restarted
+    assert restarted["import"]["delivered"] == 3 and restarted["import"]["state"] == "succeeded"
+    assert all(profile(svod, p)["customer_id"] for p in others)
