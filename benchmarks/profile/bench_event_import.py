@@ -112,8 +112,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving the benchmark's database (the shared
+    WAL writer and checkpointer are not counted: they serve every database of the cluster)."""
+
+    def __init__(self, db_url: str) -> None:
+        self.conn = psycopg.connect(libpq_url(db_url), autocommit=True)
+        self.seen: dict[int, float] = {}
+
+    def sample(self) -> dict[int, float]:
+        pids = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+        now = {}
+        for (pid,) in pids:
+            try:
+                now[pid] = cpu_seconds(pid)
+            except FileNotFoundError:
+                continue
+        return now
+
+    @staticmethod
+    def spent(before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
 def import_events(
-    stub, channel: grpc.Channel, import_id: str, messages: list[bytes], pid: int
+    stub,
+    channel: grpc.Channel,
+    import_id: str,
+    messages: list[bytes],
+    pid: int,
+    backends: BackendCpu,
 ) -> dict:
     stage = channel.stream_stream(
         STAGE_PATH,
@@ -121,6 +152,7 @@ def import_events(
         response_deserializer=profile_pb2.StageEventImportResponse.FromString,
     )
     cpu0 = cpu_seconds(pid)
+    pg0 = backends.sample()
     started = time.perf_counter()
     staged = 0
     for reply in stage(iter(messages), timeout=3600):
@@ -128,6 +160,7 @@ def import_events(
         assert not reply.refused, reply.refused[0]
     staged_s = time.perf_counter() - started
     cpu1 = cpu_seconds(pid)
+    pg1 = backends.sample()
     stub.CommitEventImport(profile_pb2.CommitEventImportRequest(import_id=import_id), timeout=60)
     while True:
         found = stub.GetEventImport(
@@ -138,7 +171,10 @@ def import_events(
         time.sleep(0.2)
     total_s = time.perf_counter() - started
     cpu2 = cpu_seconds(pid)
+    pg2 = backends.sample()
     return {
+        "postgres_cpu_us_per_event_staging": round(BackendCpu.spent(pg0, pg1) / staged * 1e6, 1),
+        "postgres_cpu_us_per_event_commit": round(BackendCpu.spent(pg1, pg2) / staged * 1e6, 1),
         "profile_cpu_us_per_event_staging": round((cpu1 - cpu0) / staged * 1e6, 1),
         "profile_cpu_us_per_event_commit": round((cpu2 - cpu1) / staged * 1e6, 1),
         "staged": staged,
@@ -197,7 +233,10 @@ def main() -> None:
                 options=[("grpc.max_send_message_length", 64 * 1024 * 1024)],
             )
             stub = profile_pb2_grpc.ProfileServiceStub(channel)
-            outcome = import_events(stub, channel, f"bench-{args.seed}", messages, server.pid)
+            backends = BackendCpu(db_url)
+            outcome = import_events(
+                stub, channel, f"bench-{args.seed}", messages, server.pid, backends
+            )
             del messages
             rate = args.events / outcome["seconds"]
             print(
@@ -205,7 +244,9 @@ def main() -> None:
                 f"{outcome['stage_seconds']} s, commit {outcome['commit_seconds']} s), "
                 f"{rate / raw_rate:.2f} of the raw COPY; profile's CPU per event: "
                 f"{outcome['profile_cpu_us_per_event_staging']} us staging, "
-                f"{outcome['profile_cpu_us_per_event_commit']} us commit; load {load()}"
+                f"{outcome['profile_cpu_us_per_event_commit']} us commit; PostgreSQL's: "
+                f"{outcome['postgres_cpu_us_per_event_staging']} us staging, "
+                f"{outcome['postgres_cpu_us_per_event_commit']} us commit; load {load()}"
             )
             with psycopg.connect(libpq_url(db_url)) as conn:
                 orders = conn.execute(
@@ -221,6 +262,7 @@ def main() -> None:
                 f"profile's CPU {stream_cpu:.1f} us per event; load {load()}"
             )
             channel.close()
+            backends.conn.close()
         finally:
             server.terminate()
             server.wait(30)

@@ -6,6 +6,12 @@ it is done). A commit folds them a chunk of customers at a time: one INSERT ... 
 the chunk's events into ``events`` (ON CONFLICT DO NOTHING: an event applied before counts
 once) and the same statement aggregates the rows it inserted per customer, in SQL, into the
 metrics of those events; the use case adds them to the stored metrics (``domain.events.combine``).
+
+Why SQL and not the domain's fold over the events read back: reading an event row into an
+EventFact cost 22.8 us of Python and folding it 4.2 us, against 10.2 us of profile CPU per
+event for a whole commit this way (bench_event_import, 100,000 order events; the fold's
+steps are counts, sums and min/max, which SQL aggregates exactly - the equivalence test holds
+the two to each other).
 """
 
 from __future__ import annotations
