@@ -6,8 +6,11 @@ committed; the figure is events/s from the first message sent to GetEventImport 
 COMMITTED. Beside it, in the same run and on the same database: the raw ceiling (PostgreSQL
 COPY of the same rows into a plain table with no index, from this process) and
 ApplyEventBatch's rate on a sample of fresh events (the streaming path, batches of 1,000, four
-calls in flight). The profile service runs alone in its own process (segmentation is not
-started: the announcements wait in the outbox, so the figure is profile's work only).
+calls in flight). The profile service runs alone in its own process; in segmentation's place a
+stand-in in this process answers every ApplyProfileChanges call OK (so the figures hold
+profile's work of announcing each changed customer once, not segmentation's of evaluating
+them, nor a relay retrying an absent peer); the time until every changed customer was
+announced is printed too.
 
     .venv/bin/python -m benchmarks.profile.bench_event_import --events 1000000
 """
@@ -21,6 +24,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from decimal import Decimal
@@ -31,6 +35,7 @@ import psycopg
 from benchmarks.harness import scratch_database
 from benchmarks.profile.event_data import events
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
+from svod.segmentation.v1 import segmentation_pb2
 from svod_cli.suite import TOP, free_ports, suite_env, wait_healthy
 from svod_runtime.config import SERVICES
 from svod_runtime.db import libpq_url
@@ -40,6 +45,43 @@ RESULTS = TOP / "benchmarks" / "results" / "event_import.json"
 PER_MESSAGE = 2000
 STAGE_PATH = "/svod.profile.v1.ProfileService/StageEventImport"
 _COMMITTED = profile_pb2.EventImport.STATE_COMMITTED
+
+
+class SegmentationStandIn:
+    """Answers ApplyProfileChanges OK for every change and counts the customers announced."""
+
+    def __init__(self) -> None:
+        self.customers: set[str] = set()
+        self.lock = threading.Lock()
+        self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
+        handler = grpc.unary_unary_rpc_method_handler(
+            self.apply,
+            request_deserializer=segmentation_pb2.ApplyProfileChangesRequest.FromString,
+            response_serializer=segmentation_pb2.ApplyProfileChangesResponse.SerializeToString,
+        )
+        self.server.add_generic_rpc_handlers(
+            [
+                grpc.method_handlers_generic_handler(
+                    "svod.segmentation.v1.SegmentationService", {"ApplyProfileChanges": handler}
+                )
+            ]
+        )
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def apply(self, request, context) -> segmentation_pb2.ApplyProfileChangesResponse:
+        with self.lock:
+            self.customers.update(c.customer_id for c in request.changes)
+        return segmentation_pb2.ApplyProfileChangesResponse(
+            results=[
+                segmentation_pb2.ProfileChangeResult(customer_id=c.customer_id)
+                for c in request.changes
+            ]
+        )
+
+    def announced(self) -> int:
+        with self.lock:
+            return len(self.customers)
 
 
 def load() -> str:
@@ -224,6 +266,8 @@ def main() -> None:
         raw_rate = args.events / raw_s
         print(f"raw COPY of the same rows: {raw_rate:,.0f} rows/s ({raw_s:.1f} s); load {load()}")
         ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+        segmentation = SegmentationStandIn()
+        ports["segmentation"] = segmentation.port
         env = {**os.environ, **suite_env(db_url, ports), "SVOD_LOG_LEVEL": "WARNING"}
         server = subprocess.Popen([sys.executable, "-m", "svod_profile", "serve"], env=env)
         try:
@@ -238,6 +282,19 @@ def main() -> None:
                 stub, channel, f"bench-{args.seed}", messages, server.pid, backends
             )
             del messages
+            announced_started = time.perf_counter()
+            while segmentation.announced() < outcome["customers"]:
+                if time.perf_counter() - announced_started > 1800:
+                    break
+                time.sleep(0.2)
+            outcome["announced_customers"] = segmentation.announced()
+            outcome["announced_seconds_after_commit"] = round(
+                time.perf_counter() - announced_started, 2
+            )
+            print(
+                f"{outcome['announced_customers']:,} customers announced to segmentation "
+                f"{outcome['announced_seconds_after_commit']} s after the commit"
+            )
             rate = args.events / outcome["seconds"]
             print(
                 f"import: {rate:,.0f} events/s end to end ({outcome['seconds']} s: staging "
@@ -266,6 +323,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(30)
+            segmentation.server.stop(None)
     result = {
         "events": args.events,
         "customers": len(customers),
