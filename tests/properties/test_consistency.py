@@ -85,9 +85,9 @@ def test_a_record_ingestion_accepts_identity_and_profile_accept(request) -> None
     if not _accepted(lambda: validate_identify(identify_message(request), NOW)):
         return
     from svod_identity.entrypoints.grpc_servicer import raw_record
-    from svod_ingestion.adapters.downstream import _resolve_request
+    from svod_ingestion.adapters.downstream import resolve_request
 
-    build_record(raw_record(_resolve_request(request)), NOW)
+    build_record(raw_record(resolve_request(request)), NOW)
     record = request.record
     application(
         profile_pb2.ApplyRequest(

@@ -33,7 +33,7 @@ from svod_ingestion.domain.messages import (
 from svod_ingestion.domain.model import Accepted, Incoming, MessageKind, RecordState
 from svod_ingestion.service_layer.imports import CustomerImports
 from svod_ingestion.service_layer.use_cases import IngestionService
-from svod_runtime.bounds import MAX_STREAM_MESSAGES
+from svod_runtime.bounds import MAX_MESSAGE_ID, MAX_STREAM_MESSAGES, SOURCE_PATTERN
 from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import InvalidArgument, SvodError, Unavailable, ViolationCollector
 from svod_runtime.outbox import DeliveryError
@@ -257,11 +257,20 @@ class StreamAnswer:
         self._pending.clear()
 
 
+# What a span says of a record reference that is not well-formed.
+MALFORMED = "(malformed)"
+
+
 def mark_span(ref: common_pb2.RecordRef) -> None:
     """Names the message on the call's span, so its trace can be found by source and message
     id (``svod trace record``); ids, not personal data."""
+    # Only values the front door would accept: a malformed one is refused anyway, and it can
+    # be anything a client sent (a property test's source was a long run of Cyrillic letters,
+    # which the personal-data scan of spans rightly took for a name).
+    source = ref.source if SOURCE_PATTERN.fullmatch(ref.source) else MALFORMED
+    message_id = ref.message_id if len(ref.message_id) <= MAX_MESSAGE_ID else MALFORMED
     trace.get_current_span().set_attributes(
-        {"svod.record.source": ref.source, "svod.record.message_id": ref.message_id}
+        {"svod.record.source": source, "svod.record.message_id": message_id}
     )
 
 
