@@ -19,6 +19,7 @@ import pytest
 from benchmarks.profile.event_data import events
 from svod_cli.suite import create_database, drop_database, prepare_database
 from svod_profile.adapters.storage import ProfileStore
+from svod_profile.domain.announcements import ProfileChanged
 from svod_profile.domain.events import EventFact, fold
 from svod_profile.domain.imports import ImportState
 from svod_profile.entrypoints.grpc_servicer import event_fact
@@ -54,7 +55,8 @@ async def _scenario(url: str) -> None:
     facts = [(i.customer_id, event_fact(i, "RUB")) for i in events(customers, 500, 5)]
 
     def imports() -> EventImports:
-        return EventImports(store, service.record_consent, chunk_rows=40)
+        # Announcements of at most 7 events: the parts of a customer's are checked below.
+        return EventImports(store, service.record_consent, chunk_rows=40, announce_events=7)
 
     first = imports()
     for start in range(0, len(facts), 120):
@@ -95,19 +97,25 @@ async def _scenario(url: str) -> None:
                 (e.source, e.message_id) for e in owned
             }
         assert await tx.events.events_of(erased) == []
-    # Each customer is announced once by the import - the survivor once per id of it staged
-    # (its own and the merged one's, which are folded in different chunks) - and the survivor
-    # once more by the merge.
+    # Each of a customer's new events is announced once, in parts of at most 7 (the survivor
+    # also by the merge, with none); no staging table is left.
     with psycopg.connect(libpq_url(url)) as conn:
-        counts = dict(
-            conn.execute(
-                "SELECT key, count(*) FROM outbox WHERE topic = 'profile.changed' GROUP BY key"
-            ).fetchall()
-        )
+        rows = conn.execute(
+            "SELECT key, payload FROM outbox WHERE topic = 'profile.changed' ORDER BY outbox_pk"
+        ).fetchall()
         staging_tables = conn.execute(
             "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'event_import_rows_%%'"
         ).fetchone()
-    assert counts == {owner: 3 if owner == survivor else 1 for owner in expected}
+    announced: dict[str, list[ProfileChanged]] = defaultdict(list)
+    for key, payload in rows:
+        announced[key].append(ProfileChanged.parse(bytes(payload)))
+    assert set(announced) == set(expected)
+    for owner, owned in expected.items():
+        refs = [r for change in announced[owner] for r in change.events]
+        assert sorted(refs) == sorted((e.source, e.message_id) for e in owned), owner
+        assert all(len(change.events) <= 7 for change in announced[owner])
+    assert [c.merged for c in announced[survivor] if c.merged] == [(merged,)]
+    assert max(len(changes) for changes in announced.values()) > 1
     assert staging_tables == (0,)
     await engine.dispose()
 

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svod_profile.adapters.event_storage import EVENT_COLUMNS, _event_from_row
+from svod_profile.domain.announcements import ProfileChanged
 from svod_profile.domain.contacts import CONTACT_FAILED
 from svod_profile.domain.events import (
     CAMPAIGN_CLICKED,
@@ -371,12 +372,13 @@ class EventImportRows:
         return {str(r.customer_id) for r in rows}
 
     async def fold(
-        self, import_pk: int, owners: dict[str, str]
-    ) -> tuple[dict[str, Metrics], dict[str, bytes], list[tuple[str, EventFact]], int]:
+        self, import_pk: int, owners: dict[str, str], announce_events: int
+    ) -> tuple[dict[str, Metrics], dict[str, list[bytes]], list[tuple[str, EventFact]], int]:
         """Moves the staged events of the ``owners`` keys (staged id -> the customer it names
         now) into ``events``, those seen before left out; returns per customer the metrics
-        of its new events and its change announcement, the new events with effects beyond
-        metrics (with their customer), and how many were inserted."""
+        of its new events and its change announcements (at most ``announce_events`` events
+        each), the new events with effects beyond metrics (with their customer), and how
+        many were inserted."""
         if not owners:
             return {}, {}, [], 0
         staged = sorted(owners)
@@ -406,13 +408,20 @@ class EventImportRows:
             },
         )
         deltas: dict[str, Metrics] = {}
-        announcements: dict[str, bytes] = {}
+        announcements: dict[str, list[bytes]] = {}
         side_refs: list[tuple[str, str]] = []
         inserted = 0
         for row in rows:
             customer = str(row.customer_id)
             deltas[customer] = _delta(row)
-            announcements[customer] = row.announcement.encode()
+            if int(row.inserted) <= announce_events:
+                announcements[customer] = [row.announcement.encode()]
+            else:  # rare (a customer with thousands of events): in parts, in order
+                refs = ProfileChanged.parse(row.announcement.encode()).events
+                announcements[customer] = [
+                    ProfileChanged(events=refs[i : i + announce_events]).payload()
+                    for i in range(0, len(refs), announce_events)
+                ]
             inserted += int(row.inserted)
             if row.side_sources:
                 side_refs += zip(row.side_sources, row.side_messages, strict=True)

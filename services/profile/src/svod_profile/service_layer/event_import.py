@@ -48,6 +48,11 @@ from svod_runtime.transactions import run_in_transaction
 # chunks of 10,000 committed 10,300 events/s, 50,000 19,600/s, 200,000 16,600/s (and lock
 # their customers for longer).
 CHUNK_ROWS = 50_000
+# Events per change announcement: a customer with more new events in a chunk is announced in
+# parts. As many as a streamed batch can announce for one customer (ApplyEventBatch takes at
+# most 1,000 events), so no ApplyProfileChanges call the relay builds is larger than one of
+# streaming's.
+ANNOUNCE_EVENTS = 1000
 # A chunk that met an erasure committing under it is run again (it then drops that customer).
 ERASED_RETRIES = 5
 RecordConsent = Callable[..., Awaitable[None]]
@@ -62,11 +67,13 @@ class EventImports:
         on_announced: Callable[[], None] = lambda: None,
         *,
         chunk_rows: int = CHUNK_ROWS,
+        announce_events: int = ANNOUNCE_EVENTS,
     ) -> None:
         self.store = store
         self.record_consent = record_consent
         self.on_announced = on_announced
         self.chunk_rows = chunk_rows
+        self.announce_events = announce_events
         # Commits running in this process, by import id.
         self._running: dict[str, asyncio.Task[None]] = {}
 
@@ -163,7 +170,9 @@ class EventImports:
         inserted = 0
         if kept:
             owners, metrics = await tx.events.lock_current_profiles(kept)
-            deltas, announcements, side, inserted = await tx.imports.fold(pk, owners)
+            deltas, announcements, side, inserted = await tx.imports.fold(
+                pk, owners, self.announce_events
+            )
             await tx.events.save_metrics_many(
                 {owner: combine(metrics[owner], delta) for owner, delta in deltas.items()}
             )
@@ -179,7 +188,8 @@ class EventImports:
                     failures.append((owner, payload, {}))
             await tx.enqueue_many(CONTACT_FAILED_TOPIC, failures)
             await tx.enqueue_many(
-                CHANGED_TOPIC, [(owner, announcements[owner], {}) for owner in sorted(deltas)]
+                CHANGED_TOPIC,
+                [(owner, part, {}) for owner in sorted(deltas) for part in announcements[owner]],
             )
         kept_rows = sum(n for c, n in chunk if c not in erased)
         await tx.imports.advance(

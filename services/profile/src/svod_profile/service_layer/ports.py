@@ -240,11 +240,12 @@ class EventImportRows(Protocol):
     async def erased_among(self, customer_ids: list[str]) -> set[str]: ...
 
     async def fold(
-        self, import_pk: int, owners: dict[str, str]
-    ) -> tuple[dict[str, Metrics], dict[str, bytes], list[tuple[str, EventFact]], int]:
+        self, import_pk: int, owners: dict[str, str], announce_events: int
+    ) -> tuple[dict[str, Metrics], dict[str, list[bytes]], list[tuple[str, EventFact]], int]:
         """Moves the staged customers' events to the event store (new ones only): per owner
-        the metrics of its new events and its change announcement, the new events with
-        effects beyond metrics, and how many were new."""
+        the metrics of its new events and its change announcements (of at most
+        ``announce_events`` events each), the new events with effects beyond metrics, and
+        how many were new."""
 
     async def advance(self, import_pk: int, through: str, chunk: ChunkFolded) -> None: ...
 
