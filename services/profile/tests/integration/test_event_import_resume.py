@@ -122,3 +122,34 @@ async def _scenario(url: str) -> None:
 
 def test_a_commit_stopped_anywhere_and_resumed_counts_each_event_once(profile_url) -> None:
     asyncio.run(_scenario(profile_url))
+
+
+async def _erasure_scenario(url: str) -> None:
+    engine = create_engine(url)
+    store = ProfileStore(engine)
+    service = ProfileService(store, directory=Any)  # type: ignore[arg-type]
+    kept, erased = str(uuid.uuid4()), str(uuid.uuid4())
+    facts = [(i.customer_id, event_fact(i, "RUB")) for i in events([kept, erased], 60, 8)]
+    imports = EventImports(store, service.record_consent)
+    await imports.stage("erase-1", facts)
+    async with store.transaction() as tx:
+        counts = await tx.erase([erased], str(uuid.uuid4()), [])
+    assert counts["staged_events"] == sum(1 for c, _ in facts if c == erased) > 0
+    with psycopg.connect(libpq_url(url)) as conn:
+        left = conn.execute(
+            "SELECT DISTINCT customer_id::text FROM event_import_rows_1"  # the first import
+        ).fetchall()
+    assert left == [(kept,)]
+    await imports.commit("erase-1")
+    await imports.wait("erase-1")
+    done = await imports.get("erase-1")
+    assert (done.applied, done.erased) == (sum(1 for c, _ in facts if c == kept), 0)
+    async with store.transaction() as tx:
+        assert await tx.events.metrics(kept) == fold(f for c, f in facts if c == kept)
+        assert await tx.events.events_of(erased) == []
+    await engine.dispose()
+
+
+def test_an_erasure_removes_the_customers_staged_events(profile_url) -> None:
+    """A person erased while an import holding their events waits for its commit."""
+    asyncio.run(_erasure_scenario(profile_url))

@@ -458,6 +458,28 @@ class EventImportRows:
             },
         )
 
+    async def erase_staged(self, customer_ids: list[str]) -> int:
+        """Deletes the customers' staged events from every import not committed yet; the
+        imports' rows are locked (shared) meanwhile, so none is staged or folded under it.
+        Without a commit's index a staging table is scanned whole: erasures are rare."""
+        imports = await fetch_direct(
+            self.conn,
+            "SELECT import_pk FROM event_imports WHERE state <> %(done)s ORDER BY import_pk "
+            "FOR SHARE",
+            {"done": int(ImportState.COMMITTED)},
+        )
+        deleted = 0
+        for row in imports:
+            rows = await fetch_direct(
+                self.conn,
+                f"WITH d AS (DELETE FROM {rows_table(row.import_pk)} "
+                "WHERE customer_id = ANY(CAST(%(c)s AS uuid[])) RETURNING 1) "
+                "SELECT count(*) AS n FROM d",
+                {"c": array_literal(customer_ids)},
+            )
+            deleted += int(rows[0].n)
+        return deleted
+
     async def finish(self, import_pk: int) -> None:
         await fetch_direct(
             self.conn,

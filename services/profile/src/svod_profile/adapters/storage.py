@@ -405,9 +405,13 @@ class ProfileTransaction:
         """Deletes everything personal this schema holds about the customer and the ids merged
         into it, tombstones every id (late messages about them are dropped) and forgets the
         outbox messages about them. Takes the ids' erasure locks first (see erased_among)."""
-        await lock_for_erasure(self.conn, customer_ids, shared=False)
         params = {"c": customer_ids}
-        counts = {}
+        # Events staged by imports not committed yet (a commit drops an erased customer's,
+        # but an import may never be committed). Before the erasure locks: an import's commit
+        # takes its import's row and then erasure locks, so this takes them in that order too.
+        staged = await self.imports.erase_staged(customer_ids)
+        await lock_for_erasure(self.conn, customer_ids, shared=False)
+        counts = {"staged_events": staged}
         for table in (
             "trait_values",
             "profile_identifiers",
