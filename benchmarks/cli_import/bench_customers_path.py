@@ -75,7 +75,12 @@ def follow(target: str, import_id: str, phases: dict[str, float]) -> dict[str, A
             time.sleep(0.2)
 
 
-def run_path(path_name: str, file: Path, scratch: Path) -> dict[str, Any]:
+def run_path(path_name: str, file: Path, scratch: Path, lanes: int = 0) -> dict[str, Any]:
+    """One import of ``file`` on a fresh graph; ``lanes``: ApplyBatch calls in flight while
+    the batch path folds (0: ingestion's default)."""
+    os.environ.pop("SVOD_IMPORT_APPLY_LANES", None)
+    if lanes:
+        os.environ["SVOD_IMPORT_APPLY_LANES"] = str(lanes)
     with scratch_database(f"svod_bench_{path_name}") as db_url, running_suite(db_url) as suite:
         env = {**os.environ, **{f"SVOD_{s.upper()}_TARGET": suite.target(s) for s in suite.ports}}
         load = os.getloadavg()[0]
@@ -88,7 +93,7 @@ def run_path(path_name: str, file: Path, scratch: Path) -> dict[str, Any]:
             path_name,
             "--json",
             "--checkpoint",
-            str(scratch / f"{path_name}.json"),
+            str(scratch / f"{db_url.rsplit('/', 1)[-1]}.json"),  # a run's own
         ]
         started = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
@@ -140,6 +145,24 @@ def run_path(path_name: str, file: Path, scratch: Path) -> dict[str, Any]:
         return out
 
 
+def lanes_ab(persons: int, rounds: int) -> int:
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
+        file = scratch / "customers.jsonl"
+        rows = generated(persons, "bench-lanes", seed=2027)
+        file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        for round_ in range(rounds):
+            for lanes in (1, 2) if round_ % 2 == 0 else (2, 1):
+                out = run_path("batch", file, scratch, lanes)
+                folding = out["phase_s"].get("folding", 0.0)
+                rates[lanes].append(out["delivered"] / folding if folding else 0.0)
+                print(f"  lanes {lanes}: folding {folding} s, {rates[lanes][-1]:,.0f} records/s")
+    for lanes, seen in rates.items():
+        print(f"fold with {lanes} ApplyBatch in flight: median {statistics.median(seen):,.0f}/s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks.cli_import.bench_customers_path")
     parser.add_argument("--persons", type=int, default=12_000)
@@ -150,7 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         help="rounds of both paths, in the order batch, stream, stream, batch, ... (the load of "
         "a shared machine drifts: neither path always runs second); medians are reported",
     )
+    parser.add_argument(
+        "--lanes-ab",
+        action="store_true",
+        help="instead: the batch path only, folding with 1 and 2 ApplyBatch calls in flight",
+    )
     args = parser.parse_args(argv)
+    if args.lanes_ab:
+        return lanes_ab(args.persons, args.rounds)
     runs: dict[str, list[dict[str, Any]]] = {"batch": [], "stream": []}
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
