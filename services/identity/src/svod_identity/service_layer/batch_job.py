@@ -398,6 +398,7 @@ def _propose(graph: Graph, rules: Rules, model: MatchModel, lease: Lease) -> Pro
         clock[0] += dt.timedelta(microseconds=1)
         return clock[0]
 
+    fit_caches(len(graph.records))  # every record's keys: once to consider it, once to place
     state = ImportState()
     resolver = Resolver(state, rules, model, now=tick)
     placed: dict[int, str] = {}
