@@ -14,9 +14,11 @@ follows the file's suffix unless ``--format`` says.
 Customers go by default through identity's set-based batch path (``--path batch``): ingestion's
 ``StageCustomerImport`` stores and stages CHUNK records per message, then ``CommitCustomerImport``
 starts the import's job (identity resolves every record at once, ingestion folds them into the
-profiles) and ``--wait`` follows it to its end. ``--path stream`` (and every events import) sends
-the records over ``IdentifyStream`` / ``TrackStream`` in streams of CHUNK messages, each resolved
-on its own. What makes a re-run safe:
+profiles) and ``--wait`` follows it to its end. Events likewise go by default through profile's
+set-based event fold: ``StageEventImport`` stores, attributes in bulk and stages them (those not
+attributable now are handed to the streaming delivery), ``CommitEventImport`` folds them.
+``--path stream`` sends the records over ``IdentifyStream`` / ``TrackStream`` in streams of CHUNK
+messages, each resolved or attributed on its own. What makes a re-run safe:
 
 - **Idempotent.** Every message has a (source, message id); a line without a message id gets
   ``imp-<first 20 hex digits of the file's SHA-256>-<line>``, so the same file always gives
@@ -430,7 +432,12 @@ class Sender:
         self.import_id = import_id
         self._channel = channel("ingestion")
         self._method = getattr(Stub(self._channel), kind.method)
-        self._stage = Stub(self._channel).StageCustomerImport
+        stub = Stub(self._channel)
+        self._stage = (
+            stub.StageCustomerImport if kind.name == "customers" else stub.StageEventImport
+        )
+        # Events of the batch path handed to the streaming delivery (not attributable now).
+        self.handed_over = 0
         self._pool = ThreadPoolExecutor(max_workers=STREAMS, thread_name_prefix="svod-import")
         self.retried = 0
         # Set when the import stops (done, or Ctrl-C): streams in flight finish, none is
@@ -493,17 +500,26 @@ class Sender:
                 attempt += 1
 
     def _staged(self, messages: list[Message]) -> ingestion_pb2.BulkResponse:
-        """The chunk as one StageCustomerImport message; its answer as a stream's."""
-        request = ingestion_pb2.StageCustomerImportRequest(
-            import_id=self.import_id,
-            records=messages,  # type: ignore[arg-type]
-        )
+        """The chunk as one StageCustomerImport (StageEventImport) message; its answer as a
+        stream's."""
+        request: ingestion_pb2.StageCustomerImportRequest | ingestion_pb2.StageEventImportRequest
+        if self.kind.name == "customers":
+            request = ingestion_pb2.StageCustomerImportRequest(
+                import_id=self.import_id,
+                records=messages,  # type: ignore[arg-type]
+            )
+        else:
+            request = ingestion_pb2.StageEventImportRequest(
+                import_id=self.import_id,
+                events=messages,  # type: ignore[arg-type]
+            )
         answers = list(
             self._stage(iter([request]), timeout=60.0 + len(messages) / 20, metadata=metadata())
         )
         if len(answers) != 1:
             raise RuntimeError(f"ingestion answered {len(answers)} times to one message")
         (answer,) = answers
+        self.handed_over += getattr(answer, "handed_over_count", 0)
         return ingestion_pb2.BulkResponse(
             accepted_count=answer.accepted_count,
             duplicate_count=answer.duplicate_count,
@@ -709,7 +725,8 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     if route is ImportPath.BATCH and not checkpoint.import_id:
         # Its own id per import of the file (a --restart is a new import: its lines, stored
         # already, come back as duplicates and nothing is resolved twice).
-        checkpoint.import_id = f"cust-{sha[:20]}-{secrets.token_hex(4)}"
+        prefix = "cust" if kind.name == "customers" else "evt"
+        checkpoint.import_id = f"{prefix}-{sha[:20]}-{secrets.token_hex(4)}"
     resumed_from = checkpoint.last_line
     try:  # now, not after the first stream: a folder we cannot write to is a usage error
         checkpoint.save()
@@ -741,7 +758,7 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     batch = route is ImportPath.BATCH
     sender = Sender(kind, args.retries, quiet, checkpoint.import_id if batch else "")
     outcome = Outcome()
-    job: ingestion_pb2.CustomerImport | None = None
+    job: ImportJob | None = None
     try:
         try:
             outcome = run_import(
@@ -752,11 +769,13 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
                 sender,
                 progress,
                 args.limit,
-                args.wait and not batch,
+                # Events of the batch path are followed one by one too, after the job: those
+                # handed to the streaming delivery are delivered (or held) on their own.
+                args.wait and (not batch or kind.name == "events"),
             )
             if batch and not outcome.stopped_by_limit:
                 progress.finish()
-                job = _commit(checkpoint, args.retries, quiet)
+                job = _commit(checkpoint, kind, args.retries, quiet)
         finally:
             sender.close()
     except grpc.RpcError as error:
@@ -783,6 +802,8 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     result = summary_json(path, kind, checkpoint, outcome, resumed_from)
     result["retried_streams"] = sender.retried
     result["path"] = route.value
+    if batch and kind.name == "events":
+        result["handed_over"] = sender.handed_over
     if job is not None:
         result["import_id"] = checkpoint.import_id
         if args.wait:
@@ -843,14 +864,14 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
 
 
 def _route(args: argparse.Namespace, kind: Kind) -> ImportPath:
-    if kind.name != "customers":
-        if args.path == ImportPath.BATCH:
-            raise UsageError("--path batch is for customers; events are sent as streams")
-        return ImportPath.STREAM
     return ImportPath(args.path or ImportPath.BATCH)
 
 
-def _commit(checkpoint: Checkpoint, retries: int, quiet: bool) -> ingestion_pb2.CustomerImport:
+# A batch import's job: customers' or events'.
+ImportJob = ingestion_pb2.CustomerImport | ingestion_pb2.EventImport
+
+
+def _commit(checkpoint: Checkpoint, kind: Kind, retries: int, quiet: bool) -> ImportJob:
     """Commits the staged import (idempotent: a commit sent again returns the job as it is),
     retried with backoff when ingestion cannot be reached."""
     with channel("ingestion") as opened:
@@ -859,11 +880,19 @@ def _commit(checkpoint: Checkpoint, retries: int, quiet: bool) -> ingestion_pb2.
         attempt = 1
         while True:
             try:
-                job: ingestion_pb2.CustomerImport = stub.CommitCustomerImport(
-                    ingestion_pb2.CommitCustomerImportRequest(import_id=checkpoint.import_id),
-                    timeout=60.0,
-                    metadata=metadata(),
-                )
+                job: ImportJob
+                if kind.name == "customers":
+                    job = stub.CommitCustomerImport(
+                        ingestion_pb2.CommitCustomerImportRequest(import_id=checkpoint.import_id),
+                        timeout=60.0,
+                        metadata=metadata(),
+                    )
+                else:
+                    job = stub.CommitEventImport(
+                        ingestion_pb2.CommitEventImportRequest(import_id=checkpoint.import_id),
+                        timeout=60.0,
+                        metadata=metadata(),
+                    )
                 break
             except grpc.RpcError as error:
                 if error.code() not in RETRYABLE or attempt > retries:
@@ -878,15 +907,33 @@ def _commit(checkpoint: Checkpoint, retries: int, quiet: bool) -> ingestion_pb2.
     return job
 
 
+# The two jobs' states share their numbers.
 _DONE = (
     ingestion_pb2.CustomerImport.STATE_SUCCEEDED,
     ingestion_pb2.CustomerImport.STATE_FAILED,
 )
 
 
-def _job_line(job: ingestion_pb2.CustomerImport) -> str:
-    phase = ingestion_pb2.CustomerImport.Phase.Name(job.phase).removeprefix("PHASE_").lower()
-    if job.phase == ingestion_pb2.CustomerImport.PHASE_RESOLVING:
+def _names(job: ImportJob) -> tuple[str, str]:
+    """The job's state and phase, lower-case short names."""
+    if isinstance(job, ingestion_pb2.EventImport):
+        state = ingestion_pb2.EventImport.State.Name(job.state)
+        phase = ingestion_pb2.EventImport.Phase.Name(job.phase)
+    else:
+        state = ingestion_pb2.CustomerImport.State.Name(job.state)
+        phase = ingestion_pb2.CustomerImport.Phase.Name(job.phase)
+    return state.removeprefix("STATE_").lower(), phase.removeprefix("PHASE_").lower()
+
+
+def _job_line(job: ImportJob) -> str:
+    phase = _names(job)[1]
+    if isinstance(job, ingestion_pb2.EventImport):
+        detail = (
+            f"{job.events_applied + job.events_duplicate:,}/{job.events_staged:,} events"
+            if job.phase == ingestion_pb2.EventImport.PHASE_FOLDING
+            else ""
+        )
+    elif job.phase == ingestion_pb2.CustomerImport.PHASE_RESOLVING:
         detail = job.resolution_phase or "queued"
         if job.records_total:
             detail += f" {job.records_resolved:,}/{job.records_total:,}"
@@ -897,9 +944,7 @@ def _job_line(job: ingestion_pb2.CustomerImport) -> str:
     return f"import {job.import_id}: {phase} {detail}".rstrip()
 
 
-def _follow_job(
-    job: ingestion_pb2.CustomerImport, timeout_s: float, show: bool
-) -> ingestion_pb2.CustomerImport:
+def _follow_job(job: ImportJob, timeout_s: float, show: bool) -> ImportJob:
     """Polls the import's job until it ends (or ``timeout_s``), its phase and progress on
     standard error when ``show``; transient failures of the poll are waited out."""
     deadline = time.monotonic() + timeout_s
@@ -909,11 +954,18 @@ def _follow_job(
         while job.state not in _DONE and time.monotonic() < deadline:
             time.sleep(JOB_POLL_S)
             try:
-                job = stub.GetCustomerImport(
-                    ingestion_pb2.GetCustomerImportRequest(import_id=job.import_id),
-                    timeout=30.0,
-                    metadata=metadata(),
-                )
+                if isinstance(job, ingestion_pb2.EventImport):
+                    job = stub.GetEventImport(
+                        ingestion_pb2.GetEventImportRequest(import_id=job.import_id),
+                        timeout=30.0,
+                        metadata=metadata(),
+                    )
+                else:
+                    job = stub.GetCustomerImport(
+                        ingestion_pb2.GetCustomerImportRequest(import_id=job.import_id),
+                        timeout=30.0,
+                        metadata=metadata(),
+                    )
             except grpc.RpcError as error:
                 if error.code() not in RETRYABLE:
                     raise
@@ -928,8 +980,35 @@ def _follow_job(
     return job
 
 
-def job_json(job: ingestion_pb2.CustomerImport) -> dict[str, Any]:
+def _seconds(job: ImportJob) -> float | None:
+    if job.HasField("finish_time") and job.HasField("commit_time"):
+        return round(
+            (job.finish_time.ToDatetime() - job.commit_time.ToDatetime()).total_seconds(), 3
+        )
+    return None
+
+
+def job_json(job: ImportJob) -> dict[str, Any]:
     settled = job.records_delivered + job.records_failed
+    if isinstance(job, ingestion_pb2.EventImport):
+        state, phase = _names(job)
+        return {
+            "import_id": job.import_id,
+            "kind": "events",
+            "state": state,
+            "phase": phase,
+            "events_staged": job.events_staged,
+            "events_handed_over": job.events_handed_over,
+            "events_applied": job.events_applied,
+            "events_duplicate": job.events_duplicate,
+            "events_erased": job.events_erased,
+            "customers_changed": job.customers_changed,
+            "delivered": job.records_delivered,
+            "failed": job.records_failed,
+            "pending": max(0, job.events_staged - settled) if job.state not in _DONE else 0,
+            "error": job.error,
+            "seconds": _seconds(job),
+        }
     return {
         "import_id": job.import_id,
         "state": ingestion_pb2.CustomerImport.State.Name(job.state).removeprefix("STATE_").lower(),
@@ -953,11 +1032,27 @@ def job_json(job: ingestion_pb2.CustomerImport) -> dict[str, Any]:
 
 
 def print_job(job: dict[str, Any], *, waited: bool) -> None:
+    kind = job.get("kind", "customers")
     if not waited:
         print(
             f"import {job['import_id']} committed ({job['state']}, {job['phase']}); "
-            "svod import customers FILE --wait follows it"
+            f"svod import {kind} FILE --wait follows it"
         )
+        return
+    if kind == "events":
+        print(
+            f"import {job['import_id']}: {job['state']}; events staged "
+            f"{job['events_staged']:,}, applied {job['events_applied']:,}, already applied "
+            f"{job['events_duplicate']:,}, of erased customers {job['events_erased']:,}; "
+            f"customers changed {job['customers_changed']:,}"
+        )
+        print(
+            f"events: delivered {job['delivered']}, failed {job['failed']}, still pending "
+            f"{job['pending']}; handed to the streaming delivery (not attributable yet) "
+            f"{job['events_handed_over']:,}"
+        )
+        if job["error"]:
+            print(f"  {job['error']}")
         return
     print(
         f"import {job['import_id']}: {job['state']}; customers created "
@@ -1033,16 +1128,20 @@ def add_import_commands(subparsers: argparse._SubParsersAction) -> None:
         command.add_argument(
             "--wait", action="store_true", help="then wait until the records are delivered"
         )
-        if name == "customers":
-            command.add_argument(
-                "--path",
-                choices=list(ImportPath),
-                default=None,
-                help="batch (default): identity resolves the whole import at once; stream: "
-                "each record on its own through IdentifyStream",
+        command.add_argument(
+            "--path",
+            choices=list(ImportPath),
+            default=None,
+            help=(
+                "batch (default): identity resolves the whole import at once; stream: "
+                "each record on its own through IdentifyStream"
             )
-        else:
-            command.set_defaults(path=None)
+            if name == "customers"
+            else (
+                "batch (default): attributed in bulk, folded set-based by profile; stream: "
+                "each event on its own through TrackStream"
+            ),
+        )
         command.add_argument(
             "--timeout", type=float, default=600.0, help="how long --wait waits (default 600 s)"
         )

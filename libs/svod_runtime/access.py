@@ -101,6 +101,11 @@ RPC_ACCESS: dict[str, Access] = {
     _INGESTION + "StageCustomerImport": Access(S.INGEST_WRITE),
     _INGESTION + "CommitCustomerImport": Access(S.INGEST_WRITE),
     _INGESTION + "GetCustomerImport": Access(S.INGEST_WRITE),
+    # Event imports (svod import events): like TrackStream, through profile's set-based event
+    # fold; the job's state counts events and customers, it names none.
+    _INGESTION + "StageEventImport": Access(S.INGEST_WRITE),
+    _INGESTION + "CommitEventImport": Access(S.INGEST_WRITE),
+    _INGESTION + "GetEventImport": Access(S.INGEST_WRITE),
     # Says which customer a record went to.
     _INGESTION + "GetRecordStatus": Access(S.INGEST_WRITE, segments=_REFUSE),
     _INGESTION + "ErasePayloads": Access(S.INTERNAL, _by("profile")),

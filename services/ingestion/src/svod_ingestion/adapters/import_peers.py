@@ -1,5 +1,6 @@
 """Identity's batch engine, profile's ApplyBatch and segmentation's recompute, as a customer
-import's job calls them (docs/bulk-import.md)."""
+import's job calls them; identity's look-ups and profile's event fold, as an event import's
+staging and job call them (docs/bulk-import.md)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from google.rpc import error_details_pb2
 
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2
+from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_ingestion.adapters.downstream import GrpcDownstream, resolve_request
-from svod_ingestion.domain.imports import ImportResult, ResolutionProgress
+from svod_ingestion.domain.attribution import Finding
+from svod_ingestion.domain.imports import EventFoldProgress, ImportResult, ResolutionProgress
 from svod_runtime.clients import delivery_error
 from svod_runtime.errors import FieldViolation
 from svod_runtime.outbox import DeliveryError
@@ -199,3 +202,96 @@ class GrpcImportPeers:
             return await call
         except grpc.aio.AioRpcError as error:
             raise delivery_error(error) from None
+
+
+_FOLD_STATES = {
+    profile_pb2.EventImport.STATE_STAGING: "staging",
+    profile_pb2.EventImport.STATE_COMMITTING: "committing",
+    profile_pb2.EventImport.STATE_COMMITTED: "committed",
+}
+
+
+def _fold(job: profile_pb2.EventImport) -> EventFoldProgress:
+    return EventFoldProgress(
+        state=_FOLD_STATES.get(job.state, "unspecified"),
+        staged=job.staged_count,
+        applied=job.applied_count,
+        duplicate=job.duplicate_count,
+        erased=job.erased_count,
+        customers=job.customer_count,
+    )
+
+
+class GrpcEventImportPeers:
+    """Identity's BatchLookupCustomers (through GrpcDownstream, as the streaming path asks it)
+    and profile's set-based event fold, as an event import calls them."""
+
+    def __init__(
+        self, profile: grpc.aio.Channel, downstream: GrpcDownstream, timeout_s: float
+    ) -> None:
+        self.profile = profile_pb2_grpc.ProfileServiceStub(profile)
+        self.downstream = downstream
+        self.timeout_s = timeout_s
+
+    async def lookup(self, payloads: Sequence[bytes]) -> list[list[Finding | None]]:
+        """Identity's findings for each stored event's identifiers (the streaming path's own
+        call). Raises DeliveryError when identity could not be asked."""
+        return await self.downstream.lookup_tracks(payloads)
+
+    async def stage(
+        self, import_id: str, items: Sequence[tuple[bytes, str]]
+    ) -> tuple[dict[int, tuple[str, list[FieldViolation]]], int]:
+        """Stages attributed events (stored TrackRequest, customer id) with profile under
+        ``import_id``, as one message, each the ApplyEventRequest the streaming path sends:
+        the refused ones by position (reason, violations) and the import's staged count.
+        Raises DeliveryError when profile could not stage them."""
+        events = []
+        for payload, customer_id in items:
+            message = ingestion_pb2.TrackRequest.FromString(payload)
+            events.append(
+                profile_pb2.ApplyEventRequest(
+                    customer_id=customer_id,
+                    record_ref=message.record_ref,
+                    channel=message.channel,
+                    event=message.event,
+                )
+            )
+        request = profile_pb2.StageEventImportRequest(import_id=import_id, events=events)
+        try:
+            call = self.profile.StageEventImport(iter([request]), timeout=STAGE_TIMEOUT_S)
+            answers = [answer async for answer in call]
+        except grpc.aio.AioRpcError as error:
+            raise delivery_error(error) from None
+        if len(answers) != 1:
+            raise DeliveryError("UNAVAILABLE", "profile did not answer the staged message")
+        (answer,) = answers
+        refused: dict[int, tuple[str, list[FieldViolation]]] = {}
+        for r in answer.refused:
+            violations: list[FieldViolation] = []
+            for detail in r.error.details:
+                bad = error_details_pb2.BadRequest()
+                if detail.Unpack(bad):
+                    violations += [
+                        FieldViolation(v.field, v.description) for v in bad.field_violations
+                    ]
+            refused[r.index] = (r.error.message or "refused by profile", violations)
+        return refused, answer.import_staged_count
+
+    async def commit(self, import_id: str) -> EventFoldProgress:
+        return _fold(
+            await GrpcImportPeers._call(
+                self.profile.CommitEventImport(
+                    profile_pb2.CommitEventImportRequest(import_id=import_id),
+                    timeout=self.timeout_s,
+                )
+            )
+        )
+
+    async def progress(self, import_id: str) -> EventFoldProgress:
+        return _fold(
+            await GrpcImportPeers._call(
+                self.profile.GetEventImport(
+                    profile_pb2.GetEventImportRequest(import_id=import_id), timeout=self.timeout_s
+                )
+            )
+        )

@@ -1,5 +1,6 @@
-"""The ``ingestion`` schema of customer imports: the import jobs (``customer_imports``) and the
-records stored under an import (``records.import_id``, no outbox entry)."""
+"""The ``ingestion`` schema of customer and event imports: the import jobs (``customer_imports``,
+``kind`` telling them apart) and the records stored under an import (``records.import_id``, no
+outbox entry)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from svod_ingestion.adapters.storage import DELIVERY_LOCK
 from svod_ingestion.domain.imports import (
     CustomerImport,
+    ImportKind,
     ImportPhase,
     ImportState,
     LostLease,
+    OtherKind,
     Staged,
 )
-from svod_ingestion.domain.model import Incoming, StoredRecord
+from svod_ingestion.domain.model import Incoming, MessageKind, StoredRecord
+from svod_runtime.outbox import OutboxLane, enqueue_many
+from svod_runtime.telemetry import current_trace_carrier
 
 _COLUMNS = (
     "import_id, state, phase, records_staged, resolution_phase, records_total, "
     "records_resolved, results_after, records_delivered, records_failed, customers_created, "
     "records_linked, records_already_resolved, customers_merged, review_items_opened, error, "
-    "created_at, committed_at, finished_at"
+    "created_at, committed_at, finished_at, kind, events_handed_over, events_applied, "
+    "events_duplicate, events_erased, customers_changed"
 )
 
 
@@ -48,6 +54,12 @@ def _job(row: Any) -> CustomerImport:
         created_at=row.created_at,
         committed_at=row.committed_at,
         finished_at=row.finished_at,
+        kind=ImportKind(row.kind),
+        events_handed_over=row.events_handed_over,
+        events_applied=row.events_applied,
+        events_duplicate=row.events_duplicate,
+        events_erased=row.events_erased,
+        customers_changed=row.customers_changed,
     )
 
 
@@ -56,25 +68,32 @@ class ImportStore:
         self.engine = engine
 
     async def stage(
-        self, import_id: str, rows: Sequence[tuple[str, Incoming, bytes]]
+        self,
+        import_id: str,
+        rows: Sequence[tuple[str, Incoming, bytes]],
+        kind: ImportKind = ImportKind.CUSTOMERS,
     ) -> Staged | ImportState:
         """Stores an import's records (record id, message, payload hash) in one transaction,
         opening the import if new; the import's state instead when it takes no records now.
-        The import's row is held FOR SHARE meanwhile, so a commit waits for the message."""
+        The import's row is held FOR SHARE meanwhile, so a commit waits for the message.
+        OtherKind when the id names an import of the other kind."""
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
-                    "INSERT INTO customer_imports (import_id) VALUES (:i) "
+                    "INSERT INTO customer_imports (import_id, kind) VALUES (:i, :k) "
                     "ON CONFLICT (import_id) DO NOTHING"
                 ),
-                {"i": import_id},
+                {"i": import_id, "k": kind.value},
             )
-            state = (
+            current = (
                 await conn.execute(
-                    text("SELECT state FROM customer_imports WHERE import_id = :i FOR SHARE"),
+                    text("SELECT state, kind FROM customer_imports WHERE import_id = :i FOR SHARE"),
                     {"i": import_id},
                 )
-            ).scalar_one()
+            ).one()
+            if current.kind != kind:
+                raise OtherKind(ImportKind(current.kind))
+            state = current.state
             if state != ImportState.STAGING:
                 return ImportState(state)
             if not rows:
@@ -84,7 +103,7 @@ class ImportStore:
                     """
                     INSERT INTO records (record_id, source, message_id, kind, channel, payload,
                                          payload_hash, import_id)
-                    SELECT x.rid, x.s, x.m, 'identify', x.ch, x.p, x.h, :i
+                    SELECT x.rid, x.s, x.m, :kind, x.ch, x.p, x.h, :i
                     FROM unnest(CAST(:rid AS uuid[]), CAST(:s AS text[]), CAST(:m AS text[]),
                                 CAST(:ch AS text[]), CAST(:p AS bytea[]), CAST(:h AS bytea[]))
                          WITH ORDINALITY AS x(rid, s, m, ch, p, h, n)
@@ -96,6 +115,9 @@ class ImportStore:
                 ),
                 {
                     "i": import_id,
+                    "kind": (
+                        MessageKind.IDENTIFY if kind is ImportKind.CUSTOMERS else MessageKind.TRACK
+                    ).value,
                     "rid": [r[0] for r in rows],
                     "s": [r[1].source for r in rows],
                     "m": [r[1].message_id for r in rows],
@@ -171,7 +193,8 @@ class ImportStore:
                 {"p": list(record_pks), "e": list(errors)},
             )
 
-    async def get(self, import_id: str) -> CustomerImport | None:
+    async def get(self, import_id: str, kind: ImportKind | None = None) -> CustomerImport | None:
+        """The import (of ``kind`` when given: None for one of the other kind)."""
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
@@ -179,19 +202,129 @@ class ImportStore:
                     {"i": import_id},
                 )
             ).first()
-        return None if row is None else _job(row)
+        if row is None or (kind is not None and row.kind != kind):
+            return None
+        return _job(row)
 
-    async def commit(self, import_id: str) -> CustomerImport | None:
-        """Starts the import's job (once: a committed import stays as it is)."""
+    async def commit(
+        self, import_id: str, kind: ImportKind = ImportKind.CUSTOMERS
+    ) -> CustomerImport | None:
+        """Starts the import's job (once: a committed import stays as it is); None when there
+        is no import of ``kind`` by that id."""
+        # An event import's job starts by profile's fold; a customer import's by resolving.
+        phase = ImportPhase.RESOLVING if kind is ImportKind.CUSTOMERS else ImportPhase.FOLDING
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
-                    "UPDATE customer_imports SET state = 'running', phase = 'resolving', "
-                    "committed_at = now() WHERE import_id = :i AND state = 'staging'"
+                    "UPDATE customer_imports SET state = 'running', phase = :p, "
+                    "committed_at = now() "
+                    "WHERE import_id = :i AND state = 'staging' AND kind = :k"
+                ),
+                {"i": import_id, "p": phase.value, "k": kind.value},
+            )
+        return await self.get(import_id, kind)
+
+    # -- event imports ---------------------------------------------------------------------
+
+    async def staged_with_profile(
+        self, import_id: str, attributed: Sequence[tuple[int, str]], import_staged: int
+    ) -> None:
+        """Events of the import profile now has staged (record pk, customer id): their
+        customer noted while they stay pending (the job delivers exactly these), and profile's
+        count of the import's staged events."""
+        async with self.engine.begin() as conn:
+            if attributed:
+                await conn.execute(
+                    text(
+                        "UPDATE records r SET customer_id = x.c "
+                        "FROM unnest(CAST(:p AS bigint[]), CAST(:c AS uuid[])) AS x(p, c) "
+                        "WHERE r.record_pk = x.p AND r.import_id = :i AND r.state = 'pending'"
+                    ),
+                    {
+                        "i": import_id,
+                        "p": [a[0] for a in attributed],
+                        "c": [a[1] for a in attributed],
+                    },
+                )
+            await conn.execute(
+                text(
+                    "UPDATE customer_imports SET records_staged = greatest(records_staged, :n) "
+                    "WHERE import_id = :i"
+                ),
+                {"i": import_id, "n": import_staged},
+            )
+
+    async def hand_over(self, import_id: str, record_pks: Sequence[int]) -> int:
+        """Events of the import not attributable now, handed to the streaming delivery in one
+        transaction: they leave the import (a re-sent copy is then a duplicate of another path)
+        and get an outbox entry in the bulk lane, as a TrackStream's events do; how many."""
+        if not record_pks:
+            return 0
+        async with self.engine.begin() as conn:
+            moved = [
+                int(r.record_pk)
+                for r in await conn.execute(
+                    text(
+                        "UPDATE records SET import_id = NULL "
+                        "WHERE record_pk = ANY(:p) AND import_id = :i AND state = 'pending' "
+                        "RETURNING record_pk"
+                    ),
+                    {"i": import_id, "p": list(record_pks)},
+                )
+            ]
+            moved.sort()
+            carrier = current_trace_carrier()
+            await enqueue_many(
+                conn,
+                MessageKind.TRACK.topic,
+                [(str(pk), b"", carrier) for pk in moved],
+                OutboxLane.BULK,
+            )
+            await conn.execute(
+                text(
+                    "UPDATE customer_imports SET events_handed_over = events_handed_over + :n "
+                    "WHERE import_id = :i"
+                ),
+                {"i": import_id, "n": len(moved)},
+            )
+        return len(moved)
+
+    async def deliver_staged(
+        self, import_id: str, owner: str, lease_s: float, not_staged: str
+    ) -> tuple[int, int]:
+        """Once profile has folded the import: its events staged with profile delivered (to
+        the customer noted at staging), the others still pending (stored, never staged with
+        profile) failed with ``not_staged``, in one transaction under the delivery lock
+        (shared, as the relay's passes: an erasure waits); (delivered, failed)."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": DELIVERY_LOCK}
+            )
+            delivered = await conn.execute(
+                text(
+                    "UPDATE records SET state = 'delivered', attempts = attempts + 1, "
+                    "delivered_at = now(), last_error = NULL "
+                    "WHERE import_id = :i AND state = 'pending' AND customer_id IS NOT NULL"
                 ),
                 {"i": import_id},
             )
-        return await self.get(import_id)
+            failed = await conn.execute(
+                text(
+                    "UPDATE records SET state = 'failed', last_error = :e, attempts = 1 "
+                    "WHERE import_id = :i AND state = 'pending'"
+                ),
+                {"i": import_id, "e": not_staged},
+            )
+            counts = (int(delivered.rowcount or 0), int(failed.rowcount or 0))
+            await self._fenced(
+                conn,
+                import_id,
+                owner,
+                lease_s,
+                "records_delivered = records_delivered + :d, records_failed = records_failed + :f",
+                {"d": counts[0], "f": counts[1]},
+            )
+        return counts
 
     async def claim(self, owner: str, lease_s: float) -> CustomerImport | None:
         """The oldest running import whose job nobody holds (or whose holder's lease ran out:

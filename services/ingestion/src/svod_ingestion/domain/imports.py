@@ -1,4 +1,5 @@
-"""Customer imports through identity's batch engine: their vocabulary and bounds."""
+"""Customer imports through identity's batch engine, and event imports through profile's
+set-based event fold: their vocabulary and bounds."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from svod_runtime.errors import ViolationCollector
 # per message, so one message of ours is one of theirs.
 MAX_IMPORT_RECORDS = 2_000
 _IMPORT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+class ImportKind(StrEnum):
+    """What an import carries; customer and event imports share one namespace of ids."""
+
+    CUSTOMERS = "customers"
+    EVENTS = "events"
 
 
 class ImportState(StrEnum):
@@ -55,6 +63,26 @@ class CustomerImport:
     created_at: dt.datetime | None = None
     committed_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    kind: ImportKind = ImportKind.CUSTOMERS
+    # Event imports: events handed to the streaming delivery (not attributable when staged),
+    # and what profile's fold did (see EventFoldProgress).
+    events_handed_over: int = 0
+    events_applied: int = 0
+    events_duplicate: int = 0
+    events_erased: int = 0
+    customers_changed: int = 0
+
+
+@dataclass(frozen=True)
+class EventFoldProgress:
+    """Profile's event import as the event import's job follows it."""
+
+    state: str  # staging | committing | committed
+    staged: int
+    applied: int
+    duplicate: int
+    erased: int
+    customers: int
 
 
 @dataclass(frozen=True)
@@ -104,6 +132,14 @@ class Staged:
 
     stored: dict[tuple[str, str], StoredRecord]
     earlier: dict[tuple[str, str], tuple[StoredRecord, str | None]]
+
+
+class OtherKind(Exception):
+    """The import id names an import of the other kind."""
+
+    def __init__(self, kind: ImportKind) -> None:
+        super().__init__(kind.value)
+        self.kind = kind
 
 
 class LostLease(Exception):

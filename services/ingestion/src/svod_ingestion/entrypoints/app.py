@@ -5,7 +5,7 @@ from __future__ import annotations
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.downstream import GrpcDownstream
 from svod_ingestion.adapters.held_events import HeldEventStore
-from svod_ingestion.adapters.import_peers import GrpcImportPeers
+from svod_ingestion.adapters.import_peers import GrpcEventImportPeers, GrpcImportPeers
 from svod_ingestion.adapters.imports import ImportStore
 from svod_ingestion.adapters.quality_client import QualityStandardizer
 from svod_ingestion.adapters.storage import IngestionStore, redriven_records
@@ -15,7 +15,7 @@ from svod_ingestion.domain.model import RECORD_TOPICS, MessageKind
 from svod_ingestion.entrypoints.grpc_servicer import IngestionServicer
 from svod_ingestion.service_layer.delivery import RecordDelivery
 from svod_ingestion.service_layer.held_sweeper import HeldEventSweeper
-from svod_ingestion.service_layer.imports import CustomerImports, ImportJobRunner
+from svod_ingestion.service_layer.imports import CustomerImports, EventImports, ImportJobRunner
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.clients import peer_channel
 from svod_runtime.config import ServiceConfig
@@ -120,8 +120,23 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     import_peers = GrpcImportPeers(identity, segmentation, downstream, config.peer_timeout_s)
     # A fold step (1,000 records through ApplyBatch) takes seconds on a loaded machine: the
     # lease is three outbox leases, so a slow step does not lose it.
-    import_jobs = ImportJobRunner(import_store, import_peers, lease_s=3 * config.outbox_lease_s)
+    # Event imports: stored here, attributed in bulk, staged with profile's set-based event
+    # fold; the same job table and runner (kind 'events') commit them.
+    event_peers = GrpcEventImportPeers(profile, downstream, config.peer_timeout_s)
+    import_jobs = ImportJobRunner(
+        import_store,
+        import_peers,
+        lease_s=3 * config.outbox_lease_s,
+        event_peers=event_peers,
+    )
     servicer.imports = CustomerImports(import_store, import_peers, on_committed=import_jobs.wake)
+    servicer.event_imports = EventImports(
+        import_store,
+        event_peers,
+        config.unknown_customer_grace_s,
+        on_committed=import_jobs.wake,
+        on_enqueued=wake_relays,
+    )
     # Identify calls accepted while quality was unreachable are checked before delivery.
     delivery.quality_gate = servicer.check_stored
 

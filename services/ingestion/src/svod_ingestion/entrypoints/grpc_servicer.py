@@ -31,7 +31,7 @@ from svod_ingestion.domain.messages import (
     validate_track,
 )
 from svod_ingestion.domain.model import Accepted, Incoming, MessageKind, RecordState
-from svod_ingestion.service_layer.imports import CustomerImports
+from svod_ingestion.service_layer.imports import CustomerImports, EventImports
 from svod_ingestion.service_layer.use_cases import IngestionService
 from svod_runtime.bounds import MAX_MESSAGE_ID, MAX_STREAM_MESSAGES, SOURCE_PATTERN
 from svod_runtime.dead_letters import DeadLetterRpcs
@@ -209,6 +209,44 @@ def customer_import(job: CustomerImport) -> ingestion_pb2.CustomerImport:
     return reply
 
 
+_EVENT_IMPORT_STATE = {
+    ImportState.STAGING: ingestion_pb2.EventImport.STATE_STAGING,
+    ImportState.RUNNING: ingestion_pb2.EventImport.STATE_RUNNING,
+    ImportState.SUCCEEDED: ingestion_pb2.EventImport.STATE_SUCCEEDED,
+    ImportState.FAILED: ingestion_pb2.EventImport.STATE_FAILED,
+}
+_EVENT_IMPORT_PHASE = {
+    ImportPhase.STAGING: ingestion_pb2.EventImport.PHASE_STAGING,
+    ImportPhase.FOLDING: ingestion_pb2.EventImport.PHASE_FOLDING,
+    ImportPhase.DONE: ingestion_pb2.EventImport.PHASE_DONE,
+}
+
+
+def event_import(job: CustomerImport) -> ingestion_pb2.EventImport:
+    reply = ingestion_pb2.EventImport(
+        import_id=job.import_id,
+        state=_EVENT_IMPORT_STATE[job.state],
+        phase=_EVENT_IMPORT_PHASE.get(job.phase, ingestion_pb2.EventImport.PHASE_UNSPECIFIED),
+        events_staged=job.records_staged,
+        events_handed_over=job.events_handed_over,
+        events_applied=job.events_applied,
+        events_duplicate=job.events_duplicate,
+        events_erased=job.events_erased,
+        customers_changed=job.customers_changed,
+        records_delivered=job.records_delivered,
+        records_failed=job.records_failed,
+        error=job.error,
+    )
+    for field, moment in (
+        ("create_time", job.created_at),
+        ("commit_time", job.committed_at),
+        ("finish_time", job.finished_at),
+    ):
+        if moment is not None:
+            getattr(reply, field).CopyFrom(datetime_to_timestamp(moment))
+    return reply
+
+
 def _response(accepted: Accepted) -> ingestion_pb2.IdentifyResponse:
     return ingestion_pb2.IdentifyResponse(
         record_id=accepted.record_id,
@@ -288,6 +326,8 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         self.attributes = attributes or {}
         # Customer imports through identity's batch engine (set by the app).
         self.imports: CustomerImports | None = None
+        # Event imports through profile's set-based event fold (set by the app).
+        self.event_imports: EventImports | None = None
 
     def _checked(self, request: ingestion_pb2.IdentifyRequest, now: dt.datetime) -> None:
         validate_identify(identify_message(request), now, self.attributes)
@@ -554,6 +594,67 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         if self.imports is None:  # pragma: no cover - wired by the app
             raise Unavailable("customer imports are not configured")
         return customer_import(await self.imports.get(request.import_id))
+
+    # -- event imports (docs/bulk-import.md) -------------------------------------------------
+
+    async def StageEventImport(
+        self,
+        request_iterator: AsyncIterator[ingestion_pb2.StageEventImportRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[ingestion_pb2.StageEventImportResponse]:
+        """Each message's events checked as Track's, stored, attributed, and staged with
+        profile (or handed to the streaming delivery); answered once durable."""
+        if self.event_imports is None:  # pragma: no cover - wired by the app
+            raise Unavailable("event imports are not configured")
+        import_id = ""
+        async for request in request_iterator:
+            errors = ViolationCollector()
+            if request.import_id and import_id and request.import_id != import_id:
+                errors.add("import_id", "one stream stages one import")
+            import_id = import_id or request.import_id
+            check_import_id(import_id, errors)
+            if len(request.events) > MAX_IMPORT_RECORDS:
+                errors.add("events", f"at most {MAX_IMPORT_RECORDS:,} per message")
+            errors.raise_if_any()
+            await step_aside()  # single calls first (svod_runtime.priority)
+            answer = StreamAnswer()
+            now = dt.datetime.now(dt.UTC)
+            storable: list[tuple[int, ingestion_pb2.TrackRequest, Incoming]] = []
+            for index, event in enumerate(request.events):
+                try:
+                    storable.append((index, event, self._track_incoming(event, now)))
+                except SvodError as error:
+                    answer.reject(index, event, error)
+            staged = await self.event_imports.stage(import_id, [item[2] for item in storable])
+            for (index, event, _), outcome in zip(storable, staged.outcomes, strict=True):
+                if isinstance(outcome, SvodError):
+                    answer.reject(index, event, outcome)
+                else:
+                    answer.count(outcome)
+            answer.end_chunk()
+            bulk = answer.response
+            yield ingestion_pb2.StageEventImportResponse(
+                accepted_count=bulk.accepted_count,
+                duplicate_count=bulk.duplicate_count,
+                rejected=bulk.rejected,
+                rejected_count=bulk.rejected_count,
+                handed_over_count=staged.handed_over,
+                import_staged_count=staged.import_staged,
+            )
+
+    async def CommitEventImport(
+        self, request: ingestion_pb2.CommitEventImportRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.EventImport:
+        if self.event_imports is None:  # pragma: no cover - wired by the app
+            raise Unavailable("event imports are not configured")
+        return event_import(await self.event_imports.commit(request.import_id))
+
+    async def GetEventImport(
+        self, request: ingestion_pb2.GetEventImportRequest, context: grpc.aio.ServicerContext
+    ) -> ingestion_pb2.EventImport:
+        if self.event_imports is None:  # pragma: no cover - wired by the app
+            raise Unavailable("event imports are not configured")
+        return event_import(await self.event_imports.get(request.import_id))
 
     async def ErasePayloads(
         self, request: ingestion_pb2.ErasePayloadsRequest, context: grpc.aio.ServicerContext

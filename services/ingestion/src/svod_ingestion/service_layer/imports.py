@@ -22,17 +22,22 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from svod_ingestion.domain.attribution import Attributed, GraceClock, attribute
 from svod_ingestion.domain.imports import (
     NOT_STAGED,
     CustomerImport,
+    EventFoldProgress,
+    ImportKind,
     ImportPhase,
     ImportResult,
     ImportState,
     LostLease,
+    OtherKind,
+    Staged,
     check_import_id,
 )
 from svod_ingestion.domain.model import Accepted, Incoming
-from svod_ingestion.service_layer.ports import ImportPeers, ImportRepository
+from svod_ingestion.service_layer.ports import EventImportPeers, ImportPeers, ImportRepository
 from svod_runtime.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -70,6 +75,47 @@ class StagedMessage:
     import_staged: int
 
 
+def _outcomes(
+    import_id: str, messages: Sequence[Incoming], hashes: Sequence[bytes], staged: Staged
+) -> tuple[list[Accepted | SvodError], list[tuple[int, int]]]:
+    """Each message's answer after storing them under the import, and the (position, record
+    pk) to stage with the peer: those stored now, and those stored before by this import (a
+    message sent again: the peer ignores what it has); one stored before through another path
+    or import is a duplicate left alone."""
+    outcomes: list[Accepted | SvodError] = []
+    forward: list[tuple[int, int]] = []  # (position, record pk) to stage with identity
+    claimed: set[tuple[str, str]] = set()
+    for position, (message, payload_hash) in enumerate(zip(messages, hashes, strict=True)):
+        ref = (message.source, message.message_id)
+        if ref in staged.stored and ref not in claimed:
+            claimed.add(ref)  # a repeat inside the same message is a retry of this one
+            record = staged.stored[ref]
+            outcomes.append(Accepted(record.record_id, False, record.received_at))
+            forward.append((position, record.record_pk))
+            continue
+        of_import: str | None = import_id
+        if ref in staged.stored:
+            record = staged.stored[ref]
+        elif ref in staged.earlier:
+            record, of_import = staged.earlier[ref]
+        else:  # pragma: no cover - the conflicting row cannot vanish
+            outcomes.append(NotFound("message vanished during retry"))
+            continue
+        if record.payload_hash != payload_hash:
+            outcomes.append(
+                AlreadyExists(
+                    f"message id {message.message_id!r} of source {message.source!r} was "
+                    "already used for a different payload"
+                )
+            )
+            continue
+        outcomes.append(Accepted(record.record_id, True, record.received_at))
+        if of_import == import_id and ref not in claimed:
+            claimed.add(ref)
+            forward.append((position, record.record_pk))
+    return outcomes, forward
+
+
 class CustomerImports:
     def __init__(
         self, store: ImportRepository, peers: ImportPeers, on_committed: Callable[[], None]
@@ -84,47 +130,20 @@ class CustomerImports:
         message sent again) is a duplicate and staged again (identity ignores it if it has
         it); one stored before through another path or import is a duplicate left alone."""
         hashes = [hashlib.sha256(m.fingerprint).digest() for m in messages]
-        staged = await self.store.stage(
-            import_id,
-            [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)],
-        )
+        try:
+            staged = await self.store.stage(
+                import_id,
+                [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)],
+            )
+        except OtherKind:
+            raise _other_kind(import_id, ImportKind.EVENTS) from None
         if isinstance(staged, ImportState):
             raise FailedPrecondition(
                 f"import {import_id!r} is {staged.value}: a committed import takes no records",
                 reason="IMPORT_COMMITTED",
                 metadata={"import_id": import_id},
             )
-        outcomes: list[Accepted | SvodError] = []
-        forward: list[tuple[int, int]] = []  # (position, record pk) to stage with identity
-        claimed: set[tuple[str, str]] = set()
-        for position, (message, payload_hash) in enumerate(zip(messages, hashes, strict=True)):
-            ref = (message.source, message.message_id)
-            if ref in staged.stored and ref not in claimed:
-                claimed.add(ref)  # a repeat inside the same message is a retry of this one
-                record = staged.stored[ref]
-                outcomes.append(Accepted(record.record_id, False, record.received_at))
-                forward.append((position, record.record_pk))
-                continue
-            of_import: str | None = import_id
-            if ref in staged.stored:
-                record = staged.stored[ref]
-            elif ref in staged.earlier:
-                record, of_import = staged.earlier[ref]
-            else:  # pragma: no cover - the conflicting row cannot vanish
-                outcomes.append(NotFound("message vanished during retry"))
-                continue
-            if record.payload_hash != payload_hash:
-                outcomes.append(
-                    AlreadyExists(
-                        f"message id {message.message_id!r} of source {message.source!r} was "
-                        "already used for a different payload"
-                    )
-                )
-                continue
-            outcomes.append(Accepted(record.record_id, True, record.received_at))
-            if of_import == import_id and ref not in claimed:
-                claimed.add(ref)
-                forward.append((position, record.record_pk))
+        outcomes, forward = _outcomes(import_id, messages, hashes, staged)
         if not forward:
             job = await self.store.get(import_id)
             return StagedMessage(outcomes, job.records_staged if job else 0)
@@ -157,7 +176,7 @@ class CustomerImports:
         errors = ViolationCollector()
         check_import_id(import_id, errors)
         errors.raise_if_any()
-        job = await self.store.commit(import_id)
+        job = await self.store.commit(import_id, ImportKind.CUSTOMERS)
         if job is None:
             raise NotFound(f"no customer import {import_id!r} was staged")
         if job.state is ImportState.RUNNING:
@@ -168,9 +187,156 @@ class CustomerImports:
         errors = ViolationCollector()
         check_import_id(import_id, errors)
         errors.raise_if_any()
-        job = await self.store.get(import_id)
+        job = await self.store.get(import_id, ImportKind.CUSTOMERS)
         if job is None:
             raise NotFound(f"no customer import {import_id!r}")
+        return job
+
+
+def _other_kind(import_id: str, kind: ImportKind) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"import {import_id!r} is an import of {kind.value}: it takes no other records",
+        reason="IMPORT_OF_OTHER_KIND",
+        metadata={"import_id": import_id},
+    )
+
+
+@dataclass(frozen=True)
+class StagedEvents:
+    """The answer to one StageEventImport message: per event (by its position among the
+    messages) Accepted or the refusal; how many were handed to the streaming delivery; and the
+    import's staged count (profile's)."""
+
+    outcomes: list[Accepted | SvodError]
+    handed_over: int
+    import_staged: int
+
+
+class EventImports:
+    """Event imports through profile's set-based event fold (docs/bulk-import.md).
+
+    Staging stores a message's events under the import (no outbox entry), attributes them in
+    bulk with the streaming path's own decision (``domain/attribution.attribute`` over
+    identity's BatchLookupCustomers answers, a fresh grace clock: the first look of the
+    streaming relay), stages the attributed ones with profile under the same import id, and
+    hands the others to the streaming delivery (an outbox entry in the bulk lane), so the
+    grace period and the held-event machinery apply to them exactly as to a streamed event.
+    """
+
+    def __init__(
+        self,
+        store: ImportRepository,
+        peers: EventImportPeers,
+        grace_s: float,
+        on_committed: Callable[[], None],
+        on_enqueued: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.peers = peers
+        self.grace_s = grace_s
+        self.on_committed = on_committed
+        # Wakes the outbox relay for events handed over.
+        self.on_enqueued = on_enqueued
+
+    async def stage(self, import_id: str, messages: Sequence[Incoming]) -> StagedEvents:
+        """Stores, attributes and stages (or hands over) the checked events of one message;
+        answers once all of it is durable."""
+        hashes = [hashlib.sha256(m.fingerprint).digest() for m in messages]
+        try:
+            staged = await self.store.stage(
+                import_id,
+                [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)],
+                ImportKind.EVENTS,
+            )
+        except OtherKind:
+            raise _other_kind(import_id, ImportKind.CUSTOMERS) from None
+        if isinstance(staged, ImportState):
+            raise FailedPrecondition(
+                f"import {import_id!r} is {staged.value}: a committed import takes no events",
+                reason="IMPORT_COMMITTED",
+                metadata={"import_id": import_id},
+            )
+        outcomes, forward = _outcomes(import_id, messages, hashes, staged)
+        if not forward:
+            job = await self.store.get(import_id)
+            return StagedEvents(outcomes, 0, job.records_staged if job else 0)
+        payloads = [messages[position].payload for position, _ in forward]
+        try:
+            findings = await self.peers.lookup(payloads)
+        except DeliveryError as error:
+            # Stored, not attributed: the message is unanswered and sent again; its events are
+            # then duplicates of this import and attributed again.
+            raise Unavailable(
+                f"identity could not be asked for the events' customers now ({error.status}); "
+                "send the message again"
+            ) from None
+        attributed: list[tuple[int, int, str]] = []  # (index in forward, record pk, customer)
+        elsewhere: list[int] = []
+        for index, ((_, record_pk), found) in enumerate(zip(forward, findings, strict=True)):
+            usable = [f for f in found if f is not None]
+            # Identity refused every identifier, or no single customer now: the streaming
+            # delivery decides (refuses, waits out the grace period, or holds), as for a
+            # streamed event at its first look.
+            decision = attribute(usable, GraceClock(), self.grace_s) if usable else None
+            if isinstance(decision, Attributed):
+                attributed.append((index, record_pk, decision.customer_id))
+            else:
+                elsewhere.append(record_pk)
+        import_staged = 0
+        if attributed:
+            try:
+                refused, import_staged = await self.peers.stage(
+                    import_id, [(payloads[i], customer) for i, _, customer in attributed]
+                )
+            except DeliveryError as error:
+                if error.status == "FAILED_PRECONDITION":
+                    raise FailedPrecondition(
+                        f"profile's import {import_id!r} is committed already: it takes no events",
+                        reason="IMPORT_COMMITTED",
+                        metadata={"import_id": import_id},
+                    ) from None
+                raise Unavailable(
+                    f"profile could not stage the events now ({error.status}); send the "
+                    "message again"
+                ) from None
+            failed: list[tuple[int, str]] = []
+            for position_in_attributed, (reason, violations) in sorted(refused.items()):
+                index, record_pk, _ = attributed[position_in_attributed]
+                failed.append((record_pk, f"refused by profile: {reason}"[:2000]))
+                outcomes[forward[index][0]] = InvalidArgument(violations, reason)
+            await self.store.fail_records([f[0] for f in failed], [f[1] for f in failed])
+            gone = {f[0] for f in failed}
+            await self.store.staged_with_profile(
+                import_id,
+                [(pk, customer) for _, pk, customer in attributed if pk not in gone],
+                import_staged,
+            )
+        else:
+            job = await self.store.get(import_id)
+            import_staged = job.records_staged if job else 0
+        handed_over = await self.store.hand_over(import_id, elsewhere)
+        if handed_over:
+            self.on_enqueued()
+        return StagedEvents(outcomes, handed_over, import_staged)
+
+    async def commit(self, import_id: str) -> CustomerImport:
+        errors = ViolationCollector()
+        check_import_id(import_id, errors)
+        errors.raise_if_any()
+        job = await self.store.commit(import_id, ImportKind.EVENTS)
+        if job is None:
+            raise NotFound(f"no event import {import_id!r} was staged")
+        if job.state is ImportState.RUNNING:
+            self.on_committed()
+        return job
+
+    async def get(self, import_id: str) -> CustomerImport:
+        errors = ViolationCollector()
+        check_import_id(import_id, errors)
+        errors.raise_if_any()
+        job = await self.store.get(import_id, ImportKind.EVENTS)
+        if job is None:
+            raise NotFound(f"no event import {import_id!r}")
         return job
 
 
@@ -194,9 +360,12 @@ class ImportJobRunner:
         lease_s: float = 30.0,
         poll_s: float = 1.0,
         idle_s: float = 5.0,
+        event_peers: EventImportPeers | None = None,
     ) -> None:
         self.store = store
         self.peers = peers
+        # Profile's event fold, for event imports' jobs.
+        self.event_peers = event_peers
         self.lease_s = lease_s
         self.poll_s = poll_s
         # How often an idle runner looks for a job whose worker died (its lease ran out).
@@ -246,7 +415,9 @@ class ImportJobRunner:
         recompute_attempts = 0
         while phase is not ImportPhase.DONE:
             try:
-                if phase is ImportPhase.RESOLVING:
+                if job.kind is ImportKind.EVENTS:
+                    phase = await self._fold_events(job)
+                elif phase is ImportPhase.RESOLVING:
                     phase = await self._resolve(job)
                 elif phase is ImportPhase.FOLDING:
                     phase = await self._fold(job)
@@ -380,3 +551,53 @@ class ImportJobRunner:
             finished_at=None,
         )
         return ImportPhase.DONE
+
+    async def _fold_events(self, job: CustomerImport) -> ImportPhase:
+        """An event import: profile's CommitEventImport (idempotent: it resumes a fold cut
+        short), followed until committed; then the staged events delivered in one step."""
+        if self.event_peers is None:  # pragma: no cover - wired by the app
+            raise _Retry(DeliveryError("UNAVAILABLE", "no event fold configured"))
+        peers = self.event_peers
+        try:
+            progress = await peers.commit(job.import_id)
+            while progress.state != "committed":
+                await self._update(job, **_fold_counts(progress), error="")
+                await asyncio.sleep(self.poll_s)
+                progress = await peers.progress(job.import_id)
+        except DeliveryError as error:
+            if self._transient(error).status == "NOT_FOUND":
+                # Nothing of the import reached profile (every event a duplicate of another
+                # path, refused, or handed over): nothing to fold.
+                await self.store.deliver_staged(
+                    job.import_id, self.owner, self.lease_s, NOT_STAGED_EVENTS
+                )
+                await self._update(
+                    job, phase=ImportPhase.DONE.value, state="succeeded", finished_at=None, error=""
+                )
+                return ImportPhase.DONE
+            return await self._fail(job, f"profile refused the import: {error}")
+        await self.store.deliver_staged(job.import_id, self.owner, self.lease_s, NOT_STAGED_EVENTS)
+        await self._update(
+            job,
+            **_fold_counts(progress),
+            state=ImportState.SUCCEEDED.value,
+            phase=ImportPhase.DONE.value,
+            error="",
+            finished_at=None,
+        )
+        return ImportPhase.DONE
+
+
+# An event of the import stored but never staged with profile before the commit (a message
+# answered UNAVAILABLE and never sent again): failed, saying so.
+NOT_STAGED_EVENTS = "not staged with profile before the import was committed; import it again"
+
+
+def _fold_counts(progress: EventFoldProgress) -> dict[str, object]:
+    return {
+        "events_applied": progress.applied,
+        "events_duplicate": progress.duplicate,
+        "events_erased": progress.erased,
+        "customers_changed": progress.customers,
+        "records_staged": progress.staged,
+    }

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from svod_ingestion.domain.attribution import Finding, HeldEvent, Hold, Issue
 from svod_ingestion.domain.imports import (
     CustomerImport,
+    EventFoldProgress,
+    ImportKind,
     ImportResult,
     ImportState,
     ResolutionProgress,
@@ -178,7 +180,10 @@ class ImportRepository(Protocol):
     """Customer imports and the records stored under them (adapters/imports.py)."""
 
     async def stage(
-        self, import_id: str, rows: Sequence[tuple[str, Incoming, bytes]]
+        self,
+        import_id: str,
+        rows: Sequence[tuple[str, Incoming, bytes]],
+        kind: ImportKind = ImportKind.CUSTOMERS,
     ) -> Staged | ImportState: ...
 
     async def payloads_by_pk(self, record_pks: Sequence[int]) -> dict[int, bytes]: ...
@@ -187,9 +192,23 @@ class ImportRepository(Protocol):
 
     async def fail_records(self, record_pks: Sequence[int], errors: Sequence[str]) -> None: ...
 
-    async def get(self, import_id: str) -> CustomerImport | None: ...
+    async def get(
+        self, import_id: str, kind: ImportKind | None = None
+    ) -> CustomerImport | None: ...
 
-    async def commit(self, import_id: str) -> CustomerImport | None: ...
+    async def commit(
+        self, import_id: str, kind: ImportKind = ImportKind.CUSTOMERS
+    ) -> CustomerImport | None: ...
+
+    async def staged_with_profile(
+        self, import_id: str, attributed: Sequence[tuple[int, str]], import_staged: int
+    ) -> None: ...
+
+    async def hand_over(self, import_id: str, record_pks: Sequence[int]) -> int: ...
+
+    async def deliver_staged(
+        self, import_id: str, owner: str, lease_s: float, not_staged: str
+    ) -> tuple[int, int]: ...
 
     async def claim(self, owner: str, lease_s: float) -> CustomerImport | None: ...
 
@@ -234,3 +253,17 @@ class ImportPeers(Protocol):
     ) -> list[str | DeliveryError]: ...
 
     async def recompute_segments(self) -> None: ...
+
+
+class EventImportPeers(Protocol):
+    """Identity's look-ups and profile's event fold (adapters/import_peers.py)."""
+
+    async def lookup(self, payloads: Sequence[bytes]) -> list[list[Finding | None]]: ...
+
+    async def stage(
+        self, import_id: str, items: Sequence[tuple[bytes, str]]
+    ) -> tuple[dict[int, tuple[str, list[FieldViolation]]], int]: ...
+
+    async def commit(self, import_id: str) -> EventFoldProgress: ...
+
+    async def progress(self, import_id: str) -> EventFoldProgress: ...
