@@ -92,8 +92,12 @@ def fitted_model(requests: Sequence) -> MatchModel:
     ]
     pairs = candidate_pairs(persons)
     model = estimate_model(compare_pairs(persons, pairs).values(), default_model())
+    # As RefitMatchModel counts them from the store (``Export.value_counts``): names and city
+    # from the attributes, logins from the e-mail identifiers.
+    emails = ([k.value for k in r.identifiers if k.type == "email"] for r in records)
     model = replace(
-        model, term_frequencies=attribute_term_frequencies(r.attributes for r in records)
+        model,
+        term_frequencies=attribute_term_frequencies((r.attributes for r in records), emails=emails),
     )
     print(f"EM: {model.trained_pairs} pairs, {model.em_iterations} iterations, p={model.prior:.3f}")
     return model

@@ -541,6 +541,19 @@ def test_a_refit_model_counts_names_and_cities_of_the_stored_records(suite) -> N
     assert after["counts"]["kimri"] == before["counts"].get("kimri", 0) + 2
 
 
+def test_a_refit_model_counts_the_mailboxes_holding_each_login(suite) -> None:
+    """Login frequencies come from every stored record's e-mail addresses: a login at two
+    providers is held by two mailboxes, however many records each has."""
+    login = unique("mariasmirnova").replace("-", "")
+    for address in (f"{login}@mail.ru", f"{login}@mail.ru", f"{login}@gmail.com"):
+        resolve(suite, request(emails=(address,), phones=(phone(),), first="Мария"))
+    refit = suite.identity.RefitMatchModel(
+        identity_pb2.RefitMatchModelRequest(max_pairs=5000, dry_run=True), timeout=30
+    )
+    logins = json.loads(refit.model_json)["term_frequencies"]["login"]
+    assert logins["counts"][login.lower()] == 2
+
+
 def test_merge_is_announced_to_profile(suite) -> None:
     """The merge outbox reaches profile (delivered rows leave the outbox)."""
     p, m = phone(), email()

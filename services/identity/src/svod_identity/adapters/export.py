@@ -89,8 +89,9 @@ class Export:
 
     async def value_counts(self) -> dict[str, list[tuple[str, int]]]:
         """How many records hold each surname, given name and city as written, per feature
-        (the attributes ``frequencies.written_values`` reads), for the model's term
-        frequencies."""
+        (the attributes ``frequencies.written_values`` reads), and each e-mail address
+        ("login": ``frequencies.fold_logins`` counts the distinct mailboxes per login), for
+        the model's term frequencies."""
         rows = await self.conn.execute(
             text(
                 """
@@ -108,6 +109,11 @@ class Export:
                 WHERE first_name <> '' GROUP BY first_name
                 UNION ALL
                 SELECT 'city', city, count(*) FROM written WHERE city <> '' GROUP BY city
+                UNION ALL
+                SELECT 'login', key->>2, count(DISTINCT record_pk)
+                FROM records, jsonb_array_elements(identifiers) AS key
+                WHERE key->>0 = 'email'
+                GROUP BY key->>2
                 """
             )
         )

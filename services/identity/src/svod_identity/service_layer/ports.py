@@ -201,8 +201,9 @@ class GraphExport(Protocol):
     ) -> list[tuple[KnownRecord, KnownRecord]]: ...
 
     async def value_counts(self) -> dict[str, list[tuple[str, int]]]:
-        """Feature ("last_name", "first_name", "city") -> (value as written, records holding
-        it), over every stored record: the match model's term frequencies."""
+        """Feature ("last_name", "first_name", "city"; "login": e-mail addresses) -> (value
+        as written, records holding it), over every stored record: the match model's term
+        frequencies."""
         ...
 
 

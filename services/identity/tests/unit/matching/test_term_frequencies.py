@@ -12,6 +12,7 @@ from svod_identity.domain.matching.frequencies import (
 )
 from svod_identity.domain.matching.model import TF_BOUNDS, TF_MIN_RECORDS, TermFrequencies
 from svod_identity.domain.matching.record import build_person_record
+from svod_identity.domain.matching.scoring import rare_shared_login
 
 _LETTERS = "бвгдклмнпр"
 
@@ -110,3 +111,77 @@ def test_names_that_agree_only_loosely_are_not_adjusted() -> None:
     b = build_person_record("2", first_name="Аглая", last_name="Зябликва", city="Кимры")
     assert score_pair(a, b, model).levels["last_name"] == "fuzzy"
     assert score_pair(a, b, model).weights["last_name"] == model.weight("last_name", "fuzzy")
+
+
+# -- e-mail logins -------------------------------------------------------------------------
+
+
+def test_logins_count_distinct_mailboxes_not_records() -> None:
+    written = [
+        ("maria.smirnova1987@mail.ru", 7),  # one person's seven records: one mailbox
+        ("maria_smirnova1987@gmail.com", 1),  # separators aside, the same login
+        ("popov.e@mail.ru", 1),
+        ("popov.e@bk.ru", 1),
+        ("popove@gmail.com", 1),
+        ("popov.e@ya.ru", 1),  # Yandex aliases fold into one mailbox
+        ("popov.e@yandex.ru", 1),
+        ("unique.login.42@mail.ru", 3),
+        ("info@shop.ru", 9),  # generic, and short logins, say nothing across providers
+        ("olga@mail.ru", 2),
+        ("not an address", 1),
+    ]
+    logins = fold_counts("login", written)
+    assert logins.counts == {"mariasmirnova1987": 2, "popove": 4}
+    assert logins.total == 6  # mailboxes of logins held by two or more
+    assert logins.count("nevidannyi") == 2  # unlisted: at least the two of the pair
+
+
+def test_a_login_table_keeps_its_tail_in_the_agreement_share() -> None:
+    counts = {f"login{i}": 2 for i in range(300)} | {"popove": 6, "single": 1}
+    table = TermFrequencies.with_tail(counts, top=10)
+    assert len(table.counts) == 10 and "single" not in table.counts
+    assert table.total == 606
+    assert table.agreement_share == (300 * 4 + 36) / 606**2
+    # Left out of the top: counts as the commonest left out, not as seen once.
+    assert table.count("login299") == 2
+    loaded = MatchModel.from_json(
+        replace(default_model(), term_frequencies={"login": table}).to_json()
+    )
+    assert loaded.term_frequencies["login"] == table
+    assert loaded.term_frequencies["login"].agreement_share == table.agreement_share
+
+
+def test_login_counts_from_stored_records_match_the_stores_counts() -> None:
+    """Offline (``attribute_term_frequencies``) and at refit (``term_frequencies`` over the
+    store's value counts, one row per address with its records) count the same."""
+    emails = [
+        ["maria.smirnova1987@mail.ru"],
+        ["maria.smirnova1987@mail.ru", "maria.smirnova1987@gmail.com"],
+        ["maria.smirnova1987@mail.ru"],
+        [],
+    ]
+    offline = attribute_term_frequencies([{}] * len(emails), emails=emails)["login"]
+    store = term_frequencies(
+        {"login": [("maria.smirnova1987@mail.ru", 3), ("maria.smirnova1987@gmail.com", 1)]}
+    )["login"]
+    assert offline == store
+    assert offline.counts == {"mariasmirnova1987": 2}
+
+
+def test_rare_shared_login_reads_the_base_wide_counts() -> None:
+    logins = {f"login{i:03d}": 2 for i in range(148)} | {"mariasmirnova1987": 2, "popove": 5}
+    model = replace(default_model(), term_frequencies={"login": TermFrequencies.with_tail(logins)})
+
+    def pair(login: str) -> tuple[object, object]:
+        return (
+            build_person_record("1", first_name="Мария", emails=[f"{login}@mail.ru"]),
+            build_person_record("2", first_name="Мария", emails=[f"{login}@gmail.com"]),
+        )
+
+    assert rare_shared_login(*pair("maria.smirnova1987"), model)  # type: ignore[arg-type]
+    assert not rare_shared_login(*pair("popov.e"), model)  # type: ignore[arg-type]
+    assert not rare_shared_login(*pair("maria.smirnova1987"), default_model())  # type: ignore[arg-type]
+    same_mailbox = build_person_record(
+        "3", first_name="Мария", emails=["mariasmirnova1987@mail.ru"]
+    )
+    assert not rare_shared_login(same_mailbox, same_mailbox, model)

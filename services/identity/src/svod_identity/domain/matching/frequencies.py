@@ -1,4 +1,5 @@
-"""Term frequencies of names among the records: what makes a shared name rare or common.
+"""Term frequencies of names, cities and e-mail logins among the records: what makes a shared
+value rare or common.
 
 Counted when the model is refitted (from the records in memory, or from the stored records'
 value counts) and kept in the model, so scoring a pair needs no look-up: see
@@ -11,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from svod_identity.domain.matching.contacts import email_address
 from svod_identity.domain.matching.model import TF_TOP_VALUES, TermFrequencies
 from svod_identity.domain.matching.names import resolve_first_name
 from svod_identity.domain.matching.places import city_key as _city_key
@@ -39,12 +41,39 @@ KEYS: dict[str, Callable[[str | None], str]] = {
     "first_name": first_name_key,
     "city": city_key,
 }
+# Features counted from a record's identifiers: "login" from its e-mail addresses.
+IDENTIFIER_FEATURES: dict[str, str] = {"login": "email"}
+
+
+def login_key(raw: str | None) -> str:
+    """The login as comparisons match it across providers (``EmailAddress.mailbox_name``), or
+    "" for an address whose login says nothing at another provider (short or generic)."""
+    address = email_address(raw) if raw else None
+    return address.mailbox_name if address is not None and address.portable_login else ""
+
+
+def fold_logins(raw_counts: Iterable[tuple[str, int]], top: int = TF_TOP_VALUES) -> TermFrequencies:
+    """How many distinct mailboxes hold each login, from the e-mail addresses as stored (their
+    record counts aside: one person's many records of one mailbox are one holder).
+
+    A login at many providers is one a surname and an initial make (``popov.e``), which
+    namesakes pick at every provider; ``maria.smirnova1987`` is one person's at two.
+    """
+    mailboxes: dict[str, set[str]] = {}
+    for raw, _records in raw_counts:
+        address = email_address(raw)
+        login = login_key(raw)
+        if address is not None and login:
+            mailboxes.setdefault(login, set()).add(address.address)
+    return TermFrequencies.with_tail({login: len(boxes) for login, boxes in mailboxes.items()}, top)
 
 
 def fold_counts(
     feature: str, raw_counts: Iterable[tuple[str, int]], top: int = TF_TOP_VALUES
 ) -> TermFrequencies:
     """Frequencies of a feature's comparison keys from counts of its values as written."""
+    if feature == "login":
+        return fold_logins(raw_counts, top)
     key_of = KEYS[feature]
     counts: Counter[str] = Counter()
     for raw, count in raw_counts:
@@ -67,21 +96,27 @@ def written_values(attributes: Mapping[str, Any]) -> dict[str, str | None]:
 
 
 def attribute_term_frequencies(
-    records: Iterable[Mapping[str, Any]], top: int = TF_TOP_VALUES
+    records: Iterable[Mapping[str, Any]],
+    top: int = TF_TOP_VALUES,
+    emails: Iterable[Iterable[str]] = (),
 ) -> dict[str, TermFrequencies]:
     """Frequencies among records given by their stored attributes (each record counts once per
-    feature), the same as the store's value counts give."""
-    written: dict[str, Counter[str]] = {feature: Counter() for feature in KEYS}
+    feature) and, in ``emails``, each record's e-mail identifiers as stored: the same as the
+    store's value counts give."""
+    written: dict[str, Counter[str]] = {feature: Counter() for feature in (*KEYS, "login")}
     for attributes in records:
         for feature, value in written_values(attributes).items():
             if value:
                 written[feature][str(value)] += 1
-    return term_frequencies({f: written[f].items() for f in KEYS}, top)
+    for addresses in emails:
+        for address in set(addresses):
+            written["login"][address] += 1
+    return term_frequencies({f: written[f].items() for f in written}, top)
 
 
 def term_frequencies(
     raw_counts: Mapping[str, Iterable[tuple[str, int]]], top: int = TF_TOP_VALUES
 ) -> dict[str, TermFrequencies]:
-    """Frequencies of every feature of ``KEYS`` from counts of values as written (a feature
-    without counts gets an empty table, which adjusts nothing)."""
-    return {f: fold_counts(f, raw_counts.get(f, ()), top) for f in KEYS}
+    """Frequencies of every feature of ``KEYS`` and ``IDENTIFIER_FEATURES`` from counts of
+    values as written (a feature without counts gets an empty table, which adjusts nothing)."""
+    return {f: fold_counts(f, raw_counts.get(f, ()), top) for f in (*KEYS, *IDENTIFIER_FEATURES)}

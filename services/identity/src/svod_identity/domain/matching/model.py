@@ -102,7 +102,13 @@ MODEL_VERSION = 1
 # moved by log2(u_average / u_v), u_v the share of records holding v and u_average the chance
 # that two random records agree at all (sum of the shares squared): rare surnames gain, the
 # popular ones lose. Learned from the records when the model is refitted (``term_frequencies``).
-TF_FEATURES: tuple[str, ...] = ("last_name", "first_name", "city")
+TF_FEATURES: tuple[str, ...] = ("last_name", "first_name", "city", "login")
+# "login": how many distinct mailboxes hold each e-mail login (``frequencies.fold_logins``). Not
+# a score adjustment (measured, see ``TF_BOUNDS``) but what tells a login one person keeps at
+# two providers (``maria.smirnova1987``) from one that a surname and an initial make
+# (``popov.e``), which namesakes pick at every provider: ``engine._rare_login_link``.
+# Logins held by at most this many mailboxes in the base are one person's.
+RARE_LOGIN_MAILBOXES = 2
 # The most frequent values kept per feature; a value not among them counts as seen once.
 TF_TOP_VALUES = 2_000
 # Below this many records frequencies say too little to move weights.
@@ -115,6 +121,11 @@ TF_BOUNDS: dict[str, tuple[float, float]] = {
     "first_name": (1.0, 1.5),
     "city": (1.0, 1.0),
 }
+# The login table moves no weight: as a Splink-style adjustment of "local_part" (bounds 1 and
+# 1.5 bits, offline.py --em at 3000 persons) it cost households seed 303 F1 0.9423 -> 0.9416
+# (P 0.9938 -> 0.9928), 909 0.9392 -> 0.9388, generators 101/202/5151 and households 6161
+# unchanged; as a loss only, 303 0.9414: the generated namesakes' logins are few, and a lower
+# weight changed which of them a record joined first.
 
 
 def _checked(table: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -133,11 +144,39 @@ class TermFrequencies:
 
     total: int
     counts: Mapping[str, int]
+    # Sum of every value's count squared, the values left out of ``counts`` included, and the
+    # count assumed for a value not listed. Set for the login table (``with_tail``), whose
+    # long tail matters; None and 1 for the name tables, as fitted before.
+    squares: int | None = None
+    unlisted: int = 1
 
     @classmethod
     def from_counts(cls, counts: Mapping[str, int], top: int = TF_TOP_VALUES) -> TermFrequencies:
         kept = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:top]
         return cls(total=sum(counts.values()), counts=dict(kept))
+
+    @classmethod
+    def with_tail(
+        cls, counts: Mapping[str, int], top: int = TF_TOP_VALUES, least: int = 2
+    ) -> TermFrequencies:
+        """Frequencies among the values held at least ``least`` times, every one of them in the
+        agreement share (not only the ``top`` kept); a value not listed counts as the commonest
+        left out, or ``least``.
+
+        For logins (``least`` 2): the same login at two providers ("local_part") means at
+        least two mailboxes hold it, so the logins held once are no part of what such an
+        agreement is compared with. Counted over them, every shared login would lose weight
+        (generated data: -0.9 bits for a login at two mailboxes); counted over the shared
+        ones, a login at two mailboxes keeps EM's weight (+-0.2) and one at five loses ~1.1.
+        """
+        shared = {value: n for value, n in counts.items() if n >= least}
+        ranked = sorted(shared.items(), key=lambda item: (-item[1], item[0]))
+        return cls(
+            total=sum(shared.values()),
+            counts=dict(ranked[:top]),
+            squares=sum(n * n for n in shared.values()),
+            unlisted=max((n for _, n in ranked[top:]), default=least),
+        )
 
     @cached_property
     def agreement_share(self) -> float:
@@ -145,22 +184,36 @@ class TermFrequencies:
         as every scored pair asks."""
         if not self.total:
             return 0.0
+        if self.squares is not None:
+            return self.squares / self.total**2
         return sum((n / self.total) ** 2 for n in self.counts.values())
+
+    def count(self, value: str) -> int:
+        """How many hold ``value`` (``unlisted`` for a value not listed)."""
+        return self.counts.get(value, self.unlisted)
 
     def adjustment(self, value: str) -> float:
         """log2(u_average / u_value), unbounded; 0 with too few records to tell."""
         if self.total < TF_MIN_RECORDS or not value:
             return 0.0
-        share = max(self.counts.get(value, 1), 1) / self.total
+        share = max(self.counts.get(value, self.unlisted), 1) / self.total
         return math.log2(self.agreement_share / share)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "counts": dict(self.counts)}
+        out: dict[str, Any] = {"total": self.total, "counts": dict(self.counts)}
+        if self.squares is not None:
+            out["squares"] = self.squares
+            out["unlisted"] = self.unlisted
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TermFrequencies:
+        squares = data.get("squares")
         return cls(
-            total=int(data["total"]), counts={str(k): int(n) for k, n in data["counts"].items()}
+            total=int(data["total"]),
+            counts={str(k): int(n) for k, n in data["counts"].items()},
+            squares=None if squares is None else int(squares),
+            unlisted=int(data.get("unlisted", 1)),
         )
 
 

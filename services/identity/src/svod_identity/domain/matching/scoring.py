@@ -47,7 +47,14 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from svod_identity.domain.matching.compare import Comparison, compare_records, view
-from svod_identity.domain.matching.model import FEATURES, MISSING, MatchModel
+from svod_identity.domain.matching.contacts import EmailAddress
+from svod_identity.domain.matching.model import (
+    FEATURES,
+    MISSING,
+    RARE_LOGIN_MAILBOXES,
+    TF_MIN_RECORDS,
+    MatchModel,
+)
 from svod_identity.domain.matching.record import PersonRecord
 
 Decision = Literal["link", "review", "new"]
@@ -441,6 +448,29 @@ def tf_adjustments(
         # Only the city in common: the same name in Москва says less than in Ачинск.
         out["location"] = model.tf_weight("city", x.city)
     return out
+
+
+def rare_shared_login(a: PersonRecord, b: PersonRecord, model: MatchModel) -> bool:
+    """Whether the login two records hold at different providers is one that at most
+    ``RARE_LOGIN_MAILBOXES`` mailboxes hold in the whole base (the model's login frequencies,
+    counted at refit): one person's at two providers, not a surname and an initial that
+    namesakes pick everywhere. False without frequencies from enough mailboxes."""
+    table = model.term_frequencies.get("login")
+    if table is None or table.total < TF_MIN_RECORDS:
+        return False
+    login = shared_login(view(a).emails, view(b).emails)
+    return bool(login) and table.count(login) <= RARE_LOGIN_MAILBOXES
+
+
+def shared_login(x: Iterable[EmailAddress], y: Iterable[EmailAddress]) -> str:
+    """The login two records hold at different providers (the "local_part" level), "" if none;
+    the first of several."""
+    theirs = {address.mailbox_name: address for address in y}
+    for mine in x:
+        other = theirs.get(mine.mailbox_name)
+        if other is not None and other != mine and mine.portable_login:
+            return mine.mailbox_name
+    return ""
 
 
 def score_pair(a: PersonRecord, b: PersonRecord, model: MatchModel) -> PairScore:

@@ -1,0 +1,87 @@
+"""The same e-mail login at another provider, under the same given name, links a record on a
+"review" score when the login is one person's across the whole base (at most two mailboxes hold
+it, counted at refit); not when a surname and an initial make it for namesakes everywhere."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import Any
+
+from svod_identity.domain.engine import GraphState, Resolver
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.model import MatchModel, TermFrequencies, default_model
+from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.rules import default_rules
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+MOSCOW = {"addresses": [{"city": "Москва"}]}
+# 300 mailboxes in shared logins: 148 logins at two providers, two of them these.
+LOGINS = {f"login{i:03d}": 2 for i in range(148)} | {"mariasmirnova1987": 2, "popovae": 5}
+
+
+def _model(logins: dict[str, int] | None = LOGINS) -> MatchModel:
+    tables = {"login": TermFrequencies.with_tail(logins)} if logins is not None else {}
+    return replace(default_model(), trained_pairs=10_000, term_frequencies=tables)
+
+
+def _record(n: int, email: str, **attributes: Any) -> IncomingRecord:
+    return IncomingRecord(
+        ref=RecordRef("src", f"m{n}"),
+        channel="pos",
+        observed_at=T0 + dt.timedelta(minutes=n),
+        identifiers=(IdentifierKey("email", email),),
+        attributes=attributes,
+    )
+
+
+def _place(model: MatchModel, *records: IncomingRecord) -> tuple[list[str], Resolver]:
+    state = GraphState()
+    resolver = Resolver(state, default_rules(), model, new_id=iter("abcdef").__next__)
+    placed = [resolver.resolve(r) for r in records]
+    return [state.find(p.customer_id) for p in placed], resolver
+
+
+def _pair(login: str, first: str = "Мария", **extra: Any) -> tuple[IncomingRecord, ...]:
+    return (
+        _record(1, f"{login}@mail.ru", first_name=first, **MOSCOW),
+        _record(2, f"{login}@gmail.com", first_name=first, **MOSCOW, **extra),
+    )
+
+
+def test_a_login_one_person_keeps_across_providers_links() -> None:
+    (first, second), resolver = _place(_model(), *_pair("maria.smirnova1987"))
+    assert first == second
+    assert resolver.changes.records[1].evidence.get("rare_login") is True
+
+
+def test_a_login_unseen_at_refit_counts_as_held_by_two_mailboxes() -> None:
+    (first, second), _ = _place(_model(), *_pair("maria.smirnova1990"))
+    assert first == second
+
+
+def test_a_login_many_mailboxes_hold_goes_to_review() -> None:
+    """popov.a at five providers: a surname and an initial, which namesakes pick too."""
+    (first, second), resolver = _place(_model(), *_pair("popov.a.e", first="Анна"))
+    assert first != second
+    assert resolver.changes.reviews, "the pair is left to a reviewer"
+
+
+def test_without_login_frequencies_the_pair_goes_to_review() -> None:
+    for model in (_model(None), _model({"mariasmirnova1987": 2})):  # none; too few mailboxes
+        (first, second), resolver = _place(model, *_pair("maria.smirnova1987"))
+        assert first != second
+        assert resolver.changes.reviews
+
+
+def test_a_disagreeing_birth_date_or_unlike_name_stops_it() -> None:
+    records = _pair("maria.smirnova1987")
+    dated = (
+        _record(1, "maria.smirnova1987@mail.ru", first_name="Мария", birth_date="1987-03-01"),
+        _record(2, "maria.smirnova1987@gmail.com", first_name="Мария", birth_date="1960-05-02"),
+    )
+    (first, second), _ = _place(_model(), *dated)
+    assert first != second
+    other_name = (records[0], _record(2, "maria.smirnova1987@gmail.com", first_name="Ольга"))
+    (first, second), _ = _place(_model(), *other_name)
+    assert first != second
