@@ -17,7 +17,11 @@ from svod_identity.domain.rules import default_rules
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 MOSCOW = {"addresses": [{"city": "Москва"}]}
 # 300 mailboxes in shared logins: 148 logins at two providers, two of them these.
-LOGINS = {f"login{i:03d}": 2 for i in range(148)} | {"mariasmirnova1987": 2, "popovae": 5}
+LOGINS = {f"login{i:03d}": 2 for i in range(147)} | {
+    "mariasmirnova1987": 2,
+    "popovae": 5,
+    "bogdanova": 2,
+}
 
 
 def _model(logins: dict[str, int] | None = LOGINS) -> MatchModel:
@@ -65,6 +69,13 @@ def test_a_login_many_mailboxes_hold_goes_to_review() -> None:
     (first, second), resolver = _place(_model(), *_pair("popov.a.e", first="Анна"))
     assert first != second
     assert resolver.changes.reviews, "the pair is left to a reviewer"
+
+
+def test_a_login_made_of_the_name_alone_goes_to_review() -> None:
+    """bogdanov.a at two providers: two Андрей Богдановы pick it as readily as one person."""
+    (first, second), resolver = _place(_model(), *_pair("bogdanov.a", first="Андрей"))
+    assert first != second
+    assert resolver.changes.reviews
 
 
 def test_without_login_frequencies_the_pair_goes_to_review() -> None:

@@ -871,12 +871,12 @@ class Resolver:
     def _rare_login_link(self, person: PersonRecord, owner: str, scored: CandidateScore) -> bool:
         """Whether the same e-mail login at another provider, under the same given name, links
         the record to ``owner`` on a "review" score: people keep one login across mail.ru,
-        Yandex, Gmail and bk.ru, and one that at most two mailboxes hold in the whole base
-        (the model's login frequencies, counted at refit: ``scoring.rare_shared_login``) is
-        one person's. Counted over the base, not over the customers holding it so far: a
-        login made from a surname and an initial (``popov.e``) is held once only until the
-        namesake arrives (holders so far cost generator seed 8888 at 6000 persons precision
-        0.9973 -> 0.9971).
+        Yandex, Gmail and bk.ru, and one with a digit that at most two mailboxes hold in the
+        whole base (the model's login frequencies, counted at refit:
+        ``scoring.rare_shared_login``, with the measurements) is one person's. Counted over
+        the base, not over the customers holding it so far: a login made from a surname and
+        an initial (``popov.e``) is held once only until the namesake arrives (holders so far
+        cost generator seed 8888 at 6000 persons precision 0.9973 -> 0.9971).
 
         Only with no safety rule objecting, and only if none of the customer's records
         disagrees with the record on the place, birth date, card or phone.

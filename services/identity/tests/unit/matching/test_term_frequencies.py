@@ -169,7 +169,11 @@ def test_login_counts_from_stored_records_match_the_stores_counts() -> None:
 
 
 def test_rare_shared_login_reads_the_base_wide_counts() -> None:
-    logins = {f"login{i:03d}": 2 for i in range(148)} | {"mariasmirnova1987": 2, "popove": 5}
+    logins = {f"login{i:03d}": 2 for i in range(148)} | {
+        "mariasmirnova1987": 2,
+        "popove": 5,
+        "bogdanova": 2,
+    }
     model = replace(default_model(), term_frequencies={"login": TermFrequencies.with_tail(logins)})
 
     def pair(login: str) -> tuple[object, object]:
@@ -180,6 +184,8 @@ def test_rare_shared_login_reads_the_base_wide_counts() -> None:
 
     assert rare_shared_login(*pair("maria.smirnova1987"), model)  # type: ignore[arg-type]
     assert not rare_shared_login(*pair("popov.e"), model)  # type: ignore[arg-type]
+    # Two mailboxes, but the name alone: namesakes pick it too.
+    assert not rare_shared_login(*pair("bogdanov.a"), model)  # type: ignore[arg-type]
     assert not rare_shared_login(*pair("maria.smirnova1987"), default_model())  # type: ignore[arg-type]
     same_mailbox = build_person_record(
         "3", first_name="Мария", emails=["mariasmirnova1987@mail.ru"]
