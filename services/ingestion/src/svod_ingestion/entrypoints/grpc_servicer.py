@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -312,6 +312,36 @@ def mark_span(ref: common_pb2.RecordRef) -> None:
     )
 
 
+def _import_of(import_id: str, named: str, count: int, field: str) -> str:
+    """The import a stage stream's message belongs to (the first message names it; a later
+    one may repeat it), its ``count`` items checked against the per-message limit."""
+    errors = ViolationCollector()
+    if named and import_id and named != import_id:
+        errors.add("import_id", "one stream stages one import")
+    import_id = import_id or named
+    check_import_id(import_id, errors)
+    if count > MAX_IMPORT_RECORDS:
+        errors.add(field, f"at most {MAX_IMPORT_RECORDS:,} per message")
+    errors.raise_if_any()
+    return import_id
+
+
+def _answered(
+    answer: StreamAnswer,
+    storable: Sequence[tuple[int, Any, Incoming]],
+    outcomes: Sequence[Accepted | SvodError],
+) -> ingestion_pb2.BulkResponse:
+    """A stage message's answer: the checks' refusals already in ``answer``, then each stored
+    item's outcome."""
+    for (index, message, _), outcome in zip(storable, outcomes, strict=True):
+        if isinstance(outcome, SvodError):
+            answer.reject(index, message, outcome)
+        else:
+            answer.count(outcome)
+    answer.end_chunk()
+    return answer.response
+
+
 class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServicer):
     def __init__(
         self,
@@ -551,26 +581,13 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
             raise Unavailable("customer imports are not configured")
         import_id = ""
         async for request in request_iterator:
-            errors = ViolationCollector()
-            if request.import_id and import_id and request.import_id != import_id:
-                errors.add("import_id", "one stream stages one import")
-            import_id = import_id or request.import_id
-            check_import_id(import_id, errors)
-            if len(request.records) > MAX_IMPORT_RECORDS:
-                errors.add("records", f"at most {MAX_IMPORT_RECORDS:,} per message")
-            errors.raise_if_any()
+            import_id = _import_of(import_id, request.import_id, len(request.records), "records")
             answer = StreamAnswer()
             storable = await self._identify_checked(
                 list(enumerate(request.records)), answer, must_check=True
             )
             staged = await self.imports.stage(import_id, [item[2] for item in storable])
-            for (index, record, _), outcome in zip(storable, staged.outcomes, strict=True):
-                if isinstance(outcome, SvodError):
-                    answer.reject(index, record, outcome)
-                else:
-                    answer.count(outcome)
-            answer.end_chunk()
-            bulk = answer.response
+            bulk = _answered(answer, storable, staged.outcomes)
             yield ingestion_pb2.StageCustomerImportResponse(
                 accepted_count=bulk.accepted_count,
                 duplicate_count=bulk.duplicate_count,
@@ -608,14 +625,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
             raise Unavailable("event imports are not configured")
         import_id = ""
         async for request in request_iterator:
-            errors = ViolationCollector()
-            if request.import_id and import_id and request.import_id != import_id:
-                errors.add("import_id", "one stream stages one import")
-            import_id = import_id or request.import_id
-            check_import_id(import_id, errors)
-            if len(request.events) > MAX_IMPORT_RECORDS:
-                errors.add("events", f"at most {MAX_IMPORT_RECORDS:,} per message")
-            errors.raise_if_any()
+            import_id = _import_of(import_id, request.import_id, len(request.events), "events")
             await step_aside()  # single calls first (svod_runtime.priority)
             answer = StreamAnswer()
             now = dt.datetime.now(dt.UTC)
@@ -626,13 +636,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
                 except SvodError as error:
                     answer.reject(index, event, error)
             staged = await self.event_imports.stage(import_id, [item[2] for item in storable])
-            for (index, event, _), outcome in zip(storable, staged.outcomes, strict=True):
-                if isinstance(outcome, SvodError):
-                    answer.reject(index, event, outcome)
-                else:
-                    answer.count(outcome)
-            answer.end_chunk()
-            bulk = answer.response
+            bulk = _answered(answer, storable, staged.outcomes)
             yield ingestion_pb2.StageEventImportResponse(
                 accepted_count=bulk.accepted_count,
                 duplicate_count=bulk.duplicate_count,
