@@ -23,6 +23,11 @@ class ImportKind(StrEnum):
     CUSTOMERS = "customers"
     EVENTS = "events"
 
+    @property
+    def noun(self) -> str:
+        """As in "no customer import 'x'"."""
+        return "customer" if self is ImportKind.CUSTOMERS else "event"
+
 
 class ImportState(StrEnum):
     STAGING = "staging"

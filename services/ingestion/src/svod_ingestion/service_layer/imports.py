@@ -116,7 +116,37 @@ def _outcomes(
     return outcomes, forward
 
 
-class CustomerImports:
+class _Imports:
+    """Committing and reading an import of one kind (the job runs in ``ImportJobRunner``)."""
+
+    kind: ImportKind
+    store: ImportRepository
+    on_committed: Callable[[], None]
+
+    async def commit(self, import_id: str) -> CustomerImport:
+        errors = ViolationCollector()
+        check_import_id(import_id, errors)
+        errors.raise_if_any()
+        job = await self.store.commit(import_id, self.kind)
+        if job is None:
+            raise NotFound(f"no {self.kind.noun} import {import_id!r} was staged")
+        if job.state is ImportState.RUNNING:
+            self.on_committed()
+        return job
+
+    async def get(self, import_id: str) -> CustomerImport:
+        errors = ViolationCollector()
+        check_import_id(import_id, errors)
+        errors.raise_if_any()
+        job = await self.store.get(import_id, self.kind)
+        if job is None:
+            raise NotFound(f"no {self.kind.noun} import {import_id!r}")
+        return job
+
+
+class CustomerImports(_Imports):
+    kind = ImportKind.CUSTOMERS
+
     def __init__(
         self, store: ImportRepository, peers: ImportPeers, on_committed: Callable[[], None]
     ) -> None:
@@ -172,26 +202,6 @@ class CustomerImports:
         await self.store.staged_with_identity(import_id, import_staged)
         return StagedMessage(outcomes, import_staged)
 
-    async def commit(self, import_id: str) -> CustomerImport:
-        errors = ViolationCollector()
-        check_import_id(import_id, errors)
-        errors.raise_if_any()
-        job = await self.store.commit(import_id, ImportKind.CUSTOMERS)
-        if job is None:
-            raise NotFound(f"no customer import {import_id!r} was staged")
-        if job.state is ImportState.RUNNING:
-            self.on_committed()
-        return job
-
-    async def get(self, import_id: str) -> CustomerImport:
-        errors = ViolationCollector()
-        check_import_id(import_id, errors)
-        errors.raise_if_any()
-        job = await self.store.get(import_id, ImportKind.CUSTOMERS)
-        if job is None:
-            raise NotFound(f"no customer import {import_id!r}")
-        return job
-
 
 def _other_kind(import_id: str, kind: ImportKind) -> FailedPrecondition:
     return FailedPrecondition(
@@ -212,7 +222,7 @@ class StagedEvents:
     import_staged: int
 
 
-class EventImports:
+class EventImports(_Imports):
     """Event imports through profile's set-based event fold (docs/bulk-import.md).
 
     Staging stores a message's events under the import (no outbox entry), attributes them in
@@ -222,6 +232,8 @@ class EventImports:
     hands the others to the streaming delivery (an outbox entry in the bulk lane), so the
     grace period and the held-event machinery apply to them exactly as to a streamed event.
     """
+
+    kind = ImportKind.EVENTS
 
     def __init__(
         self,
@@ -318,26 +330,6 @@ class EventImports:
         if handed_over:
             self.on_enqueued()
         return StagedEvents(outcomes, handed_over, import_staged)
-
-    async def commit(self, import_id: str) -> CustomerImport:
-        errors = ViolationCollector()
-        check_import_id(import_id, errors)
-        errors.raise_if_any()
-        job = await self.store.commit(import_id, ImportKind.EVENTS)
-        if job is None:
-            raise NotFound(f"no event import {import_id!r} was staged")
-        if job.state is ImportState.RUNNING:
-            self.on_committed()
-        return job
-
-    async def get(self, import_id: str) -> CustomerImport:
-        errors = ViolationCollector()
-        check_import_id(import_id, errors)
-        errors.raise_if_any()
-        job = await self.store.get(import_id, ImportKind.EVENTS)
-        if job is None:
-            raise NotFound(f"no event import {import_id!r}")
-        return job
 
 
 class _Retry(Exception):
