@@ -199,6 +199,14 @@ def customer_import(job: CustomerImport) -> ingestion_pb2.CustomerImport:
         review_items_opened=job.review_items_opened,
         error=job.error,
     )
+    _set_times(reply, job)
+    return reply
+
+
+def _set_times(
+    reply: ingestion_pb2.CustomerImport | ingestion_pb2.EventImport, job: CustomerImport
+) -> None:
+    """An import's create, commit and finish times, those it has."""
     for field, moment in (
         ("create_time", job.created_at),
         ("commit_time", job.committed_at),
@@ -206,7 +214,6 @@ def customer_import(job: CustomerImport) -> ingestion_pb2.CustomerImport:
     ):
         if moment is not None:
             getattr(reply, field).CopyFrom(datetime_to_timestamp(moment))
-    return reply
 
 
 _EVENT_IMPORT_STATE = {
@@ -237,13 +244,7 @@ def event_import(job: CustomerImport) -> ingestion_pb2.EventImport:
         records_failed=job.records_failed,
         error=job.error,
     )
-    for field, moment in (
-        ("create_time", job.created_at),
-        ("commit_time", job.committed_at),
-        ("finish_time", job.finished_at),
-    ):
-        if moment is not None:
-            getattr(reply, field).CopyFrom(datetime_to_timestamp(moment))
+    _set_times(reply, job)
     return reply
 
 
