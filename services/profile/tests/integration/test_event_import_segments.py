@@ -5,8 +5,10 @@ one enter event each. The five services, real Postgres."""
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import grpc
+import pytest
 
 from benchmarks.profile.event_data import event
 from svod.common.v1 import common_pb2
@@ -39,7 +41,10 @@ def _feed(suite, segment_id: str, customers: list[str]) -> dict[str, list[str]]:
     return kinds
 
 
-def test_imported_orders_move_customers_into_segments_with_one_enter_event_each(suite) -> None:
+@pytest.fixture
+def regulars(suite) -> Iterator[str]:
+    """A segment of everybody with three orders or more - deleted afterwards: on the shared
+    suite it would take in other tests' customers (a segmentation test saw it entered)."""
     segment = suite.segmentation.CreateSegment(
         seg.CreateSegmentRequest(
             segment=seg.Segment(
@@ -54,6 +59,14 @@ def test_imported_orders_move_customers_into_segments_with_one_enter_event_each(
         ),
         timeout=T,
     ).segment_id
+    yield segment
+    suite.segmentation.DeleteSegment(seg.DeleteSegmentRequest(segment_id=segment), timeout=T)
+
+
+def test_imported_orders_move_customers_into_segments_with_one_enter_event_each(
+    suite, regulars: str
+) -> None:
+    segment = regulars
     customers = []
     for _ in range(3):
         request = identify("crm", phones=(random_phone(),), first_name="Анна")
