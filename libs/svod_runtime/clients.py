@@ -20,31 +20,22 @@ from svod_runtime.errors import (
     Unavailable,
 )
 from svod_runtime.outbox import DeliveryError
-from svod_runtime.priority import BULK_LANE_VALUE, LANE_HEADER, Lane, current_lane
 from svod_runtime.retries import retry_options
 from svod_runtime.telemetry import Telemetry
 from svod_runtime.tls import aio_channel
 
 
-def _outgoing(details: grpc.aio.ClientCallDetails, key: str | None) -> grpc.aio.ClientCallDetails:
-    """The call's metadata plus this service's key (when keys are on) and, for a call made
-    from bulk work, the bulk lane (the peer serves its interactive calls first:
-    svod_runtime.priority)."""
-    bulk = current_lane() is Lane.BULK
-    if key is None and not bulk:
-        return details
+def _outgoing(details: grpc.aio.ClientCallDetails, key: str) -> grpc.aio.ClientCallDetails:
+    """The call's metadata plus this service's key."""
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    if key is not None:
-        metadata.add("authorization", f"Bearer {key}")
-    if bulk:
-        metadata.add(LANE_HEADER, BULK_LANE_VALUE)
+    metadata.add("authorization", f"Bearer {key}")
     return grpc.aio.ClientCallDetails(
         details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
     )
 
 
 class _UnaryUnaryOutgoing(grpc.aio.UnaryUnaryClientInterceptor):
-    def __init__(self, key: str | None) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
 
     async def intercept_unary_unary(
@@ -54,7 +45,7 @@ class _UnaryUnaryOutgoing(grpc.aio.UnaryUnaryClientInterceptor):
 
 
 class _UnaryStreamOutgoing(grpc.aio.UnaryStreamClientInterceptor):
-    def __init__(self, key: str | None) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
 
     async def intercept_unary_stream(
@@ -64,7 +55,7 @@ class _UnaryStreamOutgoing(grpc.aio.UnaryStreamClientInterceptor):
 
 
 class _StreamUnaryOutgoing(grpc.aio.StreamUnaryClientInterceptor):
-    def __init__(self, key: str | None) -> None:
+    def __init__(self, key: str) -> None:
         self.key = key
 
     async def intercept_stream_unary(
@@ -87,8 +78,13 @@ def peer_channel(
     answer to that, e.g. ingestion's front door accepting a record unchecked)."""
     security = security or PeerSecurity.from_env()
     interceptors: list[Any] = telemetry.client_interceptors()
-    key = security.api_key or None
-    interceptors += [_UnaryUnaryOutgoing(key), _UnaryStreamOutgoing(key), _StreamUnaryOutgoing(key)]
+    key = security.api_key
+    if key:
+        interceptors += [
+            _UnaryUnaryOutgoing(key),
+            _UnaryStreamOutgoing(key),
+            _StreamUnaryOutgoing(key),
+        ]
     return aio_channel(
         target,
         security.tls,

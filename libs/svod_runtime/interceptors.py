@@ -38,7 +38,6 @@ from svod_runtime.errors import (
 )
 from svod_runtime.guard import Admission, Guard
 from svod_runtime.metrics import RpcMetrics
-from svod_runtime.priority import INTERACTIVE_FIRST, Lane, in_lane, is_bulk_call
 from svod_runtime.telemetry import context_from_carrier, current_trace_id
 from svod_runtime.transactions import run_again_on_conflict
 
@@ -224,13 +223,9 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
                     # asyncio.timeout, not wait_for: no extra task per call.
                     async with asyncio.timeout(timeout):
                         if streaming:  # a stream is read once: its client retries it
-                            with in_lane(Lane.BULK):
-                                response = await inner(request, context)
+                            response = await inner(request, context)
                         else:
-                            with _priority_of(context):
-                                response = await run_again_on_conflict(
-                                    lambda: inner(request, context)
-                                )
+                            response = await run_again_on_conflict(lambda: inner(request, context))
                     call.admission.reveal(response)
                     return response
 
@@ -240,14 +235,13 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             with self._server_span(method, context) as span:
                 async with _Call(self, method, context, streaming, span) as call:
-                    with in_lane(Lane.BULK):
-                        result = inner(request, context)
-                        if inspect.isawaitable(result):  # a handler that writes or aborts itself
-                            await result
-                        else:
-                            async for response in result:
-                                call.admission.reveal_one()
-                                yield response
+                    result = inner(request, context)
+                    if inspect.isawaitable(result):  # a handler that writes or aborts itself
+                        await result
+                    else:
+                        async for response in result:
+                            call.admission.reveal_one()
+                            yield response
 
         return handle
 
@@ -268,14 +262,6 @@ class CoreInterceptor(grpc.aio.ServerInterceptor):
                 "trace_id": current_trace_id(),
             },
         )
-
-
-def _priority_of(context: grpc.aio.ServicerContext) -> contextlib.AbstractContextManager[None]:
-    """A unary call is interactive (bulk work in the process waits for it: svod_runtime.priority)
-    unless its caller marked it bulk."""
-    if is_bulk_call(False, context.invocation_metadata()):
-        return in_lane(Lane.BULK)
-    return INTERACTIVE_FIRST.interactive()
 
 
 class _Call:

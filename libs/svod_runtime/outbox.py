@@ -44,13 +44,13 @@ import uuid
 from base64 import b64encode
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from enum import IntEnum
 
 from opentelemetry import trace
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_runtime.db import database_unavailable, fetch_direct
-from svod_runtime.priority import INTERACTIVE_FIRST, Lane, in_lane
 from svod_runtime.telemetry import context_from_carrier, current_trace_carrier, trace_carrier_of
 from svod_runtime.transactions import run_in_transaction
 
@@ -101,8 +101,13 @@ ALTER TABLE outbox DROP COLUMN IF EXISTS lease_token;
 """
 
 
-# Which relay a row waits for (stored in ``outbox.lane``): the lane of the work that wrote it.
-OutboxLane = Lane
+class OutboxLane(IntEnum):
+    """Which relay a row waits for (stored in ``outbox.lane``)."""
+
+    # Single calls somebody waits on (and every row of a service that runs one relay).
+    INTERACTIVE = 0
+    # Bulk streams and imports: throughput over latency.
+    BULK = 1
 
 
 # Lanes (issue #20): a relay of the interactive lane claims its rows without scanning the bulk
@@ -520,14 +525,7 @@ class OutboxRelay:
             return 0
         tokens = {m.lease_token for m in messages if m.lease_token is not None}
         self._held |= tokens
-        # An interactive relay's pass is served first in this process, and a bulk relay's
-        # calls to peers say they are bulk, so the peers serve their single calls first
-        # (svod_runtime.priority).
-        lane = (
-            INTERACTIVE_FIRST.interactive() if self.lane is Lane.INTERACTIVE else in_lane(self.lane)
-        )
-        with lane:
-            return await self._run_claimed(messages, tokens)
+        return await self._run_claimed(messages, tokens)
 
     async def _run_claimed(self, messages: list[OutboxMessage], tokens: set[uuid.UUID]) -> int:
         try:
