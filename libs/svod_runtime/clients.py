@@ -25,8 +25,7 @@ from svod_runtime.telemetry import Telemetry
 from svod_runtime.tls import aio_channel
 
 
-def _outgoing(details: grpc.aio.ClientCallDetails, key: str) -> grpc.aio.ClientCallDetails:
-    """The call's metadata plus this service's key."""
+def _with_key(details: grpc.aio.ClientCallDetails, key: str) -> grpc.aio.ClientCallDetails:
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
     metadata.add("authorization", f"Bearer {key}")
     return grpc.aio.ClientCallDetails(
@@ -34,34 +33,34 @@ def _outgoing(details: grpc.aio.ClientCallDetails, key: str) -> grpc.aio.ClientC
     )
 
 
-class _UnaryUnaryOutgoing(grpc.aio.UnaryUnaryClientInterceptor):
+class _UnaryUnaryKey(grpc.aio.UnaryUnaryClientInterceptor):
     def __init__(self, key: str) -> None:
         self.key = key
 
     async def intercept_unary_unary(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_outgoing(details, self.key), request)
+        return await continuation(_with_key(details, self.key), request)
 
 
-class _UnaryStreamOutgoing(grpc.aio.UnaryStreamClientInterceptor):
+class _UnaryStreamKey(grpc.aio.UnaryStreamClientInterceptor):
     def __init__(self, key: str) -> None:
         self.key = key
 
     async def intercept_unary_stream(
         self, continuation: Callable[..., Any], details: Any, request: Any
     ) -> Any:
-        return await continuation(_outgoing(details, self.key), request)
+        return await continuation(_with_key(details, self.key), request)
 
 
-class _StreamUnaryOutgoing(grpc.aio.StreamUnaryClientInterceptor):
+class _StreamUnaryKey(grpc.aio.StreamUnaryClientInterceptor):
     def __init__(self, key: str) -> None:
         self.key = key
 
     async def intercept_stream_unary(
         self, continuation: Callable[..., Any], details: Any, requests: Any
     ) -> Any:
-        return await continuation(_outgoing(details, self.key), requests)
+        return await continuation(_with_key(details, self.key), requests)
 
 
 def peer_channel(
@@ -80,11 +79,7 @@ def peer_channel(
     interceptors: list[Any] = telemetry.client_interceptors()
     key = security.api_key
     if key:
-        interceptors += [
-            _UnaryUnaryOutgoing(key),
-            _UnaryStreamOutgoing(key),
-            _StreamUnaryOutgoing(key),
-        ]
+        interceptors += [_UnaryUnaryKey(key), _UnaryStreamKey(key), _StreamUnaryKey(key)]
     return aio_channel(
         target,
         security.tls,

@@ -525,9 +525,6 @@ class OutboxRelay:
             return 0
         tokens = {m.lease_token for m in messages if m.lease_token is not None}
         self._held |= tokens
-        return await self._run_claimed(messages, tokens)
-
-    async def _run_claimed(self, messages: list[OutboxMessage], tokens: set[uuid.UUID]) -> int:
         try:
             by_batch_topic: dict[str, list[OutboxMessage]] = {}
             singles: list[OutboxMessage] = []
