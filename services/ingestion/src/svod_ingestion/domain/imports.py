@@ -28,6 +28,15 @@ class ImportKind(StrEnum):
         """As in "no customer import 'x'"."""
         return "customer" if self is ImportKind.CUSTOMERS else "event"
 
+    @property
+    def items(self) -> str:
+        """What one import of the kind takes: "records" or "events"."""
+        return "records" if self is ImportKind.CUSTOMERS else "events"
+
+    @property
+    def other(self) -> ImportKind:
+        return ImportKind.EVENTS if self is ImportKind.CUSTOMERS else ImportKind.CUSTOMERS
+
 
 class ImportState(StrEnum):
     STAGING = "staging"

@@ -123,6 +123,33 @@ class _Imports:
     store: ImportRepository
     on_committed: Callable[[], None]
 
+    async def _stored(
+        self, import_id: str, messages: Sequence[Incoming]
+    ) -> tuple[list[Accepted | SvodError], list[tuple[int, int]]]:
+        """Stores a message's checked items under the import (``_outcomes``: each one's answer,
+        and the (position, record pk) of those to stage with the peer)."""
+        hashes = [hashlib.sha256(m.fingerprint).digest() for m in messages]
+        try:
+            staged = await self.store.stage(
+                import_id,
+                [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)],
+                self.kind,
+            )
+        except OtherKind:
+            raise _other_kind(import_id, self.kind.other) from None
+        if isinstance(staged, ImportState):
+            raise FailedPrecondition(
+                f"import {import_id!r} is {staged.value}: a committed import takes no "
+                f"{self.kind.items}",
+                reason="IMPORT_COMMITTED",
+                metadata={"import_id": import_id},
+            )
+        return _outcomes(import_id, messages, hashes, staged)
+
+    async def _staged_count(self, import_id: str) -> int:
+        job = await self.store.get(import_id)
+        return job.records_staged if job else 0
+
     async def commit(self, import_id: str) -> CustomerImport:
         errors = ViolationCollector()
         check_import_id(import_id, errors)
@@ -159,24 +186,9 @@ class CustomerImports(_Imports):
         identity; answers once both are durable. A record stored before under this import (a
         message sent again) is a duplicate and staged again (identity ignores it if it has
         it); one stored before through another path or import is a duplicate left alone."""
-        hashes = [hashlib.sha256(m.fingerprint).digest() for m in messages]
-        try:
-            staged = await self.store.stage(
-                import_id,
-                [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)],
-            )
-        except OtherKind:
-            raise _other_kind(import_id, ImportKind.EVENTS) from None
-        if isinstance(staged, ImportState):
-            raise FailedPrecondition(
-                f"import {import_id!r} is {staged.value}: a committed import takes no records",
-                reason="IMPORT_COMMITTED",
-                metadata={"import_id": import_id},
-            )
-        outcomes, forward = _outcomes(import_id, messages, hashes, staged)
+        outcomes, forward = await self._stored(import_id, messages)
         if not forward:
-            job = await self.store.get(import_id)
-            return StagedMessage(outcomes, job.records_staged if job else 0)
+            return StagedMessage(outcomes, await self._staged_count(import_id))
         try:
             refused, import_staged = await self.peers.stage(
                 import_id, [messages[position].payload for position, _ in forward]
@@ -253,25 +265,9 @@ class EventImports(_Imports):
     async def stage(self, import_id: str, messages: Sequence[Incoming]) -> StagedEvents:
         """Stores, attributes and stages (or hands over) the checked events of one message;
         answers once all of it is durable."""
-        hashes = [hashlib.sha256(m.fingerprint).digest() for m in messages]
-        try:
-            staged = await self.store.stage(
-                import_id,
-                [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)],
-                ImportKind.EVENTS,
-            )
-        except OtherKind:
-            raise _other_kind(import_id, ImportKind.CUSTOMERS) from None
-        if isinstance(staged, ImportState):
-            raise FailedPrecondition(
-                f"import {import_id!r} is {staged.value}: a committed import takes no events",
-                reason="IMPORT_COMMITTED",
-                metadata={"import_id": import_id},
-            )
-        outcomes, forward = _outcomes(import_id, messages, hashes, staged)
+        outcomes, forward = await self._stored(import_id, messages)
         if not forward:
-            job = await self.store.get(import_id)
-            return StagedEvents(outcomes, 0, job.records_staged if job else 0)
+            return StagedEvents(outcomes, 0, await self._staged_count(import_id))
         payloads = [messages[position].payload for position, _ in forward]
         try:
             findings = await self.peers.lookup(payloads)
