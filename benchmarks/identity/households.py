@@ -370,6 +370,14 @@ def latin(text: str) -> str:
     return out[:1].upper() + out[1:]
 
 
+def mailbox(login: str, provider: str) -> str:
+    """The mailbox an address reaches: Gmail ignores dots in the login."""
+    local = login.lower()
+    if provider == "gmail.com":
+        local = local.replace(".", "")
+    return f"{local}@{provider}"
+
+
 def zipf_pick(rng: random.Random, items: list[Any], exponent: float = 1.0) -> Any:
     weights = [1 / (rank + 1) ** exponent for rank in range(len(items))]
     return rng.choices(items, weights)[0]
@@ -425,6 +433,8 @@ class HouseholdGenerator:
         self.next_person = 0
         self.next_message = 0
         self.used_phones: set[str] = set()
+        # Mailbox (``mailbox``) -> the person_id holding it: one holder per mailbox.
+        self.mailboxes: dict[str, int] = {}
 
     # -- people ------------------------------------------------------------------------------
     def mobile(self) -> str:
@@ -434,6 +444,18 @@ class HouseholdGenerator:
             if number not in self.used_phones and len(set(number[-7:])) > 1:
                 self.used_phones.add(number)
                 return number
+
+    def claim(self, login: str, provider: str, holder: int) -> bool:
+        """Registers ``login@provider`` for ``holder``; False if someone else holds it."""
+        return self.mailboxes.setdefault(mailbox(login, provider), holder) == holder
+
+    def free_login(self, login: str, provider: str, holder: int) -> str:
+        """``login`` at ``provider`` for ``holder``, or, taken, the login with a number the
+        sign-up form offers (``elena.ivanova`` -> ``elena.ivanova271``)."""
+        candidate = login
+        while not self.claim(candidate, provider, holder):
+            candidate = f"{login}{self.rng.randrange(1, 1000)}"
+        return candidate
 
     def login(self, first: str, last: str, birth: dt.date) -> str:
         style = self.rng.random()
@@ -473,6 +495,11 @@ class HouseholdGenerator:
         )
         mobiles = [self.mobile()]
         self.next_person += 1
+        provider = zipf_pick(self.rng, PROVIDERS, 0.7)
+        login = None
+        if birth_year < 2010:
+            wanted = self.login(name, maiden or last, birth)
+            login = self.free_login(wanted, provider, self.next_person)
         return Person(
             person_id=self.next_person,
             first=name,
@@ -485,8 +512,8 @@ class HouseholdGenerator:
             city=home[0],
             address=home[1],
             mobiles=mobiles,
-            email_login=self.login(name, maiden or last, birth) if birth_year < 2010 else None,
-            email_provider=zipf_pick(self.rng, PROVIDERS, 0.7),
+            email_login=login,
+            email_provider=provider,
             landline=landline,
             card=f"77{self.rng.randrange(10**10):010d}",
             app_id=f"app-{self.rng.randrange(16**10):010x}",
@@ -690,11 +717,25 @@ class HouseholdGenerator:
         if not p.email_login:
             return None
         provider = p.email_provider
-        if index > 0 and self.rng.random() < 0.2:
-            provider = self.rng.choice([x for x in PROVIDERS if x != provider])  # same login
         login = p.email_login
+        if index > 0 and self.rng.random() < 0.2:
+            # The same login at another provider: one where nobody else holds it (the person
+            # registers it now, or did before).
+            mine = p.person_id
+            free = [
+                x
+                for x in PROVIDERS
+                if x != provider and self.mailboxes.get(mailbox(login, x), mine) == mine
+            ]
+            if free:
+                provider = self.rng.choice(free)
+                self.claim(login, provider, p.person_id)
         if self.rng.random() < 0.05:
-            login = self.typo(login)
+            # A slip in the login: kept unless it is someone else's mailbox (then the record
+            # carries the right one), and no one else may take it later.
+            slipped = self.typo(login)
+            if self.claim(slipped, provider, p.person_id):
+                login = slipped
         return f"{login}@{provider}"
 
     def records_of(self, p: Person) -> list[dict[str, Any]]:
