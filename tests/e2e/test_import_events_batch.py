@@ -8,7 +8,9 @@
 - importing the file again changes nothing (every line a duplicate, the metrics as they were);
 - an event whose customer is unknown is not lost: it is handed to the streaming delivery and
   held unattributed (ListUnattributedEvents, GetRecordStatus);
-- a segment on the order count has the customers the imported orders put in it.
+- a segment on the order count has the customers the imported orders put in it;
+- profile and ingestion killed (SIGKILL) while the import's job runs: it finishes after the
+  restarts and every event is counted once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +35,7 @@ from svod.segmentation.v1 import segmentation_pb2 as seg
 from svod.segmentation.v1 import segmentation_pb2_grpc
 from svod_cli.suite import ProcessSuite
 from svod_runtime.config import SERVICES
-from tests.faults.harness import process_suite
+from tests.faults.harness import kill, process_suite, restart
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -316,3 +319,65 @@ def test_batch_and_stream_paths_give_the_same_metrics_hold_the_unknown_and_fill_
     assert again["import"]["state"] == "succeeded", again
     assert again["import"]["events_applied"] == 0 and again["handed_over"] == 0, again
     assert metrics(batch_suite, phones) == by_batch
+
+
+def test_profile_and_ingestion_killed_during_the_job_count_every_event_once(
+    batch_suite: ProcessSuite, tmp_path: Path
+) -> None:
+    """SIGKILL of profile and then ingestion while the event import's job runs (profile
+    folding, ingestion polling it): after both restart the job is taken over and finishes, and
+    every event is in the metrics exactly once - the fold's transaction either happened or not,
+    and the job's second commit finds the first attempt's work (or does it)."""
+    persons = people(400, seed=41)
+    for _, record in persons:
+        record["record_ref"]["source"] = "crm-kill"
+    phones = [phone for phone, _ in persons]
+    customers = write_jsonl(tmp_path / "customers.jsonl", [record for _, record in persons])
+    staged = svod_import(batch_suite, "customers", customers, "--wait")
+    assert staged["accepted"] == len(persons), staged
+    rows = [r for r in orders(phones, seed=42) if not r["event"]["order_id"].startswith("unknown")]
+    for row in rows:
+        row["record_ref"]["source"] = "shop-kill"
+    placed: dict[str, int] = {}
+    for row in rows:
+        if row["event"]["type"] == "EVENT_TYPE_ORDER_PLACED":
+            phone = row["event"]["identifiers"][0]["value"]
+            placed[phone] = placed.get(phone, 0) + 1
+    path = write_jsonl(tmp_path / "orders-kill.jsonl", rows)
+    committed = svod_import(batch_suite, "events", path, "--path", "batch")
+    assert committed["accepted"] == len(rows) and committed["handed_over"] == 0, committed
+    import_id = committed["import_id"]
+
+    def job() -> ingestion_pb2.EventImport:
+        with grpc.insecure_channel(batch_suite.target("ingestion")) as channel:
+            return ingestion_pb2_grpc.IngestionServiceStub(channel).GetEventImport(
+                ingestion_pb2.GetEventImportRequest(import_id=import_id), timeout=10
+            )
+
+    # Killed as soon as the job runs: profile first (its fold cut off, or its answer lost),
+    # then ingestion (the job's lease left behind, to be taken over after it expires).
+    wait_until(
+        lambda: job().state != ingestion_pb2.EventImport.STATE_STAGING, 60, "the job running", 0.02
+    )
+    kill(batch_suite, "profile")
+    # The kill must find the job unfinished, or it would test nothing.
+    assert job().state == ingestion_pb2.EventImport.STATE_RUNNING
+    time.sleep(0.3)
+    kill(batch_suite, "ingestion")
+    restart(batch_suite, "profile")
+    restart(batch_suite, "ingestion")
+    done = wait_until(
+        lambda: (j := job()).state == ingestion_pb2.EventImport.STATE_SUCCEEDED and j,
+        180,
+        "the import finished after the restarts",
+        0.5,
+    )
+    assert done.events_staged == len(rows) == done.records_delivered, done
+    assert done.records_failed == 0, done
+    counted = metrics(batch_suite, phones)
+    for phone in phones:
+        assert int(counted[phone].get("order_count", 0)) == placed.get(phone, 0), phone
+    refs = [(r["record_ref"]["source"], r["record_ref"]["message_id"]) for r in rows]
+    assert all(
+        s.state == ingestion_pb2.RecordStatus.STATE_DELIVERED for s in statuses(batch_suite, refs)
+    )
