@@ -53,7 +53,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import grpc
 import psycopg
@@ -252,8 +252,9 @@ async def resolve_ceiling(target: str, requests: list[identity_pb2.ResolveReques
         return time.perf_counter() - started
 
 
-async def grpc_ceiling(messages: list, per_stream: int, streams: int) -> float:
-    """Seconds to stream ``messages`` to a server that only parses them (own process)."""
+@contextlib.contextmanager
+def raw_server() -> Iterator[str]:
+    """benchmarks/pipeline/raw_grpc.py in a process of its own; its target."""
     (port,) = free_ports(1)
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.pipeline.raw_grpc", str(port)],
@@ -263,10 +264,16 @@ async def grpc_ceiling(messages: list, per_stream: int, streams: int) -> float:
     try:
         assert server.stdout is not None
         server.stdout.readline()  # "ready"
-        return await send_streams(f"127.0.0.1:{port}", "TrackStream", messages, per_stream, streams)
+        yield f"127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def grpc_ceiling(messages: list, per_stream: int, streams: int) -> float:
+    """Seconds to stream ``messages`` to a server that only parses them (own process)."""
+    with raw_server() as target:
+        return await send_streams(target, "TrackStream", messages, per_stream, streams)
 
 
 async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PLR0915
@@ -293,6 +300,13 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
     stop_probe = asyncio.Event()
     probe = asyncio.create_task(interactive_probe(ingestion, stop_probe))
     reads = ProfileReader(suite.target("profile"), db_url)
+    # The same reads' raw ceilings under the same load, each from a process of its own: a
+    # unary call answered without work (raw_grpc.py) and the profile row's primary-key read
+    # straight from Postgres. What neither can reach, GetProfile cannot either.
+    raw = contextlib.ExitStack()
+    raw_target = raw.enter_context(raw_server())
+    raw_reads = ProfileReader(raw_target, db_url)
+    db_reads = ProfileReader("", db_url, straight_from_db=True)
     with CpuMeter(pids, db_url) as meter:
         started = time.perf_counter()
         accept_s = await send_streams(
@@ -303,6 +317,9 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
     stop_probe.set()
     probes = await probe
     read_latencies = await reads.stop()
+    raw_latencies = await raw_reads.stop()
+    db_latencies = await db_reads.stop()
+    raw.close()
     await wait_processed(db_url, PROBE_SOURCE, probes, args.timeout)
     interactive = probe_latencies(db_url)
     _, delivered = processed(db_url, IDENTIFY_SOURCE)
@@ -321,6 +338,10 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
         "interactive_identify_to_profile_ms": latency_summary(interactive) if interactive else {},
         # GetProfile of customers with a profile, one at a time every 20 ms, meanwhile.
         "profile_reads_during_import_ms": read_summary(read_latencies) if read_latencies else {},
+        # Their raw ceilings meanwhile: a gRPC call answered without work, and the profile
+        # row read straight from Postgres.
+        "raw_unary_calls_during_import_ms": read_summary(raw_latencies) if raw_latencies else {},
+        "raw_db_reads_during_import_ms": read_summary(db_latencies) if db_latencies else {},
     }
     f = figures["identify"]
     print(
@@ -336,12 +357,16 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
             f"  a single Identify during the import, until in the profile: p50 "
             f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms ({lat['calls']} calls)"
         )
-    if read_latencies:
-        lat = f["profile_reads_during_import_ms"]
-        print(
-            f"  GetProfile during the import: p50 {lat['p50_ms']:.1f} ms, p99 "
-            f"{lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms ({lat['calls']} calls)"
-        )
+    for key, what in (
+        ("profile_reads_during_import_ms", "GetProfile during the import"),
+        ("raw_unary_calls_during_import_ms", "  raw: a gRPC call answered without work"),
+        ("raw_db_reads_during_import_ms", "  raw: the profile row straight from Postgres"),
+    ):
+        if lat := f[key]:
+            print(
+                f"  {what}: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+                f"max {lat['max_ms']:.1f} ms ({lat['calls']} calls)"
+            )
 
     # -- events: durable accept and fully processed ----------------------------------------------
     events = events_for(args.customers, args.events, TRACK_SOURCE, seed=31)

@@ -78,10 +78,38 @@ async def profile_reads(
     return latencies
 
 
-def _read_until_told(target: str, db_url: str, every_s: float, pipe: Connection) -> None:
-    """The reader process: GetProfile calls until the parent sends anything, then the
-    latencies back."""
-    latencies = asyncio.run(profile_reads(target, db_url, pipe.poll, every_s))
+def database_reads(db_url: str, stop: Callable[[], bool], every_s: float = 0.02) -> list[float]:
+    """Milliseconds of each primary-key read of a profile row straight from Postgres (one
+    connection, autocommit), made until ``stop()``: the raw ceiling of a GetProfile's own
+    read under the same load."""
+    latencies: list[float] = []
+    rng = random.Random(7)
+    customers: list[str] = []
+    refreshed = 0.0
+    with psycopg.connect(libpq_url(db_url), autocommit=True, application_name="svod-bench") as conn:
+        while not stop():
+            if time.monotonic() - refreshed > 1.0:
+                customers = profiled_customers(db_url) or customers
+                refreshed = time.monotonic()
+            if customers:
+                started = time.perf_counter()
+                conn.execute(
+                    "SELECT * FROM profile.profiles WHERE customer_id = %s",
+                    (rng.choice(customers),),
+                ).fetchall()
+                latencies.append((time.perf_counter() - started) * 1000)
+            time.sleep(every_s)
+    return latencies
+
+
+def _read_until_told(
+    target: str, db_url: str, every_s: float, pipe: Connection, straight_from_db: bool
+) -> None:
+    """The reader process: reads until the parent sends anything, then the latencies back."""
+    if straight_from_db:
+        latencies = database_reads(db_url, pipe.poll, every_s)
+    else:
+        latencies = asyncio.run(profile_reads(target, db_url, pipe.poll, every_s))
     pipe.recv()
     pipe.send(latencies)
 
@@ -92,10 +120,16 @@ class ProfileReader:
     measured in one loop, GetProfile p99 was 190-205 ms while the profile service answered
     far sooner."""
 
-    def __init__(self, target: str, db_url: str, every_s: float = 0.02) -> None:
+    def __init__(
+        self, target: str, db_url: str, every_s: float = 0.02, straight_from_db: bool = False
+    ) -> None:
+        """``target``: a ProfileService (the real one, or raw_grpc's answer without work);
+        ``straight_from_db``: primary-key reads from Postgres instead of calls."""
         self._parent, child = multiprocessing.get_context("spawn").Pipe()
         self._process = multiprocessing.get_context("spawn").Process(
-            target=_read_until_told, args=(target, db_url, every_s, child), daemon=True
+            target=_read_until_told,
+            args=(target, db_url, every_s, child, straight_from_db),
+            daemon=True,
         )
         self._process.start()
 
