@@ -23,6 +23,7 @@ FULL: dict[str, list[list[str]]] = {
         ["benchmarks.identity.bench_accuracy", "--seeds", "101", "202", "--persons", "3000"],
         ["benchmarks.identity.bench_speed", "--customers", "1000000"],
         ["benchmarks.identity.bench_bulk", "--records", "1000000"],
+        ["benchmarks.identity.bench_reresolve", "--records", "200000"],
     ],
     "segmentation": [
         ["benchmarks.segmentation.recompute", "--customers", "1000000"],
@@ -43,6 +44,7 @@ QUICK: dict[str, list[list[str]]] = {
         ["benchmarks.identity.bench_accuracy", "--seeds", "101", "--persons", "1000"],
         ["benchmarks.identity.bench_speed", "--customers", "50000"],
         ["benchmarks.identity.bench_bulk", "--records", "20000", "--online-persons", "1000"],
+        ["benchmarks.identity.bench_reresolve", "--records", "20000"],
     ],
     "segmentation": [
         ["benchmarks.segmentation.recompute", "--customers", "20000"],
