@@ -9,13 +9,18 @@ date on most), shuffled: real resolution work, links included.
 
 - **batch**: ``svod import customers FILE --path batch`` (StageCustomerImport, then
   CommitCustomerImport), then GetCustomerImport every 0.2 s until the job has succeeded (identity's
-  batch engine, ListImportResults, profile's ApplyBatch, one RecomputeSegments): the time of
-  each phase is taken from when the poll first saw it;
+  batch engine, ListImportResults, profile's FoldCustomerImport, FinishCustomerImport and the
+  wait for its announcements to reach segmentation - "announcing", from when every record was
+  folded - one RecomputeSegments): the time of each phase is taken from when the poll first
+  saw it;
+- **batch_apply_batch** (``--with-apply-batch``): the batch path folding with ApplyBatch calls
+  as before FoldCustomerImport (ingestion's SVOD_IMPORT_FOLD=apply_batch), the baseline;
 - **stream**: ``svod import customers FILE --path stream``, then the time until ingestion has
   no record of the file pending (IdentifyStream, each record resolved by ResolveBatch streams
   and folded by ApplyBatch from ingestion's relay).
 
-Rounds alternate the order (batch, stream, stream, batch); the figures are medians.
+Rounds alternate the order (batch, stream, stream, batch; with the baseline batch, stream,
+batch_apply_batch, then reversed); the figures are medians.
 Results: benchmarks/results/cli_import_paths.json, with the machine's load average.
 
     .venv/bin/python -m benchmarks.cli_import.bench_customers_path --persons 12000
@@ -67,6 +72,14 @@ def follow(target: str, import_id: str, phases: dict[str, float]) -> dict[str, A
             )
             name = ingestion_pb2.CustomerImport.Phase.Name(job.phase).removeprefix("PHASE_")
             phases.setdefault(name.lower(), time.perf_counter() - started)
+            if (
+                name == "FOLDING"
+                and job.records_staged
+                and job.records_delivered + job.records_failed >= job.records_staged
+            ):
+                # Every record folded: what is left of the phase is the wait for profile's
+                # announcements to reach segmentation.
+                phases.setdefault("announcing", time.perf_counter() - started)
             if job.state in (
                 ingestion_pb2.CustomerImport.STATE_SUCCEEDED,
                 ingestion_pb2.CustomerImport.STATE_FAILED,
@@ -75,12 +88,18 @@ def follow(target: str, import_id: str, phases: dict[str, float]) -> dict[str, A
             time.sleep(0.2)
 
 
-def run_path(path_name: str, file: Path, scratch: Path, lanes: int = 0) -> dict[str, Any]:
-    """One import of ``file`` on a fresh graph; ``lanes``: ApplyBatch calls in flight while
-    the batch path folds (0: ingestion's default)."""
+def run_path(
+    path_name: str, file: Path, scratch: Path, lanes: int = 0, fold: str = "", label: str = ""
+) -> dict[str, Any]:
+    """One import of ``file`` on a fresh graph; ``lanes``: fold calls in flight while the
+    batch path folds (0: ingestion's default); ``fold``: "apply_batch" folds with ApplyBatch
+    calls as before FoldCustomerImport (the baseline)."""
     os.environ.pop("SVOD_IMPORT_APPLY_LANES", None)
+    os.environ.pop("SVOD_IMPORT_FOLD", None)
     if lanes:
         os.environ["SVOD_IMPORT_APPLY_LANES"] = str(lanes)
+    if fold:
+        os.environ["SVOD_IMPORT_FOLD"] = fold
     with scratch_database(f"svod_bench_{path_name}") as db_url, running_suite(db_url) as suite:
         env = {**os.environ, **{f"SVOD_{s.upper()}_TARGET": suite.target(s) for s in suite.ports}}
         load = os.getloadavg()[0]
@@ -138,7 +157,7 @@ def run_path(path_name: str, file: Path, scratch: Path, lanes: int = 0) -> dict[
         if phases:
             print("        phases (s): " + ", ".join(f"{k} {v}" for k, v in phases.items()))
         print(
-            f"{path_name:>6}: {records:,} records -> {out['customers']:,} customers in "
+            f"{label or path_name:>11}: {records:,} records -> {out['customers']:,} customers in "
             f"{elapsed:,.1f} s ({out['records_per_s']:,}/s end to end; command {sent_s:,.1f} s), "
             f"load average {out['load_average_at_start']} -> {out['load_average_at_end']}"
         )
@@ -174,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         "a shared machine drifts: neither path always runs second); medians are reported",
     )
     parser.add_argument(
+        "--with-apply-batch",
+        action="store_true",
+        help="also the batch path folding with ApplyBatch calls as before FoldCustomerImport "
+        "(SVOD_IMPORT_FOLD=apply_batch), in the same rounds: the fold's baseline",
+    )
+    parser.add_argument(
         "--lanes-ab",
         action="store_true",
         help="instead: the batch path only, folding with 1 and 2 ApplyBatch calls in flight",
@@ -181,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.lanes_ab:
         return lanes_ab(args.persons, args.rounds)
-    runs: dict[str, list[dict[str, Any]]] = {"batch": [], "stream": []}
+    # variant -> (the command's --path, SVOD_IMPORT_FOLD)
+    variants = {"batch": ("batch", ""), "stream": ("stream", "")}
+    if args.with_apply_batch:
+        variants["batch_apply_batch"] = ("batch", "apply_batch")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         file = scratch / "customers.jsonl"
@@ -189,9 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         print(f"{len(rows):,} records of {args.persons:,} persons; cpu count {os.cpu_count()}")
         for round_ in range(args.rounds):
-            order = ["batch", "stream"] if round_ % 2 == 0 else ["stream", "batch"]
+            order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
             for name in order:
-                runs[name].append(run_path(name, file, scratch))
+                path_name, fold = variants[name]
+                runs[name].append(run_path(path_name, file, scratch, fold=fold, label=name))
 
     def median(name: str) -> int:
         return round(statistics.median(r["records_per_s"] for r in runs[name]))
@@ -204,8 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         "stream_per_s": median("stream"),
         "batch_vs_stream": round(median("batch") / median("stream"), 2),
         "same_customer_count": len({r["customers"] for rs in runs.values() for r in rs}) == 1,
-        "batch": runs["batch"],
-        "stream": runs["stream"],
+        **(
+            {
+                "batch_apply_batch_per_s": median("batch_apply_batch"),
+                "batch_vs_batch_apply_batch": round(
+                    median("batch") / median("batch_apply_batch"), 2
+                ),
+            }
+            if "batch_apply_batch" in runs
+            else {}
+        ),
+        **runs,
         "cpu_count": os.cpu_count(),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -213,6 +252,16 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.rounds}: batch {figures['batch_per_s']:,}/s vs stream "
         f"{figures['stream_per_s']:,}/s end to end: {figures['batch_vs_stream']}x"
     )
+    if "batch_apply_batch" in runs:
+        print(
+            f"batch with ApplyBatch folding (before FoldCustomerImport): "
+            f"{figures['batch_apply_batch_per_s']:,}/s; batch now "
+            f"{figures['batch_vs_batch_apply_batch']}x that"
+        )
+    for name, seen in runs.items():
+        folds = [r["phase_s"].get("folding") for r in seen if r.get("phase_s")]
+        if folds:
+            print(f"{name}: folding phases (s) {folds}")
     RESULTS.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
     return 0
 

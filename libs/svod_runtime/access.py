@@ -172,6 +172,8 @@ RPC_ACCESS: dict[str, Access] = {
     _PROFILE + "StageEventImport": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "CommitEventImport": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "GetEventImport": Access(S.INTERNAL, _by("ingestion")),
+    _PROFILE + "FoldCustomerImport": Access(S.INTERNAL, _by("ingestion")),
+    _PROFILE + "FinishCustomerImport": Access(S.INTERNAL, _by("ingestion")),
     _PROFILE + "GetProfile": Access(S.PROFILE_READ, _by("quality"), _SERVICE, _READ),
     # Segmentation fetches contact data of the people a destination gets (activation).
     _PROFILE + "BatchGetProfiles": Access(

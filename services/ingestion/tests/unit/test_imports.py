@@ -107,6 +107,7 @@ class FakePeers:
         self.apply_failures: list[DeliveryError] = []
         self.refuse: set[str] = set()
         self.recomputed = 0
+        self.finished = 0
         self.reads: list[int] = []
 
     async def commit(self, import_id: str) -> ResolutionProgress:
@@ -127,7 +128,9 @@ class FakePeers:
         for n in range(after_sequence, self.staged):
             yield ImportResult(n + 1, "s", f"m{n}", f"c{n}", ())
 
-    async def apply(self, items: Sequence[tuple[bytes, ImportResult]]) -> list[str | DeliveryError]:
+    async def fold(
+        self, import_id: str, items: Sequence[tuple[bytes, ImportResult]]
+    ) -> list[str | DeliveryError]:
         if self.apply_failures:
             return [self.apply_failures.pop()] * len(items)
         out: list[str | DeliveryError] = []
@@ -138,6 +141,11 @@ class FakePeers:
                 self.applied.append(result.message_id)
                 out.append(result.customer_id)
         return out
+
+    async def finish(self, import_id: str) -> int:
+        """Profile's announcements: the first answer says two are still on their way."""
+        self.finished += 1
+        return 2 if self.finished == 1 else 0
 
     async def recompute_segments(self) -> None:
         self.recomputed += 1
@@ -165,6 +173,9 @@ def test_a_job_resolves_folds_every_record_once_and_recomputes_segments_once() -
     assert sorted(peers.applied) == sorted(f"m{n}" for n in range(7) if n != 4)
     assert store.records[("s", "m4")][2:] == ["failed", "INVALID_ARGUMENT: profile refused it"]
     assert peers.recomputed == 1 and job.results_after == 7
+    # Profile announced the import once its records were folded, and the job asked again
+    # until segmentation had every announcement (then recomputed).
+    assert peers.finished == 2
     # The transient failure made it read the results again from where it stood (0: nothing
     # folded yet), not skip them.
     assert peers.reads == [0, 0]

@@ -1,5 +1,5 @@
-"""Identity's batch engine, profile's ApplyBatch and segmentation's recompute, as a customer
-import's job calls them; identity's look-ups and profile's event fold, as an event import's
+"""Identity's batch engine, profile's customer import fold and segmentation's recompute, as a
+customer import's job calls them; identity's look-ups and profile's event fold, as an event import's
 staging and job call them (docs/bulk-import.md)."""
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
-from svod_ingestion.adapters.downstream import GrpcDownstream, resolve_request
+from svod_ingestion.adapters.downstream import (
+    APPLY_BYTES,
+    GrpcDownstream,
+    _apply_request,
+    resolve_request,
+)
 from svod_ingestion.domain.attribution import Finding
 from svod_ingestion.domain.imports import EventFoldProgress, ImportResult, ResolutionProgress
 from svod_runtime.clients import delivery_error
@@ -36,13 +41,36 @@ _JOB_STATES = {
 # Deadline of a StageImportRecords message (2,000 records written with COPY there) and of the
 # recompute of every segment, which is a full recompute in SQL.
 STAGE_TIMEOUT_S = 120.0
-# ApplyBatch calls in flight while folding (records split by customer): profile's Python and
-# its Postgres overlap. Measured folding 8,039 records (bench_customers_path --lanes-ab, 2
-# rounds, 2 cores under load average 7-12 from other work): 1 in flight 659 and 423 records/s,
-# 2 in flight 855 and 410 (medians 541 and 633). SVOD_IMPORT_APPLY_LANES overrides it (for
-# that measurement; read nowhere else).
+# FoldCustomerImport calls in flight while folding (records split by customer): profile's
+# Python and its Postgres overlap. SVOD_IMPORT_APPLY_LANES overrides it (for the
+# measurement of bench_customers_path --lanes-ab; read nowhere else).
 APPLY_LANES = int(os.environ.get("SVOD_IMPORT_APPLY_LANES", "2"))
+# Records per FoldCustomerImport call: profile's most (FoldCustomerImportRequest.records).
+FOLD_RECORDS = 2000
+# SVOD_IMPORT_FOLD=apply_batch folds with ApplyBatch calls as before FoldCustomerImport (the
+# baseline of bench_customers_path --with-apply-batch; read nowhere else).
+APPLY_BATCH_FOLD = os.environ.get("SVOD_IMPORT_FOLD", "") == "apply_batch"
 RECOMPUTE_TIMEOUT_S = 600.0
+
+
+def _parts(
+    records: list[profile_pb2.ApplyRequest],
+) -> list[list[tuple[int, profile_pb2.ApplyRequest]]]:
+    """FoldCustomerImport calls of at most FOLD_RECORDS records and APPLY_BYTES serialised
+    (in order: (position, record))."""
+    parts: list[list[tuple[int, profile_pb2.ApplyRequest]]] = []
+    part: list[tuple[int, profile_pb2.ApplyRequest]] = []
+    size = 0
+    for item in enumerate(records):
+        item_size = item[1].ByteSize() + 8
+        if part and (len(part) >= FOLD_RECORDS or size + item_size > APPLY_BYTES):
+            parts.append(part)
+            part, size = [], 0
+        part.append(item)
+        size += item_size
+    if part:
+        parts.append(part)
+    return parts
 
 
 def _progress(job: identity_pb2.ResolutionJob) -> ResolutionProgress:
@@ -95,6 +123,7 @@ class GrpcImportPeers:
     ) -> None:
         self.identity = identity_pb2_grpc.IdentityServiceStub(identity)
         self.segmentation = segmentation_pb2_grpc.SegmentationServiceStub(segmentation)
+        self.profile = downstream.profile
         self.downstream = downstream
         self.timeout_s = timeout_s
 
@@ -162,32 +191,97 @@ class GrpcImportPeers:
         finally:
             call.cancel()
 
-    async def apply(self, items: Sequence[tuple[bytes, ImportResult]]) -> list[str | DeliveryError]:
+    async def fold(
+        self, import_id: str, items: Sequence[tuple[bytes, ImportResult]]
+    ) -> list[str | DeliveryError]:
         """Folds resolved records (stored request, identity's result) into their profiles with
-        profile's ApplyBatch, exactly as streamed identify calls are (GrpcDownstream's own
-        code); for each, the customer id or the refusal."""
-        # Records split into APPLY_LANES groups by customer, applied at once: a customer's
+        profile's FoldCustomerImport, each record the ApplyRequest the streaming path sends
+        (GrpcDownstream's own conversion); for each, the customer id or the refusal. A profile
+        without the fold (UNIMPLEMENTED: a rolling upgrade) gets ApplyBatch calls instead."""
+        # Records split into APPLY_LANES groups by customer, folded at once: a customer's
         # records stay in one group, in order (the caller's steps run one after another).
         lanes: list[list[int]] = [[] for _ in range(APPLY_LANES)]
         for position, (_, result) in enumerate(items):
             lanes[zlib.crc32(result.customer_id.encode()) % APPLY_LANES].append(position)
         answers: list[str | DeliveryError] = [DeliveryError("UNKNOWN", "not applied")] * len(items)
 
-        async def apply(positions: list[int]) -> None:
-            messages = [ingestion_pb2.IdentifyRequest.FromString(items[i][0]) for i in positions]
-            resolved: list[identity_pb2.ResolveResponse | DeliveryError] = []
-            for i in positions:
-                result = items[i][1]
-                response = identity_pb2.ResolveResponse(customer_id=result.customer_id)
-                for raw in result.normalized_identifiers:
-                    response.normalized_identifiers.add().ParseFromString(raw)
-                resolved.append(response)
-            done = await self.downstream.apply_resolved(messages, [{} for _ in positions], resolved)
-            for i, outcome in zip(positions, done, strict=True):
-                answers[i] = outcome
+        def resolved(position: int) -> identity_pb2.ResolveResponse:
+            result = items[position][1]
+            response = identity_pb2.ResolveResponse(customer_id=result.customer_id)
+            for raw in result.normalized_identifiers:
+                response.normalized_identifiers.add().ParseFromString(raw)
+            return response
 
-        await asyncio.gather(*(apply(lane) for lane in lanes if lane))
+        async def fold(positions: list[int]) -> None:
+            messages = [ingestion_pb2.IdentifyRequest.FromString(items[i][0]) for i in positions]
+            responses = [resolved(i) for i in positions]
+            if APPLY_BATCH_FOLD:
+                done = await self.downstream.apply_resolved(
+                    messages, [{} for _ in positions], list(responses)
+                )
+                for i, outcome in zip(positions, done, strict=True):
+                    answers[i] = outcome
+                return
+            for part in _parts(
+                [_apply_request(m, r, {}) for m, r in zip(messages, responses, strict=True)]
+            ):
+                done = await self._fold_call(
+                    import_id,
+                    [messages[p] for p, _ in part],
+                    [r for _, r in part],
+                    [responses[p] for p, _ in part],
+                )
+                for (p, _), outcome in zip(part, done, strict=True):
+                    answers[positions[p]] = outcome
+
+        await asyncio.gather(*(fold(lane) for lane in lanes if lane))
         return answers
+
+    async def _fold_call(
+        self,
+        import_id: str,
+        messages: list[ingestion_pb2.IdentifyRequest],
+        records: list[profile_pb2.ApplyRequest],
+        resolved: list[identity_pb2.ResolveResponse],
+    ) -> list[str | DeliveryError]:
+        try:
+            reply = await self._call(
+                self.profile.FoldCustomerImport(
+                    profile_pb2.FoldCustomerImportRequest(import_id=import_id, records=records),
+                    timeout=self.downstream._bulk_timeout(len(records)),
+                )
+            )
+        except DeliveryError as error:
+            if error.status == "UNIMPLEMENTED":
+                return await self.downstream.apply_resolved(
+                    messages, [{} for _ in messages], list(resolved)
+                )
+            return [error] * len(records)
+        return [
+            r.customer_id
+            if result.HasField("applied")
+            else DeliveryError(result.error_code, result.error_message)
+            for r, result in zip(resolved, reply.results, strict=True)
+        ]
+
+    async def finish(self, import_id: str) -> int:
+        """Profile announces the customers the import's folds changed (once each); how many
+        of its announcements segmentation has not had yet. 0 from a profile without the fold
+        (its ApplyBatch announced them)."""
+        if APPLY_BATCH_FOLD:
+            return 0
+        try:
+            reply = await self._call(
+                self.profile.FinishCustomerImport(
+                    profile_pb2.FinishCustomerImportRequest(import_id=import_id),
+                    timeout=self.timeout_s,
+                )
+            )
+        except DeliveryError as error:
+            if error.status == "UNIMPLEMENTED":
+                return 0
+            raise
+        return reply.announcements_pending
 
     async def recompute_segments(self) -> None:
         await self._call(

@@ -5,11 +5,12 @@ Identify's are), stores them by (source, message id) like every other message - 
 outbox entry: they are not resolved one by one - and stages them with identity under the same
 import id. ``ImportJobRunner`` drives a committed import to its end: identity's CommitImport,
 its job followed until it succeeds, its results folded into the profiles with profile's
-ApplyBatch (the records then delivered), and one recompute of the segments. The job is a row of
-``customer_imports`` held under a lease renewed at every step: a crashed ingestion's job is
+set-based FoldCustomerImport (the records then delivered), the changed customers announced to
+segmentation once each (FinishCustomerImport), and one recompute of the segments. The job is
+a row of ``customer_imports`` held under a lease renewed at every step: a crashed ingestion's job is
 taken over when the lease runs out and goes on from its last step (each one idempotent: commit
-returns the job as it is, the results are read again after the last sequence folded, ApplyBatch
-is idempotent by record).
+returns the job as it is, the results are read again after the last sequence folded, profile's
+FoldCustomerImport is idempotent by record and FinishCustomerImport announces nothing twice).
 """
 
 from __future__ import annotations
@@ -56,9 +57,14 @@ log = logging.getLogger(__name__)
 TRANSIENT = frozenset(
     {"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "UNKNOWN", "CANCELLED"}
 )
-# Results folded per step: one pending-records read, ApplyBatch calls of 500 and one
-# transaction marking them delivered and moving the resume point.
-FOLD_CHUNK = 1_000
+# Results folded per step: one pending-records read, FoldCustomerImport calls (two of up to
+# 2,000 records in flight) and one transaction marking them delivered and moving the resume
+# point.
+FOLD_CHUNK = 4_000
+# How long a job waits for profile's announcements of the import to reach segmentation
+# before its recompute (which should see every imported profile), and how often it asks.
+ANNOUNCE_WAIT_S = 300.0
+ANNOUNCE_POLL_S = 0.2
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 # Attempts at asking segmentation to recompute before the import finishes without it (the
@@ -495,8 +501,25 @@ class ImportJobRunner:
             self._transient(error)
             return await self._fail(job, f"identity's results could not be read: {error}")
         await self.store.fail_leftovers(job.import_id, self.owner, self.lease_s, NOT_STAGED)
+        try:
+            await self._announce(job)
+        except DeliveryError as error:
+            self._transient(error)
+            return await self._fail(job, f"profile did not announce the import: {error}")
         await self._update(job, phase=ImportPhase.SEGMENTS.value, error="")
         return ImportPhase.SEGMENTS
+
+    async def _announce(self, job: CustomerImport) -> None:
+        """Profile announces each customer the import changed, once; the job waits (at most
+        ANNOUNCE_WAIT_S, renewing its lease) until segmentation has had the announcements, so
+        that the recompute that follows sees every imported profile. Past that (segmentation
+        down or far behind) it goes on: the segments follow as the announcements arrive."""
+        waited = 0.0
+        poll = min(self.poll_s, ANNOUNCE_POLL_S)
+        while await self.peers.finish(job.import_id) and waited < ANNOUNCE_WAIT_S:
+            await self._update(job, error="")
+            await asyncio.sleep(poll)
+            waited += max(poll, 0.01)
 
     async def _fold_chunk(self, job: CustomerImport, chunk: list[ImportResult]) -> None:
         pending = await self.store.pending_records(
@@ -507,12 +530,12 @@ class ImportJobRunner:
             for r in chunk
             if (r.source, r.message_id) in pending
         ]
-        outcomes = await self.peers.apply([(payload, r) for (_, payload), r in todo])
+        outcomes = await self.peers.fold(job.import_id, [(payload, r) for (_, payload), r in todo])
         delivered: list[tuple[int, str]] = []
         failed: list[tuple[int, str]] = []
         for ((record_pk, _), _result), outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, DeliveryError):
-                self._transient(outcome)  # the whole chunk again (ApplyBatch is idempotent)
+                self._transient(outcome)  # the whole chunk again (the fold is idempotent)
                 failed.append((record_pk, str(outcome)[:2000]))
             else:
                 delivered.append((record_pk, outcome))

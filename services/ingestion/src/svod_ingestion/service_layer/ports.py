@@ -236,7 +236,8 @@ class ImportRepository(Protocol):
 
 
 class ImportPeers(Protocol):
-    """Identity's batch engine, profile's ApplyBatch, segmentation (adapters/import_peers.py)."""
+    """Identity's batch engine, profile's customer import fold, segmentation
+    (adapters/import_peers.py)."""
 
     async def stage(
         self, import_id: str, payloads: Sequence[bytes]
@@ -248,9 +249,14 @@ class ImportPeers(Protocol):
 
     def results(self, import_id: str, after_sequence: int) -> AsyncIterator[ImportResult]: ...
 
-    async def apply(
-        self, items: Sequence[tuple[bytes, ImportResult]]
-    ) -> list[str | DeliveryError]: ...
+    async def fold(
+        self, import_id: str, items: Sequence[tuple[bytes, ImportResult]]
+    ) -> list[str | DeliveryError]:
+        """Folds resolved records into their profiles: each one's customer id or refusal."""
+
+    async def finish(self, import_id: str) -> int:
+        """Profile announces what the import's folds changed; how many announcements are
+        still on their way to segmentation."""
 
     async def recompute_segments(self) -> None: ...
 

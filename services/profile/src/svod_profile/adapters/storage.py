@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from svod_profile.adapters.customer_imports import CustomerImportRows
 from svod_profile.adapters.erasure_locks import erased_among, lock_for_erasure
 from svod_profile.adapters.event_imports import EventImportRows
 from svod_profile.adapters.event_storage import EventRepository, metrics_from_json
@@ -31,11 +32,12 @@ from svod_profile.domain.model import (
     SourceSummary,
     TraitObservation,
 )
-from svod_profile.domain.names import NameIndex, query_key
+from svod_profile.domain.names import NAME_FIELDS, NameIndex, query_key
 from svod_runtime.db import array_literal, fetch_direct, fetch_direct_pipelined
 from svod_runtime.erasure import scrub_outbox
 from svod_runtime.outbox import enqueue, enqueue_many
 
+_NAME_ORDER = {name: i for i, name in enumerate(NAME_FIELDS)}
 # Name filters of SearchProfiles.
 NAME_SEARCH = ("first_name", "last_name")
 
@@ -221,6 +223,7 @@ class ProfileTransaction:
         self.events = EventRepository(conn)
         self.queries = ProfileQueries(conn)
         self.imports = EventImportRows(conn)
+        self.customer_imports = CustomerImportRows(conn)
 
     async def lock_current_profile(self, customer_id: str) -> str:
         """Locks (creating if new) the profile ``customer_id`` names now; returns its id (see
@@ -654,6 +657,36 @@ class ProfileTransaction:
         answers = await fetch_direct_pipelined(self.conn, [_update_shown(*u) for u in updates])
         return [int(rows[0].version) for rows in answers]
 
+    async def update_shown_set(
+        self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
+    ) -> dict[str, int]:
+        """``update_shown`` of each (customer, shown, names) - distinct customers - as one
+        statement; each one's new version. (A customer import's fold: 2,000 records' customers
+        through ``update_shown_many`` were 41% of profile's samples in the fold, py-spy.)"""
+        if not updates:
+            return {}
+        rows = [
+            {
+                "c": customer_id,
+                "s": {name: _obs_json(obs) for name, obs in shown.items()},
+                **(
+                    {}
+                    if names is None
+                    else {
+                        "f": list(names.fields),
+                        "p": sorted(names.prefixes),
+                        "v": json.loads(_variants_json(names.variants)),
+                        "k": sorted(names.keys),
+                    }
+                ),
+            }
+            for customer_id, shown, names in updates
+        ]
+        found = await fetch_direct(
+            self.conn, _UPDATE_SHOWN_SET, {"rows": json.dumps(rows, ensure_ascii=False)}
+        )
+        return {str(r.customer_id): int(r.version) for r in found}
+
     async def versions(self, customer_ids: Iterable[str]) -> dict[str, int]:
         """The versions of several profiles in one query (a missing one: 0)."""
         ids = sorted(set(customer_ids))
@@ -700,6 +733,24 @@ name_keys = ARRAY(SELECT k FROM unnest(name_keys) AS k
 """
 
 
+# update_shown_set: _update_shown's statement for many customers (x.f is NULL for one whose
+# name fields were not touched: its variants and keys stay).
+_UPDATE_SHOWN_SET = """
+UPDATE profiles p SET
+    shown = p.shown || x.s,
+    name_variants = CASE WHEN x.f IS NULL THEN p.name_variants ELSE
+        coalesce((SELECT jsonb_agg(e) FROM jsonb_array_elements(p.name_variants) AS e
+                  WHERE NOT (e ->> 'f') = ANY(x.f)), '[]') || x.v END,
+    name_keys = CASE WHEN x.f IS NULL THEN p.name_keys ELSE
+        ARRAY(SELECT k FROM unnest(p.name_keys) AS k WHERE NOT left(k, 2) = ANY(x.p)) || x.k END,
+    updated_at = now(), version = p.version + 1
+FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb))
+    AS x(c uuid, s jsonb, f text[], p text[], v jsonb, k text[])
+WHERE p.customer_id = x.c
+RETURNING p.customer_id, p.version
+"""
+
+
 def _variants_json(variants: Iterable[NameVariant]) -> str:
     return json.dumps(
         [
@@ -743,7 +794,14 @@ def _view_from_row(customer_id: str, row: Any) -> ProfileView:
         consents=tuple(
             Consent(ch, st, src, _time(at), basis) for ch, st, src, at, basis in row.consents
         ),
-        name_variants=tuple(_variant_from_json(v) for v in row.name_variants),
+        # By field in NAME_FIELDS' order, as the proto documents (the stored array is in the
+        # order the fields were last written, which depends on how records were batched).
+        name_variants=tuple(
+            sorted(
+                (_variant_from_json(v) for v in row.name_variants),
+                key=lambda v: _NAME_ORDER.get(v.field, len(_NAME_ORDER)),
+            )
+        ),
     )
 
 

@@ -11,6 +11,8 @@ from svod_runtime.errors import FieldViolation, InvalidArgument
 
 # Events per StageEventImport message (as identity's StageImportRecords takes 2,000 records).
 MAX_STAGE_EVENTS = 2000
+# Records per FoldCustomerImport call (the same bound).
+MAX_FOLD_RECORDS = 2000
 _IMPORT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 

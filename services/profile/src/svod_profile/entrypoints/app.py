@@ -13,6 +13,7 @@ from svod_profile.domain.announcements import CHANGED_TOPIC, CONTACT_FAILED_TOPI
 from svod_profile.domain.survivorship import SurvivorshipRules
 from svod_profile.entrypoints.grpc_servicer import ProfileServicer
 from svod_profile.entrypoints.metrics import ProfileMetrics
+from svod_profile.service_layer.customer_import import CustomerImports
 from svod_profile.service_layer.event_import import EventImports
 from svod_profile.service_layer.use_cases import ProfileService
 from svod_runtime.clients import peer_channel
@@ -79,6 +80,9 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         metrics,
         memberships=SegmentMembership(segmentation_channel, config.peer_timeout_s),
         imports=EventImports(store, service.record_consent, relay.wake),
+        customer_imports=CustomerImports(
+            store, service.survivorship, service.checked, service.apply_many, relay.wake
+        ),
     )
 
     async def close() -> None:

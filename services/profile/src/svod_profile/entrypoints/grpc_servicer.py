@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -18,7 +18,12 @@ from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod_profile.adapters.segment_membership import SegmentMembership
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
-from svod_profile.domain.imports import MAX_STAGE_EVENTS, EventImport
+from svod_profile.domain.imports import (
+    MAX_FOLD_RECORDS,
+    MAX_STAGE_EVENTS,
+    EventImport,
+    check_import_id,
+)
 from svod_profile.domain.model import (
     IdentifierObservation,
     ProfileView,
@@ -27,6 +32,7 @@ from svod_profile.domain.model import (
     TraitObservation,
 )
 from svod_profile.entrypoints.metrics import ProfileMetrics
+from svod_profile.service_layer.customer_import import CustomerImports
 from svod_profile.service_layer.event_import import EventImports
 from svod_profile.service_layer.personal_data import PersonalDataExport
 from svod_profile.service_layer.use_cases import ProfileService
@@ -512,9 +518,11 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
         metrics: ProfileMetrics | None = None,
         memberships: SegmentMembership | None = None,
         imports: EventImports | None = None,
+        customer_imports: CustomerImports | None = None,
     ) -> None:
         self.service = service
         self.imports = imports
+        self.customer_imports = customer_imports
         self.currency = currency
         self.tracer = tracer or trace.get_tracer(__name__)
         self.metrics = metrics
@@ -786,14 +794,51 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
             raise InvalidArgument(
                 [FieldViolation("records", f"1 to {MAX_RECORD_BATCH} records per call")]
             )
+        return await self._apply_records(request.records, self.service.apply_many)
+
+    async def FoldCustomerImport(
+        self, request: profile_pb2.FoldCustomerImportRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.ApplyBatchResponse:
+        imports = self._customer_imports()
+        check_import_id(request.import_id)
+        if not 1 <= len(request.records) <= MAX_FOLD_RECORDS:
+            raise InvalidArgument(
+                [FieldViolation("records", f"1 to {MAX_FOLD_RECORDS:,} records per call")]
+            )
+        return await self._apply_records(
+            request.records, lambda items: imports.fold(request.import_id, items)
+        )
+
+    async def FinishCustomerImport(
+        self, request: profile_pb2.FinishCustomerImportRequest, context: grpc.aio.ServicerContext
+    ) -> profile_pb2.FinishCustomerImportResponse:
+        announced, pending = await self._customer_imports().finish(request.import_id)
+        return profile_pb2.FinishCustomerImportResponse(
+            customers_announced=announced, announcements_pending=pending
+        )
+
+    def _customer_imports(self) -> CustomerImports:
+        if self.customer_imports is None:
+            raise FailedPrecondition("customer imports are not enabled on this server")
+        return self.customer_imports
+
+    async def _apply_records(
+        self,
+        records: Sequence[profile_pb2.ApplyRequest],
+        apply: Callable[
+            [list[tuple[RecordApplication, dict[str, str]]]],
+            Awaitable[list[tuple[int, bool] | SvodError]],
+        ],
+    ) -> profile_pb2.ApplyBatchResponse:
+        """ApplyBatch's (and a fold's) answers: each record checked, applied by ``apply``."""
         # Each record gets a span in the trace of the call that accepted it (when the caller
         # sent one), which the change announcement written for it continues.
         now = dt.datetime.now(dt.UTC)
-        results: list[ApplyResult | None] = [None] * len(request.records)
+        results: list[ApplyResult | None] = [None] * len(records)
         accepted: list[tuple[int, trace.Span | None]] = []
         items: list[tuple[RecordApplication, dict[str, str]]] = []
         call_carrier = current_trace_carrier()
-        for index, item in enumerate(request.records):
+        for index, item in enumerate(records):
             span = (
                 self.tracer.start_span(
                     "profile apply record", context=context_from_carrier(item.trace_context)
@@ -808,7 +853,7 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
                 continue
             accepted.append((index, span))
             items.append((app, trace_carrier_of(span) if span is not None else call_carrier))
-        outcomes = await self.service.apply_many(items)
+        outcomes = await apply(items) if items else []
         for (index, span), outcome in zip(accepted, outcomes, strict=True):
             if isinstance(outcome, SvodError):
                 results[index] = _failed_record(span, outcome)

@@ -270,6 +270,54 @@ class ImportRepository(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[ImportUnit]: ...
 
 
+class CustomerImportRows(Protocol):
+    """A customer import's writes, inside a CustomerImportUnit (adapters/customer_imports)."""
+
+    async def claim_and_observe(self, apps: list[RecordApplication]) -> list[bool]:
+        """ProfileUnit.claim_and_observe of each record in turn, set-based: for each, whether
+        it was new."""
+
+    async def observations(self, customer_ids: Iterable[str]) -> dict[str, list[TraitObservation]]:
+        """Every value observed for the customers, by customer, in the order stored."""
+
+    async def note_changed(self, import_id: str, customer_ids: Iterable[str]) -> None: ...
+
+    async def take_changed(self, import_id: str, limit: int) -> list[str]:
+        """Up to ``limit`` customers the import changed, not announced yet (current ids)."""
+
+    async def pending(self, import_id: str, topic: str) -> int:
+        """The import's announcements (of ``topic``) still waiting in the outbox."""
+
+    async def forget(self, import_id: str) -> None: ...
+
+
+class CustomerImportUnit(Protocol):
+    """The transaction a customer import's fold (or announcement) runs in."""
+
+    @property
+    def events(self) -> ProfileEvents: ...
+
+    @property
+    def customer_imports(self) -> CustomerImportRows: ...
+
+    async def erased_among(self, customer_ids: Iterable[str]) -> set[str]: ...
+
+    async def update_shown_set(
+        self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
+    ) -> dict[str, int]:
+        """update_shown of each (distinct) customer, set-based: each one's new version."""
+
+    async def versions(self, customer_ids: Iterable[str]) -> dict[str, int]: ...
+
+    async def enqueue_many(
+        self, topic: str, messages: list[tuple[str, bytes, dict[str, str]]]
+    ) -> None: ...
+
+
+class CustomerImportRepository(Protocol):
+    def transaction(self) -> AbstractAsyncContextManager[CustomerImportUnit]: ...
+
+
 class CustomerDirectory(Protocol):
     """Who an identifier belongs to: the identity service's answer."""
 

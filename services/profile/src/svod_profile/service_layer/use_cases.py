@@ -138,6 +138,9 @@ class ProfileService:
         parse_customer_id(app.customer_id, "customer_id")
         return app
 
+    # What a customer import's fold checks each record with (service_layer/customer_import.py).
+    checked = _checked
+
     async def _apply_checked(self, app: RecordApplication) -> tuple[int, bool]:
         async def work(tx: ProfileUnit) -> tuple[int, bool]:
             # A record resolved just before a merge may arrive after it: follow the merge.

@@ -1,0 +1,178 @@
+"""Customer imports in the ``profile`` schema: resolved records folded set-based (issue 22).
+
+ApplyBatch writes a record with one statement of its own (``storage._CLAIM_AND_OBSERVE``: the
+claim, its traits, identifiers and source). A fold writes a whole call's records with one
+statement: the records travel as one JSON document, the claims are inserted together
+(``ON CONFLICT DO NOTHING``: a record applied before, by any path, is left out) and the same
+statement stores the claimed records' traits, identifiers and sources. What one statement per
+record did in turn is done here per key at once, with the same result:
+
+- a trait value per record and field, in record order (``value_pk`` grows as ApplyBatch's);
+- an identifier row keeps the provenance of the first record that brought it and the latest
+  time any did (ApplyBatch: inserted by the first, ``observed_at = greatest(...)`` after);
+- a source row keeps its first record's channel, the earliest and latest times and the count.
+
+Every value of a record carries the record's provenance (entrypoints' ``application``), so
+the document sends it once per record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from svod_profile.domain.model import Provenance, RecordApplication, TraitObservation
+from svod_runtime.db import array_literal, fetch_direct
+
+_FOLD = """
+WITH x AS (
+    SELECT * FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb))
+        AS x(i int, c uuid, s text, m text, ch text, at timestamptz, t jsonb, d jsonb)
+), claim AS (
+    INSERT INTO applied_records (source, message_id, customer_id, channel, observed_at)
+    SELECT s, m, c, ch, at FROM x ORDER BY i
+    ON CONFLICT DO NOTHING RETURNING source, message_id
+), new AS (
+    SELECT x.* FROM x JOIN claim ON claim.source = x.s AND claim.message_id = x.m
+), traits AS (
+    INSERT INTO trait_values (customer_id, field, value, source, channel, observed_at,
+        record_source, record_message_id)
+    SELECT new.c, e.v ->> 0, e.v ->> 1, new.s, new.ch, new.at, new.s, new.m
+    FROM new CROSS JOIN LATERAL jsonb_array_elements(new.t) WITH ORDINALITY AS e(v, n)
+    ORDER BY new.i, e.n
+), ids AS (
+    SELECT new.i, new.c, new.s, new.ch, new.at,
+        e.v ->> 0 AS t, e.v ->> 1 AS n, e.v ->> 2 AS v
+    FROM new CROSS JOIN LATERAL jsonb_array_elements(new.d) AS e(v)
+), identifiers AS (
+    INSERT INTO profile_identifiers (customer_id, id_type, namespace, value, source, channel,
+        observed_at)
+    SELECT DISTINCT ON (c, t, n, v) c, t, n, v, s, ch,
+        max(at) OVER (PARTITION BY c, t, n, v)
+    FROM ids ORDER BY c, t, n, v, i
+    ON CONFLICT (customer_id, id_type, namespace, value) DO UPDATE
+    SET observed_at = greatest(profile_identifiers.observed_at, excluded.observed_at)
+), sources AS (
+    INSERT INTO profile_sources (customer_id, source, channel, first_seen, last_seen,
+        record_count)
+    SELECT DISTINCT ON (c, s) c, s, ch, min(at) OVER w, max(at) OVER w, count(*) OVER w
+    FROM new WINDOW w AS (PARTITION BY c, s) ORDER BY c, s, i
+    ON CONFLICT (customer_id, source) DO UPDATE SET
+        first_seen = least(profile_sources.first_seen, excluded.first_seen),
+        last_seen = greatest(profile_sources.last_seen, excluded.last_seen),
+        record_count = profile_sources.record_count + excluded.record_count
+)
+SELECT i FROM new
+"""
+
+# Every value of the customers, in the order they were stored (as the per-customer read of
+# ApplyBatch gives them, through the (customer_id, field) index).
+_OBSERVATIONS = """
+SELECT customer_id, field, value, source, channel, observed_at FROM trait_values
+WHERE customer_id = ANY(CAST(%(c)s AS uuid[])) ORDER BY customer_id, field, value_pk
+"""
+
+# The customers an import's folds changed; those of them announced now (a chunk at a time:
+# FinishCustomerImport of a million customers is many short transactions), each as its
+# current id (merged-away ones as their survivor); how many of the import's announcements
+# are still in the outbox (neither delivered nor dead).
+_NOTE = """
+INSERT INTO customer_import_changes (import_id, customer_id)
+SELECT %(i)s, unnest(CAST(%(c)s AS uuid[])) ON CONFLICT DO NOTHING
+"""
+_TAKE = """
+WITH taken AS (
+    UPDATE customer_import_changes SET announced = true
+    WHERE import_id = %(i)s AND customer_id IN (
+        SELECT customer_id FROM customer_import_changes
+        WHERE import_id = %(i)s AND NOT announced
+        ORDER BY customer_id LIMIT %(n)s
+    )
+    RETURNING customer_id
+)
+SELECT DISTINCT coalesce(m.survivor_id, t.customer_id) AS customer_id
+FROM taken t LEFT JOIN merged_customers m ON m.customer_id = t.customer_id
+ORDER BY 1
+"""
+_PENDING = """
+SELECT count(*) AS n FROM outbox o
+WHERE o.topic = %(t)s AND o.failed_at IS NULL AND o.key IN (
+    SELECT customer_id::text FROM customer_import_changes WHERE import_id = %(i)s
+)
+"""
+
+
+def _row(position: int, app: RecordApplication) -> dict[str, Any]:
+    p = app.provenance
+    return {
+        "i": position,
+        "c": app.customer_id,
+        "s": app.source,
+        "m": app.message_id,
+        "ch": p.channel,
+        "at": p.observed_at.isoformat(),
+        "t": [[t.field, t.value] for t in app.traits],
+        "d": [[i.type, i.namespace, i.value] for i in app.identifiers],
+    }
+
+
+class CustomerImportRows:
+    """A customer import's writes, in a transaction (``ProfileTransaction.customer_imports``)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def claim_and_observe(self, apps: list[RecordApplication]) -> list[bool]:
+        """``ProfileTransaction.claim_and_observe`` of each record in turn, as one statement:
+        for each, whether it was new (a record already applied, or earlier in ``apps``, is
+        not). The records' customers must be locked."""
+        if not apps:
+            return []
+        first: dict[tuple[str, str], int] = {}
+        for position, app in enumerate(apps):
+            first.setdefault((app.source, app.message_id), position)
+        # A record twice in ``apps``: its later copy is a duplicate, as in a second Apply.
+        rows = [_row(position, apps[position]) for position in first.values()]
+        found = await fetch_direct(self.conn, _FOLD, {"rows": json.dumps(rows, ensure_ascii=False)})
+        claimed = {int(r.i) for r in found}
+        return [position in claimed for position in range(len(apps))]
+
+    async def observations(self, customer_ids: Iterable[str]) -> dict[str, list[TraitObservation]]:
+        """Every value observed for the customers, by customer, in the order stored."""
+        ids = sorted(set(customer_ids))
+        found: dict[str, list[TraitObservation]] = {c: [] for c in ids}
+        if not ids:
+            return found
+        rows = await fetch_direct(self.conn, _OBSERVATIONS, {"c": array_literal(ids)})
+        for r in rows:
+            found[str(r.customer_id)].append(
+                TraitObservation(r.field, r.value, Provenance(r.source, r.channel, r.observed_at))
+            )
+        return found
+
+    async def note_changed(self, import_id: str, customer_ids: Iterable[str]) -> None:
+        ids = sorted(set(customer_ids))
+        if ids:
+            await fetch_direct(self.conn, _NOTE, {"i": import_id, "c": array_literal(ids)})
+
+    async def take_changed(self, import_id: str, limit: int) -> list[str]:
+        """Up to ``limit`` of the customers the import changed and nobody announced yet (each
+        as its current id: merged-away ones as their survivor), noted as announced now."""
+        rows = await fetch_direct(self.conn, _TAKE, {"i": import_id, "n": limit})
+        return [str(r.customer_id) for r in rows]
+
+    async def pending(self, import_id: str, topic: str) -> int:
+        """The import's announcements (of ``topic``) still waiting in the outbox."""
+        rows = await fetch_direct(self.conn, _PENDING, {"i": import_id, "t": topic})
+        return int(rows[0].n)
+
+    async def forget(self, import_id: str) -> None:
+        """The import's notes, once everything was announced and delivered."""
+        await fetch_direct(
+            self.conn,
+            "DELETE FROM customer_import_changes WHERE import_id = %(i)s AND announced",
+            {"i": import_id},
+        )

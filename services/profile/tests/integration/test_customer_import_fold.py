@@ -1,0 +1,292 @@
+"""Customer imports (issue 22): FoldCustomerImport's set-based fold gives exactly the profiles
+ApplyBatch gives. One generated set of resolved records (several per customer from several
+sources, name spellings and transliterations, conflicting birth dates, repeated identifiers,
+equal times, records without traits, duplicates) goes through ApplyBatch's use case into one
+database and through the fold into another (a prefix of it applied there by ApplyBatch
+first); every customer's GetProfile must be identical but for its version and times.
+Folding again changes nothing; erased customers' and bad records are refused alone; each
+changed customer is announced once per import. Real Postgres; the use cases and the storage
+adapter as the app wires them, the records converted by the servicer's own ``application``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import secrets
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from google.protobuf import text_format
+from google.type import date_pb2
+
+from svod.common.v1 import common_pb2
+from svod.profile.v1 import profile_pb2
+from svod_cli.suite import create_database, drop_database, prepare_database
+from svod_profile.adapters.storage import ProfileStore
+from svod_profile.domain.model import RecordApplication
+from svod_profile.entrypoints.grpc_servicer import application, profile_proto
+from svod_profile.service_layer.customer_import import CustomerImports
+from svod_profile.service_layer.use_cases import ProfileService
+from svod_runtime.config import service_database_url
+from svod_runtime.custom_attributes import AttributeType
+from svod_runtime.db import create_engine, libpq_url
+from svod_runtime.errors import CustomerErased, InvalidArgument, SvodError
+
+PERSONS = 60
+SEED = 22
+NOW = dt.datetime(2026, 12, 4, 12, tzinfo=dt.UTC)
+FIRST = ["Мария", "Маша", "Maria", "Машенька", "Александр", "Саша", "Sasha", "Евгения", "Женя"]
+LAST = ["Смирнова", "Smirnova", "Иванов", "Ivanov", "Петрова"]
+MIDDLE = ["Ивановна", "Ivanovna", "Петрович", ""]
+SOURCES = ["pos-msk", "webshop", "crm"]
+CHANNELS = [
+    common_pb2.SOURCE_CHANNEL_POS,
+    common_pb2.SOURCE_CHANNEL_WEB,
+    common_pb2.SOURCE_CHANNEL_APP,
+]
+
+
+@pytest.fixture
+def profile_urls(postgres_admin_url) -> Iterator[Any]:
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"svod_test_custfold_{secrets.token_hex(4)}"
+        url = create_database(postgres_admin_url, name)
+        made.append(name)
+        prepare_database(url)
+        return service_database_url("profile", {"SVOD_DATABASE_URL": url})
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            drop_database(postgres_admin_url, name)
+
+
+def _describe(
+    request: profile_pb2.ApplyRequest, rng: random.Random, birth: tuple[int, int, int]
+) -> None:
+    """A record's name, birth date, gender, address and attributes (some of them)."""
+    request.name.first_name = rng.choice(FIRST)
+    if rng.random() < 0.8:
+        request.name.last_name = rng.choice(LAST)
+    request.name.middle_name = rng.choice(MIDDLE)
+    if rng.random() < 0.2:
+        request.name.full_name = f"{request.name.first_name} {request.name.last_name}"
+    if rng.random() < 0.7:
+        year, month, day = birth
+        if rng.random() < 0.2:  # a till's typo
+            day = 1 + (day % 27)
+        request.birth_date.CopyFrom(date_pb2.Date(year=year, month=month, day=day))
+    request.gender = rng.choice(
+        [common_pb2.GENDER_UNSPECIFIED, common_pb2.GENDER_FEMALE, common_pb2.GENDER_MALE]
+    )
+    if rng.random() < 0.4:
+        request.addresses.add(
+            country_code="RU", city=rng.choice(["Москва", "Казань"]), address_line="ул. 1"
+        )
+    if rng.random() < 0.4:
+        request.attributes["tier"] = rng.choice(["gold", "silver"])
+    if rng.random() < 0.2:
+        request.attributes["shoe_size"] = str(rng.randint(35, 45))
+
+
+def records(customers: list[str], seed: int) -> list[profile_pb2.ApplyRequest]:
+    """1-6 records per customer, shuffled (the order an import's results come in)."""
+    rng = random.Random(seed)
+    out: list[profile_pb2.ApplyRequest] = []
+    for p, customer in enumerate(customers):
+        phone = f"+7916{p:07d}"
+        email = f"person{p}@example.ru"
+        birth = (1970 + p % 30, 1 + p % 12, 1 + p % 28)
+        for n in range(rng.randint(1, 6)):
+            source = rng.choice(SOURCES)
+            request = profile_pb2.ApplyRequest(
+                customer_id=customer,
+                record_ref=common_pb2.RecordRef(source=source, message_id=f"{p}-{n}"),
+                channel=rng.choice(CHANNELS),
+            )
+            # Times repeat on purpose (ties between records of a source).
+            request.observed_time.FromDatetime(NOW - dt.timedelta(days=rng.randint(0, 5)))
+            ids = [(common_pb2.IDENTIFIER_TYPE_PHONE, phone, "")]
+            if rng.random() < 0.6:
+                ids.append((common_pb2.IDENTIFIER_TYPE_EMAIL, email, ""))
+            if rng.random() < 0.3:
+                ids.append((common_pb2.IDENTIFIER_TYPE_EXTERNAL_ID, f"crm-{p}", "crm"))
+            for kind, value, namespace in ids:
+                request.identifiers.add(type=kind, value=value, namespace=namespace)
+            if rng.random() >= 0.15:  # else identifiers only
+                _describe(request, rng, birth)
+            out.append(request)
+    rng.shuffle(out)
+    return out
+
+
+def items(requests: list[profile_pb2.ApplyRequest]) -> list[tuple[RecordApplication, dict]]:
+    return [(application(r, NOW), {}) for r in requests]
+
+
+async def apply_batches(service: ProfileService, requests: list[profile_pb2.ApplyRequest]) -> None:
+    """As ingestion's job delivers them: ApplyBatch calls of 500, in order."""
+    for start in range(0, len(requests), 500):
+        outcomes = await service.apply_many(items(requests[start : start + 500]))
+        assert all(isinstance(o, tuple) for o in outcomes), outcomes
+
+
+async def profiles(store: ProfileStore, customers: list[str]) -> list[str]:
+    """Every customer's GetProfile, but for its version and times."""
+    seen = []
+    async with store.transaction() as tx:
+        for customer in customers:
+            view = await tx.load(customer)
+            assert view is not None, customer
+            proto = profile_proto(view)
+            assert proto.version > 0
+            proto.ClearField("version")
+            proto.ClearField("create_time")
+            proto.ClearField("update_time")
+            seen.append(text_format.MessageToString(proto, as_utf8=True))
+    return seen
+
+
+def name_keys(url: str) -> dict[str, list[str]]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        rows = conn.execute("SELECT customer_id, name_keys FROM profiles").fetchall()
+    return {str(c): sorted(keys) for c, keys in rows}
+
+
+def announcements(url: str) -> Counter[str]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        rows = conn.execute("SELECT key FROM outbox WHERE topic = 'profile.changed'").fetchall()
+    return Counter(str(r[0]) for r in rows)
+
+
+def wired(url: str) -> tuple[ProfileStore, ProfileService, CustomerImports]:
+    store = ProfileStore(create_engine(url))
+    service = ProfileService(store, directory=Any)  # type: ignore[arg-type]
+    imports = CustomerImports(store, service.survivorship, service.checked, service.apply_many)
+    return store, service, imports
+
+
+async def _equivalence(stream_url: str, fold_url: str) -> None:
+    customers = [str(uuid.uuid4()) for _ in range(PERSONS)]
+    requests = records(customers, SEED)
+    rng = random.Random(SEED)
+    resent = rng.sample(requests, 25)
+
+    store_s, service_s, _ = wired(stream_url)
+    await apply_batches(service_s, requests + resent)
+
+    store_f, service_f, imports = wired(fold_url)
+    # A prefix of the import was applied here before by ApplyBatch (it must count once).
+    early = len(requests) // 5
+    await apply_batches(service_f, requests[:early])
+    before = announcements(fold_url)
+    answers = []
+    mine = requests + resent
+    for start in range(0, len(mine), 70):  # several calls: a customer's records span them
+        answers += await imports.fold("imp-1", items(mine[start : start + 70]))
+    assert all(isinstance(a, tuple) for a in answers), answers
+    changed = [a[1] for a in answers if isinstance(a, tuple)]
+    assert changed == [False] * early + [True] * (len(requests) - early) + [False] * len(resent)
+
+    folded_profiles = await profiles(store_f, customers)
+    streamed_profiles = await profiles(store_s, customers)
+    assert folded_profiles == streamed_profiles
+    # And what GetProfile does not show: the name keys SearchProfiles finds people by.
+    assert name_keys(fold_url) == name_keys(stream_url)
+    # The comparison is about something: names chosen among spellings, several sources.
+    async with store_f.transaction() as tx:
+        views = [await tx.load(c) for c in customers]
+    assert sum(1 for v in views if v and len(v.sources) > 1) > PERSONS // 3
+    assert sum(1 for v in views if v and "first_name" in v.shown) > PERSONS // 2
+
+    # Nothing announced by the folds; Finish announces each changed customer once.
+    assert announcements(fold_url) == before
+    folded = {r.customer_id for r in requests[early:]}
+    # No relay runs here: the announcements wait in the outbox, and Finish counts them (with
+    # the earlier ApplyBatch's of the same customers).
+    waiting = len(folded) + sum(n for c, n in before.items() if c in folded)
+    assert await imports.finish("imp-1") == (len(folded), waiting)
+    assert announcements(fold_url) - before == Counter(folded)
+    assert await imports.finish("imp-1") == (0, waiting)
+
+    # The job's step done again (a crash before it recorded it): nothing changes.
+    again = await imports.fold("imp-1", items(requests[:500]))
+    assert all(isinstance(a, tuple) and not a[1] for a in again)
+    assert await profiles(store_f, customers) == await profiles(store_s, customers)
+    assert await imports.finish("imp-1") == (0, waiting)
+    # Once segmentation had them all, the import's notes go.
+    with psycopg.connect(libpq_url(fold_url), autocommit=True) as conn:
+        conn.execute("DELETE FROM outbox WHERE topic = 'profile.changed'")
+    assert await imports.finish("imp-1") == (0, 0)
+    with psycopg.connect(libpq_url(fold_url)) as conn:
+        assert conn.execute("SELECT count(*) FROM customer_import_changes").fetchone() == (0,)
+    await store_s.engine.dispose()
+    await store_f.engine.dispose()
+
+
+def test_fold_gives_the_profiles_apply_batch_gives_and_announces_once(profile_urls) -> None:
+    asyncio.run(_equivalence(profile_urls(), profile_urls()))
+
+
+async def _refusals(url: str) -> None:
+    store, service, imports = wired(url)
+    kept, erased, bad_attr = (str(uuid.uuid4()) for _ in range(3))
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO erased_customers (customer_id, receipt_id) VALUES (%s, %s)",
+            (erased, str(uuid.uuid4())),
+        )
+    requests = records([kept, erased], 5)
+    no_source = profile_pb2.ApplyRequest(customer_id=kept)
+    no_source.record_ref.message_id = "no-source"
+    bad_id = profile_pb2.ApplyRequest(
+        customer_id="not-a-uuid", record_ref=common_pb2.RecordRef(source="crm", message_id="x")
+    )
+    typed = CustomerImports(
+        store,
+        service.survivorship,
+        ProfileService(
+            store,
+            directory=Any,  # type: ignore[arg-type]
+            attribute_types={"shoe_size": AttributeType.NUMBER},
+        ).checked,
+        service.apply_many,
+    )
+    bad_number = profile_pb2.ApplyRequest(
+        customer_id=bad_attr, record_ref=common_pb2.RecordRef(source="crm", message_id="size")
+    )
+    bad_number.attributes["shoe_size"] = "large"
+    mixed = [*requests, bad_id, bad_number]
+    outcomes = await typed.fold("imp-2", items(mixed))
+    for request, outcome in zip(mixed, outcomes, strict=True):
+        if request.customer_id == erased:
+            assert isinstance(outcome, CustomerErased), outcome
+        elif request.customer_id == kept:
+            assert isinstance(outcome, tuple) and outcome[1], outcome
+        else:
+            assert isinstance(outcome, InvalidArgument), outcome
+    with pytest.raises(SvodError):  # no source: refused where the servicer converts it
+        application(no_source, NOW)
+    async with store.transaction() as tx:
+        assert await tx.load(erased) is None
+        assert await tx.load(bad_attr) is None
+        assert await tx.load(kept) is not None
+    assert (await imports.finish("imp-2"))[0] == 1
+    with pytest.raises(InvalidArgument):
+        await imports.fold("bad id!", items(requests[:1]))
+    with pytest.raises(InvalidArgument):
+        await imports.fold("imp-2", [])
+    await store.engine.dispose()
+
+
+def test_erased_customers_and_bad_records_are_refused_alone(profile_urls) -> None:
+    asyncio.run(_refusals(profile_urls()))
