@@ -164,6 +164,29 @@ def processed(db_url: str, source: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def in_segmentation(db_url: str, source: str) -> int:
+    """Events of ``source`` in segmentation's read model (announced by profile, applied)."""
+    with psycopg.connect(libpq_url(db_url), application_name="svod-bench") as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM segmentation.events WHERE source = %s", (source,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def wait_in_segmentation(db_url: str, source: str, count: int, timeout_s: float) -> float:
+    """Seconds (from now) until ``count`` events of ``source`` are in segmentation's read
+    model; polled every 0.2 s."""
+    started = time.perf_counter()
+    while True:
+        done = await asyncio.to_thread(in_segmentation, db_url, source)
+        if done >= count:
+            return time.perf_counter() - started
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(f"only {done} of {count} {source} events in segmentation")
+        await asyncio.sleep(0.2)
+
+
 async def wait_processed(db_url: str, source: str, count: int, timeout_s: float) -> float:
     """Seconds (from now) until ``count`` records of ``source`` are done; polled every 0.2 s."""
     started = time.perf_counter()
@@ -288,85 +311,92 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
     print(f"idle CPU per second: {IDLE}")
 
     # -- identify: identity's own ResolveBatch, then the same mix through the pipeline ----------
-    ceiling_work = [r for _, r in Workload(args.customers, seed=11).mixed(args.identifies)]
-    with CpuMeter(pids, db_url) as meter:
-        resolve_s = await resolve_ceiling(suite.target("identity"), ceiling_work)
-    ceiling = rate(len(ceiling_work), resolve_s)
-    ceiling_cpu = cpu_figures(meter, len(ceiling_work))
-    work = [
-        identify_request(r, IDENTIFY_SOURCE)
-        for _, r in Workload(args.customers, seed=23).mixed(args.identifies)
-    ]
-    stop_probe = asyncio.Event()
-    probe = asyncio.create_task(interactive_probe(ingestion, stop_probe))
-    reads = ProfileReader(suite.target("profile"), db_url)
-    # The same reads' raw ceilings under the same load, each from a process of its own: a
-    # unary call answered without work (raw_grpc.py) and the profile row's primary-key read
-    # straight from Postgres. What neither can reach, GetProfile cannot either.
-    raw = contextlib.ExitStack()
-    raw_target = raw.enter_context(raw_server())
-    raw_reads = ProfileReader(raw_target, db_url)
-    db_reads = ProfileReader("", db_url, straight_from_db=True)
-    with CpuMeter(pids, db_url) as meter:
-        started = time.perf_counter()
-        accept_s = await send_streams(
-            ingestion, "IdentifyStream", work, args.per_stream, args.streams
-        )
-        await wait_processed(db_url, IDENTIFY_SOURCE, len(work), args.timeout)
-        elapsed = time.perf_counter() - started
-    stop_probe.set()
-    probes = await probe
-    read_latencies = await reads.stop()
-    raw_latencies = await raw_reads.stop()
-    db_latencies = await db_reads.stop()
-    raw.close()
-    await wait_processed(db_url, PROBE_SOURCE, probes, args.timeout)
-    interactive = probe_latencies(db_url)
-    _, delivered = processed(db_url, IDENTIFY_SOURCE)
-    figures["identify"] = {
-        "records": len(work),
-        "delivered": delivered,
-        "accepted_per_second": rate(len(work), accept_s),
-        "fully_processed_per_second": rate(len(work), elapsed),
-        "seconds": round(elapsed, 2),
-        "ceiling_identity_resolve_batch_per_second": ceiling,
-        "ratio_to_ceiling": round(len(work) / elapsed / ceiling, 2),
-        **cpu_figures(meter, len(work)),
-        "ceiling_cpu_ms_per_record": ceiling_cpu["cpu_ms_per_message"],
-        # One Identify every 0.5 s during the bulk import: accepted -> delivered (in the
-        # profile), by ingestion's timestamps.
-        "interactive_identify_to_profile_ms": latency_summary(interactive) if interactive else {},
-        # GetProfile of customers with a profile, one at a time every 20 ms, meanwhile.
-        "profile_reads_during_import_ms": read_summary(read_latencies) if read_latencies else {},
-        # Their raw ceilings meanwhile: a gRPC call answered without work, and the profile
-        # row read straight from Postgres.
-        "raw_unary_calls_during_import_ms": read_summary(raw_latencies) if raw_latencies else {},
-        "raw_db_reads_during_import_ms": read_summary(db_latencies) if db_latencies else {},
-    }
-    f = figures["identify"]
-    print(
-        f"identify fully processed (resolved, in the profile): "
-        f"{f['fully_processed_per_second']:,} records/s ({delivered:,} of {len(work):,} "
-        f"delivered in {elapsed:.1f}s); identity's own ResolveBatch {ceiling:,} records/s "
-        f"(ratio {f['ratio_to_ceiling']})"
-    )
-    print_cpu("record", f)
-    if interactive:
-        lat = f["interactive_identify_to_profile_ms"]
-        print(
-            f"  a single Identify during the import, until in the profile: p50 "
-            f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms ({lat['calls']} calls)"
-        )
-    for key, what in (
-        ("profile_reads_during_import_ms", "GetProfile during the import"),
-        ("raw_unary_calls_during_import_ms", "  raw: a gRPC call answered without work"),
-        ("raw_db_reads_during_import_ms", "  raw: the profile row straight from Postgres"),
-    ):
-        if lat := f[key]:
-            print(
-                f"  {what}: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
-                f"max {lat['max_ms']:.1f} ms ({lat['calls']} calls)"
+    if args.identifies:  # --identifies 0: the events phases alone
+        ceiling_work = [r for _, r in Workload(args.customers, seed=11).mixed(args.identifies)]
+        with CpuMeter(pids, db_url) as meter:
+            resolve_s = await resolve_ceiling(suite.target("identity"), ceiling_work)
+        ceiling = rate(len(ceiling_work), resolve_s)
+        ceiling_cpu = cpu_figures(meter, len(ceiling_work))
+        work = [
+            identify_request(r, IDENTIFY_SOURCE)
+            for _, r in Workload(args.customers, seed=23).mixed(args.identifies)
+        ]
+        stop_probe = asyncio.Event()
+        probe = asyncio.create_task(interactive_probe(ingestion, stop_probe))
+        reads = ProfileReader(suite.target("profile"), db_url)
+        # The same reads' raw ceilings under the same load, each from a process of its own: a
+        # unary call answered without work (raw_grpc.py) and the profile row's primary-key read
+        # straight from Postgres. What neither can reach, GetProfile cannot either.
+        raw = contextlib.ExitStack()
+        raw_target = raw.enter_context(raw_server())
+        raw_reads = ProfileReader(raw_target, db_url)
+        db_reads = ProfileReader("", db_url, straight_from_db=True)
+        with CpuMeter(pids, db_url) as meter:
+            started = time.perf_counter()
+            accept_s = await send_streams(
+                ingestion, "IdentifyStream", work, args.per_stream, args.streams
             )
+            await wait_processed(db_url, IDENTIFY_SOURCE, len(work), args.timeout)
+            elapsed = time.perf_counter() - started
+        stop_probe.set()
+        probes = await probe
+        read_latencies = await reads.stop()
+        raw_latencies = await raw_reads.stop()
+        db_latencies = await db_reads.stop()
+        raw.close()
+        await wait_processed(db_url, PROBE_SOURCE, probes, args.timeout)
+        interactive = probe_latencies(db_url)
+        _, delivered = processed(db_url, IDENTIFY_SOURCE)
+        figures["identify"] = {
+            "records": len(work),
+            "delivered": delivered,
+            "accepted_per_second": rate(len(work), accept_s),
+            "fully_processed_per_second": rate(len(work), elapsed),
+            "seconds": round(elapsed, 2),
+            "ceiling_identity_resolve_batch_per_second": ceiling,
+            "ratio_to_ceiling": round(len(work) / elapsed / ceiling, 2),
+            **cpu_figures(meter, len(work)),
+            "ceiling_cpu_ms_per_record": ceiling_cpu["cpu_ms_per_message"],
+            # One Identify every 0.5 s during the bulk import: accepted -> delivered (in the
+            # profile), by ingestion's timestamps.
+            "interactive_identify_to_profile_ms": latency_summary(interactive)
+            if interactive
+            else {},
+            # GetProfile of customers with a profile, one at a time every 20 ms, meanwhile.
+            "profile_reads_during_import_ms": read_summary(read_latencies)
+            if read_latencies
+            else {},
+            # Their raw ceilings meanwhile: a gRPC call answered without work, and the profile
+            # row read straight from Postgres.
+            "raw_unary_calls_during_import_ms": read_summary(raw_latencies)
+            if raw_latencies
+            else {},
+            "raw_db_reads_during_import_ms": read_summary(db_latencies) if db_latencies else {},
+        }
+        f = figures["identify"]
+        print(
+            f"identify fully processed (resolved, in the profile): "
+            f"{f['fully_processed_per_second']:,} records/s ({delivered:,} of {len(work):,} "
+            f"delivered in {elapsed:.1f}s); identity's own ResolveBatch {ceiling:,} records/s "
+            f"(ratio {f['ratio_to_ceiling']})"
+        )
+        print_cpu("record", f)
+        if interactive:
+            lat = f["interactive_identify_to_profile_ms"]
+            print(
+                f"  a single Identify during the import, until in the profile: p50 "
+                f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms ({lat['calls']} calls)"
+            )
+        for key, what in (
+            ("profile_reads_during_import_ms", "GetProfile during the import"),
+            ("raw_unary_calls_during_import_ms", "  raw: a gRPC call answered without work"),
+            ("raw_db_reads_during_import_ms", "  raw: the profile row straight from Postgres"),
+        ):
+            if lat := f[key]:
+                print(
+                    f"  {what}: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+                    f"max {lat['max_ms']:.1f} ms ({lat['calls']} calls)"
+                )
 
     # -- events: durable accept and fully processed ----------------------------------------------
     events = events_for(args.customers, args.events, TRACK_SOURCE, seed=31)
@@ -376,12 +406,16 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
             ingestion, "TrackStream", events, args.per_stream, args.streams
         )
         await wait_processed(db_url, TRACK_SOURCE, len(events), args.timeout)
+        in_profile_s = time.perf_counter() - started
+        # Fully processed = in the profile and in segmentation's read model (issue #20).
+        await wait_in_segmentation(db_url, TRACK_SOURCE, len(events), args.timeout)
         elapsed = time.perf_counter() - started
     _, delivered = processed(db_url, TRACK_SOURCE)
     figures["events"] = {
         "events": len(events),
         "delivered": delivered,
         "accepted_per_second": rate(len(events), events_accept_s),
+        "in_profile_per_second": rate(len(events), in_profile_s),
         "fully_processed_per_second": rate(len(events), elapsed),
         "seconds": round(elapsed, 2),
         **cpu_figures(meter, len(events)),
@@ -462,7 +496,8 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
         f" (ratio {f['accept_ratio_to_ceiling']})"
     )
     print(
-        f"events fully processed (in the profile): {f['fully_processed_per_second']:,} events/s "
+        f"events in the profile: {f['in_profile_per_second']:,} events/s; fully processed (in "
+        f"the profile and segmentation): {f['fully_processed_per_second']:,} events/s "
         f"({f['delivered']:,} of {len(events):,} delivered in {f['seconds']:.1f}s); "
         f"raw one-row INSERT {raw_insert['per_second']:,} rows/s (ratio {f['ratio_to_ceiling']})"
     )

@@ -22,22 +22,29 @@ from svod_runtime.custom_attributes import AttributeType
 from svod_segmentation.domain.fields import NO_DECLARATIONS
 from svod_segmentation.domain.lookalike import CustomerFeatures
 from svod_segmentation.domain.model import (
+    METRIC_FIELDS,
     CustomerEvent,
     CustomerSnapshot,
     Evaluation,
     Member,
     MembershipEvent,
     MembershipKind,
+    MetricsSnapshot,
     Segment,
 )
 from svod_segmentation.domain.rules import AllOf, AnyOf, FieldCondition, InSegment, Not, Rule
 from svod_segmentation.service_layer.ports import SegmentationRepository, SegmentationUnit
+
+# A whole profile older than the metrics held keeps these (the adapter's metric columns).
+_KEPT_WITH_METRICS = (*METRIC_FIELDS, "updated_at")
 
 
 @dataclass
 class FakeCustomer:
     snapshot: CustomerSnapshot | None = None
     merged_into: str | None = None
+    # The version of the metrics held (versioned apart from the rest, as the adapter does).
+    metrics_version: int = 0
 
 
 @dataclass
@@ -292,8 +299,34 @@ class FakeUnit:
                 customer.snapshot.profile_version < snapshot.profile_version
             )
             if older and customer.merged_into is None:
+                if customer.snapshot is not None and (
+                    customer.metrics_version >= snapshot.profile_version
+                ):  # newer metrics held: kept
+                    kept = {f: getattr(customer.snapshot, f) for f in _KEPT_WITH_METRICS}
+                    snapshot = replace(snapshot, **kept)
                 customer.snapshot = snapshot
+                customer.metrics_version = max(customer.metrics_version, snapshot.profile_version)
                 stored.add(snapshot.customer_id)
+        return stored
+
+    async def update_metrics(self, changes: Sequence[MetricsSnapshot]) -> set[str]:
+        stored = set()
+        for change in changes:
+            if change.customer_id in self.s.erased:
+                continue
+            customer = self.s.customers.setdefault(change.customer_id, FakeCustomer())
+            if customer.merged_into is not None or customer.metrics_version >= (
+                change.profile_version
+            ):
+                continue
+            held = customer.snapshot or CustomerSnapshot(change.customer_id, 0)
+            customer.snapshot = replace(
+                held,
+                updated_at=change.updated_at,
+                **{f: getattr(change, f) for f in METRIC_FIELDS},
+            )
+            customer.metrics_version = change.profile_version
+            stored.add(change.customer_id)
         return stored
 
     async def customer_states(

@@ -226,6 +226,24 @@ class EventRepository:
         )
         return {str(r.customer_id): metrics_from_json(r.metrics) for r in rows}
 
+    async def current_metrics(
+        self, customer_ids: list[str]
+    ) -> dict[str, tuple[int, dt.datetime, Metrics]]:
+        """(version, update time, metrics) of each profile there is, without the rest of it
+        (a metrics change announced to segmentation)."""
+        if not customer_ids:
+            return {}
+        rows = await fetch_direct(
+            self.conn,
+            "SELECT customer_id, version, updated_at, metrics FROM profiles "
+            "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
+            {"c": array_literal(customer_ids)},
+        )
+        return {
+            str(r.customer_id): (int(r.version), r.updated_at, metrics_from_json(r.metrics))
+            for r in rows
+        }
+
     async def save_metrics_many(self, metrics: dict[str, Metrics]) -> dict[str, int]:
         if not metrics:
             return {}

@@ -1,7 +1,9 @@
 """Announces profile changes to the segmentation service (the outbox handler of profile).
 
 A relay pass's changes go in one ApplyProfileChanges call; each carries the trace context of
-its own delivery, so every change stays in the trace of the write that caused it.
+its own delivery, so every change stays in the trace of the write that caused it. A change
+that only applied events carries the profile's metrics alone (ProfileChanged.metrics_only);
+the others the whole profile as it is at delivery.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ from svod_profile.domain.announcements import ProfileChanged
 from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 from svod_runtime.priority import step_aside
+from svod_runtime.protoconv import datetime_to_timestamp
 
 # The most changes segmentation takes in one call.
 MAX_CHANGES_PER_CALL = 1000
+
+
+def _metrics_alone(change: ProfileChanged) -> bool:
+    return change.metrics_only and not change.merged and change.split is None
 
 
 class SegmentationAnnouncer:
@@ -37,14 +44,25 @@ class SegmentationAnnouncer:
 
     async def _announce(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         # Imported here: the servicer module holds the proto mapping of a profile.
-        from svod_profile.entrypoints.grpc_servicer import profile_proto, timeline_entry
+        from svod_profile.entrypoints.grpc_servicer import (
+            metrics_proto,
+            profile_proto,
+            timeline_entry,
+        )
 
         changes = [ProfileChanged.parse(m.payload) for m in messages]
         refs = [r for change in changes for r in change.events]
         refs += [r for change in changes if change.split is not None for r in change.split.moved]
         split_sources = {c.split.source for c in changes if c.split is not None}
+        # A change that only applied events is announced with the metrics alone (see
+        # ProfileChanged.metrics_only); the others with whole profiles, as they are now.
+        alone = [_metrics_alone(c) for c in changes]
+        whole = {m.key for m, a in zip(messages, alone, strict=True) if not a} | split_sources
         async with self.store.reader() as tx:
-            views = await tx.load_many(sorted({m.key for m in messages} | split_sources))
+            views = await tx.load_many(sorted(whole))
+            metrics = await tx.events.current_metrics(
+                sorted({m.key for m, a in zip(messages, alone, strict=True) if a})
+            )
             events = {(e.source, e.message_id): e for e in await tx.events.events_by_ref(refs)}
         requests: list[segmentation_pb2.ApplyProfileChangeRequest] = []
         sent: list[int] = []  # index of the message each request announces
@@ -52,15 +70,34 @@ class SegmentationAnnouncer:
             # Building a pass's requests takes tens of milliseconds: let single calls and the
             # event batches sharing this loop run in between.
             await step_aside()
+            new_events = [
+                timeline_entry(events[r], self.currency) for r in change.events if r in events
+            ]
+            if alone[index]:
+                current = metrics.get(message.key)
+                if current is None:  # merged away or erased since: nothing left to announce
+                    continue
+                version, updated_at, values = current
+                requests.append(
+                    segmentation_pb2.ApplyProfileChangeRequest(
+                        customer_id=message.key,
+                        profile_version=version,
+                        metrics=metrics_proto(values, self.currency),
+                        profile_update_time=datetime_to_timestamp(updated_at),
+                        new_events=new_events,
+                        trace_context=message.trace_carrier,
+                    )
+                )
+                sent.append(index)
+                continue
             view = views.get(message.key)
             if view is None:  # merged away or erased since: nothing left to announce
                 continue
-            new_events = [events[r] for r in change.events if r in events]
             request = segmentation_pb2.ApplyProfileChangeRequest(
                 customer_id=message.key,
                 profile_version=view.version,
                 profile=profile_proto(view, self.currency),
-                new_events=[timeline_entry(e, self.currency) for e in new_events],
+                new_events=new_events,
                 merged_customer_ids=change.merged,
                 trace_context=message.trace_carrier,
             )

@@ -31,6 +31,14 @@ from svod_runtime.batching import GroupCommitBatcher
 from svod_runtime.telemetry import continuing, current_trace_carrier
 
 
+def metrics_only(version: int, consented: bool) -> bool:
+    """Whether segmentation may be told a batch's change of a profile with its metrics alone:
+    the batch changed nothing else (no consent), and the profile had been changed - and so
+    announced whole - before (version 1 is its first change: a profile the batch created, whose
+    whole profile segmentation has not been told yet)."""
+    return version > 1 and not consented
+
+
 @dataclass(frozen=True)
 class _Pending:
     customer_id: str
@@ -92,6 +100,7 @@ class EventBatcher:
             changed: list[bool] = []
             new_events: dict[str, list[EventFact]] = defaultdict(list)
             carriers: dict[str, dict[str, str]] = {}
+            consented: set[str] = set()  # profiles whose consents the batch changed
             for owner, pending in zip(owners, batch, strict=True):
                 ref = (pending.event.source, pending.event.message_id)
                 is_new = ref in inserted
@@ -105,6 +114,7 @@ class EventBatcher:
                     metrics[owner] = apply_event(metrics[owner], event)
                     opt_out = consent_from_event(event)
                     if opt_out is not None:
+                        consented.add(owner)
                         await self.record_consent(
                             tx, owner, opt_out, record_ref=(event.source, event.message_id)
                         )
@@ -122,7 +132,8 @@ class EventBatcher:
                     (
                         owner,
                         ProfileChanged(
-                            events=tuple((e.source, e.message_id) for e in events)
+                            events=tuple((e.source, e.message_id) for e in events),
+                            metrics_only=metrics_only(versions[owner], owner in consented),
                         ).payload(),
                         carriers[owner],
                     )

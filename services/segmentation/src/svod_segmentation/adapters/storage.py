@@ -32,12 +32,14 @@ from svod_segmentation.domain import builtins
 from svod_segmentation.domain.fields import NO_DECLARATIONS
 from svod_segmentation.domain.lookalike import CustomerFeatures
 from svod_segmentation.domain.model import (
+    METRIC_FIELDS,
     CustomerEvent,
     CustomerSnapshot,
     Evaluation,
     Member,
     MembershipEvent,
     MembershipKind,
+    MetricsSnapshot,
     Segment,
 )
 from svod_segmentation.domain.rules import (
@@ -87,21 +89,48 @@ _BIND = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 # The batched forms: one statement for many customers / events, rows passed as one JSON array
 # and typed by the table's own row type.
+# Metrics are versioned apart (metrics_version): a metrics change (events applied) carries
+# them alone, and a whole profile older than the metrics held updates all but its metrics. The
+# update time goes with the newest of the two.
+_METRIC_COLUMNS = (*METRIC_FIELDS, "profile_updated_at")
+_PROFILE_COLUMNS = tuple(c for c in SNAPSHOT_COLUMNS if c not in METRIC_FIELDS)
+_METRICS_IF_NEWER = ", ".join(
+    f"{c} = CASE WHEN customers.metrics_version < excluded.profile_version "
+    f"THEN excluded.{c} ELSE customers.{c} END"
+    for c in _METRIC_COLUMNS
+)
 _UPSERT_CUSTOMERS = f"""
-INSERT INTO customers (customer_id, profile_version, {", ".join(SNAPSHOT_COLUMNS)},
-    consents, attributes, profile_created_at, profile_updated_at, applied_at)
-SELECT i.customer_id, i.profile_version, {", ".join(f"i.{c}" for c in SNAPSHOT_COLUMNS)},
+INSERT INTO customers (customer_id, profile_version, metrics_version,
+    {", ".join(SNAPSHOT_COLUMNS)}, consents, attributes, profile_created_at, profile_updated_at,
+    applied_at)
+SELECT i.customer_id, i.profile_version, i.profile_version,
+    {", ".join(f"i.{c}" for c in SNAPSHOT_COLUMNS)},
     i.consents, i.attributes, i.profile_created_at, i.profile_updated_at, now()
 FROM jsonb_populate_recordset(NULL::customers, CAST(:rows AS jsonb)) i
 WHERE NOT EXISTS (SELECT 1 FROM erased_customers x WHERE x.customer_id = i.customer_id)
 ORDER BY i.customer_id
 ON CONFLICT (customer_id) DO UPDATE SET
     profile_version = excluded.profile_version,
-    {", ".join(f"{c} = excluded.{c}" for c in SNAPSHOT_COLUMNS)},
+    {", ".join(f"{c} = excluded.{c}" for c in _PROFILE_COLUMNS)},
+    {_METRICS_IF_NEWER},
+    metrics_version = greatest(customers.metrics_version, excluded.profile_version),
     consents = excluded.consents, attributes = excluded.attributes,
-    profile_created_at = excluded.profile_created_at,
-    profile_updated_at = excluded.profile_updated_at, applied_at = now()
+    profile_created_at = excluded.profile_created_at, applied_at = now()
 WHERE customers.profile_version < excluded.profile_version AND customers.merged_into IS NULL
+RETURNING customer_id
+"""
+# Metrics changes: the metric columns of customers whose metrics held are older; a customer not
+# seen before is stored with its metrics alone (profile_version 0: any whole profile is newer).
+_UPDATE_METRICS = f"""
+INSERT INTO customers (customer_id, metrics_version, {", ".join(_METRIC_COLUMNS)}, applied_at)
+SELECT i.customer_id, i.metrics_version, {", ".join(f"i.{c}" for c in _METRIC_COLUMNS)}, now()
+FROM jsonb_populate_recordset(NULL::customers, CAST(:rows AS jsonb)) i
+WHERE NOT EXISTS (SELECT 1 FROM erased_customers x WHERE x.customer_id = i.customer_id)
+ORDER BY i.customer_id
+ON CONFLICT (customer_id) DO UPDATE SET
+    metrics_version = excluded.metrics_version,
+    {", ".join(f"{c} = excluded.{c}" for c in _METRIC_COLUMNS)}, applied_at = now()
+WHERE customers.metrics_version < excluded.metrics_version AND customers.merged_into IS NULL
 RETURNING customer_id
 """
 
@@ -582,6 +611,24 @@ class SegmentationTransaction:
             rows.append(row)
         result = await self._exec(
             _UPSERT_CUSTOMERS, {"rows": json.dumps(rows, ensure_ascii=False, default=_json_value)}
+        )
+        return {str(r.customer_id) for r in result}
+
+    async def update_metrics(self, changes: Sequence[MetricsSnapshot]) -> set[str]:
+        """Stores the newer metrics (one change per customer); returns the customers stored."""
+        if not changes:
+            return set()
+        rows = []
+        for change in changes:
+            row = {column: getattr(change, column) for column in METRIC_FIELDS}
+            row.update(
+                customer_id=change.customer_id,
+                metrics_version=change.profile_version,
+                profile_updated_at=change.updated_at,
+            )
+            rows.append(row)
+        result = await self._exec(
+            _UPDATE_METRICS, {"rows": json.dumps(rows, ensure_ascii=False, default=_json_value)}
         )
         return {str(r.customer_id) for r in result}
 

@@ -69,6 +69,59 @@ class CustomerSnapshot:
     updated_at: dt.datetime | None = None
 
 
+# The snapshot's fields that come from the profile's metrics (a metrics change carries these).
+METRIC_FIELDS = (
+    "currency",
+    "order_count",
+    "total_spent",
+    "average_order_value",
+    "return_count",
+    "total_returned",
+    "first_order_at",
+    "last_order_at",
+    "last_contact_at",
+    "channels",
+    "items_bought",
+    "abandoned_cart_count",
+    "campaign_delivered_count",
+    "campaign_opened_count",
+    "campaign_clicked_count",
+    "session_count",
+    "support_ticket_count",
+    "last_support_ticket_at",
+    "loyalty_points_balance",
+)
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """A profile's metrics alone, at a version (a change that only applied events): the read
+    model versions them apart from the rest of the profile (see ProfileChange.metrics)."""
+
+    customer_id: str
+    profile_version: int
+    currency: str = ""
+    order_count: int = 0
+    total_spent: Decimal = Decimal(0)
+    average_order_value: Decimal = Decimal(0)
+    return_count: int = 0
+    total_returned: Decimal = Decimal(0)
+    first_order_at: dt.datetime | None = None
+    last_order_at: dt.datetime | None = None
+    last_contact_at: dt.datetime | None = None
+    channels: tuple[str, ...] = ()
+    items_bought: int = 0
+    abandoned_cart_count: int = 0
+    campaign_delivered_count: int = 0
+    campaign_opened_count: int = 0
+    campaign_clicked_count: int = 0
+    session_count: int = 0
+    support_ticket_count: int = 0
+    last_support_ticket_at: dt.datetime | None = None
+    loyalty_points_balance: int = 0
+    updated_at: dt.datetime | None = None
+
+
 @dataclass(frozen=True)
 class CustomerEvent:
     source: str
@@ -103,6 +156,8 @@ class ProfileChange:
     merged_customer_ids: tuple[str, ...] = ()
     # Set when records were split off another customer into this one.
     split: SplitSide | None = None
+    # Set, without a snapshot, when only the profile's metrics changed (events applied).
+    metrics: MetricsSnapshot | None = None
 
     @property
     def customer_ids(self) -> frozenset[str]:

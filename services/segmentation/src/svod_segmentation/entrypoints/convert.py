@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
+from typing import Any
 
 from google.type import money_pb2
 
@@ -26,6 +27,7 @@ from svod_segmentation.domain.model import (
     Member,
     MembershipEvent,
     MembershipKind,
+    MetricsSnapshot,
     ProfileChange,
     Segment,
     SplitSide,
@@ -189,6 +191,41 @@ def _consents(profile: profile_pb2.Profile) -> dict[str, str]:
     return {channel: key[2] for channel, key in best.items()}
 
 
+def _metric_values(m: profile_pb2.Metrics) -> dict[str, Any]:
+    """The read model's metric fields (domain.model.METRIC_FIELDS) of a profile's metrics."""
+    return {
+        "currency": m.total_spent.currency_code,
+        "order_count": m.order_count,
+        "total_spent": money(m.total_spent),
+        "average_order_value": money(m.average_order_value),
+        "return_count": m.return_count,
+        "total_returned": money(m.total_returned),
+        "first_order_at": timestamp_to_datetime(m.first_order_time),
+        "last_order_at": timestamp_to_datetime(m.last_order_time),
+        "last_contact_at": timestamp_to_datetime(m.last_contact_time),
+        "channels": tuple(m.channels),
+        "items_bought": m.items_bought,
+        "abandoned_cart_count": m.abandoned_cart_count,
+        "campaign_delivered_count": m.campaign_delivered_count,
+        "campaign_opened_count": m.campaign_opened_count,
+        "campaign_clicked_count": m.campaign_clicked_count,
+        "session_count": m.session_count,
+        "support_ticket_count": m.support_ticket_count,
+        "last_support_ticket_at": timestamp_to_datetime(m.last_support_ticket_time),
+        "loyalty_points_balance": m.loyalty_points_balance,
+    }
+
+
+def metrics_from_proto(request: pb.ApplyProfileChangeRequest) -> MetricsSnapshot:
+    """A metrics change (ApplyProfileChangeRequest.metrics, without a profile)."""
+    return MetricsSnapshot(
+        customer_id=request.customer_id,
+        profile_version=request.profile_version,
+        updated_at=timestamp_to_datetime(request.profile_update_time),
+        **_metric_values(request.metrics),
+    )
+
+
 def snapshot_from_proto(
     customer_id: str, version: int, profile: profile_pb2.Profile
 ) -> CustomerSnapshot:
@@ -212,25 +249,7 @@ def snapshot_from_proto(
         region=address.region,
         country_code=address.country_code,
         postal_code=address.postal_code,
-        currency=m.total_spent.currency_code,
-        order_count=m.order_count,
-        total_spent=money(m.total_spent),
-        average_order_value=money(m.average_order_value),
-        return_count=m.return_count,
-        total_returned=money(m.total_returned),
-        first_order_at=timestamp_to_datetime(m.first_order_time),
-        last_order_at=timestamp_to_datetime(m.last_order_time),
-        last_contact_at=timestamp_to_datetime(m.last_contact_time),
-        channels=tuple(m.channels),
-        items_bought=m.items_bought,
-        abandoned_cart_count=m.abandoned_cart_count,
-        campaign_delivered_count=m.campaign_delivered_count,
-        campaign_opened_count=m.campaign_opened_count,
-        campaign_clicked_count=m.campaign_clicked_count,
-        session_count=m.session_count,
-        support_ticket_count=m.support_ticket_count,
-        last_support_ticket_at=timestamp_to_datetime(m.last_support_ticket_time),
-        loyalty_points_balance=m.loyalty_points_balance,
+        **_metric_values(m),
         sources=tuple(sorted({s.source for s in profile.sources})),
         identifier_types=tuple(
             sorted(
@@ -284,6 +303,9 @@ def change_from_proto(request: pb.ApplyProfileChangeRequest) -> ProfileChange:
         events=tuple(event_from_proto(e, i) for i, e in enumerate(request.new_events)),
         merged_customer_ids=tuple(request.merged_customer_ids),
         split=split_from_proto(request.split) if request.HasField("split") else None,
+        metrics=metrics_from_proto(request)
+        if snapshot is None and request.HasField("metrics")
+        else None,
     )
 
 

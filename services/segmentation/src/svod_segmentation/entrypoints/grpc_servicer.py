@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2, status_pb2
 from opentelemetry import trace
 
@@ -47,6 +48,13 @@ from svod_segmentation.service_layer.use_cases import SegmentationService, encod
 log = logging.getLogger(__name__)
 
 MAX_CHANGES_PER_CALL = 1000
+
+
+def changed_at(request: pb.ApplyProfileChangeRequest) -> Timestamp:
+    """The profile's update time a change carries (a metrics change carries it on its own)."""
+    if request.HasField("profile"):
+        return request.profile.update_time
+    return request.profile_update_time
 
 
 class AccessPolicy:
@@ -171,7 +179,7 @@ class SegmentationServicer(DeadLetterRpcs, segmentation_pb2_grpc.SegmentationSer
     ) -> pb.ApplyProfileChangeResponse:
         outcome = await self.service.apply_change(change_from_proto(request))
         if self.metrics is not None:
-            self.metrics.change_applied(request.profile.update_time)
+            self.metrics.change_applied(changed_at(request))
         return pb.ApplyProfileChangeResponse(
             profile_applied=outcome.profile_applied,
             entered_segment_ids=outcome.entered,
@@ -223,7 +231,7 @@ class SegmentationServicer(DeadLetterRpcs, segmentation_pb2_grpc.SegmentationSer
                     )
             else:
                 if self.metrics is not None:
-                    self.metrics.change_applied(item.profile.update_time)
+                    self.metrics.change_applied(changed_at(item))
                 result.profile_applied = outcome.profile_applied
                 result.entered_segment_ids.extend(outcome.entered)
                 result.exited_segment_ids.extend(outcome.exited)

@@ -33,6 +33,7 @@ from svod_segmentation.domain.model import (
     Member,
     MembershipEvent,
     MembershipKind,
+    MetricsSnapshot,
     Segment,
 )
 from svod_segmentation.domain.responsiveness import ChannelStats
@@ -88,6 +89,10 @@ class SegmentationUnit(Protocol):
     # -- the read model of profiles
     async def upsert_customers(self, snapshots: Sequence[CustomerSnapshot]) -> set[str]:
         """Stores the newer profiles; returns the customers stored."""
+
+    async def update_metrics(self, changes: Sequence[MetricsSnapshot]) -> set[str]:
+        """Stores the metrics newer than those held (a customer not seen before is stored
+        with its metrics alone); returns the customers stored."""
 
     async def customer_states(
         self, customer_ids: Sequence[str]

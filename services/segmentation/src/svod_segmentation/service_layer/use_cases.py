@@ -515,6 +515,9 @@ class SegmentationService:
             if change.snapshot is None
             else replace(change.snapshot, customer_id=customer_id),
             split=split,
+            metrics=None
+            if change.metrics is None
+            else replace(change.metrics, customer_id=customer_id),
         )
         return await self._batcher.submit(change)
 
@@ -528,6 +531,9 @@ class SegmentationService:
             applied = await tx.upsert_customers(
                 [c.snapshot for c in changes if c.snapshot is not None]
                 + [c.split.snapshot for c in splits if c.split and c.split.snapshot]
+            )
+            applied |= await tx.update_metrics(
+                [c.metrics for c in changes if c.snapshot is None and c.metrics is not None]
             )
             states = await tx.customer_states(
                 [c.customer_id for c in changes if c.customer_id not in applied]
