@@ -83,6 +83,7 @@ class FakeEvents:
     def __init__(self, unit: FakeUnit) -> None:
         self.u = unit
         self.s = unit.s
+        self.created: set[str] = set()
 
     async def insert_event(self, customer_id: str, event: EventFact) -> bool:
         return bool(await self.insert_events([(customer_id, event)]))
@@ -101,6 +102,8 @@ class FakeEvents:
     ) -> tuple[dict[str, str], dict[str, Metrics]]:
         current = {c: self.u.current_unless_erased(c) for c in customer_ids}
         for owner in set(current.values()):
+            if owner not in self.s.profiles:
+                self.created.add(owner)
             self.u.ensure(owner)
         return current, {o: self.s.profiles[o].metrics for o in current.values()}
 

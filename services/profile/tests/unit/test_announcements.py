@@ -37,11 +37,16 @@ def test_a_split_moving_nothing_still_names_its_source() -> None:
 
 
 @pytest.mark.parametrize(
-    ("version", "consented", "alone"),
-    [(1, False, False), (2, False, True), (7, True, False), (1, True, False)],
+    ("version", "consented", "created", "alone"),
+    [
+        (2, False, False, True),
+        (1, False, True, True),  # created by the batch: nothing but metrics yet
+        (1, False, False, False),  # created before, never announced: may hold more
+        (7, True, False, False),  # a consent changed too
+        (1, True, True, False),
+    ],
 )
-def test_only_a_known_profile_whose_batch_changed_its_metrics_alone_is_announced_so(
-    version: int, consented: bool, alone: bool
+def test_a_batch_that_changed_only_metrics_announces_them_alone(
+    version: int, consented: bool, created: bool, alone: bool
 ) -> None:
-    # Version 1: the batch created the profile; segmentation must get it whole once.
-    assert metrics_only(version, consented) is alone
+    assert metrics_only(version, consented, created) is alone

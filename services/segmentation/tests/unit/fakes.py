@@ -323,6 +323,7 @@ class FakeUnit:
             customer.snapshot = replace(
                 held,
                 updated_at=change.updated_at,
+                created_at=held.created_at or change.created_at,
                 **{f: getattr(change, f) for f in METRIC_FIELDS},
             )
             customer.metrics_version = change.profile_version

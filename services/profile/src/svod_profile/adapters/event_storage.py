@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -126,9 +126,19 @@ EVENT_COLUMNS = (
 )
 
 
+@dataclass(frozen=True)
+class CurrentMetrics:
+    version: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    metrics: Metrics
+
+
 class EventRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        # Profiles this transaction created (lock_profiles): nothing but what it writes yet.
+        self.created: set[str] = set()
 
     async def insert_event(self, customer_id: str, event: EventFact) -> bool:
         """Stores an event once; False when it had been applied before."""
@@ -212,12 +222,13 @@ class EventRepository:
         """Creates missing profiles, locks all (in id order: no deadlocks), returns metrics."""
         ordered = sorted(set(customer_ids))
         ids = {"c": array_literal(ordered)}
-        await fetch_direct(
+        created = await fetch_direct(
             self.conn,
             "INSERT INTO profiles (customer_id) SELECT unnest(CAST(%(c)s AS uuid[])) "
-            "ON CONFLICT (customer_id) DO NOTHING",
+            "ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
             ids,
         )
+        self.created.update(str(r.customer_id) for r in created)
         rows = await fetch_direct(
             self.conn,
             "SELECT customer_id, metrics FROM profiles "
@@ -226,21 +237,21 @@ class EventRepository:
         )
         return {str(r.customer_id): metrics_from_json(r.metrics) for r in rows}
 
-    async def current_metrics(
-        self, customer_ids: list[str]
-    ) -> dict[str, tuple[int, dt.datetime, Metrics]]:
-        """(version, update time, metrics) of each profile there is, without the rest of it
+    async def current_metrics(self, customer_ids: list[str]) -> dict[str, CurrentMetrics]:
+        """The version, times and metrics of each profile there is, without the rest of it
         (a metrics change announced to segmentation)."""
         if not customer_ids:
             return {}
         rows = await fetch_direct(
             self.conn,
-            "SELECT customer_id, version, updated_at, metrics FROM profiles "
+            "SELECT customer_id, version, created_at, updated_at, metrics FROM profiles "
             "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
             {"c": array_literal(customer_ids)},
         )
         return {
-            str(r.customer_id): (int(r.version), r.updated_at, metrics_from_json(r.metrics))
+            str(r.customer_id): CurrentMetrics(
+                int(r.version), r.created_at, r.updated_at, metrics_from_json(r.metrics)
+            )
             for r in rows
         }
 

@@ -77,13 +77,13 @@ class SegmentationAnnouncer:
                 current = metrics.get(message.key)
                 if current is None:  # merged away or erased since: nothing left to announce
                     continue
-                version, updated_at, values = current
                 requests.append(
                     segmentation_pb2.ApplyProfileChangeRequest(
                         customer_id=message.key,
-                        profile_version=version,
-                        metrics=metrics_proto(values, self.currency),
-                        profile_update_time=datetime_to_timestamp(updated_at),
+                        profile_version=current.version,
+                        metrics=metrics_proto(current.metrics, self.currency),
+                        profile_update_time=datetime_to_timestamp(current.updated_at),
+                        profile_create_time=datetime_to_timestamp(current.created_at),
                         new_events=new_events,
                         trace_context=message.trace_carrier,
                     )

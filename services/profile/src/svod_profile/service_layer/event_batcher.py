@@ -31,12 +31,13 @@ from svod_runtime.batching import GroupCommitBatcher
 from svod_runtime.telemetry import continuing, current_trace_carrier
 
 
-def metrics_only(version: int, consented: bool) -> bool:
+def metrics_only(version: int, consented: bool, created: bool) -> bool:
     """Whether segmentation may be told a batch's change of a profile with its metrics alone:
-    the batch changed nothing else (no consent), and the profile had been changed - and so
-    announced whole - before (version 1 is its first change: a profile the batch created, whose
-    whole profile segmentation has not been told yet)."""
-    return version > 1 and not consented
+    the batch changed nothing else (no consent), and the profile either had been changed - and
+    so announced whole - before (version > 1), or was created by the batch, so it has nothing
+    but its metrics and times. (Version 1 on a profile that existed: created by another write
+    that did not announce it, so it may hold more: announced whole.)"""
+    return not consented and (version > 1 or created)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,9 @@ class EventBatcher:
                         owner,
                         ProfileChanged(
                             events=tuple((e.source, e.message_id) for e in events),
-                            metrics_only=metrics_only(versions[owner], owner in consented),
+                            metrics_only=metrics_only(
+                                versions[owner], owner in consented, owner in repo.created
+                            ),
                         ).payload(),
                         carriers[owner],
                     )

@@ -29,6 +29,9 @@ from svod_profile.domain.names import NameIndex
 class ProfileEvents(Protocol):
     """A customer's events, metrics and consents, inside a unit."""
 
+    # Profiles this unit created (lock_current_profiles): they hold nothing but what it wrote.
+    created: set[str]
+
     async def insert_event(self, customer_id: str, event: EventFact) -> bool:
         """Stores an event once (by its record); False when it was seen before."""
 

@@ -122,14 +122,18 @@ RETURNING customer_id
 # Metrics changes: the metric columns of customers whose metrics held are older; a customer not
 # seen before is stored with its metrics alone (profile_version 0: any whole profile is newer).
 _UPDATE_METRICS = f"""
-INSERT INTO customers (customer_id, metrics_version, {", ".join(_METRIC_COLUMNS)}, applied_at)
-SELECT i.customer_id, i.metrics_version, {", ".join(f"i.{c}" for c in _METRIC_COLUMNS)}, now()
+INSERT INTO customers (customer_id, metrics_version, {", ".join(_METRIC_COLUMNS)},
+    profile_created_at, applied_at)
+SELECT i.customer_id, i.metrics_version, {", ".join(f"i.{c}" for c in _METRIC_COLUMNS)},
+    i.profile_created_at, now()
 FROM jsonb_populate_recordset(NULL::customers, CAST(:rows AS jsonb)) i
 WHERE NOT EXISTS (SELECT 1 FROM erased_customers x WHERE x.customer_id = i.customer_id)
 ORDER BY i.customer_id
 ON CONFLICT (customer_id) DO UPDATE SET
     metrics_version = excluded.metrics_version,
-    {", ".join(f"{c} = excluded.{c}" for c in _METRIC_COLUMNS)}, applied_at = now()
+    {", ".join(f"{c} = excluded.{c}" for c in _METRIC_COLUMNS)},
+    profile_created_at = coalesce(customers.profile_created_at, excluded.profile_created_at),
+    applied_at = now()
 WHERE customers.metrics_version < excluded.metrics_version AND customers.merged_into IS NULL
 RETURNING customer_id
 """
@@ -625,6 +629,7 @@ class SegmentationTransaction:
                 customer_id=change.customer_id,
                 metrics_version=change.profile_version,
                 profile_updated_at=change.updated_at,
+                profile_created_at=change.created_at,
             )
             rows.append(row)
         result = await self._exec(

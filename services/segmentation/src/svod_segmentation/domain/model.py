@@ -120,6 +120,8 @@ class MetricsSnapshot:
     last_support_ticket_at: dt.datetime | None = None
     loyalty_points_balance: int = 0
     updated_at: dt.datetime | None = None
+    # Stored when none is held yet (a customer whose profile so far is its metrics).
+    created_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,7 @@ def metrics_from_proto(request: pb.ApplyProfileChangeRequest) -> MetricsSnapshot
         customer_id=request.customer_id,
         profile_version=request.profile_version,
         updated_at=timestamp_to_datetime(request.profile_update_time),
+        created_at=timestamp_to_datetime(request.profile_create_time),
         **_metric_values(request.metrics),
     )
 
