@@ -402,9 +402,12 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
     events = events_for(args.customers, args.events, TRACK_SOURCE, seed=31)
     with CpuMeter(pids, db_url) as meter:
         started = time.perf_counter()
-        events_accept_s = await send_streams(
-            ingestion, "TrackStream", events, args.per_stream, args.streams
-        )
+        # The accept alone (its CPU includes the relay delivering meanwhile, as in production).
+        with CpuMeter(pids, db_url) as accept_meter:
+            events_accept_s = await send_streams(
+                ingestion, "TrackStream", events, args.per_stream, args.streams
+            )
+        accept_load = round(os.getloadavg()[0], 1)
         await wait_processed(db_url, TRACK_SOURCE, len(events), args.timeout)
         in_profile_s = time.perf_counter() - started
         # Fully processed = in the profile and in segmentation's read model (issue #20).
@@ -419,9 +422,16 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
         "fully_processed_per_second": rate(len(events), elapsed),
         "seconds": round(elapsed, 2),
         **cpu_figures(meter, len(events)),
+        "accept_cpu_ms_per_message": per_message(accept_meter.seconds(IDLE), len(events)),
+        "accept_load_average_1m": accept_load,
     }
     events_f = figures["events"]
     print_cpu("event", events_f)
+    parts = ", ".join(f"{k} {v:.3f}" for k, v in events_f["accept_cpu_ms_per_message"].items())
+    print(
+        f"  CPU ms per event while accepting (relay delivering meanwhile): {parts} "
+        f"(load average {accept_load})"
+    )
 
     # -- mixed: identifies and events at once -----------------------------------------------------
     if args.mixed_events:

@@ -380,3 +380,58 @@ def test_track_stream_stores_good_lines_and_answers_each_bad_one(suite) -> None:
     assert "already used for a different payload" in reply.rejected[1].reason
     for request in good:
         assert suite.wait_processed(request.record_ref).state == DELIVERED
+
+
+def test_repeats_in_one_stream_are_duplicates_within_and_across_stored_chunks(
+    suite, monkeypatch
+) -> None:
+    """A stream's messages are stored a chunk at a time (by COPY into a staging table, then one
+    INSERT ... ON CONFLICT): a message repeated inside a chunk and in a later chunk is stored
+    once, answered as a duplicate, and counted once by the profile; a reused id with another
+    payload is refused wherever it comes."""
+    from svod_ingestion.entrypoints import grpc_servicer
+
+    monkeypatch.setattr(grpc_servicer, "STREAM_CHUNK", 4)
+    customer, who = new_customer(suite)
+    orders = [track("webshop", ORDER, who, total=f"{n + 1}") for n in range(5)]
+    reused = track("webshop", ORDER, who, total="77")
+    reused.record_ref.CopyFrom(orders[0].record_ref)
+    # chunk 1: 0, 1, 0 (same chunk), reused 0; chunk 2: 2, 3, 1 (earlier chunk), 4
+    stream = [orders[0], orders[1], orders[0], reused, orders[2], orders[3], orders[1], orders[4]]
+    reply = suite.ingestion.TrackStream(iter(stream), timeout=T)
+    assert (reply.accepted_count, reply.duplicate_count, reply.rejected_count) == (5, 2, 1)
+    assert [r.index for r in reply.rejected] == [3]
+    assert "already used for a different payload" in reply.rejected[0].reason
+    for request in orders:
+        assert suite.wait_processed(request.record_ref).state == DELIVERED
+    metrics = profile(suite, customer).metrics
+    assert metrics.order_count == 5
+    assert rub(metrics.total_spent) == "15.00"
+
+
+def test_concurrent_streams_of_the_same_messages_store_each_once(suite) -> None:
+    """Four streams send the same orders at once (their chunks' transactions overlap): each
+    message is accepted by exactly one of them and a duplicate for the others, and the profile
+    counts every order once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    customer, who = new_customer(suite)
+    orders = [track("webshop", ORDER, who, total="10") for _ in range(300)]
+
+    def stream(shift: int) -> ingestion_pb2.BulkResponse:
+        # Each stream in another order, so that their chunks take the ids in turns.
+        turned = orders[shift * 75 :] + orders[: shift * 75]
+        return suite.ingestion.TrackStream(iter(turned), timeout=30)
+
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(stream, range(4)))
+    assert sum(r.accepted_count for r in replies) == 300
+    assert sum(r.duplicate_count for r in replies) == 900
+    assert sum(r.rejected_count for r in replies) == 0
+    record_ids = set()
+    for request in orders:
+        status = suite.wait_processed(request.record_ref, timeout_s=30)
+        assert status.state == DELIVERED
+        record_ids.add(status.record_id)
+    assert len(record_ids) == 300
+    assert profile(suite, customer).metrics.order_count == 300

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,30 +44,28 @@ class FakeUnit:
         self.s = state
         self.now = now
 
-    async def insert_records(
-        self, rows: Sequence[tuple[str, Incoming, bytes]]
+    async def store_new(
+        self, rows: Sequence[tuple[Incoming, bytes]], lane: OutboxLane
     ) -> dict[tuple[str, str], tuple[MessageKind, StoredRecord]]:
         stored = {}
-        for record_id, message, payload_hash in rows:
+        # As the SQL: any copy of a message not checked by quality makes its entry ask for it.
+        unchecked = {(m.source, m.message_id) for m, _ in rows if not m.quality_checked}
+        for message, payload_hash in rows:
             ref = (message.source, message.message_id)
             if ref in self.s.rows:
                 continue
-            record = StoredRecord(self.s.next_pk, record_id, payload_hash, self.now)
+            record = StoredRecord(self.s.next_pk, str(uuid.uuid4()), payload_hash, self.now)
             self.s.next_pk += 1
             self.s.rows[ref] = Row(record, message.kind, message.payload)
             stored[ref] = (message.kind, record)
+            self.s.outbox.append((record.record_pk, message.kind, ref in unchecked))
+            self.s.lanes[record.record_pk] = lane
         return stored
 
     async def existing_many(
         self, refs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], StoredRecord]:
         return {r: self.s.rows[r].stored for r in refs if r in self.s.rows}
-
-    async def enqueue_many(
-        self, records: Sequence[tuple[int, MessageKind, bool]], lane: OutboxLane
-    ) -> None:
-        self.s.outbox.extend(records)
-        self.s.lanes.update((pk, lane) for pk, _, _ in records)
 
 
 class FakeIngestionStore:

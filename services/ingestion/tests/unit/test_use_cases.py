@@ -228,3 +228,34 @@ def test_a_recheck_wakes_the_events_naming_the_customers_and_says_how_many() -> 
     assert paths(caught.value) == {"customer_ids[0]"}
     with pytest.raises(InvalidArgument):
         run(svc.use_cases.recheck([], False))
+
+
+class Deadlock(Exception):
+    """As psycopg raises it: a transaction that lost a deadlock (SQLSTATE 40P01)."""
+
+    sqlstate = "40P01"
+
+
+def test_a_chunk_that_lost_a_deadlock_is_stored_again_and_answered(monkeypatch) -> None:
+    # Concurrent streams sending the same ids in other orders deadlock in the database; the
+    # stream cannot be read again, so the chunk's transaction is run again instead.
+    from services.ingestion.tests.unit import fakes
+
+    svc = Service()
+    real = fakes.FakeUnit.store_new
+    calls = 0
+
+    async def losing_once(self, rows, lane):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        stored = await real(self, rows, lane)
+        if calls == 1:
+            raise Deadlock("deadlock detected")  # after writing: the transaction rolls back
+        return stored
+
+    monkeypatch.setattr(fakes.FakeUnit, "store_new", losing_once)
+    outcomes = run(svc.use_cases.accept_many([message("m1"), message("m2")]))
+
+    assert calls == 2
+    assert [o.duplicate for o in outcomes if isinstance(o, Accepted)] == [False, False]
+    assert [pk for pk, _, _ in svc.store.state.outbox] == [1, 2]

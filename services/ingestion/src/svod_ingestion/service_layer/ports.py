@@ -40,21 +40,17 @@ IdentifiersOf = Callable[[MessageKind, bytes], list[tuple[str, str, str]]]
 class IngestionUnit(Protocol):
     """One transaction: messages stored and their outbox entries, or nothing."""
 
-    async def insert_records(
-        self, rows: Sequence[tuple[str, Incoming, bytes]]
+    async def store_new(
+        self, rows: Sequence[tuple[Incoming, bytes]], lane: OutboxLane
     ) -> dict[tuple[str, str], tuple[MessageKind, StoredRecord]]:
-        """Stores new messages (record id, message, payload hash); returns those stored here
-        by (source, message id), with their kind. Taken ids are skipped."""
+        """Stores new messages (message, payload hash) and their outbox entries, in order, in
+        the relay lane they wait for (an entry of a message not checked by quality says so);
+        returns those stored here by (source, message id), with their kind. Taken ids are
+        skipped, a repeat within ``rows`` too (its first one is stored)."""
 
     async def existing_many(
         self, refs: Sequence[tuple[str, str]]
     ) -> dict[tuple[str, str], StoredRecord]: ...
-
-    async def enqueue_many(
-        self, records: Sequence[tuple[int, MessageKind, bool]], lane: OutboxLane
-    ) -> None:
-        """Outbox entries (record pk, kind, quality unchecked) for new records, in order, in
-        the relay lane they wait for."""
 
 
 class IngestionRepository(Protocol):

@@ -6,13 +6,23 @@ import asyncio
 import datetime as dt
 import hashlib
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 
 from svod_ingestion.domain.attribution import HeldEvent, Issue, identifier_key
 from svod_ingestion.domain.messages import validate_refs
-from svod_ingestion.domain.model import Accepted, Incoming, MessageKind, RecordStatus
-from svod_ingestion.service_layer.ports import HeldEvents, IdentifiersOf, IngestionRepository
+from svod_ingestion.domain.model import (
+    Accepted,
+    Incoming,
+    MessageKind,
+    RecordStatus,
+    StoredRecord,
+)
+from svod_ingestion.service_layer.ports import (
+    HeldEvents,
+    IdentifiersOf,
+    IngestionRepository,
+    IngestionUnit,
+)
 from svod_runtime.errors import (
     AlreadyExists,
     InvalidArgument,
@@ -23,6 +33,7 @@ from svod_runtime.errors import (
 from svod_runtime.ids import MUST_BE_UUID, is_uuid
 from svod_runtime.outbox import OutboxLane
 from svod_runtime.paging import NOT_A_TOKEN, encode_page_token, number_token
+from svod_runtime.transactions import run_in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +83,22 @@ class IngestionService:
         Their delivery waits in ``lane``: a bulk stream's in the bulk lane, so a single call
         accepted meanwhile is not queued behind it."""
         hashes = [hashlib.sha256(m.fingerprint).digest() for m in messages]
-        async with self.store.transaction() as tx:
-            stored = await tx.insert_records(
-                [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)]
-            )
-            unchecked = {(m.source, m.message_id) for m in messages if not m.quality_checked}
-            await tx.enqueue_many(
-                [(s.record_pk, k, ref in unchecked) for ref, (k, s) in stored.items()], lane
-            )
-            taken = [(m.source, m.message_id) for m in messages]
-            earlier = await tx.existing_many([ref for ref in taken if ref not in stored])
+        taken = [(m.source, m.message_id) for m in messages]
+        rows = list(zip(messages, hashes, strict=True))
+
+        async def store(
+            tx: IngestionUnit,
+        ) -> tuple[
+            dict[tuple[str, str], tuple[MessageKind, StoredRecord]],
+            dict[tuple[str, str], StoredRecord],
+        ]:
+            stored = await tx.store_new(rows, lane)
+            return stored, await tx.existing_many([ref for ref in taken if ref not in stored])
+
+        # Concurrent streams sending the same ids in different orders wait on each other's
+        # rows and one of them loses a deadlock: its chunk is stored again here (a stream is
+        # read once, so the interceptor cannot run it again; the client would have to).
+        stored, earlier = await run_in_transaction(self.store.transaction, store)
         if stored:
             self.on_enqueued()
         outcomes: list[Accepted | SvodError] = []
