@@ -4,13 +4,16 @@ and attribution keys, identity's identifier keys and matcher, quality's standard
 
 from __future__ import annotations
 
+import random
+
+import phonenumbers
 import pytest
 
 from svod.common.v1 import common_pb2
 from svod_contacts.cards import normalize_card
 from svod_contacts.emails import check_email, normalize_email
 from svod_contacts.identifiers import NAMESPACED_NAMES, TYPE_NAMES, IdentifierType
-from svod_contacts.phones import normalize_phone
+from svod_contacts.phones import e164, normalize_phone, parse_phone
 from svod_identity.domain.identifiers import normalize_value
 from svod_identity.domain.matching.record import build_person_record
 from svod_ingestion.domain.attribution import identifier_key
@@ -98,6 +101,23 @@ def test_identifier_types_are_the_proto_enum() -> None:
 )
 def test_phones_go_to_e164_with_russia_as_the_default_region(raw: str, e164: str | None) -> None:
     assert normalize_phone(raw) == e164
+
+
+def test_a_russian_number_in_e164_is_answered_as_phonenumbers_reads_it() -> None:
+    """normalize_phone answers "+7" and ten digits without parsing: phonenumbers must read
+    every such value as itself (possible), whatever its prefix."""
+    rng = random.Random(20)
+    values = ["+7" + "0" * 10, "+7" + "8" * 10, "+7" + "9" * 10]
+    for prefix in range(100):
+        values += [f"+7{prefix:02d}{rng.randrange(10**8):08d}" for _ in range(20)]
+    for value in values:
+        assert parse_phone(value) is not None, value
+        assert e164(parse_phone(value)) == value  # type: ignore[arg-type]
+        assert phonenumbers.is_possible_number(parse_phone(value)), value
+        assert normalize_phone(value) == value
+    # Not ASCII digits, or not exactly ten: parsed as before.
+    assert normalize_phone("+7916123456７") == "+79161234567"
+    assert normalize_phone("+7916123456") is None
 
 
 @pytest.mark.parametrize(

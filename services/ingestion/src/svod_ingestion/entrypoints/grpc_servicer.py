@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
@@ -248,6 +249,10 @@ def event_import(job: CustomerImport) -> ingestion_pb2.EventImport:
     return reply
 
 
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
 def _response(accepted: Accepted) -> ingestion_pb2.IdentifyResponse:
     return ingestion_pb2.IdentifyResponse(
         record_id=accepted.record_id,
@@ -472,31 +477,72 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         request_iterator: AsyncIterator[ingestion_pb2.TrackRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingestion_pb2.BulkResponse:
-        """Checks each message; stores the good ones STREAM_CHUNK per transaction. A bad
-        message is refused alone; at most MAX_STREAM_MESSAGES are read."""
+        """Checks each message; stores the good ones STREAM_CHUNK per transaction, a chunk
+        while the stream reads the next (chunks are stored one after the other, in stream
+        order). A bad message is refused alone; at most MAX_STREAM_MESSAGES are read; the
+        answer comes once every chunk is committed."""
         answer = StreamAnswer()
         chunk: list[tuple[int, Any, Incoming]] = []
+        refused: list[tuple[int, Any, SvodError]] = []
+        storing: asyncio.Task[None] | None = None
         index = 0
-        async for request in request_iterator:
-            if index >= MAX_STREAM_MESSAGES:
-                answer.response.unread_from_index = index
-                break
-            await step_aside()  # single calls first (svod_runtime.priority)
-            try:
-                incoming = self._track_incoming(request, dt.datetime.now(dt.UTC))
-                chunk.append((index, request, incoming))
-            except SvodError as error:
-                answer.reject(index, request, error)
-            index += 1
-            if index % STREAM_CHUNK == 0:
-                if chunk:
-                    await self._store_chunk(chunk, answer)
-                    chunk = []
-                answer.end_chunk()
+        try:
+            async for request in request_iterator:
+                if index >= MAX_STREAM_MESSAGES:
+                    answer.response.unread_from_index = index
+                    break
+                await step_aside()  # single calls first (svod_runtime.priority)
+                try:
+                    chunk.append((index, request, self._track_incoming(request, _now())))
+                except SvodError as error:
+                    refused.append((index, request, error))
+                index += 1
+                if index % STREAM_CHUNK == 0:
+                    storing = await self._next_chunk(storing, chunk, refused, answer)
+                    chunk, refused = [], []
+            storing = await self._next_chunk(storing, chunk, refused, answer)
+            if storing is not None:
+                await storing
+        finally:
+            if storing is not None and not storing.done():
+                # The stream failed (its client went away, its deadline passed) while a chunk
+                # was being stored: let that transaction end by itself (one cut in the middle
+                # of a statement can leave its connection unusable). Nothing of it was
+                # acknowledged, so committed or not, the client's retry is answered right.
+                await asyncio.wait([storing])
+            if storing is not None and not storing.cancelled():
+                storing.exception()  # retrieved: raised above, or the stream's error wins
+        return answer.response
+
+    async def _next_chunk(
+        self,
+        storing: asyncio.Task[None] | None,
+        chunk: list[tuple[int, Any, Incoming]],
+        refused: list[tuple[int, Any, SvodError]],
+        answer: StreamAnswer,
+    ) -> asyncio.Task[None] | None:
+        """Waits until the previous chunk is stored, then starts storing this one. Before, a
+        stream read nothing while its chunk was stored (several round trips and a commit
+        waiting for the disk): issue #20's durable accept ran at a fifth of raw gRPC
+        streaming of the same messages."""
+        if storing is not None:
+            await storing
+        if not chunk and not refused:
+            return None
+        return asyncio.create_task(self._store_answered(chunk, refused, answer))
+
+    async def _store_answered(
+        self,
+        chunk: list[tuple[int, Any, Incoming]],
+        refused: list[tuple[int, Any, SvodError]],
+        answer: StreamAnswer,
+    ) -> None:
+        """One chunk of a stream: its good messages stored, every message answered."""
+        for index, request, error in refused:
+            answer.reject(index, request, error)
         if chunk:
             await self._store_chunk(chunk, answer)
         answer.end_chunk()
-        return answer.response
 
     async def Identify(
         self, request: ingestion_pb2.IdentifyRequest, context: grpc.aio.ServicerContext
