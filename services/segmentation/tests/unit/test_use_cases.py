@@ -29,6 +29,7 @@ from svod_segmentation.domain.access import Scope
 from svod_segmentation.domain.model import (
     CustomerEvent,
     CustomerSnapshot,
+    MetricsSnapshot,
     ProfileChange,
     Segment,
     SplitSide,
@@ -232,6 +233,23 @@ def test_a_profile_change_enters_and_exits_segments() -> None:
     assert svc.reported == Counter(
         {("gold", "enter"): 1, ("gold", "exit"): 1, ("buyers", "enter"): 2, ("buyers", "exit"): 1}
     )
+
+
+def test_a_customer_id_in_another_spelling_is_stored_under_its_canonical_form() -> None:
+    svc = Service()
+    run(svc.use_cases.create_segment(buyers()))
+    a = cid()
+    shouted = ProfileChange(a.upper(), 1, snapshot(a.upper(), 1, orders=4))
+    as_sent = ProfileChange(a, 2, None, metrics=MetricsSnapshot(a, 2, order_count=1))
+
+    first = run(svc.use_cases.apply_change(shouted))
+    second = run(svc.use_cases.apply_change(as_sent))
+
+    assert (first.entered, second.exited) == (("buyers",), ("buyers",))
+    assert set(svc.store.state.customers) == {a}
+    customer = svc.store.state.customers[a]
+    assert customer.snapshot is not None and customer.snapshot.customer_id == a
+    assert customer.snapshot.order_count == 1
 
 
 def test_an_older_profile_version_is_not_applied_and_moves_nothing() -> None:

@@ -4,7 +4,7 @@ long a profile change took to reach the memberships."""
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -40,5 +40,7 @@ class SegmentationMetrics:
         """One change applied; ``changed_at`` is the profile's update time it carried."""
         if not changed_at.seconds:
             return
-        lag = dt.datetime.now(dt.UTC) - changed_at.ToDatetime(dt.UTC)
-        self.change_lag.record(max(0.0, lag.total_seconds()))
+        # Plain seconds: Timestamp.ToDatetime per change was 0.4-0.6% of the process's py-spy
+        # samples.
+        lag = time.time() - changed_at.seconds - changed_at.nanos / 1e9
+        self.change_lag.record(max(0.0, lag))

@@ -155,6 +155,16 @@ def dependency_order(ids: set[str], segments: dict[str, Segment]) -> list[str]:
     return order
 
 
+def _canonical(change: ProfileChange, customer_id: str, merged_ids: tuple[str, ...]) -> bool:
+    """Whether the change already names its customers as parsed (canonical ids throughout)."""
+    return (
+        change.customer_id == customer_id
+        and change.merged_customer_ids == merged_ids
+        and (change.snapshot is None or change.snapshot.customer_id == customer_id)
+        and (change.metrics is None or change.metrics.customer_id == customer_id)
+    )
+
+
 class FeedSignal:
     """Wakes watchers after a local commit wrote membership events (polling covers peers)."""
 
@@ -498,6 +508,10 @@ class SegmentationService:
             for i, m in enumerate(change.merged_customer_ids)
         )
         split = change.split
+        if split is None and _canonical(change, customer_id, merged_ids):
+            # The ids as the profile service sends them: no copies (dataclasses.replace, of a
+            # change and its snapshot, was 2.0-3.3% of segmentation's py-spy samples, self).
+            return await self._batcher.submit(change)
         if split is not None:
             source = parse_customer_id(split.source_customer_id, "split.source_customer_id")
             split = replace(
