@@ -99,7 +99,7 @@ def _event_row(customer_id: str, event: EventFact) -> dict[str, Any]:
     }
 
 
-def _event_from_row(row: Any) -> EventFact:
+def _event_from_row(row: Any, *, identifiers: bool = True) -> EventFact:
     return EventFact(
         source=row.source,
         message_id=row.message_id,
@@ -116,7 +116,7 @@ def _event_from_row(row: Any) -> EventFact:
         contact_channel=row.contact_channel,
         loyalty_points=row.loyalty_points,
         properties=dict(row.properties),
-        identifiers=tuple(tuple(i) for i in row.identifiers),
+        identifiers=tuple(tuple(i) for i in row.identifiers) if identifiers else (),
     )
 
 
@@ -132,6 +132,10 @@ class CurrentMetrics:
     created_at: dt.datetime
     updated_at: dt.datetime
     metrics: Metrics
+
+
+# An event's columns but its identifiers (announced_events).
+_ANNOUNCED_COLUMNS = EVENT_COLUMNS.removesuffix(", identifiers")
 
 
 class EventRepository:
@@ -310,6 +314,22 @@ class EventRepository:
             {"refs": json.dumps([{"s": s, "m": m} for s, m in refs])},
         )
         return [_event_from_row(r) for r in rows]
+
+    async def announced_events(self, refs: list[tuple[str, str]]) -> list[EventFact]:
+        """The events by reference as a change announcement carries them (TimelineEntry): all
+        but the identifiers the source named the customer by, read past SQLAlchemy (in the
+        relay's passes events_by_ref and its row mapping were 6-9% of the process's py-spy
+        samples)."""
+        if not refs:
+            return []
+        rows = await fetch_direct(
+            self.conn,
+            f"SELECT {_ANNOUNCED_COLUMNS} FROM events WHERE (source, message_id) IN ("
+            "SELECT x.s, x.m FROM jsonb_to_recordset(CAST(%(refs)s AS jsonb)) "
+            "AS x(s text, m text))",
+            {"refs": json.dumps([{"s": s, "m": m} for s, m in refs])},
+        )
+        return [_event_from_row(r, identifiers=False) for r in rows]
 
     async def timeline(
         self, customer_id: str, limit: int, after: tuple[dt.datetime, str, str] | None

@@ -63,7 +63,8 @@ class SegmentationAnnouncer:
             metrics = await tx.events.current_metrics(
                 sorted({m.key for m, a in zip(messages, alone, strict=True) if a})
             )
-            events = {(e.source, e.message_id): e for e in await tx.events.events_by_ref(refs)}
+            announced = await tx.events.announced_events(refs)
+            events = {(e.source, e.message_id): e for e in announced}
         requests: list[segmentation_pb2.ApplyProfileChangeRequest] = []
         sent: list[int] = []  # index of the message each request announces
         for index, (message, change) in enumerate(zip(messages, changes, strict=True)):
