@@ -9,10 +9,9 @@ date on most), shuffled: real resolution work, links included.
 
 - **batch**: ``svod import customers FILE --path batch`` (StageCustomerImport, then
   CommitCustomerImport), then GetCustomerImport every 0.2 s until the job has succeeded (identity's
-  batch engine, ListImportResults, profile's FoldCustomerImport, FinishCustomerImport and the
-  wait for its announcements to reach segmentation - "announcing", from when every record was
-  folded - one RecomputeSegments): the time of each phase is taken from when the poll first
-  saw it;
+  batch engine, ListImportResults, profile's FoldCustomerImport, FinishCustomerImport -
+  "announcing", from when every record was folded - one RecomputeSegments): the time of each
+  phase is taken from when the poll first saw it;
 - **batch_apply_batch** (``--with-apply-batch``): the batch path folding with ApplyBatch calls
   as before FoldCustomerImport (ingestion's SVOD_IMPORT_FOLD=apply_batch), the baseline;
 - **stream**: ``svod import customers FILE --path stream``, then the time until ingestion has
@@ -60,10 +59,25 @@ def pending(db_url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def follow(target: str, import_id: str, phases: dict[str, float]) -> dict[str, Any]:
+def cpu_s(pid: int) -> float:
+    """A process's CPU seconds so far (user + system, /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def follow(
+    target: str,
+    import_id: str,
+    phases: dict[str, float],
+    pids: dict[str, int] | None = None,
+    fold_cpu: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Polls the import's job until it ends; ``phases`` gets the time each phase was first
-    seen (from the command's start: the caller adds the staging time)."""
+    seen (from the command's start: the caller adds the staging time), ``fold_cpu`` the CPU
+    seconds each of ``pids``' processes spent while the job was folding (load-independent,
+    unlike the phase's seconds)."""
     started = time.perf_counter()
+    cpu_at: dict[str, float] = {}
     with grpc.insecure_channel(target) as channel:
         stub = ingestion_pb2_grpc.IngestionServiceStub(channel)
         while True:
@@ -72,13 +86,17 @@ def follow(target: str, import_id: str, phases: dict[str, float]) -> dict[str, A
             )
             name = ingestion_pb2.CustomerImport.Phase.Name(job.phase).removeprefix("PHASE_")
             phases.setdefault(name.lower(), time.perf_counter() - started)
+            if pids and fold_cpu is not None:
+                if name == "FOLDING" and not cpu_at:
+                    cpu_at = {s: cpu_s(p) for s, p in pids.items()}
+                elif name != "FOLDING" and cpu_at and not fold_cpu:
+                    fold_cpu.update({s: round(cpu_s(p) - cpu_at[s], 2) for s, p in pids.items()})
             if (
                 name == "FOLDING"
                 and job.records_staged
                 and job.records_delivered + job.records_failed >= job.records_staged
             ):
-                # Every record folded: what is left of the phase is the wait for profile's
-                # announcements to reach segmentation.
+                # Every record folded: what is left of the phase is profile's announcing.
                 phases.setdefault("announcing", time.perf_counter() - started)
             if job.state in (
                 ingestion_pb2.CustomerImport.STATE_SUCCEEDED,
@@ -122,7 +140,11 @@ def run_path(
         result = json.loads(done.stdout)
         phases: dict[str, float] = {}
         if "import_id" in result:
-            result["import"] = follow(suite.target("ingestion"), result["import_id"], phases)
+            pids = {s: suite.processes[s].pid for s in ("ingestion", "profile", "segmentation")}
+            fold_cpu: dict[str, float] = {}
+            result["import"] = follow(
+                suite.target("ingestion"), result["import_id"], phases, pids, fold_cpu
+            )
             phases = {"staging": 0.0, **{k: v + sent_s for k, v in phases.items()}}
         while pending(db_url):
             time.sleep(0.5)
@@ -154,8 +176,15 @@ def run_path(
         if "import" in result:
             out["job"] = result["import"]
             out["phase_s"] = phases
+            # CPU seconds of the services while the job folded (and announced).
+            out["fold_cpu_s"] = fold_cpu
         if phases:
             print("        phases (s): " + ", ".join(f"{k} {v}" for k, v in phases.items()))
+            if out.get("fold_cpu_s"):
+                print(
+                    "        CPU s while folding: "
+                    + ", ".join(f"{k} {v}" for k, v in out["fold_cpu_s"].items())
+                )
         print(
             f"{label or path_name:>11}: {records:,} records -> {out['customers']:,} customers in "
             f"{elapsed:,.1f} s ({out['records_per_s']:,}/s end to end; command {sent_s:,.1f} s), "

@@ -143,9 +143,8 @@ class FakePeers:
         return out
 
     async def finish(self, import_id: str) -> int:
-        """Profile's announcements: the first answer says two are still on their way."""
         self.finished += 1
-        return 2 if self.finished == 1 else 0
+        return self.staged
 
     async def recompute_segments(self) -> None:
         self.recomputed += 1
@@ -173,9 +172,8 @@ def test_a_job_resolves_folds_every_record_once_and_recomputes_segments_once() -
     assert sorted(peers.applied) == sorted(f"m{n}" for n in range(7) if n != 4)
     assert store.records[("s", "m4")][2:] == ["failed", "INVALID_ARGUMENT: profile refused it"]
     assert peers.recomputed == 1 and job.results_after == 7
-    # Profile announced the import once its records were folded, and the job asked again
-    # until segmentation had every announcement (then recomputed).
-    assert peers.finished == 2
+    # Profile announced the import's customers once its records were all folded.
+    assert peers.finished == 1
     # The transient failure made it read the results again from where it stood (0: nothing
     # folded yet), not skip them.
     assert peers.reads == [0, 0]

@@ -1,9 +1,8 @@
 """Customer imports (issue 22): the customers an import's folds changed, until announced.
 
 FoldCustomerImport notes each customer it changed here instead of announcing it;
-FinishCustomerImport announces each once (``announced``), says how many of those announcements
-segmentation has not had yet, and deletes the import's rows once it has had them all. So a
-customer whose records reach profile in several calls of one import is announced once.
+FinishCustomerImport announces each once and deletes its row. So a customer whose records
+reach profile in several calls of one import is announced to segmentation once.
 
 Revision ID: profile_0010
 Revises: profile_0009
@@ -24,7 +23,6 @@ def upgrade() -> None:
         CREATE TABLE customer_import_changes (
             import_id text NOT NULL,
             customer_id uuid NOT NULL,
-            announced boolean NOT NULL DEFAULT false,
             PRIMARY KEY (import_id, customer_id)
         );
         """

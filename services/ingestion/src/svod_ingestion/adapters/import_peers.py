@@ -265,9 +265,8 @@ class GrpcImportPeers:
         ]
 
     async def finish(self, import_id: str) -> int:
-        """Profile announces the customers the import's folds changed (once each); how many
-        of its announcements segmentation has not had yet. 0 from a profile without the fold
-        (its ApplyBatch announced them)."""
+        """Profile announces the customers the import's folds changed (once each); how many.
+        0 from a profile without the fold (its ApplyBatch announced them)."""
         if APPLY_BATCH_FOLD:
             return 0
         try:
@@ -281,7 +280,7 @@ class GrpcImportPeers:
             if error.status == "UNIMPLEMENTED":
                 return 0
             raise
-        return reply.announcements_pending
+        return reply.customers_announced
 
     async def recompute_segments(self) -> None:
         await self._call(

@@ -251,8 +251,7 @@ class ImportPeers(Protocol):
         """Folds resolved records into their profiles: each one's customer id or refusal."""
 
     async def finish(self, import_id: str) -> int:
-        """Profile announces what the import's folds changed; how many announcements are
-        still on their way to segmentation."""
+        """Profile announces each customer the import's folds changed, once; how many."""
 
     async def recompute_segments(self) -> None: ...
 

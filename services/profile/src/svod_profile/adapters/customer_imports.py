@@ -75,20 +75,18 @@ SELECT customer_id, field, value, source, channel, observed_at FROM trait_values
 WHERE customer_id = ANY(CAST(%(c)s AS uuid[])) ORDER BY customer_id, field, value_pk
 """
 
-# The customers an import's folds changed; those of them announced now (a chunk at a time:
-# FinishCustomerImport of a million customers is many short transactions), each as its
-# current id (merged-away ones as their survivor); how many of the import's announcements
-# are still in the outbox (neither delivered nor dead).
+# The customers an import's folds changed; those of them announced now, taken off the list
+# (a chunk at a time: FinishCustomerImport of a million customers is many short
+# transactions), each as its current id (merged-away ones as their survivor).
 _NOTE = """
 INSERT INTO customer_import_changes (import_id, customer_id)
 SELECT %(i)s, unnest(CAST(%(c)s AS uuid[])) ON CONFLICT DO NOTHING
 """
 _TAKE = """
 WITH taken AS (
-    UPDATE customer_import_changes SET announced = true
+    DELETE FROM customer_import_changes
     WHERE import_id = %(i)s AND customer_id IN (
-        SELECT customer_id FROM customer_import_changes
-        WHERE import_id = %(i)s AND NOT announced
+        SELECT customer_id FROM customer_import_changes WHERE import_id = %(i)s
         ORDER BY customer_id LIMIT %(n)s
     )
     RETURNING customer_id
@@ -96,12 +94,6 @@ WITH taken AS (
 SELECT DISTINCT coalesce(m.survivor_id, t.customer_id) AS customer_id
 FROM taken t LEFT JOIN merged_customers m ON m.customer_id = t.customer_id
 ORDER BY 1
-"""
-_PENDING = """
-SELECT count(*) AS n FROM outbox o
-WHERE o.topic = %(t)s AND o.failed_at IS NULL AND o.key IN (
-    SELECT customer_id::text FROM customer_import_changes WHERE import_id = %(i)s
-)
 """
 
 
@@ -160,19 +152,6 @@ class CustomerImportRows:
 
     async def take_changed(self, import_id: str, limit: int) -> list[str]:
         """Up to ``limit`` of the customers the import changed and nobody announced yet (each
-        as its current id: merged-away ones as their survivor), noted as announced now."""
+        as its current id: merged-away ones as their survivor), taken off the list."""
         rows = await fetch_direct(self.conn, _TAKE, {"i": import_id, "n": limit})
         return [str(r.customer_id) for r in rows]
-
-    async def pending(self, import_id: str, topic: str) -> int:
-        """The import's announcements (of ``topic``) still waiting in the outbox."""
-        rows = await fetch_direct(self.conn, _PENDING, {"i": import_id, "t": topic})
-        return int(rows[0].n)
-
-    async def forget(self, import_id: str) -> None:
-        """The import's notes, once everything was announced and delivered."""
-        await fetch_direct(
-            self.conn,
-            "DELETE FROM customer_import_changes WHERE import_id = %(i)s AND announced",
-            {"i": import_id},
-        )

@@ -812,10 +812,8 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
     async def FinishCustomerImport(
         self, request: profile_pb2.FinishCustomerImportRequest, context: grpc.aio.ServicerContext
     ) -> profile_pb2.FinishCustomerImportResponse:
-        announced, pending = await self._customer_imports().finish(request.import_id)
-        return profile_pb2.FinishCustomerImportResponse(
-            customers_announced=announced, announcements_pending=pending
-        )
+        announced = await self._customer_imports().finish(request.import_id)
+        return profile_pb2.FinishCustomerImportResponse(customers_announced=announced)
 
     def _customer_imports(self) -> CustomerImports:
         if self.customer_imports is None:

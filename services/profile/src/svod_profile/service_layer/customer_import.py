@@ -132,12 +132,10 @@ class CustomerImports:
             answers[i] = (versions[app.customer_id], is_new)
         return [a for a in answers if a is not None]
 
-    async def finish(self, import_id: str) -> tuple[int, int]:
+    async def finish(self, import_id: str) -> int:
         """Announces each customer the import changed (and nobody announced yet) once; how
-        many, and how many of the import's announcements segmentation has not had yet (once
-        none, the import's notes are dropped). A chunk of customers per transaction: its
-        announcements are written in the transaction that notes them announced, so a crash
-        announces none twice."""
+        many. A chunk of customers per transaction: its announcements are written in the
+        transaction that takes them off the import's list, so a crash announces none twice."""
         check_import_id(import_id)
         total = 0
         while True:
@@ -145,11 +143,6 @@ class CustomerImports:
                 taken = await tx.customer_imports.take_changed(import_id, ANNOUNCE_CHUNK)
                 await tx.enqueue_many(CHANGED_TOPIC, [(c, CHANGED_NO_EVENTS, {}) for c in taken])
             if not taken:
-                break
+                return total
             total += len(taken)
             self.on_announced()
-        async with self.store.transaction() as tx:
-            pending = await tx.customer_imports.pending(import_id, CHANGED_TOPIC)
-            if not pending:
-                await tx.customer_imports.forget(import_id)
-        return total, pending

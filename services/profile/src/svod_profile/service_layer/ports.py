@@ -286,12 +286,8 @@ class CustomerImportRows(Protocol):
     async def note_changed(self, import_id: str, customer_ids: Iterable[str]) -> None: ...
 
     async def take_changed(self, import_id: str, limit: int) -> list[str]:
-        """Up to ``limit`` customers the import changed, not announced yet (current ids)."""
-
-    async def pending(self, import_id: str, topic: str) -> int:
-        """The import's announcements (of ``topic``) still waiting in the outbox."""
-
-    async def forget(self, import_id: str) -> None: ...
+        """Up to ``limit`` customers the import changed, not announced yet (current ids),
+        taken off the list."""
 
 
 class CustomerImportUnit(Protocol):
