@@ -107,6 +107,56 @@ def test_bulk_import_partitions_records_as_streaming_resolve_does(empty_identity
     ), counts
 
 
+# Records per window of the batch engine in the windowed run: neither a multiple nor a divisor
+# of ResolveBatch's 500, so windows end in the middle of an online transaction.
+WINDOW = 150
+
+
+def test_an_import_placed_in_windows_is_the_import_placed_at_once(
+    empty_identity, monkeypatch
+) -> None:
+    """The batch engine places a big import window after window, each window reading back
+    what the earlier ones wrote in the job's transaction: the partition, the outcome and the
+    rows written are those of the import placed in one window. Part of the records are in the
+    graph before (resolved online) and some of them are imported again."""
+    requests, _ = datasets.generated(PERSONS, SEED)
+    before, imported = requests[:300], requests[250:]
+    seen = []
+    for window in ("", str(WINDOW)):
+        if window:
+            monkeypatch.setenv("SVOD_IDENTITY_BATCH_WINDOW", window)
+        else:
+            monkeypatch.delenv("SVOD_IDENTITY_BATCH_WINDOW", raising=False)
+        stub = empty_identity()
+        stub.ResolveBatch(iter(before), timeout=300)
+
+        class Suite:
+            identity = stub
+
+        import_id = f"win-{secrets.token_hex(3)}"
+        stage(Suite, import_id, [imported[i : i + 1000] for i in range(0, len(imported), 1000)])
+        stub.CommitImport(identity_pb2.CommitImportRequest(import_id=import_id), timeout=30)
+        job = wait_job(Suite, import_id, timeout_s=600)
+        assert job.state == SUCCEEDED, job.error
+        placed = {
+            (m.record_ref.source, m.record_ref.message_id): m.customer_id
+            for m in stub.ExportRecordMapping(identity_pb2.ExportRecordMappingRequest(), timeout=60)
+        }
+        answered = Counter((r.outcome, r.rule) for r in results(Suite, import_id))
+        outcome = (
+            job.customers_created,
+            job.records_linked,
+            job.records_already_resolved,
+            job.customers_merged,
+            job.review_items_opened,
+        )
+        seen.append((pairs_of(placed), outcome, answered, len(set(placed.values()))))
+    (whole, whole_outcome, whole_answers, whole_customers), windowed = seen
+    assert whole_outcome[2] == 50  # the records imported again
+    assert windowed[0] == whole, sorted(windowed[0] ^ whole)[:10]
+    assert windowed[1:] == (whole_outcome, whole_answers, whole_customers)
+
+
 def _rules_with(stub, **changes) -> None:
     rules = stub.GetRules(identity_pb2.GetRulesRequest(), timeout=30)
     version = rules.version

@@ -13,12 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from psycopg.errors import DeadlockDetected
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svod_identity.adapters.announcements import MERGED_TOPIC, SPLIT_TOPIC
@@ -26,7 +28,7 @@ from svod_identity.adapters.encoding import stored_keys
 from svod_identity.adapters.graph_writes import insert_blocked
 from svod_identity.adapters.ledger import SYSTEM_ACTOR
 from svod_identity.adapters.storage import IdentityTransaction
-from svod_identity.domain.batch import ImportState, ReresolvePlan
+from svod_identity.domain.batch import EarlierWindows, ImportState, ReresolvePlan
 from svod_identity.domain.engine import (
     MAX_CHECK_RECORDS,
     Changes,
@@ -34,6 +36,8 @@ from svod_identity.domain.engine import (
     KnownCustomer,
     KnownRecord,
     Placement,
+    Refusal,
+    _recency,
     person_from,
 )
 from svod_identity.domain.identifiers import IdentifierKey
@@ -87,9 +91,33 @@ async def graph_marker(conn: AsyncConnection) -> int:
     )
 
 
+async def written_since(conn: AsyncConnection, marker: int) -> int:
+    """Ledger entries after ``marker`` (``graph_marker``) that this transaction can see."""
+    return int(
+        (
+            await conn.execute(
+                text("SELECT count(*) FROM ledger WHERE entry_id > :m"), {"m": marker}
+            )
+        ).scalar_one()
+    )
+
+
 async def lock_graph(conn: AsyncConnection) -> int:
     """Locks the graph's writers out for the rest of ``conn``'s transaction; the marker now."""
     return await graph_marker(conn)
+
+
+async def lock_graph_after_writes(conn: AsyncConnection) -> bool:
+    """Locks the graph's writers out in a transaction that has written rows already: False
+    when that is a deadlock (a writer waits for one of those rows; Postgres stops this lock,
+    and the transaction can only be rolled back)."""
+    try:
+        await conn.execute(text(_LOCK_GRAPH))
+    except DBAPIError as error:
+        if isinstance(error.orig, DeadlockDetected):
+            return False
+        raise
+    return True
 
 
 @dataclass
@@ -110,21 +138,30 @@ async def load_touched(  # noqa: C901, PLR0912
     records: Sequence[IncomingRecord],
     keys: Iterable[str],
     rules: Rules,
+    earlier: EarlierWindows | None = None,
 ) -> Loaded:
     """The graph state the import's records can meet (``GraphState`` for ``Resolver``):
     owners and sharers of their identifiers, the stored blocklist, the stored members of their
     blocking keys' blocks (up to ``MAX_BLOCK_SIZE``; bigger blocks only counted), the records
     already resolved under their references, and every customer involved with its most recent
     ``MAX_CHECK_RECORDS`` records, creation time, kept-apart pairs and (with value limits) its
-    identifiers."""
+    identifiers.
+
+    ``earlier``: what the import's earlier windows (written in this transaction, so read back
+    here like any stored row) left that the rows do not say (``EarlierWindows``)."""
     state = ImportState()
     state.fetched_keys = None
+    if earlier is not None:
+        state.alias = dict(earlier.alias)
+    engine_pk = earlier.pks.engine if earlier is not None else int
     graph_records = await count_records(conn)
     if graph_records == 0:
         return Loaded(state, 0, 0)
     driver = await _driver(conn)
     cursor = driver.cursor()
     await cursor.execute(
+        # A window after the first finds its predecessor's scratch tables (same transaction).
+        "DROP TABLE IF EXISTS bulk_keys, bulk_ids, bulk_refs;"
         "CREATE TEMP TABLE bulk_keys (key text PRIMARY KEY) ON COMMIT DROP;"
         "CREATE TEMP TABLE bulk_ids (t text, n text, v text, PRIMARY KEY (t, n, v)) "
         "ON COMMIT DROP;"
@@ -160,7 +197,7 @@ async def load_touched(  # noqa: C901, PLR0912
             members[key].append(int(pk))
             wanted.add(int(pk))
     for key, pks in members.items():
-        state.blocks[key] = sorted(pks)
+        state.blocks[key] = sorted(map(engine_pk, pks), key=_recency)
     owners: dict[IdentifierKey, str] = {}
     for t, n, v, customer, sharers in await conn.execute(
         text(
@@ -182,7 +219,7 @@ async def load_touched(  # noqa: C901, PLR0912
     ):
         state.blocked[IdentifierKey(t, v, n)] = str(reason)
     resolved = {
-        int(pk)
+        engine_pk(int(pk))
         for (pk,) in await conn.execute(
             text(
                 "SELECT r.record_pk FROM records r JOIN bulk_refs x "
@@ -190,9 +227,10 @@ async def load_touched(  # noqa: C901, PLR0912
             )
         )
     }
-    wanted |= resolved
+    wanted |= {earlier.pks.stored(pk) for pk in resolved} if earlier is not None else resolved
     # The customers involved, and their most recent records (the conflict check's).
-    loaded = await _records(conn, wanted)
+    excluded = earlier.excluded if earlier is not None else {}
+    loaded = await _records(conn, wanted, excluded, engine_pk)
     customers = set(owners.values()) | {r.customer_id for r in loaded.values()}
     for customer_id, created_at in await conn.execute(
         text(
@@ -213,9 +251,9 @@ async def load_touched(  # noqa: C901, PLR0912
         ),
         {"c": sorted(customers)},
     )
-    more = {int(pk) for (pk,) in recent} - set(loaded)
-    loaded.update(await _records(conn, more))
-    for pk in sorted(loaded):
+    more = {int(pk) for (pk,) in recent if engine_pk(int(pk)) not in loaded}
+    loaded.update(await _records(conn, more, excluded, engine_pk))
+    for pk in sorted(loaded, key=_recency):
         known = loaded[pk]
         state.records[pk] = known
         customer = state.customers.get(known.customer_id)
@@ -243,10 +281,19 @@ async def load_touched(  # noqa: C901, PLR0912
         {"c": sorted(customers)},
     ):
         state.kept_apart.add(frozenset((str(a), str(b))))
+    if state.alias:
+        # As ``Resolver._merge`` does for a merge: the survivor is kept apart too.
+        state.kept_apart |= {frozenset(map(state.find, pair)) for pair in state.kept_apart}
     return Loaded(state, len(loaded), graph_records)
 
 
-async def _records(conn: AsyncConnection, pks: Iterable[int]) -> dict[int, KnownRecord]:
+async def _records(
+    conn: AsyncConnection,
+    pks: Iterable[int],
+    excluded: Mapping[int, frozenset[IdentifierKey]] | None = None,
+    engine_pk: Callable[[int], int] = int,
+) -> dict[int, KnownRecord]:
+    """Stored records by pk - by engine pk for the import's own (``ImportPks``)."""
     wanted = sorted(set(pks))
     out: dict[int, KnownRecord] = {}
     for start in range(0, len(wanted), 50_000):
@@ -257,13 +304,18 @@ async def _records(conn: AsyncConnection, pks: Iterable[int]) -> dict[int, Known
             ),
             {"p": wanted[start : start + 50_000]},
         )
-        for pk, source, message_id, customer, identifiers, attributes in rows:
+        for stored, source, message_id, customer, identifiers, attributes in rows:
+            pk = engine_pk(int(stored))
             keys = stored_keys(identifiers)
-            out[int(pk)] = KnownRecord(
-                int(pk),
+            # A record of an earlier window is compared as it was placed: without the
+            # identifiers blocked then (``Resolver.resolve``).
+            gone = excluded.get(pk) if excluded else None
+            linkable = [k for k in keys if k not in gone] if gone else keys
+            out[pk] = KnownRecord(
+                pk,
                 RecordRef(source, message_id),
                 str(customer),
-                person_from(str(pk), attributes or {}, keys, source),
+                person_from(str(pk), attributes or {}, linkable, source),
                 keys,
             )
     return out
@@ -271,15 +323,27 @@ async def _records(conn: AsyncConnection, pks: Iterable[int]) -> dict[int, Known
 
 @dataclass(frozen=True)
 class Written:
-    """What the write did (the job's outcome)."""
+    """What the write of one window did (the job's outcome sums them)."""
 
     customers_created: int
     records_written: int
-    records_linked: int
     already_resolved: int
     customers_merged: int
     review_items: int
     written_pks: tuple[int, int] | None
+    # Customers created by an earlier window and merged away by this one (folded).
+    customers_folded: int = 0
+    # Ledger entries written (one per record, one per merge of existing customers).
+    ledger_entries: int = 0
+
+
+@dataclass
+class Announced:
+    """What an import tells quality once it is written: suspected pairs (record's customer,
+    candidate's customer, probability) and identifiers it blocked."""
+
+    pairs: list[tuple[str, str, float]] = field(default_factory=list)
+    blocked: list[Any] = field(default_factory=list)
 
 
 async def write_changes(
@@ -288,12 +352,18 @@ async def write_changes(
     changes: Changes,
     placements: Sequence[Placement],
     existing: set[str],
+    earlier: EarlierWindows,
+    announced: Announced,
 ) -> Written:
-    """Writes what ``Resolver`` decided for an import, in bulk, in ``conn``'s transaction.
+    """Writes what ``Resolver`` decided for a window of an import, in bulk, in ``conn``'s
+    transaction; ``earlier`` is brought up to date for the next window, and what quality
+    hears of is added to ``announced`` (``announce_import`` sends it once the import is
+    written).
 
     Customers the import created and merged away again never existed outside it: their
-    records go straight to the survivor, and neither they nor their merges are written.
-    Merges of customers that existed before are written and announced as ``Resolve`` does.
+    records go straight to the survivor, and neither they nor their merges are written (one
+    an earlier window wrote is folded into its survivor: ``_fold``). Merges of customers that
+    existed before are written and announced as ``Resolve`` does.
     """
     final = state.find
     recs = changes.records
@@ -305,11 +375,14 @@ async def write_changes(
         )
         for record, (pk,) in zip(recs, allocated, strict=True):
             pks[record.pk] = int(pk)
+        earlier.pks.add(pks.items())
+    # Evidence and review items may name a record of an earlier window (by engine pk).
+    stored = earlier.pks.stored
     new_customers = [(c, at) for c, at in changes.customers if final(c) == c]
     await copy_rows(conn, "customers", ("customer_id", "created_at"), new_customers)
     for record in recs:
         if record.evidence.get("record_pk", 0) < 0:
-            record.evidence["record_pk"] = pks[record.evidence["record_pk"]]
+            record.evidence["record_pk"] = stored(record.evidence["record_pk"])
     await copy_rows(
         conn,
         "records",
@@ -374,15 +447,18 @@ async def write_changes(
                 "v": key.value,
             },
         )
-    blocked = await insert_blocked(conn, changes.blocked)
-    merged_away = 0
+    announced.blocked.extend(await insert_blocked(conn, changes.blocked))
+    merged_away = merge_entries = 0
+    folded: dict[str, str] = {}
     for merge in changes.merges:
+        folded.update((c, merge.survivor) for c in merge.merged if c in earlier.created)
         gone = [c for c in merge.merged if c in existing]
         if not gone:
             continue
         survivor = merge.survivor
         await tx.writes.merge_customers(survivor, gone)
         merged_away += len(gone)
+        merge_entries += 1
         await tx.writes.record_merge(
             survivor,
             gone,
@@ -391,6 +467,8 @@ async def write_changes(
             detail={"rule": merge.rule, "record_pk": pks.get(merge.record_pk or 0)},
             reason=merge_reason(merge.ref),
         )
+    if folded:
+        await _fold(conn, {gone: final(gone) for gone in folded})
     reviews = changes.reviews
     if reviews:
         await copy_rows(
@@ -408,8 +486,8 @@ async def write_changes(
             (
                 (
                     r.review_item_id,
-                    pks.get(r.record_pk, r.record_pk),
-                    pks.get(r.candidate_record_pk, r.candidate_record_pk),
+                    stored(r.record_pk),
+                    stored(r.candidate_record_pk),
                     final(r.candidate_customer_id),
                     r.score,
                     r.probability,
@@ -419,27 +497,22 @@ async def write_changes(
             ),
         )
     customer_of = {n.pk: final(n.customer_id) for n in recs}
-    # A pair a later record of the import joined into one customer is settled, not suspected
-    # (online would report it and then its merge): quality refuses a customer paired with
-    # itself, and with it the whole report. At 20,000 generated records 266 of 1,783 pairs.
-    pairs = [
-        (mine, theirs, r.probability)
+    announced.pairs.extend(
+        (mine, final(r.candidate_customer_id), r.probability)
         for r in reviews
         if (mine := customer_of.get(r.record_pk, ""))
-        and (theirs := final(r.candidate_customer_id)) != mine
-    ]
-    for start in range(0, max(len(pairs), len(blocked)), 1000):
-        await tx.announcements.report_quality(
-            pairs=pairs[start : start + 1000], blocked=blocked[start : start + 1000]
-        )
+    )
     created_records = {
         n.pk
         for n in recs
         if n.outcome == ResolutionOutcome.CREATED and final(n.customer_id) == n.customer_id
     }
+    # The ledger is append-only: the records' entries wait in a scratch table until the last
+    # window, so that a customer a later window folds away is never written (``write_ledger``).
+    await _ledger_table(conn)
     await copy_rows(
         conn,
-        "ledger",
+        "bulk_ledger",
         ("kind", "customer_id", "source", "message_id", "detail", "actor"),
         (
             (
@@ -457,18 +530,110 @@ async def write_changes(
             for n in recs
         ),
     )
-    # Events held for somebody may be the import's customers' now: one look at all of them.
-    await tx.announcements.announce_changed((), everything=True)
+    _carry(state, changes, placements, earlier, new_customers, folded)
     already = sum(1 for p in placements if p.outcome == ResolutionOutcome.ALREADY_RESOLVED)
     return Written(
         customers_created=len(new_customers),
         records_written=len(recs),
-        records_linked=len(recs) - len(created_records),
         already_resolved=already,
         customers_merged=merged_away,
         review_items=len(reviews),
         written_pks=(min(pks.values()), max(pks.values())) if pks else None,
+        customers_folded=len(folded),
+        ledger_entries=len(recs) + merge_entries,
     )
+
+
+def _carry(
+    state: GraphState,
+    changes: Changes,
+    placements: Sequence[Placement],
+    earlier: EarlierWindows,
+    new_customers: Sequence[tuple[str, dt.datetime]],
+    folded: Mapping[str, str],
+) -> None:
+    """What the next window needs of this one beyond its rows (``EarlierWindows``)."""
+    earlier.alias.update(state.alias)
+    earlier.created |= {c for c, _ in new_customers}
+    earlier.created -= set(folded)
+    refusals = {str(r) for r in Refusal}
+    for placement in placements:
+        if placement.record_pk >= 0:
+            continue
+        blocked = frozenset(k for k, why in placement.unlinked if why not in refusals)
+        if blocked:
+            earlier.excluded[placement.record_pk] = blocked
+    earlier.placed += len(changes.records)
+
+
+async def _ledger_table(conn: AsyncConnection) -> None:
+    await conn.execute(
+        text(
+            "CREATE TEMP TABLE IF NOT EXISTS bulk_ledger (n bigserial, kind text, "
+            "customer_id uuid, source text, message_id text, detail jsonb, actor text) "
+            "ON COMMIT DROP"
+        )
+    )
+
+
+async def _fold(conn: AsyncConnection, survivor_of: Mapping[str, str]) -> None:
+    """Customers an earlier window of the import created and this one merged away: their rows
+    go to the survivor as if they had never existed (the whole import is one transaction, so
+    nobody else saw them) - records, identifiers and sharers, review items and the ledger
+    (their "created" entry becomes "linked", as a record joining the survivor)."""
+    await conn.execute(text("DROP TABLE IF EXISTS bulk_fold"))
+    await conn.execute(
+        text("CREATE TEMP TABLE bulk_fold (gone uuid PRIMARY KEY, survivor uuid) ON COMMIT DROP")
+    )
+    await copy_rows(conn, "bulk_fold", ("gone", "survivor"), sorted(survivor_of.items()))
+    gone = sorted(survivor_of)
+    for statement in (
+        "UPDATE records r SET customer_id = f.survivor FROM bulk_fold f "
+        "WHERE r.customer_id = f.gone",
+        "UPDATE identifiers i SET customer_id = f.survivor FROM bulk_fold f "
+        "WHERE i.customer_id = f.gone",
+        "UPDATE review_items v SET candidate_customer_id = f.survivor FROM bulk_fold f "
+        "WHERE v.candidate_customer_id = f.gone",
+        f"UPDATE bulk_ledger l SET customer_id = f.survivor, "
+        f"kind = '{LedgerKind.RECORD_LINKED.value}' FROM bulk_fold f WHERE l.customer_id = f.gone",
+        "UPDATE identifiers i SET sharers = (SELECT jsonb_agg(DISTINCT coalesce("
+        "f.survivor::text, s.v)) FROM jsonb_array_elements_text(i.sharers) AS s(v) "
+        "LEFT JOIN bulk_fold f ON f.gone::text = s.v) "
+        "WHERE i.sharers ?| CAST(:g AS text[])",
+        "DELETE FROM customers c USING bulk_fold f WHERE c.customer_id = f.gone",
+    ):
+        await conn.execute(text(statement), {"g": gone} if ":g" in statement else {})
+
+
+async def announce_import(
+    conn: AsyncConnection, announced: Announced, final: Callable[[str], str]
+) -> None:
+    """The records' ledger entries (waiting in ``bulk_ledger``), then what the whole import
+    tells quality and ingestion, once it is written."""
+    await _ledger_table(conn)
+    await conn.execute(
+        text(
+            "INSERT INTO ledger (kind, customer_id, source, message_id, detail, actor) "
+            "SELECT kind, customer_id, source, message_id, detail, actor FROM bulk_ledger "
+            "ORDER BY n"
+        )
+    )
+    tx = IdentityTransaction(conn)
+    # A pair a later record of the import joined into one customer is settled, not suspected
+    # (online would report it and then its merge): quality refuses a customer paired with
+    # itself, and with it the whole report. At 20,000 generated records 266 of 1,783 pairs.
+    pairs = [
+        (mine, theirs, p)
+        for a, b, p in announced.pairs
+        if (mine := final(a)) != (theirs := final(b))
+    ]
+    blocked = announced.blocked
+    for start in range(0, max(len(pairs), len(blocked)), 1000):
+        await tx.announcements.report_quality(
+            pairs=pairs[start : start + 1000], blocked=blocked[start : start + 1000]
+        )
+    # Events held for somebody may be the import's customers' now: one look at all of them.
+    await tx.announcements.announce_changed((), everything=True)
 
 
 async def _write_identifiers(conn: AsyncConnection, changes: Changes, final: Any) -> None:
@@ -493,6 +658,7 @@ async def _write_identifiers(conn: AsyncConnection, changes: Changes, final: Any
         ),
     )
     if latest:
+        await conn.execute(text("DROP TABLE IF EXISTS bulk_touch"))
         await conn.execute(
             text(
                 "CREATE TEMP TABLE bulk_touch (t text, n text, v text, seen timestamptz) "

@@ -12,12 +12,14 @@ with, and ``comparable`` answers only with those.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from svod_identity.domain.candidates import CONTACT_KEY_PREFIXES, LONE_KEY_MAX_BLOCK
 from svod_identity.domain.engine import GraphState, person_from
+from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys, possible_keys
 from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.preview import MAX_SAMPLES, PreviewResult
@@ -55,6 +57,72 @@ class ImportState(GraphState):
         if keys is None:
             keys = blocking_keys(person_from("0", record.attributes, record.identifiers))
         self.worth = worth_comparing(keys, self)
+
+
+class ImportPks:
+    """Engine pks (-1, -2, ... in placing order) of an import's written records and their
+    stored pks, kept as runs of consecutive numbers (a window's pks come from one statement:
+    one run, unless online writers took numbers in between)."""
+
+    def __init__(self) -> None:
+        self._engine: list[int] = []  # first engine ordinal (-pk) of each run, ascending
+        self._stored: list[int] = []  # its stored pk, ascending
+        self._length: list[int] = []
+
+    def add(self, engine_to_stored: Iterable[tuple[int, int]]) -> None:
+        """Records ``(engine pk, stored pk)`` pairs, in placing order."""
+        for pk, stored in engine_to_stored:
+            n = -pk
+            if (
+                self._engine
+                and n == self._engine[-1] + self._length[-1]
+                and stored == self._stored[-1] + self._length[-1]
+            ):
+                self._length[-1] += 1
+                continue
+            self._engine.append(n)
+            self._stored.append(stored)
+            self._length.append(1)
+
+    def stored(self, pk: int) -> int:
+        """The stored pk of an engine pk; a stored pk is itself."""
+        if pk >= 0:
+            return pk
+        n = -pk
+        run = bisect_right(self._engine, n) - 1
+        if run < 0 or n >= self._engine[run] + self._length[run]:
+            raise KeyError(pk)
+        return self._stored[run] + n - self._engine[run]
+
+    def engine(self, stored: int) -> int:
+        """The engine pk of a stored pk of the import's, else the stored pk itself."""
+        run = bisect_right(self._stored, stored) - 1
+        if run < 0 or stored >= self._stored[run] + self._length[run]:
+            return stored
+        return -(self._engine[run] + stored - self._stored[run])
+
+
+@dataclass
+class EarlierWindows:
+    """What the windows of an import placed so far leave to the later ones beyond their rows
+    (which the later windows read back from the same transaction like any stored row): a
+    window's ``ImportState`` is the whole-import one restricted to what its records can meet
+    only with these."""
+
+    # Customers merged away by the import -> their survivor (``GraphState.alias``).
+    alias: dict[str, str] = field(default_factory=dict)
+    # Engine pk of a written record -> identifiers blocked when it was placed: ``Resolver``
+    # compares a record without them, a stored row has them all.
+    excluded: dict[int, frozenset[IdentifierKey]] = field(default_factory=dict)
+    # The written records' stored pks by engine pk: read back, they keep their engine pks, so
+    # that the state is the one the whole import in memory would have (which records share an
+    # online transaction, how candidates tie, which records are a customer's most recent).
+    pks: ImportPks = field(default_factory=lambda: ImportPks())
+    # Customers the import created and wrote: merged away later, they are folded into the
+    # survivor as if they had never existed, not merged as the graph's customers are.
+    created: set[str] = field(default_factory=set)
+    # Records placed so far (the next one is engine pk -(placed + 1)).
+    placed: int = 0
 
 
 @dataclass(frozen=True)

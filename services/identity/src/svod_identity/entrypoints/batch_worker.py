@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from svod_identity.service_layer.batch_job import run_job
+from svod_identity.service_layer.batch_job import DEFAULT_WINDOW, WINDOW_ENV, run_job
 from svod_identity.service_layer.bulk import WORKER_DATABASE_ENV
 from svod_runtime.logs import setup_logging
 from svod_runtime.settings import SettingsModel
@@ -27,6 +27,13 @@ class WorkerSettings(SettingsModel):
         validation_alias=WORKER_DATABASE_ENV,
         description="The database of the job, set by the identity service that starts us.",
     )
+    window: int = Field(
+        DEFAULT_WINDOW,
+        ge=1,
+        validation_alias=WINDOW_ENV,
+        description="Records an import places and writes per window (docs/bulk-import.md): "
+        "the worker holds one window's engine state, not the whole import's.",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,13 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) != 2 or not all(a.isdigit() for a in args):
         print("usage: batch_worker JOB_PK ATTEMPT", file=sys.stderr)
         return 2
-    url = WorkerSettings.load().database_url
+    settings = WorkerSettings.load()
+    url = settings.database_url
     if not url:
         print(f"{WORKER_DATABASE_ENV} is not set", file=sys.stderr)
         return 2
     setup_logging("identity-batch")
     logging.getLogger(__name__).info("batch worker for job %s attempt %s", *args)
-    return asyncio.run(run_job(url, int(args[0]), int(args[1])))
+    return asyncio.run(run_job(url, int(args[0]), int(args[1]), window=settings.window))
 
 
 if __name__ == "__main__":

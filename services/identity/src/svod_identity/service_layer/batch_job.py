@@ -21,13 +21,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_identity.adapters.bulk_storage import (
+    Announced,
     Graph,
+    announce_import,
     graph_marker,
     load_graph,
     load_touched,
     lock_graph,
+    lock_graph_after_writes,
     write_changes,
     write_plan,
+    written_since,
 )
 from svod_identity.adapters.job_storage import (
     _JOB_COLUMNS,
@@ -38,6 +42,7 @@ from svod_identity.adapters.job_storage import (
 )
 from svod_identity.adapters.storage import IdentityStore
 from svod_identity.domain.batch import (
+    EarlierWindows,
     ImportState,
     changes_dict,
     plan_reresolution,
@@ -49,6 +54,7 @@ from svod_identity.domain.jobs import JobKind, JobOutcome, JobPhase
 from svod_identity.domain.matching.blocking import _KEYS
 from svod_identity.domain.matching.compare import _VIEWS
 from svod_identity.domain.matching.model import MatchModel
+from svod_identity.domain.matching.scoring import _SCORES
 from svod_identity.domain.model import IncomingRecord, RecordRef, new_customer_id
 from svod_identity.domain.preview import (
     PreviewResult,
@@ -65,6 +71,14 @@ log = logging.getLogger(__name__)
 
 # Staged records read per query.
 READ_PAGE = 5_000
+# Records placed and written per window. The engine's state of a window - its records with
+# their views and keys, the graph they can touch, the changes to write - is what the worker
+# holds; a window's rows are written in the job's transaction, so the next window reads them
+# back like any stored row. One window for the whole import held 909 MiB at 100,748 records
+# (about 9 GiB at a million).
+DEFAULT_WINDOW = 100_000
+# The worker's setting of it (``entrypoints/batch_worker.WorkerSettings``).
+WINDOW_ENV = "SVOD_IDENTITY_BATCH_WINDOW"
 
 
 class LeaseLost(Exception):
@@ -182,12 +196,13 @@ async def load_job(engine: AsyncEngine, job_pk: int) -> Job:
 
 
 async def staged_records(
-    engine: AsyncEngine, job_pk: int, page: int = READ_PAGE
-) -> list[list[IncomingRecord]]:
-    """The import's staged records in staging order, in pages."""
-    pages: list[list[IncomingRecord]] = []
-    after = 0
+    engine: AsyncEngine, job_pk: int, page: int = READ_PAGE, *, after: int = 0, limit: int = 0
+) -> tuple[list[IncomingRecord], int]:
+    """The import's staged records in staging order after sequence ``after`` (at most
+    ``limit`` of them, 0: all), and the sequence of the last one read."""
+    records: list[IncomingRecord] = []
     while True:
+        n = page if not limit else min(page, limit - len(records))
         async with engine.connect() as conn:
             rows = list(
                 await conn.execute(
@@ -196,25 +211,23 @@ async def staged_records(
                         "attributes FROM import_records WHERE job_pk = :p AND seq > :a "
                         "ORDER BY seq LIMIT :n"
                     ),
-                    {"p": job_pk, "a": after, "n": page},
+                    {"p": job_pk, "a": after, "n": n},
                 )
             )
-        if rows:
-            pages.append(
-                [
-                    IncomingRecord(
-                        ref=RecordRef(r.source, r.message_id),
-                        channel=r.channel,
-                        observed_at=r.observed_at,
-                        identifiers=tuple(IdentifierKey(t, v, n) for t, n, v in r.identifiers),
-                        attributes=dict(r.attributes or {}),
-                    )
-                    for r in rows
-                ]
+        records.extend(
+            IncomingRecord(
+                ref=RecordRef(r.source, r.message_id),
+                channel=r.channel,
+                observed_at=r.observed_at,
+                identifiers=tuple(IdentifierKey(t, v, n) for t, n, v in r.identifiers),
+                attributes=dict(r.attributes or {}),
             )
-        if len(rows) < page:
-            return pages
-        after = int(rows[-1].seq)
+            for r in rows
+        )
+        if rows:
+            after = int(rows[-1].seq)
+        if len(rows) < n or (limit and len(records) >= limit):
+            return records, after
 
 
 Runner = Callable[[AsyncEngine, Job, Lease], Awaitable[None]]
@@ -247,28 +260,32 @@ def import_keys(records: Sequence[IncomingRecord]) -> tuple[set[str], list[froze
     return keys, own
 
 
-async def resolve_import(
+async def place_window(
     conn: AsyncConnection,
     records: Sequence[IncomingRecord],
-    keys: set[str],
-    own_keys: Sequence[frozenset[str]],
+    earlier: EarlierWindows,
     rules: Rules,
     model: MatchModel,
     lease: Lease,
 ) -> tuple[Resolver, list[Placement], set[str]]:
-    """Places the import's records after everything in the graph, in staging order, with the
-    online engine's own rules (``Resolver``) over the part of the graph they can touch."""
+    """Places a window of the import's records after everything in the graph - the earlier
+    windows' records included, read back from ``conn``'s transaction - in staging order, with
+    the online engine's own rules (``Resolver``) over the part of the graph they can touch.
+    Returns the customers that existed before the import among those loaded."""
+    lease.progress.enter(JobPhase.BLOCKING)
+    keys, own_keys = import_keys(records)
     lease.progress.enter(JobPhase.LOADING)
-    loaded = await load_touched(conn, records, keys, rules)
-    existing = set(loaded.state.customers)
+    loaded = await load_touched(conn, records, keys, rules, earlier)
+    existing = set(loaded.state.customers) - earlier.created
     lease.progress.enter(JobPhase.PLACING)
     state = loaded.state
     resolver = Resolver(state, rules, model)
+    # The engine pks go on from the earlier windows': -1, -2, ... over the whole import.
+    resolver._next_pk = -(earlier.placed + 1)
     placements = []
-    placed = 0
+    placed = earlier.placed
     for record, own in zip(records, own_keys, strict=True):
         if record.ref not in state.resolved:
-            # The pk the resolver gives it: -1, -2, ... for the records it places.
             placed += 1
             state.consider(record, -placed, own)
         placements.append(resolver.resolve(record))
@@ -279,45 +296,129 @@ async def resolve_import(
     return resolver, placements, existing
 
 
-async def run_import(engine: AsyncEngine, job: Job, lease: Lease) -> None:
-    """An import: staged records read, placed, written in one transaction with the job's end.
+async def place_and_write(
+    engine: AsyncEngine,
+    conn: AsyncConnection,
+    job: Job,
+    rules: Rules,
+    model: MatchModel,
+    lease: Lease,
+    window: int = DEFAULT_WINDOW,
+) -> tuple[JobOutcome, int]:
+    """The import placed and written window after window (``window`` records each) in
+    ``conn``'s transaction; returns the outcome and the ledger entries written."""
+    earlier = EarlierWindows()
+    announced = Announced()
+    lease.progress.done = 0
+    after = 0
+    created = folded = records_written = already = merged = reviews = ledger = 0
+    low = high = 0
+    while True:
+        lease.progress.enter(JobPhase.LOADING)
+        records, after = await staged_records(engine, job.job_pk, after=after, limit=window)
+        if not records:
+            break
+        resolver, placements, existing = await place_window(
+            conn, records, earlier, rules, model, lease
+        )
+        del records
+        lease.progress.enter(JobPhase.WRITING)
+        written = await write_changes(
+            conn, resolver.state, resolver.changes, placements, existing, earlier, announced
+        )
+        del resolver, placements, existing
+        created += written.customers_created
+        folded += written.customers_folded
+        records_written += written.records_written
+        already += written.already_resolved
+        merged += written.customers_merged
+        reviews += written.review_items
+        ledger += written.ledger_entries
+        if written.written_pks is not None:
+            low = min(low or written.written_pks[0], written.written_pks[0])
+            high = max(high, written.written_pks[1])
+        # The window's objects are gone; its views, keys and scores need not be remembered.
+        clear_caches()
+        if lease.progress.done >= lease.progress.total:
+            break
+    lease.progress.enter(JobPhase.WRITING)
+    await announce_import(conn, announced, lambda c: _find(earlier.alias, c))
+    customers = created - folded
+    outcome = JobOutcome(
+        customers_created=customers,
+        records_linked=records_written - customers,
+        records_already_resolved=already,
+        customers_merged=merged,
+        review_items_opened=reviews,
+        written_pks=(low, high) if high else None,
+    )
+    return outcome, ledger
 
-    The graph is read without holding up its writers; the write locks them out and checks the
-    ledger: if anything was written since the read, the records are placed again under the
-    lock (docs/bulk-import.md, "Online resolution meanwhile")."""
+
+def _find(alias: dict[str, str], customer_id: str) -> str:
+    seen = 0
+    while customer_id in alias and seen < 64:
+        customer_id = alias[customer_id]
+        seen += 1
+    return customer_id
+
+
+def clear_caches() -> None:
+    _KEYS.clear()
+    _VIEWS.clear()
+    _SCORES.clear()
+
+
+class _Raced(Exception):
+    """The graph was written meanwhile, or its writers could not be locked out."""
+
+
+async def run_import(
+    engine: AsyncEngine, job: Job, lease: Lease, window: int = DEFAULT_WINDOW
+) -> None:
+    """An import: its staged records placed and written window by window (``DEFAULT_WINDOW``
+    records each) in one transaction, with the job's end.
+
+    The graph's writers are not held up while the windows are placed: the transaction locks
+    them out only at the end and checks the ledger. If anything was written since the job
+    started (or the lock is a deadlock: a writer waits for a row of the import, and Postgres
+    stops the lock), the transaction is rolled back and the import placed again, locked from
+    the start (docs/bulk-import.md, "Online resolution meanwhile")."""
     service = IdentityService(IdentityStore(engine))
     rules = await service.rules()
     model = (await service.model_info()).model.with_thresholds(
         rules.auto_link_threshold, rules.review_threshold
     )
-    records = [r for page in await staged_records(engine, job.job_pk) for r in page]
-    lease.progress.total = len(records)
-    lease.progress.enter(JobPhase.BLOCKING)
-    keys, own_keys = import_keys(records)
+    async with engine.connect() as conn:
+        lease.progress.total = int(
+            (
+                await conn.execute(
+                    text("SELECT count(*) FROM import_records WHERE job_pk = :p"),
+                    {"p": job.job_pk},
+                )
+            ).scalar_one()
+        )
     async with engine.begin() as conn:
         marker = await graph_marker(conn)
-    async with engine.begin() as conn:
-        resolver, placements, existing = await resolve_import(
-            conn, records, keys, own_keys, rules, model, lease
-        )
-    async with engine.begin() as conn:
-        lease.progress.enter(JobPhase.WRITING)
-        if await lock_graph(conn) != marker:
+    async with engine.connect() as conn:
+        try:
+            async with conn.begin():
+                outcome, mine = await place_and_write(
+                    engine, conn, job, rules, model, lease, window
+                )
+                lease.progress.enter(JobPhase.WRITING)
+                if not await lock_graph_after_writes(conn):
+                    raise _Raced
+                if await written_since(conn, marker) != mine:
+                    raise _Raced
+                await finish(conn, lease, outcome)
+            return
+        except _Raced:
             log.info("the graph changed while job %s placed its records: again, locked", job.job_id)
-            lease.progress.done = 0
-            resolver, placements, existing = await resolve_import(
-                conn, records, keys, own_keys, rules, model, lease
-            )
-            lease.progress.enter(JobPhase.WRITING)
-        written = await write_changes(conn, resolver.state, resolver.changes, placements, existing)
-        outcome = JobOutcome(
-            customers_created=written.customers_created,
-            records_linked=written.records_linked,
-            records_already_resolved=written.already_resolved,
-            customers_merged=written.customers_merged,
-            review_items_opened=written.review_items,
-            written_pks=written.written_pks,
-        )
+    clear_caches()
+    async with engine.begin() as conn:
+        await lock_graph(conn)
+        outcome, _ = await place_and_write(engine, conn, job, rules, model, lease, window)
         await finish(conn, lease, outcome)
 
 
@@ -431,7 +532,9 @@ RUNNERS: dict[JobKind, Runner] = {
 }
 
 
-async def run_job(database_url: str, job_pk: int, attempt: int) -> int:
+async def run_job(
+    database_url: str, job_pk: int, attempt: int, *, window: int = DEFAULT_WINDOW
+) -> int:
     engine = create_engine(database_url, pool_size=2)
     started = dt.datetime.now(dt.UTC)
     # The job builds millions of long-lived objects (records, views, blocks) and frees almost
@@ -443,7 +546,10 @@ async def run_job(database_url: str, job_pk: int, attempt: int) -> int:
     try:
         job = await load_job(engine, job_pk)
         async with Lease(engine, job_pk, attempt) as lease:
-            await RUNNERS[job.kind](engine, job, lease)
+            if job.kind is JobKind.IMPORT:
+                await run_import(engine, job, lease, window)
+            else:
+                await RUNNERS[job.kind](engine, job, lease)
         log.info(
             "batch job %s attempt %d done in %.1f s",
             job.job_id,
