@@ -545,9 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         args.soak_seconds = min(args.soak_seconds, 60)
     with contextlib.ExitStack() as stack:
         if not args.shared_cluster:
-            cluster = bench_cluster()
-            os.environ["SVOD_DATABASE_URL"] = cluster.start()
-            stack.callback(cluster.stop)
+            os.environ["SVOD_DATABASE_URL"] = stack.enter_context(bench_cluster())
         db_url = stack.enter_context(scratch_database("svod_bench_pipe"))
         started = time.perf_counter()
         load_identity(db_url, args.customers)

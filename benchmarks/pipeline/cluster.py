@@ -8,14 +8,15 @@ backend in it is the benchmark's, so its CPU is the pipeline's.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from svod_cli.postgres import PostgresMissing, PrivateCluster, find_bindir
 from svod_cli.suite import free_ports
 
-# Outside the tree: the cluster is owned by the postgres user, and is the benchmark's alone.
-DATADIR = Path(tempfile.gettempdir()) / "svod-pipeline-bench" / "pg"
 SETTINGS = {
     "max_connections": "300",
     "shared_buffers": "256MB",
@@ -25,8 +26,19 @@ SETTINGS = {
 }
 
 
-def bench_cluster() -> PrivateCluster:
+@contextlib.contextmanager
+def bench_cluster() -> Iterator[str]:
+    """A started cluster's admin URL; stopped and its folder removed afterwards. The folder is
+    the run's own, outside the tree (the cluster is owned by the postgres user): two runs at
+    once (two worktrees) once shared one folder, and the second failed to start."""
     bindir = find_bindir()
     if bindir is None:
         raise PostgresMissing("PostgreSQL binaries not found")
-    return PrivateCluster(DATADIR, bindir, free_ports(1)[0], SETTINGS)
+    folder = Path(tempfile.mkdtemp(prefix="svod-pipeline-bench-"))
+    folder.chmod(0o755)  # the postgres user reaches its data folder through it
+    cluster = PrivateCluster(folder / "pg", bindir, free_ports(1)[0], SETTINGS)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
