@@ -382,16 +382,19 @@ def test_track_stream_stores_good_lines_and_answers_each_bad_one(suite) -> None:
         assert suite.wait_processed(request.record_ref).state == DELIVERED
 
 
+@pytest.mark.parametrize("copy_from_rows", [1, 1000], ids=["copied", "as-arrays"])
 def test_repeats_in_one_stream_are_duplicates_within_and_across_stored_chunks(
-    suite, monkeypatch
+    suite, monkeypatch, copy_from_rows
 ) -> None:
-    """A stream's messages are stored a chunk at a time (by COPY into a staging table, then one
-    INSERT ... ON CONFLICT): a message repeated inside a chunk and in a later chunk is stored
-    once, answered as a duplicate, and counted once by the profile; a reused id with another
-    payload is refused wherever it comes."""
+    """A stream's messages are stored a chunk at a time (by COPY into a staging table, or as
+    arrays, then one INSERT ... ON CONFLICT): a message repeated inside a chunk and in a later
+    chunk is stored once, answered as a duplicate, and counted once by the profile; a reused
+    id with another payload is refused wherever it comes."""
+    from svod_ingestion.adapters import storage
     from svod_ingestion.entrypoints import grpc_servicer
 
     monkeypatch.setattr(grpc_servicer, "STREAM_CHUNK", 4)
+    monkeypatch.setattr(storage, "COPY_FROM_ROWS", copy_from_rows)
     customer, who = new_customer(suite)
     orders = [track("webshop", ORDER, who, total=f"{n + 1}") for n in range(5)]
     reused = track("webshop", ORDER, who, total="77")

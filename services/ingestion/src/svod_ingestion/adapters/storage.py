@@ -51,13 +51,15 @@ _COPY_INCOMING = (
 )
 _INCOMING_TYPES = ["int4", "text", "text", "text", "text", "bytea", "bytea", "bool"]
 # The new messages, in their order (a message id taken - earlier, by a concurrent stream, or
-# by a repeat in the same rows - is skipped), and their outbox entries in the same order.
-_STORE_INCOMING = """
-    WITH new AS (
+# by a repeat in the same rows - is skipped), and their outbox entries in the same order;
+# ``incoming`` is the rows (n, source, message_id, kind, channel, payload, payload_hash,
+# unchecked), copied into the staging table or given as arrays.
+_STORE = """
+    WITH incoming AS ({incoming}), new AS (
         INSERT INTO records (record_id, source, message_id, kind, channel, payload,
                              payload_hash)
         SELECT gen_random_uuid(), source, message_id, kind, channel, payload, payload_hash
-        FROM pg_temp.incoming_records ORDER BY n
+        FROM incoming ORDER BY n
         ON CONFLICT (source, message_id) DO NOTHING
         RETURNING record_pk, record_id, source, message_id, kind, payload_hash, received_at
     ), queued AS (
@@ -65,13 +67,24 @@ _STORE_INCOMING = """
         SELECT 'record.' || new.kind, new.record_pk::text,
                CASE WHEN u.source IS NULL THEN ''::bytea ELSE %(unchecked)s END,
                CAST(%(carrier)s AS jsonb), %(lane)s
-        FROM new LEFT JOIN (SELECT DISTINCT source, message_id FROM pg_temp.incoming_records
-                            WHERE unchecked) AS u USING (source, message_id)
+        FROM new LEFT JOIN (SELECT DISTINCT source, message_id FROM incoming WHERE unchecked)
+            AS u USING (source, message_id)
         ORDER BY new.record_pk
     )
     SELECT record_pk, record_id::text, source, message_id, kind, payload_hash, received_at
     FROM new
 """
+_STORE_COPIED = _STORE.format(incoming="SELECT * FROM pg_temp.incoming_records")
+_STORE_LISTED = _STORE.format(
+    incoming="SELECT * FROM unnest(CAST(%(s)s AS text[]), CAST(%(m)s AS text[]), "
+    "CAST(%(k)s AS text[]), CAST(%(ch)s AS text[]), CAST(%(p)s AS bytea[]), "
+    "CAST(%(h)s AS bytea[]), CAST(%(u)s AS boolean[])) WITH ORDINALITY "
+    "AS x(source, message_id, kind, channel, payload, payload_hash, unchecked, n)"
+)
+# Fewer rows than this go as array parameters in the statement itself: one round trip, where
+# COPY takes three (the staging table's check, the COPY, the statement) - a single Track or
+# Identify is one row. Dumping arrays element by element in Python costs only for big chunks.
+COPY_FROM_ROWS = 32
 
 
 class IngestionTransaction:
@@ -86,43 +99,37 @@ class IngestionTransaction:
         those stored here by (source, message id), with their kind. Taken ids are skipped: a
         repeat inside ``rows`` too (the first one is stored).
 
-        The rows travel by binary COPY into a temporary table of the connection, then one
-        statement inserts the new ones and their outbox entries. Issue #20: the arrays of
-        the INSERT this replaces were dumped element by element in Python (psycopg's
+        One statement inserts the new ones and their outbox entries. A stream's chunk travels
+        by binary COPY into a temporary table of the connection first; fewer than
+        COPY_FROM_ROWS rows go as arrays in the statement. Issue #20: the arrays of the
+        INSERT this replaces were dumped element by element in Python (psycopg's
         ListDumper), 7% of ingestion's samples during a TrackStream load, and its outbox JSON
         document another 3%; COPY rows are formatted in C."""
         if not rows:
             return {}
         raw = await self.conn.get_raw_connection()
         driver: Any = raw.driver_connection
+        params: dict[str, Any] = {
+            "carrier": json.dumps(current_trace_carrier()),
+            "lane": int(lane),
+            "unchecked": UNCHECKED,
+        }
         try:
             cursor = driver.cursor()
-            # Once per connection it creates the table; after that a catalog look-up. Kept per
-            # connection, emptied at each commit: no catalog churn per transaction.
-            await cursor.execute(_INCOMING_TABLE)
-            async with cursor.copy(_COPY_INCOMING) as copy:
-                copy.set_types(_INCOMING_TYPES)
-                for n, (message, payload_hash) in enumerate(rows):
-                    await copy.write_row(
-                        (
-                            n,
-                            message.source,
-                            message.message_id,
-                            message.kind.value,
-                            message.channel,
-                            message.payload,
-                            payload_hash,
-                            not message.quality_checked,
-                        )
-                    )
-            await cursor.execute(
-                _STORE_INCOMING,
-                {
-                    "carrier": json.dumps(current_trace_carrier()),
-                    "lane": int(lane),
-                    "unchecked": UNCHECKED,
-                },
-            )
+            if len(rows) < COPY_FROM_ROWS:
+                params |= {
+                    "s": [m.source for m, _ in rows],
+                    "m": [m.message_id for m, _ in rows],
+                    "k": [m.kind.value for m, _ in rows],
+                    "ch": [m.channel for m, _ in rows],
+                    "p": [m.payload for m, _ in rows],
+                    "h": [h for _, h in rows],
+                    "u": [not m.quality_checked for m, _ in rows],
+                }
+                await cursor.execute(_STORE_LISTED, params)
+            else:
+                await self._copy_incoming(cursor, rows)
+                await cursor.execute(_STORE_COPIED, params)
             stored = await cursor.fetchall()
         except psycopg.OperationalError:
             if getattr(driver, "closed", False):
@@ -135,6 +142,27 @@ class IngestionTransaction:
             )
             for record_pk, record_id, source, message_id, kind, payload_hash, received_at in stored
         }
+
+    @staticmethod
+    async def _copy_incoming(cursor: Any, rows: Sequence[tuple[Incoming, bytes]]) -> None:
+        # Once per connection it creates the table; after that a catalog look-up. Kept per
+        # connection, emptied at each commit: no catalog churn per transaction.
+        await cursor.execute(_INCOMING_TABLE)
+        async with cursor.copy(_COPY_INCOMING) as copy:
+            copy.set_types(_INCOMING_TYPES)
+            for n, (message, payload_hash) in enumerate(rows):
+                await copy.write_row(
+                    (
+                        n,
+                        message.source,
+                        message.message_id,
+                        message.kind.value,
+                        message.channel,
+                        message.payload,
+                        payload_hash,
+                        not message.quality_checked,
+                    )
+                )
 
     async def existing_many(
         self, refs: Sequence[tuple[str, str]]
