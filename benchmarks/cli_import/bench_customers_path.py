@@ -222,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         "a shared machine drifts: neither path always runs second); medians are reported",
     )
     parser.add_argument(
+        "--output", type=Path, default=RESULTS, help=f"results file (default {RESULTS})"
+    )
+    parser.add_argument(
         "--with-apply-batch",
         action="store_true",
         help="also the batch path folding with ApplyBatch calls as before FoldCustomerImport "
@@ -291,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         folds = [r["phase_s"].get("folding") for r in seen if r.get("phase_s")]
         if folds:
             print(f"{name}: folding phases (s) {folds}")
-    RESULTS.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
+    args.output.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
     return 0
 
 

@@ -6,11 +6,14 @@ moment they are staged, and a committed import ends with every record delivered.
 from __future__ import annotations
 
 import time
+import uuid
 
 import grpc
 import pytest
 
+from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2
+from svod.profile.v1 import profile_pb2
 from tests.builders import identify, random_phone, unique
 from tests.e2e.test_identify_slice import field_violations
 
@@ -138,3 +141,51 @@ def test_bad_requests_are_refused_precisely(suite) -> None:
         with pytest.raises(grpc.RpcError) as unknown:
             call(request_type(import_id=unique("never")), timeout=T)
         assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_profiles_fold_refuses_bad_calls_precisely_and_bad_records_alone(suite) -> None:
+    """Profile's FoldCustomerImport, as the import's job calls it: a bad call is
+    INVALID_ARGUMENT naming the field; a bad record fails alone, the others are folded (and
+    announced once by FinishCustomerImport)."""
+    customer = str(uuid.uuid4())
+
+    def record(message_id: str, customer_id: str = customer) -> profile_pb2.ApplyRequest:
+        return profile_pb2.ApplyRequest(
+            customer_id=customer_id,
+            record_ref=common_pb2.RecordRef(source="fold-rpc", message_id=message_id),
+            name=common_pb2.PersonName(first_name="Мария"),
+        )
+
+    for import_id, records, field in (
+        ("no spaces/here", [record("a")], "import_id"),
+        ("", [record("a")], "import_id"),
+        (unique("fold"), [], "records"),
+        (unique("fold"), [record(f"m{n}") for n in range(2001)], "records"),
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            suite.profile.FoldCustomerImport(
+                profile_pb2.FoldCustomerImportRequest(import_id=import_id, records=records),
+                timeout=T,
+            )
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert field in field_violations(refused.value)
+
+    import_id = unique("fold")
+    call = profile_pb2.FoldCustomerImportRequest(
+        import_id=import_id,
+        records=[record(unique("ok")), record(unique("bad"), "not-a-uuid"), record(unique("ok"))],
+    )
+    first = suite.profile.FoldCustomerImport(call, timeout=T).results
+    assert [r.HasField("applied") for r in first] == [True, False, True]
+    assert first[1].error_code == "INVALID_ARGUMENT"
+    assert first[0].applied.changed and first[2].applied.changed
+    again = suite.profile.FoldCustomerImport(call, timeout=T).results
+    assert [r.applied.changed for r in again] == [False, False, False]
+    finish = profile_pb2.FinishCustomerImportRequest(import_id=import_id)
+    assert suite.profile.FinishCustomerImport(finish, timeout=T).customers_announced == 1
+    assert suite.profile.FinishCustomerImport(finish, timeout=T).customers_announced == 0
+    profile = suite.profile.GetProfile(
+        profile_pb2.GetProfileRequest(customer_id=customer), timeout=T
+    )
+    assert profile.first_name.value == "Мария"
+    assert [(s.source, s.record_count) for s in profile.sources] == [("fold-rpc", 2)]
