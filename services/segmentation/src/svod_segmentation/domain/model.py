@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
 
@@ -26,8 +26,38 @@ class Segment:
         return self.definition.segment_id
 
 
+@dataclass(frozen=True, kw_only=True)
+class MetricValues:
+    """A profile's metrics as the read model holds them: part of every snapshot, and all a
+    metrics change (events applied) carries."""
+
+    currency: str = ""
+    order_count: int = 0
+    total_spent: Decimal = Decimal(0)
+    average_order_value: Decimal = Decimal(0)
+    return_count: int = 0
+    total_returned: Decimal = Decimal(0)
+    first_order_at: dt.datetime | None = None
+    last_order_at: dt.datetime | None = None
+    last_contact_at: dt.datetime | None = None
+    channels: tuple[str, ...] = ()
+    items_bought: int = 0
+    abandoned_cart_count: int = 0
+    campaign_delivered_count: int = 0
+    campaign_opened_count: int = 0
+    campaign_clicked_count: int = 0
+    session_count: int = 0
+    support_ticket_count: int = 0
+    last_support_ticket_at: dt.datetime | None = None
+    loyalty_points_balance: int = 0
+
+
+# The snapshot's fields that come from the profile's metrics (a metrics change carries these).
+METRIC_FIELDS = tuple(f.name for f in fields(MetricValues))
+
+
 @dataclass(frozen=True)
-class CustomerSnapshot:
+class CustomerSnapshot(MetricValues):
     """The fields of a profile that rules can test (the read model's row)."""
 
     customer_id: str
@@ -41,25 +71,6 @@ class CustomerSnapshot:
     region: str = ""
     country_code: str = ""
     postal_code: str = ""
-    currency: str = ""
-    order_count: int = 0
-    total_spent: Decimal = Decimal(0)
-    average_order_value: Decimal = Decimal(0)
-    return_count: int = 0
-    total_returned: Decimal = Decimal(0)
-    first_order_at: dt.datetime | None = None
-    last_order_at: dt.datetime | None = None
-    last_contact_at: dt.datetime | None = None
-    channels: tuple[str, ...] = ()
-    items_bought: int = 0
-    abandoned_cart_count: int = 0
-    campaign_delivered_count: int = 0
-    campaign_opened_count: int = 0
-    campaign_clicked_count: int = 0
-    session_count: int = 0
-    support_ticket_count: int = 0
-    last_support_ticket_at: dt.datetime | None = None
-    loyalty_points_balance: int = 0
     sources: tuple[str, ...] = ()
     identifier_types: tuple[str, ...] = ()
     # channel -> "opted_in" / "opted_out"
@@ -69,56 +80,13 @@ class CustomerSnapshot:
     updated_at: dt.datetime | None = None
 
 
-# The snapshot's fields that come from the profile's metrics (a metrics change carries these).
-METRIC_FIELDS = (
-    "currency",
-    "order_count",
-    "total_spent",
-    "average_order_value",
-    "return_count",
-    "total_returned",
-    "first_order_at",
-    "last_order_at",
-    "last_contact_at",
-    "channels",
-    "items_bought",
-    "abandoned_cart_count",
-    "campaign_delivered_count",
-    "campaign_opened_count",
-    "campaign_clicked_count",
-    "session_count",
-    "support_ticket_count",
-    "last_support_ticket_at",
-    "loyalty_points_balance",
-)
-
-
 @dataclass(frozen=True)
-class MetricsSnapshot:
+class MetricsSnapshot(MetricValues):
     """A profile's metrics alone, at a version (a change that only applied events): the read
     model versions them apart from the rest of the profile (see ProfileChange.metrics)."""
 
     customer_id: str
     profile_version: int
-    currency: str = ""
-    order_count: int = 0
-    total_spent: Decimal = Decimal(0)
-    average_order_value: Decimal = Decimal(0)
-    return_count: int = 0
-    total_returned: Decimal = Decimal(0)
-    first_order_at: dt.datetime | None = None
-    last_order_at: dt.datetime | None = None
-    last_contact_at: dt.datetime | None = None
-    channels: tuple[str, ...] = ()
-    items_bought: int = 0
-    abandoned_cart_count: int = 0
-    campaign_delivered_count: int = 0
-    campaign_opened_count: int = 0
-    campaign_clicked_count: int = 0
-    session_count: int = 0
-    support_ticket_count: int = 0
-    last_support_ticket_at: dt.datetime | None = None
-    loyalty_points_balance: int = 0
     updated_at: dt.datetime | None = None
     # Stored when none is held yet (a customer whose profile so far is its metrics).
     created_at: dt.datetime | None = None
