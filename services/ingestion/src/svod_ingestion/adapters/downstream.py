@@ -98,16 +98,17 @@ def _apply_request(
     )
 
 
-def _apply_batches(
-    todo: list[tuple[int, profile_pb2.ApplyRequest]],
+def calls_of(
+    todo: Sequence[tuple[int, profile_pb2.ApplyRequest]], most_records: int = RECORDS_PER_APPLY
 ) -> list[list[tuple[int, profile_pb2.ApplyRequest]]]:
-    """ApplyBatch calls of at most RECORDS_PER_APPLY records and APPLY_BYTES serialised."""
+    """(position, record)s split, in order, into calls of at most ``most_records`` records
+    and APPLY_BYTES serialised (ApplyBatch's, or a customer import's FoldCustomerImport's)."""
     parts: list[list[tuple[int, profile_pb2.ApplyRequest]]] = []
     part: list[tuple[int, profile_pb2.ApplyRequest]] = []
     size = 0
     for item in todo:
         item_size = item[1].ByteSize() + 8
-        if part and (len(part) >= RECORDS_PER_APPLY or size + item_size > APPLY_BYTES):
+        if part and (len(part) >= most_records or size + item_size > APPLY_BYTES):
             parts.append(part)
             part, size = [], 0
         part.append(item)
@@ -198,7 +199,7 @@ class GrpcDownstream:
                 if outcome is not None:
                     answers[index] = outcome
             return answers
-        for part in _apply_batches(todo):
+        for part in calls_of(todo):
             try:
                 reply = await self._call(
                     self.profile.ApplyBatch(

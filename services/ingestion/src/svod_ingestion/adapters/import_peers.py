@@ -18,9 +18,9 @@ from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_ingestion.adapters.downstream import (
-    APPLY_BYTES,
     GrpcDownstream,
     _apply_request,
+    calls_of,
     resolve_request,
 )
 from svod_ingestion.domain.attribution import Finding
@@ -51,26 +51,6 @@ FOLD_RECORDS = 2000
 # baseline of bench_customers_path --with-apply-batch; read nowhere else).
 APPLY_BATCH_FOLD = os.environ.get("SVOD_IMPORT_FOLD", "") == "apply_batch"
 RECOMPUTE_TIMEOUT_S = 600.0
-
-
-def _parts(
-    records: list[profile_pb2.ApplyRequest],
-) -> list[list[tuple[int, profile_pb2.ApplyRequest]]]:
-    """FoldCustomerImport calls of at most FOLD_RECORDS records and APPLY_BYTES serialised
-    (in order: (position, record))."""
-    parts: list[list[tuple[int, profile_pb2.ApplyRequest]]] = []
-    part: list[tuple[int, profile_pb2.ApplyRequest]] = []
-    size = 0
-    for item in enumerate(records):
-        item_size = item[1].ByteSize() + 8
-        if part and (len(part) >= FOLD_RECORDS or size + item_size > APPLY_BYTES):
-            parts.append(part)
-            part, size = [], 0
-        part.append(item)
-        size += item_size
-    if part:
-        parts.append(part)
-    return parts
 
 
 def _progress(job: identity_pb2.ResolutionJob) -> ResolutionProgress:
@@ -222,8 +202,13 @@ class GrpcImportPeers:
                 for i, outcome in zip(positions, done, strict=True):
                     answers[i] = outcome
                 return
-            for part in _parts(
-                [_apply_request(m, r, {}) for m, r in zip(messages, responses, strict=True)]
+            for part in calls_of(
+                list(
+                    enumerate(
+                        _apply_request(m, r, {}) for m, r in zip(messages, responses, strict=True)
+                    )
+                ),
+                FOLD_RECORDS,
             ):
                 done = await self._fold_call(
                     import_id,
