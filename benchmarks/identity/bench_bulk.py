@@ -86,6 +86,26 @@ def identity_stub(admin: str) -> Iterator[identity_pb2_grpc.IdentityServiceStub]
         drop_database(admin, db)
 
 
+def batch_workers() -> dict[str, tuple[int, float]]:
+    """Identity's batch worker processes now: pid -> (peak resident memory so far, VmHWM, in
+    KiB; CPU seconds so far). A worker may serve several jobs, so both span its life."""
+    out: dict[str, tuple[int, float]] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"batch_worker" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                peak = next((int(x.split()[1]) for x in f if x.startswith("VmHWM:")), 0)
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (peak, (int(fields[11]) + int(fields[12])) / ticks)
+    return out
+
+
 class PeakRss:
     """Samples the peak resident memory (VmHWM) and the CPU time of the batch worker
     processes (on a loaded machine the CPU seconds say more than the wall clock)."""
@@ -98,23 +118,9 @@ class PeakRss:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{pid}/cmdline", "rb") as f:
-                        if b"batch_worker" not in f.read():
-                            continue
-                    with open(f"/proc/{pid}/status") as f:
-                        for line in f:
-                            if line.startswith("VmHWM:"):
-                                self.peak_kib = max(self.peak_kib, int(line.split()[1]))
-                    with open(f"/proc/{pid}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                    ticks = os.sysconf("SC_CLK_TCK")
-                    self.cpu_s[pid] = (int(fields[11]) + int(fields[12])) / ticks
-                except OSError:
-                    continue
+            for pid, (peak_kib, cpu_s) in batch_workers().items():
+                self.peak_kib = max(self.peak_kib, peak_kib)
+                self.cpu_s[pid] = cpu_s
             self._stop.wait(0.2)
 
     def __enter__(self) -> PeakRss:

@@ -33,6 +33,7 @@ from benchmarks.identity.bench_bulk import (
     RECORDS_PER_PERSON,
     PeakRss,
     batch_import,
+    batch_workers,
     identity_stub,
     load_average,
 )
@@ -51,19 +52,7 @@ FINISHED = (
 def worker_cpu_s() -> dict[str, float]:
     """CPU seconds so far of each batch worker process: identity may keep one worker for
     several jobs, so a job's own CPU is the difference across it."""
-    out: dict[str, float] = {}
-    ticks = os.sysconf("SC_CLK_TCK")
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"batch_worker" not in f.read():
-                    continue
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
-    return out
+    return {pid: cpu for pid, (_, cpu) in batch_workers().items()}
 
 
 def cpu_since(before: dict[str, float]) -> float:
