@@ -5,7 +5,6 @@ moment they are staged, and a committed import ends with every record delivered.
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import grpc
@@ -16,6 +15,7 @@ from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2
 from tests.builders import identify, random_phone, unique
 from tests.e2e.test_identify_slice import field_violations
+from tests.waiting import wait_until
 
 T = 30.0
 Import = ingestion_pb2.CustomerImport
@@ -34,15 +34,15 @@ def stage(suite, import_id: str, *messages: list[ingestion_pb2.IdentifyRequest])
 
 
 def finished(suite, import_id: str, timeout_s: float = 120.0) -> ingestion_pb2.CustomerImport:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = suite.ingestion.GetCustomerImport(
+    return wait_until(
+        lambda: suite.ingestion.GetCustomerImport(
             ingestion_pb2.GetCustomerImportRequest(import_id=import_id), timeout=T
-        )
-        if job.state in (Import.STATE_SUCCEEDED, Import.STATE_FAILED):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
+        ),
+        timeout_s,
+        "the import finished",
+        0.2,
+        until=lambda job: job.state in (Import.STATE_SUCCEEDED, Import.STATE_FAILED),
+    )
 
 
 def test_an_import_staged_twice_and_committed_twice_delivers_every_record_once(suite) -> None:

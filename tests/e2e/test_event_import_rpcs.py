@@ -6,8 +6,6 @@ import ends with every staged event delivered to its customer."""
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 
@@ -15,6 +13,7 @@ from svod.common.v1 import common_pb2
 from svod.ingestion.v1 import ingestion_pb2
 from tests.builders import identify, random_phone, track, unique
 from tests.e2e.test_identify_slice import field_violations
+from tests.waiting import wait_until
 
 T = 30.0
 Import = ingestion_pb2.EventImport
@@ -34,15 +33,15 @@ def stage(suite, import_id: str, *messages: list[ingestion_pb2.TrackRequest]):
 
 
 def finished(suite, import_id: str, timeout_s: float = 120.0) -> ingestion_pb2.EventImport:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        job = suite.ingestion.GetEventImport(
+    return wait_until(
+        lambda: suite.ingestion.GetEventImport(
             ingestion_pb2.GetEventImportRequest(import_id=import_id), timeout=T
-        )
-        if job.state in (Import.STATE_SUCCEEDED, Import.STATE_FAILED):
-            return job
-        assert time.monotonic() < deadline, job
-        time.sleep(0.2)
+        ),
+        timeout_s,
+        "the import finished",
+        0.2,
+        until=lambda job: job.state in (Import.STATE_SUCCEEDED, Import.STATE_FAILED),
+    )
 
 
 def order(source: str, phone: str, total: str = "100") -> ingestion_pb2.TrackRequest:
