@@ -327,23 +327,21 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
         # The same reads' raw ceilings under the same load, each from a process of its own: a
         # unary call answered without work (raw_grpc.py) and the profile row's primary-key read
         # straight from Postgres. What neither can reach, GetProfile cannot either.
-        raw = contextlib.ExitStack()
-        raw_target = raw.enter_context(raw_server())
-        raw_reads = ProfileReader(raw_target, db_url)
-        db_reads = ProfileReader("", db_url, straight_from_db=True)
-        with CpuMeter(pids, db_url) as meter:
-            started = time.perf_counter()
-            accept_s = await send_streams(
-                ingestion, "IdentifyStream", work, args.per_stream, args.streams
-            )
-            await wait_processed(db_url, IDENTIFY_SOURCE, len(work), args.timeout)
-            elapsed = time.perf_counter() - started
-        stop_probe.set()
-        probes = await probe
-        read_latencies = await reads.stop()
-        raw_latencies = await raw_reads.stop()
-        db_latencies = await db_reads.stop()
-        raw.close()
+        with raw_server() as raw_target:
+            raw_reads = ProfileReader(raw_target, db_url)
+            db_reads = ProfileReader("", db_url, straight_from_db=True)
+            with CpuMeter(pids, db_url) as meter:
+                started = time.perf_counter()
+                accept_s = await send_streams(
+                    ingestion, "IdentifyStream", work, args.per_stream, args.streams
+                )
+                await wait_processed(db_url, IDENTIFY_SOURCE, len(work), args.timeout)
+                elapsed = time.perf_counter() - started
+            stop_probe.set()
+            probes = await probe
+            read_latencies = await reads.stop()
+            raw_latencies = await raw_reads.stop()
+            db_latencies = await db_reads.stop()
         await wait_processed(db_url, PROBE_SOURCE, probes, args.timeout)
         interactive = probe_latencies(db_url)
         _, delivered = processed(db_url, IDENTIFY_SOURCE)
