@@ -77,6 +77,7 @@ from svod_cli.common import (
     refusals_reported,
     report_rpc_error,
 )
+from svod_cli.fast_json import parse_dict
 from svod_cli.import_mapping import ColumnMapping, delimiter_of, load_mapping, read_mapping_file
 from svod_cli.ingest import wait_delivered
 
@@ -307,7 +308,9 @@ def build_message(row: Row, kind: Kind, defaults: Defaults) -> Message:
     data["record_ref"] = ref
     if not data.get("channel"):
         data["channel"] = defaults.channel
-    return json_format.ParseDict(data, kind.message())
+    # The fast fill when it vouches for the result; ParseDict (and its refusals) otherwise.
+    fast = parse_dict(data, kind.message())
+    return fast if fast is not None else json_format.ParseDict(data, kind.message())
 
 
 # -- the checkpoint ----------------------------------------------------------------------------
