@@ -182,6 +182,57 @@ def test_json_columns_load_exactly_as_the_json_module_reads_them(text: str) -> N
         assert type(loaded) is type(expected)
 
 
+def _json_default(value: object) -> object:
+    import datetime as dt
+    from decimal import Decimal
+
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"not JSON: {value!r}")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [{"c": "8f1c2a3e-1111-2222-3333-444455556666", "props": {"город": "Москва"}, "n": 3}],
+        [["key", "cGF5bG9hZA==", {"traceparent": "00-ab-cd-01"}]],
+        {"big": 123456789012345678901234567890},  # beyond 64 bits: orjson refuses it
+        {1: "a non-string key"},  # orjson refuses it, json.dumps writes "1"
+        "\ud800 a lone surrogate",  # not UTF-8: orjson refuses it
+        [None, True, 0, -5, "", []],
+    ],
+)
+def test_json_parameters_are_the_values_json_dumps_writes(value: object) -> None:
+    import json
+
+    from svod_runtime.db import dump_json
+
+    assert json.loads(dump_json(value)) == json.loads(json.dumps(value))
+
+
+def test_json_parameters_write_dates_and_decimals_as_the_default_does() -> None:
+    import datetime as dt
+    import json
+    import zoneinfo
+    from decimal import Decimal
+
+    from svod_runtime.db import dump_json
+
+    row = {
+        "at": dt.datetime(2026, 12, 5, 1, 2, 3, 456, tzinfo=dt.UTC),
+        "whole_second": dt.datetime(2026, 12, 5, 1, 2, 3, tzinfo=dt.UTC),
+        "moscow": dt.datetime(2026, 12, 5, 1, 2, 3, tzinfo=zoneinfo.ZoneInfo("Europe/Moscow")),
+        "naive": dt.datetime(2026, 12, 5, 1, 2, 3),
+        "day": dt.date(2026, 12, 5),
+        "amount": Decimal("1234.50"),
+    }
+    assert json.loads(dump_json([row], _json_default)) == json.loads(
+        json.dumps([row], default=_json_default)
+    )
+
+
 def test_gc_tuning_freezes_start_up_objects_and_collects_the_young_less_often() -> None:
     before = gc.get_threshold()
     try:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from svod_profile.adapters.erasure_locks import erasure_lock_statement
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
-from svod_runtime.db import array_literal, fetch_direct, fetch_direct_pipelined
+from svod_runtime.db import array_literal, dump_json, fetch_direct, fetch_direct_pipelined
 from svod_runtime.errors import CustomerErased
 
 _MERGED_OF = (
@@ -164,7 +164,7 @@ class EventRepository:
                     ids jsonb)
                 ON CONFLICT (source, message_id) DO NOTHING RETURNING source, message_id
                 """,
-            {"rows": json.dumps([_event_row(c, e) for c, e in rows], ensure_ascii=False)},
+            {"rows": dump_json([_event_row(c, e) for c, e in rows])},
         )
         return {(r.source, r.message_id) for r in result}
 
@@ -269,7 +269,7 @@ class EventRepository:
                 FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS x(c uuid, m jsonb)
                 WHERE p.customer_id = x.c RETURNING p.customer_id, p.version
                 """,
-            {"rows": json.dumps([{"c": c, "m": metrics_to_dict(m)} for c, m in metrics.items()])},
+            {"rows": dump_json([{"c": c, "m": metrics_to_dict(m)} for c, m in metrics.items()])},
         )
         return {str(r.customer_id): int(r.version) for r in rows}
 
@@ -311,7 +311,7 @@ class EventRepository:
                     SELECT s, m FROM jsonb_to_recordset(CAST(:refs AS jsonb)) AS x(s text, m text))
                 """
             ),
-            {"refs": json.dumps([{"s": s, "m": m} for s, m in refs])},
+            {"refs": dump_json([{"s": s, "m": m} for s, m in refs])},
         )
         return [_event_from_row(r) for r in rows]
 
@@ -327,7 +327,7 @@ class EventRepository:
             f"SELECT {_ANNOUNCED_COLUMNS} FROM events WHERE (source, message_id) IN ("
             "SELECT x.s, x.m FROM jsonb_to_recordset(CAST(%(refs)s AS jsonb)) "
             "AS x(s text, m text))",
-            {"refs": json.dumps([{"s": s, "m": m} for s, m in refs])},
+            {"refs": dump_json([{"s": s, "m": m} for s, m in refs])},
         )
         return [_event_from_row(r, identifiers=False) for r in rows]
 
