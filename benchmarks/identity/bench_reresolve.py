@@ -55,8 +55,11 @@ def worker_cpu_s() -> dict[str, float]:
     return {pid: cpu for pid, (_, cpu) in batch_workers().items()}
 
 
-def cpu_since(before: dict[str, float]) -> float:
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in worker_cpu_s().items())
+def cpu_since(before: dict[str, float], rss: PeakRss) -> float:
+    """The workers' CPU since ``before``, as last sampled by ``rss``: a worker serves one job
+    and exits, so it is gone once the job has ended."""
+    sampled = {**rss.cpu_s, **worker_cpu_s()}
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in sampled.items())
 
 
 def changes(report: identity_pb2.PreviewRulesResponse) -> dict[str, int]:
@@ -68,16 +71,20 @@ def changes(report: identity_pb2.PreviewRulesResponse) -> dict[str, int]:
 
 def preview(stub: identity_pb2_grpc.IdentityServiceStub, records: int) -> dict[str, Any]:
     rules = stub.GetRules(identity_pb2.GetRulesRequest(), timeout=30)
+    cpu_before = worker_cpu_s()
     with PeakRss() as rss:
         started = time.perf_counter()
         answer = stub.PreviewRules(identity_pb2.PreviewRulesRequest(rules=rules), timeout=7200)
         seconds = time.perf_counter() - started
+    cpu = cpu_since(cpu_before, rss)
     return {
         "seconds": round(seconds, 1),
         "records_per_s": round(records / seconds, 1),
-        # PreviewRules runs in identity's process or a worker; the worker's figures when one
-        # ran (0 otherwise).
+        # PreviewRules runs as a job of the batch worker (issue 22); 0 when the service
+        # answered it in its own process.
         "worker_peak_rss_mib": round(rss.peak_kib / 1024, 1),
+        "worker_cpu_s": round(cpu, 1),
+        "records_per_worker_cpu_s": round(records / max(cpu, 0.1), 1),
         **changes(answer),
         "load_average_after": load_average(),
     }
@@ -104,7 +111,7 @@ def reresolve(
                 break
             time.sleep(0.2)
         seconds = time.perf_counter() - started
-    cpu = cpu_since(cpu_before)
+    cpu = cpu_since(cpu_before, rss)
     if job.state != identity_pb2.RESOLUTION_JOB_STATE_SUCCEEDED:
         raise RuntimeError(f"re-resolution failed: {job.error}")
     return {

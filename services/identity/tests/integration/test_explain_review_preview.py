@@ -7,12 +7,14 @@ counts are exact."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
 from collections.abc import Iterator
 
 import grpc
+import psycopg
 import pytest
 
 from services.identity.tests.integration.test_identity_api import (
@@ -26,8 +28,14 @@ from services.identity.tests.integration.test_identity_api import (
     surname,
     unique,
 )
+from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_cli.suite import InProcessSuite, create_database, drop_database, prepare_database
+from svod_identity.adapters.storage import IdentityStore
+from svod_identity.domain.batch import changes_dict
+from svod_identity.entrypoints.grpc_servicer import preview_proto, rules_body
+from svod_identity.service_layer.use_cases import IdentityService
+from svod_runtime.db import create_engine, libpq_url
 
 EPOCH_YEAR = 1970
 # A town and houses of their own: other tests' Светланы live in Пермь.
@@ -209,19 +217,25 @@ def test_the_ledger_is_readable_by_customer_kind_and_page(suite) -> None:
 
 
 @pytest.fixture(scope="module")
-def own_identity(postgres_admin_url) -> Iterator[identity_pb2_grpc.IdentityServiceStub]:
+def own_graph(postgres_admin_url) -> Iterator[tuple[identity_pb2_grpc.IdentityServiceStub, str]]:
+    """Identity alone on a database of its own, and identity's database URL there."""
     name = f"svod_preview_{time.monotonic_ns()}"
     url = create_database(postgres_admin_url, name)
     running = None
     try:
-        prepare_database(url)
+        urls = prepare_database(url)
         running = InProcessSuite(url, services=("identity",)).start()
         with grpc.insecure_channel(running.target("identity")) as channel:
-            yield identity_pb2_grpc.IdentityServiceStub(channel)
+            yield identity_pb2_grpc.IdentityServiceStub(channel), urls["identity"]
     finally:
         if running is not None:
             running.stop()
         drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture(scope="module")
+def own_identity(own_graph) -> identity_pb2_grpc.IdentityServiceStub:
+    return own_graph[0]
 
 
 def preview(stub, rules: identity_pb2.Rules) -> identity_pb2.PreviewRulesResponse:
@@ -289,3 +303,89 @@ def test_previews_keep_a_persons_decisions_and_show_identifiers_changing_hands(
     assert change.identifier.value == second_card.upper().replace("-", "")
     assert change.current_customer_id == julia.customer_id
     assert (change.change, change.reason) == ("unlinked", "limit")
+
+
+def in_process_preview(
+    identity_url: str, rules: identity_pb2.Rules
+) -> identity_pb2.PreviewRulesResponse:
+    """PreviewRules as the service answered it before it ran in the batch worker: the whole
+    graph placed in the service's own process (``IdentityService.preview_rules``)."""
+
+    async def run() -> identity_pb2.PreviewRulesResponse:
+        engine = create_engine(identity_url, pool_size=1)
+        try:
+            result = await IdentityService(IdentityStore(engine)).preview_rules(rules_body(rules))
+        finally:
+            await engine.dispose()
+        return preview_proto(changes_dict(result))
+
+    return asyncio.run(run())
+
+
+def preview_jobs(identity_url: str) -> int:
+    """PreviewRules jobs the batch worker finished."""
+    with psycopg.connect(libpq_url(identity_url)) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM resolution_jobs WHERE candidate_rules IS NOT NULL "
+            "AND state = 'succeeded' AND dry_run"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def answer(response: identity_pb2.PreviewRulesResponse) -> dict[str, object]:
+    return {
+        "would_merge_count": response.would_merge_count,
+        "would_split_count": response.would_split_count,
+        "sample_merges": [
+            [[p.first.source, p.first.message_id], [p.second.source, p.second.message_id]]
+            for p in response.sample_merges
+        ],
+        "sample_splits": [
+            [[p.first.source, p.first.message_id], [p.second.source, p.second.message_id]]
+            for p in response.sample_splits
+        ],
+        "records": response.records_evaluated,
+        "customers_before": response.customers_before,
+        "customers_after": response.customers_after,
+        "identifier_change_count": response.identifier_change_count,
+        "sample_identifier_changes": [
+            {
+                "type": common_pb2.IdentifierType.Name(c.identifier.type),
+                "value": c.identifier.value,
+                "namespace": c.identifier.namespace,
+                "current_customer_id": c.current_customer_id,
+                "change": c.change,
+                "proposed_customer_id": c.proposed_customer_id,
+                "reason": c.reason,
+            }
+            for c in response.sample_identifier_changes
+        ],
+    }
+
+
+def test_a_preview_run_by_the_batch_worker_answers_as_the_service_did(own_graph) -> None:
+    """PreviewRules is a dry-run job of the batch worker (issue #22: no 200,000-record cap):
+    what it says would merge, split and change hands is what the service's own placing said."""
+    stub, identity_url = own_graph
+    # Two records of one person by a shared phone, each with a card of hers.
+    mobile, card, other_card = phone(), unique("C"), unique("C")
+    stub.Resolve(request(phones=(mobile,), cards=(card,), first="Ксения"), timeout=T)
+    stub.Resolve(request(phones=(mobile,), cards=(other_card,), first="Ксения"), timeout=T)
+    rules = stub.GetRules(identity_pb2.GetRulesRequest(), timeout=T)
+    # Rules letting a customer hold one card: her second one would be unlinked.
+    one_card = identity_pb2.Rules()
+    one_card.CopyFrom(rules)
+    for rule in one_card.identifier_rules:
+        if rule.type == CARD:
+            rule.max_values_per_customer = 1
+    jobs_before = preview_jobs(identity_url)
+    answers = {}
+    for name, candidate in (("same", rules), ("one_card", one_card)):
+        answers[name] = answer(preview(stub, candidate))
+        assert answers[name] == answer(in_process_preview(identity_url, candidate)), name
+    # Each answer came from a job of the batch worker, not from the service's process.
+    assert preview_jobs(identity_url) == jobs_before + 2
+    assert answers["same"]["identifier_change_count"] == 0
+    unlinked = answers["one_card"]["sample_identifier_changes"]
+    assert other_card.upper().replace("-", "") in [c["value"] for c in unlinked]  # type: ignore[union-attr]

@@ -40,7 +40,7 @@ __all__ = ["LEASE_RENEW_S", "LEASE_S", "ImportResult", "Job", "JobStore", "Stage
 
 _JOB_COLUMNS = (
     "job_pk, job_id, kind, state, phase, dry_run, actor, reason, records_staged, records_total, "
-    "records_done, outcome, error, attempts, created_at, started_at, finished_at"
+    "records_done, outcome, error, attempts, created_at, started_at, finished_at, candidate_rules"
 )
 
 
@@ -63,6 +63,7 @@ def job_of(row: Any) -> Job:
         created_at=row.created_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
+        candidate_rules=row.candidate_rules,
     )
 
 
@@ -149,6 +150,21 @@ class JobStore:
                 await conn.execute(
                     text(f"SELECT {_JOB_COLUMNS} FROM resolution_jobs WHERE job_id = :j"),
                     {"j": job_id},
+                )
+            ).one()
+        return job_of(row)
+
+    async def request_preview(self, job_id: str, candidate_rules: dict[str, Any]) -> Job:
+        """Queues a PreviewRules job: a dry-run re-resolution under ``candidate_rules``."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "INSERT INTO resolution_jobs (job_id, kind, state, dry_run, reason, "
+                        "candidate_rules, queued_at) VALUES (:j, 'reresolve', 'queued', true, "
+                        f"'preview', CAST(:c AS jsonb), now()) RETURNING {_JOB_COLUMNS}"
+                    ),
+                    {"j": job_id, "c": dumps(candidate_rules)},
                 )
             ).one()
         return job_of(row)

@@ -139,6 +139,12 @@ class Job:
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    # A PreviewRules job's candidate rules (``Rules.to_dict``); None: the rules in force.
+    candidate_rules: dict[str, Any] | None = None
+
+
+def new_preview_id() -> str:
+    return f"preview-{uuid.uuid4()}"
 
 
 @dataclass(frozen=True)

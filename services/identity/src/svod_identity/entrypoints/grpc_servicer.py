@@ -603,6 +603,10 @@ class IdentityServicer(DeadLetterRpcs, identity_pb2_grpc.IdentityServiceServicer
     ) -> identity_pb2.PreviewRulesResponse:
         if not request.HasField("rules"):
             raise InvalidArgument([FieldViolation("rules", "required")])
+        if self.bulk.runner is not None:
+            return preview_proto(await self.bulk.preview(rules_body(request.rules)))
+        # No batch worker (a service started without one): in this process, within
+        # ``MAX_PREVIEW_RECORDS``.
         result = await self.service.preview_rules(rules_body(request.rules))
 
         def pairs(samples: list[tuple[RecordRef, RecordRef]]) -> list[identity_pb2.RecordPair]:

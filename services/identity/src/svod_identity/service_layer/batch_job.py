@@ -63,7 +63,7 @@ from svod_identity.domain.preview import (
     keep_decisions,
     name_proposed,
 )
-from svod_identity.domain.rules import Rules
+from svod_identity.domain.rules import Rules, rules_from_dict
 from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.db import create_engine
 
@@ -425,9 +425,13 @@ async def run_import(
 async def run_reresolve(engine: AsyncEngine, job: Job, lease: Lease) -> None:
     """The whole graph placed again, record by record in the order they first came, under
     the rules and model in force; a person's decisions kept (``keep_decisions``); reported as
-    PreviewRules reports, and unless a dry run, written and announced (``write_plan``)."""
+    PreviewRules reports, and unless a dry run, written and announced (``write_plan``). A
+    PreviewRules job (``candidate_rules``, always a dry run) places under its candidate rules."""
     service = IdentityService(IdentityStore(engine))
-    rules = await service.rules()
+    if job.candidate_rules is not None:
+        rules = rules_from_dict(job.candidate_rules)
+    else:
+        rules = await service.rules()
     model = (await service.model_info()).model
     async with engine.begin() as conn:
         marker = await graph_marker(conn)

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from svod_identity.domain.jobs import (
     MAX_STAGE_RECORDS,
@@ -25,16 +26,19 @@ from svod_identity.domain.jobs import (
     StageResult,
     check_job_id,
     check_request_text,
+    new_preview_id,
     new_reresolve_id,
 )
 from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.records import RawRecord, build_record
+from svod_identity.domain.rules import rules_from_dict
 from svod_identity.service_layer.ports import JobRepository
 from svod_runtime.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
+    Unavailable,
     ViolationCollector,
 )
 
@@ -42,6 +46,8 @@ log = logging.getLogger(__name__)
 
 # How often the runner looks for work when nothing woke it.
 POLL_S = 5.0
+# How often PreviewRules looks at its job while it waits for the answer.
+PREVIEW_POLL_S = 0.25
 # Environment of the worker process: the database it works on.
 WORKER_DATABASE_ENV = "SVOD_IDENTITY_BATCH_DATABASE_URL"
 
@@ -143,6 +149,27 @@ class BulkJobs:
         if self.runner is not None:
             self.runner.wake()
         return job
+
+    async def preview(self, body: dict[str, Any]) -> dict[str, Any]:
+        """PreviewRules: a dry-run re-resolution under the candidate rules ``body``, run by
+        the batch worker as a job (``batch_job.run_reresolve``) and awaited: its report
+        (``batch.changes_dict``). In the worker it serves graphs of any size (the service
+        process placed at most 200,000 records before, holding the whole graph itself), and
+        it is ReresolveAll's own placing - what applying the rules would do. Queued behind a
+        batch job that runs already, as every job is."""
+        candidate = rules_from_dict(body)  # INVALID_ARGUMENT before anything is queued
+        assert self.runner is not None
+        job = await self.store.request_preview(new_preview_id(), candidate.to_dict())
+        self.runner.wake()
+        while True:
+            await asyncio.sleep(PREVIEW_POLL_S)
+            current = await self.store.job(job.job_id)
+            if current is None:  # cannot happen: jobs are never deleted
+                raise Unavailable(f"preview job {job.job_id} vanished")
+            if current.state is JobState.SUCCEEDED:
+                return current.outcome.changes or {}
+            if current.state is JobState.FAILED:
+                raise Unavailable(f"preview job {job.job_id} failed: {current.error}")
 
 
 def _not_staging(job: Job) -> FailedPrecondition:

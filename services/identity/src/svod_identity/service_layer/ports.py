@@ -320,6 +320,9 @@ class JobRepository(Protocol):
     async def request_reresolve(self, job_id: str, dry_run: bool, actor: str, reason: str) -> Job:
         """The re-resolution of that id, queued when new."""
 
+    async def request_preview(self, job_id: str, candidate_rules: dict[str, Any]) -> Job:
+        """Queues a dry-run re-resolution under ``candidate_rules`` (PreviewRules)."""
+
     async def claim(self) -> tuple[Job, int] | None:
         """The next job to run and the attempt its worker holds the lease by; None when a
         job runs already or none waits."""
