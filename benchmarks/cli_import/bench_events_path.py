@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +40,7 @@ import grpc
 import psycopg
 
 from benchmarks.harness import running_suite, scratch_database
+from benchmarks.profile.bench_event_import import BackendCpu, cpu_seconds
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_cli.bulk_import import job_json
 from svod_cli.suite import TOP
@@ -135,6 +137,15 @@ def svod(env: dict[str, str], *args: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+def process_cpu(suite: Any) -> dict[str, float]:
+    """CPU seconds so far of each service process and of the `svod` commands run (children
+    waited for: the services are still running)."""
+    cpu = {name: cpu_seconds(process.pid) for name, process in suite.processes.items()}
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu["svod_command"] = usage.ru_utime + usage.ru_stime
+    return cpu
+
+
 def run_path(name: str, people: Path, orders: Path, scratch: Path) -> dict[str, Any]:
     with scratch_database(f"svod_bench_ev{name}") as db_url, running_suite(db_url) as suite:
         env = {**os.environ, **{f"SVOD_{s.upper()}_TARGET": suite.target(s) for s in suite.ports}}
@@ -143,6 +154,8 @@ def run_path(name: str, people: Path, orders: Path, scratch: Path) -> dict[str, 
         while scalar(db_url, "SELECT count(*) FROM ingestion.records WHERE state = 'pending'"):
             time.sleep(0.5)
         load = os.getloadavg()
+        backends = BackendCpu(db_url)
+        cpu0, pg0 = process_cpu(suite), backends.sample()
         started = time.perf_counter()
         result = svod(
             env,
@@ -159,6 +172,12 @@ def run_path(name: str, people: Path, orders: Path, scratch: Path) -> dict[str, 
         while scalar(db_url, "SELECT count(*) FROM ingestion.records WHERE state = 'pending'"):
             time.sleep(0.5)
         elapsed = time.perf_counter() - started
+        cpu1, pg1 = process_cpu(suite), backends.sample()
+        backends.conn.close()
+        spent = {name: cpu1[name] - cpu0[name] for name in cpu1}
+        # The database's backends (those connected at the end; the pools keep theirs).
+        spent["postgres"] = BackendCpu.spent(pg0, pg1)
+        spent["total"] = sum(spent.values())
         events = int(result["accepted"])
         delivered = scalar(
             db_url,
@@ -172,12 +191,17 @@ def run_path(name: str, people: Path, orders: Path, scratch: Path) -> dict[str, 
             "command_s": round(sent_s, 1),
             "end_to_end_s": round(elapsed, 1),
             "events_per_s": round(events / elapsed),
+            # Where the CPU went (us per event): robust to the machine's load, unlike rates.
+            "cpu_us_per_event": {
+                name: round(seconds / max(events, 1) * 1e6, 1) for name, seconds in spent.items()
+            },
             "load_average_at_start": [round(x, 1) for x in load],
             "load_average_at_end": [round(x, 1) for x in os.getloadavg()],
         }
         if job is not None:
             out["job"] = job
             out["handed_over"] = result.get("handed_over", 0)
+        print(f"{name:>6}: CPU us per event {out['cpu_us_per_event']}")
         print(
             f"{name:>6}: {events:,} events in {elapsed:,.1f} s ({out['events_per_s']:,}/s end to "
             f"end; command {sent_s:,.1f} s), delivered {delivered:,}, profile events "

@@ -297,7 +297,8 @@ class EventImportRows:
                 f"SELECT r.source, r.message_id FROM {table} r JOIN unnest("
                 "CAST(%(s)s AS text[]), CAST(%(m)s AS text[])) AS x(s, m) "
                 "ON r.source = x.s AND r.message_id = x.m",
-                {"s": [s for s, _ in fresh], "m": [m for _, m in fresh]},
+                # Array literals: psycopg dumps a list element by element in Python.
+                {"s": array_literal(s for s, _ in fresh), "m": array_literal(m for _, m in fresh)},
             )
             for row in seen:
                 del fresh[(row.source, row.message_id)]
