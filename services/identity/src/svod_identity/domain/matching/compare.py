@@ -258,10 +258,17 @@ def _email_pair_level(x: EmailAddress, y: EmailAddress) -> str:
 
 
 def _another_number(a: str, b: str) -> bool:
-    """Logins one digit apart in place (elena1952 / elena1972, ivanov1 / ivanov2): the
-    numbered logins a provider hands namesakes once the name is taken, or the birth years of
-    two of them, not a slip of one person's. Letters slipped, digits dropped or swapped stay
-    typos.
+    """Logins one digit apart in place (elena1952 / elena1972, ivanov1 / ivanov2), or with two
+    neighbouring digits swapped (sergey.ivanov58 / sergey.ivanov85): the numbered logins a
+    provider hands namesakes once the name is taken, or the birth years of two of them, not a
+    slip of one person's (birth dates are read the same way: 1958 and 1985 are a parent and a
+    child as often as a slip). Letters slipped and digits dropped stay typos.
+
+    The swap (offline.py, EM): households seed 606 at 3000 persons, never used before, F1
+    0.9396 -> 0.9405 (P 0.9886 -> 0.9897), and its one customer of three persons gone
+    (sergey.ivanov58@yandex.ru of a Сергей Сергеевич Иванов born 1958 and .85 of a namesake
+    in another city, joined as one mailbox with a slip); households 303/404, generator
+    101/202, FEBRL3/4 unchanged.
 
     Measured through the API (bench_accuracy, EM, 2000 persons): households seed 303 F1
     0.9290 -> 0.9293 (P 0.9870 -> 0.9876, R 0.8774 -> 0.8776, max persons per customer
@@ -271,7 +278,7 @@ def _another_number(a: str, b: str) -> bool:
     if len(a) != len(b):
         return False
     differ = [(p, q) for p, q in zip(a, b, strict=True) if p != q]
-    return len(differ) == 1 and differ[0][0].isdigit() and differ[0][1].isdigit()
+    return len(differ) in (1, 2) and all(p.isdigit() and q.isdigit() for p, q in differ)
 
 
 _EMAIL_RANK = {"exact": 0, "local_part": 1, "fuzzy": 2, "disagree": 3}

@@ -1,0 +1,93 @@
+"""A woman's record under her married name links to her customer on the same given name, birth
+date and place when the fitted model's score says so; not without the place, nor against a
+contact or place of the customer that disagrees."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from typing import Any
+
+from svod_identity.domain.engine import GraphState, Resolver
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.rules import default_rules
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+MAIDEN = {"first_name": "Ольга", "last_name": "Смирнова", "gender": "female"}
+MARRIED = {"first_name": "Ольга", "last_name": "Кузнецова", "gender": "female"}
+BORN = {"birth_date": "1987-03-14"}
+# The maiden name's record has a phone, the married one's a loyalty card: nothing in common
+# but the name, the birth date and the place (no contact disagrees either).
+PHONE = IdentifierKey("phone", "+79164821937")
+CARD = IdentifierKey("loyalty_card", "776729210834")
+KOSTROMA = {"addresses": [{"city": "Кострома"}]}
+
+
+def _model(trained_pairs: int = 10_000) -> MatchModel:
+    """A model fitted where a shared city says much (as EM finds in such data)."""
+    base = default_model()
+    m = {f: dict(levels) for f, levels in base.m.items()}
+    u = {f: dict(levels) for f, levels in base.u.items()}
+    m["location"]["city"], u["location"]["city"] = 0.7, 0.05
+    return replace(base, m=m, u=u, trained_pairs=trained_pairs)
+
+
+def _record(n: int, identifier: IdentifierKey, **attributes: Any) -> IncomingRecord:
+    return IncomingRecord(
+        ref=RecordRef("src", f"m{n}"),
+        channel="pos",
+        observed_at=T0 + dt.timedelta(minutes=n),
+        identifiers=(identifier,),
+        attributes=attributes,
+    )
+
+
+def _place(model: MatchModel, *records: IncomingRecord) -> tuple[list[str], Resolver]:
+    state = GraphState()
+    resolver = Resolver(state, default_rules(), model, new_id=iter("abcdef").__next__)
+    placed = [resolver.resolve(r) for r in records]
+    return [state.find(p.customer_id) for p in placed], resolver
+
+
+def test_a_married_name_with_the_same_birth_date_and_city_links() -> None:
+    (first, second), resolver = _place(
+        _model(),
+        _record(1, PHONE, **MAIDEN, **BORN, **KOSTROMA),
+        _record(2, CARD, **MARRIED, **BORN, **KOSTROMA),
+    )
+    assert first == second
+    assert resolver.changes.records[1].evidence.get("married_name") is True
+
+
+def test_without_a_place_in_common_it_goes_to_review() -> None:
+    """A given name and a birth date alone are shared by strangers in a large base."""
+    (first, second), resolver = _place(
+        _model(),
+        _record(1, PHONE, **MAIDEN, **BORN, **KOSTROMA),
+        _record(2, CARD, **MARRIED, **BORN),
+    )
+    assert first != second
+    assert resolver.changes.reviews, "the pair is left to a reviewer"
+
+
+def test_a_disagreeing_record_of_the_customer_stops_it() -> None:
+    """The customer's other record puts her in another city: someone else's namesake."""
+    (first, _, third), _ = _place(
+        _model(),
+        _record(1, PHONE, **MAIDEN, **BORN, **KOSTROMA),
+        _record(2, PHONE, **MAIDEN, addresses=[{"city": "Тверь"}]),
+        _record(3, CARD, **MARRIED, **BORN, **KOSTROMA),
+    )
+    assert first != third
+
+
+def test_not_with_the_hand_set_model() -> None:
+    """Only weights the data gave (EM) may let the score stand in for a contact."""
+    (first, second), _ = _place(
+        _model(trained_pairs=0),
+        _record(1, PHONE, **MAIDEN, **BORN, **KOSTROMA),
+        _record(2, CARD, **MARRIED, **BORN, **KOSTROMA),
+    )
+    assert first != second
