@@ -317,9 +317,14 @@ def test_derived_data_is_shared_by_content_not_by_record_key() -> None:
     assert blocking_keys(first) == blocking_keys(again)
 
 
-def test_bounded_cache_starts_over_when_full() -> None:
-    cache: BoundedCache[int] = BoundedCache(2)
-    cache.put(("a",), 1)
-    cache.put(("b",), 2)
-    cache.put(("c",), 3)
-    assert cache == {("c",): 3}
+def test_bounded_cache_keeps_its_newer_half_when_full() -> None:
+    cache: BoundedCache[int] = BoundedCache(4)
+    for value, key in enumerate("abcd"):
+        cache.put((key,), value)
+    cache.put(("e",), 4)
+    # The two oldest went; the batch at work (the newest entries) is still there.
+    assert cache == {("c",): 2, ("d",): 3, ("e",): 4}
+    for value, key in enumerate("fghijk", start=5):
+        cache.put((key,), value)
+    assert len(cache) <= 4
+    assert ("k",) in cache

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from svod_identity.domain.matching.compare import view
 from svod_identity.domain.matching.places import street_key
-from svod_identity.domain.matching.record import BoundedCache, PersonRecord
+from svod_identity.domain.matching.record import CACHED_RECORDS, BoundedCache, PersonRecord
 from svod_identity.domain.matching.surnames import surname_key
 
 MAX_KEYS = 10
@@ -49,7 +49,7 @@ MAX_BLOCK_SIZE = 50
 
 # By record content: a batch needs an incoming record's keys to fetch candidates, to choose
 # which to lock and to place it.
-_KEYS: BoundedCache[frozenset[str]] = BoundedCache(65_536)
+_KEYS: BoundedCache[frozenset[str]] = BoundedCache(CACHED_RECORDS)
 
 
 def blocking_keys(record: PersonRecord) -> frozenset[str]:

@@ -27,7 +27,12 @@ from svod_identity.domain.matching.names import (
     resolve_first_name,
 )
 from svod_identity.domain.matching.places import address_key, city_key, house_number
-from svod_identity.domain.matching.record import BoundedCache, PersonRecord, person_content
+from svod_identity.domain.matching.record import (
+    CACHED_RECORDS,
+    BoundedCache,
+    PersonRecord,
+    person_content,
+)
 from svod_identity.domain.matching.surnames import (
     GenderForm,
     patronymic_form,
@@ -97,8 +102,8 @@ def effective_gender(record: PersonRecord) -> str | None:
 # Derived views and comparisons, by record content (``person_content``): a batch derives an
 # incoming record's view and compares it with its candidates once to choose what to lock, then
 # again to place it; and the same candidates come back for neighbouring records.
-_VIEWS: BoundedCache[RecordView] = BoundedCache(200_000)
-_COMPARISONS: BoundedCache[Comparison] = BoundedCache(65_536)
+_VIEWS: BoundedCache[RecordView] = BoundedCache(CACHED_RECORDS)
+_COMPARISONS: BoundedCache[Comparison] = BoundedCache(CACHED_RECORDS)
 
 
 def view(record: PersonRecord) -> RecordView:
