@@ -17,6 +17,7 @@ from services.identity.tests.integration.test_identity_api import (
     phone,
     request,
     resolve,
+    surname,
 )
 from svod.identity.v1 import identity_pb2
 from svod_identity.domain.jobs import JobKind, JobPhase, JobState
@@ -224,3 +225,52 @@ def test_quality_accepts_what_an_import_reports(suite, suite_database) -> None:
             ([joined, *kept], [joined, *kept]),
         ).fetchall()
     assert suspected == [(first, second, True)]
+
+
+def test_results_read_in_pages_are_every_record_once_in_order(suite, monkeypatch) -> None:
+    """ListImportResults reads the staged records a page at a time (``RESULTS_PAGE``), the
+    page first and then its rows in ``records``: across page boundaries, and resumed at one,
+    every record comes once, in staging order, with its customer."""
+    from svod_identity.adapters import job_storage
+
+    phones = [phone() for _ in range(7)]
+    records = [request(phones=(p,), first="Анна", last=surname(True)) for p in phones]
+    # The last record links to the first (a customer across pages).
+    records.append(request(phones=(phones[0],), first="Анна", last=records[0].name.last_name))
+    import_id = import_records(suite, records, chunk=2)
+    whole = results(suite, import_id)
+    monkeypatch.setattr(job_storage, "RESULTS_PAGE", 3)
+    paged = results(suite, import_id)
+    assert paged == whole
+    assert [r.record_ref for r in paged] == [r.record_ref for r in records]
+    assert [r.sequence for r in paged] == sorted(r.sequence for r in paged)
+    assert paged[7].customer_id == paged[0].customer_id
+    assert results(suite, import_id, after=paged[2].sequence) == whole[3:]
+    assert results(suite, import_id, after=paged[5].sequence) == whole[6:]
+
+
+def test_an_import_counts_the_sharers_of_held_identifiers(suite, suite_database) -> None:
+    """A record refused an identifier because its holder is clearly somebody else counts as a
+    sharer of it, as ``Resolve`` counts it: for an identifier held before the import and for
+    one the import itself gave out."""
+    held, given = phone(), phone()
+    owner = resolve(suite, request(phones=(held,), first="Ирина", last="Белова", born=(1985, 3, 4)))
+    records = [
+        request(phones=(held,), first="Олег", last="Жуков", born=(1951, 7, 9)),
+        request(phones=(given,), first="Марина", last="Соколова", born=(1990, 1, 2)),
+        request(phones=(given,), first="Пётр", last="Ильин", born=(1947, 12, 30)),
+    ]
+    placed = results(suite, import_records(suite, records))
+    assert len({owner.customer_id, *(r.customer_id for r in placed)}) == 4
+    with suite_database.admin_connect() as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT value, sharers FROM identity.identifiers "
+                "WHERE id_type = 'phone' AND value = ANY(%s)",
+                ([held.replace(" ", ""), given.replace(" ", "")],),
+            ).fetchall()
+        )
+    assert rows == {
+        held.replace(" ", ""): [placed[0].customer_id],
+        given.replace(" ", ""): [placed[2].customer_id],
+    }
