@@ -152,6 +152,7 @@ RPC_ACCESS: dict[str, Access] = {
     _IDENTITY + "StageImportRecords": Access(S.INTERNAL, _by("ingestion")),
     _IDENTITY + "CommitImport": Access(S.INTERNAL, _by("ingestion")),
     _IDENTITY + "ListImportResults": Access(S.INTERNAL, _by("ingestion")),
+    _IDENTITY + "ListImportResultPages": Access(S.INTERNAL, _by("ingestion")),
     # A re-resolution's report samples identifiers changing hands (their values).
     _IDENTITY + "GetResolutionJob": Access(
         S.IDENTITY_ADMIN, _by("ingestion"), segments=_REFUSE, audit=_READ

@@ -274,3 +274,34 @@ def test_an_import_counts_the_sharers_of_held_identifiers(suite, suite_database)
         held.replace(" ", ""): [placed[0].customer_id],
         given.replace(" ", ""): [placed[2].customer_id],
     }
+
+
+def test_result_pages_are_the_results_in_pages(suite, monkeypatch) -> None:
+    """ListImportResultPages answers ListImportResults' results, in order, a full page per
+    message but the last, and resumes after a sequence as ListImportResults does."""
+    from svod_identity.domain import jobs
+
+    records = [request(phones=(phone(),), first="Олег", last=surname()) for _ in range(5)]
+    import_id = import_records(suite, records, chunk=2)
+    whole = results(suite, import_id)
+    monkeypatch.setattr(jobs, "RESULTS_PER_PAGE", 2)
+
+    def pages(after: int = 0) -> list[list[identity_pb2.ImportRecordResult]]:
+        return [
+            list(page.results)
+            for page in suite.identity.ListImportResultPages(
+                identity_pb2.ListImportResultsRequest(import_id=import_id, after_sequence=after),
+                timeout=T * 3,
+            )
+        ]
+
+    assert pages() == [whole[0:2], whole[2:4], whole[4:5]]
+    assert pages(after=whole[1].sequence) == [whole[2:4], whole[4:5]]
+    assert pages(after=whole[4].sequence) == []
+    nobody = suite.identity.ListImportResultPages(
+        identity_pb2.ListImportResultsRequest(import_id=f"never-{secrets.token_hex(3)}"),
+        timeout=T,
+    )
+    with pytest.raises(grpc.RpcError) as unknown:
+        list(nobody)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND

@@ -24,6 +24,8 @@ MAX_JOB_ID = 128
 _JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Records of one StageImportRecords message.
 MAX_STAGE_RECORDS = 2_000
+# Results per ImportResultPage (ListImportResultPages).
+RESULTS_PER_PAGE = 2_000
 MAX_ATTEMPTS = 3
 
 

@@ -13,6 +13,7 @@ from google.type import date_pb2
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_identity.adapters.job_storage import ImportResult, Job
+from svod_identity.domain import jobs
 from svod_identity.domain.engine import Placement
 from svod_identity.domain.explain import Evidence
 from svod_identity.domain.identifiers import IdentifierKey
@@ -405,6 +406,18 @@ class IdentityServicer(DeadLetterRpcs, identity_pb2_grpc.IdentityServiceServicer
     ) -> AsyncIterator[identity_pb2.ImportRecordResult]:
         async for result in self.bulk.results(request.import_id, request.after_sequence):
             yield import_result_proto(result)
+
+    async def ListImportResultPages(
+        self, request: identity_pb2.ListImportResultsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[identity_pb2.ImportResultPage]:
+        page: list[identity_pb2.ImportRecordResult] = []
+        async for result in self.bulk.results(request.import_id, request.after_sequence):
+            page.append(import_result_proto(result))
+            if len(page) >= jobs.RESULTS_PER_PAGE:
+                yield identity_pb2.ImportResultPage(results=page)
+                page = []
+        if page:
+            yield identity_pb2.ImportResultPage(results=page)
 
     async def ReresolveAll(
         self, request: identity_pb2.ReresolveAllRequest, context: grpc.aio.ServicerContext
