@@ -82,7 +82,9 @@ MAX_MERGE = 100
 # A match model's JSON (RefitMatchModel.model_json): a stored model is a few KiB.
 MAX_MODEL_JSON = 1_000_000
 DEFAULT_PAGE = 100
-# PreviewRules re-resolves at most this many records.
+# PreviewRules in the service's own process (a service without a batch worker: tests of the
+# use cases) re-resolves at most this many records; the gRPC service runs it as a job of the
+# batch worker (``BulkJobs.preview``), with no cap.
 MAX_PREVIEW_RECORDS = 200_000
 MAX_REFIT_PAIRS = 200_000
 # What the ledger records.
