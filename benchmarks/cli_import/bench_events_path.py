@@ -40,7 +40,7 @@ import grpc
 import psycopg
 
 from benchmarks.harness import running_suite, scratch_database
-from benchmarks.profile.bench_event_import import BackendCpu, cpu_seconds
+from benchmarks.profile.bench_event_import import cpu_seconds
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_cli.bulk_import import job_json
 from svod_cli.suite import TOP
@@ -137,6 +137,22 @@ def svod(env: dict[str, str], *args: str) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+def backend_cpu(conn: psycopg.Connection) -> dict[tuple[int, str], float]:
+    """CPU seconds so far of the database's backends, by (pid, role): each service connects
+    as its own role, so the database's CPU splits by service."""
+    rows = conn.execute(
+        "SELECT pid, usename FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid()"
+    ).fetchall()
+    found: dict[tuple[int, str], float] = {}
+    for pid, role in rows:
+        try:
+            found[(pid, str(role))] = cpu_seconds(pid)
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def process_cpu(suite: Any) -> dict[str, float]:
     """CPU seconds so far of each service process and of the `svod` commands run (children
     waited for: the services are still running)."""
@@ -154,8 +170,8 @@ def run_path(name: str, people: Path, orders: Path, scratch: Path) -> dict[str, 
         while scalar(db_url, "SELECT count(*) FROM ingestion.records WHERE state = 'pending'"):
             time.sleep(0.5)
         load = os.getloadavg()
-        backends = BackendCpu(db_url)
-        cpu0, pg0 = process_cpu(suite), backends.sample()
+        backends = psycopg.connect(libpq_url(db_url), autocommit=True)
+        cpu0, pg0 = process_cpu(suite), backend_cpu(backends)
         started = time.perf_counter()
         result = svod(
             env,
@@ -172,11 +188,13 @@ def run_path(name: str, people: Path, orders: Path, scratch: Path) -> dict[str, 
         while scalar(db_url, "SELECT count(*) FROM ingestion.records WHERE state = 'pending'"):
             time.sleep(0.5)
         elapsed = time.perf_counter() - started
-        cpu1, pg1 = process_cpu(suite), backends.sample()
-        backends.conn.close()
+        cpu1, pg1 = process_cpu(suite), backend_cpu(backends)
+        backends.close()
         spent = {name: cpu1[name] - cpu0[name] for name in cpu1}
-        # The database's backends (those connected at the end; the pools keep theirs).
-        spent["postgres"] = BackendCpu.spent(pg0, pg1)
+        # The database's backends by role (those connected at the end; pools keep theirs).
+        for (pid, role), seconds in pg1.items():
+            key = f"postgres_{role}"
+            spent[key] = spent.get(key, 0.0) + seconds - pg0.get((pid, role), 0.0)
         spent["total"] = sum(spent.values())
         events = int(result["accepted"])
         delivered = scalar(
