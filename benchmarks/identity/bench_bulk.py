@@ -86,9 +86,28 @@ def identity_stub(admin: str) -> Iterator[identity_pb2_grpc.IdentityServiceStub]
         drop_database(admin, db)
 
 
+def _ours(pid: str) -> bool:
+    """Whether ``pid`` descends from this process (the identity the benchmark started): other
+    agents' batch workers on the same machine are not this run's."""
+    me = os.getpid()
+    for _ in range(16):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+        if parent == me:
+            return True
+        if parent <= 1:
+            return False
+        pid = str(parent)
+    return False
+
+
 def batch_workers() -> dict[str, tuple[int, float]]:
-    """Identity's batch worker processes now: pid -> (peak resident memory so far, VmHWM, in
-    KiB; CPU seconds so far). A worker may serve several jobs, so both span its life."""
+    """This run's identity batch worker processes now: pid -> (peak resident memory so far,
+    VmHWM, in KiB; CPU seconds so far). A worker may serve several jobs, so both span its
+    life."""
     out: dict[str, tuple[int, float]] = {}
     ticks = os.sysconf("SC_CLK_TCK")
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -96,6 +115,8 @@ def batch_workers() -> dict[str, tuple[int, float]]:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if b"batch_worker" not in f.read():
                     continue
+            if not _ours(pid):
+                continue
             with open(f"/proc/{pid}/status") as f:
                 peak = next((int(x.split()[1]) for x in f if x.startswith("VmHWM:")), 0)
             with open(f"/proc/{pid}/stat") as f:
