@@ -73,10 +73,11 @@ V = TypeVar("V")
 # and what it leaves in the contact caches take about 2 KB (tracemalloc, 20,000 generated
 # records). At 200,000 views (and 65,536 comparisons and keys, 262,144 parsed phones) the
 # caches were still filling after ten minutes of 100 identifies/s: identity's RSS grew 112%
-# over the issue #20 soak (166 -> 353 MiB). At 16,384 they are full within the soak's warm-up
-# and hold at most about 40 MB, at no measured cost: identity's CPU per identify record in the
-# pipeline benchmark (20,000 customers, 5,000 records, alternating runs at load 13-19) was
-# 0.42 and 0.50 ms with the old sizes, 0.44 and 0.48 ms with these (docs/performance.md).
+# over the issue #20 soak (166 -> 353 MiB). At 16,384 they hold at most about 40 MB, and
+# identity grew 14% over a 10-minute soak, at no measured cost: its CPU per identify record
+# in the pipeline benchmark (20,000 customers, 5,000 records, alternating runs at load
+# 13-19) was 0.42 and 0.50 ms with the old sizes, 0.44 and 0.48 ms with these
+# (docs/performance.md, "Identity's caches and the soak's memory growth").
 # The batch worker raises the views' limit to its import's size (service_layer/batch_job.py).
 CACHED_RECORDS = 16_384
 
