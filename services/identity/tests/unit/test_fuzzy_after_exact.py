@@ -3,28 +3,15 @@ finds the person's other customer, whose records share no identifier with it."""
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
+from services.identity.tests.unit.records import incoming as _record
 from svod_identity.domain.engine import GraphState, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.model import default_model
-from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.rules import default_rules
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 CARD = IdentifierKey("loyalty_card", "2941185716529", "loyalty")
 PHONE = IdentifierKey("phone", "+79155796616")
-
-
-def _record(n: int, *identifiers: IdentifierKey, **attributes: Any) -> IncomingRecord:
-    return IncomingRecord(
-        ref=RecordRef("src", f"m{n}"),
-        channel="pos",
-        observed_at=T0 + dt.timedelta(minutes=n),
-        identifiers=identifiers,
-        attributes=attributes,
-    )
 
 
 def _place(*records: IncomingRecord, **options: bool) -> list[str]:

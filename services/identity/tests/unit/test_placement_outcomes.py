@@ -4,17 +4,15 @@ repeat. The review screen, the audit ledger and ``ExplainLink`` read these."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import replace
-from typing import Any
 
+from services.identity.tests.unit.records import incoming as _record
 from svod_identity.domain.engine import GraphState, Placement, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.model import MatchModel, default_model
-from svod_identity.domain.model import IncomingRecord, RecordRef, ResolutionOutcome
+from svod_identity.domain.model import IncomingRecord, ResolutionOutcome
 from svod_identity.domain.rules import default_rules
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 NAME = {"first_name": "Феврония", "last_name": "Муравьева"}
 CITY = {"addresses": [{"city": "Кологрив"}]}
 PHONE = IdentifierKey("phone", "+79164820001")
@@ -28,16 +26,6 @@ def _model() -> MatchModel:
     u = {f: dict(levels) for f, levels in base.u.items()}
     m["location"]["city"], u["location"]["city"] = 0.7, 0.05
     return replace(base, m=m, u=u, trained_pairs=10_000)
-
-
-def _record(n: int, *identifiers: IdentifierKey, **attributes: Any) -> IncomingRecord:
-    return IncomingRecord(
-        ref=RecordRef("src", f"m{n}"),
-        channel="pos",
-        observed_at=T0 + dt.timedelta(minutes=n),
-        identifiers=identifiers,
-        attributes=attributes,
-    )
 
 
 def _place(*records: IncomingRecord) -> tuple[list[Placement], Resolver]:

@@ -3,17 +3,15 @@ another the city, when no single record does; not when a record of the customer 
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import replace
-from typing import Any
 
+from services.identity.tests.unit.records import incoming as _record
 from svod_identity.domain.engine import GraphState, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.model import MatchModel, default_model
-from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.rules import default_rules
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 NAME = {"first_name": "Мария", "last_name": "Смирнова"}
 KOSTROMA = {"addresses": [{"city": "Кострома"}]}
 PHONE = IdentifierKey("phone", "+79164821937")
@@ -28,16 +26,6 @@ def _model(trained_pairs: int = 10_000) -> MatchModel:
     m["location"]["city"], u["location"]["city"] = 0.7, 0.05
     m["email"]["local_part"], u["email"]["local_part"] = 0.02, 0.01
     return replace(base, m=m, u=u, trained_pairs=trained_pairs)
-
-
-def _record(n: int, *identifiers: IdentifierKey, **attributes: Any) -> IncomingRecord:
-    return IncomingRecord(
-        ref=RecordRef("src", f"m{n}"),
-        channel="pos",
-        observed_at=T0 + dt.timedelta(minutes=n),
-        identifiers=identifiers,
-        attributes=attributes,
-    )
 
 
 def _place(model: MatchModel, *records: IncomingRecord) -> list[str]:

@@ -510,6 +510,16 @@ class Resolver:
 
     # -- checks ---------------------------------------------------------------------------
 
+    def _no_record_disagrees(self, person: PersonRecord, owner: str) -> bool:
+        """Whether no record of ``owner`` disagrees with ``person`` on a contact, the place or
+        the birth date: the guard of every link made on weaker evidence than a shared contact
+        (a namesake's records say so as soon as they exist)."""
+        return not any(
+            compare_records(person, other)[feature] == "disagree"
+            for other in self._persons(owner)
+            for feature in _RARE_NAME_DISAGREEMENTS
+        )
+
     def _persons(self, customer_id: str) -> list[PersonRecord]:
         customer = self.state.customers.get(customer_id)
         if customer is None:
@@ -993,11 +1003,7 @@ class Resolver:
             or levels["location"] not in _PLACE_AGREES
         ):
             return False
-        return not any(
-            compare_records(person, other)[feature] == "disagree"
-            for other in self._persons(owner)
-            for feature in _RARE_NAME_DISAGREEMENTS
-        )
+        return self._no_record_disagrees(person, owner)
 
     def _rare_name_link(self, person: PersonRecord, owner: str, scored: CandidateScore) -> bool:
         """Whether a full name and a place, scoring over the link threshold, link the record to
@@ -1033,11 +1039,7 @@ class Resolver:
             or levels["location"] not in _PLACE_AGREES
         ):
             return False
-        return not any(
-            compare_records(person, other)[feature] == "disagree"
-            for other in self._persons(owner)
-            for feature in _RARE_NAME_DISAGREEMENTS
-        )
+        return self._no_record_disagrees(person, owner)
 
     def _open_reviews(
         self, pk: int, customer_id: str, reviews: list[tuple[str, CandidateScore]]
