@@ -93,6 +93,16 @@ def _violations(refused: identity_pb2.RefusedImportRecord) -> list[FieldViolatio
     return out
 
 
+def _import_result(result: identity_pb2.ImportRecordResult) -> ImportResult:
+    return ImportResult(
+        result.sequence,
+        result.record_ref.source,
+        result.record_ref.message_id,
+        result.customer_id,
+        tuple(i.SerializeToString() for i in result.normalized_identifiers),
+    )
+
+
 class GrpcImportPeers:
     def __init__(
         self,
@@ -106,6 +116,8 @@ class GrpcImportPeers:
         self.profile = downstream.profile
         self.downstream = downstream
         self.timeout_s = timeout_s
+        # Whether identity serves ListImportResultPages (False once it answered UNIMPLEMENTED).
+        self.result_pages = True
 
     async def stage(
         self, import_id: str, payloads: Sequence[bytes]
@@ -151,25 +163,38 @@ class GrpcImportPeers:
 
     async def results(self, import_id: str, after_sequence: int) -> AsyncIterator[ImportResult]:
         """Identity's results after ``after_sequence``, in staging order. Raises DeliveryError
-        when the stream breaks (read again from the last sequence)."""
-        call = self.identity.ListImportResults(
-            identity_pb2.ListImportResultsRequest(
-                import_id=import_id, after_sequence=after_sequence
-            )
+        when the stream breaks (read again from the last sequence).
+
+        Read with ListImportResultPages (up to 2,000 a message: at 200,000 records 14-18 s
+        against ListImportResults' 30 s, and 0.3 s of the reader's CPU against 9-10 s,
+        docs/bulk-import.md); an identity without it (UNIMPLEMENTED, before any result: a
+        rolling upgrade) is read one result a message, and remembered as such."""
+        request = identity_pb2.ListImportResultsRequest(
+            import_id=import_id, after_sequence=after_sequence
         )
+        if self.result_pages:
+            call = self.identity.ListImportResultPages(request)
+            pages = 0
+            try:
+                async for page in call:
+                    pages += 1
+                    for result in page.results:
+                        yield _import_result(result)
+                return
+            except grpc.aio.AioRpcError as error:
+                if pages or error.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise delivery_error(error) from None
+                self.result_pages = False
+            finally:
+                call.cancel()
+        single = self.identity.ListImportResults(request)
         try:
-            async for result in call:
-                yield ImportResult(
-                    result.sequence,
-                    result.record_ref.source,
-                    result.record_ref.message_id,
-                    result.customer_id,
-                    tuple(i.SerializeToString() for i in result.normalized_identifiers),
-                )
+            async for result in single:
+                yield _import_result(result)
         except grpc.aio.AioRpcError as error:
             raise delivery_error(error) from None
         finally:
-            call.cancel()
+            single.cancel()
 
     async def fold(
         self, import_id: str, items: Sequence[tuple[bytes, ImportResult]]
