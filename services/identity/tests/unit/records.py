@@ -1,13 +1,16 @@
-"""Incoming records for the resolver's unit tests: the n-th record of one source, n minutes
-after T0, with the given identifiers and attributes."""
+"""Incoming records for the resolver's unit tests (the n-th record of one source, n minutes
+after T0, with the given identifiers and attributes), and their placement into a new graph."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
+from svod_identity.domain.engine import GraphState, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.domain.rules import default_rules
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
@@ -20,3 +23,14 @@ def incoming(n: int, *identifiers: IdentifierKey, **attributes: Any) -> Incoming
         identifiers=identifiers,
         attributes=attributes,
     )
+
+
+def place(
+    model: MatchModel, *records: IncomingRecord, **options: bool
+) -> tuple[list[str], Resolver]:
+    """Resolves ``records`` in order into an empty graph: each one's customer as it ends up
+    (after later merges), and the resolver."""
+    state = GraphState()
+    resolver = Resolver(state, default_rules(), model, new_id=iter("abcdef").__next__, **options)
+    placed = [resolver.resolve(r) for r in records]
+    return [state.find(p.customer_id) for p in placed], resolver

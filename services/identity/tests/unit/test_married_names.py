@@ -4,17 +4,13 @@ contact or place of the customer that disagrees."""
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import replace
-from typing import Any
 
-from svod_identity.domain.engine import GraphState, Resolver
+from services.identity.tests.unit.records import incoming as _record
+from services.identity.tests.unit.records import place as _place
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.model import MatchModel, default_model
-from svod_identity.domain.model import IncomingRecord, RecordRef
-from svod_identity.domain.rules import default_rules
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 MAIDEN = {"first_name": "Ольга", "last_name": "Смирнова", "gender": "female"}
 MARRIED = {"first_name": "Ольга", "last_name": "Кузнецова", "gender": "female"}
 BORN = {"birth_date": "1987-03-14"}
@@ -32,23 +28,6 @@ def _model(trained_pairs: int = 10_000) -> MatchModel:
     u = {f: dict(levels) for f, levels in base.u.items()}
     m["location"]["city"], u["location"]["city"] = 0.7, 0.05
     return replace(base, m=m, u=u, trained_pairs=trained_pairs)
-
-
-def _record(n: int, identifier: IdentifierKey, **attributes: Any) -> IncomingRecord:
-    return IncomingRecord(
-        ref=RecordRef("src", f"m{n}"),
-        channel="pos",
-        observed_at=T0 + dt.timedelta(minutes=n),
-        identifiers=(identifier,),
-        attributes=attributes,
-    )
-
-
-def _place(model: MatchModel, *records: IncomingRecord) -> tuple[list[str], Resolver]:
-    state = GraphState()
-    resolver = Resolver(state, default_rules(), model, new_id=iter("abcdef").__next__)
-    placed = [resolver.resolve(r) for r in records]
-    return [state.find(p.customer_id) for p in placed], resolver
 
 
 def test_a_married_name_with_the_same_birth_date_and_city_links() -> None:

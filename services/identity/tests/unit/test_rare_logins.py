@@ -8,11 +8,10 @@ import datetime as dt
 from dataclasses import replace
 from typing import Any
 
-from svod_identity.domain.engine import GraphState, Resolver
+from services.identity.tests.unit.records import place as _place
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.model import MatchModel, TermFrequencies, default_model
 from svod_identity.domain.model import IncomingRecord, RecordRef
-from svod_identity.domain.rules import default_rules
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 MOSCOW = {"addresses": [{"city": "Москва"}]}
@@ -37,13 +36,6 @@ def _record(n: int, email: str, **attributes: Any) -> IncomingRecord:
         identifiers=(IdentifierKey("email", email),),
         attributes=attributes,
     )
-
-
-def _place(model: MatchModel, *records: IncomingRecord) -> tuple[list[str], Resolver]:
-    state = GraphState()
-    resolver = Resolver(state, default_rules(), model, new_id=iter("abcdef").__next__)
-    placed = [resolver.resolve(r) for r in records]
-    return [state.find(p.customer_id) for p in placed], resolver
 
 
 def _pair(login: str, first: str = "Мария", **extra: Any) -> tuple[IncomingRecord, ...]:
