@@ -166,6 +166,11 @@ def array_literal(values: Iterable[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
+def bytea_array_literal(values: Iterable[bytes]) -> str:
+    """``array_literal`` for a bytea[] (hex elements), to CAST from one text parameter."""
+    return "{" + ",".join('"\\\\x' + v.hex() + '"' for v in values) + "}"
+
+
 # Tracers of the engines whose direct statements get database spans (see fetch_direct).
 _DIRECT_TRACERS: weakref.WeakKeyDictionary[Any, trace.Tracer] = weakref.WeakKeyDictionary()
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")

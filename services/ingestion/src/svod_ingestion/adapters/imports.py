@@ -4,7 +4,7 @@ outbox entry)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -21,7 +21,7 @@ from svod_ingestion.domain.imports import (
     Staged,
 )
 from svod_ingestion.domain.model import Incoming, MessageKind, StoredRecord
-from svod_runtime.db import array_literal
+from svod_runtime.db import array_literal, bytea_array_literal
 from svod_runtime.outbox import OutboxLane, enqueue_many
 from svod_runtime.telemetry import current_trace_carrier
 
@@ -32,11 +32,6 @@ _COLUMNS = (
     "created_at, committed_at, finished_at, kind, events_handed_over, events_applied, "
     "events_duplicate, events_erased, customers_changed"
 )
-
-
-def bytea_array_literal(values: Iterable[bytes]) -> str:
-    """A Postgres bytea[] literal (hex elements) to CAST from one text parameter."""
-    return "{" + ",".join('"\\\\x' + v.hex() + '"' for v in values) + "}"
 
 
 def _job(row: Any) -> CustomerImport:

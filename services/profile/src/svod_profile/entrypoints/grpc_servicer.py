@@ -486,6 +486,9 @@ _CHECKED_IDS = 100_000
 
 def _checked_id(raw: str, checked: dict[str, str]) -> str:
     """``raw`` as a canonical customer id (INVALID_ARGUMENT if it is none), remembered."""
+    customer_id = checked.get(raw)
+    if customer_id is not None:
+        return customer_id
     customer_id = parse_customer_id(raw, "customer_id")
     if len(checked) >= _CHECKED_IDS:
         checked.clear()
@@ -657,9 +660,7 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
                 for index, item in enumerate(request.events):
                     await step_aside()  # single calls run while a message is checked
                     try:
-                        customer_id = checked_ids.get(item.customer_id) or _checked_id(
-                            item.customer_id, checked_ids
-                        )
+                        customer_id = _checked_id(item.customer_id, checked_ids)
                         rows.append((customer_id, event_fact(item, self.currency)))
                     except SvodError as error:
                         refused.append(_refused_event(index, item.record_ref, error))
