@@ -33,6 +33,12 @@ def enum_short_name(descriptor: EnumDescriptor, number: int, prefix: str) -> str
     return _short_names(descriptor, prefix).get(number, "")
 
 
+def enum_short_names(descriptor: EnumDescriptor, prefix: str) -> dict[int, str]:
+    """Every short name of an enum by number (``.get(number, "")`` is ``enum_short_name``), for
+    a loop that converts many fields: no cache look-up per field."""
+    return _short_names(descriptor, prefix)
+
+
 def enum_number(descriptor: EnumDescriptor, short_name: str, prefix: str) -> int:
     return _numbers(descriptor, prefix).get(short_name.lower(), 0)
 

@@ -168,7 +168,11 @@ MONEY_EVENTS = ("order_placed", "order_returned", "cart_updated", "cart_abandone
 CONTACT_CHANNELS = ("email", "sms", "push", "messenger", "call")
 
 
-@dataclass(frozen=True)
+# Amount, Line and TrackMessage are built for every streamed event (issue #20: about 10,000 a
+# second): slotted and not frozen, as a frozen dataclass sets each field through
+# object.__setattr__ - three times slower to build (0.41 against 1.29 us for an Amount, /tmp
+# timeit). Nothing changes them after they are built.
+@dataclass(slots=True)
 class Amount:
     """A money amount as sent: currency code and value (units + nanos, both signed alike)."""
 
@@ -185,7 +189,7 @@ class Amount:
         return not self.currency and self.units == 0 and self.nanos == 0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Line:
     quantity: int
     unit_price: Amount
@@ -195,7 +199,7 @@ class Line:
     category: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class TrackMessage:
     source: str
     message_id: str
@@ -252,7 +256,8 @@ def _check_lines(lines: list[Line], currency: str, errors: ViolationCollector) -
         _check_line(line, f"event.lines[{index}]", currency, errors)
         for index, line in enumerate(lines)
     ]
-    if all(countable):
+    # Most lines have no discount: their sum is 0 without adding Decimals up.
+    if all(countable) and not all(line.discount.empty for line in lines):
         discounts = bounds.order_discount(
             (bounds.amount_of(line.discount.units, line.discount.nanos), line.quantity)
             for line in lines

@@ -44,6 +44,7 @@ from svod_runtime.protoconv import (
     datetime_to_timestamp,
     enum_number,
     enum_short_name,
+    enum_short_names,
     proto_date_parts,
 )
 
@@ -58,6 +59,10 @@ _STATE = {
     RecordState.UNATTRIBUTED: ingestion_pb2.RecordStatus.STATE_UNATTRIBUTED,
 }
 _ISSUE = ingestion_pb2.AttributionIssue.DESCRIPTOR
+# Short names by number of the enums every streamed event converts (several a message).
+_ID_TYPE_NAMES = enum_short_names(_ID_TYPE, "IDENTIFIER_TYPE_")
+_CHANNEL_NAMES = enum_short_names(_CHANNEL, "SOURCE_CHANNEL_")
+_EVENT_TYPE_NAMES = enum_short_names(_EVENT_TYPE, "EVENT_TYPE_")
 
 
 def issue_number(issue: Issue) -> int:
@@ -92,10 +97,8 @@ def unattributed_event(held: HeldEvent) -> ingestion_pb2.UnattributedEvent:
 
 
 def _identifiers(identifiers: Iterable[common_pb2.Identifier]) -> list[tuple[str, str, str]]:
-    return [
-        (enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace)
-        for i in identifiers
-    ]
+    names = _ID_TYPE_NAMES
+    return [(names.get(i.type, ""), i.value, i.namespace) for i in identifiers]
 
 
 def identify_message(request: ingestion_pb2.IdentifyRequest) -> IdentifyMessage:
@@ -141,8 +144,8 @@ def track_message(request: ingestion_pb2.TrackRequest) -> TrackMessage:
     return TrackMessage(
         source=request.record_ref.source,
         message_id=request.record_ref.message_id,
-        channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_"),
-        event_type=enum_short_name(_EVENT_TYPE, event.type, "EVENT_TYPE_"),
+        channel=_CHANNEL_NAMES.get(request.channel, ""),
+        event_type=_EVENT_TYPE_NAMES.get(event.type, ""),
         occurred_at=checked_timestamp(event.occurred_time, "event.occurred_time", refused),
         identifiers=_identifiers(event.identifiers),
         total=_amount(event.total),
@@ -161,7 +164,8 @@ def track_message(request: ingestion_pb2.TrackRequest) -> TrackMessage:
         loyalty_points=event.loyalty_points,
         order_id=event.order_id,
         reference_id=event.reference_id,
-        properties=dict(event.properties),
+        # dict() of an empty protobuf map still walks the Mapping protocol (1 us an event).
+        properties=dict(event.properties) if event.properties else {},
         size_bytes=request.ByteSize(),
         refused=tuple(refused.violations),
     )
