@@ -28,6 +28,16 @@ _ERASED_OF = (
     "WHERE customer_id = ANY(CAST(%(c)s AS uuid[])))"
 )
 
+# lock_current_profiles: missing profiles made, then all locked in id order (no deadlocks).
+_CREATE_PROFILES = (
+    "INSERT INTO profiles (customer_id) SELECT unnest(CAST(%(c)s AS uuid[])) "
+    "ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id"
+)
+_LOCK_PROFILES = (
+    "SELECT customer_id, metrics FROM profiles "
+    "WHERE customer_id = ANY(CAST(%(c)s AS uuid[])) ORDER BY customer_id FOR UPDATE"
+)
+
 _TIME_FIELDS = {f.name for f in fields(Metrics) if "datetime" in str(f.type)}
 _DECIMAL_FIELDS = {f.name for f in fields(Metrics) if "Decimal" in str(f.type)}
 
@@ -141,7 +151,8 @@ _ANNOUNCED_COLUMNS = EVENT_COLUMNS.removesuffix(", identifiers")
 class EventRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-        # Profiles this transaction created (lock_profiles): nothing but what it writes yet.
+        # Profiles this transaction created (lock_current_profiles): nothing but what it writes
+        # yet.
         self.created: set[str] = set()
 
     async def insert_event(self, customer_id: str, event: EventFact) -> bool:
@@ -211,8 +222,16 @@ class EventRepository:
         current = await self._current_unless_erased(customer_ids)
         while True:
             owners = sorted(set(current.values()))
-            metrics = await self.lock_profiles(owners)
-            moved = {o: s for o, s in (await self.current_ids(owners)).items() if s != o}
+            ids = {"c": array_literal(owners)}
+            # The profiles made, locked and their merges looked up again in one round trip
+            # (three before: a batch's statements wait on the round trips, and each costs the
+            # process a wake-up; see docs/performance.md, "Profile and segmentation CPU").
+            created, locked, merged = await fetch_direct_pipelined(
+                self.conn, [(_CREATE_PROFILES, ids), (_LOCK_PROFILES, ids), (_MERGED_OF, ids)]
+            )
+            self.created.update(str(r.customer_id) for r in created)
+            metrics = {str(r.customer_id): metrics_from_json(r.metrics) for r in locked}
+            moved = {str(r.customer_id): str(r.survivor_id) for r in merged}
             if not moved:
                 return current, metrics
             await fetch_direct(
@@ -221,25 +240,6 @@ class EventRepository:
                 {"c": array_literal(moved)},
             )
             current = {c: moved.get(o, o) for c, o in current.items()}
-
-    async def lock_profiles(self, customer_ids: list[str]) -> dict[str, Metrics]:
-        """Creates missing profiles, locks all (in id order: no deadlocks), returns metrics."""
-        ordered = sorted(set(customer_ids))
-        ids = {"c": array_literal(ordered)}
-        created = await fetch_direct(
-            self.conn,
-            "INSERT INTO profiles (customer_id) SELECT unnest(CAST(%(c)s AS uuid[])) "
-            "ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id",
-            ids,
-        )
-        self.created.update(str(r.customer_id) for r in created)
-        rows = await fetch_direct(
-            self.conn,
-            "SELECT customer_id, metrics FROM profiles "
-            "WHERE customer_id = ANY(CAST(%(c)s AS uuid[])) ORDER BY customer_id FOR UPDATE",
-            ids,
-        )
-        return {str(r.customer_id): metrics_from_json(r.metrics) for r in rows}
 
     async def current_metrics(self, customer_ids: list[str]) -> dict[str, CurrentMetrics]:
         """The version, times and metrics of each profile there is, without the rest of it

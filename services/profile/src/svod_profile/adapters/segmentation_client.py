@@ -3,7 +3,8 @@
 A relay pass's changes go in one ApplyProfileChanges call; each carries the trace context of
 its own delivery, so every change stays in the trace of the write that caused it. A change
 that only applied events carries the profile's metrics alone (ProfileChanged.metrics_only);
-the others the whole profile as it is at delivery.
+the others the profile as it is at delivery, as far as segmentation's read model keeps it
+(``announced_profile_proto``: no identifier values, provenance or name variants).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ class SegmentationAnnouncer:
     async def _announce(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         # Imported here: the servicer module holds the proto mapping of a profile.
         from svod_profile.entrypoints.grpc_servicer import (
+            announced_profile_proto,
             metrics_proto,
-            profile_proto,
             timeline_entry,
         )
 
@@ -59,7 +60,7 @@ class SegmentationAnnouncer:
         alone = [_metrics_alone(c) for c in changes]
         whole = {m.key for m, a in zip(messages, alone, strict=True) if not a} | split_sources
         async with self.store.reader() as tx:
-            views = await tx.load_many(sorted(whole))
+            views = await tx.announced_many(sorted(whole))
             metrics = await tx.events.current_metrics(
                 sorted({m.key for m, a in zip(messages, alone, strict=True) if a})
             )
@@ -97,7 +98,7 @@ class SegmentationAnnouncer:
             request = segmentation_pb2.ApplyProfileChangeRequest(
                 customer_id=message.key,
                 profile_version=view.version,
-                profile=profile_proto(view, self.currency),
+                profile=announced_profile_proto(view, self.currency),
                 new_events=new_events,
                 merged_customer_ids=change.merged,
                 trace_context=message.trace_carrier,
@@ -108,7 +109,9 @@ class SegmentationAnnouncer:
                 source = views.get(split.source)
                 if source is not None:  # erased since: only the events move
                     request.split.source_profile_version = source.version
-                    request.split.source_profile.CopyFrom(profile_proto(source, self.currency))
+                    request.split.source_profile.CopyFrom(
+                        announced_profile_proto(source, self.currency)
+                    )
                 request.split.moved_events.extend(
                     timeline_entry(events[r], self.currency) for r in split.moved if r in events
                 )

@@ -24,6 +24,7 @@ from svod_profile.domain.announcements import (
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact
 from svod_profile.domain.model import (
+    AnnouncedProfile,
     IdentifierObservation,
     NameVariant,
     ProfileView,
@@ -33,7 +34,7 @@ from svod_profile.domain.model import (
     TraitObservation,
 )
 from svod_profile.domain.names import NAME_FIELDS, NameIndex, query_key
-from svod_runtime.db import array_literal, fetch_direct, fetch_direct_pipelined
+from svod_runtime.db import array_literal, dump_json, fetch_direct, fetch_direct_pipelined
 from svod_runtime.erasure import scrub_outbox
 from svod_runtime.outbox import enqueue, enqueue_many
 
@@ -160,6 +161,26 @@ _OBSERVATIONS = (
 )
 
 
+# observations_many: each (i, customer, fields) wanted, in the order the values were stored.
+_OBSERVATIONS_MANY = """
+SELECT x.i, t.field, t.value, t.source, t.channel, t.observed_at
+FROM jsonb_to_recordset(CAST(%(w)s AS jsonb)) AS x(i int, c uuid, f text[])
+JOIN trait_values t ON t.customer_id = x.c AND t.field = ANY(x.f)
+ORDER BY x.i, t.value_pk
+"""
+
+
+def _values_carry_record_provenance(app: RecordApplication) -> bool:
+    """Whether every value of the record carries the record's provenance, and its source is
+    the record's (what the set-based claim stores for each)."""
+    p = app.provenance
+    return (
+        p.source == app.source
+        and all(t.provenance == p for t in app.traits)
+        and all(i.provenance == p for i in app.identifiers)
+    )
+
+
 def _observation(row: Any) -> TraitObservation:
     return TraitObservation(
         row.field, row.value, Provenance(row.source, row.channel, row.observed_at)
@@ -247,9 +268,16 @@ class ProfileTransaction:
         return bool(rows[0].claimed)
 
     async def claim_and_observe_many(self, apps: list[RecordApplication]) -> list[bool]:
-        """``claim_and_observe`` of each record in turn, all sent in one round trip."""
+        """``claim_and_observe`` of each record in turn. Records whose every value carries the
+        record's own provenance (all that ``ApplyBatch`` builds) go in one set-based statement,
+        the customer import fold's (``CustomerImportRows.claim_and_observe``: same rows, same
+        answers); others one statement each, all sent in one round trip. (ApplyBatch's
+        100-record chunks as 100 pipelined statements: see docs/performance.md, "Profile and
+        segmentation CPU per message".)"""
         if not apps:
             return []
+        if all(map(_values_carry_record_provenance, apps)):
+            return await self.customer_imports.claim_and_observe(apps)
         answers = await fetch_direct_pipelined(
             self.conn, [(_CLAIM_AND_OBSERVE, _claim_params(app)) for app in apps]
         )
@@ -264,14 +292,22 @@ class ProfileTransaction:
     async def observations_many(
         self, wanted: list[tuple[str, Iterable[str]]]
     ) -> list[list[TraitObservation]]:
-        """``observations`` of each (customer, fields), all read in one round trip."""
+        """``observations`` of each (customer, fields), in the order stored, as one statement."""
         if not wanted:
             return []
-        answers = await fetch_direct_pipelined(
+        found: list[list[TraitObservation]] = [[] for _ in wanted]
+        rows = await fetch_direct(
             self.conn,
-            [(_OBSERVATIONS, {"c": c, "f": array_literal(fields)}) for c, fields in wanted],
+            _OBSERVATIONS_MANY,
+            {
+                "w": dump_json(
+                    [{"i": i, "c": c, "f": list(fields)} for i, (c, fields) in enumerate(wanted)]
+                )
+            },
         )
-        return [[_observation(r) for r in rows] for rows in answers]
+        for r in rows:
+            found[r.i].append(_observation(r))
+        return found
 
     async def current_id(self, customer_id: str) -> str:
         """The survivor when identity merged this customer away, else the id itself."""
@@ -651,9 +687,14 @@ class ProfileTransaction:
     async def update_shown_many(
         self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
     ) -> list[int]:
-        """``update_shown`` of each (customer, shown, names), all sent in one round trip."""
+        """``update_shown`` of each (customer, shown, names): distinct customers as one
+        statement (``update_shown_set``), else one statement each in one round trip."""
         if not updates:
             return []
+        customers = [u[0] for u in updates]
+        if len(set(customers)) == len(customers):
+            versions = await self.update_shown_set(updates)
+            return [versions[c] for c in customers]
         answers = await fetch_direct_pipelined(self.conn, [_update_shown(*u) for u in updates])
         return [int(rows[0].version) for rows in answers]
 
@@ -675,16 +716,14 @@ class ProfileTransaction:
                     else {
                         "f": list(names.fields),
                         "p": sorted(names.prefixes),
-                        "v": json.loads(_variants_json(names.variants)),
+                        "v": _variants_rows(names.variants),
                         "k": sorted(names.keys),
                     }
                 ),
             }
             for customer_id, shown, names in updates
         ]
-        found = await fetch_direct(
-            self.conn, _UPDATE_SHOWN_SET, {"rows": json.dumps(rows, ensure_ascii=False)}
-        )
+        found = await fetch_direct(self.conn, _UPDATE_SHOWN_SET, {"rows": dump_json(rows)})
         return {str(r.customer_id): int(r.version) for r in found}
 
     async def versions(self, customer_ids: Iterable[str]) -> dict[str, int]:
@@ -713,6 +752,29 @@ class ProfileTransaction:
         """The whole profile in one round trip (the read path of GetProfile)."""
         rows = await fetch_direct(self.conn, LOAD_PROFILE, {"c": customer_id})
         return _view_from_row(customer_id, rows[0]) if rows else None
+
+    async def announced_many(self, customer_ids: list[str]) -> dict[str, AnnouncedProfile]:
+        """What change announcements carry of several profiles, in one round trip; ids with no
+        profile are left out."""
+        if not customer_ids:
+            return {}
+        rows = await fetch_direct(self.conn, _ANNOUNCED_PROFILES, {"ids": customer_ids})
+        return {
+            str(r.customer_id): AnnouncedProfile(
+                customer_id=str(r.customer_id),
+                shown={name: raw["value"] for name, raw in r.shown.items()},
+                identifier_types=tuple(r.id_types),
+                sources=tuple(r.sources),
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+                version=int(r.version),
+                metrics=metrics_from_json(r.metrics),
+                consents=tuple(
+                    Consent(ch, st, src, _time(at), basis) for ch, st, src, at, basis in r.consents
+                ),
+            )
+            for r in rows
+        }
 
     async def load_many(self, customer_ids: list[str]) -> dict[str, ProfileView]:
         """Several whole profiles in one round trip; ids with no profile are left out."""
@@ -751,22 +813,23 @@ RETURNING p.customer_id, p.version
 """
 
 
+def _variants_rows(variants: Iterable[NameVariant]) -> list[dict[str, Any]]:
+    return [
+        {
+            "f": v.field,
+            "v": v.value,
+            "s": v.latest.provenance.source,
+            "ch": v.latest.provenance.channel,
+            "at": v.latest.provenance.observed_at.isoformat(),
+            "first": v.first_seen.isoformat(),
+            "n": v.count,
+        }
+        for v in variants
+    ]
+
+
 def _variants_json(variants: Iterable[NameVariant]) -> str:
-    return json.dumps(
-        [
-            {
-                "f": v.field,
-                "v": v.value,
-                "s": v.latest.provenance.source,
-                "ch": v.latest.provenance.channel,
-                "at": v.latest.provenance.observed_at.isoformat(),
-                "first": v.first_seen.isoformat(),
-                "n": v.count,
-            }
-            for v in variants
-        ],
-        ensure_ascii=False,
-    )
+    return json.dumps(_variants_rows(variants), ensure_ascii=False)
 
 
 def _variant_from_json(raw: dict[str, Any]) -> NameVariant:
@@ -824,6 +887,20 @@ FROM profiles p WHERE p.customer_id = %(c)s
 LOAD_PROFILES = LOAD_PROFILE.replace(
     "SELECT p.shown,", "SELECT p.customer_id, p.shown,", 1
 ).replace("WHERE p.customer_id = %(c)s", "WHERE p.customer_id = ANY(CAST(%(ids)s AS uuid[]))")
+
+# announced_many: LOAD_PROFILES but for identifier values, provenance, source times and name
+# variants (the identifier types by the (customer_id, id_type, ...) key's index).
+_ANNOUNCED_PROFILES = """
+SELECT p.customer_id, p.shown, p.metrics, p.created_at, p.updated_at, p.version,
+  ARRAY(SELECT DISTINCT i.id_type FROM profile_identifiers i
+        WHERE i.customer_id = p.customer_id ORDER BY 1) AS id_types,
+  ARRAY(SELECT s.source FROM profile_sources s
+        WHERE s.customer_id = p.customer_id ORDER BY 1) AS sources,
+  (SELECT coalesce(jsonb_agg(jsonb_build_array(c.channel, c.status, c.source, c.at,
+                                               c.legal_basis) ORDER BY c.channel), '[]')
+     FROM consents c WHERE c.customer_id = p.customer_id) AS consents
+FROM profiles p WHERE p.customer_id = ANY(CAST(%(ids)s AS uuid[]))
+"""
 
 
 def _time(value: str) -> dt.datetime:

@@ -79,3 +79,23 @@ class ProfileView:
     consents: tuple[Consent, ...] = ()
     # Every spelling of the name fields ever observed, newest first per field.
     name_variants: tuple[NameVariant, ...] = ()
+
+
+@dataclass(frozen=True)
+class AnnouncedProfile:
+    """What a change announcement tells segmentation of a profile: what its read model keeps
+    (shown values, identifier types, source names, consents, metrics, times). Identifier
+    values, provenance and name variants stay here: reading and serialising them for every
+    announced change was a seventh of the profile process's CPU on an identify stream
+    (docs/performance.md, "Profile and segmentation CPU per message")."""
+
+    customer_id: str
+    # Field -> shown value.
+    shown: dict[str, str]
+    identifier_types: tuple[str, ...]
+    sources: tuple[str, ...]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    version: int
+    metrics: Metrics = field(default_factory=Metrics)
+    consents: tuple[Consent, ...] = ()

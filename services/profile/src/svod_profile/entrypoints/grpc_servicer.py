@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -25,6 +25,7 @@ from svod_profile.domain.imports import (
     check_import_id,
 )
 from svod_profile.domain.model import (
+    AnnouncedProfile,
     IdentifierObservation,
     ProfileView,
     Provenance,
@@ -385,21 +386,7 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
         trait = _trait(view, name)
         if trait is not None:
             getattr(profile, name).CopyFrom(trait)
-    if "birth_date" in view.shown:
-        born = dt.date.fromisoformat(view.shown["birth_date"].value)
-        profile.birth_date.year, profile.birth_date.month, profile.birth_date.day = (
-            born.year,
-            born.month,
-            born.day,
-        )
-    if "gender" in view.shown:
-        profile.gender = enum_number(_GENDER, view.shown["gender"].value, "GENDER_")  # type: ignore[assignment]
-    if "addresses" in view.shown:
-        for address in json.loads(view.shown["addresses"].value):
-            profile.addresses.add(**address)
-    for name, obs in view.shown.items():
-        if name.startswith("attributes."):
-            profile.attributes[name.removeprefix("attributes.")] = obs.value
+    _other_shown_into(profile, {name: obs.value for name, obs in view.shown.items()})
     for variant in view.name_variants:
         profile.name_variants.add(
             field=variant.field,
@@ -408,6 +395,55 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
             first_seen_time=datetime_to_timestamp(variant.first_seen),
             observation_count=variant.count,
         )
+    return profile
+
+
+def _other_shown_into(profile: profile_pb2.Profile, shown: Mapping[str, str]) -> None:
+    """The shown values but the names' (birth date, gender, addresses, attributes)."""
+    if "birth_date" in shown:
+        born = dt.date.fromisoformat(shown["birth_date"])
+        profile.birth_date.year, profile.birth_date.month, profile.birth_date.day = (
+            born.year,
+            born.month,
+            born.day,
+        )
+    if "gender" in shown:
+        profile.gender = enum_number(_GENDER, shown["gender"], "GENDER_")  # type: ignore[assignment]
+    if "addresses" in shown:
+        for address in json.loads(shown["addresses"]):
+            profile.addresses.add(**address)
+    for name, value in shown.items():
+        if name.startswith("attributes."):
+            profile.attributes[name.removeprefix("attributes.")] = value
+
+
+def announced_profile_proto(found: AnnouncedProfile, currency: str) -> profile_pb2.Profile:
+    """A profile as a change announcement carries it (ApplyProfileChangeRequest.profile):
+    profile_proto's fields that segmentation's read model keeps - shown values without their
+    provenance, one identifier per type without its value, each source by name alone, the
+    consents, metrics and times; no name variants."""
+    profile = profile_pb2.Profile(
+        customer_id=found.customer_id,
+        identifiers=[
+            profile_pb2.ProfileIdentifier(
+                identifier=common_pb2.Identifier(
+                    type=enum_number(_ID_TYPE, kind, "IDENTIFIER_TYPE_")  # type: ignore[arg-type]
+                )
+            )
+            for kind in found.identifier_types
+        ],
+        sources=[profile_pb2.ProfileSource(source=source) for source in found.sources],
+        metrics=metrics_proto(found.metrics, currency),
+        consents=[consent_proto(c) for c in found.consents],
+        create_time=datetime_to_timestamp(found.created_at),
+        update_time=datetime_to_timestamp(found.updated_at),
+        version=found.version,
+    )
+    for name in ("first_name", "last_name", "middle_name"):
+        value = found.shown.get(name)
+        if value is not None:
+            getattr(profile, name).value = value
+    _other_shown_into(profile, found.shown)
     return profile
 
 

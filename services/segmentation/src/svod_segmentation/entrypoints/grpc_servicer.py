@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -21,6 +20,7 @@ from svod_runtime.interceptors import status_proto_for
 from svod_runtime.protoconv import timestamp_to_datetime
 from svod_runtime.telemetry import context_from_carrier
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
+from svod_segmentation.domain.model import ProfileChange
 from svod_segmentation.entrypoints.activation_convert import (
     binding_from_proto,
     binding_to_proto,
@@ -193,51 +193,66 @@ class SegmentationServicer(DeadLetterRpcs, segmentation_pb2_grpc.SegmentationSer
             raise InvalidArgument(
                 [FieldViolation("changes", f"1 to {MAX_CHANGES_PER_CALL} changes per call")]
             )
-        # gather starts the changes in request order and each reaches the service's batcher
-        # before its first await, so one customer's changes keep the order given.
-        results = await asyncio.gather(
-            *(self._apply_one(index, item) for index, item in enumerate(request.changes))
-        )
-        return pb.ApplyProfileChangesResponse(results=results)
-
-    async def _apply_one(
-        self, index: int, item: pb.ApplyProfileChangeRequest
-    ) -> pb.ProfileChangeResult:
-        """One change of a batch, in the trace of the profile write that produced it."""
-        with self.tracer.start_as_current_span(
-            "segmentation apply profile change",
-            context=context_from_carrier(item.trace_context),
-            kind=trace.SpanKind.CONSUMER,
-        ) as span:
-            result = pb.ProfileChangeResult(customer_id=item.customer_id)
-            try:
-                outcome = await self.service.apply_change(change_from_proto(item))
-            except InvalidArgument as error:
-                prefixed = InvalidArgument(
-                    FieldViolation(f"changes[{index}].{v.field}", v.description)
-                    for v in error.violations
+        # Each change in its own span, in the trace of the profile write that produced it; the
+        # changes go to the service together, in request order (one customer's keep it).
+        spans: list[trace.Span] = []
+        results: list[pb.ProfileChangeResult] = []
+        changes: list[ProfileChange] = []
+        positions: list[int] = []
+        for index, item in enumerate(request.changes):
+            spans.append(
+                self.tracer.start_span(
+                    "segmentation apply profile change",
+                    context=context_from_carrier(item.trace_context),
+                    kind=trace.SpanKind.CONSUMER,
                 )
-                result.error.CopyFrom(status_proto_for(prefixed))
-            except SvodError as error:
-                result.error.CopyFrom(status_proto_for(error))
-            except Exception as error:
-                refusal = database_refusal(error)
-                if refusal is not None:  # a value PostgreSQL cannot store, or the database down
-                    result.error.CopyFrom(status_proto_for(refusal))
-                else:
-                    log.exception("profile change %d of a batch failed", index)
-                    result.error.CopyFrom(
-                        status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
-                    )
+            )
+            results.append(pb.ProfileChangeResult(customer_id=item.customer_id))
+            try:
+                changes.append(change_from_proto(item))
+            except Exception as error:  # noqa: BLE001 - this change's own refusal
+                self._refused(index, results[index], error)
             else:
+                positions.append(index)
+        try:
+            outcomes = await self.service.apply_changes(changes) if changes else []
+            for index, outcome in zip(positions, outcomes, strict=True):
+                result = results[index]
+                if isinstance(outcome, Exception):
+                    self._refused(index, result, outcome)
+                    continue
                 if self.metrics is not None:
-                    self.metrics.change_applied(changed_at(item))
+                    self.metrics.change_applied(changed_at(request.changes[index]))
                 result.profile_applied = outcome.profile_applied
                 result.entered_segment_ids.extend(outcome.entered)
                 result.exited_segment_ids.extend(outcome.exited)
-            if result.HasField("error"):
-                span.set_status(trace.StatusCode.ERROR, result.error.message)
-            return result
+        finally:  # a call cancelled meanwhile ends its changes' spans too
+            for span, result in zip(spans, results, strict=True):
+                if result.HasField("error"):
+                    span.set_status(trace.StatusCode.ERROR, result.error.message)
+                span.end()
+        return pb.ApplyProfileChangesResponse(results=results)
+
+    @staticmethod
+    def _refused(index: int, result: pb.ProfileChangeResult, error: Exception) -> None:
+        """A change of a batch refused alone: its error in its result."""
+        if isinstance(error, InvalidArgument):
+            prefixed = InvalidArgument(
+                FieldViolation(f"changes[{index}].{v.field}", v.description)
+                for v in error.violations
+            )
+            result.error.CopyFrom(status_proto_for(prefixed))
+        elif isinstance(error, SvodError):
+            result.error.CopyFrom(status_proto_for(error))
+        else:
+            refusal = database_refusal(error)
+            if refusal is not None:  # a value PostgreSQL cannot store, or the database down
+                result.error.CopyFrom(status_proto_for(refusal))
+            else:
+                log.error("profile change %d of a batch failed", index, exc_info=error)
+                result.error.CopyFrom(
+                    status_pb2.Status(code=code_pb2.INTERNAL, message="internal error")
+                )
 
     async def EraseCustomer(
         self, request: pb.EraseCustomerRequest, context: grpc.aio.ServicerContext
