@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -57,6 +58,8 @@ from svod_runtime.retries import retry_options
 RESULTS = TOP / "benchmarks" / "results" / "identity_bulk.json"
 STAGE_MESSAGE = 2_000
 RECORDS_PER_PERSON = 3.15  # the generator's mean
+# The database of the identity the benchmark runs now (its PostgreSQL backends' CPU is counted).
+CURRENT_DB = ""
 
 
 def load_average() -> list[float]:
@@ -65,7 +68,8 @@ def load_average() -> list[float]:
 
 @contextlib.contextmanager
 def identity_stub(admin: str) -> Iterator[identity_pb2_grpc.IdentityServiceStub]:
-    db = f"svod_bench_bulk_{uuid.uuid4().hex[:6]}"
+    global CURRENT_DB
+    db = CURRENT_DB = f"svod_bench_bulk_{uuid.uuid4().hex[:6]}"
     url = create_database(admin, db)
     suite = None
     try:
@@ -127,6 +131,28 @@ def batch_workers() -> dict[str, tuple[int, float]]:
     return out
 
 
+def database_backends(db: str) -> dict[str, float]:
+    """CPU seconds so far of the PostgreSQL backends connected to ``db`` (their process title
+    names the database): the batch job's reads and writes are mostly theirs."""
+    out: dict[str, float] = {}
+    if not db:
+        return out
+    ticks = os.sysconf("SC_CLK_TCK")
+    needle = f" {db} ".encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read()
+            if not title.startswith(b"postgres:") or needle not in title:
+                continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
 class PeakRss:
     """Samples the peak resident memory (VmHWM) and the CPU time of the batch worker
     processes (on a loaded machine the CPU seconds say more than the wall clock)."""
@@ -134,6 +160,8 @@ class PeakRss:
     def __init__(self) -> None:
         self.peak_kib = 0
         self.cpu_s: dict[str, float] = {}
+        self.db_cpu_s: dict[str, float] = {}
+        self._db_start = database_backends(CURRENT_DB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -142,6 +170,8 @@ class PeakRss:
             for pid, (peak_kib, cpu_s) in batch_workers().items():
                 self.peak_kib = max(self.peak_kib, peak_kib)
                 self.cpu_s[pid] = cpu_s
+            for pid, cpu_s in database_backends(CURRENT_DB).items():
+                self.db_cpu_s[pid] = cpu_s - self._db_start.get(pid, 0.0)
             self._stop.wait(0.2)
 
     def __enter__(self) -> PeakRss:
@@ -208,6 +238,9 @@ def batch_import(
         # its work may be missing).
         "worker_cpu_s": round(sum(rss.cpu_s.values()), 1),
         "records_per_worker_cpu_s": round(len(requests) / max(sum(rss.cpu_s.values()), 0.1), 1),
+        # CPU seconds of the identity database's PostgreSQL backends during the job (sampled
+        # likewise; the identity service's own connections included: its polls are a few).
+        "database_cpu_s": round(sum(rss.db_cpu_s.values()), 1),
         "customers_created": job.customers_created,
         "review_items": job.review_items_opened,
     }
@@ -232,6 +265,13 @@ def clusters(placed: dict[tuple[str, str], str]) -> dict[str, list[tuple[str, st
     for ref, customer in placed.items():
         out[customer].append(ref)
     return out
+
+
+def partition_hash(placed: dict[tuple[str, str], str]) -> str:
+    """The partition of the records into customers, whatever the customers' ids: equal
+    between two runs on the same records exactly when every record is grouped alike."""
+    groups = sorted(sorted(members) for members in clusters(placed).values())
+    return hashlib.sha256(json.dumps(groups).encode()).hexdigest()[:16]
 
 
 def partition_difference(
@@ -358,6 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             placed, batch = batch_import(stub, requests)
         batch["load_average_after"] = load_average()
         batch["accuracy"] = pairwise(clusters(placed), truth)
+        batch["partition_hash"] = partition_hash(placed)
         report["batch"] = batch
         print("batch:", json.dumps(batch, ensure_ascii=False), flush=True)
 

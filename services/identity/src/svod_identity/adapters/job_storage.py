@@ -33,6 +33,8 @@ LEASE_S = 60
 LEASE_RENEW_S = 10
 # Results of ListImportResults fetched per query.
 RESULTS_PAGE = 5_000
+# Staged records the batch worker reads per query.
+READ_PAGE = 5_000
 _CLAIM_LOCK = "identity-batch-claim"
 
 __all__ = ["LEASE_RENEW_S", "LEASE_S", "ImportResult", "Job", "JobStore", "StageResult", "job_of"]
@@ -329,3 +331,137 @@ async def _copy_staged(
         {"p": job_pk},
     )
     return int(cursor.rowcount or 0)
+
+
+# -- the batch worker's side: its job's row and staged records --------------------------------
+
+
+async def renew_lease(
+    conn: AsyncConnection, job_pk: int, attempt: int, phase: JobPhase, done: int, total: int
+) -> bool:
+    """Extends the lease of ``attempt`` and reports its progress (``phase``, records ``done``
+    of ``total``); False when the attempt no longer holds the job (another took it over)."""
+    renewed = await conn.execute(
+        text(
+            f"UPDATE resolution_jobs SET lease_until = now() + interval '{LEASE_S} "
+            "seconds', phase = :ph, records_done = :d, records_total = :t "
+            "WHERE job_pk = :p AND attempts = :a AND state = 'running'"
+        ),
+        {
+            "p": job_pk,
+            "a": attempt,
+            "ph": phase.value,
+            "d": done,
+            "t": total,
+        },
+    )
+    return bool(renewed.rowcount)
+
+
+async def finish_job(
+    conn: AsyncConnection,
+    job_pk: int,
+    attempt: int,
+    outcome: JobOutcome,
+    total: int,
+    *,
+    failed: str = "",
+) -> bool:
+    """Marks the job done in ``conn``'s transaction (the one with its writes); False when
+    ``attempt`` no longer holds the job."""
+    done = await conn.execute(
+        text(
+            "UPDATE resolution_jobs SET state = :s, phase = 'done', outcome = CAST(:o AS jsonb), "
+            "error = :e, finished_at = now(), lease_until = NULL, records_done = :t, "
+            "records_total = :t "
+            "WHERE job_pk = :p AND attempts = :a AND state = 'running'"
+        ),
+        {
+            "s": "failed" if failed else "succeeded",
+            "o": dumps(outcome.to_dict()),
+            "e": failed,
+            "p": job_pk,
+            "a": attempt,
+            "t": total,
+        },
+    )
+    return bool(done.rowcount)
+
+
+async def add_pending_merges(
+    conn: AsyncConnection,
+    job_pk: int,
+    pending_merges: list[dict[str, Any]],
+    split_sources: list[str],
+) -> None:
+    """A re-resolution's merges to announce once its splits are delivered (``release_merges``)."""
+    await conn.execute(
+        text("UPDATE resolution_jobs SET outcome = outcome || CAST(:x AS jsonb) WHERE job_pk = :p"),
+        {
+            "x": dumps({"pending_merges": pending_merges, "split_sources": split_sources}),
+            "p": job_pk,
+        },
+    )
+
+
+async def load_job(engine: AsyncEngine, job_pk: int) -> Job:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(f"SELECT {_JOB_COLUMNS} FROM resolution_jobs WHERE job_pk = :p"),
+                {"p": job_pk},
+            )
+        ).one()
+    return job_of(row)
+
+
+async def staged_count(conn: AsyncConnection, job_pk: int) -> int:
+    """The import's staged records, counted as its job starts - after ANALYZE: the staged
+    rows came after the table's statistics, and a planner that takes them for a few hundred
+    rows reads each page of them (``staged_records``, and ListImportResults' after the job)
+    with a scan and sort of every row after the page - quadratic, 0.2 s a page at 200k staged
+    records and about 1 s at a million, 200 pages a million. Sampled, ANALYZE takes well under
+    a second at a million rows."""
+    await conn.execute(text("ANALYZE import_records"))
+    return int(
+        (
+            await conn.execute(
+                text("SELECT count(*) FROM import_records WHERE job_pk = :p"), {"p": job_pk}
+            )
+        ).scalar_one()
+    )
+
+
+async def staged_records(
+    engine: AsyncEngine, job_pk: int, page: int = READ_PAGE, *, after: int = 0, limit: int = 0
+) -> tuple[list[IncomingRecord], int]:
+    """The import's staged records in staging order after sequence ``after`` (at most
+    ``limit`` of them, 0: all), and the sequence of the last one read."""
+    records: list[IncomingRecord] = []
+    while True:
+        n = page if not limit else min(page, limit - len(records))
+        async with engine.connect() as conn:
+            rows = list(
+                await conn.execute(
+                    text(
+                        "SELECT seq, source, message_id, channel, observed_at, identifiers, "
+                        "attributes FROM import_records WHERE job_pk = :p AND seq > :a "
+                        "ORDER BY seq LIMIT :n"
+                    ),
+                    {"p": job_pk, "a": after, "n": n},
+                )
+            )
+        records.extend(
+            IncomingRecord(
+                ref=RecordRef(r.source, r.message_id),
+                channel=r.channel,
+                observed_at=r.observed_at,
+                identifiers=tuple(IdentifierKey(t, v, n) for t, n, v in r.identifiers),
+                attributes=dict(r.attributes or {}),
+            )
+            for r in rows
+        )
+        if rows:
+            after = int(rows[-1].seq)
+        if len(rows) < n or (limit and len(records) >= limit):
+            return records, after

@@ -13,7 +13,7 @@ with, and ``comparable`` answers only with those.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -147,26 +147,24 @@ def record_keys(record: IncomingRecord) -> RecordKeys:
 def worth_comparing(keys: Iterable[str], state: GraphState) -> set[int]:
     """The members of the keys' blocks (at most ``MAX_BLOCK_SIZE`` members each) sharing two
     keys with the record, a contact key, or a block of at most ``LONE_KEY_MAX_BLOCK``: the
-    rows ``storage._LOAD_STATE`` reads for a record."""
-    shared: dict[int, int] = defaultdict(int)
-    smallest: dict[int, int] = {}
-    contact: set[int] = set()
+    rows ``storage._LOAD_STATE`` reads for a record.
+
+    Counted with ``Counter.update`` (a loop in C) and whole blocks added at once: the loop per
+    member with its three dicts was 3.8% of the worker's samples at 200k records."""
+    counts: Counter[int] = Counter()
+    worth: set[int] = set()
     for key in keys:
-        members = state.blocks.get(key, [])
+        members = state.blocks.get(key)
+        if not members:
+            continue
         size = len(members) + state.unlisted.get(key, 0)
         if size > MAX_BLOCK_SIZE:
             continue
-        is_contact = key.startswith(CONTACT_KEY_PREFIXES)
-        for pk in members:
-            shared[pk] += 1
-            smallest[pk] = min(size, smallest.get(pk, size))
-            if is_contact:
-                contact.add(pk)
-    return {
-        pk
-        for pk, n in shared.items()
-        if n >= 2 or smallest[pk] <= LONE_KEY_MAX_BLOCK or pk in contact
-    }
+        counts.update(members)
+        if size <= LONE_KEY_MAX_BLOCK or key.startswith(CONTACT_KEY_PREFIXES):
+            worth.update(members)
+    worth.update(pk for pk, n in counts.items() if n >= 2)
+    return worth
 
 
 # -- re-resolution: from the proposed partition to the moves that make it ---------------------

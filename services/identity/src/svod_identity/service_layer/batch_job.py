@@ -11,13 +11,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_identity.adapters.bulk_storage import (
@@ -34,11 +32,14 @@ from svod_identity.adapters.bulk_storage import (
     written_since,
 )
 from svod_identity.adapters.job_storage import (
-    _JOB_COLUMNS,
     LEASE_RENEW_S,
-    LEASE_S,
     Job,
-    job_of,
+    add_pending_merges,
+    finish_job,
+    load_job,
+    renew_lease,
+    staged_count,
+    staged_records,
 )
 from svod_identity.adapters.storage import IdentityStore
 from svod_identity.domain.batch import (
@@ -55,7 +56,7 @@ from svod_identity.domain.matching.blocking import _KEYS
 from svod_identity.domain.matching.compare import _VIEWS
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.matching.scoring import _SCORES
-from svod_identity.domain.model import IncomingRecord, RecordRef, new_customer_id
+from svod_identity.domain.model import IncomingRecord, new_customer_id
 from svod_identity.domain.preview import (
     PreviewResult,
     compare_clusterings,
@@ -69,8 +70,6 @@ from svod_runtime.db import create_engine
 
 log = logging.getLogger(__name__)
 
-# Staged records read per query.
-READ_PAGE = 5_000
 # Records placed and written per window. The engine's state of a window - its records with
 # their views and keys, the graph they can touch, the changes to write - is what the worker
 # holds; a window's rows are written in the job's transaction, so the next window reads them
@@ -113,22 +112,12 @@ class Lease:
         self._task: asyncio.Task[None] | None = None
 
     async def renew(self) -> None:
+        progress = self.progress
         async with self.engine.begin() as conn:
-            renewed = await conn.execute(
-                text(
-                    f"UPDATE resolution_jobs SET lease_until = now() + interval '{LEASE_S} "
-                    "seconds', phase = :ph, records_done = :d, records_total = :t "
-                    "WHERE job_pk = :p AND attempts = :a AND state = 'running'"
-                ),
-                {
-                    "p": self.job_pk,
-                    "a": self.attempt,
-                    "ph": self.progress.phase.value,
-                    "d": self.progress.done,
-                    "t": self.progress.total,
-                },
+            renewed = await renew_lease(
+                conn, self.job_pk, self.attempt, progress.phase, progress.done, progress.total
             )
-        if not renewed.rowcount:
+        if not renewed:
             self.lost = True
             raise LeaseLost(f"job {self.job_pk} attempt {self.attempt} lost its lease")
 
@@ -164,70 +153,10 @@ async def finish(
     """Marks the job done in ``conn``'s transaction (the one with the job's writes)."""
     lease.progress.enter(JobPhase.DONE)
     outcome = replace(outcome, phase_seconds=dict(lease.progress.seconds))
-    done = await conn.execute(
-        text(
-            "UPDATE resolution_jobs SET state = :s, phase = 'done', outcome = CAST(:o AS jsonb), "
-            "error = :e, finished_at = now(), lease_until = NULL, records_done = :t, "
-            "records_total = :t "
-            "WHERE job_pk = :p AND attempts = :a AND state = 'running'"
-        ),
-        {
-            "s": "failed" if failed else "succeeded",
-            "o": json.dumps(outcome.to_dict(), ensure_ascii=False),
-            "e": failed,
-            "p": lease.job_pk,
-            "a": lease.attempt,
-            "t": lease.progress.total,
-        },
-    )
-    if not done.rowcount:
+    if not await finish_job(
+        conn, lease.job_pk, lease.attempt, outcome, lease.progress.total, failed=failed
+    ):
         raise LeaseLost(f"job {lease.job_pk} attempt {lease.attempt} lost its lease")
-
-
-async def load_job(engine: AsyncEngine, job_pk: int) -> Job:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text(f"SELECT {_JOB_COLUMNS} FROM resolution_jobs WHERE job_pk = :p"),
-                {"p": job_pk},
-            )
-        ).one()
-    return job_of(row)
-
-
-async def staged_records(
-    engine: AsyncEngine, job_pk: int, page: int = READ_PAGE, *, after: int = 0, limit: int = 0
-) -> tuple[list[IncomingRecord], int]:
-    """The import's staged records in staging order after sequence ``after`` (at most
-    ``limit`` of them, 0: all), and the sequence of the last one read."""
-    records: list[IncomingRecord] = []
-    while True:
-        n = page if not limit else min(page, limit - len(records))
-        async with engine.connect() as conn:
-            rows = list(
-                await conn.execute(
-                    text(
-                        "SELECT seq, source, message_id, channel, observed_at, identifiers, "
-                        "attributes FROM import_records WHERE job_pk = :p AND seq > :a "
-                        "ORDER BY seq LIMIT :n"
-                    ),
-                    {"p": job_pk, "a": after, "n": n},
-                )
-            )
-        records.extend(
-            IncomingRecord(
-                ref=RecordRef(r.source, r.message_id),
-                channel=r.channel,
-                observed_at=r.observed_at,
-                identifiers=tuple(IdentifierKey(t, v, n) for t, n, v in r.identifiers),
-                attributes=dict(r.attributes or {}),
-            )
-            for r in rows
-        )
-        if rows:
-            after = int(rows[-1].seq)
-        if len(rows) < n or (limit and len(records) >= limit):
-            return records, after
 
 
 Runner = Callable[[AsyncEngine, Job, Lease], Awaitable[None]]
@@ -324,7 +253,14 @@ async def place_and_write(
         del records
         lease.progress.enter(JobPhase.WRITING)
         written = await write_changes(
-            conn, resolver.state, resolver.changes, placements, existing, earlier, announced
+            conn,
+            resolver.state,
+            resolver.changes,
+            placements,
+            existing,
+            earlier,
+            announced,
+            more=lease.progress.done < lease.progress.total,
         )
         del resolver, placements, existing
         created += written.customers_created
@@ -390,20 +326,7 @@ async def run_import(
         rules.auto_link_threshold, rules.review_threshold
     )
     async with engine.begin() as conn:
-        # The import's staged rows came after the table's statistics: a planner that takes
-        # them for a few hundred rows reads each page of them (``staged_records``, and
-        # ListImportResults' after the job) with a scan and sort of every row after the page
-        # - quadratic, 0.2 s a page at 200k staged records and about 1 s at a million, 200
-        # pages a million. Sampled, ANALYZE takes well under a second at a million rows.
-        await conn.execute(text("ANALYZE import_records"))
-        lease.progress.total = int(
-            (
-                await conn.execute(
-                    text("SELECT count(*) FROM import_records WHERE job_pk = :p"),
-                    {"p": job.job_pk},
-                )
-            ).scalar_one()
-        )
+        lease.progress.total = await staged_count(conn, job.job_pk)
     async with engine.begin() as conn:
         marker = await graph_marker(conn)
     async with engine.connect() as conn:
@@ -472,20 +395,8 @@ async def run_reresolve(engine: AsyncEngine, job: Job, lease: Lease) -> None:
         )
         await finish(conn, lease, outcome)
         if written.pending_merges:
-            await conn.execute(
-                text(
-                    "UPDATE resolution_jobs SET outcome = outcome || CAST(:x AS jsonb) "
-                    "WHERE job_pk = :p"
-                ),
-                {
-                    "x": json.dumps(
-                        {
-                            "pending_merges": written.pending_merges,
-                            "split_sources": written.split_sources,
-                        }
-                    ),
-                    "p": job.job_pk,
-                },
+            await add_pending_merges(
+                conn, job.job_pk, written.pending_merges, written.split_sources
             )
 
 
