@@ -64,3 +64,46 @@ def test_a_record_of_the_customer_in_another_city_stops_it() -> None:
 def test_not_with_the_hand_set_model() -> None:
     first, _, third = _place(_model(trained_pairs=0), *_customer(), NEW)
     assert first != third
+
+
+# -- the rare-name rule over the customer as a whole ---------------------------------------------
+
+IVAN = {"first_name": "Иван", "last_name": "Петров"}
+MIDDLE = {"middle_name": "Сергеевич"}
+PERSONAL_PHONE = IdentifierKey("phone", "+79165550143")
+
+
+def _sole_holder_customer() -> tuple[IncomingRecord, IncomingRecord]:
+    """One person's till record (the city) and call-centre record (the patronymic), one phone.
+    With the hand-set weights the full name and the city score under the link threshold, the
+    full name and the patronymic over it, the three together over it as well."""
+    return (
+        _record(11, PERSONAL_PHONE, **IVAN, **KOSTROMA),
+        _record(12, PERSONAL_PHONE, **IVAN, **MIDDLE),
+    )
+
+
+# No contact: only names and the place tie it to anyone.
+NAME_ONLY = _record(13, **IVAN, **MIDDLE, **KOSTROMA)
+
+
+def test_a_full_names_sole_holder_links_on_one_records_city_and_anothers_patronymic() -> None:
+    """Neither record alone carries the rare-name rule (one lacks the place, the other scores
+    short), the customer as a whole does."""
+    till, call, new = _place_rare(*_sole_holder_customer(), NAME_ONLY)
+    assert till == call == new
+
+
+def test_not_when_a_namesake_holds_the_full_name_at_the_place() -> None:
+    namesake = _record(10, IdentifierKey("phone", "+79035550177"), **IVAN, **KOSTROMA)
+    other, till, call, new = _place_rare(namesake, *_sole_holder_customer(), NAME_ONLY)
+    assert till == call
+    assert new not in (till, other)
+
+
+def _place_rare(*records: IncomingRecord) -> list[str]:
+    """Placed with the hand-set weights marked as fitted (the rare-name rule wants EM's)."""
+    state = GraphState()
+    model = replace(default_model(), trained_pairs=10_000)
+    resolver = Resolver(state, default_rules(), model, new_id=iter("abcdef").__next__)
+    return [state.find(resolver.resolve(r).customer_id) for r in records]
