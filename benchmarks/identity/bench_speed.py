@@ -49,6 +49,7 @@ from benchmarks.identity.loader import (
     _surnames,
     check_keys,
     load_identity,
+    person_numbers,
 )
 from benchmarks.stats import latency_summary
 from svod.common.v1 import common_pb2
@@ -84,11 +85,14 @@ class Workload:
         gender = "male" if n % 2 == 0 else "female"
         firsts = [f for f in self.firsts if f[1] == gender]
         lasts = [s for s in self.lasts if s[1] == gender]
-        first = firsts[(n * 31 + n // 7) % len(firsts)][0]
-        last = lasts[(n * 7907) % len(lasts)][0]
-        birth = BIRTH_START.toordinal() + (n * 104729) % BIRTH_DAYS
+        first, last, days, city = person_numbers(n, len(firsts), len(lasts))
         return self._request(
-            first, last, gender, birth, CITIES[(n * 13) % len(CITIES)], self._phone_of(n)
+            firsts[first][0],
+            lasts[last][0],
+            gender,
+            BIRTH_START.toordinal() + days,
+            CITIES[city],
+            self._phone_of(n),
         )
 
     def new(self) -> identity_pb2.ResolveRequest:

@@ -396,6 +396,9 @@ async def run(args: argparse.Namespace, db_url: str, suite) -> dict:  # noqa: PL
                     f"max {lat['max_ms']:.1f} ms ({lat['calls']} calls)"
                 )
 
+    if not (args.events or args.mixed_events or args.soak_seconds):
+        return figures  # --events 0 --mixed-events 0 --soak-seconds 0: identify alone
+
     # -- events: durable accept and fully processed ----------------------------------------------
     events = events_for(args.customers, args.events, TRACK_SOURCE, seed=31)
     with CpuMeter(pids, db_url) as meter:

@@ -54,7 +54,7 @@ class FakeStore:
         self.owner = ""
 
     async def stage(
-        self, import_id: str, rows: Sequence[tuple[str, Incoming, bytes]], kind: ImportKind
+        self, import_id: str, rows: Sequence[tuple[Incoming, bytes]], kind: ImportKind
     ) -> Staged | ImportState:
         if self.job is None:
             self.job = CustomerImport(import_id, ImportState.STAGING, ImportPhase.STAGING)
@@ -64,7 +64,7 @@ class FakeStore:
             return self.job.state
         stored: dict[tuple[str, str], StoredRecord] = {}
         earlier: dict[tuple[str, str], tuple[StoredRecord, str | None]] = {}
-        for record_id, message, payload_hash in rows:
+        for message, payload_hash in rows:
             ref = (message.source, message.message_id)
             if ref in self.records:
                 row = self.records[ref]
@@ -72,7 +72,7 @@ class FakeStore:
                 continue
             pk = len(self.records) + 1
             self.records[ref] = [pk, payload_hash, "pending", None, import_id]
-            stored[ref] = StoredRecord(pk, record_id, payload_hash, NOW)
+            stored[ref] = StoredRecord(pk, f"r{pk}", payload_hash, NOW)
         return Staged(stored, earlier)
 
     def _by_pk(self) -> dict[int, list[Any]]:

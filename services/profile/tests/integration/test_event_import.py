@@ -180,12 +180,15 @@ def test_imported_history_folds_exactly_as_streamed_events(databases) -> None:
     stream_batches(imported, on(imported, early))
     order = items[:]
     rng.shuffle(order)
-    resent = rng.sample(items, 30)  # duplicates inside the import, in another stream
     mine = on(imported, order)
-    first = stage(imported, "hist-1", [mine[i : i + 250] for i in range(0, len(mine), 250)])
-    second = stage(imported, "hist-1", [on(imported, resent)])
-    assert sum(r.staged_count for r in first) == len(items)
-    assert (second[0].staged_count, second[0].duplicate_count) == (0, 30)
+    head, late = mine[:-40], mine[-40:]
+    first = stage(imported, "hist-1", [head[i : i + 250] for i in range(0, len(head), 250)])
+    # In another stream: one message of 30 events staged already (duplicates inside the
+    # import) and 40 new ones - the new ones are staged, the others counted as duplicates.
+    resent = rng.sample(head, 30)
+    second = stage(imported, "hist-1", [resent + late])
+    assert sum(r.staged_count for r in first) == len(items) - 40
+    assert (second[0].staged_count, second[0].duplicate_count) == (40, 30)
     assert second[0].import_staged_count == len(items)
 
     done = commit(imported, "hist-1")

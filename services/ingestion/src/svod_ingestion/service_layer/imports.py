@@ -134,7 +134,7 @@ class _Imports:
         try:
             staged = await self.store.stage(
                 import_id,
-                [(str(uuid.uuid4()), m, h) for m, h in zip(messages, hashes, strict=True)],
+                list(zip(messages, hashes, strict=True)),
                 self.kind,
             )
         except OtherKind:

@@ -178,7 +178,7 @@ class ImportRepository(Protocol):
     async def stage(
         self,
         import_id: str,
-        rows: Sequence[tuple[str, Incoming, bytes]],
+        rows: Sequence[tuple[Incoming, bytes]],
         kind: ImportKind = ImportKind.CUSTOMERS,
     ) -> Staged | ImportState: ...
 

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svod_profile.adapters.event_storage import EVENT_COLUMNS, _event_from_row
@@ -286,31 +287,47 @@ class EventImportRows:
 
     async def stage(self, import_pk: int, rows: Sequence[tuple[str, EventFact]]) -> tuple[int, int]:
         """COPYs the events new to the import (the first copy of a record counts); returns
-        (staged, duplicates). The caller holds the import's lock."""
+        (staged, duplicates). The caller holds the import's lock.
+
+        The COPY is tried first, in a savepoint, with no look-up: a message's events are new to
+        the import unless the message is sent again, which is rare. Only when the COPY meets
+        a staged key (a unique violation) are the staged ones looked up and left out. The
+        look-up of every message was 7.5 us of Postgres CPU per event (2,000 keys against the
+        primary key of a 200,000-row staging table, under a load average of 17)."""
         table = rows_table(import_pk)
         fresh: dict[tuple[str, str], tuple[str, EventFact]] = {}
         for customer_id, event in rows:
             fresh.setdefault((event.source, event.message_id), (customer_id, event))
-        if fresh:
-            seen = await fetch_direct(
-                self.conn,
-                f"SELECT r.source, r.message_id FROM {table} r JOIN unnest("
-                "CAST(%(s)s AS text[]), CAST(%(m)s AS text[])) AS x(s, m) "
-                "ON r.source = x.s AND r.message_id = x.m",
-                # Array literals: psycopg dumps a list element by element in Python.
-                {"s": array_literal(s for s, _ in fresh), "m": array_literal(m for _, m in fresh)},
-            )
-            for row in seen:
-                del fresh[(row.source, row.message_id)]
-        if fresh:
-            raw = await self.conn.get_raw_connection()
-            cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-            data = "".join(_copy_line(c, e) for c, e in fresh.values()).encode()
-            async with cursor.copy(
-                f"COPY {table} ({', '.join(_STAGED_COLUMNS)}) FROM STDIN"
-            ) as copy:
-                await copy.write(data)
-        return len(fresh), len(rows) - len(fresh)
+        if not fresh:
+            return 0, len(rows)
+        raw = await self.conn.get_raw_connection()
+        driver = raw.driver_connection
+        lines = {ref: _copy_line(c, e) for ref, (c, e) in fresh.items()}
+        try:
+            async with driver.transaction():  # type: ignore[union-attr]
+                await self._copy(driver, table, "".join(lines.values()))
+            return len(fresh), len(rows) - len(fresh)
+        except psycopg.errors.UniqueViolation:
+            pass  # the savepoint is rolled back: nothing of the message is staged yet
+        seen = await fetch_direct(
+            self.conn,
+            f"SELECT r.source, r.message_id FROM {table} r JOIN unnest("
+            "CAST(%(s)s AS text[]), CAST(%(m)s AS text[])) AS x(s, m) "
+            "ON r.source = x.s AND r.message_id = x.m",
+            # Array literals: psycopg dumps a list element by element in Python.
+            {"s": array_literal(s for s, _ in fresh), "m": array_literal(m for _, m in fresh)},
+        )
+        for row in seen:
+            del lines[(row.source, row.message_id)]
+        if lines:
+            await self._copy(driver, table, "".join(lines.values()))
+        return len(lines), len(rows) - len(lines)
+
+    @staticmethod
+    async def _copy(driver: Any, table: str, data: str) -> None:
+        cursor = driver.cursor()
+        async with cursor.copy(f"COPY {table} ({', '.join(_STAGED_COLUMNS)}) FROM STDIN") as copy:
+            await copy.write(data.encode())
 
     async def add_staged(self, import_pk: int, staged: int) -> int:
         rows = await fetch_direct(
