@@ -15,49 +15,26 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-import secrets
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import psycopg
-import pytest
 from google.protobuf import text_format
 from google.type import date_pb2
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
-from svod_cli.suite import create_database, drop_database, prepare_database
 from svod_profile.adapters.storage import ProfileStore
 from svod_profile.domain.model import Provenance
 from svod_profile.entrypoints.grpc_servicer import application, profile_proto
 from svod_profile.service_layer.use_cases import ProfileService
-from svod_runtime.config import service_database_url
 from svod_runtime.db import create_engine, libpq_url
 
 NOW = dt.datetime(2026, 12, 5, 12, tzinfo=dt.UTC)
 FIRST = ["Мария", "Маша", "Maria", "Александр", "Саша", "Sasha", "Женя"]
 LAST = ["Смирнова", "Smirnova", "Иванов", "Ivanov"]
 SOURCES = ["pos-msk", "webshop", "crm"]
-
-
-@pytest.fixture
-def profile_urls(postgres_admin_url) -> Iterator[Any]:
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"svod_test_applyset_{secrets.token_hex(4)}"
-        url = create_database(postgres_admin_url, name)
-        made.append(name)
-        prepare_database(url)
-        return service_database_url("profile", {"SVOD_DATABASE_URL": url})
-
-    try:
-        yield make
-    finally:
-        for name in made:
-            drop_database(postgres_admin_url, name)
 
 
 def records(customers: list[str], seed: int) -> list[profile_pb2.ApplyRequest]:

@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-import secrets
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -27,13 +25,11 @@ from google.type import date_pb2
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
-from svod_cli.suite import create_database, drop_database, prepare_database
 from svod_profile.adapters.storage import ProfileStore
 from svod_profile.domain.model import RecordApplication
 from svod_profile.entrypoints.grpc_servicer import application, profile_proto
 from svod_profile.service_layer.customer_import import CustomerImports
 from svod_profile.service_layer.use_cases import ProfileService
-from svod_runtime.config import service_database_url
 from svod_runtime.custom_attributes import AttributeType
 from svod_runtime.db import create_engine, libpq_url
 from svod_runtime.errors import CustomerErased, InvalidArgument, SvodError
@@ -50,24 +46,6 @@ CHANNELS = [
     common_pb2.SOURCE_CHANNEL_WEB,
     common_pb2.SOURCE_CHANNEL_APP,
 ]
-
-
-@pytest.fixture
-def profile_urls(postgres_admin_url) -> Iterator[Any]:
-    made: list[str] = []
-
-    def make() -> str:
-        name = f"svod_test_custfold_{secrets.token_hex(4)}"
-        url = create_database(postgres_admin_url, name)
-        made.append(name)
-        prepare_database(url)
-        return service_database_url("profile", {"SVOD_DATABASE_URL": url})
-
-    try:
-        yield make
-    finally:
-        for name in made:
-            drop_database(postgres_admin_url, name)
 
 
 def _describe(
