@@ -21,7 +21,7 @@ from svod_ingestion.domain.imports import (
     Staged,
 )
 from svod_ingestion.domain.model import Incoming, MessageKind, StoredRecord
-from svod_runtime.db import array_literal, bytea_array_literal
+from svod_runtime.db import array_literal, bytea_array_literal, fetch_direct
 from svod_runtime.outbox import OutboxLane, enqueue_many
 from svod_runtime.telemetry import current_trace_carrier
 
@@ -112,13 +112,12 @@ class ImportStore:
                 return ImportState(state)
             if not rows:
                 return Staged({}, {})
-            # Past SQLAlchemy, plain tuples, record ids made by Postgres (TIME_ORDERED_UUID):
+            # Past SQLAlchemy (fetch_direct), record ids made by Postgres (TIME_ORDERED_UUID):
             # building the answer from SQLAlchemy's rows was 130 of ingestion's 1,536 py-spy
             # samples of staging and uuid4 with its str() 90 (bench_events_path, 200,000
             # events).
-            raw = await conn.get_raw_connection()
-            cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-            await cursor.execute(
+            inserted = await fetch_direct(
+                conn,
                 f"""
                 INSERT INTO records (record_id, source, message_id, kind, channel, payload,
                                      payload_hash, import_id)
@@ -149,9 +148,7 @@ class ImportStore:
             )
             stored = {
                 (source, message_id): StoredRecord(pk, record_id, payload_hash, received_at)
-                for pk, record_id, source, message_id, payload_hash, received_at in (
-                    await cursor.fetchall()
-                )
+                for pk, record_id, source, message_id, payload_hash, received_at in inserted
             }
             others = [(r[0].source, r[0].message_id) for r in rows]
             others = [ref for ref in others if ref not in stored]
