@@ -46,7 +46,7 @@ class FakeUnit:
 
     async def store_new(
         self, rows: Sequence[tuple[Incoming, bytes]], lane: OutboxLane
-    ) -> dict[tuple[str, str], tuple[MessageKind, StoredRecord]]:
+    ) -> dict[tuple[str, str], StoredRecord]:
         stored = {}
         # As the SQL: any copy of a message not checked by quality makes its entry ask for it.
         unchecked = {(m.source, m.message_id) for m, _ in rows if not m.quality_checked}
@@ -57,10 +57,15 @@ class FakeUnit:
             record = StoredRecord(self.s.next_pk, str(uuid.uuid4()), payload_hash, self.now)
             self.s.next_pk += 1
             self.s.rows[ref] = Row(record, message.kind, message.payload)
-            stored[ref] = (message.kind, record)
+            stored[ref] = record
             self.s.outbox.append((record.record_pk, message.kind, ref in unchecked))
             self.s.lanes[record.record_pk] = lane
         return stored
+
+    async def store_new_refs(
+        self, rows: Sequence[tuple[Incoming, bytes]], lane: OutboxLane
+    ) -> set[tuple[str, str]]:
+        return set(await self.store_new(rows, lane))
 
     async def existing_many(
         self, refs: Sequence[tuple[str, str]]

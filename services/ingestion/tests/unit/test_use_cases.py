@@ -58,6 +58,7 @@ class Service:
         self.store = FakeIngestionStore(NOW)
         self.held = FakeHeldEvents()
         self.enqueued = self.woken = 0
+        self.woken_lanes: list[OutboxLane] = []
         self.use_cases = IngestionService(
             self.store,
             on_enqueued=self.count_enqueued,
@@ -66,8 +67,9 @@ class Service:
             identifiers_of=identifiers_of,
         )
 
-    def count_enqueued(self) -> None:
+    def count_enqueued(self, lane: OutboxLane) -> None:
         self.enqueued += 1
+        self.woken_lanes.append(lane)
 
     def count_woken(self) -> None:
         self.woken += 1
@@ -259,3 +261,42 @@ def test_a_chunk_that_lost_a_deadlock_is_stored_again_and_answered(monkeypatch) 
     assert calls == 2
     assert [o.duplicate for o in outcomes if isinstance(o, Accepted)] == [False, False]
     assert [pk for pk, _, _ in svc.store.state.outbox] == [1, 2]
+
+
+def test_a_counted_chunk_answers_as_accept_many_without_reading_records_back() -> None:
+    # A stream's chunk (accept_counted) only counts: True for stored now, False for a retry.
+    # Same cases as test_a_bulk_call_answers_each_message_and_commits_them_together.
+    svc = Service()
+    run(svc.use_cases.accept(message("m0")))
+    outcomes = run(
+        svc.use_cases.accept_counted(
+            [
+                message("m1"),
+                message("m1"),  # repeated inside the call: a retry of the first
+                message("m1", phone="+79160000001"),  # repeated, another payload
+                message("m0", phone="+79160000000"),  # id taken before, other payload
+                message("m0"),  # taken before, same payload: a retry
+                message("m2", checked=False),
+                message("t1", kind=MessageKind.TRACK),
+            ]
+        )
+    )
+
+    first, again, reused_here, reused, retried, unchecked, track = outcomes
+    assert (first, again, retried, unchecked, track) == (True, False, False, True, True)
+    assert isinstance(reused_here, AlreadyExists) and isinstance(reused, AlreadyExists)
+    assert svc.store.state.outbox[1:] == [
+        (2, MessageKind.IDENTIFY, False),
+        (3, MessageKind.IDENTIFY, True),
+        (4, MessageKind.TRACK, False),
+    ]
+
+
+def test_a_stored_chunk_wakes_only_its_lanes_relay() -> None:
+    # A stream's chunk woke the interactive relay too: a claim that found nothing per chunk.
+    svc = Service()
+    run(svc.use_cases.accept(message("single")))
+    run(svc.use_cases.accept_counted([message("bulk-1"), message("bulk-2")]))
+    run(svc.use_cases.accept_counted([message("bulk-1")]))  # nothing new: nothing to wake
+
+    assert svc.woken_lanes == [OutboxLane.INTERACTIVE, OutboxLane.BULK]

@@ -55,7 +55,6 @@ _INCOMING_TYPES = ["int4", "text", "text", "text", "text", "bytea", "bytea", "bo
 # is opened, committed): a stream's chunk then skips the CREATE ... IF NOT EXISTS, one of the
 # six round trips of a chunk (BEGIN, CREATE, COPY and its data, the statement, COMMIT).
 _STAGING_READY = "svod_ingestion_staging_table"
-_KINDS = {kind.value: kind for kind in MessageKind}
 
 
 def stage_on_connect(engine: AsyncEngine) -> None:
@@ -100,16 +99,27 @@ _STORE = """
             AS u USING (source, message_id)
         ORDER BY new.record_pk
     )
-    SELECT record_pk, record_id::text, source, message_id, kind, payload_hash, received_at
-    FROM new
+    SELECT {returned} FROM new
 """
-_STORE_COPIED = _STORE.format(incoming="SELECT * FROM pg_temp.incoming_records")
-_STORE_LISTED = _STORE.format(
-    incoming="SELECT * FROM unnest(CAST(%(s)s AS text[]), CAST(%(m)s AS text[]), "
+_COPIED = "SELECT * FROM pg_temp.incoming_records"
+_LISTED = (
+    "SELECT * FROM unnest(CAST(%(s)s AS text[]), CAST(%(m)s AS text[]), "
     "CAST(%(k)s AS text[]), CAST(%(ch)s AS text[]), CAST(%(p)s AS bytea[]), "
     "CAST(%(h)s AS bytea[]), CAST(%(u)s AS boolean[])) WITH ORDINALITY "
     "AS x(source, message_id, kind, channel, payload, payload_hash, unchecked, n)"
 )
+# What a stored message's answer needs: its record (a single call's receipt) ...
+_RECEIPTS = "record_pk, record_id::text, source, message_id, payload_hash, received_at"
+# ... or only which messages were new (a stream's answer counts them). Issue #20: loading the
+# receipts' columns and building a StoredRecord of each was a quarter of ingestion's CPU for
+# storing a chunk of 500 (py-spy of accept_many, 20,000 events: 26% in building the dict, 8.5%
+# in fetchall).
+_REFS = "source, message_id"
+_STORE_STATEMENTS = {
+    (copied, returned): _STORE.format(incoming=_COPIED if copied else _LISTED, returned=returned)
+    for copied in (True, False)
+    for returned in (_RECEIPTS, _REFS)
+}
 # Fewer rows than this go as array parameters in the statement itself: one round trip, where
 # COPY takes three (the staging table's check, the COPY, the statement) - a single Track or
 # Identify is one row. Dumping arrays element by element in Python costs only for big chunks.
@@ -122,20 +132,35 @@ class IngestionTransaction:
 
     async def store_new(
         self, rows: Sequence[tuple[Incoming, bytes]], lane: OutboxLane
-    ) -> dict[tuple[str, str], tuple[MessageKind, StoredRecord]]:
+    ) -> dict[tuple[str, str], StoredRecord]:
         """Stores new messages (message, payload hash) with their outbox entries, in their
         order, in ``lane`` (an unchecked identify call's entry carries UNCHECKED); returns
-        those stored here by (source, message id), with their kind. Taken ids are skipped: a
-        repeat inside ``rows`` too (the first one is stored).
+        those stored here by (source, message id). Taken ids are skipped: a repeat inside
+        ``rows`` too (the first one is stored)."""
+        stored = await self._store(rows, lane, _RECEIPTS)
+        return {
+            (source, message_id): StoredRecord(record_pk, record_id, payload_hash, received_at)
+            for record_pk, record_id, source, message_id, payload_hash, received_at in stored
+        }
 
-        One statement inserts the new ones and their outbox entries. A stream's chunk travels
-        by binary COPY into a temporary table of the connection first; fewer than
-        COPY_FROM_ROWS rows go as arrays in the statement. Issue #20: the arrays of the
-        INSERT this replaces were dumped element by element in Python (psycopg's
-        ListDumper), 7% of ingestion's samples during a TrackStream load, and its outbox JSON
-        document another 3%; COPY rows are formatted in C."""
+    async def store_new_refs(
+        self, rows: Sequence[tuple[Incoming, bytes]], lane: OutboxLane
+    ) -> set[tuple[str, str]]:
+        """As ``store_new``, returning only the (source, message id) of those stored here."""
+        return set(await self._store(rows, lane, _REFS))
+
+    async def _store(
+        self, rows: Sequence[tuple[Incoming, bytes]], lane: OutboxLane, returned: str
+    ) -> list[tuple[Any, ...]]:
+        """One statement inserts the new messages and their outbox entries; it returns
+        ``returned`` of each new one. A stream's chunk travels by binary COPY into a
+        temporary table of the connection first; fewer than COPY_FROM_ROWS rows go as arrays
+        in the statement. Issue #20: the arrays of the INSERT this replaces were dumped
+        element by element in Python (psycopg's ListDumper), 7% of ingestion's samples during
+        a TrackStream load, and its outbox JSON document another 3%; COPY rows are formatted
+        in C."""
         if not rows:
-            return {}
+            return []
         raw = await self.conn.get_raw_connection()
         driver: Any = raw.driver_connection
         params: dict[str, Any] = {
@@ -155,27 +180,20 @@ class IngestionTransaction:
                     "h": [h for _, h in rows],
                     "u": [not m.quality_checked for m, _ in rows],
                 }
-                await cursor.execute(_STORE_LISTED, params)
+                await cursor.execute(_STORE_STATEMENTS[False, returned], params)
             else:
                 if not self.conn.info.get(_STAGING_READY):
                     # Once per connection it creates the table (kept, emptied at each commit:
                     # no catalog churn per transaction); after that a catalog look-up.
                     await cursor.execute(_INCOMING_TABLE)
                 await self._copy_incoming(cursor, rows)
-                await cursor.execute(_STORE_COPIED, params)
-            stored = await cursor.fetchall()
+                await cursor.execute(_STORE_STATEMENTS[True, returned], params)
+            stored: list[tuple[Any, ...]] = await cursor.fetchall()
         except psycopg.OperationalError:
             if getattr(driver, "closed", False):
                 await self.conn.invalidate()
             raise
-        return {
-            # A dict, not MessageKind(kind): the enum's call was 3% of storing a chunk.
-            (source, message_id): (
-                _KINDS[kind],
-                StoredRecord(record_pk, record_id, payload_hash, received_at),
-            )
-            for record_pk, record_id, source, message_id, kind, payload_hash, received_at in stored
-        }
+        return stored
 
     @staticmethod
     async def _copy_incoming(cursor: Any, rows: Sequence[tuple[Incoming, bytes]]) -> None:

@@ -99,7 +99,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     quality = peer_channel(config.peers["quality"], telemetry, config.peer_security, retries=False)
     service = IngestionService(
         store,
-        on_enqueued=wake_relays,
+        on_enqueued=lambda lane: (interactive if lane is OutboxLane.INTERACTIVE else bulk).wake(),
         held=held,
         on_woken=sweeper.wake,
         identifiers_of=GrpcDownstream.identifiers_of,

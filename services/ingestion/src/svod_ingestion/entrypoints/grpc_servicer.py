@@ -138,7 +138,10 @@ def _amount(money: money_pb2.Money) -> Amount:
     return Amount(money.currency_code, money.units, money.nanos)
 
 
-def track_message(request: ingestion_pb2.TrackRequest) -> TrackMessage:
+def track_message(
+    request: ingestion_pb2.TrackRequest, size_bytes: int | None = None
+) -> TrackMessage:
+    """The domain's track call; ``size_bytes``: the request's serialised size, when known."""
     event = request.event
     refused = ViolationCollector()
     return TrackMessage(
@@ -166,7 +169,7 @@ def track_message(request: ingestion_pb2.TrackRequest) -> TrackMessage:
         reference_id=event.reference_id,
         # dict() of an empty protobuf map still walks the Mapping protocol (1 us an event).
         properties=dict(event.properties) if event.properties else {},
-        size_bytes=request.ByteSize(),
+        size_bytes=request.ByteSize() if size_bytes is None else size_bytes,
         refused=tuple(refused.violations),
     )
 
@@ -284,10 +287,14 @@ class StreamAnswer:
         self._pending.append((index, request, error))
 
     def count(self, accepted: Accepted) -> None:
-        if accepted.duplicate:
-            self.response.duplicate_count += 1
-        else:
+        self.tally(not accepted.duplicate)
+
+    def tally(self, new: bool) -> None:
+        """One more message stored (``new``) or answered as a duplicate."""
+        if new:
             self.response.accepted_count += 1
+        else:
+            self.response.duplicate_count += 1
 
     def end_chunk(self) -> None:
         """Lists the chunk's refusals (they arrive out of order within a chunk)."""
@@ -439,9 +446,10 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         return await self.service.accept(self._identify_incoming(request, standardized, now))
 
     def _track_incoming(self, request: ingestion_pb2.TrackRequest, now: dt.datetime) -> Incoming:
-        message = track_message(request)
-        validate_track(message, now, self.currency)
+        # Serialised first: its length is the request's size (ByteSize() would walk it again).
         payload = request.SerializeToString(deterministic=True)
+        message = track_message(request, len(payload))
+        validate_track(message, now, self.currency)
         return Incoming(
             kind=MessageKind.TRACK,
             source=message.source,
@@ -457,13 +465,14 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
     async def _store_chunk(
         self, chunk: list[tuple[int, Any, Incoming]], answer: StreamAnswer
     ) -> None:
-        """Stores a stream's checked messages in one transaction; each gets its own answer."""
-        outcomes = await self.service.accept_many([incoming for _, _, incoming in chunk])
+        """Stores a stream's checked messages in one transaction; each gets its own answer
+        (counted, or refused)."""
+        outcomes = await self.service.accept_counted([incoming for _, _, incoming in chunk])
         for (index, request, _), outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, SvodError):
                 answer.reject(index, request, outcome)
             else:
-                answer.count(outcome)
+                answer.tally(outcome)
 
     async def Track(
         self, request: ingestion_pb2.TrackRequest, context: grpc.aio.ServicerContext

@@ -42,11 +42,16 @@ class IngestionUnit(Protocol):
 
     async def store_new(
         self, rows: Sequence[tuple[Incoming, bytes]], lane: OutboxLane
-    ) -> dict[tuple[str, str], tuple[MessageKind, StoredRecord]]:
+    ) -> dict[tuple[str, str], StoredRecord]:
         """Stores new messages (message, payload hash) and their outbox entries, in order, in
         the relay lane they wait for (an entry of a message not checked by quality says so);
-        returns those stored here by (source, message id), with their kind. Taken ids are
-        skipped, a repeat within ``rows`` too (its first one is stored)."""
+        returns those stored here by (source, message id). Taken ids are skipped, a repeat
+        within ``rows`` too (its first one is stored)."""
+
+    async def store_new_refs(
+        self, rows: Sequence[tuple[Incoming, bytes]], lane: OutboxLane
+    ) -> set[tuple[str, str]]:
+        """As ``store_new``; returns only the (source, message id) of those stored here."""
 
     async def existing_many(
         self, refs: Sequence[tuple[str, str]]
