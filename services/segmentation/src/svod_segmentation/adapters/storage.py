@@ -289,6 +289,11 @@ class SegmentationTransaction:
     async def generation(self) -> int:
         return int((await self._exec("SELECT generation FROM registry")).scalar_one())
 
+    async def generation_direct(self) -> int:
+        """``generation``, past SQLAlchemy (read for every batch of changes when no segment
+        is defined)."""
+        return int((await self._fetch("SELECT generation FROM registry", {}))[0].generation)
+
     async def bump_generation(self) -> None:
         await self._exec("UPDATE registry SET generation = generation + 1")
 
@@ -770,6 +775,16 @@ class SegmentationTransaction:
         """The customers against the current definitions: the statement compiled for them is
         kept, and compiled again when another process changed the definitions since."""
         statement = await self._statement()
+        if not statement.segment_ids:
+            # No segments: nobody can be in one (deleting a segment ends its memberships), so
+            # only the definitions' generation is read, where the statement would read it.
+            # Evaluating a change with none took 7 us of Postgres time a customer (pg_stat_
+            # statements) besides this process' work on the rows.
+            generation = await self.generation_direct()
+            if generation == statement.generation:
+                return [Evaluation(c, {}, {}, None, generation) for c in customer_ids]
+            self.compiled.statement = None
+            statement = await self._statement()
         evaluations = await self.evaluate(customer_ids, statement, now)
         if evaluations and evaluations[0].generation != statement.generation:
             self.compiled.statement = None

@@ -26,7 +26,10 @@ class Segment:
         return self.definition.segment_id
 
 
-@dataclass(frozen=True, kw_only=True)
+# The snapshots are made per announced change and have 20-40 fields: not frozen, with slots
+# (a frozen MetricsSnapshot took 8 us of CPU to make, half of a metrics change's conversion;
+# probe). Nothing changes one once made.
+@dataclass(slots=True, kw_only=True)
 class MetricValues:
     """A profile's metrics as the read model holds them: part of every snapshot, and all a
     metrics change (events applied) carries."""
@@ -56,7 +59,7 @@ class MetricValues:
 METRIC_FIELDS = tuple(f.name for f in fields(MetricValues))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CustomerSnapshot(MetricValues):
     """The fields of a profile that rules can test (the read model's row)."""
 
@@ -80,7 +83,7 @@ class CustomerSnapshot(MetricValues):
     updated_at: dt.datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MetricsSnapshot(MetricValues):
     """A profile's metrics alone, at a version (a change that only applied events): the read
     model versions them apart from the rest of the profile (see ProfileChange.metrics)."""
@@ -92,7 +95,10 @@ class MetricsSnapshot(MetricValues):
     created_at: dt.datetime | None = None
 
 
-@dataclass(frozen=True)
+# Not frozen, with slots: one is made per announced event, and a frozen dataclass' __init__
+# (object.__setattr__ per field) took 2.2 us of CPU against 0.3 (probe, 11 fields); nothing
+# changes an event once made.
+@dataclass(slots=True)
 class CustomerEvent:
     source: str
     message_id: str
