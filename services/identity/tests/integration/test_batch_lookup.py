@@ -63,6 +63,27 @@ def test_each_identifier_gets_its_current_customer_in_order(suite) -> None:
     assert [r.customer_id for r in after] == [survivor, survivor]
 
 
+def test_repeated_identifiers_each_get_their_answer_in_place(suite) -> None:
+    """A batch asks for the same customers again and again (an event import): each distinct
+    spelling is answered once, and every position gets the answer and its own error path."""
+    p = phone()
+    customer = resolve(suite, request(phones=(p,))).customer_id
+    digits = p.replace(" ", "")[2:]
+    asked = [p, "", "8" + digits, p, "", "+7" + digits]
+
+    results = lookup(suite, *(common_pb2.Identifier(type=PHONE, value=v) for v in asked))
+
+    assert [r.customer_id for r in results] == [customer, "", customer, customer, "", customer]
+    assert results[0] == results[2] == results[3] == results[5]
+    assert results[0].identifier.value == "+7" + digits
+    fields = []
+    for r in (results[1], results[4]):
+        details = error_details_pb2.BadRequest()
+        assert r.error.details[0].Unpack(details)
+        fields += [v.field for v in details.field_violations]
+    assert fields == ["identifiers[1].value", "identifiers[4].value"]
+
+
 @pytest.mark.parametrize("count", [0, 5001])
 def test_call_size_is_bounded(suite, count) -> None:
     identifiers = [common_pb2.Identifier(type=PHONE, value=phone()) for _ in range(count)]

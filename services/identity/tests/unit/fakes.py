@@ -24,6 +24,7 @@ from svod_identity.domain.announcements import MERGED_TOPIC
 from svod_identity.domain.engine import Changes, GraphState, KnownRecord, person_from
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.ledger import PLACEMENT_KINDS, LedgerKind
+from svod_identity.domain.lookup import Fact
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import CustomerView, Erasure, IncomingRecord, RecordRef
 from svod_identity.domain.review import ReviewState, SideRecord
@@ -198,9 +199,10 @@ class FakeGraphReads:
                 return await self.canonical_id(record.customer_id)
         return None
 
-    async def identifier_facts(
-        self, keys: Sequence[IdentifierKey]
-    ) -> dict[IdentifierKey, tuple[str | None, list[str], str | None]]:
+    async def identifier_facts(self, keys: Sequence[IdentifierKey]) -> dict[IdentifierKey, Fact]:
+        _refused()
+
+    async def facts_by_position(self, keys: Sequence[IdentifierKey]) -> dict[int, Fact]:
         _refused()
 
     async def records_by_pk(self, pks: Iterable[int]) -> dict[int, KnownRecord]:

@@ -24,6 +24,7 @@ __all__ = [
     "IdentifierKey",
     "normalize_email",
     "normalize_identifiers",
+    "normalize_one",
     "normalize_phone",
     "normalize_value",
 ]
@@ -71,6 +72,27 @@ def normalize_value(id_type: str, raw: str) -> str | None:
     return value or None
 
 
+def normalize_one(id_type: str, value: str, namespace: str) -> IdentifierKey | tuple[str, str]:
+    """One (type, value, namespace) triple normalised, or why it is no identifier: the field
+    under the identifier's path (``type``, ``value`` or ``namespace``) and the description."""
+    if id_type not in TYPES:
+        return "type", "unknown or unspecified identifier type"
+    if not value.strip():
+        return "value", "must not be empty"
+    if len(value) > MAX_VALUE_LENGTH:
+        return "value", f"longer than {MAX_VALUE_LENGTH} characters"
+    if id_type in NAMESPACED:
+        if not namespace.strip():
+            return "namespace", f"required for {id_type} identifiers"
+        ns = namespace.strip().lower()
+    else:
+        ns = ""
+    normalized = normalize_value(id_type, value)
+    if normalized is None:
+        return "value", f"not a valid {id_type.replace('_', ' ')}"
+    return IdentifierKey(id_type, normalized, ns)
+
+
 def normalize_identifiers(
     raw: list[tuple[str, str, str]], field: str = "identifiers"
 ) -> tuple[IdentifierKey, ...]:
@@ -83,24 +105,10 @@ def normalize_identifiers(
     if not raw:
         errors.add(field, "at least one identifier is required")
     for index, (id_type, value, namespace) in enumerate(raw):
-        path = f"{field}[{index}]"
-        if id_type not in TYPES:
-            errors.add(f"{path}.type", "unknown or unspecified identifier type")
-            continue
-        if not value.strip():
-            errors.add(f"{path}.value", "must not be empty")
-            continue
-        if len(value) > MAX_VALUE_LENGTH:
-            errors.add(f"{path}.value", f"longer than {MAX_VALUE_LENGTH} characters")
-            continue
-        if id_type in NAMESPACED and not namespace.strip():
-            errors.add(f"{path}.namespace", f"required for {id_type} identifiers")
-            continue
-        normalized = normalize_value(id_type, value)
-        if normalized is None:
-            errors.add(f"{path}.value", f"not a valid {id_type.replace('_', ' ')}")
-            continue
-        ns = namespace.strip().lower() if id_type in NAMESPACED else ""
-        keys.append(IdentifierKey(id_type, normalized, ns))
+        found = normalize_one(id_type, value, namespace)
+        if isinstance(found, IdentifierKey):
+            keys.append(found)
+        else:
+            errors.add(f"{field}[{index}].{found[0]}", found[1])
     errors.raise_if_any()
     return tuple(sorted(set(keys)))

@@ -21,6 +21,7 @@ from svod_identity.domain.engine import Changes, GraphState, KnownRecord
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.jobs import ImportResult, Job, StageResult
 from svod_identity.domain.ledger import LedgerKind
+from svod_identity.domain.lookup import Fact
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.domain.model import CustomerView, Erasure, IncomingRecord, RecordRef
 from svod_identity.domain.review import ReviewState, SideRecord
@@ -50,10 +51,11 @@ class GraphReads(Protocol):
     async def record_customer(self, ref: RecordRef) -> str | None:
         """The current customer of a record; None when the record never reached identity."""
 
-    async def identifier_facts(
-        self, keys: Sequence[IdentifierKey]
-    ) -> dict[IdentifierKey, tuple[str | None, list[str], str | None]]:
+    async def identifier_facts(self, keys: Sequence[IdentifierKey]) -> dict[IdentifierKey, Fact]:
         """(holder, recorded sharers, stored block reason) of each held or blocked key."""
+
+    async def facts_by_position(self, keys: Sequence[IdentifierKey]) -> dict[int, Fact]:
+        """As ``identifier_facts``, by the key's position in ``keys``."""
 
     async def records_by_pk(self, pks: Iterable[int]) -> dict[int, KnownRecord]: ...
 

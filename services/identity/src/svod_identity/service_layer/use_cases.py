@@ -30,9 +30,14 @@ from svod_identity.domain.explain import (
     explain_customer,
     explain_pair,
 )
-from svod_identity.domain.identifiers import BlockReason, IdentifierKey, normalize_identifiers
+from svod_identity.domain.identifiers import (
+    BlockReason,
+    IdentifierKey,
+    normalize_identifiers,
+    normalize_one,
+)
 from svod_identity.domain.ledger import NO_CUSTOMER, LedgerKind
-from svod_identity.domain.lookup import IdentifierAnswer, IdentifierState, answer_for
+from svod_identity.domain.lookup import IdentifierAnswer, IdentifierState, Lookups, answers_for
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.frequencies import term_frequencies
@@ -473,19 +478,19 @@ class IdentityService:
     async def identifier_answers(
         self, keys: Sequence[IdentifierKey]
     ) -> dict[IdentifierKey, IdentifierAnswer]:
-        """What each identifier says about its customer (see ``domain/lookup.py``): one
-        statement, and a second only when some identifier has recorded sharers."""
+        """What each identifier says about its customer (see ``domain/lookup.py``)."""
+        distinct = list(dict.fromkeys(keys))
+        return dict(zip(distinct, await self._answers(distinct), strict=True))
+
+    async def _answers(self, keys: Sequence[IdentifierKey]) -> list[IdentifierAnswer]:
+        """The answer for each of ``keys`` (distinct): one statement, and a second only when
+        some identifier has recorded sharers."""
         rules = await self.rules()
         async with self.store.transaction() as tx:
-            facts = await tx.graph.identifier_facts(keys)
+            facts = await tx.graph.facts_by_position(keys)
             sharers = {s for _, shared, _ in facts.values() for s in shared}
             current = await tx.graph.current_ids(sharers) if sharers else {}
-        answers = {}
-        for key in keys:
-            owner, shared, stored_block = facts.get(key, (None, [], None))
-            reason = rules.block_reason(key) or stored_block
-            answers[key] = answer_for(key, owner, shared, reason, current)
-        return answers
+        return answers_for(keys, facts, rules.block_reason, current)
 
     async def lookup_by_identifier(self, raw: tuple[str, str, str]) -> CustomerView:
         (key,) = normalize_identifiers([raw], field="identifier")
@@ -500,31 +505,32 @@ class IdentityService:
             raise NotFound("no customer has that identifier")
         return view
 
-    async def lookup_many(
-        self, raws: Sequence[tuple[str, str, str]]
-    ) -> list[IdentifierAnswer | InvalidArgument]:
-        """What each identifier says about its customer (InvalidArgument: it is malformed, with
-        field paths ``identifiers[i]...``), with one query for all."""
-        keys: list[IdentifierKey | InvalidArgument] = []
-        for index, raw in enumerate(raws):
-            try:
-                (key,) = normalize_identifiers([raw])
-            except InvalidArgument as error:
-                keys.append(
-                    InvalidArgument(
-                        FieldViolation(
-                            v.field.replace("identifiers[0]", f"identifiers[{index}]", 1),
-                            v.description,
-                        )
-                        for v in error.violations
-                    )
-                )
+    async def lookup_many(self, raws: Sequence[tuple[str, str, str]]) -> Lookups:
+        """What each identifier says about its customer (malformed: InvalidArgument with field
+        paths ``identifiers[i]...``), with one query for all. Each distinct spelling is
+        normalised once and each distinct identifier answered once: an event import asks for
+        the same customers' identifiers again and again (issue #22)."""
+        spellings: dict[tuple[str, str, str], int] = {}
+        order = [spellings.setdefault(raw, len(spellings)) for raw in raws]
+        keys: dict[IdentifierKey, int] = {}
+        answer_of: list[int | tuple[str, str]] = []  # per spelling: its key's position, or why not
+        for id_type, value, namespace in spellings:
+            found = normalize_one(id_type, value, namespace)
+            if isinstance(found, IdentifierKey):
+                answer_of.append(keys.setdefault(found, len(keys)))
             else:
-                keys.append(key)
-        answers = await self.identifier_answers(
-            sorted({k for k in keys if isinstance(k, IdentifierKey)})
-        )
-        return [k if isinstance(k, InvalidArgument) else answers[k] for k in keys]
+                answer_of.append(found)
+        answers = await self._answers(list(keys))
+        slots: list[int | InvalidArgument] = []
+        for index, spelling in enumerate(order):
+            slot = answer_of[spelling]
+            if isinstance(slot, int):
+                slots.append(slot)
+            else:
+                slots.append(
+                    InvalidArgument([FieldViolation(f"identifiers[{index}].{slot[0]}", slot[1])])
+                )
+        return Lookups(answers, slots)
 
     async def lookup_by_id(self, customer_id: str) -> CustomerView:
         parse_uuid(customer_id, "customer_id")
