@@ -23,7 +23,7 @@ from svod_runtime.protoconv import enum_number
 
 PHONE = IdentifierKey("phone", "+79161234567")
 CARD = IdentifierKey("loyalty_card", "12345678")
-CUSTOM = IdentifierKey("custom", "Ab-1", "crm")
+CUSTOM = IdentifierKey("custom", "Анна-" + "я" * 100, "crm")  # 2-byte characters, >127 bytes
 OWNER, OTHER = str(uuid.uuid4()), str(uuid.uuid4())
 
 
