@@ -160,3 +160,24 @@ def test_bad_requests_are_refused_precisely(suite) -> None:
             with pytest.raises(grpc.RpcError) as unknown:
                 call(request_type(import_id=import_id), timeout=T)
             assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_message_repeating_an_event_stores_its_first_copy(suite) -> None:
+    """A message naming one (source, message id) twice: the plain insert of its records meets
+    itself (a unique violation) and the message is stored again with ON CONFLICT, the first
+    copy stored; the second is its duplicate when it is the same event, refused as a reuse of
+    the message id when it is another."""
+    phone = random_phone()
+    person = identify(unique("crm"), phones=(phone,), first_name="Инна")
+    suite.ingestion.Identify(person, timeout=T)
+    suite.wait_processed(person.record_ref)
+    source = unique("shop")
+    first, other = order(source, phone, total="300"), order(source, phone)
+    changed = ingestion_pb2.TrackRequest()
+    changed.CopyFrom(first)
+    changed.event.total.units = 301
+    (answer,) = stage(suite, unique("evt"), [first, other, first, changed])
+    assert (answer.accepted_count, answer.duplicate_count, answer.rejected_count) == (2, 1, 1)
+    (reused,) = answer.rejected
+    assert reused.index == 3 and "already used" in reused.reason
+    assert status(suite, first).state == ingestion_pb2.RecordStatus.STATE_PENDING

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from google.protobuf import json_format
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from svod.ingestion.v1 import ingestion_pb2
-from svod_cli.fast_json import parse_dict
+from svod_cli.bulk_import import _loads
+from svod_cli.fast_json import build, parse_dict
 
 _TEXT = st.text(max_size=12)
 _ODD = st.one_of(
@@ -99,9 +101,12 @@ def _parse_dict(data: dict[str, Any]) -> bytes | str:
 @given(_TRACK)
 def test_the_fast_fill_gives_parse_dicts_message_or_declines(data: dict[str, Any]) -> None:
     fast = parse_dict(data, ingestion_pb2.TrackRequest())
-    if fast is None:
+    built = build(data, ingestion_pb2.TrackRequest)
+    assert (fast is None) == (built is None)
+    if fast is None or built is None:
         return
     assert fast.SerializeToString(deterministic=True) == _parse_dict(data), json.dumps(data)
+    assert built.SerializeToString(deterministic=True) == _parse_dict(data), json.dumps(data)
 
 
 def test_an_import_files_order_event_takes_the_fast_fill() -> None:
@@ -133,3 +138,35 @@ def test_what_parse_dict_refuses_is_declined() -> None:
         {"record_ref": {"source": "a"}, "recordRef": {"source": "b"}},
     ):
         assert parse_dict(data, ingestion_pb2.TrackRequest()) is None, data
+
+
+_JSON = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.floats(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.text(),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(_JSON.map(json.dumps), st.text(max_size=40)))
+def test_a_lines_json_is_json_loads_own(line: str) -> None:
+    """orjson where it takes the line, json.loads (its value or its refusal) otherwise: NaN,
+    integers beyond 64 bits, lone surrogates and broken lines all end as json.loads says."""
+    try:
+        expected: Any = json.loads(line)
+    except json.JSONDecodeError as error:
+        with pytest.raises(json.JSONDecodeError) as refused:
+            _loads(line)
+        assert (refused.value.msg, refused.value.colno) == (error.msg, error.colno)
+        return
+    got = _loads(line)
+    # NaN is not equal to itself: compare the dumps.
+    assert json.dumps(got) == json.dumps(expected) and type(got) is type(expected)
