@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import operator
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -259,9 +260,31 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"not JSON: {value!r}")
 
 
-def _row_value(column: str, value: Any) -> Any:
-    """A read-model value as its positional row carries it (arrays as array literals)."""
-    return array_literal(value) if column in _ARRAYS else value
+# A snapshot's and a metrics change's values in their rows' order (_UPSERT_ROW, _METRICS_ROW),
+# read in one call each: a getattr per column in a generator was 6% of the process's py-spy
+# samples with metrics changes of one event each.
+_snapshot_values = operator.attrgetter(
+    "customer_id",
+    "profile_version",
+    *SNAPSHOT_COLUMNS,
+    "consents",
+    "attributes",
+    "created_at",
+    "updated_at",
+)
+_metrics_values = operator.attrgetter(
+    "customer_id", "profile_version", *METRIC_FIELDS, "updated_at", "created_at"
+)
+_SNAPSHOT_ARRAYS = tuple(i for i, c in enumerate(_UPSERT_ROW) if c in _ARRAYS)
+_METRICS_ARRAYS = tuple(i for i, c in enumerate(_METRICS_ROW) if c in _ARRAYS)
+
+
+def _positional(values: tuple[Any, ...], arrays: tuple[int, ...]) -> list[Any]:
+    """A row's values with its arrays as array literals."""
+    row = list(values)
+    for index in arrays:
+        row[index] = array_literal(row[index])
+    return row
 
 
 def _event_row(customer_id: str, e: CustomerEvent) -> tuple[Any, ...]:
@@ -700,18 +723,7 @@ class SegmentationTransaction:
         """Stores the newer profiles (one per customer); returns the customers stored."""
         if not snapshots:
             return set()
-        rows = [
-            (
-                snapshot.customer_id,
-                snapshot.profile_version,
-                *(_row_value(c, getattr(snapshot, c)) for c in SNAPSHOT_COLUMNS),
-                snapshot.consents,
-                snapshot.attributes,
-                snapshot.created_at,
-                snapshot.updated_at,
-            )
-            for snapshot in snapshots
-        ]
+        rows = [_positional(_snapshot_values(s), _SNAPSHOT_ARRAYS) for s in snapshots]
         result = await self._fetch(_UPSERT_CUSTOMERS, {"rows": dump_json(rows, _json_value)})
         return {str(r.customer_id) for r in result}
 
@@ -719,16 +731,7 @@ class SegmentationTransaction:
         """Stores the newer metrics (one change per customer); returns the customers stored."""
         if not changes:
             return set()
-        rows = [
-            (
-                change.customer_id,
-                change.profile_version,
-                *(_row_value(c, getattr(change, c)) for c in METRIC_FIELDS),
-                change.updated_at,
-                change.created_at,
-            )
-            for change in changes
-        ]
+        rows = [_positional(_metrics_values(c), _METRICS_ARRAYS) for c in changes]
         result = await self._fetch(_UPDATE_METRICS, {"rows": dump_json(rows, _json_value)})
         return {str(r.customer_id) for r in result}
 
