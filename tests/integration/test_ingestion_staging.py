@@ -112,3 +112,45 @@ def test_a_connection_without_the_table_creates_it_in_its_first_chunk(
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+def test_a_counted_chunk_answers_as_a_chunk_with_receipts(ingestion_url: str) -> None:
+    # A stream's chunk (accept_counted) reads back only which rows were new: its outcomes are
+    # accept_many's without the receipts, through COPY and through the arrays alike.
+    async def scenario() -> None:
+        engine = create_engine(ingestion_url, pool_size=1)
+        store = IngestionStore(engine)
+        service = _service(store)
+        try:
+            for size in (storage.COPY_FROM_ROWS * 2, 4):
+                prefix = f"d{size}"
+                chunk = _messages(prefix, size)
+                await service.accept_many(chunk[:2])  # stored before
+                taken = Incoming(MessageKind.TRACK, "shop", f"{prefix}-1", "web", b"x", b"x")
+                reused = Incoming(MessageKind.TRACK, "shop", f"{prefix}-2", "web", b"y", b"y")
+                sent = [*chunk, taken, chunk[2], reused]
+                counted = await service.accept_counted(sent)
+                assert counted[:2] == [False, False]  # retries of messages stored before
+                assert counted[2:size] == [True] * (size - 2)
+                assert isinstance(counted[size], AlreadyExists)  # an earlier id, other payload
+                assert counted[size + 1] is False  # a repeat inside the chunk: a retry
+                assert isinstance(counted[size + 2], AlreadyExists)  # a repeat, other payload
+                # The same messages through accept_many: the same answers.
+                again = await service.accept_many(sent)
+                assert [o.duplicate if isinstance(o, Accepted) else None for o in again] == [
+                    *[True] * size,
+                    None,
+                    True,
+                    None,
+                ]
+            async with engine.connect() as conn:
+                counts = (
+                    await conn.execute(
+                        text("SELECT (SELECT count(*) FROM records), (SELECT count(*) FROM outbox)")
+                    )
+                ).one()
+            assert tuple(counts) == (storage.COPY_FROM_ROWS * 2 + 4, storage.COPY_FROM_ROWS * 2 + 4)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
