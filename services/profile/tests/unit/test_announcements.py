@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from svod_profile.domain.announcements import ProfileChanged, SplitPart
+from svod_profile.domain.announcements import ProfileChanged, SplitPart, metrics_only_payload
 from svod_profile.service_layer.event_batcher import metrics_only
 
 # Payloads as the outbox holds them (the shapes written since the topic exists).
@@ -50,3 +52,19 @@ def test_a_batch_that_changed_only_metrics_announces_them_alone(
     version: int, consented: bool, created: bool, alone: bool
 ) -> None:
     assert metrics_only(version, consented, created) is alone
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"events": [["shop", "o1"], ["shop", "o2"]]}',  # as an import's fold builds it (SQL)
+        ProfileChanged(events=(("shop", "o3"),)).payload(),  # a part of a long announcement
+    ],
+)
+def test_an_import_announcement_marked_metrics_only_reads_back_so(payload: bytes) -> None:
+    marked = metrics_only_payload(payload)
+    assert ProfileChanged.parse(marked) == dataclasses.replace(
+        ProfileChanged.parse(payload), metrics_only=True
+    )
+    with pytest.raises(ValueError, match="events alone"):
+        metrics_only_payload(marked)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 from decimal import Decimal
 
 import pytest
@@ -59,3 +60,29 @@ def test_event_summaries() -> None:
     assert opened.summary() == "opened email spring"
     assert _event(ev.CAMPAIGN_OPENED).summary() == "opened"
     assert _event(ev.SESSION_STARTED).summary() == "session started"
+
+
+def _format_money_by_digits(amount: Decimal, currency: str) -> str:
+    """format_money as it was first written (grouping the Decimal's digits by hand)."""
+    rounded = amount.quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
+    sign = "-" if rounded < 0 else ""
+    whole, _, fraction = f"{abs(rounded):f}".partition(".")
+    groups: list[str] = []
+    while len(whole) > 3:
+        groups.insert(0, whole[-3:])
+        whole = whole[:-3]
+    groups.insert(0, whole)
+    text = sign + " ".join(groups)
+    if fraction.strip("0"):
+        text += "." + fraction
+    return f"{text} {currency}".strip()
+
+
+def test_money_reads_as_the_digits_grouped_by_hand_did() -> None:
+    rng = random.Random(5)
+    amounts = [Decimal(rng.randrange(0, 10**20)).scaleb(-9) for _ in range(3000)]
+    amounts += [-a for a in amounts[:300]]
+    amounts += [Decimal(s) for s in ("0.004", "-0.004", "0.005", "-0.005", "999999.995", "1e3")]
+    for amount in amounts:
+        for currency in ("RUB", ""):
+            assert format_money(amount, currency) == _format_money_by_digits(amount, currency)

@@ -14,7 +14,8 @@ from google.rpc import code_pb2
 
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_profile.adapters.storage import ProfileStore
-from svod_profile.domain.announcements import ProfileChanged
+from svod_profile.domain.announcements import EventRef, ProfileChanged
+from svod_profile.domain.summaries import ShownEvent
 from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 from svod_runtime.priority import step_aside
@@ -42,6 +43,23 @@ class SegmentationAnnouncer:
         for start in range(0, len(messages), MAX_CHANGES_PER_CALL):
             answers.extend(await self._announce(messages[start : start + MAX_CHANGES_PER_CALL]))
         return answers
+
+    def _add_events(
+        self,
+        request: segmentation_pb2.ApplyProfileChangeRequest,
+        change: ProfileChanged,
+        events: dict[EventRef, ShownEvent],
+    ) -> None:
+        """The change's new events, each built in place in the request: made apart and then
+        copied in (``new_events=[...]``), the copy alone was 8% of announcing an import's
+        200,000 events (py-spy)."""
+        from svod_profile.entrypoints.grpc_servicer import timeline_fields
+
+        entries = request.new_events
+        for ref in change.events:
+            event = events.get(ref)
+            if event is not None:
+                entries.add(**timeline_fields(event, self.currency))
 
     async def _announce(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         # Imported here: the servicer module holds the proto mapping of a profile.
@@ -72,24 +90,20 @@ class SegmentationAnnouncer:
             # Building a pass's requests takes tens of milliseconds: let single calls and the
             # event batches sharing this loop run in between.
             await step_aside()
-            new_events = [
-                timeline_entry(events[r], self.currency) for r in change.events if r in events
-            ]
             if alone[index]:
                 current = metrics.get(message.key)
                 if current is None:  # merged away or erased since: nothing left to announce
                     continue
-                requests.append(
-                    segmentation_pb2.ApplyProfileChangeRequest(
-                        customer_id=message.key,
-                        profile_version=current.version,
-                        metrics=metrics_proto(current.metrics, self.currency),
-                        profile_update_time=datetime_to_timestamp(current.updated_at),
-                        profile_create_time=datetime_to_timestamp(current.created_at),
-                        new_events=new_events,
-                        trace_context=message.trace_carrier,
-                    )
+                request = segmentation_pb2.ApplyProfileChangeRequest(
+                    customer_id=message.key,
+                    profile_version=current.version,
+                    metrics=metrics_proto(current.metrics, self.currency),
+                    profile_update_time=datetime_to_timestamp(current.updated_at),
+                    profile_create_time=datetime_to_timestamp(current.created_at),
+                    trace_context=message.trace_carrier,
                 )
+                self._add_events(request, change, events)
+                requests.append(request)
                 sent.append(index)
                 continue
             view = views.get(message.key)
@@ -99,10 +113,10 @@ class SegmentationAnnouncer:
                 customer_id=message.key,
                 profile_version=view.version,
                 profile=announced_profile_proto(view, self.currency),
-                new_events=new_events,
                 merged_customer_ids=change.merged,
                 trace_context=message.trace_carrier,
             )
+            self._add_events(request, change, events)
             if change.split is not None:
                 split = change.split
                 request.split.source_customer_id = split.source

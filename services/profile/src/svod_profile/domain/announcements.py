@@ -17,6 +17,7 @@ __all__ = [
     "ProfileChanged",
     "SplitPart",
     "contact_failure_payload",
+    "metrics_only_payload",
 ]
 
 # (source, message id) of an event.
@@ -79,6 +80,16 @@ class ProfileChanged:
             else SplitPart(split["source"], tuple((s, m) for s, m in split["moved"])),
             metrics_only=bool(body.get("metrics_only", False)),
         )
+
+
+def metrics_only_payload(payload: bytes) -> bytes:
+    """A ``CHANGED_TOPIC`` payload of events alone (``{"events": [...]}``, as an event import's
+    fold writes it, built in SQL) marked ``metrics_only``: spliced in, so the import's
+    thousands of references are not parsed and written again."""
+    body = payload.rstrip()
+    if not body.endswith(b"}") or b'"metrics_only"' in body:
+        raise ValueError("not an announcement of events alone")
+    return body[:-1] + b', "metrics_only": true}'
 
 
 # What most changes say: the profile changed, no new events.

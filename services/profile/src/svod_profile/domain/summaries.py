@@ -8,11 +8,48 @@ with their noun ("1 item", "3 items").
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from svod_profile.domain.events import EventFact
+
+class ShownEvent(Protocol):
+    """What a timeline entry shows of an event: an EventFact has it, and so has a row of the
+    event store read for a change announcement (no EventFact built for each of an import's
+    events; see adapters/event_storage.announced_events)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def occurred_at(self) -> dt.datetime: ...
+    @property
+    def channel(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def discount(self) -> Decimal: ...
+    @property
+    def items(self) -> int: ...
+    @property
+    def categories(self) -> Sequence[str]: ...
+    @property
+    def order_id(self) -> str: ...
+    @property
+    def reference_id(self) -> str: ...
+    @property
+    def contact_channel(self) -> str: ...
+    @property
+    def loyalty_points(self) -> int: ...
+    @property
+    def properties(self) -> Mapping[str, str]: ...
+
 
 _KOPECKS = Decimal("0.01")
 # Between groups of thousands: a plain space (the summary is plain text, copied into
@@ -21,18 +58,16 @@ THOUSANDS = " "
 
 
 def format_money(amount: Decimal, currency: str) -> str:
-    """``Decimal("4200.000000000")`` -> "4 200 RUB"; ``Decimal("1249.9")`` -> "1 249.90 RUB"."""
-    rounded = amount.quantize(_KOPECKS, rounding=ROUND_HALF_UP)
-    sign = "-" if rounded < 0 else ""
-    whole, _, fraction = f"{abs(rounded):f}".partition(".")
-    groups: list[str] = []
-    while len(whole) > 3:
-        groups.insert(0, whole[-3:])
-        whole = whole[:-3]
-    groups.insert(0, whole)
-    text = sign + THOUSANDS.join(groups)
-    if fraction.strip("0"):
-        text += "." + fraction
+    """``Decimal("4200.000000000")`` -> "4 200 RUB"; ``Decimal("1249.9")`` -> "1 249.90 RUB".
+
+    In whole kopecks (an int) and Python's own grouping: every order an import announces
+    is summarised, and grouping the digits of the Decimal's text by hand was a sixth of
+    building its timeline entry (py-spy, 200,000 order events)."""
+    kopecks = int(amount.quantize(_KOPECKS, rounding=ROUND_HALF_UP).scaleb(2))
+    whole, cents = divmod(abs(kopecks), 100)
+    text = ("-" if kopecks < 0 else "") + f"{whole:,}".replace(",", THOUSANDS)
+    if cents:
+        text += f".{cents:02d}"
     return f"{text} {currency}".strip()
 
 
@@ -45,7 +80,7 @@ def _join(*parts: str) -> str:
     return " ".join(p for p in parts if p)
 
 
-def summarize(event: EventFact) -> str:
+def summarize(event: ShownEvent) -> str:
     """A short description: "order 1042: 3 items, 4 200 RUB", "opened email spring-sale"."""
     kind = event.type
     if kind in ("order_placed", "order_returned"):

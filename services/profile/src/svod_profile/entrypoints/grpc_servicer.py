@@ -7,6 +7,8 @@ import datetime as dt
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -32,6 +34,7 @@ from svod_profile.domain.model import (
     RecordApplication,
     TraitObservation,
 )
+from svod_profile.domain.summaries import ShownEvent, summarize
 from svod_profile.entrypoints.metrics import ProfileMetrics
 from svod_profile.service_layer.customer_import import CustomerImports
 from svod_profile.service_layer.event_import import EventImports
@@ -50,13 +53,14 @@ from svod_runtime.errors import (
 )
 from svod_runtime.ids import parse_customer_id
 from svod_runtime.interceptors import status_proto_for
-from svod_runtime.money import decimal_to_money, money_to_decimal
+from svod_runtime.money import NANO, decimal_to_money, money_to_decimal
 from svod_runtime.priority import step_aside
 from svod_runtime.protoconv import (
     checked_timestamp,
     datetime_to_timestamp,
     enum_number,
     enum_short_name,
+    enum_short_names,
     proto_date_parts,
     timestamp_to_datetime,
 )
@@ -172,6 +176,163 @@ def _check_lines(lines: list[common_pb2.LineItem], errors: ViolationCollector) -
 def event_fact(request: profile_pb2.ApplyEventRequest, currency: str) -> EventFact:
     """The profile's view of an event; money must be non-negative and in one currency, and
     everything within the bounds ingestion applies (svod_runtime.bounds)."""
+    fact = _valid_event_fact(request, currency)
+    return fact if fact is not None else _checked_event_fact(request, currency)
+
+
+_EVENT_TYPES = enum_short_names(_EVENT_TYPE, "EVENT_TYPE_")
+_CHANNELS = enum_short_names(_CHANNEL, "SOURCE_CHANNEL_")
+_ID_TYPES = enum_short_names(_ID_TYPE, "IDENTIFIER_TYPE_")
+_MAX_UNITS = bounds.MAX_AMOUNT_UNITS
+_MAX_NANOS = bounds.MAX_NANOS
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_NAIVE_EPOCH = dt.datetime(1970, 1, 1)
+# Short channel names -> SourceChannel numbers (enum_number's, without its per-call look-up).
+_CHANNEL_NUMBERS = {name: number for number, name in _CHANNELS.items()}
+
+
+def _fits(value: str, max_length: int) -> bool:
+    return len(value) <= max_length and "\x00" not in value
+
+
+def _money_fits(money: money_pb2.Money, currency: str) -> bool:
+    """bounds.amount_violation and the currency check of ``_checked_event_fact``, as a test."""
+    units, nanos = money.units, money.nanos
+    return (
+        units >= 0
+        and 0 <= nanos <= _MAX_NANOS
+        and (units < _MAX_UNITS or (units == _MAX_UNITS and not nanos))
+        and (not money.currency_code or money.currency_code == currency)
+    )
+
+
+def _lines_fit(
+    lines: Sequence[common_pb2.LineItem], currency: str
+) -> tuple[Decimal, int, tuple[str, ...]] | None:
+    """The lines' discount (bounds.order_discount's sum, term by term in the same order),
+    items and categories when every line is within its bounds, else None."""
+    discount = Decimal(0)
+    items = 0
+    categories: set[str] = set()
+    if len(lines) > bounds.MAX_LINES:
+        return None
+    for line in lines:
+        quantity = line.quantity
+        category = line.category
+        if not (
+            abs(quantity) <= bounds.MAX_QUANTITY
+            and _fits(line.sku, bounds.MAX_SKU)
+            and _fits(line.product_name, bounds.MAX_PRODUCT_NAME)
+            and _fits(category, bounds.MAX_CATEGORY)
+            and _money_fits(line.unit_price, currency)
+        ):
+            return None
+        if line.HasField("discount"):
+            line_discount = line.discount
+            if not _money_fits(line_discount, currency):
+                return None
+            discount += money_to_decimal(line_discount) * max(quantity, 1)
+        items += max(quantity, 0)
+        if category:
+            categories.add(category)
+    if discount > bounds.MAX_AMOUNT:
+        return None
+    return discount, items, tuple(sorted(categories))
+
+
+def _identifiers_fit(
+    identifiers: Sequence[common_pb2.Identifier],
+) -> tuple[tuple[str, str, str], ...] | None:
+    if len(identifiers) > bounds.MAX_IDENTIFIERS:
+        return None
+    named = []
+    for i in identifiers:
+        value, namespace = i.value, i.namespace
+        if not (
+            _fits(value, bounds.MAX_IDENTIFIER_VALUE) and _fits(namespace, bounds.MAX_NAMESPACE)
+        ):
+            return None
+        named.append((_ID_TYPES.get(i.type, ""), value, namespace))
+    return tuple(named)
+
+
+def _properties_fit(properties: dict[str, str]) -> bool:
+    return len(properties) <= bounds.MAX_PROPERTIES and all(
+        key and _fits(key, bounds.MAX_PROPERTY_NAME) and _fits(value, bounds.MAX_PROPERTY_VALUE)
+        for key, value in properties.items()
+    )
+
+
+def _texts_fit(event: common_pb2.Event) -> bool:
+    return (
+        _fits(event.order_id, bounds.MAX_ORDER_ID)
+        and _fits(event.reference_id, bounds.MAX_REFERENCE_ID)
+        and _fits(event.contact_channel, bounds.MAX_CONTACT_CHANNEL)
+        and 0 <= event.loyalty_points <= bounds.MAX_LOYALTY_POINTS
+    )
+
+
+def _valid_event_fact(request: profile_pb2.ApplyEventRequest, currency: str) -> EventFact | None:
+    """The event's EventFact when it is surely within every bound ``_checked_event_fact``
+    checks (and then equal to what that returns), else None: that one then says precisely
+    what is wrong. Every field is read once and tested, with no violation texts, paths or
+    collector built for an event that has nothing to report: the checked way cost 30-35 us
+    of CPU per order event, this one 14-19 (probe over bench_event_import's events, load 10;
+    it runs for every event StageEventImport and ApplyEventBatch take)."""
+    event = request.event
+    ref = request.record_ref
+    kind = _EVENT_TYPES.get(event.type, "")
+    stamp = event.occurred_time
+    seconds, nanos = stamp.seconds, stamp.nanos
+    if (
+        not kind
+        or kind == "unspecified"
+        or (seconds == 0 and nanos == 0)
+        or not bounds.timestamp_in_range(seconds, nanos)
+    ):
+        return None
+    source, message_id = ref.source, ref.message_id
+    if not (
+        source
+        and bounds.SOURCE_PATTERN.fullmatch(source)
+        and message_id
+        and _fits(message_id, bounds.MAX_MESSAGE_ID)
+        and _texts_fit(event)
+    ):
+        return None
+    has_total = event.HasField("total")
+    total = event.total
+    if has_total and not _money_fits(total, currency):
+        return None
+    lines = event.lines
+    summed = _lines_fit(lines, currency) if lines else (Decimal(0), 0, ())
+    identifiers = _identifiers_fit(event.identifiers) if event.identifiers else ()
+    properties = dict(event.properties) if event.properties else {}
+    if summed is None or identifiers is None or not _properties_fit(properties):
+        return None
+    discount, items, categories = summed
+    return EventFact(
+        source=source,
+        message_id=message_id,
+        type=kind,
+        occurred_at=_EPOCH + dt.timedelta(seconds=seconds, microseconds=nanos // 1000),
+        channel=_CHANNELS.get(request.channel, "") or "unspecified",
+        currency=currency if has_total or lines else "",
+        amount=money_to_decimal(total),
+        discount=discount,
+        items=items,
+        categories=categories,
+        order_id=event.order_id,
+        reference_id=event.reference_id,
+        contact_channel=event.contact_channel,
+        loyalty_points=event.loyalty_points,
+        properties=properties,
+        identifiers=identifiers,
+    )
+
+
+def _checked_event_fact(request: profile_pb2.ApplyEventRequest, currency: str) -> EventFact:
+    """``event_fact`` checking every bound and naming each one broken (InvalidArgument)."""
     # Runs per event of every batch: sub-messages are read once.
     event = request.event
     ref = request.record_ref
@@ -259,25 +420,56 @@ def _failed_record(span: trace.Span | None, error: SvodError) -> ApplyResult:
     return ApplyResult(error_code=error.code, error_message=error.message)
 
 
-def timeline_entry(event: EventFact, currency: str) -> profile_pb2.TimelineEntry:
-    entry = profile_pb2.TimelineEntry(
-        event_type=event.type,
-        occurred_time=datetime_to_timestamp(event.occurred_at),
-        source=event.source,
-        channel=enum_number(_CHANNEL, event.channel, "SOURCE_CHANNEL_"),  # type: ignore[arg-type]
-        summary=event.summary(),
-        record_ref=common_pb2.RecordRef(source=event.source, message_id=event.message_id),
-        categories=list(event.categories),
-        properties=event.properties,
-        reference_id=event.reference_id,
-        order_id=event.order_id,
-    )
-    if event.contact_channel:
-        entry.properties["contact_channel"] = event.contact_channel
+def _money_fields(amount: Decimal, currency: str) -> dict[str, Any]:
+    """decimal_to_money's fields (units truncated, nanos of the same sign), as a dict a
+    message's constructor takes."""
+    quantized = amount.quantize(NANO)
+    units = int(quantized)
+    return {
+        "currency_code": currency,
+        "units": units,
+        "nanos": int(quantized.scaleb(9)) - units * 1_000_000_000,
+    }
+
+
+def timeline_entry(event: ShownEvent, currency: str) -> profile_pb2.TimelineEntry:
+    """The entry of an EventFact or an event store row (``ShownEvent``)."""
+    return profile_pb2.TimelineEntry(**timeline_fields(event, currency))
+
+
+def timeline_fields(event: ShownEvent, currency: str) -> dict[str, Any]:
+    """A TimelineEntry's fields, only those that are set, the nested messages as dicts: what
+    its constructor (or ``entries.add``, building it in place in a request) takes in one call.
+    Every event an import announces passes here; building each nested message apart and
+    copying it in cost 14.6 us an order event against 12.7 (probe, load 10)."""
+    occurred = event.occurred_at
+    delta = occurred - (_EPOCH if occurred.tzinfo is not None else _NAIVE_EPOCH)
+    fields: dict[str, Any] = {
+        "event_type": event.type,
+        "occurred_time": {
+            "seconds": delta.days * 86_400 + delta.seconds,
+            "nanos": delta.microseconds * 1000,
+        },
+        "source": event.source,
+        "channel": _CHANNEL_NUMBERS.get(event.channel, 0),
+        "summary": summarize(event),
+        "record_ref": {"source": event.source, "message_id": event.message_id},
+    }
+    if event.categories:
+        fields["categories"] = event.categories
+    if event.properties or event.contact_channel:
+        properties = dict(event.properties)
+        if event.contact_channel:
+            properties["contact_channel"] = event.contact_channel
+        fields["properties"] = properties
+    if event.reference_id:
+        fields["reference_id"] = event.reference_id
+    if event.order_id:
+        fields["order_id"] = event.order_id
     if event.currency:
-        entry.amount.CopyFrom(decimal_to_money(event.amount, event.currency))
-        entry.discount.CopyFrom(decimal_to_money(event.discount, event.currency))
-    return entry
+        fields["amount"] = _money_fields(event.amount, event.currency)
+        fields["discount"] = _money_fields(event.discount, event.currency)
+    return fields
 
 
 def _time_or_none(value: dt.datetime | None) -> Timestamp | None:

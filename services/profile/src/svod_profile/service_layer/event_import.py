@@ -22,6 +22,7 @@ from svod_profile.domain.announcements import (
     CHANGED_TOPIC,
     CONTACT_FAILED_TOPIC,
     contact_failure_payload,
+    metrics_only_payload,
 )
 from svod_profile.domain.consents import consent_from_event
 from svod_profile.domain.events import EventFact, combine
@@ -33,6 +34,7 @@ from svod_profile.domain.imports import (
     Staged,
     check_import_id,
 )
+from svod_profile.service_layer.event_batcher import metrics_only
 from svod_profile.service_layer.ports import ImportRepository, ImportUnit
 from svod_runtime.errors import (
     CustomerErased,
@@ -57,6 +59,14 @@ ANNOUNCE_EVENTS = 1000
 ERASED_RETRIES = 5
 RecordConsent = Callable[..., Awaitable[None]]
 log = logging.getLogger(__name__)
+
+
+def _announced(payload: bytes, version: int, consented: bool, created: bool) -> bytes:
+    """A chunk's announcement of a customer, with the metrics alone when the streamed events'
+    rule (``event_batcher.metrics_only``) allows: then the relay reads and sends the metrics,
+    not the whole profile (``announced_many`` and its proto were 16% of the announcing
+    relay's py-spy samples after a 200,000-event import)."""
+    return metrics_only_payload(payload) if metrics_only(version, consented, created) else payload
 
 
 class EventImports:
@@ -173,13 +183,15 @@ class EventImports:
             deltas, announcements, side, inserted = await tx.imports.fold(
                 pk, owners, self.announce_events
             )
-            await tx.events.save_metrics_many(
+            versions = await tx.events.save_metrics_many(
                 {owner: combine(metrics[owner], delta) for owner, delta in deltas.items()}
             )
             failures: list[tuple[str, bytes, dict[str, str]]] = []
+            consented: set[str] = set()  # profiles whose consents the chunk changed
             for owner, event in side:  # in the order they happened
                 opt_out = consent_from_event(event)
                 if opt_out is not None:
+                    consented.add(owner)
                     await self.record_consent(
                         tx, owner, opt_out, record_ref=(event.source, event.message_id)
                     )
@@ -189,7 +201,17 @@ class EventImports:
             await tx.enqueue_many(CONTACT_FAILED_TOPIC, failures)
             await tx.enqueue_many(
                 CHANGED_TOPIC,
-                [(owner, part, {}) for owner in sorted(deltas) for part in announcements[owner]],
+                [
+                    (
+                        owner,
+                        _announced(
+                            part, versions[owner], owner in consented, owner in tx.events.created
+                        ),
+                        {},
+                    )
+                    for owner in sorted(deltas)
+                    for part in announcements[owner]
+                ],
             )
         kept_rows = sum(n for c, n in chunk if c not in erased)
         await tx.imports.advance(
