@@ -24,6 +24,7 @@ import pytest
 from google.protobuf import json_format
 
 from svod.common.v1 import common_pb2
+from svod_cli.bulk_import import EVENT_IMPORT_CHUNK
 from svod_runtime.config import SERVICES
 from tests.builders import identify, random_phone, track, unique
 from tests.e2e.test_cli import Ran, Svod, point_at, run_cli
@@ -465,7 +466,8 @@ def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
         tmp_path / "p.jsonl", [as_dict(identify(source, phones=(p,))) for p in phones]
     )
     assert svod("import", "customers", people, "--wait", "--timeout", "60").code == 0
-    count = 2500  # three streams of 1,000, 1,000 and 500
+    # Three messages of the batch path: two full ones and a half.
+    count = EVENT_IMPORT_CHUNK * 5 // 2
     events = write_jsonl(
         tmp_path / "orders.jsonl",
         [order(source, phones[n % len(phones)], keep_id=False) for n in range(count)],
@@ -500,8 +502,8 @@ def test_an_import_killed_mid_way_resumes_and_counts_every_order_once(
         assert first.returncode == 130, said
         assert "interrupted after line" in said and "Traceback" not in said, said
     # Where it stood when it stopped: a checkpoint may have been written after the one seen
-    # above and before the signal landed (a clean-clone run resumed after line 2,000, not
-    # 1,000).
+    # above and before the signal landed (a clean-clone run resumed after the second
+    # message, not the first).
     saved = json.loads(checkpoint.read_text())
     assert saved and 0 < saved["last_line"] < count and not saved["complete"], saved
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from svod.identity.v1 import identity_pb2
 from svod.ingestion.v1 import ingestion_pb2
@@ -20,6 +22,7 @@ from svod_ingestion.domain.attribution import (
     attribute,
     identifier_key,
     recheck_delay_s,
+    sole_customer,
 )
 from svod_ingestion.domain.model import RecordState
 from svod_ingestion.entrypoints import grpc_servicer
@@ -129,3 +132,24 @@ def test_looks_come_soon_then_less_often_up_to_a_cap() -> None:
 def test_identifier_keys_are_identitys_spelling(first, second) -> None:
     assert identifier_key(*first) == identifier_key(*second)
     assert identifier_key("phone", "+79161234567") != identifier_key("phone", "+79161234568")
+
+
+_FINDING = st.one_of(
+    st.none(),
+    st.builds(
+        Finding,
+        st.sampled_from(list(IdentifierState)),
+        st.sampled_from([MOTHER, DAUGHTER, OTHER, ""]),
+        st.lists(st.sampled_from([MOTHER, DAUGHTER, OTHER]), max_size=2).map(tuple),
+    ),
+)
+
+
+@given(st.lists(_FINDING, max_size=4))
+def test_sole_customer_is_attributes_first_look(findings: list[Finding | None]) -> None:
+    """An event import's first look (sole_customer) attributes exactly what ``attribute``
+    attributes with a fresh clock, to the same customer."""
+    usable = [f for f in findings if f is not None]
+    decision = attribute(usable, GraceClock(), GRACE) if usable else None
+    expected = decision.customer_id if isinstance(decision, Attributed) else None
+    assert sole_customer(findings) == expected

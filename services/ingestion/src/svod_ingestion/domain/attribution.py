@@ -169,6 +169,21 @@ def attribute(
     return NotAttributed(Issue.UNKNOWN_CUSTOMER, tuple(candidates))
 
 
+def sole_customer(findings: Sequence[Finding | None]) -> str | None:
+    """The customer ``attribute`` attributes an event to, whatever its grace clock (None
+    findings, identifiers identity refused, left out), or None when it attributes it to
+    nobody: exactly one customer named by DECISIVE identifiers. For a bulk first look that
+    needs only that (an event import): no clock and no decision object per event."""
+    named: str | None = None
+    for finding in findings:
+        if finding is not None and finding.state is IdentifierState.DECISIVE:
+            if named is None:
+                named = finding.customer_id
+            elif finding.customer_id != named:
+                return None
+    return named
+
+
 def recheck_delay_s(issue: Issue, checks: int, held_max_s: float) -> float:
     """Seconds until a not-attributed event is looked at again, after ``checks`` looks."""
     cap = WAITING_RECHECK_MAX_S if issue.waiting else held_max_s

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from svod_ingestion.domain.attribution import Attributed, GraceClock, attribute
+from svod_ingestion.domain.attribution import sole_customer
 from svod_ingestion.domain.imports import (
     NOT_STAGED,
     CustomerImport,
@@ -283,13 +283,13 @@ class EventImports(_Imports):
         attributed: list[tuple[int, int, str]] = []  # (index in forward, record pk, customer)
         elsewhere: list[int] = []
         for index, ((_, record_pk), found) in enumerate(zip(forward, findings, strict=True)):
-            usable = [f for f in found if f is not None]
-            # Identity refused every identifier, or no single customer now: the streaming
-            # delivery decides (refuses, waits out the grace period, or holds), as for a
-            # streamed event at its first look.
-            decision = attribute(usable, GraceClock(), self.grace_s) if usable else None
-            if isinstance(decision, Attributed):
-                attributed.append((index, record_pk, decision.customer_id))
+            # ``attribute``'s decision at a first look (sole_customer: without a grace clock
+            # and a decision object per event). Identity refused every identifier, or no
+            # single customer now: the streaming delivery decides (refuses, waits out the
+            # grace period, or holds), as for a streamed event at its first look.
+            customer = sole_customer(found)
+            if customer is not None:
+                attributed.append((index, record_pk, customer))
             else:
                 elsewhere.append(record_pk)
         import_staged = 0
