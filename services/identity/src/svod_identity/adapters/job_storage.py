@@ -438,10 +438,10 @@ async def staged_records(
     """The import's staged records in staging order after sequence ``after`` (at most
     ``limit`` of them, 0: all), and the sequence of the last one read."""
     records: list[IncomingRecord] = []
-    while True:
-        n = page if not limit else min(page, limit - len(records))
-        async with engine.connect() as conn:
-            rows = list(
+    async with engine.connect() as conn:
+        while True:
+            n = page if not limit else min(page, limit - len(records))
+            rows = (
                 await conn.execute(
                     text(
                         "SELECT seq, source, message_id, channel, observed_at, identifiers, "
@@ -450,18 +450,18 @@ async def staged_records(
                     ),
                     {"p": job_pk, "a": after, "n": n},
                 )
+            ).all()
+            records.extend(
+                IncomingRecord(
+                    RecordRef(source, message_id),
+                    channel,
+                    observed_at,
+                    tuple(IdentifierKey(t, v, ns) for t, ns, v in identifiers),
+                    dict(attributes or {}),
+                )
+                for _, source, message_id, channel, observed_at, identifiers, attributes in rows
             )
-        records.extend(
-            IncomingRecord(
-                ref=RecordRef(r.source, r.message_id),
-                channel=r.channel,
-                observed_at=r.observed_at,
-                identifiers=tuple(IdentifierKey(t, v, n) for t, n, v in r.identifiers),
-                attributes=dict(r.attributes or {}),
-            )
-            for r in rows
-        )
-        if rows:
-            after = int(rows[-1].seq)
-        if len(rows) < n or (limit and len(records) >= limit):
-            return records, after
+            if rows:
+                after = int(rows[-1][0])
+            if len(rows) < n or (limit and len(records) >= limit):
+                return records, after

@@ -22,6 +22,7 @@ from svod_identity.adapters.bulk_storage import (
     Announced,
     Graph,
     announce_import,
+    bulk_session,
     graph_marker,
     load_graph,
     load_touched,
@@ -238,6 +239,7 @@ async def place_and_write(
     ``conn``'s transaction; returns the outcome and the ledger entries written."""
     earlier = EarlierWindows()
     announced = Announced()
+    await bulk_session(conn)
     lease.progress.done = 0
     after = 0
     created = folded = records_written = already = merged = reviews = ledger = 0
