@@ -148,10 +148,56 @@ def _text_array(values: tuple[str, ...]) -> str:
     return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
 
 
+# The tabs between a staged row's fields (_STAGED_COLUMNS).
+_SEPARATORS = len(_STAGED_COLUMNS) - 1
+
+
 def _copy_line(customer_id: str, e: EventFact) -> str:
     """One staged row in COPY's text format. Written by hand: psycopg's write_row (its
     per-value dumpers, the array dumper) and json.dumps of empty maps took 2/3 of staging's
-    CPU (cProfile, 60,000 order events)."""
+    CPU (cProfile, 60,000 order events).
+
+    The row is joined as it is and looked at once: with none of the characters COPY or an
+    array literal escapes in it (no tab but the separators, no line break, backslash or
+    quote) it is the escaped row already; only a row with one is escaped field by field.
+    4.5-6.3 us of CPU an order event against 7.8-8.3 escaping every text field (probe)."""
+    categories = e.categories
+    line = "\t".join(
+        (
+            customer_id,
+            e.source,
+            e.message_id,
+            e.type,
+            e.occurred_at.isoformat(),
+            e.channel,
+            e.currency,
+            str(e.amount),
+            str(e.discount),
+            str(e.items),
+            "{" + ",".join(f'"{v}"' for v in categories) + "}" if categories else "{}",
+            e.order_id,
+            e.reference_id,
+            e.contact_channel,
+            str(e.loyalty_points),
+            json.dumps(e.properties, ensure_ascii=False) if e.properties else "{}",
+            json.dumps([list(i) for i in e.identifiers], ensure_ascii=False)
+            if e.identifiers
+            else "[]",
+        )
+    )
+    if (
+        line.count("\t") == _SEPARATORS
+        and "\\" not in line
+        and "\n" not in line
+        and "\r" not in line
+        and not any('"' in v for v in categories)
+    ):
+        return line + "\n"
+    return _escaped_copy_line(customer_id, e)
+
+
+def _escaped_copy_line(customer_id: str, e: EventFact) -> str:
+    """``_copy_line`` escaping every text field (a row with a character to escape)."""
     esc = _COPY_ESCAPES
     return (
         "\t".join(
