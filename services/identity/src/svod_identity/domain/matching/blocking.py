@@ -58,7 +58,7 @@ def blocking_keys(record: PersonRecord) -> frozenset[str]:
     Each kind's first key comes before anyone's second (a second phone, the other reading of
     "Саша"), so a record with many contacts still gets its name-based keys.
     """
-    return _KEYS.derived(record, _derive_keys)
+    return _KEYS.kept(record, "_keys", _derive_keys)
 
 
 def possible_keys(record: PersonRecord) -> frozenset[str]:

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal
 
-from svod_identity.domain.matching.compare import Comparison, compare_records, view
+from svod_identity.domain.matching.compare import Comparison, comparison_vector, view
 from svod_identity.domain.matching.contacts import EmailAddress
 from svod_identity.domain.matching.model import (
     FEATURES,
@@ -387,6 +387,16 @@ def score_comparison(
     features' weights (``tf_adjustments``). Worked out once per distinct input (``_SCORES``):
     a ``PairScore`` is immutable."""
     key = (id(model), tuple(levels.items()), tuple(adjustments.items()) if adjustments else ())
+    return _cached_score(key, levels, model, adjustments)
+
+
+def _cached_score(
+    key: tuple[object, ...],
+    levels: Comparison | Mapping[str, str],
+    model: MatchModel,
+    adjustments: Mapping[str, float] | None,
+) -> PairScore:
+    """The score of ``levels`` under ``key`` in ``_SCORES``, worked out on a miss."""
     found = _SCORES.get(key)
     if found is not None and found[0] is model:
         return found[1]
@@ -485,8 +495,13 @@ def shared_login(x: Iterable[EmailAddress], y: Iterable[EmailAddress]) -> str:
 
 
 def score_pair(a: PersonRecord, b: PersonRecord, model: MatchModel) -> PairScore:
-    levels = compare_records(a, b)
-    return score_comparison(levels, model, tf_adjustments(a, b, levels, model))
+    levels, vector = comparison_vector(a, b)
+    adjustments = tf_adjustments(a, b, levels, model)
+    # Keyed by the levels' tuple (``comparison_vector``) rather than their items, which
+    # ``score_comparison`` has to build: a tuple of strings never equals a tuple of pairs, so
+    # the two kinds of key cannot meet.
+    key = (id(model), vector, tuple(adjustments.items()) if adjustments else ())
+    return _cached_score(key, levels, model, adjustments)
 
 
 def score_candidates(
