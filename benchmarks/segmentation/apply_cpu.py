@@ -23,8 +23,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -36,13 +34,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import date_pb2, money_pb2
 
 from benchmarks.segmentation.data import fresh_database, load
-from benchmarks.segmentation.latency import cpu_seconds
+from benchmarks.segmentation.latency import cpu_seconds, start_segmentation
 from benchmarks.segmentation.segments import definitions
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
 from svod.segmentation.v1 import segmentation_pb2 as pb
 from svod.segmentation.v1 import segmentation_pb2_grpc
-from svod_cli.suite import drop_database, free_ports, wait_healthy
+from svod_cli.suite import drop_database
 from svod_runtime.db import libpq_url
 from svod_segmentation.entrypoints.convert import segment_to_proto
 
@@ -209,18 +207,7 @@ def main() -> int:
                 str(r[0])
                 for r in conn.execute("SELECT customer_id FROM customers ORDER BY customer_id")
             ]
-        port = free_ports(1)[0]
-        env = {
-            **os.environ,
-            "SVOD_SEGMENTATION_DATABASE_URL": urls["segmentation"],
-            "SVOD_SEGMENTATION_PORT": str(port),
-            "SVOD_LISTEN_HOST": "127.0.0.1",
-            "SVOD_LOG_LEVEL": "WARNING",
-            "SVOD_SEGMENTATION_RECOMPUTE_S": "0",
-            "SVOD_SEGMENTATION_METRICS_PORT": "0",
-        }
-        process = subprocess.Popen([sys.executable, "-m", "svod_segmentation", "serve"], env=env)
-        wait_healthy({"segmentation": port})
+        port, process = start_segmentation(urls["segmentation"])
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
         if args.segments:

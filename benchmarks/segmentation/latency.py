@@ -218,6 +218,24 @@ async def load_test(  # noqa: C901, PLR0915
     }
 
 
+def start_segmentation(database_url: str) -> tuple[int, subprocess.Popen[bytes]]:
+    """A segmentation server on a free loopback port over ``database_url``, healthy, with no
+    periodic recompute and no metrics endpoint: (its port, its process)."""
+    port = free_ports(1)[0]
+    env = {
+        **os.environ,
+        "SVOD_SEGMENTATION_DATABASE_URL": database_url,
+        "SVOD_SEGMENTATION_PORT": str(port),
+        "SVOD_LISTEN_HOST": "127.0.0.1",
+        "SVOD_LOG_LEVEL": "WARNING",
+        "SVOD_SEGMENTATION_RECOMPUTE_S": "0",
+        "SVOD_SEGMENTATION_METRICS_PORT": "0",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "svod_segmentation", "serve"], env=env)
+    wait_healthy({"segmentation": port})
+    return port, process
+
+
 def raw_sql(url: str, ids: list[str], count: int) -> dict[str, float]:
     """The same write by hand: update the profile row and record the event, one transaction."""
     times: list[float] = []
@@ -265,18 +283,7 @@ def main() -> int:
                     (args.active,),
                 )
             ]
-        port = free_ports(1)[0]
-        env = {
-            **os.environ,
-            "SVOD_SEGMENTATION_DATABASE_URL": urls["segmentation"],
-            "SVOD_SEGMENTATION_PORT": str(port),
-            "SVOD_LISTEN_HOST": "127.0.0.1",
-            "SVOD_LOG_LEVEL": "WARNING",
-            "SVOD_SEGMENTATION_RECOMPUTE_S": "0",
-            "SVOD_SEGMENTATION_METRICS_PORT": "0",
-        }
-        process = subprocess.Popen([sys.executable, "-m", "svod_segmentation", "serve"], env=env)
-        wait_healthy({"segmentation": port})
+        port, process = start_segmentation(urls["segmentation"])
         figures = asyncio.run(
             load_test(f"127.0.0.1:{port}", ids, args.rate, args.seconds, process.pid, args.unary)
         )
