@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -26,6 +26,7 @@ from svod.quality.v1 import quality_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2_grpc
 from svod_cli.postgres import PostgresMissing, ensure_postgres
 from svod_cli.suite import TOP, InProcessSuite, create_database, drop_database, prepare_database
+from svod_runtime.config import service_database_url
 from svod_runtime.db import libpq_url
 from tests.privacy import LogCollector
 
@@ -76,6 +77,27 @@ class SuiteDatabase:
 # 10-74 s with fsync off, 32-74 s with fsync on and 20-47 s with synchronous_commit off over three
 # rounds each: the machine's load (5-17) swamped the difference there.
 SYNCHRONOUS_COMMIT = os.environ.get("SVOD_TEST_SYNCHRONOUS_COMMIT", "off")
+
+
+@pytest.fixture
+def profile_urls(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
+    """Makes scratch databases with every service's schema (each call a new one) and gives
+    profile's URL of each; dropped after the test. For tests of profile's storage and use
+    cases on their own (no services running)."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"svod_test_profile_{secrets.token_hex(4)}"
+        url = create_database(postgres_admin_url, name)
+        made.append(name)
+        prepare_database(url)
+        return service_database_url("profile", {"SVOD_DATABASE_URL": url})
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            drop_database(postgres_admin_url, name)
 
 
 @pytest.fixture(scope="session")

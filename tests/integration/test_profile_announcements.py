@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +23,6 @@ from google.type import date_pb2
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
-from svod_cli.suite import create_database, drop_database, prepare_database
 from svod_profile.adapters.storage import ProfileStore
 from svod_profile.domain.events import EventFact
 from svod_profile.entrypoints.grpc_servicer import (
@@ -33,7 +31,6 @@ from svod_profile.entrypoints.grpc_servicer import (
     profile_proto,
 )
 from svod_profile.service_layer.use_cases import ProfileService
-from svod_runtime.config import service_database_url
 from svod_runtime.db import create_engine, libpq_url
 from svod_segmentation.entrypoints.convert import snapshot_from_proto
 
@@ -41,14 +38,8 @@ NOW = dt.datetime(2026, 12, 5, 12, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def profile_url(postgres_admin_url) -> Iterator[str]:
-    name = f"svod_test_announce_{secrets.token_hex(4)}"
-    url = create_database(postgres_admin_url, name)
-    try:
-        prepare_database(url)
-        yield service_database_url("profile", {"SVOD_DATABASE_URL": url})
-    finally:
-        drop_database(postgres_admin_url, name)
+def profile_url(profile_urls: Callable[[], str]) -> str:
+    return profile_urls()
 
 
 def _record(customer: str, n: int, source: str) -> profile_pb2.ApplyRequest:

@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 
 from benchmarks.profile.event_data import events
-from svod_cli.suite import create_database, drop_database, prepare_database
 from svod_profile.adapters.storage import ProfileStore
 from svod_profile.domain.announcements import ProfileChanged
 from svod_profile.domain.events import EventFact, fold
@@ -25,19 +23,12 @@ from svod_profile.domain.imports import ImportState
 from svod_profile.entrypoints.grpc_servicer import event_fact
 from svod_profile.service_layer.event_import import EventImports
 from svod_profile.service_layer.use_cases import ProfileService
-from svod_runtime.config import service_database_url
 from svod_runtime.db import create_engine, libpq_url
 
 
 @pytest.fixture
-def profile_url(postgres_admin_url) -> Iterator[str]:
-    name = f"svod_test_evres_{secrets.token_hex(4)}"
-    url = create_database(postgres_admin_url, name)
-    try:
-        prepare_database(url)
-        yield service_database_url("profile", {"SVOD_DATABASE_URL": url})
-    finally:
-        drop_database(postgres_admin_url, name)
+def profile_url(profile_urls: Callable[[], str]) -> str:
+    return profile_urls()
 
 
 async def _scenario(url: str) -> None:
