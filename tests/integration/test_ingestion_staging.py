@@ -40,7 +40,7 @@ def _messages(prefix: str, count: int) -> list[Incoming]:
 
 
 def _service(store: IngestionStore) -> IngestionService:
-    return IngestionService(store, lambda lane: None, None, identifiers_of=None)  # type: ignore[arg-type]
+    return IngestionService(store, lambda lane: None, None, identifiers_of=None)
 
 
 async def _has_table(store: IngestionStore) -> tuple[bool, bool]:

@@ -67,7 +67,7 @@ def _record(customer: str, n: int, source: str) -> profile_pb2.ApplyRequest:
 
 async def _compare(url: str) -> None:
     store = ProfileStore(create_engine(url))
-    service = ProfileService(store, directory=Any)  # type: ignore[arg-type]
+    service = ProfileService(store, directory=Any)
     rich, plain, bare = (str(uuid.uuid4()) for _ in range(3))
     requests = [_record(rich, n, s) for n, s in enumerate(["pos-msk", "webshop", "crm", "crm"])]
     requests.append(_record(plain, 7, "webshop"))

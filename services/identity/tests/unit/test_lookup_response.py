@@ -37,15 +37,13 @@ def reference(
     key = found.key
     return result(
         customer_id=found.customer_id,
-        state=enum_number(  # type: ignore[arg-type]
+        state=enum_number(
             identity_pb2.IdentifierState.DESCRIPTOR, found.state.value, "IDENTIFIER_STATE_"
         ),
         candidate_customer_ids=list(found.candidates),
         blocked_reason=found.blocked_reason,
         identifier=common_pb2.Identifier(
-            type=enum_number(  # type: ignore[arg-type]
-                common_pb2.IdentifierType.DESCRIPTOR, key.type, "IDENTIFIER_TYPE_"
-            ),
+            type=enum_number(common_pb2.IdentifierType.DESCRIPTOR, key.type, "IDENTIFIER_TYPE_"),
             value=key.value,
             namespace=key.namespace,
         ),

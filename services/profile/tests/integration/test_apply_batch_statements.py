@@ -107,12 +107,12 @@ async def _same_profiles(batch_url: str, single_url: str) -> None:
     requests = records(customers, 20)
     apps = [application(r, NOW) for r in requests]
     batch_store = ProfileStore(create_engine(batch_url))
-    batch = ProfileService(batch_store, directory=Any)  # type: ignore[arg-type]
+    batch = ProfileService(batch_store, directory=Any)
     answers: list[Any] = []
     for start in range(0, len(apps), 150):  # a customer's records span calls and chunks
         answers += await batch.apply_many([(a, {}) for a in apps[start : start + 150]])
     single_store = ProfileStore(create_engine(single_url))
-    single = ProfileService(single_store, directory=Any)  # type: ignore[arg-type]
+    single = ProfileService(single_store, directory=Any)
     alone = [await single.apply(a) for a in apps]
     # The same records new, the same repeats not; one profile version per change.
     assert [a[1] for a in answers] == [a[1] for a in alone]
@@ -137,7 +137,7 @@ async def _same_profiles(batch_url: str, single_url: str) -> None:
     plain = replace(described, message_id="plain")
     # (Versions differ: a chunk is one version of its customer's profile, a record each.)
     odd_answers = await batch.apply_many([(odd, {}), (plain, {})])
-    assert [a[1] for a in odd_answers] == [True, True]  # type: ignore[index]
+    assert [a[1] for a in odd_answers] == [True, True]
     assert [(await single.apply(a))[1] for a in (odd, plain)] == [True, True]
     assert await profiles(batch_store, customers) == await profiles(single_store, customers)
     assert stored(batch_url) == stored(single_url)

@@ -26,7 +26,7 @@ def _field_by_field(event: EventFact) -> profile_pb2.TimelineEntry:
         event_type=event.type,
         occurred_time=datetime_to_timestamp(event.occurred_at),
         source=event.source,
-        channel=enum_number(common_pb2.SourceChannel.DESCRIPTOR, event.channel, "SOURCE_CHANNEL_"),  # type: ignore[arg-type]
+        channel=enum_number(common_pb2.SourceChannel.DESCRIPTOR, event.channel, "SOURCE_CHANNEL_"),
         summary=event.summary(),
         record_ref=common_pb2.RecordRef(source=event.source, message_id=event.message_id),
         categories=list(event.categories),

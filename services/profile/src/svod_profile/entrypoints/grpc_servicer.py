@@ -600,6 +600,7 @@ def _other_shown_into(profile: profile_pb2.Profile, shown: Mapping[str, str]) ->
             born.day,
         )
     if "gender" in shown:
+        # enum_number returns a plain int; the stub types the field as Gender's NewType.
         profile.gender = enum_number(_GENDER, shown["gender"], "GENDER_")  # type: ignore[assignment]
     if "addresses" in shown:
         for address in json.loads(shown["addresses"]):
@@ -619,6 +620,7 @@ def announced_profile_proto(found: AnnouncedProfile, currency: str) -> profile_p
         identifiers=[
             profile_pb2.ProfileIdentifier(
                 identifier=common_pb2.Identifier(
+                    # enum_number returns a plain int; the stub wants IdentifierType's NewType.
                     type=enum_number(_ID_TYPE, kind, "IDENTIFIER_TYPE_")  # type: ignore[arg-type]
                 )
             )
