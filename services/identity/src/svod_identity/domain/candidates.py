@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from svod_identity.domain.engine import GraphState, KnownRecord, person_from, worth_loading
+from svod_identity.domain.engine import GraphState, KnownRecord, incoming_person, worth_loading
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import blocking_keys
 from svod_identity.domain.matching.model import MatchModel
@@ -63,7 +63,9 @@ def candidate_search(
     linkable: list[tuple[int, IdentifierKey]] = []
     blocking: list[tuple[int, str]] = []
     for index, record in enumerate(records):
-        person = person_from("0", record.attributes, record.identifiers)
+        # Blocking keys read the record's content alone: the person the batch's footprint
+        # (and ``worth_loading``) use, whose source is set, gives the same keys.
+        person = incoming_person(record, record.identifiers)
         blocking.extend((index, key) for key in sorted(blocking_keys(person)))
         linkable.extend((index, k) for k in record.identifiers if rules.block_reason(k) is None)
     return CandidateSearch(tuple(linkable), tuple(blocking), forced)

@@ -79,6 +79,16 @@ def person_content(record: PersonRecord) -> tuple[object, ...]:
 _CONTENT = "_content"
 
 
+def rekeyed(record: PersonRecord, record_key: str) -> PersonRecord:
+    """``record`` under another key, with what was worked out from its content (which the key
+    is no part of: ``person_content``) kept. ``dataclasses.replace`` took about as long as
+    building the record again, and left its view and keys to be looked up again."""
+    copy = object.__new__(PersonRecord)
+    copy.__dict__.update(record.__dict__)
+    copy.__dict__["record_key"] = record_key
+    return copy
+
+
 V = TypeVar("V")
 
 # Entries of each cache of derived data by record content (views, comparisons, blocking keys).
