@@ -47,7 +47,7 @@ from typing import Any
 
 from svod_identity.domain.identifiers import BlockReason, IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys, possible_keys
-from svod_identity.domain.matching.compare import comparison
+from svod_identity.domain.matching.compare import comparison, view
 from svod_identity.domain.matching.model import MISSING, MatchModel
 from svod_identity.domain.matching.record import PersonRecord, build_person_record, rekeyed
 from svod_identity.domain.matching.scoring import (
@@ -59,6 +59,7 @@ from svod_identity.domain.matching.scoring import (
     score_candidates,
     score_comparison,
     score_pair,
+    surname_change_uncorroborated,
     tf_adjustments,
 )
 from svod_identity.domain.model import (
@@ -499,6 +500,42 @@ def mailbox_stranger(person: PersonRecord, theirs: Sequence[PersonRecord]) -> bo
     return bool(places) and all(place == "disagree" for place in places)
 
 
+# Agreements that tie a record to one person of a household sharing a mailbox or a landline:
+# what a family does not share (``another_holders_contact``).
+_OWN_TIES: dict[str, frozenset[str]] = {
+    "phone": frozenset({"agree"}),
+    "card": frozenset({"agree"}),
+    "birth_date": frozenset({"exact"}),
+}
+_OTHER_SURNAME = frozenset({"changed", "disagree"})
+
+
+def another_holders_contact(person: PersonRecord, theirs: Sequence[PersonRecord]) -> bool:
+    """Whether the record is tied to a customer's records only by a contact a household
+    shares (a mailbox, its login, a landline), while every record of the customer with a
+    mobile has another mobile and another surname than the record: the contact's holders are
+    known by their own number and name, and the record is someone else of the household who
+    uses their mailbox (a daughter using her mother's box), not a holder.
+
+    A cluster-level check like ``mailbox_stranger``, against every loaded record of the
+    customer. Households seed 1313 (3000 persons, EM): a mother «Иванова Елена Александровна»
+    and two daughters «Герасимова Елена Александровна» of one family mailbox in Казань ended
+    in one customer; the second daughter's mobile and surname both differ from the mother's.
+    """
+    if not theirs:
+        return False
+    own = view(person).mobiles
+    if not own:
+        return False
+    levels = [comparison(person, other) for other in theirs]
+    if not any(lv["email"] in _MAILBOX_TIES or lv["phone"] == "agree_landline" for lv in levels):
+        return False
+    if any(lv[f] in ties for lv in levels for f, ties in _OWN_TIES.items()):
+        return False
+    holders = [lv for lv, other in zip(levels, theirs, strict=True) if view(other).mobiles]
+    return bool(holders) and all(lv["last_name"] in _OTHER_SURNAME for lv in holders)
+
+
 class Resolver:
     """Places records one after another, updating ``state`` and collecting ``changes``."""
 
@@ -596,7 +633,9 @@ class Resolver:
             for b in theirs:
                 if conflicting(a, b, self.model):
                     return Refusal.CONFLICT
-        if person is not None and mailbox_stranger(person, theirs):
+        if person is not None and (
+            mailbox_stranger(person, theirs) or another_holders_contact(person, theirs)
+        ):
             return Refusal.CONFLICT
         return None
 
@@ -882,6 +921,9 @@ class Resolver:
                 scored = replace(scored, decision="link")
             if owner not in best:
                 best[owner] = scored
+        for owner, scored in list(best.items()):
+            if scored.decision == "link" and self._another_surname(person, owner):
+                best[owner] = replace(scored, decision="review")
         if fitted:
             for owner, scored in list(best.items()):
                 if scored.decision == "review":
@@ -889,6 +931,47 @@ class Resolver:
                         self._whole_customer(person, owner, scored, partial(holds, owner)) or scored
                     )
         return best
+
+    def _customer_levels(self, person: PersonRecord, owner: str) -> dict[str, str]:
+        """The record against the customer as a whole: per feature the level of the
+        customer's records that holds the field and weighs most (what the customer's records
+        together say of the record)."""
+        model = self.model
+        levels: dict[str, str] = {}
+        best_weight: dict[str, float] = {}
+        for other in self._persons(owner):
+            for feature, level in comparison(person, other).items():
+                if level == MISSING:
+                    continue
+                weight = model.weight(feature, level)
+                if feature not in best_weight or weight > best_weight[feature]:
+                    best_weight[feature] = weight
+                    levels[feature] = level
+        return levels
+
+    def _another_surname(self, person: PersonRecord, owner: str) -> bool:
+        """Whether a fuzzy link would put the record under another surname than every record
+        of ``owner`` that has one, with nothing that corroborates a change of surname
+        (``scoring.surname_change_uncorroborated`` of the record against the customer as a
+        whole) and not as a married name would link (``_married_name_link``: the same given
+        name, birth date and place, no record disagreeing).
+
+        The link was decided on the customer's best record, which may lack the surname (a
+        record with only «Лена», a birth date and the city): the pair rule that asks a changed
+        surname for a contact in common then never sees the surname the rest of the customer
+        carries. Households seed 4646 (3000 persons, EM): «Ковалёва Елена», born 2008-02-14
+        in Москва, linked through such a record to the customer of «Макарова Елена» born the
+        same day (a different mobile), which later took a third person.
+        """
+        levels = self._customer_levels(person, owner)
+        if not surname_change_uncorroborated(levels, self.model):
+            return False
+        married = (
+            levels.get("first_name") in _GIVEN_NAME_AGREES
+            and levels.get("birth_date") == "exact"
+            and levels.get("location") in _PLACE_AGREES
+        )
+        return not (married and self._no_record_disagrees(person, owner))
 
     def _whole_customer(
         self,

@@ -1,0 +1,174 @@
+"""A customer that holds one person, or two of one household, does not take in a further person
+on evidence the household shares or on a record that lacks what the rest of the customer says:
+
+* a record tied only by a family's mailbox, whose mobile and surname both differ from every
+  record of the customer that has a mobile, is someone else of the household
+  (``engine.another_holders_contact``);
+* a fuzzy link made on a record of the customer without a surname must hold against the
+  surname the customer's other records carry (``Resolver._another_surname``).
+
+Both were customers of three persons on the households generator (seeds 1313 and 4646 at 3000
+persons, benchmarks/results/identity_accuracy_issue21.md)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from services.identity.tests.unit.records import incoming as _record
+from services.identity.tests.unit.records import place as _place
+from svod_identity.domain.engine import GraphState, Refusal, Resolver
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.model import IncomingRecord
+from svod_identity.domain.rules import default_rules
+
+# -- a family's mailbox -------------------------------------------------------------------------
+
+BOX = IdentifierKey("email", "elena.ivanova76@mail.ru")
+MOTHERS = IdentifierKey("phone", "+79161570250")
+DAUGHTERS = IdentifierKey("phone", "+79859257617")
+KAZAN = {"addresses": [{"city": "Казань"}]}
+ELENA = {"first_name": "Елена", "middle_name": "Александровна", "gender": "female"}
+MOTHER = {**ELENA, "last_name": "Иванова", **KAZAN}
+DAUGHTER = {**ELENA, "last_name": "Герасимова", **KAZAN}
+
+
+def test_a_second_daughter_on_the_mothers_mailbox_stays_apart() -> None:
+    """The mother's record (her box, her mobile) and a daughter's under another surname with a
+    birth date (the box alone ties her: a married name as far as the data say) are one
+    customer; a third record on the box under the daughters' surname with a mobile of its own
+    would make three persons: the box stays unlinked and shared."""
+    (mother, first, second), resolver = _place(
+        default_model(),
+        _record(1, BOX, MOTHERS, **MOTHER),
+        _record(2, BOX, **DAUGHTER, birth_date="2008-02-05"),
+        _record(3, BOX, DAUGHTERS, **DAUGHTER),
+    )
+    assert mother == first
+    assert second != mother
+    third = resolver.changes.records[2]
+    assert third.rule == "new_customer"
+
+
+def test_the_refused_box_is_reported_as_a_conflict() -> None:
+    resolver = Resolver(GraphState(), default_rules(), default_model())
+    resolver.resolve(_record(1, BOX, MOTHERS, **MOTHER))
+    placed = resolver.resolve(_record(3, BOX, DAUGHTERS, **DAUGHTER))
+    assert (BOX, Refusal.CONFLICT) in placed.unlinked
+
+
+def test_a_new_mobile_under_the_holders_surname_links() -> None:
+    """The mother with a new number: the surname of the mobile's holder, her box."""
+    (first, second), _ = _place(
+        default_model(),
+        _record(1, BOX, MOTHERS, **MOTHER),
+        _record(2, BOX, DAUGHTERS, **MOTHER),
+    )
+    assert first == second
+
+
+def test_another_surname_with_the_holders_mobile_links() -> None:
+    """A married name on the box and the same mobile: the holder herself."""
+    (first, second), _ = _place(
+        default_model(),
+        _record(1, BOX, MOTHERS, **MOTHER),
+        _record(2, BOX, MOTHERS, **DAUGHTER),
+    )
+    assert first == second
+
+
+def test_another_surname_without_a_mobile_links() -> None:
+    """Nothing of hers disagrees with the box's holder but the surname: a married name."""
+    (first, second), _ = _place(
+        default_model(),
+        _record(1, BOX, MOTHERS, **MOTHER),
+        _record(2, BOX, **DAUGHTER),
+    )
+    assert first == second
+
+
+def test_the_same_birth_date_ties_her_to_the_holder() -> None:
+    born = {"birth_date": "1976-05-11"}
+    (first, second), _ = _place(
+        default_model(),
+        _record(1, BOX, MOTHERS, **MOTHER, **born),
+        _record(2, BOX, DAUGHTERS, **DAUGHTER, **born),
+    )
+    assert first == second
+
+
+# -- a fuzzy link on a record without a surname ---------------------------------------------------
+
+BORN = {"birth_date": "2008-02-14"}
+MOSCOW = {"addresses": [{"city": "Москва"}]}
+HERS = IdentifierKey("phone", "+79157019923")
+OTHERS = IdentifierKey("phone", "+79032558055")
+HER_BOX = IdentifierKey("email", "elena.makarova08@rambler.ru")
+APP = IdentifierKey("external_id", "app-4a9bc725e5", "app")
+
+
+def _model(trained_pairs: int = 10_000) -> MatchModel:
+    """A model fitted where a shared city says much (as EM finds in such data)."""
+    base = default_model()
+    m = {f: dict(levels) for f, levels in base.m.items()}
+    u = {f: dict(levels) for f, levels in base.u.items()}
+    m["location"]["city"], u["location"]["city"] = 0.7, 0.05
+    return replace(base, m=m, u=u, trained_pairs=trained_pairs)
+
+
+def _makarova() -> tuple[IncomingRecord, IncomingRecord, IncomingRecord]:
+    """One person's records: her full name with her mobile, and «Лена» with her birth date and
+    mailbox but no surname (the record a fuzzy link finds)."""
+    return (
+        _record(1, HERS, first_name="Елена", last_name="Макарова", **MOSCOW),
+        _record(2, HER_BOX, first_name="Лена", **BORN, **MOSCOW),
+        _record(3, HERS, HER_BOX, first_name="Елена", last_name="Макарова", **MOSCOW),
+    )
+
+
+def test_another_surname_and_mobile_do_not_link_through_a_record_without_surname() -> None:
+    """«Ковалёва Елена» born the same day in the same city, with a mobile of her own: against
+    the «Лена» record alone the given name, birth date and city link; against the customer she
+    is another surname with no contact in common and a mobile that disagrees."""
+    (first, _, third, fourth), resolver = _place(
+        _model(),
+        *_makarova(),
+        _record(4, OTHERS, first_name="Елена", last_name="Ковалёва", **BORN, **MOSCOW),
+    )
+    assert first == third
+    assert fourth != first
+    assert resolver.changes.reviews, "the pair is left to a reviewer"
+
+
+def test_it_joins_nobody_when_fuzzy_matching_follows_an_exact_link() -> None:
+    """Her own earlier record (the app's id) is found exactly; the other customer is not merged
+    in through the record without a surname."""
+    (first, _, _, own, fourth), _ = _place(
+        _model(),
+        *_makarova(),
+        _record(4, APP, OTHERS, first_name="Елена", last_name="Ковалёва", **MOSCOW),
+        _record(5, APP, OTHERS, first_name="Елена", last_name="Ковалёва", **BORN, **MOSCOW),
+    )
+    assert own == fourth
+    assert fourth != first
+
+
+def test_the_same_surname_still_links_through_a_record_without_one() -> None:
+    (first, _, third, fourth), _ = _place(
+        _model(),
+        *_makarova(),
+        _record(4, OTHERS, first_name="Елена", last_name="Макарова", **BORN, **MOSCOW),
+    )
+    assert first == third == fourth
+
+
+def test_a_married_name_with_nothing_disagreeing_still_links() -> None:
+    """Another surname with the same given name, birth date and city and no contact of the
+    customer's disagreeing: linked as a married name is (``_married_name_link``)."""
+    card = IdentifierKey("loyalty_card", "776729210834")
+    (first, _, third, fourth), _ = _place(
+        _model(),
+        *_makarova(),
+        _record(4, card, first_name="Елена", last_name="Ковалёва", **BORN, **MOSCOW),
+    )
+    assert first == third == fourth
