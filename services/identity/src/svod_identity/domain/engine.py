@@ -467,22 +467,8 @@ def _recency(pk: int) -> tuple[bool, int]:
 
 
 def conflicting(a: PersonRecord, b: PersonRecord, model: MatchModel | None = None) -> bool:
-    """A conflict between two records (see ``scoring.conflicts``), judged by ``model``.
-
-    A disagreement the model finds common among matching records (``scoring.noisy``) is no
-    conflict but is weighed by the score, so it still is one where the two records, with
-    everything they share, score as two people ("new"): a shared identifier joins records
-    without a score, and nothing else would weigh it. EM puts a given-name disagreement among
-    matches at 1.28% (over the 1% bound) on households seed 2026 at 20,000 persons, against
-    under 1% at 3000: a family mailbox then joined Дмитрий, Елена, Александр and Ольга
-    Иванов(а) in one customer (their pairs score -12 bits and less). Measured (offline.py,
-    EM): that set P 0.9777 -> 0.9864, F1 0.9318 -> 0.9357, customers of three or more persons
-    11 -> 4; at 3000 persons (households, generator) and FEBRL3/4 no decision changed.
-    """
-    levels = comparison(a, b)
-    if conflicts(levels, model):
-        return True
-    return model is not None and conflicts(levels) and score_pair(a, b, model).decision == "new"
+    """A conflict between two records (see ``scoring.conflicts``), judged by ``model``."""
+    return conflicts(comparison(a, b), model)
 
 
 def mailbox_stranger(person: PersonRecord, theirs: Sequence[PersonRecord]) -> bool:
