@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -22,6 +23,7 @@ from svod_runtime.custom_attributes import AttributeType
 from svod_segmentation.domain.fields import NO_DECLARATIONS
 from svod_segmentation.domain.lookalike import CustomerFeatures
 from svod_segmentation.domain.model import (
+    EventColumns,
     METRIC_FIELDS,
     CustomerEvent,
     CustomerSnapshot,
@@ -347,9 +349,12 @@ class FakeUnit:
     async def ensure_customer(self, customer_id: str) -> None:
         self.s.customers.setdefault(customer_id, FakeCustomer())
 
-    async def add_events_many(self, events: Sequence[tuple[str, CustomerEvent]]) -> None:
-        for customer_id, event in events:
-            self.s.events.setdefault((event.source, event.message_id), (customer_id, event))
+    async def add_events_many(
+        self, events: Sequence[tuple[str, Sequence[CustomerEvent] | EventColumns]]
+    ) -> None:
+        for customer_id, part in events:
+            for event in part if not isinstance(part, EventColumns) else _from_columns(part):
+                self.s.events.setdefault((event.source, event.message_id), (customer_id, event))
 
     async def move_events(self, customer_id: str, events: Sequence[CustomerEvent]) -> None:
         for event in events:
@@ -544,3 +549,37 @@ class FakeSegmentationStore:
 
 def _conforms(store: FakeSegmentationStore) -> SegmentationRepository:
     return store  # mypy: the fake satisfies the port the use cases depend on
+
+
+def _from_columns(columns: EventColumns) -> list[CustomerEvent]:
+    """The events of columns (categories of plain words only: the fake's tests use no
+    other)."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return [
+        CustomerEvent(
+            source,
+            message_id,
+            event_type,
+            epoch + dt.timedelta(microseconds=us),
+            Decimal(amount) if amount else None,
+            Decimal(discount) if discount else None,
+            tuple(categories.strip("{}").split(",")) if categories else (),
+            channel,
+            json.loads(properties) if properties else {},
+            reference_id,
+            order_id,
+        )
+        for (
+            source,
+            message_id,
+            event_type,
+            us,
+            channel,
+            amount,
+            discount,
+            categories,
+            properties,
+            reference_id,
+            order_id,
+        ) in zip(*columns.columns(), strict=True)
+    ]

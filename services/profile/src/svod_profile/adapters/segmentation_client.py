@@ -4,14 +4,21 @@ A relay pass's changes go in one ApplyProfileChanges call; each carries the trac
 its own delivery, so every change stays in the trace of the write that caused it. A change
 that only applied events carries the profile's metrics alone (ProfileChanged.metrics_only);
 the others the profile as it is at delivery, as far as segmentation's read model keeps it
-(``announced_profile_proto``: no identifier values, provenance or name variants).
+(``announced_profile_proto``: no identifier values, provenance or name variants). A change's
+new events go in columns (``new_event_columns``), made by Postgres from the changes' payloads
+(``EventRepository.announced_event_columns``); a split's moved events as TimelineEntry
+messages.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import grpc
 from google.rpc import code_pb2
 
+from svod.common.v1 import common_pb2
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_profile.adapters.storage import ProfileStore
 from svod_profile.domain.announcements import EventRef, ProfileChanged
@@ -19,10 +26,18 @@ from svod_profile.domain.summaries import ShownEvent
 from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError, OutboxMessage
 from svod_runtime.priority import step_aside
-from svod_runtime.protoconv import datetime_to_timestamp
+from svod_runtime.protoconv import datetime_to_timestamp, enum_short_names
 
 # The most changes segmentation takes in one call.
 MAX_CHANGES_PER_CALL = 1000
+
+
+# The channel names segmentation knows (a SourceChannel's short names but "unspecified").
+_CHANNEL_NAMES = tuple(
+    name
+    for name in enum_short_names(common_pb2.SourceChannel.DESCRIPTOR, "SOURCE_CHANNEL_").values()
+    if name != "unspecified"
+)
 
 
 def _metrics_alone(change: ProfileChanged) -> bool:
@@ -31,12 +46,21 @@ def _metrics_alone(change: ProfileChanged) -> bool:
 
 class SegmentationAnnouncer:
     def __init__(
-        self, store: ProfileStore, channel: grpc.aio.Channel, timeout_s: float, currency: str
+        self,
+        store: ProfileStore,
+        channel: grpc.aio.Channel,
+        timeout_s: float,
+        currency: str,
+        *,
+        event_columns: bool = True,
     ) -> None:
+        """``event_columns``: a change's new events go as EventColumns (False: as a
+        TimelineEntry each, the form segmentation still takes; tests compare the two)."""
         self.store = store
         self.stub = segmentation_pb2_grpc.SegmentationServiceStub(channel)
         self.timeout_s = timeout_s
         self.currency = currency
+        self.event_columns = event_columns
 
     async def changed(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         answers: list[DeliveryError | None] = []
@@ -44,19 +68,19 @@ class SegmentationAnnouncer:
             answers.extend(await self._announce(messages[start : start + MAX_CHANGES_PER_CALL]))
         return answers
 
-    def _add_events(
+    def _add_entries(
         self,
-        request: segmentation_pb2.ApplyProfileChangeRequest,
-        change: ProfileChanged,
-        events: dict[EventRef, ShownEvent],
+        entries: Any,
+        refs: Sequence[EventRef],
+        events: Mapping[EventRef, ShownEvent],
     ) -> None:
-        """The change's new events, each built in place in the request: made apart and then
-        copied in (``new_events=[...]``), the copy alone was 8% of announcing an import's
-        200,000 events (py-spy)."""
+        """The events of ``refs`` still stored, each built in place in ``entries`` (a repeated
+        TimelineEntry field of the request): made apart and then copied in, the copy alone
+        was 8% of announcing an import's 200,000 events (py-spy). Only a split's moved events
+        come here, unless ``event_columns`` is off."""
         from svod_profile.entrypoints.grpc_servicer import timeline_fields
 
-        entries = request.new_events
-        for ref in change.events:
+        for ref in refs:
             event = events.get(ref)
             if event is not None:
                 entries.add(**timeline_fields(event, self.currency))
@@ -66,12 +90,16 @@ class SegmentationAnnouncer:
         from svod_profile.entrypoints.grpc_servicer import (
             announced_profile_proto,
             metrics_proto,
-            timeline_entry,
         )
 
         changes = [ProfileChanged.parse(m.payload) for m in messages]
-        refs = [r for change in changes for r in change.events]
-        refs += [r for change in changes if change.split is not None for r in change.split.moved]
+        # The changes' new events go in columns (EventColumns), read out of their payloads
+        # by Postgres; a split's moved events (rare) as TimelineEntry messages.
+        with_events = [i for i, change in enumerate(changes) if change.events]
+        refs = [r for change in changes if change.split is not None for r in change.split.moved]
+        if not self.event_columns:
+            refs += [r for change in changes for r in change.events]
+            with_events = []
         split_sources = {c.split.source for c in changes if c.split is not None}
         # A change that only applied events is announced with the metrics alone (see
         # ProfileChanged.metrics_only); the others with whole profiles, as they are now.
@@ -84,6 +112,12 @@ class SegmentationAnnouncer:
             )
             announced = await tx.events.announced_events(refs)
             events = {(e.source, e.message_id): e for e in announced}
+            columns = {
+                with_events[position]: values
+                for position, values in await tx.events.announced_event_columns(
+                    [messages[i].payload for i in with_events], _CHANNEL_NAMES
+                )
+            }
         requests: list[segmentation_pb2.ApplyProfileChangeRequest] = []
         sent: list[int] = []  # index of the message each request announces
         for index, (message, change) in enumerate(zip(messages, changes, strict=True)):
@@ -101,8 +135,9 @@ class SegmentationAnnouncer:
                     profile_update_time=datetime_to_timestamp(current.updated_at),
                     profile_create_time=datetime_to_timestamp(current.created_at),
                     trace_context=message.trace_carrier,
+                    new_event_columns=columns.get(index),
                 )
-                self._add_events(request, change, events)
+                self._add_entries(request.new_events, change.events, events)
                 requests.append(request)
                 sent.append(index)
                 continue
@@ -115,8 +150,9 @@ class SegmentationAnnouncer:
                 profile=announced_profile_proto(view, self.currency),
                 merged_customer_ids=change.merged,
                 trace_context=message.trace_carrier,
+                new_event_columns=columns.get(index),
             )
-            self._add_events(request, change, events)
+            self._add_entries(request.new_events, change.events, events)
             if change.split is not None:
                 split = change.split
                 request.split.source_customer_id = split.source
@@ -126,9 +162,7 @@ class SegmentationAnnouncer:
                     request.split.source_profile.CopyFrom(
                         announced_profile_proto(source, self.currency)
                     )
-                request.split.moved_events.extend(
-                    timeline_entry(events[r], self.currency) for r in split.moved if r in events
-                )
+                self._add_entries(request.split.moved_events, split.moved, events)
             requests.append(request)
             sent.append(index)
         answers: list[DeliveryError | None] = [None] * len(messages)

@@ -38,6 +38,7 @@ from svod_segmentation.domain.model import (
     CustomerEvent,
     CustomerSnapshot,
     Evaluation,
+    EventColumns,
     Member,
     MembershipEvent,
     MembershipKind,
@@ -223,6 +224,54 @@ FROM {_positional_rows(_EVENT_ROW)}
 ORDER BY i.n
 ON CONFLICT (source, message_id) DO NOTHING
 """
+# Events in columns (domain.model.EventColumns with the customer of each event as a third
+# column): one JSON array per column, zipped by ROWS FROM, each value cast to its column's type
+# (the time from microseconds, exactly: whole seconds, then the microseconds). Nothing is
+# made per event in Python: an event's CustomerEvent, its row and the row's JSON (decimals
+# and times through a default hook) were most of segmentation's CPU for each imported event
+# (docs/performance.md, "Announcing events in columns").
+_INSERT_EVENT_COLUMNS = """
+INSERT INTO events (source, message_id, customer_id, event_type, occurred_at, channel, amount,
+    discount, categories, properties, reference_id, order_id)
+SELECT x.s, x.m, CAST(x.c AS uuid), x.t,
+    to_timestamp(CAST(x.us AS bigint) / 1000000)
+        + CAST(x.us AS bigint) % 1000000 * interval '1 microsecond',
+    x.ch, CAST(nullif(x.a, '') AS numeric), CAST(nullif(x.d, '') AS numeric),
+    CAST(CASE WHEN x.cat = '' THEN '{}' ELSE x.cat END AS text[]),
+    CASE WHEN x.p = '' THEN CAST('{}' AS jsonb) ELSE CAST(x.p AS jsonb) END, x.ref, x.o
+FROM (SELECT CAST(:cols AS jsonb) AS j) AS doc, ROWS FROM (
+    jsonb_array_elements_text(doc.j -> 0), jsonb_array_elements_text(doc.j -> 1),
+    jsonb_array_elements_text(doc.j -> 2), jsonb_array_elements_text(doc.j -> 3),
+    jsonb_array_elements_text(doc.j -> 4), jsonb_array_elements_text(doc.j -> 5),
+    jsonb_array_elements_text(doc.j -> 6), jsonb_array_elements_text(doc.j -> 7),
+    jsonb_array_elements_text(doc.j -> 8), jsonb_array_elements_text(doc.j -> 9),
+    jsonb_array_elements_text(doc.j -> 10), jsonb_array_elements_text(doc.j -> 11)
+) WITH ORDINALITY AS x(s, m, c, t, us, ch, a, d, cat, p, ref, o, n)
+ORDER BY x.n
+ON CONFLICT (source, message_id) DO NOTHING
+"""
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+def event_columns_of(events: Sequence[CustomerEvent]) -> EventColumns:
+    """CustomerEvents (an announcement's new_events) in columns, as _INSERT_EVENT_COLUMNS
+    stores them: the same values the rows of _INSERT_EVENTS carry."""
+    return EventColumns(
+        [e.source for e in events],
+        [e.message_id for e in events],
+        [e.event_type for e in events],
+        [(e.occurred_at - _EPOCH) // _MICROSECOND for e in events],
+        [e.channel for e in events],
+        ["" if e.amount is None else str(e.amount) for e in events],
+        ["" if e.discount is None else str(e.discount) for e in events],
+        [array_literal(e.categories) if e.categories else "" for e in events],
+        [dump_json(e.properties) if e.properties else "" for e in events],
+        [e.reference_id for e in events],
+        [e.order_id for e in events],
+    )
+
+
 # Events that change hands (a split): stored under their new customer, whether seen or not.
 _MOVE_EVENTS = _INSERT_EVENTS.replace(
     "DO NOTHING", "DO UPDATE SET customer_id = excluded.customer_id"
@@ -761,12 +810,24 @@ class SegmentationTransaction:
             {"c": sorted(set(customer_ids))},
         )
 
-    async def add_events_many(self, events: Sequence[tuple[str, CustomerEvent]]) -> None:
-        """Stores (customer, event) pairs, idempotent by the event's record."""
-        if not events:
-            return
-        rows = [_event_row(customer_id, e) for customer_id, e in events]
-        await self._fetch(_INSERT_EVENTS, {"rows": dump_json(rows, _json_value)})
+    async def add_events_many(
+        self, events: Sequence[tuple[str, Sequence[CustomerEvent] | EventColumns]]
+    ) -> None:
+        """Stores (customer, its events) pairs in one statement, in the order given,
+        idempotent by each event's record (the first of a record stored wins)."""
+        columns: list[list[Any]] = [[] for _ in range(12)]
+        for customer_id, given in events:
+            part = given if isinstance(given, EventColumns) else event_columns_of(given)
+            if not len(part):
+                continue
+            source, message_id, *rest = part.columns()
+            columns[0].extend(source)
+            columns[1].extend(message_id)
+            columns[2].extend([customer_id] * len(part))
+            for column, values in zip(columns[3:], rest, strict=True):
+                column.extend(values)
+        if columns[0]:
+            await self._fetch(_INSERT_EVENT_COLUMNS, {"cols": dump_json(columns)})
 
     async def move_events(self, customer_id: str, events: Sequence[CustomerEvent]) -> None:
         """The events belong to this customer now (recorded here when not seen before)."""

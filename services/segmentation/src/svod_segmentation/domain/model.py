@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from svod_segmentation.domain.rules import SegmentDefinition
 
@@ -115,6 +117,50 @@ class CustomerEvent:
 
 
 @dataclass(frozen=True)
+class EventColumns:
+    """A change's events in columns (ApplyProfileChangeRequest.new_event_columns): the i-th
+    value of each column is the i-th event's. Kept in the form the read model's statement
+    reads (svod_segmentation.adapters.storage), so nothing is made per event: a CustomerEvent
+    and its row per announced event were most of segmentation's conversion CPU on an event
+    import (docs/performance.md, "Announcing events in columns").
+
+    ``occurred_us``: microseconds since the Unix epoch; ``amount``, ``discount``: decimal
+    text, "" for none; ``categories``: a PostgreSQL array literal, "" for none;
+    ``properties``: a JSON object, "" for none; the rest as CustomerEvent's fields."""
+
+    source: Sequence[str]
+    message_id: Sequence[str]
+    event_type: Sequence[str]
+    occurred_us: Sequence[int]
+    channel: Sequence[str]
+    amount: Sequence[str]
+    discount: Sequence[str]
+    categories: Sequence[str]
+    properties: Sequence[str]
+    reference_id: Sequence[str]
+    order_id: Sequence[str]
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def columns(self) -> tuple[Sequence[Any], ...]:
+        """Every column, in the order of the fields."""
+        return (
+            self.source,
+            self.message_id,
+            self.event_type,
+            self.occurred_us,
+            self.channel,
+            self.amount,
+            self.discount,
+            self.categories,
+            self.properties,
+            self.reference_id,
+            self.order_id,
+        )
+
+
+@dataclass(frozen=True)
 class SplitSide:
     """The customer a split took records and events from (see ProfileChange.split)."""
 
@@ -130,6 +176,8 @@ class ProfileChange:
     snapshot: CustomerSnapshot | None
     events: tuple[CustomerEvent, ...] = ()
     merged_customer_ids: tuple[str, ...] = ()
+    # The change's events in columns (applied after ``events``, when both are given).
+    event_columns: EventColumns | None = None
     # Set when records were split off another customer into this one.
     split: SplitSide | None = None
     # Set, without a snapshot, when only the profile's metrics changed (events applied).

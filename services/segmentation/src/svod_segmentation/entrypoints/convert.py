@@ -12,6 +12,7 @@ from google.type import money_pb2
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
 from svod.segmentation.v1 import segmentation_pb2 as pb
+from svod_runtime.bounds import EARLIEST_SECONDS, LATEST_SECONDS, TIME_RANGE_TEXT
 from svod_runtime.errors import FieldViolation, InvalidArgument
 from svod_runtime.protoconv import (
     datetime_to_timestamp,
@@ -25,6 +26,7 @@ from svod_segmentation.domain.fields import CONSENT_STATES, ConsentState
 from svod_segmentation.domain.model import (
     CustomerEvent,
     CustomerSnapshot,
+    EventColumns,
     Member,
     MembershipEvent,
     MembershipKind,
@@ -303,6 +305,64 @@ def event_from_proto(
     )
 
 
+# The read model's channel names: an EventColumns channel is one of them or "" (as
+# event_from_proto maps a TimelineEntry's).
+_CHANNEL_NAMES = frozenset(n for n in _CHANNELS.values() if n != "unspecified") | {""}
+_EARLIEST_US = EARLIEST_SECONDS * 1_000_000
+_LATEST_US = LATEST_SECONDS * 1_000_000
+
+
+def event_columns_from_proto(
+    columns: pb.EventColumns, path: str = "new_event_columns"
+) -> EventColumns:
+    """A change's events in columns, as they came: a copy of each column, nothing per event
+    (the checks are a few C-level passes over whole columns)."""
+    out = EventColumns(
+        list(columns.source),
+        list(columns.message_id),
+        list(columns.event_type),
+        list(columns.occurred_time_micros),
+        list(columns.channel),
+        list(columns.amount),
+        list(columns.discount),
+        list(columns.categories),
+        list(columns.properties),
+        list(columns.reference_id),
+        list(columns.order_id),
+    )
+    count = len(out)
+    for name, column in zip(_EVENT_COLUMN_NAMES, out.columns(), strict=True):
+        if len(column) != count:
+            raise InvalidArgument(
+                [FieldViolation(f"{path}.{name}", f"must hold one value per event ({count})")]
+            )
+    micros = out.occurred_us
+    if micros and (min(micros) < _EARLIEST_US or max(micros) >= _LATEST_US):
+        raise InvalidArgument(
+            [FieldViolation(f"{path}.occurred_time_micros", TIME_RANGE_TEXT)]
+        )
+    if not _CHANNEL_NAMES.issuperset(out.channel):
+        raise InvalidArgument(
+            [FieldViolation(f"{path}.channel", "a SourceChannel's short name, or empty")]
+        )
+    return out
+
+
+_EVENT_COLUMN_NAMES = (
+    "source",
+    "message_id",
+    "event_type",
+    "occurred_time_micros",
+    "channel",
+    "amount",
+    "discount",
+    "categories",
+    "properties",
+    "reference_id",
+    "order_id",
+)
+
+
 def change_from_proto(request: pb.ApplyProfileChangeRequest) -> ProfileChange:
     if not request.customer_id:
         raise InvalidArgument([FieldViolation("customer_id", "required")])
@@ -317,6 +377,9 @@ def change_from_proto(request: pb.ApplyProfileChangeRequest) -> ProfileChange:
         snapshot=snapshot,
         events=tuple(event_from_proto(e, i) for i, e in enumerate(request.new_events)),
         merged_customer_ids=tuple(request.merged_customer_ids),
+        event_columns=event_columns_from_proto(request.new_event_columns)
+        if request.HasField("new_event_columns")
+        else None,
         split=split_from_proto(request.split) if request.HasField("split") else None,
         metrics=metrics_from_proto(request)
         if snapshot is None and request.HasField("metrics")

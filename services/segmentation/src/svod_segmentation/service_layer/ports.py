@@ -30,6 +30,7 @@ from svod_segmentation.domain.model import (
     CustomerEvent,
     CustomerSnapshot,
     Evaluation,
+    EventColumns,
     Member,
     MembershipEvent,
     MembershipKind,
@@ -103,7 +104,10 @@ class SegmentationUnit(Protocol):
 
     async def ensure_customer(self, customer_id: str) -> None: ...
 
-    async def add_events_many(self, events: Sequence[tuple[str, CustomerEvent]]) -> None: ...
+    async def add_events_many(
+        self, events: Sequence[tuple[str, Sequence[CustomerEvent] | EventColumns]]
+    ) -> None:
+        """(customer, its events) pairs, stored in the order given."""
 
     async def move_events(self, customer_id: str, events: Sequence[CustomerEvent]) -> None: ...
 

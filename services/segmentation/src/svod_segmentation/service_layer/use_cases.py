@@ -525,6 +525,19 @@ class SegmentationService:
                 errors.add(f"new_events[{index}].record_ref", "required (idempotency key)")
             if not event.event_type:
                 errors.add(f"new_events[{index}].event_type", "required")
+        columns = change.event_columns
+        if columns is not None:  # whole columns searched at C speed, nothing per event
+            for name, column in (("source", columns.source), ("message_id", columns.message_id)):
+                if "" in column:
+                    errors.add(
+                        f"new_event_columns.{name}[{list(column).index('')}]",
+                        "required (idempotency key)",
+                    )
+            if "" in columns.event_type:
+                errors.add(
+                    f"new_event_columns.event_type[{list(columns.event_type).index('')}]",
+                    "required",
+                )
         if change.split is not None:
             _check_split(change, errors)
         errors.raise_if_any()
@@ -594,10 +607,11 @@ class SegmentationService:
             await tx.ensure_customers(missing)
             await tx.add_events_many(
                 [
-                    (target, event)
+                    (target, part)
                     for change, target in zip(changes, targets, strict=True)
                     if target is not None
-                    for event in change.events
+                    for part in (change.events, change.event_columns)
+                    if part
                 ]
             )
             ids: list[str] = []
