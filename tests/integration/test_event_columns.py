@@ -123,29 +123,43 @@ def _segments() -> list[pb.Segment]:
         pb.Segment(
             segment_id="two-orders",
             rule=behavior(
-                event_type="order_placed", aggregate="count", comparison="ge", threshold=2,
+                event_type="order_placed",
+                aggregate="count",
+                comparison="ge",
+                threshold=2,
                 window_days=30,
             ),
         ),
         pb.Segment(
             segment_id="toy-buyers",
             rule=behavior(
-                event_type="order_placed", aggregate="count", comparison="ge", threshold=1,
-                window_days=30, filters={"category": "toys"},
+                event_type="order_placed",
+                aggregate="count",
+                comparison="ge",
+                threshold=1,
+                window_days=30,
+                filters={"category": "toys"},
             ),
         ),
         pb.Segment(
             segment_id="big-spenders",
             rule=behavior(
-                event_type="order_placed", aggregate="sum", comparison="ge", threshold=1000,
+                event_type="order_placed",
+                aggregate="sum",
+                comparison="ge",
+                threshold=1000,
                 window_days=30,
             ),
         ),
         pb.Segment(
             segment_id="opened-by-email",
             rule=behavior(
-                event_type="campaign_opened", aggregate="count", comparison="ge", threshold=1,
-                window_days=3650, filters={"property.contact_channel": "email"},
+                event_type="campaign_opened",
+                aggregate="count",
+                comparison="ge",
+                threshold=1,
+                window_days=3650,
+                filters={"property.contact_channel": "email"},
             ),
         ),
     ]
@@ -218,7 +232,13 @@ def test_event_columns_leave_the_read_model_as_timeline_entries_did(
     # The comparison is about something: every event and kind of value is there.
     events = {(e["source"], e["message_id"]): e for e in columns["events"]}
     assert len(events) == 8 and ("shop", "gone") not in events
-    assert events[("shop", "o-1")]["categories"] == ["toys", 'board "games"', "a,b", "NULL", "щётки\\"]
+    assert events[("shop", "o-1")]["categories"] == [
+        "toys",
+        'board "games"',
+        "a,b",
+        "NULL",
+        "щётки\\",
+    ]
     assert events[("shop", "o-1")]["amount"] == Decimal("1042.5")
     assert events[("shop", "o-2")]["amount"] == Decimal("1E-9")
     assert events[("shop", "o-3")]["channel"] == ""

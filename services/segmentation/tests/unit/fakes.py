@@ -23,11 +23,11 @@ from svod_runtime.custom_attributes import AttributeType
 from svod_segmentation.domain.fields import NO_DECLARATIONS
 from svod_segmentation.domain.lookalike import CustomerFeatures
 from svod_segmentation.domain.model import (
-    EventColumns,
     METRIC_FIELDS,
     CustomerEvent,
     CustomerSnapshot,
     Evaluation,
+    EventColumns,
     Member,
     MembershipEvent,
     MembershipKind,

@@ -113,7 +113,7 @@ class SegmentationAnnouncer:
             announced = await tx.events.announced_events(refs)
             events = {(e.source, e.message_id): e for e in announced}
             columns = {
-                with_events[position]: values
+                with_events[position]: segmentation_pb2.EventColumns(**values)
                 for position, values in await tx.events.announced_event_columns(
                     [messages[i].payload for i in with_events], _CHANNEL_NAMES
                 )

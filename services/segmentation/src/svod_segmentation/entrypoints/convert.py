@@ -338,9 +338,7 @@ def event_columns_from_proto(
             )
     micros = out.occurred_us
     if micros and (min(micros) < _EARLIEST_US or max(micros) >= _LATEST_US):
-        raise InvalidArgument(
-            [FieldViolation(f"{path}.occurred_time_micros", TIME_RANGE_TEXT)]
-        )
+        raise InvalidArgument([FieldViolation(f"{path}.occurred_time_micros", TIME_RANGE_TEXT)])
     if not _CHANNEL_NAMES.issuperset(out.channel):
         raise InvalidArgument(
             [FieldViolation(f"{path}.channel", "a SourceChannel's short name, or empty")]

@@ -30,6 +30,7 @@ from svod_segmentation.domain.lookalike import SeedTooSmall, train_and_score
 from svod_segmentation.domain.model import (
     ChangeOutcome,
     Evaluation,
+    EventColumns,
     Member,
     MembershipEvent,
     MembershipKind,
@@ -93,6 +94,21 @@ def _check_split(change: ProfileChange, errors: ViolationCollector) -> None:
             errors.add(f"split.moved_events[{index}].record_ref", "required (idempotency key)")
         if not event.event_type:
             errors.add(f"split.moved_events[{index}].event_type", "required")
+
+
+def _check_event_columns(columns: EventColumns, errors: ViolationCollector) -> None:
+    """Every event names its record and its type: whole columns searched at C speed,
+    nothing per event."""
+    for name, column in (("source", columns.source), ("message_id", columns.message_id)):
+        if "" in column:
+            errors.add(
+                f"new_event_columns.{name}[{list(column).index('')}]",
+                "required (idempotency key)",
+            )
+    if "" in columns.event_type:
+        errors.add(
+            f"new_event_columns.event_type[{list(columns.event_type).index('')}]", "required"
+        )
 
 
 async def _with_rfm_scores(tx: SegmentationUnit, members: list[Member]) -> list[Member]:
@@ -525,19 +541,8 @@ class SegmentationService:
                 errors.add(f"new_events[{index}].record_ref", "required (idempotency key)")
             if not event.event_type:
                 errors.add(f"new_events[{index}].event_type", "required")
-        columns = change.event_columns
-        if columns is not None:  # whole columns searched at C speed, nothing per event
-            for name, column in (("source", columns.source), ("message_id", columns.message_id)):
-                if "" in column:
-                    errors.add(
-                        f"new_event_columns.{name}[{list(column).index('')}]",
-                        "required (idempotency key)",
-                    )
-            if "" in columns.event_type:
-                errors.add(
-                    f"new_event_columns.event_type[{list(columns.event_type).index('')}]",
-                    "required",
-                )
+        if change.event_columns is not None:
+            _check_event_columns(change.event_columns, errors)
         if change.split is not None:
             _check_split(change, errors)
         errors.raise_if_any()
