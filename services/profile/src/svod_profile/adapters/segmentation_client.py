@@ -137,7 +137,8 @@ class SegmentationAnnouncer:
                     trace_context=message.trace_carrier,
                     new_event_columns=columns.get(index),
                 )
-                self._add_entries(request.new_events, change.events, events)
+                if not self.event_columns:
+                    self._add_entries(request.new_events, change.events, events)
                 requests.append(request)
                 sent.append(index)
                 continue
@@ -152,7 +153,8 @@ class SegmentationAnnouncer:
                 trace_context=message.trace_carrier,
                 new_event_columns=columns.get(index),
             )
-            self._add_entries(request.new_events, change.events, events)
+            if not self.event_columns:
+                self._add_entries(request.new_events, change.events, events)
             if change.split is not None:
                 split = change.split
                 request.split.source_customer_id = split.source
