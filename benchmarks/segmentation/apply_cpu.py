@@ -10,6 +10,8 @@ Workloads:
 
 - ``events``: a change that only applied events (metrics alone, as profile announces after
   ApplyEventBatch or an event import's fold), each with ``--events`` new order events;
+- ``event_columns``: the same with the events in columns (new_event_columns), as profile
+  sends them;
 - ``profiles``: a whole profile (as after Identify or a customer import).
 
 Printed per workload: CPU microseconds per change and per event of the segmentation process
@@ -96,6 +98,39 @@ def events_change(
     )
 
 
+def event_columns_change(
+    n: int, customer_id: str, version: int, events: int, at: dt.datetime
+) -> pb.ApplyProfileChangeRequest:
+    """``events_change``'s change with its events in columns (new_event_columns), as the
+    profile service sends them."""
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    micros = [
+        (at - dt.timedelta(minutes=k) - epoch) // dt.timedelta(microseconds=1)
+        for k in range(events)
+    ]
+    ids = [f"o-{n}-{k}" for k in range(events)]
+    return pb.ApplyProfileChangeRequest(
+        customer_id=customer_id,
+        profile_version=version,
+        metrics=metrics(version, at),
+        profile_update_time=stamp(at),
+        profile_create_time=stamp(at - dt.timedelta(days=400)),
+        new_event_columns=pb.EventColumns(
+            source=["shop"] * events,
+            message_id=ids,
+            event_type=["order_placed"] * events,
+            occurred_time_micros=micros,
+            channel=["web"] * events,
+            amount=[str(1000 + k) for k in range(events)],
+            discount=["0"] * events,
+            categories=[""] * events,
+            properties=[""] * events,
+            reference_id=[""] * events,
+            order_id=ids,
+        ),
+    )
+
+
 def profile_change(
     n: int, customer_id: str, version: int, at: dt.datetime
 ) -> pb.ApplyProfileChangeRequest:
@@ -172,7 +207,7 @@ def run_workload(
         except FileNotFoundError:
             continue
     changes = len(requests)
-    events = sum(len(r.new_events) for r in requests)
+    events = sum(len(r.new_events) + len(r.new_event_columns.source) for r in requests)
     return {
         "changes": changes,
         "events": events,
@@ -227,15 +262,16 @@ def main() -> int:
             # Existing customers first, then (past the read model) customers not seen before.
             targets = [ids[n % len(ids)] for n in range(min(args.changes, len(ids)))]
             targets += [str(uuid.uuid4()) for _ in range(args.changes - len(targets))]
-            if workload == "events":
+            if workload in ("events", "event_columns"):
+                make = events_change if workload == "events" else event_columns_change
                 requests = [
-                    events_change(n + version * 1_000_000, c, version, args.events, at)
+                    make(n + version * 1_000_000, c, version, args.events, at)
                     for n, c in enumerate(targets)
                 ]
             else:
                 requests = [profile_change(n, c, version, at) for n, c in enumerate(targets)]
             result = run_workload(stub, requests, args.batch, process.pid, admin)
-            figures[workload] = result
+            figures[workload if workload not in figures else f"{workload}_{len(figures)}"] = result
             print(
                 f"{workload:>8}: {result['changes']:,} changes ({result['events']:,} events) "
                 f"in {result['seconds']} s, failed {result['failed']}; CPU us per change: "
