@@ -21,7 +21,7 @@ from google.rpc import code_pb2
 from svod.common.v1 import common_pb2
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_profile.adapters.storage import ProfileStore
-from svod_profile.domain.announcements import EventRef, ProfileChanged
+from svod_profile.domain.announcements import EventRef, ProfileChanged, SplitPart
 from svod_profile.domain.summaries import ShownEvent
 from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError, OutboxMessage
@@ -85,6 +85,23 @@ class SegmentationAnnouncer:
             if event is not None:
                 entries.add(**timeline_fields(event, self.currency))
 
+    def _add_split(
+        self,
+        out: segmentation_pb2.ProfileSplit,
+        split: SplitPart,
+        views: Mapping[str, Any],
+        events: Mapping[EventRef, ShownEvent],
+    ) -> None:
+        """The source side of a split: its profile as it is now, and the moved events."""
+        from svod_profile.entrypoints.grpc_servicer import announced_profile_proto
+
+        out.source_customer_id = split.source
+        source = views.get(split.source)
+        if source is not None:  # erased since: only the events move
+            out.source_profile_version = source.version
+            out.source_profile.CopyFrom(announced_profile_proto(source, self.currency))
+        self._add_entries(out.moved_events, split.moved, events)
+
     async def _announce(self, messages: list[OutboxMessage]) -> list[DeliveryError | None]:
         # Imported here: the servicer module holds the proto mapping of a profile.
         from svod_profile.entrypoints.grpc_servicer import (
@@ -137,34 +154,22 @@ class SegmentationAnnouncer:
                     trace_context=message.trace_carrier,
                     new_event_columns=columns.get(index),
                 )
-                if not self.event_columns:
-                    self._add_entries(request.new_events, change.events, events)
-                requests.append(request)
-                sent.append(index)
-                continue
-            view = views.get(message.key)
-            if view is None:  # merged away or erased since: nothing left to announce
-                continue
-            request = segmentation_pb2.ApplyProfileChangeRequest(
-                customer_id=message.key,
-                profile_version=view.version,
-                profile=announced_profile_proto(view, self.currency),
-                merged_customer_ids=change.merged,
-                trace_context=message.trace_carrier,
-                new_event_columns=columns.get(index),
-            )
+            else:
+                view = views.get(message.key)
+                if view is None:  # merged away or erased since: nothing left to announce
+                    continue
+                request = segmentation_pb2.ApplyProfileChangeRequest(
+                    customer_id=message.key,
+                    profile_version=view.version,
+                    profile=announced_profile_proto(view, self.currency),
+                    merged_customer_ids=change.merged,
+                    trace_context=message.trace_carrier,
+                    new_event_columns=columns.get(index),
+                )
+                if change.split is not None:
+                    self._add_split(request.split, change.split, views, events)
             if not self.event_columns:
                 self._add_entries(request.new_events, change.events, events)
-            if change.split is not None:
-                split = change.split
-                request.split.source_customer_id = split.source
-                source = views.get(split.source)
-                if source is not None:  # erased since: only the events move
-                    request.split.source_profile_version = source.version
-                    request.split.source_profile.CopyFrom(
-                        announced_profile_proto(source, self.currency)
-                    )
-                self._add_entries(request.split.moved_events, split.moved, events)
             requests.append(request)
             sent.append(index)
         answers: list[DeliveryError | None] = [None] * len(messages)
