@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from benchmarks.profile.event_data import events
+from svod_profile.adapters.event_imports import staged_event
 from svod_profile.adapters.storage import ProfileStore
 from svod_profile.domain.announcements import ProfileChanged
 from svod_profile.domain.events import EventFact, fold
@@ -51,7 +52,7 @@ async def _scenario(url: str) -> None:
 
     first = imports()
     for start in range(0, len(facts), 120):
-        await first.stage("resume-1", facts[start : start + 120])
+        await first.stage("resume-1", [staged_event(c, f) for c, f in facts[start : start + 120]])
     # Stopped three times at random moments, by a fresh process each time. Each attempt goes
     # on from where the last stopped, so the three together must stay short of a whole commit:
     # with up to 0.15 s each, a clean-clone run on a quiet machine finished the commit within
@@ -125,7 +126,7 @@ async def _erasure_scenario(url: str) -> None:
     kept, erased = str(uuid.uuid4()), str(uuid.uuid4())
     facts = [(i.customer_id, event_fact(i, "RUB")) for i in events([kept, erased], 60, 8)]
     imports = EventImports(store, service.record_consent)
-    await imports.stage("erase-1", facts)
+    await imports.stage("erase-1", [staged_event(c, f) for c, f in facts])
     async with store.transaction() as tx:
         counts = await tx.erase([erased], str(uuid.uuid4()), [])
     assert counts["staged_events"] == sum(1 for c, _ in facts if c == erased) > 0

@@ -6,17 +6,23 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
 
 from benchmarks.profile.event_data import events
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
+from svod_profile.adapters.event_imports import staged_event
+from svod_profile.domain.imports import StagedEvent
 from svod_profile.entrypoints.grpc_servicer import (
     _checked_event_fact,
     _valid_event_fact,
     event_fact,
+    quick_staged_event,
+    staged_event_of,
 )
 from svod_runtime import bounds
 from svod_runtime.errors import InvalidArgument
+from tests.properties.strategies import near
 
 CUSTOMERS = [str(uuid.UUID(int=n)) for n in range(1, 30)]
 Request = profile_pb2.ApplyEventRequest
@@ -103,3 +109,87 @@ def test_an_event_out_of_bounds_goes_the_checked_way_and_is_refused(name: str) -
     assert _valid_event_fact(request, "RUB") is None
     with pytest.raises(InvalidArgument):
         event_fact(request, "RUB")
+    assert quick_staged_event(request.customer_id, request, "RUB") is None
+
+
+def _staged_the_checked_way(request: Request) -> StagedEvent | None:
+    try:
+        return staged_event(request.customer_id, event_fact(request, "RUB"))
+    except InvalidArgument:
+        return None
+
+
+def test_the_quick_row_is_the_checked_way_s_row_for_every_kind_of_event() -> None:
+    for mixed in (True, False):
+        for request in events(CUSTOMERS, 600, 3, mixed=mixed):
+            quick = quick_staged_event(request.customer_id, request, "RUB")
+            assert quick is not None
+            assert quick == _staged_the_checked_way(request)
+    order = _order()
+    assert quick_staged_event(order.customer_id, order, "RUB") == _staged_the_checked_way(order)
+
+
+@pytest.mark.parametrize(
+    ("units", "nanos"),
+    [
+        (0, 0),
+        (0, 5),
+        (0, 123_000),
+        (0, 999_999_999),
+        (1, 0),
+        (7, 1),
+        (4523, 0),
+        (bounds.MAX_AMOUNT_UNITS, 0),
+        (bounds.MAX_AMOUNT_UNITS - 1, 999_999_999),
+    ],
+)
+def test_amount_texts(units: int, nanos: int) -> None:
+    request = Request()
+    request.CopyFrom(_order())
+    request.event.total.units, request.event.total.nanos = units, nanos
+    quick = quick_staged_event(request.customer_id, request, "RUB")
+    assert quick is not None and quick == _staged_the_checked_way(request)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    ["tab\there", "line\nbreak", "back\\slash", 'quote"d', "cr\rhere", "Мария 😀"],
+)
+def test_a_row_to_escape_goes_the_checked_way(odd: str) -> None:
+    request = Request()
+    request.CopyFrom(_order())
+    request.event.order_id = odd
+    request.event.lines[0].category = odd
+    request.event.properties[odd] = odd
+    quick = quick_staged_event(request.customer_id, request, "RUB")
+    checked = _staged_the_checked_way(request)
+    assert checked is not None
+    assert quick is None or quick == checked
+    assert staged_event_of(request.customer_id, request, "RUB") == checked
+
+
+@settings(max_examples=400)
+@given(near(_order(), spoil=2))
+def test_a_quick_row_is_always_the_checked_way_s(request: Request) -> None:
+    quick = quick_staged_event(request.customer_id, request, "RUB")
+    if quick is not None:
+        assert quick == _staged_the_checked_way(request)
+
+
+@pytest.mark.parametrize(
+    "value", ["+79161234567", 'a"b', "x\\y", "\x1f", "\x7f", "Мария 😀", "\u2028", "/"]
+)
+def test_identifier_json_as_json_dumps_writes_it(value: str) -> None:
+    request = Request()
+    request.CopyFrom(_order())
+    request.event.identifiers.add(
+        type=common_pb2.IDENTIFIER_TYPE_CUSTOM, value=value, namespace=value
+    )
+    quick = quick_staged_event(request.customer_id, request, "RUB")
+    checked = _staged_the_checked_way(request)
+    assert checked is not None
+    # A quote, backslash or control character is escaped in the JSON, and the row then goes
+    # the checked way.
+    escaped = any(c in '"\\' or ord(c) < 0x20 for c in value)
+    assert quick == (None if escaped else checked)
+    assert staged_event_of(request.customer_id, request, "RUB") == checked

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from svod_runtime.errors import FieldViolation, InvalidArgument
 
@@ -45,6 +46,16 @@ class Staged:
     staged: int
     duplicates: int
     import_staged: int
+
+
+class StagedEvent(NamedTuple):
+    """An event to stage: its record ref and its row as the store writes it (the store's
+    ``staged_event`` makes it of a customer id and an EventFact; the servicer of a plain order
+    event's fields directly)."""
+
+    source: str
+    message_id: str
+    row: str
 
 
 @dataclass(frozen=True)

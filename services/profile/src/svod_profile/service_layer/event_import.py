@@ -25,13 +25,14 @@ from svod_profile.domain.announcements import (
     metrics_only_payload,
 )
 from svod_profile.domain.consents import consent_from_event
-from svod_profile.domain.events import EventFact, combine
+from svod_profile.domain.events import combine
 from svod_profile.domain.imports import (
     MAX_STAGE_EVENTS,
     ChunkFolded,
     EventImport,
     ImportState,
     Staged,
+    StagedEvent,
     check_import_id,
 )
 from svod_profile.service_layer.event_batcher import metrics_only
@@ -87,8 +88,8 @@ class EventImports:
         # Commits running in this process, by import id.
         self._running: dict[str, asyncio.Task[None]] = {}
 
-    async def stage(self, import_id: str, rows: list[tuple[str, EventFact]]) -> Staged:
-        """Stores the (customer id, event) rows of one message (already checked)."""
+    async def stage(self, import_id: str, rows: list[StagedEvent]) -> Staged:
+        """Stores the events of one message (already checked, each its store row)."""
         check_import_id(import_id)
         if len(rows) > MAX_STAGE_EVENTS:
             raise InvalidArgument(

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from svod_profile.domain.announcements import ProfileChanged
 from svod_profile.domain.consents import Consent
 from svod_profile.domain.events import EventFact, Metrics
-from svod_profile.domain.imports import ChunkFolded, EventImport
+from svod_profile.domain.imports import ChunkFolded, EventImport, StagedEvent
 from svod_profile.domain.model import (
     IdentifierObservation,
     ProfileView,
@@ -227,8 +227,8 @@ class EventImportRows(Protocol):
 
     async def lock_or_create(self, import_id: str) -> tuple[int, EventImport]: ...
 
-    async def stage(self, import_pk: int, rows: Sequence[tuple[str, EventFact]]) -> tuple[int, int]:
-        """Stores the (customer, event) rows new to the import: (staged, duplicates)."""
+    async def stage(self, import_pk: int, rows: Sequence[StagedEvent]) -> tuple[int, int]:
+        """Stores the events new to the import: (staged, duplicates)."""
 
     async def add_staged(self, import_pk: int, staged: int) -> int: ...
 
