@@ -88,7 +88,8 @@ ALTER TABLE outbox ADD COLUMN IF NOT EXISTS failed_attempts integer NOT NULL DEF
 -- How often the row was sent again from the dead letters.
 ALTER TABLE outbox ADD COLUMN IF NOT EXISTS redrive_count integer NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS outbox_dead_letters ON outbox (outbox_pk) WHERE failed_at IS NOT NULL;
--- Heartbeats and graceful release find a claim's rows by their token.
+-- Heartbeats and graceful release found a claim's rows by their token (dropped by
+-- OUTBOX_HOT_DDL: they go by outbox_pk).
 CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (lease_token) WHERE lease_token IS NOT NULL;
 """
 
@@ -123,8 +124,29 @@ DROP INDEX IF EXISTS outbox_lane_due;
 ALTER TABLE outbox DROP COLUMN IF EXISTS lane;
 """
 
+# Claims as heap-only (HOT) updates (issue #20). A claim sets locked_until and lease_token;
+# with lease_token indexed (outbox_leased) every claim, renewal and release wrote a new entry
+# into every index of the table (20-24 us of Postgres CPU a row, probe). Renewals and releases
+# now find a claim's rows by outbox_pk (the relay keeps them) with the token checked on the
+# row, so no index names a column a claim changes. A HOT update also needs room on the row's
+# page for the new version, and a claim updates every row of a page in one statement (a pass
+# takes the oldest rows, written together): half of each page is left free. The outbox holds
+# rows until they are delivered, so the free half costs a backlog's pages, not history.
+# DROP INDEX takes the table's exclusive lock for a moment (no build); the fillfactor is a
+# catalogue change (pages written from now on) under a lock that lets reads and writes go on.
+OUTBOX_HOT_DDL = """
+DROP INDEX IF EXISTS outbox_leased;
+ALTER TABLE outbox SET (fillfactor = 50);
+"""
+
+# Builds the index again: locks writes to the outbox while it scans the table.
+OUTBOX_HOT_DOWN = """
+ALTER TABLE outbox RESET (fillfactor);
+CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (lease_token) WHERE lease_token IS NOT NULL;
+"""
+
 # The table as it is now (tests create it in scratch schemas).
-OUTBOX_DDL = OUTBOX_DDL_V1 + OUTBOX_LEASES_DDL + OUTBOX_LANES_DDL
+OUTBOX_DDL = OUTBOX_DDL_V1 + OUTBOX_LEASES_DDL + OUTBOX_LANES_DDL + OUTBOX_HOT_DDL
 
 # Answers that will not change on retry.
 PERMANENT_FAILURES = frozenset(
@@ -268,6 +290,22 @@ _CLAIM_ALL = _CLAIM.format(lane="")
 _CLAIM_LANE = _CLAIM.format(lane="AND lane = :lane")
 
 
+# A claim's rows by primary key, each with the token it must still carry (renewals and
+# releases; see OUTBOX_HOT_DDL for why not by token alone).
+_HELD_ROWS = "unnest(CAST(:o AS bigint[]), CAST(:t AS uuid[])) AS x(pk, tok)"
+
+
+def _claimed_rows(
+    claims: Mapping[uuid.UUID, Sequence[int]],
+) -> tuple[list[int], list[uuid.UUID]]:
+    pks: list[int] = []
+    tokens: list[uuid.UUID] = []
+    for token, rows in claims.items():
+        pks.extend(rows)
+        tokens.extend([token] * len(rows))
+    return pks, tokens
+
+
 class OutboxStore:
     """The relay's side of the outbox table. Every completion is fenced by the claim's token
     and says whether it applied (False: the relay had lost the row to another claim)."""
@@ -303,18 +341,21 @@ class OutboxStore:
                 key=lambda m: m.outbox_pk,
             )
 
-    async def renew(self, tokens: Sequence[uuid.UUID], lease_s: float) -> int:
-        """Extends the lease of the rows these claims still hold (the heartbeat)."""
-        if not tokens:
+    async def renew(self, claims: Mapping[uuid.UUID, Sequence[int]], lease_s: float) -> int:
+        """Extends the lease of the rows these claims (token: the rows' outbox_pk) still hold
+        (the heartbeat)."""
+        pks, tokens = _claimed_rows(claims)
+        if not pks:
             return 0
 
         async def work(conn: AsyncConnection) -> int:
             result = await conn.execute(
                 text(
-                    "UPDATE outbox SET locked_until = now() + make_interval(secs => :lease) "
-                    "WHERE lease_token = ANY(:t) AND failed_at IS NULL"
+                    "UPDATE outbox o SET locked_until = now() + make_interval(secs => :lease) "
+                    f"FROM {_HELD_ROWS} WHERE o.outbox_pk = x.pk AND o.lease_token = x.tok "
+                    "AND o.failed_at IS NULL"
                 ),
-                {"t": list(tokens), "lease": lease_s},
+                {"o": pks, "t": tokens, "lease": lease_s},
             )
             return int(result.rowcount or 0)
 
@@ -323,17 +364,19 @@ class OutboxStore:
         # changed nothing and runs again, instead of failing the pass.
         return await run_in_transaction(self.engine.begin, work)
 
-    async def release_claims(self, tokens: Sequence[uuid.UUID]) -> int:
-        """Hands back every row these claims still hold (a graceful stop)."""
-        if not tokens:
+    async def release_claims(self, claims: Mapping[uuid.UUID, Sequence[int]]) -> int:
+        """Hands back every row these claims (token: the rows' outbox_pk) still hold (a
+        graceful stop)."""
+        pks, tokens = _claimed_rows(claims)
+        if not pks:
             return 0
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 text(
-                    "UPDATE outbox SET locked_until = NULL, lease_token = NULL "
-                    "WHERE lease_token = ANY(:t)"
+                    "UPDATE outbox o SET locked_until = NULL, lease_token = NULL "
+                    f"FROM {_HELD_ROWS} WHERE o.outbox_pk = x.pk AND o.lease_token = x.tok"
                 ),
-                {"t": list(tokens)},
+                {"o": pks, "t": tokens},
             )
         return int(result.rowcount or 0)
 
@@ -470,6 +513,8 @@ class OutboxRelay:
         # The claims this relay is working on (renewed, released on stop), each with when its
         # lease was last set (time.monotonic(), taken before the statement that set it).
         self._held: dict[uuid.UUID, float] = {}
+        # Their rows (outbox_pk), which renewals and releases name by key.
+        self._held_rows: dict[uuid.UUID, list[int]] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -507,11 +552,11 @@ class OutboxRelay:
     async def release_held(self) -> None:
         """Hands back the rows of the passes running (a graceful stop): another relay, or
         this one restarted, delivers them at once instead of after the lease."""
-        tokens, self._held = list(self._held), {}
-        if not tokens:
+        claims, self._held, self._held_rows = self._held_rows, {}, {}
+        if not claims:
             return
         try:
-            released = await self.store.release_claims(tokens)
+            released = await self.store.release_claims(claims)
         except Exception:  # the database is gone: the leases run out instead
             log.warning(
                 "outbox relay could not release its leases; they expire in %ss",
@@ -538,7 +583,9 @@ class OutboxRelay:
             if not due:
                 continue
             try:
-                await self.store.renew(due, self.lease_s)
+                await self.store.renew(
+                    {t: self._held_rows[t] for t in due if t in self._held_rows}, self.lease_s
+                )
             except Exception:  # fencing keeps a late relay from completing anything
                 log.warning("outbox lease renewal failed", exc_info=True)
                 continue
@@ -553,6 +600,9 @@ class OutboxRelay:
             return 0
         tokens = {m.lease_token for m in messages if m.lease_token is not None}
         self._held.update(dict.fromkeys(tokens, claimed_at))
+        for message in messages:
+            if message.lease_token is not None:
+                self._held_rows.setdefault(message.lease_token, []).append(message.outbox_pk)
         try:
             by_batch_topic: dict[str, list[OutboxMessage]] = {}
             singles: list[OutboxMessage] = []
@@ -587,6 +637,7 @@ class OutboxRelay:
     def _forget(self, tokens: set[uuid.UUID]) -> None:
         for token in tokens:
             self._held.pop(token, None)
+            self._held_rows.pop(token, None)
 
     async def _deliver_singles(self, messages: list[OutboxMessage]) -> list[OutboxMessage]:
         first_per_key: dict[tuple[str, str], OutboxMessage] = {}

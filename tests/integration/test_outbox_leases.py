@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -66,6 +67,15 @@ async def _rows(engine: AsyncEngine) -> list[tuple]:
             )
         )
         return [tuple(r) for r in rows]
+
+
+def _claims(messages: list[OutboxMessage]) -> dict[uuid.UUID, list[int]]:
+    """The claims holding these messages, as the relay keeps them (token: rows)."""
+    claims: dict[uuid.UUID, list[int]] = {}
+    for m in messages:
+        assert m.lease_token is not None
+        claims.setdefault(m.lease_token, []).append(m.outbox_pk)
+    return claims
 
 
 async def _due_now(engine: AsyncEngine) -> None:
@@ -201,7 +211,11 @@ def test_a_relay_that_lost_its_lease_completes_nothing(scratch_url) -> None:
             assert not await store.retry_later(held_by_a[0], "UNAVAILABLE: x", 1)
             assert not await store.give_up(held_by_a[1], "INTERNAL: x")
             assert not await store.release(held_by_a[0])
-            assert await store.renew([held_by_a[0].lease_token], 30) == 0
+            # Its heartbeat and its graceful stop find the rows by key, but B's token is on
+            # them now: a lease cut to nothing or handed back would let C claim them.
+            assert await store.renew(_claims(held_by_a), 0) == 0
+            assert await store.release_claims(_claims(held_by_a)) == 0
+            assert await store.claim_due(10, lease_s=30) == []
             rows = await _rows(engine)
             assert rows == [("a", 0, 0, False, ""), ("b", 0, 0, False, "")]
             # B's delivery removes them.
@@ -355,7 +369,7 @@ def test_a_relay_of_one_lane_takes_its_rows_past_the_other_lanes_backlog(scratch
             async def deliver(message: OutboxMessage) -> None:
                 delivered.append(message.key)
 
-            await store.release_claims([m.lease_token for m in [*bulk, *rest] if m.lease_token])
+            await store.release_claims(_claims([*bulk, *rest]))
             relay = OutboxRelay(store, {"t": deliver}, TRACER, lane=OutboxLane.BULK)
             while await relay.run_once():
                 pass
@@ -365,3 +379,71 @@ def test_a_relay_of_one_lane_takes_its_rows_past_the_other_lanes_backlog(scratch
             await engine.dispose()
 
     asyncio.run(scenario())
+
+
+async def _updates(url: str) -> tuple[int, int]:
+    """The outbox's row updates so far, and how many of them were heap-only (HOT)."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                        "WHERE relname = 'outbox'"
+                    )
+                )
+            ).one()
+        return int(row.n_tup_upd), int(row.n_tup_hot_upd)
+    finally:
+        await engine.dispose()
+
+
+def test_claims_of_a_backlog_are_heap_only_updates_and_keep_to_their_rows(scratch_url) -> None:
+    """No index names a column a claim changes, and the pages leave room for each row's new
+    version: a claim writes no index entry (issue #20). Renewals and releases go by key and
+    token: another relay's rows stay its own throughout a big backlog."""
+
+    async def scenario() -> tuple[int, int]:
+        engine = await _engine(scratch_url)
+        try:
+            async with engine.begin() as conn:
+                carrier = {"traceparent": f"00-{'a' * 32}-{'b' * 16}-01"}
+                backlog = [(f"k{i}", b"x" * 200, carrier) for i in range(3000)]
+                await enqueue_many(conn, "t", backlog, OutboxLane.BULK)
+            store = OutboxStore(engine)
+            first = await store.claim_due(1000, lease_s=30)
+            second = await store.claim_due(1000, lease_s=30)
+            assert [m.key for m in [*first, *second]] == [f"k{i}" for i in range(2000)]
+        finally:
+            await engine.dispose()  # its sessions end: their statistics reach the view
+        # Whether later updates of a row are HOT too depends on the page being pruned first,
+        # which any older transaction in the cluster holds up: the first claim of a row is
+        # the one every row gets.
+        claimed = await wait_until_async(
+            lambda: _updates(scratch_url), 10, "the statistics", until=lambda u: u[0] >= 2000
+        )
+        engine = create_engine(scratch_url)
+        try:
+            store = OutboxStore(engine)
+            assert await store.renew(_claims(first), 30) == 1000
+            assert await store.release_claims(_claims(first)) == 1000
+            # The second claim still holds its rows: the next claim gets the released ones
+            # and the rest of the backlog, and the first claim's token completes nothing.
+            third = await store.claim_due(5000, lease_s=30)
+            assert sorted(m.key for m in third) == sorted(
+                [f"k{i}" for i in range(1000)] + [f"k{i}" for i in range(2000, 3000)]
+            )
+            assert await store.renew(_claims(first), 0) == 0
+            assert await store.release_claims(_claims(first)) == 0
+            assert await store.delivered(first) == []
+            assert await store.claim_due(10, lease_s=30) == []
+            assert len(await store.delivered(second)) == 1000
+            assert len(await store.delivered(third)) == 2000
+            assert await _rows(engine) == []
+        finally:
+            await engine.dispose()
+        return claimed
+
+    updates, hot = asyncio.run(scenario())
+    assert (updates, hot) == (2000, 2000)
