@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -65,12 +66,55 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _parent(pid: str) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def processes_cpu(pids: dict[str, int], db: str) -> dict[str, float]:
+    """CPU seconds so far of each service process, of their children (identity's batch worker:
+    ``<service>_children``) and of the PostgreSQL backends of ``db`` (``postgres``), from
+    /proc: what each process spent, whatever the load."""
+    out: dict[str, float] = {name: 0.0 for name in pids}
+    by_pid = {pid: name for name, pid in pids.items()}
+    needle = f" {db} ".encode()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if int(entry) in by_pid:
+                out[by_pid[int(entry)]] = cpu_s(int(entry))
+                continue
+            parent = _parent(entry)
+            if parent in by_pid:
+                key = f"{by_pid[parent]}_children"
+                out[key] = out.get(key, 0.0) + cpu_s(int(entry))
+                continue
+            title = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if title.startswith(b"postgres:") and needle in title:
+                out["postgres"] = out.get("postgres", 0.0) + cpu_s(int(entry))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def cpu_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds per process between two samples (a process gone meanwhile counts 0; its
+    own CPU is lost with it, so a sum of backends is a lower bound)."""
+    return {
+        k: round(max(0.0, after.get(k, 0.0) - before.get(k, 0.0)), 2)
+        for k in sorted(set(before) | set(after))
+    }
+
+
 def follow(
     target: str,
     import_id: str,
     phases: dict[str, float],
     pids: dict[str, int] | None = None,
     fold_cpu: dict[str, float] | None = None,
+    phase_cpu: dict[str, dict[str, float]] | None = None,
+    db: str = "",
 ) -> dict[str, Any]:
     """Polls the import's job until it ends; ``phases`` gets the time each phase was first
     seen (from the command's start: the caller adds the staging time), ``fold_cpu`` the CPU
@@ -85,6 +129,8 @@ def follow(
                 ingestion_pb2.GetCustomerImportRequest(import_id=import_id), timeout=30
             )
             name = ingestion_pb2.CustomerImport.Phase.Name(job.phase).removeprefix("PHASE_")
+            if phase_cpu is not None and pids and name.lower() not in phases:
+                phase_cpu[name.lower()] = processes_cpu(pids, db)
             phases.setdefault(name.lower(), time.perf_counter() - started)
             if pids and fold_cpu is not None:
                 if name == "FOLDING" and not cpu_at:
@@ -102,8 +148,28 @@ def follow(
                 ingestion_pb2.CustomerImport.STATE_SUCCEEDED,
                 ingestion_pb2.CustomerImport.STATE_FAILED,
             ):
+                if phase_cpu is not None and pids:
+                    phase_cpu["end"] = processes_cpu(pids, db)
                 return job_json(job)
             time.sleep(0.2)
+
+
+def phase_cpu_summary(
+    phase_cpu: dict[str, dict[str, float]], cpu_start: dict[str, float], cli_cpu: float
+) -> dict[str, Any]:
+    """CPU seconds of each process per phase (staging: the command's run; each later phase
+    from when the poll first saw it), the CLI's own beside staging, and the run's totals."""
+    marks = list(phase_cpu.items())
+    per_phase = {
+        name: cpu_between(sample, marks[i + 1][1]) for i, (name, sample) in enumerate(marks[:-1])
+    }
+    per_phase["staging"]["cli"] = round(cli_cpu, 2)
+    for name, cpu in per_phase.items():
+        print(f"        CPU s {name}: " + ", ".join(f"{k} {v}" for k, v in cpu.items()))
+    return {
+        "phase_cpu_s": per_phase,
+        "total_cpu_s": {**cpu_between(cpu_start, marks[-1][1]), "cli": round(cli_cpu, 2)},
+    }
 
 
 def run_path(
@@ -121,6 +187,8 @@ def run_path(
     with scratch_database(f"svod_bench_{path_name}") as db_url, running_suite(db_url) as suite:
         env = {**os.environ, **{f"SVOD_{s.upper()}_TARGET": suite.target(s) for s in suite.ports}}
         load = os.getloadavg()[0]
+        db = db_url.rsplit("/", 1)[-1]
+        all_pids = {s: p.pid for s, p in suite.processes.items()}
         command = [
             str(TOP / ".venv" / "bin" / "svod"),
             "import",
@@ -132,18 +200,34 @@ def run_path(
             "--checkpoint",
             str(scratch / f"{db_url.rsplit('/', 1)[-1]}.json"),  # a run's own
         ]
+        cpu_start = processes_cpu(all_pids, db)
+        cli_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         sent_s = time.perf_counter() - started
-        if done.returncode != 0:
+        cli_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cli_cpu = (cli_after.ru_utime + cli_after.ru_stime) - (
+            cli_before.ru_utime + cli_before.ru_stime
+        )
+        phase_cpu: dict[str, dict[str, float]] = {"staging": cpu_start}
+        if done.returncode not in (0, 1) or not done.stdout.strip():
             raise RuntimeError(f"svod import exited {done.returncode}: {done.stderr[-2000:]}")
         result = json.loads(done.stdout)
+        if done.returncode == 1:  # lines rejected: counted, and the first reasons shown
+            print(
+                f"        rejected {result.get('rejected_count')}: {result.get('rejected', [])[:3]}"
+            )
         phases: dict[str, float] = {}
         if "import_id" in result:
-            pids = {s: suite.processes[s].pid for s in ("ingestion", "profile", "segmentation")}
             fold_cpu: dict[str, float] = {}
             result["import"] = follow(
-                suite.target("ingestion"), result["import_id"], phases, pids, fold_cpu
+                suite.target("ingestion"),
+                result["import_id"],
+                phases,
+                all_pids,
+                fold_cpu,
+                phase_cpu,
+                db,
             )
             phases = {"staging": 0.0, **{k: v + sent_s for k, v in phases.items()}}
         while pending(db_url):
@@ -173,6 +257,8 @@ def run_path(
             "load_average_at_start": round(load, 1),
             "load_average_at_end": round(os.getloadavg()[0], 1),
         }
+        if len(phase_cpu) > 1:
+            out.update(phase_cpu_summary(phase_cpu, cpu_start, cli_cpu))
         if "import" in result:
             out["job"] = result["import"]
             out["phase_s"] = phases
@@ -235,11 +321,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="instead: the batch path only, folding with 1 and 2 ApplyBatch calls in flight",
     )
+    parser.add_argument(
+        "--paths",
+        default="batch,stream",
+        help="comma-separated: batch, stream (default both; 'batch' alone for the batch "
+        "path's CPU per phase and process at a size where the stream path takes hours)",
+    )
+    parser.add_argument(
+        "--label", default="", help="with --output: store under this label in the file"
+    )
     args = parser.parse_args(argv)
     if args.lanes_ab:
         return lanes_ab(args.persons, args.rounds)
     # variant -> (the command's --path, SVOD_IMPORT_FOLD)
-    variants = {"batch": ("batch", ""), "stream": ("stream", "")}
+    wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
+    variants = {name: (name, "") for name in wanted if name in ("batch", "stream")}
     if args.with_apply_batch:
         variants["batch_apply_batch"] = ("batch", "apply_batch")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
@@ -256,35 +352,33 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append(run_path(path_name, file, scratch, fold=fold, label=name))
 
     def median(name: str) -> int:
-        return round(statistics.median(r["records_per_s"] for r in runs[name]))
+        return (
+            round(statistics.median(r["records_per_s"] for r in runs[name]))
+            if runs.get(name)
+            else 0
+        )
 
-    figures = {
+    figures: dict[str, Any] = {
         "persons": args.persons,
         "records": len(rows),
         "rounds": args.rounds,
-        "batch_per_s": median("batch"),
-        "stream_per_s": median("stream"),
-        "batch_vs_stream": round(median("batch") / median("stream"), 2),
+        "paths": list(variants),
+        **{f"{name}_per_s": median(name) for name in variants},
         "same_customer_count": len({r["customers"] for rs in runs.values() for r in rs}) == 1,
-        **(
-            {
-                "batch_apply_batch_per_s": median("batch_apply_batch"),
-                "batch_vs_batch_apply_batch": round(
-                    median("batch") / median("batch_apply_batch"), 2
-                ),
-            }
-            if "batch_apply_batch" in runs
-            else {}
-        ),
         **runs,
         "cpu_count": os.cpu_count(),
         "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print(
-        f"median of {args.rounds}: batch {figures['batch_per_s']:,}/s vs stream "
-        f"{figures['stream_per_s']:,}/s end to end: {figures['batch_vs_stream']}x"
-    )
+    if "batch" in runs and "stream" in runs:
+        figures["batch_vs_stream"] = round(median("batch") / median("stream"), 2)
+        print(
+            f"median of {args.rounds}: batch {figures['batch_per_s']:,}/s vs stream "
+            f"{figures['stream_per_s']:,}/s end to end: {figures['batch_vs_stream']}x"
+        )
     if "batch_apply_batch" in runs:
+        figures["batch_vs_batch_apply_batch"] = round(
+            median("batch") / median("batch_apply_batch"), 2
+        )
         print(
             f"batch with ApplyBatch folding (before FoldCustomerImport): "
             f"{figures['batch_apply_batch_per_s']:,}/s; batch now "
@@ -294,6 +388,12 @@ def main(argv: list[str] | None = None) -> int:
         folds = [r["phase_s"].get("folding") for r in seen if r.get("phase_s")]
         if folds:
             print(f"{name}: folding phases (s) {folds}")
+    if args.label:
+        # an entry of its own beside what the file holds (others' figures stay)
+        stored = json.loads(args.output.read_text()) if args.output.exists() else {}
+        stored[args.label] = figures
+        args.output.write_text(json.dumps(stored, indent=2, ensure_ascii=False) + "\n")
+        return 0
     args.output.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
     return 0
 

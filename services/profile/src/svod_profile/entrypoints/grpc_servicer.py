@@ -1227,6 +1227,7 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
             accepted.append((index, span))
             items.append((app, trace_carrier_of(span) if span is not None else call_carrier))
         outcomes = await apply(items) if items else []
+        changed_count = 0
         for (index, span), outcome in zip(accepted, outcomes, strict=True):
             if isinstance(outcome, SvodError):
                 results[index] = _failed_record(span, outcome)
@@ -1234,11 +1235,15 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
             if span is not None:
                 span.end()
             version, changed = outcome
-            if self.metrics is not None:
-                self.metrics.record_applied(changed)
+            changed_count += changed
             results[index] = ApplyResult(
                 applied=profile_pb2.ApplyResponse(version=version, changed=changed)
             )
+        if self.metrics is not None:
+            # Counted once per call: a counter's add per record was 5% of profile's py-spy
+            # samples of FoldCustomerImport (2,000 records a call).
+            applied = sum(1 for outcome in outcomes if not isinstance(outcome, SvodError))
+            self.metrics.records_applied(changed_count, applied - changed_count)
         answered = [r for r in results if r is not None]
         assert len(answered) == len(results), "every item of the batch has its verdict"
         return profile_pb2.ApplyBatchResponse(results=answered)

@@ -41,6 +41,13 @@ class ProfileMetrics:
     def record_applied(self, changed: bool) -> None:
         self.records.add(1, {"result": "applied" if changed else "duplicate"})
 
+    def records_applied(self, changed: int, duplicates: int) -> None:
+        """``record_applied`` of a whole call's records at once."""
+        if changed:
+            self.records.add(changed, {"result": "applied"})
+        if duplicates:
+            self.records.add(duplicates, {"result": "duplicate"})
+
     def batch_answered(
         self, results: Iterable[profile_pb2.ApplyEventBatchResponse.Result | None]
     ) -> None:
