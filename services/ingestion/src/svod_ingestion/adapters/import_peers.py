@@ -47,6 +47,14 @@ STAGE_TIMEOUT_S = 120.0
 APPLY_LANES = int(os.environ.get("SVOD_IMPORT_APPLY_LANES", "2"))
 # Records per FoldCustomerImport call: profile's most (FoldCustomerImportRequest.records).
 FOLD_RECORDS = 2000
+# Deadline of a FoldCustomerImport call: the peer timeout and this per record (2,000 records:
+# 105 s). ApplyBatch's allowance (BULK_S_PER_RECORD, 25 s for 2,000) expired under a load
+# average of 35-40 (bench_customers_path --paths batch, 50,115 records): profile's
+# transaction was cancelled and rolled back, the step done again with backoff up to 30 s, and
+# the job spent more than 10 minutes on its last 10,000 records, doing each call's work
+# again. A call that ends late costs less than one done twice; a takeover of the job meanwhile
+# is fenced (settle) and the fold idempotent by record.
+FOLD_S_PER_RECORD = 0.05
 # SVOD_IMPORT_FOLD=apply_batch folds with ApplyBatch calls as before FoldCustomerImport (the
 # baseline of bench_customers_path --with-apply-batch; read nowhere else).
 APPLY_BATCH_FOLD = os.environ.get("SVOD_IMPORT_FOLD", "") == "apply_batch"
@@ -258,7 +266,7 @@ class GrpcImportPeers:
             reply = await self._call(
                 self.profile.FoldCustomerImport(
                     profile_pb2.FoldCustomerImportRequest(import_id=import_id, records=records),
-                    timeout=self.downstream._bulk_timeout(len(records)),
+                    timeout=self.timeout_s + FOLD_S_PER_RECORD * len(records),
                 )
             )
         except DeliveryError as error:
