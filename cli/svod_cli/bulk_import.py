@@ -647,9 +647,6 @@ def run_import(  # noqa: C901, PLR0915
         for row in rows:
             if row.line <= checkpoint.last_line:
                 continue
-            if limit and outcome.sent_records >= limit:
-                outcome.stopped_by_limit = True
-                break
             outcome.sent_records += 1
             pending.records += 1
             pending.last_line = row.line
@@ -667,6 +664,13 @@ def run_import(  # noqa: C901, PLR0915
                     pending.size += message.ByteSize()
             if pending.records >= sender.chunk or pending.size >= CHUNK_BYTES:
                 flush()
+            if limit and outcome.sent_records >= limit:
+                # Stopped here even when this was the file's last line: a run with --limit
+                # never commits a batch import (the commit starts its job); the next run
+                # does. Before, a limit equal to the file's length committed, so whether a
+                # run "stopped by --limit" had started the job depended on the file's size.
+                outcome.stopped_by_limit = True
+                break
         flush()
         while in_flight:
             settle(*in_flight.popleft())

@@ -363,6 +363,8 @@ def test_profile_and_ingestion_killed_during_the_job_count_every_event_once(
         str(len(rows)),
     )
     assert staged_only["accepted"] == len(rows) and staged_only["handed_over"] == 0, staged_only
+    # A limit of the file's length stops before the commit too: the job has not started.
+    assert "import" not in staged_only and not staged_only["complete"], staged_only
     profile = batch_suite.processes["profile"]
     os.kill(profile.pid, signal.SIGSTOP)
     import_id = ""
