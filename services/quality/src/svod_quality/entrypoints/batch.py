@@ -1,10 +1,11 @@
 """The per-record work of StandardizeBatch: proto -> domain -> proto for every record.
 
 Small batches (ingestion's one-by-one calls) run right on the event loop: a record takes tens of
-microseconds. Large ones are cut into chunks that run in worker processes, so a 10,000-record
-batch uses every core and never stalls the server's event loop; chunks travel as serialised
-protobuf (cheap to pickle) and their serialised answers are concatenated, which for repeated
-fields is exactly the merged message. Without workers, large batches run in a thread.
+microseconds. Up to THREAD_MAX records (an IdentifyStream's chunk of 500) run in a thread of the
+server's own process. Larger ones are cut into chunks that run in worker processes, so a
+10,000-record batch uses every core and never stalls the server's event loop; chunks travel as
+serialised protobuf (cheap to pickle) and their serialised answers are concatenated, which for
+repeated fields is exactly the merged message. Without workers, large batches run in a thread.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from svod_quality.service_layer.use_cases import ActiveRules
 log = logging.getLogger(__name__)
 
 INLINE_MAX: Final = 64  # records handled on the event loop itself
+# Records handled in a thread of the server's own process; only larger batches go to the
+# worker processes (and only they start them). An IdentifyStream's chunks of 500 in workers cost
+# 36 us of CPU a record (5 here pickling and merging, 31 in the worker) against 22 us in the
+# process, and the first one started the workers - about 0.25 s of CPU each, charged to the
+# first records streamed (quality's 0.2-0.3 ms of CPU per identify record in the pipeline
+# benchmark's 4,000-record phase; docs/performance.md, worktree idpath).
+THREAD_MAX: Final = 1_000
 CHUNK_RECORDS: Final = 1_000  # records per worker task
 _PHONE: Final = common_pb2.IDENTIFIER_TYPE_PHONE
 _EMAIL: Final = common_pb2.IDENTIFIER_TYPE_EMAIL
@@ -129,8 +137,8 @@ class BatchRunner:
             )
 
     def _warm_up_soon(self) -> None:
-        """On the first batch of any size, so a service that never standardises (or a test
-        suite that does not) never starts processes, and the first large batch finds them up."""
+        """On the first batch larger than THREAD_MAX, so a service that never gets one (or a
+        test suite that does not) never starts processes."""
         if self.workers and self._pool is None and self._warming is None:
             self._warming = asyncio.get_running_loop().create_task(self._warm_up_logged())
 
@@ -145,14 +153,14 @@ class BatchRunner:
     ) -> tuple[quality_pb2.StandardizeBatchResponse, BatchTally]:
         out = quality_pb2.StandardizeBatchResponse()
         records = request.records
-        self._warm_up_soon()
         if len(records) <= INLINE_MAX:
             tally = standardize_records(records, rules.rule_set, request.source, today, out)
-        elif not self.workers:
+        elif not self.workers or len(records) <= THREAD_MAX:
             tally = await asyncio.to_thread(
                 standardize_records, records, rules.rule_set, request.source, today, out
             )
         else:
+            self._warm_up_soon()
             try:
                 tally = await self._in_workers(request, rules, today, out)
             except BrokenProcessPool:
