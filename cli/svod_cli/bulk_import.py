@@ -47,7 +47,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import secrets
 import sys
 import threading
@@ -156,6 +155,9 @@ class Row:
     line: int
     data: dict[str, Any] | None
     errors: list[tuple[str, str]] = field(default_factory=list)
+    # The JSON line, when ``data`` is orjson's reading of it taken without looking for long
+    # numbers (read_jsonl): read again exactly (json.loads) if the fast fill declines it.
+    text: str | None = None
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -187,38 +189,33 @@ def file_facts(path: Path, fmt: FileFormat) -> tuple[str, int]:
     return digest.hexdigest(), max(0, records)
 
 
-# 19 digits in a row: maybe an integer beyond 64 bits, which orjson reads as a float (or
-# refuses) where json.loads keeps it exact.
-_LONG_DIGITS = re.compile(r"[0-9]{19}")
-
-
-def _loads(line: str) -> Any:
-    """The line's JSON value: orjson's when it takes the line (a third of json.loads' CPU on an
-    order event, 1.3 against 3.8 us), else json.loads' - which decides what orjson refuses
-    (NaN, lone surrogates) and words the refusal. A line with a run of 19 digits goes to
-    json.loads at once (tests/properties/test_fast_json.py holds the two equal)."""
-    if _LONG_DIGITS.search(line) is None:
-        try:
-            return orjson.loads(line)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(line)
-
-
 def read_jsonl(path: Path) -> Iterator[Row]:
     with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                data = _loads(line)
-            except json.JSONDecodeError as error:
-                yield Row(number, None, [("", f"not JSON: {error.msg} at column {error.colno}")])
-                continue
-            if not isinstance(data, dict):
-                yield Row(number, None, [("", "not a JSON object")])
-                continue
-            yield Row(number, data)
+            if line.strip():
+                yield jsonl_row(number, line)
+
+
+def jsonl_row(number: int, line: str) -> Row:
+    """A JSON line's Row: orjson's reading, kept with the line (Row.text). It differs from
+    json.loads' only in numbers - an integer beyond 64 bits becomes a float - and the fast
+    fill declines every float, so build_message reads a line again exactly only when the
+    fill declines it (tests/properties/test_fast_json.py holds the two ways equal). Looking
+    for a run of 19 digits in every line before orjson read it was 2.8 us of the command's
+    CPU an event (probe, 20,000 bench events, load 26). What orjson refuses, json.loads
+    decides (NaN, lone surrogates) and words the refusal."""
+    try:
+        data = orjson.loads(line)
+        text: str | None = line
+    except orjson.JSONDecodeError:
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as error:
+            return Row(number, None, [("", f"not JSON: {error.msg} at column {error.colno}")])
+        text = None
+    if not isinstance(data, dict):
+        return Row(number, None, [("", "not a JSON object")])
+    return Row(number, data, text=text)
 
 
 def read_csv(path: Path, raw_mapping: dict[str, Any] | None, kind: Kind) -> Iterator[Row]:
@@ -324,33 +321,48 @@ def build_message(row: Row, kind: Kind, defaults: Defaults) -> Message:
     """The row's message with the import's defaults: source, channel, a derived message id.
     Raises json_format.ParseError for a dict that is not the message."""
     assert row.data is not None
-    data = row.data
+    message = _message(row.data, row.line, kind, defaults, exact=row.text is None)
+    if message is None:
+        # The fast fill declined orjson's reading of the line: the line read exactly (as
+        # json.loads reads it: an integer beyond 64 bits stays one), then the fill or ParseDict.
+        assert row.text is not None
+        row.data, row.text = json.loads(row.text), None
+        message = _message(row.data, row.line, kind, defaults, exact=True)
+        assert message is not None
+    return message
+
+
+def _message(
+    data: dict[str, Any], line: int, kind: Kind, defaults: Defaults, *, exact: bool
+) -> Message | None:
+    """build_message's message from ``data``; None when the fast fill declines it and it is
+    not ``exact`` (orjson's reading of a line: to be read again before ParseDict has it)."""
     ref = data.get("record_ref")
-    if (
+    if not (
         type(ref) is dict
         and ref.get("source")
         and ref.get("message_id")
         and "recordRef" not in data
         and data.get("channel")
     ):
-        # Nothing to fill in (the usual line): the dict as it is, not a copy of it.
-        fast = build(data, kind.message)
-        return fast if fast is not None else json_format.ParseDict(data, kind.message())
-    ref = data.get("record_ref", data.get("recordRef"))
-    if not isinstance(ref, dict):
-        ref = {}
-    ref = dict(ref)
-    if not ref.get("source") and defaults.source:
-        ref["source"] = defaults.source
-    if not ref.get("message_id") and not ref.get("messageId"):
-        ref["message_id"] = f"{defaults.id_prefix}-{row.line}"
-    data = {k: v for k, v in data.items() if k not in ("record_ref", "recordRef")}
-    data["record_ref"] = ref
-    if not data.get("channel"):
-        data["channel"] = defaults.channel
-    # The fast fill when it vouches for the result; ParseDict (and its refusals) otherwise.
+        ref = data.get("record_ref", data.get("recordRef"))
+        if not isinstance(ref, dict):
+            ref = {}
+        ref = dict(ref)
+        if not ref.get("source") and defaults.source:
+            ref["source"] = defaults.source
+        if not ref.get("message_id") and not ref.get("messageId"):
+            ref["message_id"] = f"{defaults.id_prefix}-{line}"
+        data = {k: v for k, v in data.items() if k not in ("record_ref", "recordRef")}
+        data["record_ref"] = ref
+        if not data.get("channel"):
+            data["channel"] = defaults.channel
+    # (Nothing to fill in - the usual line: the dict as it is, not a copy of it.) The fast
+    # fill when it vouches for the result; ParseDict (and its refusals) otherwise.
     fast = build(data, kind.message)
-    return fast if fast is not None else json_format.ParseDict(data, kind.message())
+    if fast is not None or not exact:
+        return fast
+    return json_format.ParseDict(data, kind.message())
 
 
 # -- the checkpoint ----------------------------------------------------------------------------

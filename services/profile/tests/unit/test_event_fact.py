@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmarks.profile.event_data import events
 from svod.common.v1 import common_pb2
@@ -193,3 +194,41 @@ def test_identifier_json_as_json_dumps_writes_it(value: str) -> None:
     escaped = any(c in '"\\' or ord(c) < 0x20 for c in value)
     assert quick == (None if escaped else checked)
     assert staged_event_of(request.customer_id, request, "RUB") == checked
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.integers(min_value=bounds.EARLIEST_SECONDS, max_value=bounds.LATEST_SECONDS - 1),
+        st.sampled_from(
+            [bounds.EARLIEST_SECONDS, bounds.LATEST_SECONDS - 1, -1, 0, 1, 86_399, 86_400]
+        ),
+    ),
+    st.one_of(
+        st.integers(min_value=0, max_value=bounds.MAX_NANOS),
+        st.sampled_from([0, 999, 1_000, 999_999_999, 500_000_000]),
+    ),
+)
+def test_the_quick_row_s_time_is_the_checked_way_s(seconds: int, nanos: int) -> None:
+    """The time written from the cache of day texts (_time_text) as datetime.isoformat()
+    writes it: before 1970, at the bounds, with and without microseconds."""
+    request = Request()
+    request.CopyFrom(_order())
+    request.event.occurred_time.seconds, request.event.occurred_time.nanos = seconds, nanos
+    quick = quick_staged_event(request.customer_id, request, "RUB")
+    checked = _staged_the_checked_way(request)
+    assert quick == checked or (quick is None and seconds == 0 and nanos == 0)
+
+
+def test_a_nul_in_a_text_goes_the_checked_way() -> None:
+    for field in ("order_id", "reference_id", "contact_channel"):
+        request = Request()
+        request.CopyFrom(_order())
+        setattr(request.event, field, "a\x00b")
+        assert quick_staged_event(request.customer_id, request, "RUB") is None
+        with pytest.raises(InvalidArgument):
+            event_fact(request, "RUB")
+    request = Request()
+    request.CopyFrom(_order())
+    request.record_ref.message_id = "m\x00"
+    assert quick_staged_event(request.customer_id, request, "RUB") is None
