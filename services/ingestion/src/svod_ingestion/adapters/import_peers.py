@@ -13,13 +13,16 @@ from typing import TypeVar
 import grpc
 from google.rpc import error_details_pb2
 
+from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod.ingestion.v1 import ingestion_pb2
 from svod.profile.v1 import profile_pb2, profile_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_ingestion.adapters.downstream import (
+    LOOKUPS_PER_CALL,
     GrpcDownstream,
     _apply_request,
+    _finding,
     calls_of,
     resolve_request,
 )
@@ -397,6 +400,15 @@ def _parsed_apply_event(payload: bytes, customer_id: str) -> bytes:
     ).SerializeToString()
 
 
+_DECISIVE = identity_pb2.IDENTIFIER_STATE_DECISIVE
+# The varints of lengths below 16,384 (a stored event is about 100-200 bytes), made once.
+_LENGTHS = tuple(_varint(n) for n in range(1 << 14))
+
+
+def _length(value: int) -> bytes:
+    return _LENGTHS[value] if value < 1 << 14 else _varint(value)
+
+
 def stage_request_bytes(import_id: str, items: Sequence[tuple[bytes, str]]) -> bytes:
     """A serialised StageEventImportRequest (import_id = 1, events = 2) of stored
     TrackRequests and their customers."""
@@ -426,9 +438,60 @@ class GrpcEventImportPeers:
         self.timeout_s = timeout_s
 
     async def lookup(self, payloads: Sequence[bytes]) -> list[list[Finding | None]]:
-        """Identity's findings for each stored event's identifiers (the streaming path's own
-        call). Raises DeliveryError when identity could not be asked."""
-        return await self.downstream.lookup_tracks(payloads)
+        """Identity's findings for each stored event's identifiers: what the streaming path's
+        ``lookup_tracks`` answers, asked with the same BatchLookupCustomers calls. Raises
+        DeliveryError when identity could not be asked.
+
+        Cheaper per event (ingestion's py-spy samples of a 200,000-event import: parsing each
+        payload apart, flattening and slicing the answers, and a Finding made per identifier
+        were 9% of the process): the payloads parsed in one call, framed as a message's
+        repeated field; and one Finding kept per customer for the usual answer (a DECISIVE
+        identifier, its customer its one candidate), not made again per identifier (Finding
+        is frozen: findings are shared, never changed). 5.1-5.6 -> 4.0 us an event (probe,
+        2,000 bench events against a fake identity, least of 40 runs, load 17-20)."""
+        framed = b"".join(part for p in payloads for part in (b"\x12", _length(len(p)), p))
+        events = ingestion_pb2.StageEventImportRequest.FromString(framed).events
+        counts: list[int] = []
+        flat: list[common_pb2.Identifier] = []
+        for message in events:
+            identifiers = message.event.identifiers
+            counts.append(len(identifiers))
+            flat.extend(identifiers)
+        found: list[Finding | None] = []
+        decisive: dict[tuple[str, int], Finding] = {}
+        for start in range(0, len(flat), LOOKUPS_PER_CALL):
+            reply = await GrpcDownstream._call(
+                self.downstream.identity.BatchLookupCustomers(
+                    identity_pb2.BatchLookupCustomersRequest(
+                        identifiers=flat[start : start + LOOKUPS_PER_CALL]
+                    ),
+                    timeout=self.downstream.timeout_s,
+                )
+            )
+            for result in reply.results:
+                customer_id = result.customer_id
+                candidates = result.candidate_customer_ids
+                if (
+                    customer_id
+                    and result.state == _DECISIVE
+                    and (not candidates or (len(candidates) == 1 and candidates[0] == customer_id))
+                    and not result.HasField("error")
+                ):
+                    key = (customer_id, len(candidates))
+                    finding = decisive.get(key)
+                    if finding is None:
+                        made = _finding(result)
+                        assert made is not None  # no error: identity's finding
+                        finding = decisive[key] = made
+                    found.append(finding)
+                else:
+                    found.append(_finding(result))
+        out: list[list[Finding | None]] = []
+        position = 0
+        for count in counts:
+            out.append(found[position : position + count])
+            position += count
+        return out
 
     async def stage(
         self, import_id: str, items: Sequence[tuple[bytes, str]]
