@@ -70,6 +70,14 @@ PERSONAL_EVIDENCE: dict[str, frozenset[str]] = {
     "card": frozenset({"agree"}),
 }
 
+# What ties a record to one member of a household: a family shares a surname, a patronymic, a
+# flat, a landline and a mailbox, not these (see ``first_name_conflict``).
+FAMILY_UNSHARED: dict[str, frozenset[str]] = {
+    "phone": frozenset({"agree"}),
+    "card": frozenset({"agree"}),
+    "birth_date": frozenset({"exact"}),
+}
+
 # Contacts: what carries over a surname change and ties the new name to the old one.
 CONTACT_EVIDENCE: dict[str, frozenset[str]] = {
     f: PERSONAL_EVIDENCE[f] for f in ("phone", "email", "card")
@@ -159,13 +167,22 @@ def first_name_conflict(levels: Mapping[str, str], model: MatchModel | None = No
     Prevents merging siblings and twins, spouses and parent and child of one surname: relatives
     share everything a household has but their first names.
 
+    Two known names are noise only beside something a family does not share
+    (``FAMILY_UNSHARED``: a mobile, a card, the birth date). EM's share of them among matches
+    grows with the base as its match class takes in relatives who share a surname, a
+    patronymic, a mailbox and a city (households seed 2026 at 20,000 persons: 0.0128, over
+    ``NOISY_DISAGREEMENT``; 0.003-0.006 at 3000), and brothers «Романов Александр /
+    Константин / Святослав Святославович» on their mother's mailbox linked into one customer.
+
     A name the tables do not know ("pwige", a garbled or replaced entry) next to another is no
     proof of a different person when birth date and surname agree exactly as written; two known
     names (Анна/Мария, twins included) always are. Either level is no conflict where the model
     finds it common among matching records (see ``noisy``).
     """
     first = levels.get("first_name")
-    if first not in ("disagree", "other") or noisy(model, "first_name", first):
+    if first not in ("disagree", "other"):
+        return False
+    if noisy(model, "first_name", first) and (first == "other" or _any(levels, FAMILY_UNSHARED)):
         return False
     if first == "other":
         return not (
@@ -313,15 +330,20 @@ def lacks_personal_evidence(levels: Mapping[str, str], model: MatchModel | None 
     )
 
 
-def surname_changed(levels: Mapping[str, str], model: MatchModel | None = None) -> bool:
+def surname_changed(
+    levels: Mapping[str, str], model: MatchModel | None = None, men: bool = False
+) -> bool:
     """Another surname: a known change of form, or unlike surnames where matching records
-    rarely show them (``noisy``)."""
+    rarely show them (``noisy``). ``men``: both sides are men, whose unlike surnames are
+    never noise (see ``surname_change_uncorroborated``)."""
     last = levels.get("last_name")
-    return last == "changed" or (last == "disagree" and not noisy(model, "last_name", "disagree"))
+    return last == "changed" or (
+        last == "disagree" and (men or not noisy(model, "last_name", "disagree"))
+    )
 
 
 def surname_change_uncorroborated(
-    levels: Mapping[str, str], model: MatchModel | None = None
+    levels: Mapping[str, str], model: MatchModel | None = None, men: bool = False
 ) -> bool:
     """Veto ``SURNAME_CHANGE_UNCORROBORATED`` (review at best).
 
@@ -329,10 +351,24 @@ def surname_change_uncorroborated(
     customer base - as one person who changed surname (a marriage). Another surname links only
     with a contact in common, the same patronymic, or the same birth date together with the
     same home (or the same given name at a telling place).
+
+    ``men``: the records on both sides are men's (``engine.Resolver._another_mans_surname``).
+    A man keeps his surname on marriage in Russian naming, so unlike surnames of two men's
+    records are a slip of the data or two men, whatever the model finds among matching pairs
+    as a whole: EM's share of "disagree" among matches grows with the base (households seed
+    2026: 0.0147 at 20,000 persons, over ``NOISY_DISAGREEMENT``), while the pairs of one man
+    that truly show it stay rare (0.05% of the true matching candidate pairs at 3000 persons
+    on households seed 1313, 0.22% on generator 101; probe, truth used). A telling place
+    (``strong_place``) then corroborates as a contact does, without the birth date.
     """
-    if not surname_changed(levels, model) or levels.get("middle_name") == "exact":
+    if not surname_changed(levels, model, men) or levels.get("middle_name") == "exact":
         return False
     if _any(levels, CONTACT_EVIDENCE):
+        return False
+    if men and strong_place(model, levels.get("location", MISSING)):
+        # Not a marriage but a slip or another man: a place unrelated people practically
+        # never share says which (FEBRL3, whose sources replace surnames: 2 true pairs at one
+        # street address held back without this, F1 0.9932 -> 0.9928).
         return False
     same_person_at_place = _same_home(levels) or (
         _given_name_agrees(levels) and strong_place(model, levels.get("location", MISSING))
