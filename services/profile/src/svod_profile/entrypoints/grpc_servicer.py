@@ -381,7 +381,7 @@ def quick_staged_event(
     # escaped into the row with a backslash, which plain_copy_line declines), the
     # identifiers checked and written in one pass, the time written from a cache of day
     # texts: 11.3-11.4 -> 8.5-9.8 us of CPU an order event, the rows the same (probe,
-    # 20,000 bench_events_path events, old and new alternated, load 5-13; session 34).
+    # 20,000 bench_events_path events, old and new worktrees alternated; session 34).
     event = request.event
     kind = _EVENT_TYPES.get(event.type, "")
     stamp = event.occurred_time
