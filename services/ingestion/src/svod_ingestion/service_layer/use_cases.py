@@ -144,9 +144,15 @@ class IngestionService:
             tx: IngestionUnit,
         ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], StoredRecord]]:
             new = await tx.store_new_refs(rows, lane)
+            if len(new) == len(rows):
+                return new, {}  # every message stored now (so no repeat among them either)
             return new, await tx.existing_many(_taken_before(messages, new))
 
         new, earlier = await self._stored(store, lane)
+        if len(new) == len(rows):
+            # The common case, answered without a look per message: as many new rows as
+            # messages means every message was stored now.
+            return [True] * len(rows)
         # The hash stored for each new message: its first copy's (a repeat is its retry).
         first: dict[tuple[str, str], bytes] = {}
         outcomes: list[bool | SvodError] = []
