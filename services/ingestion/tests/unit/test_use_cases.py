@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 import pytest
 
-from services.ingestion.tests.unit.fakes import FakeHeldEvents, FakeIngestionStore
+from services.ingestion.tests.unit.fakes import FakeHeldEvents, FakeIngestionStore, FakeUnit
 from svod_ingestion.domain.attribution import HeldEvent, Issue
 from svod_ingestion.domain.model import Accepted, Incoming, MessageKind
 from svod_ingestion.service_layer.use_cases import ERASED_PENDING, IngestionService
@@ -290,6 +290,28 @@ def test_a_counted_chunk_answers_as_accept_many_without_reading_records_back() -
         (3, MessageKind.IDENTIFY, True),
         (4, MessageKind.TRACK, False),
     ]
+
+
+def test_a_chunk_of_new_messages_is_answered_without_a_look_at_earlier_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every message new (the common case): all True at once, and no look-up of records
+    # stored before; one message taken before makes the chunk take the look-up again.
+    svc = Service()
+    looked_up: list[list[tuple[str, str]]] = []
+    existing_many = FakeUnit.existing_many
+
+    async def counting(unit: FakeUnit, refs: Sequence[tuple[str, str]]) -> Any:
+        looked_up.append(list(refs))
+        return await existing_many(unit, refs)
+
+    monkeypatch.setattr(FakeUnit, "existing_many", counting)
+    fresh = run(svc.use_cases.accept_counted([message(f"n{i}") for i in range(5)]))
+    assert fresh == [True] * 5 and looked_up == []
+
+    mixed = run(svc.use_cases.accept_counted([message("n0"), message("n5")]))
+    assert mixed == [False, True]
+    assert looked_up == [[("web", "n0")]]
 
 
 def test_a_stored_chunk_wakes_only_its_lanes_relay() -> None:
