@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.downstream import GrpcDownstream
 from svod_ingestion.adapters.held_events import HeldEventStore
@@ -29,6 +31,8 @@ from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
 SERVICE = "ingestion"
+# Relays of the bulk lane (see relay_of below).
+BULK_RELAYS: Final = 2
 
 
 async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
@@ -74,13 +78,28 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     # streamed records; docs/performance.md). Single calls come a few at a time, so their
     # passes are small; bulk passes of 2,000 share the per-pass work (claim, lease, delete).
     interactive = relay_of(OutboxLane.INTERACTIVE, batch_size=200)
-    bulk = relay_of(OutboxLane.BULK, batch_size=2000)
+    # Two bulk relays, so one pass is claimed and resolved while the other's last records are
+    # applied to the profiles and marked delivered: with one, identity sat idle a quarter of
+    # an identify phase between passes (timing probes, docs/performance.md, worktree idpath).
+    # Ingestion's keys are single records, so no key's order spans the two.
+    bulk_relays = [relay_of(OutboxLane.BULK, batch_size=2000) for _ in range(BULK_RELAYS)]
+    bulk = bulk_relays[0]
+
+    def wake_bulk() -> None:
+        for relay in bulk_relays:
+            relay.wake()
 
     def wake_relays() -> None:
         interactive.wake()
-        bulk.wake()
+        wake_bulk()
 
-    sweeper = HeldEventSweeper(held, on_requeued=bulk.wake)
+    def wake_lane(lane: OutboxLane) -> None:
+        if lane is OutboxLane.INTERACTIVE:
+            interactive.wake()
+        else:
+            wake_bulk()
+
+    sweeper = HeldEventSweeper(held, on_requeued=wake_bulk)
     delivery.on_woken = sweeper.wake
     held_gauge = telemetry.metrics.polled_gauge(
         "svod.ingestion.held_events",
@@ -99,7 +118,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     quality = peer_channel(config.peers["quality"], telemetry, config.peer_security, retries=False)
     service = IngestionService(
         store,
-        on_enqueued=lambda lane: (interactive if lane is OutboxLane.INTERACTIVE else bulk).wake(),
+        on_enqueued=wake_lane,
         held=held,
         on_woken=sweeper.wake,
         identifiers_of=GrpcDownstream.identifiers_of,
@@ -157,6 +176,12 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=ingestion_pb2_grpc.IngestionServiceServicer,
         descriptor=ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
         add_to_server=ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-        background=[interactive.run, bulk.run, sweeper.run, retention, import_jobs.run],
+        background=[
+            interactive.run,
+            *(relay.run for relay in bulk_relays),
+            sweeper.run,
+            retention,
+            import_jobs.run,
+        ],
         on_close=[close],
     )
