@@ -31,10 +31,11 @@ log = logging.getLogger(__name__)
 INLINE_MAX: Final = 64  # records handled on the event loop itself
 # Records handled in a thread of the server's own process; only larger batches go to the
 # worker processes (and only they start them). An IdentifyStream's chunks of 500 in workers cost
-# 36 us of CPU a record (5 here pickling and merging, 31 in the worker) against 22 us in the
-# process, and the first one started the workers - about 0.25 s of CPU each, charged to the
-# first records streamed (quality's 0.2-0.3 ms of CPU per identify record in the pipeline
-# benchmark's 4,000-record phase; docs/performance.md, worktree idpath).
+# 22.3 us of CPU a record (2.8 here pickling and merging, 19.5 in the worker) against 15.9 us in
+# a thread at load 5, 36.3 against 19.1 us at load 11 (probes), and the first one started the
+# workers - about 0.25 s of CPU each, charged to the first records streamed (quality's 0.2-0.3
+# ms of CPU per identify record in the pipeline benchmark's 4,000-record phase;
+# docs/performance.md, worktree idpath).
 THREAD_MAX: Final = 1_000
 CHUNK_RECORDS: Final = 1_000  # records per worker task
 _PHONE: Final = common_pb2.IDENTIFIER_TYPE_PHONE
