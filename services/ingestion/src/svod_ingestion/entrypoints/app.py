@@ -31,8 +31,12 @@ from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
 SERVICE = "ingestion"
-# Relays of the bulk lane (see relay_of below).
-BULK_RELAYS: Final = 2
+# Relays of the bulk lane. Two overlap their passes (one resolved while the other's last
+# records are applied and marked delivered): on a quiet machine that raised identify's ratio to
+# ResolveBatch 0.36 -> 0.45 but slowed a single Identify during the import (p50 189-243 ->
+# 280-471 ms) with events and the accept unchanged (docs/performance.md, "Two bulk relays"),
+# so one, for the interactive floor.
+BULK_RELAYS: Final = 1
 
 
 async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
@@ -78,10 +82,10 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     # streamed records; docs/performance.md). Single calls come a few at a time, so their
     # passes are small; bulk passes of 2,000 share the per-pass work (claim, lease, delete).
     interactive = relay_of(OutboxLane.INTERACTIVE, batch_size=200)
-    # Two bulk relays, so one pass is claimed and resolved while the other's last records are
-    # applied to the profiles and marked delivered: with one, identity sat idle a quarter of
-    # an identify phase between passes (timing probes, docs/performance.md, worktree idpath).
-    # Ingestion's keys are single records, so no key's order spans the two.
+    # With more than one bulk relay, one pass is claimed and resolved while another's last
+    # records are applied and marked delivered (identity sat idle a quarter of an identify
+    # phase between passes: timing probes, docs/performance.md, worktree idpath). Ingestion's
+    # keys are single records, so no key's order spans two relays.
     bulk_relays = [relay_of(OutboxLane.BULK, batch_size=2000) for _ in range(BULK_RELAYS)]
     bulk = bulk_relays[0]
 
