@@ -43,7 +43,7 @@ import time
 import uuid
 from base64 import b64encode
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from opentelemetry import trace
@@ -471,6 +471,16 @@ class OutboxStore:
         return bool(result.rowcount)
 
 
+@dataclass
+class _HeldClaim:
+    """A claim a relay is working on: when its lease was last set (time.monotonic(), taken
+    before the statement that set it) and its rows (outbox_pk), which renewals and releases
+    name."""
+
+    leased_at: float
+    rows: list[int] = field(default_factory=list)
+
+
 class OutboxRelay:
     """Delivers due outbox rows by topic.
 
@@ -510,11 +520,8 @@ class OutboxRelay:
         self.topic_max_attempts = dict(topic_max_attempts or {})
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
-        # The claims this relay is working on (renewed, released on stop), each with when its
-        # lease was last set (time.monotonic(), taken before the statement that set it).
-        self._held: dict[uuid.UUID, float] = {}
-        # Their rows (outbox_pk), which renewals and releases name by key.
-        self._held_rows: dict[uuid.UUID, list[int]] = {}
+        # The claims this relay is working on (renewed, released on stop), by lease token.
+        self._held: dict[uuid.UUID, _HeldClaim] = {}
 
     @property
     def topics(self) -> list[str]:
@@ -552,7 +559,8 @@ class OutboxRelay:
     async def release_held(self) -> None:
         """Hands back the rows of the passes running (a graceful stop): another relay, or
         this one restarted, delivers them at once instead of after the lease."""
-        claims, self._held, self._held_rows = self._held_rows, {}, {}
+        claims = {token: claim.rows for token, claim in self._held.items()}
+        self._held = {}
         if not claims:
             return
         try:
@@ -579,30 +587,33 @@ class OutboxRelay:
         while True:
             await asyncio.sleep(self.lease_s / 6)
             started = time.monotonic()
-            due = [t for t, at in self._held.items() if started - at >= self.lease_s / 3]
+            due = {
+                token: claim
+                for token, claim in self._held.items()
+                if started - claim.leased_at >= self.lease_s / 3
+            }
             if not due:
                 continue
             try:
                 await self.store.renew(
-                    {t: self._held_rows[t] for t in due if t in self._held_rows}, self.lease_s
+                    {token: claim.rows for token, claim in due.items()}, self.lease_s
                 )
             except Exception:  # fencing keeps a late relay from completing anything
                 log.warning("outbox lease renewal failed", exc_info=True)
                 continue
-            for token in due:
-                if token in self._held:
-                    self._held[token] = started
+            for claim in due.values():
+                claim.leased_at = started
 
     async def run_once(self) -> int:
         claimed_at = time.monotonic()
         messages = await self.store.claim_due(self.batch_size, self.lease_s, self.lane)
         if not messages:
             return 0
-        tokens = {m.lease_token for m in messages if m.lease_token is not None}
-        self._held.update(dict.fromkeys(tokens, claimed_at))
         for message in messages:
             if message.lease_token is not None:
-                self._held_rows.setdefault(message.lease_token, []).append(message.outbox_pk)
+                claim = self._held.setdefault(message.lease_token, _HeldClaim(claimed_at))
+                claim.rows.append(message.outbox_pk)
+        tokens = {m.lease_token for m in messages if m.lease_token is not None}
         try:
             by_batch_topic: dict[str, list[OutboxMessage]] = {}
             singles: list[OutboxMessage] = []
@@ -637,7 +648,6 @@ class OutboxRelay:
     def _forget(self, tokens: set[uuid.UUID]) -> None:
         for token in tokens:
             self._held.pop(token, None)
-            self._held_rows.pop(token, None)
 
     async def _deliver_singles(self, messages: list[OutboxMessage]) -> list[OutboxMessage]:
         first_per_key: dict[tuple[str, str], OutboxMessage] = {}
