@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_ingestion.adapters.downstream import GrpcDownstream
 from svod_ingestion.adapters.held_events import HeldEventStore
@@ -31,12 +29,6 @@ from svod_runtime.server import ServiceApp
 from svod_runtime.telemetry import Telemetry
 
 SERVICE = "ingestion"
-# Relays of the bulk lane. Two overlap their passes (one resolved while the other's last
-# records are applied and marked delivered): on a quiet machine that raised identify's ratio to
-# ResolveBatch 0.36 -> 0.45 but slowed a single Identify during the import (p50 189-243 ->
-# 280-471 ms) with events and the accept unchanged (docs/performance.md, "Two bulk relays"),
-# so one, for the interactive floor.
-BULK_RELAYS: Final = 1
 
 
 async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
@@ -82,28 +74,17 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     # streamed records; docs/performance.md). Single calls come a few at a time, so their
     # passes are small; bulk passes of 2,000 share the per-pass work (claim, lease, delete).
     interactive = relay_of(OutboxLane.INTERACTIVE, batch_size=200)
-    # With more than one bulk relay, one pass is claimed and resolved while another's last
-    # records are applied and marked delivered (identity sat idle a quarter of an identify
-    # phase between passes: timing probes, docs/performance.md, worktree idpath). Ingestion's
-    # keys are single records, so no key's order spans two relays.
-    bulk_relays = [relay_of(OutboxLane.BULK, batch_size=2000) for _ in range(BULK_RELAYS)]
-    bulk = bulk_relays[0]
-
-    def wake_bulk() -> None:
-        for relay in bulk_relays:
-            relay.wake()
+    # One bulk relay: a second, overlapping its passes, raised identify's ratio to ResolveBatch
+    # 0.36 -> 0.45 on a quiet machine but slowed a single Identify during the import (p50
+    # 189-243 -> 280-471 ms), events and the accept unchanged (docs/performance.md, "Two bulk
+    # relays in ingestion").
+    bulk = relay_of(OutboxLane.BULK, batch_size=2000)
 
     def wake_relays() -> None:
         interactive.wake()
-        wake_bulk()
+        bulk.wake()
 
-    def wake_lane(lane: OutboxLane) -> None:
-        if lane is OutboxLane.INTERACTIVE:
-            interactive.wake()
-        else:
-            wake_bulk()
-
-    sweeper = HeldEventSweeper(held, on_requeued=wake_bulk)
+    sweeper = HeldEventSweeper(held, on_requeued=bulk.wake)
     delivery.on_woken = sweeper.wake
     held_gauge = telemetry.metrics.polled_gauge(
         "svod.ingestion.held_events",
@@ -122,7 +103,7 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     quality = peer_channel(config.peers["quality"], telemetry, config.peer_security, retries=False)
     service = IngestionService(
         store,
-        on_enqueued=wake_lane,
+        on_enqueued=lambda lane: (interactive if lane is OutboxLane.INTERACTIVE else bulk).wake(),
         held=held,
         on_woken=sweeper.wake,
         identifiers_of=GrpcDownstream.identifiers_of,
@@ -180,12 +161,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=ingestion_pb2_grpc.IngestionServiceServicer,
         descriptor=ingestion_pb2.DESCRIPTOR.services_by_name["IngestionService"],
         add_to_server=ingestion_pb2_grpc.add_IngestionServiceServicer_to_server,
-        background=[
-            interactive.run,
-            *(relay.run for relay in bulk_relays),
-            sweeper.run,
-            retention,
-            import_jobs.run,
-        ],
+        background=[interactive.run, bulk.run, sweeper.run, retention, import_jobs.run],
         on_close=[close],
     )
