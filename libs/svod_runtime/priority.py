@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 # Longest stretch of bulk Python between two looks at the event loop.
 SLICE_S = 0.005
@@ -30,15 +31,18 @@ SLICE_S = 0.005
 class BulkSlicer:
     """When bulk work last gave the event loop back."""
 
-    def __init__(self, slice_s: float = SLICE_S) -> None:
+    def __init__(
+        self, slice_s: float = SLICE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.slice_s = slice_s
-        self._last_yield = time.monotonic()
+        self._clock = clock
+        self._last_yield = clock()
 
     async def step_aside(self) -> None:
         """Called by bulk work between units: yields once ``slice_s`` has gone by."""
-        if time.monotonic() - self._last_yield >= self.slice_s:
+        if self._clock() - self._last_yield >= self.slice_s:
             await asyncio.sleep(0)
-            self._last_yield = time.monotonic()
+            self._last_yield = self._clock()
 
 
 # The process's one clock of bulk stretches.

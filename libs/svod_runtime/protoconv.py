@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from typing import Protocol, TypeVar, cast
 
 from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -41,6 +42,25 @@ def enum_short_names(descriptor: EnumDescriptor, prefix: str) -> dict[int, str]:
 
 def enum_number(descriptor: EnumDescriptor, short_name: str, prefix: str) -> int:
     return _numbers(descriptor, prefix).get(short_name.lower(), 0)
+
+
+EnumValue = TypeVar("EnumValue", covariant=True)
+
+
+class EnumWrapper(Protocol[EnumValue]):
+    """A generated enum (``common_pb2.IdentifierType``): its descriptor, and the value type the
+    generated stubs give its fields (``IdentifierType.ValueType``)."""
+
+    DESCRIPTOR: EnumDescriptor
+
+    def Value(self, name: str) -> EnumValue: ...
+
+
+def enum_value(wrapper: EnumWrapper[EnumValue], short_name: str, prefix: str) -> EnumValue:
+    """As ``enum_number``, typed as the enum's field value: ``"email"`` ->
+    ``IDENTIFIER_TYPE_EMAIL`` for a message's ``type=`` without a cast at every call (unknown
+    names give 0, the enum's UNSPECIFIED)."""
+    return cast(EnumValue, _numbers(wrapper.DESCRIPTOR, prefix).get(short_name.lower(), 0))
 
 
 def timestamp_to_datetime(ts: Timestamp, field: str = "timestamp") -> dt.datetime | None:

@@ -139,8 +139,14 @@ def test_timestamps_and_enum_names_read_back_exactly() -> None:
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from svod.common.v1 import common_pb2
+    from svod.profile.v1 import profile_pb2
     from svod_runtime.bounds import EARLIEST_SECONDS, LATEST_SECONDS
-    from svod_runtime.protoconv import enum_number, enum_short_name, timestamp_to_datetime
+    from svod_runtime.protoconv import (
+        enum_number,
+        enum_short_name,
+        enum_value,
+        timestamp_to_datetime,
+    )
 
     rng = random.Random(5)
     for _ in range(500):
@@ -154,6 +160,12 @@ def test_timestamps_and_enum_names_read_back_exactly() -> None:
         short = value.name.removeprefix("IDENTIFIER_TYPE_").lower()
         assert enum_short_name(types, value.number, "IDENTIFIER_TYPE_") == short
         assert enum_number(types, short, "IDENTIFIER_TYPE_") == value.number
+        wrapped = enum_value(common_pb2.IdentifierType, short, "IDENTIFIER_TYPE_")
+        assert wrapped == value.number
+    for value in profile_pb2.ConsentStatus.DESCRIPTOR.values:
+        short = value.name.removeprefix("CONSENT_STATUS_").lower()
+        assert enum_value(profile_pb2.ConsentStatus, short, "CONSENT_STATUS_") == value.number
+    assert enum_value(common_pb2.Gender, "no-such-gender", "GENDER_") == 0
     assert enum_number(types, "EMAIL", "IDENTIFIER_TYPE_") == common_pb2.IDENTIFIER_TYPE_EMAIL
     assert enum_short_name(types, 999, "IDENTIFIER_TYPE_") == ""
     assert enum_number(types, "no-such-type", "IDENTIFIER_TYPE_") == 0

@@ -15,15 +15,13 @@ from svod.common.v1 import common_pb2
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
 from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import OutboxMessage
-from svod_runtime.protoconv import datetime_to_timestamp, enum_number
-
-_ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
+from svod_runtime.protoconv import datetime_to_timestamp, enum_value
 
 
 def _identifier(raw: list[str]) -> common_pb2.Identifier:
     id_type, namespace, value = raw
     return common_pb2.Identifier(
-        type=enum_number(_ID_TYPE, id_type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+        type=enum_value(common_pb2.IdentifierType, id_type, "IDENTIFIER_TYPE_"),
         value=value,
         namespace=namespace,
     )

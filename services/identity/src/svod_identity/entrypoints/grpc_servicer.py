@@ -35,6 +35,7 @@ from svod_runtime.protoconv import (
     enum_number,
     enum_short_name,
     enum_short_names,
+    enum_value,
     proto_date_parts,
     timestamp_to_datetime,
 )
@@ -65,7 +66,7 @@ def identifier_triple(identifier: common_pb2.Identifier) -> tuple[str, str, str]
 
 def identifier_proto(key: IdentifierKey) -> common_pb2.Identifier:
     return common_pb2.Identifier(
-        type=enum_number(_ID_TYPE, key.type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+        type=enum_value(common_pb2.IdentifierType, key.type, "IDENTIFIER_TYPE_"),
         value=key.value,
         namespace=key.namespace,
     )
@@ -180,7 +181,7 @@ def rules_proto(rules: Rules) -> identity_pb2.Rules:
         version=rules.version,
         identifier_rules=[
             identity_pb2.IdentifierRule(
-                type=enum_number(_ID_TYPE, r.type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+                type=enum_value(common_pb2.IdentifierType, r.type, "IDENTIFIER_TYPE_"),
                 namespace=r.namespace,
                 priority=r.priority,
                 max_values_per_customer=r.max_values_per_customer,
@@ -310,22 +311,13 @@ def side_proto(side: Side) -> identity_pb2.ReviewSide:
     )
 
 
-_JOB_KIND = identity_pb2.ResolutionJobKind.DESCRIPTOR
-_JOB_STATE = identity_pb2.ResolutionJobState.DESCRIPTOR
-_JOB_PHASE = identity_pb2.ResolutionJobPhase.DESCRIPTOR
-
-
 def job_proto(job: Job) -> identity_pb2.ResolutionJob:
     outcome = job.outcome
     proto = identity_pb2.ResolutionJob(
         job_id=job.job_id,
-        kind=enum_number(_JOB_KIND, job.kind.value, "RESOLUTION_JOB_KIND_"),  # type: ignore[arg-type]
-        state=enum_number(  # type: ignore[arg-type]
-            _JOB_STATE, job.state.value, "RESOLUTION_JOB_STATE_"
-        ),
-        phase=enum_number(  # type: ignore[arg-type]
-            _JOB_PHASE, job.phase.value, "RESOLUTION_JOB_PHASE_"
-        ),
+        kind=enum_value(identity_pb2.ResolutionJobKind, job.kind.value, "RESOLUTION_JOB_KIND_"),
+        state=enum_value(identity_pb2.ResolutionJobState, job.state.value, "RESOLUTION_JOB_STATE_"),
+        phase=enum_value(identity_pb2.ResolutionJobPhase, job.phase.value, "RESOLUTION_JOB_PHASE_"),
         records_staged=job.records_staged,
         records_total=job.records_total,
         records_done=job.records_done,

@@ -51,9 +51,9 @@ from svod_runtime.priority import step_aside
 from svod_runtime.protoconv import (
     checked_timestamp,
     datetime_to_timestamp,
-    enum_number,
     enum_short_name,
     enum_short_names,
+    enum_value,
     proto_date_parts,
 )
 
@@ -67,15 +67,15 @@ _STATE = {
     RecordState.FAILED: ingestion_pb2.RecordStatus.STATE_FAILED,
     RecordState.UNATTRIBUTED: ingestion_pb2.RecordStatus.STATE_UNATTRIBUTED,
 }
-_ISSUE = ingestion_pb2.AttributionIssue.DESCRIPTOR
 # Short names by number of the enums every streamed event converts (several a message).
 _ID_TYPE_NAMES = enum_short_names(_ID_TYPE, "IDENTIFIER_TYPE_")
 _CHANNEL_NAMES = enum_short_names(_CHANNEL, "SOURCE_CHANNEL_")
 _EVENT_TYPE_NAMES = enum_short_names(_EVENT_TYPE, "EVENT_TYPE_")
+_ISSUE = ingestion_pb2.AttributionIssue.DESCRIPTOR
 
 
-def issue_number(issue: Issue) -> int:
-    return enum_number(_ISSUE, issue.value, "ATTRIBUTION_ISSUE_")
+def issue_number(issue: Issue) -> ingestion_pb2.AttributionIssue.ValueType:
+    return enum_value(ingestion_pb2.AttributionIssue, issue.value, "ATTRIBUTION_ISSUE_")
 
 
 def issue_of(number: int, field: str, errors: ViolationCollector) -> Issue | None:
@@ -91,7 +91,7 @@ def unattributed_event(held: HeldEvent) -> ingestion_pb2.UnattributedEvent:
     event = ingestion_pb2.UnattributedEvent(
         record_id=held.record_id,
         record_ref=common_pb2.RecordRef(source=held.source, message_id=held.message_id),
-        issue=issue_number(held.issue),  # type: ignore[arg-type]
+        issue=issue_number(held.issue),
         candidate_customer_ids=list(held.candidates),
         received_time=datetime_to_timestamp(held.received_at),
         held_time=datetime_to_timestamp(held.held_at),
@@ -970,7 +970,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
         if status.delivered_at is not None:
             reply.delivered_time.CopyFrom(datetime_to_timestamp(status.delivered_at))
         if status.issue is not None:
-            reply.attribution_issue = issue_number(status.issue)  # type: ignore[assignment]
+            reply.attribution_issue = issue_number(status.issue)
             reply.candidate_customer_ids.extend(status.candidates)
         if status.unknown_for_s:
             reply.unknown_customer_time.FromTimedelta(dt.timedelta(seconds=status.unknown_for_s))
@@ -991,7 +991,7 @@ class IngestionServicer(DeadLetterRpcs, ingestion_pb2_grpc.IngestionServiceServi
             events=[unattributed_event(r) for r in rows],
             next_page_token=token,
             counts=[
-                ingestion_pb2.IssueCount(issue=issue_number(i), count=n)  # type: ignore[arg-type]
+                ingestion_pb2.IssueCount(issue=issue_number(i), count=n)
                 for i, n in sorted(counts.items(), key=lambda item: issue_number(item[0]))
             ],
             unattributed_count=sum(n for i, n in counts.items() if not i.waiting),

@@ -9,7 +9,7 @@ import grpc
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_runtime.clients import peer_error
-from svod_runtime.protoconv import enum_number, enum_short_name
+from svod_runtime.protoconv import enum_short_name, enum_value
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
 
@@ -54,7 +54,7 @@ class IdentityClient:
 
     async def customer_for_identifier(self, id_type: str, value: str, namespace: str) -> str:
         identifier = common_pb2.Identifier(
-            type=enum_number(_ID_TYPE, id_type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+            type=enum_value(common_pb2.IdentifierType, id_type, "IDENTIFIER_TYPE_"),
             value=value,
             namespace=namespace,
         )

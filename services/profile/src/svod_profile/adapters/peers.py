@@ -14,7 +14,7 @@ from svod.segmentation.v1 import segmentation_pb2, segmentation_pb2_grpc
 from svod_profile.service_layer.ports import IdentityErasure, PeerExport
 from svod_runtime.clients import peer_error
 from svod_runtime.errors import NotFound
-from svod_runtime.protoconv import enum_number, enum_short_name, timestamp_to_datetime
+from svod_runtime.protoconv import enum_short_name, enum_value, timestamp_to_datetime
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
 
@@ -30,9 +30,7 @@ MAX_REFS_PER_CALL = 10_000
 def _identifier(identifier: tuple[str, str, str]) -> common_pb2.Identifier:
     id_type, value, namespace = identifier
     return common_pb2.Identifier(
-        type=enum_number(  # type: ignore[arg-type]
-            common_pb2.IdentifierType.DESCRIPTOR, id_type, "IDENTIFIER_TYPE_"
-        ),
+        type=enum_value(common_pb2.IdentifierType, id_type, "IDENTIFIER_TYPE_"),
         value=value,
         namespace=namespace,
     )

@@ -11,7 +11,7 @@ from svod.common.v1 import common_pb2
 from svod.quality.v1 import quality_pb2, quality_pb2_grpc
 from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import OutboxMessage
-from svod_runtime.protoconv import datetime_to_timestamp, enum_number
+from svod_runtime.protoconv import datetime_to_timestamp, enum_value
 
 
 class QualityReporter:
@@ -26,9 +26,7 @@ class QualityReporter:
             failures=[
                 quality_pb2.ContactFailure(
                     identifier=common_pb2.Identifier(
-                        type=enum_number(  # type: ignore[arg-type]
-                            common_pb2.IdentifierType.DESCRIPTOR, t, "IDENTIFIER_TYPE_"
-                        ),
+                        type=enum_value(common_pb2.IdentifierType, t, "IDENTIFIER_TYPE_"),
                         value=v,
                         namespace=n,
                     ),

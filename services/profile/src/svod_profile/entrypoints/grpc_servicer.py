@@ -61,9 +61,9 @@ from svod_runtime.priority import step_aside
 from svod_runtime.protoconv import (
     checked_timestamp,
     datetime_to_timestamp,
-    enum_number,
     enum_short_name,
     enum_short_names,
+    enum_value,
     proto_date_parts,
     timestamp_to_datetime,
 )
@@ -688,8 +688,8 @@ def metrics_proto(m: Metrics, currency: str) -> profile_pb2.Metrics:
 
 def consent_proto(c: Consent) -> profile_pb2.Consent:
     return profile_pb2.Consent(
-        channel=enum_number(_CONSENT_CHANNEL, c.channel, "CONSENT_CHANNEL_"),  # type: ignore[arg-type]
-        status=enum_number(_CONSENT_STATUS, c.status, "CONSENT_STATUS_"),  # type: ignore[arg-type]
+        channel=enum_value(profile_pb2.ConsentChannel, c.channel, "CONSENT_CHANNEL_"),
+        status=enum_value(profile_pb2.ConsentStatus, c.status, "CONSENT_STATUS_"),
         source=c.source,
         time=datetime_to_timestamp(c.at),
         legal_basis=c.legal_basis,
@@ -713,7 +713,7 @@ def consent_from_proto(c: profile_pb2.Consent, now: dt.datetime) -> Consent:
 def _provenance_proto(p: Provenance) -> common_pb2.Provenance:
     return common_pb2.Provenance(
         source=p.source,
-        channel=enum_number(_CHANNEL, p.channel, "SOURCE_CHANNEL_"),  # type: ignore[arg-type]
+        channel=enum_value(common_pb2.SourceChannel, p.channel, "SOURCE_CHANNEL_"),
         observed_time=datetime_to_timestamp(p.observed_at),
     )
 
@@ -731,7 +731,7 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
         identifiers=[
             profile_pb2.ProfileIdentifier(
                 identifier=common_pb2.Identifier(
-                    type=enum_number(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+                    type=enum_value(common_pb2.IdentifierType, i.type, "IDENTIFIER_TYPE_"),
                     value=i.value,
                     namespace=i.namespace,
                 ),
@@ -742,7 +742,7 @@ def profile_proto(view: ProfileView, currency: str = "RUB") -> profile_pb2.Profi
         sources=[
             profile_pb2.ProfileSource(
                 source=s.source,
-                channel=enum_number(_CHANNEL, s.channel, "SOURCE_CHANNEL_"),  # type: ignore[arg-type]
+                channel=enum_value(common_pb2.SourceChannel, s.channel, "SOURCE_CHANNEL_"),
                 first_seen_time=datetime_to_timestamp(s.first_seen),
                 last_seen_time=datetime_to_timestamp(s.last_seen),
                 record_count=s.record_count,
@@ -781,8 +781,7 @@ def _other_shown_into(profile: profile_pb2.Profile, shown: Mapping[str, str]) ->
             born.day,
         )
     if "gender" in shown:
-        # enum_number returns a plain int; the stub types the field as Gender's NewType.
-        profile.gender = enum_number(_GENDER, shown["gender"], "GENDER_")  # type: ignore[assignment]
+        profile.gender = enum_value(common_pb2.Gender, shown["gender"], "GENDER_")
     if "addresses" in shown:
         for address in json.loads(shown["addresses"]):
             profile.addresses.add(**address)
@@ -801,8 +800,7 @@ def announced_profile_proto(found: AnnouncedProfile, currency: str) -> profile_p
         identifiers=[
             profile_pb2.ProfileIdentifier(
                 identifier=common_pb2.Identifier(
-                    # enum_number returns a plain int; the stub wants IdentifierType's NewType.
-                    type=enum_number(_ID_TYPE, kind, "IDENTIFIER_TYPE_")  # type: ignore[arg-type]
+                    type=enum_value(common_pb2.IdentifierType, kind, "IDENTIFIER_TYPE_")
                 )
             )
             for kind in found.identifier_types
@@ -851,7 +849,7 @@ def export_proto(
     for id_type, value, namespace, source, first, last in peers.identifiers:
         reply.identifiers.add(
             identifier=common_pb2.Identifier(
-                type=enum_number(_ID_TYPE, id_type, "IDENTIFIER_TYPE_"),  # type: ignore[arg-type]
+                type=enum_value(common_pb2.IdentifierType, id_type, "IDENTIFIER_TYPE_"),
                 value=value,
                 namespace=namespace,
             ),
@@ -923,7 +921,7 @@ class _CheckedMessage:
 def event_import_proto(found: EventImport) -> profile_pb2.EventImport:
     reply = profile_pb2.EventImport(
         import_id=found.import_id,
-        state=int(found.state),  # type: ignore[arg-type]
+        state=profile_pb2.EventImport.State.ValueType(found.state),
         staged_count=found.staged,
         applied_count=found.applied,
         duplicate_count=found.duplicates,
