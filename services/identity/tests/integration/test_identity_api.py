@@ -554,6 +554,27 @@ def test_a_refit_model_counts_the_mailboxes_holding_each_login(suite) -> None:
     assert logins["counts"][login.lower()] == 2
 
 
+def test_a_refit_model_counts_the_records_holding_each_birth_date(suite) -> None:
+    """Birth-date frequencies come from every stored record, as comparisons read the dates: a
+    placeholder date (01.01.1970) is never counted."""
+
+    def dates() -> dict:
+        refit = suite.identity.RefitMatchModel(
+            identity_pb2.RefitMatchModelRequest(max_pairs=5000, dry_run=True), timeout=30
+        )
+        return json.loads(refit.model_json)["term_frequencies"]["birth_date"]
+
+    born = (random.randint(1920, 1940), random.randint(1, 12), random.randint(1, 28))
+    day = f"{born[0]:04d}-{born[1]:02d}-{born[2]:02d}"
+    before = dates()
+    for when in (born, born, (1970, 1, 1)):
+        resolve(suite, request(phones=(phone(),), first="Аглая", last=surname(), born=when))
+    after = dates()
+    assert after["total"] == before["total"] + 2
+    assert after["counts"][day] == before["counts"].get(day, 0) + 2
+    assert "1970-01-01" not in after["counts"]
+
+
 def test_merge_is_announced_to_profile(suite) -> None:
     """The merge outbox reaches profile (delivered rows leave the outbox)."""
     p, m = phone(), email()

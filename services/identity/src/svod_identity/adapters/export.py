@@ -88,8 +88,8 @@ class Export:
         return int((await self.conn.execute(text("SELECT count(*) FROM records"))).scalar_one())
 
     async def value_counts(self) -> dict[str, list[tuple[str, int]]]:
-        """How many records hold each surname, given name and city as written, per feature
-        (the attributes ``frequencies.written_values`` reads), and each e-mail address
+        """How many records hold each surname, given name, city and birth date as written, per
+        feature (the attributes ``frequencies.written_values`` reads), and each e-mail address
         ("login": ``frequencies.fold_logins`` counts the distinct mailboxes per login), for
         the model's term frequencies."""
         rows = await self.conn.execute(
@@ -99,7 +99,8 @@ class Export:
                     SELECT attributes->>'last_name' AS last_name,
                            attributes->>'first_name' AS first_name,
                            CASE WHEN jsonb_typeof(attributes->'addresses') = 'array'
-                                THEN attributes->'addresses'->0->>'city' END AS city
+                                THEN attributes->'addresses'->0->>'city' END AS city,
+                           attributes->>'birth_date' AS birth_date
                     FROM records
                 )
                 SELECT 'last_name', last_name, count(*) FROM written
@@ -109,6 +110,9 @@ class Export:
                 WHERE first_name <> '' GROUP BY first_name
                 UNION ALL
                 SELECT 'city', city, count(*) FROM written WHERE city <> '' GROUP BY city
+                UNION ALL
+                SELECT 'birth_date', birth_date, count(*) FROM written
+                WHERE birth_date <> '' GROUP BY birth_date
                 UNION ALL
                 SELECT 'login', key->>2, count(DISTINCT record_pk)
                 FROM records, jsonb_array_elements(identifiers) AS key

@@ -191,3 +191,94 @@ def test_rare_shared_login_reads_the_base_wide_counts() -> None:
         "3", first_name="Мария", emails=["mariasmirnova1987@mail.ru"]
     )
     assert not rare_shared_login(same_mailbox, same_mailbox, model)
+
+
+# -- birth dates ---------------------------------------------------------------------------
+
+# A base of 1,000 records with a birth date: 500 persons' own dates, two records each, and one
+# date that 60 records of strangers hold (a year's clamped children, a date a source invents).
+_OWN_DATES = [(f"19{50 + i // 12:02d}-{1 + i % 12:02d}-15", 2) for i in range(470)]
+BIRTH_DATES = [("2008-01-01", 60), *_OWN_DATES]
+
+
+def _given_name_and_birth_date(born: str) -> tuple[object, object]:
+    """Two records without a surname or a contact: a given name and a birth date in common,
+    all that joined strangers born the same day (households generator, 20,000 persons)."""
+    return (
+        build_person_record("1", first_name="Александр", birth_date=born),
+        build_person_record("2", first_name="Александр", birth_date=born),
+    )
+
+
+def test_birth_dates_count_as_comparisons_read_them() -> None:
+    dates = fold_counts(
+        "birth_date",
+        [
+            ("1985-03-04", 2),
+            ("1985-03-04T00:00:00", 1),
+            ("1970-01-01", 40),  # a placeholder: never compared, so never counted
+            ("1900-01-01", 9),
+            ("04.03.1985", 1),  # not a date the service stores
+        ],
+    )
+    assert dates.counts == {"1985-03-04": 3}
+    assert dates.total == 3
+
+
+def test_a_birth_date_many_records_hold_says_less_than_ones_own() -> None:
+    dates = fold_counts("birth_date", BIRTH_DATES)
+    # The tail of one person's dates is most of the chance two records share one: counted whole.
+    assert dates.agreement_share == (60**2 + 470 * 4) / 1000**2
+    assert dates.adjustment("2008-01-01") < -1 < 0 < dates.adjustment("1950-01-15")
+
+
+def test_a_birth_date_only_its_own_records_hold_weighs_more() -> None:
+    model = replace(default_model(), term_frequencies=term_frequencies({"birth_date": BIRTH_DATES}))
+    rare = score_pair(*_given_name_and_birth_date("1950-01-15"), model)  # type: ignore[arg-type]
+    common = score_pair(*_given_name_and_birth_date("2008-01-01"), model)  # type: ignore[arg-type]
+    plain = score_pair(*_given_name_and_birth_date("1950-01-15"), default_model())  # type: ignore[arg-type]
+    loss, gain = TF_BOUNDS["birth_date"]
+    exact = default_model().weight("birth_date", "exact")
+    assert 0 < model.tf_weight("birth_date", "1950-01-15") <= gain
+    assert rare.weights["birth_date"] == exact + model.tf_weight("birth_date", "1950-01-15")
+    assert plain.score < rare.score
+    # A date strangers share loses no more than its bound (none: measured, see TF_BOUNDS).
+    assert common.weights["birth_date"] == exact - loss
+    assert common.score < rare.score
+    # Only an exact agreement: a typo of the date keeps its weight.
+    slip = score_pair(
+        build_person_record("1", first_name="Александр", birth_date="1950-01-15"),
+        build_person_record("2", first_name="Александр", birth_date="1950-01-16"),
+        model,
+    )
+    assert slip.weights["birth_date"] == default_model().weight("birth_date", "typo")
+
+
+def test_a_model_stored_without_birth_dates_scores_as_before() -> None:
+    fitted = replace(
+        _fitted(), term_frequencies=term_frequencies(WRITTEN | {"birth_date": BIRTH_DATES})
+    )
+    stored = fitted.to_dict()
+    del stored["term_frequencies"]["birth_date"]
+    old = MatchModel.from_dict(stored)
+    assert "birth_date" not in old.term_frequencies
+    pair = _given_name_and_birth_date("1950-01-15")
+    assert score_pair(*pair, old).score == score_pair(*pair, _fitted()).score  # type: ignore[arg-type]
+    assert score_pair(*pair, fitted).score > score_pair(*pair, old).score  # type: ignore[arg-type]
+    assert score_pair(*pair, old).weights["birth_date"] == old.weight("birth_date", "exact")  # type: ignore[arg-type]
+    # And the table itself survives the stored JSON.
+    loaded = MatchModel.from_json(fitted.to_json())
+    assert loaded.term_frequencies["birth_date"] == fitted.term_frequencies["birth_date"]
+
+
+def test_birth_date_counts_from_stored_attributes_match_the_stores_counts() -> None:
+    stored = [
+        {"first_name": "Ольга", "birth_date": "1985-03-04"},
+        {"first_name": "Оля", "birth_date": "1985-03-04"},
+        {"first_name": "Ольга", "birth_date": "1970-01-01"},
+        {"first_name": "Аглая"},
+    ]
+    offline = attribute_term_frequencies(stored)["birth_date"]
+    store = term_frequencies({"birth_date": [("1985-03-04", 2), ("1970-01-01", 1)]})["birth_date"]
+    assert offline == store
+    assert offline.counts == {"1985-03-04": 2}

@@ -1,5 +1,5 @@
-"""Term frequencies of names, cities and e-mail logins among the records: what makes a shared
-value rare or common.
+"""Term frequencies of names, cities, birth dates and e-mail logins among the records: what
+makes a shared value rare or common.
 
 Counted when the model is refitted (from the records in memory, or from the stored records'
 value counts) and kept in the model, so scoring a pair needs no look-up: see
@@ -8,6 +8,7 @@ value counts) and kept in the model, so scoring a pair needs no look-up: see
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from svod_identity.domain.matching.contacts import email_address
 from svod_identity.domain.matching.model import TF_TOP_VALUES, TermFrequencies
 from svod_identity.domain.matching.names import resolve_first_name
 from svod_identity.domain.matching.places import city_key as _city_key
+from svod_identity.domain.matching.record import PLACEHOLDER_BIRTH_DATES
 from svod_identity.domain.matching.surnames import surname_form
 
 
@@ -36,10 +38,23 @@ def city_key(raw: str | None) -> str:
     return _city_key(raw) if raw else ""
 
 
+def birth_date_key(raw: str | None) -> str:
+    """The birth date as comparisons read it (``record.build_person_record``): its ISO day, ""
+    for a placeholder (01.01.1900, 01.01.1970 ...: never compared) or an unreadable one."""
+    if not raw:
+        return ""
+    try:
+        date = dt.date.fromisoformat(str(raw)[:10])
+    except ValueError:
+        return ""
+    return "" if date in PLACEHOLDER_BIRTH_DATES else date.isoformat()
+
+
 KEYS: dict[str, Callable[[str | None], str]] = {
     "last_name": surname_key,
     "first_name": first_name_key,
     "city": city_key,
+    "birth_date": birth_date_key,
 }
 # Features counted from a record's identifiers: "login" from its e-mail addresses.
 IDENTIFIER_FEATURES: dict[str, str] = {"login": "email"}
@@ -80,6 +95,12 @@ def fold_counts(
         key = key_of(raw)
         if key:
             counts[key] += count
+    if feature == "birth_date":
+        # Most dates are held by one person's few records, so the long tail left out of the
+        # ``top`` kept is most of the chance two records share a date: counted whole
+        # (households 20,000 persons, seed 2026: the 2,000th commonest date is held by 4
+        # records, the shared 2008 dates of clamped children by 20-33).
+        return TermFrequencies.with_tail(counts, top, least=1)
     return TermFrequencies.from_counts(counts, top)
 
 
@@ -92,6 +113,7 @@ def written_values(attributes: Mapping[str, Any]) -> dict[str, str | None]:
         "last_name": attributes.get("last_name"),
         "first_name": attributes.get("first_name"),
         "city": address.get("city"),
+        "birth_date": attributes.get("birth_date"),
     }
 
 

@@ -477,9 +477,9 @@ def _score_comparison(
 def tf_adjustments(
     a: PersonRecord, b: PersonRecord, levels: Mapping[str, str], model: MatchModel
 ) -> dict[str, float]:
-    """Term-frequency adjustments of the pair's exact name agreements (``model.tf_weight``):
-    the same rare surname says more than the same common one. Only for names written alike on
-    both sides (not a crossed reading of swapped fields)."""
+    """Term-frequency adjustments of the pair's exact name and birth-date agreements
+    (``model.tf_weight``): the same rare surname says more than the same common one. Only for
+    names written alike on both sides (not a crossed reading of swapped fields)."""
     if not model.term_frequencies:
         return {}
     x, y = view(a), view(b)
@@ -493,6 +493,16 @@ def tf_adjustments(
     if levels.get("location") == "city" and x.city and x.city == y.city:
         # Only the city in common: the same name in Москва says less than in Ачинск.
         out["location"] = model.tf_weight("city", x.city)
+    if (
+        levels.get("birth_date") == "exact"
+        and x.birth_date
+        and x.birth_date == y.birth_date
+        and "birth_date" in model.term_frequencies
+    ):
+        # A date only a person's own few records hold says more than one many records hold
+        # (a year's clamped children, a date a source invents); see ``TF_BOUNDS`` for why only
+        # the gain. Not asked of a model stored before the table existed: it scores as it did.
+        out["birth_date"] = model.tf_weight("birth_date", x.birth_date.isoformat())
     return out
 
 
