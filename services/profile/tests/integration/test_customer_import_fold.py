@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from google.protobuf import text_format
 from google.type import date_pb2
+from psycopg import sql
 
 from svod.common.v1 import common_pb2
 from svod.profile.v1 import profile_pb2
@@ -134,10 +135,16 @@ async def profiles(store: ProfileStore, customers: list[str]) -> list[str]:
     return seen
 
 
-def name_keys(url: str) -> dict[str, list[str]]:
+def stored(url: str) -> dict[str, tuple[str, list[str], list[str]]]:
+    """Each profile's shown values and name variants as stored (the JSON's text: its times
+    as written; the variants in any order, as the profile reads them) and its name keys."""
     with psycopg.connect(libpq_url(url)) as conn:
-        rows = conn.execute("SELECT customer_id, name_keys FROM profiles").fetchall()
-    return {str(c): sorted(keys) for c, keys in rows}
+        rows = conn.execute(
+            "SELECT customer_id, shown::text, "
+            "ARRAY(SELECT e::text FROM jsonb_array_elements(name_variants) AS e ORDER BY 1), "
+            "name_keys FROM profiles"
+        ).fetchall()
+    return {str(c): (shown, variants, sorted(keys)) for c, shown, variants, keys in rows}
 
 
 def announcements(url: str) -> Counter[str]:
@@ -178,8 +185,9 @@ async def _equivalence(stream_url: str, fold_url: str) -> None:
     folded_profiles = await profiles(store_f, customers)
     streamed_profiles = await profiles(store_s, customers)
     assert folded_profiles == streamed_profiles
-    # And what GetProfile does not show: the name keys SearchProfiles finds people by.
-    assert name_keys(fold_url) == name_keys(stream_url)
+    # And what GetProfile does not show: the values as stored, with their times as written,
+    # and the name keys SearchProfiles finds people by.
+    assert stored(fold_url) == stored(stream_url)
     # The comparison is about something: names chosen among spellings, several sources.
     async with store_f.transaction() as tx:
         views = [await tx.load(c) for c in customers]
@@ -205,8 +213,28 @@ async def _equivalence(stream_url: str, fold_url: str) -> None:
     await store_f.engine.dispose()
 
 
-def test_fold_gives_the_profiles_apply_batch_gives_and_announces_once(profile_urls) -> None:
-    asyncio.run(_equivalence(profile_urls(), profile_urls()))
+def _in_zone(admin_url: str, url: str, zone: str) -> str:
+    """``url``'s database with the server's TimeZone set to ``zone`` (its times read back in
+    it, as a server configured so would)."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        name = conn.info.dbname
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET timezone = {}").format(
+                sql.Identifier(name), sql.Literal(zone)
+            )
+        )
+    return url
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Moscow"])
+def test_fold_gives_the_profiles_apply_batch_gives_and_announces_once(
+    profile_urls, postgres_admin_url: str, zone: str
+) -> None:
+    # Outside UTC the shown values' times are written with the zone's offset, as ApplyBatch
+    # reads them back; the fold gives new customers' values without reading them.
+    stream_url, fold_url = (_in_zone(postgres_admin_url, profile_urls(), zone) for _ in range(2))
+    asyncio.run(_equivalence(stream_url, fold_url))
 
 
 async def _refusals(url: str) -> None:

@@ -98,7 +98,7 @@ class FakeEvents:
         return new
 
     async def lock_current_profiles(
-        self, customer_ids: list[str]
+        self, customer_ids: list[str], *, with_metrics: bool = True, erasure_locked: bool = False
     ) -> tuple[dict[str, str], dict[str, Metrics]]:
         current = {c: self.u.current_unless_erased(c) for c in customer_ids}
         for owner in set(current.values()):

@@ -94,11 +94,54 @@ def _check_record(request: profile_pb2.ApplyRequest) -> None:
     errors.raise_if_any()
 
 
+def _surely_in_bounds(request: profile_pb2.ApplyRequest) -> bool:
+    """True when every bound ``_check_record`` checks surely holds, found in one pass that
+    builds no field paths (the usual record); False sends the record to ``_check_record``,
+    which names what is wrong (or finds nothing). Records with addresses or attributes always
+    go there. ``_check_record`` of every record was 9% of profile's CPU in a customer
+    import's fold in process (cProfile, probe), most of it the paths of fields that were
+    fine."""
+    ref = request.record_ref
+    message_id = ref.message_id
+    if (
+        not message_id
+        or len(message_id) > bounds.MAX_MESSAGE_ID
+        or "\x00" in message_id
+        or not bounds.SOURCE_PATTERN.fullmatch(ref.source)
+        or request.addresses
+        or request.attributes
+    ):
+        return False
+    identifiers = request.identifiers
+    if len(identifiers) > bounds.MAX_IDENTIFIERS:
+        return False
+    for i in identifiers:
+        value, namespace = i.value, i.namespace
+        if (
+            len(value) > bounds.MAX_IDENTIFIER_VALUE
+            or len(namespace) > bounds.MAX_NAMESPACE
+            or "\x00" in value
+            or "\x00" in namespace
+        ):
+            return False
+    name = request.name
+    for part in NAME_FIELDS:
+        value = getattr(name, part)
+        if len(value) > bounds.MAX_NAME or "\x00" in value:
+            return False
+    return True
+
+
+_CHANNEL_NAMES = enum_short_names(_CHANNEL, "SOURCE_CHANNEL_")
+_ID_TYPE_NAMES = enum_short_names(_ID_TYPE, "IDENTIFIER_TYPE_")
+
+
 def application(request: profile_pb2.ApplyRequest, now: dt.datetime) -> RecordApplication:
-    _check_record(request)
+    if not _surely_in_bounds(request):
+        _check_record(request)
     provenance = Provenance(
         source=request.record_ref.source,
-        channel=enum_short_name(_CHANNEL, request.channel, "SOURCE_CHANNEL_") or "unspecified",
+        channel=_CHANNEL_NAMES.get(request.channel, "") or "unspecified",
         observed_at=timestamp_to_datetime(request.observed_time, "observed_time") or now,
     )
     traits: list[TraitObservation] = []
@@ -132,9 +175,7 @@ def application(request: profile_pb2.ApplyRequest, now: dt.datetime) -> RecordAp
     for key, value in sorted(request.attributes.items()):
         traits.append(TraitObservation(f"attributes.{key}", value, provenance))
     identifiers = tuple(
-        IdentifierObservation(
-            enum_short_name(_ID_TYPE, i.type, "IDENTIFIER_TYPE_"), i.value, i.namespace, provenance
-        )
+        IdentifierObservation(_ID_TYPE_NAMES.get(i.type, ""), i.value, i.namespace, provenance)
         for i in request.identifiers
     )
     return RecordApplication(

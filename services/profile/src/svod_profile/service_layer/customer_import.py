@@ -106,18 +106,30 @@ class CustomerImports:
         # Locked in id order (no deadlock with ApplyBatch or the event batcher); a record
         # resolved before a merge follows it to the survivor.
         current, _ = await tx.events.lock_current_profiles(
-            sorted({app.customer_id for _, app in kept})
+            sorted({app.customer_id for _, app in kept}), with_metrics=False, erasure_locked=True
         )
-        owned = [replace(app, customer_id=current[app.customer_id]) for _, app in kept]
+        # replace() only for a record whose customer was merged away (a replace() of each was
+        # 1.6% of the fold's CPU in process, cProfile).
+        owned = [
+            app
+            if current[app.customer_id] == app.customer_id
+            else replace(app, customer_id=current[app.customer_id])
+            for _, app in kept
+        ]
         claimed = await tx.customer_imports.claim_and_observe(owned)
         touched: dict[str, set[str]] = {}
+        # The records stored for profiles this fold created: all those profiles hold.
+        created = tx.events.created
+        written: dict[str, list[RecordApplication]] = {}
         for app, is_new in zip(owned, claimed, strict=True):
             if is_new:
                 touched.setdefault(app.customer_id, set()).update(t.field for t in app.traits)
+                if app.customer_id in created:
+                    written.setdefault(app.customer_id, []).append(app)
         for fields in touched.values():
             if fields & READ_TOGETHER:
                 fields |= READ_TOGETHER  # the gender reads the first name (Саша)
-        observed = await tx.customer_imports.observations(touched)
+        observed = await tx.customer_imports.observations(touched, written)
         updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]] = []
         for owner, fields in touched.items():
             # A single Apply or GetProfile during an import waits for no whole fold.

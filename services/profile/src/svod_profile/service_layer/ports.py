@@ -8,7 +8,7 @@ run in the fast unit tier without a database.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -39,9 +39,11 @@ class ProfileEvents(Protocol):
         """Stores (customer, event) rows once each; returns the new ones' records."""
 
     async def lock_current_profiles(
-        self, customer_ids: list[str]
+        self, customer_ids: list[str], *, with_metrics: bool = True, erasure_locked: bool = False
     ) -> tuple[dict[str, str], dict[str, Metrics]]:
-        """Each id's current customer (following merges), locked, and its metrics."""
+        """Each id's current customer (following merges), locked, and its metrics (none
+        when not ``with_metrics``); ``erasure_locked``: the unit holds the ids' erasure locks
+        (``erased_among``)."""
 
     async def save_metrics_many(self, metrics: dict[str, Metrics]) -> dict[str, int]: ...
 
@@ -280,8 +282,14 @@ class CustomerImportRows(Protocol):
         """ProfileUnit.claim_and_observe of each record in turn, set-based: for each, whether
         it was new."""
 
-    async def observations(self, customer_ids: Iterable[str]) -> dict[str, list[TraitObservation]]:
-        """Every value observed for the customers, by customer, in the order stored."""
+    async def observations(
+        self,
+        customer_ids: Iterable[str],
+        written: Mapping[str, Sequence[RecordApplication]] | None = None,
+    ) -> dict[str, list[TraitObservation]]:
+        """Every value observed for the customers, by customer, in the order stored;
+        ``written``: customers whose profiles the unit created, with the records
+        claim_and_observe stored for them (their values are not read back)."""
 
     async def note_changed(self, import_id: str, customer_ids: Iterable[str]) -> None: ...
 
