@@ -43,24 +43,15 @@ _NAME_ORDER = {name: i for i, name in enumerate(NAME_FIELDS)}
 NAME_SEARCH = ("first_name", "last_name")
 
 
-def _obs_json(obs: TraitObservation) -> dict[str, str]:
+def _obs_json(obs: TraitObservation, *, for_dump_json: bool = False) -> dict[str, Any]:
+    """An observation as stored in ``shown``; ``for_dump_json``: its time left a datetime for
+    ``dump_json`` (``json_time``), else written by ``isoformat()`` for ``json.dumps``."""
     p = obs.provenance
     return {
         "value": obs.value,
         "source": p.source,
         "channel": p.channel,
-        "observed_at": p.observed_at.isoformat(),
-    }
-
-
-def _obs_row(obs: TraitObservation) -> dict[str, Any]:
-    """``_obs_json`` with the time for ``dump_json`` (``json_time``)."""
-    p = obs.provenance
-    return {
-        "value": obs.value,
-        "source": p.source,
-        "channel": p.channel,
-        "observed_at": json_time(p.observed_at),
+        "observed_at": json_time(p.observed_at) if for_dump_json else p.observed_at.isoformat(),
     }
 
 
@@ -722,7 +713,7 @@ class ProfileTransaction:
         rows = [
             {
                 "c": customer_id,
-                "s": {name: _obs_row(obs) for name, obs in shown.items()},
+                "s": {name: _obs_json(obs, for_dump_json=True) for name, obs in shown.items()},
                 **(
                     {}
                     if names is None
