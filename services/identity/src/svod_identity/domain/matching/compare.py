@@ -42,6 +42,7 @@ from svod_identity.domain.matching.surnames import (
     surname_form,
     surname_gender,
 )
+from svod_identity.domain.matching.text import latin_skeleton
 
 Comparison = dict[str, str]
 
@@ -246,6 +247,56 @@ def birth_date_level(x: dt.date | None, y: dt.date | None) -> str:
         # year: 1985 and 1958 are a parent and a child as often as a slip.
         return "typo"
     return "disagree"
+
+
+def _year_of_login(year: str, date: dt.date) -> bool:
+    """Whether a login's year (``EmailAddress.login_year``) is ``date``'s year."""
+    return year == (str(date.year) if len(year) == 4 else f"{date.year % 100:02d}")
+
+
+# Shortest name form found in a login that says the login was made from that name.
+LOGIN_NAME_MIN_LENGTH = 4
+
+
+def _name_forms(x: RecordView) -> set[str]:
+    """The skeletons a login made from the record's names would hold: every written form of
+    the given name (Даша: dasha, daria, ...) and the surname's stem (Иванова: ivanov)."""
+    forms: set[str] = set()
+    if x.first is not None:
+        forms.add(x.first.skeleton)
+        for key in x.first.keys:
+            forms |= name_table().spellings(key) | {key}
+    if x.last is not None:
+        forms.add(x.last.stem)
+    return {form for form in forms if len(form) >= LOGIN_NAME_MIN_LENGTH}
+
+
+def login_birth_year(a: PersonRecord, b: PersonRecord) -> bool | None:
+    """Whether a login made from the records' names ends in one's birth year, where the login's
+    record has no birth date of its own (otherwise the birth dates speak): True if such a
+    login's year is the other's birth year, False if it is another year, None if the records
+    say neither (no such login, no birth date, or both have birth dates).
+
+    Only a login holding a name of either record (``_name_forms``: maksim.sergeev60, ivan1981,
+    dpopov57): a login made from nothing of theirs is someone else's box (a spouse's
+    ``arhip_1970``, generator seed 101) or a random string whose digits say no year."""
+    x, y = view(a), view(b)
+    forms = _name_forms(x) | _name_forms(y)
+    found: bool | None = None
+    for mine, theirs in ((x, y), (y, x)):
+        if mine.birth_date is not None or theirs.birth_date is None:
+            continue
+        for address in mine.emails:
+            year = address.login_year
+            if not year:
+                continue
+            login = latin_skeleton(address.mailbox_name)
+            if not any(form in login for form in forms):
+                continue
+            if _year_of_login(year, theirs.birth_date):
+                return True
+            found = False
+    return found
 
 
 def phone_level(x: RecordView, y: RecordView) -> str:

@@ -80,6 +80,9 @@ _DOMAIN_ALIASES = {
 PORTABLE_LOGIN_MIN_LENGTH = 6
 _CARD_SEPARATORS = re.compile(r"[\s\-.]+")
 _LOCAL_SEPARATORS = re.compile(r"[._-]+")
+# A login ending in a year after a letter: "maksim.sergeev60", "ivan1981" (not "irina553", not a
+# run of digits a provider appended).
+_LOGIN_YEAR = re.compile(r"[a-z](\d{2}|(?:19|20)\d{2})$")
 
 
 _E164 = re.compile(r"\+([1-9]\d{3,19})")
@@ -215,6 +218,14 @@ class EmailAddress:
     def distinctive_local(self) -> bool:
         """Whether the mailbox name alone says who it is ("ivan.petrov85", not "info")."""
         return len(self.mailbox_name) >= 4 and self.local not in GENERIC_LOCAL_PARTS
+
+    @property
+    def login_year(self) -> str:
+        """The year a login ends in after a letter ("60" of maksim.sergeev60, "1981" of
+        ivan1981), "" if none: Russians often put their birth year in a login, as a 2- or
+        4-digit number."""
+        found = _LOGIN_YEAR.search(self.mailbox_name)
+        return found.group(1) if found else ""
 
     @property
     def portable_login(self) -> bool:
