@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import time
 import uuid
 from collections import Counter
 from typing import Any
@@ -290,3 +291,125 @@ async def _refusals(url: str) -> None:
 
 def test_erased_customers_and_bad_records_are_refused_alone(profile_urls) -> None:
     asyncio.run(_refusals(profile_urls()))
+
+
+# A fold makes a new customer's profile whole in one INSERT, where ApplyBatch inserts it empty
+# and updates it. A fold and an ApplyBatch creating the same customer's profile at the same
+# moment - either inserting the row first, the other waiting on it - must give the customer
+# ApplyBatch alone gives all its records; a fold of new customers updates no profile row.
+
+
+def _records(customer: str, at_least: int) -> list[profile_pb2.ApplyRequest]:
+    """One customer's generated records (at least ``at_least``), each with a name."""
+    for seed in range(100):
+        found = [r for r in records([customer], seed) if r.HasField("name")]
+        if len(found) >= at_least:
+            return found
+    raise AssertionError("no seed gives enough records")
+
+
+def _hold(url: str, request: profile_pb2.ApplyRequest) -> psycopg.Connection:
+    """A connection whose open transaction holds ``request``'s claim: whoever claims the same
+    record next waits until it rolls back (and then claims it)."""
+    conn = psycopg.connect(libpq_url(url))
+    conn.execute(
+        "INSERT INTO applied_records (source, message_id, customer_id) VALUES (%s, %s, %s)",
+        (request.record_ref.source, request.record_ref.message_id, request.customer_id),
+    )
+    return conn
+
+
+async def _waiting(url: str, count: int) -> None:
+    """Until ``count`` backends of the database wait for a lock."""
+    deadline = time.monotonic() + 20
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row is not None and row[0] >= count:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{count} waiting backends expected")
+
+
+async def _race(stream_url: str, fold_url: str, fold_first: bool) -> None:
+    customer = str(uuid.uuid4())
+    mine = _records(customer, 3)
+    streamed, folded = mine[:1], mine[1:]
+
+    # ApplyBatch alone, in the order the two store their values (a tie between equal times
+    # goes to the value stored first).
+    store_s, service_s, _ = wired(stream_url)
+    await apply_batches(service_s, folded + streamed if fold_first else mine)
+
+    store_f, service_f, imports = wired(fold_url)
+    # The one who goes first creates the profile, then waits at its claim for a held record;
+    # the other then meets the uncommitted profile row and waits for it.
+    held = _hold(fold_url, folded[0] if fold_first else streamed[0])
+
+    async def fold() -> list:
+        return await imports.fold("imp-race", items(folded))
+
+    async def apply() -> list:
+        return await service_f.apply_many(items(streamed))
+
+    run_first, run_second = (fold, apply) if fold_first else (apply, fold)
+    task_first = asyncio.create_task(run_first())
+    await _waiting(fold_url, 1)
+    task_second = asyncio.create_task(run_second())
+    await _waiting(fold_url, 2)
+    held.rollback()
+    held.close()
+    answers = await task_first + await task_second
+    assert all(isinstance(a, tuple) and a[1] for a in answers), answers
+
+    assert await profiles(store_f, [customer]) == await profiles(store_s, [customer])
+    assert stored(fold_url) == stored(stream_url)
+    async with store_f.transaction() as tx:
+        view = await tx.load(customer)
+    assert view is not None and len(view.sources) >= 1
+    await store_s.engine.dispose()
+    await store_f.engine.dispose()
+
+
+@pytest.mark.parametrize("fold_first", [True, False], ids=["fold-inserts-first", "apply-first"])
+def test_a_fold_and_apply_batch_creating_one_profile_give_one_correct_profile(
+    profile_urls, fold_first: bool
+) -> None:
+    asyncio.run(_race(profile_urls(), profile_urls(), fold_first))
+
+
+async def _new_customers(url: str, stream_url: str) -> list[str]:
+    customers = [str(uuid.uuid4()) for _ in range(30)]
+    requests = records(customers, 7)
+    store, _, imports = wired(url)
+    # A record twice in the call: its customer's profile is made from a record stored once.
+    answers = await imports.fold("imp-new", items([*requests, requests[0]]))
+    assert answers == [(1, True)] * len(requests) + [(1, False)], answers
+    store_s, service_s, _ = wired(stream_url)
+    await apply_batches(service_s, requests)
+    assert await profiles(store, customers) == await profiles(store_s, customers)
+    assert stored(url) == stored(stream_url)
+    await store_s.engine.dispose()
+    await store.engine.dispose()  # its backends' statistics reported as they end
+    return customers
+
+
+def test_a_fold_of_new_customers_updates_no_profile_row(profile_urls) -> None:
+    url = profile_urls()
+    customers = asyncio.run(_new_customers(url, profile_urls()))
+    deadline = time.monotonic() + 20
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        while True:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            row = conn.execute(
+                "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables WHERE relname = 'profiles'"
+            ).fetchone()
+            assert row is not None
+            if row[0] >= len(customers) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+    # Only the customer made of a record that came twice is set back and updated.
+    assert row == (len(customers), 2)

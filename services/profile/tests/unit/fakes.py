@@ -84,6 +84,7 @@ class FakeEvents:
         self.u = unit
         self.s = unit.s
         self.created: set[str] = set()
+        self.filled: set[str] = set()  # (no customer import folds here)
 
     async def insert_event(self, customer_id: str, event: EventFact) -> bool:
         return bool(await self.insert_events([(customer_id, event)]))
@@ -98,7 +99,12 @@ class FakeEvents:
         return new
 
     async def lock_current_profiles(
-        self, customer_ids: list[str], *, with_metrics: bool = True, erasure_locked: bool = False
+        self,
+        customer_ids: list[str],
+        *,
+        with_metrics: bool = True,
+        erasure_locked: bool = False,
+        filled: str | None = None,
     ) -> tuple[dict[str, str], dict[str, Metrics]]:
         current = {c: self.u.current_unless_erased(c) for c in customer_ids}
         for owner in set(current.values()):

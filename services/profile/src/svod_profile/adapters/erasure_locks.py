@@ -58,3 +58,31 @@ async def erased_among(conn: AsyncConnection, customer_ids: Iterable[str]) -> se
         ],
     )
     return {str(r.customer_id) for r in rows}
+
+
+async def erased_and_absent(
+    conn: AsyncConnection, customer_ids: Iterable[str]
+) -> tuple[set[str], set[str]]:
+    """``erased_among``, and which of the ids had no profile a moment later (read in the same
+    round trip; a hint only: a profile may be made or dropped before the caller locks it)."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return set(), set()
+    params = {"c": array_literal(ids)}
+    _, erased, present = await fetch_direct_pipelined(
+        conn,
+        [
+            (erasure_lock_statement(shared=True), params),
+            (
+                "SELECT customer_id FROM erased_customers "
+                "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
+                params,
+            ),
+            (
+                "SELECT CAST(customer_id AS text) AS customer_id FROM profiles "
+                "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
+                params,
+            ),
+        ],
+    )
+    return {str(r.customer_id) for r in erased}, set(ids) - {r.customer_id for r in present}

@@ -35,6 +35,20 @@ _CREATE_PROFILES = (
     "INSERT INTO profiles (customer_id) SELECT unnest(CAST(%(c)s AS uuid[])) "
     "ON CONFLICT (customer_id) DO NOTHING RETURNING CAST(customer_id AS text) AS customer_id"
 )
+# The same, new profiles made whole where ``filled`` gives their shown values, name variants
+# and keys (rows of storage.shown_set_rows): as the empty profile updated by
+# _UPDATE_SHOWN_SET would be, version 1 included. Rows in id order (the locks' order).
+_CREATE_FILLED_PROFILES = """
+INSERT INTO profiles (customer_id, shown, name_variants, name_keys, version)
+SELECT i.c, coalesce(x.s, '{}'), coalesce(x.v, '[]'), coalesce(x.k, '{}'),
+    CASE WHEN x.c IS NULL THEN 0 ELSE 1 END
+FROM unnest(CAST(%(c)s AS uuid[])) WITH ORDINALITY AS i(c, n)
+LEFT JOIN jsonb_to_recordset(CAST(%(filled)s AS jsonb)) AS x(c uuid, s jsonb, v jsonb, k text[])
+    ON x.c = i.c
+ORDER BY i.n
+ON CONFLICT (customer_id) DO NOTHING
+RETURNING CAST(customer_id AS text) AS customer_id, version
+"""
 _LOCK_PROFILES = (
     "SELECT customer_id, metrics FROM profiles "
     "WHERE customer_id = ANY(CAST(%(c)s AS uuid[])) ORDER BY customer_id FOR UPDATE"
@@ -212,6 +226,8 @@ class EventRepository:
         # Profiles this transaction created (lock_current_profiles): nothing but what it writes
         # yet.
         self.created: set[str] = set()
+        # Those of them made whole (lock_current_profiles' ``filled``).
+        self.filled: set[str] = set()
 
     async def insert_event(self, customer_id: str, event: EventFact) -> bool:
         """Stores an event once; False when it had been applied before."""
@@ -267,11 +283,30 @@ class EventRepository:
         return {c: merged.get(c, c) for c in customer_ids}
 
     async def lock_current_profiles(
-        self, customer_ids: list[str], *, with_metrics: bool = True, erasure_locked: bool = False
+        self,
+        customer_ids: list[str],
+        *,
+        with_metrics: bool = True,
+        erasure_locked: bool = False,
+        filled: str | None = None,
     ) -> tuple[dict[str, str], dict[str, Metrics]]:
         """Each id -> the profile it names now, and those profiles locked with their metrics
         (none read when not ``with_metrics``). ``erasure_locked``: the transaction holds the
         ids' erasure locks already (``erased_among``), they are not taken again.
+
+        ``filled``: JSON rows (``ProfileTransaction.shown_json``) of the shown values, name
+        variants and keys a profile this call creates is made with (noted in ``filled``)
+        instead of empty - a customer import's new customers, whose profiles would otherwise
+        be inserted empty here and updated at once (a second row version with its index
+        entries, the name keys' GIN included). Only the rows' contents differ: the profiles
+        are still created here, by the same INSERT ... ON CONFLICT DO NOTHING in id order
+        before any lock is taken, so a concurrent creator (ApplyBatch, the event batcher)
+        meets the same row at the same point as before. If it inserted first, this INSERT
+        waits for it and does nothing (the profile is not ``created``, its ``filled`` row
+        unused: the caller reads its values as an existing customer's); if this one did, the
+        other waits for this transaction and then finds the filled row, which holds what
+        the empty row and the caller's update would. Only the first pass uses ``filled``:
+        a profile made after following a merge is made empty.
 
         A merge may commit while we wait for a lock, and the locking would then bring the
         merged-away profile back: so once the locks are held the merges are looked up again
@@ -286,10 +321,18 @@ class EventRepository:
             # The profiles made, locked and their merges looked up again in one round trip
             # (three before: a batch's statements wait on the round trips, and each costs the
             # process a wake-up; see docs/performance.md, "Profile and segmentation CPU").
+            create = (
+                (_CREATE_PROFILES, ids)
+                if filled is None
+                else (_CREATE_FILLED_PROFILES, {**ids, "filled": filled})
+            )
             created, locked, merged = await fetch_direct_pipelined(
-                self.conn, [(_CREATE_PROFILES, ids), (lock, ids), (_MERGED_OF, ids)]
+                self.conn, [create, (lock, ids), (_MERGED_OF, ids)]
             )
             self.created.update(str(r.customer_id) for r in created)
+            if filled is not None:
+                self.filled.update(r.customer_id for r in created if r.version)
+                filled = None
             metrics = (
                 {str(r.customer_id): metrics_from_json(r.metrics) for r in locked}
                 if with_metrics
@@ -304,6 +347,7 @@ class EventRepository:
                 {"c": array_literal(moved)},
             )
             current = {c: moved.get(o, o) for c, o in current.items()}
+            self.filled -= moved.keys()
 
     async def current_metrics(self, customer_ids: list[str]) -> dict[str, CurrentMetrics]:
         """The version, times and metrics of each profile there is, without the rest of it

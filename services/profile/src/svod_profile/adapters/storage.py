@@ -12,7 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_profile.adapters.customer_imports import CustomerImportRows, json_time
-from svod_profile.adapters.erasure_locks import erased_among, lock_for_erasure
+from svod_profile.adapters.erasure_locks import (
+    erased_among,
+    erased_and_absent,
+    lock_for_erasure,
+)
 from svod_profile.adapters.event_imports import EventImportRows
 from svod_profile.adapters.event_storage import EventRepository, metrics_from_json
 from svod_profile.domain.announcements import (
@@ -484,6 +488,10 @@ class ProfileTransaction:
         this transaction (and deletes it)."""
         return await erased_among(self.conn, customer_ids)
 
+    async def erased_and_absent(self, customer_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+        """``erased_among``, and which of the ids have no profile (as read just after)."""
+        return await erased_and_absent(self.conn, customer_ids)
+
     async def erased_ids_of(self, customer_id: str) -> list[str]:
         """Every id erased together with this one (empty when it was not erased)."""
         rows = await self.conn.execute(
@@ -708,27 +716,16 @@ class ProfileTransaction:
         through ``update_shown_many`` were 41% of profile's samples in the fold, py-spy.)"""
         if not updates:
             return {}
-        # Times written by dump_json (json_time): the isoformat() calls were 4% of a customer
-        # import's fold in process (cProfile, probe).
-        rows = [
-            {
-                "c": customer_id,
-                "s": {name: _obs_json(obs, for_dump_json=True) for name, obs in shown.items()},
-                **(
-                    {}
-                    if names is None
-                    else {
-                        "f": list(names.fields),
-                        "p": sorted(names.prefixes),
-                        "v": _variants_rows(names.variants, dated=False),
-                        "k": sorted(names.keys),
-                    }
-                ),
-            }
-            for customer_id, shown, names in updates
-        ]
+        rows = shown_set_rows(updates)
         found = await fetch_direct(self.conn, _UPDATE_SHOWN_SET, {"rows": dump_json(rows)})
         return {str(r.customer_id): int(r.version) for r in found}
+
+    def shown_json(
+        self, shown: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
+    ) -> str:
+        """(customer, shown, names) rows as ``update_shown_set`` sends them: the JSON that
+        ``ProfileEvents.lock_current_profiles`` makes new profiles with (``filled``)."""
+        return dump_json(shown_set_rows(shown))
 
     async def versions(self, customer_ids: Iterable[str]) -> dict[str, int]:
         """The versions of several profiles in one query (a missing one: 0)."""
@@ -815,6 +812,31 @@ FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb))
 WHERE p.customer_id = x.c
 RETURNING CAST(p.customer_id AS text) AS customer_id, p.version
 """
+
+
+def shown_set_rows(
+    updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]],
+) -> list[dict[str, Any]]:
+    """``_UPDATE_SHOWN_SET``'s rows, for ``dump_json``. Times written by dump_json
+    (json_time): the isoformat() calls were 4% of a customer import's fold in process
+    (cProfile, probe)."""
+    return [
+        {
+            "c": customer_id,
+            "s": {name: _obs_json(obs, for_dump_json=True) for name, obs in shown.items()},
+            **(
+                {}
+                if names is None
+                else {
+                    "f": list(names.fields),
+                    "p": sorted(names.prefixes),
+                    "v": _variants_rows(names.variants, dated=False),
+                    "k": sorted(names.keys),
+                }
+            ),
+        }
+        for customer_id, shown, names in updates
+    ]
 
 
 def _variants_rows(variants: Iterable[NameVariant], *, dated: bool = True) -> list[dict[str, Any]]:

@@ -15,6 +15,16 @@ changed customers' values, and their shown values are chosen by the same code as
 same. Nothing is announced per call: the changed customers are noted under the import and
 FinishCustomerImport announces each once.
 
+A customer without a profile when the fold starts (read with the erasure check) gets its
+profile made whole by the lock: its shown values, name variants and keys are chosen from the
+call's records before the lock and inserted with the row, instead of an empty row updated at
+once (a second row version with its index entries, the name keys' GIN included). The row is
+still inserted by the lock's INSERT ... ON CONFLICT DO NOTHING, where and when the empty one
+was, so a concurrent creator meets it exactly as before (``lock_current_profiles``); a
+profile someone else created meanwhile is not ``filled`` and is updated as an existing one,
+and one made of a record that was not stored for it after all (applied before, twice in the
+call, or with a merged-away customer's records joining it) is set back to empty and updated.
+
 Why the shown values are the same: ApplyBatch recomputes a field's shown value from every
 observation of it whenever a record touches the field; an import's later record that does not
 touch a field leaves it as it was. So after any sequence of transactions a field's shown value
@@ -96,17 +106,28 @@ class CustomerImports:
     async def _fold(
         self, tx: CustomerImportUnit, import_id: str, apps: list[RecordApplication]
     ) -> list[Outcome]:
-        erased = await tx.erased_among({app.customer_id for app in apps})
+        erased, absent = await tx.erased_and_absent({app.customer_id for app in apps})
         answers: list[Outcome | None] = [
             CustomerErased(app.customer_id) if app.customer_id in erased else None for app in apps
         ]
         kept = [(i, app) for i, app in enumerate(apps) if app.customer_id not in erased]
         if not kept:
             return [a for a in answers if a is not None]
+        # Customers without a profile are made whole by the lock (their shown values from
+        # their records here, as the update below would give them), not inserted empty and
+        # updated (see lock_current_profiles).
+        mine: dict[str, list[RecordApplication]] = {}
+        for _, app in kept:
+            if app.customer_id in absent:
+                mine.setdefault(app.customer_id, []).append(app)
+        filled = await self._shown(await tx.customer_imports.as_stored(mine)) if mine else []
         # Locked in id order (no deadlock with ApplyBatch or the event batcher); a record
         # resolved before a merge follows it to the survivor.
         current, _ = await tx.events.lock_current_profiles(
-            sorted({app.customer_id for _, app in kept}), with_metrics=False, erasure_locked=True
+            sorted({app.customer_id for _, app in kept}),
+            with_metrics=False,
+            erasure_locked=True,
+            filled=tx.shown_json(filled) if filled else None,
         )
         # replace() only for a record whose customer was merged away (a replace() of each was
         # 1.6% of the fold's CPU in process, cProfile).
@@ -120,29 +141,57 @@ class CustomerImports:
         touched: dict[str, set[str]] = {}
         # The records stored for profiles this fold created: all those profiles hold.
         created = tx.events.created
+        whole = set(tx.events.filled)
         written: dict[str, list[RecordApplication]] = {}
-        for app, is_new in zip(owned, claimed, strict=True):
+        for (_, app), owner, is_new in zip(kept, owned, claimed, strict=True):
+            if owner.customer_id in whole and (not is_new or owner is not app):
+                # Made of a record not stored for it (applied before, twice in the call) or
+                # without one merged into it: set back to empty and updated as before.
+                whole.discard(owner.customer_id)
             if is_new:
-                touched.setdefault(app.customer_id, set()).update(t.field for t in app.traits)
-                if app.customer_id in created:
-                    written.setdefault(app.customer_id, []).append(app)
+                touched.setdefault(owner.customer_id, set()).update(t.field for t in owner.traits)
+                if owner.customer_id in created:
+                    written.setdefault(owner.customer_id, []).append(owner)
+        unfilled = tx.events.filled - whole
+        await tx.customer_imports.unfill(unfilled)
         for fields in touched.values():
             if fields & READ_TOGETHER:
                 fields |= READ_TOGETHER  # the gender reads the first name (Саша)
-        observed = await tx.customer_imports.observations(touched, written)
-        updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]] = []
-        for owner, fields in touched.items():
-            # A single Apply or GetProfile during an import waits for no whole fold.
-            await step_aside()
-            observations = [o for o in observed[owner] if o.field in fields]
-            names = NameIndex.of(fields, observations) if fields & set(NAME_FIELDS) else None
-            updates.append((owner, shown_values(observations, self.survivorship), names))
+        rest = {c: fields for c, fields in touched.items() if c not in whole}
+        observed = await tx.customer_imports.observations(
+            rest, {c: a for c, a in written.items() if c not in whole}
+        )
+        updates = await self._shown(observed, rest)
         versions = await tx.update_shown_set(updates)
+        versions.update(dict.fromkeys(whole & touched.keys(), 1))
         versions.update(await tx.versions({app.customer_id for app in owned} - set(versions)))
         await tx.customer_imports.note_changed(import_id, touched)
         for (i, _), app, is_new in zip(kept, owned, claimed, strict=True):
             answers[i] = (versions[app.customer_id], is_new)
         return [a for a in answers if a is not None]
+
+    async def _shown(
+        self,
+        observed: dict[str, list[TraitObservation]],
+        touched: dict[str, set[str]] | None = None,
+    ) -> list[tuple[str, dict[str, TraitObservation], NameIndex | None]]:
+        """Each customer's shown values and name index from its observations, over the
+        fields ``touched`` (default: the fields observed, with those read together)."""
+        shown = []
+        for owner, values in observed.items():
+            # A single Apply or GetProfile during an import waits for no whole fold.
+            await step_aside()
+            if touched is None:
+                fields = {o.field for o in values}
+                if fields & READ_TOGETHER:
+                    fields |= READ_TOGETHER
+                observations = values
+            else:
+                fields = touched[owner]
+                observations = [o for o in values if o.field in fields]
+            names = NameIndex.of(fields, observations) if fields & set(NAME_FIELDS) else None
+            shown.append((owner, shown_values(observations, self.survivorship), names))
+        return shown
 
     async def finish(self, import_id: str) -> int:
         """Announces each customer the import changed (and nobody announced yet) once; how

@@ -31,6 +31,8 @@ class ProfileEvents(Protocol):
 
     # Profiles this unit created (lock_current_profiles): they hold nothing but what it wrote.
     created: set[str]
+    # Those of them made whole (lock_current_profiles' ``filled``).
+    filled: set[str]
 
     async def insert_event(self, customer_id: str, event: EventFact) -> bool:
         """Stores an event once (by its record); False when it was seen before."""
@@ -39,11 +41,17 @@ class ProfileEvents(Protocol):
         """Stores (customer, event) rows once each; returns the new ones' records."""
 
     async def lock_current_profiles(
-        self, customer_ids: list[str], *, with_metrics: bool = True, erasure_locked: bool = False
+        self,
+        customer_ids: list[str],
+        *,
+        with_metrics: bool = True,
+        erasure_locked: bool = False,
+        filled: str | None = None,
     ) -> tuple[dict[str, str], dict[str, Metrics]]:
         """Each id's current customer (following merges), locked, and its metrics (none
         when not ``with_metrics``); ``erasure_locked``: the unit holds the ids' erasure locks
-        (``erased_among``)."""
+        (``erased_among``); ``filled``: the shown values new profiles are made with
+        (CustomerImportUnit.shown_json)."""
 
     async def save_metrics_many(self, metrics: dict[str, Metrics]) -> dict[str, int]: ...
 
@@ -291,6 +299,15 @@ class CustomerImportRows(Protocol):
         ``written``: customers whose profiles the unit created, with the records
         claim_and_observe stored for them (their values are not read back)."""
 
+    async def as_stored(
+        self, apps_of: Mapping[str, Sequence[RecordApplication]]
+    ) -> dict[str, list[TraitObservation]]:
+        """Each customer's values as claim_and_observe would store its (new) records and
+        observations read them back."""
+
+    async def unfill(self, customer_ids: Iterable[str]) -> None:
+        """Profiles made whole by lock_current_profiles set back to empty."""
+
     async def note_changed(self, import_id: str, customer_ids: Iterable[str]) -> None: ...
 
     async def take_changed(self, import_id: str, limit: int) -> list[str]:
@@ -308,6 +325,14 @@ class CustomerImportUnit(Protocol):
     def customer_imports(self) -> CustomerImportRows: ...
 
     async def erased_among(self, customer_ids: Iterable[str]) -> set[str]: ...
+
+    async def erased_and_absent(self, customer_ids: Iterable[str]) -> tuple[set[str], set[str]]:
+        """erased_among, and which of the ids have no profile (a hint, read unlocked)."""
+
+    def shown_json(
+        self, shown: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
+    ) -> str:
+        """(customer, shown, names) as lock_current_profiles' ``filled`` takes them."""
 
     async def update_shown_set(
         self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
