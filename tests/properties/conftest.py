@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2
@@ -22,15 +22,13 @@ T = 15.0
 
 # `make test` runs a few dozen examples per RPC group (seconds each); more can be asked for
 # when hunting bugs: SVOD_PROPERTY_EXAMPLES=2000 pytest tests/properties.
+# The rest of the settings are the root conftest.py's "svod" profile.
 settings.register_profile(
-    "svod",
+    "svod-api",
+    parent=settings.get_profile("svod"),
     max_examples=int(os.environ.get("SVOD_PROPERTY_EXAMPLES", "25")),
-    deadline=None,
-    suppress_health_check=(HealthCheck.too_slow, HealthCheck.data_too_large),
-    database=None,
-    derandomize=os.environ.get("SVOD_PROPERTY_RANDOM", "") == "",
 )
-settings.load_profile("svod")
+settings.load_profile("svod-api")
 
 
 @dataclass
