@@ -1167,9 +1167,22 @@ class Resolver:
         every record loaded (benchmarks/identity/offline.py's run) gains more: households 303
         0.9273 -> 0.9342.
         """
+        holders = self._full_name_holders(keys)
+        if holders is None:
+            return None
+        if len(holders) > 1:
+            holders = {h for h in holders if not self._another_namesake(person, h)}
+        return next(iter(holders)) if len(holders) == 1 else None
+
+    def _full_name_holders(self, keys: Sequence[str]) -> set[str] | None:
+        """The customers holding the record's full name (the members of its ``fs:`` blocks),
+        or None when who holds it is unknown: no full-name block, a block over the size limit
+        or with members not listed, or a member's records not loaded."""
         state = self.state
-        holders: set[str] = set()
         names = [key for key in keys if key.startswith(NAME_KEY_PREFIX)]
+        if not names:
+            return None
+        holders: set[str] = set()
         for key in names:
             members = state.blocks.get(key, [])
             if state.unlisted.get(key) or len(members) > MAX_BLOCK_SIZE:
@@ -1179,9 +1192,7 @@ class Resolver:
                 if known is None:
                     return None
                 holders.add(state.find(known.customer_id))
-        if len(holders) > 1:
-            holders = {h for h in holders if not self._another_namesake(person, h)}
-        return next(iter(holders)) if len(holders) == 1 else None
+        return holders
 
     def _another_namesake(self, person: PersonRecord, customer_id: str) -> bool:
         """Whether the customer is known to be someone else of the same name: every record of
@@ -1341,27 +1352,16 @@ class Resolver:
         (``_another_namesake``), or a login's year not the other's birth year. False when a
         block is over the size limit or its members are not all loaded (who holds the name
         is then unknown), and without a full-name block."""
-        state = self.state
-        names = [key for key in keys if key.startswith(NAME_KEY_PREFIX)]
-        judged: set[str] = {owner}
-        for key in names:
-            members = state.blocks.get(key, [])
-            if state.unlisted.get(key) or len(members) > MAX_BLOCK_SIZE:
+        holders = self._full_name_holders(keys)
+        if holders is None:
+            return False
+        for holder in holders - {owner}:
+            if self._another_namesake(person, holder):
+                continue
+            years = {login_birth_year(person, other) for other in self._persons(holder)}
+            if False not in years or True in years:
                 return False
-            for pk in members:
-                known = state.records.get(pk)
-                if known is None:
-                    return False
-                holder = state.find(known.customer_id)
-                if holder in judged:
-                    continue
-                judged.add(holder)
-                if self._another_namesake(person, holder):
-                    continue
-                years = {login_birth_year(person, other) for other in self._persons(holder)}
-                if False not in years or True in years:
-                    return False
-        return bool(names)
+        return True
 
     def _rare_name_pair(self, pair: PairScore) -> bool:
         """Whether a comparison is one the rare-name rule may link (``_rare_name_link``): held
