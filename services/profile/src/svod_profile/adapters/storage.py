@@ -47,15 +47,16 @@ _NAME_ORDER = {name: i for i, name in enumerate(NAME_FIELDS)}
 NAME_SEARCH = ("first_name", "last_name")
 
 
-def _obs_json(obs: TraitObservation, *, for_dump_json: bool = False) -> dict[str, Any]:
-    """An observation as stored in ``shown``; ``for_dump_json``: its time left a datetime for
-    ``dump_json`` (``json_time``), else written by ``isoformat()`` for ``json.dumps``."""
+def _obs_json(obs: TraitObservation) -> dict[str, Any]:
+    """An observation as stored in ``shown``, for ``dump_json`` (its time as ``json_time``
+    leaves it: the isoformat() calls were 4% of a customer import's fold in process, cProfile,
+    probe)."""
     p = obs.provenance
     return {
         "value": obs.value,
         "source": p.source,
         "channel": p.channel,
-        "observed_at": json_time(p.observed_at) if for_dump_json else p.observed_at.isoformat(),
+        "observed_at": json_time(p.observed_at),
     }
 
 
@@ -223,9 +224,7 @@ def _update_shown(
     version."""
     params: dict[str, Any] = {
         "c": customer_id,
-        "shown": json.dumps(
-            {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
-        ),
+        "shown": dump_json({name: _obs_json(obs) for name, obs in shown.items()}),
     }
     names_sql = ""
     if names is not None:
@@ -676,9 +675,7 @@ class ProfileTransaction:
                 ),
                 {
                     "c": customer_id,
-                    "shown": json.dumps(
-                        {name: _obs_json(obs) for name, obs in shown.items()}, ensure_ascii=False
-                    ),
+                    "shown": dump_json({name: _obs_json(obs) for name, obs in shown.items()}),
                     "variants": _variants_json(names.variants),
                     "keys": sorted(names.keys),
                 },
@@ -817,20 +814,18 @@ RETURNING CAST(p.customer_id AS text) AS customer_id, p.version
 def shown_set_rows(
     updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]],
 ) -> list[dict[str, Any]]:
-    """``_UPDATE_SHOWN_SET``'s rows, for ``dump_json``. Times written by dump_json
-    (json_time): the isoformat() calls were 4% of a customer import's fold in process
-    (cProfile, probe)."""
+    """``_UPDATE_SHOWN_SET``'s rows, for ``dump_json``."""
     return [
         {
             "c": customer_id,
-            "s": {name: _obs_json(obs, for_dump_json=True) for name, obs in shown.items()},
+            "s": {name: _obs_json(obs) for name, obs in shown.items()},
             **(
                 {}
                 if names is None
                 else {
                     "f": list(names.fields),
                     "p": sorted(names.prefixes),
-                    "v": _variants_rows(names.variants, dated=False),
+                    "v": _variants_rows(names.variants),
                     "k": sorted(names.keys),
                 }
             ),
@@ -839,18 +834,16 @@ def shown_set_rows(
     ]
 
 
-def _variants_rows(variants: Iterable[NameVariant], *, dated: bool = True) -> list[dict[str, Any]]:
-    """The variants' JSON rows; not ``dated``: times left datetimes, for ``dump_json``."""
+def _variants_rows(variants: Iterable[NameVariant]) -> list[dict[str, Any]]:
+    """The variants' JSON rows, for ``dump_json`` (times as ``json_time`` leaves them)."""
     return [
         {
             "f": v.field,
             "v": v.value,
             "s": v.latest.provenance.source,
             "ch": v.latest.provenance.channel,
-            "at": v.latest.provenance.observed_at.isoformat()
-            if dated
-            else json_time(v.latest.provenance.observed_at),
-            "first": v.first_seen.isoformat() if dated else json_time(v.first_seen),
+            "at": json_time(v.latest.provenance.observed_at),
+            "first": json_time(v.first_seen),
             "n": v.count,
         }
         for v in variants
@@ -858,7 +851,7 @@ def _variants_rows(variants: Iterable[NameVariant], *, dated: bool = True) -> li
 
 
 def _variants_json(variants: Iterable[NameVariant]) -> str:
-    return json.dumps(_variants_rows(variants), ensure_ascii=False)
+    return dump_json(_variants_rows(variants))
 
 
 def _variant_from_json(raw: dict[str, Any]) -> NameVariant:
