@@ -167,7 +167,7 @@ class CustomerImportRows:
         ids = sorted(set(customer_ids) - set(written or ()))
         found: dict[str, list[TraitObservation]] = {c: [] for c in ids}
         if written:
-            found.update(await self._as_read(written))
+            found.update(await self.as_stored(written))
         if not ids:
             return found
         rows = await fetch_direct(self.conn, _OBSERVATIONS, {"c": array_literal(ids)})
@@ -181,11 +181,6 @@ class CustomerImportRows:
                 provenance = provenances[key] = Provenance(*key)
             found[r.customer_id].append(TraitObservation(r.field, r.value, provenance))
         return found
-
-    async def _as_read(
-        self, written: Mapping[str, Sequence[RecordApplication]]
-    ) -> dict[str, list[TraitObservation]]:
-        return await self.as_stored(written)
 
     async def as_stored(
         self, apps_of: Mapping[str, Sequence[RecordApplication]]

@@ -5,6 +5,7 @@ starts after it (and finds the tombstone)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,26 +39,35 @@ async def lock_for_erasure(
     )
 
 
+_ERASED = "SELECT customer_id FROM erased_customers WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))"
+_PRESENT = (
+    "SELECT CAST(customer_id AS text) AS customer_id FROM profiles "
+    "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))"
+)
+
+
+async def _read_after_locks(
+    conn: AsyncConnection, ids: list[str], reads: list[str]
+) -> list[list[Any]]:
+    """The ids' erasure locks taken shared, then ``reads`` (statements over ``%(c)s``), in one
+    round trip: the server takes the locks, then reads with a snapshot of its own (in a
+    statement of its own: the reads must see an erasure that committed while this
+    transaction waited for a lock)."""
+    params = {"c": array_literal(ids)}
+    _, *found = await fetch_direct_pipelined(
+        conn,
+        [(erasure_lock_statement(shared=True), params), *((read, params) for read in reads)],
+    )
+    return found
+
+
 async def erased_among(conn: AsyncConnection, customer_ids: Iterable[str]) -> set[str]:
-    """Which of the ids were erased; their locks are taken shared first (in its own statement:
-    the check must see an erasure that committed while this transaction waited for a lock)."""
+    """Which of the ids were erased; their locks are taken shared first."""
     ids = sorted(set(customer_ids))
     if not ids:
         return set()
-    params = {"c": array_literal(ids)}
-    # One round trip: the server takes the locks, then reads with a snapshot of its own.
-    _, rows = await fetch_direct_pipelined(
-        conn,
-        [
-            (erasure_lock_statement(shared=True), params),
-            (
-                "SELECT customer_id FROM erased_customers "
-                "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
-                params,
-            ),
-        ],
-    )
-    return {str(r.customer_id) for r in rows}
+    (erased,) = await _read_after_locks(conn, ids, [_ERASED])
+    return {str(r.customer_id) for r in erased}
 
 
 async def erased_and_absent(
@@ -68,21 +78,5 @@ async def erased_and_absent(
     ids = sorted(set(customer_ids))
     if not ids:
         return set(), set()
-    params = {"c": array_literal(ids)}
-    _, erased, present = await fetch_direct_pipelined(
-        conn,
-        [
-            (erasure_lock_statement(shared=True), params),
-            (
-                "SELECT customer_id FROM erased_customers "
-                "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
-                params,
-            ),
-            (
-                "SELECT CAST(customer_id AS text) AS customer_id FROM profiles "
-                "WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))",
-                params,
-            ),
-        ],
-    )
+    erased, present = await _read_after_locks(conn, ids, [_ERASED, _PRESENT])
     return {str(r.customer_id) for r in erased}, set(ids) - {r.customer_id for r in present}
