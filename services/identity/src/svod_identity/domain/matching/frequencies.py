@@ -8,7 +8,6 @@ value counts) and kept in the model, so scoring a pair needs no look-up: see
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -17,7 +16,7 @@ from svod_identity.domain.matching.contacts import email_address
 from svod_identity.domain.matching.model import TF_TOP_VALUES, TermFrequencies
 from svod_identity.domain.matching.names import resolve_first_name
 from svod_identity.domain.matching.places import city_key as _city_key
-from svod_identity.domain.matching.record import PLACEHOLDER_BIRTH_DATES
+from svod_identity.domain.matching.record import comparable_birth_date
 from svod_identity.domain.matching.surnames import surname_form
 
 
@@ -41,13 +40,8 @@ def city_key(raw: str | None) -> str:
 def birth_date_key(raw: str | None) -> str:
     """The birth date as comparisons read it (``record.build_person_record``): its ISO day, ""
     for a placeholder (01.01.1900, 01.01.1970 ...: never compared) or an unreadable one."""
-    if not raw:
-        return ""
-    try:
-        date = dt.date.fromisoformat(str(raw)[:10])
-    except ValueError:
-        return ""
-    return "" if date in PLACEHOLDER_BIRTH_DATES else date.isoformat()
+    date = comparable_birth_date(raw) if raw else None
+    return date.isoformat() if date is not None else ""
 
 
 KEYS: dict[str, Callable[[str | None], str]] = {

@@ -186,6 +186,18 @@ def _unique(values: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in values if v))
 
 
+def comparable_birth_date(raw: dt.date | str | None) -> dt.date | None:
+    """A birth date as the matcher compares it: an ISO date (a longer text read by its first
+    ten characters), None for a placeholder (01.01.1900, 01.01.1970 ...) or an unreadable
+    one."""
+    if isinstance(raw, str):
+        try:
+            raw = dt.date.fromisoformat(raw[:10])
+        except ValueError:
+            return None
+    return None if raw in PLACEHOLDER_BIRTH_DATES else raw
+
+
 def build_person_record(  # noqa: PLR0913
     record_key: str,
     *,
@@ -215,13 +227,7 @@ def build_person_record(  # noqa: PLR0913
         first, last = last, first
     elif surname_alone_as_given_name(first, last):
         first, last = None, first
-    if isinstance(birth_date, str):
-        try:
-            birth_date = dt.date.fromisoformat(birth_date[:10])
-        except ValueError:
-            birth_date = None
-    if birth_date in PLACEHOLDER_BIRTH_DATES:
-        birth_date = None
+    birth_date = comparable_birth_date(birth_date)
     if isinstance(observed_at, str):
         observed_at = dt.datetime.fromisoformat(observed_at)
     return PersonRecord(
