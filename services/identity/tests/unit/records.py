@@ -4,15 +4,31 @@ after T0, with the given identifiers and attributes), and their placement into a
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 from svod_identity.domain.engine import GraphState, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.matching.model import MatchModel
+from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.model import IncomingRecord, RecordRef
 from svod_identity.domain.rules import default_rules
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def city_model(trained_pairs: int = 10_000) -> MatchModel:
+    """A model fitted where a shared small city says much (as EM finds in such data): the
+    full name and the city score over the link threshold, without personal evidence."""
+    base = default_model()
+    m = {f: dict(levels) for f, levels in base.m.items()}
+    u = {f: dict(levels) for f, levels in base.u.items()}
+    m["location"]["city"], u["location"]["city"] = 0.7, 0.05
+    return replace(base, m=m, u=u, trained_pairs=trained_pairs)
+
+
+def phone(n: int) -> IdentifierKey:
+    """The n-th of a run of mobile numbers."""
+    return IdentifierKey("phone", f"+7916482{n:04d}")
 
 
 def incoming(n: int, *identifiers: IdentifierKey, **attributes: Any) -> IncomingRecord:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from services.identity.tests.unit.records import phone as _phone
 from svod_identity.domain.engine import GraphState, Placement, Refusal, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.model import default_model
@@ -37,10 +38,6 @@ def _place(*records: IncomingRecord) -> tuple[list[str], list[Placement]]:
     resolver = Resolver(state, default_rules(), default_model(), new_id=iter("abcdef").__next__)
     placed = [resolver.resolve(r) for r in records]
     return [state.find(p.customer_id) for p in placed], placed
-
-
-def _phone(n: int) -> IdentifierKey:
-    return IdentifierKey("phone", f"+7916482{n:04d}")
 
 
 def test_a_mailbox_alone_does_not_pull_in_someone_of_another_surname_elsewhere() -> None:

@@ -4,12 +4,10 @@ contact or place of the customer that disagrees."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from services.identity.tests.unit.records import city_model as _model
 from services.identity.tests.unit.records import incoming as _record
 from services.identity.tests.unit.records import place as _place
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.matching.model import MatchModel, default_model
 
 MAIDEN = {"first_name": "Ольга", "last_name": "Смирнова", "gender": "female"}
 MARRIED = {"first_name": "Ольга", "last_name": "Кузнецова", "gender": "female"}
@@ -19,15 +17,6 @@ BORN = {"birth_date": "1987-03-14"}
 PHONE = IdentifierKey("phone", "+79164821937")
 CARD = IdentifierKey("loyalty_card", "776729210834")
 KOSTROMA = {"addresses": [{"city": "Кострома"}]}
-
-
-def _model(trained_pairs: int = 10_000) -> MatchModel:
-    """A model fitted where a shared city says much (as EM finds in such data)."""
-    base = default_model()
-    m = {f: dict(levels) for f, levels in base.m.items()}
-    u = {f: dict(levels) for f, levels in base.u.items()}
-    m["location"]["city"], u["location"]["city"] = 0.7, 0.05
-    return replace(base, m=m, u=u, trained_pairs=trained_pairs)
 
 
 def test_a_married_name_with_the_same_birth_date_and_city_links() -> None:

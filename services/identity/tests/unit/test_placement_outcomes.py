@@ -4,12 +4,10 @@ repeat. The review screen, the audit ledger and ``ExplainLink`` read these."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from services.identity.tests.unit.records import city_model as _model
 from services.identity.tests.unit.records import incoming as _record
 from svod_identity.domain.engine import GraphState, Placement, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.model import IncomingRecord, ResolutionOutcome
 from svod_identity.domain.rules import default_rules
 
@@ -17,15 +15,6 @@ NAME = {"first_name": "Феврония", "last_name": "Муравьева"}
 CITY = {"addresses": [{"city": "Кологрив"}]}
 PHONE = IdentifierKey("phone", "+79164820001")
 OTHER_PHONE = IdentifierKey("phone", "+79164820002")
-
-
-def _model() -> MatchModel:
-    """A fitted model where a shared small city says much: a namesake there scores high."""
-    base = default_model()
-    m = {f: dict(levels) for f, levels in base.m.items()}
-    u = {f: dict(levels) for f, levels in base.u.items()}
-    m["location"]["city"], u["location"]["city"] = 0.7, 0.05
-    return replace(base, m=m, u=u, trained_pairs=10_000)
 
 
 def _place(*records: IncomingRecord) -> tuple[list[Placement], Resolver]:

@@ -5,28 +5,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from services.identity.tests.unit.records import city_model as _model
 from services.identity.tests.unit.records import incoming as _record
+from services.identity.tests.unit.records import phone as _phone
 from svod_identity.domain.engine import GraphState, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.matching.model import default_model
 from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.rules import default_rules
 
 NAME = {"first_name": "Феврония", "last_name": "Муравьева"}
 CITY = {"addresses": [{"city": "Кологрив"}]}
-
-
-def _model() -> MatchModel:
-    """A model fitted where a shared small city says much (as EM finds in such data)."""
-    base = default_model()
-    m = {f: dict(levels) for f, levels in base.m.items()}
-    u = {f: dict(levels) for f, levels in base.u.items()}
-    m["location"]["city"], u["location"]["city"] = 0.7, 0.05
-    return replace(base, m=m, u=u, trained_pairs=10_000)
-
-
-def _phone(n: int) -> IdentifierKey:
-    return IdentifierKey("phone", f"+7916482{n:04d}")
 
 
 def _place(*records: IncomingRecord, **options: bool) -> tuple[list[str], Resolver]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from services.identity.tests.unit.records import city_model as _model
 from services.identity.tests.unit.records import incoming as _record
 from services.identity.tests.unit.records import place as _place
 from svod_identity.domain.engine import GraphState, Refusal, Resolver
@@ -108,15 +109,6 @@ HERS = IdentifierKey("phone", "+79157019923")
 OTHERS = IdentifierKey("phone", "+79032558055")
 HER_BOX = IdentifierKey("email", "elena.makarova08@rambler.ru")
 APP = IdentifierKey("external_id", "app-4a9bc725e5", "app")
-
-
-def _model(trained_pairs: int = 10_000) -> MatchModel:
-    """A model fitted where a shared city says much (as EM finds in such data)."""
-    base = default_model()
-    m = {f: dict(levels) for f, levels in base.m.items()}
-    u = {f: dict(levels) for f, levels in base.u.items()}
-    m["location"]["city"], u["location"]["city"] = 0.7, 0.05
-    return replace(base, m=m, u=u, trained_pairs=trained_pairs)
 
 
 def _makarova() -> tuple[IncomingRecord, IncomingRecord, IncomingRecord]:
