@@ -25,25 +25,11 @@ from svod_identity.domain.rules import default_rules
 from svod_runtime.db import create_engine, libpq_url
 
 
-def stored(conn: psycopg.Connection, keys: list[str]) -> int:
-    """A stored record of a customer of its own, under ``keys``; its pk."""
-    customer = str(uuid.uuid4())
-    conn.execute("INSERT INTO customers (customer_id) VALUES (%s)", (customer,))
-    (pk,) = conn.execute(
-        "INSERT INTO records (source, message_id, customer_id, channel, observed_at, "
-        "identifiers, attributes, outcome, rule, evidence) VALUES ('blocks', %s, %s, 'pos', "
-        "now(), '[]', %s, 'created', 'new_customer', '{}') RETURNING record_pk",
-        (uuid.uuid4().hex, customer, json.dumps({"first_name": "Стоян"})),
-    ).fetchone()
-    conn.execute(
-        "INSERT INTO blocking_keys (key, record_pk) SELECT unnest(%s::text[]), %s", (keys, pk)
-    )
-    return int(pk)
-
-
-def stored_person(conn: psycopg.Connection, attributes: dict[str, Any]) -> tuple[int, str]:
-    """A stored record of a customer of its own with ``attributes``, under its blocking keys;
-    its pk and customer."""
+def _store(
+    conn: psycopg.Connection, attributes: dict[str, Any], keys: list[str]
+) -> tuple[int, str]:
+    """A stored record of a customer of its own with ``attributes``, under ``keys``; its pk
+    and customer."""
     customer = str(uuid.uuid4())
     conn.execute("INSERT INTO customers (customer_id) VALUES (%s)", (customer,))
     (pk,) = conn.execute(
@@ -52,11 +38,21 @@ def stored_person(conn: psycopg.Connection, attributes: dict[str, Any]) -> tuple
         "now(), '[]', %s, 'created', 'new_customer', '{}') RETURNING record_pk",
         (uuid.uuid4().hex, customer, json.dumps(attributes)),
     ).fetchone()
-    keys = sorted(blocking_keys(person_from("0", attributes, ())))
     conn.execute(
         "INSERT INTO blocking_keys (key, record_pk) SELECT unnest(%s::text[]), %s", (keys, pk)
     )
     return int(pk), customer
+
+
+def stored(conn: psycopg.Connection, keys: list[str]) -> int:
+    """A stored record of a customer of its own, under ``keys``; its pk."""
+    return _store(conn, {"first_name": "Стоян"}, keys)[0]
+
+
+def stored_person(conn: psycopg.Connection, attributes: dict[str, Any]) -> tuple[int, str]:
+    """A stored record of a customer of its own with ``attributes``, under its blocking keys;
+    its pk and customer."""
+    return _store(conn, attributes, sorted(blocking_keys(person_from("0", attributes, ()))))
 
 
 def load(identity_url: str, record: IncomingRecord, model: MatchModel | None = None) -> GraphState:
