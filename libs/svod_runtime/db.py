@@ -98,6 +98,9 @@ def ping_idle_connections(engine: AsyncEngine, idle_s: float) -> None:
 
     @event.listens_for(sync_engine, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if not _between_statements(dbapi_connection):
+            record.info.pop(_IDLE_SINCE, None)
+            raise sa_exc.DisconnectionError("pooled connection was left inside a statement")
         since = record.info.pop(_IDLE_SINCE, None)
         if since is None or time.monotonic() - since < idle_s:
             return
@@ -105,6 +108,24 @@ def ping_idle_connections(engine: AsyncEngine, idle_s: float) -> None:
             sync_engine.dialect.do_ping(dbapi_connection)
         except Exception as error:  # any failure: the connection is dead
             raise sa_exc.DisconnectionError("pooled connection did not answer a ping") from error
+
+
+def _between_statements(dbapi_connection: Any) -> bool:
+    """Whether the connection's protocol is where a new caller can start: no statement in
+    progress and not in pipeline mode. A call cancelled inside psycopg (a client gone while
+    a direct statement or pipeline of ``fetch_direct*`` ran; gRPC cancels the handler) can
+    leave libpq in pipeline mode or with a result unread, while SQLAlchemy's rollback on
+    return still succeeds: the next caller then read another statement's result
+    (ResourceClosedError, INTERNAL, on a resumed import in tests/e2e/test_import_cli; 1 in
+    ~600 cancelled stages in a probe). Reading two libpq fields costs nothing; such a
+    connection is replaced (the pool retries the checkout with a fresh one)."""
+    pgconn = getattr(getattr(dbapi_connection, "driver_connection", None), "pgconn", None)
+    if pgconn is None:
+        return True
+    return bool(
+        pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
+        and pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    )
 
 
 # Integers of 19 digits or more may not fit in 64 bits: orjson would turn them into floats.
