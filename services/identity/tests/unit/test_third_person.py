@@ -1,9 +1,9 @@
 """A customer that holds one person, or two of one household, does not take in a further person
 on evidence the household shares or on a record that lacks what the rest of the customer says:
 
-* a record tied only by a family's mailbox, whose mobile and surname both differ from every
-  record of the customer that has a mobile, is someone else of the household
-  (``engine.another_holders_contact``);
+* a record tied only by a family's mailbox, whose mobile and surname (or the surname's form:
+  Голубева to Голубев) both differ from every record of the customer that has a mobile, is
+  someone else of the household (``engine.another_holders_contact``);
 * a fuzzy link made on a record of the customer without a surname must hold against the
   surname the customer's other records carry (``Resolver._another_surname``);
 * a man's record does not join a customer of men under another surname on a given name and a
@@ -99,6 +99,39 @@ def test_the_same_birth_date_ties_her_to_the_holder() -> None:
         _record(2, BOX, DAUGHTERS, **DAUGHTER, **born),
     )
     assert first == second
+
+
+GOLUBEV_BOX = IdentifierKey("email", "golubev.family545@mail.ru")
+HUSBANDS = IdentifierKey("phone", "+79298934630")
+WIFES = IdentifierKey("phone", "+79132338500")
+WIFES_CARD = IdentifierKey("loyalty_card", "2603208579185")
+MIASS = {"addresses": [{"city": "Миасс"}]}
+ALEKSEI = {"first_name": "Алексей", "last_name": "Голубев", **MIASS}
+
+
+def test_the_womans_form_of_the_holders_surname_with_her_own_mobile_stays_apart() -> None:
+    """«Голубева» (no given name) with a mobile and a card of her own, tied to «Алексей
+    Голубев» only by the family's mailbox: the woman's form of his surname is another person
+    of the household as much as another surname is. Generator seed 303 (3000 persons, EM):
+    she joined his customer, and a namesake of his that the rare-name rule linked before her
+    record arrived made it three persons."""
+    (husband, wife), resolver = _place(
+        default_model(),
+        _record(1, GOLUBEV_BOX, HUSBANDS, middle_name="Гавриилович", **ALEKSEI),
+        _record(2, GOLUBEV_BOX, WIFES, WIFES_CARD, last_name="Голубева", **MIASS),
+    )
+    assert wife != husband
+    assert resolver.changes.records[1].rule == "new_customer"
+
+
+def test_the_other_form_of_the_surname_with_the_holders_mobile_links() -> None:
+    """The holder's own mobile ties the record to him, whatever form the surname takes."""
+    (husband, other), _ = _place(
+        default_model(),
+        _record(1, GOLUBEV_BOX, HUSBANDS, **ALEKSEI),
+        _record(2, GOLUBEV_BOX, HUSBANDS, last_name="Голубева", **MIASS),
+    )
+    assert other == husband
 
 
 # -- a fuzzy link on a record without a surname ---------------------------------------------------
