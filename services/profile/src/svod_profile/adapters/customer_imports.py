@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -104,10 +106,28 @@ WHERE customer_id = ANY(CAST(%(c)s AS uuid[]))
 """
 
 
+# Time zones whose offset is always zero: the times of a server in UTC (psycopg reads them
+# in its ZoneInfo, the same object each time) and of the records (timezone.utc).
+def _utc_zones() -> frozenset[dt.tzinfo]:
+    zones: set[dt.tzinfo] = {dt.UTC}
+    for key in ("UTC", "Etc/UTC", "Etc/UCT", "Etc/Universal", "Etc/Zulu"):
+        with suppress(ZoneInfoNotFoundError, ValueError):  # no zone data: asked as others
+            zones.add(ZoneInfo(key))
+    return frozenset(zones)
+
+
+_UTC_ZONES = _utc_zones()
+
+
 def json_time(value: dt.datetime) -> dt.datetime | str:
     """A time for ``dump_json`` to write as ``isoformat()`` does: the datetime itself (orjson
     writes it: 0.3 us against isoformat()'s 3.5, timeit), but for an offset with seconds (a
-    zone's local mean time before about 1920), which orjson writes to the minute."""
+    zone's local mean time before about 1920), which orjson writes to the minute. A time in
+    UTC is known whole without asking its offset: a customer import's fold writes about 7
+    times a record, and the utcoffset() calls were 5% of profile's CPU in the fold (py-spy,
+    probe)."""
+    if value.tzinfo in _UTC_ZONES:
+        return value
     offset = value.utcoffset()
     if offset is None or offset.seconds % 60 or offset.microseconds:
         return value.isoformat()
@@ -191,12 +211,25 @@ class CustomerImportRows:
         raw = await self.conn.get_raw_connection()
         driver: Any = raw.driver_connection
         zone = driver.info.timezone
+        in_utc = zone in _UTC_ZONES
         found: dict[str, list[TraitObservation]] = {}
         for customer_id, apps in apps_of.items():
             values = found[customer_id] = []
             for app in apps:
                 # _FOLD stores each value with its record's source, channel and time.
                 p = app.provenance
+                if (
+                    in_utc
+                    and p.observed_at.tzinfo in _UTC_ZONES
+                    and p.source == app.source
+                    and all(t.provenance is p for t in app.traits)
+                ):
+                    # The record's own values, as read back on a server in UTC (their times
+                    # written alike): no objects made anew for them (making them was 7% of
+                    # profile's CPU in the fold, with the collections of the garbage
+                    # collector they set off; py-spy, probe).
+                    values.extend(app.traits)
+                    continue
                 provenance = Provenance(app.source, p.channel, p.observed_at.astimezone(zone))
                 values.extend(TraitObservation(t.field, t.value, provenance) for t in app.traits)
         return found

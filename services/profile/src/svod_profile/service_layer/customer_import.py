@@ -42,6 +42,7 @@ from svod_profile.domain.announcements import CHANGED_NO_EVENTS, CHANGED_TOPIC
 from svod_profile.domain.imports import MAX_FOLD_RECORDS, check_import_id
 from svod_profile.domain.model import RecordApplication, TraitObservation
 from svod_profile.domain.names import NAME_FIELDS, NameIndex
+from svod_profile.domain.one_record import OneRecordChoices
 from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.ports import CustomerImportRepository, CustomerImportUnit
 from svod_profile.service_layer.use_cases import READ_TOGETHER
@@ -67,6 +68,7 @@ class CustomerImports:
     ) -> None:
         self.store = store
         self.survivorship = survivorship
+        self.one_record = OneRecordChoices(survivorship)
         # ProfileService's own checks of a record (declared attributes typed), and its
         # ApplyBatch: the fallback of a call that fails as a whole.
         self.checked = checked
@@ -189,6 +191,11 @@ class CustomerImports:
             else:
                 fields = touched[owner]
                 observations = [o for o in values if o.field in fields]
+            # A customer of one record (most of a fold's new ones): its choices by value.
+            quick = self.one_record.of(fields, observations)
+            if quick is not None:
+                shown.append((owner, *quick))
+                continue
             names = NameIndex.of(fields, observations) if fields & set(NAME_FIELDS) else None
             shown.append((owner, shown_values(observations, self.survivorship), names))
         return shown
