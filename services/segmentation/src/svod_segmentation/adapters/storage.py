@@ -278,25 +278,27 @@ _MOVE_EVENTS = _INSERT_EVENTS.replace(
 )
 
 
-# The feed's horizon: every transaction below it that could write membership events has ended.
-# pg_snapshot_xmin would do, but it is cluster-wide: a long transaction of another service or
-# another database of the same server (a test run, a report) would hold the feed back. Only
-# this service's role writes membership events, so: the oldest running transaction of a
-# session of this role in this database, or, when there is none, the next transaction id to be
-# assigned (a transaction that gets its id later gets a larger one). A transaction found
-# running in the snapshot but finished before pg_stat_activity is read is over: leaving it out
-# is right.
-_FEED_HORIZON = """
-WITH s AS (SELECT pg_current_snapshot() AS snap)
-SELECT coalesce(
-    (SELECT x FROM pg_snapshot_xip(s.snap) AS x
-     WHERE CAST(CAST(x AS text) AS bigint) % 4294967296 IN (
-         SELECT CAST(CAST(a.backend_xid AS text) AS bigint) FROM pg_stat_activity a
-         WHERE a.datname = current_database() AND a.usename = current_user
-             AND a.backend_xid IS NOT NULL)
-     ORDER BY x LIMIT 1),
-    pg_snapshot_xmax(s.snap))
-FROM s
+# The feed, in the order transactions committed (segmentation_0010: a transaction that wrote
+# membership events is numbered, feed_commits.seq, under a lock held until it commits, so no
+# reader sees a number before a smaller one). A position names the last event read, "txid.
+# event_id" as tokens always did; its transaction's number is looked up. A position whose
+# transaction wrote no events (a token of before, given at the start of a watch; "0.0") is
+# after the transaction below it in txid order: the order transactions of before were numbered
+# in (and any newer one has a larger txid). Read transaction by transaction in that order,
+# each one's events through the (txid, event_id) index from where the position is: a batch
+# costs its events, not the transaction's events before the position.
+_FEED_POSITION = """
+WITH held AS MATERIALIZED (
+    SELECT seq FROM feed_commits WHERE txid = CAST(:t AS xid8)
+), p AS MATERIALIZED (
+    SELECT coalesce(
+            (SELECT seq FROM held),
+            (SELECT seq FROM feed_commits WHERE txid < CAST(:t AS xid8) AND seq IS NOT NULL
+             ORDER BY txid DESC LIMIT 1),
+            0) AS seq,
+        CASE WHEN EXISTS (SELECT 1 FROM held) THEN CAST(:e AS bigint)
+            ELSE 9223372036854775807 END AS e
+)
 """
 
 
@@ -1060,20 +1062,36 @@ class SegmentationTransaction:
         return customer_id if row is None or row.merged_into is None else str(row.merged_into)
 
     async def feed_start(self) -> tuple[int, int]:
-        xmin = (await self._exec(f"SELECT CAST(({_FEED_HORIZON}) AS text)")).scalar_one()
-        return int(xmin), 0
+        """The position after the last event committed ((0, 0) when there is none)."""
+        row = (
+            await self._exec(
+                """
+                SELECT CAST(f.txid AS text) AS txid,
+                    coalesce((SELECT max(e.event_id) FROM membership_events e
+                              WHERE e.txid = f.txid), 0) AS event_id
+                FROM feed_commits f WHERE f.seq IS NOT NULL ORDER BY f.seq DESC LIMIT 1
+                """
+            )
+        ).first()
+        return (0, 0) if row is None else (int(row.txid), int(row.event_id))
 
     async def feed(
         self, after: tuple[int, int], segment_ids: Sequence[str] | None, limit: int
     ) -> list[MembershipEvent]:
-        only = "AND segment_id = ANY(CAST(:segs AS text[]))" if segment_ids is not None else ""
+        only = "AND e.segment_id = ANY(CAST(:segs AS text[]))" if segment_ids is not None else ""
         rows = await self._exec(
             f"""
-            SELECT event_id, CAST(txid AS text) AS txid, segment_id, customer_id, kind, label, at
-            FROM membership_events
-            WHERE (txid, event_id) > (CAST(:t AS xid8), :e)
-              AND txid < ({_FEED_HORIZON}) {only}
-            ORDER BY txid, event_id LIMIT :n
+            {_FEED_POSITION}
+            SELECT e.event_id, CAST(e.txid AS text) AS txid, e.segment_id, e.customer_id,
+                e.kind, e.label, e.at
+            FROM feed_commits f CROSS JOIN LATERAL (
+                SELECT * FROM membership_events e
+                WHERE e.txid = f.txid AND e.event_id > CASE
+                    WHEN f.seq = (SELECT seq FROM p) THEN (SELECT e FROM p) ELSE 0 END {only}
+                ORDER BY e.event_id LIMIT :n
+            ) e
+            WHERE f.seq >= (SELECT seq FROM p)
+            ORDER BY f.seq, e.event_id LIMIT :n
             """,
             {"t": str(after[0]), "e": after[1], "segs": list(segment_ids or []), "n": limit},
         )
