@@ -34,6 +34,7 @@ from svod_runtime.errors import (
 from svod_runtime.ids import MUST_BE_UUID, is_uuid
 from svod_runtime.outbox import OutboxLane
 from svod_runtime.paging import NOT_A_TOKEN, encode_page_token, number_token
+from svod_runtime.transactions import ATTEMPTS as TRANSACTION_ATTEMPTS
 from svod_runtime.transactions import run_in_transaction
 
 log = logging.getLogger(__name__)
@@ -178,8 +179,11 @@ class IngestionService:
     ) -> _Stored:
         # Concurrent streams sending the same ids in different orders wait on each other's
         # rows and one of them loses a deadlock: its chunk is stored again here (a stream is
-        # read once, so the interceptor cannot run it again; the client would have to).
-        stored = await run_in_transaction(self.store.transaction, store)
+        # read once, so the interceptor cannot run it again; the client would have to). Twice
+        # the runtime's attempts: four such streams lost five in a row once at load 15.
+        stored = await run_in_transaction(
+            self.store.transaction, store, attempts=2 * TRANSACTION_ATTEMPTS
+        )
         if stored[0]:
             self.on_enqueued(lane)
         return stored
