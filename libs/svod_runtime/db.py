@@ -211,7 +211,11 @@ def direct_statement(statement: str) -> str:
 
 
 async def fetch_direct(
-    conn: AsyncConnection, statement: str, params: Mapping[str, Any] | None = None
+    conn: AsyncConnection,
+    statement: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    prepare: bool | None = None,
 ) -> list[Any]:
     """Rows (named tuples; none for a statement that returns none) of one statement run on
     the psycopg connection under ``conn``, in its transaction, past SQLAlchemy's execution
@@ -220,12 +224,13 @@ async def fetch_direct(
     through SQLAlchemy, 0.5 ms direct; bulk writes, a tenth of the profile's event batches).
     Parameters are psycopg's ``%(name)s`` (see ``direct_statement``). Inside a trace, on an
     engine given to ``trace_direct_statements``, the statement gets a database span.
+    ``prepare``: psycopg's (None: prepared once run often; False: planned afresh every time).
     """
     raw = await conn.get_raw_connection()
     try:
         cursor = raw.driver_connection.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
         with _statement_span(conn, [statement]):
-            await cursor.execute(statement, params)
+            await cursor.execute(statement, params, prepare=prepare)
         return await cursor.fetchall() if cursor.description is not None else []
     except psycopg.OperationalError:
         await _invalidate_if_closed(conn, raw.driver_connection)

@@ -273,21 +273,28 @@ _ENQUEUE = (
 )
 
 
+# Planned afresh at every claim (run unprepared, see claim_due): a plan cached while the
+# outbox was nearly empty joined the claimed rows to the outbox by a scan of the whole
+# outbox_pkey index, each entry tested against every claimed row - up to a second a claim
+# once a backlog had built up (auto_explain in the pipeline benchmark: profile's relay,
+# whose claim names no lane; docs/performance.md, "Plans that scanned whole tables").
+# Planning one costs 0.13-0.31 ms (probe), once a pass.
 _CLAIM = """
     WITH due AS (
         SELECT outbox_pk FROM outbox
         WHERE failed_at IS NULL AND next_attempt_at <= now()
           AND (locked_until IS NULL OR locked_until < now()) {lane}
         ORDER BY next_attempt_at, outbox_pk
-        LIMIT :n FOR UPDATE SKIP LOCKED
+        LIMIT %(n)s FOR UPDATE SKIP LOCKED
     )
-    UPDATE outbox o SET locked_until = now() + make_interval(secs => :lease), lease_token = :tok
+    UPDATE outbox o SET locked_until = now() + make_interval(secs => %(lease)s),
+        lease_token = %(tok)s
     FROM due WHERE o.outbox_pk = due.outbox_pk
     RETURNING o.outbox_pk, o.topic, o.key, o.payload, o.trace_carrier, o.attempts,
               o.failed_attempts
 """
 _CLAIM_ALL = _CLAIM.format(lane="")
-_CLAIM_LANE = _CLAIM.format(lane="AND lane = :lane")
+_CLAIM_LANE = _CLAIM.format(lane="AND lane = %(lane)s")
 
 
 # A claim's rows by primary key, each with the token it must still carry (renewals and
@@ -320,9 +327,11 @@ class OutboxStore:
         relays skip them."""
         token = uuid.uuid4()
         async with self.engine.begin() as conn:
-            rows = await conn.execute(
-                text(_CLAIM_ALL if lane is None else _CLAIM_LANE),
+            rows = await fetch_direct(
+                conn,
+                _CLAIM_ALL if lane is None else _CLAIM_LANE,
                 {"n": limit, "lease": lease_s, "tok": token, "lane": int(lane or 0)},
+                prepare=False,
             )
             return sorted(
                 (

@@ -176,6 +176,12 @@ _SHOWN_COLUMNS = EVENT_COLUMNS.removesuffix(", identifiers").replace(
 # announced_event_columns: each column as segmentation's EventColumns field of that name
 # (a TimelineEntry's field as announced before: an amount and discount only with a currency,
 # the contact channel among the properties; numeric(20, 9) amounts, so no rounding).
+# Each reference is looked up by itself through events' (source, message_id) key: the lateral
+# subquery's OFFSET 0 keeps Postgres from flattening it into a join it may plan as a hash join
+# over a scan of all of events. It did, on every relay pass of the pipeline benchmark (the
+# references' count guessed at 10,000, events' statistics stale while the table grew): a pass
+# of 500 changes took 38 ms at 12,000 stored events and grew with the table (auto_explain,
+# docs/performance.md, "Plans that scanned whole tables").
 _ANNOUNCED_COLUMN_NAMES = (
     "source",
     "message_id",
@@ -213,7 +219,11 @@ FROM (
         e.reference_id, e.order_id
     FROM jsonb_array_elements(CAST(%(changes)s AS jsonb)) WITH ORDINALITY AS c(body, i)
     CROSS JOIN LATERAL jsonb_array_elements(c.body -> 'events') WITH ORDINALITY AS r(ref, n)
-    JOIN events e ON e.source = r.ref ->> 0 AND e.message_id = r.ref ->> 1
+    CROSS JOIN LATERAL (
+        SELECT * FROM events
+        WHERE events.source = r.ref ->> 0 AND events.message_id = r.ref ->> 1
+        OFFSET 0
+    ) e
     ORDER BY c.i, r.n
 ) ordered
 GROUP BY i
