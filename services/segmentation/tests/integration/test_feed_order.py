@@ -21,7 +21,7 @@ import uuid
 
 import psycopg
 
-from svod_cli.suite import create_database, drop_database, prepare_database, versions_dir
+from svod_cli.suite import create_database, drop_database, versions_dir
 from svod_runtime.config import service_database_url
 from svod_runtime.db import bootstrap_service_schema, create_engine, libpq_url
 from svod_runtime.migrations import upgrade
@@ -116,15 +116,9 @@ async def _scenario(url: str) -> None:
 
 
 def test_a_batch_waiting_on_a_lock_does_not_reorder_a_customers_changes(
-    postgres_admin_url,
+    own_segmentation_url: str,
 ) -> None:
-    name = f"svod_test_feed_{os.getpid()}_{secrets.token_hex(3)}"
-    db_url = create_database(postgres_admin_url, name)
-    try:
-        urls = prepare_database(db_url)
-        asyncio.run(_scenario(urls["segmentation"]))
-    finally:
-        drop_database(postgres_admin_url, name)
+    asyncio.run(_scenario(own_segmentation_url))
 
 
 _EVENT = (

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import secrets
 import uuid
 
-from svod_cli.suite import create_database, drop_database, prepare_database
 from svod_runtime.db import create_engine
 from svod_segmentation.adapters.storage import SegmentationStore
 from svod_segmentation.domain.model import CustomerEvent, MetricsSnapshot, ProfileChange, Segment
@@ -54,12 +51,6 @@ async def _scenario(url: str) -> None:
 
 
 def test_a_segment_defined_elsewhere_is_evaluated_after_changes_with_none(
-    postgres_admin_url,
+    own_segmentation_url: str,
 ) -> None:
-    name = f"svod_test_noseg_{os.getpid()}_{secrets.token_hex(3)}"
-    db_url = create_database(postgres_admin_url, name)
-    try:
-        urls = prepare_database(db_url)
-        asyncio.run(_scenario(urls["segmentation"]))
-    finally:
-        drop_database(postgres_admin_url, name)
+    asyncio.run(_scenario(own_segmentation_url))
