@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,6 +45,15 @@ from svod_runtime.outbox import enqueue, enqueue_many
 _NAME_ORDER = {name: i for i, name in enumerate(NAME_FIELDS)}
 # Name filters of SearchProfiles.
 NAME_SEARCH = ("first_name", "last_name")
+
+
+def _shown_rows(shown: Mapping[str, TraitObservation]) -> dict[str, dict[str, Any]]:
+    """Shown values as stored in ``shown``, for ``dump_json``."""
+    return {name: _obs_json(obs) for name, obs in shown.items()}
+
+
+def _shown_json(shown: Mapping[str, TraitObservation]) -> str:
+    return dump_json(_shown_rows(shown))
 
 
 def _obs_json(obs: TraitObservation) -> dict[str, Any]:
@@ -224,7 +233,7 @@ def _update_shown(
     version."""
     params: dict[str, Any] = {
         "c": customer_id,
-        "shown": dump_json({name: _obs_json(obs) for name, obs in shown.items()}),
+        "shown": _shown_json(shown),
     }
     names_sql = ""
     if names is not None:
@@ -675,7 +684,7 @@ class ProfileTransaction:
                 ),
                 {
                     "c": customer_id,
-                    "shown": dump_json({name: _obs_json(obs) for name, obs in shown.items()}),
+                    "shown": _shown_json(shown),
                     "variants": _variants_json(names.variants),
                     "keys": sorted(names.keys),
                 },
@@ -818,7 +827,7 @@ def shown_set_rows(
     return [
         {
             "c": customer_id,
-            "s": {name: _obs_json(obs) for name, obs in shown.items()},
+            "s": _shown_rows(shown),
             **(
                 {}
                 if names is None

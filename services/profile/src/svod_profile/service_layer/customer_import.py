@@ -45,7 +45,7 @@ from svod_profile.domain.names import NAME_FIELDS, NameIndex
 from svod_profile.domain.one_record import OneRecordChoices
 from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.ports import CustomerImportRepository, CustomerImportUnit
-from svod_profile.service_layer.use_cases import READ_TOGETHER
+from svod_profile.service_layer.use_cases import read_together
 from svod_runtime.errors import CustomerErased, FieldViolation, InvalidArgument, SvodError
 from svod_runtime.priority import step_aside
 from svod_runtime.transactions import run_in_transaction
@@ -157,8 +157,7 @@ class CustomerImports:
         unfilled = tx.events.filled - whole
         await tx.customer_imports.unfill(unfilled)
         for fields in touched.values():
-            if fields & READ_TOGETHER:
-                fields |= READ_TOGETHER  # the gender reads the first name (Саша)
+            read_together(fields)
         rest = {c: fields for c, fields in touched.items() if c not in whole}
         observed = await tx.customer_imports.observations(
             rest, {c: a for c, a in written.items() if c not in whole}
@@ -184,9 +183,7 @@ class CustomerImports:
             # A single Apply or GetProfile during an import waits for no whole fold.
             await step_aside()
             if touched is None:
-                fields = {o.field for o in values}
-                if fields & READ_TOGETHER:
-                    fields |= READ_TOGETHER
+                fields = read_together({o.field for o in values})
                 observations = values
             else:
                 fields = touched[owner]

@@ -71,6 +71,16 @@ STREAM_BATCH = 500
 ATTRIBUTE_FIELD = "attributes."
 # Fields whose shown values depend on each other, so they are chosen together.
 READ_TOGETHER = frozenset({"first_name", "gender"})
+
+
+def read_together(fields: set[str]) -> set[str]:
+    """``fields`` (changed in place) with the rest of READ_TOGETHER when it holds one of
+    them: the gender reads the first name (Саша)."""
+    if fields & READ_TOGETHER:
+        fields |= READ_TOGETHER
+    return fields
+
+
 Clock = Callable[[], dt.datetime]
 log = logging.getLogger(__name__)
 
@@ -162,9 +172,7 @@ class ProfileService:
 
     async def _show(self, tx: ProfileUnit, customer_id: str, touched: set[str]) -> int:
         """Recomputes the shown values of the ``touched`` fields from every observation."""
-        if touched & READ_TOGETHER:
-            touched |= READ_TOGETHER  # the gender reads the first name (Саша)
-        observations = await tx.observations(customer_id, touched)
+        observations = await tx.observations(customer_id, read_together(touched))
         shown = shown_values(observations, self.survivorship)
         names = NameIndex.of(touched, observations) if touched & set(NAME_FIELDS) else None
         return await tx.update_shown(customer_id, shown, names)
@@ -234,8 +242,7 @@ class ProfileService:
                     touched.setdefault(owner, set()).update(t.field for t in app.traits)
                     carriers.setdefault(owner, carrier)
             for fields in touched.values():
-                if fields & READ_TOGETHER:
-                    fields |= READ_TOGETHER  # the gender reads the first name (Саша)
+                read_together(fields)
             changed = list(touched)
             observed = await tx.observations_many([(o, touched[o]) for o in changed])
             updates = []
