@@ -43,7 +43,8 @@ def test_a_connection_left_in_pipeline_mode_is_replaced_before_the_next_caller(
             async with engine.connect() as conn:
                 raw = await conn.get_raw_connection()
                 # What a cancellation in psycopg's pipeline __aenter__ left (seen in a probe:
-                # libpq in pipeline mode, no transaction, psycopg unaware).
+                # libpq in pipeline mode, no transaction, psycopg unaware). driver_connection
+                # is typed as any DBAPI driver's or None; here it is psycopg's.
                 raw.driver_connection.pgconn.enter_pipeline_mode()  # type: ignore[union-attr]
             pid, value = await _backend_and_echo(engine, 2)
             assert value == 2

@@ -102,6 +102,7 @@ async def _scenario(url: str) -> None:
         await blocker.rollback()
         # Then the batch puts her back in, from the sweeper's result: she bought again.
         outcomes = await batch
+        # apply_changes gives a ChangeOutcome or the Exception that refused it: a change here.
         assert outcomes[2].entered == ("day",)  # type: ignore[union-attr]
         async with service.store.transaction() as tx:
             assert {m.customer_id for m in await tx.members("day", "", 10)} == {first, held, late}
