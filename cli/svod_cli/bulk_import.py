@@ -46,7 +46,6 @@ import csv
 import hashlib
 import json
 import os
-import random
 import secrets
 import sys
 import threading
@@ -81,6 +80,7 @@ from svod_cli.common import (
 from svod_cli.fast_json import build
 from svod_cli.import_mapping import ColumnMapping, delimiter_of, load_mapping, read_mapping_file
 from svod_cli.ingest import wait_delivered
+from svod_runtime.own_random import own_random
 
 Stub = ingestion_pb2_grpc.IngestionServiceStub
 
@@ -107,6 +107,8 @@ RETRYABLE = frozenset(
         grpc.StatusCode.ABORTED,
     }
 )
+# Retry jitter from a generator of the command's own (see svod_runtime.own_random).
+_JITTER = own_random()
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 # Rejected lines kept with their reasons (all are counted): the checkpoint carries them and is
@@ -552,7 +554,7 @@ class Sender:
                         f"sending again in {delay:.1f} s (attempt {attempt + 1})",
                         file=sys.stderr,
                     )
-                if self._stopping.wait(delay * (0.75 + random.random() / 2)):
+                if self._stopping.wait(delay * (0.75 + _JITTER.random() / 2)):
                     raise
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 attempt += 1
@@ -963,7 +965,7 @@ def _commit(checkpoint: Checkpoint, kind: Kind, retries: int, quiet: bool) -> Im
                     raise
                 if not quiet:
                     print(f"commit: {error.code().name}; again in {delay:.1f} s", file=sys.stderr)
-                time.sleep(delay * (0.75 + random.random() / 2))
+                time.sleep(delay * (0.75 + _JITTER.random() / 2))
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 attempt += 1
     checkpoint.committed = True

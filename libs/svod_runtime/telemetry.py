@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.util.types import Attributes
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -38,9 +39,39 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from svod_runtime.config import ServiceConfig
 from svod_runtime.db import trace_direct_statements
 from svod_runtime.metrics import ServiceMetrics
+from svod_runtime.own_random import own_random
 from svod_runtime.pool_metrics import observe_pool
 
 log = logging.getLogger(__name__)
+
+
+class OwnRandomIdGenerator(IdGenerator):
+    """OpenTelemetry's random trace and span ids, drawn from a generator of their own.
+
+    The SDK's default draws from the random module's global state (see own_random).
+    """
+
+    def __init__(self) -> None:
+        self._random = own_random()
+
+    def generate_span_id(self) -> int:
+        span_id = 0
+        while span_id == trace.INVALID_SPAN_ID:
+            span_id = self._random.getrandbits(64)
+        return span_id
+
+    def generate_trace_id(self) -> int:
+        trace_id = 0
+        while trace_id == trace.INVALID_TRACE_ID:
+            trace_id = self._random.getrandbits(128)
+        return trace_id
+
+    def is_trace_id_random(self) -> bool:
+        return True
+
+
+# One for the process: each generator's reseed at fork is registered for the process' life.
+_IDS = OwnRandomIdGenerator()
 
 
 class Telemetry:
@@ -58,7 +89,9 @@ class Telemetry:
         self.service = service
         resource = Resource.create({"service.name": f"svod-{service}", "service.namespace": "svod"})
         self.tracer_provider = TracerProvider(
-            resource=resource, sampler=ParentBased(TraceIdRatioBased(sample_ratio))
+            resource=resource,
+            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+            id_generator=_IDS,
         )
         for exporter in extra_exporters:
             self.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))

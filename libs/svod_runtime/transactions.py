@@ -13,10 +13,11 @@ errors carry.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Final, TypeVar
+
+from svod_runtime.own_random import own_random
 
 # deadlock_detected, serialization_failure
 RETRY_SQLSTATES: Final = frozenset({"40P01", "40001"})
@@ -26,6 +27,8 @@ ATTEMPTS: Final = 5
 # again in the same order (four TrackStreams of the same 300 messages in turned orders lost
 # all five attempts once in a clean-clone CI at load 15, tests/e2e/test_events_and_metrics).
 PAUSE_S: Final = 0.01
+# The pauses' own generator, not the random module's global state (see own_random).
+_JITTER: Final = own_random()
 
 U = TypeVar("U")
 T = TypeVar("T")
@@ -79,5 +82,5 @@ async def run_again_on_conflict(
         except Exception as error:
             if attempt == attempts or not is_retryable(error):
                 raise
-            await asyncio.sleep(pause_s * attempt * (0.5 + random.random()))
+            await asyncio.sleep(pause_s * attempt * (0.5 + _JITTER.random()))
     raise AssertionError("unreachable: the last attempt returns or raises")
