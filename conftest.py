@@ -27,7 +27,6 @@ from svod.quality.v1 import quality_pb2_grpc
 from svod.segmentation.v1 import segmentation_pb2_grpc
 from svod_cli.postgres import PostgresMissing, ensure_postgres
 from svod_cli.suite import TOP, InProcessSuite, create_database, drop_database, prepare_database
-from svod_runtime.config import service_database_url
 from svod_runtime.db import libpq_url
 from tests.privacy import LogCollector
 
@@ -95,24 +94,30 @@ SYNCHRONOUS_COMMIT = os.environ.get("SVOD_TEST_SYNCHRONOUS_COMMIT", "off")
 
 
 @pytest.fixture
-def profile_urls(postgres_admin_url: str) -> Iterator[Callable[[], str]]:
-    """Makes scratch databases with every service's schema (each call a new one) and gives
-    profile's URL of each; dropped after the test. For tests of profile's storage and use
-    cases on their own (no services running)."""
+def scratch_databases(postgres_admin_url: str) -> Iterator[Callable[[str], dict[str, str]]]:
+    """Makes scratch databases with every service's schema (each call a new one, named after
+    the caller's ``purpose``) and gives each service's URL in it; dropped after the test. For
+    tests whose rows, segments or feed must not meet the shared suite database's, and for tests
+    of one service's storage on its own (no services running)."""
     made: list[str] = []
 
-    def make() -> str:
-        name = f"svod_test_profile_{secrets.token_hex(4)}"
+    def make(purpose: str) -> dict[str, str]:
+        name = f"svod_test_{purpose}_{os.getpid()}_{secrets.token_hex(3)}"
         url = create_database(postgres_admin_url, name)
         made.append(name)
-        prepare_database(url)
-        return service_database_url("profile", {"SVOD_DATABASE_URL": url})
+        return prepare_database(url)
 
     try:
         yield make
     finally:
         for name in made:
             drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+def profile_urls(scratch_databases: Callable[[str], dict[str, str]]) -> Callable[[], str]:
+    """Profile's URL in a new scratch database at each call (see ``scratch_databases``)."""
+    return lambda: scratch_databases("profile")["profile"]
 
 
 @pytest.fixture(scope="session")

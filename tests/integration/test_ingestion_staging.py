@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import text
 
-from svod_cli.suite import create_database, drop_database, prepare_database
 from svod_ingestion.adapters import storage
 from svod_ingestion.adapters.storage import IngestionStore
 from svod_ingestion.domain.model import Accepted, Incoming, MessageKind
@@ -23,13 +21,8 @@ from svod_runtime.errors import AlreadyExists
 
 
 @pytest.fixture
-def ingestion_url(postgres_admin_url: str) -> Iterator[str]:
-    name = f"svod_staging_{time.monotonic_ns()}"
-    url = create_database(postgres_admin_url, name)
-    try:
-        yield prepare_database(url)["ingestion"]
-    finally:
-        drop_database(postgres_admin_url, name)
+def ingestion_url(scratch_databases: Callable[[str], dict[str, str]]) -> str:
+    return scratch_databases("staging")["ingestion"]
 
 
 def _messages(prefix: str, count: int) -> list[Incoming]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
-
-from svod_cli.suite import create_database, drop_database, prepare_database
 
 
 @pytest.fixture
@@ -18,12 +15,7 @@ def tag() -> str:
 
 
 @pytest.fixture
-def own_segmentation_url(postgres_admin_url: str) -> Iterator[str]:
+def own_segmentation_url(scratch_databases: Callable[[str], dict[str, str]]) -> str:
     """Segmentation's URL in a database of its own with every service's schema, dropped after
     the test: for tests whose segments or feed must not meet the shared database's."""
-    name = f"svod_test_seg_{os.getpid()}_{secrets.token_hex(3)}"
-    db_url = create_database(postgres_admin_url, name)
-    try:
-        yield prepare_database(db_url)["segmentation"]
-    finally:
-        drop_database(postgres_admin_url, name)
+    return scratch_databases("seg")["segmentation"]
