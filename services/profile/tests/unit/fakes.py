@@ -39,7 +39,7 @@ from svod_profile.domain.model import (
     SourceSummary,
     TraitObservation,
 )
-from svod_profile.domain.names import NameIndex
+from svod_profile.domain.names import NameIndex, ShownUpdate
 from svod_profile.service_layer.ports import (
     CustomerDirectory,
     ProfileEvents,
@@ -312,9 +312,7 @@ class FakeUnit:
     ) -> int:
         return self._show(customer_id, shown, names, replace_all=False)
 
-    async def update_shown_many(
-        self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
-    ) -> list[int]:
+    async def update_shown_many(self, updates: list[ShownUpdate]) -> list[int]:
         return [await self.update_shown(c, shown, names) for c, shown, names in updates]
 
     async def replace_shown(

@@ -37,7 +37,7 @@ from svod_profile.domain.model import (
     SourceSummary,
     TraitObservation,
 )
-from svod_profile.domain.names import NAME_FIELDS, NameIndex, query_key
+from svod_profile.domain.names import NAME_FIELDS, NameIndex, ShownUpdate, query_key
 from svod_runtime.db import array_literal, dump_json, fetch_direct, fetch_direct_pipelined
 from svod_runtime.erasure import scrub_outbox
 from svod_runtime.outbox import enqueue, enqueue_many
@@ -700,9 +700,7 @@ class ProfileTransaction:
         (row,) = await fetch_direct(self.conn, *_update_shown(customer_id, shown, names))
         return int(row.version)
 
-    async def update_shown_many(
-        self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
-    ) -> list[int]:
+    async def update_shown_many(self, updates: list[ShownUpdate]) -> list[int]:
         """``update_shown`` of each (customer, shown, names): distinct customers as one
         statement (``update_shown_set``), else one statement each in one round trip."""
         if not updates:
@@ -714,9 +712,7 @@ class ProfileTransaction:
         answers = await fetch_direct_pipelined(self.conn, [_update_shown(*u) for u in updates])
         return [int(rows[0].version) for rows in answers]
 
-    async def update_shown_set(
-        self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
-    ) -> dict[str, int]:
+    async def update_shown_set(self, updates: list[ShownUpdate]) -> dict[str, int]:
         """``update_shown`` of each (customer, shown, names) - distinct customers - as one
         statement; each one's new version. (A customer import's fold: 2,000 records' customers
         through ``update_shown_many`` were 41% of profile's samples in the fold, py-spy.)"""
@@ -726,9 +722,7 @@ class ProfileTransaction:
         found = await fetch_direct(self.conn, _UPDATE_SHOWN_SET, {"rows": dump_json(rows)})
         return {str(r.customer_id): int(r.version) for r in found}
 
-    def shown_json(
-        self, shown: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
-    ) -> str:
+    def shown_json(self, shown: list[ShownUpdate]) -> str:
         """(customer, shown, names) rows as ``update_shown_set`` sends them: the JSON that
         ``ProfileEvents.lock_current_profiles`` makes new profiles with (``filled``)."""
         return dump_json(shown_set_rows(shown))
@@ -821,7 +815,7 @@ RETURNING CAST(p.customer_id AS text) AS customer_id, p.version
 
 
 def shown_set_rows(
-    updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]],
+    updates: list[ShownUpdate],
 ) -> list[dict[str, Any]]:
     """``_UPDATE_SHOWN_SET``'s rows, for ``dump_json``."""
     return [

@@ -170,3 +170,8 @@ class NameIndex:
         for obs in mine:
             keys |= search_keys(obs.field, obs.value)
         return cls(names, tuple(name_variants(mine)), frozenset(keys))
+
+
+# A customer, the shown values of some of its fields, and the variants and keys of the name
+# fields among them (None: the stored ones stay): one profile's shown-values update.
+ShownUpdate = tuple[str, dict[str, TraitObservation], NameIndex | None]

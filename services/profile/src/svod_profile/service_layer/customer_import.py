@@ -41,7 +41,7 @@ from dataclasses import replace
 from svod_profile.domain.announcements import CHANGED_NO_EVENTS, CHANGED_TOPIC
 from svod_profile.domain.imports import MAX_FOLD_RECORDS, check_import_id
 from svod_profile.domain.model import RecordApplication, TraitObservation
-from svod_profile.domain.names import NAME_FIELDS, NameIndex
+from svod_profile.domain.names import NAME_FIELDS, NameIndex, ShownUpdate
 from svod_profile.domain.one_record import OneRecordChoices
 from svod_profile.domain.survivorship import SurvivorshipRules, shown_values
 from svod_profile.service_layer.ports import CustomerImportRepository, CustomerImportUnit
@@ -175,7 +175,7 @@ class CustomerImports:
         self,
         observed: dict[str, list[TraitObservation]],
         touched: dict[str, set[str]] | None = None,
-    ) -> list[tuple[str, dict[str, TraitObservation], NameIndex | None]]:
+    ) -> list[ShownUpdate]:
         """Each customer's shown values and name index from its observations, over the
         fields ``touched`` (default: the fields observed, with those read together)."""
         shown = []

@@ -23,7 +23,7 @@ from svod_profile.domain.model import (
     RecordApplication,
     TraitObservation,
 )
-from svod_profile.domain.names import NameIndex
+from svod_profile.domain.names import NameIndex, ShownUpdate
 
 
 class ProfileEvents(Protocol):
@@ -145,9 +145,7 @@ class ProfileUnit(Protocol):
     ) -> int:
         """Replaces the shown values of the fields in ``shown``; returns the new version."""
 
-    async def update_shown_many(
-        self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
-    ) -> list[int]: ...
+    async def update_shown_many(self, updates: list[ShownUpdate]) -> list[int]: ...
 
     async def replace_shown(
         self, customer_id: str, shown: dict[str, TraitObservation], names: NameIndex
@@ -329,14 +327,10 @@ class CustomerImportUnit(Protocol):
     async def erased_and_absent(self, customer_ids: Iterable[str]) -> tuple[set[str], set[str]]:
         """erased_among, and which of the ids have no profile (a hint, read unlocked)."""
 
-    def shown_json(
-        self, shown: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
-    ) -> str:
+    def shown_json(self, shown: list[ShownUpdate]) -> str:
         """(customer, shown, names) as lock_current_profiles' ``filled`` takes them."""
 
-    async def update_shown_set(
-        self, updates: list[tuple[str, dict[str, TraitObservation], NameIndex | None]]
-    ) -> dict[str, int]:
+    async def update_shown_set(self, updates: list[ShownUpdate]) -> dict[str, int]:
         """update_shown of each (distinct) customer, set-based: each one's new version."""
 
     async def versions(self, customer_ids: Iterable[str]) -> dict[str, int]: ...
