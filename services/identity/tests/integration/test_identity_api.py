@@ -16,6 +16,10 @@ import pytest
 from svod.common.v1 import common_pb2
 from svod.identity.v1 import identity_pb2
 from svod_cli.identity import write_mapping_csv
+from svod_identity.domain.matching.frequencies import (
+    attribute_term_frequencies,
+    first_name_birth_date_keys,
+)
 from svod_identity.service_layer import use_cases
 from tests.builders import random_phone
 
@@ -573,6 +577,31 @@ def test_a_refit_model_counts_the_records_holding_each_birth_date(suite) -> None
     assert after["total"] == before["total"] + 2
     assert after["counts"][day] == before["counts"].get(day, 0) + 2
     assert "1970-01-01" not in after["counts"]
+
+
+def test_a_refit_model_counts_the_records_holding_each_given_name_and_birth_date(suite) -> None:
+    """The (given name, birth date) pair frequencies come from every stored record, under the
+    passport name the given name stands for, as ``attribute_term_frequencies`` counts them
+    offline: «Лена» and «Елена» born the same day are two records of one pair."""
+
+    def pairs() -> dict:
+        refit = suite.identity.RefitMatchModel(
+            identity_pb2.RefitMatchModelRequest(max_pairs=5000, dry_run=True), timeout=30
+        )
+        return json.loads(refit.model_json)["term_frequencies"]["first_name_birth_date"]
+
+    born = (random.randint(1920, 1940), random.randint(1, 12), random.randint(1, 28))
+    day = f"{born[0]:04d}-{born[1]:02d}-{born[2]:02d}"
+    (key,) = first_name_birth_date_keys("Елена", day)
+    before = pairs()
+    for first in ("Елена", "Лена"):
+        resolve(suite, request(phones=(phone(),), first=first, last=surname(), born=born))
+    resolve(suite, request(phones=(phone(),), last=surname(), born=born))  # no given name
+    after = pairs()
+    assert after["total"] == before["total"] + 2
+    assert after["counts"][key] == before["counts"].get(key, 0) + 2
+    stored = [{"first_name": "Елена", "birth_date": day}, {"first_name": "Лена", "birth_date": day}]
+    assert attribute_term_frequencies(stored)["first_name_birth_date"].counts == {key: 2}
 
 
 def test_merge_is_announced_to_profile(suite) -> None:

@@ -89,9 +89,10 @@ class Export:
 
     async def value_counts(self) -> dict[str, list[tuple[str, int]]]:
         """How many records hold each surname, given name, city and birth date as written, per
-        feature (the attributes ``frequencies.written_values`` reads), and each e-mail address
-        ("login": ``frequencies.fold_logins`` counts the distinct mailboxes per login), for
-        the model's term frequencies."""
+        feature (the attributes ``frequencies.written_values`` reads), each given name with
+        its birth date (the JSON array of the two, as ``frequencies.written_pair`` writes it),
+        and each e-mail address ("login": ``frequencies.fold_logins`` counts the distinct
+        mailboxes per login), for the model's term frequencies."""
         rows = await self.conn.execute(
             text(
                 """
@@ -113,6 +114,11 @@ class Export:
                 UNION ALL
                 SELECT 'birth_date', birth_date, count(*) FROM written
                 WHERE birth_date <> '' GROUP BY birth_date
+                UNION ALL
+                SELECT 'first_name_birth_date', jsonb_build_array(first_name, birth_date)::text,
+                       count(*)
+                FROM written WHERE first_name <> '' AND birth_date <> ''
+                GROUP BY first_name, birth_date
                 UNION ALL
                 SELECT 'login', key->>2, count(DISTINCT record_pk)
                 FROM records, jsonb_array_elements(identifiers) AS key

@@ -1,5 +1,5 @@
-"""Term frequencies of names, cities, birth dates and e-mail logins among the records: what
-makes a shared value rare or common.
+"""Term frequencies of names, cities, birth dates, e-mail logins and (given name, birth date)
+pairs among the records: what makes a shared value rare or common.
 
 Counted when the model is refitted (from the records in memory, or from the stored records'
 value counts) and kept in the model, so scoring a pair needs no look-up: see
@@ -8,6 +8,7 @@ value counts) and kept in the model, so scoring a pair needs no look-up: see
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -52,6 +53,51 @@ KEYS: dict[str, Callable[[str | None], str]] = {
 }
 # Features counted from a record's identifiers: "login" from its e-mail addresses.
 IDENTIFIER_FEATURES: dict[str, str] = {"login": "email"}
+# Features counted from two attributes written together: the given name with the birth date,
+# written as the JSON array of the two (``written_values``; the store's ``value_counts`` writes
+# the same array with ``jsonb_build_array``).
+PAIR_FEATURES: tuple[str, ...] = ("first_name_birth_date",)
+
+
+def first_name_birth_date_key(name_key: str, date: str) -> str:
+    """The key of a (canonical given name, ISO birth date) pair in its table."""
+    return f"{name_key} {date}"
+
+
+def first_name_birth_date_keys(first_name: str | None, birth_date: str | None) -> tuple[str, ...]:
+    """The (canonical given name, birth date) keys a record's written given name and birth date
+    count under: one per passport name the given name can stand for ("Лена" and "Елена" under
+    ``elena``, "Саша" under ``aleksandr`` and ``aleksandra``), none without both."""
+    date = birth_date_key(birth_date)
+    name = resolve_first_name(first_name) if first_name and date else None
+    if name is None:
+        return ()
+    return tuple(first_name_birth_date_key(key, date) for key in sorted(name.keys))
+
+
+def written_pair(first: object, second: object) -> str | None:
+    """Two attributes as written, as one value of a pair feature (None unless both are set)."""
+    if not first or not second:
+        return None
+    return json.dumps([str(first), str(second)], ensure_ascii=False)
+
+
+def fold_name_date_pairs(
+    raw_counts: Iterable[tuple[str, int]], top: int = TF_TOP_VALUES
+) -> TermFrequencies:
+    """How many records hold each (canonical given name, birth date) pair, from the written
+    pairs' counts. Like birth dates, most pairs are one person's few records, so the tail is
+    counted whole into the agreement share (``least`` 1); the ``top`` kept are the commonest,
+    the ones many people share (``scoring.common_name_and_birth_date_loss``)."""
+    counts: Counter[str] = Counter()
+    for raw, count in raw_counts:
+        try:
+            first, date = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
+        for key in first_name_birth_date_keys(first, date):
+            counts[key] += count
+    return TermFrequencies.with_tail(counts, top, least=1)
 
 
 def login_key(raw: str | None) -> str:
@@ -83,6 +129,8 @@ def fold_counts(
     """Frequencies of a feature's comparison keys from counts of its values as written."""
     if feature == "login":
         return fold_logins(raw_counts, top)
+    if feature == "first_name_birth_date":
+        return fold_name_date_pairs(raw_counts, top)
     key_of = KEYS[feature]
     counts: Counter[str] = Counter()
     for raw, count in raw_counts:
@@ -99,8 +147,9 @@ def fold_counts(
 
 
 def written_values(attributes: Mapping[str, Any]) -> dict[str, str | None]:
-    """The values a stored record's attributes hold for each feature of ``KEYS``, as written:
-    what the store's value counts (``value_counts`` of the export port) count."""
+    """The values a stored record's attributes hold for each feature of ``KEYS`` and
+    ``PAIR_FEATURES``, as written: what the store's value counts (``value_counts`` of the
+    export port) count."""
     addresses = attributes.get("addresses") or [{}]
     address = addresses[0] if isinstance(addresses[0], Mapping) else {}
     return {
@@ -108,6 +157,9 @@ def written_values(attributes: Mapping[str, Any]) -> dict[str, str | None]:
         "first_name": attributes.get("first_name"),
         "city": address.get("city"),
         "birth_date": attributes.get("birth_date"),
+        "first_name_birth_date": written_pair(
+            attributes.get("first_name"), attributes.get("birth_date")
+        ),
     }
 
 
@@ -119,7 +171,9 @@ def attribute_term_frequencies(
     """Frequencies among records given by their stored attributes (each record counts once per
     feature) and, in ``emails``, each record's e-mail identifiers as stored: the same as the
     store's value counts give."""
-    written: dict[str, Counter[str]] = {feature: Counter() for feature in (*KEYS, "login")}
+    written: dict[str, Counter[str]] = {
+        feature: Counter() for feature in (*KEYS, *PAIR_FEATURES, "login")
+    }
     for attributes in records:
         for feature, value in written_values(attributes).items():
             if value:
@@ -133,6 +187,8 @@ def attribute_term_frequencies(
 def term_frequencies(
     raw_counts: Mapping[str, Iterable[tuple[str, int]]], top: int = TF_TOP_VALUES
 ) -> dict[str, TermFrequencies]:
-    """Frequencies of every feature of ``KEYS`` and ``IDENTIFIER_FEATURES`` from counts of
-    values as written (a feature without counts gets an empty table, which adjusts nothing)."""
-    return {f: fold_counts(f, raw_counts.get(f, ()), top) for f in (*KEYS, *IDENTIFIER_FEATURES)}
+    """Frequencies of every feature of ``KEYS``, ``PAIR_FEATURES`` and ``IDENTIFIER_FEATURES``
+    from counts of values as written (a feature without counts gets an empty table, which
+    adjusts nothing)."""
+    features = (*KEYS, *PAIR_FEATURES, *IDENTIFIER_FEATURES)
+    return {f: fold_counts(f, raw_counts.get(f, ()), top) for f in features}

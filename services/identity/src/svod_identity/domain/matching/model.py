@@ -102,7 +102,18 @@ MODEL_VERSION = 1
 # moved by log2(u_average / u_v), u_v the share of records holding v and u_average the chance
 # that two random records agree at all (sum of the shares squared): rare surnames gain, the
 # popular ones lose. Learned from the records when the model is refitted (``term_frequencies``).
-TF_FEATURES: tuple[str, ...] = ("last_name", "first_name", "city", "birth_date", "login")
+TF_FEATURES: tuple[str, ...] = (
+    "last_name",
+    "first_name",
+    "city",
+    "birth_date",
+    "login",
+    "first_name_birth_date",
+)
+# "first_name_birth_date": how many records hold each (canonical given name, birth date) pair
+# (``frequencies.fold_name_date_pairs``). Not a score adjustment either: what a thin link that
+# rests on the given name and the birth date loses when many hold the pair
+# (``scoring.common_name_and_birth_date_loss``, ``engine.Resolver``).
 # "login": how many distinct mailboxes hold each e-mail login (``frequencies.fold_logins``). Not
 # a score adjustment (measured, see ``TF_BOUNDS``) but what tells a login one person keeps at
 # two providers (``maria.smirnova1987``) from one that a surname and an initial make

@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 from svod_identity.domain.matching.compare import Comparison, comparison_vector, view
 from svod_identity.domain.matching.contacts import EmailAddress
+from svod_identity.domain.matching.frequencies import first_name_birth_date_key
 from svod_identity.domain.matching.model import (
     FEATURES,
     MISSING,
@@ -504,6 +505,32 @@ def tf_adjustments(
         # the gain. Not asked of a model stored before the table existed: it scores as it did.
         out["birth_date"] = model.tf_weight("birth_date", x.birth_date.isoformat())
     return out
+
+
+def common_name_and_birth_date_loss(
+    a: PersonRecord, b: PersonRecord, levels: Mapping[str, str], model: MatchModel
+) -> float:
+    """What the pair's given name and birth date in common are worth less, in bits (<= 0),
+    because many records hold that given name on that day: log2(u_average / u_pair) of the
+    (canonical given name, birth date) pair (``frequencies.fold_name_date_pairs``, counted at
+    refit) when that is negative, the pair's share of the records above the chance that two
+    random records share one. The name's and the date's own adjustments assume the two
+    independent; a common name on a common date (a year's clamped children) is commoner
+    still. 0 without the table, without an exact date, or for a pair not among the commonest
+    kept (most are one person's records: no loss)."""
+    table = model.term_frequencies.get("first_name_birth_date")
+    if table is None or table.total < TF_MIN_RECORDS or levels.get("birth_date") != "exact":
+        return 0.0
+    x, y = view(a), view(b)
+    if x.first is None or y.first is None or x.birth_date is None:
+        return 0.0
+    date = x.birth_date.isoformat()
+    shared = x.first.keys & y.first.keys
+    held = [table.counts.get(first_name_birth_date_key(key, date), 0) for key in shared]
+    count = max(held, default=0)
+    if not count:
+        return 0.0
+    return min(0.0, math.log2(table.agreement_share * table.total / count))
 
 
 def rare_shared_login(a: PersonRecord, b: PersonRecord, model: MatchModel) -> bool:
