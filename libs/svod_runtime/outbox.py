@@ -51,6 +51,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_runtime.db import database_unavailable, dump_json, fetch_direct
+from svod_runtime.own_random import own_random
 from svod_runtime.telemetry import context_from_carrier, current_trace_carrier, trace_carrier_of
 from svod_runtime.transactions import run_in_transaction
 
@@ -175,6 +176,9 @@ MAX_ERROR_CHARS = 300
 # 5 min cap the kill -9 profile fault scenario drained 6-86 s after the restart (retries of
 # the outage had backed off to minutes); a failing call to a down peer costs little.
 MAX_OUTAGE_DELAY_S = 5.0
+# Backoff jitter from a generator of the relays' own, not the random module's global state
+# (see own_random).
+_JITTER = own_random()
 
 
 def retry_delay(
@@ -182,7 +186,7 @@ def retry_delay(
 ) -> float:
     """Exponential backoff with jitter, capped; ``attempts`` counts failures so far (from 1)."""
     ceiling = min(cap_s, BASE_DELAY_S * 2 ** max(0, min(attempts, 64) - 1))
-    return (rng or random).uniform(ceiling / 2, ceiling)
+    return (rng or _JITTER).uniform(ceiling / 2, ceiling)
 
 
 class DeliveryError(Exception):

@@ -9,6 +9,7 @@ import random
 
 import grpc
 
+from svod_runtime.outbox import retry_delay
 from svod_runtime.own_random import own_random
 from svod_runtime.telemetry import Telemetry
 
@@ -37,3 +38,10 @@ def test_a_forked_child_draws_other_numbers_than_its_parent() -> None:
     os.waitpid(pid, 0)
     os.close(reader)
     assert generator.getrandbits(64) != child_draw
+
+
+def test_retry_pauses_leave_the_global_random_state_alone() -> None:
+    before = random.getstate()
+    delays = [retry_delay(attempt) for attempt in range(1, 10)]
+    assert random.getstate() == before
+    assert len(set(delays)) > 1  # still jittered
