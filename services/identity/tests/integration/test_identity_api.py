@@ -527,20 +527,28 @@ def test_match_model_is_stored_json_and_refit_by_em(suite) -> None:
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def _refit_frequencies(suite, feature: str) -> dict:
+    """One term-frequency table of the model a dry-run refit estimates from the store."""
+    refit = suite.identity.RefitMatchModel(
+        identity_pb2.RefitMatchModelRequest(max_pairs=5000, dry_run=True), timeout=30
+    )
+    return json.loads(refit.model_json)["term_frequencies"][feature]
+
+
+def _an_old_birth_date() -> tuple[tuple[int, int, int], str]:
+    """A birth date from 1920-1940 (rarely another test's), as (year, month, day) and ISO."""
+    born = (random.randint(1920, 1940), random.randint(1, 12), random.randint(1, 28))
+    return born, f"{born[0]:04d}-{born[1]:02d}-{born[2]:02d}"
+
+
 def test_a_refit_model_counts_names_and_cities_of_the_stored_records(suite) -> None:
     """Term frequencies come from every stored record: two more records in a town add two to
     its count, whatever pairs the refit sampled."""
 
-    def cities() -> dict:
-        refit = suite.identity.RefitMatchModel(
-            identity_pb2.RefitMatchModelRequest(max_pairs=5000, dry_run=True), timeout=30
-        )
-        return json.loads(refit.model_json)["term_frequencies"]["city"]
-
-    before = cities()
+    before = _refit_frequencies(suite, "city")
     for _ in range(2):
         resolve(suite, request(phones=(phone(),), first="Аглая", last=surname(), city="г. Кимры"))
-    after = cities()
+    after = _refit_frequencies(suite, "city")
     assert after["total"] == before["total"] + 2
     assert after["counts"]["kimri"] == before["counts"].get("kimri", 0) + 2
 
@@ -551,10 +559,7 @@ def test_a_refit_model_counts_the_mailboxes_holding_each_login(suite) -> None:
     login = unique("mariasmirnova").replace("-", "")
     for address in (f"{login}@mail.ru", f"{login}@mail.ru", f"{login}@gmail.com"):
         resolve(suite, request(emails=(address,), phones=(phone(),), first="Мария"))
-    refit = suite.identity.RefitMatchModel(
-        identity_pb2.RefitMatchModelRequest(max_pairs=5000, dry_run=True), timeout=30
-    )
-    logins = json.loads(refit.model_json)["term_frequencies"]["login"]
+    logins = _refit_frequencies(suite, "login")
     assert logins["counts"][login.lower()] == 2
 
 
@@ -562,18 +567,11 @@ def test_a_refit_model_counts_the_records_holding_each_birth_date(suite) -> None
     """Birth-date frequencies come from every stored record, as comparisons read the dates: a
     placeholder date (01.01.1970) is never counted."""
 
-    def dates() -> dict:
-        refit = suite.identity.RefitMatchModel(
-            identity_pb2.RefitMatchModelRequest(max_pairs=5000, dry_run=True), timeout=30
-        )
-        return json.loads(refit.model_json)["term_frequencies"]["birth_date"]
-
-    born = (random.randint(1920, 1940), random.randint(1, 12), random.randint(1, 28))
-    day = f"{born[0]:04d}-{born[1]:02d}-{born[2]:02d}"
-    before = dates()
+    born, day = _an_old_birth_date()
+    before = _refit_frequencies(suite, "birth_date")
     for when in (born, born, (1970, 1, 1)):
         resolve(suite, request(phones=(phone(),), first="Аглая", last=surname(), born=when))
-    after = dates()
+    after = _refit_frequencies(suite, "birth_date")
     assert after["total"] == before["total"] + 2
     assert after["counts"][day] == before["counts"].get(day, 0) + 2
     assert "1970-01-01" not in after["counts"]
@@ -584,20 +582,13 @@ def test_a_refit_model_counts_the_records_holding_each_given_name_and_birth_date
     passport name the given name stands for, as ``attribute_term_frequencies`` counts them
     offline: «Лена» and «Елена» born the same day are two records of one pair."""
 
-    def pairs() -> dict:
-        refit = suite.identity.RefitMatchModel(
-            identity_pb2.RefitMatchModelRequest(max_pairs=5000, dry_run=True), timeout=30
-        )
-        return json.loads(refit.model_json)["term_frequencies"]["first_name_birth_date"]
-
-    born = (random.randint(1920, 1940), random.randint(1, 12), random.randint(1, 28))
-    day = f"{born[0]:04d}-{born[1]:02d}-{born[2]:02d}"
+    born, day = _an_old_birth_date()
     (key,) = first_name_birth_date_keys("Елена", day)
-    before = pairs()
+    before = _refit_frequencies(suite, "first_name_birth_date")
     for first in ("Елена", "Лена"):
         resolve(suite, request(phones=(phone(),), first=first, last=surname(), born=born))
     resolve(suite, request(phones=(phone(),), last=surname(), born=born))  # no given name
-    after = pairs()
+    after = _refit_frequencies(suite, "first_name_birth_date")
     assert after["total"] == before["total"] + 2
     assert after["counts"][key] == before["counts"].get(key, 0) + 2
     stored = [{"first_name": "Елена", "birth_date": day}, {"first_name": "Лена", "birth_date": day}]
