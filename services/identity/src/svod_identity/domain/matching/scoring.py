@@ -519,18 +519,15 @@ def common_name_and_birth_date_loss(
     still. 0 without the table, without an exact date, or for a pair not among the commonest
     kept (most are one person's records: no loss)."""
     table = model.term_frequencies.get("first_name_birth_date")
-    if table is None or table.total < TF_MIN_RECORDS or levels.get("birth_date") != "exact":
+    if table is None or levels.get("birth_date") != "exact":
         return 0.0
     x, y = view(a), view(b)
     if x.first is None or y.first is None or x.birth_date is None:
         return 0.0
     date = x.birth_date.isoformat()
-    shared = x.first.keys & y.first.keys
-    held = [table.counts.get(first_name_birth_date_key(key, date), 0) for key in shared]
-    count = max(held, default=0)
-    if not count:
-        return 0.0
-    return min(0.0, math.log2(table.agreement_share * table.total / count))
+    pairs = (first_name_birth_date_key(key, date) for key in x.first.keys & y.first.keys)
+    listed = [pair for pair in pairs if pair in table.counts]
+    return min([0.0, *(table.adjustment(pair) for pair in listed)])
 
 
 def rare_shared_login(a: PersonRecord, b: PersonRecord, model: MatchModel) -> bool:
