@@ -109,6 +109,13 @@ RETRYABLE = frozenset(
 )
 # Retry jitter from a generator of the command's own (see svod_runtime.own_random).
 _JITTER = own_random()
+
+
+def _jittered(delay: float) -> float:
+    """``delay`` give or take a quarter, so retrying commands spread out."""
+    return delay * (0.75 + _JITTER.random() / 2)
+
+
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 # Rejected lines kept with their reasons (all are counted): the checkpoint carries them and is
@@ -554,7 +561,7 @@ class Sender:
                         f"sending again in {delay:.1f} s (attempt {attempt + 1})",
                         file=sys.stderr,
                     )
-                if self._stopping.wait(delay * (0.75 + _JITTER.random() / 2)):
+                if self._stopping.wait(_jittered(delay)):
                     raise
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 attempt += 1
@@ -965,7 +972,7 @@ def _commit(checkpoint: Checkpoint, kind: Kind, retries: int, quiet: bool) -> Im
                     raise
                 if not quiet:
                     print(f"commit: {error.code().name}; again in {delay:.1f} s", file=sys.stderr)
-                time.sleep(delay * (0.75 + _JITTER.random() / 2))
+                time.sleep(_jittered(delay))
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 attempt += 1
     checkpoint.committed = True
