@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from svod_identity.entrypoints.app import IdentitySettings
 from svod_quality.entrypoints.settings import QualitySettings
 from svod_runtime import entrypoint
 from svod_runtime.config import ServiceConfig, port_of, target_of
@@ -122,6 +123,7 @@ def test_every_setting_names_its_variable_and_says_what_it_is_for() -> None:
         runtime.SupervisorSettings,
         tls.TlsSettings,
         tls.tls_settings("identity"),
+        IdentitySettings,
         QualitySettings,
         SegmentationSettings,
     ]

@@ -555,6 +555,9 @@ class FakeSettings:
     ) -> tuple[int, dt.datetime]:
         _refused()
 
+    async def lock_models(self) -> None:
+        _refused()
+
 
 class FakeStateLoader:
     async def load_state(

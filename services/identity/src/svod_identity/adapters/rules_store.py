@@ -41,6 +41,11 @@ class RulesAndModels:
     async def lock_rules(self) -> None:
         await self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('rules', 0))"))
 
+    async def lock_models(self) -> None:
+        await self.conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended('match_models', 0))")
+        )
+
     async def current_model(self) -> tuple[int, dict[str, Any], int, dt.datetime, str] | None:
         row = (
             await self.conn.execute(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from pydantic import Field
+
 from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_identity.adapters.announcements import (
     ATTRIBUTION_TOPIC,
@@ -15,8 +19,10 @@ from svod_identity.adapters.metrics_queries import IdentityGaugeQueries
 from svod_identity.adapters.profile_client import ProfileAnnouncer
 from svod_identity.adapters.quality_client import QualityReporter
 from svod_identity.adapters.storage import IdentityStore
+from svod_identity.domain.matching.autofit import SUGGESTED_FIRST_FIT_RECORDS, AutoFitPolicy
 from svod_identity.entrypoints.grpc_servicer import IdentityServicer
 from svod_identity.entrypoints.metrics import IdentityMetrics
+from svod_identity.service_layer.autofit import ModelAutoFit
 from svod_identity.service_layer.bulk import BulkJobs, JobRunner
 from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.clients import peer_channel
@@ -26,12 +32,31 @@ from svod_runtime.dead_letters import DeadLetterApi
 from svod_runtime.outbox import DeadLetterStore, OutboxRelay
 from svod_runtime.outbox_metrics import metered_outbox_store
 from svod_runtime.server import ServiceApp
+from svod_runtime.settings import SettingsModel
 from svod_runtime.telemetry import Telemetry
 
 SERVICE = "identity"
 
 
-async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
+class IdentitySettings(SettingsModel):
+    model_autofit_records: int = Field(
+        0,
+        ge=0,
+        validation_alias="SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS",
+        description="Records in the graph at which identity first fits its match model by "
+        f"itself (again at every doubling) while no operator's model is in force; 0: never "
+        f"(e.g. {SUGGESTED_FIRST_FIT_RECORDS:,}; domain/matching/autofit.py).",
+    )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> IdentitySettings:
+        return cls.load(env)
+
+
+async def create_app(
+    config: ServiceConfig, telemetry: Telemetry, settings: IdentitySettings | None = None
+) -> ServiceApp:
+    settings = settings or IdentitySettings.from_env()
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     profile = peer_channel(config.peers["profile"], telemetry, config.peer_security)
@@ -62,11 +87,9 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
     metrics = IdentityMetrics(
         telemetry.metrics, IdentityGaugeQueries(engine), telemetry.metrics.slow_poll_s
     )
-    servicer = IdentityServicer(
-        IdentityService(IdentityStore(engine), on_commit=relay.wake),
-        BulkJobs(jobs, runner),
-        metrics,
-    )
+    service = IdentityService(IdentityStore(engine), on_commit=relay.wake)
+    servicer = IdentityServicer(service, BulkJobs(jobs, runner), metrics)
+    autofit = ModelAutoFit(service, AutoFitPolicy(settings.model_autofit_records))
 
     async def close() -> None:
         await profile.close()
@@ -82,6 +105,6 @@ async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
         servicer_base=identity_pb2_grpc.IdentityServiceServicer,
         descriptor=identity_pb2.DESCRIPTOR.services_by_name["IdentityService"],
         add_to_server=identity_pb2_grpc.add_IdentityServiceServicer_to_server,
-        background=[relay.run, runner.run],
+        background=[relay.run, runner.run, autofit.run],
         on_close=[close],
     )

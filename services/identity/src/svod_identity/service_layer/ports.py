@@ -232,6 +232,9 @@ class RulesAndModels(Protocol):
     ) -> tuple[int, dt.datetime]:
         """Stores a model as the next version; returns (version, when)."""
 
+    async def lock_models(self) -> None:
+        """Serialises automatic model fits' checks and writes until the transaction ends."""
+
 
 class Announcements(Protocol):
     """Outbox messages, written in the transaction of the change they announce."""

@@ -252,6 +252,9 @@ class MatchModel:
     review_threshold: float = DEFAULT_REVIEW_THRESHOLD
     # Provenance, for the API and for deciding when to re-estimate.
     trained_pairs: int = 0
+    # Records in the graph when the model was fitted (0: not known, or the hand-set model):
+    # an automatic fit comes again once the graph has grown past it (``autofit.py``).
+    fitted_records: int = 0
     em_iterations: int = 0
     converged: bool = False
     version: int = MODEL_VERSION
@@ -312,6 +315,7 @@ class MatchModel:
             "link_threshold": self.link_threshold,
             "review_threshold": self.review_threshold,
             "trained_pairs": self.trained_pairs,
+            "fitted_records": self.fitted_records,
             "em_iterations": self.em_iterations,
             "converged": self.converged,
             "features": {
@@ -342,6 +346,7 @@ class MatchModel:
             link_threshold=float(data.get("link_threshold", DEFAULT_LINK_THRESHOLD)),
             review_threshold=float(data.get("review_threshold", DEFAULT_REVIEW_THRESHOLD)),
             trained_pairs=int(data.get("trained_pairs", 0)),
+            fitted_records=int(data.get("fitted_records", 0)),
             em_iterations=int(data.get("em_iterations", 0)),
             converged=bool(data.get("converged", False)),
             term_frequencies={

@@ -1,0 +1,63 @@
+"""When identity fits its match model by itself.
+
+Until somebody calls ``RefitMatchModel`` the service matches with the hand-set starting model,
+whose weights are guesses, and the rules that need weights the data gave (rare names, rare
+logins, married names, the full-name holders' fetch) stay off. An operator who never refits
+keeps that model for good. So identity fits the model itself - the same EM over its own
+candidate pairs, and the same term frequencies, as ``RefitMatchModel`` - once the graph holds
+``first_at_records`` records, and again each time the graph has grown ``growth`` times since
+the last automatic fit. A model an operator fitted or loaded is never replaced.
+
+Off unless configured (``SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS``): a fit changes how the records
+after it are placed, while a bulk import places its records with the model in force when its
+job starts, so the same records streamed and imported would no longer be placed alike
+(issue #22's equivalence), and a service started on a large graph would spend its first
+minute fitting (sampling candidate pairs and counting values over the whole graph).
+
+Measured (offline, ``households`` 20,000 persons / 46,456 records, seed 5353, records in
+order): the hand-set model throughout F1 0.9315 (P 0.9844, R 0.8840, up to 3 persons in a
+customer); fitting at 2,000 records and at every doubling after 0.9387 (P 0.9907, R 0.8919);
+from 1,000 records 0.9388; one fit over the whole set before the first record 0.9424 (P
+0.9930, R 0.8967, at most 2), which no online service can do. EM took 0.2 s of CPU at 2,000
+records, 4.1 s at 16,000 and 10.3 s at 32,000 (210,000 candidate pairs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from svod_identity.domain.matching.model import MatchModel
+
+# The ``created_by`` of a model identity fitted by itself, and of the hand-set starting model.
+AUTOMATIC_FIT_ACTOR = "svod-identity:auto-fit"
+STARTING_MODEL_ACTOR = "default"
+# 2,000 records where it is turned on: the offline figures above gain the same from 1,000;
+# fewer than that make EM's sample small (5,195 candidate pairs at 2,000 records).
+SUGGESTED_FIRST_FIT_RECORDS = 2_000
+GROWTH = 2.0
+
+
+@dataclass(frozen=True)
+class AutoFitPolicy:
+    """``first_at_records`` 0 turns automatic fits off."""
+
+    first_at_records: int
+    growth: float = GROWTH
+
+    @property
+    def enabled(self) -> bool:
+        return self.first_at_records > 0
+
+    def may_replace(self, created_by: str) -> bool:
+        """Whether the model in force is one identity may replace: the starting model or one
+        it fitted itself (an operator's fit or loaded model stays until the operator acts)."""
+        return self.enabled and created_by in (STARTING_MODEL_ACTOR, AUTOMATIC_FIT_ACTOR)
+
+    def next_fit_at(self, model: MatchModel) -> int:
+        """The graph's size (records) at which the next automatic fit is due."""
+        grown = math.ceil(model.fitted_records * self.growth)
+        return max(self.first_at_records, grown)
+
+    def due(self, records: int, model: MatchModel, created_by: str) -> bool:
+        return self.may_replace(created_by) and records >= self.next_fit_at(model)

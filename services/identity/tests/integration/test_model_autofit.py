@@ -1,0 +1,140 @@
+"""Identity fits its match model by itself as its graph grows, against real Postgres: stored as
+a new version with its provenance, again at each doubling, never over an operator's model, and
+never over a model stored while it was being fitted."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+
+import grpc
+import pytest
+
+from services.identity.tests.integration.test_identity_api import request
+from svod.identity.v1 import identity_pb2, identity_pb2_grpc
+from svod_cli.suite import InProcessSuite
+from svod_identity.adapters.storage import IdentityStore
+from svod_identity.domain.identifiers import IdentifierKey
+from svod_identity.domain.matching.autofit import AUTOMATIC_FIT_ACTOR, AutoFitPolicy
+from svod_identity.domain.model import IncomingRecord, RecordRef
+from svod_identity.service_layer import autofit, use_cases
+from svod_identity.service_layer.use_cases import IdentityService
+from svod_runtime.db import create_engine
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+FIRST = ("Мария", "Анна", "Ольга", "Елена", "Ирина", "Наталья", "Татьяна", "Светлана")
+LAST = ("Смирнова", "Кузнецова", "Попова", "Васильева", "Петрова", "Соколова", "Михайлова")
+POLICY = AutoFitPolicy(first_at_records=40)
+
+
+def records(start: int, count: int) -> list[IncomingRecord]:
+    """``count`` records from the ``start``-th on: two a person (same name and birth date,
+    phones of their own), so the graph has candidate pairs for EM."""
+    made = []
+    for n in range(start, start + count):
+        person = n // 2
+        made.append(
+            IncomingRecord(
+                ref=RecordRef("autofit", f"m{n}"),
+                channel="pos",
+                observed_at=T0 + dt.timedelta(minutes=n),
+                identifiers=(IdentifierKey("phone", f"+7916{n:07d}"),),
+                attributes={
+                    "first_name": FIRST[person % len(FIRST)],
+                    "last_name": LAST[person % len(LAST)],
+                    "birth_date": f"19{50 + person % 40}-0{1 + person % 9}-1{person % 10}",
+                },
+            )
+        )
+    return made
+
+
+def test_the_model_is_fitted_at_the_first_size_and_each_doubling_then_left_to_the_operator(
+    scratch_databases: Callable[[str], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = scratch_databases("autofit")["identity"]
+    # Each service keeps the model it last read for this test's length (2 s by default), as a
+    # replica that read it just before another one stored a newer version.
+    monkeypatch.setattr(use_cases, "CACHE_TTL_S", 3_600.0)
+
+    async def scenario() -> None:
+        engine = create_engine(url, pool_size=2)
+        try:
+            service = IdentityService(IdentityStore(engine))
+            await service.resolve_batch(records(0, 30))
+            assert await service.autofit_model(POLICY) is None  # 30 records: not yet
+
+            await service.resolve_batch(records(30, 20))
+            first = await service.autofit_model(POLICY)
+            assert first is not None and first.created_by == AUTOMATIC_FIT_ACTOR
+            assert first.model.fitted_records == 50 and first.trained_pairs > 0
+            stored = await service.get_model()  # read back from the store
+            assert (stored.version, stored.created_by) == (first.version, AUTOMATIC_FIT_ACTOR)
+            assert stored.model.fitted_records == 50
+            assert await service.autofit_model(POLICY) is None  # 50 records: next at 100
+
+            # A second replica whose cached model is the one just fitted...
+            replica = IdentityService(IdentityStore(engine))
+            assert (await replica.model_info()).version == first.version
+            await service.resolve_batch(records(50, 50))
+            second = await service.autofit_model(POLICY)
+            assert second is not None and second.version == first.version + 1
+            assert second.model.fitted_records == 100
+            # ...fits from it too, but stores nothing: another model came first.
+            assert await replica.autofit_model(POLICY) is None
+            assert (await service.get_model()).version == second.version
+
+            operators = await service.refit_model(max_pairs=1_000, dry_run=False, actor="analyst")
+            await service.resolve_batch(records(100, 150))
+            assert await service.autofit_model(POLICY) is None  # 250 records, the analyst's
+            now = await service.get_model()
+            assert (now.version, now.created_by) == (operators.version, "analyst")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+
+
+def test_a_service_told_to_fits_its_model_by_itself_as_records_arrive(
+    scratch_databases: Callable[[str], dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The setting reaches the running service: records through ResolveBatch, and the model
+    GetMatchModel shows becomes one identity fitted by itself."""
+    url = scratch_databases("autofit_api")["identity"]
+    monkeypatch.setattr(autofit, "CHECK_EVERY_S", 0.2)
+    # Read by identity's own settings from the process' environment (in-process suite).
+    monkeypatch.setenv("SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS", "40")
+    suite = InProcessSuite(url, services=("identity",)).start()
+    try:
+        with grpc.insecure_channel(suite.target("identity")) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            before = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
+            assert (before.version, before.created_by) == (0, "default")
+            stub.ResolveBatch(iter(api_requests(records(0, 50))), timeout=60)
+            deadline = time.monotonic() + 20
+            while True:
+                now = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
+                if now.created_by == AUTOMATIC_FIT_ACTOR or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert (now.version, now.created_by) == (1, AUTOMATIC_FIT_ACTOR)
+            assert json.loads(now.model_json)["fitted_records"] == 50
+    finally:
+        suite.stop()
+
+
+def api_requests(made: list[IncomingRecord]) -> list[identity_pb2.ResolveRequest]:
+    """``made`` as Resolve requests (the API test's ``request``)."""
+    return [
+        request(
+            source=r.ref.source,
+            message_id=r.ref.message_id,
+            phones=tuple(k.value for k in r.identifiers),
+            first=r.attributes["first_name"],
+            last=r.attributes["last_name"],
+        )
+        for r in made
+    ]
