@@ -44,8 +44,12 @@ class ModelAutoFit:
             info = await self.service.autofit_model(self.policy)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("fitting the match model automatically failed")
+        except Exception as error:  # noqa: BLE001 - the loop outlives any failure
+            # The error's kind only: its text or traceback may quote records (personal data).
+            log.error(
+                "fitting the match model automatically failed (%s); tried again at the next look",
+                type(error).__name__,
+            )
             return None
         if info is not None:
             log.info(
