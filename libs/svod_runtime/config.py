@@ -426,6 +426,15 @@ class ServiceConfig:
     # messages are delivered by another after at most this long).
     outbox_max_attempts: int = 20
     outbox_lease_s: float = 10.0
+    # The variables this configuration was read from, for a service's own settings (identity's,
+    # quality's, segmentation's): a suite of services in one process gives each its own, which
+    # the process's environment is not. Empty: the process's environment.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    @property
+    def own_settings_env(self) -> Mapping[str, str] | None:
+        """Where the service's own settings are read from (None: the process' environment)."""
+        return self.env or None
 
     @property
     def peer_security(self) -> PeerSecurity:
@@ -479,4 +488,5 @@ class ServiceConfig:
             gc_young_threshold=shared.gc_young_threshold,
             outbox_max_attempts=shared.outbox_max_attempts,
             outbox_lease_s=shared.outbox_lease_s,
+            env=env,
         )

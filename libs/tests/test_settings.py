@@ -148,3 +148,16 @@ def test_the_service_stops_at_start_with_the_message(
     assert "SVOD_QUALITY_PORT must be an integer between 1 and 65535, got 'abc'" in (
         capsys.readouterr().err
     )
+
+
+def test_a_services_own_settings_come_from_the_variables_its_configuration_was_read_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Services of one process (an in-process suite) each get their own variables: their own
+    settings are read from those, not from the process's environment."""
+    monkeypatch.setenv("SVOD_SEGMENTATION_SYNC_S", "9")
+    env = {"SVOD_DATABASE_URL": "postgresql://h/d", "SVOD_SEGMENTATION_SYNC_S": "0.3"}
+    config = ServiceConfig.from_env("segmentation", env)
+    assert SegmentationSettings.from_env(config.own_settings_env).sync_s == 0.3
+    built = ServiceConfig("segmentation", "postgresql://h/d")  # no variables: the process's
+    assert SegmentationSettings.from_env(built.own_settings_env).sync_s == 9.0

@@ -105,9 +105,9 @@ def test_a_service_told_to_fits_its_model_by_itself_as_records_arrive(
     GetMatchModel shows becomes one identity fitted by itself."""
     url = scratch_databases("autofit_api")["identity"]
     monkeypatch.setattr(autofit, "CHECK_EVERY_S", 0.2)
-    # Read by identity's own settings from the process' environment (in-process suite).
-    monkeypatch.setenv("SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS", "40")
-    suite = InProcessSuite(url, services=("identity",)).start()
+    suite = InProcessSuite(
+        url, services=("identity",), extra_env={"SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS": "40"}
+    ).start()
     try:
         with grpc.insecure_channel(suite.target("identity")) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)

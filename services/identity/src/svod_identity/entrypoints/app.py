@@ -56,7 +56,7 @@ class IdentitySettings(SettingsModel):
 async def create_app(
     config: ServiceConfig, telemetry: Telemetry, settings: IdentitySettings | None = None
 ) -> ServiceApp:
-    settings = settings or IdentitySettings.from_env()
+    settings = settings or IdentitySettings.from_env(config.own_settings_env)
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     profile = peer_channel(config.peers["profile"], telemetry, config.peer_security)

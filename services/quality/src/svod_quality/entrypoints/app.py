@@ -42,7 +42,7 @@ async def daily_refresh(service: QualityService, settings: QualitySettings) -> N
 
 
 async def create_app(config: ServiceConfig, telemetry: Telemetry) -> ServiceApp:
-    settings = QualitySettings.from_env()
+    settings = QualitySettings.from_env(config.own_settings_env)
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     profile_channel = peer_channel(config.peers["profile"], telemetry, config.peer_security)

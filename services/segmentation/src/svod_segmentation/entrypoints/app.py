@@ -81,7 +81,7 @@ async def create_app(
     telemetry: Telemetry,
     settings: SegmentationSettings | None = None,
 ) -> ServiceApp:
-    settings = settings or SegmentationSettings.from_env()
+    settings = settings or SegmentationSettings.from_env(config.own_settings_env)
     engine = create_engine(config.database_url)
     telemetry.instrument_engine(engine)
     metrics = SegmentationMetrics(telemetry.metrics)
