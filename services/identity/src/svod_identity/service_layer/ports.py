@@ -233,7 +233,8 @@ class RulesAndModels(Protocol):
         """Stores a model as the next version; returns (version, when)."""
 
     async def lock_models(self) -> None:
-        """Serialises automatic model fits' checks and writes until the transaction ends."""
+        """Serialises model writes (and an automatic fit's check of the version in force
+        before its write) until the transaction ends."""
 
 
 class Announcements(Protocol):

@@ -307,6 +307,9 @@ class IdentityService:
         if dry_run:
             return ModelInfo(0, model, model.trained_pairs, None, actor)
         async with self.store.transaction() as tx:
+            # After an automatic fit's check of the version in force, never between it and its
+            # write: the operator's model is the newer one.
+            await tx.settings.lock_models()
             version, at = await tx.settings.store_model(model.to_dict(), model.trained_pairs, actor)
         info = ModelInfo(version, model, model.trained_pairs, at, actor)
         self._model = (time.monotonic(), info)
