@@ -89,7 +89,12 @@ def secured(postgres_admin_url, tmp_path_factory) -> Iterator[SecuredSuite]:
     url = create_database(postgres_admin_url, name)
     key_file = tmp_path_factory.mktemp("keys") / "keys.json"
     key_file.write_text(json.dumps({"principals": principals_for_tests()}))
-    env = {"SVOD_API_KEYS_FILE": str(key_file), "SVOD_UNKNOWN_CUSTOMER_GRACE_S": "2"}
+    env = {
+        "SVOD_API_KEYS_FILE": str(key_file),
+        "SVOD_UNKNOWN_CUSTOMER_GRACE_S": "2",
+        # Destinations' files go to a folder of the run, not the checkout's .data/exports.
+        "SVOD_EXPORT_DIR": str(tmp_path_factory.mktemp("exports")),
+    }
     for service in SERVICES:
         env[f"SVOD_{service.upper()}_PEER_API_KEY"] = key_of(f"svod-{service}")
     suite = None

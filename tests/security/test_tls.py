@@ -59,7 +59,11 @@ def tls_suite(postgres_admin_url, tmp_path_factory) -> Iterator[TlsSuite]:
     authority = Authority.create()
     authority.write(directory, "crm.example")
     health_ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
-    env = {"SVOD_TLS_CA_FILE": str(directory / "ca.pem"), "SVOD_UNKNOWN_CUSTOMER_GRACE_S": "2"}
+    env = {
+        "SVOD_TLS_CA_FILE": str(directory / "ca.pem"),
+        "SVOD_UNKNOWN_CUSTOMER_GRACE_S": "2",
+        "SVOD_EXPORT_DIR": str(directory / "exports"),  # not the checkout's .data/exports
+    }
     for service in SERVICES:
         cert, key, _ = authority.write(directory, f"svod-{service}")
         env[f"SVOD_{service.upper()}_TLS_CERT_FILE"] = str(cert)
