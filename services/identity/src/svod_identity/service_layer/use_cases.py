@@ -115,24 +115,25 @@ async def _placed(resolver: Resolver, chunk: Sequence[IncomingRecord]) -> list[P
     return done
 
 
-def _completed(
-    estimated: MatchModel, written: dict[str, list[tuple[str, int]]], current: MatchModel
+async def _estimated(
+    pairs: Sequence[tuple[KnownRecord, KnownRecord]],
+    written: dict[str, list[tuple[str, int]]],
+    current: MatchModel,
 ) -> MatchModel:
-    """A model EM estimated, with the term frequencies of ``written`` and ``current``'s
-    thresholds (the operator's choice)."""
-    model = replace(estimated, term_frequencies=term_frequencies(written))
-    return model.with_thresholds(current.link_threshold, current.review_threshold)
-
-
-async def _compared(pairs: Sequence[tuple[KnownRecord, KnownRecord]]) -> list[dict[str, str]]:
-    """``compare_records`` of each pair, stepping aside for the service's calls meanwhile. In
-    the event loop's thread: the comparison caches are shared with the resolver and not safe
-    from another thread (a fit comparing in a worker thread broke a ResolveBatch beside it)."""
-    done = []
+    """The model EM estimates from ``pairs`` (unlabelled candidate pairs), with the term
+    frequencies of ``written`` and ``current``'s thresholds (the operator's choice): a refit's
+    and an automatic fit's. Seconds of CPU on a large graph (10.3 s for 210,000 pairs,
+    autofit.py), so the service's calls go on meanwhile: the comparisons in the event loop's
+    thread between ``step_aside()`` yields (the comparison caches are shared with the resolver
+    and not safe from another thread: a fit comparing in a worker thread broke a ResolveBatch
+    beside it), EM's iterations (pure arithmetic over the comparisons) in a thread."""
+    comparisons = []
     for a, b in pairs:
         await step_aside()
-        done.append(compare_records(a.person, b.person))
-    return done
+        comparisons.append(compare_records(a.person, b.person))
+    model = await asyncio.to_thread(estimate_model, comparisons, default_model())
+    model = replace(model, term_frequencies=term_frequencies(written))
+    return model.with_thresholds(current.link_threshold, current.review_threshold)
 
 
 @dataclass(frozen=True)
@@ -302,8 +303,7 @@ class IdentityService:
                 pairs = await tx.export.sample_candidate_pairs(max_pairs or 20_000)
                 written = await tx.export.value_counts()
             current = await self.model_info()
-            comparisons = [compare_records(a.person, b.person) for a, b in pairs]
-            model = _completed(estimate_model(comparisons, default_model()), written, current.model)
+            model = await _estimated(pairs, written, current.model)
         if dry_run:
             return ModelInfo(0, model, model.trained_pairs, None, actor)
         async with self.store.transaction() as tx:
@@ -330,12 +330,7 @@ class IdentityService:
         async with self.store.transaction() as tx:
             pairs = await tx.export.sample_candidate_pairs(MAX_REFIT_PAIRS)
             written = await tx.export.value_counts()
-        # Seconds of CPU on a large graph (10.3 s for 210,000 pairs, autofit.py): the service's
-        # calls go on meanwhile, between comparisons and beside EM's iterations (pure
-        # arithmetic over the comparisons, in a thread).
-        comparisons = await _compared(pairs)
-        estimated = await asyncio.to_thread(estimate_model, comparisons, default_model())
-        model = replace(_completed(estimated, written, current.model), fitted_records=records)
+        model = replace(await _estimated(pairs, written, current.model), fitted_records=records)
         async with self.store.transaction() as tx:
             await tx.settings.lock_models()
             stored = await tx.settings.current_model()
