@@ -27,16 +27,17 @@ SETTINGS = {
 
 
 @contextlib.contextmanager
-def bench_cluster() -> Iterator[str]:
+def bench_cluster(extra: dict[str, str] | None = None) -> Iterator[str]:
     """A started cluster's admin URL; stopped and its folder removed afterwards. The folder is
     the run's own, outside the tree (the cluster is owned by the postgres user): two runs at
-    once (two worktrees) once shared one folder, and the second failed to start."""
+    once (two worktrees) once shared one folder, and the second failed to start. ``extra``:
+    settings on top of SETTINGS (``--statements`` preloads pg_stat_statements)."""
     bindir = find_bindir()
     if bindir is None:
         raise PostgresMissing("PostgreSQL binaries not found")
     folder = Path(tempfile.mkdtemp(prefix="svod-pipeline-bench-"))
     folder.chmod(0o755)  # the postgres user reaches its data folder through it
-    cluster = PrivateCluster(folder / "pg", bindir, free_ports(1)[0], SETTINGS)
+    cluster = PrivateCluster(folder / "pg", bindir, free_ports(1)[0], {**SETTINGS, **(extra or {})})
     try:
         yield cluster.start()
     finally:
