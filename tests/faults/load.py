@@ -6,6 +6,7 @@ nothing acknowledged was lost or counted twice.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
@@ -60,6 +61,22 @@ class Load:
         return sum(self.orders.values())
 
 
+# Every person of every load this process builds gets a mobile number of its own. The loads
+# of a module share its suite's database, and each load's numbers were once a progression of
+# step 7,919 from its run token: two loads whose tokens differed by 7,919 x k (mod 10^7) gave
+# person i of one the number of person i - k of the other, and identity rightly made them one
+# customer. A clean-clone CI run (2026-12-07) failed so: persons 261-299 of the quality-kill
+# load carried the numbers of persons 0-38 of an earlier load, person 261's total_spent
+# 1,806.12 = its own 531.12 + the earlier person 0's 1,275.00. 7,919 is prime to 10^7, so one
+# counter stepped by it gives 10^7 numbers before any repeats.
+_PHONE_BASE = secrets.randbelow(10**7)
+_person_numbers = itertools.count()
+
+
+def _mobile() -> str:
+    return f"+7915{(_PHONE_BASE + 7_919 * next(_person_numbers)) % 10**7:07d}"
+
+
 def build_load(persons: int = 300, events: int = 2_000, again: int = 100) -> Load:
     """``persons`` identified from the shop's tills (phone and card) in three parts, ``again``
     of them identified once more from the web shop (phone and e-mail: the same customer),
@@ -67,8 +84,7 @@ def build_load(persons: int = 300, events: int = 2_000, again: int = 100) -> Loa
     run = secrets.token_hex(3)
     load = Load(f"pos-{run}", f"web-{run}", [], [])
     for i in range(persons):
-        digits = f"{(1_000_003 + 7_919 * i + int(run, 16)) % 10**7:07d}"
-        load.persons.append(Person(f"+7915{digits}", f"77{run}{i:05d}", f"p{i}.{run}@example.ru"))
+        load.persons.append(Person(_mobile(), f"77{run}{i:05d}", f"p{i}.{run}@example.ru"))
     parts = 3
     per_part = persons // parts
     events_per_part = [events // 4, events // 4, events - 2 * (events // 4)]
