@@ -152,6 +152,13 @@ _LAG = """
 SELECT coalesce(extract(epoch FROM now() - min(received_at)), 0), count(*)
 FROM ingestion.records WHERE source = %s AND state = 'pending'
 """
+# Events in the profile but not yet in segmentation's read model (issue #20's "fully
+# processed" is both): the source's delivered events less those segmentation holds.
+_NOT_IN_SEGMENTATION = """
+SELECT (SELECT count(*) FROM ingestion.records
+         WHERE source = %s AND kind = 'track' AND state = 'delivered')
+     - (SELECT count(*) FROM segmentation.events WHERE source = %s)
+"""
 # Each record's accept -> in the profile time (issue #20: "with 2,000 events/s offered, p99
 # accept -> profile lag < 2 s"): ingestion stamps a record when its accept commits
 # (received_at) and when profile has taken it (delivered_at). The sampled lag above is the
@@ -178,6 +185,7 @@ class SoakSamples:
     rss_mib: dict[str, list[float]] = field(default_factory=dict)
     lag_s: list[float] = field(default_factory=list)
     waiting: list[int] = field(default_factory=list)
+    segmentation_waiting: list[int] = field(default_factory=list)
 
     def take(self, started: float, pids: Mapping[str, int], db_url: str, source: str) -> None:
         self.at_s.append(round(time.perf_counter() - started, 1))
@@ -186,6 +194,7 @@ class SoakSamples:
         lag, waiting = _lag(db_url, source)
         self.lag_s.append(round(lag, 2))
         self.waiting.append(waiting)
+        self.segmentation_waiting.append(_not_in_segmentation(db_url, source))
 
 
 @dataclass(frozen=True)
@@ -244,6 +253,10 @@ async def soak(
     await asyncio.to_thread(samples.take, started, pids, db_url, source)
     figures = summarise(load, samples, errors, offered_s, db_url, source)
     figures["drained_after_sending_s"] = await drained(db_url, source, load.drain_timeout_s)
+    # Then segmentation: the time from the profile's drain until its read model has them all.
+    figures["segmentation_after_drain_s"] = await in_segmentation_after(
+        db_url, source, load.drain_timeout_s
+    )
     figures["accept_to_profile_s"] = await asyncio.to_thread(record_lags, db_url, source)
     return figures
 
@@ -256,6 +269,23 @@ async def drained(db_url: str, source: str, timeout_s: float) -> float | None:
         if waiting == 0:
             return round(time.perf_counter() - started, 1)
         await asyncio.sleep(1.0)
+    return None
+
+
+def _not_in_segmentation(db_url: str, source: str) -> int:
+    with psycopg.connect(libpq_url(db_url), application_name="svod-bench") as conn:
+        row = conn.execute(_NOT_IN_SEGMENTATION, (source, source)).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def in_segmentation_after(db_url: str, source: str, timeout_s: float) -> float | None:
+    """Seconds until every delivered event of ``source`` is in segmentation's read model,
+    or None past ``timeout_s``."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        if await asyncio.to_thread(_not_in_segmentation, db_url, source) <= 0:
+            return round(time.perf_counter() - started, 1)
+        await asyncio.sleep(0.5)
     return None
 
 
@@ -316,6 +346,7 @@ def summarise(
         "lag_max_seconds": max(samples.lag_s),
         "lag_last_seconds": samples.lag_s[-1],
         "waiting_max": max(samples.waiting),
+        "segmentation_waiting_max": max(samples.segmentation_waiting),
         "call_errors": errors[:20],
         "call_error_count": len(errors),
         "dead_letters": int(row[0]),
@@ -324,6 +355,7 @@ def summarise(
             "at_s": samples.at_s,
             "lag_s": samples.lag_s,
             "waiting": samples.waiting,
+            "segmentation_waiting": samples.segmentation_waiting,
             "rss_mib": samples.rss_mib,
         },
     }
@@ -346,6 +378,11 @@ def print_soak(figures: dict) -> None:
         f"drained {drain} after sending); "
         f"{figures['call_error_count']} call errors, {figures['dead_letters']} dead letters, "
         f"{figures['failed_records']} failed records"
+    )
+    print(
+        f"  in segmentation's read model too: at most {figures['segmentation_waiting_max']:,} "
+        f"events in the profile and not yet there; all there "
+        f"{figures['segmentation_after_drain_s']}s after the profile's drain"
     )
     for kind, lag in figures.get("accept_to_profile_s", {}).items():
         print(
