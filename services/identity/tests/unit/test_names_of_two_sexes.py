@@ -9,9 +9,7 @@ seed 1717, «Васильева» without a given name to «Иванов Шур�
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from services.identity.tests.unit.records import city_model
+from services.identity.tests.unit.records import city_model, reweighted
 from services.identity.tests.unit.records import incoming as _record
 from services.identity.tests.unit.records import place as _place
 from svod_identity.domain.identifiers import IdentifierKey
@@ -27,14 +25,15 @@ def _noisy_given_names() -> MatchModel:
     names in 2% of matching pairs (noise, over ``scoring.NOISY_DISAGREEMENT``, -4.4 bits), the
     same birth date and the same city enough to link over them (there 6.0 and 3.7 bits, here
     6.9 and 2.7)."""
-    base = city_model()
-    m = {f: dict(levels) for f, levels in base.m.items()}
-    u = {f: dict(levels) for f, levels in base.u.items()}
-    m["first_name"]["disagree"], u["first_name"]["disagree"] = 0.0195, 0.3223
-    m["birth_date"]["exact"], u["birth_date"]["exact"] = 0.97, 0.0076
-    # Households seed 1717: unlike surnames cost half a bit (m 0.0143, u 0.021).
-    m["last_name"]["disagree"], u["last_name"]["disagree"] = 0.0143, 0.021
-    return replace(base, m=m, u=u)
+    return reweighted(
+        city_model(),
+        {
+            ("first_name", "disagree"): (0.0195, 0.3223),
+            ("birth_date", "exact"): (0.97, 0.0076),
+            # Households seed 1717: unlike surnames cost half a bit (m 0.0143, u 0.021).
+            ("last_name", "disagree"): (0.0143, 0.021),
+        },
+    )
 
 
 def test_a_mans_given_name_does_not_join_a_womans() -> None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from services.identity.tests.unit.records import GARBLED_SOURCES, reweighted
 from svod_identity.domain.engine import conflicting
 from svod_identity.domain.matching import (
     FEATURES,
@@ -317,14 +318,7 @@ def test_a_slipped_birth_date_counts_only_with_name_and_address(
 def _noisy_model() -> MatchModel:
     """A model as EM fits it on data whose sources garble or replace birth dates, first names
     and surnames (FEBRL-like): matching pairs disagree on each in several per cent of cases."""
-    base = default_model()
-    m = {f: dict(levels) for f, levels in base.m.items()}
-    u = {f: dict(levels) for f, levels in base.u.items()}
-    m["birth_date"]["disagree"], u["birth_date"]["disagree"] = 0.04, 0.95
-    m["first_name"]["other"], u["first_name"]["other"] = 0.12, 0.6
-    m["last_name"]["disagree"], u["last_name"]["disagree"] = 0.08, 0.06
-    m["location"]["address"], u["location"]["address"] = 0.78, 0.002
-    return replace(base, m=m, u=u)
+    return reweighted(default_model(), GARBLED_SOURCES)
 
 
 def test_default_model_treats_every_disagreement_as_a_conflict() -> None:

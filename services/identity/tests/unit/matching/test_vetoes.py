@@ -4,8 +4,8 @@ it exists to stop, and stays quiet on the look-alike case that is one person."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
+from services.identity.tests.unit.records import GARBLED_SOURCES, reweighted
 from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.matching.scoring import (
     Veto,
@@ -31,15 +31,10 @@ AT_HOME = {**SAME_NAME, "location": "address"}
 def _telling_model() -> MatchModel:
     """As EM fits data whose sources garble names and replace birth dates, and where unrelated
     people practically never share a street address (FEBRL-like)."""
-    base = default_model()
-    m = {f: dict(levels) for f, levels in base.m.items()}
-    u = {f: dict(levels) for f, levels in base.u.items()}
-    m["birth_date"]["disagree"], u["birth_date"]["disagree"] = 0.04, 0.95
-    m["first_name"]["other"], u["first_name"]["other"] = 0.12, 0.6
-    m["last_name"]["disagree"], u["last_name"]["disagree"] = 0.08, 0.06
-    m["location"]["address"], u["location"]["address"] = 0.78, 0.002
-    m["location"]["postcode"], u["location"]["postcode"] = 0.3, 0.002
-    return replace(base, m=m, u=u)
+    return reweighted(
+        default_model(),
+        {**GARBLED_SOURCES, ("location", "postcode"): (0.3, 0.002)},
+    )
 
 
 # -- family_member -------------------------------------------------------------------------
