@@ -47,9 +47,13 @@ from typing import Any
 
 from svod_identity.domain.identifiers import BlockReason, IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE, blocking_keys, possible_keys
-from svod_identity.domain.matching.compare import comparison, login_birth_year, view
+from svod_identity.domain.matching.compare import (
+    comparison,
+    login_birth_year,
+    sex_of_names,
+    view,
+)
 from svod_identity.domain.matching.model import LEVELS, MISSING, MatchModel
-from svod_identity.domain.matching.names import gender_of_first_name
 from svod_identity.domain.matching.record import PersonRecord, build_person_record, rekeyed
 from svod_identity.domain.matching.scoring import (
     CandidateScore,
@@ -64,7 +68,6 @@ from svod_identity.domain.matching.scoring import (
     surname_change_uncorroborated,
     tf_adjustments,
 )
-from svod_identity.domain.matching.surnames import patronymic_gender, surname_form
 from svod_identity.domain.model import (
     EvidenceKind,
     IncomingRecord,
@@ -128,39 +131,6 @@ _ONE_PERSONS_MOBILES = 2
 def _thin_link(levels: Mapping[str, str]) -> bool:
     """A fuzzy pair tied by names and a birth date alone: none of ``_THIN_LINK_TIES``."""
     return not any(levels[feature] in ties for feature, ties in _THIN_LINK_TIES.items())
-
-
-# Surname endings that say a sex in Russian naming (Latin skeletons: Иванова -> "ivanova"); a
-# surname that does not inflect (Ким, Шевченко) or reads as a masculine form only by default
-# (Wheatley, Coffey: "-i", Rayn: "-in" in FEBRL) says none (``_sex_of_names``).
-_FEMININE_SURNAME_ENDINGS = ("skaia", "ova", "eva", "ina", "aia")
-_MASCULINE_SURNAME_ENDINGS = ("ski", "ov", "ev")
-
-
-def _surname_sex(raw: str) -> str | None:
-    """The sex a surname's Russian ending says (Иванова, Петровская; Иванов, Петровский), or
-    None."""
-    form = surname_form(raw)
-    if form is None or form.gender is None:
-        return None
-    endings = _FEMININE_SURNAME_ENDINGS if form.gender == "female" else _MASCULINE_SURNAME_ENDINGS
-    return form.gender if form.skeleton.endswith(endings) else None
-
-
-def _sex_of_names(record: PersonRecord) -> str | None:
-    """The sex a record's names say: its given name's when the name is of one sex only
-    (Ольга, Михаил; not Саша), else its patronymic's (-овна, -ович), else its surname's
-    Russian ending (``_surname_sex``); None when none says. The stated gender is not read."""
-    for value, reader in (
-        (record.first_name, gender_of_first_name),
-        (record.middle_name, patronymic_gender),
-        (record.last_name, _surname_sex),
-    ):
-        if value:
-            found = reader(value)
-            if found:
-                return found
-    return None
 
 
 def person_from(
@@ -1099,7 +1069,7 @@ class Resolver:
 
     def _two_sexes(self, person: PersonRecord, scored: CandidateScore) -> bool:
         """Whether a fuzzy link joins two records whose names say unlike sexes
-        (``_sex_of_names``): a woman's and a man's records are two people, however the rest
+        (``compare.sex_of_names``): a woman's and a man's records are two people, however the rest
         adds up.
 
         EM's match class takes in relatives as the base grows, so unlike given names and
@@ -1123,7 +1093,7 @@ class Resolver:
         candidate = self.state.records.get(int(scored.candidate_id))
         if candidate is None:
             return False
-        mine, theirs = _sex_of_names(person), _sex_of_names(candidate.person)
+        mine, theirs = sex_of_names(person), sex_of_names(candidate.person)
         return mine is not None and theirs is not None and mine != theirs
 
     def _mobiles_beyond_a_change(

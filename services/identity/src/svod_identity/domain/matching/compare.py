@@ -8,7 +8,7 @@ happens once per record, not once per pair.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,6 +39,7 @@ from svod_identity.domain.matching.surnames import (
     GenderForm,
     patronymic_form,
     patronymic_gender,
+    russian_surname_gender,
     surname_form,
     surname_gender,
 )
@@ -86,20 +87,43 @@ class RecordView:
     first_as_last: GenderForm | None
 
 
-def effective_gender(record: PersonRecord) -> str | None:
-    """Stated gender, else what the patronymic, surname or first name say."""
-    if record.gender in ("female", "male"):
-        return record.gender
-    for value, reader in (
-        (record.middle_name, patronymic_gender),
-        (record.last_name, surname_gender),
-        (record.first_name, gender_of_first_name),
-    ):
+def _first_said(
+    readings: Iterable[tuple[str | None, Callable[[str], str | None]]],
+) -> str | None:
+    """The gender the first (name field, reader) pair with a value and an answer says."""
+    for value, reader in readings:
         if value:
             gender = reader(value)
             if gender:
                 return gender
     return None
+
+
+def effective_gender(record: PersonRecord) -> str | None:
+    """Stated gender, else what the patronymic, surname or first name say."""
+    if record.gender in ("female", "male"):
+        return record.gender
+    return _first_said(
+        (
+            (record.middle_name, patronymic_gender),
+            (record.last_name, surname_gender),
+            (record.first_name, gender_of_first_name),
+        )
+    )
+
+
+def sex_of_names(record: PersonRecord) -> str | None:
+    """The sex a record's names say, read more strictly than ``effective_gender``: its given
+    name's when the name is of one sex only (Ольга, Михаил; not Саша), else its patronymic's
+    (-овна, -ович), else its surname's Russian ending (``russian_surname_gender``); None when
+    none says. The stated gender is not read (the two-sexes check in ``engine``)."""
+    return _first_said(
+        (
+            (record.first_name, gender_of_first_name),
+            (record.middle_name, patronymic_gender),
+            (record.last_name, russian_surname_gender),
+        )
+    )
 
 
 # Derived views and comparisons, by record content (``person_content``): a batch derives an
