@@ -261,15 +261,22 @@ async def soak(
     return figures
 
 
-async def drained(db_url: str, source: str, timeout_s: float) -> float | None:
-    """Seconds until nothing of ``source`` waits any more, or None past ``timeout_s``."""
+async def _seconds_until(
+    done: Callable[[], bool], timeout_s: float, every_s: float
+) -> float | None:
+    """Seconds until ``done()`` (asked in a thread every ``every_s``), or None past
+    ``timeout_s``."""
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
-        _, waiting = await asyncio.to_thread(_lag, db_url, source)
-        if waiting == 0:
+        if await asyncio.to_thread(done):
             return round(time.perf_counter() - started, 1)
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(every_s)
     return None
+
+
+async def drained(db_url: str, source: str, timeout_s: float) -> float | None:
+    """Seconds until nothing of ``source`` waits any more, or None past ``timeout_s``."""
+    return await _seconds_until(lambda: _lag(db_url, source)[1] == 0, timeout_s, 1.0)
 
 
 def _not_in_segmentation(db_url: str, source: str) -> int:
@@ -281,12 +288,7 @@ def _not_in_segmentation(db_url: str, source: str) -> int:
 async def in_segmentation_after(db_url: str, source: str, timeout_s: float) -> float | None:
     """Seconds until every delivered event of ``source`` is in segmentation's read model,
     or None past ``timeout_s``."""
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout_s:
-        if await asyncio.to_thread(_not_in_segmentation, db_url, source) <= 0:
-            return round(time.perf_counter() - started, 1)
-        await asyncio.sleep(0.5)
-    return None
+    return await _seconds_until(lambda: _not_in_segmentation(db_url, source) <= 0, timeout_s, 0.5)
 
 
 def _lag(db_url: str, source: str) -> tuple[float, int]:

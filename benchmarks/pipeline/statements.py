@@ -4,9 +4,8 @@ The CPU meter names Postgres as the largest consumer of an event (0.18-0.19 ms o
 quiet run, 2026-12-07) but not what it spent it on. With ``--statements`` the benchmark's own
 cluster loads ``pg_stat_statements``; each phase starts from a reset and ends with the
 statements that took the most execution time (lock waits included: it is not CPU), per
-message of the phase. Off by default: the
-extension adds its own cost to every statement, and the rates of a run with it are not the
-rates of one without.
+message of the phase. Off by default: the extension adds its own cost to every statement, and
+the rates of a run with it are not the rates of one without.
 """
 
 from __future__ import annotations
