@@ -52,7 +52,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_runtime.db import database_unavailable, dump_json, fetch_direct
 from svod_runtime.own_random import own_random
-from svod_runtime.telemetry import context_from_carrier, current_trace_carrier, trace_carrier_of
+from svod_runtime.telemetry import (
+    context_from_carrier,
+    current_trace_carrier,
+    item_span,
+    trace_carrier_of,
+)
 from svod_runtime.transactions import run_in_transaction
 
 log = logging.getLogger(__name__)
@@ -693,9 +698,10 @@ class OutboxRelay:
         span of its own trace, and finds the poison ones by splitting a call that failed as a
         whole (each split half is one more call, in order)."""
         spans = [
-            self.tracer.start_span(
+            item_span(
+                self.tracer,
                 f"outbox deliver {topic}",
-                context=context_from_carrier(m.trace_carrier),
+                m.trace_carrier,
                 kind=trace.SpanKind.CONSUMER,
                 attributes={"svod.outbox.attempt": m.attempts + 1, "svod.outbox.batch": True},
             )
@@ -754,7 +760,9 @@ class OutboxRelay:
             with self.tracer.start_as_current_span(
                 f"outbox deliver batch {topic}",
                 context=trace.set_span_in_context(spans[0]),
-                links=[trace.Link(span.get_span_context()) for span in spans[1:]],
+                links=[trace.Link(span.get_span_context()) for span in spans[1:]]
+                if spans[0].is_recording()
+                else None,
                 attributes={"svod.outbox.batch_size": len(messages)},
             ):
                 answers = await self.batch_handlers[topic](messages)

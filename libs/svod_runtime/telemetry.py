@@ -122,7 +122,8 @@ class Telemetry:
             self.tracer_provider.add_span_processor(
                 BatchSpanProcessor(JsonLinesSpanExporter(traces_file), schedule_delay_millis=500)
             )
-        self.tracer = self.tracer_provider.get_tracer(f"svod.{service}")
+        sdk_tracer = self.tracer_provider.get_tracer(f"svod.{service}")
+        self.tracer: trace.Tracer = sdk_tracer if exporting else UnrecordedTracer(sdk_tracer)
         self.metrics = ServiceMetrics(
             service,
             resource,
@@ -162,7 +163,8 @@ class Telemetry:
             .create_up_down_counter("db.client.connections.usage")
         )
         EngineTracer(InTraceOnly(self.tracer), engine.sync_engine, counter)
-        trace_direct_statements(engine, self.tracer)
+        if records_spans(self.tracer):  # unrecorded, a statement's span would be its caller's
+            trace_direct_statements(engine, self.tracer)
         self._engines += 1
         pool_name = self.service if self._engines == 1 else f"{self.service}-{self._engines}"
         observe_pool(self.meter, engine, pool_name)
@@ -177,6 +179,7 @@ class InTraceOnly(trace.Tracer):
     (non-recording) span, so background statements start no trace of their own."""
 
     def __init__(self, tracer: trace.Tracer) -> None:
+        self.inner = tracer
         self._tracer = tracer
 
     def start_span(
@@ -207,6 +210,99 @@ class InTraceOnly(trace.Tracer):
             yield span
 
 
+class UnrecordedTracer(trace.Tracer):
+    """The tracer of a service whose spans no exporter takes (see ``_sampler``): a span
+    inside a trace is its parent itself, so no ids are drawn and nothing is built; a span
+    that starts a trace gets fresh ids from the SDK (unrecorded), so logs keep a trace_id.
+    The sampler alone left the SDK drawing ids and building a span per event in each relay
+    and batch call: ``Tracer.start_span`` was 3.7-4.5% of ingestion's, profile's and
+    segmentation's py-spy samples on the events path, and parsing the carriers those spans
+    continued another 2.7-5.1% (2026-12-07, session 40)."""
+
+    def __init__(self, tracer: trace.Tracer) -> None:
+        self._tracer = tracer
+
+    def start_span(
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> trace.Span:
+        parent = trace.get_current_span(context)
+        if parent.get_span_context().is_valid and not parent.is_recording():
+            return parent
+        return self._tracer.start_span(name, context, kind, attributes, *args, **kwargs)
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: otel_context.Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Iterator[trace.Span]:
+        parent = trace.get_current_span(context)
+        if parent.get_span_context().is_valid and not parent.is_recording():
+            if context is None:  # already the current span
+                yield parent
+                return
+            with trace.use_span(parent, end_on_exit=False):
+                yield parent
+            return
+        with self._tracer.start_as_current_span(
+            name, context, kind, attributes, *args, **kwargs
+        ) as span:
+            yield span
+
+
+def records_spans(tracer: trace.Tracer) -> bool:
+    """False for a tracer whose spans nothing records (``UnrecordedTracer``)."""
+    while isinstance(tracer, InTraceOnly):
+        tracer = tracer.inner
+    return not isinstance(tracer, UnrecordedTracer)
+
+
+class _CarriedSpan(trace.NonRecordingSpan):
+    """An unrecorded span of one item of a batch: the trace context its carrier names, read
+    only if asked for (a log line, a call made in it); handed on, the carrier itself."""
+
+    def __init__(self, carrier: Mapping[str, str]) -> None:
+        super().__init__(trace.INVALID_SPAN_CONTEXT)
+        self.carrier = carrier
+        self._read = False
+
+    def get_span_context(self) -> trace.SpanContext:
+        if not self._read:
+            self._context = trace.get_current_span(
+                context_from_carrier(self.carrier)
+            ).get_span_context()
+            self._read = True
+        return self._context
+
+
+def item_span(
+    tracer: trace.Tracer,
+    name: str,
+    carrier: Mapping[str, str],
+    *,
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    attributes: Attributes = None,
+) -> trace.Span:
+    """The span of one item of a batch (an event, a change, an outbox message), in the trace
+    its carrier names. Where nothing records spans, the carrier itself: neither parsed nor
+    built again unless used (``trace_carrier_of`` hands it on as it came)."""
+    if carrier and not records_spans(tracer):
+        return _CarriedSpan(carrier)
+    return tracer.start_span(
+        name, context=context_from_carrier(carrier), kind=kind, attributes=attributes
+    )
+
+
 # Carriers between Svod services are W3C trace context. The common case, a lone
 # "traceparent" with no tracestate or baggage, is written and read here directly: the generic
 # propagators cost tens of microseconds per call, paid per event on the bulk paths. Anything
@@ -234,7 +330,10 @@ def current_trace_carrier() -> dict[str, str]:
 def trace_carrier_of(span: trace.Span) -> dict[str, str]:
     """A span's context as W3C headers, without making the span current (for work handed on
     per item of a batch). Runs once per item at every batched hop: the common case is read off
-    the span itself, without building a context around it (twice as fast)."""
+    the span itself, without building a context around it (twice as fast); an unrecorded
+    item's span hands on the carrier it came with."""
+    if isinstance(span, _CarriedSpan):
+        return dict(span.carrier)
     span_context = span.get_span_context()
     if span_context.is_valid and not span_context.trace_state and not baggage.get_all():
         return {

@@ -67,7 +67,7 @@ from svod_runtime.protoconv import (
     proto_date_parts,
     timestamp_to_datetime,
 )
-from svod_runtime.telemetry import context_from_carrier, current_trace_carrier, trace_carrier_of
+from svod_runtime.telemetry import current_trace_carrier, item_span, trace_carrier_of
 
 _ID_TYPE = common_pb2.IdentifierType.DESCRIPTOR
 _CHANNEL = common_pb2.SourceChannel.DESCRIPTOR
@@ -1043,9 +1043,7 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
             # An event continuing a trace of its own (one ingestion accepted) gets a span there;
             # the others belong to this call's span, which their announcements continue.
             span = (
-                self.tracer.start_span(
-                    "profile apply event", context=context_from_carrier(item.trace_context)
-                )
+                item_span(self.tracer, "profile apply event", item.trace_context)
                 if item.trace_context
                 else None
             )
@@ -1313,9 +1311,7 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
         call_carrier = current_trace_carrier()
         for index, item in enumerate(records):
             span = (
-                self.tracer.start_span(
-                    "profile apply record", context=context_from_carrier(item.trace_context)
-                )
+                item_span(self.tracer, "profile apply record", item.trace_context)
                 if item.trace_context
                 else None
             )

@@ -18,7 +18,7 @@ from svod_runtime.dead_letters import DeadLetterRpcs
 from svod_runtime.errors import FieldViolation, InvalidArgument, SvodError
 from svod_runtime.interceptors import status_proto_for
 from svod_runtime.protoconv import timestamp_to_datetime
-from svod_runtime.telemetry import context_from_carrier
+from svod_runtime.telemetry import item_span
 from svod_segmentation.domain.access import UNRESTRICTED, Scope
 from svod_segmentation.domain.model import ProfileChange
 from svod_segmentation.entrypoints.activation_convert import (
@@ -201,9 +201,10 @@ class SegmentationServicer(DeadLetterRpcs, segmentation_pb2_grpc.SegmentationSer
         positions: list[int] = []
         for index, item in enumerate(request.changes):
             spans.append(
-                self.tracer.start_span(
+                item_span(
+                    self.tracer,
                     "segmentation apply profile change",
-                    context=context_from_carrier(item.trace_context),
+                    item.trace_context,
                     kind=trace.SpanKind.CONSUMER,
                 )
             )
