@@ -37,6 +37,7 @@ class Relays:
 
     def __init__(self, suite: InProcessSuite) -> None:
         self.suite = suite
+        self.paused: set[str] = set()
 
     def _relay_tasks(self, service: str) -> list[asyncio.Task]:
         return [
@@ -53,6 +54,7 @@ class Relays:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(cancel(), self.suite.loop).result(30)
+        self.paused.update(services)
 
     def resume(self, *services: str) -> None:
         async def start() -> None:
@@ -63,6 +65,7 @@ class Relays:
                         app._tasks.append(asyncio.create_task(job()))
 
         asyncio.run_coroutine_threadsafe(start(), self.suite.loop).result(30)
+        self.paused.difference_update(services)
 
 
 class Suite:
@@ -112,6 +115,17 @@ def erasing(postgres_admin_url) -> Iterator[Suite]:
         if running is not None:
             running.stop()
         drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture(autouse=True)
+def _relays_resumed_after_each_test(request) -> Iterator[None]:
+    """A test that fails while relays are paused leaves them running again, so the module's
+    other tests (same suite) fail for their own reasons or not at all."""
+    yield
+    if "erasing" in request.fixturenames:
+        relays = request.getfixturevalue("erasing").relays
+        if relays.paused:
+            relays.resume(*sorted(relays.paused))
 
 
 def _person_record(
