@@ -174,13 +174,19 @@ class Telemetry:
         self.metrics.shutdown()
 
 
-class InTraceOnly(trace.Tracer):
-    """A tracer that starts spans only inside a trace; elsewhere it hands out the invalid
-    (non-recording) span, so background statements start no trace of their own."""
+class _FilteringTracer(trace.Tracer):
+    """A tracer that hands some spans out itself (``_own_span``) and leaves the others to
+    the tracer it wraps."""
+
+    # Whether a span of its own, asked for in a context given, is made current for the block
+    # (else the block runs in the context as it is).
+    _attach_own = False
 
     def __init__(self, tracer: trace.Tracer) -> None:
         self.inner = tracer
-        self._tracer = tracer
+
+    def _own_span(self, parent: trace.Span) -> trace.Span | None:
+        raise NotImplementedError
 
     def start_span(
         self,
@@ -191,9 +197,10 @@ class InTraceOnly(trace.Tracer):
         *args: Any,
         **kwargs: Any,
     ) -> trace.Span:
-        if not trace.get_current_span(context).get_span_context().is_valid:
-            return trace.INVALID_SPAN
-        return self._tracer.start_span(name, context, kind, attributes, *args, **kwargs)
+        own = self._own_span(trace.get_current_span(context))
+        if own is not None:
+            return own
+        return self.inner.start_span(name, context, kind, attributes, *args, **kwargs)
 
     @contextmanager
     def start_as_current_span(  # type: ignore[override]
@@ -203,14 +210,26 @@ class InTraceOnly(trace.Tracer):
         *args: Any,
         **kwargs: Any,
     ) -> Iterator[trace.Span]:
-        if not trace.get_current_span(context).get_span_context().is_valid:
-            yield trace.INVALID_SPAN
-            return
-        with self._tracer.start_as_current_span(name, context, *args, **kwargs) as span:
-            yield span
+        own = self._own_span(trace.get_current_span(context))
+        if own is None:
+            with self.inner.start_as_current_span(name, context, *args, **kwargs) as span:
+                yield span
+        elif context is None or not self._attach_own:
+            yield own
+        else:
+            with trace.use_span(own, end_on_exit=False):
+                yield own
 
 
-class UnrecordedTracer(trace.Tracer):
+class InTraceOnly(_FilteringTracer):
+    """A tracer that starts spans only inside a trace; elsewhere it hands out the invalid
+    (non-recording) span, so background statements start no trace of their own."""
+
+    def _own_span(self, parent: trace.Span) -> trace.Span | None:
+        return None if parent.get_span_context().is_valid else trace.INVALID_SPAN
+
+
+class UnrecordedTracer(_FilteringTracer):
     """The tracer of a service whose spans no exporter takes (see ``_sampler``): a span
     inside a trace is its parent itself, so no ids are drawn and nothing is built; a span
     that starts a trace gets fresh ids from the SDK (unrecorded), so logs keep a trace_id.
@@ -219,45 +238,12 @@ class UnrecordedTracer(trace.Tracer):
     segmentation's py-spy samples on the events path, and parsing the carriers those spans
     continued another 2.7-5.1% (2026-12-07, session 40)."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self._tracer = tracer
+    _attach_own = True
 
-    def start_span(
-        self,
-        name: str,
-        context: otel_context.Context | None = None,
-        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-        attributes: Attributes = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> trace.Span:
-        parent = trace.get_current_span(context)
+    def _own_span(self, parent: trace.Span) -> trace.Span | None:
         if parent.get_span_context().is_valid and not parent.is_recording():
             return parent
-        return self._tracer.start_span(name, context, kind, attributes, *args, **kwargs)
-
-    @contextmanager
-    def start_as_current_span(  # type: ignore[override]
-        self,
-        name: str,
-        context: otel_context.Context | None = None,
-        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-        attributes: Attributes = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Iterator[trace.Span]:
-        parent = trace.get_current_span(context)
-        if parent.get_span_context().is_valid and not parent.is_recording():
-            if context is None:  # already the current span
-                yield parent
-                return
-            with trace.use_span(parent, end_on_exit=False):
-                yield parent
-            return
-        with self._tracer.start_as_current_span(
-            name, context, kind, attributes, *args, **kwargs
-        ) as span:
-            yield span
+        return None
 
 
 def records_spans(tracer: trace.Tracer) -> bool:

@@ -549,15 +549,28 @@ def mailbox_stranger(person: PersonRecord, theirs: Sequence[PersonRecord]) -> bo
     (seed 101 0.9466 -> 0.9459, 5151 0.9420 -> 0.9406): people change numbers and keep the
     e-mail.
     """
-    if not theirs:
-        return False
-    levels = [comparison(person, other) for other in theirs]
-    if not any(lv["email"] in _MAILBOX_TIES for lv in levels):
-        return False
-    if any(lv[f] in ties for lv in levels for f, ties in _PERSONAL_TIES.items()):
+    levels = _tied_by_a_mailbox_alone(person, theirs, _PERSONAL_TIES)
+    if levels is None:
         return False
     places = [lv["location"] for lv in levels if lv["location"] != MISSING]
     return bool(places) and all(place == "disagree" for place in places)
+
+
+def _tied_by_a_mailbox_alone(
+    person: PersonRecord,
+    theirs: Sequence[PersonRecord],
+    own_ties: Mapping[str, frozenset[str]],
+) -> list[Mapping[str, str]] | None:
+    """The record's comparisons with the customer's records when it shares a mailbox (an
+    e-mail or its login) with some of them and none of ``own_ties`` with any; else None."""
+    if not theirs:
+        return None
+    levels = [comparison(person, other) for other in theirs]
+    if not any(lv["email"] in _MAILBOX_TIES for lv in levels):
+        return None
+    if any(lv[f] in ties for lv in levels for f, ties in own_ties.items()):
+        return None
+    return levels
 
 
 # Agreements that tie a record to one person of a household sharing a mailbox or a landline:
@@ -644,12 +657,7 @@ def family_member(person: PersonRecord, theirs: Sequence[PersonRecord]) -> bool:
     A birth date 15 years or more apart, or two unlike patronymics, on such a join were
     measured too (offline probe): no exact join the conflict check lets through has them.
     """
-    if not theirs:
-        return False
-    levels = [comparison(person, other) for other in theirs]
-    if not any(lv["email"] in _MAILBOX_TIES for lv in levels):
-        return False
-    if any(lv[f] in ties for lv in levels for f, ties in _OWN_TIES.items()):
+    if _tied_by_a_mailbox_alone(person, theirs, _OWN_TIES) is None:
         return False
     mine = sex_of_names(person)
     if mine is None:
