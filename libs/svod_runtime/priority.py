@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # Longest stretch of bulk Python between two looks at the event loop.
 SLICE_S = 0.005
@@ -52,3 +55,15 @@ BULK_SLICER = BulkSlicer()
 async def step_aside() -> None:
     """``BULK_SLICER.step_aside()``: call it between units of bulk work."""
     await BULK_SLICER.step_aside()
+
+
+async def sliced(items: Iterable[T], slicer: BulkSlicer = BULK_SLICER) -> AsyncIterator[T]:
+    """``items`` one by one, stepping aside between them: for a loop over a batch's rows or
+    messages (``async for``, async comprehensions) that would otherwise run as one stretch.
+
+    Under a pipeline import such loops ran 15-42 ms at a time in profile and segmentation,
+    and a GetProfile arriving meanwhile waited for them (docs/performance.md, "Long
+    stretches")."""
+    for item in items:
+        await slicer.step_aside()
+        yield item

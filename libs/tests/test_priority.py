@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from svod_runtime.priority import BulkSlicer
+from svod_runtime.priority import BulkSlicer, sliced
 
 
 class _WorkClock:
@@ -48,3 +48,34 @@ def test_bulk_work_yields_once_a_slice_has_gone_by_and_not_at_every_step() -> No
     # 100 ms / 10 ms slices: the other task ran ten times (once a slice), not at each of the
     # 200 steps; and it did run (a slicer that never yields would starve it).
     assert asyncio.run(scenario()) == 10
+
+
+def test_a_sliced_loop_keeps_its_order_and_lets_other_calls_run_between_its_items() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        clock = _WorkClock(unit_s=0.002)
+        slicer = BulkSlicer(slice_s=0.01, clock=clock)
+        other_turns = 0
+        stop = False
+
+        async def single_call() -> None:
+            nonlocal other_turns
+            while not stop:
+                other_turns += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(single_call())
+        await asyncio.sleep(0)
+        turns_before = other_turns
+        seen = []
+        async for item in sliced(range(50), slicer):  # 100 ms of work in 2 ms items
+            clock.work()
+            seen.append(item)
+        stop = True
+        await other
+        return seen, other_turns - turns_before
+
+    seen, turns = asyncio.run(scenario())
+    assert seen == list(range(50))
+    # The other task got a turn once per 10 ms slice that ended between two items (at items
+    # 5, 10, ..., 45: nine; the last slice ends with the loop), not only after the loop.
+    assert turns == 9

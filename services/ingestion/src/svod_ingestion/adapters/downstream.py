@@ -16,6 +16,7 @@ from svod_ingestion.domain.attribution import Finding, IdentifierState
 from svod_ingestion.domain.model import MessageKind
 from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError
+from svod_runtime.priority import sliced
 from svod_runtime.protoconv import enum_short_name
 from svod_runtime.telemetry import continuing
 
@@ -188,8 +189,8 @@ class GrpcDownstream:
         ]
         todo = [
             (index, _apply_request(message, outcome, carrier))
-            for index, (message, carrier, outcome) in enumerate(
-                zip(messages, carriers, resolved, strict=True)
+            async for index, (message, carrier, outcome) in sliced(
+                enumerate(zip(messages, carriers, resolved, strict=True))
             )
             if not isinstance(outcome, DeliveryError)
         ]
@@ -311,7 +312,7 @@ class GrpcDownstream:
                                 event=message.event,
                                 trace_context=carrier,
                             )
-                            for message, customer_id, carrier in (
+                            async for message, customer_id, carrier in sliced(
                                 (ingestion_pb2.TrackRequest.FromString(p), c, t)
                                 for p, c, t in chunk
                             )

@@ -18,6 +18,7 @@ from svod_profile.domain.events import EventFact, Metrics
 from svod_profile.domain.summaries import ShownEvent
 from svod_runtime.db import array_literal, dump_json, fetch_direct, fetch_direct_pipelined
 from svod_runtime.errors import CustomerErased
+from svod_runtime.priority import sliced
 
 _MERGED_OF = (
     "SELECT customer_id, survivor_id FROM merged_customers "
@@ -259,7 +260,7 @@ class EventRepository:
                     ids jsonb)
                 ON CONFLICT (source, message_id) DO NOTHING RETURNING source, message_id
                 """,
-            {"rows": dump_json([_event_row(c, e) for c, e in rows])},
+            {"rows": dump_json([_event_row(c, e) async for c, e in sliced(rows)])},
         )
         return {(r.source, r.message_id) for r in result}
 
@@ -344,7 +345,7 @@ class EventRepository:
                 self.filled.update(r.customer_id for r in created if r.version)
                 filled = None
             metrics = (
-                {str(r.customer_id): metrics_from_json(r.metrics) for r in locked}
+                {str(r.customer_id): metrics_from_json(r.metrics) async for r in sliced(locked)}
                 if with_metrics
                 else {}
             )
@@ -374,7 +375,7 @@ class EventRepository:
             str(r.customer_id): CurrentMetrics(
                 int(r.version), r.created_at, r.updated_at, metrics_from_json(r.metrics)
             )
-            for r in rows
+            async for r in sliced(rows)
         }
 
     async def save_metrics_many(self, metrics: dict[str, Metrics]) -> dict[str, int]:
@@ -387,7 +388,11 @@ class EventRepository:
                 FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS x(c uuid, m jsonb)
                 WHERE p.customer_id = x.c RETURNING p.customer_id, p.version
                 """,
-            {"rows": dump_json([{"c": c, "m": metrics_to_dict(m)} for c, m in metrics.items()])},
+            {
+                "rows": dump_json(
+                    [{"c": c, "m": metrics_to_dict(m)} async for c, m in sliced(metrics.items())]
+                )
+            },
         )
         return {str(r.customer_id): int(r.version) for r in rows}
 

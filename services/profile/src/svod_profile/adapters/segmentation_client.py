@@ -25,7 +25,7 @@ from svod_profile.domain.announcements import EventRef, ProfileChanged, SplitPar
 from svod_profile.domain.summaries import ShownEvent
 from svod_runtime.clients import delivery_error
 from svod_runtime.outbox import DeliveryError, OutboxMessage
-from svod_runtime.priority import step_aside
+from svod_runtime.priority import sliced, step_aside
 from svod_runtime.protoconv import datetime_to_timestamp, enum_short_names
 
 # The most changes segmentation takes in one call.
@@ -129,11 +129,12 @@ class SegmentationAnnouncer:
             )
             announced = await tx.events.announced_events(refs)
             events = {(e.source, e.message_id): e for e in announced}
+            column_rows = await tx.events.announced_event_columns(
+                [messages[i].payload for i in with_events], _CHANNEL_NAMES
+            )
             columns = {
                 with_events[position]: segmentation_pb2.EventColumns(**values)
-                for position, values in await tx.events.announced_event_columns(
-                    [messages[i].payload for i in with_events], _CHANNEL_NAMES
-                )
+                async for position, values in sliced(column_rows)
             }
         requests: list[segmentation_pb2.ApplyProfileChangeRequest] = []
         sent: list[int] = []  # index of the message each request announces

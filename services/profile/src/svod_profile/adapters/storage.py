@@ -41,6 +41,7 @@ from svod_profile.domain.names import NAME_FIELDS, NameIndex, ShownUpdate, query
 from svod_runtime.db import array_literal, dump_json, fetch_direct, fetch_direct_pipelined
 from svod_runtime.erasure import scrub_outbox
 from svod_runtime.outbox import enqueue, enqueue_many
+from svod_runtime.priority import sliced
 
 _NAME_ORDER = {name: i for i, name in enumerate(NAME_FIELDS)}
 # Name filters of SearchProfiles.
@@ -774,7 +775,7 @@ class ProfileTransaction:
                     Consent(ch, st, src, _time(at), basis) for ch, st, src, at, basis in r.consents
                 ),
             )
-            for r in rows
+            async for r in sliced(rows)
         }
 
     async def load_many(self, customer_ids: list[str]) -> dict[str, ProfileView]:

@@ -1310,6 +1310,10 @@ class ProfileServicer(DeadLetterRpcs, profile_pb2_grpc.ProfileServiceServicer):
         items: list[tuple[RecordApplication, dict[str, str]]] = []
         call_carrier = current_trace_carrier()
         for index, item in enumerate(records):
+            # A call's 500 records took up to 38 ms to check and convert in one stretch under
+            # an import (loop probe, docs/performance.md, "Long stretches"): a GetProfile
+            # waited for it.
+            await step_aside()
             span = (
                 item_span(self.tracer, "profile apply record", item.trace_context)
                 if item.trace_context
