@@ -381,6 +381,9 @@ class IdentityService:
                 positions = waiting + list(range(start, min(start + BATCH_CHUNK, len(records))))
                 for position in positions:
                     if position not in prints:
+                        # A stream's footprints ran up to 58 ms in one stretch under an import,
+                        # a single Resolve waiting (docs/performance.md, "Long stretches").
+                        await step_aside()
                         prints[position] = footprint(records[position])
                 while True:
                     busy = {token for _, tokens in writing for token in tokens}
