@@ -56,6 +56,11 @@ DURATION_BUCKETS_S = (
     30.0,
     120.0,
 )
+# Seconds a ready task waited for the event loop: from an idle loop to a stalled process.
+LOOP_LAG_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# How often the loop's lag is sampled: four wake-ups a second cost nothing measurable, and a
+# stretch of a quarter of a second or more is always caught.
+LOOP_LAG_INTERVAL_S = 0.25
 # Calls that are not the API's work: probes and tooling would drown the rates.
 _UNMEASURED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
@@ -121,6 +126,39 @@ class RpcMetrics:
         self._duration.record(seconds, attributes)
 
 
+class LoopLag:
+    """``svod.runtime.event_loop.lag``: how late a task that asked to wake up got its turn.
+
+    A service runs on one event loop: while a stretch of Python runs (a batch converted, rows
+    decoded, a garbage collection), every call that is ready - a GetProfile's answer from
+    Postgres, a health check - waits for it. Under a pipeline import such stretches reached
+    15-58 ms in profile, identity and segmentation (docs/performance.md, "Long stretches"),
+    which is where the interactive calls' p99 went. A task sleeps ``interval_s`` and records
+    how much later than that it woke: sampled, so the histogram's upper buckets show how
+    long the stretches are and how often a call meets one."""
+
+    def __init__(
+        self,
+        meter: Meter,
+        interval_s: float = LOOP_LAG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._lag = meter.create_histogram(
+            "svod.runtime.event_loop.lag",
+            unit="s",
+            description="How late a task woken on time got the event loop (sampled)",
+            explicit_bucket_boundaries_advisory=LOOP_LAG_BUCKETS_S,
+        )
+
+    async def run(self) -> None:
+        while True:
+            started = self._clock()
+            await asyncio.sleep(self.interval_s)
+            self._lag.record(max(0.0, self._clock() - started - self.interval_s))
+
+
 class ServiceMetrics:
     """One service's meter provider, its Prometheus endpoint and its polled gauges."""
 
@@ -168,6 +206,7 @@ class ServiceMetrics:
             self.provider._disabled = False
         self.meter = self.provider.get_meter(f"svod.{service}")
         self.rpc = RpcMetrics(self.meter)
+        self.loop_lag = LoopLag(self.meter)
         self._pollers: list[_Poller] = []
         self._server: WSGIServer | None = None
         self._server_thread: threading.Thread | None = None

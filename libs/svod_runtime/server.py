@@ -162,6 +162,7 @@ class ServiceApp:
         await self._set_health(await ping(self.engine))
         self._tasks.append(asyncio.create_task(self._watch_database()))
         self._tasks.append(asyncio.create_task(self.telemetry.metrics.run_pollers()))
+        self._tasks.append(asyncio.create_task(self.telemetry.metrics.loop_lag.run()))
         for job in self.background:
             self._tasks.append(asyncio.create_task(job()))
         log.info("%s listening on port %d", self.config.service, self.port)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import pytest
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import generate_latest
 
-from svod_runtime.metrics import ServiceMetrics, labels
+from svod_runtime.metrics import LoopLag, ServiceMetrics, labels
 
 
 def exposition(metrics: ServiceMetrics) -> str:
@@ -72,3 +73,31 @@ def test_metrics_stay_on_when_opentelemetry_tracing_is_disabled(
     metrics = ServiceMetrics("unit", Resource.create({}))
     metrics.rpc.finished("/svod.quality.v1.QualityService/GetProfileScore", grpc.StatusCode.OK, 1)
     assert "rpc_server_call_duration_seconds_count" in exposition(metrics)
+
+
+def test_the_loop_lag_shows_a_stretch_that_held_the_event_loop() -> None:
+    metrics = ServiceMetrics("unit", Resource.create({}))
+    lag = LoopLag(metrics.meter, interval_s=0.01)
+
+    async def scenario() -> None:
+        sampler = asyncio.create_task(lag.run())
+        await asyncio.sleep(0.05)  # a few samples of an idle loop
+        time.sleep(0.3)  # a stretch of work that never gives the loop back
+        await asyncio.sleep(0.05)
+        sampler.cancel()
+
+    asyncio.run(scenario())
+    text = exposition(metrics)
+    count = _sample(text, "svod_runtime_event_loop_lag_seconds_count")
+    under_a_quarter = _sample(text, 'svod_runtime_event_loop_lag_seconds_bucket{le="0.25"}')
+    # Several samples; the one asleep across the stretch waited for it (over 0.25 s), and the
+    # lag's sum holds the stretch.
+    assert count >= 4
+    assert count - under_a_quarter >= 1
+    assert _sample(text, "svod_runtime_event_loop_lag_seconds_sum") >= 0.28
+
+
+def _sample(text: str, series: str) -> float:
+    return next(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series + " ")
+    )
