@@ -170,6 +170,9 @@ _CONTACT_PREFIXES = array_literal(CONTACT_KEY_PREFIXES)
 # (Postgres CPU per single Resolve at 200k customers 1.82/2.29 -> 1.50/1.55 ms with the plan
 # kept; bulk chunks of 500 unchanged). Their plans are index look-ups whatever the values, so
 # the plan made once per connection is kept, for the rest of the transaction only.
+# Rows of a chunk's state decoded between two looks at the event loop (a row is a few to
+# tens of microseconds).
+_DECODE_SLICE = 200
 _GENERIC_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true)"
 
 
@@ -337,11 +340,15 @@ class StateLoader:
                 ),
             ],
         )
-        batch = decode_batch_rows(rows)
-        fetched = _fill_batch_state(state, batch)
         # Decoding a chunk's rows and choosing its candidates are the longest stretches of
-        # Python in a bulk chunk: let other calls (a single Resolve) run between them.
-        await step_aside()
+        # Python in a bulk chunk: let other calls (a single Resolve) run between them. The
+        # decoding alone ran up to 50 ms at once under an import (docs/performance.md, "Long
+        # stretches"): a slice of rows at a time.
+        batch = BatchRows()
+        for start in range(0, len(rows), _DECODE_SLICE):
+            decode_batch_rows(rows[start : start + _DECODE_SLICE], into=batch)
+            await step_aside()
+        fetched = _fill_batch_state(state, batch)
         candidates = candidates_to_load(records, state, fetched, rules, model)
         if model is not None and model.trained_pairs > 0:
             candidates |= _full_name_holders(state, fetched, candidates)

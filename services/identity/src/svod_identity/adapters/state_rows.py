@@ -103,8 +103,9 @@ _BATCH_DECODERS: Mapping[str, Callable[[Any], object]] = {
 }
 
 
-def decode_batch_rows(rows: Iterable[Any]) -> BatchRows:
-    out = BatchRows()
+def decode_batch_rows(rows: Iterable[Any], into: BatchRows | None = None) -> BatchRows:
+    """The rows decoded, added to ``into`` when given (a batch decoded a slice at a time)."""
+    out = BatchRows() if into is None else into
     for row in rows:
         item = _BATCH_DECODERS[row.kind](row)
         match item:
