@@ -518,6 +518,7 @@ def test_promtool_checks_the_alerts_and_each_fires_on_a_synthetic_series() -> No
         "SvodDeadLetters",
         "SvodHighErrorRatio",
         "SvodSlowCalls",
+        "SvodEventLoopHeld",
         "SvodServiceUnhealthy",
     }
     assert firing == names
