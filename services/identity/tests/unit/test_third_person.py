@@ -387,3 +387,42 @@ def test_brothers_on_their_mothers_mailbox_stay_apart() -> None:
     )
     assert first != second
     assert resolver.changes.sharers, "the mailbox is refused as another's and shared"
+
+
+# -- a third surname --------------------------------------------------------------------------
+
+ELENA_SERGEEVNA = {"first_name": "Елена", "middle_name": "Сергеевна", **BORN, **MOSCOW}
+HER_MOBILE = IdentifierKey("phone", "+79994264619")
+
+
+def _two_surnames() -> tuple[IncomingRecord, IncomingRecord]:
+    """One woman under her maiden and her married name: the same mobile ties the two."""
+    return (
+        _record(1, HER_MOBILE, last_name="Маслова", **ELENA_SERGEEVNA),
+        _record(2, HER_MOBILE, last_name="Фролова", **ELENA_SERGEEVNA),
+    )
+
+
+def test_a_third_surname_does_not_join_a_customer_that_holds_two() -> None:
+    """«Елена Иванова» born the same day in the same city, with a card of her own: as a married
+    name she would link (nothing of hers disagrees), but the customer already holds a maiden
+    and a married name, and a third surname on names and a birth date is another woman.
+    Households seed 8282 (5,000 persons, EM) made a customer of three persons so."""
+    card = IdentifierKey("loyalty_card", "778895369489")
+    (first, second, third), _ = _place(
+        _model(),
+        *_two_surnames(),
+        _record(3, card, first_name="Елена", last_name="Иванова", **BORN, **MOSCOW),
+    )
+    assert first == second
+    assert third != first
+
+
+def test_either_of_her_two_surnames_still_links() -> None:
+    card = IdentifierKey("loyalty_card", "778895369489")
+    (first, _, third), _ = _place(
+        _model(),
+        *_two_surnames(),
+        _record(3, card, first_name="Елена", last_name="Фролова", **BORN, **MOSCOW),
+    )
+    assert third == first

@@ -85,6 +85,8 @@ MAX_REVIEWS_PER_RECORD = 3
 NAME_KEY_PREFIX = "fs:"
 _GIVEN_NAME_AGREES = frozenset({"exact", "equivalent", "fuzzy"})
 _SURNAME_AGREES = frozenset({"exact", "fuzzy"})
+# One surname, as two records can write it (a man's and a woman's form of it included).
+_SURNAME_KEPT = frozenset({"exact", "fuzzy", "gender_form"})
 _PLACE_AGREES = frozenset({"address", "postcode", "city"})
 # Disagreements with any record of the customer that stop a link on a rare full name.
 _RARE_NAME_DISAGREEMENTS = ("phone", "email", "card", "location", "birth_date")
@@ -1347,6 +1349,8 @@ class Resolver:
         ``another_holders_contact``: 2424 P 0.9915 -> 0.9920, F1 0.9461 -> 0.9462);
         generator 101/202, FEBRL3/4 and households 303/606/1313: no decision changed.
         """
+        if self._third_surname(person, owner):
+            return True
         levels = self._customer_levels(person, owner)
         if not surname_change_uncorroborated(levels, self.model):
             return False
@@ -1356,6 +1360,28 @@ class Resolver:
             and levels.get("location") in _PLACE_AGREES
         )
         return not (married and self._no_record_disagrees(person, owner))
+
+    def _third_surname(self, person: PersonRecord, owner: str) -> bool:
+        """Whether the record's surname would be a third one for ``owner``: the customer holds
+        two surnames already (records whose surnames disagree with each other: a maiden and a
+        married name, say) and the record's agrees with neither.
+
+        One change of surname is a life; a third surname on a customer joined by names and a
+        birth date is mostly a third person. Households seed 8282 (5,000 persons, EM):
+        «Елена Маслова Сергеевна» and «Елеан Фролова Сергеевна», born 2008-11-22 (the year the
+        generator clamps children to), were one customer, and «Елена Иванова» of the same
+        birth date joined them by a fuzzy link: three people in one customer.
+        """
+        own = [other for other in self._persons(owner) if other.last_name]
+        if not person.last_name or len(own) < 2:
+            return False
+        if any(comparison(person, other)["last_name"] in _SURNAME_KEPT for other in own):
+            return False
+        return any(
+            comparison(a, b)["last_name"] not in _SURNAME_KEPT
+            for i, a in enumerate(own)
+            for b in own[i + 1 :]
+        )
 
     def _another_mans_surname(
         self, person: PersonRecord, owner: str, group: Sequence[str] = ()
