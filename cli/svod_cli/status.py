@@ -1,7 +1,10 @@
 """``svod status``: the suite at a glance.
 
 For each service: its health (gRPC health checking), calls per second and errors per second
-over a short window, its outbox backlog (messages waiting, age of the oldest) and dead letters.
+over a short window, its outbox backlog (messages waiting, age of the oldest), dead letters,
+and how long its event loop was held at most in the window (``loop held``: the bucket of the
+longest sampled lag, ``svod_runtime_event_loop_lag_seconds``; a service whose loop is held
+answers single calls slowly whatever their own work).
 The figures come from each service's Prometheus endpoint (``SVOD_<SERVICE>_METRICS_TARGET``,
 else the gRPC target's host at ``SVOD_<SERVICE>_METRICS_PORT``); without it only health shows.
 Exit code 0 when every service is SERVING, 1 otherwise.
@@ -26,6 +29,7 @@ from svod_cli.common import target as grpc_target
 from svod_runtime.config import SERVICES, metrics_port_of
 
 RPC_COUNT = "rpc_server_call_duration_seconds_count"
+LOOP_LAG_BUCKET = "svod_runtime_event_loop_lag_seconds_bucket"
 # (metric, label of the series) -> sample value
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -73,6 +77,21 @@ def _errors(samples: Samples) -> float:
     )
 
 
+def longest_loop_lag(before: Samples, after: Samples) -> float | None:
+    """The upper bound of the bucket holding the longest event-loop lag sampled between two
+    scrapes (``inf`` past the last bucket), or None when no lag was sampled meanwhile."""
+    grown = sorted(
+        (float(dict(labels)["le"]), value - before.get((metric, labels), 0.0))
+        for (metric, labels), value in after.items()
+        if metric == LOOP_LAG_BUCKET
+    )
+    if not grown or grown[-1][1] <= 0:
+        return None
+    # Buckets count every sample at or under their bound: the longest lag is in the first
+    # bucket that holds all of the window's samples.
+    return next(bound for bound, count in grown if count >= grown[-1][1])
+
+
 def _oldest(samples: Samples) -> float:
     ages = [v for (m, _), v in samples.items() if m == "svod_outbox_oldest_age_seconds"]
     return max(ages, default=0.0)
@@ -88,6 +107,7 @@ class ServiceStatus:
     outbox_depth: float | None = None
     outbox_oldest_s: float | None = None
     dead_letters: float | None = None
+    loop_held_max_s: float | None = None
 
 
 def health_of(service: str) -> str:
@@ -129,12 +149,21 @@ def gather(window_s: float) -> list[ServiceStatus]:
             status.outbox_depth = total(after, "svod_outbox_depth")
             status.outbox_oldest_s = _oldest(after)
             status.dead_letters = total(after, "svod_outbox_dead_letters")
+            status.loop_held_max_s = longest_loop_lag(before, after)
         statuses.append(status)
     return statuses
 
 
 def _figure(value: float | None, fmt: str = "{:,.0f}") -> str:
     return "-" if value is None else fmt.format(value)
+
+
+def _held(bound: float | None) -> str:
+    if bound is None:
+        return "-"
+    if bound == float("inf"):
+        return "> 5 s"
+    return f"<= {bound * 1000:,.0f} ms" if bound < 1 else f"<= {bound:,.1f} s"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -152,6 +181,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "backlog",
                 "oldest",
                 "dead letters",
+                "loop held",
             ),
             [
                 (
@@ -163,6 +193,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     _figure(s.outbox_depth),
                     _figure(s.outbox_oldest_s, "{:,.1f} s"),
                     _figure(s.dead_letters),
+                    _held(s.loop_held_max_s),
                 )
                 for s in statuses
             ],

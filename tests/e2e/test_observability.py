@@ -385,6 +385,8 @@ def test_status_shows_health_rates_backlogs_and_dead_letters(observed, workload,
         statuses = {s["service"]: s for s in json.loads(out.getvalue())}
         assert {s["health"] for s in statuses.values()} == {"SERVING"}
         assert all(s["calls_per_s"] is not None for s in statuses.values())
+        # Each service sampled its event loop's lag in the window (four times a second).
+        assert all(s["loop_held_max_s"] is not None for s in statuses.values())
         relays = [statuses[s] for s in RELAYS]
         return statuses if not any(s["outbox_depth"] for s in relays) else None
 

@@ -1,0 +1,29 @@
+"""``svod status``'s "loop held" figure from two scrapes of a service's loop-lag histogram."""
+
+from __future__ import annotations
+
+from svod_cli.status import LOOP_LAG_BUCKET, Samples, longest_loop_lag
+
+BOUNDS = ("0.001", "0.01", "0.1", "1.0", "+Inf")
+
+
+def _histogram(*counts: float) -> Samples:
+    """Cumulative bucket counts, one per bound of BOUNDS."""
+    return {
+        (LOOP_LAG_BUCKET, (("le", bound),)): count
+        for bound, count in zip(BOUNDS, counts, strict=True)
+    }
+
+
+def test_the_longest_lag_of_the_window_is_the_first_bucket_that_holds_all_its_samples() -> None:
+    before = _histogram(10, 20, 20, 20, 20)
+    # Four samples in the window: two under 1 ms, one under 10 ms, one between 0.1 and 1 s.
+    after = _histogram(12, 23, 23, 24, 24)
+    assert longest_loop_lag(before, after) == 1.0
+
+
+def test_a_lag_past_the_last_bucket_and_a_window_without_samples() -> None:
+    before = _histogram(10, 20, 20, 20, 20)
+    assert longest_loop_lag(before, _histogram(10, 20, 20, 20, 21)) == float("inf")
+    assert longest_loop_lag(before, before) is None
+    assert longest_loop_lag({}, {}) is None
