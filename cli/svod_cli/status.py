@@ -159,11 +159,12 @@ def _figure(value: float | None, fmt: str = "{:,.0f}") -> str:
 
 
 def _held(bound: float | None) -> str:
+    """A bucket's bound as the table shows it: "<= 2.5 ms", "<= 1 s", "> 5 s"."""
     if bound is None:
         return "-"
     if bound == float("inf"):
         return "> 5 s"
-    return f"<= {bound * 1000:,.0f} ms" if bound < 1 else f"<= {bound:,.1f} s"
+    return f"<= {bound * 1000:g} ms" if bound < 1 else f"<= {bound:g} s"
 
 
 def cmd_status(args: argparse.Namespace) -> int:

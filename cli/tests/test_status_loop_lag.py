@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from svod_cli.status import LOOP_LAG_BUCKET, Samples, longest_loop_lag
+from svod_cli.status import LOOP_LAG_BUCKET, Samples, _held, longest_loop_lag
 
 BOUNDS = ("0.001", "0.01", "0.1", "1.0", "+Inf")
 
@@ -27,3 +27,15 @@ def test_a_lag_past_the_last_bucket_and_a_window_without_samples() -> None:
     assert longest_loop_lag(before, _histogram(10, 20, 20, 20, 21)) == float("inf")
     assert longest_loop_lag(before, before) is None
     assert longest_loop_lag({}, {}) is None
+
+
+def test_the_column_shows_the_bucket_bound_as_it_is() -> None:
+    assert [_held(b) for b in (0.0025, 0.025, 0.25, 1.0, 2.5, float("inf"), None)] == [
+        "<= 2.5 ms",
+        "<= 25 ms",
+        "<= 250 ms",
+        "<= 1 s",
+        "<= 2.5 s",
+        "> 5 s",
+        "-",
+    ]
