@@ -39,6 +39,9 @@ def _samples() -> list[str]:
     # Russian and Kazakh numbers of every prefix, and lengths around the right one.
     for _ in range(5000):
         numbers.append("+7" + "".join(rng.choice("0123456789") for _ in range(10)))
+    # Every three-digit prefix, each typed from the RU metadata or declined to phonenumbers.
+    for prefix in range(1000):
+        numbers += [f"+7{prefix:03d}{rng.randrange(10**7):07d}" for _ in range(3)]
     for length in (1, 2, 8, 9, 11, 12, 17, 18):
         numbers.append("+7" + "".join(rng.choice("123456789") for _ in range(length)))
     # Other codes of one, two and three digits; Italian numbers with their leading zero.

@@ -5,8 +5,9 @@ default region for national formats); validity is ``phonenumbers``'. Parsing wit
 ``phonenumbers`` costs ~45 µs a number, too slow for every record of a batch, so plain Russian
 numbers (the bulk of the data) take a fast path: the punctuation is stripped with one regex and
 the 10-digit national number is classified against the *same* ``phonenumbers`` RU metadata,
-compiled once. Everything else (other countries, extensions, letters, anything the fast path
-does not accept outright) goes through the shared parse. Unit tests check that both paths
+compiled once (``svod_contacts.phones.russian_number_kind``, shared with identity).
+Everything else (other countries, extensions, letters, anything the fast path does not accept
+outright) goes through the shared parse. Unit tests check that both paths
 agree, and that a valid number's E.164 is the shared ``normalize_phone``'s. Results are cached
 per raw string as repeated numbers are common in a batch.
 """
@@ -18,9 +19,9 @@ from functools import lru_cache
 from typing import Final, NamedTuple
 
 import phonenumbers
-from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType
+from phonenumbers import PhoneNumberType
 
-from svod_contacts.phones import DEFAULT_REGION, e164, parse_phone
+from svod_contacts.phones import e164, parse_phone, russian_number_kind
 
 _NON_DIGITS: Final = re.compile(r"\D+")
 # Digits with the usual separators and an optional leading plus; nothing else.
@@ -72,64 +73,10 @@ def placeholder_reason(digits: str) -> str:
     return ""
 
 
-_RU_OR_NONE = PhoneMetadata.metadata_for_region(DEFAULT_REGION)
-assert _RU_OR_NONE is not None, "phonenumbers always carries Russia's metadata"
-_RU: Final = _RU_OR_NONE
-# The fast path only sees 10-digit national numbers, so each RU pattern can be pre-filtered by
-# its possible lengths once and the special types (checked before fixed/mobile, as in
-# phonenumbers._number_type_helper) folded into one alternation.
-_NATIONAL_LENGTH: Final = 10
-
-
-def _pattern_for_ten_digits(desc: PhoneNumberDesc | None) -> str:
-    if desc is None or not desc.national_number_pattern:
-        return ""
-    if desc.possible_length and _NATIONAL_LENGTH not in desc.possible_length:
-        return ""
-    return desc.national_number_pattern
-
-
-def _compiled(*patterns: str) -> re.Pattern[str] | None:
-    alternatives = [f"(?:{p})" for p in patterns if p]
-    return re.compile("|".join(alternatives)) if alternatives else None
-
-
-_RU_LEADING: Final = re.compile(_RU.leading_digits or ".")
-_RU_GENERAL: Final = _compiled(_pattern_for_ten_digits(_RU.general_desc))
-_RU_SPECIAL: Final = _compiled(
-    *(
-        _pattern_for_ten_digits(getattr(_RU, name))
-        for name in (
-            "premium_rate",
-            "toll_free",
-            "shared_cost",
-            "voip",
-            "personal_number",
-            "pager",
-            "uan",
-            "voicemail",
-        )
-    )
-)
-_RU_FIXED: Final = _compiled(_pattern_for_ten_digits(_RU.fixed_line))
-_RU_MOBILE: Final = _compiled(_pattern_for_ten_digits(_RU.mobile))
-
-
-def _full(pattern: re.Pattern[str] | None, national: str) -> bool:
-    return pattern is not None and pattern.fullmatch(national) is not None
-
-
 def _ru_kind(national: str) -> str:
     """The kind of a valid 10-digit RU national number, or "" if not a valid RU number."""
-    if not _RU_LEADING.match(national) or not _full(_RU_GENERAL, national):
-        return ""  # +7 numbers outside RU's leading digits belong to KZ: slow path
-    if _full(_RU_SPECIAL, national):
-        return "other"
-    fixed, mobile = _full(_RU_FIXED, national), _full(_RU_MOBILE, national)
-    if fixed:
-        # Both patterns matching is phonenumbers' FIXED_LINE_OR_MOBILE.
-        return "other" if (mobile or _RU.same_mobile_and_fixed_line_pattern) else "landline"
-    return "mobile" if mobile else ""
+    kind = russian_number_kind(national)
+    return "" if kind is None else kind.value
 
 
 def _fast_national(text: str) -> str:
