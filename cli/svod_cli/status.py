@@ -163,6 +163,8 @@ def _held(bound: float | None) -> str:
     if bound is None:
         return "-"
     if bound == float("inf"):
+        # The services' last bucket (svod_runtime.metrics.LOOP_LAG_BUCKETS_S, pinned by a
+        # test): not imported here, every `svod` command would load the metrics module.
         return "> 5 s"
     return f"<= {bound * 1000:g} ms" if bound < 1 else f"<= {bound:g} s"
 

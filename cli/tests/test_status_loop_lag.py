@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from svod_cli.status import LOOP_LAG_BUCKET, Samples, _held, longest_loop_lag
+from svod_runtime.metrics import LOOP_LAG_BUCKETS_S
 
 BOUNDS = ("0.001", "0.01", "0.1", "1.0", "+Inf")
 
@@ -39,3 +40,9 @@ def test_the_column_shows_the_bucket_bound_as_it_is() -> None:
         "> 5 s",
         "-",
     ]
+
+
+def test_past_the_last_bucket_names_the_runtimes_last_bound() -> None:
+    """The table writes the overflow bucket with a literal (the CLI does not load the metrics
+    module to print it): it must be the bound the services' histogram ends at."""
+    assert _held(float("inf")) == f"> {LOOP_LAG_BUCKETS_S[-1]:g} s"
