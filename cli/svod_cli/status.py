@@ -169,10 +169,25 @@ def _held(bound: float | None) -> str:
     return f"<= {bound * 1000:g} ms" if bound < 1 else f"<= {bound:g} s"
 
 
+# How ``--json`` writes a lag past the histogram's last bucket: Prometheus' own name for the
+# bound. ``json.dumps`` would write the float as ``Infinity``, which strict JSON readers
+# (jq, Go's encoding/json, JSON.parse) refuse.
+PAST_LAST_BUCKET = "+Inf"
+
+
+def status_json(status: ServiceStatus) -> dict[str, object]:
+    """One service's row for ``--json``: strict JSON, every figure a number or null, but a
+    loop held past the last bucket, written ``"+Inf"``."""
+    row: dict[str, object] = asdict(status)
+    if status.loop_held_max_s == float("inf"):
+        row["loop_held_max_s"] = PAST_LAST_BUCKET
+    return row
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     statuses = gather(args.window)
     if args.json:
-        print_json([asdict(s) for s in statuses])
+        print_json([status_json(s) for s in statuses])
     else:
         print_table(
             (

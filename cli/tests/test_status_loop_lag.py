@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from svod_cli.status import LOOP_LAG_BUCKET, Samples, _held, longest_loop_lag
+import json
+
+from svod_cli.status import (
+    LOOP_LAG_BUCKET,
+    Samples,
+    ServiceStatus,
+    _held,
+    longest_loop_lag,
+    status_json,
+)
 from svod_runtime.metrics import LOOP_LAG_BUCKETS_S
 
 BOUNDS = ("0.001", "0.01", "0.1", "1.0", "+Inf")
@@ -46,3 +55,18 @@ def test_past_the_last_bucket_names_the_runtimes_last_bound() -> None:
     """The table writes the overflow bucket with a literal (the CLI does not load the metrics
     module to print it): it must be the bound the services' histogram ends at."""
     assert _held(float("inf")) == f"> {LOOP_LAG_BUCKETS_S[-1]:g} s"
+
+
+def test_json_output_is_strict_json_with_the_overflow_written_as_prometheus_does() -> None:
+    """``svod status --json`` is read by scripts: a lag past the last bucket must not come out
+    as ``Infinity``, which strict JSON readers refuse."""
+
+    def refuse(token: str) -> None:
+        raise AssertionError(f"not strict JSON: {token}")
+
+    held_long = ServiceStatus("profile", "127.0.0.1:50053", "SERVING", loop_held_max_s=float("inf"))
+    held_short = ServiceStatus("identity", "127.0.0.1:50052", "SERVING", loop_held_max_s=0.05)
+    unknown = ServiceStatus("segmentation", "127.0.0.1:50054", "unreachable (UNAVAILABLE)")
+    text = json.dumps([status_json(s) for s in (held_long, held_short, unknown)])
+    rows = json.loads(text, parse_constant=refuse)
+    assert [r["loop_held_max_s"] for r in rows] == ["+Inf", 0.05, None]
