@@ -9,7 +9,9 @@ own error.
 
 With ``keys`` (e.g. the customers a request touches), batches in flight never share a key: a
 request whose key is in a batch being written, or that waits behind another request with it,
-waits for a later batch, so the requests of one key are applied in the order they came.
+waits for a later batch, so the requests of one key are applied in the order they came. A
+batch holds one request a key, unless ``repeat_keys``: then it takes a key's requests together,
+in order (for an ``apply`` that handles one key's requests in order within its transaction).
 """
 
 from __future__ import annotations
@@ -52,10 +54,12 @@ class GroupCommitBatcher(Generic[T, R]):
         on_applied: Callable[[], None] | None = None,
         max_batch: int = 200,
         workers: int = 2,
+        repeat_keys: bool = False,
     ) -> None:
         self.apply = apply
         self.apply_one = apply_one or self._apply_alone
         self.keys = keys
+        self.repeat_keys = repeat_keys
         self.on_applied = on_applied
         self.max_batch = max(1, max_batch)
         self.workers = max(1, workers)
@@ -109,7 +113,7 @@ class GroupCommitBatcher(Generic[T, R]):
             waiting = self._queue.popleft()
             if waiting.done.done():  # the caller gave up before it started
                 continue
-            if waiting.keys & taken or waiting.keys & blocked:
+            if (waiting.keys & taken and not self.repeat_keys) or waiting.keys & blocked:
                 blocked |= waiting.keys
                 deferred.append(waiting)
             else:

@@ -157,3 +157,35 @@ def test_an_item_whose_caller_gave_up_is_not_written() -> None:
 
     asyncio.run(scenario())
     assert written == ["first", "patient"]
+
+
+def test_with_repeated_keys_a_batch_takes_a_keys_items_together_in_order() -> None:
+    """``repeat_keys``: one key's items may share a batch (in the order they came), batches in
+    flight still never share a key, and a key held by a batch in flight waits, with every item
+    of that key behind it."""
+    batches: list[list[tuple[str, int]]] = []
+    in_flight: list[set[str]] = []
+
+    async def apply(items: list[tuple[str, int]]) -> list[None]:
+        keys = {k for k, _ in items}
+        assert all(not other & keys for other in in_flight)
+        in_flight.append(keys)
+        batches.append(items)
+        await asyncio.sleep(0.005)
+        in_flight.remove(keys)
+        return [None for _ in items]
+
+    async def scenario() -> None:
+        batcher: GroupCommitBatcher[tuple[str, int], None] = GroupCommitBatcher(
+            apply, keys=lambda item: [item[0]], max_batch=6, workers=2, repeat_keys=True
+        )
+        first = [("a", 0), ("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)]
+        started = asyncio.ensure_future(batcher.submit_many(first))
+        await asyncio.sleep(0)  # the first batch is in flight: "a" and "b" are held
+        later = [("a", 6), ("d", 7), ("a", 8)]
+        await asyncio.gather(started, batcher.submit_many(later))
+
+    asyncio.run(scenario())
+    assert batches[0] == [("a", 0), ("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)]
+    assert batches[1] == [("d", 7)]  # "a" waits for the batch holding it
+    assert batches[2] == [("a", 6), ("a", 8)]

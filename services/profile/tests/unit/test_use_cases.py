@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from services.profile.tests.unit.fakes import FakeDirectory, FakeProfileStore
+from services.profile.tests.unit.fakes import FakeDirectory, FakeEvents, FakeProfileStore
 from svod_profile.domain.consents import Consent, ConsentStatus
 from svod_profile.domain.events import EventFact
 from svod_profile.domain.model import (
@@ -473,3 +473,53 @@ def test_a_record_or_event_that_loses_a_deadlock_is_applied_once_all_the_same() 
     assert svc.shown(a) == {"first_name": "Анна"} and view.metrics.order_count == 1
     assert [k for k, _ in svc.store.announcements()] == [a, a] and svc.woken == 2
     assert version == 1
+
+
+def test_event_batches_in_flight_never_share_a_customer_and_keep_each_customers_order() -> None:
+    """Four batches are written at a time; unkeyed, batches of one relay pass that shared
+    customers waited on each other's row locks. Keyed by customer, they never share one, and a
+    customer's events of a submission go together, in the order they came."""
+    svc = Service()
+    customers = [cid() for _ in range(6)]
+    in_flight: list[set[str]] = []
+    overlaps: list[set[str]] = []
+    batches: list[list[str]] = []
+    insert_events = FakeEvents.insert_events
+
+    async def slow_insert(self: object, rows: list[tuple[str, EventFact]]) -> set[tuple[str, str]]:
+        owners = {owner for owner, _ in rows}
+        overlaps.extend(owners & other for other in in_flight if owners & other)
+        in_flight.append(owners)
+        batches.append([event.message_id for _, event in rows])
+        await asyncio.sleep(0.01)  # another batch is prepared meanwhile
+        in_flight.remove(owners)
+        return await insert_events(self, rows)  # type: ignore[arg-type]
+
+    # (The fake's transactions copy its state whole: overlapping ones would lose each other's
+    # writes, so what is checked is the batches, not the metrics.)
+
+    items = [
+        (customers[n % 6], order(f"o{n}", "10"), {})
+        for n in range(60)  # ten events a customer, interleaved
+    ]
+
+    async def scenario() -> list[tuple[int, bool] | Exception]:
+        batcher = svc.use_cases.enable_batching()
+        batcher._batcher.max_batch = 7  # several batches per submission
+        halves = (items[:30], items[30:])
+        answered = await asyncio.gather(*(svc.use_cases.apply_events(h) for h in halves))
+        return [outcome for half in answered for outcome in half]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FakeEvents, "insert_events", slow_insert)
+        outcomes = asyncio.run(scenario())
+
+    assert all(isinstance(o, tuple) and o[1] for o in outcomes)
+    assert overlaps == [] and len(batches) > 2
+    # A customer's events share a batch (not one batch per event of a customer).
+    assert any(len(b) > len({int(m[1:]) % 6 for m in b}) for b in batches)
+    applied = [message for batch in batches for message in batch]
+    assert sorted(applied) == sorted(f"o{n}" for n in range(60))
+    for index in range(6):
+        mine = [m for m in applied if int(m[1:]) % 6 == index]
+        assert mine == [f"o{n}" for n in range(index, 60, 6)]

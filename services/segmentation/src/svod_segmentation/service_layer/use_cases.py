@@ -239,7 +239,9 @@ class SegmentationService:
         clock: Clock = utc_now,
         *,
         feed_poll_s: float = 0.2,
-        max_batch: int = 200,
+        # Profile announces up to 1,000 changes a call: two batches of 500 written at once
+        # (docs/performance.md, session 43).
+        max_batch: int = 500,
         on_memberships: Callable[[MembershipCounts], None] | None = None,
     ) -> None:
         self.store = store
