@@ -129,8 +129,28 @@ def _between_statements(dbapi_connection: Any) -> bool:
 
 
 # Integers of 19 digits or more may not fit in 64 bits: orjson would turn them into floats.
-_LONG_DIGITS = re.compile(rb"\d{19}")
-_LONG_DIGITS_TEXT = re.compile(r"\d{19}")
+# Looked for as a run of 19 zeros in the value with every ASCII digit made "0" and every other
+# byte "." (bytes.translate, then a substring search, both in C): a regular expression
+# (\d{19}) took 5.4 us on a profile's 518-byte metrics document, five times orjson's parse of
+# it (1.0 us), and 6.5% of the profile service's samples under an event stream (py-spy).
+_DIGIT_RUNS = bytes(
+    ord("0") if chr(b).isascii() and chr(b).isdigit() else ord(".") for b in range(256)
+)
+_LONG_RUN = b"0" * 19
+
+
+def has_long_digit_run(data: bytes | bytearray | memoryview | str) -> bool:
+    """Whether ``data`` holds 19 ASCII digits in a row (a JSON integer that may not fit in
+    64 bits, or a long number inside a string). A text is looked at as UTF-8, where no other
+    character makes an ASCII digit's byte."""
+    raw: bytes | bytearray
+    if isinstance(data, str):
+        raw = data.encode("utf-8", "surrogatepass")
+    elif isinstance(data, memoryview):
+        raw = data.tobytes()
+    else:
+        raw = data
+    return _LONG_RUN in raw.translate(_DIGIT_RUNS)
 
 
 def load_json(data: bytes | str) -> Any:
@@ -139,8 +159,7 @@ def load_json(data: bytes | str) -> Any:
     seventh of ResolveBatch's time. orjson reads integers beyond 64 bits as floats; a value
     with a run of 19 digits (such a number, or a long card number in a string), or one orjson
     refuses, goes to ``json.loads`` instead: the result is always what ``json.loads`` returns."""
-    pattern = _LONG_DIGITS_TEXT if isinstance(data, str) else _LONG_DIGITS
-    if not pattern.search(data):  # type: ignore[arg-type]
+    if not has_long_digit_run(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:  # e.g. 1e400, which json reads as infinity
