@@ -486,19 +486,21 @@ def test_event_batches_in_flight_never_share_a_customer_and_keep_each_customers_
     batches: list[list[str]] = []
     insert_events = FakeEvents.insert_events
 
-    async def slow_insert(self: object, rows: list[tuple[str, EventFact]]) -> set[tuple[str, str]]:
+    async def slow_insert(
+        self: FakeEvents, rows: list[tuple[str, EventFact]]
+    ) -> set[tuple[str, str]]:
         owners = {owner for owner, _ in rows}
         overlaps.extend(owners & other for other in in_flight if owners & other)
         in_flight.append(owners)
         batches.append([event.message_id for _, event in rows])
         await asyncio.sleep(0.01)  # another batch is prepared meanwhile
         in_flight.remove(owners)
-        return await insert_events(self, rows)  # type: ignore[arg-type]
+        return await insert_events(self, rows)
 
     # (The fake's transactions copy its state whole: overlapping ones would lose each other's
     # writes, so what is checked is the batches, not the metrics.)
 
-    items = [
+    items: list[tuple[str, EventFact, dict[str, str]]] = [
         (customers[n % 6], order(f"o{n}", "10"), {})
         for n in range(60)  # ten events a customer, interleaved
     ]

@@ -197,10 +197,15 @@ class FeedSignal:
             await asyncio.wait_for(self._event.wait(), timeout_s)
 
 
+# Profile announces up to 1,000 changes a call: two batches of 500 written at once
+# (docs/performance.md, session 43).
+MAX_CHANGES_PER_BATCH = 500
+
+
 def change_batcher(
     apply: Callable[[list[ProfileChange]], Awaitable[list[ChangeOutcome]]],
     *,
-    max_batch: int = 200,
+    max_batch: int = MAX_CHANGES_PER_BATCH,
     workers: int = 2,
 ) -> GroupCommitBatcher[ProfileChange, ChangeOutcome]:
     """Concurrent profile changes applied together, one transaction for many
@@ -239,9 +244,7 @@ class SegmentationService:
         clock: Clock = utc_now,
         *,
         feed_poll_s: float = 0.2,
-        # Profile announces up to 1,000 changes a call: two batches of 500 written at once
-        # (docs/performance.md, session 43).
-        max_batch: int = 500,
+        max_batch: int = MAX_CHANGES_PER_BATCH,
         on_memberships: Callable[[MembershipCounts], None] | None = None,
     ) -> None:
         self.store = store
