@@ -27,7 +27,7 @@ from typing import Any
 from benchmarks.identity import datasets
 from benchmarks.identity.offline import digest, fitted_model, pairwise
 from svod_identity.domain.engine import GraphState, Resolver
-from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.matching.model import MatchModel, starting_model
 from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.records import build_record
 from svod_identity.domain.rules import default_rules
@@ -46,7 +46,7 @@ def load(dataset: str, persons: int, seed: int) -> tuple[list[Any], datasets.Tru
 
 def model_for(requests: Sequence[Any], em: bool, cache: str | None) -> MatchModel:
     if not em:
-        return default_model()
+        return starting_model()
     if cache and os.path.exists(cache):
         with open(cache, "rb") as stream:
             # Our own scratch file, written below.

@@ -24,7 +24,7 @@ from svod_identity.domain.engine import GraphState, Placement, Resolver, person_
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.evaluation import candidate_pairs, compare_pairs
 from svod_identity.domain.matching.frequencies import attribute_term_frequencies
-from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.matching.model import MatchModel, default_model, starting_model
 from svod_identity.domain.records import build_record
 from svod_identity.domain.rules import default_rules
 from svod_identity.entrypoints.grpc_servicer import raw_record
@@ -62,7 +62,8 @@ def run(
 ) -> dict:
     now = dt.datetime.now(dt.UTC)
     state = GraphState()
-    resolver = Resolver(state, default_rules(), model or default_model())
+    # Without a model, the service's own before any refit.
+    resolver = Resolver(state, default_rules(), model or starting_model())
     clusters: dict[str, list[tuple[str, str]]] = defaultdict(list)
     rules: dict[tuple[str, str], str] = {}
     placed = []

@@ -29,6 +29,10 @@ def reweighted(
     return replace(base, m=m, u=u, **changes)
 
 
+# A model's ``trained_pairs`` when a test stands for one EM fitted on this customer base (what
+# the rules that read a place as telling ask for: ``scoring.strong_place``).
+FITTED_PAIRS = 10_000
+
 # (m, u) as EM fits them on data whose sources garble or replace birth dates, first names and
 # surnames, and where unrelated people practically never share a street address (FEBRL-like).
 GARBLED_SOURCES = {

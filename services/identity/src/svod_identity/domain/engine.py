@@ -1282,7 +1282,8 @@ class Resolver:
         if not persons:
             return {}
         best: dict[str, CandidateScore] = {}
-        # Only with weights the data gave (EM): the hand-set model's place weights are guesses.
+        # Only with weights this graph's data gave (EM): the starting model's place weights come
+        # from generated sets, whose places are not the graph's.
         fitted = self.model.trained_pairs > 0
         holds = self._name_holder_test(keys, person, self.rare_names and fitted)
         for scored in score_candidates(person, persons, self.model):

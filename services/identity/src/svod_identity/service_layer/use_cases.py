@@ -47,7 +47,7 @@ from svod_identity.domain.matching.autofit import (
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.frequencies import term_frequencies
-from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.domain.matching.model import MatchModel, default_model, starting_model
 from svod_identity.domain.matching.scoring import conflicts, score_pair
 from svod_identity.domain.model import CustomerView, Erasure, IncomingRecord, RecordRef
 from svod_identity.domain.preview import (
@@ -229,7 +229,7 @@ class IdentityService:
         async with self.store.transaction() as tx:
             stored = await tx.settings.current_model()
         if stored is None:
-            info = ModelInfo(0, default_model(), 0, None, STARTING_MODEL_ACTOR)
+            info = ModelInfo(0, starting_model(), 0, None, STARTING_MODEL_ACTOR)
         else:
             version, body, pairs, at, actor = stored
             info = ModelInfo(version, MatchModel.from_dict(body), pairs, at, actor)

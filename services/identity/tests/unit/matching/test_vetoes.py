@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from services.identity.tests.unit.records import GARBLED_SOURCES, reweighted
+from services.identity.tests.unit.records import FITTED_PAIRS, GARBLED_SOURCES, reweighted
 from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.domain.matching.scoring import (
     Veto,
@@ -34,6 +34,7 @@ def _telling_model() -> MatchModel:
     return reweighted(
         default_model(),
         {**GARBLED_SOURCES, ("location", "postcode"): (0.3, 0.002)},
+        trained_pairs=FITTED_PAIRS,
     )
 
 

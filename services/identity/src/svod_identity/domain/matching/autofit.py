@@ -1,7 +1,8 @@
 """When identity fits its match model by itself.
 
-Until somebody calls ``RefitMatchModel`` the service matches with the hand-set starting model,
-whose weights are guesses, and the rules that need weights the data gave (rare names, rare
+Until somebody calls ``RefitMatchModel`` the service matches with the starting model, whose
+weights EM estimated on generated sets, not on this service's data (``model.DEFAULT_M``), and
+the rules that need weights the data gave (rare names, rare
 logins, married names, the full-name holders' fetch) stay off. An operator who never refits
 keeps that model for good. So identity fits the model itself - the same EM over its own
 candidate pairs, and the same term frequencies, as ``RefitMatchModel`` - once the graph holds
@@ -14,16 +15,16 @@ job starts, so the same records streamed and imported would no longer be placed 
 (issue #22's equivalence), and a service started on a large graph would first sample
 candidate pairs and count values over the whole graph (not measured at a million records).
 
-Measured (offline, ``households`` 20,000 persons / 46,456 records, seed 5353, records in
-order): the hand-set model throughout F1 0.9315 (P 0.9844, R 0.8840, up to 3 persons in a
-customer); fitting at 2,000 records and at every doubling after 0.9387 (P 0.9907, R 0.8919);
-from 1,000 records 0.9388; one fit over the whole set before the first record 0.9424 (P
-0.9930, R 0.8967, at most 2), which no online service can do. EM took 0.2 s of CPU at 2,000
-records, 4.1 s at 16,000 and 10.3 s at 32,000 (210,000 candidate pairs). Through the API
-(``bench_accuracy --household-seeds 5353 --seeds --persons 20000 --skip-febrl --no-em``, the
-same set in ResolveBatch calls of 2,000, load 9-11, one run each): off P 0.9844 R 0.8834 F1
-0.9312; at 2,000 records (fits at 4,000, ~10,000, ... as the 10 s looks found the graph) P
-0.9892 R 0.8889 F1 0.9364; customers of 3 persons on both.
+Measured (offline, ``households`` 20,000 persons / 46,456 records, seed 5353, records in order;
+before the starting model was estimated, ``model.py``): the hand-set model throughout F1 0.9315
+(P 0.9844, R 0.8840, up to 3 persons in a customer); fitting at 2,000 records and at every
+doubling after 0.9387 (P 0.9907, R 0.8919); from 1,000 records 0.9388; one fit over the whole
+set before the first record 0.9424 (P 0.9930, R 0.8967, at most 2), which no online service can
+do. EM took 0.2 s of CPU at 2,000 records, 4.1 s at 16,000 and 10.3 s at 32,000 (210,000
+candidate pairs). Through the API (``bench_accuracy --household-seeds 5353 --seeds --persons
+20000 --skip-febrl --no-em``, the same set in ResolveBatch calls of 2,000, load 9-11, one run
+each): off P 0.9844 R 0.8834 F1 0.9312; at 2,000 records (fits at 4,000, ~10,000, ... as the 10
+s looks found the graph) P 0.9892 R 0.8889 F1 0.9364; customers of 3 persons on both.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 
 from svod_identity.domain.matching.model import MatchModel
 
-# The ``created_by`` of a model identity fitted by itself, and of the hand-set starting model.
+# The ``created_by`` of a model identity fitted by itself, and of the starting model.
 AUTOMATIC_FIT_ACTOR = "svod-identity:auto-fit"
 STARTING_MODEL_ACTOR = "default"
 # 2,000 records where it is turned on: the offline figures above gain the same from 1,000;

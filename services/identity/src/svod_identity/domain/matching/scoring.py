@@ -234,9 +234,15 @@ STRONG_PLACE_WEIGHT = 5.0
 
 
 def strong_place(model: MatchModel | None, location: str) -> bool:
-    """Whether the model finds a street address or postcode agreement near-unique to a person."""
+    """Whether the model finds a street address or postcode agreement near-unique to a person.
+
+    Only a model fitted on this customer base (``trained_pairs``) says so: whether families
+    share flats is the market's, not something the starting model (``model.STARTING_M``,
+    estimated on generated sets) can know - its street address reaches 5.1 bits, and with it a
+    mother and a daughter of one name in one flat would link unseen."""
     return (
         model is not None
+        and model.trained_pairs > 0
         and location in ("address", "postcode")
         and model.weight("location", location) >= STRONG_PLACE_WEIGHT
     )
