@@ -327,8 +327,10 @@ def _noisy_model() -> MatchModel:
     return reweighted(default_model(), GARBLED_SOURCES, trained_pairs=FITTED_PAIRS)
 
 
-def test_default_model_treats_every_disagreement_as_a_conflict() -> None:
-    model = default_model()
+@pytest.mark.parametrize("model", [default_model(), starting_model()], ids=["hand-set", "start"])
+def test_default_model_treats_every_disagreement_as_a_conflict(model: MatchModel) -> None:
+    """The hand-set values and the starting model estimated from them (``STARTING_M``): until
+    this base's data say a source garbles a field, a disagreement on it is a conflict."""
     for feature, level in (
         ("first_name", "disagree"),
         ("first_name", "other"),
