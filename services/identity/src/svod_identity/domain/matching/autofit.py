@@ -1,11 +1,11 @@
 """When identity fits its match model by itself.
 
 Until somebody calls ``RefitMatchModel`` the service matches with the starting model, whose
-weights EM estimated on generated sets, not on this service's data (``model.DEFAULT_M``), and
-the rules that need weights the data gave (rare names, rare
-logins, married names, the full-name holders' fetch) stay off. An operator who never refits
-keeps that model for good. So identity fits the model itself - the same EM over its own
-candidate pairs, and the same term frequencies, as ``RefitMatchModel`` - once the graph holds
+weights EM estimated on generated sets, not on this service's data (``model.STARTING_M``), and
+the rules that need weights this base's data gave (rare names, rare logins, married names, the
+full-name holders' fetch, a place read as telling) stay off. An operator who never refits keeps
+that model for good. So identity fits the model itself - the same EM over its own candidate
+pairs, and the same term frequencies, as ``RefitMatchModel`` - once the graph holds
 ``first_at_records`` records, and again each time the graph has grown ``growth`` times since
 the last automatic fit. A model an operator fitted or loaded is never replaced.
 
