@@ -21,10 +21,12 @@ from dataclasses import replace
 from benchmarks.identity import datasets
 from benchmarks.identity.categories import breakdown, print_breakdown
 from svod_identity.domain.engine import GraphState, Placement, Resolver, person_from
+from svod_identity.domain.matching.compare import Comparison
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.evaluation import candidate_pairs, compare_pairs
 from svod_identity.domain.matching.frequencies import attribute_term_frequencies
 from svod_identity.domain.matching.model import MatchModel, default_model, starting_model
+from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.records import build_record
 from svod_identity.domain.rules import default_rules
 from svod_identity.entrypoints.grpc_servicer import raw_record
@@ -136,16 +138,20 @@ def digest(placed: Sequence[Placement], state: GraphState, resolver: Resolver) -
     return h.hexdigest()[:16]
 
 
-def fitted_model(requests: Sequence) -> MatchModel:
-    """EM over the candidate pairs of the whole set (RefitMatchModel's sample, unbounded)."""
-    now = dt.datetime.now(dt.UTC)
-    records = [build_record(raw_record(r), now) for r in requests]
+def candidate_comparisons(records: Sequence[IncomingRecord]) -> list[Comparison]:
+    """The comparison levels of a set's candidate pairs (records sharing a blocking key)."""
     persons = [
         person_from(str(i), r.attributes, r.identifiers, r.ref.source)
         for i, r in enumerate(records)
     ]
-    pairs = candidate_pairs(persons)
-    model = estimate_model(compare_pairs(persons, pairs).values(), default_model())
+    return list(compare_pairs(persons, candidate_pairs(persons)).values())
+
+
+def fitted_model(requests: Sequence) -> MatchModel:
+    """EM over the candidate pairs of the whole set (RefitMatchModel's sample, unbounded)."""
+    now = dt.datetime.now(dt.UTC)
+    records = [build_record(raw_record(r), now) for r in requests]
+    model = estimate_model(candidate_comparisons(records), default_model())
     # As RefitMatchModel counts them from the store (``Export.value_counts``): names and city
     # from the attributes, logins from the e-mail identifiers.
     emails = ([k.value for k in r.identifiers if k.type == "email"] for r in records)

@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from benchmarks.identity import datasets
-from benchmarks.identity.offline import run
-from svod_identity.domain.engine import person_from
+from benchmarks.identity.offline import candidate_comparisons, run
+from svod_identity.domain.matching.compare import Comparison
 from svod_identity.domain.matching.em import estimate_model
-from svod_identity.domain.matching.evaluation import candidate_pairs, compare_pairs
 from svod_identity.domain.matching.model import FEATURES, LEVELS, MatchModel, default_model
 from svod_identity.domain.records import build_record
 from svod_identity.entrypoints.grpc_servicer import raw_record
@@ -42,18 +41,13 @@ def pooled_comparisons(persons: int) -> list:
     now = dt.datetime.now(dt.UTC)
     sets = [datasets.generated(persons, s)[0] for s in POOL_GENERATOR_SEEDS]
     sets += [datasets.households(persons, s)[0] for s in POOL_HOUSEHOLD_SEEDS]
-    comparisons: list = []
+    comparisons: list[Comparison] = []
     for requests in sets:
-        records = [build_record(raw_record(r), now) for r in requests]
-        people = [
-            person_from(str(i), r.attributes, r.identifiers, r.ref.source)
-            for i, r in enumerate(records)
-        ]
-        comparisons.extend(compare_pairs(people, candidate_pairs(people)).values())
+        comparisons += candidate_comparisons([build_record(raw_record(r), now) for r in requests])
     return comparisons
 
 
-def starting_model(persons: int = POOL_PERSONS) -> MatchModel:
+def estimate_starting_model(persons: int = POOL_PERSONS) -> MatchModel:
     """EM over the pool, from the hand-set values as its anchor; provenance cleared, so the
     service still treats it as a model no data of its own gave (``trained_pairs`` 0)."""
     fitted = estimate_model(pooled_comparisons(persons), default_model())
@@ -85,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--persons", type=int, default=POOL_PERSONS)
     parser.add_argument("--skip-check", action="store_true")
     args = parser.parse_args(argv)
-    model = starting_model(args.persons)
+    model = estimate_starting_model(args.persons)
     print(_python("STARTING_M", model.m))
     print(_python("STARTING_U", model.u))
     print(f"STARTING_PRIOR = {model.prior:.4g}")
