@@ -26,7 +26,7 @@ import platform
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import grpc
 
@@ -43,6 +43,7 @@ from svod_cli.suite import (
     free_ports,
     prepare_database,
 )
+from svod_identity.domain.matching.autofit import AUTOFIT_ENV
 from svod_runtime.config import SERVICES
 from svod_runtime.retries import retry_options
 
@@ -51,8 +52,11 @@ CHUNK = 2000
 
 
 @contextlib.contextmanager
-def identity_stub(admin: str) -> Iterator[identity_pb2_grpc.IdentityServiceStub]:
-    """The identity API of a fresh suite on a fresh database (dropped afterwards)."""
+def identity_stub(
+    admin: str, env: Mapping[str, str] | None = None
+) -> Iterator[identity_pb2_grpc.IdentityServiceStub]:
+    """The identity API of a fresh suite on a fresh database (dropped afterwards); ``env``: the
+    services' settings beside the defaults."""
     db = f"svod_bench_identity_{uuid.uuid4().hex[:6]}"
     db_url = create_database(admin, db)
     suite = None
@@ -61,7 +65,7 @@ def identity_stub(admin: str) -> Iterator[identity_pb2_grpc.IdentityServiceStub]
         suite = ProcessSuite(
             db_url,
             ports=dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True)),
-            extra_env={"SVOD_LOG_LEVEL": "WARNING"},
+            extra_env={"SVOD_LOG_LEVEL": "WARNING", **(env or {})},
         ).start()
         with grpc.insecure_channel(suite.target("identity"), options=retry_options()) as channel:
             yield identity_pb2_grpc.IdentityServiceStub(channel)
@@ -89,10 +93,15 @@ def fit_model(admin: str, requests: Sequence) -> str:
 
 
 def measure(
-    admin: str, name: str, requests: Sequence, truth: datasets.Truth, em: bool = True
+    admin: str,
+    name: str,
+    requests: Sequence,
+    truth: datasets.Truth,
+    em: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> dict:
     model_json = fit_model(admin, requests) if em else ""
-    with identity_stub(admin) as stub:
+    with identity_stub(admin, env) as stub:
         if model_json:
             stub.RefitMatchModel(
                 identity_pb2.RefitMatchModelRequest(model_json=model_json, actor="bench"),
@@ -111,7 +120,7 @@ def measure(
     result = pairwise(clusters, truth)
     result["review_items_first_page"] = len(reviews.items)
     result["resolve_seconds"] = round(elapsed, 1)
-    result["model"] = "em" if model_json else "default"
+    result["model"] = "em" if model_json else ("starting" if env else "starting, auto-fitted")
     print(
         f"{name:<22} precision {result['precision']:.4f}  recall {result['recall']:.4f}  "
         f"F1 {result['f1']:.4f}  max persons/cluster {result['max_persons_per_cluster']}  "
@@ -136,22 +145,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--persons", type=int, default=3000)
     parser.add_argument("--skip-febrl", action="store_true")
-    parser.add_argument("--no-em", action="store_true", help="keep the default model")
+    parser.add_argument(
+        "--no-em",
+        action="store_true",
+        help="no RefitMatchModel: the starting model, and identity's own automatic fits",
+    )
+    parser.add_argument(
+        "--no-autofit",
+        action="store_true",
+        help=f"with --no-em: the starting model throughout ({AUTOFIT_ENV}=0)",
+    )
     args = parser.parse_args(argv)
     em = not args.no_em
+    env = {AUTOFIT_ENV: "0"} if args.no_autofit else {}
     admin, cluster = ensure_postgres(TOP)
     results: dict[str, dict] = {}
     try:
         if not args.skip_febrl:
-            results["febrl3"] = measure(admin, "FEBRL3 (dedupe)", *datasets.febrl3(), em=em)
-            results["febrl4"] = measure(admin, "FEBRL4 (A vs B)", *datasets.febrl4(), em=em)
+            results["febrl3"] = measure(admin, "FEBRL3 (dedupe)", *datasets.febrl3(), em, env)
+            results["febrl4"] = measure(admin, "FEBRL4 (A vs B)", *datasets.febrl4(), em, env)
         for seed in args.seeds:
             results[f"generator_seed_{seed}"] = measure(
-                admin, f"generator seed {seed}", *datasets.generated(args.persons, seed), em=em
+                admin, f"generator seed {seed}", *datasets.generated(args.persons, seed), em, env
             )
         for seed in args.household_seeds:
             results[f"households_seed_{seed}"] = measure(
-                admin, f"households seed {seed}", *datasets.households(args.persons, seed), em=em
+                admin,
+                f"households seed {seed}",
+                *datasets.households(args.persons, seed),
+                em,
+                env,
             )
     finally:
         if cluster is not None:

@@ -18,7 +18,7 @@ from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_cli.suite import InProcessSuite
 from svod_identity.adapters.storage import IdentityStore
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.matching.autofit import AUTOMATIC_FIT_ACTOR, AutoFitPolicy
+from svod_identity.domain.matching.autofit import AUTOFIT_ENV, AUTOMATIC_FIT_ACTOR, AutoFitPolicy
 from svod_identity.domain.model import IncomingRecord, RecordRef
 from svod_identity.service_layer import autofit, use_cases
 from svod_identity.service_layer.use_cases import IdentityService
@@ -28,6 +28,8 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 FIRST = ("Мария", "Анна", "Ольга", "Елена", "Ирина", "Наталья", "Татьяна", "Светлана")
 LAST = ("Смирнова", "Кузнецова", "Попова", "Васильева", "Петрова", "Соколова", "Михайлова")
 POLICY = AutoFitPolicy(first_at_records=40)
+SUCCEEDED = identity_pb2.RESOLUTION_JOB_STATE_SUCCEEDED
+FAILED = identity_pb2.RESOLUTION_JOB_STATE_FAILED
 
 
 def records(start: int, count: int) -> list[IncomingRecord]:
@@ -105,9 +107,7 @@ def test_a_service_told_to_fits_its_model_by_itself_as_records_arrive(
     GetMatchModel shows becomes one identity fitted by itself."""
     url = scratch_databases("autofit_api")["identity"]
     monkeypatch.setattr(autofit, "CHECK_EVERY_S", 0.2)
-    suite = InProcessSuite(
-        url, services=("identity",), extra_env={"SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS": "40"}
-    ).start()
+    suite = InProcessSuite(url, services=("identity",), extra_env={AUTOFIT_ENV: "40"}).start()
     try:
         with grpc.insecure_channel(suite.target("identity")) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)
@@ -138,3 +138,53 @@ def api_requests(made: list[IncomingRecord]) -> list[identity_pb2.ResolveRequest
         )
         for r in made
     ]
+
+
+def test_an_import_fits_the_model_where_the_same_records_streamed_would(
+    scratch_databases: Callable[[str], dict[str, str]],
+) -> None:
+    """An import into a graph of the starting model fits at 40 records and again at 80 (its
+    windows end there), places the records after each fit with it, and leaves the fit at 80
+    as the model in force, with the import's writes; an operator's model is left alone."""
+    url = scratch_databases("autofit_import")["identity"]
+    suite = InProcessSuite(url, services=("identity",), extra_env={AUTOFIT_ENV: "40"}).start()
+    try:
+        with grpc.insecure_channel(suite.target("identity")) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            job = imported(stub, "fits", records(0, 100))
+            assert job.state == SUCCEEDED, job.error
+            assert job.phase_seconds["fitting"] > 0
+            now = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
+            assert (now.version, now.created_by) == (1, AUTOMATIC_FIT_ACTOR)
+            assert json.loads(now.model_json)["fitted_records"] == 80
+
+            operators = stub.RefitMatchModel(
+                identity_pb2.RefitMatchModelRequest(actor="analyst"), timeout=60
+            )
+            job = imported(stub, "kept", records(100, 150))
+            assert job.state == SUCCEEDED, job.error
+            assert "fitting" not in job.phase_seconds
+            now = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
+            assert (now.version, now.created_by) == (operators.version, "analyst")
+    finally:
+        suite.stop()
+
+
+def imported(
+    stub: identity_pb2_grpc.IdentityServiceStub, name: str, made: list[IncomingRecord]
+) -> identity_pb2.ResolutionJob:
+    """``made`` staged as an import of its own, committed, and its job once it ended."""
+    import_id = f"autofit-{name}"
+    staged = api_requests(made)
+    batches = (
+        identity_pb2.StageImportRecordsRequest(import_id=import_id, records=staged[i : i + 30])
+        for i in range(0, len(staged), 30)
+    )
+    list(stub.StageImportRecords(batches, timeout=60))
+    stub.CommitImport(identity_pb2.CommitImportRequest(import_id=import_id), timeout=30)
+    deadline = time.monotonic() + 120
+    while True:
+        job = stub.GetResolutionJob(identity_pb2.GetResolutionJobRequest(job_id=import_id))
+        if job.state in (SUCCEEDED, FAILED) or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)

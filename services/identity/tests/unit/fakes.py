@@ -523,7 +523,9 @@ class FakeExport:
     async def count_records(self) -> int:
         _refused()
 
-    async def sample_candidate_pairs(self, max_pairs: int) -> list[tuple[KnownRecord, KnownRecord]]:
+    async def sample_candidate_pairs(
+        self, max_pairs: int, records: int = 0
+    ) -> list[tuple[KnownRecord, KnownRecord]]:
         _refused()
 
     async def value_counts(self) -> dict[str, list[tuple[str, int]]]:

@@ -15,6 +15,20 @@ from svod_identity.domain.engine import KnownRecord
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.blocking import MAX_BLOCK_SIZE
 
+# Candidate pairs a record brings on average: 210,000 pairs at 32,000 records (households,
+# domain/matching/autofit.py), 6.6 a record.
+PAIRS_PER_RECORD = 6.6
+
+
+def key_sampling(records: int, max_pairs: int) -> int:
+    """One block in how many a sample of ``max_pairs`` pairs reads, for a graph of ``records``
+    records: about twice the pairs needed (a graph with fewer pairs a record than
+    PAIRS_PER_RECORD still gives about ``max_pairs``). Reading every block of a million
+    records paired them all - millions of pairs sorted for the sample - before the limit."""
+    if records <= 0 or max_pairs <= 0:
+        return 1
+    return max(1, int(records * PAIRS_PER_RECORD / (2 * max_pairs)))
+
 
 class Export:
     """Reads over the whole graph, inside one transaction."""
@@ -132,13 +146,19 @@ class Export:
             counts.setdefault(str(feature), []).append((str(value), int(count)))
         return counts
 
-    async def sample_candidate_pairs(self, max_pairs: int) -> list[tuple[KnownRecord, KnownRecord]]:
-        """Record pairs sharing a blocking key (blocks up to MAX_BLOCK_SIZE), sampled."""
+    async def sample_candidate_pairs(
+        self, max_pairs: int, records: int = 0
+    ) -> list[tuple[KnownRecord, KnownRecord]]:
+        """Record pairs sharing a blocking key (blocks up to MAX_BLOCK_SIZE), sampled: of a
+        graph of ``records`` records (0: not known, every key is read), the keys of one block
+        in ``key_sampling(records, max_pairs)`` are paired, the block chosen by the key's hash
+        (so a block is in or out as a whole, whatever its size)."""
         rows = await self.conn.execute(
             text(
                 """
                 WITH blocks AS (
                     SELECT key, array_agg(record_pk) AS members FROM blocking_keys
+                    WHERE :every = 1 OR hashtext(key) % :every = 0
                     GROUP BY key HAVING count(*) BETWEEN 2 AND :cap
                 ), pairs AS (
                     SELECT DISTINCT a.pk AS a, b.pk AS b
@@ -148,8 +168,8 @@ class Export:
                 SELECT a, b FROM pairs ORDER BY md5(a::text || '/' || b::text) LIMIT :n
                 """
             ),
-            {"cap": MAX_BLOCK_SIZE, "n": max_pairs},
+            {"cap": MAX_BLOCK_SIZE, "n": max_pairs, "every": key_sampling(records, max_pairs)},
         )
         pairs = [(int(r[0]), int(r[1])) for r in rows]
-        records = await self.graph.records_by_pk({pk for pair in pairs for pk in pair})
-        return [(records[a], records[b]) for a, b in pairs if a in records and b in records]
+        known = await self.graph.records_by_pk({pk for pair in pairs for pk in pair})
+        return [(known[a], known[b]) for a, b in pairs if a in known and b in known]

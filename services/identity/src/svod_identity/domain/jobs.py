@@ -56,6 +56,7 @@ class JobPhase(enum.Enum):
     PLACING = "placing"
     WRITING = "writing"
     DONE = "done"
+    FITTING = "fitting"
 
 
 def check_job_id(value: str, field_name: str, errors: ViolationCollector) -> None:

@@ -19,7 +19,11 @@ from svod_identity.adapters.metrics_queries import IdentityGaugeQueries
 from svod_identity.adapters.profile_client import ProfileAnnouncer
 from svod_identity.adapters.quality_client import QualityReporter
 from svod_identity.adapters.storage import IdentityStore
-from svod_identity.domain.matching.autofit import SUGGESTED_FIRST_FIT_RECORDS, AutoFitPolicy
+from svod_identity.domain.matching.autofit import (
+    AUTOFIT_ENV,
+    SUGGESTED_FIRST_FIT_RECORDS,
+    AutoFitPolicy,
+)
 from svod_identity.entrypoints.grpc_servicer import IdentityServicer
 from svod_identity.entrypoints.metrics import IdentityMetrics
 from svod_identity.service_layer.autofit import ModelAutoFit
@@ -40,12 +44,12 @@ SERVICE = "identity"
 
 class IdentitySettings(SettingsModel):
     model_autofit_records: int = Field(
-        0,
+        SUGGESTED_FIRST_FIT_RECORDS,
         ge=0,
-        validation_alias="SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS",
+        validation_alias=AUTOFIT_ENV,
         description="Records in the graph at which identity first fits its match model by "
-        f"itself (again at every doubling) while no operator's model is in force; 0: never "
-        f"(e.g. {SUGGESTED_FIRST_FIT_RECORDS:,}; domain/matching/autofit.py).",
+        "itself (again at every doubling; an import's too) while no operator's model is in "
+        "force; 0: never (domain/matching/autofit.py).",
     )
 
     @classmethod
@@ -83,7 +87,12 @@ async def create_app(
     )
     jobs = JobStore(engine)
     # Imports and re-resolutions run one at a time, each in a worker process of its own.
-    runner = JobRunner(jobs, config.database_url, on_announced=relay.wake)
+    runner = JobRunner(
+        jobs,
+        config.database_url,
+        on_announced=relay.wake,
+        worker_env={AUTOFIT_ENV: str(settings.model_autofit_records)},
+    )
     metrics = IdentityMetrics(
         telemetry.metrics, IdentityGaugeQueries(engine), telemetry.metrics.slow_poll_s
     )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
+from svod_identity.domain.matching.autofit import AUTOFIT_ENV, AutoFitPolicy
 from svod_identity.service_layer.batch_job import DEFAULT_WINDOW, WINDOW_ENV, run_job
 from svod_identity.service_layer.bulk import WORKER_DATABASE_ENV
 from svod_runtime.logs import setup_logging
@@ -34,6 +35,13 @@ class WorkerSettings(SettingsModel):
         description="Records an import places and writes per window (docs/bulk-import.md): "
         "the worker holds one window's engine state, not the whole import's.",
     )
+    model_autofit_records: int = Field(
+        0,
+        ge=0,
+        validation_alias=AUTOFIT_ENV,
+        description="The identity service's own setting, which started us: an import fits "
+        "the match model where records streamed would (service_layer/import_fits.py).",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging("identity-batch")
     logging.getLogger(__name__).info("batch worker for job %s attempt %s", *args)
-    return asyncio.run(run_job(url, int(args[0]), int(args[1]), window=settings.window))
+    job = run_job(
+        url,
+        int(args[0]),
+        int(args[1]),
+        window=settings.window,
+        autofit=AutoFitPolicy(settings.model_autofit_records),
+    )
+    return asyncio.run(job)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from svod_identity.adapters.job_storage import (
     staged_count,
     staged_records,
 )
-from svod_identity.adapters.storage import IdentityStore
+from svod_identity.adapters.storage import IdentityStore, IdentityTransaction
 from svod_identity.domain.batch import (
     EarlierWindows,
     ImportState,
@@ -53,6 +53,7 @@ from svod_identity.domain.batch import (
 from svod_identity.domain.engine import Placement, Resolver
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.jobs import JobKind, JobOutcome, JobPhase
+from svod_identity.domain.matching.autofit import AutoFitPolicy
 from svod_identity.domain.matching.blocking import _KEYS
 from svod_identity.domain.matching.compare import _VIEWS
 from svod_identity.domain.matching.model import MatchModel
@@ -66,6 +67,7 @@ from svod_identity.domain.preview import (
     name_proposed,
 )
 from svod_identity.domain.rules import Rules, rules_from_dict
+from svod_identity.service_layer.import_fits import ImportFits
 from svod_identity.service_layer.use_cases import IdentityService
 from svod_runtime.db import create_engine
 
@@ -79,6 +81,7 @@ log = logging.getLogger(__name__)
 DEFAULT_WINDOW = 100_000
 # The worker's setting of it (``entrypoints/batch_worker.WorkerSettings``).
 WINDOW_ENV = "SVOD_IDENTITY_BATCH_WINDOW"
+NO_AUTOFIT = AutoFitPolicy(0)
 
 
 class LeaseLost(Exception):
@@ -231,14 +234,16 @@ async def place_and_write(
     conn: AsyncConnection,
     job: Job,
     rules: Rules,
-    model: MatchModel,
+    fits: ImportFits,
     lease: Lease,
     window: int = DEFAULT_WINDOW,
 ) -> tuple[JobOutcome, int]:
-    """The import placed and written window after window (``window`` records each) in
-    ``conn``'s transaction; returns the outcome and the ledger entries written."""
+    """The import placed and written window after window (``window`` records each, or up to
+    the graph's next automatic fit: ``fits``) in ``conn``'s transaction; returns the outcome
+    and the ledger entries written."""
     earlier = EarlierWindows()
     announced = Announced()
+    unit = IdentityTransaction(conn)
     await bulk_session(conn)
     lease.progress.done = 0
     after = 0
@@ -246,11 +251,13 @@ async def place_and_write(
     low = high = 0
     while True:
         lease.progress.enter(JobPhase.LOADING)
-        records, after = await staged_records(engine, job.job_pk, after=after, limit=window)
+        records, after = await staged_records(
+            engine, job.job_pk, after=after, limit=fits.window(window)
+        )
         if not records:
             break
         resolver, placements, existing = await place_window(
-            conn, records, earlier, rules, model, lease
+            conn, records, earlier, rules, fits.model, lease
         )
         del records
         lease.progress.enter(JobPhase.WRITING)
@@ -272,6 +279,9 @@ async def place_and_write(
         merged += written.customers_merged
         reviews += written.review_items
         ledger += written.ledger_entries
+        if fits.count(written.records_written):
+            lease.progress.enter(JobPhase.FITTING)
+            await fits.fit(unit)
         if written.written_pks is not None:
             low = min(low or written.written_pks[0], written.written_pks[0])
             high = max(high, written.written_pks[1])
@@ -281,6 +291,7 @@ async def place_and_write(
             break
     lease.progress.enter(JobPhase.WRITING)
     await announce_import(conn, announced, lambda c: _find(earlier.alias, c))
+    await fits.store(unit)
     customers = created - folded
     outcome = JobOutcome(
         customers_created=customers,
@@ -312,7 +323,11 @@ class _Raced(Exception):
 
 
 async def run_import(
-    engine: AsyncEngine, job: Job, lease: Lease, window: int = DEFAULT_WINDOW
+    engine: AsyncEngine,
+    job: Job,
+    lease: Lease,
+    window: int = DEFAULT_WINDOW,
+    autofit: AutoFitPolicy = NO_AUTOFIT,
 ) -> None:
     """An import: its staged records placed and written window by window (``DEFAULT_WINDOW``
     records each) in one transaction, with the job's end.
@@ -324,9 +339,13 @@ async def run_import(
     the start (docs/bulk-import.md, "Online resolution meanwhile")."""
     service = IdentityService(IdentityStore(engine))
     rules = await service.rules()
-    model = (await service.model_info()).model.with_thresholds(
-        rules.auto_link_threshold, rules.review_threshold
-    )
+    started_with = await service.model_info()
+    thresholds = (rules.auto_link_threshold, rules.review_threshold)
+
+    async def fits(conn: AsyncConnection) -> ImportFits:
+        records = await IdentityTransaction(conn).export.count_records()
+        return ImportFits(autofit, started_with, thresholds, records)
+
     async with engine.begin() as conn:
         lease.progress.total = await staged_count(conn, job.job_pk)
     async with engine.begin() as conn:
@@ -335,7 +354,7 @@ async def run_import(
         try:
             async with conn.begin():
                 outcome, mine = await place_and_write(
-                    engine, conn, job, rules, model, lease, window
+                    engine, conn, job, rules, await fits(conn), lease, window
                 )
                 lease.progress.enter(JobPhase.WRITING)
                 if not await lock_graph_after_writes(conn):
@@ -349,7 +368,9 @@ async def run_import(
     clear_caches()
     async with engine.begin() as conn:
         await lock_graph(conn)
-        outcome, _ = await place_and_write(engine, conn, job, rules, model, lease, window)
+        outcome, _ = await place_and_write(
+            engine, conn, job, rules, await fits(conn), lease, window
+        )
         await finish(conn, lease, outcome)
 
 
@@ -466,7 +487,12 @@ RUNNERS: dict[JobKind, Runner] = {
 
 
 async def run_job(
-    database_url: str, job_pk: int, attempt: int, *, window: int = DEFAULT_WINDOW
+    database_url: str,
+    job_pk: int,
+    attempt: int,
+    *,
+    window: int = DEFAULT_WINDOW,
+    autofit: AutoFitPolicy = NO_AUTOFIT,
 ) -> int:
     engine = create_engine(database_url, pool_size=2)
     started = dt.datetime.now(dt.UTC)
@@ -480,7 +506,7 @@ async def run_job(
         job = await load_job(engine, job_pk)
         async with Lease(engine, job_pk, attempt) as lease:
             if job.kind is JobKind.IMPORT:
-                await run_import(engine, job, lease, window)
+                await run_import(engine, job, lease, window, autofit)
             else:
                 await RUNNERS[job.kind](engine, job, lease)
         log.info(

@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,9 +194,12 @@ class JobRunner:
         store: JobRepository,
         database_url: str,
         on_announced: Callable[[], None] | None = None,
+        worker_env: Mapping[str, str] | None = None,
     ) -> None:
         self.store = store
         self.database_url = database_url
+        # Settings of the service's the worker needs (read where the service read them).
+        self.worker_env = dict(worker_env or {})
         self.on_announced = on_announced or (lambda: None)
         self._wake = asyncio.Event()
         self._worker: asyncio.subprocess.Process | None = None
@@ -229,7 +232,7 @@ class JobRunner:
             return False
         job, attempt = claimed
         log.info("batch job %s (%s) attempt %d starts", job.job_id, job.kind.value, attempt)
-        env = dict(os.environ)
+        env = dict(os.environ) | self.worker_env
         env[WORKER_DATABASE_ENV] = self.database_url
         self._worker = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -199,8 +199,11 @@ class GraphExport(Protocol):
     async def count_records(self) -> int: ...
 
     async def sample_candidate_pairs(
-        self, max_pairs: int
-    ) -> list[tuple[KnownRecord, KnownRecord]]: ...
+        self, max_pairs: int, records: int = 0
+    ) -> list[tuple[KnownRecord, KnownRecord]]:
+        """Up to ``max_pairs`` record pairs sharing a blocking key, sampled (``records``: the
+        graph's size, when known: how much of it the sample needs to read)."""
+        ...
 
     async def value_counts(self) -> dict[str, list[tuple[str, int]]]:
         """Feature ("last_name", "first_name", "city"; "login": e-mail addresses) -> (value

@@ -98,6 +98,8 @@ DEFAULT_PAGE = 100
 # batch worker (``BulkJobs.preview``), with no cap.
 MAX_PREVIEW_RECORDS = 200_000
 MAX_REFIT_PAIRS = 200_000
+# Candidate pairs of an automatic fit: EM's sample at each doubling of the graph.
+AUTOFIT_PAIRS = 50_000
 # What the ledger records.
 LEDGER_KINDS = frozenset(kind.value for kind in LedgerKind)
 
@@ -136,6 +138,27 @@ async def _estimated(
     return model.with_thresholds(current.link_threshold, current.review_threshold)
 
 
+async def fit_inputs(
+    unit: IdentityUnit, records: int
+) -> tuple[list[tuple[KnownRecord, KnownRecord]], dict[str, list[tuple[str, int]]]]:
+    """What an automatic fit estimates from, in the graph ``unit`` sees (of ``records``
+    records): ``AUTOFIT_PAIRS`` candidate pairs and the written values' counts."""
+    pairs = await unit.export.sample_candidate_pairs(AUTOFIT_PAIRS, records)
+    return pairs, await unit.export.value_counts()
+
+
+async def auto_fitted(
+    inputs: tuple[list[tuple[KnownRecord, KnownRecord]], dict[str, list[tuple[str, int]]]],
+    records: int,
+    current: MatchModel,
+) -> MatchModel:
+    """The model an automatic fit estimates from ``fit_inputs``, with ``current``'s
+    thresholds: the service's own, and an import's between its windows
+    (service_layer/import_fits.py)."""
+    pairs, written = inputs
+    return replace(await _estimated(pairs, written, current), fitted_records=records)
+
+
 @dataclass(frozen=True)
 class ReviewView:
     """A review item as a reviewer sees it: the stored item and both sides now."""
@@ -153,6 +176,15 @@ class ModelInfo:
     trained_pairs: int
     created_at: dt.datetime | None
     created_by: str
+
+
+@dataclass(frozen=True)
+class AutoFitLook:
+    """What one look for an automatic fit found: the model it fitted, if any, and how many
+    records the graph lacks for the next one (None: no automatic fit is to come)."""
+
+    fitted: ModelInfo | None
+    records_to_go: int | None
 
 
 def _check_uuid(value: str, field: str, errors: ViolationCollector) -> None:
@@ -199,6 +231,9 @@ class IdentityService:
         self._on_commit = on_commit or (lambda: None)
         self._rules: tuple[float, Rules] | None = None
         self._model: tuple[float, ModelInfo] | None = None
+        # Records this service resolved (new or seen before): what the automatic fit's loop
+        # watches to look at the graph as soon as a fit may be due (service_layer/autofit.py).
+        self.records_resolved = 0
 
     # -- rules and model -------------------------------------------------------------------
 
@@ -300,7 +335,8 @@ class IdentityService:
                 ) from error
         else:
             async with self.store.transaction() as tx:
-                pairs = await tx.export.sample_candidate_pairs(max_pairs or 20_000)
+                records = await tx.export.count_records()
+                pairs = await tx.export.sample_candidate_pairs(max_pairs or 20_000, records)
                 written = await tx.export.value_counts()
             current = await self.model_info()
             model = await _estimated(pairs, written, current.model)
@@ -320,28 +356,33 @@ class IdentityService:
         one is due (``domain/matching/autofit.py``): EM over a sample of candidate pairs and
         the term frequencies, as ``RefitMatchModel``, with the thresholds in force. None when
         none is due, or when another model was stored while this one was fitted."""
+        return (await self.look_for_autofit(policy)).fitted
+
+    async def look_for_autofit(self, policy: AutoFitPolicy) -> AutoFitLook:
+        """``autofit_model``, with how many records the graph still lacked for a fit when none
+        was due (None: none will be, an operator's model is in force)."""
         current = await self.model_info()
         if not policy.may_replace(current.created_by):
-            return None
+            return AutoFitLook(None, None)
         async with self.store.transaction() as tx:
             records = await tx.export.count_records()
         if not policy.due(records, current.model, current.created_by):
-            return None
+            return AutoFitLook(None, policy.next_fit_at(current.model) - records)
         async with self.store.transaction() as tx:
-            pairs = await tx.export.sample_candidate_pairs(MAX_REFIT_PAIRS)
-            written = await tx.export.value_counts()
-        model = replace(await _estimated(pairs, written, current.model), fitted_records=records)
+            inputs = await fit_inputs(tx, records)
+        model = await auto_fitted(inputs, records, current.model)
         async with self.store.transaction() as tx:
             await tx.settings.lock_models()
             stored = await tx.settings.current_model()
             if (stored[0] if stored is not None else 0) != current.version:
-                return None  # an operator's model, or another replica's fit, came first
+                # An operator's model, or another replica's fit, came first.
+                return AutoFitLook(None, None)
             version, at = await tx.settings.store_model(
                 model.to_dict(), model.trained_pairs, AUTOMATIC_FIT_ACTOR
             )
         info = ModelInfo(version, model, model.trained_pairs, at, AUTOMATIC_FIT_ACTOR)
         self._model = (time.monotonic(), info)
-        return info
+        return AutoFitLook(info, policy.next_fit_at(model) - records)
 
     # -- resolution ------------------------------------------------------------------------
 
@@ -463,6 +504,7 @@ class IdentityService:
             ]
 
         placed = await self.store.run(work)
+        self.records_resolved += len(chunk)
         if announced:
             self._on_commit()
         return placed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import replace
 
 import pytest
@@ -15,8 +16,10 @@ from svod_identity.domain.matching.autofit import (
     AutoFitPolicy,
 )
 from svod_identity.domain.matching.model import MatchModel, default_model
+from svod_identity.service_layer import autofit
 from svod_identity.service_layer.autofit import ModelAutoFit
-from svod_identity.service_layer.use_cases import ModelInfo
+from svod_identity.service_layer.import_fits import ImportFits
+from svod_identity.service_layer.use_cases import AutoFitLook, ModelInfo
 
 POLICY = AutoFitPolicy(first_at_records=2_000)
 
@@ -59,8 +62,9 @@ def test_the_records_count_survives_the_models_json() -> None:
 
 class Failing:
     calls = 0
+    records_resolved = 0
 
-    async def autofit_model(self, policy: AutoFitPolicy) -> ModelInfo | None:
+    async def look_for_autofit(self, policy: AutoFitPolicy) -> AutoFitLook:
         self.calls += 1
         raise KeyError(("Ольга", "Смирнова", "+79262477202"))  # as a cache's miss says it
 
@@ -89,3 +93,66 @@ def test_the_loop_does_nothing_when_automatic_fits_are_off() -> None:
     service = Failing()
     asyncio.run(asyncio.wait_for(ModelAutoFit(service, AutoFitPolicy(0)).run(), timeout=1))
     assert service.calls == 0
+
+
+class Growing:
+    """A graph 100 records short of its next fit at the first look, with the time of each look."""
+
+    def __init__(self) -> None:
+        self.records_resolved = 0
+        self.looks: list[float] = []
+
+    async def look_for_autofit(self, policy: AutoFitPolicy) -> AutoFitLook:
+        self.looks.append(time.monotonic())
+        return AutoFitLook(None, 100 if len(self.looks) == 1 else None)
+
+
+def test_the_loop_looks_as_soon_as_the_records_resolved_may_make_a_fit_due(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not at its next regular look (an hour here): a graph filling at 1,000 records a second
+    would be placed past two doublings by then."""
+    monkeypatch.setattr(autofit, "NUDGE_EVERY_S", 0.01)
+    service = Growing()
+    loop = ModelAutoFit(service, POLICY, every_s=3_600)
+
+    async def resolving() -> float:
+        task = asyncio.create_task(loop.run())
+        await asyncio.sleep(0.1)
+        service.records_resolved += 99  # one short: no look yet
+        await asyncio.sleep(0.1)
+        assert len(service.looks) == 1
+        service.records_resolved += 1
+        resolved_at = time.monotonic()
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return resolved_at
+
+    resolved_at = asyncio.run(resolving())
+    assert len(service.looks) == 2  # the second found no fit to come: back to the hour
+    assert service.looks[1] - resolved_at < 0.1
+
+
+def started_with(model: MatchModel, created_by: str) -> ModelInfo:
+    return ModelInfo(1, model, model.trained_pairs, None, created_by)
+
+
+def test_an_imports_windows_end_where_records_streamed_would_get_a_fit() -> None:
+    """On a fresh graph the first window ends at 2,000 records; after a fit at 4,000 the next
+    ends at 8,000; a window never goes past its largest size."""
+    fits = ImportFits(POLICY, started_with(default_model(), STARTING_MODEL_ACTOR), (0.9, 0.5), 0)
+    assert fits.window(100_000) == 2_000
+    fits.fitted, fits.records = fitted_at(4_000), 4_000
+    assert fits.window(100_000) == 4_000
+    assert fits.window(1_000) == 1_000
+    assert fits.model.link_threshold == 0.9  # the rules' thresholds, whichever model
+
+
+def test_an_import_over_an_operators_model_places_in_full_windows_and_never_fits() -> None:
+    fits = ImportFits(POLICY, started_with(fitted_at(100), "analyst@shop"), (0.9, 0.5), 0)
+    assert fits.window(100_000) == 100_000
+
+    assert not fits.count(50_000)
+    assert fits.fitted is None and fits.records == 50_000

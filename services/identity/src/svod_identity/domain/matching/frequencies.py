@@ -90,13 +90,27 @@ def fold_name_date_pairs(
     counted whole into the agreement share (``least`` 1); the ``top`` kept are the commonest,
     the ones many people share (``scoring.common_name_and_birth_date_loss``)."""
     counts: Counter[str] = Counter()
+    # Read once per distinct name and date, not per pair: a million records hold ~910,000
+    # distinct pairs of a few hundred names and ~20,000 dates, and reading each pair's two
+    # took 7.1 s of an automatic fit (benchmarks/identity/loader.py's graph).
+    names: dict[str, tuple[str, ...]] = {}
+    dates: dict[str, str] = {}
     for raw, count in raw_counts:
         try:
             first, date = json.loads(raw)
         except (ValueError, TypeError):
             continue
-        for key in first_name_birth_date_keys(first, date):
-            counts[key] += count
+        if not isinstance(first, str) or not isinstance(date, str):
+            continue
+        if (day := dates.get(date)) is None:
+            day = dates[date] = birth_date_key(date)
+        if not day:
+            continue
+        if (keys := names.get(first)) is None:
+            name = resolve_first_name(first) if first else None
+            keys = names[first] = tuple(sorted(name.keys)) if name is not None else ()
+        for key in keys:
+            counts[first_name_birth_date_key(key, day)] += count
     return TermFrequencies.with_tail(counts, top, least=1)
 
 

@@ -7,6 +7,7 @@ u = P(level | different people) among candidate pairs; a level's match weight is
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from collections.abc import Mapping
@@ -314,12 +315,14 @@ class TermFrequencies:
         ones, a login at two mailboxes keeps EM's weight (+-0.2) and one at five loses ~1.1.
         """
         shared = {value: n for value, n in counts.items() if n >= least}
-        ranked = sorted(shared.items(), key=lambda item: (-item[1], item[0]))
+        # The commonest ``top`` and the one after them, not every value ranked: sorting the
+        # ~900,000 (given name, birth date) pairs of a million records took 2.1 s of a fit.
+        ranked = heapq.nsmallest(top + 1, shared.items(), key=lambda item: (-item[1], item[0]))
         return cls(
             total=sum(shared.values()),
             counts=dict(ranked[:top]),
             squares=sum(n * n for n in shared.values()),
-            unlisted=max((n for _, n in ranked[top:]), default=least),
+            unlisted=ranked[top][1] if len(ranked) > top else least,
         )
 
     @cached_property
