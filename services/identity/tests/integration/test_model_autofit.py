@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -19,6 +20,7 @@ from svod_cli.suite import InProcessSuite
 from svod_identity.adapters.storage import IdentityStore
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.matching.autofit import AUTOFIT_ENV, AUTOMATIC_FIT_ACTOR, AutoFitPolicy
+from svod_identity.domain.matching.model import starting_model
 from svod_identity.domain.model import IncomingRecord, RecordRef
 from svod_identity.service_layer import autofit, use_cases
 from svod_identity.service_layer.use_cases import IdentityService
@@ -27,7 +29,8 @@ from svod_runtime.db import create_engine
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 FIRST = ("Мария", "Анна", "Ольга", "Елена", "Ирина", "Наталья", "Татьяна", "Светлана")
 LAST = ("Смирнова", "Кузнецова", "Попова", "Васильева", "Петрова", "Соколова", "Михайлова")
-POLICY = AutoFitPolicy(first_at_records=40)
+# Any match EM finds makes a fit stand here: these graphs are small.
+POLICY = AutoFitPolicy(first_at_records=40, min_matches=1)
 SUCCEEDED = identity_pb2.RESOLUTION_JOB_STATE_SUCCEEDED
 FAILED = identity_pb2.RESOLUTION_JOB_STATE_FAILED
 
@@ -143,31 +146,63 @@ def api_requests(made: list[IncomingRecord]) -> list[identity_pb2.ResolveRequest
 def test_an_import_fits_the_model_where_the_same_records_streamed_would(
     scratch_databases: Callable[[str], dict[str, str]],
 ) -> None:
-    """An import into a graph of the starting model fits at 40 records and again at 80 (its
-    windows end there), places the records after each fit with it, and leaves the fit at 80
-    as the model in force, with the import's writes; an operator's model is left alone."""
+    """An import into a graph of the starting model fits at 250 records and at every doubling
+    (its windows end there), places the records after each fit with it, and leaves the fit at
+    1,000 as the model in force, with the import's writes; an operator's model is left alone.
+    The fit at 250 (125 pairs of one person) found too few matches to stand: the 500 pairs at
+    1,000 did (``AutoFitPolicy.stands``)."""
     url = scratch_databases("autofit_import")["identity"]
-    suite = InProcessSuite(url, services=("identity",), extra_env={AUTOFIT_ENV: "40"}).start()
+    suite = InProcessSuite(url, services=("identity",), extra_env={AUTOFIT_ENV: "250"}).start()
     try:
         with grpc.insecure_channel(suite.target("identity")) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)
-            job = imported(stub, "fits", records(0, 100))
+            job = imported(stub, "fits", records(0, 1_000))
             assert job.state == SUCCEEDED, job.error
             assert job.phase_seconds["fitting"] > 0
             now = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
             assert (now.version, now.created_by) == (1, AUTOMATIC_FIT_ACTOR)
-            assert json.loads(now.model_json)["fitted_records"] == 80
+            fitted = json.loads(now.model_json)
+            assert fitted["fitted_records"] == 1_000 and fitted["trained_pairs"] > 0
 
             operators = stub.RefitMatchModel(
                 identity_pb2.RefitMatchModelRequest(actor="analyst"), timeout=60
             )
-            job = imported(stub, "kept", records(100, 150))
+            job = imported(stub, "kept", records(1_000, 1_100))
             assert job.state == SUCCEEDED, job.error
             assert "fitting" not in job.phase_seconds
             now = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
             assert (now.version, now.created_by) == (operators.version, "analyst")
     finally:
         suite.stop()
+
+
+def test_a_fit_with_too_few_matches_keeps_the_model_and_waits_for_the_next_doubling(
+    scratch_databases: Callable[[str], dict[str, str]],
+) -> None:
+    """A graph of distinct people (no two records of one person) gives EM nothing to estimate
+    m from: the starting model stays, stored with the size it was looked at, and the next look
+    at the same size fits nothing more."""
+    url = scratch_databases("autofit_distinct")["identity"]
+
+    async def scenario() -> None:
+        engine = create_engine(url, pool_size=2)
+        try:
+            service = IdentityService(IdentityStore(engine))
+            distinct = [
+                replace(r, attributes={**r.attributes, "first_name": FIRST[n % 8]})
+                for n, r in enumerate(records(0, 120)[::2])
+            ]
+            await service.resolve_batch(distinct)
+            policy = AutoFitPolicy(first_at_records=40)
+            kept = await service.autofit_model(policy)
+            assert kept is not None and kept.created_by == AUTOMATIC_FIT_ACTOR
+            assert kept.trained_pairs == 0 and kept.model.fitted_records == 60
+            assert kept.model.m == starting_model().m
+            assert await service.autofit_model(policy) is None  # next at 120
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
 
 
 def imported(

@@ -61,7 +61,7 @@ class ImportFits:
     async def fit(self, unit: IdentityUnit) -> None:
         """The model fitted on the graph ``unit`` sees: the next windows are placed with it."""
         inputs = await fit_inputs(unit, self.records)
-        self.fitted = await auto_fitted(inputs, self.records, self.latest)
+        self.fitted = await auto_fitted(inputs, self.records, self.latest, self.policy)
 
     async def store(self, unit: IdentityUnit) -> None:
         """The latest fit stored as the model in force, in the job's transaction - unless a

@@ -43,6 +43,7 @@ from svod_identity.domain.matching.autofit import (
     AUTOMATIC_FIT_ACTOR,
     STARTING_MODEL_ACTOR,
     AutoFitPolicy,
+    looked_at,
 )
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.em import estimate_model
@@ -151,12 +152,15 @@ async def auto_fitted(
     inputs: tuple[list[tuple[KnownRecord, KnownRecord]], dict[str, list[tuple[str, int]]]],
     records: int,
     current: MatchModel,
+    policy: AutoFitPolicy,
 ) -> MatchModel:
     """The model an automatic fit estimates from ``fit_inputs``, with ``current``'s
     thresholds: the service's own, and an import's between its windows
-    (service_layer/import_fits.py)."""
+    (service_layer/import_fits.py); ``current`` again, marked with the graph's size, where
+    EM found too few matches to estimate from (``AutoFitPolicy.stands``)."""
     pairs, written = inputs
-    return replace(await _estimated(pairs, written, current), fitted_records=records)
+    fitted = replace(await _estimated(pairs, written, current), fitted_records=records)
+    return fitted if policy.stands(fitted) else looked_at(current, records)
 
 
 @dataclass(frozen=True)
@@ -370,7 +374,7 @@ class IdentityService:
             return AutoFitLook(None, policy.next_fit_at(current.model) - records)
         async with self.store.transaction() as tx:
             inputs = await fit_inputs(tx, records)
-        model = await auto_fitted(inputs, records, current.model)
+        model = await auto_fitted(inputs, records, current.model, policy)
         async with self.store.transaction() as tx:
             await tx.settings.lock_models()
             stored = await tx.settings.current_model()

@@ -156,3 +156,11 @@ def test_an_import_over_an_operators_model_places_in_full_windows_and_never_fits
 
     assert not fits.count(50_000)
     assert fits.fitted is None and fits.records == 50_000
+
+
+def test_a_fit_stands_only_on_matches_enough_to_estimate_from() -> None:
+    """FEBRL4's set A alone (no person twice): 14 expected matches in 695 pairs."""
+    few = replace(default_model(), prior=0.0201, trained_pairs=695)
+    enough = replace(default_model(), prior=0.1244, trained_pairs=6_093)  # households, 2,000
+    assert not POLICY.stands(few)
+    assert POLICY.stands(enough)
