@@ -164,3 +164,13 @@ def test_a_fit_stands_only_on_matches_enough_to_estimate_from() -> None:
     enough = replace(default_model(), prior=0.1244, trained_pairs=6_093)  # households, 2,000
     assert not POLICY.stands(few)
     assert POLICY.stands(enough)
+
+
+def test_a_fit_whose_matches_are_not_people_does_not_stand() -> None:
+    """EM on a graph of distinct people (the benchmark's loaded million) took pairs sharing a
+    birth date and a city for matches: most of them of other names."""
+    base = default_model()
+    m = {**base.m, "first_name": {**base.m["first_name"], "exact": 0.017, "disagree": 0.981}}
+    birthday_twins = replace(base, m=m, prior=0.127, trained_pairs=50_000)
+    assert not POLICY.stands(birthday_twins)
+    assert POLICY.stands(replace(base, prior=0.127, trained_pairs=50_000))

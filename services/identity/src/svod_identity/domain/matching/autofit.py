@@ -52,6 +52,15 @@ GROWTH = 2.0
 # records with that fit lost 0.002 F1 (0.9242 -> 0.9219 through the API); the sets with people
 # in them gave 758 (households 303) and 1,011 (FEBRL3) at 2,000 records.
 MIN_FIT_MATCHES = 200
+# ...and only where what it calls matches look like one person's records: agreeing on the given
+# name and on the surname (a nickname, a typo, a married name count as agreeing) in most pairs.
+# On a graph of distinct people EM's match class is some other likeness: on the bulk-loaded
+# benchmark graph of a million (benchmarks/identity/loader.py: one record a person, ~5 holders a
+# full name) it was the pairs sharing a birth date and a city - 6,355 "matches" of 50,000 pairs,
+# 98.1% of them disagreeing on the given name, 74% on the surname. Fits at 2,000 to 8,000
+# records of sets with people in them disagreed on the given name in at most 0.8% and on the
+# surname in at most 11% (FEBRL3's surnames with typos; the Russian sets under 0.5%).
+MAX_NAME_DISAGREEMENT = 0.5
 # The setting (the service's, passed on to its batch worker).
 AUTOFIT_ENV = "SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS"
 
@@ -82,8 +91,13 @@ class AutoFitPolicy:
         return self.may_replace(created_by) and records >= self.next_fit_at(model)
 
     def stands(self, fitted: MatchModel) -> bool:
-        """Whether a fit found matches enough to estimate from (``MIN_FIT_MATCHES``)."""
-        return fitted.prior * fitted.trained_pairs >= self.min_matches
+        """Whether a fit found matches enough to estimate from (``MIN_FIT_MATCHES``), and
+        matches of people (``MAX_NAME_DISAGREEMENT``)."""
+        names_agree = all(
+            fitted.m.get(name, {}).get("disagree", 0.0) <= MAX_NAME_DISAGREEMENT
+            for name in ("first_name", "last_name")
+        )
+        return names_agree and fitted.prior * fitted.trained_pairs >= self.min_matches
 
 
 def looked_at(kept: MatchModel, records: int) -> MatchModel:
