@@ -72,7 +72,13 @@ class ModelAutoFit:
                 type(error).__name__,
             )
             return AutoFitLook(None, None)
-        if (info := look.fitted) is not None:
+        if (info := look.fitted) is not None and not info.trained_pairs:
+            # ``AutoFitPolicy.stands``: the model in force kept until the next doubling.
+            log.info(
+                "match model kept: the automatic fit found too few matches of people",
+                extra={"version": info.version, "records": info.model.fitted_records},
+            )
+        elif info is not None:
             log.info(
                 "match model fitted automatically",
                 extra={
