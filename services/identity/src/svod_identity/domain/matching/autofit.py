@@ -28,6 +28,10 @@ candidate pairs). Through the API (``bench_accuracy --household-seeds 5353 --see
 20000 --skip-febrl --no-em``, the same set in ResolveBatch calls of 2,000, load 9-11, one run
 each): off P 0.9844 R 0.8834 F1 0.9312; at 2,000 records (fits at 4,000, ~10,000, ... as the 10
 s looks found the graph) P 0.9892 R 0.8889 F1 0.9364; customers of 3 persons on both.
+On by default with the starting model (session 45, ``bench_accuracy --no-em`` against
+``--no-autofit``): FEBRL3 0.8835 -> 0.96-0.98, generator 0.965-0.967 -> 0.972, households 303
+0.9402 -> 0.946-0.950, households 8282 / 4343 at 5,000 persons 0.9405 / 0.9365 -> 0.9457 /
+0.9435 (benchmarks/results/identity_accuracy_issue21.md).
 """
 
 from __future__ import annotations
