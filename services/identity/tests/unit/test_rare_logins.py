@@ -88,3 +88,17 @@ def test_a_disagreeing_birth_date_or_unlike_name_stops_it() -> None:
     other_name = (records[0], _record(2, "maria.smirnova1987@gmail.com", first_name="Ольга"))
     (first, second), _ = _place(_model(), *other_name)
     assert first != second
+
+
+def test_a_third_mailbox_of_the_login_since_the_fit_does_not_link() -> None:
+    """Counted at a fit two mailboxes held it; a third arrived since: the login is no longer
+    one person's. Three namesakes' logins made of a name and a birth year (households 5353,
+    automatic fits) had joined one customer so."""
+    login = "maria.smirnova1987"
+    records = (
+        *_pair(login),
+        _record(3, f"{login}@bk.ru", first_name="Мария", **MOSCOW),
+    )
+    (first, second, third), _ = _place(_model(), *records)
+    assert first == second
+    assert third not in (first, second)

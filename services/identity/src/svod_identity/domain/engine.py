@@ -1297,7 +1297,7 @@ class Resolver:
             ) or (
                 fitted
                 and (
-                    self._rare_login_link(person, owner, scored)
+                    self._rare_login_link(person, owner, scored, persons)
                     or self._married_name_link(person, owner, scored)
                 )
             ):
@@ -1576,7 +1576,13 @@ class Resolver:
                 return True
         return False
 
-    def _rare_login_link(self, person: PersonRecord, owner: str, scored: CandidateScore) -> bool:
+    def _rare_login_link(
+        self,
+        person: PersonRecord,
+        owner: str,
+        scored: CandidateScore,
+        candidates: Sequence[PersonRecord] = (),
+    ) -> bool:
         """Whether the same e-mail login at another provider, under the same given name, links
         the record to ``owner`` on a "review" score: people keep one login across mail.ru,
         Yandex, Gmail and bk.ru, and one with a digit that at most two mailboxes hold in the
@@ -1587,7 +1593,8 @@ class Resolver:
         cost generator seed 8888 at 6000 persons precision 0.9973 -> 0.9971).
 
         Only with no safety rule objecting, and only if none of the customer's records
-        disagrees with the record on the place, birth date, card or phone.
+        disagrees with the record on the place, birth date, card or phone. ``candidates``:
+        the record's other candidates, whose mailboxes of the login count too.
         """
         pair = scored.pair
         levels = pair.levels
@@ -1599,7 +1606,7 @@ class Resolver:
         ):
             return False
         candidate = self.state.records[int(scored.candidate_id)].person
-        if not rare_shared_login(person, candidate, self.model):
+        if not rare_shared_login(person, candidate, self.model, candidates):
             return False
         return not any(
             comparison(person, other)[feature] == "disagree"
