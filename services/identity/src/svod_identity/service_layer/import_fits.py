@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from svod_identity.domain.matching.autofit import AUTOMATIC_FIT_ACTOR, AutoFitPolicy
+from svod_identity.domain.matching.autofit import AutoFitPolicy
 from svod_identity.domain.matching.model import MatchModel
 from svod_identity.service_layer.ports import IdentityUnit
-from svod_identity.service_layer.use_cases import ModelInfo, auto_fitted, fit_inputs
+from svod_identity.service_layer.use_cases import (
+    ModelInfo,
+    auto_fitted,
+    fit_inputs,
+    store_automatic_fit,
+)
 
 
 @dataclass
@@ -56,7 +61,7 @@ class ImportFits:
     def count(self, records_written: int) -> bool:
         """Counts a window's new records; whether the graph has now reached a fit."""
         self.records += records_written
-        return self.fitting and self.records >= self.policy.next_fit_at(self.latest)
+        return self.policy.due(self.records, self.latest, self.started_with.created_by)
 
     async def fit(self, unit: IdentityUnit) -> None:
         """The model fitted on the graph ``unit`` sees: the next windows are placed with it."""
@@ -66,12 +71,5 @@ class ImportFits:
     async def store(self, unit: IdentityUnit) -> None:
         """The latest fit stored as the model in force, in the job's transaction - unless a
         model was stored since the job started (an operator's comes first)."""
-        if self.fitted is None:
-            return
-        await unit.settings.lock_models()
-        stored = await unit.settings.current_model()
-        if (stored[0] if stored is not None else 0) != self.started_with.version:
-            return
-        await unit.settings.store_model(
-            self.fitted.to_dict(), self.fitted.trained_pairs, AUTOMATIC_FIT_ACTOR
-        )
+        if self.fitted is not None:
+            await store_automatic_fit(unit, self.fitted, self.started_with.version)

@@ -166,6 +166,21 @@ async def auto_fitted(
     return fitted if policy.stands(fitted) else looked_at(current, records)
 
 
+async def store_automatic_fit(
+    unit: IdentityUnit, model: MatchModel, fitted_over: int
+) -> tuple[int, dt.datetime] | None:
+    """Stores ``model`` as identity's own fit (version and time), unless the model in force is
+    no longer version ``fitted_over``, the one it was fitted over: an operator's model, or
+    another replica's fit, came first. Locked, so no operator's model lands in between."""
+    await unit.settings.lock_models()
+    stored = await unit.settings.current_model()
+    if (stored[0] if stored is not None else 0) != fitted_over:
+        return None
+    return await unit.settings.store_model(
+        model.to_dict(), model.trained_pairs, AUTOMATIC_FIT_ACTOR
+    )
+
+
 @dataclass(frozen=True)
 class ReviewView:
     """A review item as a reviewer sees it: the stored item and both sides now."""
@@ -379,14 +394,10 @@ class IdentityService:
             inputs = await fit_inputs(tx, records)
         model = await auto_fitted(inputs, records, current.model, policy)
         async with self.store.transaction() as tx:
-            await tx.settings.lock_models()
-            stored = await tx.settings.current_model()
-            if (stored[0] if stored is not None else 0) != current.version:
-                # An operator's model, or another replica's fit, came first.
-                return AutoFitLook(None, None)
-            version, at = await tx.settings.store_model(
-                model.to_dict(), model.trained_pairs, AUTOMATIC_FIT_ACTOR
-            )
+            stored = await store_automatic_fit(tx, model, current.version)
+        if stored is None:
+            return AutoFitLook(None, None)
+        version, at = stored
         info = ModelInfo(version, model, model.trained_pairs, at, AUTOMATIC_FIT_ACTOR)
         self._model = (time.monotonic(), info)
         return AutoFitLook(info, policy.next_fit_at(model) - records)
