@@ -25,7 +25,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.identity import datasets
-from benchmarks.identity.offline import digest, fitted_model, pairwise
+from benchmarks.identity.offline import (
+    add_autofit_argument,
+    autofit_policy,
+    digest,
+    fitted_model,
+    pairwise,
+    resolve_in_order,
+)
 from svod_identity.domain.engine import GraphState, Resolver
 from svod_identity.domain.matching.model import MatchModel, starting_model
 from svod_identity.domain.model import IncomingRecord
@@ -80,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--em", action="store_true")
     parser.add_argument("--model-cache")
     parser.add_argument("--quiet", action="store_true", help="figures only")
+    add_autofit_argument(parser)
     args = parser.parse_args(argv)
     requests, truth = load(args.dataset, args.persons, args.seed)
     model = model_for(requests, args.em, args.model_cache)
@@ -87,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = GraphState()
     resolver = Resolver(state, default_rules(), model)
     incoming = [build_record(raw_record(r), now) for r in requests]
-    placed = [resolver.resolve(record) for record in incoming]
+    placed = resolve_in_order(resolver, incoming, autofit_policy(args.autofit))
     clusters: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for placement in placed:
         clusters[state.find(placement.customer_id)].append(

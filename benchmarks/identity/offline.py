@@ -6,6 +6,11 @@ goes through the public API:
     .venv/bin/python -m benchmarks.identity.offline febrl3
     .venv/bin/python -m benchmarks.identity.offline gen --persons 2000 --seed 11
     .venv/bin/python -m benchmarks.identity.offline households --persons 3000 --seed 303 --em
+    .venv/bin/python -m benchmarks.identity.offline households --persons 20000 --seed 6464 \
+        --autofit 2000
+
+``--autofit`` places the records as a service that nobody refits does: with the starting model,
+fitting it by itself at 2,000 records and at every doubling (``AutoFitPolicy``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ from dataclasses import replace
 from benchmarks.identity import datasets
 from benchmarks.identity.categories import breakdown, print_breakdown
 from svod_identity.domain.engine import GraphState, Placement, Resolver, person_from
+from svod_identity.domain.matching.autofit import (
+    SUGGESTED_FIRST_FIT_RECORDS,
+    AutoFitPolicy,
+    looked_at,
+)
 from svod_identity.domain.matching.compare import Comparison
 from svod_identity.domain.matching.em import estimate_model
 from svod_identity.domain.matching.evaluation import candidate_pairs, compare_pairs
@@ -56,11 +66,42 @@ def pairwise(clusters: dict[str, list[tuple[str, str]]], truth: datasets.Truth) 
     }
 
 
+def resolve_in_order(
+    resolver: Resolver, incoming: Sequence[IncomingRecord], autofit: AutoFitPolicy | None
+) -> list[Placement]:
+    """Places ``incoming`` in order; with ``autofit``, refitting the model as the service does
+    by itself (``AutoFitPolicy``) each time the records placed reach the next fit's size: EM
+    over all candidate pairs of the records placed so far (the service samples up to
+    ``use_cases.AUTOFIT_PAIRS`` of them) and their term frequencies, kept where it stands."""
+    placed: list[Placement] = []
+    for record in incoming:
+        if autofit is not None and len(placed) >= autofit.next_fit_at(resolver.model):
+            resolver.model = autofitted(incoming[: len(placed)], resolver.model, autofit)
+        placed.append(resolver.resolve(record))
+    return placed
+
+
+def autofitted(
+    records: Sequence[IncomingRecord], current: MatchModel, policy: AutoFitPolicy
+) -> MatchModel:
+    """The service's automatic fit over ``records`` (``use_cases.auto_fitted``)."""
+    fitted = replace(fitted_over(records), fitted_records=len(records)).with_thresholds(
+        current.link_threshold, current.review_threshold
+    )
+    stands = policy.stands(fitted)
+    print(
+        f"auto fit at {len(records)} records: {fitted.trained_pairs} pairs, "
+        f"p={fitted.prior:.3f}, {'stands' if stands else 'kept the model'}"
+    )
+    return fitted if stands else looked_at(current, len(records))
+
+
 def run(
     requests: Sequence,
     truth: datasets.Truth,
     model: MatchModel | None = None,
     by_evidence: bool = False,
+    autofit: AutoFitPolicy | None = None,
 ) -> dict:
     now = dt.datetime.now(dt.UTC)
     state = GraphState()
@@ -68,13 +109,11 @@ def run(
     resolver = Resolver(state, default_rules(), model or starting_model())
     clusters: dict[str, list[tuple[str, str]]] = defaultdict(list)
     rules: dict[tuple[str, str], str] = {}
-    placed = []
     # Built before the clock starts: ``seconds`` and ``cpu_seconds`` are the engine's alone
     # (in the service records arrive validated and normalised).
     incoming = [build_record(raw_record(request), now) for request in requests]
     started, cpu = time.perf_counter(), time.process_time()
-    for record in incoming:
-        placed.append(resolver.resolve(record))
+    placed = resolve_in_order(resolver, incoming, autofit)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     for placement in placed:
         key = (placement.ref.source, placement.ref.message_id)
@@ -150,17 +189,38 @@ def candidate_comparisons(records: Sequence[IncomingRecord]) -> list[Comparison]
 def fitted_model(requests: Sequence) -> MatchModel:
     """EM over the candidate pairs of the whole set (RefitMatchModel's sample, unbounded)."""
     now = dt.datetime.now(dt.UTC)
-    records = [build_record(raw_record(r), now) for r in requests]
+    model = fitted_over([build_record(raw_record(r), now) for r in requests])
+    print(f"EM: {model.trained_pairs} pairs, {model.em_iterations} iterations, p={model.prior:.3f}")
+    return model
+
+
+def fitted_over(records: Sequence[IncomingRecord]) -> MatchModel:
+    """EM over the candidate pairs of ``records`` and their term frequencies."""
     model = estimate_model(candidate_comparisons(records), default_model())
     # As RefitMatchModel counts them from the store (``Export.value_counts``): names and city
     # from the attributes, logins from the e-mail identifiers.
     emails = ([k.value for k in r.identifiers if k.type == "email"] for r in records)
-    model = replace(
+    return replace(
         model,
         term_frequencies=attribute_term_frequencies((r.attributes for r in records), emails=emails),
     )
-    print(f"EM: {model.trained_pairs} pairs, {model.em_iterations} iterations, p={model.prior:.3f}")
-    return model
+
+
+def autofit_policy(records: int) -> AutoFitPolicy | None:
+    """The service's automatic fits from ``records`` (its default with
+    ``SUGGESTED_FIRST_FIT_RECORDS``; 0: none)."""
+    return AutoFitPolicy(records) if records > 0 else None
+
+
+def add_autofit_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--autofit",
+        type=int,
+        default=0,
+        metavar="RECORDS",
+        help="fit the model as the service does by itself, first at RECORDS records "
+        f"(the service's default: {SUGGESTED_FIRST_FIT_RECORDS}) and at every doubling",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--by-evidence", action="store_true", help="recall and false merges per evidence kind"
     )
+    add_autofit_argument(parser)
     args = parser.parse_args(argv)
     if args.dataset == "febrl3":
         requests, truth = datasets.febrl3()
@@ -184,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         requests, truth = datasets.generated(args.persons, args.seed)
     model = fitted_model(requests) if args.em else None
-    result = run(requests, truth, model, args.by_evidence)
+    result = run(requests, truth, model, args.by_evidence, autofit_policy(args.autofit))
     table = result.pop("by_evidence", None)
     print(result)
     if table is not None:

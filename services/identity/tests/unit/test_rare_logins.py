@@ -15,11 +15,12 @@ from svod_identity.domain.model import IncomingRecord, RecordRef
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 MOSCOW = {"addresses": [{"city": "Москва"}]}
-# 300 mailboxes in shared logins: 148 logins at two providers, two of them these.
-LOGINS = {f"login{i:03d}": 2 for i in range(147)} | {
+# 300 mailboxes in shared logins: 148 logins at two providers, three of them these.
+LOGINS = {f"login{i:03d}": 2 for i in range(146)} | {
     "mariasmirnova1987": 2,
     "popovae": 5,
     "bogdanova": 2,
+    "maria1987": 2,
 }
 
 
@@ -68,6 +69,15 @@ def test_a_login_made_of_the_name_alone_goes_to_review() -> None:
     (first, second), resolver = _place(_model(), *_pair("bogdanov.a", first="Андрей"))
     assert first != second
     assert resolver.changes.reviews
+
+
+def test_a_login_of_the_given_name_and_a_year_goes_to_review() -> None:
+    """maria1987 at two providers: every Мария born in 1987 makes it, however few of them the
+    base holds so far (mariya_87 is another spelling of the same)."""
+    for login in ("maria1987", "mariya_87"):
+        (first, second), resolver = _place(_model(), *_pair(login))
+        assert first != second
+        assert resolver.changes.reviews
 
 
 def test_without_login_frequencies_the_pair_goes_to_review() -> None:

@@ -282,17 +282,31 @@ def _year_of_login(year: str, date: dt.date) -> bool:
 LOGIN_NAME_MIN_LENGTH = 4
 
 
-def _name_forms(x: RecordView) -> set[str]:
-    """The skeletons a login made from the record's names would hold: every written form of
-    the given name (Даша: dasha, daria, ...) and the surname's stem (Иванова: ivanov)."""
+def _given_name_forms(x: RecordView) -> set[str]:
+    """Every written form of the record's given name (Даша: dasha, daria, ...)."""
     forms: set[str] = set()
     if x.first is not None:
         forms.add(x.first.skeleton)
         for key in x.first.keys:
             forms |= name_table().spellings(key) | {key}
+    return forms
+
+
+def _name_forms(x: RecordView) -> set[str]:
+    """The skeletons a login made from the record's names would hold: every written form of
+    the given name (Даша: dasha, daria, ...) and the surname's stem (Иванова: ivanov)."""
+    forms = _given_name_forms(x)
     if x.last is not None:
         forms.add(x.last.stem)
     return {form for form in forms if len(form) >= LOGIN_NAME_MIN_LENGTH}
+
+
+def given_name_login(login: str, a: PersonRecord, b: PersonRecord) -> bool:
+    """Whether ``login`` is nothing but the given name of either record, with digits or
+    separators (``elena1968``, ``lena_68`` of an Елена): the login every namesake of that
+    given name born that year makes, however few of them a base holds so far."""
+    skeleton = latin_skeleton(login)
+    return any(skeleton in _given_name_forms(view(record)) for record in (a, b))
 
 
 def login_birth_year(a: PersonRecord, b: PersonRecord) -> bool | None:
