@@ -21,9 +21,12 @@ from svod_cli.suite import (
     prepare_database,
 )
 from svod_identity.domain.matching.autofit import (
+    AUTOMATIC_FIT_ACTOR,
     STARTING_MODEL_ACTOR,
     SUGGESTED_FIRST_FIT_RECORDS,
+    AutoFitPolicy,
 )
+from svod_identity.domain.matching.model import MatchModel
 from svod_runtime.config import SERVICES
 from svod_runtime.db import libpq_url
 
@@ -83,3 +86,43 @@ def settled_model(suite: ProcessSuite, db_url: str, timeout_s: float = 900.0) ->
         f"({model.created_by}) in {time.perf_counter() - started:.1f}s",
         flush=True,
     )
+
+
+JOB_ENDED = (
+    identity_pb2.RESOLUTION_JOB_STATE_SUCCEEDED,
+    identity_pb2.RESOLUTION_JOB_STATE_FAILED,
+)
+
+
+def settled_identity(
+    stub: identity_pb2_grpc.IdentityServiceStub,
+    records: int,
+    first_fit_at: int = SUGGESTED_FIRST_FIT_RECORDS,
+    timeout_s: float = 900.0,
+) -> float:
+    """Waits until identity, on a graph of ``records`` records streamed to it, has no
+    automatic fit due (``AutoFitPolicy``, fits first at ``first_fit_at``) and the
+    re-resolution its last fit queued, if any (``MatchModel.reresolution_job_id``), has ended:
+    the graph as a user reads it once identity is done with what it does by itself. Returns
+    the seconds waited."""
+    policy = AutoFitPolicy(first_fit_at)
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        model = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=30)
+        if model.created_by not in (STARTING_MODEL_ACTOR, AUTOMATIC_FIT_ACTOR):
+            break  # an operator's model: nothing automatic follows
+        if policy.due(records, MatchModel.from_json(model.model_json), model.created_by):
+            time.sleep(0.5)
+            continue
+        job_id = model.reresolution_job_id
+        if not job_id or _job_ended(stub, job_id):
+            break
+        time.sleep(0.5)
+    else:
+        raise TimeoutError(f"identity was not settled in {timeout_s:.0f} s")
+    return time.perf_counter() - started
+
+
+def _job_ended(stub: identity_pb2_grpc.IdentityServiceStub, job_id: str) -> bool:
+    job = stub.GetResolutionJob(identity_pb2.GetResolutionJobRequest(job_id=job_id), timeout=30)
+    return job.state in JOB_ENDED

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import grpc
 
+from benchmarks.harness import settled_identity
 from benchmarks.identity import datasets
 from benchmarks.identity.categories import breakdown, print_breakdown
 from benchmarks.identity.offline import pairwise
@@ -43,7 +44,7 @@ from svod_cli.suite import (
     free_ports,
     prepare_database,
 )
-from svod_identity.domain.matching.autofit import AUTOFIT_ENV
+from svod_identity.domain.matching.autofit import AUTOFIT_ENV, RERESOLVE_ENV
 from svod_runtime.config import SERVICES
 from svod_runtime.retries import retry_options
 
@@ -108,29 +109,60 @@ def measure(
                 timeout=60,
             )
         elapsed = load(stub, requests)
-        clusters: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        rules: dict[tuple[str, str], str] = {}
-        for row in stub.ExportRecordMapping(identity_pb2.ExportRecordMappingRequest(), timeout=600):
-            key = (row.record_ref.source, row.record_ref.message_id)
-            clusters[row.customer_id].append(key)
-            rules[key] = row.rule
+        as_loaded = pairwise(mapping(stub)[0], truth)
+        settling = settled_identity(stub, len(requests), **first_fit_at(env))
+        clusters, rules = mapping(stub)
         reviews = stub.ListReviewItems(
             identity_pb2.ListReviewItemsRequest(page_size=1000), timeout=60
         )
     result = pairwise(clusters, truth)
     result["review_items_first_page"] = len(reviews.items)
     result["resolve_seconds"] = round(elapsed, 1)
-    result["model"] = "em" if model_json else ("starting" if env else "starting, auto-fitted")
+    result["model"] = model_name(model_json, env)
+    # Identity may still fit its model and re-resolve the graph after the last record: the
+    # figures are those of the graph once it is done (``settled_identity``), beside those
+    # read as the last record was placed.
+    result["as_loaded"] = {k: as_loaded[k] for k in ("precision", "recall", "f1")}
+    result["settled_seconds"] = round(settling, 1)
     print(
         f"{name:<22} precision {result['precision']:.4f}  recall {result['recall']:.4f}  "
         f"F1 {result['f1']:.4f}  max persons/cluster {result['max_persons_per_cluster']}  "
         f"({result['records']} records, {result['persons']} persons, "
-        f"{result['customers']} customers, {elapsed:.1f}s, model {result['model']})",
+        f"{result['customers']} customers, {elapsed:.1f}s, model {result['model']}; "
+        f"as loaded F1 {as_loaded['f1']:.4f}, settled {settling:.1f}s later)",
         flush=True,
     )
     result["by_evidence"] = breakdown(requests, truth, clusters, rules)
     print_breakdown(name, result["by_evidence"])
     return result
+
+
+def mapping(
+    stub: identity_pb2_grpc.IdentityServiceStub,
+) -> tuple[dict[str, list[tuple[str, str]]], dict[tuple[str, str], str]]:
+    """Customers' records and each record's rule, as ExportRecordMapping gives them."""
+    clusters: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    rules: dict[tuple[str, str], str] = {}
+    for row in stub.ExportRecordMapping(identity_pb2.ExportRecordMappingRequest(), timeout=600):
+        key = (row.record_ref.source, row.record_ref.message_id)
+        clusters[row.customer_id].append(key)
+        rules[key] = row.rule
+    return clusters, rules
+
+
+def model_name(model_json: str, env: Mapping[str, str] | None) -> str:
+    if model_json:
+        return "em"
+    if env and env.get(AUTOFIT_ENV) == "0":
+        return "starting"
+    if env and env.get(RERESOLVE_ENV) == "0":
+        return "starting, auto-fitted, not re-resolved"
+    return "starting, auto-fitted"
+
+
+def first_fit_at(env: Mapping[str, str] | None) -> dict[str, int]:
+    """``settled_identity``'s first fit as ``env`` sets identity's (its default otherwise)."""
+    return {"first_fit_at": int(env[AUTOFIT_ENV])} if env and AUTOFIT_ENV in env else {}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,9 +187,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help=f"with --no-em: the starting model throughout ({AUTOFIT_ENV}=0)",
     )
+    parser.add_argument(
+        "--no-reresolve",
+        action="store_true",
+        help=f"with --no-em: automatic fits, but no re-resolution after them ({RERESOLVE_ENV}=0)",
+    )
     args = parser.parse_args(argv)
     em = not args.no_em
     env = {AUTOFIT_ENV: "0"} if args.no_autofit else {}
+    if args.no_reresolve:
+        env[RERESOLVE_ENV] = "0"
     admin, cluster = ensure_postgres(TOP)
     results: dict[str, dict] = {}
     try:

@@ -64,6 +64,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from svod.common.v1 import common_pb2
+from svod.identity.v1 import identity_pb2
 from svod.ingestion.v1 import ingestion_pb2, ingestion_pb2_grpc
 from svod_cli.common import (
     EXIT_OK,
@@ -78,6 +79,7 @@ from svod_cli.common import (
     report_rpc_error,
 )
 from svod_cli.fast_json import build
+from svod_cli.identity_bulk import automatic_reresolution, reresolution_json
 from svod_cli.import_mapping import ColumnMapping, delimiter_of, load_mapping, read_mapping_file
 from svod_cli.ingest import wait_delivered
 from svod_runtime.own_random import own_random
@@ -880,7 +882,11 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     if job is not None:
         result["import_id"] = checkpoint.import_id
         if args.wait:
-            job = _follow_job(job, args.timeout, args.progress or sys.stderr.isatty())
+            show = args.progress or sys.stderr.isatty()
+            job = _follow_job(job, args.timeout, show)
+            again = _reresolved_after(job, quiet=not show)
+            if again is not None:
+                result["reresolution"] = reresolution_json(again)
         result["import"] = job_json(job)
     delivery = None
     if args.wait and outcome.refs:
@@ -916,6 +922,13 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
             print(f"stopped after line {checkpoint.last_line:,} (--limit); run again to resume")
         if job is not None:
             print_job(result["import"], waited=args.wait)
+        if (again := result.get("reresolution")) is not None:
+            print(
+                f"identity re-resolved the graph with the model it fitted on the import: job "
+                f"{again['job_id']} {again['state']}, customers merged "
+                f"{again['customers_merged']:,}, split {again['customers_split']:,}"
+                + (f"; {again['error']}" if again["error"] else "")
+            )
         if delivery is not None:
             sample = " (a sample)" if result["followed_sample"] else ""
             print(
@@ -933,6 +946,8 @@ def cmd_import(args: argparse.Namespace) -> int:  # noqa: C901, PLR0912, PLR0915
     if job is not None and args.wait:
         shown = result["import"]
         problems = problems or shown["state"] != "succeeded" or shown["failed"] or shown["pending"]
+        again = result.get("reresolution")
+        problems = problems or (again is not None and again["state"] != "succeeded")
     return EXIT_REFUSED if problems else EXIT_OK
 
 
@@ -1051,6 +1066,17 @@ def _follow_job(job: ImportJob, timeout_s: float, show: bool) -> ImportJob:
     if show and shown:
         sys.stderr.write("\n")
     return job
+
+
+def _reresolved_after(job: ImportJob, quiet: bool) -> identity_pb2.ResolutionJob | None:
+    """Identity's re-resolution of the graph after a customer import whose fits changed the
+    match model (``MatchModel.reresolution_job_id``), followed to its end: the import is
+    done when the graph is."""
+    if not isinstance(job, ingestion_pb2.CustomerImport) or job.state not in _DONE:
+        return None
+    if not job.HasField("commit_time"):
+        return None
+    return automatic_reresolution(job.commit_time.ToDatetime(), quiet)
 
 
 def _seconds(job: ImportJob) -> float | None:

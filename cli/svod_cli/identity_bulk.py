@@ -13,6 +13,7 @@ The command waits for the job and shows its progress, then its report.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
 
@@ -91,6 +92,34 @@ def wait(job: identity_pb2.ResolutionJob, quiet: bool) -> identity_pb2.Resolutio
             print(line, file=sys.stderr)
             last = line
     return job
+
+
+def automatic_reresolution(since: dt.datetime, quiet: bool) -> identity_pb2.ResolutionJob | None:
+    """The re-resolution identity queued since ``since`` with a model it fitted by itself (an
+    import's fits changed the model: ``MatchModel.reresolution_job_id``), followed to its end;
+    None if there is none."""
+    model = call("identity", Stub, "GetMatchModel", identity_pb2.GetMatchModelRequest())
+    if not model.reresolution_job_id:
+        return None
+    job = call(
+        "identity",
+        Stub,
+        "GetResolutionJob",
+        identity_pb2.GetResolutionJobRequest(job_id=model.reresolution_job_id),
+    )
+    if job.create_time.ToDatetime() < since:
+        return None
+    return wait(job, quiet)
+
+
+def reresolution_json(job: identity_pb2.ResolutionJob) -> dict[str, object]:
+    return {
+        "job_id": job.job_id,
+        "state": enum_text(job.state, identity_pb2.ResolutionJobState, "RESOLUTION_JOB_STATE_"),
+        "customers_merged": job.changes.would_merge_count,
+        "customers_split": job.changes.would_split_count,
+        "error": job.error,
+    }
 
 
 @refusals_reported

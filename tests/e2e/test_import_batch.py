@@ -303,3 +303,29 @@ def test_ingestion_killed_during_the_job_finishes_the_import_after_restart(
     assert 0 < len(partition(customers)) - done.customers_created <= 5 or (
         done.customers_created == len(partition(customers))
     )
+
+
+def test_an_import_whose_fits_changed_the_model_is_followed_by_identitys_reresolution(
+    postgres_admin_url: str, tmp_path: Path
+) -> None:
+    """On a fresh install identity fits its model during the import (from 500 records here,
+    and at every doubling): the windows before a fit were placed with the model it replaced,
+    so identity re-resolves the graph after the import, and `svod import --wait` follows that
+    job to its end and reports it."""
+    env = {**ENV, "SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS": "500"}
+    with process_suite(postgres_admin_url, env, prefix="svod_impr") as suite:
+        rows = generated(1_000, "crm-refit", seed=24)
+        path = write_jsonl(tmp_path / "refit.jsonl", rows)
+        result = svod_import(suite, path, "--wait", "--checkpoint", tmp_path / "r.json")
+        assert result["import"]["state"] == "succeeded", result
+        again = result["reresolution"]
+        assert again["state"] == "succeeded", again
+        with grpc.insecure_channel(suite.target("identity")) as channel:
+            identity = identity_pb2_grpc.IdentityServiceStub(channel)
+            model = identity.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
+            assert model.created_by == "svod-identity:auto-fit"
+            assert model.reresolution_job_id == again["job_id"]
+            job = identity.GetResolutionJob(
+                identity_pb2.GetResolutionJobRequest(job_id=again["job_id"]), timeout=10
+            )
+            assert job.records_total == len(rows)

@@ -19,7 +19,13 @@ from svod.identity.v1 import identity_pb2, identity_pb2_grpc
 from svod_cli.suite import InProcessSuite
 from svod_identity.adapters.storage import IdentityStore
 from svod_identity.domain.identifiers import IdentifierKey
-from svod_identity.domain.matching.autofit import AUTOFIT_ENV, AUTOMATIC_FIT_ACTOR, AutoFitPolicy
+from svod_identity.domain.matching.autofit import (
+    AUTOFIT_ENV,
+    AUTOMATIC_FIT_ACTOR,
+    RERESOLVE_ENV,
+    AutoFitPolicy,
+    reresolution_job_id,
+)
 from svod_identity.domain.matching.model import starting_model
 from svod_identity.domain.model import IncomingRecord, RecordRef
 from svod_identity.service_layer import autofit, use_cases
@@ -117,16 +123,80 @@ def test_a_service_told_to_fits_its_model_by_itself_as_records_arrive(
             before = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
             assert (before.version, before.created_by) == (0, "default")
             stub.ResolveBatch(iter(api_requests(records(0, 50))), timeout=60)
-            deadline = time.monotonic() + 20
-            while True:
-                now = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
-                if now.created_by == AUTOMATIC_FIT_ACTOR or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
+            now = fitted_model(stub)
             assert (now.version, now.created_by) == (1, AUTOMATIC_FIT_ACTOR)
             assert json.loads(now.model_json)["fitted_records"] == 50
+            # 25 pairs of one person are too few matches for the fit to stand: the starting
+            # model is kept, and nothing is placed again.
+            assert now.reresolution_job_id == ""
+            assert no_job(stub, reresolution_job_id(now.version))
     finally:
         suite.stop()
+
+
+@pytest.mark.parametrize(("bound", "reresolved"), [("1000", True), ("999", False)])
+def test_a_fit_that_changed_the_model_places_the_graph_again_while_it_is_small(
+    scratch_databases: Callable[[str], dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    bound: str,
+    reresolved: bool,
+) -> None:
+    """1,000 records streamed (500 persons) make a fit at 1,000 that stands: the records
+    placed with the starting model are re-resolved with it by a ReresolveAll job of identity's
+    own, named after the model's version - not where the graph is over the bound."""
+    url = scratch_databases(f"autofit_again_{bound}")["identity"]
+    monkeypatch.setattr(autofit, "CHECK_EVERY_S", 0.2)
+    env = {AUTOFIT_ENV: "1000", RERESOLVE_ENV: bound}
+    suite = InProcessSuite(url, services=("identity",), extra_env=env).start()
+    try:
+        with grpc.insecure_channel(suite.target("identity")) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            stub.ResolveBatch(iter(api_requests(records(0, 1_000))), timeout=120)
+            now = fitted_model(stub)
+            fitted = json.loads(now.model_json)
+            assert fitted["fitted_records"] == 1_000 and fitted["trained_pairs"] > 0
+            job_id = reresolution_job_id(now.version)
+            if not reresolved:
+                assert now.reresolution_job_id == ""
+                assert no_job(stub, job_id)
+                return
+            assert now.reresolution_job_id == job_id
+            job = finished(stub, job_id)
+            assert job.kind == identity_pb2.RESOLUTION_JOB_KIND_RERESOLVE
+            assert (job.state, job.dry_run, job.actor) == (SUCCEEDED, False, AUTOMATIC_FIT_ACTOR)
+            assert job.records_total == 1_000
+    finally:
+        suite.stop()
+
+
+def no_job(stub: identity_pb2_grpc.IdentityServiceStub, job_id: str) -> bool:
+    try:
+        stub.GetResolutionJob(identity_pb2.GetResolutionJobRequest(job_id=job_id), timeout=10)
+    except grpc.RpcError as error:
+        return error.code() == grpc.StatusCode.NOT_FOUND
+    return False
+
+
+def fitted_model(stub: identity_pb2_grpc.IdentityServiceStub) -> identity_pb2.MatchModel:
+    """The model in force once identity has fitted one by itself (20 s at most)."""
+    deadline = time.monotonic() + 20
+    while True:
+        now = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=10)
+        if now.created_by == AUTOMATIC_FIT_ACTOR or time.monotonic() > deadline:
+            return now
+        time.sleep(0.2)
+
+
+def finished(
+    stub: identity_pb2_grpc.IdentityServiceStub, job_id: str
+) -> identity_pb2.ResolutionJob:
+    """Job ``job_id`` once it has ended (120 s at most)."""
+    deadline = time.monotonic() + 120
+    while True:
+        job = stub.GetResolutionJob(identity_pb2.GetResolutionJobRequest(job_id=job_id))
+        if job.state in (SUCCEEDED, FAILED) or time.monotonic() > deadline:
+            return job
+        time.sleep(0.2)
 
 
 def api_requests(made: list[IncomingRecord]) -> list[identity_pb2.ResolveRequest]:
@@ -163,6 +233,10 @@ def test_an_import_fits_the_model_where_the_same_records_streamed_would(
             assert (now.version, now.created_by) == (1, AUTOMATIC_FIT_ACTOR)
             fitted = json.loads(now.model_json)
             assert fitted["fitted_records"] == 1_000 and fitted["trained_pairs"] > 0
+            # Queued with the import's writes: its first windows were placed with the
+            # starting model.
+            again = finished(stub, reresolution_job_id(now.version))
+            assert (again.state, again.records_total) == (SUCCEEDED, 1_000)
 
             operators = stub.RefitMatchModel(
                 identity_pb2.RefitMatchModelRequest(actor="analyst"), timeout=60
@@ -217,9 +291,4 @@ def imported(
     )
     list(stub.StageImportRecords(batches, timeout=60))
     stub.CommitImport(identity_pb2.CommitImportRequest(import_id=import_id), timeout=30)
-    deadline = time.monotonic() + 120
-    while True:
-        job = stub.GetResolutionJob(identity_pb2.GetResolutionJobRequest(job_id=import_id))
-        if job.state in (SUCCEEDED, FAILED) or time.monotonic() > deadline:
-            return job
-        time.sleep(0.2)
+    return finished(stub, import_id)

@@ -560,6 +560,9 @@ class FakeSettings:
     async def lock_models(self) -> None:
         _refused()
 
+    async def queue_reresolution(self, job_id: str, actor: str, reason: str) -> None:
+        _refused()
+
 
 class FakeStateLoader:
     async def load_state(

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from svod_identity.adapters.bulk_storage import dumps, release_merges
+from svod_identity.adapters.job_queue import queue_reresolve
 from svod_identity.domain.identifiers import IdentifierKey
 from svod_identity.domain.jobs import (
     MAX_ATTEMPTS,
@@ -140,14 +141,7 @@ class JobStore:
     async def request_reresolve(self, job_id: str, dry_run: bool, actor: str, reason: str) -> Job:
         """Queues a re-resolution named ``job_id``, or returns the job of that name."""
         async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO resolution_jobs (job_id, kind, state, dry_run, actor, reason, "
-                    "queued_at) VALUES (:j, 'reresolve', 'queued', :d, :a, :r, now()) "
-                    "ON CONFLICT (job_id) DO NOTHING"
-                ),
-                {"j": job_id, "d": dry_run, "a": actor, "r": reason},
-            )
+            await queue_reresolve(conn, job_id, dry_run, actor, reason)
             row = (
                 await conn.execute(
                     text(f"SELECT {_JOB_COLUMNS} FROM resolution_jobs WHERE job_id = :j"),

@@ -9,6 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from svod_identity.adapters.encoding import to_json
+from svod_identity.adapters.job_queue import queue_reresolve
 
 
 class RulesAndModels:
@@ -45,6 +46,9 @@ class RulesAndModels:
         await self.conn.execute(
             text("SELECT pg_advisory_xact_lock(hashtextextended('match_models', 0))")
         )
+
+    async def queue_reresolution(self, job_id: str, actor: str, reason: str) -> None:
+        await queue_reresolve(self.conn, job_id, False, actor, reason)
 
     async def current_model(self) -> tuple[int, dict[str, Any], int, dt.datetime, str] | None:
         row = (

@@ -21,7 +21,9 @@ from svod_identity.adapters.quality_client import QualityReporter
 from svod_identity.adapters.storage import IdentityStore
 from svod_identity.domain.matching.autofit import (
     AUTOFIT_ENV,
+    RERESOLVE_ENV,
     SUGGESTED_FIRST_FIT_RECORDS,
+    SUGGESTED_RERESOLVE_UP_TO_RECORDS,
     AutoFitPolicy,
 )
 from svod_identity.entrypoints.grpc_servicer import IdentityServicer
@@ -51,6 +53,22 @@ class IdentitySettings(SettingsModel):
         "itself (again at every doubling; an import's too) while no operator's model is in "
         "force; 0: never (domain/matching/autofit.py).",
     )
+    model_autofit_reresolve_records: int = Field(
+        SUGGESTED_RERESOLVE_UP_TO_RECORDS,
+        ge=0,
+        validation_alias=RERESOLVE_ENV,
+        description="The largest graph (records) identity re-resolves by itself after an "
+        "automatic fit that changed the model, so the records placed before the fit are placed "
+        "as the fitted model places them (a ReresolveAll job named auto-fit-v<version>); 0: "
+        "never (domain/matching/autofit.py).",
+    )
+
+    @property
+    def autofit_policy(self) -> AutoFitPolicy:
+        return AutoFitPolicy(
+            self.model_autofit_records,
+            reresolve_up_to_records=self.model_autofit_reresolve_records,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IdentitySettings:
@@ -91,14 +109,17 @@ async def create_app(
         jobs,
         config.database_url,
         on_announced=relay.wake,
-        worker_env={AUTOFIT_ENV: str(settings.model_autofit_records)},
+        worker_env={
+            AUTOFIT_ENV: str(settings.model_autofit_records),
+            RERESOLVE_ENV: str(settings.model_autofit_reresolve_records),
+        },
     )
     metrics = IdentityMetrics(
         telemetry.metrics, IdentityGaugeQueries(engine), telemetry.metrics.slow_poll_s
     )
     service = IdentityService(IdentityStore(engine), on_commit=relay.wake)
     servicer = IdentityServicer(service, BulkJobs(jobs, runner), metrics)
-    autofit = ModelAutoFit(service, AutoFitPolicy(settings.model_autofit_records))
+    autofit = ModelAutoFit(service, settings.autofit_policy)
 
     async def close() -> None:
         await profile.close()

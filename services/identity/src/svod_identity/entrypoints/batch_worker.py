@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from svod_identity.domain.matching.autofit import AUTOFIT_ENV, AutoFitPolicy
+from svod_identity.domain.matching.autofit import AUTOFIT_ENV, RERESOLVE_ENV, AutoFitPolicy
 from svod_identity.service_layer.batch_job import DEFAULT_WINDOW, WINDOW_ENV, run_job
 from svod_identity.service_layer.bulk import WORKER_DATABASE_ENV
 from svod_runtime.logs import setup_logging
@@ -42,6 +42,13 @@ class WorkerSettings(SettingsModel):
         description="The identity service's own setting, which started us: an import fits "
         "the match model where records streamed would (service_layer/import_fits.py).",
     )
+    model_autofit_reresolve_records: int = Field(
+        0,
+        ge=0,
+        validation_alias=RERESOLVE_ENV,
+        description="The identity service's own setting: an import whose fits changed the "
+        "model queues a re-resolution of a graph this small (domain/matching/autofit.py).",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         int(args[0]),
         int(args[1]),
         window=settings.window,
-        autofit=AutoFitPolicy(settings.model_autofit_records),
+        autofit=AutoFitPolicy(
+            settings.model_autofit_records,
+            reresolve_up_to_records=settings.model_autofit_reresolve_records,
+        ),
     )
     return asyncio.run(job)
 

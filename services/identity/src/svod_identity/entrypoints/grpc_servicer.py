@@ -757,7 +757,10 @@ class IdentityServicer(DeadLetterRpcs, identity_pb2_grpc.IdentityServiceServicer
     async def GetMatchModel(
         self, request: identity_pb2.GetMatchModelRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.MatchModel:
-        return model_proto(await self.service.get_model())
+        info = await self.service.get_model()
+        model = model_proto(info)
+        model.reresolution_job_id = await self.bulk.automatic_reresolution(info)
+        return model
 
     async def RefitMatchModel(
         self, request: identity_pb2.RefitMatchModelRequest, context: grpc.aio.ServicerContext

@@ -29,10 +29,12 @@ from svod_identity.domain.jobs import (
     new_preview_id,
     new_reresolve_id,
 )
+from svod_identity.domain.matching.autofit import AUTOMATIC_FIT_ACTOR, reresolution_job_id
 from svod_identity.domain.model import IncomingRecord
 from svod_identity.domain.records import RawRecord, build_record
 from svod_identity.domain.rules import rules_from_dict
 from svod_identity.service_layer.ports import JobRepository
+from svod_identity.service_layer.use_cases import ModelInfo
 from svod_runtime.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -149,6 +151,14 @@ class BulkJobs:
         if self.runner is not None:
             self.runner.wake()
         return job
+
+    async def automatic_reresolution(self, model: ModelInfo) -> str:
+        """The re-resolution identity queued with ``model``, its own fit
+        (``AutoFitPolicy.reresolves``); "" where there is none."""
+        if model.created_by != AUTOMATIC_FIT_ACTOR:
+            return ""
+        job = await self.store.job(reresolution_job_id(model.version))
+        return job.job_id if job is not None else ""
 
     async def preview(self, body: dict[str, Any]) -> dict[str, Any]:
         """PreviewRules: a dry-run re-resolution under the candidate rules ``body``, run by

@@ -70,6 +70,10 @@ class ImportFits:
 
     async def store(self, unit: IdentityUnit) -> None:
         """The latest fit stored as the model in force, in the job's transaction - unless a
-        model was stored since the job started (an operator's comes first)."""
+        model was stored since the job started (an operator's comes first) - with a
+        re-resolution queued where a fit changed the model (``AutoFitPolicy.reresolves``):
+        the first windows were placed with the model the job started with, as records streamed
+        before a fit are."""
         if self.fitted is not None:
-            await store_automatic_fit(unit, self.fitted, self.started_with.version)
+            reresolve = self.policy.reresolves(self.fitted, self.started_with.model)
+            await store_automatic_fit(unit, self.fitted, self.started_with.version, reresolve)

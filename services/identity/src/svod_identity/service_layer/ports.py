@@ -239,6 +239,10 @@ class RulesAndModels(Protocol):
         """Serialises model writes (and an automatic fit's check of the version in force
         before its write) until the transaction ends."""
 
+    async def queue_reresolution(self, job_id: str, actor: str, reason: str) -> None:
+        """Queues a re-resolution of the graph (ReresolveAll's job) named ``job_id``, in this
+        transaction; nothing if that job exists."""
+
 
 class Announcements(Protocol):
     """Outbox messages, written in the transaction of the change they announce."""

@@ -44,6 +44,7 @@ from svod_identity.domain.matching.autofit import (
     STARTING_MODEL_ACTOR,
     AutoFitPolicy,
     looked_at,
+    reresolution_job_id,
 )
 from svod_identity.domain.matching.compare import compare_records
 from svod_identity.domain.matching.em import estimate_model
@@ -167,18 +168,27 @@ async def auto_fitted(
 
 
 async def store_automatic_fit(
-    unit: IdentityUnit, model: MatchModel, fitted_over: int
+    unit: IdentityUnit, model: MatchModel, fitted_over: int, reresolve: bool = False
 ) -> tuple[int, dt.datetime] | None:
     """Stores ``model`` as identity's own fit (version and time), unless the model in force is
     no longer version ``fitted_over``, the one it was fitted over: an operator's model, or
-    another replica's fit, came first. Locked, so no operator's model lands in between."""
+    another replica's fit, came first. Locked, so no operator's model lands in between.
+    ``reresolve`` (``AutoFitPolicy.reresolves``): queues a re-resolution of the graph in the
+    same transaction (``autofit.reresolution_job_id``), so a fit stored is never without it."""
     await unit.settings.lock_models()
     stored = await unit.settings.current_model()
     if (stored[0] if stored is not None else 0) != fitted_over:
         return None
-    return await unit.settings.store_model(
+    version, at = await unit.settings.store_model(
         model.to_dict(), model.trained_pairs, AUTOMATIC_FIT_ACTOR
     )
+    if reresolve:
+        await unit.settings.queue_reresolution(
+            reresolution_job_id(version),
+            AUTOMATIC_FIT_ACTOR,
+            f"match model {version} fitted automatically at {model.fitted_records} records",
+        )
+    return version, at
 
 
 @dataclass(frozen=True)
@@ -393,8 +403,9 @@ class IdentityService:
         async with self.store.transaction() as tx:
             inputs = await fit_inputs(tx, records)
         model = await auto_fitted(inputs, records, current.model, policy)
+        reresolve = policy.reresolves(model, current.model)
         async with self.store.transaction() as tx:
-            stored = await store_automatic_fit(tx, model, current.version)
+            stored = await store_automatic_fit(tx, model, current.version, reresolve)
         if stored is None:
             return AutoFitLook(None, None)
         version, at = stored

@@ -14,6 +14,7 @@ from svod_identity.domain.matching.autofit import (
     AUTOMATIC_FIT_ACTOR,
     STARTING_MODEL_ACTOR,
     AutoFitPolicy,
+    looked_at,
 )
 from svod_identity.domain.matching.model import MatchModel, default_model
 from svod_identity.service_layer import autofit
@@ -46,6 +47,19 @@ def test_an_operators_model_is_never_replaced() -> None:
     for model in (fitted_at(100), default_model()):
         assert not POLICY.may_replace("analyst@shop")
         assert not POLICY.due(10_000_000, model, "analyst@shop")
+
+
+def test_a_fit_that_changed_the_model_of_a_small_graph_calls_for_a_reresolution() -> None:
+    """Records placed before a fit were placed with the model it replaced: while the graph is
+    small, the fitted model places them again. Not for a fit that kept the model (a graph of
+    distinct people), nor for a graph over the bound, nor with the bound at 0."""
+    policy = AutoFitPolicy(first_at_records=2_000, reresolve_up_to_records=50_000)
+    starting = default_model()
+    fitted = replace(fitted_at(4_000), m={**starting.m, "phone": {"agree": 0.5}})
+    assert policy.reresolves(fitted, starting)
+    assert not policy.reresolves(looked_at(starting, 4_000), starting)
+    assert not policy.reresolves(replace(fitted, fitted_records=50_001), starting)
+    assert not POLICY.reresolves(fitted, starting)  # the bound defaults to 0: none
 
 
 def test_zero_records_turns_automatic_fits_off() -> None:
