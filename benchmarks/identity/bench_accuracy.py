@@ -44,7 +44,7 @@ from svod_cli.suite import (
     free_ports,
     prepare_database,
 )
-from svod_identity.domain.matching.autofit import AUTOFIT_ENV, RERESOLVE_ENV
+from svod_identity.domain.matching.autofit import AUTOFIT_ENV, RERESOLVE_ENV, reresolution_job_id
 from svod_runtime.config import SERVICES
 from svod_runtime.retries import retry_options
 
@@ -111,6 +111,7 @@ def measure(
         elapsed = load(stub, requests)
         as_loaded = pairwise(mapping(stub)[0], truth)
         settling = settled_identity(stub, len(requests), **first_fit_at(env))
+        reresolutions = automatic_reresolutions(stub)
         clusters, rules = mapping(stub)
         reviews = stub.ListReviewItems(
             identity_pb2.ListReviewItemsRequest(page_size=1000), timeout=60
@@ -124,6 +125,13 @@ def measure(
     # read as the last record was placed.
     result["as_loaded"] = {k: as_loaded[k] for k in ("precision", "recall", "f1")}
     result["settled_seconds"] = round(settling, 1)
+    result["reresolutions"] = reresolutions
+    for job in reresolutions:
+        print(
+            f"  identity re-resolved {job['records']:,} records after its fit "
+            f"({job['job_id']}) in {job['seconds']:.1f}s",
+            flush=True,
+        )
     print(
         f"{name:<22} precision {result['precision']:.4f}  recall {result['recall']:.4f}  "
         f"F1 {result['f1']:.4f}  max persons/cluster {result['max_persons_per_cluster']}  "
@@ -148,6 +156,27 @@ def mapping(
         clusters[row.customer_id].append(key)
         rules[key] = row.rule
     return clusters, rules
+
+
+def automatic_reresolutions(stub: identity_pb2_grpc.IdentityServiceStub) -> list[dict]:
+    """Identity's own re-resolution jobs so far (one per automatic fit that changed the model,
+    named after the model's version: ``MatchModel.reresolution_job_id``): the records each
+    placed again and its seconds from start to finish."""
+    model = stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=30)
+    jobs = []
+    for version in range(1, model.version + 1):
+        job_id = reresolution_job_id(version)
+        try:
+            job = stub.GetResolutionJob(
+                identity_pb2.GetResolutionJobRequest(job_id=job_id), timeout=30
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                continue
+            raise
+        seconds = (job.finish_time.ToDatetime() - job.start_time.ToDatetime()).total_seconds()
+        jobs.append({"job_id": job_id, "records": job.records_total, "seconds": seconds})
+    return jobs
 
 
 def model_name(model_json: str, env: Mapping[str, str] | None) -> str:
