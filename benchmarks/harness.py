@@ -99,12 +99,12 @@ def settled_identity(
     records: int,
     first_fit_at: int = SUGGESTED_FIRST_FIT_RECORDS,
     timeout_s: float = 900.0,
-) -> float:
+) -> tuple[float, identity_pb2.MatchModel]:
     """Waits until identity, on a graph of ``records`` records streamed to it, has no
     automatic fit due (``AutoFitPolicy``, fits first at ``first_fit_at``) and the
     re-resolution its last fit queued, if any (``MatchModel.reresolution_job_id``), has ended:
     the graph as a user reads it once identity is done with what it does by itself. Returns
-    the seconds waited."""
+    the seconds waited and the model in force then."""
     policy = AutoFitPolicy(first_fit_at)
     started = time.perf_counter()
     while time.perf_counter() - started < timeout_s:
@@ -120,7 +120,7 @@ def settled_identity(
         time.sleep(0.5)
     else:
         raise TimeoutError(f"identity was not settled in {timeout_s:.0f} s")
-    return time.perf_counter() - started
+    return time.perf_counter() - started, model
 
 
 def _job_ended(stub: identity_pb2_grpc.IdentityServiceStub, job_id: str) -> bool:

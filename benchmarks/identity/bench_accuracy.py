@@ -110,7 +110,7 @@ def measure(
             )
         elapsed = load(stub, requests)
         as_loaded = pairwise(mapping(stub)[0], truth)
-        settling = settled_identity(stub, len(requests), **first_fit_at(env))
+        settling, _ = settled_identity(stub, len(requests), **first_fit_at(env))
         reresolutions = automatic_reresolutions(stub)
         clusters, rules = mapping(stub)
         reviews = stub.ListReviewItems(

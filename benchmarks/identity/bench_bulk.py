@@ -228,8 +228,8 @@ def batch_import(
     # Where the import's fits changed the model of a small graph, identity re-resolves it
     # after the import (``MatchModel.reresolution_job_id``): the partition compared is the
     # graph once that is done, as online's is.
-    settling_s = settled_identity(stub, len(requests))
-    if stub.GetMatchModel(identity_pb2.GetMatchModelRequest(), timeout=60).reresolution_job_id:
+    settling_s, model = settled_identity(stub, len(requests))
+    if model.reresolution_job_id:
         placed = export_mapping(stub)
     return placed, {
         "records": len(requests),

@@ -10,7 +10,9 @@ goes through the public API:
         --autofit 2000
 
 ``--autofit`` places the records as a service that nobody refits does: with the starting model,
-fitting it by itself at 2,000 records and at every doubling (``AutoFitPolicy``).
+fitting it by itself at 2,000 records and at every doubling (``AutoFitPolicy``); the
+re-resolution the service runs after a fit of a small graph is not simulated (the graph it
+leaves is the whole set placed with the last fit's model).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def resolve_in_order(
     """Places ``incoming`` in order; with ``autofit``, refitting the model as the service does
     by itself (``AutoFitPolicy``) each time the records placed reach the next fit's size: EM
     over all candidate pairs of the records placed so far (the service samples up to
-    ``use_cases.AUTOFIT_PAIRS`` of them) and their term frequencies, kept where it stands."""
+    ``use_cases.AUTOFIT_PAIRS`` of them) and their term frequencies, the new model only where it stands."""
     placed: list[Placement] = []
     for record in incoming:
         if autofit is not None and len(placed) >= autofit.next_fit_at(resolver.model):
