@@ -74,7 +74,8 @@ def resolve_in_order(
     """Places ``incoming`` in order; with ``autofit``, refitting the model as the service does
     by itself (``AutoFitPolicy``) each time the records placed reach the next fit's size: EM
     over all candidate pairs of the records placed so far (the service samples up to
-    ``use_cases.AUTOFIT_PAIRS`` of them) and their term frequencies, the new model only where it stands."""
+    ``use_cases.AUTOFIT_PAIRS`` of them) and their term frequencies; the new model only where
+    it stands."""
     placed: list[Placement] = []
     for record in incoming:
         if autofit is not None and len(placed) >= autofit.next_fit_at(resolver.model):
