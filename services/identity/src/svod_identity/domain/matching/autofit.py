@@ -76,13 +76,17 @@ AUTOFIT_ENV = "SVOD_IDENTITY_MODEL_AUTOFIT_RECORDS"
 # first 5,000 records have no duplicates: the fit at 8,000 is the first that stands),
 # generator 101 0.9721 -> 0.9726, households 303 0.9492 -> 0.9497, households at 20,000
 # persons 5353 / 6464 0.9413 / 0.9412 -> 0.9419 / 0.9418; through the API
-# (``bench_accuracy --no-em``) FEBRL3 / FEBRL4 0.9526 / 0.9242 -> 0.9932 / 0.9907. Up to 50,000
-# records: the job places the whole graph again, and a second time while it holds the graph's
-# writers out when records came meanwhile (as records stream): households 5353's 46,456
-# records streamed (``bench_accuracy``) were re-resolved at 10,000, 16,000, 22,811 and 45,734
-# records in 4.0, 6.7, 10.2 and 23.0 s, and streaming them took 98-110 s against 65 s without;
-# beyond, most records have been placed with fitted models already.
-SUGGESTED_RERESOLVE_UP_TO_RECORDS = 50_000
+# (``bench_accuracy --no-em``) FEBRL3 / FEBRL4 0.9526 / 0.9242 -> 0.9932 / 0.9907. The job
+# places the whole graph again, and a second time while it holds the graph's writers out when
+# records came meanwhile (as records stream): households 5353's 46,456 records streamed
+# (``bench_accuracy``) were re-resolved at 10,000, 16,000, 22,811 and 45,734 records in 4.0,
+# 6.7, 10.2 and 23.0 s, and streaming them took 98-110 s against 65 s without. Up to 20,000
+# records: at 50,000 the pipeline's 10-minute soak (20,000 customers loaded, then 100
+# identify calls/s; ``benchmarks/pipeline``) re-resolved at its fit at 40,000 records, and
+# identity with its batch worker took 764 MiB at most (475 without), the lag 8.9 s (1.7),
+# an identify call's p99 from accept to the profile 7.8 s (1.2). Beyond the first fits most
+# records have been placed with fitted models already.
+SUGGESTED_RERESOLVE_UP_TO_RECORDS = 20_000
 RERESOLVE_ENV = "SVOD_IDENTITY_MODEL_AUTOFIT_RERESOLVE_RECORDS"
 
 
